@@ -1,0 +1,57 @@
+# tinyopt: every target works on a fresh clone (it creates .venv and fetches the data itself).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+PYTHON    ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+DATA_MIRROR ?= $(if $(wildcard ../shared/data),../shared/data,)
+export DATA_MIRROR
+# Executed notebooks and their tables/figures.
+RESULTS   ?= results
+PAPERMILL := $(VENV)/bin/papermill --log-level WARNING --no-progress-bar
+DATASETS  ?= fashion_mnist mnist
+PYTEST_ARGS ?=
+
+.PHONY: help setup data test reproduce lab baseline clean-venv
+
+help:
+	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
+	@echo "make test        run the test suite"
+	@echo "make setup       create $(VENV) and install tinyopt[dev] (quick when already done)"
+	@echo "make data        fetch and verify MNIST and Fashion-MNIST into data/"
+	@echo "make lab         start JupyterLab on notebooks/"
+
+# The stamp is rebuilt only when pyproject.toml changes, so `make setup` is quick when done.
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: no python3 found; install Python 3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 13) else 1)' \
+	  || { echo "error: $(PYTHON) is not Python 3.11 or 3.12; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+data: setup
+	$(PY) -m tinyopt.data fetch
+
+test: setup data
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+baseline: setup data
+	@for ds in $(DATASETS); do \
+	  echo "== 00_baseline: $$ds"; \
+	  $(PAPERMILL) notebooks/00_baseline.ipynb $(RESULTS)/baseline/00_baseline_$$ds.ipynb \
+	    -p dataset $$ds -p out_dir $(RESULTS)/baseline || exit 1; \
+	done
+
+reproduce: baseline
+	@echo "reproduce: done; tables and figures are in $(RESULTS)/"
+
+lab: setup data
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+clean-venv:
+	rm -rf $(VENV)

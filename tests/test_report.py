@@ -1,0 +1,36 @@
+import os
+import threading
+
+import pandas as pd
+
+from tinyopt import report
+
+
+def test_write_and_append(tmp_path):
+    p = tmp_path / "t.csv"
+    report.write_csv([{"a": 1}], p)
+    report.append_csv({"a": 2, "b": "x"}, p)
+    df = pd.read_csv(p)
+    assert df["a"].tolist() == [1, 2] and df["b"].isna().tolist() == [True, False]
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
+
+
+def test_parallel_appends_keep_every_row(tmp_path):
+    p = tmp_path / "t.csv"
+    threads = [threading.Thread(target=report.append_csv, args=({"i": i}, p)) for i in range(20)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(pd.read_csv(p)["i"]) == list(range(20))
+
+
+def test_failed_write_leaves_old_file(tmp_path):
+    p = tmp_path / "t.csv"
+    report.write_csv([{"a": 1}], p)
+    try:
+        with report.atomic_path(p) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    except RuntimeError:
+        pass
+    assert pd.read_csv(p)["a"].tolist() == [1]
+    assert len(os.listdir(tmp_path)) == 2  # the csv and its lock file

@@ -1,0 +1,52 @@
+"""tinyopt: squeeze neural networks onto microcontrollers.
+
+The flow, one module per step::
+
+    data -> models -> transforms (prune, qat, decompose, graph) -> convert
+         -> simulator / C export -> measure -> report
+
+Importing ``tinyopt`` prepares the TensorFlow environment *before* TensorFlow is imported:
+
+- ``TF_USE_LEGACY_KERAS=1``: tfmot works only with Keras 2 (``tf_keras``); every tinyopt model is
+  built with ``tf_keras``.
+- ``TF_CPP_MIN_LOG_LEVEL=2``: TensorFlow's C++ INFO/WARNING chatter is silenced, unless the user set
+  the variable already.
+
+TensorFlow itself is imported lazily by the submodules that need it, so ``import tinyopt`` is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__version__ = "0.1.0"
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _check_keras_2() -> None:
+    """Raise ImportError if TensorFlow was imported earlier with Keras 3 behind ``tf.keras``.
+
+    When TensorFlow is already imported, ``tf.keras`` may have been resolved to Keras 3 before the
+    variable above was set; tfmot then fails later with obscure errors, so we stop here instead.
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return
+    try:
+        # tf.keras is a lazy module; resolving it tells which Keras it is bound to.
+        module = str(tf.keras.__name__)
+    except Exception as exc:  # tf.keras could not even be resolved: same remedy
+        module = f"unresolvable ({type(exc).__name__}: {exc})"
+    if not module.startswith("tf_keras"):
+        raise ImportError(
+            "tinyopt needs Keras 2 (tf_keras) behind tf.keras, but TensorFlow was imported before "
+            f"tinyopt with {module} (Keras 3) active. Fix: `import tinyopt` before "
+            "`import tensorflow`, or set TF_USE_LEGACY_KERAS=1 in the environment before "
+            "starting Python (and `pip install tf-keras==2.21.*`)."
+        )
+
+
+_check_keras_2()

@@ -1,0 +1,96 @@
+"""Tidy result tables and figures, written atomically.
+
+Every write goes to a temporary file in the target folder and is renamed over the target, so a
+reader never sees a torn file and a crash never leaves half a table. Appends take an exclusive lock
+(``fcntl.flock`` on ``<file>.lock``) around read-modify-rename, so parallel writers (sweeps) do not
+lose each other's rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve(path) -> Path:
+    """A relative path is taken from the repository root, so notebooks give the same result
+    whether they run from ``notebooks/`` (JupyterLab) or the root (papermill via make)."""
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+@contextlib.contextmanager
+def atomic_path(target, suffix: str = ""):
+    """Yield a temporary path next to ``target``; rename it over ``target`` on success only."""
+    target = resolve(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp",
+                               dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _locked(target: Path):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _frame(rows) -> pd.DataFrame:
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if isinstance(rows, dict):
+        rows = [rows]
+    return pd.DataFrame(list(rows))
+
+
+def write_csv(rows, path) -> Path:
+    """Replace ``path`` with ``rows`` (dicts, a dict or a DataFrame), atomically."""
+    target = resolve(path)
+    with _locked(target), atomic_path(target, ".csv") as tmp:
+        _frame(rows).to_csv(tmp, index=False)
+    return target
+
+
+def append_csv(rows, path) -> Path:
+    """Append ``rows`` to ``path`` (created if absent), atomically and under a lock.
+
+    New columns are added (empty in older rows); the file is rewritten whole and renamed, never
+    appended in place, so it cannot tear."""
+    target = resolve(path)
+    with _locked(target):
+        new = _frame(rows)
+        frame = pd.concat([pd.read_csv(target), new], ignore_index=True) if target.exists() \
+            else new
+        with atomic_path(target, ".csv") as tmp:
+            frame.to_csv(tmp, index=False)
+    return target
+
+
+def read_csv(path) -> pd.DataFrame:
+    return pd.read_csv(resolve(path))
+
+
+def save_figure(fig, path, dpi: int = 150) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix)."""
+    target = resolve(path)
+    with atomic_path(target, target.suffix) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=target.suffix.lstrip(".") or "png")
+    return target
