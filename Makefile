@@ -13,7 +13,7 @@ PAPERMILL := $(VENV)/bin/papermill --log-level WARNING --no-progress-bar
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 
-.PHONY: help setup data test reproduce lab baseline clean-venv
+.PHONY: help setup data test reproduce lab baseline sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
@@ -21,6 +21,8 @@ help:
 	@echo "make setup       create $(VENV) and install tinyopt[dev] (quick when already done)"
 	@echo "make data        fetch and verify MNIST and Fashion-MNIST into data/"
 	@echo "make lab         start JupyterLab on notebooks/"
+	@echo "make sweep GRID=notebooks/grids/X.yaml   a resumable papermill sweep"
+	@echo "make bench       speed/memory benchmarks -> $(RESULTS)/bench/"
 
 # The stamp is rebuilt only when pyproject.toml changes, so `make setup` is quick when done.
 $(VENV)/.installed: pyproject.toml
@@ -52,6 +54,14 @@ reproduce: baseline
 
 lab: setup data
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+sweep: setup data
+	@test -n "$(GRID)" || { echo "error: give a grid file: make sweep GRID=notebooks/grids/<name>.yaml" >&2; exit 1; }
+	$(VENV)/bin/tinyopt sweep $(GRID) $(SWEEP_ARGS)
+
+# Each benchmarks/bench_*.py writes its own results/bench/<name>.csv.
+bench: setup data
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)
