@@ -43,6 +43,7 @@ test: setup data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 baseline: setup data
+	@mkdir -p $(RESULTS)/baseline
 	@for ds in $(DATASETS); do \
 	  echo "== 00_baseline: $$ds"; \
 	  $(PAPERMILL) notebooks/00_baseline.ipynb $(RESULTS)/baseline/00_baseline_$$ds.ipynb \
