@@ -1,0 +1,112 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from tinyopt import convert, measure, models, prune, sequence, train
+from tinyopt.data import Dataset
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A learnable 10-class toy problem at 28x28 (fast), and a seed CNN trained on it briefly."""
+    rng = np.random.default_rng(0)
+    protos = rng.random((10, 28, 28, 1), dtype=np.float32)
+    def make(n):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = np.clip(protos[y] + rng.normal(0, 0.3, (n, 28, 28, 1)), 0, 1).astype(np.float32)
+        return x, y
+    (xt, yt), (xs, ys) = make(1200), make(300)
+    data = Dataset("toy", xt, yt, xs, ys)
+    m = models.seed_cnn()
+    train.fit(m, data, epochs=2, progress=False)
+    return m, data
+
+
+@pytest.mark.parametrize("mode", list(convert.MODES))
+def test_every_mode_converts_and_runs(small, mode):
+    m, data = small
+    tfl = convert.to_tflite(m, mode, calibration=data.x_train, calibration_samples=50)
+    acc = measure.accuracy(tfl, data.x_test, data.y_test)
+    ref = measure.accuracy(convert.to_tflite(m), data.x_test, data.y_test)
+    assert abs(acc - ref) <= 0.05
+    ins, outs = measure.io_dtypes(tfl)
+    if mode == "int8":
+        assert (ins, outs) == ("int8", "int8")
+        assert "QUANTIZE" not in measure.operators(tfl)
+    elif mode == "int16x8":
+        assert (ins, outs) == ("int16", "int16")
+    else:
+        assert (ins, outs) == ("float32", "float32")
+
+
+def test_calibrated_modes_need_calibration(small):
+    with pytest.raises(ValueError, match="calibration"):
+        convert.to_tflite(small[0], "int8")
+    with pytest.raises(ValueError, match="unknown conversion mode 'int4'.*float16"):
+        convert.to_tflite(small[0], "int4")
+
+
+def test_calibration_subset_is_seeded_and_sized():
+    x = np.arange(2000, dtype=np.float32)[:, None]
+    a, b = convert.calibration_subset(x, 500, 0), convert.calibration_subset(x, 500, 0)
+    assert len(a) == 500 and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("spec, reason", [
+    ("int8>prune", "must end with a converter"),
+    ("prune>int8>float16", "converter must be the last"),
+    ("qat>qat>int8", "qat appears 2 times"),
+    ("qat>decompose>int8", "decompose after qat"),
+    ("prune>decompose>int8", "decompose after prune"),
+    ("qat>float16", "label would be false"),
+    ("prune>shrink>int8", "unknown step 'shrink'"),
+    ("", "unknown step ''"),
+])
+def test_validation_errors(spec, reason):
+    with pytest.raises(ValueError, match=reason):
+        sequence.validate(spec)
+
+
+def test_validate_accepts_seed_chains():
+    for spec in ["graph>int8", "graph>dynamic", "decompose>float16", "prune>qat>int8",
+                 ["decompose", "prune", "int8"], "float32"]:
+        assert sequence.validate(spec)[-1] in convert.MODES
+
+
+def test_prune_reaches_sparsity_and_leaves_input_untouched(small):
+    m, data = small
+    before = [w.copy() for w in m.get_weights()]
+    p = prune.prune(m, data, epochs=2, batch_size=128, final_sparsity=0.8, frequency=5,
+                    progress=False)
+    for layer, s in p.sparsity["per_layer"].items():
+        assert s == pytest.approx(0.8, abs=0.02), layer
+    for a, b in zip(before, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert prune.sparsity(m)["total"] < 0.01
+    # The artifact: dense storage, same size; gzip shows the zeros.
+    dense, sparse = (measure.size(convert.to_tflite(k)) for k in (m, p))
+    assert abs(sparse["size_bytes"] - dense["size_bytes"]) < 200
+    assert sparse["size_gzip_bytes"] < 0.6 * dense["size_gzip_bytes"]
+
+
+def test_sequence_run_many_caches_prefixes_and_recommends(small):
+    m, data = small
+    opts = dict(dataset="toy", prune_epochs=1, epochs=1, decompose_epochs=1, latency_runs=5,
+                latency_warmup=1, calibration_samples=50, progress=False)
+    df = sequence.run_many(["graph>int8", "decompose>float16", "prune>int8"], m, data, **opts)
+    variants = df["variant"].tolist()
+    assert variants[0] == "float32"
+    for v in ["graph>float32", "graph>int8", "decompose>float32", "decompose@init>float32",
+              "separable@scratch>float32", "decompose>float16", "prune>float32", "prune>int8"]:
+        assert v in variants
+    assert len(variants) == len(set(variants))
+    assert df.set_index("variant").loc["graph>float32", "graph_changes"] == "no change"
+    assert df.set_index("variant").loc["prune>int8", "sparsity"] > 0.7
+    assert (df["test_images"] == 300).all()
+    rec = sequence.recommend(df, tolerance_pt=100)
+    assert set(rec.index) == {"smallest", "most_accurate", "fastest"}
+    assert rec.loc["smallest", "size_bytes"] == df["size_bytes"].min()
+    with pytest.raises(ValueError, match="baseline"):
+        sequence.recommend(df[df["variant"] != "float32"])
+    with pytest.raises(ValueError, match="unknown sequence options"):
+        sequence.run("float32", m, data, epoch=3)
