@@ -42,6 +42,13 @@ MIB = 2 ** 20
 LOGIT_BITS = 8  # the last node's output is counted at 8 bits whatever the policy says
 KINDS = ("conv", "depthwise", "dense")
 
+# A copy of tinyopt.models.MOBILENET_V1_BLOCKS (stride, pointwise channels at alpha=1), kept here
+# so that the node description does not import TensorFlow; tests/test_memory.py checks they agree.
+MOBILENET_V1_BLOCKS = [
+    (1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512),
+    (1, 512), (1, 512), (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024),
+]
+
 
 @dataclass(frozen=True)
 class Node:
@@ -141,17 +148,19 @@ def mobilenet_v1_nodes(alpha: float = 1.0, resolution: int = 224, classes: int =
                        input_channels: int = 3) -> list[Node]:
     """The nodes of ``tinyopt.models.mobilenet_v1(alpha, resolution, classes, input_channels)``
     computed from the architecture, without building the Keras model (milliseconds instead of
-    seconds; the tests check both paths agree).
+    seconds, and without importing TensorFlow; the tests check both paths agree).
 
     Raises:
         ValueError: alpha <= 0 or resolution < 1.
     """
-    from tinyopt.models import MOBILENET_V1_BLOCKS, _channels  # same widths as the builder
     if alpha <= 0 or resolution < 1:
         raise ValueError(f"alpha must be > 0 and resolution >= 1, got {alpha}, {resolution}")
 
     def same(h, stride):  # SAME padding output size
         return -(-h // stride)
+
+    def _channels(c, alpha):  # as tinyopt.models._channels
+        return max(1, int(c * alpha))
 
     h = same(resolution, 2)
     c = _channels(32, alpha)
