@@ -13,7 +13,7 @@ def _run(code):
 def test_import_sets_legacy_keras_before_tensorflow():
     r = _run("import sys, os, tinyopt; assert 'tensorflow' not in sys.modules; "
              "assert os.environ['TF_USE_LEGACY_KERAS'] == '1'; "
-             "assert os.environ['TF_CPP_MIN_LOG_LEVEL'] == '2'; "
+             "assert os.environ['TF_CPP_MIN_LOG_LEVEL'] == '3'; "
              "import tensorflow as tf; print(tf.keras.__name__)")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().startswith("tf_keras")

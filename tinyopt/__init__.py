@@ -9,7 +9,8 @@ Importing ``tinyopt`` prepares the TensorFlow environment *before* TensorFlow is
 
 - ``TF_USE_LEGACY_KERAS=1``: tfmot works only with Keras 2 (``tf_keras``); every tinyopt model is
   built with ``tf_keras``.
-- ``TF_CPP_MIN_LOG_LEVEL=2``: TensorFlow's C++ INFO/WARNING chatter is silenced, unless the user set
+- ``TF_CPP_MIN_LOG_LEVEL=3``: TensorFlow's C++ log chatter (including the CUDA-probe "errors" on
+  CPU-only machines) is silenced, unless the user set
   the variable already.
 
 TensorFlow itself is imported lazily by the submodules that need it, so ``import tinyopt`` is cheap.
@@ -23,7 +24,7 @@ import sys
 __version__ = "0.1.0"
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _check_keras_2() -> None:

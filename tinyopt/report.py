@@ -94,3 +94,31 @@ def save_figure(fig, path, dpi: int = 150) -> Path:
     with atomic_path(target, target.suffix) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=target.suffix.lstrip(".") or "png")
     return target
+
+
+def side_by_side(results: pd.DataFrame, reference, dataset: str) -> pd.DataFrame:
+    """Our measured variants next to a reference table (e.g. ``data/reference/cnn_on_mcu.csv``).
+
+    Sizes are compared as reported; ``size_ratio`` is against OUR float32 ``.tflite`` (the fair
+    baseline), while ``seed_ratio_vs_h5`` reproduces the seed's way (its 271,400 B Keras ``.h5``
+    with optimizer state) so its headline ratios can be checked like for like.
+
+    Arguments:
+        results: rows with variant, accuracy, size_bytes, size_gzip_bytes, latency_ms_median.
+        reference: a DataFrame or CSV path with dataset, variant, seed_* columns.
+        dataset: which dataset's reference rows to use.
+
+    Returns:
+        One row per reference variant (ours empty where we have no such variant).
+    """
+    ref = reference if isinstance(reference, pd.DataFrame) else read_csv(reference)
+    ref = ref[ref["dataset"] == dataset].drop(columns=["dataset", "source"], errors="ignore")
+    ours = results[["variant", "accuracy", "size_bytes", "size_gzip_bytes",
+                    "latency_ms_median", "latency_ms_p10", "latency_ms_p90"]]
+    table = ref.merge(ours, on="variant", how="left")
+    base = results.loc[results["variant"] == "float32", "size_bytes"]
+    if not base.empty:
+        table["size_ratio"] = float(base.iloc[0]) / table["size_bytes"]
+    table["seed_ratio_vs_h5"] = 271400 / table["seed_size_bytes"]
+    table["accuracy_delta_pt"] = 100 * (table["accuracy"] - table["seed_accuracy"])
+    return table

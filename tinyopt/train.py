@@ -22,7 +22,7 @@ class TqdmProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.bar = tqdm(total=self.epochs * self.steps, desc=self.desc, unit="batch",
-                        mininterval=1.0)
+                        mininterval=5.0)  # executed notebooks keep every refresh
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(1)
