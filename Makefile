@@ -13,7 +13,7 @@ PAPERMILL := $(VENV)/bin/papermill --log-level WARNING --no-progress-bar
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 
-.PHONY: help setup data test reproduce lab baseline sweep bench clean-venv
+.PHONY: help setup data test reproduce lab baseline multicomponent sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
@@ -42,15 +42,25 @@ data: setup
 test: setup data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-baseline: setup data
-	@mkdir -p $(RESULTS)/baseline
+# $(call per_dataset,NOTEBOOK_STEM,RESULTS_SUBFOLDER): run a notebook once per dataset with its
+# default parameters, the executed copy next to its tables; prints the wall time.
+define per_dataset
+	@mkdir -p $(RESULTS)/$(2)
 	@for ds in $(DATASETS); do \
-	  echo "== 00_baseline: $$ds"; \
-	  $(PAPERMILL) notebooks/00_baseline.ipynb $(RESULTS)/baseline/00_baseline_$$ds.ipynb \
-	    -p dataset $$ds -p out_dir $(RESULTS)/baseline || exit 1; \
+	  echo "== $(1): $$ds"; start=$$(date +%s); \
+	  $(PAPERMILL) notebooks/$(1).ipynb $(RESULTS)/$(2)/$(1)_$$ds.ipynb \
+	    -p dataset $$ds -p out_dir $(RESULTS)/$(2) || exit 1; \
+	  echo "== $(1): $$ds took $$(( $$(date +%s) - start )) s"; \
 	done
+endef
 
-reproduce: baseline
+baseline: setup data
+	$(call per_dataset,00_baseline,baseline)
+
+multicomponent: setup data
+	$(call per_dataset,01_multicomponent,multicomponent)
+
+reproduce: baseline multicomponent
 	@echo "reproduce: done; tables and figures are in $(RESULTS)/"
 
 lab: setup data
