@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tinyopt  # noqa: E402
-from tinyopt import memory, report  # noqa: E402
-from tinyopt.measure import cpu_model  # noqa: E402
-from tinyopt.policy import BudgetError, memory_driven  # noqa: E402
+import tinyopt
+from tinyopt import memory, report
+from tinyopt.measure import cpu_model
+from tinyopt.policy import BudgetError, memory_driven
 
 CONFIGS = [(r, a) for r in (224, 192, 160, 128) for a in (1.0, 0.75, 0.5)]
 FLASH, RAM = 2_048_000, 512_000
@@ -53,7 +53,7 @@ def main():
               f"  (target < {target} s) {note}")  # target None: informational
 
     for g in ("PL", "PC"):
-        def from_nodes():
+        def from_nodes(g=g):
             for r, a in CONFIGS:
                 memory_driven(memory.mobilenet_v1_nodes(a, r), FLASH, RAM, g)
         add("policies_12_from_nodes", g, *timed(from_nodes), 10.0)
@@ -65,7 +65,7 @@ def main():
     add("build_12_keras_models", "-", build, build, None, "tf_keras model building, once",
         repeats=1)
     for g in ("PL", "PC"):
-        def from_keras():
+        def from_keras(g=g):
             for m in models:
                 memory_driven(m, FLASH, RAM, g)
         add("policies_12_from_keras", g, *timed(from_keras), 10.0)
@@ -74,7 +74,7 @@ def main():
     for g in ("PL", "PC"):
         message = []
 
-        def infeasible():
+        def infeasible(g=g, message=message):
             try:
                 memory_driven(nodes224, 500_000, 100_000, g)
             except BudgetError as e:

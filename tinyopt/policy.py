@@ -6,12 +6,16 @@ how many bits its weights and its output activations get, whether weights are qu
 and turned into Integer Channel-Normalization ("ICN"). Layer i's input bits are layer i-1's output
 bits; the network input stays 8-bit.
 
+:func:`memory_driven` builds a Policy with the mixed-precision paper's memory-driven rule (flash
+and RAM budgets; spec §3); it raises :class:`BudgetError` when no assignment of bits fits.
+
 It is shared by the sub-byte quantizers (``tinyopt.qat.quantize_mixed``, ``tinyopt.ptq``), the
 memory model (``tinyopt.memory``) and the integer conversion (``tinyopt.icn``).
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 ALLOWED_BITS = (2, 4, 8)
@@ -208,10 +212,10 @@ def _activation_rule(node_list, ram_budget, bits, trace):
                 elif qx(i) != qy(i):
                     side = "input" if qx(i) > qy(i) else "output"
                     side = side if (can_in if side == "input" else can_out) else None
-                else:
-                    in_b = packed_bytes(node_list[i].in_elements, qx(i))
-                    out_b = packed_bytes(node_list[i].out_elements, qy(i))
-                    side = "input" if in_b > out_b else "output"
+                else:  # equal bits: the input if it is strictly larger (exact, before any
+                    # rounding up to whole bytes), else the output
+                    larger_in = node_list[i].in_elements > node_list[i].out_elements
+                    side = "input" if larger_in else "output"
                     side = side if (can_in if side == "input" else can_out) else None
                 if side is None:
                     return None
@@ -313,7 +317,7 @@ def memory_driven(model, flash_bytes: int, ram_bytes: int, granularity: str = "P
     if not bits or any(b not in ALLOWED_BITS for b in bits):
         raise ValueError(f"bits must be a non-empty subset of {ALLOWED_BITS}, got {bits}")
     for what, v in (("flash_bytes", flash_bytes), ("ram_bytes", ram_bytes)):
-        if not isinstance(v, (int, float)) or v <= 0:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or v <= 0:
             raise ValueError(f"{what} must be a positive number of bytes, got {v!r}")
     node_list = _nodes(model)
     trace: list[dict] = []
