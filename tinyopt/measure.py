@@ -17,6 +17,7 @@ Conventions (see the README's "How we measure"):
 from __future__ import annotations
 
 import gzip
+import os
 import platform
 import time
 
@@ -125,7 +126,7 @@ def latency(tflite_bytes: bytes, runs: int = 200, warmup: int = 20, threads: int
 
     Returns:
         dict with latency_ms_median, latency_ms_p10, latency_ms_p90, latency_ms_mean, runs,
-        warmup, threads, resolver, cpu.
+        warmup, threads, resolver, cpu, load_avg_1m (the machine's load when measured).
     """
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0, got {runs}, {warmup}")
@@ -151,6 +152,8 @@ def latency(tflite_bytes: bytes, runs: int = 200, warmup: int = 20, threads: int
         "latency_ms_mean": float(ms.mean()),
         "runs": runs, "warmup": warmup, "threads": threads, "resolver": resolver,
         "cpu": cpu_model(),
+        # Other work on the machine inflates latencies: keep the context with the numbers.
+        "load_avg_1m": os.getloadavg()[0],
     }
 
 
@@ -260,6 +263,7 @@ def evaluate(tflite_bytes: bytes, x: np.ndarray, y: np.ndarray, *, dataset: str,
         "output_dtype": out_dtype,
         "test_images": int(len(x)),
         "cpu": lat["cpu"],
+        "load_avg_1m": lat["load_avg_1m"],
     }
     row.update(extra)
     return row
