@@ -423,6 +423,9 @@ class _TFLiteModel:
     def __init__(self, tflite_bytes: bytes):
         schema = _schema()
         self.schema, self.raw = schema, bytes(tflite_bytes)
+        if self.raw[4:8] != b"TFL3":  # the flatbuffer file identifier of every .tflite
+            raise ValueError("not a .tflite flatbuffer (no TFL3 identifier); pass the bytes of "
+                             "a converted LiteRT model")
         try:
             self.model = schema.ModelT.InitFromPackedBuf(bytearray(self.raw), 0)
         except Exception as exc:  # the flatbuffers reader raises assorted types on garbage
