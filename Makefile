@@ -13,7 +13,7 @@ PAPERMILL := $(VENV)/bin/papermill --log-level WARNING --no-progress-bar
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 
-.PHONY: help setup data test reproduce lab baseline multicomponent sweep bench clean-venv
+.PHONY: help setup data test reproduce lab baseline multicomponent memory_policy sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
@@ -60,7 +60,12 @@ baseline: setup data
 multicomponent: setup data
 	$(call per_dataset,01_multicomponent,multicomponent)
 
-reproduce: baseline multicomponent
+memory_policy: setup
+	@mkdir -p $(RESULTS)/memory_policy
+	$(PAPERMILL) notebooks/03_memory_policy.ipynb $(RESULTS)/memory_policy/03_memory_policy.ipynb
+	$(PAPERMILL) notebooks/03_memory_policy.ipynb $(RESULTS)/memory_policy/03_memory_policy_PC.ipynb -p granularity PC
+
+reproduce: baseline multicomponent memory_policy
 	@echo "reproduce: done; tables and figures are in $(RESULTS)/"
 
 lab: setup data

@@ -34,3 +34,8 @@ def test_failed_write_leaves_old_file(tmp_path):
         pass
     assert pd.read_csv(p)["a"].tolist() == [1]
     assert len(os.listdir(tmp_path)) == 2  # the csv and its lock file
+
+
+def test_results_are_world_readable(tmp_path):
+    p = report.write_csv([{"a": 1}], tmp_path / "r.csv")
+    assert p.stat().st_mode & 0o044 == 0o044

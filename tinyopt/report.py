@@ -34,6 +34,10 @@ def atomic_path(target, suffix: str = ""):
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp",
                                dir=target.parent)
     os.close(fd)
+    # mkstemp creates mode 0600; give the result the mode a plain open() would (0666 & ~umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
         os.replace(tmp, target)
