@@ -361,7 +361,7 @@ def sweep_rows(sweep: Sweep, run: Run) -> list[dict]:
     for row in collected:
         merged = {"run": run.hash}
         for k, v in params.items():
-            same = k not in row or str(row[k]) == str(v) or (v == "" and row[k] == "")
+            same = k not in row or str(row[k]) == str(v)
             merged[k if same else f"param_{k}"] = v
         merged.update(row)
         rows.append(merged)
@@ -555,9 +555,12 @@ def _worker(spec: dict) -> None:
                     raise RuntimeError(f"the notebook finished but wrote no CSV matching "
                                        f"{spec['collect']}; set 'collect:' in the grid (null: "
                                        "collect none)")
+                # As text, so values reach the sweep CSV exactly as the notebook wrote them.
                 rows = [row for f in files
                         for row in pd.read_csv(f, dtype=str, keep_default_na=False)
                         .to_dict("records")]
+                if not rows:
+                    raise RuntimeError(f"the notebook finished but {files} hold no rows")
             done = nbformat.read(str(tmp), as_version=4)
             done.metadata["tinyopt"] = {**info, "rows": rows, "seconds":
                                         round(time.perf_counter() - started, 3)}
