@@ -158,6 +158,19 @@ def test_failure_is_recorded_and_retried_parallel_rows_once(tmp_path):
     status = pd.read_csv(s.status_csv)
     assert status["state"].tolist() == ["done"] * 3
 
+    # Another grid with a run of the same parameters reuses it, with its own 'collect'.
+    for collect, expected in (("{out_dir}/result.csv", 2), (None, 1)):
+        other = sweep.load(grid(tmp_path, "other.yaml", notebook=TINY, collect=collect,
+                                output=str(tmp_path / "other.csv"),
+                                fixed={"counter": str(counter)}, rows=[{"x": 1}]),
+                           tmp_path / "runs")
+        (tmp_path / "other.csv").unlink(missing_ok=True)
+        assert other.runs[0].hash == s.runs[0].hash
+        assert sweep.execute(other, progress=False).ran == 0
+        rows = table(other.output)
+        assert len(rows) == expected and ("status" in rows) == (collect is None)
+    assert counts(counter) == {"1,a": 1, "2,a": 2, "3,a": 1}
+
 
 def test_kill_midway_then_rerun_completes_every_row_once(tmp_path):
     counter, hold = tmp_path / "counter.txt", tmp_path / "hold"

@@ -355,6 +355,13 @@ def sweep_rows(sweep: Sweep, run: Run) -> list[dict]:
     meta = _metadata(sweep.executed(run)) or {}
     params = {k: _cell(v) for k, v in {**run.parameters, **run.inject}.items()}
     collected = meta.get("rows")
+    if meta.get("collect") != run.collect:
+        # The run was done for another grid with another 'collect': read this grid's files.
+        try:
+            collected = None if run.collect is None else collect_rows(run.collect)
+        except RuntimeError as exc:
+            raise SweepError(f"run {run.hash} was executed with collect={meta.get('collect')!r}"
+                             f"; {exc}. Delete {sweep.executed(run)} to rerun it") from exc
     if collected is None:
         return [{"run": run.hash, **params, "status": "ok"}]
     rows = []
@@ -365,6 +372,24 @@ def sweep_rows(sweep: Sweep, run: Run) -> list[dict]:
             merged[k if same else f"param_{k}"] = v
         merged.update(row)
         rows.append(merged)
+    return rows
+
+
+def collect_rows(pattern: str) -> list[dict]:
+    """The rows of the CSVs matching ``pattern`` (sorted by name), every value as text.
+
+    Raises:
+        RuntimeError: no file matches, or the files hold no rows.
+    """
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise RuntimeError(f"no CSV matches {pattern}; set 'collect:' in the grid (null: collect "
+                           "none)")
+    # As text, so values reach the sweep CSV exactly as the notebook wrote them.
+    rows = [row for f in files
+            for row in pd.read_csv(f, dtype=str, keep_default_na=False).to_dict("records")]
+    if not rows:
+        raise RuntimeError(f"{files} hold no rows")
     return rows
 
 
@@ -548,22 +573,10 @@ def _worker(spec: dict) -> None:
             pm.execute_notebook(nb, str(tmp), parameters=spec["inject"], cwd=str(report.REPO_ROOT),
                                 kernel_name="python3", progress_bar=False,
                                 execution_timeout=spec["timeout"])
-            rows = None
-            if spec["collect"] is not None:
-                files = sorted(glob.glob(spec["collect"]))
-                if not files:
-                    raise RuntimeError(f"the notebook finished but wrote no CSV matching "
-                                       f"{spec['collect']}; set 'collect:' in the grid (null: "
-                                       "collect none)")
-                # As text, so values reach the sweep CSV exactly as the notebook wrote them.
-                rows = [row for f in files
-                        for row in pd.read_csv(f, dtype=str, keep_default_na=False)
-                        .to_dict("records")]
-                if not rows:
-                    raise RuntimeError(f"the notebook finished but {files} hold no rows")
+            rows = None if spec["collect"] is None else collect_rows(spec["collect"])
             done = nbformat.read(str(tmp), as_version=4)
-            done.metadata["tinyopt"] = {**info, "rows": rows, "seconds":
-                                        round(time.perf_counter() - started, 3)}
+            done.metadata["tinyopt"] = {**info, "collect": spec["collect"], "rows": rows,
+                                        "seconds": round(time.perf_counter() - started, 3)}
             nbformat.write(done, str(tmp))
             os.replace(tmp, final)
             failed_nb.unlink(missing_ok=True)
