@@ -6,7 +6,8 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinyopt import icn
 from tinyopt.icn import GraphFileError, IntegerGraph, IntegerLayer

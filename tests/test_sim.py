@@ -3,15 +3,16 @@ the vectorised core against a naive loop model, int32 overflow handling, and run
 bit against the LiteRT interpreter's reference kernels."""
 from __future__ import annotations
 
-from fractions import Fraction
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tinyopt import icn, sim
 from tests.test_icn_graph import synthetic_graph
+from tinyopt import icn, sim
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
 
@@ -21,7 +22,7 @@ def _wrap(v: int) -> int:
 
 
 def _round_half_away(q: Fraction) -> int:
-    return int(math.floor(abs(q) + Fraction(1, 2))) * (1 if q >= 0 else -1)
+    return math.floor(abs(q) + Fraction(1, 2)) * (1 if q >= 0 else -1)
 
 
 # ------------------------------------------------------------------------------ (a) requantization
@@ -269,6 +270,7 @@ def mnist():
 def _assert_bitexact_every_layer(tflite_bytes, x):
     """Every layer's int8 output of run_tflite equals the interpreter's (reference kernels)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
     from tinyopt.measure import quantize_input
     interp = Interpreter(model_content=tflite_bytes,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_REF,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -285,7 +285,8 @@ class IntegerGraph:
         from tinyopt.report import atomic_path
         self.validate()
         header = {"format": FORMAT, "version": VERSION,
-                  "graph": {k: v for k, v in _plain(asdict(self)).items() if k != "layers"},
+                  "graph": {f.name: _plain(getattr(self, f.name)) for f in fields(self)
+                            if f.name != "layers"},
                   "layers": []}
         arrays = {}
         for i, layer in enumerate(self.layers):
@@ -306,7 +307,7 @@ class IntegerGraph:
         return resolve(path)
 
     @classmethod
-    def load(cls, path) -> "IntegerGraph":
+    def load(cls, path) -> IntegerGraph:
         """Read a graph written by :meth:`save`.
 
         Raises:
@@ -360,7 +361,7 @@ class IntegerGraph:
 def _plain(value):
     """JSON-ready copy: tuples -> lists, numpy scalars -> Python numbers."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if k not in ARRAY_FIELDS}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
