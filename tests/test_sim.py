@@ -213,9 +213,10 @@ def test_run_rejects_bad_inputs():
 
 
 # ------------------------------------------------------------------------------ (d) LiteRT
-def _int8_tflite(model, calibration) -> bytes:
+def _int8_tflite(model, calibration, per_channel: bool = True) -> bytes:
     import tensorflow as tf
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv._experimental_disable_per_channel = not per_channel  # per-tensor weights when False
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([calibration[i:i + 1]] for i in range(len(calibration)))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -255,7 +256,13 @@ def _trained(builder, data, n_train=3000):
     model.compile(optimizer="adam",
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(data.x_train[:n_train], data.y_train[:n_train], epochs=1, batch_size=64, verbose=0)
-    return _int8_tflite(model, data.x_train[:200])
+    return model
+
+
+@pytest.fixture(scope="module")
+def seed_model(fashion):
+    from tinyopt import models
+    return _trained(models.seed_cnn, fashion)
 
 
 @pytest.fixture(scope="module")
@@ -294,17 +301,31 @@ def _assert_bitexact_every_layer(tflite_bytes, x):
 
 
 @pytest.mark.slow
-def test_run_tflite_bitexact_seed_cnn(fashion):
-    from tinyopt import models
-    tfl = _trained(models.seed_cnn, fashion)
-    kinds = [l.kind for l in sim.graph_from_tflite(tfl).layers]
-    assert kinds == ["conv2d", "maxpool", "flatten", "dense"]
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_run_tflite_bitexact_seed_cnn(fashion, seed_model, per_channel):
+    tfl = _int8_tflite(seed_model, fashion.x_train[:200], per_channel)
+    g = sim.graph_from_tflite(tfl)
+    assert [l.kind for l in g.layers] == ["conv2d", "maxpool", "flatten", "dense"]
+    assert len(g.layers[0].m0) == (12 if per_channel else 1)
     _assert_bitexact_every_layer(tfl, fashion.x_test[:500])
 
 
 @pytest.mark.slow
+def test_tflite_graph_survives_save_load(fashion, seed_model, tmp_path):
+    tfl = _int8_tflite(seed_model, fashion.x_train[:200])
+    g = sim.graph_from_tflite(tfl)
+    h = icn.IntegerGraph.load(g.save(tmp_path / "seed.npz"))
+    assert h.layers[-1].rounding == "tflite_single" and h.rounding == "tflite_double"
+    from tinyopt.measure import quantize_input
+    xq = quantize_input(fashion.x_test[:300], {"dtype": np.int8, "name": "input",
+                                               "quantization": (g.input_scale,
+                                                                g.input_zero_point)})
+    np.testing.assert_array_equal(sim.run(h, xq), sim.run_tflite(tfl, xq))
+
+
+@pytest.mark.slow
 def test_run_tflite_bitexact_mobilenet_style(mnist):
-    tfl = _trained(_mobilenet_style, mnist)
+    tfl = _int8_tflite(_trained(_mobilenet_style, mnist), mnist.x_train[:200])
     g = sim.graph_from_tflite(tfl)
     assert [l.kind for l in g.layers] == ["conv2d", "depthwise", "pointwise", "depthwise",
                                           "pointwise", "maxpool", "avgpool", "flatten", "dense"]
