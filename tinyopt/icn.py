@@ -260,6 +260,9 @@ class IntegerGraph:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
         if not self.layers:
             raise ValueError("an IntegerGraph needs at least one layer")
+        names = [layer.name for layer in self.layers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"layer names must be unique, got {names}")
         shape, zp = tuple(self.input_shape), self.input_zero_point
         for layer in self.layers:
             layer.validate()
@@ -397,12 +400,24 @@ def m0_n0(multiplier) -> tuple[np.ndarray, np.ndarray]:
 def convert(qmodel) -> IntegerGraph:
     """Fake-quantized Keras model (tinyopt.qat / tinyopt.ptq) -> IntegerGraph (spec §2).
 
-    Not implemented yet: it needs the sub-byte quantizers of issue 4 (tinyopt.quantizers), whose
-    scales, zero points and PACT clips it reads. The plan: for each compute layer, the integer
-    weights and Z_w from its weight quantizer (PL or PC), B_q = round(bias_eff / (S_x S_w)) and
-    M_c = (gamma_c / sigma_c) S_x S_w / S_y (ICN) or S_x S_w' / S_y (FB) turned into (m0, n0) by
-    :func:`m0_n0`, pad_mode "zero_point" for conv and "zero" for depthwise (CMix-NN, spec §5.3),
-    ``rounding="floor"``, and the last layer per spec §2.4.
+    Not implemented yet: it is to be filled from ``tinyopt.qat.integer_params(qmodel)`` (issue 4).
+    The mapping, per entry of that list:
+
+    - graph: ``input_bits`` / ``input_zero_point`` / ``input_scale`` from its ``"input"``
+      (unsigned, [0, 2^Q - 1]); ``rounding="floor"`` (CMix-NN).
+    - compute layers: ``set_weights(codes, weight_bits)`` with the Keras kernel codes moved to
+      this module's layouts: Conv2D [kh, kw, cin, cout] -> ``transpose(3, 0, 1, 2)`` (kind
+      ``pointwise`` when 1x1), depthwise [kh, kw, cin, mult] -> ``reshape(kh, kw, cin * mult)``
+      (TFLite's channel order, ``depth_multiplier=mult``), Dense [in, out] -> ``.T``;
+      ``weight_zero_point`` / ``weight_scale`` as 1-element (PL) or per-channel (PC) arrays;
+      ``bias`` = B_q and M per §2.1 (ICN: B_q = round((b - mu + beta sigma / gamma) / (S_x S_w)),
+      M_c = (gamma_c / sigma_c) S_x S_w / S_y) or §2.3 (FB: ``bias_codes``, M = S_x S_w / S_y),
+      turned into ``m0, n0`` by :func:`m0_n0`; ``pad_mode`` "zero_point" for conv / pointwise and
+      "zero" for depthwise (spec §5.3 step 2), TF SAME padding as (top, bottom, left, right) with
+      the extra row/column at the bottom/right; the last (linear) layer per §2.4
+      (``requantize=False``, ``out_bits=32``, ``out_signed=True`` for PL).
+    - ``avgpool`` (floor(sum / count), the "floor" flavour; global = the full H x W window),
+      ``maxpool``, ``flatten`` / ``reshape``; dropout is skipped.
 
     Raises:
         NotImplementedError: always, for now.

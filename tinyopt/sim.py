@@ -11,7 +11,10 @@
   points, options from the model itself) into an IntegerGraph; :func:`run_tflite` runs it. One
   core, several requantization flavours. Measured against ai_edge_litert 2.3's reference kernels
   (tests/test_sim.py): CONV_2D and DEPTHWISE_CONV_2D round twice ("tflite_double"),
-  FULLY_CONNECTED (per-channel int8) rounds once ("tflite_single"); the reader sets that.
+  FULLY_CONNECTED (per-channel and per-tensor int8) rounds once ("tflite_single"); the reader
+  sets that. Supported ops: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D,
+  AVERAGE_POOL_2D, RESHAPE; any other op (e.g. MEAN, which Keras' GlobalAveragePooling2D
+  becomes, or SOFTMAX) is refused with its name.
 
 Exactness of the matrix products. Convolutions and dense layers are im2col + matmul. A float
 matmul is used only where it is provably exact: every term |w - z_w| * |x - z_x| is an integer
@@ -400,6 +403,7 @@ def run(graph: IntegerGraph, x: np.ndarray, trace: bool = False, wrap32: bool = 
         return {k: np.concatenate(v) for k, v in chunks.items()}
     return np.concatenate(outputs)
 
+
 # --------------------------------------------------------------------------------------------
 # LiteRT front end: full-int8 .tflite -> IntegerGraph (TFLite rounding flavours)
 # --------------------------------------------------------------------------------------------
@@ -631,7 +635,7 @@ def graph_from_tflite(tflite_bytes: bytes) -> IntegerGraph:
 
 
 def run_tflite(tflite_bytes: bytes, x: np.ndarray, trace: bool = False, wrap32: bool = False,
-               batch_size: int = 1000):
+               batch_size: int = 256):
     """Run a full-int8 LiteRT model with the simulator (TFLite's requantization).
 
     Arguments:
