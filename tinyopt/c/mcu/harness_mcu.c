@@ -1,0 +1,130 @@
+/* harness_mcu.c: run an exported model under QEMU (mps2-an500) on the images of in.bin, write the
+ * outputs to out.bin and the measurements to stats.txt, all through semihosting (files relative to
+ * QEMU's working directory). Images are read straight into the arena (model_input_buffer) and
+ * outputs written from it, so the harness adds no I/O buffers.
+ *
+ * Measurements: SysTick ticks per inference and per step (model_profile_hook), a calibration loop
+ * of a known instruction count (ticks -> instructions under -icount), and the peak stack by
+ * painting the stack region before the first inference. */
+#include <stdint.h>
+#include "mcu.h"
+#include "model.h"
+
+#define SYS_OPEN 0x01
+#define SYS_CLOSE 0x02
+#define SYS_WRITE 0x05
+#define SYS_READ 0x06
+#define SYS_FLEN 0x0C
+#define PAINT 0xA5A5A5A5u
+#define CALIB_LOOPS 1000000u
+
+extern uint32_t __stack_limit, __stack_top;
+
+static uint64_t step_ticks[MODEL_N_STEPS];
+static uint64_t last_tick;
+
+void model_profile_hook(int step)
+{
+    uint64_t now = ticks();
+    if (step >= 0) step_ticks[step] += now - last_tick;
+    last_tick = now;
+}
+
+static int sh_open(const char *name, int mode)
+{
+    uint32_t len = 0;
+    while (name[len]) len++;
+    uint32_t args[3] = {(uint32_t)(uintptr_t)name, (uint32_t)mode, len};
+    return semihost(SYS_OPEN, args);
+}
+
+static int sh_rw(int op, int fd, void *buf, uint32_t n)
+{
+    uint32_t args[3] = {(uint32_t)fd, (uint32_t)(uintptr_t)buf, n};
+    return semihost(op, args); /* bytes NOT transferred */
+}
+
+static int sh_close(int fd)
+{
+    uint32_t args[1] = {(uint32_t)fd};
+    return semihost(SYS_CLOSE, args);
+}
+
+/* A small text buffer for stats.txt (no printf). */
+static char text[64];
+static uint32_t put_str(uint32_t at, const char *s)
+{
+    while (*s && at < sizeof(text) - 1) text[at++] = *s++;
+    return at;
+}
+static uint32_t put_u64(uint32_t at, uint64_t v)
+{
+    char digits[21];
+    int n = 0;
+    do { digits[n++] = (char)('0' + (int)(v % 10u)); v /= 10u; } while (v && n < 20);
+    while (n && at < sizeof(text) - 1) text[at++] = digits[--n];
+    return at;
+}
+static void line(int fd, const char *key, const char *key2, uint64_t value)
+{
+    uint32_t at = put_str(0, key);
+    at = put_str(at, key2);
+    at = put_str(at, " ");
+    at = put_u64(at, value);
+    at = put_str(at, "\n");
+    sh_rw(SYS_WRITE, fd, text, at);
+}
+
+static void __attribute__((noinline)) paint_stack(void)
+{
+    uint32_t *p = &__stack_limit, *sp;
+    __asm__ volatile("mov %0, sp" : "=r"(sp));
+    while (p < sp - 32) *p++ = PAINT; /* leave this function's own frame alone */
+}
+
+static uint32_t peak_stack(void)
+{
+    uint32_t *p = &__stack_limit;
+    while (p < &__stack_top && *p == PAINT) p++;
+    return (uint32_t)((uintptr_t)&__stack_top - (uintptr_t)p);
+}
+
+static void __attribute__((noinline)) spin(uint32_t n)
+{
+    __asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc");
+}
+
+int main(void)
+{
+    int fin, fout, fstat;
+    uint32_t n, i, k, sp_at_call;
+    uint64_t t0, calib;
+    paint_stack();
+    ticks_init();
+    t0 = ticks();
+    spin(CALIB_LOOPS);
+    calib = ticks() - t0;
+    fin = sh_open("in.bin", 1);    /* "rb" */
+    fout = sh_open("out.bin", 5);  /* "wb" */
+    fstat = sh_open("stats.txt", 4); /* "w" */
+    if (fin < 0 || fout < 0 || fstat < 0) return 1;
+    n = (uint32_t)semihost(SYS_FLEN, (uint32_t[1]){(uint32_t)fin}) / MODEL_IN_BYTES;
+    __asm__ volatile("mov %0, sp" : "=r"(sp_at_call));
+    line(fstat, "images", "", n);
+    line(fstat, "calib_insns", "", 2u * CALIB_LOOPS);
+    line(fstat, "calib_ticks", "", calib);
+    for (i = 0; i < n; i++) {
+        if (sh_rw(SYS_READ, fin, model_input_buffer(), MODEL_IN_BYTES) != 0) return 1;
+        t0 = ticks();
+        if (model_run(model_input_buffer(), model_output_buffer()) != 0) return 1;
+        line(fstat, "image_ticks", "", ticks() - t0);
+        if (sh_rw(SYS_WRITE, fout, model_output_buffer(), MODEL_OUT_BYTES) != 0) return 1;
+    }
+    for (k = 0; k < MODEL_N_STEPS; k++) line(fstat, "step_ticks ", model_step_names[k], step_ticks[k]);
+    line(fstat, "stack_top_minus_sp_at_call", "", (uint32_t)(uintptr_t)&__stack_top - sp_at_call);
+    line(fstat, "stack_peak", "", peak_stack());
+    sh_close(fin);
+    sh_close(fout);
+    sh_close(fstat);
+    return 0;
+}

@@ -1,0 +1,232 @@
+/* tinyopt_nn.c: integer-only reference kernels (see tinyopt_nn.h for the conventions).
+ *
+ * One generic kernel per layer kind, parameterised by bit widths at run time: correctness and
+ * bit-exactness with tinyopt.sim first, then small code. Not SIMD-optimised (CMix-NN's SMLAD
+ * GEMMs would be several times faster); instruction counts measured with this file are therefore
+ * an upper bound for an optimised kernel library.
+ */
+#include "tinyopt_nn.h"
+
+uint32_t tn_bytes(uint32_t n, uint32_t bits) { return (n * bits + 7u) >> 3; }
+
+/* Element i of a packed tensor, as an int32 value (sign-extended when is_signed). */
+static inline int32_t tn_get(const uint8_t *p, uint32_t i, uint32_t bits, uint32_t is_signed)
+{
+    uint32_t v;
+    if (bits == 8u) {
+        v = p[i];
+    } else if (bits < 8u) {
+        uint32_t bit = i * bits;
+        v = ((uint32_t)p[bit >> 3] >> (bit & 7u)) & ((1u << bits) - 1u);
+    } else if (bits == 16u) {
+        v = (uint32_t)p[2u * i] | ((uint32_t)p[2u * i + 1u] << 8);
+    } else {
+        const uint8_t *q = p + 4u * i;
+        v = (uint32_t)q[0] | ((uint32_t)q[1] << 8) | ((uint32_t)q[2] << 16) | ((uint32_t)q[3] << 24);
+    }
+    if (is_signed && bits < 32u) {
+        uint32_t m = 1u << (bits - 1u);
+        v = (v ^ m) - m; /* sign extension, modulo 2^32 */
+    }
+    return (int32_t)v;
+}
+
+/* Store the low `bits` bits of v as element i (read-modify-write for sub-byte widths). */
+static inline void tn_set(uint8_t *p, uint32_t i, uint32_t bits, uint32_t v)
+{
+    if (bits == 8u) {
+        p[i] = (uint8_t)v;
+    } else if (bits < 8u) {
+        uint32_t bit = i * bits, mask = ((1u << bits) - 1u) << (bit & 7u);
+        uint8_t *b = p + (bit >> 3);
+        *b = (uint8_t)((*b & ~mask) | ((v << (bit & 7u)) & mask));
+    } else if (bits == 16u) {
+        p[2u * i] = (uint8_t)v;
+        p[2u * i + 1u] = (uint8_t)(v >> 8);
+    } else {
+        uint8_t *q = p + 4u * i;
+        q[0] = (uint8_t)v; q[1] = (uint8_t)(v >> 8); q[2] = (uint8_t)(v >> 16); q[3] = (uint8_t)(v >> 24);
+    }
+}
+
+/* x << s in a 32-bit register (0 <= s <= 32): the bits that stay, as int32. */
+static inline int32_t tn_shl32(int32_t x, uint32_t s)
+{
+    return (int32_t)(uint32_t)((uint64_t)(uint32_t)x << s);
+}
+
+int64_t tn_requant(int32_t phi, int32_t m0, int8_t n0, uint8_t rounding)
+{
+    int32_t n = (int32_t)n0;
+    if (rounding == TN_FLOOR) {
+        /* CMix-NN (spec 5.3): n_zero = -(n0 + 1); t = phi << n1 (int32); high word of t * m0;
+         * arithmetic shift right by n2: floor(phi * m0 / 2^(31 - n0)) without overflow. */
+        uint32_t n1 = (uint32_t)(n + 1 > 32 ? 32 : (n + 1 < 0 ? 0 : n + 1));
+        int32_t n2 = -(n + 1) > 63 ? 63 : (-(n + 1) < 0 ? 0 : -(n + 1));
+        int32_t t = tn_shl32(phi, n1);
+        int64_t h = ((int64_t)t * (int64_t)m0) >> 32;
+        return h >> n2;
+    }
+    if (rounding == TN_TFL_SINGLE) {
+        /* (phi * m0 + 2^(30 - n0)) >> (31 - n0); the exporter checked n0 in [-31, 30]. */
+        int32_t total = 31 - n;
+        return ((int64_t)phi * (int64_t)m0 + ((int64_t)1 << (total - 1))) >> total;
+    }
+    {
+        /* gemmlowp: x = phi << max(n0, 0) (int32); h = floor((x * m0 + 2^30) / 2^31);
+         * rounding divide by 2^max(-n0, 0), half away from zero. */
+        uint32_t left = (uint32_t)(n > 32 ? 32 : (n < 0 ? 0 : n));
+        int32_t right = -n > 62 ? 62 : (-n < 0 ? 0 : -n);
+        int32_t x = tn_shl32(phi, left);
+        int64_t h = ((int64_t)x * (int64_t)m0 + ((int64_t)1 << 30)) >> 31;
+        int64_t mask = ((int64_t)1 << right) - 1;
+        int64_t threshold = (mask >> 1) + (h < 0 ? 1 : 0);
+        return (h >> right) + ((h & mask) > threshold ? 1 : 0);
+    }
+}
+
+/* The accumulator (bias included, int32 wrap-around) of output (oy, ox, c) of a compute layer. */
+static int32_t tn_acc(const tn_layer_t *l, const uint8_t *in, int32_t oy, int32_t ox, uint32_t c)
+{
+    const uint32_t ib = l->in.bits, is = l->in.is_signed, wb = l->w_bits;
+    const uint32_t zx = (uint32_t)l->in.zero_point;
+    const int32_t zw = (int32_t)l->wzp[l->n_wzp == 1u ? 0u : c];
+    uint32_t acc = (uint32_t)l->bias[c];
+    if (l->kind == TN_DENSE) {
+        const uint8_t *wr = l->w + (uint32_t)l->w_row_bytes * c;
+        const uint32_t n = (uint32_t)l->in.h * l->in.w * l->in.c;
+        for (uint32_t k = 0; k < n; k++)
+            acc += (uint32_t)(tn_get(wr, k, wb, 0) - zw) * ((uint32_t)tn_get(in, k, ib, is) - zx);
+        return (int32_t)acc;
+    }
+    const int32_t H = l->in.h, W = l->in.w;
+    const uint32_t C = l->in.c;
+    const int32_t y0 = oy * l->stride_h - l->pad_t, x0 = ox * l->stride_w - l->pad_l;
+    for (uint32_t ky = 0; ky < l->k_h; ky++) {
+        const int32_t iy = y0 + (int32_t)ky;
+        for (uint32_t kx = 0; kx < l->k_w; kx++) {
+            const int32_t ix = x0 + (int32_t)kx;
+            const int inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+            const uint32_t tap = ky * l->k_w + kx;
+            if (l->kind == TN_DEPTHWISE) {
+                const int32_t wv = tn_get(l->w + (uint32_t)l->w_row_bytes * tap, c, wb, 0) - zw;
+                uint32_t dx;
+                if (inside)
+                    dx = (uint32_t)tn_get(in, ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C
+                                          + c / l->depth_multiplier, ib, is) - zx;
+                else if (l->pad_zero)
+                    dx = 0u - zx; /* the padded integer is 0 */
+                else
+                    continue;     /* the padded value is the zero point: contributes 0 */
+                acc += (uint32_t)wv * dx;
+            } else { /* TN_CONV: row c, element (ky, kx, ci) */
+                const uint8_t *wr = l->w + (uint32_t)l->w_row_bytes * c;
+                const uint32_t wbase = tap * C;
+                if (inside) {
+                    const uint32_t xbase = ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C;
+                    for (uint32_t ci = 0; ci < C; ci++)
+                        acc += (uint32_t)(tn_get(wr, wbase + ci, wb, 0) - zw)
+                               * ((uint32_t)tn_get(in, xbase + ci, ib, is) - zx);
+                } else if (l->pad_zero) {
+                    for (uint32_t ci = 0; ci < C; ci++)
+                        acc += (uint32_t)(tn_get(wr, wbase + ci, wb, 0) - zw) * (0u - zx);
+                }
+            }
+        }
+    }
+    return (int32_t)acc;
+}
+
+/* Requantized (or raw) and clamped output value of a compute layer. */
+static int32_t tn_value(const tn_layer_t *l, const uint8_t *in, int32_t oy, int32_t ox, uint32_t c)
+{
+    const int32_t phi = tn_acc(l, in, oy, ox, c);
+    int64_t y;
+    if (!l->requantize) {
+        y = phi;
+    } else {
+        const uint32_t k = l->n_m == 1u ? 0u : c;
+        y = tn_requant(phi, l->m0[k], l->n0[k], l->rounding) + l->out.zero_point;
+    }
+    if (y < l->act_lo) y = l->act_lo;
+    if (y > l->act_hi) y = l->act_hi;
+    return (int32_t)y;
+}
+
+static void tn_compute(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
+{
+    const uint32_t C = l->out.c, ob = l->out.bits;
+    uint32_t idx = 0;
+    if (!l->fuse_pool) {
+        for (int32_t oy = 0; oy < (int32_t)l->out.h; oy++)
+            for (int32_t ox = 0; ox < (int32_t)l->out.w; ox++)
+                for (uint32_t c = 0; c < C; c++)
+                    tn_set(out, idx++, ob, (uint32_t)tn_value(l, in, oy, ox, c));
+        return;
+    }
+    /* Fused max pool: max over the in-bounds window of the layer's (clamped) outputs, then the
+     * pool's clamp. The layer's full output is never stored. */
+    for (int32_t py = 0; py < (int32_t)l->pool_out_h; py++)
+        for (int32_t px = 0; px < (int32_t)l->pool_out_w; px++)
+            for (uint32_t c = 0; c < C; c++) {
+                int32_t best = INT32_MIN;
+                for (int32_t dy = 0; dy < (int32_t)l->pool_h; dy++) {
+                    const int32_t oy = py * l->pool_sh - l->pool_pt + dy;
+                    if (oy < 0 || oy >= (int32_t)l->out.h) continue;
+                    for (int32_t dx = 0; dx < (int32_t)l->pool_w; dx++) {
+                        const int32_t ox = px * l->pool_sw - l->pool_pl + dx;
+                        if (ox < 0 || ox >= (int32_t)l->out.w) continue;
+                        const int32_t v = tn_value(l, in, oy, ox, c);
+                        if (v > best) best = v;
+                    }
+                }
+                if (best < l->pool_lo) best = l->pool_lo;
+                if (best > l->pool_hi) best = l->pool_hi;
+                tn_set(out, idx++, ob, (uint32_t)best);
+            }
+}
+
+static void tn_pool(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
+{
+    const uint32_t C = l->in.c, b = l->in.bits, s = l->in.is_signed;
+    const int32_t H = l->in.h, W = l->in.w;
+    uint32_t idx = 0;
+    for (int32_t py = 0; py < (int32_t)l->pool_out_h; py++)
+        for (int32_t px = 0; px < (int32_t)l->pool_out_w; px++)
+            for (uint32_t c = 0; c < C; c++) {
+                int64_t total = 0, best = INT64_MIN, count = 0, y;
+                for (int32_t dy = 0; dy < (int32_t)l->pool_h; dy++) {
+                    const int32_t iy = py * l->pool_sh - l->pool_pt + dy;
+                    if (iy < 0 || iy >= H) continue;
+                    for (int32_t dx = 0; dx < (int32_t)l->pool_w; dx++) {
+                        const int32_t ix = px * l->pool_sw - l->pool_pl + dx;
+                        if (ix < 0 || ix >= W) continue;
+                        const int64_t v = tn_get(in, ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C + c, b, s);
+                        total += v;
+                        count++;
+                        if (v > best) best = v;
+                    }
+                }
+                if (l->kind == TN_MAXPOOL) {
+                    y = best;
+                } else if (count == 0) {
+                    y = 0; /* unreachable for SAME/VALID windows; the exporter rejects it */
+                } else if (l->rounding == TN_FLOOR) { /* floor division */
+                    y = total >= 0 ? total / count : -((-total + count - 1) / count);
+                } else { /* TFLite: half away from zero */
+                    const int64_t half = count / 2;
+                    y = total > 0 ? (total + half) / count : -((-total + half) / count);
+                }
+                if (y < l->pool_lo) y = l->pool_lo;
+                if (y > l->pool_hi) y = l->pool_hi;
+                tn_set(out, idx++, b, (uint32_t)y);
+            }
+}
+
+void tn_run_layer(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
+{
+    if (l->kind == TN_MAXPOOL || l->kind == TN_AVGPOOL)
+        tn_pool(l, in, out);
+    else
+        tn_compute(l, in, out);
+}

@@ -1,0 +1,69 @@
+/* tinyopt_nn.h: integer-only reference kernels for an exported tinyopt IntegerGraph.
+ *
+ * Portable C99, no malloc, no floating point. Every kernel computes exactly what tinyopt.sim
+ * computes (Python: tinyopt/sim.py), element by element:
+ *   phi = bias[c] + sum (w - z_w[c]) * (x - z_x)     (int32, wrap-around like a 32-bit register)
+ *   y   = requant(phi, m0[c], n0[c]) + z_out, clamped to [act_lo, act_hi]
+ * with three requantization flavours: TN_FLOOR (CMix-NN, no rounding), TN_TFL_SINGLE and
+ * TN_TFL_DOUBLE (TFLite single / double rounding).
+ *
+ * Tensors are HWC, flattened, and packed element by element LSB-first at their bit width
+ * (1, 2, 4 or 8 bits: element j in byte j*bits/8 at bit (j*bits)%8; 16 or 32 bits: little-endian
+ * bytes). A signed tensor holds two's-complement codes (int8 is simply the int8 byte).
+ * Weights: one byte-aligned packed row per output channel (conv/pointwise [ky][kx][c_in],
+ * dense [c_in]) or per tap (depthwise, [c] per (ky, kx)).
+ *
+ * Implementation-defined behaviour relied upon (true for gcc and clang on every target we
+ * build for): uint32 -> int32 conversion is modulo 2^32, and >> of a negative signed integer is
+ * an arithmetic shift. Signed overflow (undefined) is avoided by accumulating in uint32.
+ */
+#ifndef TINYOPT_NN_H
+#define TINYOPT_NN_H
+
+#include <stdint.h>
+
+enum { TN_CONV = 0, TN_DEPTHWISE = 1, TN_DENSE = 2, TN_MAXPOOL = 3, TN_AVGPOOL = 4 };
+enum { TN_FLOOR = 0, TN_TFL_SINGLE = 1, TN_TFL_DOUBLE = 2 };
+
+/* A tensor's geometry and number format. */
+typedef struct {
+    uint16_t h, w, c;
+    uint8_t bits;       /* 1, 2, 4, 8, 16 or 32 */
+    uint8_t is_signed;  /* two's-complement codes */
+    int32_t zero_point;
+} tn_tensor_t;
+
+/* One step of the network: a compute layer (optionally fused with the max pool after it), or a
+ * stand-alone pool. Field meanings follow tinyopt.icn.IntegerLayer. */
+typedef struct {
+    uint8_t kind;         /* TN_CONV (also pointwise), TN_DEPTHWISE, TN_DENSE, TN_*POOL */
+    uint8_t rounding;     /* TN_FLOOR, TN_TFL_SINGLE, TN_TFL_DOUBLE */
+    uint8_t requantize;   /* 0: output the raw int32 accumulator (logits) */
+    uint8_t pad_zero;     /* 1: a padded input holds integer 0 (CMix-NN depthwise); 0: z_x */
+    tn_tensor_t in, out;  /* out: the compute layer's own output (before a fused pool) */
+    uint8_t k_h, k_w, stride_h, stride_w, pad_t, pad_l, depth_multiplier, w_bits;
+    uint16_t w_row_bytes;  /* bytes per packed weight row */
+    uint16_t n_wzp, n_m;   /* 1 (per layer) or C (per channel) */
+    int32_t act_lo, act_hi;
+    const uint8_t *w;
+    const uint8_t *wzp;    /* weight zero points (unsigned codes, 0..255) */
+    const int32_t *bias;
+    const int32_t *m0;
+    const int8_t *n0;
+    /* the fused max pool (fuse_pool = 1) or the stand-alone pool's own window */
+    uint8_t fuse_pool, pool_h, pool_w, pool_sh, pool_sw, pool_pt, pool_pl;
+    uint16_t pool_out_h, pool_out_w;
+    int32_t pool_lo, pool_hi;
+} tn_layer_t;
+
+/* Bytes of a packed tensor of n elements at `bits`. */
+uint32_t tn_bytes(uint32_t n, uint32_t bits);
+
+/* Run one step: read `in` (packed as l->in), write `out` (packed as the step's output). */
+void tn_run_layer(const tn_layer_t *l, const uint8_t *in, uint8_t *out);
+
+/* The requantization flavours, exposed for unit tests: int32 accumulator -> value before the
+ * output zero point and clamp. */
+int64_t tn_requant(int32_t phi, int32_t m0, int8_t n0, uint8_t rounding);
+
+#endif

@@ -1,0 +1,623 @@
+"""C export of an :class:`tinyopt.icn.IntegerGraph`: portable C99, no malloc, bit-exact with
+:mod:`tinyopt.sim`.
+
+:func:`export_c` writes, into one folder:
+
+- ``tinyopt_nn.h`` / ``tinyopt_nn.c``: the kernels (conv / pointwise, depthwise, dense, max and
+  average pool; any of 1/2/4/8-bit inputs, outputs and weights, 16/32-bit tensors for raw logits;
+  the three requantization flavours of the simulator: ``floor`` (CMix-NN), ``tflite_single``,
+  ``tflite_double``), copied from the package folder ``tinyopt/c``;
+- ``model_params.h``: the packed const weights (one byte-aligned row per output channel, or per
+  tap for depthwise, exactly :attr:`IntegerLayer.weights`), weight zero points (uint8), biases
+  (int32), multipliers m0 (int32) and exponents n0 (int8), and one ``tn_layer_t`` per step;
+- ``model.h`` / ``model.c``: ``int model_run(const uint8_t *in, uint8_t *out)`` and the static
+  activation arena.
+
+Steps. Flatten / reshape layers cost nothing (the packed HWC stream is already flat). A compute
+layer directly followed by a max pool is fused into one step (``fuse_pool=True``): each pooled
+output is the max over its window of the layer's requantized outputs, so the un-pooled tensor is
+never stored (exact for any m0 sign; windows that overlap recompute a few outputs).
+
+Arena. One static byte array of ``max over steps (input bytes + output bytes)``: a step reads
+from one end and writes at the other, the next step reads where the previous one wrote (a
+"ping-pong" within a single buffer), so input and output never overlap. Tensor bytes are
+``ceil(n * bits / 8)`` (packed HWC, LSB-first), 4n for int32 logits.
+
+I/O. ``in`` is the packed input tensor (signed int8 inputs: the int8 bytes themselves, i.e. pass
+an ``int8_t`` array cast to ``const uint8_t *``); ``out`` receives the packed output tensor
+(int8 codes as bytes; int32 logits as 4 little-endian bytes each on little-endian targets, i.e. an
+``int32_t`` array). ``model_input_buffer()`` / ``model_output_buffer()`` return where the input
+and output live inside the arena: writing the image there and passing those pointers avoids both
+copies (the MCU harness does that); other pointers are copied in and out.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyopt.icn import IntegerGraph, IntegerLayer, pack, unpack
+
+C_DIR = Path(__file__).resolve().parent / "c"
+KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c")
+TENSOR_BITS = (1, 2, 4, 8, 16, 32)
+ROUNDING_C = {"floor": "TN_FLOOR", "tflite_single": "TN_TFL_SINGLE",
+              "tflite_double": "TN_TFL_DOUBLE"}
+KIND_C = {"conv2d": "TN_CONV", "pointwise": "TN_CONV", "depthwise": "TN_DEPTHWISE",
+          "dense": "TN_DENSE", "maxpool": "TN_MAXPOOL", "avgpool": "TN_AVGPOOL"}
+
+
+def tensor_bytes(elements: int, bits: int) -> int:
+    """Bytes of a packed tensor: ceil(elements * bits / 8)."""
+    return -(-int(elements) * int(bits) // 8)
+
+
+@dataclass
+class Step:
+    """One call of ``tn_run_layer``: a compute layer (with its fused max pool) or a pool."""
+
+    name: str
+    layer: IntegerLayer
+    pool: IntegerLayer | None
+    in_shape: tuple
+    in_bits: int
+    out_shape: tuple
+    out_bits: int
+    in_offset: int = 0
+    out_offset: int = 0
+
+    @property
+    def in_bytes(self) -> int:
+        return tensor_bytes(int(np.prod(self.in_shape)), self.in_bits)
+
+    @property
+    def out_bytes(self) -> int:
+        return tensor_bytes(int(np.prod(self.out_shape)), self.out_bits)
+
+
+@dataclass
+class Export:
+    """What :func:`export_c` wrote. ``steps`` give each step's arena offsets and bytes."""
+
+    out_dir: Path
+    files: list[Path]
+    steps: list[Step]
+    arena_bytes: int
+    in_bytes: int
+    out_bytes: int
+    in_bits: int
+    in_signed: bool
+    out_bits: int
+    out_signed: bool
+    out_shape: tuple
+    param_bytes: dict = field(default_factory=dict)  # weights / bias / m0 / n0 / wzp bytes
+
+    def step_table(self):
+        """pandas DataFrame: one row per step (name, kind, fused pool, bytes, offsets)."""
+        import pandas as pd
+        return pd.DataFrame([{"step": i, "name": s.name, "kind": s.layer.kind,
+                              "fused_pool": s.pool.name if s.pool is not None else "",
+                              "in_bytes": s.in_bytes, "out_bytes": s.out_bytes,
+                              "in_offset": s.in_offset, "out_offset": s.out_offset}
+                             for i, s in enumerate(self.steps)])
+
+
+# ------------------------------------------------------------------------------ tensors
+
+def pack_tensor(values: np.ndarray, bits: int, signed: bool) -> np.ndarray:
+    """Pack a batch of integer tensors as the C code stores them.
+
+    Arguments:
+        values: integer array [N, ...] (values, not codes: signed tensors hold negatives).
+        bits: 1, 2, 4, 8, 16 or 32.
+        signed: two's-complement storage.
+
+    Returns:
+        uint8 array [N, tensor_bytes(n, bits)].
+
+    Raises:
+        ValueError: unsupported bits or a value outside the bits' range.
+    """
+    values = np.asarray(values, np.int64).reshape(len(values), -1)
+    if bits not in TENSOR_BITS:
+        raise ValueError(f"tensor bits must be one of {TENSOR_BITS}, got {bits}")
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if values.size and (values.min() < lo or values.max() > hi):
+        raise ValueError(f"values span [{values.min()}, {values.max()}], outside the "
+                         f"{'signed' if signed else 'unsigned'} {bits}-bit range [{lo}, {hi}]")
+    codes = values & ((1 << bits) - 1)
+    if bits <= 8:
+        return pack(codes.astype(np.uint8), bits)
+    dtype = "<u2" if bits == 16 else "<u4"
+    return np.ascontiguousarray(codes.astype(dtype)).view(np.uint8).reshape(len(values), -1)
+
+
+def unpack_tensor(packed: np.ndarray, bits: int, signed: bool, n: int) -> np.ndarray:
+    """Inverse of :func:`pack_tensor`: [N, bytes] -> int64 values [N, n]."""
+    packed = np.asarray(packed, np.uint8).reshape(len(packed), -1)
+    if bits <= 8:
+        codes = unpack(packed, bits, n).astype(np.int64)
+    else:
+        dtype = "<u2" if bits == 16 else "<u4"
+        codes = np.ascontiguousarray(packed).view(dtype)[:, :n].astype(np.int64)
+    if signed:
+        codes = np.where(codes >= (1 << (bits - 1)), codes - (1 << bits), codes)
+    return codes
+
+
+# ------------------------------------------------------------------------------ planning
+
+def _hwc(shape) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 3:
+        return shape
+    if len(shape) == 1:
+        return (1, 1, shape[0])
+    if len(shape) == 2:
+        return (1, shape[0], shape[1])
+    raise ValueError(f"tensor shape {shape} is not (C,), (W, C) or (H, W, C)")
+
+
+def _check_layer(layer: IntegerLayer, rounding: str) -> None:
+    where = f"layer {layer.name!r} ({layer.kind})"
+    if layer.kind == "softmax":
+        raise ValueError(f"{where}: softmax is not exported (nor simulated); drop it, the argmax "
+                         "of the logits is the same")
+    for what, bits, signed in (("input", layer.in_bits, layer.in_signed),
+                               ("output", layer.out_bits, layer.out_signed)):
+        if bits not in TENSOR_BITS:
+            raise ValueError(f"{where}: {what} bits {bits} not supported; use one of "
+                             f"{TENSOR_BITS}")
+        if bits == 32 and not signed:
+            raise ValueError(f"{where}: unsigned 32-bit {what}s are not supported (int32 only)")
+    dims = [*_hwc(layer.in_shape), *_hwc(layer.out_shape)]
+    if max(dims) > 65535:
+        raise ValueError(f"{where}: a tensor dimension exceeds 65535: {dims}")
+    small = list(layer.stride) + list(layer.padding) + list(layer.pool_size)
+    if layer.kind in ("conv2d", "pointwise", "depthwise"):
+        small += list(layer.weight_shape[:-1] if layer.kind == "depthwise"
+                      else layer.weight_shape[1:3]) + [layer.depth_multiplier]
+    if max(small) > 255 or min(small) < 0:
+        raise ValueError(f"{where}: strides, paddings, kernel and pool sizes must be in "
+                         f"[0, 255], got {small}")
+    if layer.kind not in KIND_C:
+        return
+    if layer.kind in ("maxpool", "avgpool"):
+        return
+    if layer.weight_bits not in (1, 2, 4, 8):
+        raise ValueError(f"{where}: weight bits {layer.weight_bits} not supported (1, 2, 4, 8)")
+    zw = np.asarray(layer.weight_zero_point)
+    if zw.min() < 0 or zw.max() > 255:
+        raise ValueError(f"{where}: weight zero points must be in [0, 255] (uint8 in the C "
+                         f"header), got [{zw.min()}, {zw.max()}]")
+    if layer.weights.shape[1] > 65535:
+        raise ValueError(f"{where}: a packed weight row of {layer.weights.shape[1]} bytes "
+                         "exceeds 65535")
+    flavour = layer.rounding or rounding
+    if layer.requantize and flavour != "floor":
+        m0, n0 = np.asarray(layer.m0, np.int64), np.asarray(layer.n0, np.int64)
+        if m0.min() < 0:
+            raise ValueError(f"{where}: TFLite rounding needs m0 >= 0")
+        if flavour == "tflite_single" and (n0.min() < -31 or n0.max() > 30):
+            raise ValueError(f"{where}: tflite_single needs n0 in [-31, 30], got "
+                             f"[{n0.min()}, {n0.max()}]")
+
+
+def plan(graph: IntegerGraph, fuse_pool: bool = True) -> tuple[list[Step], int]:
+    """The steps of ``graph`` and their arena placement.
+
+    Returns:
+        (steps, arena_bytes); each step's input and output offsets inside the arena.
+
+    Raises:
+        ValueError: an invalid graph or a layer the C kernels do not support (named).
+    """
+    graph.validate()
+    steps: list[Step] = []
+    shape, bits = tuple(graph.input_shape), graph.input_bits
+    layers = graph.layers
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        _check_layer(layer, graph.rounding)
+        if layer.kind in ("flatten", "reshape"):
+            shape = tuple(layer.out_shape)
+            i += 1
+            continue
+        pool = None
+        if (fuse_pool and layer.kind not in ("maxpool", "avgpool") and i + 1 < len(layers)
+                and layers[i + 1].kind == "maxpool"):
+            pool = layers[i + 1]
+            _check_layer(pool, graph.rounding)
+        last = pool or layer
+        steps.append(Step(layer.name if pool is None else f"{layer.name}+{pool.name}", layer,
+                          pool, shape, bits, tuple(last.out_shape), last.out_bits))
+        shape, bits = tuple(last.out_shape), last.out_bits
+        i += 2 if pool is not None else 1
+    if not steps:
+        raise ValueError("the graph has no compute or pool layer to export")
+    arena = max(s.in_bytes + s.out_bytes for s in steps)
+    low = True  # the model input sits at offset 0
+    for s in steps:
+        s.in_offset = 0 if low else arena - s.in_bytes
+        s.out_offset = arena - s.out_bytes if low else 0
+        low = not low
+    return steps, arena
+
+
+# ------------------------------------------------------------------------------ C text
+
+def _c_array(ctype: str, name: str, values, per_line: int = 16) -> str:
+    values = [int(v) for v in np.asarray(values).ravel()]
+    if not values:
+        values = [0]
+    fmt = (lambda v: f"0x{v:02x}") if ctype == "uint8_t" else str
+    lines = [", ".join(fmt(v) for v in values[k:k + per_line])
+             for k in range(0, len(values), per_line)]
+    body = ",\n    ".join(lines)
+    return f"static const {ctype} {name}[{len(values)}] = {{\n    {body}\n}};\n"
+
+
+def _int32_literal(v: int) -> str:
+    return "INT32_MIN" if v == -(1 << 31) else str(int(v))
+
+
+def _tensor_c(shape, bits, signed, zp) -> str:
+    h, w, c = _hwc(shape)
+    return f"{{{h}, {w}, {c}, {bits}, {int(bool(signed))}, {int(zp)}}}"
+
+
+def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict) -> str:
+    layer, pool = s.layer, s.pool
+    flavour = layer.rounding or rounding
+    fields = {"kind": KIND_C[layer.kind], "rounding": ROUNDING_C[flavour]}
+    fields["in"] = _tensor_c(layer.in_shape, layer.in_bits, layer.in_signed, layer.in_zero_point)
+    fields["out"] = _tensor_c(layer.out_shape, layer.out_bits, layer.out_signed,
+                              layer.out_zero_point)
+    if layer.kind in ("maxpool", "avgpool"):
+        win = layer
+    else:
+        win = pool
+        if layer.kind == "depthwise":
+            kh, kw = layer.weight_shape[:2]
+        elif layer.kind == "dense":
+            kh = kw = 1
+        else:
+            kh, kw = layer.weight_shape[1:3]
+        top, _, left, _ = layer.padding
+        zw = np.asarray(layer.weight_zero_point).astype(np.uint8)
+        bias = np.asarray(layer.bias, np.int32)
+        m0 = np.asarray(layer.m0 if layer.requantize else [0], np.int32)
+        n0 = np.asarray(layer.n0 if layer.requantize else [0], np.int8)
+        for suffix, ctype, vals in (("w", "uint8_t", layer.weights), ("wzp", "uint8_t", zw),
+                                    ("bias", "int32_t", bias), ("m0", "int32_t", m0),
+                                    ("n0", "int8_t", n0)):
+            arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
+            nbytes[suffix] = nbytes.get(suffix, 0) + int(np.asarray(vals).nbytes)
+        lo, hi = layer.out_range
+        fields.update({
+            "requantize": int(bool(layer.requantize)),
+            "pad_zero": int(layer.pad_mode == "zero"),
+            "k_h": kh, "k_w": kw, "stride_h": layer.stride[0], "stride_w": layer.stride[1],
+            "pad_t": top, "pad_l": left, "depth_multiplier": layer.depth_multiplier,
+            "w_bits": layer.weight_bits, "w_row_bytes": layer.weights.shape[1],
+            "n_wzp": len(zw), "n_m": len(m0), "act_lo": _int32_literal(lo),
+            "act_hi": _int32_literal(hi), "w": f"model_w{k}", "wzp": f"model_wzp{k}",
+            "bias": f"model_bias{k}", "m0": f"model_m0{k}", "n0": f"model_n0{k}",
+            "fuse_pool": int(pool is not None)})
+    if win is not None:
+        top, _, left, _ = win.padding
+        lo, hi = win.out_range
+        fields.update({"pool_h": win.pool_size[0], "pool_w": win.pool_size[1],
+                       "pool_sh": win.stride[0], "pool_sw": win.stride[1], "pool_pt": top,
+                       "pool_pl": left, "pool_out_h": _hwc(win.out_shape)[0],
+                       "pool_out_w": _hwc(win.out_shape)[1], "pool_lo": _int32_literal(lo),
+                       "pool_hi": _int32_literal(hi)})
+    body = ",\n      ".join(f".{k} = {v}" for k, v in fields.items())
+    return f"    {{ /* {k}: {s.name} */\n      {body} }}"
+
+
+def _identifier(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True) -> Export:
+    """Write the C sources of ``graph`` into ``out_dir`` (created; existing files replaced).
+
+    Arguments:
+        graph: a valid IntegerGraph (CMix-NN floor or TFLite rounding, see tinyopt.sim).
+        out_dir: folder for model.h, model.c, model_params.h, tinyopt_nn.h, tinyopt_nn.c
+            (relative paths resolve against the repo root).
+        fuse_pool: fuse "compute layer -> max pool" pairs into one step (smaller arena).
+
+    Returns:
+        An :class:`Export` (files, steps, arena and I/O bytes, parameter bytes).
+
+    Raises:
+        ValueError: an invalid graph or a layer the C kernels cannot run (the message names it:
+            softmax, bit widths outside 1/2/4/8 (weights) or 1/2/4/8/16/32 (tensors), weight
+            zero points outside [0, 255], negative m0 or out-of-range n0 with TFLite rounding,
+            dimensions too large for the descriptor fields).
+    """
+    from tinyopt.report import atomic_path, resolve
+    steps, arena = plan(graph, fuse_pool)
+    out_dir = resolve(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    arrays: list[str] = []
+    nbytes: dict = {}
+    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes) for k, s in enumerate(steps)]
+    last = steps[-1].pool or steps[-1].layer
+    n_in = int(np.prod(graph.input_shape))
+    n_out = int(np.prod(steps[-1].out_shape))
+    info = Export(out_dir=out_dir, files=[], steps=steps, arena_bytes=arena,
+                  in_bytes=steps[0].in_bytes, out_bytes=steps[-1].out_bytes,
+                  in_bits=graph.input_bits, in_signed=graph.input_signed,
+                  out_bits=last.out_bits, out_signed=last.out_signed,
+                  out_shape=tuple(steps[-1].out_shape), param_bytes=nbytes)
+    guard = _identifier(graph.name).upper()
+    names = ", ".join(f'"{s.name}"' for s in steps)
+    texts = {}
+    in_kind = ("signed: int8 bytes as two's complement" if graph.input_signed else "unsigned")
+    out_kind = (f"{last.out_bits}-bit {'signed' if last.out_signed else 'unsigned'}, {n_out} "
+                f"elements" + (", int32 little-endian" if last.out_bits == 32 else ""))
+    texts["model.h"] = f"""/* model.h: generated by tinyopt.codegen.export_c from IntegerGraph {graph.name!r}.
+ * int model_run(const uint8_t *in, uint8_t *out): runs one image; returns 0, or -1 for a NULL
+ * pointer. `in`: MODEL_IN_BYTES packed input codes ({graph.input_bits}-bit, {in_kind}); `out`: MODEL_OUT_BYTES packed output
+ * ({out_kind}).
+ * No malloc: all activations live in one static arena of MODEL_ARENA_BYTES.
+ */
+#ifndef MODEL_{guard}_H
+#define MODEL_{guard}_H
+#include <stdint.h>
+
+#define MODEL_IN_BYTES {info.in_bytes}u
+#define MODEL_OUT_BYTES {info.out_bytes}u
+#define MODEL_OUT_ELEMENTS {n_out}u
+#define MODEL_ARENA_BYTES {arena}u
+#define MODEL_N_STEPS {len(steps)}u
+
+int model_run(const uint8_t *in, uint8_t *out);
+/* Where model_run expects its input / leaves its output inside the arena (no copy needed). */
+uint8_t *model_input_buffer(void);
+uint8_t *model_output_buffer(void);
+extern const char *const model_step_names[MODEL_N_STEPS];
+#ifdef MODEL_PROFILE
+/* Called with -1 before the first step and with k after step k (define it in the harness). */
+void model_profile_hook(int step);
+#endif
+#endif
+"""
+    texts["model_params.h"] = ("/* model_params.h: generated by tinyopt.codegen.export_c. Packed "
+                               "const weights and per-layer parameters. */\n"
+                               "#include \"tinyopt_nn.h\"\n\n" + "\n".join(arrays)
+                               + f"\nstatic const tn_layer_t model_steps[{len(steps)}] = {{\n"
+                               + ",\n".join(step_c) + "\n};\n")
+    offsets = ", ".join(f"{{{s.in_offset}u, {s.out_offset}u}}" for s in steps)
+    texts["model.c"] = f"""/* model.c: generated by tinyopt.codegen.export_c. */
+#include <string.h>
+#include "model.h"
+#include "model_params.h"
+
+/* The activation arena: step k reads at offset[k][0] and writes at offset[k][1]; a step's input
+ * and output sit at opposite ends, so they never overlap. */
+static uint8_t model_arena[MODEL_ARENA_BYTES];
+static const uint32_t model_offsets[MODEL_N_STEPS][2] = {{{offsets}}};
+const char *const model_step_names[MODEL_N_STEPS] = {{{names}}};
+
+uint8_t *model_input_buffer(void) {{ return model_arena + model_offsets[0][0]; }}
+uint8_t *model_output_buffer(void) {{ return model_arena + model_offsets[MODEL_N_STEPS - 1][1]; }}
+
+int model_run(const uint8_t *in, uint8_t *out)
+{{
+    uint32_t k;
+    if (in == NULL || out == NULL) return -1;
+    if (in != model_input_buffer()) memmove(model_input_buffer(), in, MODEL_IN_BYTES);
+#ifdef MODEL_PROFILE
+    model_profile_hook(-1);
+#endif
+    for (k = 0; k < MODEL_N_STEPS; k++) {{
+        tn_run_layer(&model_steps[k], model_arena + model_offsets[k][0],
+                     model_arena + model_offsets[k][1]);
+#ifdef MODEL_PROFILE
+        model_profile_hook((int)k);
+#endif
+    }}
+    if (out != model_output_buffer()) memmove(out, model_output_buffer(), MODEL_OUT_BYTES);
+    return 0;
+}}
+"""
+    for fname in KERNEL_FILES:
+        texts[fname] = (C_DIR / fname).read_text()
+    for fname, text in texts.items():
+        with atomic_path(out_dir / fname, Path(fname).suffix) as tmp:
+            Path(tmp).write_text(text)
+        info.files.append(out_dir / fname)
+    return info
+
+
+def reference_output(graph: IntegerGraph, x: np.ndarray) -> np.ndarray:
+    """``tinyopt.sim.run(graph, x)`` flattened per image: what the C model must output."""
+    from tinyopt import sim
+    return np.asarray(sim.run(graph, x)).reshape(len(x), -1).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------ random graphs
+# Integer graphs with random but valid parameters (random weight codes, zero points, biases,
+# multipliers calibrated on real images so that activations use their range), for exercising the
+# export on mixed bit widths while tinyopt.icn.convert (fake-quant model -> IntegerGraph) is not
+# available. They are NOT trained networks: their outputs mean nothing, only bit-exactness does.
+
+def _same(size: int, k: int, stride: int) -> tuple[int, int, int]:
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def _calibrate(graph: IntegerGraph, layer: IntegerLayer, x: np.ndarray, rng,
+               per_channel: bool, negative_fraction: float) -> None:
+    """Set the bias and (m0, n0) of ``layer`` (the last of ``graph``) from its accumulators on
+    ``x``: a random fraction of each channel's outputs clamps to the lowest code, the 99th
+    percentile maps near the top code."""
+    from tinyopt import icn, sim
+    keep = (layer.requantize, layer.out_bits, layer.out_signed, layer.out_zero_point)
+    layer.requantize, layer.out_bits, layer.out_signed, layer.out_zero_point = False, 32, True, 0
+    layer.bias = np.zeros(layer.out_channels, np.int32)
+    phi = sim.run(graph, x).reshape(-1, layer.out_channels).astype(np.float64)
+    layer.requantize, layer.out_bits, layer.out_signed, layer.out_zero_point = keep
+    c = layer.out_channels
+    if not layer.requantize:  # raw logits: a small random bias only
+        spread = np.percentile(phi, 90, axis=0) - np.percentile(phi, 10, axis=0)
+        layer.bias = np.round(rng.uniform(-0.2, 0.2, c) * (spread + 1)).astype(np.int32)
+        return
+    lo, hi = layer.out_range
+    span = hi - lo
+    sign = np.where(rng.random(c) < negative_fraction, -1.0, 1.0)
+    cut = rng.uniform(0.2, 0.6, c)  # the share of outputs at (or below) the lowest code
+    q = np.array([np.quantile(sign[k] * phi[:, k], cut[k]) for k in range(c)])
+    bias = -sign * q
+    top = np.array([np.quantile(sign[k] * (phi[:, k] + bias[k]), 0.99) for k in range(c)])
+    mult = sign * span / np.maximum(top, 1.0)
+    if not per_channel:
+        mult = np.array([np.median(np.abs(mult))])  # FB: one positive multiplier
+        bias = -np.array([np.quantile(phi[:, k], cut[k]) for k in range(c)])
+    layer.bias = np.round(bias).astype(np.int32)
+    layer.m0, layer.n0 = icn.m0_n0(mult)
+
+
+def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution: int = 32,
+                    classes: int = 10, input_channels: int = 1, input_zero_point: int = 0,
+                    negative_fraction: float = 0.1, seed: int = 0) -> IntegerGraph:
+    """A MobileNetV1-style IntegerGraph with the bits of ``policy`` and RANDOM parameters.
+
+    The architecture is :func:`tinyopt.models.mobilenet_v1` (conv0 3x3/2, 13 x (dw 3x3, pw 1x1),
+    SAME padding, average pool over the last feature map, flatten, fc), in CMix-NN form (spec §5):
+    unsigned activations with zero point 0, per-layer (PL) weight zero points, folded (FB: one m0,
+    n0) or ICN (per-channel m0, n0, a ``negative_fraction`` of them negative) as ``policy.fold``
+    says, ``"floor"`` rounding, depthwise padding with integer 0 (``pad_mode="zero"``), and raw
+    int32 logits for the fc (spec §2.4). Weight codes are random (a clipped normal around a random
+    zero point); biases and multipliers are calibrated layer by layer on ``x_calib`` with the
+    simulator so that activations spread over their codes.
+
+    Arguments:
+        policy: a PL :class:`tinyopt.policy.Policy` over conv0, dw1, pw1, ..., pw13, fc.
+        x_calib: integer input codes [N, resolution, resolution, input_channels], 8-bit unsigned.
+        alpha, resolution, classes, input_channels: the architecture.
+        input_zero_point: zero point of the 8-bit input.
+        negative_fraction: share of ICN channels with a negative multiplier (gamma < 0).
+        seed: random seed.
+
+    Returns:
+        A validated IntegerGraph (``meta["random_parameters"] = True``).
+
+    Raises:
+        ValueError: the policy is not PL or its layers are not this architecture's.
+    """
+    from tinyopt.memory import MOBILENET_V1_BLOCKS
+    if policy.granularity != "PL":
+        raise ValueError("mobilenet_graph builds per-layer (PL) graphs; pass a PL policy")
+    rng = np.random.default_rng(seed)
+    ch = lambda c: max(1, int(c * alpha))  # noqa: E731  (as tinyopt.models._channels)
+    names = ["conv0"] + [f"{k}{i}" for i in range(1, 14) for k in ("dw", "pw")] + ["fc"]
+    if list(policy.layers) != names:
+        raise ValueError(f"the policy's layers must be {names}, got {list(policy.layers)}")
+    graph = IntegerGraph(layers=[], input_shape=(resolution, resolution, input_channels),
+                         input_bits=8, input_zero_point=int(input_zero_point),
+                         rounding="floor", name=f"mobilenet_{resolution}_{alpha:g}_mixed",
+                         meta={"random_parameters": True, "seed": seed})
+    shape, bits, zp = graph.input_shape, 8, int(input_zero_point)
+    x_calib = np.asarray(x_calib)
+
+    def add(kind, name, out_shape, wshape, **kw):
+        nonlocal shape, bits, zp
+        i = names.index(name)
+        wb, last = policy.weight_bits[i], i == len(names) - 1
+        layer = IntegerLayer(kind=kind, name=name, in_shape=shape, out_shape=out_shape,
+                             in_bits=bits, in_zero_point=zp, out_bits=32 if last else
+                             policy.act_bits[i], out_signed=last, requantize=not last, **kw)
+        top = (1 << wb) - 1
+        half = 1 << (wb - 1)  # a zero point near the middle keeps W - Z_w of both signs
+        zw = half - int(rng.integers(0, 2)) if wb <= 4 else half + int(rng.integers(-16, 17))
+        codes = np.clip(np.round(rng.normal(zw, max(top / 4, 0.5), wshape)), 0, top)
+        layer.set_weights(codes.astype(np.int64), wb)
+        layer.weight_zero_point = np.array([zw], np.int32)
+        layer.weight_scale = np.array([1.0])
+        graph.layers.append(layer)
+        _calibrate(graph, layer, x_calib, rng, policy.fold[i] == "ICN" and not last,
+                   negative_fraction)
+        shape, bits, zp = tuple(out_shape), layer.out_bits, layer.out_zero_point
+
+    h, top, bottom = _same(resolution, 3, 2)
+    c = ch(32)
+    add("conv2d", "conv0", (h, h, c), (c, 3, 3, input_channels), stride=(2, 2),
+        padding=(top, bottom, top, bottom))
+    for i, (stride, width) in enumerate(MOBILENET_V1_BLOCKS, start=1):
+        h2, top, bottom = _same(h, 3, stride)
+        add("depthwise", f"dw{i}", (h2, h2, c), (3, 3, c), stride=(stride, stride),
+            padding=(top, bottom, top, bottom), pad_mode="zero")
+        h, cout = h2, ch(width)
+        add("pointwise", f"pw{i}", (h, h, cout), (cout, 1, 1, c))
+        c = cout
+    graph.layers.append(IntegerLayer(kind="avgpool", name="pool", in_shape=shape,
+                                     out_shape=(1, 1, c), in_bits=bits, out_bits=bits,
+                                     pool_size=(h, h), stride=(h, h)))
+    graph.layers.append(IntegerLayer(kind="flatten", name="flatten", in_shape=(1, 1, c),
+                                     out_shape=(c,), in_bits=bits, out_bits=bits))
+    shape = (c,)
+    add("dense", "fc", (classes,), (classes, c))
+    graph.validate()
+    return graph
+
+
+# ------------------------------------------------------------------------------ memory model view
+
+def layer_macs(layer: IntegerLayer) -> int:
+    """Multiply-accumulates per image of a compute layer (0 for other kinds)."""
+    out = int(np.prod(layer.out_shape))
+    if layer.kind == "dense":
+        return out * int(np.prod(layer.in_shape))
+    if layer.kind == "depthwise":
+        return out * int(np.prod(layer.weight_shape[:2]))
+    if layer.kind in ("conv2d", "pointwise"):
+        return out * int(np.prod(layer.weight_shape[1:]))
+    return 0
+
+
+def memory_view(graph: IntegerGraph):
+    """The graph's compute layers as :class:`tinyopt.memory.Node` s and the
+    :class:`tinyopt.policy.Policy` its bits and parameter shapes correspond to, so that
+    ``tinyopt.memory.report(nodes, policy)`` predicts its flash and RAM.
+
+    Granularity is "PC" when any compute layer has per-channel weight zero points, else "PL";
+    a layer is "ICN" when it has per-channel multipliers (and in PC, every layer but the last).
+    Output bits outside (2, 4, 8) (e.g. int32 logits of the last layer) are recorded as 8, as the
+    memory model counts logits.
+
+    Returns:
+        (nodes, policy).
+    """
+    from tinyopt.memory import Node
+    from tinyopt.policy import Policy
+    compute = [l for l in graph.layers if l.kind in ("conv2d", "pointwise", "depthwise",
+                                                     "dense")]
+    kind = {"conv2d": "conv", "pointwise": "conv", "depthwise": "depthwise", "dense": "dense"}
+    nodes = [Node(l.name, kind[l.kind], int(np.prod(l.weight_shape)), l.out_channels,
+                  int(np.prod(l.in_shape)), int(np.prod(l.out_shape)), layer_macs(l))
+             for l in compute]
+    pc = any(len(np.atleast_1d(l.weight_zero_point)) > 1 for l in compute)
+    n = len(compute)
+    folds = []
+    for i, l in enumerate(compute):
+        if i == n - 1:
+            folds.append("FB")
+        elif pc:
+            folds.append("ICN")
+        else:
+            folds.append("ICN" if l.requantize and len(np.atleast_1d(l.m0)) > 1 else "FB")
+    bits = lambda b: b if b in (2, 4, 8) else 8  # noqa: E731
+    policy = Policy([l.name for l in compute], [bits(l.weight_bits) for l in compute],
+                    [bits(l.out_bits) for l in compute], "PC" if pc else "PL", folds)
+    return nodes, policy
