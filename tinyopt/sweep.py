@@ -11,7 +11,8 @@ Grid file (YAML); every key but ``notebook`` is optional, but there must be at l
     rows:                              # explicit parameter sets, run after the product(s)
       - {dataset: mnist, seed: 7}
     output: results/sweeps/x.csv       # the sweep's table; default results/sweeps/<grid stem>.csv
-    collect: "{out_dir}/*.csv"         # a run's result CSVs (the default); null: collect none
+    collect: "{out_dir}/*.csv"         # a run's result CSVs (the default; name one file when the
+                                       #   notebook writes several kinds); null: collect none
 
 Every name must be a variable of the notebook's ``parameters`` cell (read with ``ast``). Identical
 parameter sets are run once.
@@ -33,7 +34,8 @@ failure), stores their rows, the parameters, the hash and ``tinyopt.__version__`
 parameters; a rerun skips it. A failed run leaves ``<hash>.failed.json`` (error text, return code)
 and ``<hash>.failed.ipynb`` (the partial notebook, when papermill got that far); it is retried on
 the next sweep unless ``skip_failed``. A per-run lock makes a second sweep wait for a run in flight
-instead of redoing it.
+instead of redoing it. Runs are shared by every grid over the same notebook: a grid whose
+``collect`` differs from the one a run was done with re-reads that run's files.
 
 **The sweep CSV** holds, per done run, its rows with columns ``run`` (the hash), the parameters
 (lists and mappings as canonical JSON; a parameter whose value differs from a same-named CSV column
