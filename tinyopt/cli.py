@@ -47,11 +47,13 @@ def _sweep(args) -> int:
           f"{counts.get('pending', 0)} pending)"
           + (f"; {s.duplicates} duplicate parameter sets merged" if s.duplicates else "")
           + f"\n  executed notebooks: {sw.display_path(s.runs_dir)}/<run>.ipynb"
-          + f"\n  sweep table:        {sw.display_path(s.output)}")
+          + f"\n  sweep table:        {sw.display_path(s.output)} (rows of "
+          f"{len(sw.csv_runs(s.output) & set(table['run']))} runs)")
     if args.dry_run or args.status:
+        columns = ["run", "state", "parameters"] + (["error"] if table["error"].any() else [])
         with pd.option_context("display.max_rows", None, "display.max_colwidth", 80,
                                "display.width", 200):
-            print(table[["run", "state", "parameters", "error"]].to_string(index=False))
+            print(table[columns].to_string(index=False))
         return 1 if args.status and counts.get("failed") else 0
     summary = sw.execute(s, jobs=args.jobs, skip_failed=args.skip_failed, timeout=args.timeout,
                          progress=not args.no_progress)
