@@ -234,7 +234,12 @@ def plan(graph: IntegerGraph, fuse_pool: bool = True) -> tuple[list[Step], int]:
             pool = layers[i + 1]
             _check_layer(pool, graph.rounding)
         last = pool or layer
-        steps.append(Step(layer.name if pool is None else f"{layer.name}+{pool.name}", layer,
+        label = layer.name if pool is None else f"{layer.name}+{pool.name}"
+        # step names go into C strings and whitespace-separated stats: keep them plain
+        label = re.sub(r"[^A-Za-z0-9_+.:-]", "_", label)
+        if len(label) > 40 or label in {s.name for s in steps}:  # long TFLite tensor names
+            label = f"step{len(steps)}_{layer.kind}" + ("+maxpool" if pool is not None else "")
+        steps.append(Step(label, layer,
                           pool, shape, bits, tuple(last.out_shape), last.out_bits))
         shape, bits = tuple(last.out_shape), last.out_bits
         i += 2 if pool is not None else 1
@@ -457,11 +462,20 @@ def _same(size: int, k: int, stride: int) -> tuple[int, int, int]:
     return out, total // 2, total - total // 2
 
 
-def _calibrate(graph: IntegerGraph, layer: IntegerLayer, x: np.ndarray, rng,
+def calibrate_layer(graph: IntegerGraph, layer: IntegerLayer, x: np.ndarray, rng,
                per_channel: bool, negative_fraction: float) -> None:
     """Set the bias and (m0, n0) of ``layer`` (the last of ``graph``) from its accumulators on
-    ``x``: a random fraction of each channel's outputs clamps to the lowest code, the 99th
-    percentile maps near the top code."""
+    ``x``, so that its outputs spread over the codes: per channel a random 20-60 % of the outputs
+    clamp to the lowest code and the 99th percentile maps to the top code.
+
+    Arguments:
+        graph: the graph so far; ``layer`` must be its last layer, with weights set.
+        layer: the layer to calibrate (modified in place: bias, m0, n0).
+        x: integer input codes of ``graph``.
+        rng: a numpy Generator.
+        per_channel: per-channel multipliers (ICN) or one multiplier (FB).
+        negative_fraction: share of per-channel multipliers made negative.
+    """
     from tinyopt import icn, sim
     keep = (layer.requantize, layer.out_bits, layer.out_signed, layer.out_zero_point)
     layer.requantize, layer.out_bits, layer.out_signed, layer.out_zero_point = False, 32, True, 0
@@ -546,7 +560,7 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
         layer.weight_zero_point = np.array([zw], np.int32)
         layer.weight_scale = np.array([1.0])
         graph.layers.append(layer)
-        _calibrate(graph, layer, x_calib, rng, policy.fold[i] == "ICN" and not last,
+        calibrate_layer(graph, layer, x_calib, rng, policy.fold[i] == "ICN" and not last,
                    negative_fraction)
         shape, bits, zp = tuple(out_shape), layer.out_bits, layer.out_zero_point
 

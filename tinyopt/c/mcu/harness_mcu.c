@@ -51,7 +51,7 @@ static int sh_close(int fd)
 }
 
 /* A small text buffer for stats.txt (no printf). */
-static char text[64];
+static char text[128];
 static uint32_t put_str(uint32_t at, const char *s)
 {
     while (*s && at < sizeof(text) - 1) text[at++] = *s++;
