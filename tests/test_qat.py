@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tinyopt  # noqa: F401
+import tensorflow as tf
 import tf_keras as keras
 
 from tinyopt import convert, measure, models, qat, train
@@ -70,3 +71,197 @@ def test_quantize_default_scheme_for_dense_model_and_errors():
     assert qat.quantize(model, preserve_sparsity=True).qat_scheme == qat.SCHEME_PRUNE_PRESERVE
     with pytest.raises(ValueError, match="already quantization-wrapped"):
         qat.quantize(q)
+
+
+# =============================================================================================
+# Sub-byte fake quantization: quantize_mixed, integer_params, summary, BN freezing
+# =============================================================================================
+
+from tinyopt import ptq, quantizers  # noqa: E402
+from tinyopt.policy import Policy  # noqa: E402
+
+L = keras.layers
+
+
+def _bn_model(seed=0):
+    """A tiny chain with every supported piece: conv+BN+ReLU6, depthwise+BN+ReLU, maxpool,
+    conv with fused relu and bias, global average pooling, dropout, dense."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((8, 8, 2), name="input")
+    x = L.Conv2D(4, 3, padding="same", use_bias=False, name="c1")(inp)
+    x = L.BatchNormalization(name="c1_bn")(x)
+    x = L.ReLU(6.0, name="c1_relu")(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False, name="d2")(x)
+    x = L.BatchNormalization(name="d2_bn")(x)
+    x = L.ReLU(name="d2_relu")(x)
+    x = L.MaxPooling2D(2, name="pool")(x)
+    x = L.Conv2D(6, 1, activation="relu", name="c3")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Dropout(0.2, name="drop")(x)
+    out = L.Dense(3, name="fc")(x)
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:  # non-trivial BN statistics
+        if isinstance(layer, L.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.3, n),
+                               rng.normal(0, 0.2, n), rng.uniform(0.2, 3, n)])
+    return model
+
+
+def _reference(params, x):
+    """Integer-domain NumPy forward built ONLY from integer_params (float64 arithmetic)."""
+    inp = params["input"]
+    codes = np.clip(np.round(x / inp["scale"]) + inp["zero_point"], 0, 2 ** inp["bits"] - 1)
+    scale, zero = inp["scale"], inp["zero_point"]
+    v = (codes - zero) * scale
+    for e in params["layers"]:
+        if e["type"] == "maxpool":
+            n, h, w, c = v.shape
+            v = v[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max((2, 4))
+        elif e["type"] == "avgpool":
+            c_ = np.round(v / e["scale"])
+            v = np.floor(c_.sum((1, 2)) / (v.shape[1] * v.shape[2])) * e["scale"]
+        elif e["type"] == "flatten":
+            v = v.reshape(len(v), -1)
+        elif e["type"] == "dropout":
+            pass
+        elif e["type"] == "compute":
+            codes = e["weight_codes"].astype(np.float64)
+            if e["kind"] == "depthwise":  # [kh, kw, cin, mult] -> [kh, kw, C], C = cin * mult
+                codes = codes.reshape(codes.shape[:2] + (-1,))
+            w = (codes - e["weight_zero_point"]) * e["weight_scale"]  # [C] broadcasts on last
+            cfg = e["op_config"]
+            if e["kind"] == "dense":
+                t = v @ w
+            else:
+                t = _conv(v, w, cfg["strides"][0], cfg["padding"], e["kind"] == "depthwise")
+            t = t + e["bias"]
+            if e["bn"] is not None:
+                bn = e["bn"]
+                t = bn["gamma"] * (t - bn["moving_mean"]) / np.sqrt(
+                    bn["moving_variance"] + bn["epsilon"]) + bn["beta"]
+            if e["output"] is not None:
+                s, n = e["output"]["scale"], 2 ** e["output"]["bits"] - 1
+                t = np.clip(np.floor(t / s), 0, n) * s
+            v = t
+    return v
+
+
+def _conv(x, w, stride, padding, depthwise):
+    kh, kw = w.shape[:2]
+    n, h, wd, c = x.shape
+    if padding == "same":
+        oh, ow = -(-h // stride), -(-wd // stride)
+        ph, pw = max((oh - 1) * stride + kh - h, 0), max((ow - 1) * stride + kw - wd, 0)
+        x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    else:
+        oh, ow = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            patch = x[:, i:i + stride * oh:stride, j:j + stride * ow:stride]
+            term = patch * w[i, j] if depthwise else patch @ w[i, j]
+            out = term if out is None else out + term
+    return out
+
+
+@pytest.mark.parametrize("granularity,fold,bits", [("PL", "FB", 4), ("PL", "ICN", 4),
+                                                   ("PC", "ICN", 2), ("PC", "FB", 8)])
+def test_integer_params_reproduce_the_fake_quant_forward(granularity, fold, bits):
+    model = _bn_model()
+    x = np.random.default_rng(1).random((16, 8, 8, 2), dtype=np.float32)
+    policy = Policy.uniform(model, bits, bits, granularity, fold=fold)
+    q = ptq.quantize_mixed(model, policy, x)  # calibrated alphas, clips and floor offsets
+    params = qat.integer_params(q)
+    computes = [e for e in params["layers"] if e["type"] == "compute"]
+    assert [e["name"] for e in computes] == ["c1", "d2", "c3", "fc"]
+    for e in computes:
+        n = 2 ** e["weight_bits"] - 1
+        assert e["weight_codes"].dtype == np.uint8 and e["weight_codes"].max() <= n
+        assert np.all((np.asarray(e["weight_zero_point"]) >= 0)
+                      & (np.asarray(e["weight_zero_point"]) <= n))
+        assert e["kernel_source"] == ("folded" if fold == "FB" and e["name"] in ("c1", "d2")
+                                      else "raw")
+        assert (e["bn"] is None) == (fold == "FB" or e["name"] in ("c3", "fc"))
+        assert e["bias_codes"].dtype == np.int32
+    assert [e["input"]["bits"] for e in computes] == [8, bits, bits, bits]
+    assert computes[-1]["output"] is None and computes[0]["output"]["zero_point"] == 0
+    assert computes[1]["input"]["scale"] == computes[0]["output"]["scale"]
+    ref = _reference(params, x.astype(np.float64))
+    got = q(x, training=False).numpy()
+    # float32 vs float64 can move a value across a floor boundary once in a while; the logits
+    # must agree closely on (almost) every element
+    close = np.isclose(got, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+    assert close.mean() >= 0.9, f"only {close.mean():.2%} of the logits agree"
+
+
+def test_quantize_mixed_structure_training_and_freezing():
+    model = _bn_model()
+    before = [w.copy() for w in model.get_weights()]
+    q = qat.quantize_mixed(model, Policy.uniform(model, 4, 4, "PL"), freeze_bn_after=1,
+                           alpha=0.5)  # small alpha: some activations clip, alpha gets a gradient
+    assert [type(layer).__name__ for layer in q.layers[1:]] == [
+        "QuantInput", "QuantCompute", "QuantCompute", "MaxPooling2D", "QuantCompute",
+        "QuantAvgPool", "Dropout", "QuantCompute"]
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 8, 8, 2), dtype=np.float32), rng.integers(0, 3, 64)
+    c1 = q.get_layer("c1")
+    w = c1.kernel.numpy()
+    c1.w_min.assign(0.5 * w.min())  # tight clips: some weights clip, a and b get gradients
+    c1.w_max.assign(0.5 * w.max())
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(q(x, training=True) ** 2)
+    grads = dict(zip([v.name for v in q.trainable_variables],
+                     tape.gradient(loss, q.trainable_variables)))
+    for name in ("c1/alpha:0", "c1/w_min:0", "c1/w_max:0", "c1/kernel:0", "c1/gamma:0"):
+        assert grads[name] is not None and np.any(grads[name].numpy() != 0), name
+    mean_before = c1.moving_mean.numpy().copy()
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(
+        (c1.moving_mean.numpy().copy(), c1.gamma.numpy().copy(), float(c1.bn_frozen.numpy()))))
+    hist = train.fit(q, (x, y), epochs=2, validation_split=0.0, progress=False,
+                     callbacks=[record])
+    assert np.isfinite(hist["loss"]).all()
+    (mean0, gamma0, frozen0), (mean1, gamma1, frozen1) = seen
+    assert frozen0 == 0.0 and frozen1 == 1.0  # FreezeBN at the start of epoch 1
+    assert not np.allclose(mean0, mean_before)  # BN trained in epoch 0
+    np.testing.assert_array_equal(mean1, mean0)  # ... and not in epoch 1
+    np.testing.assert_array_equal(gamma1, gamma0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_quantize_mixed_errors():
+    model = _bn_model()
+    with pytest.raises(ValueError, match="do not match"):
+        qat.quantize_mixed(model, Policy.uniform(["c1", "fc"], 8, 8))
+    inp = keras.Input((8, 8, 1))
+    x = L.Conv2D(2, 3, activation="relu", name="c")(inp)
+    x = L.Conv2DTranspose(2, 3, name="up")(x)
+    bad = keras.Model(inp, L.Dense(2, name="fc")(L.Flatten()(x)))
+    with pytest.raises(ValueError, match="'up'.*Conv2DTranspose"):
+        qat.quantize_mixed(bad, Policy.uniform(bad, 8, 8))
+    inp = keras.Input((8, 8, 1))
+    a = L.Conv2D(2, 3, activation="relu", name="a")(inp)
+    b = L.Conv2D(2, 3, activation="relu", name="b")(inp)
+    branchy = keras.Model(inp, L.Dense(2, name="fc")(L.Flatten()(L.Add(name="add")([a, b]))))
+    with pytest.raises(ValueError, match="chain"):
+        qat.quantize_mixed(branchy, Policy.uniform(branchy, 8, 8))
+    inp = keras.Input((8, 8, 1))
+    lin = keras.Model(inp, L.Dense(2, name="fc")(L.Flatten()(L.Conv2D(2, 3, name="c")(inp))))
+    with pytest.raises(ValueError, match="no ReLU"):
+        qat.quantize_mixed(lin, Policy.uniform(lin, 8, 8))
+
+
+def test_summary_counts_bits_bytes_and_macs():
+    model = models.seed_cnn()
+    policy = Policy(["conv", "fc"], [8, 2], [4, 8], "PL")
+    table = qat.summary(qat.quantize_mixed(model, policy))
+    conv, fc, total = (table.iloc[i] for i in range(3))
+    assert (conv.weight_bits, conv.input_bits, conv.output_bits) == (8, 8, 4)
+    assert (fc.weight_bits, fc.input_bits) == (2, 4)
+    assert conv.weight_bytes == 12 * 9 and fc.weight_bytes == 10 * (2028 * 2 // 8)
+    assert conv.macs == 26 * 26 * 12 * 9 and fc.macs == 2028 * 10
+    assert conv.macs_w8a8 == conv.macs and fc.macs_w2a4 == fc.macs and fc.macs_w8a8 == 0
+    assert total.layer == "total" and total.params == 20410
+    assert total.macs == conv.macs + fc.macs

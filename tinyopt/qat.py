@@ -418,15 +418,34 @@ class QuantCompute(keras.layers.Layer):
 class FreezeBN(keras.callbacks.Callback):
     """Freeze BatchNorm in every :class:`QuantCompute` layer at the start of epoch ``after``
     (spec §1.7: moving statistics from then on, gamma and beta stop training; the repo's
-    ``batch_fold_delay``, 1 by default). A frozen layer stays frozen."""
+    ``batch_fold_delay``, 1 by default). A frozen layer stays frozen.
+
+    Frozen layers get no gradient into gamma and beta, but a momentum optimizer (Adam) would
+    still move them, so their values are also restored after every training batch.
+    """
 
     def __init__(self, after: int | None = 1):
         super().__init__()
         self.after = after
+        self._held: list = []
+
+    def _hold(self):
+        self._held = [(v, v.numpy()) for layer in self.model.layers
+                      if isinstance(layer, QuantCompute) and layer.bn_config is not None
+                      and float(layer.bn_frozen.numpy()) >= 0.5
+                      for v in (layer.gamma, layer.beta)]
+
+    def on_train_begin(self, logs=None):
+        self._hold()
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.after is not None and epoch >= self.after:
             freeze_bn(self.model)
+            self._hold()
+
+    def on_train_batch_end(self, batch, logs=None):
+        for var, value in self._held:
+            var.assign(value)
 
 
 def freeze_bn(model: keras.Model) -> None:
