@@ -12,7 +12,8 @@ arrays, that says exactly what an integer-only MCU kernel sequence computes (spe
   and exponent ``n0`` (int8), one per layer (FB) or per output channel (ICN), meaning
   M = m0 * 2^(n0 - 31) (the same convention as TFLite's ``QuantizeMultiplier``; CMix-NN's
   ``n_zero`` is ``-(n0 + 1)``);
-- ``maxpool``, ``avgpool``, ``flatten`` / ``reshape`` and ``softmax`` (TFLite only).
+- ``maxpool``, ``avgpool``, ``flatten`` / ``reshape``, and ``softmax`` (a placeholder: the
+  simulator refuses it).
 
 Every layer records its input and output bits, signedness, zero point and real scale (the scales
 are for reference only: the simulator never uses a float scale). ``graph.rounding`` selects the
@@ -44,6 +45,9 @@ SHAPE_KINDS = ("flatten", "reshape")
 KINDS = COMPUTE_KINDS + POOL_KINDS + SHAPE_KINDS + ("softmax",)
 ROUNDINGS = ("floor", "tflite_single", "tflite_double")
 PAD_MODES = ("zero_point", "zero")
+# Average-pool division: floor (CMix-NN style floor everywhere; tinyopt.qat's avg_pool_floor) or
+# round half away from zero (TFLite AVERAGE_POOL_2D, CMSIS-NN).
+AVG_ROUNDINGS = ("floor", "half_away")
 PACK_BITS = (1, 2, 4, 8)
 # Array-valued layer fields (stored as npz members); everything else goes into the JSON header.
 ARRAY_FIELDS = ("weights", "weight_zero_point", "bias", "m0", "n0", "weight_scale")
@@ -174,6 +178,7 @@ class IntegerLayer:
     act_min: int | None = None
     act_max: int | None = None
     rounding: str | None = None  # None: the graph's flavour
+    avg_rounding: str | None = None  # avgpool; None: "floor" for floor graphs, else "half_away"
     extra: dict = field(default_factory=dict)  # free-form, JSON-serialisable notes
 
     @property
@@ -235,6 +240,8 @@ class IntegerLayer:
                 raise ValueError(f"{where}: rounding must be None or one of {ROUNDINGS}")
             if self.pad_mode not in PAD_MODES:
                 raise ValueError(f"{where}: pad_mode must be one of {PAD_MODES}")
+        if self.avg_rounding is not None and self.avg_rounding not in AVG_ROUNDINGS:
+            raise ValueError(f"{where}: avg_rounding must be None or one of {AVG_ROUNDINGS}")
         if self.kind in POOL_KINDS and (self.in_zero_point != self.out_zero_point
                                         or self.in_bits != self.out_bits):
             raise ValueError(f"{where}: pools keep the input's quantization")

@@ -13,8 +13,9 @@
   (tests/test_sim.py): CONV_2D and DEPTHWISE_CONV_2D round twice ("tflite_double"),
   FULLY_CONNECTED (per-channel and per-tensor int8) rounds once ("tflite_single"); the reader
   sets that. Supported ops: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D,
-  AVERAGE_POOL_2D, RESHAPE; any other op (e.g. MEAN, which Keras' GlobalAveragePooling2D
-  becomes, or SOFTMAX) is refused with its name.
+  AVERAGE_POOL_2D, RESHAPE and MEAN over H and W (Keras' GlobalAveragePooling2D, read as a
+  depthwise H x W convolution with all-one weights and TFLite's refolded multiplier, double
+  rounding as measured); any other op (e.g. SOFTMAX) is refused with its name.
 
 Exactness of the matrix products. Convolutions and dense layers are im2col + matmul. A float
 matmul is used only where it is provably exact: every term |w - z_w| * |x - z_x| is an integer
@@ -296,15 +297,16 @@ def _pool_windows(layer: IntegerLayer, x: np.ndarray, fill, op=np.maximum) -> np
 
 def _pool(layer: IntegerLayer, x: np.ndarray, rounding: str) -> np.ndarray:
     """Max / average pool over in-bounds window elements (padding never counts), then clamp.
-    Average rounding: half away from zero for the TFLite flavours (TFLite / CMSIS-NN), floor for
-    the "floor" flavour."""
+    Average division: ``layer.avg_rounding``, by default floor for the "floor" flavour and half
+    away from zero for the TFLite flavours (TFLite AVERAGE_POOL_2D / CMSIS-NN)."""
     if layer.kind == "maxpool":
         out = _pool_windows(layer, x, np.iinfo(x.dtype).min)
     else:
         total = _pool_windows(layer, x.astype(np.int64), 0, np.add)
         ones = np.ones((1,) + x.shape[1:3] + (1,), np.int64)
         count = _pool_windows(layer, ones, 0, np.add)  # in-bounds elements per window
-        if rounding == "floor":
+        mode = layer.avg_rounding or ("floor" if rounding == "floor" else "half_away")
+        if mode == "floor":
             out = total // count
         else:  # C: acc > 0 ? (acc + count/2) / count : (acc - count/2) / count, truncating
             half = count // 2
@@ -409,7 +411,7 @@ def run(graph: IntegerGraph, x: np.ndarray, trace: bool = False, wrap32: bool = 
 # --------------------------------------------------------------------------------------------
 
 TFLITE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
-              "AVERAGE_POOL_2D", "RESHAPE")
+              "AVERAGE_POOL_2D", "RESHAPE", "MEAN")
 
 
 def _schema():
@@ -620,6 +622,30 @@ def graph_from_tflite(tflite_bytes: bytes) -> IntegerGraph:
                                  f"says {out_shape[:2]}")
             layer.act_min, layer.act_max = _act_range(opts.fusedActivationFunction,
                                                       s_out[0], int(z_out[0]), schema)
+        elif kind == "MEAN":  # Keras GlobalAveragePooling2D
+            axis = sorted(int(a) % 4 for a in m.data(inputs[1]).reshape(-1))
+            if len(shape) != 3 or axis != [1, 2]:
+                raise ValueError(f"op {k} (MEAN): only the mean over H and W is supported "
+                                 f"(got axis {axis} of a {len(shape) + 1}-D tensor)")
+            # TFLite's reference_ops::QuantizedMeanOrSum: Phi = sum(x - z_in) over H*W, then
+            # MultiplyByQuantizedMultiplier with QuantizeMultiplier(s_in / s_out) whose
+            # multiplier is refolded by 1/n: s = min(floor(log2 n), 32, 31 + shift),
+            # q' = (q << s) // n, shift' = shift - s. That is a depthwise H x W convolution
+            # with all-one weights, zero bias and the refolded per-layer multiplier.
+            h, w, c = shape
+            n = h * w
+            q, e = tflite_quantize_multiplier(np.float64(scale) / np.float64(s_out[0]))
+            q, e = int(q[0]), int(e[0])
+            sh = min(n.bit_length() - 1, 32, 31 + e)
+            layer.kind, layer.depth_multiplier = "depthwise", 1
+            layer.set_weights(np.ones((h, w, c), np.uint8), 8)
+            layer.weight_zero_point = np.zeros(1, np.int32)
+            layer.bias = np.zeros(c, np.int32)
+            layer.m0 = np.array([(q << sh) // n], np.int32)
+            layer.n0 = np.array([e - sh], np.int8)
+            layer.out_shape = (1, 1, c)
+            layer.rounding = "tflite_double"  # measured: 0 mismatches, single rounding has some
+            layer.extra = {"tflite_op": "MEAN", "keep_dims": bool(opts.keepDims)}
         else:  # RESHAPE
             if int(z_out[0]) != zero or s_out[0] != np.float32(scale):
                 raise ValueError(f"op {k} ({kind}): input and output quantization differ")
