@@ -7,10 +7,16 @@
  */
 #include "tinyopt_nn.h"
 
+#if defined(__GNUC__)
+#define TN_INLINE static inline __attribute__((always_inline))
+#else
+#define TN_INLINE static inline
+#endif
+
 uint32_t tn_bytes(uint32_t n, uint32_t bits) { return (n * bits + 7u) >> 3; }
 
 /* Element i of a packed tensor, as an int32 value (sign-extended when is_signed). */
-static inline int32_t tn_get(const uint8_t *p, uint32_t i, uint32_t bits, uint32_t is_signed)
+TN_INLINE int32_t tn_get(const uint8_t *p, uint32_t i, uint32_t bits, uint32_t is_signed)
 {
     uint32_t v;
     if (bits == 8u) {
@@ -55,7 +61,7 @@ static inline int32_t tn_shl32(int32_t x, uint32_t s)
     return (int32_t)(uint32_t)((uint64_t)(uint32_t)x << s);
 }
 
-int64_t tn_requant(int32_t phi, int32_t m0, int8_t n0, uint8_t rounding)
+TN_INLINE int64_t tn_requant_k(int32_t phi, int32_t m0, int8_t n0, uint8_t rounding)
 {
     int32_t n = (int32_t)n0;
     if (rounding == TN_FLOOR) {
@@ -85,52 +91,126 @@ int64_t tn_requant(int32_t phi, int32_t m0, int8_t n0, uint8_t rounding)
     }
 }
 
+int64_t tn_requant(int32_t phi, int32_t m0, int8_t n0, uint8_t rounding)
+{
+    return tn_requant_k(phi, m0, n0, rounding);
+}
+
+/* Dot products sum_k (w[wi + k] - zw) * (x[xi + k] - zx) modulo 2^32. tn_dot_k is forced
+ * inline so that tn_dot's calls with constant bit widths compile into specialised loops (plain
+ * byte loads for 8 bits, shift-and-mask for 4/2/1); other widths take the generic loop. */
+
+TN_INLINE uint32_t tn_dot_k(const uint8_t *w, uint32_t wi, uint32_t wb, uint32_t zw,
+                            const uint8_t *x, uint32_t xi, uint32_t xb, uint32_t xs, uint32_t zx,
+                            uint32_t n)
+{
+    uint32_t acc = 0;
+    for (uint32_t k = 0; k < n; k++)
+        acc += ((uint32_t)tn_get(w, wi + k, wb, 0) - zw) * ((uint32_t)tn_get(x, xi + k, xb, xs) - zx);
+    return acc;
+}
+
+static uint32_t tn_dot(const uint8_t *w, uint32_t wi, uint32_t wb, uint32_t zw,
+                       const uint8_t *x, uint32_t xi, uint32_t xb, uint32_t xs, uint32_t zx,
+                       uint32_t n)
+{
+#define TN_DOT_W(XB, XS)                                                        \
+    switch (wb) {                                                               \
+    case 8u: return tn_dot_k(w, wi, 8u, zw, x, xi, XB, XS, zx, n);              \
+    case 4u: return tn_dot_k(w, wi, 4u, zw, x, xi, XB, XS, zx, n);              \
+    case 2u: return tn_dot_k(w, wi, 2u, zw, x, xi, XB, XS, zx, n);              \
+    default: return tn_dot_k(w, wi, 1u, zw, x, xi, XB, XS, zx, n);              \
+    }
+    if (xb == 8u && xs) { TN_DOT_W(8u, 1u) }
+    if (xb == 8u && !xs) { TN_DOT_W(8u, 0u) }
+    if (xb == 4u && !xs) { TN_DOT_W(4u, 0u) }
+    if (xb == 2u && !xs) { TN_DOT_W(2u, 0u) }
+#undef TN_DOT_W
+    return tn_dot_k(w, wi, wb, zw, x, xi, xb, xs, zx, n);
+}
+
+/* The depthwise accumulator (without bias) of channel c at the output pixel whose window starts
+ * at (y0, x0); taps kx in [kx_lo, kx_hi) of a row are inside the image. Specialised like tn_dot. */
+TN_INLINE uint32_t tn_dw_k(const tn_layer_t *l, const uint8_t *in, int32_t y0, int32_t x0,
+                           int32_t kx_lo, int32_t kx_hi, uint32_t c, uint32_t wb, uint32_t zw,
+                           uint32_t xb, uint32_t xs, uint32_t zx)
+{
+    const int32_t H = l->in.h, W = l->in.w, KW = l->k_w;
+    const uint32_t C = l->in.c, rb = l->w_row_bytes, ci = c / l->depth_multiplier;
+    uint32_t acc = 0;
+    for (int32_t ky = 0; ky < (int32_t)l->k_h; ky++) {
+        const int32_t iy = y0 + ky;
+        const uint8_t *wr = l->w + rb * (uint32_t)(ky * KW);
+        const int row_inside = iy >= 0 && iy < H && kx_lo < kx_hi;
+        if (l->pad_zero) { /* padded taps hold the integer 0 */
+            for (int32_t kx = 0; kx < KW; kx++)
+                if (!row_inside || kx < kx_lo || kx >= kx_hi)
+                    acc += ((uint32_t)tn_get(wr + rb * (uint32_t)kx, c, wb, 0) - zw) * (0u - zx);
+        } /* else padded taps hold the zero point and contribute 0 */
+        if (!row_inside) continue;
+        uint32_t xi = ((uint32_t)iy * (uint32_t)W + (uint32_t)(x0 + kx_lo)) * C + ci;
+        for (int32_t kx = kx_lo; kx < kx_hi; kx++, xi += C)
+            acc += ((uint32_t)tn_get(wr + rb * (uint32_t)kx, c, wb, 0) - zw)
+                   * ((uint32_t)tn_get(in, xi, xb, xs) - zx);
+    }
+    return acc;
+}
+
+static uint32_t tn_dw(const tn_layer_t *l, const uint8_t *in, int32_t y0, int32_t x0,
+                      int32_t kx_lo, int32_t kx_hi, uint32_t c, uint32_t wb, uint32_t zw,
+                      uint32_t xb, uint32_t xs, uint32_t zx)
+{
+#define TN_DW_W(XB, XS)                                                                    \
+    switch (wb) {                                                                          \
+    case 8u: return tn_dw_k(l, in, y0, x0, kx_lo, kx_hi, c, 8u, zw, XB, XS, zx);           \
+    case 4u: return tn_dw_k(l, in, y0, x0, kx_lo, kx_hi, c, 4u, zw, XB, XS, zx);           \
+    case 2u: return tn_dw_k(l, in, y0, x0, kx_lo, kx_hi, c, 2u, zw, XB, XS, zx);           \
+    default: return tn_dw_k(l, in, y0, x0, kx_lo, kx_hi, c, 1u, zw, XB, XS, zx);           \
+    }
+    if (xb == 8u && xs) { TN_DW_W(8u, 1u) }
+    if (xb == 8u && !xs) { TN_DW_W(8u, 0u) }
+    if (xb == 4u && !xs) { TN_DW_W(4u, 0u) }
+    if (xb == 2u && !xs) { TN_DW_W(2u, 0u) }
+#undef TN_DW_W
+    return tn_dw_k(l, in, y0, x0, kx_lo, kx_hi, c, wb, zw, xb, xs, zx);
+}
+
 /* The accumulator (bias included, int32 wrap-around) of output (oy, ox, c) of a compute layer. */
 static int32_t tn_acc(const tn_layer_t *l, const uint8_t *in, int32_t oy, int32_t ox, uint32_t c)
 {
     const uint32_t ib = l->in.bits, is = l->in.is_signed, wb = l->w_bits;
     const uint32_t zx = (uint32_t)l->in.zero_point;
-    const int32_t zw = (int32_t)l->wzp[l->n_wzp == 1u ? 0u : c];
+    const uint32_t zw = (uint32_t)l->wzp[l->n_wzp == 1u ? 0u : c];
     uint32_t acc = (uint32_t)l->bias[c];
     if (l->kind == TN_DENSE) {
-        const uint8_t *wr = l->w + (uint32_t)l->w_row_bytes * c;
         const uint32_t n = (uint32_t)l->in.h * l->in.w * l->in.c;
-        for (uint32_t k = 0; k < n; k++)
-            acc += (uint32_t)(tn_get(wr, k, wb, 0) - zw) * ((uint32_t)tn_get(in, k, ib, is) - zx);
+        acc += tn_dot(l->w + (uint32_t)l->w_row_bytes * c, 0u, wb, zw, in, 0u, ib, is, zx, n);
         return (int32_t)acc;
     }
-    const int32_t H = l->in.h, W = l->in.w;
+    const int32_t H = l->in.h, W = l->in.w, KW = l->k_w;
     const uint32_t C = l->in.c;
     const int32_t y0 = oy * l->stride_h - l->pad_t, x0 = ox * l->stride_w - l->pad_l;
-    for (uint32_t ky = 0; ky < l->k_h; ky++) {
-        const int32_t iy = y0 + (int32_t)ky;
-        for (uint32_t kx = 0; kx < l->k_w; kx++) {
-            const int32_t ix = x0 + (int32_t)kx;
-            const int inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
-            const uint32_t tap = ky * l->k_w + kx;
-            if (l->kind == TN_DEPTHWISE) {
-                const int32_t wv = tn_get(l->w + (uint32_t)l->w_row_bytes * tap, c, wb, 0) - zw;
-                uint32_t dx;
-                if (inside)
-                    dx = (uint32_t)tn_get(in, ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C
-                                          + c / l->depth_multiplier, ib, is) - zx;
-                else if (l->pad_zero)
-                    dx = 0u - zx; /* the padded integer is 0 */
-                else
-                    continue;     /* the padded value is the zero point: contributes 0 */
-                acc += (uint32_t)wv * dx;
-            } else { /* TN_CONV: row c, element (ky, kx, ci) */
-                const uint8_t *wr = l->w + (uint32_t)l->w_row_bytes * c;
-                const uint32_t wbase = tap * C;
-                if (inside) {
-                    const uint32_t xbase = ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C;
-                    for (uint32_t ci = 0; ci < C; ci++)
-                        acc += (uint32_t)(tn_get(wr, wbase + ci, wb, 0) - zw)
-                               * ((uint32_t)tn_get(in, xbase + ci, ib, is) - zx);
-                } else if (l->pad_zero) {
-                    for (uint32_t ci = 0; ci < C; ci++)
-                        acc += (uint32_t)(tn_get(wr, wbase + ci, wb, 0) - zw) * (0u - zx);
-                }
+    /* the taps of a kernel row that fall inside the image: kx in [kx_lo, kx_hi) */
+    const int32_t kx_lo = x0 < 0 ? -x0 : 0;
+    const int32_t kx_hi = x0 + KW > W ? W - x0 : KW;
+    if (l->kind == TN_DEPTHWISE)
+        return (int32_t)(acc + tn_dw(l, in, y0, x0, kx_lo, kx_hi, c, wb, zw, ib, is, zx));
+    for (int32_t ky = 0; ky < (int32_t)l->k_h; ky++) {
+        const int32_t iy = y0 + ky;
+        const int row_inside = iy >= 0 && iy < H && kx_lo < kx_hi;
+        /* TN_CONV, weight row c = [ky][kx][ci]: the inside taps of a row are contiguous in
+         * both the weights and the input, so they form one dot product */
+        const uint8_t *wr = l->w + (uint32_t)l->w_row_bytes * c;
+        if (row_inside)
+            acc += tn_dot(wr, (uint32_t)(ky * KW + kx_lo) * C, wb, zw,
+                          in, ((uint32_t)iy * (uint32_t)W + (uint32_t)(x0 + kx_lo)) * C, ib, is,
+                          zx, (uint32_t)(kx_hi - kx_lo) * C);
+        if (l->pad_zero) {
+            for (int32_t kx = 0; kx < KW; kx++) {
+                if (row_inside && kx >= kx_lo && kx < kx_hi) continue;
+                for (uint32_t k = 0; k < C; k++)
+                    acc += ((uint32_t)tn_get(wr, (uint32_t)(ky * KW + kx) * C + k, wb, 0) - zw)
+                           * (0u - zx);
             }
         }
     }
@@ -146,7 +226,7 @@ static int32_t tn_value(const tn_layer_t *l, const uint8_t *in, int32_t oy, int3
         y = phi;
     } else {
         const uint32_t k = l->n_m == 1u ? 0u : c;
-        y = tn_requant(phi, l->m0[k], l->n0[k], l->rounding) + l->out.zero_point;
+        y = tn_requant_k(phi, l->m0[k], l->n0[k], l->rounding) + l->out.zero_point;
     }
     if (y < l->act_lo) y = l->act_lo;
     if (y > l->act_hi) y = l->act_hi;
