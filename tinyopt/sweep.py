@@ -34,7 +34,8 @@ failure), stores their rows, the parameters, the hash and ``tinyopt.__version__`
 parameters; a rerun skips it. A failed run leaves ``<hash>.failed.json`` (error text, return code)
 and ``<hash>.failed.ipynb`` (the partial notebook, when papermill got that far); it is retried on
 the next sweep unless ``skip_failed``. A per-run lock makes a second sweep wait for a run in flight
-instead of redoing it. Runs are shared by every grid over the same notebook: a grid whose
+instead of redoing it; a killed worker's temp notebook is removed by the next sweep (its lock
+is free) or by the next worker of that run. Runs are shared by every grid over the same notebook: a grid whose
 ``collect`` differs from the one a run was done with re-reads that run's files.
 
 **The sweep CSV** holds, per done run, its rows with columns ``run`` (the hash), the parameters
@@ -563,6 +564,8 @@ def _worker(spec: dict) -> None:
         if meta and meta.get("hash") == spec["hash"] and meta.get("parameters") == \
                 spec["parameters"]:
             return
+        for stale in final.parent.glob(f".{final.stem}.*.tmp.ipynb"):  # a killed worker's
+            stale.unlink(missing_ok=True)
         tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp.ipynb")
         nb = nbformat.read(spec["notebook"], as_version=4)
         info = {"hash": spec["hash"], "notebook": spec["name"], "parameters": spec["parameters"],
