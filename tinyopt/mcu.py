@@ -353,3 +353,41 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
     steps.insert(0, "model", name)
     return {"summary": summary, "steps": pd.DataFrame(steps), "export": export, "mcu": run,
             "predicted": pred}
+
+
+def memory_table(summary: dict):
+    """Measured flash and RAM of one :func:`deploy` summary beside tinyopt.memory's predictions.
+
+    Rows (bytes): flash = packed weights, bias/multiplier/zero-point arrays, other constants
+    (layer descriptors, arena offsets, step names), code (.text + .ARM.exidx, kernels + harness +
+    startup), .data; RAM = activation arena, other .bss (profiling counters, SysTick state, the
+    harness's text buffer), .data, peak stack (model_run's frames, the harness's frames).
+    ``predicted`` is filled where tinyopt.memory has a counterpart.
+
+    Raises:
+        KeyError: the summary has no QEMU measurements (``mcu_skipped``).
+    """
+    import pandas as pd
+    s = summary
+    if "text" not in s:
+        raise KeyError(f"no Cortex-M7 measurements: {s.get('mcu_skipped', 'QEMU did not run')}")
+    params = s["param_bytes_c"] - s["weight_bytes_c"]
+    rows = [
+        ("flash", "packed weights", s["weight_bytes_c"], s["predicted_weight_bytes"]),
+        ("flash", "bias, m0, n0, weight zero points", params, s["predicted_extra_bytes"]),
+        ("flash", "other constants (descriptors, offsets, names)",
+         s["rodata"] - s["param_bytes_c"], None),
+        ("flash", "code (.text + .ARM.exidx)", s["text"] + s["exidx"], None),
+        ("flash", ".data initialisers", s["data"], None),
+        ("flash", "total", s["flash_measured"], s["predicted_flash"]),
+        ("ram", "activation arena", s["arena_in_bss"], s["predicted_ram"]),
+        ("ram", "other .bss (profiling, harness)", s["bss_outside_arena"], None),
+        ("ram", ".data", s["data"], None),
+        ("ram", "peak stack: model_run", s["stack_model_run"], None),
+        ("ram", "peak stack: harness and startup", s["stack_harness"], None),
+        ("ram", "total (.data + .bss + peak stack)", s["ram_measured"], s["predicted_ram"]),
+    ]
+    df = pd.DataFrame(rows, columns=["memory", "item", "measured", "predicted"])
+    df.insert(0, "model", s["model"])
+    df["difference"] = df["measured"] - df["predicted"]
+    return df
