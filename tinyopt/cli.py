@@ -8,6 +8,7 @@ runs a resumable papermill sweep (see :mod:`tinyopt.sweep`). Exit codes: 0 every
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 import pandas as pd
@@ -69,6 +70,8 @@ def _sweep(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
+    if argv is None:  # as a command: `tinyopt sweep --status G | head` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     from tinyopt.sweep import SweepError
     try:
         if args.command == "sweep":
