@@ -106,7 +106,28 @@ def test_sequence_run_many_caches_prefixes_and_recommends(small):
     rec = sequence.recommend(df, tolerance_pt=100)
     assert set(rec.index) == {"smallest", "most_accurate", "fastest"}
     assert rec.loc["smallest", "size_bytes"] == df["size_bytes"].min()
+    assert rec.loc["smallest", "ties"] == ""
     with pytest.raises(ValueError, match="baseline"):
         sequence.recommend(df[df["variant"] != "float32"])
     with pytest.raises(ValueError, match="unknown sequence options"):
         sequence.run("float32", m, data, epoch=3)
+
+
+def test_recommend_tolerance_and_ties():
+    rows = [
+        dict(variant="float32", accuracy=0.900, size_bytes=80000, latency_ms_median=0.040,
+             latency_ms_p10=0.039, latency_ms_p90=0.041, test_images=10000),
+        dict(variant="a", accuracy=0.899, size_bytes=20000, latency_ms_median=0.039,
+             latency_ms_p10=0.038, latency_ms_p90=0.040, test_images=10000),
+        dict(variant="b", accuracy=0.880, size_bytes=10000, latency_ms_median=0.010,
+             latency_ms_p10=0.009, latency_ms_p90=0.011, test_images=10000),
+        dict(variant="c", accuracy=0.903, size_bytes=40000, latency_ms_median=0.060,
+             latency_ms_p10=0.055, latency_ms_p90=0.065, test_images=10000),
+    ]
+    rec = sequence.recommend(rows, tolerance_pt=0.5)
+    assert rec.loc["smallest", "variant"] == "a"        # b is 2 pt worse: excluded
+    assert rec.loc["fastest", "variant"] == "a"
+    assert rec.loc["fastest", "ties"] == "float32"      # overlapping p10-p90
+    assert rec.loc["most_accurate", "variant"] == "c"
+    assert rec.loc["most_accurate", "ties"] == "float32 a"  # within 2 SE (~0.59 pt)
+    assert sequence.recommend(rows, tolerance_pt=3).loc["smallest", "variant"] == "b"

@@ -95,3 +95,13 @@ def test_quantize_input_uses_tensor_params():
     detail = {"dtype": np.int8, "quantization": (1 / 255, -128), "name": "in"}
     q = measure.quantize_input(np.array([0, 255, 128], np.float32) / 255, detail)
     assert q.tolist() == [-128, 127, 0]
+
+
+def test_params_look_through_tfmot_wrappers():
+    import tensorflow_model_optimization as tfmot
+    m = models.seed_cnn()
+    q = tfmot.quantization.keras.quantize_model(m)
+    assert measure.params(q)["total"] == 20410
+    assert measure.macs(q)["total"] == 93288
+    p = tfmot.sparsity.keras.prune_low_magnitude(models.seed_cnn())
+    assert measure.params(p)["total"] == 20410

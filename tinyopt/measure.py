@@ -204,14 +204,22 @@ def _inner_layers(model):
         yield getattr(layer, "layer", layer), layer
 
 
+# Variables that are model parameters; wrapper bookkeeping (fake-quant ranges, pruning masks,
+# step counters) is not. tfmot wrappers hold the kernel themselves, not in ``layer.layer``.
+PARAMETER_NAMES = {"kernel", "bias", "depthwise_kernel", "pointwise_kernel", "gamma", "beta",
+                   "moving_mean", "moving_variance", "embeddings"}
+
+
 def params(model) -> dict:
     """Parameters per layer and in total: ``{"total": int, "per_layer": {name: int}}``.
 
     Counts the layer's own weights (kernel, bias, BN statistics), not wrapper bookkeeping such as
     pruning masks or quantizer ranges."""
     per_layer = {}
-    for inner, outer in _inner_layers(model):
-        per_layer[outer.name] = int(sum(np.prod(w.shape) for w in inner.weights))
+    for layer in model.layers:
+        names = [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
+        per_layer[layer.name] = int(sum(np.prod(w.shape) for w, n in zip(layer.weights, names)
+                                        if n in PARAMETER_NAMES))
     return {"total": sum(per_layer.values()), "per_layer": per_layer}
 
 
