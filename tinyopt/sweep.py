@@ -425,7 +425,9 @@ def reconcile(sweep: Sweep) -> int:
 
 def cpu_slots(jobs: int) -> list[list[int]]:
     """Split the cores this process may use into ``jobs`` shares (round-robin if fewer cores)."""
-    cores = sorted(os.sched_getaffinity(0))
+    # os.sched_getaffinity is Linux-only; elsewhere workers get thread counts but no pinning.
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else list(range(os.cpu_count() or 1))
     if jobs <= len(cores):
         bounds = [round(i * len(cores) / jobs) for i in range(jobs + 1)]
         return [cores[bounds[i]:bounds[i + 1]] for i in range(jobs)]
@@ -602,7 +604,7 @@ def _error_text(exc: Exception) -> str:
 def _worker_main() -> int:
     """Entry point of a worker process: the run's spec as JSON on stdin, result as JSON line."""
     cpus = os.environ.get("TINYOPT_SWEEP_CPUS")
-    if cpus:
+    if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})  # the kernel inherits it
     # papermill -> nbformat -> jsonschema imports rfc3987_syntax when installed, which builds a
     # grammar for ~2 s of CPU at import. It only checks the "iri" string formats, which the
