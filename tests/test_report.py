@@ -39,3 +39,11 @@ def test_failed_write_leaves_old_file(tmp_path):
 def test_results_are_world_readable(tmp_path):
     p = report.write_csv([{"a": 1}], tmp_path / "r.csv")
     assert p.stat().st_mode & 0o044 == 0o044
+
+
+def test_append_keeps_old_values_verbatim(tmp_path):
+    p = tmp_path / "t.csv"
+    report.write_csv([{"run": "0123", "x": "1e5"}], p)
+    report.append_csv({"run": "abc", "x": 2.5}, p)
+    lines = p.read_text().splitlines()
+    assert lines[1] == "0123,1e5" and lines[2] == "abc,2.5"

@@ -81,8 +81,10 @@ def append_csv(rows, path) -> Path:
     target = resolve(path)
     with _locked(target):
         new = _frame(rows)
-        frame = pd.concat([pd.read_csv(target), new], ignore_index=True) if target.exists() \
-            else new
+        # Old rows are re-read as text so they are rewritten exactly as they were (no type
+        # inference turning "0123" into 123).
+        frame = pd.concat([pd.read_csv(target, dtype=str, keep_default_na=False), new],
+                          ignore_index=True) if target.exists() else new
         with atomic_path(target, ".csv") as tmp:
             frame.to_csv(tmp, index=False)
     return target
