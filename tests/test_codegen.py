@@ -310,3 +310,4 @@ def test_seed_cnn_int8_under_qemu(tmp_path, seed_cnn_int8):
     assert s["mcu_images_exact"] == 30 and s["mcu_mismatching_values"] == 0
     assert s["rodata"] >= s["weight_bytes_c"]
     assert s["ram_acceptance_ok"]
+

@@ -1,0 +1,32 @@
+"""Notebook 05 (deploy) runs under papermill with tiny parameters: host path always, the QEMU
+path when the Cortex-M7 toolchain is installed (otherwise host-only, with the reason printed)."""
+import pytest
+
+from tinyopt import mcu
+
+
+@pytest.mark.slow
+def test_notebook_05_tiny(tmp_path):
+    import pandas as pd
+    import papermill as pm
+
+    from tests.conftest import REPO, have_real
+    if not (have_real("fashion_mnist") and have_real("mnist")):
+        pytest.skip("datasets not fetched (run `make data`)")
+    ok, why = mcu.toolchain()
+    if not ok:
+        print(f"notebook 05 runs host-only: {why}")
+    out = tmp_path / "out"
+    pm.execute_notebook(str(REPO / "notebooks" / "05_deploy.ipynb"), str(tmp_path / "05.ipynb"),
+                        parameters={"train_samples": 500, "host_images": 30, "mcu_images": 5,
+                                    "build_dir": str(tmp_path / "build"), "out_dir": str(out)},
+                        cwd=str(REPO), progress_bar=False, kernel_name="python3")
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["model"]) == ["seed_cnn_int8", "mobilenet_32_0.25_mixed"]
+    assert (summary["host_images_exact"] == 30).all()
+    assert (pd.read_csv(out / "steps.csv")["model"].nunique()) == 2
+    if ok:
+        assert (summary["mcu_images_exact"] == 5).all() and summary["ram_acceptance_ok"].all()
+        mem = pd.read_csv(out / "memory.csv")
+        assert set(mem["memory"]) == {"flash", "ram"}
+        assert (out / "instructions_per_step.png").stat().st_size > 1000
