@@ -2,7 +2,8 @@
 
 For each dataset (Fashion-MNIST, MNIST): train the seed CNN briefly (``EPOCHS`` epochs, seeded),
 convert it to full int8 (``tinyopt.convert.to_tflite(model, "int8", calibration=TRAIN images)``),
-then over the full 10k TEST set:
+then over the full 10k TEST set (and once more for ``tinyopt.models.mobilenet_v1(0.25, 32, 10,
+input_channels=1)`` trained one epoch on MNIST zero-padded to 32 x 32, one timing round):
 
 1. Bit-exactness -> ``results/integer_only/tflite_bitexact.csv``: mismatching output bytes of
    ``tinyopt.sim.run_tflite`` against the interpreter with reference kernels (BUILTIN_REF, the
@@ -18,7 +19,7 @@ batches of ``BATCH`` images (its fastest mode here) and the simulator on its def
 engines are timed in interleaved rounds (``ROUNDS``) so that they share the machine's load; each
 row reports the best and the median round and the 1-minute load average.
 
-Run from the repo root: ``.venv/bin/python benchmarks/bench_sim.py`` (about 5 minutes).
+Run from the repo root: ``.venv/bin/python benchmarks/bench_sim.py`` (about 10 minutes).
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ BATCH = 1000
 SIM_BATCH = 256
 ROUNDS = 3
 TARGET_RATIO = 0.5
+SEED = "seed_cnn int8"
+MOBILENET = "mobilenet_v1 0.25 32x32 int8"
 ENGINES = {"litert_builtin": "builtin", "litert_auto": "auto", "litert_reference": "reference"}
 
 
@@ -71,66 +74,81 @@ def interpreter_runner(tflite_bytes: bytes, xq: np.ndarray, resolver: str):
     return run
 
 
-def int8_seed_cnn(ds) -> bytes:
-    model = models.seed_cnn(seed=0)
-    train.fit(model, ds, epochs=EPOCHS, seed=0, progress=False)
-    return convert.to_tflite(model, "int8", calibration=ds.x_train)
+KERNELS = {"tinyopt_sim": "numpy (int64 requant, exact float32/64 matmul)",
+           "litert_builtin": "builtin optimized, no delegate",
+           "litert_auto": "default resolver (XNNPACK where it applies)",
+           "litert_reference": "builtin reference (BUILTIN_REF)"}
+
+
+def int8_model(model, x_train, y_train, epochs: int) -> bytes:
+    """Train briefly (seeded), convert to full int8 calibrated on TRAIN images."""
+    train.fit(model, (x_train, y_train), epochs=epochs, seed=0, progress=False)
+    return convert.to_tflite(model, "int8", calibration=x_train)
+
+
+def evaluate(dataset: str, label: str, tfl: bytes, x: np.ndarray, y: np.ndarray, rounds: int,
+             exact_rows: list, speed_rows: list) -> None:
+    """Bit-exactness of the simulator against every engine, then interleaved timing rounds."""
+    graph = sim.graph_from_tflite(tfl)
+    xq = measure.quantize_input(x, {"dtype": np.int8, "name": "input",
+                                    "quantization": (graph.input_scale,
+                                                     graph.input_zero_point)})
+    runners = {"tinyopt_sim": lambda: sim.run_tflite(tfl, xq, batch_size=SIM_BATCH)}
+    runners.update({k: interpreter_runner(tfl, xq, r) for k, r in ENGINES.items()})
+    outputs = {k: f() for k, f in runners.items()}  # warm-up round, also the outputs
+    ours = outputs["tinyopt_sim"]
+    for engine in ENGINES:
+        theirs = outputs[engine]
+        exact_rows.append({
+            "dataset": dataset, "model": label, "images": len(xq), "reference": engine,
+            "output_bytes": int(theirs.size), "mismatching_bytes": int(np.sum(ours != theirs)),
+            "mismatching_images": int(np.sum(np.any(ours != theirs, axis=1))),
+            "max_abs_diff": int(np.abs(ours.astype(int) - theirs).max()),
+            "top1_agreement": float(np.mean(ours.argmax(1) == theirs.argmax(1))),
+            "accuracy_sim": float(np.mean(ours.argmax(1) == y)),
+            "accuracy_reference": float(np.mean(theirs.argmax(1) == y)),
+            "ai_edge_litert": _litert_version()})
+        print(exact_rows[-1])
+    times = {k: [] for k in runners}
+    loads = []
+    for _ in range(rounds):  # interleaved, so every engine sees the same load
+        for k, f in runners.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+        loads.append(round(os.getloadavg()[0], 2))
+    sim_best = min(times["tinyopt_sim"])
+    for k, samples in times.items():
+        best, median = min(samples), statistics.median(samples)
+        target = TARGET_RATIO if k == "litert_builtin" and label == SEED else None
+        speed_rows.append({
+            "dataset": dataset, "model": label, "engine": k, "kernels": KERNELS[k],
+            "threads": 1, "batch": BATCH if k != "tinyopt_sim" else SIM_BATCH,
+            "images": len(xq), "rounds": rounds, "seconds_best": best,
+            "seconds_median": median, "images_per_s_best": len(xq) / best,
+            "images_per_s_median": len(xq) / median,
+            "sim_over_engine_ratio": (best / sim_best) if k != "tinyopt_sim" else 1.0,
+            "target_ratio": target,
+            "meets_target": None if target is None else best / sim_best >= target,
+            "load_avg_1min": statistics.median(loads), "cpu": measure.cpu_model(),
+            "ai_edge_litert": _litert_version()})
+        print(speed_rows[-1])
 
 
 def main():
     exact_rows, speed_rows = [], []
     for name in DATASETS:
         ds = data.dataset(name)
-        tfl = int8_seed_cnn(ds)
-        graph = sim.graph_from_tflite(tfl)
-        xq = measure.quantize_input(ds.x_test, {"dtype": np.int8, "name": "input",
-                                                "quantization": (graph.input_scale,
-                                                                 graph.input_zero_point)})
-        runners = {"tinyopt_sim": lambda t=tfl, x=xq: sim.run_tflite(t, x, batch_size=SIM_BATCH)}
-        runners.update({k: interpreter_runner(tfl, xq, r) for k, r in ENGINES.items()})
-        outputs = {k: f() for k, f in runners.items()}  # warm-up round, also the outputs
-        ours = outputs["tinyopt_sim"]
-        for engine in ENGINES:
-            theirs = outputs[engine]
-            exact_rows.append({
-                "dataset": name, "model": "seed_cnn int8", "images": len(xq),
-                "reference": engine, "output_bytes": int(theirs.size),
-                "mismatching_bytes": int(np.sum(ours != theirs)),
-                "mismatching_images": int(np.sum(np.any(ours != theirs, axis=1))),
-                "max_abs_diff": int(np.abs(ours.astype(int) - theirs).max()),
-                "top1_agreement": float(np.mean(ours.argmax(1) == theirs.argmax(1))),
-                "accuracy_sim": float(np.mean(ours.argmax(1) == ds.y_test)),
-                "accuracy_reference": float(np.mean(theirs.argmax(1) == ds.y_test)),
-                "ai_edge_litert": _litert_version()})
-            print(exact_rows[-1])
-        times = {k: [] for k in runners}
-        loads = []
-        for _ in range(ROUNDS):  # interleaved, so every engine sees the same load
-            for k, f in runners.items():
-                t0 = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t0)
-            loads.append(round(os.getloadavg()[0], 2))
-        sim_best = min(times["tinyopt_sim"])
-        for k, samples in times.items():
-            best, median = min(samples), statistics.median(samples)
-            speed_rows.append({
-                "dataset": name, "model": "seed_cnn int8", "engine": k,
-                "kernels": {"tinyopt_sim": "numpy (int64 requant, exact float32/64 matmul)",
-                            "litert_builtin": "builtin optimized, no delegate",
-                            "litert_auto": "default resolver (XNNPACK where it applies)",
-                            "litert_reference": "builtin reference (BUILTIN_REF)"}[k],
-                "threads": 1, "batch": BATCH if k != "tinyopt_sim" else SIM_BATCH,
-                "images": len(xq), "rounds": ROUNDS, "seconds_best": best,
-                "seconds_median": median, "images_per_s_best": len(xq) / best,
-                "images_per_s_median": len(xq) / median,
-                "sim_over_engine_ratio": (best / sim_best) if k != "tinyopt_sim" else 1.0,
-                "target_ratio": TARGET_RATIO if k == "litert_builtin" else None,
-                "meets_target": (best / sim_best >= TARGET_RATIO) if k == "litert_builtin"
-                else None,
-                "load_avg_1min": statistics.median(loads), "cpu": measure.cpu_model(),
-                "ai_edge_litert": _litert_version()})
-            print(speed_rows[-1])
+        tfl = int8_model(models.seed_cnn(seed=0), ds.x_train, ds.y_train, EPOCHS)
+        evaluate(name, SEED, tfl, ds.x_test, ds.y_test, ROUNDS, exact_rows, speed_rows)
+    # MobileNetV1 0.25 at 32 x 32 (MNIST zero-padded 28 -> 32): stride-2 SAME convolutions,
+    # depthwise layers, global average pooling (TFLite MEAN); bit-exactness is the point here.
+    ds = data.dataset("mnist")
+    pad = ((0, 0), (2, 2), (2, 2), (0, 0))
+    mobilenet = models.mobilenet_v1(0.25, 32, 10, input_channels=1, seed=0)
+    tfl = int8_model(mobilenet, np.pad(ds.x_train, pad), ds.y_train, 1)
+    evaluate("mnist", MOBILENET, tfl, np.pad(ds.x_test, pad), ds.y_test, 1, exact_rows,
+             speed_rows)
     report.write_csv(exact_rows, "results/integer_only/tflite_bitexact.csv")
     report.write_csv(speed_rows, "results/bench/sim.csv")
     bad = [r for r in exact_rows if r["reference"] == "litert_reference"
