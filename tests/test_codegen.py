@@ -311,3 +311,10 @@ def test_seed_cnn_int8_under_qemu(tmp_path, seed_cnn_int8):
     assert s["rodata"] >= s["weight_bytes_c"]
     assert s["ram_acceptance_ok"]
 
+
+
+def test_export_rejects_a_layer_reading_the_wrong_bit_width(tmp_path):
+    g = coverage_graph(0, "floor", False)
+    g["dw"].in_bits = 8
+    with pytest.raises(ValueError, match="'dw' reads 8-bit unsigned.*4-bit unsigned"):
+        codegen.export_c(g, tmp_path)

@@ -219,11 +219,19 @@ def plan(graph: IntegerGraph, fuse_pool: bool = True) -> tuple[list[Step], int]:
     graph.validate()
     steps: list[Step] = []
     shape, bits = tuple(graph.input_shape), graph.input_bits
+    signed = graph.input_signed
     layers = graph.layers
     i = 0
     while i < len(layers):
         layer = layers[i]
         _check_layer(layer, graph.rounding)
+        if layer.kind not in ("flatten", "reshape") and (layer.in_bits, layer.in_signed) != (
+                bits, signed):
+            raise ValueError(f"layer {layer.name!r} reads {layer.in_bits}-bit "
+                             f"{'signed' if layer.in_signed else 'unsigned'} inputs but the "
+                             f"previous layer (or the graph input) gives {bits}-bit "
+                             f"{'signed' if signed else 'unsigned'} values; fix the layer's "
+                             "in_bits / in_signed")
         if layer.kind in ("flatten", "reshape"):
             shape = tuple(layer.out_shape)
             i += 1
@@ -241,7 +249,7 @@ def plan(graph: IntegerGraph, fuse_pool: bool = True) -> tuple[list[Step], int]:
             label = f"step{len(steps)}_{layer.kind}" + ("+maxpool" if pool is not None else "")
         steps.append(Step(label, layer,
                           pool, shape, bits, tuple(last.out_shape), last.out_bits))
-        shape, bits = tuple(last.out_shape), last.out_bits
+        shape, bits, signed = tuple(last.out_shape), last.out_bits, last.out_signed
         i += 2 if pool is not None else 1
     if not steps:
         raise ValueError("the graph has no compute or pool layer to export")
