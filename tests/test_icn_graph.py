@@ -14,7 +14,7 @@ from tinyopt.icn import GraphFileError, IntegerGraph, IntegerLayer
 
 
 # ------------------------------------------------------------------------------ packing
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(bits=st.sampled_from([1, 2, 4, 8]), rows=st.integers(1, 5), n=st.integers(1, 70),
        seed=st.integers(0, 2**32 - 1))
 def test_pack_unpack_round_trip(bits, rows, n, seed):
