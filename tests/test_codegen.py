@@ -5,13 +5,14 @@ qemu-system-arm are installed (`make mcu` installs them) and is skipped with the
 """
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
-from tinyopt import codegen, icn, mcu, sim
+from tinyopt import codegen, graphgen, mcu, sim
 from tinyopt.icn import IntegerGraph, IntegerLayer
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -50,7 +51,7 @@ def coverage_graph(seed: int, rounding: str, signed_input: bool) -> IntegerGraph
         n = out_shape[-1] if per_channel else 1
         layer.weight_zero_point = rng.integers(top // 4, top - top // 4 + 1, n).astype(np.int32)
         g.layers.append(layer)
-        codegen.calibrate_layer(g, layer, x, rng, per_channel, 0.0 if tfl else 0.25)
+        graphgen.calibrate_layer(g, layer, x, rng, per_channel, 0.0 if tfl else 0.25)
         state.update(shape=tuple(out_shape), bits=layer.out_bits, signed=layer.out_signed,
                      zp=layer.out_zero_point)
 
@@ -178,7 +179,7 @@ def test_fused_and_unfused_pools_agree_and_fusion_saves_ram(tmp_path):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, codegen.reference_output(g, x))
     assert fused.arena_bytes <= plain.arena_bytes
-    pair = lambda s: s.in_bytes + s.out_bytes  # noqa: E731
+    pair = lambda s: s.in_bytes + s.out_bytes
     assert pair(fused.steps[2]) < max(pair(plain.steps[2]), pair(plain.steps[3]))
 
 
@@ -186,7 +187,7 @@ def test_arena_is_the_largest_input_plus_output_and_steps_never_overlap():
     g = coverage_graph(0, "floor", False)
     steps, arena = codegen.plan(g, fuse_pool=False)
     assert arena == max(s.in_bytes + s.out_bytes for s in steps)
-    for prev, s in zip(steps, steps[1:]):
+    for prev, s in itertools.pairwise(steps):
         assert s.in_offset == prev.out_offset  # reads where the previous step wrote
     for s in steps:
         lo_in, hi_in = s.in_offset, s.in_offset + s.in_bytes
@@ -236,7 +237,7 @@ def mixed_mobilenet():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (300, 16, 16, 1))
     x[:, :3] = 0  # some structure: blank rows like MNIST borders
-    return codegen.mobilenet_graph(_mixed_policy(), x[:64], resolution=16), x
+    return graphgen.mobilenet_graph(_mixed_policy(), x[:64], resolution=16), x
 
 
 def test_mixed_mobilenet_host_bitexact_and_arena_matches_memory_model(tmp_path, mixed_mobilenet):

@@ -43,7 +43,7 @@ class BuildError(RuntimeError):
 
 
 def _run(cmd, cwd=None, timeout=None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([str(c) for c in cmd], check=False, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -129,7 +129,8 @@ def toolchain() -> tuple[bool, str]:
     if proc.returncode != 0 or not Path(proc.stdout.strip()).is_file():
         return False, "arm-none-eabi-gcc cannot find libgcc.a; reinstall gcc-arm-none-eabi"
     proc = subprocess.run(["arm-none-eabi-gcc", "-E", "-x", "c", "-", "-o", "/dev/null"],
-                          input="#include <string.h>\n", capture_output=True, text=True)
+                          input="#include <string.h>\n", capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         return False, ("arm-none-eabi-gcc has no <string.h>; install libnewlib-arm-none-eabi")
     return True, "arm-none-eabi-gcc and qemu-system-arm found"
@@ -311,7 +312,7 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         "host_images": n_host,
         "host_images_exact": int(np.all(got == want[:n_host], axis=1).sum()),
         "host_mismatching_values": int((got != want[:n_host]).sum()),
-        "distinct_outputs": int(len({r.tobytes() for r in want[:n_host]})),
+        "distinct_outputs": len({r.tobytes() for r in want[:n_host]}),
         "predicted_flash": int(pred["flash_bytes"].sum()),
         "predicted_weight_bytes": int(pred["weight_bytes"].sum()),
         "predicted_extra_bytes": int(pred["extra_bytes"].sum()),

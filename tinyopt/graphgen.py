@@ -1,0 +1,145 @@
+"""Integer graphs with random but valid parameters, for exercising the C export
+(:mod:`tinyopt.codegen`) on every bit width while :func:`tinyopt.icn.convert` (fake-quant model ->
+IntegerGraph) is not available.
+
+Weight codes and zero points are random; biases and multipliers are calibrated layer by layer on
+real input codes with the simulator (:func:`calibrate_layer`), so that activations spread over
+their codes and a bit-exactness check is not vacuous. These are NOT trained networks: their
+outputs mean nothing, only their arithmetic and their costs do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyopt.icn import IntegerGraph, IntegerLayer
+
+
+def _same(size: int, k: int, stride: int) -> tuple[int, int, int]:
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def calibrate_layer(graph: IntegerGraph, layer: IntegerLayer, x: np.ndarray, rng,
+                    per_channel: bool, negative_fraction: float) -> None:
+    """Set the bias and (m0, n0) of ``layer`` (the last of ``graph``) from its accumulators on
+    ``x``, so that its outputs spread over the codes: per channel a random 20-60 % of the outputs
+    clamp to the lowest code and the 99th percentile maps to the top code.
+
+    Arguments:
+        graph: the graph so far; ``layer`` must be its last layer, with weights set.
+        layer: the layer to calibrate (modified in place: bias, m0, n0).
+        x: integer input codes of ``graph``.
+        rng: a numpy Generator.
+        per_channel: per-channel multipliers (ICN) or one multiplier (FB).
+        negative_fraction: share of per-channel multipliers made negative.
+    """
+    from tinyopt import icn, sim
+    keep = (layer.requantize, layer.out_bits, layer.out_signed, layer.out_zero_point)
+    layer.requantize, layer.out_bits, layer.out_signed, layer.out_zero_point = False, 32, True, 0
+    layer.bias = np.zeros(layer.out_channels, np.int32)
+    phi = sim.run(graph, x).reshape(-1, layer.out_channels).astype(np.float64)
+    layer.requantize, layer.out_bits, layer.out_signed, layer.out_zero_point = keep
+    c = layer.out_channels
+    if not layer.requantize:  # raw logits: a small random bias only
+        spread = np.percentile(phi, 90, axis=0) - np.percentile(phi, 10, axis=0)
+        layer.bias = np.round(rng.uniform(-0.2, 0.2, c) * (spread + 1)).astype(np.int32)
+        return
+    lo, hi = layer.out_range
+    span = hi - lo
+    sign = np.where(rng.random(c) < negative_fraction, -1.0, 1.0)
+    cut = rng.uniform(0.2, 0.6, c)  # the share of outputs at (or below) the lowest code
+    q = np.array([np.quantile(sign[k] * phi[:, k], cut[k]) for k in range(c)])
+    bias = -sign * q
+    top = np.array([np.quantile(sign[k] * (phi[:, k] + bias[k]), 0.99) for k in range(c)])
+    mult = sign * span / np.maximum(top, 1.0)
+    if not per_channel:
+        mult = np.array([np.median(np.abs(mult))])  # FB: one positive multiplier
+        bias = -np.array([np.quantile(phi[:, k], cut[k]) for k in range(c)])
+    layer.bias = np.round(bias).astype(np.int32)
+    layer.m0, layer.n0 = icn.m0_n0(mult)
+
+
+def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution: int = 32,
+                    classes: int = 10, input_channels: int = 1, input_zero_point: int = 0,
+                    negative_fraction: float = 0.1, seed: int = 0) -> IntegerGraph:
+    """A MobileNetV1-style IntegerGraph with the bits of ``policy`` and RANDOM parameters.
+
+    The architecture is :func:`tinyopt.models.mobilenet_v1` (conv0 3x3/2, 13 x (dw 3x3, pw 1x1),
+    SAME padding, average pool over the last feature map, flatten, fc), in CMix-NN form (spec §5):
+    unsigned activations with zero point 0, per-layer (PL) weight zero points, folded (FB: one m0,
+    n0) or ICN (per-channel m0, n0, a ``negative_fraction`` of them negative) as ``policy.fold``
+    says, ``"floor"`` rounding, depthwise padding with integer 0 (``pad_mode="zero"``), and raw
+    int32 logits for the fc (spec §2.4). Weight codes are random (a clipped normal around a random
+    zero point); biases and multipliers are calibrated layer by layer on ``x_calib`` with the
+    simulator so that activations spread over their codes.
+
+    Arguments:
+        policy: a PL :class:`tinyopt.policy.Policy` over conv0, dw1, pw1, ..., pw13, fc.
+        x_calib: integer input codes [N, resolution, resolution, input_channels], 8-bit unsigned.
+        alpha, resolution, classes, input_channels: the architecture.
+        input_zero_point: zero point of the 8-bit input.
+        negative_fraction: share of ICN channels with a negative multiplier (gamma < 0).
+        seed: random seed.
+
+    Returns:
+        A validated IntegerGraph (``meta["random_parameters"] = True``).
+
+    Raises:
+        ValueError: the policy is not PL or its layers are not this architecture's.
+    """
+    from tinyopt.memory import MOBILENET_V1_BLOCKS
+    if policy.granularity != "PL":
+        raise ValueError("mobilenet_graph builds per-layer (PL) graphs; pass a PL policy")
+    rng = np.random.default_rng(seed)
+    ch = lambda c: max(1, int(c * alpha))  # as tinyopt.models._channels
+    names = ["conv0"] + [f"{k}{i}" for i in range(1, 14) for k in ("dw", "pw")] + ["fc"]
+    if list(policy.layers) != names:
+        raise ValueError(f"the policy's layers must be {names}, got {list(policy.layers)}")
+    graph = IntegerGraph(layers=[], input_shape=(resolution, resolution, input_channels),
+                         input_bits=8, input_zero_point=int(input_zero_point),
+                         rounding="floor", name=f"mobilenet_{resolution}_{alpha:g}_mixed",
+                         meta={"random_parameters": True, "seed": seed})
+    shape, bits, zp = graph.input_shape, 8, int(input_zero_point)
+    x_calib = np.asarray(x_calib)
+
+    def add(kind, name, out_shape, wshape, **kw):
+        nonlocal shape, bits, zp
+        i = names.index(name)
+        wb, last = policy.weight_bits[i], i == len(names) - 1
+        layer = IntegerLayer(kind=kind, name=name, in_shape=shape, out_shape=out_shape,
+                             in_bits=bits, in_zero_point=zp, out_bits=32 if last else
+                             policy.act_bits[i], out_signed=last, requantize=not last, **kw)
+        top = (1 << wb) - 1
+        half = 1 << (wb - 1)  # a zero point near the middle keeps W - Z_w of both signs
+        zw = half - int(rng.integers(0, 2)) if wb <= 4 else half + int(rng.integers(-16, 17))
+        codes = np.clip(np.round(rng.normal(zw, max(top / 4, 0.5), wshape)), 0, top)
+        layer.set_weights(codes.astype(np.int64), wb)
+        layer.weight_zero_point = np.array([zw], np.int32)
+        layer.weight_scale = np.array([1.0])
+        graph.layers.append(layer)
+        calibrate_layer(graph, layer, x_calib, rng, policy.fold[i] == "ICN" and not last,
+                   negative_fraction)
+        shape, bits, zp = tuple(out_shape), layer.out_bits, layer.out_zero_point
+
+    h, top, bottom = _same(resolution, 3, 2)
+    c = ch(32)
+    add("conv2d", "conv0", (h, h, c), (c, 3, 3, input_channels), stride=(2, 2),
+        padding=(top, bottom, top, bottom))
+    for i, (stride, width) in enumerate(MOBILENET_V1_BLOCKS, start=1):
+        h2, top, bottom = _same(h, 3, stride)
+        add("depthwise", f"dw{i}", (h2, h2, c), (3, 3, c), stride=(stride, stride),
+            padding=(top, bottom, top, bottom), pad_mode="zero")
+        h, cout = h2, ch(width)
+        add("pointwise", f"pw{i}", (h, h, cout), (cout, 1, 1, c))
+        c = cout
+    graph.layers.append(IntegerLayer(kind="avgpool", name="pool", in_shape=shape,
+                                     out_shape=(1, 1, c), in_bits=bits, out_bits=bits,
+                                     pool_size=(h, h), stride=(h, h)))
+    graph.layers.append(IntegerLayer(kind="flatten", name="flatten", in_shape=(1, 1, c),
+                                     out_shape=(c,), in_bits=bits, out_bits=bits))
+    shape = (c,)
+    add("dense", "fc", (classes,), (classes, c))
+    graph.validate()
+    return graph
