@@ -6,9 +6,10 @@ wraps it with ``prune_low_magnitude``, fine-tunes with ``UpdatePruningStep`` and
 stripped model. Sparsity is exact zeros in the kernels; :func:`sparsity` reports it per layer.
 
 Defaults follow the seed: PolynomialDecay from 50 % to 80 % sparsity, batch 128. The seed
-fine-tuned for 40 epochs with the schedule ending at the last step; we default to fewer epochs and
-end the schedule at ``end_fraction`` (70 %) of the fine-tuning so the last epochs recover accuracy
-at the final sparsity. A pruned ``.tflite`` is not smaller by itself (dense storage): compare the
+fine-tuned for 40 epochs with the schedule ending at the last step; we default to 12 epochs and
+end the schedule at ``end_fraction`` (50 %) of the fine-tuning, so the second half recovers
+accuracy at the final sparsity. Measured on Fashion-MNIST (seed CNN, seed 0, float32 0.8850):
+4 epochs / 70 % gave -1.74 pt, 8 / 50 % gave -1.17 pt, 12 / 50 % gave -0.55 pt. A pruned ``.tflite`` is not smaller by itself (dense storage): compare the
 gzip sizes.
 """
 
@@ -51,9 +52,9 @@ def schedule(kind: str, initial_sparsity: float, final_sparsity: float, end_step
                                                 end_step=end_step, power=3, frequency=frequency)
 
 
-def prune(model: keras.Model, data, epochs: int = 4, batch_size: int = 128,
+def prune(model: keras.Model, data, epochs: int = 12, batch_size: int = 128,
           initial_sparsity: float = 0.5, final_sparsity: float = 0.8,
-          kind: str = "polynomial", end_fraction: float = 0.7, frequency: int = 100,
+          kind: str = "polynomial", end_fraction: float = 0.5, frequency: int = 100,
           learning_rate: float = 1e-3, seed: int = 0, progress: bool = True) -> keras.Model:
     """Prune a trained model to ``final_sparsity`` and fine-tune it.
 

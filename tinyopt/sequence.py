@@ -89,7 +89,7 @@ class Options:
     seed: int = 0
     epochs: int = 10                # from-scratch training (separable@scratch)
     batch_size: int = 64
-    prune_epochs: int = 4
+    prune_epochs: int = 12
     prune_batch_size: int = 128
     initial_sparsity: float = 0.5
     final_sparsity: float = 0.8
