@@ -12,7 +12,7 @@ def test_write_and_append(tmp_path):
     report.append_csv({"a": 2, "b": "x"}, p)
     df = pd.read_csv(p)
     assert df["a"].tolist() == [1, 2] and df["b"].isna().tolist() == [True, False]
-    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
+    assert not [f for f in os.listdir(tmp_path) if f.endswith((".tmp", ".csv")) and f.startswith(".")]
 
 
 def test_parallel_appends_keep_every_row(tmp_path):

@@ -2,7 +2,7 @@
 
 Every write goes to a temporary file in the target folder and is renamed over the target, so a
 reader never sees a torn file and a crash never leaves half a table. Appends take an exclusive lock
-(``fcntl.flock`` on ``<file>.lock``) around read-modify-rename, so parallel writers (sweeps) do not
+(``fcntl.flock`` on a hidden ``.<file>.lock`` beside it) around read-modify-rename, so parallel writers (sweeps) do not
 lose each other's rows.
 """
 
@@ -49,7 +49,7 @@ def atomic_path(target, suffix: str = ""):
 @contextlib.contextmanager
 def _locked(target: Path):
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.with_name(target.name + ".lock"), "w") as lock:
+    with open(target.with_name(f".{target.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
