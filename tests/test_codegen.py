@@ -319,3 +319,20 @@ def test_export_rejects_a_layer_reading_the_wrong_bit_width(tmp_path):
     g["dw"].in_bits = 8
     with pytest.raises(ValueError, match="'dw' reads 8-bit unsigned.*4-bit unsigned"):
         codegen.export_c(g, tmp_path)
+
+
+def test_missing_toolchain_is_reported_and_deploy_runs_host_only(tmp_path, monkeypatch):
+    real_which = shutil.which
+    monkeypatch.setattr(mcu.shutil, "which",
+                        lambda tool: None if tool.startswith(("arm-none-eabi", "qemu"))
+                        else real_which(tool))
+    ok, why = mcu.toolchain()
+    assert not ok and "qemu-system-arm" in why and "make mcu" in why
+    g = coverage_graph(0, "floor", False)
+    r = mcu.deploy(g, _inputs(g, 20, 0), tmp_path, mcu_images=5)
+    assert r["summary"]["host_images_exact"] == 20 and r["mcu"] is None
+    assert "make mcu" in r["summary"]["mcu_skipped"]
+    with pytest.raises(mcu.BuildError, match="make mcu"):
+        mcu.build_mcu(r["export"])
+    with pytest.raises(KeyError, match="make mcu"):
+        mcu.memory_table(r["summary"])

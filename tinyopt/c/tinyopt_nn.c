@@ -142,7 +142,7 @@ TN_INLINE uint32_t tn_dw_k(const tn_layer_t *l, const uint8_t *in, int32_t y0, i
         const int32_t iy = y0 + ky;
         const uint8_t *wr = l->w + rb * (uint32_t)(ky * KW);
         const int row_inside = iy >= 0 && iy < H && kx_lo < kx_hi;
-        if (l->pad_zero) { /* padded taps hold the integer 0 */
+        if (l->pad_zero && (!row_inside || kx_lo > 0 || kx_hi < KW)) { /* padded taps: integer 0 */
             for (int32_t kx = 0; kx < KW; kx++)
                 if (!row_inside || kx < kx_lo || kx >= kx_hi)
                     acc += ((uint32_t)tn_get(wr + rb * (uint32_t)kx, c, wb, 0) - zw) * (0u - zx);
@@ -205,7 +205,7 @@ static int32_t tn_acc(const tn_layer_t *l, const uint8_t *in, int32_t oy, int32_
             acc += tn_dot(wr, (uint32_t)(ky * KW + kx_lo) * C, wb, zw,
                           in, ((uint32_t)iy * (uint32_t)W + (uint32_t)(x0 + kx_lo)) * C, ib, is,
                           zx, (uint32_t)(kx_hi - kx_lo) * C);
-        if (l->pad_zero) {
+        if (l->pad_zero && (!row_inside || kx_lo > 0 || kx_hi < KW)) {
             for (int32_t kx = 0; kx < KW; kx++) {
                 if (row_inside && kx >= kx_lo && kx < kx_hi) continue;
                 for (uint32_t k = 0; k < C; k++)
