@@ -74,6 +74,8 @@ def coverage_graph(seed: int, rounding: str, signed_input: bool) -> IntegerGraph
     compute("conv2d", "conv1b", (3, 3, 6), (6, 3, 3, 12), 1, True, out_bits=16,
             out_signed=True, out_zero_point=-5, padding=(1, 1, 1, 1))
     pool("avgpool", "ap", (2, 2, 6), (2, 2), (2, 2), (0, 1, 0, 1))
+    if signed_input:  # the non-default average-pool division of the flavour
+        g.layers[-1].avg_rounding = "half_away" if rounding == "floor" else "floor"
     pool("maxpool", "mp2", (1, 2, 6), (2, 1), (2, 1), (0, 0, 0, 0))
     g.layers.append(IntegerLayer(kind="flatten", name="flat", in_shape=state["shape"],
                                  out_shape=(12,), in_bits=16, out_bits=16, in_signed=True,

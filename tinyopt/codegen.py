@@ -329,6 +329,10 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict) -> 
                        "pool_pl": left, "pool_out_h": _hwc(win.out_shape)[0],
                        "pool_out_w": _hwc(win.out_shape)[1], "pool_lo": _int32_literal(lo),
                        "pool_hi": _int32_literal(hi)})
+        if win.kind == "avgpool":  # as tinyopt.sim: floor for floor graphs, else half away
+            mode = getattr(win, "avg_rounding", None) or (
+                "floor" if (win.rounding or rounding) == "floor" else "half_away")
+            fields["avg_half_away"] = int(mode == "half_away")
     body = ",\n      ".join(f".{k} = {v}" for k, v in fields.items())
     return f"    {{ /* {k}: {s.name} */\n      {body} }}"
 

@@ -291,9 +291,9 @@ static void tn_pool(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
                     y = best;
                 } else if (count == 0) {
                     y = 0; /* unreachable for SAME/VALID windows; the exporter rejects it */
-                } else if (l->rounding == TN_FLOOR) { /* floor division */
+                } else if (!l->avg_half_away) { /* floor division */
                     y = total >= 0 ? total / count : -((-total + count - 1) / count);
-                } else { /* TFLite: half away from zero */
+                } else { /* TFLite, CMSIS-NN: half away from zero */
                     const int64_t half = count / 2;
                     y = total > 0 ? (total + half) / count : -((-total + half) / count);
                 }

@@ -54,6 +54,7 @@ typedef struct {
     uint8_t fuse_pool, pool_h, pool_w, pool_sh, pool_sw, pool_pt, pool_pl;
     uint16_t pool_out_h, pool_out_w;
     int32_t pool_lo, pool_hi;
+    uint8_t avg_half_away; /* average pool division: 0 floor, 1 round half away from zero */
 } tn_layer_t;
 
 /* Bytes of a packed tensor of n elements at `bits`. */
