@@ -220,7 +220,7 @@ def test_generated_header_documents_the_io(tmp_path):
     header = (tmp_path / "model.h").read_text()
     assert f"#define MODEL_ARENA_BYTES {e.arena_bytes}u" in header
     assert "int model_run(const uint8_t *in, uint8_t *out);" in header
-    assert "two's complement" in header and "int32 little-endian" in header
+    assert "two's complement" in header and "4 little-endian bytes" in header
     assert "malloc" not in (tmp_path / "tinyopt_nn.c").read_text().replace("no malloc", "")
 
 
