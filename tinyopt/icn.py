@@ -23,8 +23,10 @@ high multiply, then rounding divide by a power of two); a layer's ``rounding`` o
 :mod:`tinyopt.sim`.
 
 ``IntegerGraph.save(path)`` / ``IntegerGraph.load(path)`` store one ``.npz`` with a versioned JSON
-header. :func:`convert` (fake-quant Keras model -> IntegerGraph) needs the sub-byte quantizers of
-issue 4 and is not written yet.
+header. :func:`convert` turns a fake-quant model of ``tinyopt.qat`` / ``tinyopt.ptq``
+(``quantize_mixed``) into an IntegerGraph; :meth:`IntegerGraph.quantize_input` maps float images
+onto its integer input; :func:`compare` is check (c), the graph against its fake-quant model layer
+by layer.
 """
 
 from __future__ import annotations
@@ -279,6 +281,39 @@ class IntegerGraph:
                                  f"gives shape {shape} zero point {zp}")
             shape, zp = tuple(layer.out_shape), layer.out_zero_point
 
+    def quantize_input(self, x, rounding: str = "half_even") -> np.ndarray:
+        """Float model-ready images -> the graph's integer input codes:
+        clamp(round(x / S) + Z) over the input bits, computed in float32 like the fake-quant
+        input quantizer (:func:`tinyopt.quantizers.input_quant`), so the codes are identical.
+
+        Arguments:
+            x: float images [N, *input_shape].
+            rounding: "half_even" (tinyopt's input quantizer, ``tf.round``) or "half_away"
+                (TFLite's QUANTIZE, for graphs read from a .tflite).
+
+        Returns:
+            int32 codes [N, *input_shape].
+
+        Raises:
+            ValueError: wrong shape or unknown rounding.
+        """
+        x = np.asarray(x, np.float32)
+        if x.shape[1:] != tuple(self.input_shape):
+            raise ValueError(f"images have shape {x.shape[1:]} per image, the graph expects "
+                             f"{tuple(self.input_shape)}")
+        v = x / np.float32(self.input_scale)
+        if rounding == "half_even":
+            q = np.round(v)
+        elif rounding == "half_away":
+            q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+        else:
+            raise ValueError(f"rounding must be 'half_even' or 'half_away', got {rounding!r}")
+        if self.input_signed:
+            lo, hi = -(1 << (self.input_bits - 1)), (1 << (self.input_bits - 1)) - 1
+        else:
+            lo, hi = 0, (1 << self.input_bits) - 1
+        return np.clip(q + np.float32(self.input_zero_point), lo, hi).astype(np.int32)
+
     def __getitem__(self, name: str) -> IntegerLayer:
         for layer in self.layers:
             if layer.name == name:
@@ -404,30 +439,298 @@ def m0_n0(multiplier) -> tuple[np.ndarray, np.ndarray]:
     return m0, n0
 
 
-def convert(qmodel) -> IntegerGraph:
-    """Fake-quantized Keras model (tinyopt.qat / tinyopt.ptq) -> IntegerGraph (spec §2).
+# --------------------------------------------------------------------------------------------
+# Fake-quant Keras model -> IntegerGraph (spec §2)
+# --------------------------------------------------------------------------------------------
 
-    Not implemented yet: it is to be filled from ``tinyopt.qat.integer_params(qmodel)`` (issue 4).
-    The mapping, per entry of that list:
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+# B_q is clamped to +-2^30 (not the full int32 range) so that Phi + B_q still fits an int32.
+BIAS_LIMIT = 1 << 30
 
-    - graph: ``input_bits`` / ``input_zero_point`` / ``input_scale`` from its ``"input"``
-      (unsigned, [0, 2^Q - 1]); ``rounding="floor"`` (CMix-NN).
-    - compute layers: ``set_weights(codes, weight_bits)`` with the Keras kernel codes moved to
-      this module's layouts: Conv2D [kh, kw, cin, cout] -> ``transpose(3, 0, 1, 2)`` (kind
-      ``pointwise`` when 1x1), depthwise [kh, kw, cin, mult] -> ``reshape(kh, kw, cin * mult)``
-      (TFLite's channel order, ``depth_multiplier=mult``), Dense [in, out] -> ``.T``;
-      ``weight_zero_point`` / ``weight_scale`` as 1-element (PL) or per-channel (PC) arrays;
-      ``bias`` = B_q and M per §2.1 (ICN: B_q = round((b - mu + beta sigma / gamma) / (S_x S_w)),
-      M_c = (gamma_c / sigma_c) S_x S_w / S_y) or §2.3 (FB: ``bias_codes``, M = S_x S_w / S_y),
-      turned into ``m0, n0`` by :func:`m0_n0`; ``pad_mode`` "zero_point" for conv / pointwise and
-      "zero" for depthwise (spec §5.3 step 2), TF SAME padding as (top, bottom, left, right) with
-      the extra row/column at the bottom/right; the last (linear) layer per §2.4
-      (``requantize=False``, ``out_bits=32``, ``out_signed=True`` for PL).
-    - ``avgpool`` (floor(sum / count), the "floor" flavour; global = the full H x W window),
-      ``maxpool``, ``flatten`` / ``reshape``; dropout is skipped.
+
+def _same_padding(size: int, k: int, stride: int, out: int) -> tuple[int, int]:
+    """TF SAME padding of one dimension: (before, after), the extra one after."""
+    total = max((out - 1) * stride + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def _padding(cfg: dict, in_shape: tuple, out_shape: tuple, kernel: tuple) -> tuple:
+    """(top, bottom, left, right) of a Keras "same" / "valid" op."""
+    if str(cfg.get("padding", "valid")).lower() == "valid":
+        return (0, 0, 0, 0)
+    strides = tuple(cfg.get("strides") or kernel)
+    top, bottom = _same_padding(in_shape[0], kernel[0], strides[0], out_shape[0])
+    left, right = _same_padding(in_shape[1], kernel[1], strides[1], out_shape[1])
+    return (top, bottom, left, right)
+
+
+def _round_bias(real: np.ndarray, unit: np.ndarray, where: str, notes: dict) -> np.ndarray:
+    """B_q = round(real / unit) (half to even), clamped to +-2^30; clamped channels are noted in
+    ``notes`` and warned about (they happen only when gamma ~ 0)."""
+    q = np.round(np.asarray(real, np.float64) / unit)
+    bad = np.flatnonzero(~np.isfinite(q) | (np.abs(q) > BIAS_LIMIT))
+    if bad.size:
+        import warnings
+        warnings.warn(f"{where}: integer bias of channels {bad.tolist()} exceeds 2^30 (BN gamma "
+                      "~ 0?) and is clamped; those channels may differ from the fake-quant model")
+        notes["bias_clamped_channels"] = bad.tolist()
+        q = np.where(np.isfinite(q), q, np.sign(np.nan_to_num(q)) * BIAS_LIMIT)
+    return np.clip(q, -BIAS_LIMIT, BIAS_LIMIT).astype(np.int32)
+
+
+def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: int,
+                   last: bool) -> IntegerLayer:
+    """One ``tinyopt.qat.integer_params`` compute entry -> IntegerLayer (spec §2.1-2.4)."""
+    kind, cfg, where = e["kind"], e["op_config"], f"layer {e['name']!r}"
+    codes = np.asarray(e["weight_codes"])
+    if kind in ("conv2d", "depthwise") and any(int(d) != 1 for d in cfg["dilation_rate"]):
+        raise ValueError(f"{where}: dilated convolutions ({cfg['dilation_rate']}) are not "
+                         "supported by the integer kernels; use dilation_rate=1")
+    extra = {}
+    if kind == "conv2d":
+        layout = codes.transpose(3, 0, 1, 2)  # [kh, kw, cin, cout] -> [cout][ky][kx][cin]
+        if tuple(codes.shape[:2]) == (1, 1):
+            kind = "pointwise"
+    elif kind == "depthwise":  # [kh, kw, cin, mult] -> [ky][kx][cin * mult], TF channel order
+        layout = codes.reshape(codes.shape[0], codes.shape[1], -1)
+    else:
+        layout = codes.T  # [in, out] -> [out][in]
+    c = int(out_shape[-1])
+    s_x = float(e["input"]["scale"])
+    s_w = np.broadcast_to(np.asarray(e["weight_scale"], np.float64).reshape(-1), (c,))
+    unit = s_x * s_w  # real value of one accumulator step, per channel
+    bn = e["bn"]
+    if bn is not None:  # ICN (spec §2.1): BN stays a per-channel multiplier
+        g = bn["gamma"] / np.sqrt(bn["moving_variance"] + bn["epsilon"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            real = e["bias"] - bn["moving_mean"] + bn["beta"] / g
+        bias = _round_bias(real, unit, where, extra)
+    else:  # no BN, or FB (BN already folded into the kernel and e["bias"], spec §2.3)
+        g = np.ones(c)
+        bias = np.asarray(e["bias_codes"], np.int32)
+    step = g * unit  # real value of one accumulator step after BN
+    layer = IntegerLayer(
+        kind=kind, name=e["name"], in_shape=tuple(in_shape), out_shape=tuple(out_shape),
+        in_bits=int(e["input"]["bits"]), in_zero_point=int(in_zero_point), in_scale=s_x,
+        weight_zero_point=np.atleast_1d(np.asarray(e["weight_zero_point"], np.int32)),
+        weight_scale=np.atleast_1d(np.asarray(e["weight_scale"], np.float64)), bias=bias,
+        extra={**extra, "fold": e["fold"], "granularity": e["granularity"],
+               "kernel_source": e["kernel_source"]})
+    layer.set_weights(layout.astype(np.uint8), int(e["weight_bits"]))
+    if kind in ("conv2d", "pointwise", "depthwise"):
+        kernel = tuple(int(k) for k in cfg["kernel_size"])
+        layer.stride = tuple(int(s) for s in cfg["strides"])
+        layer.padding = _padding(cfg, in_shape, out_shape, kernel)
+        layer.depth_multiplier = int(cfg.get("depth_multiplier", 1))
+        # CMix-NN's depthwise kernels pad with integer 0 (spec §5.3 step 2): real 0 only when the
+        # input zero point is 0 (every PACT activation and a [0, 1] image); otherwise pad with the
+        # zero point, as the fake-quant model does.
+        layer.pad_mode = "zero" if kind == "depthwise" and in_zero_point == 0 else "zero_point"
+    out = e["output"]
+    if out is not None:  # PACT output: Y = clamp(floor(M (Phi + B_q)), 0, 2^Q - 1)
+        layer.out_bits, layer.out_zero_point = int(out["bits"]), int(out["zero_point"])
+        layer.out_scale = float(out["scale"])
+        mult = step / layer.out_scale
+        per_layer = e["fold"] == "FB" and e["granularity"] == "PL" and bn is None
+        layer.m0, layer.n0 = m0_n0(mult[:1] if per_layer else mult)
+    elif not last:
+        raise ValueError(f"{where}: a linear (no activation) compute layer must be the last one")
+    else:  # logits, spec §2.4: int32, signed; real logit = out_scale * Y
+        layer.out_bits, layer.out_signed = 32, True
+        if bn is None and np.all(step == step[0]):  # PL: the common factor drops out
+            layer.requantize, layer.out_scale = False, float(step[0])
+        else:  # PC (or BN): per-channel rescale onto the largest step (full Q1.31 mantissa)
+            ref = float(np.max(np.abs(step)))
+            layer.out_scale = ref
+            layer.m0, layer.n0 = m0_n0(step / ref)
+        layer.extra["logits"] = "int32"
+    return layer
+
+
+def convert(qmodel, name: str | None = None) -> IntegerGraph:
+    """Fake-quantized Keras model (tinyopt.qat / tinyopt.ptq ``quantize_mixed``) -> IntegerGraph.
+
+    The graph computes what CMix-NN-style kernels compute (``rounding="floor"``; spec §2, §5):
+
+    - input: the model's 8-bit input quantizer (scale, zero point) is recorded on the graph;
+      :meth:`IntegerGraph.quantize_input` maps float images onto it exactly as the fake-quant
+      model does;
+    - compute layers (``conv2d``, ``pointwise`` = 1x1 conv, ``depthwise``, ``dense``): weight
+      codes packed LSB-first in the layouts of this module (conv [c_out][ky][kx][c_in],
+      depthwise [ky][kx][c], dense [c_out][c_in]), weight zero point(s) and scale(s) (PL: one,
+      PC: per channel), int32 bias B_q and (m0, n0):
+
+      * ICN with BN (spec §2.1): B_q = round((b - mu + beta sigma / gamma) / (S_x S_w)),
+        M_c = (gamma_c / sigma_c) S_x S_w / S_y, per channel (negative when gamma < 0);
+      * FB or no BN (spec §2.3): B_q = round(b' / (S_x S_w)) with the folded bias b',
+        M = S_x S_w / S_y, one per layer for PL+FB, per channel otherwise (PC, or ICN);
+      * the last, linear layer (spec §2.4) outputs signed **int32 logits**: PL without BN the
+        raw accumulator Phi + B_q (``requantize=False``, ``out_scale = S_x S_w``); PC (or a BN)
+        rescales every channel onto the largest per-channel step with a per-channel (m0, n0)
+        (full Q1.31 mantissa, not the repo's 8-bit one) and floor; real logit = out_scale * Y.
+
+      Convolutions pad TF-style (SAME: the extra row / column at the bottom / right); the conv
+      kernels pad with the zero point (real 0), depthwise with integer 0 (CMix-NN, spec §5.3),
+      which is real 0 as long as the input zero point is 0 (else the zero point is used);
+    - ``maxpool``, ``avgpool`` (floor(sum / count); a global average pool becomes an H x W
+      ``avgpool`` followed by a ``flatten`` named ``<name>_flatten``), ``flatten``, ``reshape``;
+      dropout is dropped (identity at inference).
+
+    Arguments:
+        qmodel: a model from :func:`tinyopt.qat.quantize_mixed` or
+            :func:`tinyopt.ptq.quantize_mixed` (moving BN statistics are used, as in inference).
+        name: the graph's name (default: the model's).
+
+    Returns:
+        A validated :class:`IntegerGraph`; ``meta`` records the source model and its policy.
 
     Raises:
-        NotImplementedError: always, for now.
+        ValueError: the model was not built by ``quantize_mixed``, or contains a layer with no
+            integer equivalent (named in the message), or a dilated convolution.
     """
-    raise NotImplementedError("tinyopt.icn.convert needs tinyopt.quantizers (issue 4); the "
-                              "IntegerGraph structure, save/load and tinyopt.sim are ready")
+    from tinyopt import qat  # TF is imported only when converting
+    params = qat.integer_params(qmodel)
+    inp = params["input"]
+    graph = IntegerGraph(layers=[], input_shape=tuple(int(d) for d in qmodel.input_shape[1:]),
+                         input_bits=int(inp["bits"]), input_zero_point=int(inp["zero_point"]),
+                         input_scale=float(inp["scale"]), rounding="floor",
+                         name=name or qmodel.name, meta={"source": qmodel.name,
+                                                         "input_range": [inp["lo"], inp["hi"]]})
+    policy = getattr(qmodel, "policy", None)
+    if policy is not None:
+        graph.meta["policy"] = {k: _plain(getattr(policy, k)) for k in
+                                ("layers", "weight_bits", "act_bits", "granularity", "fold")}
+    shape, bits, zp, scale = graph.input_shape, graph.input_bits, graph.input_zero_point, \
+        graph.input_scale
+    computes = [e["name"] for e in params["layers"] if e["type"] == "compute"]
+    for e in params["layers"]:
+        kind, lname = e["type"], e["name"]
+        out_shape = tuple(int(d) for d in qmodel.get_layer(lname).output_shape[1:])
+        common = dict(name=lname, in_shape=shape, in_bits=bits, in_zero_point=zp, in_scale=scale,
+                      out_bits=bits, out_zero_point=zp, out_scale=scale)
+        if kind == "compute":
+            new = [_compute_layer(e, shape, out_shape, zp, lname == computes[-1])]
+        elif kind == "dropout":
+            continue
+        elif kind in ("flatten", "reshape"):
+            new = [IntegerLayer(kind=kind, out_shape=out_shape, **common)]
+        elif kind == "maxpool":
+            cfg = e["config"]
+            size = tuple(int(k) for k in cfg["pool_size"])
+            cfg = {**cfg, "strides": cfg.get("strides") or size}
+            new = [IntegerLayer(kind="maxpool", out_shape=out_shape, pool_size=size,
+                                stride=tuple(int(s) for s in cfg["strides"]),
+                                padding=_padding(cfg, shape, out_shape, size), **common)]
+        elif kind == "avgpool":
+            if e["pool_size"] is None:  # global: H x W window, then flatten as Keras' [N, C]
+                size = tuple(shape[:2])
+                new = [IntegerLayer(kind="avgpool", out_shape=(1, 1, shape[-1]), pool_size=size,
+                                    stride=size, avg_rounding="floor", **common),
+                       IntegerLayer(kind="flatten", out_shape=out_shape,
+                                    **{**common, "name": f"{lname}_flatten",
+                                       "in_shape": (1, 1, shape[-1])})]
+            else:
+                size = tuple(int(k) for k in e["pool_size"])
+                stride = tuple(int(s) for s in (e["strides"] or size))
+                new = [IntegerLayer(kind="avgpool", out_shape=out_shape, pool_size=size,
+                                    stride=stride, avg_rounding="floor", **common)]
+        else:
+            raise ValueError(f"layer {lname!r} ({type(qmodel.get_layer(lname)).__name__}) has "
+                             "no integer equivalent; convert supports the compute layers of "
+                             "quantize_mixed, MaxPooling2D, (Global)AveragePooling2D, Flatten, "
+                             "Reshape and Dropout")
+        graph.layers.extend(new)
+        last = new[-1]
+        shape, bits, zp, scale = last.out_shape, last.out_bits, last.out_zero_point, \
+            last.out_scale
+    graph.validate()
+    return graph
+
+
+# --------------------------------------------------------------------------------------------
+# Check (c): the integer graph against its fake-quant model, layer by layer
+# --------------------------------------------------------------------------------------------
+
+def _fake_codes(layer: IntegerLayer, values: np.ndarray) -> np.ndarray:
+    """A fake-quant layer's float output on the integer grid of ``layer`` (float64): PACT and
+    pools are S * code, so round recovers the code; raw int32 logits are Phi + real bias / S
+    (round); requantized logits are floored like the kernel."""
+    v = np.asarray(values, np.float64).reshape(len(values), -1) / layer.out_scale
+    if layer.kind in COMPUTE_KINDS and layer.out_bits == 32 and layer.requantize:
+        return np.floor(v) + layer.out_zero_point
+    return np.round(v) + layer.out_zero_point
+
+
+def compare(qmodel, graph: IntegerGraph, x: np.ndarray, batch_size: int = 500) -> dict:
+    """Check (c): run ``graph`` (bit-exact simulator) and ``qmodel`` (fake quant) on the float
+    images ``x`` and compare every layer both have, in LSBs of that layer's output grid.
+
+    Two comparisons per layer:
+
+    - ``chained``: the fake-quant model end to end vs the simulator end to end (differences
+      propagate from layer to layer);
+    - ``isolated``: the fake-quant layer fed with the simulator's own (dequantized) input of that
+      layer vs the simulator's output: the error of each layer's integer arithmetic alone.
+
+    Arguments:
+        qmodel: the fake-quant model ``graph`` was converted from.
+        graph: the IntegerGraph.
+        x: float model-ready images.
+        batch_size: images per chunk (bounds the memory of the per-layer traces).
+
+    Returns:
+        ``{"layers": DataFrame, "fake_logits": float array, "int_logits": int array,
+        "top1_agreement": float}``; the DataFrame has one row per compared layer: layer, kind,
+        out_bits, elements, and for ``chained`` and ``isolated``: max_lsb (largest |difference|),
+        frac_diff (share of elements that differ) and frac_gt1 (share differing by > 1 LSB).
+    """
+    import pandas as pd
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from tinyopt import sim
+    keras_names = {layer.name for layer in qmodel.layers}
+    pairs = [(i, layer) for i, layer in enumerate(graph.layers) if layer.name in keras_names]
+    probe = keras.Model(qmodel.inputs, [qmodel.get_layer(layer.name).output for _, layer in pairs])
+    stats = {layer.name: np.zeros(7) for _, layer in pairs}  # n, max/cnt/cnt>1 chained, isolated
+    fake_logits, int_logits = [], []
+    x = np.asarray(x, np.float32)
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size]
+        codes = graph.quantize_input(xb)
+        trace = sim.run(graph, codes, trace=True)
+        fakes = probe(tf.constant(xb), training=False)
+        fakes = fakes if isinstance(fakes, (list, tuple)) else [fakes]
+        for (i, layer), fake in zip(pairs, fakes):
+            got = trace[layer.name].reshape(len(xb), -1).astype(np.float64)
+            chained = np.abs(_fake_codes(layer, fake.numpy()) - got)
+            prev = graph.layers[i - 1] if i else None
+            src = codes if prev is None else trace[prev.name]
+            s, z = (graph.input_scale, graph.input_zero_point) if prev is None else \
+                (prev.out_scale, prev.out_zero_point)
+            kl = qmodel.get_layer(layer.name)
+            xin = (s * (src.astype(np.float64) - z)).astype(np.float32).reshape(
+                (len(xb),) + tuple(kl.input_shape[1:]))
+            alone = kl(tf.constant(xin), training=False)
+            isolated = np.abs(_fake_codes(layer, alone.numpy()) - got)
+            st = stats[layer.name]
+            st[0] += chained.size
+            st[1], st[2], st[3] = max(st[1], chained.max()), st[2] + np.count_nonzero(chained), \
+                st[3] + np.count_nonzero(chained > 1)
+            st[4], st[5], st[6] = max(st[4], isolated.max()), st[5] + np.count_nonzero(isolated), \
+                st[6] + np.count_nonzero(isolated > 1)
+        fake_logits.append(fakes[-1].numpy())
+        int_logits.append(trace[graph.layers[-1].name])
+    rows = []
+    for _, layer in pairs:
+        st = stats[layer.name]
+        rows.append({"layer": layer.name, "kind": layer.kind, "out_bits": layer.out_bits,
+                     "elements": int(st[0]), "chained_max_lsb": st[1],
+                     "chained_frac_diff": st[2] / st[0], "chained_frac_gt1": st[3] / st[0],
+                     "isolated_max_lsb": st[4], "isolated_frac_diff": st[5] / st[0],
+                     "isolated_frac_gt1": st[6] / st[0]})
+    fake_logits, int_logits = np.concatenate(fake_logits), np.concatenate(int_logits)
+    agree = float(np.mean(np.argmax(fake_logits.reshape(len(x), -1), 1)
+                          == np.argmax(int_logits.reshape(len(x), -1), 1)))
+    return {"layers": pd.DataFrame(rows), "fake_logits": fake_logits, "int_logits": int_logits,
+            "top1_agreement": agree}
