@@ -236,7 +236,9 @@ class QuantCompute(keras.layers.Layer):
                                                trainable=False)
             self.moving_variance = self.add_weight("moving_variance", n, initializer="ones",
                                                    trainable=False)
+        # The variable saves the state with the weights; ``frozen`` is what tracing reads.
         self.bn_frozen = self.add_weight("bn_frozen", (), initializer="zeros", trainable=False)
+        self.frozen = False
         if self.granularity == "PL":
             reg = keras.regularizers.l2(self.clip_decay / 2) if self.clip_decay else None
             self.w_min = self.add_weight("w_min", (), initializer=keras.initializers.Constant(-1.0),
@@ -312,11 +314,13 @@ class QuantCompute(keras.layers.Layer):
 
     def preactivation(self, x, training=False):
         """The layer's output before the PACT quantizer (after BN)."""
+        if self.bn_config is None:
+            return self._preact_eval(x)
         if not tf.is_tensor(training):
-            training = bool(training)
-            if not training or self.bn_config is None:
-                return self._preact_eval(x)
-        elif self.bn_config is None:
+            # Decided at trace time (no tf.cond, which doubles the traced graph and its
+            # gradient); FreezeBN re-traces the train function when it freezes.
+            if bool(training) and not self.frozen:
+                return self._preact_train(x)
             return self._preact_eval(x)
         use_batch = tf.logical_and(tf.cast(training, tf.bool), self.bn_frozen < 0.5)
         return tf.cond(use_batch, lambda: self._preact_train(x), lambda: self._preact_eval(x))
@@ -432,27 +436,36 @@ class FreezeBN(keras.callbacks.Callback):
     def _hold(self):
         self._held = [(v, v.numpy()) for layer in self.model.layers
                       if isinstance(layer, QuantCompute) and layer.bn_config is not None
-                      and float(layer.bn_frozen.numpy()) >= 0.5
+                      and layer.frozen
                       for v in (layer.gamma, layer.beta)]
 
     def on_train_begin(self, logs=None):
         self._hold()
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.after is not None and epoch >= self.after:
-            freeze_bn(self.model)
+        if self.after is not None and epoch >= self.after and freeze_bn(self.model):
             self._hold()
+            # the train function was traced with BN training; trace it again (fit calls
+            # self.train_function at every step, so the new one is used from now on)
+            self.model.make_train_function(force=True)
 
     def on_train_batch_end(self, batch, logs=None):
         for var, value in self._held:
             var.assign(value)
 
 
-def freeze_bn(model: keras.Model) -> None:
-    """Freeze BN statistics in every :class:`QuantCompute` layer of ``model`` now."""
+def freeze_bn(model: keras.Model) -> bool:
+    """Freeze BN statistics in every :class:`QuantCompute` layer of ``model`` now.
+
+    Returns:
+        True if some layer with BN was not frozen before."""
+    changed = False
     for layer in model.layers:
         if isinstance(layer, QuantCompute):
+            changed |= layer.bn_config is not None and not layer.frozen
+            layer.frozen = True
             layer.bn_frozen.assign(1.0)
+    return changed
 
 
 class QuantModel(keras.Model):
@@ -812,3 +825,41 @@ def summary(qmodel: keras.Model, print_fn=None):
     if print_fn is not None:
         print_fn(frame.to_string(index=False, na_rep=""))
     return frame
+
+
+def named_policy(model: keras.Model, name: str, granularity: str = "PL",
+                 fold: str | None = None, memory_fraction: float = 0.5) -> Policy:
+    """A policy by name, for experiments and notebooks.
+
+    Arguments:
+        model: the float model.
+        name: ``"w{W}a{A}"`` (e.g. "w4a4": uniform W-bit weights, A-bit activations) or
+            ``"mixed"``: the paper's memory-driven rule (:func:`tinyopt.policy.memory_driven`)
+            with flash and RAM budgets of ``memory_fraction`` times those of w8a8.
+        granularity: "PL" or "PC".
+        fold: force "FB" or "ICN" on every layer but the last (None: the paper's rule).
+        memory_fraction: budget fraction for "mixed".
+
+    Returns:
+        A :class:`tinyopt.policy.Policy`.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    import re
+    match = re.fullmatch(r"w(\d)a(\d)", name)
+    if match:
+        return Policy.uniform(model, int(match[1]), int(match[2]), granularity, fold=fold)
+    if name != "mixed":
+        raise ValueError(f"policy name must be 'w<bits>a<bits>' (e.g. w4a4) or 'mixed', got "
+                         f"{name!r}")
+    from tinyopt import memory, policy as policies
+    p8 = Policy.uniform(model, 8, 8, granularity)
+    p = policies.memory_driven(model, int(memory.flash_bytes(model, p8) * memory_fraction),
+                               int(memory.peak_ram_bytes(model, p8) * memory_fraction),
+                               granularity)
+    if fold is not None:
+        n = len(p.layers)
+        p = Policy(p.layers, p.weight_bits, p.act_bits, granularity,
+                   [fold if i < n - 1 else "FB" for i in range(n)], p.trace)
+    return p
