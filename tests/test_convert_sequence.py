@@ -131,3 +131,13 @@ def test_recommend_tolerance_and_ties():
     assert rec.loc["most_accurate", "variant"] == "c"
     assert rec.loc["most_accurate", "ties"] == "float32 a"  # within 2 SE (~0.59 pt)
     assert sequence.recommend(rows, tolerance_pt=3).loc["smallest", "variant"] == "b"
+
+
+def test_sparsity_is_read_through_qat_wrappers():
+    import tensorflow_model_optimization as tfmot
+    m = models.seed_cnn()
+    w = m.get_layer("fc").get_weights()
+    w[0][:1000] = 0
+    m.get_layer("fc").set_weights(w)
+    q = tfmot.quantization.keras.quantize_model(m)
+    assert prune.sparsity(q)["per_layer"]["quant_fc"] == pytest.approx(1000 / 2028)

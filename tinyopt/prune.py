@@ -24,8 +24,6 @@ import tf_keras as keras
 from tinyopt import train
 
 SCHEDULES = ("polynomial", "constant")
-KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense,
-                 keras.layers.SeparableConv2D)
 
 
 def clone(model: keras.Model) -> keras.Model:
@@ -84,13 +82,16 @@ def prune(model: keras.Model, data, epochs: int = 12, batch_size: int = 128,
     return pruned
 
 
+KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
+
+
 def _kernels(model):
+    """(layer name, kernel array) for every kernel, read from the layer's own variables: tfmot
+    wrappers (QAT, pruning) hold the kernel themselves, not in their inner ``layer``."""
     for layer in model.layers:
-        inner = getattr(layer, "layer", layer)  # look through tfmot wrappers
-        if isinstance(inner, KERNEL_LAYERS):
-            for w in inner.weights:
-                if "kernel" in w.name:
-                    yield layer.name, w.numpy()
+        for w in layer.weights:
+            if w.name.split("/")[-1].split(":")[0] in KERNEL_NAMES:
+                yield layer.name, w.numpy()
 
 
 def sparsity(model: keras.Model) -> dict:
