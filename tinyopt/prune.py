@@ -42,7 +42,10 @@ def schedule(kind: str, initial_sparsity: float, final_sparsity: float, end_step
     if not 0.0 <= initial_sparsity <= final_sparsity < 1.0:
         raise ValueError("need 0 <= initial_sparsity <= final_sparsity < 1, got "
                          f"{initial_sparsity}, {final_sparsity}")
+    # tfmot prunes only on steps that are multiples of ``frequency``: if end_step is not one,
+    # the final sparsity is never applied. Align end_step down to a multiple (at least one).
     frequency = max(1, min(frequency, end_step))
+    end_step = max(frequency, end_step // frequency * frequency)
     if kind == "constant":
         return tfmot.sparsity.keras.ConstantSparsity(final_sparsity, begin_step=0,
                                                      frequency=frequency)
