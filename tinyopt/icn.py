@@ -589,6 +589,9 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
             integer equivalent (named in the message), or a dilated convolution.
     """
     from tinyopt import qat  # TF is imported only when converting
+    if not hasattr(qmodel, "layers") or not hasattr(qmodel, "input_shape"):
+        raise TypeError(f"convert needs a Keras model from tinyopt.qat.quantize_mixed or "
+                        f"tinyopt.ptq.quantize_mixed, got {type(qmodel).__name__}")
     params = qat.integer_params(qmodel)
     inp = params["input"]
     graph = IntegerGraph(layers=[], input_shape=tuple(int(d) for d in qmodel.input_shape[1:]),
@@ -606,8 +609,8 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
     for e in params["layers"]:
         kind, lname = e["type"], e["name"]
         out_shape = tuple(int(d) for d in qmodel.get_layer(lname).output_shape[1:])
-        common = dict(name=lname, in_shape=shape, in_bits=bits, in_zero_point=zp, in_scale=scale,
-                      out_bits=bits, out_zero_point=zp, out_scale=scale)
+        common = {"name": lname, "in_shape": shape, "in_bits": bits, "in_zero_point": zp,
+                  "in_scale": scale, "out_bits": bits, "out_zero_point": zp, "out_scale": scale}
         if kind == "compute":
             new = [_compute_layer(e, shape, out_shape, zp, lname == computes[-1])]
         elif kind == "dropout":
@@ -645,6 +648,54 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
             last.out_scale
     graph.validate()
     return graph
+
+
+def snap_bias(qmodel) -> dict[str, float]:
+    """Round every compute layer's effective bias onto its integer grid IN the fake-quant model
+    (in place), so that the fake-quant model computes what the integer graph computes.
+
+    The integer kernels add an int32 bias B_q = round(bias / (S_x S_w)) to the accumulator
+    (spec §1.6, §2.1), while the fake-quant forward pass of :mod:`tinyopt.qat` adds the float
+    bias: the two differ by up to half an accumulator step per channel, which flips a floor now
+    and then (about 1 % of a depthwise layer's outputs at 4 bits) and the flips grow through a
+    deep network. After this call the float bias is the rounded one (no BN: the bias; FB: beta,
+    so that the folded bias is on the grid; ICN: beta, so that b - mu + beta sigma / gamma is),
+    and the integer graph agrees with the model to float32 rounding. Weights, scales and
+    zero points are untouched. Call it after training, before converting / evaluating; further
+    training moves the biases off the grid again.
+
+    Arguments:
+        qmodel: a model from :func:`tinyopt.qat.quantize_mixed` or
+            :func:`tinyopt.ptq.quantize_mixed`.
+
+    Returns:
+        {layer name: largest |change| of that layer's effective bias, in accumulator steps}
+        (at most 0.5, except channels whose gamma is 0, which are left alone).
+    """
+    from tinyopt import qat
+    changes = {}
+    for e in qat.integer_params(qmodel)["layers"]:
+        if e["type"] != "compute":
+            continue
+        layer = qmodel.get_layer(e["name"])
+        c = len(e["bias"])
+        unit = float(e["input"]["scale"]) * np.broadcast_to(
+            np.asarray(e["weight_scale"], np.float64).reshape(-1), (c,))
+        bn = e["bn"]
+        if bn is None:  # no BN (bias = the layer's bias) or FB (bias = the folded bias)
+            real, gain = e["bias"], np.ones(c)
+        else:  # ICN: the bias in accumulator units is b - mu + beta / g
+            gain = bn["gamma"] / np.sqrt(bn["moving_variance"] + bn["epsilon"])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                real = e["bias"] - bn["moving_mean"] + bn["beta"] / gain
+        target = np.round(real / unit) * unit
+        delta = np.where(np.isfinite(target) & (gain != 0), target - real, 0.0)
+        if layer.bn_config is None:
+            layer.bias.assign((layer.bias.numpy() + delta).astype(np.float32))
+        else:  # beta absorbs it: FB's folded bias = beta + (b - mu) f; ICN's = beta / g
+            layer.beta.assign((layer.beta.numpy() + delta * gain).astype(np.float32))
+        changes[e["name"]] = float(np.max(np.abs(delta / unit), initial=0.0))
+    return changes
 
 
 # --------------------------------------------------------------------------------------------
