@@ -187,3 +187,35 @@ def test_unsupported_layer_is_named(trained):
         icn.convert(object())
     with pytest.raises(ValueError, match="QuantInput"):
         icn.convert(model)  # the float model
+
+
+def test_depth_multiplier_avgpool_same_maxpool(fashion):
+    """Layers the two models do not have: depthwise with depth_multiplier 2 and a bias, a SAME
+    max pool with a padded edge, a VALID 2x2 average pool, a Reshape, PC weights."""
+    layers = keras.layers
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        layers.InputLayer(input_shape=(28, 28, 1)),
+        layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="c"),
+        layers.MaxPooling2D(3, strides=2, padding="same", name="mp"),
+        layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="dw"),
+        layers.BatchNormalization(name="dw_bn"),
+        layers.ReLU(6.0, name="dw_relu"),
+        layers.AveragePooling2D(2, name="ap"),
+        layers.Reshape((3 * 3 * 8,), name="r"),
+        layers.Dense(10, name="fc")])
+    x = fashion.x_test[:200]
+    policy = Policy.uniform(model, 4, 4, "PC")
+    q = ptq.quantize_mixed(model, policy, x[:64], weights="minmax", activations="percentile")
+    graph = icn.convert(q)
+    assert [layer.kind for layer in graph.layers] == ["conv2d", "maxpool", "depthwise",
+                                                      "avgpool", "reshape", "dense"]
+    assert graph["mp"].padding == (0, 1, 0, 1) and graph["mp"].out_shape == (7, 7, 4)
+    assert graph["dw"].depth_multiplier == 2 and graph["dw"].weight_shape == (3, 3, 8)
+    assert graph["ap"].out_shape == (3, 3, 8)
+    res = icn.compare(q, graph, x)
+    assert (res["layers"]["isolated_max_lsb"] <= 1).all(), res["layers"].to_string()
+    icn.snap_bias(q)
+    res = icn.compare(q, icn.convert(q), x)
+    assert (res["layers"]["chained_max_lsb"] <= 1).all(), res["layers"].to_string()
+    assert res["top1_agreement"] >= 0.995
