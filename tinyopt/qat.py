@@ -5,11 +5,19 @@ Two entry points:
 - :func:`quantize`: tfmot's 8-bit QAT (``quantize_model``), or tfmot's pruning-preserving 8-bit
   scheme when the model is sparse, so that fine-tuning keeps the pruned zeros.
 - :func:`quantize_mixed`: tinyopt's own sub-byte (2/4/8-bit) fake-quant copy of a
-  Conv/DepthwiseConv/Dense (+BN) (+ReLU) model following a :class:`tinyopt.policy.Policy`
+  Conv/DepthwiseConv/Dense (+BN) (+ReLU) chain model following a :class:`tinyopt.policy.Policy`
   (PACT activations with floor, PL or PC weights, BN folded "FB" or kept "ICN"); the
-  quantizers themselves are in :mod:`tinyopt.quantizers`.
+  quantizers themselves are in :mod:`tinyopt.quantizers`, post-training calibration of the same
+  model in :mod:`tinyopt.ptq`.
 
 Both return ordinary ``tf_keras`` models that train with :func:`tinyopt.train.fit`.
+
+Introspection of a sub-byte model: :func:`integer_params` (what the integer conversion needs,
+layer by layer: weight codes, zero points, scales, bias, BN, input/output grids, all computed by
+the quantizers of the forward pass), :func:`summary` (larq-style bits / bytes / MACs table),
+:func:`named_policy` ("w4a4", "mixed", ...). Models from :func:`quantize_mixed` are meant for
+training, evaluation and :func:`integer_params`; save them with ``save_weights`` (their layers are
+not registered for ``keras.models.load_model``).
 """
 
 from __future__ import annotations
@@ -190,8 +198,9 @@ class QuantCompute(keras.layers.Layer):
     - Output: PACT (unsigned, floor) with learnable alpha when the float layer had ReLU/ReLU6;
       the last layer (no activation) outputs float logits.
 
-    Once ``bn_frozen`` is set (see :class:`FreezeBN`) BN uses moving statistics and gamma, beta
-    stop training. Build it with :func:`quantize_mixed`, not directly.
+    Once frozen (:func:`freeze_bn`, :class:`FreezeBN`; the ``frozen`` flag, mirrored in the
+    ``bn_frozen`` weight) BN uses moving statistics and gamma, beta stop training. Build it with
+    :func:`quantize_mixed`, not directly.
     """
 
     def __init__(self, kind: str, op_config: dict, weight_bits: int, act_bits: int | None,
