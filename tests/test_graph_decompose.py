@@ -92,7 +92,7 @@ def test_decompose_model_matches_reconstructed_kernel():
                                               name="conv"),
                           keras.layers.Flatten(), keras.layers.Dense(4)])
     sep = decompose.decompose(m, rank=3, iterations=40)
-    assert [type(l).__name__ for l in sep.layers[1:3]] == ["DepthwiseConv2D", "Conv2D"]
+    assert [type(layer).__name__ for layer in sep.layers[1:3]] == ["DepthwiseConv2D", "Conv2D"]
     dw, pw = sep.get_layer("conv_dw"), sep.get_layer("conv_pw")
     assert dw.strides == (2, 2) and dw.depth_multiplier == 3
     assert pw.get_config()["activation"] == "relu"

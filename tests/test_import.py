@@ -2,7 +2,8 @@ import os
 import subprocess
 import sys
 
-ENV = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")}
+ENV = {k: v for k, v in os.environ.items()
+       if k not in ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")}
 
 
 def _run(code):
@@ -20,7 +21,8 @@ def test_import_sets_legacy_keras_before_tensorflow():
 
 
 def test_user_log_level_is_kept():
-    r = subprocess.run([sys.executable, "-c", "import os, tinyopt; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"],
+    code = "import os, tinyopt; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    r = subprocess.run([sys.executable, "-c", code],
                        env={**ENV, "TF_CPP_MIN_LOG_LEVEL": "0"}, capture_output=True, text=True)
     assert r.stdout.strip() == "0"
 

@@ -1,4 +1,4 @@
-"""Every notebook runs under papermill with tiny parameters (the default ones run in make reproduce)."""
+"""Notebooks run under papermill with tiny parameters (make reproduce runs the defaults)."""
 from pathlib import Path
 
 import pandas as pd

@@ -12,12 +12,14 @@ def test_write_and_append(tmp_path):
     report.append_csv({"a": 2, "b": "x"}, p)
     df = pd.read_csv(p)
     assert df["a"].tolist() == [1, 2] and df["b"].isna().tolist() == [True, False]
-    assert not [f for f in os.listdir(tmp_path) if f.endswith((".tmp", ".csv")) and f.startswith(".")]
+    leftovers = [f for f in os.listdir(tmp_path) if f.startswith(".") and not f.endswith(".lock")]
+    assert not leftovers
 
 
 def test_parallel_appends_keep_every_row(tmp_path):
     p = tmp_path / "t.csv"
-    threads = [threading.Thread(target=report.append_csv, args=({"i": i}, p)) for i in range(20)]
+    threads = [threading.Thread(target=report.append_csv, args=({"i": i}, p))
+               for i in range(20)]
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert sorted(pd.read_csv(p)["i"]) == list(range(20))

@@ -39,7 +39,7 @@ def _check_keras_2() -> None:
     try:
         # tf.keras is a lazy module; resolving it tells which Keras it is bound to.
         module = str(tf.keras.__name__)
-    except Exception as exc:  # tf.keras could not even be resolved: same remedy
+    except Exception as exc:  # noqa: BLE001 (any failure to resolve tf.keras has one remedy)
         module = f"unresolvable ({type(exc).__name__}: {exc})"
     if not module.startswith("tf_keras"):
         raise ImportError(

@@ -103,7 +103,8 @@ def to_tflite(model, mode: str = "float32", calibration: np.ndarray | None = Non
         model: a ``tf_keras`` model (float, pruned, QAT-wrapped or decomposed).
         mode: ``float32``; ``float16`` (fp16 weights); ``dynamic`` (int8 weights, float
             activations); ``int8_fallback`` (calibrated int8, float ops/I-O allowed); ``int8`` (full
-            integer, int8 input and output); ``int16x8`` (int16 activations, int8 weights, int16 I/O).
+            integer, int8 input and output); ``int16x8`` (int16 activations, int8 weights,
+            int16 I/O).
         calibration: model-ready float TRAIN images, required by the calibrated modes.
         calibration_samples: how many of them to use (a seeded random subset; default 500).
         seed: seed of that subset.

@@ -4,7 +4,8 @@ with :mod:`tinyopt.decompose`.
 ``optimize(model)`` rewrites a linear chain of layers:
 
 - folds a BatchNormalization into the preceding Conv2D / DepthwiseConv2D / Dense (which must have a
-  linear activation): ``w' = w * g``, ``b' = (b - mean) * g + beta`` with ``g = gamma/sqrt(var+eps)``
+  linear activation): ``w' = w * g``, ``b' = (b - mean) * g + beta`` with
+  ``g = gamma/sqrt(var+eps)``
   per output channel;
 - removes Dropout and identity layers (``Activation("linear")``, ``keras.layers.Identity``);
 - folds a following ReLU / ReLU6 layer into the layer's activation when that activation is linear.

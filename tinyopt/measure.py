@@ -185,7 +185,8 @@ def _layer_macs(layer) -> int:
         kh, kw = layer.kernel_size
         cin = layer.input_shape[-1]
         hw = int(np.prod(out[1:3]))
-        return hw * (kh * kw * cin * layer.depth_multiplier + cin * layer.depth_multiplier * out[-1])
+        mult = layer.depth_multiplier
+        return hw * (kh * kw * cin * mult + cin * mult * out[-1])
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         kh, kw = layer.kernel_size
         return int(np.prod(out[1:])) * kh * kw

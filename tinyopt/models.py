@@ -2,7 +2,8 @@
 
 - :func:`seed_cnn`: the CNN_on_MCU seed network (20,410 parameters).
 - :func:`mobilenet_v1`: MobileNetV1 as the mixed-precision paper uses it, with separate depthwise
-  and pointwise Conv-BN-ReLU blocks and compute layers named ``conv0, dw1, pw1, ..., dw13, pw13, fc``.
+  and pointwise Conv-BN-ReLU blocks and compute layers named
+  ``conv0, dw1, pw1, ..., dw13, pw13, fc``.
 
 Inputs are float32 in [0, 1] (see :func:`tinyopt.data.preprocess`, the one place pixels are
 scaled); outputs are logits (train with ``from_logits=True``).

@@ -9,8 +9,8 @@ Defaults follow the seed: PolynomialDecay from 50 % to 80 % sparsity, batch 128.
 fine-tuned for 40 epochs with the schedule ending at the last step; we default to 12 epochs and
 end the schedule at ``end_fraction`` (50 %) of the fine-tuning, so the second half recovers
 accuracy at the final sparsity. Measured on Fashion-MNIST (seed CNN, seed 0, float32 0.8850):
-4 epochs / 70 % gave -1.74 pt, 8 / 50 % gave -1.17 pt, 12 / 50 % gave -0.55 pt. A pruned ``.tflite`` is not smaller by itself (dense storage): compare the
-gzip sizes.
+4 epochs / 70 % gave -1.74 pt, 8 / 50 % gave -1.17 pt, 12 / 50 % gave -0.55 pt. A pruned
+``.tflite`` is not smaller by itself (dense storage): compare the gzip sizes.
 """
 
 from __future__ import annotations

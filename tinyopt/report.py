@@ -2,8 +2,8 @@
 
 Every write goes to a temporary file in the target folder and is renamed over the target, so a
 reader never sees a torn file and a crash never leaves half a table. Appends take an exclusive lock
-(``fcntl.flock`` on a hidden ``.<file>.lock`` beside it) around read-modify-rename, so parallel writers (sweeps) do not
-lose each other's rows.
+(``fcntl.flock`` on a hidden ``.<file>.lock`` beside it) around read-modify-rename, so parallel
+writers (sweeps) do not lose each other's rows.
 """
 
 from __future__ import annotations
