@@ -134,7 +134,8 @@ def test_c_requant_matches_the_simulator(tmp_path):
     src = tmp_path / "rq.c"
     src.write_text('#include <stdio.h>\n#include "tinyopt_nn.h"\nint main(void){long long p,m;'
                    'int e,r;while(scanf("%lld %lld %d %d",&p,&m,&e,&r)==4)printf("%lld\\n",'
-                   '(long long)tn_requant((int32_t)p,(int32_t)m,(int8_t)e,(uint8_t)r));return 0;}\n')
+                   '(long long)tn_requant((int32_t)p,(int32_t)m,(int8_t)e,(uint8_t)r));'
+                   'return 0;}\n')
     exe = tmp_path / "rq"
     subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Werror", "-I", str(codegen.C_DIR),
                     str(src), str(codegen.C_DIR / "tinyopt_nn.c"), "-o", str(exe)], check=True)
@@ -245,8 +246,8 @@ def mixed_mobilenet():
 def test_mixed_mobilenet_host_bitexact_and_arena_matches_memory_model(tmp_path, mixed_mobilenet):
     from tinyopt import memory
     g, x = mixed_mobilenet
-    assert {l.weight_bits for l in g.layers if l.weights is not None} == {2, 4, 8}
-    assert {2, 4, 8} <= {l.out_bits for l in g.layers}
+    assert {lay.weight_bits for lay in g.layers if lay.weights is not None} == {2, 4, 8}
+    assert {2, 4, 8} <= {lay.out_bits for lay in g.layers}
     want = codegen.reference_output(g, x)
     assert len({r.tobytes() for r in want}) > 250
     e = codegen.export_c(g, tmp_path)

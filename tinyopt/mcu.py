@@ -43,8 +43,8 @@ class BuildError(RuntimeError):
 
 
 def _run(cmd, cwd=None, timeout=None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in cmd], check=False, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([str(c) for c in cmd], check=False, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def _compile(cmd, what: str) -> None:
@@ -307,7 +307,7 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
     summary = {
         "model": name, "layers": len(graph.layers), "steps": len(export.steps),
         "weight_bits": "/".join(str(b) for b in sorted(set(policy.weight_bits))),
-        "act_bits": "/".join(str(b) for b in sorted({l.out_bits for l in graph.layers})),
+        "act_bits": "/".join(str(b) for b in sorted({lay.out_bits for lay in graph.layers})),
         "rounding": graph.rounding, "macs": int(sum(n.macs for n in nodes)),
         "host_images": n_host,
         "host_images_exact": int(np.all(got == want[:n_host], axis=1).sum()),
