@@ -13,7 +13,7 @@ PAPERMILL := $(VENV)/bin/papermill --log-level WARNING --no-progress-bar
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 
-.PHONY: help setup data test reproduce lab baseline multicomponent memory_policy sweep bench clean-venv
+.PHONY: help setup data test reproduce lab baseline multicomponent memory_policy deploy mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
@@ -23,6 +23,7 @@ help:
 	@echo "make lab         start JupyterLab on notebooks/"
 	@echo "make sweep GRID=notebooks/grids/X.yaml   a resumable papermill sweep"
 	@echo "make bench       speed/memory benchmarks -> $(RESULTS)/bench/"
+	@echo "make mcu         install the ARM toolchain + QEMU if missing, run the C export on a Cortex-M7"
 
 # The stamp is rebuilt only when pyproject.toml changes, so `make setup` is quick when done.
 $(VENV)/.installed: pyproject.toml
@@ -65,7 +66,27 @@ memory_policy: setup
 	$(PAPERMILL) notebooks/03_memory_policy.ipynb $(RESULTS)/memory_policy/03_memory_policy.ipynb
 	$(PAPERMILL) notebooks/03_memory_policy.ipynb $(RESULTS)/memory_policy/03_memory_policy_PC.ipynb -p granularity PC
 
-reproduce: baseline multicomponent memory_policy
+# Cortex-M7 under QEMU (issue 7): install the toolchain when missing, then run notebook 05.
+MCU_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+mcu-tools:
+	@missing=""; for p in $(MCU_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  command -v apt-get >/dev/null || { echo "error: no apt-get; install$$missing yourself" >&2; exit 1; }; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "== installing$$missing"; \
+	  $$sudo apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends$$missing || exit 1; \
+	else echo "== $(MCU_PACKAGES): installed"; fi
+
+deploy: setup data
+	@mkdir -p $(RESULTS)/deploy
+	@start=$$(date +%s); \
+	$(PAPERMILL) notebooks/05_deploy.ipynb $(RESULTS)/deploy/05_deploy.ipynb -p out_dir $(RESULTS)/deploy || exit 1; \
+	echo "== 05_deploy took $$(( $$(date +%s) - start )) s"
+
+mcu: mcu-tools deploy
+
+reproduce: baseline multicomponent memory_policy deploy
 	@echo "reproduce: done; tables and figures are in $(RESULTS)/"
 
 lab: setup data
