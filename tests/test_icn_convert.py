@@ -15,7 +15,7 @@ from tests.conftest import have_real
 from tinyopt import data, icn, models, ptq, qat, quantizers, sim, train
 from tinyopt.policy import Policy
 
-N_TRAIN, N_CALIB, N_TEST = 500, 64, 200
+N_TRAIN, N_CALIB, N_TEST = 500, 64, 150
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +62,26 @@ def _policy(model, config):
 
 
 CONFIGS = ["PL+FB", "PL+ICN", "PC+ICN", "mixed"]
+_QUANTIZED = {}
+
+
+def _quantized(trained, model_name, config):
+    """The PTQ model of (model, config), made once per module (test_check_c snaps its biases in
+    place; the other tests read only weights, scales and BN statistics, which snapping keeps)."""
+    key = (model_name, config)
+    if key not in _QUANTIZED:
+        model, x_train, _ = trained[model_name]
+        _QUANTIZED[key] = ptq.quantize_mixed(model, _policy(model, config), x_train[:N_CALIB],
+                                             weights="minmax", activations="percentile")
+    return _QUANTIZED[key]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["seed_cnn", "mobilenet"])
 @pytest.mark.parametrize("config", CONFIGS)
 def test_check_c(trained, model_name, config):
-    model, x_train, x_test = trained[model_name]
-    policy = _policy(model, config)
-    q = ptq.quantize_mixed(model, policy, x_train[:N_CALIB], weights="minmax",
-                           activations="percentile")
+    x_test = trained[model_name][2]
+    q = _quantized(trained, model_name, config)
     graph = icn.convert(q)
     # As calibrated: every layer's integer arithmetic alone (fed the simulator's own input)
     # differs from the fake-quant layer only by its int32 bias rounding, |dB| <= 1/2 accumulator
@@ -103,11 +113,11 @@ def test_check_c(trained, model_name, config):
 
 
 def test_structure_and_files(trained, tmp_path):
-    model, x_train, x_test = trained["seed_cnn"]
+    x_test = trained["seed_cnn"][2]
     for config in ("PL+FB", "PC+ICN"):
-        q = ptq.quantize_mixed(model, _policy(model, config), x_train[:N_CALIB])
+        q = _quantized(trained, "seed_cnn", config)
         graph = icn.convert(q)
-        assert [l.kind for l in graph.layers] == ["conv2d", "maxpool", "flatten", "dense"]
+        assert [layer.kind for layer in graph.layers] == ["conv2d", "maxpool", "flatten", "dense"]
         assert graph.rounding == "floor" and graph.input_bits == 8
         assert graph.input_zero_point == 0 and graph.input_scale == pytest.approx(1 / 255)
         conv, fc = graph["conv"], graph["fc"]
@@ -138,10 +148,9 @@ def test_structure_and_files(trained, tmp_path):
 
 
 def test_mobilenet_layout(trained):
-    model, x_train, _ = trained["mobilenet"]
-    q = ptq.quantize_mixed(model, _policy(model, "PC+ICN"), x_train[:N_CALIB])
+    q = _quantized(trained, "mobilenet", "PC+ICN")
     graph = icn.convert(q)
-    kinds = [l.kind for l in graph.layers]
+    kinds = [layer.kind for layer in graph.layers]
     assert kinds[:3] == ["conv2d", "depthwise", "pointwise"]
     assert kinds[-3:] == ["avgpool", "flatten", "dense"]
     assert graph["conv0"].padding == (0, 1, 0, 1)  # TF SAME, stride 2: extra row at the bottom
@@ -172,8 +181,8 @@ def test_quantize_input_matches_the_model(fashion):
 
 
 def test_unsupported_layer_is_named(trained):
-    model, x_train, _ = trained["seed_cnn"]
-    q = ptq.quantize_mixed(model, _policy(model, "PL+FB"), x_train[:N_CALIB])
+    model = trained["seed_cnn"][0]
+    q = _quantized(trained, "seed_cnn", "PL+FB")
     inputs = keras.Input((28, 28, 1))
     x = inputs
     for layer in q.layers[1:4]:  # input_quant, conv, pool
