@@ -94,6 +94,7 @@ def test_notebook_02_tiny(tmp_path):
                         progress_bar=False,
                         parameters=dict(dataset="fashion_mnist", epochs=1, qat_epochs=1,
                                         train_samples=1000, qat_samples=500, test_samples=500,
+                                        calibration_samples=200,
                                         mobilenet_epochs=1, mobilenet_samples=500,
                                         policies=["w4a4"], granularities=["PL"], mobilenet_qat=[],
                                         out_dir=str(out_dir)))
