@@ -17,11 +17,12 @@ def test_04_integer_only_tiny(tmp_path):
                         str(tmp_path / "04.ipynb"), cwd=str(REPO), kernel_name="python3",
                         progress_bar=False,
                         parameters=dict(epochs=1, train_samples=1000, mobilenet_samples=300,
-                                        qat_epochs=0, calibration_samples=64, error_samples=50,
+                                        test_samples=1000, qat_epochs=0,
+                                        calibration_samples=64, error_samples=50,
                                         model_names=["seed_cnn", "mobilenet"],
                                         configs=["PL+FB", "PC+ICN"], out_dir=str(out)))
     summary = pd.read_csv(out / "summary.csv")
-    assert len(summary) == 4 and (summary["test_images"] == 10000).all()
+    assert len(summary) == 4 and (summary["test_images"] == 1000).all()
     assert (summary["flash_bytes"] > 0).all()
     # the integer graph agrees with the bias-snapped fake-quant model on almost every image
     assert (summary["snapped_top1_agreement"] >= 0.995).all()
