@@ -31,6 +31,9 @@ import tensorflow as tf
 
 ALLOWED_BITS = (2, 4, 8)
 ALPHA_MIN = 1e-3  # a PACT clip below this is treated as this (keeps S > 0)
+# A weight range narrower than this counts as zero (S = 1): TF flushes denormals to zero on CPU,
+# so a range near float32's smallest normal would give S = 0 and NaN codes.
+SPAN_MIN = 1e-30
 
 
 @dataclass
@@ -72,13 +75,14 @@ def levels(bits: int) -> int:
 def affine_params(lo, hi, bits: int):
     """Scale and zero point of the grid covering [lo, hi] (broadcast), extended to include 0.
 
-    S = (hi - lo) / (2^Q - 1) (a zero range gives S = 1, as the repo does), Z = round(-lo / S)
+    S = (hi - lo) / (2^Q - 1) (a zero range, or one below ``SPAN_MIN``, gives S = 1, as the repo
+    does for zero), Z = round(-lo / S)
     clamped to [0, 2^Q - 1]. Returns float32 tensors (scale, zero_point)."""
     n = float(levels(bits))
     lo = tf.minimum(tf.cast(lo, tf.float32), 0.0)
     hi = tf.maximum(tf.cast(hi, tf.float32), 0.0)
     span = hi - lo
-    scale = tf.where(span > 0, span / n, tf.ones_like(span))
+    scale = tf.where(span > SPAN_MIN, span / n, tf.ones_like(span))
     zero = tf.clip_by_value(tf.round(-lo / scale), 0.0, n)
     return scale, zero
 
@@ -345,7 +349,7 @@ def mse_clip(w, bits: int, grid: int = 60) -> tuple[float, float]:
     lo_c = np.minimum(wc.min(axis=1, keepdims=True), 0.0)
     hi_c = np.maximum(wc.max(axis=1, keepdims=True), 0.0)
     span = hi_c - lo_c
-    scale = np.where(span > 0, span / n, 1.0).astype(np.float32)
+    scale = np.where(span > SPAN_MIN, span / n, 1.0).astype(np.float32)
     zero = np.clip(np.round(-lo_c / scale), 0, n)
     fake = scale * (np.clip(np.round(wc / scale) + zero, 0, n) - zero)
     k = int(np.argmin(np.mean((fake - w[None, :]) ** 2, axis=1)))
