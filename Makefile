@@ -13,7 +13,7 @@ PAPERMILL := $(VENV)/bin/papermill --log-level WARNING --no-progress-bar
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 
-.PHONY: help setup data test reproduce lab baseline multicomponent memory_policy deploy mcu mcu-tools sweep bench clean-venv
+.PHONY: help setup data test reproduce lab baseline multicomponent subbyte memory_policy deploy mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
@@ -66,6 +66,13 @@ memory_policy: setup
 	$(PAPERMILL) notebooks/03_memory_policy.ipynb $(RESULTS)/memory_policy/03_memory_policy.ipynb
 	$(PAPERMILL) notebooks/03_memory_policy.ipynb $(RESULTS)/memory_policy/03_memory_policy_PC.ipynb -p granularity PC
 
+subbyte: setup data
+	@mkdir -p $(RESULTS)/subbyte_qat
+	@start=$$(date +%s); \
+	$(PAPERMILL) notebooks/02_subbyte_qat.ipynb $(RESULTS)/subbyte_qat/02_subbyte_qat_fashion_mnist.ipynb \
+	  -p dataset fashion_mnist -p out_dir $(RESULTS)/subbyte_qat || exit 1; \
+	echo "== 02_subbyte_qat took $$(( $$(date +%s) - start )) s"
+
 # Cortex-M7 under QEMU (issue 7): install the toolchain when missing, then run notebook 05.
 MCU_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 mcu-tools:
@@ -86,7 +93,7 @@ deploy: setup data
 
 mcu: mcu-tools deploy
 
-reproduce: baseline multicomponent memory_policy deploy
+reproduce: baseline multicomponent subbyte memory_policy deploy
 	@echo "reproduce: done; tables and figures are in $(RESULTS)/"
 
 lab: setup data
