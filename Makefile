@@ -13,7 +13,7 @@ PAPERMILL := $(VENV)/bin/papermill --log-level WARNING --no-progress-bar
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 
-.PHONY: help setup data test reproduce lab baseline multicomponent subbyte memory_policy deploy mcu mcu-tools sweep bench clean-venv
+.PHONY: help setup data test reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
@@ -73,6 +73,13 @@ subbyte: setup data
 	  -p dataset fashion_mnist -p out_dir $(RESULTS)/subbyte_qat || exit 1; \
 	echo "== 02_subbyte_qat took $$(( $$(date +%s) - start )) s"
 
+integer_only: setup data
+	@mkdir -p $(RESULTS)/integer_only
+	@start=$$(date +%s); \
+	$(PAPERMILL) notebooks/04_integer_only.ipynb $(RESULTS)/integer_only/04_integer_only.ipynb \
+	  -p out_dir $(RESULTS)/integer_only || exit 1; \
+	echo "== 04_integer_only took $$(( $$(date +%s) - start )) s"
+
 # Cortex-M7 under QEMU (issue 7): install the toolchain when missing, then run notebook 05.
 MCU_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 mcu-tools:
@@ -93,7 +100,7 @@ deploy: setup data
 
 mcu: mcu-tools deploy
 
-reproduce: baseline multicomponent subbyte memory_policy deploy
+reproduce: baseline multicomponent subbyte memory_policy integer_only deploy
 	@echo "reproduce: done; tables and figures are in $(RESULTS)/"
 
 lab: setup data

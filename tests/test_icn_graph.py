@@ -175,8 +175,3 @@ def test_incompatible_version_and_inconsistent_record_fail(tmp_path):
 def test_save_is_atomic_no_temp_left(tmp_path):
     synthetic_graph().save(tmp_path / "g.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npz"]
-
-
-def test_convert_is_not_implemented_yet():
-    with pytest.raises(NotImplementedError, match="issue 4"):
-        icn.convert(object())
