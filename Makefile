@@ -13,7 +13,7 @@ PAPERMILL := $(VENV)/bin/papermill --log-level WARNING --no-progress-bar
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 
-.PHONY: help setup data test reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy mcu mcu-tools sweep bench clean-venv
+.PHONY: help setup data test reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy iso_memory mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
@@ -23,6 +23,7 @@ help:
 	@echo "make lab         start JupyterLab on notebooks/"
 	@echo "make sweep GRID=notebooks/grids/X.yaml   a resumable papermill sweep"
 	@echo "make bench       speed/memory benchmarks -> $(RESULTS)/bench/"
+	@echo "make iso_memory  notebook 06 (long): mixed precision vs the best int8 that fits"
 	@echo "make mcu         install the ARM toolchain + QEMU if missing, run the C export on a Cortex-M7"
 
 # The stamp is rebuilt only when pyproject.toml changes, so `make setup` is quick when done.
@@ -79,6 +80,13 @@ integer_only: setup data
 	$(PAPERMILL) notebooks/04_integer_only.ipynb $(RESULTS)/integer_only/04_integer_only.ipynb \
 	  -p out_dir $(RESULTS)/integer_only || exit 1; \
 	echo "== 04_integer_only took $$(( $$(date +%s) - start )) s"
+
+# Long (an hour or more on 2 cores), so not part of `make reproduce`.
+iso_memory: setup data
+	@mkdir -p $(RESULTS)/iso_memory
+	@start=$$(date +%s); \
+	$(PAPERMILL) notebooks/06_iso_memory.ipynb $(RESULTS)/iso_memory/06_iso_memory.ipynb || exit 1; \
+	echo "== 06_iso_memory took $$(( $$(date +%s) - start )) s"
 
 # Cortex-M7 under QEMU (issue 7): install the toolchain when missing, then run notebook 05.
 MCU_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
