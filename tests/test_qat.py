@@ -110,7 +110,8 @@ def _bn_model(seed=0):
 
 
 def _reference(params, x):
-    """Integer-domain NumPy forward built ONLY from integer_params (float64 arithmetic)."""
+    """Integer-domain NumPy forward built ONLY from integer_params (float64 arithmetic); biases
+    on the accumulator grid S_x S_w, as the integer kernels add them."""
     inp = params["input"]
     codes = np.clip(np.round(x / inp["scale"]) + inp["zero_point"], 0, 2 ** inp["bits"] - 1)
     scale, zero = inp["scale"], inp["zero_point"]
@@ -136,11 +137,14 @@ def _reference(params, x):
                 t = v @ w
             else:
                 t = _conv(v, w, cfg["strides"][0], cfg["padding"], e["kind"] == "depthwise")
-            t = t + e["bias"]
-            if e["bn"] is not None:
+            unit = e["input"]["scale"] * np.asarray(e["weight_scale"], np.float64).reshape(-1)
+            if e["bn"] is None:  # the int32 bias codes, on the accumulator grid
+                t = t + e["bias_codes"] * unit
+            else:  # ICN: g (t + round((b - mu + beta / g) / u) u), g = gamma / sigma
                 bn = e["bn"]
-                t = bn["gamma"] * (t - bn["moving_mean"]) / np.sqrt(
-                    bn["moving_variance"] + bn["epsilon"]) + bn["beta"]
+                g = bn["gamma"] / np.sqrt(bn["moving_variance"] + bn["epsilon"])
+                c = e["bias"] - bn["moving_mean"] + bn["beta"] / g
+                t = g * (t + np.round(c / unit) * unit)
             if e["output"] is not None:
                 s, n = e["output"]["scale"], 2 ** e["output"]["bits"] - 1
                 t = np.clip(np.floor(t / s), 0, n) * s

@@ -652,17 +652,15 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
 
 def snap_bias(qmodel) -> dict[str, float]:
     """Round every compute layer's effective bias onto its integer grid IN the fake-quant model
-    (in place), so that the fake-quant model computes what the integer graph computes.
+    (in place): the stored float parameters then hold the values the integer graph uses.
 
     The integer kernels add an int32 bias B_q = round(bias / (S_x S_w)) to the accumulator
-    (spec §1.6, §2.1), while the fake-quant forward pass of :mod:`tinyopt.qat` adds the float
-    bias: the two differ by up to half an accumulator step per channel, which flips a floor now
-    and then (about 1 % of a depthwise layer's outputs at 4 bits) and the flips grow through a
-    deep network. After this call the float bias is the rounded one (no BN: the bias; FB: beta,
-    so that the folded bias is on the grid; ICN: beta, so that b - mu + beta sigma / gamma is),
-    and the integer graph agrees with the model to float32 rounding. Weights, scales and
-    zero points are untouched. Call it after training, before converting / evaluating; further
-    training moves the biases off the grid again.
+    (spec §1.6, §2.1). The fake-quant forward pass already rounds the effective bias the same way
+    (:meth:`tinyopt.qat.QuantCompute.quantize_bias`, with a straight-through gradient), so this
+    call does not change what the model computes (up to float32 rounding); it makes the stored
+    parameters say so (no BN: the bias; FB: beta, so that the folded bias is on the grid; ICN:
+    beta, so that b - mu + beta sigma / gamma is), e.g. before exporting them elsewhere.
+    Weights, scales and zero points are untouched.
 
     Arguments:
         qmodel: a model from :func:`tinyopt.qat.quantize_mixed` or

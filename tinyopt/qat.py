@@ -195,6 +195,10 @@ class QuantCompute(keras.layers.Layer):
       runs on batch statistics, so the graph keeps its BN (Jacob et al.).
     - **ICN** (or no BN): y = BN(op(x, Q(w)) + b), batch statistics while BN trains, moving
       statistics otherwise; BN stays explicit for the integer channel normalization.
+    - Bias: once BN uses moving statistics (always, without BN) the effective bias in the
+      accumulator (no BN: b; FB: beta + (b - mu) f; ICN: b - mu + beta / f) is rounded to the
+      integer grid S_x S_w with a straight-through gradient (:meth:`quantize_bias`), so the
+      model computes what the integer graph computes.
     - Output: PACT (unsigned, floor) with learnable alpha when the float layer had ReLU/ReLU6;
       the last layer (no activation) outputs float logits.
 
@@ -216,6 +220,7 @@ class QuantCompute(keras.layers.Layer):
         self.granularity, self.fold = granularity, fold
         self.bn_config, self.activation = bn_config, activation
         self.clip_decay, self.alpha_decay = clip_decay, alpha_decay
+        self.input_scale = None  # a callable returning S_x, set by quantize_mixed
 
     # ------------------------------------------------------------------ weights
     @property
@@ -309,17 +314,44 @@ class QuantCompute(keras.layers.Layer):
             return self._batch_bn(self._op(x, wq / safe) + self.bias)
         return self._batch_bn(self._op(x, self.quantize_kernel(self.kernel)) + self.bias)
 
+    def quantize_bias(self, c, weight_scale):
+        """Round an accumulator-domain bias ``c`` onto the integer kernels' grid, one step
+        u = S_x S_w (per channel for PC), with a straight-through gradient (spec §1.6).
+
+        The integer graph adds B_q = round(c / u); adding the float c instead (as the fake-quant
+        model did before) differs by up to half an accumulator step per channel, which flips a
+        floor now and then and compounds through a deep network. Rounding here makes the
+        fake-quant model compute what the integer graph computes, and QAT learns around it.
+        """
+        if self.input_scale is None:
+            raise RuntimeError(f"QuantCompute {self.name!r} does not know its input scale; build "
+                               "the model with tinyopt.qat.quantize_mixed (or "
+                               "tinyopt.ptq.quantize_mixed), which sets it")
+        unit = tf.stop_gradient(self.input_scale() * tf.reshape(weight_scale, [-1]))
+        # round(c / u) u exactly in the forward pass (c + (q - c) would carry float error),
+        # identity gradient: c - stop_gradient(c) is exactly 0.
+        return tf.stop_gradient(tf.round(c / unit) * unit) + (c - tf.stop_gradient(c))
+
     def _preact_eval(self, x):
         if self.bn_config is None:
-            return self._op(x, self.quantize_kernel(self.kernel)) + self.bias
+            wq, qp = self.quantize_kernel(self.kernel, params=True)
+            return self._op(x, wq) + self.quantize_bias(self.bias, qp.scale)
         gamma, beta = tf.stop_gradient(self.gamma), tf.stop_gradient(self.beta)
         sigma = tf.sqrt(self.moving_variance + self.bn_config["epsilon"])
         if self.fold == "FB":
             f, fk = self._bn_factor()
-            wq = self.quantize_kernel(self.kernel * tf.stop_gradient(fk))
-            return self._op(x, wq) + beta + (self.bias - self.moving_mean) * tf.stop_gradient(f)
-        t = self._op(x, self.quantize_kernel(self.kernel)) + self.bias
-        return gamma * (t - self.moving_mean) / sigma + beta
+            wq, qp = self.quantize_kernel(self.kernel * tf.stop_gradient(fk), params=True)
+            folded = beta + (self.bias - self.moving_mean) * tf.stop_gradient(f)
+            return self._op(x, wq) + self.quantize_bias(folded, qp.scale)
+        # ICN: gamma (t - mu) / sigma + beta = g (t - mu + beta / g), g = gamma / sigma; the
+        # integer kernel adds round((b - mu + beta / g) / u) and multiplies by g (spec §2.1).
+        wq, qp = self.quantize_kernel(self.kernel, params=True)
+        g = gamma / sigma
+        live = tf.not_equal(g, 0.0)
+        safe = tf.where(live, g, tf.ones_like(g))
+        t = self._op(x, wq) + self.quantize_bias(self.bias - self.moving_mean + beta / safe,
+                                                 qp.scale)
+        return tf.where(live, g * t, beta + tf.zeros_like(t))  # gamma = 0: the output is beta
 
     def preactivation(self, x, training=False):
         """The layer's output before the PACT quantizer (after BN)."""
@@ -700,6 +732,7 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
             q = QuantCompute(block["kind"], block["op_config"], spec["weight_bits"],
                              spec["act_bits"], policy.granularity, spec["fold"], bn_config,
                              block["activation"], clip_decay, alpha_decay, name=layer.name)
+            q.input_scale = scale_fn
             x = q(x)
             _copy_float_weights(q, block)
             if block["activation"] is not None:
