@@ -59,3 +59,48 @@ def fashion():
 def _quiet_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     yield
+
+
+def run_notebook(name: str, tmp_path: Path, needs=("fashion_mnist",), **params) -> Path:
+    """Execute ``notebooks/<name>`` under papermill with ``params`` (run from the repo root, as
+    ``make`` does) into ``tmp_path``; skip when a dataset in ``needs`` is not fetched.
+
+    Returns:
+        The path of the executed notebook.
+    """
+    import papermill as pm
+    missing = [d for d in needs if not have_real(d)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not fetched (run `make data`)")
+    out = tmp_path / Path(name).name
+    pm.execute_notebook(str(REPO / "notebooks" / name), str(out), parameters=params,
+                        cwd=str(REPO), progress_bar=False, kernel_name="python3")
+    return out
+
+
+def small_mobilenet(size: int = 28, classes: int = 10, bn_momentum: float = 0.99,
+                    maxpool: bool = True, name: str = "mobilenet_style"):
+    """A 5-layer MobileNetV1-style net with the ops that matter: conv 3x3/2 SAME, dw 3x3/1, pw,
+    dw 3x3/2 SAME, pw (BN + ReLU6 each, no biases), [max pool 3x3/2 SAME], average pool to 1x1,
+    flatten, dense. Seeded; ``bn_momentum`` 0.5 lets a short fit set the BN statistics."""
+    import tf_keras as keras
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+
+    def block(x, conv, name):
+        x = L.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(conv(x))
+        return L.ReLU(6.0, name=f"{name}_relu")(x)
+
+    inp = keras.Input((size, size, 1))
+    x = block(inp, L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv0"),
+              "conv0")
+    x = block(x, L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw1"), "dw1")
+    x = block(x, L.Conv2D(16, 1, use_bias=False, name="pw1"), "pw1")
+    x = block(x, L.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False, name="dw2"),
+              "dw2")
+    x = block(x, L.Conv2D(16, 1, use_bias=False, name="pw2"), "pw2")
+    if maxpool:
+        x = L.MaxPooling2D(3, strides=2, padding="same", name="maxpool")(x)
+    x = L.AveragePooling2D(int(x.shape[1]), name="avgpool" if maxpool else "pool")(x)
+    x = L.Dense(classes, name="fc")(L.Flatten(name="flatten")(x))
+    return keras.Model(inp, x, name=name)

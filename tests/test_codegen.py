@@ -12,6 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from tests.conftest import small_mobilenet
 from tinyopt import codegen, graphgen, mcu, sim
 from tinyopt.icn import IntegerGraph, IntegerLayer
 
@@ -342,30 +343,6 @@ def test_missing_toolchain_is_reported_and_deploy_runs_host_only(tmp_path, monke
 
 
 # ------------------------------------------------------------------------------ a converted graph
-def _small_keras_mobilenet():
-    """conv 3x3/2 -> dw 3x3 -> pw -> dw 3x3/2 -> pw (BN + ReLU6 each) -> average pool -> dense,
-    BN with a fast momentum so that a short fit sets its statistics."""
-    import tf_keras as keras
-    L = keras.layers
-    keras.utils.set_random_seed(0)
-
-    def block(x, conv, name):
-        x = L.BatchNormalization(momentum=0.5, name=f"{name}_bn")(conv(x))
-        return L.ReLU(6.0, name=f"{name}_relu")(x)
-
-    inp = keras.Input((16, 16, 1))
-    x = block(inp, L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv0"),
-              "conv0")
-    x = block(x, L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw1"), "dw1")
-    x = block(x, L.Conv2D(16, 1, use_bias=False, name="pw1"), "pw1")
-    x = block(x, L.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False, name="dw2"),
-              "dw2")
-    x = block(x, L.Conv2D(16, 1, use_bias=False, name="pw2"), "pw2")
-    x = L.AveragePooling2D(4, name="pool")(x)
-    x = L.Dense(10, name="fc")(L.Flatten(name="flatten")(x))
-    return keras.Model(inp, x)
-
-
 @pytest.mark.slow
 def test_converted_mixed_model_host_bitexact(tmp_path):
     """A real fake-quant model (tinyopt.ptq, 2/4/8-bit weights and activations, FB and ICN)
@@ -375,15 +352,12 @@ def test_converted_mixed_model_host_bitexact(tmp_path):
     rng = np.random.default_rng(0)
     x_train = rng.random((256, 16, 16, 1)).astype(np.float32)
     y_train = (x_train[:, :8].mean(axis=(1, 2, 3)) * 20).astype(np.uint8) % 10
-    model = _small_keras_mobilenet()
+    model = small_mobilenet(16, bn_momentum=0.5, maxpool=False)
     train.fit(model, (x_train, y_train), epochs=2, batch_size=32, progress=False)
     policy = Policy(["conv0", "dw1", "pw1", "dw2", "pw2", "fc"], [8, 4, 2, 8, 4, 2],
                     [4, 2, 8, 4, 8, 8], "PL")
     qmodel = ptq.quantize_mixed(model, policy, x_train[:128])
-    try:
-        g = icn.convert(qmodel)
-    except NotImplementedError as exc:
-        pytest.skip(f"tinyopt.icn.convert is not available yet: {exc}")
+    g = icn.convert(qmodel)
     x = g.quantize_input(rng.random((200, 16, 16, 1)).astype(np.float32))
     want = codegen.reference_output(g, x)
     assert len({r.tobytes() for r in want}) > 150

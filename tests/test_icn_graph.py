@@ -115,7 +115,7 @@ def test_save_load_round_trip(tmp_path):
     g = synthetic_graph()
     path = g.save(tmp_path / "g.npz")
     h = IntegerGraph.load(path)
-    assert [l.name for l in h.layers] == [l.name for l in g.layers]
+    assert [layer.name for layer in h.layers] == [layer.name for layer in g.layers]
     for a, b in zip(g.layers, h.layers):
         for f in ("kind", "in_shape", "out_shape", "stride", "padding", "pad_mode", "in_bits",
                   "out_bits", "weight_bits", "requantize", "in_zero_point", "out_zero_point"):

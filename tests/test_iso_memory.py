@@ -1,30 +1,25 @@
-"""Notebook 06 (iso-memory: memory-driven mixed precision vs the best int8 that fits) runs under papermill
-with tiny parameters and produces its table, runs, figure and run record."""
-from pathlib import Path
+"""Notebook 06 (iso-memory: memory-driven mixed precision vs the best int8 that fits) runs under
+papermill with tiny parameters and produces its table, runs, figure and run record."""
 
 import pandas as pd
-import papermill as pm
 import pytest
 
-from tests.conftest import REPO, have_real
+from tests.conftest import run_notebook
 from tinyopt import memory
 from tinyopt.policy import Policy
 
 
 @pytest.mark.slow
 def test_06_iso_memory_tiny(tmp_path):
-    if not have_real("fashion_mnist"):
-        pytest.skip("Fashion-MNIST not fetched (run `make data`)")
     out = tmp_path / "out"
-    pm.execute_notebook(str(REPO / "notebooks" / "06_iso_memory.ipynb"), str(tmp_path / "06.ipynb"),
-                        parameters=dict(alphas=[0.25, 0.5], resolutions=[28], budget_member=[0.25, 28],
-                                        flash_bytes=500000, epochs=2, train_samples=2000, qat_samples=500,
-                                        calibration_samples=128, test_samples=500, out_dir=str(out)),
-                        cwd=str(REPO), progress_bar=False, kernel_name="python3")
+    run_notebook("06_iso_memory.ipynb", tmp_path, alphas=[0.25, 0.5], resolutions=[28],
+                 budget_member=[0.25, 28], flash_bytes=500000, epochs=2, train_samples=2000,
+                 qat_samples=500, calibration_samples=128, test_samples=500, out_dir=str(out))
     runs = pd.read_csv(out / "runs.csv").set_index("policy")
     # RAM budget defaults to budget_member's w8a8 peak RAM; flash was given
     names = [n.name for n in memory.mobilenet_v1_nodes(0.25, 28, 10, 1)]
-    ram = memory.peak_ram_bytes(memory.mobilenet_v1_nodes(0.25, 28, 10, 1), Policy.uniform(names, 8, 8, "PL"))
+    ram = memory.peak_ram_bytes(memory.mobilenet_v1_nodes(0.25, 28, 10, 1),
+                                Policy.uniform(names, 8, 8, "PL"))
     # 0.25@28 fits at int8; 0.5@28 does not (flash) and runs under both memory-driven policies
     assert set(runs.index) == {"int8", "Mix-PL", "Mix-PC"}
     assert runs.loc["int8", "member"] == "0.25@28" and runs.loc["int8", "fits_int8"]

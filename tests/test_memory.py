@@ -42,7 +42,8 @@ def test_seed_cnn_bytes_by_hand(seed, w, a, g, flash, peak, per_layer):
 
 
 def test_packed_bytes_rounds_up_and_fb_override():
-    assert mem.packed_bytes(3, 2) == 1 and mem.packed_bytes(5, 4) == 3 and mem.packed_bytes(8, 8) == 8
+    assert mem.packed_bytes(3, 2) == 1 and mem.packed_bytes(5, 4) == 3
+    assert mem.packed_bytes(8, 8) == 8
     ns = [mem.Node("a", "conv", 3, 2, 5, 5), mem.Node("b", "dense", 5, 1, 5, 1)]
     # PL w4a4 with forced FB: "a" is 4*2+20 extras, not the ICN 9*2+12
     p = Policy.uniform(["a", "b"], 4, 4, "PL", fold="FB")

@@ -2,25 +2,18 @@
 from pathlib import Path
 
 import pandas as pd
-import papermill as pm
 import pytest
 
-from tests.conftest import REPO, have_real
+from tests.conftest import run_notebook
 
 
 @pytest.mark.slow
 def test_04_integer_only_tiny(tmp_path):
-    if not have_real("fashion_mnist"):
-        pytest.skip("Fashion-MNIST not fetched (run `make data`)")
     out = tmp_path / "out"
-    pm.execute_notebook(str(REPO / "notebooks" / "04_integer_only.ipynb"),
-                        str(tmp_path / "04.ipynb"), cwd=str(REPO), kernel_name="python3",
-                        progress_bar=False,
-                        parameters=dict(epochs=1, train_samples=1000, mobilenet_samples=300,
-                                        test_samples=1000, qat_epochs=0,
-                                        calibration_samples=64, error_samples=50,
-                                        model_names=["seed_cnn", "mobilenet"],
-                                        configs=["PL+FB", "PC+ICN"], out_dir=str(out)))
+    run_notebook("04_integer_only.ipynb", tmp_path, epochs=1, train_samples=1000,
+                 mobilenet_samples=300, test_samples=1000, qat_epochs=0, calibration_samples=64,
+                 error_samples=50, model_names=["seed_cnn", "mobilenet"],
+                 configs=["PL+FB", "PC+ICN"], out_dir=str(out))
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 4 and (summary["test_images"] == 1000).all()
     assert (summary["flash_bytes"] > 0).all()

@@ -8,19 +8,15 @@ from tinyopt import mcu
 @pytest.mark.slow
 def test_notebook_05_tiny(tmp_path):
     import pandas as pd
-    import papermill as pm
 
-    from tests.conftest import REPO, have_real
-    if not (have_real("fashion_mnist") and have_real("mnist")):
-        pytest.skip("datasets not fetched (run `make data`)")
+    from tests.conftest import run_notebook
     ok, why = mcu.toolchain()
     if not ok:
         print(f"notebook 05 runs host-only: {why}")
     out = tmp_path / "out"
-    pm.execute_notebook(str(REPO / "notebooks" / "05_deploy.ipynb"), str(tmp_path / "05.ipynb"),
-                        parameters={"train_samples": 500, "host_images": 30, "mcu_images": 5,
-                                    "build_dir": str(tmp_path / "build"), "out_dir": str(out)},
-                        cwd=str(REPO), progress_bar=False, kernel_name="python3")
+    run_notebook("05_deploy.ipynb", tmp_path, needs=("fashion_mnist", "mnist"),
+                 train_samples=500, host_images=30, mcu_images=5,
+                 build_dir=str(tmp_path / "build"), out_dir=str(out))
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["model"]) == ["seed_cnn_int8", "mobilenet_32_0.25_mixed",
                                       "seed_cnn_mixed_converted",

@@ -1,24 +1,13 @@
 """Notebooks run under papermill with tiny parameters (make reproduce runs the defaults)."""
-from pathlib import Path
 
 import pandas as pd
-import papermill as pm
 import pytest
 
-from tests.conftest import REPO, have_real
-
-
-def run(nb, tmp_path, **params):
-    out = tmp_path / Path(nb).name
-    pm.execute_notebook(str(REPO / "notebooks" / nb), str(out), parameters=params, cwd=str(REPO),
-                        progress_bar=False, kernel_name="python3")
-    return out
+from tests.conftest import run_notebook as run
 
 
 @pytest.mark.slow
 def test_00_baseline_tiny(tmp_path):
-    if not have_real("fashion_mnist"):
-        pytest.skip("Fashion-MNIST not fetched (run `make data`)")
     run("00_baseline.ipynb", tmp_path, dataset="fashion_mnist", epochs=1, train_samples=2000,
         latency_runs=5, out_dir=str(tmp_path / "out"))
     df = pd.read_csv(tmp_path / "out" / "fashion_mnist.csv")
@@ -29,9 +18,8 @@ def test_00_baseline_tiny(tmp_path):
 
 @pytest.mark.slow
 def test_01_multicomponent_tiny(tmp_path):
-    if not have_real("mnist"):
-        pytest.skip("MNIST not fetched (run `make data`)")
-    run("01_multicomponent.ipynb", tmp_path, dataset="mnist", epochs=1, train_samples=1500,
+    run("01_multicomponent.ipynb", tmp_path, needs=("mnist",), dataset="mnist", epochs=1,
+        train_samples=1500,
         sequences=["int8", "prune>qat>int8", "graph>dynamic", "decompose>float16"],
         latency_runs=3, prune_epochs=1, qat_epochs=1, decompose_epochs=1,
         calibration_samples=50, tolerance_pt=50.0, out_dir=str(tmp_path / "out"))

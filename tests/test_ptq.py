@@ -11,7 +11,7 @@ import pytest
 import tinyopt  # noqa: F401
 import tf_keras as keras
 
-from tests.conftest import REPO, have_real
+from tests.conftest import run_notebook
 from tinyopt import models, ptq, qat, quantizers, train
 from tinyopt.policy import Policy
 
@@ -85,19 +85,12 @@ def test_ptq_on_trained_seed_cnn_and_qat_from_ptq(fashion):
 
 @pytest.mark.slow
 def test_notebook_02_tiny(tmp_path):
-    import papermill as pm
-    if not have_real("fashion_mnist"):
-        pytest.skip("Fashion-MNIST not fetched (run `make data`)")
     out_dir = tmp_path / "out"
-    pm.execute_notebook(str(REPO / "notebooks" / "02_subbyte_qat.ipynb"),
-                        str(tmp_path / "02.ipynb"), cwd=str(REPO), kernel_name="python3",
-                        progress_bar=False,
-                        parameters=dict(dataset="fashion_mnist", epochs=1, qat_epochs=1,
-                                        train_samples=1000, qat_samples=500, test_samples=500,
-                                        calibration_samples=200,
-                                        mobilenet_epochs=1, mobilenet_samples=500,
-                                        policies=["w4a4"], granularities=["PL"], mobilenet_qat=[],
-                                        out_dir=str(out_dir)))
+    run_notebook("02_subbyte_qat.ipynb", tmp_path, dataset="fashion_mnist", epochs=1,
+                 qat_epochs=1, train_samples=1000, qat_samples=500, test_samples=500,
+                 calibration_samples=200, mobilenet_epochs=1, mobilenet_samples=500,
+                 policies=["w4a4"], granularities=["PL"], mobilenet_qat=[],
+                 out_dir=str(out_dir))
     table = pd.read_csv(out_dir / "fashion_mnist.csv")
     assert set(table["model"]) == {"seed_cnn", "mobilenet_v1_0.25_32"}
     assert set(table["method"]) == {"float32", "float32+ft", "PTQ", "QAT"}

@@ -1,4 +1,5 @@
-"""tinyopt.qat: tfmot 8-bit QAT (sparsity-preserving when pruned) and the sub-byte fake-quant models."""
+"""tinyopt.qat: tfmot 8-bit QAT (sparsity-preserving when pruned) and the sub-byte fake-quant
+models."""
 from __future__ import annotations
 
 import numpy as np
@@ -77,7 +78,7 @@ def test_quantize_default_scheme_for_dense_model_and_errors():
 # Sub-byte fake quantization: quantize_mixed, integer_params, summary, BN freezing
 # =============================================================================================
 
-from tinyopt import ptq, quantizers  # noqa: E402
+from tinyopt import ptq  # noqa: E402
 from tinyopt.policy import Policy  # noqa: E402
 
 L = keras.layers

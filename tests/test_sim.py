@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import small_mobilenet
 from tests.test_icn_graph import synthetic_graph
 from tinyopt import icn, sim
 
@@ -165,7 +166,7 @@ def test_run_matches_a_naive_loop_model(seed):
     np.testing.assert_array_equal(trace["fc"], want)
     # Fused conv->maxpool (no trace) gives the same bits as the unfused trace.
     np.testing.assert_array_equal(sim.run(g, x), want)
-    assert list(trace) == [l.name for l in g.layers]
+    assert list(trace) == [layer.name for layer in g.layers]
 
 
 def test_depthwise_pad_modes_differ_when_the_input_zero_point_is_not_zero():
@@ -181,7 +182,7 @@ def test_depthwise_pad_modes_differ_when_the_input_zero_point_is_not_zero():
 
 
 def _naive_prefix(g, x, name):
-    keep = [l for l in g.layers[: [l.name for l in g.layers].index(name) + 1]]
+    keep = list(g.layers[: [layer.name for layer in g.layers].index(name) + 1])
     return _naive(icn.IntegerGraph(keep, g.input_shape, rounding=g.rounding), x)
 
 
@@ -223,31 +224,6 @@ def _int8_tflite(model, calibration, per_channel: bool = True) -> bytes:
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     return bytes(conv.convert())
-
-
-def _mobilenet_style(classes=10):
-    """conv 3x3/2 SAME, dw 3x3/1, pw, dw 3x3/2 SAME, pw (BN + ReLU6 each), max pool 3x3/2 SAME,
-    average pool, flatten, dense: the TFLite ops of MobileNetV1 with stride-2 SAME padding."""
-    import tf_keras as keras
-    L = keras.layers
-    keras.utils.set_random_seed(0)
-
-    def block(x, conv, name):
-        x = L.BatchNormalization(name=f"{name}_bn")(conv(x))
-        return L.ReLU(6.0, name=f"{name}_relu")(x)
-
-    inp = keras.Input((28, 28, 1))
-    x = block(inp, L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv0"),
-              "conv0")
-    x = block(x, L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw1"), "dw1")
-    x = block(x, L.Conv2D(16, 1, use_bias=False, name="pw1"), "pw1")
-    x = block(x, L.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False, name="dw2"),
-              "dw2")
-    x = block(x, L.Conv2D(16, 1, use_bias=False, name="pw2"), "pw2")
-    x = L.MaxPooling2D(3, strides=2, padding="same", name="maxpool")(x)
-    x = L.AveragePooling2D(4, name="avgpool")(x)
-    x = L.Dense(classes, name="fc")(L.Flatten(name="flatten")(x))
-    return keras.Model(inp, x, name="mobilenet_style")
 
 
 def _trained(builder, data, n_train=3000):
@@ -306,7 +282,7 @@ def test_run_tflite_bitexact_seed_cnn(fashion, seed_model, per_channel):
     from tinyopt.measure import quantize_input
     tfl = _int8_tflite(seed_model, fashion.x_train[:200], per_channel)
     g = sim.graph_from_tflite(tfl)
-    assert [l.kind for l in g.layers] == ["conv2d", "maxpool", "flatten", "dense"]
+    assert [layer.kind for layer in g.layers] == ["conv2d", "maxpool", "flatten", "dense"]
     assert len(g.layers[0].m0) == (12 if per_channel else 1)
     _assert_bitexact_every_layer(tfl, fashion.x_test[:500])
     if per_channel:
@@ -337,9 +313,9 @@ def test_tflite_graph_survives_save_load(fashion, seed_model, tmp_path):
 
 @pytest.mark.slow
 def test_run_tflite_bitexact_mobilenet_style(mnist):
-    tfl = _int8_tflite(_trained(_mobilenet_style, mnist), mnist.x_train[:200])
+    tfl = _int8_tflite(_trained(small_mobilenet, mnist), mnist.x_train[:200])
     g = sim.graph_from_tflite(tfl)
-    assert [l.kind for l in g.layers] == ["conv2d", "depthwise", "pointwise", "depthwise",
+    assert [layer.kind for layer in g.layers] == ["conv2d", "depthwise", "pointwise", "depthwise",
                                           "pointwise", "maxpool", "avgpool", "flatten", "dense"]
     assert g.layers[0].padding == (0, 1, 0, 1) and g.layers[3].stride == (2, 2)
     _assert_bitexact_every_layer(tfl, mnist.x_test[:300])

@@ -58,8 +58,9 @@ def _sweep(args) -> int:
         return 1 if args.status and counts.get("failed") else 0
     summary = sw.execute(s, jobs=args.jobs, skip_failed=args.skip_failed, timeout=args.timeout,
                          progress=not args.no_progress)
+    rows = summary.appended + summary.reconciled
     print(f"ran {summary.ran}, failed {summary.failed}, skipped {summary.skipped} (done"
-          f"{' or failed' if args.skip_failed else ''}), rows of {summary.appended + summary.reconciled}"
+          f"{' or failed' if args.skip_failed else ''}), rows of {rows}"
           f" runs appended ({summary.reconciled} reconciled) in {summary.seconds:.1f} s")
     for run, error in summary.errors.items():
         print(f"FAILED {run}: {error.strip().splitlines()[0] if error.strip() else '?'}\n"

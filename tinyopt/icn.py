@@ -1,7 +1,7 @@
 """Integer-only graphs: the structure the bit-exact simulator (:mod:`tinyopt.sim`) runs.
 
-An :class:`IntegerGraph` is a chain of :class:`IntegerLayer` records, plain dataclasses holding numpy
-arrays, that says exactly what an integer-only MCU kernel sequence computes (spec §2 and §5 of
+An :class:`IntegerGraph` is a chain of :class:`IntegerLayer` records, plain dataclasses holding
+numpy arrays, that says exactly what an integer-only MCU kernel sequence computes (spec §2 and §5 of
 ``shared/specs/mixed_precision_spec.md``):
 
 - compute layers ``conv2d``, ``pointwise`` (a 1x1 ``conv2d``), ``depthwise`` and ``dense``:
@@ -318,7 +318,7 @@ class IntegerGraph:
         for layer in self.layers:
             if layer.name == name:
                 return layer
-        raise KeyError(f"no layer {name!r}; layers are {[l.name for l in self.layers]}")
+        raise KeyError(f"no layer {name!r}; layers are {[layer.name for layer in self.layers]}")
 
     # ---------------------------------------------------------------- persistence
     def save(self, path) -> Path:
@@ -731,9 +731,10 @@ def compare(qmodel, graph: IntegerGraph, x: np.ndarray, batch_size: int = 500) -
         ``{"layers": DataFrame, "fake_logits": float array, "int_logits": int array,
         "top1_agreement": float, "top1_agreement_1lsb": float}`` (the latter also counts as
         agreeing an image whose fake-quant class has an integer logit within 1 LSB of the
-        largest one: a tie at the logits' resolution); the DataFrame has one row per compared layer: layer, kind,
-        out_bits, elements, and for ``chained`` and ``isolated``: max_lsb (largest |difference|),
-        frac_diff (share of elements that differ) and frac_gt1 (share differing by > 1 LSB).
+        largest one: a tie at the logits' resolution); the DataFrame has one row per compared
+        layer: layer, kind, out_bits, elements, and for ``chained`` and ``isolated``: max_lsb
+        (largest |difference|), frac_diff (share of elements that differ) and frac_gt1 (share
+        differing by > 1 LSB).
     """
     import pandas as pd
     import tensorflow as tf

@@ -170,7 +170,8 @@ def mobilenet_v1_nodes(alpha: float = 1.0, resolution: int = 224, classes: int =
         h_in, h = h, same(h, stride)
         out.append(Node(f"dw{i}", "depthwise", 9 * c, c, h_in * h_in * c, h * h * c, h * h * c * 9))
         cout = _channels(width, alpha)
-        out.append(Node(f"pw{i}", "conv", c * cout, cout, h * h * c, h * h * cout, h * h * c * cout))
+        out.append(Node(f"pw{i}", "conv", c * cout, cout, h * h * c, h * h * cout,
+                        h * h * c * cout))
         c = cout
     out.append(Node("fc", "dense", c * classes, classes, c, classes, c * classes))
     return out

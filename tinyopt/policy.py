@@ -229,7 +229,8 @@ def _activation_rule(node_list, ram_budget, bits, trace):
                 trace.append({"phase": "activation", "step": cuts, "pass": pass_no + 1,
                               "direction": "forward" if forward else "backward",
                               "node": node_list[i].name, "side": side,
-                              "tensor": f"output of {node_list[t].name}", "layer": node_list[t].name,
+                              "tensor": f"output of {node_list[t].name}",
+                              "layer": node_list[t].name,
                               "from_bits": old, "to_bits": q[t], "node_ram_before": before,
                               "node_ram_after": mem(i), "ram_budget": ram_budget})
             if not layer_ok:

@@ -5,8 +5,8 @@
   request), then the requantization flavour (``layer.rounding``, default ``graph.rounding``),
   zero point and clamp. Flavours: ``"floor"`` (:func:`requant_floor`, CMix-NN, spec §5.3),
   ``"tflite_double"`` (:func:`requant_tflite_double`, gemmlowp's rounding doubling high multiply
-  then rounding divide by a power of two) and ``"tflite_single"`` (:func:`requant_tflite_single`, the
-  single-rounding ``MultiplyByQuantizedMultiplier``).
+  then rounding divide by a power of two) and ``"tflite_single"``
+  (:func:`requant_tflite_single`, the single-rounding ``MultiplyByQuantizedMultiplier``).
 - :func:`graph_from_tflite` reads a full-int8 ``.tflite`` flatbuffer (weights, scales, zero
   points, options from the model itself) into an IntegerGraph; :func:`run_tflite` runs it. One
   core, several requantization flavours. Measured against ai_edge_litert 2.3's reference kernels

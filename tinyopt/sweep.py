@@ -35,8 +35,8 @@ parameters; a rerun skips it. A failed run leaves ``<hash>.failed.json`` (error 
 and ``<hash>.failed.ipynb`` (the partial notebook, when papermill got that far); it is retried on
 the next sweep unless ``skip_failed``. A per-run lock makes a second sweep wait for a run in flight
 instead of redoing it; a killed worker's temp notebook is removed by the next sweep (its lock
-is free) or by the next worker of that run. Runs are shared by every grid over the same notebook: a grid whose
-``collect`` differs from the one a run was done with re-reads that run's files.
+is free) or by the next worker of that run. Runs are shared by every grid over the same notebook:
+a grid whose ``collect`` differs from the one a run was done with re-reads that run's files.
 
 **The sweep CSV** holds, per done run, its rows with columns ``run`` (the hash), the parameters
 (lists and mappings as canonical JSON; a parameter whose value differs from a same-named CSV column
@@ -530,8 +530,9 @@ def _spawn(sweep: Sweep, run: Run, cpus: list[int], timeout: float | None) -> st
     except (IndexError, ValueError, KeyError, TypeError):  # the worker died before reporting
         error = f"worker exited with code {proc.returncode}: {proc.stderr[-3000:]}"
     failed_nb = sweep.runs_dir / f"{run.hash}.failed.ipynb"
+    shown = display_path(failed_nb) if failed_nb.exists() else None
     record = {"run": run.hash, "parameters": run.parameters, "returncode": proc.returncode,
-              "error": error, "failed_notebook": display_path(failed_nb) if failed_nb.exists() else None,
+              "error": error, "failed_notebook": shown,
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with report.atomic_path(sweep.failed_record(run), ".json") as tmp:
         tmp.write_text(json.dumps(record, indent=1, default=str))

@@ -1,0 +1,415 @@
+"""The Keras layers of tinyopt's sub-byte fake-quantized models (spec §1), built by
+:func:`tinyopt.qat.quantize_mixed` and calibrated by :func:`tinyopt.ptq.quantize_mixed`.
+
+- :class:`QuantInput`: the 8-bit input quantizer;
+- :class:`QuantCompute`: a Conv2D / DepthwiseConv2D / Dense with its optional BN and ReLU, its
+  weights (PL or PC), bias (on the int32 grid) and PACT output fake-quantized, BN folded (FB) or
+  kept (ICN);
+- :class:`QuantAvgPool`: average pooling with the integer kernels' floor;
+- :class:`FreezeBN` / :func:`freeze_bn` / :class:`QuantModel`: BN freezing during QAT.
+
+The quantizer functions themselves are in :mod:`tinyopt.quantizers`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+import tensorflow as tf
+import tf_keras as keras
+
+from tinyopt import quantizers
+from tinyopt.policy import Policy
+
+DEFAULT_ALPHA = 6.0        # PACT clip init (ReLU6-like, spec §1.4)
+ALPHA_DECAY = 1e-4         # weight decay on alpha (spec §1.8)
+CLIP_DECAY = 5e-4          # weight decay on the PL clips a, b (spec §1.8)
+
+
+class QuantInput(keras.layers.Layer):
+    """The 8-bit network input quantizer (:func:`tinyopt.quantizers.input_quant`).
+
+    Arguments:
+        lo, hi: the real input range (default [0, 1]: S = 1/255, Z = 0).
+        bits: input bits (8).
+    """
+
+    def __init__(self, lo: float = 0.0, hi: float = 1.0, bits: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        self.lo, self.hi, self.bits = float(lo), float(hi), quantizers.check_bits(bits)
+
+    def call(self, x):
+        return quantizers.input_quant(x, self.lo, self.hi, self.bits)
+
+    def qparams(self) -> dict:
+        """{"scale", "zero_point", "bits", "lo", "hi"} of the input grid."""
+        s, z = quantizers.input_params(self.lo, self.hi, self.bits)
+        return {"scale": s, "zero_point": z, "bits": self.bits, "lo": self.lo, "hi": self.hi}
+
+    def get_config(self):
+        return {**super().get_config(), "lo": self.lo, "hi": self.hi, "bits": self.bits}
+
+
+class QuantAvgPool(keras.layers.Layer):
+    """Average pooling of PACT activations with the integer kernels' floor(sum / count).
+
+    Arguments:
+        bits: the activation bits (those of the producing layer).
+        pool_size, strides: None for global pooling, else a VALID 2-D average pool.
+    """
+
+    def __init__(self, bits: int, pool_size=None, strides=None, **kwargs):
+        super().__init__(**kwargs)
+        self.bits = quantizers.check_bits(bits)
+        self.pool_size = None if pool_size is None else tuple(pool_size)
+        self.strides = None if strides is None else tuple(strides)
+        self.input_scale = None  # a callable returning the scale tensor, set by quantize_mixed
+
+    def call(self, x):
+        return quantizers.avg_pool_floor(x, self.input_scale(), self.bits, self.pool_size,
+                                         self.strides)
+
+    def get_config(self):
+        return {**super().get_config(), "bits": self.bits, "pool_size": self.pool_size,
+                "strides": self.strides}
+
+
+class QuantCompute(keras.layers.Layer):
+    """One Conv2D / DepthwiseConv2D / Dense, its optional BatchNorm and ReLU/ReLU6, fake-quantized.
+
+    Forward (spec §1.7), with w the kernel, b the bias (zero when the float layer had none) and
+    BN (gamma, beta, mu, var, eps):
+
+    - **FB** with BN: f = gamma / sqrt(var + eps) (moving statistics); the folded kernel w f is
+      quantized (PL or PC) and y = op(x, Q(w f)) + beta + (b - mu) f. While BN still trains
+      (``training`` and not frozen) the quantized folded kernel is de-folded, Q(w f) / f, and BN
+      runs on batch statistics, so the graph keeps its BN (Jacob et al.).
+    - **ICN** (or no BN): y = BN(op(x, Q(w)) + b), batch statistics while BN trains, moving
+      statistics otherwise; BN stays explicit for the integer channel normalization.
+    - Bias: once BN uses moving statistics (always, without BN) the effective bias in the
+      accumulator (no BN: b; FB: beta + (b - mu) f; ICN: b - mu + beta / f) is rounded to the
+      integer grid S_x S_w with a straight-through gradient (:meth:`quantize_bias`), so the
+      model computes what the integer graph computes.
+    - Output: PACT (unsigned, floor) with learnable alpha when the float layer had ReLU/ReLU6;
+      the last layer (no activation) outputs float logits.
+
+    Once frozen (:func:`freeze_bn`, :class:`FreezeBN`; the ``frozen`` flag, mirrored in the
+    ``bn_frozen`` weight) BN uses moving statistics and gamma, beta stop training. Build it with
+    :func:`quantize_mixed`, not directly.
+    """
+
+    def __init__(self, kind: str, op_config: dict, weight_bits: int, act_bits: int | None,
+                 granularity: str, fold: str, bn_config: dict | None, activation: str | None,
+                 clip_decay: float = CLIP_DECAY, alpha_decay: float = ALPHA_DECAY, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in ("conv2d", "depthwise", "dense"):
+            raise ValueError(f"unknown compute kind {kind!r}")
+        self.kind, self.op_config = kind, dict(op_config)
+        self.weight_bits = quantizers.check_bits(weight_bits, f"{self.name} weight_bits")
+        self.act_bits = None if activation is None else quantizers.check_bits(
+            act_bits, f"{self.name} act_bits")
+        self.granularity, self.fold = granularity, fold
+        self.bn_config, self.activation = bn_config, activation
+        self.clip_decay, self.alpha_decay = clip_decay, alpha_decay
+        self.input_scale = None  # a callable returning S_x, set by quantize_mixed
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def channel_axes(self) -> tuple[int, ...]:
+        """Axes of the kernel that are NOT output channels (reduced by PC quantization)."""
+        return {"conv2d": (0, 1, 2), "depthwise": (0, 1), "dense": (0,)}[self.kind]
+
+    def build(self, input_shape):
+        cin = int(input_shape[-1])
+        c = self.op_config
+        if self.kind == "conv2d":
+            kshape = tuple(c["kernel_size"]) + (cin, c["filters"])
+            self.out_channels = c["filters"]
+        elif self.kind == "depthwise":
+            kshape = tuple(c["kernel_size"]) + (cin, c["depth_multiplier"])
+            self.out_channels = cin * c["depth_multiplier"]
+        else:
+            kshape = (cin, c["units"])
+            self.out_channels = c["units"]
+        self.kernel = self.add_weight("kernel", kshape, initializer="glorot_uniform")
+        self.bias = self.add_weight("bias", (self.out_channels,), initializer="zeros")
+        if self.bn_config is not None:
+            n = (self.out_channels,)
+            self.gamma = self.add_weight("gamma", n, initializer="ones")
+            self.beta = self.add_weight("beta", n, initializer="zeros")
+            self.moving_mean = self.add_weight("moving_mean", n, initializer="zeros",
+                                               trainable=False)
+            self.moving_variance = self.add_weight("moving_variance", n, initializer="ones",
+                                                   trainable=False)
+        # The variable saves the state with the weights; ``frozen`` is what tracing reads.
+        self.bn_frozen = self.add_weight("bn_frozen", (), initializer="zeros", trainable=False)
+        self.frozen = False
+        if self.granularity == "PL":
+            reg = keras.regularizers.l2(self.clip_decay / 2) if self.clip_decay else None
+            self.w_min = self.add_weight("w_min", (), initializer=keras.initializers.Constant(-1.0),
+                                         regularizer=reg)
+            self.w_max = self.add_weight("w_max", (), initializer=keras.initializers.Constant(1.0),
+                                         regularizer=reg)
+        if self.activation is not None:
+            reg = keras.regularizers.l2(self.alpha_decay / 2) if self.alpha_decay else None
+            self.alpha = self.add_weight("alpha", (), regularizer=reg,
+                                         initializer=keras.initializers.Constant(DEFAULT_ALPHA))
+        super().build(input_shape)
+
+    def _bn_factor(self):
+        """gamma / sqrt(moving_var + eps), shaped to broadcast over the kernel's out channels."""
+        f = self.gamma / tf.sqrt(self.moving_variance + self.bn_config["epsilon"])
+        if self.kind == "depthwise":
+            return f, tf.reshape(f, self.kernel.shape[2:])
+        return f, f
+
+    def quantized_kernel_source(self):
+        """The float tensor the weight quantizer sees: the folded kernel (FB with BN) or the raw
+        kernel."""
+        if self.fold == "FB" and self.bn_config is not None:
+            return self.kernel * self._bn_factor()[1]
+        return tf.convert_to_tensor(self.kernel)
+
+    def quantize_kernel(self, w, params: bool = False):
+        """Fake-quantize ``w`` with this layer's weight quantizer (PL clips or PC min/max)."""
+        if self.granularity == "PL":
+            return quantizers.weight_pl(w, self.w_min, self.w_max, self.weight_bits, params)
+        return quantizers.weight_pc(w, self.weight_bits, self.channel_axes, params)
+
+    def _op(self, x, kernel):
+        c = self.op_config
+        if self.kind == "dense":
+            return tf.matmul(x, kernel)
+        strides = (1,) + tuple(c["strides"]) + (1,)
+        if self.kind == "depthwise":
+            return tf.nn.depthwise_conv2d(x, kernel, strides, c["padding"].upper(),
+                                          dilations=tuple(c["dilation_rate"]))
+        return tf.nn.conv2d(x, kernel, strides, c["padding"].upper(),
+                            dilations=tuple(c["dilation_rate"]))
+
+    # ------------------------------------------------------------------ forward
+    def _batch_bn(self, t):
+        """BN on batch statistics (training, not frozen); updates the moving statistics."""
+        axes = list(range(len(t.shape) - 1))
+        mean, var = tf.nn.moments(t, axes)
+        m = self.bn_config["momentum"]
+        self.moving_mean.assign(self.moving_mean * m + mean * (1 - m))
+        self.moving_variance.assign(self.moving_variance * m + var * (1 - m))
+        return self.gamma * (t - mean) / tf.sqrt(var + self.bn_config["epsilon"]) + self.beta
+
+    def _preact_train(self, x):
+        if self.fold == "FB":
+            f, fk = self._bn_factor()
+            wq = self.quantize_kernel(self.kernel * fk)
+            safe = tf.where(tf.abs(fk) > 1e-12, fk, tf.ones_like(fk))  # de-fold (spec §1.7)
+            return self._batch_bn(self._op(x, wq / safe) + self.bias)
+        return self._batch_bn(self._op(x, self.quantize_kernel(self.kernel)) + self.bias)
+
+    def quantize_bias(self, c, weight_scale):
+        """Round an accumulator-domain bias ``c`` onto the integer kernels' grid, one step
+        u = S_x S_w (per channel for PC), with a straight-through gradient (spec §1.6).
+
+        The integer graph adds B_q = round(c / u); adding the float c instead (as the fake-quant
+        model did before) differs by up to half an accumulator step per channel, which flips a
+        floor now and then and compounds through a deep network. Rounding here makes the
+        fake-quant model compute what the integer graph computes, and QAT learns around it.
+        """
+        if self.input_scale is None:
+            raise RuntimeError(f"QuantCompute {self.name!r} does not know its input scale; build "
+                               "the model with tinyopt.qat.quantize_mixed (or "
+                               "tinyopt.ptq.quantize_mixed), which sets it")
+        unit = tf.stop_gradient(self.input_scale() * tf.reshape(weight_scale, [-1]))
+        # round(c / u) u exactly in the forward pass (c + (q - c) would carry float error),
+        # identity gradient: c - stop_gradient(c) is exactly 0.
+        return tf.stop_gradient(tf.round(c / unit) * unit) + (c - tf.stop_gradient(c))
+
+    def _preact_eval(self, x):
+        if self.bn_config is None:
+            wq, qp = self.quantize_kernel(self.kernel, params=True)
+            return self._op(x, wq) + self.quantize_bias(self.bias, qp.scale)
+        gamma, beta = tf.stop_gradient(self.gamma), tf.stop_gradient(self.beta)
+        sigma = tf.sqrt(self.moving_variance + self.bn_config["epsilon"])
+        if self.fold == "FB":
+            f, fk = self._bn_factor()
+            wq, qp = self.quantize_kernel(self.kernel * tf.stop_gradient(fk), params=True)
+            folded = beta + (self.bias - self.moving_mean) * tf.stop_gradient(f)
+            return self._op(x, wq) + self.quantize_bias(folded, qp.scale)
+        # ICN: gamma (t - mu) / sigma + beta = g (t - mu + beta / g), g = gamma / sigma; the
+        # integer kernel adds round((b - mu + beta / g) / u) and multiplies by g (spec §2.1).
+        wq, qp = self.quantize_kernel(self.kernel, params=True)
+        g = gamma / sigma
+        live = tf.not_equal(g, 0.0)
+        safe = tf.where(live, g, tf.ones_like(g))
+        t = self._op(x, wq) + self.quantize_bias(self.bias - self.moving_mean + beta / safe,
+                                                 qp.scale)
+        return tf.where(live, g * t, beta + tf.zeros_like(t))  # gamma = 0: the output is beta
+
+    def preactivation(self, x, training=False):
+        """The layer's output before the PACT quantizer (after BN)."""
+        if self.bn_config is None:
+            return self._preact_eval(x)
+        if not tf.is_tensor(training):
+            # Decided at trace time (no tf.cond, which doubles the traced graph and its
+            # gradient); FreezeBN re-traces the train function when it freezes.
+            if bool(training) and not self.frozen:
+                return self._preact_train(x)
+            return self._preact_eval(x)
+        use_batch = tf.logical_and(tf.cast(training, tf.bool), self.bn_frozen < 0.5)
+        return tf.cond(use_batch, lambda: self._preact_train(x), lambda: self._preact_eval(x))
+
+    def quantize_output(self, y, params: bool = False):
+        """PACT on the pre-activation (identity for the linear last layer)."""
+        if self.activation is None:
+            return y
+        return quantizers.pact(y, self.alpha, self.act_bits, params)
+
+    def call(self, x, training=None):
+        if training is None:
+            training = keras.backend.learning_phase()
+        return self.quantize_output(self.preactivation(x, training))
+
+    def output_scale(self):
+        """S_y = alpha / (2^Q - 1) as a tensor (None for the linear last layer)."""
+        if self.activation is None:
+            return None
+        return tf.maximum(self.alpha, quantizers.ALPHA_MIN) / quantizers.levels(self.act_bits)
+
+    def plain_op_config(self) -> dict:
+        """``op_config`` with plain Python lists (Keras wraps attributes in trackable types)."""
+        return {k: (v if isinstance(v, (str, int, float)) else [int(i) for i in v])
+                for k, v in self.op_config.items()}
+
+    def integer_params(self, input_scale: float, input_zero_point: int, input_bits: int) -> dict:
+        """Exactly what integer conversion needs for this layer (spec §1, §2), computed by the
+        same quantizer calls as the forward pass (inference mode, moving BN statistics).
+
+        Arguments:
+            input_scale, input_zero_point, input_bits: the grid of the layer's input (from the
+                input quantizer or the previous layer's PACT; see :func:`integer_params`).
+
+        Returns:
+            dict with
+            ``name, kind, op_config, fold, granularity, weight_bits, input_bits, output_bits``
+            (None for the linear last layer);
+            ``weight_codes`` (uint8, kernel shape: Conv2D [kh, kw, cin, cout], depthwise
+            [kh, kw, cin, mult], Dense [in, out]; unsigned, real = scale * (code - zero point)),
+            ``weight_zero_point`` (int, or int32 [C] for PC), ``weight_scale`` (float or
+            float64 [C]), ``kernel_source`` ("folded" = w gamma / sigma for FB with BN, else
+            "raw");
+            ``bias`` (float64 [C]: FB with BN the folded beta + (b - mu) gamma / sigma, else the
+            layer's own bias, zeros if it had none) and ``bias_codes`` = round(bias / (S_x S_w))
+            (int32 [C], spec §1.6; for ICN this is the conv bias only, BN is separate);
+            ``bn`` (ICN with BN: gamma, beta, moving_mean, moving_variance float64 [C] and
+            epsilon, unfolded; else None);
+            ``input`` {scale, zero_point, bits}; ``output`` {scale = alpha / (2^Q - 1),
+            zero_point 0, bits, alpha, rounding "floor"} or None (logits).
+        """
+        source = self.quantized_kernel_source()
+        _, qp = self.quantize_kernel(source, params=True)
+        qp = qp.numpy()
+        per_channel = self.granularity == "PC"
+        scale = qp.scale.reshape(-1) if per_channel else float(qp.scale)
+        zero = qp.zero_point.reshape(-1) if per_channel else int(qp.zero_point)
+        folded = self.fold == "FB" and self.bn_config is not None
+        if folded:
+            f = self._bn_factor()[0].numpy().astype(np.float64)
+            bias = self.beta.numpy() + (self.bias.numpy() - self.moving_mean.numpy()) * f
+        else:
+            bias = self.bias.numpy()
+        bias = np.asarray(bias, np.float64)
+        bn = None
+        if self.bn_config is not None and not folded:
+            bn = {"gamma": self.gamma.numpy().astype(np.float64),
+                  "beta": self.beta.numpy().astype(np.float64),
+                  "moving_mean": self.moving_mean.numpy().astype(np.float64),
+                  "moving_variance": self.moving_variance.numpy().astype(np.float64),
+                  "epsilon": float(self.bn_config["epsilon"])}
+        output = None
+        if self.activation is not None:
+            alpha = max(float(self.alpha.numpy()), quantizers.ALPHA_MIN)
+            output = {"scale": float(self.output_scale().numpy()), "zero_point": 0,
+                      "bits": self.act_bits, "alpha": alpha, "rounding": "floor"}
+        return {
+            "name": self.name, "kind": self.kind, "op_config": self.plain_op_config(),
+            "fold": self.fold, "granularity": self.granularity,
+            "weight_bits": self.weight_bits, "input_bits": int(input_bits),
+            "output_bits": self.act_bits,
+            "weight_codes": qp.codes.astype(np.uint8), "weight_zero_point": zero,
+            "weight_scale": scale, "kernel_source": "folded" if folded else "raw",
+            "bias": bias, "bias_codes": quantizers.bias_codes(bias, input_scale, scale),
+            "bn": bn,
+            "input": {"scale": float(input_scale), "zero_point": int(input_zero_point),
+                      "bits": int(input_bits)},
+            "output": output,
+        }
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "op_config": self.plain_op_config(),
+                "weight_bits": self.weight_bits, "act_bits": self.act_bits,
+                "granularity": self.granularity, "fold": self.fold,
+                "bn_config": self.bn_config, "activation": self.activation,
+                "clip_decay": self.clip_decay, "alpha_decay": self.alpha_decay}
+
+
+class FreezeBN(keras.callbacks.Callback):
+    """Freeze BatchNorm in every :class:`QuantCompute` layer at the start of epoch ``after``
+    (spec §1.7: moving statistics from then on, gamma and beta stop training; the repo's
+    ``batch_fold_delay``, 1 by default). A frozen layer stays frozen.
+
+    Frozen layers get no gradient into gamma and beta, but a momentum optimizer (Adam) would
+    still move them, so their values are also restored after every training batch.
+    """
+
+    def __init__(self, after: int | None = 1):
+        super().__init__()
+        self.after = after
+        self._held: list = []
+
+    def _hold(self):
+        self._held = [(v, v.numpy()) for layer in self.model.layers
+                      if isinstance(layer, QuantCompute) and layer.bn_config is not None
+                      and layer.frozen
+                      for v in (layer.gamma, layer.beta)]
+
+    def on_train_begin(self, logs=None):
+        self._hold()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.after is not None and epoch >= self.after and freeze_bn(self.model):
+            self._hold()
+            # the train function was traced with BN training; trace it again (fit calls
+            # self.train_function at every step, so the new one is used from now on)
+            self.model.make_train_function(force=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for var, value in self._held:
+            var.assign(value)
+
+
+def freeze_bn(model: keras.Model) -> bool:
+    """Freeze BN statistics in every :class:`QuantCompute` layer of ``model`` now.
+
+    Returns:
+        True if some layer with BN was not frozen before."""
+    changed = False
+    for layer in model.layers:
+        if isinstance(layer, QuantCompute):
+            changed |= layer.bn_config is not None and not layer.frozen
+            layer.frozen = True
+            layer.bn_frozen.assign(1.0)
+    return changed
+
+
+class QuantModel(keras.Model):
+    """A functional model whose ``fit`` adds :class:`FreezeBN` (``freeze_bn_after`` epochs), so
+    the fake-quant model trains with :func:`tinyopt.train.fit` like any Keras model."""
+
+    freeze_bn_after: int | None = 1
+    policy: Policy | None = None
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, FreezeBN) for c in callbacks):
+            callbacks.append(FreezeBN(self.freeze_bn_after))
+        return super().fit(*args, callbacks=callbacks, **kwargs)
