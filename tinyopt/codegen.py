@@ -1,4 +1,4 @@
-"""C export of an :class:`tinyopt.icn.IntegerGraph`: portable C99, no malloc, bit-exact with
+"""C export of an :class:`tinyopt.intgraph.IntegerGraph`: portable C99, no malloc, bit-exact with
 :mod:`tinyopt.sim`.
 
 :func:`export_c` writes, into one folder:
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyopt.icn import IntegerGraph, IntegerLayer, pack, unpack
+from tinyopt.intgraph import IntegerGraph, IntegerLayer, pack, unpack
 
 C_DIR = Path(__file__).resolve().parent / "c"
 KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c")

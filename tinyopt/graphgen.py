@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyopt.icn import IntegerGraph, IntegerLayer
+from tinyopt.intgraph import IntegerGraph, IntegerLayer
 
 
 def _same(size: int, k: int, stride: int) -> tuple[int, int, int]:
