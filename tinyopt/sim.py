@@ -10,12 +10,13 @@
 - :func:`graph_from_tflite` (in :mod:`tinyopt.litert_graph`, re-exported) reads a full-int8
   ``.tflite`` flatbuffer (weights, scales, zero points, options from the model itself) into an
   IntegerGraph; :func:`run_tflite` runs it. One core, several requantization flavours.
-  Measured against ai_edge_litert 2.3's reference kernels (tests/test_sim.py): CONV_2D and DEPTHWISE_CONV_2D round twice ("tflite_double"),
-  FULLY_CONNECTED (per-channel and per-tensor int8) rounds once ("tflite_single"); the reader
-  sets that. Supported ops: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D,
-  AVERAGE_POOL_2D, RESHAPE and MEAN over H and W (Keras' GlobalAveragePooling2D, read as a
-  depthwise H x W convolution with all-one weights and TFLite's refolded multiplier, double
-  rounding as measured); any other op (e.g. SOFTMAX) is refused with its name.
+  Measured against ai_edge_litert 2.3's reference kernels (tests/test_sim.py): CONV_2D and
+  DEPTHWISE_CONV_2D round twice ("tflite_double"), FULLY_CONNECTED (per-channel and per-tensor
+  int8) rounds once ("tflite_single"); the reader sets that. Supported ops: CONV_2D,
+  DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE and MEAN over H and W
+  (Keras' GlobalAveragePooling2D, read as a depthwise H x W convolution with all-one weights and
+  TFLite's refolded multiplier, double rounding as measured); any other op (e.g. SOFTMAX) is
+  refused with its name.
 
 Exactness of the matrix products. Convolutions and dense layers are im2col + matmul. A float
 matmul is used only where it is provably exact: every term |w - z_w| * |x - z_x| is an integer
