@@ -270,3 +270,9 @@ def test_summary_counts_bits_bytes_and_macs():
     assert conv.macs_w8a8 == conv.macs and fc.macs_w2a4 == fc.macs and fc.macs_w8a8 == 0
     assert total.layer == "total" and total.params == 20410
     assert total.macs == conv.macs + fc.macs
+
+
+def test_quant_compute_without_input_scale_says_how_to_build_it():
+    layer = qat.QuantCompute("dense", {"units": 3}, 4, 4, "PL", "FB", None, "relu", name="lonely")
+    with pytest.raises(RuntimeError, match="lonely.*quantize_mixed"):
+        layer(np.zeros((2, 5), np.float32), training=False)
