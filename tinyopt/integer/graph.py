@@ -37,6 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyopt.files import atomic_path
+from tinyopt.integer.arith import weight_rows
+
 FORMAT = "tinyopt.IntegerGraph"
 VERSION = 1
 COMPUTE_KINDS = ("conv2d", "pointwise", "depthwise", "dense")
@@ -124,13 +127,6 @@ def unpack(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
     return codes.reshape(packed.shape[:-1] + (packed.shape[-1] * per,))[..., :n]
 
 
-def _weight_rows(kind: str, shape: tuple) -> tuple[int, int]:
-    """(rows, codes per row) of a weight tensor's packed layout."""
-    if kind == "depthwise":  # [ky][kx][c], packed along c, one row per tap
-        return shape[0] * shape[1], shape[2]
-    return shape[0], int(np.prod(shape[1:]))  # conv [c_out][ky][kx][c_in], dense [c_out][c_in]
-
-
 # --------------------------------------------------------------------------------------------
 # The structure
 # --------------------------------------------------------------------------------------------
@@ -196,14 +192,14 @@ class IntegerLayer:
 
     def unpacked_weights(self) -> np.ndarray:
         """The weight codes (unsigned, before zero-point subtraction) in ``weight_shape``."""
-        rows, n = _weight_rows(self.kind, self.weight_shape)
+        rows, n = weight_rows(self.kind, self.weight_shape)
         return unpack(self.weights.reshape(rows, -1), self.weight_bits, n).reshape(
             self.weight_shape)
 
     def set_weights(self, codes: np.ndarray, bits: int) -> None:
         """Pack unsigned weight ``codes`` (in the layout of the module docstring) into the layer."""
         codes = np.asarray(codes)
-        rows, n = _weight_rows(self.kind, codes.shape)
+        rows, n = weight_rows(self.kind, codes.shape)
         self.weight_shape, self.weight_bits = tuple(int(s) for s in codes.shape), int(bits)
         self.weights = pack(codes.reshape(rows, n), bits)
 
@@ -221,7 +217,7 @@ class IntegerLayer:
                 if getattr(self, name) is None:
                     raise ValueError(f"{where}: compute layers need {name}")
             c = self.out_channels
-            rows, n = _weight_rows(self.kind, self.weight_shape)
+            rows, n = weight_rows(self.kind, self.weight_shape)
             if self.weights.shape != (rows, -(-n * self.weight_bits // 8)):
                 raise ValueError(f"{where}: packed weights have shape {self.weights.shape}, "
                                  f"expected {(rows, -(-n * self.weight_bits // 8))} for "
@@ -325,7 +321,6 @@ class IntegerGraph:
         Returns:
             The resolved path written.
         """
-        from tinyopt.report import atomic_path
         self.validate()
         header = {"format": FORMAT, "version": VERSION,
                   "graph": {f.name: plain(getattr(self, f.name)) for f in fields(self)
@@ -346,8 +341,7 @@ class IntegerGraph:
         text = json.dumps(header, sort_keys=True)
         with atomic_path(path, ".npz") as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, header=np.frombuffer(text.encode(), np.uint8), **arrays)
-        from tinyopt.report import resolve
-        return resolve(path)
+        return Path(path).resolve()
 
     @classmethod
     def load(cls, path) -> IntegerGraph:
@@ -357,8 +351,7 @@ class IntegerGraph:
             FileNotFoundError: no such file.
             GraphFileError: damaged file, not an IntegerGraph, or a version this code cannot read.
         """
-        from tinyopt.report import resolve
-        path = resolve(path)
+        path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no IntegerGraph file at {path}")
         try:

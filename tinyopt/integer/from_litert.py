@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyopt.intgraph import IntegerGraph, IntegerLayer
+from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
 
 def tflite_quantize_multiplier(real) -> tuple[np.ndarray, np.ndarray]:

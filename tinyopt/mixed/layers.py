@@ -19,8 +19,8 @@ import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imp
 import tensorflow as tf
 import tf_keras as keras
 
-from tinyopt import quantizers
-from tinyopt.policy import Policy
+from tinyopt.mixed import quantizers
+from tinyopt.mixed.policy import Policy
 
 DEFAULT_ALPHA = 6.0        # PACT clip init (ReLU6-like, spec §1.4)
 ALPHA_DECAY = 1e-4         # weight decay on alpha (spec §1.8)

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sweep(args) -> int:
-    from tinyopt import sweep as sw
+    from tinyopt.workbench import sweep as sw
     s = sw.load(args.grid, args.runs_dir or sw.RUNS_ROOT)
     table = sw.status(s)
     counts = table["state"].value_counts().to_dict() if len(table) else {}
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if argv is None:  # as a command: `tinyopt sweep --status G | head` ends quietly
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    from tinyopt.sweep import SweepError
+    from tinyopt.workbench.sweep import SweepError
     try:
         if args.command == "sweep":
             return _sweep(args)

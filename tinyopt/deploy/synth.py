@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyopt.intgraph import IntegerGraph, IntegerLayer
+from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
 
 def _same(size: int, k: int, stride: int) -> tuple[int, int, int]:
@@ -35,7 +35,8 @@ def calibrate_layer(graph: IntegerGraph, layer: IntegerLayer, x: np.ndarray, rng
         per_channel: per-channel multipliers (ICN) or one multiplier (FB).
         negative_fraction: share of per-channel multipliers made negative.
     """
-    from tinyopt import icn, sim
+    from tinyopt.integer import sim
+    from tinyopt.integer.arith import m0_n0
     keep = (layer.requantize, layer.out_bits, layer.out_signed, layer.out_zero_point)
     layer.requantize, layer.out_bits, layer.out_signed, layer.out_zero_point = False, 32, True, 0
     layer.bias = np.zeros(layer.out_channels, np.int32)
@@ -58,7 +59,7 @@ def calibrate_layer(graph: IntegerGraph, layer: IntegerLayer, x: np.ndarray, rng
         mult = np.array([np.median(np.abs(mult))])  # FB: one positive multiplier
         bias = -np.array([np.quantile(phi[:, k], cut[k]) for k in range(c)])
     layer.bias = np.round(bias).astype(np.int32)
-    layer.m0, layer.n0 = icn.m0_n0(mult)
+    layer.m0, layer.n0 = m0_n0(mult)
 
 
 def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution: int = 32,
@@ -89,7 +90,7 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
     Raises:
         ValueError: the policy is not PL or its layers are not this architecture's.
     """
-    from tinyopt.memory import MOBILENET_V1_BLOCKS
+    from tinyopt.front.architectures import MOBILENET_V1_BLOCKS
     if policy.granularity != "PL":
         raise ValueError("mobilenet_graph builds per-layer (PL) graphs; pass a PL policy")
     rng = np.random.default_rng(seed)

@@ -1,50 +1,22 @@
 """Tidy result tables and figures, written atomically.
 
 Every write goes to a temporary file in the target folder and is renamed over the target, so a
-reader never sees a torn file and a crash never leaves half a table. Appends take an exclusive lock
+reader never sees a torn file (:func:`tinyopt.files.atomic_path`) and a crash never leaves half a table. Appends take an exclusive lock
 (``fcntl.flock`` on a hidden ``.<file>.lock`` beside it) around read-modify-rename, so parallel
-writers (sweeps) do not lose each other's rows.
+writers (sweeps) do not lose each other's rows. Relative paths are taken from the working
+directory, like every path in tinyopt (notebooks resolve theirs with
+:func:`tinyopt.workbench.paths.project_path`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def resolve(path) -> Path:
-    """A relative path is taken from the repository root, so notebooks give the same result
-    whether they run from ``notebooks/`` (JupyterLab) or the root (papermill via make)."""
-    p = Path(path)
-    return p if p.is_absolute() else REPO_ROOT / p
-
-
-@contextlib.contextmanager
-def atomic_path(target, suffix: str = ""):
-    """Yield a temporary path next to ``target``; rename it over ``target`` on success only."""
-    target = resolve(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp",
-                               dir=target.parent)
-    os.close(fd)
-    # mkstemp creates mode 0600; give the result the mode a plain open() would (0666 & ~umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
+from tinyopt.files import atomic_path
 
 @contextlib.contextmanager
 def _locked(target: Path):
@@ -67,7 +39,7 @@ def _frame(rows) -> pd.DataFrame:
 
 def write_csv(rows, path) -> Path:
     """Replace ``path`` with ``rows`` (dicts, a dict or a DataFrame), atomically."""
-    target = resolve(path)
+    target = Path(path)
     with _locked(target), atomic_path(target, ".csv") as tmp:
         _frame(rows).to_csv(tmp, index=False)
     return target
@@ -78,7 +50,7 @@ def append_csv(rows, path) -> Path:
 
     New columns are added (empty in older rows); the file is rewritten whole and renamed, never
     appended in place, so it cannot tear."""
-    target = resolve(path)
+    target = Path(path)
     with _locked(target):
         new = _frame(rows)
         # Old rows are re-read as text so they are rewritten exactly as they were (no type
@@ -91,12 +63,12 @@ def append_csv(rows, path) -> Path:
 
 
 def read_csv(path) -> pd.DataFrame:
-    return pd.read_csv(resolve(path))
+    return pd.read_csv(path)
 
 
 def save_figure(fig, path, dpi: int = 150) -> Path:
     """Save a matplotlib figure atomically (format from the suffix)."""
-    target = resolve(path)
+    target = Path(path)
     with atomic_path(target, target.suffix) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=target.suffix.lstrip(".") or "png")
     return target

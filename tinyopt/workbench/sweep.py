@@ -77,9 +77,10 @@ from pathlib import Path
 import pandas as pd
 
 import tinyopt
-from tinyopt import report
+from tinyopt.files import atomic_path
+from tinyopt.workbench import report
+from tinyopt.workbench.paths import project_path, project_root
 
-NOTEBOOKS = report.REPO_ROOT / "notebooks"
 RUNS_ROOT = "results/runs"
 SWEEPS_ROOT = "results/sweeps"
 GRID_KEYS = ("notebook", "fixed", "grid", "rows", "output", "collect", "description")
@@ -179,7 +180,7 @@ def load(grid_path, runs_root=RUNS_ROOT) -> Sweep:
         SweepError: malformed YAML, unknown key, notebook or parameter, empty grid, ...
     """
     import yaml
-    grid_path = report.resolve(grid_path)
+    grid_path = project_path(grid_path)
     if not grid_path.is_file():
         raise SweepError(f"grid file {grid_path} does not exist; grids live in notebooks/grids/")
     try:
@@ -225,7 +226,7 @@ def load(grid_path, runs_root=RUNS_ROOT) -> Sweep:
                          "'rows: [{name: value}]'")
 
     stem = notebook.stem
-    runs_dir = report.resolve(runs_root) / stem
+    runs_dir = project_path(runs_root) / stem
     collect = spec.get("collect", DEFAULT_COLLECT if "out_dir" in known else None)
     runs, seen, dup = [], set(), 0
     for params in sets:
@@ -252,7 +253,7 @@ def load(grid_path, runs_root=RUNS_ROOT) -> Sweep:
         pattern = None
         if collect is not None:
             try:
-                pattern = str(report.resolve(str(collect).format(hash=h, **inject)))
+                pattern = str(project_path(str(collect).format(hash=h, **inject)))
             except (KeyError, IndexError, ValueError) as exc:
                 raise SweepError(f"{where}: 'collect: {collect}' uses {exc} which is not a "
                                  f"parameter of this run ({sorted(inject)}) nor 'hash'") from exc
@@ -263,20 +264,20 @@ def load(grid_path, runs_root=RUNS_ROOT) -> Sweep:
         raise SweepError(f"{where}: 'collect: {collect}' gives the same files for several runs "
                          "(is out_dir fixed?); make it per run, e.g. '{out_dir}/{dataset}_{seed}"
                          ".csv', or let the sweep choose out_dir")
-    output = report.resolve(spec.get("output") or f"{SWEEPS_ROOT}/{grid_path.stem}.csv")
+    output = project_path(spec.get("output") or f"{SWEEPS_ROOT}/{grid_path.stem}.csv")
     return Sweep(grid_path, notebook, name, runs, runs_dir, output, dup, known)
 
 
 def _find_notebook(value, where: str) -> tuple[Path, str]:
-    available = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    available = sorted(p.name for p in (project_root() / "notebooks").glob("*.ipynb"))
     if not isinstance(value, str) or not value:
         raise SweepError(f"{where}: missing 'notebook: <name>.ipynb'; available: {available}")
-    candidates = [NOTEBOOKS / value, report.resolve(value)]
+    candidates = [project_root() / "notebooks" / value, project_path(value)]
     candidates += [c.with_suffix(".ipynb") for c in candidates if c.suffix != ".ipynb"]
     for c in candidates:
         if c.is_file() and c.suffix == ".ipynb":
             c = c.resolve()
-            for base in (NOTEBOOKS, report.REPO_ROOT):
+            for base in (project_root() / "notebooks", project_root()):
                 if c.is_relative_to(base):
                     return c, c.relative_to(base).as_posix()
             return c, str(c)
@@ -292,8 +293,8 @@ def _canonical(obj) -> str:
 def display_path(path: Path) -> str:
     """A path from the repository root when it is inside it (portable in tables)."""
     path = Path(path)
-    return path.relative_to(report.REPO_ROOT).as_posix() \
-        if path.is_relative_to(report.REPO_ROOT) else str(path)
+    return path.relative_to(project_root()).as_posix() \
+        if path.is_relative_to(project_root()) else str(path)
 
 
 # ---------------------------------------------------------------- state
@@ -520,8 +521,8 @@ def _spawn(sweep: Sweep, run: Run, cpus: list[int], timeout: float | None) -> st
             "parameters": run.parameters, "inject": run.inject, "collect": run.collect,
             "output": str(sweep.executed(run)), "grid": display_path(sweep.grid_path),
             "timeout": timeout}
-    proc = subprocess.run([sys.executable, "-m", "tinyopt.sweep"], input=json.dumps(spec), env=env,
-                          cwd=report.REPO_ROOT, capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-m", "tinyopt.workbench.sweep"], input=json.dumps(spec), env=env,
+                          cwd=project_root(), capture_output=True, text=True, check=False)
     if proc.returncode == 0 and state(sweep, run) == "done":
         return None
     lines = proc.stdout.strip().splitlines()
@@ -534,7 +535,7 @@ def _spawn(sweep: Sweep, run: Run, cpus: list[int], timeout: float | None) -> st
     record = {"run": run.hash, "parameters": run.parameters, "returncode": proc.returncode,
               "error": error, "failed_notebook": shown,
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    with report.atomic_path(sweep.failed_record(run), ".json") as tmp:
+    with atomic_path(sweep.failed_record(run), ".json") as tmp:
         tmp.write_text(json.dumps(record, indent=1, default=str))
     return error
 
@@ -578,7 +579,7 @@ def _worker(spec: dict) -> None:
         nb.metadata["tinyopt"] = info
         started = time.perf_counter()
         try:
-            pm.execute_notebook(nb, str(tmp), parameters=spec["inject"], cwd=str(report.REPO_ROOT),
+            pm.execute_notebook(nb, str(tmp), parameters=spec["inject"], cwd=str(project_root()),
                                 kernel_name="python3", progress_bar=False,
                                 execution_timeout=spec["timeout"])
             rows = None if spec["collect"] is None else collect_rows(spec["collect"])

@@ -1,0 +1,512 @@
+"""C export of an :class:`tinyopt.intgraph.IntegerGraph`: portable C99, no malloc, bit-exact with
+:mod:`tinyopt.sim`.
+
+:func:`export_c` writes, into one folder:
+
+- ``tinyopt_nn.h`` / ``tinyopt_nn.c``: the kernels (conv / pointwise, depthwise, dense, max and
+  average pool; any of 1/2/4/8-bit inputs, outputs and weights, 16/32-bit tensors for raw logits;
+  the three requantization flavours of the simulator: ``floor`` (CMix-NN), ``tflite_single``,
+  ``tflite_double``), copied from the package folder ``tinyopt/c``;
+- ``model_params.h``: the packed const weights (one byte-aligned row per output channel, or per
+  tap for depthwise, exactly :attr:`IntegerLayer.weights`), weight zero points (uint8), biases
+  (int32), multipliers m0 (int32) and exponents n0 (int8), and one ``tn_layer_t`` per step;
+- ``model.h`` / ``model.c``: ``int model_run(const uint8_t *in, uint8_t *out)`` and the static
+  activation arena.
+
+Steps. Flatten / reshape layers cost nothing (the packed HWC stream is already flat). A compute
+layer directly followed by a max pool is fused into one step (``fuse_pool=True``): each pooled
+output is the max over its window of the layer's requantized outputs, so the un-pooled tensor is
+never stored (exact for any m0 sign; windows that overlap recompute a few outputs).
+
+Arena. One static byte array of ``max over steps (input bytes + output bytes)``: a step reads
+from one end and writes at the other, the next step reads where the previous one wrote (a
+"ping-pong" within a single buffer), so input and output never overlap. Tensor bytes are
+``ceil(n * bits / 8)`` (packed HWC, LSB-first), 4n for int32 logits.
+
+I/O. ``in`` is the packed input tensor (signed int8 inputs: the int8 bytes themselves, i.e. pass
+an ``int8_t`` array cast to ``const uint8_t *``); ``out`` receives the packed output tensor
+(int8 codes as bytes; int32 logits as 4 little-endian bytes each on every target, i.e. an
+``int32_t`` array on a little-endian MCU). ``model_input_buffer()`` / ``model_output_buffer()``
+return where the input and output live inside the arena: writing the image there and passing
+those pointers avoids both copies (the MCU harness does that); other pointers are copied in and
+out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyopt.files import atomic_path
+from tinyopt.integer.arith import packed_bytes
+from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
+
+C_DIR = Path(__file__).resolve().parent / "c"
+KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c")
+TENSOR_BITS = (1, 2, 4, 8, 16, 32)
+ROUNDING_C = {"floor": "TN_FLOOR", "tflite_single": "TN_TFL_SINGLE",
+              "tflite_double": "TN_TFL_DOUBLE"}
+KIND_C = {"conv2d": "TN_CONV", "pointwise": "TN_CONV", "depthwise": "TN_DEPTHWISE",
+          "dense": "TN_DENSE", "maxpool": "TN_MAXPOOL", "avgpool": "TN_AVGPOOL"}
+
+
+@dataclass
+class Step:
+    """One call of ``tn_run_layer``: a compute layer (with its fused max pool) or a pool."""
+
+    name: str
+    layer: IntegerLayer
+    pool: IntegerLayer | None
+    in_shape: tuple
+    in_bits: int
+    out_shape: tuple
+    out_bits: int
+    in_offset: int = 0
+    out_offset: int = 0
+
+    @property
+    def in_bytes(self) -> int:
+        return packed_bytes(int(np.prod(self.in_shape)), self.in_bits)
+
+    @property
+    def out_bytes(self) -> int:
+        return packed_bytes(int(np.prod(self.out_shape)), self.out_bits)
+
+
+@dataclass
+class Export:
+    """What :func:`export_c` wrote. ``steps`` give each step's arena offsets and bytes."""
+
+    out_dir: Path
+    files: list[Path]
+    steps: list[Step]
+    arena_bytes: int
+    in_bytes: int
+    out_bytes: int
+    in_bits: int
+    in_signed: bool
+    out_bits: int
+    out_signed: bool
+    out_shape: tuple
+    param_bytes: dict = field(default_factory=dict)  # weights / bias / m0 / n0 / wzp bytes
+
+    def step_table(self):
+        """pandas DataFrame: one row per step (name, kind, fused pool, bytes, offsets)."""
+        import pandas as pd
+        return pd.DataFrame([{"step": i, "name": s.name, "kind": s.layer.kind,
+                              "fused_pool": s.pool.name if s.pool is not None else "",
+                              "in_bytes": s.in_bytes, "out_bytes": s.out_bytes,
+                              "in_offset": s.in_offset, "out_offset": s.out_offset}
+                             for i, s in enumerate(self.steps)])
+
+
+# ------------------------------------------------------------------------------ tensors
+
+def pack_tensor(values: np.ndarray, bits: int, signed: bool) -> np.ndarray:
+    """Pack a batch of integer tensors as the C code stores them.
+
+    Arguments:
+        values: integer array [N, ...] (values, not codes: signed tensors hold negatives).
+        bits: 1, 2, 4, 8, 16 or 32.
+        signed: two's-complement storage.
+
+    Returns:
+        uint8 array [N, packed_bytes(n, bits)].
+
+    Raises:
+        ValueError: unsupported bits or a value outside the bits' range.
+    """
+    values = np.asarray(values, np.int64).reshape(len(values), -1)
+    if bits not in TENSOR_BITS:
+        raise ValueError(f"tensor bits must be one of {TENSOR_BITS}, got {bits}")
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if values.size and (values.min() < lo or values.max() > hi):
+        raise ValueError(f"values span [{values.min()}, {values.max()}], outside the "
+                         f"{'signed' if signed else 'unsigned'} {bits}-bit range [{lo}, {hi}]")
+    codes = values & ((1 << bits) - 1)
+    if bits <= 8:
+        return pack(codes.astype(np.uint8), bits)
+    dtype = "<u2" if bits == 16 else "<u4"
+    return np.ascontiguousarray(codes.astype(dtype)).view(np.uint8).reshape(len(values), -1)
+
+
+def unpack_tensor(packed: np.ndarray, bits: int, signed: bool, n: int) -> np.ndarray:
+    """Inverse of :func:`pack_tensor`: [N, bytes] -> int64 values [N, n]."""
+    packed = np.asarray(packed, np.uint8).reshape(len(packed), -1)
+    if bits <= 8:
+        codes = unpack(packed, bits, n).astype(np.int64)
+    else:
+        dtype = "<u2" if bits == 16 else "<u4"
+        codes = np.ascontiguousarray(packed).view(dtype)[:, :n].astype(np.int64)
+    if signed:
+        codes = np.where(codes >= (1 << (bits - 1)), codes - (1 << bits), codes)
+    return codes
+
+
+# ------------------------------------------------------------------------------ planning
+
+def _hwc(shape) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 3:
+        return shape
+    if len(shape) == 1:
+        return (1, 1, shape[0])
+    if len(shape) == 2:
+        return (1, shape[0], shape[1])
+    raise ValueError(f"tensor shape {shape} is not (C,), (W, C) or (H, W, C)")
+
+
+def _check_layer(layer: IntegerLayer, rounding: str) -> None:
+    where = f"layer {layer.name!r} ({layer.kind})"
+    if layer.kind == "softmax":
+        raise ValueError(f"{where}: softmax is not exported (nor simulated); drop it, the argmax "
+                         "of the logits is the same")
+    for what, bits, signed in (("input", layer.in_bits, layer.in_signed),
+                               ("output", layer.out_bits, layer.out_signed)):
+        if bits not in TENSOR_BITS:
+            raise ValueError(f"{where}: {what} bits {bits} not supported; use one of "
+                             f"{TENSOR_BITS}")
+        if bits == 32 and not signed:
+            raise ValueError(f"{where}: unsigned 32-bit {what}s are not supported (int32 only)")
+    dims = [*_hwc(layer.in_shape), *_hwc(layer.out_shape)]
+    if max(dims) > 65535:
+        raise ValueError(f"{where}: a tensor dimension exceeds 65535: {dims}")
+    small = list(layer.stride) + list(layer.padding) + list(layer.pool_size)
+    if layer.kind in ("conv2d", "pointwise", "depthwise"):
+        small += list(layer.weight_shape[:-1] if layer.kind == "depthwise"
+                      else layer.weight_shape[1:3]) + [layer.depth_multiplier]
+    if max(small) > 255 or min(small) < 0:
+        raise ValueError(f"{where}: strides, paddings, kernel and pool sizes must be in "
+                         f"[0, 255], got {small}")
+    if layer.kind not in KIND_C:
+        return
+    if layer.kind in ("maxpool", "avgpool"):
+        return
+    if layer.weight_bits not in (1, 2, 4, 8):
+        raise ValueError(f"{where}: weight bits {layer.weight_bits} not supported (1, 2, 4, 8)")
+    zw = np.asarray(layer.weight_zero_point)
+    if zw.min() < 0 or zw.max() > 255:
+        raise ValueError(f"{where}: weight zero points must be in [0, 255] (uint8 in the C "
+                         f"header), got [{zw.min()}, {zw.max()}]")
+    if layer.weights.shape[1] > 65535:
+        raise ValueError(f"{where}: a packed weight row of {layer.weights.shape[1]} bytes "
+                         "exceeds 65535")
+    flavour = layer.rounding or rounding
+    if layer.requantize and flavour != "floor":
+        m0, n0 = np.asarray(layer.m0, np.int64), np.asarray(layer.n0, np.int64)
+        if m0.min() < 0:
+            raise ValueError(f"{where}: TFLite rounding needs m0 >= 0")
+        if flavour == "tflite_single" and (n0.min() < -31 or n0.max() > 30):
+            raise ValueError(f"{where}: tflite_single needs n0 in [-31, 30], got "
+                             f"[{n0.min()}, {n0.max()}]")
+
+
+def plan(graph: IntegerGraph, fuse_pool: bool = True) -> tuple[list[Step], int]:
+    """The steps of ``graph`` and their arena placement.
+
+    Returns:
+        (steps, arena_bytes); each step's input and output offsets inside the arena.
+
+    Raises:
+        ValueError: an invalid graph or a layer the C kernels do not support (named).
+    """
+    graph.validate()
+    steps: list[Step] = []
+    shape, bits = tuple(graph.input_shape), graph.input_bits
+    signed = graph.input_signed
+    layers = graph.layers
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        _check_layer(layer, graph.rounding)
+        if layer.kind not in ("flatten", "reshape") and (layer.in_bits, layer.in_signed) != (
+                bits, signed):
+            raise ValueError(f"layer {layer.name!r} reads {layer.in_bits}-bit "
+                             f"{'signed' if layer.in_signed else 'unsigned'} inputs but the "
+                             f"previous layer (or the graph input) gives {bits}-bit "
+                             f"{'signed' if signed else 'unsigned'} values; fix the layer's "
+                             "in_bits / in_signed")
+        if layer.kind in ("flatten", "reshape"):
+            shape = tuple(layer.out_shape)
+            i += 1
+            continue
+        pool = None
+        if (fuse_pool and layer.kind not in ("maxpool", "avgpool") and i + 1 < len(layers)
+                and layers[i + 1].kind == "maxpool"):
+            pool = layers[i + 1]
+            _check_layer(pool, graph.rounding)
+        last = pool or layer
+        label = layer.name if pool is None else f"{layer.name}+{pool.name}"
+        # step names go into C strings and whitespace-separated stats: keep them plain
+        label = re.sub(r"[^A-Za-z0-9_+.:-]", "_", label)
+        if len(label) > 40 or label in {s.name for s in steps}:  # long TFLite tensor names
+            label = f"step{len(steps)}_{layer.kind}" + ("+maxpool" if pool is not None else "")
+        steps.append(Step(label, layer,
+                          pool, shape, bits, tuple(last.out_shape), last.out_bits))
+        shape, bits, signed = tuple(last.out_shape), last.out_bits, last.out_signed
+        i += 2 if pool is not None else 1
+    if not steps:
+        raise ValueError("the graph has no compute or pool layer to export")
+    arena = max(s.in_bytes + s.out_bytes for s in steps)
+    low = True  # the model input sits at offset 0
+    for s in steps:
+        s.in_offset = 0 if low else arena - s.in_bytes
+        s.out_offset = arena - s.out_bytes if low else 0
+        low = not low
+    return steps, arena
+
+
+# ------------------------------------------------------------------------------ C text
+
+def _c_array(ctype: str, name: str, values, per_line: int = 16) -> str:
+    values = [int(v) for v in np.asarray(values).ravel()]
+    if not values:
+        values = [0]
+    fmt = (lambda v: f"0x{v:02x}") if ctype == "uint8_t" else str
+    lines = [", ".join(fmt(v) for v in values[k:k + per_line])
+             for k in range(0, len(values), per_line)]
+    body = ",\n    ".join(lines)
+    return f"static const {ctype} {name}[{len(values)}] = {{\n    {body}\n}};\n"
+
+
+def _int32_literal(v: int) -> str:
+    return "INT32_MIN" if v == -(1 << 31) else str(int(v))
+
+
+def _tensor_c(shape, bits, signed, zp) -> str:
+    h, w, c = _hwc(shape)
+    return f"{{{h}, {w}, {c}, {bits}, {int(bool(signed))}, {int(zp)}}}"
+
+
+def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict) -> str:
+    layer, pool = s.layer, s.pool
+    flavour = layer.rounding or rounding
+    fields = {"kind": KIND_C[layer.kind], "rounding": ROUNDING_C[flavour]}
+    fields["in"] = _tensor_c(layer.in_shape, layer.in_bits, layer.in_signed, layer.in_zero_point)
+    fields["out"] = _tensor_c(layer.out_shape, layer.out_bits, layer.out_signed,
+                              layer.out_zero_point)
+    if layer.kind in ("maxpool", "avgpool"):
+        win = layer
+    else:
+        win = pool
+        if layer.kind == "depthwise":
+            kh, kw = layer.weight_shape[:2]
+        elif layer.kind == "dense":
+            kh = kw = 1
+        else:
+            kh, kw = layer.weight_shape[1:3]
+        top, _, left, _ = layer.padding
+        zw = np.asarray(layer.weight_zero_point).astype(np.uint8)
+        bias = np.asarray(layer.bias, np.int32)
+        m0 = np.asarray(layer.m0 if layer.requantize else [0], np.int32)
+        n0 = np.asarray(layer.n0 if layer.requantize else [0], np.int8)
+        for suffix, ctype, vals in (("w", "uint8_t", layer.weights), ("wzp", "uint8_t", zw),
+                                    ("bias", "int32_t", bias), ("m0", "int32_t", m0),
+                                    ("n0", "int8_t", n0)):
+            arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
+            nbytes[suffix] = nbytes.get(suffix, 0) + int(np.asarray(vals).nbytes)
+        lo, hi = layer.out_range
+        fields.update({
+            "requantize": int(bool(layer.requantize)),
+            "pad_zero": int(layer.pad_mode == "zero"),
+            "k_h": kh, "k_w": kw, "stride_h": layer.stride[0], "stride_w": layer.stride[1],
+            "pad_t": top, "pad_l": left, "depth_multiplier": layer.depth_multiplier,
+            "w_bits": layer.weight_bits, "w_row_bytes": layer.weights.shape[1],
+            "n_wzp": len(zw), "n_m": len(m0), "act_lo": _int32_literal(lo),
+            "act_hi": _int32_literal(hi), "w": f"model_w{k}", "wzp": f"model_wzp{k}",
+            "bias": f"model_bias{k}", "m0": f"model_m0{k}", "n0": f"model_n0{k}",
+            "fuse_pool": int(pool is not None)})
+    if win is not None:
+        top, _, left, _ = win.padding
+        lo, hi = win.out_range
+        fields.update({"pool_h": win.pool_size[0], "pool_w": win.pool_size[1],
+                       "pool_sh": win.stride[0], "pool_sw": win.stride[1], "pool_pt": top,
+                       "pool_pl": left, "pool_out_h": _hwc(win.out_shape)[0],
+                       "pool_out_w": _hwc(win.out_shape)[1], "pool_lo": _int32_literal(lo),
+                       "pool_hi": _int32_literal(hi)})
+        if win.kind == "avgpool":  # as tinyopt.sim: floor for floor graphs, else half away
+            mode = getattr(win, "avg_rounding", None) or (
+                "floor" if (win.rounding or rounding) == "floor" else "half_away")
+            fields["avg_half_away"] = int(mode == "half_away")
+    body = ",\n      ".join(f".{k} = {v}" for k, v in fields.items())
+    return f"    {{ /* {k}: {s.name} */\n      {body} }}"
+
+
+def _identifier(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True) -> Export:
+    """Write the C sources of ``graph`` into ``out_dir`` (created; existing files replaced).
+
+    Arguments:
+        graph: a valid IntegerGraph (CMix-NN floor or TFLite rounding, see tinyopt.sim).
+        out_dir: folder for model.h, model.c, model_params.h, tinyopt_nn.h, tinyopt_nn.c
+            (relative to the working directory).
+        fuse_pool: fuse "compute layer -> max pool" pairs into one step (smaller arena).
+
+    Returns:
+        An :class:`Export` (files, steps, arena and I/O bytes, parameter bytes).
+
+    Raises:
+        ValueError: an invalid graph or a layer the C kernels cannot run (the message names it:
+            softmax, bit widths outside 1/2/4/8 (weights) or 1/2/4/8/16/32 (tensors), weight
+            zero points outside [0, 255], negative m0 or out-of-range n0 with TFLite rounding,
+            dimensions too large for the descriptor fields).
+    """
+    steps, arena = plan(graph, fuse_pool)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    arrays: list[str] = []
+    nbytes: dict = {}
+    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes) for k, s in enumerate(steps)]
+    last = steps[-1].pool or steps[-1].layer
+    n_out = int(np.prod(steps[-1].out_shape))
+    info = Export(out_dir=out_dir, files=[], steps=steps, arena_bytes=arena,
+                  in_bytes=steps[0].in_bytes, out_bytes=steps[-1].out_bytes,
+                  in_bits=graph.input_bits, in_signed=graph.input_signed,
+                  out_bits=last.out_bits, out_signed=last.out_signed,
+                  out_shape=tuple(steps[-1].out_shape), param_bytes=nbytes)
+    guard = _identifier(graph.name).upper()
+    names = ", ".join(f'"{s.name}"' for s in steps)
+    texts = {}
+    in_kind = ("signed: int8 bytes as two's complement" if graph.input_signed else "unsigned")
+    out_kind = (f"{last.out_bits}-bit {'signed' if last.out_signed else 'unsigned'}, {n_out} "
+                f"elements" + (", each 4 little-endian bytes: an int32_t array on little-endian "
+                            "targets" if last.out_bits == 32 else ""))
+    texts["model.h"] = f"""/* model.h: generated by tinyopt.codegen.export_c from IntegerGraph
+ * {graph.name!r}.
+ * int model_run(const uint8_t *in, uint8_t *out): runs one image; returns 0, or -1 for a NULL
+ * pointer.
+ *   in:  MODEL_IN_BYTES packed input codes ({graph.input_bits}-bit, {in_kind});
+ *   out: MODEL_OUT_BYTES packed output ({out_kind}).
+ * Packing: HWC, element j at bit (j * bits) % 8 of byte j * bits / 8 (LSB first).
+ * No malloc: all activations live in one static arena of MODEL_ARENA_BYTES.
+ */
+#ifndef MODEL_{guard}_H
+#define MODEL_{guard}_H
+#include <stdint.h>
+
+#define MODEL_IN_BYTES {info.in_bytes}u
+#define MODEL_OUT_BYTES {info.out_bytes}u
+#define MODEL_OUT_ELEMENTS {n_out}u
+#define MODEL_ARENA_BYTES {arena}u
+#define MODEL_N_STEPS {len(steps)}u
+
+int model_run(const uint8_t *in, uint8_t *out);
+/* Where model_run expects its input / leaves its output inside the arena (no copy needed). */
+uint8_t *model_input_buffer(void);
+uint8_t *model_output_buffer(void);
+extern const char *const model_step_names[MODEL_N_STEPS];
+#ifdef MODEL_PROFILE
+/* Called with -1 before the first step and with k after step k (define it in the harness). */
+void model_profile_hook(int step);
+#endif
+#endif
+"""
+    texts["model_params.h"] = ("/* model_params.h: generated by tinyopt.codegen.export_c. Packed "
+                               "const weights and per-layer parameters. */\n"
+                               "#include \"tinyopt_nn.h\"\n\n" + "\n".join(arrays)
+                               + f"\nstatic const tn_layer_t model_steps[{len(steps)}] = {{\n"
+                               + ",\n".join(step_c) + "\n};\n")
+    offsets = ", ".join(f"{{{s.in_offset}u, {s.out_offset}u}}" for s in steps)
+    texts["model.c"] = f"""/* model.c: generated by tinyopt.codegen.export_c. */
+#include <string.h>
+#include "model.h"
+#include "model_params.h"
+
+/* The activation arena: step k reads at offset[k][0] and writes at offset[k][1]; a step's input
+ * and output sit at opposite ends, so they never overlap. */
+static uint8_t model_arena[MODEL_ARENA_BYTES];
+static const uint32_t model_offsets[MODEL_N_STEPS][2] = {{{offsets}}};
+const char *const model_step_names[MODEL_N_STEPS] = {{{names}}};
+
+uint8_t *model_input_buffer(void) {{ return model_arena + model_offsets[0][0]; }}
+uint8_t *model_output_buffer(void) {{ return model_arena + model_offsets[MODEL_N_STEPS - 1][1]; }}
+
+int model_run(const uint8_t *in, uint8_t *out)
+{{
+    uint32_t k;
+    if (in == NULL || out == NULL) return -1;
+    if (in != model_input_buffer()) memmove(model_input_buffer(), in, MODEL_IN_BYTES);
+#ifdef MODEL_PROFILE
+    model_profile_hook(-1);
+#endif
+    for (k = 0; k < MODEL_N_STEPS; k++) {{
+        tn_run_layer(&model_steps[k], model_arena + model_offsets[k][0],
+                     model_arena + model_offsets[k][1]);
+#ifdef MODEL_PROFILE
+        model_profile_hook((int)k);
+#endif
+    }}
+    if (out != model_output_buffer()) memmove(out, model_output_buffer(), MODEL_OUT_BYTES);
+    return 0;
+}}
+"""
+    for fname in KERNEL_FILES:
+        texts[fname] = (C_DIR / fname).read_text()
+    for fname, text in texts.items():
+        with atomic_path(out_dir / fname, Path(fname).suffix) as tmp:
+            Path(tmp).write_text(text)
+        info.files.append(out_dir / fname)
+    return info
+
+
+def reference_output(graph: IntegerGraph, x: np.ndarray) -> np.ndarray:
+    """``tinyopt.sim.run(graph, x)`` flattened per image: what the C model must output."""
+    from tinyopt.integer import sim
+    return np.asarray(sim.run(graph, x)).reshape(len(x), -1).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------ memory model view
+
+def layer_macs(layer: IntegerLayer) -> int:
+    """Multiply-accumulates per image of a compute layer (0 for other kinds)."""
+    out = int(np.prod(layer.out_shape))
+    if layer.kind == "dense":
+        return out * int(np.prod(layer.in_shape))
+    if layer.kind == "depthwise":
+        return out * int(np.prod(layer.weight_shape[:2]))
+    if layer.kind in ("conv2d", "pointwise"):
+        return out * int(np.prod(layer.weight_shape[1:]))
+    return 0
+
+
+def memory_view(graph: IntegerGraph):
+    """The graph's compute layers as :class:`tinyopt.memory.Node` s and the
+    :class:`tinyopt.policy.Policy` its bits and parameter shapes correspond to, so that
+    ``tinyopt.memory.report(nodes, policy)`` predicts its flash and RAM.
+
+    Granularity is "PC" when any compute layer has per-channel weight zero points, else "PL";
+    a layer is "ICN" when it has per-channel multipliers (and in PC, every layer but the last).
+    Output bits outside (2, 4, 8) (e.g. int32 logits of the last layer) are recorded as 8, as the
+    memory model counts logits.
+
+    Returns:
+        (nodes, policy).
+    """
+    from tinyopt.mixed.memory import Node
+    from tinyopt.mixed.policy import Policy
+    compute = [lay for lay in graph.layers
+               if lay.kind in ("conv2d", "pointwise", "depthwise", "dense")]
+    kind = {"conv2d": "conv", "pointwise": "conv", "depthwise": "depthwise", "dense": "dense"}
+    nodes = [Node(lay.name, kind[lay.kind], int(np.prod(lay.weight_shape)), lay.out_channels,
+                  int(np.prod(lay.in_shape)), int(np.prod(lay.out_shape)), layer_macs(lay))
+             for lay in compute]
+    pc = any(len(np.atleast_1d(lay.weight_zero_point)) > 1 for lay in compute)
+    n = len(compute)
+    folds = []
+    for i, lay in enumerate(compute):
+        if i == n - 1:
+            folds.append("FB")
+        elif pc:
+            folds.append("ICN")
+        else:
+            folds.append("ICN" if lay.requantize and len(np.atleast_1d(lay.m0)) > 1 else "FB")
+    bits = lambda b: b if b in (2, 4, 8) else 8
+    policy = Policy([lay.name for lay in compute], [bits(lay.weight_bits) for lay in compute],
+                    [bits(lay.out_bits) for lay in compute], "PC" if pc else "PL", folds)
+    return nodes, policy

@@ -1,0 +1,414 @@
+"""Build and run an exported C model (:func:`tinyopt.codegen.export_c`) on the host and on an
+emulated Cortex-M7 (QEMU ``mps2-an500``), and measure it.
+
+- Host: :func:`build_host` (gcc, ``-std=c99 -Wall -Wextra -pedantic -Werror``) and
+  :func:`run_host` (images from a file through ``tinyopt/c/harness_host.c``).
+- Cortex-M7: :func:`toolchain` says whether ``arm-none-eabi-gcc`` and ``qemu-system-arm`` are
+  installed (and why not); :func:`build_mcu` compiles with ``-mcpu=cortex-m7 -mthumb`` against
+  ``tinyopt/c/mcu`` (linker script: code at 0x00000000, RAM at 0x20000000; bare-metal startup
+  without a C library; semihosting I/O); :func:`section_sizes` reads ``arm-none-eabi-size -A``;
+  :func:`run_qemu` runs ``qemu-system-arm -M mps2-an500 -nographic -semihosting -icount shift=0
+  -kernel model.elf`` in a folder holding ``in.bin`` and returns the outputs and the harness's
+  measurements (:class:`McuRun`).
+
+Instruction counts. Under ``-icount shift=0`` QEMU advances its virtual clock by 1 ns per
+executed instruction, and SysTick (processor clock) counts that clock. The harness times a loop of
+known instruction count (2 x 10^6) to get instructions per tick, so ``insns = ticks x
+calib_insns / calib_ticks``: a deterministic instruction count (not Cortex-M7 cycles: QEMU models
+no pipeline, caches or flash wait states), with a resolution of one tick.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyopt.deploy.codegen import C_DIR, Export, pack_tensor, unpack_tensor
+
+MCU_DIR = C_DIR / "mcu"
+HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror")
+MCU_CFLAGS = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft", "-std=c99", "-O2",
+              "-ffreestanding", "-fno-tree-loop-distribute-patterns", "-ffunction-sections",
+              "-fdata-sections", "-Wall", "-Wextra", "-Werror", "-DMODEL_PROFILE")
+QEMU_ARGS = ("-M", "mps2-an500", "-nographic", "-semihosting", "-icount", "shift=0")
+APT_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm")
+
+
+class BuildError(RuntimeError):
+    """The C compiler or linker failed; the message holds its output."""
+
+
+def _run(cmd, cwd=None, timeout=None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], check=False, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _compile(cmd, what: str) -> None:
+    proc = _run(cmd)
+    if proc.returncode != 0:
+        raise BuildError(f"{what} failed ({' '.join(map(str, cmd[:1]))}, exit "
+                         f"{proc.returncode}):\n{proc.stdout}{proc.stderr}")
+
+
+# ------------------------------------------------------------------------------ host
+
+def build_host(export: Export, cc: str = "gcc", build_dir=None) -> Path:
+    """Compile the exported model with the host harness.
+
+    Arguments:
+        export: what :func:`tinyopt.codegen.export_c` returned.
+        cc: the C compiler.
+        build_dir: where the executable goes (default: the export folder).
+
+    Returns:
+        Path of the executable ``model_host``.
+
+    Raises:
+        BuildError: a compiler error or warning (warnings are errors).
+        FileNotFoundError: no such compiler.
+    """
+    if shutil.which(cc) is None:
+        raise FileNotFoundError(f"C compiler {cc!r} not found; install gcc")
+    src = Path(export.out_dir)
+    out = Path(build_dir or src) / "model_host"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _compile([cc, *HOST_CFLAGS, "-I", src, src / "model.c", src / "tinyopt_nn.c",
+              C_DIR / "harness_host.c", "-o", out], "host build")
+    return out
+
+
+def pack_inputs(export: Export, x: np.ndarray) -> bytes:
+    """The packed input file for a batch of integer images (``export``'s input format)."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.integer):
+        raise TypeError(f"inputs must be integer codes, got {x.dtype}")
+    return pack_tensor(x, export.in_bits, export.in_signed).tobytes()
+
+
+def unpack_outputs(export: Export, raw: bytes, n: int) -> np.ndarray:
+    """int64 outputs [n, elements] from an output file of ``n`` images."""
+    if len(raw) != n * export.out_bytes:
+        raise ValueError(f"output file has {len(raw)} bytes, expected {n} x {export.out_bytes}")
+    elements = int(np.prod(export.out_shape))
+    return unpack_tensor(np.frombuffer(raw, np.uint8).reshape(n, -1), export.out_bits,
+                         export.out_signed, elements)
+
+
+def run_host(exe, export: Export, x: np.ndarray, work_dir=None, timeout: float = 600) -> np.ndarray:
+    """Run the host executable on integer images ``x`` [N, ...].
+
+    Returns:
+        int64 outputs [N, elements].
+
+    Raises:
+        RuntimeError: the program failed (its stderr in the message).
+    """
+    work = Path(work_dir or Path(exe).parent)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "in.bin").write_bytes(pack_inputs(export, x))
+    proc = _run([exe, work / "in.bin", len(x), work / "out.bin"], timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{exe} failed with exit {proc.returncode}: {proc.stderr}")
+    return unpack_outputs(export, (work / "out.bin").read_bytes(), len(x))
+
+
+# ------------------------------------------------------------------------------ Cortex-M7
+
+def toolchain() -> tuple[bool, str]:
+    """(available, reason): are arm-none-eabi-gcc, its newlib headers and qemu-system-arm here?"""
+    missing = [tool for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
+               if shutil.which(tool) is None]
+    if missing:
+        return False, (f"{', '.join(missing)} not installed; `make mcu` installs the Debian "
+                       f"packages {' '.join(APT_PACKAGES)} (or apt-get install them)")
+    proc = _run(["arm-none-eabi-gcc", "-print-file-name=libgcc.a"])
+    if proc.returncode != 0 or not Path(proc.stdout.strip()).is_file():
+        return False, "arm-none-eabi-gcc cannot find libgcc.a; reinstall gcc-arm-none-eabi"
+    proc = subprocess.run(["arm-none-eabi-gcc", "-E", "-x", "c", "-", "-o", "/dev/null"],
+                          input="#include <string.h>\n", capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        return False, ("arm-none-eabi-gcc has no <string.h>; install libnewlib-arm-none-eabi")
+    return True, "arm-none-eabi-gcc and qemu-system-arm found"
+
+
+def build_mcu(export: Export, build_dir=None, stack_size: int = 0x8000) -> Path:
+    """Compile the exported model with the QEMU harness for a Cortex-M7.
+
+    Arguments:
+        export: what :func:`tinyopt.codegen.export_c` returned.
+        build_dir: where ``model.elf`` goes (default: ``<export folder>/mcu``).
+        stack_size: bytes reserved for the stack (painted and measured at run time).
+
+    Returns:
+        Path of ``model.elf``.
+
+    Raises:
+        BuildError: compiler or linker failure (e.g. the model does not fit 4 MiB).
+    """
+    ok, why = toolchain()
+    if not ok:
+        raise BuildError(why)
+    src = Path(export.out_dir)
+    out_dir = Path(build_dir or src / "mcu")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    elf = out_dir / "model.elf"
+    _compile(["arm-none-eabi-gcc", *MCU_CFLAGS, "-I", src, "-I", MCU_DIR,
+              src / "model.c", src / "tinyopt_nn.c", MCU_DIR / "harness_mcu.c",
+              MCU_DIR / "startup.c", "-nostdlib", "-T", MCU_DIR / "mps2_an500.ld",
+              f"-Wl,--defsym=STACK_SIZE={int(stack_size)}", "-Wl,--gc-sections",
+              f"-Wl,-Map={out_dir / 'model.map'}", "-o", elf, "-lgcc"], "Cortex-M7 build")
+    return elf
+
+
+def section_sizes(elf) -> dict:
+    """Bytes of .text, .rodata, .data, .bss and the reserved .stack (``arm-none-eabi-size -A``)."""
+    proc = _run(["arm-none-eabi-size", "-A", elf])
+    if proc.returncode != 0:
+        raise BuildError(f"arm-none-eabi-size failed: {proc.stderr}")
+    sizes = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+            sizes[parts[0]] = int(parts[1])
+    return {k: sizes.get(k, 0) for k in (".text", ".rodata", ".ARM.exidx", ".data", ".bss",
+                                          ".stack")}
+
+
+def symbol_sizes(elf, names) -> dict:
+    """Sizes of named symbols (e.g. ``model_arena``) from ``arm-none-eabi-nm -S``."""
+    proc = _run(["arm-none-eabi-nm", "-S", "--size-sort", elf])
+    out = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] in names:
+            out[parts[3]] = int(parts[1], 16)
+    return out
+
+
+def code_bytes(elf) -> dict:
+    """Code bytes of the model (``tn_*`` kernels and ``model_*`` functions, from
+    ``arm-none-eabi-nm -S``) and of everything else in .text (harness, startup, semihosting,
+    libgcc helpers, vector table)."""
+    proc = _run(["arm-none-eabi-nm", "-S", elf])
+    model = 0
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tT" and (
+                parts[3].startswith("tn_")
+                or (parts[3].startswith("model_") and parts[3] != "model_profile_hook")):
+            model += int(parts[1], 16)
+    text = section_sizes(elf)[".text"]
+    return {"code_model": model, "code_other": text - model}
+
+
+@dataclass
+class McuRun:
+    """Outputs and measurements of one QEMU run."""
+
+    outputs: np.ndarray
+    image_ticks: np.ndarray
+    step_ticks: dict
+    insns_per_tick: float
+    stack_peak: int
+    stack_at_call: int
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def image_insns(self) -> np.ndarray:
+        return self.image_ticks * self.insns_per_tick
+
+    def step_insns(self, images: int) -> dict:
+        """Mean instructions per image of each step."""
+        return {k: v * self.insns_per_tick / images for k, v in self.step_ticks.items()}
+
+
+def run_qemu(elf, export: Export, x: np.ndarray, work_dir=None, timeout: float = 1800) -> McuRun:
+    """Run ``elf`` under QEMU mps2-an500 on integer images ``x``.
+
+    Raises:
+        RuntimeError: QEMU failed or timed out, or the harness wrote incomplete results.
+    """
+    work = Path(work_dir or Path(elf).parent)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "in.bin").write_bytes(pack_inputs(export, x))
+    for stale in ("out.bin", "stats.txt"):
+        (work / stale).unlink(missing_ok=True)
+    cmd = ["qemu-system-arm", *QEMU_ARGS, "-kernel", Path(elf).resolve()]
+    try:
+        proc = _run(cmd, cwd=work, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"QEMU did not finish within {timeout} s") from exc
+    if proc.returncode != 0:
+        raise RuntimeError(f"QEMU exited {proc.returncode}: {proc.stdout[-2000:]}"
+                           f"{proc.stderr[-2000:]}")
+    stats = {"image_ticks": [], "step_ticks": {}}
+    for line in (work / "stats.txt").read_text().splitlines():
+        parts = line.split()
+        if parts[0] == "image_ticks":
+            stats["image_ticks"].append(int(parts[1]))
+        elif parts[0] == "step_ticks":
+            stats["step_ticks"][parts[1]] = int(parts[2])
+        else:
+            stats[parts[0]] = int(parts[1])
+    if stats.get("images") != len(x) or len(stats["image_ticks"]) != len(x):
+        raise RuntimeError(f"the harness ran {stats.get('images')} images, expected {len(x)}")
+    outputs = unpack_outputs(export, (work / "out.bin").read_bytes(), len(x))
+    return McuRun(outputs=outputs, image_ticks=np.asarray(stats["image_ticks"], np.int64),
+                  step_ticks=stats["step_ticks"],
+                  insns_per_tick=stats["calib_insns"] / stats["calib_ticks"],
+                  stack_peak=stats["stack_peak"],
+                  stack_at_call=stats["stack_top_minus_sp_at_call"], raw=stats)
+
+
+# ------------------------------------------------------------------------------ one-call report
+
+def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: int | None = None,
+           mcu_images: int = 100, run_mcu: bool = True, fuse_pool: bool = True) -> dict:
+    """Export ``graph``, check it bit-exact against :func:`tinyopt.sim.run` on the host (and under
+    QEMU when the toolchain is installed and ``run_mcu``), and measure sizes, RAM and instructions.
+
+    Arguments:
+        graph: the IntegerGraph.
+        x: integer input codes [N, ...] (N >= host_images and >= mcu_images).
+        out_dir: folder for the C sources (``<out_dir>/<name>/``) and builds.
+        name: sub-folder and model name (default: graph.name).
+        host_images: images for the host check (default: all of ``x``).
+        mcu_images: images for the QEMU check.
+        run_mcu: False skips the Cortex-M7 part.
+        fuse_pool: see :func:`tinyopt.codegen.export_c`.
+
+    Returns:
+        dict with "summary" (one flat dict: bit-exactness counts, section sizes, predictions,
+        instruction counts; ``mcu_skipped`` gives the reason when the QEMU part did not run),
+        "steps" (DataFrame: per step bits, MACs, bytes and, with QEMU, instructions per image),
+        "export" (:class:`tinyopt.codegen.Export`) and "mcu" (:class:`McuRun` or None).
+    """
+    import pandas as pd
+
+    from tinyopt.deploy import codegen
+    from tinyopt.mixed import memory
+    name = name or graph.name
+    base = Path(out_dir) / name
+    export = codegen.export_c(graph, base / "src", fuse_pool=fuse_pool)
+    x = np.asarray(x)
+    n_host = len(x) if host_images is None else int(host_images)
+    if n_host > len(x) or (run_mcu and mcu_images > len(x)):
+        raise ValueError(f"asked for {n_host} host / {mcu_images} MCU images but x has {len(x)}")
+    want = codegen.reference_output(graph, x[:max(n_host, mcu_images if run_mcu else 0)])
+    exe = build_host(export, build_dir=base / "host")
+    got = run_host(exe, export, x[:n_host])
+    nodes, policy = codegen.memory_view(graph)
+    pred = memory.report(nodes, policy)
+    summary = {
+        "model": name, "layers": len(graph.layers), "steps": len(export.steps),
+        "weight_bits": "/".join(str(b) for b in sorted(set(policy.weight_bits))),
+        "act_bits": "/".join(str(b) for b in sorted({lay.out_bits for lay in graph.layers})),
+        "rounding": graph.rounding, "macs": int(sum(n.macs for n in nodes)),
+        "host_images": n_host,
+        "host_images_exact": int(np.all(got == want[:n_host], axis=1).sum()),
+        "host_mismatching_values": int((got != want[:n_host]).sum()),
+        "distinct_outputs": len({r.tobytes() for r in want[:n_host]}),
+        "predicted_flash": int(pred["flash_bytes"].sum()),
+        "predicted_weight_bytes": int(pred["weight_bytes"].sum()),
+        "predicted_extra_bytes": int(pred["extra_bytes"].sum()),
+        "predicted_ram": int(pred["ram_bytes"].max()),
+        "arena_bytes": export.arena_bytes,
+        "param_bytes_c": int(sum(export.param_bytes.values())),
+        "weight_bytes_c": int(export.param_bytes.get("w", 0)),
+    }
+    steps = export.step_table()
+    steps["in_bits"] = [s.layer.in_bits for s in export.steps]
+    steps["out_bits"] = [s.out_bits for s in export.steps]
+    steps["weight_bits"] = [s.layer.weight_bits if s.layer.weights is not None else 0
+                            for s in export.steps]
+    steps["macs"] = [codegen.layer_macs(s.layer) for s in export.steps]
+    run = None
+    ok, why = toolchain()
+    if not run_mcu:
+        summary["mcu_skipped"] = "run_mcu=False"
+    elif not ok:
+        summary["mcu_skipped"] = why
+    else:
+        elf = build_mcu(export, base / "mcu")
+        sizes = section_sizes(elf)
+        arena = symbol_sizes(elf, ["model_arena"]).get("model_arena", 0)
+        code = code_bytes(elf)
+        run = run_qemu(elf, export, x[:mcu_images], work_dir=base / "mcu")
+        wm = want[:mcu_images]
+        insns = run.image_insns
+        summary.update({
+            "mcu_images": int(mcu_images),
+            "mcu_images_exact": int(np.all(run.outputs == wm, axis=1).sum()),
+            "mcu_mismatching_values": int((run.outputs != wm).sum()),
+            "text": sizes[".text"], "rodata": sizes[".rodata"], "exidx": sizes[".ARM.exidx"],
+            "data": sizes[".data"], "bss": sizes[".bss"], "stack_reserved": sizes[".stack"],
+            "code_model": code["code_model"], "code_other": code["code_other"],
+            "arena_in_bss": arena, "bss_outside_arena": sizes[".bss"] - arena,
+            "stack_peak": run.stack_peak, "stack_harness": run.stack_at_call,
+            "stack_model_run": run.stack_peak - run.stack_at_call,
+            "flash_measured": sizes[".text"] + sizes[".rodata"] + sizes[".ARM.exidx"]
+            + sizes[".data"],
+            "ram_measured": sizes[".data"] + sizes[".bss"] + run.stack_peak,
+            "insns_per_image_mean": float(insns.mean()),
+            "insns_per_image_min": float(insns.min()),
+            "insns_per_image_max": float(insns.max()),
+            "insns_per_tick": run.insns_per_tick,
+        })
+        summary["arena_over_predicted_ram"] = arena / summary["predicted_ram"]
+        summary["ram_overheads"] = (summary["data"] + summary["bss_outside_arena"]
+                                    + summary["stack_peak"])
+        summary["ram_acceptance_ok"] = bool(
+            summary["ram_measured"] <= 1.1 * summary["predicted_ram"] + summary["ram_overheads"]
+            and arena <= 1.1 * summary["predicted_ram"])
+        per_step = run.step_insns(mcu_images)
+        steps["insns_per_image"] = [per_step.get(n, np.nan) for n in steps["name"]]
+        steps["insns_per_mac"] = steps["insns_per_image"] / steps["macs"].where(
+            steps["macs"] > 0)
+    steps.insert(0, "model", name)
+    return {"summary": summary, "steps": pd.DataFrame(steps), "export": export, "mcu": run,
+            "predicted": pred}
+
+
+def memory_table(summary: dict):
+    """Measured flash and RAM of one :func:`deploy` summary beside tinyopt.memory's predictions.
+
+    Rows (bytes): flash = packed weights, bias/multiplier/zero-point arrays, other constants
+    (layer descriptors, arena offsets, step names), code (.text + .ARM.exidx, kernels + harness +
+    startup), .data; RAM = activation arena, other .bss (profiling counters, SysTick state, the
+    harness's text buffer), .data, peak stack (model_run's frames, the harness's frames).
+    ``predicted`` is filled where tinyopt.memory has a counterpart.
+
+    Raises:
+        KeyError: the summary has no QEMU measurements (``mcu_skipped``).
+    """
+    import pandas as pd
+    s = summary
+    if "text" not in s:
+        raise KeyError(f"no Cortex-M7 measurements: {s.get('mcu_skipped', 'QEMU did not run')}")
+    params = s["param_bytes_c"] - s["weight_bytes_c"]
+    rows = [
+        ("flash", "packed weights", s["weight_bytes_c"], s["predicted_weight_bytes"]),
+        ("flash", "bias, m0, n0, weight zero points", params, s["predicted_extra_bytes"]),
+        ("flash", "other constants (descriptors, offsets, names)",
+         s["rodata"] - s["param_bytes_c"], None),
+        ("flash", "code: kernels and model_run", s["code_model"], None),
+        ("flash", "code: harness, startup, libgcc, vectors (+ .ARM.exidx)",
+         s["code_other"] + s["exidx"], None),
+        ("flash", ".data initialisers", s["data"], None),
+        ("flash", "total", s["flash_measured"], s["predicted_flash"]),
+        ("ram", "activation arena", s["arena_in_bss"], s["predicted_ram"]),
+        ("ram", "other .bss (profiling, harness)", s["bss_outside_arena"], None),
+        ("ram", ".data", s["data"], None),
+        ("ram", "peak stack: model_run", s["stack_model_run"], None),
+        ("ram", "peak stack: harness and startup", s["stack_harness"], None),
+        ("ram", "total (.data + .bss + peak stack)", s["ram_measured"], s["predicted_ram"]),
+    ]
+    df = pd.DataFrame(rows, columns=["memory", "item", "measured", "predicted"])
+    df.insert(0, "model", s["model"])
+    df["difference"] = df["measured"] - df["predicted"]
+    return df

@@ -1,0 +1,31 @@
+"""Files written whole or not at all: every table, figure, graph, C source and executed notebook
+tinyopt writes goes through :func:`atomic_path`, so a reader never sees a torn file and a crash
+never leaves half a result. Relative paths are taken from the working directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(target, suffix: str = ""):
+    """Yield a temporary path next to ``target``; rename it over ``target`` on success only."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp",
+                               dir=target.parent)
+    os.close(fd)
+    # mkstemp creates mode 0600; give the result the mode a plain open() would (0666 & ~umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,2 @@
+"""Front: datasets, model builders, training (Keras model in).
+"""

@@ -1,0 +1,118 @@
+"""Training: deterministic, validated on a split of the TRAIN set (never the test set)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+import tensorflow as tf
+import tf_keras as keras
+from tqdm.auto import tqdm
+
+from tinyopt.front.data import Dataset
+
+
+class TqdmProgress(keras.callbacks.Callback):
+    """One progress bar over all batches of all epochs, with loss/accuracy in the postfix."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, desc: str = "train"):
+        super().__init__()
+        self.epochs, self.steps, self.desc = epochs, steps_per_epoch, desc
+        self.bar = None
+
+    def on_train_begin(self, logs=None):
+        self.bar = tqdm(total=self.epochs * self.steps, desc=self.desc, unit="batch",
+                        mininterval=5.0)  # executed notebooks keep every refresh
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.4f}" for k, v in logs.items()})
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+def train_arrays(data) -> tuple[np.ndarray, np.ndarray]:
+    """The (x_train, y_train) of a Dataset, a ``((x, y), (x_test, y_test))`` pair or ``(x, y)``.
+
+    Inputs must be model-ready floats (see :func:`tinyopt.data.preprocess`)."""
+    if isinstance(data, Dataset):
+        x, y = data.x_train, data.y_train
+    elif (isinstance(data, (tuple, list)) and len(data) == 2
+          and isinstance(data[0], (tuple, list))):
+        x, y = data[0]
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+    else:
+        raise TypeError("data must be a tinyopt.data.Dataset, (x_train, y_train) or "
+                        "((x_train, y_train), (x_test, y_test))")
+    if not np.issubdtype(np.asarray(x).dtype, np.floating):
+        raise TypeError(f"training images are {np.asarray(x).dtype}; pass model-ready floats "
+                        "from tinyopt.data.preprocess (or tinyopt.data.dataset)")
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} images but {len(y)} labels")
+    return x, y
+
+
+def split(x, y, validation_split: float, seed: int):
+    """A seeded random split of the training arrays into (train, validation)."""
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = int(round(len(x) * validation_split))
+    val, tr = order[:n_val], order[n_val:]
+    return (x[tr], y[tr]), ((x[val], y[val]) if n_val else None)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
+    """Adam + sparse categorical cross-entropy on logits + accuracy (the seed's recipe)."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def fit(model: keras.Model, data, epochs: int = 10, batch_size: int = 64,
+        validation_split: float = 0.1, seed: int = 0, learning_rate: float = 1e-3,
+        callbacks=(), compile: bool = True, progress: bool = True, desc: str = "train") -> dict:
+    """Train ``model`` in place, deterministically for a given seed.
+
+    Arguments:
+        model: a ``tf_keras`` model producing logits.
+        data: a :class:`tinyopt.data.Dataset`, ``(x_train, y_train)`` or the nested pair; only
+            the training part is used.
+        epochs, batch_size: as in Keras (seed defaults: 10, 64).
+        validation_split: fraction of the TRAIN set held out (seeded random split).
+        seed: seeds Python, NumPy, TF, the split and the shuffling.
+        learning_rate: Adam learning rate when ``compile`` is true.
+        callbacks: extra Keras callbacks (e.g. tfmot's ``UpdatePruningStep``).
+        compile: compile with :func:`compile_classifier`; False keeps the model's own compile.
+        progress: show a tqdm bar.
+
+    Returns:
+        The Keras history dict (loss, accuracy, val_loss, val_accuracy per epoch).
+
+    Raises:
+        TypeError: the images are not model-ready floats.
+    """
+    x, y = train_arrays(data)
+    (x_tr, y_tr), val = split(np.asarray(x), np.asarray(y), validation_split, seed)
+    set_seed(seed)
+    if compile:
+        compile_classifier(model, learning_rate)
+    cbs = list(callbacks)
+    if progress:
+        steps = int(np.ceil(len(x_tr) / batch_size))
+        cbs.append(TqdmProgress(epochs, steps, desc))
+    history = model.fit(x_tr, y_tr, batch_size=batch_size, epochs=epochs, validation_data=val,
+                        shuffle=True, callbacks=cbs, verbose=0)
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}

@@ -1,0 +1,139 @@
+"""Converters: Keras model -> LiteRT flatbuffer bytes.
+
+``to_tflite(model, mode)`` is the one entry point; every mode is a small function that configures
+a ``TFLiteConverter``. The LiteRT interpreter (``ai_edge_litert``) runs the result; see
+:mod:`tinyopt.measure`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+
+import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+import tensorflow as tf
+
+
+CALIBRATION_SAMPLES = 500
+
+
+def _representative(calibration):
+    def gen():
+        for i in range(len(calibration)):
+            yield [calibration[i:i + 1].astype(np.float32)]
+    return gen
+
+
+def _float32(converter, calibration):
+    return converter
+
+
+def _float16(converter, calibration):
+    # fp16 weights, expanded to fp32 by DEQUANTIZE ops at load; compute stays fp32.
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    return converter
+
+
+def _dynamic(converter, calibration):
+    # Weight-only int8 ("dynamic range"): what the seed called "int with float fallback".
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter
+
+
+def _int8_fallback(converter, calibration):
+    # Full-integer calibration, but float ops and float I/O remain allowed.
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative(calibration)
+    return converter
+
+
+def _int8(converter, calibration):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative(calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter
+
+
+def _int16x8(converter, calibration):
+    # int16 activations, int8 weights; int16 I/O so the graph is integer end to end.
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative(calibration)
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    converter.inference_input_type = tf.int16
+    converter.inference_output_type = tf.int16
+    return converter
+
+
+MODES: dict[str, Callable] = {
+    "float32": _float32,
+    "float16": _float16,
+    "dynamic": _dynamic,
+    "int8_fallback": _int8_fallback,
+    "int8": _int8,
+    "int16x8": _int16x8,
+}
+CALIBRATED = {"int8_fallback", "int8", "int16x8"}
+# Modes whose interpreter I/O dtypes we promise, verified after every conversion (the seed's
+# "integer only" files silently kept float32 I/O).
+IO_DTYPES = {"int8": ("int8", "int8"), "int16x8": ("int16", "int16")}
+
+
+def calibration_subset(x: np.ndarray, samples: int = CALIBRATION_SAMPLES,
+                       seed: int = 0) -> np.ndarray:
+    """A seeded random subset of ``samples`` images (pass TRAIN images, never test images)."""
+    if samples < 1:
+        raise ValueError(f"calibration samples must be >= 1, got {samples}")
+    if len(x) <= samples:
+        return x
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), samples, replace=False))
+    return x[idx]
+
+
+def to_tflite(model, mode: str = "float32", calibration: np.ndarray | None = None,
+              calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0) -> bytes:
+    """Convert a ``tf_keras`` model to a LiteRT flatbuffer.
+
+    Arguments:
+        model: a ``tf_keras`` model (float, pruned, QAT-wrapped or decomposed).
+        mode: ``float32``; ``float16`` (fp16 weights); ``dynamic`` (int8 weights, float
+            activations); ``int8_fallback`` (calibrated int8, float ops/I-O allowed); ``int8`` (full
+            integer, int8 input and output); ``int16x8`` (int16 activations, int8 weights,
+            int16 I/O).
+        calibration: model-ready float TRAIN images, required by the calibrated modes.
+        calibration_samples: how many of them to use (a seeded random subset; default 500).
+        seed: seed of that subset.
+
+    Returns:
+        The flatbuffer as bytes.
+
+    Raises:
+        ValueError: unknown mode; a calibrated mode without calibration images.
+        RuntimeError: the converted model's I/O dtypes are not what the mode promises.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown conversion mode {mode!r}; choose one of {list(MODES)}")
+    if mode in CALIBRATED:
+        if calibration is None or len(calibration) == 0:
+            raise ValueError(f"mode {mode!r} needs calibration images: pass calibration="
+                             "<model-ready TRAIN images> (e.g. dataset.x_train)")
+        calibration = calibration_subset(np.asarray(calibration), calibration_samples, seed)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = MODES[mode](converter, calibration)
+    with warnings.catch_warnings():
+        # Emitted for every calibrated conversion; the representative dataset supplies the
+        # statistics, so it says nothing about this model.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        flatbuffer = bytes(converter.convert())
+    if mode in IO_DTYPES:
+        from tinyopt.litert.measure import io_dtypes
+        got = io_dtypes(flatbuffer)
+        if got != IO_DTYPES[mode]:
+            raise RuntimeError(f"mode {mode!r} promised I/O dtypes {IO_DTYPES[mode]} but the "
+                               f"converter produced {got}")
+    return flatbuffer

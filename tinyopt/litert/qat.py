@@ -1,0 +1,102 @@
+"""tfmot's 8-bit quantization-aware training (QAT), the LiteRT path's QAT step.
+
+- :func:`quantize`: tfmot's 8-bit QAT (``quantize_model``), or tfmot's pruning-preserving 8-bit
+  scheme when the model is sparse, so that fine-tuning keeps the pruned zeros.
+- :func:`quantize_mixed`: tinyopt's own sub-byte (2/4/8-bit) fake-quant copy of a
+  Conv/DepthwiseConv/Dense (+BN) (+ReLU) chain model following a :class:`tinyopt.policy.Policy`
+  (PACT activations with floor, PL or PC weights, BN folded "FB" or kept "ICN"); the
+  quantizers themselves are in :mod:`tinyopt.quantizers`, its Keras layers in
+  :mod:`tinyopt.qlayers`, post-training calibration of the same model in :mod:`tinyopt.ptq`.
+
+Both return ordinary ``tf_keras`` models that train with :func:`tinyopt.train.fit`.
+
+Introspection of a sub-byte model: :func:`integer_params` (what the integer conversion needs,
+layer by layer: weight codes, zero points, scales, bias, BN, input/output grids, all computed by
+the quantizers of the forward pass), :func:`summary` (larq-style bits / bytes / MACs table),
+:func:`named_policy` ("w4a4", "mixed", ...). Models from :func:`quantize_mixed` are meant for
+training, evaluation and :func:`integer_params`; save them with ``save_weights`` (their layers are
+not registered for ``keras.models.load_model``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+import tf_keras as keras
+
+from tinyopt.transforms.keras_graph import COMPUTE_LAYERS, clone
+
+SPARSE_THRESHOLD = 0.30  # a kernel with at least this fraction of exact zeros counts as pruned
+SCHEME_DEFAULT = "Default8BitQuantizeScheme"
+SCHEME_PRUNE_PRESERVE = "Default8BitPrunePreserveQuantizeScheme"
+
+
+def kernel_sparsity(model: keras.Model) -> dict[str, float]:
+    """Fraction of exact zeros in each Conv2D / DepthwiseConv2D / Dense kernel.
+
+    Returns:
+        ``{layer name: zero fraction}`` (empty for a model without such layers).
+    """
+    out = {}
+    for layer in model.layers:
+        if isinstance(layer, COMPUTE_LAYERS):
+            kernel = layer.depthwise_kernel if isinstance(
+                layer, keras.layers.DepthwiseConv2D) else layer.kernel
+            out[layer.name] = float(np.mean(kernel.numpy() == 0))
+    return out
+
+
+def _check_not_wrapped(model: keras.Model) -> None:
+    """tfmot cannot quantize a model that still carries pruning wrappers or QAT wrappers."""
+    import tensorflow_model_optimization as tfmot
+    # Not exported by tfmot's public API; tfmot 0.8 keeps it at this path.
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
+        PruneLowMagnitude as prune_wrapper)
+    for layer in model.layers:
+        if isinstance(layer, prune_wrapper):
+            raise ValueError(f"layer {layer.name!r} still has its pruning wrapper; call "
+                             "tfmot.sparsity.keras.strip_pruning(model) before "
+                             "tinyopt.qat.quantize")
+        if isinstance(layer, tfmot.quantization.keras.QuantizeWrapper) or \
+                type(layer).__name__ == "QuantizeLayer":
+            raise ValueError(f"layer {layer.name!r} is already quantization-wrapped; pass the "
+                             "float model to tinyopt.qat.quantize")
+
+
+def quantize(model: keras.Model, preserve_sparsity: bool | None = None) -> keras.Model:
+    """tfmot 8-bit QAT copy of a trained float ``tf_keras`` model; the input is not modified.
+
+    Arguments:
+        model: a trained float model (pruning wrappers already stripped).
+        preserve_sparsity: True uses tfmot's pruning-preserving scheme
+            (``tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme``), so QAT
+            fine-tuning keeps every zero weight; False uses ``quantize_model``'s default 8-bit
+            scheme; None (default) decides automatically: preserve when some Conv/Dense kernel has
+            at least ``SPARSE_THRESHOLD`` (30 %) exact zeros.
+
+    Returns:
+        The QAT model (uncompiled; fine-tune it with :func:`tinyopt.train.fit`). Its attribute
+        ``qat_scheme`` names the scheme used (``SCHEME_DEFAULT`` or ``SCHEME_PRUNE_PRESERVE``) and
+        ``qat_kernel_sparsity`` holds the per-layer zero fractions that drove the decision.
+
+    Raises:
+        ValueError: the model still carries pruning or quantization wrappers.
+    """
+    import tensorflow_model_optimization as tfmot
+    _check_not_wrapped(model)
+    sparsity = kernel_sparsity(model)
+    if preserve_sparsity is None:
+        preserve_sparsity = any(s >= SPARSE_THRESHOLD for s in sparsity.values())
+    copy = clone(model)
+    if preserve_sparsity:
+        annotated = tfmot.quantization.keras.quantize_annotate_model(copy)
+        qmodel = tfmot.quantization.keras.quantize_apply(
+            annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
+        scheme = SCHEME_PRUNE_PRESERVE
+    else:
+        qmodel = tfmot.quantization.keras.quantize_model(copy)
+        scheme = SCHEME_DEFAULT
+    qmodel.qat_scheme = scheme
+    qmodel.qat_kernel_sparsity = sparsity
+    return qmodel

@@ -1,0 +1,276 @@
+"""Flash (ROM) and RAM bytes of a quantized chain network, with the mixed-precision paper's
+accounting (Rusci et al., MLSys 2020; spec: ``mixed_precision_spec.md`` §3.1, §4.1).
+
+Per compute node i (Conv2D, DepthwiseConv2D, Dense, in graph order):
+
+- **flash** = packed weights ``ceil(n_w * q_w / 8)`` + the bias / ICN / zero-point bytes of the
+  spec's table (C = output channels):
+
+  ==========================  ========================================================
+  case                        extra bytes
+  ==========================  ========================================================
+  PL, not last, fold "FB"     4C (int32 bias) + 20 (Zi, Zo, Zw, M0, N0 as 5 x int32)
+  PL, not last, fold "ICN"    9C (M0 int32 + N0 int8 + bias int32) + 12 (Zw, Zi, Zo)
+  PL, last layer              4C + 20
+  PC, not last (always ICN)   10C (M0 4 + N0 1 + bias 4 + Zw 1) + 8 (Zi, Zo)
+  PC, last layer              7C (bias 4 + Zw 1 + M0 1 + N0 1) + 4
+  ==========================  ========================================================
+
+  These are the bytes of the *deployed* integer layer, not the Keras variables: our MobileNetV1
+  convolutions have no bias (BN follows), yet every layer is charged its int32 bias.
+- **RAM** = input tensor + output tensor, ``ceil(n_x * q_x / 8) + ceil(n_y * q_y / 8)``; the
+  network input is 8-bit, q_x of node i is q_y of node i-1, and the last node's output (logits) is
+  counted at 8 bits. Pooling, im2col buffers and parameters are not counted (as in the paper).
+
+``ceil`` only matters for element counts that do not fill whole bytes; for MobileNetV1 every count
+is a multiple of 4, so the totals equal the paper's ``n * q / 8``. Memory is in bytes; the paper's
+"MB" is MiB (2^20 B, see :data:`MIB`).
+
+The functions take a ``tf_keras`` model or, to avoid building one, a list of :class:`Node`
+(:func:`nodes`, :func:`mobilenet_v1_nodes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from tinyopt.integer.arith import packed_bytes
+from tinyopt.front.architectures import MOBILENET_V1_BLOCKS
+from tinyopt.mixed.policy import INPUT_BITS, Policy
+
+MIB = 2 ** 20
+LOGIT_BITS = 8  # the last node's output is counted at 8 bits whatever the policy says
+KINDS = ("conv", "depthwise", "dense")
+
+
+
+@dataclass(frozen=True)
+class Node:
+    """What the memory model needs to know about one compute layer.
+
+    Attributes:
+        name: layer name (e.g. "pw13").
+        kind: "conv", "depthwise" or "dense".
+        weight_elements: kernel elements (bias excluded: it is charged as extra bytes).
+        out_channels: C, the output channels (or units).
+        in_elements: elements of the input tensor (batch 1).
+        out_elements: elements of the output tensor (batch 1).
+        macs: multiply-accumulates per image (informational).
+    """
+
+    name: str
+    kind: str
+    weight_elements: int
+    out_channels: int
+    in_elements: int
+    out_elements: int
+    macs: int = 0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"node {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        for what in ("weight_elements", "out_channels", "in_elements", "out_elements"):
+            if int(getattr(self, what)) < 1:
+                raise ValueError(f"node {self.name!r}: {what} must be >= 1, got "
+                                 f"{getattr(self, what)}")
+
+
+# ------------------------------------------------------------------------------ node lists
+
+def _prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def nodes(model) -> list[Node]:
+    """The compute nodes of a chain network, in graph order.
+
+    Arguments:
+        model: a ``tf_keras`` model (built: its layers must have shapes), or a list of
+            :class:`Node` (returned as a list, unchanged).
+
+    Returns:
+        One :class:`Node` per Conv2D / DepthwiseConv2D / Dense layer (tfmot wrappers are looked
+        through), in ``model.layers`` order.
+
+    Raises:
+        ValueError: the model has a layer with several inputs (the paper's accounting, where node
+            i's input is node i-1's output, holds for chains only), a SeparableConv2D (split it
+            into depthwise + pointwise), or no compute layer.
+    """
+    if isinstance(model, (list, tuple)):
+        if not all(isinstance(n, Node) for n in model):
+            raise TypeError("a list given as model must hold tinyopt.memory.Node objects")
+        return list(model)
+    import tf_keras as keras
+    out = []
+    for outer in model.layers:
+        layer = getattr(outer, "layer", outer)  # tfmot QuantizeWrapper / PruneLowMagnitude
+        if isinstance(getattr(outer, "input", None), (list, tuple)) and len(outer.input) > 1:
+            raise ValueError(f"layer {outer.name!r} has {len(outer.input)} inputs; the memory "
+                             "model handles chain networks only")
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            raise ValueError(f"layer {outer.name!r} is a SeparableConv2D; build the depthwise and "
+                             "pointwise parts as separate layers (as tinyopt.models.mobilenet_v1)")
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kind, kernel = "depthwise", layer.depthwise_kernel
+        elif isinstance(layer, keras.layers.Conv2D):
+            kind, kernel = "conv", layer.kernel
+        elif isinstance(layer, keras.layers.Dense):
+            kind, kernel = "dense", layer.kernel
+        else:
+            continue
+        in_shape, out_shape = outer.input_shape, outer.output_shape
+        out_elements = _prod(out_shape[1:])
+        kelems = _prod(kernel.shape)
+        if kind == "dense":
+            macs = kelems * (out_elements // int(out_shape[-1]))
+        elif kind == "depthwise":
+            macs = out_elements * _prod(layer.kernel_size)
+        else:
+            macs = out_elements * _prod(kernel.shape[:-1])
+        out.append(Node(outer.name, kind, kelems, int(out_shape[-1]), _prod(in_shape[1:]),
+                        out_elements, macs))
+    if not out:
+        raise ValueError(f"model {model.name!r} has no Conv2D / DepthwiseConv2D / Dense layer")
+    return out
+
+
+def mobilenet_v1_nodes(alpha: float = 1.0, resolution: int = 224, classes: int = 1000,
+                       input_channels: int = 3) -> list[Node]:
+    """The nodes of ``tinyopt.models.mobilenet_v1(alpha, resolution, classes, input_channels)``
+    computed from the architecture, without building the Keras model (milliseconds instead of
+    seconds, and without importing TensorFlow; the tests check both paths agree).
+
+    Raises:
+        ValueError: alpha <= 0 or resolution < 1.
+    """
+    if alpha <= 0 or resolution < 1:
+        raise ValueError(f"alpha must be > 0 and resolution >= 1, got {alpha}, {resolution}")
+
+    def same(h, stride):  # SAME padding output size
+        return -(-h // stride)
+
+    def _channels(c, alpha):  # as tinyopt.models._channels
+        return max(1, int(c * alpha))
+
+    h = same(resolution, 2)
+    c = _channels(32, alpha)
+    out = [Node("conv0", "conv", 9 * input_channels * c, c, resolution ** 2 * input_channels,
+                h * h * c, h * h * c * 9 * input_channels)]
+    for i, (stride, width) in enumerate(MOBILENET_V1_BLOCKS, start=1):
+        h_in, h = h, same(h, stride)
+        out.append(Node(f"dw{i}", "depthwise", 9 * c, c, h_in * h_in * c, h * h * c, h * h * c * 9))
+        cout = _channels(width, alpha)
+        out.append(Node(f"pw{i}", "conv", c * cout, cout, h * h * c, h * h * cout,
+                        h * h * c * cout))
+        c = cout
+    out.append(Node("fc", "dense", c * classes, classes, c, classes, c * classes))
+    return out
+
+
+# ------------------------------------------------------------------------------ accounting
+
+def extra_bytes(channels: int, granularity: str, fold: str, last: bool) -> int:
+    """Bias / ICN / zero-point bytes of one deployed layer (the table in the module docstring).
+
+    Raises:
+        ValueError: unknown granularity or fold, or PC with FB on a non-last layer (CMix-NN has
+            no per-channel kernel without ICN, so the paper has no such accounting).
+    """
+    c = int(channels)
+    if granularity == "PL":
+        if last:
+            return 4 * c + 20
+        if fold == "FB":
+            return 4 * c + 20
+        if fold == "ICN":
+            return 9 * c + 12
+    elif granularity == "PC":
+        if last:
+            return 7 * c + 4
+        if fold == "ICN":
+            return 10 * c + 8
+        if fold == "FB":
+            raise ValueError("per-channel (PC) weights with folded BN (FB) have no deployed form "
+                             "(CMix-NN's PC kernels are ICN only); use fold='ICN' for PC")
+    raise ValueError(f"unknown granularity/fold {granularity!r}/{fold!r}; expected PL or PC and "
+                     "FB or ICN")
+
+
+def _check(node_list: list[Node], policy: Policy) -> None:
+    names = [n.name for n in node_list]
+    if list(policy.layers) != names:
+        raise ValueError(f"the policy's layers {list(policy.layers)} do not match the model's "
+                         f"compute layers {names}; build the policy from this model")
+
+
+def report(model, policy: Policy) -> pd.DataFrame:
+    """Per-node flash and RAM bytes of ``model`` quantized with ``policy``.
+
+    Arguments:
+        model: a ``tf_keras`` model or a list of :class:`Node`.
+        policy: a :class:`tinyopt.policy.Policy` over the same compute layers.
+
+    Returns:
+        DataFrame, one row per node: layer, kind, weight_elements, out_channels, weight_bits,
+        input_bits, output_bits (8 for the last node), fold, granularity, weight_bytes,
+        extra_bytes, flash_bytes, in_elements, out_elements, in_bytes, out_bytes, ram_bytes, macs.
+
+    Raises:
+        ValueError: the policy's layers differ from the model's compute layers, or see
+            :func:`extra_bytes`.
+    """
+    node_list = nodes(model)
+    _check(node_list, policy)
+    n = len(node_list)
+    in_bits = policy.input_bits
+    rows = []
+    for i, node in enumerate(node_list):
+        last = i == n - 1
+        out_bits = LOGIT_BITS if last else policy.act_bits[i]
+        wb = packed_bytes(node.weight_elements, policy.weight_bits[i])
+        eb = extra_bytes(node.out_channels, policy.granularity, policy.fold[i], last)
+        ib = packed_bytes(node.in_elements, in_bits[i])
+        ob = packed_bytes(node.out_elements, out_bits)
+        rows.append({
+            "layer": node.name, "kind": node.kind, "weight_elements": node.weight_elements,
+            "out_channels": node.out_channels, "weight_bits": policy.weight_bits[i],
+            "input_bits": in_bits[i], "output_bits": out_bits, "fold": policy.fold[i],
+            "granularity": policy.granularity, "weight_bytes": wb, "extra_bytes": eb,
+            "flash_bytes": wb + eb, "in_elements": node.in_elements,
+            "out_elements": node.out_elements, "in_bytes": ib, "out_bytes": ob,
+            "ram_bytes": ib + ob, "macs": node.macs,
+        })
+    return pd.DataFrame(rows)
+
+
+def flash_bytes(model, policy: Policy) -> int:
+    """Total flash bytes: packed weights + extras over all nodes (see :func:`report`)."""
+    return int(report(model, policy)["flash_bytes"].sum())
+
+
+def peak_ram_bytes(model, policy: Policy) -> int:
+    """Largest input + output bytes over the nodes (see :func:`report`)."""
+    return int(report(model, policy)["ram_bytes"].max())
+
+
+def ram_per_node(node_list: list[Node], act_bits: list[int]) -> list[int]:
+    """RAM bytes per node for output bits ``act_bits`` (the last entry is ignored: logits are
+    8-bit). The fast path used by the policy search."""
+    n = len(node_list)
+    out = []
+    for i, node in enumerate(node_list):
+        qx = INPUT_BITS if i == 0 else act_bits[i - 1]
+        qy = LOGIT_BITS if i == n - 1 else act_bits[i]
+        out.append(packed_bytes(node.in_elements, qx) + packed_bytes(node.out_elements, qy))
+    return out
+
+
+def to_mib(nbytes: float) -> float:
+    """Bytes -> MiB (2^20 B), the paper's "MB"."""
+    return nbytes / MIB

@@ -1,0 +1,115 @@
+"""Per-layer precision policies.
+
+A :class:`Policy` says, for every compute layer (Conv2D, DepthwiseConv2D, Dense) in graph order,
+how many bits its weights and its output activations get, whether weights are quantized per layer
+("PL") or per output channel ("PC"), and whether BatchNorm is folded into the weights ("FB") or kept
+and turned into Integer Channel-Normalization ("ICN"). Layer i's input bits are layer i-1's output
+bits; the network input stays 8-bit.
+
+:func:`memory_driven` builds a Policy with the mixed-precision paper's memory-driven rule (flash
+and RAM budgets; spec §3); it raises :class:`BudgetError` when no assignment of bits fits.
+
+It is shared by the sub-byte quantizers (``tinyopt.qat.quantize_mixed``, ``tinyopt.ptq``), the
+memory model (``tinyopt.memory``) and the integer conversion (``tinyopt.icn``).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+ALLOWED_BITS = (2, 4, 8)
+INPUT_BITS = 8
+GRANULARITIES = ("PL", "PC")
+FOLDS = ("FB", "ICN")
+
+
+def default_fold(granularity: str, weight_bits: int, act_bits: int, last: bool) -> str:
+    """The paper's rule: per-channel is always ICN except the last layer; per-layer folds BN
+    (FB) only when both weights and output are 8-bit, and the last layer (no BN) is FB."""
+    if last:
+        return "FB"
+    if granularity == "PC":
+        return "ICN"
+    return "FB" if (weight_bits == 8 and act_bits == 8) else "ICN"
+
+
+@dataclass
+class Policy:
+    """Bits and BN treatment per compute layer.
+
+    Attributes:
+        layers: compute-layer names in graph order.
+        weight_bits: weight bits per layer (2, 4 or 8).
+        act_bits: output-activation bits per layer (2, 4 or 8); the last layer's output (logits)
+            is counted at 8 bits by the memory model whatever is written here.
+        granularity: "PL" (per layer) or "PC" (per output channel) weight quantization.
+        fold: per layer "FB" (BN folded into weights) or "ICN" (BN kept, integer normalization).
+        trace: how the policy was obtained (e.g. the cuts of the memory-driven rule).
+    """
+
+    layers: list[str]
+    weight_bits: list[int]
+    act_bits: list[int]
+    granularity: str = "PL"
+    fold: list[str] | None = None
+    trace: list[dict] = field(default_factory=list)
+
+    def __post_init__(self):
+        n = len(self.layers)
+        if n == 0:
+            raise ValueError("a Policy needs at least one layer")
+        if len(set(self.layers)) != n:
+            raise ValueError(f"layer names must be unique, got {self.layers}")
+        self.weight_bits = [int(b) for b in self.weight_bits]
+        self.act_bits = [int(b) for b in self.act_bits]
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {GRANULARITIES}, got "
+                             f"{self.granularity!r}")
+        if self.fold is None:
+            self.fold = [default_fold(self.granularity, w, a, i == n - 1)
+                         for i, (w, a) in enumerate(zip(self.weight_bits, self.act_bits))]
+        for what, values in (("weight_bits", self.weight_bits), ("act_bits", self.act_bits),
+                             ("fold", self.fold)):
+            if len(values) != n:
+                raise ValueError(f"{what} has {len(values)} entries but there are {n} layers")
+        for what, values in (("weight_bits", self.weight_bits), ("act_bits", self.act_bits)):
+            bad = [(name, b) for name, b in zip(self.layers, values) if b not in ALLOWED_BITS]
+            if bad:
+                raise ValueError(f"{what} must be in {ALLOWED_BITS}; got {bad}")
+        bad = [(name, f) for name, f in zip(self.layers, self.fold) if f not in FOLDS]
+        if bad:
+            raise ValueError(f"fold must be one of {FOLDS}; got {bad}")
+
+    @property
+    def input_bits(self) -> list[int]:
+        """Input bits per layer: 8 for the first, else the previous layer's output bits."""
+        return [INPUT_BITS] + self.act_bits[:-1]
+
+    def __getitem__(self, name: str) -> dict:
+        i = self.layers.index(name)
+        return {"weight_bits": self.weight_bits[i], "act_bits": self.act_bits[i],
+                "input_bits": self.input_bits[i], "fold": self.fold[i]}
+
+    def to_frame(self):
+        import pandas as pd
+        return pd.DataFrame({"layer": self.layers, "weight_bits": self.weight_bits,
+                             "input_bits": self.input_bits, "act_bits": self.act_bits,
+                             "fold": self.fold, "granularity": self.granularity})
+
+    @classmethod
+    def uniform(cls, model, w: int = 8, a: int = 8, granularity: str = "PL",
+                fold: str | None = None) -> "Policy":
+        """The same weight bits ``w`` and activation bits ``a`` for every compute layer of
+        ``model`` (a Keras model, or a list of layer names). ``fold`` forces FB or ICN for every
+        layer but the last; by default the paper's rule (:func:`default_fold`) decides."""
+        if isinstance(model, (list, tuple)):
+            names = list(model)
+        else:
+            from tinyopt.transforms.keras_graph import compute_layer_names
+            names = compute_layer_names(model)
+        n = len(names)
+        folds = None
+        if fold is not None:
+            folds = [fold if i < n - 1 else "FB" for i in range(n)]
+        return cls(names, [w] * n, [a] * n, granularity, folds)

@@ -1,0 +1,226 @@
+"""The memory-driven bit policy of Rusci et al. (MLSys 2020): the largest bits that fit a
+microcontroller's flash and RAM (see ``docs/mixed_precision.md``).
+
+:func:`memory_driven` builds a :class:`~tinyopt.mixed.policy.Policy`; it raises
+:class:`BudgetError` with the smallest reachable footprint when no assignment of bits fits.
+"""
+
+from __future__ import annotations
+
+from tinyopt.integer.arith import packed_bytes
+from tinyopt.mixed.policy import ALLOWED_BITS, GRANULARITIES, Policy, default_fold
+
+class BudgetError(ValueError):
+    """No policy with the allowed bits fits the flash and RAM budgets.
+
+    Attributes:
+        flash_budget, ram_budget: the budgets asked for (bytes).
+        min_flash: the smallest flash reachable with the allowed bits (every weight at the lowest
+            bit width), in bytes.
+        min_ram: the smallest peak RAM reachable (every cuttable activation at the lowest bit
+            width; the 8-bit input image and logits are fixed), in bytes.
+        min_ram_layer: the node where that smallest peak RAM occurs.
+    """
+
+    def __init__(self, message, flash_budget, ram_budget, min_flash, min_ram, min_ram_layer):
+        super().__init__(message)
+        self.flash_budget, self.ram_budget = flash_budget, ram_budget
+        self.min_flash, self.min_ram, self.min_ram_layer = min_flash, min_ram, min_ram_layer
+
+
+def _flash_total(node_list, weight_bits, act_bits, granularity):
+    """Flash bytes and the fold labels for weight bits ``weight_bits`` and output bits
+    ``act_bits`` (the fast path of :func:`tinyopt.memory.flash_bytes`)."""
+    from tinyopt.mixed.memory import extra_bytes
+    n = len(node_list)
+    total, folds = 0, []
+    for i, node in enumerate(node_list):
+        last = i == n - 1
+        fold = default_fold(granularity, weight_bits[i], act_bits[i], last)
+        folds.append(fold)
+        total += packed_bytes(node.weight_elements, weight_bits[i])
+        total += extra_bytes(node.out_channels, granularity, fold, last)
+    return total, folds
+
+
+def _budget_error(node_list, flash_budget, ram_budget, granularity, bits, what):
+    from tinyopt.mixed.memory import ram_per_node
+    n, lo = len(node_list), min(bits)
+    # All-lowest bits minimise both memories at once: below 8 bits every PL layer is ICN whatever
+    # its activations, and if only 8 bits are allowed the activations are 8 too.
+    min_flash, _ = _flash_total(node_list, [lo] * n, [lo] * n, granularity)
+    ram = ram_per_node(node_list, [lo] * n)
+    min_ram = max(ram)
+    where = node_list[ram.index(min_ram)].name
+    msg = (f"infeasible budget ({what}): flash budget {flash_budget:,} B vs smallest reachable "
+           f"flash {min_flash:,} B (every weight at {lo} bits, {granularity}); RAM budget "
+           f"{ram_budget:,} B vs smallest reachable peak RAM {min_ram:,} B (every activation at "
+           f"{lo} bits, 8-bit input image and logits; peak at node {where!r}). Allowed bits "
+           f"{tuple(sorted(bits, reverse=True))}: raise the budgets, allow lower bits or use a "
+           "smaller model.")
+    return BudgetError(msg, flash_budget, ram_budget, min_flash, min_ram, where)
+
+
+def _lower(b, bits):
+    """The next allowed bit width below ``b`` (the paper's halving 8 -> 4 -> 2)."""
+    below = [x for x in bits if x < b]
+    return max(below) if below else None
+
+
+def _activation_rule(node_list, ram_budget, bits, trace):
+    """[M2] (spec §3.3): output bits per node, cut by forward and backward passes.
+
+    Returns the output bits per node (the last entry stays at the top bit width: logits are
+    counted at 8 bits by the memory model), or None when a node cannot be brought under the
+    budget. Bounded: every pass after one that deferred a node makes at least one cut (the deferred
+    node's side is unchanged unless something was cut), so at most ``cuts + 2`` passes run.
+    """
+    from tinyopt.mixed.memory import LOGIT_BITS
+    n, top = len(node_list), max(bits)
+    q = [top] * n  # q[i] = q_y[i]; q_x[i] = q[i-1], q_x[0] = the 8-bit image
+    max_cuts = max(0, n - 1) * (len(bits) - 1)
+
+    def qx(i):
+        return INPUT_BITS if i == 0 else q[i - 1]
+
+    def qy(i):
+        return LOGIT_BITS if i == n - 1 else q[i]
+
+    def mem(i):
+        return packed_bytes(node_list[i].in_elements, qx(i)) + \
+            packed_bytes(node_list[i].out_elements, qy(i))
+
+    forward, net_ok, cuts = True, False, 0
+    for pass_no in range(max_cuts + 3):
+        order = range(n) if forward else range(n - 1, -1, -1)
+        for i in order:
+            layer_ok = True
+            while layer_ok and mem(i) > ram_budget:
+                can_in = i > 0 and _lower(qx(i), bits) is not None
+                can_out = i < n - 1 and _lower(qy(i), bits) is not None
+                if i == 0:
+                    side = "output" if can_out else None
+                elif i == n - 1:
+                    side = "input" if can_in else None
+                elif qx(i) != qy(i):
+                    side = "input" if qx(i) > qy(i) else "output"
+                    side = side if (can_in if side == "input" else can_out) else None
+                else:  # equal bits: the input if it is strictly larger (exact, before any
+                    # rounding up to whole bytes), else the output
+                    larger_in = node_list[i].in_elements > node_list[i].out_elements
+                    side = "input" if larger_in else "output"
+                    side = side if (can_in if side == "input" else can_out) else None
+                if side is None:
+                    return None
+                if (side == "output") != forward:
+                    layer_ok = False  # defer to the pass in the other direction
+                    continue
+                t = i if side == "output" else i - 1  # the tensor is q_y[t]
+                before = mem(i)
+                old, q[t] = q[t], _lower(q[t], bits)
+                cuts += 1
+                trace.append({"phase": "activation", "step": cuts, "pass": pass_no + 1,
+                              "direction": "forward" if forward else "backward",
+                              "node": node_list[i].name, "side": side,
+                              "tensor": f"output of {node_list[t].name}",
+                              "layer": node_list[t].name,
+                              "from_bits": old, "to_bits": q[t], "node_ram_before": before,
+                              "node_ram_after": mem(i), "ram_budget": ram_budget})
+            if not layer_ok:
+                net_ok = False
+        if net_ok:
+            return q
+        forward, net_ok = not forward, True
+    raise RuntimeError("internal error: the activation rule did not settle within its bound "
+                       f"({max_cuts + 3} passes); please report this with the model's nodes")
+
+
+def _weight_rule(node_list, flash_budget, act_bits, granularity, delta, bits, trace):
+    """[M1] (spec §3.2): halve the lowest-index weight tensor whose share of weight bytes
+    exceeds the largest share minus ``delta`` until flash (weights + extras) fits. Returns the
+    weight bits, or None when every weight is at the lowest bit width and flash still exceeds the
+    budget. At most n * (len(bits) - 1) cuts."""
+    n, top = len(node_list), max(bits)
+    qw = [top] * n
+    elems = [node.weight_elements for node in node_list]
+    for step in range(n * (len(bits) - 1) + 1):
+        total, _ = _flash_total(node_list, qw, act_bits, granularity)
+        if total <= flash_budget:
+            return qw
+        open_ = [i for i in range(n) if _lower(qw[i], bits) is not None]
+        if not open_:
+            return None
+        wbits = [e * b for e, b in zip(elems, qw)]  # shares: weight bits only, all layers
+        denom = sum(wbits)
+        share = {i: wbits[i] / denom for i in open_}
+        top_share = max(share.values())
+        cands = [i for i in open_ if share[i] > top_share - delta]
+        i = min(cands)
+        old, qw[i] = qw[i], _lower(qw[i], bits)
+        after, _ = _flash_total(node_list, qw, act_bits, granularity)
+        trace.append({"phase": "weight", "step": step + 1, "layer": node_list[i].name,
+                      "tensor": f"weights of {node_list[i].name}", "from_bits": old,
+                      "to_bits": qw[i], "share": share[i], "max_share": top_share,
+                      "candidates": [node_list[j].name for j in cands],
+                      "flash_before": total, "flash_after": after,
+                      "flash_budget": flash_budget})
+    raise RuntimeError("internal error: the weight rule exceeded its cut bound")
+
+
+def memory_driven(model, flash_bytes: int, ram_bytes: int, granularity: str = "PL",
+                  delta: float = 0.05, bits=(8, 4, 2)) -> Policy:
+    """The paper's memory-driven mixed-precision rule (spec §3.2-3.3).
+
+    First the activation rule [M2]: with every tensor at the top bit width, nodes whose input +
+    output bytes exceed ``ram_bytes`` have one of their tensors cut (the one with more bits; on a
+    tie the input if it is strictly larger in bytes, else the output; the image and the logits are
+    fixed), outputs in forward passes and inputs in backward passes, alternating until a full pass
+    needs no deferral. Then the weight rule [M1]: while flash (packed weights + bias/ICN bytes)
+    exceeds ``flash_bytes``, the lowest-index layer whose share of the weight bytes exceeds the
+    largest share (among layers still above the lowest bits) minus ``delta`` drops to the next
+    lower allowed bit width. With PL, a layer is FB when its weights and output are 8-bit, else
+    ICN (so a weight cut can raise its extras); with PC every layer is ICN.
+
+    Departures from the published code (spec §3.1, §3.3): a layer's FB/ICN label always follows
+    the rule, also at the first flash evaluation (the repo labels every layer FB there, which
+    under-counts flash when no weight is cut); an infeasible budget raises instead of looping.
+
+    Arguments:
+        model: a ``tf_keras`` chain model or a list of :class:`tinyopt.memory.Node`.
+        flash_bytes: flash (ROM) budget in bytes (the paper: 2_048_000).
+        ram_bytes: RAM budget in bytes (the paper: 512_000).
+        granularity: "PL" or "PC" weight quantization.
+        delta: share tolerance of the weight rule, 0 < delta <= 1 (absolute, 0.05 = 5 points).
+        bits: allowed bit widths, a subset of (8, 4, 2); everything starts at the largest.
+
+    Returns:
+        A :class:`Policy`; ``trace`` lists every cut in order (phase "activation" then
+        "weight"), with the tensor, bits before/after and the memory before/after.
+
+    Raises:
+        BudgetError: no assignment of the allowed bits fits; the message states the smallest
+            flash and peak RAM reachable.
+        ValueError: bad granularity, delta, bits or budgets.
+    """
+    from tinyopt.mixed.memory import nodes as _nodes
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if not 0 < delta <= 1:
+        raise ValueError(f"delta must be in (0, 1] (an absolute share, e.g. 0.05), got {delta}")
+    bits = tuple(sorted({int(b) for b in bits}, reverse=True))
+    if not bits or any(b not in ALLOWED_BITS for b in bits):
+        raise ValueError(f"bits must be a non-empty subset of {ALLOWED_BITS}, got {bits}")
+    for what, v in (("flash_bytes", flash_bytes), ("ram_bytes", ram_bytes)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or v <= 0:
+            raise ValueError(f"{what} must be a positive number of bytes, got {v!r}")
+    node_list = _nodes(model)
+    trace: list[dict] = []
+    act = _activation_rule(node_list, ram_bytes, bits, trace)
+    if act is None:
+        raise _budget_error(node_list, flash_bytes, ram_bytes, granularity, bits, "RAM")
+    act[-1] = max(bits)  # logits: not cut (counted at 8 bits by the memory model)
+    qw = _weight_rule(node_list, flash_bytes, act, granularity, delta, bits, trace)
+    if qw is None:
+        raise _budget_error(node_list, flash_bytes, ram_bytes, granularity, bits, "flash")
+    _, folds = _flash_total(node_list, qw, act, granularity)
+    return Policy([n.name for n in node_list], qw, act, granularity, folds, trace)

@@ -1,0 +1,2 @@
+"""Pipelines across the stages: ``sequence`` chains transforms and measures every variant.
+"""

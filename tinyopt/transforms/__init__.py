@@ -1,0 +1,3 @@
+"""Keras graph transforms, each Model -> Model: pruning, decomposition, graph optimization, and the
+one graph utility they share (:mod:`tinyopt.transforms.keras_graph`).
+"""

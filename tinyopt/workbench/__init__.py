@@ -1,0 +1,2 @@
+"""The workbench: result files, notebook paths, sweeps and the ``tinyopt`` command line.
+"""
