@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyopt.files import atomic_path
-from tinyopt.integer.arith import packed_bytes
+from tinyopt.integer.arith import macs, packed_bytes
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
 
 C_DIR = Path(__file__).resolve().parent / "c"
@@ -465,14 +465,10 @@ def reference_output(graph: IntegerGraph, x: np.ndarray) -> np.ndarray:
 
 def layer_macs(layer: IntegerLayer) -> int:
     """Multiply-accumulates per image of a compute layer (0 for other kinds)."""
-    out = int(np.prod(layer.out_shape))
-    if layer.kind == "dense":
-        return out * int(np.prod(layer.in_shape))
-    if layer.kind == "depthwise":
-        return out * int(np.prod(layer.weight_shape[:2]))
-    if layer.kind in ("conv2d", "pointwise"):
-        return out * int(np.prod(layer.weight_shape[1:]))
-    return 0
+    if layer.kind not in ("conv2d", "pointwise", "depthwise", "dense"):
+        return 0
+    return macs(int(np.prod(layer.out_shape)), int(np.prod(layer.weight_shape)),
+                layer.out_channels)
 
 
 def memory_view(graph: IntegerGraph):

@@ -12,13 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.integer.arith import same_padding
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
-
-
-def _same(size: int, k: int, stride: int) -> tuple[int, int, int]:
-    out = -(-size // stride)
-    total = max((out - 1) * stride + k - size, 0)
-    return out, total // 2, total - total // 2
 
 
 def calibrate_layer(graph: IntegerGraph, layer: IntegerLayer, x: np.ndarray, rng,
@@ -124,12 +119,14 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
                    negative_fraction)
         shape, bits, zp = tuple(out_shape), layer.out_bits, layer.out_zero_point
 
-    h, top, bottom = _same(resolution, 3, 2)
+    h = -(-resolution // 2)
+    top, bottom = same_padding(resolution, 3, 2)
     c = ch(32)
     add("conv2d", "conv0", (h, h, c), (c, 3, 3, input_channels), stride=(2, 2),
         padding=(top, bottom, top, bottom))
     for i, (stride, width) in enumerate(MOBILENET_V1_BLOCKS, start=1):
-        h2, top, bottom = _same(h, 3, stride)
+        h2 = -(-h // stride)
+        top, bottom = same_padding(h, 3, stride)
         add("depthwise", f"dw{i}", (h2, h2, c), (3, 3, c), stride=(stride, stride),
             padding=(top, bottom, top, bottom), pad_mode="zero")
         h, cout = h2, ch(width)

@@ -12,22 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.integer.arith import same_padding, tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
-
-
-def tflite_quantize_multiplier(real) -> tuple[np.ndarray, np.ndarray]:
-    """TFLite's ``QuantizeMultiplier``: real = q * 2^(shift - 31), q in [2^30, 2^31), q rounded
-    half away from zero; q = 2^31 renormalised; shift < -31 gives (0, 0)."""
-    real = np.atleast_1d(np.asarray(real, np.float64))
-    mant, exp = np.frexp(real)
-    q = np.sign(mant) * np.floor(np.abs(mant) * 2.0 ** 31 + 0.5)
-    over = np.abs(q) == 2.0 ** 31
-    q = np.where(over, q / 2, q)
-    exp = np.where(over, exp + 1, exp)
-    tiny = exp < -31
-    q, exp = np.where(tiny, 0, q), np.where(tiny, 0, exp)
-    return q.astype(np.int32), exp.astype(np.int8)
-
 
 
 TFLITE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
@@ -127,18 +113,13 @@ def _act_range(activation: int, scale: float, zero: int, schema) -> tuple[int, i
                      "RELU_N1_TO_1)")
 
 
-def _same_padding(size: int, k: int, stride: int, out: int) -> tuple[int, int]:
-    total = max((out - 1) * stride + k - size, 0)
-    return total // 2, total - total // 2
-
-
 def _spatial(opts, size_hw, k_hw, schema) -> tuple[tuple, tuple]:
     """(out (H, W), padding (top, bottom, left, right)) for TFLite SAME / VALID."""
     sh, sw = int(opts.strideH), int(opts.strideW)
     (h, w), (kh, kw) = size_hw, k_hw
     if opts.padding == schema.Padding.SAME:
         oh, ow = -(-h // sh), -(-w // sw)
-        return (oh, ow), _same_padding(h, kh, sh, oh) + _same_padding(w, kw, sw, ow)
+        return (oh, ow), same_padding(h, kh, sh, oh) + same_padding(w, kw, sw, ow)
     return ((h - kh) // sh + 1, (w - kw) // sw + 1), (0, 0, 0, 0)
 
 

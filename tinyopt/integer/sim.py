@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.integer.arith import quantize_real
 from tinyopt.integer.from_litert import graph_from_tflite
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
@@ -413,10 +414,7 @@ def run_tflite(tflite_bytes: bytes, x: np.ndarray, trace: bool = False, wrap32: 
     graph = graph_from_tflite(tflite_bytes)
     x = np.asarray(x)
     if np.issubdtype(x.dtype, np.floating):
-        from tinyopt.litert.measure import quantize_input
-        detail = {"dtype": np.int8, "quantization": (graph.input_scale, graph.input_zero_point),
-                  "name": "input"}
-        x = quantize_input(x, detail)
+        x = quantize_real(x, graph.input_scale, graph.input_zero_point, np.int8)
     out = run(graph, x, trace=trace, wrap32=wrap32, batch_size=batch_size)
     if trace:
         return {k: v.astype(np.int8) for k, v in out.items()}

@@ -24,6 +24,8 @@ import time
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from tinyopt.integer.arith import quantize_real
+
 RESOLVERS = {
     "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     "auto": OpResolverType.AUTO,
@@ -51,11 +53,7 @@ def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
     if scale == 0:
         raise ValueError(f"input tensor {detail['name']} is {np.dtype(dtype).name} but has no "
                          "quantization scale; cannot map float images onto it")
-    info = np.iinfo(dtype)
-    # As TFLite's QUANTIZE: round half away from zero of x/scale, then add the zero point.
-    v = x / scale
-    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero
-    return np.clip(q, info.min, info.max).astype(dtype)
+    return quantize_real(x, scale, zero, dtype)
 
 
 def predict(tflite_bytes: bytes, x: np.ndarray, batch_size: int = 1000, threads: int = 1,
@@ -178,27 +176,6 @@ def operators(tflite_bytes: bytes) -> list[str]:
 
 # ----------------------------------------------------------------------- Keras-side counts
 
-def _layer_macs(layer) -> int:
-    import tf_keras as keras
-    out = layer.output_shape
-    if isinstance(layer, keras.layers.SeparableConv2D):
-        kh, kw = layer.kernel_size
-        cin = layer.input_shape[-1]
-        hw = int(np.prod(out[1:3]))
-        mult = layer.depth_multiplier
-        return hw * (kh * kw * cin * mult + cin * mult * out[-1])
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        kh, kw = layer.kernel_size
-        return int(np.prod(out[1:])) * kh * kw
-    if isinstance(layer, keras.layers.Conv2D):
-        kh, kw = layer.kernel_size
-        cin = layer.input_shape[-1] // layer.groups
-        return int(np.prod(out[1:])) * kh * kw * cin
-    if isinstance(layer, keras.layers.Dense):
-        return int(np.prod(out[1:])) * int(layer.input_shape[-1])
-    return 0
-
-
 def _inner_layers(model):
     """Layers, looking through tfmot wrappers (prune / quantize) to the layer they wrap."""
     for layer in model.layers:
@@ -228,9 +205,10 @@ def macs(model) -> dict:
     """Multiply-accumulates per image, per layer and in total (conv, depthwise, separable, dense).
 
     ``{"total": int, "per_layer": {name: int}}``; layers without MACs are omitted."""
+    from tinyopt.transforms.keras_graph import layer_macs
     per_layer = {}
     for inner, outer in _inner_layers(model):
-        n = _layer_macs(inner) if hasattr(inner, "output_shape") else 0
+        n = layer_macs(inner) if hasattr(inner, "output_shape") else 0
         if n:
             per_layer[outer.name] = int(n)
     return {"total": sum(per_layer.values()), "per_layer": per_layer}

@@ -20,7 +20,7 @@ import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imp
 import tensorflow as tf
 import tf_keras as keras
 
-from tinyopt.integer.arith import packed_weight_bytes
+from tinyopt.integer import arith
 from tinyopt.mixed import quantizers
 from tinyopt.transforms.keras_graph import COMPUTE_LAYERS, chain, relu_kind
 from tinyopt.mixed.policy import Policy
@@ -195,9 +195,10 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
                              "the last compute layer; PACT activations are unsigned")
     inputs = keras.Input(model.input_shape[1:], name=model.layers[0].name
                          if isinstance(model.layers[0], keras.layers.InputLayer) else "input")
-    x = QuantInput(*input_range, bits=8, name="input_quant")(inputs)
-    s_in, _ = quantizers.input_params(*input_range, 8)
-    scale_fn, bits = (lambda: tf.constant(s_in, tf.float32)), 8
+    x_layer = QuantInput(*input_range, bits=8, name="input_quant")
+    x = x_layer(inputs)
+    source, bits = "input_quant", 8  # the layer whose output grid the next layer reads
+    by_name = {"input_quant": x_layer}
     created = []
     for block in blocks:
         layer = block["layer"]
@@ -210,27 +211,31 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
                 raise ValueError(f"BatchNormalization {bn.name!r} must normalise the last axis")
             q = QuantCompute(block["kind"], block["op_config"], spec["weight_bits"],
                              spec["act_bits"], policy.granularity, spec["fold"], bn_config,
-                             block["activation"], clip_decay, alpha_decay, name=layer.name)
-            q.input_scale = scale_fn
+                             block["activation"], clip_decay, alpha_decay,
+                             input_scale_from=source, name=layer.name)
+            q.input_scale = by_name[source].output_scale
+            by_name[layer.name] = q
             x = q(x)
             _copy_float_weights(q, block)
             if block["activation"] is not None:
                 q.alpha.assign(alpha)
-                scale_fn, bits = q.output_scale, spec["act_bits"]
+                source, bits = layer.name, spec["act_bits"]
             else:
-                scale_fn, bits = None, None
+                source, bits = None, None
             created.append(q)
         elif block["type"] == "avgpool":
-            if scale_fn is None:
+            if source is None:
                 raise ValueError(f"average pooling {layer.name!r} follows a linear layer")
             pool = isinstance(layer, keras.layers.AveragePooling2D)
             q = QuantAvgPool(bits, layer.pool_size if pool else None,
-                             layer.strides if pool else None, name=layer.name)
-            q.input_scale = scale_fn
+                             layer.strides if pool else None, input_scale_from=source,
+                             name=layer.name)
+            q.input_scale = by_name[source].output_scale
             x = q(x)
         else:
             x = type(layer).from_config(layer.get_config())(x)
     qmodel = QuantModel(inputs, x, name=f"{model.name}_q")
+    qmodel.connect_scales()
     for q in created:
         init_weight_clip(q, weight_init)
     qmodel.freeze_bn_after = freeze_bn_after
@@ -317,20 +322,14 @@ def summary(qmodel: keras.Model, print_fn=None):
             continue
         layer = qmodel.get_layer(e["name"])
         shape = layer.kernel.shape
-        out_shape = layer.output_shape
-        macs = int(np.prod(out_shape[1:]))
-        if e["kind"] == "conv2d":
-            macs *= int(np.prod(shape[:3]))
-        elif e["kind"] == "depthwise":
-            macs *= int(np.prod(shape[:2]))
-        else:
-            macs *= int(shape[0])
+        macs = arith.macs(int(np.prod(layer.output_shape[1:])), int(np.prod(shape)),
+                          int(layer.output_shape[-1]))
         rows.append({"layer": e["name"], "kind": e["kind"], "weight_bits": e["weight_bits"],
                      "input_bits": e["input_bits"], "output_bits": e["output_bits"],
                      "fold": e["fold"], "granularity": e["granularity"],
                      "params": int(np.prod(shape)) + int(shape[-1] if e["kind"] != "depthwise"
                                                          else np.prod(shape[2:])),
-                     "weight_bytes": packed_weight_bytes(e["kind"], _graph_weight_shape(e["kind"], shape),
+                     "weight_bytes": arith.packed_weight_bytes(e["kind"], _graph_weight_shape(e["kind"], shape),
                                                         e["weight_bits"]),
                      "macs": macs, f"macs_w{e['weight_bits']}a{e['input_bits']}": macs})
     frame = pd.DataFrame(rows)

@@ -19,6 +19,7 @@ import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imp
 import tensorflow as tf
 import tf_keras as keras
 
+from tinyopt.integer.arith import bias_codes, effective_bias
 from tinyopt.mixed import quantizers
 from tinyopt.mixed.policy import Policy
 
@@ -27,6 +28,30 @@ ALPHA_DECAY = 1e-4         # weight decay on alpha (spec §1.8)
 CLIP_DECAY = 5e-4          # weight decay on the PL clips a, b (spec §1.8)
 
 
+# Layers created while a QuantModel is being rebuilt from its config, by name: a layer is called
+# (symbolically) before the model that connects it exists, so it finds its scale source here.
+_REVIVING: list[dict] = []
+
+
+def _source_scale(layer):
+    """The ``output_scale`` callable of ``layer.input_scale_from``: the connected one, else the
+    one of a layer created in the same model rebuild. Raises RuntimeError naming the layer."""
+    if layer.input_scale is not None:
+        return layer.input_scale
+    if _REVIVING and layer.input_scale_from in _REVIVING[-1]:
+        return _REVIVING[-1][layer.input_scale_from].output_scale
+    raise RuntimeError(f"{type(layer).__name__} {layer.name!r} does not know its input scale "
+                       f"(input_scale_from={layer.input_scale_from!r}); build the model with "
+                       "tinyopt.qat.quantize_mixed or tinyopt.ptq.quantize_mixed, or load it with "
+                       "tf_keras.models.load_model")
+
+
+def _register(layer) -> None:
+    if _REVIVING:
+        _REVIVING[-1][layer.name] = layer
+
+
+@keras.utils.register_keras_serializable(package="tinyopt")
 class QuantInput(keras.layers.Layer):
     """The 8-bit network input quantizer (:func:`tinyopt.quantizers.input_quant`).
 
@@ -38,9 +63,14 @@ class QuantInput(keras.layers.Layer):
     def __init__(self, lo: float = 0.0, hi: float = 1.0, bits: int = 8, **kwargs):
         super().__init__(**kwargs)
         self.lo, self.hi, self.bits = float(lo), float(hi), quantizers.check_bits(bits)
+        _register(self)
 
     def call(self, x):
         return quantizers.input_quant(x, self.lo, self.hi, self.bits)
+
+    def output_scale(self):
+        """The input grid's scale S as a tensor (what the next layer's input scale is)."""
+        return tf.constant(quantizers.input_params(self.lo, self.hi, self.bits)[0], tf.float32)
 
     def qparams(self) -> dict:
         """{"scale", "zero_point", "bits", "lo", "hi"} of the input grid."""
@@ -51,6 +81,7 @@ class QuantInput(keras.layers.Layer):
         return {**super().get_config(), "lo": self.lo, "hi": self.hi, "bits": self.bits}
 
 
+@keras.utils.register_keras_serializable(package="tinyopt")
 class QuantAvgPool(keras.layers.Layer):
     """Average pooling of PACT activations with the integer kernels' floor(sum / count).
 
@@ -59,22 +90,28 @@ class QuantAvgPool(keras.layers.Layer):
         pool_size, strides: None for global pooling, else a VALID 2-D average pool.
     """
 
-    def __init__(self, bits: int, pool_size=None, strides=None, **kwargs):
+    def __init__(self, bits: int, pool_size=None, strides=None, input_scale_from: str = "",
+                 **kwargs):
         super().__init__(**kwargs)
         self.bits = quantizers.check_bits(bits)
         self.pool_size = None if pool_size is None else tuple(pool_size)
         self.strides = None if strides is None else tuple(strides)
-        self.input_scale = None  # a callable returning the scale tensor, set by quantize_mixed
+        # The layer whose output grid this layer reads (its ``output_scale``): explicit, saved
+        # in the config, and connected by the QuantModel that holds both layers.
+        self.input_scale_from = str(input_scale_from)
+        self.input_scale = None
+        _register(self)
 
     def call(self, x):
-        return quantizers.avg_pool_floor(x, self.input_scale(), self.bits, self.pool_size,
+        return quantizers.avg_pool_floor(x, _source_scale(self)(), self.bits, self.pool_size,
                                          self.strides)
 
     def get_config(self):
         return {**super().get_config(), "bits": self.bits, "pool_size": self.pool_size,
-                "strides": self.strides}
+                "strides": self.strides, "input_scale_from": self.input_scale_from}
 
 
+@keras.utils.register_keras_serializable(package="tinyopt")
 class QuantCompute(keras.layers.Layer):
     """One Conv2D / DepthwiseConv2D / Dense, its optional BatchNorm and ReLU/ReLU6, fake-quantized.
 
@@ -101,7 +138,8 @@ class QuantCompute(keras.layers.Layer):
 
     def __init__(self, kind: str, op_config: dict, weight_bits: int, act_bits: int | None,
                  granularity: str, fold: str, bn_config: dict | None, activation: str | None,
-                 clip_decay: float = CLIP_DECAY, alpha_decay: float = ALPHA_DECAY, **kwargs):
+                 clip_decay: float = CLIP_DECAY, alpha_decay: float = ALPHA_DECAY,
+                 input_scale_from: str = "", **kwargs):
         super().__init__(**kwargs)
         if kind not in ("conv2d", "depthwise", "dense"):
             raise ValueError(f"unknown compute kind {kind!r}")
@@ -112,7 +150,11 @@ class QuantCompute(keras.layers.Layer):
         self.granularity, self.fold = granularity, fold
         self.bn_config, self.activation = bn_config, activation
         self.clip_decay, self.alpha_decay = clip_decay, alpha_decay
-        self.input_scale = None  # a callable returning S_x, set by quantize_mixed
+        # The layer whose output grid S_x this layer reads (QuantInput or a PACT QuantCompute):
+        # explicit, saved in the config, connected by the QuantModel holding both.
+        self.input_scale_from = str(input_scale_from)
+        self.input_scale = None
+        _register(self)
 
     # ------------------------------------------------------------------ weights
     @property
@@ -215,11 +257,7 @@ class QuantCompute(keras.layers.Layer):
         floor now and then and compounds through a deep network. Rounding here makes the
         fake-quant model compute what the integer graph computes, and QAT learns around it.
         """
-        if self.input_scale is None:
-            raise RuntimeError(f"QuantCompute {self.name!r} does not know its input scale; build "
-                               "the model with tinyopt.qat.quantize_mixed (or "
-                               "tinyopt.ptq.quantize_mixed), which sets it")
-        unit = tf.stop_gradient(self.input_scale() * tf.reshape(weight_scale, [-1]))
+        unit = tf.stop_gradient(_source_scale(self)() * tf.reshape(weight_scale, [-1]))
         # round(c / u) u exactly in the forward pass (c + (q - c) would carry float error),
         # identity gradient: c - stop_gradient(c) is exactly 0.
         return tf.stop_gradient(tf.round(c / unit) * unit) + (c - tf.stop_gradient(c))
@@ -297,9 +335,10 @@ class QuantCompute(keras.layers.Layer):
             ``weight_zero_point`` (int, or int32 [C] for PC), ``weight_scale`` (float or
             float64 [C]), ``kernel_source`` ("folded" = w gamma / sigma for FB with BN, else
             "raw");
-            ``bias`` (float64 [C]: FB with BN the folded beta + (b - mu) gamma / sigma, else the
-            layer's own bias, zeros if it had none) and ``bias_codes`` = round(bias / (S_x S_w))
-            (int32 [C], spec §1.6; for ICN this is the conv bias only, BN is separate);
+            ``bias`` (float64 [C]: the effective bias the integer kernel adds,
+            :func:`tinyopt.integer.arith.effective_bias`: b, FB's beta + (b - mu) g or ICN's
+            b - mu + beta / g) and ``bias_codes`` = round(bias / (S_x S_w)) (int32 [C], clamped
+            to +-2^30; ``bias_clamped_channels`` lists clamped channels);
             ``bn`` (ICN with BN: gamma, beta, moving_mean, moving_variance float64 [C] and
             epsilon, unfolded; else None);
             ``input`` {scale, zero_point, bits}; ``output`` {scale = alpha / (2^Q - 1),
@@ -312,19 +351,18 @@ class QuantCompute(keras.layers.Layer):
         scale = qp.scale.reshape(-1) if per_channel else float(qp.scale)
         zero = qp.zero_point.reshape(-1) if per_channel else int(qp.zero_point)
         folded = self.fold == "FB" and self.bn_config is not None
-        if folded:
-            f = self._bn_factor()[0].numpy().astype(np.float64)
-            bias = self.beta.numpy() + (self.bias.numpy() - self.moving_mean.numpy()) * f
-        else:
-            bias = self.bias.numpy()
-        bias = np.asarray(bias, np.float64)
         bn = None
-        if self.bn_config is not None and not folded:
+        if self.bn_config is not None:
             bn = {"gamma": self.gamma.numpy().astype(np.float64),
                   "beta": self.beta.numpy().astype(np.float64),
                   "moving_mean": self.moving_mean.numpy().astype(np.float64),
                   "moving_variance": self.moving_variance.numpy().astype(np.float64),
                   "epsilon": float(self.bn_config["epsilon"])}
+        bias = effective_bias(self.bias.numpy(), bn, self.fold)
+        notes = {}
+        codes = bias_codes(bias, input_scale, scale, self.name, notes)
+        if folded:
+            bn = None
         output = None
         if self.activation is not None:
             alpha = max(float(self.alpha.numpy()), quantizers.ALPHA_MIN)
@@ -337,8 +375,7 @@ class QuantCompute(keras.layers.Layer):
             "output_bits": self.act_bits,
             "weight_codes": qp.codes.astype(np.uint8), "weight_zero_point": zero,
             "weight_scale": scale, "kernel_source": "folded" if folded else "raw",
-            "bias": bias, "bias_codes": quantizers.bias_codes(bias, input_scale, scale),
-            "bn": bn,
+            "bias": bias, "bias_codes": codes, "bn": bn, **notes,
             "input": {"scale": float(input_scale), "zero_point": int(input_zero_point),
                       "bits": int(input_bits)},
             "output": output,
@@ -349,7 +386,8 @@ class QuantCompute(keras.layers.Layer):
                 "weight_bits": self.weight_bits, "act_bits": self.act_bits,
                 "granularity": self.granularity, "fold": self.fold,
                 "bn_config": self.bn_config, "activation": self.activation,
-                "clip_decay": self.clip_decay, "alpha_decay": self.alpha_decay}
+                "clip_decay": self.clip_decay, "alpha_decay": self.alpha_decay,
+                "input_scale_from": self.input_scale_from}
 
 
 class FreezeBN(keras.callbacks.Callback):
@@ -373,6 +411,7 @@ class FreezeBN(keras.callbacks.Callback):
                       for v in (layer.gamma, layer.beta)]
 
     def on_train_begin(self, logs=None):
+        sync_frozen(self.model)
         self._hold()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -385,6 +424,14 @@ class FreezeBN(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         for var, value in self._held:
             var.assign(value)
+
+
+def sync_frozen(model: keras.Model) -> None:
+    """Set every :class:`QuantCompute`'s ``frozen`` flag from its saved ``bn_frozen`` weight (a
+    model loaded from a file has the weight, not the flag)."""
+    for layer in model.layers:
+        if isinstance(layer, QuantCompute):
+            layer.frozen = bool(layer.bn_frozen.numpy() > 0.5)
 
 
 def freeze_bn(model: keras.Model) -> bool:
@@ -401,12 +448,60 @@ def freeze_bn(model: keras.Model) -> bool:
     return changed
 
 
+@keras.utils.register_keras_serializable(package="tinyopt")
 class QuantModel(keras.Model):
-    """A functional model whose ``fit`` adds :class:`FreezeBN` (``freeze_bn_after`` epochs), so
-    the fake-quant model trains with :func:`tinyopt.train.fit` like any Keras model."""
+    """A functional fake-quant model: its ``fit`` adds :class:`FreezeBN` (``freeze_bn_after``
+    epochs), so it trains with :func:`tinyopt.train.fit` like any Keras model; it connects every
+    layer to the layer whose output grid it reads (``input_scale_from``), and it saves its
+    ``policy`` and ``freeze_bn_after`` in its config, so ``tf_keras.models.load_model`` gives back
+    a model that computes the same outputs.
+    """
 
+    # Functional's own constructor (a custom one would make Keras drop the functional config).
     freeze_bn_after: int | None = 1
     policy: Policy | None = None
+
+    def connect_scales(self) -> None:
+        """Give every layer with ``input_scale_from`` its source's ``output_scale``.
+
+        Raises:
+            ValueError: a layer names a source this model does not have, or one without an
+                output grid (a linear layer).
+        """
+        names = {layer.name: layer for layer in self.layers}
+        for layer in self.layers:
+            source = getattr(layer, "input_scale_from", "")
+            if not source:
+                continue
+            if source not in names or getattr(names[source], "output_scale", None) is None:
+                raise ValueError(f"layer {layer.name!r} reads its input scale from {source!r}, "
+                                 "which is not a QuantInput or PACT layer of this model")
+            src = names[source]
+            if isinstance(src, QuantCompute) and src.activation is None:
+                raise ValueError(f"layer {layer.name!r} reads its input scale from the linear "
+                                 f"layer {source!r}, which has no output grid")
+            layer.input_scale = src.output_scale
+
+    def get_config(self):
+        config = super().get_config()
+        config["tinyopt"] = {"freeze_bn_after": self.freeze_bn_after,
+                             "policy": None if self.policy is None else self.policy.to_dict()}
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        extra = config.pop("tinyopt", {}) or {}
+        _REVIVING.append({})
+        try:
+            model = super().from_config(config, custom_objects)
+        finally:
+            _REVIVING.pop()
+        model.connect_scales()
+        model.freeze_bn_after = extra.get("freeze_bn_after", 1)
+        if extra.get("policy") is not None:
+            model.policy = Policy.from_dict(extra["policy"])
+        return model
 
     def fit(self, *args, callbacks=None, **kwargs):
         callbacks = list(callbacks or [])

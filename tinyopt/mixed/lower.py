@@ -15,21 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyopt.integer.arith import m0_n0
+from tinyopt.integer.arith import bn_gain, m0_n0, same_padding
 from tinyopt.integer.graph import COMPUTE_KINDS, IntegerGraph, IntegerLayer, pack, plain
 
 # Fake-quant Keras model -> IntegerGraph (spec §2)
 # --------------------------------------------------------------------------------------------
 
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
-# B_q is clamped to +-2^30 (not the full int32 range) so that Phi + B_q still fits an int32.
-BIAS_LIMIT = 1 << 30
-
-
-def _same_padding(size: int, k: int, stride: int, out: int) -> tuple[int, int]:
-    """TF SAME padding of one dimension: (before, after), the extra one after."""
-    total = max((out - 1) * stride + k - size, 0)
-    return total // 2, total - total // 2
 
 
 def _padding(cfg: dict, in_shape: tuple, out_shape: tuple, kernel: tuple) -> tuple:
@@ -37,23 +28,9 @@ def _padding(cfg: dict, in_shape: tuple, out_shape: tuple, kernel: tuple) -> tup
     if str(cfg.get("padding", "valid")).lower() == "valid":
         return (0, 0, 0, 0)
     strides = tuple(cfg.get("strides") or kernel)
-    top, bottom = _same_padding(in_shape[0], kernel[0], strides[0], out_shape[0])
-    left, right = _same_padding(in_shape[1], kernel[1], strides[1], out_shape[1])
+    top, bottom = same_padding(in_shape[0], kernel[0], strides[0], out_shape[0])
+    left, right = same_padding(in_shape[1], kernel[1], strides[1], out_shape[1])
     return (top, bottom, left, right)
-
-
-def _round_bias(real: np.ndarray, unit: np.ndarray, where: str, notes: dict) -> np.ndarray:
-    """B_q = round(real / unit) (half to even), clamped to +-2^30; clamped channels are noted in
-    ``notes`` and warned about (they happen only when gamma ~ 0)."""
-    q = np.round(np.asarray(real, np.float64) / unit)
-    bad = np.flatnonzero(~np.isfinite(q) | (np.abs(q) > BIAS_LIMIT))
-    if bad.size:
-        import warnings
-        warnings.warn(f"{where}: integer bias of channels {bad.tolist()} exceeds 2^30 (BN gamma "
-                      "~ 0?) and is clamped; those channels may differ from the fake-quant model")
-        notes["bias_clamped_channels"] = bad.tolist()
-        q = np.where(np.isfinite(q), q, np.sign(np.nan_to_num(q)) * BIAS_LIMIT)
-    return np.clip(q, -BIAS_LIMIT, BIAS_LIMIT).astype(np.int32)
 
 
 def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: int,
@@ -78,14 +55,12 @@ def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: in
     s_w = np.broadcast_to(np.asarray(e["weight_scale"], np.float64).reshape(-1), (c,))
     unit = s_x * s_w  # real value of one accumulator step, per channel
     bn = e["bn"]
-    if bn is not None:  # ICN (spec §2.1): BN stays a per-channel multiplier
-        g = bn["gamma"] / np.sqrt(bn["moving_variance"] + bn["epsilon"])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            real = e["bias"] - bn["moving_mean"] + bn["beta"] / g
-        bias = _round_bias(real, unit, where, extra)
-    else:  # no BN, or FB (BN already folded into the kernel and e["bias"], spec §2.3)
-        g = np.ones(c)
-        bias = np.asarray(e["bias_codes"], np.int32)
+    # ICN (spec §2.1): BN stays a per-channel multiplier g; no BN or FB (BN already folded into
+    # the kernel and the bias, spec §2.3): g = 1. The bias codes are the effective bias's.
+    g = bn_gain(bn) if bn is not None else np.ones(c)
+    bias = np.asarray(e["bias_codes"], np.int32)
+    if "bias_clamped_channels" in e:
+        extra["bias_clamped_channels"] = e["bias_clamped_channels"]
     step = g * unit  # real value of one accumulator step after BN
     layer = IntegerLayer(
         kind=kind, name=e["name"], in_shape=tuple(in_shape), out_shape=tuple(out_shape),
@@ -257,13 +232,8 @@ def snap_bias(qmodel) -> dict[str, float]:
         c = len(e["bias"])
         unit = float(e["input"]["scale"]) * np.broadcast_to(
             np.asarray(e["weight_scale"], np.float64).reshape(-1), (c,))
-        bn = e["bn"]
-        if bn is None:  # no BN (bias = the layer's bias) or FB (bias = the folded bias)
-            real, gain = e["bias"], np.ones(c)
-        else:  # ICN: the bias in accumulator units is b - mu + beta / g
-            gain = bn["gamma"] / np.sqrt(bn["moving_variance"] + bn["epsilon"])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                real = e["bias"] - bn["moving_mean"] + bn["beta"] / gain
+        real = e["bias"]  # the effective bias: b, FB's folded bias or ICN's b - mu + beta / g
+        gain = bn_gain(e["bn"]) if e["bn"] is not None else np.ones(c)
         target = np.round(real / unit) * unit
         delta = np.where(np.isfinite(target) & (gain != 0), target - real, 0.0)
         if layer.bn_config is None:

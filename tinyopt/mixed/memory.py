@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from tinyopt.integer.arith import packed_bytes
+from tinyopt.integer.arith import macs, packed_bytes
 from tinyopt.front.architectures import MOBILENET_V1_BLOCKS
 from tinyopt.mixed.policy import INPUT_BITS, Policy
 
@@ -127,14 +127,9 @@ def nodes(model) -> list[Node]:
         in_shape, out_shape = outer.input_shape, outer.output_shape
         out_elements = _prod(out_shape[1:])
         kelems = _prod(kernel.shape)
-        if kind == "dense":
-            macs = kelems * (out_elements // int(out_shape[-1]))
-        elif kind == "depthwise":
-            macs = out_elements * _prod(layer.kernel_size)
-        else:
-            macs = out_elements * _prod(kernel.shape[:-1])
+        n_macs = macs(out_elements, kelems, int(out_shape[-1]))
         out.append(Node(outer.name, kind, kelems, int(out_shape[-1]), _prod(in_shape[1:]),
-                        out_elements, macs))
+                        out_elements, n_macs))
     if not out:
         raise ValueError(f"model {model.name!r} has no Conv2D / DepthwiseConv2D / Dense layer")
     return out

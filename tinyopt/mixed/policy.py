@@ -113,3 +113,15 @@ class Policy:
         if fold is not None:
             folds = [fold if i < n - 1 else "FB" for i in range(n)]
         return cls(names, [w] * n, [a] * n, granularity, folds)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able fields (what a saved model stores)."""
+        return {"layers": list(self.layers), "weight_bits": list(self.weight_bits),
+                "act_bits": list(self.act_bits), "granularity": self.granularity,
+                "fold": list(self.fold), "trace": [dict(t) for t in self.trace]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Policy":
+        """Inverse of :meth:`to_dict`."""
+        return cls(list(d["layers"]), list(d["weight_bits"]), list(d["act_bits"]),
+                   d.get("granularity", "PL"), d.get("fold"), list(d.get("trace", [])))

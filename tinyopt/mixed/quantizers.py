@@ -13,7 +13,6 @@ conversion.
 - :func:`weight_pc`: weights per output channel (PC), min/max range extended to include 0, STE.
 - :func:`pact`: activations, unsigned, Z = 0, S = alpha / (2^Q - 1), **floor**; learnable alpha.
 - :func:`input_quant`: the 8-bit network input quantizer (fixed range, round, STE).
-- :func:`bias_codes`: int32 bias B_q = round(B / (S_x S_w)) (spec §1.6).
 
 Each quantizer returns the fake-quant tensor, or with ``params=True`` a ``(fake, QParams)`` pair.
 Rounding: weights and the input use ``tf.round`` (half to even, as torch.round); activations use
@@ -29,7 +28,8 @@ import numpy as np
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
 
-ALLOWED_BITS = (2, 4, 8)
+from tinyopt.mixed.policy import ALLOWED_BITS
+
 ALPHA_MIN = 1e-3  # a PACT clip below this is treated as this (keeps S > 0)
 # A weight range narrower than this counts as zero (S = 1): TF flushes denormals to zero on CPU,
 # so a range near float32's smallest normal would give S = 0 and NaN codes.
@@ -291,26 +291,6 @@ def input_quant(x, lo: float = 0.0, hi: float = 1.0, bits: int = 8, params: bool
 
 
 # ----------------------------------------------------------------------------- bias
-
-def bias_codes(bias, input_scale, weight_scale) -> np.ndarray:
-    """int32 bias codes B_q = round(B / (S_x S_w)), clamped to int32 (spec §1.6).
-
-    Arguments:
-        bias: float bias per output channel.
-        input_scale: S_x (scalar).
-        weight_scale: S_w, scalar (PL) or per channel (PC; any shape with one entry per channel).
-
-    Returns:
-        int32 array, one entry per output channel.
-    """
-    b = np.asarray(bias, np.float64)
-    denom = float(input_scale) * np.asarray(weight_scale, np.float64).reshape(-1)
-    if denom.size not in (1, b.size):
-        raise ValueError(f"{denom.size} weight scales for {b.size} bias entries")
-    q = np.round(b / denom)
-    info = np.iinfo(np.int32)
-    return np.clip(q, info.min, info.max).astype(np.int32)
-
 
 # ----------------------------------------------------------------------------- initialisation
 

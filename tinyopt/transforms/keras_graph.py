@@ -111,3 +111,29 @@ def clone(model: keras.Model) -> keras.Model:
 def compute_layer_names(model: keras.Model) -> list[str]:
     """Names of the Conv2D / DepthwiseConv2D / Dense layers, in graph order."""
     return [layer.name for layer in model.layers if isinstance(layer, COMPUTE_LAYERS)]
+
+
+def layer_macs(layer) -> int:
+    """Multiply-accumulates per image of a built Keras layer (Conv2D / Conv1D, DepthwiseConv2D,
+    SeparableConv2D, Dense; 0 for any other layer), with :func:`tinyopt.integer.arith.macs`."""
+    from tinyopt.integer.arith import macs
+    out = [int(d) for d in layer.output_shape[1:]]
+    n_out = 1
+    for d in out:
+        n_out *= d
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        dw = [int(d) for d in layer.depthwise_kernel.shape]
+        pw = [int(d) for d in layer.pointwise_kernel.shape]
+        hw = n_out // out[-1]
+        return macs(hw * dw[2] * dw[3], dw[0] * dw[1] * dw[2] * dw[3], dw[2] * dw[3]) + \
+            macs(n_out, pw[2] * pw[3], pw[3])
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        k = layer.depthwise_kernel.shape
+    elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv1D, keras.layers.Dense)):
+        k = layer.kernel.shape
+    else:
+        return 0
+    n_k = 1
+    for d in k:
+        n_k *= int(d)
+    return macs(n_out, n_k, out[-1])
