@@ -25,7 +25,8 @@ import numpy as np
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tf_keras as keras
 
-from tinyopt.transforms.keras_graph import COMPUTE_LAYERS, clone
+from tinyopt.transforms.keras_graph import clone
+from tinyopt.transforms.prune import sparsity
 
 SPARSE_THRESHOLD = 0.30  # a kernel with at least this fraction of exact zeros counts as pruned
 SCHEME_DEFAULT = "Default8BitQuantizeScheme"
@@ -33,18 +34,9 @@ SCHEME_PRUNE_PRESERVE = "Default8BitPrunePreserveQuantizeScheme"
 
 
 def kernel_sparsity(model: keras.Model) -> dict[str, float]:
-    """Fraction of exact zeros in each Conv2D / DepthwiseConv2D / Dense kernel.
-
-    Returns:
-        ``{layer name: zero fraction}`` (empty for a model without such layers).
-    """
-    out = {}
-    for layer in model.layers:
-        if isinstance(layer, COMPUTE_LAYERS):
-            kernel = layer.depthwise_kernel if isinstance(
-                layer, keras.layers.DepthwiseConv2D) else layer.kernel
-            out[layer.name] = float(np.mean(kernel.numpy() == 0))
-    return out
+    """Fraction of exact zeros in each kernel, ``{layer name: zero fraction}``
+    (:func:`tinyopt.transforms.prune.sparsity`'s per-layer part)."""
+    return sparsity(model)["per_layer"]
 
 
 def _check_not_wrapped(model: keras.Model) -> None:
@@ -85,9 +77,9 @@ def quantize(model: keras.Model, preserve_sparsity: bool | None = None) -> keras
     """
     import tensorflow_model_optimization as tfmot
     _check_not_wrapped(model)
-    sparsity = kernel_sparsity(model)
+    per_layer = kernel_sparsity(model)
     if preserve_sparsity is None:
-        preserve_sparsity = any(s >= SPARSE_THRESHOLD for s in sparsity.values())
+        preserve_sparsity = any(s >= SPARSE_THRESHOLD for s in per_layer.values())
     copy = clone(model)
     if preserve_sparsity:
         annotated = tfmot.quantization.keras.quantize_annotate_model(copy)
@@ -98,5 +90,5 @@ def quantize(model: keras.Model, preserve_sparsity: bool | None = None) -> keras
         qmodel = tfmot.quantization.keras.quantize_model(copy)
         scheme = SCHEME_DEFAULT
     qmodel.qat_scheme = scheme
-    qmodel.qat_kernel_sparsity = sparsity
+    qmodel.qat_kernel_sparsity = per_layer
     return qmodel
