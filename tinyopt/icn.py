@@ -1,6 +1,7 @@
 """Public API facade: ``tinyopt.icn.<name>`` as users, notebooks and outside checks call it.
 
-The code lives in ``tinyopt.mixed.lower``, ``tinyopt.mixed.verify``, ``tinyopt.integer.graph``; library modules import from there, never from here.
+The code lives in ``tinyopt.mixed.lower``, ``tinyopt.mixed.verify``, ``tinyopt.integer.graph``.
+Library modules import from there, never from here.
 """
 
 from tinyopt.mixed.lower import convert, snap_bias  # noqa: F401

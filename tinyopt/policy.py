@@ -1,6 +1,7 @@
 """Public API facade: ``tinyopt.policy.<name>`` as users, notebooks and outside checks call it.
 
-The code lives in ``tinyopt.mixed.policy``, ``tinyopt.mixed.search``; library modules import from there, never from here.
+The code lives in ``tinyopt.mixed.policy``, ``tinyopt.mixed.search``.
+Library modules import from there, never from here.
 """
 
 from tinyopt.mixed.policy import Policy  # noqa: F401

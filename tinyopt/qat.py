@@ -1,6 +1,7 @@
 """Public API facade: ``tinyopt.qat.<name>`` as users, notebooks and outside checks call it.
 
-The code lives in ``tinyopt.litert.qat``, ``tinyopt.mixed.build``; library modules import from there, never from here.
+The code lives in ``tinyopt.litert.qat``, ``tinyopt.mixed.build``.
+Library modules import from there, never from here.
 """
 
 from tinyopt.litert.qat import quantize  # noqa: F401

@@ -1,6 +1,7 @@
 """Public API facade: ``tinyopt.sequence.<name>`` as users, notebooks and outside checks call it.
 
-The code lives in ``tinyopt.pipeline.sequence``; library modules import from there, never from here.
+The code lives in ``tinyopt.pipeline.sequence``.
+Library modules import from there, never from here.
 """
 
 from tinyopt.pipeline.sequence import recommend, run, run_many, validate  # noqa: F401

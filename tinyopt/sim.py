@@ -1,6 +1,7 @@
 """Public API facade: ``tinyopt.sim.<name>`` as users, notebooks and outside checks call it.
 
-The code lives in ``tinyopt.integer.sim``, ``tinyopt.integer.from_litert``; library modules import from there, never from here.
+The code lives in ``tinyopt.integer.sim``, ``tinyopt.integer.from_litert``.
+Library modules import from there, never from here.
 """
 
 from tinyopt.integer.sim import run, run_tflite  # noqa: F401

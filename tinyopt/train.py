@@ -1,6 +1,7 @@
 """Public API facade: ``tinyopt.train.<name>`` as users, notebooks and outside checks call it.
 
-The code lives in ``tinyopt.front.train``; library modules import from there, never from here.
+The code lives in ``tinyopt.front.train``.
+Library modules import from there, never from here.
 """
 
 from tinyopt.front.train import compile_classifier, fit, set_seed  # noqa: F401

@@ -63,11 +63,13 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
     """A MobileNetV1-style IntegerGraph with the bits of ``policy`` and RANDOM parameters.
 
     The architecture is :func:`tinyopt.models.mobilenet_v1` (conv0 3x3/2, 13 x (dw 3x3, pw 1x1),
-    SAME padding, average pool over the last feature map, flatten, fc), in CMix-NN form (spec §5):
+    SAME padding, average pool over the last feature map, flatten, fc), in CMix-NN form
+    (docs/integer.md#cmix-nn-kernels):
     unsigned activations with zero point 0, per-layer (PL) weight zero points, folded (FB: one m0,
     n0) or ICN (per-channel m0, n0, a ``negative_fraction`` of them negative) as ``policy.fold``
     says, ``"floor"`` rounding, depthwise padding with integer 0 (``pad_mode="zero"``), and raw
-    int32 logits for the fc (spec §2.4). Weight codes are random (a clipped normal around a random
+    int32 logits for the fc (docs/integer.md#logits-of-the-last-layer). Weight codes are random (a
+    clipped normal around a random
     zero point); biases and multipliers are calibrated layer by layer on ``x_calib`` with the
     simulator so that activations spread over their codes.
 

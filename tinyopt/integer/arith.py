@@ -10,7 +10,8 @@ import numpy as np
 
 
 def m0_n0(multiplier) -> tuple[np.ndarray, np.ndarray]:
-    """Spec §2.2 (``_get_m0_nexp``): M = M0 * 2^N0 with 0.5 <= |M0| < 1, m0 = clamp(round(M0 *
+    """docs/integer.md#fixed-point-multiplier-m0-and-n0 (``_get_m0_nexp``): M = M0 * 2^N0 with 0.5
+    <= |M0| < 1, m0 = clamp(round(M0 *
     2^31)) as int32 (round half to even, the sign kept in m0), N0 clamped to int8; M = 0 -> (0, 0).
 
     Arguments:

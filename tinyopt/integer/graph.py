@@ -2,8 +2,8 @@
 (:mod:`tinyopt.sim`) and the C export (:mod:`tinyopt.codegen`) run.
 
 An :class:`IntegerGraph` is a chain of :class:`IntegerLayer` records, plain dataclasses holding
-numpy arrays, that says exactly what an integer-only MCU kernel sequence computes (spec §2 and §5 of
-``shared/specs/mixed_precision_spec.md``):
+numpy arrays, that says exactly what an integer-only MCU kernel sequence computes
+(``docs/integer.md``, "Lowering a fake-quant model" and "CMix-NN kernels"):
 - compute layers ``conv2d``, ``pointwise`` (a 1x1 ``conv2d``), ``depthwise`` and ``dense``:
   weights as unsigned Q-bit codes with zero point(s) ``weight_zero_point`` (one per layer, PL, or
   one per output channel, PC), packed LSB-first (:func:`pack`), each row starting on a byte:
@@ -63,7 +63,8 @@ class GraphFileError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Packing (spec §5.2): element j of a row sits in byte j // (8/Q) at bit offset Q * (j mod 8/Q).
+# Packing (docs/integer.md#packing-of-sub-byte-tensors): element j of a row sits in byte j // (8/Q)
+# at bit offset Q * (j mod 8/Q).
 # --------------------------------------------------------------------------------------------
 
 def pack(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -102,7 +103,8 @@ def pack(codes: np.ndarray, bits: int) -> np.ndarray:
 
 def unpack(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
     """Inverse of :func:`pack`: the first ``n`` codes of every packed row (shift-and-mask, the
-    intended CMix-NN decode; see spec §5.5 for the depthwise ``__USAT`` bug we do not copy).
+    intended CMix-NN decode; see docs/integer.md#known-bugs-in-the-published-kernels for the
+    depthwise ``__USAT`` bug we do not copy).
 
     Arguments:
         packed: uint8 array, the last axis holds one byte-aligned row.
@@ -138,9 +140,10 @@ class IntegerLayer:
     Shapes are per image, without the batch: (H, W, C) for feature maps, (C,) after flatten.
     ``padding`` is (top, bottom, left, right); ``pad_mode`` says what a padded input pixel holds:
     ``"zero_point"`` (the input zero point, i.e. real 0: TFLite, and CMix-NN's conv im2col) or
-    ``"zero"`` (integer 0: CMix-NN's depthwise kernels, spec §5.3 step 2). ``act_min`` /
+    ``"zero"`` (integer 0: CMix-NN's depthwise kernels, docs/integer.md#padding). ``act_min`` /
     ``act_max`` narrow the output clamp (TFLite's fused ReLU/ReLU6); None means the full range of
-    ``out_bits``. ``requantize=False`` outputs the raw int32 accumulator (spec §2.4, PL logits).
+    ``out_bits``. ``requantize=False`` outputs the raw int32 accumulator
+    (docs/integer.md#logits-of-the-last-layer, PL logits).
     """
 
     kind: str

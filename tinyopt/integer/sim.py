@@ -3,7 +3,8 @@
 - :func:`run` computes, for a batch of integer inputs, exactly what the integer-only kernels
   compute: accumulators Phi = bias + sum (W - Z_w)(X - Z_x) (exact; int32 wrap-around emulated on
   request), then the requantization flavour (``layer.rounding``, default ``graph.rounding``),
-  zero point and clamp. Flavours: ``"floor"`` (:func:`requant_floor`, CMix-NN, spec §5.3),
+  zero point and clamp. Flavours: ``"floor"`` (:func:`requant_floor`, CMix-NN,
+  docs/integer.md#kernel-arithmetic-step-by-step),
   ``"tflite_double"`` (:func:`requant_tflite_double`, gemmlowp's rounding doubling high multiply
   then rounding divide by a power of two) and ``"tflite_single"``
   (:func:`requant_tflite_single`, the single-rounding ``MultiplyByQuantizedMultiplier``).
@@ -73,7 +74,7 @@ def _acc32(acc, wrap: bool, layer: str, checked: bool = False) -> np.ndarray:
 
 def requant_floor(acc, m0, n0, wrap: bool = False, layer: str = "?",
                   checked: bool = False) -> np.ndarray:
-    """CMix-NN requantization (spec §5.3 step 4), without zero point and clamp.
+    """CMix-NN requantization (docs/integer.md#floor-requantization), without zero point and clamp.
 
     With n_zero = -(n0 + 1): n1 = max(-n_zero, 0), n2 = max(n_zero, 0); t = Phi << n1 (int32),
     h = high word of the 64-bit product t * m0 (floor of t * m0 / 2^32), result h >> n2 (floor).

@@ -20,7 +20,7 @@ not registered for ``keras.models.load_model``).
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tf_keras as keras
@@ -56,7 +56,27 @@ def _check_not_wrapped(model: keras.Model) -> None:
                              "float model to tinyopt.qat.quantize")
 
 
+@dataclass
+class QATResult:
+    """What :func:`quantize_model` returns.
+
+    Attributes:
+        model: the tfmot QAT model (uncompiled; fine-tune it with :func:`tinyopt.train.fit`).
+        scheme: ``SCHEME_DEFAULT`` or ``SCHEME_PRUNE_PRESERVE``.
+        kernel_sparsity: per-layer zero fractions of the input model that drove the choice.
+    """
+
+    model: keras.Model
+    scheme: str
+    kernel_sparsity: dict
+
+
 def quantize(model: keras.Model, preserve_sparsity: bool | None = None) -> keras.Model:
+    """The QAT model of :func:`quantize_model` (the public ``tinyopt.qat.quantize``)."""
+    return quantize_model(model, preserve_sparsity).model
+
+
+def quantize_model(model: keras.Model, preserve_sparsity: bool | None = None) -> QATResult:
     """tfmot 8-bit QAT copy of a trained float ``tf_keras`` model; the input is not modified.
 
     Arguments:
@@ -68,9 +88,7 @@ def quantize(model: keras.Model, preserve_sparsity: bool | None = None) -> keras
             at least ``SPARSE_THRESHOLD`` (30 %) exact zeros.
 
     Returns:
-        The QAT model (uncompiled; fine-tune it with :func:`tinyopt.train.fit`). Its attribute
-        ``qat_scheme`` names the scheme used (``SCHEME_DEFAULT`` or ``SCHEME_PRUNE_PRESERVE``) and
-        ``qat_kernel_sparsity`` holds the per-layer zero fractions that drove the decision.
+        A :class:`QATResult`: the QAT model, the scheme used and the sparsity behind the choice.
 
     Raises:
         ValueError: the model still carries pruning or quantization wrappers.
@@ -89,6 +107,4 @@ def quantize(model: keras.Model, preserve_sparsity: bool | None = None) -> keras
     else:
         qmodel = tfmot.quantization.keras.quantize_model(copy)
         scheme = SCHEME_DEFAULT
-    qmodel.qat_scheme = scheme
-    qmodel.qat_kernel_sparsity = per_layer
-    return qmodel
+    return QATResult(qmodel, scheme, per_layer)

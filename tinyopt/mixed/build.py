@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-import tensorflow as tf
 import tf_keras as keras
 
 from tinyopt.integer import arith
@@ -329,8 +328,8 @@ def summary(qmodel: keras.Model, print_fn=None):
                      "fold": e["fold"], "granularity": e["granularity"],
                      "params": int(np.prod(shape)) + int(shape[-1] if e["kind"] != "depthwise"
                                                          else np.prod(shape[2:])),
-                     "weight_bytes": arith.packed_weight_bytes(e["kind"], _graph_weight_shape(e["kind"], shape),
-                                                        e["weight_bits"]),
+                     "weight_bytes": arith.packed_weight_bytes(
+                         e["kind"], _graph_weight_shape(e["kind"], shape), e["weight_bits"]),
                      "macs": macs, f"macs_w{e['weight_bits']}a{e['input_bits']}": macs})
     frame = pd.DataFrame(rows)
     mac_cols = sorted(c for c in frame.columns if c.startswith("macs_"))

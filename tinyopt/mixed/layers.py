@@ -1,4 +1,5 @@
-"""The Keras layers of tinyopt's sub-byte fake-quantized models (spec §1), built by
+"""The Keras layers of tinyopt's sub-byte fake-quantized models
+(docs/mixed_precision.md#quantizers), built by
 :func:`tinyopt.qat.quantize_mixed` and calibrated by :func:`tinyopt.ptq.quantize_mixed`.
 
 - :class:`QuantInput`: the 8-bit input quantizer;
@@ -23,9 +24,11 @@ from tinyopt.integer.arith import bias_codes, effective_bias
 from tinyopt.mixed import quantizers
 from tinyopt.mixed.policy import Policy
 
-DEFAULT_ALPHA = 6.0        # PACT clip init (ReLU6-like, spec §1.4)
-ALPHA_DECAY = 1e-4         # weight decay on alpha (spec §1.8)
-CLIP_DECAY = 5e-4          # weight decay on the PL clips a, b (spec §1.8)
+# PACT clip init (ReLU6-like, docs/mixed_precision.md#pact-activations-with-floor) and the weight
+# decays on alpha and on the PL clips a, b (docs/mixed_precision.md#decays-and-training-recipe).
+DEFAULT_ALPHA = 6.0
+ALPHA_DECAY = 1e-4
+CLIP_DECAY = 5e-4
 
 
 # Layers created while a QuantModel is being rebuilt from its config, by name: a layer is called
@@ -115,7 +118,8 @@ class QuantAvgPool(keras.layers.Layer):
 class QuantCompute(keras.layers.Layer):
     """One Conv2D / DepthwiseConv2D / Dense, its optional BatchNorm and ReLU/ReLU6, fake-quantized.
 
-    Forward (spec §1.7), with w the kernel, b the bias (zero when the float layer had none) and
+    Forward (docs/mixed_precision.md#batchnorm-folded-fb-or-kept-icn), with w the kernel, b the bias
+    (zero when the float layer had none) and
     BN (gamma, beta, mu, var, eps):
 
     - **FB** with BN: f = gamma / sqrt(var + eps) (moving statistics); the folded kernel w f is
@@ -244,13 +248,15 @@ class QuantCompute(keras.layers.Layer):
         if self.fold == "FB":
             f, fk = self._bn_factor()
             wq = self.quantize_kernel(self.kernel * fk)
-            safe = tf.where(tf.abs(fk) > 1e-12, fk, tf.ones_like(fk))  # de-fold (spec §1.7)
+            # de-fold (docs/mixed_precision.md#batchnorm-folded-fb-or-kept-icn)
+            safe = tf.where(tf.abs(fk) > 1e-12, fk, tf.ones_like(fk))
             return self._batch_bn(self._op(x, wq / safe) + self.bias)
         return self._batch_bn(self._op(x, self.quantize_kernel(self.kernel)) + self.bias)
 
     def quantize_bias(self, c, weight_scale):
         """Round an accumulator-domain bias ``c`` onto the integer kernels' grid, one step
-        u = S_x S_w (per channel for PC), with a straight-through gradient (spec §1.6).
+        u = S_x S_w (per channel for PC), with a straight-through gradient
+        (docs/mixed_precision.md#bias-codes).
 
         The integer graph adds B_q = round(c / u); adding the float c instead (as the fake-quant
         model did before) differs by up to half an accumulator step per channel, which flips a
@@ -274,7 +280,8 @@ class QuantCompute(keras.layers.Layer):
             folded = beta + (self.bias - self.moving_mean) * tf.stop_gradient(f)
             return self._op(x, wq) + self.quantize_bias(folded, qp.scale)
         # ICN: gamma (t - mu) / sigma + beta = g (t - mu + beta / g), g = gamma / sigma; the
-        # integer kernel adds round((b - mu + beta / g) / u) and multiplies by g (spec §2.1).
+        # integer kernel adds round((b - mu + beta / g) / u) and multiplies by g
+        # (docs/integer.md#icn-integer-channel-normalization).
         wq, qp = self.quantize_kernel(self.kernel, params=True)
         g = gamma / sigma
         live = tf.not_equal(g, 0.0)
@@ -319,7 +326,8 @@ class QuantCompute(keras.layers.Layer):
                 for k, v in self.op_config.items()}
 
     def integer_params(self, input_scale: float, input_zero_point: int, input_bits: int) -> dict:
-        """Exactly what integer conversion needs for this layer (spec §1, §2), computed by the
+        """Exactly what integer conversion needs for this layer (docs/mixed_precision.md#quantizers,
+        docs/integer.md#lowering-a-fake-quant-model), computed by the
         same quantizer calls as the forward pass (inference mode, moving BN statistics).
 
         Arguments:
@@ -392,7 +400,8 @@ class QuantCompute(keras.layers.Layer):
 
 class FreezeBN(keras.callbacks.Callback):
     """Freeze BatchNorm in every :class:`QuantCompute` layer at the start of epoch ``after``
-    (spec §1.7: moving statistics from then on, gamma and beta stop training; the repo's
+    (docs/mixed_precision.md#batchnorm-folded-fb-or-kept-icn: moving statistics from then on, gamma
+    and beta stop training; the repo's
     ``batch_fold_delay``, 1 by default). A frozen layer stays frozen.
 
     Frozen layers get no gradient into gamma and beta, but a momentum optimizer (Adam) would

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.integer.arith import bn_gain, m0_n0, same_padding
-from tinyopt.integer.graph import COMPUTE_KINDS, IntegerGraph, IntegerLayer, pack, plain
+from tinyopt.integer.graph import IntegerGraph, IntegerLayer, plain
 
-# Fake-quant Keras model -> IntegerGraph (spec §2)
+# Fake-quant Keras model -> IntegerGraph (docs/integer.md#lowering-a-fake-quant-model)
 # --------------------------------------------------------------------------------------------
 
 
@@ -35,7 +35,9 @@ def _padding(cfg: dict, in_shape: tuple, out_shape: tuple, kernel: tuple) -> tup
 
 def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: int,
                    last: bool) -> IntegerLayer:
-    """One ``tinyopt.qat.integer_params`` compute entry -> IntegerLayer (spec §2.1-2.4)."""
+    """One ``tinyopt.qat.integer_params`` compute entry -> IntegerLayer
+    (docs/integer.md#icn-integer-channel-normalization,
+    docs/integer.md#logits-of-the-last-layer)."""
     kind, cfg, where = e["kind"], e["op_config"], f"layer {e['name']!r}"
     codes = np.asarray(e["weight_codes"])
     if kind in ("conv2d", "depthwise") and any(int(d) != 1 for d in cfg["dilation_rate"]):
@@ -55,8 +57,10 @@ def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: in
     s_w = np.broadcast_to(np.asarray(e["weight_scale"], np.float64).reshape(-1), (c,))
     unit = s_x * s_w  # real value of one accumulator step, per channel
     bn = e["bn"]
-    # ICN (spec §2.1): BN stays a per-channel multiplier g; no BN or FB (BN already folded into
-    # the kernel and the bias, spec §2.3): g = 1. The bias codes are the effective bias's.
+    # ICN (docs/integer.md#icn-integer-channel-normalization): BN stays a per-channel multiplier g;
+    # no BN or FB (BN already folded into
+    # the kernel and the bias, docs/integer.md#fb-folded-batchnorm): g = 1. The bias codes are the
+    # effective bias's.
     g = bn_gain(bn) if bn is not None else np.ones(c)
     bias = np.asarray(e["bias_codes"], np.int32)
     if "bias_clamped_channels" in e:
@@ -75,7 +79,8 @@ def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: in
         layer.stride = tuple(int(s) for s in cfg["strides"])
         layer.padding = _padding(cfg, in_shape, out_shape, kernel)
         layer.depth_multiplier = int(cfg.get("depth_multiplier", 1))
-        # CMix-NN's depthwise kernels pad with integer 0 (spec §5.3 step 2): real 0 only when the
+        # CMix-NN's depthwise kernels pad with integer 0 (docs/integer.md#padding): real 0 only when
+        # the
         # input zero point is 0 (every PACT activation and a [0, 1] image); otherwise pad with the
         # zero point, as the fake-quant model does.
         layer.pad_mode = "zero" if kind == "depthwise" and in_zero_point == 0 else "zero_point"
@@ -88,7 +93,7 @@ def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: in
         layer.m0, layer.n0 = m0_n0(mult[:1] if per_layer else mult)
     elif not last:
         raise ValueError(f"{where}: a linear (no activation) compute layer must be the last one")
-    else:  # logits, spec §2.4: int32, signed; real logit = out_scale * Y
+    else:  # logits (docs/integer.md#logits-of-the-last-layer): int32, signed; real = out_scale * Y
         layer.out_bits, layer.out_signed = 32, True
         if bn is None and np.all(step == step[0]):  # PL: the common factor drops out
             layer.requantize, layer.out_scale = False, float(step[0])
@@ -103,7 +108,8 @@ def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: in
 def convert(qmodel, name: str | None = None) -> IntegerGraph:
     """Fake-quantized Keras model (tinyopt.qat / tinyopt.ptq ``quantize_mixed``) -> IntegerGraph.
 
-    The graph computes what CMix-NN-style kernels compute (``rounding="floor"``; spec §2, §5):
+    The graph computes what CMix-NN-style kernels compute (``rounding="floor"``;
+    docs/integer.md#lowering-a-fake-quant-model, docs/integer.md#cmix-nn-kernels):
 
     - input: the model's 8-bit input quantizer (scale, zero point) is recorded on the graph;
       :meth:`IntegerGraph.quantize_input` maps float images onto it exactly as the fake-quant
@@ -113,17 +119,21 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
       depthwise [ky][kx][c], dense [c_out][c_in]), weight zero point(s) and scale(s) (PL: one,
       PC: per channel), int32 bias B_q and (m0, n0):
 
-      * ICN with BN (spec §2.1): B_q = round((b - mu + beta sigma / gamma) / (S_x S_w)),
+      * ICN with BN (docs/integer.md#icn-integer-channel-normalization): B_q = round((b - mu + beta
+      sigma / gamma) / (S_x S_w)),
         M_c = (gamma_c / sigma_c) S_x S_w / S_y, per channel (negative when gamma < 0);
-      * FB or no BN (spec §2.3): B_q = round(b' / (S_x S_w)) with the folded bias b',
+      * FB or no BN (docs/integer.md#fb-folded-batchnorm): B_q = round(b' / (S_x S_w)) with the
+      folded bias b',
         M = S_x S_w / S_y, one per layer for PL+FB, per channel otherwise (PC, or ICN);
-      * the last, linear layer (spec §2.4) outputs signed **int32 logits**: PL without BN the
+      * the last, linear layer (docs/integer.md#logits-of-the-last-layer) outputs signed **int32
+      logits**: PL without BN the
         raw accumulator Phi + B_q (``requantize=False``, ``out_scale = S_x S_w``); PC (or a BN)
         rescales every channel onto the largest per-channel step with a per-channel (m0, n0)
         (full Q1.31 mantissa, not the repo's 8-bit one) and floor; real logit = out_scale * Y.
 
       Convolutions pad TF-style (SAME: the extra row / column at the bottom / right); the conv
-      kernels pad with the zero point (real 0), depthwise with integer 0 (CMix-NN, spec §5.3),
+      kernels pad with the zero point (real 0), depthwise with integer 0 (CMix-NN,
+      docs/integer.md#kernel-arithmetic-step-by-step),
       which is real 0 as long as the input zero point is 0 (else the zero point is used);
     - ``maxpool``, ``avgpool`` (floor(sum / count); a global average pool becomes an H x W
       ``avgpool`` followed by a ``flatten`` named ``<name>_flatten``), ``flatten``, ``reshape``;
@@ -208,7 +218,8 @@ def snap_bias(qmodel) -> dict[str, float]:
     (in place): the stored float parameters then hold the values the integer graph uses.
 
     The integer kernels add an int32 bias B_q = round(bias / (S_x S_w)) to the accumulator
-    (spec §1.6, §2.1). The fake-quant forward pass already rounds the effective bias the same way
+    (docs/mixed_precision.md#bias-codes, docs/integer.md#icn-integer-channel-normalization). The
+    fake-quant forward pass already rounds the effective bias the same way
     (:meth:`tinyopt.qat.QuantCompute.quantize_bias`, with a straight-through gradient), so this
     call does not change what the model computes (up to float32 rounding); it makes the stored
     parameters say so (no BN: the bias; FB: beta, so that the folded bias is on the grid; ICN:

@@ -1,5 +1,6 @@
 """Flash (ROM) and RAM bytes of a quantized chain network, with the mixed-precision paper's
-accounting (Rusci et al., MLSys 2020; spec: ``mixed_precision_spec.md`` §3.1, §4.1).
+accounting (Rusci et al., MLSys 2020;
+``docs/mixed_precision.md#memory-model``).
 
 Per compute node i (Conv2D, DepthwiseConv2D, Dense, in graph order):
 

@@ -7,7 +7,8 @@ and turned into Integer Channel-Normalization ("ICN"). Layer i's input bits are 
 bits; the network input stays 8-bit.
 
 :func:`memory_driven` builds a Policy with the mixed-precision paper's memory-driven rule (flash
-and RAM budgets; spec §3); it raises :class:`BudgetError` when no assignment of bits fits.
+and RAM budgets; docs/mixed_precision.md#memory-driven-policy); it raises :class:`BudgetError` when
+no assignment of bits fits.
 
 It is shared by the sub-byte quantizers (``tinyopt.qat.quantize_mixed``, ``tinyopt.ptq``), the
 memory model (``tinyopt.memory``) and the integer conversion (``tinyopt.icn``).
@@ -15,7 +16,6 @@ memory model (``tinyopt.memory``) and the integer conversion (``tinyopt.icn``).
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 ALLOWED_BITS = (2, 4, 8)

@@ -16,6 +16,8 @@ the already-quantized output of the layers before it:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
@@ -95,11 +97,33 @@ def _add_offset(layer: QuantCompute, amount: float) -> None:
         layer.bias.assign_add(tf.fill(layer.bias.shape, amount))
 
 
+@dataclass
+class PTQResult:
+    """What :func:`calibrate` returns.
+
+    Attributes:
+        model: the calibrated :class:`~tinyopt.mixed.layers.QuantModel`.
+        calibration: one dict per compute layer: ``layer``, ``weights`` (the clip rule, "PC" for
+            per-channel layers) and, for layers with an activation, ``alpha`` and
+            ``activations`` (the rule).
+    """
+
+    model: QuantModel
+    calibration: list[dict]
+
+
 def quantize_mixed(model: keras.Model, policy: Policy, calibration: np.ndarray,
-                   weights: str = "mse", activations: str = "mse", percentile: float = 99.99,
-                   floor_offset: bool = True, batch_size: int = 256,
-                   input_range: tuple[float, float] = (0.0, 1.0),
-                   freeze_bn_after: int | None = 0) -> QuantModel:
+                   **options) -> QuantModel:
+    """The calibrated model of :func:`calibrate` (the public ``tinyopt.ptq.quantize_mixed``;
+    ``options`` as :func:`calibrate`)."""
+    return calibrate(model, policy, calibration, **options).model
+
+
+def calibrate(model: keras.Model, policy: Policy, calibration: np.ndarray,
+              weights: str = "mse", activations: str = "mse", percentile: float = 99.99,
+              floor_offset: bool = True, batch_size: int = 256,
+              input_range: tuple[float, float] = (0.0, 1.0),
+              freeze_bn_after: int | None = 0) -> PTQResult:
     """Post-training sub-byte quantization of a trained float chain model.
 
     Arguments:
@@ -117,8 +141,8 @@ def quantize_mixed(model: keras.Model, policy: Policy, calibration: np.ndarray,
             statistics of the float model when QAT continues from this model.
 
     Returns:
-        The calibrated :class:`tinyopt.mixed.layers.QuantModel` (same kind as QAT's); its attribute
-        ``calibration`` records the method and alpha per layer.
+        A :class:`PTQResult`: the calibrated model (same kind as QAT's) and the method and alpha
+        chosen per layer.
 
     Raises:
         ValueError: as :func:`tinyopt.qat.quantize_mixed`, an unknown method or empty
@@ -160,5 +184,4 @@ def quantize_mixed(model: keras.Model, policy: Policy, calibration: np.ndarray,
         else:
             x = pre
         record.append(row)
-    qmodel.calibration = record
-    return qmodel
+    return PTQResult(qmodel, record)

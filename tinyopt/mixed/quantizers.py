@@ -1,5 +1,4 @@
-"""Sub-byte fake quantizers with custom gradients (spec §1 of
-``shared/specs/mixed_precision_spec.md``).
+"""Sub-byte fake quantizers with custom gradients (``docs/mixed_precision.md#quantizers``).
 
 Every quantizer is affine and unsigned: a real value t is represented as ``S * (T - Z)`` with the
 integer code T in [0, 2^Q - 1] and an integer zero point Z in [0, 2^Q - 1], so exactly 2^Q levels
@@ -101,7 +100,8 @@ def _result(fake, codes, scale, zero, bits, params):
 # ----------------------------------------------------------------------------- weights, PL
 
 def weight_pl(w, a, b, bits: int, params: bool = False):
-    """Per-layer weight quantizer with learnable clip (PerLayerAsymPACT, spec §1.2).
+    """Per-layer weight quantizer with learnable clip (PerLayerAsymPACT,
+    docs/mixed_precision.md#pl-weights-with-learnable-clips).
 
     Forward: a and b are clamped to a <= 0 <= b, the weights clipped to [a, b]; the grid spans
     [min, max] of the clipped weights extended to include 0 (so a clip outside the data does not
@@ -148,7 +148,8 @@ def weight_pl(w, a, b, bits: int, params: bool = False):
 # ----------------------------------------------------------------------------- weights, PC
 
 def weight_pc(w, bits: int, reduce_axes, params: bool = False):
-    """Per-output-channel weight quantizer (PerChannelsAsymMinMax, spec §1.3), range [min, max]
+    """Per-output-channel weight quantizer (PerChannelsAsymMinMax,
+    docs/mixed_precision.md#pc-weights), range [min, max]
     of each channel extended to include 0 (so a one-signed channel still gets Z in range).
 
     Arguments:
@@ -179,7 +180,8 @@ def weight_pc(w, bits: int, reduce_axes, params: bool = False):
 # ----------------------------------------------------------------------------- activations
 
 def pact(x, alpha, bits: int, params: bool = False):
-    """PACT activation quantizer (LearnedClippedLinearQuantization, spec §1.4).
+    """PACT activation quantizer (LearnedClippedLinearQuantization,
+    docs/mixed_precision.md#pact-activations-with-floor).
 
     Forward: y = clamp(x, 0, alpha); code Y = floor(y (2^Q - 1) / alpha) (and exactly 2^Q - 1
     where x >= alpha, so float rounding of alpha / alpha cannot lose the top level); value
@@ -295,7 +297,8 @@ def input_quant(x, lo: float = 0.0, hi: float = 1.0, bits: int = 8, params: bool
 # ----------------------------------------------------------------------------- initialisation
 
 def ppq_clip(w, bits: int, iterations: int = 10) -> tuple[float, float]:
-    """The repo's "PPQ" least-squares init of (a, b) for ICN layers (spec §1.2)."""
+    """The repo's "PPQ" least-squares init of (a, b) for ICN layers
+    (docs/mixed_precision.md#pl-weights-with-learnable-clips)."""
     w = np.asarray(w, np.float64).ravel()
     n = levels(bits)
     m = float(w.mean())

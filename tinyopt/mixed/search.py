@@ -7,8 +7,10 @@ microcontroller's flash and RAM (see ``docs/mixed_precision.md``).
 
 from __future__ import annotations
 
+import numbers
+
 from tinyopt.integer.arith import packed_bytes
-from tinyopt.mixed.policy import ALLOWED_BITS, GRANULARITIES, Policy, default_fold
+from tinyopt.mixed.policy import ALLOWED_BITS, GRANULARITIES, INPUT_BITS, Policy, default_fold
 
 class BudgetError(ValueError):
     """No policy with the allowed bits fits the flash and RAM budgets.
@@ -68,7 +70,8 @@ def _lower(b, bits):
 
 
 def _activation_rule(node_list, ram_budget, bits, trace):
-    """[M2] (spec §3.3): output bits per node, cut by forward and backward passes.
+    """[M2] (docs/mixed_precision.md#activation-rule-m2): output bits per node, cut by forward and
+    backward passes.
 
     Returns the output bits per node (the last entry stays at the top bit width: logits are
     counted at 8 bits by the memory model), or None when a node cannot be brought under the
@@ -136,7 +139,8 @@ def _activation_rule(node_list, ram_budget, bits, trace):
 
 
 def _weight_rule(node_list, flash_budget, act_bits, granularity, delta, bits, trace):
-    """[M1] (spec §3.2): halve the lowest-index weight tensor whose share of weight bytes
+    """[M1] (docs/mixed_precision.md#weight-rule-m1): halve the lowest-index weight tensor whose
+    share of weight bytes
     exceeds the largest share minus ``delta`` until flash (weights + extras) fits. Returns the
     weight bits, or None when every weight is at the lowest bit width and flash still exceeds the
     budget. At most n * (len(bits) - 1) cuts."""
@@ -169,7 +173,8 @@ def _weight_rule(node_list, flash_budget, act_bits, granularity, delta, bits, tr
 
 def memory_driven(model, flash_bytes: int, ram_bytes: int, granularity: str = "PL",
                   delta: float = 0.05, bits=(8, 4, 2)) -> Policy:
-    """The paper's memory-driven mixed-precision rule (spec §3.2-3.3).
+    """The paper's memory-driven mixed-precision rule (docs/mixed_precision.md#weight-rule-m1,
+    docs/mixed_precision.md#activation-rule-m2).
 
     First the activation rule [M2]: with every tensor at the top bit width, nodes whose input +
     output bytes exceed ``ram_bytes`` have one of their tensors cut (the one with more bits; on a
@@ -181,7 +186,8 @@ def memory_driven(model, flash_bytes: int, ram_bytes: int, granularity: str = "P
     lower allowed bit width. With PL, a layer is FB when its weights and output are 8-bit, else
     ICN (so a weight cut can raise its extras); with PC every layer is ICN.
 
-    Departures from the published code (spec §3.1, §3.3): a layer's FB/ICN label always follows
+    Departures from the published code (docs/mixed_precision.md#memory-model,
+    docs/mixed_precision.md#activation-rule-m2): a layer's FB/ICN label always follows
     the rule, also at the first flash evaluation (the repo labels every layer FB there, which
     under-counts flash when no weight is cut); an infeasible budget raises instead of looping.
 

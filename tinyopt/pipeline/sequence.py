@@ -124,18 +124,20 @@ def _apply(step: str, model, data, o: Options):
     if step == "prune":
         new = prune.prune(model, data, epochs=o.prune_epochs, batch_size=o.prune_batch_size,
                           initial_sparsity=o.initial_sparsity, final_sparsity=o.final_sparsity,
-                          kind=o.prune_schedule, seed=o.seed, progress=o.progress)
+                          kind=o.prune_schedule, seed=o.seed, progress=o.progress).model
         info = {}
     elif step == "qat":
         from tinyopt.litert import qat
-        new = qat.quantize(model)
+        result = qat.quantize_model(model)
+        new = result.model
         train.fit(new, data, epochs=o.qat_epochs, batch_size=o.batch_size, seed=o.seed,
                   learning_rate=o.qat_learning_rate, progress=o.progress, desc="qat")
-        info = {"qat_scheme": getattr(new, "qat_scheme", "default 8-bit")}
+        info = {"qat_scheme": result.scheme}
     elif step == "decompose":
-        new = decompose.decompose(model, rank=o.decompose_rank)
+        result = decompose.decompose(model, rank=o.decompose_rank)
+        new = result.model
         errors = "; ".join(f"{d['layer']}: rank {d['rank']}, rel. error {d['relative_error']:.3f}"
-                           for d in new.decomposition)
+                           for d in result.decomposition)
         extra.append(("decompose@init", clone(new), {"decomposition": errors}))
         train.fit(new, data, epochs=o.decompose_epochs, batch_size=o.batch_size, seed=o.seed,
                   progress=o.progress, desc="decompose fine-tune")
@@ -150,11 +152,12 @@ def _apply(step: str, model, data, o: Options):
                           {"train_seconds": time.perf_counter() - t1,
                            "train_epochs": o.epochs}))
     elif step == "graph":
-        new = graph.optimize(model)
+        changes = optimize.plan(model) or ["no change"]
+        new = optimize.optimize(model)
         # The LiteRT converter folds BN and fuses ReLU on its own, so a Keras-level rewrite may
         # leave the deployed operator list unchanged: say so rather than claim an effect.
         ops = [" ".join(measure.operators(convert.to_tflite(k))) for k in (model, new)]
-        info = {"graph_changes": "; ".join(new.graph_changes),
+        info = {"graph_changes": "; ".join(changes),
                 "tflite_ops_before": ops[0],
                 "tflite_change": "no change" if ops[0] == ops[1] else "changed"}
     else:  # validate() makes this unreachable

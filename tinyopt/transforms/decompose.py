@@ -21,6 +21,8 @@ initialisation, after fine-tuning, and for the same architecture trained from sc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
@@ -85,8 +87,22 @@ def _decomposable(layer) -> bool:
             and layer.kernel_size != (1, 1))
 
 
+@dataclass
+class DecomposeResult:
+    """What :func:`decompose` returns.
+
+    Attributes:
+        model: the new model (every k x k Conv2D as DepthwiseConv2D + 1x1 Conv2D).
+        decomposition: per replaced layer ``{"layer", "rank", "relative_error"}`` (the relative
+            reconstruction error of the least-squares initialisation; None without it).
+    """
+
+    model: keras.Model
+    decomposition: list[dict]
+
+
 def decompose(model: keras.Model, rank: int = 1, iterations: int = 50,
-              initialise: bool = True) -> keras.Model:
+              initialise: bool = True) -> DecomposeResult:
     """Replace every k x k Conv2D (k > 1) by DepthwiseConv2D + 1x1 Conv2D.
 
     Arguments:
@@ -96,7 +112,7 @@ def decompose(model: keras.Model, rank: int = 1, iterations: int = 50,
         initialise: False leaves fresh random weights (the "from scratch" architecture).
 
     Returns:
-        A new model; ``model.decomposition`` on it lists, per replaced layer, the relative
+        A :class:`DecomposeResult`: the new model and, per replaced layer, the relative
         reconstruction error of the initialisation.
 
     Raises:
@@ -129,5 +145,4 @@ def decompose(model: keras.Model, rank: int = 1, iterations: int = 50,
     new = rebuild(model, rewrite, name=f"{model.name}_separable")
     if not report:
         raise ValueError(f"model {model.name!r} has no k x k Conv2D layer to decompose")
-    new.decomposition = report
-    return new
+    return DecomposeResult(new, report)

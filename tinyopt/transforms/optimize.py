@@ -20,14 +20,14 @@ pruned weights leaked into its QAT model through shared layers).
 
 from __future__ import annotations
 
-from typing import Callable
 
 import numpy as np
 
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tf_keras as keras
 
-from tinyopt.transforms.keras_graph import COMPUTE_LAYERS, chain, copy_layer, keep, rebuild, relu_kind
+from tinyopt.transforms.keras_graph import (COMPUTE_LAYERS, Replacement, copy_layer, keep,
+                                            rebuild, relu_kind)
 
 AFFINE = COMPUTE_LAYERS
 
@@ -118,14 +118,12 @@ def optimize(model: keras.Model) -> keras.Model:
         model: a sequential-topology tf_keras model (inference semantics: BN uses moving stats).
 
     Returns:
-        A new model computing the same function (to float rounding). ``model.graph_changes`` on
-        the result lists what changed; ``["no change"]`` when nothing did.
+        A new model computing the same function (to float rounding); :func:`plan` lists what
+        changes.
 
     Raises:
         ValueError: the model is not a linear chain.
     """
     notes: list[str] = []
-    new = rebuild(model, lambda layers, i: _optimize_step(layers, i, notes),
-                  name=f"{model.name}_graphopt")
-    new.graph_changes = notes or ["no change"]
-    return new
+    return rebuild(model, lambda layers, i: _optimize_step(layers, i, notes),
+                   name=f"{model.name}_graphopt")

@@ -15,6 +15,8 @@ accuracy at the final sparsity. Measured on Fashion-MNIST (seed CNN, seed 0, flo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
@@ -47,10 +49,25 @@ def schedule(kind: str, initial_sparsity: float, final_sparsity: float, end_step
                                                 end_step=end_step, power=3, frequency=frequency)
 
 
+@dataclass
+class PruneResult:
+    """What :func:`prune` returns.
+
+    Attributes:
+        model: the stripped pruned model (plain layers, kernels with exact zeros).
+        sparsity: :func:`sparsity` of ``model`` (``total`` and ``per_layer`` zero fractions).
+        history: the fine-tuning history (as :func:`tinyopt.train.fit` returns it).
+    """
+
+    model: keras.Model
+    sparsity: dict
+    history: dict
+
+
 def prune(model: keras.Model, data, epochs: int = 12, batch_size: int = 128,
           initial_sparsity: float = 0.5, final_sparsity: float = 0.8,
           kind: str = "polynomial", end_fraction: float = 0.5, frequency: int = 100,
-          learning_rate: float = 1e-3, seed: int = 0, progress: bool = True) -> keras.Model:
+          learning_rate: float = 1e-3, seed: int = 0, progress: bool = True) -> PruneResult:
     """Prune a trained model to ``final_sparsity`` and fine-tune it.
 
     Arguments:
@@ -61,8 +78,8 @@ def prune(model: keras.Model, data, epochs: int = 12, batch_size: int = 128,
             "polynomial" the final sparsity is reached after ``end_fraction`` of the steps.
 
     Returns:
-        The stripped pruned model (plain layers, kernels with exact zeros), with
-        ``pruned.sparsity`` = :func:`sparsity` of it and ``pruned.history`` the fine-tuning.
+        A :class:`PruneResult`: the stripped pruned model, its sparsity and the fine-tuning
+        history.
     """
     x, _ = train.train_arrays(data)
     steps = int(np.ceil(len(x) * 0.9 / batch_size)) * epochs
@@ -74,9 +91,7 @@ def prune(model: keras.Model, data, epochs: int = 12, batch_size: int = 128,
                         learning_rate=learning_rate, progress=progress, desc="prune",
                         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     pruned = tfmot.sparsity.keras.strip_pruning(wrapped)
-    pruned.sparsity = sparsity(pruned)
-    pruned.history = history
-    return pruned
+    return PruneResult(pruned, sparsity(pruned), history)
 
 
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")

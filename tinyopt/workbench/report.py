@@ -1,7 +1,8 @@
 """Tidy result tables and figures, written atomically.
 
-Every write goes to a temporary file in the target folder and is renamed over the target, so a
-reader never sees a torn file (:func:`tinyopt.files.atomic_path`) and a crash never leaves half a table. Appends take an exclusive lock
+Every write goes to a temporary file in the target folder and is renamed over the target
+(:func:`tinyopt.files.atomic_path`), so a reader never sees a torn file and a crash never leaves
+half a table. Appends take an exclusive lock
 (``fcntl.flock`` on a hidden ``.<file>.lock`` beside it) around read-modify-rename, so parallel
 writers (sweeps) do not lose each other's rows. Relative paths are taken from the working
 directory, like every path in tinyopt (notebooks resolve theirs with

@@ -65,7 +65,7 @@ TN_INLINE int64_t tn_requant_k(int32_t phi, int32_t m0, int8_t n0, uint8_t round
 {
     int32_t n = (int32_t)n0;
     if (rounding == TN_FLOOR) {
-        /* CMix-NN (spec 5.3): n_zero = -(n0 + 1); t = phi << n1 (int32); high word of t * m0;
+        /* CMix-NN (docs/integer.md#kernel-arithmetic-step-by-step): n_zero = -(n0 + 1); t = phi << n1 (int32); high word of t * m0;
          * arithmetic shift right by n2: floor(phi * m0 / 2^(31 - n0)) without overflow. */
         uint32_t n1 = (uint32_t)(n + 1 > 32 ? 32 : (n + 1 < 0 ? 0 : n + 1));
         int32_t n2 = -(n + 1) > 63 ? 63 : (-(n + 1) < 0 ? 0 : -(n + 1));
