@@ -10,7 +10,8 @@ in interleaved rounds (``ROUNDS``) so that both share the machine's load:
 
 Every round's outputs are checked bit-exact against the simulator. Writes
 ``results/bench/codegen.csv`` (best and median images/s per engine, the 1-minute load average).
-Run from the repo root: ``.venv/bin/python benchmarks/bench_codegen.py`` (about a minute).
+Run ``.venv/bin/python benchmarks/bench_codegen.py`` (about a minute); paths are taken from the
+repository root, wherever it runs from.
 """
 from __future__ import annotations
 
@@ -26,14 +27,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 import numpy as np
 
 import tinyopt  # noqa: F401
-from tinyopt import codegen, mcu, sim
+from tinyopt import sim
+from tinyopt.deploy import codegen, mcu
 from tinyopt.icn import IntegerGraph
-from tinyopt.report import resolve, write_csv
+from tinyopt.workbench.report import write_csv
 
 IMAGES = 1000
 ROUNDS = 3
@@ -50,9 +53,9 @@ def _inputs(graph: IntegerGraph, n: int) -> np.ndarray:
 def main() -> None:
     rows = []
     for path in GRAPHS:
-        if not resolve(path).exists():
+        if not (REPO / path).exists():
             raise SystemExit(f"{path} not found: run notebooks/05_deploy.ipynb first (make mcu)")
-        graph = IntegerGraph.load(path)
+        graph = IntegerGraph.load(REPO / path)
         x = _inputs(graph, IMAGES)
         want = codegen.reference_output(graph, x)
         with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +94,7 @@ def main() -> None:
     for r in rows:
         r.update(load_1min=load, cpu=platform.processor() or platform.machine(),
                  numpy=np.__version__)
-    out = write_csv(rows, "results/bench/codegen.csv")
+    out = write_csv(rows, REPO / "results/bench/codegen.csv")
     for r in rows:
         print(f"{r['graph']:28s} {r['engine']:16s} {r['images_per_s_best']:10.1f} images/s")
     print(f"wrote {out}")

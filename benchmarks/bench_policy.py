@@ -10,7 +10,7 @@ Rows (results/bench/policy.csv), each the median of ``REPEATS`` runs:
   (it is not part of the policy);
 - ``infeasible_224_1.0``: 500,000 B / 100,000 B on 224_1.0, a BudgetError.
 
-Run from the repo root: ``.venv/bin/python benchmarks/bench_policy.py``.
+Run ``.venv/bin/python benchmarks/bench_policy.py`` (results go under the repository root).
 """
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 import tinyopt
-from tinyopt import memory, report
-from tinyopt.measure import cpu_model
+from tinyopt import memory
+from tinyopt.litert.measure import cpu_model
+from tinyopt.workbench import report
 from tinyopt.policy import BudgetError, memory_driven
 
 CONFIGS = [(r, a) for r in (224, 192, 160, 128) for a in (1.0, 0.75, 0.5)]
@@ -83,7 +85,7 @@ def main():
                 raise AssertionError("500,000 B / 100,000 B should be infeasible for 224_1.0")
         add("infeasible_224_1.0", g, *timed(infeasible), 1.0, message[0])
 
-    path = report.write_csv(rows, "results/bench/policy.csv")
+    path = report.write_csv(rows, REPO / "results/bench/policy.csv")
     print(f"wrote {path}")
 
 

@@ -19,7 +19,8 @@ batches of ``BATCH`` images (its fastest mode here) and the simulator on its def
 engines are timed in interleaved rounds (``ROUNDS``) so that they share the machine's load; each
 row reports the best and the median round and the 1-minute load average.
 
-Run from the repo root: ``.venv/bin/python benchmarks/bench_sim.py`` (about 10 minutes).
+Run ``.venv/bin/python benchmarks/bench_sim.py`` (about 10 minutes; results go under the
+repository root).
 """
 from __future__ import annotations
 
@@ -33,12 +34,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 import numpy as np
 
 import tinyopt  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from tinyopt import convert, data, measure, models, report, sim, train
+from tinyopt import convert, data, models, sim, train
+from tinyopt.litert import measure
+from tinyopt.workbench import report
 
 DATASETS = ("fashion_mnist", "mnist")
 EPOCHS = 2
@@ -149,8 +153,8 @@ def main():
     tfl = int8_model(mobilenet, np.pad(ds.x_train, pad), ds.y_train, 1)
     evaluate("mnist", MOBILENET, tfl, np.pad(ds.x_test, pad), ds.y_test, 1, exact_rows,
              speed_rows)
-    report.write_csv(exact_rows, "results/integer_only/tflite_bitexact.csv")
-    report.write_csv(speed_rows, "results/bench/sim.csv")
+    report.write_csv(exact_rows, REPO / "results/integer_only/tflite_bitexact.csv")
+    report.write_csv(speed_rows, REPO / "results/bench/sim.csv")
     bad = [r for r in exact_rows if r["reference"] == "litert_reference"
            and r["mismatching_bytes"]]
     if bad:

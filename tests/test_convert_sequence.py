@@ -3,6 +3,7 @@ import pytest
 
 from tinyopt import convert, measure, models, prune, sequence, train
 from tinyopt.data import Dataset
+from tinyopt.litert.measure import io_dtypes, operators
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +29,10 @@ def test_every_mode_converts_and_runs(small, mode):
     acc = measure.accuracy(tfl, data.x_test, data.y_test)
     ref = measure.accuracy(convert.to_tflite(m), data.x_test, data.y_test)
     assert abs(acc - ref) <= 0.05
-    ins, outs = measure.io_dtypes(tfl)
+    ins, outs = io_dtypes(tfl)
     if mode == "int8":
         assert (ins, outs) == ("int8", "int8")
-        assert "QUANTIZE" not in measure.operators(tfl)
+        assert "QUANTIZE" not in operators(tfl)
     elif mode == "int16x8":
         assert (ins, outs) == ("int16", "int16")
     else:
@@ -83,7 +84,8 @@ def test_prune_reaches_sparsity_and_leaves_input_untouched(small):
         np.testing.assert_array_equal(a, b)
     assert prune.sparsity(m)["total"] < 0.01
     # The artifact: dense storage, same size; gzip shows the zeros.
-    dense, sparse = (measure.size(convert.to_tflite(k)) for k in (m, p))
+    assert prune.sparsity(p.model) == p.sparsity
+    dense, sparse = (measure.size(convert.to_tflite(k)) for k in (m, p.model))
     assert abs(sparse["size_bytes"] - dense["size_bytes"]) < 200
     assert sparse["size_gzip_bytes"] < 0.6 * dense["size_gzip_bytes"]
 

@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from tinyopt import data as tdata
+from tinyopt.front import data as tdata
 from tests.conftest import have_real, write_idx
 
 

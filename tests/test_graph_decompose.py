@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from tinyopt import convert, decompose, graph, measure, models
+from tinyopt import convert, graph, measure, models
+from tinyopt.litert.measure import operators
+from tinyopt.transforms import decompose
 
 
 def _bn_net(seed=0):
@@ -38,19 +40,20 @@ def test_graph_optimize_folds_and_matches():
     assert kinds == ["Conv2D", "DepthwiseConv2D", "Flatten", "Dense"]
     assert opt.get_layer("c1").get_config()["activation"] == "relu6"
     assert opt.get_layer("dw").get_config()["activation"] == "relu"
-    assert any("folded BatchNormalization 'fc_bn'" in c for c in opt.graph_changes)
-    assert any("removed Dropout 'drop'" in c for c in opt.graph_changes)
+    changes = graph.plan(m)
+    assert any("folded BatchNormalization 'fc_bn'" in c for c in changes)
+    assert any("removed Dropout 'drop'" in c for c in changes)
     x = np.random.default_rng(1).random((64, 12, 12, 2), dtype=np.float32)
     a, b = m.predict(x, verbose=0), opt.predict(x, verbose=0)
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
-    after = measure.operators(convert.to_tflite(opt))
+    after = operators(convert.to_tflite(opt))
     assert after == ["CONV_2D", "DEPTHWISE_CONV_2D", "RESHAPE", "FULLY_CONNECTED"]
 
 
 def test_graph_optimize_says_no_change_for_seed_cnn():
     m = models.seed_cnn()
     opt = graph.optimize(m)
-    assert opt.graph_changes == ["no change"]
+    assert graph.plan(m) == []  # nothing to rewrite
     x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
     np.testing.assert_allclose(opt.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-6)
     assert opt.layers[1] is not m.layers[0]  # no shared layer objects
@@ -91,7 +94,8 @@ def test_decompose_model_matches_reconstructed_kernel():
                           keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu",
                                               name="conv"),
                           keras.layers.Flatten(), keras.layers.Dense(4)])
-    sep = decompose.decompose(m, rank=3, iterations=40)
+    result = decompose.decompose(m, rank=3, iterations=40)
+    sep = result.model
     assert [type(layer).__name__ for layer in sep.layers[1:3]] == ["DepthwiseConv2D", "Conv2D"]
     dw, pw = sep.get_layer("conv_dw"), sep.get_layer("conv_pw")
     assert dw.strides == (2, 2) and dw.depth_multiplier == 3
@@ -103,11 +107,12 @@ def test_decompose_model_matches_reconstructed_kernel():
     ref.get_layer("conv").set_weights([w_hat, m.get_layer("conv").get_weights()[1]])
     x = np.random.default_rng(2).random((4, 10, 10, 3), dtype=np.float32)
     np.testing.assert_allclose(sep.predict(x, verbose=0), ref.predict(x, verbose=0), atol=1e-4)
-    assert 0 < sep.decomposition[0]["relative_error"] < 1
+    assert result.decomposition[0]["layer"] == "conv"
+    assert 0 < result.decomposition[0]["relative_error"] < 1
 
 
 def test_decompose_seed_cnn_params_and_macs():
-    sep = decompose.decompose(models.seed_cnn())
+    sep = decompose.decompose(models.seed_cnn()).model
     # depthwise 3x3x1 (9) + pointwise 1x12 + 12 bias = 33; dense 20,290 (the seed's 20,323)
     assert measure.params(sep)["total"] == 20323
     assert measure.macs(sep)["total"] == 26 * 26 * 9 + 26 * 26 * 12 + 20280

@@ -4,7 +4,8 @@ import math
 import pytest
 
 import tinyopt  # noqa: F401
-from tinyopt import memory as mem
+from tinyopt.integer.arith import packed_bytes
+from tinyopt.mixed import memory as mem
 from tinyopt.policy import Policy
 
 
@@ -42,8 +43,8 @@ def test_seed_cnn_bytes_by_hand(seed, w, a, g, flash, peak, per_layer):
 
 
 def test_packed_bytes_rounds_up_and_fb_override():
-    assert mem.packed_bytes(3, 2) == 1 and mem.packed_bytes(5, 4) == 3
-    assert mem.packed_bytes(8, 8) == 8
+    assert packed_bytes(3, 2) == 1 and packed_bytes(5, 4) == 3
+    assert packed_bytes(8, 8) == 8
     ns = [mem.Node("a", "conv", 3, 2, 5, 5), mem.Node("b", "dense", 5, 1, 5, 1)]
     # PL w4a4 with forced FB: "a" is 4*2+20 extras, not the ICN 9*2+12
     p = Policy.uniform(["a", "b"], 4, 4, "PL", fold="FB")
@@ -82,9 +83,11 @@ def test_mobilenet_nodes_match_keras(alpha, resolution):
     assert {n.name: n.macs for n in keras_nodes} == macs(model)["per_layer"]
 
 
-def test_block_table_copy_matches_models():
-    from tinyopt import models
-    assert mem.MOBILENET_V1_BLOCKS == models.MOBILENET_V1_BLOCKS
+def test_block_table_has_one_home():
+    from tinyopt.front import models
+    from tinyopt.front.architectures import MOBILENET_V1_BLOCKS
+    assert mem.MOBILENET_V1_BLOCKS is MOBILENET_V1_BLOCKS  # one table, no copies
+    assert models.MOBILENET_V1_BLOCKS is MOBILENET_V1_BLOCKS
 
 
 def _paper_bytes(weight_bits, per_layer_extra, last_extra):

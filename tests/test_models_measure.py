@@ -2,6 +2,9 @@ import numpy as np
 import pytest
 
 from tinyopt import convert, measure, models, train
+from tinyopt.front.train import split
+from tinyopt.litert.measure import ROW_COLUMNS, io_dtypes, quantize_input
+from tinyopt.transforms.keras_graph import compute_layer_names
 
 
 def test_seed_cnn_has_20410_params_and_93288_macs():
@@ -13,7 +16,7 @@ def test_seed_cnn_has_20410_params_and_93288_macs():
 
 def test_mobilenet_v1_names_and_params():
     m = models.mobilenet_v1(1.0, 224, 1000)
-    names = models.compute_layer_names(m)
+    names = compute_layer_names(m)
     assert names[0] == "conv0" and names[-1] == "fc" and len(names) == 28
     assert names[1:3] == ["dw1", "pw1"] and names[-3:-1] == ["dw13", "pw13"]
     conv = sum(int(np.prod(m.get_layer(n).weights[0].shape)) for n in names[:-1])
@@ -50,7 +53,7 @@ def test_fit_is_deterministic_and_rejects_raw_pixels():
 
 def test_validation_comes_from_train_only():
     x, y = _tiny_data(100)
-    (xt, yt), (xv, yv) = train.split(x, y, 0.1, seed=0)
+    (xt, yt), (xv, yv) = split(x, y, 0.1, seed=0)
     assert len(xv) == 10 and len(xt) == 90
     rows = {r.tobytes() for r in x}
     assert {r.tobytes() for r in xv} <= rows
@@ -75,9 +78,9 @@ def test_measure_on_tiny_model(tiny_tflite):
     assert lat["threads"] == 1 and lat["cpu"]
     s = measure.size(tfl)
     assert s["size_bytes"] == len(tfl) and 0 < s["size_gzip_bytes"] < len(tfl)
-    assert measure.io_dtypes(tfl) == ("float32", "float32")
+    assert io_dtypes(tfl) == ("float32", "float32")
     row = measure.evaluate(tfl, x, y, dataset="tiny", variant="float32", model=m, latency_runs=5)
-    assert list(row)[:10] == measure.ROW_COLUMNS
+    assert list(row)[:10] == ROW_COLUMNS
     assert row["accuracy"] == acc and row["params"] == m.count_params()
 
 
@@ -93,7 +96,7 @@ def test_measure_rejects_bad_input(tiny_tflite):
 
 def test_quantize_input_uses_tensor_params():
     detail = {"dtype": np.int8, "quantization": (1 / 255, -128), "name": "in"}
-    q = measure.quantize_input(np.array([0, 255, 128], np.float32) / 255, detail)
+    q = quantize_input(np.array([0, 255, 128], np.float32) / 255, detail)
     assert q.tolist() == [-128, 127, 0]
 
 

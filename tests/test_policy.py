@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tinyopt  # noqa: F401
-from tinyopt import memory as mem
+from tinyopt.mixed import memory as mem
 from tinyopt.policy import BudgetError, Policy, memory_driven
 
 BIG = 10 ** 12

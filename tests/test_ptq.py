@@ -12,23 +12,25 @@ import tinyopt  # noqa: F401
 import tf_keras as keras
 
 from tests.conftest import run_notebook
-from tinyopt import models, ptq, qat, quantizers, train
+from tinyopt import models, ptq, qat, train
+from tinyopt.mixed import quantizers
+from tinyopt.mixed.ptq import calibrate, calibrate_alpha
 from tinyopt.policy import Policy
 
 
 def test_calibrate_alpha_rules():
     v = np.random.default_rng(0).uniform(-1, 1, 20000).astype(np.float32)
-    a8 = ptq.calibrate_alpha(v, 8, "relu", "mse")
-    a2 = ptq.calibrate_alpha(v, 2, "relu", "mse")
+    a8 = calibrate_alpha(v, 8, "relu", "mse")
+    a2 = calibrate_alpha(v, 2, "relu", "mse")
     assert 0.95 <= a8 <= 1.0  # 8 bits: clipping barely pays
     assert a2 < a8  # 2 bits: the MSE-optimal clip is tighter
-    assert ptq.calibrate_alpha(v, 4, "relu", "percentile", percentile=75) == pytest.approx(
+    assert calibrate_alpha(v, 4, "relu", "percentile", percentile=75) == pytest.approx(
         0.5, abs=0.03)
     big = np.full(100, 9.0, np.float32)
-    assert ptq.calibrate_alpha(big, 8, "relu6", "mse") <= 6.0  # ReLU6 target caps at 6
-    assert ptq.calibrate_alpha(-np.ones(10), 4, "relu") == 1.0  # never fires: any clip is exact
+    assert calibrate_alpha(big, 8, "relu6", "mse") <= 6.0  # ReLU6 target caps at 6
+    assert calibrate_alpha(-np.ones(10), 4, "relu") == 1.0  # never fires: any clip is exact
     with pytest.raises(ValueError, match="calibration must be one of"):
-        ptq.calibrate_alpha(v, 4, "relu", "max")
+        calibrate_alpha(v, 4, "relu", "max")
 
 
 def _tiny():
@@ -44,13 +46,14 @@ def test_floor_offset_adds_half_a_step_to_the_bias():
     x = np.random.default_rng(0).random((64, 6, 6, 1), dtype=np.float32)
     policy = Policy.uniform(model, 4, 4)
     # percentile calibration: alpha does not depend on the offset (the MSE search does)
-    on = ptq.quantize_mixed(model, policy, x, activations="percentile", floor_offset=True)
+    result = calibrate(model, policy, x, activations="percentile", floor_offset=True)
+    on = result.model
     off = ptq.quantize_mixed(model, policy, x, activations="percentile", floor_offset=False)
     c_on, c_off = on.get_layer("c"), off.get_layer("c")
     alpha = float(c_on.alpha.numpy())
     assert alpha == pytest.approx(float(c_off.alpha.numpy()))  # same calibration
     np.testing.assert_allclose(c_on.bias.numpy() - c_off.bias.numpy(), alpha / 15 / 2, rtol=1e-5)
-    assert [r["layer"] for r in on.calibration] == ["c", "fc"]
+    assert [r["layer"] for r in result.calibration] == ["c", "fc"]
     with pytest.raises(ValueError, match="weights must be one of"):
         ptq.quantize_mixed(model, policy, x, weights="bogus")
     with pytest.raises(ValueError, match="non-empty"):

@@ -9,7 +9,10 @@ import tinyopt  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
-from tinyopt import convert, measure, models, qat, train
+from tinyopt import convert, models, qat, train
+from tinyopt.litert import measure
+from tinyopt.litert.qat import SCHEME_DEFAULT, SCHEME_PRUNE_PRESERVE, quantize_model
+from tinyopt.mixed.layers import QuantCompute
 
 
 def _sparse_seed_cnn(fraction=0.8, seed=0):
@@ -47,8 +50,10 @@ def _tflite_kernels(flatbuffer):
 def test_quantize_keeps_pruned_zeros_through_finetune_and_tflite():
     model, masks = _sparse_seed_cnn(0.8)
     before = [w.copy() for w in model.get_weights()]
-    q = qat.quantize(model)  # auto: 80 % zeros -> prune-preserving scheme
-    assert q.qat_scheme == qat.SCHEME_PRUNE_PRESERVE
+    result = quantize_model(model)  # auto: 80 % zeros -> prune-preserving scheme
+    assert result.scheme == SCHEME_PRUNE_PRESERVE
+    assert result.kernel_sparsity["conv"] == pytest.approx(0.8, abs=0.1)
+    q = result.model
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights())), \
         "the input model was modified"
     train.fit(q, _random_data(), epochs=2, progress=False)
@@ -67,9 +72,9 @@ def test_quantize_keeps_pruned_zeros_through_finetune_and_tflite():
 
 def test_quantize_default_scheme_for_dense_model_and_errors():
     model = models.seed_cnn()
-    q = qat.quantize(model)
-    assert q.qat_scheme == qat.SCHEME_DEFAULT
-    assert qat.quantize(model, preserve_sparsity=True).qat_scheme == qat.SCHEME_PRUNE_PRESERVE
+    q = qat.quantize(model)  # the public call: the QAT model itself
+    assert quantize_model(model).scheme == SCHEME_DEFAULT
+    assert quantize_model(model, preserve_sparsity=True).scheme == SCHEME_PRUNE_PRESERVE
     with pytest.raises(ValueError, match="already quantization-wrapped"):
         qat.quantize(q)
 
@@ -139,13 +144,14 @@ def _reference(params, x):
             else:
                 t = _conv(v, w, cfg["strides"][0], cfg["padding"], e["kind"] == "depthwise")
             unit = e["input"]["scale"] * np.asarray(e["weight_scale"], np.float64).reshape(-1)
-            if e["bn"] is None:  # the int32 bias codes, on the accumulator grid
-                t = t + e["bias_codes"] * unit
-            else:  # ICN: g (t + round((b - mu + beta / g) / u) u), g = gamma / sigma
+            # the int32 bias codes B_q = round(bias / u), on the accumulator grid u = S_x S_w
+            # (bias is the effective bias: b, FB's folded bias or ICN's b - mu + beta / g)
+            np.testing.assert_array_equal(
+                e["bias_codes"], np.round(np.asarray(e["bias"], np.float64) / unit))
+            t = t + e["bias_codes"] * unit
+            if e["bn"] is not None:  # ICN: g (t + B_q u), g = gamma / sigma
                 bn = e["bn"]
-                g = bn["gamma"] / np.sqrt(bn["moving_variance"] + bn["epsilon"])
-                c = e["bias"] - bn["moving_mean"] + bn["beta"] / g
-                t = g * (t + np.round(c / unit) * unit)
+                t = t * bn["gamma"] / np.sqrt(bn["moving_variance"] + bn["epsilon"])
             if e["output"] is not None:
                 s, n = e["output"]["scale"], 2 ** e["output"]["bits"] - 1
                 t = np.clip(np.floor(t / s), 0, n) * s
@@ -273,6 +279,6 @@ def test_summary_counts_bits_bytes_and_macs():
 
 
 def test_quant_compute_without_input_scale_says_how_to_build_it():
-    layer = qat.QuantCompute("dense", {"units": 3}, 4, 4, "PL", "FB", None, "relu", name="lonely")
+    layer = QuantCompute("dense", {"units": 3}, 4, 4, "PL", "FB", None, "relu", name="lonely")
     with pytest.raises(RuntimeError, match="lonely.*quantize_mixed"):
         layer(np.zeros((2, 5), np.float32), training=False)

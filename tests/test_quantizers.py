@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 import tinyopt  # noqa: F401
 import tensorflow as tf
 
-from tinyopt import quantizers as Q
+from tinyopt.mixed import quantizers as Q
 
 BITS = st.sampled_from([2, 4, 8])
 FLOATS = st.floats(-10, 10, allow_nan=False, width=32)
@@ -164,11 +164,18 @@ def test_pc_and_input_ste():
 
 # ------------------------------------------------------------------ bias, pooling, init
 
-def test_bias_codes_and_avg_pool_floor():
-    np.testing.assert_array_equal(Q.bias_codes([0.5, -0.26, 1e12], 0.1, 0.5), [10, -5, 2**31 - 1])
-    np.testing.assert_array_equal(Q.bias_codes([1.0, 1.0], 0.5, [1.0, 0.25]), [2, 8])
+def test_bias_codes_round_and_clamp_to_2_pow_30():
+    from tinyopt.integer.arith import bias_codes
+    with pytest.warns(UserWarning, match=r"'?fc'?.*channels \[2\].*2\^30"):
+        q = bias_codes([0.5, -0.26, 1e12], 0.1, 0.5, where="fc")
+    np.testing.assert_array_equal(q, [10, -5, 2**30])
+    assert q.dtype == np.int32
+    np.testing.assert_array_equal(bias_codes([1.0, 1.0], 0.5, [1.0, 0.25]), [2, 8])
     with pytest.raises(ValueError, match="weight scales"):
-        Q.bias_codes([1.0, 1.0, 1.0], 1.0, [1.0, 2.0])
+        bias_codes([1.0, 1.0, 1.0], 1.0, [1.0, 2.0])
+
+
+def test_avg_pool_floor():
     codes = np.random.default_rng(3).integers(0, 4, (2, 3, 3, 5)).astype(np.float32)
     out = Q.avg_pool_floor(codes * 0.7, 0.7, 2).numpy()
     np.testing.assert_allclose(out, np.floor(codes.sum((1, 2)) / 9) * 0.7, rtol=1e-6)

@@ -3,7 +3,8 @@ import threading
 
 import pandas as pd
 
-from tinyopt import report
+from tinyopt.files import atomic_path
+from tinyopt.workbench import report
 
 
 def test_write_and_append(tmp_path):
@@ -29,7 +30,7 @@ def test_failed_write_leaves_old_file(tmp_path):
     p = tmp_path / "t.csv"
     report.write_csv([{"a": 1}], p)
     try:
-        with report.atomic_path(p) as tmp:
+        with atomic_path(p) as tmp:
             tmp.write_text("half")
             raise RuntimeError("crash")
     except RuntimeError:
