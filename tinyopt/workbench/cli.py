@@ -1,13 +1,15 @@
 """The ``tinyopt`` command line.
 
-``tinyopt sweep GRID.yaml [--jobs N] [--dry-run | --status] [--skip-failed] [--timeout S]``
-runs a resumable papermill sweep (see :mod:`tinyopt.sweep`). Exit codes: 0 every run done,
-1 some runs failed (listed, and in ``<hash>.failed.json``), 2 a bad grid or bad arguments.
+``tinyopt sweep GRID.yaml [--jobs N | --scheduler tcp://HOST:PORT] [--dry-run | --status]
+[--skip-failed] [--timeout S] [--retries N]`` runs a resumable papermill sweep on Dask (see
+:mod:`tinyopt.workbench.sweep` and docs/sweeps.md). Exit codes: 0 every run done, 1 some runs
+failed (listed, and in their run folder's ``failed.json``), 2 a bad grid or bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -19,52 +21,77 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sweep = sub.add_parser("sweep", help="run a resumable papermill sweep from a grid file",
                            description="Run every not-yet-done run of GRID (a YAML file naming a "
-                           "notebook and parameter lists), appending result rows to its CSV.")
+                           "notebook and parameter lists) as Dask tasks, and rebuild its table "
+                           "from the runs.")
     sweep.add_argument("grid", help="grid file, e.g. notebooks/grids/00_baseline_small.yaml")
-    sweep.add_argument("--jobs", "-j", type=int, default=1,
-                       help="parallel runs, each pinned to its share of the cores (default 1)")
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument("--jobs", "-j", type=int, default=None,
+                       help="worker processes of the local Dask cluster, each pinned to its "
+                       "share of the cores (default 1)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on the Dask cluster of this scheduler, e.g. tcp://host:8786 "
+                       "(default: $TINYOPT_DASK_SCHEDULER, else a local cluster)")
     mode = sweep.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true",
-                      help="validate the grid and list the runs and their state; run nothing")
+                      help="validate the grid and list the runs and their state; write nothing")
     mode.add_argument("--status", action="store_true",
-                      help="show each run's state (done / failed / pending) and run nothing")
+                      help="show each run's state (done / failed / pending) and rebuild the "
+                      "sweep table from the runs; run nothing")
     sweep.add_argument("--skip-failed", action="store_true",
                        help="do not retry runs that failed before (default: retry them)")
     sweep.add_argument("--timeout", type=float, default=None,
                        help="seconds allowed per notebook cell (default: no limit)")
+    sweep.add_argument("--retries", type=int, default=None,
+                       help="local cluster: times a run whose worker died is started again "
+                       "(default 3); a --scheduler cluster keeps its own setting")
     sweep.add_argument("--runs-dir", default=None,
-                       help="where executed notebooks go (default results/runs)")
+                       help="where run folders go (default results/runs)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def _sweep(args) -> int:
     from tinyopt.workbench import sweep as sw
+    scheduler = args.scheduler or os.environ.get(sw.SCHEDULER_ENV) or None
+    if scheduler and (args.jobs is not None or args.retries is not None):
+        raise sw.SweepError(f"--jobs and --retries size the local cluster; the cluster of "
+                            f"{scheduler} (--scheduler or ${sw.SCHEDULER_ENV}) has its own "
+                            "workers and settings: drop them, or unset the scheduler")
     s = sw.load(args.grid, args.runs_dir or sw.RUNS_ROOT)
+    note = None
+    if args.status:
+        try:
+            note = sw.refresh(s)
+        except sw.SweepBusy as exc:
+            note = f"sweep table not rebuilt: {exc}"
     table = sw.status(s)
     counts = table["state"].value_counts().to_dict() if len(table) else {}
     print(f"{s.grid_path.name}: {len(s.runs)} runs of {s.name} "
           f"({counts.get('done', 0)} done, {counts.get('failed', 0)} failed, "
           f"{counts.get('pending', 0)} pending)"
           + (f"; {s.duplicates} duplicate parameter sets merged" if s.duplicates else "")
-          + f"\n  executed notebooks: {sw.display_path(s.runs_dir)}/<run>.ipynb"
-          + f"\n  sweep table:        {sw.display_path(s.output)} (rows of "
-          f"{len(sw.csv_runs(s.output) & set(table['run']))} runs)")
+          + f"\n  run folders: {sw.display_path(s.runs_dir)}/<run>/ (run.ipynb, run.json)"
+          + f"\n  sweep table: {sw.display_path(s.output)} (rebuilt from the done runs)")
+    if note:
+        print(note)
     if args.dry_run or args.status:
         columns = ["run", "state", "parameters"] + (["error"] if table["error"].any() else [])
         with pd.option_context("display.max_rows", None, "display.max_colwidth", 80,
                                "display.width", 200):
             print(table[columns].to_string(index=False))
         return 1 if args.status and counts.get("failed") else 0
-    summary = sw.execute(s, jobs=args.jobs, skip_failed=args.skip_failed, timeout=args.timeout,
+    summary = sw.execute(s, jobs=args.jobs or 1, scheduler=scheduler,
+                         skip_failed=args.skip_failed, timeout=args.timeout,
+                         retries=sw.RETRIES if args.retries is None else args.retries,
                          progress=not args.no_progress)
-    rows = summary.appended + summary.reconciled
+    if summary.repaired:
+        print(summary.repaired)
     print(f"ran {summary.ran}, failed {summary.failed}, skipped {summary.skipped} (done"
-          f"{' or failed' if args.skip_failed else ''}), rows of {rows}"
-          f" runs appended ({summary.reconciled} reconciled) in {summary.seconds:.1f} s")
+          f"{' or failed' if args.skip_failed else ''}) in {summary.seconds:.1f} s; table: "
+          f"{sw.display_path(s.output)}")
     for run, error in summary.errors.items():
         print(f"FAILED {run}: {error.strip().splitlines()[0] if error.strip() else '?'}\n"
-              f"  details: {sw.display_path(s.runs_dir)}/{run}.failed.json", file=sys.stderr)
+              f"  details: {sw.display_path(s.runs_dir)}/{run}/failed.json", file=sys.stderr)
     return 1 if summary.failed else 0
 
 
