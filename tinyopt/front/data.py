@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # tinyopt/front/data.py -> the checkout
 FIX_COMMAND = "make data"
 
 FILES = {
