@@ -31,7 +31,8 @@ import numbers
 
 import numpy as np
 
-PREPROCESS_FIX = "tinyopt.data.preprocess(x) (uint8 [N, 28, 28] -> float32 [N, 28, 28, 1] in [0, 1])"
+PREPROCESS_FIX = ("tinyopt.data.preprocess(x) (uint8 [N, 28, 28] -> float32 [N, 28, 28, 1] "
+                  "in [0, 1])")
 # A value range counts as "pixel scale" from this upper bound on.
 PIXEL_HI = 128.0
 
@@ -101,7 +102,7 @@ def check_images(x, model, argument: str = "x", where: str = "") -> np.ndarray:
     """
     what = f"{where}: {argument}" if where else argument
     expected = model_input_shape(model)
-    want = _shape_text(("N", *expected)).replace("'", "")
+    want = _shape_text(("N", *expected))
     if x is None:
         raise TypeError(f"{what} is None; pass model-ready images of shape {want} "
                         f"(e.g. {PREPROCESS_FIX})")
@@ -147,7 +148,8 @@ def check_images(x, model, argument: str = "x", where: str = "") -> np.ndarray:
         raise ValueError(f"{what} holds {n_nan} NaN and {n_inf} Inf values (in {len(bad)} of "
                          f"{len(arr)} images, the first is image {int(bad[0])}); every value must "
                          f"be finite. Fix: drop or repair those images (e.g. "
-                         f"np.isfinite({argument}).all(axis=(1, 2, 3))), or rebuild them with "
+                         f"np.isfinite({argument}).all(axis={tuple(range(1, arr.ndim))})), "
+                         "or rebuild them with "
                          f"{PREPROCESS_FIX}")
     # 5. scale
     lo, hi = input_range(model)
