@@ -139,6 +139,17 @@ def test_good_calibration_still_converts(tiny):
     assert len(flatbuffer) > 0
 
 
+def test_a_result_record_is_not_a_model(tiny):
+    model, _ = tiny
+
+    class Record:  # what prune / decompose / qat return since their results became records
+        def __init__(self, model):
+            self.model = model
+    with pytest.raises(TypeError, match=r"to_tflite: model must be a tf_keras model, got "
+                                        r"Record \(a result record\? pass its .model\)"):
+        convert.to_tflite(Record(model))
+
+
 def test_check_images_names_the_argument_and_entry_point(tiny):
     model, x = tiny
     with pytest.raises(TypeError, match=r"^measure\.accuracy: x is None"):

@@ -14,6 +14,7 @@ import numpy as np
 
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
+import tf_keras as keras
 
 from tinyopt.front.checks import check_images, check_weights
 
@@ -121,11 +122,16 @@ def to_tflite(model, mode: str = "float32", calibration: np.ndarray | None = Non
         ValueError: unknown mode; a calibrated mode without calibration images; calibration of
             the wrong shape, with NaN / Inf values or on the wrong scale (e.g. raw pixels); a
             layer with a NaN / Inf weight (named).
-        TypeError: calibration that is not a float array (e.g. raw uint8 pixels).
+        TypeError: ``model`` is not a tf_keras model; calibration that is not a float array
+            (e.g. raw uint8 pixels).
         RuntimeError: the converted model's I/O dtypes are not what the mode promises.
     """
     if mode not in MODES:
         raise ValueError(f"unknown conversion mode {mode!r}; choose one of {list(MODES)}")
+    if not isinstance(model, keras.Model):
+        hint = " (a result record? pass its .model)" if hasattr(model, "model") else ""
+        raise TypeError(f"to_tflite: model must be a tf_keras model, got "
+                        f"{type(model).__name__}{hint}")
     if mode in CALIBRATED:
         if calibration is None or (hasattr(calibration, "__len__") and len(calibration) == 0):
             raise ValueError(f"mode {mode!r} needs calibration images: pass calibration="
