@@ -159,6 +159,13 @@ def test_check_images_names_the_argument_and_entry_point(tiny):
     with pytest.raises(ValueError, match=r"x has shape \[8, 8, 1\].*x\[None\]"):
         checks.check_images(x[0], model)
     assert checks.check_images(x, model) is not None
+    # a model that normalises its own input has no known range: only the scale check is skipped
+    inp = keras.Input((8, 8, 1))
+    scaled = keras.Model(inp, L.Flatten()(L.Rescaling(0.5, offset=-1.0)(inp)))
+    assert checks.input_range(scaled) is None
+    assert checks.check_images(x * 6 - 3, scaled) is not None
+    with pytest.raises(ValueError, match="NaN"):
+        checks.check_images(np.full_like(x, np.nan), scaled)
 
 
 # ------------------------------------------------------------------ non-finite weights, every path

@@ -19,7 +19,8 @@ What :func:`check_images` enforces, in this order:
    (every tinyopt model, and what ``preprocess`` returns) refuses pixel-scale values
    (anything beyond the range by more than half its span, e.g. ``0..255``), and a model that
    scales pixels itself (a leading ``Rescaling(1/255)``) refuses ``[0, 1]`` data. Small
-   excursions (noise, augmentation) pass.
+   excursions (noise, augmentation) pass; a model that starts with another ``Rescaling`` or a
+   ``Normalization`` has no known range and is not checked for scale.
 
 No TensorFlow here: models are duck-typed (``input_shape``, ``layers``, ``weights``), so the
 integer and mixed stages can use these checks too.
@@ -58,12 +59,14 @@ def model_input_shape(model) -> tuple:
     return tuple(None if d is None else int(d) for d in shape[1:])
 
 
-def input_range(model) -> tuple[float, float]:
+def input_range(model) -> tuple[float, float] | None:
     """The real value range the model's input expects.
 
     - a fake-quant model (``tinyopt.qat`` / ``tinyopt.ptq`` ``quantize_mixed``): its 8-bit input
       quantizer's ``(lo, hi)``;
     - a model whose first layer is ``Rescaling(1/255)`` (it scales pixels itself): ``(0, 255)``;
+    - a model whose first layer is another ``Rescaling`` or a ``Normalization``: None (unknown;
+      the scale is not checked);
     - otherwise ``(0, 1)``: tinyopt's models take ``tinyopt.data.preprocess`` output.
     """
     for layer in getattr(model, "layers", []):
@@ -76,6 +79,9 @@ def input_range(model) -> tuple[float, float]:
             scale = np.asarray(getattr(layer, "scale", 1.0), np.float64).ravel()
             if scale.size and abs(float(scale[0]) * 255.0 - 1.0) < 1e-3:
                 return 0.0, 255.0
+            return None
+        if kind == "Normalization":
+            return None
         break
     return 0.0, 1.0
 
@@ -137,9 +143,10 @@ def check_images(x, model, argument: str = "x", where: str = "") -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.floating):
         hint = (f"raw pixels (e.g. from tinyopt.data.load)? Fix: {PREPROCESS_FIX}"
                 if arr.dtype == np.uint8 else "cast to float32 and scale to the model's range")
-        lo, hi = input_range(model)
+        expect = input_range(model)
+        scale = "" if expect is None else f" in [{expect[0]:g}, {expect[1]:g}]"
         raise TypeError(f"{what} has dtype {arr.dtype} but model {_model_name(model)} takes float "
-                        f"images in [{lo:g}, {hi:g}]; {hint}")
+                        f"images{scale}; {hint}")
     # 4. finite
     finite = np.isfinite(arr)
     if not finite.all():
@@ -152,7 +159,10 @@ def check_images(x, model, argument: str = "x", where: str = "") -> np.ndarray:
                          "or rebuild them with "
                          f"{PREPROCESS_FIX}")
     # 5. scale
-    lo, hi = input_range(model)
+    expect = input_range(model)
+    if expect is None:
+        return arr
+    lo, hi = expect
     vmin, vmax = float(arr.min()), float(arr.max())
     span = hi - lo
     if hi < PIXEL_HI and (vmax > hi + span / 2 or vmin < lo - span / 2):
