@@ -28,8 +28,6 @@ integer and mixed stages can use these checks too.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 PREPROCESS_FIX = ("tinyopt.data.preprocess(x) (uint8 [N, 28, 28] -> float32 [N, 28, 28, 1] "
@@ -211,12 +209,3 @@ def check_weights(model, where: str = "") -> None:
                              "diverged? lower the learning rate, or reload the last good "
                              "weights) before converting or quantizing")
 
-
-def check_finite_number(value, argument: str, where: str = "") -> float:
-    """A finite real number (not a bool) or a ValueError / TypeError naming ``argument``."""
-    prefix = f"{where}: " if where else ""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{prefix}{argument} must be a number, got {value!r}")
-    if not np.isfinite(float(value)):
-        raise ValueError(f"{prefix}{argument} must be finite, got {value!r}")
-    return float(value)
