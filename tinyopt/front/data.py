@@ -19,8 +19,10 @@ Pixel scaling happens in exactly one place: :func:`preprocess` (uint8 [N,28,28] 
 
 ``python -m tinyopt.data fetch`` (what ``make data`` runs) fills ``data/<name>/`` from a mirror
 folder (``--mirror``, default ``$DATA_MIRROR`` or ``../shared/data`` when it exists) or else
-downloads the canonical files. Copies and downloads go to a temporary name and are renamed
-only once verified.
+downloads the canonical files. A mirror that is named (``--mirror``, ``$DATA_MIRROR``) but does
+not exist is an error, never a silent fall-back to the network; so is a destination that cannot be
+written (``error: ...`` from the command line). Copies and downloads go to a temporary name and
+are renamed only once verified; fetched files are readable by everyone (mode 0644).
 """
 
 from __future__ import annotations
@@ -256,23 +258,68 @@ def _mirror_file(mirror: Path, name: str, fname: str) -> Path | None:
     return None
 
 
+FILE_MODE = 0o644  # fetched files: readable by everyone (the data are public and checksummed)
+
+
+def _check_mirror(mirror: Path, where: str) -> Path:
+    mirror = Path(mirror)
+    if not mirror.is_dir():
+        what = "does not exist" if not mirror.exists() else "is not a folder"
+        raise DatasetError(f"mirror folder {mirror} ({where}) {what}. Fix: point {where} at a "
+                           "folder holding mnist/ and fashion_mnist/ (or fashion-mnist/) with the "
+                           "IDX .gz files, or leave it out to download from the canonical "
+                           "locations.")
+    return mirror
+
+
+def _writable_dest(dest: Path) -> None:
+    """Create ``dest`` and prove a file can be created in it, or raise DatasetError."""
+    fix = (f"Fix: pass a writable folder (`python -m tinyopt.data fetch --dest DIR`, then "
+           f"point $TINYOPT_DATA at DIR), or make {dest} writable.")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"cannot create the destination folder {dest}: "
+                           f"{exc.strerror or exc}. {fix}") from exc
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=dest)
+    except OSError as exc:
+        raise DatasetError(f"cannot write to the destination folder {dest}: "
+                           f"{exc.strerror or exc}. {fix}") from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
 def fetch(name: str, dest: Path | None = None, mirror: Path | None = None,
           base_url: str | None = None, log=print) -> Path:
     """Fill ``dest`` (default ``<repo>/data/<name>``) with the verified files.
 
     Files already present and verified are kept. Others are copied from ``mirror`` (when it has
     them) or downloaded from ``base_url`` (default: the canonical location), into a temporary
-    name in ``dest`` that is renamed only after its checksum matched.
+    name in ``dest`` that is renamed only after its checksum matched. Fetched files get mode
+    0644 (readable by everyone).
+
+    Raises:
+        ValueError: unknown dataset name.
+        DatasetError: ``mirror`` is given but is not an existing folder (a missing mirror never
+            silently falls back to the network); ``dest`` cannot be created or written; a file
+            could not be fetched or fails its checksum.
     """
     _check_name(name)
+    if mirror is not None:
+        mirror = _check_mirror(mirror, "mirror")
     dest = Path(dest) if dest else REPO_ROOT / "data" / name
-    dest.mkdir(parents=True, exist_ok=True)
+    _writable_dest(dest)
     for fname, expected in CHECKSUMS[name].items():
         target = dest / fname
         if target.is_file() and sha256(target) == expected:
             continue
         source = _mirror_file(mirror, name, fname) if mirror else None
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{fname}.", suffix=".part", dir=dest)
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{fname}.", suffix=".part", dir=dest)
+        except OSError as exc:
+            raise DatasetError(f"cannot write {fname} into {dest}: {exc.strerror or exc}. Fix: "
+                               "pass a writable folder with --dest.") from exc
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -282,10 +329,13 @@ def fetch(name: str, dest: Path | None = None, mirror: Path | None = None,
                         shutil.copyfileobj(src, out)
                 else:
                     url = (base_url or URLS[name]) + fname
+                    if mirror is not None:
+                        log(f"{fname} is not in the mirror {mirror}; downloading it")
                     log(f"download {url} -> {target}")
                     with urllib.request.urlopen(url, timeout=60) as resp:
                         shutil.copyfileobj(resp, out)
             verify_file(tmp, expected)
+            os.chmod(tmp, FILE_MODE)  # mkstemp creates 0600
             os.replace(tmp, target)
         except Exception as exc:
             tmp.unlink(missing_ok=True)
@@ -310,7 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "fetch":
-            mirror = args.mirror or default_mirror()
+            if args.mirror is not None:
+                mirror = _check_mirror(args.mirror, "--mirror")
+            elif os.environ.get("DATA_MIRROR"):
+                mirror = _check_mirror(default_mirror(), "$DATA_MIRROR")
+            else:
+                mirror = default_mirror()
             for name in args.names:
                 out = fetch(name, dest=(args.dest / name) if args.dest else None, mirror=mirror)
                 print(f"{name}: verified in {out}")
@@ -318,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in sorted(CHECKSUMS):
                 (x, _), (xt, _) = load(name)
                 print(f"{name}: ok ({len(x)} train, {len(xt)} test) in {find_dir(name)}")
-    except (DatasetError, ValueError) as exc:
+    except (DatasetError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

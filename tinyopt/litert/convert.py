@@ -14,6 +14,9 @@ import numpy as np
 
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
+import tf_keras as keras
+
+from tinyopt.front.checks import check_images, check_weights
 
 
 CALIBRATION_SAMPLES = 500
@@ -105,7 +108,10 @@ def to_tflite(model, mode: str = "float32", calibration: np.ndarray | None = Non
             activations); ``int8_fallback`` (calibrated int8, float ops/I-O allowed); ``int8`` (full
             integer, int8 input and output); ``int16x8`` (int16 activations, int8 weights,
             int16 I/O).
-        calibration: model-ready float TRAIN images, required by the calibrated modes.
+        calibration: model-ready float TRAIN images, required by the calibrated modes: shape
+            ``[N, *model.input_shape[1:]]``, a float dtype, finite, on the model's scale
+            (``tinyopt.data.preprocess`` output for tinyopt models); checked in full before
+            the converter sees them (:func:`tinyopt.front.checks.check_images`).
         calibration_samples: how many of them to use (a seeded random subset; default 500).
         seed: seed of that subset.
 
@@ -113,16 +119,29 @@ def to_tflite(model, mode: str = "float32", calibration: np.ndarray | None = Non
         The flatbuffer as bytes.
 
     Raises:
-        ValueError: unknown mode; a calibrated mode without calibration images.
+        ValueError: unknown mode; a calibrated mode without calibration images; calibration of
+            the wrong shape, with NaN / Inf values or on the wrong scale (e.g. raw pixels); a
+            layer with a NaN / Inf weight (named).
+        TypeError: ``model`` is not a tf_keras model; calibration that is not a float array
+            (e.g. raw uint8 pixels).
         RuntimeError: the converted model's I/O dtypes are not what the mode promises.
     """
     if mode not in MODES:
         raise ValueError(f"unknown conversion mode {mode!r}; choose one of {list(MODES)}")
+    if not isinstance(model, keras.Model):
+        hint = " (a result record? pass its .model)" if hasattr(model, "model") else ""
+        raise TypeError(f"to_tflite: model must be a tf_keras model, got "
+                        f"{type(model).__name__}{hint}")
     if mode in CALIBRATED:
-        if calibration is None or len(calibration) == 0:
+        if calibration is None or (hasattr(calibration, "__len__") and len(calibration) == 0):
             raise ValueError(f"mode {mode!r} needs calibration images: pass calibration="
                              "<model-ready TRAIN images> (e.g. dataset.x_train)")
-        calibration = calibration_subset(np.asarray(calibration), calibration_samples, seed)
+        # The converter takes anything: uint8 pixels calibrate a chance-level model, NaN gives
+        # NaN ranges, and +Inf crashes the interpreter process (segmentation fault). So the
+        # whole array is checked against the model before it gets near the converter.
+        calibration = check_images(calibration, model, "calibration", f"to_tflite({mode!r})")
+        calibration = calibration_subset(calibration, calibration_samples, seed)
+    check_weights(model, f"to_tflite({mode!r})")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter = MODES[mode](converter, calibration)
     with warnings.catch_warnings():

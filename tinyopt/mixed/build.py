@@ -19,6 +19,7 @@ import numpy as np
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tf_keras as keras
 
+from tinyopt.front.checks import check_weights
 from tinyopt.integer import arith
 from tinyopt.mixed import quantizers
 from tinyopt.transforms.keras_graph import COMPUTE_LAYERS, chain, relu_kind
@@ -183,8 +184,10 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
 
     Raises:
         ValueError: an unsupported layer (named), a non-chain model, a policy that does not
-            match the model, or a hidden compute layer without ReLU (PACT is unsigned).
+            match the model, a hidden compute layer without ReLU (PACT is unsigned), or a layer
+            with a NaN / Inf weight (named).
     """
+    check_weights(model, "quantize_mixed")
     blocks = _blocks(model)
     _check_policy(blocks, policy)
     computes = [b for b in blocks if b["type"] == "compute"]

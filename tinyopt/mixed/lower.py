@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.front.checks import check_weights
 from tinyopt.integer.arith import bn_gain, m0_n0, same_padding
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, plain
 
@@ -31,6 +32,15 @@ def _padding(cfg: dict, in_shape: tuple, out_shape: tuple, kernel: tuple) -> tup
     top, bottom = same_padding(in_shape[0], kernel[0], strides[0], out_shape[0])
     left, right = same_padding(in_shape[1], kernel[1], strides[1], out_shape[1])
     return (top, bottom, left, right)
+
+
+def _m0_n0(multiplier, where: str):
+    """:func:`m0_n0`, with the layer named when a multiplier is not finite (a zero or NaN scale)."""
+    try:
+        return m0_n0(multiplier)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}; its input, weight or output scale is zero or not "
+                         "finite (check the layer's clips and PACT alpha)") from exc
 
 
 def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: int,
@@ -90,7 +100,7 @@ def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: in
         layer.out_scale = float(out["scale"])
         mult = step / layer.out_scale
         per_layer = e["fold"] == "FB" and e["granularity"] == "PL" and bn is None
-        layer.m0, layer.n0 = m0_n0(mult[:1] if per_layer else mult)
+        layer.m0, layer.n0 = _m0_n0(mult[:1] if per_layer else mult, where)
     elif not last:
         raise ValueError(f"{where}: a linear (no activation) compute layer must be the last one")
     else:  # logits (docs/integer.md#logits-of-the-last-layer): int32, signed; real = out_scale * Y
@@ -100,7 +110,7 @@ def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: in
         else:  # PC (or BN): per-channel rescale onto the largest step (full Q1.31 mantissa)
             ref = float(np.max(np.abs(step)))
             layer.out_scale = ref
-            layer.m0, layer.n0 = m0_n0(step / ref)
+            layer.m0, layer.n0 = _m0_n0(step / ref, where)
         layer.extra["logits"] = "int32"
     return layer
 
@@ -149,12 +159,14 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
 
     Raises:
         ValueError: the model was not built by ``quantize_mixed``, or contains a layer with no
-            integer equivalent (named in the message), or a dilated convolution.
+            integer equivalent (named in the message), a dilated convolution, or a layer with a
+            NaN / Inf weight, BN statistic or quantizer clip (named).
     """
     from tinyopt.mixed import build  # TF is imported only when converting
     if not hasattr(qmodel, "layers") or not hasattr(qmodel, "input_shape"):
         raise TypeError(f"convert needs a Keras model from tinyopt.qat.quantize_mixed or "
                         f"tinyopt.ptq.quantize_mixed, got {type(qmodel).__name__}")
+    check_weights(qmodel, "icn.convert")
     params = build.integer_params(qmodel)
     inp = params["input"]
     graph = IntegerGraph(layers=[], input_shape=tuple(int(d) for d in qmodel.input_shape[1:]),

@@ -87,6 +87,49 @@ def _prod(shape) -> int:
     return n
 
 
+# The layers the memory model accounts for. Compute layers become nodes (exact types: a subclass
+# such as Conv2DTranspose computes something else). The pass-through layers hold no weights and
+# do not change the memory picture of a chain: element-wise in place, a view, identity at
+# inference, or a pooling / padding whose result the next compute node's input shape already
+# counts. A BatchNormalization directly after a compute layer is that node's BN (folded or ICN;
+# its bytes are the node's extra bytes). Every other layer is refused by name.
+COMPUTE_TYPES = ("Conv2D", "DepthwiseConv2D", "Dense")
+PASS_THROUGH = ("InputLayer", "ReLU", "Activation", "Softmax", "Identity", "Flatten", "Reshape",
+                "Dropout", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+                "GlobalMaxPooling2D", "ZeroPadding2D", "QuantizeLayer")
+SUPPORTED = (f"compute layers {', '.join(COMPUTE_TYPES)}; pass-through "
+             f"{', '.join(PASS_THROUGH)}; BatchNormalization directly after a compute layer")
+_WRAPPERS = ("QuantizeWrapper", "PruneLowMagnitude")  # tfmot: looked through
+_HINTS = {
+    "SeparableConv2D": "build the depthwise and pointwise parts as separate layers (as "
+                       "tinyopt.models.mobilenet_v1)",
+    "Conv2DTranspose": "a transposed convolution has other MACs and tensor sizes than a Conv2D; "
+                       "it is not modelled",
+    "Conv1D": "1-D convolutions are not modelled; use a Conv2D with a 1 x K kernel on "
+              "[N, 1, W, C] inputs",
+    "LSTM": "recurrent layers (weights, state and per-step buffers) are not modelled",
+    "GRU": "recurrent layers (weights, state and per-step buffers) are not modelled",
+    "SimpleRNN": "recurrent layers (weights, state and per-step buffers) are not modelled",
+    "BatchNormalization": "only a BatchNormalization directly after a compute layer is accounted "
+                          "for (as that layer's BN); fold or remove this one "
+                          "(tinyopt.graph.optimize folds BN)",
+}
+
+
+def _unwrap(layer):
+    """The layer inside a tfmot QuantizeWrapper / PruneLowMagnitude, else the layer itself."""
+    if any(c.__name__ in _WRAPPERS for c in type(layer).__mro__) and hasattr(layer, "layer"):
+        return layer.layer
+    return layer
+
+
+def _refuse(outer, layer) -> ValueError:
+    kind = type(layer).__name__
+    hint = _HINTS.get(kind, "the memory model cannot account for its weights or buffers")
+    return ValueError(f"layer {outer.name!r} ({kind}) is not supported by the memory model: "
+                      f"{hint}. Supported: {SUPPORTED}")
+
+
 def nodes(model) -> list[Node]:
     """The compute nodes of a chain network, in graph order.
 
@@ -100,36 +143,44 @@ def nodes(model) -> list[Node]:
 
     Raises:
         ValueError: the model has a layer with several inputs (the paper's accounting, where node
-            i's input is node i-1's output, holds for chains only), a SeparableConv2D (split it
-            into depthwise + pointwise), or no compute layer.
+            i's input is node i-1's output, holds for chains only), a layer the memory model
+            cannot account for (named, with the supported set :data:`SUPPORTED`: e.g. LSTM,
+            Conv1D, Conv2DTranspose, SeparableConv2D, a BatchNormalization that does not follow a
+            compute layer, a nested model), or no compute layer.
     """
     if isinstance(model, (list, tuple)):
         if not all(isinstance(n, Node) for n in model):
             raise TypeError("a list given as model must hold tinyopt.memory.Node objects")
         return list(model)
+    if not hasattr(model, "layers"):
+        raise TypeError(f"model must be a tf_keras model or a list of tinyopt.memory.Node, got "
+                        f"{type(model).__name__}")
     import tf_keras as keras
-    out = []
+    compute = {getattr(keras.layers, name): name for name in COMPUTE_TYPES}
+    out, previous = [], None
     for outer in model.layers:
-        layer = getattr(outer, "layer", outer)  # tfmot QuantizeWrapper / PruneLowMagnitude
+        layer = _unwrap(outer)
+        kind = type(layer).__name__
         if isinstance(getattr(outer, "input", None), (list, tuple)) and len(outer.input) > 1:
             raise ValueError(f"layer {outer.name!r} has {len(outer.input)} inputs; the memory "
                              "model handles chain networks only")
-        if isinstance(layer, keras.layers.SeparableConv2D):
-            raise ValueError(f"layer {outer.name!r} is a SeparableConv2D; build the depthwise and "
-                             "pointwise parts as separate layers (as tinyopt.models.mobilenet_v1)")
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            kind, kernel = "depthwise", layer.depthwise_kernel
-        elif isinstance(layer, keras.layers.Conv2D):
-            kind, kernel = "conv", layer.kernel
-        elif isinstance(layer, keras.layers.Dense):
-            kind, kernel = "dense", layer.kernel
+        after_compute, previous = previous in compute.values(), kind
+        if type(layer) not in compute:
+            if kind in PASS_THROUGH or (kind == "BatchNormalization" and after_compute and
+                                        type(layer) is keras.layers.BatchNormalization):
+                continue
+            raise _refuse(outer, layer)
+        if kind == "DepthwiseConv2D":
+            node_kind, kernel = "depthwise", layer.depthwise_kernel
+        elif kind == "Conv2D":
+            node_kind, kernel = "conv", layer.kernel
         else:
-            continue
+            node_kind, kernel = "dense", layer.kernel
         in_shape, out_shape = outer.input_shape, outer.output_shape
         out_elements = _prod(out_shape[1:])
         kelems = _prod(kernel.shape)
         n_macs = macs(out_elements, kelems, int(out_shape[-1]))
-        out.append(Node(outer.name, kind, kelems, int(out_shape[-1]), _prod(in_shape[1:]),
+        out.append(Node(outer.name, node_kind, kelems, int(out_shape[-1]), _prod(in_shape[1:]),
                         out_elements, n_macs))
     if not out:
         raise ValueError(f"model {model.name!r} has no Conv2D / DepthwiseConv2D / Dense layer")

@@ -16,12 +16,61 @@ memory model (``tinyopt.memory``) and the integer conversion (``tinyopt.icn``).
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
 from dataclasses import dataclass, field
 
 ALLOWED_BITS = (2, 4, 8)
 INPUT_BITS = 8
 GRANULARITIES = ("PL", "PC")
 FOLDS = ("FB", "ICN")
+
+# Byte-size suffixes of :func:`parse_bytes`: binary, as microcontroller datasheets count memory
+# ("512k of RAM" = 512 KiB). k and K are the same; a trailing "B" / "iB" is optional.
+BYTE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+_BYTES_RE = re.compile(r"(\d[\d_]*(?:\.\d+)?)\s*([kmg]?)(?:i?b)?", re.IGNORECASE)
+
+
+def parse_bytes(value, argument: str = "budget") -> int:
+    """A memory budget as a whole number of bytes; the one place budgets are read.
+
+    Accepts a positive int (``524288``), a positive finite float (rounded down to whole bytes:
+    ``1.5e6``) or a string with an optional binary suffix: ``"512k"`` = ``"512K"`` =
+    ``"512KiB"`` = ``"512kB"`` = 512 * 1024, ``"2M"`` = 2 * 1024**2, ``"1G"`` = 1024**3,
+    ``"2_048_000"`` or ``"2048000B"`` = 2,048,000 bytes. Suffixes are **binary** (k = 1024,
+    M = 1024^2, G = 1024^3; the paper's "MB" is MiB too); write decimal budgets as plain numbers.
+
+    Arguments:
+        value: the budget.
+        argument: its name, used in error messages (e.g. ``"ram_bytes"``).
+
+    Returns:
+        The budget in bytes, an int >= 1.
+
+    Raises:
+        TypeError: not a number or a string (e.g. None, a list, a bool).
+        ValueError: a string that is not a size, or a number that is not finite and positive
+            (NaN, Inf, 0, negative), or less than one byte.
+    """
+    if isinstance(value, str):
+        match = _BYTES_RE.fullmatch(value.strip())
+        if not match:
+            raise ValueError(f"{argument} must be a number of bytes or a size such as '512k', "
+                             f"'2M' or '2_048_000' (k = 1024, M = 1024^2, G = 1024^3), got "
+                             f"{value!r}")
+        number = float(match[1].replace("_", "")) * BYTE_UNITS[match[2].lower()]
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{argument} must be a positive number of bytes (int) or a size string "
+                        f"such as '512k', got {type(value).__name__} {value!r}")
+    else:
+        number = float(value)
+        if isinstance(value, numbers.Integral):
+            number = int(value)
+    if not math.isfinite(number) or number < 1:
+        raise ValueError(f"{argument} must be a finite, positive number of bytes (at least 1), "
+                         f"got {value!r}")
+    return int(number) if isinstance(number, int) else math.floor(number)
 
 
 def default_fold(granularity: str, weight_bits: int, act_bits: int, last: bool) -> str:

@@ -7,10 +7,9 @@ microcontroller's flash and RAM (see ``docs/mixed_precision.md``).
 
 from __future__ import annotations
 
-import numbers
-
 from tinyopt.integer.arith import packed_bytes
-from tinyopt.mixed.policy import ALLOWED_BITS, GRANULARITIES, INPUT_BITS, Policy, default_fold
+from tinyopt.mixed.policy import (ALLOWED_BITS, GRANULARITIES, INPUT_BITS, Policy, default_fold,
+                                  parse_bytes)
 
 class BudgetError(ValueError):
     """No policy with the allowed bits fits the flash and RAM budgets.
@@ -171,7 +170,7 @@ def _weight_rule(node_list, flash_budget, act_bits, granularity, delta, bits, tr
     raise RuntimeError("internal error: the weight rule exceeded its cut bound")
 
 
-def memory_driven(model, flash_bytes: int, ram_bytes: int, granularity: str = "PL",
+def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granularity: str = "PL",
                   delta: float = 0.05, bits=(8, 4, 2)) -> Policy:
     """The paper's memory-driven mixed-precision rule (docs/mixed_precision.md#weight-rule-m1,
     docs/mixed_precision.md#activation-rule-m2).
@@ -193,8 +192,10 @@ def memory_driven(model, flash_bytes: int, ram_bytes: int, granularity: str = "P
 
     Arguments:
         model: a ``tf_keras`` chain model or a list of :class:`tinyopt.memory.Node`.
-        flash_bytes: flash (ROM) budget in bytes (the paper: 2_048_000).
-        ram_bytes: RAM budget in bytes (the paper: 512_000).
+        flash_bytes: flash (ROM) budget in bytes (the paper: 2_048_000), or a size string read
+            by :func:`tinyopt.mixed.policy.parse_bytes` (``"2M"``; k = 1024, M = 1024^2).
+        ram_bytes: RAM budget in bytes (the paper: 512_000), or a size string (``"512k"`` =
+            524,288 B).
         granularity: "PL" or "PC" weight quantization.
         delta: share tolerance of the weight rule, 0 < delta <= 1 (absolute, 0.05 = 5 points).
         bits: allowed bit widths, a subset of (8, 4, 2); everything starts at the largest.
@@ -206,7 +207,10 @@ def memory_driven(model, flash_bytes: int, ram_bytes: int, granularity: str = "P
     Raises:
         BudgetError: no assignment of the allowed bits fits; the message states the smallest
             flash and peak RAM reachable.
-        ValueError: bad granularity, delta, bits or budgets.
+        ValueError: bad granularity, delta or bits; a budget that is not a finite positive
+            number of bytes (NaN, Inf, 0, negative) or not a size string; a model layer the
+            memory model cannot account for (named, see :func:`tinyopt.mixed.memory.nodes`).
+        TypeError: a budget that is neither a number nor a string.
     """
     from tinyopt.mixed.memory import nodes as _nodes
     if granularity not in GRANULARITIES:
@@ -216,9 +220,8 @@ def memory_driven(model, flash_bytes: int, ram_bytes: int, granularity: str = "P
     bits = tuple(sorted({int(b) for b in bits}, reverse=True))
     if not bits or any(b not in ALLOWED_BITS for b in bits):
         raise ValueError(f"bits must be a non-empty subset of {ALLOWED_BITS}, got {bits}")
-    for what, v in (("flash_bytes", flash_bytes), ("ram_bytes", ram_bytes)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or v <= 0:
-            raise ValueError(f"{what} must be a positive number of bytes, got {v!r}")
+    flash_bytes = parse_bytes(flash_bytes, "flash_bytes")
+    ram_bytes = parse_bytes(ram_bytes, "ram_bytes")
     node_list = _nodes(model)
     trace: list[dict] = []
     act = _activation_rule(node_list, ram_bytes, bits, trace)
