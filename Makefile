@@ -9,7 +9,9 @@ DATA_MIRROR ?= $(if $(wildcard ../shared/data),../shared/data,)
 export DATA_MIRROR
 # Executed notebooks and their tables/figures.
 RESULTS   ?= results
-PAPERMILL := $(VENV)/bin/papermill --log-level WARNING --no-progress-bar
+# `tinyopt run` = papermill, but OUT is written only when every cell ran (an interrupted or
+# failed run goes to OUT.interrupted.ipynb / OUT.failed.ipynb, marked).
+PAPERMILL := $(VENV)/bin/tinyopt run
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 

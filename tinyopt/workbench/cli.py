@@ -1,5 +1,10 @@
 """The ``tinyopt`` command line.
 
+``tinyopt run NOTEBOOK OUT [-p NAME VALUE]...`` executes one notebook under papermill; ``OUT`` is
+written only when every cell ran, an interrupted or failed run goes to ``OUT.interrupted.ipynb`` /
+``OUT.failed.ipynb``, marked (:mod:`tinyopt.workbench.execute`). Exit codes: 0 done, 1 a cell
+failed, 130 interrupted.
+
 ``tinyopt sweep GRID.yaml [--jobs N | --scheduler tcp://HOST:PORT] [--dry-run | --status]
 [--skip-failed] [--timeout S] [--retries N]`` runs a resumable papermill sweep on Dask (see
 :mod:`tinyopt.workbench.sweep` and docs/sweeps.md). Exit codes: 0 every run done, 1 some runs
@@ -12,6 +17,7 @@ import argparse
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -47,7 +53,36 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--runs-dir", default=None,
                        help="where run folders go (default results/runs)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run = sub.add_parser("run", help="run one notebook; its executed copy is complete or marked",
+                         description="Execute NOTEBOOK into OUT under papermill. OUT is written "
+                         "only when every cell ran; an interrupted or failed run is written to "
+                         "OUT.interrupted.ipynb / OUT.failed.ipynb and marked as such.")
+    run.add_argument("notebook")
+    run.add_argument("output")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                     metavar=("NAME", "VALUE"), help="a parameter, as papermill's -p")
     return parser
+
+
+def _run(args) -> int:
+    import papermill as pm
+
+    from tinyopt.workbench import execute
+    params = {name: execute.value(v) for name, v in args.parameter}
+    try:
+        execute.run(args.notebook, args.output, params)
+    except KeyboardInterrupt:
+        print(f"interrupted: the partial run is in "
+              f"{execute.sibling(Path(args.output), 'interrupted')}",
+              file=sys.stderr)
+        return 130
+    except pm.PapermillExecutionError as exc:
+        print(f"error: {args.notebook} failed in cell {exc.exec_count}: {exc.ename}: "
+              f"{exc.evalue}\n  the partial run is in "
+              f"{execute.sibling(Path(args.output), 'failed')}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def _sweep(args) -> int:
@@ -104,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "run":
+            return _run(args)
     except SweepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
