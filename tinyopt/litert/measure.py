@@ -65,6 +65,14 @@ def predict(tflite_bytes: bytes, x: np.ndarray, batch_size: int = 1000, threads:
                         "tinyopt.data.preprocess")
     interp = interpreter(tflite_bytes, threads, resolver)
     inp = interp.get_input_details()[0]
+    want = tuple(int(d) for d in inp["shape"][1:])
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        raise ValueError(f"images have shape {list(x.shape)} but the model's input "
+                         f"{inp['name']!r} takes [N, {', '.join(map(str, want))}]; pass "
+                         "model-ready images (tinyopt.data.preprocess adds the channel axis)")
+    if not np.isfinite(x).all():
+        raise ValueError(f"images hold {int(np.isnan(x).sum())} NaN and "
+                         f"{int(np.isinf(x).sum())} Inf values; every value must be finite")
     dynamic = len(inp.get("shape_signature", [])) > 0 and inp["shape_signature"][0] == -1
     if not dynamic:
         batch_size = int(inp["shape"][0])

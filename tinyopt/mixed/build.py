@@ -371,6 +371,8 @@ def named_policy(model: keras.Model, name: str, granularity: str = "PL",
     match = re.fullmatch(r"w(\d)a(\d)", name)
     if match:
         return Policy.uniform(model, int(match[1]), int(match[2]), granularity, fold=fold)
+    if not (isinstance(memory_fraction, (int, float)) and 0 < memory_fraction <= 1):
+        raise ValueError(f"memory_fraction must be a number in (0, 1], got {memory_fraction!r}")
     if name != "mixed":
         raise ValueError(f"policy name must be 'w<bits>a<bits>' (e.g. w4a4) or 'mixed', got "
                          f"{name!r}")

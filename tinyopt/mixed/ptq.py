@@ -24,6 +24,7 @@ import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imp
 import tensorflow as tf
 import tf_keras as keras
 
+from tinyopt.front.checks import check_images
 from tinyopt.mixed import build, quantizers
 from tinyopt.mixed.layers import QuantCompute, QuantModel
 from tinyopt.mixed.policy import Policy
@@ -152,9 +153,8 @@ def calibrate(model: keras.Model, policy: Policy, calibration: np.ndarray,
         raise ValueError(f"weights must be one of {WEIGHT_METHODS}, got {weights!r}")
     if activations not in ACT_METHODS:
         raise ValueError(f"activations must be one of {ACT_METHODS}, got {activations!r}")
-    calibration = np.asarray(calibration, np.float32)
-    if calibration.ndim < 2 or len(calibration) == 0:
-        raise ValueError("calibration must be a non-empty batch of model-ready images")
+    calibration = np.asarray(check_images(calibration, model, "calibration",
+                                          "ptq.quantize_mixed"), np.float32)
     qmodel = build.quantize_mixed(model, policy, freeze_bn_after=freeze_bn_after,
                                 input_range=input_range, weight_init=weights)
 

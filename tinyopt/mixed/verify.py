@@ -45,6 +45,8 @@ def compare(qmodel, graph: IntegerGraph, x: np.ndarray, batch_size: int = 500) -
         (largest |difference|), frac_diff (share of elements that differ) and frac_gt1 (share
         differing by > 1 LSB).
     """
+    from tinyopt.front.checks import check_images
+    x = check_images(x, qmodel, "x", "icn.compare")
     import pandas as pd
     import tensorflow as tf
     import tf_keras as keras
