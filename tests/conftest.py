@@ -1,5 +1,16 @@
-"""Shared fixtures. Tests that need the real datasets skip with a reason when `make data` has not
-run (make test always runs it first)."""
+"""Shared fixtures and helpers.
+
+Data: tests that need the real datasets skip with a reason when `make data` has not run; under
+`make test` / `make test-fast` (which fetch the data first) ``TINYOPT_REQUIRE_DATA=1`` turns that
+skip into a failure, so a library that looks for the data in the wrong place cannot pass silently.
+
+QEMU: tests of the Cortex-M7 path take the ``qemu`` fixture, which skips them with the
+toolchain's own reason when arm-none-eabi-gcc, newlib or qemu-system-arm is missing (`make mcu`
+installs them) before any other fixture trains or builds anything; such a test never passes
+without running QEMU.
+
+Training and notebook runs are marked ``slow`` (``make test-fast`` leaves them out).
+"""
 from __future__ import annotations
 
 import gzip
@@ -12,10 +23,13 @@ import pytest
 
 import tinyopt  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from tinyopt.front import data as tdata
+from tinyopt.integer.arith import m0_n0
+from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+# ------------------------------------------------------------------------------ data
 def write_idx(folder: Path, name: str, n_train: int = 20, n_test: int = 10, seed: int = 0) -> dict:
     """Write a tiny, valid IDX dataset; returns the {file: sha256} map for it."""
     rng = np.random.default_rng(seed)
@@ -48,11 +62,39 @@ def have_real(name: str) -> bool:
         return False
 
 
+def need_data(*names: str) -> None:
+    """Skip (or, with ``TINYOPT_REQUIRE_DATA`` set, fail) unless every dataset is fetched."""
+    missing = [n for n in names if not have_real(n)]
+    if not missing:
+        return
+    why = f"{', '.join(missing)} not fetched (run `make data`)"
+    if os.environ.get("TINYOPT_REQUIRE_DATA"):
+        pytest.fail(f"{why}, but TINYOPT_REQUIRE_DATA is set (make test fetched the data): the "
+                    f"library looks for it in {tdata.candidate_dirs(missing[0])}")
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def fashion():
-    if not have_real("fashion_mnist"):
-        pytest.skip("Fashion-MNIST not fetched (run `make data`)")
+    need_data("fashion_mnist")
     return tdata.dataset("fashion_mnist")
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    need_data("mnist")
+    return tdata.dataset("mnist")
+
+
+@pytest.fixture(scope="session")
+def seed_cnn_fashion(fashion):
+    """The seed CNN trained one epoch on 3,000 Fashion-MNIST images (seeded), once per session,
+    for the tests that convert, simulate or export a real model. Do not modify it."""
+    from tinyopt import models, train
+    model = models.seed_cnn(seed=0)
+    train.fit(model, (fashion.x_train[:3000], fashion.y_train[:3000]), epochs=1, seed=0,
+              progress=False)
+    return model
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +103,18 @@ def _quiet_tf():
     yield
 
 
+# ------------------------------------------------------------------------------ QEMU
+@pytest.fixture(scope="session")
+def qemu() -> None:
+    """Skip, with the toolchain's reason, unless the Cortex-M7 toolchain and QEMU are installed
+    (session scope: set up before the module fixtures that train or build)."""
+    from tinyopt.deploy import mcu
+    ok, why = mcu.toolchain()
+    if not ok:
+        pytest.skip(f"QEMU path not run: {why}")
+
+
+# ------------------------------------------------------------------------------ notebooks
 def run_notebook(name: str, tmp_path: Path, needs=("fashion_mnist",), **params) -> Path:
     """Execute ``notebooks/<name>`` under papermill with ``params`` (run from the repo root, as
     ``make`` does) into ``tmp_path``; skip when a dataset in ``needs`` is not fetched.
@@ -69,15 +123,41 @@ def run_notebook(name: str, tmp_path: Path, needs=("fashion_mnist",), **params) 
         The path of the executed notebook.
     """
     import papermill as pm
-    missing = [d for d in needs if not have_real(d)]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not fetched (run `make data`)")
+    need_data(*needs)
     out = tmp_path / Path(name).name
     pm.execute_notebook(str(REPO / "notebooks" / name), str(out), parameters=params,
                         cwd=str(REPO), progress_bar=False, kernel_name="python3")
     return out
 
 
+# ------------------------------------------------------------------------------ ties
+def assert_equal_but_ties(got, want, pre, rounding: str = "floor", eps: float = 1e-3,
+                          what: str = "") -> int:
+    """Integer outputs ``got`` equal ``want`` except on rounding ties.
+
+    ``pre`` is the float value (in LSBs of the output grid) that ``want`` was rounded from. A
+    value that lands on a floor boundary (an integer; for ``rounding="round"`` a half-integer)
+    may go either way: the float model decides by float32 rounding, the integer kernel by its
+    own Q1.31 multiplier. Every differing value must therefore differ by exactly 1 LSB AND have
+    ``pre`` within ``eps`` LSB of a boundary; any other difference fails.
+
+    Returns:
+        The number of tolerated (tie) differences.
+    """
+    got, want = np.asarray(got, np.int64), np.asarray(want, np.int64)
+    pre = np.asarray(pre, np.float64)
+    assert got.shape == want.shape == pre.shape, (what, got.shape, want.shape, pre.shape)
+    differ = got != want
+    boundary = np.round(pre) if rounding == "floor" else np.floor(pre) + 0.5
+    bad = differ & ((np.abs(got - want) > 1) | (np.abs(pre - boundary) > eps))
+    assert not bad.any(), (
+        f"{what}: {int(bad.sum())} of {int(differ.sum())} differing values are not 1-LSB "
+        f"rounding ties: got {got[bad][:5]}, want {want[bad][:5]}, pre-rounding value "
+        f"{pre[bad][:5]}")
+    return int(differ.sum())
+
+
+# ------------------------------------------------------------------------------ models
 def small_mobilenet(size: int = 28, classes: int = 10, bn_momentum: float = 0.99,
                     maxpool: bool = True, name: str = "mobilenet_style"):
     """A 5-layer MobileNetV1-style net with the ops that matter: conv 3x3/2 SAME, dw 3x3/1, pw,
@@ -104,3 +184,38 @@ def small_mobilenet(size: int = 28, classes: int = 10, bn_momentum: float = 0.99
     x = L.AveragePooling2D(int(x.shape[1]), name="avgpool" if maxpool else "pool")(x)
     x = L.Dense(classes, name="fc")(L.Flatten(name="flatten")(x))
     return keras.Model(inp, x, name=name)
+
+
+def synthetic_graph(seed: int = 0) -> IntegerGraph:
+    """A small CMix-NN style ICN graph: 4-bit PC conv (stride 2, asymmetric SAME pad), 2-bit
+    depthwise padding integer 0 with a non-zero input zero point, 8-bit PL pointwise, max pool,
+    flatten, and raw int32 logits (docs/integer.md)."""
+    rng = np.random.default_rng(seed)
+
+    def compute(kind, name, in_shape, out_shape, in_bits, in_zp, out_bits, out_zp, wshape, wbits,
+                per_channel, **kw):
+        c = out_shape[-1]
+        layer = IntegerLayer(kind=kind, name=name, in_shape=in_shape, out_shape=out_shape,
+                             in_bits=in_bits, in_zero_point=in_zp, out_bits=out_bits,
+                             out_zero_point=out_zp, **kw)
+        layer.set_weights(rng.integers(0, 1 << wbits, wshape), wbits)
+        n_zw = c if per_channel else 1
+        layer.weight_zero_point = rng.integers(0, 1 << wbits, n_zw).astype(np.int32)
+        layer.weight_scale = rng.uniform(0.01, 0.1, n_zw)
+        layer.bias = rng.integers(-300, 300, c).astype(np.int32)
+        layer.m0, layer.n0 = m0_n0(rng.uniform(0.002, 0.05, c if per_channel else 1))
+        return layer
+
+    layers = [
+        compute("conv2d", "conv", (9, 9, 4), (5, 5, 8), 8, 0, 4, 2, (8, 3, 3, 4), 4, True,
+                stride=(2, 2), padding=(1, 1, 1, 1)),
+        compute("depthwise", "dw", (5, 5, 8), (5, 5, 8), 4, 2, 4, 0, (3, 3, 8), 2, True,
+                padding=(1, 1, 1, 1), pad_mode="zero"),
+        compute("pointwise", "pw", (5, 5, 8), (5, 5, 6), 4, 0, 8, 0, (6, 1, 1, 8), 8, False),
+        IntegerLayer(kind="maxpool", name="pool", in_shape=(5, 5, 6), out_shape=(2, 2, 6),
+                     pool_size=(2, 2), stride=(2, 2)),
+        IntegerLayer(kind="flatten", name="flat", in_shape=(2, 2, 6), out_shape=(24,)),
+        compute("dense", "fc", (24,), (3,), 8, 0, 32, 0, (3, 24), 4, False,
+                requantize=False, out_signed=True),
+    ]
+    return IntegerGraph(layers=layers, input_shape=(9, 9, 4), rounding="floor", name="synthetic")

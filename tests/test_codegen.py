@@ -1,7 +1,8 @@
 """C export (tinyopt.codegen) and its host / QEMU builds (tinyopt.mcu): bit-exact with tinyopt.sim.
 
 The host path always runs (gcc). The Cortex-M7 path runs when arm-none-eabi-gcc, newlib and
-qemu-system-arm are installed (`make mcu` installs them) and is skipped with the reason otherwise.
+qemu-system-arm are installed (`make mcu` installs them) and is skipped with the reason otherwise
+(the ``qemu`` fixture of tests/conftest.py).
 """
 from __future__ import annotations
 
@@ -20,13 +21,6 @@ from tinyopt.integer.arith import packed_bytes
 from tinyopt.integer.from_litert import graph_from_tflite
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
-
-
-def _need_mcu():
-    ok, why = mcu.toolchain()
-    if not ok:
-        print(f"QEMU path skipped: {why}")
-        pytest.skip(f"QEMU path skipped: {why}")
 
 
 # ------------------------------------------------------------------------------ a coverage graph
@@ -265,8 +259,7 @@ def test_mixed_mobilenet_host_bitexact_and_arena_matches_memory_model(tmp_path, 
     assert e.param_bytes["w"] == int(memory.report(nodes, policy)["weight_bytes"].sum())
 
 
-def test_mixed_mobilenet_under_qemu(tmp_path, mixed_mobilenet):
-    _need_mcu()
+def test_mixed_mobilenet_under_qemu(qemu, tmp_path, mixed_mobilenet):
     g, x = mixed_mobilenet
     r = mcu.deploy(g, x[:40], tmp_path, name="mixed", host_images=40, mcu_images=20)
     s = r["summary"]
@@ -283,11 +276,10 @@ def test_mixed_mobilenet_under_qemu(tmp_path, mixed_mobilenet):
 
 # ------------------------------------------------------------------------------ int8 seed CNN
 @pytest.fixture(scope="module")
-def seed_cnn_int8(fashion):
-    from tinyopt import convert, models, train
+def seed_cnn_int8(fashion, seed_cnn_fashion):
+    from tinyopt import convert
     from tinyopt.litert.measure import quantize_input
-    m = models.seed_cnn(seed=0)
-    train.fit(m, (fashion.x_train[:2000], fashion.y_train[:2000]), epochs=1, progress=False)
+    m = seed_cnn_fashion
     tfl = convert.to_tflite(m, "int8", calibration=fashion.x_train[:500])
     g = graph_from_tflite(tfl)
     detail = {"dtype": np.int8, "quantization": (g.input_scale, g.input_zero_point),
@@ -295,6 +287,7 @@ def seed_cnn_int8(fashion):
     return m, g, quantize_input(fashion.x_test[:300], detail)
 
 
+@pytest.mark.slow  # trains the seed CNN
 def test_seed_cnn_int8_host_bitexact(tmp_path, seed_cnn_int8):
     from tinyopt import memory
     from tinyopt.policy import Policy
@@ -310,15 +303,14 @@ def test_seed_cnn_int8_host_bitexact(tmp_path, seed_cnn_int8):
     assert memory.peak_ram_bytes(nodes, policy) == int(keras_pred["ram_bytes"].max())
 
 
-def test_seed_cnn_int8_under_qemu(tmp_path, seed_cnn_int8):
-    _need_mcu()
+@pytest.mark.slow  # trains the seed CNN
+def test_seed_cnn_int8_under_qemu(qemu, tmp_path, seed_cnn_int8):
     _, g, x = seed_cnn_int8
     r = mcu.deploy(g, x[:30], tmp_path, name="seed", host_images=30, mcu_images=30)
     s = r["summary"]
     assert s["mcu_images_exact"] == 30 and s["mcu_mismatching_values"] == 0
     assert s["rodata"] >= s["weight_bytes_c"]
     assert s["ram_acceptance_ok"]
-
 
 
 def test_export_rejects_a_layer_reading_the_wrong_bit_width(tmp_path):

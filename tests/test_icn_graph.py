@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyopt.icn import GraphFileError, IntegerGraph, IntegerLayer
+from tests.conftest import synthetic_graph
+from tinyopt.icn import GraphFileError, IntegerGraph
 from tinyopt.integer import graph as igraph
 from tinyopt.integer.arith import m0_n0
 
@@ -57,41 +58,6 @@ def test_m0_n0_follows_spec_2_2():
 
 
 # ------------------------------------------------------------------------------ a synthetic graph
-def synthetic_graph(seed: int = 0) -> IntegerGraph:
-    """A small CMix-NN style ICN graph: 4-bit PC conv (stride 2, asymmetric SAME pad), 2-bit
-    depthwise padding integer 0 with a non-zero input zero point, 8-bit PL pointwise, max pool,
-    flatten, and raw int32 logits (spec §2.4)."""
-    rng = np.random.default_rng(seed)
-
-    def compute(kind, name, in_shape, out_shape, in_bits, in_zp, out_bits, out_zp, wshape, wbits,
-                per_channel, **kw):
-        c = out_shape[-1]
-        layer = IntegerLayer(kind=kind, name=name, in_shape=in_shape, out_shape=out_shape,
-                             in_bits=in_bits, in_zero_point=in_zp, out_bits=out_bits,
-                             out_zero_point=out_zp, **kw)
-        layer.set_weights(rng.integers(0, 1 << wbits, wshape), wbits)
-        n_zw = c if per_channel else 1
-        layer.weight_zero_point = rng.integers(0, 1 << wbits, n_zw).astype(np.int32)
-        layer.weight_scale = rng.uniform(0.01, 0.1, n_zw)
-        layer.bias = rng.integers(-300, 300, c).astype(np.int32)
-        layer.m0, layer.n0 = m0_n0(rng.uniform(0.002, 0.05, c if per_channel else 1))
-        return layer
-
-    layers = [
-        compute("conv2d", "conv", (9, 9, 4), (5, 5, 8), 8, 0, 4, 2, (8, 3, 3, 4), 4, True,
-                stride=(2, 2), padding=(1, 1, 1, 1)),
-        compute("depthwise", "dw", (5, 5, 8), (5, 5, 8), 4, 2, 4, 0, (3, 3, 8), 2, True,
-                padding=(1, 1, 1, 1), pad_mode="zero"),
-        compute("pointwise", "pw", (5, 5, 8), (5, 5, 6), 4, 0, 8, 0, (6, 1, 1, 8), 8, False),
-        IntegerLayer(kind="maxpool", name="pool", in_shape=(5, 5, 6), out_shape=(2, 2, 6),
-                     pool_size=(2, 2), stride=(2, 2)),
-        IntegerLayer(kind="flatten", name="flat", in_shape=(2, 2, 6), out_shape=(24,)),
-        compute("dense", "fc", (24,), (3,), 8, 0, 32, 0, (3, 24), 4, False,
-                requantize=False, out_signed=True),
-    ]
-    return IntegerGraph(layers=layers, input_shape=(9, 9, 4), rounding="floor", name="synthetic")
-
-
 def test_synthetic_graph_is_valid_and_weights_unpack():
     g = synthetic_graph()
     g.validate()

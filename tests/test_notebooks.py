@@ -1,36 +1,205 @@
-"""Notebooks run under papermill with tiny parameters (make reproduce runs the defaults)."""
+"""Every notebook runs under papermill with tiny parameters (``make reproduce`` runs the defaults)
+and writes the tables and figures checked here: one parametrized test over the notebooks, plus
+the QEMU half of notebook 05, which skips with the toolchain's reason when it is missing (the
+notebook itself then runs host-only and its host half is still checked).
+
+Each notebook runs once per session (the QEMU test reuses the run of notebook 05), from the repo
+root as ``make`` runs it, with an absolute ``out_dir`` under pytest's temporary folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import run_notebook as run
+from tests.conftest import run_notebook
+
+pytestmark = pytest.mark.slow
 
 
-@pytest.mark.slow
-def test_00_baseline_tiny(tmp_path):
-    run("00_baseline.ipynb", tmp_path, dataset="fashion_mnist", epochs=1, train_samples=2000,
-        latency_runs=5, out_dir=str(tmp_path / "out"))
-    df = pd.read_csv(tmp_path / "out" / "fashion_mnist.csv")
+# ------------------------------------------------------------------------------ checks
+def _check_00(out: Path) -> None:
+    df = pd.read_csv(out / "fashion_mnist.csv")
     assert len(df) == 1 and df.loc[0, "test_images"] == 10000
     assert df.loc[0, "accuracy"] > 0.5
-    assert (tmp_path / "out" / "fashion_mnist.png").stat().st_size > 1000
+    assert (out / "models" / "fashion_mnist_float32.tflite").stat().st_size == \
+        df.loc[0, "size_bytes"]
+    assert (out / "fashion_mnist.png").stat().st_size > 1000
 
 
-@pytest.mark.slow
-def test_01_multicomponent_tiny(tmp_path):
-    run("01_multicomponent.ipynb", tmp_path, needs=("mnist",), dataset="mnist", epochs=1,
-        train_samples=1500,
-        sequences=["int8", "prune>qat>int8", "graph>dynamic", "decompose>float16"],
-        latency_runs=3, prune_epochs=1, qat_epochs=1, decompose_epochs=1,
-        calibration_samples=50, tolerance_pt=50.0, out_dir=str(tmp_path / "out"))
-    df = pd.read_csv(tmp_path / "out" / "mnist.csv")
+def _check_01(out: Path) -> None:
+    df = pd.read_csv(out / "mnist.csv")
     assert {"float32", "int8", "prune>qat>int8", "graph>dynamic", "decompose>float16",
             "decompose@init>float32", "separable@scratch>float32"} <= set(df["variant"])
     assert (df["test_images"] == 10000).all()
-    assert df.set_index("variant").loc["int8", "input_dtype"] == "int8"
-    assert df.set_index("variant").loc["prune>qat>int8", "sparsity"] > 0.7
-    vs = pd.read_csv(tmp_path / "out" / "mnist_vs_seed.csv")
+    by = df.set_index("variant")
+    assert by.loc["int8", "input_dtype"] == "int8"
+    assert by.loc["prune>qat>int8", "sparsity"] > 0.7
+    assert by.loc["float32", "accuracy"] > 0.5
+    vs = pd.read_csv(out / "mnist_vs_seed.csv")
     assert vs.set_index("seed_label").loc["TFLite float32", "seed_size_bytes"] == 83280
-    assert len(pd.read_csv(tmp_path / "out" / "mnist_recommend.csv")) == 3
+    rec = pd.read_csv(out / "mnist_recommend.csv")
+    assert len(rec) == 3 and set(rec["variant"]) <= set(df["variant"])
     for fig in ("mnist_bars.png", "mnist_scatter.png"):
-        assert (tmp_path / "out" / fig).stat().st_size > 1000
+        assert (out / fig).stat().st_size > 1000
+
+
+def _check_02(out: Path) -> None:
+    table = pd.read_csv(out / "fashion_mnist.csv")
+    assert set(table["model"]) == {"seed_cnn", "mobilenet_v1_0.25_32"}
+    assert set(table["method"]) == {"float32", "float32+ft", "PTQ", "QAT"}
+    mbn = table[table.model == "mobilenet_v1_0.25_32"]
+    assert set(mbn[mbn.method == "PTQ"].fold) == {"ICN", "FB"}  # FB vs ICN at 4 bits
+    # the seed CNN learned (10 classes: chance is 0.1), and 4-bit PTQ and QAT keep most of it
+    seed = table[table.model == "seed_cnn"].set_index("method")["accuracy"]
+    assert seed["float32"] > 0.3
+    assert seed["PTQ"] >= seed["float32"] - 0.1 and seed["QAT"] >= seed["float32"] - 0.1
+    assert (table.dropna(subset=["weight_bytes"])["weight_bytes"] > 0).all()
+    assert (out / "fashion_mnist.png").stat().st_size > 1000
+
+
+def _check_03(out: Path) -> None:
+    fam = pd.read_csv(out / "family_PC.csv")
+    assert fam["config"].tolist() == ["128_0.5", "128_0.75"]
+    assert fam["feasible"].all() and (fam["flash_bytes"] <= 2_048_000).all()
+    assert (fam["peak_ram_bytes"] <= 512_000).all()
+    assert fam.loc[0, "keras_params"] > fam.loc[0, "weights"]  # BN and FC bias on top
+    table = pd.read_csv(out / "weight_memory_224_1.0.csv")
+    assert (table["MiB_rounded"] - table["paper_MiB"]).abs().max() <= 0.01
+    pol = pd.read_csv(out / "policies_PC.csv")
+    assert len(pol) == 2 * 28 and set(pol["weight_bits"]) <= {2, 4, 8}
+    assert (out / "bits_heatmap_PC.png").stat().st_size > 10_000
+
+
+def _check_04(out: Path) -> None:
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 4 and (summary["test_images"] == 1000).all()
+    assert (summary["flash_bytes"] > 0).all()
+    # The integer graph agrees with the bias-snapped fake-quant model on almost every image: a
+    # 1-LSB tie of the int32 logits may pick either class (tests/test_icn_convert.py checks the
+    # layers exactly, up to rounding ties).
+    assert (summary["snapped_top1_agreement"] >= 0.995).all()
+    errors = pd.read_csv(out / "layer_errors.csv")
+    assert set(errors["model"]) == {"seed_cnn", "mobilenet"}
+    for name in ("layer_error_trace.png", "accuracy.png"):
+        assert (out / name).stat().st_size > 1000
+    assert len(list(out.glob("*.npz"))) == 4
+
+
+MODELS_05 = ["seed_cnn_int8", "mobilenet_32_0.25_mixed", "seed_cnn_mixed_converted",
+             "mobilenet_32_0.25_mixed_converted"]
+
+
+def _check_05(out: Path) -> None:
+    """The host half (always runs); the QEMU half is test_05_deploy_under_qemu."""
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["model"]) == MODELS_05
+    assert (summary["host_images"] == 30).all() and (summary["host_images_exact"] == 30).all()
+    assert (summary["host_mismatching_values"] == 0).all()
+    assert (summary["distinct_outputs"] > 1).all()  # not a constant model: the check has teeth
+    assert pd.read_csv(out / "steps.csv")["model"].nunique() == 4
+    assert sorted(p.stem for p in out.glob("*.npz")) == sorted(MODELS_05)
+
+
+def _check_06(out: Path) -> None:
+    from tinyopt import memory
+    from tinyopt.policy import Policy
+    runs = pd.read_csv(out / "runs.csv").set_index("policy")
+    # RAM budget defaults to budget_member's w8a8 peak RAM; flash was given
+    nodes = memory.mobilenet_v1_nodes(0.25, 28, 10, 1)
+    ram = memory.peak_ram_bytes(nodes, Policy.uniform([n.name for n in nodes], 8, 8, "PL"))
+    # 0.25@28 fits at int8; 0.5@28 does not (flash) and runs under both memory-driven policies
+    assert set(runs.index) == {"int8", "Mix-PL", "Mix-PC"}
+    assert runs.loc["int8", "member"] == "0.25@28" and runs.loc["int8", "fits_int8"]
+    for tag in ("Mix-PL", "Mix-PC"):
+        r = runs.loc[tag]
+        assert r.member == "0.5@28" and not r.fits_int8 and r.int8_flash_bytes > 500000
+        assert r.flash_bytes <= 500000 and r.ram_bytes <= ram and r.fits_budget
+        assert {"2", "4"} & set(r.weight_bits.split("/"))  # some sub-byte weights
+        assert 0 < r.subbyte_mac_share < 1
+    assert runs.loc["int8", "subbyte_mac_share"] == 0
+    # the integer graph computes what its fake-quant model computes (up to rare 1-LSB logit
+    # ties), and the int8 member learned (10 classes: chance is 0.1)
+    assert ((runs.integer_acc - runs.fakequant_acc).abs() <= 0.01).all()
+    assert runs.loc["int8", "integer_acc"] > 0.3
+    table = pd.read_csv(out / "fashion_mnist_table.csv").set_index("member")
+    assert list(table.index) == ["0.25@28", "0.5@28"]
+    assert table.loc["0.5@28", "Mix-PL"] == pytest.approx(runs.loc["Mix-PL", "integer_acc"])
+    assert table.loc["0.5@28", "int8_that_fits"].startswith("0.25@28")
+    run = pd.read_csv(out / "fashion_mnist_run.csv").iloc[0]
+    assert run.ram_budget == ram and run.flash_budget == 500000 and run.test_images == 500
+    assert (out / "fashion_mnist_pareto.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------ the notebooks
+# stem: (datasets it needs, tiny parameters, check of its out_dir)
+NOTEBOOKS = {
+    "00_baseline": (("fashion_mnist",), dict(
+        dataset="fashion_mnist", epochs=1, train_samples=2000, latency_runs=5), _check_00),
+    "01_multicomponent": (("mnist",), dict(
+        dataset="mnist", epochs=1, train_samples=1500,
+        sequences=["int8", "prune>qat>int8", "graph>dynamic", "decompose>float16"],
+        latency_runs=3, prune_epochs=1, qat_epochs=1, decompose_epochs=1,
+        calibration_samples=50, tolerance_pt=50.0), _check_01),
+    "02_subbyte_qat": (("fashion_mnist",), dict(
+        dataset="fashion_mnist", epochs=1, qat_epochs=1, train_samples=1000, qat_samples=500,
+        test_samples=500, calibration_samples=200, mobilenet_epochs=1, mobilenet_samples=500,
+        policies=["w4a4"], granularities=["PL"], mobilenet_qat=[]), _check_02),
+    "03_memory_policy": ((), dict(
+        configs=[[128, 0.5], [128, 0.75]], granularity="PC"), _check_03),
+    "04_integer_only": (("fashion_mnist",), dict(
+        epochs=1, train_samples=1000, mobilenet_samples=300, test_samples=1000, qat_epochs=0,
+        calibration_samples=64, error_samples=50, model_names=["seed_cnn", "mobilenet"],
+        configs=["PL+FB", "PC+ICN"]), _check_04),
+    "05_deploy": (("fashion_mnist", "mnist"), dict(
+        train_samples=500, host_images=30, mcu_images=5), _check_05),
+    "06_iso_memory": (("fashion_mnist",), dict(
+        alphas=[0.25, 0.5], resolutions=[28], budget_member=[0.25, 28], flash_bytes=500000,
+        epochs=2, train_samples=2000, qat_epochs=0, calibration_samples=128,
+        test_samples=500), _check_06),
+}
+
+
+@pytest.fixture(scope="session")
+def executed(tmp_path_factory):
+    """``executed(stem)`` runs ``notebooks/<stem>.ipynb`` once per session with its tiny
+    parameters and returns its ``out_dir`` (a failed run fails every test that asks for it)."""
+    runs: dict[str, Path | BaseException] = {}
+
+    def run(stem: str) -> Path:
+        if stem not in runs:
+            needs, params, _ = NOTEBOOKS[stem]
+            tmp = tmp_path_factory.mktemp(stem)
+            extra = {"build_dir": str(tmp / "build")} if stem == "05_deploy" else {}
+            try:
+                run_notebook(f"{stem}.ipynb", tmp, needs=needs, out_dir=str(tmp / "out"),
+                             **params, **extra)
+                runs[stem] = tmp / "out"
+            except Exception as exc:  # noqa: BLE001 (kept and re-raised for every caller)
+                runs[stem] = exc
+                raise
+        result = runs[stem]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+    return run
+
+
+@pytest.mark.parametrize("stem", list(NOTEBOOKS))
+def test_notebook(stem, executed):
+    NOTEBOOKS[stem][2](executed(stem))
+
+
+def test_05_deploy_under_qemu(qemu, executed):
+    """Notebook 05's Cortex-M7 half: every image bit-exact under QEMU, the RAM acceptance met,
+    the memory table and the per-step instruction figure written."""
+    out = executed("05_deploy")
+    summary = pd.read_csv(out / "summary.csv")
+    assert (summary["mcu_images"] == 5).all() and (summary["mcu_images_exact"] == 5).all()
+    assert (summary["mcu_mismatching_values"] == 0).all()
+    assert summary["ram_acceptance_ok"].all()
+    assert (summary["insns_per_image_min"] > summary["macs"]).all()  # >= 1 instruction per MAC
+    mem = pd.read_csv(out / "memory.csv")
+    assert set(mem["memory"]) == {"flash", "ram"}
+    assert (out / "instructions_per_step.png").stat().st_size > 1000

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import small_mobilenet
-from tests.test_icn_graph import synthetic_graph
+from tests.conftest import small_mobilenet, synthetic_graph
 from tinyopt import icn, sim
 from tinyopt.integer import from_litert
 from tinyopt.integer import sim as isim
@@ -237,21 +236,6 @@ def _trained(builder, data, n_train=3000):
     return model
 
 
-@pytest.fixture(scope="module")
-def seed_model(fashion):
-    from tinyopt import models
-    return _trained(models.seed_cnn, fashion)
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    from tests.conftest import have_real
-    from tinyopt import data
-    if not have_real("mnist"):
-        pytest.skip("MNIST not fetched (run `make data`)")
-    return data.dataset("mnist")
-
-
 def _assert_bitexact_every_layer(tflite_bytes, x):
     """Every layer's int8 output of run_tflite equals the interpreter's (reference kernels)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -280,9 +264,9 @@ def _assert_bitexact_every_layer(tflite_bytes, x):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_run_tflite_bitexact_seed_cnn(fashion, seed_model, per_channel):
+def test_run_tflite_bitexact_seed_cnn(fashion, seed_cnn_fashion, per_channel):
     from tinyopt.litert.measure import quantize_input
-    tfl = _int8_tflite(seed_model, fashion.x_train[:200], per_channel)
+    tfl = _int8_tflite(seed_cnn_fashion, fashion.x_train[:200], per_channel)
     g = sim.graph_from_tflite(tfl)
     assert [layer.kind for layer in g.layers] == ["conv2d", "maxpool", "flatten", "dense"]
     assert len(g.layers[0].m0) == (12 if per_channel else 1)
@@ -301,8 +285,8 @@ def test_run_tflite_bitexact_seed_cnn(fashion, seed_model, per_channel):
 
 
 @pytest.mark.slow
-def test_tflite_graph_survives_save_load(fashion, seed_model, tmp_path):
-    tfl = _int8_tflite(seed_model, fashion.x_train[:200])
+def test_tflite_graph_survives_save_load(fashion, seed_cnn_fashion, tmp_path):
+    tfl = _int8_tflite(seed_cnn_fashion, fashion.x_train[:200])
     g = sim.graph_from_tflite(tfl)
     h = icn.IntegerGraph.load(g.save(tmp_path / "seed.npz"))
     assert h.layers[-1].rounding == "tflite_single" and h.rounding == "tflite_double"
