@@ -43,8 +43,15 @@ setup: $(VENV)/.installed
 data: setup
 	$(PY) -m tinyopt.data fetch
 
+# Everything, as CI runs it (training and notebook runs included): under 10 minutes on 2 cores.
+# TINYOPT_REQUIRE_DATA: the data were just fetched, so a test that cannot find them fails
+# instead of skipping.
 test: setup data
-	$(PY) -m pytest $(PYTEST_ARGS)
+	TINYOPT_REQUIRE_DATA=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# No training and no notebook runs (those tests are marked slow): under 2 minutes on 2 cores.
+test-fast: setup data
+	TINYOPT_REQUIRE_DATA=1 $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # $(call per_dataset,NOTEBOOK_STEM,RESULTS_SUBFOLDER): run a notebook once per dataset with its
 # default parameters, the executed copy next to its tables; prints the wall time.

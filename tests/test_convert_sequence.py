@@ -1,3 +1,5 @@
+"""Conversion modes, pruning, sequences of transforms and their recommendation. Tests that need
+the trained toy model (the ``small`` fixture) are slow."""
 import numpy as np
 import pytest
 
@@ -22,6 +24,7 @@ def small():
     return m, data
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("mode", list(convert.MODES))
 def test_every_mode_converts_and_runs(small, mode):
     m, data = small
@@ -39,11 +42,12 @@ def test_every_mode_converts_and_runs(small, mode):
         assert (ins, outs) == ("float32", "float32")
 
 
-def test_calibrated_modes_need_calibration(small):
+def test_calibrated_modes_need_calibration():
+    m = models.seed_cnn()  # untrained: the arguments are refused before any conversion
     with pytest.raises(ValueError, match="calibration"):
-        convert.to_tflite(small[0], "int8")
+        convert.to_tflite(m, "int8")
     with pytest.raises(ValueError, match="unknown conversion mode 'int4'.*float16"):
-        convert.to_tflite(small[0], "int4")
+        convert.to_tflite(m, "int4")
 
 
 def test_calibration_subset_is_seeded_and_sized():
@@ -73,6 +77,7 @@ def test_validate_accepts_seed_chains():
         assert sequence.validate(spec)[-1] in convert.MODES
 
 
+@pytest.mark.slow  # trains
 def test_prune_reaches_sparsity_and_leaves_input_untouched(small):
     m, data = small
     before = [w.copy() for w in m.get_weights()]
@@ -90,6 +95,7 @@ def test_prune_reaches_sparsity_and_leaves_input_untouched(small):
     assert sparse["size_gzip_bytes"] < 0.6 * dense["size_gzip_bytes"]
 
 
+@pytest.mark.slow  # trains
 def test_sequence_run_many_caches_prefixes_and_recommends(small):
     m, data = small
     opts = dict(dataset="toy", prune_epochs=1, epochs=1, decompose_epochs=1, latency_runs=5,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinyopt.front import data as tdata
-from tests.conftest import have_real, write_idx
+from tests.conftest import REPO, need_data, write_idx
 
 
 def test_load_tiny_matches_keras_contract(tiny_data):
@@ -75,8 +75,7 @@ def test_count_mismatch(tiny_data, monkeypatch):
 
 def test_flipped_byte_in_real_file_is_refused(tmp_path, monkeypatch):
     """Acceptance: flipping one byte of a real dataset file makes load raise, naming the file."""
-    if not have_real("mnist"):
-        pytest.skip("MNIST not fetched (run `make data`)")
+    need_data("mnist")
     src = tdata.find_dir("mnist")
     dst = tmp_path / "mnist"
     shutil.copytree(src, dst)
@@ -135,11 +134,20 @@ def test_fetch_downloads_when_no_mirror(tmp_path, monkeypatch):
 
 
 def test_real_datasets_match_published_counts():
+    need_data("mnist", "fashion_mnist")
     for name in ("mnist", "fashion_mnist"):
-        if not have_real(name):
-            pytest.skip(f"{name} not fetched")
         (x, y), (xt, yt) = tdata.load(name)
         assert x.shape == (60000, 28, 28) and xt.shape == (10000, 28, 28)
     (x, y), (xt, yt) = tdata.load("mnist")
     assert np.bincount(yt).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert abs(x.mean() - 33.318) < 1e-3
+
+
+def test_default_folders_are_under_the_checkout(monkeypatch):
+    """Without $TINYOPT_DATA the datasets live in <repo>/data/<name> (what `make data` fills and
+    .gitignore lists), wherever the package module sits in the tree."""
+    monkeypatch.delenv("TINYOPT_DATA", raising=False)
+    assert tdata.candidate_dirs("mnist") == [REPO / "data" / "mnist"]
+    monkeypatch.delenv("DATA_MIRROR", raising=False)
+    shared = REPO.parent / "shared" / "data"  # the checkout's sibling folder, when it exists
+    assert tdata.default_mirror() == (shared if shared.is_dir() else None)

@@ -1,56 +1,68 @@
 """tinyopt.icn.convert (fake-quant model -> IntegerGraph) and check (c): the integer graph against
 its fake-quant model, layer by layer, on Fashion-MNIST test images.
 
-Models are tiny (500 training images, 1 epoch) and PTQ-calibrated; what is checked is arithmetic
-agreement, not accuracy.
+What is checked is arithmetic agreement, not accuracy. Each layer of the graph, fed the
+simulator's own input, must give exactly what the fake-quant layer gives on that input, except
+on rounding ties: a pre-floor value that sits on an integer (PTQ can make a multiplier
+M = g S_w alpha_in / alpha_out a ratio of small integers, e.g. 5/36, so some outputs land exactly
+on a floor boundary), where the float model decides by float32 rounding and the integer kernel
+by its Q1.31 multiplier. Those, and only those, may differ, by 1 LSB
+(:func:`tests.conftest.assert_equal_but_ties`); raw int32 logits, which are not floored, agree
+within the 1 LSB of float32 accumulation error of the fake-quant logits. End to end the chain
+may part from the simulator only where a tie flipped. The models are not perturbed to avoid
+ties.
+
+The structure tests use untrained (seeded) models; test_check_c trains (slow).
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras as keras
 
 import tinyopt  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from tests.conftest import have_real
-from tinyopt import data, icn, models, ptq, qat, sim, train
+from tests.conftest import assert_equal_but_ties, on_boundary
+from tinyopt import icn, models, ptq, qat, sim, train
 from tinyopt.mixed import quantizers
 from tinyopt.mixed.layers import QuantCompute
-from tinyopt.transforms.keras_graph import compute_layer_names
 from tinyopt.policy import Policy
+from tinyopt.transforms.keras_graph import compute_layer_names
 
-# 1,000 test images: the >= 99.5 % agreement line then tolerates 5 tie-breaks (with 150 it
-# demanded 100 % and a single 1-LSB logit tie failed it).
-N_TRAIN, N_CALIB, N_TEST = 500, 64, 1000
-
-
-@pytest.fixture(scope="module")
-def fashion():
-    if not have_real("fashion_mnist"):
-        pytest.skip("Fashion-MNIST not fetched (run `make data`)")
-    return data.dataset("fashion_mnist")
+N_TRAIN, N_CALIB, N_TEST = 500, 64, 500
 
 
 def _pad32(x):
     return np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
 
 
-def _trained(name, fashion):
-    if name == "seed_cnn":
-        model, prep = models.seed_cnn(), (lambda x: x)
-    else:
-        model, prep = models.mobilenet_v1(0.25, 32, 10, input_channels=1), _pad32
-        for layer in model.layers:  # test only: let the BN moving statistics settle in 9 steps
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = 0.5
-    x, y = prep(fashion.x_train[:N_TRAIN]), fashion.y_train[:N_TRAIN]
-    fit_args = {} if name == "seed_cnn" else {"learning_rate": 3e-3, "batch_size": 32}
-    train.fit(model, (x, y), epochs=1, validation_split=0.0, progress=False, **fit_args)
-    return model, x, prep(fashion.x_test[:N_TEST])
+def _mobilenet():
+    model = models.mobilenet_v1(0.25, 32, 10, input_channels=1)
+    for layer in model.layers:  # test only: let the BN moving statistics settle in 16 steps
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.5
+    return model
 
 
 @pytest.fixture(scope="module")
-def trained(fashion):
-    return {name: _trained(name, fashion) for name in ("seed_cnn", "mobilenet")}
+def trained(fashion, seed_cnn_fashion):
+    """{name: (model, calibration images, test images)}: the session's trained seed CNN and a
+    MobileNetV1 0.25 at 32 x 32 trained one epoch on 500 images."""
+    mobilenet = _mobilenet()
+    x, y = _pad32(fashion.x_train[:N_TRAIN]), fashion.y_train[:N_TRAIN]
+    train.fit(mobilenet, (x, y), epochs=1, validation_split=0.0, progress=False,
+              learning_rate=3e-3, batch_size=32)
+    return {"seed_cnn": (seed_cnn_fashion, fashion.x_train[:N_TRAIN], fashion.x_test[:N_TEST]),
+            "mobilenet": (mobilenet, x, _pad32(fashion.x_test[:N_TEST]))}
+
+
+@pytest.fixture(scope="module")
+def untrained(fashion):
+    """The same two architectures, untrained (seeded): enough for the graph's structure."""
+    return {"seed_cnn": (models.seed_cnn(seed=0), fashion.x_train[:N_CALIB],
+                         fashion.x_test[:200]),
+            "mobilenet": (_mobilenet(), _pad32(fashion.x_train[:N_CALIB]),
+                          _pad32(fashion.x_test[:200]))}
 
 
 def _policy(model, config):
@@ -71,71 +83,137 @@ CONFIGS = ["PL+FB", "PL+ICN", "PC+ICN", "mixed"]
 ACTIVATIONS = "percentile"
 
 
-def _off_lattice(q):
-    """Test only: scale the PACT alpha of the i-th layer by 1 + 1e-4 sqrt(i + 2). PTQ calibration
-    sets alpha to (a fraction of) one of the layer's own pre-activation values, so a multiplier
-    M = g S_w alpha_in / alpha_out can be a ratio of small integers (5/36 was seen) and outputs
-    land EXACTLY on a floor boundary; there the Q1.31 multiplier of the integer kernel decides by
-    its own rounding, which no float model reproduces. Trained (QAT) alphas are off that lattice.
+def _quantize(models_, model_name, config):
+    """A fresh PTQ model of (model, config) (test_check_c snaps its biases in place)."""
+    model, x_calib, _ = models_[model_name]
+    return ptq.quantize_mixed(model, _policy(model, config), x_calib[:N_CALIB], weights="minmax",
+                              activations=ACTIVATIONS)
+
+
+def _window_means(codes: np.ndarray, pool: tuple, stride: tuple) -> np.ndarray:
+    """Mean of each VALID pooling window of integer codes [N, H, W, C] (float64, exact)."""
+    n, h, w, c = codes.shape
+    oh, ow = (h - pool[0]) // stride[0] + 1, (w - pool[1]) // stride[1] + 1
+    out = np.zeros((n, oh, ow, c))
+    for i in range(oh):
+        for j in range(ow):
+            win = codes[:, i * stride[0]:i * stride[0] + pool[0],
+                        j * stride[1]:j * stride[1] + pool[1]]
+            out[:, i, j] = win.sum((1, 2))
+    return out / (pool[0] * pool[1])
+
+
+def assert_layers_match_but_ties(q, graph, x) -> dict:
+    """Every layer of ``graph`` that ``q`` has, fed the simulator's own input of that layer, gives
+    the fake-quant layer's output on that input exactly, except 1-LSB rounding ties; raw int32
+    logits (not floored: Phi + B_q) agree within 1 LSB, the float32 accumulation error of the
+    fake-quant logits.
+
+    Returns:
+        {layer name: (tie flips, outputs on a rounding boundary)} in graph order: how many
+        outputs differ (all of them ties) and how many could have (0, 0 for exact layers).
     """
-    computes = [layer for layer in q.layers if isinstance(layer, QuantCompute)]
-    for i, layer in enumerate(computes):
-        if layer.activation is not None:
-            layer.alpha.assign(layer.alpha * (1 + 1e-4 * np.sqrt(i + 2)))
-    return q
-_QUANTIZED = {}
+    codes = graph.quantize_input(x)
+    trace = sim.run(graph, codes, trace=True)
+    n = len(x)
+    keras_names = {layer.name for layer in q.layers}
+    ties = {}
+    for i, layer in enumerate(graph.layers):
+        if layer.name not in keras_names:
+            continue
+        kl = q.get_layer(layer.name)
+        prev = graph.layers[i - 1] if i else None
+        src = codes if prev is None else trace[prev.name]
+        s, z = (graph.input_scale, graph.input_zero_point) if prev is None else \
+            (prev.out_scale, prev.out_zero_point)
+        xin = tf.constant((s * (src.astype(np.float64) - z)).astype(np.float32).reshape(
+            (n,) + tuple(kl.input_shape[1:])))
+        got = trace[layer.name].reshape(n, -1)
+        fake = kl(xin, training=False).numpy().reshape(n, -1).astype(np.float64)
+        fake = fake / layer.out_scale
+        if isinstance(kl, QuantCompute):
+            pre = kl.preactivation(xin, training=False).numpy().reshape(n, -1)
+            pre = pre.astype(np.float64) / layer.out_scale + layer.out_zero_point
+            if kl.activation is not None:  # PACT: S * floor(pre / S), clamped
+                want = np.round(fake) + layer.out_zero_point
+            elif layer.requantize:  # requantized logits: floored like the kernel
+                want = np.floor(pre)
+            else:  # raw int32 logits Phi + B_q: no rounding, only float32 error in the fake
+                err = got - pre
+                assert np.abs(err).max() <= 1 + 1e-6 * np.abs(pre).max(), (
+                    f"{layer.name}: logits differ by up to {np.abs(err).max()} LSB from the "
+                    "fake-quant ones")
+                # float error has no sign: a per-class offset (e.g. one bias code off) would
+                bias = np.abs(err.mean(axis=0)).max()
+                assert bias <= 0.1, f"{layer.name}: logits offset by {bias} LSB on average"
+                ties[layer.name] = (0, 0)
+                continue
+            flips = assert_equal_but_ties(got, want, pre, "floor", what=layer.name)
+        elif layer.kind == "avgpool" and layer.avg_rounding == "floor":
+            assert layer.padding == (0, 0, 0, 0), layer.name
+            pre = _window_means(src.reshape((n,) + tuple(layer.in_shape)).astype(np.float64)
+                                - layer.in_zero_point, layer.pool_size, layer.stride)
+            pre = pre.reshape(n, -1) + layer.out_zero_point
+            want = np.round(fake) + layer.out_zero_point
+            flips = assert_equal_but_ties(got, want, pre, "floor", what=layer.name)
+        else:  # max pool, flatten, reshape: the same codes
+            np.testing.assert_array_equal(got, np.round(fake) + layer.out_zero_point,
+                                          err_msg=layer.name)
+            ties[layer.name] = (0, 0)
+            continue
+        ties[layer.name] = (flips, int(on_boundary(pre).sum()))
+    return ties
 
 
-def _quantized(trained, model_name, config):
-    """The PTQ model of (model, config), made once per module (test_check_c snaps its biases in
-    place; the other tests read only weights, scales and BN statistics, which snapping keeps)."""
-    key = (model_name, config)
-    if key not in _QUANTIZED:
-        model, x_train, _ = trained[model_name]
-        _QUANTIZED[key] = _off_lattice(ptq.quantize_mixed(
-            model, _policy(model, config), x_train[:N_CALIB], weights="minmax",
-            activations=ACTIVATIONS))
-    return _QUANTIZED[key]
+def assert_chain_parts_only_at_a_tie(res: dict, ties: dict) -> None:
+    """End to end (``icn.compare``'s chained comparison): a tie flips one activation by 1 LSB and
+    the flip travels, so the chain may part from the simulator, but where it first parts (its
+    input still equal to the simulator's) only by 1 LSB at outputs on a rounding boundary; with
+    no tie flip in any layer it does not part, and every class agrees up to a 1-LSB logit tie."""
+    layers = res["layers"].set_index("layer")
+    acts = [name for name in ties if layers.loc[name, "out_bits"] <= 8]
+    parted = [name for name in acts if layers.loc[name, "chained_frac_diff"] > 0]
+    if parted:
+        first = parted[0]
+        assert ties[first][1] > 0 and layers.loc[first, "chained_max_lsb"] <= 1, (
+            f"the chain first parts at {first!r}, not at a tie\n{layers.to_string()}")
+    if not any(flips for flips, _ in ties.values()):
+        assert not parted and res["top1_agreement_1lsb"] == 1.0, layers.to_string()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("model_name", ["seed_cnn", "mobilenet"])
-@pytest.mark.parametrize("config", CONFIGS)
+# every config on the seed CNN; on MobileNet the FB one (PTQ puts some of its multipliers on a
+# rounding lattice: real tie flips) and the mixed 2/4/8-bit one with both folds
+CHECK_C = [("seed_cnn", c) for c in CONFIGS] + [("mobilenet", "PL+FB"), ("mobilenet", "mixed")]
+
+
+@pytest.mark.slow  # trains
+@pytest.mark.parametrize("model_name,config", CHECK_C)
 def test_check_c(trained, model_name, config):
     x_test = trained[model_name][2]
-    q = _quantized(trained, model_name, config)
+    q = _quantize(trained, model_name, config)
     graph = icn.convert(q)
-    # The fake-quant forward pass rounds each bias onto its int32 grid (qat.quantize_bias), so
-    # every layer's integer arithmetic alone (fed the simulator's own input) and the whole chain
-    # agree within 1 LSB (the Q1.31 multiplier and float32 rounding are all that is left).
+    # The fake-quant forward pass rounds each bias onto its int32 grid, so every layer's
+    # integer arithmetic (fed the simulator's own input) equals the fake-quant layer up to ties.
+    ties = assert_layers_match_but_ties(q, graph, x_test)
+    assert len(ties) >= 4
     res = icn.compare(q, graph, x_test)
-    layers = res["layers"]
-    assert len(layers) >= 4
-    assert (layers["isolated_max_lsb"] <= 1).all(), layers.to_string()
-    # End to end, a float32 sum that lands within an ulp of a floor boundary can still flip one
-    # activation by 1 LSB, and the flip travels: not a bias or arithmetic error, so the chained
-    # check is on the share of differing outputs and on the class.
-    acts = layers[layers["out_bits"] <= 8]
-    assert (acts["chained_frac_diff"] <= 1e-3).all(), layers.to_string()
-    # coarse int32 logits (S_x S_w per LSB) tie now and then: argmax then picks either class
-    assert res["top1_agreement_1lsb"] >= 0.995
-    assert res["top1_agreement"] >= 0.97
-    # snap_bias only moves the stored float biases onto the grid the forward pass already uses
+    assert (res["layers"]["isolated_max_lsb"] <= 1).all(), res["layers"].to_string()
+    assert_chain_parts_only_at_a_tie(res, ties)
+    # snap_bias only moves the stored float biases onto the grid the forward pass already uses:
+    # the model computes exactly what it computed before
     before = q.predict(x_test, verbose=0)
     changes = icn.snap_bias(q)
-    assert max(changes.values()) <= 0.5 + 1e-6
-    after = q.predict(x_test, verbose=0)
-    assert np.mean(np.argmax(before, 1) == np.argmax(after, 1)) >= 0.999
-    assert np.median(np.abs(before - after)) <= 1e-4 * np.max(np.abs(before))
+    assert 0 < max(changes.values()) <= 0.5 + 1e-6
+    np.testing.assert_array_equal(q.predict(x_test, verbose=0), before)
     # not vacuous: the model does predict several classes and most outputs are not clamped
     assert len(np.unique(np.argmax(res["int_logits"], 1))) >= 2
     assert len(np.unique(res["int_logits"])) > 50
 
 
-def test_structure_and_files(trained, tmp_path):
-    x_test = trained["seed_cnn"][2]
+def test_structure_and_files(untrained, tmp_path):
+    x_test = untrained["seed_cnn"][2]
     for config in ("PL+FB", "PC+ICN"):
-        q = _quantized(trained, "seed_cnn", config)
+        q = _quantize(untrained, "seed_cnn", config)
         graph = icn.convert(q)
         assert [layer.kind for layer in graph.layers] == ["conv2d", "maxpool", "flatten", "dense"]
         assert graph.rounding == "floor" and graph.input_bits == 8
@@ -148,6 +226,7 @@ def test_structure_and_files(trained, tmp_path):
         np.testing.assert_array_equal(fc.unpacked_weights(), p["fc"]["weight_codes"].T)
         assert conv.weights.shape == (12, 5)  # 9 codes of 4 bits -> 5 bytes per row
         assert conv.out_bits == 4 and conv.bias.dtype == np.int32
+        np.testing.assert_array_equal(conv.bias, p["conv"]["bias_codes"])
         assert fc.out_bits == 32 and fc.out_signed
         if config == "PL+FB":
             assert len(conv.m0) == 1 and len(conv.weight_zero_point) == 1
@@ -165,10 +244,11 @@ def test_structure_and_files(trained, tmp_path):
         again = icn.IntegerGraph.load(path)
         codes = graph.quantize_input(x_test[:50])
         np.testing.assert_array_equal(sim.run(again, codes), sim.run(graph, codes))
+        assert_layers_match_but_ties(q, graph, x_test)
 
 
-def test_mobilenet_layout(trained):
-    q = _quantized(trained, "mobilenet", "PC+ICN")
+def test_mobilenet_layout(untrained):
+    q = _quantize(untrained, "mobilenet", "PC+ICN")
     graph = icn.convert(q)
     kinds = [layer.kind for layer in graph.layers]
     assert kinds[:3] == ["conv2d", "depthwise", "pointwise"]
@@ -194,15 +274,21 @@ def test_quantize_input_matches_the_model(fashion):
                                                       in_shape=(28, 28, 1), out_shape=(784,))],
                              input_shape=(28, 28, 1), input_scale=1 / 255)
     np.testing.assert_array_equal(graph.quantize_input(x), qp.codes.numpy())
-    half = np.full((1, 28, 28, 1), 0.5 / 255, np.float32)  # exactly half a step: to even (0)
-    assert graph.quantize_input(half).max() in (0, 1)
+    # exact half steps (0.5 / 255 and 2.5 / 255 divide back to exactly 0.5 and 2.5 in float32):
+    # to even, as the model's input quantizer (tf.round); half away from zero as TFLite
+    half = np.zeros((1, 28, 28, 1), np.float32)
+    half[0, 0, 0, 0], half[0, 0, 1, 0] = 0.5 / 255, 2.5 / 255
+    _, qh = quantizers.input_quant(half, 0.0, 1.0, 8, params=True)
+    np.testing.assert_array_equal(graph.quantize_input(half), qh.codes.numpy())
+    assert graph.quantize_input(half)[0, 0, :2, 0].tolist() == [0, 2]
+    assert graph.quantize_input(half, rounding="half_away")[0, 0, :2, 0].tolist() == [1, 3]
     with pytest.raises(ValueError, match="shape"):
         graph.quantize_input(np.zeros((1, 32, 32, 1)))
 
 
-def test_unsupported_layer_is_named(trained):
-    model = trained["seed_cnn"][0]
-    q = _quantized(trained, "seed_cnn", "PL+FB")
+def test_unsupported_layer_is_named(untrained):
+    model = untrained["seed_cnn"][0]
+    q = _quantize(untrained, "seed_cnn", "PL+FB")
     inputs = keras.Input((28, 28, 1))
     x = inputs
     for layer in q.layers[1:4]:  # input_quant, conv, pool
@@ -235,16 +321,16 @@ def test_depth_multiplier_avgpool_same_maxpool(fashion):
         layers.Dense(10, name="fc")])
     x = fashion.x_test[:200]
     policy = Policy.uniform(model, 4, 4, "PC")
-    q = _off_lattice(ptq.quantize_mixed(model, policy, x[:64], weights="minmax",
-                                        activations=ACTIVATIONS))
+    q = ptq.quantize_mixed(model, policy, x[:64], weights="minmax", activations=ACTIVATIONS)
     graph = icn.convert(q)
     assert [layer.kind for layer in graph.layers] == ["conv2d", "maxpool", "depthwise",
                                                       "avgpool", "reshape", "dense"]
     assert graph["mp"].padding == (0, 1, 0, 1) and graph["mp"].out_shape == (7, 7, 4)
     assert graph["dw"].depth_multiplier == 2 and graph["dw"].weight_shape == (3, 3, 8)
     assert graph["ap"].out_shape == (3, 3, 8)
+    ties = assert_layers_match_but_ties(q, graph, x)
+    assert list(ties) == ["c", "mp", "dw", "ap", "r", "fc"]
     res = icn.compare(q, graph, x)
-    layers = res["layers"]
-    assert (layers["isolated_max_lsb"] <= 1).all(), layers.to_string()
-    assert (layers["chained_max_lsb"] <= 1).all(), layers.to_string()
-    assert res["top1_agreement_1lsb"] >= 0.995
+    assert (res["layers"]["isolated_max_lsb"] <= 1).all(), res["layers"].to_string()
+    assert_chain_parts_only_at_a_tie(res, ties)
+    assert len(np.unique(graph.quantize_input(x))) > 100  # real images, not a constant input

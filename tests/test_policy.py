@@ -1,6 +1,5 @@
 """tinyopt.policy.memory_driven: the paper's rule on hand-traced toy graphs, infeasible budgets,
-budget properties (hypothesis) and notebook 03 under papermill."""
-import pandas as pd
+budget properties (hypothesis); notebook 03 runs in tests/test_notebooks.py."""
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -225,23 +224,3 @@ def test_mobilenet_family_monotone_in_both_budgets(granularity):
                     assert all(b >= a for a, b in zip(prev.weight_bits, p.weight_bits))
                     assert all(b >= a for a, b in zip(prev.act_bits, p.act_bits))
                 prev = p
-
-
-# ------------------------------------------------------------------------------- notebook 03
-
-@pytest.mark.slow
-def test_03_memory_policy_tiny(tmp_path):
-    from tests.test_notebooks import run
-    out = tmp_path / "out"
-    run("03_memory_policy.ipynb", tmp_path, configs=[[128, 0.5], [128, 0.75]],
-        granularity="PC", out_dir=str(out))
-    fam = pd.read_csv(out / "family_PC.csv")
-    assert fam["config"].tolist() == ["128_0.5", "128_0.75"]
-    assert fam["feasible"].all() and (fam["flash_bytes"] <= 2_048_000).all()
-    assert (fam["peak_ram_bytes"] <= 512_000).all()
-    assert fam.loc[0, "keras_params"] > fam.loc[0, "weights"]  # BN and FC bias on top
-    table = pd.read_csv(out / "weight_memory_224_1.0.csv")
-    assert (table["MiB_rounded"] - table["paper_MiB"]).abs().max() <= 0.01
-    pol = pd.read_csv(out / "policies_PC.csv")
-    assert len(pol) == 2 * 28 and set(pol["weight_bits"]) <= {2, 4, 8}
-    assert (out / "bits_heatmap_PC.png").stat().st_size > 10_000

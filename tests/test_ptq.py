@@ -1,18 +1,14 @@
-"""tinyopt.ptq: calibration rules, the floor offset, PTQ accuracy on a trained seed CNN, QAT from
-PTQ, and notebook 02 under papermill with tiny parameters."""
+"""tinyopt.ptq: calibration rules, the floor offset, PTQ accuracy on a trained seed CNN and QAT from
+PTQ (notebook 02 runs in tests/test_notebooks.py)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 
 import tinyopt  # noqa: F401
 import tf_keras as keras
 
-from tests.conftest import run_notebook
-from tinyopt import models, ptq, qat, train
+from tinyopt import ptq, qat, train
 from tinyopt.mixed import quantizers
 from tinyopt.mixed.ptq import calibrate, calibrate_alpha
 from tinyopt.policy import Policy
@@ -56,15 +52,15 @@ def test_floor_offset_adds_half_a_step_to_the_bias():
     assert [r["layer"] for r in result.calibration] == ["c", "fc"]
     with pytest.raises(ValueError, match="weights must be one of"):
         ptq.quantize_mixed(model, policy, x, weights="bogus")
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="calibration is empty"):
         ptq.quantize_mixed(model, policy, x[:0])
 
 
-def test_ptq_on_trained_seed_cnn_and_qat_from_ptq(fashion):
+@pytest.mark.slow  # trains
+def test_ptq_on_trained_seed_cnn_and_qat_from_ptq(fashion, seed_cnn_fashion):
     x, y = fashion.x_train[:6000], fashion.y_train[:6000]
     xt, yt = fashion.x_test[:2000], fashion.y_test[:2000]
-    model = models.seed_cnn()
-    train.fit(model, (x, y), epochs=1, progress=False)
+    model = seed_cnn_fashion  # not modified: checked below
 
     def acc(m):
         return float(np.mean(np.argmax(m.predict(xt, batch_size=500, verbose=0), 1) == yt))
@@ -84,20 +80,3 @@ def test_ptq_on_trained_seed_cnn_and_qat_from_ptq(fashion):
     assert conv["weight_codes"].max() <= 3 and conv["output"]["bits"] == 2
     assert conv["output"]["scale"] == pytest.approx(conv["output"]["alpha"] / 3)
     assert quantizers.levels(2) == 3
-
-
-@pytest.mark.slow
-def test_notebook_02_tiny(tmp_path):
-    out_dir = tmp_path / "out"
-    run_notebook("02_subbyte_qat.ipynb", tmp_path, dataset="fashion_mnist", epochs=1,
-                 qat_epochs=1, train_samples=1000, qat_samples=500, test_samples=500,
-                 calibration_samples=200, mobilenet_epochs=1, mobilenet_samples=500,
-                 policies=["w4a4"], granularities=["PL"], mobilenet_qat=[],
-                 out_dir=str(out_dir))
-    table = pd.read_csv(out_dir / "fashion_mnist.csv")
-    assert set(table["model"]) == {"seed_cnn", "mobilenet_v1_0.25_32"}
-    assert set(table["method"]) == {"float32", "float32+ft", "PTQ", "QAT"}
-    mbn = table[table.model == "mobilenet_v1_0.25_32"]
-    assert set(mbn[mbn.method == "PTQ"].fold) == {"ICN", "FB"}  # FB vs ICN at 4 bits
-    assert table["accuracy"].between(0, 1).all()
-    assert Path(out_dir / "fashion_mnist.png").stat().st_size > 1000
