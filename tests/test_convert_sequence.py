@@ -24,14 +24,20 @@ def small():
     return m, data
 
 
+@pytest.fixture(scope="module")
+def small_float_accuracy(small):
+    m, data = small
+    return measure.accuracy(convert.to_tflite(m), data.x_test, data.y_test)
+
+
 @pytest.mark.slow  # trains
 @pytest.mark.parametrize("mode", list(convert.MODES))
-def test_every_mode_converts_and_runs(small, mode):
+def test_every_mode_converts_and_runs(small, small_float_accuracy, mode):
     m, data = small
     tfl = convert.to_tflite(m, mode, calibration=data.x_train, calibration_samples=50)
     acc = measure.accuracy(tfl, data.x_test, data.y_test)
-    ref = measure.accuracy(convert.to_tflite(m), data.x_test, data.y_test)
-    assert abs(acc - ref) <= 0.05
+    assert small_float_accuracy > 0.5  # the toy problem was learned
+    assert abs(acc - small_float_accuracy) <= 0.05
     ins, outs = io_dtypes(tfl)
     if mode == "int8":
         assert (ins, outs) == ("int8", "int8")

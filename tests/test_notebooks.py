@@ -74,17 +74,24 @@ def _check_03(out: Path) -> None:
 
 def _check_04(out: Path) -> None:
     summary = pd.read_csv(out / "summary.csv")
-    assert len(summary) == 4 and (summary["test_images"] == 1000).all()
+    assert len(summary) == 2 and (summary["test_images"] == 1000).all()
     assert (summary["flash_bytes"] > 0).all()
     # The integer graph agrees with the bias-snapped fake-quant model on almost every image: a
     # 1-LSB tie of the int32 logits may pick either class (tests/test_icn_convert.py checks the
     # layers exactly, up to rounding ties).
     assert (summary["snapped_top1_agreement"] >= 0.995).all()
+    # ... which says something only for a model that learned: the seed CNN (the tiny MobileNet
+    # run is at chance, one class; its layers are still checked below)
+    seed = summary[summary.model == "seed_cnn"]
+    assert (seed["float_acc"] > 0.3).all() and (seed["integer_acc"] > 0.3).all()
     errors = pd.read_csv(out / "layer_errors.csv")
     assert set(errors["model"]) == {"seed_cnn", "mobilenet"}
+    # every layer's integer arithmetic, fed the simulator's input, within 1 LSB (a tie)
+    assert (errors["isolated_max_lsb"] <= 1).all(), errors.to_string()
     for name in ("layer_error_trace.png", "accuracy.png"):
         assert (out / name).stat().st_size > 1000
-    assert len(list(out.glob("*.npz"))) == 4
+    assert sorted(p.name for p in out.glob("*.npz")) == ["mobilenet_PC_ICN.npz",
+                                                          "seed_cnn_PC_ICN.npz"]
 
 
 MODELS_05 = ["seed_cnn_int8", "mobilenet_32_0.25_mixed", "seed_cnn_mixed_converted",
@@ -109,15 +116,14 @@ def _check_06(out: Path) -> None:
     # RAM budget defaults to budget_member's w8a8 peak RAM; flash was given
     nodes = memory.mobilenet_v1_nodes(0.25, 28, 10, 1)
     ram = memory.peak_ram_bytes(nodes, Policy.uniform([n.name for n in nodes], 8, 8, "PL"))
-    # 0.25@28 fits at int8; 0.5@28 does not (flash) and runs under both memory-driven policies
-    assert set(runs.index) == {"int8", "Mix-PL", "Mix-PC"}
+    # 0.25@28 fits at int8; 0.5@28 does not (flash) and runs under the memory-driven policy
+    assert set(runs.index) == {"int8", "Mix-PL"}
     assert runs.loc["int8", "member"] == "0.25@28" and runs.loc["int8", "fits_int8"]
-    for tag in ("Mix-PL", "Mix-PC"):
-        r = runs.loc[tag]
-        assert r.member == "0.5@28" and not r.fits_int8 and r.int8_flash_bytes > 500000
-        assert r.flash_bytes <= 500000 and r.ram_bytes <= ram and r.fits_budget
-        assert {"2", "4"} & set(r.weight_bits.split("/"))  # some sub-byte weights
-        assert 0 < r.subbyte_mac_share < 1
+    r = runs.loc["Mix-PL"]
+    assert r.member == "0.5@28" and not r.fits_int8 and r.int8_flash_bytes > 500000
+    assert r.flash_bytes <= 500000 and r.ram_bytes <= ram and r.fits_budget
+    assert {"2", "4"} & set(r.weight_bits.split("/"))  # some sub-byte weights
+    assert 0 < r.subbyte_mac_share < 1
     assert runs.loc["int8", "subbyte_mac_share"] == 0
     # the integer graph computes what its fake-quant model computes (up to rare 1-LSB logit
     # ties), and the int8 member learned (10 classes: chance is 0.1)
@@ -138,26 +144,26 @@ NOTEBOOKS = {
     "00_baseline": (("fashion_mnist",), dict(
         dataset="fashion_mnist", epochs=1, train_samples=2000, latency_runs=5), _check_00),
     "01_multicomponent": (("mnist",), dict(
-        dataset="mnist", epochs=1, train_samples=1500,
+        dataset="mnist", epochs=1, train_samples=1000,
         sequences=["int8", "prune>qat>int8", "graph>dynamic", "decompose>float16"],
         latency_runs=3, prune_epochs=1, qat_epochs=1, decompose_epochs=1,
         calibration_samples=50, tolerance_pt=50.0), _check_01),
     "02_subbyte_qat": (("fashion_mnist",), dict(
-        dataset="fashion_mnist", epochs=1, qat_epochs=1, train_samples=1000, qat_samples=500,
-        test_samples=500, calibration_samples=200, mobilenet_epochs=1, mobilenet_samples=500,
+        dataset="fashion_mnist", epochs=1, qat_epochs=1, train_samples=1000, qat_samples=300,
+        test_samples=500, calibration_samples=64, mobilenet_epochs=1, mobilenet_samples=300,
         policies=["w4a4"], granularities=["PL"], mobilenet_qat=[]), _check_02),
     "03_memory_policy": ((), dict(
         configs=[[128, 0.5], [128, 0.75]], granularity="PC"), _check_03),
     "04_integer_only": (("fashion_mnist",), dict(
         epochs=1, train_samples=1000, mobilenet_samples=300, test_samples=1000, qat_epochs=0,
         calibration_samples=64, error_samples=50, model_names=["seed_cnn", "mobilenet"],
-        configs=["PL+FB", "PC+ICN"]), _check_04),
+        configs=["PC+ICN"]), _check_04),
     "05_deploy": (("fashion_mnist", "mnist"), dict(
         train_samples=500, host_images=30, mcu_images=5), _check_05),
     "06_iso_memory": (("fashion_mnist",), dict(
         alphas=[0.25, 0.5], resolutions=[28], budget_member=[0.25, 28], flash_bytes=500000,
         epochs=2, train_samples=2000, qat_epochs=0, calibration_samples=128,
-        test_samples=500), _check_06),
+        test_samples=500, granularity=["PL"]), _check_06),
 }
 
 

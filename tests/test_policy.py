@@ -1,7 +1,7 @@
 """tinyopt.policy.memory_driven: the paper's rule on hand-traced toy graphs, infeasible budgets,
 budget properties (hypothesis); notebook 03 runs in tests/test_notebooks.py."""
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import tinyopt  # noqa: F401
@@ -192,7 +192,7 @@ def test_larger_flash_budget_never_gives_fewer_bits(ns, flash, extra, ram, g):
     try:
         small = memory_driven(ns, flash, ram, g)
     except BudgetError:
-        return
+        assume(False)  # not an example of the property (hypothesis counts it as filtered)
     large = memory_driven(ns, flash + extra, ram, g)
     assert all(b >= a for a, b in zip(small.weight_bits, large.weight_bits))
     assert large.act_bits == small.act_bits  # the activation rule ignores flash
@@ -204,7 +204,7 @@ def test_pc_weight_bits_do_not_depend_on_ram(ns, ram, extra):
     try:
         a = memory_driven(ns, 20_000, ram, "PC")
     except BudgetError:
-        return
+        assume(False)  # not an example of the property (hypothesis counts it as filtered)
     assert memory_driven(ns, 20_000, ram + extra, "PC").weight_bits == a.weight_bits
 
 
@@ -213,14 +213,17 @@ def test_mobilenet_family_monotone_in_both_budgets(granularity):
     for resolution in (224, 192, 160, 128):
         for alpha in (1.0, 0.75, 0.5):
             ns = mem.mobilenet_v1_nodes(alpha, resolution)
-            prev = None
+            prev, compared = None, 0
             for ram, flash in zip(range(150_000, 1_300_000, 25_000),
                                   range(1_000_000, 5_000_000, 87_000)):
                 try:
                     p = memory_driven(ns, flash, ram, granularity)
                 except BudgetError:
+                    assert prev is None, "a larger budget became infeasible"
                     continue
                 if prev is not None:
                     assert all(b >= a for a, b in zip(prev.weight_bits, p.weight_bits))
                     assert all(b >= a for a, b in zip(prev.act_bits, p.act_bits))
+                    compared += 1
                 prev = p
+            assert compared >= 30, (alpha, resolution, compared)  # of 45 budget steps

@@ -2,6 +2,7 @@ import os
 import threading
 
 import pandas as pd
+import pytest
 
 from tinyopt.files import atomic_path
 from tinyopt.workbench import report
@@ -29,12 +30,9 @@ def test_parallel_appends_keep_every_row(tmp_path):
 def test_failed_write_leaves_old_file(tmp_path):
     p = tmp_path / "t.csv"
     report.write_csv([{"a": 1}], p)
-    try:
-        with atomic_path(p) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("crash")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError, match="crash"), atomic_path(p) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
     assert pd.read_csv(p)["a"].tolist() == [1]
     assert len(os.listdir(tmp_path)) == 2  # the csv and its lock file
 
