@@ -72,6 +72,18 @@ def _acc32(acc, wrap: bool, layer: str, checked: bool = False) -> np.ndarray:
     return acc
 
 
+def _shift_left(x, n, wrap: bool, checked: bool, layer: str, what: str) -> np.ndarray:
+    """``x << n`` kept in int32 as the kernels do: wrapped (``wrap``) or checked to fit."""
+    if not np.any(n > 0):
+        return x
+    x = x << n
+    if wrap:
+        return wrap32(x)
+    if not checked:
+        _check32(x, what, layer)
+    return x
+
+
 def requant_floor(acc, m0, n0, wrap: bool = False, layer: str = "?",
                   checked: bool = False) -> np.ndarray:
     """CMix-NN requantization (docs/integer.md#floor-requantization), without zero point and clamp.
@@ -97,12 +109,7 @@ def requant_floor(acc, m0, n0, wrap: bool = False, layer: str = "?",
     n1 = np.clip(n0 + 1, 0, 32)  # a shift by >= 32 leaves nothing of an int32
     n2 = np.clip(-(n0 + 1), 0, 63)  # >> 63 of an int64 already gives 0 or -1 (the floor)
     t = _acc32(acc, wrap, layer, checked)
-    if np.any(n1 > 0):
-        t = t << n1
-        if wrap:
-            t = wrap32(t)
-        elif not checked:
-            _check32(t, "the accumulator shifted left by n1", layer)
+    t = _shift_left(t, n1, wrap, checked, layer, "the accumulator shifted left by n1")
     return ((t * np.asarray(m0, np.int64)) >> 32) >> n2
 
 
@@ -140,12 +147,7 @@ def requant_tflite_double(acc, multiplier, shift, wrap: bool = False, layer: str
     left = np.clip(shift, 0, 32)
     right = np.clip(-shift, 0, 62)
     x = _acc32(acc, wrap, layer, checked)
-    if np.any(left > 0):
-        x = x << left
-        if wrap:
-            x = wrap32(x)
-        elif not checked:
-            _check32(x, "the accumulator shifted left", layer)
+    x = _shift_left(x, left, wrap, checked, layer, "the accumulator shifted left")
     # The only saturating case of SRDHM is x = multiplier = INT32_MIN, impossible for mult >= 0.
     h = (x * mult + (1 << 30)) >> 31
     mask = (np.int64(1) << right) - 1
