@@ -15,11 +15,12 @@ PAPERMILL := $(VENV)/bin/tinyopt run
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 
-.PHONY: help setup data test reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy iso_memory mcu mcu-tools sweep bench clean-venv
+.PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy iso_memory mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
-	@echo "make test        run the test suite"
+	@echo "make test        run the whole test suite, as CI does (under 10 minutes)"
+	@echo "make test-fast   the suite without training or notebook runs (under 2 minutes)"
 	@echo "make setup       create $(VENV) and install tinyopt[dev] (quick when already done)"
 	@echo "make data        fetch and verify MNIST and Fashion-MNIST into data/"
 	@echo "make lab         start JupyterLab on notebooks/"

@@ -19,6 +19,24 @@ import pandas as pd
 
 from tinyopt.files import atomic_path
 
+# The papers' reported numbers ship with the checkout (data/reference/), not with a user's project.
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "data" / "reference"
+
+
+def reference_table(name: str = "cnn_on_mcu") -> pd.DataFrame:
+    """A paper's reported numbers shipped with tinyopt (``data/reference/<name>.csv``), found
+    from the installed package whatever the working directory.
+
+    Raises:
+        FileNotFoundError: no such table; the message lists the ones there are.
+    """
+    path = REFERENCE_DIR / f"{name}.csv"
+    if not path.is_file():
+        have = sorted(p.stem for p in REFERENCE_DIR.glob("*.csv"))
+        raise FileNotFoundError(f"no reference table {name!r} in {REFERENCE_DIR}; "
+                                f"available: {have}")
+    return read_csv(path)
+
 @contextlib.contextmanager
 def _locked(target: Path):
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +94,7 @@ def save_figure(fig, path, dpi: int = 150) -> Path:
 
 
 def side_by_side(results: pd.DataFrame, reference, dataset: str) -> pd.DataFrame:
-    """Our measured variants next to a reference table (e.g. ``data/reference/cnn_on_mcu.csv``).
+    """Our measured variants next to a reference table (e.g. :func:`reference_table`).
 
     Sizes are compared as reported; ``size_ratio`` is against OUR float32 ``.tflite`` (the fair
     baseline), while ``seed_ratio_vs_h5`` reproduces the seed's way (its 271,400 B Keras ``.h5``
