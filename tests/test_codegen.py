@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import small_mobilenet
-from tinyopt import codegen, graphgen, mcu, sim
+from tinyopt.deploy import codegen, mcu, synth
 from tinyopt.icn import IntegerGraph, IntegerLayer
+from tinyopt.integer import sim
+from tinyopt.integer.arith import packed_bytes
+from tinyopt.integer.from_litert import graph_from_tflite
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
@@ -52,7 +55,7 @@ def coverage_graph(seed: int, rounding: str, signed_input: bool) -> IntegerGraph
         n = out_shape[-1] if per_channel else 1
         layer.weight_zero_point = rng.integers(top // 4, top - top // 4 + 1, n).astype(np.int32)
         g.layers.append(layer)
-        graphgen.calibrate_layer(g, layer, x, rng, per_channel, 0.0 if tfl else 0.25)
+        synth.calibrate_layer(g, layer, x, rng, per_channel, 0.0 if tfl else 0.25)
         state.update(shape=tuple(out_shape), bits=layer.out_bits, signed=layer.out_signed,
                      zp=layer.out_zero_point)
 
@@ -108,7 +111,7 @@ def test_pack_tensor_round_trip(bits, signed):
         lo, hi = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1))
     v = np.random.default_rng(bits).integers(lo, hi, (5, 13), endpoint=True)
     packed = codegen.pack_tensor(v, bits, signed)
-    assert packed.shape == (5, codegen.tensor_bytes(13, bits))
+    assert packed.shape == (5, packed_bytes(13, bits))
     np.testing.assert_array_equal(codegen.unpack_tensor(packed, bits, signed, 13), v)
     with pytest.raises(ValueError, match="range"):
         codegen.pack_tensor(np.array([[hi + 1]]), bits, signed)
@@ -241,7 +244,7 @@ def mixed_mobilenet():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (300, 16, 16, 1))
     x[:, :3] = 0  # some structure: blank rows like MNIST borders
-    return graphgen.mobilenet_graph(_mixed_policy(), x[:64], resolution=16), x
+    return synth.mobilenet_graph(_mixed_policy(), x[:64], resolution=16), x
 
 
 def test_mixed_mobilenet_host_bitexact_and_arena_matches_memory_model(tmp_path, mixed_mobilenet):
@@ -282,11 +285,11 @@ def test_mixed_mobilenet_under_qemu(tmp_path, mixed_mobilenet):
 @pytest.fixture(scope="module")
 def seed_cnn_int8(fashion):
     from tinyopt import convert, models, train
-    from tinyopt.measure import quantize_input
+    from tinyopt.litert.measure import quantize_input
     m = models.seed_cnn(seed=0)
     train.fit(m, (fashion.x_train[:2000], fashion.y_train[:2000]), epochs=1, progress=False)
     tfl = convert.to_tflite(m, "int8", calibration=fashion.x_train[:500])
-    g = sim.graph_from_tflite(tfl)
+    g = graph_from_tflite(tfl)
     detail = {"dtype": np.int8, "quantization": (g.input_scale, g.input_zero_point),
               "name": "input"}
     return m, g, quantize_input(fashion.x_test[:300], detail)

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyopt import icn
 from tinyopt.icn import GraphFileError, IntegerGraph, IntegerLayer
+from tinyopt.integer import graph as igraph
+from tinyopt.integer.arith import m0_n0
 
 
 # ------------------------------------------------------------------------------ packing
@@ -19,35 +20,35 @@ from tinyopt.icn import GraphFileError, IntegerGraph, IntegerLayer
        seed=st.integers(0, 2**32 - 1))
 def test_pack_unpack_round_trip(bits, rows, n, seed):
     codes = np.random.default_rng(seed).integers(0, 1 << bits, (rows, n)).astype(np.uint8)
-    packed = icn.pack(codes, bits)
+    packed = igraph.pack(codes, bits)
     assert packed.dtype == np.uint8 and packed.shape == (rows, -(-n * bits // 8))
-    np.testing.assert_array_equal(icn.unpack(packed, bits, n), codes)
+    np.testing.assert_array_equal(igraph.unpack(packed, bits, n), codes)
 
 
 def test_pack_is_lsb_first_and_rows_are_byte_aligned():
     # u4: even element in the low nibble; u2: element c in bits 2*(c mod 4) (spec §5.2).
-    assert icn.pack(np.array([1, 2]), 4).tolist() == [0x21]
-    assert icn.pack(np.array([1, 2, 3, 0]), 2).tolist() == [0b00111001]
-    assert icn.pack(np.array([[3, 1, 2]]), 2).tolist() == [[0b100111]]
+    assert igraph.pack(np.array([1, 2]), 4).tolist() == [0x21]
+    assert igraph.pack(np.array([1, 2, 3, 0]), 2).tolist() == [0b00111001]
+    assert igraph.pack(np.array([[3, 1, 2]]), 2).tolist() == [[0b100111]]
     # Each row starts on a byte: two rows of 3 nibbles take 2 bytes each, the pad bits are 0.
-    assert icn.pack(np.array([[1, 2, 3], [4, 5, 6]]), 4).tolist() == [[0x21, 0x03], [0x54, 0x06]]
-    assert icn.pack(np.array([200, 7]), 8).tolist() == [200, 7]
+    assert igraph.pack(np.array([[1, 2, 3], [4, 5, 6]]), 4).tolist() == [[0x21, 0x03], [0x54, 0x06]]
+    assert igraph.pack(np.array([200, 7]), 8).tolist() == [200, 7]
 
 
 def test_pack_rejects_bad_codes_and_bits():
     with pytest.raises(ValueError, match=r"\[0, 15\]"):
-        icn.pack(np.array([16]), 4)
+        igraph.pack(np.array([16]), 4)
     with pytest.raises(ValueError, match=r"\[0, 3\]"):
-        icn.pack(np.array([-1]), 2)
+        igraph.pack(np.array([-1]), 2)
     with pytest.raises(ValueError, match="bits must be"):
-        icn.pack(np.array([1]), 3)
+        igraph.pack(np.array([1]), 3)
     with pytest.raises(ValueError, match="fewer than"):
-        icn.unpack(np.zeros(2, np.uint8), 4, 5)
+        igraph.unpack(np.zeros(2, np.uint8), 4, 5)
 
 
 def test_m0_n0_follows_spec_2_2():
     m = np.array([0.75, 1e-5, 3.0, -0.3, 0.0, 0.5])
-    m0, n0 = icn.m0_n0(m)
+    m0, n0 = m0_n0(m)
     assert m0.dtype == np.int32 and n0.dtype == np.int8
     mant = np.abs(m0[m != 0]) / 2.0**31
     assert np.all((mant >= 0.5) & (mant < 1))
@@ -73,7 +74,7 @@ def synthetic_graph(seed: int = 0) -> IntegerGraph:
         layer.weight_zero_point = rng.integers(0, 1 << wbits, n_zw).astype(np.int32)
         layer.weight_scale = rng.uniform(0.01, 0.1, n_zw)
         layer.bias = rng.integers(-300, 300, c).astype(np.int32)
-        layer.m0, layer.n0 = icn.m0_n0(rng.uniform(0.002, 0.05, c if per_channel else 1))
+        layer.m0, layer.n0 = m0_n0(rng.uniform(0.002, 0.05, c if per_channel else 1))
         return layer
 
     layers = [
@@ -120,12 +121,12 @@ def test_save_load_round_trip(tmp_path):
         for f in ("kind", "in_shape", "out_shape", "stride", "padding", "pad_mode", "in_bits",
                   "out_bits", "weight_bits", "requantize", "in_zero_point", "out_zero_point"):
             assert getattr(a, f) == getattr(b, f), (a.name, f)
-        for f in icn.ARRAY_FIELDS:
+        for f in igraph.ARRAY_FIELDS:
             va, vb = getattr(a, f), getattr(b, f)
             assert (va is None) == (vb is None)
             if va is not None:
                 np.testing.assert_array_equal(va, vb)
-                assert vb.dtype == icn.ARRAY_DTYPES[f]
+                assert vb.dtype == igraph.ARRAY_DTYPES[f]
     assert h.rounding == g.rounding and h.input_shape == g.input_shape
 
 

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from tests.conftest import small_mobilenet
 from tests.test_icn_graph import synthetic_graph
 from tinyopt import icn, sim
+from tinyopt.integer import from_litert
+from tinyopt.integer import sim as isim
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
 
@@ -35,9 +37,9 @@ def test_requant_floor_is_exact_rational_floor(phi, m0, n0):
     n1 = max(n0 + 1, 0)
     if not -(2**31) <= phi * 2**n1 < 2**31:
         with pytest.raises(OverflowError, match="int32"):
-            sim.requant_floor(np.array([phi]), m0, n0, layer="L")
+            isim.requant_floor(np.array([phi]), m0, n0, layer="L")
         return
-    got = int(sim.requant_floor(np.array([phi]), np.array([m0]), np.array([n0]))[0])
+    got = int(isim.requant_floor(np.array([phi]), np.array([m0]), np.array([n0]))[0])
     assert got == math.floor(Fraction(phi * m0, 2 ** (31 - n0)))
 
 
@@ -51,14 +53,14 @@ def test_requant_floor_wrap32_matches_the_c_kernel(phi, m0, n0):
     t = _wrap(_wrap(phi) << min(n1, 32))
     h = (t * m0) >> 32  # SMULL high word
     want = h >> min(n2, 63)
-    got = int(sim.requant_floor(np.array([phi]), m0, n0, wrap=True)[0])
+    got = int(isim.requant_floor(np.array([phi]), m0, n0, wrap=True)[0])
     assert got == want
 
 
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(phi=INT32, q=st.integers(2**30, 2**31 - 1), shift=st.integers(-31, 30))
 def test_requant_tflite_single_is_round_half_up(phi, q, shift):
-    got = int(sim.requant_tflite_single(np.array([phi]), q, shift)[0])
+    got = int(isim.requant_tflite_single(np.array([phi]), q, shift)[0])
     assert got == math.floor(Fraction(phi * q, 2 ** (31 - shift)) + Fraction(1, 2))
 
 
@@ -71,9 +73,9 @@ def test_requant_tflite_double_matches_gemmlowp(phi, q, shift):
     x = phi << left
     if not -(2**31) <= x < 2**31:
         with pytest.raises(OverflowError):
-            sim.requant_tflite_double(np.array([phi]), q, shift)
+            isim.requant_tflite_double(np.array([phi]), q, shift)
         return
-    got = int(sim.requant_tflite_double(np.array([phi]), q, shift)[0])
+    got = int(isim.requant_tflite_double(np.array([phi]), q, shift)[0])
     high = math.floor(Fraction(x * q, 2**31) + Fraction(1, 2))
     assert got == _round_half_away(Fraction(high, 2**right))
     ab = x * q
@@ -88,7 +90,7 @@ def test_requant_tflite_double_matches_gemmlowp(phi, q, shift):
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(real=st.floats(1e-9, 2.0**20, allow_nan=False))
 def test_tflite_quantize_multiplier(real):
-    q, shift = sim.tflite_quantize_multiplier(real)
+    q, shift = from_litert.tflite_quantize_multiplier(real)
     q, shift = int(q[0]), int(shift[0])
     if q == 0:
         assert shift == 0 and real < 2.0**-31
@@ -99,9 +101,9 @@ def test_tflite_quantize_multiplier(real):
 
 
 def test_exact_float_dtype_bounds():
-    assert sim.exact_float_dtype(9, 128, 255) is np.float32
-    assert sim.exact_float_dtype(2028, 128, 255) is np.float64
-    assert sim.exact_float_dtype(2**40, 255, 255) is None
+    assert isim.exact_float_dtype(9, 128, 255) is np.float32
+    assert isim.exact_float_dtype(2028, 128, 255) is np.float64
+    assert isim.exact_float_dtype(2**40, 255, 255) is None
 
 
 # ------------------------------------------------------------------------------ the core
@@ -198,7 +200,7 @@ def test_int32_overflow_raises_or_wraps():
     prev = sim.run(g, x, trace=True, wrap32=True)["dw"].astype(np.int64)
     w = pw.unpacked_weights().reshape(6, 8).astype(np.int64) - int(pw.weight_zero_point[0])
     phi = prev @ w.T + pw.bias.astype(np.int64)
-    want = np.vectorize(lambda v: sim.requant_floor(np.array([v]), pw.m0[0], pw.n0[0],
+    want = np.vectorize(lambda v: isim.requant_floor(np.array([v]), pw.m0[0], pw.n0[0],
                                                     wrap=True)[0])(phi)
     np.testing.assert_array_equal(wrapped, np.clip(want + pw.out_zero_point, *pw.out_range))
 
@@ -254,7 +256,7 @@ def _assert_bitexact_every_layer(tflite_bytes, x):
     """Every layer's int8 output of run_tflite equals the interpreter's (reference kernels)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from tinyopt.measure import quantize_input
+    from tinyopt.litert.measure import quantize_input
     interp = Interpreter(model_content=tflite_bytes,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                          experimental_preserve_all_tensors=True)
@@ -279,7 +281,7 @@ def _assert_bitexact_every_layer(tflite_bytes, x):
 @pytest.mark.slow
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_run_tflite_bitexact_seed_cnn(fashion, seed_model, per_channel):
-    from tinyopt.measure import quantize_input
+    from tinyopt.litert.measure import quantize_input
     tfl = _int8_tflite(seed_model, fashion.x_train[:200], per_channel)
     g = sim.graph_from_tflite(tfl)
     assert [layer.kind for layer in g.layers] == ["conv2d", "maxpool", "flatten", "dense"]
@@ -304,7 +306,7 @@ def test_tflite_graph_survives_save_load(fashion, seed_model, tmp_path):
     g = sim.graph_from_tflite(tfl)
     h = icn.IntegerGraph.load(g.save(tmp_path / "seed.npz"))
     assert h.layers[-1].rounding == "tflite_single" and h.rounding == "tflite_double"
-    from tinyopt.measure import quantize_input
+    from tinyopt.litert.measure import quantize_input
     xq = quantize_input(fashion.x_test[:300], {"dtype": np.int8, "name": "input",
                                                "quantization": (g.input_scale,
                                                                 g.input_zero_point)})
