@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tinyopt  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from tinyopt import data as tdata
+from tinyopt.front import data as tdata
 
 REPO = Path(__file__).resolve().parents[1]
 
