@@ -279,25 +279,41 @@ def _pool_op(ctx: _Import, op, op_name: str) -> list[IntegerLayer]:
 
 
 def _mean(ctx: _Import, op, op_name: str) -> list[IntegerLayer]:
-    """MEAN over H and W (Keras GlobalAveragePooling2D): TFLite's QuantizedMeanOrSum, i.e. the
-    sum of (x - z_in) times QuantizeMultiplier(s_in / s_out) refolded by 1/n
+    """MEAN over the spatial axes (Keras GlobalAveragePooling2D over H and W of (H, W, C),
+    GlobalAveragePooling1D over T of (T, C)): TFLite's QuantizedMeanOrSum, i.e. the sum of
+    (x - z_in) times QuantizeMultiplier(s_in / s_out) refolded by 1/n
     (s = min(floor(log2 n), 32, 31 + shift), q' = (q << s) // n, shift' = shift - s), the same
     in LiteRT and TFLM. Written as a depthwise H x W convolution with all-one weights and zero
-    bias, plus a reshape when keep_dims is false."""
+    bias, with reshapes around it when the input is (T, C) or keep_dims is false."""
     x, out = int(op.inputs[0]), int(op.outputs[0])
-    axis = sorted(int(a) % 4 for a in ctx.m.data(int(op.inputs[1])).reshape(-1))
     src = ctx.spec(x, op_name)
     dst = ctx.spec(out, op_name)
-    if len(src.shape) != 3 or axis != [1, 2]:
-        raise ValueError(f"MEAN writing {dst.name!r}: only the mean over H and W of a 4-D tensor "
-                         f"is supported (got axis {axis} of a {len(src.shape) + 1}-D tensor)")
-    h, w, c = src.shape
+    rank = len(src.shape)
+    axis = sorted(int(a) % (rank + 1) for a in ctx.m.data(int(op.inputs[1])).reshape(-1))
+    if (rank, axis) not in ((3, [1, 2]), (2, [1])):
+        raise ValueError(f"MEAN writing {dst.name!r}: only the mean over H and W of (H, W, C) or "
+                         f"over T of (T, C) is supported (got axis {axis} of a {rank + 1}-D "
+                         "tensor)")
+    hwc = src.shape if rank == 3 else (src.shape[0], 1, src.shape[1])
+    h, w, c = hwc
     n = h * w
     q, e = tflite_quantize_multiplier(np.float64(src.scale) / np.float64(dst.scale))
     q, e = int(q[0]), int(e[0])
     sh = min(n.bit_length() - 1, 32, 31 + e)
-    keep = bool(op.builtinOptions.keepDims)
+    nodes = []
+
+    def shape_node(name, src_name, in_shape, out_shape, zp, scale):
+        return IntegerLayer(kind="flatten" if len(out_shape) == 1 else "reshape", name=name,
+                            in_shape=tuple(in_shape), out_shape=tuple(out_shape),
+                            in_signed=True, out_signed=True, in_zero_point=zp,
+                            out_zero_point=zp, in_scale=scale, out_scale=scale,
+                            inputs=(src_name,), outputs=(name,), extra={"tflite_op": op_name})
+
     layer = ctx.node("depthwise", op_name, [x], out)
+    if rank == 2:
+        nodes.append(shape_node(dst.name + ":as_hwc", src.name, src.shape, hwc,
+                                src.zero_point, src.scale))
+        layer.inputs, layer.in_shape = (nodes[-1].name,), hwc
     layer.out_shape = (1, 1, c)
     layer.set_weights(np.ones((h, w, c), np.uint8), 8)
     layer.weight_zero_point = np.zeros(1, np.int32)
@@ -305,18 +321,14 @@ def _mean(ctx: _Import, op, op_name: str) -> list[IntegerLayer]:
     layer.m0 = np.array([(q << sh) // n], np.int32)
     layer.n0 = np.array([e - sh], np.int8)
     layer.rounding = ctx.rounding(op_name)
-    layer.extra["keep_dims"] = keep
-    if keep:
-        return [layer]
-    layer.name = layer.outputs[0] + ":mean_hw"
-    layer.outputs = (layer.name,)
-    flat = IntegerLayer(kind="reshape" if len(dst.shape) != 1 else "flatten", name=dst.name,
-                        in_shape=(1, 1, c), out_shape=dst.shape, in_signed=True,
-                        out_signed=True, in_zero_point=dst.zero_point,
-                        out_zero_point=dst.zero_point, in_scale=dst.scale, out_scale=dst.scale,
-                        inputs=(layer.name,), outputs=(dst.name,),
-                        extra={"tflite_op": "MEAN (keep_dims=False)"})
-    return [layer, flat]
+    layer.extra["keep_dims"] = bool(op.builtinOptions.keepDims)
+    nodes.append(layer)
+    if tuple(dst.shape) != (1, 1, c):
+        layer.name = dst.name + ":mean_hw"
+        layer.outputs = (layer.name,)
+        nodes.append(shape_node(dst.name, layer.name, (1, 1, c), dst.shape, dst.zero_point,
+                                dst.scale))
+    return nodes
 
 
 def _reshape(ctx: _Import, op, op_name: str) -> list[IntegerLayer]:
