@@ -83,8 +83,8 @@ def input_concat():
     return keras.Model(inp, L.Dense(3)(x), name="input_concat")
 
 
-NETS = {"input_concat": input_concat, "residual": residual, "concat": concat, "conv1d": conv1d, "zero_padding": zero_padding,
-        "softmax_head": softmax_head}
+NETS = {"input_concat": input_concat, "residual": residual, "concat": concat, "conv1d": conv1d,
+        "zero_padding": zero_padding, "softmax_head": softmax_head}
 
 
 def randomize_bias(model, seed: int = 0):

@@ -1,11 +1,12 @@
 """LiteRT front end of the simulator: a full-int8 ``.tflite`` flatbuffer -> an
-:class:`~tinyopt.intgraph.IntegerGraph` with TFLite's requantization flavours, read from the model
+:class:`~tinyopt.integer.graph.IntegerGraph` (a DAG over the model's tensors), read from the model
 itself (weights, scales, zero points, options) with ``ai_edge_litert``'s flatbuffer schema.
 
-CONV_2D and DEPTHWISE_CONV_2D round twice (``"tflite_double"``), FULLY_CONNECTED once
-(``"tflite_single"``), as measured against LiteRT's reference kernels (tests/test_sim.py).
-Supported ops: :data:`TFLITE_OPS`; any other op is refused with its name. Run the result with
-:func:`tinyopt.sim.run`, or both steps with :func:`tinyopt.sim.run_tflite`.
+One handler per TFLite op (:data:`HANDLERS`, the supported set :data:`TFLITE_OPS`); any other op
+is refused naming the op, the tensor it writes and the supported set. Two rounding flavours
+(:data:`OP_ROUNDING`): "litert" (LiteRT's BUILTIN_REF kernels; FULLY_CONNECTED rounds once) and
+"tflm" (TensorFlow Lite Micro / CMSIS-NN: every requantization rounds twice). Run the result with
+:func:`tinyopt.integer.sim.run`, or both steps with :func:`tinyopt.integer.sim.run_tflite`.
 """
 
 from __future__ import annotations

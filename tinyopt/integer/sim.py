@@ -1,4 +1,5 @@
-"""A bit-exact integer simulator for :class:`tinyopt.intgraph.IntegerGraph`, and its LiteRT entry.
+"""A bit-exact integer simulator for :class:`tinyopt.integer.graph.IntegerGraph`, and its LiteRT
+entry.
 
 - :func:`run` computes, for a batch of integer inputs, exactly what the integer-only kernels
   compute: accumulators Phi = bias + sum (W - Z_w)(X - Z_x) (exact; int32 wrap-around emulated on
@@ -8,16 +9,11 @@
   ``"tflite_double"`` (:func:`requant_tflite_double`, gemmlowp's rounding doubling high multiply
   then rounding divide by a power of two) and ``"tflite_single"``
   (:func:`requant_tflite_single`, the single-rounding ``MultiplyByQuantizedMultiplier``).
-- :func:`graph_from_tflite` (in :mod:`tinyopt.litert_graph`, re-exported) reads a full-int8
-  ``.tflite`` flatbuffer (weights, scales, zero points, options from the model itself) into an
-  IntegerGraph; :func:`run_tflite` runs it. One core, several requantization flavours.
-  Measured against ai_edge_litert 2.3's reference kernels (tests/test_sim.py): CONV_2D and
-  DEPTHWISE_CONV_2D round twice ("tflite_double"), FULLY_CONNECTED (per-channel and per-tensor
-  int8) rounds once ("tflite_single"); the reader sets that. Supported ops: CONV_2D,
-  DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE and MEAN over H and W
-  (Keras' GlobalAveragePooling2D, read as a depthwise H x W convolution with all-one weights and
-  TFLite's refolded multiplier, double rounding as measured); any other op (e.g. SOFTMAX) is
-  refused with its name.
+- :func:`run_tflite` runs a full-int8 ``.tflite`` through
+  :func:`tinyopt.integer.from_litert.graph_from_tflite` (flavour "litert": LiteRT's reference
+  kernels; "tflm": TensorFlow Lite Micro / CMSIS-NN). The graph is a DAG: nodes run in a
+  topological order, one handler per node kind (:data:`HANDLERS`), including TFLite's int8 ADD,
+  QUANTIZE and the fixed-point SOFTMAX (:func:`softmax_int8`, gemmlowp arithmetic).
 
 Exactness of the matrix products. Convolutions and dense layers are im2col + matmul. A float
 matmul is used only where it is provably exact: every term |w - z_w| * |x - z_x| is an integer
