@@ -220,7 +220,9 @@ def _conv_like(ctx: _Import, op, op_name: str) -> list[IntegerLayer]:
         if int(np.prod(src.shape)) % c_in or dst.shape[-1] != c_out:
             raise ValueError(f"{where}: input {src.shape} / output {dst.shape} do not fit "
                              f"weights {w.shape}")
-        if len(s_w) == 1:  # TFLite: double(float32(s_in * s_w)) / double(s_out)
+        if len(s_w) == 1 and ctx.flavour == "litert":
+            # LiteRT: double(float32(s_in * s_w)) / double(s_out); TFLM's
+            # GetQuantizedConvolutionMultipler multiplies in double (the else branch)
             real = np.float64(np.float32(src.scale) * s_w[0]) / np.float64(dst.scale)
         else:
             real = np.float64(src.scale) * s_w.astype(np.float64) / np.float64(dst.scale)
@@ -457,7 +459,7 @@ def graph_from_tflite(tflite_bytes: bytes, *, flavour: str = "litert") -> Intege
     Weights, biases, scales, zero points, strides, paddings and fused activations are read from
     the model; multipliers are computed as TFLite's kernels compute them at Prepare time
     (per-channel: double(s_in) * double(s_w[c]) / double(s_out); FULLY_CONNECTED per tensor:
-    double(float32(s_in * s_w)) / double(s_out)). int8 weights w are stored as unsigned codes
+    double(float32(s_in * s_w)) / double(s_out) in LiteRT, the double product in TFLM). int8 weights w are stored as unsigned codes
     w + 128 with zero point z_w + 128, so W - Z_w is unchanged.
 
     Arguments:
