@@ -12,7 +12,10 @@ import tf_keras as keras
 
 import tinyopt  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from tests.conftest import have_real
-from tinyopt import data, icn, models, ptq, qat, quantizers, sim, train
+from tinyopt import data, icn, models, ptq, qat, sim, train
+from tinyopt.mixed import quantizers
+from tinyopt.mixed.layers import QuantCompute
+from tinyopt.transforms.keras_graph import compute_layer_names
 from tinyopt.policy import Policy
 
 # 1,000 test images: the >= 99.5 % agreement line then tolerates 5 tie-breaks (with 150 it
@@ -57,7 +60,7 @@ def _policy(model, config):
         return Policy.uniform(model, 4, 4, "PL", "ICN")
     if config == "PC+ICN":
         return Policy.uniform(model, 4, 4, "PC")
-    names = models.compute_layer_names(model)  # mixed 2/4/8, the paper's fold rule
+    names = compute_layer_names(model)  # mixed 2/4/8, the paper's fold rule
     n = len(names)
     wb = [8 if i == n - 1 else (2, 4, 8)[i % 3] for i in range(n)]
     ab = [8 if i == n - 1 else (8, 4, 2)[i % 3] for i in range(n)]
@@ -75,7 +78,7 @@ def _off_lattice(q):
     land EXACTLY on a floor boundary; there the Q1.31 multiplier of the integer kernel decides by
     its own rounding, which no float model reproduces. Trained (QAT) alphas are off that lattice.
     """
-    computes = [layer for layer in q.layers if isinstance(layer, qat.QuantCompute)]
+    computes = [layer for layer in q.layers if isinstance(layer, QuantCompute)]
     for i, layer in enumerate(computes):
         if layer.activation is not None:
             layer.alpha.assign(layer.alpha * (1 + 1e-4 * np.sqrt(i + 2)))
