@@ -80,9 +80,19 @@ def test_raw_uint8_pixels_are_refused_with_the_preprocess_fix(tiny):
 
 def test_pixel_scale_floats_are_refused(tiny):
     model, x = tiny
-    with pytest.raises(ValueError, match=r"calibration spans \[0, 2\d\d.*expects inputs in "
-                                         r"\[0, 1\].*pixel-scale.*preprocess"):
+    with pytest.raises(ValueError, match=r"calibration holds raw pixel values \(integers "
+                                         r"0\.\.2\d\d\) but model 'tiny' does not scale.*"
+                                         r"preprocess.*Rescaling\(1/255\)"):
         convert.to_tflite(model, "int8_fallback", calibration=np.floor(x * 255))
+
+
+def test_a_plain_model_takes_any_finite_feature_range(tiny):
+    """A user's network may take audio features or [-1, 1] images: a plain Keras model has no
+    range we can know, so only raw pixels and absurd magnitudes are refused."""
+    model, x = tiny
+    assert checks.input_range(model) is None
+    for feats in (x * 2 - 1, x * 40 - 25.5, np.round(x * 3) - 1):  # [-1, 1], MFCC-like, ints
+        assert checks.check_images(feats.astype(np.float32), model, "calibration") is not None
 
 
 def test_data_load_output_gets_the_channel_axis_hint():

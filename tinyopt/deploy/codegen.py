@@ -162,8 +162,15 @@ def _hwc(shape) -> tuple[int, int, int]:
 def _check_layer(layer: IntegerLayer, rounding: str) -> None:
     where = f"layer {layer.name!r} ({layer.kind})"
     if layer.kind == "softmax":
-        raise ValueError(f"{where}: softmax is not exported (nor simulated); drop it, the argmax "
-                         "of the logits is the same")
+        raise ValueError(f"{where}: softmax is not exported to C; drop it (the argmax of the "
+                         "logits is the same) or run the graph with tinyopt.sim")
+    if layer.kind not in KIND_C and layer.kind not in ("flatten", "reshape"):
+        raise ValueError(f"{where}: the C export does not support {layer.kind} nodes yet; "
+                         "it runs chains of conv2d, pointwise, depthwise, dense, maxpool, "
+                         "avgpool, flatten and reshape")
+    if layer.kind == "dense" and int(np.prod(layer.in_shape)) != int(layer.weight_shape[1]):
+        raise ValueError(f"{where}: a dense layer applied row by row (input {layer.in_shape}, "
+                         f"{layer.weight_shape[1]} features) is not exported")
     for what, bits, signed in (("input", layer.in_bits, layer.in_signed),
                                ("output", layer.out_bits, layer.out_signed)):
         if bits not in TENSOR_BITS:
@@ -214,6 +221,10 @@ def plan(graph: IntegerGraph, fuse_pool: bool = True) -> tuple[list[Step], int]:
         ValueError: an invalid graph or a layer the C kernels do not support (named).
     """
     graph.validate()
+    if not graph.is_chain():
+        raise ValueError(f"graph {graph.name!r} is not a chain (a node reads a tensor other than "
+                         "the previous node's output, e.g. a residual ADD or a concatenation); "
+                         "the C export runs chains only: use tinyopt.sim for this graph")
     steps: list[Step] = []
     shape, bits = tuple(graph.input_shape), graph.input_bits
     signed = graph.input_signed

@@ -15,12 +15,15 @@ What :func:`check_images` enforces, in this order:
 3. a floating dtype (``TypeError``: raw ``uint8`` pixels from ``tinyopt.data.load`` must go
    through ``tinyopt.data.preprocess``; integer arrays are not model inputs);
 4. every value finite (``ValueError`` with the NaN / Inf counts and the first bad image);
-5. values on the scale the model expects (:func:`input_range`): a model fed ``[0, 1]`` floats
-   (every tinyopt model, and what ``preprocess`` returns) refuses pixel-scale values
-   (anything beyond the range by more than half its span, e.g. ``0..255``), and a model that
-   scales pixels itself (a leading ``Rescaling(1/255)``) refuses ``[0, 1]`` data. Small
-   excursions (noise, augmentation) pass; a model that starts with another ``Rescaling`` or a
-   ``Normalization`` has no known range and is not checked for scale.
+5. values on the scale the model expects (:func:`input_range`): a fake-quant model refuses
+   values beyond its input quantizer's range by more than half its span (e.g. ``0..255`` into
+   ``[0, 1]``), and a model that scales pixels itself (a leading ``Rescaling(1/255)``) refuses
+   ``[0, 1]`` data. Small excursions (noise, augmentation) pass. Any other model (tinyopt's
+   own, and a user's network taking audio features, ``[-1, 1]`` images, ...) has no range we
+   can know: there only what is unmistakably a mistake is refused, namely raw pixels (every
+   value an integer in 0..255, some above 1: ``preprocess`` forgotten; a model that really
+   takes 0..255 says so with a leading ``Rescaling``) and magnitudes beyond
+   :data:`MAX_MAGNITUDE`, which no 8-bit quantization range survives.
 
 No TensorFlow here: models are duck-typed (``input_shape``, ``layers``, ``weights``), so the
 integer and mixed stages can use these checks too.
@@ -34,6 +37,8 @@ PREPROCESS_FIX = ("tinyopt.data.preprocess(x) (uint8 [N, 28, 28] -> float32 [N, 
                   "in [0, 1])")
 # A value range counts as "pixel scale" from this upper bound on.
 PIXEL_HI = 128.0
+# Beyond this no model input is plausible, and the converter's range arithmetic breaks down.
+MAX_MAGNITUDE = 1e6
 
 
 def _model_name(model) -> str:
@@ -63,9 +68,9 @@ def input_range(model) -> tuple[float, float] | None:
     - a fake-quant model (``tinyopt.qat`` / ``tinyopt.ptq`` ``quantize_mixed``): its 8-bit input
       quantizer's ``(lo, hi)``;
     - a model whose first layer is ``Rescaling(1/255)`` (it scales pixels itself): ``(0, 255)``;
-    - a model whose first layer is another ``Rescaling`` or a ``Normalization``: None (unknown;
-      the scale is not checked);
-    - otherwise ``(0, 1)``: tinyopt's models take ``tinyopt.data.preprocess`` output.
+    - any other model: None (unknown; only raw pixels and absurd magnitudes are refused). A
+      network's input range is not written in a plain Keras model: tinyopt's own models take
+      ``tinyopt.data.preprocess`` output in ``[0, 1]``, a user's may take audio features.
     """
     for layer in getattr(model, "layers", []):
         kind = type(layer).__name__
@@ -78,10 +83,8 @@ def input_range(model) -> tuple[float, float] | None:
             if scale.size and abs(float(scale[0]) * 255.0 - 1.0) < 1e-3:
                 return 0.0, 255.0
             return None
-        if kind == "Normalization":
-            return None
         break
-    return 0.0, 1.0
+    return None
 
 
 def _shape_text(shape) -> str:
@@ -158,10 +161,19 @@ def check_images(x, model, argument: str = "x", where: str = "") -> np.ndarray:
                          f"{PREPROCESS_FIX}")
     # 5. scale
     expect = input_range(model)
+    vmin, vmax = float(arr.min()), float(arr.max())
+    if max(abs(vmin), abs(vmax)) > MAX_MAGNITUDE:
+        raise ValueError(f"{what} spans [{vmin:g}, {vmax:g}]: beyond +-{MAX_MAGNITUDE:g} no "
+                         "8-bit quantization range survives; rescale the data (e.g. "
+                         f"{PREPROCESS_FIX})")
     if expect is None:
+        if vmin >= 0 and 1 < vmax <= 255 and bool(np.all(arr == np.round(arr))):
+            raise ValueError(f"{what} holds raw pixel values (integers 0..{vmax:g}) but model "
+                             f"{_model_name(model)} does not scale pixels itself; Fix: "
+                             f"{PREPROCESS_FIX}, or, if the model really takes 0..255, start it "
+                             "with keras.layers.Rescaling(1/255) so the scale is part of it")
         return arr
     lo, hi = expect
-    vmin, vmax = float(arr.min()), float(arr.max())
     span = hi - lo
     if hi < PIXEL_HI and (vmax > hi + span / 2 or vmin < lo - span / 2):
         looks = ("pixel-scale values (0..255)? " if vmax > PIXEL_HI / 2 else "")

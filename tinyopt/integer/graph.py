@@ -1,8 +1,9 @@
 """The integer-only graph: the plain, inspectable structure the bit-exact simulator
 (:mod:`tinyopt.sim`) and the C export (:mod:`tinyopt.codegen`) run.
 
-An :class:`IntegerGraph` is a chain of :class:`IntegerLayer` records, plain dataclasses holding
-numpy arrays, that says exactly what an integer-only MCU kernel sequence computes
+An :class:`IntegerGraph` is a directed acyclic graph of :class:`IntegerLayer` nodes over named
+:class:`Tensor` s (plain dataclasses holding numpy arrays) that says exactly what an integer-only
+MCU kernel sequence computes
 (``docs/integer.md``, "Lowering a fake-quant model" and "CMix-NN kernels"):
 - compute layers ``conv2d``, ``pointwise`` (a 1x1 ``conv2d``), ``depthwise`` and ``dense``:
   weights as unsigned Q-bit codes with zero point(s) ``weight_zero_point`` (one per layer, PL, or
@@ -12,8 +13,20 @@ numpy arrays, that says exactly what an integer-only MCU kernel sequence compute
   and exponent ``n0`` (int8), one per layer (FB) or per output channel (ICN), meaning
   M = m0 * 2^(n0 - 31) (the same convention as TFLite's ``QuantizeMultiplier``; CMix-NN's
   ``n_zero`` is ``-(n0 + 1)``);
-- ``maxpool``, ``avgpool``, ``flatten`` / ``reshape``, and ``softmax`` (a placeholder: the
-  simulator refuses it).
+- ``maxpool``, ``avgpool``, ``flatten`` / ``reshape`` (also TFLite's SQUEEZE / EXPAND_DIMS),
+  ``pad`` (with the output zero point), ``concat`` (along ``axis``, equal quantization),
+  ``add`` (TFLite's int8 ADD: both inputs shifted left by ``left_shift`` and rescaled by
+  ``m0[0:2]`` / ``n0[0:2]``, the sum rescaled by ``m0[2]`` / ``n0[2]``), ``quantize`` (int8 ->
+  int8 requantization by one multiplier) and ``softmax`` (TFLite's int8 fixed-point softmax:
+  ``m0`` / ``n0`` the input-beta multiplier and left shift, ``diff_min``).
+
+Wiring. Each node names its input and output tensors (``inputs`` / ``outputs``). A node that
+names none is the *chain shorthand*: it reads the previous node's output (the graph input for the
+first node) and writes a tensor named after itself, so a list of layers built one after the other
+is a valid graph. ``graph.tensors`` holds explicit tensor records (name, shape, bits, signedness,
+zero point, scale); a tensor without a record is described by its producer's ``out_*`` fields (or
+the graph's ``input_*`` fields). :meth:`IntegerGraph.order` gives a topological execution order;
+:meth:`IntegerGraph.validate` names the node and field at fault.
 
 Every layer records its input and output bits, signedness, zero point and real scale (the scales
 are for reference only: the simulator never uses a float scale). ``graph.rounding`` selects the
@@ -41,11 +54,18 @@ from tinyopt.files import atomic_path
 from tinyopt.integer.arith import weight_rows
 
 FORMAT = "tinyopt.IntegerGraph"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: chains (no tensors, no wiring) load as chain shorthand
 COMPUTE_KINDS = ("conv2d", "pointwise", "depthwise", "dense")
 POOL_KINDS = ("maxpool", "avgpool")
 SHAPE_KINDS = ("flatten", "reshape")
-KINDS = COMPUTE_KINDS + POOL_KINDS + SHAPE_KINDS + ("softmax",)
+# Element-wise and data-movement nodes of the DAG (TFLite ADD, CONCATENATION, PAD, QUANTIZE,
+# SOFTMAX). ``n_inputs``: how many input tensors each kind reads (None: two or more).
+DAG_KINDS = ("add", "concat", "pad", "quantize", "softmax")
+KINDS = COMPUTE_KINDS + POOL_KINDS + SHAPE_KINDS + DAG_KINDS
+N_INPUTS = {**{k: 1 for k in KINDS}, "add": 2, "concat": None}
+# Multipliers of the non-compute kinds: how many (m0, n0) pairs they hold.
+N_MULTIPLIERS = {"add": 3, "quantize": 1, "softmax": 1}
 ROUNDINGS = ("floor", "tflite_single", "tflite_double")
 PAD_MODES = ("zero_point", "zero")
 # Average-pool division: floor (CMix-NN style floor everywhere; tinyopt.qat's avg_pool_floor) or
@@ -178,6 +198,12 @@ class IntegerLayer:
     act_max: int | None = None
     rounding: str | None = None  # None: the graph's flavour
     avg_rounding: str | None = None  # avgpool; None: "floor" for floor graphs, else "half_away"
+    # DAG wiring: input and output tensor names; empty = chain shorthand (module docstring)
+    inputs: tuple = ()
+    outputs: tuple = ()
+    axis: int = -1  # concat: the axis of the per-image shape
+    left_shift: int = 0  # add: both inputs are shifted left by this before rescaling
+    diff_min: int = 0  # softmax: input differences below this give probability 0
     extra: dict = field(default_factory=dict)  # free-form, JSON-serialisable notes
 
     @property
@@ -239,6 +265,38 @@ class IntegerLayer:
                 raise ValueError(f"{where}: rounding must be None or one of {ROUNDINGS}")
             if self.pad_mode not in PAD_MODES:
                 raise ValueError(f"{where}: pad_mode must be one of {PAD_MODES}")
+        if self.kind in N_MULTIPLIERS:
+            k = N_MULTIPLIERS[self.kind]
+            for name in ("m0", "n0"):
+                arr = getattr(self, name)
+                if arr is None or np.asarray(arr).shape != (k,):
+                    raise ValueError(f"{where}: {name} must hold {k} entr{'y' if k == 1 else 'ies'}"
+                                     f", got {None if arr is None else np.asarray(arr).shape}")
+            if self.rounding is not None and self.rounding not in ROUNDINGS:
+                raise ValueError(f"{where}: rounding must be None or one of {ROUNDINGS}")
+        if self.kind == "add" and not 0 <= int(self.left_shift) <= 24:
+            raise ValueError(f"{where}: left_shift must be in [0, 24], got {self.left_shift}")
+        if self.kind == "softmax" and int(self.diff_min) > 0:
+            raise ValueError(f"{where}: diff_min must be <= 0, got {self.diff_min}")
+        if self.kind in ("pad", "concat", "flatten", "reshape") and (
+                self.in_zero_point != self.out_zero_point or self.in_bits != self.out_bits
+                or self.in_signed != self.out_signed):
+            raise ValueError(f"{where}: {self.kind} keeps the input's quantization (in/out bits, "
+                             "signedness and zero point must be equal)")
+        if self.kind in ("flatten", "reshape") and (
+                int(np.prod(self.in_shape)) != int(np.prod(self.out_shape))):
+            raise ValueError(f"{where}: in_shape {tuple(self.in_shape)} and out_shape "
+                             f"{tuple(self.out_shape)} differ in size")
+        if self.kind == "pad":
+            if len(self.in_shape) != 3 or len(self.padding) != 4 or min(self.padding) < 0:
+                raise ValueError(f"{where}: pad needs an (H, W, C) input and padding "
+                                 f"(top, bottom, left, right) >= 0, got {tuple(self.in_shape)}, "
+                                 f"{tuple(self.padding)}")
+            t, b, lft, r = self.padding
+            h, w, c = self.in_shape
+            if tuple(self.out_shape) != (h + t + b, w + lft + r, c):
+                raise ValueError(f"{where}: out_shape {tuple(self.out_shape)} is not the padded "
+                                 f"{(h + t + b, w + lft + r, c)}")
         if self.avg_rounding is not None and self.avg_rounding not in AVG_ROUNDINGS:
             raise ValueError(f"{where}: avg_rounding must be None or one of {AVG_ROUNDINGS}")
         if self.kind in POOL_KINDS and (self.in_zero_point != self.out_zero_point
@@ -247,8 +305,39 @@ class IntegerLayer:
 
 
 @dataclass
+class Tensor:
+    """A named integer tensor of the graph: per-image ``shape`` (no batch), ``bits``,
+    signedness, ``zero_point`` and real ``scale`` (real value = scale * (code - zero_point); the
+    scale is documentation, the simulator never uses it)."""
+
+    name: str
+    shape: tuple
+    bits: int = 8
+    signed: bool = False
+    zero_point: int = 0
+    scale: float = 1.0
+
+    def __post_init__(self):
+        self.shape = tuple(int(d) for d in self.shape)
+
+
+# (layer field, tensor field) pairs that must agree between a node and the tensors it reads
+# (in_*) and writes (out_*).
+_IN_FIELDS = (("in_shape", "shape"), ("in_bits", "bits"), ("in_signed", "signed"),
+              ("in_zero_point", "zero_point"))
+_OUT_FIELDS = (("out_shape", "shape"), ("out_bits", "bits"), ("out_signed", "signed"),
+               ("out_zero_point", "zero_point"))
+
+
+@dataclass
 class IntegerGraph:
-    """A chain of integer layers. ``input_*`` describe the integer input the first layer reads."""
+    """A directed acyclic graph of integer nodes (``layers``, kept in a topological order by the
+    builders; :meth:`order` computes one for any listing).
+
+    ``input_*`` describe the graph's integer input tensor ``input_name``; ``outputs`` name the
+    output tensors (empty: the last node's output). ``tensors`` holds explicit tensor records;
+    see the module docstring for the chain shorthand.
+    """
 
     layers: list[IntegerLayer]
     input_shape: tuple
@@ -259,24 +348,190 @@ class IntegerGraph:
     rounding: str = "floor"
     name: str = "graph"
     meta: dict = field(default_factory=dict)
+    input_name: str = "graph_input"
+    outputs: list = field(default_factory=list)
+    tensors: dict = field(default_factory=dict)  # name -> Tensor
 
+    # ---------------------------------------------------------------- wiring
+    def wiring(self) -> list[tuple[tuple, tuple]]:
+        """(input tensor names, output tensor names) of every node, in ``layers`` order, with the
+        chain shorthand resolved."""
+        out, prev = [], (self.input_name,)
+        for layer in self.layers:
+            ins = tuple(layer.inputs) if layer.inputs else prev[:1]
+            outs = tuple(layer.outputs) if layer.outputs else (layer.name,)
+            out.append((ins, outs))
+            prev = outs
+        return out
+
+    def output_names(self) -> list[str]:
+        """The graph's output tensor names (default: the last node's first output)."""
+        if self.outputs:
+            return list(self.outputs)
+        return [self.wiring()[-1][1][0]] if self.layers else [self.input_name]
+
+    def producers(self) -> dict[str, int]:
+        """Tensor name -> index in ``layers`` of the node that writes it."""
+        return {t: i for i, (_, outs) in enumerate(self.wiring()) for t in outs}
+
+    def tensor(self, name: str) -> Tensor:
+        """The record of tensor ``name``: explicit (``tensors``) or derived from its producer's
+        ``out_*`` fields (the graph's ``input_*`` fields for the input).
+
+        Raises:
+            KeyError: no node writes ``name`` and it is not the graph input.
+        """
+        if name in self.tensors:
+            return self.tensors[name]
+        if name == self.input_name:
+            return Tensor(name, self.input_shape, self.input_bits, self.input_signed,
+                          self.input_zero_point, self.input_scale)
+        prod = self.producers()
+        if name not in prod:
+            raise KeyError(f"no tensor {name!r}: it is neither the graph input "
+                           f"{self.input_name!r} nor written by a node")
+        lay = self.layers[prod[name]]
+        return Tensor(name, lay.out_shape, lay.out_bits, lay.out_signed, lay.out_zero_point,
+                      lay.out_scale)
+
+    def order(self) -> list[int]:
+        """A topological execution order (indices into ``layers``; stable: the listing order
+        whenever it is already topological).
+
+        Raises:
+            ValueError: a cycle (naming the nodes on it) or an input tensor nobody writes.
+        """
+        wiring = self.wiring()
+        prod = self.producers()
+        deps = []
+        for layer, (ins, _) in zip(self.layers, wiring):
+            d = set()
+            for t in ins:
+                if t == self.input_name and t not in prod:
+                    continue
+                if t not in prod:
+                    raise ValueError(f"node {layer.name!r}: field inputs names tensor {t!r}, "
+                                     f"which no node writes and which is not the graph input "
+                                     f"{self.input_name!r}")
+                d.add(prod[t])
+            deps.append(d)
+        done, order = set(), []
+        while len(order) < len(self.layers):
+            ready = [i for i in range(len(self.layers)) if i not in done and deps[i] <= done]
+            if not ready:
+                stuck = [self.layers[i].name for i in range(len(self.layers)) if i not in done]
+                raise ValueError(f"the graph has a cycle through nodes {stuck}; a node may only "
+                                 "read tensors written before it")
+            order.append(ready[0])
+            done.add(ready[0])
+        return order
+
+    def is_chain(self) -> bool:
+        """True when every node reads exactly the previous node's output (the graph input for
+        the first) and the last node's output is the only graph output: what the C export runs."""
+        prev = self.input_name
+        for layer, (ins, outs) in zip(self.layers, self.wiring()):
+            if ins != (prev,) or len(outs) != 1:
+                return False
+            prev = outs[0]
+        return self.output_names() == [prev]
+
+    def consumers(self) -> dict[str, list[int]]:
+        """Tensor name -> indices of the nodes that read it."""
+        out: dict[str, list[int]] = {}
+        for i, (ins, _) in enumerate(self.wiring()):
+            for t in ins:
+                out.setdefault(t, []).append(i)
+        return out
+
+    # ---------------------------------------------------------------- validation
     def validate(self) -> None:
-        """Check the chain: kinds, per-layer fields, and each layer's input = previous output."""
+        """Check the graph: flavour, node kinds and per-node fields, unique node and tensor
+        names, every input tensor written before it is read (no cycle), each node's ``in_*`` /
+        ``out_*`` fields equal to the tensors it reads and writes, input counts per kind,
+        shapes of ``add`` / ``concat``, and that the outputs exist.
+
+        Raises:
+            ValueError: naming the node (or tensor) and the field at fault.
+        """
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
         if not self.layers:
             raise ValueError("an IntegerGraph needs at least one layer")
         names = [layer.name for layer in self.layers]
         if len(set(names)) != len(names):
-            raise ValueError(f"layer names must be unique, got {names}")
-        shape, zp = tuple(self.input_shape), self.input_zero_point
-        for layer in self.layers:
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"node names must be unique; repeated: {dup}")
+        for key, t in self.tensors.items():
+            if not isinstance(t, Tensor) or t.name != key:
+                raise ValueError(f"tensors[{key!r}] must be a Tensor named {key!r}")
+        wiring = self.wiring()
+        written = {}
+        for layer, (_, outs) in zip(self.layers, wiring):
+            for t in outs:
+                if t == self.input_name:
+                    raise ValueError(f"node {layer.name!r}: field outputs writes the graph input "
+                                     f"tensor {t!r}")
+                if t in written:
+                    raise ValueError(f"tensor {t!r} is written by nodes {written[t]!r} and "
+                                     f"{layer.name!r}; every tensor has one producer")
+                written[t] = layer.name
+        self.order()  # raises on cycles and dangling inputs
+        for layer, (ins, outs) in zip(self.layers, wiring):
             layer.validate()
-            if tuple(layer.in_shape) != shape or layer.in_zero_point != zp:
-                raise ValueError(f"layer {layer.name!r} reads shape {tuple(layer.in_shape)} "
-                                 f"zero point {layer.in_zero_point}, but the previous layer "
-                                 f"gives shape {shape} zero point {zp}")
-            shape, zp = tuple(layer.out_shape), layer.out_zero_point
+            where = f"layer {layer.name!r} ({layer.kind})"
+            n_in = N_INPUTS[layer.kind]
+            if (n_in is None and len(ins) < 2) or (n_in is not None and len(ins) != n_in):
+                raise ValueError(f"{where}: field inputs names {len(ins)} tensors {list(ins)}; "
+                                 f"{layer.kind} reads {n_in or 'two or more'}")
+            if len(outs) != 1:
+                raise ValueError(f"{where}: field outputs must name one tensor, got {list(outs)}")
+            src = self.tensor(ins[0])
+            for lf, tf in _IN_FIELDS:
+                have, want = getattr(layer, lf), getattr(src, tf)
+                if (tuple(have) if lf == "in_shape" else have) != want:
+                    raise ValueError(f"{where}: field {lf} is {have!r} but its input tensor "
+                                     f"{src.name!r} has {tf} {want!r} (the previous node or the "
+                                     "graph input gives that)")
+            if outs[0] in self.tensors:
+                dst = self.tensors[outs[0]]
+                for lf, tf in _OUT_FIELDS:
+                    have, want = getattr(layer, lf), getattr(dst, tf)
+                    if (tuple(have) if lf == "out_shape" else have) != want:
+                        raise ValueError(f"{where}: field {lf} is {have!r} but its output "
+                                         f"tensor {dst.name!r} has {tf} {want!r}")
+            others = [self.tensor(t) for t in ins[1:]]
+            if layer.kind == "add":
+                b = others[0]
+                if b.shape != src.shape or b.bits != src.bits or b.signed != src.signed:
+                    raise ValueError(f"{where}: inputs {src.name!r} {src.shape} and {b.name!r} "
+                                     f"{b.shape} must have the same shape and bits (no "
+                                     "broadcasting)")
+                if tuple(layer.out_shape) != src.shape:
+                    raise ValueError(f"{where}: field out_shape {tuple(layer.out_shape)} differs "
+                                     f"from the inputs' {src.shape}")
+            if layer.kind == "concat":
+                rank = len(src.shape)
+                ax = layer.axis % rank if rank else 0
+                total = 0
+                for t in [src] + others:
+                    if len(t.shape) != rank or any(t.shape[d] != src.shape[d]
+                                                   for d in range(rank) if d != ax):
+                        raise ValueError(f"{where}: input {t.name!r} {t.shape} does not match "
+                                         f"{src.name!r} {src.shape} outside axis {layer.axis}")
+                    if (t.bits, t.signed, t.zero_point) != (src.bits, src.signed,
+                                                            src.zero_point):
+                        raise ValueError(f"{where}: input {t.name!r} is quantized differently "
+                                         f"from {src.name!r}; concat copies codes, so all its "
+                                         "inputs need the output's bits and zero point")
+                    total += t.shape[ax]
+                want = src.shape[:ax] + (total,) + src.shape[ax + 1:]
+                if tuple(layer.out_shape) != want:
+                    raise ValueError(f"{where}: field out_shape {tuple(layer.out_shape)} is not "
+                                     f"the concatenation {want}")
+        for t in self.output_names():
+            if t not in written and t != self.input_name:
+                raise ValueError(f"graph output {t!r} is not written by any node")
 
     def quantize_input(self, x, rounding: str = "half_even") -> np.ndarray:
         """Float model-ready images -> the graph's integer input codes:
@@ -312,6 +567,7 @@ class IntegerGraph:
         return np.clip(q + np.float32(self.input_zero_point), lo, hi).astype(np.int32)
 
     def __getitem__(self, name: str) -> IntegerLayer:
+        """The node called ``name`` (KeyError listing the node names otherwise)."""
         for layer in self.layers:
             if layer.name == name:
                 return layer
@@ -319,7 +575,8 @@ class IntegerGraph:
 
     # ---------------------------------------------------------------- persistence
     def save(self, path) -> Path:
-        """Write one ``.npz`` (JSON header + arrays), atomically (temp file, then rename).
+        """Write one ``.npz`` (JSON header + arrays, format version :data:`VERSION`), atomically
+        (temp file, then rename). Version 1 files (chains, before tensors and wiring) still load.
 
         Returns:
             The resolved path written.
@@ -327,7 +584,8 @@ class IntegerGraph:
         self.validate()
         header = {"format": FORMAT, "version": VERSION,
                   "graph": {f.name: plain(getattr(self, f.name)) for f in fields(self)
-                            if f.name != "layers"},
+                            if f.name not in ("layers", "tensors")},
+                  "tensors": [plain(vars(t)) for t in self.tensors.values()],
                   "layers": []}
         arrays = {}
         for i, layer in enumerate(self.layers):
@@ -372,10 +630,10 @@ class IntegerGraph:
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise GraphFileError(f"{path} is not an IntegerGraph file (format "
                                  f"{header.get('format') if isinstance(header, dict) else '?'})")
-        if header.get("version") != VERSION:
+        if header.get("version") not in READABLE_VERSIONS:
             raise GraphFileError(f"{path} has IntegerGraph version {header.get('version')}; this "
-                                 f"tinyopt reads version {VERSION}; re-create it with this "
-                                 "tinyopt")
+                                 f"tinyopt reads versions {list(READABLE_VERSIONS)} (writes "
+                                 f"{VERSION}); re-create it with this tinyopt")
         try:
             layers = []
             for i, record in enumerate(header["layers"]):
@@ -389,7 +647,9 @@ class IntegerGraph:
                 layers.append(IntegerLayer(**kwargs))
             g = dict(header["graph"])
             g["input_shape"] = tuple(g["input_shape"])
-            graph = cls(layers=layers, **g)
+            # version 1 files are chains: no tensors, no wiring (the chain shorthand reads them)
+            tensors = {t["name"]: Tensor(**t) for t in header.get("tensors", [])}
+            graph = cls(layers=layers, tensors=tensors, **g)
             graph.validate()
         except (KeyError, TypeError, ValueError) as exc:
             raise GraphFileError(f"{path} has an inconsistent IntegerGraph record "

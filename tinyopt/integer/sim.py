@@ -1,4 +1,5 @@
-"""A bit-exact integer simulator for :class:`tinyopt.intgraph.IntegerGraph`, and its LiteRT entry.
+"""A bit-exact integer simulator for :class:`tinyopt.integer.graph.IntegerGraph`, and its LiteRT
+entry.
 
 - :func:`run` computes, for a batch of integer inputs, exactly what the integer-only kernels
   compute: accumulators Phi = bias + sum (W - Z_w)(X - Z_x) (exact; int32 wrap-around emulated on
@@ -8,16 +9,11 @@
   ``"tflite_double"`` (:func:`requant_tflite_double`, gemmlowp's rounding doubling high multiply
   then rounding divide by a power of two) and ``"tflite_single"``
   (:func:`requant_tflite_single`, the single-rounding ``MultiplyByQuantizedMultiplier``).
-- :func:`graph_from_tflite` (in :mod:`tinyopt.litert_graph`, re-exported) reads a full-int8
-  ``.tflite`` flatbuffer (weights, scales, zero points, options from the model itself) into an
-  IntegerGraph; :func:`run_tflite` runs it. One core, several requantization flavours.
-  Measured against ai_edge_litert 2.3's reference kernels (tests/test_sim.py): CONV_2D and
-  DEPTHWISE_CONV_2D round twice ("tflite_double"), FULLY_CONNECTED (per-channel and per-tensor
-  int8) rounds once ("tflite_single"); the reader sets that. Supported ops: CONV_2D,
-  DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE and MEAN over H and W
-  (Keras' GlobalAveragePooling2D, read as a depthwise H x W convolution with all-one weights and
-  TFLite's refolded multiplier, double rounding as measured); any other op (e.g. SOFTMAX) is
-  refused with its name.
+- :func:`run_tflite` runs a full-int8 ``.tflite`` through
+  :func:`tinyopt.integer.from_litert.graph_from_tflite` (flavour "litert": LiteRT's reference
+  kernels; "tflm": TensorFlow Lite Micro / CMSIS-NN). The graph is a DAG: nodes run in a
+  topological order, one handler per node kind (:data:`HANDLERS`), including TFLite's int8 ADD,
+  QUANTIZE and the fixed-point SOFTMAX (:func:`softmax_int8`, gemmlowp arithmetic).
 
 Exactness of the matrix products. Convolutions and dense layers are im2col + matmul. A float
 matmul is used only where it is provably exact: every term |w - z_w| * |x - z_x| is an integer
@@ -40,7 +36,7 @@ import numpy as np
 
 from tinyopt.integer.arith import quantize_real
 from tinyopt.integer.from_litert import graph_from_tflite
-from tinyopt.integer.graph import IntegerGraph, IntegerLayer
+from tinyopt.integer.graph import COMPUTE_KINDS, IntegerGraph, IntegerLayer
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -220,7 +216,9 @@ class _Prepared:
     def __init__(self, layer: IntegerLayer, rounding: str):
         self.layer = layer
         self.rounding = rounding = layer.rounding or rounding
-        if layer.kind not in ("conv2d", "pointwise", "depthwise", "dense"):
+        self.monotone = False
+        self.zero_points = [layer.in_zero_point]
+        if layer.kind not in COMPUTE_KINDS:
             return
         w = _centered_weights(layer)
         lo, hi = _value_range(layer.in_bits, layer.in_signed)
@@ -251,8 +249,8 @@ def _compute(p: _Prepared, x: np.ndarray) -> np.ndarray:
     layer = p.layer
     xs = x.astype(p.dtype) - p.dtype(layer.in_zero_point)
     n = len(x)
-    if layer.kind == "dense":
-        return xs.reshape(n, -1) @ p.w
+    if layer.kind == "dense":  # rows of c_in features (one row unless TFLite keep_num_dims)
+        return (xs.reshape(-1, p.w.shape[0]) @ p.w).reshape((n,) + tuple(layer.out_shape))
     oh, ow, c_out = layer.out_shape
     sh, sw = layer.stride
     xp = _pad(xs, layer)
@@ -320,54 +318,251 @@ def _finish(p: _Prepared, acc: np.ndarray, wrap: bool) -> np.ndarray:
     return np.clip(y, lo, hi).astype(np.int32)
 
 
-def _forward(prepared: list[_Prepared], x: np.ndarray, wrap: bool,
-             trace: dict | None) -> np.ndarray:
-    """One chunk through the graph; fills ``trace`` (name -> list of chunks) when given."""
-    i = 0
-    while i < len(prepared):
+# --------------------------------------------------------------------------------------------
+# gemmlowp fixed point (int32 raw values held in int64 arrays), for TFLite's int8 SOFTMAX
+# (docs/integer.md#softmax). Every function reproduces the int32 arithmetic of the reference
+# kernel exactly, vectorised.
+# --------------------------------------------------------------------------------------------
+
+def srdhm(a, b) -> np.ndarray:
+    """SaturatingRoundingDoublingHighMul of int32 values: round((a * b) / 2^31), ties up
+    (equal to gemmlowp's nudge-and-truncate for both signs); INT32_MIN * INT32_MIN saturates."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    out = (a * b + (1 << 30)) >> 31
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, out)
+
+
+def rounding_divide_by_pot(x, exponent) -> np.ndarray:
+    """gemmlowp's RoundingDivideByPOT: x / 2^exponent rounded half away from zero."""
+    x = np.asarray(x, np.int64)
+    mask = (np.int64(1) << np.asarray(exponent, np.int64)) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + ((x & mask) > threshold)
+
+
+def saturating_left_shift(x, exponent: int) -> np.ndarray:
+    """gemmlowp's SaturatingRoundingMultiplyByPOT for a positive exponent on int32 values."""
+    x = np.asarray(x, np.int64)
+    threshold = (1 << (31 - exponent)) - 1
+    return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN,
+                                                       x << exponent))
+
+
+def _wrap_add(a, b) -> np.ndarray:
+    return wrap32(np.asarray(a, np.int64) + np.asarray(b, np.int64))
+
+
+def exp_on_negative_values_q5_26(a) -> np.ndarray:
+    """gemmlowp's exp_on_negative_values for Q5.26 inputs (a <= 0): exp(a) as Q0.31 raw values."""
+    a = np.asarray(a, np.int64)
+    quarter = 1 << 24  # 1/4 in Q5.26
+    a_mod = (a & (quarter - 1)) - quarter
+    x = _wrap_add(a_mod << 5, 1 << 28)  # Rescale<0> (exact here), then + 1/8
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = rounding_divide_by_pot(x4, 2)
+    poly = rounding_divide_by_pot(_wrap_add(srdhm(_wrap_add(x4_over_4, x3), 715827883), x2), 1)
+    const = 1895147668  # exp(-1/8) in Q0.31
+    result = _wrap_add(const, srdhm(const, _wrap_add(x, poly)))
+    remainder = wrap32(a_mod - a)
+    for exponent, mult in ((-2, 1672461947), (-1, 1302514674), (0, 790015084),
+                           (1, 290630308), (2, 39332535), (3, 720401), (4, 242)):
+        bit = (remainder & (1 << (26 + exponent))) != 0
+        result = np.where(bit, srdhm(result, mult), result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def one_over_one_plus_x_q0_31(a) -> np.ndarray:
+    """gemmlowp's one_over_one_plus_x_for_x_in_0_1 (Q0.31 in, Q0.31 out; Newton-Raphson)."""
+    a = np.asarray(a, np.int64)
+    s = a + INT32_MAX
+    half = np.where(s >= 0, (s + 1) // 2, -((-(s - 1)) // 2))  # (s + sign) / 2, truncating
+    x = _wrap_add(1515870810, srdhm(half, -1010580540))  # 48/17 - 32/17 d, in Q2.29
+    for _ in range(3):
+        one_minus = wrap32((1 << 29) - srdhm(half, x))
+        x = _wrap_add(x, saturating_left_shift(srdhm(x, one_minus), 2))
+    return saturating_left_shift(x, 1)
+
+
+def softmax_int8(x, multiplier: int, left_shift: int, diff_min: int, rounding: str) -> np.ndarray:
+    """TFLite's reference int8 softmax over the last axis (output scale 1/256, zero point -128).
+
+    Arguments:
+        x: int8 codes (any integer dtype), the softmax runs over the last axis.
+        multiplier, left_shift: the input-beta multiplier (Q5.26 rescaling of input differences).
+        diff_min: differences below this give the lowest code.
+        rounding: "tflite_double" (gemmlowp high multiply, TFLite's default build and TFLM) or
+            "tflite_single" (``TFLITE_SINGLE_ROUNDING`` builds) for that rescaling.
+
+    Returns:
+        int32 codes in [-128, 127], same shape as ``x``.
+    """
+    x = np.asarray(x, np.int64)
+    diff = x - x.max(axis=-1, keepdims=True)
+    valid = diff >= diff_min
+    if rounding == "tflite_single":
+        total = 31 - left_shift
+        scaled = (diff * multiplier + (np.int64(1) << (total - 1))) >> total
+    else:
+        scaled = srdhm(wrap32(diff << left_shift), multiplier)
+    exps = exp_on_negative_values_q5_26(np.where(valid, scaled, 0))
+    sum_of_exps = wrap32(np.where(valid, rounding_divide_by_pot(exps, 12), 0).sum(
+        axis=-1, keepdims=True))  # Q12.19
+    _, bit_length = np.frexp(sum_of_exps.astype(np.float64))  # exact below 2^53
+    headroom_plus_one = 32 - bit_length.astype(np.int64)
+    num_bits_over_unit = 12 - headroom_plus_one
+    shifted_minus_one = wrap32((sum_of_exps << headroom_plus_one) - (1 << 31))
+    shifted_scale = one_over_one_plus_x_q0_31(shifted_minus_one)
+    exponent = num_bits_over_unit + 31 - 8
+    out = rounding_divide_by_pot(srdhm(shifted_scale, exps), exponent) - 128
+    return np.where(valid, np.clip(out, -128, 127), -128).astype(np.int32)
+
+
+# --------------------------------------------------------------------------------------------
+# One handler per node kind: (prepared node, input arrays, wrap32) -> output codes (int32)
+# --------------------------------------------------------------------------------------------
+
+def _run_compute(p: _Prepared, xs: list, wrap: bool) -> np.ndarray:
+    return _finish(p, _compute(p, xs[0]), wrap)
+
+
+def _run_pool(p: _Prepared, xs: list, wrap: bool) -> np.ndarray:
+    return _pool(p.layer, xs[0], p.rounding)
+
+
+def _run_reshape(p: _Prepared, xs: list, wrap: bool) -> np.ndarray:
+    return xs[0].reshape((len(xs[0]),) + tuple(p.layer.out_shape))
+
+
+def _run_pad(p: _Prepared, xs: list, wrap: bool) -> np.ndarray:
+    top, bottom, left, right = p.layer.padding
+    return np.pad(xs[0], ((0, 0), (top, bottom), (left, right), (0, 0)),
+                  constant_values=p.layer.out_zero_point)
+
+
+def _run_concat(p: _Prepared, xs: list, wrap: bool) -> np.ndarray:
+    rank = len(p.layer.in_shape)
+    return np.concatenate(xs, axis=1 + p.layer.axis % rank)
+
+
+def _requant(p: _Prepared, acc, k: int, wrap: bool) -> np.ndarray:
+    layer = p.layer
+    return REQUANT[p.rounding](acc, layer.m0[k], layer.n0[k], wrap, layer.name)
+
+
+def _run_add(p: _Prepared, xs: list, wrap: bool) -> np.ndarray:
+    """TFLite int8 ADD: each input minus its zero point, shifted left by ``left_shift``, rescaled
+    (m0[0], n0[0]) / (m0[1], n0[1]); the sum rescaled by (m0[2], n0[2]), zero point, clamp."""
+    layer = p.layer
+    a = (xs[0].astype(np.int64) - layer.in_zero_point) << layer.left_shift
+    b = (xs[1].astype(np.int64) - p.zero_points[1]) << layer.left_shift
+    total = _requant(p, a, 0, wrap) + _requant(p, b, 1, wrap)
+    y = _requant(p, total, 2, wrap) + layer.out_zero_point
+    return np.clip(y, *layer.out_range).astype(np.int32)
+
+
+def _run_quantize(p: _Prepared, xs: list, wrap: bool) -> np.ndarray:
+    """TFLite QUANTIZE between integer tensors: (x - z_in) requantized, plus z_out, clamp."""
+    layer = p.layer
+    y = _requant(p, xs[0].astype(np.int64) - layer.in_zero_point, 0, wrap) + layer.out_zero_point
+    return np.clip(y, *layer.out_range).astype(np.int32)
+
+
+def _run_softmax(p: _Prepared, xs: list, wrap: bool) -> np.ndarray:
+    layer = p.layer
+    y = softmax_int8(xs[0], int(layer.m0[0]), int(layer.n0[0]), int(layer.diff_min), p.rounding)
+    return np.clip(y, *layer.out_range).astype(np.int32)
+
+
+HANDLERS = {"conv2d": _run_compute, "pointwise": _run_compute, "depthwise": _run_compute,
+            "dense": _run_compute, "maxpool": _run_pool, "avgpool": _run_pool,
+            "flatten": _run_reshape, "reshape": _run_reshape, "pad": _run_pad,
+            "concat": _run_concat, "add": _run_add, "quantize": _run_quantize,
+            "softmax": _run_softmax}
+
+
+def _plan(graph: IntegerGraph) -> list[tuple]:
+    """Execution plan: per node in topological order (prepared node, input names, output name,
+    tensors to free afterwards, fused max pool index or None)."""
+    wiring = graph.wiring()
+    order = graph.order()
+    consumers = graph.consumers()
+    outputs = set(graph.output_names())
+    prepared = {}
+    for i in order:
+        layer = graph.layers[i]
+        p = _Prepared(layer, graph.rounding)
+        p.zero_points = [graph.tensor(t).zero_point for t in wiring[i][0]]
+        prepared[i] = p
+    last_use = {}
+    for step, i in enumerate(order):
+        for t in wiring[i][0]:
+            last_use[t] = step
+    plan = []
+    for step, i in enumerate(order):
+        ins, outs = wiring[i]
+        free = [t for t in set(ins) if last_use[t] == step and t not in outputs]
+        plan.append((prepared[i], ins, outs[0], free, i))
+    # max-pool fusion candidates: a compute node whose only reader is a max pool
+    fuse = {}
+    for i in order:
         p = prepared[i]
+        out = wiring[i][1][0]
+        readers = consumers.get(out, [])
+        if (p.layer.kind in COMPUTE_KINDS and p.monotone and out not in outputs
+                and len(readers) == 1 and graph.layers[readers[0]].kind == "maxpool"):
+            fuse[i] = readers[0]
+    return plan, fuse
+
+
+def _forward(graph_plan, x: np.ndarray, input_name: str, output_names: list, wrap: bool,
+             trace: dict | None) -> list:
+    """One chunk through the graph; fills ``trace`` (node name -> list of chunks) when given."""
+    plan, fuse = graph_plan
+    values = {input_name: x}
+    skip = set()
+    for p, ins, out, free, i in plan:
+        if i in skip:
+            continue
         layer = p.layer
-        if layer.kind in ("flatten", "reshape"):
-            x = x.reshape((len(x),) + tuple(layer.out_shape))
-        elif layer.kind in ("maxpool", "avgpool"):
-            x = _pool(layer, x, p.rounding)
-        elif layer.kind == "softmax":
-            raise NotImplementedError(f"layer {layer.name!r}: int8 SOFTMAX is not simulated; "
-                                      "drop the softmax (argmax of the logits is the same)")
+        xs = [values[t] for t in ins]
+        if trace is None and not wrap and i in fuse:
+            pool_index = fuse[i]
+            pool_p, pool_out = next((q, o) for q, _, o, _, j in plan if j == pool_index)
+            acc = _compute(p, xs[0])
+            if not p.safe32:  # every accumulator must be checked before pooling
+                _finish(p, acc, wrap)
+            pooled = _pool_windows(pool_p.layer, acc, -np.inf if acc.dtype.kind == "f"
+                                   else np.iinfo(acc.dtype).min)
+            values[pool_out] = np.clip(_finish(p, pooled, wrap), *pool_p.layer.out_range)
+            skip.add(pool_index)
         else:
-            acc = _compute(p, x)
-            nxt = prepared[i + 1].layer if i + 1 < len(prepared) else None
-            if (trace is None and not wrap and p.monotone and nxt is not None
-                    and nxt.kind == "maxpool"):
-                if not p.safe32:  # every accumulator must be checked before pooling
-                    _finish(p, acc, wrap)
-                pooled = _pool_windows(nxt, acc, -np.inf if acc.dtype.kind == "f"
-                                       else np.iinfo(acc.dtype).min)
-                x = np.clip(_finish(p, pooled, wrap), *nxt.out_range)  # pool's clamp
-                i += 2
-                continue
-            x = _finish(p, acc, wrap)
-        if trace is not None:
-            trace[layer.name].append(x)
-        i += 1
-    return x
+            values[out] = HANDLERS[layer.kind](p, xs, wrap)
+            if trace is not None:
+                trace[layer.name].append(values[out])
+        for t in free:
+            values.pop(t, None)
+    return [values[t] for t in output_names]
 
 
 def run(graph: IntegerGraph, x: np.ndarray, trace: bool = False, wrap32: bool = False,
         batch_size: int = 256):
-    """Run an IntegerGraph on a batch of integer inputs, bit-exactly.
+    """Run an IntegerGraph on a batch of integer inputs, bit-exactly, node by node in a
+    topological order (one handler per node kind, :data:`HANDLERS`).
 
     Arguments:
         graph: the graph (validated first).
         x: integer array [N, *graph.input_shape] of input codes in the input's bit range.
-        trace: also return every layer's integer output.
+        trace: also return every node's integer output.
         wrap32: emulate int32 wrap-around of the accumulators (default: raise OverflowError
             where the 32-bit device arithmetic would wrap).
         batch_size: images per internal chunk (small chunks keep intermediates in cache).
 
     Returns:
-        int32 array [N, *last layer out_shape]; with ``trace``, a dict layer name -> int32 output
-        of that layer (in graph order; the last entry is the final output).
+        int32 array [N, *output shape] of the graph's output (a list of arrays, one per output,
+        when the graph has several); with ``trace``, a dict node name -> int32 output of that
+        node (in execution order; the last entry is the last node's output).
 
     Raises:
         TypeError, ValueError: bad input dtype, shape or range; an invalid graph.
@@ -388,37 +583,80 @@ def run(graph: IntegerGraph, x: np.ndarray, trace: bool = False, wrap32: bool = 
     if batch_size < 1 or len(x) == 0:
         raise ValueError(f"need at least one image and batch_size >= 1, got {len(x)} images "
                          f"and batch_size {batch_size}")
-    prepared = [_Prepared(layer, graph.rounding) for layer in graph.layers]
-    chunks = {layer.name: [] for layer in graph.layers} if trace else None
+    graph_plan = _plan(graph)
+    names = graph.output_names()
+    chunks = {graph.layers[i].name: [] for i in graph.order()} if trace else None
     outputs = []
     for start in range(0, len(x), batch_size):
-        outputs.append(_forward(prepared, x[start:start + batch_size], wrap32, chunks))
+        outputs.append(_forward(graph_plan, x[start:start + batch_size], graph.input_name,
+                                names, wrap32, chunks))
     if trace:
         return {k: np.concatenate(v) for k, v in chunks.items()}
-    return np.concatenate(outputs)
+    result = [np.concatenate([chunk[k] for chunk in outputs]) for k in range(len(names))]
+    return result[0] if len(result) == 1 else result
+
+
+def _tflite_input_codes(graph: IntegerGraph, x) -> np.ndarray:
+    """``x`` as the int8 input codes of a LiteRT model: int8 arrays are codes; float arrays are
+    real values, quantized with the input tensor's scale and zero point after a check that they
+    are on that tensor's scale. Anything else is ambiguous (are uint8 values pixels or codes?)
+    and refused, so a forgotten preprocessing step cannot pass as codes."""
+    x = np.asarray(x)
+    s, zp = float(graph.input_scale), int(graph.input_zero_point)
+    lo, hi = (-128 - zp) * s, (127 - zp) * s  # the real range the int8 input can represent
+    if np.issubdtype(x.dtype, np.floating):
+        finite = np.isfinite(x)
+        if not finite.all():
+            raise ValueError(f"run_tflite: x holds {int((~finite).sum())} NaN/Inf values; every "
+                             "input must be finite")
+        if x.size:
+            vmin, vmax = float(x.min()), float(x.max())
+            span = hi - lo
+            if vmax > hi + span / 2 or vmin < lo - span / 2:
+                hint = ("pixel-scale values (0..255)? Scale them as the model was trained (e.g. "
+                        "tinyopt.data.preprocess). " if vmax > 64 and hi < 64 else "")
+                raise ValueError(
+                    f"run_tflite: x spans [{vmin:g}, {vmax:g}] but the model's int8 input "
+                    f"represents [{lo:g}, {hi:g}] (scale {s:g}, zero point {zp}); {hint}Pass real "
+                    "values on the model's input scale, or int8 codes as an np.int8 array")
+        return quantize_real(x, s, zp, np.int8)
+    if x.dtype != np.int8:
+        raw = " (raw pixels? tinyopt.data.load returns uint8)" if x.dtype == np.uint8 else ""
+        raise TypeError(
+            f"run_tflite: x has dtype {x.dtype}{raw}; pass real values as a float array (they "
+            f"are quantized with the input's scale {s:g} and zero point {zp}, e.g. "
+            "tinyopt.data.preprocess output) or int8 input codes as an np.int8 array "
+            "(x.astype(np.int8) if they already are codes)")
+    return x
 
 
 def run_tflite(tflite_bytes: bytes, x: np.ndarray, trace: bool = False, wrap32: bool = False,
-               batch_size: int = 256):
-    """Run a full-int8 LiteRT model with the simulator (TFLite's requantization).
+               batch_size: int = 256, *, flavour: str = "litert"):
+    """Run a full-int8 LiteRT model with the simulator.
 
     Arguments:
         tflite_bytes: the flatbuffer.
-        x: int8 input codes, or model-ready float images (quantized with the input tensor's own
-            scale and zero point, as :func:`tinyopt.measure.quantize_input`).
+        x: int8 input codes (an ``np.int8`` array), or model-ready float images (quantized
+            with the input tensor's own scale and zero point, as
+            :func:`tinyopt.measure.quantize_input`; refused when they lie far outside the range
+            that input represents, e.g. 0..255 pixels into a [0, 1] model).
         trace, wrap32, batch_size: as :func:`run`.
+        flavour: "litert" (LiteRT's reference kernels, BUILTIN_REF) or "tflm" (TensorFlow Lite
+            Micro with CMSIS-NN); see :func:`tinyopt.integer.from_litert.graph_from_tflite`.
 
     Returns:
-        int8 output codes [N, ...] (with ``trace``: a dict layer name -> int8 output).
+        int8 output codes [N, ...] (with ``trace``: a dict node name -> int8 output).
 
     Raises:
-        ValueError: as :func:`graph_from_tflite`, or inputs that do not fit the model.
+        TypeError: ``x`` neither float nor int8 (e.g. raw uint8 pixels).
+        ValueError: as :func:`graph_from_tflite`, or inputs that do not fit the model (shape,
+            NaN/Inf, values on the wrong scale).
     """
-    graph = graph_from_tflite(tflite_bytes)
-    x = np.asarray(x)
-    if np.issubdtype(x.dtype, np.floating):
-        x = quantize_real(x, graph.input_scale, graph.input_zero_point, np.int8)
+    graph = graph_from_tflite(tflite_bytes, flavour=flavour)
+    x = _tflite_input_codes(graph, x)
     out = run(graph, x, trace=trace, wrap32=wrap32, batch_size=batch_size)
     if trace:
         return {k: v.astype(np.int8) for k, v in out.items()}
+    if isinstance(out, list):
+        return [o.astype(np.int8) for o in out]
     return out.astype(np.int8)

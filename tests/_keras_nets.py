@@ -1,0 +1,114 @@
+"""Small Keras nets the TF converter turns into each op of the LiteRT importer (residual ADD,
+CONCATENATION, Conv1D's EXPAND_DIMS / SQUEEZE, ZeroPadding2D's PAD, a SOFTMAX head, MEAN,
+strided / non-square / depth-multiplier convolutions, and a tfmot QAT model converted to int8).
+Untrained (seeded initialisers, a random bias so that ReLUs do not saturate): bit-exactness does
+not need accuracy."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _keras():
+    import tf_keras as keras
+    keras.utils.set_random_seed(0)
+    return keras
+
+
+def residual():
+    keras = _keras()
+    L = keras.layers
+    x = inp = keras.Input((12, 12, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    y = L.Conv2D(8, (3, 1), padding="same", activation="relu")(x)
+    y = L.DepthwiseConv2D((1, 3), padding="same", depth_multiplier=1)(y)
+    x = L.Activation("relu")(L.Add()([x, y]))
+    x = L.DepthwiseConv2D(3, strides=2, depth_multiplier=2, activation="relu6")(x)
+    x = L.MaxPooling2D(2)(x)
+    x = L.GlobalAveragePooling2D()(x)
+    out = L.Dense(5)(x)
+    return keras.Model(inp, out, name="residual")
+
+
+def concat():
+    keras = _keras()
+    L = keras.layers
+    x = inp = keras.Input((10, 10, 2))
+    a = L.Conv2D(4, 1, activation="relu")(x)
+    b = L.Conv2D(6, 3, padding="same", activation="relu")(x)
+    x = L.Concatenate()([a, b])
+    x = L.AveragePooling2D(2, padding="same")(x)
+    x = L.Flatten()(x)
+    return keras.Model(inp, L.Dense(4)(x), name="concat")
+
+
+def conv1d():
+    keras = _keras()
+    L = keras.layers
+    x = inp = keras.Input((32, 3))
+    x = L.Conv1D(8, 5, strides=2, padding="same", activation="relu")(x)
+    x = L.Conv1D(8, 3, activation="relu")(x)
+    x = L.GlobalAveragePooling1D()(x)
+    return keras.Model(inp, L.Dense(3)(x), name="conv1d")
+
+
+def zero_padding():
+    keras = _keras()
+    L = keras.layers
+    x = inp = keras.Input((9, 9, 2))
+    x = L.ZeroPadding2D(((1, 2), (0, 1)))(x)
+    x = L.Conv2D(4, 3, strides=2, activation="relu")(x)
+    x = L.Flatten()(x)
+    return keras.Model(inp, L.Dense(3)(x), name="zero_padding")
+
+
+def softmax_head():
+    keras = _keras()
+    L = keras.layers
+    x = inp = keras.Input((8, 8, 1))
+    x = L.Conv2D(4, 3, activation="relu")(x)
+    x = L.Flatten()(x)
+    return keras.Model(inp, L.Dense(6, activation="softmax")(x), name="softmax_head")
+
+
+def input_concat():
+    """Concatenates the input with a convolution of it: two tensors of different scales, so
+    the converter requantizes one (QUANTIZE int8 -> int8) under QAT."""
+    keras = _keras()
+    L = keras.layers
+    x = inp = keras.Input((8, 8, 2))
+    a = L.Conv2D(3, 3, padding="same", activation="relu")(x)
+    x = L.Concatenate()([x, a])
+    x = L.Conv2D(4, 3, strides=2, activation="relu")(x)
+    x = L.Flatten()(x)
+    return keras.Model(inp, L.Dense(3)(x), name="input_concat")
+
+
+NETS = {"input_concat": input_concat, "residual": residual, "concat": concat, "conv1d": conv1d,
+        "zero_padding": zero_padding, "softmax_head": softmax_head}
+
+
+def randomize_bias(model, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if getattr(layer, "use_bias", False) and hasattr(layer, "bias") and layer.bias is not None:
+            b = layer.bias.numpy()
+            layer.bias.assign(rng.normal(0.0, 0.1, b.shape).astype(b.dtype))
+    return model
+
+
+def calibration(model, n: int = 64, seed: int = 0) -> np.ndarray:
+    shape = tuple(int(d) for d in model.input_shape[1:])
+    return np.random.default_rng(seed).uniform(-1, 1, (n, *shape)).astype(np.float32)
+
+
+def to_int8(model) -> bytes:
+    from tinyopt.litert.convert import to_tflite
+    return to_tflite(model, "int8", calibration=calibration(model))
+
+
+def build(name: str) -> bytes:
+    """The int8 flatbuffer of net ``name`` ("qat_<name>": its QAT model converted)."""
+    if name.startswith("qat_"):  # tfmot 8-bit QAT (tinyopt.litert.qat.quantize), then int8
+        from tinyopt.litert.qat import quantize
+        return to_int8(quantize(randomize_bias(NETS[name[4:]]())))
+    return to_int8(randomize_bias(NETS[name]()))

@@ -1,0 +1,202 @@
+"""The LiteRT importer and the simulator against the interpreters, bit for bit: the four MLPerf
+Tiny int8 models and small Keras nets for each supported op, with flavour "litert" against
+LiteRT's reference kernels (BUILTIN_REF) and flavour "tflm" against the tflite-micro package's
+interpreter, every node's output compared."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyopt.integer import sim
+from tinyopt.integer.from_litert import TFLITE_OPS, _TFLiteModel, graph_from_tflite
+
+MLPERF = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf_tiny"
+MODELS = ("ic_resnet8", "kws_dscnn", "vww_mobilenet", "ad_fcae")
+
+
+def _model(name: str) -> bytes:
+    path = MLPERF / f"{name}_int8.tflite"
+    if not path.exists():
+        pytest.skip(f"MLPerf Tiny models not found at {MLPERF}")
+    return path.read_bytes()
+
+
+def _inputs(graph, n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-128, 128, (n, *graph.input_shape)).astype(np.int8)
+
+
+def litert_trace(tfl: bytes, x: np.ndarray) -> dict:
+    """Every int8 tensor of LiteRT's reference kernels (BUILTIN_REF, one thread) on batch x."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    it = Interpreter(model_content=tfl, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                     experimental_preserve_all_tensors=True, num_threads=1)
+    inp = it.get_input_details()[0]
+    it.resize_tensor_input(inp["index"], [len(x), *inp["shape"][1:]])
+    it.allocate_tensors()
+    it.set_tensor(inp["index"], x)
+    it.invoke()
+    return {d["name"]: it.get_tensor(d["index"]) for d in it.get_tensor_details()
+            if d["dtype"] == np.int8}
+
+
+def tflm_trace(tfl: bytes, x: np.ndarray, names=None) -> dict:
+    """Every op output of the tflite-micro interpreter, image by image (batch 1)."""
+    runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
+    it = runtime.Interpreter.from_bytes(
+        tfl, intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    m = _TFLiteModel(tfl)
+    index = {m.name(i): int(i) for op in m.sub.operators for i in op.outputs}
+    if names is not None:
+        index = {k: v for k, v in index.items() if k in names}
+    out = {k: [] for k in index}
+    for img in x:
+        it.set_input(img[None], 0)
+        it.invoke()
+        for k, i in index.items():
+            out[k].append(np.asarray(it.GetTensor(i, 0)["tensor_data"]).reshape(-1))
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def mismatches(tfl: bytes, x: np.ndarray, flavour: str, graph=None) -> dict:
+    """Differing bytes per node output (nodes that are also interpreter tensors)."""
+    g = graph or graph_from_tflite(tfl, flavour=flavour)
+    ours = sim.run(g, x, trace=True)
+    ref = litert_trace(tfl, x) if flavour == "litert" else tflm_trace(tfl, x)
+    n = len(x)
+    found = {k: int(np.sum(v.reshape(n, -1) != ref[k].reshape(n, -1)))
+             for k, v in ours.items() if k in ref}
+    assert len(found) >= len(ours) - 2, "most nodes must be compared"
+    return found
+
+
+# ------------------------------------------------------------------------------ MLPerf Tiny
+@pytest.mark.parametrize("name", MODELS)
+def test_mlperf_litert_bitexact_every_node(name):
+    tfl = _model(name)
+    g = graph_from_tflite(tfl)
+    assert g.meta["flavour"] == "litert"
+    bad = mismatches(tfl, _inputs(g, 60), "litert", g)
+    assert sum(bad.values()) == 0, {k: v for k, v in bad.items() if v}
+    # the int8 I/O path of run_tflite gives the same final output
+    x = _inputs(g, 20, 1)
+    out = litert_trace(tfl, x)[g.output_names()[0]]
+    np.testing.assert_array_equal(sim.run_tflite(tfl, x), out)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_mlperf_tflm_bitexact_every_node(name):
+    tfl = _model(name)
+    g = graph_from_tflite(tfl, flavour="tflm")
+    bad = mismatches(tfl, _inputs(g, 15, 2), "tflm", g)
+    assert sum(bad.values()) == 0, {k: v for k, v in bad.items() if v}
+
+
+def test_the_flavours_differ_and_the_check_sees_it():
+    """FULLY_CONNECTED rounds once in LiteRT's reference kernel and twice in TFLM: the FC
+    autoencoder's outputs differ between the flavours, and each matches only its own
+    interpreter."""
+    tfl = _model("ad_fcae")
+    x = _inputs(graph_from_tflite(tfl), 30, 3)
+    lite = sim.run_tflite(tfl, x)
+    micro = sim.run_tflite(tfl, x, flavour="tflm")
+    assert int(np.sum(lite != micro)) > 0
+    out = graph_from_tflite(tfl).output_names()[0]
+    ref_micro = tflm_trace(tfl, x, {out})[out]
+    np.testing.assert_array_equal(micro.reshape(len(x), -1), ref_micro)
+    assert int(np.sum(lite.reshape(len(x), -1) != ref_micro)) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_mlperf_1000_inputs_both_flavours(name):
+    """The acceptance run: 1,000 random valid int8 inputs per model, 0 differing output bytes
+    against LiteRT BUILTIN_REF (litert) and the tflite-micro interpreter (tflm)."""
+    tfl = _model(name)
+    g = graph_from_tflite(tfl)
+    x = _inputs(g, 1000, 7)
+    out = g.output_names()[0]
+    ref = np.concatenate([litert_trace(tfl, x[i:i + 250])[out] for i in range(0, 1000, 250)])
+    assert int(np.sum(sim.run_tflite(tfl, x) != ref)) == 0
+    micro = tflm_trace(tfl, x, {out})[out]
+    ours = sim.run_tflite(tfl, x, flavour="tflm").reshape(1000, -1)
+    assert int(np.sum(ours != micro)) == 0
+
+
+def test_resnet_is_a_dag_with_residual_adds():
+    g = graph_from_tflite(_model("ic_resnet8"))
+    kinds = [lay.kind for lay in g.layers]
+    assert kinds.count("add") == 3 and kinds[-1] == "softmax" and not g.is_chain()
+    add = next(lay for lay in g.layers if lay.kind == "add")
+    assert len(add.inputs) == 2 and add.left_shift == 20 and add.m0.shape == (3,)
+    producers = g.producers()
+    # both inputs of the first ADD are written by convolutions (a skip connection)
+    assert {g.layers[producers[t]].kind for t in add.inputs} == {"conv2d"}
+
+
+# ------------------------------------------------------------------------------ small Keras nets
+NETS = ("residual", "concat", "conv1d", "zero_padding", "softmax_head", "qat_input_concat")
+EXPECTED_OPS = {"residual": {"ADD", "DEPTHWISE_CONV_2D", "MEAN", "MAX_POOL_2D"},
+                "concat": {"CONCATENATION", "AVERAGE_POOL_2D"},
+                "conv1d": {"EXPAND_DIMS", "MEAN"}, "zero_padding": {"PAD"},
+                "softmax_head": {"SOFTMAX"}, "qat_input_concat": {"QUANTIZE", "CONCATENATION"}}
+
+
+@pytest.fixture(scope="module")
+def nets():
+    pytest.importorskip("tensorflow")
+    from tests import _keras_nets
+    return {name: _keras_nets.build(name) for name in NETS}
+
+
+@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("flavour", ["litert", "tflm"])
+def test_keras_nets_bitexact(nets, name, flavour):
+    tfl = nets[name]
+    m = _TFLiteModel(tfl)
+    ops = {m.op_names[op.opcodeIndex] for op in m.sub.operators}
+    assert EXPECTED_OPS[name] <= ops, f"the converter no longer emits {EXPECTED_OPS[name] - ops}"
+    g = graph_from_tflite(tfl, flavour=flavour)
+    bad = mismatches(tfl, _inputs(g, 40 if flavour == "litert" else 12, 4), flavour, g)
+    assert sum(bad.values()) == 0, {k: v for k, v in bad.items() if v}
+
+
+def test_unsupported_op_names_op_tensor_and_supported_set():
+    pytest.importorskip("tensorflow")
+    import tf_keras as keras
+
+    from tests._keras_nets import to_int8
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, name="gate_dense"),
+                              keras.layers.Activation("sigmoid", name="my_gate"),
+                              keras.layers.Dense(2)])  # the gate is not the model output
+    tfl = to_int8(model)
+    with pytest.raises(ValueError) as err:
+        graph_from_tflite(tfl)
+    msg = str(err.value)
+    assert "LOGISTIC" in msg and "my_gate" in msg and "SOFTMAX" in msg and "ADD" in msg
+    with pytest.raises(ValueError, match="flavour must be one of"):
+        graph_from_tflite(_model("ad_fcae"), flavour="cmsis")
+    assert len(TFLITE_OPS) >= 15
+
+
+def test_run_tflite_refuses_inputs_that_are_not_codes_or_on_the_wrong_scale():
+    """uint8 pixels that happen to be <= 127 and float pixels in 0..255 used to pass as int8
+    codes / be saturated into a [0, 1] model without a word."""
+    tfl = _model("vww_mobilenet")  # int8 input representing [0, 1]
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 128, (1, 96, 96, 3)).astype(np.uint8)
+    with pytest.raises(TypeError, match=r"x has dtype uint8 \(raw pixels\?.*np\.int8"):
+        sim.run_tflite(tfl, pixels)
+    with pytest.raises(TypeError, match=r"x has dtype int32.*x\.astype\(np\.int8\)"):
+        sim.run_tflite(tfl, pixels.astype(np.int32))
+    with pytest.raises(ValueError, match=r"x spans \[0, 127\] but the model's int8 input "
+                                         r"represents \[0, 1\].*pixel-scale"):
+        sim.run_tflite(tfl, pixels.astype(np.float32))
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        sim.run_tflite(tfl, np.full((1, 96, 96, 3), np.nan, np.float32))
+    # the same image, scaled as the model was trained, and as its int8 codes: one answer
+    real = pixels.astype(np.float32) / 255.0
+    codes = (np.round(real * 255) - 128).astype(np.int8)
+    np.testing.assert_array_equal(sim.run_tflite(tfl, real), sim.run_tflite(tfl, codes))
