@@ -29,34 +29,15 @@ def _inputs(graph, n: int, seed: int = 0) -> np.ndarray:
 
 def litert_trace(tfl: bytes, x: np.ndarray) -> dict:
     """Every int8 tensor of LiteRT's reference kernels (BUILTIN_REF, one thread) on batch x."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    it = Interpreter(model_content=tfl, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-                     experimental_preserve_all_tensors=True, num_threads=1)
-    inp = it.get_input_details()[0]
-    it.resize_tensor_input(inp["index"], [len(x), *inp["shape"][1:]])
-    it.allocate_tensors()
-    it.set_tensor(inp["index"], x)
-    it.invoke()
-    return {d["name"]: it.get_tensor(d["index"]) for d in it.get_tensor_details()
-            if d["dtype"] == np.int8}
+    from tinyopt.litert.reference import litert_reference
+    return litert_reference(tfl, x)
 
 
 def tflm_trace(tfl: bytes, x: np.ndarray, names=None) -> dict:
     """Every op output of the tflite-micro interpreter, image by image (batch 1)."""
-    runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
-    it = runtime.Interpreter.from_bytes(
-        tfl, intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
-    m = _TFLiteModel(tfl)
-    index = {m.name(i): int(i) for op in m.sub.operators for i in op.outputs}
-    if names is not None:
-        index = {k: v for k, v in index.items() if k in names}
-    out = {k: [] for k in index}
-    for img in x:
-        it.set_input(img[None], 0)
-        it.invoke()
-        for k, i in index.items():
-            out[k].append(np.asarray(it.GetTensor(i, 0)["tensor_data"]).reshape(-1))
-    return {k: np.stack(v) for k, v in out.items()}
+    pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
+    from tinyopt.litert.reference import tflm_reference
+    return tflm_reference(tfl, x, names)
 
 
 def mismatches(tfl: bytes, x: np.ndarray, flavour: str, graph=None) -> dict:
