@@ -40,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyopt.deploy import memplan
 from tinyopt.files import atomic_path
 from tinyopt.integer.arith import macs, packed_bytes
-from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
+from tinyopt.integer.graph import COMPUTE_KINDS, IntegerGraph, IntegerLayer, Tensor, pack, unpack
 
 C_DIR = Path(__file__).resolve().parent / "c"
 KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c")
@@ -50,12 +51,21 @@ TENSOR_BITS = (1, 2, 4, 8, 16, 32)
 ROUNDING_C = {"floor": "TN_FLOOR", "tflite_single": "TN_TFL_SINGLE",
               "tflite_double": "TN_TFL_DOUBLE"}
 KIND_C = {"conv2d": "TN_CONV", "pointwise": "TN_CONV", "depthwise": "TN_DEPTHWISE",
-          "dense": "TN_DENSE", "maxpool": "TN_MAXPOOL", "avgpool": "TN_AVGPOOL"}
+          "dense": "TN_DENSE", "maxpool": "TN_MAXPOOL", "avgpool": "TN_AVGPOOL", "add": "TN_ADD",
+          "concat": "TN_CONCAT", "pad": "TN_PAD", "quantize": "TN_QUANTIZE",
+          "softmax": "TN_SOFTMAX"}
+# Nodes that are no step: their output is their input's bytes (memplan aliases them).
+ALIAS_KINDS = ("flatten", "reshape")
+SUPPORTED_KINDS = tuple(KIND_C) + ALIAS_KINDS
+# Inputs a kernel may overwrite (tinyopt_nn.c: element-wise, element i read before written).
+INPLACE_INPUTS = {"add": (0, 1), "quantize": (0,), "softmax": (0,)}
 
 
 @dataclass
 class Step:
-    """One call of ``tn_run_layer``: a compute layer (with its fused max pool) or a pool."""
+    """One call of ``tn_run``: a compute layer (with its fused max pool), a pool, or a DAG node.
+    ``inputs`` / ``output`` name the tensors it reads and writes; ``in_offsets`` /
+    ``out_offset`` place them in the arena (``in_offset`` is the first input's)."""
 
     name: str
     layer: IntegerLayer
@@ -66,6 +76,10 @@ class Step:
     out_bits: int
     in_offset: int = 0
     out_offset: int = 0
+    inputs: tuple = ()
+    output: str = ""
+    in_specs: tuple = ()  # the Tensor records of ``inputs``
+    in_offsets: tuple = ()
 
     @property
     def in_bytes(self) -> int:
@@ -92,6 +106,9 @@ class Export:
     out_signed: bool
     out_shape: tuple
     param_bytes: dict = field(default_factory=dict)  # weights / bias / m0 / n0 / wzp bytes
+    memory: memplan.MemoryPlan | None = None  # where every tensor lives (memory.table())
+    in_offset: int = 0  # the graph input's and output's places in the arena
+    out_offset: int = 0
 
     def step_table(self):
         """pandas DataFrame: one row per step (name, kind, fused pool, bytes, offsets)."""
@@ -99,7 +116,8 @@ class Export:
         return pd.DataFrame([{"step": i, "name": s.name, "kind": s.layer.kind,
                               "fused_pool": s.pool.name if s.pool is not None else "",
                               "in_bytes": s.in_bytes, "out_bytes": s.out_bytes,
-                              "in_offset": s.in_offset, "out_offset": s.out_offset}
+                              "in_offset": s.in_offset, "out_offset": s.out_offset,
+                              "inplace": s.out_offset in s.in_offsets}
                              for i, s in enumerate(self.steps)])
 
 
@@ -159,15 +177,23 @@ def _hwc(shape) -> tuple[int, int, int]:
     raise ValueError(f"tensor shape {shape} is not (C,), (W, C) or (H, W, C)")
 
 
+def _check_multipliers(layer: IntegerLayer, flavour: str, where: str) -> None:
+    """TFLite flavours: m0 >= 0 and, for single rounding, n0 in [-31, 30] (as tinyopt.sim)."""
+    if flavour == "floor":
+        return
+    m0, n0 = np.asarray(layer.m0, np.int64), np.asarray(layer.n0, np.int64)
+    if m0.min() < 0:
+        raise ValueError(f"{where}: TFLite rounding needs m0 >= 0")
+    if flavour == "tflite_single" and (n0.min() < -31 or n0.max() > 30):
+        raise ValueError(f"{where}: tflite_single needs n0 in [-31, 30], got "
+                         f"[{n0.min()}, {n0.max()}]")
+
+
 def _check_layer(layer: IntegerLayer, rounding: str) -> None:
     where = f"layer {layer.name!r} ({layer.kind})"
-    if layer.kind == "softmax":
-        raise ValueError(f"{where}: softmax is not exported to C; drop it (the argmax of the "
-                         "logits is the same) or run the graph with tinyopt.sim")
-    if layer.kind not in KIND_C and layer.kind not in ("flatten", "reshape"):
-        raise ValueError(f"{where}: the C export does not support {layer.kind} nodes yet; "
-                         "it runs chains of conv2d, pointwise, depthwise, dense, maxpool, "
-                         "avgpool, flatten and reshape")
+    if layer.kind not in SUPPORTED_KINDS:
+        raise ValueError(f"{where}: the C export does not support {layer.kind} nodes; it runs "
+                         f"{', '.join(SUPPORTED_KINDS)}")
     if layer.kind == "dense" and int(np.prod(layer.in_shape)) != int(layer.weight_shape[1]):
         raise ValueError(f"{where}: a dense layer applied row by row (input {layer.in_shape}, "
                          f"{layer.weight_shape[1]} features) is not exported")
@@ -188,9 +214,17 @@ def _check_layer(layer: IntegerLayer, rounding: str) -> None:
     if max(small) > 255 or min(small) < 0:
         raise ValueError(f"{where}: strides, paddings, kernel and pool sizes must be in "
                          f"[0, 255], got {small}")
-    if layer.kind not in KIND_C:
+    flavour = layer.rounding or rounding
+    if layer.kind in ("add", "quantize", "softmax"):
+        if max(layer.in_bits, layer.out_bits) > 8:
+            raise ValueError(f"{where}: the C kernel takes tensors of at most 8 bits, got "
+                             f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
+        _check_multipliers(layer, flavour, where)
+        if layer.kind == "softmax" and not 0 <= int(layer.n0[0]) <= 31:
+            raise ValueError(f"{where}: the softmax input left shift n0 must be in [0, 31], got "
+                             f"{int(layer.n0[0])}")
         return
-    if layer.kind in ("maxpool", "avgpool"):
+    if layer.kind not in COMPUTE_KINDS:
         return
     if layer.weight_bits not in (1, 2, 4, 8):
         raise ValueError(f"{where}: weight bits {layer.weight_bits} not supported (1, 2, 4, 8)")
@@ -201,73 +235,91 @@ def _check_layer(layer: IntegerLayer, rounding: str) -> None:
     if layer.weights.shape[1] > 65535:
         raise ValueError(f"{where}: a packed weight row of {layer.weights.shape[1]} bytes "
                          "exceeds 65535")
-    flavour = layer.rounding or rounding
-    if layer.requantize and flavour != "floor":
-        m0, n0 = np.asarray(layer.m0, np.int64), np.asarray(layer.n0, np.int64)
-        if m0.min() < 0:
-            raise ValueError(f"{where}: TFLite rounding needs m0 >= 0")
-        if flavour == "tflite_single" and (n0.min() < -31 or n0.max() > 30):
-            raise ValueError(f"{where}: tflite_single needs n0 in [-31, 30], got "
-                             f"[{n0.min()}, {n0.max()}]")
+    if layer.requantize:
+        _check_multipliers(layer, flavour, where)
 
 
-def plan(graph: IntegerGraph, fuse_pool: bool = True) -> tuple[list[Step], int]:
-    """The steps of ``graph`` and their arena placement.
+def _tensor_bytes(t: Tensor) -> int:
+    return packed_bytes(int(np.prod(t.shape)), t.bits)
+
+
+def memory_plan(graph: IntegerGraph, fuse_pool: bool = True
+                ) -> tuple[list[Step], memplan.MemoryPlan]:
+    """The steps of ``graph`` in execution order and where their tensors live.
+
+    A step per node in :meth:`IntegerGraph.order`, except: flatten / reshape nodes are no step
+    (their output aliases their input); a compute node whose only reader is a max pool, and
+    whose output is not a graph output, is fused with it (``fuse_pool``: the un-pooled tensor
+    is never stored). Add, quantize and softmax may write in place over an input whose last
+    reader they are (:data:`INPLACE_INPUTS`). Offsets: :func:`tinyopt.deploy.memplan.plan_memory`.
 
     Returns:
-        (steps, arena_bytes); each step's input and output offsets inside the arena.
+        (steps with their arena offsets, the :class:`~tinyopt.deploy.memplan.MemoryPlan`).
 
     Raises:
-        ValueError: an invalid graph or a layer the C kernels do not support (named).
+        ValueError: an invalid graph, several graph outputs, a graph without a step, or a node
+            the C kernels do not support (named, with the supported set).
     """
     graph.validate()
-    if not graph.is_chain():
-        raise ValueError(f"graph {graph.name!r} is not a chain (a node reads a tensor other than "
-                         "the previous node's output, e.g. a residual ADD or a concatenation); "
-                         "the C export runs chains only: use tinyopt.sim for this graph")
+    outputs = graph.output_names()
+    if len(outputs) != 1:
+        raise ValueError(f"graph {graph.name!r} has {len(outputs)} outputs {outputs}; the C "
+                         "export writes one (model_run(in, out))")
+    wiring, consumers, layers = graph.wiring(), graph.consumers(), graph.layers
     steps: list[Step] = []
-    shape, bits = tuple(graph.input_shape), graph.input_bits
-    signed = graph.input_signed
-    layers = graph.layers
-    i = 0
-    while i < len(layers):
-        layer = layers[i]
-        _check_layer(layer, graph.rounding)
-        if layer.kind not in ("flatten", "reshape") and (layer.in_bits, layer.in_signed) != (
-                bits, signed):
-            raise ValueError(f"layer {layer.name!r} reads {layer.in_bits}-bit "
-                             f"{'signed' if layer.in_signed else 'unsigned'} inputs but the "
-                             f"previous layer (or the graph input) gives {bits}-bit "
-                             f"{'signed' if signed else 'unsigned'} values; fix the layer's "
-                             "in_bits / in_signed")
-        if layer.kind in ("flatten", "reshape"):
-            shape = tuple(layer.out_shape)
-            i += 1
+    aliases: dict[str, str] = {}
+    fused: set[int] = set()
+    for i in graph.order():
+        if i in fused:
             continue
-        pool = None
-        if (fuse_pool and layer.kind not in ("maxpool", "avgpool") and i + 1 < len(layers)
-                and layers[i + 1].kind == "maxpool"):
-            pool = layers[i + 1]
+        layer, (ins, outs) = layers[i], wiring[i]
+        _check_layer(layer, graph.rounding)
+        if layer.kind in ALIAS_KINDS:
+            aliases[outs[0]] = ins[0]
+            continue
+        pool, out = None, outs[0]
+        readers = consumers.get(out, [])
+        if (fuse_pool and layer.kind in COMPUTE_KINDS and out not in outputs
+                and len(readers) == 1 and layers[readers[0]].kind == "maxpool"):
+            pool = layers[readers[0]]
             _check_layer(pool, graph.rounding)
+            fused.add(readers[0])
+            out = wiring[readers[0]][1][0]
         last = pool or layer
         label = layer.name if pool is None else f"{layer.name}+{pool.name}"
         # step names go into C strings and whitespace-separated stats: keep them plain
         label = re.sub(r"[^A-Za-z0-9_+.:-]", "_", label)
         if len(label) > 40 or label in {s.name for s in steps}:  # long TFLite tensor names
             label = f"step{len(steps)}_{layer.kind}" + ("+maxpool" if pool is not None else "")
-        steps.append(Step(label, layer,
-                          pool, shape, bits, tuple(last.out_shape), last.out_bits))
-        shape, bits, signed = tuple(last.out_shape), last.out_bits, last.out_signed
-        i += 2 if pool is not None else 1
+        steps.append(Step(label, layer, pool, tuple(layer.in_shape), layer.in_bits,
+                          tuple(last.out_shape), last.out_bits, inputs=tuple(ins), output=out,
+                          in_specs=tuple(graph.tensor(t) for t in ins)))
     if not steps:
-        raise ValueError("the graph has no compute or pool layer to export")
-    arena = max(s.in_bytes + s.out_bytes for s in steps)
-    low = True  # the model input sits at offset 0
+        raise ValueError("the graph has no compute, pool or DAG node to export (only reshapes)")
+    names = {graph.input_name, *(t for s in steps for t in (*s.inputs, s.output)), *aliases}
+    sizes = {t: _tensor_bytes(graph.tensor(t)) for t in names}
+    io = [memplan.StepIO(s.inputs, s.output,
+                         tuple(k for k in INPLACE_INPUTS.get(s.layer.kind, ())
+                               if sizes[s.inputs[k]] == sizes[s.output]))
+          for s in steps]
+    mem = memplan.plan_memory(io, sizes, graph.input_name, outputs, aliases)
     for s in steps:
-        s.in_offset = 0 if low else arena - s.in_bytes
-        s.out_offset = arena - s.out_bytes if low else 0
-        low = not low
-    return steps, arena
+        s.in_offsets = tuple(mem.offset(t) for t in s.inputs)
+        s.in_offset, s.out_offset = s.in_offsets[0], mem.offset(s.output)
+    return steps, mem
+
+
+def plan(graph: IntegerGraph, fuse_pool: bool = True) -> tuple[list[Step], int]:
+    """The steps of ``graph`` and the arena bytes (:func:`memory_plan`, without the plan).
+
+    Returns:
+        (steps, arena_bytes); each step's input and output offsets inside the arena.
+
+    Raises:
+        ValueError: as :func:`memory_plan`.
+    """
+    steps, mem = memory_plan(graph, fuse_pool)
+    return steps, mem.arena_bytes
 
 
 # ------------------------------------------------------------------------------ C text
@@ -299,6 +351,8 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict) -> 
     fields["in"] = _tensor_c(layer.in_shape, layer.in_bits, layer.in_signed, layer.in_zero_point)
     fields["out"] = _tensor_c(layer.out_shape, layer.out_bits, layer.out_signed,
                               layer.out_zero_point)
+    if layer.kind in ("add", "concat", "pad", "quantize", "softmax"):
+        return _dag_step_c(k, s, fields, arrays, nbytes)
     if layer.kind in ("maxpool", "avgpool"):
         win = layer
     else:
@@ -346,6 +400,35 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict) -> 
     return f"    {{ /* {k}: {s.name} */\n      {body} }}"
 
 
+def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict) -> str:
+    """The descriptor fields of an add, concat, pad, quantize or softmax step."""
+    layer = s.layer
+    lo, hi = layer.out_range
+    fields.update({"act_lo": _int32_literal(lo), "act_hi": _int32_literal(hi)})
+    if layer.kind in ("add", "quantize", "softmax"):
+        m0, n0 = np.asarray(layer.m0, np.int32), np.asarray(layer.n0, np.int8)
+        for suffix, ctype, vals in (("m0", "int32_t", m0), ("n0", "int8_t", n0)):
+            arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
+            nbytes[suffix] = nbytes.get(suffix, 0) + int(vals.nbytes)
+        fields.update({"n_m": len(m0), "m0": f"model_m0{k}", "n0": f"model_n0{k}"})
+    if layer.kind == "add":
+        fields.update({"left_shift": int(layer.left_shift),
+                       "in2_zero_point": int(s.in_specs[1].zero_point)})
+    elif layer.kind == "softmax":
+        fields["diff_min"] = _int32_literal(int(layer.diff_min))
+    elif layer.kind == "pad":
+        fields.update({"pad_t": layer.padding[0], "pad_l": layer.padding[2]})
+    elif layer.kind == "concat":
+        rank = len(layer.out_shape)
+        ax = layer.axis % rank
+        outer = int(np.prod(layer.out_shape[:ax], dtype=np.int64))
+        inner = [int(np.prod(t.shape[ax:], dtype=np.int64)) for t in s.in_specs]
+        arrays.append(_c_array("uint32_t", f"model_inner{k}", inner))
+        fields.update({"n_in": len(inner), "outer": outer, "inner": f"model_inner{k}"})
+    body = ",\n      ".join(f".{key} = {v}" for key, v in fields.items())
+    return f"    {{ /* {k}: {s.name} */\n      {body} }}"
+
+
 def _identifier(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
@@ -368,26 +451,28 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True) -> Export:
             zero points outside [0, 255], negative m0 or out-of-range n0 with TFLite rounding,
             dimensions too large for the descriptor fields).
     """
-    steps, arena = plan(graph, fuse_pool)
+    steps, mem = memory_plan(graph, fuse_pool)
+    arena = mem.arena_bytes
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays: list[str] = []
     nbytes: dict = {}
     step_c = [_step_c(k, s, graph.rounding, arrays, nbytes) for k, s in enumerate(steps)]
-    last = steps[-1].pool or steps[-1].layer
-    n_out = int(np.prod(steps[-1].out_shape))
+    src, last = graph.tensor(graph.input_name), graph.tensor(graph.output_names()[0])
+    n_out = int(np.prod(last.shape))
     info = Export(out_dir=out_dir, files=[], steps=steps, arena_bytes=arena,
-                  in_bytes=steps[0].in_bytes, out_bytes=steps[-1].out_bytes,
+                  in_bytes=_tensor_bytes(src), out_bytes=_tensor_bytes(last),
                   in_bits=graph.input_bits, in_signed=graph.input_signed,
-                  out_bits=last.out_bits, out_signed=last.out_signed,
-                  out_shape=tuple(steps[-1].out_shape), param_bytes=nbytes)
+                  out_bits=last.bits, out_signed=last.signed,
+                  out_shape=tuple(last.shape), param_bytes=nbytes, memory=mem,
+                  in_offset=mem.offset(src.name), out_offset=mem.offset(last.name))
     guard = _identifier(graph.name).upper()
     names = ", ".join(f'"{s.name}"' for s in steps)
     texts = {}
     in_kind = ("signed: int8 bytes as two's complement" if graph.input_signed else "unsigned")
-    out_kind = (f"{last.out_bits}-bit {'signed' if last.out_signed else 'unsigned'}, {n_out} "
+    out_kind = (f"{last.bits}-bit {'signed' if last.signed else 'unsigned'}, {n_out} "
                 f"elements" + (", each 4 little-endian bytes: an int32_t array on little-endian "
-                            "targets" if last.out_bits == 32 else ""))
+                            "targets" if last.bits == 32 else ""))
     texts["model.h"] = f"""/* model.h: generated by tinyopt.codegen.export_c from IntegerGraph
  * {graph.name!r}.
  * int model_run(const uint8_t *in, uint8_t *out): runs one image; returns 0, or -1 for a NULL
@@ -423,32 +508,43 @@ void model_profile_hook(int step);
                                "#include \"tinyopt_nn.h\"\n\n" + "\n".join(arrays)
                                + f"\nstatic const tn_layer_t model_steps[{len(steps)}] = {{\n"
                                + ",\n".join(step_c) + "\n};\n")
-    offsets = ", ".join(f"{{{s.in_offset}u, {s.out_offset}u}}" for s in steps)
+    in_offsets = ", ".join(f"{o}u" for s in steps for o in s.in_offsets)
+    starts = np.cumsum([0] + [len(s.inputs) for s in steps]).tolist()
+    max_in = max(len(s.inputs) for s in steps)
     texts["model.c"] = f"""/* model.c: generated by tinyopt.codegen.export_c. */
 #include <string.h>
 #include "model.h"
 #include "model_params.h"
 
-/* The activation arena: step k reads at offset[k][0] and writes at offset[k][1]; a step's input
- * and output sit at opposite ends, so they never overlap. */
+/* The activation arena (tinyopt.deploy.memplan): step k reads its inputs at
+ * model_in_offsets[model_in_start[k] ..] and writes at model_out_offsets[k]; tensors live at the
+ * same step never overlap (an element-wise step may write over an input it is the last reader
+ * of). */
+#define MODEL_MAX_INPUTS {max_in}u
+#define MODEL_INPUT_OFFSET {info.in_offset}u
+#define MODEL_OUTPUT_OFFSET {info.out_offset}u
 static uint8_t model_arena[MODEL_ARENA_BYTES];
-static const uint32_t model_offsets[MODEL_N_STEPS][2] = {{{offsets}}};
+static const uint32_t model_in_offsets[{len(starts) and starts[-1]}] = {{{in_offsets}}};
+static const uint16_t model_in_start[MODEL_N_STEPS + 1] = {{{", ".join(f"{v}u" for v in starts)}}};
+static const uint32_t model_out_offsets[MODEL_N_STEPS] = {{{", ".join(f"{s.out_offset}u" for s in steps)}}};
 const char *const model_step_names[MODEL_N_STEPS] = {{{names}}};
 
-uint8_t *model_input_buffer(void) {{ return model_arena + model_offsets[0][0]; }}
-uint8_t *model_output_buffer(void) {{ return model_arena + model_offsets[MODEL_N_STEPS - 1][1]; }}
+uint8_t *model_input_buffer(void) {{ return model_arena + MODEL_INPUT_OFFSET; }}
+uint8_t *model_output_buffer(void) {{ return model_arena + MODEL_OUTPUT_OFFSET; }}
 
 int model_run(const uint8_t *in, uint8_t *out)
 {{
-    uint32_t k;
+    uint32_t k, j;
+    const uint8_t *ins[MODEL_MAX_INPUTS];
     if (in == NULL || out == NULL) return -1;
     if (in != model_input_buffer()) memmove(model_input_buffer(), in, MODEL_IN_BYTES);
 #ifdef MODEL_PROFILE
     model_profile_hook(-1);
 #endif
     for (k = 0; k < MODEL_N_STEPS; k++) {{
-        tn_run_layer(&model_steps[k], model_arena + model_offsets[k][0],
-                     model_arena + model_offsets[k][1]);
+        for (j = model_in_start[k]; j < model_in_start[k + 1]; j++)
+            ins[j - model_in_start[k]] = model_arena + model_in_offsets[j];
+        tn_run(&model_steps[k], ins, model_arena + model_out_offsets[k]);
 #ifdef MODEL_PROFILE
         model_profile_hook((int)k);
 #endif
