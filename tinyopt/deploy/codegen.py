@@ -80,6 +80,8 @@ class Step:
     output: str = ""
     in_specs: tuple = ()  # the Tensor records of ``inputs``
     in_offsets: tuple = ()
+    add: IntegerLayer | None = None  # a fused residual ADD (inputs[1] is its other addend)
+    add_slot: int = 0  # which input of the ADD the compute layer's output is
 
     @property
     def in_bytes(self) -> int:
@@ -243,14 +245,17 @@ def _tensor_bytes(t: Tensor) -> int:
     return packed_bytes(int(np.prod(t.shape)), t.bits)
 
 
-def memory_plan(graph: IntegerGraph, fuse_pool: bool = True
+def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True
                 ) -> tuple[list[Step], memplan.MemoryPlan]:
     """The steps of ``graph`` in execution order and where their tensors live.
 
     A step per node in :meth:`IntegerGraph.order`, except: flatten / reshape nodes are no step
     (their output aliases their input); a compute node whose only reader is a max pool, and
     whose output is not a graph output, is fused with it (``fuse_pool``: the un-pooled tensor
-    is never stored). Add, quantize and softmax may write in place over an input whose last
+    is never stored); a compute node whose only reader is an ADD whose other addend is already
+    computed is fused with it (``fuse_add``: the sum is formed element by element as the layer
+    writes its output, which may overwrite the other addend, so a residual block needs no
+    third buffer). Add, quantize and softmax may write in place over an input whose last
     reader they are (:data:`INPLACE_INPUTS`). Offsets: :func:`tinyopt.deploy.memplan.plan_memory`.
 
     Returns:
@@ -269,6 +274,7 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True
     steps: list[Step] = []
     aliases: dict[str, str] = {}
     fused: set[int] = set()
+    produced = {graph.input_name}
     for i in graph.order():
         if i in fused:
             continue
@@ -276,30 +282,42 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True
         _check_layer(layer, graph.rounding)
         if layer.kind in ALIAS_KINDS:
             aliases[outs[0]] = ins[0]
+            produced.add(outs[0])
             continue
-        pool, out = None, outs[0]
+        pool, add, slot, out, ins = None, None, 0, outs[0], tuple(ins)
         readers = consumers.get(out, [])
-        if (fuse_pool and layer.kind in COMPUTE_KINDS and out not in outputs
-                and len(readers) == 1 and layers[readers[0]].kind == "maxpool"):
-            pool = layers[readers[0]]
-            _check_layer(pool, graph.rounding)
+        reader = layers[readers[0]] if len(readers) == 1 else None
+        if (layer.kind in COMPUTE_KINDS and out not in outputs and reader is not None
+                and fuse_pool and reader.kind == "maxpool"):
+            pool = reader
+        elif (layer.kind in COMPUTE_KINDS and out not in outputs and reader is not None
+              and fuse_add and reader.kind == "add"):
+            addends = wiring[readers[0]][0]
+            slot = addends.index(out)
+            if addends[1 - slot] != out and addends[1 - slot] in produced:
+                add, ins = reader, (ins[0], addends[1 - slot])
+        if pool is not None or add is not None:
+            _check_layer(pool or add, graph.rounding)
             fused.add(readers[0])
             out = wiring[readers[0]][1][0]
-        last = pool or layer
-        label = layer.name if pool is None else f"{layer.name}+{pool.name}"
+        last = pool or add or layer
+        label = layer.name if last is layer else f"{layer.name}+{last.name}"
         # step names go into C strings and whitespace-separated stats: keep them plain
         label = re.sub(r"[^A-Za-z0-9_+.:-]", "_", label)
         if len(label) > 40 or label in {s.name for s in steps}:  # long TFLite tensor names
-            label = f"step{len(steps)}_{layer.kind}" + ("+maxpool" if pool is not None else "")
+            label = f"step{len(steps)}_{layer.kind}" + ("" if last is layer else f"+{last.kind}")
         steps.append(Step(label, layer, pool, tuple(layer.in_shape), layer.in_bits,
-                          tuple(last.out_shape), last.out_bits, inputs=tuple(ins), output=out,
-                          in_specs=tuple(graph.tensor(t) for t in ins)))
+                          tuple(last.out_shape), last.out_bits, inputs=ins, output=out,
+                          in_specs=tuple(graph.tensor(t) for t in ins), add=add,
+                          add_slot=slot))
+        produced.add(out)
     if not steps:
         raise ValueError("the graph has no compute, pool or DAG node to export (only reshapes)")
     names = {graph.input_name, *(t for s in steps for t in (*s.inputs, s.output)), *aliases}
     sizes = {t: _tensor_bytes(graph.tensor(t)) for t in names}
     io = [memplan.StepIO(s.inputs, s.output,
-                         tuple(k for k in INPLACE_INPUTS.get(s.layer.kind, ())
+                         tuple(k for k in ((1,) if s.add is not None
+                                           else INPLACE_INPUTS.get(s.layer.kind, ()))
                                if sizes[s.inputs[k]] == sizes[s.output]))
           for s in steps]
     mem = memplan.plan_memory(io, sizes, graph.input_name, outputs, aliases)
@@ -309,7 +327,8 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True
     return steps, mem
 
 
-def plan(graph: IntegerGraph, fuse_pool: bool = True) -> tuple[list[Step], int]:
+def plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True
+         ) -> tuple[list[Step], int]:
     """The steps of ``graph`` and the arena bytes (:func:`memory_plan`, without the plan).
 
     Returns:
@@ -318,7 +337,7 @@ def plan(graph: IntegerGraph, fuse_pool: bool = True) -> tuple[list[Step], int]:
     Raises:
         ValueError: as :func:`memory_plan`.
     """
-    steps, mem = memory_plan(graph, fuse_pool)
+    steps, mem = memory_plan(graph, fuse_pool, fuse_add)
     return steps, mem.arena_bytes
 
 
@@ -384,6 +403,20 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict) -> 
             "act_hi": _int32_literal(hi), "w": f"model_w{k}", "wzp": f"model_wzp{k}",
             "bias": f"model_bias{k}", "m0": f"model_m0{k}", "n0": f"model_n0{k}",
             "fuse_pool": int(pool is not None)})
+        if s.add is not None:
+            add = s.add
+            for suffix, ctype, vals in (("add_m0", "int32_t", np.asarray(add.m0, np.int32)),
+                                        ("add_n0", "int8_t", np.asarray(add.n0, np.int8))):
+                arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
+                nbytes[suffix[4:]] = nbytes.get(suffix[4:], 0) + int(vals.nbytes)
+            alo, ahi = add.out_range
+            fields.update({
+                "fuse_add": 1, "add_slot": s.add_slot, "left_shift": int(add.left_shift),
+                "add_rounding": ROUNDING_C[add.rounding or rounding],
+                "add_out_bits": add.out_bits, "add_other_zp": int(s.in_specs[1].zero_point),
+                "add_out_zp": int(add.out_zero_point), "add_lo": _int32_literal(alo),
+                "add_hi": _int32_literal(ahi), "add_m0": f"model_add_m0{k}",
+                "add_n0": f"model_add_n0{k}"})
     if win is not None:
         top, _, left, _ = win.padding
         lo, hi = win.out_range
@@ -433,7 +466,8 @@ def _identifier(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True) -> Export:
+def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
+             fuse_add: bool = True) -> Export:
     """Write the C sources of ``graph`` into ``out_dir`` (created; existing files replaced).
 
     Arguments:
@@ -441,6 +475,8 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True) -> Export:
         out_dir: folder for model.h, model.c, model_params.h, tinyopt_nn.h, tinyopt_nn.c
             (relative to the working directory).
         fuse_pool: fuse "compute layer -> max pool" pairs into one step (smaller arena).
+        fuse_add: fuse "compute layer -> residual ADD" pairs into one step (smaller arena;
+            :func:`memory_plan`).
 
     Returns:
         An :class:`Export` (files, steps, arena and I/O bytes, parameter bytes).
@@ -451,7 +487,7 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True) -> Export:
             zero points outside [0, 255], negative m0 or out-of-range n0 with TFLite rounding,
             dimensions too large for the descriptor fields).
     """
-    steps, mem = memory_plan(graph, fuse_pool)
+    steps, mem = memory_plan(graph, fuse_pool, fuse_add)
     arena = mem.arena_bytes
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

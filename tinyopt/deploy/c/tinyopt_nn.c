@@ -233,15 +233,40 @@ static int32_t tn_value(const tn_layer_t *l, const uint8_t *in, int32_t oy, int3
     return (int32_t)y;
 }
 
-static void tn_compute(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
+/* TFLite's int8 ADD of one element pair: da, db are the inputs minus their zero points. */
+TN_INLINE int32_t tn_add1(const int32_t *m0, const int8_t *n0, uint8_t rounding, uint32_t shift,
+                          int32_t da, int32_t db, int32_t z_out, int32_t lo, int32_t hi)
 {
-    const uint32_t C = l->out.c, ob = l->out.bits;
+    /* (x - z) << left_shift in a 32-bit register, as the reference kernel */
+    const int32_t xa = tn_shl32(da, shift), xb = tn_shl32(db, shift);
+    const int64_t sum = tn_requant_k(xa, m0[0], n0[0], rounding)
+                        + tn_requant_k(xb, m0[1], n0[1], rounding);
+    int64_t y = tn_requant_k((int32_t)sum, m0[2], n0[2], rounding) + z_out;
+    if (y < lo) y = lo;
+    if (y > hi) y = hi;
+    return (int32_t)y;
+}
+
+static void tn_compute(const tn_layer_t *l, const uint8_t *in, const uint8_t *other, uint8_t *out)
+{
+    const uint32_t C = l->out.c, ob = l->fuse_add ? l->add_out_bits : l->out.bits;
     uint32_t idx = 0;
     if (!l->fuse_pool) {
         for (int32_t oy = 0; oy < (int32_t)l->out.h; oy++)
             for (int32_t ox = 0; ox < (int32_t)l->out.w; ox++)
-                for (uint32_t c = 0; c < C; c++)
-                    tn_set(out, idx++, ob, (uint32_t)tn_value(l, in, oy, ox, c));
+                for (uint32_t c = 0; c < C; c++) {
+                    int32_t v = tn_value(l, in, oy, ox, c);
+                    if (l->fuse_add) { /* the residual ADD, element by element */
+                        const int32_t dv = (int32_t)((uint32_t)v - (uint32_t)l->out.zero_point);
+                        const int32_t dw = (int32_t)((uint32_t)tn_get(other, idx, l->out.bits,
+                                                                      l->out.is_signed)
+                                                     - (uint32_t)l->add_other_zp);
+                        v = tn_add1(l->add_m0, l->add_n0, l->add_rounding, l->left_shift,
+                                    l->add_slot ? dw : dv, l->add_slot ? dv : dw, l->add_out_zp,
+                                    l->add_lo, l->add_hi);
+                    }
+                    tn_set(out, idx++, ob, (uint32_t)v);
+                }
         return;
     }
     /* Fused max pool: max over the in-bounds window of the layer's (clamped) outputs, then the
@@ -317,16 +342,10 @@ static void tn_add(const tn_layer_t *l, const uint8_t *a, const uint8_t *b, uint
     const uint32_t n = (uint32_t)l->out.h * l->out.w * l->out.c;
     const uint32_t ib = l->in.bits, is = l->in.is_signed, ob = l->out.bits, s = l->left_shift;
     for (uint32_t i = 0; i < n; i++) {
-        /* (x - z) << left_shift in a 32-bit register, as the reference kernel */
-        const int32_t xa = tn_shl32((int32_t)((uint32_t)tn_get(a, i, ib, is)
-                                              - (uint32_t)l->in.zero_point), s);
-        const int32_t xb = tn_shl32((int32_t)((uint32_t)tn_get(b, i, ib, is)
-                                              - (uint32_t)l->in2_zero_point), s);
-        const int64_t sum = tn_requant_k(xa, l->m0[0], l->n0[0], l->rounding)
-                            + tn_requant_k(xb, l->m0[1], l->n0[1], l->rounding);
-        const int64_t y = tn_requant_k((int32_t)sum, l->m0[2], l->n0[2], l->rounding)
-                          + l->out.zero_point;
-        tn_set(out, i, ob, (uint32_t)tn_clamp(y, l->act_lo, l->act_hi));
+        const int32_t da = (int32_t)((uint32_t)tn_get(a, i, ib, is) - (uint32_t)l->in.zero_point);
+        const int32_t db = (int32_t)((uint32_t)tn_get(b, i, ib, is) - (uint32_t)l->in2_zero_point);
+        tn_set(out, i, ob, (uint32_t)tn_add1(l->m0, l->n0, l->rounding, s, da, db,
+                                             l->out.zero_point, l->act_lo, l->act_hi));
     }
 }
 
@@ -489,7 +508,7 @@ void tn_run(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out)
     case TN_PAD: tn_pad(l, in[0], out); break;
     case TN_QUANTIZE: tn_quantize(l, in[0], out); break;
     case TN_SOFTMAX: tn_softmax(l, in[0], out); break;
-    default: tn_compute(l, in[0], out); break;
+    default: tn_compute(l, in[0], l->fuse_add ? in[1] : in[0], out); break;
     }
 }
 

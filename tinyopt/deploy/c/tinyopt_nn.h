@@ -68,12 +68,22 @@ typedef struct {
     uint16_t n_in;          /* TN_CONCAT: number of inputs */
     uint32_t outer;         /* TN_CONCAT */
     const uint32_t *inner;  /* TN_CONCAT */
+    /* A compute step with fuse_add = 1 feeds its (clamped) output v into an ADD with in[1]:
+     * v is the ADD's input number add_slot (0 or 1), in[1] the other; the step writes the ADD's
+     * output (add_out_bits, add_out_zp, clamp [add_lo, add_hi]), element i of in[1] read just
+     * before element i of the output is written (so the output may overwrite in[1]). The ADD's
+     * multipliers are add_m0 / add_n0, its shift left_shift, its rounding add_rounding. */
+    uint8_t fuse_add, add_slot, add_rounding, add_out_bits;
+    int32_t add_other_zp, add_out_zp, add_lo, add_hi;
+    const int32_t *add_m0;
+    const int8_t *add_n0;
 } tn_layer_t;
 
 /* Bytes of a packed tensor of n elements at `bits`. */
 uint32_t tn_bytes(uint32_t n, uint32_t bits);
 
-/* Run one step: read in[0] (packed as l->in; TN_ADD and TN_CONCAT read in[1], ...), write `out`
+/* Run one step: read in[0] (packed as l->in; TN_ADD, TN_CONCAT and fused adds read in[1], ...),
+ * write `out`
  * (packed as the step's output). TN_ADD, TN_QUANTIZE (equal in and out bits) and TN_SOFTMAX may
  * run in place (out == in[0], or in[1] for TN_ADD): they read element i before writing it. */
 void tn_run(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
