@@ -318,7 +318,8 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     io = [memplan.StepIO(s.inputs, s.output,
                          tuple(k for k in ((1,) if s.add is not None
                                            else INPLACE_INPUTS.get(s.layer.kind, ()))
-                               if sizes[s.inputs[k]] == sizes[s.output]))
+                               if sizes[s.inputs[k]] == sizes[s.output]),
+                         exclusive=s.add is not None)
           for s in steps]
     mem = memplan.plan_memory(io, sizes, graph.input_name, outputs, aliases)
     for s in steps:

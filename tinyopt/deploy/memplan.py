@@ -15,8 +15,9 @@ common step must not overlap in the arena; any others may.
 
 In place. A step may write over one of its inputs only when its C kernel is safe for it (the
 caller says which inputs: element-wise kernels that read element i before writing element i, at
-the same bit width) and when that input's buffer has no reader after this step and holds no graph
-output.
+the same bit width; a convolution fused with an add over its other addend, unless that addend
+shares bytes with the convolution's input, ``StepIO.exclusive``) and when that input's buffer has
+no reader after this step and holds no graph output.
 
 Offsets. Several simple heuristics are tried and the smallest arena that passes the brute-force
 overlap check (:meth:`MemoryPlan.check`) wins: first fit in decreasing size (TFLM's greedy
@@ -34,11 +35,14 @@ from dataclasses import dataclass, field
 @dataclass
 class StepIO:
     """What the planner needs of one step: tensors read, the tensor written, and the indices
-    of the inputs the kernel may overwrite (``inplace``)."""
+    of the inputs the kernel may overwrite (``inplace``). ``exclusive``: the kernel reads its
+    other inputs in another pattern than element i before element i (a convolution fused with
+    an add), so it may overwrite input k only when no other input shares k's bytes."""
 
     inputs: tuple
     output: str
     inplace: tuple = ()
+    exclusive: bool = False
 
 
 @dataclass
@@ -180,6 +184,9 @@ def buffers_of(steps: list[StepIO], sizes: dict, graph_input: str, outputs: list
             if (any(r in out_roots for r in roots) or max(last_read[r] for r in roots) != s
                     or any(sizes[r] != sizes[st.output] for r in roots)):
                 continue
+            if st.exclusive and any(find(root(t)) == g for j, t in enumerate(st.inputs)
+                                    if j != k):
+                continue  # e.g. conv(a) + a: writing over a would change what the conv reads
             group[st.output] = g
             break
     buffers: dict[str, Buffer] = {}
