@@ -67,7 +67,7 @@ def brute_force_check(g: IntegerGraph, e: codegen.Export) -> int:
             where.setdefault(root(t), off)
             assert where[root(t)] == off, f"tensor {t!r} read at two offsets"
         where.setdefault(s.output, s.out_offset)
-    size = {r: codegen._tensor_bytes(g.tensor(r)) for r in first}
+    size = {r: codegen.tensor_bytes(g.tensor(r)) for r in first}
     assert max(where[r] + size[r] for r in first) <= e.arena_bytes
     compared = 0
     names = sorted(first)
@@ -313,4 +313,4 @@ def test_export_errors_name_the_node(tmp_path):
 def test_unsupported_kind_names_the_node_and_the_supported_set():
     lay = IntegerLayer(kind="gelu", name="act7", in_shape=(4,), out_shape=(4,))
     with pytest.raises(ValueError, match=r"layer 'act7' \(gelu\).*softmax.*reshape"):
-        codegen._check_layer(lay, "tflite_double")
+        codegen.check_layer(lay, "tflite_double")

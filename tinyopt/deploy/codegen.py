@@ -6,21 +6,28 @@
 - ``tinyopt_nn.h`` / ``tinyopt_nn.c``: the kernels (conv / pointwise, depthwise, dense, max and
   average pool; any of 1/2/4/8-bit inputs, outputs and weights, 16/32-bit tensors for raw logits;
   the three requantization flavours of the simulator: ``floor`` (CMix-NN), ``tflite_single``,
-  ``tflite_double``), copied from the package folder ``tinyopt/c``;
+  ``tflite_double``; and the DAG nodes add, concat, pad, quantize and TFLite's int8 softmax),
+  copied from the package folder ``tinyopt/deploy/c``;
 - ``model_params.h``: the packed const weights (one byte-aligned row per output channel, or per
   tap for depthwise, exactly :attr:`IntegerLayer.weights`), weight zero points (uint8), biases
   (int32), multipliers m0 (int32) and exponents n0 (int8), and one ``tn_layer_t`` per step;
-- ``model.h`` / ``model.c``: ``int model_run(const uint8_t *in, uint8_t *out)`` and the static
-  activation arena.
+- ``model.h`` / ``model.c``: ``int model_run(const uint8_t *in, uint8_t *out)``, the static
+  activation arena and each step's input and output offsets in it.
 
-Steps. Flatten / reshape layers cost nothing (the packed HWC stream is already flat). A compute
-layer directly followed by a max pool is fused into one step (``fuse_pool=True``): each pooled
+Steps (:func:`memory_plan`). The graph is a DAG run in a topological order. Flatten / reshape
+nodes cost nothing (the packed HWC stream is already flat: the output aliases the input). A
+compute layer whose only reader is a max pool is fused with it (``fuse_pool=True``): each pooled
 output is the max over its window of the layer's requantized outputs, so the un-pooled tensor is
-never stored (exact for any m0 sign; windows that overlap recompute a few outputs).
+never stored (exact for any m0 sign; windows that overlap recompute a few outputs). A compute
+layer whose only reader is an ADD whose other addend is already computed is fused with it
+(``fuse_add=True``): the sum is formed as the layer writes, over the other addend when that dies
+there.
 
-Arena. One static byte array of ``max over steps (input bytes + output bytes)``: a step reads
-from one end and writes at the other, the next step reads where the previous one wrote (a
-"ping-pong" within a single buffer), so input and output never overlap. Tensor bytes are
+Arena (:mod:`tinyopt.deploy.memplan`). One static byte array; every tensor, the model input and
+output included, at a fixed offset chosen from the tensors' lifetimes: a buffer is reused as soon
+as its last reader has run, element-wise steps write in place over an input they are the last
+reader of, and the smallest of several placement heuristics wins (for a chain: the two-ended
+"ping-pong" arena of ``max over steps (input bytes + output bytes)``). Tensor bytes are
 ``ceil(n * bits / 8)`` (packed HWC, LSB-first), 4n for int32 logits.
 
 I/O. ``in`` is the packed input tensor (signed int8 inputs: the int8 bytes themselves, i.e. pass
@@ -41,55 +48,22 @@ from pathlib import Path
 import numpy as np
 
 from tinyopt.deploy import memplan
+from tinyopt.deploy.steps import (  # noqa: F401  (re-exported: codegen.plan, codegen.Step, ...)
+    ALIAS_KINDS, INPLACE_INPUTS, STEP_KINDS, SUPPORTED_KINDS, TENSOR_BITS, Step, _hwc, check_layer,
+    memory_plan, plan, tensor_bytes)
 from tinyopt.files import atomic_path
-from tinyopt.integer.arith import macs, packed_bytes
-from tinyopt.integer.graph import COMPUTE_KINDS, IntegerGraph, IntegerLayer, Tensor, pack, unpack
+from tinyopt.integer.arith import macs
+from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
 
 C_DIR = Path(__file__).resolve().parent / "c"
 KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c")
-TENSOR_BITS = (1, 2, 4, 8, 16, 32)
 ROUNDING_C = {"floor": "TN_FLOOR", "tflite_single": "TN_TFL_SINGLE",
               "tflite_double": "TN_TFL_DOUBLE"}
 KIND_C = {"conv2d": "TN_CONV", "pointwise": "TN_CONV", "depthwise": "TN_DEPTHWISE",
           "dense": "TN_DENSE", "maxpool": "TN_MAXPOOL", "avgpool": "TN_AVGPOOL", "add": "TN_ADD",
           "concat": "TN_CONCAT", "pad": "TN_PAD", "quantize": "TN_QUANTIZE",
           "softmax": "TN_SOFTMAX"}
-# Nodes that are no step: their output is their input's bytes (memplan aliases them).
-ALIAS_KINDS = ("flatten", "reshape")
-SUPPORTED_KINDS = tuple(KIND_C) + ALIAS_KINDS
-# Inputs a kernel may overwrite (tinyopt_nn.c: element-wise, element i read before written).
-INPLACE_INPUTS = {"add": (0, 1), "quantize": (0,), "softmax": (0,)}
-
-
-@dataclass
-class Step:
-    """One call of ``tn_run``: a compute layer (with its fused max pool), a pool, or a DAG node.
-    ``inputs`` / ``output`` name the tensors it reads and writes; ``in_offsets`` /
-    ``out_offset`` place them in the arena (``in_offset`` is the first input's)."""
-
-    name: str
-    layer: IntegerLayer
-    pool: IntegerLayer | None
-    in_shape: tuple
-    in_bits: int
-    out_shape: tuple
-    out_bits: int
-    in_offset: int = 0
-    out_offset: int = 0
-    inputs: tuple = ()
-    output: str = ""
-    in_specs: tuple = ()  # the Tensor records of ``inputs``
-    in_offsets: tuple = ()
-    add: IntegerLayer | None = None  # a fused residual ADD (inputs[1] is its other addend)
-    add_slot: int = 0  # which input of the ADD the compute layer's output is
-
-    @property
-    def in_bytes(self) -> int:
-        return packed_bytes(int(np.prod(self.in_shape)), self.in_bits)
-
-    @property
-    def out_bytes(self) -> int:
-        return packed_bytes(int(np.prod(self.out_shape)), self.out_bits)
+assert set(KIND_C) == set(STEP_KINDS), "every step kind needs its C enum"
 
 
 @dataclass
@@ -164,182 +138,6 @@ def unpack_tensor(packed: np.ndarray, bits: int, signed: bool, n: int) -> np.nda
     if signed:
         codes = np.where(codes >= (1 << (bits - 1)), codes - (1 << bits), codes)
     return codes
-
-
-# ------------------------------------------------------------------------------ planning
-
-def _hwc(shape) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 3:
-        return shape
-    if len(shape) == 1:
-        return (1, 1, shape[0])
-    if len(shape) == 2:
-        return (1, shape[0], shape[1])
-    raise ValueError(f"tensor shape {shape} is not (C,), (W, C) or (H, W, C)")
-
-
-def _check_multipliers(layer: IntegerLayer, flavour: str, where: str) -> None:
-    """TFLite flavours: m0 >= 0 and, for single rounding, n0 in [-31, 30] (as tinyopt.sim)."""
-    if flavour == "floor":
-        return
-    m0, n0 = np.asarray(layer.m0, np.int64), np.asarray(layer.n0, np.int64)
-    if m0.min() < 0:
-        raise ValueError(f"{where}: TFLite rounding needs m0 >= 0")
-    if flavour == "tflite_single" and (n0.min() < -31 or n0.max() > 30):
-        raise ValueError(f"{where}: tflite_single needs n0 in [-31, 30], got "
-                         f"[{n0.min()}, {n0.max()}]")
-
-
-def _check_layer(layer: IntegerLayer, rounding: str) -> None:
-    where = f"layer {layer.name!r} ({layer.kind})"
-    if layer.kind not in SUPPORTED_KINDS:
-        raise ValueError(f"{where}: the C export does not support {layer.kind} nodes; it runs "
-                         f"{', '.join(SUPPORTED_KINDS)}")
-    if layer.kind == "dense" and int(np.prod(layer.in_shape)) != int(layer.weight_shape[1]):
-        raise ValueError(f"{where}: a dense layer applied row by row (input {layer.in_shape}, "
-                         f"{layer.weight_shape[1]} features) is not exported")
-    for what, bits, signed in (("input", layer.in_bits, layer.in_signed),
-                               ("output", layer.out_bits, layer.out_signed)):
-        if bits not in TENSOR_BITS:
-            raise ValueError(f"{where}: {what} bits {bits} not supported; use one of "
-                             f"{TENSOR_BITS}")
-        if bits == 32 and not signed:
-            raise ValueError(f"{where}: unsigned 32-bit {what}s are not supported (int32 only)")
-    dims = [*_hwc(layer.in_shape), *_hwc(layer.out_shape)]
-    if max(dims) > 65535:
-        raise ValueError(f"{where}: a tensor dimension exceeds 65535: {dims}")
-    small = list(layer.stride) + list(layer.padding) + list(layer.pool_size)
-    if layer.kind in ("conv2d", "pointwise", "depthwise"):
-        small += list(layer.weight_shape[:-1] if layer.kind == "depthwise"
-                      else layer.weight_shape[1:3]) + [layer.depth_multiplier]
-    if max(small) > 255 or min(small) < 0:
-        raise ValueError(f"{where}: strides, paddings, kernel and pool sizes must be in "
-                         f"[0, 255], got {small}")
-    flavour = layer.rounding or rounding
-    if layer.kind in ("add", "quantize", "softmax"):
-        if max(layer.in_bits, layer.out_bits) > 8:
-            raise ValueError(f"{where}: the C kernel takes tensors of at most 8 bits, got "
-                             f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
-        _check_multipliers(layer, flavour, where)
-        if layer.kind == "softmax" and not 0 <= int(layer.n0[0]) <= 31:
-            raise ValueError(f"{where}: the softmax input left shift n0 must be in [0, 31], got "
-                             f"{int(layer.n0[0])}")
-        return
-    if layer.kind not in COMPUTE_KINDS:
-        return
-    if layer.weight_bits not in (1, 2, 4, 8):
-        raise ValueError(f"{where}: weight bits {layer.weight_bits} not supported (1, 2, 4, 8)")
-    zw = np.asarray(layer.weight_zero_point)
-    if zw.min() < 0 or zw.max() > 255:
-        raise ValueError(f"{where}: weight zero points must be in [0, 255] (uint8 in the C "
-                         f"header), got [{zw.min()}, {zw.max()}]")
-    if layer.weights.shape[1] > 65535:
-        raise ValueError(f"{where}: a packed weight row of {layer.weights.shape[1]} bytes "
-                         "exceeds 65535")
-    if layer.requantize:
-        _check_multipliers(layer, flavour, where)
-
-
-def _tensor_bytes(t: Tensor) -> int:
-    return packed_bytes(int(np.prod(t.shape)), t.bits)
-
-
-def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True
-                ) -> tuple[list[Step], memplan.MemoryPlan]:
-    """The steps of ``graph`` in execution order and where their tensors live.
-
-    A step per node in :meth:`IntegerGraph.order`, except: flatten / reshape nodes are no step
-    (their output aliases their input); a compute node whose only reader is a max pool, and
-    whose output is not a graph output, is fused with it (``fuse_pool``: the un-pooled tensor
-    is never stored); a compute node whose only reader is an ADD whose other addend is already
-    computed is fused with it (``fuse_add``: the sum is formed element by element as the layer
-    writes its output, which may overwrite the other addend, so a residual block needs no
-    third buffer). Add, quantize and softmax may write in place over an input whose last
-    reader they are (:data:`INPLACE_INPUTS`). Offsets: :func:`tinyopt.deploy.memplan.plan_memory`.
-
-    Returns:
-        (steps with their arena offsets, the :class:`~tinyopt.deploy.memplan.MemoryPlan`).
-
-    Raises:
-        ValueError: an invalid graph, several graph outputs, a graph without a step, or a node
-            the C kernels do not support (named, with the supported set).
-    """
-    graph.validate()
-    outputs = graph.output_names()
-    if len(outputs) != 1:
-        raise ValueError(f"graph {graph.name!r} has {len(outputs)} outputs {outputs}; the C "
-                         "export writes one (model_run(in, out))")
-    wiring, consumers, layers = graph.wiring(), graph.consumers(), graph.layers
-    steps: list[Step] = []
-    aliases: dict[str, str] = {}
-    fused: set[int] = set()
-    produced = {graph.input_name}
-    for i in graph.order():
-        if i in fused:
-            continue
-        layer, (ins, outs) = layers[i], wiring[i]
-        _check_layer(layer, graph.rounding)
-        if layer.kind in ALIAS_KINDS:
-            aliases[outs[0]] = ins[0]
-            produced.add(outs[0])
-            continue
-        pool, add, slot, out, ins = None, None, 0, outs[0], tuple(ins)
-        readers = consumers.get(out, [])
-        reader = layers[readers[0]] if len(readers) == 1 else None
-        if (layer.kind in COMPUTE_KINDS and out not in outputs and reader is not None
-                and fuse_pool and reader.kind == "maxpool"):
-            pool = reader
-        elif (layer.kind in COMPUTE_KINDS and out not in outputs and reader is not None
-              and fuse_add and reader.kind == "add"):
-            addends = wiring[readers[0]][0]
-            slot = addends.index(out)
-            if addends[1 - slot] != out and addends[1 - slot] in produced:
-                add, ins = reader, (ins[0], addends[1 - slot])
-        if pool is not None or add is not None:
-            _check_layer(pool or add, graph.rounding)
-            fused.add(readers[0])
-            out = wiring[readers[0]][1][0]
-        last = pool or add or layer
-        label = layer.name if last is layer else f"{layer.name}+{last.name}"
-        # step names go into C strings and whitespace-separated stats: keep them plain
-        label = re.sub(r"[^A-Za-z0-9_+.:-]", "_", label)
-        if len(label) > 40 or label in {s.name for s in steps}:  # long TFLite tensor names
-            label = f"step{len(steps)}_{layer.kind}" + ("" if last is layer else f"+{last.kind}")
-        steps.append(Step(label, layer, pool, tuple(layer.in_shape), layer.in_bits,
-                          tuple(last.out_shape), last.out_bits, inputs=ins, output=out,
-                          in_specs=tuple(graph.tensor(t) for t in ins), add=add,
-                          add_slot=slot))
-        produced.add(out)
-    if not steps:
-        raise ValueError("the graph has no compute, pool or DAG node to export (only reshapes)")
-    names = {graph.input_name, *(t for s in steps for t in (*s.inputs, s.output)), *aliases}
-    sizes = {t: _tensor_bytes(graph.tensor(t)) for t in names}
-    io = [memplan.StepIO(s.inputs, s.output,
-                         tuple(k for k in ((1,) if s.add is not None
-                                           else INPLACE_INPUTS.get(s.layer.kind, ()))
-                               if sizes[s.inputs[k]] == sizes[s.output]),
-                         exclusive=s.add is not None)
-          for s in steps]
-    mem = memplan.plan_memory(io, sizes, graph.input_name, outputs, aliases)
-    for s in steps:
-        s.in_offsets = tuple(mem.offset(t) for t in s.inputs)
-        s.in_offset, s.out_offset = s.in_offsets[0], mem.offset(s.output)
-    return steps, mem
-
-
-def plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True
-         ) -> tuple[list[Step], int]:
-    """The steps of ``graph`` and the arena bytes (:func:`memory_plan`, without the plan).
-
-    Returns:
-        (steps, arena_bytes); each step's input and output offsets inside the arena.
-
-    Raises:
-        ValueError: as :func:`memory_plan`.
-    """
-    steps, mem = memory_plan(graph, fuse_pool, fuse_add)
-    return steps, mem.arena_bytes
 
 
 # ------------------------------------------------------------------------------ C text
@@ -484,9 +282,10 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
 
     Raises:
         ValueError: an invalid graph or a layer the C kernels cannot run (the message names it:
-            softmax, bit widths outside 1/2/4/8 (weights) or 1/2/4/8/16/32 (tensors), weight
-            zero points outside [0, 255], negative m0 or out-of-range n0 with TFLite rounding,
-            dimensions too large for the descriptor fields).
+            several graph outputs, add / quantize / softmax wider than 8 bits, a softmax
+            left shift outside [0, 31], bit widths outside 1/2/4/8 (weights) or 1/2/4/8/16/32
+            (tensors), weight zero points outside [0, 255], negative m0 or out-of-range n0
+            with TFLite rounding, dimensions too large for the descriptor fields).
     """
     steps, mem = memory_plan(graph, fuse_pool, fuse_add)
     arena = mem.arena_bytes
@@ -498,7 +297,7 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
     src, last = graph.tensor(graph.input_name), graph.tensor(graph.output_names()[0])
     n_out = int(np.prod(last.shape))
     info = Export(out_dir=out_dir, files=[], steps=steps, arena_bytes=arena,
-                  in_bytes=_tensor_bytes(src), out_bytes=_tensor_bytes(last),
+                  in_bytes=tensor_bytes(src), out_bytes=tensor_bytes(last),
                   in_bits=graph.input_bits, in_signed=graph.input_signed,
                   out_bits=last.bits, out_signed=last.signed,
                   out_shape=tuple(last.shape), param_bytes=nbytes, memory=mem,
@@ -548,6 +347,8 @@ void model_profile_hook(int step);
     in_offsets = ", ".join(f"{o}u" for s in steps for o in s.in_offsets)
     starts = np.cumsum([0] + [len(s.inputs) for s in steps]).tolist()
     max_in = max(len(s.inputs) for s in steps)
+    in_start = ", ".join(f"{v}u" for v in starts)
+    out_offsets = ", ".join(f"{s.out_offset}u" for s in steps)
     texts["model.c"] = f"""/* model.c: generated by tinyopt.codegen.export_c. */
 #include <string.h>
 #include "model.h"
@@ -561,9 +362,9 @@ void model_profile_hook(int step);
 #define MODEL_INPUT_OFFSET {info.in_offset}u
 #define MODEL_OUTPUT_OFFSET {info.out_offset}u
 static uint8_t model_arena[MODEL_ARENA_BYTES];
-static const uint32_t model_in_offsets[{len(starts) and starts[-1]}] = {{{in_offsets}}};
-static const uint16_t model_in_start[MODEL_N_STEPS + 1] = {{{", ".join(f"{v}u" for v in starts)}}};
-static const uint32_t model_out_offsets[MODEL_N_STEPS] = {{{", ".join(f"{s.out_offset}u" for s in steps)}}};
+static const uint32_t model_in_offsets[{starts[-1]}] = {{{in_offsets}}};
+static const uint16_t model_in_start[MODEL_N_STEPS + 1] = {{{in_start}}};
+static const uint32_t model_out_offsets[MODEL_N_STEPS] = {{{out_offsets}}};
 const char *const model_step_names[MODEL_N_STEPS] = {{{names}}};
 
 uint8_t *model_input_buffer(void) {{ return model_arena + MODEL_INPUT_OFFSET; }}
