@@ -270,6 +270,11 @@ def test_deploy_predicted_ram_is_the_built_arena_for_a_dag_and_a_chain(tmp_path)
     r = mcu.deploy(g, _inputs(g, 6), tmp_path, name="kws", run_mcu=False)
     s = r["summary"]
     assert s["host_images_exact"] == 6 and s["predicted_ram"] == s["arena_bytes"]
+    kept = {"model", "layers", "steps", "weight_bits", "act_bits", "rounding", "macs",
+            "host_images", "host_images_exact", "host_mismatching_values", "distinct_outputs",
+            "predicted_flash", "predicted_weight_bytes", "predicted_extra_bytes",
+            "predicted_ram", "arena_bytes", "param_bytes_c", "weight_bytes_c", "mcu_skipped"}
+    assert kept <= set(s), f"summary lost keys {kept - set(s)}"
     dag_graph = dag()
     r = mcu.deploy(dag_graph, _inputs(dag_graph, 6), tmp_path, name="dag", run_mcu=False)
     s = r["summary"]
