@@ -26,7 +26,8 @@ there.
 Arena (:mod:`tinyopt.deploy.memplan`). One static byte array; every tensor, the model input and
 output included, at a fixed offset chosen from the tensors' lifetimes: a buffer is reused as soon
 as its last reader has run, element-wise steps write in place over an input they are the last
-reader of, and the smallest of several placement heuristics wins (for a chain: the two-ended
+reader of, 8-bit windowed layers slide their output over their input as they read it, and the
+smallest of several placement heuristics wins (never more, for a chain, than the two-ended
 "ping-pong" arena of ``max over steps (input bytes + output bytes)``). Tensor bytes are
 ``ceil(n * bits / 8)`` (packed HWC, LSB-first), 4n for int32 logits.
 

@@ -141,6 +141,62 @@ def check_layer(layer: IntegerLayer, rounding: str) -> None:
         check_multipliers(layer, flavour, where)
 
 
+def write_delay(step: Step) -> int | None:
+    """How far below its input a windowed step may start its output: the smallest d >= 0 such
+    that, with the output d bytes below the input, every output byte is written only after the
+    kernel's last read of the input byte it lands on. None when the step is not of this form.
+
+    The kernels (tn_compute without fusion, tn_pool) compute output element e = (oy, ox, c) in
+    row-major order, reading their whole window first, then write byte e. Output byte e lands
+    on input byte e - d, so d must exceed (last element reading input byte i) - i for every i
+    read. A 3x3 convolution with stride 1 thus trails its input by about two rows, a pointwise
+    layer by one pixel, a strided layer hardly at all: the step needs about max(input, output)
+    bytes instead of their sum. Only 8-bit input and output (one element, one byte); not for
+    steps with a fused pool or add, dense layers (every output reads every input) or DAG nodes.
+
+    Arguments:
+        step: a step of :func:`memory_plan`.
+
+    Returns:
+        d in bytes, or None.
+    """
+    lay = step.layer
+    if (step.pool is not None or step.add is not None or len(step.inputs) != 1
+            or lay.kind not in ("conv2d", "pointwise", "depthwise", "maxpool", "avgpool")
+            or lay.in_bits != 8 or lay.out_bits != 8):
+        return None
+    h, w, c_in = _hwc(lay.in_shape)
+    oh, ow, c_out = _hwc(lay.out_shape)
+    if lay.kind in ("maxpool", "avgpool"):
+        kh, kw = lay.pool_size
+    elif lay.kind == "depthwise":
+        kh, kw = lay.weight_shape[:2]
+    else:
+        kh, kw = lay.weight_shape[1:3]
+    (sh, sw), (top, _, left, _) = lay.stride, lay.padding
+
+    def last_out(size, k, stride, pad, out):  # per input index: last output index reading it
+        i = np.arange(size)
+        hi = np.minimum((i + pad) // stride, out - 1)
+        lo = -((k - 1 - i - pad) // stride)  # ceil((i + pad - k + 1) / stride)
+        return np.where(hi >= np.maximum(lo, 0), hi, -1)
+    ly, lx = last_out(h, kh, sh, top, oh), last_out(w, kw, sw, left, ow)
+    pix = np.where((ly[:, None] >= 0) & (lx[None, :] >= 0), ly[:, None] * ow + lx[None, :], -1)
+    ci = np.arange(c_in)
+    if lay.kind in ("conv2d", "pointwise"):
+        chan = np.full(c_in, c_out - 1)  # every output channel reads every input channel
+    elif lay.kind == "depthwise":
+        chan = ci * lay.depth_multiplier + lay.depth_multiplier - 1
+    else:
+        chan = ci
+    last = pix[..., None] * c_out + chan  # [h, w, c_in]: last output element reading it
+    index = np.arange(h * w * c_in).reshape(h, w, c_in)
+    read = (pix >= 0)[..., None] & np.ones(c_in, bool)
+    if not read.any():
+        return None
+    return max(0, int((last - index)[read].max()) + 1)
+
+
 def tensor_bytes(t: Tensor) -> int:
     """Bytes of a tensor packed as the C code stores it."""
     return packed_bytes(int(np.prod(t.shape)), t.bits)
@@ -157,7 +213,9 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     computed is fused with it (``fuse_add``: the sum is formed element by element as the layer
     writes its output, which may overwrite the other addend, so a residual block needs no
     third buffer). Add, quantize and softmax may write in place over an input whose last
-    reader they are (:data:`INPLACE_INPUTS`). Offsets: :func:`tinyopt.deploy.memplan.plan_memory`.
+    reader they are (:data:`INPLACE_INPUTS`); 8-bit convolutions and pools may slide their
+    output over such an input (:func:`write_delay`). Offsets:
+    :func:`tinyopt.deploy.memplan.plan_memory`.
 
     Returns:
         (steps with their arena offsets, the :class:`~tinyopt.deploy.memplan.MemoryPlan`).
@@ -220,7 +278,8 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
                          tuple(k for k in ((1,) if s.add is not None
                                            else INPLACE_INPUTS.get(s.layer.kind, ()))
                                if sizes[s.inputs[k]] == sizes[s.output]),
-                         exclusive=s.add is not None)
+                         exclusive=s.add is not None,
+                         slide=() if write_delay(s) is None else ((0, write_delay(s)),))
           for s in steps]
     mem = memplan.plan_memory(io, sizes, graph.input_name, outputs, aliases)
     for s in steps:
