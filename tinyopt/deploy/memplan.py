@@ -358,7 +358,8 @@ def plan_memory(steps: list[StepIO], sizes: dict, graph_input: str, outputs: lis
     # slides at every step grows. Slide only at the steps that need the most bytes (input +
     # output at least a threshold), for every threshold, and keep the smallest plan.
     pair = [sum(sizes[t] for t in st.inputs) + sizes[st.output] for st in steps]
-    levels = sorted({p for p, st in zip(pair, steps) if st.slide}, reverse=True)
+    # (the 16 largest levels: the largest steps decide the arena, and the search stays quick)
+    levels = sorted({p for p, st in zip(pair, steps) if st.slide}, reverse=True)[:16]
     for level in [None, *levels]:
         slide = set() if level is None else {s for s in range(n) if pair[s] >= level}
         bufs = buffers_of(steps, sizes, graph_input, list(outputs), dict(aliases or {}), slide)
