@@ -341,14 +341,18 @@ def test_deploy_predicted_ram_is_the_built_arena_for_a_dag_and_a_chain(tmp_path)
     assert s["predicted_ram"] == s["arena_bytes"] and s["memory_model_ram"] is not None
 
 
-@pytest.mark.slow  # ~10 s of emulated Cortex-M7 per ResNet-8 image
-def test_resnet8_under_qemu_bitexact(qemu, tmp_path):
-    g = graph_from_tflite(_model("ic_resnet8"), flavour="tflm")
-    r = mcu.deploy(g, _inputs(g, 3, 9), tmp_path, name="resnet8", mcu_images=3)
+@pytest.mark.slow  # a few seconds of emulated Cortex-M7 per image
+@pytest.mark.parametrize("name", ["ic_resnet8", "kws_dscnn"])
+def test_under_qemu_bitexact(qemu, tmp_path, name):
+    """ResNet-8: a DAG with fused residual adds; the DS-CNN: sliding writes in every layer."""
+    g = graph_from_tflite(_model(name), flavour="tflm")
+    r = mcu.deploy(g, _inputs(g, 3, 9), tmp_path, name=name, mcu_images=3)
     s = r["summary"]
     assert s["host_images_exact"] == 3 and s["mcu_images_exact"] == 3
     assert s["predicted_ram"] == s["arena_bytes"] == s["arena_in_bss"]
     assert s["insns_per_image_mean"] > s["macs"]  # at least one instruction per MAC
+    if name == "kws_dscnn":
+        assert "slide" in r["export"].memory.method
 
 
 # ------------------------------------------------------------------------------ errors
