@@ -326,8 +326,8 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
 
     RAM. ``predicted_ram`` is the arena of the export's memory plan
     (:mod:`tinyopt.deploy.memplan`, computed in Python from the tensors' lifetimes, with pool
-    and residual-add fusion and in-place steps); ``arena_bytes`` is measured on the built host
-    program (the size of its ``model_arena`` symbol, :func:`built_arena_bytes`) and
+    and residual-add fusion, in-place and sliding writes); ``arena_bytes`` is measured on the
+    built host program (the size of its ``model_arena`` symbol, :func:`built_arena_bytes`) and
     ``arena_in_bss`` on the Cortex-M7 ELF: all three are equal. ``memory_model_ram`` is
     tinyopt.mixed.memory's figure (the largest input + output of one layer, the paper's model):
     it knows neither fusion nor branches, so it is larger than the arena when a max pool is

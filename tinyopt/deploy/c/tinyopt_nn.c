@@ -247,6 +247,10 @@ TN_INLINE int32_t tn_add1(const int32_t *m0, const int8_t *n0, uint8_t rounding,
     return (int32_t)y;
 }
 
+/* The memory plan relies on the order of tn_compute (unfused) and tn_pool: output elements are
+ * written one by one in row-major (y, x, c) order, each after every read of its window, so the
+ * output may start a few rows below the input and overwrite it as it goes
+ * (tinyopt/deploy/steps.py, write_delay). Keep that order, or update write_delay. */
 static void tn_compute(const tn_layer_t *l, const uint8_t *in, const uint8_t *other, uint8_t *out)
 {
     const uint32_t C = l->out.c, ob = l->fuse_add ? l->add_out_bits : l->out.bits;
