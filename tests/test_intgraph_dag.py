@@ -1,6 +1,6 @@
 """The integer graph as a DAG: tensors and wiring, topological order, validation that names the
 node and field, save / load (format 2, version-1 chains still load), the simulator on a
-hand-built DAG, the gemmlowp fixed-point softmax, and the C export's refusal of non-chains."""
+hand-built DAG, the gemmlowp fixed-point softmax, and the C export's plan of a DAG."""
 from __future__ import annotations
 
 import json
@@ -156,9 +156,10 @@ def test_save_load_round_trip_and_version_1(tmp_path):
     np.testing.assert_array_equal(sim.run(old, _x()), sim.run(chain, _x()))
 
 
-def test_c_export_refuses_a_dag_but_not_a_chain(tmp_path):
-    with pytest.raises(ValueError, match="not a chain.*tinyopt.sim"):
-        codegen.plan(dag())
+def test_c_export_plans_a_dag_and_a_chain(tmp_path):
+    # DAGs are exported since issue 14 part 4 (tests/test_deploy_dag.py runs them bit-exactly)
+    steps, arena = codegen.plan(dag())
+    assert [s.layer.name for s in steps] == ["a", "b", "pad", "cat", "soft"] and arena > 0
     chain = IntegerGraph([_conv("c1", (), 3, 4, -5, 0, 0)], input_shape=(6, 6, 3),
                          input_signed=True, input_zero_point=-5, rounding="tflite_double")
     chain.layers[0].outputs = ()

@@ -6,21 +6,29 @@
 - ``tinyopt_nn.h`` / ``tinyopt_nn.c``: the kernels (conv / pointwise, depthwise, dense, max and
   average pool; any of 1/2/4/8-bit inputs, outputs and weights, 16/32-bit tensors for raw logits;
   the three requantization flavours of the simulator: ``floor`` (CMix-NN), ``tflite_single``,
-  ``tflite_double``), copied from the package folder ``tinyopt/c``;
+  ``tflite_double``; and the DAG nodes add, concat, pad, quantize and TFLite's int8 softmax),
+  copied from the package folder ``tinyopt/deploy/c``;
 - ``model_params.h``: the packed const weights (one byte-aligned row per output channel, or per
   tap for depthwise, exactly :attr:`IntegerLayer.weights`), weight zero points (uint8), biases
   (int32), multipliers m0 (int32) and exponents n0 (int8), and one ``tn_layer_t`` per step;
-- ``model.h`` / ``model.c``: ``int model_run(const uint8_t *in, uint8_t *out)`` and the static
-  activation arena.
+- ``model.h`` / ``model.c``: ``int model_run(const uint8_t *in, uint8_t *out)``, the static
+  activation arena and each step's input and output offsets in it.
 
-Steps. Flatten / reshape layers cost nothing (the packed HWC stream is already flat). A compute
-layer directly followed by a max pool is fused into one step (``fuse_pool=True``): each pooled
+Steps (:func:`memory_plan`). The graph is a DAG run in a topological order. Flatten / reshape
+nodes cost nothing (the packed HWC stream is already flat: the output aliases the input). A
+compute layer whose only reader is a max pool is fused with it (``fuse_pool=True``): each pooled
 output is the max over its window of the layer's requantized outputs, so the un-pooled tensor is
-never stored (exact for any m0 sign; windows that overlap recompute a few outputs).
+never stored (exact for any m0 sign; windows that overlap recompute a few outputs). A compute
+layer whose only reader is an ADD whose other addend is already computed is fused with it
+(``fuse_add=True``): the sum is formed as the layer writes, over the other addend when that dies
+there.
 
-Arena. One static byte array of ``max over steps (input bytes + output bytes)``: a step reads
-from one end and writes at the other, the next step reads where the previous one wrote (a
-"ping-pong" within a single buffer), so input and output never overlap. Tensor bytes are
+Arena (:mod:`tinyopt.deploy.memplan`). One static byte array; every tensor, the model input and
+output included, at a fixed offset chosen from the tensors' lifetimes: a buffer is reused as soon
+as its last reader has run, element-wise steps write in place over an input they are the last
+reader of, 8-bit windowed layers slide their output over their input as they read it, and the
+smallest of several placement heuristics wins (never more, for a chain, than the two-ended
+"ping-pong" arena of ``max over steps (input bytes + output bytes)``). Tensor bytes are
 ``ceil(n * bits / 8)`` (packed HWC, LSB-first), 4n for int32 logits.
 
 I/O. ``in`` is the packed input tensor (signed int8 inputs: the int8 bytes themselves, i.e. pass
@@ -40,40 +48,23 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyopt.deploy import memplan
+from tinyopt.deploy.steps import (  # noqa: F401  (re-exported: codegen.plan, codegen.Step, ...)
+    ALIAS_KINDS, INPLACE_INPUTS, STEP_KINDS, SUPPORTED_KINDS, TENSOR_BITS, Step, _hwc, check_layer,
+    memory_plan, plan, tensor_bytes)
 from tinyopt.files import atomic_path
-from tinyopt.integer.arith import macs, packed_bytes
+from tinyopt.integer.arith import macs
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
 
 C_DIR = Path(__file__).resolve().parent / "c"
 KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c")
-TENSOR_BITS = (1, 2, 4, 8, 16, 32)
 ROUNDING_C = {"floor": "TN_FLOOR", "tflite_single": "TN_TFL_SINGLE",
               "tflite_double": "TN_TFL_DOUBLE"}
 KIND_C = {"conv2d": "TN_CONV", "pointwise": "TN_CONV", "depthwise": "TN_DEPTHWISE",
-          "dense": "TN_DENSE", "maxpool": "TN_MAXPOOL", "avgpool": "TN_AVGPOOL"}
-
-
-@dataclass
-class Step:
-    """One call of ``tn_run_layer``: a compute layer (with its fused max pool) or a pool."""
-
-    name: str
-    layer: IntegerLayer
-    pool: IntegerLayer | None
-    in_shape: tuple
-    in_bits: int
-    out_shape: tuple
-    out_bits: int
-    in_offset: int = 0
-    out_offset: int = 0
-
-    @property
-    def in_bytes(self) -> int:
-        return packed_bytes(int(np.prod(self.in_shape)), self.in_bits)
-
-    @property
-    def out_bytes(self) -> int:
-        return packed_bytes(int(np.prod(self.out_shape)), self.out_bits)
+          "dense": "TN_DENSE", "maxpool": "TN_MAXPOOL", "avgpool": "TN_AVGPOOL", "add": "TN_ADD",
+          "concat": "TN_CONCAT", "pad": "TN_PAD", "quantize": "TN_QUANTIZE",
+          "softmax": "TN_SOFTMAX"}
+assert set(KIND_C) == set(STEP_KINDS), "every step kind needs its C enum"
 
 
 @dataclass
@@ -92,6 +83,9 @@ class Export:
     out_signed: bool
     out_shape: tuple
     param_bytes: dict = field(default_factory=dict)  # weights / bias / m0 / n0 / wzp bytes
+    memory: memplan.MemoryPlan | None = None  # where every tensor lives (memory.table())
+    in_offset: int = 0  # the graph input's and output's places in the arena
+    out_offset: int = 0
 
     def step_table(self):
         """pandas DataFrame: one row per step (name, kind, fused pool, bytes, offsets)."""
@@ -99,7 +93,8 @@ class Export:
         return pd.DataFrame([{"step": i, "name": s.name, "kind": s.layer.kind,
                               "fused_pool": s.pool.name if s.pool is not None else "",
                               "in_bytes": s.in_bytes, "out_bytes": s.out_bytes,
-                              "in_offset": s.in_offset, "out_offset": s.out_offset}
+                              "in_offset": s.in_offset, "out_offset": s.out_offset,
+                              "inplace": s.out_offset in s.in_offsets}
                              for i, s in enumerate(self.steps)])
 
 
@@ -146,130 +141,6 @@ def unpack_tensor(packed: np.ndarray, bits: int, signed: bool, n: int) -> np.nda
     return codes
 
 
-# ------------------------------------------------------------------------------ planning
-
-def _hwc(shape) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 3:
-        return shape
-    if len(shape) == 1:
-        return (1, 1, shape[0])
-    if len(shape) == 2:
-        return (1, shape[0], shape[1])
-    raise ValueError(f"tensor shape {shape} is not (C,), (W, C) or (H, W, C)")
-
-
-def _check_layer(layer: IntegerLayer, rounding: str) -> None:
-    where = f"layer {layer.name!r} ({layer.kind})"
-    if layer.kind == "softmax":
-        raise ValueError(f"{where}: softmax is not exported to C; drop it (the argmax of the "
-                         "logits is the same) or run the graph with tinyopt.sim")
-    if layer.kind not in KIND_C and layer.kind not in ("flatten", "reshape"):
-        raise ValueError(f"{where}: the C export does not support {layer.kind} nodes yet; "
-                         "it runs chains of conv2d, pointwise, depthwise, dense, maxpool, "
-                         "avgpool, flatten and reshape")
-    if layer.kind == "dense" and int(np.prod(layer.in_shape)) != int(layer.weight_shape[1]):
-        raise ValueError(f"{where}: a dense layer applied row by row (input {layer.in_shape}, "
-                         f"{layer.weight_shape[1]} features) is not exported")
-    for what, bits, signed in (("input", layer.in_bits, layer.in_signed),
-                               ("output", layer.out_bits, layer.out_signed)):
-        if bits not in TENSOR_BITS:
-            raise ValueError(f"{where}: {what} bits {bits} not supported; use one of "
-                             f"{TENSOR_BITS}")
-        if bits == 32 and not signed:
-            raise ValueError(f"{where}: unsigned 32-bit {what}s are not supported (int32 only)")
-    dims = [*_hwc(layer.in_shape), *_hwc(layer.out_shape)]
-    if max(dims) > 65535:
-        raise ValueError(f"{where}: a tensor dimension exceeds 65535: {dims}")
-    small = list(layer.stride) + list(layer.padding) + list(layer.pool_size)
-    if layer.kind in ("conv2d", "pointwise", "depthwise"):
-        small += list(layer.weight_shape[:-1] if layer.kind == "depthwise"
-                      else layer.weight_shape[1:3]) + [layer.depth_multiplier]
-    if max(small) > 255 or min(small) < 0:
-        raise ValueError(f"{where}: strides, paddings, kernel and pool sizes must be in "
-                         f"[0, 255], got {small}")
-    if layer.kind not in KIND_C:
-        return
-    if layer.kind in ("maxpool", "avgpool"):
-        return
-    if layer.weight_bits not in (1, 2, 4, 8):
-        raise ValueError(f"{where}: weight bits {layer.weight_bits} not supported (1, 2, 4, 8)")
-    zw = np.asarray(layer.weight_zero_point)
-    if zw.min() < 0 or zw.max() > 255:
-        raise ValueError(f"{where}: weight zero points must be in [0, 255] (uint8 in the C "
-                         f"header), got [{zw.min()}, {zw.max()}]")
-    if layer.weights.shape[1] > 65535:
-        raise ValueError(f"{where}: a packed weight row of {layer.weights.shape[1]} bytes "
-                         "exceeds 65535")
-    flavour = layer.rounding or rounding
-    if layer.requantize and flavour != "floor":
-        m0, n0 = np.asarray(layer.m0, np.int64), np.asarray(layer.n0, np.int64)
-        if m0.min() < 0:
-            raise ValueError(f"{where}: TFLite rounding needs m0 >= 0")
-        if flavour == "tflite_single" and (n0.min() < -31 or n0.max() > 30):
-            raise ValueError(f"{where}: tflite_single needs n0 in [-31, 30], got "
-                             f"[{n0.min()}, {n0.max()}]")
-
-
-def plan(graph: IntegerGraph, fuse_pool: bool = True) -> tuple[list[Step], int]:
-    """The steps of ``graph`` and their arena placement.
-
-    Returns:
-        (steps, arena_bytes); each step's input and output offsets inside the arena.
-
-    Raises:
-        ValueError: an invalid graph or a layer the C kernels do not support (named).
-    """
-    graph.validate()
-    if not graph.is_chain():
-        raise ValueError(f"graph {graph.name!r} is not a chain (a node reads a tensor other than "
-                         "the previous node's output, e.g. a residual ADD or a concatenation); "
-                         "the C export runs chains only: use tinyopt.sim for this graph")
-    steps: list[Step] = []
-    shape, bits = tuple(graph.input_shape), graph.input_bits
-    signed = graph.input_signed
-    layers = graph.layers
-    i = 0
-    while i < len(layers):
-        layer = layers[i]
-        _check_layer(layer, graph.rounding)
-        if layer.kind not in ("flatten", "reshape") and (layer.in_bits, layer.in_signed) != (
-                bits, signed):
-            raise ValueError(f"layer {layer.name!r} reads {layer.in_bits}-bit "
-                             f"{'signed' if layer.in_signed else 'unsigned'} inputs but the "
-                             f"previous layer (or the graph input) gives {bits}-bit "
-                             f"{'signed' if signed else 'unsigned'} values; fix the layer's "
-                             "in_bits / in_signed")
-        if layer.kind in ("flatten", "reshape"):
-            shape = tuple(layer.out_shape)
-            i += 1
-            continue
-        pool = None
-        if (fuse_pool and layer.kind not in ("maxpool", "avgpool") and i + 1 < len(layers)
-                and layers[i + 1].kind == "maxpool"):
-            pool = layers[i + 1]
-            _check_layer(pool, graph.rounding)
-        last = pool or layer
-        label = layer.name if pool is None else f"{layer.name}+{pool.name}"
-        # step names go into C strings and whitespace-separated stats: keep them plain
-        label = re.sub(r"[^A-Za-z0-9_+.:-]", "_", label)
-        if len(label) > 40 or label in {s.name for s in steps}:  # long TFLite tensor names
-            label = f"step{len(steps)}_{layer.kind}" + ("+maxpool" if pool is not None else "")
-        steps.append(Step(label, layer,
-                          pool, shape, bits, tuple(last.out_shape), last.out_bits))
-        shape, bits, signed = tuple(last.out_shape), last.out_bits, last.out_signed
-        i += 2 if pool is not None else 1
-    if not steps:
-        raise ValueError("the graph has no compute or pool layer to export")
-    arena = max(s.in_bytes + s.out_bytes for s in steps)
-    low = True  # the model input sits at offset 0
-    for s in steps:
-        s.in_offset = 0 if low else arena - s.in_bytes
-        s.out_offset = arena - s.out_bytes if low else 0
-        low = not low
-    return steps, arena
-
-
 # ------------------------------------------------------------------------------ C text
 
 def _c_array(ctype: str, name: str, values, per_line: int = 16) -> str:
@@ -299,6 +170,8 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict) -> 
     fields["in"] = _tensor_c(layer.in_shape, layer.in_bits, layer.in_signed, layer.in_zero_point)
     fields["out"] = _tensor_c(layer.out_shape, layer.out_bits, layer.out_signed,
                               layer.out_zero_point)
+    if layer.kind in ("add", "concat", "pad", "quantize", "softmax"):
+        return _dag_step_c(k, s, fields, arrays, nbytes)
     if layer.kind in ("maxpool", "avgpool"):
         win = layer
     else:
@@ -330,6 +203,20 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict) -> 
             "act_hi": _int32_literal(hi), "w": f"model_w{k}", "wzp": f"model_wzp{k}",
             "bias": f"model_bias{k}", "m0": f"model_m0{k}", "n0": f"model_n0{k}",
             "fuse_pool": int(pool is not None)})
+        if s.add is not None:
+            add = s.add
+            for suffix, ctype, vals in (("add_m0", "int32_t", np.asarray(add.m0, np.int32)),
+                                        ("add_n0", "int8_t", np.asarray(add.n0, np.int8))):
+                arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
+                nbytes[suffix[4:]] = nbytes.get(suffix[4:], 0) + int(vals.nbytes)
+            alo, ahi = add.out_range
+            fields.update({
+                "fuse_add": 1, "add_slot": s.add_slot, "left_shift": int(add.left_shift),
+                "add_rounding": ROUNDING_C[add.rounding or rounding],
+                "add_out_bits": add.out_bits, "add_other_zp": int(s.in_specs[1].zero_point),
+                "add_out_zp": int(add.out_zero_point), "add_lo": _int32_literal(alo),
+                "add_hi": _int32_literal(ahi), "add_m0": f"model_add_m0{k}",
+                "add_n0": f"model_add_n0{k}"})
     if win is not None:
         top, _, left, _ = win.padding
         lo, hi = win.out_range
@@ -346,11 +233,41 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict) -> 
     return f"    {{ /* {k}: {s.name} */\n      {body} }}"
 
 
+def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict) -> str:
+    """The descriptor fields of an add, concat, pad, quantize or softmax step."""
+    layer = s.layer
+    lo, hi = layer.out_range
+    fields.update({"act_lo": _int32_literal(lo), "act_hi": _int32_literal(hi)})
+    if layer.kind in ("add", "quantize", "softmax"):
+        m0, n0 = np.asarray(layer.m0, np.int32), np.asarray(layer.n0, np.int8)
+        for suffix, ctype, vals in (("m0", "int32_t", m0), ("n0", "int8_t", n0)):
+            arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
+            nbytes[suffix] = nbytes.get(suffix, 0) + int(vals.nbytes)
+        fields.update({"n_m": len(m0), "m0": f"model_m0{k}", "n0": f"model_n0{k}"})
+    if layer.kind == "add":
+        fields.update({"left_shift": int(layer.left_shift),
+                       "in2_zero_point": int(s.in_specs[1].zero_point)})
+    elif layer.kind == "softmax":
+        fields["diff_min"] = _int32_literal(int(layer.diff_min))
+    elif layer.kind == "pad":
+        fields.update({"pad_t": layer.padding[0], "pad_l": layer.padding[2]})
+    elif layer.kind == "concat":
+        rank = len(layer.out_shape)
+        ax = layer.axis % rank
+        outer = int(np.prod(layer.out_shape[:ax], dtype=np.int64))
+        inner = [int(np.prod(t.shape[ax:], dtype=np.int64)) for t in s.in_specs]
+        arrays.append(_c_array("uint32_t", f"model_inner{k}", inner))
+        fields.update({"n_in": len(inner), "outer": outer, "inner": f"model_inner{k}"})
+    body = ",\n      ".join(f".{key} = {v}" for key, v in fields.items())
+    return f"    {{ /* {k}: {s.name} */\n      {body} }}"
+
+
 def _identifier(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True) -> Export:
+def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
+             fuse_add: bool = True) -> Export:
     """Write the C sources of ``graph`` into ``out_dir`` (created; existing files replaced).
 
     Arguments:
@@ -358,36 +275,41 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True) -> Export:
         out_dir: folder for model.h, model.c, model_params.h, tinyopt_nn.h, tinyopt_nn.c
             (relative to the working directory).
         fuse_pool: fuse "compute layer -> max pool" pairs into one step (smaller arena).
+        fuse_add: fuse "compute layer -> residual ADD" pairs into one step (smaller arena;
+            :func:`memory_plan`).
 
     Returns:
         An :class:`Export` (files, steps, arena and I/O bytes, parameter bytes).
 
     Raises:
         ValueError: an invalid graph or a layer the C kernels cannot run (the message names it:
-            softmax, bit widths outside 1/2/4/8 (weights) or 1/2/4/8/16/32 (tensors), weight
-            zero points outside [0, 255], negative m0 or out-of-range n0 with TFLite rounding,
-            dimensions too large for the descriptor fields).
+            several graph outputs, add / quantize / softmax wider than 8 bits, a softmax
+            left shift outside [0, 31], bit widths outside 1/2/4/8 (weights) or 1/2/4/8/16/32
+            (tensors), weight zero points outside [0, 255], negative m0 or out-of-range n0
+            with TFLite rounding, dimensions too large for the descriptor fields).
     """
-    steps, arena = plan(graph, fuse_pool)
+    steps, mem = memory_plan(graph, fuse_pool, fuse_add)
+    arena = mem.arena_bytes
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays: list[str] = []
     nbytes: dict = {}
     step_c = [_step_c(k, s, graph.rounding, arrays, nbytes) for k, s in enumerate(steps)]
-    last = steps[-1].pool or steps[-1].layer
-    n_out = int(np.prod(steps[-1].out_shape))
+    src, last = graph.tensor(graph.input_name), graph.tensor(graph.output_names()[0])
+    n_out = int(np.prod(last.shape))
     info = Export(out_dir=out_dir, files=[], steps=steps, arena_bytes=arena,
-                  in_bytes=steps[0].in_bytes, out_bytes=steps[-1].out_bytes,
+                  in_bytes=tensor_bytes(src), out_bytes=tensor_bytes(last),
                   in_bits=graph.input_bits, in_signed=graph.input_signed,
-                  out_bits=last.out_bits, out_signed=last.out_signed,
-                  out_shape=tuple(steps[-1].out_shape), param_bytes=nbytes)
+                  out_bits=last.bits, out_signed=last.signed,
+                  out_shape=tuple(last.shape), param_bytes=nbytes, memory=mem,
+                  in_offset=mem.offset(src.name), out_offset=mem.offset(last.name))
     guard = _identifier(graph.name).upper()
     names = ", ".join(f'"{s.name}"' for s in steps)
     texts = {}
     in_kind = ("signed: int8 bytes as two's complement" if graph.input_signed else "unsigned")
-    out_kind = (f"{last.out_bits}-bit {'signed' if last.out_signed else 'unsigned'}, {n_out} "
+    out_kind = (f"{last.bits}-bit {'signed' if last.signed else 'unsigned'}, {n_out} "
                 f"elements" + (", each 4 little-endian bytes: an int32_t array on little-endian "
-                            "targets" if last.out_bits == 32 else ""))
+                            "targets" if last.bits == 32 else ""))
     texts["model.h"] = f"""/* model.h: generated by tinyopt.codegen.export_c from IntegerGraph
  * {graph.name!r}.
  * int model_run(const uint8_t *in, uint8_t *out): runs one image; returns 0, or -1 for a NULL
@@ -423,32 +345,45 @@ void model_profile_hook(int step);
                                "#include \"tinyopt_nn.h\"\n\n" + "\n".join(arrays)
                                + f"\nstatic const tn_layer_t model_steps[{len(steps)}] = {{\n"
                                + ",\n".join(step_c) + "\n};\n")
-    offsets = ", ".join(f"{{{s.in_offset}u, {s.out_offset}u}}" for s in steps)
+    in_offsets = ", ".join(f"{o}u" for s in steps for o in s.in_offsets)
+    starts = np.cumsum([0] + [len(s.inputs) for s in steps]).tolist()
+    max_in = max(len(s.inputs) for s in steps)
+    in_start = ", ".join(f"{v}u" for v in starts)
+    out_offsets = ", ".join(f"{s.out_offset}u" for s in steps)
     texts["model.c"] = f"""/* model.c: generated by tinyopt.codegen.export_c. */
 #include <string.h>
 #include "model.h"
 #include "model_params.h"
 
-/* The activation arena: step k reads at offset[k][0] and writes at offset[k][1]; a step's input
- * and output sit at opposite ends, so they never overlap. */
+/* The activation arena (tinyopt.deploy.memplan): step k reads its inputs at
+ * model_in_offsets[model_in_start[k] ..] and writes at model_out_offsets[k]; tensors live at the
+ * same step never overlap (an element-wise step may write over an input it is the last reader
+ * of). */
+#define MODEL_MAX_INPUTS {max_in}u
+#define MODEL_INPUT_OFFSET {info.in_offset}u
+#define MODEL_OUTPUT_OFFSET {info.out_offset}u
 static uint8_t model_arena[MODEL_ARENA_BYTES];
-static const uint32_t model_offsets[MODEL_N_STEPS][2] = {{{offsets}}};
+static const uint32_t model_in_offsets[{starts[-1]}] = {{{in_offsets}}};
+static const uint16_t model_in_start[MODEL_N_STEPS + 1] = {{{in_start}}};
+static const uint32_t model_out_offsets[MODEL_N_STEPS] = {{{out_offsets}}};
 const char *const model_step_names[MODEL_N_STEPS] = {{{names}}};
 
-uint8_t *model_input_buffer(void) {{ return model_arena + model_offsets[0][0]; }}
-uint8_t *model_output_buffer(void) {{ return model_arena + model_offsets[MODEL_N_STEPS - 1][1]; }}
+uint8_t *model_input_buffer(void) {{ return model_arena + MODEL_INPUT_OFFSET; }}
+uint8_t *model_output_buffer(void) {{ return model_arena + MODEL_OUTPUT_OFFSET; }}
 
 int model_run(const uint8_t *in, uint8_t *out)
 {{
-    uint32_t k;
+    uint32_t k, j;
+    const uint8_t *ins[MODEL_MAX_INPUTS];
     if (in == NULL || out == NULL) return -1;
     if (in != model_input_buffer()) memmove(model_input_buffer(), in, MODEL_IN_BYTES);
 #ifdef MODEL_PROFILE
     model_profile_hook(-1);
 #endif
     for (k = 0; k < MODEL_N_STEPS; k++) {{
-        tn_run_layer(&model_steps[k], model_arena + model_offsets[k][0],
-                     model_arena + model_offsets[k][1]);
+        for (j = model_in_start[k]; j < model_in_start[k + 1]; j++)
+            ins[j - model_in_start[k]] = model_arena + model_in_offsets[j];
+        tn_run(&model_steps[k], ins, model_arena + model_out_offsets[k]);
 #ifdef MODEL_PROFILE
         model_profile_hook((int)k);
 #endif

@@ -179,9 +179,10 @@ def section_sizes(elf) -> dict:
                                           ".stack")}
 
 
-def symbol_sizes(elf, names) -> dict:
-    """Sizes of named symbols (e.g. ``model_arena``) from ``arm-none-eabi-nm -S``."""
-    proc = _run(["arm-none-eabi-nm", "-S", "--size-sort", elf])
+def symbol_sizes(elf, names, nm: str = "arm-none-eabi-nm") -> dict:
+    """Sizes of named symbols (e.g. ``model_arena``) from ``nm -S`` (``arm-none-eabi-nm`` for
+    the Cortex-M7 ELF, ``nm`` for the host executable)."""
+    proc = _run([nm, "-S", "--size-sort", elf])
     out = {}
     for line in proc.stdout.splitlines():
         parts = line.split()
@@ -267,8 +268,41 @@ def run_qemu(elf, export: Export, x: np.ndarray, work_dir=None, timeout: float =
 
 # ------------------------------------------------------------------------------ one-call report
 
+def built_arena_bytes(exe, export: Export) -> int:
+    """The arena the built program really allocates: the size of the ``model_arena`` symbol in
+    ``exe`` (host ``nm``), or, without ``nm``, ``MODEL_ARENA_BYTES`` as written in the exported
+    ``model.h`` (what the compiler was given).
+
+    Raises:
+        RuntimeError: neither the symbol nor the define is found.
+    """
+    import re
+    if shutil.which("nm") is not None:
+        size = symbol_sizes(exe, ["model_arena"], nm="nm").get("model_arena")
+        if size is not None:
+            return size
+    found = re.search(r"#define MODEL_ARENA_BYTES (\d+)u",
+                      (Path(export.out_dir) / "model.h").read_text())
+    if found is None:
+        raise RuntimeError(f"no model_arena symbol in {exe} and no MODEL_ARENA_BYTES in "
+                           f"{export.out_dir / 'model.h'}")
+    return int(found.group(1))
+
+
+def _memory_model(graph):
+    """tinyopt.mixed.memory's report of ``graph`` (None when it cannot describe it)."""
+    from tinyopt.deploy import codegen
+    from tinyopt.mixed import memory
+    try:
+        nodes, policy = codegen.memory_view(graph)
+        return nodes, policy, memory.report(nodes, policy)
+    except (ValueError, KeyError, IndexError):  # e.g. bits or layouts the policy cannot hold
+        return None, None, None
+
+
 def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: int | None = None,
-           mcu_images: int = 100, run_mcu: bool = True, fuse_pool: bool = True) -> dict:
+           mcu_images: int = 100, run_mcu: bool = True, fuse_pool: bool = True,
+           fuse_add: bool = True) -> dict:
     """Export ``graph``, check it bit-exact against :func:`tinyopt.sim.run` on the host (and under
     QEMU when the toolchain is installed and ``run_mcu``), and measure sizes, RAM and instructions.
 
@@ -280,21 +314,31 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         host_images: images for the host check (default: all of ``x``).
         mcu_images: images for the QEMU check.
         run_mcu: False skips the Cortex-M7 part.
-        fuse_pool: see :func:`tinyopt.codegen.export_c`.
+        fuse_pool, fuse_add: see :func:`tinyopt.codegen.export_c`.
 
     Returns:
         dict with "summary" (one flat dict: bit-exactness counts, section sizes, predictions,
         instruction counts; ``mcu_skipped`` gives the reason when the QEMU part did not run),
         "steps" (DataFrame: per step bits, MACs, bytes and, with QEMU, instructions per image),
-        "export" (:class:`tinyopt.codegen.Export`) and "mcu" (:class:`McuRun` or None).
+        "export" (:class:`tinyopt.codegen.Export`), "mcu" (:class:`McuRun` or None),
+        "predicted" (tinyopt.mixed.memory's per-layer report, None when it cannot describe the
+        graph) and "memory" (the memory plan's table: tensor, offset, bytes, first/last step).
+
+    RAM. ``predicted_ram`` is the arena of the export's memory plan
+    (:mod:`tinyopt.deploy.memplan`, computed in Python from the tensors' lifetimes, with pool
+    and residual-add fusion, in-place and sliding writes); ``arena_bytes`` is measured on the
+    built host program (the size of its ``model_arena`` symbol, :func:`built_arena_bytes`) and
+    ``arena_in_bss`` on the Cortex-M7 ELF: all three are equal. ``memory_model_ram`` is
+    tinyopt.mixed.memory's figure (the largest input + output of one layer, the paper's model):
+    it knows neither fusion nor branches, so it is larger than the arena when a max pool is
+    fused, and None for a graph that is not a chain (a DAG).
     """
     import pandas as pd
 
     from tinyopt.deploy import codegen
-    from tinyopt.mixed import memory
     name = name or graph.name
     base = Path(out_dir) / name
-    export = codegen.export_c(graph, base / "src", fuse_pool=fuse_pool)
+    export = codegen.export_c(graph, base / "src", fuse_pool=fuse_pool, fuse_add=fuse_add)
     x = np.asarray(x)
     n_host = len(x) if host_images is None else int(host_images)
     if n_host > len(x) or (run_mcu and mcu_images > len(x)):
@@ -302,22 +346,27 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
     want = codegen.reference_output(graph, x[:max(n_host, mcu_images if run_mcu else 0)])
     exe = build_host(export, build_dir=base / "host")
     got = run_host(exe, export, x[:n_host])
-    nodes, policy = codegen.memory_view(graph)
-    pred = memory.report(nodes, policy)
+    _, _, pred = _memory_model(graph)
+    compute = [lay for lay in graph.layers if lay.weights is not None]
+    model_sum = (lambda col: None if pred is None else int(pred[col].sum()))
     summary = {
         "model": name, "layers": len(graph.layers), "steps": len(export.steps),
-        "weight_bits": "/".join(str(b) for b in sorted(set(policy.weight_bits))),
+        "weight_bits": "/".join(str(b) for b in sorted({lay.weight_bits for lay in compute})),
         "act_bits": "/".join(str(b) for b in sorted({lay.out_bits for lay in graph.layers})),
-        "rounding": graph.rounding, "macs": int(sum(n.macs for n in nodes)),
+        "rounding": graph.rounding,
+        "macs": int(sum(codegen.layer_macs(lay) for lay in graph.layers)),
         "host_images": n_host,
         "host_images_exact": int(np.all(got == want[:n_host], axis=1).sum()),
         "host_mismatching_values": int((got != want[:n_host]).sum()),
         "distinct_outputs": len({r.tobytes() for r in want[:n_host]}),
-        "predicted_flash": int(pred["flash_bytes"].sum()),
-        "predicted_weight_bytes": int(pred["weight_bytes"].sum()),
-        "predicted_extra_bytes": int(pred["extra_bytes"].sum()),
-        "predicted_ram": int(pred["ram_bytes"].max()),
-        "arena_bytes": export.arena_bytes,
+        "predicted_flash": model_sum("flash_bytes"),
+        "predicted_weight_bytes": model_sum("weight_bytes"),
+        "predicted_extra_bytes": model_sum("extra_bytes"),
+        "predicted_ram": export.memory.arena_bytes,
+        "memory_model_ram": (int(pred["ram_bytes"].max())
+                             if pred is not None and graph.is_chain() else None),
+        "arena_bytes": built_arena_bytes(exe, export),
+        "arena_lower_bound": export.memory.lower_bound,
         "param_bytes_c": int(sum(export.param_bytes.values())),
         "weight_bytes_c": int(export.param_bytes.get("w", 0)),
     }
@@ -371,7 +420,7 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
             steps["macs"] > 0)
     steps.insert(0, "model", name)
     return {"summary": summary, "steps": pd.DataFrame(steps), "export": export, "mcu": run,
-            "predicted": pred}
+            "predicted": pred, "memory": export.memory.table()}
 
 
 def memory_table(summary: dict):

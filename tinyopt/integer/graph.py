@@ -428,7 +428,8 @@ class IntegerGraph:
 
     def is_chain(self) -> bool:
         """True when every node reads exactly the previous node's output (the graph input for
-        the first) and the last node's output is the only graph output: what the C export runs."""
+        the first) and the last node's output is the only graph output: what the memory model
+        (tinyopt.mixed.memory) describes; the C export runs any DAG."""
         prev = self.input_name
         for layer, (ins, outs) in zip(self.layers, self.wiring()):
             if ins != (prev,) or len(outs) != 1:

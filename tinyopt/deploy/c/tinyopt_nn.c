@@ -233,15 +233,44 @@ static int32_t tn_value(const tn_layer_t *l, const uint8_t *in, int32_t oy, int3
     return (int32_t)y;
 }
 
-static void tn_compute(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
+/* TFLite's int8 ADD of one element pair: da, db are the inputs minus their zero points. */
+TN_INLINE int32_t tn_add1(const int32_t *m0, const int8_t *n0, uint8_t rounding, uint32_t shift,
+                          int32_t da, int32_t db, int32_t z_out, int32_t lo, int32_t hi)
 {
-    const uint32_t C = l->out.c, ob = l->out.bits;
+    /* (x - z) << left_shift in a 32-bit register, as the reference kernel */
+    const int32_t xa = tn_shl32(da, shift), xb = tn_shl32(db, shift);
+    const int64_t sum = tn_requant_k(xa, m0[0], n0[0], rounding)
+                        + tn_requant_k(xb, m0[1], n0[1], rounding);
+    int64_t y = tn_requant_k((int32_t)sum, m0[2], n0[2], rounding) + z_out;
+    if (y < lo) y = lo;
+    if (y > hi) y = hi;
+    return (int32_t)y;
+}
+
+/* The memory plan relies on the order of tn_compute (unfused) and tn_pool: output elements are
+ * written one by one in row-major (y, x, c) order, each after every read of its window, so the
+ * output may start a few rows below the input and overwrite it as it goes
+ * (tinyopt/deploy/steps.py, write_delay). Keep that order, or update write_delay. */
+static void tn_compute(const tn_layer_t *l, const uint8_t *in, const uint8_t *other, uint8_t *out)
+{
+    const uint32_t C = l->out.c, ob = l->fuse_add ? l->add_out_bits : l->out.bits;
     uint32_t idx = 0;
     if (!l->fuse_pool) {
         for (int32_t oy = 0; oy < (int32_t)l->out.h; oy++)
             for (int32_t ox = 0; ox < (int32_t)l->out.w; ox++)
-                for (uint32_t c = 0; c < C; c++)
-                    tn_set(out, idx++, ob, (uint32_t)tn_value(l, in, oy, ox, c));
+                for (uint32_t c = 0; c < C; c++) {
+                    int32_t v = tn_value(l, in, oy, ox, c);
+                    if (l->fuse_add) { /* the residual ADD, element by element */
+                        const int32_t dv = (int32_t)((uint32_t)v - (uint32_t)l->out.zero_point);
+                        const int32_t dw = (int32_t)((uint32_t)tn_get(other, idx, l->out.bits,
+                                                                      l->out.is_signed)
+                                                     - (uint32_t)l->add_other_zp);
+                        v = tn_add1(l->add_m0, l->add_n0, l->add_rounding, l->left_shift,
+                                    l->add_slot ? dw : dv, l->add_slot ? dv : dw, l->add_out_zp,
+                                    l->add_lo, l->add_hi);
+                    }
+                    tn_set(out, idx++, ob, (uint32_t)v);
+                }
         return;
     }
     /* Fused max pool: max over the in-bounds window of the layer's (clamped) outputs, then the
@@ -303,10 +332,191 @@ static void tn_pool(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
             }
 }
 
+/* ------------------------------------------------------------------ DAG nodes
+ * Element-wise kernels (add, quantize, softmax) read element i before they write element i, at
+ * the same bit width, so the memory plan may let them write over an input (tn_run). */
+
+static inline int32_t tn_clamp(int64_t y, int32_t lo, int32_t hi)
+{
+    return (int32_t)(y < lo ? lo : (y > hi ? hi : y));
+}
+
+static void tn_add(const tn_layer_t *l, const uint8_t *a, const uint8_t *b, uint8_t *out)
+{
+    const uint32_t n = (uint32_t)l->out.h * l->out.w * l->out.c;
+    const uint32_t ib = l->in.bits, is = l->in.is_signed, ob = l->out.bits, s = l->left_shift;
+    for (uint32_t i = 0; i < n; i++) {
+        const int32_t da = (int32_t)((uint32_t)tn_get(a, i, ib, is) - (uint32_t)l->in.zero_point);
+        const int32_t db = (int32_t)((uint32_t)tn_get(b, i, ib, is) - (uint32_t)l->in2_zero_point);
+        tn_set(out, i, ob, (uint32_t)tn_add1(l->m0, l->n0, l->rounding, s, da, db,
+                                             l->out.zero_point, l->act_lo, l->act_hi));
+    }
+}
+
+static void tn_quantize(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
+{
+    const uint32_t n = (uint32_t)l->out.h * l->out.w * l->out.c;
+    for (uint32_t i = 0; i < n; i++) {
+        const int32_t x = (int32_t)((uint32_t)tn_get(in, i, l->in.bits, l->in.is_signed)
+                                    - (uint32_t)l->in.zero_point);
+        const int64_t y = tn_requant_k(x, l->m0[0], l->n0[0], l->rounding) + l->out.zero_point;
+        tn_set(out, i, l->out.bits, (uint32_t)tn_clamp(y, l->act_lo, l->act_hi));
+    }
+}
+
+static void tn_pad(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
+{
+    const int32_t H = l->in.h, W = l->in.w;
+    const uint32_t C = l->in.c, b = l->in.bits, s = l->in.is_signed;
+    const uint32_t zp = (uint32_t)l->out.zero_point;
+    uint32_t idx = 0;
+    for (int32_t oy = 0; oy < (int32_t)l->out.h; oy++) {
+        const int32_t iy = oy - l->pad_t;
+        for (int32_t ox = 0; ox < (int32_t)l->out.w; ox++) {
+            const int32_t ix = ox - l->pad_l;
+            const int inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+            const uint32_t at = inside ? ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C : 0u;
+            for (uint32_t c = 0; c < C; c++)
+                tn_set(out, idx++, b, inside ? (uint32_t)tn_get(in, at + c, b, s) : zp);
+        }
+    }
+}
+
+static void tn_concat(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out)
+{
+    const uint32_t b = l->out.bits, s = l->out.is_signed;
+    uint32_t idx = 0;
+    for (uint32_t o = 0; o < l->outer; o++)
+        for (uint32_t k = 0; k < l->n_in; k++) {
+            const uint32_t m = l->inner[k];
+            for (uint32_t j = 0; j < m; j++)
+                tn_set(out, idx++, b, (uint32_t)tn_get(in[k], o * m + j, b, s));
+        }
+}
+
+/* gemmlowp fixed point on int32 values (tinyopt.integer.sim, "gemmlowp fixed point"): each
+ * function follows the simulator's int64 formulation and wraps to 32 bits where it does. */
+static inline int32_t tn_wrap(int64_t x) { return (int32_t)(uint32_t)(uint64_t)x; }
+
+static inline int32_t tn_srdhm(int32_t a, int32_t b)
+{
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
+}
+
+static inline int64_t tn_rdbpot(int64_t x, int32_t e) /* x / 2^e, half away from zero */
+{
+    const int64_t mask = ((int64_t)1 << e) - 1;
+    const int64_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + ((x & mask) > threshold ? 1 : 0);
+}
+
+static inline int32_t tn_sat_shl(int32_t x, int32_t e)
+{
+    const int32_t threshold = (int32_t)(((int64_t)1 << (31 - e)) - 1);
+    if (x > threshold) return INT32_MAX;
+    if (x < -threshold) return INT32_MIN;
+    return (int32_t)((int64_t)x * ((int64_t)1 << e));
+}
+
+/* exp(a) for a <= 0 in Q5.26, as Q0.31 (gemmlowp's exp_on_negative_values) */
+static int32_t tn_exp_neg(int32_t a)
+{
+    static const int32_t mult[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535,
+                                    720401, 242};
+    const int32_t quarter = (int32_t)1 << 24;
+    const int32_t a_mod = (int32_t)((uint32_t)a & (uint32_t)(quarter - 1)) - quarter;
+    const int32_t x = tn_wrap((int64_t)a_mod * 32 + ((int64_t)1 << 28));
+    const int32_t x2 = tn_srdhm(x, x), x3 = tn_srdhm(x2, x), x4 = tn_srdhm(x2, x2);
+    const int32_t x4_over_4 = (int32_t)tn_rdbpot(x4, 2);
+    const int32_t poly = (int32_t)tn_rdbpot(
+        tn_wrap((int64_t)tn_srdhm(tn_wrap((int64_t)x4_over_4 + x3), 715827883) + x2), 1);
+    const int32_t c = 1895147668; /* exp(-1/8) in Q0.31 */
+    int32_t result = tn_wrap((int64_t)c + tn_srdhm(c, tn_wrap((int64_t)x + poly)));
+    const uint32_t remainder = (uint32_t)tn_wrap((int64_t)a_mod - a);
+    for (int32_t k = 0; k < 7; k++)
+        if (remainder & (1u << (24 + k))) result = tn_srdhm(result, mult[k]);
+    return a == 0 ? INT32_MAX : result;
+}
+
+/* 1 / (1 + a) for a in [0, 1), Q0.31 in and out (Newton-Raphson, gemmlowp) */
+static int32_t tn_one_over_one_plus_x(int32_t a)
+{
+    const int64_t s = (int64_t)a + INT32_MAX;
+    const int32_t half = (int32_t)(s >= 0 ? (s + 1) / 2 : -((1 - s) / 2));
+    int32_t x = tn_wrap((int64_t)1515870810 + tn_srdhm(half, -1010580540));
+    for (int k = 0; k < 3; k++) {
+        const int32_t one_minus = tn_wrap(((int64_t)1 << 29) - tn_srdhm(half, x));
+        x = tn_wrap((int64_t)x + tn_sat_shl(tn_srdhm(x, one_minus), 2));
+    }
+    return tn_sat_shl(x, 1);
+}
+
+/* The input difference (x - max) scaled to Q5.26 by the input-beta multiplier. */
+static inline int32_t tn_softmax_scaled(const tn_layer_t *l, int32_t diff)
+{
+    const int32_t shift = l->n0[0];
+    if (l->rounding == TN_TFL_SINGLE) {
+        const int32_t total = 31 - shift;
+        return (int32_t)(((int64_t)diff * l->m0[0] + ((int64_t)1 << (total - 1))) >> total);
+    }
+    return tn_srdhm(tn_shl32(diff, (uint32_t)shift), l->m0[0]);
+}
+
+static void tn_softmax(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
+{
+    const uint32_t C = l->in.c, rows = (uint32_t)l->in.h * l->in.w;
+    const uint32_t ib = l->in.bits, is = l->in.is_signed, ob = l->out.bits;
+    for (uint32_t r = 0; r < rows; r++) {
+        const uint32_t base = r * C;
+        int32_t mx = INT32_MIN;
+        for (uint32_t i = 0; i < C; i++) {
+            const int32_t v = tn_get(in, base + i, ib, is);
+            if (v > mx) mx = v;
+        }
+        uint32_t sum_u = 0; /* Q12.19, wrapping like the int32 reference sum */
+        for (uint32_t i = 0; i < C; i++) {
+            const int32_t diff = tn_get(in, base + i, ib, is) - mx;
+            if (diff >= l->diff_min)
+                sum_u += (uint32_t)tn_rdbpot(tn_exp_neg(tn_softmax_scaled(l, diff)), 12);
+        }
+        const int32_t sum = (int32_t)sum_u;
+        uint64_t mag = sum < 0 ? (uint64_t)(-(int64_t)sum) : (uint64_t)sum;
+        int32_t bit_length = 0;
+        while (mag) { bit_length++; mag >>= 1; }
+        const int32_t headroom_plus_one = 32 - bit_length;
+        const int32_t shifted_minus_one = tn_wrap((int64_t)sum * ((int64_t)1 << headroom_plus_one)
+                                                  - ((int64_t)1 << 31));
+        const int32_t scale = tn_one_over_one_plus_x(shifted_minus_one);
+        const int32_t exponent = (12 - headroom_plus_one) + 31 - 8;
+        for (uint32_t i = 0; i < C; i++) { /* reads element i, then writes it: in-place safe */
+            const int32_t diff = tn_get(in, base + i, ib, is) - mx;
+            int64_t y = -128;
+            if (diff >= l->diff_min) {
+                const int32_t e = tn_exp_neg(tn_softmax_scaled(l, diff));
+                y = tn_rdbpot(tn_srdhm(scale, e), exponent) - 128;
+                y = y < -128 ? -128 : (y > 127 ? 127 : y);
+            }
+            tn_set(out, base + i, ob, (uint32_t)tn_clamp(y, l->act_lo, l->act_hi));
+        }
+    }
+}
+
+void tn_run(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out)
+{
+    switch (l->kind) {
+    case TN_MAXPOOL:
+    case TN_AVGPOOL: tn_pool(l, in[0], out); break;
+    case TN_ADD: tn_add(l, in[0], in[1], out); break;
+    case TN_CONCAT: tn_concat(l, in, out); break;
+    case TN_PAD: tn_pad(l, in[0], out); break;
+    case TN_QUANTIZE: tn_quantize(l, in[0], out); break;
+    case TN_SOFTMAX: tn_softmax(l, in[0], out); break;
+    default: tn_compute(l, in[0], l->fuse_add ? in[1] : in[0], out); break;
+    }
+}
+
 void tn_run_layer(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
 {
-    if (l->kind == TN_MAXPOOL || l->kind == TN_AVGPOOL)
-        tn_pool(l, in, out);
-    else
-        tn_compute(l, in, out);
+    tn_run(l, &in, out);
 }

@@ -22,7 +22,8 @@
 
 #include <stdint.h>
 
-enum { TN_CONV = 0, TN_DEPTHWISE = 1, TN_DENSE = 2, TN_MAXPOOL = 3, TN_AVGPOOL = 4 };
+enum { TN_CONV = 0, TN_DEPTHWISE = 1, TN_DENSE = 2, TN_MAXPOOL = 3, TN_AVGPOOL = 4,
+       TN_ADD = 5, TN_CONCAT = 6, TN_PAD = 7, TN_QUANTIZE = 8, TN_SOFTMAX = 9 };
 enum { TN_FLOOR = 0, TN_TFL_SINGLE = 1, TN_TFL_DOUBLE = 2 };
 
 /* A tensor's geometry and number format. */
@@ -33,8 +34,9 @@ typedef struct {
     int32_t zero_point;
 } tn_tensor_t;
 
-/* One step of the network: a compute layer (optionally fused with the max pool after it), or a
- * stand-alone pool. Field meanings follow tinyopt.icn.IntegerLayer. */
+/* One step of the network: a compute layer (optionally fused with the max pool after it), a
+ * stand-alone pool, or a DAG node (add, concat, pad, quantize, softmax). Field meanings follow
+ * tinyopt.icn.IntegerLayer. */
 typedef struct {
     uint8_t kind;         /* TN_CONV (also pointwise), TN_DEPTHWISE, TN_DENSE, TN_*POOL */
     uint8_t rounding;     /* TN_FLOOR, TN_TFL_SINGLE, TN_TFL_DOUBLE */
@@ -55,12 +57,38 @@ typedef struct {
     uint16_t pool_out_h, pool_out_w;
     int32_t pool_lo, pool_hi;
     uint8_t avg_half_away; /* average pool division: 0 floor, 1 round half away from zero */
+    /* DAG nodes. TN_ADD: out = requant(requant(a') + requant(b')) with x' = (x - z) << left_shift
+     * and the three (m0, n0) pairs; TN_QUANTIZE: requant(x - z_in) by (m0[0], n0[0]); TN_SOFTMAX:
+     * TFLite's int8 softmax over c, (m0[0], n0[0]) the input-beta multiplier and left shift;
+     * TN_PAD: pad_t / pad_l, the padded pixels hold out.zero_point; TN_CONCAT: for each of the
+     * `outer` outer indices, inner[k] elements of input k in turn. */
+    uint8_t left_shift;
+    int32_t in2_zero_point; /* TN_ADD: zero point of the second input */
+    int32_t diff_min;       /* TN_SOFTMAX */
+    uint16_t n_in;          /* TN_CONCAT: number of inputs */
+    uint32_t outer;         /* TN_CONCAT */
+    const uint32_t *inner;  /* TN_CONCAT */
+    /* A compute step with fuse_add = 1 feeds its (clamped) output v into an ADD with in[1]:
+     * v is the ADD's input number add_slot (0 or 1), in[1] the other; the step writes the ADD's
+     * output (add_out_bits, add_out_zp, clamp [add_lo, add_hi]), element i of in[1] read just
+     * before element i of the output is written (so the output may overwrite in[1]). The ADD's
+     * multipliers are add_m0 / add_n0, its shift left_shift, its rounding add_rounding. */
+    uint8_t fuse_add, add_slot, add_rounding, add_out_bits;
+    int32_t add_other_zp, add_out_zp, add_lo, add_hi;
+    const int32_t *add_m0;
+    const int8_t *add_n0;
 } tn_layer_t;
 
 /* Bytes of a packed tensor of n elements at `bits`. */
 uint32_t tn_bytes(uint32_t n, uint32_t bits);
 
-/* Run one step: read `in` (packed as l->in), write `out` (packed as the step's output). */
+/* Run one step: read in[0] (packed as l->in; TN_ADD, TN_CONCAT and fused adds read in[1], ...),
+ * write `out`
+ * (packed as the step's output). TN_ADD, TN_QUANTIZE (equal in and out bits) and TN_SOFTMAX may
+ * run in place (out == in[0], or in[1] for TN_ADD): they read element i before writing it. */
+void tn_run(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
+
+/* tn_run for a single-input step. */
 void tn_run_layer(const tn_layer_t *l, const uint8_t *in, uint8_t *out);
 
 /* The requantization flavours, exposed for unit tests: int32 accumulator -> value before the

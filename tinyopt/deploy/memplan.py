@@ -1,0 +1,398 @@
+"""A static memory plan for the activations of an exported integer graph: one arena, every
+tensor at a fixed offset, chosen at export time (no malloc on the device).
+
+Pure Python, no TensorFlow; :func:`tinyopt.deploy.codegen.plan` turns a graph into the steps the
+C code runs and asks :func:`plan_memory` where each tensor goes.
+
+Lifetimes. Steps run in a fixed order 0 .. S-1. A tensor is live from the step that writes it
+(step 0 for the graph input, which is copied in before the first step) to the last step that
+reads it or one of its aliases (the last step for a graph output, which the caller reads
+afterwards); both ends inclusive, because a step reads its inputs while it writes its output.
+Reshape, flatten, squeeze and expand_dims change no byte of a packed HWC stream, so their output
+is an alias: the same bytes as their input.
+
+Buffers. A *buffer* is a region holding tensors that never need their bytes at the same time,
+each at a fixed place in it (``Member.rel``): a tensor, and the outputs of steps that write over
+it as its last reader. Two tensors of different buffers live at a common step must not overlap;
+the placement checks this tensor by tensor, so a buffer reserves for each of its tensors only
+that tensor's bytes during that tensor's lifetime. A step may write over one of its inputs only
+when its C kernel is safe for it (the caller says which, :class:`StepIO`), when no later step
+reads that input and it holds no graph output:
+
+- exactly in place (``StepIO.inplace``): element-wise kernels that read element i before
+  writing element i at the same width (add, quantize, softmax; a convolution fused with an add
+  over its other addend, unless that addend is also the convolution's input,
+  ``StepIO.exclusive``);
+- sliding (``StepIO.slide``): a windowed kernel writing its output in order, each byte after its
+  last read of the input byte it lands on, with its output starting d bytes below the input
+  (:func:`tinyopt.deploy.steps.write_delay`): the step then needs about max(input, output) bytes
+  instead of their sum. Slides chain (each moves the next tensor a little lower), so they are
+  used only at the steps that need the most bytes, for every threshold, and the best plan kept.
+
+Offsets. Several simple heuristics are tried and the smallest arena that passes the brute-force
+overlap check (:meth:`MemoryPlan.check`) wins: first fit in decreasing size (TFLM's greedy
+planner), in decreasing size x lifetime, in order of first use, the two-ended placement (in order
+of first use, each buffer at the bottom if it fits there, else at the top, else first fit) and
+the plain ping-pong (buffers alternately at the bottom and the top), optimal for chains and what
+the export did before DAGs. ``lower_bound`` is the largest sum of bytes live at one step for the
+chosen buffers: no placement of them can be smaller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StepIO:
+    """What the planner needs of one step: tensors read, the tensor written, and which inputs
+    the kernel may overwrite.
+
+    ``inplace``: indices of inputs of the same size the output may be written exactly over
+    (element-wise kernels). ``slide``: (index, d) pairs: the output may start ``d`` bytes below
+    that input and overlap it (a kernel that writes its output in order, each byte only after
+    its last read of the input byte it lands on; :func:`tinyopt.deploy.steps.write_delay`).
+    ``exclusive``: the kernel reads its other inputs in another pattern than element i before
+    element i (a convolution fused with an add), so it may overwrite input k only when no
+    other input shares k's buffer."""
+
+    inputs: tuple
+    output: str
+    inplace: tuple = ()
+    exclusive: bool = False
+    slide: tuple = ()
+
+
+@dataclass
+class Member:
+    """One tensor (with its reshape ``aliases``) of a buffer: ``rel`` bytes above the buffer's
+    offset, live at steps [first, last]."""
+
+    name: str
+    aliases: list
+    rel: int
+    bytes: int
+    first: int
+    last: int
+
+
+@dataclass
+class Buffer:
+    """A region of the arena holding tensors that never need their bytes at the same time (a
+    tensor and the outputs written over it), ``offset`` bytes into the arena."""
+
+    name: str
+    members: list
+    offset: int = -1
+
+    @property
+    def bytes(self) -> int:
+        return max(m.rel + m.bytes for m in self.members)
+
+    @property
+    def first(self) -> int:
+        return min(m.first for m in self.members)
+
+    @property
+    def last(self) -> int:
+        return max(m.last for m in self.members)
+
+    @property
+    def tensors(self) -> list:
+        return [t for m in self.members for t in (m.name, *m.aliases)]
+
+    def span_at(self, step: int) -> int:
+        """Bytes from the lowest to the highest byte of the members live at ``step``."""
+        live = [m for m in self.members if m.first <= step <= m.last]
+        return (max(m.rel + m.bytes for m in live) - min(m.rel for m in live)) if live else 0
+
+
+def _clash(a: Buffer, b: Buffer) -> tuple | None:
+    """The first pair of members of a and b (placed) live at a common step and overlapping."""
+    for ma in a.members:
+        for mb in b.members:
+            if ma.first <= mb.last and mb.first <= ma.last:
+                lo_a, lo_b = a.offset + ma.rel, b.offset + mb.rel
+                if lo_a < lo_b + mb.bytes and lo_b < lo_a + ma.bytes:
+                    return ma, mb
+    return None
+
+
+@dataclass
+class MemoryPlan:
+    """Where every activation tensor lives. ``arena_bytes`` is the arena the C code declares."""
+
+    buffers: list
+    arena_bytes: int
+    lower_bound: int
+    method: str
+    n_steps: int
+    candidates: dict = field(default_factory=dict)  # heuristic -> arena bytes (None: invalid)
+
+    def _member(self, tensor: str) -> tuple[Buffer, Member]:
+        for b in self.buffers:
+            for m in b.members:
+                if tensor == m.name or tensor in m.aliases:
+                    return b, m
+        raise KeyError(f"tensor {tensor!r} is not in the memory plan")
+
+    def offset(self, tensor: str) -> int:
+        """Byte offset of ``tensor`` in the arena.
+
+        Raises:
+            KeyError: no such tensor in the plan.
+        """
+        b, m = self._member(tensor)
+        return b.offset + m.rel
+
+    def table(self):
+        """pandas DataFrame, one row per tensor: tensor, buffer, offset, bytes, first and last
+        step (of its own lifetime; sorted by offset, then first step)."""
+        import pandas as pd
+        rows = [{"tensor": t, "buffer": b.name, "offset": b.offset + m.rel, "bytes": m.bytes,
+                 "first_step": m.first, "last_step": m.last}
+                for b in self.buffers for m in b.members for t in (m.name, *m.aliases)]
+        return pd.DataFrame(rows).sort_values(["offset", "first_step"]).reset_index(drop=True)
+
+    def check(self) -> None:
+        """Brute force: every buffer inside the arena, and no two tensors of different buffers
+        live at a common step overlap in bytes.
+
+        Raises:
+            ValueError: naming the two tensors (or the buffer outside the arena).
+        """
+        for b in self.buffers:
+            if b.offset < 0 or b.offset + b.bytes > self.arena_bytes:
+                raise ValueError(f"buffer {b.name!r} [{b.offset}, {b.offset + b.bytes}) is "
+                                 f"outside the arena of {self.arena_bytes} bytes")
+        for i, a in enumerate(self.buffers):
+            for b in self.buffers[i + 1:]:
+                pair = _clash(a, b)
+                if pair is not None:
+                    ma, mb = pair
+                    raise ValueError(f"tensors {ma.name!r} (steps {ma.first}-{ma.last}, at "
+                                     f"{a.offset + ma.rel}, {ma.bytes} bytes) and {mb.name!r} "
+                                     f"(steps {mb.first}-{mb.last}, at {b.offset + mb.rel}, "
+                                     f"{mb.bytes} bytes) are live at the same step and overlap")
+
+
+def _align(n: int, align: int) -> int:
+    return -(-n // align) * align
+
+
+def buffers_of(steps: list[StepIO], sizes: dict, graph_input: str, outputs: list,
+               aliases: dict, slide=None) -> list[Buffer]:
+    """Group tensors into buffers (aliases, in-place and sliding writes) with their lifetimes.
+
+    Arguments:
+        steps: the steps in execution order.
+        sizes: bytes of every tensor (aliases included).
+        graph_input: the graph input tensor (live from step 0).
+        outputs: the graph output tensors (live to the last step).
+        aliases: tensor -> the tensor whose bytes it reuses (reshape-like nodes).
+        slide: the steps (indices) whose ``slide`` offers are used (None: every step).
+
+    Returns:
+        The buffers, in order of first use.
+
+    Raises:
+        ValueError: a step reads a tensor nothing writes, or an alias of an unknown tensor.
+    """
+    def root(t: str) -> str:
+        seen = set()
+        while t in aliases:
+            if t in seen:
+                raise ValueError(f"alias cycle through tensor {t!r}")
+            seen.add(t)
+            t = aliases[t]
+        return t
+
+    n = len(steps)
+    first = {root(graph_input): 0}
+    for s, st in enumerate(steps):
+        first.setdefault(st.output, s)
+    readers: dict[str, list[int]] = {}
+    for s, st in enumerate(steps):
+        for t in st.inputs:
+            r = root(t)
+            if r not in first:
+                raise ValueError(f"step {s} reads tensor {t!r}, which no earlier step writes")
+            readers.setdefault(r, []).append(s)
+    out_roots = {root(t) for t in outputs}
+    alias_of: dict[str, list[str]] = {r: [] for r in first}
+    for t in aliases:
+        r = root(t)
+        if r not in alias_of:
+            raise ValueError(f"tensor {t!r} aliases {r!r}, which no step writes")
+        alias_of[r].append(t)
+    last = {r: n - 1 if r in out_roots else max(readers.get(r, [first[r]])) for r in first}
+    group = {r: r for r in first}  # root -> its buffer's first root (outputs join at birth)
+    rel = {r: 0 for r in first}
+    for s, st in enumerate(steps):
+        offers = [(k, 0, True) for k in st.inplace]
+        offers += [(k, int(d), False) for k, d in st.slide if slide is None or s in slide]
+        for k, d, same_size in offers:
+            r_in = root(st.inputs[k])
+            g = group[r_in]
+            roots = [r for r in first if group[r] == g and r != st.output]
+            if (any(r in out_roots for r in roots) or max(last[r] for r in roots) != s
+                    or (same_size and sizes[r_in] != sizes[st.output])):
+                continue
+            if st.exclusive and any(group[root(t)] == g for j, t in enumerate(st.inputs)
+                                    if j != k):
+                continue  # e.g. conv(a) + a: writing over a would change what the conv reads
+            group[st.output], rel[st.output] = g, rel[r_in] - d
+            break
+    buffers: dict[str, Buffer] = {}
+    for r in first:  # insertion order: order of first use
+        g = group[r]
+        buffers.setdefault(g, Buffer(g, []))
+        buffers[g].members.append(Member(r, alias_of[r], rel[r],
+                                         max(sizes[t] for t in (r, *alias_of[r])),
+                                         first[r], last[r]))
+    for b in buffers.values():  # members' offsets from the buffer's lowest byte
+        low = min(m.rel for m in b.members)
+        for m in b.members:
+            m.rel -= low
+    return list(buffers.values())
+
+
+def _forbidden(b: Buffer, placed: list[Buffer]) -> list[tuple[int, int]]:
+    """Offsets x in [lo, hi) at which a member of b would overlap a member of a placed buffer
+    live at a common step."""
+    out = []
+    for p in placed:
+        for pm in p.members:
+            for m in b.members:
+                if m.first <= pm.last and pm.first <= m.last:
+                    out.append((p.offset + pm.rel - m.rel - m.bytes + 1,
+                                p.offset + pm.rel + pm.bytes - m.rel))
+    return out
+
+
+def _lowest_fit(forbidden: list, align: int) -> int:
+    at = 0
+    for lo, hi in sorted(forbidden):
+        if lo > at:
+            break
+        if at < hi:
+            at = _align(hi, align)
+    return at
+
+
+def _highest_fit(forbidden: list, top: int, align: int) -> int | None:
+    """The largest aligned x <= top outside every forbidden interval, or None below 0."""
+    at = top // align * align
+    moved = True
+    while moved and at >= 0:
+        moved = False
+        for lo, hi in forbidden:
+            if lo <= at < hi:
+                at = (lo - 1) // align * align
+                moved = True
+    return at if at >= 0 else None
+
+
+def _first_fit(order: list[Buffer], align: int) -> int:
+    """Each buffer, in turn, at the lowest aligned offset where it overlaps nothing live."""
+    placed: list[Buffer] = []
+    for b in order:
+        b.offset = _lowest_fit(_forbidden(b, placed), align)
+        placed.append(b)
+    return max((b.offset + b.bytes for b in order), default=0)
+
+
+def _two_ended(bufs: list[Buffer], bound: int, align: int) -> int:
+    """In order of first use, each buffer at the bottom of the arena if it fits there, else at
+    the top (ending at the lower bound) if it fits there, else at the lowest fit: a chain's
+    ping-pong that keeps the free space in one piece, also when buffers hold several tensors."""
+    top = _align(bound, align)
+    placed: list[Buffer] = []
+    for b in sorted(bufs, key=lambda b: (b.first, b.last)):
+        forbidden = _forbidden(b, placed)
+        low = _lowest_fit(forbidden, align)
+        high = _highest_fit(forbidden, top - b.bytes, align)
+        b.offset = high if low > 0 and high is not None and high + b.bytes > top - align \
+            else low
+        placed.append(b)
+    return max((b.offset + b.bytes for b in bufs), default=0)
+
+
+def _ping_pong(bufs: list[Buffer], bound: int, align: int) -> int:
+    top = _align(bound, align)
+    for k, b in enumerate(sorted(bufs, key=lambda b: (b.first, b.last))):
+        b.offset = 0 if k % 2 == 0 else max(0, (top - b.bytes) // align * align)
+    return max((b.offset + b.bytes for b in bufs), default=0)
+
+
+HEURISTICS = ("ping_pong", "two_ended", "greedy_size", "greedy_size_x_life", "greedy_first_use")
+
+
+def plan_memory(steps: list[StepIO], sizes: dict, graph_input: str, outputs: list,
+                aliases: dict | None = None, align: int = 1) -> MemoryPlan:
+    """Place every tensor of ``steps`` in one arena (module docstring).
+
+    Arguments:
+        steps: the steps in execution order (:class:`StepIO`).
+        sizes: bytes of every tensor.
+        graph_input: the graph input tensor.
+        outputs: the graph output tensors.
+        aliases: tensor -> tensor whose bytes it shares (reshape-like nodes).
+        align: every buffer offset is a multiple of this (1: bytes; the kernels read bytes).
+
+    Returns:
+        The smallest valid :class:`MemoryPlan` among :data:`HEURISTICS`, each tried without
+        sliding writes and with them at the steps needing at least each level of bytes
+        (``candidates`` gives each one's arena, None when it produced an overlap).
+
+    Raises:
+        ValueError: bad ``align``, a dangling tensor, or no heuristic gave a valid plan (a bug).
+    """
+    if align < 1:
+        raise ValueError(f"align must be >= 1, got {align}")
+    if not steps:
+        raise ValueError("nothing to plan: the graph has no step")
+    n = len(steps)
+    best, candidates = None, {}
+    # Sliding writes chain: each one moves the next tensor a little lower, so a buffer that
+    # slides at every step grows. Slide only at the steps that need the most bytes (input +
+    # output at least a threshold), for every threshold, and keep the smallest plan.
+    pair = [sum(sizes[t] for t in st.inputs) + sizes[st.output] for st in steps]
+    # (the 16 largest levels: the largest steps decide the arena, and the search stays quick)
+    levels = sorted({p for p, st in zip(pair, steps) if st.slide}, reverse=True)[:16]
+    for level in [None, *levels]:
+        slide = set() if level is None else {s for s in range(n) if pair[s] >= level}
+        bufs = buffers_of(steps, sizes, graph_input, list(outputs), dict(aliases or {}), slide)
+        bound = max(sum(b.span_at(s) for b in bufs) for s in range(n))
+        orders = {
+            "greedy_size": sorted(bufs, key=lambda b: (-b.bytes, b.first)),
+            "greedy_size_x_life": sorted(bufs, key=lambda b: (-b.bytes * (b.last - b.first + 1),
+                                                              b.first)),
+            "greedy_first_use": sorted(bufs, key=lambda b: (b.first, -b.bytes)),
+        }
+        for method in HEURISTICS:
+            if method == "ping_pong":
+                arena = _ping_pong(bufs, bound, align)
+            elif method == "two_ended":
+                arena = _two_ended(bufs, bound, align)
+            else:
+                arena = _first_fit(orders[method], align)
+            label = f"{method}, slide at {len(slide)} steps" if slide else method
+            trial = MemoryPlan(bufs, arena, bound, label, n)
+            try:
+                trial.check()
+            except ValueError:
+                candidates[label] = None
+                continue
+            candidates[label] = arena
+            if best is None or arena < best[0].arena_bytes:
+                best = (MemoryPlan(bufs, arena, bound, label, n),
+                        {b.name: b.offset for b in bufs})
+    if best is None:
+        raise ValueError("no heuristic produced a valid memory plan (a bug in memplan)")
+    plan, offsets = best
+    for b in plan.buffers:
+        b.offset = offsets[b.name]
+    plan.candidates = candidates
+    plan.check()
+    return plan

@@ -1,0 +1,302 @@
+"""The steps an exported integer graph runs and where their tensors live: which nodes become
+kernel calls (flatten / reshape alias their input; a compute layer fuses the max pool or the
+residual ADD that reads it), the checks of what the C kernels can run, and the arena offsets
+from :mod:`tinyopt.deploy.memplan`. Used by :func:`tinyopt.deploy.codegen.export_c`, which
+re-exports :func:`plan`, :func:`memory_plan` and :class:`Step`; ``docs/integer.md#the-c-export``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyopt.deploy import memplan
+from tinyopt.integer.arith import packed_bytes
+from tinyopt.integer.graph import COMPUTE_KINDS, IntegerGraph, IntegerLayer, Tensor
+
+# Node kinds that run as a kernel call (tinyopt_nn.c's TN_* kinds).
+STEP_KINDS = ("conv2d", "pointwise", "depthwise", "dense", "maxpool", "avgpool", "add", "concat",
+              "pad", "quantize", "softmax")
+TENSOR_BITS = (1, 2, 4, 8, 16, 32)
+# Nodes that are no step: their output is their input's bytes (memplan aliases them).
+ALIAS_KINDS = ("flatten", "reshape")
+SUPPORTED_KINDS = STEP_KINDS + ALIAS_KINDS
+# Inputs a kernel may overwrite (tinyopt_nn.c: element-wise, element i read before written).
+INPLACE_INPUTS = {"add": (0, 1), "quantize": (0,), "softmax": (0,)}
+
+
+@dataclass
+class Step:
+    """One call of ``tn_run``: a compute layer (with its fused max pool), a pool, or a DAG node.
+    ``inputs`` / ``output`` name the tensors it reads and writes; ``in_offsets`` /
+    ``out_offset`` place them in the arena (``in_offset`` is the first input's)."""
+
+    name: str
+    layer: IntegerLayer
+    pool: IntegerLayer | None
+    in_shape: tuple
+    in_bits: int
+    out_shape: tuple
+    out_bits: int
+    in_offset: int = 0
+    out_offset: int = 0
+    inputs: tuple = ()
+    output: str = ""
+    in_specs: tuple = ()  # the Tensor records of ``inputs``
+    in_offsets: tuple = ()
+    add: IntegerLayer | None = None  # a fused residual ADD (inputs[1] is its other addend)
+    add_slot: int = 0  # which input of the ADD the compute layer's output is
+
+    @property
+    def in_bytes(self) -> int:
+        return packed_bytes(int(np.prod(self.in_shape)), self.in_bits)
+
+    @property
+    def out_bytes(self) -> int:
+        return packed_bytes(int(np.prod(self.out_shape)), self.out_bits)
+
+
+def _hwc(shape) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 3:
+        return shape
+    if len(shape) == 1:
+        return (1, 1, shape[0])
+    if len(shape) == 2:
+        return (1, shape[0], shape[1])
+    raise ValueError(f"tensor shape {shape} is not (C,), (W, C) or (H, W, C)")
+
+
+def check_multipliers(layer: IntegerLayer, flavour: str, where: str) -> None:
+    """TFLite flavours: m0 >= 0 and, for single rounding, n0 in [-31, 30] (as tinyopt.sim)."""
+    if flavour == "floor":
+        return
+    m0, n0 = np.asarray(layer.m0, np.int64), np.asarray(layer.n0, np.int64)
+    if m0.min() < 0:
+        raise ValueError(f"{where}: TFLite rounding needs m0 >= 0")
+    if flavour == "tflite_single" and (n0.min() < -31 or n0.max() > 30):
+        raise ValueError(f"{where}: tflite_single needs n0 in [-31, 30], got "
+                         f"[{n0.min()}, {n0.max()}]")
+
+
+def check_layer(layer: IntegerLayer, rounding: str) -> None:
+    """Can the C kernels run ``layer``?
+
+    Arguments:
+        layer: a node of the graph.
+        rounding: the graph's requantization flavour (used when the node names none).
+
+    Raises:
+        ValueError: naming the node: a kind outside :data:`SUPPORTED_KINDS` (listed), bit
+            widths, dimensions or multipliers the kernels or descriptors cannot hold.
+    """
+    where = f"layer {layer.name!r} ({layer.kind})"
+    if layer.kind not in SUPPORTED_KINDS:
+        raise ValueError(f"{where}: the C export does not support {layer.kind} nodes; it runs "
+                         f"{', '.join(SUPPORTED_KINDS)}")
+    if layer.kind == "dense" and int(np.prod(layer.in_shape)) != int(layer.weight_shape[1]):
+        raise ValueError(f"{where}: a dense layer applied row by row (input {layer.in_shape}, "
+                         f"{layer.weight_shape[1]} features) is not exported")
+    for what, bits, signed in (("input", layer.in_bits, layer.in_signed),
+                               ("output", layer.out_bits, layer.out_signed)):
+        if bits not in TENSOR_BITS:
+            raise ValueError(f"{where}: {what} bits {bits} not supported; use one of "
+                             f"{TENSOR_BITS}")
+        if bits == 32 and not signed:
+            raise ValueError(f"{where}: unsigned 32-bit {what}s are not supported (int32 only)")
+    dims = [*_hwc(layer.in_shape), *_hwc(layer.out_shape)]
+    if max(dims) > 65535:
+        raise ValueError(f"{where}: a tensor dimension exceeds 65535: {dims}")
+    small = list(layer.stride) + list(layer.padding) + list(layer.pool_size)
+    if layer.kind in ("conv2d", "pointwise", "depthwise"):
+        small += list(layer.weight_shape[:-1] if layer.kind == "depthwise"
+                      else layer.weight_shape[1:3]) + [layer.depth_multiplier]
+    if max(small) > 255 or min(small) < 0:
+        raise ValueError(f"{where}: strides, paddings, kernel and pool sizes must be in "
+                         f"[0, 255], got {small}")
+    flavour = layer.rounding or rounding
+    if layer.kind in ("add", "quantize", "softmax"):
+        if max(layer.in_bits, layer.out_bits) > 8:
+            raise ValueError(f"{where}: the C kernel takes tensors of at most 8 bits, got "
+                             f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
+        check_multipliers(layer, flavour, where)
+        if layer.kind == "softmax" and not 0 <= int(layer.n0[0]) <= 31:
+            raise ValueError(f"{where}: the softmax input left shift n0 must be in [0, 31], got "
+                             f"{int(layer.n0[0])}")
+        return
+    if layer.kind not in COMPUTE_KINDS:
+        return
+    if layer.weight_bits not in (1, 2, 4, 8):
+        raise ValueError(f"{where}: weight bits {layer.weight_bits} not supported (1, 2, 4, 8)")
+    zw = np.asarray(layer.weight_zero_point)
+    if zw.min() < 0 or zw.max() > 255:
+        raise ValueError(f"{where}: weight zero points must be in [0, 255] (uint8 in the C "
+                         f"header), got [{zw.min()}, {zw.max()}]")
+    if layer.weights.shape[1] > 65535:
+        raise ValueError(f"{where}: a packed weight row of {layer.weights.shape[1]} bytes "
+                         "exceeds 65535")
+    if layer.requantize:
+        check_multipliers(layer, flavour, where)
+
+
+def write_delay(step: Step) -> int | None:
+    """How far below its input a windowed step may start its output: the smallest d >= 0 such
+    that, with the output d bytes below the input, every output byte is written only after the
+    kernel's last read of the input byte it lands on. None when the step is not of this form.
+
+    The kernels (tn_compute without fusion, tn_pool) compute output element e = (oy, ox, c) in
+    row-major order, reading their whole window first, then write byte e. Output byte e lands
+    on input byte e - d, so d must exceed (last element reading input byte i) - i for every i
+    read. A 3x3 convolution with stride 1 thus trails its input by about two rows, a pointwise
+    layer by one pixel, a strided layer hardly at all: the step needs about max(input, output)
+    bytes instead of their sum. Only 8-bit input and output (one element, one byte); not for
+    steps with a fused pool or add, dense layers (every output reads every input) or DAG nodes.
+
+    Arguments:
+        step: a step of :func:`memory_plan`.
+
+    Returns:
+        d in bytes, or None.
+    """
+    lay = step.layer
+    if (step.pool is not None or step.add is not None or len(step.inputs) != 1
+            or lay.kind not in ("conv2d", "pointwise", "depthwise", "maxpool", "avgpool")
+            or lay.in_bits != 8 or lay.out_bits != 8):
+        return None
+    h, w, c_in = _hwc(lay.in_shape)
+    oh, ow, c_out = _hwc(lay.out_shape)
+    if lay.kind in ("maxpool", "avgpool"):
+        kh, kw = lay.pool_size
+    elif lay.kind == "depthwise":
+        kh, kw = lay.weight_shape[:2]
+    else:
+        kh, kw = lay.weight_shape[1:3]
+    (sh, sw), (top, _, left, _) = lay.stride, lay.padding
+
+    def last_out(size, k, stride, pad, out):  # per input index: last output index reading it
+        i = np.arange(size)
+        hi = np.minimum((i + pad) // stride, out - 1)
+        lo = -((k - 1 - i - pad) // stride)  # ceil((i + pad - k + 1) / stride)
+        return np.where(hi >= np.maximum(lo, 0), hi, -1)
+    ly, lx = last_out(h, kh, sh, top, oh), last_out(w, kw, sw, left, ow)
+    pix = np.where((ly[:, None] >= 0) & (lx[None, :] >= 0), ly[:, None] * ow + lx[None, :], -1)
+    ci = np.arange(c_in)
+    if lay.kind in ("conv2d", "pointwise"):
+        chan = np.full(c_in, c_out - 1)  # every output channel reads every input channel
+    elif lay.kind == "depthwise":
+        chan = ci * lay.depth_multiplier + lay.depth_multiplier - 1
+    else:
+        chan = ci
+    last = pix[..., None] * c_out + chan  # [h, w, c_in]: last output element reading it
+    index = np.arange(h * w * c_in).reshape(h, w, c_in)
+    read = (pix >= 0)[..., None] & np.ones(c_in, bool)
+    if not read.any():
+        return None
+    return max(0, int((last - index)[read].max()) + 1)
+
+
+def tensor_bytes(t: Tensor) -> int:
+    """Bytes of a tensor packed as the C code stores it."""
+    return packed_bytes(int(np.prod(t.shape)), t.bits)
+
+
+def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True
+                ) -> tuple[list[Step], memplan.MemoryPlan]:
+    """The steps of ``graph`` in execution order and where their tensors live.
+
+    A step per node in :meth:`IntegerGraph.order`, except: flatten / reshape nodes are no step
+    (their output aliases their input); a compute node whose only reader is a max pool, and
+    whose output is not a graph output, is fused with it (``fuse_pool``: the un-pooled tensor
+    is never stored); a compute node whose only reader is an ADD whose other addend is already
+    computed is fused with it (``fuse_add``: the sum is formed element by element as the layer
+    writes its output, which may overwrite the other addend, so a residual block needs no
+    third buffer). Add, quantize and softmax may write in place over an input whose last
+    reader they are (:data:`INPLACE_INPUTS`); 8-bit convolutions and pools may slide their
+    output over such an input (:func:`write_delay`). Offsets:
+    :func:`tinyopt.deploy.memplan.plan_memory`.
+
+    Returns:
+        (steps with their arena offsets, the :class:`~tinyopt.deploy.memplan.MemoryPlan`).
+
+    Raises:
+        ValueError: an invalid graph, several graph outputs, a graph without a step, or a node
+            the C kernels do not support (named, with the supported set).
+    """
+    graph.validate()
+    outputs = graph.output_names()
+    if len(outputs) != 1:
+        raise ValueError(f"graph {graph.name!r} has {len(outputs)} outputs {outputs}; the C "
+                         "export writes one (model_run(in, out))")
+    wiring, consumers, layers = graph.wiring(), graph.consumers(), graph.layers
+    steps: list[Step] = []
+    aliases: dict[str, str] = {}
+    fused: set[int] = set()
+    produced = {graph.input_name}
+    for i in graph.order():
+        if i in fused:
+            continue
+        layer, (ins, outs) = layers[i], wiring[i]
+        check_layer(layer, graph.rounding)
+        if layer.kind in ALIAS_KINDS:
+            aliases[outs[0]] = ins[0]
+            produced.add(outs[0])
+            continue
+        pool, add, slot, out, ins = None, None, 0, outs[0], tuple(ins)
+        readers = consumers.get(out, [])
+        reader = layers[readers[0]] if len(readers) == 1 else None
+        if (layer.kind in COMPUTE_KINDS and out not in outputs and reader is not None
+                and fuse_pool and reader.kind == "maxpool"):
+            pool = reader
+        elif (layer.kind in COMPUTE_KINDS and out not in outputs and reader is not None
+              and fuse_add and reader.kind == "add"):
+            addends = wiring[readers[0]][0]
+            slot = addends.index(out)
+            if addends[1 - slot] != out and addends[1 - slot] in produced:
+                add, ins = reader, (ins[0], addends[1 - slot])
+        if pool is not None or add is not None:
+            check_layer(pool or add, graph.rounding)
+            fused.add(readers[0])
+            out = wiring[readers[0]][1][0]
+        last = pool or add or layer
+        label = layer.name if last is layer else f"{layer.name}+{last.name}"
+        # step names go into C strings and whitespace-separated stats: keep them plain
+        label = re.sub(r"[^A-Za-z0-9_+.:-]", "_", label)
+        if len(label) > 40 or label in {s.name for s in steps}:  # long TFLite tensor names
+            label = f"step{len(steps)}_{layer.kind}" + ("" if last is layer else f"+{last.kind}")
+        steps.append(Step(label, layer, pool, tuple(layer.in_shape), layer.in_bits,
+                          tuple(last.out_shape), last.out_bits, inputs=ins, output=out,
+                          in_specs=tuple(graph.tensor(t) for t in ins), add=add,
+                          add_slot=slot))
+        produced.add(out)
+    if not steps:
+        raise ValueError("the graph has no compute, pool or DAG node to export (only reshapes)")
+    names = {graph.input_name, *(t for s in steps for t in (*s.inputs, s.output)), *aliases}
+    sizes = {t: tensor_bytes(graph.tensor(t)) for t in names}
+    io = [memplan.StepIO(s.inputs, s.output,
+                         tuple(k for k in ((1,) if s.add is not None
+                                           else INPLACE_INPUTS.get(s.layer.kind, ()))
+                               if sizes[s.inputs[k]] == sizes[s.output]),
+                         exclusive=s.add is not None,
+                         slide=() if write_delay(s) is None else ((0, write_delay(s)),))
+          for s in steps]
+    mem = memplan.plan_memory(io, sizes, graph.input_name, outputs, aliases)
+    for s in steps:
+        s.in_offsets = tuple(mem.offset(t) for t in s.inputs)
+        s.in_offset, s.out_offset = s.in_offsets[0], mem.offset(s.output)
+    return steps, mem
+
+
+def plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True
+         ) -> tuple[list[Step], int]:
+    """The steps of ``graph`` and the arena bytes (:func:`memory_plan`, without the plan).
+
+    Returns:
+        (steps, arena_bytes); each step's input and output offsets inside the arena.
+
+    Raises:
+        ValueError: as :func:`memory_plan`.
+    """
+    steps, mem = memory_plan(graph, fuse_pool, fuse_add)
+    return steps, mem.arena_bytes
