@@ -15,7 +15,7 @@ PAPERMILL := $(VENV)/bin/tinyopt run
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 
-.PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy iso_memory mcu mcu-tools sweep bench clean-venv
+.PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
@@ -26,6 +26,7 @@ help:
 	@echo "make lab         start JupyterLab on notebooks/"
 	@echo "make sweep GRID=notebooks/grids/X.yaml   a resumable papermill sweep"
 	@echo "make bench       speed/memory benchmarks -> $(RESULTS)/bench/"
+	@echo "make real_models notebook 07: the MLPerf Tiny int8 models, bit-exact, deployed, vs TFLM"
 	@echo "make iso_memory  notebook 06 (long): mixed precision vs the best int8 that fits"
 	@echo "make mcu         install the ARM toolchain + QEMU if missing, run the C export on a Cortex-M7"
 
@@ -116,9 +117,17 @@ deploy: setup data
 	$(PAPERMILL) notebooks/05_deploy.ipynb $(RESULTS)/deploy/05_deploy.ipynb -p out_dir $(RESULTS)/deploy || exit 1; \
 	echo "== 05_deploy took $$(( $$(date +%s) - start )) s"
 
+# The four MLPerf Tiny int8 models (../shared/models/mlperf_tiny or $$TINYOPT_MODELS): import,
+# bit-exactness against LiteRT and TFLite Micro, C on the host and under QEMU, RAM vs TFLM.
+real_models: setup
+	@mkdir -p $(RESULTS)/real_models
+	@start=$$(date +%s); \
+	$(PAPERMILL) notebooks/07_real_models.ipynb $(RESULTS)/real_models/07_real_models.ipynb -p out_dir $(RESULTS)/real_models || exit 1; \
+	echo "== 07_real_models took $$(( $$(date +%s) - start )) s"
+
 mcu: mcu-tools deploy
 
-reproduce: baseline multicomponent subbyte memory_policy integer_only deploy
+reproduce: baseline multicomponent subbyte memory_policy integer_only deploy real_models
 	@echo "reproduce: done; tables and figures are in $(RESULTS)/"
 
 lab: setup data

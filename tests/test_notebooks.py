@@ -138,6 +138,22 @@ def _check_06(out: Path) -> None:
     assert (out / "fashion_mnist_pareto.png").stat().st_size > 1000
 
 
+def _check_07(out: Path) -> None:
+    """Host only (QEMU for the DAG export: tests/test_deploy_dag.py)."""
+    checks = pd.read_csv(out / "bitexact.csv")
+    assert list(checks["model"]) == ["kws_dscnn", "ad_fcae"]
+    assert (checks["images"] == 6).all()
+    assert (checks["litert_diff_bytes"] == 0).all() and (checks["tflm_diff_bytes"] == 0).all()
+    assert checks.set_index("model").loc["kws_dscnn", "macs"] == 2656768  # MLPerf's 2.66 M
+    table = pd.read_csv(out / "real_models.csv").set_index("model")
+    assert (table["host_c_mismatching_values"] == 0).all() and (table["host_images"] == 4).all()
+    assert (table["arena_bytes"] == table["predicted_ram"]).all()
+    assert (table["tflm_activation_bytes"] > 0).all()
+    assert (table["arena_bytes"] <= table["tflm_activation_bytes"]).all()
+    assert table["mcu_images"].isna().all()  # run_mcu=False: no QEMU columns, and said so
+    assert pd.read_csv(out / "deploy.csv")["mcu_skipped"].eq("run_mcu=False").all()
+
+
 # ------------------------------------------------------------------------------ the notebooks
 # stem: (datasets it needs, tiny parameters, check of its out_dir)
 NOTEBOOKS = {
@@ -164,6 +180,9 @@ NOTEBOOKS = {
         alphas=[0.25, 0.5], resolutions=[28], budget_member=[0.25, 28], flash_bytes=500000,
         epochs=2, train_samples=2000, qat_epochs=0, calibration_samples=128,
         test_samples=500, granularity=["PL"]), _check_06),
+    "07_real_models": ((), dict(
+        models=["kws_dscnn", "ad_fcae"], images=6, host_images=4, mcu_images=2,
+        run_mcu=False), _check_07),
 }
 
 
@@ -176,8 +195,15 @@ def executed(tmp_path_factory):
     def run(stem: str) -> Path:
         if stem not in runs:
             needs, params, _ = NOTEBOOKS[stem]
+            if stem == "07_real_models":  # the MLPerf Tiny models, beside the checkout
+                from tinyopt.front import zoo
+                try:
+                    zoo.mlperf_tiny_path("kws_dscnn")
+                except zoo.ModelNotFound as exc:
+                    pytest.skip(str(exc))
             tmp = tmp_path_factory.mktemp(stem)
-            extra = {"build_dir": str(tmp / "build")} if stem == "05_deploy" else {}
+            extra = ({"build_dir": str(tmp / "build")}
+                     if stem in ("05_deploy", "07_real_models") else {})
             try:
                 run_notebook(f"{stem}.ipynb", tmp, needs=needs, out_dir=str(tmp / "out"),
                              **params, **extra)

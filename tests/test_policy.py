@@ -162,7 +162,7 @@ SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
 @SETTINGS
 @given(graphs(), st.integers(1, 30_000), st.integers(1, 1500), st.sampled_from(["PL", "PC"]),
        st.sampled_from([(8, 4, 2), (8, 4), (8, 2), (4, 2)]))
-def test_result_fits_or_error_iff_lowest_bits_do_not(ns, flash, ram, g, bits):
+def test_result_fits_and_errors_only_when_the_lowest_bits_do_not_fit(ns, flash, ram, g, bits):
     lo = min(bits)
     lowest = Policy.uniform([n.name for n in ns], lo, lo, g)
     feasible = mem.flash_bytes(ns, lowest) <= flash and mem.peak_ram_bytes(ns, lowest) <= ram
@@ -173,7 +173,11 @@ def test_result_fits_or_error_iff_lowest_bits_do_not(ns, flash, ram, g, bits):
         assert (e.min_flash, e.min_ram) == (mem.flash_bytes(ns, lowest),
                                            mem.peak_ram_bytes(ns, lowest))
         return
-    assert feasible
+    # No "assert feasible": the uniform lowest-bit policy is not always the smallest. Under PL a
+    # sub-byte layer folds ICN (per-channel bias, m0, n0) where an 8-bit one folds FB, so for
+    # layers of a few weights and several channels more bits can take fewer bytes (hypothesis
+    # found 4 one-weight layers: all 2-bit 108 B, the search's 4/4/8/8 106 B). A search that
+    # fits where the lowest uniform policy does not is right; what must hold is that it fits.
     assert mem.flash_bytes(ns, p) <= flash and mem.peak_ram_bytes(ns, p) <= ram
     # every cut is in the trace: replaying it from the top bits gives the policy
     w, a = [max(bits)] * len(ns), [max(bits)] * len(ns)

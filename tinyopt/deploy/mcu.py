@@ -411,9 +411,11 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         summary["arena_over_predicted_ram"] = arena / summary["predicted_ram"]
         summary["ram_overheads"] = (summary["data"] + summary["bss_outside_arena"]
                                     + summary["stack_peak"])
+        # the plan is exact: the arena on the device is the predicted one, byte for byte, and
+        # all other RAM is the listed overheads
         summary["ram_acceptance_ok"] = bool(
-            summary["ram_measured"] <= 1.1 * summary["predicted_ram"] + summary["ram_overheads"]
-            and arena <= 1.1 * summary["predicted_ram"])
+            arena == summary["predicted_ram"] == summary["arena_bytes"]
+            and summary["ram_measured"] == summary["predicted_ram"] + summary["ram_overheads"])
         per_step = run.step_insns(mcu_images)
         steps["insns_per_image"] = [per_step.get(n, np.nan) for n in steps["name"]]
         steps["insns_per_mac"] = steps["insns_per_image"] / steps["macs"].where(

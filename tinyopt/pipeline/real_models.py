@@ -76,3 +76,75 @@ def integer_check(tflite_bytes: bytes, name: str, images: int = 1000, seed: int 
                                             != micro))
         row["litert_vs_tflm_bytes"] = int(np.sum(ref != micro))
     return row
+
+
+def deploy_check(tflite_bytes: bytes, name: str, build_dir, host_images: int = 1000,
+                 mcu_images: int = 20, run_mcu: bool = True, seed: int = 0,
+                 flavour: str = "tflm") -> dict:
+    """Deploy the imported graph as C (:func:`tinyopt.mcu.deploy`) and put TFLite Micro's arena
+    for the same flatbuffer beside ours.
+
+    Arguments:
+        tflite_bytes, name: as :func:`integer_check`.
+        build_dir: folder for the C sources and builds (``<build_dir>/<name>/``).
+        host_images, mcu_images: random int8 inputs checked on the host / under QEMU.
+        run_mcu: False (or no ARM toolchain) skips the Cortex-M7 part; the reason is in
+            ``mcu_skipped``.
+        flavour: the rounding the C code computes: "tflm" (default: what the same model computes
+            deployed with TensorFlow Lite Micro and CMSIS-NN) or "litert".
+
+    Returns:
+        :func:`tinyopt.mcu.deploy`'s summary plus ``flavour``, ``tflm_arena_bytes`` (TFLM's
+        whole tensor arena), ``tflm_activation_bytes`` (its planned, non-persistent part: the
+        figure comparable with our ``arena_bytes``) and ``tflm_persistent_bytes``.
+    """
+    from tinyopt.deploy import mcu
+    from tinyopt.deploy.tflm_reference import tflm_arena
+    g = graph_from_tflite(tflite_bytes, flavour=flavour)
+    g.name = name
+    x = random_inputs(g, max(host_images, mcu_images if run_mcu else 0), seed + 1)
+    result = mcu.deploy(g, x, build_dir, name=name, host_images=host_images,
+                        mcu_images=mcu_images, run_mcu=run_mcu)
+    row = {"flavour": flavour, **result["summary"]}
+    tflm = tflm_arena(tflite_bytes)
+    row.update(tflm_arena_bytes=tflm["total_bytes"], tflm_activation_bytes=tflm["activation_bytes"],
+               tflm_persistent_bytes=tflm["persistent_bytes"])
+    return row
+
+
+def headline(checks, deployed):
+    """One row per model: bit-exactness, flash, RAM next to TFLM's, instructions per inference.
+
+    Arguments:
+        checks: :func:`integer_check` rows (a DataFrame).
+        deployed: :func:`deploy_check` rows (a DataFrame).
+
+    Returns:
+        A DataFrame; MCU columns are NaN where the QEMU part was skipped.
+    """
+    import pandas as pd
+    d = deployed.set_index("model")
+    rows = []
+    for c in checks.to_dict("records"):
+        s = d.loc[c["model"]]
+        get = (lambda k: s[k] if k in s.index else float("nan"))  # noqa: E731
+        rows.append({
+            "model": c["model"], "macs": c["macs"], "weights": c["weights"],
+            "sim_vs_litert_diff_bytes": c["litert_diff_bytes"],
+            "sim_vs_tflm_diff_bytes": c["tflm_diff_bytes"],
+            "host_c_mismatching_values": s["host_mismatching_values"],
+            "host_images": s["host_images"],
+            "mcu_mismatching_values": get("mcu_mismatching_values"),
+            "mcu_images": get("mcu_images"),
+            "flash_weights": s["weight_bytes_c"],
+            "flash_params_other": s["param_bytes_c"] - s["weight_bytes_c"],
+            "flash_code": get("code_model"),
+            "arena_bytes": s["arena_bytes"], "predicted_ram": s["predicted_ram"],
+            "tflm_activation_bytes": s["tflm_activation_bytes"],
+            "arena_vs_tflm": s["arena_bytes"] / s["tflm_activation_bytes"],
+            "tflm_arena_bytes": s["tflm_arena_bytes"],
+            "stack_model_run": get("stack_model_run"),
+            "insns_per_inference": get("insns_per_image_mean"),
+            "insns_per_mac": get("insns_per_image_mean") / c["macs"],
+        })
+    return pd.DataFrame(rows)
