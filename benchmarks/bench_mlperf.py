@@ -19,7 +19,6 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # a single-threaded simulator
 
-import csv  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -28,9 +27,13 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.test_mlperf_import import MLPERF, MODELS, litert_trace, tflm_trace  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from tinyopt.front.zoo import MLPERF_TINY, mlperf_tiny_tflite  # noqa: E402
 from tinyopt.integer import sim  # noqa: E402
 from tinyopt.integer.from_litert import graph_from_tflite  # noqa: E402
+from tinyopt.litert.reference import litert_reference, tflm_reference  # noqa: E402
+from tinyopt.workbench.report import write_csv  # noqa: E402
 
 N, BATCH, ROUNDS = 1000, 100, 3
 
@@ -52,14 +55,14 @@ def litert_rate(tfl: bytes, x: np.ndarray) -> float:
 
 def main() -> None:
     rows = []
-    for name in MODELS:
-        tfl = (MLPERF / f"{name}_int8.tflite").read_bytes()
+    for name in MLPERF_TINY:
+        tfl = mlperf_tiny_tflite(name)
         g = graph_from_tflite(tfl)
         x = np.random.default_rng(7).integers(-128, 128, (N, *g.input_shape)).astype(np.int8)
         out = g.output_names()[0]
-        ref = np.concatenate([litert_trace(tfl, x[i:i + 250])[out] for i in range(0, N, 250)])
+        ref = litert_reference(tfl, x, {out})[out]
         d_litert = int(np.sum(sim.run_tflite(tfl, x) != ref))
-        micro = tflm_trace(tfl, x, {out})[out]
+        micro = tflm_reference(tfl, x, {out})[out]
         d_tflm = int(np.sum(sim.run_tflite(tfl, x, flavour="tflm").reshape(N, -1) != micro))
         cross = int(np.sum(ref.reshape(N, -1) != micro))  # LiteRT vs TFLM themselves
         sim_rates, lite_rates = [], []
@@ -74,14 +77,8 @@ def main() -> None:
                "ratio_sim_over_litert": round(max(sim_rates) / max(lite_rates), 3)}
         print(row, flush=True)
         rows.append(row)
-    path = ROOT / "results" / "integer_only" / "mlperf_sim.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    path = write_csv(pd.DataFrame(rows), ROOT / "results" / "integer_only" / "mlperf_sim.csv")
     print(f"wrote {path}")
-
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,6 @@ arm-none-eabi-gcc with qemu-system-arm for the QEMU columns).
 """
 from __future__ import annotations
 
-import csv
 import sys
 import tempfile
 from pathlib import Path
@@ -30,10 +29,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.test_mlperf_import import MLPERF, MODELS  # noqa: E402
+from tinyopt.front.zoo import MLPERF_TINY, mlperf_tiny_path  # noqa: E402
 from tinyopt.deploy import mcu  # noqa: E402
 from tinyopt.deploy.tflm_reference import tflm_arena  # noqa: E402
-from tinyopt.files import atomic_path  # noqa: E402
+from tinyopt.workbench.report import write_csv  # noqa: E402
 from tinyopt.integer.from_litert import graph_from_tflite  # noqa: E402
 
 N_HOST, N_QEMU, SEED = 1000, 20, 7
@@ -46,8 +45,8 @@ def main() -> None:
         print(f"QEMU columns skipped: {why}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in MODELS:
-            path = MLPERF / f"{name}_int8.tflite"
+        for name in MLPERF_TINY:
+            path = mlperf_tiny_path(name)
             tfl = path.read_bytes()
             ref = tflm_arena(path)
             row = {"model": name}
@@ -86,10 +85,7 @@ def main() -> None:
             print(row, flush=True)
             rows.append(row)
     out = ROOT / "results" / "integer_only" / "mlperf_deploy.csv"
-    with atomic_path(out, ".csv") as tmp_csv, open(tmp_csv, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(rows, out)
     print(f"wrote {out}")
 
 
