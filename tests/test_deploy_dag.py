@@ -176,6 +176,7 @@ def test_planner_aliases_in_place_and_branches():
         memplan.plan_memory([memplan.StepIO(("y",), "a")], {"y": 1, "a": 1, "x": 1}, "x", ["a"])
 
 
+@pytest.mark.slow  # ~10 s of C builds: in make test, not in the edit-test loop
 def test_sliding_writes_on_random_windowed_layers(tmp_path):
     """One windowed 8-bit layer per graph (conv, pointwise, depthwise with a depth multiplier,
     max / average pool; random kernel, stride, padding): the output slides over the input
@@ -220,6 +221,7 @@ def test_sliding_writes_on_random_windowed_layers(tmp_path):
 
 
 # ------------------------------------------------------------------------------ host bit-exact
+@pytest.mark.slow  # 8 C builds (~16 s); make test-fast keeps the hand-built DAG and fusion tests
 @pytest.mark.parametrize("flavour", ["litert", "tflm"])
 @pytest.mark.parametrize("name", MODELS)
 def test_mlperf_host_c_bitexact(tmp_path, name, flavour):

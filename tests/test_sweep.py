@@ -94,6 +94,11 @@ def project(tmp_path, monkeypatch) -> Path:
     return root
 
 
+# These run the fixture notebooks on a real Dask cluster: in make test, not in make test-fast
+# (no training and no notebook runs there).
+NOTEBOOK_RUNS = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """One LocalCluster of 2 pinned worker processes for the module; a dead worker's task is
@@ -256,6 +261,7 @@ def test_table_that_no_sweep_wrote_is_refused(project):
 
 # ---------------------------------------------------------------- running on a LocalCluster
 
+@NOTEBOOK_RUNS
 def test_local_cluster_runs_records_failures_and_retries_them(project, tmp_path, cluster):
     counter, flag = tmp_path / "counter.txt", tmp_path / "fail.flag"
     flag.write_text("fail once")
@@ -311,6 +317,7 @@ def test_local_cluster_runs_records_failures_and_retries_them(project, tmp_path,
     assert counts(counter) == {"1,a": 1, "2,a": 2, "3,a": 1}
 
 
+@NOTEBOOK_RUNS
 def test_notebook_without_out_dir_gives_parameter_rows(project, cluster):
     s = sweep.load(grid(notebook="no_out_dir.ipynb", grid={"n": [1, -1]}))
     assert all("out_dir" not in r.inject and r.collect is None for r in s.runs)
@@ -323,6 +330,7 @@ def test_notebook_without_out_dir_gives_parameter_rows(project, cluster):
     assert cli.main(["sweep", "notebooks/grids/g.yaml", "--dry-run"]) == 0
 
 
+@NOTEBOOK_RUNS
 def test_killed_worker_task_is_retried_on_another_worker(project, tmp_path, cluster):
     counter, hold, marker = (tmp_path / n for n in ("counter.txt", "hold", "worker.pid"))
     hold.write_text("run 1 waits while this exists")
@@ -349,6 +357,7 @@ def test_killed_worker_task_is_retried_on_another_worker(project, tmp_path, clus
     assert table(s.output)["run"].tolist() == rows_per_run(s)  # every row exactly once
 
 
+@NOTEBOOK_RUNS
 def test_worker_deaths_beyond_the_retries_fail_the_run_then_it_is_retried(project, tmp_path,
                                                                          cluster):
     # One run: a task waiting on a dying worker counts as suspicious too, so a second run could
@@ -373,6 +382,7 @@ def test_worker_deaths_beyond_the_retries_fail_the_run_then_it_is_retried(projec
     assert table(s.output)["run"].tolist() == rows_per_run(s)
 
 
+@NOTEBOOK_RUNS
 def test_killed_client_rerun_does_only_the_missing_work(project, tmp_path, cluster):
     counter, hold = tmp_path / "counter.txt", tmp_path / "hold"
     hold.write_text("run 2 waits while this exists")
@@ -412,6 +422,7 @@ def test_killed_client_rerun_does_only_the_missing_work(project, tmp_path, clust
 
 # ---------------------------------------------------------------- the table, rebuilt from runs
 
+@NOTEBOOK_RUNS
 def test_rerun_repairs_the_table_to_what_a_clean_sweep_writes(project, tmp_path, cluster):
     path = tiny_grid(tmp_path)
     s = sweep.load(path)
@@ -433,6 +444,7 @@ def test_rerun_repairs_the_table_to_what_a_clean_sweep_writes(project, tmp_path,
     assert table(s.output)["run"].tolist() == rows_per_run(s)
 
 
+@NOTEBOOK_RUNS
 def test_status_rebuilds_a_damaged_table_and_names_the_damage(project, tmp_path, cluster,
                                                               capsys):
     path = tiny_grid(tmp_path)
@@ -465,6 +477,7 @@ def test_status_rebuilds_a_damaged_table_and_names_the_damage(project, tmp_path,
 
 # ---------------------------------------------------------------- a separate Dask cluster
 
+@NOTEBOOK_RUNS
 def test_separate_scheduler_and_worker_processes(project, tmp_path, capsys):
     info = tmp_path / "scheduler.json"
 

@@ -459,8 +459,9 @@ def graph_from_tflite(tflite_bytes: bytes, *, flavour: str = "litert") -> Intege
     Weights, biases, scales, zero points, strides, paddings and fused activations are read from
     the model; multipliers are computed as TFLite's kernels compute them at Prepare time
     (per-channel: double(s_in) * double(s_w[c]) / double(s_out); FULLY_CONNECTED per tensor:
-    double(float32(s_in * s_w)) / double(s_out) in LiteRT, the double product in TFLM). int8 weights w are stored as unsigned codes
-    w + 128 with zero point z_w + 128, so W - Z_w is unchanged.
+    double(float32(s_in * s_w)) / double(s_out) in LiteRT, the double product in TFLM). int8
+    weights w are stored as unsigned codes w + 128 with zero point z_w + 128, so W - Z_w is
+    unchanged.
 
     Arguments:
         tflite_bytes: the flatbuffer of a full-integer model (int8 activations; int8 I/O).
