@@ -8,7 +8,7 @@ Per model (``../shared/models/mlperf_tiny``) and flavour ("litert": LiteRT's ref
    (mps2-an500) on the first ``N_QEMU`` of them.
 2. RAM: our arena (the ``model_arena`` symbol of the built program), the memory plan's
    prediction, its lower bound (largest bytes live at one step), and TFLM's tensor arena for the
-   same ``.tflite`` from the tflite-micro interpreter (:func:`tinyopt.deploy.tflm_reference.
+   same ``.tflite`` from the tflite-micro interpreter (:func:`tinyopt.deploy.tflm_arena.
    tflm_arena`: total, and its activation part, the non-persistent head, which is what our
    arena replaces); the peak stack of ``model_run`` and of the whole program.
 3. Flash: packed weights, other parameters (bias, multipliers, zero points), other constants
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tinyopt.front.zoo import MLPERF_TINY, mlperf_tiny_path  # noqa: E402
 from tinyopt.deploy import mcu  # noqa: E402
-from tinyopt.deploy.tflm_reference import tflm_arena  # noqa: E402
+from tinyopt.deploy.tflm_arena import tflm_arena  # noqa: E402
 from tinyopt.workbench.report import write_csv  # noqa: E402
 from tinyopt.integer.from_litert import graph_from_tflite  # noqa: E402
 

@@ -48,3 +48,15 @@ def test_integer_check_compares_with_both_interpreters():
     assert row["litert_vs_tflm_bytes"] > 0
     with pytest.raises(ValueError, match="images must be >= 1"):
         real_models.integer_check(zoo.mlperf_tiny_tflite("ad_fcae"), "ad_fcae", images=0)
+
+
+def test_tflm_arena_splits_head_and_tail_and_refuses_a_non_model():
+    from tinyopt.deploy.tflm_arena import tflm_arena
+    _have()
+    pytest.importorskip("tflite_micro")
+    arena = tflm_arena(zoo.mlperf_tiny_tflite("ad_fcae"))
+    assert arena["total_bytes"] == arena["activation_bytes"] + arena["persistent_bytes"]
+    # the autoencoder's largest live pair: 640 int8 inputs + 128 outputs of its first layer
+    assert arena["activation_bytes"] == 640 + 128
+    with pytest.raises(RuntimeError, match="tflite-micro interpreter gave no arena report"):
+        tflm_arena(b"not a model" * 10)

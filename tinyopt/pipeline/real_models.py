@@ -99,7 +99,7 @@ def deploy_check(tflite_bytes: bytes, name: str, build_dir, host_images: int = 1
         figure comparable with our ``arena_bytes``) and ``tflm_persistent_bytes``.
     """
     from tinyopt.deploy import mcu
-    from tinyopt.deploy.tflm_reference import tflm_arena
+    from tinyopt.deploy.tflm_arena import tflm_arena
     g = graph_from_tflite(tflite_bytes, flavour=flavour)
     g.name = name
     x = random_inputs(g, max(host_images, mcu_images if run_mcu else 0), seed + 1)
