@@ -37,9 +37,9 @@ def test_seed_cnn_bytes_by_hand(seed, w, a, g, flash, peak, per_layer):
     assert mem.flash_bytes(seed, policy) == flash
     assert mem.peak_ram_bytes(seed, policy) == peak
     # fc: input = conv output at a bits (pool ignored, same element count 2028 after pooling),
-    # output = 10 logits counted at 8 bits whatever act_bits says
-    assert df.loc[1, "ram_bytes"] == 2028 * a // 8 + 10
-    assert df.loc[1, "output_bits"] == 8
+    # output = 10 int32 logits as deployed (4 bytes each) whatever act_bits says
+    assert df.loc[1, "ram_bytes"] == 2028 * a // 8 + 40
+    assert df.loc[1, "output_bits"] == 32
 
 
 def test_packed_bytes_rounds_up_and_fb_override():
@@ -50,8 +50,8 @@ def test_packed_bytes_rounds_up_and_fb_override():
     p = Policy.uniform(["a", "b"], 4, 4, "PL", fold="FB")
     df = mem.report(ns, p)
     assert df["flash_bytes"].tolist() == [2 + 28, 3 + 24]
-    # RAM: a: 5 B (8-bit image) + ceil(5*4/8)=3; b: 3 + 1 (logit at 8 bits)
-    assert df["ram_bytes"].tolist() == [8, 4]
+    # RAM: a: 5 B (8-bit image) + ceil(5*4/8)=3; b: 3 + 4 (one int32 logit)
+    assert df["ram_bytes"].tolist() == [8, 7]
 
 
 def test_extra_bytes_table():
@@ -141,13 +141,19 @@ def test_uniform_int8_fit_matches_spec_table(config):
     assert got == FITS_INT8[config]
 
 
-def test_nodes_rejects_branches_and_separable():
+def test_branches_count_live_tensors_and_separable_is_refused():
     import tf_keras as keras
     x = keras.Input((8, 8, 4))
-    y = keras.layers.Conv2D(4, 1)(x)
-    z = keras.layers.Add()([x, y])
-    with pytest.raises(ValueError, match="chain"):
-        mem.nodes(keras.Model(x, z))
+    y = keras.layers.Conv2D(4, 1, name="c")(x)
+    z = keras.layers.Add(name="add")([x, y])
+    model = keras.Model(x, z)
+    p = Policy.uniform(model, 8, 8)
+    # conv step: x (256 B, held for the add) + y (256 B); add step: x + y + z (256 B each)
+    steps = mem.live_steps(model, p)
+    assert steps["live_bytes"].tolist() == [512, 768]
+    assert mem.peak_ram_bytes(model, p) == 768
+    p4 = Policy.uniform(model, 8, 4)  # y at 4 bits: the add's output keeps the larger (8)
+    assert mem.live_steps(model, p4)["live_bytes"].tolist() == [256 + 128, 256 + 128 + 256]
     s = keras.Sequential([keras.Input((8, 8, 4)), keras.layers.SeparableConv2D(4, 3)])
     with pytest.raises(ValueError, match="SeparableConv2D"):
         mem.nodes(s)

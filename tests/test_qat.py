@@ -289,12 +289,19 @@ def test_quantize_mixed_errors():
     a = L.Conv2D(2, 3, activation="relu", name="a")(inp)
     b = L.Conv2D(2, 3, activation="relu", name="b")(inp)
     branchy = keras.Model(inp, L.Dense(2, name="fc")(L.Flatten()(L.Add(name="add")([a, b]))))
-    with pytest.raises(ValueError, match="chain"):
-        qat.quantize_mixed(branchy, Policy.uniform(branchy, 8, 8))
+    # branches and linear layers inside the network are taken (tests/test_any_graph.py)
+    q = qat.quantize_mixed(branchy, Policy.uniform(branchy, 8, 8))
+    assert type(q.get_layer("add")).__name__ == "QuantAdd"
     inp = keras.Input((8, 8, 1))
     lin = keras.Model(inp, L.Dense(2, name="fc")(L.Flatten()(L.Conv2D(2, 3, name="c")(inp))))
-    with pytest.raises(ValueError, match="no ReLU"):
-        qat.quantize_mixed(lin, Policy.uniform(lin, 8, 8))
+    assert qat.quantize_mixed(lin, Policy.uniform(lin, 8, 8)).get_layer("c").activation == \
+        "signed"
+    # a TF op that is not a layer in disguise is refused by name
+    inp = keras.Input((8, 8, 1))
+    scaled = keras.Model(inp, L.Dense(2, name="fc")(L.Flatten()(
+        L.Conv2D(2, 3, activation="relu", name="c")(inp) * 2.0)))
+    with pytest.raises(ValueError, match=r"TF op math.multiply.*Supported:"):
+        qat.quantize_mixed(scaled, Policy.uniform(["c", "fc"], 8, 8))
 
 
 def test_summary_counts_bits_bytes_and_macs():

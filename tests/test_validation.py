@@ -236,7 +236,7 @@ def test_lstm_is_refused_by_name_in_memory_and_policy():
     model = keras.Sequential([L.InputLayer(input_shape=(10, 4)), L.LSTM(16, name="lstm"),
                               L.Dense(3, name="fc")])
     with pytest.raises(ValueError, match=r"layer 'lstm' \(LSTM\).*recurrent.*Supported: "
-                                         r"compute layers Conv2D, DepthwiseConv2D, Dense"):
+                                         r"Conv2D, Conv1D, DepthwiseConv2D, Dense"):
         memory.nodes(model)
     with pytest.raises(ValueError, match=r"layer 'lstm' \(LSTM\)"):
         memory.flash_bytes(model, Policy(["fc"], [8], [8]))
@@ -244,27 +244,25 @@ def test_lstm_is_refused_by_name_in_memory_and_policy():
         memory_driven(model, "2M", "512k")
 
 
-@pytest.mark.parametrize("kind", ["Conv2DTranspose", "SeparableConv2D", "Conv1D"])
+@pytest.mark.parametrize("kind", ["Conv2DTranspose", "SeparableConv2D"])
 def test_conv_variants_are_refused_by_name(kind):
-    """Conv2DTranspose used to be counted as a Conv2D (wrong MACs), Conv1D was skipped."""
-    if kind == "Conv1D":
-        model = _chain(L.Reshape((8, 8), name="rs"), L.Conv1D(2, 3, name="bad"), L.Flatten(),
-                       L.Dense(3, name="fc"))
-    else:
-        model = _chain(getattr(L, kind)(2, 3, name="bad"), L.Flatten(), L.Dense(3, name="fc"))
+    """Conv2DTranspose used to be counted as a Conv2D (wrong MACs); Conv1D is now counted
+    (tests/test_any_graph.py)."""
+    model = _chain(getattr(L, kind)(2, 3, name="bad"), L.Flatten(), L.Dense(3, name="fc"))
     with pytest.raises(ValueError, match=rf"layer 'bad' \({kind}\) is not supported by the "
-                                         r"memory model.*Supported:"):
+                                         r"sub-byte flow.*Supported:"):
         memory.nodes(model)
     with pytest.raises(ValueError, match=rf"layer 'bad' \({kind}\)"):
         memory_driven(model, 10 ** 9, 10 ** 9)
 
 
-def test_batchnorm_must_follow_a_compute_layer():
+def test_standalone_batchnorm_is_a_per_channel_node():
     model = _chain(L.Conv2D(2, 3, name="c"), L.MaxPooling2D(name="pool"),
                    L.BatchNormalization(name="late_bn"), L.Flatten(), L.Dense(3, name="fc"))
-    with pytest.raises(ValueError, match=r"layer 'late_bn' \(BatchNormalization\).*directly "
-                                         r"after a compute layer"):
-        memory.nodes(model)
+    late = [n for n in memory.nodes(model) if n.name == "late_bn"]
+    # deployed as a 1 x 1 depthwise with one weight per channel, on the pooled 3 x 3 x 2 tensor
+    assert [(n.kind, n.weight_elements, n.in_elements, n.out_elements) for n in late] == \
+        [("depthwise", 2, 18, 18)]
 
 
 def test_nested_models_and_unknown_layers_are_refused():

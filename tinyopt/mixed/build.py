@@ -22,105 +22,38 @@ import tf_keras as keras
 from tinyopt.front.checks import check_weights
 from tinyopt.integer import arith
 from tinyopt.mixed import quantizers
-from tinyopt.transforms.keras_graph import COMPUTE_LAYERS, chain, relu_kind
+from tinyopt.mixed import dag
 from tinyopt.mixed.policy import Policy
-from tinyopt.mixed.layers import (ALPHA_DECAY, CLIP_DECAY, DEFAULT_ALPHA, QuantAvgPool,
-                                  QuantCompute, QuantInput, QuantModel, freeze_bn)
+from tinyopt.mixed.layers import (ALPHA_DECAY, CLIP_DECAY, DEFAULT_ALPHA, QuantAdd, QuantAvgPool,
+                                  QuantCompute, QuantConcat, QuantInput, QuantModel, QuantSoftmax,
+                                  freeze_bn)
 
-PASS_THROUGH = ("MaxPooling2D", "Flatten", "Dropout", "Reshape")
-
-
-def _activation_kind(fn) -> str | None:
-    """'relu' / 'relu6' / None (linear) for a Keras activation function, else ValueError."""
-    name = getattr(fn, "__name__", str(fn))
-    if name in ("linear", "relu", "relu6"):
-        return None if name == "linear" else name
-    raise ValueError(f"activation {name!r} is not supported by the sub-byte quantizers "
-                     "(only linear, relu, relu6)")
-
-
-def _op_config(layer) -> tuple[str, dict]:
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return "depthwise", {"kernel_size": list(layer.kernel_size),
-                             "strides": list(layer.strides), "padding": layer.padding,
-                             "dilation_rate": list(layer.dilation_rate),
-                             "depth_multiplier": int(layer.depth_multiplier)}
-    if isinstance(layer, keras.layers.Conv2D):
-        if type(layer) is not keras.layers.Conv2D or layer.groups != 1:
-            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}, groups="
-                             f"{getattr(layer, 'groups', 1)}) is not supported; only plain "
-                             "Conv2D, DepthwiseConv2D and Dense")
-        return "conv2d", {"kernel_size": list(layer.kernel_size), "strides": list(layer.strides),
-                          "padding": layer.padding, "dilation_rate": list(layer.dilation_rate),
-                          "filters": int(layer.filters)}
-    if len(layer.input_shape) != 2:
-        raise ValueError(f"Dense layer {layer.name!r} has input shape {layer.input_shape}; only "
-                         "2-D inputs are supported")
-    return "dense", {"units": int(layer.units)}
-
-
-def _blocks(model: keras.Model) -> list[dict]:
-    """Group the chain into compute blocks (compute [+ BN] [+ ReLU]) and other layers."""
-    layers, blocks, i = chain(model), [], 0
-    while i < len(layers):
-        layer = layers[i]
-        if isinstance(layer, COMPUTE_LAYERS):
-            kind, cfg = _op_config(layer)
-            block = {"type": "compute", "layer": layer, "kind": kind, "op_config": cfg,
-                     "bn": None, "activation": _activation_kind(layer.activation)}
-            i += 1
-            if block["activation"] is None and i < len(layers) and \
-                    isinstance(layers[i], keras.layers.BatchNormalization):
-                block["bn"] = layers[i]
-                i += 1
-            if block["activation"] is None and i < len(layers) and relu_kind(layers[i]):
-                block["activation"] = relu_kind(layers[i])
-                block["act_layer"] = layers[i]
-                i += 1
-            blocks.append(block)
-        elif type(layer).__name__ in PASS_THROUGH:
-            blocks.append({"type": "pass", "layer": layer})
-            i += 1
-        elif isinstance(layer, (keras.layers.GlobalAveragePooling2D,
-                                keras.layers.AveragePooling2D)):
-            if isinstance(layer, keras.layers.AveragePooling2D) and layer.padding != "valid":
-                raise ValueError(f"AveragePooling2D {layer.name!r} must use VALID padding")
-            if isinstance(layer, keras.layers.GlobalAveragePooling2D) and layer.keepdims:
-                raise ValueError(f"GlobalAveragePooling2D {layer.name!r} with keepdims=True "
-                                 "is not supported")
-            blocks.append({"type": "avgpool", "layer": layer})
-            i += 1
-        else:
-            what = "BatchNormalization not directly after a compute layer" if isinstance(
-                layer, keras.layers.BatchNormalization) else type(layer).__name__
-            raise ValueError(f"layer {layer.name!r} ({what}) is not supported by "
-                             "tinyopt.qat.quantize_mixed; supported: Conv2D, DepthwiseConv2D, "
-                             "Dense, each optionally followed by BatchNormalization and "
-                             f"ReLU/ReLU6, plus {', '.join(PASS_THROUGH)}, "
-                             "GlobalAveragePooling2D and AveragePooling2D (valid)")
-    return blocks
+from tinyopt.mixed.dag import SOFTMAX_HEADS  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- quantize_mixed
 
-def _check_policy(blocks: list[dict], policy: Policy) -> list[str]:
-    names = [b["layer"].name for b in blocks if b["type"] == "compute"]
+def _check_policy(block_list: list, policy: Policy) -> list[str]:
+    names = [b.name for b in block_list if b.is_policy_layer]
     if not isinstance(policy, Policy):
         raise TypeError(f"policy must be a tinyopt.policy.Policy, got {type(policy).__name__}")
     if list(policy.layers) != names:
         raise ValueError(f"the policy's layers {list(policy.layers)} do not match the model's "
                          f"compute layers {names} (same names, same graph order); build it with "
-                         "Policy.uniform(model, ...) or from compute_layer_names(model)")
+                         "Policy.uniform(model, ...) or from tinyopt.mixed.dag.policy_layers(model)")
     return names
 
 
-def _copy_float_weights(q: QuantCompute, block: dict) -> None:
-    layer = block["layer"]
-    kernel = layer.depthwise_kernel if block["kind"] == "depthwise" else layer.kernel
-    q.kernel.assign(kernel)
-    if layer.use_bias:
-        q.bias.assign(layer.bias)
-    bn = block["bn"]
+def _copy_float_weights(q: QuantCompute, block) -> None:
+    if block.op == "bn":  # a standalone BN: a 1 x 1 depthwise of ones, then the BN
+        q.kernel.assign(np.ones(q.kernel.shape, np.float32))
+    else:
+        layer = block.layer
+        kernel = layer.depthwise_kernel if block.kind == "depthwise" else layer.kernel
+        q.kernel.assign(np.reshape(kernel.numpy(), q.kernel.shape))  # Conv1D: (k, ci, co)
+        if layer.use_bias:
+            q.bias.assign(layer.bias)
+    bn = block.bn
     if bn is not None:
         n = q.out_channels
         q.gamma.assign(bn.gamma if bn.scale else np.ones(n, np.float32))
@@ -158,85 +91,161 @@ def init_weight_clip(layer: QuantCompute, method: str = "spec") -> None:
     layer.w_max.assign(b)
 
 
+def _linear_output(block, cons: dict, by_name: dict, output: str) -> bool:
+    """True when a linear block's output reaches the model output through flatten / reshape /
+    dropout only (its output is the network's logits), False when some layer computes on it."""
+    name = block.name
+    while True:
+        if name == output:
+            return True
+        readers = cons.get(name, [])
+        if len(readers) != 1 or by_name[readers[0]].op not in ("flatten", "reshape", "dropout"):
+            return False
+        name = readers[0]
+
+
 def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | None = 1,
                    input_range: tuple[float, float] = (0.0, 1.0), weight_init: str = "spec",
                    alpha: float = DEFAULT_ALPHA, clip_decay: float = CLIP_DECAY,
-                   alpha_decay: float = ALPHA_DECAY) -> QuantModel:
-    """A sub-byte fake-quant copy of a trained float chain model, following ``policy``.
+                   alpha_decay: float = ALPHA_DECAY, softmax: str = "int8") -> QuantModel:
+    """A sub-byte fake-quant copy of a trained float model, following ``policy``.
 
-    Every Conv2D / DepthwiseConv2D / Dense with its optional BatchNormalization and ReLU/ReLU6
-    becomes one :class:`QuantCompute` (same name as the compute layer); the input gets the 8-bit
-    :class:`QuantInput`; average pooling becomes :class:`QuantAvgPool` (floor); MaxPooling2D,
-    Flatten, Dropout and Reshape are copied. The input model is not modified.
+    The model is read as blocks (:func:`tinyopt.mixed.dag.blocks`): every Conv2D / Conv1D /
+    DepthwiseConv2D / Dense with its optional BatchNormalization and ReLU/ReLU6 becomes one
+    :class:`QuantCompute` (same name as the compute layer), a standalone BatchNormalization a
+    :class:`QuantCompute` computing a per-channel affine (a 1 x 1 depthwise of ones with the BN,
+    named as the BN); the input gets the 8-bit :class:`QuantInput`; ``Add`` / ``x + y`` a
+    :class:`QuantAdd`, concatenation a :class:`QuantConcat`; average pooling
+    :class:`QuantAvgPool` (floor); MaxPooling2D, ZeroPadding2D, Flatten, Dropout and Reshape are
+    copied. A compute layer without ReLU whose output feeds other layers gets the signed
+    quantizer (a linear bottleneck, a residual branch); the one producing the model output gives
+    float logits. The input model is not modified.
 
     Arguments:
-        model: a trained float ``tf_keras`` chain model (e.g. ``seed_cnn``, ``mobilenet_v1``).
-        policy: bits, granularity and FB/ICN per compute layer (names and order must match).
+        model: a trained float ``tf_keras`` model (e.g. ``seed_cnn``, ``mobilenet_v1``, the
+            MLPerf Tiny ResNet-8 or DS-CNN).
+        policy: bits, granularity and FB/ICN per policy layer (compute layers and standalone
+            BNs, :func:`tinyopt.mixed.dag.policy_layers`; names and order must match).
         freeze_bn_after: epoch at which BN freezes during ``fit`` (spec: 1); 0 freezes from the
             start, None never.
         input_range: real range of the model input for the 8-bit input quantizer.
         weight_init: PL clip initialisation, see :func:`init_weight_clip`.
         alpha: initial PACT clip of every activation (spec: 6).
         clip_decay, alpha_decay: weight decay of the PL clips and of alpha (spec: 5e-4, 1e-4).
+        softmax: a softmax head is kept as TFLite's int8 softmax on 8-bit signed logits
+            ("int8", default) or dropped, the network then ending in int32 logits ("logits").
+            An add's output has the larger of its addends' bits, a concatenation's too.
 
     Returns:
         A :class:`QuantModel` (uncompiled) with ``policy`` and ``freeze_bn_after`` attributes.
 
     Raises:
-        ValueError: an unsupported layer (named), a non-chain model, a policy that does not
-            match the model, a hidden compute layer without ReLU (PACT is unsigned), or a layer
-            with a NaN / Inf weight (named).
+        ValueError: an unsupported layer (named, with its type and the supported set), a policy
+            that does not match the model, a concatenation of signed and unsigned tensors, an
+            unknown ``softmax``, or a layer with a NaN / Inf weight (named).
     """
+    if softmax not in SOFTMAX_HEADS:
+        raise ValueError(f"softmax must be one of {SOFTMAX_HEADS}, got {softmax!r}")
     check_weights(model, "quantize_mixed")
-    blocks = _blocks(model)
-    _check_policy(blocks, policy)
-    computes = [b for b in blocks if b["type"] == "compute"]
-    for b in computes[:-1]:
-        if b["activation"] is None:
-            raise ValueError(f"compute layer {b['layer'].name!r} has no ReLU/ReLU6 but is not "
-                             "the last compute layer; PACT activations are unsigned")
-    inputs = keras.Input(model.input_shape[1:], name=model.layers[0].name
-                         if isinstance(model.layers[0], keras.layers.InputLayer) else "input")
+    block_list = dag.blocks(model)
+    _check_policy(block_list, policy)
+    renamed = {}
+    if softmax == "logits":  # drop the head: its readers (none: it is the output) need nothing
+        heads = [b for b in block_list if b.op == "softmax"]
+        block_list = [b for b in block_list if b.op != "softmax"]
+        renamed = {h.name: h.inputs[0] for h in heads}
+    by_name = {b.name: b for b in block_list}
+    cons = dag.consumers(block_list)
+    out_name = block_list[-1].name
+    first = model.layers[0]
+    inputs = keras.Input(model.input_shape[1:], name=first.name
+                         if isinstance(first, keras.layers.InputLayer) else "input")
     x_layer = QuantInput(*input_range, bits=8, name="input_quant")
-    x = x_layer(inputs)
-    source, bits = "input_quant", 8  # the layer whose output grid the next layer reads
-    by_name = {"input_quant": x_layer}
-    created = []
-    for block in blocks:
-        layer = block["layer"]
-        if block["type"] == "compute":
-            spec = policy[layer.name]
-            bn = block["bn"]
+    # per block output: the tensor, and the grid it is on: (layer owning the scale, bits, signed)
+    tensors = {dag.INPUT: x_layer(inputs)}
+    grid = {dag.INPUT: ("input_quant", 8, False)}
+    created, owners = [], {"input_quant": x_layer}
+    for b in block_list:
+        srcs = [renamed.get(s, s) for s in b.inputs]
+        xs = [tensors[s] for s in srcs]
+        g_in = [grid[s] for s in srcs]
+        if any(g is None for g in g_in):
+            raise ValueError(f"layer {b.name!r} reads the unquantized logits of "
+                             f"{[s for s, g in zip(srcs, g_in) if g is None]}")
+        if b.op in ("compute", "bn"):
+            spec = policy[b.name]
+            bn = b.bn
             bn_config = None if bn is None else {"epsilon": float(bn.epsilon),
                                                  "momentum": float(bn.momentum)}
-            if bn is not None and bn.axis not in ([len(layer.output_shape) - 1], [-1], -1):
-                raise ValueError(f"BatchNormalization {bn.name!r} must normalise the last axis")
-            q = QuantCompute(block["kind"], block["op_config"], spec["weight_bits"],
-                             spec["act_bits"], policy.granularity, spec["fold"], bn_config,
-                             block["activation"], clip_decay, alpha_decay,
-                             input_scale_from=source, name=layer.name)
-            q.input_scale = by_name[source].output_scale
-            by_name[layer.name] = q
-            x = q(x)
-            _copy_float_weights(q, block)
-            if block["activation"] is not None:
-                q.alpha.assign(alpha)
-                source, bits = layer.name, spec["act_bits"]
+            head = [c for c in cons.get(b.name, []) if by_name[c].op == "softmax"]
+            if b.activation is not None:
+                act, bits = b.activation, spec["act_bits"]
+            elif head:  # the softmax head reads 8-bit signed logits
+                act, bits = "signed", 8
+            elif _linear_output(b, cons, by_name, out_name):
+                act, bits = None, None
             else:
-                source, bits = None, None
+                act, bits = "signed", spec["act_bits"]
+            rank = len(b.layer.input_shape) - 1
+            if b.op == "bn":
+                kind, cfg = "depthwise", {"kernel_size": [1, 1], "strides": [1, 1],
+                                          "padding": "valid", "dilation_rate": [1, 1],
+                                          "depth_multiplier": 1}
+            else:
+                kind, cfg = b.kind, dict(b.op_config)
+            if kind != "dense" and rank != 3:
+                cfg["rank"] = rank
+            q = QuantCompute(kind, cfg, spec["weight_bits"], bits, policy.granularity,
+                             spec["fold"], bn_config, act, clip_decay, alpha_decay,
+                             input_scale_from=g_in[0][0], name=b.name)
+            q.input_scale = owners[g_in[0][0]].output_scale
+            y = q(xs[0])
+            _copy_float_weights(q, b)
+            if act is not None:
+                q.alpha.assign(alpha)
             created.append(q)
-        elif block["type"] == "avgpool":
-            if source is None:
-                raise ValueError(f"average pooling {layer.name!r} follows a linear layer")
-            pool = isinstance(layer, keras.layers.AveragePooling2D)
-            q = QuantAvgPool(bits, layer.pool_size if pool else None,
-                             layer.strides if pool else None, input_scale_from=source,
-                             name=layer.name)
-            q.input_scale = by_name[source].output_scale
-            x = q(x)
-        else:
-            x = type(layer).from_config(layer.get_config())(x)
-    qmodel = QuantModel(inputs, x, name=f"{model.name}_q")
+            owners[b.name] = q
+            g_out = None if act is None else (b.name, bits, act == "signed")
+        elif b.op in ("add", "concat"):
+            signed = {g[2] for g in g_in}
+            bits = max(g[1] for g in g_in)
+            if b.op == "add":
+                q = QuantAdd(bits, b.activation or "signed", ",".join(g[0] for g in g_in),
+                             alpha_decay, name=b.name)
+                q.input_scale = [owners[g[0]].output_scale for g in g_in]
+                y = q(xs)
+                q.alpha.assign(alpha)
+                g_out = (b.name, bits, q.activation == "signed")
+            else:
+                if len(signed) != 1:
+                    raise ValueError(f"concatenation {b.name!r} joins signed (linear) and "
+                                     "unsigned (ReLU) tensors; put a ReLU on, or remove it "
+                                     "from, every input")
+                if b.activation is not None and signed == {True}:
+                    raise ValueError(f"concatenation {b.name!r} of linear tensors followed by a "
+                                     "ReLU is not supported; move the ReLU before it")
+                q = QuantConcat(bits, [g[1] for g in g_in], signed.pop(),
+                                ",".join(g[0] for g in g_in), name=b.name)
+                q.input_scale = [owners[g[0]].output_scale for g in g_in]
+                y = q(xs)
+                g_out = (b.name, bits, q.signed)
+            owners[b.name] = q
+        elif b.op in ("avgpool", "gap"):
+            pool = b.op == "avgpool"
+            q = QuantAvgPool(g_in[0][1], b.config["pool_size"] if pool else None,
+                             b.config["strides"] if pool else None, input_scale_from=g_in[0][0],
+                             signed=g_in[0][2], name=b.name)
+            q.input_scale = owners[g_in[0][0]].output_scale
+            y, g_out = q(xs[0]), g_in[0]
+        elif b.op == "softmax":
+            y, g_out = QuantSoftmax(name=b.name)(xs[0]), None
+        elif b.op == "dropout" and b.layer.__class__.__name__ != "Dropout":
+            y, g_out = xs[0], g_in[0]  # a linear Activation: identity
+        else:  # maxpool, pad, flatten, reshape, dropout: copies
+            y = type(b.layer).from_config(b.layer.get_config())(xs[0])
+            g_out = g_in[0]
+        tensors[b.name], grid[b.name] = y, g_out
+    qmodel = QuantModel(inputs, tensors[out_name], name=f"{model.name}_q")
     qmodel.connect_scales()
     for q in created:
         init_weight_clip(q, weight_init)
@@ -249,43 +258,79 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
 
 # ---------------------------------------------------------------------------- introspection
 
+def _inbound_names(layer) -> list[str]:
+    inbound = layer._inbound_nodes[0].inbound_layers
+    inbound = inbound if isinstance(inbound, (list, tuple)) else [inbound]
+    return [source.name for source in inbound]
+
+
 def integer_params(qmodel: keras.Model) -> dict:
     """The integer view of a fake-quant model from :func:`quantize_mixed` or
     :func:`tinyopt.ptq.quantize_mixed`, in graph order.
 
     Returns:
         ``{"input": {scale, zero_point, bits, lo, hi}, "layers": [...]}`` where each entry of
-        ``layers`` has ``"type"``: ``"compute"`` (plus everything of
+        ``layers`` has ``"inputs"`` (the names of the entries it reads; ``"input_quant"`` is the
+        input quantizer) and ``"type"``: ``"compute"`` (plus everything of
         :meth:`QuantCompute.integer_params`), ``"avgpool"`` (``pool_size`` / ``strides``, None =
-        global; floor(sum / count) on the input grid, ``scale``, ``bits``), or ``"maxpool"``,
-        ``"flatten"``, ``"reshape"``, ``"dropout"`` (identity at inference) with the Keras
-        ``config``. Scales propagate: a compute layer's input grid is the output grid of the
-        previous quantizer.
+        global; floor(sum / count) on the input grid, ``scale``, ``bits``), ``"add"`` /
+        ``"concat"`` (``input_grids``, ``output``: scale, zero_point, bits, signed),
+        ``"softmax"``, or ``"maxpool"``, ``"pad"``, ``"flatten"``, ``"reshape"``, ``"dropout"``
+        (identity at inference) with the Keras ``config``. Every entry has ``grid``: the
+        {scale, zero_point, bits, signed} of its output (None for float logits).
 
     Raises:
         ValueError: the model has no :class:`QuantInput` (not built by quantize_mixed).
     """
-    state, out, entries = None, None, []
+    grids, out, entries = {}, None, []
+
+    def grid_of(scale, zero_point, bits, signed=False):
+        return {"scale": float(scale), "zero_point": int(zero_point), "bits": int(bits),
+                "signed": bool(signed)}
+
     for layer in qmodel.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         if isinstance(layer, QuantInput):
             out = layer.qparams()
-            state = (out["scale"], out["zero_point"], out["bits"])
-        elif state is None:
+            grids[layer.name] = grid_of(out["scale"], out["zero_point"], out["bits"])
+            continue
+        if out is None:
             raise ValueError(f"layer {layer.name!r} comes before any QuantInput; pass a model "
                              "built by tinyopt.qat.quantize_mixed or tinyopt.ptq.quantize_mixed")
-        elif isinstance(layer, QuantCompute):
-            entry = {"type": "compute", **layer.integer_params(*state)}
-            entries.append(entry)
+        names = _inbound_names(layer)
+        g_in = [grids.get(n) for n in names]
+        if any(g is None for g in g_in) and not isinstance(layer, QuantSoftmax):
+            raise ValueError(f"layer {layer.name!r} reads float logits of {names}")
+        base = {"name": layer.name, "inputs": names}
+        if isinstance(layer, QuantCompute):
+            g = g_in[0]
+            entry = {"type": "compute", **layer.integer_params(g["scale"], g["zero_point"],
+                                                                g["bits"]), **base}
             o = entry["output"]
-            state = (o["scale"], 0, o["bits"]) if o else (None, None, None)
+            entry["grid"] = None if o is None else grid_of(o["scale"], o["zero_point"],
+                                                           o["bits"], o.get("signed", False))
+        elif isinstance(layer, (QuantAdd, QuantConcat)):
+            signed = layer.activation == "signed" if isinstance(layer, QuantAdd) else layer.signed
+            s = float(layer.output_scale().numpy())
+            entry = {"type": "add" if isinstance(layer, QuantAdd) else "concat", **base,
+                     "input_grids": g_in,
+                     "grid": grid_of(s, 2 ** (layer.bits - 1) if signed else 0, layer.bits,
+                                     signed)}
+            entry["output"] = entry["grid"]
         elif isinstance(layer, QuantAvgPool):
-            entries.append({"type": "avgpool", "name": layer.name, "pool_size": layer.pool_size,
-                            "strides": layer.strides, "scale": state[0], "bits": state[2]})
+            entry = {"type": "avgpool", **base, "pool_size": layer.pool_size,
+                     "strides": layer.strides, "scale": g_in[0]["scale"],
+                     "bits": g_in[0]["bits"], "grid": g_in[0]}
+        elif isinstance(layer, QuantSoftmax):
+            entry = {"type": "softmax", **base, "input_grid": g_in[0],
+                     "grid": grid_of(1 / 256, -128, 8, True)}
         else:
-            entries.append({"type": type(layer).__name__.lower().replace("pooling2d", "pool"),
-                            "name": layer.name, "config": layer.get_config()})
+            kind = "pad" if isinstance(layer, keras.layers.ZeroPadding2D) else \
+                type(layer).__name__.lower().replace("pooling2d", "pool")
+            entry = {"type": kind, **base, "config": layer.get_config(), "grid": g_in[0]}
+        grids[layer.name] = entry["grid"]
+        entries.append(entry)
     if out is None:
         raise ValueError("the model has no QuantInput layer; build it with "
                          "tinyopt.qat.quantize_mixed or tinyopt.ptq.quantize_mixed")

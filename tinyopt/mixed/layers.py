@@ -54,6 +54,24 @@ def _register(layer) -> None:
         _REVIVING[-1][layer.name] = layer
 
 
+def _steps(bits: int, signed: bool) -> int:
+    """Codes per alpha: 2^Q - 1 for PACT, 2^(Q-1) for the signed quantizer."""
+    return 2 ** (int(bits) - 1) if signed else quantizers.levels(bits)
+
+
+def _source_scales(layer) -> list:
+    """The ``output_scale`` callables of a multi-input layer's sources (``input_scale_from`` is
+    a comma-separated list of layer names)."""
+    if layer.input_scale is not None:
+        return list(layer.input_scale)
+    names = [n for n in layer.input_scale_from.split(",") if n]
+    if _REVIVING and all(n in _REVIVING[-1] for n in names):
+        return [_REVIVING[-1][n].output_scale for n in names]
+    raise RuntimeError(f"{type(layer).__name__} {layer.name!r} does not know its input scales "
+                       f"(input_scale_from={layer.input_scale_from!r}); build the model with "
+                       "tinyopt.qat.quantize_mixed or tinyopt.ptq.quantize_mixed")
+
+
 @keras.utils.register_keras_serializable(package="tinyopt")
 class QuantInput(keras.layers.Layer):
     """The 8-bit network input quantizer (:func:`tinyopt.quantizers.input_quant`).
@@ -94,9 +112,10 @@ class QuantAvgPool(keras.layers.Layer):
     """
 
     def __init__(self, bits: int, pool_size=None, strides=None, input_scale_from: str = "",
-                 **kwargs):
+                 signed: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.bits = quantizers.check_bits(bits)
+        self.signed = bool(signed)  # the grid of a linear layer (pact_signed), zero point 2^(Q-1)
         self.pool_size = None if pool_size is None else tuple(pool_size)
         self.strides = None if strides is None else tuple(strides)
         # The layer whose output grid this layer reads (its ``output_scale``): explicit, saved
@@ -107,11 +126,123 @@ class QuantAvgPool(keras.layers.Layer):
 
     def call(self, x):
         return quantizers.avg_pool_floor(x, _source_scale(self)(), self.bits, self.pool_size,
-                                         self.strides)
+                                         self.strides, self.signed)
 
     def get_config(self):
         return {**super().get_config(), "bits": self.bits, "pool_size": self.pool_size,
-                "strides": self.strides, "input_scale_from": self.input_scale_from}
+                "strides": self.strides, "input_scale_from": self.input_scale_from,
+                "signed": self.signed}
+
+
+@keras.utils.register_keras_serializable(package="tinyopt")
+class QuantAdd(keras.layers.Layer):
+    """The element-wise sum of two quantized tensors (a residual connection), requantized onto
+    its own grid: PACT when a ReLU / ReLU6 follows (``activation``), else the signed quantizer.
+
+    The integer graph computes it as TFLite's ADD with floor requantization (each addend minus
+    its zero point, shifted left by 20, rescaled onto a common grid, the sum rescaled onto the
+    output grid); the fake-quant sum is the exact real sum, so the two agree except where the
+    exact sum sits on a code boundary (below 2^-20 of a step).
+
+    Arguments:
+        bits: output bits (the larger of the addends' bits by default in quantize_mixed).
+        activation: "relu", "relu6" or "signed".
+        input_scale_from: the two source layers, comma-separated.
+    """
+
+    def __init__(self, bits: int, activation: str = "signed", input_scale_from: str = "",
+                 alpha_decay: float = ALPHA_DECAY, **kwargs):
+        super().__init__(**kwargs)
+        if activation not in ("relu", "relu6", "signed"):
+            raise ValueError(f"activation must be relu, relu6 or signed, got {activation!r}")
+        self.bits, self.activation = quantizers.check_bits(bits), activation
+        self.alpha_decay = alpha_decay
+        self.input_scale_from, self.input_scale = str(input_scale_from), None
+        _register(self)
+
+    def build(self, input_shape):
+        reg = keras.regularizers.l2(self.alpha_decay / 2) if self.alpha_decay else None
+        self.alpha = self.add_weight("alpha", (), regularizer=reg,
+                                     initializer=keras.initializers.Constant(DEFAULT_ALPHA))
+        super().build(input_shape)
+
+    def preactivation(self, inputs, training=False):
+        return inputs[0] + inputs[1]
+
+    def quantize_output(self, y, params: bool = False):
+        if self.activation == "signed":
+            return quantizers.pact_signed(y, self.alpha, self.bits, params)
+        return quantizers.pact(y, self.alpha, self.bits, params)
+
+    def call(self, inputs):
+        return self.quantize_output(self.preactivation(inputs))
+
+    def output_scale(self):
+        return tf.maximum(self.alpha, quantizers.ALPHA_MIN) / _steps(
+            self.bits, self.activation == "signed")
+
+    def get_config(self):
+        return {**super().get_config(), "bits": self.bits, "activation": self.activation,
+                "input_scale_from": self.input_scale_from, "alpha_decay": self.alpha_decay}
+
+
+@keras.utils.register_keras_serializable(package="tinyopt")
+class QuantConcat(keras.layers.Layer):
+    """Channel concatenation of quantized tensors onto one grid: ``bits`` (the largest of the
+    inputs'), alpha the largest input alpha; every input on another grid is requantized with
+    floor (the integer graph's QUANTIZE nodes), codes q_i -> floor(q_i S_i / S).
+
+    Arguments:
+        bits: output bits; signed: the inputs' grids are signed (all of them, or none);
+        input_bits: each input's bits; input_scale_from: the sources, comma-separated.
+    """
+
+    def __init__(self, bits: int, input_bits, signed: bool = False, input_scale_from: str = "",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.bits, self.signed = quantizers.check_bits(bits), bool(signed)
+        self.input_bits = [quantizers.check_bits(b) for b in input_bits]
+        self.input_scale_from, self.input_scale = str(input_scale_from), None
+        _register(self)
+
+    def _alphas(self):
+        return [f() * _steps(b, self.signed) for f, b in zip(_source_scales(self), self.input_bits)]
+
+    def output_scale(self):
+        return tf.reduce_max(tf.stack(self._alphas())) / _steps(self.bits, self.signed)
+
+    def call(self, inputs):
+        s_out = self.output_scale()
+        lo, hi = (-2.0 ** (self.bits - 1), 2.0 ** (self.bits - 1) - 1) if self.signed else \
+            (0.0, float(quantizers.levels(self.bits)))
+        outs = []
+        for x, f in zip(inputs, _source_scales(self)):
+            s_in = f()
+            codes = tf.round(x / s_in)  # exact: x is S_in * integer
+            ratio = s_in / s_out
+            y = tf.clip_by_value(tf.floor(codes * ratio), lo, hi) * s_out
+            # straight-through gradient
+            outs.append(tf.stop_gradient(y) + (x - tf.stop_gradient(x)))
+        return tf.concat(outs, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "bits": self.bits, "input_bits": self.input_bits,
+                "signed": self.signed, "input_scale_from": self.input_scale_from}
+
+
+@keras.utils.register_keras_serializable(package="tinyopt")
+class QuantSoftmax(keras.layers.Layer):
+    """A softmax head kept in the integer graph: softmax over the last axis, output on TFLite's
+    int8 grid (scale 1/256, codes round(p 256) - 128); the integer graph runs TFLite's
+    fixed-point int8 softmax on the 8-bit signed logits, which agrees within one output LSB."""
+
+    def call(self, x):
+        p = tf.nn.softmax(x, axis=-1)
+        y = tf.clip_by_value(tf.round(p * 256.0), 0.0, 255.0) / 256.0
+        return tf.stop_gradient(y) + (p - tf.stop_gradient(p))
+
+    def output_scale(self):
+        return tf.constant(1.0 / 256.0, tf.float32)
 
 
 @keras.utils.register_keras_serializable(package="tinyopt")
@@ -132,8 +263,12 @@ class QuantCompute(keras.layers.Layer):
       accumulator (no BN: b; FB: beta + (b - mu) f; ICN: b - mu + beta / f) is rounded to the
       integer grid S_x S_w with a straight-through gradient (:meth:`quantize_bias`), so the
       model computes what the integer graph computes.
-    - Output: PACT (unsigned, floor) with learnable alpha when the float layer had ReLU/ReLU6;
-      the last layer (no activation) outputs float logits.
+    - Output: PACT (unsigned, floor) with learnable alpha when the float layer had ReLU/ReLU6
+      (``activation`` "relu" / "relu6"); a linear layer in the middle of a network (a linear
+      bottleneck, a residual branch) has the signed quantizer :func:`quantizers.pact_signed`
+      (``activation="signed"``); the last layer (``activation=None``) outputs float logits.
+    - ``op_config["rank"]``: the per-image input rank when it is not 3 (Conv1D on [N, W, C],
+      a standalone BN after a Dense on [N, C]): the op runs on [N, 1, W, C] / [N, 1, 1, C].
 
     Once frozen (:func:`freeze_bn`, :class:`FreezeBN`; the ``frozen`` flag, mirrored in the
     ``bn_frozen`` weight) BN uses moving statistics and gamma, beta stop training. Build it with
@@ -149,6 +284,8 @@ class QuantCompute(keras.layers.Layer):
             raise ValueError(f"unknown compute kind {kind!r}")
         self.kind, self.op_config = kind, dict(op_config)
         self.weight_bits = quantizers.check_bits(weight_bits, f"{self.name} weight_bits")
+        if activation not in (None, "relu", "relu6", "signed"):
+            raise ValueError(f"activation must be None, relu, relu6 or signed, got {activation!r}")
         self.act_bits = None if activation is None else quantizers.check_bits(
             act_bits, f"{self.name} act_bits")
         self.granularity, self.fold = granularity, fold
@@ -227,12 +364,21 @@ class QuantCompute(keras.layers.Layer):
         c = self.op_config
         if self.kind == "dense":
             return tf.matmul(x, kernel)
+        rank = int(c.get("rank", 3))
+        if rank != 3:  # [N, W, C] -> [N, 1, W, C], [N, C] -> [N, 1, 1, C]
+            shape = tf.shape(x)
+            x = tf.reshape(x, tf.concat([shape[:1], [1] * (4 - rank - 1), shape[1:]], 0))
         strides = (1,) + tuple(c["strides"]) + (1,)
         if self.kind == "depthwise":
-            return tf.nn.depthwise_conv2d(x, kernel, strides, c["padding"].upper(),
-                                          dilations=tuple(c["dilation_rate"]))
-        return tf.nn.conv2d(x, kernel, strides, c["padding"].upper(),
-                            dilations=tuple(c["dilation_rate"]))
+            y = tf.nn.depthwise_conv2d(x, kernel, strides, c["padding"].upper(),
+                                       dilations=tuple(c["dilation_rate"]))
+        else:
+            y = tf.nn.conv2d(x, kernel, strides, c["padding"].upper(),
+                             dilations=tuple(c["dilation_rate"]))
+        if rank != 3:
+            shape = tf.shape(y)
+            y = tf.reshape(y, tf.concat([shape[:1], shape[4 - rank:]], 0))
+        return y
 
     # ------------------------------------------------------------------ forward
     def _batch_bn(self, t):
@@ -304,9 +450,12 @@ class QuantCompute(keras.layers.Layer):
         return tf.cond(use_batch, lambda: self._preact_train(x), lambda: self._preact_eval(x))
 
     def quantize_output(self, y, params: bool = False):
-        """PACT on the pre-activation (identity for the linear last layer)."""
+        """PACT (signed for ``activation="signed"``) on the pre-activation (identity for the
+        linear last layer)."""
         if self.activation is None:
             return y
+        if self.activation == "signed":
+            return quantizers.pact_signed(y, self.alpha, self.act_bits, params)
         return quantizers.pact(y, self.alpha, self.act_bits, params)
 
     def call(self, x, training=None):
@@ -315,10 +464,12 @@ class QuantCompute(keras.layers.Layer):
         return self.quantize_output(self.preactivation(x, training))
 
     def output_scale(self):
-        """S_y = alpha / (2^Q - 1) as a tensor (None for the linear last layer)."""
+        """S_y = alpha / (2^Q - 1) (signed: alpha / 2^(Q-1)) as a tensor (None for the linear
+        last layer)."""
         if self.activation is None:
             return None
-        return tf.maximum(self.alpha, quantizers.ALPHA_MIN) / quantizers.levels(self.act_bits)
+        return tf.maximum(self.alpha, quantizers.ALPHA_MIN) / _steps(self.act_bits,
+                                                                     self.activation == "signed")
 
     def plain_op_config(self) -> dict:
         """``op_config`` with plain Python lists (Keras wraps attributes in trackable types)."""
@@ -374,8 +525,11 @@ class QuantCompute(keras.layers.Layer):
         output = None
         if self.activation is not None:
             alpha = max(float(self.alpha.numpy()), quantizers.ALPHA_MIN)
-            output = {"scale": float(self.output_scale().numpy()), "zero_point": 0,
-                      "bits": self.act_bits, "alpha": alpha, "rounding": "floor"}
+            signed = self.activation == "signed"
+            output = {"scale": float(self.output_scale().numpy()),
+                      "zero_point": 2 ** (self.act_bits - 1) if signed else 0,
+                      "bits": self.act_bits, "alpha": alpha, "rounding": "floor",
+                      "signed": signed}
         return {
             "name": self.name, "kind": self.kind, "op_config": self.plain_op_config(),
             "fold": self.fold, "granularity": self.granularity,
@@ -479,17 +633,21 @@ class QuantModel(keras.Model):
         """
         names = {layer.name: layer for layer in self.layers}
         for layer in self.layers:
-            source = getattr(layer, "input_scale_from", "")
-            if not source:
-                continue
-            if source not in names or getattr(names[source], "output_scale", None) is None:
-                raise ValueError(f"layer {layer.name!r} reads its input scale from {source!r}, "
-                                 "which is not a QuantInput or PACT layer of this model")
-            src = names[source]
-            if isinstance(src, QuantCompute) and src.activation is None:
-                raise ValueError(f"layer {layer.name!r} reads its input scale from the linear "
-                                 f"layer {source!r}, which has no output grid")
-            layer.input_scale = src.output_scale
+            sources = [s for s in getattr(layer, "input_scale_from", "").split(",") if s]
+            scales = []
+            for source in sources:
+                if source not in names or getattr(names[source], "output_scale", None) is None:
+                    raise ValueError(f"layer {layer.name!r} reads its input scale from "
+                                     f"{source!r}, which is not a quantizing layer of this model")
+                src = names[source]
+                if isinstance(src, QuantCompute) and src.activation is None:
+                    raise ValueError(f"layer {layer.name!r} reads its input scale from the "
+                                     f"linear layer {source!r}, which has no output grid")
+                scales.append(src.output_scale)
+            if isinstance(layer, (QuantAdd, QuantConcat)):
+                layer.input_scale = scales
+            elif scales:
+                layer.input_scale = scales[0]
 
     def get_config(self):
         config = super().get_config()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.front.checks import check_weights
-from tinyopt.integer.arith import bn_gain, m0_n0, same_padding
+from tinyopt.integer.arith import bn_gain, m0_n0, same_padding, tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, plain
 
 # Fake-quant Keras model -> IntegerGraph (docs/integer.md#lowering-a-fake-quant-model)
@@ -43,8 +43,8 @@ def _m0_n0(multiplier, where: str):
                          "finite (check the layer's clips and PACT alpha)") from exc
 
 
-def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: int,
-                   last: bool) -> IntegerLayer:
+def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: int
+                   ) -> IntegerLayer:
     """One ``tinyopt.qat.integer_params`` compute entry -> IntegerLayer
     (docs/integer.md#icn-integer-channel-normalization,
     docs/integer.md#logits-of-the-last-layer)."""
@@ -101,8 +101,6 @@ def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: in
         mult = step / layer.out_scale
         per_layer = e["fold"] == "FB" and e["granularity"] == "PL" and bn is None
         layer.m0, layer.n0 = _m0_n0(mult[:1] if per_layer else mult, where)
-    elif not last:
-        raise ValueError(f"{where}: a linear (no activation) compute layer must be the last one")
     else:  # logits (docs/integer.md#logits-of-the-last-layer): int32, signed; real = out_scale * Y
         layer.out_bits, layer.out_signed = 32, True
         if bn is None and np.all(step == step[0]):  # PL: the common factor drops out
@@ -113,6 +111,63 @@ def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: in
             layer.m0, layer.n0 = _m0_n0(step / ref, where)
         layer.extra["logits"] = "int32"
     return layer
+
+
+def _grid_fields(prefix: str, g: dict) -> dict:
+    """IntegerLayer in_* / out_* fields of a grid (signed grids of pact_signed are stored as
+    unsigned codes with zero point 2^(Q-1); only the softmax's int8 is signed)."""
+    signed = bool(g.get("signed", False)) and g["zero_point"] <= 0
+    return {f"{prefix}_bits": int(g["bits"]), f"{prefix}_zero_point": int(g["zero_point"]),
+            f"{prefix}_scale": float(g["scale"]), f"{prefix}_signed": signed}
+
+
+def _add_layer(e: dict, ins: list, out_shape: tuple) -> IntegerLayer:
+    """QuantAdd -> TFLite-style ADD with floor requantization: each addend minus its zero point,
+    shifted left by 20, rescaled by S_i / (2 max S); the sum by 2 max S / (2^20 S_out)."""
+    ga, gb = e["input_grids"]
+    go = e["grid"]
+    layer = IntegerLayer(kind="add", name=e["name"], in_shape=out_shape, out_shape=out_shape,
+                         inputs=tuple(ins), outputs=(e["name"],), **_grid_fields("in", ga),
+                         **_grid_fields("out", go))
+    layer.left_shift = 20
+    twice_max = 2 * max(ga["scale"], gb["scale"])
+    reals = np.array([ga["scale"] / twice_max, gb["scale"] / twice_max,
+                      twice_max / ((1 << layer.left_shift) * go["scale"])])
+    layer.m0, layer.n0 = _m0_n0(reals, f"add {e['name']!r}")
+    return layer
+
+
+def _requant_layer(name: str, src: str, shape: tuple, g_in: dict, g_out: dict) -> IntegerLayer:
+    """A QUANTIZE node moving a tensor from grid ``g_in`` onto ``g_out`` (floor)."""
+    layer = IntegerLayer(kind="quantize", name=name, in_shape=shape, out_shape=shape,
+                         inputs=(src,), outputs=(name,), **_grid_fields("in", g_in),
+                         **_grid_fields("out", g_out))
+    layer.m0, layer.n0 = _m0_n0(np.array([g_in["scale"] / g_out["scale"]]), f"node {name!r}")
+    return layer
+
+
+def _softmax_layers(e: dict, src: str, shape: tuple) -> list[IntegerLayer]:
+    """The int8 softmax head: the 8-bit logits (unsigned codes, zero point 128) moved to int8
+    (an exact QUANTIZE by 1), then TFLite's fixed-point int8 SOFTMAX (beta 1; output scale
+    1/256, zero point -128), with TFLite's double rounding as in every TFLite kernel."""
+    g = e["input_grid"]
+    if g is None or int(g["bits"]) != 8:
+        raise ValueError(f"softmax {e['name']!r} needs 8-bit logits, got {g}")
+    int8 = {"scale": g["scale"], "zero_point": 0, "bits": 8, "signed": True}
+    head = []
+    if int(g["zero_point"]) != 0:
+        head.append(_requant_layer(f"{e['name']}_int8", src, shape, g, int8))
+        src = head[-1].name
+    layer = IntegerLayer(kind="softmax", name=e["name"], in_shape=shape, out_shape=shape,
+                         inputs=(src,), outputs=(e["name"],), **_grid_fields("in", int8),
+                         **_grid_fields("out", e["grid"]))
+    layer.out_signed = True
+    real = min(float(g["scale"]) * float(1 << 26), float((1 << 31) - 1))
+    q, n = tflite_quantize_multiplier(real)
+    layer.m0, layer.n0 = q, n
+    layer.diff_min = -int(np.floor(31.0 * (1 << 26) / float(1 << int(n[0]))))
+    layer.rounding = "tflite_double"
+    return head + [layer]
 
 
 def convert(qmodel, name: str | None = None) -> IntegerGraph:
@@ -129,25 +184,29 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
       depthwise [ky][kx][c], dense [c_out][c_in]), weight zero point(s) and scale(s) (PL: one,
       PC: per channel), int32 bias B_q and (m0, n0):
 
-      * ICN with BN (docs/integer.md#icn-integer-channel-normalization): B_q = round((b - mu + beta
-      sigma / gamma) / (S_x S_w)),
-        M_c = (gamma_c / sigma_c) S_x S_w / S_y, per channel (negative when gamma < 0);
+      * ICN with BN (docs/integer.md#icn-integer-channel-normalization): B_q = round((b - mu +
+        beta sigma / gamma) / (S_x S_w)), M_c = (gamma_c / sigma_c) S_x S_w / S_y, per channel
+        (negative when gamma < 0);
       * FB or no BN (docs/integer.md#fb-folded-batchnorm): B_q = round(b' / (S_x S_w)) with the
-      folded bias b',
-        M = S_x S_w / S_y, one per layer for PL+FB, per channel otherwise (PC, or ICN);
-      * the last, linear layer (docs/integer.md#logits-of-the-last-layer) outputs signed **int32
-      logits**: PL without BN the
-        raw accumulator Phi + B_q (``requantize=False``, ``out_scale = S_x S_w``); PC (or a BN)
-        rescales every channel onto the largest per-channel step with a per-channel (m0, n0)
-        (full Q1.31 mantissa, not the repo's 8-bit one) and floor; real logit = out_scale * Y.
+        folded bias b', M = S_x S_w / S_y, one per layer for PL+FB, per channel otherwise;
+      * a linear layer producing the network output (docs/integer.md#logits-of-the-last-layer)
+        outputs signed **int32 logits**: PL without BN the raw accumulator Phi + B_q
+        (``requantize=False``, ``out_scale = S_x S_w``); PC (or a BN) rescales every channel
+        onto the largest per-channel step with a per-channel (m0, n0) and floor;
+      * a linear layer inside the network (signed quantizer) writes unsigned codes with zero
+        point 2^(Q-1); Conv1D and a standalone BN on a 1-D / 2-D tensor run as 2-D ops between
+        two reshapes (``<name>_in``, ``<name>_out``);
 
-      Convolutions pad TF-style (SAME: the extra row / column at the bottom / right); the conv
-      kernels pad with the zero point (real 0), depthwise with integer 0 (CMix-NN,
-      docs/integer.md#kernel-arithmetic-step-by-step),
-      which is real 0 as long as the input zero point is 0 (else the zero point is used);
-    - ``maxpool``, ``avgpool`` (floor(sum / count); a global average pool becomes an H x W
-      ``avgpool`` followed by a ``flatten`` named ``<name>_flatten``), ``flatten``, ``reshape``;
-      dropout is dropped (identity at inference).
+      Convolutions pad TF-style (SAME: the extra row / column at the bottom / right) with the
+      zero point (real 0); depthwise with integer 0 when the input zero point is 0 (CMix-NN);
+    - ``add`` (:func:`_add_layer`), ``concat`` (inputs on another grid first pass a
+      ``quantize`` node ``<concat>_<i>``), the int8 ``softmax`` head (:func:`_softmax_layers`),
+      ``pad`` (ZeroPadding2D), ``maxpool``, ``avgpool`` (floor(sum / count); a global average
+      pool becomes an H x W ``avgpool`` followed by a ``flatten`` named ``<name>_flatten``),
+      ``flatten``, ``reshape``; dropout is dropped (identity at inference).
+
+    Every node names its input and output tensors (a DAG); a node's output tensor is named after
+    its Keras layer.
 
     Arguments:
         qmodel: a model from :func:`tinyopt.qat.quantize_mixed` or
@@ -178,49 +237,99 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
     if policy is not None:
         graph.meta["policy"] = {k: plain(getattr(policy, k)) for k in
                                 ("layers", "weight_bits", "act_bits", "granularity", "fold")}
-    shape, bits, zp, scale = graph.input_shape, graph.input_bits, graph.input_zero_point, \
-        graph.input_scale
-    computes = [e["name"] for e in params["layers"] if e["type"] == "compute"]
+    # Keras layer name -> (integer tensor name, its per-image shape, its grid)
+    tensor_of = {"input_quant": (graph.input_name, graph.input_shape,
+                                 {"scale": graph.input_scale, "zero_point": graph.input_zero_point,
+                                  "bits": graph.input_bits, "signed": False})}
     for e in params["layers"]:
         kind, lname = e["type"], e["name"]
-        out_shape = tuple(int(d) for d in qmodel.get_layer(lname).output_shape[1:])
-        common = {"name": lname, "in_shape": shape, "in_bits": bits, "in_zero_point": zp,
-                  "in_scale": scale, "out_bits": bits, "out_zero_point": zp, "out_scale": scale}
+        srcs = [tensor_of[n] for n in e["inputs"]]
+        src, shape, g = srcs[0]
+        keras_out = tuple(int(d) for d in qmodel.get_layer(lname).output_shape[1:])
+        common = {"name": lname, "in_shape": shape, "inputs": (src,), "outputs": (lname,),
+                  **_grid_fields("in", g), **_grid_fields("out", g)}
         if kind == "compute":
-            new = [_compute_layer(e, shape, out_shape, zp, lname == computes[-1])]
+            rank = int(e["op_config"].get("rank", 3))
+            new = []
+            in_shape, out_shape = shape, keras_out
+            if e["kind"] != "dense" and rank != 3:  # run as 2-D between two reshapes
+                in_shape = (1,) * (3 - rank) + tuple(shape)
+                out_shape = (1,) * (3 - rank) + keras_out
+                new.append(IntegerLayer(kind="reshape", out_shape=in_shape,
+                                        **{**common, "name": f"{lname}_in",
+                                           "outputs": (f"{lname}_in",)}))
+                src = f"{lname}_in"
+            layer = _compute_layer(e, in_shape, out_shape, int(g["zero_point"]))
+            layer.inputs, layer.outputs = (src,), (lname,)
+            new.append(layer)
+            if e["kind"] != "dense" and rank != 3:
+                new.append(IntegerLayer(
+                    kind="reshape", name=f"{lname}_out", in_shape=out_shape, out_shape=keras_out,
+                    inputs=(lname,), outputs=(f"{lname}_out",),
+                    **{f"{p}_{k}": getattr(layer, f"out_{k}") for p in ("in", "out")
+                       for k in ("bits", "zero_point", "scale", "signed")}))
         elif kind == "dropout":
+            tensor_of[lname] = tensor_of[e["inputs"][0]]
             continue
         elif kind in ("flatten", "reshape"):
-            new = [IntegerLayer(kind=kind, out_shape=out_shape, **common)]
+            new = [IntegerLayer(kind=kind, out_shape=keras_out, **common)]
+        elif kind == "pad":
+            (top, bottom), (left, right) = e["config"]["padding"]
+            new = [IntegerLayer(kind="pad", out_shape=keras_out,
+                                padding=(int(top), int(bottom), int(left), int(right)), **common)]
         elif kind == "maxpool":
             cfg = e["config"]
             size = tuple(int(k) for k in cfg["pool_size"])
             cfg = {**cfg, "strides": cfg.get("strides") or size}
-            new = [IntegerLayer(kind="maxpool", out_shape=out_shape, pool_size=size,
+            new = [IntegerLayer(kind="maxpool", out_shape=keras_out, pool_size=size,
                                 stride=tuple(int(s) for s in cfg["strides"]),
-                                padding=_padding(cfg, shape, out_shape, size), **common)]
+                                padding=_padding(cfg, shape, keras_out, size), **common)]
         elif kind == "avgpool":
             if e["pool_size"] is None:  # global: H x W window, then flatten as Keras' [N, C]
                 size = tuple(shape[:2])
-                new = [IntegerLayer(kind="avgpool", out_shape=(1, 1, shape[-1]), pool_size=size,
-                                    stride=size, avg_rounding="floor", **common),
-                       IntegerLayer(kind="flatten", out_shape=out_shape,
-                                    **{**common, "name": f"{lname}_flatten",
-                                       "in_shape": (1, 1, shape[-1])})]
+                pooled = (1, 1, shape[-1])
+                new = [IntegerLayer(kind="avgpool", out_shape=pooled, pool_size=size,
+                                    stride=size, avg_rounding="floor",
+                                    **{**common, "outputs": (f"{lname}_pool",),
+                                       "name": f"{lname}_pool"}),
+                       IntegerLayer(kind="flatten", out_shape=keras_out,
+                                    **{**common, "in_shape": pooled,
+                                       "inputs": (f"{lname}_pool",)})]
+                # the pooled node keeps the Keras name for the comparison with the fake model
+                new[0].name, new[0].outputs = lname, (lname,)
+                new[1].name, new[1].inputs = f"{lname}_flatten", (lname,)
+                new[1].outputs = (f"{lname}_flatten",)
             else:
                 size = tuple(int(k) for k in e["pool_size"])
                 stride = tuple(int(s) for s in (e["strides"] or size))
-                new = [IntegerLayer(kind="avgpool", out_shape=out_shape, pool_size=size,
+                new = [IntegerLayer(kind="avgpool", out_shape=keras_out, pool_size=size,
                                     stride=stride, avg_rounding="floor", **common)]
+        elif kind == "add":
+            new = [_add_layer(e, [s[0] for s in srcs], keras_out)]
+        elif kind == "concat":
+            go, new, names = e["grid"], [], []
+            for i, (t, sh, gi) in enumerate(srcs):
+                if (gi["scale"], gi["zero_point"], gi["bits"]) != (go["scale"], go["zero_point"],
+                                                                   go["bits"]):
+                    new.append(_requant_layer(f"{lname}_{i}", t, sh, gi, go))
+                    t = new[-1].name
+                names.append(t)
+            new.append(IntegerLayer(kind="concat", name=lname, in_shape=shape,
+                                    out_shape=keras_out, inputs=tuple(names), outputs=(lname,),
+                                    axis=-1, **_grid_fields("in", go), **_grid_fields("out", go)))
+            for t, (_, sh, _g) in zip(names, srcs):  # each input's own shape
+                pass
+        elif kind == "softmax":
+            new = _softmax_layers(e, src, shape)
         else:
             raise ValueError(f"layer {lname!r} ({type(qmodel.get_layer(lname)).__name__}) has "
-                             "no integer equivalent; convert supports the compute layers of "
-                             "quantize_mixed, MaxPooling2D, (Global)AveragePooling2D, Flatten, "
-                             "Reshape and Dropout")
+                             "no integer equivalent; convert supports the layers of "
+                             "quantize_mixed (tinyopt.mixed.dag.SUPPORTED)")
         graph.layers.extend(new)
         last = new[-1]
-        shape, bits, zp, scale = last.out_shape, last.out_bits, last.out_zero_point, \
-            last.out_scale
+        tensor_of[lname] = (last.outputs[0], tuple(last.out_shape),
+                            {"scale": last.out_scale, "zero_point": last.out_zero_point,
+                             "bits": last.out_bits, "signed": last.out_signed})
     graph.validate()
     return graph
 

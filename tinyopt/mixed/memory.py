@@ -39,10 +39,11 @@ import pandas as pd
 
 from tinyopt.integer.arith import macs, packed_bytes
 from tinyopt.front.architectures import MOBILENET_V1_BLOCKS
+from tinyopt.mixed import dag  # imports TensorFlow lazily (only for Keras models)
 from tinyopt.mixed.policy import INPUT_BITS, Policy
 
 MIB = 2 ** 20
-LOGIT_BITS = 8  # the last node's output is counted at 8 bits whatever the policy says
+LOGIT_BITS = 32  # a network ending in a linear layer writes int32 logits (as deployed)
 KINDS = ("conv", "depthwise", "dense")
 
 
@@ -87,66 +88,22 @@ def _prod(shape) -> int:
     return n
 
 
-# The layers the memory model accounts for. Compute layers become nodes (exact types: a subclass
-# such as Conv2DTranspose computes something else). The pass-through layers hold no weights and
-# do not change the memory picture of a chain: element-wise in place, a view, identity at
-# inference, or a pooling / padding whose result the next compute node's input shape already
-# counts. A BatchNormalization directly after a compute layer is that node's BN (folded or ICN;
-# its bytes are the node's extra bytes). Every other layer is refused by name.
-COMPUTE_TYPES = ("Conv2D", "DepthwiseConv2D", "Dense")
-PASS_THROUGH = ("InputLayer", "ReLU", "Activation", "Softmax", "Identity", "Flatten", "Reshape",
-                "Dropout", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
-                "GlobalMaxPooling2D", "ZeroPadding2D", "QuantizeLayer")
-SUPPORTED = (f"compute layers {', '.join(COMPUTE_TYPES)}; pass-through "
-             f"{', '.join(PASS_THROUGH)}; BatchNormalization directly after a compute layer")
-_WRAPPERS = ("QuantizeWrapper", "PruneLowMagnitude")  # tfmot: looked through
-_HINTS = {
-    "SeparableConv2D": "build the depthwise and pointwise parts as separate layers (as "
-                       "tinyopt.models.mobilenet_v1)",
-    "Conv2DTranspose": "a transposed convolution has other MACs and tensor sizes than a Conv2D; "
-                       "it is not modelled",
-    "Conv1D": "1-D convolutions are not modelled; use a Conv2D with a 1 x K kernel on "
-              "[N, 1, W, C] inputs",
-    "LSTM": "recurrent layers (weights, state and per-step buffers) are not modelled",
-    "GRU": "recurrent layers (weights, state and per-step buffers) are not modelled",
-    "SimpleRNN": "recurrent layers (weights, state and per-step buffers) are not modelled",
-    "BatchNormalization": "only a BatchNormalization directly after a compute layer is accounted "
-                          "for (as that layer's BN); fold or remove this one "
-                          "(tinyopt.graph.optimize folds BN)",
-}
-
-
-def _unwrap(layer):
-    """The layer inside a tfmot QuantizeWrapper / PruneLowMagnitude, else the layer itself."""
-    if any(c.__name__ in _WRAPPERS for c in type(layer).__mro__) and hasattr(layer, "layer"):
-        return layer.layer
-    return layer
-
-
-def _refuse(outer, layer) -> ValueError:
-    kind = type(layer).__name__
-    hint = _HINTS.get(kind, "the memory model cannot account for its weights or buffers")
-    return ValueError(f"layer {outer.name!r} ({kind}) is not supported by the memory model: "
-                      f"{hint}. Supported: {SUPPORTED}")
-
-
 def nodes(model) -> list[Node]:
-    """The compute nodes of a chain network, in graph order.
+    """The policy layers of a network as memory-model nodes, in execution order.
 
     Arguments:
         model: a ``tf_keras`` model (built: its layers must have shapes), or a list of
             :class:`Node` (returned as a list, unchanged).
 
     Returns:
-        One :class:`Node` per Conv2D / DepthwiseConv2D / Dense layer (tfmot wrappers are looked
-        through), in ``model.layers`` order.
+        One :class:`Node` per policy layer (:func:`tinyopt.mixed.dag.policy_layers`): Conv2D,
+        Conv1D (kind "conv"), DepthwiseConv2D, Dense, and standalone BatchNormalization (kind
+        "depthwise": the deployed 1 x 1 depthwise of one weight per channel).
 
     Raises:
-        ValueError: the model has a layer with several inputs (the paper's accounting, where node
-            i's input is node i-1's output, holds for chains only), a layer the memory model
-            cannot account for (named, with the supported set :data:`SUPPORTED`: e.g. LSTM,
-            Conv1D, Conv2DTranspose, SeparableConv2D, a BatchNormalization that does not follow a
-            compute layer, a nested model), or no compute layer.
+        ValueError: a layer the sub-byte flow cannot take (named, with its type and the supported
+            set :data:`tinyopt.mixed.dag.SUPPORTED`: e.g. LSTM, Conv2DTranspose, SeparableConv2D,
+            a nested model), or no compute layer.
     """
     if isinstance(model, (list, tuple)):
         if not all(isinstance(n, Node) for n in model):
@@ -155,35 +112,26 @@ def nodes(model) -> list[Node]:
     if not hasattr(model, "layers"):
         raise TypeError(f"model must be a tf_keras model or a list of tinyopt.memory.Node, got "
                         f"{type(model).__name__}")
-    import tf_keras as keras
-    compute = {getattr(keras.layers, name): name for name in COMPUTE_TYPES}
-    out, previous = [], None
-    for outer in model.layers:
-        layer = _unwrap(outer)
-        kind = type(layer).__name__
-        if isinstance(getattr(outer, "input", None), (list, tuple)) and len(outer.input) > 1:
-            raise ValueError(f"layer {outer.name!r} has {len(outer.input)} inputs; the memory "
-                             "model handles chain networks only")
-        after_compute, previous = previous in compute.values(), kind
-        if type(layer) not in compute:
-            if kind in PASS_THROUGH or (kind == "BatchNormalization" and after_compute and
-                                        type(layer) is keras.layers.BatchNormalization):
-                continue
-            raise _refuse(outer, layer)
-        if kind == "DepthwiseConv2D":
-            node_kind, kernel = "depthwise", layer.depthwise_kernel
-        elif kind == "Conv2D":
-            node_kind, kernel = "conv", layer.kernel
+    return _nodes_of(dag.blocks(model))
+
+
+def _nodes_of(block_list) -> list[Node]:
+    out = []
+    for b in block_list:
+        if not b.is_policy_layer:
+            continue
+        layer = b.layer
+        in_elements = _prod(layer.input_shape[1:])
+        out_elements = _prod(b.out_shape)
+        c = int(b.out_shape[-1])
+        if b.op == "bn":
+            kind, kelems = "depthwise", c
+        elif b.kind == "depthwise":
+            kind, kelems = "depthwise", _prod(layer.depthwise_kernel.shape)
         else:
-            node_kind, kernel = "dense", layer.kernel
-        in_shape, out_shape = outer.input_shape, outer.output_shape
-        out_elements = _prod(out_shape[1:])
-        kelems = _prod(kernel.shape)
-        n_macs = macs(out_elements, kelems, int(out_shape[-1]))
-        out.append(Node(outer.name, node_kind, kelems, int(out_shape[-1]), _prod(in_shape[1:]),
-                        out_elements, n_macs))
-    if not out:
-        raise ValueError(f"model {model.name!r} has no Conv2D / DepthwiseConv2D / Dense layer")
+            kind, kelems = ("conv" if b.kind == "conv2d" else "dense"), _prod(layer.kernel.shape)
+        out.append(Node(b.name, kind, kelems, c, in_elements, out_elements,
+                        macs(out_elements, kelems, c)))
     return out
 
 
@@ -253,47 +201,241 @@ def _check(node_list: list[Node], policy: Policy) -> None:
     names = [n.name for n in node_list]
     if list(policy.layers) != names:
         raise ValueError(f"the policy's layers {list(policy.layers)} do not match the model's "
-                         f"compute layers {names}; build the policy from this model")
+                         f"policy layers {names}; build the policy from this model")
 
 
-def report(model, policy: Policy) -> pd.DataFrame:
+# ------------------------------------------------------------------------------ tensor lifetimes
+
+@dataclass
+class MemTensor:
+    """A tensor the deployed network stores. ``kind``: "input" (8-bit image), "act" (the output
+    of policy layer ``layer``, at its act bits), "logits" (int32), "int8" (8 bits, fixed: the
+    softmax head's logits and output), "derived" (bits = the largest of ``sources``' bits: add,
+    concat, pool and pad outputs)."""
+
+    name: str
+    elements: int
+    kind: str
+    layer: str | None = None
+    sources: tuple = ()
+
+
+@dataclass
+class MemGraph:
+    """Steps in the C export's execution order, each reading tensors and writing one.
+    ``chain``: the paper's accounting applies (:func:`report`)."""
+
+    tensors: dict
+    steps: list  # (step name, input tensor names, output tensor name)
+    nodes: list
+    chain: bool
+
+    def bits(self, act_bits: dict) -> dict:
+        """Tensor name -> bits for the policy layers' output bits ``act_bits``."""
+        out = {}
+        for name, t in self.tensors.items():  # insertion order is topological
+            if t.kind == "input":
+                out[name] = INPUT_BITS
+            elif t.kind == "act":
+                out[name] = int(act_bits[t.layer])
+            elif t.kind == "logits":
+                out[name] = LOGIT_BITS
+            elif t.kind == "int8":
+                out[name] = 8
+            else:
+                out[name] = max(out[s] for s in t.sources)
+        return out
+
+    def lifetimes(self) -> dict:
+        """Tensor name -> (first step, last step), both inclusive (the graph output lives to the
+        end; the input from step 0)."""
+        life = {}
+        for i, (_, ins, out) in enumerate(self.steps):
+            life.setdefault(out, [i, i])
+            for t in ins:
+                life.setdefault(t, [0, i])[1] = i
+        life[self.steps[-1][2]][1] = len(self.steps) - 1
+        return {k: tuple(v) for k, v in life.items()}
+
+    def live_bytes(self, act_bits: dict) -> list[int]:
+        """Bytes alive at each step (every tensor from the step writing it to its last reader)."""
+        bits, life = self.bits(act_bits), self.lifetimes()
+        size = {t: packed_bytes(self.tensors[t].elements, bits[t]) for t in life}
+        return [sum(size[t] for t, (a, b) in life.items() if a <= i <= b)
+                for i in range(len(self.steps))]
+
+
+def mem_graph(model, softmax: str = "int8") -> MemGraph:
+    """The tensors and steps of ``model`` as :func:`tinyopt.icn.convert` lowers it and the C
+    export runs it: Keras layer order; flatten / reshape / dropout are aliases (no step); a
+    compute layer read only by a max pool is fused with it; a global average pool is one step;
+    a concatenation first requantizes every input (a QUANTIZE step each: an upper bound, an input
+    already on the output grid is copied directly); the int8 softmax head is two steps (the
+    logits moved to int8, then the softmax).
+
+    Arguments:
+        model: a ``tf_keras`` model or a list of :class:`Node` (a chain).
+        softmax: "int8" or "logits", as :func:`tinyopt.qat.quantize_mixed`.
+    """
+    if isinstance(model, (list, tuple)):
+        node_list = nodes(model)
+        tensors = {"input": MemTensor("input", node_list[0].in_elements, "input")}
+        steps, prev = [], "input"
+        for i, n in enumerate(node_list):
+            kind = "logits" if i == len(node_list) - 1 else "act"
+            tensors[n.name] = MemTensor(n.name, n.out_elements, kind, n.name)
+            steps.append((n.name, (prev,), n.name))
+            prev = n.name
+        return MemGraph(tensors, steps, node_list, True)
+    if softmax not in dag.SOFTMAX_HEADS:
+        raise ValueError(f"softmax must be one of {dag.SOFTMAX_HEADS}, got {softmax!r}")
+    block_list = dag.blocks(model)
+    chain = dag.is_chain(block_list)
+    if softmax == "logits":
+        block_list = [b for b in block_list if b.op != "softmax"]
+    cons = dag.consumers(block_list)
+    by_name = {b.name: b for b in block_list}
+    out_name = block_list[-1].name
+    tensors = {dag.INPUT: MemTensor(dag.INPUT, _prod(model.input_shape[1:]), "input")}
+    alias = {dag.INPUT: dag.INPUT}
+    steps, fused = [], {}
+    for b in block_list:
+        ins = [alias[s] for s in b.inputs]
+        elements = _prod(b.out_shape)
+        if b.op in ("flatten", "reshape", "dropout"):
+            alias[b.name] = ins[0]
+            continue
+        if b.op in ("compute", "bn"):
+            readers = cons.get(b.name, [])
+            head = any(by_name[r].op == "softmax" for r in readers)
+            if b.activation is None and not head and _reaches_output(b.name, cons, by_name,
+                                                                      out_name):
+                kind = "logits"
+            else:
+                kind = "int8" if head else "act"
+            if (len(readers) == 1 and by_name[readers[0]].op == "maxpool"
+                    and b.name != out_name and kind == "act"):
+                fused[readers[0]] = (b.name, ins)  # the pool step writes the pooled tensor
+                alias[b.name] = b.name
+                continue
+            tensors[b.name] = MemTensor(b.name, elements, kind, b.name)
+        elif b.op == "maxpool" and b.name in fused:
+            src, ins = fused[b.name]
+            tensors[b.name] = MemTensor(b.name, elements, "act", src)
+        elif b.op == "softmax":
+            tensors[f"{b.name}_int8"] = MemTensor(f"{b.name}_int8", elements, "int8")
+            steps.append((f"{b.name}_int8", tuple(ins), f"{b.name}_int8"))
+            ins = [f"{b.name}_int8"]
+            tensors[b.name] = MemTensor(b.name, elements, "int8")
+        elif b.op == "concat":
+            moved = []
+            for k, t in enumerate(ins):
+                name = f"{b.name}_{k}"
+                tensors[name] = MemTensor(name, tensors[t].elements, "derived", sources=tuple(ins))
+                steps.append((name, (t,), name))
+                moved.append(name)
+            ins = moved
+            tensors[b.name] = MemTensor(b.name, elements, "derived", sources=tuple(ins))
+        else:  # add, avgpool, gap, pad, maxpool
+            tensors[b.name] = MemTensor(b.name, elements, "derived", sources=tuple(ins))
+        alias[b.name] = b.name
+        steps.append((b.name, tuple(ins), b.name))
+    return MemGraph(tensors, steps, _nodes_of(block_list), chain)
+
+
+def _reaches_output(name, cons, by_name, out_name) -> bool:
+    while True:
+        if name == out_name:
+            return True
+        readers = cons.get(name, [])
+        if len(readers) != 1 or by_name[readers[0]].op not in ("flatten", "reshape", "dropout"):
+            return False
+        name = readers[0]
+
+
+def _input_tensors(g: MemGraph) -> dict:
+    """Policy layer -> the tensor its step reads."""
+    out = {}
+    for name, ins, _ in g.steps:
+        if name in {n.name for n in g.nodes}:
+            out[name] = ins[0]
+    for t in g.tensors.values():  # a compute fused with its max pool reads the compute's input
+        if t.kind == "act" and t.layer != t.name and t.layer not in out:
+            step = next(s for s in g.steps if s[2] == t.name)
+            out[t.layer] = step[1][0]
+    return out
+
+
+def report(model, policy: Policy, softmax: str = "int8") -> pd.DataFrame:
     """Per-node flash and RAM bytes of ``model`` quantized with ``policy``.
+
+    RAM. For a chain (every layer reads one tensor, every tensor has one reader) the paper's
+    rule: ``ram_bytes`` = input + output bytes of the node, pools and pads not counted. For any
+    other graph the bytes alive at the node's step (:func:`live_steps`): a skip tensor stays
+    alive until its add reads it. Output bits are the deployed ones: int32 logits count 4 bytes
+    each, the int8 softmax head's logits 1.
 
     Arguments:
         model: a ``tf_keras`` model or a list of :class:`Node`.
-        policy: a :class:`tinyopt.policy.Policy` over the same compute layers.
+        policy: a :class:`tinyopt.policy.Policy` over the same policy layers.
+        softmax: "int8" or "logits", as :func:`tinyopt.qat.quantize_mixed`.
 
     Returns:
         DataFrame, one row per node: layer, kind, weight_elements, out_channels, weight_bits,
-        input_bits, output_bits (8 for the last node), fold, granularity, weight_bytes,
-        extra_bytes, flash_bytes, in_elements, out_elements, in_bytes, out_bytes, ram_bytes, macs.
+        input_bits, output_bits, fold, granularity, weight_bytes, extra_bytes, flash_bytes,
+        in_elements, out_elements, in_bytes, out_bytes, ram_bytes, macs.
 
     Raises:
-        ValueError: the policy's layers differ from the model's compute layers, or see
-            :func:`extra_bytes`.
+        ValueError: the policy's layers differ from the model's policy layers, or see
+            :func:`extra_bytes` and :func:`nodes`.
     """
-    node_list = nodes(model)
+    g = mem_graph(model, softmax)
+    node_list = g.nodes
     _check(node_list, policy)
     n = len(node_list)
-    in_bits = policy.input_bits
+    act = dict(zip(policy.layers, policy.act_bits))
+    bits = g.bits(act)
+    live = dict(zip([s[0] for s in g.steps], g.live_bytes(act)))
+    reads = _input_tensors(g)
     rows = []
     for i, node in enumerate(node_list):
         last = i == n - 1
-        out_bits = LOGIT_BITS if last else policy.act_bits[i]
+        out_t = next(t for t in g.tensors.values() if t.layer == node.name)
+        out_bits, in_bits = bits[out_t.name], bits[reads[node.name]]
         wb = packed_bytes(node.weight_elements, policy.weight_bits[i])
         eb = extra_bytes(node.out_channels, policy.granularity, policy.fold[i], last)
-        ib = packed_bytes(node.in_elements, in_bits[i])
+        ib = packed_bytes(node.in_elements, in_bits)
         ob = packed_bytes(node.out_elements, out_bits)
+        step = node.name if node.name in live else out_t.name
         rows.append({
             "layer": node.name, "kind": node.kind, "weight_elements": node.weight_elements,
             "out_channels": node.out_channels, "weight_bits": policy.weight_bits[i],
-            "input_bits": in_bits[i], "output_bits": out_bits, "fold": policy.fold[i],
+            "input_bits": in_bits, "output_bits": out_bits, "fold": policy.fold[i],
             "granularity": policy.granularity, "weight_bytes": wb, "extra_bytes": eb,
             "flash_bytes": wb + eb, "in_elements": node.in_elements,
             "out_elements": node.out_elements, "in_bytes": ib, "out_bytes": ob,
-            "ram_bytes": ib + ob, "macs": node.macs,
+            "ram_bytes": ib + ob if g.chain else live[step], "macs": node.macs,
         })
     return pd.DataFrame(rows)
+
+
+def live_steps(model, policy: Policy, softmax: str = "int8") -> pd.DataFrame:
+    """Every step of the deployed network in execution order with the bytes alive during it.
+
+    Returns:
+        DataFrame: step, output (tensor written), output_bits, output_bytes, live_bytes, live
+        (the tensors alive, comma-separated).
+    """
+    g = mem_graph(model, softmax)
+    _check(g.nodes, policy)
+    act = dict(zip(policy.layers, policy.act_bits))
+    bits, life = g.bits(act), g.lifetimes()
+    live = g.live_bytes(act)
+    return pd.DataFrame([{"step": name, "output": out, "output_bits": bits[out],
+                          "output_bytes": packed_bytes(g.tensors[out].elements, bits[out]),
+                          "live_bytes": live[i],
+                          "live": ",".join(t for t, (a, b) in life.items() if a <= i <= b)}
+                         for i, (name, _, out) in enumerate(g.steps)])
 
 
 def flash_bytes(model, policy: Policy) -> int:
@@ -301,19 +443,27 @@ def flash_bytes(model, policy: Policy) -> int:
     return int(report(model, policy)["flash_bytes"].sum())
 
 
-def peak_ram_bytes(model, policy: Policy) -> int:
-    """Largest input + output bytes over the nodes (see :func:`report`)."""
-    return int(report(model, policy)["ram_bytes"].max())
+def peak_ram_bytes(model, policy: Policy, softmax: str = "int8") -> int:
+    """Peak activation RAM: for chains the largest input + output of a node (the paper's rule),
+    for other graphs the largest sum of tensors alive at one step (see :func:`report`)."""
+    g = mem_graph(model, softmax)
+    _check(g.nodes, policy)
+    act = dict(zip(policy.layers, policy.act_bits))
+    if g.chain:
+        return int(report(model, policy, softmax)["ram_bytes"].max())
+    return int(max(g.live_bytes(act)))
 
 
-def ram_per_node(node_list: list[Node], act_bits: list[int]) -> list[int]:
-    """RAM bytes per node for output bits ``act_bits`` (the last entry is ignored: logits are
-    8-bit). The fast path used by the policy search."""
+def ram_per_node(node_list: list[Node], act_bits: list[int], last_bits: int = LOGIT_BITS
+                 ) -> list[int]:
+    """RAM bytes per node of a chain for output bits ``act_bits`` (the last entry is ignored: the
+    last node writes ``last_bits``, int32 logits or the softmax head's int8). The fast path used
+    by the policy search."""
     n = len(node_list)
     out = []
     for i, node in enumerate(node_list):
         qx = INPUT_BITS if i == 0 else act_bits[i - 1]
-        qy = LOGIT_BITS if i == n - 1 else act_bits[i]
+        qy = last_bits if i == n - 1 else act_bits[i]
         out.append(packed_bytes(node.in_elements, qx) + packed_bytes(node.out_elements, qy))
     return out
 

@@ -149,14 +149,15 @@ class Policy:
     @classmethod
     def uniform(cls, model, w: int = 8, a: int = 8, granularity: str = "PL",
                 fold: str | None = None) -> "Policy":
-        """The same weight bits ``w`` and activation bits ``a`` for every compute layer of
-        ``model`` (a Keras model, or a list of layer names). ``fold`` forces FB or ICN for every
+        """The same weight bits ``w`` and activation bits ``a`` for every policy layer of
+        ``model`` (a Keras model: its compute layers and standalone BatchNormalizations,
+        :func:`tinyopt.mixed.dag.policy_layers`; or a list of layer names). ``fold`` forces FB or ICN for every
         layer but the last; by default the paper's rule (:func:`default_fold`) decides."""
         if isinstance(model, (list, tuple)):
             names = list(model)
         else:
-            from tinyopt.transforms.keras_graph import compute_layer_names
-            names = compute_layer_names(model)
+            from tinyopt.mixed.dag import policy_layers
+            names = policy_layers(model)
         n = len(names)
         folds = None
         if fold is not None:

@@ -16,6 +16,7 @@ the already-quantized output of the layers before it:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ import tf_keras as keras
 
 from tinyopt.front.checks import check_images
 from tinyopt.mixed import build, quantizers
-from tinyopt.mixed.layers import QuantCompute, QuantModel
+from tinyopt.mixed.layers import QuantAdd, QuantCompute, QuantConcat, QuantModel
 from tinyopt.mixed.policy import Policy
 
 WEIGHT_METHODS = ("minmax", "mse", "ppq", "spec")
@@ -34,13 +35,22 @@ ACT_METHODS = ("mse", "percentile")
 
 
 def _float_target(pre: np.ndarray, activation: str) -> np.ndarray:
-    """What the float model computes from the pre-activation: ReLU or ReLU6."""
+    """What the float model computes from the pre-activation: ReLU, ReLU6 or (signed) identity."""
+    if activation == "signed":
+        return pre
     y = np.maximum(pre, 0.0)
     return np.minimum(y, 6.0) if activation == "relu6" else y
 
 
-def _pact_np(pre: np.ndarray, alpha: float, bits: int, offset: bool) -> np.ndarray:
-    """NumPy mirror of :func:`tinyopt.quantizers.pact` used only to score alpha candidates."""
+def _pact_np(pre: np.ndarray, alpha: float, bits: int, offset: bool,
+             signed: bool = False) -> np.ndarray:
+    """NumPy mirror of :func:`tinyopt.quantizers.pact` (and ``pact_signed``) used only to score
+    alpha candidates."""
+    if signed:
+        half = 2 ** (bits - 1)
+        s = alpha / half
+        x = pre + (s / 2 if offset else 0.0)
+        return np.clip(np.floor(x / s), -half, half - 1) * s
     n = quantizers.levels(bits)
     s = alpha / n
     x = pre + (s / 2 if offset else 0.0)
@@ -55,7 +65,8 @@ def calibrate_alpha(pre: np.ndarray, bits: int, activation: str, method: str = "
     Arguments:
         pre: pre-activation values (any shape).
         bits: output bits.
-        activation: "relu" or "relu6" (the float target the MSE search compares against).
+        activation: "relu", "relu6" or "signed" (the float target the MSE search compares
+            against; "signed": the identity, with :func:`tinyopt.quantizers.pact_signed`).
         method: "percentile" (that percentile of the float activation) or "mse" (the candidate
             in (0, max] minimising the error of the quantized against the float activation).
         percentile: for ``method="percentile"``.
@@ -76,14 +87,16 @@ def calibrate_alpha(pre: np.ndarray, bits: int, activation: str, method: str = "
     if v.size > max_samples:
         v = np.random.default_rng(seed).choice(v, max_samples, replace=False)
     target = _float_target(v, activation)
-    top = float(target.max())
+    signed = activation == "signed"
+    top = float(np.abs(target).max()) if signed else float(target.max())
     if top <= 0:
         return 1.0  # the layer never fires on the calibration data; any clip is exact
     if method == "percentile":
-        return max(float(np.percentile(target, percentile)), quantizers.ALPHA_MIN)
+        return max(float(np.percentile(np.abs(target) if signed else target, percentile)),
+                   quantizers.ALPHA_MIN)
     alphas = top * np.linspace(1.0, 0.05, grid)
     errors = np.concatenate([  # vectorised over candidates, in chunks to bound memory
-        np.mean((_pact_np(v[None, :], alphas[i:i + 8, None], bits, offset) - target) ** 2,
+        np.mean((_pact_np(v[None, :], alphas[i:i + 8, None], bits, offset, signed) - target) ** 2,
                 axis=1) for i in range(0, grid, 8)])
     return float(alphas[int(np.argmin(errors))])
 
@@ -120,26 +133,47 @@ def quantize_mixed(model: keras.Model, policy: Policy, calibration: np.ndarray,
     return calibrate(model, policy, calibration, **options).model
 
 
+def _input_range(calibration: np.ndarray, input_range) -> tuple[float, float]:
+    """The input quantizer's range: ``input_range`` if given (with a warning saying how much of
+    the calibration data it clips), else the calibration data's min and max."""
+    lo, hi = float(calibration.min()), float(calibration.max())
+    if input_range is None:
+        return (lo, hi) if hi > lo else (min(lo, 0.0), max(hi, 1.0))
+    a, b = (float(v) for v in input_range)
+    outside = int(np.count_nonzero((calibration < a) | (calibration > b)))
+    if outside:
+        warnings.warn(f"input_range [{a}, {b}] clips {outside:,} of {calibration.size:,} "
+                      f"calibration values ({100 * outside / calibration.size:.2f} %; the data "
+                      f"span [{lo:.4g}, {hi:.4g}]); pass input_range=None to take the range from "
+                      "the data", stacklevel=3)
+    return a, b
+
+
 def calibrate(model: keras.Model, policy: Policy, calibration: np.ndarray,
               weights: str = "mse", activations: str = "mse", percentile: float = 99.99,
               floor_offset: bool = True, batch_size: int = 256,
-              input_range: tuple[float, float] = (0.0, 1.0),
-              freeze_bn_after: int | None = 0) -> PTQResult:
-    """Post-training sub-byte quantization of a trained float chain model.
+              input_range: tuple[float, float] | None = None,
+              freeze_bn_after: int | None = 0, softmax: str = "int8") -> PTQResult:
+    """Post-training sub-byte quantization of a trained float model (any graph
+    :func:`tinyopt.qat.quantize_mixed` takes).
 
     Arguments:
         model: the trained float ``tf_keras`` model (not modified).
-        policy: bits, granularity and FB/ICN per compute layer.
-        calibration: model-ready float images (a few hundred to a few thousand).
+        policy: bits, granularity and FB/ICN per policy layer.
+        calibration: model-ready float inputs (a few hundred to a few thousand).
         weights: PL clip rule, "mse" (default), "minmax", "ppq" or "spec" (see
             :func:`tinyopt.qat.init_weight_clip`); ignored for PC.
-        activations: alpha rule, "mse" (default) or "percentile".
+        activations: alpha rule, "mse" (default) or "percentile" (ReLU outputs, signed outputs
+            of linear layers and residual adds alike).
         percentile: for ``activations="percentile"``.
-        floor_offset: add S_y / 2 to each layer's bias (see module docstring).
+        floor_offset: add S_y / 2 to each compute layer's bias (see module docstring).
         batch_size: calibration batch size for the forward passes.
-        input_range: real input range of the 8-bit input quantizer.
+        input_range: real input range of the 8-bit input quantizer; None (default): the
+            calibration data's min and max. A given range that clips calibration data warns
+            with the share clipped.
         freeze_bn_after: passed to :func:`tinyopt.qat.quantize_mixed`; 0 (default) keeps the BN
             statistics of the float model when QAT continues from this model.
+        softmax: "int8" or "logits", see :func:`tinyopt.qat.quantize_mixed`.
 
     Returns:
         A :class:`PTQResult`: the calibrated model (same kind as QAT's) and the method and alpha
@@ -156,32 +190,49 @@ def calibrate(model: keras.Model, policy: Policy, calibration: np.ndarray,
     calibration = np.asarray(check_images(calibration, model, "calibration",
                                           "ptq.quantize_mixed"), np.float32)
     qmodel = build.quantize_mixed(model, policy, freeze_bn_after=freeze_bn_after,
-                                input_range=input_range, weight_init=weights)
+                                  input_range=_input_range(calibration, input_range),
+                                  weight_init=weights, softmax=softmax)
 
-    def run(fn, x):
-        return np.concatenate([np.asarray(fn(tf.constant(x[i:i + batch_size])))
-                               for i in range(0, len(x), batch_size)])
+    def run(fn, xs):
+        n = len(xs[0])
+        return np.concatenate([np.asarray(fn(*[tf.constant(x[i:i + batch_size]) for x in xs]))
+                               for i in range(0, n, batch_size)])
 
-    x, record = calibration, []
+    values, record = {}, []
     for layer in qmodel.layers:
         if isinstance(layer, keras.layers.InputLayer):
+            values[layer.name] = calibration
             continue
-        if not isinstance(layer, QuantCompute):
-            x = run(lambda t, layer=layer: layer(t, training=False)
-                    if isinstance(layer, keras.layers.Dropout) else layer(t), x)
-            continue
-        pre = run(lambda t, layer=layer: layer.preactivation(t, training=False), x)
-        row = {"layer": layer.name, "weights": weights if layer.granularity == "PL" else "PC"}
-        if layer.activation is not None:
-            alpha = calibrate_alpha(pre, layer.act_bits, layer.activation, activations,
-                                    percentile, floor_offset)
+        xs = [values[n] for n in build._inbound_names(layer)]
+        if isinstance(layer, (QuantCompute, QuantAdd)) and layer.activation is not None:
+            if isinstance(layer, QuantAdd):
+                pre = xs[0] + xs[1]
+                row = {"layer": layer.name, "weights": "-"}
+            else:
+                pre = run(lambda t, layer=layer: layer.preactivation(t, training=False), xs)
+                row = {"layer": layer.name,
+                       "weights": weights if layer.granularity == "PL" else "PC"}
+            bits = layer.act_bits if isinstance(layer, QuantCompute) else layer.bits
+            offset = floor_offset and isinstance(layer, QuantCompute)
+            alpha = calibrate_alpha(pre, bits, layer.activation, activations, percentile, offset)
             layer.alpha.assign(alpha)
-            if floor_offset:
-                _add_offset(layer, alpha / quantizers.levels(layer.act_bits) / 2)
-                pre = run(lambda t, layer=layer: layer.preactivation(t, training=False), x)
+            if offset:
+                steps = 2 ** (bits - 1) if layer.activation == "signed" else \
+                    quantizers.levels(bits)
+                _add_offset(layer, alpha / steps / 2)
+                pre = run(lambda t, layer=layer: layer.preactivation(t, training=False), xs)
             row.update(alpha=alpha, activations=activations)
-            x = run(layer.quantize_output, pre)
+            values[layer.name] = run(layer.quantize_output, [pre])
+            record.append(row)
+        elif isinstance(layer, QuantCompute):  # the logits layer
+            values[layer.name] = run(lambda t, layer=layer: layer(t, training=False), xs)
+            record.append({"layer": layer.name,
+                           "weights": weights if layer.granularity == "PL" else "PC"})
+        elif isinstance(layer, (QuantAdd, QuantConcat)):
+            values[layer.name] = run(lambda *t, layer=layer: layer(list(t)), xs)
+        elif isinstance(layer, keras.layers.Dropout):
+            values[layer.name] = xs[0]
         else:
-            x = pre
-        record.append(row)
+            values[layer.name] = run(lambda t, layer=layer: layer(t), xs)
+        # free what no later layer reads (the calibration set times every tensor adds up)
     return PTQResult(qmodel, record)

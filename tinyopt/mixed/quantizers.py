@@ -219,12 +219,51 @@ def pact(x, alpha, bits: int, params: bool = False):
     return _result(fake, codes, scale, tf.zeros_like(scale), bits, params)
 
 
-def avg_pool_floor(x, scale, bits: int, pool_size=None, strides=None):
+def pact_signed(x, alpha, bits: int, params: bool = False):
+    """The signed counterpart of :func:`pact` for linear (no-ReLU) activations in the middle of a
+    network: a linear bottleneck, a residual branch before its add.
+
+    Forward: code q = clamp(floor(x / S), -2^(Q-1), 2^(Q-1) - 1), S = alpha / 2^(Q-1), value q S
+    (floor, as the integer kernels' requantization). The integer graph stores q + 2^(Q-1) as an
+    unsigned code with zero point 2^(Q-1), so every kernel and packing of unsigned codes applies.
+    Backward: dL/dx passes where -alpha <= x < alpha; dL/dalpha sums dL/dy * sign(x) outside.
+
+    Arguments, Returns: as :func:`pact` (``QParams`` codes unsigned, zero point 2^(Q-1)).
+    """
+    bits = check_bits(bits)
+    half = float(2 ** (bits - 1))
+    x = tf.convert_to_tensor(x, tf.float32)
+
+    @tf.custom_gradient
+    def _op(x, alpha):
+        al = tf.maximum(alpha, ALPHA_MIN)
+        scale = al / half
+        codes = tf.clip_by_value(tf.floor(x / scale), -half, half - 1.0)
+        fake = codes * scale
+
+        def grad(dy, *_):
+            inside = tf.logical_and(x >= -al, x < al)
+            dx = tf.where(inside, dy, tf.zeros_like(dy))
+            dalpha = tf.reduce_sum(tf.where(inside, tf.zeros_like(dy), dy * tf.sign(x)))
+            return dx, tf.reshape(dalpha, tf.shape(alpha))
+
+        return (fake, codes + half, scale), grad
+
+    fake, codes, scale = _op(x, tf.convert_to_tensor(alpha, tf.float32))
+    return _result(fake, codes, scale, tf.zeros_like(scale) + half, bits, params)
+
+
+def avg_pool_floor(x, scale, bits: int, pool_size=None, strides=None, signed: bool = False):
     """Average pooling of activations on the grid ``scale`` the way the integer kernels do it:
     codes X = x / S, Y = floor(sum(X) / count), value Y * S. ``pool_size=None`` pools globally
     (GlobalAveragePooling2D, output [N, C]); otherwise VALID padding (every window full).
-    The gradient is that of the plain average."""
+    ``signed``: the grid of :func:`pact_signed` (codes in [-2^(Q-1), 2^(Q-1) - 1]; the integer
+    kernel floors the stored codes q + 2^(Q-1), which is the same). The gradient is that of the
+    plain average."""
     n = float(levels(check_bits(bits)))
+    lo = 0.0
+    if signed:
+        lo, n = -float(2 ** (bits - 1)), float(2 ** (bits - 1) - 1)
     x = tf.convert_to_tensor(x, tf.float32)
     scale = tf.convert_to_tensor(scale, tf.float32)
 
@@ -237,7 +276,7 @@ def avg_pool_floor(x, scale, bits: int, pool_size=None, strides=None):
         else:
             count = float(np.prod(pool_size))
             total = tf.round(tf.nn.avg_pool2d(codes, pool_size, strides, "VALID") * count)
-        out = tf.clip_by_value(tf.floor(total / count), 0.0, n) * scale
+        out = tf.clip_by_value(tf.floor(total / count), lo, n) * scale
 
         def grad(dy):
             with tf.GradientTape() as tape:

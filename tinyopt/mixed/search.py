@@ -44,19 +44,41 @@ def _flash_total(node_list, weight_bits, act_bits, granularity):
     return total, folds
 
 
-def _budget_error(node_list, flash_budget, ram_budget, granularity, bits, what):
+def _min_flash(node_list, granularity, bits) -> int:
+    """The smallest flash any assignment of ``bits`` reaches: per layer the cheaper of its
+    lowest-bit weights (ICN extras below 8 bits with PL) and, with PL, 8-bit weights and
+    activations folded (FB extras), which is smaller for layers with few weights per channel."""
+    from tinyopt.mixed.memory import extra_bytes
+    n, lo, top = len(node_list), min(bits), max(bits)
+    total = 0
+    for i, node in enumerate(node_list):
+        last = i == n - 1
+        options = [packed_bytes(node.weight_elements, lo) + extra_bytes(
+            node.out_channels, granularity, default_fold(granularity, lo, lo, last), last)]
+        if top == 8 and granularity == "PL":
+            options.append(packed_bytes(node.weight_elements, 8) + extra_bytes(
+                node.out_channels, granularity, default_fold(granularity, 8, 8, last), last))
+        total += min(options)
+    return total
+
+
+def _budget_error(graph, flash_budget, ram_budget, granularity, bits, what, last_bits):
     from tinyopt.mixed.memory import ram_per_node
+    node_list = graph.nodes
     n, lo = len(node_list), min(bits)
-    # All-lowest bits minimise both memories at once: below 8 bits every PL layer is ICN whatever
-    # its activations, and if only 8 bits are allowed the activations are 8 too.
-    min_flash, _ = _flash_total(node_list, [lo] * n, [lo] * n, granularity)
-    ram = ram_per_node(node_list, [lo] * n)
-    min_ram = max(ram)
-    where = node_list[ram.index(min_ram)].name
+    min_flash = _min_flash(node_list, granularity, bits)
+    if graph.chain:
+        ram = ram_per_node(node_list, [lo] * n, last_bits)
+        min_ram = max(ram)
+        where = node_list[ram.index(min_ram)].name
+    else:
+        live = graph.live_bytes({node.name: lo for node in node_list})
+        min_ram = max(live)
+        where = graph.steps[live.index(min_ram)][0]
     msg = (f"infeasible budget ({what}): flash budget {flash_budget:,} B vs smallest reachable "
            f"flash {min_flash:,} B (every weight at {lo} bits, {granularity}); RAM budget "
            f"{ram_budget:,} B vs smallest reachable peak RAM {min_ram:,} B (every activation at "
-           f"{lo} bits, 8-bit input image and logits; peak at node {where!r}). Allowed bits "
+           f"{lo} bits, 8-bit input image, logits as deployed; peak at {where!r}). Allowed bits "
            f"{tuple(sorted(bits, reverse=True))}: raise the budgets, allow lower bits or use a "
            "smaller model.")
     return BudgetError(msg, flash_budget, ram_budget, min_flash, min_ram, where)
@@ -68,7 +90,7 @@ def _lower(b, bits):
     return max(below) if below else None
 
 
-def _activation_rule(node_list, ram_budget, bits, trace):
+def _activation_rule(node_list, ram_budget, bits, trace, last_bits):
     """[M2] (docs/mixed_precision.md#activation-rule-m2): output bits per node, cut by forward and
     backward passes.
 
@@ -77,7 +99,6 @@ def _activation_rule(node_list, ram_budget, bits, trace):
     budget. Bounded: every pass after one that deferred a node makes at least one cut (the deferred
     node's side is unchanged unless something was cut), so at most ``cuts + 2`` passes run.
     """
-    from tinyopt.mixed.memory import LOGIT_BITS
     n, top = len(node_list), max(bits)
     q = [top] * n  # q[i] = q_y[i]; q_x[i] = q[i-1], q_x[0] = the 8-bit image
     max_cuts = max(0, n - 1) * (len(bits) - 1)
@@ -86,7 +107,7 @@ def _activation_rule(node_list, ram_budget, bits, trace):
         return INPUT_BITS if i == 0 else q[i - 1]
 
     def qy(i):
-        return LOGIT_BITS if i == n - 1 else q[i]
+        return last_bits if i == n - 1 else q[i]
 
     def mem(i):
         return packed_bytes(node_list[i].in_elements, qx(i)) + \
@@ -137,6 +158,63 @@ def _activation_rule(node_list, ram_budget, bits, trace):
                        f"({max_cuts + 3} passes); please report this with the model's nodes")
 
 
+def _controllers(graph, name, bits) -> set | None:
+    """The policy layers whose act bits set tensor ``name``'s bits (lowering all of them lowers
+    it), or None when a fixed-width tensor (image, logits, int8 head) sets them."""
+    t = graph.tensors[name]
+    if t.kind == "act":
+        return {t.layer}
+    if t.kind != "derived":
+        return None
+    out = set()
+    for src in t.sources:
+        if bits[src] == bits[name]:
+            sub = _controllers(graph, src, bits)
+            if sub is None:
+                return None
+            out |= sub
+    return out
+
+
+def _live_rule(graph, ram_budget, bits_allowed, trace):
+    """[M2] generalised to graphs with branches: while the bytes alive at some step exceed the
+    budget, take the earliest step with the largest live bytes and cut, among the tensors alive
+    there that can still be cut, the one with the most bytes (a tie: the one written first) one
+    allowed bit width lower (an add / concatenation / pool output is cut through the layers
+    whose outputs set its bits). Returns output bits per policy layer, or None when the peak
+    cannot be brought under the budget. At most n * (len(bits) - 1) cuts."""
+    from tinyopt.mixed.memory import packed_bytes
+    q = {node.name: max(bits_allowed) for node in graph.nodes}
+    life = graph.lifetimes()
+    order = {t: i for i, t in enumerate(graph.tensors)}
+    for step in range(len(q) * (len(bits_allowed) - 1) + 1):
+        live = graph.live_bytes(q)
+        peak = max(live)
+        if peak <= ram_budget:
+            return [q[node.name] for node in graph.nodes]
+        at = live.index(peak)
+        bits = graph.bits(q)
+        cands = []
+        for t, (first, last) in life.items():
+            if not first <= at <= last:
+                continue
+            ctl = _controllers(graph, t, bits)
+            if ctl and all(_lower(q[c], bits_allowed) is not None for c in ctl):
+                size = packed_bytes(graph.tensors[t].elements, bits[t])
+                cands.append((-size, order[t], t, ctl))
+        if not cands:
+            return None
+        _, _, t, ctl = min(cands)
+        for c in sorted(ctl):
+            old = q[c]
+            q[c] = _lower(q[c], bits_allowed)
+            trace.append({"phase": "activation", "step": len(trace) + 1,
+                          "node": graph.steps[at][0], "tensor": t, "layer": c,
+                          "from_bits": old, "to_bits": q[c], "node_ram_before": peak,
+                          "node_ram_after": max(graph.live_bytes(q)), "ram_budget": ram_budget})
+    raise RuntimeError("internal error: the live-tensor rule exceeded its cut bound")
+
+
 def _weight_rule(node_list, flash_budget, act_bits, granularity, delta, bits, trace):
     """[M1] (docs/mixed_precision.md#weight-rule-m1): halve the lowest-index weight tensor whose
     share of weight bytes
@@ -171,7 +249,7 @@ def _weight_rule(node_list, flash_budget, act_bits, granularity, delta, bits, tr
 
 
 def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granularity: str = "PL",
-                  delta: float = 0.05, bits=(8, 4, 2)) -> Policy:
+                  delta: float = 0.05, bits=(8, 4, 2), softmax: str = "int8") -> Policy:
     """The paper's memory-driven mixed-precision rule (docs/mixed_precision.md#weight-rule-m1,
     docs/mixed_precision.md#activation-rule-m2).
 
@@ -185,13 +263,18 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
     lower allowed bit width. With PL, a layer is FB when its weights and output are 8-bit, else
     ICN (so a weight cut can raise its extras); with PC every layer is ICN.
 
+    Graphs with branches (residual adds, concatenations): the activation rule becomes
+    :func:`_live_rule`: while the largest sum of tensors alive at one step (the memory model of
+    :func:`tinyopt.mixed.memory.peak_ram_bytes`) exceeds the budget, the largest cuttable tensor
+    alive at the earliest peak step (a tie: the one written first) drops one bit width.
+
     Departures from the published code (docs/mixed_precision.md#memory-model,
     docs/mixed_precision.md#activation-rule-m2): a layer's FB/ICN label always follows
     the rule, also at the first flash evaluation (the repo labels every layer FB there, which
     under-counts flash when no weight is cut); an infeasible budget raises instead of looping.
 
     Arguments:
-        model: a ``tf_keras`` chain model or a list of :class:`tinyopt.memory.Node`.
+        model: a ``tf_keras`` model or a list of :class:`tinyopt.memory.Node` (a chain).
         flash_bytes: flash (ROM) budget in bytes (the paper: 2_048_000), or a size string read
             by :func:`tinyopt.mixed.policy.parse_bytes` (``"2M"``; k = 1024, M = 1024^2).
         ram_bytes: RAM budget in bytes (the paper: 512_000), or a size string (``"512k"`` =
@@ -199,6 +282,8 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
         granularity: "PL" or "PC" weight quantization.
         delta: share tolerance of the weight rule, 0 < delta <= 1 (absolute, 0.05 = 5 points).
         bits: allowed bit widths, a subset of (8, 4, 2); everything starts at the largest.
+        softmax: "int8" or "logits" (the model's softmax head, see
+            :func:`tinyopt.qat.quantize_mixed`; it sets the bytes of the last output).
 
     Returns:
         A :class:`Policy`; ``trace`` lists every cut in order (phase "activation" then
@@ -212,7 +297,7 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
             memory model cannot account for (named, see :func:`tinyopt.mixed.memory.nodes`).
         TypeError: a budget that is neither a number nor a string.
     """
-    from tinyopt.mixed.memory import nodes as _nodes
+    from tinyopt.mixed.memory import mem_graph
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     if not 0 < delta <= 1:
@@ -222,14 +307,23 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
         raise ValueError(f"bits must be a non-empty subset of {ALLOWED_BITS}, got {bits}")
     flash_bytes = parse_bytes(flash_bytes, "flash_bytes")
     ram_bytes = parse_bytes(ram_bytes, "ram_bytes")
-    node_list = _nodes(model)
+    graph = mem_graph(model, softmax)
+    node_list = graph.nodes
+    last_t = next(t for t in graph.tensors.values() if t.layer == node_list[-1].name)
+    last_bits = 8 if last_t.kind == "int8" else (32 if last_t.kind == "logits" else None)
     trace: list[dict] = []
-    act = _activation_rule(node_list, ram_bytes, bits, trace)
+    if graph.chain and last_bits is not None:
+        act = _activation_rule(node_list, ram_bytes, bits, trace, last_bits)
+        if act is not None:
+            act[-1] = max(bits)  # logits: not cut (counted as deployed by the memory model)
+    else:
+        act = _live_rule(graph, ram_bytes, bits, trace)
     if act is None:
-        raise _budget_error(node_list, flash_bytes, ram_bytes, granularity, bits, "RAM")
-    act[-1] = max(bits)  # logits: not cut (counted at 8 bits by the memory model)
+        raise _budget_error(graph, flash_bytes, ram_bytes, granularity, bits, "RAM",
+                            last_bits or 8)
     qw = _weight_rule(node_list, flash_bytes, act, granularity, delta, bits, trace)
     if qw is None:
-        raise _budget_error(node_list, flash_bytes, ram_bytes, granularity, bits, "flash")
+        raise _budget_error(graph, flash_bytes, ram_bytes, granularity, bits, "flash",
+                            last_bits or 8)
     _, folds = _flash_total(node_list, qw, act, granularity)
     return Policy([n.name for n in node_list], qw, act, granularity, folds, trace)

@@ -55,6 +55,8 @@ def compare(qmodel, graph: IntegerGraph, x: np.ndarray, batch_size: int = 500) -
     keras_names = {layer.name for layer in qmodel.layers}
     pairs = [(i, layer) for i, layer in enumerate(graph.layers) if layer.name in keras_names]
     probe = keras.Model(qmodel.inputs, [qmodel.get_layer(layer.name).output for _, layer in pairs])
+    wiring = graph.wiring()
+    producer_name = {t: graph.layers[j].name for t, j in graph.producers().items()}
     stats = {layer.name: np.zeros(7) for _, layer in pairs}  # n, max/cnt/cnt>1 chained, isolated
     fake_logits, int_logits = [], []
     x = np.asarray(x, np.float32)
@@ -67,14 +69,19 @@ def compare(qmodel, graph: IntegerGraph, x: np.ndarray, batch_size: int = 500) -
         for (i, layer), fake in zip(pairs, fakes):
             got = trace[layer.name].reshape(len(xb), -1).astype(np.float64)
             chained = np.abs(_fake_codes(layer, fake.numpy()) - got)
-            prev = graph.layers[i - 1] if i else None
-            src = codes if prev is None else trace[prev.name]
-            s, z = (graph.input_scale, graph.input_zero_point) if prev is None else \
-                (prev.out_scale, prev.out_zero_point)
             kl = qmodel.get_layer(layer.name)
-            xin = (s * (src.astype(np.float64) - z)).astype(np.float32).reshape(
-                (len(xb),) + tuple(kl.input_shape[1:]))
-            alone = kl(tf.constant(xin), training=False)
+            feeds = []
+            for t in wiring[i][0]:
+                src = codes if t == graph.input_name else trace[producer_name[t]]
+                spec = graph.tensor(t)
+                feeds.append((spec.scale * (src.astype(np.float64) - spec.zero_point)
+                              ).astype(np.float32))
+            shapes = kl.input_shape if isinstance(kl.input_shape, list) else [kl.input_shape]
+            feeds = [tf.constant(f.reshape((len(xb),) + tuple(sh[1:])))
+                     for f, sh in zip(feeds, shapes)]
+            alone = kl(feeds if len(feeds) > 1 else feeds[0], training=False) \
+                if type(kl).__name__ == "QuantCompute" else \
+                kl(feeds if len(feeds) > 1 else feeds[0])
             isolated = np.abs(_fake_codes(layer, alone.numpy()) - got)
             st = stats[layer.name]
             st[0] += chained.size

@@ -1,0 +1,350 @@
+"""Reading a float Keras model as the graph of blocks the sub-byte flow quantizes.
+
+:func:`blocks` walks a functional (or Sequential) ``tf_keras`` model in its layer order (a
+topological order) and groups its layers into :class:`Block` s, each one node of the fake-quant
+model, of the integer graph and of the memory model:
+
+- ``compute``: a Conv2D, Conv1D (run as a 1 x k Conv2D on [N, 1, W, C]), DepthwiseConv2D or
+  Dense, with the BatchNormalization and the ReLU / ReLU6 that follow it (``Activation`` or
+  ``ReLU`` layers, or the layer's own activation) when nothing else reads the tensors between;
+- ``bn``: a standalone BatchNormalization (one that does not directly follow a compute layer, or
+  whose input is read elsewhere too): an integer per-channel affine, optionally with its ReLU;
+- ``add`` (an ``Add`` layer or the TF op ``x + y`` / ``tf.add``) and ``concat``
+  (``Concatenate`` or ``tf.concat`` on the channel axis), with a following ReLU;
+- ``maxpool``, ``avgpool`` (VALID), ``gap`` (GlobalAveragePooling2D), ``pad`` (ZeroPadding2D),
+  ``flatten``, ``reshape``, ``dropout``;
+- ``softmax``: the model's softmax head (``Activation("softmax")``, ``Softmax`` or a Dense with
+  ``activation="softmax"``); it must produce the model output.
+
+A compute block without activation that is read by other layers is a *linear* block (a linear
+bottleneck, a residual branch before its ``Add``): its output is quantized signed.
+Anything else is refused with an error naming the layer, its type and :data:`SUPPORTED`.
+The *policy layers* (:func:`policy_layers`) are the compute and ``bn`` blocks, in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+keras = None  # tf_keras, imported by blocks(): the memory model imports this module without TF
+
+
+def _load_keras():
+    global keras
+    if keras is None:
+        import tf_keras
+        keras = tf_keras
+
+INPUT = "__input__"  # the producer name of the model input
+# A softmax head is kept as TFLite's int8 softmax or dropped (the network ends in int32 logits).
+SOFTMAX_HEADS = ("int8", "logits")
+SUPPORTED = ("Conv2D, Conv1D, DepthwiseConv2D, Dense (each optionally followed by "
+             "BatchNormalization and ReLU/ReLU6), standalone BatchNormalization, Add / x + y, "
+             "Concatenate / tf.concat (channel axis), MaxPooling2D, AveragePooling2D (valid), "
+             "GlobalAveragePooling2D, ZeroPadding2D, Flatten, Reshape, Dropout, "
+             "Activation/ReLU (relu, relu6, linear), and a softmax head")
+# TFOpLambda symbols that are layers in disguise
+_OP_ADD = ("__operators__.add", "math.add")
+_OP_CONCAT = ("concat",)
+
+
+@dataclass
+class Block:
+    """One node of the sub-byte graph.
+
+    Attributes:
+        name: the block's name (its main Keras layer's name; a softmax split from a Dense is
+            ``<dense>_softmax``).
+        op: compute, bn, add, concat, maxpool, avgpool, gap, pad, flatten, reshape, dropout,
+            softmax.
+        layer: the main Keras layer.
+        inputs: names of the blocks whose outputs it reads (:data:`INPUT` = the model input).
+        kind, op_config: compute blocks: "conv2d" / "depthwise" / "dense" and the op's config
+            (Conv1D: a 1 x k conv2d config, ``conv1d`` True).
+        bn: the BatchNormalization fused into a compute block (None if none).
+        activation: "relu", "relu6" or None.
+        members: names of every Keras layer the block stands for (its output is the last one's).
+        out_shape: per-image output shape (Keras's; Conv1D blocks keep the (W, C) shape).
+        config: extra settings (pool sizes, padding, concat axis).
+    """
+
+    name: str
+    op: str
+    layer: object
+    inputs: list
+    kind: str | None = None
+    op_config: dict | None = None
+    bn: object = None
+    activation: str | None = None
+    conv1d: bool = False
+    members: list = field(default_factory=list)
+    out_shape: tuple = ()
+    config: dict = field(default_factory=dict)
+
+    @property
+    def is_policy_layer(self) -> bool:
+        return self.op in ("compute", "bn")
+
+
+_HINTS = {
+    "SeparableConv2D": "build the depthwise and pointwise parts as separate layers (as "
+                       "tinyopt.models.mobilenet_v1)",
+    "Conv2DTranspose": "a transposed convolution has no integer kernel here",
+    "LSTM": "recurrent layers (weights, state and per-step buffers) are not modelled",
+    "GRU": "recurrent layers (weights, state and per-step buffers) are not modelled",
+    "SimpleRNN": "recurrent layers (weights, state and per-step buffers) are not modelled",
+}
+
+
+def _refuse(layer, why: str = "") -> ValueError:
+    kind = type(layer).__name__
+    why = why or _HINTS.get(kind, "")
+    if kind == "TFOpLambda":
+        kind = f"TF op {getattr(layer, 'symbol', '?')}"
+    return ValueError(f"layer {layer.name!r} ({kind}) is not supported by the sub-byte flow"
+                      f"{': ' + why if why else ''}. Supported: {SUPPORTED}")
+
+
+def _inbound(layer) -> list[str]:
+    nodes = layer._inbound_nodes
+    if len(nodes) != 1:
+        raise _refuse(layer, f"it is called {len(nodes)} times (a shared layer); build the model "
+                             "with one layer per call")
+    inbound = nodes[0].inbound_layers
+    inbound = inbound if isinstance(inbound, (list, tuple)) else [inbound]
+    return [l.name for l in inbound]
+
+
+def _relu(layer) -> str | None:
+    """'relu' / 'relu6' for a ReLU-type layer, 'linear' for a linear Activation, else None."""
+    if type(layer) is keras.layers.Activation:
+        name = getattr(layer.activation, "__name__", str(layer.activation))
+        return name if name in ("relu", "relu6", "linear", "softmax") else None
+    if type(layer) is keras.layers.ReLU:
+        slope = float(layer.negative_slope)
+        threshold = float(layer.threshold)
+        if slope == 0 and threshold == 0:
+            if layer.max_value is None:
+                return "relu"
+            if float(layer.max_value) == 6.0:
+                return "relu6"
+    if type(layer) is keras.layers.Softmax:
+        return "softmax"
+    return None
+
+
+def _activation_of(layer) -> str | None:
+    name = getattr(layer.activation, "__name__", str(layer.activation))
+    if name in ("linear", "relu", "relu6", "softmax"):
+        return None if name == "linear" else name
+    raise _refuse(layer, f"activation {name!r} (only linear, relu, relu6, softmax)")
+
+
+def _compute_config(layer) -> tuple[str, dict, bool]:
+    t = type(layer)
+    if t is keras.layers.DepthwiseConv2D:
+        return "depthwise", {"kernel_size": list(layer.kernel_size),
+                             "strides": list(layer.strides), "padding": layer.padding,
+                             "dilation_rate": list(layer.dilation_rate),
+                             "depth_multiplier": int(layer.depth_multiplier)}, False
+    if t is keras.layers.Conv2D:
+        if layer.groups != 1:
+            raise _refuse(layer, f"groups={layer.groups}")
+        return "conv2d", {"kernel_size": list(layer.kernel_size), "strides": list(layer.strides),
+                          "padding": layer.padding, "dilation_rate": list(layer.dilation_rate),
+                          "filters": int(layer.filters)}, False
+    if t is keras.layers.Conv1D:
+        if layer.groups != 1 or layer.padding == "causal":
+            raise _refuse(layer, "groups > 1 or causal padding")
+        return "conv2d", {"kernel_size": [1, int(layer.kernel_size[0])],
+                          "strides": [1, int(layer.strides[0])], "padding": layer.padding,
+                          "dilation_rate": [1, int(layer.dilation_rate[0])],
+                          "filters": int(layer.filters)}, True
+    if t is keras.layers.Dense:
+        if len(layer.input_shape) != 2:
+            raise _refuse(layer, f"a Dense on a {len(layer.input_shape) - 1}-D input "
+                                 f"{layer.input_shape}; add a Flatten before it")
+        return "dense", {"units": int(layer.units)}, False
+    return None, None, False
+
+
+def _shape(layer) -> tuple:
+    return tuple(int(d) for d in layer.output_shape[1:])
+
+
+def blocks(model) -> list[Block]:
+    """The blocks of a float ``tf_keras`` model, in execution order (module docstring).
+
+    Raises:
+        TypeError: not a Keras model.
+        ValueError: an unsupported layer (named, with its type and the supported set), a layer
+            called more than once, a nested model, a softmax that is not the model output, a
+            model with several inputs or outputs, or no compute layer.
+    """
+    if not hasattr(model, "layers") or not hasattr(model, "inputs"):
+        raise TypeError(f"expected a tf_keras model, got {type(model).__name__}")
+    _load_keras()
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"model {model.name!r} has {len(model.inputs)} inputs and "
+                         f"{len(model.outputs)} outputs; the sub-byte flow takes one of each")
+    layers = list(model.layers)
+    consumers: dict[str, list[str]] = {}
+    inbound: dict[str, list[str]] = {}
+    for layer in layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.Model):
+            raise _refuse(layer, "a nested model; flatten it into one functional model")
+        inbound[layer.name] = _inbound(layer)
+        for src in inbound[layer.name]:
+            consumers.setdefault(src, []).append(layer.name)
+    output_layer = model.outputs[0].node.layer.name
+    by_name = {layer.name: layer for layer in layers}
+
+    def only_reader(name):
+        readers = consumers.get(name, [])
+        return by_name[readers[0]] if len(readers) == 1 and name != output_layer else None
+
+    producer: dict[str, str] = {}  # Keras layer name -> block whose output it is
+    for input_layer in getattr(model, "_input_layers", []):  # (not in a Sequential's .layers)
+        producer[input_layer.name] = INPUT
+    out: list[Block] = []
+    absorbed: set[str] = set()
+    for layer in layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            producer[layer.name] = INPUT
+            continue
+        if layer.name in absorbed:
+            continue
+        srcs = [producer[s] for s in inbound[layer.name]]
+        t = type(layer)
+        kind, cfg, conv1d = _compute_config(layer)
+        if kind is not None or t is keras.layers.BatchNormalization:
+            if kind is None:
+                block = Block(layer.name, "bn", layer, srcs, bn=layer, members=[layer.name])
+            else:
+                block = Block(layer.name, "compute", layer, srcs, kind=kind, op_config=cfg,
+                              conv1d=conv1d, members=[layer.name])
+                act = _activation_of(layer)
+                if act == "softmax":
+                    block.out_shape = _shape(layer)
+                    out.append(block)
+                    producer[layer.name] = block.name
+                    if layer.name != output_layer:
+                        raise _refuse(layer, "a softmax that is not the model output")
+                    out.append(Block(f"{layer.name}_softmax", "softmax", layer, [block.name],
+                                     members=[], out_shape=_shape(layer)))
+                    producer[layer.name] = out[-1].name
+                    continue
+                block.activation = act
+                nxt = only_reader(layer.name)
+                if (act is None and nxt is not None
+                        and type(nxt) is keras.layers.BatchNormalization):
+                    block.bn = nxt
+                    block.members.append(nxt.name)
+            if block.bn is not None:
+                axis = block.bn.axis
+                axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+                if axis not in (-1, len(block.bn.input_shape) - 1):
+                    raise _refuse(block.bn, "BatchNormalization must normalise the last axis")
+            if block.activation is None:
+                nxt = only_reader(block.members[-1])
+                if nxt is not None and _relu(nxt) in ("relu", "relu6"):
+                    block.activation = _relu(nxt)
+                    block.members.append(nxt.name)
+        elif t is keras.layers.Add or (t.__name__ == "TFOpLambda"
+                                       and getattr(layer, "symbol", "") in _OP_ADD):
+            if len(srcs) != 2:
+                raise _refuse(layer, f"an add of {len(srcs)} tensors (two are supported; chain "
+                                     "two-input adds)")
+            block = Block(layer.name, "add", layer, srcs, members=[layer.name])
+            nxt = only_reader(layer.name)
+            if nxt is not None and _relu(nxt) in ("relu", "relu6"):
+                block.activation = _relu(nxt)
+                block.members.append(nxt.name)
+        elif t is keras.layers.Concatenate or (t.__name__ == "TFOpLambda"
+                                               and getattr(layer, "symbol", "") in _OP_CONCAT):
+            rank = len(layer.output_shape)
+            axis = layer.axis if t is keras.layers.Concatenate else \
+                layer._inbound_nodes[0].call_kwargs.get("axis", 0)
+            if axis not in (-1, rank - 1):
+                raise _refuse(layer, f"concatenation along axis {axis}; only the channel "
+                                     "(last) axis is supported")
+            block = Block(layer.name, "concat", layer, srcs, members=[layer.name])
+            nxt = only_reader(layer.name)
+            if nxt is not None and _relu(nxt) in ("relu", "relu6"):
+                block.activation = _relu(nxt)
+                block.members.append(nxt.name)
+        elif _relu(layer) == "softmax":
+            if layer.name != output_layer:
+                raise _refuse(layer, "a softmax that is not the model output")
+            if getattr(layer, "axis", -1) not in (-1, len(layer.output_shape) - 1):
+                raise _refuse(layer, "a softmax over another axis than the last")
+            block = Block(layer.name, "softmax", layer, srcs, members=[layer.name])
+        elif _relu(layer) == "linear" or t is keras.layers.Dropout:
+            block = Block(layer.name, "dropout", layer, srcs, members=[layer.name])
+        elif _relu(layer) in ("relu", "relu6"):
+            raise _refuse(layer, "a ReLU that does not directly follow a compute layer, a "
+                                 "BatchNormalization, an Add or a Concatenate read by nothing "
+                                 "else")
+        elif t is keras.layers.MaxPooling2D:
+            block = Block(layer.name, "maxpool", layer, srcs, members=[layer.name],
+                          config={"pool_size": list(layer.pool_size),
+                                  "strides": list(layer.strides), "padding": layer.padding})
+        elif t is keras.layers.AveragePooling2D:
+            if layer.padding != "valid":
+                raise _refuse(layer, "AveragePooling2D must use VALID padding")
+            block = Block(layer.name, "avgpool", layer, srcs, members=[layer.name],
+                          config={"pool_size": list(layer.pool_size),
+                                  "strides": list(layer.strides)})
+        elif t is keras.layers.GlobalAveragePooling2D:
+            if layer.keepdims:
+                raise _refuse(layer, "keepdims=True; add a Reshape after it instead")
+            block = Block(layer.name, "gap", layer, srcs, members=[layer.name])
+        elif t is keras.layers.ZeroPadding2D:
+            (top, bottom), (left, right) = layer.padding
+            block = Block(layer.name, "pad", layer, srcs, members=[layer.name],
+                          config={"padding": [int(top), int(bottom), int(left), int(right)]})
+        elif t in (keras.layers.Flatten, keras.layers.Reshape):
+            block = Block(layer.name, t.__name__.lower(), layer, srcs, members=[layer.name],
+                          config=layer.get_config())
+        else:
+            raise _refuse(layer)
+        block.out_shape = _shape(by_name[block.members[-1]])
+        absorbed.update(block.members)
+        for m in block.members:
+            producer[m] = block.name
+        out.append(block)
+    if not any(b.op == "compute" for b in out):
+        raise ValueError(f"model {model.name!r} has no Conv2D / Conv1D / DepthwiseConv2D / Dense "
+                         "layer")
+    return out
+
+
+def policy_layers(model) -> list[str]:
+    """Names of the layers a :class:`~tinyopt.mixed.policy.Policy` assigns bits to: the compute
+    layers and standalone BatchNormalizations, in execution order."""
+    return [b.name for b in blocks(model) if b.is_policy_layer]
+
+
+def is_chain(block_list: list[Block]) -> bool:
+    """True when every block reads one tensor and every tensor has at most one reader (the
+    paper's memory accounting applies)."""
+    readers: dict[str, int] = {}
+    for b in block_list:
+        if len(b.inputs) != 1:
+            return False
+        for s in b.inputs:
+            readers[s] = readers.get(s, 0) + 1
+    return all(n <= 1 for n in readers.values())
+
+
+def consumers(block_list: list[Block]) -> dict[str, list[str]]:
+    """Block name (or :data:`INPUT`) -> names of the blocks reading its output."""
+    out: dict[str, list[str]] = {}
+    for b in block_list:
+        for s in b.inputs:
+            out.setdefault(s, []).append(b.name)
+    return out
