@@ -267,7 +267,7 @@ def _identifier(name: str) -> str:
 
 
 def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
-             fuse_add: bool = True) -> Export:
+             fuse_add: bool = True, overlap: bool = True) -> Export:
     """Write the C sources of ``graph`` into ``out_dir`` (created; existing files replaced).
 
     Arguments:
@@ -288,7 +288,7 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
             (tensors), weight zero points outside [0, 255], negative m0 or out-of-range n0
             with TFLite rounding, dimensions too large for the descriptor fields).
     """
-    steps, mem = memory_plan(graph, fuse_pool, fuse_add)
+    steps, mem = memory_plan(graph, fuse_pool, fuse_add, overlap)
     arena = mem.arena_bytes
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -302,7 +302,7 @@ def _memory_model(graph):
 
 def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: int | None = None,
            mcu_images: int = 100, run_mcu: bool = True, fuse_pool: bool = True,
-           fuse_add: bool = True) -> dict:
+           fuse_add: bool = True, overlap: bool = True) -> dict:
     """Export ``graph``, check it bit-exact against :func:`tinyopt.sim.run` on the host (and under
     QEMU when the toolchain is installed and ``run_mcu``), and measure sizes, RAM and instructions.
 
@@ -314,7 +314,8 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         host_images: images for the host check (default: all of ``x``).
         mcu_images: images for the QEMU check.
         run_mcu: False skips the Cortex-M7 part.
-        fuse_pool, fuse_add: see :func:`tinyopt.codegen.export_c`.
+        fuse_pool, fuse_add, overlap: see :func:`tinyopt.codegen.export_c`
+            (``overlap=False``: every tensor whole for its lifetime, the memory model's plan).
 
     Returns:
         dict with "summary" (one flat dict: bit-exactness counts, section sizes, predictions,
@@ -338,7 +339,8 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
     from tinyopt.deploy import codegen
     name = name or graph.name
     base = Path(out_dir) / name
-    export = codegen.export_c(graph, base / "src", fuse_pool=fuse_pool, fuse_add=fuse_add)
+    export = codegen.export_c(graph, base / "src", fuse_pool=fuse_pool, fuse_add=fuse_add,
+                              overlap=overlap)
     x = np.asarray(x)
     n_host = len(x) if host_images is None else int(host_images)
     if n_host > len(x) or (run_mcu and mcu_images > len(x)):

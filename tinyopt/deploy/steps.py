@@ -202,8 +202,8 @@ def tensor_bytes(t: Tensor) -> int:
     return packed_bytes(int(np.prod(t.shape)), t.bits)
 
 
-def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True
-                ) -> tuple[list[Step], memplan.MemoryPlan]:
+def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True,
+                overlap: bool = True) -> tuple[list[Step], memplan.MemoryPlan]:
     """The steps of ``graph`` in execution order and where their tensors live.
 
     A step per node in :meth:`IntegerGraph.order`, except: flatten / reshape nodes are no step
@@ -215,7 +215,9 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     third buffer). Add, quantize and softmax may write in place over an input whose last
     reader they are (:data:`INPLACE_INPUTS`); 8-bit convolutions and pools may slide their
     output over such an input (:func:`write_delay`). Offsets:
-    :func:`tinyopt.deploy.memplan.plan_memory`.
+    :func:`tinyopt.deploy.memplan.plan_memory`. ``overlap=False`` keeps every tensor whole for
+    its whole lifetime (no in-place, sliding or add-fused writes): the plan of the memory model's
+    live tensors (:func:`tinyopt.mixed.memory.peak_ram_bytes` is its lower bound).
 
     Returns:
         (steps with their arena offsets, the :class:`~tinyopt.deploy.memplan.MemoryPlan`).
@@ -250,7 +252,7 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
                 and fuse_pool and reader.kind == "maxpool"):
             pool = reader
         elif (layer.kind in COMPUTE_KINDS and out not in outputs and reader is not None
-              and fuse_add and reader.kind == "add"):
+              and fuse_add and overlap and reader.kind == "add"):
             addends = wiring[readers[0]][0]
             slot = addends.index(out)
             if addends[1 - slot] != out and addends[1 - slot] in produced:
@@ -277,9 +279,10 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     io = [memplan.StepIO(s.inputs, s.output,
                          tuple(k for k in ((1,) if s.add is not None
                                            else INPLACE_INPUTS.get(s.layer.kind, ()))
-                               if sizes[s.inputs[k]] == sizes[s.output]),
+                               if overlap and sizes[s.inputs[k]] == sizes[s.output]),
                          exclusive=s.add is not None,
-                         slide=() if write_delay(s) is None else ((0, write_delay(s)),))
+                         slide=() if not overlap or write_delay(s) is None
+                         else ((0, write_delay(s)),))
           for s in steps]
     mem = memplan.plan_memory(io, sizes, graph.input_name, outputs, aliases)
     for s in steps:
@@ -288,8 +291,8 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     return steps, mem
 
 
-def plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True
-         ) -> tuple[list[Step], int]:
+def plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True,
+         overlap: bool = True) -> tuple[list[Step], int]:
     """The steps of ``graph`` and the arena bytes (:func:`memory_plan`, without the plan).
 
     Returns:
@@ -298,5 +301,5 @@ def plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True
     Raises:
         ValueError: as :func:`memory_plan`.
     """
-    steps, mem = memory_plan(graph, fuse_pool, fuse_add)
+    steps, mem = memory_plan(graph, fuse_pool, fuse_add, overlap)
     return steps, mem.arena_bytes

@@ -251,6 +251,9 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
         init_weight_clip(q, weight_init)
     qmodel.freeze_bn_after = freeze_bn_after
     qmodel.policy = policy
+    # Keras orders a functional model's layers its own way; the integer graph (and so the C
+    # export and the memory model) runs the float model's layer order.
+    qmodel.execution_order = [b.name for b in block_list]
     if freeze_bn_after == 0:
         freeze_bn(qmodel)
     return qmodel
@@ -334,6 +337,10 @@ def integer_params(qmodel: keras.Model) -> dict:
     if out is None:
         raise ValueError("the model has no QuantInput layer; build it with "
                          "tinyopt.qat.quantize_mixed or tinyopt.ptq.quantize_mixed")
+    order = getattr(qmodel, "execution_order", None)
+    if order:  # the float model's layer order (a topological order, as Keras' own)
+        rank = {name: i for i, name in enumerate(order)}
+        entries.sort(key=lambda e: rank.get(e["name"], -1))
     return {"input": out, "layers": entries}
 
 

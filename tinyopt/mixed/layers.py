@@ -414,17 +414,32 @@ class QuantCompute(keras.layers.Layer):
         # identity gradient: c - stop_gradient(c) is exactly 0.
         return tf.stop_gradient(tf.round(c / unit) * unit) + (c - tf.stop_gradient(c))
 
+    def snap_accumulator(self, t, weight_scale):
+        """``t`` (= u (Phi + B_q) up to float32 rounding, u = S_x S_w) put exactly on the
+        accumulator grid, with a straight-through gradient.
+
+        The integer kernel's accumulator Phi + B_q is an exact integer, and Phi + B_q = 0 is
+        common (a window of zero activations and a zero bias code). The float32 convolution
+        gives u (Phi + B_q) only up to rounding, so an exact 0 comes out as -3e-7 and the floor
+        of the signed quantizer (whose code boundary is at 0) gives -1 where the kernel gives 0.
+        Snapping removes these ties (the float error is far below u / 2).
+        """
+        unit = tf.stop_gradient(_source_scale(self)() * tf.reshape(weight_scale, [-1]))
+        return tf.stop_gradient(tf.round(t / unit) * unit) + (t - tf.stop_gradient(t))
+
     def _preact_eval(self, x):
         if self.bn_config is None:
             wq, qp = self.quantize_kernel(self.kernel, params=True)
-            return self._op(x, wq) + self.quantize_bias(self.bias, qp.scale)
+            return self.snap_accumulator(self._op(x, wq) + self.quantize_bias(self.bias, qp.scale),
+                                         qp.scale)
         gamma, beta = tf.stop_gradient(self.gamma), tf.stop_gradient(self.beta)
         sigma = tf.sqrt(self.moving_variance + self.bn_config["epsilon"])
         if self.fold == "FB":
             f, fk = self._bn_factor()
             wq, qp = self.quantize_kernel(self.kernel * tf.stop_gradient(fk), params=True)
             folded = beta + (self.bias - self.moving_mean) * tf.stop_gradient(f)
-            return self._op(x, wq) + self.quantize_bias(folded, qp.scale)
+            return self.snap_accumulator(self._op(x, wq) + self.quantize_bias(folded, qp.scale),
+                                         qp.scale)
         # ICN: gamma (t - mu) / sigma + beta = g (t - mu + beta / g), g = gamma / sigma; the
         # integer kernel adds round((b - mu + beta / g) / u) and multiplies by g
         # (docs/integer.md#icn-integer-channel-normalization).
@@ -432,8 +447,9 @@ class QuantCompute(keras.layers.Layer):
         g = gamma / sigma
         live = tf.not_equal(g, 0.0)
         safe = tf.where(live, g, tf.ones_like(g))
-        t = self._op(x, wq) + self.quantize_bias(self.bias - self.moving_mean + beta / safe,
-                                                 qp.scale)
+        t = self.snap_accumulator(
+            self._op(x, wq) + self.quantize_bias(self.bias - self.moving_mean + beta / safe,
+                                                 qp.scale), qp.scale)
         return tf.where(live, g * t, beta + tf.zeros_like(t))  # gamma = 0: the output is beta
 
     def preactivation(self, x, training=False):
@@ -623,6 +639,7 @@ class QuantModel(keras.Model):
     # Functional's own constructor (a custom one would make Keras drop the functional config).
     freeze_bn_after: int | None = 1
     policy: Policy | None = None
+    execution_order: list | None = None  # the float model's layer order (integer_params)
 
     def connect_scales(self) -> None:
         """Give every layer with ``input_scale_from`` its source's ``output_scale``.
@@ -652,7 +669,8 @@ class QuantModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         config["tinyopt"] = {"freeze_bn_after": self.freeze_bn_after,
-                             "policy": None if self.policy is None else self.policy.to_dict()}
+                             "policy": None if self.policy is None else self.policy.to_dict(),
+                             "execution_order": self.execution_order}
         return config
 
     @classmethod
@@ -666,6 +684,7 @@ class QuantModel(keras.Model):
             _REVIVING.pop()
         model.connect_scales()
         model.freeze_bn_after = extra.get("freeze_bn_after", 1)
+        model.execution_order = extra.get("execution_order")
         if extra.get("policy") is not None:
             model.policy = Policy.from_dict(extra["policy"])
         return model

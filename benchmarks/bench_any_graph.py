@@ -1,0 +1,66 @@
+"""The four trained MLPerf Tiny Keras models through the sub-byte path (issue 15 acceptance).
+
+Per model and policy (w8a8 and w4a4, PL; ``tinyopt.pipeline.any_graph``):
+
+1. PTQ on ``N_CAL`` calibration inputs, :func:`tinyopt.icn.convert`, and the integer simulator
+   against the fake-quant model on ``N_EVAL`` other inputs: top-1 agreement, and the largest
+   per-layer difference in LSBs, chained (end to end) and isolated (each layer fed the
+   simulator's own input). Inputs: Fashion-MNIST brought to the image models' shapes, smooth
+   random features for the audio models (their datasets are not here).
+2. w8a8: the memory model's peak RAM against the arena of the deployed C (host build, bit-exact
+   check on ``N_HOST`` inputs; QEMU with ``--mcu``): the plan without overlapping writes (the
+   memory model's assumption) and the default plan.
+
+Writes ``results/any_graph/mlperf_keras.csv`` and ``results/any_graph/mlperf_memory.csv``.
+Run from the repo root: ``.venv/bin/python benchmarks/bench_any_graph.py [--mcu]`` (about ten
+minutes on 2 cores).
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import tinyopt  # noqa: E402,F401
+from tinyopt.front.zoo import MLPERF_TINY  # noqa: E402
+from tinyopt.mixed.policy import Policy  # noqa: E402
+from tinyopt.pipeline import any_graph  # noqa: E402
+from tinyopt.workbench.report import write_csv  # noqa: E402
+
+N_CAL, N_EVAL, N_HOST = 500, 1000, 200
+POLICIES = ((8, 8), (4, 4))
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    run_mcu = "--mcu" in argv
+    models = [a for a in argv if not a.startswith("--")] or list(MLPERF_TINY)
+    out = ROOT / "results" / "any_graph"
+    rows, mem_rows = [], []
+    for name in models:
+        model = any_graph.load_keras(name)
+        cal = any_graph.mlperf_inputs(name, N_CAL, seed=1)
+        x = any_graph.mlperf_inputs(name, N_EVAL, seed=2, offset=N_CAL)
+        for w, a in POLICIES:
+            start = time.time()
+            row, _, graph = any_graph.ptq_check(model, name, Policy.uniform(model, w, a), cal, x)
+            row["seconds"] = round(time.time() - start, 1)
+            rows.append(row)
+            print(row, flush=True)
+            if (w, a) == (8, 8):
+                with tempfile.TemporaryDirectory() as tmp:
+                    codes = graph.quantize_input(x[:N_HOST])
+                    m = any_graph.memory_check(model, Policy.uniform(model, w, a), graph, codes,
+                                               tmp, run_mcu=run_mcu)
+                mem_rows.append(m)
+                print(m, flush=True)
+    write_csv(rows, out / "mlperf_keras.csv")
+    write_csv(mem_rows, out / "mlperf_memory.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
