@@ -15,7 +15,7 @@ PAPERMILL := $(VENV)/bin/tinyopt run
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 
-.PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory mcu mcu-tools sweep bench clean-venv
+.PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory any_graph mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench       speed/memory benchmarks -> $(RESULTS)/bench/"
 	@echo "make real_models notebook 07: the MLPerf Tiny int8 models, bit-exact, deployed, vs TFLM"
 	@echo "make iso_memory  notebook 06 (long): mixed precision vs the best int8 that fits"
+	@echo "make any_graph   notebook 08 (long): MLPerf ResNet-8 / DS-CNN retrained, sub-byte, deployed"
 	@echo "make mcu         install the ARM toolchain + QEMU if missing, run the C export on a Cortex-M7"
 
 # The stamp is rebuilt only when pyproject.toml changes, so `make setup` is quick when done.
@@ -124,6 +125,13 @@ real_models: setup
 	@start=$$(date +%s); \
 	$(PAPERMILL) notebooks/07_real_models.ipynb $(RESULTS)/real_models/07_real_models.ipynb -p out_dir $(RESULTS)/real_models || exit 1; \
 	echo "== 07_real_models took $$(( $$(date +%s) - start )) s"
+
+# Notebook 08 (long: trains two MLPerf Tiny architectures on 2 cores), not part of `reproduce`.
+any_graph: setup data
+	@mkdir -p $(RESULTS)/any_graph
+	@start=$$(date +%s); \
+	$(PAPERMILL) notebooks/08_any_graph.ipynb $(RESULTS)/any_graph/08_any_graph.ipynb -p out_dir $(RESULTS)/any_graph || exit 1; \
+	echo "== 08_any_graph took $$(( $$(date +%s) - start )) s"
 
 mcu: mcu-tools deploy
 

@@ -241,3 +241,32 @@ def test_qat_step_and_save_load_of_a_graph_model(residual, tmp_path):
     back = keras.models.load_model(path)
     assert isinstance(back, QuantModel) and back.execution_order == q.execution_order
     np.testing.assert_allclose(back.predict(x, verbose=0), q.predict(x, verbose=0), atol=1e-6)
+
+
+def test_tf_ops_written_as_layers_are_recognised():
+    inp = keras.Input((6, 6, 2), name="img")
+    a = L.Conv2D(3, 3, padding="same", activation="relu", name="a")(inp)
+    b = L.Conv2D(3, 3, padding="same", activation="relu", name="b")(inp)
+    c = tf.concat([a, b], axis=-1)
+    d = L.Conv2D(6, 1, name="d")(c)
+    s = tf.add(d, c)
+    out = L.Dense(2, name="fc")(L.Flatten(name="f")(s))
+    blocks = {b.op: b for b in dag.blocks(keras.Model(inp, out))}
+    assert blocks["concat"].inputs == ["a", "b"] and blocks["add"].inputs == ["d", blocks[
+        "concat"].name]
+    bad = tf.concat([a, b], axis=1)  # along the width: refused by name
+    with pytest.raises(ValueError, match=r"TF op concat.*axis 1"):
+        dag.blocks(keras.Model(inp, L.Dense(2)(L.Flatten()(bad))))
+
+
+def test_deployed_param_bytes_are_what_the_c_stores(tmp_path):
+    keras.utils.set_random_seed(3)
+    m = _stage()
+    x = _data(m, 40, 7)
+    for w, a, g in ((8, 8, "PL"), (4, 2, "PC"), (2, 4, "PL")):
+        p = Policy.uniform(m, w, a, g)
+        q = ptq.quantize_mixed(m, p, x)
+        graph = lower.convert(q)
+        from tinyopt.deploy import codegen
+        export = codegen.export_c(graph, tmp_path / f"{w}{a}{g}")
+        assert memory.deployed_param_bytes(m, p) == sum(export.param_bytes.values())

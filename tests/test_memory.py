@@ -86,7 +86,8 @@ def test_mobilenet_nodes_match_keras(alpha, resolution):
 def test_block_table_has_one_home():
     from tinyopt.front import models
     from tinyopt.front.architectures import MOBILENET_V1_BLOCKS
-    assert mem.MOBILENET_V1_BLOCKS is MOBILENET_V1_BLOCKS  # one table, no copies
+    from tinyopt.mixed import nodes
+    assert nodes.MOBILENET_V1_BLOCKS is MOBILENET_V1_BLOCKS  # one table, no copies
     assert models.MOBILENET_V1_BLOCKS is MOBILENET_V1_BLOCKS
 
 

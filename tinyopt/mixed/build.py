@@ -24,9 +24,9 @@ from tinyopt.integer import arith
 from tinyopt.mixed import quantizers
 from tinyopt.mixed import dag
 from tinyopt.mixed.policy import Policy
-from tinyopt.mixed.layers import (ALPHA_DECAY, CLIP_DECAY, DEFAULT_ALPHA, QuantAdd, QuantAvgPool,
-                                  QuantCompute, QuantConcat, QuantInput, QuantModel, QuantSoftmax,
-                                  freeze_bn)
+from tinyopt.mixed.graph_layers import QuantAdd, QuantConcat, QuantSoftmax
+from tinyopt.mixed.layers import (ALPHA_DECAY, CLIP_DECAY, DEFAULT_ALPHA, QuantAvgPool,
+                                  QuantCompute, QuantInput, QuantModel, freeze_bn)
 
 from tinyopt.mixed.dag import SOFTMAX_HEADS  # noqa: E402
 

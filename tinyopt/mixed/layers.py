@@ -9,7 +9,10 @@
 - :class:`QuantAvgPool`: average pooling with the integer kernels' floor;
 - :class:`FreezeBN` / :func:`freeze_bn` / :class:`QuantModel`: BN freezing during QAT.
 
-The quantizer functions themselves are in :mod:`tinyopt.quantizers`.
+The layers of graphs with branches (add, concatenation) and of the softmax head are in
+:mod:`tinyopt.mixed.graph_layers` (registered when :mod:`tinyopt.mixed.build`, i.e.
+``tinyopt.qat`` / ``tinyopt.ptq``, is imported). The quantizer functions themselves are in
+:mod:`tinyopt.quantizers`.
 """
 
 from __future__ import annotations
@@ -132,117 +135,6 @@ class QuantAvgPool(keras.layers.Layer):
         return {**super().get_config(), "bits": self.bits, "pool_size": self.pool_size,
                 "strides": self.strides, "input_scale_from": self.input_scale_from,
                 "signed": self.signed}
-
-
-@keras.utils.register_keras_serializable(package="tinyopt")
-class QuantAdd(keras.layers.Layer):
-    """The element-wise sum of two quantized tensors (a residual connection), requantized onto
-    its own grid: PACT when a ReLU / ReLU6 follows (``activation``), else the signed quantizer.
-
-    The integer graph computes it as TFLite's ADD with floor requantization (each addend minus
-    its zero point, shifted left by 20, rescaled onto a common grid, the sum rescaled onto the
-    output grid); the fake-quant sum is the exact real sum, so the two agree except where the
-    exact sum sits on a code boundary (below 2^-20 of a step).
-
-    Arguments:
-        bits: output bits (the larger of the addends' bits by default in quantize_mixed).
-        activation: "relu", "relu6" or "signed".
-        input_scale_from: the two source layers, comma-separated.
-    """
-
-    def __init__(self, bits: int, activation: str = "signed", input_scale_from: str = "",
-                 alpha_decay: float = ALPHA_DECAY, **kwargs):
-        super().__init__(**kwargs)
-        if activation not in ("relu", "relu6", "signed"):
-            raise ValueError(f"activation must be relu, relu6 or signed, got {activation!r}")
-        self.bits, self.activation = quantizers.check_bits(bits), activation
-        self.alpha_decay = alpha_decay
-        self.input_scale_from, self.input_scale = str(input_scale_from), None
-        _register(self)
-
-    def build(self, input_shape):
-        reg = keras.regularizers.l2(self.alpha_decay / 2) if self.alpha_decay else None
-        self.alpha = self.add_weight("alpha", (), regularizer=reg,
-                                     initializer=keras.initializers.Constant(DEFAULT_ALPHA))
-        super().build(input_shape)
-
-    def preactivation(self, inputs, training=False):
-        return inputs[0] + inputs[1]
-
-    def quantize_output(self, y, params: bool = False):
-        if self.activation == "signed":
-            return quantizers.pact_signed(y, self.alpha, self.bits, params)
-        return quantizers.pact(y, self.alpha, self.bits, params)
-
-    def call(self, inputs):
-        return self.quantize_output(self.preactivation(inputs))
-
-    def output_scale(self):
-        return tf.maximum(self.alpha, quantizers.ALPHA_MIN) / _steps(
-            self.bits, self.activation == "signed")
-
-    def get_config(self):
-        return {**super().get_config(), "bits": self.bits, "activation": self.activation,
-                "input_scale_from": self.input_scale_from, "alpha_decay": self.alpha_decay}
-
-
-@keras.utils.register_keras_serializable(package="tinyopt")
-class QuantConcat(keras.layers.Layer):
-    """Channel concatenation of quantized tensors onto one grid: ``bits`` (the largest of the
-    inputs'), alpha the largest input alpha; every input on another grid is requantized with
-    floor (the integer graph's QUANTIZE nodes), codes q_i -> floor(q_i S_i / S).
-
-    Arguments:
-        bits: output bits; signed: the inputs' grids are signed (all of them, or none);
-        input_bits: each input's bits; input_scale_from: the sources, comma-separated.
-    """
-
-    def __init__(self, bits: int, input_bits, signed: bool = False, input_scale_from: str = "",
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.bits, self.signed = quantizers.check_bits(bits), bool(signed)
-        self.input_bits = [quantizers.check_bits(b) for b in input_bits]
-        self.input_scale_from, self.input_scale = str(input_scale_from), None
-        _register(self)
-
-    def _alphas(self):
-        return [f() * _steps(b, self.signed) for f, b in zip(_source_scales(self), self.input_bits)]
-
-    def output_scale(self):
-        return tf.reduce_max(tf.stack(self._alphas())) / _steps(self.bits, self.signed)
-
-    def call(self, inputs):
-        s_out = self.output_scale()
-        lo, hi = (-2.0 ** (self.bits - 1), 2.0 ** (self.bits - 1) - 1) if self.signed else \
-            (0.0, float(quantizers.levels(self.bits)))
-        outs = []
-        for x, f in zip(inputs, _source_scales(self)):
-            s_in = f()
-            codes = tf.round(x / s_in)  # exact: x is S_in * integer
-            ratio = s_in / s_out
-            y = tf.clip_by_value(tf.floor(codes * ratio), lo, hi) * s_out
-            # straight-through gradient
-            outs.append(tf.stop_gradient(y) + (x - tf.stop_gradient(x)))
-        return tf.concat(outs, axis=-1)
-
-    def get_config(self):
-        return {**super().get_config(), "bits": self.bits, "input_bits": self.input_bits,
-                "signed": self.signed, "input_scale_from": self.input_scale_from}
-
-
-@keras.utils.register_keras_serializable(package="tinyopt")
-class QuantSoftmax(keras.layers.Layer):
-    """A softmax head kept in the integer graph: softmax over the last axis, output on TFLite's
-    int8 grid (scale 1/256, codes round(p 256) - 128); the integer graph runs TFLite's
-    fixed-point int8 softmax on the 8-bit signed logits, which agrees within one output LSB."""
-
-    def call(self, x):
-        p = tf.nn.softmax(x, axis=-1)
-        y = tf.clip_by_value(tf.round(p * 256.0), 0.0, 255.0) / 256.0
-        return tf.stop_gradient(y) + (p - tf.stop_gradient(p))
-
-    def output_scale(self):
-        return tf.constant(1.0 / 256.0, tf.float32)
 
 
 @keras.utils.register_keras_serializable(package="tinyopt")
@@ -661,7 +553,7 @@ class QuantModel(keras.Model):
                     raise ValueError(f"layer {layer.name!r} reads its input scale from the "
                                      f"linear layer {source!r}, which has no output grid")
                 scales.append(src.output_scale)
-            if isinstance(layer, (QuantAdd, QuantConcat)):
+            if getattr(layer, "multi_source", False):  # QuantAdd, QuantConcat
                 layer.input_scale = scales
             elif scales:
                 layer.input_scale = scales[0]

@@ -1,6 +1,6 @@
-"""Flash (ROM) and RAM bytes of a quantized chain network, with the mixed-precision paper's
-accounting (Rusci et al., MLSys 2020;
-``docs/mixed_precision.md#memory-model``).
+"""Flash (ROM) and RAM bytes of a quantized network, with the mixed-precision paper's accounting
+for chains (Rusci et al., MLSys 2020; ``docs/mixed_precision.md#memory-model``) and live tensors
+for graphs with branches.
 
 Per compute node i (Conv2D, DepthwiseConv2D, Dense, in graph order):
 
@@ -19,9 +19,16 @@ Per compute node i (Conv2D, DepthwiseConv2D, Dense, in graph order):
 
   These are the bytes of the *deployed* integer layer, not the Keras variables: our MobileNetV1
   convolutions have no bias (BN follows), yet every layer is charged its int32 bias.
-- **RAM** = input tensor + output tensor, ``ceil(n_x * q_x / 8) + ceil(n_y * q_y / 8)``; the
-  network input is 8-bit, q_x of node i is q_y of node i-1, and the last node's output (logits) is
-  counted at 8 bits. Pooling, im2col buffers and parameters are not counted (as in the paper).
+- **RAM**, chains (every layer reads one tensor, every tensor has one reader) = input tensor +
+  output tensor, ``ceil(n_x * q_x / 8) + ceil(n_y * q_y / 8)``; the network input is 8-bit, q_x
+  of node i is q_y of node i-1, and the last node's output is counted as deployed: int32 logits
+  (4 bytes each), or 8 bits when it feeds the int8 softmax head. Pooling, im2col buffers and
+  parameters are not counted (as in the paper).
+- **RAM**, other graphs: the largest sum of the tensors alive at one step of the C export
+  (:mod:`tinyopt.mixed.lifetimes`): a skip tensor stays alive until its add reads it.
+- **deployed parameters** (:func:`deployed_param_bytes`): exactly the parameter arrays the C
+  export stores (weight rows byte-aligned, bias, multipliers, zero points, add / quantize /
+  softmax multipliers), next to the paper's accounting above.
 
 ``ceil`` only matters for element counts that do not fill whole bytes; for MobileNetV1 every count
 is a multiple of 4, so the totals equal the paper's ``n * q / 8``. Memory is in bytes; the paper's
@@ -33,139 +40,14 @@ The functions take a ``tf_keras`` model or, to avoid building one, a list of :cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 
-from tinyopt.integer.arith import macs, packed_bytes
-from tinyopt.front.architectures import MOBILENET_V1_BLOCKS
-from tinyopt.mixed import dag  # imports TensorFlow lazily (only for Keras models)
+from tinyopt.integer.arith import packed_bytes
+from tinyopt.mixed.lifetimes import LOGIT_BITS, MemGraph, MemTensor, mem_graph  # noqa: F401
+from tinyopt.mixed.nodes import KINDS, Node, mobilenet_v1_nodes, nodes  # noqa: F401
 from tinyopt.mixed.policy import INPUT_BITS, Policy
 
 MIB = 2 ** 20
-LOGIT_BITS = 32  # a network ending in a linear layer writes int32 logits (as deployed)
-KINDS = ("conv", "depthwise", "dense")
-
-
-
-@dataclass(frozen=True)
-class Node:
-    """What the memory model needs to know about one compute layer.
-
-    Attributes:
-        name: layer name (e.g. "pw13").
-        kind: "conv", "depthwise" or "dense".
-        weight_elements: kernel elements (bias excluded: it is charged as extra bytes).
-        out_channels: C, the output channels (or units).
-        in_elements: elements of the input tensor (batch 1).
-        out_elements: elements of the output tensor (batch 1).
-        macs: multiply-accumulates per image (informational).
-    """
-
-    name: str
-    kind: str
-    weight_elements: int
-    out_channels: int
-    in_elements: int
-    out_elements: int
-    macs: int = 0
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"node {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-        for what in ("weight_elements", "out_channels", "in_elements", "out_elements"):
-            if int(getattr(self, what)) < 1:
-                raise ValueError(f"node {self.name!r}: {what} must be >= 1, got "
-                                 f"{getattr(self, what)}")
-
-
-# ------------------------------------------------------------------------------ node lists
-
-def _prod(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
-
-
-def nodes(model) -> list[Node]:
-    """The policy layers of a network as memory-model nodes, in execution order.
-
-    Arguments:
-        model: a ``tf_keras`` model (built: its layers must have shapes), or a list of
-            :class:`Node` (returned as a list, unchanged).
-
-    Returns:
-        One :class:`Node` per policy layer (:func:`tinyopt.mixed.dag.policy_layers`): Conv2D,
-        Conv1D (kind "conv"), DepthwiseConv2D, Dense, and standalone BatchNormalization (kind
-        "depthwise": the deployed 1 x 1 depthwise of one weight per channel).
-
-    Raises:
-        ValueError: a layer the sub-byte flow cannot take (named, with its type and the supported
-            set :data:`tinyopt.mixed.dag.SUPPORTED`: e.g. LSTM, Conv2DTranspose, SeparableConv2D,
-            a nested model), or no compute layer.
-    """
-    if isinstance(model, (list, tuple)):
-        if not all(isinstance(n, Node) for n in model):
-            raise TypeError("a list given as model must hold tinyopt.memory.Node objects")
-        return list(model)
-    if not hasattr(model, "layers"):
-        raise TypeError(f"model must be a tf_keras model or a list of tinyopt.memory.Node, got "
-                        f"{type(model).__name__}")
-    return _nodes_of(dag.blocks(model))
-
-
-def _nodes_of(block_list) -> list[Node]:
-    out = []
-    for b in block_list:
-        if not b.is_policy_layer:
-            continue
-        layer = b.layer
-        in_elements = _prod(layer.input_shape[1:])
-        out_elements = _prod(b.out_shape)
-        c = int(b.out_shape[-1])
-        if b.op == "bn":
-            kind, kelems = "depthwise", c
-        elif b.kind == "depthwise":
-            kind, kelems = "depthwise", _prod(layer.depthwise_kernel.shape)
-        else:
-            kind, kelems = ("conv" if b.kind == "conv2d" else "dense"), _prod(layer.kernel.shape)
-        out.append(Node(b.name, kind, kelems, c, in_elements, out_elements,
-                        macs(out_elements, kelems, c)))
-    return out
-
-
-def mobilenet_v1_nodes(alpha: float = 1.0, resolution: int = 224, classes: int = 1000,
-                       input_channels: int = 3) -> list[Node]:
-    """The nodes of ``tinyopt.models.mobilenet_v1(alpha, resolution, classes, input_channels)``
-    computed from the architecture, without building the Keras model (milliseconds instead of
-    seconds, and without importing TensorFlow; the tests check both paths agree).
-
-    Raises:
-        ValueError: alpha <= 0 or resolution < 1.
-    """
-    if alpha <= 0 or resolution < 1:
-        raise ValueError(f"alpha must be > 0 and resolution >= 1, got {alpha}, {resolution}")
-
-    def same(h, stride):  # SAME padding output size
-        return -(-h // stride)
-
-    def _channels(c, alpha):  # as tinyopt.models._channels
-        return max(1, int(c * alpha))
-
-    h = same(resolution, 2)
-    c = _channels(32, alpha)
-    out = [Node("conv0", "conv", 9 * input_channels * c, c, resolution ** 2 * input_channels,
-                h * h * c, h * h * c * 9 * input_channels)]
-    for i, (stride, width) in enumerate(MOBILENET_V1_BLOCKS, start=1):
-        h_in, h = h, same(h, stride)
-        out.append(Node(f"dw{i}", "depthwise", 9 * c, c, h_in * h_in * c, h * h * c, h * h * c * 9))
-        cout = _channels(width, alpha)
-        out.append(Node(f"pw{i}", "conv", c * cout, cout, h * h * c, h * h * cout,
-                        h * h * c * cout))
-        c = cout
-    out.append(Node("fc", "dense", c * classes, classes, c, classes, c * classes))
-    return out
 
 
 # ------------------------------------------------------------------------------ accounting
@@ -204,161 +86,10 @@ def _check(node_list: list[Node], policy: Policy) -> None:
                          f"policy layers {names}; build the policy from this model")
 
 
-# ------------------------------------------------------------------------------ tensor lifetimes
-
-@dataclass
-class MemTensor:
-    """A tensor the deployed network stores. ``kind``: "input" (8-bit image), "act" (the output
-    of policy layer ``layer``, at its act bits), "logits" (int32), "int8" (8 bits, fixed: the
-    softmax head's logits and output), "derived" (bits = the largest of ``sources``' bits: add,
-    concat, pool and pad outputs)."""
-
-    name: str
-    elements: int
-    kind: str
-    layer: str | None = None
-    sources: tuple = ()
-
-
-@dataclass
-class MemGraph:
-    """Steps in the C export's execution order, each reading tensors and writing one.
-    ``chain``: the paper's accounting applies (:func:`report`)."""
-
-    tensors: dict
-    steps: list  # (step name, input tensor names, output tensor name)
-    nodes: list
-    chain: bool
-
-    def bits(self, act_bits: dict) -> dict:
-        """Tensor name -> bits for the policy layers' output bits ``act_bits``."""
-        out = {}
-        for name, t in self.tensors.items():  # insertion order is topological
-            if t.kind == "input":
-                out[name] = INPUT_BITS
-            elif t.kind == "act":
-                out[name] = int(act_bits[t.layer])
-            elif t.kind == "logits":
-                out[name] = LOGIT_BITS
-            elif t.kind == "int8":
-                out[name] = 8
-            else:
-                out[name] = max(out[s] for s in t.sources)
-        return out
-
-    def lifetimes(self) -> dict:
-        """Tensor name -> (first step, last step), both inclusive (the graph output lives to the
-        end; the input from step 0)."""
-        life = {}
-        for i, (_, ins, out) in enumerate(self.steps):
-            life.setdefault(out, [i, i])
-            for t in ins:
-                life.setdefault(t, [0, i])[1] = i
-        life[self.steps[-1][2]][1] = len(self.steps) - 1
-        return {k: tuple(v) for k, v in life.items()}
-
-    def live_bytes(self, act_bits: dict) -> list[int]:
-        """Bytes alive at each step (every tensor from the step writing it to its last reader)."""
-        bits, life = self.bits(act_bits), self.lifetimes()
-        size = {t: packed_bytes(self.tensors[t].elements, bits[t]) for t in life}
-        return [sum(size[t] for t, (a, b) in life.items() if a <= i <= b)
-                for i in range(len(self.steps))]
-
-
-def mem_graph(model, softmax: str = "int8") -> MemGraph:
-    """The tensors and steps of ``model`` as :func:`tinyopt.icn.convert` lowers it and the C
-    export runs it: Keras layer order; flatten / reshape / dropout are aliases (no step); a
-    compute layer read only by a max pool is fused with it; a global average pool is one step;
-    a concatenation first requantizes every input (a QUANTIZE step each: an upper bound, an input
-    already on the output grid is copied directly); the int8 softmax head is two steps (the
-    logits moved to int8, then the softmax).
-
-    Arguments:
-        model: a ``tf_keras`` model or a list of :class:`Node` (a chain).
-        softmax: "int8" or "logits", as :func:`tinyopt.qat.quantize_mixed`.
-    """
-    if isinstance(model, (list, tuple)):
-        node_list = nodes(model)
-        tensors = {"input": MemTensor("input", node_list[0].in_elements, "input")}
-        steps, prev = [], "input"
-        for i, n in enumerate(node_list):
-            kind = "logits" if i == len(node_list) - 1 else "act"
-            tensors[n.name] = MemTensor(n.name, n.out_elements, kind, n.name)
-            steps.append((n.name, (prev,), n.name))
-            prev = n.name
-        return MemGraph(tensors, steps, node_list, True)
-    if softmax not in dag.SOFTMAX_HEADS:
-        raise ValueError(f"softmax must be one of {dag.SOFTMAX_HEADS}, got {softmax!r}")
-    block_list = dag.blocks(model)
-    chain = dag.is_chain(block_list)
-    if softmax == "logits":
-        block_list = [b for b in block_list if b.op != "softmax"]
-    cons = dag.consumers(block_list)
-    by_name = {b.name: b for b in block_list}
-    out_name = block_list[-1].name
-    tensors = {dag.INPUT: MemTensor(dag.INPUT, _prod(model.input_shape[1:]), "input")}
-    alias = {dag.INPUT: dag.INPUT}
-    steps, fused = [], {}
-    for b in block_list:
-        ins = [alias[s] for s in b.inputs]
-        elements = _prod(b.out_shape)
-        if b.op in ("flatten", "reshape", "dropout"):
-            alias[b.name] = ins[0]
-            continue
-        if b.op in ("compute", "bn"):
-            readers = cons.get(b.name, [])
-            head = any(by_name[r].op == "softmax" for r in readers)
-            if b.activation is None and not head and _reaches_output(b.name, cons, by_name,
-                                                                      out_name):
-                kind = "logits"
-            else:
-                kind = "int8" if head else "act"
-            if (len(readers) == 1 and by_name[readers[0]].op == "maxpool"
-                    and b.name != out_name and kind == "act"):
-                fused[readers[0]] = (b.name, ins)  # the pool step writes the pooled tensor
-                alias[b.name] = b.name
-                continue
-            tensors[b.name] = MemTensor(b.name, elements, kind, b.name)
-        elif b.op == "maxpool" and b.name in fused:
-            src, ins = fused[b.name]
-            tensors[b.name] = MemTensor(b.name, elements, "act", src)
-        elif b.op == "softmax":
-            tensors[f"{b.name}_int8"] = MemTensor(f"{b.name}_int8", elements, "int8")
-            steps.append((f"{b.name}_int8", tuple(ins), f"{b.name}_int8"))
-            ins = [f"{b.name}_int8"]
-            tensors[b.name] = MemTensor(b.name, elements, "int8")
-        elif b.op == "concat":
-            moved = []
-            for k, t in enumerate(ins):
-                name = f"{b.name}_{k}"
-                tensors[name] = MemTensor(name, tensors[t].elements, "derived", sources=tuple(ins))
-                steps.append((name, (t,), name))
-                moved.append(name)
-            ins = moved
-            tensors[b.name] = MemTensor(b.name, elements, "derived", sources=tuple(ins))
-        else:  # add, avgpool, gap, pad, maxpool
-            tensors[b.name] = MemTensor(b.name, elements, "derived", sources=tuple(ins))
-        alias[b.name] = b.name
-        steps.append((b.name, tuple(ins), b.name))
-    return MemGraph(tensors, steps, _nodes_of(block_list), chain)
-
-
-def _reaches_output(name, cons, by_name, out_name) -> bool:
-    while True:
-        if name == out_name:
-            return True
-        readers = cons.get(name, [])
-        if len(readers) != 1 or by_name[readers[0]].op not in ("flatten", "reshape", "dropout"):
-            return False
-        name = readers[0]
-
-
 def _input_tensors(g: MemGraph) -> dict:
     """Policy layer -> the tensor its step reads."""
-    out = {}
-    for name, ins, _ in g.steps:
-        if name in {n.name for n in g.nodes}:
-            out[name] = ins[0]
+    names = {n.name for n in g.nodes}
+    out = {name: ins[0] for name, ins, _ in g.steps if name in names}
     for t in g.tensors.values():  # a compute fused with its max pool reads the compute's input
         if t.kind == "act" and t.layer != t.name and t.layer not in out:
             step = next(s for s in g.steps if s[2] == t.name)
@@ -436,6 +167,40 @@ def live_steps(model, policy: Policy, softmax: str = "int8") -> pd.DataFrame:
                           "live_bytes": live[i],
                           "live": ",".join(t for t, (a, b) in life.items() if a <= i <= b)}
                          for i, (name, _, out) in enumerate(g.steps)])
+
+
+def deployed_param_bytes(model, policy: Policy, softmax: str = "int8") -> int:
+    """The parameter bytes the C export stores for ``model`` under ``policy``
+    (:func:`tinyopt.deploy.codegen.export_c`'s ``param_bytes``): per compute layer the packed
+    weights with every row starting on a byte (conv and dense: a row per output channel;
+    depthwise: a row per tap), the weight zero points (one, or one per channel for PC), the int32
+    bias, and (m0 int32, n0 int8) once for a per-layer FB layer or a PL logits layer, else per
+    channel; 15 bytes per residual add, 5 per requantization (the softmax head's move to int8,
+    every input of a concatenation: an upper bound, as :func:`tinyopt.mixed.lifetimes.mem_graph`)
+    and 5 for the softmax. Step descriptors and code are not parameters.
+
+    Raises:
+        ValueError: as :func:`report`.
+    """
+    g = mem_graph(model, softmax)
+    _check(g.nodes, policy)
+    kinds = {t.layer: t.kind for t in g.tensors.values() if t.layer is not None}
+    total = 0
+    for i, node in enumerate(g.nodes):
+        c, bits = node.out_channels, policy.weight_bits[i]
+        per_row = node.weight_elements // c
+        rows, row = (per_row, c) if node.kind == "depthwise" else (c, per_row)
+        total += rows * packed_bytes(row, bits)
+        total += c if policy.granularity == "PC" else 1  # weight zero points
+        total += 4 * c  # bias
+        kept_bn = node.bn and policy.fold[i] == "ICN"
+        if kinds.get(node.name) == "logits":
+            one = policy.granularity == "PL" and not kept_bn  # raw accumulator: m0 = n0 = 0
+        else:
+            one = policy.granularity == "PL" and policy.fold[i] == "FB" and not kept_bn
+        total += 5 if one else 5 * c
+    extra = {"add": 15, "quantize": 5, "softmax": 5}
+    return total + sum(extra.get(g.kinds[name], 0) for name, _, _ in g.steps)
 
 
 def flash_bytes(model, policy: Policy) -> int:

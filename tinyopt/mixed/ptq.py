@@ -27,7 +27,8 @@ import tf_keras as keras
 
 from tinyopt.front.checks import check_images
 from tinyopt.mixed import build, quantizers
-from tinyopt.mixed.layers import QuantAdd, QuantCompute, QuantConcat, QuantModel
+from tinyopt.mixed.graph_layers import QuantAdd, QuantConcat
+from tinyopt.mixed.layers import QuantCompute, QuantModel
 from tinyopt.mixed.policy import Policy
 
 WEIGHT_METHODS = ("minmax", "mse", "ppq", "spec")

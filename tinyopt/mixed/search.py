@@ -183,7 +183,6 @@ def _live_rule(graph, ram_budget, bits_allowed, trace):
     allowed bit width lower (an add / concatenation / pool output is cut through the layers
     whose outputs set its bits). Returns output bits per policy layer, or None when the peak
     cannot be brought under the budget. At most n * (len(bits) - 1) cuts."""
-    from tinyopt.mixed.memory import packed_bytes
     q = {node.name: max(bits_allowed) for node in graph.nodes}
     life = graph.lifetimes()
     order = {t: i for i, t in enumerate(graph.tensors)}

@@ -136,7 +136,10 @@ def memory_check(model, policy, graph, codes: np.ndarray, build_dir, run_mcu: bo
             "host_exact_live": f"{live['host_images_exact']}/{live['host_images']}",
             "host_exact_packed": f"{packed['host_images_exact']}/{packed['host_images']}",
             "mcu_exact_live": live.get("mcu_images_exact"),
-            "model_equals_live_arena": peak == live["arena_bytes"]}
+            "model_equals_live_arena": peak == live["arena_bytes"],
+            "param_bytes_model": memory.deployed_param_bytes(model, policy, softmax),
+            "param_bytes_c": live["param_bytes_c"], "flash_bytes_paper": memory.flash_bytes(
+                model, policy), "insns_per_inference": live.get("insns_per_image_mean")}
 
 
 # ------------------------------------------------------------------ retraining the architectures
