@@ -126,13 +126,14 @@ def mobilenet_v1_nodes(alpha: float = 1.0, resolution: int = 224, classes: int =
     h = same(resolution, 2)
     c = _channels(32, alpha)
     out = [Node("conv0", "conv", 9 * input_channels * c, c, resolution ** 2 * input_channels,
-                h * h * c, h * h * c * 9 * input_channels)]
+                h * h * c, h * h * c * 9 * input_channels, True)]
     for i, (stride, width) in enumerate(MOBILENET_V1_BLOCKS, start=1):
         h_in, h = h, same(h, stride)
-        out.append(Node(f"dw{i}", "depthwise", 9 * c, c, h_in * h_in * c, h * h * c, h * h * c * 9))
+        out.append(Node(f"dw{i}", "depthwise", 9 * c, c, h_in * h_in * c, h * h * c,
+                        h * h * c * 9, True))
         cout = _channels(width, alpha)
         out.append(Node(f"pw{i}", "conv", c * cout, cout, h * h * c, h * h * cout,
-                        h * h * c * cout))
+                        h * h * c * cout, True))
         c = cout
     out.append(Node("fc", "dense", c * classes, classes, c, classes, c * classes))
     return out

@@ -161,7 +161,9 @@ def mlperf_architecture(name: str, classes: int, seed: int = 0):
             config.update(units=int(classes), activation="linear")
         return type(layer).from_config(config)
 
-    return keras.models.clone_model(reference, clone_function=fresh)
+    model = keras.models.clone_model(reference, clone_function=fresh)
+    model._name = name  # (clone_model names it "model")
+    return model
 
 
 def retrain_data(name: str, dataset: str, train_samples: int | None = None):
@@ -260,3 +262,23 @@ def float_qat_mixed(model, data, qat_epochs: int, build_dir, memory_fraction: fl
     rows[-1]["budget_flash"], rows[-1]["budget_ram"] = int(flash8 * memory_fraction), \
         int(ram8 * memory_fraction)
     return rows
+
+
+def summary_table(table):
+    """Per architecture: float32 accuracy, the mixed policy's integer accuracy, its gap to float
+    (points) and its flash and peak RAM as a fraction of w8a8's (the acceptance of issue 15)."""
+    import pandas as pd
+    out = []
+    for arch, t in table.groupby("architecture", sort=False):
+        by = {r["variant"]: r for _, r in t.iterrows()}
+        f, w8, mx = by["float32"], by["w8a8"], by["mixed"]
+        gap = 100 * (f["fake_quant_accuracy"] - mx["integer_accuracy"])
+        out.append({"architecture": arch, "float32_accuracy": f["fake_quant_accuracy"],
+                    "w8a8_integer_accuracy": w8["integer_accuracy"],
+                    "mixed_integer_accuracy": mx["integer_accuracy"],
+                    "mixed_gap_points": gap,
+                    "mixed_flash_vs_w8a8": mx["flash_bytes"] / w8["flash_bytes"],
+                    "mixed_ram_vs_w8a8": mx["peak_ram_bytes"] / w8["peak_ram_bytes"],
+                    "w8a8_arena_bytes": w8["arena_bytes"], "mixed_arena_bytes": mx["arena_bytes"],
+                    "within_1pt": bool(gap <= 1.0)})
+    return pd.DataFrame(out)
