@@ -154,6 +154,21 @@ def _check_07(out: Path) -> None:
     assert pd.read_csv(out / "deploy.csv")["mcu_skipped"].eq("run_mcu=False").all()
 
 
+def _check_08(out):
+    table = pd.read_csv(out / "any_graph.csv")
+    assert list(table["variant"]) == ["float32", "w8a8", "mixed"]
+    q = table[table.variant != "float32"]
+    # the deployed C computes what the simulator computes, and its arena is the memory model's
+    assert q["host_exact"].str.split("/").apply(lambda p: p[0] == p[1]).all()
+    assert (q["arena_bytes"] == q["peak_ram_bytes"]).all()
+    mixed = table[table.variant == "mixed"].iloc[0]
+    assert mixed["flash_bytes"] <= mixed["budget_flash"]
+    assert mixed["peak_ram_bytes"] <= mixed["budget_ram"]
+    summary = pd.read_csv(out / "any_graph_summary.csv")
+    assert set(summary["architecture"]) == {"kws_dscnn"}
+    assert (out / "any_graph.png").stat().st_size > 1000
+
+
 # ------------------------------------------------------------------------------ the notebooks
 # stem: (datasets it needs, tiny parameters, check of its out_dir)
 NOTEBOOKS = {
@@ -183,6 +198,9 @@ NOTEBOOKS = {
     "07_real_models": ((), dict(
         models=["kws_dscnn", "ad_fcae"], images=6, host_images=4, mcu_images=2,
         run_mcu=False), _check_07),
+    "08_any_graph": (("mnist",), dict(
+        architectures=["kws_dscnn"], train_samples=300, test_samples=200, epochs=1,
+        qat_epochs=1, batch_size=64), _check_08),
 }
 
 

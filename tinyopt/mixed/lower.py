@@ -317,8 +317,6 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
             new.append(IntegerLayer(kind="concat", name=lname, in_shape=shape,
                                     out_shape=keras_out, inputs=tuple(names), outputs=(lname,),
                                     axis=-1, **_grid_fields("in", go), **_grid_fields("out", go)))
-            for t, (_, sh, _g) in zip(names, srcs):  # each input's own shape
-                pass
         elif kind == "softmax":
             new = _softmax_layers(e, src, shape)
         else:

@@ -166,11 +166,15 @@ def mlperf_architecture(name: str, classes: int, seed: int = 0):
     return model
 
 
-def retrain_data(name: str, dataset: str, train_samples: int | None = None):
+def retrain_data(name: str, dataset: str, train_samples: int | None = None,
+                 test_samples: int | None = None):
     """A local dataset brought to an MLPerf architecture's input: Fashion-MNIST / MNIST as
     32 x 32 x 3 for ResNet-8 (bilinear, grey replicated), 96 x 96 x 3 for the VWW MobileNet,
     49 x 10 x 1 for DS-CNN (the 28 x 28 image resized to the MFCC grid: an honest 2-D input,
     not speech). Values in [0, 1].
+
+    Arguments:
+        train_samples, test_samples: keep the first N images (None: all).
 
     Returns:
         A :class:`tinyopt.front.data.Dataset` with the resized images.
@@ -178,6 +182,11 @@ def retrain_data(name: str, dataset: str, train_samples: int | None = None):
     import tensorflow as tf
     from tinyopt.front import data as D
     ds = D.dataset(dataset, train_samples)
+    if test_samples is not None:
+        if int(test_samples) < 1:
+            raise ValueError(f"test_samples must be >= 1 or None, got {test_samples}")
+        ds = D.Dataset(ds.name, ds.x_train, ds.y_train, ds.x_test[:test_samples],
+                       ds.y_test[:test_samples])
 
     def shape(x):
         if name in ("ic_resnet8", "vww_mobilenet"):
