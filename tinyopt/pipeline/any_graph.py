@@ -249,23 +249,41 @@ def qat_variant(model, policy, data, label: str, epochs: int, build_dir, learnin
 
 
 def float_qat_mixed(model, data, qat_epochs: int, build_dir, memory_fraction: float = 0.5,
-                    granularity: str = "PL", **options) -> list[dict]:
-    """The three rows of notebook 08 for a trained float ``model``: float (Keras accuracy), w8a8
-    QAT and the memory-driven mixed policy at ``memory_fraction`` of w8a8's flash and peak RAM
-    (QAT), both integer-only (:func:`qat_variant`; ``options`` go there)."""
+                    granularity: str = "PL", learning_rate: float = 1e-4, **options) -> list[dict]:
+    """The rows of notebook 08 for a trained float ``model``: the float model as trained, the
+    float reference (a copy trained ``qat_epochs`` more at the QAT learning rate: every variant
+    then has the same schedule), w8a8 QAT and the memory-driven mixed policy at
+    ``memory_fraction`` of w8a8's flash and peak RAM (QAT), both integer-only
+    (:func:`qat_variant`, from ``model``'s weights; ``options`` go there).
+
+    Returns:
+        Rows "float32 (trained)", "float32", "w8a8", "mixed".
+    """
+    import tf_keras as keras
+    from tinyopt.front import train
     from tinyopt.mixed import memory, search
     from tinyopt.mixed.policy import Policy
     p8 = Policy.uniform(model, 8, 8, granularity)
     flash8, ram8 = memory.flash_bytes(model, p8), memory.peak_ram_bytes(model, p8, "logits")
     mixed = search.memory_driven(model, int(flash8 * memory_fraction),
                                  int(ram8 * memory_fraction), granularity, softmax="logits")
-    float_acc = float(np.mean(np.argmax(model.predict(data.x_test, batch_size=500, verbose=0),
-                                        1) == data.y_test))
-    rows = [{"variant": "float32", "weight_bits": "32", "act_bits": "32",
-             "fake_quant_accuracy": float_acc, "integer_accuracy": None,
-             "flash_bytes": 4 * model.count_params(), "peak_ram_bytes": None}]
-    rows.append(qat_variant(model, p8, data, "w8a8", qat_epochs, build_dir, **options))
-    rows.append(qat_variant(model, mixed, data, "mixed", qat_epochs, build_dir, **options))
+
+    def accuracy(m):
+        return float(np.mean(np.argmax(m.predict(data.x_test, batch_size=500, verbose=0), 1)
+                             == data.y_test))
+
+    ref = keras.models.clone_model(model)
+    ref.set_weights(model.get_weights())
+    train.fit(ref, data, epochs=qat_epochs, batch_size=options.get("batch_size", 64),
+              seed=options.get("seed", 0), learning_rate=learning_rate, desc="float fine-tune")
+    rows = [{"variant": name, "weight_bits": "32", "act_bits": "32",
+             "fake_quant_accuracy": accuracy(m), "integer_accuracy": None,
+             "flash_bytes": 4 * model.count_params(), "peak_ram_bytes": None}
+            for name, m in (("float32 (trained)", model), ("float32", ref))]
+    rows.append(qat_variant(model, p8, data, "w8a8", qat_epochs, build_dir,
+                            learning_rate=learning_rate, **options))
+    rows.append(qat_variant(model, mixed, data, "mixed", qat_epochs, build_dir,
+                            learning_rate=learning_rate, **options))
     for r in rows:
         r["model"] = model.name
     rows[-1]["budget_flash"], rows[-1]["budget_ram"] = int(flash8 * memory_fraction), \
