@@ -91,19 +91,6 @@ def init_weight_clip(layer: QuantCompute, method: str = "spec") -> None:
     layer.w_max.assign(b)
 
 
-def _linear_output(block, cons: dict, by_name: dict, output: str) -> bool:
-    """True when a linear block's output reaches the model output through flatten / reshape /
-    dropout only (its output is the network's logits), False when some layer computes on it."""
-    name = block.name
-    while True:
-        if name == output:
-            return True
-        readers = cons.get(name, [])
-        if len(readers) != 1 or by_name[readers[0]].op not in ("flatten", "reshape", "dropout"):
-            return False
-        name = readers[0]
-
-
 def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | None = 1,
                    input_range: tuple[float, float] = (0.0, 1.0), weight_init: str = "spec",
                    alpha: float = DEFAULT_ALPHA, clip_decay: float = CLIP_DECAY,
@@ -182,7 +169,7 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
                 act, bits = b.activation, spec["act_bits"]
             elif head:  # the softmax head reads 8-bit signed logits
                 act, bits = "signed", 8
-            elif _linear_output(b, cons, by_name, out_name):
+            elif dag.reaches_output(b.name, cons, by_name, out_name):
                 act, bits = None, None
             else:
                 act, bits = "signed", spec["act_bits"]

@@ -170,6 +170,14 @@ def _compute_config(layer) -> tuple[str, dict, bool]:
     return None, None, False
 
 
+def _take_relu(block: Block, only_reader) -> None:
+    """Fuse a ReLU / ReLU6 that is the only reader of the block's output into the block."""
+    nxt = only_reader(block.members[-1])
+    if nxt is not None and _relu(nxt) in ("relu", "relu6"):
+        block.activation = _relu(nxt)
+        block.members.append(nxt.name)
+
+
 def _shape(layer) -> tuple:
     return tuple(int(d) for d in layer.output_shape[1:])
 
@@ -250,20 +258,14 @@ def blocks(model) -> list[Block]:
                 if axis not in (-1, len(block.bn.input_shape) - 1):
                     raise _refuse(block.bn, "BatchNormalization must normalise the last axis")
             if block.activation is None:
-                nxt = only_reader(block.members[-1])
-                if nxt is not None and _relu(nxt) in ("relu", "relu6"):
-                    block.activation = _relu(nxt)
-                    block.members.append(nxt.name)
+                _take_relu(block, only_reader)
         elif t is keras.layers.Add or (t.__name__ == "TFOpLambda"
                                        and getattr(layer, "symbol", "") in _OP_ADD):
             if len(srcs) != 2:
                 raise _refuse(layer, f"an add of {len(srcs)} tensors (two are supported; chain "
                                      "two-input adds)")
             block = Block(layer.name, "add", layer, srcs, members=[layer.name])
-            nxt = only_reader(layer.name)
-            if nxt is not None and _relu(nxt) in ("relu", "relu6"):
-                block.activation = _relu(nxt)
-                block.members.append(nxt.name)
+            _take_relu(block, only_reader)
         elif t is keras.layers.Concatenate or (t.__name__ == "TFOpLambda"
                                                and getattr(layer, "symbol", "") in _OP_CONCAT):
             rank = len(layer.output_shape)
@@ -273,10 +275,7 @@ def blocks(model) -> list[Block]:
                 raise _refuse(layer, f"concatenation along axis {axis}; only the channel "
                                      "(last) axis is supported")
             block = Block(layer.name, "concat", layer, srcs, members=[layer.name])
-            nxt = only_reader(layer.name)
-            if nxt is not None and _relu(nxt) in ("relu", "relu6"):
-                block.activation = _relu(nxt)
-                block.members.append(nxt.name)
+            _take_relu(block, only_reader)
         elif _relu(layer) == "softmax":
             if layer.name != output_layer:
                 raise _refuse(layer, "a softmax that is not the model output")
@@ -339,6 +338,19 @@ def is_chain(block_list: list[Block]) -> bool:
         for s in b.inputs:
             readers[s] = readers.get(s, 0) + 1
     return all(n <= 1 for n in readers.values())
+
+
+def reaches_output(name: str, cons: dict, by_name: dict, output: str) -> bool:
+    """True when block ``name``'s output reaches the model output (block ``output``) through
+    flatten / reshape / dropout only: nothing computes on it (a linear layer there writes the
+    network's logits)."""
+    while True:
+        if name == output:
+            return True
+        readers = cons.get(name, [])
+        if len(readers) != 1 or by_name[readers[0]].op not in ("flatten", "reshape", "dropout"):
+            return False
+        name = readers[0]
 
 
 def consumers(block_list: list[Block]) -> dict[str, list[str]]:

@@ -118,8 +118,8 @@ def mem_graph(model, softmax: str = "int8") -> MemGraph:
         if b.op in ("compute", "bn"):
             readers = cons.get(b.name, [])
             head = any(by_name[r].op == "softmax" for r in readers)
-            if b.activation is None and not head and _reaches_output(b.name, cons, by_name,
-                                                                      out_name):
+            if b.activation is None and not head and dag.reaches_output(b.name, cons, by_name,
+                                                                        out_name):
                 kind = "logits"
             else:
                 kind = "int8" if head else "act"
@@ -155,13 +155,3 @@ def mem_graph(model, softmax: str = "int8") -> MemGraph:
         kinds[b.name] = {"bn": "compute", "maxpool": "compute" if b.name in fused else "pool",
                          "avgpool": "pool", "gap": "pool"}.get(b.op, b.op)
     return MemGraph(tensors, steps, _nodes_of(block_list), chain, kinds)
-
-
-def _reaches_output(name, cons, by_name, out_name) -> bool:
-    while True:
-        if name == out_name:
-            return True
-        readers = cons.get(name, [])
-        if len(readers) != 1 or by_name[readers[0]].op not in ("flatten", "reshape", "dropout"):
-            return False
-        name = readers[0]
