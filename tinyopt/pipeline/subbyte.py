@@ -23,8 +23,8 @@ def accuracy(pred, y, batch_size: int = 500) -> float:
     """Top-1 accuracy of ``pred`` on labels ``y``.
 
     Arguments:
-        pred: logits or scores [N, classes] (any shape that reshapes to it), or a Keras model
-            (called on ``pred_x`` is not possible: pass ``(model, x)`` as a tuple).
+        pred: logits or scores [N, classes] (any shape that reshapes to it), or a tuple
+            ``(model, x)``: the Keras model's predictions on ``x``.
         y: integer labels [N].
         batch_size: batch size of ``model.predict`` when ``pred`` is ``(model, x)``.
 
