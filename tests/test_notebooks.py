@@ -41,7 +41,18 @@ def _check_01(out: Path) -> None:
     assert vs.set_index("seed_label").loc["TFLite float32", "seed_size_bytes"] == 83280
     rec = pd.read_csv(out / "mnist_recommend.csv")
     assert len(rec) == 3 and set(rec["variant"]) <= set(df["variant"])
-    for fig in ("mnist_bars.png", "mnist_scatter.png"):
+    # the deployment steps: integer-simulator accuracy, ELF flash and RAM, instructions
+    dep = by.loc[["int8>int>mcu", "ptq(w4a4,PC)>int>mcu"]]
+    assert (by.loc[["int8>int", "ptq(w4a4,PC)>int"], "accuracy_source"] == "integer_sim").all()
+    assert dep["deploy_exact"].all()
+    assert dep.loc["ptq(w4a4,PC)>int>mcu", "weights_params_bytes"] < \
+        dep.loc["int8>int>mcu", "weights_params_bytes"]
+    if dep["elf_flash_bytes"].notna().all():  # the ARM toolchain and QEMU are installed
+        assert (dep["elf_flash_bytes"] > dep["weights_params_bytes"]).all()
+        assert (dep["mcu_instructions"] > by.loc["int8", "macs"]).all()
+        device = pd.read_csv(out / "mnist_recommend_device.csv")
+        assert len(device) == 3 and set(device["variant"]) <= set(dep.index)
+    for fig in ("mnist_variants.png", "mnist_pareto.png"):
         assert (out / fig).stat().st_size > 1000
 
 
@@ -176,9 +187,10 @@ NOTEBOOKS = {
         dataset="fashion_mnist", epochs=1, train_samples=2000, latency_runs=5), _check_00),
     "01_multicomponent": (("mnist",), dict(
         dataset="mnist", epochs=1, train_samples=1000,
-        sequences=["int8", "prune>qat>int8", "graph>dynamic", "decompose>float16"],
+        sequences=["int8", "prune>qat>int8", "graph>dynamic", "decompose>float16",
+                   "int8>int>mcu", "ptq(w4a4,PC)>int>mcu"],
         latency_runs=3, prune_epochs=1, qat_epochs=1, decompose_epochs=1,
-        calibration_samples=50, tolerance_pt=50.0), _check_01),
+        calibration_samples=50, tolerance_pt=50.0, device_flash="1M"), _check_01),
     "02_subbyte_qat": (("fashion_mnist",), dict(
         dataset="fashion_mnist", epochs=1, qat_epochs=1, train_samples=1000, qat_samples=300,
         test_samples=500, calibration_samples=64, mobilenet_epochs=1, mobilenet_samples=300,
@@ -221,7 +233,8 @@ def executed(tmp_path_factory):
                     pytest.skip(str(exc))
             tmp = tmp_path_factory.mktemp(stem)
             extra = ({"build_dir": str(tmp / "build")}
-                     if stem in ("05_deploy", "07_real_models", "08_any_graph") else {})
+                     if stem in ("01_multicomponent", "05_deploy", "07_real_models",
+                                 "08_any_graph") else {})
             try:
                 run_notebook(f"{stem}.ipynb", tmp, needs=needs, out_dir=str(tmp / "out"),
                              **params, **extra)
