@@ -35,9 +35,9 @@ def load_keras(name: str):
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
-    import tensorflow as tf
-    rgb = np.repeat(images[..., None], 3, axis=-1).astype(np.float32)
-    return tf.image.resize(rgb, (size, size), method="bilinear").numpy()
+    """Grey [N, 28, 28] images in [0, 1] -> RGB [N, size, size, 3] (bilinear)."""
+    from tinyopt.pipeline.subbyte import resize
+    return resize(np.repeat(images[..., None], 3, axis=-1).astype(np.float32), size)
 
 
 def mlperf_inputs(name: str, images: int, seed: int = 0, offset: int = 0) -> np.ndarray:
@@ -199,16 +199,6 @@ def retrain_data(name: str, dataset: str, train_samples: int | None = None,
     return D.Dataset(ds.name, shape(ds.x_train), ds.y_train, shape(ds.x_test), ds.y_test)
 
 
-def integer_accuracy(graph, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
-    """Top-1 accuracy of the integer graph (bit-exact simulator) on float inputs ``x``."""
-    from tinyopt.integer import sim
-    hits = 0
-    for i in range(0, len(x), batch_size):
-        out = sim.run(graph, graph.quantize_input(x[i:i + batch_size]))
-        hits += int(np.sum(np.argmax(out.reshape(len(out), -1), 1) == y[i:i + batch_size]))
-    return hits / len(x)
-
-
 def qat_variant(model, policy, data, label: str, epochs: int, build_dir, learning_rate=1e-4,
                 batch_size: int = 64, seed: int = 0, run_mcu: bool = False,
                 mcu_images: int = 2) -> dict:
@@ -224,14 +214,15 @@ def qat_variant(model, policy, data, label: str, epochs: int, build_dir, learnin
     from tinyopt.deploy import mcu
     from tinyopt.front import train
     from tinyopt.mixed import lower, memory, ptq
+    from tinyopt.pipeline.deployed import integer_accuracy
+    from tinyopt.pipeline.subbyte import accuracy
     q = ptq.quantize_mixed(model, policy, data.x_train[:500], input_range=(0.0, 1.0),
                            softmax="logits", freeze_bn_after=1)
     train.fit(q, data, epochs=epochs, batch_size=batch_size, seed=seed,
               learning_rate=learning_rate, desc=f"QAT {label}")
-    fake = float(np.mean(np.argmax(q.predict(data.x_test, batch_size=500, verbose=0), 1)
-                         == data.y_test))
+    fake = accuracy((q, data.x_test), data.y_test)
     graph = lower.convert(q, name=f"{model.name}_{label}")
-    acc = integer_accuracy(graph, data.x_test, data.y_test)
+    acc = integer_accuracy(graph, graph.quantize_input(data.x_test), data.y_test)
     codes = graph.quantize_input(data.x_test[:max(20, mcu_images)])
     dep = mcu.deploy(graph, codes, build_dir, run_mcu=run_mcu, mcu_images=mcu_images,
                      overlap=False, fuse_add=False)["summary"]
@@ -263,21 +254,19 @@ def float_qat_mixed(model, data, qat_epochs: int, build_dir, memory_fraction: fl
     from tinyopt.front import train
     from tinyopt.mixed import memory, search
     from tinyopt.mixed.policy import Policy
+    from tinyopt.pipeline.subbyte import accuracy
     p8 = Policy.uniform(model, 8, 8, granularity)
     flash8, ram8 = memory.flash_bytes(model, p8), memory.peak_ram_bytes(model, p8, "logits")
     mixed = search.memory_driven(model, int(flash8 * memory_fraction),
                                  int(ram8 * memory_fraction), granularity, softmax="logits")
-
-    def accuracy(m):
-        return float(np.mean(np.argmax(m.predict(data.x_test, batch_size=500, verbose=0), 1)
-                             == data.y_test))
 
     ref = keras.models.clone_model(model)
     ref.set_weights(model.get_weights())
     train.fit(ref, data, epochs=qat_epochs, batch_size=options.get("batch_size", 64),
               seed=options.get("seed", 0), learning_rate=learning_rate, desc="float fine-tune")
     rows = [{"variant": name, "weight_bits": "32", "act_bits": "32",
-             "fake_quant_accuracy": accuracy(m), "integer_accuracy": None,
+             "fake_quant_accuracy": accuracy((m, data.x_test), data.y_test),
+             "integer_accuracy": None,
              "flash_bytes": 4 * model.count_params(), "peak_ram_bytes": None}
             for name, m in (("float32 (trained)", model), ("float32", ref))]
     rows.append(qat_variant(model, p8, data, "w8a8", qat_epochs, build_dir,

@@ -173,6 +173,11 @@ def _check_litert(steps: list[Step], text: str) -> None:
     if any(s in modes for s in names[:-1]):
         raise ValueError(f"{text!r}: a converter must be the last step before int / mcu, "
                          "and only one")
+    early = [s for s in names if s in (LOWER, DEPLOY)]
+    if early:
+        raise ValueError(f"{text!r}: {early[0]} before the converter '{names[-1]}': int lowers "
+                         "an int8 flatbuffer and mcu deploys the integer graph, so they come "
+                         f"last ('{names[-1]}>int>mcu')")
     if tail and tail[0] != LOWER:
         raise ValueError(f"{text!r}: mcu deploys an integer graph: put int before it "
                          f"('{names[-1]}>int>mcu')")
