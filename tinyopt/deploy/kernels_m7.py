@@ -190,18 +190,28 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -
             layer.in_bits, common["XS"], common["ZX"], common["PADZERO"], layer.weight_bits,
             common["RB"], common["NWZP"], int(bool(zw.any())), int(zw[0]), common["REQ"],
             common["NM"],
-            common["ROUND"], common["OB"], mode, *pool, *rq.values()]
+            common["ROUND"], common["OB"], mode, *pool, int(_inside(layer, geo)), *rq.values()]
     return (head + f"    TN_ALIGN4 int16_t buf[{2 * geo['KP']}];\n"
             f"    int32_t v[{3 * layer.out_channels}];\n"
             f"    tn_m7_gemm(l, in[0], {other}, out, buf, v, "
             + ", ".join(u(a) for a in args) + ");\n}\n")
 
 
+def _inside(layer, geo: dict) -> bool:
+    """Does every window of a gemm layer lie inside its input (no padding reached)?"""
+    if layer.kind == "dense":
+        return True
+    top, _, left, _ = layer.padding
+    return (top == 0 and left == 0
+            and (geo["OH"] - 1) * layer.stride[0] + geo["KH"] <= geo["H"]
+            and (geo["OW"] - 1) * layer.stride[1] + geo["KW"] <= geo["W"])
+
+
 def requant_constants(layer, graph_rounding: str) -> dict:
     """The requantization constants of a step for tn_m7_out: NM (1 when m0 and n0 are uniform),
     FAST (tn_m7_requant is exact: TFLite flavours have m0 >= 0, checked at export; n0 in
     [-31, 30]; the clamp bounds minus the zero point fit in int32), M0 / N0 (the uniform
-    multiplier, else 0), LOZ / HIZ (act_lo / act_hi minus the output zero point), ZP."""
+    multiplier, else 0; 2: moreover every n0 < 0), LOZ / HIZ (act_lo / act_hi minus the output zero point), ZP."""
     if not layer.requantize:
         return {"NM": 1, "FAST": 0, "M0": 0, "N0": 0, "LOZ": 0, "HIZ": 0, "ZP": 0}
     m0 = np.atleast_1d(np.asarray(layer.m0, np.int64))
@@ -213,7 +223,7 @@ def requant_constants(layer, graph_rounding: str) -> dict:
     flavour = layer.rounding or graph_rounding
     fast = (n0.min() >= -31 and n0.max() <= 30 and fits(lo - zp) and fits(hi - zp)
             and (flavour == "floor" or m0.min() >= 0))
-    return {"NM": 1 if uniform else len(m0), "FAST": int(fast),
+    return {"NM": 1 if uniform else len(m0), "FAST": (2 if n0.max() < 0 else 1) if fast else 0,
             "M0": int(m0[0]) if uniform else 0, "N0": int(n0[0]) if uniform else 0,
             "LOZ": lo - zp if fast else 0, "HIZ": hi - zp if fast else 0, "ZP": zp}
 

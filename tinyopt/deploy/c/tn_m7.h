@@ -161,7 +161,7 @@ TN_INLINE int32_t tn_m7_requant(int32_t phi, int32_t m0, int32_t n, uint32_t rou
 }
 
 /* The requantized (or raw) and clamped output of an accumulator, as tn_value of tinyopt_nn.c.
- * FAST: tn_m7_requant applies, and [LOZ, HIZ] = [act_lo, act_hi] - zero point fit in int32.
+ * FAST: tn_m7_requant applies (2: moreover every n0 < 0), and [LOZ, HIZ] = [act_lo, act_hi] - zero point fit in int32.
  * M0 / N0: the layer's single multiplier (NM == 1), or ignored (per channel, read at c). */
 TN_INLINE int32_t tn_m7_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32_t req,
                             uint32_t per_channel_m, uint32_t rounding, uint32_t FAST,
@@ -171,7 +171,16 @@ TN_INLINE int32_t tn_m7_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32
     if (req && FAST) {
         const int32_t m0 = per_channel_m ? l->m0[c] : M0;
         const int32_t n0 = per_channel_m ? (int32_t)l->n0[c] : N0;
-        int32_t r = tn_m7_requant(acc, m0, n0, rounding);
+        int32_t r;
+        if (FAST == 2u && rounding == TN_TFL_DOUBLE) {
+            /* every n0 < 0 (checked at export): no left shift; right shift by -n0 >= 1 */
+            const int32_t h = (int32_t)(((int64_t)acc * (int64_t)m0 + ((int64_t)1 << 30)) >> 31);
+            const uint32_t right = (uint32_t)(-n0), mask = (1u << right) - 1u;
+            const uint32_t threshold = (mask >> 1) + ((uint32_t)h >> 31);
+            r = (h >> right) + (((uint32_t)h & mask) > threshold ? 1 : 0);
+        } else {
+            r = tn_m7_requant(acc, m0, n0, rounding);
+        }
         r = r < LOZ ? LOZ : (r > HIZ ? HIZ : r);
         return r + ZP;
     }
@@ -213,7 +222,8 @@ TN_INLINE void tn_m7_emit(const tn_layer_t *l, const uint8_t *other, uint8_t *ou
 TN_INLINE int32_t tn_m7_im2col(const uint8_t *in, int16_t *buf, int32_t oy, int32_t ox,
                                int32_t H, int32_t W, uint32_t C, int32_t KH, int32_t KW,
                                int32_t SH, int32_t SW, int32_t PT, int32_t PL, uint32_t XB,
-                               uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t WB, uint32_t KP)
+                               uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t WB, uint32_t KP,
+                               uint32_t INSIDE)
 {
     const uint32_t n = 32u / WB;
     const int32_t y0 = oy * SH - PT, x0 = ox * SW - PL;
@@ -224,7 +234,7 @@ TN_INLINE int32_t tn_m7_im2col(const uint8_t *in, int16_t *buf, int32_t oy, int3
         const int32_t iy = y0 + ky;
         for (int32_t kx = 0; kx < KW; kx++) {
             const int32_t ix = x0 + kx;
-            if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
+            if (INSIDE || (iy >= 0 && iy < H && ix >= 0 && ix < W)) {
                 const uint32_t base = ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C;
                 if (XB == 8u && n == 4u && (k & 3u) == 0u) {
                     /* 4 bytes at a time: SXTAB16 / UXTAB16 add the offset -z_x while they
@@ -376,7 +386,8 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                           uint32_t RB, uint32_t NWZP, uint32_t HASZW, int32_t ZW, uint32_t REQ,
                           uint32_t NM, uint32_t ROUND, uint32_t OB, uint32_t MODE,
                           int32_t PH, int32_t PW, int32_t PSH, int32_t PSW, int32_t PPT,
-                          int32_t PPL, int32_t POH, int32_t POW, TN_RQ_ARGS)
+                          int32_t PPL, int32_t POH, int32_t POW, uint32_t INSIDE,
+                          TN_RQ_ARGS)
 {
     const uint32_t n = 32u / WB, nw = ((uint32_t)(KH * KW) * C + n - 1u) / n, kp = nw * n;
     int16_t *x0 = buf, *x1 = buf + kp;
@@ -387,10 +398,10 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
         for (; p + 2u <= np; p += 2u) {
             const int32_t s0 = tn_m7_im2col(in, x0, (int32_t)(p / (uint32_t)OW),
                                             (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW, SH,
-                                            SW, PT, PL, XB, XS, ZX, PADZERO, WB, kp);
+                                            SW, PT, PL, XB, XS, ZX, PADZERO, WB, kp, INSIDE);
             const int32_t s1 = tn_m7_im2col(in, x1, (int32_t)((p + 1u) / (uint32_t)OW),
                                             (int32_t)((p + 1u) % (uint32_t)OW), H, W, C, KH, KW,
-                                            SH, SW, PT, PL, XB, XS, ZX, PADZERO, WB, kp);
+                                            SH, SW, PT, PL, XB, XS, ZX, PADZERO, WB, kp, INSIDE);
             tn_m7_channels(l, x0, x1, s0, s1, 1u, v0, v1, CO, RB, nw, WB, NWZP, HASZW, ZW, REQ, NM,
                            ROUND, TN_RQ);
             for (uint32_t c = 0; c < CO; c++)
@@ -401,7 +412,7 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
         if (p < np) {
             const int32_t s0 = tn_m7_im2col(in, x0, (int32_t)(p / (uint32_t)OW),
                                             (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW, SH,
-                                            SW, PT, PL, XB, XS, ZX, PADZERO, WB, kp);
+                                            SW, PT, PL, XB, XS, ZX, PADZERO, WB, kp, INSIDE);
             tn_m7_channels(l, x0, x1, s0, 0, 0u, v0, v1, CO, RB, nw, WB, NWZP, HASZW, ZW, REQ, NM,
                            ROUND, TN_RQ);
             for (uint32_t c = 0; c < CO; c++)
@@ -429,11 +440,11 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                             continue;
                         }
                         s0 = tn_m7_im2col(in, x0, pending_y, pending_x, H, W, C, KH, KW, SH,
-                                          SW, PT, PL, XB, XS, ZX, PADZERO, WB, kp);
+                                          SW, PT, PL, XB, XS, ZX, PADZERO, WB, kp, INSIDE);
                         {
                             const int32_t s1 = tn_m7_im2col(in, x1, oy, ox, H, W, C, KH, KW, SH,
                                                             SW, PT, PL, XB, XS, ZX, PADZERO, WB,
-                                                            kp);
+                                                            kp, INSIDE);
                             tn_m7_channels(l, x0, x1, s0, s1, 1u, va, vb, CO, RB, nw, WB, NWZP,
                                            HASZW, ZW, REQ, NM, ROUND, TN_RQ);
                         }
@@ -446,7 +457,7 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                 }
                 if (pend >= 0) {
                     s0 = tn_m7_im2col(in, x0, pending_y, pending_x, H, W, C, KH, KW, SH, SW, PT,
-                                      PL, XB, XS, ZX, PADZERO, WB, kp);
+                                      PL, XB, XS, ZX, PADZERO, WB, kp, INSIDE);
                     tn_m7_channels(l, x0, x1, s0, 0, 0u, va, vb, CO, RB, nw, WB, NWZP, HASZW,
                                    ZW, REQ, NM, ROUND, TN_RQ);
                     for (uint32_t c = 0; c < CO; c++)
