@@ -88,6 +88,7 @@ class Export:
     out_offset: int = 0
     kernels: list = field(default_factory=list)  # per step: "gemm", "depthwise", "portable"
     scratch_bytes: int = 0  # largest im2col scratch of a step (on the stack, not in the arena)
+    weight_pad_bytes: int = 0  # zero bytes after weight arrays (word loads of the last row)
 
     def step_table(self):
         """pandas DataFrame: one row per step (name, kind, fused pool, bytes, offsets)."""
@@ -166,7 +167,8 @@ def _tensor_c(shape, bits, signed, zp) -> str:
 
 
 def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
-            w_pad: int = 0) -> str:
+            w_pad: int = 0, pads: dict | None = None) -> str:
+    pads = {} if pads is None else pads
     layer, pool = s.layer, s.pool
     flavour = layer.rounding or rounding
     fields = {"kind": KIND_C[layer.kind], "rounding": ROUNDING_C[flavour]}
@@ -196,7 +198,7 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
             nbytes[suffix] = nbytes.get(suffix, 0) + int(np.asarray(vals).nbytes)
             if suffix == "w" and w_pad:  # word loads of the last row (tn_m7.h) stay inside
                 vals = np.concatenate([np.asarray(vals).ravel(), np.zeros(w_pad, np.uint8)])
-                nbytes["w_pad"] = nbytes.get("w_pad", 0) + w_pad
+                pads[k] = w_pad  # in .rodata, not counted as weights (Export.weight_pad_bytes)
             arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
         lo, hi = layer.out_range
         fields.update({
@@ -305,7 +307,8 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
     arrays: list[str] = []
     nbytes: dict = {}
     choices = [kernels_m7.choose(s, k, kernels) for k, s in enumerate(steps)]
-    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes, c.weight_pad)
+    pads: dict = {}
+    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes, c.weight_pad, pads)
               for k, (s, c) in enumerate(zip(steps, choices))]
     step_fns = "".join(kernels_m7.step_function(s, k, c, graph.rounding)
                        for k, (s, c) in enumerate(zip(steps, choices)))
@@ -317,7 +320,8 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
                   out_bits=last.bits, out_signed=last.signed,
                   out_shape=tuple(last.shape), param_bytes=nbytes, memory=mem,
                   in_offset=mem.offset(src.name), out_offset=mem.offset(last.name),
-                  kernels=[c.kind for c in choices], scratch_bytes=kernels_m7.scratch_bytes(choices))
+                  kernels=[c.kind for c in choices], scratch_bytes=kernels_m7.scratch_bytes(choices),
+                  weight_pad_bytes=sum(pads.values()))
     guard = _identifier(graph.name).upper()
     names = ", ".join(f'"{s.name}"' for s in steps)
     texts = {}
