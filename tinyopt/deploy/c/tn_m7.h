@@ -35,7 +35,11 @@
 /* -ffreestanding turns memcpy into a call; the builtin is one LDR / STR */
 #define TN_MEMCPY __builtin_memcpy
 #define TN_PRAGMA(x) _Pragma(#x)
+#if defined(__ARM_FEATURE_DSP)
 #define TN_UNROLL TN_PRAGMA(GCC unroll 16)
+#else /* the host build: same code, left to the compiler (fully unrolled it compiles slowly) */
+#define TN_UNROLL
+#endif
 #else
 #define TN_ALIGN4
 #define TN_UNROLL
@@ -119,11 +123,23 @@ TN_INLINE uint32_t tn_ld32(const void *p)
 
 TN_INLINE uint32_t tn_ror(uint32_t x, uint32_t r) { return r ? (x >> r) | (x << (32u - r)) : x; }
 
+/* The b-bit mask in both halfwords. On the Cortex-M7 it is hidden from the optimiser so that it
+ * stays in a register: "and rd, rmask, rx, lsr #k" is then one instruction, where a literal
+ * mask costs a separate shift. */
+TN_INLINE uint32_t tn_lanemask(uint32_t b)
+{
+    uint32_t m = ((1u << (b & 7u)) - 1u) * 0x00010001u;
+#if defined(__ARM_FEATURE_DSP)
+    __asm__("" : "+r"(m));
+#endif
+    return m;
+}
+
 /* Lane pair s of a word of packed b-bit unsigned codes: (e_s, e_{s + N/2}), N = 32 / b. */
 TN_INLINE uint32_t tn_pair(uint32_t u, uint32_t s, uint32_t b)
 {
     if (b == 8u) return s ? tn_uxtb16_ror8(u) : tn_uxtb16(u);
-    return (u >> (s * b)) & (((1u << b) - 1u) * 0x00010001u);
+    return (u >> (s * b)) & tn_lanemask(b);
 }
 
 /* Position of element r of a group of n = 32 / b in the activation buffer (see the lane order). */
@@ -215,6 +231,26 @@ TN_INLINE void tn_m7_emit(const tn_layer_t *l, const uint8_t *other, uint8_t *ou
     tn_set(out, idx, ob, (uint32_t)v);
 }
 
+/* Store n consecutive outputs v[0 .. n) as element idx .. idx + n of a packed OB-bit tensor.
+ * Sub-byte outputs whose run starts and ends on byte boundaries are packed in registers and
+ * written byte by byte (no read-modify-write); other widths go element by element. */
+TN_INLINE void tn_m7_store(uint8_t *out, uint32_t idx, const int32_t *v, uint32_t n, uint32_t OB)
+{
+    if (OB < 8u && (idx * OB) % 8u == 0u && (n * OB) % 8u == 0u) {
+        const uint32_t per = 8u / OB, mask = (1u << OB) - 1u;
+        uint8_t *p = out + idx * OB / 8u;
+        for (uint32_t j = 0; j < n / per; j++) {
+            uint32_t byte = 0;
+            TN_UNROLL
+            for (uint32_t e = 0; e < per; e++)
+                byte |= ((uint32_t)v[j * per + e] & mask) << (e * OB);
+            p[j] = (uint8_t)byte;
+        }
+        return;
+    }
+    for (uint32_t j = 0; j < n; j++) tn_set(out, idx + j, OB, (uint32_t)v[j]);
+}
+
 /* im2col of output pixel (oy, ox) of a convolution (dense: one pixel, the whole input): the
  * kk = kh * kw * c window values x - z_x (padded taps: 0 - z_x with pad_zero, else 0) as int16
  * in the lane order of b-bit weights, zero-filled up to kp (a multiple of 32 / b).
@@ -247,7 +283,30 @@ TN_INLINE int32_t tn_m7_im2col(const uint8_t *in, int16_t *buf, int32_t oy, int3
                         const uint32_t b = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
                         TN_MEMCPY(buf + k, &a, 4);
                         TN_MEMCPY(buf + k + 2u, &b, 4);
-                        sum += tn_lo16(a) + tn_hi16(a) + tn_lo16(b) + tn_hi16(b);
+                        sum = tn_smlad(a, 0x00010001u, sum);
+                        sum = tn_smlad(b, 0x00010001u, sum);
+                    }
+                    for (; ci < C; ci++, k++) {
+                        const int32_t v = tn_get(in, base + ci, XB, XS) - ZX;
+                        buf[(k & ~(n - 1u)) + tn_pos(k & (n - 1u), WB)] = (int16_t)v;
+                        sum += v;
+                    }
+                } else if (XB == WB && XB < 8u && !XS && (k & (n - 1u)) == 0u
+                           && (base * XB) % 8u == 0u) {
+                    /* inputs packed like the weights: a word of n inputs unpacks with the
+                     * weights' own lane pairs, already in buffer order */
+                    const uint32_t zx2 = ((uint32_t)ZX & 0xFFFFu) * 0x00010001u;
+                    uint32_t ci = 0;
+                    (void)zx2;
+                    for (; ci + n <= C; ci += n, k += n) {
+                        const uint32_t v = tn_ld32(in + (base + ci) * XB / 8u);
+                        TN_UNROLL
+                        for (uint32_t s2 = 0; s2 < n / 2u; s2++) {
+                            uint32_t p = tn_pair(v, s2, XB);
+                            if (ZX != 0) p = tn_ssub16(p, zx2);
+                            TN_MEMCPY(buf + k + 2u * s2, &p, 4);
+                            sum = tn_smlad(p, 0x00010001u, sum);
+                        }
                     }
                     for (; ci < C; ci++, k++) {
                         const int32_t v = tn_get(in, base + ci, XB, XS) - ZX;
@@ -404,10 +463,15 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                                             SH, SW, PT, PL, XB, XS, ZX, PADZERO, WB, kp, INSIDE);
             tn_m7_channels(l, x0, x1, s0, s1, 1u, v0, v1, CO, RB, nw, WB, NWZP, HASZW, ZW, REQ, NM,
                            ROUND, TN_RQ);
-            for (uint32_t c = 0; c < CO; c++)
-                tn_m7_emit(l, other, out, p * CO + c, v0[c], MODE == 2u, OB);
-            for (uint32_t c = 0; c < CO; c++)
-                tn_m7_emit(l, other, out, (p + 1u) * CO + c, v1[c], MODE == 2u, OB);
+            if (MODE == 2u) {
+                for (uint32_t c = 0; c < CO; c++)
+                    tn_m7_emit(l, other, out, p * CO + c, v0[c], 1u, OB);
+                for (uint32_t c = 0; c < CO; c++)
+                    tn_m7_emit(l, other, out, (p + 1u) * CO + c, v1[c], 1u, OB);
+            } else {
+                tn_m7_store(out, p * CO, v0, CO, OB);
+                tn_m7_store(out, (p + 1u) * CO, v1, CO, OB);
+            }
         }
         if (p < np) {
             const int32_t s0 = tn_m7_im2col(in, x0, (int32_t)(p / (uint32_t)OW),
@@ -467,8 +531,10 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                     int32_t y = best[c];
                     if (y < l->pool_lo) y = l->pool_lo;
                     if (y > l->pool_hi) y = l->pool_hi;
-                    tn_set(out, idx++, OB, (uint32_t)y);
+                    best[c] = y;
                 }
+                tn_m7_store(out, idx, best, CO, OB);
+                idx += CO;
             }
     }
 }
@@ -485,8 +551,9 @@ TN_INLINE void tn_m7_dw_group(const tn_layer_t *l, const uint8_t *in, int32_t *a
                               int32_t ZX, uint32_t PADZERO, uint32_t RB, uint32_t NWZP,
                               int32_t ZW, uint32_t ALLONES)
 {
-    const uint32_t n = 32u / B, half = n / 2u;
-    const uint32_t lanemask = B == 8u ? 0u : ((1u << B) - 1u) * 0x00010001u;
+    /* n channels per word in n / 2 lane pairs, taken in passes of at most 4 pairs (8
+     * accumulators stay in registers; 2-bit words are read twice) */
+    const uint32_t n = 32u / B, half = n / 2u, pairs = half < 4u ? half : 4u;
     const uint32_t zx2 = ((uint32_t)ZX & 0xFFFFu) * 0x00010001u;
     const uint32_t nzx2 = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
     const uint8_t *wg = l->w + cg * n * B / 8u;
@@ -494,55 +561,64 @@ TN_INLINE void tn_m7_dw_group(const tn_layer_t *l, const uint8_t *in, int32_t *a
      * at taps inside it) */
     const uint8_t *xg = in + (int32_t)(((y0 * W + x0) * (int32_t)C + (int32_t)(cg * n))
                                        * (int32_t)B / 8);
-    uint32_t zw2[16];
-    int32_t a[16];
-    (void)lanemask; (void)zx2;
-    TN_UNROLL
-    for (uint32_t s = 0; s < half; s++) {
-        if (NWZP == 1u) {
-            zw2[s] = ((uint32_t)ZW & 0xFFFFu) * 0x00010001u;
-        } else {
-            zw2[s] = (uint32_t)l->wzp[cg * n + s] | ((uint32_t)l->wzp[cg * n + s + half] << 16);
-        }
-    }
-    TN_UNROLL
-    for (uint32_t j = 0; j < n; j++) a[j] = l->bias[cg * n + j];
-    TN_UNROLL
-    for (int32_t ky = 0; ky < KH; ky++) {
+    (void)zx2;
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+    for (uint32_t p = 0; p < half / pairs; p++) {
+        uint32_t zw2[4];
+        int32_t a[8];
         TN_UNROLL
-        for (int32_t kx = 0; kx < KW; kx++) {
-            const int inside = INTERIOR || (y0 + ky >= 0 && y0 + ky < H && x0 + kx >= 0
-                                            && x0 + kx < W);
-            uint32_t xu = 0, wu;
-            if (!inside && (!PADZERO || ZX == 0))
-                continue; /* a padded tap holding the zero point (or 0 = z_x) adds nothing */
-            wu = tn_ld32(wg + (uint32_t)(ky * KW + kx) * RB);
-            if (inside) xu = tn_ld32(xg + (ky * W + kx) * (int32_t)C * (int32_t)B / 8);
+        for (uint32_t j = 0; j < pairs; j++) {
+            const uint32_t s = p * pairs + j;
+            if (NWZP == 1u)
+                zw2[j] = ((uint32_t)ZW & 0xFFFFu) * 0x00010001u;
+            else
+                zw2[j] = (uint32_t)l->wzp[cg * n + s] | ((uint32_t)l->wzp[cg * n + s + half] << 16);
+            a[j] = l->bias[cg * n + s];
+            a[j + pairs] = l->bias[cg * n + s + half];
+        }
+        TN_UNROLL
+        for (int32_t ky = 0; ky < KH; ky++) {
             TN_UNROLL
-            for (uint32_t s = 0; s < half; s++) {
-                uint32_t xp;
-                if (!inside) {
-                    xp = nzx2; /* integer 0 padding: x' = -z_x */
-                } else if (B == 8u) {
-                    xp = s ? (XS ? tn_sxtab16_ror8(nzx2, xu) : tn_uxtab16_ror8(nzx2, xu))
-                           : (XS ? tn_sxtab16(nzx2, xu) : tn_uxtab16(nzx2, xu));
-                } else {
-                    xp = (xu >> (s * B)) & lanemask;
-                    if (ZX != 0) xp = tn_ssub16(xp, zx2);
-                }
-                if (ALLONES) { /* weights all 1 with z_w = 0: a sum (TFLite's MEAN) */
-                    a[s] = (int32_t)((uint32_t)a[s] + (uint32_t)tn_lo16(xp));
-                    a[s + half] = (int32_t)((uint32_t)a[s + half] + (uint32_t)tn_hi16(xp));
-                } else {
-                    const uint32_t wp = tn_ssub16(tn_pair(wu, s, B), zw2[s]);
-                    a[s] = tn_smlabb(wp, xp, a[s]);
-                    a[s + half] = tn_smlatt(wp, xp, a[s + half]);
+            for (int32_t kx = 0; kx < KW; kx++) {
+                const int inside = INTERIOR || (y0 + ky >= 0 && y0 + ky < H && x0 + kx >= 0
+                                                && x0 + kx < W);
+                uint32_t xu = 0, wu;
+                if (!inside && (!PADZERO || ZX == 0))
+                    continue; /* a padded tap holding the zero point (or 0 = z_x) adds nothing */
+                wu = tn_ld32(wg + (uint32_t)(ky * KW + kx) * RB);
+                if (inside) xu = tn_ld32(xg + (ky * W + kx) * (int32_t)C * (int32_t)B / 8);
+                TN_UNROLL
+                for (uint32_t j = 0; j < pairs; j++) {
+                    const uint32_t s = p * pairs + j;
+                    uint32_t xp;
+                    if (!inside) {
+                        xp = nzx2; /* integer 0 padding: x' = -z_x */
+                    } else if (B == 8u) {
+                        xp = s ? (XS ? tn_sxtab16_ror8(nzx2, xu) : tn_uxtab16_ror8(nzx2, xu))
+                               : (XS ? tn_sxtab16(nzx2, xu) : tn_uxtab16(nzx2, xu));
+                    } else {
+                        xp = tn_pair(xu, s, B);
+                        if (ZX != 0) xp = tn_ssub16(xp, zx2);
+                    }
+                    if (ALLONES) { /* weights all 1 with z_w = 0: a sum (TFLite's MEAN) */
+                        a[j] = (int32_t)((uint32_t)a[j] + (uint32_t)tn_lo16(xp));
+                        a[j + pairs] = (int32_t)((uint32_t)a[j + pairs] + (uint32_t)tn_hi16(xp));
+                    } else {
+                        const uint32_t wp = tn_ssub16(tn_pair(wu, s, B), zw2[j]);
+                        a[j] = tn_smlabb(wp, xp, a[j]);
+                        a[j + pairs] = tn_smlatt(wp, xp, a[j + pairs]);
+                    }
                 }
             }
         }
+        TN_UNROLL
+        for (uint32_t j = 0; j < pairs; j++) {
+            acc[p * pairs + j] = a[j];
+            acc[p * pairs + j + half] = a[j + pairs];
+        }
     }
-    TN_UNROLL
-    for (uint32_t j = 0; j < n; j++) acc[j] = a[j];
 }
 
 TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -569,10 +645,18 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
                 else
                     tn_m7_dw_group(l, in, acc, cg, y0, x0, 0u, H, W, C, KH, KW, B, XS, ZX,
                                    PADZERO, RB, NWZP, ZW, ALLONES);
-                for (uint32_t j = 0; j < n; j++, idx++)
-                    tn_m7_emit(l, other, out, idx,
-                               tn_m7_out(l, acc[j], cg * n + j, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ),
-                               FUSEADD, OB);
+                if (FUSEADD) {
+                    for (uint32_t j = 0; j < n; j++, idx++)
+                        tn_m7_emit(l, other, out, idx,
+                                   tn_m7_out(l, acc[j], cg * n + j, REQ, NM == 1u ? 0u : 1u,
+                                             ROUND, TN_RQ), 1u, OB);
+                } else {
+                    for (uint32_t j = 0; j < n; j++)
+                        acc[j] = tn_m7_out(l, acc[j], cg * n + j, REQ, NM == 1u ? 0u : 1u,
+                                           ROUND, TN_RQ);
+                    tn_m7_store(out, idx, acc, n, OB);
+                    idx += n;
+                }
             }
         }
     }
