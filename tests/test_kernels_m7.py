@@ -75,60 +75,90 @@ def host_check(g, tmp_path, n=40):
     return e
 
 
-# conv with few input channels (odd, SAME asymmetric / VALID, strides), pointwise with odd
-# channel counts, fused overlapping max pool, dense with an odd length: every weight width
-# against every input width
-GEMM_CASES = [  # (w_bits, in_bits, per_channel, icn, rounding)
-    (8, 8, False, False, "floor"), (4, 8, True, True, "floor"), (2, 4, False, True, "floor"),
-    (1, 2, True, False, "floor"), (4, 4, True, True, "floor"), (2, 2, True, True, "floor"),
-    (8, 8, True, True, "tflite_double"), (8, 8, False, False, "tflite_single"),
-]
+def _conv(out_shape, wshape, wbits, out_bits, **kw):
+    return dict(kind="conv2d" if wshape[1] * wshape[2] > 1 else "pointwise", out_shape=out_shape,
+                wshape=wshape, wbits=wbits, out_bits=out_bits, **kw)
 
 
-@pytest.mark.parametrize("wb,xb,pc,icn,rounding", GEMM_CASES)
-def test_gemm_kernels_host_bitexact(tmp_path, wb, xb, pc, icn, rounding):
-    tfl = rounding != "floor"
-    signed = tfl
-    zin = -7 if signed else (3 if xb == 8 else 0)
-    ob = 8 if tfl else 4
-    layers = [
-        dict(kind="conv2d", out_shape=(5, 5, 7), wshape=(7, 3, 3, 3), wbits=8 if tfl else wb,
-             per_channel=pc, icn=icn, out_bits=8 if tfl else xb, stride=(2, 2),
-             padding=(1, 1, 1, 1)),
-        dict(kind="conv2d", out_shape=(3, 3, 5), wshape=(5, 3, 3, 7), wbits=wb, per_channel=pc,
-             icn=icn, out_bits=ob, stride=(1, 1), padding=(0, 0, 0, 0)),
-        dict(kind="pointwise", out_shape=(3, 3, 9), wshape=(9, 1, 1, 5), wbits=wb,
-             per_channel=pc, icn=icn, out_bits=8),
-        dict(kind="conv2d", out_shape=(3, 3, 6), wshape=(6, 3, 3, 9), wbits=wb, per_channel=pc,
-             icn=icn, out_bits=8, padding=(1, 1, 1, 1)),
+# Chains through every weight width (8/4/2/1) and input width (8/4/2): the first conv with 3
+# input channels (stride 2, asymmetric SAME), a VALID conv, a pointwise layer with odd channel
+# counts, a conv fused with an overlapping 3x3/2 max pool, a dense layer of odd length with raw
+# int32 logits; PL and PC weight zero points, FB and ICN multipliers, the three roundings.
+GEMM_CHAINS = {
+    "floor_a": ("floor", False, 3, [
+        _conv((5, 5, 7), (7, 3, 3, 3), 8, 4, stride=(2, 2), padding=(1, 1, 1, 1)),
+        _conv((3, 3, 5), (5, 3, 3, 7), 4, 2, per_channel=True, icn=True, out_zero_point=1),
+        _conv((3, 3, 9), (9, 1, 1, 5), 2, 8, per_channel=True, icn=True),
+        _conv((3, 3, 6), (6, 3, 3, 9), 1, 4, padding=(1, 1, 1, 1)),
         dict(kind="maxpool", out_shape=(2, 2, 6), pool_size=(3, 3), stride=(2, 2),
              padding=(1, 1, 1, 1)),
         dict(kind="flatten"),
-        dict(kind="dense", out_shape=(3,), wshape=(3, 24), wbits=wb, per_channel=pc, icn=icn,
-             out_bits=32, out_signed=True, requantize=False),
-    ]
-    g = chain(hash((wb, xb, pc, rounding)) % 1000, layers, (9, 9, 3), 8, signed, zin, rounding)
-    e = host_check(g, tmp_path)
-    kinds = e.kernels
-    assert kinds[:4] == ["gemm"] * 4 and kinds[-1] == "gemm", kinds  # conv+pool fused: gemm
-
-
-@pytest.mark.parametrize("b,c,pad_mode,zin,signed", [
-    (8, 12, "zero_point", -5, True), (8, 8, "zero", 7, False), (4, 16, "zero", 0, False),
-    (4, 8, "zero", 3, False), (2, 16, "zero", 0, False), (2, 32, "zero_point", 1, False)])
-def test_depthwise_kernels_host_bitexact(tmp_path, b, c, pad_mode, zin, signed):
-    layers = [
-        dict(kind="depthwise", out_shape=(7, 7, c), wshape=(3, 3, c), wbits=b, per_channel=True,
-             icn=True, out_bits=b, stride=(1, 1), padding=(1, 1, 1, 1), pad_mode=pad_mode),
-        dict(kind="depthwise", out_shape=(4, 4, c), wshape=(3, 3, c), wbits=b, out_bits=b,
-             stride=(2, 2), padding=(1, 1, 1, 1), pad_mode=pad_mode),
+        dict(kind="dense", out_shape=(3,), wshape=(3, 24), wbits=4, per_channel=True,
+             out_bits=32, out_signed=True, requantize=False)]),
+    "floor_b": ("floor", False, 0, [
+        _conv((5, 5, 16), (16, 3, 3, 3), 2, 2, stride=(2, 2), padding=(1, 1, 1, 1)),
+        _conv((5, 5, 8), (8, 1, 1, 16), 4, 4, per_channel=True, icn=True),
+        _conv((5, 5, 10), (10, 1, 1, 8), 8, 2, icn=True),
+        _conv((5, 5, 8), (8, 3, 3, 10), 2, 8, per_channel=True, padding=(1, 1, 1, 1)),
+        dict(kind="maxpool", out_shape=(2, 2, 8), pool_size=(2, 2), stride=(2, 2),
+             padding=(0, 0, 0, 0)),
         dict(kind="flatten"),
-        dict(kind="dense", out_shape=(5,), wshape=(5, 16 * c), wbits=8, out_bits=32,
-             out_signed=True, requantize=False),
-    ]
-    g = chain(b * 100 + c, layers, (7, 7, c), b, signed, zin)
+        dict(kind="dense", out_shape=(5,), wshape=(5, 32), wbits=2, out_bits=8)]),
+    "tflite": ("tflite_double", True, -7, [
+        _conv((5, 5, 7), (7, 3, 3, 3), 8, 8, per_channel=True, icn=True, stride=(2, 2),
+              padding=(1, 1, 1, 1), out_signed=True, out_zero_point=-3),
+        _conv((5, 5, 9), (9, 1, 1, 7), 8, 8, per_channel=True, icn=True, out_signed=True),
+        _conv((3, 3, 6), (6, 3, 3, 9), 8, 8, out_signed=True, out_zero_point=5),
+        dict(kind="flatten"),
+        dict(kind="dense", out_shape=(3,), wshape=(3, 54), wbits=8, out_bits=8,
+             out_signed=True, rounding="tflite_single")]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GEMM_CHAINS))
+def test_gemm_kernels_host_bitexact(tmp_path, name):
+    rounding, signed, zin, layers = GEMM_CHAINS[name]
+    g = chain(len(name), layers, (9, 9, 3), 8, signed, zin, rounding)
     e = host_check(g, tmp_path)
-    assert e.kernels == ["depthwise", "depthwise", "gemm"]
+    compute = [k for k, s in zip(e.kernels, e.steps) if s.layer.weights is not None]
+    assert compute == ["gemm"] * len(compute), e.kernels
+
+
+def _dw(c, h, b, out_bits, stride=1, pad_mode="zero", **kw):
+    o = -(-h // stride)
+    total = max((o - 1) * stride + 3 - h, 0)
+    return dict(kind="depthwise", out_shape=(o, o, c), wshape=(3, 3, c), wbits=b,
+                out_bits=out_bits, stride=(stride, stride),
+                padding=(total // 2, total - total // 2, total // 2, total - total // 2),
+                pad_mode=pad_mode, **kw)
+
+
+# Depthwise at 8, 4 and 2 bits (inputs of the weights' width), SAME with stride 1 and 2,
+# padding with the zero point or with integer 0 while z_x != 0, PL and PC.
+DW_CHAINS = {
+    "c32": (8, True, -5, (7, 7, 32), [
+        _dw(32, 7, 8, 4, pad_mode="zero_point", per_channel=True, icn=True, out_zero_point=3),
+        _dw(32, 7, 4, 2, stride=2, out_zero_point=1),
+        _dw(32, 4, 2, 2, per_channel=True, icn=True),
+        dict(kind="flatten"),
+        dict(kind="dense", out_shape=(5,), wshape=(5, 512), wbits=8, out_bits=32,
+             out_signed=True, requantize=False)]),
+    "c12_c16": (8, False, 7, (6, 6, 12), [
+        _dw(12, 6, 8, 8, stride=2, out_zero_point=2),
+        _dw(12, 3, 8, 4, per_channel=True),
+        dict(kind="flatten"),
+        dict(kind="dense", out_shape=(5,), wshape=(5, 108), wbits=4, out_bits=32,
+             out_signed=True, requantize=False)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DW_CHAINS))
+def test_depthwise_kernels_host_bitexact(tmp_path, name):
+    bits, signed, zin, shape, layers = DW_CHAINS[name]
+    g = chain(len(name) + 10, layers, shape, bits, signed, zin)
+    e = host_check(g, tmp_path)
+    dws = [k for k, s in zip(e.kernels, e.steps) if s.layer.kind == "depthwise"]
+    assert dws == ["depthwise"] * len(dws), e.kernels
 
 
 def test_choose_names_why_a_layer_stays_portable():
@@ -143,32 +173,34 @@ def test_choose_names_why_a_layer_stays_portable():
 
 
 def _mixed_graph():
-    names = ["conv0"] + [f"{k}{i}" for i in range(1, 14) for k in ("dw", "pw")] + ["fc"]
-    from tinyopt.mixed.policy import Policy
-    bits = [8, 8, 4, 4, 4, 2, 2, 2, 2, 4, 4, 8, 8, 4, 4, 2, 2, 4, 4, 8, 8, 4, 4, 2, 2, 8, 8, 8]
-    pol = Policy(names, bits, bits, "PL", ["ICN" if i % 3 else "FB" for i in range(len(names))])
-    x = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 1))
-    return synth.mobilenet_graph(pol, x, alpha=0.5, resolution=32)
+    """conv (1 input channel) and depthwise / pointwise pairs at 8, 4 and 2 bits, PL and PC."""
+    layers = [
+        _conv((6, 6, 16), (16, 3, 3, 1), 8, 8, stride=(2, 2), padding=(0, 1, 0, 1)),
+        _dw(16, 6, 8, 8, per_channel=True, icn=True),
+        _conv((6, 6, 16), (16, 1, 1, 16), 4, 4, per_channel=True, icn=True),
+        _dw(16, 6, 4, 4),
+        _conv((6, 6, 32), (32, 1, 1, 16), 2, 2, icn=True),
+        _dw(32, 6, 2, 8, stride=2, per_channel=True),
+        dict(kind="flatten"),
+        dict(kind="dense", out_shape=(10,), wshape=(10, 288), wbits=4, out_bits=32,
+             out_signed=True, requantize=False)]
+    return chain(7, layers, (12, 12, 1))
 
 
-@pytest.mark.slow  # two Cortex-M7 builds and QEMU runs
+@pytest.mark.slow  # a Cortex-M7 build and a QEMU run
 def test_specialised_kernels_under_qemu(qemu, tmp_path):
     """8/4/2-bit gemm and depthwise kernels (the intrinsics themselves) bit-exact under QEMU,
-    faster than the portable kernels, and only the used kernels linked."""
+    and only the kernels the model uses linked (the speed-up: benchmarks/bench_kernels.py)."""
     g = _mixed_graph()
-    x = np.random.default_rng(1).integers(0, 256, (3, *g.input_shape))
-    fast = mcu.deploy(g, x, tmp_path, name="m7", mcu_images=3)
-    slow = mcu.deploy(g, x, tmp_path, name="portable", mcu_images=3, kernels="portable")
-    for r in (fast, slow):
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
-        assert s["ram_acceptance_ok"]
-    kinds = set(fast["export"].kernels)
-    assert {"gemm", "depthwise"} <= kinds
-    assert fast["summary"]["insns_per_image_mean"] < 0.3 * slow["summary"]["insns_per_image_mean"]
+    x = np.random.default_rng(1).integers(0, 256, (8, *g.input_shape))
+    r = mcu.deploy(g, x, tmp_path, name="m7", mcu_images=4)
+    s = r["summary"]
+    assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
+    assert s["ram_acceptance_ok"]
+    kinds = r["export"].kernels
+    assert kinds == ["gemm", "depthwise", "gemm", "depthwise", "gemm", "depthwise", "gemm"]
+    assert s["insns_per_image_mean"] < 8 * s["macs"]  # the portable kernels take > 15 / MAC
     nm = subprocess.run(["arm-none-eabi-nm", tmp_path / "m7" / "mcu" / "model.elf"],
                         capture_output=True, text=True, check=True).stdout
     linked = {line.split()[-1] for line in nm.splitlines() if " tn_run" in line}
-    used = {kernels_m7.PORTABLE_FN[s.layer.kind] for s, k in
-            zip(fast["export"].steps, fast["export"].kernels) if k == "portable"}
-    assert linked == used, (linked, used)
+    assert linked == set(), linked  # no portable kernel: every step is specialised
