@@ -24,7 +24,6 @@ qemu-system-arm).
 """
 from __future__ import annotations
 
-import copy
 import sys
 import tempfile
 from pathlib import Path
@@ -59,28 +58,6 @@ def _deploy(graph, out, name, kernels="m7", images=IMAGES):
     return r
 
 
-def _per_channel(graph: IntegerGraph, seed: int = 3) -> IntegerGraph:
-    """The PC twin of a PL synthetic graph: per-channel weight zero points (a random offset of
-    -1, 0 or +1 per channel around the layer's) and per-channel multipliers (ICN), as a
-    per-channel quantizer would give; outputs stay valid integer codes (clamped)."""
-    from tinyopt.integer.arith import m0_n0
-    rng = np.random.default_rng(seed)
-    g = copy.deepcopy(graph)
-    for lay in g.layers:
-        if lay.weights is None:
-            continue
-        c = lay.out_channels
-        top = (1 << lay.weight_bits) - 1
-        zw = int(np.atleast_1d(lay.weight_zero_point)[0])
-        lay.weight_zero_point = np.clip(zw + rng.integers(-1, 2, c), 0, top).astype(np.int32)
-        lay.weight_scale = np.ones(c)
-        if lay.requantize:
-            m = np.ldexp(np.asarray(lay.m0[0], np.float64), int(lay.n0[0]) - 31)
-            lay.m0, lay.n0 = m0_n0(m * rng.uniform(0.8, 1.25, c))
-    g.validate()
-    return g
-
-
 def layer_type_rows(tmp: Path, x_calib: np.ndarray) -> list[dict]:
     from tinyopt.mixed.policy import Policy
     names = ["conv0"] + [f"{k}{i}" for i in range(1, 14) for k in ("dw", "pw")] + ["fc"]
@@ -89,7 +66,7 @@ def layer_type_rows(tmp: Path, x_calib: np.ndarray) -> list[dict]:
         policy = Policy(names, [bits] * len(names), [bits] * len(names), "PL",
                         ["FB"] * len(names))
         pl = synth.mobilenet_graph(policy, x_calib, alpha=0.5, resolution=32)
-        for gran, graph in (("PL", pl), ("PC", _per_channel(pl))):
+        for gran, graph in (("PL", pl), ("PC", synth.per_channel_twin(pl))):
             graph.name = f"mobilenet_32_0.5_w{bits}a{bits}_{gran}"
             r = _deploy(graph, tmp, graph.name)
             st = r["steps"]

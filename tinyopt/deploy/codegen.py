@@ -7,12 +7,17 @@
   average pool; any of 1/2/4/8-bit inputs, outputs and weights, 16/32-bit tensors for raw logits;
   the three requantization flavours of the simulator: ``floor`` (CMix-NN), ``tflite_single``,
   ``tflite_double``; and the DAG nodes add, concat, pad, quantize and TFLite's int8 softmax),
-  copied from the package folder ``tinyopt/deploy/c``;
+  copied from the package folder ``tinyopt/deploy/c``, with ``tn_arith.h`` (the element
+  arithmetic they share with the specialised kernels) and ``tn_m7.h`` (kernels specialised per
+  layer for the Cortex-M7's DSP instructions, portable C elsewhere; :mod:`tinyopt.deploy.kernels_m7`
+  chooses them per step, ``kernels="m7"``, the default);
 - ``model_params.h``: the packed const weights (one byte-aligned row per output channel, or per
   tap for depthwise, exactly :attr:`IntegerLayer.weights`), weight zero points (uint8), biases
   (int32), multipliers m0 (int32) and exponents n0 (int8), and one ``tn_layer_t`` per step;
 - ``model.h`` / ``model.c``: ``int model_run(const uint8_t *in, uint8_t *out)``, the static
-  activation arena and each step's input and output offsets in it.
+  activation arena and each step's input and output offsets in it, and the function each step
+  calls: a specialised ``model_step<k>`` or the portable kernel of its kind (``tn_run_pool``,
+  ...), so only the kernels the model uses are linked.
 
 Steps (:func:`memory_plan`). The graph is a DAG run in a topological order. Flatten / reshape
 nodes cost nothing (the packed HWC stream is already flat: the output aliases the input). A
@@ -320,7 +325,8 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
                   out_bits=last.bits, out_signed=last.signed,
                   out_shape=tuple(last.shape), param_bytes=nbytes, memory=mem,
                   in_offset=mem.offset(src.name), out_offset=mem.offset(last.name),
-                  kernels=[c.kind for c in choices], scratch_bytes=kernels_m7.scratch_bytes(choices),
+                  kernels=[c.kind for c in choices],
+                  scratch_bytes=kernels_m7.scratch_bytes(choices),
                   weight_pad_bytes=sum(pads.values()))
     guard = _identifier(graph.name).upper()
     names = ", ".join(f'"{s.name}"' for s in steps)

@@ -210,8 +210,9 @@ def _inside(layer, geo: dict) -> bool:
 def requant_constants(layer, graph_rounding: str) -> dict:
     """The requantization constants of a step for tn_m7_out: NM (1 when m0 and n0 are uniform),
     FAST (tn_m7_requant is exact: TFLite flavours have m0 >= 0, checked at export; n0 in
-    [-31, 30]; the clamp bounds minus the zero point fit in int32), M0 / N0 (the uniform
-    multiplier, else 0; 2: moreover every n0 < 0), LOZ / HIZ (act_lo / act_hi minus the output zero point), ZP."""
+    [-31, 30]; the clamp bounds minus the zero point fit in int32; 2: moreover every n0 < 0),
+    M0 / N0 (the uniform multiplier, else 0), LOZ / HIZ (act_lo / act_hi minus the output zero
+    point), ZP."""
     if not layer.requantize:
         return {"NM": 1, "FAST": 0, "M0": 0, "N0": 0, "LOZ": 0, "HIZ": 0, "ZP": 0}
     m0 = np.atleast_1d(np.asarray(layer.m0, np.int64))

@@ -143,3 +143,40 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
     add("dense", "fc", (classes,), (classes, c))
     graph.validate()
     return graph
+
+
+def per_channel_twin(graph: IntegerGraph, seed: int = 3) -> IntegerGraph:
+    """The per-channel (PC) twin of a per-layer synthetic graph, for measuring what PC costs.
+
+    Every compute layer gets per-channel weight zero points (the layer's own plus a random -1, 0
+    or +1 per channel, clipped to the codes) and, when it requantizes, per-channel multipliers
+    (ICN: the layer's multiplier times a random factor in [0.8, 1.25] per channel), as a
+    per-channel quantizer would give. The weights, biases and shapes are the PL graph's; the
+    outputs stay valid integer codes (clamped), as random as the PL graph's.
+
+    Arguments:
+        graph: a graph of :func:`mobilenet_graph` (or any graph with one weight zero point and
+            one multiplier per layer); not modified.
+        seed: random seed.
+
+    Returns:
+        A validated copy of ``graph``, named ``<name>_PC``.
+    """
+    import copy
+
+    from tinyopt.integer.arith import m0_n0
+    rng = np.random.default_rng(seed)
+    g = copy.deepcopy(graph)
+    g.name = f"{graph.name}_PC"
+    for lay in g.layers:
+        if lay.weights is None:
+            continue
+        c, top = lay.out_channels, (1 << lay.weight_bits) - 1
+        zw = int(np.atleast_1d(lay.weight_zero_point)[0])
+        lay.weight_zero_point = np.clip(zw + rng.integers(-1, 2, c), 0, top).astype(np.int32)
+        lay.weight_scale = np.ones(c)
+        if lay.requantize:
+            m = np.ldexp(float(np.atleast_1d(lay.m0)[0]), int(np.atleast_1d(lay.n0)[0]) - 31)
+            lay.m0, lay.n0 = m0_n0(m * rng.uniform(0.8, 1.25, c))
+    g.validate()
+    return g
