@@ -149,6 +149,14 @@ DW_CHAINS = {
         dict(kind="flatten"),
         dict(kind="dense", out_shape=(5,), wshape=(5, 108), wbits=4, out_bits=32,
              out_signed=True, requantize=False)]),
+    # the scalar kernel: input and weight widths differ, 6 channels, depth multiplier 2,
+    # integer-0 padding with z_x != 0
+    "scalar": (4, False, 2, (5, 5, 6), [
+        _dw(6, 5, 8, 2, per_channel=True, icn=True, out_zero_point=1),
+        dict(_dw(12, 5, 2, 8, stride=2), wshape=(3, 3, 12), depth_multiplier=2),
+        dict(kind="flatten"),
+        dict(kind="dense", out_shape=(5,), wshape=(5, 108), wbits=8, out_bits=32,
+             out_signed=True, requantize=False)]),
 }
 
 
@@ -158,15 +166,16 @@ def test_depthwise_kernels_host_bitexact(tmp_path, name):
     g = chain(len(name) + 10, layers, shape, bits, signed, zin)
     e = host_check(g, tmp_path)
     dws = [k for k, s in zip(e.kernels, e.steps) if s.layer.kind == "depthwise"]
-    assert dws == ["depthwise"] * len(dws), e.kernels
+    kind = "depthwise_scalar" if name == "scalar" else "depthwise"
+    assert dws == [kind] * len(dws), e.kernels
 
 
-def test_choose_names_why_a_layer_stays_portable():
+def test_choose_names_why_a_layer_leaves_the_simd_kernels():
     g = chain(3, [dict(kind="depthwise", out_shape=(5, 5, 6), wshape=(3, 3, 6), wbits=4,
                        out_bits=4, padding=(1, 1, 1, 1))], (5, 5, 6), 4)
     steps, _ = codegen.memory_plan(g)
     ch = kernels_m7.choose(steps[0], 0)
-    assert ch.kind == "portable" and "not a multiple of 8" in ch.reason
+    assert ch.kind == "depthwise_scalar" and "not a multiple of 8" in ch.reason
     assert kernels_m7.choose(steps[0], 0, "portable").function == "tn_run_compute"
     with pytest.raises(ValueError, match="kernels must be one of"):
         kernels_m7.choose(steps[0], 0, "fast")

@@ -20,8 +20,13 @@ Kernels:
   inputs unsigned), channels a multiple of 32 / b, no fused pool: 32 / b channels per word, two
   per lane pair (SMLABB / SMLATT). A depthwise layer of all-ones weights (TFLite's MEAN) becomes
   a plain sum.
-- ``portable``: everything else (pools, add, concat, pad, quantize, softmax; depthwise layers
-  of mixed widths or odd channel counts; 16/32-bit inputs).
+- ``depthwise_scalar``: the other depthwise layers (input and weight widths differ, channels not
+  a multiple of the word, depth multiplier > 1): one channel at a time, shapes and widths
+  constant.
+- ``pool``: stand-alone max and average pools of 1-8-bit tensors (32-bit sums, a hardware
+  divide).
+- ``portable``: everything else (add, concat, pad, quantize, softmax; a depthwise layer fused
+  with a max pool; 16/32-bit inputs).
 
 The scratch buffers live on the stack of the step function: they are not in the arena of
 :mod:`tinyopt.deploy.memplan`; :func:`scratch_bytes` gives their size, and the measured peak
@@ -48,7 +53,8 @@ KERNEL_MODES = ("m7", "portable")
 
 @dataclass
 class Choice:
-    """The kernel of one step: ``kind`` in ("gemm", "depthwise", "portable"), the C function
+    """The kernel of one step: ``kind`` in ("gemm", "depthwise", "depthwise_scalar",
+    "portable"), the C function
     model_run calls, the im2col scratch bytes on the stack, the weight array's padding bytes
     (word loads of the last row), and why a compute step stayed portable."""
 
@@ -100,6 +106,8 @@ def choose(step: Step, index: int, mode: str = "m7") -> Choice:
         raise ValueError(f"kernels must be one of {KERNEL_MODES}, got {mode!r}")
     layer = step.layer
     portable = Choice("portable", PORTABLE_FN[layer.kind])
+    if mode != "portable" and layer.kind in ("maxpool", "avgpool") and layer.in_bits <= 8:
+        return Choice("pool", f"model_step{index}")
     if mode == "portable" or layer.kind not in ("conv2d", "pointwise", "depthwise", "dense"):
         return portable
     if layer.in_bits > 8:
@@ -116,9 +124,11 @@ def choose(step: Step, index: int, mode: str = "m7") -> Choice:
                else f"{b}-bit weights" if b not in (2, 4, 8)
                else "signed sub-byte input" if b < 8 and layer.in_signed
                else f"{c} channels, not a multiple of {32 // b}" if c % (32 // b) else "")
-        if why:
+        if why == "fused max pool":
             portable.reason = why
             return portable
+        if why:  # constant shapes and widths, one channel at a time
+            return Choice("depthwise_scalar", f"model_step{index}", reason=why)
         return Choice("depthwise", f"model_step{index}")
     geo = _gemm_geometry(layer)
     scratch = 4 * geo["KP"]
@@ -148,6 +158,10 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -
     if choice.kind == "portable":
         return ""
     layer = step.layer
+    u = lambda v: (f"{int(v)}u" if int(v) >= 0  # noqa: E731
+                   else "INT32_MIN" if int(v) == -(1 << 31) else str(int(v)))
+    if choice.kind == "pool":
+        return _pool_function(step, index, graph_rounding, u)
     zw = np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64))
     top, _, left, _ = layer.padding
     rq = requant_constants(layer, graph_rounding)
@@ -157,13 +171,23 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -
               "NWZP": 1 if np.all(zw == zw[0]) else len(zw), "REQ": int(bool(layer.requantize)),
               "NM": rq.pop("NM"), "ROUND": _rounding(step, graph_rounding),
               "OB": step.add.out_bits if step.add is not None else layer.out_bits}
-    u = lambda v: (f"{int(v)}u" if int(v) >= 0  # noqa: E731
-                   else "INT32_MIN" if int(v) == -(1 << 31) else str(int(v)))
     head = (f"/* step {index}: {step.name} ({layer.kind}, {layer.in_bits}-bit in, "
             f"{layer.weight_bits}-bit weights, {common['OB']}-bit out) */\n"
             f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
             f"uint8_t *out)\n{{\n")
     other = "in[1]" if step.add is not None else "in[0]"
+    if choice.kind == "depthwise_scalar":
+        h, w, c = _hwc(layer.in_shape)
+        oh, ow, co = _hwc(layer.out_shape)
+        kh, kw = _window(layer)
+        args = [h, w, c, oh, ow, kh, kw, layer.stride[0], layer.stride[1], top, left,
+                layer.in_bits, common["XS"], common["ZX"], layer.weight_bits, common["PADZERO"],
+                common["RB"], layer.depth_multiplier, common["NWZP"], int(zw[0]),
+                common["REQ"], common["NM"], common["ROUND"], common["OB"],
+                int(step.add is not None), *rq.values()]
+        return (head + f"    int32_t v[{co}];\n"
+                f"    tn_m7_dw_scalar(l, in[0], {other}, out, v, "
+                + ", ".join(u(a) for a in args) + ");\n}\n")
     if choice.kind == "depthwise":
         h, w, c = _hwc(layer.in_shape)
         oh, ow, _ = _hwc(layer.out_shape)
@@ -227,6 +251,23 @@ def requant_constants(layer, graph_rounding: str) -> dict:
     return {"NM": 1 if uniform else len(m0), "FAST": (2 if n0.max() < 0 else 1) if fast else 0,
             "M0": int(m0[0]) if uniform else 0, "N0": int(n0[0]) if uniform else 0,
             "LOZ": lo - zp if fast else 0, "HIZ": hi - zp if fast else 0, "ZP": zp}
+
+
+def _pool_function(step: Step, index: int, graph_rounding: str, u) -> str:
+    """The C of a specialised max / average pool step."""
+    layer = step.layer
+    h, w, c = _hwc(layer.in_shape)
+    oh, ow, _ = _hwc(layer.out_shape)
+    pt, _, pl, _ = layer.padding
+    mode = getattr(layer, "avg_rounding", None) or (  # as codegen and tinyopt.sim
+        "floor" if (layer.rounding or graph_rounding) == "floor" else "half_away")
+    args = [h, w, c, oh, ow, layer.pool_size[0], layer.pool_size[1], layer.stride[0],
+            layer.stride[1], pt, pl, layer.in_bits, int(bool(layer.in_signed)),
+            int(layer.kind == "avgpool"), int(mode == "half_away")]
+    return (f"/* step {index}: {step.name} ({layer.kind}, {layer.in_bits}-bit) */\n"
+            f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
+            f"uint8_t *out)\n{{\n    int32_t v[{c}];\n"
+            f"    tn_m7_pool(l, in[0], out, v, " + ", ".join(u(a) for a in args) + ");\n}\n")
 
 
 def _ones_row(layer) -> np.ndarray:

@@ -662,4 +662,100 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
     }
 }
 
+/* Depthwise layers the SIMD kernel does not cover (input and weight widths differ, channels not
+ * a multiple of the word, a depth multiplier): one channel at a time with constant shapes and
+ * widths, every output of a pixel computed before any is written. v: C * DM int32. */
+TN_INLINE void tn_m7_dw_scalar(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
+                               uint8_t *out, int32_t *v, int32_t H, int32_t W, uint32_t C,
+                               int32_t OH, int32_t OW, int32_t KH, int32_t KW, int32_t SH,
+                               int32_t SW, int32_t PT, int32_t PL, uint32_t XB, uint32_t XS,
+                               int32_t ZX, uint32_t WB, uint32_t PADZERO, uint32_t RB, uint32_t DM,
+                               uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM,
+                               uint32_t ROUND, uint32_t OB, uint32_t FUSEADD, TN_RQ_ARGS)
+{
+    const uint32_t CO = C * DM;
+    uint32_t idx = 0;
+    for (int32_t oy = 0; oy < OH; oy++) {
+        const int32_t y0 = oy * SH - PT;
+        for (int32_t ox = 0; ox < OW; ox++) {
+            const int32_t x0 = ox * SW - PL;
+            const int interior = y0 >= 0 && y0 + KH <= H && x0 >= 0 && x0 + KW <= W;
+            for (uint32_t c = 0; c < CO; c++) {
+                const uint32_t ci = c / DM;
+                const uint32_t zw = NWZP == 1u ? (uint32_t)ZW : (uint32_t)l->wzp[c];
+                uint32_t acc = (uint32_t)l->bias[c];
+                TN_UNROLL
+                for (int32_t ky = 0; ky < KH; ky++) {
+                    TN_UNROLL
+                    for (int32_t kx = 0; kx < KW; kx++) {
+                        const int32_t iy = y0 + ky, ix = x0 + kx;
+                        uint32_t xv;
+                        if (interior || (iy >= 0 && iy < H && ix >= 0 && ix < W))
+                            xv = (uint32_t)tn_get(in, ((uint32_t)iy * (uint32_t)W + (uint32_t)ix)
+                                                  * C + ci, XB, XS) - (uint32_t)ZX;
+                        else if (PADZERO && ZX != 0)
+                            xv = 0u - (uint32_t)ZX;
+                        else
+                            continue;
+                        acc += ((uint32_t)tn_get(l->w + (uint32_t)(ky * KW + kx) * RB, c, WB, 0)
+                                - zw) * xv;
+                    }
+                }
+                v[c] = tn_m7_out(l, (int32_t)acc, c, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+            }
+            if (FUSEADD) {
+                for (uint32_t c = 0; c < CO; c++, idx++) tn_m7_emit(l, other, out, idx, v[c], 1u, OB);
+            } else {
+                tn_m7_store(out, idx, v, CO, OB);
+                idx += CO;
+            }
+        }
+    }
+}
+
+/* Max or average pool of 1..8-bit inputs with constant shapes: tn_pool's arithmetic in 32 bits
+ * (a window sum of at most 255 x 255 elements of |v| <= 255 fits) and a hardware divide; every
+ * output of a pixel computed before any is written. v: C int32. */
+TN_INLINE void tn_m7_pool(const tn_layer_t *l, const uint8_t *in, uint8_t *out, int32_t *v,
+                          int32_t H, int32_t W, uint32_t C, int32_t OH, int32_t OW, int32_t KH,
+                          int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL, uint32_t B,
+                          uint32_t S, uint32_t AVG, uint32_t HALFAWAY)
+{
+    uint32_t idx = 0;
+    for (int32_t py = 0; py < OH; py++)
+        for (int32_t px = 0; px < OW; px++) {
+            const int32_t y0 = py * SH - PT, x0 = px * SW - PL;
+            for (uint32_t c = 0; c < C; c++) {
+                int32_t total = 0, best = INT32_MIN, count = 0, y;
+                for (int32_t dy = 0; dy < KH; dy++) {
+                    const int32_t iy = y0 + dy;
+                    if (iy < 0 || iy >= H) continue;
+                    for (int32_t dx = 0; dx < KW; dx++) {
+                        const int32_t ix = x0 + dx;
+                        int32_t e;
+                        if (ix < 0 || ix >= W) continue;
+                        e = tn_get(in, ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C + c, B, S);
+                        total += e;
+                        count++;
+                        if (e > best) best = e;
+                    }
+                }
+                if (!AVG) {
+                    y = best;
+                } else if (count == 0) {
+                    y = 0;
+                } else if (!HALFAWAY) { /* floor division */
+                    y = total >= 0 ? total / count : -((-total + count - 1) / count);
+                } else { /* half away from zero */
+                    y = total > 0 ? (total + count / 2) / count : -((-total + count / 2) / count);
+                }
+                if (y < l->pool_lo) y = l->pool_lo;
+                if (y > l->pool_hi) y = l->pool_hi;
+                v[c] = y;
+            }
+            tn_m7_store(out, idx, v, C, B);
+            idx += C;
+        }
+}
+
 #endif
