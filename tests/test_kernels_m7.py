@@ -149,8 +149,15 @@ DW_CHAINS = {
         dict(kind="flatten"),
         dict(kind="dense", out_shape=(5,), wshape=(5, 108), wbits=4, out_bits=32,
              out_signed=True, requantize=False)]),
-    # the scalar kernel: input and weight widths differ, 6 channels, depth multiplier 2,
-    # integer-0 padding with z_x != 0
+    # input and weight widths differ (4-bit in, 8-bit weights; 8-bit in, 2-bit weights): the
+    # SIMD kernel reading inputs element by element
+    "mixed": (4, False, 2, (5, 5, 16), [
+        _dw(16, 5, 8, 8, per_channel=True, icn=True, out_zero_point=1),
+        _dw(16, 5, 2, 8, stride=2, pad_mode="zero_point"),
+        dict(kind="flatten"),
+        dict(kind="dense", out_shape=(5,), wshape=(5, 144), wbits=8, out_bits=32,
+             out_signed=True, requantize=False)]),
+    # the scalar kernel: 6 channels, depth multiplier 2, integer-0 padding with z_x != 0
     "scalar": (4, False, 2, (5, 5, 6), [
         _dw(6, 5, 8, 2, per_channel=True, icn=True, out_zero_point=1),
         dict(_dw(12, 5, 2, 8, stride=2), wshape=(3, 3, 12), depth_multiplier=2),

@@ -16,13 +16,12 @@ Kernels:
   FB or ICN multipliers, the three rounding flavours. Two output channels x two output pixels
   per inner loop, im2col into int16 scratch on the stack (``4 * KP`` bytes, KP the window
   length rounded up to a word of weights), two MACs per SMLAD.
-- ``depthwise``: depth multiplier 1, input and weights of the same width b in (2, 4, 8) (sub-byte
-  inputs unsigned), channels a multiple of 32 / b, no fused pool: 32 / b channels per word, two
-  per lane pair (SMLABB / SMLATT). A depthwise layer of all-ones weights (TFLite's MEAN) becomes
-  a plain sum.
-- ``depthwise_scalar``: the other depthwise layers (input and weight widths differ, channels not
-  a multiple of the word, depth multiplier > 1): one channel at a time, shapes and widths
-  constant.
+- ``depthwise``: depth multiplier 1, weights of b in (2, 4, 8) bits, channels a multiple of
+  32 / b, no fused pool: 32 / b channels per word of weights, two per lane pair (SMLABB /
+  SMLATT); inputs of the weights' width a word at a time (sub-byte: unsigned), other inputs
+  element by element. A depthwise layer of all-ones weights (TFLite's MEAN) becomes a plain sum.
+- ``depthwise_scalar``: the other depthwise layers (channels not a multiple of the word, depth
+  multiplier > 1, 1-bit weights): one channel at a time, shapes and widths constant.
 - ``pool``: stand-alone max and average pools of 1-8-bit tensors (32-bit sums, a hardware
   divide).
 - ``portable``: everything else (add, concat, pad, quantize, softmax; a depthwise layer fused
@@ -120,9 +119,7 @@ def choose(step: Step, index: int, mode: str = "m7") -> Choice:
         b, c = layer.weight_bits, _hwc(layer.in_shape)[2]
         why = ("depth multiplier > 1" if layer.depth_multiplier != 1
                else "fused max pool" if step.pool is not None
-               else f"{layer.in_bits}-bit input, {b}-bit weights" if layer.in_bits != b
                else f"{b}-bit weights" if b not in (2, 4, 8)
-               else "signed sub-byte input" if b < 8 and layer.in_signed
                else f"{c} channels, not a multiple of {32 // b}" if c % (32 // b) else "")
         if why == "fused max pool":
             portable.reason = why
@@ -194,7 +191,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -
         kh, kw = _window(layer)
         allones = int(bool(np.all(layer.weights == _ones_row(layer)) and not zw.any()))
         args = [h, w, c, oh, ow, kh, kw, layer.stride[0], layer.stride[1], top, left,
-                layer.weight_bits, common["XS"], common["ZX"], common["PADZERO"], common["RB"],
+                layer.weight_bits, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],
+                common["RB"],
                 common["NWZP"], common["REQ"], common["NM"], common["ROUND"], common["OB"],
                 int(step.add is not None), int(zw[0]), allones, *rq.values()]
         return (head + f"    tn_m7_depthwise(l, in[0], {other}, out, "

@@ -539,18 +539,21 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
     }
 }
 
-/* Depthwise 3x3-style layer (depth multiplier 1) whose input and weights have the same width b
- * in {2, 4, 8} and C a multiple of N = 32 / b: N channels at a time, one word of inputs and one
+/* Depthwise layer (depth multiplier 1) with weights of b in {2, 4, 8} bits and C a multiple of
+ * N = 32 / b (inputs of any width up to 8 bits; of the weights' width, a word at a time): N channels at a time, one word of inputs and one
  * word of weights per tap, two channels per lane pair (SMLABB / SMLATT); the weights enter as
  * w - z_w (SSUB16), the inputs as x - z_x. Sub-byte inputs are unsigned (CMix-NN). acc: N int32.
  * Outputs are written in tn_compute's order (pixel by pixel, channels in order), each group of
  * N after the reads of its windows. INTERIOR: the window lies inside the image (no checks). */
 TN_INLINE void tn_m7_dw_group(const tn_layer_t *l, const uint8_t *in, int32_t *acc, uint32_t cg,
                               int32_t y0, int32_t x0, uint32_t INTERIOR, int32_t H, int32_t W,
-                              uint32_t C, int32_t KH, int32_t KW, uint32_t B, uint32_t XS,
-                              int32_t ZX, uint32_t PADZERO, uint32_t RB, uint32_t NWZP,
-                              int32_t ZW, uint32_t ALLONES)
+                              uint32_t C, int32_t KH, int32_t KW, uint32_t B, uint32_t XB,
+                              uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t RB,
+                              uint32_t NWZP, int32_t ZW, uint32_t ALLONES)
 {
+    /* the input word path: inputs packed like the weights (8-bit, or unsigned sub-byte); else
+     * each input element is read on its own (XB bits) and paired in the weights' lane order */
+    const uint32_t wordx = XB == B && (B == 8u || !XS);
     /* n channels per word in n / 2 lane pairs, taken in passes of at most 4 pairs (8
      * accumulators stay in registers; 2-bit words are read twice) */
     const uint32_t n = 32u / B, half = n / 2u, pairs = half < 4u ? half : 4u;
@@ -559,8 +562,8 @@ TN_INLINE void tn_m7_dw_group(const tn_layer_t *l, const uint8_t *in, int32_t *a
     const uint8_t *wg = l->w + cg * n * B / 8u;
     /* the pixel (y0, x0) of this channel group (may lie outside the image: only formed, read
      * at taps inside it) */
-    const uint8_t *xg = in + (int32_t)(((y0 * W + x0) * (int32_t)C + (int32_t)(cg * n))
-                                       * (int32_t)B / 8);
+    const int32_t e0 = (y0 * W + x0) * (int32_t)C + (int32_t)(cg * n);
+    const uint8_t *xg = in + (wordx ? e0 * (int32_t)B / 8 : 0);
     (void)zx2;
 #if defined(__GNUC__)
 #pragma GCC unroll 1
@@ -588,13 +591,19 @@ TN_INLINE void tn_m7_dw_group(const tn_layer_t *l, const uint8_t *in, int32_t *a
                 if (!inside && (!PADZERO || ZX == 0))
                     continue; /* a padded tap holding the zero point (or 0 = z_x) adds nothing */
                 wu = tn_ld32(wg + (uint32_t)(ky * KW + kx) * RB);
-                if (inside) xu = tn_ld32(xg + (ky * W + kx) * (int32_t)C * (int32_t)B / 8);
+                if (inside && wordx)
+                    xu = tn_ld32(xg + (ky * W + kx) * (int32_t)C * (int32_t)B / 8);
                 TN_UNROLL
                 for (uint32_t j = 0; j < pairs; j++) {
                     const uint32_t s = p * pairs + j;
                     uint32_t xp;
                     if (!inside) {
                         xp = nzx2; /* integer 0 padding: x' = -z_x */
+                    } else if (!wordx) {
+                        const uint32_t e = (uint32_t)(e0 + (ky * W + kx) * (int32_t)C);
+                        const int32_t lo = tn_get(in, e + s, XB, XS) - ZX;
+                        const int32_t hi = tn_get(in, e + s + half, XB, XS) - ZX;
+                        xp = ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
                     } else if (B == 8u) {
                         xp = s ? (XS ? tn_sxtab16_ror8(nzx2, xu) : tn_uxtab16_ror8(nzx2, xu))
                                : (XS ? tn_sxtab16(nzx2, xu) : tn_uxtab16(nzx2, xu));
@@ -624,8 +633,9 @@ TN_INLINE void tn_m7_dw_group(const tn_layer_t *l, const uint8_t *in, int32_t *a
 TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
                                uint8_t *out, int32_t H, int32_t W, uint32_t C, int32_t OH,
                                int32_t OW, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
-                               int32_t PT, int32_t PL, uint32_t B, uint32_t XS, int32_t ZX,
-                               uint32_t PADZERO, uint32_t RB, uint32_t NWZP, uint32_t REQ,
+                               int32_t PT, int32_t PL, uint32_t B, uint32_t XB, uint32_t XS,
+                               int32_t ZX, uint32_t PADZERO, uint32_t RB, uint32_t NWZP,
+                               uint32_t REQ,
                                uint32_t NM, uint32_t ROUND, uint32_t OB, uint32_t FUSEADD,
                                int32_t ZW, uint32_t ALLONES, TN_RQ_ARGS)
 {
@@ -640,11 +650,11 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
             const int interior = rows_in && x0 >= 0 && x0 + KW <= W;
             for (uint32_t cg = 0; cg < C / n; cg++) {
                 if (interior)
-                    tn_m7_dw_group(l, in, acc, cg, y0, x0, 1u, H, W, C, KH, KW, B, XS, ZX,
-                                   PADZERO, RB, NWZP, ZW, ALLONES);
+                    tn_m7_dw_group(l, in, acc, cg, y0, x0, 1u, H, W, C, KH, KW, B, XB, XS,
+                                   ZX, PADZERO, RB, NWZP, ZW, ALLONES);
                 else
-                    tn_m7_dw_group(l, in, acc, cg, y0, x0, 0u, H, W, C, KH, KW, B, XS, ZX,
-                                   PADZERO, RB, NWZP, ZW, ALLONES);
+                    tn_m7_dw_group(l, in, acc, cg, y0, x0, 0u, H, W, C, KH, KW, B, XB, XS,
+                                   ZX, PADZERO, RB, NWZP, ZW, ALLONES);
                 if (FUSEADD) {
                     for (uint32_t j = 0; j < n; j++, idx++)
                         tn_m7_emit(l, other, out, idx,
