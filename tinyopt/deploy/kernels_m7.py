@@ -14,8 +14,8 @@ Kernels:
   channels), pointwise and dense layers, optionally fused with the max pool or the residual ADD
   after them; inputs of 1/2/4/8 bits, weights of 1/2/4/8 bits, PL or PC weight zero points,
   FB or ICN multipliers, the three rounding flavours. Two output channels x two output pixels
-  per inner loop, im2col into int16 scratch on the stack (``4 * KP`` bytes, KP the window
-  length rounded up to a word of weights), two MACs per SMLAD.
+  per inner loop, im2col into int16 scratch on the stack (``4 * KP`` bytes, ``2 * KP`` for a
+  single output pixel; KP the window length rounded up to a word of weights), two MACs per SMLAD.
 - ``depthwise``: depth multiplier 1, weights of b in (2, 4, 8) bits, channels a multiple of
   32 / b, no fused pool: 32 / b channels per word of weights, two per lane pair (SMLABB /
   SMLATT); inputs of the weights' width a word at a time (sub-byte: unsigned), other inputs
@@ -87,6 +87,11 @@ def _gemm_geometry(layer) -> dict:
             "KP": nw * n}
 
 
+def _buffers(step: Step, geo: dict) -> int:
+    """im2col buffers of a gemm step: two (a pixel pair), one for a single output pixel."""
+    return 1 if geo["OH"] * geo["OW"] == 1 and step.pool is None else 2
+
+
 def choose(step: Step, index: int, mode: str = "m7") -> Choice:
     """Which kernel runs ``step``.
 
@@ -128,7 +133,7 @@ def choose(step: Step, index: int, mode: str = "m7") -> Choice:
             return Choice("depthwise_scalar", f"model_step{index}", reason=why)
         return Choice("depthwise", f"model_step{index}")
     geo = _gemm_geometry(layer)
-    scratch = 4 * geo["KP"]
+    scratch = _buffers(step, geo) * 2 * geo["KP"]
     if scratch > MAX_SCRATCH:
         portable.reason = f"im2col scratch {scratch} B > {MAX_SCRATCH} B"
         return portable
@@ -213,8 +218,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -
             common["RB"], common["NWZP"], int(bool(zw.any())), int(zw[0]), common["REQ"],
             common["NM"],
             common["ROUND"], common["OB"], mode, *pool, int(_inside(layer, geo)), *rq.values()]
-    return (head + f"    TN_ALIGN4 int16_t buf[{2 * geo['KP']}];\n"
-            f"    int32_t v[{3 * layer.out_channels}];\n"
+    return (head + f"    TN_ALIGN4 int16_t buf[{_buffers(step, geo) * geo['KP']}];\n"
+            f"    int32_t v[{(3 if mode == 1 else 2) * layer.out_channels}];\n"
             f"    tn_m7_gemm(l, in[0], {other}, out, buf, v, "
             + ", ".join(u(a) for a in args) + ");\n}\n")
 
