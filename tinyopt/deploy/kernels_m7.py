@@ -122,13 +122,12 @@ def choose(step: Step, index: int, mode: str = "m7") -> Choice:
         return portable
     if layer.kind == "depthwise":
         b, c = layer.weight_bits, _hwc(layer.in_shape)[2]
+        if step.pool is not None:  # neither depthwise kernel fuses a pool
+            portable.reason = "fused max pool"
+            return portable
         why = ("depth multiplier > 1" if layer.depth_multiplier != 1
-               else "fused max pool" if step.pool is not None
                else f"{b}-bit weights" if b not in (2, 4, 8)
                else f"{c} channels, not a multiple of {32 // b}" if c % (32 // b) else "")
-        if why == "fused max pool":
-            portable.reason = why
-            return portable
         if why:  # constant shapes and widths, one channel at a time
             return Choice("depthwise_scalar", f"model_step{index}", reason=why)
         return Choice("depthwise", f"model_step{index}")
