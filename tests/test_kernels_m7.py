@@ -115,7 +115,12 @@ GEMM_CHAINS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(GEMM_CHAINS))
+def _fast_first(names, fast):
+    """The chains in ``fast`` run in make test-fast, the others only in make test (slow)."""
+    return [n if n in fast else pytest.param(n, marks=pytest.mark.slow) for n in sorted(names)]
+
+
+@pytest.mark.parametrize("name", _fast_first(GEMM_CHAINS, ("floor_a",)))
 def test_gemm_kernels_host_bitexact(tmp_path, name):
     rounding, signed, zin, layers = GEMM_CHAINS[name]
     g = chain(len(name), layers, (9, 9, 3), 8, signed, zin, rounding)
@@ -172,7 +177,7 @@ DW_CHAINS = {
 DW_KERNELS = {"scalar": ["depthwise_scalar", "depthwise_scalar", "portable"]}
 
 
-@pytest.mark.parametrize("name", sorted(DW_CHAINS))
+@pytest.mark.parametrize("name", _fast_first(DW_CHAINS, ("c32",)))
 def test_depthwise_kernels_host_bitexact(tmp_path, name):
     bits, signed, zin, shape, layers = DW_CHAINS[name]
     g = chain(len(name) + 10, layers, shape, bits, signed, zin)
