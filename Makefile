@@ -101,7 +101,7 @@ iso_memory: setup data
 	echo "== 06_iso_memory took $$(( $$(date +%s) - start )) s"
 
 # The seed paper's latency axis (issue 16): the MobileNetV1 family under the memory-driven
-# policies for 2 MB / 512 kB, PL and PC, instructions per inference under QEMU. Long (about 25
+# policies for 2 MB / 512 kB, PL and PC, instructions per inference under QEMU. Long (16-24
 # minutes on 2 cores), so not part of `make reproduce`.
 latency: setup
 	@mkdir -p $(RESULTS)/latency

@@ -62,7 +62,8 @@ from tinyopt.integer.arith import macs
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
 
 C_DIR = Path(__file__).resolve().parent / "c"
-KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c", "tn_arith.h", "tn_m7.h")
+KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c", "tn_arith.h", "tn_m7.h", "tn_m7_core.h",
+                "tn_m7_gemm.h", "tn_m7_dw.h")
 ROUNDING_C = {"floor": "TN_FLOOR", "tflite_single": "TN_TFL_SINGLE",
               "tflite_double": "TN_TFL_DOUBLE"}
 KIND_C = {"conv2d": "TN_CONV", "pointwise": "TN_CONV", "depthwise": "TN_DEPTHWISE",
