@@ -15,7 +15,7 @@ PAPERMILL := $(VENV)/bin/tinyopt run
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 
-.PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory any_graph mcu mcu-tools sweep bench clean-venv
+.PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory any_graph latency mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
@@ -29,6 +29,7 @@ help:
 	@echo "make real_models notebook 07: the MLPerf Tiny int8 models, bit-exact, deployed, vs TFLM"
 	@echo "make iso_memory  notebook 06 (long): mixed precision vs the best int8 that fits"
 	@echo "make any_graph   notebook 08 (long): MLPerf ResNet-8 / DS-CNN retrained, sub-byte, deployed"
+	@echo "make latency     notebook 09 (long): MobileNetV1 family, instructions per inference under QEMU"
 	@echo "make mcu         install the ARM toolchain + QEMU if missing, run the C export on a Cortex-M7"
 
 # The stamp is rebuilt only when pyproject.toml changes, so `make setup` is quick when done.
@@ -99,6 +100,15 @@ iso_memory: setup data
 	@start=$$(date +%s); \
 	$(PAPERMILL) notebooks/06_iso_memory.ipynb $(RESULTS)/iso_memory/06_iso_memory.ipynb || exit 1; \
 	echo "== 06_iso_memory took $$(( $$(date +%s) - start )) s"
+
+# The seed paper's latency axis (issue 16): the MobileNetV1 family under the memory-driven
+# policies for 2 MB / 512 kB, PL and PC, instructions per inference under QEMU. Long (16-24
+# minutes on 2 cores), so not part of `make reproduce`.
+latency: setup
+	@mkdir -p $(RESULTS)/latency
+	@start=$$(date +%s); \
+	$(PAPERMILL) notebooks/09_latency.ipynb $(RESULTS)/latency/09_latency.ipynb -p out_dir $(RESULTS)/latency || exit 1; \
+	echo "== 09_latency took $$(( $$(date +%s) - start )) s"
 
 # Cortex-M7 under QEMU (issue 7): install the toolchain when missing, then run notebook 05.
 MCU_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm

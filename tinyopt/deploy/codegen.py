@@ -7,12 +7,17 @@
   average pool; any of 1/2/4/8-bit inputs, outputs and weights, 16/32-bit tensors for raw logits;
   the three requantization flavours of the simulator: ``floor`` (CMix-NN), ``tflite_single``,
   ``tflite_double``; and the DAG nodes add, concat, pad, quantize and TFLite's int8 softmax),
-  copied from the package folder ``tinyopt/deploy/c``;
+  copied from the package folder ``tinyopt/deploy/c``, with ``tn_arith.h`` (the element
+  arithmetic they share with the specialised kernels) and ``tn_m7.h`` (kernels specialised per
+  layer for the Cortex-M7's DSP instructions, portable C elsewhere; :mod:`tinyopt.deploy.kernels_m7`
+  chooses them per step, ``kernels="m7"``, the default);
 - ``model_params.h``: the packed const weights (one byte-aligned row per output channel, or per
   tap for depthwise, exactly :attr:`IntegerLayer.weights`), weight zero points (uint8), biases
   (int32), multipliers m0 (int32) and exponents n0 (int8), and one ``tn_layer_t`` per step;
 - ``model.h`` / ``model.c``: ``int model_run(const uint8_t *in, uint8_t *out)``, the static
-  activation arena and each step's input and output offsets in it.
+  activation arena and each step's input and output offsets in it, and the function each step
+  calls: a specialised ``model_step<k>`` or the portable kernel of its kind (``tn_run_pool``,
+  ...), so only the kernels the model uses are linked.
 
 Steps (:func:`memory_plan`). The graph is a DAG run in a topological order. Flatten / reshape
 nodes cost nothing (the packed HWC stream is already flat: the output aliases the input). A
@@ -48,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyopt.deploy import memplan
+from tinyopt.deploy import kernels_m7, memplan
 from tinyopt.deploy.steps import (  # noqa: F401  (re-exported: codegen.plan, codegen.Step, ...)
     ALIAS_KINDS, INPLACE_INPUTS, STEP_KINDS, SUPPORTED_KINDS, TENSOR_BITS, Step, _hwc, check_layer,
     memory_plan, plan, tensor_bytes)
@@ -57,7 +62,8 @@ from tinyopt.integer.arith import macs
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
 
 C_DIR = Path(__file__).resolve().parent / "c"
-KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c")
+KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c", "tn_arith.h", "tn_m7.h", "tn_m7_core.h",
+                "tn_m7_gemm.h", "tn_m7_dw.h")
 ROUNDING_C = {"floor": "TN_FLOOR", "tflite_single": "TN_TFL_SINGLE",
               "tflite_double": "TN_TFL_DOUBLE"}
 KIND_C = {"conv2d": "TN_CONV", "pointwise": "TN_CONV", "depthwise": "TN_DEPTHWISE",
@@ -86,6 +92,9 @@ class Export:
     memory: memplan.MemoryPlan | None = None  # where every tensor lives (memory.table())
     in_offset: int = 0  # the graph input's and output's places in the arena
     out_offset: int = 0
+    kernels: list = field(default_factory=list)  # per step: "gemm", "depthwise", "portable"
+    scratch_bytes: int = 0  # largest im2col scratch of a step (on the stack, not in the arena)
+    weight_pad_bytes: int = 0  # zero bytes after weight arrays (word loads of the last row)
 
     def step_table(self):
         """pandas DataFrame: one row per step (name, kind, fused pool, bytes, offsets)."""
@@ -163,7 +172,9 @@ def _tensor_c(shape, bits, signed, zp) -> str:
     return f"{{{h}, {w}, {c}, {bits}, {int(bool(signed))}, {int(zp)}}}"
 
 
-def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict) -> str:
+def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
+            w_pad: int = 0, pads: dict | None = None) -> str:
+    pads = {} if pads is None else pads
     layer, pool = s.layer, s.pool
     flavour = layer.rounding or rounding
     fields = {"kind": KIND_C[layer.kind], "rounding": ROUNDING_C[flavour]}
@@ -190,8 +201,11 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict) -> 
         for suffix, ctype, vals in (("w", "uint8_t", layer.weights), ("wzp", "uint8_t", zw),
                                     ("bias", "int32_t", bias), ("m0", "int32_t", m0),
                                     ("n0", "int8_t", n0)):
-            arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
             nbytes[suffix] = nbytes.get(suffix, 0) + int(np.asarray(vals).nbytes)
+            if suffix == "w" and w_pad:  # word loads of the last row (tn_m7.h) stay inside
+                vals = np.concatenate([np.asarray(vals).ravel(), np.zeros(w_pad, np.uint8)])
+                pads[k] = w_pad  # in .rodata, not counted as weights (Export.weight_pad_bytes)
+            arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
         lo, hi = layer.out_range
         fields.update({
             "requantize": int(bool(layer.requantize)),
@@ -267,7 +281,7 @@ def _identifier(name: str) -> str:
 
 
 def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
-             fuse_add: bool = True, overlap: bool = True) -> Export:
+             fuse_add: bool = True, overlap: bool = True, kernels: str = "m7") -> Export:
     """Write the C sources of ``graph`` into ``out_dir`` (created; existing files replaced).
 
     Arguments:
@@ -277,6 +291,12 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
         fuse_pool: fuse "compute layer -> max pool" pairs into one step (smaller arena).
         fuse_add: fuse "compute layer -> residual ADD" pairs into one step (smaller arena;
             :func:`memory_plan`).
+        overlap: False keeps every tensor whole for its lifetime (no in-place or sliding
+            writes): the plan the memory model assumes (:func:`memory_plan`).
+        kernels: "m7" (default): the steps :mod:`tinyopt.deploy.kernels_m7` covers run kernels
+            specialised to their shapes (``tn_m7.h``: ARMv7E-M DSP intrinsics on the
+            Cortex-M7, the same arithmetic in portable C elsewhere); "portable": every step
+            runs the generic kernels of ``tinyopt_nn.c`` (the reference).
 
     Returns:
         An :class:`Export` (files, steps, arena and I/O bytes, parameter bytes).
@@ -294,7 +314,12 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays: list[str] = []
     nbytes: dict = {}
-    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes) for k, s in enumerate(steps)]
+    choices = [kernels_m7.choose(s, k, kernels) for k, s in enumerate(steps)]
+    pads: dict = {}
+    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes, c.weight_pad, pads)
+              for k, (s, c) in enumerate(zip(steps, choices))]
+    step_fns = "".join(kernels_m7.step_function(s, k, c, graph.rounding)
+                       for k, (s, c) in enumerate(zip(steps, choices)))
     src, last = graph.tensor(graph.input_name), graph.tensor(graph.output_names()[0])
     n_out = int(np.prod(last.shape))
     info = Export(out_dir=out_dir, files=[], steps=steps, arena_bytes=arena,
@@ -302,7 +327,10 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
                   in_bits=graph.input_bits, in_signed=graph.input_signed,
                   out_bits=last.bits, out_signed=last.signed,
                   out_shape=tuple(last.shape), param_bytes=nbytes, memory=mem,
-                  in_offset=mem.offset(src.name), out_offset=mem.offset(last.name))
+                  in_offset=mem.offset(src.name), out_offset=mem.offset(last.name),
+                  kernels=[c.kind for c in choices],
+                  scratch_bytes=kernels_m7.scratch_bytes(choices),
+                  weight_pad_bytes=sum(pads.values()))
     guard = _identifier(graph.name).upper()
     names = ", ".join(f'"{s.name}"' for s in steps)
     texts = {}
@@ -350,10 +378,17 @@ void model_profile_hook(int step);
     max_in = max(len(s.inputs) for s in steps)
     in_start = ", ".join(f"{v}u" for v in starts)
     out_offsets = ", ".join(f"{s.out_offset}u" for s in steps)
+    fn_table = ", ".join(c.function for c in choices)
+    m7_include = '#include "tn_m7.h"\n' if step_fns else ""
     texts["model.c"] = f"""/* model.c: generated by tinyopt.codegen.export_c. */
 #include <string.h>
 #include "model.h"
 #include "model_params.h"
+{m7_include}
+/* The kernels the steps call: specialised functions (tn_m7.h, tinyopt.deploy.kernels_m7) or
+ * the portable kernel of the step's kind (tinyopt_nn.c). */
+{step_fns}
+static const tn_kernel_fn model_fns[MODEL_N_STEPS] = {{{fn_table}}};
 
 /* The activation arena (tinyopt.deploy.memplan): step k reads its inputs at
  * model_in_offsets[model_in_start[k] ..] and writes at model_out_offsets[k]; tensors live at the
@@ -383,7 +418,7 @@ int model_run(const uint8_t *in, uint8_t *out)
     for (k = 0; k < MODEL_N_STEPS; k++) {{
         for (j = model_in_start[k]; j < model_in_start[k + 1]; j++)
             ins[j - model_in_start[k]] = model_arena + model_in_offsets[j];
-        tn_run(&model_steps[k], ins, model_arena + model_out_offsets[k]);
+        model_fns[k](&model_steps[k], ins, model_arena + model_out_offsets[k]);
 #ifdef MODEL_PROFILE
         model_profile_hook((int)k);
 #endif

@@ -302,7 +302,7 @@ def _memory_model(graph):
 
 def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: int | None = None,
            mcu_images: int = 100, run_mcu: bool = True, fuse_pool: bool = True,
-           fuse_add: bool = True, overlap: bool = True) -> dict:
+           fuse_add: bool = True, overlap: bool = True, kernels: str = "m7") -> dict:
     """Export ``graph``, check it bit-exact against :func:`tinyopt.sim.run` on the host (and under
     QEMU when the toolchain is installed and ``run_mcu``), and measure sizes, RAM and instructions.
 
@@ -314,8 +314,9 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         host_images: images for the host check (default: all of ``x``).
         mcu_images: images for the QEMU check.
         run_mcu: False skips the Cortex-M7 part.
-        fuse_pool, fuse_add, overlap: see :func:`tinyopt.codegen.export_c`
-            (``overlap=False``: every tensor whole for its lifetime, the memory model's plan).
+        fuse_pool, fuse_add, overlap, kernels: see :func:`tinyopt.codegen.export_c`
+            (``overlap=False``: every tensor whole for its lifetime, the memory model's plan;
+            ``kernels``: "m7", specialised per layer, or "portable", the generic reference).
 
     Returns:
         dict with "summary" (one flat dict: bit-exactness counts, section sizes, predictions,
@@ -340,7 +341,7 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
     name = name or graph.name
     base = Path(out_dir) / name
     export = codegen.export_c(graph, base / "src", fuse_pool=fuse_pool, fuse_add=fuse_add,
-                              overlap=overlap)
+                              overlap=overlap, kernels=kernels)
     x = np.asarray(x)
     n_host = len(x) if host_images is None else int(host_images)
     if n_host > len(x) or (run_mcu and mcu_images > len(x)):
@@ -371,6 +372,10 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         "arena_lower_bound": export.memory.lower_bound,
         "param_bytes_c": int(sum(export.param_bytes.values())),
         "weight_bytes_c": int(export.param_bytes.get("w", 0)),
+        "kernels": kernels,
+        "steps_specialised": sum(k != "portable" for k in export.kernels),
+        "scratch_stack_bytes": export.scratch_bytes,
+        "weight_pad_bytes": export.weight_pad_bytes,
     }
     steps = export.step_table()
     steps["in_bits"] = [s.layer.in_bits for s in export.steps]
@@ -378,6 +383,7 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
     steps["weight_bits"] = [s.layer.weight_bits if s.layer.weights is not None else 0
                             for s in export.steps]
     steps["macs"] = [codegen.layer_macs(s.layer) for s in export.steps]
+    steps["kernel"] = export.kernels
     run = None
     ok, why = toolchain()
     if not run_mcu:

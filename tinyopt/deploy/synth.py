@@ -88,6 +88,7 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
         ValueError: the policy is not PL or its layers are not this architecture's.
     """
     from tinyopt.front.architectures import MOBILENET_V1_BLOCKS
+    from tinyopt.integer import sim
     if policy.granularity != "PL":
         raise ValueError("mobilenet_graph builds per-layer (PL) graphs; pass a PL policy")
     rng = np.random.default_rng(seed)
@@ -100,10 +101,16 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
                          rounding="floor", name=f"mobilenet_{resolution}_{alpha:g}_mixed",
                          meta={"random_parameters": True, "seed": seed})
     shape, bits, zp = graph.input_shape, 8, int(input_zero_point)
-    x_calib = np.asarray(x_calib)
+    # the calibration images' codes at the current tensor: each layer is calibrated and run on
+    # its own input (one simulator pass per layer, not one pass through all earlier layers)
+    acts = np.asarray(x_calib)
+
+    def tail(*layers):
+        return IntegerGraph(layers=list(layers), input_shape=shape, input_bits=bits,
+                            input_zero_point=zp, rounding="floor", name="calibration")
 
     def add(kind, name, out_shape, wshape, **kw):
-        nonlocal shape, bits, zp
+        nonlocal shape, bits, zp, acts
         i = names.index(name)
         wb, last = policy.weight_bits[i], i == len(names) - 1
         layer = IntegerLayer(kind=kind, name=name, in_shape=shape, out_shape=out_shape,
@@ -117,8 +124,11 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
         layer.weight_zero_point = np.array([zw], np.int32)
         layer.weight_scale = np.array([1.0])
         graph.layers.append(layer)
-        calibrate_layer(graph, layer, x_calib, rng, policy.fold[i] == "ICN" and not last,
-                   negative_fraction)
+        step = tail(layer)
+        calibrate_layer(step, layer, acts, rng, policy.fold[i] == "ICN" and not last,
+                        negative_fraction)
+        if not last:
+            acts = np.asarray(sim.run(step, acts)).reshape(len(acts), *out_shape)
         shape, bits, zp = tuple(out_shape), layer.out_bits, layer.out_zero_point
 
     h = -(-resolution // 2)
@@ -134,12 +144,50 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
         h, cout = h2, ch(width)
         add("pointwise", f"pw{i}", (h, h, cout), (cout, 1, 1, c))
         c = cout
-    graph.layers.append(IntegerLayer(kind="avgpool", name="pool", in_shape=shape,
-                                     out_shape=(1, 1, c), in_bits=bits, out_bits=bits,
-                                     pool_size=(h, h), stride=(h, h)))
-    graph.layers.append(IntegerLayer(kind="flatten", name="flatten", in_shape=(1, 1, c),
-                                     out_shape=(c,), in_bits=bits, out_bits=bits))
+    pool = IntegerLayer(kind="avgpool", name="pool", in_shape=shape, out_shape=(1, 1, c),
+                        in_bits=bits, out_bits=bits, pool_size=(h, h), stride=(h, h))
+    flat = IntegerLayer(kind="flatten", name="flatten", in_shape=(1, 1, c), out_shape=(c,),
+                        in_bits=bits, out_bits=bits)
+    graph.layers += [pool, flat]
+    acts = np.asarray(sim.run(tail(pool, flat), acts)).reshape(len(acts), c)
     shape = (c,)
     add("dense", "fc", (classes,), (classes, c))
     graph.validate()
     return graph
+
+
+def per_channel_twin(graph: IntegerGraph, seed: int = 3) -> IntegerGraph:
+    """The per-channel (PC) twin of a per-layer synthetic graph, for measuring what PC costs.
+
+    Every compute layer gets per-channel weight zero points (the layer's own plus a random -1, 0
+    or +1 per channel, clipped to the codes) and, when it requantizes, per-channel multipliers
+    (ICN: the layer's multiplier times a random factor in [0.8, 1.25] per channel), as a
+    per-channel quantizer would give. The weights, biases and shapes are the PL graph's; the
+    outputs stay valid integer codes (clamped), as random as the PL graph's.
+
+    Arguments:
+        graph: a graph of :func:`mobilenet_graph` (or any graph with one weight zero point and
+            one multiplier per layer); not modified.
+        seed: random seed.
+
+    Returns:
+        A validated copy of ``graph``, named ``<name>_PC``.
+    """
+    import copy
+
+    from tinyopt.integer.arith import m0_n0
+    rng = np.random.default_rng(seed)
+    g = copy.deepcopy(graph)
+    g.name = f"{graph.name}_PC"
+    for lay in g.layers:
+        if lay.weights is None:
+            continue
+        c, top = lay.out_channels, (1 << lay.weight_bits) - 1
+        zw = int(np.atleast_1d(lay.weight_zero_point)[0])
+        lay.weight_zero_point = np.clip(zw + rng.integers(-1, 2, c), 0, top).astype(np.int32)
+        lay.weight_scale = np.ones(c)
+        if lay.requantize:
+            m = np.ldexp(float(np.atleast_1d(lay.m0)[0]), int(np.atleast_1d(lay.n0)[0]) - 31)
+            lay.m0, lay.n0 = m0_n0(m * rng.uniform(0.8, 1.25, c))
+    g.validate()
+    return g

@@ -7,89 +7,9 @@
  */
 #include "tinyopt_nn.h"
 
-#if defined(__GNUC__)
-#define TN_INLINE static inline __attribute__((always_inline))
-#else
-#define TN_INLINE static inline
-#endif
+#include "tn_arith.h"
 
 uint32_t tn_bytes(uint32_t n, uint32_t bits) { return (n * bits + 7u) >> 3; }
-
-/* Element i of a packed tensor, as an int32 value (sign-extended when is_signed). */
-TN_INLINE int32_t tn_get(const uint8_t *p, uint32_t i, uint32_t bits, uint32_t is_signed)
-{
-    uint32_t v;
-    if (bits == 8u) {
-        v = p[i];
-    } else if (bits < 8u) {
-        uint32_t bit = i * bits;
-        v = ((uint32_t)p[bit >> 3] >> (bit & 7u)) & ((1u << bits) - 1u);
-    } else if (bits == 16u) {
-        v = (uint32_t)p[2u * i] | ((uint32_t)p[2u * i + 1u] << 8);
-    } else {
-        const uint8_t *q = p + 4u * i;
-        v = (uint32_t)q[0] | ((uint32_t)q[1] << 8) | ((uint32_t)q[2] << 16) | ((uint32_t)q[3] << 24);
-    }
-    if (is_signed && bits < 32u) {
-        uint32_t m = 1u << (bits - 1u);
-        v = (v ^ m) - m; /* sign extension, modulo 2^32 */
-    }
-    return (int32_t)v;
-}
-
-/* Store the low `bits` bits of v as element i (read-modify-write for sub-byte widths). */
-static inline void tn_set(uint8_t *p, uint32_t i, uint32_t bits, uint32_t v)
-{
-    if (bits == 8u) {
-        p[i] = (uint8_t)v;
-    } else if (bits < 8u) {
-        uint32_t bit = i * bits, mask = ((1u << bits) - 1u) << (bit & 7u);
-        uint8_t *b = p + (bit >> 3);
-        *b = (uint8_t)((*b & ~mask) | ((v << (bit & 7u)) & mask));
-    } else if (bits == 16u) {
-        p[2u * i] = (uint8_t)v;
-        p[2u * i + 1u] = (uint8_t)(v >> 8);
-    } else {
-        uint8_t *q = p + 4u * i;
-        q[0] = (uint8_t)v; q[1] = (uint8_t)(v >> 8); q[2] = (uint8_t)(v >> 16); q[3] = (uint8_t)(v >> 24);
-    }
-}
-
-/* x << s in a 32-bit register (0 <= s <= 32): the bits that stay, as int32. */
-static inline int32_t tn_shl32(int32_t x, uint32_t s)
-{
-    return (int32_t)(uint32_t)((uint64_t)(uint32_t)x << s);
-}
-
-TN_INLINE int64_t tn_requant_k(int32_t phi, int32_t m0, int8_t n0, uint8_t rounding)
-{
-    int32_t n = (int32_t)n0;
-    if (rounding == TN_FLOOR) {
-        /* CMix-NN (docs/integer.md#kernel-arithmetic-step-by-step): n_zero = -(n0 + 1); t = phi << n1 (int32); high word of t * m0;
-         * arithmetic shift right by n2: floor(phi * m0 / 2^(31 - n0)) without overflow. */
-        uint32_t n1 = (uint32_t)(n + 1 > 32 ? 32 : (n + 1 < 0 ? 0 : n + 1));
-        int32_t n2 = -(n + 1) > 63 ? 63 : (-(n + 1) < 0 ? 0 : -(n + 1));
-        int32_t t = tn_shl32(phi, n1);
-        int64_t h = ((int64_t)t * (int64_t)m0) >> 32;
-        return h >> n2;
-    }
-    if (rounding == TN_TFL_SINGLE) {
-        /* (phi * m0 + 2^(30 - n0)) >> (31 - n0); the exporter checked n0 in [-31, 30]. */
-        int32_t total = 31 - n;
-        return ((int64_t)phi * (int64_t)m0 + ((int64_t)1 << (total - 1))) >> total;
-    }
-    {
-        /* gemmlowp: x = phi << max(n0, 0) (int32); h = floor((x * m0 + 2^30) / 2^31);
-         * rounding divide by 2^max(-n0, 0), half away from zero. */
-        uint32_t left = (uint32_t)(n > 32 ? 32 : (n < 0 ? 0 : n));
-        int32_t right = -n > 62 ? 62 : (-n < 0 ? 0 : -n);
-        int32_t x = tn_shl32(phi, left);
-        int64_t h = ((int64_t)x * (int64_t)m0 + ((int64_t)1 << 30)) >> 31;
-        int64_t mask = ((int64_t)1 << right) - 1;
-        int64_t threshold = (mask >> 1) + (h < 0 ? 1 : 0);
-        return (h >> right) + ((h & mask) > threshold ? 1 : 0);
-    }
-}
 
 int64_t tn_requant(int32_t phi, int32_t m0, int8_t n0, uint8_t rounding)
 {
@@ -233,20 +153,6 @@ static int32_t tn_value(const tn_layer_t *l, const uint8_t *in, int32_t oy, int3
     return (int32_t)y;
 }
 
-/* TFLite's int8 ADD of one element pair: da, db are the inputs minus their zero points. */
-TN_INLINE int32_t tn_add1(const int32_t *m0, const int8_t *n0, uint8_t rounding, uint32_t shift,
-                          int32_t da, int32_t db, int32_t z_out, int32_t lo, int32_t hi)
-{
-    /* (x - z) << left_shift in a 32-bit register, as the reference kernel */
-    const int32_t xa = tn_shl32(da, shift), xb = tn_shl32(db, shift);
-    const int64_t sum = tn_requant_k(xa, m0[0], n0[0], rounding)
-                        + tn_requant_k(xb, m0[1], n0[1], rounding);
-    int64_t y = tn_requant_k((int32_t)sum, m0[2], n0[2], rounding) + z_out;
-    if (y < lo) y = lo;
-    if (y > hi) y = hi;
-    return (int32_t)y;
-}
-
 /* The memory plan relies on the order of tn_compute (unfused) and tn_pool: output elements are
  * written one by one in row-major (y, x, c) order, each after every read of its window, so the
  * output may start a few rows below the input and overwrite it as it goes
@@ -335,11 +241,6 @@ static void tn_pool(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
 /* ------------------------------------------------------------------ DAG nodes
  * Element-wise kernels (add, quantize, softmax) read element i before they write element i, at
  * the same bit width, so the memory plan may let them write over an input (tn_run). */
-
-static inline int32_t tn_clamp(int64_t y, int32_t lo, int32_t hi)
-{
-    return (int32_t)(y < lo ? lo : (y > hi ? hi : y));
-}
 
 static void tn_add(const tn_layer_t *l, const uint8_t *a, const uint8_t *b, uint8_t *out)
 {
@@ -502,17 +403,30 @@ static void tn_softmax(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
     }
 }
 
+/* One entry point per kernel, so that a generated model.c calling them directly links only the
+ * kernels its steps use (-ffunction-sections, --gc-sections); tn_run dispatches on l->kind. */
+void tn_run_compute(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out)
+{
+    tn_compute(l, in[0], l->fuse_add ? in[1] : in[0], out);
+}
+void tn_run_pool(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out) { tn_pool(l, in[0], out); }
+void tn_run_add(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out) { tn_add(l, in[0], in[1], out); }
+void tn_run_concat(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out) { tn_concat(l, in, out); }
+void tn_run_pad(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out) { tn_pad(l, in[0], out); }
+void tn_run_quantize(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out) { tn_quantize(l, in[0], out); }
+void tn_run_softmax(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out) { tn_softmax(l, in[0], out); }
+
 void tn_run(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out)
 {
     switch (l->kind) {
     case TN_MAXPOOL:
-    case TN_AVGPOOL: tn_pool(l, in[0], out); break;
-    case TN_ADD: tn_add(l, in[0], in[1], out); break;
-    case TN_CONCAT: tn_concat(l, in, out); break;
-    case TN_PAD: tn_pad(l, in[0], out); break;
-    case TN_QUANTIZE: tn_quantize(l, in[0], out); break;
-    case TN_SOFTMAX: tn_softmax(l, in[0], out); break;
-    default: tn_compute(l, in[0], l->fuse_add ? in[1] : in[0], out); break;
+    case TN_AVGPOOL: tn_run_pool(l, in, out); break;
+    case TN_ADD: tn_run_add(l, in, out); break;
+    case TN_CONCAT: tn_run_concat(l, in, out); break;
+    case TN_PAD: tn_run_pad(l, in, out); break;
+    case TN_QUANTIZE: tn_run_quantize(l, in, out); break;
+    case TN_SOFTMAX: tn_run_softmax(l, in, out); break;
+    default: tn_run_compute(l, in, out); break;
     }
 }
 

@@ -88,6 +88,17 @@ uint32_t tn_bytes(uint32_t n, uint32_t bits);
  * run in place (out == in[0], or in[1] for TN_ADD): they read element i before writing it. */
 void tn_run(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
 
+/* tn_run's per-kind entry points (same arguments): calling them directly links only the kernels
+ * a model uses. */
+typedef void (*tn_kernel_fn)(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
+void tn_run_compute(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
+void tn_run_pool(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
+void tn_run_add(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
+void tn_run_concat(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
+void tn_run_pad(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
+void tn_run_quantize(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
+void tn_run_softmax(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
+
 /* tn_run for a single-input step. */
 void tn_run_layer(const tn_layer_t *l, const uint8_t *in, uint8_t *out);
 

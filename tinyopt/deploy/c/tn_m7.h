@@ -1,0 +1,10 @@
+/* tn_m7.h: kernels specialised per layer for the Cortex-M7, for the steps of a generated model.c
+ * (tinyopt/deploy/kernels_m7.py writes one function per step calling one of them with the
+ * layer's constants). Shared parts and conventions: tn_m7_core.h. */
+#ifndef TN_M7_H
+#define TN_M7_H
+
+#include "tn_m7_gemm.h"
+#include "tn_m7_dw.h"
+
+#endif

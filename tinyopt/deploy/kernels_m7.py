@@ -1,0 +1,285 @@
+"""Per-layer kernel selection and code emission for the Cortex-M7 (``tinyopt/deploy/c/tn_m7.h``).
+
+:func:`export_c <tinyopt.deploy.codegen.export_c>` asks :func:`choose` which kernel runs each
+step and :func:`step_function` for the C of the specialised ones: a small function per step
+that calls an always-inline kernel of ``tn_m7.h`` with the layer's shapes, bit widths and flags
+as literal constants, so that the compiler specialises the loops to the layer (constant trip
+counts, unrolled lane loops, no run-time dispatch). Steps no specialised kernel covers call the
+portable kernel of their kind directly (``tn_run_pool``, ``tn_run_add``, ...), so a model links
+only the kernels it uses.
+
+Kernels:
+
+- ``gemm``: convolution (any kernel size, stride, padding; the first layer with few input
+  channels), pointwise and dense layers, optionally fused with the max pool or the residual ADD
+  after them; inputs of 1/2/4/8 bits, weights of 1/2/4/8 bits, PL or PC weight zero points,
+  FB or ICN multipliers, the three rounding flavours. Two output channels x two output pixels
+  per inner loop, im2col into int16 scratch on the stack (``4 * KP`` bytes, ``2 * KP`` for a
+  single output pixel; KP the window length rounded up to a word of weights), two MACs per SMLAD.
+- ``depthwise``: depth multiplier 1, weights of b in (2, 4, 8) bits, channels a multiple of
+  32 / b, no fused pool: 32 / b channels per word of weights, two per lane pair (SMLABB /
+  SMLATT); inputs of the weights' width a word at a time (sub-byte: unsigned), other inputs
+  element by element. A depthwise layer of all-ones weights (TFLite's MEAN) becomes a plain sum.
+- ``depthwise_scalar``: the other depthwise layers (channels not a multiple of the word, depth
+  multiplier > 1, 1-bit weights): one channel at a time, shapes and widths constant.
+- ``pool``: stand-alone max and average pools of 1-8-bit tensors (32-bit sums, a hardware
+  divide).
+- ``portable``: everything else (add, concat, pad, quantize, softmax; a depthwise layer fused
+  with a max pool; 16/32-bit inputs).
+
+The scratch buffers live on the stack of the step function: they are not in the arena of
+:mod:`tinyopt.deploy.memplan`; :func:`scratch_bytes` gives their size, and the measured peak
+stack (``stack_model_run``) includes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyopt.deploy.steps import Step, _hwc
+
+ROUNDING_ID = {"floor": 0, "tflite_single": 1, "tflite_double": 2}  # TN_FLOOR, ...
+PORTABLE_FN = {"conv2d": "tn_run_compute", "pointwise": "tn_run_compute",
+               "depthwise": "tn_run_compute", "dense": "tn_run_compute",
+               "maxpool": "tn_run_pool", "avgpool": "tn_run_pool", "add": "tn_run_add",
+               "concat": "tn_run_concat", "pad": "tn_run_pad", "quantize": "tn_run_quantize",
+               "softmax": "tn_run_softmax"}
+MAX_SCRATCH = 16384  # bytes of im2col scratch a step may put on the stack
+KERNEL_MODES = ("m7", "portable")
+
+
+@dataclass
+class Choice:
+    """The kernel of one step: ``kind`` in ("gemm", "depthwise", "depthwise_scalar",
+    "portable"), the C function
+    model_run calls, the im2col scratch bytes on the stack, the weight array's padding bytes
+    (word loads of the last row), and why a compute step stayed portable."""
+
+    kind: str
+    function: str
+    scratch: int = 0
+    weight_pad: int = 0
+    reason: str = ""
+
+
+def _window(layer) -> tuple[int, int]:
+    if layer.kind == "depthwise":
+        return tuple(int(k) for k in layer.weight_shape[:2])
+    if layer.kind == "dense":
+        return 1, 1
+    return tuple(int(k) for k in layer.weight_shape[1:3])
+
+
+def _gemm_geometry(layer) -> dict:
+    """The constants of a gemm call: input (H, W, C) as the kernel sees it, window, words."""
+    if layer.kind == "dense":
+        h, w, c = 1, 1, int(np.prod(layer.in_shape))
+        oh = ow = 1
+    else:
+        h, w, c = _hwc(layer.in_shape)
+        oh, ow, _ = _hwc(layer.out_shape)
+    kh, kw = _window(layer)
+    n = 32 // layer.weight_bits
+    nw = -(-(kh * kw * c) // n)
+    return {"H": h, "W": w, "C": c, "OH": oh, "OW": ow, "KH": kh, "KW": kw, "NW": nw,
+            "KP": nw * n}
+
+
+def _buffers(step: Step, geo: dict) -> int:
+    """im2col buffers of a gemm step: two (a pixel pair), one for a single output pixel."""
+    return 1 if geo["OH"] * geo["OW"] == 1 and step.pool is None else 2
+
+
+def choose(step: Step, index: int, mode: str = "m7") -> Choice:
+    """Which kernel runs ``step``.
+
+    Arguments:
+        step: a step of :func:`tinyopt.deploy.steps.memory_plan`.
+        index: its position (names the generated function ``model_step<index>``).
+        mode: "m7" (specialised kernels where they apply) or "portable" (tinyopt_nn.c only).
+
+    Returns:
+        A :class:`Choice`.
+
+    Raises:
+        ValueError: an unknown ``mode``.
+    """
+    if mode not in KERNEL_MODES:
+        raise ValueError(f"kernels must be one of {KERNEL_MODES}, got {mode!r}")
+    layer = step.layer
+    portable = Choice("portable", PORTABLE_FN[layer.kind])
+    if mode != "portable" and layer.kind in ("maxpool", "avgpool") and layer.in_bits <= 8:
+        return Choice("pool", f"model_step{index}")
+    if mode == "portable" or layer.kind not in ("conv2d", "pointwise", "depthwise", "dense"):
+        return portable
+    if layer.in_bits > 8:
+        portable.reason = f"{layer.in_bits}-bit input"
+        return portable
+    if abs(int(layer.in_zero_point)) > 255:
+        portable.reason = f"input zero point {layer.in_zero_point} outside [-255, 255]"
+        return portable
+    if layer.kind == "depthwise":
+        b, c = layer.weight_bits, _hwc(layer.in_shape)[2]
+        if step.pool is not None:  # neither depthwise kernel fuses a pool
+            portable.reason = "fused max pool"
+            return portable
+        why = ("depth multiplier > 1" if layer.depth_multiplier != 1
+               else f"{b}-bit weights" if b not in (2, 4, 8)
+               else f"{c} channels, not a multiple of {32 // b}" if c % (32 // b) else "")
+        if why:  # constant shapes and widths, one channel at a time
+            return Choice("depthwise_scalar", f"model_step{index}", reason=why)
+        return Choice("depthwise", f"model_step{index}")
+    geo = _gemm_geometry(layer)
+    scratch = _buffers(step, geo) * 2 * geo["KP"]
+    if scratch > MAX_SCRATCH:
+        portable.reason = f"im2col scratch {scratch} B > {MAX_SCRATCH} B"
+        return portable
+    rb = int(layer.weights.shape[1])
+    return Choice("gemm", f"model_step{index}", scratch=scratch,
+                  weight_pad=max(0, 4 * geo["NW"] - rb))
+
+
+def _rounding(step: Step, graph_rounding: str) -> int:
+    return ROUNDING_ID[step.layer.rounding or graph_rounding]
+
+
+def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -> str:
+    """The C of a specialised step (empty for a portable one).
+
+    Arguments:
+        step: the step; index: its number; choice: :func:`choose`'s answer for it.
+        graph_rounding: the graph's rounding flavour (for layers that name none).
+
+    Returns:
+        A C function definition ``static void model_step<index>(const tn_layer_t *l,
+        const uint8_t *const *in, uint8_t *out)``.
+    """
+    if choice.kind == "portable":
+        return ""
+    layer = step.layer
+    u = lambda v: (f"{int(v)}u" if int(v) >= 0  # noqa: E731
+                   else "INT32_MIN" if int(v) == -(1 << 31) else str(int(v)))
+    if choice.kind == "pool":
+        return _pool_function(step, index, graph_rounding, u)
+    zw = np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64))
+    top, _, left, _ = layer.padding
+    rq = requant_constants(layer, graph_rounding)
+    common = {"XS": int(bool(layer.in_signed)), "ZX": int(layer.in_zero_point),
+              "PADZERO": int(layer.pad_mode == "zero"), "RB": int(layer.weights.shape[1]),
+              # uniform zero points / multipliers: one value, a literal (no load per channel)
+              "NWZP": 1 if np.all(zw == zw[0]) else len(zw), "REQ": int(bool(layer.requantize)),
+              "NM": rq.pop("NM"), "ROUND": _rounding(step, graph_rounding),
+              "OB": step.add.out_bits if step.add is not None else layer.out_bits}
+    head = (f"/* step {index}: {step.name} ({layer.kind}, {layer.in_bits}-bit in, "
+            f"{layer.weight_bits}-bit weights, {common['OB']}-bit out) */\n"
+            f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
+            f"uint8_t *out)\n{{\n")
+    other = "in[1]" if step.add is not None else "in[0]"
+    if choice.kind == "depthwise_scalar":
+        h, w, c = _hwc(layer.in_shape)
+        oh, ow, co = _hwc(layer.out_shape)
+        kh, kw = _window(layer)
+        args = [h, w, c, oh, ow, kh, kw, layer.stride[0], layer.stride[1], top, left,
+                layer.in_bits, common["XS"], common["ZX"], layer.weight_bits, common["PADZERO"],
+                common["RB"], layer.depth_multiplier, common["NWZP"], int(zw[0]),
+                common["REQ"], common["NM"], common["ROUND"], common["OB"],
+                int(step.add is not None), *rq.values()]
+        return (head + f"    int32_t v[{co}];\n"
+                f"    tn_m7_dw_scalar(l, in[0], {other}, out, v, "
+                + ", ".join(u(a) for a in args) + ");\n}\n")
+    if choice.kind == "depthwise":
+        h, w, c = _hwc(layer.in_shape)
+        oh, ow, _ = _hwc(layer.out_shape)
+        kh, kw = _window(layer)
+        allones = int(bool(np.all(layer.weights == _ones_row(layer)) and not zw.any()))
+        args = [h, w, c, oh, ow, kh, kw, layer.stride[0], layer.stride[1], top, left,
+                layer.weight_bits, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],
+                common["RB"],
+                common["NWZP"], common["REQ"], common["NM"], common["ROUND"], common["OB"],
+                int(step.add is not None), int(zw[0]), allones, *rq.values()]
+        return (head + f"    tn_m7_depthwise(l, in[0], {other}, out, "
+                + ", ".join(u(a) for a in args) + ");\n}\n")
+    geo = _gemm_geometry(layer)
+    mode = 1 if step.pool is not None else 2 if step.add is not None else 0
+    pool = [0] * 8
+    if step.pool is not None:
+        p = step.pool
+        pt, _, pl, _ = p.padding
+        poh, pow_, _ = _hwc(p.out_shape)
+        pool = [p.pool_size[0], p.pool_size[1], p.stride[0], p.stride[1], pt, pl, poh, pow_]
+    args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
+            geo["KW"], layer.stride[0] if layer.kind != "dense" else 1,
+            layer.stride[1] if layer.kind != "dense" else 1,
+            top if layer.kind != "dense" else 0, left if layer.kind != "dense" else 0,
+            layer.in_bits, common["XS"], common["ZX"], common["PADZERO"], layer.weight_bits,
+            common["RB"], common["NWZP"], int(bool(zw.any())), int(zw[0]), common["REQ"],
+            common["NM"],
+            common["ROUND"], common["OB"], mode, *pool, int(_inside(layer, geo)), *rq.values()]
+    return (head + f"    TN_ALIGN4 int16_t buf[{_buffers(step, geo) * geo['KP']}];\n"
+            f"    int32_t v[{(3 if mode == 1 else 2) * layer.out_channels}];\n"
+            f"    tn_m7_gemm(l, in[0], {other}, out, buf, v, "
+            + ", ".join(u(a) for a in args) + ");\n}\n")
+
+
+def _inside(layer, geo: dict) -> bool:
+    """Does every window of a gemm layer lie inside its input (no padding reached)?"""
+    if layer.kind == "dense":
+        return True
+    top, _, left, _ = layer.padding
+    return (top == 0 and left == 0
+            and (geo["OH"] - 1) * layer.stride[0] + geo["KH"] <= geo["H"]
+            and (geo["OW"] - 1) * layer.stride[1] + geo["KW"] <= geo["W"])
+
+
+def requant_constants(layer, graph_rounding: str) -> dict:
+    """The requantization constants of a step for tn_m7_out: NM (1 when m0 and n0 are uniform),
+    FAST (tn_m7_requant is exact: TFLite flavours have m0 >= 0, checked at export; n0 in
+    [-31, 30]; the clamp bounds minus the zero point fit in int32; 2: moreover every n0 < 0),
+    M0 / N0 (the uniform multiplier, else 0), LOZ / HIZ (act_lo / act_hi minus the output zero
+    point), ZP."""
+    if not layer.requantize:
+        return {"NM": 1, "FAST": 0, "M0": 0, "N0": 0, "LOZ": 0, "HIZ": 0, "ZP": 0}
+    m0 = np.atleast_1d(np.asarray(layer.m0, np.int64))
+    n0 = np.atleast_1d(np.asarray(layer.n0, np.int64))
+    uniform = bool(np.all(m0 == m0[0]) and np.all(n0 == n0[0]))
+    lo, hi = (int(v) for v in layer.out_range)
+    zp = int(layer.out_zero_point)
+    fits = lambda v: -(1 << 31) <= v < (1 << 31)  # noqa: E731
+    flavour = layer.rounding or graph_rounding
+    fast = (n0.min() >= -31 and n0.max() <= 30 and fits(lo - zp) and fits(hi - zp)
+            and (flavour == "floor" or m0.min() >= 0))
+    return {"NM": 1 if uniform else len(m0), "FAST": (2 if n0.max() < 0 else 1) if fast else 0,
+            "M0": int(m0[0]) if uniform else 0, "N0": int(n0[0]) if uniform else 0,
+            "LOZ": lo - zp if fast else 0, "HIZ": hi - zp if fast else 0, "ZP": zp}
+
+
+def _pool_function(step: Step, index: int, graph_rounding: str, u) -> str:
+    """The C of a specialised max / average pool step."""
+    layer = step.layer
+    h, w, c = _hwc(layer.in_shape)
+    oh, ow, _ = _hwc(layer.out_shape)
+    pt, _, pl, _ = layer.padding
+    mode = getattr(layer, "avg_rounding", None) or (  # as codegen and tinyopt.sim
+        "floor" if (layer.rounding or graph_rounding) == "floor" else "half_away")
+    args = [h, w, c, oh, ow, layer.pool_size[0], layer.pool_size[1], layer.stride[0],
+            layer.stride[1], pt, pl, layer.in_bits, int(bool(layer.in_signed)),
+            int(layer.kind == "avgpool"), int(mode == "half_away")]
+    return (f"/* step {index}: {step.name} ({layer.kind}, {layer.in_bits}-bit) */\n"
+            f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
+            f"uint8_t *out)\n{{\n    int32_t v[{c}];\n"
+            f"    tn_m7_pool(l, in[0], out, v, " + ", ".join(u(a) for a in args) + ");\n}\n")
+
+
+def _ones_row(layer) -> np.ndarray:
+    """The packed weights of an all-ones depthwise layer of ``layer``'s shape."""
+    from tinyopt.integer.graph import pack
+    kh, kw, c = (int(k) for k in layer.weight_shape)
+    ones = np.ones((kh * kw, c), np.uint8)
+    return pack(ones, layer.weight_bits)
+
+
+def scratch_bytes(choices: list[Choice]) -> int:
+    """The largest im2col scratch of any step (stack bytes, outside the arena)."""
+    return max((c.scratch for c in choices), default=0)
