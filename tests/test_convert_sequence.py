@@ -3,25 +3,15 @@ the trained toy model (the ``small`` fixture) are slow."""
 import numpy as np
 import pytest
 
-from tinyopt import convert, measure, models, prune, sequence, train
-from tinyopt.data import Dataset
+from tinyopt import convert, measure, models, prune, sequence
 from tinyopt.litert.measure import io_dtypes, operators
 
 
 @pytest.fixture(scope="module")
 def small():
-    """A learnable 10-class toy problem at 28x28 (fast), and a seed CNN trained on it briefly."""
-    rng = np.random.default_rng(0)
-    protos = rng.random((10, 28, 28, 1), dtype=np.float32)
-    def make(n):
-        y = rng.integers(0, 10, n).astype(np.uint8)
-        x = np.clip(protos[y] + rng.normal(0, 0.3, (n, 28, 28, 1)), 0, 1).astype(np.float32)
-        return x, y
-    (xt, yt), (xs, ys) = make(1200), make(300)
-    data = Dataset("toy", xt, yt, xs, ys)
-    m = models.seed_cnn()
-    train.fit(m, data, epochs=2, progress=False)
-    return m, data
+    """A learnable 10-class toy problem at 28x28 and a seed CNN trained on it briefly."""
+    from tests._toy import toy_model_and_data
+    return toy_model_and_data()
 
 
 @pytest.fixture(scope="module")
