@@ -52,6 +52,25 @@ def test_fit_is_deterministic_and_rejects_raw_pixels():
         train.fit(_tiny_model(), ((x * 255).astype(np.uint8), y), epochs=1, progress=False)
 
 
+def test_cosine_schedule_decays_and_bad_schedules_are_refused():
+    x, y = _tiny_data()
+    m = _tiny_model()
+    train.fit(m, (x, y), epochs=2, batch_size=16, seed=3, learning_rate=1e-2,
+              lr_schedule="cosine", progress=False)
+    opt = m.optimizer
+    steps = 2 * int(np.ceil(len(x) * 0.9 / 16))
+    assert int(opt.iterations.numpy()) == steps
+    assert float(opt.learning_rate) < 0.05 * 1e-2  # decayed to ~0 by the last batch
+    const = _tiny_model()
+    train.fit(const, (x, y), epochs=1, batch_size=16, seed=3, learning_rate=1e-2, progress=False)
+    assert float(const.optimizer.learning_rate) == pytest.approx(1e-2)
+    with pytest.raises(ValueError, match="lr_schedule must be"):
+        train.fit(_tiny_model(), (x, y), epochs=1, lr_schedule="step", progress=False)
+    with pytest.raises(ValueError, match="compile=True"):
+        train.fit(_tiny_model(), (x, y), epochs=1, lr_schedule="cosine", compile=False,
+                  progress=False)
+
+
 def test_validation_comes_from_train_only():
     x, y = _tiny_data(100)
     (xt, yt), (xv, yv) = split(x, y, 0.1, seed=0)

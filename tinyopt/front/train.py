@@ -83,7 +83,8 @@ def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras
 
 def fit(model: keras.Model, data, epochs: int = 10, batch_size: int = 64,
         validation_split: float = 0.1, seed: int = 0, learning_rate: float = 1e-3,
-        callbacks=(), compile: bool = True, progress: bool = True, desc: str = "train") -> dict:
+        callbacks=(), compile: bool = True, progress: bool = True, desc: str = "train",
+        lr_schedule: str = "constant") -> dict:
     """Train ``model`` in place, deterministically for a given seed.
 
     Arguments:
@@ -94,6 +95,9 @@ def fit(model: keras.Model, data, epochs: int = 10, batch_size: int = 64,
         validation_split: fraction of the TRAIN set held out (seeded random split).
         seed: seeds Python, NumPy, TF, the split and the shuffling.
         learning_rate: Adam learning rate when ``compile`` is true.
+        lr_schedule: ``"constant"`` (``learning_rate`` throughout) or ``"cosine"`` (decayed
+            from ``learning_rate`` to 0 over the ``epochs``, batch by batch: Keras'
+            ``CosineDecay``). Only with ``compile``.
         callbacks: extra Keras callbacks (e.g. tfmot's ``UpdatePruningStep``).
         compile: compile with :func:`compile_classifier`; False keeps the model's own compile.
         progress: show a tqdm bar.
@@ -103,15 +107,24 @@ def fit(model: keras.Model, data, epochs: int = 10, batch_size: int = 64,
 
     Raises:
         TypeError: the images are not model-ready floats.
+        ValueError: an unknown ``lr_schedule``, or a schedule without ``compile``.
     """
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+    if lr_schedule != "constant" and not compile:
+        raise ValueError("lr_schedule needs compile=True (with compile=False the model's own "
+                         "optimizer sets the learning rate)")
     x, y = train_arrays(data)
     (x_tr, y_tr), val = split(np.asarray(x), np.asarray(y), validation_split, seed)
     set_seed(seed)
+    steps = int(np.ceil(len(x_tr) / batch_size))
     if compile:
-        compile_classifier(model, learning_rate)
+        lr = learning_rate
+        if lr_schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps)
+        compile_classifier(model, lr)
     cbs = list(callbacks)
     if progress:
-        steps = int(np.ceil(len(x_tr) / batch_size))
         cbs.append(TqdmProgress(epochs, steps, desc))
     history = model.fit(x_tr, y_tr, batch_size=batch_size, epochs=epochs, validation_data=val,
                         shuffle=True, callbacks=cbs, verbose=0)

@@ -201,9 +201,10 @@ def retrain_data(name: str, dataset: str, train_samples: int | None = None,
 
 def qat_variant(model, policy, data, label: str, epochs: int, build_dir, learning_rate=1e-4,
                 batch_size: int = 64, seed: int = 0, run_mcu: bool = False,
-                mcu_images: int = 2) -> dict:
+                mcu_images: int = 2, lr_schedule: str = "constant") -> dict:
     """QAT ``model`` to ``policy`` (from its float weights, PTQ-initialised on 500 training
-    images), lower, measure integer-only accuracy on the whole test set, deploy.
+    images; Adam at ``learning_rate``, ``lr_schedule`` as in :func:`tinyopt.front.train.fit`),
+    lower, measure integer-only accuracy on the whole test set, deploy.
 
     Returns:
         One row: variant, policy bits, fake-quant and integer accuracy, memory-model flash and
@@ -219,7 +220,7 @@ def qat_variant(model, policy, data, label: str, epochs: int, build_dir, learnin
     q = ptq.quantize_mixed(model, policy, data.x_train[:500], input_range=(0.0, 1.0),
                            softmax="logits", freeze_bn_after=1)
     train.fit(q, data, epochs=epochs, batch_size=batch_size, seed=seed,
-              learning_rate=learning_rate, desc=f"QAT {label}")
+              learning_rate=learning_rate, lr_schedule=lr_schedule, desc=f"QAT {label}")
     fake = accuracy((q, data.x_test), data.y_test)
     graph = lower.convert(q, name=f"{model.name}_{label}")
     acc = integer_accuracy(graph, graph.quantize_input(data.x_test), data.y_test)
@@ -240,10 +241,11 @@ def qat_variant(model, policy, data, label: str, epochs: int, build_dir, learnin
 
 
 def float_qat_mixed(model, data, qat_epochs: int, build_dir, memory_fraction: float = 0.5,
-                    granularity: str = "PL", learning_rate: float = 1e-4, **options) -> list[dict]:
+                    granularity: str = "PL", learning_rate: float = 1e-4,
+                    lr_schedule: str = "constant", **options) -> list[dict]:
     """The rows of notebook 08 for a trained float ``model``: the float model as trained, the
-    float reference (a copy trained ``qat_epochs`` more at the QAT learning rate: every variant
-    then has the same schedule), w8a8 QAT and the memory-driven mixed policy at
+    float reference (a copy trained ``qat_epochs`` more with the QAT learning rate and schedule:
+    every variant then has the same training), w8a8 QAT and the memory-driven mixed policy at
     ``memory_fraction`` of w8a8's flash and peak RAM (QAT), both integer-only
     (:func:`qat_variant`, from ``model``'s weights; ``options`` go there).
 
@@ -263,16 +265,16 @@ def float_qat_mixed(model, data, qat_epochs: int, build_dir, memory_fraction: fl
     ref = keras.models.clone_model(model)
     ref.set_weights(model.get_weights())
     train.fit(ref, data, epochs=qat_epochs, batch_size=options.get("batch_size", 64),
-              seed=options.get("seed", 0), learning_rate=learning_rate, desc="float fine-tune")
+              seed=options.get("seed", 0), learning_rate=learning_rate, lr_schedule=lr_schedule,
+              desc="float fine-tune")
     rows = [{"variant": name, "weight_bits": "32", "act_bits": "32",
              "fake_quant_accuracy": accuracy((m, data.x_test), data.y_test),
              "integer_accuracy": None,
              "flash_bytes": 4 * model.count_params(), "peak_ram_bytes": None}
             for name, m in (("float32 (trained)", model), ("float32", ref))]
-    rows.append(qat_variant(model, p8, data, "w8a8", qat_epochs, build_dir,
-                            learning_rate=learning_rate, **options))
-    rows.append(qat_variant(model, mixed, data, "mixed", qat_epochs, build_dir,
-                            learning_rate=learning_rate, **options))
+    for label, policy in (("w8a8", p8), ("mixed", mixed)):
+        rows.append(qat_variant(model, policy, data, label, qat_epochs, build_dir,
+                                learning_rate=learning_rate, lr_schedule=lr_schedule, **options))
     for r in rows:
         r["model"] = model.name
     rows[-1]["budget_flash"], rows[-1]["budget_ram"] = int(flash8 * memory_fraction), \
