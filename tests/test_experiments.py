@@ -143,3 +143,21 @@ def test_seed_cnn_studies_on_a_toy_problem(tmp_path):
         ["seed_cnn", "PC+ICN", bool(summary.within_0p2.iloc[0])]]
     assert summary.test_images.iloc[0] == 100 and set(errors.model) == {"seed_cnn"}
     assert (tmp_path / "seed_cnn_PC_ICN.npz").is_file()
+
+
+@pytest.mark.slow
+def test_notebook_05_sections_2_and_3_host_only(tmp_path, capsys):
+    """The memory-driven MobileNet graph with random parameters, and the toy seed CNN converted
+    by the sub-byte chain: bit-exact on the host, saved under their names."""
+    from tests._toy import toy_model_and_data
+    cnn, data = toy_model_and_data()
+    deploy = deploy_study.Deployer(tmp_path / "build", tmp_path, host_images=4, mcu_images=1,
+                                   run_mcu=False)
+    policy, r = deploy_study.mobilenet_random(data, 0.25, 32, 0.45, 0.3, 0, deploy)
+    assert set(policy.weight_bits) <= {2, 4, 8} and min(policy.weight_bits) < 8
+    assert "weight_bits" in capsys.readouterr().out  # the policy, layer by layer
+    r2 = deploy_study.seed_cnn_converted(cnn, data, [8, 2], [4, 8], deploy)
+    for res in (r, r2):
+        assert res["summary"]["host_images_exact"] == 4
+    assert sorted(p.stem for p in tmp_path.glob("*.npz")) == ["mobilenet_32_0.25_mixed",
+                                                               "seed_cnn_mixed_converted"]
