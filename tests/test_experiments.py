@@ -10,19 +10,7 @@ import pytest
 
 from tests.conftest import synthetic_graph
 from tinyopt.pipeline import deploy_study, experiments
-
-
-# ------------------------------------------------------------------------------ shared
-def test_checkpoint_prints_and_rewrites_the_csv(tmp_path, capsys):
-    path = tmp_path / "rows.csv"
-    log = experiments.Checkpoint(path, lambda r: f"row {r['a']}")
-    log({"a": 1, "b": "x"})
-    log({"a": 2, "b": "y"})
-    assert capsys.readouterr().out == "row 1\nrow 2\n"
-    assert pd.read_csv(path).to_dict("list") == {"a": [1, 2], "b": ["x", "y"]}
-    silent = experiments.Checkpoint()
-    silent({"a": 3})
-    assert silent.rows == [{"a": 3}] and capsys.readouterr().out == ""
+from tinyopt.workbench import report
 
 
 # ------------------------------------------------------------------------------ notebook 02
@@ -128,7 +116,7 @@ def test_seed_cnn_studies_on_a_toy_problem(tmp_path):
     """Notebooks 02 and 04's seed CNN runs on the toy problem: the rows and columns they write."""
     from tests._toy import toy_model_and_data
     _, data = toy_model_and_data()
-    log = experiments.Checkpoint(tmp_path / "rows.csv")
+    log = report.Checkpoint(tmp_path / "rows.csv")
     model, rows = experiments.subbyte_qat_seed_cnn(
         data, 1, ["w8a8"], ["PL"], test_samples=100, calibration_samples=64, qat_samples=200,
         qat_epochs=1, qat_lr=1e-4, on_row=log)

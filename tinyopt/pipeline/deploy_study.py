@@ -30,8 +30,8 @@ class Deployer:
     """Deploys integer graphs the one way notebook 05 does, and saves each graph.
 
     Arguments:
-        build_dir: folder for the C sources and builds (relative: from the project folder,
-            :func:`tinyopt.workbench.paths.project_path`).
+        build_dir: folder for the C sources and builds (a notebook resolves its relative path
+            with :func:`tinyopt.workbench.paths.project_path` first).
         out_dir: where ``<graph name>.npz`` goes (None: not saved).
         host_images, mcu_images: images for the bit-exactness checks.
         run_mcu: also run on the emulated Cortex-M7 when the toolchain is installed (the
@@ -45,13 +45,12 @@ class Deployer:
     def __init__(self, build_dir, out_dir, host_images: int, mcu_images: int,
                  run_mcu: bool = True):
         from tinyopt.deploy import mcu
-        from tinyopt.workbench.paths import project_path
         ok, why = mcu.toolchain()
         print("Cortex-M7 toolchain:", why)
         self.run_mcu = bool(run_mcu and ok)
         if run_mcu and not ok:
             print("QEMU part skipped:", why)
-        self.build_dir = project_path(build_dir)  # the same folder from notebooks/ or the root
+        self.build_dir = build_dir
         self.out_dir, self.host_images, self.mcu_images = out_dir, host_images, mcu_images
         self.images = max(host_images, mcu_images)
 

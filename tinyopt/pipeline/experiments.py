@@ -3,8 +3,9 @@
 :func:`tinyopt.pipeline.subbyte.quantize_chain`). Each function returns plain data (rows,
 DataFrames); the notebooks show, write and plot them.
 
-- Notebook 02: :func:`subbyte_qat_seed_cnn`, :func:`subbyte_qat_mobilenet` (rows collected by a
-  :class:`Checkpoint`), :func:`ptq_qat_tables`.
+- Notebook 02: :func:`subbyte_qat_seed_cnn`, :func:`subbyte_qat_mobilenet` (each row printed with
+  :func:`policy_row_text` and checkpointed by :class:`tinyopt.workbench.report.Checkpoint`),
+  :func:`ptq_qat_tables`.
 - Notebook 04: :func:`integer_only`, :func:`integer_acceptance`.
 - Notebook 06: :func:`iso_memory_budget`, :func:`iso_memory_runs`, :func:`iso_memory_run_row`
   (with :func:`studies.iso_memory_grid` and :func:`studies.iso_memory_table`).
@@ -18,30 +19,6 @@ import time
 import pandas as pd
 
 from tinyopt.pipeline import studies, subbyte
-
-
-class Checkpoint:
-    """Collects result rows as they come, prints each and rewrites a CSV of all of them after
-    every row (a cut run keeps what it had).
-
-    Arguments:
-        path: the CSV (:func:`tinyopt.workbench.report.write_csv`); None: no file.
-        text: ``row -> str`` printed for each row; None: nothing printed.
-
-    Attributes:
-        rows: the rows so far (dicts).
-    """
-
-    def __init__(self, path=None, text=None):
-        self.path, self.text, self.rows = path, text, []
-
-    def __call__(self, row: dict) -> None:
-        from tinyopt.workbench import report
-        self.rows.append(row)
-        if self.text is not None:
-            print(self.text(row))
-        if self.path is not None:
-            report.write_csv(self.rows, self.path)
 
 
 # ------------------------------------------------------------------------------ notebook 02
@@ -67,7 +44,8 @@ def subbyte_qat_seed_cnn(ds, epochs: int, policies, granularities, test_samples:
             ``PL`` / ``PC``.
         test_samples: the first N test images (None: all).
         calibration_samples, qat_samples, qat_epochs, qat_lr: as :func:`studies.policy_study`.
-        on_row: called with each row as it comes (e.g. a :class:`Checkpoint`).
+        on_row: called with each row as it comes (e.g. a
+            :class:`tinyopt.workbench.report.Checkpoint`).
 
     Returns:
         ``(model, rows)``: the trained float model and :func:`studies.policy_study`'s rows.
@@ -266,7 +244,7 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
                     int8_granularity: str, epochs: int, train_samples: int | None, lr: float,
                     batch_size: int, qat_epochs: int, qat_samples: int, qat_lr: float,
                     calibration_samples: int, test_samples: int | None, resize_mode: str,
-                    bn_recalibration_samples: int, seed: int = 0, checkpoint=None):
+                    bn_recalibration_samples: int, seed: int = 0, on_row=None):
     """Notebook 06's runs: every member of ``grid`` trained in float (keyed random subsets of the
     training and test images, resized to its input), then :func:`studies.iso_memory_member`.
 
@@ -282,7 +260,9 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
         test_samples: test images (None: all).
         resize_mode: "bilinear" or "pad" (:func:`subbyte.resize`).
         seed: model initialisation, draws and training.
-        checkpoint: a CSV path rewritten with all rows after every member (None: no file).
+        on_row: called with each row as it comes (e.g. a
+            :class:`tinyopt.workbench.report.Checkpoint` of ``runs.csv``: a cut run keeps its
+            rows).
 
     Returns:
         The rows of every member, a DataFrame (``runs.csv``).
@@ -291,7 +271,6 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
         RuntimeError: a memory-driven policy over the budget (a bug of the policy search).
     """
     from tinyopt.front import models, train
-    from tinyopt.workbench import report
     granularities = [granularity] if isinstance(granularity, str) else list(granularity)
     x_tr_all, y_tr_all = subbyte.subset(ds.x_train, ds.y_train, train_samples, seed, 0, 0)
     x_te28, y_te = subbyte.subset(ds.x_test, ds.y_test, test_samples, seed, 0, 1)
@@ -304,13 +283,15 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
                                     seed=seed)
         train.fit(model, (x_tr, y_tr_all), epochs=epochs, batch_size=batch_size,
                   learning_rate=lr, seed=seed, progress=False)
-        rows += studies.iso_memory_member(
+        member_rows = studies.iso_memory_member(
             {**member, "float_seconds": round(time.time() - t0, 1)}, model, (x_tr, y_tr_all),
             (x_te, y_te), flash_budget, ram_budget, granularities, int8_granularity,
             calibration_samples, qat_samples, qat_epochs, qat_lr, seed=seed,
             bn_recalibration_samples=bn_recalibration_samples)
-        if checkpoint is not None:  # after every member: a cut run keeps its rows
-            report.write_csv(pd.DataFrame(rows), checkpoint)
+        rows += member_rows
+        if on_row is not None:
+            for row in member_rows:
+                on_row(row)
     results = pd.DataFrame(rows)
     if "integer_acc" in results:  # else no policy ran (every member a BudgetError row)
         mixed_ok = results[results.policy.str.startswith("Mix") & results.integer_acc.notna()]
