@@ -48,3 +48,15 @@ def test_append_keeps_old_values_verbatim(tmp_path):
     report.append_csv({"run": "abc", "x": 2.5}, p)
     lines = p.read_text().splitlines()
     assert lines[1] == "0123,1e5" and lines[2] == "abc,2.5"
+
+
+def test_checkpoint_prints_and_rewrites_the_csv(tmp_path, capsys):
+    path = tmp_path / "rows.csv"
+    log = report.Checkpoint(path, lambda r: f"row {r['a']}")
+    log({"a": 1, "b": "x"})
+    log({"a": 2, "b": "y"})
+    assert capsys.readouterr().out == "row 1\nrow 2\n"
+    assert pd.read_csv(path).to_dict("list") == {"a": [1, 2], "b": ["x", "y"]}
+    silent = report.Checkpoint()
+    silent({"a": 3})
+    assert silent.rows == [{"a": 3}] and capsys.readouterr().out == ""

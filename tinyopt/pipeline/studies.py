@@ -1,5 +1,6 @@
-"""The experiments of notebooks 02, 04 and 06 as functions, so each notebook is its parameters,
-these calls, tables and plots. Every quantized model goes through the one sub-byte chain,
+"""The per-model studies of notebooks 02, 04 and 06 (the notebooks call them through
+:mod:`tinyopt.pipeline.experiments`, which slices the data and trains the float models).
+Every quantized model goes through the one sub-byte chain,
 :func:`tinyopt.pipeline.subbyte.quantize_chain`.
 
 - :func:`policy_study` (notebook 02): float reference and its fine-tuned copy, then PTQ (and QAT)

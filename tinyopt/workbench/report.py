@@ -85,6 +85,30 @@ def read_csv(path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+class Checkpoint:
+    """Collects result rows as they come, prints each and rewrites a CSV of all of them after
+    every row (:func:`write_csv`), so a cut run keeps what it had. Pass it as a study's
+    ``on_row``.
+
+    Arguments:
+        path: the CSV; None: no file.
+        text: ``row -> str`` printed for each row; None: nothing printed.
+
+    Attributes:
+        rows: the rows so far (dicts).
+    """
+
+    def __init__(self, path=None, text=None):
+        self.path, self.text, self.rows = path, text, []
+
+    def __call__(self, row: dict) -> None:
+        self.rows.append(row)
+        if self.text is not None:
+            print(self.text(row))
+        if self.path is not None:
+            write_csv(self.rows, self.path)
+
+
 def save_figure(fig, path, dpi: int = 150) -> Path:
     """Save a matplotlib figure atomically (format from the suffix)."""
     target = Path(path)
