@@ -93,3 +93,12 @@ def test_papermill_run_with_a_bad_parameter_fails_before_any_work(tmp_path, note
                             parameters={**bad, "out_dir": str(out)}, cwd=str(tmp_path),
                             progress_bar=False, kernel_name="python3")
     assert not any(out.rglob("*.csv")), "the notebook wrote results before failing"
+
+
+def test_one_or_items_takes_a_value_or_a_list_of_them():
+    rule = P.one_or_items("PL", "PC")
+    assert P.check(_namespace(g="PC"), g=rule)["g"] == "PC"
+    assert P.check(_namespace(g=["PL", "PC"]), g=rule)["g"] == ["PL", "PC"]
+    for bad in ("XX", ["PL", "XX"], []):
+        with pytest.raises(P.ParameterError, match="'g"):
+            P.check(_namespace(g=bad), g=rule)

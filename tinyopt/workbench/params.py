@@ -124,6 +124,17 @@ def items(rule_for_each: Rule | None = None, choices=None, nonempty: bool = True
     return rule
 
 
+def one_or_items(*allowed) -> Rule:
+    """One of ``allowed``, or a non-empty list of them (``"PL"`` or ``["PL", "PC"]``)."""
+    def rule(name, value):
+        if isinstance(value, (list, tuple)):
+            return items(choices=allowed)(name, value)
+        if value not in allowed:
+            _fail(name, f"one of {list(allowed)} or a list of them", value)
+        return value
+    return rule
+
+
 def budget(none: bool = False) -> Rule:
     """A memory budget in bytes: an int or a size such as ``"512k"`` (binary units, see
     :func:`tinyopt.mixed.policy.parse_bytes`)."""
