@@ -190,7 +190,8 @@ NOTEBOOKS = {
         sequences=["int8", "prune>qat>int8", "graph>dynamic", "decompose>float16",
                    "int8>int>mcu", "ptq(w4a4,PC)>int>mcu"],
         latency_runs=3, prune_epochs=1, qat_epochs=1, decompose_epochs=1,
-        calibration_samples=50, tolerance_pt=50.0, device_flash="1M"), _check_01),
+        decompose_scratch=True, calibration_samples=50, tolerance_pt=50.0, device_flash="1M"),
+        _check_01),
     "02_subbyte_qat": (("fashion_mnist",), dict(
         dataset="fashion_mnist", epochs=1, qat_epochs=1, train_samples=1000, qat_samples=300,
         test_samples=500, calibration_samples=64, mobilenet_epochs=1, mobilenet_samples=300,
