@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
-	@echo "make test        run the whole test suite, as CI does (under 10 minutes)"
+	@echo "make test        run the whole test suite, as CI does (target: 10 minutes; about 20 now)"
 	@echo "make test-fast   the suite without training or notebook runs (under 2 minutes)"
 	@echo "make setup       create $(VENV) and install tinyopt[dev] (quick when already done)"
 	@echo "make data        fetch and verify MNIST and Fashion-MNIST into data/"
