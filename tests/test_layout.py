@@ -16,8 +16,8 @@ import tinyopt
 
 PKG = Path(tinyopt.__file__).resolve().parent
 # Bottom to top: a module may import only from its own stage or a stage below it.
-STAGES = ["files", "integer", "front", "transforms", "litert", "mixed", "deploy", "pipeline",
-          "workbench"]
+STAGES = ["files", "names", "integer", "front", "transforms", "litert", "mixed", "deploy",
+          "pipeline", "workbench"]
 FACADES = {"data", "models", "train", "convert", "measure", "prune", "decompose", "graph",
            "sequence", "sim", "memory", "mcu", "codegen", "qat", "ptq", "policy", "icn"}
 PUBLIC = {  # the names issue 13 fixes as a contract: tinyopt.<module>.<name>

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyopt.deploy.steps import Step, _hwc
+from tinyopt.names import c_comment
 
 ROUNDING_ID = {"floor": 0, "tflite_single": 1, "tflite_double": 2}  # TN_FLOOR, ...
 PORTABLE_FN = {"conv2d": "tn_run_compute", "pointwise": "tn_run_compute",
@@ -172,7 +173,7 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -
               "NWZP": 1 if np.all(zw == zw[0]) else len(zw), "REQ": int(bool(layer.requantize)),
               "NM": rq.pop("NM"), "ROUND": _rounding(step, graph_rounding),
               "OB": step.add.out_bits if step.add is not None else layer.out_bits}
-    head = (f"/* step {index}: {step.name} ({layer.kind}, {layer.in_bits}-bit in, "
+    head = (f"/* step {index}: {c_comment(step.name)} ({layer.kind}, {layer.in_bits}-bit in, "
             f"{layer.weight_bits}-bit weights, {common['OB']}-bit out) */\n"
             f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
             f"uint8_t *out)\n{{\n")
@@ -266,7 +267,7 @@ def _pool_function(step: Step, index: int, graph_rounding: str, u) -> str:
     args = [h, w, c, oh, ow, layer.pool_size[0], layer.pool_size[1], layer.stride[0],
             layer.stride[1], pt, pl, layer.in_bits, int(bool(layer.in_signed)),
             int(layer.kind == "avgpool"), int(mode == "half_away")]
-    return (f"/* step {index}: {step.name} ({layer.kind}, {layer.in_bits}-bit) */\n"
+    return (f"/* step {index}: {c_comment(step.name)} ({layer.kind}, {layer.in_bits}-bit) */\n"
             f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
             f"uint8_t *out)\n{{\n    int32_t v[{c}];\n"
             f"    tn_m7_pool(l, in[0], out, v, " + ", ".join(u(a) for a in args) + ");\n}\n")

@@ -15,19 +15,29 @@ Instruction counts. Under ``-icount shift=0`` QEMU advances its virtual clock by
 executed instruction, and SysTick (processor clock) counts that clock. The harness times a loop of
 known instruction count (2 x 10^6) to get instructions per tick, so ``insns = ticks x
 calib_insns / calib_ticks``: a deterministic instruction count (not Cortex-M7 cycles: QEMU models
-no pipeline, caches or flash wait states), with a resolution of one tick.
+no pipeline, caches or flash wait states), with a resolution of one tick. QEMU counts whole
+instructions, so every count reported is an int: ``ticks x calib_insns / calib_ticks`` computed
+exactly (a fraction) and rounded half to even, per image and per step (:class:`McuRun`).
+
+Target memory. :func:`target_memory` reads the FLASH and RAM sizes of the linker script
+(``c/mcu/mps2_an500.ld``); :func:`check_fits` refuses an export whose weights and parameters
+exceed the flash, or whose arena plus the reserved stack exceed the RAM, before anything is
+compiled (:func:`deploy`, :func:`build_mcu`).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from tinyopt.deploy.codegen import C_DIR, Export, pack_tensor, unpack_tensor
+from tinyopt.names import path_component, path_slug
 
 MCU_DIR = C_DIR / "mcu"
 HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror")
@@ -36,6 +46,8 @@ MCU_CFLAGS = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft", "-std=c99", "-O2
               "-fdata-sections", "-Wall", "-Wextra", "-Werror", "-DMODEL_PROFILE")
 QEMU_ARGS = ("-M", "mps2-an500", "-nographic", "-semihosting", "-icount", "shift=0")
 APT_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm")
+LINKER_SCRIPT = MCU_DIR / "mps2_an500.ld"
+STACK_SIZE = 0x8000  # build_mcu's default stack reservation (.stack, in RAM)
 
 
 class BuildError(RuntimeError):
@@ -136,7 +148,75 @@ def toolchain() -> tuple[bool, str]:
     return True, "arm-none-eabi-gcc and qemu-system-arm found"
 
 
-def build_mcu(export: Export, build_dir=None, stack_size: int = 0x8000) -> Path:
+def target_memory(script=LINKER_SCRIPT) -> dict:
+    """The target's memory regions from its linker script's ``MEMORY`` block.
+
+    Arguments:
+        script: the linker script (default: ``c/mcu/mps2_an500.ld``, what :func:`build_mcu`
+            links with).
+
+    Returns:
+        {"flash": bytes, "ram": bytes} (the FLASH and RAM regions' LENGTH).
+
+    Raises:
+        RuntimeError: the script has no FLASH or RAM region with a LENGTH this reads
+            (``LENGTH = <n>[K|M]``).
+    """
+    text = Path(script).read_text()
+    found = {}
+    for region, length, unit in re.findall(
+            r"^\s*(\w+)\s*\([^)]*\)\s*:\s*ORIGIN\s*=\s*\w+\s*,\s*LENGTH\s*=\s*(\d+)\s*([KM]?)",
+            text, flags=re.MULTILINE):
+        found[region.lower()] = int(length) << {"": 0, "K": 10, "M": 20}[unit]
+    if "flash" not in found or "ram" not in found:
+        raise RuntimeError(f"no FLASH and RAM regions with a plain LENGTH in {script}: found "
+                           f"{sorted(found)}")
+    return {"flash": found["flash"], "ram": found["ram"]}
+
+
+def check_fits(export: Export, model: str = "model", stack_size: int = STACK_SIZE) -> dict:
+    """Refuse, before anything is compiled, an export the Cortex-M7 target cannot hold.
+
+    Needed flash is the export's constants (weights, weight zero points, biases, multipliers,
+    their padding: :attr:`Export.param_bytes` and ``weight_pad_bytes``), a lower bound of the
+    image (code and descriptors come on top); needed RAM is the activation arena plus the
+    reserved stack (``stack_size``), which the linker places in RAM too.
+
+    Arguments:
+        export: what :func:`tinyopt.codegen.export_c` returned.
+        model: the model's name, for the message.
+        stack_size: the stack :func:`build_mcu` reserves.
+
+    Returns:
+        {"flash_needed", "flash_available", "ram_needed", "ram_available"} in bytes.
+
+    Raises:
+        ValueError: either does not fit; the message names the model, the bytes needed and
+            available and the fixes (a smaller bit policy, ``run_mcu=False``).
+    """
+    target = target_memory()
+    flash = int(sum(export.param_bytes.values())) + int(export.weight_pad_bytes)
+    ram = int(export.arena_bytes) + int(stack_size)
+    report = {"flash_needed": flash, "flash_available": target["flash"], "ram_needed": ram,
+              "ram_available": target["ram"]}
+    over = []
+    if flash > target["flash"]:
+        over.append(f"its weights and parameters need {flash} bytes of flash, the target "
+                    f"(mps2-an500, {LINKER_SCRIPT.name}) has {target['flash']}")
+    if ram > target["ram"]:
+        over.append(f"its activation arena ({export.arena_bytes} bytes) and stack "
+                    f"({int(stack_size)}) need {ram} bytes of RAM, the target has "
+                    f"{target['ram']}")
+    if over:
+        raise ValueError(f"model {model!r} does not fit the Cortex-M7 target: "
+                         + "; ".join(over) + ". Choose a smaller bit policy (fewer weight or "
+                         "activation bits, e.g. tinyopt.policy.memory_driven under these "
+                         "budgets) or a smaller model, or deploy with run_mcu=False to check "
+                         "it on the host only.")
+    return report
+
+
+def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE) -> Path:
     """Compile the exported model with the QEMU harness for a Cortex-M7.
 
     Arguments:
@@ -148,8 +228,11 @@ def build_mcu(export: Export, build_dir=None, stack_size: int = 0x8000) -> Path:
         Path of ``model.elf``.
 
     Raises:
-        BuildError: compiler or linker failure (e.g. the model does not fit 4 MiB).
+        ValueError: the model's constants or arena do not fit the target (:func:`check_fits`,
+            checked before the compiler runs).
+        BuildError: compiler or linker failure, or no toolchain.
     """
+    check_fits(export, str(export.out_dir), stack_size)
     ok, why = toolchain()
     if not ok:
         raise BuildError(why)
@@ -207,9 +290,20 @@ def code_bytes(elf) -> dict:
     return {"code_model": model, "code_other": text - model}
 
 
+def _round_fraction(value: Fraction) -> int:
+    """``value`` rounded to the nearest int, ties to even (Python's ``round`` of a Fraction)."""
+    return int(round(value))
+
+
 @dataclass
 class McuRun:
-    """Outputs and measurements of one QEMU run."""
+    """Outputs and measurements of one QEMU run.
+
+    ``step_ticks`` maps each exported step's name (``Export.steps[k].name``) to its SysTick
+    ticks summed over all images. ``insns_per_tick`` is the calibration ratio
+    ``calib_insns / calib_ticks`` (a float, not a count); the counts (:attr:`image_insns`,
+    :meth:`step_insns`) are ints, computed from the exact ratio.
+    """
 
     outputs: np.ndarray
     image_ticks: np.ndarray
@@ -218,14 +312,26 @@ class McuRun:
     stack_peak: int
     stack_at_call: int
     raw: dict = field(default_factory=dict)
+    calib_insns: int = 0  # the calibration loop's instructions and ticks (0: use insns_per_tick)
+    calib_ticks: int = 0
+
+    def _ratio(self) -> Fraction:
+        if self.calib_insns and self.calib_ticks:
+            return Fraction(int(self.calib_insns), int(self.calib_ticks))
+        return Fraction(self.insns_per_tick)
 
     @property
     def image_insns(self) -> np.ndarray:
-        return self.image_ticks * self.insns_per_tick
+        """Instructions of each image: ticks x calib_insns / calib_ticks, exact, rounded half to
+        even to an int (int64 array; the resolution is one tick)."""
+        r = self._ratio()
+        return np.asarray([_round_fraction(int(t) * r) for t in self.image_ticks], np.int64)
 
     def step_insns(self, images: int) -> dict:
-        """Mean instructions per image of each step."""
-        return {k: v * self.insns_per_tick / images for k, v in self.step_ticks.items()}
+        """Instructions per image of each step: the step's ticks over all ``images`` times
+        calib_insns / calib_ticks, divided by ``images``, exact, rounded half to even (ints)."""
+        r = self._ratio()
+        return {k: _round_fraction(int(v) * r / int(images)) for k, v in self.step_ticks.items()}
 
 
 def run_qemu(elf, export: Export, x: np.ndarray, work_dir=None, timeout: float = 1800) -> McuRun:
@@ -247,23 +353,30 @@ def run_qemu(elf, export: Export, x: np.ndarray, work_dir=None, timeout: float =
     if proc.returncode != 0:
         raise RuntimeError(f"QEMU exited {proc.returncode}: {proc.stdout[-2000:]}"
                            f"{proc.stderr[-2000:]}")
-    stats = {"image_ticks": [], "step_ticks": {}}
-    for line in (work / "stats.txt").read_text().splitlines():
-        parts = line.split()
-        if parts[0] == "image_ticks":
-            stats["image_ticks"].append(int(parts[1]))
-        elif parts[0] == "step_ticks":
-            stats["step_ticks"][parts[1]] = int(parts[2])
-        else:
-            stats[parts[0]] = int(parts[1])
+    stats = {"image_ticks": [], "step_ticks": []}
+    for line in (work / "stats.txt").read_text(errors="replace").splitlines():
+        key, _, rest = line.partition(" ")
+        if key == "image_ticks":
+            stats["image_ticks"].append(int(rest))
+        elif key == "step_ticks":
+            # "step_ticks <printed name> <ticks>", one per step in order: the k-th line is step
+            # k (the printed name is a sanitised display form, tinyopt.names, never parsed)
+            stats["step_ticks"].append(int(rest.rsplit(" ", 1)[-1]))
+        elif key:
+            stats[key] = int(rest)
     if stats.get("images") != len(x) or len(stats["image_ticks"]) != len(x):
         raise RuntimeError(f"the harness ran {stats.get('images')} images, expected {len(x)}")
+    if len(stats["step_ticks"]) != len(export.steps):
+        raise RuntimeError(f"the harness reported {len(stats['step_ticks'])} steps, the export "
+                           f"has {len(export.steps)}")
+    stats["step_ticks"] = {s.name: t for s, t in zip(export.steps, stats["step_ticks"])}
     outputs = unpack_outputs(export, (work / "out.bin").read_bytes(), len(x))
     return McuRun(outputs=outputs, image_ticks=np.asarray(stats["image_ticks"], np.int64),
                   step_ticks=stats["step_ticks"],
                   insns_per_tick=stats["calib_insns"] / stats["calib_ticks"],
                   stack_peak=stats["stack_peak"],
-                  stack_at_call=stats["stack_top_minus_sp_at_call"], raw=stats)
+                  stack_at_call=stats["stack_top_minus_sp_at_call"], raw=stats,
+                  calib_insns=stats["calib_insns"], calib_ticks=stats["calib_ticks"])
 
 
 # ------------------------------------------------------------------------------ one-call report
@@ -310,7 +423,12 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         graph: the IntegerGraph.
         x: integer input codes [N, ...] (N >= host_images and >= mcu_images).
         out_dir: folder for the C sources (``<out_dir>/<name>/``) and builds.
-        name: sub-folder and model name (default: graph.name).
+        name: sub-folder and model name. Given explicitly it must be one plain folder name
+            (no ``/``, ``\\``, ``..``, leading ``.``, NUL, at most 100 characters), else
+            ValueError (:func:`tinyopt.names.path_component`). Default: ``graph.name``, which
+            comes from a model or graph file and is therefore made safe instead
+            (:func:`tinyopt.names.path_slug`: kept when plain, else letters, digits and ``_``
+            plus a hash of the original); ``summary["model"]`` keeps the name as given.
         host_images: images for the host check (default: all of ``x``).
         mcu_images: images for the QEMU check.
         run_mcu: False skips the Cortex-M7 part.
@@ -326,6 +444,22 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         "predicted" (tinyopt.mixed.memory's per-layer report, None when it cannot describe the
         graph) and "memory" (the memory plan's table: tensor, offset, bytes, first/last step).
 
+    Raises:
+        ValueError: an explicit ``name`` that is not a plain folder name; too few images in
+            ``x``; with ``run_mcu``, a model whose weights and parameters exceed the target's
+            flash or whose arena and stack exceed its RAM (:func:`check_fits`, before any
+            compiler runs); an export error (:func:`tinyopt.codegen.export_c`).
+        BuildError, RuntimeError: a build or run failed.
+
+    Instructions (ints: QEMU counts whole instructions). Each image's count is its ticks times
+    ``calib_insns / calib_ticks``, computed exactly and rounded half to even
+    (:attr:`McuRun.image_insns`); ``insns_total`` is the sum over the ``mcu_images`` images,
+    ``insns_per_image_mean`` that total divided by the number of images, rounded half to even
+    (so it is exact whenever every image takes the same count), ``insns_per_image_min`` /
+    ``_max`` the extremes. The steps' ``insns_per_image`` is each step's ticks over all images
+    converted the same way, divided by the images and rounded half to even
+    (:meth:`McuRun.step_insns`). ``insns_per_tick`` stays a float: a ratio, not a count.
+
     RAM. ``predicted_ram`` is the arena of the export's memory plan
     (:mod:`tinyopt.deploy.memplan`, computed in Python from the tensors' lifetimes, with pool
     and residual-add fusion, in-place and sliding writes); ``arena_bytes`` is measured on the
@@ -338,14 +472,20 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
     import pandas as pd
 
     from tinyopt.deploy import codegen
-    name = name or graph.name
-    base = Path(out_dir) / name
-    export = codegen.export_c(graph, base / "src", fuse_pool=fuse_pool, fuse_add=fuse_add,
-                              overlap=overlap, kernels=kernels)
+    if name is None:  # from the model file: untrusted, made safe (tinyopt.names)
+        name = graph.name
+        folder = path_slug(name, "graph name")
+    else:  # chosen by the caller: refused unless plain
+        folder = path_component(name, "mcu.deploy name")
+    base = Path(out_dir) / folder
     x = np.asarray(x)
     n_host = len(x) if host_images is None else int(host_images)
     if n_host > len(x) or (run_mcu and mcu_images > len(x)):
         raise ValueError(f"asked for {n_host} host / {mcu_images} MCU images but x has {len(x)}")
+    export = codegen.export_c(graph, base / "src", fuse_pool=fuse_pool, fuse_add=fuse_add,
+                              overlap=overlap, kernels=kernels)
+    if run_mcu:  # a model the target cannot hold fails here, not at the link after the host build
+        check_fits(export, name)
     want = codegen.reference_output(graph, x[:max(n_host, mcu_images if run_mcu else 0)])
     exe = build_host(export, build_dir=base / "host")
     got = run_host(exe, export, x[:n_host])
@@ -397,7 +537,8 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         code = code_bytes(elf)
         run = run_qemu(elf, export, x[:mcu_images], work_dir=base / "mcu")
         wm = want[:mcu_images]
-        insns = run.image_insns
+        insns = run.image_insns  # ints (McuRun.image_insns)
+        insns_total = int(insns.sum())
         summary.update({
             "mcu_images": int(mcu_images),
             "mcu_images_exact": int(np.all(run.outputs == wm, axis=1).sum()),
@@ -411,9 +552,10 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
             "flash_measured": sizes[".text"] + sizes[".rodata"] + sizes[".ARM.exidx"]
             + sizes[".data"],
             "ram_measured": sizes[".data"] + sizes[".bss"] + run.stack_peak,
-            "insns_per_image_mean": float(insns.mean()),
-            "insns_per_image_min": float(insns.min()),
-            "insns_per_image_max": float(insns.max()),
+            "insns_total": insns_total,
+            "insns_per_image_mean": _round_fraction(Fraction(insns_total, int(mcu_images))),
+            "insns_per_image_min": int(insns.min()),
+            "insns_per_image_max": int(insns.max()),
             "insns_per_tick": run.insns_per_tick,
         })
         summary["arena_over_predicted_ram"] = arena / summary["predicted_ram"]
@@ -424,8 +566,8 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         summary["ram_acceptance_ok"] = bool(
             arena == summary["predicted_ram"] == summary["arena_bytes"]
             and summary["ram_measured"] == summary["predicted_ram"] + summary["ram_overheads"])
-        per_step = run.step_insns(mcu_images)
-        steps["insns_per_image"] = [per_step.get(n, np.nan) for n in steps["name"]]
+        per_step = run.step_insns(mcu_images)  # every step, keyed by Export.steps[k].name
+        steps["insns_per_image"] = np.asarray([per_step[n] for n in steps["name"]], np.int64)
         steps["insns_per_mac"] = steps["insns_per_image"] / steps["macs"].where(
             steps["macs"] > 0)
     steps.insert(0, "model", name)

@@ -126,10 +126,12 @@ def memory_check(model, policy, graph, codes: np.ndarray, build_dir, run_mcu: bo
     """
     from tinyopt.deploy import mcu
     from tinyopt.mixed import memory
+    from tinyopt.names import path_slug
     peak = memory.peak_ram_bytes(model, policy, softmax)
-    live = mcu.deploy(graph, codes, build_dir, name=f"{graph.name}_live", run_mcu=run_mcu,
+    folder = path_slug(graph.name, "graph name")  # the name comes from a user's file
+    live = mcu.deploy(graph, codes, build_dir, name=f"{folder}_live", run_mcu=run_mcu,
                       mcu_images=min(len(codes), 5), overlap=False, fuse_add=False)["summary"]
-    packed = mcu.deploy(graph, codes, build_dir, name=f"{graph.name}_packed", run_mcu=run_mcu,
+    packed = mcu.deploy(graph, codes, build_dir, name=f"{folder}_packed", run_mcu=run_mcu,
                         mcu_images=min(len(codes), 5))["summary"]
     return {"model": graph.name, "peak_ram_model": peak, "arena_live": live["arena_bytes"],
             "arena_lower_bound": live["arena_lower_bound"], "arena_packed": packed["arena_bytes"],

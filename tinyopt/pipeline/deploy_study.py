@@ -14,9 +14,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from tinyopt.names import path_slug
 from tinyopt.pipeline import subbyte
 
 # The notebook's views of tables()'s summary (RAM; instructions, with QEMU).
@@ -67,7 +70,8 @@ class Deployer:
         r = subbyte.deploy_graph(graph, codes, self.build_dir, host_images=self.host_images,
                                  mcu_images=self.mcu_images, run_mcu=self.run_mcu, strict=False)
         if self.out_dir is not None:
-            graph.save(f"{self.out_dir}/{graph.name}.npz")
+            name = path_slug(graph.name, "graph name")  # the name comes from a user's file
+            graph.save(Path(self.out_dir) / f"{name}.npz")
         return r
 
 
