@@ -3,7 +3,6 @@ validated before any training; recommend() for a device. Fast (no training) but 
 a small end-to-end run down to the emulated Cortex-M7 (marked slow)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -59,6 +58,10 @@ def test_valid_specs_and_canonical_text(spec, canonical):
     ("prune>int", "must end with a converter"),
     ("int8>prune", "must end with a converter"),
     ("", "unknown step ''"),
+    ("mixed(flash=16k,ram=8k,ram=4k)>qat>int", r"ram given twice \('ram=8k' and 'ram=4k'\)"),
+    ("mixed(flash=16k,flash=32k,ram=8k)>qat>int", "flash given twice"),
+    ("mixed(flash=16k,ram=8k,PC,PL)>qat>int", r"granularity \(PL/PC\) given twice"),
+    ("ptq(w4a4,w8a8)>int", r"bits \(wNaM\) given twice"),
 ])
 def test_invalid_specs_are_refused_with_the_reason(spec, reason):
     with pytest.raises(ValueError, match=reason):
@@ -151,6 +154,16 @@ def test_recommend_without_a_device_is_unchanged_and_says_when_nothing_fits():
     rows = [r for r in _rows() if "elf_flash_bytes" not in r]
     with pytest.raises(ValueError, match="deployed variants"):
         sequence.recommend(rows, flash_bytes="32k")
+
+
+@pytest.mark.parametrize("results, message", [
+    ([], "no results to recommend from.*run_many"),
+    (__import__("pandas").DataFrame(), "no results to recommend from"),
+    ([{"name": "int8", "acc": 0.9}], r"needs the columns \['variant', 'accuracy'\]"),
+])
+def test_recommend_refuses_empty_or_foreign_results(results, message):
+    with pytest.raises(ValueError, match=message):
+        sequence.recommend(results)
 
 
 @pytest.fixture(scope="module")

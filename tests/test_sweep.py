@@ -184,6 +184,57 @@ def test_malformed_yaml_and_cli_exit_codes(project, capsys, monkeypatch):
     assert "cannot reach the Dask scheduler at 'nonsense://x'" in err and "unknown address" in err
 
 
+def test_a_table_path_that_is_a_folder_is_refused_naming_it(project):
+    Path("results/sweeps/tbl.csv").mkdir(parents=True)
+    with pytest.raises(sweep.SweepError, match="sweep table results/sweeps/tbl.csv needs the file "
+                                               "results/sweeps/tbl.csv, which is a folder"):
+        sweep.load(grid(notebook="tiny.ipynb", grid={"x": [1]}, output="results/sweeps/tbl.csv"))
+    Path("results/sweeps/g.status.csv").mkdir(parents=True)  # the default table's status file
+    with pytest.raises(sweep.SweepError, match="results/sweeps/g.status.csv, which is a folder"):
+        sweep.load(grid(notebook="tiny.ipynb", grid={"x": [1]}))
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"hash": "trunc', "unreadable (JSONDecodeError: "),
+    ("", "unreadable (JSONDecodeError: "),
+    ("[1, 2]", "not a JSON object (a list)"),
+    ('{"hash": "aaaaaaaaaaaaaaaa", "parameters": {"x": 2}}', "the record of another run"),
+    ("SAME_HASH", 'for other parameters ({"x":7})'),
+])
+def test_a_damaged_result_file_is_reported_never_silently_rerun(project, capsys, text, problem):
+    path = grid(notebook="tiny.ipynb", rows=[{"x": 1}, {"x": 2}])
+    s = sweep.load(path)
+    good, bad = s.runs
+    s.run_dir(good).mkdir(parents=True)
+    s.result_file(good).write_text(json.dumps({"hash": good.hash, "parameters": good.parameters,
+                                               "collect": s.collect, "rows": None}))
+    s.run_dir(bad).mkdir(parents=True)
+    if text == "SAME_HASH":
+        text = json.dumps({"hash": bad.hash, "parameters": {"x": 7}})
+    s.result_file(bad).write_text(text)
+    where = f"results/runs/tiny/{bad.hash}"
+    assert [sweep.state(s, r) for r in s.runs] == ["done", "damaged"]
+    error = sweep.status(s)["error"].tolist()[1]
+    assert error.startswith(f"damaged result file {where}/run.json: {problem}"), error
+    assert error.endswith(f"delete {where}/ to run it again")
+
+    assert cli.main(["sweep", str(path), "--status"]) == 1
+    out = capsys.readouterr().out
+    assert "(1 done, 0 failed, 1 damaged, 0 pending)" in out, out
+    assert f"DAMAGED {bad.hash} (not run): damaged result file {where}/run.json" in out
+    # A sweep does not run it (a client that is used would fail: nothing is submitted).
+    summary = sweep.execute(s, client=object(), progress=False)
+    assert (summary.ran, summary.failed, summary.skipped) == (0, 0, 2)
+    assert list(summary.damaged) == [bad.hash] and where in summary.damaged[bad.hash]
+    assert cli.main(["sweep", str(path), "--no-progress"]) == 1
+    assert f"DAMAGED {bad.hash} (not run): damaged result file {where}" in capsys.readouterr().err
+    assert s.result_file(bad).read_text() == text  # left for the user to look at
+    assert table(s.output)["run"].tolist() == [good.hash]
+    assert pd.read_csv(s.status_csv)["state"].tolist() == ["done", "damaged"]
+    shutil.rmtree(s.run_dir(bad))  # the documented fix
+    assert sweep.state(s, bad) == "pending"
+
+
 def test_unreachable_scheduler_names_the_address(project):
     with pytest.raises(sweep.SweepError, match="cannot reach the Dask scheduler at "
                                                "'tcp://127.0.0.1:1'.*dask scheduler"):

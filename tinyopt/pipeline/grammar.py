@@ -64,8 +64,15 @@ def _parse_policy(args: list[str], where: str) -> dict:
     """``["flash=16k", "ram=8k", "PC"]`` or ``["w4a4", "PC"]`` -> a policy dict."""
     from tinyopt.mixed.policy import parse_bytes
     pol, gran = {}, "PL"
+    seen = {}  # what each argument sets -> the argument, so a second one is refused, not used
     for a in args:
         key, _, value = a.partition("=")
+        what = "the granularity (PL/PC)" if a.upper() in GRANULARITIES else \
+            "the bits (wNaM)" if _UNIFORM.fullmatch(a) else key
+        if what in seen:
+            raise ValueError(f"{where}: {what} given twice ({seen[what]!r} and {a!r}); give it "
+                             "once, e.g. mixed(flash=16k,ram=8k,PC) or ptq(w4a4,PC)")
+        seen[what] = a
         if a.upper() in GRANULARITIES:
             gran = a.upper()
         elif _UNIFORM.fullmatch(a):

@@ -325,9 +325,17 @@ def recommend(results, tolerance_pt: float = 0.5, flash_bytes=None,
         fits, the rows have no variant and ``note`` says what was closest.
 
     Raises:
-        ValueError: no float32 baseline row; a device given but no deployed (mcu) row.
+        ValueError: no results, no variant / accuracy column, no float32 baseline row; a device
+            given but no deployed (mcu) row.
     """
     df = pd.DataFrame(results)
+    if df.empty:
+        raise ValueError("no results to recommend from (results is empty); run "
+                         "sequence.run_many(specs, model, data) first and pass its rows")
+    missing = [c for c in ("variant", "accuracy") if c not in df.columns]
+    if missing:
+        raise ValueError(f"recommend needs the columns {missing} in results (it has "
+                         f"{list(df.columns)}); pass the rows of sequence.run / run_many")
     base = df[df["variant"] == BASELINE]
     if base.empty:
         raise ValueError("recommend needs the float32 baseline row (variant 'float32')")

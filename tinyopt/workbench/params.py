@@ -33,9 +33,25 @@ class ParameterError(ValueError):
     """A notebook parameter is unknown or has a value its rule refuses."""
 
 
-def _fail(name: str, expected: str, value) -> None:
+def _fail(name: str, expected: str, value, example: str = "<value>") -> None:
     raise ParameterError(f"parameter {name!r}: expected {expected}, got {value!r}. Fix: "
-                         f"-p {name} <value> (see the notebook's parameters cell)")
+                         f"-p {name} {example} (see the notebook's parameters cell)")
+
+
+_LIST_EXAMPLE = "'[a, b]' (a YAML/JSON list, quoted for the shell)"
+
+
+def _as_list(name: str, value):
+    """A list given as text (plain papermill and JupyterLab pass ``-p x '[1, 2]'`` as a string):
+    read with ``yaml.safe_load``, never evaluated; other values are returned as they are."""
+    if not (isinstance(value, str) and value.lstrip().startswith("[")):
+        return value
+    import yaml
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        _fail(name, "a YAML/JSON list", value, _LIST_EXAMPLE)
+    return parsed
 
 
 def _number(name, value, kind):
@@ -111,10 +127,12 @@ def text() -> Rule:
 
 
 def items(rule_for_each: Rule | None = None, choices=None, nonempty: bool = True) -> Rule:
-    """A list (or tuple) whose items each pass ``rule_for_each`` or are among ``choices``."""
+    """A list (or tuple) whose items each pass ``rule_for_each`` or are among ``choices``; text
+    starting with ``[`` is read as a YAML/JSON list first (``-p models '["kws"]'``)."""
     def rule(name, value):
+        value = _as_list(name, value)
         if not isinstance(value, (list, tuple)) or (nonempty and not value):
-            _fail(name, "a non-empty list" if nonempty else "a list", value)
+            _fail(name, "a non-empty list" if nonempty else "a list", value, _LIST_EXAMPLE)
         out = []
         for i, item in enumerate(value):
             if choices is not None and item not in choices:
@@ -127,6 +145,7 @@ def items(rule_for_each: Rule | None = None, choices=None, nonempty: bool = True
 def one_or_items(*allowed) -> Rule:
     """One of ``allowed``, or a non-empty list of them (``"PL"`` or ``["PL", "PC"]``)."""
     def rule(name, value):
+        value = _as_list(name, value)
         if isinstance(value, (list, tuple)):
             return items(choices=allowed)(name, value)
         if value not in allowed:

@@ -42,11 +42,15 @@ raises is recorded as failed while the others go on.
 one) and holds ``run.ipynb`` (the executed notebook) and ``run.json`` (the run's result file: hash,
 parameters, rows, version, worker, seconds). The client builds the folder under a temporary name
 and renames it into place, so a run is absent or complete: it is done when ``run.json`` carries
-its hash and parameters, and a rerun skips it. A failed run's folder holds ``failed.json`` (the
-error) and ``failed.ipynb`` (the partial notebook, its ``metadata.tinyopt.state`` "failed"); it is
-retried on the next sweep unless ``skip_failed``. One sweep at a time writes a notebook's runs (an
-flock on ``results/runs/<stem>/.sweep.lock``); a killed client's temporary folders are removed by
-the next sweep.
+its hash and parameters, and a rerun skips it. A ``run.json`` that does not (unreadable, not JSON,
+another run's) makes the run "damaged": reported with the file's path by the sweep and by
+``--status``, never re-run by itself (delete the folder to run it again). A failed run's folder
+holds ``failed.json`` (the error) and ``failed.ipynb`` (the partial notebook, its
+``metadata.tinyopt.state`` "failed"); it is retried on the next sweep unless ``skip_failed``. One
+sweep at a time writes a notebook's runs (an flock on ``results/runs/<stem>/.sweep.lock``); a
+killed client's temporary folders are removed by the next sweep. The sweep does not go through
+:func:`tinyopt.workbench.execute.run`, so its runs take no ``out_dir`` lock (each run has its own
+folder, and the runs' lock is the sweep's).
 
 **The sweep table** is rebuilt from the done runs' result files, in grid order, whenever a run
 finishes and by ``tinyopt sweep --status``; it is never patched. It holds, per done run, its rows:
@@ -291,6 +295,13 @@ def load(grid_path, runs_root=RUNS_ROOT) -> Sweep:
                          "(is out_dir fixed?); make it per run, e.g. '{out_dir}/{dataset}_{seed}"
                          ".csv', or let the sweep choose out_dir")
     output = project_path(spec.get("output") or f"{SWEEPS_ROOT}/{grid_path.stem}.csv")
+    for path in (output, output.with_name(output.stem + ".sweep.json"),
+                 output.with_name(output.stem + ".status.csv")):
+        if path.is_dir():
+            raise SweepError(f"{where}: the sweep table {display_path(output)} needs the file "
+                             f"{display_path(path)}, which is a folder; set 'output:' to a CSV "
+                             f"file name, e.g. 'output: {SWEEPS_ROOT}/{grid_path.stem}.csv', or "
+                             "move the folder")
     sweep = Sweep(grid_path, notebook, name, runs, runs_dir, output,
                   None if collect is None else str(collect), dup, known)
     _check_owner(sweep)
@@ -351,8 +362,7 @@ def display_path(path: Path) -> str:
 # ---------------------------------------------------------------- state and the sweep table
 
 def result(sweep: Sweep, run: Run) -> dict | None:
-    """The result file of a done run; None when it is absent, unreadable or for other
-    parameters (then the run is not done and a sweep runs it again)."""
+    """The result file of a done run; None when it is absent or damaged (:func:`damage`)."""
     try:
         rec = json.loads(sweep.result_file(run).read_text())
     except (OSError, ValueError):
@@ -362,10 +372,46 @@ def result(sweep: Sweep, run: Run) -> dict | None:
     return rec if done else None
 
 
+def damage(sweep: Sweep, run: Run) -> str | None:
+    """What is wrong with a run's result file, or None when it is absent or right.
+
+    A damaged ``run.json`` (unreadable, not JSON, or for another run) is reported, never taken
+    as "not done yet": a sweep that silently re-ran it would replace whatever the folder still
+    holds. The fix, which the text names, is to delete the run folder.
+    """
+    path = sweep.result_file(run)
+    if not path.exists():
+        return None
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        problem = f"unreadable ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})" \
+            if str(exc).strip() else f"unreadable ({type(exc).__name__})"
+    else:
+        if not isinstance(rec, dict):
+            problem = f"not a JSON object (a {type(rec).__name__})"
+        elif rec.get("hash") != run.hash:
+            problem = f"the record of another run ({rec.get('hash')!r})"
+        elif rec.get("parameters") != run.parameters:
+            problem = f"for other parameters ({_canonical_or_repr(rec.get('parameters'))})"
+        else:
+            return None
+    return (f"damaged result file {display_path(path)}: {problem}; delete "
+            f"{display_path(sweep.run_dir(run))}/ to run it again")
+
+
+def _canonical_or_repr(value) -> str:
+    try:
+        return _canonical(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def state(sweep: Sweep, run: Run) -> str:
-    """'done', 'failed' or 'pending'."""
-    if result(sweep, run) is not None:
-        return "done"
+    """'done', 'damaged' (a ``run.json`` that is not this run's record: :func:`damage`; never
+    re-run by itself), 'failed' or 'pending'."""
+    if sweep.result_file(run).exists():
+        return "done" if result(sweep, run) is not None else "damaged"
     return "failed" if sweep.failed_record(run).exists() else "pending"
 
 
@@ -377,6 +423,8 @@ def status(sweep: Sweep) -> pd.DataFrame:
         if s == "failed":
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 error = json.loads(sweep.failed_record(run).read_text()).get("error", "")
+        elif s == "damaged":
+            error = damage(sweep, run) or ""
         notebook = sweep.run_dir(run) / "failed.ipynb" if s == "failed" else sweep.executed(run)
         out.append({"run": run.hash, "state": s, "parameters": _canonical(run.parameters),
                     "error": error.strip().splitlines()[0] if error.strip() else "",
@@ -581,6 +629,7 @@ class Summary:
     repaired: str | None = None  # what was wrong with the sweep table before this sweep
     seconds: float = 0.0
     errors: dict = field(default_factory=dict)
+    damaged: dict = field(default_factory=dict)  # run hash -> what is wrong (not run)
 
 
 def execute(sweep: Sweep, jobs: int = 1, scheduler: str | None = None, client=None,
@@ -600,7 +649,8 @@ def execute(sweep: Sweep, jobs: int = 1, scheduler: str | None = None, client=No
         progress: show a tqdm bar over the runs to do.
     Returns:
         A :class:`Summary`; ``failed`` > 0 means some runs failed (see ``errors`` and the runs'
-        ``failed.json``).
+        ``failed.json``); ``damaged`` lists runs whose ``run.json`` is damaged, which are not run
+        (counted in ``skipped``; delete their folders to run them again).
     Raises:
         SweepError: bad arguments, an unreachable scheduler, or a table that cannot be rebuilt.
         SweepBusy: another sweep is writing these runs.
@@ -621,6 +671,8 @@ def execute(sweep: Sweep, jobs: int = 1, scheduler: str | None = None, client=No
         todo = [r for r in sweep.runs
                 if states[r.hash] == "pending" or (states[r.hash] == "failed" and not skip_failed)]
         summary.skipped = len(sweep.runs) - len(todo)
+        summary.damaged = {r.hash: damage(sweep, r) for r in sweep.runs
+                           if states[r.hash] == "damaged"}
         if todo:
             given = contextlib.nullcontext(client) if client is not None else None
             with given or connect(scheduler, jobs, retries) as dc:
