@@ -4,23 +4,28 @@ LiteRT's reference kernels (BUILTIN_REF) and flavour "tflm" against the tflite-m
 interpreter, every node's output compared."""
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import numpy as np
 import pytest
 
+from tinyopt.front import zoo
 from tinyopt.integer import sim
 from tinyopt.integer.from_litert import TFLITE_OPS, _TFLiteModel, graph_from_tflite
 
-MLPERF = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf_tiny"
-MODELS = ("ic_resnet8", "kws_dscnn", "vww_mobilenet", "ad_fcae")
+MODELS = zoo.MLPERF_TINY
 
 
 def _model(name: str) -> bytes:
-    path = MLPERF / f"{name}_int8.tflite"
-    if not path.exists():
-        pytest.skip(f"MLPerf Tiny models not found at {MLPERF}")
-    return path.read_bytes()
+    """The checked model (tinyopt.front.zoo's locator); skip when it is not there, or fail when
+    TINYOPT_REQUIRE_DATA is set (as the data fixtures of conftest.py)."""
+    try:
+        return zoo.mlperf_tiny_tflite(name)
+    except zoo.ModelNotFound as exc:
+        if os.environ.get("TINYOPT_REQUIRE_DATA"):
+            pytest.fail(f"{exc}; TINYOPT_REQUIRE_DATA is set, so the MLPerf Tiny models must "
+                        f"be found (searched {[str(d) for d in zoo.mlperf_tiny_dirs()]})")
+        pytest.skip(str(exc))
 
 
 def _inputs(graph, n: int, seed: int = 0) -> np.ndarray:

@@ -15,11 +15,10 @@ import numpy as np
 
 from tinyopt.integer.arith import same_padding, tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, Tensor
+from tinyopt.integer.tflite_check import TFLiteFileError, _schema, tensor_name, text, validate
 
-
-def _schema():
-    from ai_edge_litert import schema_py_generated as schema
-    return schema
+__all__ = ["FLAVOURS", "HANDLERS", "OP_ROUNDING", "TFLITE_OPS", "TFLiteFileError",
+           "graph_from_tflite"]
 
 
 def _op_names(schema) -> dict[int, str]:
@@ -27,37 +26,28 @@ def _op_names(schema) -> dict[int, str]:
 
 
 class _TFLiteModel:
-    """Tensors, buffers and operators of subgraph 0 of a flatbuffer, read with LiteRT's schema."""
+    """Tensors, buffers and operators of subgraph 0 of a flatbuffer, read with LiteRT's schema
+    after :func:`tinyopt.integer.tflite_check.validate` accepted it (every index, size and
+    quantization field below is then in bounds)."""
 
-    def __init__(self, tflite_bytes: bytes):
-        schema = _schema()
-        self.schema, self.raw = schema, bytes(tflite_bytes)
-        if self.raw[4:8] != b"TFL3":  # the flatbuffer file identifier of every .tflite
-            raise ValueError("not a .tflite flatbuffer (no TFL3 identifier); pass the bytes of "
-                             "a converted LiteRT model")
-        try:
-            self.model = schema.ModelT.InitFromPackedBuf(bytearray(self.raw), 0)
-        except Exception as exc:  # the flatbuffers reader raises assorted types on garbage
-            raise ValueError(f"not a readable .tflite flatbuffer ({type(exc).__name__}: "
-                             f"{exc})") from exc
-        if not self.model.subgraphs or len(self.model.subgraphs) != 1:
-            raise ValueError(f"expected one subgraph, found "
-                             f"{len(self.model.subgraphs or [])}")
+    def __init__(self, tflite_bytes: bytes, model=None):
+        self.schema = _schema()
+        self.model = validate(tflite_bytes) if model is None else model
+        self.raw = bytes(tflite_bytes)
         self.sub = self.model.subgraphs[0]
-        names = _op_names(schema)
+        names = _op_names(self.schema)
         self.op_names = []
-        for code in self.model.operatorCodes:
+        for code in self.model.operatorCodes or []:
             builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
             self.op_names.append(names.get(builtin, f"builtin#{builtin}")
-                                 if builtin != schema.BuiltinOperator.CUSTOM
-                                 else f"CUSTOM:{code.customCode}")
+                                 if builtin != self.schema.BuiltinOperator.CUSTOM
+                                 else f"CUSTOM:{text(code.customCode)}")
 
     def tensor(self, i: int):
         return self.sub.tensors[i]
 
     def name(self, i: int) -> str:
-        n = self.tensor(i).name
-        return n.decode() if isinstance(n, bytes) else str(n)
+        return tensor_name(self.tensor(i))
 
     def data(self, i: int) -> np.ndarray:
         """A constant tensor's values, in its own dtype and shape."""
@@ -183,6 +173,13 @@ class _Import:
                             out_scale=dst.scale, inputs=tuple(t.name for t in src),
                             outputs=(dst.name,), extra={"tflite_op": op_name}, **kw)
 
+    def same_shape(self, layer: IntegerLayer, op_name: str) -> None:
+        """Ops whose output has the input's shape (LiteRT resizes the output to it; the stored
+        shape must agree, since the graph uses it)."""
+        if tuple(layer.in_shape) != tuple(layer.out_shape):
+            raise ValueError(f"{op_name} writing {layer.name!r}: output shape "
+                             f"{layer.out_shape} differs from the input's {layer.in_shape}")
+
     def rounding(self, op_name: str) -> str:
         return OP_ROUNDING[self.flavour][op_name]
 
@@ -217,7 +214,11 @@ def _conv_like(ctx: _Import, op, op_name: str) -> list[IntegerLayer]:
         layer.kind = "dense"
         codes = w  # [c_out, c_in]
         c_out, c_in = w.shape
-        if int(np.prod(src.shape)) % c_in or dst.shape[-1] != c_out:
+        # rows of c_in features in, as many rows of c_out out (several only with keep_num_dims;
+        # LiteRT would otherwise write a larger output than the model's tensor says)
+        rows = int(np.prod(src.shape)) // c_in
+        if (int(np.prod(src.shape)) % c_in or dst.shape[-1] != c_out
+                or rows * c_out != int(np.prod(dst.shape))):
             raise ValueError(f"{where}: input {src.shape} / output {dst.shape} do not fit "
                              f"weights {w.shape}")
         if len(s_w) == 1 and ctx.flavour == "litert":
@@ -299,6 +300,9 @@ def _mean(ctx: _Import, op, op_name: str) -> list[IntegerLayer]:
                          "tensor)")
     hwc = src.shape if rank == 3 else (src.shape[0], 1, src.shape[1])
     h, w, c = hwc
+    if int(np.prod(dst.shape)) != c or dst.shape[-1] != c:
+        raise ValueError(f"MEAN writing {dst.name!r}: the mean of {src.shape} has {c} channels "
+                         f"but the model says {dst.shape}")
     n = h * w
     q, e = tflite_quantize_multiplier(np.float64(src.scale) / np.float64(dst.scale))
     q, e = int(q[0]), int(e[0])
@@ -360,10 +364,15 @@ def _pad_op(ctx: _Import, op, op_name: str) -> list[IntegerLayer]:
         if value != layer.out_zero_point:
             raise ValueError(f"PADV2 writing {layer.name!r}: pads with {value}, not the zero "
                              f"point {layer.out_zero_point}; only zero padding is supported")
-    if pads.shape[0] != 4 or pads[0].any() or pads[3].any():
+    if pads.shape[0] != 4 or pads[0].any() or pads[3].any() or len(layer.in_shape) != 3:
         raise ValueError(f"{op_name} writing {layer.name!r}: only padding of H and W of a 4-D "
-                         f"tensor is supported (paddings {pads.tolist()})")
+                         f"tensor is supported (paddings {pads.tolist()}, input {layer.in_shape})")
     layer.padding = (int(pads[1, 0]), int(pads[1, 1]), int(pads[2, 0]), int(pads[2, 1]))
+    h, w, c = layer.in_shape
+    padded = (h + layer.padding[0] + layer.padding[1], w + layer.padding[2] + layer.padding[3], c)
+    if tuple(layer.out_shape) != padded:
+        raise ValueError(f"{op_name} writing {layer.name!r}: padding {layer.in_shape} gives "
+                         f"{padded} but the model says {layer.out_shape}")
     return [layer]
 
 
@@ -395,6 +404,7 @@ def _add(ctx: _Import, op, op_name: str) -> list[IntegerLayer]:
     a, b = int(op.inputs[0]), int(op.inputs[1])
     out = int(op.outputs[0])
     layer = ctx.node("add", op_name, [a, b], out)
+    ctx.same_shape(layer, op_name)
     ta, tb, to = (ctx.tensors[n] for n in (*layer.inputs, layer.outputs[0]))
     if ta.shape != tb.shape:
         raise ValueError(f"ADD writing {to.name!r}: inputs {ta.name!r} {ta.shape} and {tb.name!r}"
@@ -418,6 +428,7 @@ def _quantize(ctx: _Import, op, op_name: str) -> list[IntegerLayer]:
     """QUANTIZE between int8 tensors: (x - z_in) * QuantizeMultiplier(s_in / s_out) + z_out."""
     x, out = int(op.inputs[0]), int(op.outputs[0])
     layer = ctx.node("quantize", op_name, [x], out)
+    ctx.same_shape(layer, op_name)
     real = np.float64(np.float32(layer.in_scale)) / np.float64(np.float32(layer.out_scale))
     layer.m0, layer.n0 = tflite_quantize_multiplier(real)
     layer.rounding = ctx.rounding(op_name)
@@ -430,6 +441,7 @@ def _softmax(ctx: _Import, op, op_name: str) -> list[IntegerLayer]:
     PreprocessSoftmaxScaling(beta, s_in, 5 integer bits) and CalculateInputRadius."""
     x, out = int(op.inputs[0]), int(op.outputs[0])
     layer = ctx.node("softmax", op_name, [x], out)
+    ctx.same_shape(layer, op_name)
     if layer.out_zero_point != -128 or np.float32(layer.out_scale) != np.float32(1 / 256):
         raise ValueError(f"SOFTMAX writing {layer.name!r}: int8 softmax needs output scale "
                          f"1/256 and zero point -128, got {layer.out_scale}, "
@@ -473,13 +485,18 @@ def graph_from_tflite(tflite_bytes: bytes, *, flavour: str = "litert") -> Intege
         A validated :class:`IntegerGraph` (``meta["flavour"]``).
 
     Raises:
+        TFLiteFileError: (a ValueError) the file is not a well-formed TFLite model
+            (:func:`tinyopt.integer.tflite_check.validate`: truncated or corrupted flatbuffer,
+            indices out of range, inconsistent quantization, nonzero int8 weight zero point,
+            ...), naming the operator or tensor and the field.
         ValueError: an op outside :data:`TFLITE_OPS` (named with its output tensor and the
             supported set), a non-int8 tensor, an unknown flavour, or a form of a supported op
             that is not (dilation, broadcasting ADD, ...), each naming the tensor.
     """
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
-    m = _TFLiteModel(tflite_bytes)
+    # The file is untrusted: validate it before anything reads it (tflite_check).
+    m = _TFLiteModel(tflite_bytes, validate(tflite_bytes))
     sub = m.sub
     if len(sub.inputs) != 1:
         raise ValueError(f"only single-input models are supported, this one has "
