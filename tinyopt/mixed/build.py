@@ -127,12 +127,15 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
         A :class:`QuantModel` (uncompiled) with ``policy`` and ``freeze_bn_after`` attributes.
 
     Raises:
-        ValueError: an unsupported layer (named, with its type and the supported set), a policy
-            that does not match the model, a concatenation of signed and unsigned tensors, an
-            unknown ``softmax``, or a layer with a NaN / Inf weight (named).
+        ValueError: an unsupported layer (named, with its type and the supported set), a layer
+            :func:`tinyopt.icn.convert` would refuse (:func:`tinyopt.mixed.dag.check_supported`:
+            a dilated convolution, an add that broadcasts), a policy that does not match the
+            model, a concatenation of signed and unsigned tensors, an unknown ``softmax``, or a
+            layer with a NaN / Inf weight (named).
     """
     if softmax not in SOFTMAX_HEADS:
         raise ValueError(f"softmax must be one of {SOFTMAX_HEADS}, got {softmax!r}")
+    dag.check_supported(model)  # what icn.convert refuses, before anything is built or trained
     check_weights(model, "quantize_mixed")
     block_list = dag.blocks(model)
     _check_policy(block_list, policy)

@@ -18,7 +18,10 @@ model, of the integer graph and of the memory model:
 
 A compute block without activation that is read by other layers is a *linear* block (a linear
 bottleneck, a residual branch before its ``Add``): its output is quantized signed.
-Anything else is refused with an error naming the layer, its type and :data:`SUPPORTED`.
+Anything else is refused with an error naming the layer, its type and :data:`SUPPORTED`; what a
+later stage would refuse in an accepted layer type (a dilated convolution, an add that
+broadcasts) is refused first, every such layer named at once (:func:`check_supported`), so the
+memory model, the policy search, PTQ and QAT refuse what ``icn.convert`` refuses.
 The *policy layers* (:func:`policy_layers`) are the compute and ``bn`` blocks, in order.
 """
 
@@ -44,7 +47,8 @@ SUPPORTED = ("Conv2D, Conv1D, DepthwiseConv2D, Dense (each optionally followed b
              "BatchNormalization and ReLU/ReLU6), standalone BatchNormalization, Add / x + y, "
              "Concatenate / tf.concat (channel axis), MaxPooling2D, AveragePooling2D (valid), "
              "GlobalAveragePooling2D, ZeroPadding2D, Flatten, Reshape, Dropout, "
-             "Activation/ReLU (relu, relu6, linear), and a softmax head")
+             "Activation/ReLU (relu, relu6, linear), and a softmax head; convolutions "
+             "undilated, adds of tensors of one shape")
 # TFOpLambda symbols that are layers in disguise
 _OP_ADD = ("__operators__.add", "math.add")
 _OP_CONCAT = ("concat",)
@@ -105,6 +109,87 @@ def _refuse(layer, why: str = "") -> ValueError:
         kind = f"TF op {getattr(layer, 'symbol', '?')}"
     return ValueError(f"layer {layer.name!r} ({kind}) is not supported by the sub-byte flow"
                       f"{': ' + why if why else ''}. Supported: {SUPPORTED}")
+
+
+# ------------------------------------------------------------------------- the support check
+# What a later stage refuses in a layer the block reader would otherwise accept (the integer
+# graph's ADD does not broadcast, its convolutions and the C kernels are undilated): checked once,
+# up front, so no entry point (memory model, policy search, PTQ, QAT) accepts a model that
+# icn.convert refuses after training.
+_ADD_TYPES = ("Add", "QuantAdd")
+
+
+def _dilation(layer) -> tuple | None:
+    """The dilation rate of a convolution (float or :class:`~tinyopt.mixed.layers.QuantCompute`),
+    else None."""
+    kind = type(layer).__name__
+    if kind in ("Conv2D", "Conv1D", "DepthwiseConv2D"):
+        return tuple(int(d) for d in layer.dilation_rate)
+    if kind == "QuantCompute" and getattr(layer, "kind", "dense") != "dense":
+        return tuple(int(d) for d in layer.op_config.get("dilation_rate", (1, 1)))
+    return None
+
+
+def _add_shapes(layer) -> list[tuple] | None:
+    """Per-image shapes of the tensors an add (``Add``, ``x + y``, ``QuantAdd``) reads, else
+    None."""
+    kind = type(layer).__name__
+    if kind not in _ADD_TYPES and not (kind == "TFOpLambda"
+                                       and getattr(layer, "symbol", "") in _OP_ADD):
+        return None
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1:
+        return None  # a shared layer: refused by blocks() with its own message
+    tensors = [t for t in nodes[0].keras_inputs]
+    return [tuple(None if d is None else int(d) for d in t.shape[1:]) for t in tensors]
+
+
+def later_stage_problem(layer) -> str | None:
+    """What a later stage of the sub-byte flow (icn.convert, the integer graph, the C export)
+    refuses in ``layer``, with the fix; None when nothing. Float Keras layers and the fake-quant
+    layers of :func:`tinyopt.qat.quantize_mixed` alike."""
+    rate = _dilation(layer)
+    if rate is not None and any(d != 1 for d in rate):
+        return (f"dilation_rate={rate}: dilated (atrous) convolutions are not supported (the "
+                "integer graph, its simulator and the C kernels run undilated kernels only); "
+                "use dilation_rate=1 (a larger kernel or a strided layer instead)")
+    shapes = _add_shapes(layer)
+    if shapes is not None and len(set(shapes)) > 1:
+        return (f"an add of tensors of shapes {shapes}: broadcasting is not supported (the "
+                "integer ADD adds element by element); give both addends the same shape")
+    return None
+
+
+def check_supported(model) -> None:
+    """Refuse, before any quantization, calibration or training, every layer of ``model`` that
+    a later stage of the sub-byte flow would refuse (:func:`later_stage_problem`: dilated
+    Conv1D / Conv2D / DepthwiseConv2D, an add that broadcasts). Called by :func:`blocks` (so by
+    the memory model, :func:`tinyopt.policy.memory_driven`, ``tinyopt.ptq.quantize_mixed`` and
+    ``tinyopt.qat.quantize_mixed``) and by :func:`tinyopt.icn.convert` (on the fake-quant
+    model). Layer types the flow does not take at all are refused by :func:`blocks`.
+
+    Arguments:
+        model: a ``tf_keras`` model (float, or fake-quant from ``quantize_mixed``).
+
+    Raises:
+        TypeError: not a Keras model.
+        ValueError: naming every such layer, its type, what is unsupported and the fix.
+    """
+    if not hasattr(model, "layers"):
+        raise TypeError(f"expected a tf_keras model, got {type(model).__name__}")
+    problems = []
+    for layer in model.layers:
+        why = later_stage_problem(layer)
+        if why is not None:
+            kind = type(layer).__name__
+            if kind == "TFOpLambda":
+                kind = f"TF op {getattr(layer, 'symbol', '?')}"
+            problems.append(f"layer {layer.name!r} ({kind}): {why}")
+    if problems:
+        raise ValueError(f"model {getattr(model, 'name', '?')!r} has {len(problems)} layer"
+                         f"{'s' if len(problems) > 1 else ''} the sub-byte flow cannot deploy "
+                         "(icn.convert would refuse it after quantization and training): "
+                         + "; ".join(problems))
 
 
 def _inbound(layer) -> list[str]:
@@ -188,12 +273,14 @@ def blocks(model) -> list[Block]:
     Raises:
         TypeError: not a Keras model.
         ValueError: an unsupported layer (named, with its type and the supported set), a layer
-            called more than once, a nested model, a softmax that is not the model output, a
-            model with several inputs or outputs, or no compute layer.
+            a later stage refuses (:func:`check_supported`: a dilated convolution, an add that
+            broadcasts), a layer called more than once, a nested model, a softmax that is not
+            the model output, a model with several inputs or outputs, or no compute layer.
     """
     if not hasattr(model, "layers") or not hasattr(model, "inputs"):
         raise TypeError(f"expected a tf_keras model, got {type(model).__name__}")
     _load_keras()
+    check_supported(model)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(f"model {model.name!r} has {len(model.inputs)} inputs and "
                          f"{len(model.outputs)} outputs; the sub-byte flow takes one of each")

@@ -74,18 +74,48 @@ class MemGraph:
         return [sum(size[t] for t, (a, b) in life.items() if a <= i <= b)
                 for i in range(len(self.steps))]
 
+    def uncovered_steps(self) -> list[int]:
+        """Indices of the steps the paper's per-node chain rule (input + output of a policy
+        layer) does not cover: pads, pools, the softmax head's steps, requantizations. A step
+        that writes a new tensor needs its input(s) and its output at once whatever its kind, so
+        for a chain the peak is the larger of the chain rule and the live bytes of these steps
+        (a policy layer's own step holds exactly its input and output, or less when a max pool
+        is fused into it, so the chain rule covers it)."""
+        return [i for i, (name, _, _) in enumerate(self.steps) if self.kinds[name] != "compute"]
 
-def mem_graph(model, softmax: str = "int8") -> MemGraph:
+    def uncovered_peak(self, act_bits: dict) -> tuple[int, int | None]:
+        """(largest bytes alive at an :meth:`uncovered_steps` step, that step's index), or
+        (0, None) when there is none (a list of :class:`~tinyopt.mixed.nodes.Node`: the paper's
+        accounting alone)."""
+        steps = self.uncovered_steps()
+        if not steps:
+            return 0, None
+        live = self.live_bytes(act_bits)
+        at = max(steps, key=lambda i: (live[i], -i))
+        return live[at], at
+
+
+def mem_graph(model, softmax: str = "int8", fuse_pool: bool = True) -> MemGraph:
     """The tensors and steps of ``model`` as :func:`tinyopt.icn.convert` lowers it and the C
-    export runs it: Keras layer order; flatten / reshape / dropout are aliases (no step); a
-    compute layer read only by a max pool is fused with it; a global average pool is one step;
-    a concatenation first requantizes every input (a QUANTIZE step each: an upper bound, an input
-    already on the output grid is copied directly); the int8 softmax head is two steps (the
-    logits moved to int8, then the softmax).
+    export runs it with ``overlap=False, fuse_add=False`` (every tensor whole from the step
+    writing it to its last reader; :func:`tinyopt.deploy.steps.memory_plan`): Keras layer order;
+    flatten / reshape / dropout are aliases (no step, as the export's flatten / reshape nodes);
+    every other layer is a step writing a new tensor (pads, pools, the global average pool);
+    with ``fuse_pool`` a compute layer read only by a max pool is fused with it (the export's
+    ``fuse_pool=True``: the un-pooled tensor is never stored); a concatenation first
+    requantizes every input (a QUANTIZE step each: an upper bound, an input already on the
+    output grid is copied directly); the int8 softmax head is two steps (the logits moved to
+    int8, then the softmax).
 
     Arguments:
         model: a ``tf_keras`` model or a list of :class:`Node` (a chain).
         softmax: "int8" or "logits", as :func:`tinyopt.qat.quantize_mixed`.
+        fuse_pool: as the C export's ``fuse_pool`` (False: the compute layer's output and the
+            max pool's output are two tensors, the pool a step of its own).
+
+    Raises:
+        ValueError: a layer the sub-byte flow cannot take (:func:`tinyopt.mixed.dag.blocks`),
+            an unknown ``softmax``.
     """
     if isinstance(model, (list, tuple)):
         node_list = nodes(model)
@@ -123,7 +153,7 @@ def mem_graph(model, softmax: str = "int8") -> MemGraph:
                 kind = "logits"
             else:
                 kind = "int8" if head else "act"
-            if (len(readers) == 1 and by_name[readers[0]].op == "maxpool"
+            if (fuse_pool and len(readers) == 1 and by_name[readers[0]].op == "maxpool"
                     and b.name != out_name and kind == "act"):
                 fused[readers[0]] = (b.name, ins)  # the pool step writes the pooled tensor
                 alias[b.name] = b.name

@@ -18,6 +18,7 @@ import numpy as np
 from tinyopt.front.checks import check_weights
 from tinyopt.integer.arith import bn_gain, m0_n0, same_padding, tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, plain
+from tinyopt.mixed import dag
 
 # Fake-quant Keras model -> IntegerGraph (docs/integer.md#lowering-a-fake-quant-model)
 # --------------------------------------------------------------------------------------------
@@ -218,13 +219,16 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
 
     Raises:
         ValueError: the model was not built by ``quantize_mixed``, or contains a layer with no
-            integer equivalent (named in the message), a dilated convolution, or a layer with a
-            NaN / Inf weight, BN statistic or quantizer clip (named).
+            integer equivalent (named in the message), a layer
+            :func:`tinyopt.mixed.dag.check_supported` refuses (a dilated convolution, an add
+            that broadcasts; every one named), or a layer with a NaN / Inf weight, BN statistic
+            or quantizer clip (named).
     """
     from tinyopt.mixed import build  # TF is imported only when converting
     if not hasattr(qmodel, "layers") or not hasattr(qmodel, "input_shape"):
         raise TypeError(f"convert needs a Keras model from tinyopt.qat.quantize_mixed or "
                         f"tinyopt.ptq.quantize_mixed, got {type(qmodel).__name__}")
+    dag.check_supported(qmodel)  # every refusal at once, before any layer is lowered
     check_weights(qmodel, "icn.convert")
     params = build.integer_params(qmodel)
     inp = params["input"]

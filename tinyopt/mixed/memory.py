@@ -22,10 +22,21 @@ Per compute node i (Conv2D, DepthwiseConv2D, Dense, in graph order):
 - **RAM**, chains (every layer reads one tensor, every tensor has one reader) = input tensor +
   output tensor, ``ceil(n_x * q_x / 8) + ceil(n_y * q_y / 8)``; the network input is 8-bit, q_x
   of node i is q_y of node i-1, and the last node's output is counted as deployed: int32 logits
-  (4 bytes each), or 8 bits when it feeds the int8 softmax head. Pooling, im2col buffers and
-  parameters are not counted (as in the paper).
+  (4 bytes each), or 8 bits when it feeds the int8 softmax head. im2col buffers and parameters
+  are not counted (as in the paper). The paper leaves out pads and pools too; the peak does not:
+  a pad, pool or softmax step holds its input and its output at once on the device, so
+  :func:`peak_ram_bytes` is the larger of the per-node rule and the bytes of every such step
+  (:meth:`~tinyopt.mixed.lifetimes.MemGraph.uncovered_steps`; for MobileNetV1 its global
+  average pool is never the peak, so the paper's figures stand).
 - **RAM**, other graphs: the largest sum of the tensors alive at one step of the C export
   (:mod:`tinyopt.mixed.lifetimes`): a skip tensor stays alive until its add reads it.
+- **which plan**: the C export with ``overlap=False, fuse_add=False`` and the same
+  ``fuse_pool`` (default True, as :func:`tinyopt.deploy.codegen.export_c`): every tensor whole
+  from the step writing it to its last reader. Its arena equals :func:`peak_ram_bytes` when the
+  per-node rule and the live tensors agree (graphs with branches; chains without a compute
+  layer fused with its max pool) and is below it otherwise (the per-node rule counts the
+  un-pooled output the fused step never stores); the default export overlaps tensors and needs
+  less. ``tests/test_memory_chains.py`` checks this on pad and pool chains.
 - **deployed parameters** (:func:`deployed_param_bytes`): exactly the parameter arrays the C
   export stores (weight rows byte-aligned, bias, multipliers, zero points, add / quantize /
   softmax multipliers), next to the paper's accounting above.
@@ -97,19 +108,24 @@ def _input_tensors(g: MemGraph) -> dict:
     return out
 
 
-def report(model, policy: Policy, softmax: str = "int8") -> pd.DataFrame:
+def report(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True
+           ) -> pd.DataFrame:
     """Per-node flash and RAM bytes of ``model`` quantized with ``policy``.
 
     RAM. For a chain (every layer reads one tensor, every tensor has one reader) the paper's
-    rule: ``ram_bytes`` = input + output bytes of the node, pools and pads not counted. For any
-    other graph the bytes alive at the node's step (:func:`live_steps`): a skip tensor stays
-    alive until its add reads it. Output bits are the deployed ones: int32 logits count 4 bytes
-    each, the int8 softmax head's logits 1.
+    rule: ``ram_bytes`` = input + output bytes of the node. For any other graph the bytes alive
+    at the node's step (:func:`live_steps`): a skip tensor stays alive until its add reads it.
+    Output bits are the deployed ones: int32 logits count 4 bytes each, the int8 softmax head's
+    logits 1. The rows are the policy layers only: a pad or pool step between two of them can
+    need more (its input and its output); ``attrs["peak_ram_bytes"]`` and
+    ``attrs["peak_step"]`` give the network's peak with them (:func:`peak_ram_bytes`) and
+    :func:`live_steps` lists every step.
 
     Arguments:
         model: a ``tf_keras`` model or a list of :class:`Node`.
         policy: a :class:`tinyopt.policy.Policy` over the same policy layers.
         softmax: "int8" or "logits", as :func:`tinyopt.qat.quantize_mixed`.
+        fuse_pool: the C export's ``fuse_pool`` (see :func:`tinyopt.mixed.lifetimes.mem_graph`).
 
     Returns:
         DataFrame, one row per node: layer, kind, weight_elements, out_channels, weight_bits,
@@ -117,10 +133,11 @@ def report(model, policy: Policy, softmax: str = "int8") -> pd.DataFrame:
         in_elements, out_elements, in_bytes, out_bytes, ram_bytes, macs.
 
     Raises:
-        ValueError: the policy's layers differ from the model's policy layers, or see
+        ValueError: the policy's layers differ from the model's policy layers, a layer a later
+            stage refuses (:func:`tinyopt.mixed.dag.check_supported`), or see
             :func:`extra_bytes` and :func:`nodes`.
     """
-    g = mem_graph(model, softmax)
+    g = mem_graph(model, softmax, fuse_pool)
     node_list = g.nodes
     _check(node_list, policy)
     n = len(node_list)
@@ -147,17 +164,43 @@ def report(model, policy: Policy, softmax: str = "int8") -> pd.DataFrame:
             "out_elements": node.out_elements, "in_bytes": ib, "out_bytes": ob,
             "ram_bytes": ib + ob if g.chain else live[step], "macs": node.macs,
         })
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["peak_ram_bytes"], df.attrs["peak_step"] = _peak(g, act, df)
+    return df
 
 
-def live_steps(model, policy: Policy, softmax: str = "int8") -> pd.DataFrame:
-    """Every step of the deployed network in execution order with the bytes alive during it.
+def _peak(g: MemGraph, act: dict, df: pd.DataFrame) -> tuple[int, str]:
+    """(peak bytes, the step where it occurs) from :func:`report`'s rows and the live bytes:
+    chains take the larger of the per-node rule and the steps it does not cover (pads, pools,
+    the softmax head); other graphs the largest live bytes."""
+    if g.chain:
+        i = int(df["ram_bytes"].values.argmax())
+        peak, where = int(df["ram_bytes"].iloc[i]), str(df["layer"].iloc[i])
+        extra, at = g.uncovered_peak(act)
+        if extra > peak:
+            peak, where = int(extra), g.steps[at][0]
+        return peak, where
+    live = g.live_bytes(act)
+    i = live.index(max(live))
+    return int(live[i]), g.steps[i][0]
+
+
+def live_steps(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True
+               ) -> pd.DataFrame:
+    """Every step of the deployed network in execution order with the bytes alive during it
+    (pads and pools included: each holds its input and its output).
+
+    Arguments:
+        model, policy, softmax, fuse_pool: as :func:`report`.
 
     Returns:
         DataFrame: step, output (tensor written), output_bits, output_bytes, live_bytes, live
         (the tensors alive, comma-separated).
+
+    Raises:
+        ValueError: as :func:`report`.
     """
-    g = mem_graph(model, softmax)
+    g = mem_graph(model, softmax, fuse_pool)
     _check(g.nodes, policy)
     act = dict(zip(policy.layers, policy.act_bits))
     bits, life = g.bits(act), g.lifetimes()
@@ -204,19 +247,27 @@ def deployed_param_bytes(model, policy: Policy, softmax: str = "int8") -> int:
 
 
 def flash_bytes(model, policy: Policy) -> int:
-    """Total flash bytes: packed weights + extras over all nodes (see :func:`report`)."""
+    """Total flash bytes: packed weights + extras over all nodes (see :func:`report`).
+
+    Raises:
+        ValueError: as :func:`report`.
+    """
     return int(report(model, policy)["flash_bytes"].sum())
 
 
-def peak_ram_bytes(model, policy: Policy, softmax: str = "int8") -> int:
-    """Peak activation RAM: for chains the largest input + output of a node (the paper's rule),
-    for other graphs the largest sum of tensors alive at one step (see :func:`report`)."""
-    g = mem_graph(model, softmax)
-    _check(g.nodes, policy)
-    act = dict(zip(policy.layers, policy.act_bits))
-    if g.chain:
-        return int(report(model, policy, softmax)["ram_bytes"].max())
-    return int(max(g.live_bytes(act)))
+def peak_ram_bytes(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True) -> int:
+    """Peak activation RAM: for chains the largest input + output of a node (the paper's rule)
+    or of a pad / pool / softmax step, whichever is larger; for other graphs the largest sum of
+    tensors alive at one step (see :func:`report`). Never below the arena of the C export with
+    ``overlap=False, fuse_add=False`` and the same ``fuse_pool`` (module docstring).
+
+    Arguments:
+        model, policy, softmax, fuse_pool: as :func:`report`.
+
+    Raises:
+        ValueError: as :func:`report`.
+    """
+    return int(report(model, policy, softmax, fuse_pool).attrs["peak_ram_bytes"])
 
 
 def ram_per_node(node_list: list[Node], act_bits: list[int], last_bits: int = LOGIT_BITS

@@ -26,7 +26,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tinyopt.front.checks import check_images
-from tinyopt.mixed import build, quantizers
+from tinyopt.mixed import build, dag, quantizers
 from tinyopt.mixed.graph_layers import QuantAdd, QuantConcat
 from tinyopt.mixed.layers import QuantCompute, QuantModel
 from tinyopt.mixed.policy import Policy
@@ -181,13 +181,15 @@ def calibrate(model: keras.Model, policy: Policy, calibration: np.ndarray,
         chosen per layer.
 
     Raises:
-        ValueError: as :func:`tinyopt.qat.quantize_mixed`, an unknown method or empty
-            calibration data.
+        ValueError: as :func:`tinyopt.qat.quantize_mixed` (a layer a later stage refuses,
+            :func:`tinyopt.mixed.dag.check_supported`, before any calibration pass), an unknown
+            method or empty calibration data.
     """
     if weights not in WEIGHT_METHODS:
         raise ValueError(f"weights must be one of {WEIGHT_METHODS}, got {weights!r}")
     if activations not in ACT_METHODS:
         raise ValueError(f"activations must be one of {ACT_METHODS}, got {activations!r}")
+    dag.check_supported(model)  # what icn.convert refuses, before any calibration pass
     calibration = np.asarray(check_images(calibration, model, "calibration",
                                           "ptq.quantize_mixed"), np.float32)
     qmodel = build.quantize_mixed(model, policy, freeze_bn_after=freeze_bn_after,

@@ -71,6 +71,9 @@ def _budget_error(graph, flash_budget, ram_budget, granularity, bits, what, last
         ram = ram_per_node(node_list, [lo] * n, last_bits)
         min_ram = max(ram)
         where = node_list[ram.index(min_ram)].name
+        extra, at = graph.uncovered_peak({node.name: lo for node in node_list})
+        if extra > min_ram:  # a pad / pool step needs more than any policy layer
+            min_ram, where = extra, graph.steps[at][0]
     else:
         live = graph.live_bytes({node.name: lo for node in node_list})
         min_ram = max(live)
@@ -176,14 +179,17 @@ def _controllers(graph, name, bits) -> set | None:
     return out
 
 
-def _live_rule(graph, ram_budget, bits_allowed, trace):
+def _live_rule(graph, ram_budget, bits_allowed, trace, start: list | None = None):
     """[M2] generalised to graphs with branches: while the bytes alive at some step exceed the
     budget, take the earliest step with the largest live bytes and cut, among the tensors alive
     there that can still be cut, the one with the most bytes (a tie: the one written first) one
     allowed bit width lower (an add / concatenation / pool output is cut through the layers
-    whose outputs set its bits). Returns output bits per policy layer, or None when the peak
-    cannot be brought under the budget. At most n * (len(bits) - 1) cuts."""
+    whose outputs set its bits). ``start``: output bits per policy layer to start from (default:
+    all at the largest allowed width). Returns output bits per policy layer, or None when the
+    peak cannot be brought under the budget. At most n * (len(bits) - 1) cuts."""
     q = {node.name: max(bits_allowed) for node in graph.nodes}
+    if start is not None:
+        q = {node.name: int(b) for node, b in zip(graph.nodes, start)}
     life = graph.lifetimes()
     order = {t: i for i, t in enumerate(graph.tensors)}
     for step in range(len(q) * (len(bits_allowed) - 1) + 1):
@@ -248,7 +254,8 @@ def _weight_rule(node_list, flash_budget, act_bits, granularity, delta, bits, tr
 
 
 def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granularity: str = "PL",
-                  delta: float = 0.05, bits=(8, 4, 2), softmax: str = "int8") -> Policy:
+                  delta: float = 0.05, bits=(8, 4, 2), softmax: str = "int8",
+                  fuse_pool: bool = True) -> Policy:
     """The paper's memory-driven mixed-precision rule (docs/mixed_precision.md#weight-rule-m1,
     docs/mixed_precision.md#activation-rule-m2).
 
@@ -261,6 +268,13 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
     largest share (among layers still above the lowest bits) minus ``delta`` drops to the next
     lower allowed bit width. With PL, a layer is FB when its weights and output are 8-bit, else
     ICN (so a weight cut can raise its extras); with PC every layer is ICN.
+
+    Chains with pads or pools (or a softmax head): a step between two policy layers holds its
+    input and its output too, which the per-node rule does not see. When one of them still
+    exceeds the budget after [M2], :func:`_live_rule` continues from [M2]'s bits until every
+    step fits (the tensors there are cut through the layers that set their bits), so the policy
+    fits :func:`tinyopt.mixed.memory.peak_ram_bytes`. On a chain without such steps (every
+    MobileNetV1 budget of the paper) this changes nothing.
 
     Graphs with branches (residual adds, concatenations): the activation rule becomes
     :func:`_live_rule`: while the largest sum of tensors alive at one step (the memory model of
@@ -283,6 +297,8 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
         bits: allowed bit widths, a subset of (8, 4, 2); everything starts at the largest.
         softmax: "int8" or "logits" (the model's softmax head, see
             :func:`tinyopt.qat.quantize_mixed`; it sets the bytes of the last output).
+        fuse_pool: the C export's ``fuse_pool`` the RAM budget is for (see
+            :func:`tinyopt.mixed.memory.peak_ram_bytes`).
 
     Returns:
         A :class:`Policy`; ``trace`` lists every cut in order (phase "activation" then
@@ -293,7 +309,8 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
             flash and peak RAM reachable.
         ValueError: bad granularity, delta or bits; a budget that is not a finite positive
             number of bytes (NaN, Inf, 0, negative) or not a size string; a model layer the
-            memory model cannot account for (named, see :func:`tinyopt.mixed.memory.nodes`).
+            memory model cannot account for or a later stage refuses (named, see
+            :func:`tinyopt.mixed.memory.nodes` and :func:`tinyopt.mixed.dag.check_supported`).
         TypeError: a budget that is neither a number nor a string.
     """
     from tinyopt.mixed.memory import mem_graph
@@ -306,7 +323,7 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
         raise ValueError(f"bits must be a non-empty subset of {ALLOWED_BITS}, got {bits}")
     flash_bytes = parse_bytes(flash_bytes, "flash_bytes")
     ram_bytes = parse_bytes(ram_bytes, "ram_bytes")
-    graph = mem_graph(model, softmax)
+    graph = mem_graph(model, softmax, fuse_pool)
     node_list = graph.nodes
     last_t = next(t for t in graph.tensors.values() if t.layer == node_list[-1].name)
     last_bits = 8 if last_t.kind == "int8" else (32 if last_t.kind == "logits" else None)
@@ -315,6 +332,9 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
         act = _activation_rule(node_list, ram_bytes, bits, trace, last_bits)
         if act is not None:
             act[-1] = max(bits)  # logits: not cut (counted as deployed by the memory model)
+            extra, _ = graph.uncovered_peak(dict(zip([n.name for n in node_list], act)))
+            if extra > ram_bytes:  # a pad / pool step the per-node rule does not see
+                act = _live_rule(graph, ram_bytes, bits, trace, start=act)
     else:
         act = _live_rule(graph, ram_bytes, bits, trace)
     if act is None:
