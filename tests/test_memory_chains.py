@@ -215,6 +215,11 @@ def test_dilation_is_refused_by_every_entry_point_before_training(op, no_trainin
     # the whole sub-byte chain (PTQ -> QAT -> integer graph): refused before QAT trains
     _refuses(lambda: subbyte.quantize_chain(m, p, x, (x, np.zeros(16, int)),
                                             qat_data=(x, np.zeros(16, int))))
+    # a sequence that prunes (trains) first is refused by its validation, before pruning
+    from tinyopt.pipeline import grammar, sequence
+    _refuses(lambda: grammar.validate("prune>w4a4>qat>int", m))
+    data = (x, np.zeros(16, int), x, np.zeros(16, int))
+    _refuses(lambda: sequence.run("prune>w4a4>qat>int", m, data))
 
 
 def test_conv1d_dilation_and_several_layers_are_named_at_once():

@@ -285,7 +285,8 @@ def validate(spec, model=None, decompose_rank: int = 1) -> list[str]:
             a step after ``mcu``, ``int`` without an integer model, a transform repeated or after
             qat, QAT twice, a policy without ptq/qat, a converter label that would be false after
             qat, decompose after prune; a budget no bit assignment meets (the message gives the
-            smallest reachable flash and RAM).
+            smallest reachable flash and RAM); with ``model``, a layer the sub-byte flow cannot
+            deploy (:func:`tinyopt.mixed.dag.check_supported`: a dilated convolution, ...).
     """
     steps = parse_steps(spec)
     text = ">".join(s.text for s in steps)
@@ -303,6 +304,8 @@ def validate(spec, model=None, decompose_rank: int = 1) -> list[str]:
     if subbyte(steps):
         _check_subbyte(steps, text)
         if model is not None:
+            from tinyopt.mixed import dag
+            dag.check_supported(model)  # before pruning or training, not after them
             check_budget(steps, model, decompose_rank, text)
     else:
         _check_litert(steps, text)
