@@ -436,9 +436,11 @@ int model_run(const uint8_t *in, uint8_t *out)
 
 
 def reference_output(graph: IntegerGraph, x: np.ndarray) -> np.ndarray:
-    """``tinyopt.sim.run(graph, x)`` flattened per image: what the C model must output."""
+    """What the C model must output: ``tinyopt.sim.run`` flattened per image, on the numpy
+    reference engine (the simulator's fast engine runs C kernels of its own, and C is checked
+    against an independent implementation, never against C)."""
     from tinyopt.integer import sim
-    return np.asarray(sim.run(graph, x)).reshape(len(x), -1).astype(np.int64)
+    return np.asarray(sim.run(graph, x, engine="reference")).reshape(len(x), -1).astype(np.int64)
 
 
 # ------------------------------------------------------------------------------ memory model view

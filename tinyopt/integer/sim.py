@@ -15,6 +15,18 @@ entry.
   topological order, one handler per node kind (:data:`HANDLERS`), including TFLite's int8 ADD,
   QUANTIZE and the fixed-point SOFTMAX (:func:`softmax_int8`, gemmlowp arithmetic).
 
+Two engines, the same bits. ``run(..., engine="reference")`` is this module's numpy, the
+readable definition of the arithmetic (and what generated C is checked against). The default
+``engine="fast"`` runs every convolution, depthwise, dense and ADD node that it can prove exact
+through the C kernels of :mod:`tinyopt.integer.sim_fast` (compiled once with the host compiler):
+numpy cannot fuse the int64 requantization's dozen passes, and BLAS runs the skinny products of
+these networks far below peak, while one C pass per layer (AVX-512 VNNI byte products, then the
+flavour's int64 requantization vectorized over channels) is about ten times faster and makes the
+simulator at least as fast as LiteRT's builtin kernels on the MLPerf Tiny models
+(benchmarks/bench_sim_mlperf.py). Every other node, every node without the static no-overflow
+proof (so ``wrap32`` and OverflowError are untouched), and every node when no C compiler works
+runs on the reference engine. tests/test_sim_fast.py checks both engines bit for bit.
+
 Exactness of the matrix products. Convolutions and dense layers are im2col + matmul. A float
 matmul is used only where it is provably exact: every term |w - z_w| * |x - z_x| is an integer
 <= wmax * xmax, so every partial sum, in any order and with or without FMA, is an integer of
@@ -34,6 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinyopt.integer import sim_fast
 from tinyopt.integer.arith import quantize_real
 from tinyopt.integer.from_litert import graph_from_tflite
 from tinyopt.integer.graph import COMPUTE_KINDS, IntegerGraph, IntegerLayer
@@ -546,8 +559,11 @@ def _forward(graph_plan, x: np.ndarray, input_name: str, output_names: list, wra
     return [values[t] for t in output_names]
 
 
+ENGINES = ("fast", "reference")
+
+
 def run(graph: IntegerGraph, x: np.ndarray, trace: bool = False, wrap32: bool = False,
-        batch_size: int = 256):
+        batch_size: int = 256, *, engine: str = "fast", _fast_cache: dict | None = None):
     """Run an IntegerGraph on a batch of integer inputs, bit-exactly, node by node in a
     topological order (one handler per node kind, :data:`HANDLERS`).
 
@@ -558,6 +574,10 @@ def run(graph: IntegerGraph, x: np.ndarray, trace: bool = False, wrap32: bool = 
         wrap32: emulate int32 wrap-around of the accumulators (default: raise OverflowError
             where the 32-bit device arithmetic would wrap).
         batch_size: images per internal chunk (small chunks keep intermediates in cache).
+        engine: "fast" (default: the C kernels of :mod:`tinyopt.integer.sim_fast` on every node
+            they provably compute exactly, this module's numpy elsewhere and when no C compiler
+            works) or "reference" (this module's numpy only: the readable definition, and what
+            generated C is checked against). Both give the same bits and raise the same errors.
 
     Returns:
         int32 array [N, *output shape] of the graph's output (a list of arrays, one per output,
@@ -565,9 +585,12 @@ def run(graph: IntegerGraph, x: np.ndarray, trace: bool = False, wrap32: bool = 
         node (in execution order; the last entry is the last node's output).
 
     Raises:
-        TypeError, ValueError: bad input dtype, shape or range; an invalid graph.
+        TypeError, ValueError: bad input dtype, shape or range; an invalid graph; an unknown
+            engine.
         OverflowError: int32 overflow with ``wrap32=False``.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: choose one of {ENGINES}")
     graph.validate()
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.integer):
@@ -583,13 +606,23 @@ def run(graph: IntegerGraph, x: np.ndarray, trace: bool = False, wrap32: bool = 
     if batch_size < 1 or len(x) == 0:
         raise ValueError(f"need at least one image and batch_size >= 1, got {len(x)} images "
                          f"and batch_size {batch_size}")
-    graph_plan = _plan(graph)
+    if _fast_cache is not None and engine in _fast_cache:  # run_tflite's parsed model
+        graph_plan, fast = _fast_cache[engine]
+    else:
+        graph_plan = _plan(graph)
+        fast = sim_fast.prepare(graph_plan) if engine == "fast" else None
+        if _fast_cache is not None:
+            _fast_cache[engine] = graph_plan, fast
     names = graph.output_names()
     chunks = {graph.layers[i].name: [] for i in graph.order()} if trace else None
     outputs = []
     for start in range(0, len(x), batch_size):
-        outputs.append(_forward(graph_plan, x[start:start + batch_size], graph.input_name,
-                                names, wrap32, chunks))
+        chunk = x[start:start + batch_size]
+        if fast:
+            outputs.append(sim_fast.forward(graph_plan, chunk, graph.input_name, names, wrap32,
+                                            chunks, HANDLERS, fast))
+        else:
+            outputs.append(_forward(graph_plan, chunk, graph.input_name, names, wrap32, chunks))
     if trace:
         return {k: np.concatenate(v) for k, v in chunks.items()}
     result = [np.concatenate([chunk[k] for chunk in outputs]) for k in range(len(names))]
@@ -630,8 +663,24 @@ def _tflite_input_codes(graph: IntegerGraph, x) -> np.ndarray:
     return x
 
 
+_PARSED: dict = {}  # (flatbuffer, flavour) -> (graph, prepared engines), a few recent models
+_PARSED_MAX = 8
+
+
+def _parsed(tflite_bytes: bytes, flavour: str):
+    """The graph of a flatbuffer (parsed once per process; the key is the bytes themselves, so
+    a different model never hits) and the engines' prepared plans, kept private to run_tflite
+    (nothing outside can mutate the cached graph)."""
+    key = (bytes(tflite_bytes), flavour)
+    if key not in _PARSED:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = graph_from_tflite(tflite_bytes, flavour=flavour), {}
+    return _PARSED[key]
+
+
 def run_tflite(tflite_bytes: bytes, x: np.ndarray, trace: bool = False, wrap32: bool = False,
-               batch_size: int = 256, *, flavour: str = "litert"):
+               batch_size: int = 256, *, flavour: str = "litert", engine: str = "fast"):
     """Run a full-int8 LiteRT model with the simulator.
 
     Arguments:
@@ -643,6 +692,7 @@ def run_tflite(tflite_bytes: bytes, x: np.ndarray, trace: bool = False, wrap32: 
         trace, wrap32, batch_size: as :func:`run`.
         flavour: "litert" (LiteRT's reference kernels, BUILTIN_REF) or "tflm" (TensorFlow Lite
             Micro with CMSIS-NN); see :func:`tinyopt.integer.from_litert.graph_from_tflite`.
+        engine: as :func:`run`.
 
     Returns:
         int8 output codes [N, ...] (with ``trace``: a dict node name -> int8 output).
@@ -652,9 +702,10 @@ def run_tflite(tflite_bytes: bytes, x: np.ndarray, trace: bool = False, wrap32: 
         ValueError: as :func:`graph_from_tflite`, or inputs that do not fit the model (shape,
             NaN/Inf, values on the wrong scale).
     """
-    graph = graph_from_tflite(tflite_bytes, flavour=flavour)
+    graph, prepared = _parsed(tflite_bytes, flavour)
     x = _tflite_input_codes(graph, x)
-    out = run(graph, x, trace=trace, wrap32=wrap32, batch_size=batch_size)
+    out = run(graph, x, trace=trace, wrap32=wrap32, batch_size=batch_size, engine=engine,
+              _fast_cache=prepared)
     if trace:
         return {k: v.astype(np.int8) for k, v in out.items()}
     if isinstance(out, list):

@@ -39,8 +39,9 @@ def _check_policy(block_list: list, policy: Policy) -> list[str]:
         raise TypeError(f"policy must be a tinyopt.policy.Policy, got {type(policy).__name__}")
     if list(policy.layers) != names:
         raise ValueError(f"the policy's layers {list(policy.layers)} do not match the model's "
-                         f"compute layers {names} (same names, same graph order); build it with "
-                         "Policy.uniform(model, ...) or from tinyopt.mixed.dag.policy_layers(model)")
+                         f"compute layers {names} (same names, same graph order); build it "
+                         "with Policy.uniform(model, ...) or from "
+                         "tinyopt.mixed.dag.policy_layers(model)")
     return names
 
 

@@ -199,7 +199,7 @@ def _inbound(layer) -> list[str]:
                              "with one layer per call")
     inbound = nodes[0].inbound_layers
     inbound = inbound if isinstance(inbound, (list, tuple)) else [inbound]
-    return [l.name for l in inbound]
+    return [layer.name for layer in inbound]
 
 
 def _relu(layer) -> str | None:
