@@ -14,12 +14,16 @@ RESULTS   ?= results
 PAPERMILL := $(VENV)/bin/tinyopt run
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
+# Tests run on every core (pytest-xdist): a file's tests on one worker, each notebook run a group
+# of its own (tests/conftest.py). TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+PYTEST_PAR := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 .PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory any_graph latency mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
-	@echo "make test        run the whole test suite, as CI does (target: 10 minutes; about 20 now)"
+	@echo "make test        run the whole test suite, as CI does, on every core (under 10 minutes)"
 	@echo "make test-fast   the suite without training or notebook runs (under 2 minutes)"
 	@echo "make setup       create $(VENV) and install tinyopt[dev] (quick when already done)"
 	@echo "make data        fetch and verify MNIST and Fashion-MNIST into data/"
@@ -51,11 +55,11 @@ data: setup
 # TINYOPT_REQUIRE_DATA: the data were just fetched, so a test that cannot find them fails
 # instead of skipping.
 test: setup data
-	TINYOPT_REQUIRE_DATA=1 $(PY) -m pytest $(PYTEST_ARGS)
+	TINYOPT_REQUIRE_DATA=1 $(PY) -m pytest $(PYTEST_PAR) $(PYTEST_ARGS)
 
 # No training and no notebook runs (those tests are marked slow): under 2 minutes on 2 cores.
 test-fast: setup data
-	TINYOPT_REQUIRE_DATA=1 $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	TINYOPT_REQUIRE_DATA=1 $(PY) -m pytest $(PYTEST_PAR) -m "not slow" $(PYTEST_ARGS)
 
 # $(call per_dataset,NOTEBOOK_STEM,RESULTS_SUBFOLDER): run a notebook once per dataset with its
 # default parameters, the executed copy next to its tables; prints the wall time.

@@ -97,6 +97,68 @@ def seed_cnn_fashion(fashion):
     return model
 
 
+# ------------------------------------------------------------------------------ caches
+def pytest_configure(config):
+    """One compile cache per test run (the simulator's fast kernels, the C kernels' objects:
+    ``tinyopt.files.cache_dir``), in a temporary folder, shared by the xdist workers (they
+    inherit the variable) and removed at the end; never the user's ~/.cache."""
+    if hasattr(config, "workerinput"):
+        return
+    import tempfile
+    folder = tempfile.mkdtemp(prefix="tinyopt-test-cache-")
+    config._tinyopt_cache = (folder, os.environ.get("TINYOPT_CACHE"))
+    os.environ["TINYOPT_CACHE"] = folder
+
+
+def pytest_unconfigure(config):
+    saved = getattr(config, "_tinyopt_cache", None)
+    if saved is None:
+        return
+    import shutil
+    folder, before = saved
+    shutil.rmtree(folder, ignore_errors=True)
+    if before is None:
+        os.environ.pop("TINYOPT_CACHE", None)
+    else:
+        os.environ["TINYOPT_CACHE"] = before
+
+
+# ------------------------------------------------------------------------------ xdist
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n N --dist loadgroup`` (what ``make test`` runs): the tests of one file
+    share a worker, so a module or session fixture (a trained model, a built program) is built
+    once, as in a serial run; the notebook runs, the longest tests, are one group each, so they
+    spread over the workers (notebook 05's QEMU test shares its notebook's group and run)."""
+    if not getattr(config.option, "loadgroup", False) and config.getoption("dist", "no") != "loadgroup":
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        group = item.nodeid.split("::")[0]
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if group.endswith("test_notebooks.py") and "stem" in params:
+            group = f"notebook {params['stem']}"
+        elif item.name == "test_05_deploy_under_qemu":
+            group = "notebook 05_deploy"
+        item.add_marker(pytest.mark.xdist_group(group))
+    # Longest groups first (measured with --durations), so that no long group starts last
+    # while the other worker idles. Order only: every test still runs.
+    first = {g: i for i, g in enumerate(HEAVY_FIRST)}
+
+    def rank(item):
+        group = item.get_closest_marker("xdist_group").args[0]
+        return first.get(group, len(first))
+    items.sort(key=rank)  # stable: a group's tests keep their order and stay together
+
+
+HEAVY_FIRST = ["notebook 02_subbyte_qat", "notebook 01_multicomponent", "notebook 05_deploy",
+               "notebook 04_integer_only", "tests/test_deploy_dag.py", "tests/test_determinism.py",
+               "notebook 08_any_graph", "notebook 06_iso_memory", "tests/test_sim_fast.py",
+               "tests/test_tflite_fuzz.py", "tests/test_icn_convert.py",
+               "tests/test_experiments.py", "tests/test_kernels_m7.py"]
+
+
 @pytest.fixture(autouse=True)
 def _quiet_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

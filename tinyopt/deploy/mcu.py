@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyopt.deploy.codegen import C_DIR, Export, pack_tensor, unpack_tensor
+from tinyopt.files import cache_dir
 from tinyopt.names import path_component, path_slug
 
 MCU_DIR = C_DIR / "mcu"
@@ -66,6 +67,79 @@ def _compile(cmd, what: str) -> None:
                          f"{proc.returncode}):\n{proc.stdout}{proc.stderr}")
 
 
+# ------------------------------------------------------------------------------ object cache
+# The kernels (tinyopt_nn.c) and the M7 startup code are the same for every model, and
+# compiling them is about half of a build: their objects are compiled once per content and
+# reused. The key covers everything the object depends on: the compiler (path and version),
+# the flags, and the bytes of the source and of every header it includes with "..." (found
+# recursively; system headers come with the compiler version). A model's own sources
+# (model.c, the harnesses) include model.h and are always compiled.
+OBJ_CACHE_ENV = "TINYOPT_OBJ_CACHE"  # "off": no object cache
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+_compiler_ids: dict[str, str] = {}
+
+
+def _compiler_id(cc: str) -> str:
+    if cc not in _compiler_ids:
+        proc = _run([cc, "--version"])
+        _compiler_ids[cc] = f"{shutil.which(cc)}\n{proc.stdout}"
+    return _compiler_ids[cc]
+
+
+def _source_closure(source: Path, include_dirs) -> list[tuple[str, bytes]]:
+    """(name, bytes) of ``source`` and of every header it includes with quotes, recursively."""
+    seen, todo, out = set(), [Path(source)], []
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        data = path.read_bytes()
+        out.append((path.name, data))
+        for name in _INCLUDE.findall(data.decode("utf-8", "replace")):
+            for folder in (path.parent, *map(Path, include_dirs)):
+                if (folder / name).is_file():
+                    todo.append(folder / name)
+                    break
+    return sorted(out)
+
+
+def obj_cache_dir() -> Path | None:
+    """The object cache folder (``<tinyopt.files.cache_dir()>/objects``), or None when
+    ``$TINYOPT_OBJ_CACHE`` is ``off`` (every build compiles everything)."""
+    import os
+    if os.environ.get(OBJ_CACHE_ENV) == "off":
+        return None
+    return cache_dir("objects")
+
+
+def _object(cc: str, flags, source: Path, include_dirs, what: str) -> Path:
+    """``source`` compiled with ``flags`` (``-c``), from the object cache when an identical
+    compile already ran; the source itself when caching is off."""
+    import hashlib
+    import os
+    cache = obj_cache_dir()
+    if cache is None:
+        return Path(source)
+    h = hashlib.sha256(_compiler_id(cc).encode())
+    for part in map(str, flags):  # not the folders: the headers' bytes are hashed below
+        h.update(b"\0" + part.encode())
+    for name, data in _source_closure(source, include_dirs):
+        h.update(b"\0" + name.encode() + b"\0" + hashlib.sha256(data).digest())
+    obj = cache / f"{Path(source).stem}-{h.hexdigest()[:24]}.o"
+    if not obj.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / f".{obj.name}.{os.getpid()}.tmp"
+        try:
+            incs = [a for d in include_dirs for a in ("-I", d)]
+            _compile([cc, *flags, *incs, "-c", source, "-o", tmp], what)
+            os.replace(tmp, obj)  # whole or absent, also with builds in parallel
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return obj
+
+
 # ------------------------------------------------------------------------------ host
 
 def build_host(export: Export, cc: str = "gcc", build_dir=None) -> Path:
@@ -88,7 +162,8 @@ def build_host(export: Export, cc: str = "gcc", build_dir=None) -> Path:
     src = Path(export.out_dir)
     out = Path(build_dir or src) / "model_host"
     out.parent.mkdir(parents=True, exist_ok=True)
-    _compile([cc, *HOST_CFLAGS, "-I", src, src / "model.c", src / "tinyopt_nn.c",
+    kernels = _object(cc, HOST_CFLAGS, src / "tinyopt_nn.c", [src], "host build (kernels)")
+    _compile([cc, *HOST_CFLAGS, "-I", src, src / "model.c", kernels,
               C_DIR / "harness_host.c", "-o", out], "host build")
     return out
 
@@ -240,9 +315,15 @@ def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE) -> P
     out_dir = Path(build_dir or src / "mcu")
     out_dir.mkdir(parents=True, exist_ok=True)
     elf = out_dir / "model.elf"
-    _compile(["arm-none-eabi-gcc", *MCU_CFLAGS, "-I", src, "-I", MCU_DIR,
-              src / "model.c", src / "tinyopt_nn.c", MCU_DIR / "harness_mcu.c",
-              MCU_DIR / "startup.c", "-nostdlib", "-T", MCU_DIR / "mps2_an500.ld",
+    cc = "arm-none-eabi-gcc"
+    kernels = _object(cc, MCU_CFLAGS, src / "tinyopt_nn.c", [src, MCU_DIR],
+                      "Cortex-M7 build (kernels)")
+    startup = _object(cc, MCU_CFLAGS, MCU_DIR / "startup.c", [MCU_DIR],
+                      "Cortex-M7 build (startup)")
+    # the same objects in the same order as one compile of the four sources: the same ELF
+    _compile([cc, *MCU_CFLAGS, "-I", src, "-I", MCU_DIR,
+              src / "model.c", kernels, MCU_DIR / "harness_mcu.c",
+              startup, "-nostdlib", "-T", MCU_DIR / "mps2_an500.ld",
               f"-Wl,--defsym=STACK_SIZE={int(stack_size)}", "-Wl,--gc-sections",
               f"-Wl,-Map={out_dir / 'model.map'}", "-o", elf, "-lgcc"], "Cortex-M7 build")
     return elf

@@ -1,0 +1,57 @@
+"""The kernel object cache of tinyopt.deploy.mcu: a cached build is the build without the cache
+(same outputs, same sections), and a change to the kernels' sources or flags is never served a
+stale object."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.test_codegen import _inputs, coverage_graph
+from tinyopt.deploy import codegen, mcu
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYOPT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "objects"
+
+
+def test_cached_host_build_equals_uncached(tmp_path, cache, monkeypatch):
+    g = coverage_graph(0, "tflite_double", True)
+    x = _inputs(g, 12, 0)
+    export = codegen.export_c(g, tmp_path / "src")
+    first = mcu.run_host(mcu.build_host(export, build_dir=tmp_path / "a"), export, x)
+    objects = sorted(cache.glob("*.o"))
+    assert [o.name.split("-")[0] for o in objects] == ["tinyopt_nn"]
+    mtime = objects[0].stat().st_mtime_ns
+    second = mcu.run_host(mcu.build_host(export, build_dir=tmp_path / "b"), export, x)
+    assert objects[0].stat().st_mtime_ns == mtime, "the cached object was compiled again"
+    monkeypatch.setenv(mcu.OBJ_CACHE_ENV, "off")
+    plain = mcu.run_host(mcu.build_host(export, build_dir=tmp_path / "c"), export, x)
+    np.testing.assert_array_equal(first, plain)
+    np.testing.assert_array_equal(second, plain)
+
+
+def test_a_changed_kernel_source_is_compiled_again(tmp_path, cache):
+    g = coverage_graph(1, "floor", False)
+    export = codegen.export_c(g, tmp_path / "src")
+    mcu.build_host(export, build_dir=tmp_path / "a")
+    header = tmp_path / "src" / "tn_arith.h"  # included by tinyopt_nn.c through tinyopt_nn.h
+    header.write_text(header.read_text() + "\n/* changed */\n")
+    mcu.build_host(export, build_dir=tmp_path / "b")
+    assert len(list(cache.glob("tinyopt_nn-*.o"))) == 2
+    broken = tmp_path / "src" / "tinyopt_nn.c"  # a compile error is reported, not cached
+    broken.write_text(broken.read_text() + "\nthis is not C;\n")
+    with pytest.raises(mcu.BuildError, match="kernels"):
+        mcu.build_host(export, build_dir=tmp_path / "c")
+    assert len(list(cache.glob("tinyopt_nn-*.o"))) == 2 and not list(cache.glob(".*"))
+
+
+def test_cached_mcu_build_equals_uncached(qemu, tmp_path, cache, monkeypatch):
+    g = coverage_graph(2, "tflite_single", True)
+    export = codegen.export_c(g, tmp_path / "src")
+    cached = mcu.section_sizes(mcu.build_mcu(export, build_dir=tmp_path / "a"))
+    assert {o.name.split("-")[0] for o in cache.glob("*.o")} == {"tinyopt_nn", "startup"}
+    monkeypatch.setenv(mcu.OBJ_CACHE_ENV, "off")
+    plain = mcu.section_sizes(mcu.build_mcu(export, build_dir=tmp_path / "b"))
+    assert cached == plain
