@@ -160,6 +160,9 @@ def test_recommend_without_a_device_is_unchanged_and_says_when_nothing_fits():
     ([], "no results to recommend from.*run_many"),
     (__import__("pandas").DataFrame(), "no results to recommend from"),
     ([{"name": "int8", "acc": 0.9}], r"needs the columns \['variant', 'accuracy'\]"),
+    ([{"variant": "float32", "accuracy": 0.9, "size_bytes": 100},   # no host latency measured
+      {"variant": "int8", "accuracy": 0.9, "size_bytes": 30}],
+     r"needs the columns \['latency_ms_median'\]"),
 ])
 def test_recommend_refuses_empty_or_foreign_results(results, message):
     with pytest.raises(ValueError, match=message):

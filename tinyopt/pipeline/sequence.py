@@ -360,6 +360,11 @@ def recommend(results, tolerance_pt: float = 0.5, flash_bytes=None,
         size_col, speed_col, lo, hi = ("size_bytes", "latency_ms_median", "latency_ms_p10",
                                        "latency_ms_p90")
     criteria = ("smallest", "most_accurate", "fastest")
+    absent = [c for c in (size_col, speed_col) + (("elf_ram_bytes",) if device else ())
+              if c not in df.columns]
+    if absent and not fit.empty:
+        raise ValueError(f"recommend needs the columns {absent} in results (it has "
+                         f"{list(df.columns)}); pass the rows of sequence.run / run_many")
     if fit.empty:
         dep = df[df.get("elf_flash_bytes", pd.Series(dtype=float)).notna()] if device else df
         closest = (dep.loc[dep[size_col].idxmin()]
