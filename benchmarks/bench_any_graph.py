@@ -1,6 +1,6 @@
 """The four trained MLPerf Tiny Keras models through the sub-byte path (issue 15 acceptance).
 
-Per model and policy (w8a8 and w4a4, PL; ``tinyopt.pipeline.any_graph``):
+Per model and policy (w8a8 and w4a4, PL; ``tinyopt.studies.any_graph``):
 
 1. PTQ on ``N_CAL`` calibration inputs, :func:`tinyopt.icn.convert`, and the integer simulator
    against the fake-quant model on ``N_EVAL`` other inputs: top-1 agreement, and the largest
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import tinyopt  # noqa: E402,F401
 from tinyopt.front.zoo import MLPERF_TINY  # noqa: E402
 from tinyopt.mixed.policy import Policy  # noqa: E402
-from tinyopt.pipeline import any_graph  # noqa: E402
+from tinyopt.studies import any_graph  # noqa: E402
 from tinyopt.workbench.report import write_csv  # noqa: E402
 
 N_CAL, N_EVAL, N_HOST = 500, 1000, 200

@@ -130,7 +130,8 @@ def pytest_collection_modifyitems(config, items):
     share a worker, so a module or session fixture (a trained model, a built program) is built
     once, as in a serial run; the notebook runs, the longest tests, are one group each, so they
     spread over the workers (notebook 05's QEMU test shares its notebook's group and run)."""
-    if not getattr(config.option, "loadgroup", False) and config.getoption("dist", "no") != "loadgroup":
+    # a worker sees option.loadgroup (xdist resets its "dist" to "no"); a plain run, neither
+    if not getattr(config.option, "loadgroup", False):
         return
     for item in items:
         if item.get_closest_marker("xdist_group") is not None:

@@ -17,10 +17,10 @@ import tinyopt
 PKG = Path(tinyopt.__file__).resolve().parent
 # Bottom to top: a module may import only from its own stage or a stage below it.
 STAGES = ["files", "names", "integer", "front", "transforms", "litert", "mixed", "deploy",
-          "pipeline", "workbench"]
+          "pipeline", "studies", "workbench"]
 FACADES = {"data", "models", "train", "convert", "measure", "prune", "decompose", "graph",
            "sequence", "sim", "memory", "mcu", "codegen", "qat", "ptq", "policy", "icn"}
-PUBLIC = {  # the names issue 13 fixes as a contract: tinyopt.<module>.<name>
+PUBLIC = {  # the names README's "Public API" table fixes as a contract: tinyopt.<module>.<name>
     "sim": ["run", "run_tflite", "graph_from_tflite"], "icn": ["convert"],
     "ptq": ["quantize_mixed"], "qat": ["quantize_mixed", "quantize"],
     "policy": ["Policy", "memory_driven", "BudgetError"],
@@ -161,3 +161,48 @@ def test_fake_quant_model_roundtrips_through_load_model(tmp_path, granularity):
         if ea["type"] == "compute":
             np.testing.assert_array_equal(ea["weight_codes"], eb["weight_codes"])
             np.testing.assert_array_equal(ea["bias_codes"], eb["bias_codes"])
+
+
+def _readme_module_map() -> str:
+    """The code block of README.md's "The flow" section: the module map."""
+    readme = (PKG.parent / "README.md").read_text()
+    section = readme[readme.index("## The flow"):]
+    start = section.index("```\n") + 4
+    return section[start:section.index("```", start)]
+
+
+def _mapped_files(block: str) -> set[str]:
+    """Files the map names, relative to tinyopt/. A line starting with ``tinyopt/<dir>/`` opens
+    that folder (its indented lines name files in it); one starting with ``tinyopt/<file>`` goes
+    back to the package root. Names with a folder (``c/tn_m7.h``) are relative to the open one."""
+    import re
+    names, folder = set(), ""
+    for line in block.splitlines():
+        if line.startswith("tinyopt/"):
+            head = line.split()[0][len("tinyopt/"):]
+            folder = head if head.endswith("/") else ""
+        for token in re.findall(r"[\w./]+\.(?:py|c|h|ld)\b", line):
+            names.add(token[len("tinyopt/"):] if token.startswith("tinyopt/") else folder + token)
+    return names
+
+
+def test_readme_module_map_names_every_file():
+    """Every module (and C file) of tinyopt/ is in the README's module map, and the map names no
+    file that does not exist, so it cannot go stale either way."""
+    files = {p.relative_to(PKG).as_posix() for p in PKG.rglob("*")
+             if p.is_file() and p.suffix in (".py", ".c", ".h", ".ld") and "__pycache__" not in
+             p.parts and (p.name != "__init__.py" or p.parent == PKG)}
+    mapped = _mapped_files(_readme_module_map())
+    assert not files - mapped, f"README.md's module map does not name {sorted(files - mapped)}"
+    assert not mapped - files, \
+        f"README.md's module map names files that do not exist: {sorted(mapped - files)}"
+
+
+def test_module_map_parser_sees_folders():
+    """The map's reader resolves indented names in their folder, and a ``tinyopt/<file>`` line
+    goes back to the package root."""
+    block = ("tinyopt/files.py        x\ntinyopt/integer/        y\n"
+             "    sim.py   z (sim_kernels.c)\ntinyopt/deploy/\n    c/tn_m7.h  w\n"
+             "tinyopt/data.py  facades: models.py\n")
+    assert _mapped_files(block) == {"files.py", "integer/sim.py", "integer/sim_kernels.c",
+                                    "deploy/c/tn_m7.h", "data.py", "models.py"}

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from tinyopt.front import zoo
-from tinyopt.pipeline import real_models
+from tinyopt.studies import real_models
 
 
 def _have(name="ad_fcae"):

@@ -1,17 +1,36 @@
 """tinyopt: squeeze neural networks onto microcontrollers.
 
-The flow, one module per step::
+The package is organised by stage, one subpackage each, in the order a model flows (README.md,
+"The flow", maps every module)::
 
-    data -> models -> transforms (prune, qat, decompose, graph) -> convert
-         -> simulator / C export -> measure -> report
+    front -> transforms -> litert                       (the 8-bit LiteRT path)
+                       `-> mixed -> integer -> deploy   (the sub-byte path; a full-int8 .tflite
+                                                         also enters integer)
+
+- ``front``: data, model builders, training; ``transforms``: Keras Model -> Model (pruning,
+  decomposition, graph optimization); ``litert``: tfmot 8-bit QAT, ``.tflite`` conversion and
+  measurement;
+- ``mixed``: sub-byte policies, PTQ / QAT, the memory model and the memory-driven search,
+  lowering to the integer graph; ``integer``: the integer graph (the IR) and the bit-exact
+  simulator; ``deploy``: C export, run on the host and on a Cortex-M7 under QEMU;
+- ``pipeline``: sequences such as ``"prune>mixed(flash=16k,ram=8k)>qat>int>mcu"`` and the one
+  sub-byte chain; ``studies``: the notebooks' studies; ``workbench``: notebook parameters and
+  runs, sweeps, tables, figures, the ``tinyopt`` command;
+- ``files`` and ``names``: atomic writes and untrusted names, used by all.
+
+A module imports only from its own stage or an earlier one: files, names, integer, front,
+transforms, litert, mixed, deploy, pipeline, studies, workbench (``tests/test_layout.py``). The
+public API is the set of thin facades ``tinyopt.<name>`` (``data``, ``models``, ``train``,
+``prune``, ``decompose``, ``graph``, ``convert``, ``measure``, ``qat``, ``ptq``, ``policy``,
+``memory``, ``icn``, ``sim``, ``codegen``, ``mcu``, ``sequence``) over the stages (README.md,
+"Public API").
 
 Importing ``tinyopt`` prepares the TensorFlow environment *before* TensorFlow is imported:
 
 - ``TF_USE_LEGACY_KERAS=1``: tfmot works only with Keras 2 (``tf_keras``); every tinyopt model is
   built with ``tf_keras``.
 - ``TF_CPP_MIN_LOG_LEVEL=3``: TensorFlow's C++ log chatter (including the CUDA-probe "errors" on
-  CPU-only machines) is silenced, unless the user set
-  the variable already.
+  CPU-only machines) is silenced, unless the user set the variable already.
 
 TensorFlow itself is imported lazily by the submodules that need it, so ``import tinyopt`` is cheap.
 """

@@ -1,5 +1,5 @@
-"""C export of an :class:`tinyopt.intgraph.IntegerGraph`: portable C99, no malloc, bit-exact with
-:mod:`tinyopt.sim`.
+"""C export of an :class:`tinyopt.integer.graph.IntegerGraph`: portable C99, no malloc, bit-exact
+with :mod:`tinyopt.sim`.
 
 :func:`export_c` writes, into one folder:
 

@@ -2,11 +2,12 @@
 emulated Cortex-M7 (QEMU ``mps2-an500``), and measure it.
 
 - Host: :func:`build_host` (gcc, ``-std=c99 -Wall -Wextra -pedantic -Werror``) and
-  :func:`run_host` (images from a file through ``tinyopt/c/harness_host.c``).
+  :func:`run_host` (images from a file through ``tinyopt/deploy/c/harness_host.c``).
 - Cortex-M7: :func:`toolchain` says whether ``arm-none-eabi-gcc`` and ``qemu-system-arm`` are
-  installed (and why not); :func:`build_mcu` compiles with ``-mcpu=cortex-m7 -mthumb`` against
-  ``tinyopt/c/mcu`` (linker script: code at 0x00000000, RAM at 0x20000000; bare-metal startup
-  without a C library; semihosting I/O); :func:`section_sizes` reads ``arm-none-eabi-size -A``;
+  installed (and why not); :func:`build_mcu` compiles with ``-mcpu=cortex-m7 -mthumb``
+  against ``tinyopt/deploy/c/mcu`` (linker script: code at 0x00000000, RAM at 0x20000000;
+  bare-metal startup without a C library; semihosting I/O); :func:`section_sizes` reads
+  ``arm-none-eabi-size -A``;
   :func:`run_qemu` runs ``qemu-system-arm -M mps2-an500 -nographic -semihosting -icount shift=0
   -kernel model.elf`` in a folder holding ``in.bin`` and returns the outputs and the harness's
   measurements (:class:`McuRun`).

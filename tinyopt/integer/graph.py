@@ -537,7 +537,7 @@ class IntegerGraph:
     def quantize_input(self, x, rounding: str = "half_even") -> np.ndarray:
         """Float model-ready images -> the graph's integer input codes:
         clamp(round(x / S) + Z) over the input bits, computed in float32 like the fake-quant
-        input quantizer (:func:`tinyopt.quantizers.input_quant`), so the codes are identical.
+        input quantizer (:func:`tinyopt.mixed.quantizers.input_quant`), so the codes are identical.
 
         Arguments:
             x: float images [N, *input_shape].

@@ -1,21 +1,15 @@
 """tfmot's 8-bit quantization-aware training (QAT), the LiteRT path's QAT step.
 
 - :func:`quantize`: tfmot's 8-bit QAT (``quantize_model``), or tfmot's pruning-preserving 8-bit
-  scheme when the model is sparse, so that fine-tuning keeps the pruned zeros.
-- :func:`quantize_mixed`: tinyopt's own sub-byte (2/4/8-bit) fake-quant copy of a
-  Conv/DepthwiseConv/Dense (+BN) (+ReLU) chain model following a :class:`tinyopt.policy.Policy`
-  (PACT activations with floor, PL or PC weights, BN folded "FB" or kept "ICN"); the
-  quantizers themselves are in :mod:`tinyopt.quantizers`, its Keras layers in
-  :mod:`tinyopt.qlayers`, post-training calibration of the same model in :mod:`tinyopt.ptq`.
+  scheme when the model is sparse, so that fine-tuning keeps the pruned zeros;
+  :func:`quantize_model` returns the model with the scheme it used (:class:`QATResult`).
 
-Both return ordinary ``tf_keras`` models that train with :func:`tinyopt.train.fit`.
-
-Introspection of a sub-byte model: :func:`integer_params` (what the integer conversion needs,
-layer by layer: weight codes, zero points, scales, bias, BN, input/output grids, all computed by
-the quantizers of the forward pass), :func:`summary` (larq-style bits / bytes / MACs table),
-:func:`named_policy` ("w4a4", "mixed", ...). Models from :func:`quantize_mixed` are meant for
-training, evaluation and :func:`integer_params`; save them with ``save_weights`` (their layers are
-not registered for ``keras.models.load_model``).
+It returns an ordinary ``tf_keras`` model that trains with :func:`tinyopt.train.fit`. tinyopt's
+own sub-byte (2/4/8-bit) QAT is elsewhere: the fake-quant copy following a policy in
+:func:`tinyopt.mixed.build.quantize_mixed` (also ``tinyopt.qat.quantize_mixed``, with
+``integer_params``, ``summary`` and ``named_policy``), its quantizers in
+:mod:`tinyopt.mixed.quantizers`, its Keras layers in :mod:`tinyopt.mixed.layers` and
+:mod:`tinyopt.mixed.graph_layers`, post-training calibration in :mod:`tinyopt.mixed.ptq`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@
 The layers of graphs with branches (add, concatenation) and of the softmax head are in
 :mod:`tinyopt.mixed.graph_layers` (registered when :mod:`tinyopt.mixed.build`, i.e.
 ``tinyopt.qat`` / ``tinyopt.ptq``, is imported). The quantizer functions themselves are in
-:mod:`tinyopt.quantizers`.
+:mod:`tinyopt.mixed.quantizers`.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _source_scales(layer) -> list:
 
 @keras.utils.register_keras_serializable(package="tinyopt")
 class QuantInput(keras.layers.Layer):
-    """The 8-bit network input quantizer (:func:`tinyopt.quantizers.input_quant`).
+    """The 8-bit network input quantizer (:func:`tinyopt.mixed.quantizers.input_quant`).
 
     Arguments:
         lo, hi: the real input range (default [0, 1]: S = 1/255, Z = 0).

@@ -151,8 +151,9 @@ class Policy:
                 fold: str | None = None) -> "Policy":
         """The same weight bits ``w`` and activation bits ``a`` for every policy layer of
         ``model`` (a Keras model: its compute layers and standalone BatchNormalizations,
-        :func:`tinyopt.mixed.dag.policy_layers`; or a list of layer names). ``fold`` forces FB or ICN for every
-        layer but the last; by default the paper's rule (:func:`default_fold`) decides."""
+        :func:`tinyopt.mixed.dag.policy_layers`; or a list of layer names). ``fold`` forces FB
+        or ICN for every layer but the last; by default the paper's rule (:func:`default_fold`)
+        decides."""
         if isinstance(model, (list, tuple)):
             names = list(model)
         else:

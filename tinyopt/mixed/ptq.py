@@ -45,8 +45,8 @@ def _float_target(pre: np.ndarray, activation: str) -> np.ndarray:
 
 def _pact_np(pre: np.ndarray, alpha: float, bits: int, offset: bool,
              signed: bool = False) -> np.ndarray:
-    """NumPy mirror of :func:`tinyopt.quantizers.pact` (and ``pact_signed``) used only to score
-    alpha candidates."""
+    """NumPy mirror of :func:`tinyopt.mixed.quantizers.pact` (and ``pact_signed``) used only to
+    score alpha candidates."""
     if signed:
         half = 2 ** (bits - 1)
         s = alpha / half
@@ -67,7 +67,8 @@ def calibrate_alpha(pre: np.ndarray, bits: int, activation: str, method: str = "
         pre: pre-activation values (any shape).
         bits: output bits.
         activation: "relu", "relu6" or "signed" (the float target the MSE search compares
-            against; "signed": the identity, with :func:`tinyopt.quantizers.pact_signed`).
+            against; "signed": the identity, with
+            :func:`tinyopt.mixed.quantizers.pact_signed`).
         method: "percentile" (that percentile of the float activation) or "mse" (the candidate
             in (0, max] minimising the error of the quantized against the float activation).
         percentile: for ``method="percentile"``.

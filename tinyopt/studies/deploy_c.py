@@ -1,6 +1,7 @@
-"""Notebook 05 as functions: four integer graphs exported as C and checked bit-exact on the host
-(and on the emulated Cortex-M7), then their tables. Each graph goes through a :class:`Deployer`
-(:func:`tinyopt.pipeline.subbyte.deploy_graph`, non-strict: mismatches are counted, not raised).
+"""Notebook 05 (``05_deploy``) as functions: four integer graphs exported as C and checked
+bit-exact on the host (and on the emulated Cortex-M7), then their tables. Each graph goes through
+a :class:`Deployer` (:func:`tinyopt.pipeline.subbyte.deploy_graph`, non-strict: mismatches are
+counted, not raised).
 
 1. :func:`seed_cnn_int8`: the seed CNN, full int8 through LiteRT (TFLite rounding).
 2. :func:`mobilenet_random`: a MobileNetV1-style graph with the memory-driven bits and random

@@ -1,5 +1,6 @@
-"""A trained full-int8 ``.tflite`` from outside tinyopt, through the integer path: what it
-contains, whether tinyopt computes what the interpreters compute, and what it costs deployed.
+"""Notebook 07 (``07_real_models``): a trained full-int8 ``.tflite`` from outside tinyopt, through
+the integer path: what it contains, whether tinyopt computes what the interpreters compute, and
+what it costs deployed.
 
 Notebook 07 runs this on the four MLPerf Tiny reference models; it works for any full-int8
 flatbuffer with one int8 input that :func:`tinyopt.sim.graph_from_tflite` imports.

@@ -1,137 +1,25 @@
-"""The per-model studies of notebooks 02, 04 and 06 (the notebooks call them through
-:mod:`tinyopt.pipeline.experiments`, which slices the data and trains the float models).
-Every quantized model goes through the one sub-byte chain,
-:func:`tinyopt.pipeline.subbyte.quantize_chain`.
+"""Notebook 06 (``06_iso_memory``): memory-driven mixed precision against the best int8 model
+that fits the same flash / RAM budget, on the MobileNetV1 family. Every quantized model goes
+through the one sub-byte chain, :func:`tinyopt.pipeline.subbyte.quantize_chain`.
 
-- :func:`policy_study` (notebook 02): float reference and its fine-tuned copy, then PTQ (and QAT)
-  for named policies; fake-quant accuracies and packed weight bytes.
-- :func:`integer_study` (notebook 04): uniform policies through PTQ -> QAT -> integer graph, with
-  the per-layer integer-vs-fake-quant error trace.
-- :func:`iso_memory_grid` and :func:`iso_memory_member` (notebook 06): which MobileNet members
-  fit a flash / RAM budget at int8, and each member's int8 or memory-driven run.
+- :func:`iso_memory_budget` and :func:`iso_memory_grid`: the budget and which members fit it at
+  int8 (:func:`mobilenet_footprint`, :func:`w8a8`);
+- :func:`iso_memory_runs`: float training of every member, then :func:`iso_memory_member` (its
+  int8 or memory-driven runs);
+- :func:`iso_memory_table`: the paper-shaped table and its verdict; :func:`iso_memory_run_row`
+  (with :func:`clock`): the run record.
 """
 
 from __future__ import annotations
 
+import os
 import time
+
+import pandas as pd
 
 from tinyopt.pipeline import subbyte
 
 
-# ------------------------------------------------------------------------------ notebook 02
-def policy_study(model_name: str, model, x_train, y_train, test, configs, qat_configs,
-                 calibration_samples: int, qat_samples: int, qat_epochs: int, qat_lr: float,
-                 dataset: str = "", on_row=None) -> list[dict]:
-    """Float32, float32 fine-tuned like QAT, then PTQ for every config and QAT (from the PTQ
-    model) for those in ``qat_configs``; fake-quant accuracies.
-
-    Arguments:
-        model_name: the ``model`` column.
-        model: the trained float model (not modified).
-        x_train, y_train: training images (calibration: the first ``calibration_samples``; QAT and
-            the float fine-tune: the first ``qat_samples``).
-        test: ``(x, y)`` for the accuracies.
-        configs: ``(policy name, granularity, fold or None)`` triples for
-            :func:`tinyopt.mixed.build.named_policy`.
-        qat_configs: the configs that also get QAT.
-        calibration_samples, qat_samples, qat_epochs, qat_lr: as the names say (QAT holds out no
-            validation images).
-        dataset: the ``dataset`` column.
-        on_row: called with each new row (e.g. to print it or write a checkpoint).
-
-    Returns:
-        Rows: dataset, model, policy, granularity, fold, method (float32, float32+ft, PTQ, QAT),
-        accuracy, weight_bytes, seconds.
-    """
-    from tinyopt.mixed.build import named_policy
-    rows = []
-
-    def record(policy, granularity, fold, method, acc, seconds, weight_bytes=None):
-        rows.append({"dataset": dataset, "model": model_name, "policy": policy,
-                     "granularity": granularity, "fold": fold, "method": method, "accuracy": acc,
-                     "weight_bytes": weight_bytes, "seconds": round(seconds, 1)})
-        if on_row is not None:
-            on_row(rows[-1])
-
-    x_eval, y_eval = test
-    record("float32", None, None, "float32", subbyte.accuracy((model, x_eval), y_eval), 0.0)
-    t = time.time()
-    ft = subbyte.finetuned_copy(model, (x_train[:qat_samples], y_train[:qat_samples]), qat_epochs,
-                                qat_lr, validation_split=0.0)
-    record("float32", None, None, "float32+ft", subbyte.accuracy((ft, x_eval), y_eval),
-           time.time() - t)
-    for config in configs:
-        policy = named_policy(model, *config)
-        fold = config[2] or ("mixed" if len(set(policy.fold[:-1])) > 1 else policy.fold[0])
-        with_qat = config in qat_configs
-        r = subbyte.quantize_chain(
-            model, policy, x_train[:calibration_samples], test,
-            (x_train[:qat_samples], y_train[:qat_samples]) if with_qat else None,
-            qat_epochs=qat_epochs, qat_lr=qat_lr, validation_split=0.0, ptq_accuracy=True,
-            integer=False)
-        record(config[0], config[1], fold, "PTQ", r.ptq_acc, r.seconds["ptq"], r.weight_bytes)
-        if with_qat:
-            record(config[0], config[1], fold, "QAT", r.fakequant_acc, r.seconds["qat"],
-                   r.weight_bytes)
-    return rows
-
-
-# ------------------------------------------------------------------------------ notebook 04
-FOLDS = {"PL+FB": ("PL", "FB"), "PL+ICN": ("PL", "ICN"), "PC+ICN": ("PC", None)}
-
-
-def integer_study(name: str, model, train, test, configs, weight_bits: int, act_bits: int,
-                  calibration_samples: int, qat_samples: int, qat_epochs: int,
-                  error_samples: int, seed: int = 0, stream: int = 0, save_dir=None):
-    """Uniform ``weight_bits``/``act_bits`` policies (``configs``: keys of :data:`FOLDS`) through
-    PTQ -> QAT -> integer graph; fake-quant vs integer accuracies and the layer error trace.
-
-    Arguments:
-        name: the ``model`` column (and graph file prefix).
-        model: the trained float model.
-        train, test: ``(x, y)`` pairs (QAT draws ``qat_samples`` of train, keyed by ``seed`` and
-            ``stream``).
-        configs, weight_bits, act_bits: the policies.
-        calibration_samples, qat_samples, qat_epochs: PTQ and QAT sizes.
-        error_samples: test images for the per-layer trace.
-        save_dir: where ``<name>_<config>.npz`` graphs go (None: not saved).
-
-    Returns:
-        ``(rows, traces)``: one summary row per config, and the per-layer error tables.
-
-    Raises:
-        KeyError: an unknown config.
-    """
-    x_tr, y_tr = train
-    x_te, y_te = test
-    float_acc = subbyte.accuracy((model, x_te), y_te)
-    rows, traces = [], []
-    for config in configs:
-        from tinyopt.mixed.policy import Policy
-        policy = Policy.uniform(model, weight_bits, act_bits, *FOLDS[config])
-        r = subbyte.quantize_chain(model, policy, x_tr[:calibration_samples], test,
-                                   subbyte.subset(x_tr, y_tr, qat_samples, seed, stream, 1),
-                                   qat_epochs=qat_epochs, seed=seed,
-                                   compare_samples=error_samples, check_snap=True)
-        err = r.layer_errors
-        traces.append(err.assign(model=name, config=config)[["model", "config", *err.columns]])
-        if save_dir is not None:
-            r.graph.save(f"{save_dir}/{name}_{config.replace('+', '_')}.npz")
-        rows.append({
-            "model": name, "config": config, "weight_bits": weight_bits, "act_bits": act_bits,
-            "granularity": policy.granularity, "fold": "/".join(sorted(set(policy.fold[:-1]))),
-            "float_acc": float_acc, "fakequant_acc": r.fakequant_acc,
-            "integer_acc": r.integer_acc, "diff_pt": 100 * (r.integer_acc - r.fakequant_acc),
-            "top1_agreement": r.top1_agreement, "snapped_fakequant_acc": r.snapped_fakequant_acc,
-            "snapped_integer_acc": r.snapped_integer_acc,
-            "snapped_top1_agreement": r.snapped_top1_agreement, "flash_bytes": r.flash_bytes,
-            "graph_weight_bytes": int(sum(lay.weights.nbytes for lay in r.graph.layers
-                                          if lay.weights is not None)),
-            "test_images": r.test_images, "seconds": round(r.seconds["total"], 1)})
-    return rows, traces
-
-
-# ------------------------------------------------------------------------------ notebook 06
 def _nodes(alpha, res):
     from tinyopt.mixed import memory
     return memory.mobilenet_v1_nodes(alpha, res, 10, 1)
@@ -161,7 +49,6 @@ def iso_memory_grid(alphas, resolutions, flash_budget: int, ram_budget: int,
     Raises:
         ValueError: the budget lets every member fit at int8, or none (nothing to compare).
     """
-    import pandas as pd
     grid = []
     for alpha in alphas:
         for res in resolutions:
@@ -291,3 +178,130 @@ def iso_memory_table(results, flash_budget: int, ram_budget: int):
                    f"{'BEATS' if top.integer_acc > best.integer_acc else 'does NOT beat'} the "
                    "int8 model that fits")
     return table, best, verdict
+
+
+def iso_memory_budget(alphas, resolutions, budget_member, flash_bytes: int | None,
+                      ram_bytes: int | None, int8_granularity: str = "PL"):
+    """Notebook 06's budget and the grid of members it is tested on (prints the budget).
+
+    Arguments:
+        alphas, resolutions: the grid (:func:`iso_memory_grid`).
+        budget_member: ``[alpha, resolution]`` whose w8a8 footprint is the default budget.
+        flash_bytes, ram_bytes: the budget in bytes; None: that member's w8a8 flash / peak RAM.
+        int8_granularity: weight granularity of the int8 policies.
+
+    Returns:
+        ``(flash_budget, ram_budget, grid)``.
+
+    Raises:
+        ValueError: a budget that every member fits at int8, or none (from
+            :func:`iso_memory_grid`).
+    """
+    from tinyopt.mixed import memory
+    ba, br = budget_member
+    bf, bram = mobilenet_footprint(ba, br, w8a8(ba, br, int8_granularity))
+    flash_budget = int(bf if flash_bytes is None else flash_bytes)
+    ram_budget = int(bram if ram_bytes is None else ram_bytes)
+    default = flash_bytes is None and ram_bytes is None
+    print(f"budget: flash {flash_budget:,} B ({memory.to_mib(flash_budget):.3f} MiB), RAM "
+          f"{ram_budget:,} B "
+          f"({'w8a8 ' + int8_granularity + ' of α=%g @%d' % (ba, br) if default else 'given'})")
+    grid = iso_memory_grid(alphas, resolutions, flash_budget, ram_budget, int8_granularity)
+    return flash_budget, ram_budget, grid
+
+
+def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, granularity,
+                    int8_granularity: str, epochs: int, train_samples: int | None, lr: float,
+                    batch_size: int, qat_epochs: int, qat_samples: int, qat_lr: float,
+                    calibration_samples: int, test_samples: int | None, resize_mode: str,
+                    bn_recalibration_samples: int, seed: int = 0, on_row=None):
+    """Notebook 06's runs: every member of ``grid`` trained in float (keyed random subsets of the
+    training and test images, resized to its input), then :func:`iso_memory_member`.
+
+    Arguments:
+        ds: a :class:`tinyopt.data.Dataset` (28x28).
+        grid: :func:`iso_memory_grid`'s members.
+        flash_budget, ram_budget: the budget in bytes.
+        granularity: the mixed-precision granularities, one (``"PL"``) or a list.
+        int8_granularity: weight granularity of the int8 policies.
+        epochs, train_samples, lr, batch_size: float training (``train_samples`` None: all).
+        qat_epochs, qat_samples, qat_lr, calibration_samples, bn_recalibration_samples: as
+            :func:`iso_memory_member`.
+        test_samples: test images (None: all).
+        resize_mode: "bilinear" or "pad" (:func:`subbyte.resize`).
+        seed: model initialisation, draws and training.
+        on_row: called with each row as it comes (e.g. a
+            :class:`tinyopt.workbench.report.Checkpoint` of ``runs.csv``: a cut run keeps its
+            rows).
+
+    Returns:
+        The rows of every member, a DataFrame (``runs.csv``).
+
+    Raises:
+        RuntimeError: a memory-driven policy over the budget (a bug of the policy search).
+    """
+    from tinyopt.front import models, train
+    granularities = [granularity] if isinstance(granularity, str) else list(granularity)
+    x_tr_all, y_tr_all = subbyte.subset(ds.x_train, ds.y_train, train_samples, seed, 0, 0)
+    x_te28, y_te = subbyte.subset(ds.x_test, ds.y_test, test_samples, seed, 0, 1)
+    rows = []
+    for member in grid.to_dict("records"):
+        x_tr, x_te = (subbyte.resize(x, member["resolution"], resize_mode)
+                      for x in (x_tr_all, x_te28))
+        t0 = time.time()
+        model = models.mobilenet_v1(member["alpha"], member["resolution"], 10, input_channels=1,
+                                    seed=seed)
+        train.fit(model, (x_tr, y_tr_all), epochs=epochs, batch_size=batch_size,
+                  learning_rate=lr, seed=seed, progress=False)
+        member_rows = iso_memory_member(
+            {**member, "float_seconds": round(time.time() - t0, 1)}, model, (x_tr, y_tr_all),
+            (x_te, y_te), flash_budget, ram_budget, granularities, int8_granularity,
+            calibration_samples, qat_samples, qat_epochs, qat_lr, seed=seed,
+            bn_recalibration_samples=bn_recalibration_samples)
+        rows += member_rows
+        if on_row is not None:
+            for row in member_rows:
+                on_row(row)
+    results = pd.DataFrame(rows)
+    if "integer_acc" in results:  # else no policy ran (every member a BudgetError row)
+        mixed_ok = results[results.policy.str.startswith("Mix") & results.integer_acc.notna()]
+        if ((mixed_ok.flash_bytes > flash_budget) | (mixed_ok.ram_bytes > ram_budget)).any():
+            raise RuntimeError("a memory-driven policy exceeds the budget")
+    return results
+
+
+def clock() -> tuple:
+    """``(time.time(), 1-min load average)`` now: the start of a run for
+    :func:`iso_memory_run_row`."""
+    return time.time(), os.getloadavg()[0]
+
+
+def iso_memory_run_row(ds, test_samples: int | None, flash_budget: int, ram_budget: int,
+                       verdict: str, started: tuple, budget_member, alphas, resolutions,
+                       epochs: int, train_samples: int | None, qat_epochs: int, qat_samples: int,
+                       resize_mode: str) -> dict:
+    """Notebook 06's run record (``<dataset>_run.csv``): the budget, the sizes, wall time and the
+    machine's load at start and end, and the verdict.
+
+    Arguments:
+        ds: the :class:`tinyopt.data.Dataset` of the run (its name).
+        test_samples: the test images asked for (None: all; the record counts them).
+        flash_budget, ram_budget: the budget in bytes.
+        verdict: :func:`iso_memory_table`'s sentence.
+        started: :func:`clock` at the start of the run.
+        budget_member ... resize_mode: the run's parameters, recorded as given.
+
+    Returns:
+        One dict: dataset, flash_budget, ram_budget, budget_member, alphas, resolutions, epochs,
+        train_samples, qat_epochs, qat_samples, test_images, resize_mode, seconds, load_start,
+        load_end, verdict.
+    """
+    t_start, load_start = started
+    test_images = len(ds.y_test) if test_samples is None else min(test_samples, len(ds.y_test))
+    return {"dataset": ds.name, "flash_budget": flash_budget, "ram_budget": ram_budget,
+            "budget_member": f"{budget_member[0]:g}@{budget_member[1]}", "alphas": str(alphas),
+            "resolutions": str(resolutions), "epochs": epochs, "train_samples": train_samples,
+            "qat_epochs": qat_epochs, "qat_samples": qat_samples, "test_images": test_images,
+            "resize_mode": resize_mode, "seconds": round(time.time() - t_start, 1),
+            "load_start": round(load_start, 2), "load_end": round(os.getloadavg()[0], 2),
+            "verdict": verdict}
