@@ -43,6 +43,8 @@ from tinyopt.integer.graph import IntegerGraph
 
 TARGETS = {"m7": "m7", "portable": "portable"}  # --target -> export_c(kernels=...)
 CMAKE_MINIMUM = "3.13"
+KERNELS_TEXT = {"m7": "specialised per layer for the Cortex-M7 DSP instructions, plain C on "
+                      "other targets", "portable": "the portable reference kernels"}
 
 
 def sha256_file(path) -> str:
@@ -206,6 +208,7 @@ def _readme(p: str, meta: dict) -> str:
            f"| compiled library for the Cortex-M7 (`arm-none-eabi-gcc -O2`, before "
            f"`--gc-sections`) | code {sizes['code']}, constants {sizes['constants']}, data "
            f"{sizes['data']}: {sizes['total']} |\n")
+    flavour = f", flavour {meta['flavour']!r}" if meta["flavour"] else ""
     qual = (lambda t: f"{t['bits']}-bit {'signed' if t['signed'] else 'unsigned'}, shape "
             f"{tuple(t['shape'])}, real = {t['scale']:.9g} * (code - {t['zero_point']}), "
             f"{t['bytes']} bytes")
@@ -254,7 +257,7 @@ frame and the kernels': up to {meta['scratch_stack_bytes']} bytes of im2col scra
 - Make: `include {p}/{p}.mk`, then `SRCS += $({P}_SRCS)` and `CFLAGS += $({P}_CFLAGS)`.
 - Anything else: compile {', '.join(f'`{s}`' for s in meta['sources'])} with `-I` this folder.
 
-Kernels: `--target {meta['target']}` ({'specialised per layer for the Cortex-M7 DSP instructions, plain C on other targets' if meta['target'] == 'm7' else 'the portable reference kernels'}).
+Kernels: `--target {meta['target']}` ({KERNELS_TEXT[meta['target']]}).
 
 ## How it was checked
 
@@ -263,7 +266,7 @@ Kernels: `--target {meta['target']}` ({'specialised per layer for the Cortex-M7 
 ## Versions and source
 
 - tinyopt {meta['tinyopt_version']}; model `{meta['source']['file']}`, SHA-256
-  `{meta['source']['sha256']}`; arithmetic `{meta['rounding']}`{', flavour ' + repr(meta['flavour']) if meta['flavour'] else ''}.
+  `{meta['source']['sha256']}`; arithmetic `{meta['rounding']}`{flavour}.
 - `metadata.json` holds the same facts for scripts.
 """
 
