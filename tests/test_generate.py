@@ -192,3 +192,95 @@ two_models.elf: $(SRCS)
                           cwd=tmp_path, capture_output=True, text=True, check=False, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     _check_outputs(tmp_path, libs, xs)
+
+
+# ------------------------------------------------------------------------------ command line
+
+@pytest.mark.parametrize("model", zoo.MLPERF_TINY)
+def test_analyze_totals_equal_the_export(model, tmp_path):
+    """analyze's totals are the export's: arena, flash constants (what mcu.check_fits counts),
+    weights; its per-step weights add up to the export's."""
+    from tinyopt.deploy import codegen
+    from tinyopt.workbench import firmware_cli
+    graph = graph_from_tflite(_model(model).read_bytes(), flavour="tflm")
+    report = firmware_cli.analyze(graph, flash=1 << 30, ram=1 << 30)
+    export = codegen.export_c(graph, tmp_path / "c")
+    t = report["totals"]
+    assert t["arena_bytes"] == export.arena_bytes
+    assert t["flash_constant_bytes"] == mcu.check_fits(export)["flash_needed"]
+    assert sum(r["weight_bytes"] for r in report["steps"]) == export.param_bytes["w"]
+    assert len(report["steps"]) == len(export.steps) and report["fits"] is True
+    assert max(r["live_bytes"] for r in report["steps"]) >= export.memory.lower_bound
+
+
+def _cli(capsys, *argv):
+    from tinyopt.workbench import cli
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_generate_and_analyze(tmp_path, capsys):
+    path = _model("ad_fcae")
+    code, out, err = _cli(capsys, "generate", str(path), "--name", "ad", "--out",
+                          str(tmp_path / "ad"), "--check", "4")
+    assert code == 0, err
+    assert "checked on the host: 4/4" in out
+    meta = json.loads((tmp_path / "ad" / "metadata.json").read_text())
+    assert meta["name"] == "ad" and meta["source"]["file"] == path.name
+    code, out, err = _cli(capsys, "analyze", str(path), "--flash", "64k", "--json")
+    assert code == 1, err  # 270 kB of weights do not fit 64 kB
+    report = json.loads(out)
+    assert report["fits"] is False and report["totals"]["arena_bytes"] == meta["arena_bytes"]
+    code, out, err = _cli(capsys, "analyze", str(path), "--flash", "1M", "--ram", "4k")
+    assert code == 0 and "FITS" in out and "DOES NOT" not in out
+
+
+def test_cli_refusals(tmp_path, capsys):
+    path = _model("ad_fcae")
+    code, _, err = _cli(capsys, "generate", str(path), "--name", "ad-net", "--out",
+                        str(tmp_path / "x"))
+    assert code == 2 and "C prefix 'ad-net' is not a plain C identifier" in err
+    assert not (tmp_path / "x").exists()
+    text = tmp_path / "notes.tflite"
+    text.write_text("not a model at all")
+    code, _, err = _cli(capsys, "analyze", str(text))
+    assert code == 2 and "is not a TFLite flatbuffer" in err
+    code, _, err = _cli(capsys, "analyze", str(tmp_path / "missing.tflite"))
+    assert code == 2 and "no such file" in err
+    code, _, err = _cli(capsys, "analyze", str(path), "--ram", "lots")
+    assert code == 2 and "--ram 'lots' is not a byte count" in err
+    keras = tmp_path / "m.h5"
+    keras.write_bytes(b"\x89HDF")
+    code, _, err = _cli(capsys, "generate", str(keras), "--name", "m", "--out",
+                        str(tmp_path / "y"))
+    assert code == 2 and "is a Keras model" in err
+    trunc = tmp_path / "cut.tflite"
+    trunc.write_bytes(path.read_bytes()[:4000])
+    code, _, err = _cli(capsys, "analyze", str(trunc))
+    assert code == 2 and "truncated" in err
+
+
+def test_cli_lists_every_unsupported_op(tmp_path, capsys, monkeypatch):
+    """Every op outside the supported set is named at once (not only the first)."""
+    from tinyopt.integer import from_litert
+    ops = from_litert.tflite_ops(_model("kws_dscnn").read_bytes())
+    kept = tuple(op for op in from_litert.TFLITE_OPS if op not in ("DEPTHWISE_CONV_2D",
+                                                                    "SOFTMAX"))
+    monkeypatch.setattr(from_litert, "TFLITE_OPS", kept)
+    code, _, err = _cli(capsys, "analyze", str(_model("kws_dscnn")))
+    missing = [o for o in ops if o[0] not in kept]
+    assert code == 2 and f"{len(missing)} unsupported op(s)" in err and len(missing) == 5
+    for op, out in missing:
+        assert f"{op} (writing {out!r})" in err
+
+
+def test_cli_supported_ops_reads_the_code(capsys):
+    from tinyopt.deploy.steps import STEP_KINDS
+    from tinyopt.integer.from_litert import HANDLERS
+    code, out, _ = _cli(capsys, "supported-ops", "--json")
+    table = json.loads(out)
+    assert code == 0
+    values = list(table.values())
+    assert values[0] == list(HANDLERS) and set(STEP_KINDS) <= set(values[1])
+    assert "DepthwiseConv2D" in values[2]

@@ -317,7 +317,7 @@ def check_prefix(prefix: str) -> str:
     if safe != prefix:
         raise ValueError(f"C prefix {prefix!r} is not a plain C identifier (a letter, then "
                          f"letters, digits or '_', no '__', not a C keyword, at most 48 "
-                         f"characters); choose one such as {safe[:20].rstrip('_')!r}")
+                         f"characters); choose one such as {re.sub(r'_[0-9a-f]{8}$', '', safe)!r}")
     if prefix != "model":
         public = {f"{prefix}_{s}" for s in PUBLIC_SYMBOLS}
         clash = sorted(public & set(kernel_symbols()))
