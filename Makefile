@@ -115,7 +115,8 @@ latency: setup
 	echo "== 09_latency took $$(( $$(date +%s) - start )) s"
 
 # Cortex-M7 under QEMU (issue 7): install the toolchain when missing, then run notebook 05.
-MCU_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+# cmake builds the libraries of `tinyopt generate` (tests/test_generate.py).
+MCU_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm cmake
 mcu-tools:
 	@missing=""; for p in $(MCU_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -47,6 +47,7 @@ out.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,18 @@ class Export:
     kernels: list = field(default_factory=list)  # per step: "gemm", "depthwise", "portable"
     scratch_bytes: int = 0  # largest im2col scratch of a step (on the stack, not in the arena)
     weight_pad_bytes: int = 0  # zero bytes after weight arrays (word loads of the last row)
+    prefix: str = "model"  # the C name: <prefix>.h, <prefix>.c, <prefix>_run, ... (export_c)
+
+    @property
+    def sources(self) -> list[Path]:
+        """The C files to compile: ``<prefix>.c`` and the kernels' ``.c``."""
+        kernel = "tinyopt_nn.c" if self.prefix == "model" else f"{self.prefix}_tinyopt_nn.c"
+        return [Path(self.out_dir) / f"{self.prefix}.c", Path(self.out_dir) / kernel]
+
+    @property
+    def header(self) -> Path:
+        """The public header ``<prefix>.h``."""
+        return Path(self.out_dir) / f"{self.prefix}.h"
 
     def step_table(self):
         """pandas DataFrame: one row per step (name, kind, fused pool, bytes, offsets)."""
@@ -152,7 +165,7 @@ def unpack_tensor(packed: np.ndarray, bits: int, signed: bool, n: int) -> np.nda
 
 # ------------------------------------------------------------------------------ C text
 
-def _c_array(ctype: str, name: str, values, per_line: int = 16) -> str:
+def _c_array(ctype: str, name: str, values, per_line: int = 16, attribute: str = "") -> str:
     values = [int(v) for v in np.asarray(values).ravel()]
     if not values:
         values = [0]
@@ -160,7 +173,8 @@ def _c_array(ctype: str, name: str, values, per_line: int = 16) -> str:
     lines = [", ".join(fmt(v) for v in values[k:k + per_line])
              for k in range(0, len(values), per_line)]
     body = ",\n    ".join(lines)
-    return f"static const {ctype} {name}[{len(values)}] = {{\n    {body}\n}};\n"
+    attr = f" {attribute}" if attribute else ""
+    return f"static const {ctype} {name}[{len(values)}]{attr} = {{\n    {body}\n}};\n"
 
 
 def _int32_literal(v: int) -> str:
@@ -173,16 +187,17 @@ def _tensor_c(shape, bits, signed, zp) -> str:
 
 
 def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
-            w_pad: int = 0, pads: dict | None = None) -> str:
+            w_pad: int = 0, pads: dict | None = None, prefix: str = "model") -> str:
     pads = {} if pads is None else pads
     layer, pool = s.layer, s.pool
+    attr = f"{prefix.upper()}_WEIGHTS_ATTRIBUTE"
     flavour = layer.rounding or rounding
     fields = {"kind": KIND_C[layer.kind], "rounding": ROUNDING_C[flavour]}
     fields["in"] = _tensor_c(layer.in_shape, layer.in_bits, layer.in_signed, layer.in_zero_point)
     fields["out"] = _tensor_c(layer.out_shape, layer.out_bits, layer.out_signed,
                               layer.out_zero_point)
     if layer.kind in ("add", "concat", "pad", "quantize", "softmax"):
-        return _dag_step_c(k, s, fields, arrays, nbytes)
+        return _dag_step_c(k, s, fields, arrays, nbytes, prefix)
     if layer.kind in ("maxpool", "avgpool"):
         win = layer
     else:
@@ -205,7 +220,7 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
             if suffix == "w" and w_pad:  # word loads of the last row (tn_m7.h) stay inside
                 vals = np.concatenate([np.asarray(vals).ravel(), np.zeros(w_pad, np.uint8)])
                 pads[k] = w_pad  # in .rodata, not counted as weights (Export.weight_pad_bytes)
-            arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
+            arrays.append(_c_array(ctype, f"{prefix}_{suffix}{k}", vals, attribute=attr))
         lo, hi = layer.out_range
         fields.update({
             "requantize": int(bool(layer.requantize)),
@@ -214,14 +229,14 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
             "pad_t": top, "pad_l": left, "depth_multiplier": layer.depth_multiplier,
             "w_bits": layer.weight_bits, "w_row_bytes": layer.weights.shape[1],
             "n_wzp": len(zw), "n_m": len(m0), "act_lo": _int32_literal(lo),
-            "act_hi": _int32_literal(hi), "w": f"model_w{k}", "wzp": f"model_wzp{k}",
-            "bias": f"model_bias{k}", "m0": f"model_m0{k}", "n0": f"model_n0{k}",
+            "act_hi": _int32_literal(hi), "w": f"{prefix}_w{k}", "wzp": f"{prefix}_wzp{k}",
+            "bias": f"{prefix}_bias{k}", "m0": f"{prefix}_m0{k}", "n0": f"{prefix}_n0{k}",
             "fuse_pool": int(pool is not None)})
         if s.add is not None:
             add = s.add
             for suffix, ctype, vals in (("add_m0", "int32_t", np.asarray(add.m0, np.int32)),
                                         ("add_n0", "int8_t", np.asarray(add.n0, np.int8))):
-                arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
+                arrays.append(_c_array(ctype, f"{prefix}_{suffix}{k}", vals, attribute=attr))
                 nbytes[suffix[4:]] = nbytes.get(suffix[4:], 0) + int(vals.nbytes)
             alo, ahi = add.out_range
             fields.update({
@@ -229,8 +244,8 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
                 "add_rounding": ROUNDING_C[add.rounding or rounding],
                 "add_out_bits": add.out_bits, "add_other_zp": int(s.in_specs[1].zero_point),
                 "add_out_zp": int(add.out_zero_point), "add_lo": _int32_literal(alo),
-                "add_hi": _int32_literal(ahi), "add_m0": f"model_add_m0{k}",
-                "add_n0": f"model_add_n0{k}"})
+                "add_hi": _int32_literal(ahi), "add_m0": f"{prefix}_add_m0{k}",
+                "add_n0": f"{prefix}_add_n0{k}"})
     if win is not None:
         top, _, left, _ = win.padding
         lo, hi = win.out_range
@@ -247,17 +262,19 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
     return f"    {{ /* {k}: {c_comment(s.name)} */\n      {body} }}"
 
 
-def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict) -> str:
+def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict,
+                prefix: str = "model") -> str:
     """The descriptor fields of an add, concat, pad, quantize or softmax step."""
     layer = s.layer
+    attr = f"{prefix.upper()}_WEIGHTS_ATTRIBUTE"
     lo, hi = layer.out_range
     fields.update({"act_lo": _int32_literal(lo), "act_hi": _int32_literal(hi)})
     if layer.kind in ("add", "quantize", "softmax"):
         m0, n0 = np.asarray(layer.m0, np.int32), np.asarray(layer.n0, np.int8)
         for suffix, ctype, vals in (("m0", "int32_t", m0), ("n0", "int8_t", n0)):
-            arrays.append(_c_array(ctype, f"model_{suffix}{k}", vals))
+            arrays.append(_c_array(ctype, f"{prefix}_{suffix}{k}", vals, attribute=attr))
             nbytes[suffix] = nbytes.get(suffix, 0) + int(vals.nbytes)
-        fields.update({"n_m": len(m0), "m0": f"model_m0{k}", "n0": f"model_n0{k}"})
+        fields.update({"n_m": len(m0), "m0": f"{prefix}_m0{k}", "n0": f"{prefix}_n0{k}"})
     if layer.kind == "add":
         fields.update({"left_shift": int(layer.left_shift),
                        "in2_zero_point": int(s.in_specs[1].zero_point)})
@@ -270,14 +287,81 @@ def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict) 
         ax = layer.axis % rank
         outer = int(np.prod(layer.out_shape[:ax], dtype=np.int64))
         inner = [int(np.prod(t.shape[ax:], dtype=np.int64)) for t in s.in_specs]
-        arrays.append(_c_array("uint32_t", f"model_inner{k}", inner))
-        fields.update({"n_in": len(inner), "outer": outer, "inner": f"model_inner{k}"})
+        arrays.append(_c_array("uint32_t", f"{prefix}_inner{k}", inner, attribute=attr))
+        fields.update({"n_in": len(inner), "outer": outer, "inner": f"{prefix}_inner{k}"})
     body = ",\n      ".join(f".{key} = {v}" for key, v in fields.items())
     return f"    {{ /* {k}: {c_comment(s.name)} */\n      {body} }}"
 
 
+def kernel_symbols() -> list[str]:
+    """The kernels' functions with external linkage (declared in ``tinyopt_nn.h``), which a
+    prefixed export renames (:func:`export_c`, ``prefix``)."""
+    text = (C_DIR / "tinyopt_nn.h").read_text()
+    return re.findall(r"^(?!static|typedef|#)[A-Za-z_][\w \t]*?\**\s*\b(tn_\w+)\s*\(", text,
+                      flags=re.MULTILINE)
+
+
+def check_prefix(prefix: str) -> str:
+    """``prefix`` if it can name an export's C symbols, else ValueError.
+
+    A prefix must be a plain C identifier (:func:`tinyopt.names.c_identifier` leaves it as it
+    is: a letter, then letters, digits and ``_``, no ``__``, not a keyword, at most 48
+    characters) and must not make a model symbol (``<prefix>_run``, ...) equal to a kernel's.
+
+    Raises:
+        TypeError: not a str.
+        ValueError: not a plain identifier (the message gives the one that would be), or one
+            whose symbols collide with the kernels'.
+    """
+    safe = c_identifier(prefix, "C prefix")
+    if safe != prefix:
+        raise ValueError(f"C prefix {prefix!r} is not a plain C identifier (a letter, then "
+                         f"letters, digits or '_', no '__', not a C keyword, at most 48 "
+                         f"characters); choose one such as {re.sub(r'_[0-9a-f]{8}$', '', safe)!r}")
+    if prefix != "model":
+        public = {f"{prefix}_{s}" for s in PUBLIC_SYMBOLS}
+        clash = sorted(public & set(kernel_symbols()))
+        if clash:
+            raise ValueError(f"C prefix {prefix!r} makes {clash} equal to kernel symbols of "
+                             f"tinyopt_nn.h; choose another prefix")
+    return prefix
+
+
+# the symbols an export defines with external linkage, after its prefix ("model_run", ...)
+PUBLIC_SYMBOLS = ("run", "input_buffer", "output_buffer", "step_names", "set_arena")
+
+
+def _kernel_texts(prefix: str) -> dict:
+    """The kernel sources as the export writes them: as they are for the prefix ``model``;
+    for another prefix, files named ``<prefix>_<file>``, their includes and include guards
+    renamed, and every external kernel symbol ``tn_x`` renamed ``<prefix>_tn_x`` by a block of
+    ``#define`` s at the top of ``tinyopt_nn.h``, which every file of the export includes
+    first, so two exports with different prefixes link into one program."""
+    texts = {fname: (C_DIR / fname).read_text() for fname in KERNEL_FILES}
+    if prefix == "model":
+        return texts
+    upper = prefix.upper()
+    out = {}
+    for fname, text in texts.items():
+        for other in KERNEL_FILES:
+            text = text.replace(f'#include "{other}"', f'#include "{prefix}_{other}"')
+        text = re.sub(r"^#ifndef (\w+_H)\n#define \1\b",
+                      lambda m: f"#ifndef {upper}_{m.group(1)}\n#define {upper}_{m.group(1)}",
+                      text, count=1, flags=re.MULTILINE)
+        if fname == "tinyopt_nn.h":
+            renames = "".join(f"#define {s} {prefix}_{s}\n" for s in kernel_symbols())
+            guard = f"#define {upper}_TINYOPT_NN_H\n"
+            assert guard in text, "tinyopt_nn.h lost its include guard"
+            text = text.replace(guard, guard + f"\n/* {prefix}: this library's own copy of the "
+                                "kernels (symbols renamed, so several libraries link into one "
+                                "program) */\n" + renames, 1)
+        out[f"{prefix}_{fname}"] = text
+    return out
+
+
 def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
-             fuse_add: bool = True, overlap: bool = True, kernels: str = "m7") -> Export:
+             fuse_add: bool = True, overlap: bool = True, kernels: str = "m7",
+             prefix: str = "model") -> Export:
     """Write the C sources of ``graph`` into ``out_dir`` (created; existing files replaced).
 
     Arguments:
@@ -293,6 +377,17 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
             specialised to their shapes (``tn_m7.h``: ARMv7E-M DSP intrinsics on the
             Cortex-M7, the same arithmetic in portable C elsewhere); "portable": every step
             runs the generic kernels of ``tinyopt_nn.c`` (the reference).
+        prefix: the C name of the model (:func:`check_prefix`): its files are ``<prefix>.h``,
+            ``<prefix>.c``, ``<prefix>_params.h``, its symbols ``<prefix>_run``, ... and its
+            macros ``<PREFIX>_IN_BYTES``, ...; any prefix but the default ``model`` also gives
+            the export its own renamed copy of the kernels (``<prefix>_tinyopt_nn.c``, symbols
+            ``<prefix>_tn_*``), so that several exports link into one program.
+
+    Compile-time options of the generated C (all off by default): ``<PREFIX>_ARENA_EXTERNAL``
+    (the caller supplies the arena with ``<prefix>_set_arena``), ``<PREFIX>_ARENA_SECTION`` /
+    ``<PREFIX>_WEIGHTS_SECTION`` (a section name string for the static arena / the constant
+    arrays, e.g. ``".dtcm"``; or ``<PREFIX>_ARENA_ATTRIBUTE`` / ``<PREFIX>_WEIGHTS_ATTRIBUTE``
+    for any other placement attribute) and ``<PREFIX>_PROFILE`` (a per-step hook).
 
     Returns:
         An :class:`Export` (files, steps, arena and I/O bytes, parameter bytes).
@@ -302,8 +397,11 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
             several graph outputs, add / quantize / softmax wider than 8 bits, a softmax
             left shift outside [0, 31], bit widths outside 1/2/4/8 (weights) or 1/2/4/8/16/32
             (tensors), weight zero points outside [0, 255], negative m0 or out-of-range n0
-            with TFLite rounding, dimensions too large for the descriptor fields).
+            with TFLite rounding, dimensions too large for the descriptor fields); a prefix
+            that is not a plain C identifier (:func:`check_prefix`).
     """
+    p = check_prefix(prefix)
+    P = p.upper()
     steps, mem = memory_plan(graph, fuse_pool, fuse_add, overlap)
     arena = mem.arena_bytes
     out_dir = Path(out_dir)
@@ -312,7 +410,7 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
     nbytes: dict = {}
     choices = [kernels_m7.choose(s, k, kernels) for k, s in enumerate(steps)]
     pads: dict = {}
-    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes, c.weight_pad, pads)
+    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes, c.weight_pad, pads, p)
               for k, (s, c) in enumerate(zip(steps, choices))]
     step_fns = "".join(kernels_m7.step_function(s, k, c, graph.rounding)
                        for k, (s, c) in enumerate(zip(steps, choices)))
@@ -326,7 +424,7 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
                   in_offset=mem.offset(src.name), out_offset=mem.offset(last.name),
                   kernels=[c.kind for c in choices],
                   scratch_bytes=kernels_m7.scratch_bytes(choices),
-                  weight_pad_bytes=sum(pads.values()))
+                  weight_pad_bytes=sum(pads.values()), prefix=p)
     # names come from model files (untrusted): C sees them only through tinyopt.names. The step
     # names are also printed one per line into the QEMU harness's stats (a 128-byte line buffer),
     # so they are cut and kept on one line by c_comment before being escaped.
@@ -337,97 +435,127 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
     out_kind = (f"{last.bits}-bit {'signed' if last.signed else 'unsigned'}, {n_out} "
                 f"elements" + (", each 4 little-endian bytes: an int32_t array on little-endian "
                             "targets" if last.bits == 32 else ""))
-    texts["model.h"] = f"""/* model.h: generated by tinyopt.codegen.export_c from IntegerGraph
+    texts[f"{p}.h"] = f"""/* {p}.h: generated by tinyopt.codegen.export_c from IntegerGraph
  * {c_comment(repr(graph.name))}.
- * int model_run(const uint8_t *in, uint8_t *out): runs one image; returns 0, or -1 for a NULL
- * pointer.
- *   in:  MODEL_IN_BYTES packed input codes ({graph.input_bits}-bit, {in_kind});
- *   out: MODEL_OUT_BYTES packed output ({out_kind}).
+ * int {p}_run(const uint8_t *in, uint8_t *out): runs one image; returns 0, -1 for a NULL
+ * pointer, -2 when {P}_ARENA_EXTERNAL is defined and no arena was set.
+ *   in:  {P}_IN_BYTES packed input codes ({graph.input_bits}-bit, {in_kind});
+ *   out: {P}_OUT_BYTES packed output ({out_kind}).
  * Packing: HWC, element j at bit (j * bits) % 8 of byte j * bits / 8 (LSB first).
- * No malloc: all activations live in one static arena of MODEL_ARENA_BYTES.
+ * No malloc: all activations live in one arena of {P}_ARENA_BYTES, static unless the library is
+ * compiled with {P}_ARENA_EXTERNAL (then pass one to {p}_set_arena before {p}_run).
  */
-#ifndef MODEL_{guard}_H
-#define MODEL_{guard}_H
+#ifndef {P}_{guard}_H
+#define {P}_{guard}_H
 #include <stdint.h>
 
-#define MODEL_IN_BYTES {info.in_bytes}u
-#define MODEL_OUT_BYTES {info.out_bytes}u
-#define MODEL_OUT_ELEMENTS {n_out}u
-#define MODEL_ARENA_BYTES {arena}u
-#define MODEL_N_STEPS {len(steps)}u
+#define {P}_IN_BYTES {info.in_bytes}u
+#define {P}_OUT_BYTES {info.out_bytes}u
+#define {P}_OUT_ELEMENTS {n_out}u
+#define {P}_ARENA_BYTES {arena}u
+#define {P}_N_STEPS {len(steps)}u
 
-int model_run(const uint8_t *in, uint8_t *out);
-/* Where model_run expects its input / leaves its output inside the arena (no copy needed). */
-uint8_t *model_input_buffer(void);
-uint8_t *model_output_buffer(void);
-extern const char *const model_step_names[MODEL_N_STEPS];
-#ifdef MODEL_PROFILE
+int {p}_run(const uint8_t *in, uint8_t *out);
+/* Where {p}_run expects its input / leaves its output inside the arena (no copy needed). */
+uint8_t *{p}_input_buffer(void);
+uint8_t *{p}_output_buffer(void);
+/* Only with {P}_ARENA_EXTERNAL: use arena (at least {P}_ARENA_BYTES bytes, any alignment);
+ * returns 0, or -1 for a NULL or too small arena. */
+int {p}_set_arena(void *arena, uint32_t bytes);
+extern const char *const {p}_step_names[{P}_N_STEPS];
+#ifdef {P}_PROFILE
 /* Called with -1 before the first step and with k after step k (define it in the harness). */
-void model_profile_hook(int step);
+void {p}_profile_hook(int step);
 #endif
 #endif
 """
-    texts["model_params.h"] = ("/* model_params.h: generated by tinyopt.codegen.export_c. Packed "
-                               "const weights and per-layer parameters. */\n"
-                               "#include \"tinyopt_nn.h\"\n\n" + "\n".join(arrays)
-                               + f"\nstatic const tn_layer_t model_steps[{len(steps)}] = {{\n"
-                               + ",\n".join(step_c) + "\n};\n")
+    attributes = "".join(
+        f"#ifndef {P}_{what}_ATTRIBUTE\n#ifdef {P}_{what}_SECTION\n"
+        f"#define {P}_{what}_ATTRIBUTE __attribute__((section({P}_{what}_SECTION)))\n"
+        f"#else\n#define {P}_{what}_ATTRIBUTE\n#endif\n#endif\n" for what in ("WEIGHTS", "ARENA"))
+    texts[f"{p}_params.h"] = (
+        f"/* {p}_params.h: generated by tinyopt.codegen.export_c. Packed const weights and "
+        "per-layer parameters. */\n"
+        f"#include \"{p + '_' if p != 'model' else ''}tinyopt_nn.h\"\n\n"
+        f"/* Where the constants (and the static arena) go: {P}_WEIGHTS_SECTION / "
+        f"{P}_ARENA_SECTION name a\n * section (\".qspi\", \".dtcm\"), or {P}_*_ATTRIBUTE gives "
+        "any attribute; default: none. */\n" + attributes + "\n" + "\n".join(arrays)
+        + f"\nstatic const tn_layer_t {p}_steps[{len(steps)}] {P}_WEIGHTS_ATTRIBUTE = {{\n"
+        + ",\n".join(step_c) + "\n};\n")
     in_offsets = ", ".join(f"{o}u" for s in steps for o in s.in_offsets)
     starts = np.cumsum([0] + [len(s.inputs) for s in steps]).tolist()
     max_in = max(len(s.inputs) for s in steps)
     in_start = ", ".join(f"{v}u" for v in starts)
     out_offsets = ", ".join(f"{s.out_offset}u" for s in steps)
     fn_table = ", ".join(c.function for c in choices)
-    m7_include = '#include "tn_m7.h"\n' if step_fns else ""
-    texts["model.c"] = f"""/* model.c: generated by tinyopt.codegen.export_c. */
+    kernel_prefix = p + "_" if p != "model" else ""
+    m7_include = f'#include "{kernel_prefix}tn_m7.h"\n' if step_fns else ""
+    texts[f"{p}.c"] = f"""/* {p}.c: generated by tinyopt.codegen.export_c. */
 #include <string.h>
-#include "model.h"
-#include "model_params.h"
+#include "{p}.h"
+#include "{p}_params.h"
 {m7_include}
 /* The kernels the steps call: specialised functions (tn_m7.h, tinyopt.deploy.kernels_m7) or
  * the portable kernel of the step's kind (tinyopt_nn.c). */
 {step_fns}
-static const tn_kernel_fn model_fns[MODEL_N_STEPS] = {{{fn_table}}};
+static const tn_kernel_fn {p}_fns[{P}_N_STEPS] = {{{fn_table}}};
 
 /* The activation arena (tinyopt.deploy.memplan): step k reads its inputs at
- * model_in_offsets[model_in_start[k] ..] and writes at model_out_offsets[k]; tensors live at the
+ * {p}_in_offsets[{p}_in_start[k] ..] and writes at {p}_out_offsets[k]; tensors live at the
  * same step never overlap (an element-wise step may write over an input it is the last reader
  * of). */
-#define MODEL_MAX_INPUTS {max_in}u
-#define MODEL_INPUT_OFFSET {info.in_offset}u
-#define MODEL_OUTPUT_OFFSET {info.out_offset}u
-static uint8_t model_arena[MODEL_ARENA_BYTES];
-static const uint32_t model_in_offsets[{starts[-1]}] = {{{in_offsets}}};
-static const uint16_t model_in_start[MODEL_N_STEPS + 1] = {{{in_start}}};
-static const uint32_t model_out_offsets[MODEL_N_STEPS] = {{{out_offsets}}};
-const char *const model_step_names[MODEL_N_STEPS] = {{{names}}};
+#define {P}_MAX_INPUTS {max_in}u
+#define {P}_INPUT_OFFSET {info.in_offset}u
+#define {P}_OUTPUT_OFFSET {info.out_offset}u
+#ifdef {P}_ARENA_EXTERNAL
+static uint8_t *{p}_arena; /* the caller's, set by {p}_set_arena */
+int {p}_set_arena(void *arena, uint32_t bytes)
+{{
+    if (arena == NULL || bytes < {P}_ARENA_BYTES) return -1;
+    {p}_arena = (uint8_t *)arena;
+    return 0;
+}}
+#else
+static uint8_t {p}_arena[{P}_ARENA_BYTES] {P}_ARENA_ATTRIBUTE;
+#endif
+static const uint32_t {p}_in_offsets[{starts[-1]}] = {{{in_offsets}}};
+static const uint16_t {p}_in_start[{P}_N_STEPS + 1] = {{{in_start}}};
+static const uint32_t {p}_out_offsets[{P}_N_STEPS] = {{{out_offsets}}};
+const char *const {p}_step_names[{P}_N_STEPS] = {{{names}}};
 
-uint8_t *model_input_buffer(void) {{ return model_arena + MODEL_INPUT_OFFSET; }}
-uint8_t *model_output_buffer(void) {{ return model_arena + MODEL_OUTPUT_OFFSET; }}
+#ifdef {P}_ARENA_EXTERNAL
+uint8_t *{p}_input_buffer(void) {{ return {p}_arena ? {p}_arena + {P}_INPUT_OFFSET : NULL; }}
+uint8_t *{p}_output_buffer(void) {{ return {p}_arena ? {p}_arena + {P}_OUTPUT_OFFSET : NULL; }}
+#else
+uint8_t *{p}_input_buffer(void) {{ return {p}_arena + {P}_INPUT_OFFSET; }}
+uint8_t *{p}_output_buffer(void) {{ return {p}_arena + {P}_OUTPUT_OFFSET; }}
+#endif
 
-int model_run(const uint8_t *in, uint8_t *out)
+int {p}_run(const uint8_t *in, uint8_t *out)
 {{
     uint32_t k, j;
-    const uint8_t *ins[MODEL_MAX_INPUTS];
+    const uint8_t *ins[{P}_MAX_INPUTS];
     if (in == NULL || out == NULL) return -1;
-    if (in != model_input_buffer()) memmove(model_input_buffer(), in, MODEL_IN_BYTES);
-#ifdef MODEL_PROFILE
-    model_profile_hook(-1);
+#ifdef {P}_ARENA_EXTERNAL
+    if ({p}_arena == NULL) return -2;
 #endif
-    for (k = 0; k < MODEL_N_STEPS; k++) {{
-        for (j = model_in_start[k]; j < model_in_start[k + 1]; j++)
-            ins[j - model_in_start[k]] = model_arena + model_in_offsets[j];
-        model_fns[k](&model_steps[k], ins, model_arena + model_out_offsets[k]);
-#ifdef MODEL_PROFILE
-        model_profile_hook((int)k);
+    if (in != {p}_input_buffer()) memmove({p}_input_buffer(), in, {P}_IN_BYTES);
+#ifdef {P}_PROFILE
+    {p}_profile_hook(-1);
+#endif
+    for (k = 0; k < {P}_N_STEPS; k++) {{
+        for (j = {p}_in_start[k]; j < {p}_in_start[k + 1]; j++)
+            ins[j - {p}_in_start[k]] = {p}_arena + {p}_in_offsets[j];
+        {p}_fns[k](&{p}_steps[k], ins, {p}_arena + {p}_out_offsets[k]);
+#ifdef {P}_PROFILE
+        {p}_profile_hook((int)k);
 #endif
     }}
-    if (out != model_output_buffer()) memmove(out, model_output_buffer(), MODEL_OUT_BYTES);
+    if (out != {p}_output_buffer()) memmove(out, {p}_output_buffer(), {P}_OUT_BYTES);
     return 0;
 }}
 """
-    for fname in KERNEL_FILES:
-        texts[fname] = (C_DIR / fname).read_text()
+    texts.update(_kernel_texts(p))
     for fname, text in texts.items():
         with atomic_path(out_dir / fname, Path(fname).suffix) as tmp:
             Path(tmp).write_text(text)

@@ -18,7 +18,7 @@ from tinyopt.integer.graph import IntegerGraph, IntegerLayer, Tensor
 from tinyopt.integer.tflite_check import TFLiteFileError, _schema, tensor_name, text, validate
 
 __all__ = ["FLAVOURS", "HANDLERS", "OP_ROUNDING", "TFLITE_OPS", "TFLiteFileError",
-           "graph_from_tflite"]
+           "graph_from_tflite", "tflite_ops"]
 
 
 def _op_names(schema) -> dict[int, str]:
@@ -525,3 +525,16 @@ def graph_from_tflite(tflite_bytes: bytes, *, flavour: str = "litert") -> Intege
     graph.tensors = {k: v for k, v in ctx.tensors.items() if k != src.name}
     graph.validate()
     return graph
+
+
+def tflite_ops(tflite_bytes: bytes) -> list[tuple[str, str]]:
+    """Every operator of a flatbuffer in order, as (op name, output tensor name), after
+    :func:`tinyopt.integer.tflite_check.validate` accepted the file, so that a caller can list
+    every op outside :data:`TFLITE_OPS` at once (``tinyopt analyze``).
+
+    Raises:
+        TFLiteFileError: the file is not a well-formed TFLite model.
+    """
+    m = _TFLiteModel(tflite_bytes)
+    return [(m.op_names[op.opcodeIndex], m.name(int(op.outputs[0])) if len(op.outputs) else "?")
+            for op in m.sub.operators]
