@@ -88,9 +88,8 @@ def mcu_row(graph, codes: np.ndarray, build_dir, name: str, host_images: int = 2
 
 
 def safe_name(variant: str) -> str:
-    """A variant's text as a folder name (``prune>mixed(flash=16k,...)`` ->
-    ``prune_mixed_flash_16k_...``)."""
-    out = "".join(c if c.isalnum() else "_" for c in variant)
-    while "__" in out:
-        out = out.replace("__", "_")
-    return out.strip("_")[:120] or "variant"
+    """A variant's text as a folder name (``mnist_prune>mixed(flash=16k,...)`` ->
+    ``mnist_prune_mixed_flash_16k_..._<hash>``): :func:`tinyopt.names.path_slug`, the one home
+    of safe names."""
+    from tinyopt.names import path_slug
+    return path_slug(variant, "variant")
