@@ -124,40 +124,55 @@ def pytest_unconfigure(config):
 
 
 # ------------------------------------------------------------------------------ xdist
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+# ``make test`` runs ``pytest -n N --dist loadgroup``. Our own scheduler (below) gives the groups:
+# the tests of one file share a worker, so a module or session fixture (a trained model, a built
+# program) is built once, as in a serial run; the notebook runs, the longest tests, are a group
+# each so that they spread over the workers (notebook 05's QEMU test shares its notebook's run).
+# (pytest-xdist's own xdist_group marks are not used: with pytest 9 its loadgroup scheduler no
+# longer sees them and splits every group.) Groups start longest first (HEAVY_FIRST, measured
+# with --durations), so that no long group starts last while the other worker idles.
+HEAVY_FIRST = ["notebook 06_iso_memory", "notebook 08_any_graph", "notebook 05_deploy",
+               "notebook 02_subbyte_qat", "notebook 01_multicomponent",
+               "notebook 04_integer_only", "tests/test_sim_fast.py", "tests/test_deploy_dag.py",
+               "tests/test_icn_convert.py", "tests/test_determinism.py",
+               "tests/test_generate.py", "tests/test_experiments.py", "tests/test_kernels_m7.py",
+               "tests/test_tflite_fuzz.py", "tests/test_mlperf_import.py"]
+
+
+def worker_group(nodeid: str) -> str:
+    """The worker group of a test: its file, or its notebook for the notebook runs."""
+    path, _, name = nodeid.partition("::")
+    if path.endswith("test_notebooks.py"):
+        if name.startswith("test_notebook[") and name.endswith("]"):
+            return f"notebook {name[len('test_notebook['):-1]}"
+        if name == "test_05_deploy_under_qemu":
+            return "notebook 05_deploy"
+    return path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """LoadScopeScheduling with :func:`worker_group` as the scope, in collection order."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    config.option.loadscopereorder = False  # keep HEAVY_FIRST's order, not the largest first
+    return GroupScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under ``pytest -n N --dist loadgroup`` (what ``make test`` runs): the tests of one file
-    share a worker, so a module or session fixture (a trained model, a built program) is built
-    once, as in a serial run; the notebook runs, the longest tests, are one group each, so they
-    spread over the workers (notebook 05's QEMU test shares its notebook's group and run)."""
-    # a worker sees option.loadgroup (xdist resets its "dist" to "no"); a plain run, neither
-    if not getattr(config.option, "loadgroup", False):
+    """On the xdist workers of ``--dist loadgroup``: the longest groups first (order only:
+    every test still runs, a group's tests in their order)."""
+    if not getattr(config.option, "loadgroup", False):  # set on the workers of loadgroup
         return
-    for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        group = item.nodeid.split("::")[0]
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if group.endswith("test_notebooks.py") and "stem" in params:
-            group = f"notebook {params['stem']}"
-        elif item.name == "test_05_deploy_under_qemu":
-            group = "notebook 05_deploy"
-        item.add_marker(pytest.mark.xdist_group(group))
-    # Longest groups first (measured with --durations), so that no long group starts last
-    # while the other worker idles. Order only: every test still runs.
     first = {g: i for i, g in enumerate(HEAVY_FIRST)}
-
-    def rank(item):
-        group = item.get_closest_marker("xdist_group").args[0]
-        return first.get(group, len(first))
-    items.sort(key=rank)  # stable: a group's tests keep their order and stay together
-
-
-HEAVY_FIRST = ["notebook 02_subbyte_qat", "notebook 01_multicomponent", "notebook 05_deploy",
-               "notebook 04_integer_only", "tests/test_deploy_dag.py", "tests/test_determinism.py",
-               "notebook 08_any_graph", "notebook 06_iso_memory", "tests/test_sim_fast.py",
-               "tests/test_tflite_fuzz.py", "tests/test_icn_convert.py",
-               "tests/test_experiments.py", "tests/test_kernels_m7.py"]
+    items.sort(key=lambda item: first.get(worker_group(item.nodeid), len(first)))
 
 
 @pytest.fixture(autouse=True)

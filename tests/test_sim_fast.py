@@ -190,10 +190,12 @@ def test_mlperf_fast_equals_reference_and_litert_tflm_1000(name):
     g, x = _mlperf_inputs(tfl, 1000)
     out = g.output_names()[0]
     fast = sim.run_tflite(tfl, x)
-    np.testing.assert_array_equal(fast, sim.run_tflite(tfl, x, engine="reference"))
     np.testing.assert_array_equal(fast, litert_reference(tfl, x, {out})[out])
     micro = sim.run_tflite(tfl, x, flavour="tflm")
-    np.testing.assert_array_equal(micro, sim.run_tflite(tfl, x, flavour="tflm",
-                                                        engine="reference"))
+    # the numpy reference engine on the first 250 (it meets LiteRT and TFLM on 250 inputs in
+    # tests/test_mlperf_import.py too): the 1,000 are LiteRT's and TFLM's, at the speed of C
+    np.testing.assert_array_equal(fast[:250], sim.run_tflite(tfl, x[:250], engine="reference"))
+    np.testing.assert_array_equal(micro[:250], sim.run_tflite(tfl, x[:250], flavour="tflm",
+                                                              engine="reference"))
     np.testing.assert_array_equal(micro.reshape(len(x), -1),
                                   tflm_reference(tfl, x, {out})[out].reshape(len(x), -1))
