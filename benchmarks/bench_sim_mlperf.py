@@ -119,13 +119,44 @@ def main() -> int:
         table.append((name, N / min(times["sim_fast"]), N / min(times["sim_reference"]),
                       N / lite, lite / min(times["sim_fast"]), statistics.median(loads)))
     path = report.write_csv(rows, REPO / "results" / "bench" / "sim_mlperf.csv")
+    exact = exactness()
     print(f"\nBLAS kernel: {kernel}; C kernels: {sim_fast.REASON}")
     print(f"{'model':15s} {'fast img/s':>11s} {'ref img/s':>10s} {'LiteRT img/s':>13s} "
           f"{'fast/LiteRT':>11s} {'load':>5s}")
     for name, fast, ref, lite, ratio, load in table:
         print(f"{name:15s} {fast:11,.0f} {ref:10,.0f} {lite:13,.0f} {ratio:10.2f}x {load:5.2f}")
-    print(f"wrote {path}")
-    return 0
+    print("\nbit-exactness, fast engine, 1,000 seeded inputs per model (differing output bytes):")
+    for r in exact:
+        print(f"  {r['model']:15s} vs LiteRT BUILTIN_REF {r['diff_vs_litert_ref']}, "
+              f"flavour tflm vs TFLite Micro {r['diff_vs_tflm']}")
+    print(f"wrote {path} and {EXACT_CSV}")
+    return 0 if all(r["diff_vs_litert_ref"] == r["diff_vs_tflm"] == 0 for r in exact) else 1
+
+
+EXACT_CSV = REPO / "results" / "bench" / "sim_mlperf_exact.csv"
+EXACT_N = 1000
+
+
+def exactness() -> list[dict]:
+    """The fast engine against LiteRT's reference kernels (flavour "litert") and against TFLite
+    Micro (flavour "tflm") on ``EXACT_N`` seeded inputs per model: differing output values."""
+    from tinyopt.litert.reference import litert_reference, tflm_reference
+    rows = []
+    for name in MLPERF_TINY:
+        tfl = mlperf_tiny_tflite(name)
+        g = sim.graph_from_tflite(tfl)
+        x = np.random.default_rng(11).integers(-128, 128, (EXACT_N, *g.input_shape))
+        x = x.astype(np.int8)
+        out = g.output_names()[0]
+        fast = sim.run_tflite(tfl, x).reshape(EXACT_N, -1)
+        ref = np.asarray(litert_reference(tfl, x, {out})[out]).reshape(EXACT_N, -1)
+        micro = sim.run_tflite(tfl, x, flavour="tflm").reshape(EXACT_N, -1)
+        tflm = np.asarray(tflm_reference(tfl, x, {out})[out]).reshape(EXACT_N, -1)
+        rows.append({"model": name, "inputs": EXACT_N, "engine": "sim_fast",
+                     "diff_vs_litert_ref": int((fast != ref).sum()),
+                     "diff_vs_tflm": int((micro != tflm).sum()), "output_values": fast.size})
+    report.write_csv(rows, EXACT_CSV)
+    return rows
 
 
 if __name__ == "__main__":
