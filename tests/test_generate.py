@@ -254,7 +254,7 @@ def test_cli_refusals(tmp_path, capsys):
     keras.write_bytes(b"\x89HDF")
     code, _, err = _cli(capsys, "generate", str(keras), "--name", "m", "--out",
                         str(tmp_path / "y"))
-    assert code == 2 and "is a Keras model" in err
+    assert code == 2 and "is not a Keras model" in err  # a Keras suffix, but not a model
     trunc = tmp_path / "cut.tflite"
     trunc.write_bytes(path.read_bytes()[:4000])
     code, _, err = _cli(capsys, "analyze", str(trunc))

@@ -272,7 +272,8 @@ Kernels: `--target {meta['target']}` ({KERNELS_TEXT[meta['target']]}).
 
 
 def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source=None,
-             check_images: int = 32, seed: int = 0, version: str | None = None) -> dict:
+             check_images: int = 32, seed: int = 0, version: str | None = None,
+             progress=None) -> dict:
     """Write the C library of ``graph`` named ``name`` into ``out_dir``.
 
     Arguments:
@@ -288,6 +289,9 @@ def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source
         check_images: random inputs of the host check (0: no check).
         seed: the check's input seed.
         version: the tinyopt version to record (default: ``tinyopt.__version__``).
+        progress: None, or a callable taking the name of each stage as it starts ("C
+            export", "host build and check", "Cortex-M7 compile (sizes)"), e.g. to move a
+            progress bar.
 
     Returns:
         The metadata dict (also written as ``metadata.json``), plus ``"export"``: the
@@ -306,10 +310,13 @@ def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source
         import tinyopt
         version = tinyopt.__version__
     out = Path(out_dir)
+    stage = progress if progress is not None else (lambda name: None)
+    stage("C export")
     export = codegen.export_c(graph, out, kernels=TARGETS[target], prefix=name)
     sources = [s.name for s in export.sources]
     check = None
     if check_images > 0:
+        stage(f"host build and check ({check_images} inputs)")
         check = check_host(export, graph, check_images, seed)
         if check["mismatching_values"]:
             raise ValueError(f"library {name!r} in {out}: {check['mismatching_values']} output "
@@ -317,6 +324,7 @@ def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source
                              "inputs; please report this as a bug (with the model)")
     src = None if source is None else Path(source)
     last = graph.output_names()[0]
+    stage("Cortex-M7 compile (sizes)")
     meta = {
         "name": name, "target": target, "tinyopt_version": version,
         "source": {"file": src.name if src else None,

@@ -17,8 +17,8 @@ reaches the notebook's check. A name given twice is refused. Exit codes: 0 done,
 failed or damaged (listed, with their run folder's ``failed.json`` / ``run.json``), 2 a bad grid
 or bad arguments.
 
-``tinyopt analyze | generate | supported-ops``: from a model file to a firmware's C library
-(:mod:`tinyopt.workbench.firmware_cli`).
+``tinyopt analyze | validate | generate | supported-ops``: from a model file to a firmware's C
+library (:mod:`tinyopt.workbench.firmware_cli`).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                      "mapping when VALUE starts with [ or { (e.g. -p sequences "
                      "'[\"int8\", \"prune>qat>int8\"]'), else a string; VALUE may start with "
                      "'-' (-p ram -5k)")
-    firmware_cli.add_parsers(sub)  # analyze, generate, supported-ops
+    firmware_cli.add_parsers(sub)  # analyze, validate, generate, supported-ops
     run.add_argument("-y", "--yaml", action="append", default=[], metavar="YAML",
                      help="parameters as a YAML mapping, e.g. -y 'models: [kws, vww]' "
                      "(as papermill's -y)")
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "run":
             return _run(args)
-        if args.command in ("analyze", "generate", "supported-ops"):
+        if args.command in firmware_cli.COMMANDS:
             return firmware_cli.run(args)
     except (SweepError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""``tinyopt analyze | generate | supported-ops``: from a model file to firmware without Python.
+"""``tinyopt analyze | validate | generate | supported-ops``: from a model file to firmware
+without Python.
 
 - ``tinyopt analyze MODEL [--flash 256k] [--ram 64k] [--json]``: the per-step table of the C
   export (op, shapes, MACs, weight and parameter bytes, tensor bytes live at that step), from
@@ -6,15 +7,23 @@
   temporary folder), the totals (arena, flash constants, the compiled library's flash when the
   Cortex-M7 toolchain is installed) and whether they fit the budgets. Exit 0 fits (or no
   budget), 1 does not fit, 2 bad input.
+- ``tinyopt validate MODEL [--data FILE.npy|.npz] [--target host|m7] [--images N] [--json]``:
+  the simulator (both engines), LiteRT REF, TFLite Micro, the host C and the Cortex-M7 under
+  QEMU side by side on the same inputs (:mod:`tinyopt.workbench.validate`). Exit 0 all
+  bit-exact, 1 a mismatch, 2 bad input or a missing tool.
 - ``tinyopt generate MODEL --name kws --out DIR [--target m7|portable]``: a self-contained C
   library (:func:`tinyopt.deploy.library.generate`), checked on the host first.
 - ``tinyopt supported-ops [--json]``: the ops each path accepts, read from the code's own tables
   (:data:`tinyopt.integer.from_litert.HANDLERS`, :data:`tinyopt.deploy.steps.SUPPORTED_KINDS`,
   :data:`tinyopt.mixed.dag.SUPPORTED`).
 
-MODEL is a full-int8 ``.tflite`` or an IntegerGraph ``.npz`` (:meth:`IntegerGraph.save`); a Keras
-model is refused with the conversion to use. Every op of a ``.tflite`` outside the supported set
-is listed at once.
+MODEL is a full-int8 ``.tflite``, an IntegerGraph ``.npz`` (:meth:`IntegerGraph.save`) or a float
+Keras model (``.h5``, ``.keras``, a SavedModel folder), quantized with ``--bits w8a8|mixed``
+(mixed: the memory-driven rule under ``--flash`` / ``--ram``) on ``--calibration`` data, or on
+random data, said so (:mod:`tinyopt.workbench.keras_model`). Every op of a ``.tflite``, and
+every layer of a Keras model, outside the supported set is listed at once. Progress bars (on
+stderr) show the builds and QEMU runs of validate and generate when stdout is a terminal;
+``--no-progress`` turns them off.
 """
 
 from __future__ import annotations
@@ -29,8 +38,19 @@ EXAMPLES = {
     "analyze": "tinyopt analyze kws_dscnn_int8.tflite --flash 256k --ram 64k",
     "generate": "tinyopt generate kws_dscnn_int8.tflite --name kws --out build/kws",
     "supported-ops": "tinyopt supported-ops --json",
+    "validate": "tinyopt validate kws_dscnn_int8.tflite --data kws_test.npy --target m7",
+}
+KERAS_EXAMPLES = {  # a float Keras model, quantized by the command
+    "analyze": "tinyopt analyze ad_fcae.h5 --flash 160k --ram 4k --calibration calib.npy",
+    "validate": "tinyopt validate ad_fcae.h5 --bits mixed --flash 160k --ram 4k --target m7",
+    "generate": "tinyopt generate ad_fcae.h5 --bits w8a8 --name ad --out build/ad",
 }
 KERAS_SUFFIXES = (".h5", ".keras", ".hdf5")
+MODEL_HELP = ("a full-int8 .tflite, an IntegerGraph .npz or a float Keras model (.h5, .keras, "
+              "SavedModel folder)")
+# the sub-commands tinyopt.workbench.cli hands over to run()
+COMMANDS = ("analyze", "validate", "generate", "supported-ops")
+RANDOM_IMAGES = 10  # validate's random inputs by default (TFLM and QEMU run one at a time)
 
 
 class ModelFileError(ValueError):
@@ -61,8 +81,8 @@ def load_model(path, flavour: str = "tflm"):
         (graph, path).
 
     Raises:
-        ModelFileError: no such file, a Keras model, not a TFLite flatbuffer or graph file, or
-            ops outside the supported set (all listed).
+        ModelFileError: no such file, a Keras model (:func:`load_any` takes those), not a
+            TFLite flatbuffer or graph file, or ops outside the supported set (all listed).
         ValueError: a malformed ``.tflite`` (:class:`TFLiteFileError`, naming the field) or a
             form of a supported op that is not.
     """
@@ -73,9 +93,8 @@ def load_model(path, flavour: str = "tflm"):
         raise ModelFileError(f"{path}: no such file")
     if p.is_dir() or p.suffix.lower() in KERAS_SUFFIXES:
         raise ModelFileError(
-            f"{path} is a Keras model; this command takes a full-int8 .tflite or an IntegerGraph "
-            ".npz. Convert it first: tinyopt.convert.to_tflite(model, 'int8', ...) for int8, or "
-            "tinyopt.icn.convert(...).save('m.npz') for a sub-byte model")
+            f"{path} is a Keras model; load_model takes a full-int8 .tflite or an IntegerGraph "
+            ".npz (load_any, and so the commands, take Keras models too)")
     if p.suffix.lower() == ".npz":
         return IntegerGraph.load(p), p
     raw = p.read_bytes()
@@ -88,6 +107,50 @@ def load_model(path, flavour: str = "tflm"):
         raise ModelFileError(f"{path}: {len(bad)} unsupported op(s): {listed}. Supported: "
                              f"{', '.join(TFLITE_OPS)} (tinyopt supported-ops)")
     return graph_from_tflite(raw, flavour=flavour), p
+
+
+def _budgets(args) -> tuple[int | None, int | None]:
+    flash = None if getattr(args, "flash", None) is None else parse_bytes(args.flash, "--flash")
+    ram = None if getattr(args, "ram", None) is None else parse_bytes(args.ram, "--ram")
+    return flash, ram
+
+
+def load_any(args) -> tuple:
+    """The IntegerGraph of ``args.model``: a ``.tflite`` / ``.npz`` (:func:`load_model`) or a
+    Keras model (.h5, .keras, SavedModel folder), quantized to ``args.bits`` (default: "mixed"
+    when both --flash and --ram are given, else "w8a8") on ``args.calibration`` (or random data,
+    said so) and lowered (:mod:`tinyopt.workbench.keras_model`).
+
+    Returns:
+        (graph, path, keras info: None for a .tflite / .npz, else {"model", "policy", "bits",
+        "calibration"}).
+
+    Raises:
+        ModelFileError, ValueError: as :func:`load_model`; a Keras file that is not a model or
+            holds unsupported layers (all listed); --bits/--calibration given for a .tflite.
+    """
+    from tinyopt.workbench import keras_model
+    p = Path(args.model)
+    bits = getattr(args, "bits", None)
+    calib = getattr(args, "calibration", None)
+    if not p.exists():
+        raise ModelFileError(f"{args.model}: no such file")
+    if not keras_model.is_keras_path(p):
+        if bits is not None or calib is not None:
+            raise ValueError(f"--bits and --calibration are for Keras models; {p.name} is "
+                             "already quantized")
+        graph, path = load_model(p, args.flavour)
+        return graph, path, None
+    flash, ram = _budgets(args)
+    if bits is None:
+        bits = "mixed" if flash is not None and ram is not None else "w8a8"
+    model = keras_model.load(p)
+    keras_model.check(model, p)
+    policy = keras_model.policy_for(model, bits, flash, ram)
+    x, how = keras_model.calibration_data(model, calib, seed=getattr(args, "seed", 0))
+    from tinyopt.names import path_slug
+    graph = keras_model.to_graph(model, policy, x, path_slug(p.stem or "model", "model name"))
+    return graph, p, {"model": model, "policy": policy, "bits": bits, "calibration": how}
 
 
 def analyze(graph, flash: int | None = None, ram: int | None = None,
@@ -166,6 +229,35 @@ def _print_analysis(model: Path, report: dict) -> None:
         print(f"  {'FITS' if report['fits'] else 'DOES NOT FIT'}: " + "; ".join(parts))
 
 
+def keras_analysis(info: dict, flash: int | None, ram: int | None) -> dict:
+    """The memory model's per-layer tables of a Keras model: w8a8 and, with both budgets, the
+    memory-driven mixed policy (:func:`tinyopt.policy.memory_driven`)."""
+    from tinyopt.workbench import keras_model
+    model = info["model"]
+    out = {"calibration": info["calibration"], "graph_bits": info["bits"], "policies": {}}
+    policies = {"w8a8": keras_model.policy_for(model, "w8a8")}
+    if flash is not None and ram is not None:
+        policies["mixed"] = (info["policy"] if info["bits"] == "mixed"
+                             else keras_model.policy_for(model, "mixed", flash, ram))
+    for label, policy in policies.items():
+        rows, totals = keras_model.memory_rows(model, policy)
+        out["policies"][label] = {"layers": rows, "totals": totals}
+    return out
+
+
+def _print_keras(path: Path, k: dict) -> None:
+    import pandas as pd
+    for label, part in k["policies"].items():
+        t = part["totals"]
+        print(f"{path.name}, policy {label} (memory model, tinyopt.memory.report):")
+        with pd.option_context("display.width", 200, "display.max_rows", None,
+                               "display.max_columns", None):
+            print(pd.DataFrame(part["layers"]).to_string(index=False))
+        print(f"  flash (weights + bias/ICN) {t['flash_bytes']:,} B; peak RAM "
+              f"{t['peak_ram_bytes']:,} B at {t['peak_step']}; {t['macs']:,} MACs\n")
+    print(f"C export of the {k['graph_bits']} integer graph ({k['calibration']}):")
+
+
 def supported_ops() -> dict:
     """What each path accepts, from the code's own tables."""
     from tinyopt.deploy.steps import ALIAS_KINDS, STEP_KINDS
@@ -177,6 +269,79 @@ def supported_ops() -> dict:
             "Keras sub-byte path (tinyopt.mixed.dag.SUPPORTED)": SUPPORTED}
 
 
+def show_progress(wanted: bool) -> bool:
+    """Progress bars only when asked for and stdout is a terminal (not in pipes and logs)."""
+    return bool(wanted) and sys.stdout.isatty()
+
+
+class _stage_bar:
+    """A tqdm bar over named stages (``bar.stage("host build")`` starts the next one)."""
+
+    def __init__(self, wanted: bool, total: int):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, unit="stage", leave=False, disable=not show_progress(wanted))
+        self.started = False
+
+    def stage(self, name: str) -> None:
+        if self.started:
+            self.bar.update()
+        self.started = True
+        self.bar.set_description(name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+        return False
+
+
+def _validate(args) -> int:
+    """``tinyopt validate``: 0 every engine bit-exact, 1 a mismatch (2 is raised as an error)."""
+    from tinyopt.workbench import validate as val
+    if args.images is not None and args.images < 1:
+        raise ValueError(f"--images must be >= 1, got {args.images}")
+    if args.target == "m7":  # before any work: the install command, not a build error
+        val.toolchain_or_raise()
+    graph, path, info = load_any(args)
+    keras = None if info is None else {"bits": info["bits"], "calibration": info["calibration"]}
+    if keras is not None and not args.json:
+        print(f"{path.name}: {info['bits']} policy, {info['calibration']}")
+    if args.data is not None:
+        x = val.input_codes(graph, val.read_data(args.data), args.images,
+                            what=f"--data {args.data}")
+        inputs = f"from {args.data}"
+    else:
+        n = args.images or RANDOM_IMAGES
+        x = val.random_codes(graph, n, args.seed)
+        inputs = f"RANDOM input codes, seed {args.seed}: no --data given"
+    tflite = path.read_bytes() if path.suffix.lower() == ".tflite" else None
+    report = val.validate(graph, x, tflite=tflite, flavour=args.flavour, target=args.target,
+                          kernels=args.kernels, progress=show_progress(not args.no_progress))
+    if args.json:
+        print(json.dumps({"model": str(path), "inputs": inputs, "keras": keras, **report},
+                         indent=2))
+    else:
+        val.print_report(path, report, inputs)
+    return 1 if report["mismatch"] else 0
+
+
+def _keras_options(parser, budgets: bool) -> None:
+    """--bits, --calibration (and --flash / --ram) for a Keras MODEL."""
+    parser.add_argument("--bits", choices=("w8a8", "mixed"), default=None,
+                        help="a Keras model's bit policy: w8a8, or mixed (the memory-driven "
+                        "rule under --flash and --ram); default mixed when both are given, "
+                        "else w8a8")
+    parser.add_argument("--calibration", default=None, metavar="FILE",
+                        help="a Keras model's PTQ calibration inputs (.npy, float, model-ready "
+                        "[N, *input shape]); default: random [0, 1) values (said so)")
+    if budgets:
+        parser.add_argument("--flash", default=None, help="a Keras model's flash budget for "
+                            "--bits mixed (64k)")
+        parser.add_argument("--ram", default=None, help="a Keras model's RAM budget for "
+                            "--bits mixed (16k)")
+
+
 def add_parsers(sub) -> None:
     """Add the analyze, generate and supported-ops sub-commands to ``sub``."""
     import argparse
@@ -185,25 +350,33 @@ def add_parsers(sub) -> None:
                         formatter_class=fmt,
                         description="Per-step table (op, shapes, MACs, weight bytes, tensor "
                         "bytes live at that step) of MODEL's C export, from the memory plan the "
-                        "export uses; totals and whether they fit. Exit 0 fits (or no budget), "
-                        f"1 does not fit, 2 bad input.\n\nexample:\n  {EXAMPLES['analyze']}")
-    an.add_argument("model", help="a full-int8 .tflite or an IntegerGraph .npz")
-    an.add_argument("--flash", default=None, help="flash budget in bytes (256k, 1M, 262144)")
-    an.add_argument("--ram", default=None, help="RAM budget for the activation arena (64k)")
+                        "export uses; totals and whether they fit. A Keras model first gets the "
+                        "memory model's per-layer tables (w8a8 and, with --flash and --ram, the "
+                        "memory-driven mixed policy under them), then is quantized (--bits) and "
+                        "analyzed as its C export. Exit 0 fits (or no budget), "
+                        f"1 does not fit, 2 bad input.\n\nexample:\n  {EXAMPLES['analyze']}\n"
+                         f"a Keras model:\n  {KERAS_EXAMPLES['analyze']}")
+    an.add_argument("model", help=MODEL_HELP)
+    an.add_argument("--flash", default=None, help="flash budget in bytes (256k, 1M, 262144); "
+                    "for a Keras model also the mixed policy's budget of weights and parameters")
+    an.add_argument("--ram", default=None, help="RAM budget for the activation arena (64k); "
+                    "for a Keras model also the mixed policy's RAM budget")
     an.add_argument("--target", choices=("m7", "portable"), default="m7",
                     help="kernels: m7 (specialised, default) or portable")
     an.add_argument("--flavour", choices=("tflm", "litert"), default="tflm",
                     help="a .tflite's arithmetic: tflm (TFLite Micro + CMSIS-NN, default) or "
                     "litert (LiteRT reference kernels)")
     an.add_argument("--json", action="store_true", help="print the report as JSON")
+    _keras_options(an, budgets=False)
     gen = sub.add_parser("generate", help="a self-contained C library for a firmware",
                          formatter_class=fmt,
                          description="Write a C library of MODEL into OUT: NAME.h / NAME.c and "
                          "the library's own kernels (every symbol prefixed NAME_), "
                          "CMakeLists.txt, NAME.mk, README.md and metadata.json; built and "
                          "checked bit-exact against the simulator on the host first.\n\n"
-                         f"example:\n  {EXAMPLES['generate']}")
-    gen.add_argument("model", help="a full-int8 .tflite or an IntegerGraph .npz")
+                         f"example:\n  {EXAMPLES['generate']}\n"
+                         f"a Keras model:\n  {KERAS_EXAMPLES['generate']}")
+    gen.add_argument("model", help=MODEL_HELP)
     gen.add_argument("--name", required=True,
                      help="C prefix of every symbol and file (a plain C identifier, e.g. kws)")
     gen.add_argument("--out", required=True, help="the library's folder (created)")
@@ -214,6 +387,38 @@ def add_parsers(sub) -> None:
                      help="a .tflite's arithmetic to reproduce (default tflm)")
     gen.add_argument("--check", type=int, default=32, metavar="N",
                      help="random inputs of the host check (default 32; 0: no check)")
+    gen.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _keras_options(gen, budgets=True)
+    val = sub.add_parser("validate", help="the C (host, Cortex-M7) against the simulator and "
+                         "the interpreters, on data", formatter_class=fmt,
+                         description="Run MODEL on the same inputs with the simulator "
+                         "(reference and fast engines), LiteRT's reference kernels and TFLite "
+                         "Micro (a .tflite), the exported C on the host and, with --target m7, "
+                         "the Cortex-M7 under QEMU; count the differing output values of each "
+                         "against the simulator's reference engine and name the first layer "
+                         "that differs. --data: integer arrays are input codes (int8 for an "
+                         "int8 input), float arrays real values quantized with the model's "
+                         "input scale and zero point; without --data, seeded random codes "
+                         "(said so). Exit 0 all bit-exact, 1 a mismatch, 2 bad input or a "
+                         f"missing tool.\n\nexample:\n  {EXAMPLES['validate']}\n"
+                         f"a Keras model:\n  {KERAS_EXAMPLES['validate']}")
+    val.add_argument("model", help=MODEL_HELP)
+    val.add_argument("--data", default=None, metavar="FILE",
+                     help=".npy (or .npz with one array, or one named x) of shape "
+                     "[N, *input shape]; default: random input codes")
+    val.add_argument("--images", type=int, default=None, metavar="N",
+                     help=f"images to run (default: all of --data, else {RANDOM_IMAGES})")
+    val.add_argument("--target", choices=("host", "m7"), default="host",
+                     help="host: the C with gcc; m7: also the Cortex-M7 under QEMU (flash, "
+                     "RAM, instructions)")
+    val.add_argument("--kernels", choices=("m7", "portable"), default="m7",
+                     help="the C kernels (default m7: specialised, plain C on the host)")
+    val.add_argument("--flavour", choices=("tflm", "litert"), default="tflm",
+                     help="a .tflite's arithmetic the C reproduces (default tflm)")
+    val.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    val.add_argument("--json", action="store_true", help="print the report as JSON")
+    val.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _keras_options(val, budgets=True)
     ops = sub.add_parser("supported-ops", help="the ops each path accepts",
                          formatter_class=fmt,
                          description="The ops of the int8 .tflite import, the C export and the "
@@ -234,13 +439,16 @@ def run(args) -> int:
                     print(f"{path}:\n  " + (", ".join(ops) if isinstance(ops, list) else ops))
             return 0
         if args.command == "analyze":
-            flash = None if args.flash is None else parse_bytes(args.flash, "--flash")
-            ram = None if args.ram is None else parse_bytes(args.ram, "--ram")
-            graph, path = load_model(args.model, args.flavour)
+            flash, ram = _budgets(args)
+            graph, path, info = load_any(args)
             report = analyze(graph, flash, ram, kernels=args.target)
+            if info is not None:
+                report = {"keras": keras_analysis(info, flash, ram), **report}
             if args.json:
                 print(json.dumps({"model": str(path), **report}, indent=2))
             else:
+                if info is not None:
+                    _print_keras(path, report["keras"])
                 _print_analysis(path, report)
             return 1 if report["fits"] is False else 0
         if args.command == "generate":
@@ -248,9 +456,13 @@ def run(args) -> int:
             codegen.check_prefix(args.name)  # before the model is read
             if args.check < 0:
                 raise ValueError(f"--check must be >= 0, got {args.check}")
-            graph, path = load_model(args.model, args.flavour)
-            meta = library.generate(graph, args.out, args.name, target=args.target,
-                                    source=path, check_images=args.check)
+            graph, path, info = load_any(args)
+            if info is not None:
+                print(f"{path.name}: {info['bits']} policy, {info['calibration']}")
+            with _stage_bar(not args.no_progress, 3) as bar:
+                meta = library.generate(graph, args.out, args.name, target=args.target,
+                                        source=path, check_images=args.check,
+                                        progress=bar.stage)
             out = Path(args.out)
             print(f"wrote {out}/: {', '.join(meta['sources'])}, {meta['header']}, "
                   f"{args.name}_params.h, kernels, CMakeLists.txt, {args.name}.mk, README.md, "
@@ -264,6 +476,8 @@ def run(args) -> int:
                   f"  checked on the host: {c['exact_images']}/{c['images']} random inputs "
                   f"bit-exact with the simulator ({c['compiler']})")
             return 0
+        if args.command == "validate":
+            return _validate(args)
     except (ValueError, TypeError, FileNotFoundError, BuildError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
