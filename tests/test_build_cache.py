@@ -47,6 +47,7 @@ def test_a_changed_kernel_source_is_compiled_again(tmp_path, cache):
     assert len(list(cache.glob("tinyopt_nn-*.o"))) == 2 and not list(cache.glob(".*"))
 
 
+@pytest.mark.slow  # a Cortex-M7 build twice; the host twin runs in make test-fast
 def test_cached_mcu_build_equals_uncached(qemu, tmp_path, cache, monkeypatch):
     g = coverage_graph(2, "tflite_single", True)
     export = codegen.export_c(g, tmp_path / "src")

@@ -262,6 +262,7 @@ def test_mixed_mobilenet_host_bitexact_and_arena_matches_memory_model(tmp_path, 
     assert e.param_bytes["w"] == int(memory.report(nodes, policy)["weight_bytes"].sum())
 
 
+@pytest.mark.slow  # QEMU; make test-fast runs QEMU in test_names_safety.py
 def test_mixed_mobilenet_under_qemu(qemu, tmp_path, mixed_mobilenet):
     g, x = mixed_mobilenet
     r = mcu.deploy(g, x[:40], tmp_path, name="mixed", host_images=40, mcu_images=20)

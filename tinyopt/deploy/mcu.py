@@ -211,7 +211,7 @@ def toolchain() -> tuple[bool, str]:
     missing = [tool for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
                if shutil.which(tool) is None]
     if missing:
-        return False, (f"{', '.join(missing)} not installed; `make mcu` installs the Debian "
+        return False, (f"{', '.join(missing)} not installed; `make mcu-tools` installs the Debian "
                        f"packages {' '.join(APT_PACKAGES)} (or apt-get install them)")
     proc = _run(["arm-none-eabi-gcc", "-print-file-name=libgcc.a"])
     if proc.returncode != 0 or not Path(proc.stdout.strip()).is_file():
