@@ -217,6 +217,7 @@ def keras_file(tmp_path_factory):
     return _small_keras(tmp_path_factory.mktemp("keras") / "small.h5")
 
 
+@pytest.mark.slow  # PTQ and builds twice (make test-fast: test_keras_calibration_file)
 @pytest.mark.parametrize("bits", [["--bits", "w8a8"], ["--flash", "4k", "--ram", "2k"]],
                          ids=["w8a8", "mixed"])
 def test_keras_analyze_validate_generate(bits, keras_file, capsys, tmp_path):
