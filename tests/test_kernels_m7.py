@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import types
 
 import numpy as np
 import pytest
 
 from tinyopt.deploy import codegen, kernels_m7, mcu, synth
 from tinyopt.icn import IntegerGraph, IntegerLayer
+from tinyopt.integer import sim
+from tinyopt.integer.arith import tflite_quantize_multiplier
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
@@ -229,3 +232,218 @@ def test_specialised_kernels_under_qemu(qemu, tmp_path):
                         capture_output=True, text=True, check=True).stdout
     linked = {line.split()[-1] for line in nm.splitlines() if " tn_run" in line}
     assert linked == set(), linked  # no portable kernel: every step is specialised
+
+
+# ------------------------------------------------------------------------------ ADD
+def _add_case(flavour, signed, za, zb, zo, ls, m0, n0, out_signed=None, lo=None, hi=None):
+    """A stand-alone ADD step (the fields kernels_m7.add_plan reads): a layer and the Tensor
+    record of its second input."""
+    out_signed = signed if out_signed is None else out_signed
+    layer = IntegerLayer(kind="add", name=f"add_{flavour}", in_shape=(4,), out_shape=(4,),
+                         in_bits=8, in_signed=signed, in_zero_point=za, out_bits=8,
+                         out_signed=out_signed, out_zero_point=zo, left_shift=ls,
+                         m0=np.asarray(m0, np.int32), n0=np.asarray(n0, np.int8),
+                         act_min=lo, act_max=hi, rounding=flavour)
+    return types.SimpleNamespace(name=layer.name, layer=layer, in_specs=(
+        None, types.SimpleNamespace(bits=8, signed=signed, zero_point=zb)))
+
+
+def _tflite_add(rng, flavour, signed, out_signed=None, relu=False):
+    """TFLite's ADD parameters (from_litert) for random scales and zero points."""
+    out_signed = signed if out_signed is None else out_signed
+    sa, sb, so = rng.uniform(0.01, 0.2, 3)
+    twice = 2 * max(sa, sb)
+    m0, n0 = tflite_quantize_multiplier([sa / twice, sb / twice, twice / ((1 << 20) * so)])
+    base, obase = (-128 if signed else 0), (-128 if out_signed else 0)
+    za, zb = (int(v) for v in rng.integers(base, base + 256, 2))
+    zo = int(rng.integers(obase, obase + 256))
+    return _add_case(flavour, signed, za, zb, zo, 20, m0, n0, out_signed,
+                     lo=zo if relu else None)
+
+
+TOP = (1 << 31) - 1
+# hand-picked extremes: zero points at the ends of the codes (|x - z| = 255), the largest left
+# shift that fits, multipliers 0, 1, 2^30 and 2^31 - 1, exponents -31 .. +3, narrow clamps, the
+# three flavours, unsigned tensors (the mixed-precision graphs' uint8)
+ADD_EXTREMES = [
+    ("tflite_double", True, -128, 127, 0, 22, [TOP, 1 << 30, TOP], [-1, -31, -22], None, -128, 127),
+    ("tflite_double", True, 127, -128, -128, 20, [1, TOP, TOP], [0, -1, -20], None, -128, 127),
+    ("tflite_double", True, 5, -9, 17, 20, [0, TOP, TOP], [-1, -2, -19], None, 17, 60),
+    ("tflite_double", True, -1, 3, -5, 0, [TOP, 1 << 30, TOP], [-1, -3, 3], None, -20, 127),
+    ("tflite_double", False, 0, 255, 255, 20, [1518500250, 1 << 30, TOP], [-1, -1, -20], None,
+     0, 255),
+    ("tflite_double", True, -3, 7, 100, 20, [1 << 30, 1 << 30, 1 << 30], [-1, -1, -21], False,
+     100, 200),
+    ("tflite_single", True, -128, 127, 3, 20, [TOP, 1 << 30, TOP], [-1, -2, -19], None, -128, 127),
+    ("tflite_single", True, 9, -2, -7, 22, [1 << 30, TOP, 1 << 30], [0, -30, -20], None, -7, 127),
+    ("tflite_single", False, 200, 1, 5, 20, [TOP, 1234567890, TOP], [-1, -3, 1 - 20], None, 5, 250),
+    ("floor", True, -128, 127, 0, 20, [TOP, 1 << 30, TOP], [-1, -2, -19], None, -128, 127),
+    ("floor", False, 255, 0, 255, 21, [1 << 30, TOP, 1 << 30], [0, -31, -22], None, 0, 255),
+    ("floor", True, 0, 0, -128, 20, [-TOP, 1 << 30, 1 << 30], [-1, -2, -18], None, -128, 90),
+]
+
+
+def _add_reference(case, a, b):
+    """tinyopt.integer.sim's ADD (_run_add) on code arrays a, b."""
+    lay, zb = case.layer, case.in_specs[1].zero_point
+    rq = sim.REQUANT[lay.rounding]
+    ra = rq((a - lay.in_zero_point) << lay.left_shift, lay.m0[0], lay.n0[0])
+    rb = rq((b - zb) << lay.left_shift, lay.m0[1], lay.n0[1])
+    y = rq(ra + rb, lay.m0[2], lay.n0[2]) + lay.out_zero_point
+    return np.clip(y, *lay.out_range)
+
+
+def test_add_kernel_exhaustive_on_the_host(tmp_path):
+    """tn_m7_add (the generated step functions, host build) equals the simulator's ADD on every
+    pair of input codes (65,536, plus a tail of 3 that is not a whole word), written to a separate
+    buffer and in place over either input, for extreme and random TFLite-like parameters."""
+    rng = np.random.default_rng(29)
+    cases = [_add_case(*c) for c in ADD_EXTREMES]
+    for i in range(18):
+        cases.append(_tflite_add(rng, ("tflite_double", "tflite_single", "floor")[i % 3],
+                                 bool(i % 4), bool(i % 5), relu=bool(i % 2)))
+    plans = [kernels_m7.add_plan(c, None) for c in cases]
+    assert [p for p in plans if isinstance(p, str)] == []
+    # n0 < 0 everywhere but in the input (F: fix-up needed) cases: both variants of the stage
+    assert {p["A"]["F"] for p in plans} == {0, 1} and {p["Q"]["R"] for p in plans} == {0, 1}
+    assert {p[k]["R"] for p in plans for k in "AB"} == {0, 1, 2}  # 2: a plain shift
+    n = 65536 + 3
+    codes = np.arange(n) % 65536
+    fns, calls = [], []
+    for k, c in enumerate(cases):
+        c.layer.in_shape = c.layer.out_shape = (n,)
+        fns.append(kernels_m7.step_function(c, k, kernels_m7.Choice("add", f"model_step{k}"),
+                                            "floor"))
+        calls.append(f"    run(model_step{k});")
+    src = tmp_path / "add.c"
+    src.write_text(
+        '#include <stdio.h>\n#include "tn_m7_add.h"\n' + "".join(fns) + f"""
+#define N {n}u
+typedef void (*step_fn)(const tn_layer_t *, const uint8_t *const *, uint8_t *);
+static uint8_t a[N], b[N], o[N];
+static void run(step_fn f)
+{{
+    for (uint32_t i = 0; i < N; i++) {{
+        a[i] = (uint8_t)((i % 65536u) & 255u); b[i] = (uint8_t)((i % 65536u) >> 8);
+    }}
+    const uint8_t *in[2] = {{a, b}};
+    f(NULL, in, o);
+    fwrite(o, 1, N, stdout);
+    f(NULL, in, a); /* in place over the first input */
+    fwrite(a, 1, N, stdout);
+    for (uint32_t i = 0; i < N; i++) a[i] = (uint8_t)((i % 65536u) & 255u);
+    f(NULL, in, b); /* in place over the second */
+    fwrite(b, 1, N, stdout);
+}}
+int main(void)
+{{
+""" + "\n".join(calls) + "\n    return 0;\n}\n")
+    exe = tmp_path / "add"
+    subprocess.run(["gcc", *mcu.HOST_CFLAGS, "-I", str(codegen.C_DIR), str(src), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    got = np.frombuffer(subprocess.run([exe], check=True, capture_output=True).stdout, np.uint8)
+    got = got.reshape(len(cases), 3, n)
+    for k, c in enumerate(cases):
+        signed = c.layer.in_signed
+        a = (codes & 255).astype(np.int64)
+        b = (codes >> 8).astype(np.int64)
+        if signed:
+            a, b = (a ^ 128) - 128, (b ^ 128) - 128
+        want = _add_reference(c, a, b)
+        assert len(np.unique(want)) > 8, f"case {k}: a nearly constant ADD checks little"
+        out = got[k].astype(np.int64)
+        if c.layer.out_signed:
+            out = (out ^ 128) - 128
+        for j, where in enumerate(("to a buffer", "over input 0", "over input 1")):
+            bad = np.flatnonzero(out[j] != want)
+            assert bad.size == 0, (f"case {k} ({where}): {bad.size} differences, first at codes "
+                                   f"{a[bad[0]]}, {b[bad[0]]}: {out[j][bad[0]]} != {want[bad[0]]}")
+
+
+def test_add_plan_names_why_an_add_stays_portable():
+    ok = _add_case("tflite_double", True, 0, 0, 0, 20, [1 << 30] * 3, [-1, -1, -20])
+    assert isinstance(kernels_m7.add_plan(ok, None), dict)
+    # 255 << (23 + 1) leaves int32 (the portable kernel wraps, as the reference does)
+    wide = _add_case("tflite_double", True, -128, 0, 0, 23, [1518500250] * 3, [-1, -1, -20])
+    why = kernels_m7.add_plan(wide, None)
+    assert "input 0" in why and "int32" in why, why
+    assert kernels_m7.choose(wide, 4).function == "tn_run_add"
+    assert "int32" in kernels_m7.choose(wide, 4).reason
+    unnamed = _add_case(None, True, 0, 0, 0, 20, [1 << 30] * 3, [-1, -1, -20])
+    assert "rounding" in kernels_m7.add_plan(unnamed, None)
+    assert kernels_m7.choose(unnamed, 4, rounding="tflite_double").kind == "add"
+    four = _add_case("floor", False, 0, 0, 0, 20, [1 << 30] * 3, [-1, -1, -20])
+    four.layer.in_bits = 4
+    assert "8-bit" in kernels_m7.add_plan(four, None)
+    assert kernels_m7.choose(ok, 4, "portable").function == "tn_run_add"
+
+
+def _add_graph(seed=2):
+    """x -> a (1x1 conv); relu(x + a) -> s; s + a -> y (the second ADD in place over s): 8-bit
+    signed TFLite ADDs that stay stand-alone steps with fuse_add=False."""
+    rng = np.random.default_rng(seed)
+    a = IntegerLayer(kind="pointwise", name="a", in_shape=(6, 6, 8), out_shape=(6, 6, 8),
+                     in_bits=8, in_signed=True, in_zero_point=-5, out_bits=8, out_signed=True,
+                     out_zero_point=3, inputs=("x",), outputs=("a",), rounding="tflite_double")
+    a.set_weights(rng.integers(0, 256, (8, 1, 1, 8)), 8)
+    a.weight_zero_point = np.array([128], np.int32)
+    a.bias = rng.integers(-500, 500, 8).astype(np.int32)
+    a.m0, a.n0 = tflite_quantize_multiplier(rng.uniform(0.001, 0.004, 8))
+    adds = []
+    for name, ins, zin, zo, relu in (("s", ("x", "a"), -5, -20, True), ("y", ("s", "a"), -20, 7,
+                                                                          False)):
+        m0, n0 = tflite_quantize_multiplier([0.5, 0.31, 0.6 / (1 << 20)])
+        adds.append(IntegerLayer(kind="add", name=name, in_shape=(6, 6, 8), out_shape=(6, 6, 8),
+                                 in_bits=8, in_signed=True, in_zero_point=zin, out_signed=True,
+                                 out_zero_point=zo, inputs=ins, outputs=(name,), left_shift=20,
+                                 m0=m0, n0=n0, act_min=zo if relu else None,
+                                 rounding="tflite_double"))
+    g = IntegerGraph([a, *adds], input_shape=(6, 6, 8), input_signed=True, input_zero_point=-5,
+                     rounding="tflite_double", input_name="x", outputs=["y"], name="adds")
+    g.validate()
+    return g
+
+
+def test_add_steps_host_bitexact(tmp_path):
+    g = _add_graph()
+    e = codegen.export_c(g, tmp_path / "src", fuse_add=False)
+    assert e.kernels == ["gemm", "add", "add"], e.kernels
+    exe = mcu.build_host(e, build_dir=tmp_path / "host")
+    x = np.random.default_rng(5).integers(-128, 128, (30, *g.input_shape))
+    want = codegen.reference_output(g, x)
+    assert len(np.unique(want)) > 50
+    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+
+
+@pytest.mark.slow  # a Cortex-M7 build and a QEMU run
+def test_add_kernel_under_qemu(qemu, tmp_path):
+    """The ADD's intrinsics (SMMLAR, SXTAB, SSAT, SSUB8 / SEL) bit-exact under QEMU."""
+    g = _add_graph()
+    x = np.random.default_rng(1).integers(-128, 128, (6, *g.input_shape))
+    r = mcu.deploy(g, x, tmp_path, name="adds", mcu_images=6, fuse_add=False)
+    s = r["summary"]
+    assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
+    assert r["export"].kernels == ["gemm", "add", "add"]
+    steps = r["steps"]
+    for k in (1, 2):  # 288 elements each: at most 20 instructions per element
+        assert steps["insns_per_image"].iloc[k] <= 20 * 288, steps["insns_per_image"].iloc[k]
+
+
+@pytest.mark.slow  # a Cortex-M7 build and QEMU runs of MLPerf Tiny's ResNet-8
+def test_resnet8_unfused_adds_under_qemu(qemu, tmp_path):
+    """ResNet-8 with its three residual ADDs as stand-alone steps: bit-exact under QEMU, each
+    ADD on the specialised kernel at most 20 instructions per element (the portable one takes
+    about 240)."""
+    from tests.test_mlperf_import import _model
+    from tinyopt.integer.from_litert import graph_from_tflite
+    g = graph_from_tflite(_model("ic_resnet8"), flavour="tflm")
+    x = np.random.default_rng(3).integers(-128, 128, (2, *g.input_shape))
+    r = mcu.deploy(g, x, tmp_path, name="r8", mcu_images=2, fuse_add=False)
+    s = r["summary"]
+    assert s["host_images_exact"] == 2 and s["mcu_images_exact"] == 2
+    st = r["steps"]
+    adds = [k for k, step in enumerate(r["export"].steps) if step.layer.kind == "add"]
+    assert len(adds) == 3 and all(st["kernel"].iloc[k] == "add" for k in adds)
+    for k in adds:
+        n = int(np.prod(r["export"].steps[k].layer.out_shape))
+        assert st["insns_per_image"].iloc[k] <= 20 * n, (k, st["insns_per_image"].iloc[k], n)

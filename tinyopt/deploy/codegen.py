@@ -64,7 +64,7 @@ from tinyopt.names import c_comment, c_identifier, c_string
 
 C_DIR = Path(__file__).resolve().parent / "c"
 KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c", "tn_arith.h", "tn_m7.h", "tn_m7_core.h",
-                "tn_m7_gemm.h", "tn_m7_dw.h")
+                "tn_m7_gemm.h", "tn_m7_dw.h", "tn_m7_add.h")
 ROUNDING_C = {"floor": "TN_FLOOR", "tflite_single": "TN_TFL_SINGLE",
               "tflite_double": "TN_TFL_DOUBLE"}
 KIND_C = {"conv2d": "TN_CONV", "pointwise": "TN_CONV", "depthwise": "TN_DEPTHWISE",
@@ -408,7 +408,8 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays: list[str] = []
     nbytes: dict = {}
-    choices = [kernels_m7.choose(s, k, kernels) for k, s in enumerate(steps)]
+    choices = [kernels_m7.choose(s, k, kernels, rounding=graph.rounding)
+               for k, s in enumerate(steps)]
     pads: dict = {}
     step_c = [_step_c(k, s, graph.rounding, arrays, nbytes, c.weight_pad, pads, p)
               for k, (s, c) in enumerate(zip(steps, choices))]

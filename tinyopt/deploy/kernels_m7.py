@@ -24,8 +24,12 @@ Kernels:
   multiplier > 1, 1-bit weights): one channel at a time, shapes and widths constant.
 - ``pool``: stand-alone max and average pools of 1-8-bit tensors (32-bit sums, a hardware
   divide).
-- ``portable``: everything else (add, concat, pad, quantize, softmax; a depthwise layer fused
-  with a max pool; 16/32-bit inputs).
+- ``add``: the element-wise ADD of two 8-bit tensors (TFLite's int8 ADD with its fused
+  activation clamp, any rounding flavour), four elements per iteration, each requantization one
+  SMMLAR / SMMLA and a shift (``c/tn_m7_add.h``); :func:`add_plan` chooses its constants and checks
+  them against :mod:`tinyopt.integer.sim` on every value they can meet.
+- ``portable``: everything else (concat, pad, quantize, softmax; an ADD of other widths or
+  whose plan fails; a depthwise layer fused with a max pool; 16/32-bit inputs).
 
 The scratch buffers live on the stack of the step function: they are not in the arena of
 :mod:`tinyopt.deploy.memplan`; :func:`scratch_bytes` gives their size, and the measured peak
@@ -53,8 +57,8 @@ KERNEL_MODES = ("m7", "portable")
 
 @dataclass
 class Choice:
-    """The kernel of one step: ``kind`` in ("gemm", "depthwise", "depthwise_scalar",
-    "portable"), the C function
+    """The kernel of one step: ``kind`` in ("gemm", "depthwise", "depthwise_scalar", "pool",
+    "add", "portable"), the C function
     model_run calls, the im2col scratch bytes on the stack, the weight array's padding bytes
     (word loads of the last row), and why a compute step stayed portable."""
 
@@ -93,13 +97,15 @@ def _buffers(step: Step, geo: dict) -> int:
     return 1 if geo["OH"] * geo["OW"] == 1 and step.pool is None else 2
 
 
-def choose(step: Step, index: int, mode: str = "m7") -> Choice:
+def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None) -> Choice:
     """Which kernel runs ``step``.
 
     Arguments:
         step: a step of :func:`tinyopt.deploy.steps.memory_plan`.
         index: its position (names the generated function ``model_step<index>``).
         mode: "m7" (specialised kernels where they apply) or "portable" (tinyopt_nn.c only).
+        rounding: the graph's rounding flavour, for an ADD whose layer names none (without it
+            such an ADD stays portable).
 
     Returns:
         A :class:`Choice`.
@@ -113,6 +119,12 @@ def choose(step: Step, index: int, mode: str = "m7") -> Choice:
     portable = Choice("portable", PORTABLE_FN[layer.kind])
     if mode != "portable" and layer.kind in ("maxpool", "avgpool") and layer.in_bits <= 8:
         return Choice("pool", f"model_step{index}")
+    if mode != "portable" and layer.kind == "add":
+        plan = add_plan(step, rounding)
+        if isinstance(plan, str):
+            portable.reason = plan
+            return portable
+        return Choice("add", f"model_step{index}")
     if mode == "portable" or layer.kind not in ("conv2d", "pointwise", "depthwise", "dense"):
         return portable
     if layer.in_bits > 8:
@@ -164,6 +176,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -
                    else "INT32_MIN" if int(v) == -(1 << 31) else str(int(v)))
     if choice.kind == "pool":
         return _pool_function(step, index, graph_rounding, u)
+    if choice.kind == "add":
+        return _add_function(step, index, graph_rounding, u)
     zw = np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64))
     top, _, left, _ = layer.padding
     rq = requant_constants(layer, graph_rounding)
@@ -271,6 +285,122 @@ def _pool_function(step: Step, index: int, graph_rounding: str, u) -> str:
             f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
             f"uint8_t *out)\n{{\n    int32_t v[{c}];\n"
             f"    tn_m7_pool(l, in[0], out, v, " + ", ".join(u(a) for a in args) + ");\n}\n")
+
+
+INT32 = (-(1 << 31), (1 << 31) - 1)
+
+
+def _stage(x: np.ndarray, m0: int, n0: int, flavour: str, zp: int = 0,
+           pre: int = 0) -> dict | str:
+    """The constants of one requantization of tn_m7_add.h (``zp`` added after it), checked.
+
+    The stage computes ``t = SMMLAR(x << S, M, C - F * [x < 0]) >> K`` (SMMLA when R = 0) in
+    int32 arithmetic (see tn_m7_add.h for why each flavour takes this form), or, when that is
+    exact (R = 2: TFLite's ADD rescales the input of the larger scale by exactly 1/2), just
+    ``x << S`` with S = -r >= -pre (``x`` holds ``pre`` zero low bits: x >> r). The constants
+    are kept only if, on every value of ``x``, no intermediate leaves int32 and the result
+    equals :data:`tinyopt.integer.sim.REQUANT` (plus ``zp``); the sign fix-up F is dropped when
+    the stage is exact without it (no tie of the rounding divide among the values).
+
+    Arguments:
+        x: every value the stage can meet (int64).
+        m0, n0: the multiplier and exponent; flavour: the rounding flavour; zp: the zero point.
+        pre: how many low bits of every ``x`` are zero (the ADD's left shift).
+
+    Returns:
+        {"S", "M", "C", "K", "R", "F", "out"} (``out``: the results, int64), or a string saying
+        why no constants are exact.
+    """
+    from tinyopt.integer.sim import REQUANT
+    m0, n0 = int(m0), int(n0)
+    try:
+        want = REQUANT[flavour](x, m0, n0, False) + zp
+    except (OverflowError, ValueError) as err:  # the reference itself leaves int32
+        return f"the reference requantization: {err}"
+    for r in range(pre + 1) if zp == 0 else ():
+        if np.array_equal(x >> r, want) and np.array_equal((x >> r) << r, x):
+            return {"S": -r, "M": 0, "C": 0, "K": 0, "R": 2, "F": 0, "out": want}
+    if flavour == "tflite_double":
+        shift, k, rnd = max(n0, 0) + 1, max(-n0, 0), 1
+        c, fix = (1 << (k - 1)) if k else 0, int(k > 0)
+    elif flavour == "tflite_single":
+        shift, k, rnd, fix = (n0 + 1, 0, 1, 0) if n0 >= -1 else (0, -n0 - 1, 0, 0)
+        c = (1 << (k - 1)) if k else 0
+    else:  # floor: floor(x m0 / 2^(31 - n0))
+        shift, k, rnd, c, fix = (n0 + 1, 0, 0, 0, 0) if n0 >= -1 else (0, -n0 - 1, 0, 0, 0)
+    if not (0 <= shift <= 31 and 0 <= k <= 31 and INT32[0] <= m0 <= INT32[1]):
+        return f"shifts of {shift} / {k} bits"
+    c += zp << k
+    xs = x << shift
+    if xs.min() < INT32[0] or xs.max() > INT32[1] or not INT32[0] <= c <= INT32[1]:
+        return f"x << {shift} or the constant {c} leaves int32"
+    prod = (xs * m0 + (rnd << 31)) >> 32
+    for f in ((0, 1) if fix else (0,)):
+        t = c - f * (xs < 0) + prod
+        if t.min() >= INT32[0] and t.max() <= INT32[1] and np.array_equal(t >> k, want):
+            return {"S": shift, "M": m0, "C": c, "K": k, "R": rnd, "F": f, "out": t >> k}
+    return "the SMMLAR form differs from the reference (a bug: please report it)"
+
+
+def add_plan(step: Step, rounding: str | None) -> dict | str:
+    """The constants of the specialised ADD (tn_m7_add.h) of an ADD step, or why it has none.
+
+    Both inputs take all 256 codes of an 8-bit tensor, so each input's requantization is checked
+    on all of them and the output's on every sum they can form (:func:`_stage`): the plan is
+    exact on any input, not only on the values of a test set.
+
+    Arguments:
+        step: an ADD step; rounding: the graph's flavour (for a layer that names none).
+
+    Returns:
+        {"A", "B", "Q": stage constants, "XS", "OS", "ZA", "ZB", "LO", "HI", "N"}, or a string
+        (the reason the step stays on the portable kernel).
+    """
+    layer = step.layer
+    flavour = layer.rounding or rounding
+    if flavour is None:
+        return "rounding flavour unknown (the graph's was not given)"
+    other = step.in_specs[1]
+    signed = bool(layer.in_signed)
+    if (layer.in_bits, other.bits, layer.out_bits) != (8, 8, 8) or bool(other.signed) != signed:
+        return (f"inputs of {layer.in_bits} / {other.bits} bits ({'un' * (not signed)}signed "
+                f"and {'un' * (not other.signed)}signed), {layer.out_bits}-bit output: the "
+                "specialised ADD takes 8-bit tensors of one signedness")
+    tlo, thi = (-128, 127) if layer.out_signed else (0, 255)
+    lo, hi = (int(v) for v in layer.out_range)
+    if not tlo <= lo <= hi <= thi:
+        return f"output range [{lo}, {hi}] outside the 8-bit [{tlo}, {thi}]"
+    codes = np.arange(-128, 128, dtype=np.int64) if signed else np.arange(256, dtype=np.int64)
+    ls = int(layer.left_shift)
+    m0, n0 = np.atleast_1d(layer.m0), np.atleast_1d(layer.n0)
+    plan = {"XS": int(signed), "OS": int(bool(layer.out_signed)),
+            "ZA": int(layer.in_zero_point), "ZB": int(other.zero_point), "LO": lo, "HI": hi,
+            "N": int(np.prod(layer.out_shape))}
+    for key, k, z in (("A", 0, plan["ZA"]), ("B", 1, plan["ZB"])):
+        st = _stage((codes - z) << ls, m0[k], n0[k], flavour, pre=ls)
+        if isinstance(st, str):
+            return f"input {k}: {st}"
+        st["S"] += ls  # the kernel shifts x - z once, by the left shift and the stage's
+        plan[key] = st
+    sums = np.unique(plan["A"]["out"][:, None] + plan["B"]["out"][None, :])
+    st = _stage(sums, m0[2], n0[2], flavour, int(layer.out_zero_point))
+    if isinstance(st, str):
+        return f"output: {st}"
+    plan["Q"] = st
+    return plan
+
+
+def _add_function(step: Step, index: int, graph_rounding: str, u) -> str:
+    """The C of a specialised ADD step."""
+    p = add_plan(step, graph_rounding)
+    assert not isinstance(p, str), p  # choose() checked it
+    args = [p["N"], p["XS"], p["OS"], p["ZA"], p["ZB"], p["LO"], p["HI"]]
+    for key in ("A", "B", "Q"):
+        args += [p[key][c] for c in ("S", "M", "C", "K", "R", "F")]
+    return (f"/* step {index}: {c_comment(step.name)} (add, 8-bit) */\n"
+            f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
+            f"uint8_t *out)\n{{\n    (void)l;\n"
+            f"    tn_m7_add(in[0], in[1], out, " + ", ".join(u(a) for a in args) + ");\n}\n")
 
 
 def _ones_row(layer) -> np.ndarray:

@@ -6,5 +6,6 @@
 
 #include "tn_m7_gemm.h"
 #include "tn_m7_dw.h"
+#include "tn_m7_add.h"
 
 #endif

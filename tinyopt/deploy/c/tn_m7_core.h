@@ -81,7 +81,129 @@ static inline __attribute__((always_inline)) uint32_t tn_uxtab16_ror8(uint32_t a
     __asm__("uxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
     return r;
 }
+/* SMMLAR / SMMLA: acc + the high word of x * m, rounded (2^31 added to the product first) or
+ * truncated (tn_m7_add.h) */
+static inline __attribute__((always_inline)) int32_t tn_smmlar(int32_t x, int32_t m, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(m), "r"(acc));
+    return r;
+}
+static inline __attribute__((always_inline)) int32_t tn_smmla(int32_t x, int32_t m, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmla %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(m), "r"(acc));
+    return r;
+}
+static inline __attribute__((always_inline)) int32_t tn_smmulr(int32_t x, int32_t m)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(x), "r"(m));
+    return r;
+}
+static inline __attribute__((always_inline)) int32_t tn_smmul(int32_t x, int32_t m)
+{
+    int32_t r;
+    __asm__("smmul %0, %1, %2" : "=r"(r) : "r"(x), "r"(m));
+    return r;
+}
+/* w with byte k replaced by the low byte of v (BFI) */
+static inline __attribute__((always_inline)) uint32_t tn_bfi8(uint32_t w, uint32_t v, uint32_t k)
+{
+    if (k == 1u) __asm__("bfi %0, %1, #8, #8" : "+r"(w) : "r"(v));
+    else if (k == 2u) __asm__("bfi %0, %1, #16, #8" : "+r"(w) : "r"(v));
+    else if (k == 3u) __asm__("bfi %0, %1, #24, #8" : "+r"(w) : "r"(v));
+    else __asm__("bfi %0, %1, #0, #8" : "+r"(w) : "r"(v));
+    return w;
+}
+/* SXTAB / UXTAB: a + byte k of x, sign- / zero-extended, in one instruction (ROR #8k). k is a
+ * constant after inlining: the dead branches fold away. */
+static inline __attribute__((always_inline)) int32_t tn_xtab(int32_t a, uint32_t x, uint32_t k,
+                                                             uint32_t is_signed)
+{
+    int32_t r;
+    if (is_signed) {
+        if (k == 0u) __asm__("sxtab %0, %1, %2" : "=r"(r) : "r"(a), "r"(x));
+        else if (k == 1u) __asm__("sxtab %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+        else if (k == 2u) __asm__("sxtab %0, %1, %2, ror #16" : "=r"(r) : "r"(a), "r"(x));
+        else __asm__("sxtab %0, %1, %2, ror #24" : "=r"(r) : "r"(a), "r"(x));
+    } else {
+        if (k == 0u) __asm__("uxtab %0, %1, %2" : "=r"(r) : "r"(a), "r"(x));
+        else if (k == 1u) __asm__("uxtab %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+        else if (k == 2u) __asm__("uxtab %0, %1, %2, ror #16" : "=r"(r) : "r"(a), "r"(x));
+        else __asm__("uxtab %0, %1, %2, ror #24" : "=r"(r) : "r"(a), "r"(x));
+    }
+    return r;
+}
+/* Byte-lane max / min of four packed int8 (SSUB8 sets the GE flags SEL reads; one asm block so
+ * that nothing comes between them) or uint8 (USUB8) codes. */
+static inline __attribute__((always_inline)) uint32_t tn_max8(uint32_t x, uint32_t y,
+                                                              uint32_t is_signed)
+{
+    uint32_t r;
+    if (is_signed) __asm__("ssub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(x), "r"(y) : "cc");
+    else __asm__("usub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(x), "r"(y) : "cc");
+    return r;
+}
+static inline __attribute__((always_inline)) uint32_t tn_min8(uint32_t x, uint32_t y,
+                                                              uint32_t is_signed)
+{
+    uint32_t r;
+    if (is_signed) __asm__("ssub8 %0, %1, %2\n\tsel %0, %2, %1" : "=&r"(r) : "r"(x), "r"(y) : "cc");
+    else __asm__("usub8 %0, %1, %2\n\tsel %0, %2, %1" : "=&r"(r) : "r"(x), "r"(y) : "cc");
+    return r;
+}
+/* x saturated to the 8-bit signed or unsigned range (SSAT / USAT #8) */
+#define tn_sat8(x, is_signed) ((is_signed) ? __ssat((x), 8) : (int32_t)__usat((x), 8))
 #else
+static inline int32_t tn_smmlar(int32_t x, int32_t m, int32_t acc)
+{
+    const int64_t h = ((int64_t)x * m + ((int64_t)1 << 31)) >> 32;
+    return (int32_t)((uint32_t)acc + (uint32_t)(int32_t)h);
+}
+static inline int32_t tn_smmla(int32_t x, int32_t m, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(int32_t)(((int64_t)x * m) >> 32));
+}
+static inline int32_t tn_smmulr(int32_t x, int32_t m) { return tn_smmlar(x, m, 0); }
+static inline int32_t tn_smmul(int32_t x, int32_t m) { return tn_smmla(x, m, 0); }
+static inline uint32_t tn_bfi8(uint32_t w, uint32_t v, uint32_t k)
+{
+    return (w & ~(0xFFu << (8u * k))) | ((v & 0xFFu) << (8u * k));
+}
+static inline int32_t tn_xtab(int32_t a, uint32_t x, uint32_t k, uint32_t is_signed)
+{
+    const uint32_t byte = (x >> (8u * k)) & 0xFFu;
+    return (int32_t)((uint32_t)a + (is_signed ? (uint32_t)(int32_t)(int8_t)byte : byte));
+}
+/* byte k of a word of packed 8-bit codes, as a number */
+static inline int32_t tn_lane8(uint32_t x, uint32_t k, uint32_t is_signed)
+{
+    return tn_xtab(0, x, k, is_signed);
+}
+static inline uint32_t tn_max8(uint32_t x, uint32_t y, uint32_t is_signed)
+{
+    uint32_t r = 0;
+    for (uint32_t k = 0; k < 4u; k++) {
+        const int32_t u = tn_lane8(x, k, is_signed), v = tn_lane8(y, k, is_signed);
+        r |= ((uint32_t)(u >= v ? u : v) & 0xFFu) << (8u * k);
+    }
+    return r;
+}
+static inline uint32_t tn_min8(uint32_t x, uint32_t y, uint32_t is_signed)
+{
+    uint32_t r = 0;
+    for (uint32_t k = 0; k < 4u; k++) {
+        const int32_t u = tn_lane8(x, k, is_signed), v = tn_lane8(y, k, is_signed);
+        r |= ((uint32_t)(u >= v ? v : u) & 0xFFu) << (8u * k);
+    }
+    return r;
+}
+static inline int32_t tn_sat8(int32_t x, uint32_t is_signed)
+{
+    const int32_t lo = is_signed ? -128 : 0, hi = is_signed ? 127 : 255;
+    return x < lo ? lo : (x > hi ? hi : x);
+}
 static inline uint32_t tn_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
 static inline int32_t tn_smlad(uint32_t a, uint32_t b, int32_t c)
 {
