@@ -244,7 +244,7 @@ def _add_case(flavour, signed, za, zb, zo, ls, m0, n0, out_signed=None, lo=None,
                          out_signed=out_signed, out_zero_point=zo, left_shift=ls,
                          m0=np.asarray(m0, np.int32), n0=np.asarray(n0, np.int8),
                          act_min=lo, act_max=hi, rounding=flavour)
-    return types.SimpleNamespace(name=layer.name, layer=layer, in_specs=(
+    return types.SimpleNamespace(name=layer.name, layer=layer, add=None, add_slot=0, in_specs=(
         None, types.SimpleNamespace(bits=8, signed=signed, zero_point=zb)))
 
 
@@ -293,15 +293,29 @@ def _add_reference(case, a, b):
     return np.clip(y, *lay.out_range)
 
 
-def test_add_kernel_exhaustive_on_the_host(tmp_path):
-    """tn_m7_add (the generated step functions, host build) equals the simulator's ADD on every
-    pair of input codes (65,536, plus a tail of 3 that is not a whole word), written to a separate
-    buffer and in place over either input, for extreme and random TFLite-like parameters."""
+def _add_cases():
+    """The extreme ADDs and 18 random TFLite-like ones (the three flavours, signed and unsigned
+    inputs and outputs, with and without a ReLU clamp)."""
     rng = np.random.default_rng(29)
     cases = [_add_case(*c) for c in ADD_EXTREMES]
     for i in range(18):
         cases.append(_tflite_add(rng, ("tflite_double", "tflite_single", "floor")[i % 3],
                                  bool(i % 4), bool(i % 5), relu=bool(i % 2)))
+    return cases
+
+
+def _codes(n, signed):
+    """Element i of n: every pair (a, b) of 8-bit codes once per 65,536 (a the low byte)."""
+    codes = np.arange(n) % 65536
+    a, b = (codes & 255).astype(np.int64), (codes >> 8).astype(np.int64)
+    return ((a ^ 128) - 128, (b ^ 128) - 128) if signed else (a, b)
+
+
+def test_add_kernel_exhaustive_on_the_host(tmp_path):
+    """tn_m7_add (the generated step functions, host build) equals the simulator's ADD on every
+    pair of input codes (65,536, plus a tail of 3 that is not a whole word), written to a separate
+    buffer and in place over either input, for extreme and random TFLite-like parameters."""
+    cases = _add_cases()
     plans = [kernels_m7.add_plan(c, None) for c in cases]
     assert [p for p in plans if isinstance(p, str)] == []
     # n0 < 0 everywhere but in the input (F: fix-up needed) cases: both variants of the stage
@@ -378,6 +392,28 @@ def test_add_plan_names_why_an_add_stays_portable():
     assert kernels_m7.choose(ok, 4, "portable").function == "tn_run_add"
 
 
+def test_fused_add_plan_names_why_it_keeps_the_portable_arithmetic():
+    """The plan of an ADD fused into a compute step: the stand-alone ADD's (either slot), and
+    the same refusals, naming the input."""
+    ok = _add_case("tflite_double", True, 3, -7, 0, 20, [1 << 30] * 3, [-1, -1, -20])
+    for slot in (0, 1):
+        p = kernels_m7.add_plan(_fused_case(ok, slot), None)
+        assert isinstance(p, dict) and p["SLOT"] == slot and (p["ZA"], p["ZB"]) == (3, -7)
+    wide = _add_case("tflite_double", True, -128, 0, 0, 23, [1518500250] * 3, [-1, -1, -20])
+    for slot in (0, 1):  # input 0 (z = -128) leaves int32, the layer's outputs or not
+        why = kernels_m7.add_plan(_fused_case(wide, slot), None)
+        assert "input 0" in why and "int32" in why, why
+    unnamed = _add_case(None, True, 0, 0, 0, 20, [1 << 30] * 3, [-1, -1, -20])
+    assert "rounding" in kernels_m7.add_plan(_fused_case(unnamed, 1), None)
+    assert isinstance(kernels_m7.add_plan(_fused_case(unnamed, 1), "floor"), dict)
+    four = _fused_case(ok, 0)
+    four.layer.out_bits = 4  # a 4-bit layer output
+    assert "inputs of 4 / 8 bits" in kernels_m7.add_plan(four, None)
+    mixed = _fused_case(ok, 1)
+    mixed.layer.out_signed = False  # an unsigned layer output, a signed other addend
+    assert "one signedness" in kernels_m7.add_plan(mixed, None)
+
+
 def _add_graph(seed=2):
     """x -> a (1x1 conv); relu(x + a) -> s; s + a -> y (the second ADD in place over s): 8-bit
     signed TFLite ADDs that stay stand-alone steps with fuse_add=False."""
@@ -429,11 +465,13 @@ def test_add_kernel_under_qemu(qemu, tmp_path):
         assert steps["insns_per_image"].iloc[k] <= 20 * 288, steps["insns_per_image"].iloc[k]
 
 
-@pytest.mark.slow  # a Cortex-M7 build and QEMU runs of MLPerf Tiny's ResNet-8
-def test_resnet8_unfused_adds_under_qemu(qemu, tmp_path):
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs of MLPerf Tiny's ResNet-8
+def test_resnet8_adds_under_qemu(qemu, tmp_path):
     """ResNet-8 with its three residual ADDs as stand-alone steps: bit-exact under QEMU, each
     ADD on the specialised kernel at most 20 instructions per element (the portable one takes
-    about 240)."""
+    about 240). The default build (each ADD fused into the conv before it, with the same
+    arithmetic, tn_m7_add_fused): bit-exact, and fewer instructions than the unfused one (no
+    separate pass over the tensors)."""
     from tests.test_mlperf_import import _model
     from tinyopt.integer.from_litert import graph_from_tflite
     g = graph_from_tflite(_model("ic_resnet8"), flavour="tflm")
@@ -447,3 +485,176 @@ def test_resnet8_unfused_adds_under_qemu(qemu, tmp_path):
     for k in adds:
         n = int(np.prod(r["export"].steps[k].layer.out_shape))
         assert st["insns_per_image"].iloc[k] <= 20 * n, (k, st["insns_per_image"].iloc[k], n)
+    f = mcu.deploy(g, x, tmp_path, name="r8f", mcu_images=2)
+    fs = f["summary"]
+    assert fs["host_images_exact"] == 2 and fs["mcu_images_exact"] == 2
+    fused = [step for step in f["export"].steps if step.add is not None]
+    assert len(fused) == 3
+    assert all(isinstance(kernels_m7.add_plan(step, g.rounding), dict) for step in fused)
+    assert fs["insns_per_image_mean"] < s["insns_per_image_mean"]
+
+
+# ------------------------------------------------------------------------------ fused ADD
+def _fused_case(case, slot):
+    """The ADD of ``case`` fused into a compute step whose outputs are its input ``slot`` (the
+    fields add_plan reads of such a step: the layer's output record, the ADD, the other
+    addend's Tensor record)."""
+    lay = case.layer
+    za, zb, signed = int(lay.in_zero_point), int(case.in_specs[1].zero_point), lay.in_signed
+    own = types.SimpleNamespace(out_bits=8, out_signed=signed, out_zero_point=(za, zb)[slot])
+    other = types.SimpleNamespace(bits=8, signed=signed, zero_point=(zb, za)[slot])
+    return types.SimpleNamespace(name=f"{case.name}_fused{slot}", layer=own, add=lay,
+                                 add_slot=slot, in_specs=(None, other))
+
+
+def _c_int(v):
+    return "INT32_MIN" if int(v) == -(1 << 31) else f"{int(v)}" + ("u" if int(v) >= 0 else "")
+
+
+def _no_out(plan):
+    return {k: ({c: x for c, x in v.items() if c != "out"} if isinstance(v, dict) else v)
+            for k, v in plan.items()}
+
+
+def test_fused_add_epilogue_exhaustive_on_the_host(tmp_path):
+    """tn_m7_add_fused (the gemm kernel's fused residual ADD) equals the simulator's ADD on every
+    pair of input codes (65,536 and a tail of 3), the layer's outputs being either input of the
+    ADD, written to a separate buffer and in place over the other addend, for the parameters of
+    the ADD kernel's test; its plan is the stand-alone ADD's."""
+    cases, n = _add_cases(), 65536 + 3
+    fns, calls = [], []
+    for k, c in enumerate(cases):
+        for slot in (0, 1):
+            p = kernels_m7.add_plan(_fused_case(c, slot), None)
+            assert not isinstance(p, str), (k, slot, p)
+            assert _no_out(p) == dict(_no_out(kernels_m7.add_plan(c, None)), SLOT=slot)
+            args = [n, 1, p["SLOT"], *kernels_m7._add_args(p)]
+            fns.append(f"static void fused{k}_{slot}(const int32_t *v, const uint8_t *o, "
+                       f"uint8_t *out)\n{{\n    tn_m7_add_fused(v, o, out, "
+                       + ", ".join(_c_int(a) for a in args) + ");\n}\n")
+            calls.append(f"    run(fused{k}_{slot}, {slot}u, {int(bool(c.layer.in_signed))}u);")
+    src = tmp_path / "fused.c"
+    src.write_text(
+        '#include <stdio.h>\n#include "tn_m7_add.h"\n' + "".join(fns) + f"""
+#define N {n}u
+typedef void (*fused_fn)(const int32_t *, const uint8_t *, uint8_t *);
+static int32_t v[N];
+static uint8_t o[N], r[N];
+static void run(fused_fn f, uint32_t slot, uint32_t is_signed)
+{{
+    for (uint32_t i = 0; i < N; i++) {{
+        const uint32_t a = (i % 65536u) & 255u, b = (i % 65536u) >> 8;
+        const uint32_t mine = slot ? b : a; /* the layer's outputs: input `slot` of the ADD */
+        v[i] = is_signed ? (int32_t)(int8_t)(uint8_t)mine : (int32_t)mine;
+        o[i] = (uint8_t)(slot ? a : b);
+    }}
+    f(v, o, r);
+    fwrite(r, 1, N, stdout);
+    f(v, o, o); /* in place over the other addend */
+    fwrite(o, 1, N, stdout);
+}}
+int main(void)
+{{
+""" + "\n".join(calls) + "\n    return 0;\n}\n")
+    exe = tmp_path / "fused"
+    subprocess.run(["gcc", *mcu.HOST_CFLAGS, "-I", str(codegen.C_DIR), str(src), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    got = np.frombuffer(subprocess.run([exe], check=True, capture_output=True).stdout, np.uint8)
+    got = got.reshape(len(cases), 2, 2, n).astype(np.int64)
+    for k, c in enumerate(cases):
+        want = _add_reference(c, *_codes(n, c.layer.in_signed))
+        assert len(np.unique(want)) > 8, f"case {k}: a nearly constant ADD checks little"
+        for slot in (0, 1):
+            out = (got[k, slot] ^ 128) - 128 if c.layer.out_signed else got[k, slot]
+            for j, where in enumerate(("to a buffer", "over the other addend")):
+                bad = np.flatnonzero(out[j] != want)
+                assert bad.size == 0, (f"case {k}, slot {slot} ({where}): {bad.size} "
+                                       f"differences, first at element {bad[0]}")
+
+
+def _fused_graph(flavour, signed, bits=8, ls=20, seed=4):
+    """x -> a (1x1 conv), x -> b (3x3 conv); s = b + a (ReLU), b fused with it (its input 0)
+    and written over a; c = 1x1 conv of s; y = s + c, c fused with it (its input 1; not over s,
+    c's own input). 5 x 5 pixels (the single-pixel path too), 7 channels (a pixel pair's 14
+    outputs: whole words and a tail). ``ls`` = 23 with z_b at the end of the codes makes
+    (b - z_b) << 24 leave int32: add_plan refuses the first ADD."""
+    rng = np.random.default_rng(seed)
+    base = -(1 << (bits - 1)) if signed else 0
+    mid, spread = base + (1 << (bits - 1)), 1 << (bits - 3)  # zero points near the middle
+    zx, za, zb, zs, zc, zy = (int(z) for z in rng.integers(mid - spread, mid + spread, 6))
+    if ls > 20:
+        zb = base  # |b - z_b| up to 2^bits - 1
+    shape = (5, 5, 7)
+    t = dict(in_bits=bits, in_signed=signed, out_bits=bits, out_signed=signed,
+             rounding=flavour)
+    scale = 0.0025 if bits == 8 else 0.005  # outputs of about a quarter of the codes
+
+    def conv(name, src, zin, zout, cin, k):
+        lay = IntegerLayer(kind="conv2d" if k > 1 else "pointwise", name=name,
+                           in_shape=shape[:2] + (cin,), out_shape=shape, in_zero_point=zin,
+                           out_zero_point=zout, inputs=(src,), outputs=(name,),
+                           padding=(k // 2,) * 4, **t)
+        lay.set_weights(rng.integers(0, 256, (7, k, k, cin)), 8)
+        lay.weight_zero_point = np.array([128], np.int32)
+        lay.bias = rng.integers(-500, 500, 7).astype(np.int32)
+        lay.m0, lay.n0 = tflite_quantize_multiplier(rng.uniform(scale / k, 2 * scale / k, 7))
+        return lay
+
+    def add(name, ins, zin, zout, relu):
+        sa, sb = rng.uniform(0.01, 0.2, 2)
+        so = (sa + sb) * rng.uniform(0.6, 1.0)  # the sum's range: few saturated outputs
+        twice = 2 * max(sa, sb)
+        m0, n0 = tflite_quantize_multiplier([sa / twice, sb / twice,
+                                             twice / ((1 << ls) * so)])
+        return IntegerLayer(kind="add", name=name, in_shape=shape, out_shape=shape,
+                            in_zero_point=zin, out_zero_point=zout, inputs=ins,
+                            outputs=(name,), left_shift=ls, m0=m0, n0=n0,
+                            act_min=zout if relu else None, **t)
+
+    layers = [conv("a", "x", zx, za, 5, 1), conv("b", "x", zx, zb, 5, 3),
+              add("s", ("b", "a"), zb, zs, True), conv("c", "s", zs, zc, 7, 1),
+              add("y", ("s", "c"), zs, zy, False)]
+    g = IntegerGraph(layers, input_shape=(5, 5, 5), input_bits=bits, input_signed=signed,
+                     input_zero_point=zx, rounding=flavour, input_name="x", outputs=["y"],
+                     name=f"fused_{flavour}")
+    g.validate()
+    return g
+
+
+FUSED_GRAPHS = {"double_s8": ("tflite_double", True, 8, 20),
+                "single_s8": ("tflite_single", True, 8, 20),
+                "floor_u8": ("floor", False, 8, 20),
+                "double_u8": ("tflite_double", False, 8, 20),
+                # refused by add_plan: the portable arithmetic in the epilogue
+                "wide_shift": ("tflite_double", True, 8, 23),
+                "u4": ("floor", False, 4, 20)}
+
+
+@pytest.mark.parametrize("name", _fast_first(FUSED_GRAPHS, ("double_s8", "wide_shift")))
+def test_fused_add_steps_host_bitexact(tmp_path, name):
+    """Convolutions fused with a residual ADD (as either of its inputs, in place over the other
+    addend or not) bit-exact on the host: with tn_m7_add_fused where add_plan accepts the ADD,
+    with the portable arithmetic (and the reason in the choice) where it refuses."""
+    flavour, signed, bits, ls = FUSED_GRAPHS[name]
+    g = _fused_graph(flavour, signed, bits, ls)
+    e = codegen.export_c(g, tmp_path / "src")
+    assert e.kernels == ["gemm"] * 3, e.kernels
+    fused = [s for s in e.steps if s.add is not None]
+    assert [s.add_slot for s in fused] == [0, 1]
+    assert fused[0].out_offset == fused[0].in_offsets[1]  # over a, its last reader
+    plans = [kernels_m7.add_plan(s, g.rounding) for s in fused]
+    reasons = [kernels_m7.choose(s, k, rounding=g.rounding).reason
+               for k, s in enumerate(e.steps) if s.add is not None]
+    if name == "wide_shift":
+        assert "int32" in plans[0] and "input 0" in plans[0], plans[0]
+        assert reasons[0].startswith("fused ADD on the portable arithmetic: input 0")
+    elif name == "u4":
+        assert all("8-bit" in p for p in plans) and all("8-bit" in r for r in reasons)
+    else:
+        assert all(isinstance(p, dict) for p in plans) and reasons == ["", ""], plans
+    exe = mcu.build_host(e, build_dir=tmp_path / "host")
+    lo = -(1 << (bits - 1)) if signed else 0
+    x = np.random.default_rng(5).integers(lo, lo + (1 << bits), (30, *g.input_shape))
+    want = codegen.reference_output(g, x)
+    assert len(np.unique(want)) > (8 if bits < 8 else 50)
+    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)

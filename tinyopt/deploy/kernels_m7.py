@@ -12,8 +12,10 @@ Kernels:
 
 - ``gemm``: convolution (any kernel size, stride, padding; the first layer with few input
   channels), pointwise and dense layers, optionally fused with the max pool or the residual ADD
-  after them; inputs of 1/2/4/8 bits, weights of 1/2/4/8 bits, PL or PC weight zero points,
-  FB or ICN multipliers, the three rounding flavours. Two output channels x two output pixels
+  after them (the ADD with the ``add`` kernel's arithmetic, ``tn_m7_add_fused``, where
+  :func:`add_plan` proves it exact, else the portable one: the choice's ``reason`` says why);
+  inputs of 1/2/4/8 bits, weights of 1/2/4/8 bits, PL or PC weight zero points, FB or ICN
+  multipliers, the three rounding flavours. Two output channels x two output pixels
   per inner loop, im2col into int16 scratch on the stack (``4 * KP`` bytes, ``2 * KP`` for a
   single output pixel; KP the window length rounded up to a word of weights), two MACs per SMLAD.
 - ``depthwise``: depth multiplier 1, weights of b in (2, 4, 8) bits, channels a multiple of
@@ -60,7 +62,8 @@ class Choice:
     """The kernel of one step: ``kind`` in ("gemm", "depthwise", "depthwise_scalar", "pool",
     "add", "portable"), the C function
     model_run calls, the im2col scratch bytes on the stack, the weight array's padding bytes
-    (word loads of the last row), and why a compute step stayed portable."""
+    (word loads of the last row), and why a compute step stayed portable (or, for a gemm step,
+    why its fused ADD kept the portable arithmetic)."""
 
     kind: str
     function: str
@@ -150,8 +153,12 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
         portable.reason = f"im2col scratch {scratch} B > {MAX_SCRATCH} B"
         return portable
     rb = int(layer.weights.shape[1])
+    why = ""
+    if step.add is not None:  # the fused residual ADD: tn_m7_add's arithmetic where exact
+        plan = add_plan(step, rounding)
+        why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
     return Choice("gemm", f"model_step{index}", scratch=scratch,
-                  weight_pad=max(0, 4 * geo["NW"] - rb))
+                  weight_pad=max(0, 4 * geo["NW"] - rb), reason=why)
 
 
 def _rounding(step: Step, graph_rounding: str) -> int:
@@ -231,11 +238,22 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -
             layer.in_bits, common["XS"], common["ZX"], common["PADZERO"], layer.weight_bits,
             common["RB"], common["NWZP"], int(bool(zw.any())), int(zw[0]), common["REQ"],
             common["NM"],
-            common["ROUND"], common["OB"], mode, *pool, int(_inside(layer, geo)), *rq.values()]
+            common["ROUND"], common["OB"], mode, *pool, int(_inside(layer, geo)), *rq.values(),
+            *_fused_add_args(step, graph_rounding)]
     return (head + f"    TN_ALIGN4 int16_t buf[{_buffers(step, geo) * geo['KP']}];\n"
             f"    int32_t v[{(3 if mode == 1 else 2) * layer.out_channels}];\n"
             f"    tn_m7_gemm(l, in[0], {other}, out, buf, v, "
             + ", ".join(u(a) for a in args) + ");\n}\n")
+
+
+def _fused_add_args(step: Step, graph_rounding: str) -> list[int]:
+    """tn_m7_gemm's TN_FADD constants: FADD (1: the fused ADD runs tn_m7_add_fused, exact by
+    :func:`add_plan`), SLOT and tn_m7_add's constants; all 0 without a fused ADD or when its plan
+    fails (then tn_m7_emit's portable arithmetic, as the ADD step's portable kernel)."""
+    p = add_plan(step, graph_rounding) if step.add is not None else "no fused ADD"
+    if isinstance(p, str):
+        return [0] * 26
+    return [1, p["SLOT"], *_add_args(p)]
 
 
 def _inside(layer, geo: dict) -> bool:
@@ -342,29 +360,47 @@ def _stage(x: np.ndarray, m0: int, n0: int, flavour: str, zp: int = 0,
     return "the SMMLAR form differs from the reference (a bug: please report it)"
 
 
+def _addends(step: Step) -> tuple[tuple[int, bool, int], tuple[int, bool, int], int]:
+    """(bits, signed, zero point) of the ADD's inputs 0 and 1, and which of them a fused
+    compute layer writes (0 for a stand-alone ADD)."""
+    other = step.in_specs[1]
+    other = (int(other.bits), bool(other.signed), int(other.zero_point))
+    if step.add is None:
+        lay = step.layer
+        return (int(lay.in_bits), bool(lay.in_signed), int(lay.in_zero_point)), other, 0
+    lay = step.layer  # the compute layer: its output codes are one addend
+    own = (int(lay.out_bits), bool(lay.out_signed), int(lay.out_zero_point))
+    return ((own, other) if step.add_slot == 0 else (other, own)) + (int(step.add_slot),)
+
+
 def add_plan(step: Step, rounding: str | None) -> dict | str:
-    """The constants of the specialised ADD (tn_m7_add.h) of an ADD step, or why it has none.
+    """The constants of the specialised ADD (tn_m7_add.h) of an ADD step, or of the residual ADD
+    fused into a compute step (``step.add``: tn_m7_add_fused, the gemm kernel's epilogue), or
+    why it has none.
 
     Both inputs take all 256 codes of an 8-bit tensor, so each input's requantization is checked
     on all of them and the output's on every sum they can form (:func:`_stage`): the plan is
-    exact on any input, not only on the values of a test set.
+    exact on any input, not only on the values of a test set. A fused compute layer's outputs
+    are among those 256 codes too (tn_m7_out clamps them to its ``out_range``, inside its
+    8-bit type).
 
     Arguments:
-        step: an ADD step; rounding: the graph's flavour (for a layer that names none).
+        step: an ADD step, or a compute step with a fused ADD; rounding: the graph's flavour
+            (for a layer that names none).
 
     Returns:
-        {"A", "B", "Q": stage constants, "XS", "OS", "ZA", "ZB", "LO", "HI", "N"}, or a string
-        (the reason the step stays on the portable kernel).
+        {"A", "B", "Q": stage constants, "XS", "OS", "ZA", "ZB", "LO", "HI", "N", "SLOT"}
+        (SLOT: which input of the ADD the fused compute layer writes, 0 for an ADD step), or a
+        string (the reason the step stays on the portable ADD arithmetic).
     """
-    layer = step.layer
+    layer = step.add if step.add is not None else step.layer  # the ADD
     flavour = layer.rounding or rounding
     if flavour is None:
         return "rounding flavour unknown (the graph's was not given)"
-    other = step.in_specs[1]
-    signed = bool(layer.in_signed)
-    if (layer.in_bits, other.bits, layer.out_bits) != (8, 8, 8) or bool(other.signed) != signed:
-        return (f"inputs of {layer.in_bits} / {other.bits} bits ({'un' * (not signed)}signed "
-                f"and {'un' * (not other.signed)}signed), {layer.out_bits}-bit output: the "
+    (bits0, signed, za), (bits1, signed1, zb), slot = _addends(step)
+    if (bits0, bits1, layer.out_bits) != (8, 8, 8) or signed1 != signed:
+        return (f"inputs of {bits0} / {bits1} bits ({'un' * (not signed)}signed "
+                f"and {'un' * (not signed1)}signed), {layer.out_bits}-bit output: the "
                 "specialised ADD takes 8-bit tensors of one signedness")
     tlo, thi = (-128, 127) if layer.out_signed else (0, 255)
     lo, hi = (int(v) for v in layer.out_range)
@@ -373,9 +409,8 @@ def add_plan(step: Step, rounding: str | None) -> dict | str:
     codes = np.arange(-128, 128, dtype=np.int64) if signed else np.arange(256, dtype=np.int64)
     ls = int(layer.left_shift)
     m0, n0 = np.atleast_1d(layer.m0), np.atleast_1d(layer.n0)
-    plan = {"XS": int(signed), "OS": int(bool(layer.out_signed)),
-            "ZA": int(layer.in_zero_point), "ZB": int(other.zero_point), "LO": lo, "HI": hi,
-            "N": int(np.prod(layer.out_shape))}
+    plan = {"XS": int(signed), "OS": int(bool(layer.out_signed)), "ZA": za, "ZB": zb,
+            "LO": lo, "HI": hi, "N": int(np.prod(layer.out_shape)), "SLOT": slot}
     for key, k, z in (("A", 0, plan["ZA"]), ("B", 1, plan["ZB"])):
         st = _stage((codes - z) << ls, m0[k], n0[k], flavour, pre=ls)
         if isinstance(st, str):
@@ -390,13 +425,19 @@ def add_plan(step: Step, rounding: str | None) -> dict | str:
     return plan
 
 
+def _add_args(p: dict) -> list[int]:
+    """tn_m7_add's / tn_m7_add_fused's constants after N: XS, OS, ZA, ZB, LO, HI, A, B, Q."""
+    args = [p["XS"], p["OS"], p["ZA"], p["ZB"], p["LO"], p["HI"]]
+    for key in ("A", "B", "Q"):
+        args += [p[key][c] for c in ("S", "M", "C", "K", "R", "F")]
+    return args
+
+
 def _add_function(step: Step, index: int, graph_rounding: str, u) -> str:
     """The C of a specialised ADD step."""
     p = add_plan(step, graph_rounding)
     assert not isinstance(p, str), p  # choose() checked it
-    args = [p["N"], p["XS"], p["OS"], p["ZA"], p["ZB"], p["LO"], p["HI"]]
-    for key in ("A", "B", "Q"):
-        args += [p[key][c] for c in ("S", "M", "C", "K", "R", "F")]
+    args = [p["N"], *_add_args(p)]
     return (f"/* step {index}: {c_comment(step.name)} (add, 8-bit) */\n"
             f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
             f"uint8_t *out)\n{{\n    (void)l;\n"

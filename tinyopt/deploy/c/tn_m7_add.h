@@ -22,7 +22,11 @@
  * portable kernel.
  *
  * Memory: element i of both inputs is read before element i of the output is written (a word of
- * four at a time), so the output may lie exactly over either input, as tn_add. */
+ * four at a time), so the output may lie exactly over either input, as tn_add.
+ *
+ * tn_m7_add_fused is the same ADD in the epilogue of a compute layer fused with it (tn_m7_gemm,
+ * MODE 2): one addend is the layer's outputs (int32 codes, at most 8-bit), the other read from
+ * memory; kernels_m7.add_plan checks its constants on all 256 codes of each input as above. */
 #ifndef TN_M7_ADD_H
 #define TN_M7_ADD_H
 
@@ -100,6 +104,61 @@ TN_INLINE void tn_m7_add(const uint8_t *a, const uint8_t *b, uint8_t *out, uint3
         const int32_t db = (int32_t)((uint32_t)tn_get(b, i, 8u, XS) - (uint32_t)ZB);
         int32_t o = tn_m7_add_elem(da, db, OS, TN_ST(A), TN_ST(B), TN_ST(Q));
         o = o < LO ? LO : (o > HI ? HI : o);
+        out[i] = (uint8_t)o;
+    }
+}
+
+/* The constants of a residual ADD fused into a compute step (tn_m7_gemm's MODE 2), as one
+ * macro argument list. FADD: 1 when kernels_m7.add_plan proved the constants exact (else all 0
+ * and the kernel keeps tn_m7_emit's portable arithmetic); SLOT: which input of the ADD the
+ * layer's outputs are; the rest as tn_m7_add's (AXS / AOS: its XS / OS, signedness of the
+ * inputs and of the output). */
+#define TN_FADD_ARGS uint32_t FADD, uint32_t SLOT, uint32_t AXS, uint32_t AOS, int32_t AZA, \
+                     int32_t AZB, int32_t ALO, int32_t AHI, TN_ST_ARGS(A), TN_ST_ARGS(B), \
+                     TN_ST_ARGS(Q)
+#define TN_FADD FADD, SLOT, AXS, AOS, AZA, AZB, ALO, AHI, TN_ST(A), TN_ST(B), TN_ST(Q)
+
+/* The fused residual ADD of N outputs of a compute layer: out[i] = ADD(v[i], other[i]), v the
+ * layer's output codes (requantized and clamped, as int32), other the other addend's 8-bit
+ * codes, v being input SLOT of the ADD: tn_m7_add's arithmetic, four elements per iteration.
+ * Word i of other is read before word i of out is written, so out may lie exactly over other
+ * (the memory plan's in-place write of a fused ADD). */
+TN_INLINE void tn_m7_add_fused(const int32_t *v, const uint8_t *other, uint8_t *out, uint32_t N,
+                               TN_FADD_ARGS)
+{
+    const int32_t type_lo = AOS ? -128 : 0, type_hi = AOS ? 127 : 255;
+    const uint32_t lo4 = ((uint32_t)ALO & 0xFFu) * 0x01010101u;
+    const uint32_t hi4 = ((uint32_t)AHI & 0xFFu) * 0x01010101u;
+    /* the zero points of the layer's input of the ADD and of the other one */
+    const int32_t zv = SLOT ? AZB : AZA, zo = SLOT ? AZA : AZB;
+    (void)FADD;
+#if defined(__ARM_FEATURE_DSP)
+    if (AF) __asm__("" : "+r"(AC)); /* as tn_m7_add: constants with a fix-up in registers */
+    if (BF) __asm__("" : "+r"(BC));
+    if (QF) __asm__("" : "+r"(QC));
+#endif
+    uint32_t i = 0;
+    for (; i + 4u <= N; i += 4u) {
+        const uint32_t wo = tn_ld32(other + i);
+        uint32_t w = 0;
+        TN_UNROLL
+        for (uint32_t k = 0; k < 4u; k++) {
+            const int32_t dv = (int32_t)((uint32_t)v[i + k] - (uint32_t)zv);
+            const int32_t dw = tn_xtab(-zo, wo, k, AXS);
+            const int32_t o = SLOT ? tn_m7_add_elem(dw, dv, AOS, TN_ST(A), TN_ST(B), TN_ST(Q))
+                                   : tn_m7_add_elem(dv, dw, AOS, TN_ST(A), TN_ST(B), TN_ST(Q));
+            w = k ? tn_bfi8(w, (uint32_t)o, k) : (uint32_t)o;
+        }
+        if (ALO > type_lo) w = tn_max8(w, lo4, AOS);
+        if (AHI < type_hi) w = tn_min8(w, hi4, AOS);
+        TN_MEMCPY(out + i, &w, 4);
+    }
+    for (; i < N; i++) {
+        const int32_t dv = (int32_t)((uint32_t)v[i] - (uint32_t)zv);
+        const int32_t dw = (int32_t)((uint32_t)tn_get(other, i, 8u, AXS) - (uint32_t)zo);
+        int32_t o = SLOT ? tn_m7_add_elem(dw, dv, AOS, TN_ST(A), TN_ST(B), TN_ST(Q))
+                         : tn_m7_add_elem(dv, dw, AOS, TN_ST(A), TN_ST(B), TN_ST(Q));
+        o = o < ALO ? ALO : (o > AHI ? AHI : o);
         out[i] = (uint8_t)o;
     }
 }

@@ -341,7 +341,9 @@ TN_INLINE int32_t tn_m7_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32
 #define TN_RQ FAST, M0, N0, LOZ, HIZ, ZP
 
 /* Write output element idx of a compute step: plain, or through the fused residual ADD (which
- * reads element idx of the other addend just before writing element idx, as tn_compute). */
+ * reads element idx of the other addend just before writing element idx, as tn_compute) in the
+ * portable arithmetic: the gemm kernel's epilogue when kernels_m7.add_plan refuses the ADD
+ * (else tn_m7_add_fused, tn_m7_add.h), and the depthwise kernels'. */
 TN_INLINE void tn_m7_emit(const tn_layer_t *l, const uint8_t *other, uint8_t *out, uint32_t idx,
                           int32_t v, uint32_t fuse_add, uint32_t ob)
 {

@@ -4,6 +4,7 @@
 #define TN_M7_GEMM_H
 
 #include "tn_m7_core.h"
+#include "tn_m7_add.h"
 
 /* im2col of output pixel (oy, ox) of a convolution (dense: one pixel, the whole input): the
  * kk = kh * kw * c window values x - z_x (padded taps: 0 - z_x with pad_zero, else 0) as int16
@@ -186,7 +187,9 @@ TN_INLINE void tn_m7_channels(const tn_layer_t *l, const int16_t *x0, const int1
 }
 
 /* Convolution, pointwise or dense layer (dense: H = W = KH = KW = 1, C = all input elements),
- * optionally fused with the max pool (MODE 1) or the residual ADD (MODE 2) after it.
+ * optionally fused with the max pool (MODE 1) or the residual ADD (MODE 2) after it. The fused
+ * ADD takes tn_m7_add's arithmetic (tn_m7_add_fused, over the outputs of a pixel pair) when
+ * FADD, else the portable one of tn_m7_emit (TN_FADD_ARGS: tn_m7_add.h).
  * buf: 2 * KP int16, 4-byte aligned; v: 2 * CO int32. Output order and the reads before each
  * write are those of tn_compute (the memory plan's sliding writes rely on them): outputs are
  * written pixel by pixel in row-major order, each after every read of its window (two pixels'
@@ -200,7 +203,7 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                           uint32_t NM, uint32_t ROUND, uint32_t OB, uint32_t MODE,
                           int32_t PH, int32_t PW, int32_t PSH, int32_t PSW, int32_t PPT,
                           int32_t PPL, int32_t POH, int32_t POW, uint32_t INSIDE,
-                          TN_RQ_ARGS)
+                          TN_RQ_ARGS, TN_FADD_ARGS)
 {
     const uint32_t n = 32u / WB, nw = ((uint32_t)(KH * KW) * C + n - 1u) / n, kp = nw * n;
     int16_t *x0 = buf, *x1 = buf + kp;
@@ -217,7 +220,10 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                                             SH, SW, PT, PL, XB, XS, ZX, PADZERO, WB, kp, INSIDE);
             tn_m7_channels(l, x0, x1, s0, s1, 1u, v0, v1, CO, RB, nw, WB, NWZP, HASZW, ZW, REQ, NM,
                            ROUND, TN_RQ);
-            if (MODE == 2u) {
+            if (MODE == 2u && FADD) {
+                /* v0, v1 are consecutive: the 2 * CO outputs of the pair, in output order */
+                tn_m7_add_fused(v0, other + p * CO, out + p * CO, 2u * CO, TN_FADD);
+            } else if (MODE == 2u) {
                 for (uint32_t c = 0; c < CO; c++)
                     tn_m7_emit(l, other, out, p * CO + c, v0[c], 1u, OB);
                 for (uint32_t c = 0; c < CO; c++)
@@ -233,8 +239,11 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                                             SW, PT, PL, XB, XS, ZX, PADZERO, WB, kp, INSIDE);
             tn_m7_channels(l, x0, x1, s0, 0, 0u, v0, v1, CO, RB, nw, WB, NWZP, HASZW, ZW, REQ, NM,
                            ROUND, TN_RQ);
-            for (uint32_t c = 0; c < CO; c++)
-                tn_m7_emit(l, other, out, p * CO + c, v0[c], MODE == 2u, OB);
+            if (MODE == 2u && FADD)
+                tn_m7_add_fused(v0, other + p * CO, out + p * CO, CO, TN_FADD);
+            else
+                for (uint32_t c = 0; c < CO; c++)
+                    tn_m7_emit(l, other, out, p * CO + c, v0[c], MODE == 2u, OB);
         }
         return;
     }
