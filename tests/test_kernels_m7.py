@@ -311,6 +311,13 @@ def _codes(n, signed):
     return ((a ^ 128) - 128, (b ^ 128) - 128) if signed else (a, b)
 
 
+def _host_program_output(src, exe) -> np.ndarray:
+    """Build ``src`` (a C file including the kernels) for the host and return its stdout bytes."""
+    subprocess.run(["gcc", *mcu.HOST_CFLAGS, "-I", str(codegen.C_DIR), str(src), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    return np.frombuffer(subprocess.run([exe], check=True, capture_output=True).stdout, np.uint8)
+
+
 def test_add_kernel_exhaustive_on_the_host(tmp_path):
     """tn_m7_add (the generated step functions, host build) equals the simulator's ADD on every
     pair of input codes (65,536, plus a tail of 3 that is not a whole word), written to a separate
@@ -352,11 +359,7 @@ static void run(step_fn f)
 int main(void)
 {{
 """ + "\n".join(calls) + "\n    return 0;\n}\n")
-    exe = tmp_path / "add"
-    subprocess.run(["gcc", *mcu.HOST_CFLAGS, "-I", str(codegen.C_DIR), str(src), "-o", str(exe)],
-                   check=True, capture_output=True, text=True)
-    got = np.frombuffer(subprocess.run([exe], check=True, capture_output=True).stdout, np.uint8)
-    got = got.reshape(len(cases), 3, n)
+    got = _host_program_output(src, tmp_path / "add").reshape(len(cases), 3, n)
     for k, c in enumerate(cases):
         signed = c.layer.in_signed
         a = (codes & 255).astype(np.int64)
@@ -556,11 +559,8 @@ static void run(fused_fn f, uint32_t slot, uint32_t is_signed)
 int main(void)
 {{
 """ + "\n".join(calls) + "\n    return 0;\n}\n")
-    exe = tmp_path / "fused"
-    subprocess.run(["gcc", *mcu.HOST_CFLAGS, "-I", str(codegen.C_DIR), str(src), "-o", str(exe)],
-                   check=True, capture_output=True, text=True)
-    got = np.frombuffer(subprocess.run([exe], check=True, capture_output=True).stdout, np.uint8)
-    got = got.reshape(len(cases), 2, 2, n).astype(np.int64)
+    got = _host_program_output(src, tmp_path / "fused").reshape(len(cases), 2, 2, n)
+    got = got.astype(np.int64)
     for k, c in enumerate(cases):
         want = _add_reference(c, *_codes(n, c.layer.in_signed))
         assert len(np.unique(want)) > 8, f"case {k}: a nearly constant ADD checks little"
