@@ -256,7 +256,7 @@ def test_mixed_mobilenet_host_bitexact_and_arena_matches_memory_model(tmp_path, 
     predicted = memory.peak_ram_bytes(nodes, policy)
     # without sliding writes the arena holds the same largest input + output pair as the memory
     # model (logits are int32 here, 8-bit there); an 8-bit layer writing its output over its
-    # input as it reads it (tinyopt.deploy.steps.write_delay) only makes it smaller
+    # input as it reads it (tinyopt.integer.steps.write_delay) only makes it smaller
     pair = e.memory.candidates["ping_pong"]
     assert predicted <= pair <= 1.1 * predicted and e.arena_bytes <= pair
     assert e.param_bytes["w"] == int(memory.report(nodes, policy)["weight_bytes"].sum())

@@ -1,4 +1,4 @@
-"""The C export of branching integer graphs (DAGs): the memory plan (tinyopt.deploy.memplan) and
+"""The C export of branching integer graphs (DAGs): the memory plan (tinyopt.integer.memplan) and
 its invariants checked by brute force, host C bit-exact with tinyopt.sim on the four MLPerf Tiny
 int8 models in both flavours and on small Keras nets (residual ADD, concatenation, Conv1D,
 ZeroPadding2D, softmax head, QAT-then-int8), predicted_ram == the built arena, QEMU on a DAG, and
@@ -12,8 +12,9 @@ import pytest
 
 from tests.test_intgraph_dag import dag
 from tests.test_mlperf_import import MODELS, NETS, _model
-from tinyopt.deploy import codegen, mcu, memplan
-from tinyopt.deploy import steps as steps_mod
+from tinyopt.deploy import codegen, mcu
+from tinyopt.integer import memplan
+from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.from_litert import graph_from_tflite
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 

@@ -283,7 +283,7 @@ def test_cli_lists_every_unsupported_op(tmp_path, capsys, monkeypatch):
 
 
 def test_cli_supported_ops_reads_the_code(capsys):
-    from tinyopt.deploy.steps import STEP_KINDS
+    from tinyopt.integer.steps import STEP_KINDS
     from tinyopt.integer.from_litert import HANDLERS
     code, out, _ = _cli(capsys, "supported-ops", "--json")
     table = json.loads(out)

@@ -98,7 +98,7 @@ def test_hostile_layer_names_export_and_build(tmp_path):
 
 @pytest.fixture
 def raw_step_names(monkeypatch):
-    """Step names straight from RAW_STEP, past tinyopt.deploy.steps' own labelling, so that the
+    """Step names straight from RAW_STEP, past tinyopt.integer.steps' own labelling, so that the
     C boundary (codegen, kernels_m7) is tested alone."""
     real = codegen.memory_plan
 

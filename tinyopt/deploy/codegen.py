@@ -28,7 +28,7 @@ layer whose only reader is an ADD whose other addend is already computed is fuse
 (``fuse_add=True``): the sum is formed as the layer writes, over the other addend when that dies
 there.
 
-Arena (:mod:`tinyopt.deploy.memplan`). One static byte array; every tensor, the model input and
+Arena (:mod:`tinyopt.integer.memplan`). One static byte array; every tensor, the model input and
 output included, at a fixed offset chosen from the tensors' lifetimes: a buffer is reused as soon
 as its last reader has run, element-wise steps write in place over an input they are the last
 reader of, 8-bit windowed layers slide their output over their input as they read it, and the
@@ -53,8 +53,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyopt.deploy import kernels_m7, memplan
-from tinyopt.deploy.steps import (  # noqa: F401  (re-exported: codegen.plan, codegen.Step, ...)
+from tinyopt.deploy import kernels_m7
+from tinyopt.integer import memplan
+from tinyopt.integer.steps import (  # noqa: F401  (re-exported: codegen.plan, codegen.Step, ...)
     ALIAS_KINDS, INPLACE_INPUTS, STEP_KINDS, SUPPORTED_KINDS, TENSOR_BITS, Step, _hwc, check_layer,
     memory_plan, plan, tensor_bytes)
 from tinyopt.files import atomic_path
@@ -501,7 +502,7 @@ void {p}_profile_hook(int step);
 {step_fns}
 static const tn_kernel_fn {p}_fns[{P}_N_STEPS] = {{{fn_table}}};
 
-/* The activation arena (tinyopt.deploy.memplan): step k reads its inputs at
+/* The activation arena (tinyopt.integer.memplan): step k reads its inputs at
  * {p}_in_offsets[{p}_in_start[k] ..] and writes at {p}_out_offsets[k]; tensors live at the
  * same step never overlap (an element-wise step may write over an input it is the last reader
  * of). */

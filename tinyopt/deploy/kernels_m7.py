@@ -34,7 +34,7 @@ Kernels:
   whose plan fails; a depthwise layer fused with a max pool; 16/32-bit inputs).
 
 The scratch buffers live on the stack of the step function: they are not in the arena of
-:mod:`tinyopt.deploy.memplan`; :func:`scratch_bytes` gives their size, and the measured peak
+:mod:`tinyopt.integer.memplan`; :func:`scratch_bytes` gives their size, and the measured peak
 stack (``stack_model_run``) includes them.
 """
 
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyopt.deploy.steps import Step, _hwc
+from tinyopt.integer.steps import Step, _hwc
 from tinyopt.names import c_comment
 
 ROUNDING_ID = {"floor": 0, "tflite_single": 1, "tflite_double": 2}  # TN_FLOOR, ...
@@ -104,7 +104,7 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
     """Which kernel runs ``step``.
 
     Arguments:
-        step: a step of :func:`tinyopt.deploy.steps.memory_plan`.
+        step: a step of :func:`tinyopt.integer.steps.memory_plan`.
         index: its position (names the generated function ``model_step<index>``).
         mode: "m7" (specialised kernels where they apply) or "portable" (tinyopt_nn.c only).
         rounding: the graph's rounding flavour, for an ADD whose layer names none (without it

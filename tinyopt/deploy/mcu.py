@@ -543,7 +543,7 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
     (:meth:`McuRun.step_insns`). ``insns_per_tick`` stays a float: a ratio, not a count.
 
     RAM. ``predicted_ram`` is the arena of the export's memory plan
-    (:mod:`tinyopt.deploy.memplan`, computed in Python from the tensors' lifetimes, with pool
+    (:mod:`tinyopt.integer.memplan`, computed in Python from the tensors' lifetimes, with pool
     and residual-add fusion, in-place and sliding writes); ``arena_bytes`` is measured on the
     built host program (the size of its ``model_arena`` symbol, :func:`built_arena_bytes`) and
     ``arena_in_bss`` on the Cortex-M7 ELF: all three are equal. ``memory_model_ram`` is

@@ -98,7 +98,7 @@ class MemGraph:
 def mem_graph(model, softmax: str = "int8", fuse_pool: bool = True) -> MemGraph:
     """The tensors and steps of ``model`` as :func:`tinyopt.icn.convert` lowers it and the C
     export runs it with ``overlap=False, fuse_add=False`` (every tensor whole from the step
-    writing it to its last reader; :func:`tinyopt.deploy.steps.memory_plan`): Keras layer order;
+    writing it to its last reader; :func:`tinyopt.integer.steps.memory_plan`): Keras layer order;
     flatten / reshape / dropout are aliases (no step, as the export's flatten / reshape nodes);
     every other layer is a step writing a new tensor (pads, pools, the global average pool);
     with ``fuse_pool`` a compute layer read only by a max pool is fused with it (the export's

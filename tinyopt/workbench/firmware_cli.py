@@ -14,7 +14,7 @@ without Python.
 - ``tinyopt generate MODEL --name kws --out DIR [--target m7|portable]``: a self-contained C
   library (:func:`tinyopt.deploy.library.generate`), checked on the host first.
 - ``tinyopt supported-ops [--json]``: the ops each path accepts, read from the code's own tables
-  (:data:`tinyopt.integer.from_litert.HANDLERS`, :data:`tinyopt.deploy.steps.SUPPORTED_KINDS`,
+  (:data:`tinyopt.integer.from_litert.HANDLERS`, :data:`tinyopt.integer.steps.SUPPORTED_KINDS`,
   :data:`tinyopt.mixed.dag.SUPPORTED`).
 
 MODEL is a full-int8 ``.tflite``, an IntegerGraph ``.npz`` (:meth:`IntegerGraph.save`) or a float
@@ -260,11 +260,11 @@ def _print_keras(path: Path, k: dict) -> None:
 
 def supported_ops() -> dict:
     """What each path accepts, from the code's own tables."""
-    from tinyopt.deploy.steps import ALIAS_KINDS, STEP_KINDS
+    from tinyopt.integer.steps import ALIAS_KINDS, STEP_KINDS
     from tinyopt.integer.from_litert import TFLITE_OPS
     from tinyopt.mixed.dag import SUPPORTED
     return {"int8 .tflite import (tinyopt.integer.from_litert.HANDLERS)": list(TFLITE_OPS),
-            "C export steps (tinyopt.deploy.steps.STEP_KINDS; reshapes cost nothing)":
+            "C export steps (tinyopt.integer.steps.STEP_KINDS; reshapes cost nothing)":
                 list(STEP_KINDS) + list(ALIAS_KINDS),
             "Keras sub-byte path (tinyopt.mixed.dag.SUPPORTED)": SUPPORTED}
 

@@ -1,7 +1,7 @@
 """The steps an exported integer graph runs and where their tensors live: which nodes become
 kernel calls (flatten / reshape alias their input; a compute layer fuses the max pool or the
 residual ADD that reads it), the checks of what the C kernels can run, and the arena offsets
-from :mod:`tinyopt.deploy.memplan`. Used by :func:`tinyopt.deploy.codegen.export_c`, which
+from :mod:`tinyopt.integer.memplan`. Used by :func:`tinyopt.deploy.codegen.export_c`, which
 re-exports :func:`plan`, :func:`memory_plan` and :class:`Step`; ``docs/integer.md#the-c-export``.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyopt.deploy import memplan
+from tinyopt.integer import memplan
 from tinyopt.integer.arith import packed_bytes
 from tinyopt.integer.graph import COMPUTE_KINDS, IntegerGraph, IntegerLayer, Tensor
 
@@ -215,12 +215,12 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     third buffer). Add, quantize and softmax may write in place over an input whose last
     reader they are (:data:`INPLACE_INPUTS`); 8-bit convolutions and pools may slide their
     output over such an input (:func:`write_delay`). Offsets:
-    :func:`tinyopt.deploy.memplan.plan_memory`. ``overlap=False`` keeps every tensor whole for
+    :func:`tinyopt.integer.memplan.plan_memory`. ``overlap=False`` keeps every tensor whole for
     its whole lifetime (no in-place, sliding or add-fused writes): the plan of the memory model's
     live tensors (:func:`tinyopt.mixed.memory.peak_ram_bytes` is its lower bound).
 
     Returns:
-        (steps with their arena offsets, the :class:`~tinyopt.deploy.memplan.MemoryPlan`).
+        (steps with their arena offsets, the :class:`~tinyopt.integer.memplan.MemoryPlan`).
 
     Raises:
         ValueError: an invalid graph, several graph outputs, a graph without a step, or a node

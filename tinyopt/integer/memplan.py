@@ -25,7 +25,7 @@ reads that input and it holds no graph output:
   ``StepIO.exclusive``);
 - sliding (``StepIO.slide``): a windowed kernel writing its output in order, each byte after its
   last read of the input byte it lands on, with its output starting d bytes below the input
-  (:func:`tinyopt.deploy.steps.write_delay`): the step then needs about max(input, output) bytes
+  (:func:`tinyopt.integer.steps.write_delay`): the step then needs about max(input, output) bytes
   instead of their sum. Slides chain (each moves the next tensor a little lower), so they are
   used only at the steps that need the most bytes, for every threshold, and the best plan kept.
 
@@ -51,7 +51,7 @@ class StepIO:
     ``inplace``: indices of inputs of the same size the output may be written exactly over
     (element-wise kernels). ``slide``: (index, d) pairs: the output may start ``d`` bytes below
     that input and overlap it (a kernel that writes its output in order, each byte only after
-    its last read of the input byte it lands on; :func:`tinyopt.deploy.steps.write_delay`).
+    its last read of the input byte it lands on; :func:`tinyopt.integer.steps.write_delay`).
     ``exclusive``: the kernel reads its other inputs in another pattern than element i before
     element i (a convolution fused with an add), so it may overwrite input k only when no
     other input shares k's buffer."""
