@@ -11,7 +11,8 @@ import pytest
 
 from tinyopt.front import zoo
 from tinyopt.integer import sim
-from tinyopt.integer.from_litert import TFLITE_OPS, _TFLiteModel, graph_from_tflite
+from tinyopt.integer.from_litert import TFLITE_OPS, graph_from_tflite
+from tinyopt.integer.tflite_ctx import TFLiteModel
 
 MODELS = zoo.MLPERF_TINY
 
@@ -143,7 +144,7 @@ def nets():
 @pytest.mark.parametrize("flavour", ["litert", "tflm"])
 def test_keras_nets_bitexact(nets, name, flavour):
     tfl = nets[name]
-    m = _TFLiteModel(tfl)
+    m = TFLiteModel(tfl)
     ops = {m.op_names[op.opcodeIndex] for op in m.sub.operators}
     assert EXPECTED_OPS[name] <= ops, f"the converter no longer emits {EXPECTED_OPS[name] - ops}"
     g = graph_from_tflite(tfl, flavour=flavour)

@@ -15,6 +15,7 @@ from tests.conftest import small_mobilenet, synthetic_graph
 from tinyopt import icn, sim
 from tinyopt.integer import from_litert
 from tinyopt.integer import sim as isim
+from tinyopt.integer.arith import tflite_quantize_multiplier
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
 
@@ -89,7 +90,7 @@ def test_requant_tflite_double_matches_gemmlowp(phi, q, shift):
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(real=st.floats(1e-9, 2.0**20, allow_nan=False))
 def test_tflite_quantize_multiplier(real):
-    q, shift = from_litert.tflite_quantize_multiplier(real)
+    q, shift = tflite_quantize_multiplier(real)
     q, shift = int(q[0]), int(shift[0])
     if q == 0:
         assert shift == 0 and real < 2.0**-31

@@ -52,25 +52,15 @@ import numpy as np
 
 from tinyopt.files import atomic_path
 from tinyopt.integer.arith import weight_rows
+from tinyopt.integer.ops.registry import REGISTRY
 
 FORMAT = "tinyopt.IntegerGraph"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1: chains (no tensors, no wiring) load as chain shorthand
+# The node kinds and what each holds live in the op registry (tinyopt.integer.ops, one module
+# per kind); the compute kinds are kept by name here for readers of this module's docstring.
 COMPUTE_KINDS = ("conv2d", "pointwise", "depthwise", "dense")
-POOL_KINDS = ("maxpool", "avgpool")
-SHAPE_KINDS = ("flatten", "reshape")
-# Element-wise and data-movement nodes of the DAG (TFLite ADD, CONCATENATION, PAD, QUANTIZE,
-# SOFTMAX). ``n_inputs``: how many input tensors each kind reads (None: two or more).
-DAG_KINDS = ("add", "concat", "pad", "quantize", "softmax")
-KINDS = COMPUTE_KINDS + POOL_KINDS + SHAPE_KINDS + DAG_KINDS
-N_INPUTS = {**{k: 1 for k in KINDS}, "add": 2, "concat": None}
-# Multipliers of the non-compute kinds: how many (m0, n0) pairs they hold.
-N_MULTIPLIERS = {"add": 3, "quantize": 1, "softmax": 1}
 ROUNDINGS = ("floor", "tflite_single", "tflite_double")
-PAD_MODES = ("zero_point", "zero")
-# Average-pool division: floor (CMix-NN style floor everywhere; tinyopt.qat's avg_pool_floor) or
-# round half away from zero (TFLite AVERAGE_POOL_2D, CMSIS-NN).
-AVG_ROUNDINGS = ("floor", "half_away")
 PACK_BITS = (1, 2, 4, 8)
 # Array-valued layer fields (stored as npz members); everything else goes into the JSON header.
 ARRAY_FIELDS = ("weights", "weight_zero_point", "bias", "m0", "n0", "weight_scale")
@@ -237,71 +227,30 @@ class IntegerLayer:
         return int(self.out_shape[-1])
 
     def validate(self) -> None:
-        """Raise ValueError naming the layer and the field when the record is inconsistent."""
+        """Raise ValueError naming the layer and the field when the record is inconsistent: the
+        kind is registered (:mod:`tinyopt.integer.ops`), the rounding known, a kind that keeps
+        its input's quantization keeps it, the (m0, n0) pairs the kind holds, then the op's own
+        checks."""
         where = f"layer {self.name!r} ({self.kind})"
-        if self.kind not in KINDS:
-            raise ValueError(f"{where}: unknown kind; choose one of {KINDS}")
-        if self.kind in COMPUTE_KINDS:
-            for name in ("weights", "weight_shape", "weight_zero_point", "bias"):
-                if getattr(self, name) is None:
-                    raise ValueError(f"{where}: compute layers need {name}")
-            c = self.out_channels
-            rows, n = weight_rows(self.kind, self.weight_shape)
-            if self.weights.shape != (rows, -(-n * self.weight_bits // 8)):
-                raise ValueError(f"{where}: packed weights have shape {self.weights.shape}, "
-                                 f"expected {(rows, -(-n * self.weight_bits // 8))} for "
-                                 f"{self.weight_bits}-bit {self.weight_shape}")
-            per_channel = [("bias", self.bias)]
-            if self.requantize:
-                if self.m0 is None or self.n0 is None:
-                    raise ValueError(f"{where}: requantizing layers need m0 and n0")
-                per_channel += [("m0", self.m0), ("n0", self.n0)]
-            per_channel.append(("weight_zero_point", self.weight_zero_point))
-            for name, arr in per_channel:
-                if arr.ndim != 1 or (len(arr) not in (1, c) or (name == "bias" and len(arr) != c)):
-                    raise ValueError(f"{where}: {name} must have 1 (per layer) or {c} (per "
-                                     f"channel) entries, got shape {arr.shape}")
-            if self.rounding is not None and self.rounding not in ROUNDINGS:
-                raise ValueError(f"{where}: rounding must be None or one of {ROUNDINGS}")
-            if self.pad_mode not in PAD_MODES:
-                raise ValueError(f"{where}: pad_mode must be one of {PAD_MODES}")
-        if self.kind in N_MULTIPLIERS:
-            k = N_MULTIPLIERS[self.kind]
+        op = REGISTRY.get(self.kind)
+        if op is None:
+            raise ValueError(f"{where}: unknown kind; choose one of {sorted(REGISTRY)}")
+        if self.rounding is not None and self.rounding not in ROUNDINGS:
+            raise ValueError(f"{where}: rounding must be None or one of {ROUNDINGS}")
+        if op.same_quantization and (self.in_zero_point != self.out_zero_point
+                                     or self.in_bits != self.out_bits
+                                     or self.in_signed != self.out_signed):
+            raise ValueError(f"{where}: {self.kind} keeps the input's quantization (in/out bits, "
+                             "signedness and zero point must be equal)")
+        if op.n_multipliers:
+            k = op.n_multipliers
             for name in ("m0", "n0"):
                 arr = getattr(self, name)
                 if arr is None or np.asarray(arr).shape != (k,):
                     raise ValueError(f"{where}: {name} must hold {k} entr{'y' if k == 1 else 'ies'}"
                                      f", got {None if arr is None else np.asarray(arr).shape}")
-            if self.rounding is not None and self.rounding not in ROUNDINGS:
-                raise ValueError(f"{where}: rounding must be None or one of {ROUNDINGS}")
-        if self.kind == "add" and not 0 <= int(self.left_shift) <= 24:
-            raise ValueError(f"{where}: left_shift must be in [0, 24], got {self.left_shift}")
-        if self.kind == "softmax" and int(self.diff_min) > 0:
-            raise ValueError(f"{where}: diff_min must be <= 0, got {self.diff_min}")
-        if self.kind in ("pad", "concat", "flatten", "reshape") and (
-                self.in_zero_point != self.out_zero_point or self.in_bits != self.out_bits
-                or self.in_signed != self.out_signed):
-            raise ValueError(f"{where}: {self.kind} keeps the input's quantization (in/out bits, "
-                             "signedness and zero point must be equal)")
-        if self.kind in ("flatten", "reshape") and (
-                int(np.prod(self.in_shape)) != int(np.prod(self.out_shape))):
-            raise ValueError(f"{where}: in_shape {tuple(self.in_shape)} and out_shape "
-                             f"{tuple(self.out_shape)} differ in size")
-        if self.kind == "pad":
-            if len(self.in_shape) != 3 or len(self.padding) != 4 or min(self.padding) < 0:
-                raise ValueError(f"{where}: pad needs an (H, W, C) input and padding "
-                                 f"(top, bottom, left, right) >= 0, got {tuple(self.in_shape)}, "
-                                 f"{tuple(self.padding)}")
-            t, b, lft, r = self.padding
-            h, w, c = self.in_shape
-            if tuple(self.out_shape) != (h + t + b, w + lft + r, c):
-                raise ValueError(f"{where}: out_shape {tuple(self.out_shape)} is not the padded "
-                                 f"{(h + t + b, w + lft + r, c)}")
-        if self.avg_rounding is not None and self.avg_rounding not in AVG_ROUNDINGS:
-            raise ValueError(f"{where}: avg_rounding must be None or one of {AVG_ROUNDINGS}")
-        if self.kind in POOL_KINDS and (self.in_zero_point != self.out_zero_point
-                                        or self.in_bits != self.out_bits):
-            raise ValueError(f"{where}: pools keep the input's quantization")
+        if op.check is not None:
+            op.check(self, where)
 
 
 @dataclass
@@ -481,7 +430,8 @@ class IntegerGraph:
         for layer, (ins, outs) in zip(self.layers, wiring):
             layer.validate()
             where = f"layer {layer.name!r} ({layer.kind})"
-            n_in = N_INPUTS[layer.kind]
+            op = REGISTRY[layer.kind]
+            n_in = op.n_inputs
             if (n_in is None and len(ins) < 2) or (n_in is not None and len(ins) != n_in):
                 raise ValueError(f"{where}: field inputs names {len(ins)} tensors {list(ins)}; "
                                  f"{layer.kind} reads {n_in or 'two or more'}")
@@ -501,35 +451,8 @@ class IntegerGraph:
                     if (tuple(have) if lf == "out_shape" else have) != want:
                         raise ValueError(f"{where}: field {lf} is {have!r} but its output "
                                          f"tensor {dst.name!r} has {tf} {want!r}")
-            others = [self.tensor(t) for t in ins[1:]]
-            if layer.kind == "add":
-                b = others[0]
-                if b.shape != src.shape or b.bits != src.bits or b.signed != src.signed:
-                    raise ValueError(f"{where}: inputs {src.name!r} {src.shape} and {b.name!r} "
-                                     f"{b.shape} must have the same shape and bits (no "
-                                     "broadcasting)")
-                if tuple(layer.out_shape) != src.shape:
-                    raise ValueError(f"{where}: field out_shape {tuple(layer.out_shape)} differs "
-                                     f"from the inputs' {src.shape}")
-            if layer.kind == "concat":
-                rank = len(src.shape)
-                ax = layer.axis % rank if rank else 0
-                total = 0
-                for t in [src] + others:
-                    if len(t.shape) != rank or any(t.shape[d] != src.shape[d]
-                                                   for d in range(rank) if d != ax):
-                        raise ValueError(f"{where}: input {t.name!r} {t.shape} does not match "
-                                         f"{src.name!r} {src.shape} outside axis {layer.axis}")
-                    if (t.bits, t.signed, t.zero_point) != (src.bits, src.signed,
-                                                            src.zero_point):
-                        raise ValueError(f"{where}: input {t.name!r} is quantized differently "
-                                         f"from {src.name!r}; concat copies codes, so all its "
-                                         "inputs need the output's bits and zero point")
-                    total += t.shape[ax]
-                want = src.shape[:ax] + (total,) + src.shape[ax + 1:]
-                if tuple(layer.out_shape) != want:
-                    raise ValueError(f"{where}: field out_shape {tuple(layer.out_shape)} is not "
-                                     f"the concatenation {want}")
+            if op.check_inputs is not None:
+                op.check_inputs(layer, where, [self.tensor(t) for t in ins])
         for t in self.output_names():
             if t not in written and t != self.input_name:
                 raise ValueError(f"graph output {t!r} is not written by any node")

@@ -2,7 +2,7 @@
 to.
 
 - :func:`litert_reference`: the LiteRT interpreter with its reference kernels (``BUILTIN_REF``,
-  one thread): what ``tinyopt.sim`` reproduces with ``flavour="litert"``.
+  one thread): what ``tinyopt.simulate_tflite`` reproduces with ``flavour="litert"``.
 - :func:`tflm_reference`: the ``tflite-micro`` package's Python interpreter (TensorFlow Lite
   Micro's kernels, the arithmetic of a microcontroller deployment with CMSIS-NN): what
   ``flavour="tflm"`` reproduces. It runs one image per ``invoke``.
@@ -70,11 +70,11 @@ def tflm_reference(tflite_bytes: bytes, x, tensors=None) -> dict:
     """
     from tflite_micro.python.tflite_micro import runtime
 
-    from tinyopt.integer.from_litert import _TFLiteModel
+    from tinyopt.integer.tflite_ctx import TFLiteModel
     x = _codes(x)
     it = runtime.Interpreter.from_bytes(
         tflite_bytes, intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
-    m = _TFLiteModel(tflite_bytes)
+    m = TFLiteModel(tflite_bytes)
     index = {m.name(i): int(i) for op in m.sub.operators for i in op.outputs}
     if tensors is not None:
         index = {k: v for k, v in index.items() if k in tensors}
