@@ -49,7 +49,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 data: setup
-	$(PY) -m tinyopt.data fetch
+	$(PY) -m tinyopt.front.data fetch
 
 # Everything, as CI runs it (training and notebook runs included): under 10 minutes on 2 cores.
 # TINYOPT_REQUIRE_DATA: the data were just fetched, so a test that cannot find them fails

@@ -1,6 +1,7 @@
 """The package layout: imports run one way, no cycles, the integer and deployment stages import no
-TensorFlow, the public facades keep the names users call, and a fake-quant model round-trips
-through ``tf_keras.models.load_model``."""
+TensorFlow, library code never goes through the public surface (``tinyopt.<name>``, tinyopt.api)
+or the deprecated facade modules, the old facade names users call still resolve, and a fake-quant
+model round-trips through ``tf_keras.models.load_model``."""
 from __future__ import annotations
 
 import ast
@@ -13,14 +14,19 @@ import numpy as np
 import pytest
 
 import tinyopt
+from tinyopt import api, deprecated
 
 PKG = Path(tinyopt.__file__).resolve().parent
 # Bottom to top: a module may import only from its own stage or a stage below it.
 STAGES = ["files", "names", "integer", "front", "transforms", "litert", "mixed", "deploy",
           "pipeline", "studies", "workbench"]
+# The 17 facade modules of the earlier public API: now deprecated aliases (tinyopt/deprecated.py),
+# never files, never imported by library code.
 FACADES = {"data", "models", "train", "convert", "measure", "prune", "decompose", "graph",
            "sequence", "sim", "memory", "mcu", "codegen", "qat", "ptq", "policy", "icn"}
-PUBLIC = {  # the names README's "Public API" table fixes as a contract: tinyopt.<module>.<name>
+# The surface library code must not import: the tables and the public names themselves.
+SURFACE = {"tinyopt.api", "tinyopt.deprecated"} | {f"tinyopt.{n}" for n in api.PUBLIC}
+PUBLIC = {  # the old contract (README's former table): tinyopt.<module>.<name> keeps resolving
     "sim": ["run", "run_tflite", "graph_from_tflite"], "icn": ["convert"],
     "ptq": ["quantize_mixed"], "qat": ["quantize_mixed", "quantize"],
     "policy": ["Policy", "memory_driven", "BudgetError"],
@@ -42,8 +48,12 @@ def _modules() -> dict[str, Path]:
 
 def _imports(path: Path) -> set[str]:
     """Every tinyopt module a file imports, at top level or inside functions."""
+    return _imports_of_source(path.read_text())
+
+
+def _imports_of_source(code: str) -> set[str]:
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(code)):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tinyopt"):
             found.add(node.module)
             for alias in node.names:  # from tinyopt.mixed import build -> tinyopt.mixed.build
@@ -79,16 +89,26 @@ def test_no_import_cycles():
             visit(m, [m])
 
 
+def test_facade_table_is_the_deprecated_table():
+    """FACADES here and tinyopt.deprecated.OLD name the same 17 modules, and none is a file."""
+    assert set(deprecated.OLD) == FACADES
+    files = sorted(f for f in FACADES if (PKG / f"{f}.py").exists() or (PKG / f).is_dir())
+    assert not files, f"old facade modules exist as files again: {files}"
+
+
 def test_imports_run_one_way_and_library_never_uses_facades():
     bad = []
     for module, path in _modules().items():
         stage = _stage(module)
-        if stage is None:  # the facades and tinyopt/__init__
+        if stage is None:  # tinyopt/__init__, api.py, deprecated.py
             continue
         for imp in _imports(path):
             parts = imp.split(".")
             if len(parts) == 2 and parts[1] in FACADES:
-                bad.append(f"{module} imports the public facade {imp}")
+                bad.append(f"{module} imports the deprecated facade {imp}")
+            if imp in SURFACE:
+                bad.append(f"{module} imports the public surface {imp}; import from the stage "
+                           f"module instead")
             target = _stage(imp)
             if target is not None and STAGES.index(target) > STAGES.index(stage):
                 bad.append(f"{module} ({stage}) imports {imp} ({target}), a later stage")
@@ -105,16 +125,38 @@ def test_integer_and_deploy_import_no_tensorflow():
     assert out == "[]", f"importing the integer/deploy stages loaded {out}"
 
 
+def test_surface_check_sees_public_imports():
+    """What the check above flags: ``from tinyopt import simulate``, ``import tinyopt.api`` and
+    ``from tinyopt.sim import run``, not ``from tinyopt import files``."""
+    code = "from tinyopt import simulate, files\nimport tinyopt.api\nfrom tinyopt.sim import run\n"
+    found = {i for i in _imports_of_source(code)
+             if i in SURFACE or (len(i.split(".")) == 2 and i.split(".")[1] in FACADES)}
+    assert found == {"tinyopt.simulate", "tinyopt.api", "tinyopt.sim"}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("module", sorted(PUBLIC))
 def test_public_names_importable(module):
     import importlib
     mod = importlib.import_module(f"tinyopt.{module}")
     for name in PUBLIC[module]:
         assert callable(getattr(mod, name)), f"tinyopt.{module}.{name}"
+        assert getattr(mod, name) is getattr(tinyopt, deprecated.OLD[module][name])
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_public_signatures_kept():
     from tinyopt import icn, mcu, policy, ptq, qat, sim
+    assert list(inspect.signature(tinyopt.simulate).parameters)[:2] == ["graph", "x"]
+    assert list(inspect.signature(tinyopt.simulate_tflite).parameters)[:2] == ["tflite_bytes", "x"]
+    assert list(inspect.signature(tinyopt.to_integer_graph).parameters)[:1] == ["qmodel"]
+    assert list(inspect.signature(tinyopt.quantize_ptq).parameters)[:3] == \
+        ["model", "policy", "calibration"]
+    assert list(inspect.signature(tinyopt.quantize_qat).parameters)[:2] == ["model", "policy"]
+    assert list(inspect.signature(tinyopt.memory_driven).parameters)[:3] == \
+        ["model", "flash_bytes", "ram_bytes"]
+    assert list(inspect.signature(tinyopt.deploy_mcu).parameters)[:3] == ["graph", "x", "out_dir"]
+    # the same signatures under the old, deprecated spellings
     assert list(inspect.signature(sim.run).parameters)[:2] == ["graph", "x"]
     assert list(inspect.signature(sim.run_tflite).parameters)[:2] == ["tflite_bytes", "x"]
     assert list(inspect.signature(icn.convert).parameters)[:1] == ["qmodel"]

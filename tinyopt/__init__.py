@@ -19,11 +19,14 @@ The package is organised by stage, one subpackage each, in the order a model flo
 - ``files`` and ``names``: atomic writes and untrusted names, used by all.
 
 A module imports only from its own stage or an earlier one: files, names, integer, front,
-transforms, litert, mixed, deploy, pipeline, studies, workbench (``tests/test_layout.py``). The
-public API is the set of thin facades ``tinyopt.<name>`` (``data``, ``models``, ``train``,
-``prune``, ``decompose``, ``graph``, ``convert``, ``measure``, ``qat``, ``ptq``, ``policy``,
-``memory``, ``icn``, ``sim``, ``codegen``, ``mcu``, ``sequence``) over the stages (README.md,
-"Public API").
+transforms, litert, mixed, deploy, pipeline, studies, workbench (``tests/test_layout.py``).
+
+The public API is this namespace: ``tinyopt.simulate``, ``tinyopt.quantize_ptq``,
+``tinyopt.to_integer_graph``, ``tinyopt.deploy_mcu``, ... one table in :mod:`tinyopt.api` (name ->
+the stage function, class or constant it *is*; README.md, "Public API"). The names are served
+lazily (PEP 562 ``__getattr__``): ``tinyopt.simulate`` imports ``tinyopt.integer.sim`` on first
+use and nothing else. The earlier facade modules (``tinyopt.sim.run``, ``tinyopt.icn.convert``,
+...) are deprecated aliases served from :mod:`tinyopt.deprecated`.
 
 Importing ``tinyopt`` prepares the TensorFlow environment *before* TensorFlow is imported:
 
@@ -37,6 +40,7 @@ TensorFlow itself is imported lazily by the submodules that need it, so ``import
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -70,3 +74,30 @@ def _check_keras_2() -> None:
 
 
 _check_keras_2()
+
+
+# The public surface and the deprecated facade modules: two tables, no stage imported here.
+from tinyopt import api as _api, deprecated as _deprecated  # noqa: E402
+
+_deprecated.install()
+
+
+def __getattr__(name: str):
+    """A public name of :data:`tinyopt.api.PUBLIC` (imported on first use, then cached), or a
+    deprecated facade module (``tinyopt.sim``, served by :mod:`tinyopt.deprecated`).
+
+    Raises:
+        AttributeError: ``name`` is neither (the message suggests close public names).
+    """
+    if name in _api.PUBLIC:
+        value = _api.resolve(name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    if name in _deprecated.OLD:
+        return importlib.import_module(f"{__name__}.{name}")
+    _api.target(name)  # raises the AttributeError that names close public names
+    raise AssertionError("unreachable: tinyopt.api.target accepted a name PUBLIC lacks")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_api.PUBLIC))

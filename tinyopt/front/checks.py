@@ -11,9 +11,9 @@ What :func:`check_images` enforces, in this order:
 
 1. an array of numbers (``TypeError`` otherwise);
 2. shape ``[N, *model.input_shape[1:]]`` with N >= 1 (``ValueError``; a missing channel axis is
-   named and ``tinyopt.data.preprocess`` is the fix);
-3. a floating dtype (``TypeError``: raw ``uint8`` pixels from ``tinyopt.data.load`` must go
-   through ``tinyopt.data.preprocess``; integer arrays are not model inputs);
+   named and ``tinyopt.preprocess_images`` is the fix);
+3. a floating dtype (``TypeError``: raw ``uint8`` pixels from ``tinyopt.load_raw_dataset`` must go
+   through ``tinyopt.preprocess_images``; integer arrays are not model inputs);
 4. every value finite (``ValueError`` with the NaN / Inf counts and the first bad image);
 5. values on the scale the model expects (:func:`input_range`): a fake-quant model refuses
    values beyond its input quantizer's range by more than half its span (e.g. ``0..255`` into
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-PREPROCESS_FIX = ("tinyopt.data.preprocess(x) (uint8 [N, 28, 28] -> float32 [N, 28, 28, 1] "
+PREPROCESS_FIX = ("tinyopt.preprocess_images(x) (uint8 [N, 28, 28] -> float32 [N, 28, 28, 1] "
                   "in [0, 1])")
 # A value range counts as "pixel scale" from this upper bound on.
 PIXEL_HI = 128.0
@@ -65,12 +65,12 @@ def model_input_shape(model) -> tuple:
 def input_range(model) -> tuple[float, float] | None:
     """The real value range the model's input expects.
 
-    - a fake-quant model (``tinyopt.qat`` / ``tinyopt.ptq`` ``quantize_mixed``): its 8-bit input
+    - a fake-quant model (``tinyopt.quantize_qat`` / ``tinyopt.quantize_ptq``): its 8-bit input
       quantizer's ``(lo, hi)``;
     - a model whose first layer is ``Rescaling(1/255)`` (it scales pixels itself): ``(0, 255)``;
     - any other model: None (unknown; only raw pixels and absurd magnitudes are refused). A
       network's input range is not written in a plain Keras model: tinyopt's own models take
-      ``tinyopt.data.preprocess`` output in ``[0, 1]``, a user's may take audio features.
+      ``tinyopt.preprocess_images`` output in ``[0, 1]``, a user's may take audio features.
     """
     for layer in getattr(model, "layers", []):
         kind = type(layer).__name__
@@ -142,7 +142,7 @@ def check_images(x, model, argument: str = "x", where: str = "") -> np.ndarray:
         raise ValueError(f"{what} is empty (shape {_shape_text(got)}); pass at least one image")
     # 3. dtype
     if not np.issubdtype(arr.dtype, np.floating):
-        hint = (f"raw pixels (e.g. from tinyopt.data.load)? Fix: {PREPROCESS_FIX}"
+        hint = (f"raw pixels (e.g. from tinyopt.load_raw_dataset)? Fix: {PREPROCESS_FIX}"
                 if arr.dtype == np.uint8 else "cast to float32 and scale to the model's range")
         expect = input_range(model)
         scale = "" if expect is None else f" in [{expect[0]:g}, {expect[1]:g}]"
@@ -183,8 +183,8 @@ def check_images(x, model, argument: str = "x", where: str = "") -> np.ndarray:
     if hi >= PIXEL_HI and (vmax <= 1.0 or vmax > hi + span / 2 or vmin < lo - span / 2):
         raise ValueError(f"{what} spans [{vmin:g}, {vmax:g}] but model {_model_name(model)} "
                          f"scales pixels itself and expects inputs in [{lo:g}, {hi:g}]; pass "
-                         "raw pixel values (as tinyopt.data.load returns them, cast to float32), "
-                         "not tinyopt.data.preprocess output")
+                         "raw pixel values (as tinyopt.load_raw_dataset returns them, cast to "
+                         "float32), not tinyopt.data.preprocess output")
     return arr
 
 

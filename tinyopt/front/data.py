@@ -17,9 +17,9 @@ such a file is never used.
 Pixel scaling happens in exactly one place: :func:`preprocess` (uint8 [N,28,28] -> float32
 [N,28,28,1] in [0, 1]). Models take its output; they do not rescale themselves.
 
-``python -m tinyopt.data fetch`` (what ``make data`` runs) fills ``data/<name>/`` from a mirror
-folder (``--mirror``, default ``$DATA_MIRROR`` or ``../shared/data`` when it exists) or else
-downloads the canonical files. A mirror that is named (``--mirror``, ``$DATA_MIRROR``) but does
+``python -m tinyopt.front.data fetch`` (what ``make data`` runs) fills ``data/<name>/`` from a
+mirror folder (``--mirror``, default ``$DATA_MIRROR`` or ``../shared/data`` when it exists) or
+else downloads the canonical files. A mirror that is named (``--mirror``, ``$DATA_MIRROR``) but does
 not exist is an error, never a silent fall-back to the network; so is a destination that cannot be
 written (``error: ...`` from the command line). Copies and downloads go to a temporary name and
 are renamed only once verified; fetched files are readable by everyone (mode 0644).
@@ -274,8 +274,8 @@ def _check_mirror(mirror: Path, where: str) -> Path:
 
 def _writable_dest(dest: Path) -> None:
     """Create ``dest`` and prove a file can be created in it, or raise DatasetError."""
-    fix = (f"Fix: pass a writable folder (`python -m tinyopt.data fetch --dest DIR`, then "
-           f"point $TINYOPT_DATA at DIR), or make {dest} writable.")
+    fix = (f"Fix: pass a writable folder (`python -m tinyopt.front.data fetch --dest DIR`, "
+           f"then point $TINYOPT_DATA at DIR), or make {dest} writable.")
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -348,7 +348,7 @@ def fetch(name: str, dest: Path | None = None, mirror: Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tinyopt.data",
+    parser = argparse.ArgumentParser(prog="python -m tinyopt.front.data",
                                      description="Fetch and verify the offline datasets.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="fill data/<name>/ from a mirror folder or the network")

@@ -5,7 +5,7 @@
   and pointwise Conv-BN-ReLU blocks and compute layers named
   ``conv0, dw1, pw1, ..., dw13, pw13, fc``.
 
-Inputs are float32 in [0, 1] (see :func:`tinyopt.data.preprocess`, the one place pixels are
+Inputs are float32 in [0, 1] (see :func:`tinyopt.preprocess_images`, the one place pixels are
 scaled); outputs are logits (train with ``from_logits=True``).
 """
 

@@ -38,7 +38,7 @@ class TqdmProgress(keras.callbacks.Callback):
 def train_arrays(data) -> tuple[np.ndarray, np.ndarray]:
     """The (x_train, y_train) of a Dataset, a ``((x, y), (x_test, y_test))`` pair or ``(x, y)``.
 
-    Inputs must be model-ready floats (see :func:`tinyopt.data.preprocess`)."""
+    Inputs must be model-ready floats (see :func:`tinyopt.preprocess_images`)."""
     if isinstance(data, Dataset):
         x, y = data.x_train, data.y_train
     elif (isinstance(data, (tuple, list)) and len(data) == 2
@@ -47,11 +47,11 @@ def train_arrays(data) -> tuple[np.ndarray, np.ndarray]:
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = data
     else:
-        raise TypeError("data must be a tinyopt.data.Dataset, (x_train, y_train) or "
+        raise TypeError("data must be a tinyopt.Dataset, (x_train, y_train) or "
                         "((x_train, y_train), (x_test, y_test))")
     if not np.issubdtype(np.asarray(x).dtype, np.floating):
         raise TypeError(f"training images are {np.asarray(x).dtype}; pass model-ready floats "
-                        "from tinyopt.data.preprocess (or tinyopt.data.dataset)")
+                        "from tinyopt.preprocess_images (or tinyopt.dataset)")
     if len(x) != len(y):
         raise ValueError(f"{len(x)} images but {len(y)} labels")
     return x, y
@@ -89,7 +89,7 @@ def fit(model: keras.Model, data, epochs: int = 10, batch_size: int = 64,
 
     Arguments:
         model: a ``tf_keras`` model producing logits.
-        data: a :class:`tinyopt.data.Dataset`, ``(x_train, y_train)`` or the nested pair; only
+        data: a :class:`tinyopt.Dataset`, ``(x_train, y_train)`` or the nested pair; only
             the training part is used.
         epochs, batch_size: as in Keras (seed defaults: 10, 64).
         validation_split: fraction of the TRAIN set held out (seeded random split).

@@ -2,7 +2,7 @@
 
 ``to_tflite(model, mode)`` is the one entry point; every mode is a small function that configures
 a ``TFLiteConverter``. The LiteRT interpreter (``ai_edge_litert``) runs the result; see
-:mod:`tinyopt.measure`.
+:mod:`tinyopt.litert.measure`.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def to_tflite(model, mode: str = "float32", calibration: np.ndarray | None = Non
             int16 I/O).
         calibration: model-ready float TRAIN images, required by the calibrated modes: shape
             ``[N, *model.input_shape[1:]]``, a float dtype, finite, on the model's scale
-            (``tinyopt.data.preprocess`` output for tinyopt models); checked in full before
+            (``tinyopt.preprocess_images`` output for tinyopt models); checked in full before
             the converter sees them (:func:`tinyopt.front.checks.check_images`).
         calibration_samples: how many of them to use (a seeded random subset; default 500).
         seed: seed of that subset.

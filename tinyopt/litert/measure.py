@@ -62,14 +62,14 @@ def predict(tflite_bytes: bytes, x: np.ndarray, batch_size: int = 1000, threads:
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"images are {x.dtype}; pass model-ready floats from "
-                        "tinyopt.data.preprocess")
+                        "tinyopt.preprocess_images")
     interp = interpreter(tflite_bytes, threads, resolver)
     inp = interp.get_input_details()[0]
     want = tuple(int(d) for d in inp["shape"][1:])
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
         raise ValueError(f"images have shape {list(x.shape)} but the model's input "
                          f"{inp['name']!r} takes [N, {', '.join(map(str, want))}]; pass "
-                         "model-ready images (tinyopt.data.preprocess adds the channel axis)")
+                         "model-ready images (tinyopt.preprocess_images adds the channel axis)")
     if not np.isfinite(x).all():
         raise ValueError(f"images hold {int(np.isnan(x).sum())} NaN and "
                          f"{int(np.isinf(x).sum())} Inf values; every value must be finite")

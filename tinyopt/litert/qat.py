@@ -4,9 +4,9 @@
   scheme when the model is sparse, so that fine-tuning keeps the pruned zeros;
   :func:`quantize_model` returns the model with the scheme it used (:class:`QATResult`).
 
-It returns an ordinary ``tf_keras`` model that trains with :func:`tinyopt.train.fit`. tinyopt's
+It returns an ordinary ``tf_keras`` model that trains with :func:`tinyopt.fit`. tinyopt's
 own sub-byte (2/4/8-bit) QAT is elsewhere: the fake-quant copy following a policy in
-:func:`tinyopt.mixed.build.quantize_mixed` (also ``tinyopt.qat.quantize_mixed``, with
+:func:`tinyopt.mixed.build.quantize_mixed` (also ``tinyopt.quantize_qat``, with
 ``integer_params``, ``summary`` and ``named_policy``), its quantizers in
 :mod:`tinyopt.mixed.quantizers`, its Keras layers in :mod:`tinyopt.mixed.layers` and
 :mod:`tinyopt.mixed.graph_layers`, post-training calibration in :mod:`tinyopt.mixed.ptq`.
@@ -43,11 +43,11 @@ def _check_not_wrapped(model: keras.Model) -> None:
         if isinstance(layer, prune_wrapper):
             raise ValueError(f"layer {layer.name!r} still has its pruning wrapper; call "
                              "tfmot.sparsity.keras.strip_pruning(model) before "
-                             "tinyopt.qat.quantize")
+                             "tinyopt.qat_int8")
         if isinstance(layer, tfmot.quantization.keras.QuantizeWrapper) or \
                 type(layer).__name__ == "QuantizeLayer":
             raise ValueError(f"layer {layer.name!r} is already quantization-wrapped; pass the "
-                             "float model to tinyopt.qat.quantize")
+                             "float model to tinyopt.qat_int8")
 
 
 @dataclass
@@ -55,7 +55,7 @@ class QATResult:
     """What :func:`quantize_model` returns.
 
     Attributes:
-        model: the tfmot QAT model (uncompiled; fine-tune it with :func:`tinyopt.train.fit`).
+        model: the tfmot QAT model (uncompiled; fine-tune it with :func:`tinyopt.fit`).
         scheme: ``SCHEME_DEFAULT`` or ``SCHEME_PRUNE_PRESERVE``.
         kernel_sparsity: per-layer zero fractions of the input model that drove the choice.
     """
@@ -66,7 +66,7 @@ class QATResult:
 
 
 def quantize(model: keras.Model, preserve_sparsity: bool | None = None) -> keras.Model:
-    """The QAT model of :func:`quantize_model` (the public ``tinyopt.qat.quantize``)."""
+    """The QAT model of :func:`quantize_model` (the public ``tinyopt.qat_int8``)."""
     return quantize_model(model, preserve_sparsity).model
 
 

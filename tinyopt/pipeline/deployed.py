@@ -1,7 +1,7 @@
 """Rows of the integer and deployment steps of a sequence (``int``, ``mcu``), measured the same way
 whichever path made the integer graph (a LiteRT int8 flatbuffer or the sub-byte chain).
 
-- ``int``: the integer graph's top-1 accuracy in the bit-exact simulator (:func:`tinyopt.sim.run`)
+- ``int``: the integer graph's top-1 accuracy in the bit-exact simulator (:func:`tinyopt.simulate`)
   on the full test set (``accuracy_source = "integer_sim"``).
 - ``mcu``: the graph exported as C, checked bit-exact against the simulator on the host and on the
   emulated Cortex-M7, and measured from the built ELF: ``weights_params_bytes`` (packed weights +

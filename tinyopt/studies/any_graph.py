@@ -9,8 +9,9 @@ the visual-wake-words MobileNet (softmax head) and the FC autoencoder (linear ou
 - :func:`mlperf_inputs`: model-ready inputs for them without their datasets: Fashion-MNIST images
   brought to 32x32x3 (0..255, ResNet-8's input scale) and 96x96x3 ([0, 1], VWW); for the audio
   models, smooth random features spanning the input range of the reference int8 model;
-- :func:`ptq_check`: policy -> PTQ -> :func:`tinyopt.icn.convert` -> :func:`tinyopt.mixed.verify
-  .compare`, one row (top-1 agreement, per-layer LSB differences, memory model);
+- :func:`ptq_check`: policy -> PTQ -> :func:`tinyopt.to_integer_graph` ->
+  :func:`tinyopt.compare_to_fake_quant`, one row (top-1 agreement, per-layer LSB differences,
+  memory model);
 - :func:`memory_check`: the memory model's peak RAM against the arena of the deployed C
   (``overlap=False``: every tensor whole for its lifetime, the memory model's assumption; and the
   default plan with in-place and sliding writes, which needs less).

@@ -90,7 +90,7 @@ def seed_cnn_int8(ds, train_samples: int | None, epochs: int, seed: int, deploy:
     and int8 accuracy on the first :attr:`Deployer.images` test images.
 
     Arguments:
-        ds: a :class:`tinyopt.data.Dataset` (the first ``train_samples`` training images train
+        ds: a :class:`tinyopt.Dataset` (the first ``train_samples`` training images train
             the model; all of them calibrate the int8 conversion).
         train_samples, epochs, seed: the float training.
         deploy: the :class:`Deployer`.
@@ -121,7 +121,7 @@ def mobilenet_random(ds, alpha: float, resolution: int, flash_fraction: float,
     those bits and random parameters (calibrated on 200 zero-padded training images), deployed.
 
     Arguments:
-        ds: a :class:`tinyopt.data.Dataset` (28x28, padded to ``resolution``).
+        ds: a :class:`tinyopt.Dataset` (28x28, padded to ``resolution``).
         alpha, resolution: the member (10 classes, 1 input channel).
         flash_fraction, ram_fraction: the budget, in (0, 1].
         seed: the random parameters.
@@ -131,7 +131,7 @@ def mobilenet_random(ds, alpha: float, resolution: int, flash_fraction: float,
         ``(policy, result)``.
 
     Raises:
-        tinyopt.policy.BudgetError: the budget cannot be met even at the lowest bits.
+        tinyopt.BudgetError: the budget cannot be met even at the lowest bits.
     """
     from tinyopt.deploy import synth
     from tinyopt.mixed import memory
@@ -157,7 +157,7 @@ def seed_cnn_converted(cnn, ds, weight_bits, act_bits, deploy: Deployer) -> dict
 
     Arguments:
         cnn: the float seed CNN (:func:`seed_cnn_int8`'s model).
-        ds: its :class:`tinyopt.data.Dataset`.
+        ds: its :class:`tinyopt.Dataset`.
         weight_bits, act_bits: one per compute layer (conv, fc).
         deploy: the :class:`Deployer`.
 
@@ -192,7 +192,7 @@ def mobilenet_converted(ds, policy, alpha: float, resolution: int, train_samples
     statistic per layer) gives the converted graph live activations and varied outputs.
 
     Arguments:
-        ds: a :class:`tinyopt.data.Dataset` (28x28).
+        ds: a :class:`tinyopt.Dataset` (28x28).
         policy: the bits (:func:`mobilenet_random`'s policy).
         alpha, resolution: the member (10 classes, 1 input channel).
         train_samples, epochs, seed: the float training (the first ``train_samples`` images).

@@ -80,7 +80,7 @@ def integer_only(ds, model_names, configs, weight_bits: int, act_bits: int, epoc
     images, zero-padded to its input size), then :func:`integer_study`.
 
     Arguments:
-        ds: a :class:`tinyopt.data.Dataset` (28x28).
+        ds: a :class:`tinyopt.Dataset` (28x28).
         model_names: ``seed_cnn`` (28x28) and/or ``mobilenet`` (MobileNetV1 0.25 at 32x32); the
             position in the list keys its random draws.
         configs, weight_bits, act_bits: the policies (keys of :data:`FOLDS`).

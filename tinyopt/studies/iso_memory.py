@@ -219,7 +219,7 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
     training and test images, resized to its input), then :func:`iso_memory_member`.
 
     Arguments:
-        ds: a :class:`tinyopt.data.Dataset` (28x28).
+        ds: a :class:`tinyopt.Dataset` (28x28).
         grid: :func:`iso_memory_grid`'s members.
         flash_budget, ram_budget: the budget in bytes.
         granularity: the mixed-precision granularities, one (``"PL"``) or a list.
@@ -284,7 +284,7 @@ def iso_memory_run_row(ds, test_samples: int | None, flash_budget: int, ram_budg
     machine's load at start and end, and the verdict.
 
     Arguments:
-        ds: the :class:`tinyopt.data.Dataset` of the run (its name).
+        ds: the :class:`tinyopt.Dataset` of the run (its name).
         test_samples: the test images asked for (None: all; the record counts them).
         flash_budget, ram_budget: the budget in bytes.
         verdict: :func:`iso_memory_table`'s sentence.

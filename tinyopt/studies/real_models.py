@@ -3,7 +3,7 @@ the integer path: what it contains, whether tinyopt computes what the interprete
 what it costs deployed.
 
 Notebook 07 runs this on the four MLPerf Tiny reference models; it works for any full-int8
-flatbuffer with one int8 input that :func:`tinyopt.sim.graph_from_tflite` imports.
+flatbuffer with one int8 input that :func:`tinyopt.graph_from_tflite` imports.
 
 - :func:`integer_check`: ops, MACs and parameters of the imported graph; differing output bytes of
   the simulator against LiteRT's reference kernels (``flavour="litert"``) and against the
@@ -82,7 +82,7 @@ def integer_check(tflite_bytes: bytes, name: str, images: int = 1000, seed: int 
 def deploy_check(tflite_bytes: bytes, name: str, build_dir, host_images: int = 1000,
                  mcu_images: int = 20, run_mcu: bool = True, seed: int = 0,
                  flavour: str = "tflm") -> dict:
-    """Deploy the imported graph as C (:func:`tinyopt.mcu.deploy`) and put TFLite Micro's arena
+    """Deploy the imported graph as C (:func:`tinyopt.deploy_mcu`) and put TFLite Micro's arena
     for the same flatbuffer beside ours.
 
     Arguments:
@@ -95,7 +95,7 @@ def deploy_check(tflite_bytes: bytes, name: str, build_dir, host_images: int = 1
             deployed with TensorFlow Lite Micro and CMSIS-NN) or "litert".
 
     Returns:
-        :func:`tinyopt.mcu.deploy`'s summary plus ``flavour``, ``tflm_arena_bytes`` (TFLM's
+        :func:`tinyopt.deploy_mcu`'s summary plus ``flavour``, ``tflm_arena_bytes`` (TFLM's
         whole tensor arena), ``tflm_activation_bytes`` (its planned, non-persistent part: the
         figure comparable with our ``arena_bytes``) and ``tflm_persistent_bytes``.
     """

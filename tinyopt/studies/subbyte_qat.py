@@ -92,7 +92,7 @@ def subbyte_qat_seed_cnn(ds, epochs: int, policies, granularities, test_samples:
     :func:`policy_study` with PTQ and QAT for every policy x granularity.
 
     Arguments:
-        ds: a :class:`tinyopt.data.Dataset` (its name fills the ``dataset`` column; all of its
+        ds: a :class:`tinyopt.Dataset` (its name fills the ``dataset`` column; all of its
             training images are used).
         epochs: float training epochs.
         policies, granularities: named policies (``w8a8``, ``w4a4``, ``w2a2``, ``mixed``) and
@@ -137,7 +137,7 @@ def subbyte_qat_mobilenet(ds, alpha: float, resolution: int, epochs: int, sample
     granularity plus ``w4a4/PL/FB``, QAT only for ``qat_configs``.
 
     Arguments:
-        ds: a :class:`tinyopt.data.Dataset` (28x28).
+        ds: a :class:`tinyopt.Dataset` (28x28).
         alpha, resolution: the member (10 classes, 1 input channel).
         epochs, samples, learning_rate, batch_size: float training (``samples`` None: all).
         policies, granularities: as :func:`subbyte_qat_seed_cnn`.

@@ -15,7 +15,7 @@ is the optimum (Eckart-Young). ALS is initialised deterministically from the r c
 ``M_c`` with the largest norms. ``rank=1`` is the standard depthwise-separable layer (what the
 seed trained from scratch as SeparableConv2D).
 
-The decomposed model is then fine-tuned (``tinyopt.train.fit``); we report accuracy right after
+The decomposed model is then fine-tuned (``tinyopt.fit``); we report accuracy right after
 initialisation, after fine-tuning, and for the same architecture trained from scratch.
 """
 

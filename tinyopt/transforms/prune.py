@@ -56,7 +56,7 @@ class PruneResult:
     Attributes:
         model: the stripped pruned model (plain layers, kernels with exact zeros).
         sparsity: :func:`sparsity` of ``model`` (``total`` and ``per_layer`` zero fractions).
-        history: the fine-tuning history (as :func:`tinyopt.train.fit` returns it).
+        history: the fine-tuning history (as :func:`tinyopt.fit` returns it).
     """
 
     model: keras.Model
@@ -72,7 +72,7 @@ def prune(model: keras.Model, data, epochs: int = 12, batch_size: int = 128,
 
     Arguments:
         model: a trained tf_keras model (not modified).
-        data: training data for :func:`tinyopt.train.fit` (validation split from the train set).
+        data: training data for :func:`tinyopt.fit` (validation split from the train set).
         epochs, batch_size, learning_rate, seed: fine-tuning.
         initial_sparsity, final_sparsity, kind, end_fraction, frequency: the schedule; for
             "polynomial" the final sparsity is reached after ``end_fraction`` of the steps.

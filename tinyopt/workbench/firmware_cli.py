@@ -3,7 +3,7 @@ without Python.
 
 - ``tinyopt analyze MODEL [--flash 256k] [--ram 64k] [--json]``: the per-step table of the C
   export (op, shapes, MACs, weight and parameter bytes, tensor bytes live at that step), from
-  the same memory plan :func:`tinyopt.codegen.export_c` writes (the export is made in a
+  the same memory plan :func:`tinyopt.export_c` writes (the export is made in a
   temporary folder), the totals (arena, flash constants, the compiled library's flash when the
   Cortex-M7 toolchain is installed) and whether they fit the budgets. Exit 0 fits (or no
   budget), 1 does not fit, 2 bad input.
@@ -231,7 +231,7 @@ def _print_analysis(model: Path, report: dict) -> None:
 
 def keras_analysis(info: dict, flash: int | None, ram: int | None) -> dict:
     """The memory model's per-layer tables of a Keras model: w8a8 and, with both budgets, the
-    memory-driven mixed policy (:func:`tinyopt.policy.memory_driven`)."""
+    memory-driven mixed policy (:func:`tinyopt.memory_driven`)."""
     from tinyopt.workbench import keras_model
     model = info["model"]
     out = {"calibration": info["calibration"], "graph_bits": info["bits"], "policies": {}}
@@ -249,7 +249,7 @@ def _print_keras(path: Path, k: dict) -> None:
     import pandas as pd
     for label, part in k["policies"].items():
         t = part["totals"]
-        print(f"{path.name}, policy {label} (memory model, tinyopt.memory.report):")
+        print(f"{path.name}, policy {label} (memory model, tinyopt.memory_report):")
         with pd.option_context("display.width", 200, "display.max_rows", None,
                                "display.max_columns", None):
             print(pd.DataFrame(part["layers"]).to_string(index=False))

@@ -10,9 +10,9 @@ IntegerGraph the C export runs.
   them at once (:func:`tinyopt.mixed.dag.blocks` stops at the first); structural problems the
   type check cannot see (a ReLU after a pool, a shared layer) still come from ``blocks``;
 - :func:`policy_for`: ``w8a8`` (uniform 8-bit) or ``mixed`` (the memory-driven rule,
-  :func:`tinyopt.policy.memory_driven`, under ``--flash`` / ``--ram``);
-- :func:`to_graph`: post-training quantization (:func:`tinyopt.ptq.quantize_mixed`) on
-  calibration data, then :func:`tinyopt.icn.convert`.
+  :func:`tinyopt.memory_driven`, under ``--flash`` / ``--ram``);
+- :func:`to_graph`: post-training quantization (:func:`tinyopt.quantize_ptq`) on
+  calibration data, then :func:`tinyopt.to_integer_graph`.
 
 The integer graph computes CMix-NN's arithmetic (floor rounding): the C is held to it bit for
 bit. Accuracy is another matter: random calibration data (when no ``--calibration`` is given)
@@ -120,7 +120,7 @@ def policy_for(model, bits: str, flash: int | None = None, ram: int | None = Non
 
     Raises:
         ValueError: an unknown ``bits``; "mixed" without both budgets.
-        tinyopt.policy.BudgetError: no assignment of 8/4/2 bits meets the budgets.
+        tinyopt.BudgetError: no assignment of 8/4/2 bits meets the budgets.
     """
     from tinyopt.mixed.policy import Policy
     from tinyopt.mixed.search import memory_driven
@@ -173,7 +173,7 @@ def to_graph(model, policy, calibration: np.ndarray, name: str):
 
 def memory_rows(model, policy) -> tuple[list[dict], dict]:
     """The memory model's per-layer table of ``model`` under ``policy`` and its totals
-    (:func:`tinyopt.memory.report`)."""
+    (:func:`tinyopt.memory_report`)."""
     from tinyopt.mixed import memory
     df = memory.report(model, policy)
     keep = ["layer", "kind", "weight_bits", "input_bits", "output_bits", "fold", "macs",

@@ -3,7 +3,7 @@
 For one IntegerGraph (from an int8 ``.tflite``, an IntegerGraph ``.npz`` or a Keras model) and
 one batch of input codes, :func:`validate` runs
 
-- the simulator's reference engine (numpy, :func:`tinyopt.sim.run` ``engine="reference"``): the
+- the simulator's reference engine (numpy, :func:`tinyopt.simulate` ``engine="reference"``): the
   reference everything else is compared with;
 - the simulator's fast engine (``engine="fast"``);
 - for a ``.tflite``: LiteRT's reference kernels (``BUILTIN_REF``) and the TFLite Micro
@@ -166,7 +166,7 @@ def _tensors(graph) -> list[tuple[str, str, str]]:
 
 
 def _sim_trace(graph, x, engine: str) -> dict:
-    """:func:`tinyopt.sim.run`'s trace keyed by output tensor (the interpreters' and the C
+    """:func:`tinyopt.simulate`'s trace keyed by output tensor (the interpreters' and the C
     trace's keys; a node's name and its tensor's differ when the node names its outputs)."""
     from tinyopt.integer import sim
     trace = sim.run(graph, x, trace=True, engine=engine)
@@ -247,7 +247,7 @@ def validate(graph, x: np.ndarray, tflite: bytes | None = None, flavour: str | N
         ValueError: a target or kernels value that is not one of the choices; a graph the C
             export cannot run.
         FileNotFoundError: no host compiler, or ``target="m7"`` without the toolchain.
-        tinyopt.mcu.BuildError, RuntimeError: a build or a run failed.
+        tinyopt.BuildError, RuntimeError: a build or a run failed.
     """
     from tqdm import tqdm
 
