@@ -314,8 +314,11 @@ def test_keras_nets_host_c_bitexact(tmp_path, nets, name):
 def test_sub_byte_chains_keep_the_ping_pong_arena(tmp_path):
     from tests.test_codegen import coverage_graph
     g = coverage_graph(1, "floor", False)
-    steps, arena = codegen.plan(g, fuse_pool=False)
+    steps, arena = codegen.plan(g, fuse_pool=False, kernels="portable")  # no kernel scratch
     assert arena == max(s.in_bytes + s.out_bytes for s in steps)
+    # with the M7 kernels' scratch: at most one step's input, output and scratch more
+    steps, m7 = codegen.plan(g, fuse_pool=False)
+    assert arena < m7 <= max(s.in_bytes + s.out_bytes + s.scratch_bytes for s in steps)
     assert host_diff(g, tmp_path, n=20)[0] == 0
 
 

@@ -35,7 +35,7 @@ def test_seed_cnn_bytes_by_hand(seed, w, a, g, flash, peak, per_layer):
     df = mem.report(seed, policy)
     assert df["flash_bytes"].tolist() == per_layer
     assert mem.flash_bytes(seed, policy) == flash
-    assert mem.peak_ram_bytes(seed, policy) == peak
+    assert mem.peak_ram_bytes(seed, policy, accounting="paper") == peak
     # fc: input = conv output at a bits (pool ignored, same element count 2028 after pooling),
     # output = 10 int32 logits as deployed (4 bytes each) whatever act_bits says
     assert df.loc[1, "ram_bytes"] == 2028 * a // 8 + 40
@@ -150,11 +150,14 @@ def test_branches_count_live_tensors_and_separable_is_refused():
     model = keras.Model(x, z)
     p = Policy.uniform(model, 8, 8)
     # conv step: x (256 B, held for the add) + y (256 B); add step: x + y + z (256 B each)
-    steps = mem.live_steps(model, p)
+    # (the paper accounting: every tensor whole for its life; tests/test_memory_device.py has
+    # the device's plan)
+    steps = mem.live_steps(model, p, accounting="paper")
     assert steps["live_bytes"].tolist() == [512, 768]
-    assert mem.peak_ram_bytes(model, p) == 768
+    assert mem.peak_ram_bytes(model, p, accounting="paper") == 768
     p4 = Policy.uniform(model, 8, 4)  # y at 4 bits: the add's output keeps the larger (8)
-    assert mem.live_steps(model, p4)["live_bytes"].tolist() == [256 + 128, 256 + 128 + 256]
+    assert mem.live_steps(model, p4, accounting="paper")["live_bytes"].tolist() == \
+        [256 + 128, 256 + 128 + 256]
     s = keras.Sequential([keras.Input((8, 8, 4)), keras.layers.SeparableConv2D(4, 3)])
     with pytest.raises(ValueError, match="SeparableConv2D"):
         mem.nodes(s)

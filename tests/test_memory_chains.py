@@ -5,7 +5,8 @@ Item 4: a pad or pool step between two policy layers holds its input and its out
 paper's per-node rule (input + output of a policy layer) does not see it, so ``peak_ram_bytes``
 and ``memory_driven`` said "fits" for a chain whose deployed arena did not fit. Each chain here
 goes the whole way (PTQ -> icn.convert -> the C export's memory plan with ``overlap=False,
-fuse_add=False``) and the memory model is compared with the plan's arena:
+fuse_add=False``) and the memory model's paper accounting (``accounting="paper"``; the default,
+the device's plan, is tests/test_memory_device.py) is compared with the plan's arena:
 
 - ``peak_ram_bytes(..., fuse_pool=False)`` equals the arena of ``fuse_pool=False`` on every chain;
 - the default (``fuse_pool=True``, as the export) equals the arena of ``fuse_pool=True`` where no
@@ -84,24 +85,26 @@ def _graph(model, policy):
 
 
 def _arena(graph, out_dir, fuse_pool: bool) -> int:
-    """The arena of the plan the memory model describes (every tensor whole for its life)."""
-    e = codegen.export_c(graph, out_dir, fuse_pool=fuse_pool, fuse_add=False, overlap=False)
+    """The arena of the plan the paper accounting describes (every tensor whole for its life,
+    no kernel scratch: the portable kernels need none, and the paper counts none)."""
+    e = codegen.export_c(graph, out_dir, fuse_pool=fuse_pool, fuse_add=False, overlap=False,
+                         kernels="portable")
     return e.arena_bytes
 
 
 def test_the_pad_step_is_counted_by_hand():
     m = pad_chain()
     p8 = Policy.uniform(m, 8, 8)
-    steps = memory.live_steps(m, p8).set_index("step")["live_bytes"]
+    steps = memory.live_steps(m, p8, accounting="paper").set_index("step")["live_bytes"]
     # c1 writes 8x8x16 (1,024 B), the pad 12x12x16 (2,304 B): both alive at the pad's step;
     # the largest policy layer, c2, holds 2,304 + 5x5x16 = 2,704 B
     assert steps["pad"] == 1024 + 2304
-    assert memory.report(m, p8)["ram_bytes"].max() == 2304 + 400
-    assert memory.peak_ram_bytes(m, p8) == 1024 + 2304
-    assert memory.report(m, p8).attrs["peak_step"] == "pad"
+    assert memory.report(m, p8, accounting="paper")["ram_bytes"].max() == 2304 + 400
+    assert memory.peak_ram_bytes(m, p8, accounting="paper") == 1024 + 2304
+    assert memory.report(m, p8, accounting="paper").attrs["peak_step"] == "pad"
     p4 = Policy(["c0", "c1", "c2", "fc"], [8] * 4, [8, 4, 8, 8])
     # c1 at 4 bits: the pad step 512 + 1,152 B is still above c2's 1,152 + 400 B
-    assert memory.peak_ram_bytes(m, p4) == 512 + 1152
+    assert memory.peak_ram_bytes(m, p4, accounting="paper") == 512 + 1152
 
 
 @pytest.mark.parametrize("name", sorted(CHAINS))
@@ -109,25 +112,25 @@ def test_peak_is_never_below_the_deployed_arena(name, tmp_path):
     m = CHAINS[name]()
     names = dag.policy_layers(m)
     p8 = Policy.uniform(m, 8, 8)
-    budget = memory.peak_ram_bytes(m, p8) * 2 // 3  # tight: some activations must drop
+    budget = memory.peak_ram_bytes(m, p8, accounting="paper") * 2 // 3  # tight: some activations must drop
     policies = {"w8a8": p8, "w4a4": Policy.uniform(m, 4, 4),
                 "mixed": Policy(names, [8, 4, 2, 8][:len(names)], [2, 8, 4, 8][:len(names)]),
-                "memory_driven": memory_driven(m, BIG, budget)}
+                "memory_driven": memory_driven(m, BIG, budget, accounting="paper")}
     for label, p in policies.items():
         g = _graph(m, p)
         plain = _arena(g, tmp_path / label / "plain", fuse_pool=False)
         fused = _arena(g, tmp_path / label / "fused", fuse_pool=True)
         # the fuse_pool=False plan: equal on every chain
-        assert memory.peak_ram_bytes(m, p, fuse_pool=False) == plain, (name, label)
+        assert memory.peak_ram_bytes(m, p, fuse_pool=False, accounting="paper") == plain, (name, label)
         # the default (fuse_pool=True, as the export): never below its arena; equal unless a
         # compute layer's output is pooled by a fused max pool
-        peak = memory.peak_ram_bytes(m, p)
+        peak = memory.peak_ram_bytes(m, p, accounting="paper")
         assert peak >= fused, (name, label)
         if name in FUSED:
             assert fused < plain
         else:
             assert peak == fused == plain, (name, label)
-            assert memory.live_steps(m, p)["live_bytes"].max() == peak
+            assert memory.live_steps(m, p, accounting="paper")["live_bytes"].max() == peak
 
 
 @pytest.mark.parametrize("name, budget, cuts", [
@@ -145,9 +148,9 @@ def test_memory_driven_fits_by_the_model_and_the_deployed_arena(name, budget, cu
     m = CHAINS[name]()
     flash = memory.flash_bytes(m, Policy.uniform(m, 8, 8)) * 3 // 4  # some weights cut too
     for fuse_pool in (True, False):
-        p = memory_driven(m, flash, budget, fuse_pool=fuse_pool)
+        p = memory_driven(m, flash, budget, fuse_pool=fuse_pool, accounting="paper")
         assert memory.flash_bytes(m, p) <= flash
-        assert memory.peak_ram_bytes(m, p, fuse_pool=fuse_pool) <= budget
+        assert memory.peak_ram_bytes(m, p, fuse_pool=fuse_pool, accounting="paper") <= budget
         assert _arena(_graph(m, p), tmp_path / str(fuse_pool), fuse_pool) <= budget
         # the cuts, where they were needed (a pad / pool step the per-node rule does not see)
         assert [t["node"] for t in p.trace if t["phase"] == "activation"] == cuts[fuse_pool]
@@ -157,12 +160,12 @@ def test_the_smallest_reachable_ram_counts_the_pad_step():
     from tinyopt.mixed.search import BudgetError
     m = pad_pool_chain()
     with pytest.raises(BudgetError) as err:
-        memory_driven(m, BIG, 1000)
+        memory_driven(m, BIG, 1000, accounting="paper")
     lowest = Policy.uniform(m, 2, 2)
     # at 2 bits the pad step (1,728 + 2,352 elements: 1,020 B) is above every layer (c0:
     # 288-B image + 432 B)
-    assert err.value.min_ram == memory.peak_ram_bytes(m, lowest) == 1020
-    assert memory.report(m, lowest)["ram_bytes"].max() < 1020
+    assert err.value.min_ram == memory.peak_ram_bytes(m, lowest, accounting="paper") == 1020
+    assert memory.report(m, lowest, accounting="paper")["ram_bytes"].max() < 1020
     assert err.value.min_ram_layer == "pad"
 
 

@@ -139,7 +139,7 @@ def test_model_that_scales_pixels_itself_refuses_preprocessed_data(tiny):
     model = keras.Model(inp, y, name="pixels_in")
     assert checks.input_range(model) == (0.0, 255.0)
     with pytest.raises(ValueError, match=r"calibration spans.*scales pixels itself.*"
-                                         r"not tinyopt.data.preprocess output"):
+                                         r"not tinyopt.preprocess_images output"):
         convert.to_tflite(model, "int8_fallback", calibration=x)
 
 

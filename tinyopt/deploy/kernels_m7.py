@@ -16,8 +16,8 @@ Kernels:
   :func:`add_plan` proves it exact, else the portable one: the choice's ``reason`` says why);
   inputs of 1/2/4/8 bits, weights of 1/2/4/8 bits, PL or PC weight zero points, FB or ICN
   multipliers, the three rounding flavours. Two output channels x two output pixels
-  per inner loop, im2col into int16 scratch on the stack (``4 * KP`` bytes, ``2 * KP`` for a
-  single output pixel; KP the window length rounded up to a word of weights), two MACs per SMLAD.
+  per inner loop, im2col into int16 scratch (``4 * KP`` bytes, ``2 * KP`` for a single output
+  pixel; KP the window length rounded up to a word of weights), two MACs per SMLAD.
 - ``depthwise``: depth multiplier 1, weights of b in (2, 4, 8) bits, channels a multiple of
   32 / b, no fused pool: 32 / b channels per word of weights, two per lane pair (SMLABB /
   SMLATT); inputs of the weights' width a word at a time (sub-byte: unsigned), other inputs
@@ -33,9 +33,12 @@ Kernels:
 - ``portable``: everything else (concat, pad, quantize, softmax; an ADD of other widths or
   whose plan fails; a depthwise layer fused with a max pool; 16/32-bit inputs).
 
-The scratch buffers live on the stack of the step function: they are not in the arena of
-:mod:`tinyopt.integer.memplan`; :func:`scratch_bytes` gives their size, and the measured peak
-stack (``stack_model_run``) includes them.
+Scratch. The gemm kernel's im2col rows and output values, and the output values of one pixel
+of the scalar depthwise and pool kernels, live in the activation arena, not on the stack: the
+planner gives each such step a buffer of :func:`tinyopt.integer.steps.scratch_bytes` (the one
+rule, which :func:`choose` reports), alive during that step only, word-aligned
+(:data:`tinyopt.integer.steps.SCRATCH_ALIGN`), at ``Step.scratch_offset``; the step function
+passes ``<prefix>_arena + offset`` to its kernel.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyopt.integer.steps import Step, _hwc
+from tinyopt.integer.steps import (  # noqa: F401  (MAX_SCRATCH, KERNEL_MODES: re-exported)
+    KERNEL_MODES, MAX_SCRATCH, Step, _hwc, gemm_geometry, kernel_window, m7_kernel,
+    scratch_bytes as step_scratch_bytes, scratch_parts)
 from tinyopt.names import c_comment
 
 ROUNDING_ID = {"floor": 0, "tflite_single": 1, "tflite_double": 2}  # TN_FLOOR, ...
@@ -53,15 +58,13 @@ PORTABLE_FN = {"conv2d": "tn_run_compute", "pointwise": "tn_run_compute",
                "maxpool": "tn_run_pool", "avgpool": "tn_run_pool", "add": "tn_run_add",
                "concat": "tn_run_concat", "pad": "tn_run_pad", "quantize": "tn_run_quantize",
                "softmax": "tn_run_softmax"}
-MAX_SCRATCH = 16384  # bytes of im2col scratch a step may put on the stack
-KERNEL_MODES = ("m7", "portable")
 
 
 @dataclass
 class Choice:
     """The kernel of one step: ``kind`` in ("gemm", "depthwise", "depthwise_scalar", "pool",
-    "add", "portable"), the C function
-    model_run calls, the im2col scratch bytes on the stack, the weight array's padding bytes
+    "add", "portable"), the C function model_run calls, the scratch bytes it needs in the
+    arena (:func:`tinyopt.integer.steps.scratch_bytes`), the weight array's padding bytes
     (word loads of the last row), and why a compute step stayed portable (or, for a gemm step,
     why its fused ADD kept the portable arithmetic)."""
 
@@ -70,34 +73,6 @@ class Choice:
     scratch: int = 0
     weight_pad: int = 0
     reason: str = ""
-
-
-def _window(layer) -> tuple[int, int]:
-    if layer.kind == "depthwise":
-        return tuple(int(k) for k in layer.weight_shape[:2])
-    if layer.kind == "dense":
-        return 1, 1
-    return tuple(int(k) for k in layer.weight_shape[1:3])
-
-
-def _gemm_geometry(layer) -> dict:
-    """The constants of a gemm call: input (H, W, C) as the kernel sees it, window, words."""
-    if layer.kind == "dense":
-        h, w, c = 1, 1, int(np.prod(layer.in_shape))
-        oh = ow = 1
-    else:
-        h, w, c = _hwc(layer.in_shape)
-        oh, ow, _ = _hwc(layer.out_shape)
-    kh, kw = _window(layer)
-    n = 32 // layer.weight_bits
-    nw = -(-(kh * kw * c) // n)
-    return {"H": h, "W": w, "C": c, "OH": oh, "OW": ow, "KH": kh, "KW": kw, "NW": nw,
-            "KP": nw * n}
-
-
-def _buffers(step: Step, geo: dict) -> int:
-    """im2col buffers of a gemm step: two (a pixel pair), one for a single output pixel."""
-    return 1 if geo["OH"] * geo["OW"] == 1 and step.pool is None else 2
 
 
 def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None) -> Choice:
@@ -116,73 +91,68 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
     Raises:
         ValueError: an unknown ``mode``.
     """
-    if mode not in KERNEL_MODES:
-        raise ValueError(f"kernels must be one of {KERNEL_MODES}, got {mode!r}")
+    kind, reason = m7_kernel(step, mode)  # the integer stage's rule (it sizes the scratch)
     layer = step.layer
-    portable = Choice("portable", PORTABLE_FN[layer.kind])
-    if mode != "portable" and layer.kind in ("maxpool", "avgpool") and layer.in_bits <= 8:
-        return Choice("pool", f"model_step{index}")
-    if mode != "portable" and layer.kind == "add":
+    portable = Choice("portable", PORTABLE_FN[layer.kind], reason=reason)
+    if kind == "portable":
+        return portable
+    if kind == "add":
         plan = add_plan(step, rounding)
         if isinstance(plan, str):
             portable.reason = plan
             return portable
         return Choice("add", f"model_step{index}")
-    if mode == "portable" or layer.kind not in ("conv2d", "pointwise", "depthwise", "dense"):
-        return portable
-    if layer.in_bits > 8:
-        portable.reason = f"{layer.in_bits}-bit input"
-        return portable
-    if abs(int(layer.in_zero_point)) > 255:
-        portable.reason = f"input zero point {layer.in_zero_point} outside [-255, 255]"
-        return portable
-    if layer.kind == "depthwise":
-        b, c = layer.weight_bits, _hwc(layer.in_shape)[2]
-        if step.pool is not None:  # neither depthwise kernel fuses a pool
-            portable.reason = "fused max pool"
-            return portable
-        why = ("depth multiplier > 1" if layer.depth_multiplier != 1
-               else f"{b}-bit weights" if b not in (2, 4, 8)
-               else f"{c} channels, not a multiple of {32 // b}" if c % (32 // b) else "")
-        if why:  # constant shapes and widths, one channel at a time
-            return Choice("depthwise_scalar", f"model_step{index}", reason=why)
-        return Choice("depthwise", f"model_step{index}")
-    geo = _gemm_geometry(layer)
-    scratch = _buffers(step, geo) * 2 * geo["KP"]
-    if scratch > MAX_SCRATCH:
-        portable.reason = f"im2col scratch {scratch} B > {MAX_SCRATCH} B"
-        return portable
+    scratch = step_scratch_bytes(step, mode)
+    if kind != "gemm":
+        return Choice(kind, f"model_step{index}", scratch=scratch, reason=reason)
     rb = int(layer.weights.shape[1])
     why = ""
     if step.add is not None:  # the fused residual ADD: tn_m7_add's arithmetic where exact
         plan = add_plan(step, rounding)
         why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
     return Choice("gemm", f"model_step{index}", scratch=scratch,
-                  weight_pad=max(0, 4 * geo["NW"] - rb), reason=why)
+                  weight_pad=max(0, 4 * gemm_geometry(layer)["NW"] - rb), reason=why)
 
 
 def _rounding(step: Step, graph_rounding: str) -> int:
     return ROUNDING_ID[step.layer.rounding or graph_rounding]
 
 
-def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -> str:
+def _scratch(step: Step, arena: str, ctype: str, skip: int = 0) -> str:
+    """C expression: a ``ctype`` pointer ``skip`` bytes into the step's scratch in the arena
+    (through void *: the plan aligned it, SCRATCH_ALIGN)."""
+    return f"({ctype} *)(void *)({arena} + {step.scratch_offset + skip}u)"
+
+
+def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
+                  arena: str = "model_arena") -> str:
     """The C of a specialised step (empty for a portable one).
 
     Arguments:
-        step: the step; index: its number; choice: :func:`choose`'s answer for it.
+        step: the step (of a plan for the same kernels: its scratch is in the arena);
+            index: its number; choice: :func:`choose`'s answer for it.
         graph_rounding: the graph's rounding flavour (for layers that name none).
+        arena: the C name of the arena (``<prefix>_arena``, declared before the function).
 
     Returns:
         A C function definition ``static void model_step<index>(const tn_layer_t *l,
         const uint8_t *const *in, uint8_t *out)``.
+
+    Raises:
+        ValueError: the step's planned scratch is smaller than the kernel needs (a plan for
+            other kernels).
     """
     if choice.kind == "portable":
         return ""
+    if choice.scratch and step.scratch_bytes < choice.scratch:
+        raise ValueError(f"step {index} ({step.name!r}): its kernel needs {choice.scratch} B of "
+                         f"scratch, the plan gave it {step.scratch_bytes} B; plan the steps "
+                         "with the same kernels (memory_plan(..., kernels=...))")
     layer = step.layer
     u = lambda v: (f"{int(v)}u" if int(v) >= 0  # noqa: E731
                    else "INT32_MIN" if int(v) == -(1 << 31) else str(int(v)))
     if choice.kind == "pool":
-        return _pool_function(step, index, graph_rounding, u)
+        return _pool_function(step, index, graph_rounding, u, arena)
     if choice.kind == "add":
         return _add_function(step, index, graph_rounding, u)
     zw = np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64))
@@ -202,19 +172,19 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -
     if choice.kind == "depthwise_scalar":
         h, w, c = _hwc(layer.in_shape)
         oh, ow, co = _hwc(layer.out_shape)
-        kh, kw = _window(layer)
+        kh, kw = kernel_window(layer)
         args = [h, w, c, oh, ow, kh, kw, layer.stride[0], layer.stride[1], top, left,
                 layer.in_bits, common["XS"], common["ZX"], layer.weight_bits, common["PADZERO"],
                 common["RB"], layer.depth_multiplier, common["NWZP"], int(zw[0]),
                 common["REQ"], common["NM"], common["ROUND"], common["OB"],
                 int(step.add is not None), *rq.values()]
-        return (head + f"    int32_t v[{co}];\n"
-                f"    tn_m7_dw_scalar(l, in[0], {other}, out, v, "
+        return (head + f"    tn_m7_dw_scalar(l, in[0], {other}, out, "
+                f"{_scratch(step, arena, 'int32_t')}, "
                 + ", ".join(u(a) for a in args) + ");\n}\n")
     if choice.kind == "depthwise":
         h, w, c = _hwc(layer.in_shape)
         oh, ow, _ = _hwc(layer.out_shape)
-        kh, kw = _window(layer)
+        kh, kw = kernel_window(layer)
         allones = int(bool(np.all(layer.weights == _ones_row(layer)) and not zw.any()))
         args = [h, w, c, oh, ow, kh, kw, layer.stride[0], layer.stride[1], top, left,
                 layer.weight_bits, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],
@@ -223,7 +193,7 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -
                 int(step.add is not None), int(zw[0]), allones, *rq.values()]
         return (head + f"    tn_m7_depthwise(l, in[0], {other}, out, "
                 + ", ".join(u(a) for a in args) + ");\n}\n")
-    geo = _gemm_geometry(layer)
+    geo = gemm_geometry(layer)
     mode = 1 if step.pool is not None else 2 if step.add is not None else 0
     pool = [0] * 8
     if step.pool is not None:
@@ -240,9 +210,9 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str) -
             common["NM"],
             common["ROUND"], common["OB"], mode, *pool, int(_inside(layer, geo)), *rq.values(),
             *_fused_add_args(step, graph_rounding)]
-    return (head + f"    TN_ALIGN4 int16_t buf[{_buffers(step, geo) * geo['KP']}];\n"
-            f"    int32_t v[{(3 if mode == 1 else 2) * layer.out_channels}];\n"
-            f"    tn_m7_gemm(l, in[0], {other}, out, buf, v, "
+    im2col, _ = scratch_parts(step)  # the int32 outputs follow the int16 rows
+    return (head + f"    tn_m7_gemm(l, in[0], {other}, out, {_scratch(step, arena, 'int16_t')},\n"
+            f"               {_scratch(step, arena, 'int32_t', im2col)},\n               "
             + ", ".join(u(a) for a in args) + ");\n}\n")
 
 
@@ -288,7 +258,7 @@ def requant_constants(layer, graph_rounding: str) -> dict:
             "LOZ": lo - zp if fast else 0, "HIZ": hi - zp if fast else 0, "ZP": zp}
 
 
-def _pool_function(step: Step, index: int, graph_rounding: str, u) -> str:
+def _pool_function(step: Step, index: int, graph_rounding: str, u, arena: str) -> str:
     """The C of a specialised max / average pool step."""
     layer = step.layer
     h, w, c = _hwc(layer.in_shape)
@@ -301,8 +271,9 @@ def _pool_function(step: Step, index: int, graph_rounding: str, u) -> str:
             int(layer.kind == "avgpool"), int(mode == "half_away")]
     return (f"/* step {index}: {c_comment(step.name)} ({layer.kind}, {layer.in_bits}-bit) */\n"
             f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
-            f"uint8_t *out)\n{{\n    int32_t v[{c}];\n"
-            f"    tn_m7_pool(l, in[0], out, v, " + ", ".join(u(a) for a in args) + ");\n}\n")
+            f"uint8_t *out)\n{{\n"
+            f"    tn_m7_pool(l, in[0], out, {_scratch(step, arena, 'int32_t')}, "
+            + ", ".join(u(a) for a in args) + ");\n}\n")
 
 
 INT32 = (-(1 << 31), (1 << 31) - 1)
@@ -453,5 +424,5 @@ def _ones_row(layer) -> np.ndarray:
 
 
 def scratch_bytes(choices: list[Choice]) -> int:
-    """The largest im2col scratch of any step (stack bytes, outside the arena)."""
+    """The largest scratch of any step (bytes in the arena, alive during that step only)."""
     return max((c.scratch for c in choices), default=0)

@@ -544,12 +544,14 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
 
     RAM. ``predicted_ram`` is the arena of the export's memory plan
     (:mod:`tinyopt.integer.memplan`, computed in Python from the tensors' lifetimes, with pool
-    and residual-add fusion, in-place and sliding writes); ``arena_bytes`` is measured on the
-    built host program (the size of its ``model_arena`` symbol, :func:`built_arena_bytes`) and
-    ``arena_in_bss`` on the Cortex-M7 ELF: all three are equal. ``memory_model_ram`` is
-    tinyopt.mixed.memory's figure (the largest input + output of one layer, the paper's model):
-    it knows neither fusion nor branches, so it is larger than the arena when a max pool is
-    fused, and None for a graph that is not a chain (a DAG).
+    and residual-add fusion, in-place and sliding writes, and the kernels' scratch:
+    ``scratch_arena_bytes`` is the largest, planned in the arena during its step only, so
+    ``scratch_stack_bytes`` is 0 and ``stack_model_run`` holds call frames only);
+    ``arena_bytes`` is measured on the built host program (the size of its ``model_arena``
+    symbol, :func:`built_arena_bytes`) and ``arena_in_bss`` on the Cortex-M7 ELF: all three are
+    equal. ``memory_model_ram`` is tinyopt.mixed.memory's figure (the largest input + output of
+    one layer, the paper's model): it knows neither fusion nor branches, so it is larger than
+    the arena when a max pool is fused, and None for a graph that is not a chain (a DAG).
     """
     import pandas as pd
 
@@ -596,7 +598,8 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         "weight_bytes_c": int(export.param_bytes.get("w", 0)),
         "kernels": kernels,
         "steps_specialised": sum(k != "portable" for k in export.kernels),
-        "scratch_stack_bytes": export.scratch_bytes,
+        "scratch_arena_bytes": export.scratch_bytes,  # inside the arena (Step.scratch_offset)
+        "scratch_stack_bytes": 0,  # no kernel scratch on the stack any more
         "weight_pad_bytes": export.weight_pad_bytes,
     }
     steps = export.step_table()
@@ -684,7 +687,8 @@ def memory_table(summary: dict):
          s["code_other"] + s["exidx"], None),
         ("flash", ".data initialisers", s["data"], None),
         ("flash", "total", s["flash_measured"], s["predicted_flash"]),
-        ("ram", "activation arena", s["arena_in_bss"], s["predicted_ram"]),
+        ("ram", "activation arena (with the kernels' scratch)", s["arena_in_bss"],
+         s["predicted_ram"]),
         ("ram", "other .bss (profiling, harness)", s["bss_outside_arena"], None),
         ("ram", ".data", s["data"], None),
         ("ram", "peak stack: model_run", s["stack_model_run"], None),

@@ -184,7 +184,7 @@ def check_images(x, model, argument: str = "x", where: str = "") -> np.ndarray:
         raise ValueError(f"{what} spans [{vmin:g}, {vmax:g}] but model {_model_name(model)} "
                          f"scales pixels itself and expects inputs in [{lo:g}, {hi:g}]; pass "
                          "raw pixel values (as tinyopt.load_raw_dataset returns them, cast to "
-                         "float32), not tinyopt.data.preprocess output")
+                         "float32), not tinyopt.preprocess_images output")
     return arr
 
 

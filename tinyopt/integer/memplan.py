@@ -29,6 +29,12 @@ reads that input and it holds no graph output:
   instead of their sum. Slides chain (each moves the next tensor a little lower), so they are
   used only at the steps that need the most bytes, for every threshold, and the best plan kept.
 
+Scratch. A step's kernel may need working memory of its own (``StepIO.scratch``: the Cortex-M7
+kernels' im2col rows and output values, :func:`tinyopt.integer.steps.scratch_bytes`): it is a
+buffer alive at that step only, placed like any other (so it never overlaps the step's inputs or
+output, and reuses bytes of tensors dead at that step), at an offset that is a multiple of
+``StepIO.scratch_align``; :meth:`MemoryPlan.scratch_offset` gives its place.
+
 Offsets. Several simple heuristics are tried and the smallest arena that passes the brute-force
 overlap check (:meth:`MemoryPlan.check`) wins: first fit in decreasing size (TFLM's greedy
 planner), in decreasing size x lifetime, in order of first use, the two-ended placement (in order
@@ -54,13 +60,16 @@ class StepIO:
     its last read of the input byte it lands on; :func:`tinyopt.integer.steps.write_delay`).
     ``exclusive``: the kernel reads its other inputs in another pattern than element i before
     element i (a convolution fused with an add), so it may overwrite input k only when no
-    other input shares k's buffer."""
+    other input shares k's buffer. ``scratch``: bytes of working memory the kernel needs during
+    this step only (0: none), at an offset that is a multiple of ``scratch_align``."""
 
     inputs: tuple
     output: str
     inplace: tuple = ()
     exclusive: bool = False
     slide: tuple = ()
+    scratch: int = 0
+    scratch_align: int = 1
 
 
 @dataclass
@@ -79,11 +88,13 @@ class Member:
 @dataclass
 class Buffer:
     """A region of the arena holding tensors that never need their bytes at the same time (a
-    tensor and the outputs written over it), ``offset`` bytes into the arena."""
+    tensor and the outputs written over it), ``offset`` bytes into the arena (a multiple of
+    ``align``, besides the plan's own alignment: a step's scratch)."""
 
     name: str
     members: list
     offset: int = -1
+    align: int = 1
 
     @property
     def bytes(self) -> int:
@@ -128,6 +139,17 @@ class MemoryPlan:
     method: str
     n_steps: int
     candidates: dict = field(default_factory=dict)  # heuristic -> arena bytes (None: invalid)
+    scratch: dict = field(default_factory=dict)  # step -> the name of its scratch buffer
+
+    def scratch_offset(self, step: int) -> int:
+        """Byte offset of step ``step``'s scratch in the arena.
+
+        Raises:
+            KeyError: the step has no scratch.
+        """
+        if step not in self.scratch:
+            raise KeyError(f"step {step} has no scratch in the memory plan")
+        return self.offset(self.scratch[step])
 
     def _member(self, tensor: str) -> tuple[Buffer, Member]:
         for b in self.buffers:
@@ -155,8 +177,8 @@ class MemoryPlan:
         return pd.DataFrame(rows).sort_values(["offset", "first_step"]).reset_index(drop=True)
 
     def check(self) -> None:
-        """Brute force: every buffer inside the arena, and no two tensors of different buffers
-        live at a common step overlap in bytes.
+        """Brute force: every buffer inside the arena and aligned, and no two tensors of different
+        buffers live at a common step overlap in bytes.
 
         Raises:
             ValueError: naming the two tensors (or the buffer outside the arena).
@@ -165,6 +187,9 @@ class MemoryPlan:
             if b.offset < 0 or b.offset + b.bytes > self.arena_bytes:
                 raise ValueError(f"buffer {b.name!r} [{b.offset}, {b.offset + b.bytes}) is "
                                  f"outside the arena of {self.arena_bytes} bytes")
+            if b.offset % b.align:
+                raise ValueError(f"buffer {b.name!r} at {b.offset} is not {b.align}-byte "
+                                 "aligned")
         for i, a in enumerate(self.buffers):
             for b in self.buffers[i + 1:]:
                 pair = _clash(a, b)
@@ -193,7 +218,8 @@ def buffers_of(steps: list[StepIO], sizes: dict, graph_input: str, outputs: list
         slide: the steps (indices) whose ``slide`` offers are used (None: every step).
 
     Returns:
-        The buffers, in order of first use.
+        The buffers, in order of first use, then one per step with scratch (its member named
+        :func:`scratch_name`, alive at that step only, aligned as the step asks).
 
     Raises:
         ValueError: a step reads a tensor nothing writes, or an alias of an unknown tensor.
@@ -254,7 +280,21 @@ def buffers_of(steps: list[StepIO], sizes: dict, graph_input: str, outputs: list
         low = min(m.rel for m in b.members)
         for m in b.members:
             m.rel -= low
-    return list(buffers.values())
+    taken = set(sizes) | set(first) | set(aliases)
+    scratch = [Buffer(scratch_name(s, taken), [Member(scratch_name(s, taken), [], 0,
+                                                     int(st.scratch), s, s)],
+                      align=max(1, int(st.scratch_align)))
+               for s, st in enumerate(steps) if st.scratch > 0]
+    return list(buffers.values()) + scratch
+
+
+def scratch_name(step: int, taken) -> str:
+    """The name of step ``step``'s scratch buffer: ``<scratch k>``, primed until it differs
+    from every tensor name in ``taken`` (tensor names come from model files)."""
+    name = f"<scratch {step}>"
+    while name in taken:
+        name += "'"
+    return name
 
 
 def _forbidden(b: Buffer, placed: list[Buffer]) -> list[tuple[int, int]]:
@@ -271,6 +311,7 @@ def _forbidden(b: Buffer, placed: list[Buffer]) -> list[tuple[int, int]]:
 
 
 def _lowest_fit(forbidden: list, align: int) -> int:
+    """The lowest aligned x >= 0 outside every forbidden interval."""
     at = 0
     for lo, hi in sorted(forbidden):
         if lo > at:
@@ -297,7 +338,7 @@ def _first_fit(order: list[Buffer], align: int) -> int:
     """Each buffer, in turn, at the lowest aligned offset where it overlaps nothing live."""
     placed: list[Buffer] = []
     for b in order:
-        b.offset = _lowest_fit(_forbidden(b, placed), align)
+        b.offset = _lowest_fit(_forbidden(b, placed), max(align, b.align))
         placed.append(b)
     return max((b.offset + b.bytes for b in order), default=0)
 
@@ -310,8 +351,8 @@ def _two_ended(bufs: list[Buffer], bound: int, align: int) -> int:
     placed: list[Buffer] = []
     for b in sorted(bufs, key=lambda b: (b.first, b.last)):
         forbidden = _forbidden(b, placed)
-        low = _lowest_fit(forbidden, align)
-        high = _highest_fit(forbidden, top - b.bytes, align)
+        low = _lowest_fit(forbidden, max(align, b.align))
+        high = _highest_fit(forbidden, top - b.bytes, max(align, b.align))
         b.offset = high if low > 0 and high is not None and high + b.bytes > top - align \
             else low
         placed.append(b)
@@ -321,7 +362,18 @@ def _two_ended(bufs: list[Buffer], bound: int, align: int) -> int:
 def _ping_pong(bufs: list[Buffer], bound: int, align: int) -> int:
     top = _align(bound, align)
     for k, b in enumerate(sorted(bufs, key=lambda b: (b.first, b.last))):
-        b.offset = 0 if k % 2 == 0 else max(0, (top - b.bytes) // align * align)
+        a = max(align, b.align)
+        b.offset = 0 if k % 2 == 0 else max(0, (top - b.bytes) // a * a)
+    return max((b.offset + b.bytes for b in bufs), default=0)
+
+
+def _fill(bufs: list[Buffer], placed: list[Buffer], align: int) -> int:
+    """Each of ``bufs`` (a step's scratch), in turn, at the lowest aligned offset where it
+    overlaps nothing placed; returns the end of the highest."""
+    placed = list(placed)
+    for b in bufs:
+        b.offset = _lowest_fit(_forbidden(b, placed), max(align, b.align))
+        placed.append(b)
     return max((b.offset + b.bytes for b in bufs), default=0)
 
 
@@ -338,7 +390,8 @@ def plan_memory(steps: list[StepIO], sizes: dict, graph_input: str, outputs: lis
         graph_input: the graph input tensor.
         outputs: the graph output tensors.
         aliases: tensor -> tensor whose bytes it shares (reshape-like nodes).
-        align: every buffer offset is a multiple of this (1: bytes; the kernels read bytes).
+        align: every buffer offset is a multiple of this (1: bytes; the kernels read bytes);
+            a step's scratch is moreover at a multiple of its ``scratch_align``.
 
     Returns:
         The smallest valid :class:`MemoryPlan` among :data:`HEURISTICS`, each tried without
@@ -353,6 +406,7 @@ def plan_memory(steps: list[StepIO], sizes: dict, graph_input: str, outputs: lis
     if not steps:
         raise ValueError("nothing to plan: the graph has no step")
     n = len(steps)
+    with_scratch = [s for s, st in enumerate(steps) if st.scratch > 0]
     best, candidates = None, {}
     # Sliding writes chain: each one moves the next tensor a little lower, so a buffer that
     # slides at every step grows. Slide only at the steps that need the most bytes (input +
@@ -363,31 +417,42 @@ def plan_memory(steps: list[StepIO], sizes: dict, graph_input: str, outputs: lis
     for level in [None, *levels]:
         slide = set() if level is None else {s for s in range(n) if pair[s] >= level}
         bufs = buffers_of(steps, sizes, graph_input, list(outputs), dict(aliases or {}), slide)
+        # buffers_of puts the scratch buffers last, in step order
+        scratch = dict(zip(with_scratch, (b.name for b in bufs[len(bufs) - len(with_scratch):])))
         bound = max(sum(b.span_at(s) for b in bufs) for s in range(n))
-        orders = {
-            "greedy_size": sorted(bufs, key=lambda b: (-b.bytes, b.first)),
-            "greedy_size_x_life": sorted(bufs, key=lambda b: (-b.bytes * (b.last - b.first + 1),
-                                                              b.first)),
-            "greedy_first_use": sorted(bufs, key=lambda b: (b.first, -b.bytes)),
-        }
-        for method in HEURISTICS:
-            if method == "ping_pong":
-                arena = _ping_pong(bufs, bound, align)
-            elif method == "two_ended":
-                arena = _two_ended(bufs, bound, align)
-            else:
-                arena = _first_fit(orders[method], align)
-            label = f"{method}, slide at {len(slide)} steps" if slide else method
-            trial = MemoryPlan(bufs, arena, bound, label, n)
-            try:
-                trial.check()
-            except ValueError:
-                candidates[label] = None
-                continue
-            candidates[label] = arena
-            if best is None or arena < best[0].arena_bytes:
-                best = (MemoryPlan(bufs, arena, bound, label, n),
-                        {b.name: b.offset for b in bufs})
+        tensors, extra = bufs[:len(bufs) - len(with_scratch)], bufs[len(bufs) - len(with_scratch):]
+        # each heuristic places every buffer, and, when there is scratch, also the tensors
+        # alone and then each scratch in the lowest gap free at its step ("scratch last": a
+        # two-ended arena keeps its free middle, where the scratch of most steps fits)
+        for group, last in [(bufs, [])] + ([(tensors, extra)] if extra else []):
+            top = bound if not last else max(sum(b.span_at(s) for b in group) for s in range(n))
+            orders = {
+                "greedy_size": sorted(group, key=lambda b: (-b.bytes, b.first)),
+                "greedy_size_x_life": sorted(
+                    group, key=lambda b: (-b.bytes * (b.last - b.first + 1), b.first)),
+                "greedy_first_use": sorted(group, key=lambda b: (b.first, -b.bytes)),
+            }
+            for method in HEURISTICS:
+                if method == "ping_pong":
+                    arena = _ping_pong(group, top, align)
+                elif method == "two_ended":
+                    arena = _two_ended(group, top, align)
+                else:
+                    arena = _first_fit(orders[method], align)
+                if last:
+                    arena = max(arena, _fill(sorted(last, key=lambda b: -b.bytes), group, align))
+                label = f"{method}, slide at {len(slide)} steps" if slide else method
+                label += ", scratch last" if last else ""
+                trial = MemoryPlan(bufs, arena, bound, label, n, scratch=scratch)
+                try:
+                    trial.check()
+                except ValueError:
+                    candidates[label] = None
+                    continue
+                candidates[label] = arena
+                if best is None or arena < best[0].arena_bytes:
+                    best = (MemoryPlan(bufs, arena, bound, label, n, scratch=scratch),
+                            {b.name: b.offset for b in bufs})
     if best is None:
         raise ValueError("no heuristic produced a valid memory plan (a bug in memplan)")
     plan, offsets = best

@@ -25,13 +25,23 @@ ALIAS_KINDS = ("flatten", "reshape")
 SUPPORTED_KINDS = STEP_KINDS + ALIAS_KINDS
 # Inputs a kernel may overwrite (tinyopt_nn.c: element-wise, element i read before written).
 INPLACE_INPUTS = {"add": (0, 1), "quantize": (0,), "softmax": (0,)}
+# Kernel sets of the C export (tinyopt.deploy.kernels_m7): specialised Cortex-M7 kernels where
+# they apply, or the portable kernels of tinyopt_nn.c only (which need no scratch).
+KERNEL_MODES = ("m7", "portable")
+# Bytes of im2col a gemm step may take; a larger window stays on the portable kernel (which
+# needs none), so one wide layer does not grow the arena by its im2col.
+MAX_SCRATCH = 16384
+# The scratch of a step is int16 im2col rows read a word at a time and int32 outputs: its offset
+# in the arena is a multiple of 4 (the C arena itself is 4-byte aligned).
+SCRATCH_ALIGN = 4
 
 
 @dataclass
 class Step:
     """One call of ``tn_run``: a compute layer (with its fused max pool), a pool, or a DAG node.
     ``inputs`` / ``output`` name the tensors it reads and writes; ``in_offsets`` /
-    ``out_offset`` place them in the arena (``in_offset`` is the first input's)."""
+    ``out_offset`` place them in the arena (``in_offset`` is the first input's);
+    ``scratch_offset`` / ``scratch_bytes`` the kernel's scratch (0 bytes: none)."""
 
     name: str
     layer: IntegerLayer
@@ -48,6 +58,8 @@ class Step:
     in_offsets: tuple = ()
     add: IntegerLayer | None = None  # a fused residual ADD (inputs[1] is its other addend)
     add_slot: int = 0  # which input of the ADD the compute layer's output is
+    scratch_bytes: int = 0  # the kernel's scratch (:func:`scratch_bytes`), alive in this step
+    scratch_offset: int = 0  # ... its place in the arena (a multiple of SCRATCH_ALIGN)
 
     @property
     def in_bytes(self) -> int:
@@ -197,13 +209,132 @@ def write_delay(step: Step) -> int | None:
     return max(0, int((last - index)[read].max()) + 1)
 
 
+# ------------------------------------------------------------------------------ kernel scratch
+
+def kernel_window(layer: IntegerLayer) -> tuple[int, int]:
+    """(KH, KW) of a compute layer's window (1 x 1 for a dense layer)."""
+    if layer.kind == "depthwise":
+        return tuple(int(k) for k in layer.weight_shape[:2])
+    if layer.kind == "dense":
+        return 1, 1
+    return tuple(int(k) for k in layer.weight_shape[1:3])
+
+
+def gemm_geometry(layer: IntegerLayer) -> dict:
+    """The constants of a gemm kernel call (tn_m7_gemm.h): input H, W, C as the kernel sees it
+    (a dense layer: 1 x 1 x all input elements), output OH, OW, window KH, KW, NW words of
+    weights per window and KP = NW * (32 / weight bits) int16 lanes of an im2col row."""
+    if layer.kind == "dense":
+        h, w, c = 1, 1, int(np.prod(layer.in_shape))
+        oh = ow = 1
+    else:
+        h, w, c = _hwc(layer.in_shape)
+        oh, ow, _ = _hwc(layer.out_shape)
+    kh, kw = kernel_window(layer)
+    n = 32 // layer.weight_bits
+    nw = -(-(kh * kw * c) // n)
+    return {"H": h, "W": w, "C": c, "OH": oh, "OW": ow, "KH": kh, "KW": kw, "NW": nw,
+            "KP": nw * n}
+
+
+def im2col_rows(step: Step, geo: dict) -> int:
+    """im2col rows of a gemm step: two (a pixel pair), one for a single output pixel."""
+    return 1 if geo["OH"] * geo["OW"] == 1 and step.pool is None else 2
+
+
+def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
+    """Which kernel family runs ``step`` (:func:`tinyopt.deploy.kernels_m7.choose` builds on it).
+
+    Arguments:
+        step: a step of :func:`memory_plan`.
+        kernels: one of :data:`KERNEL_MODES`.
+
+    Returns:
+        (kind, reason): kind in "gemm", "depthwise", "depthwise_scalar", "pool", "add" (the
+        specialised ADD if ``kernels_m7.add_plan`` finds exact constants, else the portable
+        one: neither needs scratch) or "portable"; reason: why a compute step stays portable
+        or takes the scalar depthwise kernel ("" otherwise).
+
+    Raises:
+        ValueError: an unknown ``kernels``.
+    """
+    if kernels not in KERNEL_MODES:
+        raise ValueError(f"kernels must be one of {KERNEL_MODES}, got {kernels!r}")
+    layer = step.layer
+    if kernels == "portable":
+        return "portable", ""
+    if layer.kind in ("maxpool", "avgpool"):
+        return ("pool", "") if layer.in_bits <= 8 else ("portable", "")
+    if layer.kind == "add":
+        return "add", ""
+    if layer.kind not in ("conv2d", "pointwise", "depthwise", "dense"):
+        return "portable", ""
+    if layer.in_bits > 8:
+        return "portable", f"{layer.in_bits}-bit input"
+    if abs(int(layer.in_zero_point)) > 255:
+        return "portable", f"input zero point {layer.in_zero_point} outside [-255, 255]"
+    if layer.kind == "depthwise":
+        b, c = layer.weight_bits, _hwc(layer.in_shape)[2]
+        if step.pool is not None:  # neither depthwise kernel fuses a pool
+            return "portable", "fused max pool"
+        why = ("depth multiplier > 1" if layer.depth_multiplier != 1
+               else f"{b}-bit weights" if b not in (2, 4, 8)
+               else f"{c} channels, not a multiple of {32 // b}" if c % (32 // b) else "")
+        return ("depthwise_scalar", why) if why else ("depthwise", "")
+    geo = gemm_geometry(layer)
+    im2col = im2col_rows(step, geo) * 2 * geo["KP"]
+    if im2col > MAX_SCRATCH:
+        return "portable", f"im2col scratch {im2col} B > {MAX_SCRATCH} B"
+    return "gemm", ""
+
+
+def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
+    """(im2col bytes, output bytes) of the scratch of ``step``'s kernel (:func:`scratch_bytes`);
+    the im2col rows come first, the int32 outputs right after them (a multiple of 8 bytes on)."""
+    kind, _ = m7_kernel(step, kernels)
+    layer = step.layer
+    if kind == "gemm":
+        geo = gemm_geometry(layer)
+        rows = im2col_rows(step, geo)
+        # v: one int32 per output channel and pixel of a pair; with a fused pool the running
+        # max and the pair (tn_m7_gemm's [best | pixel | pixel])
+        return rows * 2 * geo["KP"], 4 * int(layer.out_channels) * (3 if step.pool else rows)
+    if kind == "depthwise_scalar":  # every output channel of a pixel before any is written
+        return 0, 4 * _hwc(layer.out_shape)[2]
+    if kind == "pool":  # every channel of a pooled pixel before any is written
+        return 0, 4 * _hwc(layer.in_shape)[2]
+    return 0, 0
+
+
+def scratch_bytes(step: Step, kernels: str = "m7") -> int:
+    """Bytes of scratch the kernel running ``step`` needs: the gemm kernel's im2col rows (int16)
+    and output values (int32), the scalar depthwise and pool kernels' output values of one
+    pixel; 0 for the vector depthwise and ADD kernels and for every portable kernel. The
+    planner places it in the arena, alive during the step only (:func:`memory_plan`). Pure
+    arithmetic on the layer's kind, widths, zero point and geometry: cheap enough for a policy
+    search.
+
+    Arguments:
+        step: a step of :func:`memory_plan`.
+        kernels: one of :data:`KERNEL_MODES` ("portable": 0).
+
+    Returns:
+        Bytes (a multiple of 4).
+
+    Raises:
+        ValueError: an unknown ``kernels``.
+    """
+    return sum(scratch_parts(step, kernels))
+
+
 def tensor_bytes(t: Tensor) -> int:
     """Bytes of a tensor packed as the C code stores it."""
     return packed_bytes(int(np.prod(t.shape)), t.bits)
 
 
 def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True,
-                overlap: bool = True) -> tuple[list[Step], memplan.MemoryPlan]:
+                overlap: bool = True, kernels: str = "m7"
+                ) -> tuple[list[Step], memplan.MemoryPlan]:
     """The steps of ``graph`` in execution order and where their tensors live.
 
     A step per node in :meth:`IntegerGraph.order`, except: flatten / reshape nodes are no step
@@ -219,13 +350,22 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     its whole lifetime (no in-place, sliding or add-fused writes): the plan of the memory model's
     live tensors (:func:`tinyopt.mixed.memory.peak_ram_bytes` is its lower bound).
 
+    Scratch: a step whose kernel (for ``kernels``, :func:`m7_kernel`) needs scratch
+    (:func:`scratch_bytes`) gets a buffer of its own alive during that step only, planned like a
+    tensor: it never overlaps the step's inputs or output, and may reuse the bytes of tensors
+    dead at that step. ``arena_bytes`` includes it; ``Step.scratch_offset`` places it (a
+    multiple of :data:`SCRATCH_ALIGN`). ``kernels="portable"`` plans no scratch.
+
     Returns:
         (steps with their arena offsets, the :class:`~tinyopt.integer.memplan.MemoryPlan`).
 
     Raises:
-        ValueError: an invalid graph, several graph outputs, a graph without a step, or a node
-            the C kernels do not support (named, with the supported set).
+        ValueError: an invalid graph, several graph outputs, a graph without a step, a node
+            the C kernels do not support (named, with the supported set), or an unknown
+            ``kernels``.
     """
+    if kernels not in KERNEL_MODES:
+        raise ValueError(f"kernels must be one of {KERNEL_MODES}, got {kernels!r}")
     graph.validate()
     outputs = graph.output_names()
     if len(outputs) != 1:
@@ -282,24 +422,28 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
                                if overlap and sizes[s.inputs[k]] == sizes[s.output]),
                          exclusive=s.add is not None,
                          slide=() if not overlap or write_delay(s) is None
-                         else ((0, write_delay(s)),))
+                         else ((0, write_delay(s)),),
+                         scratch=scratch_bytes(s, kernels), scratch_align=SCRATCH_ALIGN)
           for s in steps]
     mem = memplan.plan_memory(io, sizes, graph.input_name, outputs, aliases)
-    for s in steps:
+    for k, s in enumerate(steps):
         s.in_offsets = tuple(mem.offset(t) for t in s.inputs)
         s.in_offset, s.out_offset = s.in_offsets[0], mem.offset(s.output)
+        s.scratch_bytes = io[k].scratch
+        s.scratch_offset = mem.scratch_offset(k) if io[k].scratch else 0
     return steps, mem
 
 
 def plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True,
-         overlap: bool = True) -> tuple[list[Step], int]:
+         overlap: bool = True, kernels: str = "m7") -> tuple[list[Step], int]:
     """The steps of ``graph`` and the arena bytes (:func:`memory_plan`, without the plan).
 
     Returns:
-        (steps, arena_bytes); each step's input and output offsets inside the arena.
+        (steps, arena_bytes); each step's input, output and scratch offsets inside the arena
+        (the arena includes the kernels' scratch for ``kernels``).
 
     Raises:
         ValueError: as :func:`memory_plan`.
     """
-    steps, mem = memory_plan(graph, fuse_pool, fuse_add, overlap)
+    steps, mem = memory_plan(graph, fuse_pool, fuse_add, overlap, kernels)
     return steps, mem.arena_bytes

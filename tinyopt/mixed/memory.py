@@ -1,6 +1,16 @@
-"""Flash (ROM) and RAM bytes of a quantized network, with the mixed-precision paper's accounting
-for chains (Rusci et al., MLSys 2020; ``docs/mixed_precision.md#memory-model``) and live tensors
-for graphs with branches.
+"""Flash (ROM) and RAM bytes of a quantized network.
+
+Two RAM accountings, chosen by name (``accounting=``):
+
+- ``"device"`` (the default for a Keras model): the arena of the plan the C export builds by
+  default (:func:`tinyopt.integer.steps.memory_plan`, kernel scratch included) for the integer
+  graph of the policy, built without calibration (:mod:`tinyopt.mixed.skeleton`): the RAM the
+  device uses for tensors; ``peak_ram_bytes(model, policy)`` equals ``mcu.deploy``'s arena.
+- ``"paper"`` (the default, and the only one, for a list of :class:`Node`): the mixed-precision
+  paper's accounting for chains (Rusci et al., MLSys 2020; ``docs/mixed_precision.md#memory-model``)
+  and live tensors for graphs with branches, described below. The MobileNetV1 oracle uses it.
+
+Flash is the paper's accounting either way.
 
 Per compute node i (Conv2D, DepthwiseConv2D, Dense, in graph order):
 
@@ -59,6 +69,7 @@ from tinyopt.mixed.nodes import KINDS, Node, mobilenet_v1_nodes, nodes  # noqa: 
 from tinyopt.mixed.policy import INPUT_BITS, Policy
 
 MIB = 2 ** 20
+ACCOUNTINGS = ("device", "paper")
 
 
 # ------------------------------------------------------------------------------ accounting
@@ -108,24 +119,83 @@ def _input_tensors(g: MemGraph) -> dict:
     return out
 
 
-def report(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True
-           ) -> pd.DataFrame:
+def accounting_of(model, accounting: str | None) -> str:
+    """The accounting to use: ``accounting``, or by default "device" for a Keras model and
+    "paper" for a list of :class:`Node` (which has no kernels, strides or wiring to plan).
+
+    Raises:
+        ValueError: an unknown accounting, or "device" for a list of :class:`Node`.
+    """
+    node_list = isinstance(model, (list, tuple))
+    if accounting is None:
+        return "paper" if node_list else "device"
+    if accounting not in ACCOUNTINGS:
+        raise ValueError(f"accounting must be one of {ACCOUNTINGS} (or None: device for a Keras "
+                         f"model, paper for a list of Node), got {accounting!r}")
+    if accounting == "device" and node_list:
+        raise ValueError("accounting='device' needs the Keras model (a list of Node has no "
+                         "kernels, strides or wiring to plan); pass the model, or "
+                         "accounting='paper'")
+    return accounting
+
+
+def device_plan(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True,
+                structure=None):
+    """The deployed plan of ``model`` under ``policy``: the integer graph's structure
+    (:func:`tinyopt.mixed.skeleton.skeleton`, no calibration) planned by
+    :func:`tinyopt.integer.steps.memory_plan` with the C export's defaults (``fuse_pool`` as
+    given).
+
+    Arguments:
+        model, policy, softmax, fuse_pool: as :func:`report`.
+        structure: a :class:`tinyopt.mixed.skeleton.Structure` of ``model`` already read
+            (the policy search reads the model once).
+
+    Returns:
+        (steps, :class:`~tinyopt.integer.memplan.MemoryPlan`, the
+        :class:`~tinyopt.mixed.skeleton.Structure`, per step the bytes the plan holds at it:
+        the spans of its buffers, scratch included).
+
+    Raises:
+        ValueError: as :func:`report`.
+    """
+    from tinyopt.integer.steps import memory_plan
+    from tinyopt.mixed.skeleton import Structure
+    s = structure if structure is not None else Structure(model, softmax)
+    if list(policy.layers) != s.layers:
+        raise ValueError(f"the policy's layers {list(policy.layers)} do not match the model's "
+                         f"policy layers {s.layers}; build the policy from this model")
+    graph = s.graph(dict(zip(policy.layers, policy.weight_bits)),
+                    dict(zip(policy.layers, policy.act_bits)), policy.granularity,
+                    dict(zip(policy.layers, policy.fold)))
+    # the export's default plan: memory_plan's own defaults (kernel scratch included)
+    steps, mem = memory_plan(graph) if fuse_pool else memory_plan(graph, fuse_pool=False)
+    held = [sum(b.span_at(i) for b in mem.buffers) for i in range(mem.n_steps)]
+    return steps, mem, s, held
+
+
+def report(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True,
+           accounting: str | None = None) -> pd.DataFrame:
     """Per-node flash and RAM bytes of ``model`` quantized with ``policy``.
 
-    RAM. For a chain (every layer reads one tensor, every tensor has one reader) the paper's
-    rule: ``ram_bytes`` = input + output bytes of the node. For any other graph the bytes alive
-    at the node's step (:func:`live_steps`): a skip tensor stays alive until its add reads it.
-    Output bits are the deployed ones: int32 logits count 4 bytes each, the int8 softmax head's
-    logits 1. The rows are the policy layers only: a pad or pool step between two of them can
-    need more (its input and its output); ``attrs["peak_ram_bytes"]`` and
-    ``attrs["peak_step"]`` give the network's peak with them (:func:`peak_ram_bytes`) and
-    :func:`live_steps` lists every step.
+    RAM per row, the paper accounting's (whatever ``accounting``): for a chain (every layer
+    reads one tensor, every tensor has one reader) the paper's rule: ``ram_bytes`` = input +
+    output bytes of the node; for any other graph the bytes alive at the node's step (every
+    tensor whole from its writer to its last reader): a skip tensor stays alive until its add
+    reads it. Output bits are the deployed ones: int32 logits count 4 bytes each, the int8
+    softmax head's logits 1. ``attrs["peak_ram_bytes"]`` and ``attrs["peak_step"]`` give the
+    network's peak RAM by ``accounting`` (:func:`peak_ram_bytes`; "device": the deployed arena
+    and the planner step holding the most bytes; "paper": the per-node rule and the pad / pool
+    steps it does not see), ``attrs["accounting"]`` which one; :func:`live_steps` lists every
+    step.
 
     Arguments:
         model: a ``tf_keras`` model or a list of :class:`Node`.
         policy: a :class:`tinyopt.policy.Policy` over the same policy layers.
         softmax: "int8" or "logits", as :func:`tinyopt.qat.quantize_mixed`.
         fuse_pool: the C export's ``fuse_pool`` (see :func:`tinyopt.mixed.lifetimes.mem_graph`).
+        accounting: "device", "paper" or None (module docstring: device for a Keras model,
+            paper for a list of :class:`Node`).
 
     Returns:
         DataFrame, one row per node: layer, kind, weight_elements, out_channels, weight_bits,
@@ -134,9 +204,11 @@ def report(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True
 
     Raises:
         ValueError: the policy's layers differ from the model's policy layers, a layer a later
-            stage refuses (:func:`tinyopt.mixed.dag.check_supported`), or see
-            :func:`extra_bytes` and :func:`nodes`.
+            stage refuses (:func:`tinyopt.mixed.dag.check_supported`), an unknown accounting
+            (or "device" for a list of :class:`Node`), or see :func:`extra_bytes` and
+            :func:`nodes`.
     """
+    accounting = accounting_of(model, accounting)
     g = mem_graph(model, softmax, fuse_pool)
     node_list = g.nodes
     _check(node_list, policy)
@@ -165,7 +237,13 @@ def report(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True
             "ram_bytes": ib + ob if g.chain else live[step], "macs": node.macs,
         })
     df = pd.DataFrame(rows)
-    df.attrs["peak_ram_bytes"], df.attrs["peak_step"] = _peak(g, act, df)
+    if accounting == "paper":
+        df.attrs["peak_ram_bytes"], df.attrs["peak_step"] = _peak(g, act, df)
+    else:
+        steps, mem, _, held = device_plan(model, policy, softmax, fuse_pool)
+        df.attrs["peak_ram_bytes"] = int(mem.arena_bytes)
+        df.attrs["peak_step"] = steps[held.index(max(held))].name
+    df.attrs["accounting"] = accounting
     return df
 
 
@@ -185,31 +263,49 @@ def _peak(g: MemGraph, act: dict, df: pd.DataFrame) -> tuple[int, str]:
     return int(live[i]), g.steps[i][0]
 
 
-def live_steps(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True
-               ) -> pd.DataFrame:
-    """Every step of the deployed network in execution order with the bytes alive during it
-    (pads and pools included: each holds its input and its output).
+def live_steps(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True,
+               accounting: str | None = None) -> pd.DataFrame:
+    """Every step of the deployed network in execution order with the bytes held during it.
+
+    "device": the steps of the deployed plan (:func:`device_plan`: fused pools and adds,
+    in-place and sliding writes); ``live_bytes`` is the bytes the plan's buffers span at the
+    step (kernel scratch included), at most ``attrs["arena_bytes"]`` (the arena; equal at the
+    peak unless the placement leaves a gap). "paper": the steps of
+    :func:`tinyopt.mixed.lifetimes.mem_graph`, every tensor whole from its writer to its last
+    reader (pads and pools included: each holds its input and its output).
 
     Arguments:
-        model, policy, softmax, fuse_pool: as :func:`report`.
+        model, policy, softmax, fuse_pool, accounting: as :func:`report`.
 
     Returns:
         DataFrame: step, output (tensor written), output_bits, output_bytes, live_bytes, live
-        (the tensors alive, comma-separated).
+        (the tensors alive, comma-separated); ``attrs["accounting"]``, and with "device"
+        ``attrs["arena_bytes"]``.
 
     Raises:
         ValueError: as :func:`report`.
     """
+    if accounting_of(model, accounting) == "device":
+        steps, mem, _, held = device_plan(model, policy, softmax, fuse_pool)
+        df = pd.DataFrame([{"step": s.name, "output": s.output, "output_bits": s.out_bits,
+                            "output_bytes": s.out_bytes, "live_bytes": held[i],
+                            "live": ",".join(m.name for b in mem.buffers for m in b.members
+                                             if m.first <= i <= m.last)}
+                           for i, s in enumerate(steps)])
+        df.attrs["accounting"], df.attrs["arena_bytes"] = "device", int(mem.arena_bytes)
+        return df
     g = mem_graph(model, softmax, fuse_pool)
     _check(g.nodes, policy)
     act = dict(zip(policy.layers, policy.act_bits))
     bits, life = g.bits(act), g.lifetimes()
     live = g.live_bytes(act)
-    return pd.DataFrame([{"step": name, "output": out, "output_bits": bits[out],
-                          "output_bytes": packed_bytes(g.tensors[out].elements, bits[out]),
-                          "live_bytes": live[i],
-                          "live": ",".join(t for t, (a, b) in life.items() if a <= i <= b)}
-                         for i, (name, _, out) in enumerate(g.steps)])
+    df = pd.DataFrame([{"step": name, "output": out, "output_bits": bits[out],
+                        "output_bytes": packed_bytes(g.tensors[out].elements, bits[out]),
+                        "live_bytes": live[i],
+                        "live": ",".join(t for t, (a, b) in life.items() if a <= i <= b)}
+                       for i, (name, _, out) in enumerate(g.steps)])
+    df.attrs["accounting"] = "paper"
+    return df
 
 
 def deployed_param_bytes(model, policy: Policy, softmax: str = "int8") -> int:
@@ -255,19 +351,27 @@ def flash_bytes(model, policy: Policy) -> int:
     return int(report(model, policy)["flash_bytes"].sum())
 
 
-def peak_ram_bytes(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True) -> int:
-    """Peak activation RAM: for chains the largest input + output of a node (the paper's rule)
-    or of a pad / pool / softmax step, whichever is larger; for other graphs the largest sum of
-    tensors alive at one step (see :func:`report`). Never below the arena of the C export with
-    ``overlap=False, fuse_add=False`` and the same ``fuse_pool`` (module docstring).
+def peak_ram_bytes(model, policy: Policy, softmax: str = "int8", fuse_pool: bool = True,
+                   accounting: str | None = None) -> int:
+    """Peak activation RAM (module docstring).
+
+    "device" (the default for a Keras model): the arena of the plan the C export builds by
+    default for the integer graph of ``policy`` (:func:`device_plan`), kernel scratch included
+    once the planner places it: the RAM the device uses for tensors. "paper" (the default for
+    a list of :class:`Node`): for chains the largest input + output of a node (the paper's
+    rule) or of a pad / pool / softmax step, whichever is larger; for other graphs the largest
+    sum of tensors alive at one step; never below the arena of the C export with
+    ``overlap=False, fuse_add=False`` and the same ``fuse_pool``.
 
     Arguments:
-        model, policy, softmax, fuse_pool: as :func:`report`.
+        model, policy, softmax, fuse_pool, accounting: as :func:`report`.
 
     Raises:
         ValueError: as :func:`report`.
     """
-    return int(report(model, policy, softmax, fuse_pool).attrs["peak_ram_bytes"])
+    if accounting_of(model, accounting) == "device":
+        return int(device_plan(model, policy, softmax, fuse_pool)[1].arena_bytes)
+    return int(report(model, policy, softmax, fuse_pool, "paper").attrs["peak_ram_bytes"])
 
 
 def ram_per_node(node_list: list[Node], act_bits: list[int], last_bits: int = LOGIT_BITS

@@ -220,6 +220,87 @@ def _live_rule(graph, ram_budget, bits_allowed, trace, start: list | None = None
     raise RuntimeError("internal error: the live-tensor rule exceeded its cut bound")
 
 
+def _device_cut(structure, q: dict, tensor: str, bits_allowed) -> tuple | None:
+    """Lower ``tensor`` one allowed bit width through the layers that set its bits, then every
+    add whose addends no longer have equal bits (the integer ADD needs them equal:
+    ``icn.convert`` refuses the graph otherwise) through the layers of its wider addend.
+    Returns (the new act bits, the layers lowered in order) or None when one of them is
+    already at the lowest width."""
+    ctl = structure.controllers(tensor, structure.bits_of(q))
+    if not ctl:
+        return None
+    new, lowered = dict(q), []
+    todo = sorted(ctl)
+    for _ in range(len(q) * len(bits_allowed) + 1):  # each round lowers a layer: bounded
+        for c in todo:
+            lo = _lower(new[c], bits_allowed)
+            if lo is None:
+                return None
+            new[c] = lo
+            lowered.append(c)
+        bits = structure.bits_of(new)
+        uneven = [(a, b) for a, b in structure.add_inputs() if bits[a] != bits[b]]
+        if not uneven:
+            return new, lowered
+        a, b = uneven[0]
+        ctl = structure.controllers(a if bits[a] > bits[b] else b, bits)
+        if not ctl:
+            return None
+        todo = sorted(ctl)
+    raise RuntimeError("internal error: the add closure of a cut did not settle")
+
+
+def _device_rule(structure, ram_budget, bits_allowed, trace, weight_bits: dict,
+                 granularity: str, fuse_pool: bool, start: dict | None = None):
+    """[M2] on the device's plan (the default accounting): while the arena of the deployed
+    plan (:func:`tinyopt.mixed.memory.device_plan`) exceeds the budget, take the earliest step
+    where the plan's buffers hold the most bytes (the step that sets the arena's lower bound),
+    and cut, among the tensors alive there whose bits a policy layer sets and that can still
+    be cut, the one with the most bytes (a tie: the one written first) one allowed bit width
+    lower (an add / concatenation / pool output through the layers that set its bits; the
+    addends of an add stay equal, :func:`_device_cut`). ``start``: act bits per policy layer
+    to start from (default: all at the largest allowed width). Returns act bits per policy
+    layer, or None when the peak step has nothing left to cut. At most n * (len(bits) - 1)
+    cuts: every cut lowers a layer."""
+    from tinyopt.mixed.memory import device_plan
+    names = structure.layers
+    q = dict(start) if start is not None else {n: max(bits_allowed) for n in names}
+    bound = len(names) * (len(bits_allowed) - 1) + 1
+    pending = []  # the last cut's trace rows, waiting for the arena after it
+    for _ in range(bound + 1):
+        folds = [default_fold(granularity, weight_bits[n], q[n], i == len(names) - 1)
+                 for i, n in enumerate(names)]
+        policy = Policy(names, [weight_bits[n] for n in names], [q[n] for n in names],
+                        granularity, folds)
+        steps, mem, _, held = device_plan(None, policy, fuse_pool=fuse_pool,
+                                          structure=structure)
+        for row in pending:
+            row["node_ram_after"] = int(mem.arena_bytes)
+        if mem.arena_bytes <= ram_budget:
+            return q
+        at = held.index(max(held))
+        cands = []
+        for b in mem.buffers:
+            for m in b.members:
+                if m.first <= at <= m.last:
+                    cut = _device_cut(structure, q, m.name, bits_allowed)
+                    if cut is not None:
+                        cands.append((-m.bytes, m.first, m.name, cut))
+        if not cands:
+            return None
+        _, _, t, (new, lowered) = min(cands, key=lambda c: c[:3])
+        cur, pending = dict(q), []
+        for c in lowered:
+            old, cur[c] = cur[c], _lower(cur[c], bits_allowed)
+            pending.append({"phase": "activation", "step": len(trace) + 1,
+                            "node": steps[at].name, "tensor": t, "layer": c,
+                            "from_bits": old, "to_bits": cur[c],
+                            "node_ram_before": int(mem.arena_bytes), "ram_budget": ram_budget})
+            trace.append(pending[-1])
+        q = new
+    raise RuntimeError("internal error: the device rule exceeded its cut bound")
+
+
 def _weight_rule(node_list, flash_budget, act_bits, granularity, delta, bits, trace):
     """[M1] (docs/mixed_precision.md#weight-rule-m1): halve the lowest-index weight tensor whose
     share of weight bytes
@@ -253,9 +334,65 @@ def _weight_rule(node_list, flash_budget, act_bits, granularity, delta, bits, tr
     raise RuntimeError("internal error: the weight rule exceeded its cut bound")
 
 
+def _device_arena(structure, weight_bits, act_bits, granularity, fuse_pool):
+    """(arena bytes, the name of the step holding the most bytes) of the device plan for lists
+    of weight and act bits in policy-layer order."""
+    from tinyopt.mixed.memory import device_plan
+    names = structure.layers
+    folds = [default_fold(granularity, w, a, i == len(names) - 1)
+             for i, (w, a) in enumerate(zip(weight_bits, act_bits))]
+    policy = Policy(names, list(weight_bits), list(act_bits), granularity, folds)
+    steps, mem, _, held = device_plan(None, policy, fuse_pool=fuse_pool, structure=structure)
+    return int(mem.arena_bytes), steps[held.index(max(held))].name
+
+
+def _memory_driven_device(model, graph, flash_bytes, ram_bytes, granularity, delta, bits,
+                          softmax, fuse_pool) -> Policy:
+    """:func:`memory_driven` on the device's plan (its docstring)."""
+    from tinyopt.mixed.skeleton import Structure
+    structure = Structure(model, softmax)
+    node_list, names = graph.nodes, structure.layers
+    n, top, lo = len(names), max(bits), min(bits)
+    trace: list[dict] = []
+
+    def budget_error(what):
+        min_flash = _min_flash(node_list, granularity, bits)
+        # (weights at the top width: lower weight bits can only widen a kernel's im2col rows)
+        min_ram, where = _device_arena(structure, [top] * n, [lo] * n, granularity, fuse_pool)
+        msg = (f"infeasible budget ({what}): flash budget {flash_bytes:,} B vs smallest "
+               f"reachable flash {min_flash:,} B (every weight at {lo} bits, {granularity}); "
+               f"RAM budget {ram_bytes:,} B vs the deployed arena {min_ram:,} B with every "
+               f"activation at {lo} bits and every weight at {top} (8-bit input image, logits as deployed; "
+               f"the most bytes at step {where!r}). Allowed bits "
+               f"{tuple(sorted(bits, reverse=True))}: raise the budgets, allow lower bits or use "
+               "a smaller model.")
+        return BudgetError(msg, flash_bytes, ram_bytes, min_flash, min_ram, where)
+
+    wbits = {name: top for name in names}
+    act = None
+    # every round of [M2] makes a cut or gives up, so this ends within the cut bound
+    for _ in range(n * (len(bits) - 1) + 2):
+        act = _device_rule(structure, ram_bytes, bits, trace, wbits, granularity, fuse_pool,
+                           start=act)
+        if act is None:
+            raise budget_error("RAM")
+        act_list = [act[name] for name in names]
+        mark = len(trace)
+        qw = _weight_rule(node_list, flash_bytes, act_list, granularity, delta, bits, trace)
+        if qw is None:
+            raise budget_error("flash")
+        arena, _ = _device_arena(structure, qw, act_list, granularity, fuse_pool)
+        if arena <= ram_bytes:
+            _, folds = _flash_total(node_list, qw, act_list, granularity)
+            return Policy(names, qw, act_list, granularity, folds, trace)
+        wbits = dict(zip(names, qw))  # the weights changed the scratch: cut again with them
+        del trace[mark:]  # (the weight rule runs again after those cuts)
+    raise RuntimeError("internal error: the device rule and the weight rule did not settle")
+
+
 def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granularity: str = "PL",
                   delta: float = 0.05, bits=(8, 4, 2), softmax: str = "int8",
-                  fuse_pool: bool = True) -> Policy:
+                  fuse_pool: bool = True, accounting: str | None = None) -> Policy:
     """The paper's memory-driven mixed-precision rule (docs/mixed_precision.md#weight-rule-m1,
     docs/mixed_precision.md#activation-rule-m2).
 
@@ -281,6 +418,16 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
     :func:`tinyopt.mixed.memory.peak_ram_bytes`) exceeds the budget, the largest cuttable tensor
     alive at the earliest peak step (a tie: the one written first) drops one bit width.
 
+    The RAM it fits (``accounting``, as :func:`tinyopt.mixed.memory.peak_ram_bytes`): by default
+    for a Keras model ("device") the arena of the plan the C export builds for the policy's
+    integer graph (kernel scratch included once the planner places it). [M2] then runs on that
+    plan (:func:`_device_rule`): while the arena exceeds ``ram_bytes``, the largest cuttable
+    tensor alive at the step where the plan holds the most bytes drops one bit width (the
+    addends of an add kept equal); after [M1] the arena is checked with the final weight bits
+    and [M2] continues if the weights changed it. With "paper" (the default for a list of
+    :class:`~tinyopt.mixed.nodes.Node`, and the accounting of the paper's MobileNetV1 budgets)
+    the rules below.
+
     Departures from the published code (docs/mixed_precision.md#memory-model,
     docs/mixed_precision.md#activation-rule-m2): a layer's FB/ICN label always follows
     the rule, also at the first flash evaluation (the repo labels every layer FB there, which
@@ -299,6 +446,8 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
             :func:`tinyopt.qat.quantize_mixed`; it sets the bytes of the last output).
         fuse_pool: the C export's ``fuse_pool`` the RAM budget is for (see
             :func:`tinyopt.mixed.memory.peak_ram_bytes`).
+        accounting: "device", "paper" or None (device for a Keras model, paper for a list of
+            Node), as :func:`tinyopt.mixed.memory.peak_ram_bytes`.
 
     Returns:
         A :class:`Policy`; ``trace`` lists every cut in order (phase "activation" then
@@ -313,7 +462,8 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
             :func:`tinyopt.mixed.memory.nodes` and :func:`tinyopt.mixed.dag.check_supported`).
         TypeError: a budget that is neither a number nor a string.
     """
-    from tinyopt.mixed.memory import mem_graph
+    from tinyopt.mixed.memory import accounting_of, mem_graph
+    accounting = accounting_of(model, accounting)
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     if not 0 < delta <= 1:
@@ -325,6 +475,9 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
     ram_bytes = parse_bytes(ram_bytes, "ram_bytes")
     graph = mem_graph(model, softmax, fuse_pool)
     node_list = graph.nodes
+    if accounting == "device":
+        return _memory_driven_device(model, graph, flash_bytes, ram_bytes, granularity, delta,
+                                     bits, softmax, fuse_pool)
     last_t = next(t for t in graph.tensors.values() if t.layer == node_list[-1].name)
     last_bits = 8 if last_t.kind == "int8" else (32 if last_t.kind == "logits" else None)
     trace: list[dict] = []

@@ -33,6 +33,16 @@
 #include <string.h>
 #include "tn_arith.h"
 
+/* TN_RESTRICT: a step's scratch (im2col rows, output values; a buffer of the arena of its own,
+ * tinyopt.integer.steps.scratch_bytes) is reached through no other pointer, so stores to the
+ * output need not reload it */
+#if defined(__GNUC__)
+#define TN_RESTRICT __restrict__
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L
+#define TN_RESTRICT restrict
+#else
+#define TN_RESTRICT
+#endif
 #if defined(__GNUC__)
 #define TN_ALIGN4 __attribute__((aligned(4)))
 /* -ffreestanding turns memcpy into a call; the builtin is one LDR / STR */

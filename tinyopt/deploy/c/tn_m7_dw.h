@@ -142,7 +142,7 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * a multiple of the word, a depth multiplier): one channel at a time with constant shapes and
  * widths, every output of a pixel computed before any is written. v: C * DM int32. */
 TN_INLINE void tn_m7_dw_scalar(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
-                               uint8_t *out, int32_t *v, int32_t H, int32_t W, uint32_t C,
+                               uint8_t *out, int32_t *TN_RESTRICT v, int32_t H, int32_t W, uint32_t C,
                                int32_t OH, int32_t OW, int32_t KH, int32_t KW, int32_t SH,
                                int32_t SW, int32_t PT, int32_t PL, uint32_t XB, uint32_t XS,
                                int32_t ZX, uint32_t WB, uint32_t PADZERO, uint32_t RB, uint32_t DM,
@@ -192,7 +192,8 @@ TN_INLINE void tn_m7_dw_scalar(const tn_layer_t *l, const uint8_t *in, const uin
 /* Max or average pool of 1..8-bit inputs with constant shapes: tn_pool's arithmetic in 32 bits
  * (a window sum of at most 255 x 255 elements of |v| <= 255 fits) and a hardware divide; every
  * output of a pixel computed before any is written. v: C int32. */
-TN_INLINE void tn_m7_pool(const tn_layer_t *l, const uint8_t *in, uint8_t *out, int32_t *v,
+TN_INLINE void tn_m7_pool(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
+                          int32_t *TN_RESTRICT v,
                           int32_t H, int32_t W, uint32_t C, int32_t OH, int32_t OW, int32_t KH,
                           int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL, uint32_t B,
                           uint32_t S, uint32_t AVG, uint32_t HALFAWAY)

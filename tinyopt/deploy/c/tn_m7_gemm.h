@@ -10,8 +10,8 @@
  * kk = kh * kw * c window values x - z_x (padded taps: 0 - z_x with pad_zero, else 0) as int16
  * in the lane order of b-bit weights, zero-filled up to kp (a multiple of 32 / b).
  * Returns sum x' (for the weight zero point). */
-TN_INLINE int32_t tn_m7_im2col(const uint8_t *in, int16_t *buf, int32_t oy, int32_t ox,
-                               int32_t H, int32_t W, uint32_t C, int32_t KH, int32_t KW,
+TN_INLINE int32_t tn_m7_im2col(const uint8_t *in, int16_t *TN_RESTRICT buf, int32_t oy,
+                               int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH, int32_t KW,
                                int32_t SH, int32_t SW, int32_t PT, int32_t PL, uint32_t XB,
                                uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t WB, uint32_t KP,
                                uint32_t INSIDE)
@@ -145,7 +145,8 @@ TN_INLINE void tn_m7_dot2x1(const uint8_t *w0, const uint8_t *w1, const int16_t 
 /* The outputs v[c] (requantized, clamped) of all CO channels at one or two pixels whose
  * im2col buffers are x0, x1 (sum0, sum1: their sums of x'). */
 TN_INLINE void tn_m7_channels(const tn_layer_t *l, const int16_t *x0, const int16_t *x1,
-                              int32_t sum0, int32_t sum1, uint32_t two, int32_t *v0, int32_t *v1,
+                              int32_t sum0, int32_t sum1, uint32_t two,
+                              int32_t *TN_RESTRICT v0, int32_t *TN_RESTRICT v1,
                               uint32_t CO, uint32_t RB, uint32_t NW, uint32_t WB, uint32_t NWZP,
                               uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM,
                               uint32_t ROUND, TN_RQ_ARGS)
@@ -190,12 +191,14 @@ TN_INLINE void tn_m7_channels(const tn_layer_t *l, const int16_t *x0, const int1
  * optionally fused with the max pool (MODE 1) or the residual ADD (MODE 2) after it. The fused
  * ADD takes tn_m7_add's arithmetic (tn_m7_add_fused, over the outputs of a pixel pair) when
  * FADD, else the portable one of tn_m7_emit (TN_FADD_ARGS: tn_m7_add.h).
- * buf: 2 * KP int16, 4-byte aligned; v: 2 * CO int32. Output order and the reads before each
+ * buf: 2 * KP int16 (KP for a single output pixel, MODE != 1), 4-byte aligned; v: CO int32 per
+ * im2col row (3 * CO with MODE 1), 4-byte aligned: the step's scratch in the arena
+ * (tinyopt.integer.steps.scratch_bytes). Output order and the reads before each
  * write are those of tn_compute (the memory plan's sliding writes rely on them): outputs are
  * written pixel by pixel in row-major order, each after every read of its window (two pixels'
  * windows are read before the first of them is written: only earlier, never later reads). */
 TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
-                          uint8_t *out, int16_t *buf, int32_t *v,
+                          uint8_t *out, int16_t *TN_RESTRICT buf, int32_t *TN_RESTRICT v,
                           int32_t H, int32_t W, uint32_t C, int32_t OH, int32_t OW, uint32_t CO,
                           int32_t KH, int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
                           uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t WB,
