@@ -19,6 +19,12 @@ from tinyopt.pipeline import grammar
     ("w2a8(PC)>ptq>qat>int", ["w2a8(PC)", "ptq", "qat", "int"]),
     ("qat(flash=6000,ram=8192,PC)>int>mcu", ["qat(flash=6000,ram=8k,PC)", "int", "mcu"]),
     ("int8>int>mcu", ["int8", "int", "mcu"]),
+    ("mixed(flash=6000,ram=16k,PL,search=accuracy)>ptq>int",      # issue 30
+     ["mixed(flash=6000,ram=16k,PL,search=accuracy)", "ptq", "int"]),
+    ("mixed(search=memory,flash=16k,ram=8k)>qat>int",              # the default, left out
+     ["mixed(flash=16k,ram=8k,PL)", "qat", "int"]),
+    ("qat(flash=6k,ram=8k,PC,search=accuracy)>int",
+     ["qat(flash=6k,ram=8k,PC,search=accuracy)", "int"]),
     ("graph>int8>int", ["graph", "int8", "int"]),
     ("prune>qat>int8", ["prune", "qat", "int8"]),          # the LiteRT path as before
     (["decompose", "prune", "w4a4", "qat", "int"],
@@ -62,6 +68,11 @@ def test_valid_specs_and_canonical_text(spec, canonical):
     ("mixed(flash=16k,flash=32k,ram=8k)>qat>int", "flash given twice"),
     ("mixed(flash=16k,ram=8k,PC,PL)>qat>int", r"granularity \(PL/PC\) given twice"),
     ("ptq(w4a4,w8a8)>int", r"bits \(wNaM\) given twice"),
+    ("mixed(flash=16k,ram=8k,search=hessian)>qat>int", r"search='hessian' is not a policy "
+                                                      r"search; use search=memory"),
+    ("mixed(flash=16k,ram=8k,search=)>qat>int", "search='' is not a policy search"),
+    ("mixed(flash=16k,ram=8k,search=memory,search=accuracy)>qat>int", "search given twice"),
+    ("ptq(w4a4,search=accuracy)>int", "search= chooses how a budget is met"),
 ])
 def test_invalid_specs_are_refused_with_the_reason(spec, reason):
     with pytest.raises(ValueError, match=reason):
@@ -82,10 +93,21 @@ def test_an_unmeetable_budget_names_the_minimum_before_training():
     # the same budget is fine without a model (nothing to check it against) and when it fits
     assert sequence.validate("mixed(flash=1k,ram=8k)>qat>int")
     assert sequence.validate("mixed(flash=6000,ram=8k,PC)>qat>int>mcu", m)
+    # search=accuracy: the same feasibility, decided without data, before any training
+    with pytest.raises(ValueError, match=rf"flash is {info.value.min_flash:,} B"):
+        sequence.validate("mixed(flash=1k,ram=8k,search=accuracy)>qat>int", m)
+    assert sequence.validate("mixed(flash=6000,ram=8k,PC,search=accuracy)>qat>int", m)
+
+
+def test_a_bad_sensitivity_sample_count_is_refused_before_training():
+    with pytest.raises(ValueError, match="sensitivity_samples must be a positive int"):
+        sequence.run("mixed(flash=6k,ram=8k,search=accuracy)>ptq>int", None, None,
+                     sensitivity_samples=0)
 
 
 STEPS = ["prune", "qat", "decompose", "graph", "int8", "float16", "dynamic", "int",
-         "mcu", "ptq", "w4a4", "w2a8(PC)", "mixed(flash=16k,ram=8k)", "ptq(w4a4,PC)"]
+         "mcu", "ptq", "w4a4", "w2a8(PC)", "mixed(flash=16k,ram=8k)", "ptq(w4a4,PC)",
+         "mixed(flash=16k,ram=8k,search=accuracy)"]
 
 
 @settings(max_examples=300, deadline=None)

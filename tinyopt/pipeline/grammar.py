@@ -10,8 +10,10 @@ A spec is ``>``-separated steps (a string, or a list of step strings):
   flavours only) and ``mcu``;
 - or the **sub-byte path**: a bit policy, then ``ptq`` and/or ``qat`` to it, then ``int`` (lowering
   to the integer graph, :func:`tinyopt.icn.convert`), optionally ``mcu`` (C on the emulated
-  Cortex-M7). The policy is a step of its own, ``mixed(flash=16k,ram=8k[,PC])`` (the memory-driven
-  rule under a budget, :func:`tinyopt.policy.memory_driven`) or ``w4a4[(PC)]`` (uniform bits), or
+  Cortex-M7). The policy is a step of its own, ``mixed(flash=16k,ram=8k[,PC][,search=accuracy])``
+  (under a budget: the memory-driven rule, :func:`tinyopt.policy.memory_driven`, by default or
+  with ``search=memory``; with ``search=accuracy`` the least summed sensitivity on the calibration
+  data, :func:`tinyopt.mixed.accuracy_search.accuracy_driven`) or ``w4a4[(PC)]`` (uniform bits), or
   the arguments of the first ``ptq``/``qat``: ``ptq(w4a4,PC)``, ``qat(flash=6k,ram=8k,PC)``.
   Granularity defaults to PL (the library's default).
 
@@ -33,6 +35,7 @@ QUANTIZERS = ("ptq", "qat")          # sub-byte quantization to the policy
 LOWER, DEPLOY = "int", "mcu"
 INT_CONVERTERS = ("int8",)           # LiteRT modes whose flatbuffer lowers to an integer graph
 GRANULARITIES = ("PL", "PC")
+SEARCHES = ("memory", "accuracy")    # mixed(...,search=...): memory_driven / accuracy_driven
 _UNIFORM = re.compile(r"w([248])a([248])")
 _STEP = re.compile(r"([a-z_0-9]+)(?:\((.*)\))?")
 
@@ -81,11 +84,23 @@ def _parse_policy(args: list[str], where: str) -> dict:
         elif key in ("flash", "ram") and value:
             pol["kind"] = "mixed"
             pol[key] = parse_bytes(value, f"{where}: {key}")
+        elif key == "search":
+            if value not in SEARCHES:
+                raise ValueError(f"{where}: search={value!r} is not a policy search; use "
+                                 "search=memory (the memory-driven rule, the default) or "
+                                 "search=accuracy (least sensitivity on the calibration data), "
+                                 "e.g. mixed(flash=16k,ram=8k,search=accuracy)")
+            pol["search"] = value
         else:
             raise ValueError(f"{where}: unknown argument {a!r}; a policy is 'flash=<size>,"
-                             f"ram=<size>' (memory-driven) or 'w<bits>a<bits>' (uniform, bits "
-                             f"2/4/8), optionally with PL or PC, e.g. mixed(flash=16k,ram=8k,PC) "
-                             f"or ptq(w4a4,PC)")
+                             f"ram=<size>[,search=memory|accuracy]' (under a budget) or "
+                             f"'w<bits>a<bits>' (uniform, bits 2/4/8), optionally with PL or PC, "
+                             f"e.g. mixed(flash=16k,ram=8k,PC) or ptq(w4a4,PC)")
+    if "search" in pol and not {"flash", "ram"} & set(pol):
+        raise ValueError(f"{where}: search= chooses how a budget is met; give flash=<size> and "
+                         "ram=<size> with it, e.g. mixed(flash=16k,ram=8k,search=accuracy)")
+    if pol.get("kind") == "mixed":
+        pol.setdefault("search", "memory")
     if pol.get("kind") == "mixed" and not {"flash", "ram"} <= set(pol):
         raise ValueError(f"{where}: a memory-driven policy needs both flash=<size> and "
                          "ram=<size>, e.g. mixed(flash=16k,ram=8k)")
@@ -100,7 +115,10 @@ def _parse_policy(args: list[str], where: str) -> dict:
 
 def _policy_text(pol: dict) -> str:
     if pol["kind"] == "mixed":
-        return f"flash={_size_text(pol['flash'])},ram={_size_text(pol['ram'])},{pol['granularity']}"
+        # search=memory (the default) is left out: the variant names of existing specs stay
+        search = "" if pol.get("search", "memory") == "memory" else f",search={pol['search']}"
+        return (f"flash={_size_text(pol['flash'])},ram={_size_text(pol['ram'])},"
+                f"{pol['granularity']}{search}")
     return f"w{pol['w']}a{pol['a']},{pol['granularity']}"
 
 
@@ -317,16 +335,29 @@ def policy_step(steps: list[Step]) -> Step | None:
     return next((s for s in steps if s.policy), None)
 
 
-def make_policy(pol: dict, model):
+def make_policy(pol: dict, model, calibration=None, **measure):
     """The :class:`tinyopt.mixed.policy.Policy` a policy dict asks for, for ``model``.
+
+    Arguments:
+        pol: a :class:`Step`'s ``policy``.
+        model: the float model.
+        calibration: float images, needed by ``search=accuracy`` (the sensitivity is measured
+            on them, :func:`tinyopt.mixed.accuracy_search.accuracy_driven`).
+        **measure: passed to :func:`tinyopt.mixed.sensitivity.layer_sensitivity` (``samples``);
+            or ``sensitivity=`` a table, which skips the measurement.
 
     Raises:
         tinyopt.mixed.search.BudgetError: a budget that no bit assignment meets.
+        ValueError: ``search=accuracy`` without calibration images (or a table).
     """
     from tinyopt.mixed.policy import Policy
     from tinyopt.mixed.search import memory_driven
     if pol["kind"] == "uniform":
         return Policy.uniform(model, pol["w"], pol["a"], pol["granularity"])
+    if pol.get("search", "memory") == "accuracy":
+        from tinyopt.mixed.accuracy_search import accuracy_driven
+        return accuracy_driven(model, pol["flash"], pol["ram"], calibration,
+                               pol["granularity"], **measure)
     return memory_driven(model, pol["flash"], pol["ram"], pol["granularity"])
 
 
@@ -334,7 +365,9 @@ def check_budget(steps: list[Step], model, decompose_rank: int = 1, text: str = 
     """Raise ValueError when the spec's memory-driven budget cannot be met on ``model``.
 
     The check runs on the architecture the policy will see: ``decompose`` changes it (its
-    least-squares initialisation is cheap, no training), pruning does not.
+    least-squares initialisation is cheap, no training), pruning does not. For
+    ``search=accuracy`` it solves the accuracy-aware problem with zero sensitivity (no data, no
+    calibration): the same feasibility as the measured search.
     """
     from tinyopt.mixed.search import BudgetError
     step = policy_step(steps)
@@ -343,8 +376,13 @@ def check_budget(steps: list[Step], model, decompose_rank: int = 1, text: str = 
     if any(s.name == "decompose" for s in steps):
         from tinyopt.transforms import decompose
         model = decompose.decompose(model, rank=decompose_rank).model
+    pol = step.policy
+    extra = {}
+    if pol.get("search") == "accuracy":  # feasibility only: no calibration before training
+        from tinyopt.mixed.accuracy_search import zero_sensitivity
+        extra = {"sensitivity": zero_sensitivity(model)}
     try:
-        make_policy(step.policy, model)
+        make_policy(pol, model, **extra)
     except BudgetError as e:
         raise ValueError(f"{text or step.text!r}: the budget cannot be met: the smallest "
                          f"reachable flash is {e.min_flash:,} B and the smallest peak RAM "

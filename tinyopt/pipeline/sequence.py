@@ -66,6 +66,7 @@ class Options:
     subbyte_qat_epochs: int = 3
     subbyte_qat_lr: float = 1e-3
     subbyte_qat_samples: int | None = None      # None: the whole training set
+    sensitivity_samples: int | None = 256       # mixed(...,search=accuracy): images measured
     # the mcu step: C build, bit-exact checks, Cortex-M7 under QEMU
     build_dir: str = "build/sequence"
     run_mcu: bool = True
@@ -78,6 +79,10 @@ class Options:
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"unknown sequence options {unknown}; known: {sorted(known)}")
+        n = options.get("sensitivity_samples", 1)  # checked here: it is used after training
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"sensitivity_samples must be a positive int or None (every "
+                             f"calibration image), got {n!r}")
         return cls(**options)
 
 
@@ -149,8 +154,12 @@ def _measure(variant: str, mode: str, model, data, o: Options, info: dict) -> di
 def _chain(model, policy_step, quant: list[str], data, o: Options):
     """The sub-byte chain of one spec: policy -> PTQ (-> QAT) -> integer graph."""
     from tinyopt.pipeline import grammar, subbyte as sb
-    policy = grammar.make_policy(policy_step.policy, model)
     cal = convert.calibration_subset(data.x_train, o.subbyte_calibration_samples, o.seed)
+    # search=accuracy measures its sensitivity on the PTQ calibration images (the first
+    # sensitivity_samples of them); the memory-driven rule ignores them
+    measure = ({"samples": o.sensitivity_samples}
+               if policy_step.policy.get("search") == "accuracy" else {})
+    policy = grammar.make_policy(policy_step.policy, model, cal, **measure)
     qat_data = (sb.subset(data.x_train, data.y_train, o.subbyte_qat_samples, o.seed, 2)
                 if "qat" in quant else None)
     return sb.quantize_chain(model, policy, cal, (data.x_test, data.y_test), qat_data,
