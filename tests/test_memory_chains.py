@@ -112,7 +112,8 @@ def test_peak_is_never_below_the_deployed_arena(name, tmp_path):
     m = CHAINS[name]()
     names = dag.policy_layers(m)
     p8 = Policy.uniform(m, 8, 8)
-    budget = memory.peak_ram_bytes(m, p8, accounting="paper") * 2 // 3  # tight: some activations must drop
+    # tight: some activations must drop
+    budget = memory.peak_ram_bytes(m, p8, accounting="paper") * 2 // 3
     policies = {"w8a8": p8, "w4a4": Policy.uniform(m, 4, 4),
                 "mixed": Policy(names, [8, 4, 2, 8][:len(names)], [2, 8, 4, 8][:len(names)]),
                 "memory_driven": memory_driven(m, BIG, budget, accounting="paper")}
@@ -121,7 +122,8 @@ def test_peak_is_never_below_the_deployed_arena(name, tmp_path):
         plain = _arena(g, tmp_path / label / "plain", fuse_pool=False)
         fused = _arena(g, tmp_path / label / "fused", fuse_pool=True)
         # the fuse_pool=False plan: equal on every chain
-        assert memory.peak_ram_bytes(m, p, fuse_pool=False, accounting="paper") == plain, (name, label)
+        assert memory.peak_ram_bytes(m, p, fuse_pool=False, accounting="paper") == plain, \
+            (name, label)
         # the default (fuse_pool=True, as the export): never below its arena; equal unless a
         # compute layer's output is pooled by a fused max pool
         peak = memory.peak_ram_bytes(m, p, accounting="paper")

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from tests.conftest import small_mobilenet, synthetic_graph
 from tinyopt import icn, sim
-from tinyopt.integer import from_litert
 from tinyopt.integer import sim as isim
 from tinyopt.integer.arith import tflite_quantize_multiplier
 

@@ -61,6 +61,7 @@ from tinyopt.integer.steps import (  # noqa: F401  (re-exported: codegen.plan, c
 from tinyopt.files import atomic_path
 from tinyopt.integer.arith import macs
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
+from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment, c_identifier, c_string
 
 C_DIR = Path(__file__).resolve().parent / "c"
@@ -68,11 +69,14 @@ KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c", "tn_arith.h", "tn_m7.h", "tn_m7_
                 "tn_m7_gemm.h", "tn_m7_dw.h", "tn_m7_add.h")
 ROUNDING_C = {"floor": "TN_FLOOR", "tflite_single": "TN_TFL_SINGLE",
               "tflite_double": "TN_TFL_DOUBLE"}
+# The kinds tinyopt_nn.c's own dispatcher (tn_run) knows; the kernels of ops added since live in
+# their own file (tinyopt/deploy/c/ops/, the op's OpKind.c_source), are called directly and carry
+# TN_OP in the descriptor.
 KIND_C = {"conv2d": "TN_CONV", "pointwise": "TN_CONV", "depthwise": "TN_DEPTHWISE",
           "dense": "TN_DENSE", "maxpool": "TN_MAXPOOL", "avgpool": "TN_AVGPOOL", "add": "TN_ADD",
           "concat": "TN_CONCAT", "pad": "TN_PAD", "quantize": "TN_QUANTIZE",
           "softmax": "TN_SOFTMAX"}
-assert set(KIND_C) == set(STEP_KINDS), "every step kind needs its C enum"
+OPS_DIR = C_DIR / "ops"
 
 
 @dataclass
@@ -95,6 +99,7 @@ class Export:
     in_offset: int = 0  # the graph input's and output's places in the arena
     out_offset: int = 0
     kernels: list = field(default_factory=list)  # per step: "gemm", "depthwise", "portable"
+    op_sources: list = field(default_factory=list)  # the kernel files of registry ops it uses
     scratch_bytes: int = 0  # largest kernel scratch of a step (in the arena, Step.scratch_*)
     weight_pad_bytes: int = 0  # zero bytes after weight arrays (word loads of the last row)
     prefix: str = "model"  # the C name: <prefix>.h, <prefix>.c, <prefix>_run, ... (export_c)
@@ -103,7 +108,8 @@ class Export:
     def sources(self) -> list[Path]:
         """The C files to compile: ``<prefix>.c`` and the kernels' ``.c``."""
         kernel = "tinyopt_nn.c" if self.prefix == "model" else f"{self.prefix}_tinyopt_nn.c"
-        return [Path(self.out_dir) / f"{self.prefix}.c", Path(self.out_dir) / kernel]
+        return [Path(self.out_dir) / f"{self.prefix}.c", Path(self.out_dir) / kernel,
+                *(Path(self.out_dir) / f for f in self.op_sources)]
 
     @property
     def header(self) -> Path:
@@ -193,11 +199,12 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
     layer, pool = s.layer, s.pool
     attr = f"{prefix.upper()}_WEIGHTS_ATTRIBUTE"
     flavour = layer.rounding or rounding
-    fields = {"kind": KIND_C[layer.kind], "rounding": ROUNDING_C[flavour]}
+    fields = {"kind": KIND_C.get(layer.kind, "TN_OP"), "rounding": ROUNDING_C[flavour]}
     fields["in"] = _tensor_c(layer.in_shape, layer.in_bits, layer.in_signed, layer.in_zero_point)
     fields["out"] = _tensor_c(layer.out_shape, layer.out_bits, layer.out_signed,
                               layer.out_zero_point)
-    if layer.kind in ("add", "concat", "pad", "quantize", "softmax"):
+    op = REGISTRY[layer.kind]
+    if not op.compute and op.c_function != "tn_run_pool":
         return _dag_step_c(k, s, fields, arrays, nbytes, prefix)
     if layer.kind in ("maxpool", "avgpool"):
         win = layer
@@ -265,41 +272,44 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
 
 def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict,
                 prefix: str = "model") -> str:
-    """The descriptor fields of an add, concat, pad, quantize or softmax step."""
+    """The descriptor fields of a step that is neither a compute layer nor a pool: the output
+    clamp, the op's (m0, n0) pairs and table, and what its ``c_fields`` adds."""
     layer = s.layer
+    op = REGISTRY[layer.kind]
     attr = f"{prefix.upper()}_WEIGHTS_ATTRIBUTE"
     lo, hi = layer.out_range
     fields.update({"act_lo": _int32_literal(lo), "act_hi": _int32_literal(hi)})
-    if layer.kind in ("add", "quantize", "softmax"):
-        m0, n0 = np.asarray(layer.m0, np.int32), np.asarray(layer.n0, np.int8)
-        for suffix, ctype, vals in (("m0", "int32_t", m0), ("n0", "int8_t", n0)):
-            arrays.append(_c_array(ctype, f"{prefix}_{suffix}{k}", vals, attribute=attr))
-            nbytes[suffix] = nbytes.get(suffix, 0) + int(vals.nbytes)
-        fields.update({"n_m": len(m0), "m0": f"{prefix}_m0{k}", "n0": f"{prefix}_n0{k}"})
-    if layer.kind == "add":
-        fields.update({"left_shift": int(layer.left_shift),
-                       "in2_zero_point": int(s.in_specs[1].zero_point)})
-    elif layer.kind == "softmax":
-        fields["diff_min"] = _int32_literal(int(layer.diff_min))
-    elif layer.kind == "pad":
-        fields.update({"pad_t": layer.padding[0], "pad_l": layer.padding[2]})
-    elif layer.kind == "concat":
-        rank = len(layer.out_shape)
-        ax = layer.axis % rank
-        outer = int(np.prod(layer.out_shape[:ax], dtype=np.int64))
-        inner = [int(np.prod(t.shape[ax:], dtype=np.int64)) for t in s.in_specs]
-        arrays.append(_c_array("uint32_t", f"{prefix}_inner{k}", inner, attribute=attr))
-        fields.update({"n_in": len(inner), "outer": outer, "inner": f"{prefix}_inner{k}"})
+
+    def emit(ctype: str, values, what: str) -> str:
+        name = f"{prefix}_{what}{k}"
+        arrays.append(_c_array(ctype, name, values, attribute=attr))
+        if what in ("m0", "n0", "table"):  # parameters; geometry (concat's sizes) is not
+            nbytes[what] = nbytes.get(what, 0) + int(np.asarray(values).nbytes)
+        return name
+
+    if op.n_multipliers:
+        fields.update({"n_m": op.n_multipliers,
+                       "m0": emit("int32_t", np.asarray(layer.m0, np.int32), "m0"),
+                       "n0": emit("int8_t", np.asarray(layer.n0, np.int8), "n0")})
+    if layer.table is not None:
+        table = np.asarray(layer.table, np.uint8).ravel()
+        fields.update({"table": emit("uint8_t", table, "table"), "table_bytes": len(table)})
+    if op.c_fields is not None:
+        for key, value in op.c_fields(s, emit).items():
+            fields[key] = _int32_literal(value) if isinstance(value, (int, np.integer)) else value
     body = ",\n      ".join(f".{key} = {v}" for key, v in fields.items())
     return f"    {{ /* {k}: {c_comment(s.name)} */\n      {body} }}"
 
 
 def kernel_symbols() -> list[str]:
-    """The kernels' functions with external linkage (declared in ``tinyopt_nn.h``), which a
-    prefixed export renames (:func:`export_c`, ``prefix``)."""
+    """The kernels' functions with external linkage (declared in ``tinyopt_nn.h``, and the entry
+    points of the registry ops with a kernel file of their own), which a prefixed export renames
+    (:func:`export_c`, ``prefix``)."""
     text = (C_DIR / "tinyopt_nn.h").read_text()
-    return re.findall(r"^(?!static|typedef|#)[A-Za-z_][\w \t]*?\**\s*\b(tn_\w+)\s*\(", text,
-                      flags=re.MULTILINE)
+    found = re.findall(r"^(?!static|typedef|#)[A-Za-z_][\w \t]*?\**\s*\b(tn_\w+)\s*\(", text,
+                       flags=re.MULTILINE)
+    return found + sorted({op.c_function for op in REGISTRY.values()
+                           if op.c_source is not None} - set(found))
 
 
 def check_prefix(prefix: str) -> str:
@@ -332,13 +342,15 @@ def check_prefix(prefix: str) -> str:
 PUBLIC_SYMBOLS = ("run", "input_buffer", "output_buffer", "step_names", "set_arena")
 
 
-def _kernel_texts(prefix: str) -> dict:
-    """The kernel sources as the export writes them: as they are for the prefix ``model``;
+def _kernel_texts(prefix: str, op_files=()) -> dict:
+    """The kernel sources as the export writes them (the library's files and the kernel files
+    ``op_files`` of the registry ops the model uses): as they are for the prefix ``model``;
     for another prefix, files named ``<prefix>_<file>``, their includes and include guards
     renamed, and every external kernel symbol ``tn_x`` renamed ``<prefix>_tn_x`` by a block of
     ``#define`` s at the top of ``tinyopt_nn.h``, which every file of the export includes
     first, so two exports with different prefixes link into one program."""
     texts = {fname: (C_DIR / fname).read_text() for fname in KERNEL_FILES}
+    texts.update({fname: (OPS_DIR / fname).read_text() for fname in op_files})
     if prefix == "model":
         return texts
     upper = prefix.upper()
@@ -416,6 +428,12 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
               for k, (s, c) in enumerate(zip(steps, choices))]
     step_fns = "".join(kernels_m7.step_function(s, k, c, graph.rounding, f"{p}_arena")
                        for k, (s, c) in enumerate(zip(steps, choices)))
+    # the registry ops with a kernel file of their own (tinyopt/deploy/c/ops/): copied into the
+    # export, compiled with it and declared here (tinyopt_nn.h does not know them)
+    own = sorted({REGISTRY[s.layer.kind].c_source: REGISTRY[s.layer.kind].c_function
+                  for s in steps if REGISTRY[s.layer.kind].c_source is not None}.items())
+    op_decls = "".join(f"void {fn}(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);\n"
+                       for _, fn in own)
     # the kernels' scratch is word-aligned in the arena (SCRATCH_ALIGN): the static arena is
     # declared aligned, a caller's arena is aligned up by <prefix>_set_arena, which needs up to
     # SCRATCH_ALIGN - 1 more bytes for it (so an arena of any alignment still works)
@@ -430,7 +448,8 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
                   in_offset=mem.offset(src.name), out_offset=mem.offset(last.name),
                   kernels=[c.kind for c in choices],
                   scratch_bytes=kernels_m7.scratch_bytes(choices),
-                  weight_pad_bytes=sum(pads.values()), prefix=p)
+                  weight_pad_bytes=sum(pads.values()), prefix=p,
+                  op_sources=[(p + "_" if p != "model" else "") + f for f, _ in own])
     # names come from model files (untrusted): C sees them only through tinyopt.names. The step
     # names are also printed one per line into the QEMU harness's stats (a 128-byte line buffer),
     # so they are cut and kept on one line by c_comment before being escaped.
@@ -537,8 +556,8 @@ int {p}_set_arena(void *arena, uint32_t bytes)
 {static_arena}#endif
 
 /* The kernels the steps call: specialised functions (tn_m7.h, tinyopt.deploy.kernels_m7) or
- * the portable kernel of the step's kind (tinyopt_nn.c). */
-{step_fns}
+ * the portable kernel of the step's kind (tinyopt_nn.c, or the op's own file). */
+{op_decls}{step_fns}
 static const tn_kernel_fn {p}_fns[{P}_N_STEPS] = {{{fn_table}}};
 static const uint32_t {p}_in_offsets[{starts[-1]}] = {{{in_offsets}}};
 static const uint16_t {p}_in_start[{P}_N_STEPS + 1] = {{{in_start}}};
@@ -577,7 +596,7 @@ int {p}_run(const uint8_t *in, uint8_t *out)
     return 0;
 }}
 """
-    texts.update(_kernel_texts(p))
+    texts.update(_kernel_texts(p, [f for f, _ in own]))
     for fname, text in texts.items():
         with atomic_path(out_dir / fname, Path(fname).suffix) as tmp:
             Path(tmp).write_text(text)

@@ -2,13 +2,13 @@
 and the simulator part ways (``tinyopt validate``).
 
 The export's per-step hook (``MODEL_PROFILE``: ``model_profile_hook(k)`` after step ``k``,
-:func:`tinyopt.codegen.export_c`) is defined by a harness written here: it copies step ``k``'s
+:func:`tinyopt.export_c`) is defined by a harness written here: it copies step ``k``'s
 output out of the arena (its offset and bytes come from the export's memory plan) into a trace
 file, image after image. The output of step ``k`` is whole right after step ``k`` (a later step
 may overwrite it, never an earlier one's write), so the trace holds exactly what each step
-computed. :func:`run_host_traced` returns the final outputs, as :func:`tinyopt.mcu.run_host`,
+computed. :func:`run_host_traced` returns the final outputs, as :func:`tinyopt.deploy.mcu.run_host`,
 and those per-step outputs unpacked; :func:`first_difference` compares them with
-:func:`tinyopt.sim.run`'s trace. No TensorFlow (the deployment stage).
+:func:`tinyopt.simulate`'s trace. No TensorFlow (the deployment stage).
 """
 
 from __future__ import annotations
@@ -91,14 +91,14 @@ def harness_text(export: Export) -> str:
 
 def build_host_traced(export: Export, build_dir, cc: str = "gcc") -> Path:
     """Compile ``export`` with the trace harness (``-DMODEL_PROFILE``, the host flags of
-    :data:`tinyopt.mcu.HOST_CFLAGS`, warnings are errors).
+    :data:`tinyopt.deploy.mcu.HOST_CFLAGS`, warnings are errors).
 
     Returns:
         Path of the executable ``model_trace``.
 
     Raises:
         FileNotFoundError: no such compiler (the message says what to install).
-        tinyopt.mcu.BuildError: a compiler error or warning.
+        tinyopt.BuildError: a compiler error or warning.
     """
     if shutil.which(cc) is None:
         raise FileNotFoundError(f"C compiler {cc!r} not found; install gcc (apt-get install gcc)")

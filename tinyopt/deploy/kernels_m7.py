@@ -50,14 +50,10 @@ import numpy as np
 from tinyopt.integer.steps import (  # noqa: F401  (MAX_SCRATCH, KERNEL_MODES: re-exported)
     KERNEL_MODES, MAX_SCRATCH, Step, _hwc, gemm_geometry, kernel_window, m7_kernel,
     scratch_bytes as step_scratch_bytes, scratch_parts)
+from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment
 
 ROUNDING_ID = {"floor": 0, "tflite_single": 1, "tflite_double": 2}  # TN_FLOOR, ...
-PORTABLE_FN = {"conv2d": "tn_run_compute", "pointwise": "tn_run_compute",
-               "depthwise": "tn_run_compute", "dense": "tn_run_compute",
-               "maxpool": "tn_run_pool", "avgpool": "tn_run_pool", "add": "tn_run_add",
-               "concat": "tn_run_concat", "pad": "tn_run_pad", "quantize": "tn_run_quantize",
-               "softmax": "tn_run_softmax"}
 
 
 @dataclass
@@ -93,7 +89,7 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
     """
     kind, reason = m7_kernel(step, mode)  # the integer stage's rule (it sizes the scratch)
     layer = step.layer
-    portable = Choice("portable", PORTABLE_FN[layer.kind], reason=reason)
+    portable = Choice("portable", REGISTRY[layer.kind].c_function, reason=reason)
     if kind == "portable":
         return portable
     if kind == "add":

@@ -1,7 +1,7 @@
 """A self-contained C library of one integer graph, to drop into a firmware
 (``tinyopt generate``).
 
-:func:`generate` writes, into one folder, the export of :func:`tinyopt.codegen.export_c` under a
+:func:`generate` writes, into one folder, the export of :func:`tinyopt.export_c` under a
 C prefix (``kws``: ``kws.h``, ``kws.c``, ``kws_params.h`` and the library's own copy of the
 kernels, ``kws_tinyopt_nn.c`` and headers, their external symbols renamed ``kws_tn_*``), plus:
 
@@ -22,7 +22,7 @@ kernels a model does not call) and make every library exactly what was checked.
 
 The check (``check_images`` > 0): the library's sources are compiled with the host compiler
 (``-std=c99 -Wall -Wextra -pedantic -Werror``) against a harness and run on seeded random inputs,
-compared value by value with :func:`tinyopt.sim.run`; the result goes into the README and the
+compared value by value with :func:`tinyopt.simulate`; the result goes into the README and the
 metadata. No TensorFlow is imported here (the deployment stage).
 """
 
@@ -58,8 +58,8 @@ def sha256_file(path) -> str:
 
 def flash_constant_bytes(export: codegen.Export) -> int:
     """Bytes of the model's constants in flash: packed weights, weight zero points, biases,
-    multipliers and the weight rows' padding (what :func:`tinyopt.mcu.check_fits` counts; code,
-    layer descriptors and offsets come on top)."""
+    multipliers and the weight rows' padding (what :func:`tinyopt.deploy.mcu.check_fits`
+    counts; code, layer descriptors and offsets come on top)."""
     return int(sum(export.param_bytes.values())) + int(export.weight_pad_bytes)
 
 
@@ -88,7 +88,7 @@ def harness_text(prefix: str) -> str:
 
 def check_host(export: codegen.Export, graph: IntegerGraph, images: int, seed: int = 0,
                cc: str = "gcc") -> dict:
-    """Build the library with the host compiler and compare it with :func:`tinyopt.sim.run` on
+    """Build the library with the host compiler and compare it with :func:`tinyopt.simulate` on
     ``images`` seeded random inputs.
 
     Returns:
@@ -96,7 +96,7 @@ def check_host(export: codegen.Export, graph: IntegerGraph, images: int, seed: i
 
     Raises:
         FileNotFoundError: no host compiler (the message says what to install).
-        tinyopt.mcu.BuildError: the library does not compile without warnings.
+        tinyopt.BuildError: the library does not compile without warnings.
     """
     if shutil.which(cc) is None:
         raise FileNotFoundError(f"C compiler {cc!r} not found; install gcc (apt-get install gcc) "
@@ -120,7 +120,7 @@ def check_host(export: codegen.Export, graph: IntegerGraph, images: int, seed: i
 
 def library_sizes(export: codegen.Export) -> dict | None:
     """Flash of the compiled library for the Cortex-M7 (``arm-none-eabi-gcc`` with
-    ``tinyopt.mcu.MCU_CFLAGS``, ``arm-none-eabi-size -A`` of its objects): ``code`` (.text),
+    ``tinyopt.deploy.mcu.MCU_CFLAGS``, ``arm-none-eabi-size -A`` of its objects): ``code`` (.text),
     ``constants`` (.rodata) and ``data`` (.data initialisers), before the linker drops the
     kernels the model does not call (an upper bound); None without the toolchain."""
     if shutil.which("arm-none-eabi-gcc") is None or shutil.which("arm-none-eabi-size") is None:
@@ -203,7 +203,7 @@ def _readme(p: str, meta: dict) -> str:
                f"built with the host compiler ({check['compiler']}, `-std=c99 -Wall -Wextra "
                f"-pedantic -Werror`) and run on {check['images']} {check['inputs']}: "
                f"{check['exact_images']} of {check['images']} outputs bit-exact with "
-               f"`tinyopt.sim.run` ({check['mismatching_values']} values differ).")
+               f"`tinyopt.simulate` ({check['mismatching_values']} values differ).")
     lib = ("" if sizes is None else
            f"| compiled library for the Cortex-M7 (`arm-none-eabi-gcc -O2`, before "
            f"`--gc-sections`) | code {sizes['code']}, constants {sizes['constants']}, data "
@@ -277,11 +277,11 @@ def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source
     """Write the C library of ``graph`` named ``name`` into ``out_dir``.
 
     Arguments:
-        graph: a valid IntegerGraph (e.g. :func:`tinyopt.sim.graph_from_tflite` of an int8
+        graph: a valid IntegerGraph (e.g. :func:`tinyopt.graph_from_tflite` of an int8
             ``.tflite``, or :meth:`IntegerGraph.load`).
         out_dir: the library's folder (created; the files written are replaced).
-        name: the C prefix of every symbol, file and macro (:func:`tinyopt.codegen.check_prefix`:
-            a plain C identifier).
+        name: the C prefix of every symbol, file and macro
+            (:func:`tinyopt.deploy.codegen.check_prefix`: a plain C identifier).
         target: "m7" (kernels specialised for the Cortex-M7, portable C elsewhere) or
             "portable" (the generic reference kernels).
         source: the model file the graph came from (its name and SHA-256 go into the metadata);
@@ -295,13 +295,13 @@ def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source
 
     Returns:
         The metadata dict (also written as ``metadata.json``), plus ``"export"``: the
-        :class:`tinyopt.codegen.Export`.
+        :class:`tinyopt.deploy.codegen.Export`.
 
     Raises:
         ValueError: a name that is not a plain C identifier, an unknown target, a graph the C
-            export cannot run (:func:`tinyopt.codegen.export_c`), or a check with differences.
+            export cannot run (:func:`tinyopt.export_c`), or a check with differences.
         FileNotFoundError: a check without a host compiler.
-        tinyopt.mcu.BuildError: the library does not compile cleanly.
+        tinyopt.BuildError: the library does not compile cleanly.
     """
     codegen.check_prefix(name)
     if target not in TARGETS:
@@ -320,7 +320,7 @@ def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source
         check = check_host(export, graph, check_images, seed)
         if check["mismatching_values"]:
             raise ValueError(f"library {name!r} in {out}: {check['mismatching_values']} output "
-                             f"values differ from tinyopt.sim.run on {check['images']} random "
+                             f"values differ from tinyopt.simulate on {check['images']} random "
                              "inputs; please report this as a bug (with the model)")
     src = None if source is None else Path(source)
     last = graph.output_names()[0]

@@ -164,7 +164,9 @@ def build_host(export: Export, cc: str = "gcc", build_dir=None) -> Path:
     out = Path(build_dir or src) / "model_host"
     out.parent.mkdir(parents=True, exist_ok=True)
     kernels = _object(cc, HOST_CFLAGS, src / "tinyopt_nn.c", [src], "host build (kernels)")
-    _compile([cc, *HOST_CFLAGS, "-I", src, src / "model.c", kernels,
+    ops = [_object(cc, HOST_CFLAGS, src / f, [src], f"host build ({f})")
+           for f in export.op_sources]
+    _compile([cc, *HOST_CFLAGS, "-I", src, src / "model.c", kernels, *ops,
               C_DIR / "harness_host.c", "-o", out], "host build")
     return out
 
@@ -319,11 +321,13 @@ def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE) -> P
     cc = "arm-none-eabi-gcc"
     kernels = _object(cc, MCU_CFLAGS, src / "tinyopt_nn.c", [src, MCU_DIR],
                       "Cortex-M7 build (kernels)")
+    ops = [_object(cc, MCU_CFLAGS, src / f, [src, MCU_DIR], f"Cortex-M7 build ({f})")
+           for f in export.op_sources]
     startup = _object(cc, MCU_CFLAGS, MCU_DIR / "startup.c", [MCU_DIR],
                       "Cortex-M7 build (startup)")
     # the same objects in the same order as one compile of the four sources: the same ELF
     _compile([cc, *MCU_CFLAGS, "-I", src, "-I", MCU_DIR,
-              src / "model.c", kernels, MCU_DIR / "harness_mcu.c",
+              src / "model.c", kernels, *ops, MCU_DIR / "harness_mcu.c",
               startup, "-nostdlib", "-T", MCU_DIR / "mps2_an500.ld",
               f"-Wl,--defsym=STACK_SIZE={int(stack_size)}", "-Wl,--gc-sections",
               f"-Wl,-Map={out_dir / 'model.map'}", "-o", elf, "-lgcc"], "Cortex-M7 build")

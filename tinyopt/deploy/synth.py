@@ -1,6 +1,6 @@
 """Integer graphs with random but valid parameters, for exercising the C export
-(:mod:`tinyopt.codegen`) on every bit width while :func:`tinyopt.icn.convert` (fake-quant model ->
-IntegerGraph) is not available.
+(:mod:`tinyopt.deploy.codegen`) on every bit width while :func:`tinyopt.to_integer_graph`
+(fake-quant model -> IntegerGraph) is not available.
 
 Weight codes and zero points are random; biases and multipliers are calibrated layer by layer on
 real input codes with the simulator (:func:`calibrate_layer`), so that activations spread over
@@ -62,7 +62,7 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
                     negative_fraction: float = 0.1, seed: int = 0) -> IntegerGraph:
     """A MobileNetV1-style IntegerGraph with the bits of ``policy`` and RANDOM parameters.
 
-    The architecture is :func:`tinyopt.models.mobilenet_v1` (conv0 3x3/2, 13 x (dw 3x3, pw 1x1),
+    The architecture is :func:`tinyopt.mobilenet_v1` (conv0 3x3/2, 13 x (dw 3x3, pw 1x1),
     SAME padding, average pool over the last feature map, flatten, fc), in CMix-NN form
     (docs/integer.md#cmix-nn-kernels):
     unsigned activations with zero point 0, per-layer (PL) weight zero points, folded (FB: one m0,
@@ -74,7 +74,7 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
     simulator so that activations spread over their codes.
 
     Arguments:
-        policy: a PL :class:`tinyopt.policy.Policy` over conv0, dw1, pw1, ..., pw13, fc.
+        policy: a PL :class:`tinyopt.Policy` over conv0, dw1, pw1, ..., pw13, fc.
         x_calib: integer input codes [N, resolution, resolution, input_channels], 8-bit unsigned.
         alpha, resolution, classes, input_channels: the architecture.
         input_zero_point: zero point of the 8-bit input.
@@ -92,7 +92,7 @@ def mobilenet_graph(policy, x_calib: np.ndarray, alpha: float = 0.25, resolution
     if policy.granularity != "PL":
         raise ValueError("mobilenet_graph builds per-layer (PL) graphs; pass a PL policy")
     rng = np.random.default_rng(seed)
-    ch = lambda c: max(1, int(c * alpha))  # as tinyopt.models._channels
+    ch = lambda c: max(1, int(c * alpha))  # as tinyopt.front.models._channels
     names = ["conv0"] + [f"{k}{i}" for i in range(1, 14) for k in ("dw", "pw")] + ["fc"]
     if list(policy.layers) != names:
         raise ValueError(f"the policy's layers must be {names}, got {list(policy.layers)}")

@@ -147,6 +147,23 @@ def max_left_shift(rounding: str, n0) -> int:
     return 0
 
 
+def check_multipliers(layer, flavour: str, where: str) -> None:
+    """What the TFLite flavours' kernels accept: m0 >= 0 and, for single rounding, n0 in
+    [-31, 30] (as the simulator's requantizations check).
+
+    Raises:
+        ValueError: naming ``where`` and the range.
+    """
+    if flavour == "floor":
+        return
+    m0, n0 = np.asarray(layer.m0, np.int64), np.asarray(layer.n0, np.int64)
+    if m0.min() < 0:
+        raise ValueError(f"{where}: TFLite rounding needs m0 >= 0")
+    if flavour == "tflite_single" and (n0.min() < -31 or n0.max() > 30):
+        raise ValueError(f"{where}: tflite_single needs n0 in [-31, 30], got "
+                         f"[{n0.min()}, {n0.max()}]")
+
+
 def value_range(bits: int, signed: bool) -> tuple[int, int]:
     """The integer range [lo, hi] of a ``bits``-bit code, signed or not."""
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)

@@ -1,5 +1,5 @@
 """The integer-only graph: the plain, inspectable structure the bit-exact simulator
-(:mod:`tinyopt.sim`) and the C export (:mod:`tinyopt.codegen`) run.
+(:mod:`tinyopt.integer.sim`) and the C export (:mod:`tinyopt.deploy.codegen`) run.
 
 An :class:`IntegerGraph` is a directed acyclic graph of :class:`IntegerLayer` nodes over named
 :class:`Tensor` s (plain dataclasses holding numpy arrays) that says exactly what an integer-only
@@ -33,11 +33,11 @@ are for reference only: the simulator never uses a float scale). ``graph.roundin
 requantization flavour: ``"floor"`` (CMix-NN: high word of the 64-bit product, then arithmetic
 shifts), ``"tflite_single"`` (TFLite single rounding) or ``"tflite_double"`` (rounding doubling
 high multiply, then rounding divide by a power of two); a layer's ``rounding`` overrides it. See
-:mod:`tinyopt.sim`.
+:mod:`tinyopt.integer.sim`.
 
 ``IntegerGraph.save(path)`` / ``IntegerGraph.load(path)`` store one ``.npz`` with a versioned JSON
 header; :meth:`IntegerGraph.quantize_input` maps float images onto its integer input. Graphs come
-from :func:`tinyopt.icn.convert` (fake-quant model) or :func:`tinyopt.sim.graph_from_tflite`.
+from :func:`tinyopt.to_integer_graph` (fake-quant model) or :func:`tinyopt.graph_from_tflite`.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ COMPUTE_KINDS = ("conv2d", "pointwise", "depthwise", "dense")
 ROUNDINGS = ("floor", "tflite_single", "tflite_double")
 PACK_BITS = (1, 2, 4, 8)
 # Array-valued layer fields (stored as npz members); everything else goes into the JSON header.
-ARRAY_FIELDS = ("weights", "weight_zero_point", "bias", "m0", "n0", "weight_scale")
+ARRAY_FIELDS = ("weights", "weight_zero_point", "bias", "m0", "n0", "weight_scale", "table")
 ARRAY_DTYPES = {"weights": np.uint8, "weight_zero_point": np.int32, "bias": np.int32,
-                "m0": np.int32, "n0": np.int8, "weight_scale": np.float64}
+                "m0": np.int32, "n0": np.int8, "weight_scale": np.float64, "table": np.uint8}
 
 
 class GraphFileError(ValueError):
@@ -194,6 +194,7 @@ class IntegerLayer:
     axis: int = -1  # concat: the axis of the per-image shape
     left_shift: int = 0  # add: both inputs are shifted left by this before rescaling
     diff_min: int = 0  # softmax: input differences below this give probability 0
+    table: np.ndarray | None = None  # an op's constant bytes (a lookup table), op-defined
     extra: dict = field(default_factory=dict)  # free-form, JSON-serialisable notes
 
     @property
@@ -564,7 +565,8 @@ class IntegerGraph:
                 kwargs = {}
                 for f in fields(IntegerLayer):
                     if f.name in ARRAY_FIELDS:
-                        kwargs[f.name] = arrays[f"layer{i}.{f.name}"] if record[f.name] else None
+                        stored = record.get(f.name)  # fields added later are absent: None
+                        kwargs[f.name] = arrays[f"layer{i}.{f.name}"] if stored else None
                     elif f.name in record:
                         value = record[f.name]
                         kwargs[f.name] = tuple(value) if isinstance(value, list) else value

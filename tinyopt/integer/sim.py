@@ -177,7 +177,7 @@ def run(graph: IntegerGraph, x: np.ndarray, trace: bool = False, wrap32: bool = 
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.integer):
         raise TypeError(f"inputs must be integer codes, got {x.dtype}; quantize them first "
-                        "(e.g. tinyopt.measure.quantize_input for a TFLite graph)")
+                        "(e.g. tinyopt.litert.measure.quantize_input for a TFLite graph)")
     if x.shape[1:] != tuple(graph.input_shape):
         raise ValueError(f"inputs have shape {x.shape[1:]} per image, the graph expects "
                          f"{tuple(graph.input_shape)}")
@@ -229,18 +229,18 @@ def _tflite_input_codes(graph: IntegerGraph, x) -> np.ndarray:
             span = hi - lo
             if vmax > hi + span / 2 or vmin < lo - span / 2:
                 hint = ("pixel-scale values (0..255)? Scale them as the model was trained (e.g. "
-                        "tinyopt.data.preprocess). " if vmax > 64 and hi < 64 else "")
+                        "tinyopt.preprocess_images). " if vmax > 64 and hi < 64 else "")
                 raise ValueError(
                     f"run_tflite: x spans [{vmin:g}, {vmax:g}] but the model's int8 input "
                     f"represents [{lo:g}, {hi:g}] (scale {s:g}, zero point {zp}); {hint}Pass real "
                     "values on the model's input scale, or int8 codes as an np.int8 array")
         return quantize_real(x, s, zp, np.int8)
     if x.dtype != np.int8:
-        raw = " (raw pixels? tinyopt.data.load returns uint8)" if x.dtype == np.uint8 else ""
+        raw = " (raw pixels? tinyopt.load_raw_dataset returns uint8)" if x.dtype == np.uint8 else ""
         raise TypeError(
             f"run_tflite: x has dtype {x.dtype}{raw}; pass real values as a float array (they "
             f"are quantized with the input's scale {s:g} and zero point {zp}, e.g. "
-            "tinyopt.data.preprocess output) or int8 input codes as an np.int8 array "
+            "tinyopt.preprocess_images output) or int8 input codes as an np.int8 array "
             "(x.astype(np.int8) if they already are codes)")
     return x
 
@@ -269,8 +269,8 @@ def run_tflite(tflite_bytes: bytes, x: np.ndarray, trace: bool = False, wrap32: 
         tflite_bytes: the flatbuffer.
         x: int8 input codes (an ``np.int8`` array), or model-ready float images (quantized
             with the input tensor's own scale and zero point, as
-            :func:`tinyopt.measure.quantize_input`; refused when they lie far outside the range
-            that input represents, e.g. 0..255 pixels into a [0, 1] model).
+            :func:`tinyopt.litert.measure.quantize_input`; refused when they lie far outside the
+            range that input represents, e.g. 0..255 pixels into a [0, 1] model).
         trace, wrap32, batch_size: as :func:`run`.
         flavour: "litert" (LiteRT's reference kernels, BUILTIN_REF) or "tflm" (TensorFlow Lite
             Micro with CMSIS-NN); see :func:`tinyopt.integer.from_litert.graph_from_tflite`.

@@ -12,19 +12,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyopt.integer import memplan
+from tinyopt.integer import memplan, passes
 from tinyopt.integer.arith import packed_bytes
-from tinyopt.integer.graph import COMPUTE_KINDS, IntegerGraph, IntegerLayer, Tensor
+from tinyopt.integer.fixedpoint import check_multipliers  # noqa: F401  (its home; used below)
+from tinyopt.integer.graph import IntegerGraph, IntegerLayer, Tensor
+from tinyopt.integer.ops.registry import REGISTRY
 
-# Node kinds that run as a kernel call (tinyopt_nn.c's TN_* kinds).
-STEP_KINDS = ("conv2d", "pointwise", "depthwise", "dense", "maxpool", "avgpool", "add", "concat",
-              "pad", "quantize", "softmax")
 TENSOR_BITS = (1, 2, 4, 8, 16, 32)
-# Nodes that are no step: their output is their input's bytes (memplan aliases them).
-ALIAS_KINDS = ("flatten", "reshape")
-SUPPORTED_KINDS = STEP_KINDS + ALIAS_KINDS
-# Inputs a kernel may overwrite (tinyopt_nn.c: element-wise, element i read before written).
-INPLACE_INPUTS = {"add": (0, 1), "quantize": (0,), "softmax": (0,)}
+
+
+def __getattr__(name: str):
+    # Views of the op registry (tinyopt.integer.ops), computed when asked so that an op module
+    # added there is planned and exported without an edit here: the kinds that run as a kernel
+    # call, those that are no step (their output aliases their input's bytes), both, and the
+    # inputs each kernel may overwrite (element i read before it is written).
+    if name == "STEP_KINDS":
+        return tuple(k for k, op in REGISTRY.items() if not op.alias)
+    if name == "ALIAS_KINDS":
+        return tuple(k for k, op in REGISTRY.items() if op.alias)
+    if name == "SUPPORTED_KINDS":
+        return tuple(REGISTRY)
+    if name == "INPLACE_INPUTS":
+        return {k: op.inplace_inputs for k, op in REGISTRY.items() if op.inplace_inputs}
+    raise AttributeError(name)
+
+
 # Kernel sets of the C export (tinyopt.deploy.kernels_m7): specialised Cortex-M7 kernels where
 # they apply, or the portable kernels of tinyopt_nn.c only (which need no scratch).
 KERNEL_MODES = ("m7", "portable")
@@ -81,18 +93,6 @@ def _hwc(shape) -> tuple[int, int, int]:
     raise ValueError(f"tensor shape {shape} is not (C,), (W, C) or (H, W, C)")
 
 
-def check_multipliers(layer: IntegerLayer, flavour: str, where: str) -> None:
-    """TFLite flavours: m0 >= 0 and, for single rounding, n0 in [-31, 30] (as tinyopt.sim)."""
-    if flavour == "floor":
-        return
-    m0, n0 = np.asarray(layer.m0, np.int64), np.asarray(layer.n0, np.int64)
-    if m0.min() < 0:
-        raise ValueError(f"{where}: TFLite rounding needs m0 >= 0")
-    if flavour == "tflite_single" and (n0.min() < -31 or n0.max() > 30):
-        raise ValueError(f"{where}: tflite_single needs n0 in [-31, 30], got "
-                         f"[{n0.min()}, {n0.max()}]")
-
-
 def check_layer(layer: IntegerLayer, rounding: str) -> None:
     """Can the C kernels run ``layer``?
 
@@ -101,16 +101,15 @@ def check_layer(layer: IntegerLayer, rounding: str) -> None:
         rounding: the graph's requantization flavour (used when the node names none).
 
     Raises:
-        ValueError: naming the node: a kind outside :data:`SUPPORTED_KINDS` (listed), bit
-            widths, dimensions or multipliers the kernels or descriptors cannot hold.
+        ValueError: naming the node: a kind no op module registers (the registered ones
+            listed), bit widths, dimensions or multipliers the kernels or descriptors cannot
+            hold (the common checks here, the op's own in its ``check_c``).
     """
     where = f"layer {layer.name!r} ({layer.kind})"
-    if layer.kind not in SUPPORTED_KINDS:
+    op = REGISTRY.get(layer.kind)
+    if op is None:
         raise ValueError(f"{where}: the C export does not support {layer.kind} nodes; it runs "
-                         f"{', '.join(SUPPORTED_KINDS)}")
-    if layer.kind == "dense" and int(np.prod(layer.in_shape)) != int(layer.weight_shape[1]):
-        raise ValueError(f"{where}: a dense layer applied row by row (input {layer.in_shape}, "
-                         f"{layer.weight_shape[1]} features) is not exported")
+                         f"{', '.join(sorted(REGISTRY))}")
     for what, bits, signed in (("input", layer.in_bits, layer.in_signed),
                                ("output", layer.out_bits, layer.out_signed)):
         if bits not in TENSOR_BITS:
@@ -128,29 +127,8 @@ def check_layer(layer: IntegerLayer, rounding: str) -> None:
     if max(small) > 255 or min(small) < 0:
         raise ValueError(f"{where}: strides, paddings, kernel and pool sizes must be in "
                          f"[0, 255], got {small}")
-    flavour = layer.rounding or rounding
-    if layer.kind in ("add", "quantize", "softmax"):
-        if max(layer.in_bits, layer.out_bits) > 8:
-            raise ValueError(f"{where}: the C kernel takes tensors of at most 8 bits, got "
-                             f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
-        check_multipliers(layer, flavour, where)
-        if layer.kind == "softmax" and not 0 <= int(layer.n0[0]) <= 31:
-            raise ValueError(f"{where}: the softmax input left shift n0 must be in [0, 31], got "
-                             f"{int(layer.n0[0])}")
-        return
-    if layer.kind not in COMPUTE_KINDS:
-        return
-    if layer.weight_bits not in (1, 2, 4, 8):
-        raise ValueError(f"{where}: weight bits {layer.weight_bits} not supported (1, 2, 4, 8)")
-    zw = np.asarray(layer.weight_zero_point)
-    if zw.min() < 0 or zw.max() > 255:
-        raise ValueError(f"{where}: weight zero points must be in [0, 255] (uint8 in the C "
-                         f"header), got [{zw.min()}, {zw.max()}]")
-    if layer.weights.shape[1] > 65535:
-        raise ValueError(f"{where}: a packed weight row of {layer.weights.shape[1]} bytes "
-                         "exceeds 65535")
-    if layer.requantize:
-        check_multipliers(layer, flavour, where)
+    if op.check_c is not None:
+        op.check_c(layer, layer.rounding or rounding, where)
 
 
 def write_delay(step: Step) -> int | None:
@@ -372,6 +350,7 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
         raise ValueError(f"graph {graph.name!r} has {len(outputs)} outputs {outputs}; the C "
                          "export writes one (model_run(in, out))")
     wiring, consumers, layers = graph.wiring(), graph.consumers(), graph.layers
+    pool_fusions = passes.max_pool_fusions(graph)
     steps: list[Step] = []
     aliases: dict[str, str] = {}
     fused: set[int] = set()
@@ -381,22 +360,19 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
             continue
         layer, (ins, outs) = layers[i], wiring[i]
         check_layer(layer, graph.rounding)
-        if layer.kind in ALIAS_KINDS:
+        if REGISTRY[layer.kind].alias:
             aliases[outs[0]] = ins[0]
             produced.add(outs[0])
             continue
         pool, add, slot, out, ins = None, None, 0, outs[0], tuple(ins)
-        readers = consumers.get(out, [])
-        reader = layers[readers[0]] if len(readers) == 1 else None
-        if (layer.kind in COMPUTE_KINDS and out not in outputs and reader is not None
-                and fuse_pool and reader.kind == "maxpool"):
-            pool = reader
-        elif (layer.kind in COMPUTE_KINDS and out not in outputs and reader is not None
-              and fuse_add and overlap and reader.kind == "add"):
-            addends = wiring[readers[0]][0]
-            slot = addends.index(out)
-            if addends[1 - slot] != out and addends[1 - slot] in produced:
-                add, ins = reader, (ins[0], addends[1 - slot])
+        if fuse_pool and i in pool_fusions:  # the rewrites of tinyopt.integer.passes
+            pool = layers[pool_fusions[i]]
+            readers = [pool_fusions[i]]
+        elif fuse_add and overlap:
+            match = passes.add_fusion(graph, i, produced, consumers, set(outputs), wiring)
+            if match is not None:
+                readers, slot = [match[0]], match[1]
+                add, ins = layers[match[0]], (ins[0], match[2])
         if pool is not None or add is not None:
             check_layer(pool or add, graph.rounding)
             fused.add(readers[0])
@@ -418,7 +394,7 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     sizes = {t: tensor_bytes(graph.tensor(t)) for t in names}
     io = [memplan.StepIO(s.inputs, s.output,
                          tuple(k for k in ((1,) if s.add is not None
-                                           else INPLACE_INPUTS.get(s.layer.kind, ()))
+                                           else REGISTRY[s.layer.kind].inplace_inputs)
                                if overlap and sizes[s.inputs[k]] == sizes[s.output]),
                          exclusive=s.add is not None,
                          slide=() if not overlap or write_delay(s) is None

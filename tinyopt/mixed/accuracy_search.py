@@ -1,6 +1,7 @@
-"""Accuracy-aware mixed precision under the memory model of :func:`tinyopt.mixed.search.memory_driven`
-(issue 30): the bits per policy layer that minimise the summed sensitivity
-(:func:`tinyopt.mixed.sensitivity.layer_sensitivity`) subject to the same flash and RAM budgets.
+"""Accuracy-aware mixed precision under the memory model of
+:func:`tinyopt.mixed.search.memory_driven` (issue 30): the bits per policy layer that minimise
+the summed sensitivity (:func:`tinyopt.mixed.sensitivity.layer_sensitivity`) subject to the same
+flash and RAM budgets.
 
 **The problem, exactly as an integer linear program.** Per policy layer i one binary per choice
 (w, a) of weight bits and output bits (a is fixed at the largest allowed width for the logits

@@ -10,8 +10,8 @@ bits; the network input stays 8-bit.
 and RAM budgets; docs/mixed_precision.md#memory-driven-policy); it raises :class:`BudgetError` when
 no assignment of bits fits.
 
-It is shared by the sub-byte quantizers (``tinyopt.qat.quantize_mixed``, ``tinyopt.ptq``), the
-memory model (``tinyopt.memory``) and the integer conversion (``tinyopt.icn``).
+It is shared by the sub-byte quantizers (``tinyopt.quantize_qat``, ``tinyopt.quantize_ptq``), the
+memory model (``tinyopt.mixed.memory``) and the integer conversion (``tinyopt.to_integer_graph``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every quantizer is affine and unsigned: a real value t is represented as ``S * (
 integer code T in [0, 2^Q - 1] and an integer zero point Z in [0, 2^Q - 1], so exactly 2^Q levels
 exist and real 0.0 is exactly representable (T = Z). The functions here are the ONE place where
 codes, scales and zero points are computed: the fake-quant value is rebuilt from the codes
-(``S * (T - Z)``), and :func:`tinyopt.qat.integer_params` hands the same codes to the integer
+(``S * (T - Z)``), and :func:`tinyopt.integer_params` hands the same codes to the integer
 conversion.
 
 - :func:`weight_pl`: weights per layer (PL), learnable clip a <= 0 <= b, PACT-style gradients

@@ -362,8 +362,8 @@ def _memory_driven_device(model, graph, flash_bytes, ram_bytes, granularity, del
         msg = (f"infeasible budget ({what}): flash budget {flash_bytes:,} B vs smallest "
                f"reachable flash {min_flash:,} B (every weight at {lo} bits, {granularity}); "
                f"RAM budget {ram_bytes:,} B vs the deployed arena {min_ram:,} B with every "
-               f"activation at {lo} bits and every weight at {top} (8-bit input image, logits as deployed; "
-               f"the most bytes at step {where!r}). Allowed bits "
+               f"activation at {lo} bits and every weight at {top} (8-bit input image, logits "
+               f"as deployed; the most bytes at step {where!r}). Allowed bits "
                f"{tuple(sorted(bits, reverse=True))}: raise the budgets, allow lower bits or use "
                "a smaller model.")
         return BudgetError(msg, flash_bytes, ram_bytes, min_flash, min_ram, where)

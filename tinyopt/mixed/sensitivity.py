@@ -102,11 +102,12 @@ class _Runner:
         self.q, self.batch = qmodel, batch_size
         self.weights, self.activations = weights, activations
         self.percentile, self.floor_offset = percentile, floor_offset
-        self.layers = [l for l in qmodel.layers if not isinstance(l, keras.layers.InputLayer)]
-        self.index = {l.name: i for i, l in enumerate(self.layers)}
-        self.inbound = {l.name: build._inbound_names(l) for l in self.layers}
-        self.input_name = next(l.name for l in qmodel.layers
-                               if isinstance(l, keras.layers.InputLayer))
+        self.layers = [lay for lay in qmodel.layers
+                       if not isinstance(lay, keras.layers.InputLayer)]
+        self.index = {lay.name: i for i, lay in enumerate(self.layers)}
+        self.inbound = {lay.name: build._inbound_names(lay) for lay in self.layers}
+        self.input_name = next(lay.name for lay in qmodel.layers
+                               if isinstance(lay, keras.layers.InputLayer))
         out = qmodel.layers[-1]
         self.logits_of = self.inbound[out.name][0] if isinstance(out, QuantSoftmax) else out.name
         self.values = {self.input_name: calibration}
@@ -184,10 +185,10 @@ class _Runner:
         layer = self.layers[self.index[name]]
         saved = {}
 
-        def save(l):
-            if l.name not in saved:
-                saved[l.name] = (l, l.get_weights(), {a: getattr(l, a) for a in _ATTRS
-                                                      if hasattr(l, a)})
+        def save(lay):
+            if lay.name not in saved:
+                saved[lay.name] = (lay, lay.get_weights(), {a: getattr(lay, a) for a in _ATTRS
+                                                            if hasattr(lay, a)})
         save(layer)
         try:
             offset = self._offset(layer)
@@ -224,10 +225,10 @@ class _Runner:
                 return _kl(self.ref_logp, self.logits(values))
             return 0.0  # the perturbed layer does not reach the logits
         finally:
-            for l, weights, attrs in saved.values():
-                l.set_weights(weights)
+            for lay, weights, attrs in saved.values():
+                lay.set_weights(weights)
                 for a, v in attrs.items():
-                    setattr(l, a, v)
+                    setattr(lay, a, v)
 
 
 def layer_sensitivity(model: keras.Model, calibration: np.ndarray, bits=(8, 4, 2),

@@ -1,7 +1,7 @@
 /* tinyopt_nn.c: integer-only reference kernels (see tinyopt_nn.h for the conventions).
  *
  * One generic kernel per layer kind, parameterised by bit widths at run time: correctness and
- * bit-exactness with tinyopt.sim first, then small code. Not SIMD-optimised (CMix-NN's SMLAD
+ * bit-exactness with tinyopt.integer.sim first, then small code. Not SIMD-optimised (CMix-NN's SMLAD
  * GEMMs would be several times faster); instruction counts measured with this file are therefore
  * an upper bound for an optimised kernel library.
  */

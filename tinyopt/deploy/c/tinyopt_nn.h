@@ -1,6 +1,6 @@
 /* tinyopt_nn.h: integer-only reference kernels for an exported tinyopt IntegerGraph.
  *
- * Portable C99, no malloc, no floating point. Every kernel computes exactly what tinyopt.sim
+ * Portable C99, no malloc, no floating point. Every kernel computes exactly what tinyopt.integer.sim
  * computes (Python: tinyopt/sim.py), element by element:
  *   phi = bias[c] + sum (w - z_w[c]) * (x - z_x)     (int32, wrap-around like a 32-bit register)
  *   y   = requant(phi, m0[c], n0[c]) + z_out, clamped to [act_lo, act_hi]
@@ -23,7 +23,10 @@
 #include <stdint.h>
 
 enum { TN_CONV = 0, TN_DEPTHWISE = 1, TN_DENSE = 2, TN_MAXPOOL = 3, TN_AVGPOOL = 4,
-       TN_ADD = 5, TN_CONCAT = 6, TN_PAD = 7, TN_QUANTIZE = 8, TN_SOFTMAX = 9 };
+       TN_ADD = 5, TN_CONCAT = 6, TN_PAD = 7, TN_QUANTIZE = 8, TN_SOFTMAX = 9,
+       /* an op with a kernel file of its own (tinyopt/deploy/c/ops/): the generated code calls
+        * its entry point directly; tn_run does not dispatch it */
+       TN_OP = 255 };
 enum { TN_FLOOR = 0, TN_TFL_SINGLE = 1, TN_TFL_DOUBLE = 2 };
 
 /* A tensor's geometry and number format. */
@@ -36,7 +39,7 @@ typedef struct {
 
 /* One step of the network: a compute layer (optionally fused with the max pool after it), a
  * stand-alone pool, or a DAG node (add, concat, pad, quantize, softmax). Field meanings follow
- * tinyopt.icn.IntegerLayer. */
+ * tinyopt.IntegerLayer. */
 typedef struct {
     uint8_t kind;         /* TN_CONV (also pointwise), TN_DEPTHWISE, TN_DENSE, TN_*POOL */
     uint8_t rounding;     /* TN_FLOOR, TN_TFL_SINGLE, TN_TFL_DOUBLE */
@@ -77,6 +80,10 @@ typedef struct {
     int32_t add_other_zp, add_out_zp, add_lo, add_hi;
     const int32_t *add_m0;
     const int8_t *add_n0;
+    /* ops with their own kernel file (tinyopt/deploy/c/ops/): constant bytes whose meaning the
+     * op defines (a lookup table, ...), from IntegerLayer.table */
+    const uint8_t *table;
+    uint16_t table_bytes;
 } tn_layer_t;
 
 /* Bytes of a packed tensor of n elements at `bits`. */

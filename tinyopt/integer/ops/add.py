@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.integer.arith import tflite_quantize_multiplier
-from tinyopt.integer.fixedpoint import REQUANT
+from tinyopt.integer.fixedpoint import REQUANT, check_multipliers
 from tinyopt.integer.graph import IntegerLayer
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
 
@@ -29,6 +29,14 @@ def check_inputs(layer: IntegerLayer, where: str, inputs: list) -> None:
     if tuple(layer.out_shape) != src.shape:
         raise ValueError(f"{where}: field out_shape {tuple(layer.out_shape)} differs "
                          f"from the inputs' {src.shape}")
+
+
+def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:
+    """The C kernel takes tensors of at most 8 bits and TFLite multipliers in range."""
+    if max(layer.in_bits, layer.out_bits) > 8:
+        raise ValueError(f"{where}: the C kernel takes tensors of at most 8 bits, got "
+                         f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
+    check_multipliers(layer, flavour, where)
 
 
 def simulate(p, xs: list, wrap: bool) -> np.ndarray:
@@ -69,8 +77,15 @@ def _import_add(ctx, op, op_name: str) -> list[IntegerLayer]:
     return [layer]
 
 
+def c_fields(step, emit) -> dict:
+    """The descriptor's ADD fields: the inputs' left shift and the second input's zero point."""
+    return {"left_shift": int(step.layer.left_shift),
+            "in2_zero_point": int(step.in_specs[1].zero_point)}
+
+
 register(OpKind("add", "element-wise add (TFLite int8 ADD)", n_inputs=2, n_multipliers=3,
                 check=check, check_inputs=check_inputs, simulate=simulate,
                 tflite={"ADD": TFLiteOp(_import_add, {"litert": "tflite_double",
                                                       "tflm": "tflite_double"})},
-                inplace_inputs=(0, 1), c_function="tn_run_add"))
+                inplace_inputs=(0, 1), c_function="tn_run_add", check_c=check_c,
+                c_fields=c_fields))

@@ -21,8 +21,8 @@ import numpy as np
 
 from tinyopt.integer.arith import macs as _macs
 from tinyopt.integer.arith import tflite_quantize_multiplier, weight_rows
-from tinyopt.integer.fixedpoint import (INT32_MAX, REQUANT, acc32, exact_float_dtype,
-                                        max_left_shift, value_range)
+from tinyopt.integer.fixedpoint import (INT32_MAX, REQUANT, acc32, check_multipliers,
+                                        exact_float_dtype, max_left_shift, value_range)
 from tinyopt.integer.graph import IntegerLayer
 from tinyopt.integer.ops._windows import pad_hw, taps
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
@@ -58,6 +58,32 @@ def check(layer: IntegerLayer, where: str) -> None:
                              f"channel) entries, got shape {arr.shape}")
     if layer.pad_mode not in PAD_MODES:
         raise ValueError(f"{where}: pad_mode must be one of {PAD_MODES}")
+
+
+def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:
+    """What the C kernels and their descriptor hold: one row of features per dense layer,
+    kernel sizes and depth multiplier below 256, 1/2/4/8-bit weights, uint8 weight zero points,
+    rows of at most 65535 bytes, TFLite multipliers in range."""
+    if layer.kind == "dense" and int(np.prod(layer.in_shape)) != int(layer.weight_shape[1]):
+        raise ValueError(f"{where}: a dense layer applied row by row (input {layer.in_shape}, "
+                         f"{layer.weight_shape[1]} features) is not exported")
+    if layer.kind != "dense":
+        k = list(layer.weight_shape[:-1] if layer.kind == "depthwise"
+                 else layer.weight_shape[1:3]) + [layer.depth_multiplier]
+        if max(k) > 255:
+            raise ValueError(f"{where}: kernel sizes and the depth multiplier must be in "
+                             f"[0, 255], got {k}")
+    if layer.weight_bits not in (1, 2, 4, 8):
+        raise ValueError(f"{where}: weight bits {layer.weight_bits} not supported (1, 2, 4, 8)")
+    zw = np.asarray(layer.weight_zero_point)
+    if zw.min() < 0 or zw.max() > 255:
+        raise ValueError(f"{where}: weight zero points must be in [0, 255] (uint8 in the C "
+                         f"header), got [{zw.min()}, {zw.max()}]")
+    if layer.weights.shape[1] > 65535:
+        raise ValueError(f"{where}: a packed weight row of {layer.weights.shape[1]} bytes "
+                         "exceeds 65535")
+    if layer.requantize:
+        check_multipliers(layer, flavour, where)
 
 
 def layer_macs(layer: IntegerLayer) -> int:
@@ -280,7 +306,7 @@ def _import_mean(ctx, op, op_name: str) -> list[IntegerLayer]:
 
 _CONV_ROUNDING = {"litert": "tflite_double", "tflm": "tflite_double"}
 _COMMON = dict(compute=True, check=check, prepare=prepare, simulate=simulate,
-               c_function="tn_run_compute", macs=layer_macs)
+               c_function="tn_run_compute", check_c=check_c, macs=layer_macs)
 register(
     OpKind("conv2d", "2-D convolution (any kernel, stride, padding)",
            tflite={"CONV_2D": TFLiteOp(_import_conv, _CONV_ROUNDING)}, **_COMMON),

@@ -60,6 +60,17 @@ def _import_concat(ctx, op, op_name: str) -> list[IntegerLayer]:
     return [layer]
 
 
+def c_fields(step, emit) -> dict:
+    """For each of ``outer`` outer indices, ``inner[k]`` elements of input k in turn."""
+    layer = step.layer
+    ax = layer.axis % len(layer.out_shape)
+    outer = int(np.prod(layer.out_shape[:ax], dtype=np.int64))
+    inner = [int(np.prod(t.shape[ax:], dtype=np.int64)) for t in step.in_specs]
+    return {"n_in": len(inner), "outer": outer,
+            "inner": emit("uint32_t", np.asarray(inner, np.uint32), "inner")}
+
+
 register(OpKind("concat", "concatenation along an axis", n_inputs=None, same_quantization=True,
                 check_inputs=check_inputs, simulate=simulate,
-                tflite={"CONCATENATION": TFLiteOp(_import_concat)}, c_function="tn_run_concat"))
+                tflite={"CONCATENATION": TFLiteOp(_import_concat)}, c_function="tn_run_concat",
+                c_fields=c_fields))

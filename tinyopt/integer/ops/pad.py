@@ -54,7 +54,12 @@ def _import_pad(ctx, op, op_name: str) -> list[IntegerLayer]:
     return [layer]
 
 
+def c_fields(step, emit) -> dict:
+    """The descriptor's top and left padding (the kernel derives the rest from the shapes)."""
+    return {"pad_t": int(step.layer.padding[0]), "pad_l": int(step.layer.padding[2])}
+
+
 register(OpKind("pad", "zero padding of H and W", same_quantization=True, check=check,
                 simulate=simulate, tflite={"PAD": TFLiteOp(_import_pad),
                                            "PADV2": TFLiteOp(_import_pad)},
-                c_function="tn_run_pad"))
+                c_function="tn_run_pad", c_fields=c_fields))

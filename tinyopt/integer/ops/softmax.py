@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.integer.arith import tflite_quantize_multiplier
-from tinyopt.integer.fixedpoint import softmax_int8
+from tinyopt.integer.fixedpoint import check_multipliers, softmax_int8
 from tinyopt.integer.graph import IntegerLayer
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
 
@@ -17,6 +17,17 @@ from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
 def check(layer: IntegerLayer, where: str) -> None:
     if int(layer.diff_min) > 0:
         raise ValueError(f"{where}: diff_min must be <= 0, got {layer.diff_min}")
+
+
+def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:
+    """The C kernel takes tensors of at most 8 bits and TFLite multipliers in range."""
+    if max(layer.in_bits, layer.out_bits) > 8:
+        raise ValueError(f"{where}: the C kernel takes tensors of at most 8 bits, got "
+                         f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
+    check_multipliers(layer, flavour, where)
+    if not 0 <= int(layer.n0[0]) <= 31:
+        raise ValueError(f"{where}: the softmax input left shift n0 must be in [0, 31], got "
+                         f"{int(layer.n0[0])}")
 
 
 def simulate(p, xs: list, wrap: bool) -> np.ndarray:
@@ -46,8 +57,13 @@ def _import_softmax(ctx, op, op_name: str) -> list[IntegerLayer]:
     return [layer]
 
 
+def c_fields(step, emit) -> dict:
+    return {"diff_min": int(step.layer.diff_min)}
+
+
 register(OpKind("softmax", "int8 softmax over the last axis (TFLite SOFTMAX)", n_multipliers=1,
                 check=check, simulate=simulate,
                 tflite={"SOFTMAX": TFLiteOp(_import_softmax, {"litert": "tflite_double",
                                                               "tflm": "tflite_double"})},
-                inplace_inputs=(0,), c_function="tn_run_softmax"))
+                inplace_inputs=(0,), c_function="tn_run_softmax", check_c=check_c,
+                c_fields=c_fields))

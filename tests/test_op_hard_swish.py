@@ -1,0 +1,120 @@
+"""HARD_SWISH (tinyopt/integer/ops/hard_swish.py, tinyopt/deploy/c/ops/tn_hard_swish.c): the
+simulator against LiteRT's reference kernels and TFLite Micro on every element, at input scales
+that take each branch of the relu-ish rescaling (left shift, none, right shift); the C kernel on
+the host against the simulator."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import tinyopt  # noqa: F401  (sets up tf_keras)
+from tests import _keras_nets as nets
+from tinyopt.integer import sim
+from tinyopt.integer.ops.hard_swish import hard_swish_int8, int16_multiplier
+from tinyopt.litert.reference import litert_reference, tflm_reference
+
+SCALES = (0.05, 1.0, 40.0)  # conv weights scaled: hard_swish input ranges of ~0.1, ~2, ~80
+
+
+def _model(scale: float):
+    keras = nets._keras()
+    L = keras.layers
+    x = inp = keras.Input((6, 6, 3))
+    x = L.Conv2D(8, 3, padding="same")(x)
+    x = L.Multiply()([x, L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])  # Keras' MobileNetV3 hard-swish
+    x = L.Conv2D(4, 1)(x)
+    m = nets.randomize_bias(keras.Model(inp, x))
+    conv = m.layers[1]
+    conv.kernel.assign(conv.kernel * scale)
+    return m
+
+
+@pytest.fixture(scope="module", params=SCALES)
+def hs_tflite(request) -> bytes:
+    return nets.to_int8(_model(request.param))
+
+
+def _hard_swish_node(g):
+    nodes = [lay for lay in g.layers if lay.kind == "hard_swish"]
+    assert len(nodes) == 1, "the converter did not emit one HARD_SWISH"
+    return nodes[0]
+
+
+@pytest.mark.parametrize("flavour", ["litert", "tflm"])
+def test_hard_swish_matches_litert_and_tflm(hs_tflite, flavour):
+    g = sim.graph_from_tflite(hs_tflite, flavour=flavour)
+    node = _hard_swish_node(g)
+    x = np.random.default_rng(1).integers(-128, 128, (200, 6, 6, 3)).astype(np.int8)
+    got = sim.run_tflite(hs_tflite, x, trace=True, flavour=flavour)[node.name]
+    ref = (litert_reference if flavour == "litert" else tflm_reference)(
+        hs_tflite, x, tensors=[node.name])[node.name]
+    assert len(np.unique(ref)) > 20, "a near-constant activation checks little"
+    np.testing.assert_array_equal(np.asarray(got).reshape(ref.shape), ref)
+
+
+def test_relu_ish_exponent_takes_every_branch():
+    exps = set()
+    for scale in (0.001, 0.05, 1.0, 40.0):  # the hard_swish input scale s: relu-ish exponent
+        hires = np.float32(1 / 128) * np.float32(scale)
+        exps.add(np.sign(int16_multiplier(hires / np.float32(3 / 32768))[1]))
+    assert exps == {-1, 0, 1} or exps >= {-1, 1}
+
+
+def _params(s_in: float, s_out: float):
+    hires = np.float32(1 / 128) * np.float32(s_in)
+    return (*int16_multiplier(hires / np.float32(3 / 32768)),
+            *int16_multiplier(hires / np.float32(s_out)))
+
+
+def test_arithmetic_follows_the_real_function():
+    """Away from the fixed point's rounding, the codes follow x * relu6(x + 3) / 6."""
+    s_in, s_out, z_in, z_out = 0.1, 0.1, 3, -5
+    x = np.arange(-128, 128)
+    y = hard_swish_int8(x, z_in, z_out, *_params(s_in, s_out))
+    real = (x - z_in) * s_in
+    want = np.clip(np.round(real * np.clip(real + 3, 0, 6) / 6 / s_out) + z_out, -128, 127)
+    assert np.abs(y - want).max() <= 1
+    assert np.all(y[real <= -3] == z_out)  # relu6(x + 3) = 0: real 0 exactly
+    big = hard_swish_int8(x, 0, 0, 32767, 15, 32767, 0)  # extreme gains: saturate, then clamp
+    assert big.min() >= -128 and big.max() == 127
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+def test_c_kernel_matches_simulator_on_the_host(hs_tflite, tmp_path):
+    from tinyopt.deploy import codegen, mcu
+    g = sim.graph_from_tflite(hs_tflite, flavour="tflm")
+    e = codegen.export_c(g, tmp_path / "src")
+    assert any(p.name.endswith("tn_hard_swish.c") for p in e.sources)
+    exe = mcu.build_host(e, build_dir=tmp_path / "host")
+    x = np.random.default_rng(2).integers(-128, 128, (40, 6, 6, 3)).astype(np.int8)
+    want = codegen.reference_output(g, x)
+    assert len({r.tobytes() for r in want}) > 1
+    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+def test_prefixed_library_carries_the_op_kernel(hs_tflite, tmp_path):
+    """A generated library (prefix hs) copies and renames the op's kernel file too, and its host
+    check agrees with the simulator."""
+    from tinyopt.deploy import library
+    g = sim.graph_from_tflite(hs_tflite, flavour="tflm")
+    meta = library.generate(g, tmp_path / "hs", name="hs", check_images=8)
+    assert "hs_tn_hard_swish.c" in meta["sources"]
+    text = (tmp_path / "hs" / "hs_tinyopt_nn.h").read_text()
+    assert "#define tn_run_hard_swish hs_tn_run_hard_swish" in text
+    assert meta["check"]["mismatching_values"] == 0
+
+
+@pytest.mark.slow
+def test_hard_swish_under_qemu(tmp_path):
+    from tinyopt.deploy import mcu
+    ok, why = mcu.toolchain()
+    if not ok:
+        pytest.skip(why)
+    tfl = nets.to_int8(_model(1.0))
+    g = sim.graph_from_tflite(tfl, flavour="tflm")
+    x = np.random.default_rng(3).integers(-128, 128, (6, 6, 6, 3)).astype(np.int8)
+    s = mcu.deploy(g, x, tmp_path, name="hs", mcu_images=3)["summary"]
+    assert s["host_images_exact"] == s["host_images"] and s["mcu_images_exact"] == 3
