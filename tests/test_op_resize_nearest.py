@@ -1,0 +1,95 @@
+"""RESIZE_NEAREST_NEIGHBOR (tinyopt/integer/ops/resize_nearest.py,
+tinyopt/deploy/c/ops/tn_resize_nearest.c): Keras UpSampling2D (integer factors, unequal per
+axis) and tf.image.resize "nearest" to non-multiple sizes, the simulator against LiteRT's
+reference kernels and TFLite Micro on every element; the other converter settings refused by
+name; the C kernel on the host against the simulator."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import tinyopt  # noqa: F401  (sets up tf_keras)
+from tests import _keras_nets as nets
+from tinyopt.integer import sim
+from tinyopt.integer.ops import resize_nearest
+from tinyopt.litert.reference import litert_reference, tflm_reference
+
+
+def _model(size=None, factor=(2, 3)):
+    keras = nets._keras()
+    L = keras.layers
+    x = inp = keras.Input((4, 5, 3))
+    x = L.Conv2D(8, 3, padding="same")(x)
+    if size is None:
+        x = L.UpSampling2D(factor)(x)
+    else:
+        x = L.Resizing(*size, interpolation="nearest")(x)
+    return nets.randomize_bias(keras.Model(inp, L.Conv2D(4, 1)(x)))
+
+
+MODELS = {"upsampling_2x3": dict(factor=(2, 3)), "resize_7x13": dict(size=(7, 13)),
+          "resize_down_3x2": dict(size=(3, 2))}
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def rn_tflite(request) -> bytes:
+    return nets.to_int8(_model(**MODELS[request.param]))
+
+
+def _node(g):
+    nodes = [lay for lay in g.layers if lay.kind == "resize_nearest"]
+    assert len(nodes) == 1, "the converter did not emit one RESIZE_NEAREST_NEIGHBOR"
+    return nodes[0]
+
+
+@pytest.mark.parametrize("flavour", ["litert", "tflm"])
+def test_resize_matches_litert_and_tflm(rn_tflite, flavour):
+    g = sim.graph_from_tflite(rn_tflite, flavour=flavour)
+    node = _node(g)
+    x = np.random.default_rng(1).integers(-128, 128, (200, 4, 5, 3)).astype(np.int8)
+    got = sim.run_tflite(rn_tflite, x, trace=True, flavour=flavour)[node.name]
+    ref = (litert_reference if flavour == "litert" else tflm_reference)(
+        rn_tflite, x, tensors=[node.name])[node.name]
+    assert len(np.unique(ref)) > 20, "a near-constant output checks little"
+    np.testing.assert_array_equal(np.asarray(got).reshape(ref.shape), ref)
+
+
+def test_indices_of_integer_factors_repeat_each_row():
+    np.testing.assert_array_equal(resize_nearest.source_indices(4, 8),
+                                  np.repeat(np.arange(4), 2))
+    np.testing.assert_array_equal(resize_nearest.source_indices(5, 15),
+                                  np.repeat(np.arange(5), 3))
+
+
+def test_other_options_are_refused_by_name(rn_tflite):
+    from tinyopt.integer.tflite_ctx import ImportContext, TFLiteModel
+    m = TFLiteModel(rn_tflite)
+    ctx = ImportContext(m, "litert")
+    op = next(o for o in m.sub.operators if m.op_names[o.opcodeIndex] == "RESIZE_NEAREST_NEIGHBOR")
+    op.builtinOptions.alignCorners, op.builtinOptions.halfPixelCenters = True, False
+    with pytest.raises(ValueError, match="align_corners=True, half_pixel_centers=False"):
+        resize_nearest._import_resize_nearest(ctx, op, "RESIZE_NEAREST_NEIGHBOR")
+
+
+def test_table_out_of_range_is_refused(rn_tflite):
+    node = _node(sim.graph_from_tflite(rn_tflite))
+    table = node.table.view("<u2").copy()
+    table[0] = node.in_shape[0]
+    node.table = table.view(np.uint8)
+    with pytest.raises(ValueError, match="table indexes row"):
+        node.validate()
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+def test_c_kernel_matches_simulator_on_the_host(rn_tflite, tmp_path):
+    from tinyopt.deploy import codegen, mcu
+    g = sim.graph_from_tflite(rn_tflite, flavour="tflm")
+    e = codegen.export_c(g, tmp_path / "src")
+    assert any(p.name.endswith("tn_resize_nearest.c") for p in e.sources)
+    exe = mcu.build_host(e, build_dir=tmp_path / "host")
+    x = np.random.default_rng(2).integers(-128, 128, (40, 4, 5, 3)).astype(np.int8)
+    want = codegen.reference_output(g, x)
+    assert len({r.tobytes() for r in want}) > 1
+    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
