@@ -190,3 +190,33 @@ def test_run_tflite_refuses_inputs_that_are_not_codes_or_on_the_wrong_scale():
     real = pixels.astype(np.float32) / 255.0
     codes = (np.round(real * 255) - 128).astype(np.int8)
     np.testing.assert_array_equal(sim.run_tflite(tfl, real), sim.run_tflite(tfl, codes))
+
+
+def test_refusal_names_the_keras_layer_and_the_shape_ops_fix():
+    from tinyopt.integer.from_litert import keras_layers_of
+    assert keras_layers_of("model/re_lu/Relu6;model/tf.__operators__.add/AddV2") == \
+        ["re_lu", "tf.__operators__.add"]
+    assert keras_layers_of("StatefulPartitionedCall:0") == []
+    pytest.importorskip("tensorflow")
+    import tf_keras as keras
+
+    from tests._keras_nets import calibration
+    from tinyopt.litert.convert import to_tflite
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4, 4, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.Reshape((8, 8), name="my_reshape")(x)
+    x = keras.layers.Dense(2, name="dense_3d")(x)  # a Dense on a 3-D tensor (Tensordot)
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    cal = calibration(model)
+    with pytest.raises(ValueError, match=r"RESHAPE.*my_reshape.*SHAPE.*batch_size=1"):
+        graph_from_tflite(to_tflite(model, "int8", calibration=cal))
+    g = graph_from_tflite(to_tflite(model, "int8", calibration=cal, batch_size=1))
+    assert {lay.kind for lay in g.layers} <= {"conv2d", "reshape", "flatten", "dense"}
+    # the simulator runs the converted model bit for bit (the Dense on rows included)
+    from tinyopt.litert.reference import litert_reference
+    tfl = to_tflite(model, "int8", calibration=cal, batch_size=1)
+    x = np.random.default_rng(0).integers(-128, 128, (50, 4, 4, 2)).astype(np.int8)
+    out = g.output_names()[0]
+    ref = litert_reference(tfl, x, tensors=[out], batch_size=1)[out]
+    np.testing.assert_array_equal(np.asarray(sim.run_tflite(tfl, x)).reshape(ref.shape), ref)

@@ -23,6 +23,22 @@ FLAVOURS = ops.registry.FLAVOURS
 __all__ = ["FLAVOURS", "TFLiteFileError", "graph_from_tflite", "tflite_ops"]  # + HANDLERS, ...
 
 
+# Ops of the run-time shape computations a converter emits for a dynamic batch axis.
+SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK", "GATHER", "REDUCE_PROD", "SLICE")
+
+
+def keras_layers_of(tensor_name: str) -> list[str]:
+    """The Keras layer names a TFLite tensor name carries (the converter names tensors
+    ``<model>/<layer>/<op>``, several joined by ``;``), in order, without repeats; [] for names
+    such as ``StatefulPartitionedCall:0``. Untrusted text: for error messages only."""
+    out = []
+    for part in str(tensor_name).split(";"):
+        pieces = part.split("/")
+        if len(pieces) >= 3 and pieces[1] and pieces[1] not in out:
+            out.append(pieces[1][:64])
+    return out
+
+
 def _handlers() -> dict:
     """TFLite builtin name -> builder, from the op registry."""
     return {name: imp.build for name, (_, imp) in ops.tflite_table().items()}
@@ -83,9 +99,16 @@ def graph_from_tflite(tflite_bytes: bytes, *, flavour: str = "litert") -> Intege
         kind = m.op_names[op.opcodeIndex]
         if kind not in handlers:
             out = m.name(int(op.outputs[0])) if len(op.outputs) else "?"
-            raise ValueError(f"unsupported TFLite op {kind} (writing tensor {out!r}); the "
-                             f"integer graph supports {sorted(handlers)}. Replace the Keras "
-                             "layer that produced it, or run this model with LiteRT")
+            layers = keras_layers_of(out)
+            where = (f" (Keras layer{'s' if len(layers) > 1 else ''} "
+                     f"{', '.join(map(repr, layers))})" if layers else "")
+            fix = (" These ops compute a reshape target at run time because the batch axis "
+                   "was dynamic at conversion: convert with a fixed batch of one "
+                   "(tinyopt.to_tflite(model, 'int8', calibration, batch_size=1)), which folds "
+                   "them." if kind in SHAPE_OPS else
+                   " Replace the layer that produced it, or run this model with LiteRT.")
+            raise ValueError(f"unsupported TFLite op {kind} writing tensor {out!r}{where}; the "
+                             f"integer graph supports {sorted(handlers)}.{fix}")
     ctx = ImportContext(m, flavour)
     x = int(sub.inputs[0])
     src = ctx.spec(x, "model input")

@@ -446,7 +446,10 @@ class _Checker:
                 new = self.ints(ins[1])
                 if new is None or len(self.shape(ins[1])) > 1:
                     _fail(f"{where}: the shape input {self.where(ins[1])} must be a constant "
-                          "1-D int32 tensor")
+                          "1-D int32 tensor (a converter computes it at run time, with SHAPE / "
+                          "STRIDED_SLICE / PACK ops, when the batch axis was dynamic: convert "
+                          "with a fixed batch of one, tinyopt.to_tflite(model, 'int8', "
+                          "calibration, batch_size=1))")
                 new = [int(d) for d in new]
             elif op.builtinOptions is not None and getattr(op.builtinOptions, "newShape",
                                                            None) is not None:

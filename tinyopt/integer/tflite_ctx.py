@@ -111,6 +111,11 @@ class ImportContext:
         self.m, self.flavour, self.schema = m, flavour, m.schema
         self.names: dict[int, str] = {}
         self.tensors: dict[str, Tensor] = {}
+        # A model converted for a fixed batch of one (no -1 in its input's shape signature) holds
+        # one image in every tensor, and the converter may drop the batch axis of some (a Dense
+        # on a 3-D tensor runs on [rows, features]): their stored shape is the per-image shape.
+        sig = m.tensor(int(m.sub.inputs[0])).shapeSignature
+        self.static_batch = sig is None or len(sig) == 0 or int(sig[0]) == 1
 
     def tname(self, i: int) -> str:
         """A unique, non-empty name for tensor index i (its flatbuffer name when possible)."""
@@ -128,11 +133,13 @@ class ImportContext:
             t = self.m.tensor(i)
             self.m.check_int8(i, "activation", op)
             shape = [int(d) for d in t.shape]
-            if not shape or shape[0] != 1:
+            if shape and shape[0] == 1:
+                shape = shape[1:]
+            elif not (shape and self.static_batch):
                 raise ValueError(f"{op}: tensor {name!r} has shape {shape}; the first axis must "
                                  "be the batch of 1 (convert the model with batch size 1)")
             s, z = self.m.quant(i)
-            self.tensors[name] = Tensor(name, tuple(shape[1:]), 8, True, int(z[0]), float(s[0]))
+            self.tensors[name] = Tensor(name, tuple(shape), 8, True, int(z[0]), float(s[0]))
         return self.tensors[name]
 
     def node(self, kind: str, op_name: str, ins: list[int], out: int, **kw) -> IntegerLayer:

@@ -99,7 +99,8 @@ def calibration_subset(x: np.ndarray, samples: int = CALIBRATION_SAMPLES,
 
 
 def to_tflite(model, mode: str = "float32", calibration: np.ndarray | None = None,
-              calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0) -> bytes:
+              calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0,
+              batch_size: int | None = None) -> bytes:
     """Convert a ``tf_keras`` model to a LiteRT flatbuffer.
 
     Arguments:
@@ -114,6 +115,11 @@ def to_tflite(model, mode: str = "float32", calibration: np.ndarray | None = Non
             the converter sees them (:func:`tinyopt.front.checks.check_images`).
         calibration_samples: how many of them to use (a seeded random subset; default 500).
         seed: seed of that subset.
+        batch_size: None (default): the model's batch axis stays dynamic; 1: converted for
+            one image at a time, so the converter folds every shape computation (a Keras
+            ``Reshape`` or a ``Dense`` on a 3-D tensor otherwise become SHAPE / STRIDED_SLICE /
+            PACK / GATHER ops computing the reshape target at run time, which the integer
+            graph does not import), as a microcontroller runs it.
 
     Returns:
         The flatbuffer as bytes.
@@ -142,7 +148,14 @@ def to_tflite(model, mode: str = "float32", calibration: np.ndarray | None = Non
         calibration = check_images(calibration, model, "calibration", f"to_tflite({mode!r})")
         calibration = calibration_subset(calibration, calibration_samples, seed)
     check_weights(model, f"to_tflite({mode!r})")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if batch_size is None:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    else:
+        if batch_size != 1 or isinstance(batch_size, bool):
+            raise ValueError(f"batch_size must be None (dynamic) or 1, got {batch_size!r}")
+        spec = tf.TensorSpec([batch_size, *model.input_shape[1:]], tf.float32)
+        fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
     converter = MODES[mode](converter, calibration)
     with warnings.catch_warnings():
         # Emitted for every calibrated conversion; the representative dataset supplies the
