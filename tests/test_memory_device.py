@@ -205,3 +205,25 @@ def test_a_mobilenet_v2():
                                        classes=10)
     x = np.random.default_rng(4).uniform(0, 1, (16, 32, 32, 3)).astype(np.float32)
     _check(m, {"w8a8": Policy.uniform(m, 8, 8), "mixed": _mixed(m)}, x)
+
+
+def _activations() -> keras.Model:
+    """Registry activations as their own element-wise steps: a LeakyReLU and MobileNetV3's
+    hard-swish (tests/test_subbyte_activations.py takes them through PTQ, the simulator and C)."""
+    inp = keras.Input((8, 8, 2), name="img")
+    x = L.Conv2D(8, 3, padding="same", name="c0")(inp)
+    x = L.LeakyReLU(0.1, name="leaky")(x)
+    x = L.Conv2D(8, 3, name="c1")(x)
+    x = L.Multiply(name="hswish")([x, L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, L.Dense(3, name="fc")(x), name="activations")
+
+
+def test_registry_activations_are_element_wise_steps():
+    m = _activations()
+    x = np.random.default_rng(5).uniform(0, 1, (32, 8, 8, 2)).astype(np.float32)
+    # hard-swish at 8 bits (TFLite's int8 kernel); the LeakyReLU also at 4 bits (its kernel
+    # reads packed codes). A sub-byte hard-swish is a lookup table, which tn_hard_swish.c
+    # cannot run yet (the planner refuses it).
+    _check(m, {"w8a8": Policy.uniform(m, 8, 8),
+               "mixed": Policy(["c0", "c1", "fc"], [4, 8, 8], [4, 8, 8])}, x)

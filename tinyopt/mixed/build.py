@@ -24,7 +24,7 @@ from tinyopt.integer import arith
 from tinyopt.mixed import quantizers
 from tinyopt.mixed import dag
 from tinyopt.mixed.policy import Policy
-from tinyopt.mixed.graph_layers import QuantAdd, QuantConcat, QuantSoftmax
+from tinyopt.mixed.graph_layers import QuantActivation, QuantAdd, QuantConcat, QuantSoftmax
 from tinyopt.mixed.layers import (ALPHA_DECAY, CLIP_DECAY, DEFAULT_ALPHA, QuantAvgPool,
                                   QuantCompute, QuantInput, QuantModel, freeze_bn)
 
@@ -36,7 +36,7 @@ from tinyopt.mixed.dag import SOFTMAX_HEADS  # noqa: E402
 def _check_policy(block_list: list, policy: Policy) -> list[str]:
     names = [b.name for b in block_list if b.is_policy_layer]
     if not isinstance(policy, Policy):
-        raise TypeError(f"policy must be a tinyopt.policy.Policy, got {type(policy).__name__}")
+        raise TypeError(f"policy must be a tinyopt.Policy, got {type(policy).__name__}")
     if list(policy.layers) != names:
         raise ValueError(f"the policy's layers {list(policy.layers)} do not match the model's "
                          f"compute layers {names} (same names, same graph order); build it "
@@ -104,7 +104,9 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
     :class:`QuantCompute` computing a per-channel affine (a 1 x 1 depthwise of ones with the BN,
     named as the BN); the input gets the 8-bit :class:`QuantInput`; ``Add`` / ``x + y`` a
     :class:`QuantAdd`, concatenation a :class:`QuantConcat`; average pooling
-    :class:`QuantAvgPool` (floor); MaxPooling2D, ZeroPadding2D, Flatten, Dropout and Reshape are
+    :class:`QuantAvgPool` (floor); an element-wise op of the op registry (LeakyReLU,
+    MobileNetV3's hard-swish) a :class:`~tinyopt.mixed.graph_layers.QuantActivation` (its float
+    function, then its own output quantizer at its input's bits); MaxPooling2D, ZeroPadding2D, Flatten, Dropout and Reshape are
     copied. A compute layer without ReLU whose output feeds other layers gets the signed
     quantizer (a linear bottleneck, a residual branch); the one producing the model output gives
     float logits. The input model is not modified.
@@ -129,14 +131,14 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
 
     Raises:
         ValueError: an unsupported layer (named, with its type and the supported set), a layer
-            :func:`tinyopt.icn.convert` would refuse (:func:`tinyopt.mixed.dag.check_supported`:
+            :func:`tinyopt.to_integer_graph` would refuse (:func:`tinyopt.mixed.dag.check_supported`:
             a dilated convolution, an add that broadcasts), a policy that does not match the
             model, a concatenation of signed and unsigned tensors, an unknown ``softmax``, or a
             layer with a NaN / Inf weight (named).
     """
     if softmax not in SOFTMAX_HEADS:
         raise ValueError(f"softmax must be one of {SOFTMAX_HEADS}, got {softmax!r}")
-    dag.check_supported(model)  # what icn.convert refuses, before anything is built or trained
+    dag.check_supported(model)  # what to_integer_graph refuses, before anything is built or trained
     check_weights(model, "quantize_mixed")
     block_list = dag.blocks(model)
     _check_policy(block_list, policy)
@@ -221,6 +223,15 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
                 y = q(xs)
                 g_out = (b.name, bits, q.signed)
             owners[b.name] = q
+        elif b.op == "activation":  # a registry op: its float function, its own quantizer
+            q = QuantActivation(b.kind, g_in[0][1], b.config, g_in[0][0], alpha_decay,
+                                name=b.name)
+            q.input_scale = owners[g_in[0][0]].output_scale
+            y = q(xs[0])
+            if q.learned:
+                q.alpha.assign(alpha)
+            owners[b.name] = q
+            g_out = (b.name, q.bits, q.signed)
         elif b.op in ("avgpool", "gap"):
             pool = b.op == "avgpool"
             q = QuantAvgPool(g_in[0][1], b.config["pool_size"] if pool else None,
@@ -260,7 +271,7 @@ def _inbound_names(layer) -> list[str]:
 
 def integer_params(qmodel: keras.Model) -> dict:
     """The integer view of a fake-quant model from :func:`quantize_mixed` or
-    :func:`tinyopt.ptq.quantize_mixed`, in graph order.
+    :func:`tinyopt.quantize_ptq`, in graph order.
 
     Returns:
         ``{"input": {scale, zero_point, bits, lo, hi}, "layers": [...]}`` where each entry of
@@ -269,6 +280,7 @@ def integer_params(qmodel: keras.Model) -> dict:
         :meth:`QuantCompute.integer_params`), ``"avgpool"`` (``pool_size`` / ``strides``, None =
         global; floor(sum / count) on the input grid, ``scale``, ``bits``), ``"add"`` /
         ``"concat"`` (``input_grids``, ``output``: scale, zero_point, bits, signed),
+        ``"element_wise"`` (a registry op: ``kind``, ``config``, ``input_grid``, ``output``),
         ``"softmax"``, or ``"maxpool"``, ``"pad"``, ``"flatten"``, ``"reshape"``, ``"dropout"``
         (identity at inference) with the Keras ``config``. Every entry has ``grid``: the
         {scale, zero_point, bits, signed} of its output (None for float logits).
@@ -291,7 +303,7 @@ def integer_params(qmodel: keras.Model) -> dict:
             continue
         if out is None:
             raise ValueError(f"layer {layer.name!r} comes before any QuantInput; pass a model "
-                             "built by tinyopt.qat.quantize_mixed or tinyopt.ptq.quantize_mixed")
+                             "built by tinyopt.quantize_qat or tinyopt.quantize_ptq")
         names = _inbound_names(layer)
         g_in = [grids.get(n) for n in names]
         if any(g is None for g in g_in) and not isinstance(layer, QuantSoftmax):
@@ -312,6 +324,11 @@ def integer_params(qmodel: keras.Model) -> dict:
                      "grid": grid_of(s, 2 ** (layer.bits - 1) if signed else 0, layer.bits,
                                      signed)}
             entry["output"] = entry["grid"]
+        elif isinstance(layer, QuantActivation):
+            entry = {"type": "element_wise", **base, "kind": layer.kind,
+                     "config": dict(layer.op_settings), "input_grid": g_in[0],
+                     "grid": layer.grid()}
+            entry["output"] = entry["grid"]
         elif isinstance(layer, QuantAvgPool):
             entry = {"type": "avgpool", **base, "pool_size": layer.pool_size,
                      "strides": layer.strides, "scale": g_in[0]["scale"],
@@ -327,7 +344,7 @@ def integer_params(qmodel: keras.Model) -> dict:
         entries.append(entry)
     if out is None:
         raise ValueError("the model has no QuantInput layer; build it with "
-                         "tinyopt.qat.quantize_mixed or tinyopt.ptq.quantize_mixed")
+                         "tinyopt.quantize_qat or tinyopt.quantize_ptq")
     order = getattr(qmodel, "execution_order", None)
     if order:  # the float model's layer order (a topological order, as Keras' own)
         rank = {name: i for i, name in enumerate(order)}
@@ -353,7 +370,7 @@ def summary(qmodel: keras.Model, print_fn=None):
     (``w{W}a{A}``: weight bits x input bits), then a ``total`` row.
 
     Arguments:
-        qmodel: a model from :func:`quantize_mixed` / :func:`tinyopt.ptq.quantize_mixed`.
+        qmodel: a model from :func:`quantize_mixed` / :func:`tinyopt.quantize_ptq`.
         print_fn: e.g. ``print`` to also print the table.
 
     Returns:
@@ -398,14 +415,14 @@ def named_policy(model: keras.Model, name: str, granularity: str = "PL",
     Arguments:
         model: the float model.
         name: ``"w{W}a{A}"`` (e.g. "w4a4": uniform W-bit weights, A-bit activations) or
-            ``"mixed"``: the paper's memory-driven rule (:func:`tinyopt.policy.memory_driven`)
+            ``"mixed"``: the paper's memory-driven rule (:func:`tinyopt.memory_driven`)
             with flash and RAM budgets of ``memory_fraction`` times those of w8a8.
         granularity: "PL" or "PC".
         fold: force "FB" or "ICN" on every layer but the last (None: the paper's rule).
         memory_fraction: budget fraction for "mixed".
 
     Returns:
-        A :class:`tinyopt.policy.Policy`.
+        A :class:`tinyopt.Policy`.
 
     Raises:
         ValueError: an unknown name.

@@ -13,6 +13,11 @@ model, of the integer graph and of the memory model:
   (``Concatenate`` or ``tf.concat`` on the channel axis), with a following ReLU;
 - ``maxpool``, ``avgpool`` (VALID), ``gap`` (GlobalAveragePooling2D), ``pad`` (ZeroPadding2D),
   ``flatten``, ``reshape``, ``dropout``;
+- ``activation``: an element-wise op of the op registry whose module reads Keras layers
+  (:class:`tinyopt.integer.ops.registry.KerasPattern`: LeakyReLU, MobileNetV3's hard-swish, ...;
+  ``kind`` is the op's name, ``config`` its settings): asked for every layer the reader above
+  does not know, before refusing it. It stays its own block (never fused into the compute layer
+  before it: that layer's output is quantized signed, the activation requantizes it);
 - ``softmax``: the model's softmax head (``Activation("softmax")``, ``Softmax`` or a Dense with
   ``activation="softmax"``); it must produce the model output.
 
@@ -21,13 +26,15 @@ bottleneck, a residual branch before its ``Add``): its output is quantized signe
 Anything else is refused with an error naming the layer, its type and :data:`SUPPORTED`; what a
 later stage would refuse in an accepted layer type (a dilated convolution, an add that
 broadcasts) is refused first, every such layer named at once (:func:`check_supported`), so the
-memory model, the policy search, PTQ and QAT refuse what ``icn.convert`` refuses.
+memory model, the policy search, PTQ and QAT refuse what ``to_integer_graph`` refuses.
 The *policy layers* (:func:`policy_layers`) are the compute and ``bn`` blocks, in order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from tinyopt.integer import ops as _ops
 
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
@@ -47,7 +54,9 @@ SUPPORTED = ("Conv2D, Conv1D, DepthwiseConv2D, Dense (each optionally followed b
              "BatchNormalization and ReLU/ReLU6), standalone BatchNormalization, Add / x + y, "
              "Concatenate / tf.concat (channel axis), MaxPooling2D, AveragePooling2D (valid), "
              "GlobalAveragePooling2D, ZeroPadding2D, Flatten, Reshape, Dropout, "
-             "Activation/ReLU (relu, relu6, linear), and a softmax head; convolutions "
+             "Activation/ReLU (relu, relu6, linear), the element-wise ops of the op registry "
+             "(LeakyReLU, MobileNetV3's hard-swish: tinyopt.mixed.dag.registry_activations()), "
+             "and a softmax head; convolutions "
              "undilated, adds of tensors of one shape")
 # TFOpLambda symbols that are layers in disguise
 _OP_ADD = ("__operators__.add", "math.add")
@@ -60,13 +69,14 @@ class Block:
 
     Attributes:
         name: the block's name (its main Keras layer's name; a softmax split from a Dense is
-            ``<dense>_softmax``).
+            ``<dense>_softmax``; an activation block: its last layer's, whose output it is).
         op: compute, bn, add, concat, maxpool, avgpool, gap, pad, flatten, reshape, dropout,
-            softmax.
+            softmax, activation.
         layer: the main Keras layer.
         inputs: names of the blocks whose outputs it reads (:data:`INPUT` = the model input).
         kind, op_config: compute blocks: "conv2d" / "depthwise" / "dense" and the op's config
-            (Conv1D: a 1 x k conv2d config, ``conv1d`` True).
+            (Conv1D: a 1 x k conv2d config, ``conv1d`` True); activation blocks: the registry
+            op's name (``config``: its :class:`KerasPattern` config).
         bn: the BatchNormalization fused into a compute block (None if none).
         activation: "relu", "relu6" or None.
         members: names of every Keras layer the block stands for (its output is the last one's).
@@ -94,7 +104,7 @@ class Block:
 
 _HINTS = {
     "SeparableConv2D": "build the depthwise and pointwise parts as separate layers (as "
-                       "tinyopt.models.mobilenet_v1)",
+                       "tinyopt.mobilenet_v1)",
     "Conv2DTranspose": "a transposed convolution has no integer kernel here",
     "LSTM": "recurrent layers (weights, state and per-step buffers) are not modelled",
     "GRU": "recurrent layers (weights, state and per-step buffers) are not modelled",
@@ -115,7 +125,7 @@ def _refuse(layer, why: str = "") -> ValueError:
 # What a later stage refuses in a layer the block reader would otherwise accept (the integer
 # graph's ADD does not broadcast, its convolutions and the C kernels are undilated): checked once,
 # up front, so no entry point (memory model, policy search, PTQ, QAT) accepts a model that
-# icn.convert refuses after training.
+# to_integer_graph refuses after training.
 _ADD_TYPES = ("Add", "QuantAdd")
 
 
@@ -145,9 +155,9 @@ def _add_shapes(layer) -> list[tuple] | None:
 
 
 def later_stage_problem(layer) -> str | None:
-    """What a later stage of the sub-byte flow (icn.convert, the integer graph, the C export)
+    """What a later stage of the sub-byte flow (to_integer_graph, the integer graph, the C export)
     refuses in ``layer``, with the fix; None when nothing. Float Keras layers and the fake-quant
-    layers of :func:`tinyopt.qat.quantize_mixed` alike."""
+    layers of :func:`tinyopt.quantize_qat` alike."""
     rate = _dilation(layer)
     if rate is not None and any(d != 1 for d in rate):
         return (f"dilation_rate={rate}: dilated (atrous) convolutions are not supported (the "
@@ -164,8 +174,8 @@ def check_supported(model) -> None:
     """Refuse, before any quantization, calibration or training, every layer of ``model`` that
     a later stage of the sub-byte flow would refuse (:func:`later_stage_problem`: dilated
     Conv1D / Conv2D / DepthwiseConv2D, an add that broadcasts). Called by :func:`blocks` (so by
-    the memory model, :func:`tinyopt.policy.memory_driven`, ``tinyopt.ptq.quantize_mixed`` and
-    ``tinyopt.qat.quantize_mixed``) and by :func:`tinyopt.icn.convert` (on the fake-quant
+    the memory model, :func:`tinyopt.memory_driven`, ``tinyopt.quantize_ptq`` and
+    ``tinyopt.quantize_qat``) and by :func:`tinyopt.to_integer_graph` (on the fake-quant
     model). Layer types the flow does not take at all are refused by :func:`blocks`.
 
     Arguments:
@@ -188,7 +198,7 @@ def check_supported(model) -> None:
     if problems:
         raise ValueError(f"model {getattr(model, 'name', '?')!r} has {len(problems)} layer"
                          f"{'s' if len(problems) > 1 else ''} the sub-byte flow cannot deploy "
-                         "(icn.convert would refuse it after quantization and training): "
+                         "(to_integer_graph would refuse it after quantization and training): "
                          + "; ".join(problems))
 
 
@@ -220,11 +230,19 @@ def _relu(layer) -> str | None:
     return None
 
 
+def registry_activations() -> list[str]:
+    """The op kinds of the registry the block reader can read from Keras layers."""
+    return sorted(k for k, op in _ops.REGISTRY.items() if op.keras is not None)
+
+
 def _activation_of(layer) -> str | None:
     name = getattr(layer.activation, "__name__", str(layer.activation))
     if name in ("linear", "relu", "relu6", "softmax"):
         return None if name == "linear" else name
-    raise _refuse(layer, f"activation {name!r} (only linear, relu, relu6, softmax)")
+    raise _refuse(layer, f"activation {name!r} inside the layer (only linear, relu, relu6, "
+                         "softmax); for the registry's element-wise ops "
+                         f"({', '.join(registry_activations())}) build the layer linear and put "
+                         "the activation in its own layer (e.g. LeakyReLU)")
 
 
 def _compute_config(layer) -> tuple[str, dict, bool]:
@@ -346,6 +364,11 @@ def blocks(model) -> list[Block]:
                     raise _refuse(block.bn, "BatchNormalization must normalise the last axis")
             if block.activation is None:
                 _take_relu(block, only_reader)
+        elif (found := _ops.registry.match_keras(layer, only_reader)) is not None:
+            op, members = found
+            config = op.keras.config(layer) if op.keras.config is not None else {}
+            block = Block(members[-1], "activation", layer, srcs, kind=op.name,
+                          members=members, config=dict(config))
         elif t is keras.layers.Add or (t.__name__ == "TFOpLambda"
                                        and getattr(layer, "symbol", "") in _OP_ADD):
             if len(srcs) != 2:

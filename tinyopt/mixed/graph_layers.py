@@ -1,5 +1,5 @@
 """The fake-quant Keras layers of graphs that are not chains (residual adds, concatenations) and
-of a kept softmax head, built by :func:`tinyopt.qat.quantize_mixed` from the blocks of
+of a kept softmax head, built by :func:`tinyopt.quantize_qat` from the blocks of
 :mod:`tinyopt.mixed.dag`. Each reads several input grids (``input_scale_from`` lists the source
 layers, comma-separated; the :class:`~tinyopt.mixed.layers.QuantModel` connects them) and has the
 integer graph's arithmetic (:func:`tinyopt.mixed.lower.convert`)."""
@@ -127,3 +127,115 @@ class QuantSoftmax(keras.layers.Layer):
 
     def output_scale(self):
         return tf.constant(1.0 / 256.0, tf.float32)
+
+
+def _pattern(kind: str):
+    """The :class:`~tinyopt.integer.ops.registry.KerasPattern` of op ``kind``."""
+    from tinyopt.integer import ops
+    op = ops.get(kind)
+    if op.keras is None:
+        raise ValueError(f"op kind {kind!r} has no Keras pattern (its module in "
+                         "tinyopt/integer/ops defines none); it cannot be a QuantActivation")
+    return op.keras
+
+
+@keras.utils.register_keras_serializable(package="tinyopt")
+class QuantActivation(keras.layers.Layer):
+    """An element-wise op of the op registry, fake-quantized: the op's float function
+    (``KerasPattern.float_fn``) on the input grid's values, then its output quantizer, rounding
+    to nearest (ties to even, as ``tf.round``), per the op's range:
+
+    - ``signed`` (hard-swish, LeakyReLU): codes clamp(round(y / S), -2^(Q-1), 2^(Q-1) - 1),
+      S = alpha / 2^(Q-1) with a learned clip alpha (stored with zero point 2^(Q-1), like the
+      signed quantizer of linear layers);
+    - a fixed range (0, hi) (sigmoid): S = hi / 2^Q, codes clamp(round(y / S), 0, 2^Q - 1);
+    - otherwise unsigned with a learned clip: S = alpha / (2^Q - 1).
+
+    Gradients: straight through inside the clip; alpha gets the clipped gradients times the
+    sign of y (PACT-style). ``bits`` are the input's (the grid of the layer it reads); the
+    integer form is the op's ``KerasPattern.lower`` (:func:`tinyopt.mixed.lower.convert`).
+
+    Arguments:
+        kind: the registry op (``IntegerLayer.kind``).
+        bits: output bits (2, 4 or 8).
+        config: the op's settings (``KerasPattern.config``, e.g. LeakyReLU's alpha).
+        input_scale_from: the layer whose output grid this one reads.
+    """
+
+    def __init__(self, kind: str, bits: int, config: dict | None = None,
+                 input_scale_from: str = "", alpha_decay: float = ALPHA_DECAY, **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.pattern = str(kind), _pattern(kind)
+        self.bits = quantizers.check_bits(bits, f"{self.name} bits")
+        self.op_settings = dict(config or {})
+        self.alpha_decay = alpha_decay
+        self.input_scale_from, self.input_scale = str(input_scale_from), None
+        _register(self)
+
+    @property
+    def learned(self) -> bool:
+        """The output clip is learned (alpha), not a fixed range."""
+        return self.pattern.out_range is None
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.pattern.signed) and self.learned
+
+    def build(self, input_shape):
+        if self.learned:
+            reg = keras.regularizers.l2(self.alpha_decay / 2) if self.alpha_decay else None
+            self.alpha = self.add_weight("alpha", (), regularizer=reg,
+                                         initializer=keras.initializers.Constant(DEFAULT_ALPHA))
+        super().build(input_shape)
+
+    def code_range(self) -> tuple[float, float]:
+        """(lowest, highest) signed code of the output quantizer."""
+        if self.signed:
+            return -float(2 ** (self.bits - 1)), float(2 ** (self.bits - 1) - 1)
+        return 0.0, float(quantizers.levels(self.bits))
+
+    def output_scale(self):
+        if not self.learned:
+            return tf.constant(float(self.pattern.out_range[1]) / 2 ** self.bits, tf.float32)
+        return tf.maximum(self.alpha, quantizers.ALPHA_MIN) / _steps(self.bits, self.signed)
+
+    def preactivation(self, x):
+        """The op's float function (before the output quantizer)."""
+        return self.pattern.float_fn(tf, tf.convert_to_tensor(x, tf.float32), self.op_settings)
+
+    def quantize_output(self, y):
+        lo, hi = self.code_range()
+        if not self.learned:
+            s = self.output_scale()
+            q = tf.clip_by_value(tf.round(y / s), lo, hi) * s
+            return tf.stop_gradient(q) + (y - tf.stop_gradient(y))
+        steps = float(_steps(self.bits, self.signed))
+
+        @tf.custom_gradient
+        def _op(y, alpha):
+            s = tf.maximum(alpha, quantizers.ALPHA_MIN) / steps
+            out = tf.clip_by_value(tf.round(y / s), lo, hi) * s
+
+            def grad(dy):
+                inside = tf.logical_and(y >= lo * s, y <= hi * s)
+                dalpha = tf.reduce_sum(tf.where(inside, tf.zeros_like(dy), dy * tf.sign(y)))
+                return tf.where(inside, dy, tf.zeros_like(dy)), tf.reshape(dalpha,
+                                                                          tf.shape(alpha))
+
+            return out, grad
+
+        return _op(y, tf.convert_to_tensor(self.alpha, tf.float32))
+
+    def call(self, x):
+        return self.quantize_output(self.preactivation(x))
+
+    def grid(self) -> dict:
+        """{scale, zero_point, bits, signed} of the output as the integer graph stores it."""
+        return {"scale": float(self.output_scale().numpy()),
+                "zero_point": 2 ** (self.bits - 1) if self.signed else 0, "bits": self.bits,
+                "signed": self.signed}
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "bits": self.bits,
+                "config": dict(self.op_settings), "input_scale_from": self.input_scale_from,
+                "alpha_decay": self.alpha_decay}

@@ -1,6 +1,6 @@
 """The Keras layers of tinyopt's sub-byte fake-quantized models
 (docs/mixed_precision.md#quantizers), built by
-:func:`tinyopt.qat.quantize_mixed` and calibrated by :func:`tinyopt.ptq.quantize_mixed`.
+:func:`tinyopt.quantize_qat` and calibrated by :func:`tinyopt.quantize_ptq`.
 
 - :class:`QuantInput`: the 8-bit input quantizer;
 - :class:`QuantCompute`: a Conv2D / DepthwiseConv2D / Dense with its optional BN and ReLU, its
@@ -11,7 +11,7 @@
 
 The layers of graphs with branches (add, concatenation) and of the softmax head are in
 :mod:`tinyopt.mixed.graph_layers` (registered when :mod:`tinyopt.mixed.build`, i.e.
-``tinyopt.qat`` / ``tinyopt.ptq``, is imported). The quantizer functions themselves are in
+``tinyopt.quantize_qat`` / ``tinyopt.quantize_ptq``, is imported). The quantizer functions themselves are in
 :mod:`tinyopt.mixed.quantizers`.
 """
 
@@ -48,7 +48,7 @@ def _source_scale(layer):
         return _REVIVING[-1][layer.input_scale_from].output_scale
     raise RuntimeError(f"{type(layer).__name__} {layer.name!r} does not know its input scale "
                        f"(input_scale_from={layer.input_scale_from!r}); build the model with "
-                       "tinyopt.qat.quantize_mixed or tinyopt.ptq.quantize_mixed, or load it with "
+                       "tinyopt.quantize_qat or tinyopt.quantize_ptq, or load it with "
                        "tf_keras.models.load_model")
 
 
@@ -72,7 +72,7 @@ def _source_scales(layer) -> list:
         return [_REVIVING[-1][n].output_scale for n in names]
     raise RuntimeError(f"{type(layer).__name__} {layer.name!r} does not know its input scales "
                        f"(input_scale_from={layer.input_scale_from!r}); build the model with "
-                       "tinyopt.qat.quantize_mixed or tinyopt.ptq.quantize_mixed")
+                       "tinyopt.quantize_qat or tinyopt.quantize_ptq")
 
 
 @keras.utils.register_keras_serializable(package="tinyopt")
@@ -522,7 +522,7 @@ def freeze_bn(model: keras.Model) -> bool:
 @keras.utils.register_keras_serializable(package="tinyopt")
 class QuantModel(keras.Model):
     """A functional fake-quant model: its ``fit`` adds :class:`FreezeBN` (``freeze_bn_after``
-    epochs), so it trains with :func:`tinyopt.train.fit` like any Keras model; it connects every
+    epochs), so it trains with :func:`tinyopt.fit` like any Keras model; it connects every
     layer to the layer whose output grid it reads (``input_scale_from``), and it saves its
     ``policy`` and ``freeze_bn_after`` in its config, so ``tf_keras.models.load_model`` gives back
     a model that computes the same outputs.

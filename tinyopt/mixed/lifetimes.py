@@ -178,7 +178,7 @@ def mem_graph(model, softmax: str = "int8", fuse_pool: bool = True) -> MemGraph:
                 moved.append(name)
             ins = moved
             tensors[b.name] = MemTensor(b.name, elements, "derived", sources=tuple(ins))
-        else:  # add, avgpool, gap, pad, maxpool
+        else:  # add, avgpool, gap, pad, maxpool, activation (a registry op: its own step)
             tensors[b.name] = MemTensor(b.name, elements, "derived", sources=tuple(ins))
         alias[b.name] = b.name
         steps.append((b.name, tuple(ins), b.name))

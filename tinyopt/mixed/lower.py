@@ -19,6 +19,7 @@ from tinyopt.front.checks import check_weights
 from tinyopt.integer.arith import bn_gain, m0_n0, same_padding, tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, plain
 from tinyopt.mixed import dag
+from tinyopt.mixed.skeleton import activation_layers
 
 # Fake-quant Keras model -> IntegerGraph (docs/integer.md#lowering-a-fake-quant-model)
 # --------------------------------------------------------------------------------------------
@@ -122,6 +123,15 @@ def _grid_fields(prefix: str, g: dict) -> dict:
             f"{prefix}_scale": float(g["scale"]), f"{prefix}_signed": signed}
 
 
+def stored(g: dict) -> dict:
+    """A grid of :func:`tinyopt.mixed.build.integer_params` as the integer graph stores it
+    (``signed``: two's complement codes; the signed quantizer's grids are unsigned codes with
+    zero point 2^(Q-1))."""
+    return {"bits": int(g["bits"]), "scale": float(g["scale"]),
+            "zero_point": int(g["zero_point"]),
+            "signed": bool(g.get("signed", False)) and int(g["zero_point"]) <= 0}
+
+
 def _add_layer(e: dict, ins: list, out_shape: tuple) -> IntegerLayer:
     """QuantAdd -> TFLite-style ADD with floor requantization: each addend minus its zero point,
     shifted left by 20, rescaled by S_i / (2 max S); the sum by 2 max S / (2^20 S_out)."""
@@ -204,7 +214,11 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
       ``quantize`` node ``<concat>_<i>``), the int8 ``softmax`` head (:func:`_softmax_layers`),
       ``pad`` (ZeroPadding2D), ``maxpool``, ``avgpool`` (floor(sum / count); a global average
       pool becomes an H x W ``avgpool`` followed by a ``flatten`` named ``<name>_flatten``),
-      ``flatten``, ``reshape``; dropout is dropped (identity at inference).
+      ``flatten``, ``reshape``; dropout is dropped (identity at inference);
+    - an element-wise op of the op registry (``QuantActivation``): the nodes its module's
+      ``KerasPattern.lower`` gives at the input and output grids (:func:`activation_layers`:
+      LeakyReLU a ``leaky_relu`` node, TFLite's arithmetic; hard-swish TFLite's int8 kernel
+      at 8 bits, a lookup table otherwise), its own step(s), never fused into the layer before.
 
     Every node names its input and output tensors (a DAG); a node's output tensor is named after
     its Keras layer.
@@ -323,6 +337,9 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
                                     axis=-1, **_grid_fields("in", go), **_grid_fields("out", go)))
         elif kind == "softmax":
             new = _softmax_layers(e, src, shape)
+        elif kind == "element_wise":  # a registry op: its module's integer form
+            new = activation_layers(e["kind"], lname, src, shape, stored(e["input_grid"]),
+                                    stored(e["grid"]), e["config"])
         else:
             raise ValueError(f"layer {lname!r} ({type(qmodel.get_layer(lname)).__name__}) has "
                              "no integer equivalent; convert supports the layers of "

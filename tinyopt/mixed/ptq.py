@@ -1,6 +1,6 @@
 """Mixed sub-byte post-training quantization (PTQ): no retraining, calibration data only.
 
-:func:`quantize_mixed` builds the same fake-quant model as :func:`tinyopt.qat.quantize_mixed`
+:func:`quantize_mixed` builds the same fake-quant model as :func:`tinyopt.quantize_qat`
 (so the integer conversion treats PTQ and QAT models alike, and QAT can start from a PTQ model)
 and sets its quantizers from calibration images, layer by layer in graph order, each layer seeing
 the already-quantized output of the layers before it:
@@ -9,6 +9,9 @@ the already-quantized output of the layers before it:
   need nothing (their per-channel min/max is computed from the weights themselves);
 - activations: PACT alpha from a percentile of the calibration pre-activations or an MSE search
   against the float activation (``activations=``);
+- element-wise ops of the op registry (:class:`~tinyopt.mixed.graph_layers.QuantActivation`:
+  LeakyReLU, hard-swish): the clip of their rounding output quantizer by the same rule, against
+  the op's float output (a fixed output range, a sigmoid's, needs nothing);
 - optionally (``floor_offset=True``) half an output step S_y / 2 is added to the layer's bias
   (FB: the bias, ICN: BN's beta), so PACT's floor behaves like round on average; without it the
   floor loses S_y / 2 per activation on average, which hurts at 2 and 4 bits.
@@ -27,7 +30,7 @@ import tf_keras as keras
 
 from tinyopt.front.checks import check_images
 from tinyopt.mixed import build, dag, quantizers
-from tinyopt.mixed.graph_layers import QuantAdd, QuantConcat
+from tinyopt.mixed.graph_layers import QuantActivation, QuantAdd, QuantConcat
 from tinyopt.mixed.layers import QuantCompute, QuantModel
 from tinyopt.mixed.policy import Policy
 
@@ -103,6 +106,39 @@ def calibrate_alpha(pre: np.ndarray, bits: int, activation: str, method: str = "
     return float(alphas[int(np.argmin(errors))])
 
 
+def calibrate_round_alpha(y: np.ndarray, bits: int, signed: bool, method: str = "mse",
+                          percentile: float = 99.99, grid: int = 80,
+                          max_samples: int = 100_000, seed: int = 0) -> float:
+    """The clip alpha of a :class:`~tinyopt.mixed.graph_layers.QuantActivation` (a rounding
+    quantizer, signed or unsigned) for the op's float outputs ``y`` on the calibration data:
+    the percentile of |y| (unsigned: of y), or the candidate in (0, max] minimising the MSE of
+    the quantized against the float output. Arguments as :func:`calibrate_alpha`.
+
+    Raises:
+        ValueError: unknown method.
+    """
+    if method not in ACT_METHODS:
+        raise ValueError(f"activation calibration must be one of {ACT_METHODS}, got {method!r}")
+    v = np.asarray(y, np.float32).ravel()
+    if v.size > max_samples:
+        v = np.random.default_rng(seed).choice(v, max_samples, replace=False)
+    mag = np.abs(v) if signed else np.maximum(v, 0.0)
+    top = float(mag.max()) if v.size else 0.0
+    if top <= 0:
+        return 1.0  # the op outputs no value the clip could cut; any clip is exact
+    if method == "percentile":
+        return max(float(np.percentile(mag, percentile)), quantizers.ALPHA_MIN)
+    steps = 2 ** (bits - 1) if signed else quantizers.levels(bits)
+    lo, hi = (-steps, steps - 1) if signed else (0, steps)
+    alphas = top * np.linspace(1.0, 0.05, grid)
+    errors = []
+    for i in range(0, grid, 8):  # vectorised over candidates, in chunks to bound memory
+        s = (alphas[i:i + 8] / steps)[:, None]
+        q = np.clip(np.round(v[None, :] / s), lo, hi) * s
+        errors.append(np.mean((q - v[None, :]) ** 2, axis=1))
+    return float(alphas[int(np.argmin(np.concatenate(errors)))])
+
+
 def _add_offset(layer: QuantCompute, amount: float) -> None:
     """Add ``amount`` to the pre-activation of every channel: to BN's beta when there is a BN
     (ICN: BN(t) + amount; FB: the folded bias beta + (b - mu) f grows by amount), else to the
@@ -121,7 +157,8 @@ class PTQResult:
         model: the calibrated :class:`~tinyopt.mixed.layers.QuantModel`.
         calibration: one dict per compute layer: ``layer``, ``weights`` (the clip rule, "PC" for
             per-channel layers) and, for layers with an activation, ``alpha`` and
-            ``activations`` (the rule).
+            ``activations`` (the rule); one per registry activation (``op``: its kind, and
+            ``alpha`` when its clip is learned).
     """
 
     model: QuantModel
@@ -130,7 +167,7 @@ class PTQResult:
 
 def quantize_mixed(model: keras.Model, policy: Policy, calibration: np.ndarray,
                    **options) -> QuantModel:
-    """The calibrated model of :func:`calibrate` (the public ``tinyopt.ptq.quantize_mixed``;
+    """The calibrated model of :func:`calibrate` (the public ``tinyopt.quantize_ptq``;
     ``options`` as :func:`calibrate`)."""
     return calibrate(model, policy, calibration, **options).model
 
@@ -157,14 +194,14 @@ def calibrate(model: keras.Model, policy: Policy, calibration: np.ndarray,
               input_range: tuple[float, float] | None = None,
               freeze_bn_after: int | None = 0, softmax: str = "int8") -> PTQResult:
     """Post-training sub-byte quantization of a trained float model (any graph
-    :func:`tinyopt.qat.quantize_mixed` takes).
+    :func:`tinyopt.quantize_qat` takes).
 
     Arguments:
         model: the trained float ``tf_keras`` model (not modified).
         policy: bits, granularity and FB/ICN per policy layer.
         calibration: model-ready float inputs (a few hundred to a few thousand).
         weights: PL clip rule, "mse" (default), "minmax", "ppq" or "spec" (see
-            :func:`tinyopt.qat.init_weight_clip`); ignored for PC.
+            :func:`tinyopt.mixed.build.init_weight_clip`); ignored for PC.
         activations: alpha rule, "mse" (default) or "percentile" (ReLU outputs, signed outputs
             of linear layers and residual adds alike).
         percentile: for ``activations="percentile"``.
@@ -173,16 +210,16 @@ def calibrate(model: keras.Model, policy: Policy, calibration: np.ndarray,
         input_range: real input range of the 8-bit input quantizer; None (default): the
             calibration data's min and max. A given range that clips calibration data warns
             with the share clipped.
-        freeze_bn_after: passed to :func:`tinyopt.qat.quantize_mixed`; 0 (default) keeps the BN
+        freeze_bn_after: passed to :func:`tinyopt.quantize_qat`; 0 (default) keeps the BN
             statistics of the float model when QAT continues from this model.
-        softmax: "int8" or "logits", see :func:`tinyopt.qat.quantize_mixed`.
+        softmax: "int8" or "logits", see :func:`tinyopt.quantize_qat`.
 
     Returns:
         A :class:`PTQResult`: the calibrated model (same kind as QAT's) and the method and alpha
         chosen per layer.
 
     Raises:
-        ValueError: as :func:`tinyopt.qat.quantize_mixed` (a layer a later stage refuses,
+        ValueError: as :func:`tinyopt.quantize_qat` (a layer a later stage refuses,
             :func:`tinyopt.mixed.dag.check_supported`, before any calibration pass), an unknown
             method or empty calibration data.
     """
@@ -190,7 +227,7 @@ def calibrate(model: keras.Model, policy: Policy, calibration: np.ndarray,
         raise ValueError(f"weights must be one of {WEIGHT_METHODS}, got {weights!r}")
     if activations not in ACT_METHODS:
         raise ValueError(f"activations must be one of {ACT_METHODS}, got {activations!r}")
-    dag.check_supported(model)  # what icn.convert refuses, before any calibration pass
+    dag.check_supported(model)  # what to_integer_graph refuses, before any calibration pass
     calibration = np.asarray(check_images(calibration, model, "calibration",
                                           "ptq.quantize_mixed"), np.float32)
     qmodel = build.quantize_mixed(model, policy, freeze_bn_after=freeze_bn_after,
@@ -226,6 +263,16 @@ def calibrate(model: keras.Model, policy: Policy, calibration: np.ndarray,
                 _add_offset(layer, alpha / steps / 2)
                 pre = run(lambda t, layer=layer: layer.preactivation(t, training=False), xs)
             row.update(alpha=alpha, activations=activations)
+            values[layer.name] = run(layer.quantize_output, [pre])
+            record.append(row)
+        elif isinstance(layer, QuantActivation):
+            pre = run(layer.preactivation, xs)
+            row = {"layer": layer.name, "weights": "-", "op": layer.kind}
+            if layer.learned:
+                alpha = calibrate_round_alpha(pre, layer.bits, layer.signed, activations,
+                                              percentile)
+                layer.alpha.assign(alpha)
+                row.update(alpha=alpha, activations=activations)
             values[layer.name] = run(layer.quantize_output, [pre])
             record.append(row)
         elif isinstance(layer, QuantCompute):  # the logits layer

@@ -1,6 +1,7 @@
 """The integer graph a policy deploys, without quantizing anything: the structure
 :func:`tinyopt.icn.convert` gives after PTQ (nodes, kinds, wiring, shapes, bits, signedness,
-kernel / stride / padding, fused pads, the softmax head, Conv1D reshapes) with dummy weights,
+kernel / stride / padding, fused pads, the softmax head, Conv1D reshapes, the nodes of the op
+registry's element-wise ops) with dummy weights,
 biases and multipliers of the right shapes, read from the float model's blocks
 (:func:`tinyopt.mixed.dag.blocks`). What the planner (:func:`tinyopt.integer.steps.memory_plan`)
 and the kernel choice (its scratch) read is exact; the weights, scales and zero points of
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyopt.integer.arith import same_padding, weight_rows
+from tinyopt.integer import ops
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 from tinyopt.mixed import dag
 from tinyopt.mixed.policy import INPUT_BITS, Policy
@@ -62,6 +64,30 @@ def _fields(prefix: str, g: Grid) -> dict:
 def _pact(bits: int, signed: bool, ctl) -> Grid:
     """A PACT output grid: unsigned codes; a signed quantizer's with zero point 2^(Q-1)."""
     return Grid(int(bits), 2 ** (int(bits) - 1) if signed else 0, False, ctl)
+
+
+def activation_layers(kind: str, name: str, src: str, shape: tuple, in_q: dict, out_q: dict,
+                      config: dict) -> list[IntegerLayer]:
+    """The integer nodes of a registry op (``KerasPattern.lower`` of op ``kind``) at the stored
+    grids ``in_q`` / ``out_q``, wired one after the other from tensor ``src``; every node keeps
+    the shape ``shape``. Shared by :func:`tinyopt.mixed.lower.convert` and the skeleton (the same structure).
+
+    Raises:
+        ValueError: the op cannot run at these quantizations (named by the op's module).
+    """
+    pattern = ops.get(kind).keras
+    if pattern is None:
+        raise ValueError(f"layer {name!r}: op kind {kind!r} has no Keras pattern to lower")
+    new = []
+    for fields_ in pattern.lower(name, in_q, out_q, dict(config)):
+        layer = IntegerLayer(in_shape=tuple(shape), out_shape=tuple(shape), inputs=(src,),
+                             outputs=(fields_["name"],), **fields_)
+        new.append(layer)
+        src = layer.outputs[0]
+    if new[-1].name != name:
+        raise ValueError(f"op kind {kind!r}: its Keras lowering must end in a node named "
+                         f"{name!r}, got {new[-1].name!r}")
+    return new
 
 
 class Structure:
@@ -190,6 +216,8 @@ class Structure:
                 grids[b.name] = go
             elif b.op == "softmax":
                 new = self._softmax(b, src, shape, gin, grids)
+            elif b.op == "activation":  # a registry op, as lower.convert lowers it
+                new = self._activation(b, src, shape, gin, grids)
             else:  # dag.blocks refuses everything else
                 raise ValueError(f"layer {b.name!r}: block kind {b.op!r} has no integer node")
             for layer in new:  # pass-through nodes keep their input's grid
@@ -272,6 +300,23 @@ class Structure:
                                     **_fields("out", go)))
             grids[f"{b.name}_out"] = Grid(go.bits, go.zero_point, go.signed,
                                           ("derived", (b.name,)))
+        return new
+
+    @staticmethod
+    def _activation(b, src, shape, gin: Grid, grids: dict) -> list[IntegerLayer]:
+        """A registry op's nodes at its input's bits (output: the op's own grid, signed with
+        zero point 2^(Q-1), or a fixed range's zero point 0), unit scales: the same nodes as
+        lowered (``KerasPattern.lower`` chooses its form from bits and zero points only)."""
+        pattern = ops.get(b.kind).keras
+        signed = bool(pattern.signed) and pattern.out_range is None
+        go = _pact(gin.bits, signed, ("derived", (src,)))
+        in_q = {"bits": gin.bits, "scale": 1.0, "zero_point": gin.zero_point,
+                "signed": gin.signed}
+        out_q = {"bits": go.bits, "scale": 1.0, "zero_point": go.zero_point, "signed": False}
+        new = activation_layers(b.kind, b.name, src, shape, in_q, out_q, b.config)
+        for layer in new:
+            grids[layer.outputs[0]] = Grid(layer.out_bits, layer.out_zero_point,
+                                           layer.out_signed, ("derived", (src,)))
         return new
 
     @staticmethod

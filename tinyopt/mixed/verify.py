@@ -71,7 +71,15 @@ def compare(qmodel, graph: IntegerGraph, x: np.ndarray, batch_size: int = 500) -
             chained = np.abs(_fake_codes(layer, fake.numpy()) - got)
             kl = qmodel.get_layer(layer.name)
             feeds = []
-            for t in wiring[i][0]:
+            ins = list(wiring[i][0])
+            # a layer lowered to several nodes (a registry op's QUANTIZE / kernel / QUANTIZE, a
+            # Conv1D's reshape, the softmax head's QUANTIZE): feed the layer the tensor its
+            # first node reads, walking back over the nodes named after it
+            while len(ins) == 1 and ins[0] in producer_name \
+                    and producer_name[ins[0]].startswith(f"{layer.name}_") \
+                    and producer_name[ins[0]] not in keras_names:
+                ins = list(wiring[graph.producers()[ins[0]]][0])
+            for t in ins:
                 src = codes if t == graph.input_name else trace[producer_name[t]]
                 spec = graph.tensor(t)
                 feeds.append((spec.scale * (src.astype(np.float64) - spec.zero_point)

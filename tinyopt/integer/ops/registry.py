@@ -14,7 +14,10 @@ of if-ladders over kind names:
   may overwrite (in place), the portable C entry point and, for ops added after the C library,
   the op's own C file; what the C kernel accepts (``check_c``) and the descriptor fields it
   reads (``c_fields``), :mod:`tinyopt.integer.steps` and :mod:`tinyopt.deploy.codegen`;
-- its cost: multiply-accumulates per image (``macs``).
+- its cost: multiply-accumulates per image (``macs``);
+- the sub-byte Keras path (``keras``, a :class:`KerasPattern`): the float Keras layers it is
+  read from, its float function, its output range and its integer form at given input and
+  output quantizations (:mod:`tinyopt.mixed` loops over these; duck-typed, no TensorFlow here).
 
 One name per op: ``OpKind.name`` is ``IntegerLayer.kind``, the ``tn_run_<name>``-style C entry
 point is named by the record, and tables and reports print the same name.
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable
+
+import numpy as np
 
 FLAVOURS = ("litert", "tflm")
 
@@ -41,6 +46,101 @@ class TFLiteOp:
 
     build: Callable
     rounding: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KerasPattern:
+    """How an element-wise op is read from a float Keras model and lowered in the sub-byte path
+    (:mod:`tinyopt.mixed`). Every hook is duck-typed: it receives Keras layer objects, a tensor
+    module or numbers, never imports TensorFlow or :mod:`tinyopt.mixed` (the layering).
+
+    Arguments:
+        match: ``(layer, only_reader) -> list[str] | None``: the names of the float Keras
+            layers this op stands for, starting at ``layer`` (its output is the last one's),
+            or None when ``layer`` does not start the pattern. ``only_reader(name)`` is the
+            Keras layer that alone reads layer ``name``'s output (None when several or none, or
+            when it is the model output): a pattern spanning several layers must own every
+            intermediate tensor. Matched on class names and configs.
+        config: ``(layer) -> dict``: the op's JSON-serialisable settings read from the first
+            matched layer (LeakyReLU's ``alpha``); passed to ``float_fn`` and ``lower``.
+        float_fn: ``(xp, x, config) -> y``: the float function, written with ``xp.maximum``,
+            ``xp.minimum``, ``xp.where`` and arithmetic only, so ``xp`` may be ``tensorflow``
+            (the fake-quant layer) or ``numpy`` on float32 (the lookup table: the same IEEE
+            float32 operations, so the table reproduces the fake-quant layer exactly).
+        signed: the output quantizer is signed (codes in [-2^(Q-1), 2^(Q-1) - 1], a learned
+            clip alpha, scale alpha / 2^(Q-1), stored with zero point 2^(Q-1)); False with
+            ``out_range`` None: unsigned with a learned clip (scale alpha / (2^Q - 1)).
+        out_range: a fixed output range (lo, hi) instead of a learned clip: (0, 1) for a
+            sigmoid, scale hi / 2^Q, zero point 0 (TFLite's 1/256 at 8 bits); None: learned.
+        lower: ``(name, in_q, out_q, config) -> list[dict]``: the integer nodes of the op at
+            the input and output quantizations ``in_q`` / ``out_q`` (dicts ``bits``, ``scale``,
+            ``zero_point``, ``signed``: the stored codes' signedness), as dicts of
+            :class:`~tinyopt.integer.graph.IntegerLayer` fields (``kind``, ``name``, ``in_*`` /
+            ``out_*`` grid fields, ``m0``, ``n0``, ``table``, ``rounding``) run one after the
+            other (the caller wires them and sets the shapes); the last is named ``name``.
+            Raises ValueError naming ``name`` and the fix for a quantization it cannot run.
+        rounding: how the fake-quant output quantizer rounds y / S: "round" (to nearest, ties
+            to even, as TFLite's kernels within 1 LSB and :func:`lookup_table` exactly).
+    """
+
+    match: Callable
+    float_fn: Callable
+    lower: Callable
+    config: Callable | None = None
+    signed: bool = True
+    out_range: tuple | None = None
+    rounding: str = "round"
+
+
+def grid_fields(prefix: str, q: dict) -> dict:
+    """IntegerLayer ``in_*`` / ``out_*`` fields of a quantization dict (``bits``, ``scale``,
+    ``zero_point``, ``signed``)."""
+    return {f"{prefix}_bits": int(q["bits"]), f"{prefix}_scale": float(q["scale"]),
+            f"{prefix}_zero_point": int(q["zero_point"]),
+            f"{prefix}_signed": bool(q.get("signed", False))}
+
+
+def output_codes(pattern: KerasPattern, y: np.ndarray, out_q: dict) -> np.ndarray:
+    """The stored output codes of float32 values ``y`` under ``pattern``'s output quantizer at
+    ``out_q`` (NumPy mirror of the fake-quant layer's forward pass: round half to even of
+    y / S in float32, clamped to the signed or unsigned code range, plus the zero point)."""
+    bits = int(out_q["bits"])
+    y = np.asarray(y, np.float32)
+    codes = np.round(y / np.float32(out_q["scale"]))
+    if pattern.signed and pattern.out_range is None:
+        half = 2 ** (bits - 1)
+        codes = np.clip(codes, -half, half - 1) + half
+    else:
+        codes = np.clip(codes, 0, 2 ** bits - 1)
+    return codes.astype(np.int64)
+
+
+def lookup_table(pattern: KerasPattern, in_q: dict, out_q: dict, config: dict) -> np.ndarray:
+    """The ``2^in_bits``-entry table of an element-wise op at the given quantizations: entry
+    ``c`` (a stored input code, unsigned) is the stored output code of the real input
+    ``S_in (c - Z_in)`` (float32, as the fake-quant model holds it) through ``float_fn`` (float32)
+    and the output quantizer (:func:`output_codes`), as a byte. What the simulator and the C run
+    are then exactly the fake-quant layer.
+
+    Raises:
+        ValueError: signed (two's complement) stored codes or more than 8 bits.
+    """
+    bits = int(in_q["bits"])
+    if bool(in_q.get("signed", False)) or bool(out_q.get("signed", False)) or bits > 8 \
+            or int(out_q["bits"]) > 8:
+        raise ValueError("a lookup table maps unsigned stored codes of at most 8 bits, got "
+                         f"in {in_q}, out {out_q}")
+    codes = np.arange(2 ** bits, dtype=np.int64)
+    x = np.float32(in_q["scale"]) * (codes - int(in_q["zero_point"])).astype(np.float32)
+    y = pattern.float_fn(np, x, config)
+    return output_codes(pattern, y, out_q).astype(np.uint8)
+
+
+def table_lookup(table, codes, in_bits: int) -> np.ndarray:
+    """Entries of ``table`` at stored input codes ``codes`` (masked to ``in_bits`` bits, so an
+    int8 code indexes by its byte), as int32."""
+    table = np.asarray(table, np.uint8).astype(np.int32)
+    return table[np.asarray(codes, np.int64) & ((1 << int(in_bits)) - 1)]
 
 
 @dataclass(frozen=True)
@@ -71,6 +171,9 @@ class OpKind:
             common ones; ``arrays`` is a callback ``(ctype, values) -> C name`` that emits a
             constant array.
         macs: ``(layer) -> int`` multiply-accumulates per image.
+        keras: a :class:`KerasPattern` when the sub-byte Keras path can read and lower the op
+            (element-wise ops: one fake-quant ``QuantActivation`` layer, one block of the
+            memory model), else None.
     """
 
     name: str
@@ -91,6 +194,7 @@ class OpKind:
     check_c: Callable | None = None
     c_fields: Callable | None = None
     macs: Callable | None = None
+    keras: KerasPattern | None = None
 
 
 REGISTRY: dict[str, OpKind] = {}
@@ -116,6 +220,18 @@ def register(*ops: OpKind) -> None:
                 raise ValueError(f"TFLite op {t} is imported by both {taken[t]!r} and "
                                  f"{op.name!r}")
         REGISTRY[op.name] = op
+
+
+def match_keras(layer, only_reader) -> tuple[OpKind, list[str]] | None:
+    """The registered op whose :class:`KerasPattern` matches the float Keras ``layer`` (the
+    sub-byte path's block reader asks this for layers it does not know), with the names of the
+    layers it stands for; None when no op matches."""
+    for op in REGISTRY.values():
+        if op.keras is not None:
+            members = op.keras.match(layer, only_reader)
+            if members:
+                return op, list(members)
+    return None
 
 
 def get(kind: str) -> OpKind:

@@ -4,6 +4,7 @@
  * output multiplier} (Q0.15), n0 = {relu-ish exponent, output exponent <= 0}. May run in place
  * (element i is read before it is written). */
 #include "tinyopt_nn.h"
+#include "tn_arith.h"
 
 /* gemmlowp's SaturatingRoundingDoublingHighMul on int16 (C division truncates toward zero). */
 static int16_t tn_hs_srdhm(int16_t a, int16_t b)
@@ -38,6 +39,11 @@ static int16_t tn_hs_rdbpot(int16_t x, int e)
 void tn_run_hard_swish(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out)
 {
     const uint32_t n = (uint32_t)l->in.h * l->in.w * l->in.c;
+    if (l->table_bytes) { /* the sub-byte path's lookup-table form: packed codes, <= 8 bits */
+        for (uint32_t i = 0; i < n; ++i)
+            tn_set(out, i, l->out.bits, l->table[(uint32_t)tn_get(in[0], i, l->in.bits, 0)]);
+        return;
+    }
     const int16_t relu_mult = (int16_t)l->m0[0], out_mult = (int16_t)l->m0[1];
     const int relu_exp = l->n0[0], out_exp = l->n0[1];
     const int8_t *x = (const int8_t *)in[0];
