@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST_PAR := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
-.PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory any_graph latency mcu mcu-tools sweep bench clean-venv
+.PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory any_graph model_zoo latency mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
@@ -33,6 +33,7 @@ help:
 	@echo "make real_models notebook 07: the MLPerf Tiny int8 models, bit-exact, deployed, vs TFLM"
 	@echo "make iso_memory  notebook 06 (long): mixed precision vs the best int8 that fits"
 	@echo "make any_graph   notebook 08 (long): MLPerf ResNet-8 / DS-CNN retrained, sub-byte, deployed"
+	@echo "make model_zoo   notebook 10: MobileNetV3, EfficientNet, U-Net, TCN, MLPerf through both paths"
 	@echo "make latency     notebook 09 (long): MobileNetV1 family, instructions per inference under QEMU"
 	@echo "make mcu         install the ARM toolchain + QEMU if missing, run the C export on a Cortex-M7"
 
@@ -140,6 +141,13 @@ real_models: setup
 	@start=$$(date +%s); \
 	$(PAPERMILL) notebooks/07_real_models.ipynb $(RESULTS)/real_models/07_real_models.ipynb -p out_dir $(RESULTS)/real_models || exit 1; \
 	echo "== 07_real_models took $$(( $$(date +%s) - start )) s"
+
+# Notebook 10: today's small networks (untrained) through both paths; QEMU on each that fits.
+model_zoo: setup data
+	@mkdir -p $(RESULTS)/model_zoo
+	@start=$$(date +%s); \
+	$(PAPERMILL) notebooks/10_model_zoo.ipynb $(RESULTS)/model_zoo/10_model_zoo.ipynb -p out_dir $(RESULTS)/model_zoo || exit 1; \
+	echo "== 10_model_zoo took $$(( $$(date +%s) - start )) s"
 
 # Notebook 08 (long: trains two MLPerf Tiny architectures on 2 cores), not part of `reproduce`.
 any_graph: setup data

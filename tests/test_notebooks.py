@@ -180,6 +180,21 @@ def _check_08(out):
     assert (out / "any_graph.png").stat().st_size > 1000
 
 
+def _check_10(out):
+    table = pd.read_csv(out / "model_zoo.csv").set_index("model")
+    assert list(table.index) == ["unet", "ad_fcae"]
+    ad = table.loc["ad_fcae"]
+    # the MLPerf reference file: imported, exact against both interpreters and on the host
+    assert float(ad["litert_diff_bytes"]) == 0 and float(ad["tflm_diff_bytes"]) == 0
+    assert ad["host_mismatching_values"] == 0 and ad["macs"] == 264192
+    assert ad["w8a8_flash"] > 0 and ad["w8a8_peak_ram"] > 0 and ad["arena_bytes"] > 0
+    # every network has a row that says what happened in each path
+    for name, row in table.iterrows():
+        assert pd.notna(row.get("w8a8_flash")) or pd.notna(row.get("subbyte_refused")), name
+        assert pd.notna(row.get("nodes")) or pd.notna(row.get("int8_refused")), name
+    assert (out / "model_zoo.png").stat().st_size > 1000
+
+
 # ------------------------------------------------------------------------------ the notebooks
 # stem: (datasets it needs, tiny parameters, check of its out_dir)
 NOTEBOOKS = {
@@ -214,6 +229,8 @@ NOTEBOOKS = {
     "08_any_graph": (("mnist",), dict(
         architectures=["kws_dscnn"], train_samples=300, test_samples=200, epochs=1,
         qat_epochs=1, batch_size=64), _check_08),
+    "10_model_zoo": ((), dict(
+        models=["unet", "ad_fcae"], images=10, host_images=2, run_mcu=False), _check_10),
 }
 
 
@@ -226,7 +243,7 @@ def executed(tmp_path_factory):
     def run(stem: str) -> Path:
         if stem not in runs:
             needs, params, _ = NOTEBOOKS[stem]
-            if stem == "07_real_models":  # the MLPerf Tiny models, beside the checkout
+            if stem in ("07_real_models", "10_model_zoo"):  # MLPerf Tiny, beside the checkout
                 from tinyopt.front import zoo
                 try:
                     zoo.mlperf_tiny_path("kws_dscnn")
@@ -235,7 +252,7 @@ def executed(tmp_path_factory):
             tmp = tmp_path_factory.mktemp(stem)
             extra = ({"build_dir": str(tmp / "build")}
                      if stem in ("01_multicomponent", "05_deploy", "07_real_models",
-                                 "08_any_graph") else {})
+                                 "08_any_graph", "10_model_zoo") else {})
             try:
                 run_notebook(f"{stem}.ipynb", tmp, needs=needs, out_dir=str(tmp / "out"),
                              **params, **extra)

@@ -59,7 +59,6 @@ from tinyopt.integer.steps import (  # noqa: F401  (re-exported: codegen.plan, c
     ALIAS_KINDS, INPLACE_INPUTS, SCRATCH_ALIGN, STEP_KINDS, SUPPORTED_KINDS, TENSOR_BITS, Step,
     _hwc, check_layer, memory_plan, plan, tensor_bytes)
 from tinyopt.files import atomic_path
-from tinyopt.integer.arith import macs
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment, c_identifier, c_string
@@ -235,6 +234,7 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
             "pad_zero": int(layer.pad_mode == "zero"),
             "k_h": kh, "k_w": kw, "stride_h": layer.stride[0], "stride_w": layer.stride[1],
             "pad_t": top, "pad_l": left, "depth_multiplier": layer.depth_multiplier,
+            "dil_h": int(layer.dilation[0]), "dil_w": int(layer.dilation[1]),
             "w_bits": layer.weight_bits, "w_row_bytes": layer.weights.shape[1],
             "n_wzp": len(zw), "n_m": len(m0), "act_lo": _int32_literal(lo),
             "act_hi": _int32_literal(hi), "w": f"{prefix}_w{k}", "wzp": f"{prefix}_wzp{k}",
@@ -615,11 +615,9 @@ def reference_output(graph: IntegerGraph, x: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------ memory model view
 
 def layer_macs(layer: IntegerLayer) -> int:
-    """Multiply-accumulates per image of a compute layer (0 for other kinds)."""
-    if layer.kind not in ("conv2d", "pointwise", "depthwise", "dense"):
-        return 0
-    return macs(int(np.prod(layer.out_shape)), int(np.prod(layer.weight_shape)),
-                layer.out_channels)
+    """Multiply-accumulates per image of a node: its op's ``macs`` (0 for ops without)."""
+    op = REGISTRY[layer.kind]
+    return int(op.macs(layer)) if op.macs is not None else 0
 
 
 def memory_view(graph: IntegerGraph):

@@ -30,7 +30,9 @@ def litert_reference(tflite_bytes: bytes, x, tensors=None, batch_size: int = 250
         tflite_bytes: a full-int8 flatbuffer with one int8 input.
         x: int8 input codes [N, *input shape].
         tensors: tensor names to keep (default: every int8 tensor).
-        batch_size: images per ``invoke`` (the batch dimension is resized).
+        batch_size: images per ``invoke`` (the batch dimension is resized); a model converted
+            for a fixed batch of one (no -1 in its input's shape signature) runs one image per
+            ``invoke`` whatever this says.
 
     Returns:
         {tensor name: int8 array [N, ...]}.
@@ -44,6 +46,8 @@ def litert_reference(tflite_bytes: bytes, x, tensors=None, batch_size: int = 250
                      experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                      experimental_preserve_all_tensors=True)
     inp = it.get_input_details()[0]
+    if int(inp.get("shape_signature", inp["shape"])[0]) != -1:
+        batch_size = 1  # a fixed batch: its folded shapes do not resize
     chunks: dict = {}
     for i in range(0, len(x), batch_size):
         part = x[i:i + batch_size]
