@@ -77,15 +77,21 @@ def _stream(member: dict, purpose: int) -> tuple:
 def iso_memory_member(member: dict, model, train, test, flash_budget: int, ram_budget: int,
                       granularities, int8_granularity: str, calibration_samples: int,
                       qat_samples: int, qat_epochs: int, qat_lr: float, seed: int = 0,
-                      bn_recalibration_samples: int = 0, log=print) -> list[dict]:
+                      bn_recalibration_samples: int = 0, log=print,
+                      searches=("memory",)) -> list[dict]:
     """One member of notebook 06: BN re-estimation of the trained float ``model``, then w8a8 if
-    the member fits at int8, else the memory-driven policy for each granularity, each through
-    PTQ -> QAT -> integer graph (:func:`tinyopt.pipeline.subbyte.quantize_chain`).
+    the member fits at int8, else a mixed policy for each granularity and each of ``searches``
+    ("memory": the paper's rule, :func:`tinyopt.memory_driven`, rows ``Mix-<g>``; "accuracy":
+    least summed sensitivity under the same budgets, :func:`tinyopt.mixed.accuracy_search.
+    accuracy_driven` measured on the calibration images, rows ``Acc-<g>``), both on the paper's
+    accounting that sets the budget; each through PTQ -> QAT -> integer graph
+    (:func:`tinyopt.pipeline.subbyte.quantize_chain`), the same recipe for every policy.
 
     Returns:
         One row per policy run (a member that does not fit even at the lowest bits gets a row
         with its ``BudgetError`` in ``note``).
     """
+    from tinyopt.mixed.accuracy_search import accuracy_driven
     from tinyopt.mixed.policy import Policy
     from tinyopt.mixed.search import BudgetError, memory_driven
     x_tr, y_tr = train
@@ -101,8 +107,13 @@ def iso_memory_member(member: dict, model, train, test, flash_budget: int, ram_b
                                      else f"does not fit ({member['int8_over']})") + " at int8")
     runs = [("int8", lambda g: Policy.uniform(model, 8, 8, g), int8_granularity)] \
         if member["fits_int8"] else \
-        [(f"Mix-{g}", lambda g: memory_driven(model, flash_budget, ram_budget, g), g)
-         for g in granularities]
+        [(f"Mix-{g}", lambda g: memory_driven(model, flash_budget, ram_budget, g,
+                                              accounting="paper"), g)
+         for g in granularities if "memory" in searches] + \
+        [(f"Acc-{g}", lambda g: accuracy_driven(model, flash_budget, ram_budget,
+                                                x_tr[:calibration_samples], g,
+                                                accounting="paper"), g)
+         for g in granularities if "accuracy" in searches]
     rows = []
     for tag, make, gran in runs:
         try:
@@ -160,14 +171,16 @@ def iso_memory_table(results, flash_budget: int, ram_budget: int):
             table[col] = np.nan
     table = table.rename(columns={"int8": "int8_fits_acc"})
     table["int8_that_fits"] = f"{best.member}: {best.integer_acc:.4f}"
-    for col in ["Mix-PC", "Mix-PL"]:
+    # the rule's columns always; the accuracy-aware search's when it ran (searches=["accuracy"])
+    mixed_cols = ["Mix-PC", "Mix-PL"] + [c for c in ("Acc-PC", "Acc-PL") if c in table]
+    for col in mixed_cols:
         table[f"{col}_minus_int8_pt"] = 100 * (table[col] - best.integer_acc)
     table["flash_budget"], table["ram_budget"] = flash_budget, ram_budget
     table = table.sort_values(["alpha", "resolution"])[
-        ["member", "params", "macs", "float_acc", "Mix-PC", "Mix-PL", "int8_fits_acc",
-         "int8_that_fits", "Mix-PC_minus_int8_pt", "Mix-PL_minus_int8_pt", "flash_budget",
+        ["member", "params", "macs", "float_acc", *mixed_cols, "int8_fits_acc",
+         "int8_that_fits", *(f"{c}_minus_int8_pt" for c in mixed_cols), "flash_budget",
          "ram_budget"]]
-    mix = results[results.policy.str.startswith("Mix") & results.integer_acc.notna()]
+    mix = results[results.policy.str.startswith(("Mix", "Acc")) & results.integer_acc.notna()]
     if mix.empty:
         verdict = "no mixed-precision member ran"
     else:
@@ -214,7 +227,8 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
                     int8_granularity: str, epochs: int, train_samples: int | None, lr: float,
                     batch_size: int, qat_epochs: int, qat_samples: int, qat_lr: float,
                     calibration_samples: int, test_samples: int | None, resize_mode: str,
-                    bn_recalibration_samples: int, seed: int = 0, on_row=None):
+                    bn_recalibration_samples: int, seed: int = 0, on_row=None,
+                    searches=("memory",)):
     """Notebook 06's runs: every member of ``grid`` trained in float (keyed random subsets of the
     training and test images, resized to its input), then :func:`iso_memory_member`.
 
@@ -230,6 +244,8 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
         test_samples: test images (None: all).
         resize_mode: "bilinear" or "pad" (:func:`subbyte.resize`).
         seed: model initialisation, draws and training.
+        searches: the mixed-policy searches to run per granularity, as
+            :func:`iso_memory_member`.
         on_row: called with each row as it comes (e.g. a
             :class:`tinyopt.workbench.report.Checkpoint` of ``runs.csv``: a cut run keeps its
             rows).
@@ -257,14 +273,15 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
             {**member, "float_seconds": round(time.time() - t0, 1)}, model, (x_tr, y_tr_all),
             (x_te, y_te), flash_budget, ram_budget, granularities, int8_granularity,
             calibration_samples, qat_samples, qat_epochs, qat_lr, seed=seed,
-            bn_recalibration_samples=bn_recalibration_samples)
+            bn_recalibration_samples=bn_recalibration_samples, searches=tuple(searches))
         rows += member_rows
         if on_row is not None:
             for row in member_rows:
                 on_row(row)
     results = pd.DataFrame(rows)
     if "integer_acc" in results:  # else no policy ran (every member a BudgetError row)
-        mixed_ok = results[results.policy.str.startswith("Mix") & results.integer_acc.notna()]
+        mixed_ok = results[results.policy.str.startswith(("Mix", "Acc"))
+                           & results.integer_acc.notna()]
         if ((mixed_ok.flash_bytes > flash_budget) | (mixed_ok.ram_bytes > ram_budget)).any():
             raise RuntimeError("a memory-driven policy exceeds the budget")
     return results

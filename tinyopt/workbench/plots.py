@@ -259,7 +259,8 @@ def iso_memory_figure(results: pd.DataFrame, best, title: str):
     Pareto frontier and the best int8 member that fits (``best``: its row)."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    style = {"int8": ("o", "C0"), "Mix-PL": ("s", "C1"), "Mix-PC": ("^", "C2")}
+    style = {"int8": ("o", "C0"), "Mix-PL": ("s", "C1"), "Mix-PC": ("^", "C2"),
+             "Acc-PL": ("D", "C3"), "Acc-PC": ("v", "C4")}
     ok = results[results.integer_acc.notna()].sort_values("qmacs")
     for pol, g in ok.groupby("policy"):
         m, c = style.get(pol, ("x", "k"))
