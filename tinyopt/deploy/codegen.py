@@ -283,7 +283,7 @@ def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict,
     def emit(ctype: str, values, what: str) -> str:
         name = f"{prefix}_{what}{k}"
         arrays.append(_c_array(ctype, name, values, attribute=attr))
-        if what in ("m0", "n0", "table"):  # parameters; geometry (concat's sizes) is not
+        if what in ("w", "wzp", "bias", "m0", "n0", "table"):  # parameters, not geometry
             nbytes[what] = nbytes.get(what, 0) + int(np.asarray(values).nbytes)
         return name
 

@@ -182,6 +182,7 @@ class IntegerLayer:
     padding: tuple = (0, 0, 0, 0)
     pad_mode: str = "zero_point"
     depth_multiplier: int = 1
+    dilation: tuple = (1, 1)  # conv2d / depthwise: (dh, dw) between taps (TFLite dilation)
     # pools
     pool_size: tuple = (1, 1)
     act_min: int | None = None
@@ -250,6 +251,12 @@ class IntegerLayer:
                 if arr is None or np.asarray(arr).shape != (k,):
                     raise ValueError(f"{where}: {name} must hold {k} entr{'y' if k == 1 else 'ies'}"
                                      f", got {None if arr is None else np.asarray(arr).shape}")
+        dil = tuple(self.dilation)
+        if len(dil) != 2 or not all(isinstance(d, (int, np.integer)) and d >= 1 for d in dil):
+            raise ValueError(f"{where}: dilation must be two integers >= 1, got {self.dilation}")
+        if dil != (1, 1) and self.kind not in ("conv2d", "pointwise", "depthwise"):
+            raise ValueError(f"{where}: dilation {dil} on a {self.kind} node; only conv2d, "
+                             "pointwise and depthwise layers are dilated (set it to (1, 1))")
         if op.check is not None:
             op.check(self, where)
 

@@ -162,7 +162,9 @@ class FastLayer:
     def __init__(self, p, lib):
         self.mode = None
         layer = self.layer = p.layer
-        if lib is None or not p.safe32 or layer.in_bits > 8:
+        # the C kernels here take undilated windows: a dilated layer runs the reference engine
+        if (lib is None or not p.safe32 or layer.in_bits > 8
+                or tuple(getattr(layer, "dilation", (1, 1))) != (1, 1)):
             return
         s = 128 if layer.in_signed else 0
         zc = int(layer.in_zero_point) + s

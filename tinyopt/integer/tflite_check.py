@@ -235,7 +235,8 @@ OPS = {"CONV_2D": (2, 3, "Conv2DOptions"), "DEPTHWISE_CONV_2D": (2, 3, "Depthwis
        "RESHAPE": (1, 2, None), "SQUEEZE": (1, 1, None), "EXPAND_DIMS": (2, 2, None),
        "PAD": (2, 2, None), "PADV2": (2, 3, None), "CONCATENATION": (1, 1 << 16,
                                                                       "ConcatenationOptions"),
-       "ADD": (2, 2, "AddOptions"), "QUANTIZE": (1, 1, None), "SOFTMAX": (1, 1, "SoftmaxOptions")}
+       "ADD": (2, 2, "AddOptions"), "QUANTIZE": (1, 1, None), "SOFTMAX": (1, 1, "SoftmaxOptions"),
+       "TRANSPOSE_CONV": (3, 4, "TransposeConvOptions")}
 # the output-channel axis of the weights, along which per-axis scales may run
 _WEIGHT_AXIS = {"CONV_2D": (0, 4), "DEPTHWISE_CONV_2D": (3, 4), "FULLY_CONNECTED": (0, 2)}
 
@@ -495,7 +496,8 @@ class _Checker:
         fields = {"Conv2DOptions": ("strideH", "strideW", "dilationHFactor", "dilationWFactor"),
                   "DepthwiseConv2DOptions": ("strideH", "strideW", "dilationHFactor",
                                              "dilationWFactor"),
-                  "Pool2DOptions": ("strideH", "strideW", "filterHeight", "filterWidth")}
+                  "Pool2DOptions": ("strideH", "strideW", "filterHeight", "filterWidth"),
+                  "TransposeConvOptions": ("strideH", "strideW")}
         for f in fields.get(type(opts).__name__.removesuffix("T"), ()):
             if int(getattr(opts, f)) < 1:
                 _fail(f"{where}: {f} is {getattr(opts, f)}; it must be >= 1")

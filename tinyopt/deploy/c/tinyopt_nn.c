@@ -95,6 +95,42 @@ static uint32_t tn_dw(const tn_layer_t *l, const uint8_t *in, int32_t y0, int32_
     return tn_dw_k(l, in, y0, x0, kx_lo, kx_hi, c, wb, zw, xb, xs, zx);
 }
 
+/* The accumulator (without bias) of channel c of a dilated convolution or depthwise layer
+ * (dil_h or dil_w > 1) whose window starts at (y0, x0): tap (ky, kx) reads input pixel
+ * (y0 + ky dil_h, x0 + kx dil_w); one tap at a time, as tinyopt.integer.ops.compute does. */
+static uint32_t tn_acc_dilated(const tn_layer_t *l, const uint8_t *in, int32_t y0, int32_t x0,
+                               uint32_t c, uint32_t wb, uint32_t zw, uint32_t xb, uint32_t xs,
+                               uint32_t zx)
+{
+    const int32_t H = l->in.h, W = l->in.w, KW = l->k_w;
+    const int32_t DH = l->dil_h > 1u ? l->dil_h : 1, DW = l->dil_w > 1u ? l->dil_w : 1;
+    const uint32_t C = l->in.c, rb = l->w_row_bytes;
+    const int depthwise = l->kind == TN_DEPTHWISE;
+    const uint32_t ci = depthwise ? c / l->depth_multiplier : 0u;
+    const uint8_t *wc = l->w + rb * c; /* TN_CONV: weight row c = [ky][kx][ci] */
+    uint32_t acc = 0;
+    for (int32_t ky = 0; ky < (int32_t)l->k_h; ky++) {
+        const int32_t iy = y0 + ky * DH;
+        for (int32_t kx = 0; kx < KW; kx++) {
+            const int32_t ix = x0 + kx * DW;
+            const int inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+            const uint32_t tap = (uint32_t)(ky * KW + kx);
+            if (!inside && !l->pad_zero) continue; /* a padded tap holds z_x: contributes 0 */
+            const uint32_t xi = inside ? ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C : 0u;
+            if (depthwise) { /* weight row per tap, [ky][kx][c] */
+                const uint32_t wv = (uint32_t)tn_get(l->w + rb * tap, c, wb, 0) - zw;
+                acc += wv * (inside ? (uint32_t)tn_get(in, xi + ci, xb, xs) - zx : 0u - zx);
+            } else if (inside) {
+                acc += tn_dot(wc, tap * C, wb, zw, in, xi, xb, xs, zx, C);
+            } else { /* pad_zero: the padded inputs hold integer 0 */
+                for (uint32_t k = 0; k < C; k++)
+                    acc += ((uint32_t)tn_get(wc, tap * C + k, wb, 0) - zw) * (0u - zx);
+            }
+        }
+    }
+    return acc;
+}
+
 /* The accumulator (bias included, int32 wrap-around) of output (oy, ox, c) of a compute layer. */
 static int32_t tn_acc(const tn_layer_t *l, const uint8_t *in, int32_t oy, int32_t ox, uint32_t c)
 {
@@ -113,6 +149,8 @@ static int32_t tn_acc(const tn_layer_t *l, const uint8_t *in, int32_t oy, int32_
     /* the taps of a kernel row that fall inside the image: kx in [kx_lo, kx_hi) */
     const int32_t kx_lo = x0 < 0 ? -x0 : 0;
     const int32_t kx_hi = x0 + KW > W ? W - x0 : KW;
+    if (l->dil_h > 1u || l->dil_w > 1u)
+        return (int32_t)(acc + tn_acc_dilated(l, in, y0, x0, c, wb, zw, ib, is, zx));
     if (l->kind == TN_DEPTHWISE)
         return (int32_t)(acc + tn_dw(l, in, y0, x0, kx_lo, kx_hi, c, wb, zw, ib, is, zx));
     for (int32_t ky = 0; ky < (int32_t)l->k_h; ky++) {

@@ -47,6 +47,7 @@ typedef struct {
     uint8_t pad_zero;     /* 1: a padded input holds integer 0 (CMix-NN depthwise); 0: z_x */
     tn_tensor_t in, out;  /* out: the compute layer's own output (before a fused pool) */
     uint8_t k_h, k_w, stride_h, stride_w, pad_t, pad_l, depth_multiplier, w_bits;
+    uint8_t dil_h, dil_w;  /* dilation between taps (0 or 1: none), TN_CONV / TN_DEPTHWISE */
     uint16_t w_row_bytes;  /* bytes per packed weight row */
     uint16_t n_wzp, n_m;   /* 1 (per layer) or C (per channel) */
     int32_t act_lo, act_hi;

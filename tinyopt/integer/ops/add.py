@@ -1,6 +1,7 @@
 """``add``: TFLite's int8 ADD of two tensors of the same shape. Both inputs minus their zero
 point, shifted left by ``left_shift``, rescaled by (m0[0], n0[0]) / (m0[1], n0[1]); the sum
-rescaled by (m0[2], n0[2]), plus the output zero point, clamped (fused activation). TFLite: ADD.
+rescaled by (m0[2], n0[2]), plus the output zero point, clamped (fused activation). TFLite: ADD
+(an ADD with a constant operand is an ``add_const`` node, :mod:`tinyopt.integer.ops.add_const`).
 C: ``tn_run_add`` (may run in place over either input); the Cortex-M7 kernel and the ADD fused
 into the producing convolution, :mod:`tinyopt.deploy.kernels_m7`.
 """
@@ -12,6 +13,7 @@ import numpy as np
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.fixedpoint import REQUANT, check_multipliers
 from tinyopt.integer.graph import IntegerLayer
+from tinyopt.integer.ops import add_const, mul_const
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
 
 
@@ -56,6 +58,9 @@ def _import_add(ctx, op, op_name: str) -> list[IntegerLayer]:
     2 max(s_1, s_2) / (2^20 s_out) for the sum (QuantizeMultiplierSmallerThanOneExp)."""
     a, b = int(op.inputs[0]), int(op.inputs[1])
     out = int(op.outputs[0])
+    const = mul_const.constant_operand(ctx, op, op_name, ctx.m.name(out))
+    if const is not None:  # a constant operand: an add_const node (ops/add_const.py)
+        return add_const.build(ctx, op, op_name, *const)
     layer = ctx.node("add", op_name, [a, b], out)
     ctx.same_shape(layer, op_name)
     ta, tb, to = (ctx.tensors[n] for n in (*layer.inputs, layer.outputs[0]))

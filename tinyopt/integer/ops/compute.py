@@ -5,6 +5,10 @@ layer's requantization flavour (:mod:`tinyopt.integer.fixedpoint`), output zero 
 ``requantize=False`` writes the raw int32 accumulators (logits). Weights are unsigned codes
 packed per row (``docs/integer.md``); the IR fields are those of :class:`IntegerLayer`.
 
+Dilation (``IntegerLayer.dilation``, TFLite's dilation factors, Keras ``dilation_rate``): tap
+(ky, kx) of output (oy, ox) reads input (oy sh - pad_t + ky dh, ox sw - pad_l + kx dw); SAME
+padding is computed on the dilated extent (k - 1) d + 1, as TFLite does.
+
 Exactness of the matrix products: convolutions and dense layers are im2col + matmul, in float
 only where provably exact (every partial sum is an integer below 2^24 / 2^53, see
 :func:`tinyopt.integer.fixedpoint.exact_float_dtype`), else in int64.
@@ -58,6 +62,8 @@ def check(layer: IntegerLayer, where: str) -> None:
                              f"channel) entries, got shape {arr.shape}")
     if layer.pad_mode not in PAD_MODES:
         raise ValueError(f"{where}: pad_mode must be one of {PAD_MODES}")
+    if layer.kind == "dense" and tuple(layer.dilation) != (1, 1):
+        raise ValueError(f"{where}: a dense layer has no dilation; set dilation to (1, 1)")
 
 
 def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:
@@ -69,10 +75,11 @@ def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:
                          f"{layer.weight_shape[1]} features) is not exported")
     if layer.kind != "dense":
         k = list(layer.weight_shape[:-1] if layer.kind == "depthwise"
-                 else layer.weight_shape[1:3]) + [layer.depth_multiplier]
+                 else layer.weight_shape[1:3]) + [layer.depth_multiplier] \
+            + list(layer.dilation)
         if max(k) > 255:
-            raise ValueError(f"{where}: kernel sizes and the depth multiplier must be in "
-                             f"[0, 255], got {k}")
+            raise ValueError(f"{where}: kernel sizes, the depth multiplier and the dilation "
+                             f"must be in [0, 255], got {k}")
     if layer.weight_bits not in (1, 2, 4, 8):
         raise ValueError(f"{where}: weight bits {layer.weight_bits} not supported (1, 2, 4, 8)")
     zw = np.asarray(layer.weight_zero_point)
@@ -142,6 +149,7 @@ def accumulate(p, x: np.ndarray) -> np.ndarray:
         return (xs.reshape(-1, p.w.shape[0]) @ p.w).reshape((n,) + tuple(layer.out_shape))
     oh, ow, c_out = layer.out_shape
     sh, sw = layer.stride
+    dh, dw = (int(d) for d in layer.dilation)
     xp = pad_hw(xs, layer.padding, 0 if layer.pad_mode == "zero_point" else -layer.in_zero_point)
     if layer.kind == "depthwise":
         kh, kw, _ = p.w.shape
@@ -150,13 +158,20 @@ def accumulate(p, x: np.ndarray) -> np.ndarray:
         acc = np.zeros((n, oh, ow, c_out), p.dtype)
         for ky in range(kh):
             for kx in range(kw):
-                acc += xp[:, ky:ky + (oh - 1) * sh + 1:sh, kx:kx + (ow - 1) * sw + 1:sw] \
+                y0, x0 = ky * dh, kx * dw
+                acc += xp[:, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw] \
                     * p.w[ky, kx]
         return acc
     kh, kw = layer.weight_shape[1:3]
     c_in = xp.shape[-1]
     cols = np.empty((n, oh, ow, kh * kw * c_in), p.dtype)
-    for t, tap in enumerate(taps(xp, kh, kw, sh, sw, oh, ow)):  # im2col, one tap at a time
+    if (dh, dw) == (1, 1):
+        views = taps(xp, kh, kw, sh, sw, oh, ow)
+    else:  # tap (ky, kx) starts at (ky dh, kx dw) of the padded input
+        views = [xp[:, ky * dh:ky * dh + (oh - 1) * sh + 1:sh,
+                    kx * dw:kx * dw + (ow - 1) * sw + 1:sw]
+                 for ky in range(kh) for kx in range(kw)]
+    for t, tap in enumerate(views):  # im2col, one tap at a time
         cols[..., t * c_in:(t + 1) * c_in] = tap
     return (cols.reshape(n * oh * ow, -1) @ p.w).reshape(n, oh, ow, c_out)
 
@@ -213,9 +228,6 @@ def _import_conv(ctx, op, op_name: str) -> list[IntegerLayer]:
         else:
             real = np.float64(src.scale) * s_w.astype(np.float64) / np.float64(dst.scale)
     else:
-        if int(opts.dilationHFactor) != 1 or int(opts.dilationWFactor) != 1:
-            raise ValueError(f"{where}: dilated convolutions are not supported; use "
-                             "dilation_rate=1")
         if op_name == "CONV_2D":
             codes = w  # [c_out, kh, kw, c_in]: the IntegerGraph layout already
             kh, kw = w.shape[1:3]
@@ -231,7 +243,15 @@ def _import_conv(ctx, op, op_name: str) -> list[IntegerLayer]:
             if src.shape[-1] * layer.depth_multiplier != codes.shape[-1]:
                 layer.depth_multiplier = codes.shape[-1] // src.shape[-1]
         c_out = dst.shape[-1]
-        (oh, ow), layer.padding = spatial(opts, src.shape[:2], (kh, kw), schema)
+        # a 1-tap axis has no dilation (the same taps either way; keeps the plain kernels)
+        layer.dilation = (int(opts.dilationHFactor) if kh > 1 else 1,
+                          int(opts.dilationWFactor) if kw > 1 else 1)
+        dh, dw = layer.dilation
+        if dh < 1 or dw < 1:
+            raise ValueError(f"{where}: dilation factors must be >= 1, got {(dh, dw)}")
+        # TFLite pads and sizes the output on the dilated extent (k - 1) d + 1
+        (oh, ow), layer.padding = spatial(opts, src.shape[:2],
+                                          ((kh - 1) * dh + 1, (kw - 1) * dw + 1), schema)
         if (oh, ow) != dst.shape[:2]:
             raise ValueError(f"{where}: computed output {(oh, ow)} but the model says "
                              f"{dst.shape[:2]}")

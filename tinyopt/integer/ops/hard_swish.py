@@ -63,9 +63,9 @@ def check(layer: IntegerLayer, where: str) -> None:
     if m0.min() < 0 or m0.max() > INT16_MAX:
         raise ValueError(f"{where}: m0 holds int16 fixed-point multipliers in [0, 32767], got "
                          f"{m0.tolist()}")
-    if n0[1] > 0 or abs(int(n0[0])) > 15:
-        raise ValueError(f"{where}: n0 = [relu-ish exponent in [-15, 15], output exponent <= 0],"
-                         f" got {n0.tolist()}")
+    if not (-31 <= int(n0[1]) <= 0 and -31 <= int(n0[0]) <= 31):
+        raise ValueError(f"{where}: n0 = [relu-ish exponent in [-31, 31], output exponent in "
+                         f"[-31, 0]] (TFLite's QuantizeMultiplier range), got {n0.tolist()}")
 
 
 def int16_multiplier(real: float) -> tuple[int, int]:

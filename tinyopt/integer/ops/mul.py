@@ -9,7 +9,7 @@ clamped to the fused activation's range.
 
 Shapes: input 0 has the output's shape; input 1 has it too, or holds one value per channel
 ((1, 1, C), (1, C) or (C,)) broadcast over every other axis (TFLite's BroadcastMul4DSlow for the
-squeeze-and-excite case). The importer puts the full-size operand first (the product and the
+squeeze-and-excite case); a constant operand makes a ``mul_const`` node instead. The importer puts the full-size operand first (the product and the
 multiplier are symmetric, so the swap changes no bit). The C descriptor gets the second
 input's zero point (``in2_zero_point``) and element count (``outer``) from the deployed step's
 input records (:func:`c_fields`). C: ``tn_run_mul``
@@ -23,6 +23,7 @@ import numpy as np
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.fixedpoint import REQUANT
 from tinyopt.integer.graph import IntegerLayer
+from tinyopt.integer.ops import mul_const
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
 
 
@@ -97,18 +98,13 @@ def c_fields(step, arrays) -> dict:
     return {"in2_zero_point": int(b.zero_point), "outer": int(np.prod(b.shape))}
 
 
-def _is_constant(m, i: int) -> bool:
-    buf = m.model.buffers[m.tensor(i).buffer]
-    return bool((buf.data is not None and len(buf.data)) or (buf.offset and buf.size))
-
-
 def _import_mul(ctx, op, op_name: str) -> list[IntegerLayer]:
-    """MUL of two int8 tensors: same shape, or one of them one value per channel."""
+    """MUL of two int8 tensors: same shape, or one of them one value per channel; a MUL with a
+    constant operand is a ``mul_const`` node (:mod:`tinyopt.integer.ops.mul_const`)."""
     a, b, out = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])
-    for i in (a, b):
-        if _is_constant(ctx.m, i):
-            raise ValueError(f"MUL writing {ctx.m.name(out)!r}: input {ctx.m.name(i)!r} is a "
-                             "constant tensor; only the product of two activations is supported")
+    const = mul_const.constant_operand(ctx, op, op_name, ctx.m.name(out))
+    if const is not None:
+        return mul_const.build(ctx, op, op_name, *const)
     sa, sb = ctx.spec(a, op_name), ctx.spec(b, op_name)
     dst = ctx.spec(out, op_name)
     if sa.shape != dst.shape and sb.shape == dst.shape:

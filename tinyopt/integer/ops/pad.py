@@ -42,9 +42,13 @@ def _import_pad(ctx, op, op_name: str) -> list[IntegerLayer]:
         if value != layer.out_zero_point:
             raise ValueError(f"PADV2 writing {layer.name!r}: pads with {value}, not the zero "
                              f"point {layer.out_zero_point}; only zero padding is supported")
+    if pads.shape[0] == 3 and not pads[0].any() and not pads[2].any() \
+            and len(layer.in_shape) == 2:
+        return _import_pad_1d(ctx, layer, pads, op_name)
     if pads.shape[0] != 4 or pads[0].any() or pads[3].any() or len(layer.in_shape) != 3:
         raise ValueError(f"{op_name} writing {layer.name!r}: only padding of H and W of a 4-D "
-                         f"tensor is supported (paddings {pads.tolist()}, input {layer.in_shape})")
+                         f"tensor or of T of a 3-D one is supported (paddings {pads.tolist()}, "
+                         f"input {layer.in_shape})")
     layer.padding = (int(pads[1, 0]), int(pads[1, 1]), int(pads[2, 0]), int(pads[2, 1]))
     h, w, c = layer.in_shape
     padded = (h + layer.padding[0] + layer.padding[1], w + layer.padding[2] + layer.padding[3], c)
@@ -52,6 +56,32 @@ def _import_pad(ctx, op, op_name: str) -> list[IntegerLayer]:
         raise ValueError(f"{op_name} writing {layer.name!r}: padding {layer.in_shape} gives "
                          f"{padded} but the model says {layer.out_shape}")
     return [layer]
+
+
+def _import_pad_1d(ctx, layer: IntegerLayer, pads, op_name: str) -> list[IntegerLayer]:
+    """PAD of T of a (T, C) tensor (Keras Conv1D padding='causal', ZeroPadding1D): a pad of W of
+    (1, T, C) between two reshapes (aliases when deployed)."""
+    (t, c), out = layer.in_shape, layer.out_shape
+    left, right = int(pads[1, 0]), int(pads[1, 1])
+    if tuple(out) != (t + left + right, c):
+        raise ValueError(f"{op_name} writing {layer.name!r}: padding {layer.in_shape} by "
+                         f"{(left, right)} gives {(t + left + right, c)} but the model says {out}")
+
+    def reshape(name, src, in_shape, out_shape):
+        return IntegerLayer(kind="reshape", name=name, in_shape=tuple(in_shape),
+                            out_shape=tuple(out_shape), in_signed=True, out_signed=True,
+                            in_zero_point=layer.in_zero_point, out_zero_point=layer.in_zero_point,
+                            in_scale=layer.in_scale, out_scale=layer.in_scale, inputs=(src,),
+                            outputs=(name,), extra={"tflite_op": op_name})
+
+    name = layer.name
+    before = reshape(name + ":as_hwc", layer.inputs[0], (t, c), (1, t, c))
+    layer.name = name + ":pad_w"
+    layer.inputs, layer.outputs = (before.name,), (layer.name,)
+    layer.in_shape, layer.out_shape = (1, t, c), (1, t + left + right, c)
+    layer.padding = (0, 0, left, right)
+    after = reshape(name, layer.name, layer.out_shape, out)
+    return [before, layer, after]
 
 
 def c_fields(step, emit) -> dict:

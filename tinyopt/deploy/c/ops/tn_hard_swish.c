@@ -22,15 +22,16 @@ static int16_t tn_hs_sdhm(int16_t a, int16_t b)
     return (int16_t)(((int32_t)a * (int32_t)b) / (1 << 15));
 }
 
-static int16_t tn_hs_sat_shl(int16_t x, int amount)
+static int16_t tn_hs_sat_shl(int16_t x, int amount) /* amount in [0, 30] */
 {
-    const int32_t r = (int32_t)x * (1 << amount);
+    const int64_t r = (int64_t)x * ((int64_t)1 << amount);
     return (int16_t)(r > INT16_MAX ? INT16_MAX : r < INT16_MIN ? INT16_MIN : r);
 }
 
 /* gemmlowp's RoundingDivideByPOT: half away from zero. */
 static int16_t tn_hs_rdbpot(int16_t x, int e)
 {
+    if (e >= 16) return 0; /* |x| < 2^15: rounds to 0 for either sign (and no shift overflow) */
     const int32_t mask = (1 << e) - 1;
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (int16_t)((x >> e) + (((int32_t)x & mask) > threshold ? 1 : 0));

@@ -1,0 +1,46 @@
+/* tn_transpose_conv.c: TFLite's int8 TRANSPOSE_CONV (tinyopt/integer/ops/transpose_conv.py says
+ * the arithmetic; tests/test_op_transpose_conv.py checks this kernel against it). TFLite scatters
+ * each input pixel into the output; here each output (oy, ox, oc) gathers the same products:
+ * tap (ky, kx) reads input (iy, ix) with iy sh - pad_t + ky = oy (and likewise for x), so the
+ * int32 sum (wrap-around, as the reference's int32 scratch) is the same without a scratch
+ * buffer. Then bias[oc], (m0[oc], n0[oc]) in the step's rounding, z_out, [act_lo, act_hi].
+ * Weights: [c_out][ky][kx][c_in] unsigned codes with zero point wzp (1 or c_out entries). */
+#include "tinyopt_nn.h"
+#include "tn_arith.h"
+
+void tn_run_transpose_conv(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out)
+{
+    const int32_t H = l->in.h, W = l->in.w, KH = l->k_h, KW = l->k_w;
+    const int32_t SH = l->stride_h, SW = l->stride_w;
+    const uint32_t C = l->in.c, CO = l->out.c;
+    const int8_t *x = (const int8_t *)in[0];
+    const uint32_t zx = (uint32_t)l->in.zero_point;
+    uint32_t o = 0;
+    for (int32_t oy = 0; oy < (int32_t)l->out.h; oy++) {
+        for (int32_t ox = 0; ox < (int32_t)l->out.w; ox++) {
+            for (uint32_t oc = 0; oc < CO; oc++, o++) {
+                const uint32_t zw = l->wzp[l->n_wzp == 1u ? 0u : oc];
+                const uint8_t *wr = l->w + (uint32_t)l->w_row_bytes * oc;
+                uint32_t acc = 0; /* modulo 2^32, as the reference's int32 sums */
+                for (int32_t ky = 0; ky < KH; ky++) {
+                    const int32_t ty = oy + l->pad_t - ky; /* = iy * SH */
+                    if (ty < 0 || ty % SH != 0 || ty / SH >= H) continue;
+                    for (int32_t kx = 0; kx < KW; kx++) {
+                        const int32_t tx = ox + l->pad_l - kx;
+                        if (tx < 0 || tx % SW != 0 || tx / SW >= W) continue;
+                        const int8_t *xp = x + ((uint32_t)(ty / SH) * (uint32_t)W
+                                                + (uint32_t)(tx / SW)) * C;
+                        const uint8_t *wp = wr + (uint32_t)(ky * KW + kx) * C;
+                        for (uint32_t k = 0; k < C; k++)
+                            acc += ((uint32_t)wp[k] - zw) * ((uint32_t)(int32_t)xp[k] - zx);
+                    }
+                }
+                acc += (uint32_t)l->bias[oc];
+                const uint32_t m = l->n_m == 1u ? 0u : oc;
+                const int64_t y = tn_requant_k((int32_t)acc, l->m0[m], l->n0[m], l->rounding)
+                                  + l->out.zero_point;
+                out[o] = (uint8_t)(int8_t)tn_clamp(y, l->act_lo, l->act_hi);
+            }
+        }
+    }
+}

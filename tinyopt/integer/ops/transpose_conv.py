@@ -1,0 +1,189 @@
+"""``transpose_conv``: TFLite's int8 TRANSPOSE_CONV (Keras ``Conv2DTranspose``, the U-Net
+up-sampling), per-channel weights, int32 bias (TRANSPOSE_CONV's 4th input, as the converter
+emits it).
+
+Integer form (TFLite's reference_integer_ops::TransposeConv, the same in LiteRT BUILTIN_REF and
+TFLite Micro): every input pixel (iy, ix) scatters (x - z_x) w[oc, ky, kx, ic] into output
+(iy sh - pad_t + ky, ix sw - pad_l + kx) when that lies inside the output, accumulated in int32;
+then bias[oc], the per-channel multiplier (m0[oc], n0[oc]: double(s_x) double(s_w[oc]) /
+double(s_out), QuantizeMultiplier, the double rounding), z_out, and the fused activation's
+clamp. TFLite's padding is computed from the output size (ComputePaddingHeightWidth on the
+output: the odd pixel goes to the end), only its top / left part is used.
+
+Fields: weights as ``conv2d``'s ([c_out][ky][kx][c_in] unsigned codes w + 128, weight zero
+point 128), ``bias``, ``m0`` / ``n0`` per output channel, ``stride``, ``padding``
+(top, bottom, left, right). C: ``tn_run_transpose_conv``
+(``tinyopt/deploy/c/ops/tn_transpose_conv.c``: each output gathers its taps, so no scratch).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyopt.integer.arith import tflite_quantize_multiplier
+from tinyopt.integer.fixedpoint import REQUANT, acc32, check_multipliers
+from tinyopt.integer.graph import IntegerLayer
+from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
+
+
+def check(layer: IntegerLayer, where: str) -> None:
+    """int8 (H, W, C) in and out; weights [c_out, kh, kw, c_in] fitting the shapes; bias, m0,
+    n0 per output channel; strides >= 1, paddings >= 0."""
+    if (layer.in_bits, layer.out_bits, layer.in_signed, layer.out_signed) != (8, 8, True, True):
+        raise ValueError(f"{where}: transpose_conv runs on int8 tensors, got {layer.in_bits}-bit "
+                         f"in, {layer.out_bits}-bit out")
+    if len(layer.in_shape) != 3 or len(layer.out_shape) != 3:
+        raise ValueError(f"{where}: in_shape and out_shape must be (H, W, C), got "
+                         f"{tuple(layer.in_shape)}, {tuple(layer.out_shape)}")
+    for name in ("weights", "weight_shape", "weight_zero_point", "bias", "m0", "n0"):
+        if getattr(layer, name) is None:
+            raise ValueError(f"{where}: transpose_conv needs {name}")
+    ws = tuple(layer.weight_shape)
+    c_out = layer.out_shape[-1]
+    if len(ws) != 4 or ws[0] != c_out or ws[3] != layer.in_shape[-1] or layer.weight_bits != 8:
+        raise ValueError(f"{where}: weight_shape {ws} must be 8-bit [c_out={c_out}, kh, kw, "
+                         f"c_in={layer.in_shape[-1]}]")
+    if layer.weights.shape != (c_out, ws[1] * ws[2] * ws[3]):
+        raise ValueError(f"{where}: packed weights have shape {layer.weights.shape}, expected "
+                         f"{(c_out, ws[1] * ws[2] * ws[3])}")
+    for name in ("bias", "m0", "n0"):
+        if np.asarray(getattr(layer, name)).shape != (c_out,):
+            raise ValueError(f"{where}: {name} must hold one entry per output channel "
+                             f"({c_out}), got shape {np.asarray(getattr(layer, name)).shape}")
+    if np.asarray(layer.weight_zero_point).shape not in ((1,), (c_out,)):
+        raise ValueError(f"{where}: weight_zero_point must hold 1 or {c_out} entries")
+    if min(layer.stride) < 1 or len(layer.padding) != 4 or min(layer.padding) < 0:
+        raise ValueError(f"{where}: stride must be >= 1 and padding >= 0, got "
+                         f"{tuple(layer.stride)}, {tuple(layer.padding)}")
+
+
+def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:
+    """Kernel sizes in [1, 255], rows of at most 65535 bytes, TFLite multipliers in range."""
+    kh, kw = layer.weight_shape[1:3]
+    if max(kh, kw) > 255:
+        raise ValueError(f"{where}: kernel sizes must be in [1, 255], got {(kh, kw)}")
+    if layer.weights.shape[1] > 65535:
+        raise ValueError(f"{where}: a packed weight row of {layer.weights.shape[1]} bytes "
+                         "exceeds 65535")
+    check_multipliers(layer, flavour, where)
+
+
+def prepare(p) -> None:
+    layer = p.layer
+    w = layer.unpacked_weights().astype(np.int64)
+    zw = np.asarray(layer.weight_zero_point, np.int64).reshape(-1, 1, 1, 1)
+    p.w = w - zw  # [c_out, kh, kw, c_in], centered
+
+
+def simulate(p, xs: list, wrap: bool) -> np.ndarray:
+    """Scatter-accumulate (exact, then the int32 check or wrap-around), bias, requantize."""
+    layer = p.layer
+    x = xs[0].astype(np.int64) - layer.in_zero_point
+    n, h, w, _ = x.shape
+    oh, ow, c_out = layer.out_shape
+    _, kh, kw, _ = p.w.shape
+    sh, sw = layer.stride
+    top, _, left, _ = layer.padding
+    # a canvas holding every scattered position (iy sh + ky, ix sw + kx), then the output window
+    ch = max((h - 1) * sh + kh, top + oh)
+    cw = max((w - 1) * sw + kw, left + ow)
+    canvas = np.zeros((n, ch, cw, c_out), np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            canvas[:, ky:ky + (h - 1) * sh + 1:sh, kx:kx + (w - 1) * sw + 1:sw] += \
+                x @ p.w[:, ky, kx, :].T
+    acc = canvas[:, top:top + oh, left:left + ow]
+    acc = acc32(acc32(acc, wrap, layer.name) + np.asarray(layer.bias, np.int64), wrap,
+                layer.name)
+    y = REQUANT[p.rounding](acc, layer.m0, layer.n0, wrap, layer.name) + layer.out_zero_point
+    return np.clip(y, *layer.out_range).astype(np.int32)
+
+
+def macs(layer: IntegerLayer) -> int:
+    """Every input pixel times every weight."""
+    return int(np.prod(layer.in_shape[:2])) * int(np.prod(layer.weight_shape))
+
+
+def c_fields(step, emit) -> dict:
+    """Window, strides, top / left padding, and the weights, their zero points, bias and
+    per-channel multipliers as arrays."""
+    layer = step.layer
+    zw = np.asarray(layer.weight_zero_point).astype(np.uint8)
+    return {"k_h": int(layer.weight_shape[1]), "k_w": int(layer.weight_shape[2]),
+            "stride_h": int(layer.stride[0]), "stride_w": int(layer.stride[1]),
+            "pad_t": int(layer.padding[0]), "pad_l": int(layer.padding[2]),
+            "w_bits": 8, "w_row_bytes": int(layer.weights.shape[1]),
+            "w": emit("uint8_t", np.asarray(layer.weights, np.uint8), "w"),
+            "n_wzp": len(zw), "wzp": emit("uint8_t", zw, "wzp"),
+            "bias": emit("int32_t", np.asarray(layer.bias, np.int32), "bias"),
+            "n_m": len(layer.m0), "m0": emit("int32_t", np.asarray(layer.m0, np.int32), "m0"),
+            "n0": emit("int8_t", np.asarray(layer.n0, np.int8), "n0")}
+
+
+def _padding(size: int, out: int, k: int, stride: int, same: bool) -> tuple[int, int]:
+    """TFLite's ComputePaddingHeightWidth applied to the transpose conv's output (its "input"
+    there): (before, after), before = total // 2."""
+    n = (out + stride - 1) // stride if same else (out + stride - k) // stride
+    total = max((n - 1) * stride + k - out, 0)
+    return total // 2, total - total // 2
+
+
+def _import(ctx, op, op_name: str) -> list[IntegerLayer]:
+    """TRANSPOSE_CONV: inputs (output_shape, weights [c_out, kh, kw, c_in], input, bias)."""
+    m = ctx.m
+    ins = [int(i) for i in op.inputs]
+    if len(ins) < 3:
+        raise ValueError(f"{op_name}: needs inputs (output_shape, weights, input[, bias]), got "
+                         f"{len(ins)}")
+    out = int(op.outputs[0])
+    layer = ctx.node("transpose_conv", op_name, [ins[2]], out)
+    where = f"{op_name} writing {layer.name!r}"
+    src, dst = ctx.tensors[layer.inputs[0]], ctx.tensors[layer.outputs[0]]
+    m.check_int8(ins[1], "weights", op_name)
+    w = m.data(ins[1]).astype(np.int64)
+    s_w, z_w = m.quant(ins[1])
+    if w.ndim != 4 or len(src.shape) != 3 or len(dst.shape) != 3 \
+            or w.shape[3] != src.shape[-1] or w.shape[0] != dst.shape[-1]:
+        raise ValueError(f"{where}: weights {list(w.shape)} do not fit input {src.shape} and "
+                         f"output {dst.shape} ([c_out, kh, kw, c_in] expected)")
+    if np.any(z_w != 0) or len(s_w) not in (1, w.shape[0]):
+        raise ValueError(f"{where}: weights need zero point 0 and 1 or {w.shape[0]} scales")
+    shape = [int(d) for d in m.data(ins[0]).reshape(-1)]
+    if shape[1:] != list(dst.shape) or shape[0] != 1:
+        raise ValueError(f"{where}: output_shape input {shape} differs from the output tensor "
+                         f"(1, {', '.join(map(str, dst.shape))})")
+    c_out, kh, kw, _ = w.shape
+    if len(ins) > 3 and ins[3] >= 0:
+        if m.tensor(ins[3]).type != ctx.schema.TensorType.INT32:
+            raise ValueError(f"{where}: the bias {m.name(ins[3])!r} must be int32")
+        bias = m.data(ins[3]).astype(np.int64).reshape(-1)
+        if bias.shape != (c_out,):
+            raise ValueError(f"{where}: bias has {bias.size} entries, expected {c_out}")
+    else:
+        bias = np.zeros(c_out, np.int64)
+    opts = op.builtinOptions
+    same = opts.padding == ctx.schema.Padding.SAME
+    layer.stride = (int(opts.strideH), int(opts.strideW))
+    if min(layer.stride) < 1:
+        raise ValueError(f"{where}: strides must be >= 1, got {layer.stride}")
+    (oh, ow, _), (sh, sw) = dst.shape, layer.stride
+    layer.padding = _padding(src.shape[0], oh, kh, sh, same) + _padding(src.shape[1], ow, kw, sw,
+                                                                        same)
+    layer.set_weights(w + 128, 8)
+    layer.weight_zero_point = np.full(1, 128, np.int32)
+    layer.weight_scale = s_w.astype(np.float64)
+    layer.bias = bias.astype(np.int32)
+    real = np.float64(src.scale) * s_w.astype(np.float64) / np.float64(dst.scale)
+    q, e = tflite_quantize_multiplier(np.broadcast_to(real, (c_out,)).copy())
+    layer.m0, layer.n0 = q, e
+    layer.rounding = ctx.rounding(op_name)
+    layer.act_min, layer.act_max = ctx.act_range(opts, out)
+    return [layer]
+
+
+register(OpKind("transpose_conv", "transposed convolution, per-channel weights (TFLite int8 "
+                "TRANSPOSE_CONV)", n_inputs=1, check=check, prepare=prepare, simulate=simulate,
+                tflite={"TRANSPOSE_CONV": TFLiteOp(_import, {"litert": "tflite_double",
+                                                             "tflm": "tflite_double"})},
+                c_function="tn_run_transpose_conv", c_source="tn_transpose_conv.c",
+                check_c=check_c, c_fields=c_fields, macs=macs))
