@@ -96,3 +96,18 @@ def test_small_c_matches_simulator_on_the_host(small, tmp_path):
 @pytest.mark.parametrize("variant", ["large", "minimalistic"])
 def test_other_variants_match_litert(variant):
     _compare(_convert(variant), "litert", 5)
+
+
+@pytest.mark.slow
+def test_small_under_qemu(small, tmp_path):
+    """The Cortex-M7 build (its fused residual ADDs on 1 x 1 feature maps once failed to
+    compile: gcc's loop analysis of the ADD tail) runs bit-exact under QEMU, and its flash, RAM
+    and instructions are measured."""
+    from tinyopt.deploy import mcu
+    ok, why = mcu.toolchain()
+    if not ok:
+        pytest.skip(why)
+    g = sim.graph_from_tflite(small, flavour="tflm")
+    s = mcu.deploy(g, _inputs(4, 7), tmp_path, name="mv3s", mcu_images=2)["summary"]
+    assert s["host_images_exact"] == s["host_images"] and s["mcu_images_exact"] == 2
+    assert s["insns_per_image_mean"] > 0 and s["ram_measured"] > s["arena_bytes"]

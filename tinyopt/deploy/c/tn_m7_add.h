@@ -137,8 +137,12 @@ TN_INLINE void tn_m7_add_fused(const int32_t *v, const uint8_t *other, uint8_t *
     if (BF) __asm__("" : "+r"(BC));
     if (QF) __asm__("" : "+r"(QC));
 #endif
+    /* the tail's bound written out: with N a constant and the first loop's exit not, gcc
+     * otherwise reasons about a tail of up to 2^32 iterations and refuses to compile (-Werror,
+     * aggressive-loop-optimizations) */
+    const uint32_t n4 = N & ~3u;
     uint32_t i = 0;
-    for (; i + 4u <= N; i += 4u) {
+    for (; i < n4; i += 4u) {
         const uint32_t wo = tn_ld32(other + i);
         uint32_t w = 0;
         TN_UNROLL
@@ -153,7 +157,7 @@ TN_INLINE void tn_m7_add_fused(const int32_t *v, const uint8_t *other, uint8_t *
         if (AHI < type_hi) w = tn_min8(w, hi4, AOS);
         TN_MEMCPY(out + i, &w, 4);
     }
-    for (; i < N; i++) {
+    for (i = n4; i < N; i++) {
         const int32_t dv = (int32_t)((uint32_t)v[i] - (uint32_t)zv);
         const int32_t dw = (int32_t)((uint32_t)tn_get(other, i, 8u, AXS) - (uint32_t)zo);
         int32_t o = SLOT ? tn_m7_add_elem(dw, dv, AOS, TN_ST(A), TN_ST(B), TN_ST(Q))
