@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 
 import tinyopt  # noqa: F401  (sets up tf_keras)
 from tests import _keras_nets as nets
+from tests import _ops
 from tinyopt.integer import sim
 from tinyopt.integer.graph import IntegerGraph
-from tinyopt.litert.reference import litert_reference, tflm_reference
 
 
 def _dilated_2d():
@@ -51,28 +50,14 @@ def dilated(request):
     return tfl, shape, dilations
 
 
-def _inputs(shape, n, seed):
-    return np.random.default_rng(seed).integers(-128, 128, (n, *shape)).astype(np.int8)
-
-
 @pytest.mark.parametrize("flavour", ["litert", "tflm"])
 def test_matches_litert_and_tflm(dilated, flavour):
+    """The reference engine (the fast one leaves dilations to it) on every tensor LiteRT /
+    TFLM report, at least three; the output varies."""
     tfl, shape, dilations = dilated
-    g = sim.graph_from_tflite(tfl, flavour=flavour)
+    g = _ops.assert_matches_interpreters(tfl, flavour, (), shape, images=50, every_layer=True,
+                                         min_compared=3, engine="reference")
     assert {tuple(lay.dilation) for lay in g.layers} - {(1, 1)} == dilations
-    x = _inputs(shape, 50, 1)
-    names = [lay.name for lay in g.layers if lay.name in g.tensors]  # the model's tensors
-    got = sim.run(g, x, trace=True, engine="reference")
-    ref = (litert_reference if flavour == "litert" else tflm_reference)(tfl, x, tensors=names)
-    compared = 0
-    for name in names:
-        if name in ref:
-            np.testing.assert_array_equal(np.asarray(got[name]).reshape(ref[name].shape),
-                                          ref[name], err_msg=name)
-            compared += 1
-    assert compared >= 3
-    out = g.output_names()[0]
-    assert len(np.unique(ref[out])) > 20
 
 
 def test_dilation_saved_and_checked(dilated, tmp_path):
@@ -94,14 +79,8 @@ def test_dilation_saved_and_checked(dilated, tmp_path):
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 def test_portable_c_matches_simulator_on_the_host(dilated, tmp_path):
-    from tinyopt.deploy import codegen, mcu
     tfl, shape, _ = dilated
-    g = sim.graph_from_tflite(tfl, flavour="tflm")
-    e = codegen.export_c(g, tmp_path / "src", kernels="portable")
+    _ops.assert_host_c_exact(tfl, "tflm", None, shape, tmp_path, images=30,
+                             kernels="portable")
     text = "".join(p.read_text() for p in (tmp_path / "src").glob("model*"))
     assert ".dil_h = 2" in text or ".dil_w = 2" in text
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
-    x = _inputs(shape, 30, 2)
-    want = codegen.reference_output(g, x)
-    assert len({r.tobytes() for r in want}) > 1
-    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)

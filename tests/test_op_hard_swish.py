@@ -11,9 +11,9 @@ import pytest
 
 import tinyopt  # noqa: F401  (sets up tf_keras)
 from tests import _keras_nets as nets
+from tests import _ops
 from tinyopt.integer import sim
 from tinyopt.integer.ops.hard_swish import hard_swish_int8, int16_multiplier
-from tinyopt.litert.reference import litert_reference, tflm_reference
 
 SCALES = (0.05, 1.0, 40.0)  # conv weights scaled: hard_swish input ranges of ~0.1, ~2, ~80
 
@@ -24,11 +24,7 @@ def _model(scale: float):
     x = inp = keras.Input((6, 6, 3))
     x = L.Conv2D(8, 3, padding="same")(x)
     x = L.Multiply()([x, L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])  # Keras' MobileNetV3 hard-swish
-    x = L.Conv2D(4, 1)(x)
-    m = nets.randomize_bias(keras.Model(inp, x))
-    conv = m.layers[1]
-    conv.kernel.assign(conv.kernel * scale)
-    return m
+    return _ops.first_conv_scaled(keras.Model(inp, L.Conv2D(4, 1)(x)), scale)
 
 
 @pytest.fixture(scope="module", params=SCALES)
@@ -36,22 +32,9 @@ def hs_tflite(request) -> bytes:
     return nets.to_int8(_model(request.param))
 
 
-def _hard_swish_node(g):
-    nodes = [lay for lay in g.layers if lay.kind == "hard_swish"]
-    assert len(nodes) == 1, "the converter did not emit one HARD_SWISH"
-    return nodes[0]
-
-
 @pytest.mark.parametrize("flavour", ["litert", "tflm"])
 def test_hard_swish_matches_litert_and_tflm(hs_tflite, flavour):
-    g = sim.graph_from_tflite(hs_tflite, flavour=flavour)
-    node = _hard_swish_node(g)
-    x = np.random.default_rng(1).integers(-128, 128, (200, 6, 6, 3)).astype(np.int8)
-    got = sim.run_tflite(hs_tflite, x, trace=True, flavour=flavour)[node.name]
-    ref = (litert_reference if flavour == "litert" else tflm_reference)(
-        hs_tflite, x, tensors=[node.name])[node.name]
-    assert len(np.unique(ref)) > 20, "a near-constant activation checks little"
-    np.testing.assert_array_equal(np.asarray(got).reshape(ref.shape), ref)
+    _ops.assert_matches_interpreters(hs_tflite, flavour, "hard_swish", (6, 6, 3))
 
 
 def test_relu_ish_exponent_takes_every_branch():
@@ -83,15 +66,7 @@ def test_arithmetic_follows_the_real_function():
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 def test_c_kernel_matches_simulator_on_the_host(hs_tflite, tmp_path):
-    from tinyopt.deploy import codegen, mcu
-    g = sim.graph_from_tflite(hs_tflite, flavour="tflm")
-    e = codegen.export_c(g, tmp_path / "src")
-    assert any(p.name.endswith("tn_hard_swish.c") for p in e.sources)
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
-    x = np.random.default_rng(2).integers(-128, 128, (40, 6, 6, 3)).astype(np.int8)
-    want = codegen.reference_output(g, x)
-    assert len({r.tobytes() for r in want}) > 1
-    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+    _ops.assert_host_c_exact(hs_tflite, "tflm", "tn_hard_swish.c", (6, 6, 3), tmp_path)
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -115,6 +90,6 @@ def test_hard_swish_under_qemu(tmp_path):
         pytest.skip(why)
     tfl = nets.to_int8(_model(1.0))
     g = sim.graph_from_tflite(tfl, flavour="tflm")
-    x = np.random.default_rng(3).integers(-128, 128, (6, 6, 6, 3)).astype(np.int8)
+    x = _ops.int8_inputs((6, 6, 3), 6, 3)
     s = mcu.deploy(g, x, tmp_path, name="hs", mcu_images=3)["summary"]
     assert s["host_images_exact"] == s["host_images"] and s["mcu_images_exact"] == 3

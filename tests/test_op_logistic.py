@@ -11,9 +11,10 @@ import pytest
 
 import tinyopt  # noqa: F401  (sets up tf_keras)
 from tests import _keras_nets as nets
+from tests import _ops
 from tinyopt.integer import sim
 from tinyopt.integer.ops import logistic
-from tinyopt.litert.reference import litert_reference, tflm_reference
+from tinyopt.litert.reference import litert_reference
 
 SCALES = (0.05, 1.0, 30.0)  # conv weights scaled: sigmoid inputs of range ~0.2, ~4, ~120
 
@@ -25,11 +26,7 @@ def _model(scale: float, swish: bool = False):
     x = L.Conv2D(8, 3, padding="same")(x)
     s = L.Activation("sigmoid")(x)
     x = L.Multiply()([x, s]) if swish else s
-    x = L.Conv2D(4, 1)(x)
-    m = nets.randomize_bias(keras.Model(inp, x))
-    conv = m.layers[1]
-    conv.kernel.assign(conv.kernel * scale)
-    return m
+    return _ops.first_conv_scaled(keras.Model(inp, L.Conv2D(4, 1)(x)), scale)
 
 
 @pytest.fixture(scope="module", params=SCALES)
@@ -42,28 +39,15 @@ def swish_tflite() -> bytes:
     return nets.to_int8(_model(1.0, swish=True))
 
 
-def _nodes(g, kind):
-    nodes = [lay for lay in g.layers if lay.kind == kind]
-    assert nodes, f"the converter did not emit {kind}"
-    return nodes
-
-
-def _check(tflite: bytes, flavour: str, kinds=("logistic",), shape=(6, 6, 3)):
-    g = sim.graph_from_tflite(tflite, flavour=flavour)
-    names = [n.name for k in kinds for n in _nodes(g, k)]
-    x = np.random.default_rng(1).integers(-128, 128, (200, *shape)).astype(np.int8)
-    got = sim.run_tflite(tflite, x, trace=True, flavour=flavour)
-    ref = (litert_reference if flavour == "litert" else tflm_reference)(tflite, x, tensors=names)
-    for name in names:
-        assert len(np.unique(ref[name])) > 15, "a near-constant output checks little"
-        np.testing.assert_array_equal(np.asarray(got[name]).reshape(ref[name].shape), ref[name])
-    return g
+def _check(tflite: bytes, flavour: str, kinds=("logistic",)):
+    return _ops.assert_matches_interpreters(tflite, flavour, kinds, (6, 6, 3), min_unique=15,
+                                            count=None)
 
 
 @pytest.mark.parametrize("flavour", ["litert", "tflm"])
 def test_logistic_matches_litert_and_tflm(lg_tflite, flavour):
     g = _check(lg_tflite, flavour)
-    node = _nodes(g, "logistic")[0]
+    node = _ops.nodes(g, "logistic")[0]
     assert (node.table is not None) == (flavour == "litert")
 
 
@@ -104,8 +88,8 @@ def test_table_matches_litert_on_every_code():
     m = keras.Model(inp, keras.layers.Activation("sigmoid")(keras.layers.Dense(256)(inp)))
     tfl = nets.to_int8(m)
     g = sim.graph_from_tflite(tfl, flavour="litert")
-    node = _nodes(g, "logistic")[0]
-    x = np.random.default_rng(0).integers(-128, 128, (50, 256)).astype(np.int8)
+    node = _ops.nodes(g, "logistic")[0]
+    x = _ops.int8_inputs((256,), 50, 0)
     got = sim.run_tflite(tfl, x, trace=True, flavour="litert")[node.name]
     ref = litert_reference(tfl, x, tensors=[node.name])[node.name]
     np.testing.assert_array_equal(np.asarray(got).reshape(ref.shape), ref)
@@ -113,7 +97,7 @@ def test_table_matches_litert_on_every_code():
 
 def test_import_refuses_other_output_quantization(lg_tflite):
     g = sim.graph_from_tflite(lg_tflite)
-    node = _nodes(g, "logistic")[0]
+    node = _ops.nodes(g, "logistic")[0]
     node.out_zero_point = 0
     with pytest.raises(ValueError, match="out_zero_point must be -128"):
         node.validate()
@@ -122,12 +106,4 @@ def test_import_refuses_other_output_quantization(lg_tflite):
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 @pytest.mark.parametrize("flavour", ["litert", "tflm"])
 def test_c_kernel_matches_simulator_on_the_host(lg_tflite, flavour, tmp_path):
-    from tinyopt.deploy import codegen, mcu
-    g = sim.graph_from_tflite(lg_tflite, flavour=flavour)
-    e = codegen.export_c(g, tmp_path / "src")
-    assert any(p.name.endswith("tn_logistic.c") for p in e.sources)
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
-    x = np.random.default_rng(2).integers(-128, 128, (40, 6, 6, 3)).astype(np.int8)
-    want = codegen.reference_output(g, x)
-    assert len({r.tobytes() for r in want}) > 1
-    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+    _ops.assert_host_c_exact(lg_tflite, flavour, "tn_logistic.c", (6, 6, 3), tmp_path)

@@ -11,11 +11,11 @@ import pytest
 
 import tinyopt  # noqa: F401  (sets up tf_keras)
 from tests import _keras_nets as nets
+from tests import _ops
 from tinyopt.integer import sim
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import Tensor
 from tinyopt.integer.ops import mul
-from tinyopt.litert.reference import litert_reference, tflm_reference
 
 
 def _same_shape():
@@ -61,28 +61,16 @@ def mul_model(request):
     return request.param, nets.to_int8(build()), shape
 
 
-def _node(g):
-    nodes = [lay for lay in g.layers if lay.kind == "mul"]
-    assert len(nodes) == 1, "the converter did not emit one MUL"
-    return nodes[0]
-
-
 @pytest.mark.parametrize("flavour", ["litert", "tflm"])
 def test_mul_matches_litert_and_tflm(mul_model, flavour):
     name, tfl, shape = mul_model
-    g = sim.graph_from_tflite(tfl, flavour=flavour)
-    node = _node(g)
+    g = _ops.assert_matches_interpreters(tfl, flavour, "mul", shape)
+    node = _ops.node(g, "mul")
     b = g.tensor(node.inputs[1])
     if name.startswith("se"):
         assert int(np.prod(b.shape)) == node.out_shape[-1], "the gate should be broadcast"
     else:  # the ReLU is fused into MUL (its clamp is the output's zero point, here -128)
         assert "Relu" in node.name and node.act_min == node.out_zero_point
-    x = np.random.default_rng(1).integers(-128, 128, (200, *shape)).astype(np.int8)
-    got = sim.run_tflite(tfl, x, trace=True, flavour=flavour)[node.name]
-    ref = (litert_reference if flavour == "litert" else tflm_reference)(
-        tfl, x, tensors=[node.name])[node.name]
-    assert len(np.unique(ref)) > 20, "a near-constant product checks little"
-    np.testing.assert_array_equal(np.asarray(got).reshape(ref.shape), ref)
 
 
 def test_arithmetic_both_shift_signs():
@@ -101,7 +89,7 @@ def test_arithmetic_both_shift_signs():
 def test_refuses_other_broadcasts(mul_model):
     _, tfl, _ = mul_model
     g = sim.graph_from_tflite(tfl)
-    node = _node(g)
+    node = _ops.node(g, "mul")
     other = g.tensor(node.inputs[1])
     bad = Tensor(other.name, (1, node.out_shape[-1]) + (1,), 8, True, other.zero_point)
     with pytest.raises(ValueError, match="one value per channel"):
@@ -113,13 +101,5 @@ def test_refuses_other_broadcasts(mul_model):
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 def test_c_kernel_matches_simulator_on_the_host(mul_model, tmp_path):
-    from tinyopt.deploy import codegen, mcu
     _, tfl, shape = mul_model
-    g = sim.graph_from_tflite(tfl, flavour="tflm")
-    e = codegen.export_c(g, tmp_path / "src")
-    assert any(p.name.endswith("tn_mul.c") for p in e.sources)
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
-    x = np.random.default_rng(2).integers(-128, 128, (40, *shape)).astype(np.int8)
-    want = codegen.reference_output(g, x)
-    assert len({r.tobytes() for r in want}) > 1
-    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+    _ops.assert_host_c_exact(tfl, "tflm", "tn_mul.c", shape, tmp_path)

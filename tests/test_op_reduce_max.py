@@ -11,8 +11,8 @@ import pytest
 
 import tinyopt  # noqa: F401  (sets up tf_keras)
 from tests import _keras_nets as nets
+from tests import _ops
 from tinyopt.integer import sim
-from tinyopt.litert.reference import litert_reference, tflm_reference
 
 
 def _gmp2d(keepdims: bool):
@@ -45,29 +45,16 @@ def rm_model(request):
     return nets.to_int8(build()), shape, out_shape
 
 
-def _node(g):
-    nodes = [lay for lay in g.layers if lay.kind == "reduce_max"]
-    assert len(nodes) == 1, "the converter did not emit one REDUCE_MAX"
-    return nodes[0]
-
-
 @pytest.mark.parametrize("flavour", ["litert", "tflm"])
 def test_reduce_max_matches_litert_and_tflm(rm_model, flavour):
     tfl, shape, out_shape = rm_model
-    g = sim.graph_from_tflite(tfl, flavour=flavour)
-    node = _node(g)
-    assert tuple(node.out_shape) == out_shape
-    x = np.random.default_rng(1).integers(-128, 128, (200, *shape)).astype(np.int8)
-    got = sim.run_tflite(tfl, x, trace=True, flavour=flavour)[node.name]
-    ref = (litert_reference if flavour == "litert" else tflm_reference)(
-        tfl, x, tensors=[node.name])[node.name]
-    assert len(np.unique(ref)) > 20, "a near-constant maximum checks little"
-    np.testing.assert_array_equal(np.asarray(got).reshape(ref.shape), ref)
+    g = _ops.assert_matches_interpreters(tfl, flavour, "reduce_max", shape)
+    assert tuple(_ops.node(g, "reduce_max").out_shape) == out_shape
 
 
 def test_checks_name_the_shape(rm_model):
     tfl, _, _ = rm_model
-    node = _node(sim.graph_from_tflite(tfl))
+    node = _ops.node(sim.graph_from_tflite(tfl), "reduce_max")
     node.out_shape = (2, node.out_shape[-1])
     with pytest.raises(ValueError, match="every axis but the last"):
         node.validate()
@@ -91,13 +78,5 @@ def test_simulate_is_the_maximum_over_positions():
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 def test_c_kernel_matches_simulator_on_the_host(rm_model, tmp_path):
-    from tinyopt.deploy import codegen, mcu
     tfl, shape, _ = rm_model
-    g = sim.graph_from_tflite(tfl, flavour="tflm")
-    e = codegen.export_c(g, tmp_path / "src")
-    assert any(p.name.endswith("tn_reduce_max.c") for p in e.sources)
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
-    x = np.random.default_rng(2).integers(-128, 128, (40, *shape)).astype(np.int8)
-    want = codegen.reference_output(g, x)
-    assert len({r.tobytes() for r in want}) > 1
-    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+    _ops.assert_host_c_exact(tfl, "tflm", "tn_reduce_max.c", shape, tmp_path)

@@ -12,9 +12,9 @@ import pytest
 
 import tinyopt  # noqa: F401  (sets up tf_keras)
 from tests import _keras_nets as nets
+from tests import _ops
 from tinyopt.integer import sim
 from tinyopt.integer.ops import resize_nearest
-from tinyopt.litert.reference import litert_reference, tflm_reference
 
 
 def _model(size=None, factor=(2, 3)):
@@ -38,22 +38,9 @@ def rn_tflite(request) -> bytes:
     return nets.to_int8(_model(**MODELS[request.param]))
 
 
-def _node(g):
-    nodes = [lay for lay in g.layers if lay.kind == "resize_nearest"]
-    assert len(nodes) == 1, "the converter did not emit one RESIZE_NEAREST_NEIGHBOR"
-    return nodes[0]
-
-
 @pytest.mark.parametrize("flavour", ["litert", "tflm"])
 def test_resize_matches_litert_and_tflm(rn_tflite, flavour):
-    g = sim.graph_from_tflite(rn_tflite, flavour=flavour)
-    node = _node(g)
-    x = np.random.default_rng(1).integers(-128, 128, (200, 4, 5, 3)).astype(np.int8)
-    got = sim.run_tflite(rn_tflite, x, trace=True, flavour=flavour)[node.name]
-    ref = (litert_reference if flavour == "litert" else tflm_reference)(
-        rn_tflite, x, tensors=[node.name])[node.name]
-    assert len(np.unique(ref)) > 20, "a near-constant output checks little"
-    np.testing.assert_array_equal(np.asarray(got).reshape(ref.shape), ref)
+    _ops.assert_matches_interpreters(rn_tflite, flavour, "resize_nearest", (4, 5, 3))
 
 
 def test_indices_of_integer_factors_repeat_each_row():
@@ -74,7 +61,7 @@ def test_other_options_are_refused_by_name(rn_tflite):
 
 
 def test_table_out_of_range_is_refused(rn_tflite):
-    node = _node(sim.graph_from_tflite(rn_tflite))
+    node = _ops.node(sim.graph_from_tflite(rn_tflite), "resize_nearest")
     table = node.table.view("<u2").copy()
     table[0] = node.in_shape[0]
     node.table = table.view(np.uint8)
@@ -84,12 +71,4 @@ def test_table_out_of_range_is_refused(rn_tflite):
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 def test_c_kernel_matches_simulator_on_the_host(rn_tflite, tmp_path):
-    from tinyopt.deploy import codegen, mcu
-    g = sim.graph_from_tflite(rn_tflite, flavour="tflm")
-    e = codegen.export_c(g, tmp_path / "src")
-    assert any(p.name.endswith("tn_resize_nearest.c") for p in e.sources)
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
-    x = np.random.default_rng(2).integers(-128, 128, (40, 4, 5, 3)).astype(np.int8)
-    want = codegen.reference_output(g, x)
-    assert len({r.tobytes() for r in want}) > 1
-    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+    _ops.assert_host_c_exact(rn_tflite, "tflm", "tn_resize_nearest.c", (4, 5, 3), tmp_path)

@@ -320,5 +320,5 @@ def test_summary_counts_bits_bytes_and_macs():
 
 def test_quant_compute_without_input_scale_says_how_to_build_it():
     layer = QuantCompute("dense", {"units": 3}, 4, 4, "PL", "FB", None, "relu", name="lonely")
-    with pytest.raises(RuntimeError, match="lonely.*quantize_mixed"):
+    with pytest.raises(RuntimeError, match="lonely.*quantize_qat or tinyopt.quantize_ptq"):
         layer(np.zeros((2, 5), np.float32), training=False)
