@@ -247,8 +247,9 @@ The arena is a static array unless the library is compiled with `{P}_ARENA_EXTER
 call `{p}_set_arena(buf, sizeof buf)` with at least {P}_ARENA_BYTES bytes (any alignment)
 before `{p}_run`. `{P}_ARENA_SECTION` / `{P}_WEIGHTS_SECTION` (a section name string, e.g.
 `".dtcm"`) place the static arena / all constant arrays in a linker section; `{P}_ARENA_ATTRIBUTE`
-/ `{P}_WEIGHTS_ATTRIBUTE` take any other attribute. The stack use of `{p}_run` is small (its
-frame and the kernels': up to {meta['scratch_stack_bytes']} bytes of im2col scratch).
+/ `{P}_WEIGHTS_ATTRIBUTE` take any other attribute. The kernels' scratch (im2col rows, output
+values: at most {meta['scratch_arena_bytes']} bytes at a step) is planned inside the arena, so the
+stack use of `{p}_run` is its own frame and the kernels' (a few hundred bytes).
 
 ## Build
 
@@ -337,7 +338,7 @@ def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source
         "flash_constant_bytes": flash_constant_bytes(export),
         "param_bytes": {k: int(v) for k, v in export.param_bytes.items()},
         "flash_library_bytes": library_sizes(export),
-        "scratch_stack_bytes": int(export.scratch_bytes),
+        "scratch_arena_bytes": int(export.scratch_bytes),
         "steps": len(export.steps),
         "macs": int(sum(codegen.layer_macs(s.layer) for s in export.steps)),
         "sources": sources, "header": export.header.name, "check": check,

@@ -184,7 +184,7 @@ def analyze(graph, flash: int | None = None, ram: int | None = None,
               "weight_bytes": int(export.param_bytes.get("w", 0)),
               "param_bytes": {k: int(v) for k, v in export.param_bytes.items()},
               "flash_library_bytes": code,
-              "scratch_stack_bytes": int(export.scratch_bytes),
+              "scratch_arena_bytes": int(export.scratch_bytes),
               "input_bytes": int(export.in_bytes), "output_bytes": int(export.out_bytes)}
     flash_need = code["total"] if code else totals["flash_constant_bytes"]
     budget = {"flash": flash, "ram": ram, "flash_needed": flash_need,
@@ -211,9 +211,9 @@ def _print_analysis(model: Path, report: dict) -> None:
     print("(live_bytes: the step's input and output tensors and those kept for later steps; the "
           "arena can be smaller where a layer writes over its input as it reads it)")
     print(f"\n{model.name}: {t['steps']} steps, {t['macs']:,} MACs")
-    print(f"  RAM   activation arena {t['arena_bytes']:,} B (+ up to {t['scratch_stack_bytes']} B "
-          f"of stack scratch); input {t['input_bytes']} B, output {t['output_bytes']} B "
-          "inside it")
+    print(f"  RAM   activation arena {t['arena_bytes']:,} B (of which up to "
+          f"{t['scratch_arena_bytes']} B kernel scratch at a step); input {t['input_bytes']} B, "
+          f"output {t['output_bytes']} B inside it")
     print(f"  flash constants {t['flash_constant_bytes']:,} B (weights {t['weight_bytes']:,})")
     if t["flash_library_bytes"]:
         c = t["flash_library_bytes"]
