@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.integer.arith import tflite_quantize_multiplier
-from tinyopt.integer.fixedpoint import REQUANT, check_multipliers
+from tinyopt.integer.fixedpoint import REQUANT
 from tinyopt.integer.graph import IntegerLayer
 from tinyopt.integer.ops import add_const, mul_const
+from tinyopt.integer.ops._checks import byte_kernel
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
 
 
@@ -31,14 +32,6 @@ def check_inputs(layer: IntegerLayer, where: str, inputs: list) -> None:
     if tuple(layer.out_shape) != src.shape:
         raise ValueError(f"{where}: field out_shape {tuple(layer.out_shape)} differs "
                          f"from the inputs' {src.shape}")
-
-
-def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:
-    """The C kernel takes tensors of at most 8 bits and TFLite multipliers in range."""
-    if max(layer.in_bits, layer.out_bits) > 8:
-        raise ValueError(f"{where}: the C kernel takes tensors of at most 8 bits, got "
-                         f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
-    check_multipliers(layer, flavour, where)
 
 
 def simulate(p, xs: list, wrap: bool) -> np.ndarray:
@@ -92,5 +85,5 @@ register(OpKind("add", "element-wise add (TFLite int8 ADD)", n_inputs=2, n_multi
                 check=check, check_inputs=check_inputs, simulate=simulate,
                 tflite={"ADD": TFLiteOp(_import_add, {"litert": "tflite_double",
                                                       "tflm": "tflite_double"})},
-                inplace_inputs=(0, 1), c_function="tn_run_add", check_c=check_c,
+                inplace_inputs=(0, 1), c_function="tn_run_add", check_c=byte_kernel,
                 c_fields=c_fields))

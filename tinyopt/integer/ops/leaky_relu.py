@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.integer.arith import tflite_quantize_multiplier
-from tinyopt.integer.fixedpoint import REQUANT, check_multipliers
+from tinyopt.integer.fixedpoint import REQUANT
 from tinyopt.integer.graph import IntegerLayer
+from tinyopt.integer.ops._checks import byte_kernel
 from tinyopt.integer.ops.registry import KerasPattern, OpKind, TFLiteOp, grid_fields, register
 
 KERAS_ALPHA = 0.2  # tf.nn.leaky_relu's default, for Activation(tf.nn.leaky_relu)
@@ -33,14 +34,6 @@ def check(layer: IntegerLayer, where: str) -> None:
                          f"{tuple(layer.out_shape)} {layer.out_bits}-bit")
     if np.asarray(layer.m0).min() < 0:
         raise ValueError(f"{where}: m0 must be >= 0 (alpha >= 0)")
-
-
-def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:
-    """The C kernel takes tensors of at most 8 bits and TFLite multipliers in range."""
-    if max(layer.in_bits, layer.out_bits) > 8:
-        raise ValueError(f"{where}: the C kernel takes tensors of at most 8 bits, got "
-                         f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
-    check_multipliers(layer, flavour, where)
 
 
 def simulate(p, xs: list, wrap: bool) -> np.ndarray:
@@ -112,5 +105,5 @@ register(OpKind("leaky_relu", "x if x >= 0 else alpha x (TFLite LEAKY_RELU)", n_
                 check=check, simulate=simulate,
                 tflite={"LEAKY_RELU": TFLiteOp(_import_leaky_relu, {"litert": "tflite_double",
                                                                     "tflm": "tflite_double"})},
-                inplace_inputs=(0,), c_function="tn_run_leaky_relu", check_c=check_c,
+                inplace_inputs=(0,), c_function="tn_run_leaky_relu", check_c=byte_kernel,
                 c_source="tn_leaky_relu.c", keras=KERAS))

@@ -9,8 +9,9 @@ clamped to the fused activation's range.
 
 Shapes: input 0 has the output's shape; input 1 has it too, or holds one value per channel
 ((1, 1, C), (1, C) or (C,)) broadcast over every other axis (TFLite's BroadcastMul4DSlow for the
-squeeze-and-excite case); a constant operand makes a ``mul_const`` node instead. The importer puts the full-size operand first (the product and the
-multiplier are symmetric, so the swap changes no bit). The C descriptor gets the second
+squeeze-and-excite case); a constant operand makes a ``mul_const`` node instead. The importer
+puts the full-size operand first (the product and the multiplier are symmetric, so the swap
+changes no bit). The C descriptor gets the second
 input's zero point (``in2_zero_point``) and element count (``outer``) from the deployed step's
 input records (:func:`c_fields`). C: ``tn_run_mul``
 (``tinyopt/deploy/c/ops/tn_mul.c``, may run in place over either input of the output's size).

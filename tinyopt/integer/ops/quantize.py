@@ -7,17 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.integer.arith import tflite_quantize_multiplier
-from tinyopt.integer.fixedpoint import REQUANT, check_multipliers
+from tinyopt.integer.fixedpoint import REQUANT
 from tinyopt.integer.graph import IntegerLayer
+from tinyopt.integer.ops._checks import byte_kernel
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
-
-
-def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:
-    """The C kernel takes tensors of at most 8 bits and TFLite multipliers in range."""
-    if max(layer.in_bits, layer.out_bits) > 8:
-        raise ValueError(f"{where}: the C kernel takes tensors of at most 8 bits, got "
-                         f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
-    check_multipliers(layer, flavour, where)
 
 
 def simulate(p, xs: list, wrap: bool) -> np.ndarray:
@@ -42,4 +35,4 @@ register(OpKind("quantize", "requantization between integer tensors (TFLite QUAN
                 n_multipliers=1, simulate=simulate,
                 tflite={"QUANTIZE": TFLiteOp(_import_quantize, {"litert": "tflite_double",
                                                                 "tflm": "tflite_double"})},
-                inplace_inputs=(0,), c_function="tn_run_quantize", check_c=check_c))
+                inplace_inputs=(0,), c_function="tn_run_quantize", check_c=byte_kernel))

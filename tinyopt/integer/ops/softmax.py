@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.integer.arith import tflite_quantize_multiplier
-from tinyopt.integer.fixedpoint import check_multipliers, softmax_int8
+from tinyopt.integer.fixedpoint import softmax_int8
 from tinyopt.integer.graph import IntegerLayer
+from tinyopt.integer.ops._checks import byte_kernel
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
 
 
@@ -20,11 +21,8 @@ def check(layer: IntegerLayer, where: str) -> None:
 
 
 def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:
-    """The C kernel takes tensors of at most 8 bits and TFLite multipliers in range."""
-    if max(layer.in_bits, layer.out_bits) > 8:
-        raise ValueError(f"{where}: the C kernel takes tensors of at most 8 bits, got "
-                         f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
-    check_multipliers(layer, flavour, where)
+    """The C kernel's bytes and multipliers, and an input left shift in [0, 31]."""
+    byte_kernel(layer, flavour, where)
     if not 0 <= int(layer.n0[0]) <= 31:
         raise ValueError(f"{where}: the softmax input left shift n0 must be in [0, 31], got "
                          f"{int(layer.n0[0])}")
