@@ -11,13 +11,18 @@ Rows of ``results/bench/kernels.csv``:
   weight zero points and multipliers, ICN). Instructions per MAC summed over the layers of a type
   (first conv with 1 input channel, depthwise, pointwise, dense), and the ratio to the same
   layers at 8 bits.
+- ``scope=mlperf_layer_type``: the four MLPerf Tiny int8 models with the specialised kernels,
+  instructions per MAC summed over the steps of each layer type and kernel (``conv2d+add``: a
+  convolution with the residual ADD fused into it; ``fc`` / ``pw``: the dense and pointwise
+  kernels of 8-bit layers, c/tn_m7_gemm.h).
 - ``scope=model``: instructions per inference of the seed CNN int8 and the mixed-precision
   MobileNet of notebook 05 (``results/deploy/*.npz``), MobileNetV1 0.25 @ 32 int8 (LiteRT
   conversion of :func:`tinyopt.front.models.mobilenet_v1`, 1 input channel, random weights),
   the four MLPerf Tiny int8 models (:mod:`tinyopt.front.zoo`, TFLM rounding), each with the
-  specialised kernels ("m7") and the portable reference kernels; CMSIS-NN's figures of issue 16
-  where known; flash: kernel code bytes (``code_model``: tn_* kernels, step functions and
-  model_run) beside the packed weights; the im2col scratch on the stack.
+  specialised kernels ("m7") and the portable reference kernels; CMSIS-NN's figures of issues 16
+  and 29 where known (instructions, and RAM = data + bss + peak stack for MLPerf); flash: kernel
+  code bytes (``code_model``: tn_* kernels, step functions and model_run) beside the packed
+  weights; the kernels' scratch (in the arena) and the measured RAM.
 
 Run ``.venv/bin/python benchmarks/bench_kernels.py`` (a few minutes; needs arm-none-eabi-gcc and
 qemu-system-arm).
@@ -38,7 +43,12 @@ from tinyopt.integer.graph import IntegerGraph  # noqa: E402
 from tinyopt.workbench.report import write_csv  # noqa: E402
 
 IMAGES = 2
-CMSIS_NN = {"seed_cnn_int8": 961_391, "mobilenet_32_0.25_int8": 3_134_129}  # issue 16's table
+CMSIS_NN = {"seed_cnn_int8": 961_391, "mobilenet_32_0.25_int8": 3_134_129,  # issue 16's table
+            # issue 29's: CMSIS-NN @ 99f736a6, -O2, the same QEMU counting
+            "mlperf_ic_resnet8": 31_201_302, "mlperf_kws_dscnn": 7_548_545,
+            "mlperf_vww_mobilenet": 23_808_422, "mlperf_ad_fcae": 580_332}
+CMSIS_NN_RAM = {"mlperf_ic_resnet8": 52_472, "mlperf_kws_dscnn": 17_208,  # data + bss + stack
+                "mlperf_vww_mobilenet": 57_424, "mlperf_ad_fcae": 1_368}
 LAYER_TYPE = {"conv2d": "conv (1 input channel)", "depthwise": "depthwise",
               "pointwise": "pointwise", "dense": "dense"}
 
@@ -111,7 +121,10 @@ def model_rows(tmp: Path) -> list[dict]:
     rows = []
     for g in graphs:
         for kernels in ("m7", "portable"):
-            s = _deploy(g, tmp, g.name, kernels)["summary"]
+            r = _deploy(g, tmp, g.name, kernels)
+            s = r["summary"]
+            if kernels == "m7" and g.name.startswith("mlperf_"):
+                rows += mlperf_layer_rows(g.name, r["steps"])
             ref = CMSIS_NN.get(g.name)
             rows.append({"scope": "model", "model": g.name, "kernel": kernels,
                          "weight_bits": s["weight_bits"], "act_bits": s["act_bits"],
@@ -126,10 +139,30 @@ def model_rows(tmp: Path) -> list[dict]:
                          "params_other_bytes": s["param_bytes_c"] - s["weight_bytes_c"],
                          "arena_bytes": s["arena_bytes"],
                          "scratch_stack_bytes": s["scratch_stack_bytes"],
+                         "scratch_arena_bytes": s["scratch_arena_bytes"],
                          "stack_model_run": s["stack_model_run"],
+                         "ram_measured": s["ram_measured"],
+                         "cmsis_nn_ram": CMSIS_NN_RAM.get(g.name),
                          "ram_acceptance_ok": s["ram_acceptance_ok"]})
             print(f"{g.name:32s} {kernels:9s} {s['insns_per_image_mean']:14,.0f} insns "
                   f"code {s['code_model']} B", flush=True)
+    return rows
+
+
+def mlperf_layer_rows(model: str, steps) -> list[dict]:
+    """Instructions per MAC of one MLPerf model's steps, per layer type and kernel (steps with
+    MACs only; ``+add``: a residual ADD fused into the step)."""
+    st = steps[steps["macs"] > 0].copy()
+    st["layer_type"] = [k + ("+add" if "+add" in str(n) else "")
+                        for k, n in zip(st["kind"], st["name"])]
+    rows = []
+    for (kind, kernel), sel in st.groupby(["layer_type", "kernel"]):
+        rows.append({"scope": "mlperf_layer_type", "model": model, "layer_type": kind,
+                     "kernel": kernel, "weight_bits": 8, "act_bits": 8, "layers": len(sel),
+                     "macs": int(sel["macs"].sum()), "insns": float(sel["insns_per_image"].sum()),
+                     "insns_per_mac": float(sel["insns_per_image"].sum() / sel["macs"].sum())})
+        print(f"{model:32s} {kind:16s} {kernel:10s} {rows[-1]['insns_per_mac']:7.2f} insns/MAC",
+              flush=True)
     return rows
 
 

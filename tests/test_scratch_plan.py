@@ -101,10 +101,11 @@ def test_arena_includes_scratch_and_reuses_dead_bytes(graphs):
         assert mem.lower_bound >= max(s.scratch_bytes + s.out_bytes for s in steps)
         assert mem.lower_bound <= mem.arena_bytes
     # a big input image dies after the first layer: the dense layer's scratch lands in its bytes
+    # (4-bit weights: the gemm kernel and its scratch; an 8-bit one runs tn_m7_fc, scratch-free)
     g = chain(4, [dict(kind="conv2d", out_shape=(4, 4, 8), wshape=(8, 3, 3, 16), wbits=8,
                        out_bits=8, stride=(4, 4), padding=(0, 0, 0, 0)),
                   dict(kind="flatten"),
-                  dict(kind="dense", out_shape=(8,), wshape=(8, 128), wbits=8, out_bits=8)],
+                  dict(kind="dense", out_shape=(8,), wshape=(8, 128), wbits=4, out_bits=8)],
               (16, 16, 16))
     steps, mem = steps_mod.memory_plan(g)
     image = (mem.offset(g.input_name), steps[0].in_bytes)
@@ -168,14 +169,21 @@ def _ad_fcae():
 @pytest.mark.slow  # a Cortex-M7 build and a QEMU run
 def test_scratch_left_the_stack_under_qemu(qemu, tmp_path):
     """MLPerf AD: its dense layers' im2col rows and outputs (2,816 B for the 128 -> 640 layer)
-    were stack arrays (5,476 B of model_run stack before); now they are in the arena, and the
-    measured stack of model_run is call frames only, below the largest scratch."""
+    were stack arrays (5,476 B of model_run stack before); with the gemm kernel they are in the
+    arena, and the measured stack of model_run is call frames only, below the largest scratch;
+    with tn_m7_fc (steps.OWN_WEIGHT_ORDER) no step needs scratch and the RAM (data + bss + peak
+    stack) is below CMSIS-NN's 1,368 B (issue 29)."""
     g = _ad_fcae()
     x = np.random.default_rng(1).integers(-128, 128, (4, *g.input_shape))
     r = mcu.deploy(g, x, tmp_path, name="ad", host_images=4, mcu_images=2)
     s, e = r["summary"], r["export"]
     assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
     assert s["ram_acceptance_ok"] and s["arena_in_bss"] == e.arena_bytes
+    assert s["ram_measured"] == s["data"] + s["bss"] + s["stack_peak"]
+    if steps_mod.OWN_WEIGHT_ORDER:
+        assert e.kernels == ["fc"] * 10 and s["scratch_arena_bytes"] == e.scratch_bytes == 0
+        assert e.arena_bytes == 768 and s["ram_measured"] < 1368, s["ram_measured"]
+        return
     assert s["scratch_arena_bytes"] == e.scratch_bytes > 1000
     # before: a step's scratch was on its stack, so model_run's stack exceeded the largest one
     assert s["stack_model_run"] < e.scratch_bytes

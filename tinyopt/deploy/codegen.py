@@ -193,7 +193,8 @@ def _tensor_c(shape, bits, signed, zp) -> str:
 
 
 def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
-            w_pad: int = 0, pads: dict | None = None, prefix: str = "model") -> str:
+            w_pad: int = 0, pads: dict | None = None, prefix: str = "model",
+            weights: np.ndarray | None = None) -> str:
     pads = {} if pads is None else pads
     layer, pool = s.layer, s.pool
     attr = f"{prefix.upper()}_WEIGHTS_ATTRIBUTE"
@@ -220,7 +221,9 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
         bias = np.asarray(layer.bias, np.int32)
         m0 = np.asarray(layer.m0 if layer.requantize else [0], np.int32)
         n0 = np.asarray(layer.n0 if layer.requantize else [0], np.int8)
-        for suffix, ctype, vals in (("w", "uint8_t", layer.weights), ("wzp", "uint8_t", zw),
+        # weights: the step kernel's own order (kernels_m7.Choice.weights), else the row layout
+        w_vals = layer.weights if weights is None else weights
+        for suffix, ctype, vals in (("w", "uint8_t", w_vals), ("wzp", "uint8_t", zw),
                                     ("bias", "int32_t", bias), ("m0", "int32_t", m0),
                                     ("n0", "int8_t", n0)):
             nbytes[suffix] = nbytes.get(suffix, 0) + int(np.asarray(vals).nbytes)
@@ -424,7 +427,7 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
     choices = [kernels_m7.choose(s, k, kernels, rounding=graph.rounding)
                for k, s in enumerate(steps)]
     pads: dict = {}
-    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes, c.weight_pad, pads, p)
+    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes, c.weight_pad, pads, p, c.weights)
               for k, (s, c) in enumerate(zip(steps, choices))]
     step_fns = "".join(kernels_m7.step_function(s, k, c, graph.rounding, f"{p}_arena")
                        for k, (s, c) in enumerate(zip(steps, choices)))

@@ -11,13 +11,28 @@ only the kernels it uses.
 Kernels:
 
 - ``gemm``: convolution (any kernel size, stride, padding; the first layer with few input
-  channels), pointwise and dense layers, optionally fused with the max pool or the residual ADD
-  after them (the ADD with the ``add`` kernel's arithmetic, ``tn_m7_add_fused``, where
-  :func:`add_plan` proves it exact, else the portable one: the choice's ``reason`` says why);
+  channels), pointwise and dense layers (those of 8-bit inputs and weights: ``pw`` and ``fc``
+  below, once :data:`tinyopt.integer.steps.OWN_WEIGHT_ORDER` is on), optionally fused with the
+  max pool or the residual ADD after them (the ADD with the ``add`` kernel's arithmetic,
+  ``tn_m7_add_fused``, where :func:`add_plan` proves it exact, else the portable one: the
+  choice's ``reason`` says why);
   inputs of 1/2/4/8 bits, weights of 1/2/4/8 bits, PL or PC weight zero points, FB or ICN
   multipliers, the three rounding flavours. Two output channels x two output pixels
   per inner loop, im2col into int16 scratch (``4 * KP`` bytes, ``2 * KP`` for a single output
   pixel; KP the window length rounded up to a word of weights), two MACs per SMLAD.
+- ``fc``: dense layers of 8-bit inputs and 8-bit weights (no fused ADD;
+  :func:`tinyopt.integer.steps.fc_fits`), no scratch: the input read a word at a time and
+  widened on the fly, each output stored as soon as it is computed, four rows per pass. The
+  weights are exported in the order the inner loop reads them (:func:`fc_weights`, as many bytes
+  as the row layout; ``Choice.weights``): rows in pairs, the two rows' codes interleaved byte by
+  byte in each word, so that one SMLALD on the raw word and one SMLAD on its UXTB16 give four
+  MACs (about one instruction per MAC). Sub-byte dense layers stay on ``gemm``.
+- ``pw``: pointwise layers of 8-bit inputs and weights without padding or fused pool
+  (:func:`tinyopt.integer.steps.pw_fits`): two pixels widened into int16 scratch (``4 * KP``
+  bytes), each row pair of weights (``fc_weights(..., block=2)``) read once for both: one
+  UXTB16, two SMLALD and two SMLAD per eight MACs; outputs written as computed (no int32 output
+  scratch), except with a fused residual ADD (the pair's ``2 * CO`` int32 outputs, then
+  ``tn_m7_add_fused`` as in ``gemm``).
 - ``depthwise``: depth multiplier 1, weights of b in (2, 4, 8) bits, channels a multiple of
   32 / b, no fused pool: 32 / b channels per word of weights, two per lane pair (SMLABB /
   SMLATT); inputs of the weights' width a word at a time (sub-byte: unsigned), other inputs
@@ -33,8 +48,9 @@ Kernels:
 - ``portable``: everything else (concat, pad, quantize, softmax; an ADD of other widths or
   whose plan fails; a depthwise layer fused with a max pool; 16/32-bit inputs).
 
-Scratch. The gemm kernel's im2col rows and output values, and the output values of one pixel
-of the scalar depthwise and pool kernels, live in the activation arena, not on the stack: the
+Scratch. The gemm kernel's im2col rows and output values, the pw kernel's two pixels of int16
+inputs (and, with a fused ADD, their outputs), and the output values of one pixel of the scalar
+depthwise and pool kernels, live in the activation arena (fc needs none), not on the stack: the
 planner gives each such step a buffer of :func:`tinyopt.integer.steps.scratch_bytes` (the one
 rule, which :func:`choose` reports), alive during that step only, word-aligned
 (:data:`tinyopt.integer.steps.SCRATCH_ALIGN`), at ``Step.scratch_offset``; the step function
@@ -48,7 +64,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyopt.integer.steps import (  # noqa: F401  (MAX_SCRATCH, KERNEL_MODES: re-exported)
-    KERNEL_MODES, MAX_SCRATCH, Step, _hwc, gemm_geometry, kernel_window, m7_kernel,
+    KERNEL_MODES, MAX_SCRATCH, Step, _hwc, fc_fits, gemm_geometry, kernel_window, m7_kernel,
     scratch_bytes as step_scratch_bytes, scratch_parts)
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment
@@ -58,17 +74,20 @@ ROUNDING_ID = {"floor": 0, "tflite_single": 1, "tflite_double": 2}  # TN_FLOOR, 
 
 @dataclass
 class Choice:
-    """The kernel of one step: ``kind`` in ("gemm", "depthwise", "depthwise_scalar", "pool",
-    "add", "portable"), the C function model_run calls, the scratch bytes it needs in the
+    """The kernel of one step: ``kind`` in ("gemm", "fc", "pw", "depthwise", "depthwise_scalar",
+    "pool", "add", "portable"), the C function model_run calls, the scratch bytes it needs in the
     arena (:func:`tinyopt.integer.steps.scratch_bytes`), the weight array's padding bytes
-    (word loads of the last row), and why a compute step stayed portable (or, for a gemm step,
-    why its fused ADD kept the portable arithmetic)."""
+    (word loads of the last row), why a compute step stayed portable (or, for a gemm step, why
+    its fused ADD kept the portable arithmetic), and ``weights``: the bytes the step's weight
+    array must hold when its kernel reads another order than the row layout of
+    :attr:`IntegerLayer.weights` (``fc``: :func:`fc_weights`; None: the row layout)."""
 
     kind: str
     function: str
     scratch: int = 0
     weight_pad: int = 0
     reason: str = ""
+    weights: np.ndarray | None = None
 
 
 def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None) -> Choice:
@@ -99,6 +118,15 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
             return portable
         return Choice("add", f"model_step{index}")
     scratch = step_scratch_bytes(step, mode)
+    if kind == "fc":
+        return Choice("fc", f"model_step{index}", weights=fc_weights(layer))
+    if kind == "pw":  # row pairs, no blocks of four (one pair per pass, two pixels)
+        why = ""
+        if step.add is not None:  # as for gemm: tn_m7_add's arithmetic where add_plan allows
+            plan = add_plan(step, rounding)
+            why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
+        return Choice("pw", f"model_step{index}", scratch=scratch,
+                      weights=fc_weights(layer, block=2), reason=why)
     if kind != "gemm":
         return Choice(kind, f"model_step{index}", scratch=scratch, reason=reason)
     rb = int(layer.weights.shape[1])
@@ -165,6 +193,24 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
             f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
             f"uint8_t *out)\n{{\n")
     other = "in[1]" if step.add is not None else "in[0]"
+    if choice.kind == "fc":
+        args = [int(np.prod(layer.in_shape)), layer.out_channels, common["XS"], common["ZX"],
+                common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
+                common["OB"], *rq.values()]
+        return (head + "    tn_m7_fc(l, in[0], out, " + ", ".join(u(a) for a in args)
+                + ");\n}\n")
+    if choice.kind == "pw":
+        h, w, c = _hwc(layer.in_shape)
+        oh, ow, co = _hwc(layer.out_shape)
+        args = [2 if step.add is not None else 0, w, c, oh, ow, co, layer.stride[0],
+                layer.stride[1], common["XS"], common["ZX"], gemm_geometry(layer)["KP"],
+                common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
+                common["OB"], *rq.values(), *_fused_add_args(step, graph_rounding)]
+        im2col, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
+        return (head + f"    tn_m7_pw(l, in[0], {other}, out, "
+                f"{_scratch(step, arena, 'int16_t')},\n             "
+                f"{_scratch(step, arena, 'int32_t', im2col)}, "
+                + ", ".join(u(a) for a in args) + ");\n}\n")
     if choice.kind == "depthwise_scalar":
         h, w, c = _hwc(layer.in_shape)
         oh, ow, co = _hwc(layer.out_shape)
@@ -212,6 +258,59 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
             + ", ".join(u(a) for a in args) + ");\n}\n")
 
 
+def fc_weights(layer, block: int = 4) -> np.ndarray:
+    """The weight bytes of a dense (or pointwise) layer in tn_m7_fc's (tn_m7_pw's) order
+    (c/tn_m7_gemm.h): blocks of ``block`` rows (4: two pairs a, b; 2: one pair), per group of
+    four inputs k..k+3 each pair's words
+    [a_k, b_k ^ 0x80, a_{k+2}, b_{k+2} ^ 0x80], [a_{k+1}, b_{k+1} ^ 0x80, a_{k+3}, b_{k+3} ^ 0x80],
+    then each pair's K % 4 tail codes (a's, then b's); with blocks of four, a last block of one
+    pair when N % 4 >= 2; the last row of an odd N as it is. A permutation of the rows' bytes
+    (the 0x80 flips aside): N K bytes, as many as the row layout.
+
+    Arguments:
+        layer: a dense or pointwise layer of 8-bit weights (:func:`tinyopt.integer.steps.fc_fits`,
+            :func:`~tinyopt.integer.steps.pw_fits`); block: 4 (tn_m7_fc) or 2 (tn_m7_pw).
+
+    Returns:
+        uint8 array of N * K bytes.
+
+    Raises:
+        ValueError: not a dense or pointwise layer of 8-bit weights, or a block other than 2, 4.
+    """
+    if layer.kind not in ("dense", "pointwise") or layer.weight_bits != 8:
+        raise ValueError(f"layer {layer.name!r}: fc_weights packs dense and pointwise layers of "
+                         f"8-bit weights, not a {layer.weight_bits}-bit {layer.kind} layer")
+    if block not in (2, 4):
+        raise ValueError(f"fc_weights: block must be 2 or 4 rows, got {block!r}")
+    w = np.asarray(layer.weights, np.uint8).reshape(len(layer.weights), -1)
+    n, k = w.shape
+    k4 = k - k % 4
+    parts = []
+
+    def pack(rows: np.ndarray) -> None:  # rows [2P, K]: P pairs (a = even, b = odd)
+        a, b = rows[0::2], rows[1::2]
+        bf = b[:, :k4] ^ np.uint8(0x80)
+        a4, b4 = a[:, :k4].reshape(len(a), -1, 4), bf.reshape(len(a), -1, 4)
+        words = np.stack([a4[..., 0], b4[..., 0], a4[..., 2], b4[..., 2],
+                          a4[..., 1], b4[..., 1], a4[..., 3], b4[..., 3]], axis=-1)
+        parts.append(words.transpose(1, 0, 2).ravel())  # [group, pair, 8 bytes]
+        for p in range(len(a)):
+            parts.extend([a[p, k4:], b[p, k4:]])
+
+    c = 0
+    while c + block <= n:
+        pack(w[c:c + block])
+        c += block
+    if n - c >= 2:
+        pack(w[c:c + 2])
+        c += 2
+    if c < n:
+        parts.append(w[c])
+    out = np.concatenate(parts).astype(np.uint8)
+    assert out.size == n * k
+    return out
+
+
 def _fused_add_args(step: Step, graph_rounding: str) -> list[int]:
     """tn_m7_gemm's TN_FADD constants: FADD (1: the fused ADD runs tn_m7_add_fused, exact by
     :func:`add_plan`), SLOT and tn_m7_add's constants; all 0 without a fused ADD or when its plan
@@ -235,7 +334,8 @@ def _inside(layer, geo: dict) -> bool:
 def requant_constants(layer, graph_rounding: str) -> dict:
     """The requantization constants of a step for tn_m7_out: NM (1 when m0 and n0 are uniform),
     FAST (tn_m7_requant is exact: TFLite flavours have m0 >= 0, checked at export; n0 in
-    [-31, 30]; the clamp bounds minus the zero point fit in int32; 2: moreover every n0 < 0),
+    [-31, 30]; the clamp bounds minus the zero point fit in int32; 2: moreover every n0 < 0;
+    3: moreover the flavour is tflite_double, every n0 >= -30 and :func:`acc_bound` < 2^30),
     M0 / N0 (the uniform multiplier, else 0), LOZ / HIZ (act_lo / act_hi minus the output zero
     point), ZP."""
     if not layer.requantize:
@@ -249,9 +349,39 @@ def requant_constants(layer, graph_rounding: str) -> dict:
     flavour = layer.rounding or graph_rounding
     fast = (n0.min() >= -31 and n0.max() <= 30 and fits(lo - zp) and fits(hi - zp)
             and (flavour == "floor" or m0.min() >= 0))
-    return {"NM": 1 if uniform else len(m0), "FAST": (2 if n0.max() < 0 else 1) if fast else 0,
+    if fast and n0.max() < 0:
+        fast = 2
+        bound = acc_bound(layer)
+        if (flavour == "tflite_double" and n0.min() >= -30 and bound is not None
+                and bound < (1 << 30)):
+            fast = 3  # tn_m7_out's SMMULR form (c/tn_m7_core.h)
+    return {"NM": 1 if uniform else len(m0), "FAST": int(fast),
             "M0": int(m0[0]) if uniform else 0, "N0": int(n0[0]) if uniform else 0,
             "LOZ": lo - zp if fast else 0, "HIZ": hi - zp if fast else 0, "ZP": zp}
+
+
+def acc_bound(layer) -> int | None:
+    """An upper bound of |accumulator| of a compute layer on any input: |bias| + taps *
+    max |w - z_w| * max |x - z_x| (taps: the window length of one output), or None for a layer
+    without weights. tn_m7_out's FAST = 3 form needs it below 2^30."""
+    if layer.weights is None or layer.bias is None:
+        return None
+    if layer.kind == "dense":
+        taps = int(np.prod(layer.in_shape))
+    elif layer.kind == "depthwise":
+        taps = int(np.prod(layer.weight_shape[:2]))
+    else:
+        taps = int(np.prod(layer.weight_shape[1:]))
+    zw = np.atleast_1d(np.asarray(0 if layer.weight_zero_point is None
+                                  else layer.weight_zero_point, np.int64))
+    top = (1 << int(layer.weight_bits)) - 1
+    dw = int(max(zw.max(), top - zw.min()))
+    z = int(layer.in_zero_point)
+    lo = -(1 << (layer.in_bits - 1)) if layer.in_signed else 0
+    hi = lo + (1 << int(layer.in_bits)) - 1
+    dx = max(abs(lo - z), abs(hi - z))
+    bias = int(np.abs(np.asarray(layer.bias, np.int64)).max(initial=0))
+    return bias + taps * dw * dx
 
 
 def _pool_function(step: Step, index: int, graph_rounding: str, u, arena: str) -> str:

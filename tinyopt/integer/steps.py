@@ -47,6 +47,11 @@ MAX_SCRATCH = 16384
 # in the arena is a multiple of 4 (the C arena itself is 4-byte aligned).
 SCRATCH_ALIGN = 4
 
+# The dense and pointwise kernels of 8-bit layers (tn_m7_fc, tn_m7_pw) read their weights in an
+# order of their own, which codegen.export_c writes for those steps (kernels_m7.Choice.weights);
+# False runs those layers on the gemm kernel (bit-exact too) with the row layout.
+OWN_WEIGHT_ORDER = True
+
 
 @dataclass
 class Step:
@@ -123,7 +128,8 @@ def check_layer(layer: IntegerLayer, rounding: str) -> None:
     small = list(layer.stride) + list(layer.padding) + list(layer.pool_size)
     if layer.kind in ("conv2d", "pointwise", "depthwise"):
         small += list(layer.weight_shape[:-1] if layer.kind == "depthwise"
-                      else layer.weight_shape[1:3]) + [layer.depth_multiplier]
+                      else layer.weight_shape[1:3]) + [layer.depth_multiplier] \
+            + list(layer.dilation)
     if max(small) > 255 or min(small) < 0:
         raise ValueError(f"{where}: strides, paddings, kernel and pool sizes must be in "
                          f"[0, 255], got {small}")
@@ -220,6 +226,31 @@ def im2col_rows(step: Step, geo: dict) -> int:
     return 1 if geo["OH"] * geo["OW"] == 1 and step.pool is None else 2
 
 
+def fc_fits(step: Step) -> bool:
+    """Does the scratch-free dense kernel (tn_m7_fc, c/tn_m7_gemm.h) run ``step``? A dense layer
+    of 8-bit inputs and weights, no fused ADD, whose 32-bit sums of weight code x (x - z_x) over
+    its K inputs cannot overflow (K * 255 * max |x - z_x| < 2^31: the kernel recovers one row of
+    each pair from a 64-bit sum minus that 32-bit one)."""
+    layer = step.layer
+    if (not OWN_WEIGHT_ORDER or layer.kind != "dense" or layer.weight_bits != 8
+            or layer.in_bits != 8 or step.add is not None or step.pool is not None):
+        return False
+    z = int(layer.in_zero_point)
+    lo, hi = (-128, 127) if layer.in_signed else (0, 255)
+    return int(np.prod(layer.in_shape)) * 255 * max(abs(lo - z), abs(hi - z)) < (1 << 31)
+
+
+def pw_fits(step: Step) -> bool:
+    """Does the pointwise kernel tn_m7_pw (c/tn_m7_gemm.h) run ``step``? A pointwise layer of
+    8-bit inputs and weights without padding or fused pool (a fused ADD is fine), of at most
+    2,048 input channels (its second pixel's lanes are an immediate offset of a load, at most
+    4,095)."""
+    layer = step.layer
+    return (OWN_WEIGHT_ORDER and layer.kind == "pointwise" and layer.weight_bits == 8
+            and layer.in_bits == 8 and step.pool is None
+            and not any(layer.padding) and _hwc(layer.in_shape)[2] <= 2048)
+
+
 def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
     """Which kernel family runs ``step`` (:func:`tinyopt.deploy.kernels_m7.choose` builds on it).
 
@@ -228,7 +259,8 @@ def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
         kernels: one of :data:`KERNEL_MODES`.
 
     Returns:
-        (kind, reason): kind in "gemm", "depthwise", "depthwise_scalar", "pool", "add" (the
+        (kind, reason): kind in "gemm", "fc" (:func:`fc_fits`: no scratch), "pw"
+        (:func:`pw_fits`: im2col rows only), "depthwise", "depthwise_scalar", "pool", "add" (the
         specialised ADD if ``kernels_m7.add_plan`` finds exact constants, else the portable
         one: neither needs scratch) or "portable"; reason: why a compute step stays portable
         or takes the scalar depthwise kernel ("" otherwise).
@@ -241,6 +273,8 @@ def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
     layer = step.layer
     if kernels == "portable":
         return "portable", ""
+    if tuple(layer.dilation) != (1, 1):  # the specialised kernels take undilated windows
+        return "portable", "dilated"
     if layer.kind in ("maxpool", "avgpool"):
         return ("pool", "") if layer.in_bits <= 8 else ("portable", "")
     if layer.kind == "add":
@@ -259,6 +293,10 @@ def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
                else f"{b}-bit weights" if b not in (2, 4, 8)
                else f"{c} channels, not a multiple of {32 // b}" if c % (32 // b) else "")
         return ("depthwise_scalar", why) if why else ("depthwise", "")
+    if fc_fits(step):
+        return "fc", ""
+    if pw_fits(step):
+        return "pw", ""
     geo = gemm_geometry(layer)
     im2col = im2col_rows(step, geo) * 2 * geo["KP"]
     if im2col > MAX_SCRATCH:
@@ -271,6 +309,10 @@ def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
     the im2col rows come first, the int32 outputs right after them (a multiple of 8 bytes on)."""
     kind, _ = m7_kernel(step, kernels)
     layer = step.layer
+    if kind == "pw":  # two pixels' int16 inputs (a lone pixel: twice); outputs written as
+        # computed, or, with a fused ADD, the pair's int32 outputs first
+        return 2 * 2 * gemm_geometry(layer)["KP"], 8 * int(layer.out_channels) * (
+            step.add is not None)
     if kind == "gemm":
         geo = gemm_geometry(layer)
         rows = im2col_rows(step, geo)
@@ -287,8 +329,10 @@ def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
 def scratch_bytes(step: Step, kernels: str = "m7") -> int:
     """Bytes of scratch the kernel running ``step`` needs: the gemm kernel's im2col rows (int16)
     and output values (int32), the scalar depthwise and pool kernels' output values of one
-    pixel; 0 for the vector depthwise and ADD kernels and for every portable kernel. The
-    planner places it in the arena, alive during the step only (:func:`memory_plan`). Pure
+    pixel, the pointwise (pw) kernel's two pixels of int16 inputs (and, with a fused ADD, their
+    int32 outputs); 0 for the dense (fc), vector depthwise and ADD kernels and for every
+    portable kernel. The planner places it in the arena, alive during the step only
+    (:func:`memory_plan`). Pure
     arithmetic on the layer's kind, widths, zero point and geometry: cheap enough for a policy
     search.
 

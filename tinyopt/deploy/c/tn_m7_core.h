@@ -69,6 +69,8 @@ static inline int32_t tn_hi16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(
 #define tn_smlad(a, b, c) ((int32_t)__smlad((int32_t)(a), (int32_t)(b), (c)))
 #define tn_smlabb(a, b, c) ((int32_t)__smlabb((int32_t)(a), (int32_t)(b), (c)))
 #define tn_smlatt(a, b, c) ((int32_t)__smlatt((int32_t)(a), (int32_t)(b), (c)))
+/* SMLALD: a 64-bit accumulator (a register pair) + the two lane products */
+#define tn_smlald(a, b, c) ((int64_t)__smlald((int32_t)(a), (int32_t)(b), (c)))
 #define tn_ssub16(a, b) ((uint32_t)__ssub16((int32_t)(a), (int32_t)(b)))
 #define tn_sxtab16(a, b) ((uint32_t)__sxtab16((int32_t)(a), (b)))
 #define tn_uxtab16(a, b) ((uint32_t)__uxtab16((a), (b)))
@@ -220,6 +222,10 @@ static inline int32_t tn_smlad(uint32_t a, uint32_t b, int32_t c)
     return (int32_t)((uint32_t)c + (uint32_t)(tn_lo16(a) * tn_lo16(b))
                      + (uint32_t)(tn_hi16(a) * tn_hi16(b)));
 }
+static inline int64_t tn_smlald(uint32_t a, uint32_t b, int64_t c)
+{
+    return c + (int64_t)tn_lo16(a) * tn_lo16(b) + (int64_t)tn_hi16(a) * tn_hi16(b);
+}
 static inline int32_t tn_smlabb(uint32_t a, uint32_t b, int32_t c)
 {
     return (int32_t)((uint32_t)c + (uint32_t)(tn_lo16(a) * tn_lo16(b)));
@@ -312,7 +318,9 @@ TN_INLINE int32_t tn_m7_requant(int32_t phi, int32_t m0, int32_t n, uint32_t rou
 }
 
 /* The requantized (or raw) and clamped output of an accumulator, as tn_value of tinyopt_nn.c.
- * FAST: tn_m7_requant applies (2: moreover every n0 < 0), and [LOZ, HIZ] = [act_lo, act_hi] - zero point fit in int32.
+ * FAST: tn_m7_requant applies (2: moreover every n0 < 0; 3: moreover every n0 >= -30 and every
+ * accumulator of the layer is below 2^30 in magnitude, kernels_m7.acc_bound), and
+ * [LOZ, HIZ] = [act_lo, act_hi] - zero point fit in int32.
  * M0 / N0: the layer's single multiplier (NM == 1), or ignored (per channel, read at c). */
 TN_INLINE int32_t tn_m7_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32_t req,
                             uint32_t per_channel_m, uint32_t rounding, uint32_t FAST,
@@ -323,7 +331,15 @@ TN_INLINE int32_t tn_m7_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32
         const int32_t m0 = per_channel_m ? l->m0[c] : M0;
         const int32_t n0 = per_channel_m ? (int32_t)l->n0[c] : N0;
         int32_t r;
-        if (FAST == 2u && rounding == TN_TFL_DOUBLE) {
+        if (FAST == 3u && rounding == TN_TFL_DOUBLE) {
+            /* every n0 in [-30, -1] and |acc| < 2^30 (a bound checked at export): the doubling
+             * high multiply is SMMULR of 2 acc (exact; m0 >= 0: never its saturating case), the
+             * rounding divide by 2^-n0 (half away from zero) one add of half minus the sign and
+             * one shift: |h| <= |acc| + 1, so h + 2^(-n0 - 1) - 1 stays in int32 */
+            const int32_t h = tn_smmulr((int32_t)((uint32_t)acc << 1), m0);
+            const uint32_t right = (uint32_t)(-n0);
+            r = (h + (int32_t)(1u << (right - 1u)) + (h >> 31)) >> right;
+        } else if (FAST == 2u && rounding == TN_TFL_DOUBLE) {
             /* every n0 < 0 (checked at export): no left shift; right shift by -n0 >= 1 */
             const int32_t h = (int32_t)(((int64_t)acc * (int64_t)m0 + ((int64_t)1 << 30)) >> 31);
             const uint32_t right = (uint32_t)(-n0), mask = (1u << right) - 1u;

@@ -1,5 +1,7 @@
 /* tn_m7_gemm.h: the Cortex-M7 convolution / pointwise / dense kernel (im2col into int16 lanes,
- * two output channels x two pixels per SMLAD loop; conventions in tn_m7_core.h). */
+ * two output channels x two pixels per SMLAD loop; conventions in tn_m7_core.h), and, below it,
+ * the kernels of 8-bit dense (tn_m7_fc, no scratch) and pointwise (tn_m7_pw) layers, whose
+ * weights come in an order of their own (two rows per word, SMLALD). */
 #ifndef TN_M7_GEMM_H
 #define TN_M7_GEMM_H
 
@@ -303,6 +305,560 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                 idx += CO;
             }
     }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Dense (fully connected) layers of 8-bit inputs and 8-bit weights: tn_m7_fc, no scratch.
+ *
+ * The input is read a word at a time and widened on the fly (SXTAB16 / UXTAB16 add the offset
+ * -z_x as they widen: lanes (x'_0, x'_2) and (x'_1, x'_3)); each output is requantized and
+ * stored as soon as its accumulator is complete (a dense layer never writes over its input: the
+ * planner gives it neither in-place nor sliding writes).
+ *
+ * Two rows per weight word (packed at export by kernels_m7.fc_weights; the portable kernels'
+ * row layout is untouched for every other step). Rows go in pairs (a, b); a word holds, for
+ * inputs k and k + 2, the bytes [a_k, b_k ^ 0x80, a_{k+2}, b_{k+2} ^ 0x80]. Read as two int16
+ * lanes, each lane is 256 (b - 128) + a, so SMLALD of the word and the input lanes adds
+ * 256 (b - 128) x' + a x' for both inputs to a 64-bit accumulator R, and SMLAD of UXTB16(word)
+ * adds a x' to S_a: one load, one UXTB16, one SMLAD and one SMLALD per four MACs (a row widened
+ * on its own takes five). sum (b - 128) x' = (R - S_a) / 256 exactly: R is exact in 64 bits and
+ * S_a in 32 (K * 255 * max |x'| < 2^31, checked by the planner's rule,
+ * tinyopt.integer.steps.m7_kernel). The weight zero points then enter once per output:
+ * sum (a - z_a) x' = S_a - z_a sum x' and sum (b - z_b) x' = sum (b - 128) x' + (128 - z_b)
+ * sum x', modulo 2^32 like the reference's accumulator.
+ *
+ * Layout of the N x K weight bytes (N K bytes, as many as the row layout): blocks of four rows
+ * (two pairs: rows c, c + 1 and c + 2, c + 3): per group of four inputs, pair 0's two words
+ * ([a_0, b'_0, a_2, b'_2], [a_1, b'_1, a_3, b'_3]) then pair 1's; after the K / 4 groups, the
+ * K % 4 tail codes of each pair, a's then b's (as they are). Then, if N % 4 >= 2, one block of a
+ * single pair of the same form; then the last row of an odd N, as it is.
+ * --------------------------------------------------------------------------------------------- */
+
+#if defined(__ARM_FEATURE_DSP)
+/* One group of four inputs for two row pairs (the inner loop of tn_m7_fc_block with P = 2, in
+ * assembly: in C, gcc keeps the 13 live values of this loop in registers only by spilling the
+ * input pointer); XT: "s" (int8 input) or "u" (uint8). Every output operand is early-clobber
+ * ("+&r"): else gcc may give an input of equal value (the offset, 0 when z_x = 0, and the
+ * accumulators' initial 0) one register. */
+#define TN_FC_GROUP(XT)                                                                         \
+    "ldr %[v], [%[x]], #4\n\t"                                                                  \
+    "ldr %[u], [%[w]], #4\n\t"                                                                  \
+    XT "xtab16 %[xo], %[off], %[v], ror #8\n\t"                                                 \
+    XT "xtab16 %[v], %[off], %[v]\n\t"                                                          \
+    "smlald %[r0l], %[r0h], %[u], %[v]\n\t"                                                     \
+    "uxtb16 %[u], %[u]\n\t"                                                                     \
+    "smlad %[a0], %[u], %[v], %[a0]\n\t"                                                        \
+    "ldr %[u], [%[w]], #4\n\t"                                                                  \
+    "smlald %[r0l], %[r0h], %[u], %[xo]\n\t"                                                    \
+    "uxtb16 %[u], %[u]\n\t"                                                                     \
+    "smlad %[a0], %[u], %[xo], %[a0]\n\t"                                                       \
+    "ldr %[u], [%[w]], #4\n\t"                                                                  \
+    "smlald %[r1l], %[r1h], %[u], %[v]\n\t"                                                     \
+    "uxtb16 %[u], %[u]\n\t"                                                                     \
+    "smlad %[a1], %[u], %[v], %[a1]\n\t"                                                        \
+    "ldr %[u], [%[w]], #4\n\t"                                                                  \
+    "smlald %[r1l], %[r1h], %[u], %[xo]\n\t"                                                    \
+    "uxtb16 %[u], %[u]\n\t"                                                                     \
+    "smlad %[a1], %[u], %[xo], %[a1]\n\t"
+/* the same with word-aligned weights: LDRD loads both words of a pair (two fewer loads) */
+#define TN_FC_GROUP_D(XT)                                                                       \
+    "ldr %[v], [%[x]], #4\n\t"                                                                  \
+    "ldrd %[u], %[u2], [%[w]], #8\n\t"                                                          \
+    XT "xtab16 %[xo], %[off], %[v], ror #8\n\t"                                                 \
+    XT "xtab16 %[v], %[off], %[v]\n\t"                                                          \
+    "smlald %[r0l], %[r0h], %[u], %[v]\n\t"                                                     \
+    "uxtb16 %[u], %[u]\n\t"                                                                     \
+    "smlad %[a0], %[u], %[v], %[a0]\n\t"                                                        \
+    "smlald %[r0l], %[r0h], %[u2], %[xo]\n\t"                                                   \
+    "uxtb16 %[u2], %[u2]\n\t"                                                                   \
+    "smlad %[a0], %[u2], %[xo], %[a0]\n\t"                                                      \
+    "ldrd %[u], %[u2], [%[w]], #8\n\t"                                                          \
+    "smlald %[r1l], %[r1h], %[u], %[v]\n\t"                                                     \
+    "uxtb16 %[u], %[u]\n\t"                                                                     \
+    "smlad %[a1], %[u], %[v], %[a1]\n\t"                                                        \
+    "smlald %[r1l], %[r1h], %[u2], %[xo]\n\t"                                                   \
+    "uxtb16 %[u2], %[u2]\n\t"                                                                   \
+    "smlad %[a1], %[u2], %[xo], %[a1]\n\t"
+#define TN_FC_OPERANDS_D                                                                        \
+    : [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [u] "=&r"(u), [u2] "=&r"(u2),    \
+      [a0] "+&r"(a0), [a1] "+&r"(a1), [r0l] "+&r"(r0l), [r0h] "+&r"(r0h),                       \
+      [r1l] "+&r"(r1l), [r1h] "+&r"(r1h)                                                         \
+    : [end] "r"(end), [off] "r"(off)                                                            \
+    : "cc", "memory"
+#define TN_FC_OPERANDS                                                                          \
+    : [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [u] "=&r"(u), [a0] "+&r"(a0),     \
+      [a1] "+&r"(a1), [r0l] "+&r"(r0l), [r0h] "+&r"(r0h), [r1l] "+&r"(r1l),                     \
+      [r1h] "+&r"(r1h)                                                                          \
+    : [end] "r"(end), [off] "r"(off)                                                            \
+    : "cc", "memory"
+
+/* tn_m7_fc_block for two pairs: an odd group first, then two groups per iteration. */
+TN_INLINE const uint8_t *tn_m7_fc_block2(const uint8_t *w, const uint8_t *x, uint32_t K,
+                                         uint32_t XS, uint32_t off, int32_t *sa, int64_t *r)
+{
+    const uint8_t *end = x + (K & ~3u);
+    uint32_t a0 = 0, a1 = 0, r0l = 0, r0h = 0, r1l = 0, r1h = 0, v, xo, u, u2;
+    if ((((uintptr_t)w | K) & 3u) == 0u) { /* every word of the layer aligned (K % 4 == 0) */
+        if ((K / 4u) & 1u) {
+            if (XS) __asm__ volatile(TN_FC_GROUP_D("s") TN_FC_OPERANDS_D);
+            else __asm__ volatile(TN_FC_GROUP_D("u") TN_FC_OPERANDS_D);
+        }
+        if (K >= 8u) {
+            if (XS)
+                __asm__ volatile("1:\n\t" TN_FC_GROUP_D("s") TN_FC_GROUP_D("s")
+                                 "cmp %[x], %[end]\n\tbne 1b\n\t" TN_FC_OPERANDS_D);
+            else
+                __asm__ volatile("1:\n\t" TN_FC_GROUP_D("u") TN_FC_GROUP_D("u")
+                                 "cmp %[x], %[end]\n\tbne 1b\n\t" TN_FC_OPERANDS_D);
+        }
+    } else {
+      if ((K / 4u) & 1u) {
+        if (XS) __asm__ volatile(TN_FC_GROUP("s") TN_FC_OPERANDS);
+        else __asm__ volatile(TN_FC_GROUP("u") TN_FC_OPERANDS);
+    }
+    if (K >= 8u) {
+        if (XS)
+            __asm__ volatile("1:\n\t" TN_FC_GROUP("s") TN_FC_GROUP("s")
+                             "cmp %[x], %[end]\n\tbne 1b\n\t" TN_FC_OPERANDS);
+        else
+            __asm__ volatile("1:\n\t" TN_FC_GROUP("u") TN_FC_GROUP("u")
+                             "cmp %[x], %[end]\n\tbne 1b\n\t" TN_FC_OPERANDS);
+      }
+    }
+    (void)u2;
+    sa[0] = (int32_t)a0;
+    sa[1] = (int32_t)a1;
+    r[0] = (int64_t)(((uint64_t)r0h << 32) | r0l);
+    r[1] = (int64_t)(((uint64_t)r1h << 32) | r1l);
+    return w;
+}
+#endif
+
+/* S_a and R of P (1 or 2) row pairs over the first K & ~3 inputs; returns w past their words. */
+TN_INLINE const uint8_t *tn_m7_fc_block(const uint8_t *w, const uint8_t *x, uint32_t K,
+                                        uint32_t P, uint32_t XS, int32_t ZX, int32_t *sa,
+                                        int64_t *r)
+{
+    const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
+    const uint8_t *end = x + (K & ~3u);
+    int32_t a0 = 0, a1 = 0;
+#if defined(__ARM_FEATURE_DSP)
+    if (P == 2u) return tn_m7_fc_block2(w, x, K, XS, off, sa, r);
+#endif
+    int64_t r0 = 0, r1 = 0;
+    for (; x != end; x += 4) {
+        const uint32_t v = tn_ld32(x);
+        const uint32_t xe = XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v);
+        const uint32_t xo = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
+        uint32_t u = tn_ld32(w);
+        a0 = tn_smlad(tn_uxtb16(u), xe, a0);
+        r0 = tn_smlald(u, xe, r0);
+        u = tn_ld32(w + 4);
+        a0 = tn_smlad(tn_uxtb16(u), xo, a0);
+        r0 = tn_smlald(u, xo, r0);
+        if (P == 2u) {
+            u = tn_ld32(w + 8);
+            a1 = tn_smlad(tn_uxtb16(u), xe, a1);
+            r1 = tn_smlald(u, xe, r1);
+            u = tn_ld32(w + 12);
+            a1 = tn_smlad(tn_uxtb16(u), xo, a1);
+            r1 = tn_smlald(u, xo, r1);
+        }
+        w += 8u * P;
+    }
+    sa[0] = a0;
+    r[0] = r0;
+    if (P == 2u) {
+        sa[1] = a1;
+        r[1] = r1;
+    }
+    return w;
+}
+
+/* Input element k of an 8-bit tensor minus its zero point. */
+TN_INLINE int32_t tn_m7_x8(const uint8_t *in, uint32_t k, uint32_t XS, int32_t ZX)
+{
+    return (XS ? (int32_t)(int8_t)in[k] : (int32_t)in[k]) - ZX;
+}
+
+/* Requantize (or not) output channel c and store it as element idx (out: no other pointer
+ * reaches it, so the layer's tables need no reload after each store). */
+TN_INLINE void tn_m7_put(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint32_t idx,
+                         uint32_t c, uint32_t acc, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                         uint32_t OB, TN_RQ_ARGS)
+{
+    const int32_t v = tn_m7_out(l, (int32_t)acc, c, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+    if (OB == 8u)
+        out[idx] = (uint8_t)v;
+    else
+        tn_set(out, idx, OB, (uint32_t)v);
+}
+
+/* Requantize (or not) an accumulator of output channel c whose multiplier m0c / n0c the caller
+ * read (from tables it holds in registers: tn_m7_out's own reads go through l, which every
+ * store to the output may have changed for all gcc knows). */
+TN_INLINE int32_t tn_m7_req(const tn_layer_t *l, uint32_t acc, uint32_t c, int32_t m0c,
+                            int32_t n0c, uint32_t REQ, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+{
+    if (REQ && FAST)
+        return tn_m7_out(l, (int32_t)acc, c, 1u, 0u, ROUND, FAST, NM == 1u ? M0 : m0c,
+                         NM == 1u ? N0 : n0c, LOZ, HIZ, ZP);
+    return tn_m7_out(l, (int32_t)acc, c, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+}
+
+/* Store v as element idx of a packed OB-bit tensor. */
+TN_INLINE void tn_m7_set(uint8_t *TN_RESTRICT out, uint32_t idx, int32_t v, uint32_t OB)
+{
+    if (OB == 8u)
+        out[idx] = (uint8_t)v;
+    else
+        tn_set(out, idx, OB, (uint32_t)v);
+}
+
+/* Output c of a dense layer. */
+TN_INLINE void tn_m7_fc_put(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint32_t c,
+                            uint32_t acc, uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
+                            TN_RQ_ARGS)
+{
+    tn_m7_put(l, out, c, c, acc, REQ, NM, ROUND, OB, TN_RQ);
+}
+
+/* Outputs ca and ca + 1 of a row pair from S_a and R (over the first K & ~3 inputs); wt: the
+ * pair's tail codes (K % 4 a's, then as many b's). */
+TN_INLINE void tn_m7_fc_pair_out(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
+                                 const uint8_t *wt, const uint8_t *in,
+                                 uint8_t *TN_RESTRICT out, uint32_t ca, int32_t sa, int64_t r,
+                                 int32_t sx, uint32_t K, uint32_t XS, int32_t ZX, uint32_t NWZP,
+                                 int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                                 uint32_t OB, TN_RQ_ARGS)
+{
+    const uint32_t k4 = K & ~3u, t = K & 3u;
+    /* (R - S_a) is 256 sum (b - 128) x' exactly; the low 32 bits of the quotient are that sum
+     * modulo 2^32 */
+    uint32_t a = (uint32_t)sa, b = (uint32_t)(uint64_t)((r - (int64_t)sa) >> 8);
+    for (uint32_t j = 0; j < t; j++) {
+        const int32_t xv = tn_m7_x8(in, k4 + j, XS, ZX);
+        a += (uint32_t)((int32_t)wt[j] * xv);
+        b += (uint32_t)(((int32_t)wt[t + j] - 128) * xv);
+    }
+    {
+        const int32_t za = NWZP == 1u ? ZW : (int32_t)wzp[ca];
+        const int32_t zb = NWZP == 1u ? ZW : (int32_t)wzp[ca + 1u];
+        tn_m7_fc_put(l, out, ca, (uint32_t)bias[ca] + a - (uint32_t)za * (uint32_t)sx,
+                     REQ, NM, ROUND, OB, TN_RQ);
+        tn_m7_fc_put(l, out, ca + 1u,
+                     (uint32_t)bias[ca + 1u] + b + (uint32_t)(128 - zb) * (uint32_t)sx,
+                     REQ, NM, ROUND, OB, TN_RQ);
+    }
+}
+
+/* Outputs c .. c + 2P - 1 (P row pairs, weights at w); returns w past their bytes. */
+TN_INLINE const uint8_t *tn_m7_fc_pairs(const tn_layer_t *l, const int32_t *bias,
+                                        const uint8_t *wzp, const uint8_t *w,
+                                        const uint8_t *in, uint8_t *TN_RESTRICT out, uint32_t c,
+                                        uint32_t P, int32_t sx, uint32_t K, uint32_t XS,
+                                        int32_t ZX, uint32_t NWZP, int32_t ZW, uint32_t REQ,
+                                        uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const uint32_t t = K & 3u;
+    int32_t sa[2];
+    int64_t r[2];
+    w = tn_m7_fc_block(w, in, K, P, XS, ZX, sa, r);
+    tn_m7_fc_pair_out(l, bias, wzp, w, in, out, c, sa[0], r[0], sx, K, XS, ZX, NWZP, ZW, REQ, NM,
+                      ROUND, OB, TN_RQ);
+    w += 2u * t;
+    if (P == 2u) {
+        tn_m7_fc_pair_out(l, bias, wzp, w, in, out, c + 2u, sa[1], r[1], sx, K, XS, ZX, NWZP, ZW,
+                          REQ, NM, ROUND, OB, TN_RQ);
+        w += 2u * t;
+    }
+    return w;
+}
+
+/* A dense layer K -> N of 8-bit inputs and weights (weights in tn_m7_fc's layout, above). */
+TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
+                        uint32_t K,
+                        uint32_t N, uint32_t XS, int32_t ZX, uint32_t NWZP, int32_t ZW,
+                        uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u, k4 = K & ~3u;
+    /* the layer's tables, read once (the asm's memory clobber would reload them) */
+    const uint8_t *w = l->w, *wzp = l->wzp;
+    const int32_t *bias = l->bias;
+    int32_t sx = 0; /* sum x', for the weight zero points */
+    uint32_t c = 0, k;
+    for (k = 0; k < k4; k += 4u) {
+        const uint32_t v = tn_ld32(in + k);
+        sx = tn_smlad(XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v), 0x00010001u, sx);
+        sx = tn_smlad(XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v), 0x00010001u, sx);
+    }
+    for (; k < K; k++) sx += tn_m7_x8(in, k, XS, ZX);
+    for (; c + 4u <= N; c += 4u)
+        w = tn_m7_fc_pairs(l, bias, wzp, w, in, out, c, 2u, sx, K, XS, ZX, NWZP, ZW, REQ, NM,
+                           ROUND, OB, TN_RQ);
+    if (N - c >= 2u) {
+        w = tn_m7_fc_pairs(l, bias, wzp, w, in, out, c, 1u, sx, K, XS, ZX, NWZP, ZW, REQ, NM,
+                           ROUND, OB, TN_RQ);
+        c += 2u;
+    }
+    if (c < N) { /* the last row of an odd N, as it is: each word widened twice */
+        int32_t a = 0;
+        for (k = 0; k < k4; k += 4u) {
+            const uint32_t v = tn_ld32(in + k), u = tn_ld32(w + k);
+            a = tn_smlad(tn_uxtb16(u), XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v), a);
+            a = tn_smlad(tn_uxtb16_ror8(u), XS ? tn_sxtab16_ror8(off, v)
+                                               : tn_uxtab16_ror8(off, v), a);
+        }
+        for (; k < K; k++) a += (int32_t)w[k] * tn_m7_x8(in, k, XS, ZX);
+        {
+            const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c];
+            tn_m7_fc_put(l, out, c, (uint32_t)bias[c] + (uint32_t)a
+                         - (uint32_t)z * (uint32_t)sx, REQ, NM, ROUND, OB, TN_RQ);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Pointwise (1x1) convolutions of 8-bit inputs and 8-bit weights: tn_m7_pw.
+ *
+ * Two output pixels at a time: both pixels' inputs are widened once into int16 lanes (the
+ * step's scratch: 2 x KP int16, in the lane order of tn_m7_im2col), then each row pair of
+ * weights (kernels_m7.fc_weights with blocks of one pair: [a_k, b_k ^ 0x80, a_{k+2},
+ * b_{k+2} ^ 0x80] words, see tn_m7_fc) is read once for both pixels: per word one UXTB16, two
+ * SMLALD and two SMLAD give eight MACs. Outputs are written as they are computed (no int32
+ * output scratch): both pixels' inputs are read before any of their outputs is written, so the
+ * planner's sliding writes (tinyopt.integer.steps.write_delay) stay valid.
+ * --------------------------------------------------------------------------------------------- */
+
+/* Pixel src (C codes) as int16 x - z_x in buf (lane order of 8-bit weights, the K % 4 tail as
+ * it is); returns sum x'. */
+TN_INLINE int32_t tn_m7_pw_load(const uint8_t *src, int16_t *TN_RESTRICT buf, uint32_t C,
+                                uint32_t XS, int32_t ZX)
+{
+    const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u, k4 = C & ~3u;
+    int32_t sum = 0;
+    uint32_t k = 0;
+    for (; k < k4; k += 4u) {
+        const uint32_t v = tn_ld32(src + k);
+        const uint32_t a = XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v);
+        const uint32_t b = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
+        TN_MEMCPY(buf + k, &a, 4);
+        TN_MEMCPY(buf + k + 2u, &b, 4);
+        sum = tn_smlad(a, 0x00010001u, sum);
+        sum = tn_smlad(b, 0x00010001u, sum);
+    }
+    for (; k < C; k++) {
+        const int32_t x = tn_m7_x8(src, k, XS, ZX);
+        buf[k] = (int16_t)x;
+        sum += x;
+    }
+    return sum;
+}
+
+#if defined(__ARM_FEATURE_DSP)
+/* One group of four inputs, one row pair, two pixels (the second pixel's lanes O bytes after
+ * the first's, once the first's pointer has moved on); WL: the load of the pair's two words. */
+#define TN_PW_GROUP(WL)                                                                         \
+    WL                                                                                          \
+    "ldr %[xa], [%[x]], #4\n\t"                                                                 \
+    "ldr %[xb], [%[x], #%c[o]]\n\t"                                                             \
+    "smlald %[r0l], %[r0h], %[u0], %[xa]\n\t"                                                   \
+    "smlald %[r1l], %[r1h], %[u0], %[xb]\n\t"                                                   \
+    "uxtb16 %[u0], %[u0]\n\t"                                                                   \
+    "smlad %[a0], %[u0], %[xa], %[a0]\n\t"                                                      \
+    "smlad %[a1], %[u0], %[xb], %[a1]\n\t"                                                      \
+    "ldr %[xa], [%[x]], #4\n\t"                                                                 \
+    "ldr %[xb], [%[x], #%c[o]]\n\t"                                                             \
+    "smlald %[r0l], %[r0h], %[u1], %[xa]\n\t"                                                   \
+    "smlald %[r1l], %[r1h], %[u1], %[xb]\n\t"                                                   \
+    "uxtb16 %[u1], %[u1]\n\t"                                                                   \
+    "smlad %[a0], %[u1], %[xa], %[a0]\n\t"                                                      \
+    "smlad %[a1], %[u1], %[xb], %[a1]\n\t"
+#define TN_PW_LDRD "ldrd %[u0], %[u1], [%[w]], #8\n\t"
+#define TN_PW_LDR2 "ldr %[u0], [%[w]], #4\n\tldr %[u1], [%[w]], #4\n\t"
+#define TN_PW_OPERANDS                                                                          \
+    : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u0] "=&r"(u0),                \
+      [u1] "=&r"(u1), [a0] "+&r"(a0), [a1] "+&r"(a1), [r0l] "+&r"(r0l), [r0h] "+&r"(r0h),      \
+      [r1l] "+&r"(r1l), [r1h] "+&r"(r1h)                                                          \
+    : [end] "r"(end), [o] "n"(O)                                                                \
+    : "cc", "memory"
+#endif
+
+/* S_a and R of one row pair (weights at w) at the two pixels of buf over the first C & ~3
+ * inputs; returns w past the pair's words. */
+TN_INLINE const uint8_t *tn_m7_pw_block(const uint8_t *w, const int16_t *buf, uint32_t C,
+                                        uint32_t KP, int32_t *sa, int64_t *r)
+{
+    const uint32_t k4 = C & ~3u;
+#if defined(__ARM_FEATURE_DSP)
+    const int16_t *x = buf, *end = buf + k4;
+    const int32_t O = (int32_t)(2u * KP) - 4; /* bytes from pixel 0's next lanes to pixel 1's */
+    uint32_t a0 = 0, a1 = 0, r0l = 0, r0h = 0, r1l = 0, r1h = 0, xa, xb, u0, u1;
+    if (k4 != 0u) {
+        if ((((uintptr_t)w | C) & 3u) == 0u) {
+            if ((C / 4u) & 1u) __asm__ volatile(TN_PW_GROUP(TN_PW_LDRD) TN_PW_OPERANDS);
+            if (C >= 8u)
+                __asm__ volatile("1:\n\t" TN_PW_GROUP(TN_PW_LDRD) TN_PW_GROUP(TN_PW_LDRD)
+                                 "cmp %[x], %[end]\n\tbne 1b\n\t" TN_PW_OPERANDS);
+        } else {
+            if ((C / 4u) & 1u) __asm__ volatile(TN_PW_GROUP(TN_PW_LDR2) TN_PW_OPERANDS);
+            if (C >= 8u)
+                __asm__ volatile("1:\n\t" TN_PW_GROUP(TN_PW_LDR2) TN_PW_GROUP(TN_PW_LDR2)
+                                 "cmp %[x], %[end]\n\tbne 1b\n\t" TN_PW_OPERANDS);
+        }
+    }
+    sa[0] = (int32_t)a0;
+    sa[1] = (int32_t)a1;
+    r[0] = (int64_t)(((uint64_t)r0h << 32) | r0l);
+    r[1] = (int64_t)(((uint64_t)r1h << 32) | r1l);
+    return w;
+#else
+    int32_t a0 = 0, a1 = 0;
+    int64_t r0 = 0, r1 = 0;
+    for (uint32_t k = 0; k < k4; k += 4u, w += 8) {
+        const uint32_t u0 = tn_ld32(w), u1 = tn_ld32(w + 4);
+        const uint32_t xa0 = tn_ld32(buf + k), xo0 = tn_ld32(buf + k + 2u);
+        const uint32_t xa1 = tn_ld32(buf + KP + k), xo1 = tn_ld32(buf + KP + k + 2u);
+        r0 = tn_smlald(u1, xo0, tn_smlald(u0, xa0, r0));
+        r1 = tn_smlald(u1, xo1, tn_smlald(u0, xa1, r1));
+        a0 = tn_smlad(tn_uxtb16(u1), xo0, tn_smlad(tn_uxtb16(u0), xa0, a0));
+        a1 = tn_smlad(tn_uxtb16(u1), xo1, tn_smlad(tn_uxtb16(u0), xa1, a1));
+    }
+    sa[0] = a0;
+    sa[1] = a1;
+    r[0] = r0;
+    r[1] = r1;
+    return w;
+#endif
+}
+
+/* sum a x' and sum (b - 128) x' of a row pair at one pixel (lanes x) from S_a and R, its K % 4
+ * tail added (wt: the pair's tail codes, a's then b's). */
+TN_INLINE void tn_m7_pw_sums(const uint8_t *wt, const int16_t *x, int32_t sa, int64_t r,
+                             uint32_t C, uint32_t *a, uint32_t *b)
+{
+    const uint32_t k4 = C & ~3u, t = C & 3u;
+    uint32_t va = (uint32_t)sa, vb = (uint32_t)(uint64_t)((r - (int64_t)sa) >> 8);
+    for (uint32_t j = 0; j < t; j++) {
+        va += (uint32_t)((int32_t)wt[j] * x[k4 + j]);
+        vb += (uint32_t)(((int32_t)wt[t + j] - 128) * x[k4 + j]);
+    }
+    *a = va;
+    *b = vb;
+}
+
+/* Channel c at pixels p and (TWO) p + 1: sums v0, v1 of w x' (w the stored codes), weight zero
+ * point z (a b row: 128, its own added through k = 128 - z_b), the tables read once. Stored as
+ * output elements, or (MODE 2: a fused ADD follows) as int32 in v (pixel p's at v[c], p + 1's at
+ * v[CO + c]). */
+TN_INLINE void tn_m7_pw_chan(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
+                             const int32_t *m0p, const int8_t *n0p, uint8_t *TN_RESTRICT out,
+                             int32_t *TN_RESTRICT v, uint32_t MODE, uint32_t p, uint32_t two,
+                             uint32_t c, uint32_t brow, uint32_t v0, uint32_t v1, int32_t s0,
+                             int32_t s1, uint32_t CO, uint32_t NWZP, int32_t ZW, uint32_t REQ,
+                             uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c];
+    /* sum (w - z) x' = v + k sum x' */
+    const uint32_t k = brow ? (uint32_t)(128 - z) : (uint32_t)(-z);
+    const uint32_t bc = (uint32_t)bias[c];
+    const int32_t m0c = NM == 1u ? 0 : m0p[c], n0c = NM == 1u ? 0 : (int32_t)n0p[c];
+    const int32_t y0 = tn_m7_req(l, bc + v0 + k * (uint32_t)s0, c, m0c, n0c, REQ, NM, ROUND, TN_RQ);
+    if (MODE == 2u)
+        v[c] = y0;
+    else
+        tn_m7_set(out, p * CO + c, y0, OB);
+    if (two) {
+        const int32_t y1 = tn_m7_req(l, bc + v1 + k * (uint32_t)s1, c, m0c, n0c, REQ, NM, ROUND,
+                                     TN_RQ);
+        if (MODE == 2u)
+            v[CO + c] = y1;
+        else
+            tn_m7_set(out, (p + 1u) * CO + c, y1, OB);
+    }
+}
+
+/* Output pixels p and (TWO) p + 1 = q of a pointwise layer (TWO = 0: pixel p alone, its
+ * lanes loaded twice). */
+TN_INLINE void tn_m7_pw_two(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
+                            uint8_t *TN_RESTRICT out, int16_t *TN_RESTRICT buf,
+                            int32_t *TN_RESTRICT v, uint32_t MODE, uint32_t p, uint32_t q,
+                            uint32_t TWO,
+                            int32_t W, uint32_t C, int32_t OW, uint32_t CO, int32_t SH,
+                            int32_t SW, uint32_t XS, int32_t ZX, uint32_t KP, uint32_t NWZP,
+                            int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
+                            TN_RQ_ARGS, TN_FADD_ARGS)
+{
+    const uint32_t k4 = C & ~3u, t = C & 3u;
+    const uint8_t *wzp = l->wzp, *w = l->w;
+    const int32_t *bias = l->bias, *m0p = l->m0;
+    const int8_t *n0p = l->n0;
+    int16_t *x0 = buf, *x1 = buf + KP;
+    /* both pixels read before any output is written */
+    const int32_t s0 = tn_m7_pw_load(in + ((uint32_t)((int32_t)(p / (uint32_t)OW) * SH)
+                                           * (uint32_t)W + (p % (uint32_t)OW) * (uint32_t)SW) * C,
+                                     x0, C, XS, ZX);
+    const int32_t s1 = tn_m7_pw_load(in + ((uint32_t)((int32_t)(q / (uint32_t)OW) * SH)
+                                           * (uint32_t)W + (q % (uint32_t)OW) * (uint32_t)SW) * C,
+                                     x1, C, XS, ZX);
+    uint32_t c = 0;
+    for (; c + 2u <= CO; c += 2u) {
+        int32_t sa[2];
+        int64_t r[2];
+        uint32_t a0, b0, a1, b1;
+        w = tn_m7_pw_block(w, buf, C, KP, sa, r);
+        tn_m7_pw_sums(w, x0, sa[0], r[0], C, &a0, &b0);
+        tn_m7_pw_sums(w, x1, sa[1], r[1], C, &a1, &b1);
+        tn_m7_pw_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c, 0u, a0, a1, s0, s1, CO, NWZP,
+                      ZW, REQ, NM, ROUND, OB, TN_RQ);
+        tn_m7_pw_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c + 1u, 1u, b0, b1, s0, s1, CO,
+                      NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
+        w += 2u * t;
+    }
+    if (c < CO) { /* the last row of an odd CO, as it is */
+        int32_t a0 = 0, a1 = 0;
+        uint32_t k = 0;
+        for (; k < k4; k += 4u) {
+            const uint32_t u = tn_ld32(w + k), ue = tn_uxtb16(u), uo = tn_uxtb16_ror8(u);
+            a0 = tn_smlad(uo, tn_ld32(x0 + k + 2u), tn_smlad(ue, tn_ld32(x0 + k), a0));
+            a1 = tn_smlad(uo, tn_ld32(x1 + k + 2u), tn_smlad(ue, tn_ld32(x1 + k), a1));
+        }
+        for (; k < C; k++) {
+            a0 += (int32_t)w[k] * x0[k];
+            a1 += (int32_t)w[k] * x1[k];
+        }
+        tn_m7_pw_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c, 0u, (uint32_t)a0,
+                      (uint32_t)a1, s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
+    }
+    if (MODE == 2u) { /* the fused residual ADD over the pair's outputs, as tn_m7_gemm */
+        const uint32_t n = (TWO ? 2u : 1u) * CO;
+        if (FADD)
+            tn_m7_add_fused(v, other + p * CO, out + p * CO, n, TN_FADD);
+        else
+            for (uint32_t e = 0; e < n; e++) tn_m7_emit(l, other, out, p * CO + e, v[e], 1u, OB);
+    }
+}
+
+/* A pointwise layer of 8-bit inputs and weights (weights in pairs of rows, tn_m7_fc's words;
+ * the last row of an odd CO as it is), optionally (MODE 2) with the residual ADD after it fused
+ * (other: its other addend; FADD: tn_m7_add_fused, else tn_m7_emit's portable arithmetic).
+ * buf: 2 KP int16 (KP = C rounded up to a word of weights) then, with MODE 2, v: 2 CO int32; the
+ * step's scratch, 4-byte aligned. */
+TN_INLINE void tn_m7_pw(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
+                        uint8_t *TN_RESTRICT out, int16_t *TN_RESTRICT buf,
+                        int32_t *TN_RESTRICT v, uint32_t MODE, int32_t W, uint32_t C, int32_t OH,
+                        int32_t OW, uint32_t CO, int32_t SH, int32_t SW, uint32_t XS, int32_t ZX,
+                        uint32_t KP, uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM,
+                        uint32_t ROUND, uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS)
+{
+    const uint32_t np = (uint32_t)(OH * OW);
+    uint32_t p = 0;
+    for (; p + 2u <= np; p += 2u)
+        tn_m7_pw_two(l, in, other, out, buf, v, MODE, p, p + 1u, 1u, W, C, OW, CO, SH, SW, XS,
+                     ZX, KP, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
+    if (p < np)
+        tn_m7_pw_two(l, in, other, out, buf, v, MODE, p, p, 0u, W, C, OW, CO, SH, SW, XS, ZX, KP,
+                     NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
 }
 
 #endif
