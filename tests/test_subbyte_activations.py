@@ -32,14 +32,22 @@ def hard_swish(x, name):
     return L.Multiply(name=name)([x, L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])
 
 
+def act(kind, x, name, alpha):
+    if kind == "leaky":
+        return L.LeakyReLU(alpha, name=name)(x)
+    if kind == "sigmoid":
+        return L.Activation("sigmoid", name=name)(x)
+    return hard_swish(x, name)
+
+
 def net(kind: str) -> keras.Model:
     keras.utils.set_random_seed(0)
     inp = keras.Input((16, 16, 1), name="img")
     x = L.Conv2D(32, 3, padding="same", name="c0")(inp)
     x = L.BatchNormalization(name="bn0")(x)
-    x = L.LeakyReLU(0.1, name="act0")(x) if kind == "leaky" else hard_swish(x, "act0")
+    x = act(kind, x, "act0", 0.1)
     x = L.DepthwiseConv2D(3, name="dw1")(x)
-    x = L.LeakyReLU(0.3, name="act1")(x) if kind == "leaky" else hard_swish(x, "act1")
+    x = act(kind, x, "act1", 0.3)
     x = L.Conv2D(128, 1, name="pw2")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x)  # (weights dominate flash: half is reachable)
     return keras.Model(inp, L.Dense(10, name="fc")(x), name=f"{kind}_net")
@@ -49,10 +57,10 @@ def images(n=48, seed=0):
     return np.random.default_rng(seed).uniform(0, 1, (n, 16, 16, 1)).astype(np.float32)
 
 
-KINDS = {"leaky": "leaky_relu", "hswish": "hard_swish"}
+KINDS = {"leaky": "leaky_relu", "hswish": "hard_swish", "sigmoid": "logistic"}
 
 
-@pytest.mark.parametrize("kind", ["leaky", "hswish"])
+@pytest.mark.parametrize("kind", ["leaky", "hswish", "sigmoid"])
 def test_blocks_and_policy_layers(kind):
     m = net(kind)
     blocks = dag.blocks(m)
@@ -61,7 +69,7 @@ def test_blocks_and_policy_layers(kind):
     assert {b.kind for b in acts} == {KINDS[kind]}
     if kind == "hswish":  # the four Keras layers of the pattern are one block
         assert len(acts[0].members) == 4 and acts[0].members[-1] == "act0"
-    else:
+    elif kind == "leaky":
         assert [b.config["alpha"] for b in acts] == pytest.approx([0.1, 0.3])
     # activations are not policy layers; the compute before one is linear (signed quantizer)
     assert dag.policy_layers(m) == ["c0", "dw1", "pw2", "fc"]
@@ -103,7 +111,7 @@ def test_the_registry_hooks_are_duck_typed_and_the_table_is_the_fake_quant_layer
         QuantActivation("maxpool", 4)
 
 
-@pytest.mark.parametrize("kind", ["leaky", "hswish"])
+@pytest.mark.parametrize("kind", ["leaky", "hswish", "sigmoid"])
 @pytest.mark.parametrize("label", ["w8a8", "mixed"])
 def test_ptq_lower_verify_and_memory(kind, label, tmp_path):
     m = net(kind)
@@ -112,7 +120,11 @@ def test_ptq_lower_verify_and_memory(kind, label, tmp_path):
         Policy(["c0", "dw1", "pw2", "fc"], [4, 8, 2, 8], [4, 2, 4, 8])
     q = ptq.calibrate(m, p, x)
     rows = {r["layer"]: r for r in q.calibration}
-    assert rows["act0"]["op"] == KINDS[kind] and rows["act0"]["alpha"] > 0
+    assert rows["act0"]["op"] == KINDS[kind]
+    if kind == "sigmoid":  # a fixed output range (0, 1): nothing to calibrate
+        assert "alpha" not in rows["act0"]
+    else:
+        assert rows["act0"]["alpha"] > 0
     g = lower.convert(q.model)
     kinds = [layer.kind for layer in g.layers]
     assert KINDS[kind] in kinds
@@ -122,6 +134,11 @@ def test_ptq_lower_verify_and_memory(kind, label, tmp_path):
     if kind == "hswish" and label == "mixed":
         act0 = {layer.name: layer for layer in g.layers}["act0"]
         assert act0.table is not None and act0.table.shape == (16,)
+    if kind == "sigmoid":  # the table at every width, on the fixed grid 1 / 2^Q
+        act0 = {layer.name: layer for layer in g.layers}["act0"]
+        bits = 8 if label == "w8a8" else 4
+        assert act0.table.shape == (2 ** bits,) and act0.out_zero_point == 0
+        assert act0.out_scale == pytest.approx(2.0 ** -bits)
     # the integer graph against the fake-quant model, layer by layer: within 1 LSB
     r = verify.compare(q.model, g, x)
     table = r["layers"].set_index("layer")
@@ -154,7 +171,8 @@ def test_memory_driven_at_half_of_w8a8(kind):
 
 @pytest.mark.parametrize("kind,label", [("leaky", "w8a8"), ("leaky", "mixed"),
                                         ("hswish", "w8a8"),
-                                        ("hswish", "mixed")])
+                                        ("hswish", "mixed"), ("sigmoid", "w8a8"),
+                                        ("sigmoid", "mixed")])
 def test_the_c_on_the_host_is_the_simulator(kind, label, tmp_path):
     m = net(kind)
     p = Policy.uniform(m, 8, 8) if label == "w8a8" else \
@@ -178,3 +196,89 @@ def test_the_fake_quant_model_saves_and_loads(tmp_path):
     x = images(8, seed=3)
     assert np.array_equal(q(x).numpy(), back(x).numpy())
     assert build.integer_params(back)["layers"][1]["type"] == "element_wise"
+
+
+def mask_net(inner: bool) -> keras.Model:
+    """U-Net's output: a 1 x 1 convolution with a sigmoid, the model output (in the layer, or
+    its own Activation)."""
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((16, 16, 1), name="img")
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="c0")(inp)
+    if inner:
+        return keras.Model(inp, L.Conv2D(1, 1, activation="sigmoid", name="mask")(x))
+    x = L.Conv2D(1, 1, name="mask")(x)
+    return keras.Model(inp, L.Activation("sigmoid", name="mask_sigmoid")(x))
+
+
+@pytest.mark.parametrize("inner", [True, False])
+def test_a_sigmoid_output_layer(inner, tmp_path):
+    m = mask_net(inner)
+    blocks = dag.blocks(m)
+    # the linear convolution (a policy layer), then the sigmoid block producing the output
+    assert [(b.name, b.op, b.kind) for b in blocks][-2:] == [
+        ("mask", "compute", "conv2d"), ("mask_sigmoid", "activation", "logistic")]
+    assert blocks[-2].activation is None and dag.policy_layers(m) == ["c0", "mask"]
+    p = Policy(["c0", "mask"], [4, 8], [4, 4])
+    q = ptq.quantize_mixed(m, p, images())
+    g = lower.convert(q)
+    assert g.layers[-1].kind == "logistic" and g.layers[-1].out_bits == 4
+    r = verify.compare(q, g, images())
+    assert r["layers"]["isolated_max_lsb"].max() <= 1, r["layers"]
+    assert memory.peak_ram_bytes(m, p) == steps.plan(g)[1]
+    codes = g.quantize_input(images(4, seed=2))
+    export = codegen.export_c(g, tmp_path / "c", kernels="portable")
+    exe = mcu.build_host(export, build_dir=tmp_path / "build")
+    got = mcu.run_host(exe, export, codes, work_dir=tmp_path / "run")
+    assert np.array_equal(got, codegen.reference_output(g, codes))
+
+
+def test_the_sigmoid_table_is_the_fake_quant_layer():
+    pattern = ops.get("logistic").keras
+    assert pattern.out_range == (0.0, 1.0) and not pattern.signed
+    in_q = {"bits": 2, "scale": 1.5, "zero_point": 2, "signed": False}
+    out_q = {"bits": 2, "scale": 0.25, "zero_point": 0, "signed": False}
+    table = lookup_table(pattern, in_q, out_q, {})
+    layer = QuantActivation("logistic", 2, name="s")
+    layer.build((None, 4))
+    x = (np.float32(1.5) * (np.arange(4) - 2).astype(np.float32))[None]
+    fake = layer(x).numpy()[0]
+    assert np.array_equal(np.round(fake / np.float32(0.25)), table)
+    assert table.tolist() == [0, 1, 2, 3]  # sigmoid(-3), (-1.5), 0, 1.5 on quarters
+
+
+def se_net() -> keras.Model:
+    """MobileNetV3's squeeze-excite head: GlobalAveragePooling2D(keepdims=True), then 1 x 1
+    convolutions on the (1, 1, C) tensor, a sigmoid gate."""
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((16, 16, 1), name="img")
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="c0")(inp)
+    x = L.GlobalAveragePooling2D(keepdims=True, name="squeeze")(x)
+    x = L.Conv2D(8, 1, activation="relu", name="se_reduce")(x)
+    x = L.Conv2D(16, 1, name="se_expand")(x)
+    x = L.Activation("sigmoid", name="gate")(x)
+    return keras.Model(inp, L.Dense(10, name="fc")(L.Flatten(name="flat")(x)))
+
+
+@pytest.mark.parametrize("label", ["w8a8", "mixed"])
+def test_global_average_pooling_keepdims(label, tmp_path):
+    m = se_net()
+    squeeze = {b.name: b for b in dag.blocks(m)}["squeeze"]
+    assert squeeze.op == "gap" and squeeze.out_shape == (1, 1, 16)
+    p = Policy.uniform(m, 8, 8) if label == "w8a8" else \
+        Policy(["c0", "se_reduce", "se_expand", "fc"], [4, 2, 4, 8], [4, 4, 2, 8])
+    q = ptq.quantize_mixed(m, p, images())
+    g = lower.convert(q)
+    node = {layer.name: layer for layer in g.layers}["squeeze"]
+    assert node.kind == "avgpool" and tuple(node.out_shape) == (1, 1, 16)
+    assert "squeeze_flatten" not in {layer.name for layer in g.layers}  # no flatten: (1, 1, C)
+    r = verify.compare(q, g, images())
+    assert r["layers"]["isolated_max_lsb"].max() <= 1, r["layers"]
+    sk = skeleton(m, p)
+    assert [(n.kind, n.name, tuple(n.out_shape)) for n in sk.layers] == \
+        [(n.kind, n.name, tuple(n.out_shape)) for n in g.layers]
+    assert memory.peak_ram_bytes(m, p) == steps.plan(g)[1]
+    codes = g.quantize_input(images(4, seed=3))
+    export = codegen.export_c(g, tmp_path / "c", kernels="portable")
+    exe = mcu.build_host(export, build_dir=tmp_path / "build")
+    got = mcu.run_host(exe, export, codes, work_dir=tmp_path / "run")
+    assert np.array_equal(got, codegen.reference_output(g, codes))

@@ -80,7 +80,8 @@ def input_range(model) -> tuple[float, float] | None:
             return float(layer.lo), float(layer.hi)
         if kind == "Rescaling":
             scale = np.asarray(getattr(layer, "scale", 1.0), np.float64).ravel()
-            if scale.size and abs(float(scale[0]) * 255.0 - 1.0) < 1e-3:
+            if scale.size and min(abs(float(scale[0]) * 255.0 - 1.0),
+                          abs(float(scale[0]) * 127.5 - 1.0)) < 1e-3:
                 return 0.0, 255.0
             return None
         break

@@ -118,7 +118,10 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
             BNs, :func:`tinyopt.mixed.dag.policy_layers`; names and order must match).
         freeze_bn_after: epoch at which BN freezes during ``fit`` (spec: 1); 0 freezes from the
             start, None never.
-        input_range: real range of the model input for the 8-bit input quantizer.
+        input_range: real range of the model input for the 8-bit input quantizer (the raw
+            input's: a leading Rescaling / Normalization is folded into that quantizer,
+            :func:`tinyopt.mixed.dag.input_scaling`,
+            :func:`tinyopt.mixed.quantizers.scaled_input_params`).
         weight_init: PL clip initialisation, see :func:`init_weight_clip`.
         alpha: initial PACT clip of every activation (spec: 6).
         clip_decay, alpha_decay: weight decay of the PL clips and of alpha (spec: 5e-4, 1e-4).
@@ -153,7 +156,11 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
     first = model.layers[0]
     inputs = keras.Input(model.input_shape[1:], name=first.name
                          if isinstance(first, keras.layers.InputLayer) else "input")
-    x_layer = QuantInput(*input_range, bits=8, name="input_quant")
+    # leading Rescaling / Normalization: folded into the input quantizer (input_range is the
+    # raw input's; the network reads the codes on the scaled grid, QuantInput)
+    scaling = dag.input_scaling(model) or {"scale": 1.0, "offset": 0.0}
+    x_layer = QuantInput(*input_range, bits=8, scale=scaling["scale"],
+                         offset=scaling["offset"], name="input_quant")
     # per block output: the tensor, and the grid it is on: (layer owning the scale, bits, signed)
     tensors = {dag.INPUT: x_layer(inputs)}
     grid = {dag.INPUT: ("input_quant", 8, False)}
@@ -236,7 +243,8 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
             pool = b.op == "avgpool"
             q = QuantAvgPool(g_in[0][1], b.config["pool_size"] if pool else None,
                              b.config["strides"] if pool else None, input_scale_from=g_in[0][0],
-                             signed=g_in[0][2], name=b.name)
+                             signed=g_in[0][2], keepdims=bool(b.config.get("keepdims")),
+                             name=b.name)
             q.input_scale = owners[g_in[0][0]].output_scale
             y, g_out = q(xs[0]), g_in[0]
         elif b.op == "softmax":
@@ -331,6 +339,7 @@ def integer_params(qmodel: keras.Model) -> dict:
             entry["output"] = entry["grid"]
         elif isinstance(layer, QuantAvgPool):
             entry = {"type": "avgpool", **base, "pool_size": layer.pool_size,
+                     "keepdims": bool(getattr(layer, "keepdims", False)),
                      "strides": layer.strides, "scale": g_in[0]["scale"],
                      "bits": g_in[0]["bits"], "grid": g_in[0]}
         elif isinstance(layer, QuantSoftmax):

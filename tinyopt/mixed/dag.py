@@ -11,13 +11,17 @@ model, of the integer graph and of the memory model:
   whose input is read elsewhere too): an integer per-channel affine, optionally with its ReLU;
 - ``add`` (an ``Add`` layer or the TF op ``x + y`` / ``tf.add``) and ``concat``
   (``Concatenate`` or ``tf.concat`` on the channel axis), with a following ReLU;
-- ``maxpool``, ``avgpool`` (VALID), ``gap`` (GlobalAveragePooling2D), ``pad`` (ZeroPadding2D),
+- ``maxpool``, ``avgpool`` (VALID), ``gap`` (GlobalAveragePooling2D, ``keepdims`` too: its
+  (1, 1, C) output), ``pad`` (ZeroPadding2D),
   ``flatten``, ``reshape``, ``dropout``;
 - ``activation``: an element-wise op of the op registry whose module reads Keras layers
   (:class:`tinyopt.integer.ops.registry.KerasPattern`: LeakyReLU, MobileNetV3's hard-swish, ...;
   ``kind`` is the op's name, ``config`` its settings): asked for every layer the reader above
   does not know, before refusing it. It stays its own block (never fused into the compute layer
   before it: that layer's output is quantized signed, the activation requantizes it);
+- input scaling: ``Rescaling`` / ``Normalization`` layers right after the input are no block:
+  :func:`input_scaling` composes them and the input quantizer folds them in (anywhere else
+  they are refused);
 - ``softmax``: the model's softmax head (``Activation("softmax")``, ``Softmax`` or a Dense with
   ``activation="softmax"``); it must produce the model output.
 
@@ -55,7 +59,9 @@ SUPPORTED = ("Conv2D, Conv1D, DepthwiseConv2D, Dense (each optionally followed b
              "Concatenate / tf.concat (channel axis), MaxPooling2D, AveragePooling2D (valid), "
              "GlobalAveragePooling2D, ZeroPadding2D, Flatten, Reshape, Dropout, "
              "Activation/ReLU (relu, relu6, linear), the element-wise ops of the op registry "
-             "(LeakyReLU, MobileNetV3's hard-swish: tinyopt.mixed.dag.registry_activations()), "
+             "(LeakyReLU, MobileNetV3's hard-swish, sigmoid: "
+             "tinyopt.mixed.dag.registry_activations()), a compute layer's own sigmoid, "
+             "Rescaling / Normalization as the first layers (folded into the input quantizer), "
              "and a softmax head; convolutions "
              "undilated, adds of tensors of one shape")
 # TFOpLambda symbols that are layers in disguise
@@ -235,12 +241,17 @@ def registry_activations() -> list[str]:
     return sorted(k for k, op in _ops.REGISTRY.items() if op.keras is not None)
 
 
+# activations inside a compute layer read as the linear layer then a registry op's block
+# (``<layer>_<activation>``, as a softmax head is split): the activation's op kind
+_SPLIT = {"sigmoid": "logistic"}
+
+
 def _activation_of(layer) -> str | None:
     name = getattr(layer.activation, "__name__", str(layer.activation))
-    if name in ("linear", "relu", "relu6", "softmax"):
+    if name in ("linear", "relu", "relu6", "softmax") or name in _SPLIT:
         return None if name == "linear" else name
     raise _refuse(layer, f"activation {name!r} inside the layer (only linear, relu, relu6, "
-                         "softmax); for the registry's element-wise ops "
+                         "softmax, sigmoid); for the registry's element-wise ops "
                          f"({', '.join(registry_activations())}) build the layer linear and put "
                          "the activation in its own layer (e.g. LeakyReLU)")
 
@@ -285,6 +296,77 @@ def _shape(layer) -> tuple:
     return tuple(int(d) for d in layer.output_shape[1:])
 
 
+_SCALING = ("Rescaling", "Normalization")
+
+
+def _affine(layer) -> tuple[float, float]:
+    """(scale, offset) of a Rescaling / Normalization layer, y = x scale + offset, one for
+    every channel (a per-channel map has no single input grid: refused)."""
+    import numpy as np
+    kind = type(layer).__name__
+    if kind == "Rescaling":
+        scale = np.asarray(layer.scale, np.float64)
+        offset = np.asarray(layer.offset, np.float64)
+    else:
+        if getattr(layer, "invert", False):
+            raise _refuse(layer, "an inverted Normalization (invert=True)")
+        std = np.maximum(np.sqrt(np.asarray(layer.variance, np.float64)), 1e-7)  # Keras' epsilon
+        scale = 1.0 / std
+        offset = -np.asarray(layer.mean, np.float64) / std
+    if scale.size == 0 or np.ptp(scale) != 0 or np.ptp(offset) != 0:
+        raise _refuse(layer, f"a per-channel input scaling (scale {scale.ravel().tolist()}, "
+                             f"offset {offset.ravel().tolist()}) cannot be folded into the one "
+                             "8-bit input quantizer; scale the data before the model instead")
+    return float(scale.ravel()[0]), float(offset.ravel()[0])
+
+
+def _scaling_chain(layers, inbound: dict, consumers: dict, inputs: set) -> tuple[list, float,
+                                                                                   float]:
+    """The Rescaling / Normalization layers right after the model input (each the only reader
+    of the tensor before it) and their composed map (scale, offset)."""
+    chain, scale, offset = [], 1.0, 0.0
+    by_name = {layer.name: layer for layer in layers}
+    current = set(inputs)
+    while True:
+        readers = [r for src in current for r in consumers.get(src, [])]
+        if len(readers) != 1 or type(by_name[readers[0]]).__name__ not in _SCALING \
+                or len(inbound[readers[0]]) != 1:
+            return chain, scale, offset
+        layer = by_name[readers[0]]
+        a, b = _affine(layer)
+        scale, offset = scale * a, offset * a + b
+        chain.append(layer.name)
+        current = {layer.name}
+
+
+def input_scaling(model) -> dict | None:
+    """The input scaling the sub-byte flow folds into the 8-bit input quantizer: the
+    ``Rescaling`` / ``Normalization`` layers that are the first layers of ``model`` (each read
+    by nothing else), composed into y = x scale + offset (Normalization: (x - mean) /
+    max(sqrt(variance), 1e-7), as Keras), or None when there are none.
+
+    Returns:
+        {"scale": float, "offset": float, "layers": [names]} or None.
+
+    Raises:
+        ValueError: a per-channel scaling (different values per channel), an inverted
+            Normalization (the layer named).
+    """
+    if not hasattr(model, "layers"):
+        raise TypeError(f"expected a tf_keras model, got {type(model).__name__}")
+    _load_keras()
+    inbound, consumers = {}, {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer) or isinstance(layer, keras.Model):
+            continue
+        inbound[layer.name] = _inbound(layer)
+        for src in inbound[layer.name]:
+            consumers.setdefault(src, []).append(layer.name)
+    inputs = {layer.name for layer in getattr(model, "_input_layers", [])}
+    chain, scale, offset = _scaling_chain(model.layers, inbound, consumers, inputs)
+    return {"scale": scale, "offset": offset, "layers": chain} if chain else None
+
+
 def blocks(model) -> list[Block]:
     """The blocks of a float ``tf_keras`` model, in execution order (module docstring).
 
@@ -323,14 +405,23 @@ def blocks(model) -> list[Block]:
     producer: dict[str, str] = {}  # Keras layer name -> block whose output it is
     for input_layer in getattr(model, "_input_layers", []):  # (not in a Sequential's .layers)
         producer[input_layer.name] = INPUT
+    # input scaling: folded into the input quantizer (input_scaling), read as the input itself
+    scaling, _, _ = _scaling_chain(layers, inbound, consumers, set(producer))
+    for name in scaling:
+        producer[name] = INPUT
     out: list[Block] = []
     absorbed: set[str] = set()
     for layer in layers:
         if isinstance(layer, keras.layers.InputLayer):
             producer[layer.name] = INPUT
             continue
-        if layer.name in absorbed:
+        if layer.name in absorbed or layer.name in scaling:
             continue
+        if type(layer).__name__ in _SCALING:
+            raise _refuse(layer, "input scaling (Rescaling / Normalization) is folded into the "
+                                 "8-bit input quantizer only as the first layers of the model, "
+                                 "right after its input and read by nothing else; move it there "
+                                 "or scale the data before the model")
         srcs = [producer[s] for s in inbound[layer.name]]
         t = type(layer)
         kind, cfg, conv1d = _compute_config(layer)
@@ -350,6 +441,14 @@ def blocks(model) -> list[Block]:
                     out.append(Block(f"{layer.name}_softmax", "softmax", layer, [block.name],
                                      members=[], out_shape=_shape(layer)))
                     producer[layer.name] = out[-1].name
+                    continue
+                if act in _SPLIT:  # the linear layer, then the registry op's own block
+                    block.out_shape = _shape(layer)
+                    out.append(block)
+                    out.append(Block(f"{layer.name}_{act}", "activation", layer, [block.name],
+                                     kind=_SPLIT[act], members=[], out_shape=_shape(layer)))
+                    producer[layer.name] = out[-1].name
+                    absorbed.add(layer.name)
                     continue
                 block.activation = act
                 nxt = only_reader(layer.name)
@@ -409,9 +508,9 @@ def blocks(model) -> list[Block]:
                           config={"pool_size": list(layer.pool_size),
                                   "strides": list(layer.strides)})
         elif t is keras.layers.GlobalAveragePooling2D:
-            if layer.keepdims:
-                raise _refuse(layer, "keepdims=True; add a Reshape after it instead")
-            block = Block(layer.name, "gap", layer, srcs, members=[layer.name])
+            # keepdims=True (squeeze-excite): the pooled (1, 1, C) tensor itself, no flatten
+            block = Block(layer.name, "gap", layer, srcs, members=[layer.name],
+                          config={"keepdims": bool(layer.keepdims)})
         elif t is keras.layers.ZeroPadding2D:
             (top, bottom), (left, right) = layer.padding
             block = Block(layer.name, "pad", layer, srcs, members=[layer.name],

@@ -79,30 +79,63 @@ def _source_scales(layer) -> list:
 class QuantInput(keras.layers.Layer):
     """The 8-bit network input quantizer (:func:`tinyopt.mixed.quantizers.input_quant`).
 
+    With an input scaling folded in (``scale`` / ``offset``: the model's leading ``Rescaling``
+    / ``Normalization`` layers, :func:`tinyopt.mixed.dag.input_scaling`), the codes quantize the
+    raw input on the raw grid of :func:`tinyopt.mixed.quantizers.scaled_input_params` and the
+    layer outputs their value on the network's grid, S (X - Z): the affine image of the
+    quantized raw input, with no run-time cost.
+
     Arguments:
-        lo, hi: the real input range (default [0, 1]: S = 1/255, Z = 0).
+        lo, hi: the real range of the raw model input (default [0, 1]: S = 1/255, Z = 0).
         bits: input bits (8).
+        scale, offset: the folded input scaling y = x scale + offset (default: none).
     """
 
-    def __init__(self, lo: float = 0.0, hi: float = 1.0, bits: int = 8, **kwargs):
+    def __init__(self, lo: float = 0.0, hi: float = 1.0, bits: int = 8, scale: float = 1.0,
+                 offset: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.lo, self.hi, self.bits = float(lo), float(hi), quantizers.check_bits(bits)
+        self.scale, self.offset = float(scale), float(offset)
+        self.scaled = (self.scale, self.offset) != (1.0, 0.0)
+        if self.scaled:
+            quantizers.scaled_input_params(self.lo, self.hi, self.scale, self.offset, self.bits)
         _register(self)
 
     def call(self, x):
-        return quantizers.input_quant(x, self.lo, self.hi, self.bits)
+        if not self.scaled:
+            return quantizers.input_quant(x, self.lo, self.hi, self.bits)
+        p = self.qparams()
+        x = tf.convert_to_tensor(x, tf.float32)
+        raw_s = tf.constant(p["raw_scale"], tf.float32)
+        raw_z = tf.constant(float(p["raw_zero_point"]), tf.float32)
+        codes = quantizers.affine_codes(x, raw_s, raw_z, self.bits)  # as quantize_input
+        fake = tf.constant(p["scale"], tf.float32) * (codes - float(p["zero_point"]))
+        # straight through (times the scaling) inside the raw grid, as input_quant
+        inside = tf.logical_and(x >= -raw_z * raw_s, x <= (quantizers.levels(self.bits) - raw_z)
+                                * raw_s)
+        linear = tf.where(inside, x * self.scale, tf.stop_gradient(x * self.scale))
+        return tf.stop_gradient(fake) + (linear - tf.stop_gradient(linear))
 
     def output_scale(self):
         """The input grid's scale S as a tensor (what the next layer's input scale is)."""
-        return tf.constant(quantizers.input_params(self.lo, self.hi, self.bits)[0], tf.float32)
+        return tf.constant(self.qparams()["scale"], tf.float32)
 
     def qparams(self) -> dict:
-        """{"scale", "zero_point", "bits", "lo", "hi"} of the input grid."""
-        s, z = quantizers.input_params(self.lo, self.hi, self.bits)
-        return {"scale": s, "zero_point": z, "bits": self.bits, "lo": self.lo, "hi": self.hi}
+        """{"scale", "zero_point" (the grid the network reads), "bits", "lo", "hi" (the raw
+        range), "raw_scale", "raw_zero_point" (the quantizer of raw inputs: equal to the first
+        two without an input scaling), "input_scaling" ({scale, offset} or None)}."""
+        if self.scaled:
+            p = quantizers.scaled_input_params(self.lo, self.hi, self.scale, self.offset,
+                                               self.bits)
+            scaling = {"scale": self.scale, "offset": self.offset}
+        else:
+            s, z = quantizers.input_params(self.lo, self.hi, self.bits)
+            p, scaling = {"scale": s, "zero_point": z, "raw_scale": s, "raw_zero_point": z}, None
+        return {**p, "bits": self.bits, "lo": self.lo, "hi": self.hi, "input_scaling": scaling}
 
     def get_config(self):
-        return {**super().get_config(), "lo": self.lo, "hi": self.hi, "bits": self.bits}
+        return {**super().get_config(), "lo": self.lo, "hi": self.hi, "bits": self.bits,
+                "scale": self.scale, "offset": self.offset}
 
 
 @keras.utils.register_keras_serializable(package="tinyopt")
@@ -112,11 +145,13 @@ class QuantAvgPool(keras.layers.Layer):
     Arguments:
         bits: the activation bits (those of the producing layer).
         pool_size, strides: None for global pooling, else a VALID 2-D average pool.
+        keepdims: global pooling keeps H and W (1 x 1), as GlobalAveragePooling2D(keepdims=True).
     """
 
     def __init__(self, bits: int, pool_size=None, strides=None, input_scale_from: str = "",
-                 signed: bool = False, **kwargs):
+                 signed: bool = False, keepdims: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.keepdims = bool(keepdims)  # global pooling: [N, 1, 1, C] instead of [N, C]
         self.bits = quantizers.check_bits(bits)
         self.signed = bool(signed)  # the grid of a linear layer (pact_signed), zero point 2^(Q-1)
         self.pool_size = None if pool_size is None else tuple(pool_size)
@@ -128,13 +163,14 @@ class QuantAvgPool(keras.layers.Layer):
         _register(self)
 
     def call(self, x):
-        return quantizers.avg_pool_floor(x, _source_scale(self)(), self.bits, self.pool_size,
-                                         self.strides, self.signed)
+        y = quantizers.avg_pool_floor(x, _source_scale(self)(), self.bits, self.pool_size,
+                                      self.strides, self.signed)
+        return y[:, None, None, :] if self.keepdims and self.pool_size is None else y
 
     def get_config(self):
         return {**super().get_config(), "bits": self.bits, "pool_size": self.pool_size,
                 "strides": self.strides, "input_scale_from": self.input_scale_from,
-                "signed": self.signed}
+                "signed": self.signed, "keepdims": self.keepdims}
 
 
 @keras.utils.register_keras_serializable(package="tinyopt")

@@ -17,7 +17,7 @@ import numpy as np
 
 from tinyopt.front.checks import check_weights
 from tinyopt.integer.arith import bn_gain, m0_n0, same_padding, tflite_quantize_multiplier
-from tinyopt.integer.graph import IntegerGraph, IntegerLayer, plain
+from tinyopt.integer.graph import IntegerGraph, IntegerLayer, Tensor, plain
 from tinyopt.mixed import dag
 from tinyopt.mixed.skeleton import activation_layers
 
@@ -189,7 +189,9 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
 
     - input: the model's 8-bit input quantizer (scale, zero point) is recorded on the graph;
       :meth:`IntegerGraph.quantize_input` maps float images onto it exactly as the fake-quant
-      model does;
+      model does; with a folded input scaling (a leading Rescaling / Normalization) that is
+      the raw input's quantizer, the input tensor's record (``graph.tensors``) holds the grid
+      the network reads and ``meta["input_scaling"]`` the map;
     - compute layers (``conv2d``, ``pointwise`` = 1x1 conv, ``depthwise``, ``dense``): weight
       codes packed LSB-first in the layouts of this module (conv [c_out][ky][kx][c_in],
       depthwise [ky][kx][c], dense [c_out][c_in]), weight zero point(s) and scale(s) (PL: one,
@@ -246,18 +248,27 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
     check_weights(qmodel, "icn.convert")
     params = build.integer_params(qmodel)
     inp = params["input"]
+    # the input quantizer maps RAW images to the codes (raw_*); with a folded input scaling the
+    # network reads them on another grid, the input tensor's explicit record
+    raw_scale = float(inp.get("raw_scale", inp["scale"]))
+    raw_zero_point = int(inp.get("raw_zero_point", inp["zero_point"]))
     graph = IntegerGraph(layers=[], input_shape=tuple(int(d) for d in qmodel.input_shape[1:]),
-                         input_bits=int(inp["bits"]), input_zero_point=int(inp["zero_point"]),
-                         input_scale=float(inp["scale"]), rounding="floor",
+                         input_bits=int(inp["bits"]), input_zero_point=raw_zero_point,
+                         input_scale=raw_scale, rounding="floor",
                          name=name or qmodel.name, meta={"source": qmodel.name,
                                                          "input_range": [inp["lo"], inp["hi"]]})
+    if inp.get("input_scaling") is not None:
+        graph.meta["input_scaling"] = dict(inp["input_scaling"])
+        graph.tensors[graph.input_name] = Tensor(graph.input_name, graph.input_shape,
+                                                 int(inp["bits"]), False, int(inp["zero_point"]),
+                                                 float(inp["scale"]))
     policy = getattr(qmodel, "policy", None)
     if policy is not None:
         graph.meta["policy"] = {k: plain(getattr(policy, k)) for k in
                                 ("layers", "weight_bits", "act_bits", "granularity", "fold")}
     # Keras layer name -> (integer tensor name, its per-image shape, its grid)
     tensor_of = {"input_quant": (graph.input_name, graph.input_shape,
-                                 {"scale": graph.input_scale, "zero_point": graph.input_zero_point,
+                                 {"scale": float(inp["scale"]), "zero_point": int(inp["zero_point"]),
                                   "bits": graph.input_bits, "signed": False})}
     for e in params["layers"]:
         kind, lname = e["type"], e["name"]
@@ -303,7 +314,11 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
                                 stride=tuple(int(s) for s in cfg["strides"]),
                                 padding=_padding(cfg, shape, keras_out, size), **common)]
         elif kind == "avgpool":
-            if e["pool_size"] is None:  # global: H x W window, then flatten as Keras' [N, C]
+            if e["pool_size"] is None and e.get("keepdims"):  # global, (1, 1, C): the pool
+                size = tuple(shape[:2])
+                new = [IntegerLayer(kind="avgpool", out_shape=keras_out, pool_size=size,
+                                    stride=size, avg_rounding="floor", **common)]
+            elif e["pool_size"] is None:  # global: H x W window, then flatten as Keras' [N, C]
                 size = tuple(shape[:2])
                 pooled = (1, 1, shape[-1])
                 new = [IntegerLayer(kind="avgpool", out_shape=pooled, pool_size=size,

@@ -303,6 +303,63 @@ def input_params(lo: float = 0.0, hi: float = 1.0, bits: int = 8) -> tuple[float
     return float(scale), int(np.clip(np.round(-lo / scale), 0, n))
 
 
+def scaled_input_params(lo: float, hi: float, scale: float, offset: float, bits: int = 8
+                        ) -> dict:
+    """The grids of a network input whose first layers are an input scaling y = x scale +
+    offset (Keras ``Rescaling`` / ``Normalization``, folded into the input quantizer).
+
+    The codes X quantize the RAW input, X = clamp(round(x / S_raw) + Z_raw) (what
+    :meth:`tinyopt.integer.graph.IntegerGraph.quantize_input` computes from raw images), and
+    the network reads them as S (X - Z) with S = scale S_raw, Z = Z_raw + n: exactly the
+    affine image of the raw quantized value, so the scaling costs nothing at run time. That
+    needs the raw value mapped to 0, x0 = -offset / scale, on the raw grid: x0 = n S_raw with n
+    an integer. The raw grid is :func:`input_params`'s when x0 already sits on it (offset 0,
+    ``Rescaling(1/255)``); otherwise its step is widened to S_raw = x0 / n with |n| the largest
+    integer <= |x0| / S_0 (a step at most 1/|n| wider: ``Rescaling(1/127.5, offset=-1)`` on
+    [0, 255] gives S_raw = 127.5/127, Z = 127, the network grid [-1, 128/127] of step 1/127).
+
+    Arguments:
+        lo, hi: the raw input range; scale (> 0), offset: the folded map.
+        bits: input bits.
+
+    Returns:
+        {"raw_scale", "raw_zero_point" (the input quantizer), "scale", "zero_point" (the grid
+        the network reads)}.
+
+    Raises:
+        ValueError: scale <= 0 or not finite, or an offset that moves the network's 0 off the
+            raw grid's range (x0 within one step of 0 but not 0, or outside the codes).
+    """
+    scale, offset = float(scale), float(offset)
+    if not (np.isfinite(scale) and scale > 0 and np.isfinite(offset)):
+        raise ValueError(f"input scaling y = x * {scale:g} + {offset:g}: the scale must be a "
+                         "finite number > 0 and the offset finite to fold it into the input "
+                         "quantizer; rescale the data before the model instead")
+    s0, z0 = input_params(lo, hi, bits)
+    n_max = levels(bits)
+    if offset == 0.0:
+        s_raw, z_raw, n = s0, z0, 0
+    else:
+        x0 = -offset / scale
+        r = x0 / s0
+        n = int(round(r)) if abs(r - round(r)) <= 1e-6 * max(1.0, abs(r)) else int(np.trunc(r))
+        if n == 0:
+            raise ValueError(f"input scaling y = x * {scale:g} + {offset:g} on the input range "
+                             f"[{lo:g}, {hi:g}]: the input mapped to 0 ({x0:g}) is within one "
+                             "input step of 0 but not 0, so no 8-bit grid holds both; fold the "
+                             "offset into the data, or use an input range that contains it")
+        s_raw = x0 / n if abs(r - n) > 1e-6 * max(1.0, abs(r)) else s0
+        z_raw = int(np.clip(np.round(-min(lo, 0.0) / s_raw), 0, n_max))
+    z = z_raw + n
+    if not 0 <= z <= n_max:
+        raise ValueError(f"input scaling y = x * {scale:g} + {offset:g} on the input range "
+                         f"[{lo:g}, {hi:g}]: the scaled range [{lo * scale + offset:g}, "
+                         f"{hi * scale + offset:g}] does not contain 0, which the network's "
+                         "integer grid must hold; give an input range whose image contains 0")
+    return {"raw_scale": float(s_raw), "raw_zero_point": int(z_raw),
+            "scale": float(np.float32(scale) * np.float32(s_raw)), "zero_point": int(z)}
+
+
 def input_quant(x, lo: float = 0.0, hi: float = 1.0, bits: int = 8, params: bool = False):
     """The network input quantizer: X = clamp(round(x / S) + Z, 0, 2^Q - 1), value S (X - Z).
 

@@ -179,6 +179,10 @@ class Structure:
                 stride = tuple(int(s) for s in (b.config.get("strides") or size))
                 new = [IntegerLayer(kind="avgpool", out_shape=out, pool_size=size,
                                     stride=stride, avg_rounding="floor", **common)]
+            elif b.op == "gap" and b.config.get("keepdims"):  # the (1, 1, C) pool alone
+                size = tuple(shape[:2])
+                new = [IntegerLayer(kind="avgpool", out_shape=out, pool_size=size,
+                                    stride=size, avg_rounding="floor", **common)]
             elif b.op == "gap":  # an H x W avgpool (the Keras name), then a flatten
                 size, pooled = tuple(shape[:2]), (1, 1, shape[-1])
                 new = [IntegerLayer(kind="avgpool", out_shape=pooled, pool_size=size,

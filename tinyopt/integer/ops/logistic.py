@@ -15,8 +15,17 @@ compute it differently, so the node has two forms and the importer builds the on
   code. radius = floor(15 2^27 / 2^n0) (TFLM's CalculateInputRadius, recomputed from n0).
 
 Both forms hold ``m0`` / ``n0`` (the table form ignores them). C: ``tn_run_logistic``
-(``tinyopt/deploy/c/ops/tn_logistic.c``, table lookup when ``table_bytes`` is 256, else the fixed
-point; may run in place).
+(``tinyopt/deploy/c/ops/tn_logistic.c``, table lookup on packed codes when the node has a table,
+else the fixed point; may run in place).
+
+Sub-byte Keras path (:data:`KERAS`): ``Activation("sigmoid")`` (also ``keras.activations.sigmoid``
+as an Activation, and the TF op ``tf.math.sigmoid``) is one element-wise block; its output range
+is fixed, (0, 1): unsigned codes, scale 1/2^Q, zero point 0 (at 8 bits TFLite's 1/256, its int8
+codes plus 128). It lowers to the table form at every width, 8 bits included: a
+``2^in_bits``-entry table (:func:`~tinyopt.integer.ops.registry.lookup_table`) computed from the
+input grid in float32 as the fake-quant layer computes, so the node is the fake-quant layer
+(one byte read per element; TFLite's fixed point would need two QUANTIZE moves around it, and
+agree only within 1 LSB). The table form reads and writes packed codes of 1 to 8 bits.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ from tinyopt.integer.fixedpoint import (INT32_MAX, one_over_one_plus_x_q0_31,
                                         requant_tflite_double, rounding_divide_by_pot, srdhm,
                                         wrap32)
 from tinyopt.integer.graph import IntegerLayer
-from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
+from tinyopt.integer.ops.registry import (KerasPattern, OpKind, TFLiteOp, grid_fields,
+                                          lookup_table, register, table_lookup)
 
 INPUT_INTEGER_BITS = 4  # TFLM's kInputIntegerBits for int8: the input in Q4.27
 OUT_SCALE, OUT_ZERO_POINT = 1.0 / 256.0, -128
@@ -35,13 +45,23 @@ OUT_SCALE, OUT_ZERO_POINT = 1.0 / 256.0, -128
 
 def check(layer: IntegerLayer, where: str) -> None:
     """int8 in and out of the same shape, output zero point -128; a 256-byte table, or an input
-    left shift in [0, 31] with a positive multiplier."""
-    if (layer.in_bits, layer.out_bits, layer.in_signed, layer.out_signed) != (8, 8, True, True):
-        raise ValueError(f"{where}: logistic runs on int8 tensors (8-bit signed in and out), "
-                         f"got {layer.in_bits}-bit in, {layer.out_bits}-bit out")
+    left shift in [0, 31] with a positive multiplier. The sub-byte path's table form: unsigned
+    packed codes of at most 8 bits in and out, 2^in_bits entries, output zero point 0."""
     if tuple(layer.in_shape) != tuple(layer.out_shape):
         raise ValueError(f"{where}: out_shape {tuple(layer.out_shape)} differs from in_shape "
                          f"{tuple(layer.in_shape)}")
+    if layer.table is not None and not layer.out_signed:  # the sub-byte path's table
+        n = np.asarray(layer.table).shape
+        if layer.in_signed or max(layer.in_bits, layer.out_bits) > 8 \
+                or n != (1 << min(layer.in_bits, 16),) or layer.out_zero_point != 0:
+            raise ValueError(f"{where}: a logistic table maps unsigned tensors of at most 8 bits "
+                             f"(output zero point 0) and holds 2^in_bits entries, got "
+                             f"{layer.in_bits}-bit in, {layer.out_bits}-bit out, zero point "
+                             f"{layer.out_zero_point}, table shape {n}")
+        return
+    if (layer.in_bits, layer.out_bits, layer.in_signed, layer.out_signed) != (8, 8, True, True):
+        raise ValueError(f"{where}: logistic runs on int8 tensors (8-bit signed in and out), "
+                         f"got {layer.in_bits}-bit in, {layer.out_bits}-bit out")
     if layer.out_zero_point != OUT_ZERO_POINT:
         raise ValueError(f"{where}: out_zero_point must be -128 (output scale 1/256), got "
                          f"{layer.out_zero_point}")
@@ -166,6 +186,8 @@ def logistic_int8_fixed(x, in_zero_point: int, multiplier: int, shift: int) -> n
 
 def simulate(p, xs: list, wrap: bool) -> np.ndarray:
     layer = p.layer
+    if layer.table is not None and not layer.out_signed:  # the sub-byte path's table
+        return table_lookup(layer.table, xs[0], layer.in_bits)
     if layer.table is not None:
         table = np.asarray(layer.table, np.uint8).view(np.int8).astype(np.int32)
         return table[np.asarray(xs[0], np.int64) & 0xFF]
@@ -194,7 +216,36 @@ def _import_logistic(ctx, op, op_name: str) -> list[IntegerLayer]:
     return [layer]
 
 
+# --------------------------------------------------------------- the sub-byte Keras path
+
+def _keras_match(layer, only_reader) -> list[str] | None:
+    kind = type(layer).__name__
+    if kind == "Activation" and getattr(layer.activation, "__name__", "") == "sigmoid":
+        return [layer.name]
+    if kind == "TFOpLambda" and getattr(layer, "symbol", "") in ("math.sigmoid", "nn.sigmoid",
+                                                                  "sigmoid"):
+        return [layer.name]
+    return None
+
+
+def _keras_float(xp, x, config: dict):
+    if xp is np:  # exp overflows to inf below about -88: sigmoid 0, as in TensorFlow
+        with np.errstate(over="ignore"):
+            return np.float32(1.0) / (np.float32(1.0) + np.exp(-x))
+    return 1.0 / (1.0 + xp.exp(-x))
+
+
+def _keras_lower(name: str, in_q: dict, out_q: dict, config: dict) -> list[dict]:
+    """The table form at every width (module docstring); the multiplier is unused."""
+    return [{"kind": "logistic", "name": name, **grid_fields("in", in_q),
+             **grid_fields("out", out_q), "m0": np.array([1 << 30], np.int32),
+             "n0": np.zeros(1, np.int8), "table": lookup_table(KERAS, in_q, out_q, config)}]
+
+
+KERAS = KerasPattern(match=_keras_match, float_fn=_keras_float, lower=_keras_lower,
+                     signed=False, out_range=(0.0, 1.0))
+
 register(OpKind("logistic", "sigmoid 1 / (1 + exp(-x)) (TFLite int8 LOGISTIC)",
                 n_multipliers=1, check=check, simulate=simulate,
                 tflite={"LOGISTIC": TFLiteOp(_import_logistic)},
-                inplace_inputs=(0,), c_function="tn_run_logistic", c_source="tn_logistic.c"))
+                inplace_inputs=(0,), c_function="tn_run_logistic", c_source="tn_logistic.c", keras=KERAS))

@@ -64,9 +64,11 @@ class KerasPattern:
         config: ``(layer) -> dict``: the op's JSON-serialisable settings read from the first
             matched layer (LeakyReLU's ``alpha``); passed to ``float_fn`` and ``lower``.
         float_fn: ``(xp, x, config) -> y``: the float function, written with ``xp.maximum``,
-            ``xp.minimum``, ``xp.where`` and arithmetic only, so ``xp`` may be ``tensorflow``
-            (the fake-quant layer) or ``numpy`` on float32 (the lookup table: the same IEEE
-            float32 operations, so the table reproduces the fake-quant layer exactly).
+            ``xp.minimum``, ``xp.where``, ``xp.exp`` and arithmetic only, so ``xp`` may be
+            ``tensorflow`` (the fake-quant layer) or ``numpy`` on float32 (the lookup table:
+            the same IEEE float32 operations, so the table reproduces the fake-quant layer; an
+            ``exp`` may differ by one float32 step between the two, so a sigmoid's table is
+            within 1 LSB of it on rare ties).
         signed: the output quantizer is signed (codes in [-2^(Q-1), 2^(Q-1) - 1], a learned
             clip alpha, scale alpha / 2^(Q-1), stored with zero point 2^(Q-1)); False with
             ``out_range`` None: unsigned with a learned clip (scale alpha / (2^Q - 1)).

@@ -1,11 +1,13 @@
 /* tn_logistic.c: TFLite's int8 LOGISTIC (sigmoid), output scale 1/256 and zero point -128
  * (tinyopt/integer/ops/logistic.py says the arithmetic; tests/test_op_logistic.py checks this
  * kernel against it). Two forms, as the two runtimes compute it:
- *   table_bytes == 256 (LiteRT): out = table[(uint8_t)x], the table built at import in float;
+ *   a table (LiteRT, and the sub-byte Keras path at any width <= 8): out = table[code], codes
+ *   read and written packed at the tensors' widths (8 bits: the int8 byte, LiteRT's index);
  *   otherwise (TFLite Micro): gemmlowp fixed point, m0[0] / n0[0] the input multiplier and left
  *   shift to Q4.27, inputs at or beyond the radius floor(15 2^27 / 2^n0) saturate.
  * May run in place (element i is read before it is written). No floating point. */
 #include "tinyopt_nn.h"
+#include "tn_arith.h"
 
 /* gemmlowp's SaturatingRoundingDoublingHighMul: round(a b / 2^31), ties up (the nudge and the
  * truncating division of gemmlowp give the floor of (a b + 2^30) / 2^31 for both signs). */
@@ -86,8 +88,9 @@ void tn_run_logistic(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out
 {
     const uint32_t n = (uint32_t)l->in.h * l->in.w * l->in.c;
     const uint8_t *x = in[0];
-    if (l->table_bytes == 256u) {
-        for (uint32_t i = 0; i < n; ++i) out[i] = l->table[x[i]];
+    if (l->table_bytes) { /* packed codes of any width <= 8 (8 bits: one byte each) */
+        for (uint32_t i = 0; i < n; ++i)
+            tn_set(out, i, l->out.bits, l->table[(uint32_t)tn_get(x, i, l->in.bits, 0)]);
         return;
     }
     const int shift = l->n0[0];
