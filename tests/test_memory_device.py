@@ -72,8 +72,10 @@ def _mixed(model, granularity="PL"):
     p8 = Policy.uniform(model, 8, 8, granularity)
     top = memory.peak_ram_bytes(model, p8)
     low = memory.peak_ram_bytes(model, Policy.uniform(model, 8, 2, granularity))
-    p = memory_driven(model, int(memory.flash_bytes(model, p8) * 0.6), (top + low) // 2,
-                      granularity)
+    # half-way between the two arenas; when the sub-byte one is the larger (a sub-byte dense
+    # layer runs a kernel with scratch where the int8 one needs none), room for the flash cuts
+    ram = (top + low) // 2 if low < top else int(max(top, low) * 1.25)
+    p = memory_driven(model, int(memory.flash_bytes(model, p8) * 0.6), ram, granularity)
     assert len(set(p.weight_bits)) > 1 or len(set(p.act_bits)) > 1
     return p
 

@@ -447,9 +447,12 @@ def named_policy(model: keras.Model, name: str, granularity: str = "PL",
                          f"{name!r}")
     from tinyopt.mixed import memory, search
     p8 = Policy.uniform(model, 8, 8, granularity)
+    # the paper's named policy: its rule on its accounting (the device's plan is not monotone
+    # in the bits: a sub-byte layer may need a kernel with more scratch than its int8 form)
     p = search.memory_driven(model, int(memory.flash_bytes(model, p8) * memory_fraction),
-                               int(memory.peak_ram_bytes(model, p8) * memory_fraction),
-                               granularity)
+                             int(memory.peak_ram_bytes(model, p8, accounting="paper")
+                                 * memory_fraction),
+                             granularity, accounting="paper")
     if fold is not None:
         n = len(p.layers)
         p = Policy(p.layers, p.weight_bits, p.act_bits, granularity,
