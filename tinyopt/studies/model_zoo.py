@@ -74,12 +74,37 @@ def _tcn(keras, shape):
     return keras.Model(inp, L.Dense(10, name="logits")(x), name="tcn")
 
 
+def settle_batchnorm(model, x) -> None:
+    """Give an untrained network the BatchNormalization statistics of the data ``x`` (one
+    forward pass in training mode with momentum 0): with Keras' initial statistics (mean 0,
+    variance 1) on [0, 255] inputs, activations grow or vanish layer after layer, and the int8
+    conversion ends in scales that LiteRT's and TFLite Micro's kernels refuse."""
+    bns = [layer for layer in model.layers
+           if type(layer).__name__.startswith("BatchNormalization")]
+    if not bns:
+        return
+    momenta = [layer.momentum for layer in bns]
+    for layer in bns:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, m in zip(bns, momenta):
+        layer.momentum = m
+
+
 def build(name: str, seed: int = 0):
-    """The untrained (seeded) network ``name`` of :data:`ZOO`, with 10 outputs.
+    """The untrained (seeded) network ``name`` of :data:`ZOO`, with 10 outputs, its
+    BatchNormalization statistics those of :func:`calibration` data (:func:`settle_batchnorm`).
 
     Raises:
         ValueError: an unknown name (the known ones listed).
     """
+    model = _build(name, seed)
+    if name not in MLPERF:
+        settle_batchnorm(model, calibration(name, seed=seed))
+    return model
+
+
+def _build(name: str, seed: int = 0):
     if name not in ZOO:
         raise ValueError(f"unknown network {name!r}; choose from {sorted(ZOO)}")
     import tf_keras as keras

@@ -236,6 +236,19 @@ def match_keras(layer, only_reader) -> tuple[OpKind, list[str]] | None:
     return None
 
 
+def add_tflite(kind: str, builtin: str, imp: TFLiteOp) -> None:
+    """Import TFLite operator ``builtin`` into the registered ``kind`` (an operator that is
+    another kind's arithmetic: TFLite's RELU is a QUANTIZE with a narrower clamp).
+
+    Raises:
+        ValueError: an unknown kind, or an operator some kind imports already.
+    """
+    taken = {t: k.name for k in REGISTRY.values() for t in k.tflite}
+    if builtin in taken:
+        raise ValueError(f"TFLite op {builtin} is imported by {taken[builtin]!r} already")
+    get(kind).tflite[builtin] = imp
+
+
 def get(kind: str) -> OpKind:
     """The record of ``kind``.
 
