@@ -115,8 +115,7 @@ def _import_mul(ctx, op, op_name: str) -> list[IntegerLayer]:
                          f"{sb.name!r} {sb.shape} -> {dst.shape}; supported: equal shapes, or "
                          "one input with one value per channel (1, .., 1, C)")
     layer = ctx.node("mul", op_name, [a, b], out)
-    real = (np.float64(np.float32(sa.scale)) * np.float64(np.float32(sb.scale))
-            / np.float64(np.float32(dst.scale)))
+    real = mul_const.product_multiplier(ctx.flavour, sa.scale, sb.scale, dst.scale)
     layer.m0, layer.n0 = tflite_quantize_multiplier(real)
     layer.rounding = ctx.rounding(op_name)
     layer.act_min, layer.act_max = ctx.act_range(op.builtinOptions, out)

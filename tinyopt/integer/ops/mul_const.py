@@ -116,6 +116,18 @@ def set_constant(ctx, layer: IntegerLayer, k: int) -> tuple[float, int]:
     return float(scales[0]), int(zps[0])
 
 
+def product_multiplier(flavour: str, s1, s2, s_out) -> np.float64:
+    """MUL's real multiplier s1 s2 / s_out as each runtime's Prepare computes it: LiteRT in
+    float32 (``input1->params.scale * input2->params.scale / output->params.scale``, then
+    widened), TFLite Micro in double. The two differ in the last bits for some scales, and so
+    does the rounding of a product near a tie (seen on EfficientNetB0's squeeze-excite MUL)."""
+    if flavour == "litert":
+        f = np.float32
+        return np.float64(f(f(f(s1) * f(s2)) / f(s_out)))
+    return (np.float64(np.float32(s1)) * np.float64(np.float32(s2))
+            / np.float64(np.float32(s_out)))
+
+
 def build(ctx, op, op_name: str, x: int, k: int) -> list[IntegerLayer]:
     """MUL of activation tensor x by constant tensor k (the product is symmetric, so the
     operand order does not matter)."""
@@ -123,8 +135,7 @@ def build(ctx, op, op_name: str, x: int, k: int) -> list[IntegerLayer]:
     layer = ctx.node("mul_const", op_name, [x], out)
     ctx.same_shape(layer, op_name)
     s_c, _ = set_constant(ctx, layer, k)
-    real = (np.float64(np.float32(layer.in_scale)) * np.float64(np.float32(s_c))
-            / np.float64(np.float32(layer.out_scale)))
+    real = product_multiplier(ctx.flavour, layer.in_scale, s_c, layer.out_scale)
     layer.m0, layer.n0 = tflite_quantize_multiplier(real)
     layer.rounding = ctx.rounding(op_name)
     layer.act_min, layer.act_max = ctx.act_range(op.builtinOptions, out)
