@@ -133,10 +133,12 @@ def pytest_unconfigure(config):
 # with --durations), so that no long group starts last while the other worker idles.
 HEAVY_FIRST = ["notebook 06_iso_memory", "notebook 08_any_graph", "notebook 05_deploy",
                "notebook 02_subbyte_qat", "notebook 01_multicomponent",
-               "notebook 04_integer_only", "tests/test_sim_fast.py", "tests/test_deploy_dag.py",
+               "notebook 04_integer_only", "tests/test_mobilenet_v3_int8.py",
+               "tests/test_memory_device.py", "tests/test_sim_fast.py", "tests/test_deploy_dag.py",
                "tests/test_icn_convert.py", "tests/test_determinism.py",
                "tests/test_generate.py", "tests/test_experiments.py", "tests/test_kernels_m7.py",
-               "tests/test_tflite_fuzz.py", "tests/test_mlperf_import.py"]
+               "tests/test_tflite_fuzz.py", "tests/test_mlperf_import.py",
+               "tests/test_accuracy_search.py", "tests/test_subbyte_activations.py"]
 
 
 def worker_group(nodeid: str) -> str:

@@ -93,8 +93,8 @@ def test_small_c_matches_simulator_on_the_host(small, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["large", "minimalistic"])
-def test_other_variants_match_litert(variant):
+@pytest.mark.parametrize("variant", ["minimalistic"])  # Large: notebook 10 (0 differing bytes
+def test_other_variants_match_litert(variant):          # against LiteRT and TFLM, 200 inputs)
     _compare(_convert(variant), "litert", 5)
 
 
