@@ -713,10 +713,10 @@ def _fc_graph(name):
 @needs_fc
 @pytest.mark.parametrize("name", _fast_first(FC_CHAINS, ("floor_u8", "double_s8", "u8_z0")))
 def test_fc_kernel_host_bitexact(tmp_path, name):
-    """tn_m7_fc (every dense layer of the chains) equals the simulator on 300 inputs; no step
+    """tn_m7_fc (every dense layer of the chains) equals the simulator on 120 inputs; no step
     needs scratch."""
     g = _fc_graph(name)
-    e = host_check(g, tmp_path, n=300)
+    e = host_check(g, tmp_path, n=120)
     assert e.kernels == ["fc"] * len(g.layers), e.kernels
     assert [s.scratch_bytes for s in e.steps] == [0] * len(e.steps)
 
@@ -883,10 +883,10 @@ def _pw_graph(name):
 @needs_fc
 @pytest.mark.parametrize("name", _fast_first(PW_CHAINS, ("floor_u8", "double_s8", "u8_z0")))
 def test_pw_kernel_host_bitexact(tmp_path, name):
-    """tn_m7_pw (every pointwise layer of the chains) equals the simulator on 300 inputs; its
+    """tn_m7_pw (every pointwise layer of the chains) equals the simulator on 120 inputs; its
     scratch is two pixels' int16 lanes (4 KP bytes), no int32 outputs."""
     g = _pw_graph(name)
-    e = host_check(g, tmp_path, n=300)
+    e = host_check(g, tmp_path, n=120)
     pws = [(k, s) for k, s in zip(e.kernels, e.steps) if s.layer.kind == "pointwise"]
     assert [k for k, _ in pws] == ["pw"] * len(pws), e.kernels
     for _, s in pws:

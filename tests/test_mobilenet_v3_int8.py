@@ -92,10 +92,8 @@ def test_small_c_matches_simulator_on_the_host(small, tmp_path):
     np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("variant", ["minimalistic"])  # Large: notebook 10 (0 differing bytes
-def test_other_variants_match_litert(variant):          # against LiteRT and TFLM, 200 inputs)
-    _compare(_convert(variant), "litert", 5)
+# MobileNetV3 Large and minimalistic against LiteRT and TFLite Micro: notebook 10 (0 differing
+# bytes on 200 inputs each, results/model_zoo/)
 
 
 @pytest.mark.slow
@@ -108,6 +106,6 @@ def test_small_under_qemu(small, tmp_path):
     if not ok:
         pytest.skip(why)
     g = sim.graph_from_tflite(small, flavour="tflm")
-    s = mcu.deploy(g, _inputs(4, 7), tmp_path, name="mv3s", mcu_images=2)["summary"]
-    assert s["host_images_exact"] == s["host_images"] and s["mcu_images_exact"] == 2
+    s = mcu.deploy(g, _inputs(4, 7), tmp_path, name="mv3s", mcu_images=1)["summary"]
+    assert s["host_images_exact"] == s["host_images"] and s["mcu_images_exact"] == 1
     assert s["insns_per_image_mean"] > 0 and s["ram_measured"] > s["arena_bytes"]
