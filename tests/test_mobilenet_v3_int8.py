@@ -19,6 +19,9 @@ from tests import _keras_nets as nets
 from tinyopt.integer import sim
 from tinyopt.litert.reference import litert_reference, tflm_reference
 
+# converts Keras models and builds C: make test runs it, the edit-test loop (test-fast) not
+pytestmark = pytest.mark.slow
+
 
 def _convert(variant: str) -> bytes:
     from tinyopt.litert.convert import to_tflite

@@ -16,6 +16,9 @@ from tests import _ops
 from tinyopt.integer import sim
 from tinyopt.integer.graph import IntegerGraph
 
+# converts Keras models and builds C: make test runs it, the edit-test loop (test-fast) not
+pytestmark = pytest.mark.slow
+
 
 def _dilated_2d():
     keras = nets._keras()

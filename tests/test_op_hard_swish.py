@@ -15,6 +15,9 @@ from tests import _ops
 from tinyopt.integer import sim
 from tinyopt.integer.ops.hard_swish import hard_swish_int8, int16_multiplier
 
+# converts Keras models and builds C: make test runs it, the edit-test loop (test-fast) not
+pytestmark = pytest.mark.slow
+
 SCALES = (0.05, 1.0, 40.0)  # conv weights scaled: hard_swish input ranges of ~0.1, ~2, ~80
 
 

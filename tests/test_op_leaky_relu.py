@@ -12,6 +12,9 @@ from tests import _keras_nets as nets
 from tests import _ops
 from tinyopt.integer import sim
 
+# converts Keras models and builds C: make test runs it, the edit-test loop (test-fast) not
+pytestmark = pytest.mark.slow
+
 
 def _model(alpha: float):
     keras = nets._keras()

@@ -16,6 +16,9 @@ from tinyopt.integer import sim
 from tinyopt.integer.ops import logistic
 from tinyopt.litert.reference import litert_reference
 
+# converts Keras models and builds C: make test runs it, the edit-test loop (test-fast) not
+pytestmark = pytest.mark.slow
+
 SCALES = (0.05, 1.0, 30.0)  # conv weights scaled: sigmoid inputs of range ~0.2, ~4, ~120
 
 

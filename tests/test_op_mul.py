@@ -17,6 +17,9 @@ from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import Tensor
 from tinyopt.integer.ops import mul
 
+# converts Keras models and builds C: make test runs it, the edit-test loop (test-fast) not
+pytestmark = pytest.mark.slow
+
 
 def _same_shape():
     keras = nets._keras()

@@ -11,6 +11,9 @@ import pytest
 import tinyopt  # noqa: F401  (sets up tf_keras)
 from tests import _ops
 
+# converts Keras models and builds C: make test runs it, the edit-test loop (test-fast) not
+pytestmark = pytest.mark.slow
+
 SHAPE = (32, 32, 3)
 
 

@@ -16,6 +16,9 @@ from tests import _ops
 from tinyopt.integer import sim
 from tinyopt.integer.ops import resize_nearest
 
+# converts Keras models and builds C: make test runs it, the edit-test loop (test-fast) not
+pytestmark = pytest.mark.slow
+
 
 def _model(size=None, factor=(2, 3)):
     keras = nets._keras()

@@ -27,6 +27,9 @@ from tinyopt.mixed.policy import Policy
 from tinyopt.mixed.search import memory_driven
 from tinyopt.mixed.skeleton import skeleton
 
+# converts Keras models and builds C: make test runs it, the edit-test loop (test-fast) not
+pytestmark = pytest.mark.slow
+
 def hard_swish(x, name):
     """Keras' MobileNetV3 hard-swish (tf_keras.applications.mobilenet_v3.hard_swish)."""
     return L.Multiply(name=name)([x, L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])

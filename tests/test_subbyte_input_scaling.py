@@ -18,6 +18,9 @@ from tinyopt.integer import steps
 from tinyopt.mixed import dag, lower, memory, ptq, quantizers, verify
 from tinyopt.mixed.policy import Policy
 
+# converts Keras models and builds C: make test runs it, the edit-test loop (test-fast) not
+pytestmark = pytest.mark.slow
+
 
 def net(scaling: str) -> keras.Model:
     keras.utils.set_random_seed(0)
