@@ -5,6 +5,20 @@ from __future__ import annotations
 from tinyopt.integer.fixedpoint import check_multipliers
 
 
+def int8_same_shape(layer, where: str, hint: str = "") -> None:
+    """An element-wise int8 op: 8-bit signed in and out, the output of the input's shape.
+
+    Raises:
+        ValueError: naming ``where``, the bits or the shapes (``hint`` appended to the latter).
+    """
+    if (layer.in_bits, layer.out_bits, layer.in_signed, layer.out_signed) != (8, 8, True, True):
+        raise ValueError(f"{where}: {layer.kind} runs on int8 tensors (8-bit signed in and out), "
+                         f"got {layer.in_bits}-bit in, {layer.out_bits}-bit out")
+    if tuple(layer.in_shape) != tuple(layer.out_shape):
+        raise ValueError(f"{where}: out_shape {tuple(layer.out_shape)} differs from in_shape "
+                         f"{tuple(layer.in_shape)}{hint}")
+
+
 def byte_kernel(layer, flavour: str, where: str) -> None:
     """An element-wise C kernel with requantization: tensors of at most 8 bits and TFLite
     multipliers in range (an op's ``check_c``).

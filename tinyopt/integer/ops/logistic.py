@@ -248,4 +248,5 @@ KERAS = KerasPattern(match=_keras_match, float_fn=_keras_float, lower=_keras_low
 register(OpKind("logistic", "sigmoid 1 / (1 + exp(-x)) (TFLite int8 LOGISTIC)",
                 n_multipliers=1, check=check, simulate=simulate,
                 tflite={"LOGISTIC": TFLiteOp(_import_logistic)},
-                inplace_inputs=(0,), c_function="tn_run_logistic", c_source="tn_logistic.c", keras=KERAS))
+                inplace_inputs=(0,), c_function="tn_run_logistic", c_source="tn_logistic.c",
+                keras=KERAS))

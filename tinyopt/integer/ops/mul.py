@@ -25,17 +25,13 @@ from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.fixedpoint import REQUANT
 from tinyopt.integer.graph import IntegerLayer
 from tinyopt.integer.ops import mul_const
+from tinyopt.integer.ops._checks import int8_same_shape
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
 
 
 def check(layer: IntegerLayer, where: str) -> None:
     """int8 in and out, the output of input 0's shape, a non-negative multiplier."""
-    if (layer.in_bits, layer.out_bits, layer.in_signed, layer.out_signed) != (8, 8, True, True):
-        raise ValueError(f"{where}: mul runs on int8 tensors (8-bit signed in and out), got "
-                         f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
-    if tuple(layer.in_shape) != tuple(layer.out_shape):
-        raise ValueError(f"{where}: out_shape {tuple(layer.out_shape)} differs from in_shape "
-                         f"{tuple(layer.in_shape)} (input 0 must be the full-size operand)")
+    int8_same_shape(layer, where, " (input 0 must be the full-size operand)")
     if int(layer.m0[0]) < 0:
         raise ValueError(f"{where}: m0 must be >= 0 (a product of scales), got {int(layer.m0[0])}")
 

@@ -21,6 +21,7 @@ import numpy as np
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.fixedpoint import REQUANT
 from tinyopt.integer.graph import IntegerLayer
+from tinyopt.integer.ops._checks import int8_same_shape
 from tinyopt.integer.ops.registry import OpKind, register
 
 
@@ -31,12 +32,7 @@ def constant_codes(layer: IntegerLayer) -> np.ndarray:
 
 def check(layer: IntegerLayer, where: str) -> None:
     """int8 in and out of one shape; a constant of 1 or C codes with one zero point."""
-    if (layer.in_bits, layer.out_bits, layer.in_signed, layer.out_signed) != (8, 8, True, True):
-        raise ValueError(f"{where}: {layer.kind} runs on int8 tensors (8-bit signed in and out), "
-                         f"got {layer.in_bits}-bit in, {layer.out_bits}-bit out")
-    if tuple(layer.in_shape) != tuple(layer.out_shape):
-        raise ValueError(f"{where}: out_shape {tuple(layer.out_shape)} differs from in_shape "
-                         f"{tuple(layer.in_shape)}")
+    int8_same_shape(layer, where)
     c = int(layer.out_shape[-1]) if len(layer.out_shape) else 1
     if layer.table is None or np.asarray(layer.table).ndim != 1 \
             or len(layer.table) not in (1, c):
