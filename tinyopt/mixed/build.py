@@ -106,7 +106,8 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
     :class:`QuantAdd`, concatenation a :class:`QuantConcat`; average pooling
     :class:`QuantAvgPool` (floor); an element-wise op of the op registry (LeakyReLU,
     MobileNetV3's hard-swish) a :class:`~tinyopt.mixed.graph_layers.QuantActivation` (its float
-    function, then its own output quantizer at its input's bits); MaxPooling2D, ZeroPadding2D, Flatten, Dropout and Reshape are
+    function, then its own output quantizer at its input's bits); MaxPooling2D, ZeroPadding2D,
+    Flatten, Dropout and Reshape are
     copied. A compute layer without ReLU whose output feeds other layers gets the signed
     quantizer (a linear bottleneck, a residual branch); the one producing the model output gives
     float logits. The input model is not modified.
@@ -134,7 +135,8 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
 
     Raises:
         ValueError: an unsupported layer (named, with its type and the supported set), a layer
-            :func:`tinyopt.to_integer_graph` would refuse (:func:`tinyopt.mixed.dag.check_supported`:
+            :func:`tinyopt.to_integer_graph` would refuse
+            (:func:`tinyopt.mixed.dag.check_supported`:
             a dilated convolution, an add that broadcasts), a policy that does not match the
             model, a concatenation of signed and unsigned tensors, an unknown ``softmax``, or a
             layer with a NaN / Inf weight (named).

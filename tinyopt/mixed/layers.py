@@ -11,7 +11,8 @@
 
 The layers of graphs with branches (add, concatenation) and of the softmax head are in
 :mod:`tinyopt.mixed.graph_layers` (registered when :mod:`tinyopt.mixed.build`, i.e.
-``tinyopt.quantize_qat`` / ``tinyopt.quantize_ptq``, is imported). The quantizer functions themselves are in
+``tinyopt.quantize_qat`` / ``tinyopt.quantize_ptq``, is imported). The quantizer functions
+themselves are in
 :mod:`tinyopt.mixed.quantizers`.
 """
 

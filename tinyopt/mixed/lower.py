@@ -268,7 +268,8 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
                                 ("layers", "weight_bits", "act_bits", "granularity", "fold")}
     # Keras layer name -> (integer tensor name, its per-image shape, its grid)
     tensor_of = {"input_quant": (graph.input_name, graph.input_shape,
-                                 {"scale": float(inp["scale"]), "zero_point": int(inp["zero_point"]),
+                                 {"scale": float(inp["scale"]),
+                                  "zero_point": int(inp["zero_point"]),
                                   "bits": graph.input_bits, "signed": False})}
     for e in params["layers"]:
         kind, lname = e["type"], e["name"]

@@ -70,7 +70,8 @@ def activation_layers(kind: str, name: str, src: str, shape: tuple, in_q: dict, 
                       config: dict) -> list[IntegerLayer]:
     """The integer nodes of a registry op (``KerasPattern.lower`` of op ``kind``) at the stored
     grids ``in_q`` / ``out_q``, wired one after the other from tensor ``src``; every node keeps
-    the shape ``shape``. Shared by :func:`tinyopt.mixed.lower.convert` and the skeleton (the same structure).
+    the shape ``shape``. Shared by :func:`tinyopt.mixed.lower.convert` and the skeleton (the same
+    structure).
 
     Raises:
         ValueError: the op cannot run at these quantizations (named by the op's module).
