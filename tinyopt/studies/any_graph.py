@@ -248,12 +248,20 @@ def qat_variant(model, policy, data, label: str, epochs: int, build_dir, learnin
 
 def float_qat_mixed(model, data, qat_epochs: int, build_dir, memory_fraction: float = 0.5,
                     granularity: str = "PL", learning_rate: float = 1e-3,
-                    lr_schedule: str = "cosine", **options) -> list[dict]:
+                    lr_schedule: str = "cosine", searches=("memory",), more_fractions=(),
+                    calibration_samples: int = 512, **options) -> list[dict]:
     """The rows of notebook 08 for a trained float ``model``: the float model as trained, the
     float reference (a copy trained ``qat_epochs`` more with the QAT learning rate and schedule:
-    every variant then has the same training), w8a8 QAT and the memory-driven mixed policy at
-    ``memory_fraction`` of w8a8's flash and peak RAM (QAT), both integer-only
-    (:func:`qat_variant`, from ``model``'s weights; ``options`` go there).
+    every variant then has the same training), w8a8 QAT and the mixed policies (QAT), all
+    integer-only (:func:`qat_variant`, from ``model``'s weights; ``options`` go there).
+
+    Mixed policies: for ``memory_fraction`` and each of ``more_fractions`` (budgets: that fraction
+    of w8a8's flash and peak RAM, the deployed arena) and each of ``searches``: "memory" (the
+    paper's rule, :func:`tinyopt.memory_driven`; variant "mixed" at ``memory_fraction``,
+    "mixed@<f>" at the others) and "accuracy" (:func:`tinyopt.mixed.accuracy_search.
+    accuracy_driven`, sensitivities measured on the first ``calibration_samples`` training
+    images; variants "acc@<f>"). Every policy gets the same QAT recipe. A budget no policy can
+    meet gives a row with its ``BudgetError`` in ``note`` and no accuracy.
 
     The default QAT recipe (Adam from 1e-3 decayed to 0 on a cosine) matters at sub-byte
     precision. DS-CNN on MNIST 49x10, PL mixed policy at half the w8a8 flash, 3 epochs each, the
@@ -262,17 +270,45 @@ def float_qat_mixed(model, data, qat_epochs: int, build_dir, memory_fraction: fl
     (-1.61 pt).
 
     Returns:
-        Rows "float32 (trained)", "float32", "w8a8", "mixed".
+        Rows "float32 (trained)", "float32", "w8a8", "mixed", then the other mixed variants.
+
+    Raises:
+        ValueError: an unknown search or a fraction outside (0, 1].
     """
     import tf_keras as keras
     from tinyopt.front import train
     from tinyopt.mixed import memory, search
+    from tinyopt.mixed.accuracy_search import accuracy_driven
     from tinyopt.mixed.policy import Policy
     from tinyopt.pipeline.subbyte import accuracy
+    unknown = sorted(set(searches) - {"memory", "accuracy"})
+    if unknown or not searches:
+        raise ValueError(f"searches must be a non-empty list of 'memory' / 'accuracy', got "
+                         f"{list(searches)!r}")
+    fractions = [memory_fraction] + [f for f in more_fractions if f != memory_fraction]
+    bad = [f for f in fractions if not (isinstance(f, (int, float)) and 0 < f <= 1)]
+    if bad:
+        raise ValueError(f"memory fractions must be numbers in (0, 1], got {bad!r}")
     p8 = Policy.uniform(model, 8, 8, granularity)
     flash8, ram8 = memory.flash_bytes(model, p8), memory.peak_ram_bytes(model, p8, "logits")
-    mixed = search.memory_driven(model, int(flash8 * memory_fraction),
-                                 int(ram8 * memory_fraction), granularity, softmax="logits")
+    calibration = data.x_train[:calibration_samples]
+    policies = []  # (variant, fraction, search, Policy or the BudgetError)
+    for f in fractions:
+        budgets = (int(flash8 * f), int(ram8 * f))
+        for s in ("memory", "accuracy"):
+            if s not in searches:
+                continue
+            label = ("mixed" if f == memory_fraction else f"mixed@{f:g}") if s == "memory" \
+                else f"acc@{f:g}"
+            try:
+                if s == "memory":
+                    p = search.memory_driven(model, *budgets, granularity, softmax="logits")
+                else:
+                    p = accuracy_driven(model, *budgets, calibration, granularity,
+                                        softmax="logits")
+            except search.BudgetError as e:
+                p = e
+            policies.append((label, f, s, budgets, p))
 
     ref = keras.models.clone_model(model)
     ref.set_weights(model.get_weights())
@@ -284,25 +320,36 @@ def float_qat_mixed(model, data, qat_epochs: int, build_dir, memory_fraction: fl
              "integer_accuracy": None,
              "flash_bytes": 4 * model.count_params(), "peak_ram_bytes": None}
             for name, m in (("float32 (trained)", model), ("float32", ref))]
-    for label, policy in (("w8a8", p8), ("mixed", mixed)):
-        rows.append(qat_variant(model, policy, data, label, qat_epochs, build_dir,
-                                learning_rate=learning_rate, lr_schedule=lr_schedule, **options))
+    rows.append(qat_variant(model, p8, data, "w8a8", qat_epochs, build_dir,
+                            learning_rate=learning_rate, lr_schedule=lr_schedule, **options))
+    for label, f, s, (bf, br), p in policies:
+        if isinstance(p, search.BudgetError):
+            row = {"variant": label, "note": f"BudgetError: {p}"}
+        else:
+            row = qat_variant(model, p, data, label, qat_epochs, build_dir,
+                              learning_rate=learning_rate, lr_schedule=lr_schedule, **options)
+        row.update(search=s, memory_fraction=f, budget_flash=bf, budget_ram=br)
+        rows.append(row)
     for r in rows:
         r["model"] = model.name
-    rows[-1]["budget_flash"], rows[-1]["budget_ram"] = int(flash8 * memory_fraction), \
-        int(ram8 * memory_fraction)
     return rows
 
 
 def summary_table(table):
-    """Per architecture: float32 accuracy, the mixed policy's integer accuracy, its gap to float
-    (points) and its flash and peak RAM as a fraction of w8a8's (notebook 08's acceptance: within
-    1 pt of float at about half the w8a8 memory)."""
+    """Per architecture: float32 accuracy, the mixed policy's integer accuracy (the rule at the
+    first budget, variant "mixed"), its gap to float (points) and its flash and peak RAM as a
+    fraction of w8a8's (notebook 08's acceptance: within 1 pt of float at about half the w8a8
+    memory). NaN where the run has no "mixed" variant or it did not fit."""
     import pandas as pd
+    nan = float("nan")
     out = []
     for arch, t in table.groupby("architecture", sort=False):
         by = {r["variant"]: r for _, r in t.iterrows()}
-        f, w8, mx = by["float32"], by["w8a8"], by["mixed"]
+        f, w8 = by["float32"], by["w8a8"]
+        mx = by.get("mixed")
+        if mx is None or pd.isna(mx.get("integer_accuracy")):
+            mx = pd.Series({"integer_accuracy": nan, "flash_bytes": nan, "peak_ram_bytes": nan,
+                            "arena_bytes": nan})
         gap = 100 * (f["fake_quant_accuracy"] - mx["integer_accuracy"])
         out.append({"architecture": arch, "float32_accuracy": f["fake_quant_accuracy"],
                     "w8a8_integer_accuracy": w8["integer_accuracy"],
@@ -313,3 +360,32 @@ def summary_table(table):
                     "w8a8_arena_bytes": w8["arena_bytes"], "mixed_arena_bytes": mx["arena_bytes"],
                     "within_1pt": bool(gap <= 1.0)})
     return pd.DataFrame(out)
+
+
+def search_table(table):
+    """The rule against the accuracy-aware search (issue 30), from notebook 08's rows of one or
+    several runs (a sweep table: a ``seed`` or ``run`` column tells the runs apart): per
+    architecture, budget fraction and search, the integer accuracy's mean, min, max and number
+    of runs that fit, and the accuracy-aware minus the rule (mean over runs, points). Rows
+    without a ``search`` (float, w8a8) are left out; a budget that did not fit counts as a run
+    without accuracy."""
+    import pandas as pd
+    t = table[table.get("search").notna()] if "search" in table else table.iloc[0:0]
+    rows = []
+    for (arch, frac), g in t.groupby(["architecture", "memory_fraction"], sort=False):
+        means = {}
+        for s, h in g.groupby("search", sort=False):
+            acc = pd.to_numeric(h["integer_accuracy"], errors="coerce")
+            means[s] = acc.mean()
+            rows.append({"architecture": arch, "memory_fraction": frac, "search": s,
+                         "runs": len(h), "fit": int(acc.notna().sum()),
+                         "accuracy_mean": acc.mean(), "accuracy_min": acc.min(),
+                         "accuracy_max": acc.max(),
+                         "flash_bytes_mean": pd.to_numeric(h.get("flash_bytes"),
+                                                           errors="coerce").mean(),
+                         "arena_bytes_mean": pd.to_numeric(h.get("arena_bytes"),
+                                                           errors="coerce").mean()})
+        if "memory" in means and "accuracy" in means:
+            for r in rows[-len(means):]:
+                r["accuracy_minus_rule_points"] = 100 * (means["accuracy"] - means["memory"])
+    return pd.DataFrame(rows)
