@@ -10,10 +10,10 @@ only the kernels it uses.
 
 Kernels:
 
-- ``gemm``: convolution (any kernel size, stride, padding; the first layer with few input
-  channels), pointwise and dense layers (those of 8-bit inputs and weights: ``pw`` and ``fc``
-  below, once :data:`tinyopt.integer.steps.OWN_WEIGHT_ORDER` is on), optionally fused with the
-  max pool or the residual ADD after them (the ADD with the ``add`` kernel's arithmetic,
+- ``gemm``: convolution (any kernel size, stride, padding), pointwise and dense layers of any
+  bit widths (those of 8-bit inputs and weights: ``conv``, ``pw`` and ``fc`` below, once
+  :data:`tinyopt.integer.steps.OWN_WEIGHT_ORDER` is on), optionally fused with the max pool or
+  the residual ADD after them (the ADD with the ``add`` kernel's arithmetic,
   ``tn_m7_add_fused``, where :func:`add_plan` proves it exact, else the portable one: the
   choice's ``reason`` says why);
   inputs of 1/2/4/8 bits, weights of 1/2/4/8 bits, PL or PC weight zero points, FB or ICN
@@ -27,12 +27,17 @@ Kernels:
   as the row layout; ``Choice.weights``): rows in pairs, the two rows' codes interleaved byte by
   byte in each word, so that one SMLALD on the raw word and one SMLAD on its UXTB16 give four
   MACs (about one instruction per MAC). Sub-byte dense layers stay on ``gemm``.
-- ``pw``: pointwise layers of 8-bit inputs and weights without padding or fused pool
-  (:func:`tinyopt.integer.steps.pw_fits`): two pixels widened into int16 scratch (``4 * KP``
-  bytes), each row pair of weights (``fc_weights(..., block=2)``) read once for both: one
-  UXTB16, two SMLALD and two SMLAD per eight MACs; outputs written as computed (no int32 output
-  scratch), except with a fused residual ADD (the pair's ``2 * CO`` int32 outputs, then
-  ``tn_m7_add_fused`` as in ``gemm``).
+- ``conv`` and ``pw``: convolutions (any window, stride, padding; the first layer with 1-3 input
+  channels too) and pointwise layers without padding, of 8-bit inputs and weights, no fused pool
+  (:func:`tinyopt.integer.steps.conv_fits`, :func:`~tinyopt.integer.steps.pw_fits`): one kernel,
+  ``tn_m7_conv``. Two pixels' windows widened into int16 lanes interleaved word by word
+  (``4 * KP`` bytes of scratch, KP = KH x the window row's KW * C bytes rounded up to four),
+  each row pair of weights (:func:`conv_weights`: window rows padded with the row's weight zero
+  point, then :func:`fc_weights`' pair words) read once for both pixels: per group of four lanes
+  one LDRD of weights, two LDRD of lanes, two UXTB16, four SMLALD and four SMLAD, i.e. 13
+  instructions per 16 MACs in an assembly loop of four groups; outputs written as computed (no
+  int32 output scratch), except with a fused residual ADD (the pair's ``2 * CO`` int32 outputs,
+  then ``tn_m7_add_fused`` as in ``gemm``).
 - ``depthwise``: depth multiplier 1, weights of b in (2, 4, 8) bits, channels a multiple of
   32 / b, no fused pool: 32 / b channels per word of weights, two per lane pair (SMLABB /
   SMLATT); inputs of the weights' width a word at a time (sub-byte: unsigned), other inputs
@@ -48,8 +53,8 @@ Kernels:
 - ``portable``: everything else (concat, pad, quantize, softmax; an ADD of other widths or
   whose plan fails; a depthwise layer fused with a max pool; 16/32-bit inputs).
 
-Scratch. The gemm kernel's im2col rows and output values, the pw kernel's two pixels of int16
-inputs (and, with a fused ADD, their outputs), and the output values of one pixel of the scalar
+Scratch. The gemm kernel's im2col rows and output values, the conv / pw kernel's two pixels'
+int16 lanes (and, with a fused ADD, their outputs), and the output values of one pixel of the scalar
 depthwise and pool kernels, live in the activation arena (fc needs none), not on the stack: the
 planner gives each such step a buffer of :func:`tinyopt.integer.steps.scratch_bytes` (the one
 rule, which :func:`choose` reports), alive during that step only, word-aligned
@@ -59,13 +64,14 @@ passes ``<prefix>_arena + offset`` to its kernel.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 
 import numpy as np
 
 from tinyopt.integer.steps import (  # noqa: F401  (MAX_SCRATCH, KERNEL_MODES: re-exported)
-    KERNEL_MODES, MAX_SCRATCH, Step, _hwc, fc_fits, gemm_geometry, kernel_window, m7_kernel,
-    scratch_bytes as step_scratch_bytes, scratch_parts)
+    KERNEL_MODES, MAX_SCRATCH, Step, _hwc, conv_lanes, fc_fits, gemm_geometry, kernel_window,
+    m7_kernel, scratch_bytes as step_scratch_bytes, scratch_parts)
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment
 
@@ -74,13 +80,15 @@ ROUNDING_ID = {"floor": 0, "tflite_single": 1, "tflite_double": 2}  # TN_FLOOR, 
 
 @dataclass
 class Choice:
-    """The kernel of one step: ``kind`` in ("gemm", "fc", "pw", "depthwise", "depthwise_scalar",
+    """The kernel of one step: ``kind`` in ("gemm", "fc", "pw", "conv", "depthwise",
+    "depthwise_scalar",
     "pool", "add", "portable"), the C function model_run calls, the scratch bytes it needs in the
     arena (:func:`tinyopt.integer.steps.scratch_bytes`), the weight array's padding bytes
     (word loads of the last row), why a compute step stayed portable (or, for a gemm step, why
     its fused ADD kept the portable arithmetic), and ``weights``: the bytes the step's weight
     array must hold when its kernel reads another order than the row layout of
-    :attr:`IntegerLayer.weights` (``fc``: :func:`fc_weights`; None: the row layout)."""
+    :attr:`IntegerLayer.weights` (``fc``: :func:`fc_weights`; ``conv`` / ``pw``:
+    :func:`conv_weights`; None: the row layout)."""
 
     kind: str
     function: str
@@ -120,13 +128,13 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
     scratch = step_scratch_bytes(step, mode)
     if kind == "fc":
         return Choice("fc", f"model_step{index}", weights=fc_weights(layer))
-    if kind == "pw":  # row pairs, no blocks of four (one pair per pass, two pixels)
+    if kind in ("pw", "conv"):  # tn_m7_conv: row pairs over padded window rows, two pixels
         why = ""
         if step.add is not None:  # as for gemm: tn_m7_add's arithmetic where add_plan allows
             plan = add_plan(step, rounding)
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
-        return Choice("pw", f"model_step{index}", scratch=scratch,
-                      weights=fc_weights(layer, block=2), reason=why)
+        return Choice(kind, f"model_step{index}", scratch=scratch, weights=conv_weights(layer),
+                      reason=why)
     if kind != "gemm":
         return Choice(kind, f"model_step{index}", scratch=scratch, reason=reason)
     rb = int(layer.weights.shape[1])
@@ -199,17 +207,19 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
                 common["OB"], *rq.values()]
         return (head + "    tn_m7_fc(l, in[0], out, " + ", ".join(u(a) for a in args)
                 + ");\n}\n")
-    if choice.kind == "pw":
+    if choice.kind in ("pw", "conv"):
         h, w, c = _hwc(layer.in_shape)
         oh, ow, co = _hwc(layer.out_shape)
-        args = [2 if step.add is not None else 0, w, c, oh, ow, co, layer.stride[0],
-                layer.stride[1], common["XS"], common["ZX"], gemm_geometry(layer)["KP"],
+        kh, kw = kernel_window(layer)
+        args = [2 if step.add is not None else 0, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
+                layer.stride[1], top, left, common["XS"], common["ZX"], common["PADZERO"],
+                conv_lanes(layer)[0], int(_inside(layer, gemm_geometry(layer))),
                 common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
                 common["OB"], *rq.values(), *_fused_add_args(step, graph_rounding)]
-        im2col, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
-        return (head + f"    tn_m7_pw(l, in[0], {other}, out, "
-                f"{_scratch(step, arena, 'int16_t')},\n             "
-                f"{_scratch(step, arena, 'int32_t', im2col)}, "
+        lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
+        return (head + f"    tn_m7_conv(l, in[0], {other}, out, "
+                f"{_scratch(step, arena, 'uint32_t')},\n               "
+                f"{_scratch(step, arena, 'int32_t', lanes)}, "
                 + ", ".join(u(a) for a in args) + ");\n}\n")
     if choice.kind == "depthwise_scalar":
         h, w, c = _hwc(layer.in_shape)
@@ -309,6 +319,39 @@ def fc_weights(layer, block: int = 4) -> np.ndarray:
     out = np.concatenate(parts).astype(np.uint8)
     assert out.size == n * k
     return out
+
+
+def conv_weights(layer) -> np.ndarray:
+    """The weight bytes of an 8-bit convolution or pointwise layer in tn_m7_conv's order
+    (c/tn_m7_gemm.h): each row's window rows of KW * C codes padded to KWCP lanes
+    (:func:`tinyopt.integer.steps.conv_lanes`) with the row's weight zero point, then the padded
+    rows in pairs as :func:`fc_weights` with blocks of one pair (a multiple of four codes per
+    row: no tails); the last row of an odd count as it is (padded). N * KP bytes: N K when
+    KW * C is a multiple of four (no padding).
+
+    Arguments:
+        layer: a conv2d or pointwise layer of 8-bit weights.
+
+    Returns:
+        uint8 array of N * KP bytes.
+
+    Raises:
+        ValueError: not a conv2d or pointwise layer of 8-bit weights.
+    """
+    if layer.kind not in ("conv2d", "pointwise") or layer.weight_bits != 8:
+        raise ValueError(f"layer {layer.name!r}: conv_weights packs conv2d and pointwise layers "
+                         f"of 8-bit weights, not a {layer.weight_bits}-bit {layer.kind} layer")
+    kh, kw = kernel_window(layer)
+    kwcp, kp = conv_lanes(layer)
+    w = np.asarray(layer.weights, np.uint8).reshape(len(layer.weights), kh, -1)
+    n, _, row = w.shape
+    zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)), (n,))
+    padded = np.empty((n, kh, kwcp), np.uint8)
+    padded[:, :, :row] = w
+    padded[:, :, row:] = zw.astype(np.uint8)[:, None, None]
+    rows = padded.reshape(n, kp)
+    return fc_weights(types.SimpleNamespace(kind="dense", weight_bits=8, weights=rows,
+                                            name=layer.name), block=2)
 
 
 def _fused_add_args(step: Step, graph_rounding: str) -> list[int]:

@@ -240,15 +240,41 @@ def fc_fits(step: Step) -> bool:
     return int(np.prod(layer.in_shape)) * 255 * max(abs(lo - z), abs(hi - z)) < (1 << 31)
 
 
-def pw_fits(step: Step) -> bool:
-    """Does the pointwise kernel tn_m7_pw (c/tn_m7_gemm.h) run ``step``? A pointwise layer of
-    8-bit inputs and weights without padding or fused pool (a fused ADD is fine), of at most
-    2,048 input channels (its second pixel's lanes are an immediate offset of a load, at most
-    4,095)."""
+def conv_lanes(layer: IntegerLayer) -> tuple[int, int]:
+    """(KWCP, KP) of tn_m7_conv (c/tn_m7_gemm.h): the lanes of one window row (KW * C input
+    bytes rounded up to a group of four) and of a whole window (KH rows)."""
+    kh, kw = kernel_window(layer)
+    kwcp = -(-kw * _hwc(layer.in_shape)[2] // 4) * 4
+    return kwcp, kh * kwcp
+
+
+def _conv8(step: Step, kind: str) -> bool:
+    """A ``kind`` layer of 8-bit inputs and weights without fused pool whose 32-bit sums of
+    weight code x (x - z_x) over a window cannot overflow (KP * 255 * max |x - z_x| < 2^31:
+    tn_m7_conv recovers one row of each pair from a 64-bit sum minus that 32-bit one) and whose
+    two pixels' lanes fit :data:`MAX_SCRATCH`."""
     layer = step.layer
-    return (OWN_WEIGHT_ORDER and layer.kind == "pointwise" and layer.weight_bits == 8
-            and layer.in_bits == 8 and step.pool is None
-            and not any(layer.padding) and _hwc(layer.in_shape)[2] <= 2048)
+    if (not OWN_WEIGHT_ORDER or layer.kind != kind or layer.weight_bits != 8
+            or layer.in_bits != 8 or step.pool is not None):
+        return False
+    z = int(layer.in_zero_point)
+    lo, hi = (-128, 127) if layer.in_signed else (0, 255)
+    kp = conv_lanes(layer)[1]
+    return kp * 255 * max(abs(lo - z), abs(hi - z)) < (1 << 31) and 4 * kp <= MAX_SCRATCH
+
+
+def pw_fits(step: Step) -> bool:
+    """Does tn_m7_conv (c/tn_m7_gemm.h) run ``step`` as a pointwise layer ("pw")? A pointwise
+    layer of 8-bit inputs and weights without padding or fused pool (a fused ADD is fine)
+    within :func:`_conv8`'s bounds."""
+    return _conv8(step, "pointwise") and not any(step.layer.padding)
+
+
+def conv_fits(step: Step) -> bool:
+    """Does tn_m7_conv (c/tn_m7_gemm.h) run ``step`` as a convolution ("conv")? A conv2d layer
+    of 8-bit inputs and weights (any window, stride, padding; a fused ADD is fine, a fused max
+    pool is not) within :func:`_conv8`'s bounds."""
+    return _conv8(step, "conv2d")
 
 
 def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
@@ -260,7 +286,8 @@ def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
 
     Returns:
         (kind, reason): kind in "gemm", "fc" (:func:`fc_fits`: no scratch), "pw"
-        (:func:`pw_fits`: im2col rows only), "depthwise", "depthwise_scalar", "pool", "add" (the
+        (:func:`pw_fits`) and "conv" (:func:`conv_fits`: tn_m7_conv, two pixels' lanes),
+        "depthwise", "depthwise_scalar", "pool", "add" (the
         specialised ADD if ``kernels_m7.add_plan`` finds exact constants, else the portable
         one: neither needs scratch) or "portable"; reason: why a compute step stays portable
         or takes the scalar depthwise kernel ("" otherwise).
@@ -297,6 +324,8 @@ def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
         return "fc", ""
     if pw_fits(step):
         return "pw", ""
+    if conv_fits(step):
+        return "conv", ""
     geo = gemm_geometry(layer)
     im2col = im2col_rows(step, geo) * 2 * geo["KP"]
     if im2col > MAX_SCRATCH:
@@ -309,9 +338,9 @@ def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
     the im2col rows come first, the int32 outputs right after them (a multiple of 8 bytes on)."""
     kind, _ = m7_kernel(step, kernels)
     layer = step.layer
-    if kind == "pw":  # two pixels' int16 inputs (a lone pixel: twice); outputs written as
-        # computed, or, with a fused ADD, the pair's int32 outputs first
-        return 2 * 2 * gemm_geometry(layer)["KP"], 8 * int(layer.out_channels) * (
+    if kind in ("pw", "conv"):  # two pixels' int16 lanes (a lone pixel: twice); outputs
+        # written as computed, or, with a fused ADD, the pair's int32 outputs first
+        return 2 * 2 * conv_lanes(layer)[1], 8 * int(layer.out_channels) * (
             step.add is not None)
     if kind == "gemm":
         geo = gemm_geometry(layer)
@@ -329,8 +358,9 @@ def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
 def scratch_bytes(step: Step, kernels: str = "m7") -> int:
     """Bytes of scratch the kernel running ``step`` needs: the gemm kernel's im2col rows (int16)
     and output values (int32), the scalar depthwise and pool kernels' output values of one
-    pixel, the pointwise (pw) kernel's two pixels of int16 inputs (and, with a fused ADD, their
-    int32 outputs); 0 for the dense (fc), vector depthwise and ADD kernels and for every
+    pixel, the 8-bit convolution and pointwise kernel's (conv, pw) two pixels' windows of int16
+    lanes (and, with a fused ADD, their int32 outputs); 0 for the dense (fc), vector depthwise
+    and ADD kernels and for every
     portable kernel. The planner places it in the arena, alive during the step only
     (:func:`memory_plan`). Pure
     arithmetic on the layer's kind, widths, zero point and geometry: cheap enough for a policy
