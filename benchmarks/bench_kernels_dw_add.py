@@ -1,6 +1,7 @@
 """Instructions of the Cortex-M7 depthwise and ADD kernels on the MLPerf Tiny int8 models
 (issue 29), measured under QEMU (mps2-an500, ``-icount shift=0``) by
-:func:`tinyopt.deploy.mcu.deploy`, every run checked bit-exact against ``tinyopt.sim`` on the host and under QEMU (flavour "tflm").
+:func:`tinyopt.deploy.mcu.deploy`, every run checked bit-exact against ``tinyopt.sim`` on the
+host and under QEMU (flavour "tflm").
 
 Printed (and, with ``--csv PATH``, written as tidy rows):
 
