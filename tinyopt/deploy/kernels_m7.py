@@ -42,6 +42,11 @@ Kernels:
   32 / b, no fused pool: 32 / b channels per word of weights, two per lane pair (SMLABB /
   SMLATT); inputs of the weights' width a word at a time (sub-byte: unsigned), other inputs
   element by element. A depthwise layer of all-ones weights (TFLite's MEAN) becomes a plain sum.
+  3x3 layers of 8-bit inputs, weights and outputs, strides 1 / 2 (:func:`dw3_fits`) take the
+  row kernel ``tn_m7_dw3`` instead when the plan gave the step its scratch
+  (:func:`dw3_scratch_bytes`: three input rows widened to int16, channel planes): SMLAD on two
+  taps of one channel, two output pixels per weight register, weights exported as
+  [d0, d1, d1, d2] per kernel row (:func:`dw3_weights`, ``Choice.weights``).
 - ``depthwise_scalar``: the other depthwise layers (channels not a multiple of the word, depth
   multiplier > 1, 1-bit weights): one channel at a time, shapes and widths constant.
 - ``pool``: stand-alone max and average pools of 1-8-bit tensors (32-bit sums, a hardware
@@ -71,7 +76,8 @@ import numpy as np
 
 from tinyopt.integer.steps import (  # noqa: F401  (MAX_SCRATCH, KERNEL_MODES: re-exported)
     KERNEL_MODES, MAX_SCRATCH, Step, _hwc, conv_lanes, fc_fits, gemm_geometry, kernel_window,
-    m7_kernel, scratch_bytes as step_scratch_bytes, scratch_parts)
+    m7_kernel, scratch_bytes as step_scratch_bytes, scratch_parts, dw3_fits, dw3_width,
+    dw3_scratch_bytes)
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment
 
@@ -135,6 +141,8 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
         return Choice(kind, f"model_step{index}", scratch=scratch, weights=conv_weights(layer),
                       reason=why)
+    if kind == "depthwise":  # the 3x3 row kernel where it applies (dw3_plan), else tn_m7_depthwise
+        return _depthwise_choice(step, index, rounding, scratch)
     if kind != "gemm":
         return Choice(kind, f"model_step{index}", scratch=scratch, reason=reason)
     rb = int(layer.weights.shape[1])
@@ -233,6 +241,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
         return (head + f"    tn_m7_dw_scalar(l, in[0], {other}, out, "
                 f"{_scratch(step, arena, 'int32_t')}, "
                 + ", ".join(u(a) for a in args) + ");\n}\n")
+    if choice.kind == "depthwise" and choice.weights is not None:  # the row kernel
+        return head + _dw3_call(step, graph_rounding, u, arena) + "}\n"
     if choice.kind == "depthwise":
         h, w, c = _hwc(layer.in_shape)
         oh, ow, _ = _hwc(layer.out_shape)
@@ -595,3 +605,87 @@ def _ones_row(layer) -> np.ndarray:
 def scratch_bytes(choices: list[Choice]) -> int:
     """The largest scratch of any step (bytes in the arena, alive during that step only)."""
     return max((c.scratch for c in choices), default=0)
+
+
+# ------------------------------------------------------------------ the 3x3 depthwise row kernel
+
+def dw3_plan(step: Step, graph_rounding: str | None) -> dict | str:
+    """The row kernel's requantization for ``step`` (:func:`dw3_fits`): DWQ = 1 (the folded
+    SMMLAR form of c/tn_m7_dw.h) with per-channel CC = 2^(K-1) + z_out 2^K (K = -n0) when
+    tn_m7_out's FAST = 3 form applies (:func:`requant_constants`) and CC + h stays in int32
+    for every accumulator of the layer (|h| <= |2 acc| m0 / 2^32 + 1, :func:`acc_bound`);
+    else DWQ = 0 (tn_m7_out). A string when the kernel does not fit the step.
+
+    Returns:
+        {"DWQ": 0 or 1, "CC": int64 array [C] (zeros for DWQ = 0), "LO", "HI", "OS"}, or
+        the reason the row kernel does not run the step.
+    """
+    if not dw3_fits(step):
+        return "not an 8-bit 3x3 depthwise layer of stride 1 / 2 with int8 weights (dw3_fits)"
+    layer = step.layer
+    c = _hwc(layer.in_shape)[2]
+    lo, hi = (int(v) for v in layer.out_range)
+    tlo, thi = (-128, 127) if layer.out_signed else (0, 255)
+    if not tlo <= lo <= hi <= thi:
+        return f"output range [{lo}, {hi}] outside the 8-bit [{tlo}, {thi}]"
+    plan = {"DWQ": 0, "CC": np.zeros(c, np.int64), "LO": lo, "HI": hi,
+            "OS": int(bool(layer.out_signed))}
+    flavour = layer.rounding or graph_rounding
+    if flavour is None or requant_constants(layer, flavour)["FAST"] != 3:
+        return plan
+    m0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.m0, np.int64)), (c,))
+    k = -np.broadcast_to(np.atleast_1d(np.asarray(layer.n0, np.int64)), (c,))
+    cc = (np.int64(1) << (k - 1)) + (np.int64(int(layer.out_zero_point)) << k)
+    hmax = ((2 * int(acc_bound(layer)) * m0) >> 32) + 1
+    if np.all(np.abs(cc) + hmax + 1 <= INT32[1]):
+        plan.update(DWQ=1, CC=cc)
+    return plan
+
+
+def dw3_weights(layer, cc: np.ndarray) -> np.ndarray:
+    """The row kernel's weight array (``Choice.weights``): per channel 16 bytes, three words
+    [d_r0, d_r1, d_r1, d_r2] (d = w - z_w as int8, kernel row r) and CC (int32, little-endian;
+    :func:`dw3_plan`)."""
+    w = np.asarray(layer.weights, np.int64).reshape(3, 3, -1)
+    c = w.shape[2]
+    zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)), (c,))
+    d = (w - zw[None, None, :]).astype(np.int8).view(np.uint8)  # [3, 3, C]
+    words = np.stack([d[:, 0], d[:, 1], d[:, 1], d[:, 2]], axis=1)  # [3 rows, 4 bytes, C]
+    blob = np.concatenate([words.transpose(2, 0, 1).reshape(c, 12),
+                           np.asarray(cc, "<i4").view(np.uint8).reshape(c, 4)], axis=1)
+    return blob.ravel().astype(np.uint8)
+
+
+def _depthwise_choice(step: Step, index: int, rounding: str | None, scratch: int) -> Choice:
+    """The depthwise kernel of a step m7_kernel gives to "depthwise": the row kernel
+    (``Choice.weights`` set: :func:`dw3_weights`) when :func:`dw3_plan` accepts it and the plan
+    gave the step its scratch (:func:`dw3_scratch_bytes`), else tn_m7_depthwise (the reason
+    says why)."""
+    need = dw3_scratch_bytes(step)
+    plan = dw3_plan(step, rounding)
+    if isinstance(plan, str):
+        return Choice("depthwise", f"model_step{index}", scratch=scratch, reason=plan)
+    if step.scratch_bytes < need:
+        return Choice("depthwise", f"model_step{index}", scratch=scratch,
+                      reason=f"the 3x3 row kernel needs {need} B of scratch, the plan gave "
+                      f"{step.scratch_bytes} B (integer.steps.scratch_parts)")
+    return Choice("depthwise", f"model_step{index}", scratch=need,
+                  weights=dw3_weights(step.layer, plan["CC"]))
+
+
+def _dw3_call(step: Step, graph_rounding: str, u, arena: str) -> str:
+    """The C statement calling tn_m7_dw3 for a step of the row kernel."""
+    layer = step.layer
+    h, w, c = _hwc(layer.in_shape)
+    oh, ow, _ = _hwc(layer.out_shape)
+    top, _, left, _ = layer.padding
+    plan = dw3_plan(step, graph_rounding)
+    assert not isinstance(plan, str), plan  # choose() checked it
+    rq = requant_constants(layer, graph_rounding)
+    nm = rq.pop("NM")
+    args = [h, w, c, oh, ow, layer.stride[0], layer.stride[1], top, left, dw3_width(layer),
+            int(bool(layer.in_signed)), int(layer.in_zero_point), int(layer.pad_mode == "zero"),
+            plan["DWQ"], plan["OS"], plan["LO"], plan["HI"], nm, _rounding(step, graph_rounding),
+            *rq.values()]
+    return (f"    tn_m7_dw3(l, in[0], out, {_scratch(step, arena, 'int16_t')}, "
+            + ", ".join(u(a) for a in args) + ");\n")

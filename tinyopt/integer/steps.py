@@ -333,6 +333,48 @@ def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
     return "gemm", ""
 
 
+def dw3_fits(step: Step) -> bool:
+    """Does the 3x3 depthwise row kernel (tn_m7_dw3, c/tn_m7_dw.h) run ``step``? A depthwise
+    layer of 8-bit inputs, weights and outputs, 3x3 window, strides of 1 or 2, depth multiplier
+    1, channels a multiple of 4, no fused pool or ADD, requantized, whose weights minus their
+    zero point fit in int8 (TFLite's symmetric weights: w - 128 in [-127, 127]).
+    Pure arithmetic on the layer (it sizes the step's scratch, :func:`dw3_scratch_bytes`)."""
+    layer = step.layer
+    if (layer.kind != "depthwise" or layer.weight_bits != 8 or layer.in_bits != 8
+            or layer.out_bits != 8 or step.pool is not None or step.add is not None
+            or not layer.requantize or layer.depth_multiplier != 1
+            or tuple(int(k) for k in layer.weight_shape[:2]) != (3, 3)
+            or tuple(layer.dilation) != (1, 1) or any(int(s) not in (1, 2) for s in layer.stride)
+            or _hwc(layer.in_shape)[2] % 4 or abs(int(layer.in_zero_point)) > 255):
+        return False
+    w = np.asarray(layer.weights, np.int64).reshape(9, -1)
+    zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)),
+                         (w.shape[1],))
+    d = w - zw[None, :]
+    return bool(d.min() >= -128 and d.max() <= 127)
+
+
+def dw3_width(layer) -> int:
+    """WP: int16 columns of one widened input row of the row kernel (padding included, even,
+    covering every column its word loads reach)."""
+    _, w, _ = _hwc(layer.in_shape)
+    _, ow, _ = _hwc(layer.out_shape)
+    _, _, left, right = (int(p) for p in layer.padding)
+    sw = int(layer.stride[1])
+    reach = 2 * ow + 2 if sw == 2 else ow + 3  # one past the last halfword a load reads
+    cols = max(w + left + right, reach)
+    return cols + cols % 2
+
+
+def dw3_scratch_bytes(step: Step) -> int:
+    """Scratch of the row kernel: three input rows of all channels as int16 (3 C WP 2 bytes),
+    0 when :func:`dw3_fits` refuses the step (:func:`scratch_parts` plans it for the
+    depthwise kernel kind)."""
+    if not dw3_fits(step):
+        return 0
+    return 3 * _hwc(step.layer.in_shape)[2] * dw3_width(step.layer) * 2
+
+
 def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
     """(im2col bytes, output bytes) of the scratch of ``step``'s kernel (:func:`scratch_bytes`);
     the im2col rows come first, the int32 outputs right after them (a multiple of 8 bytes on)."""
@@ -348,6 +390,8 @@ def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
         # v: one int32 per output channel and pixel of a pair; with a fused pool the running
         # max and the pair (tn_m7_gemm's [best | pixel | pixel])
         return rows * 2 * geo["KP"], 4 * int(layer.out_channels) * (3 if step.pool else rows)
+    if kind == "depthwise":  # the 3x3 row kernel: three input rows as int16 planes
+        return 0, dw3_scratch_bytes(step)
     if kind == "depthwise_scalar":  # every output channel of a pixel before any is written
         return 0, 4 * _hwc(layer.out_shape)[2]
     if kind == "pool":  # every channel of a pooled pixel before any is written
@@ -359,8 +403,9 @@ def scratch_bytes(step: Step, kernels: str = "m7") -> int:
     """Bytes of scratch the kernel running ``step`` needs: the gemm kernel's im2col rows (int16)
     and output values (int32), the scalar depthwise and pool kernels' output values of one
     pixel, the 8-bit convolution and pointwise kernel's (conv, pw) two pixels' windows of int16
-    lanes (and, with a fused ADD, their int32 outputs); 0 for the dense (fc), vector depthwise
-    and ADD kernels and for every
+    lanes (and, with a fused ADD, their int32 outputs), the 3x3 depthwise row kernel's three
+    input rows as int16 (:func:`dw3_scratch_bytes`); 0 for the dense (fc), the other vector
+    depthwise and the ADD kernels and for every
     portable kernel. The planner places it in the arena, alive during the step only
     (:func:`memory_plan`). Pure
     arithmetic on the layer's kind, widths, zero point and geometry: cheap enough for a policy
