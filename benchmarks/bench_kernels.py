@@ -12,14 +12,22 @@ Rows of ``results/bench/kernels.csv``:
   (first conv with 1 input channel, depthwise, pointwise, dense), and the ratio to the same
   layers at 8 bits.
 - ``scope=mlperf_layer_type``: the four MLPerf Tiny int8 models with the specialised kernels,
-  instructions per MAC summed over the steps of each layer type and kernel (``conv2d+add``: a
-  convolution with the residual ADD fused into it; ``fc`` / ``pw``: the dense and pointwise
-  kernels of 8-bit layers, c/tn_m7_gemm.h; ``conv``: tn_m7_conv on 8-bit convolutions).
+  instructions per MAC summed over the steps of each layer type and kernel (:func:`layer_type`:
+  ``first layer``, ``conv 3x3``, ``pointwise``, ``depthwise 3x3 s1`` / ``s2``, ``dense``;
+  ``+add``: the residual ADD fused into the step; kernels ``conv`` / ``pw``: tn_m7_conv,
+  ``fc``: tn_m7_fc, c/tn_m7_gemm.h; ``depthwise``: tn_m7_dw3, c/tn_m7_dw.h).
+- ``scope=mlperf_add``: ResNet-8's residual ADDs, instructions per element: stand-alone
+  (``fuse_add=False``, tn_m7_add) and fused (the fused step minus the same convolution's step
+  in the unfused build).
 - ``scope=model``: instructions per inference of the seed CNN int8 and the mixed-precision
   MobileNet of notebook 05 (``results/deploy/*.npz``), MobileNetV1 0.25 @ 32 int8 (LiteRT
   conversion of :func:`tinyopt.front.models.mobilenet_v1`, 1 input channel, random weights),
   the four MLPerf Tiny int8 models (:mod:`tinyopt.front.zoo`, TFLM rounding), each with the
-  specialised kernels ("m7") and the portable reference kernels; CMSIS-NN's figures of issues 16
+  specialised kernels ("m7") and the portable reference kernels; the bit-exactness check of each
+  run (``host_images`` / ``host_mismatching_values``: the host C against the simulator,
+  ``mcu_images`` / ``mcu_mismatching_values``: the Cortex-M7 build under QEMU; the MLPerf
+  models on "m7" over :data:`EXACT_HOST` and :data:`EXACT_MCU` inputs, the others over 8 and
+  2); CMSIS-NN's figures of issues 16
   and 29 where known (instructions, and RAM = data + bss + peak stack for MLPerf); flash: kernel
   code bytes (``code_model``: tn_* kernels, step functions and model_run) beside the packed
   weights; the kernels' scratch (in the arena) and the measured RAM.
@@ -27,7 +35,8 @@ Rows of ``results/bench/kernels.csv``:
 Run ``.venv/bin/python benchmarks/bench_kernels.py`` (a few minutes; needs arm-none-eabi-gcc and
 qemu-system-arm). ``--mlperf`` measures the four MLPerf Tiny models with the specialised kernels
 only (per-model totals beside CMSIS-NN's, flash and RAM, and the ``mlperf_layer_type`` rows),
-printed, without writing ``results/bench/kernels.csv`` (the edit-measure loop of issue 29).
+printed, without writing ``results/bench/kernels.csv`` (the edit-measure loop of issue 29);
+with ``--exact`` too, over :data:`EXACT_HOST` host and :data:`EXACT_MCU` QEMU inputs.
 """
 from __future__ import annotations
 
@@ -36,21 +45,30 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tinyopt.deploy import mcu, synth  # noqa: E402
 from tinyopt.integer.graph import IntegerGraph  # noqa: E402
+from tinyopt.integer.steps import kernel_window  # noqa: E402
 from tinyopt.workbench.report import write_csv  # noqa: E402
 
 IMAGES = 2
+EXACT_HOST, EXACT_MCU = 1000, 20  # the MLPerf models' bit-exactness check (issue 29)
 CMSIS_NN = {"seed_cnn_int8": 961_391, "mobilenet_32_0.25_int8": 3_134_129,  # issue 16's table
             # issue 29's: CMSIS-NN @ 99f736a6, -O2, the same QEMU counting
             "mlperf_ic_resnet8": 31_201_302, "mlperf_kws_dscnn": 7_548_545,
             "mlperf_vww_mobilenet": 23_808_422, "mlperf_ad_fcae": 580_332}
 CMSIS_NN_RAM = {"mlperf_ic_resnet8": 52_472, "mlperf_kws_dscnn": 17_208,  # data + bss + stack
                 "mlperf_vww_mobilenet": 57_424, "mlperf_ad_fcae": 1_368}
+INT_COLUMNS = ("layers", "macs", "insns", "cmsis_nn_insns", "steps",
+               "steps_specialised", "code_model_bytes", "weight_bytes", "weight_pad_bytes",
+               "params_other_bytes", "arena_bytes", "scratch_stack_bytes", "scratch_arena_bytes",
+               "stack_model_run", "ram_measured", "cmsis_nn_ram", "host_images",
+               "host_mismatching_values", "mcu_images", "mcu_mismatching_values", "elements",
+               "model_insns")
 LAYER_TYPE = {"conv2d": "conv (1 input channel)", "depthwise": "depthwise",
               "pointwise": "pointwise", "dense": "dense"}
 
@@ -61,13 +79,21 @@ def _inputs(graph: IntegerGraph, n: int, seed: int = 1) -> np.ndarray:
                                                 (n, *graph.input_shape))
 
 
-def _deploy(graph, out, name, kernels="m7", images=IMAGES):
-    r = mcu.deploy(graph, _inputs(graph, max(images, 8)), out, name=f"{name}_{kernels}",
-                   host_images=8, mcu_images=images, kernels=kernels)
+def _deploy(graph, out, name, kernels="m7", images=IMAGES, host=8, **kw):
+    """mcu.deploy on ``host`` random inputs (the first ``images`` under QEMU); exits when the C
+    differs from the simulator."""
+    r = mcu.deploy(graph, _inputs(graph, max(images, host)), out, name=f"{name}_{kernels}",
+                   host_images=host, mcu_images=images, kernels=kernels, **kw)
     s = r["summary"]
     if s["host_mismatching_values"] or s["mcu_mismatching_values"]:
         raise SystemExit(f"{name} ({kernels}): C output differs from the simulator")
     return r
+
+
+def _exactness(s: dict) -> dict:
+    """The bit-exactness columns of a deploy summary."""
+    return {k: s[k] for k in ("host_images", "host_mismatching_values", "mcu_images",
+                              "mcu_mismatching_values")}
 
 
 def layer_type_rows(tmp: Path, x_calib: np.ndarray) -> list[dict]:
@@ -92,7 +118,7 @@ def layer_type_rows(tmp: Path, x_calib: np.ndarray) -> list[dict]:
                 rows.append({"scope": "layer_type", "model": graph.name, "layer_type": label,
                              "weight_bits": bits, "act_bits": bits, "granularity": gran,
                              "layers": len(sel), "macs": int(sel["macs"].sum()),
-                             "insns": float(sel["insns_per_image"].sum()),
+                             "insns": int(sel["insns_per_image"].sum()),
                              "insns_per_mac": ipm,
                              "ratio_to_8bit": ipm / base[(gran, kind)],
                              "kernel": "/".join(sorted(set(sel["kernel"])))})
@@ -123,10 +149,14 @@ def model_rows(tmp: Path) -> list[dict]:
     rows = []
     for g in graphs:
         for kernels in ("m7", "portable"):
-            r = _deploy(g, tmp, g.name, kernels)
+            mlperf = kernels == "m7" and g.name.startswith("mlperf_")
+            r = (_deploy(g, tmp, g.name, kernels, EXACT_MCU, EXACT_HOST) if mlperf
+                 else _deploy(g, tmp, g.name, kernels))
             s = r["summary"]
-            if kernels == "m7" and g.name.startswith("mlperf_"):
-                rows += mlperf_layer_rows(g.name, r["steps"])
+            if mlperf:
+                rows += mlperf_layer_rows(g.name, r)
+            if mlperf and g.name == "mlperf_ic_resnet8":
+                rows += add_rows(g, tmp, r)
             ref = CMSIS_NN.get(g.name)
             rows.append({"scope": "model", "model": g.name, "kernel": kernels,
                          "weight_bits": s["weight_bits"], "act_bits": s["act_bits"],
@@ -145,43 +175,92 @@ def model_rows(tmp: Path) -> list[dict]:
                          "stack_model_run": s["stack_model_run"],
                          "ram_measured": s["ram_measured"],
                          "cmsis_nn_ram": CMSIS_NN_RAM.get(g.name),
-                         "ram_acceptance_ok": s["ram_acceptance_ok"]})
+                         "ram_acceptance_ok": s["ram_acceptance_ok"], **_exactness(s)})
             print(f"{g.name:32s} {kernels:9s} {s['insns_per_image_mean']:14,.0f} insns "
                   f"code {s['code_model']} B", flush=True)
     return rows
 
 
-def mlperf_layer_rows(model: str, steps) -> list[dict]:
-    """Instructions per MAC of one MLPerf model's steps, per layer type and kernel (steps with
-    MACs only; ``+add``: a residual ADD fused into the step)."""
-    st = steps[steps["macs"] > 0].copy()
-    st["layer_type"] = [k + ("+add" if "+add" in str(n) else "")
-                        for k, n in zip(st["kind"], st["name"])]
+def layer_type(step, first: bool) -> str:
+    """The layer type of a compute step in the issue's table: ``first layer``, ``conv KHxKW``,
+    ``pointwise``, ``depthwise KHxKW s<stride>``, ``dense``; ``+add`` with a fused ADD."""
+    lay = step.layer
+    kh, kw = kernel_window(lay)
+    label = ("first layer" if first
+             else f"conv {kh}x{kw}" if lay.kind == "conv2d"
+             else f"depthwise {kh}x{kw} s{lay.stride[0]}" if lay.kind == "depthwise"
+             else lay.kind)
+    return label + ("+add" if step.add is not None else "")
+
+
+def mlperf_layer_rows(model: str, r: dict) -> list[dict]:
+    """Instructions per MAC of one MLPerf model's steps (a deploy result ``r``), per layer type
+    (:func:`layer_type`) and kernel, steps with MACs only."""
+    st = r["steps"].copy()
+    steps = r["export"].steps
+    first = next(k for k in range(len(st)) if st["macs"].iloc[k] > 0)
+    st["layer_type"] = [layer_type(step, k == first) if st["macs"].iloc[k] > 0 else ""
+                        for k, step in enumerate(steps)]
+    st = st[st["macs"] > 0]
     rows = []
-    for (kind, kernel), sel in st.groupby(["layer_type", "kernel"]):
+    for (kind, kernel), sel in st.groupby(["layer_type", "kernel"], sort=False):
         rows.append({"scope": "mlperf_layer_type", "model": model, "layer_type": kind,
                      "kernel": kernel, "weight_bits": 8, "act_bits": 8, "layers": len(sel),
-                     "macs": int(sel["macs"].sum()), "insns": float(sel["insns_per_image"].sum()),
+                     "macs": int(sel["macs"].sum()), "insns": int(sel["insns_per_image"].sum()),
                      "insns_per_mac": float(sel["insns_per_image"].sum() / sel["macs"].sum())})
-        print(f"{model:32s} {kind:16s} {kernel:10s} {rows[-1]['insns_per_mac']:7.2f} insns/MAC",
+        print(f"{model:32s} {kind:22s} {kernel:10s} {rows[-1]['insns_per_mac']:7.2f} insns/MAC",
               flush=True)
     return rows
 
 
-def mlperf_only(tmp: Path) -> None:
-    """The four MLPerf Tiny int8 models on the specialised kernels, printed (nothing written)."""
+def add_rows(g: IntegerGraph, tmp: Path, fused: dict) -> list[dict]:
+    """ResNet-8's residual ADDs per element: stand-alone (a build with ``fuse_add=False``) and
+    fused (each fused step minus its convolution's step in that build); ``fused``: the default
+    build's deploy result."""
+    r = _deploy(g, tmp, g.name + "_unfused", "m7", fuse_add=False)
+    st, steps = r["steps"], r["export"].steps
+    alone = [k for k, step in enumerate(steps) if step.layer.kind == "add"]
+    n = sum(int(np.prod(steps[k].layer.out_shape)) for k in alone)
+    rows = [{"scope": "mlperf_add", "model": g.name, "layer_type": "add (stand-alone)",
+             "kernel": "/".join(sorted({st["kernel"].iloc[k] for k in alone})),
+             "layers": len(alone), "elements": n,
+             "insns": int(sum(st["insns_per_image"].iloc[k] for k in alone)),
+             "model_insns": r["summary"]["insns_per_image_mean"]}]
+    conv = {step.layer.name: int(st["insns_per_image"].iloc[k]) for k, step in enumerate(steps)}
+    fs, fsteps = fused["steps"], fused["export"].steps
+    fk = [k for k, step in enumerate(fsteps) if step.add is not None]
+    rows.append({"scope": "mlperf_add", "model": g.name, "layer_type": "add (fused)",
+                 "kernel": "/".join(sorted({fs["kernel"].iloc[k] for k in fk})),
+                 "layers": len(fk),
+                 "elements": sum(int(np.prod(fsteps[k].add.out_shape)) for k in fk),
+                 "insns": int(sum(fs["insns_per_image"].iloc[k] - conv[fsteps[k].layer.name]
+                                  for k in fk)),
+                 "model_insns": fused["summary"]["insns_per_image_mean"]})
+    for row in rows:
+        row["insns_per_element"] = row["insns"] / row["elements"]
+        print(f"{g.name:32s} {row['layer_type']:22s} {row['insns_per_element']:7.2f} insns per "
+              f"element (model {row['model_insns']:,})", flush=True)
+    return rows
+
+
+def mlperf_only(tmp: Path, exact: bool = False) -> None:
+    """The four MLPerf Tiny int8 models on the specialised kernels, printed (nothing written);
+    ``exact``: checked over EXACT_HOST / EXACT_MCU inputs (else 8 / IMAGES)."""
     from tinyopt.front.zoo import MLPERF_TINY, mlperf_tiny_path
     from tinyopt.integer.from_litert import graph_from_tflite
     for name in MLPERF_TINY:
         g = graph_from_tflite(mlperf_tiny_path(name).read_bytes(), flavour="tflm")
         g.name = f"mlperf_{name}"
-        r = _deploy(g, tmp, g.name, "m7")
+        r = (_deploy(g, tmp, g.name, "m7", EXACT_MCU, EXACT_HOST) if exact
+             else _deploy(g, tmp, g.name, "m7"))
         s = r["summary"]
         print(f"{g.name:32s} {s['insns_per_image_mean']:14,.0f} insns "
               f"({s['insns_per_image_mean'] / CMSIS_NN[g.name]:.3f} x CMSIS-NN), code "
               f"{s['code_model']} B, weights {s['weight_bytes_c']} B, RAM {s['ram_measured']} B "
-              f"(CMSIS-NN {CMSIS_NN_RAM[g.name]})", flush=True)
-        mlperf_layer_rows(g.name, r["steps"])
+              f"(CMSIS-NN {CMSIS_NN_RAM[g.name]}); exact: {_exactness(s)}", flush=True)
+        mlperf_layer_rows(g.name, r)
+        if name == "ic_resnet8":
+            add_rows(g, tmp, r)
 
 
 def main() -> None:
@@ -190,13 +269,28 @@ def main() -> None:
         raise SystemExit(f"bench_kernels needs the ARM toolchain and QEMU: {why}")
     if "--mlperf" in sys.argv[1:]:
         with tempfile.TemporaryDirectory() as tmp:
-            mlperf_only(Path(tmp))
+            mlperf_only(Path(tmp), exact="--exact" in sys.argv[1:])
         return
     x_calib = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 1))
     with tempfile.TemporaryDirectory() as tmp:
         rows = layer_type_rows(Path(tmp), x_calib) + model_rows(Path(tmp))
-    out = write_csv(rows, REPO / "results/bench/kernels.csv")
+    out = write_csv(integer_counts(pd.DataFrame(rows)), REPO / "results/bench/kernels.csv")
     print(f"wrote {out}")
+
+
+def integer_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its counts (instructions, MACs, bytes, images, ...) as integers (pandas'
+    nullable Int64: an empty cell stays empty instead of turning the column into floats);
+    ratios and per-MAC figures stay floats. Raises ValueError if a count is not a whole
+    number (a bug of the rows, not something to round away)."""
+    frame = frame.copy()
+    for col in INT_COLUMNS:
+        if col in frame.columns:
+            v = pd.to_numeric(frame[col])
+            if (v.dropna() % 1 != 0).any():
+                raise ValueError(f"kernels.csv column {col!r} holds a fraction: {v.tolist()}")
+            frame[col] = v.astype("Int64")
+    return frame
 
 
 if __name__ == "__main__":

@@ -14,14 +14,11 @@ Printed (and, with ``--csv PATH``, written as tidy rows):
   convolution without the ADD, from the ``fuse_add=False`` run).
 - ``scope=model``: instructions per inference, and the ratio to CMSIS-NN's (issue 29's table).
 
-The 3x3 depthwise row kernel (tn_m7_dw3) needs scratch that
-:func:`tinyopt.integer.steps.scratch_parts` must plan
-(:func:`tinyopt.deploy.kernels_m7.dw3_scratch_bytes`);
-until that function plans it, ``--dw3`` (the default) applies that one rule here, and
-``--no-dw3`` measures what the unchanged planner gives (tn_m7_depthwise).
+The 3x3 depthwise row kernel (tn_m7_dw3) runs where the planner gives a step its scratch
+(:func:`tinyopt.integer.steps.scratch_parts`, :func:`~tinyopt.integer.steps.dw3_scratch_bytes`).
 
-Run ``.venv/bin/python benchmarks/bench_kernels_dw_add.py [--csv PATH] [--no-dw3]`` (about a
-minute; needs arm-none-eabi-gcc and qemu-system-arm).
+Run ``.venv/bin/python benchmarks/bench_kernels_dw_add.py [--csv PATH] [--models ...]`` (about
+a minute; needs arm-none-eabi-gcc and qemu-system-arm).
 """
 from __future__ import annotations
 
@@ -130,32 +127,11 @@ def add_rows(name: str, g, fused, tmp: Path) -> list[dict]:
     return rows
 
 
-def plan_dw3_scratch() -> None:
-    """Make :func:`tinyopt.integer.steps.scratch_parts` plan the row kernel's scratch (the
-    change integer/steps.py needs; a no-op once it has it)."""
-    from tinyopt.deploy import kernels_m7
-    from tinyopt.integer import steps
-    if getattr(steps.scratch_parts, "plans_dw3", False):
-        return
-    base = steps.scratch_parts
-
-    def scratch_parts(step, kernels="m7"):
-        if steps.m7_kernel(step, kernels)[0] == "depthwise":
-            return 0, kernels_m7.dw3_scratch_bytes(step)
-        return base(step, kernels)
-    scratch_parts.plans_dw3 = True
-    steps.scratch_parts = scratch_parts
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--csv", help="write the rows to this CSV file")
     ap.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
-    ap.add_argument("--no-dw3", action="store_true",
-                    help="the planner as it is (no scratch for the depthwise row kernel)")
     args = ap.parse_args()
-    if not args.no_dw3:
-        plan_dw3_scratch()
     ok, why = mcu.toolchain()
     if not ok:
         raise SystemExit(f"bench_kernels_dw_add needs the ARM toolchain and QEMU: {why}")

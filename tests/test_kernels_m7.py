@@ -22,8 +22,8 @@ from tinyopt.integer.arith import tflite_quantize_multiplier
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 needs_fc = pytest.mark.skipif(not steps_mod.OWN_WEIGHT_ORDER,
-                              reason="tn_m7_fc / tn_m7_pw are off (steps.OWN_WEIGHT_ORDER) until "
-                              "codegen exports kernels_m7.Choice.weights")
+                              reason="tn_m7_fc / tn_m7_conv are off (steps.OWN_WEIGHT_ORDER: "
+                              "their own weight order, kernels_m7.Choice.weights)")
 
 
 def chain(seed, layers, in_shape, in_bits=8, signed=False, zin=0, rounding="floor"):
@@ -487,9 +487,13 @@ def test_add_kernel_under_qemu(qemu, tmp_path):
 def test_resnet8_adds_under_qemu(qemu, tmp_path):
     """ResNet-8 with its three residual ADDs as stand-alone steps: bit-exact under QEMU, each
     ADD on the specialised kernel at most 20 instructions per element (the portable one takes
-    about 240). The default build (each ADD fused into the conv before it, with the same
-    arithmetic, tn_m7_add_fused): bit-exact, and fewer instructions than the unfused one (no
-    separate pass over the tensors)."""
+    about 240). The default build (each ADD fused into the convolution before it, tn_m7_conv
+    applying the same arithmetic to each output as it is computed): bit-exact, a smaller arena
+    (no tensor for the convolution's output: it is written over the other addend), and at most
+    0.5 % more instructions than the unfused build. Fusing is not cheaper here: tn_m7_conv's
+    epilogue is register-bound (the ADD's constants and six output pointers spill), while the
+    stand-alone ADD runs four elements per word at about 12-13 instructions each (measured:
+    fused 14,413,352, unfused 14,396,812 per image; arenas 33,472 / 33,888 B)."""
     from tests.test_mlperf_import import _model
     from tinyopt.integer.from_litert import graph_from_tflite
     g = graph_from_tflite(_model("ic_resnet8"), flavour="tflm")
@@ -509,7 +513,9 @@ def test_resnet8_adds_under_qemu(qemu, tmp_path):
     fused = [step for step in f["export"].steps if step.add is not None]
     assert len(fused) == 3
     assert all(isinstance(kernels_m7.add_plan(step, g.rounding), dict) for step in fused)
-    assert fs["insns_per_image_mean"] < s["insns_per_image_mean"]
+    assert fs["arena_bytes"] < s["arena_bytes"], (fs["arena_bytes"], s["arena_bytes"])
+    assert fs["insns_per_image_mean"] <= 1.005 * s["insns_per_image_mean"], (
+        fs["insns_per_image_mean"], s["insns_per_image_mean"])
 
 
 # ------------------------------------------------------------------------------ fused ADD
@@ -846,12 +852,12 @@ def test_fc_kernel_under_qemu(qemu, tmp_path):
             assert first["insns_per_image"] < 2 * first["macs"], first
 
 
-# ------------------------------------------------------------------------------ pointwise: tn_m7_pw
+# ------------------------------------------------------------------ pointwise: tn_m7_conv (pw)
 def _pw(hw, c_in, c_out, out_bits=8, **kw):
     return _conv((*hw, c_out), (c_out, 1, 1, c_in), 8, out_bits, **kw)
 
 
-# Chains of 8-bit pointwise layers (tn_m7_pw): C % 4 of 2, 1, 3 and 0, fewer than four input
+# Chains of 8-bit pointwise layers (tn_m7_conv, kind "pw"): C % 4 of 2, 1, 3 and 0, fewer than four input
 # channels, odd output channel counts, an odd number of pixels (a lone last pixel), stride 2;
 # PL and PC, FB and ICN, the three roundings, int8 and uint8 inputs with extreme zero points, a
 # 4-bit output, a dense head with raw int32 logits; outputs sliding over their inputs where the
@@ -905,7 +911,7 @@ def test_pw_kernel_under_qemu(qemu, tmp_path):
     bit-exact under QEMU;
     under 2 instructions per MAC on the small 32 -> 32 layer of the double_s8 chain (the
     per-output requantization weighs on 32 MACs per output; MLPerf KWS's 64 -> 64 layers take
-    1.39, docs/integer.md)."""
+    1.24, docs/integer.md)."""
     for name in ("floor_u8", "double_s8", "u8_z0"):
         g = _pw_graph(name)
         lo = -128 if g.input_signed else 0

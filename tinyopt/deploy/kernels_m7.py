@@ -36,8 +36,10 @@ Kernels:
   point, then :func:`fc_weights`' pair words) read once for both pixels: per group of four lanes
   one LDRD of weights, two LDRD of lanes, two UXTB16, four SMLALD and four SMLAD, i.e. 13
   instructions per 16 MACs in an assembly loop of four groups; outputs written as computed (no
-  int32 output scratch), except with a fused residual ADD (the pair's ``2 * CO`` int32 outputs,
-  then ``tn_m7_add_fused`` as in ``gemm``).
+  int32 output scratch). A fused residual ADD is applied to each output as it is computed
+  (``tn_m7_add``'s arithmetic, :func:`add_plan`; the other addend's element read just before
+  the sum is written over it); only when its plan fails are the pair's ``2 * CO`` int32 outputs
+  kept in scratch for the portable arithmetic.
 - ``depthwise``: depth multiplier 1, weights of b in (2, 4, 8) bits, channels a multiple of
   32 / b, no fused pool: 32 / b channels per word of weights, two per lane pair (SMLABB /
   SMLATT); inputs of the weights' width a word at a time (sub-byte: unsigned), other inputs
@@ -87,14 +89,16 @@ ROUNDING_ID = {"floor": 0, "tflite_single": 1, "tflite_double": 2}  # TN_FLOOR, 
 @dataclass
 class Choice:
     """The kernel of one step: ``kind`` in ("gemm", "fc", "pw", "conv", "depthwise",
-    "depthwise_scalar",
-    "pool", "add", "portable"), the C function model_run calls, the scratch bytes it needs in the
-    arena (:func:`tinyopt.integer.steps.scratch_bytes`), the weight array's padding bytes
-    (word loads of the last row), why a compute step stayed portable (or, for a gemm step, why
-    its fused ADD kept the portable arithmetic), and ``weights``: the bytes the step's weight
-    array must hold when its kernel reads another order than the row layout of
-    :attr:`IntegerLayer.weights` (``fc``: :func:`fc_weights`; ``conv`` / ``pw``:
-    :func:`conv_weights`; None: the row layout)."""
+    "depthwise_scalar", "pool", "add", "portable"), the C function model_run calls, the scratch
+    bytes it needs in the arena (:func:`tinyopt.integer.steps.scratch_bytes`), the weight
+    array's padding bytes (word loads of the last row), why a compute step stayed portable (or,
+    for a gemm / conv / pw step, why its fused ADD kept the portable arithmetic; for a
+    depthwise step, why it did not take the 3x3 row kernel), and ``weights``: the bytes the
+    step's weight array must hold when its kernel reads another order than the row layout of
+    :attr:`IntegerLayer.weights`. Three kernels own their weight order: ``fc`` (tn_m7_fc,
+    :func:`fc_weights`), ``conv`` and ``pw`` (tn_m7_conv, :func:`conv_weights`) and the 3x3
+    depthwise row kernel (``depthwise`` with ``weights`` set: tn_m7_dw3, :func:`dw3_weights`);
+    None for every other kernel: the row layout."""
 
     kind: str
     function: str
@@ -279,8 +283,9 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
 
 
 def fc_weights(layer, block: int = 4) -> np.ndarray:
-    """The weight bytes of a dense (or pointwise) layer in tn_m7_fc's (tn_m7_pw's) order
-    (c/tn_m7_gemm.h): blocks of ``block`` rows (4: two pairs a, b; 2: one pair), per group of
+    """The weight bytes of a dense (or pointwise) layer in tn_m7_fc's order (c/tn_m7_gemm.h;
+    blocks of two: the pair words of tn_m7_conv, :func:`conv_weights`): blocks of ``block``
+    rows (4: two pairs a, b; 2: one pair), per group of
     four inputs k..k+3 each pair's words
     [a_k, b_k ^ 0x80, a_{k+2}, b_{k+2} ^ 0x80], [a_{k+1}, b_{k+1} ^ 0x80, a_{k+3}, b_{k+3} ^ 0x80],
     then each pair's K % 4 tail codes (a's, then b's); with blocks of four, a last block of one
@@ -289,7 +294,8 @@ def fc_weights(layer, block: int = 4) -> np.ndarray:
 
     Arguments:
         layer: a dense or pointwise layer of 8-bit weights (:func:`tinyopt.integer.steps.fc_fits`,
-            :func:`~tinyopt.integer.steps.pw_fits`); block: 4 (tn_m7_fc) or 2 (tn_m7_pw).
+            :func:`~tinyopt.integer.steps.pw_fits`); block: 4 (tn_m7_fc) or 2 (the pairs
+            of :func:`conv_weights`).
 
     Returns:
         uint8 array of N * K bytes.

@@ -247,3 +247,52 @@ def step_columns(run_mcu: bool) -> list[str]:
     """The view of the per-step table (instructions when QEMU ran)."""
     return (["model", "name", "kind", "in_bits", "out_bits", "weight_bits", "macs"]
             + (["insns_per_image", "insns_per_mac"] if run_mcu else []))
+
+
+# ------------------------------------------------------------- notebook 09: the MLPerf kernels
+MLPERF_MODEL_COLUMNS = ["model", "macs", "insns", "insns_per_mac", "cmsis_nn_insns",
+                        "ratio_to_cmsis_nn", "ram_measured", "cmsis_nn_ram", "host_images",
+                        "host_mismatching_values", "mcu_images", "mcu_mismatching_values"]
+
+
+def mlperf_kernel_tables(csv_path) -> dict:
+    """The MLPerf Tiny rows of ``benchmarks/bench_kernels.py``'s CSV (``results/bench/
+    kernels.csv``) as the tables of issue 29: per model the Cortex-M7 kernels' instructions per
+    inference beside CMSIS-NN's (same QEMU counting; CMSIS-NN was measured per model only, so
+    its column in the layer table is the whole model's instructions per MAC), RAM and the
+    bit-exactness counts; per layer type and model the instructions per MAC; ResNet-8's ADD per
+    element (stand-alone and fused).
+
+    Arguments:
+        csv_path: the CSV file (a notebook resolves it with
+            :func:`tinyopt.workbench.paths.project_path`).
+
+    Returns:
+        {"models": DataFrame (MLPERF_MODEL_COLUMNS), "layer_types": DataFrame (rows: layer
+        type, columns: model; the last row "CMSIS-NN, whole model"), "adds": DataFrame}.
+
+    Raises:
+        ValueError: the file has no MLPerf rows (written by another version of the benchmark).
+    """
+    df = pd.read_csv(csv_path)
+    models = df[(df["scope"] == "model") & (df["kernel"] == "m7")
+                & df["model"].astype(str).str.startswith("mlperf_")]
+    layers = df[df["scope"] == "mlperf_layer_type"]
+    if models.empty or layers.empty:
+        raise ValueError(f"{csv_path}: no MLPerf model / mlperf_layer_type rows; rerun "
+                         "benchmarks/bench_kernels.py")
+    missing = [c for c in MLPERF_MODEL_COLUMNS if c not in models.columns]
+    if missing:
+        raise ValueError(f"{csv_path}: columns {missing} missing; rerun "
+                         "benchmarks/bench_kernels.py")
+    models = models[MLPERF_MODEL_COLUMNS].reset_index(drop=True)
+    types = layers.assign(label=layers["layer_type"] + " (" + layers["kernel"] + ")")
+    wide = types.pivot_table(index="label", columns="model", values="insns_per_mac",
+                             aggfunc="first")
+    wide.loc["CMSIS-NN, whole model"] = (models.set_index("model")["cmsis_nn_insns"]
+                                         / models.set_index("model")["macs"])
+    wide.index.name = "layer type (kernel): instructions per MAC"
+    adds = df[df["scope"] == "mlperf_add"]
+    adds = adds[[c for c in ("model", "layer_type", "kernel", "layers", "elements", "insns",
+                             "insns_per_element", "model_insns") if c in adds.columns]]
+    return {"models": models, "layer_types": wide, "adds": adds.reset_index(drop=True)}

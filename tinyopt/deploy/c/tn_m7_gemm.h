@@ -627,7 +627,9 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * Scratch (the step's, in the arena: tinyopt.integer.steps.scratch_parts): the two pixels'
  * windows as int16 lanes x' = x - z_x, interleaved word by word (word j of pixel P at word
  * 2 j + P), so that one LDRD loads the same two lanes of both pixels; then, with a fused ADD,
- * the pair's 2 CO int32 outputs.
+ * room for the pair's 2 CO int32 outputs (used only when FADD = 0: tn_m7_emit's portable
+ * arithmetic after the pair; with FADD, tn_m7_cv_out adds each output to the other addend as
+ * it is computed).
  *
  * Window order. A window is KH rows of KW * C input bytes (contiguous in the HWC input), each row
  * padded to KWCP = KW * C rounded up to 4 lanes: KP = KH * KWCP lanes. A group of four lanes
@@ -645,16 +647,44 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * read before either's outputs are written): the planner's sliding writes stay valid.
  * --------------------------------------------------------------------------------------------- */
 
+/* Output element idx of tn_m7_conv, y its requantized, clamped code: stored (MODE 0), or with
+ * the residual ADD fused (MODE 2): FADD, the ADD applied at once, out[idx] = ADD(y, other[idx])
+ * with tn_m7_add's arithmetic (tn_m7_add_elem and its clamp; element idx of other read before
+ * element idx of out is written, so out may lie exactly over other, the plan's in-place write);
+ * else kept as int32 in v[vi] for tn_m7_emit's portable arithmetic after the pair. */
+TN_INLINE void tn_m7_cv_out(uint8_t *TN_RESTRICT out, const uint8_t *other,
+                            int32_t *TN_RESTRICT v, uint32_t MODE, uint32_t idx, uint32_t vi,
+                            int32_t y, uint32_t OB, TN_FADD_ARGS)
+{
+    if (MODE != 2u) {
+        tn_m7_set(out, idx, y, OB);
+        return;
+    }
+    if (!FADD) {
+        v[vi] = y;
+        return;
+    }
+    const int32_t zv = SLOT ? AZB : AZA, zo = SLOT ? AZA : AZB;
+    const int32_t dv = (int32_t)((uint32_t)y - (uint32_t)zv);
+    /* LDRSB / LDRB and one SUB */
+    const int32_t dw = (AXS ? (int32_t)((const int8_t *)other)[idx] : (int32_t)other[idx]) - zo;
+    int32_t o = SLOT ? tn_m7_add_elem(dw, dv, AOS, TN_ST(A), TN_ST(B), TN_ST(Q))
+                     : tn_m7_add_elem(dv, dw, AOS, TN_ST(A), TN_ST(B), TN_ST(Q));
+    if (ALO > (AOS ? -128 : 0)) o = o < ALO ? ALO : o;
+    if (AHI < (AOS ? 127 : 255)) o = o > AHI ? AHI : o;
+    out[idx] = (uint8_t)o;
+}
+
 /* Channel c at pixels p and (TWO) p + 1: sums v0, v1 of w x' (w the stored codes), weight zero
- * point z (a b row: 128, its own added through k = 128 - z_b), the tables read once. Stored as
- * output elements, or (MODE 2: a fused ADD follows) as int32 in v (pixel p's at v[c], p + 1's at
- * v[CO + c]). */
+ * point z (a b row: 128, its own added through k = 128 - z_b), the tables read once; each
+ * output through tn_m7_cv_out (pixel p's int32 at v[c], p + 1's at v[CO + c]). */
 TN_INLINE void tn_m7_cv_chan(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
                              const int32_t *m0p, const int8_t *n0p, uint8_t *TN_RESTRICT out,
-                             int32_t *TN_RESTRICT v, uint32_t MODE, uint32_t p, uint32_t two,
-                             uint32_t c, uint32_t brow, uint32_t v0, uint32_t v1, int32_t s0,
-                             int32_t s1, uint32_t CO, uint32_t NWZP, int32_t ZW, uint32_t REQ,
-                             uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+                             const uint8_t *other, int32_t *TN_RESTRICT v, uint32_t MODE,
+                             uint32_t p, uint32_t two, uint32_t c, uint32_t brow, uint32_t v0,
+                             uint32_t v1, int32_t s0, int32_t s1, uint32_t CO, uint32_t NWZP,
+                             int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
+                             TN_RQ_ARGS, TN_FADD_ARGS)
 {
     const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c];
     /* sum (w - z) x' = v + k sum x' */
@@ -671,32 +701,20 @@ TN_INLINE void tn_m7_cv_chan(const tn_layer_t *l, const int32_t *bias, const uin
         const int32_t lo = INT32_MIN, hi = INT32_MAX;
         const int32_t y0 = tn_sat8(tn_m7_req(l, bc + v0 + k * (uint32_t)s0, c, m0c, n0c, REQ, NM,
                                              ROUND, FAST, M0, N0, lo, hi, 0) + ZP, SATS);
-        if (MODE == 2u)
-            v[c] = y0;
-        else
-            tn_m7_set(out, p * CO + c, y0, OB);
+        tn_m7_cv_out(out, other, v, MODE, p * CO + c, c, y0, OB, TN_FADD);
         if (two) {
             const int32_t y1 = tn_sat8(tn_m7_req(l, bc + v1 + k * (uint32_t)s1, c, m0c, n0c, REQ,
                                                  NM, ROUND, FAST, M0, N0, lo, hi, 0) + ZP, SATS);
-            if (MODE == 2u)
-                v[CO + c] = y1;
-            else
-                tn_m7_set(out, (p + 1u) * CO + c, y1, OB);
+            tn_m7_cv_out(out, other, v, MODE, (p + 1u) * CO + c, CO + c, y1, OB, TN_FADD);
         }
         return;
     }
     const int32_t y0 = tn_m7_req(l, bc + v0 + k * (uint32_t)s0, c, m0c, n0c, REQ, NM, ROUND, TN_RQ);
-    if (MODE == 2u)
-        v[c] = y0;
-    else
-        tn_m7_set(out, p * CO + c, y0, OB);
+    tn_m7_cv_out(out, other, v, MODE, p * CO + c, c, y0, OB, TN_FADD);
     if (two) {
         const int32_t y1 = tn_m7_req(l, bc + v1 + k * (uint32_t)s1, c, m0c, n0c, REQ, NM, ROUND,
                                      TN_RQ);
-        if (MODE == 2u)
-            v[CO + c] = y1;
-        else
-            tn_m7_set(out, (p + 1u) * CO + c, y1, OB);
+        tn_m7_cv_out(out, other, v, MODE, (p + 1u) * CO + c, CO + c, y1, OB, TN_FADD);
     }
 }
 
@@ -915,12 +933,13 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
         w = tn_m7_cv_pair(w, buf, KP, aligned, sa, r);
         /* (R - S_a) is 256 sum (b - 128) x' exactly; the low 32 bits of R - S_a over 256:
          * that sum modulo 2^32 */
-        tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c, 0u, (uint32_t)sa[0],
-                      (uint32_t)sa[1], s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
-        tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c + 1u, 1u,
+        tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c, 0u,
+                      (uint32_t)sa[0], (uint32_t)sa[1], s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB,
+                      TN_RQ, TN_FADD);
+        tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c + 1u, 1u,
                       (uint32_t)(uint64_t)((r[0] - (int64_t)sa[0]) >> 8),
                       (uint32_t)(uint64_t)((r[1] - (int64_t)sa[1]) >> 8), s0, s1, CO, NWZP, ZW,
-                      REQ, NM, ROUND, OB, TN_RQ);
+                      REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
     }
     if (c < CO) { /* the last row of an odd CO, as it is */
         int32_t a0 = 0, a1 = 0;
@@ -930,22 +949,20 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
             a0 = tn_smlad(uo, xg[2], tn_smlad(ue, xg[0], a0));
             a1 = tn_smlad(uo, xg[3], tn_smlad(ue, xg[1], a1));
         }
-        tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c, 0u, (uint32_t)a0,
-                      (uint32_t)a1, s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
+        tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c, 0u,
+                      (uint32_t)a0, (uint32_t)a1, s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ,
+                      TN_FADD);
     }
-    if (MODE == 2u) { /* the fused residual ADD over the pair's outputs, as tn_m7_gemm */
-        const uint32_t n = (TWO ? 2u : 1u) * CO;
-        if (FADD)
-            tn_m7_add_fused(v, other + p * CO, out + p * CO, n, TN_FADD);
-        else
-            for (uint32_t e = 0; e < n; e++) tn_m7_emit(l, other, out, p * CO + e, v[e], 1u, OB);
-    }
+    if (MODE == 2u && !FADD) /* the fused ADD on the portable arithmetic, as tn_m7_gemm */
+        for (uint32_t e = 0; e < (TWO ? 2u : 1u) * CO; e++)
+            tn_m7_emit(l, other, out, p * CO + e, v[e], 1u, OB);
 }
 
 /* A convolution (or pointwise layer: KH = KW = 1) of 8-bit inputs and weights, weights in the
  * order above, optionally (MODE 2) with the residual ADD after it fused (other: its other
- * addend; FADD: tn_m7_add_fused, else tn_m7_emit's portable arithmetic). buf: 2 KP words
- * (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the step's scratch, 4-byte aligned. */
+ * addend; FADD: tn_m7_add's arithmetic per output, tn_m7_cv_out, else tn_m7_emit's portable
+ * arithmetic over v). buf: 2 KP words (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the
+ * step's scratch, 4-byte aligned. */
 TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
                           uint8_t *TN_RESTRICT out, uint32_t *TN_RESTRICT buf,
                           int32_t *TN_RESTRICT v, uint32_t MODE, int32_t H, int32_t W,
@@ -958,6 +975,11 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
     const uint32_t np = (uint32_t)(OH * OW);
     const uint32_t aligned = ((uintptr_t)l->w & 3u) == 0u; /* LDRD of weights (else LDR) */
     uint32_t p = 0;
+#if defined(__ARM_FEATURE_DSP)
+    if (AF) __asm__("" : "+r"(AC)); /* as tn_m7_add: constants with a fix-up in registers */
+    if (BF) __asm__("" : "+r"(BC));
+    if (QF) __asm__("" : "+r"(QC));
+#endif
     for (; p + 2u <= np; p += 2u)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 1u, aligned, MODE, H, W, C, OW, CO, KH,
                         KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, NWZP, ZW, REQ, NM,
