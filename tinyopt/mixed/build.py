@@ -5,6 +5,10 @@ activations with floor, PL or PC weights, BN folded ("FB") or kept ("ICN"). The 
 :mod:`tinyopt.mixed.quantizers`, post-training calibration of the same model in
 :mod:`tinyopt.mixed.ptq`.
 
+The fake-quant layers of each block kind are its handler's ``build``
+(:mod:`tinyopt.mixed.handlers`), the integer view of each fake-quant layer its handler's
+``params``; this module keeps the walk (inputs, grids, the policy).
+
 Introspection of a sub-byte model: :func:`integer_params` (what the integer lowering needs,
 layer by layer: weight codes, zero points, scales, bias, BN, input/output grids, all computed by
 the quantizers of the forward pass), :func:`summary` (larq-style bits / bytes / MACs table),
@@ -13,6 +17,7 @@ the quantizers of the forward pass), :func:`summary` (larq-style bits / bytes / 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -22,11 +27,12 @@ import tf_keras as keras
 from tinyopt.front.checks import check_weights
 from tinyopt.integer import arith
 from tinyopt.mixed import quantizers
-from tinyopt.mixed import dag
+from tinyopt.mixed import dag, handlers
 from tinyopt.mixed.policy import Policy
-from tinyopt.mixed.graph_layers import QuantActivation, QuantAdd, QuantConcat, QuantSoftmax
-from tinyopt.mixed.layers import (ALPHA_DECAY, CLIP_DECAY, DEFAULT_ALPHA, QuantAvgPool,
-                                  QuantCompute, QuantInput, QuantModel, freeze_bn)
+from tinyopt.mixed.graph_layers import QuantSoftmax
+from tinyopt.mixed.handlers.base import grid_of
+from tinyopt.mixed.layers import (ALPHA_DECAY, CLIP_DECAY, DEFAULT_ALPHA, QuantCompute,
+                                  QuantInput, QuantModel, freeze_bn)
 
 from tinyopt.mixed.dag import SOFTMAX_HEADS  # noqa: E402
 
@@ -43,24 +49,6 @@ def _check_policy(block_list: list, policy: Policy) -> list[str]:
                          "with Policy.uniform(model, ...) or from "
                          "tinyopt.mixed.dag.policy_layers(model)")
     return names
-
-
-def _copy_float_weights(q: QuantCompute, block) -> None:
-    if block.op == "bn":  # a standalone BN: a 1 x 1 depthwise of ones, then the BN
-        q.kernel.assign(np.ones(q.kernel.shape, np.float32))
-    else:
-        layer = block.layer
-        kernel = layer.depthwise_kernel if block.kind == "depthwise" else layer.kernel
-        q.kernel.assign(np.reshape(kernel.numpy(), q.kernel.shape))  # Conv1D: (k, ci, co)
-        if layer.use_bias:
-            q.bias.assign(layer.bias)
-    bn = block.bn
-    if bn is not None:
-        n = q.out_channels
-        q.gamma.assign(bn.gamma if bn.scale else np.ones(n, np.float32))
-        q.beta.assign(bn.beta if bn.center else np.zeros(n, np.float32))
-        q.moving_mean.assign(bn.moving_mean)
-        q.moving_variance.assign(bn.moving_variance)
 
 
 def init_weight_clip(layer: QuantCompute, method: str = "spec") -> None:
@@ -167,95 +155,19 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
     tensors = {dag.INPUT: x_layer(inputs)}
     grid = {dag.INPUT: ("input_quant", 8, False)}
     created, owners = [], {"input_quant": x_layer}
+    # what every block's build hook reads (tinyopt.mixed.handlers: Handler.build); it adds the
+    # layers owning an output scale to ``owners`` and new QuantComputes to ``created``
+    ctx = SimpleNamespace(policy=policy, cons=cons, by_name=by_name, out_name=out_name,
+                          owners=owners, created=created, alpha=alpha, clip_decay=clip_decay,
+                          alpha_decay=alpha_decay)
     for b in block_list:
         srcs = [renamed.get(s, s) for s in b.inputs]
-        xs = [tensors[s] for s in srcs]
         g_in = [grid[s] for s in srcs]
         if any(g is None for g in g_in):
             raise ValueError(f"layer {b.name!r} reads the unquantized logits of "
                              f"{[s for s, g in zip(srcs, g_in) if g is None]}")
-        if b.op in ("compute", "bn"):
-            spec = policy[b.name]
-            bn = b.bn
-            bn_config = None if bn is None else {"epsilon": float(bn.epsilon),
-                                                 "momentum": float(bn.momentum)}
-            head = [c for c in cons.get(b.name, []) if by_name[c].op == "softmax"]
-            if b.activation is not None:
-                act, bits = b.activation, spec["act_bits"]
-            elif head:  # the softmax head reads 8-bit signed logits
-                act, bits = "signed", 8
-            elif dag.reaches_output(b.name, cons, by_name, out_name):
-                act, bits = None, None
-            else:
-                act, bits = "signed", spec["act_bits"]
-            rank = len(b.layer.input_shape) - 1
-            if b.op == "bn":
-                kind, cfg = "depthwise", {"kernel_size": [1, 1], "strides": [1, 1],
-                                          "padding": "valid", "dilation_rate": [1, 1],
-                                          "depth_multiplier": 1}
-            else:
-                kind, cfg = b.kind, dict(b.op_config)
-            if kind != "dense" and rank != 3:
-                cfg["rank"] = rank
-            q = QuantCompute(kind, cfg, spec["weight_bits"], bits, policy.granularity,
-                             spec["fold"], bn_config, act, clip_decay, alpha_decay,
-                             input_scale_from=g_in[0][0], name=b.name)
-            q.input_scale = owners[g_in[0][0]].output_scale
-            y = q(xs[0])
-            _copy_float_weights(q, b)
-            if act is not None:
-                q.alpha.assign(alpha)
-            created.append(q)
-            owners[b.name] = q
-            g_out = None if act is None else (b.name, bits, act == "signed")
-        elif b.op in ("add", "concat"):
-            signed = {g[2] for g in g_in}
-            bits = max(g[1] for g in g_in)
-            if b.op == "add":
-                q = QuantAdd(bits, b.activation or "signed", ",".join(g[0] for g in g_in),
-                             alpha_decay, name=b.name)
-                q.input_scale = [owners[g[0]].output_scale for g in g_in]
-                y = q(xs)
-                q.alpha.assign(alpha)
-                g_out = (b.name, bits, q.activation == "signed")
-            else:
-                if len(signed) != 1:
-                    raise ValueError(f"concatenation {b.name!r} joins signed (linear) and "
-                                     "unsigned (ReLU) tensors; put a ReLU on, or remove it "
-                                     "from, every input")
-                if b.activation is not None and signed == {True}:
-                    raise ValueError(f"concatenation {b.name!r} of linear tensors followed by a "
-                                     "ReLU is not supported; move the ReLU before it")
-                q = QuantConcat(bits, [g[1] for g in g_in], signed.pop(),
-                                ",".join(g[0] for g in g_in), name=b.name)
-                q.input_scale = [owners[g[0]].output_scale for g in g_in]
-                y = q(xs)
-                g_out = (b.name, bits, q.signed)
-            owners[b.name] = q
-        elif b.op == "activation":  # a registry op: its float function, its own quantizer
-            q = QuantActivation(b.kind, g_in[0][1], b.config, g_in[0][0], alpha_decay,
-                                name=b.name)
-            q.input_scale = owners[g_in[0][0]].output_scale
-            y = q(xs[0])
-            if q.learned:
-                q.alpha.assign(alpha)
-            owners[b.name] = q
-            g_out = (b.name, q.bits, q.signed)
-        elif b.op in ("avgpool", "gap"):
-            pool = b.op == "avgpool"
-            q = QuantAvgPool(g_in[0][1], b.config["pool_size"] if pool else None,
-                             b.config["strides"] if pool else None, input_scale_from=g_in[0][0],
-                             signed=g_in[0][2], keepdims=bool(b.config.get("keepdims")),
-                             name=b.name)
-            q.input_scale = owners[g_in[0][0]].output_scale
-            y, g_out = q(xs[0]), g_in[0]
-        elif b.op == "softmax":
-            y, g_out = QuantSoftmax(name=b.name)(xs[0]), None
-        elif b.op == "dropout" and b.layer.__class__.__name__ != "Dropout":
-            y, g_out = xs[0], g_in[0]  # a linear Activation: identity
-        else:  # maxpool, pad, flatten, reshape, dropout: copies
-            y = type(b.layer).from_config(b.layer.get_config())(xs[0])
-            g_out = g_in[0]
+        ctx.xs, ctx.g_in = [tensors[s] for s in srcs], g_in
+        y, g_out = handlers.get(b.op).build(b, ctx)
         tensors[b.name], grid[b.name] = y, g_out
     qmodel = QuantModel(inputs, tensors[out_name], name=f"{model.name}_q")
     qmodel.connect_scales()
@@ -299,11 +211,6 @@ def integer_params(qmodel: keras.Model) -> dict:
         ValueError: the model has no :class:`QuantInput` (not built by quantize_mixed).
     """
     grids, out, entries = {}, None, []
-
-    def grid_of(scale, zero_point, bits, signed=False):
-        return {"scale": float(scale), "zero_point": int(zero_point), "bits": int(bits),
-                "signed": bool(signed)}
-
     for layer in qmodel.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
@@ -319,38 +226,12 @@ def integer_params(qmodel: keras.Model) -> dict:
         if any(g is None for g in g_in) and not isinstance(layer, QuantSoftmax):
             raise ValueError(f"layer {layer.name!r} reads float logits of {names}")
         base = {"name": layer.name, "inputs": names}
-        if isinstance(layer, QuantCompute):
-            g = g_in[0]
-            entry = {"type": "compute", **layer.integer_params(g["scale"], g["zero_point"],
-                                                                g["bits"]), **base}
-            o = entry["output"]
-            entry["grid"] = None if o is None else grid_of(o["scale"], o["zero_point"],
-                                                           o["bits"], o.get("signed", False))
-        elif isinstance(layer, (QuantAdd, QuantConcat)):
-            signed = layer.activation == "signed" if isinstance(layer, QuantAdd) else layer.signed
-            s = float(layer.output_scale().numpy())
-            entry = {"type": "add" if isinstance(layer, QuantAdd) else "concat", **base,
-                     "input_grids": g_in,
-                     "grid": grid_of(s, 2 ** (layer.bits - 1) if signed else 0, layer.bits,
-                                     signed)}
-            entry["output"] = entry["grid"]
-        elif isinstance(layer, QuantActivation):
-            entry = {"type": "element_wise", **base, "kind": layer.kind,
-                     "config": dict(layer.op_settings), "input_grid": g_in[0],
-                     "grid": layer.grid()}
-            entry["output"] = entry["grid"]
-        elif isinstance(layer, QuantAvgPool):
-            entry = {"type": "avgpool", **base, "pool_size": layer.pool_size,
-                     "keepdims": bool(getattr(layer, "keepdims", False)),
-                     "strides": layer.strides, "scale": g_in[0]["scale"],
-                     "bits": g_in[0]["bits"], "grid": g_in[0]}
-        elif isinstance(layer, QuantSoftmax):
-            entry = {"type": "softmax", **base, "input_grid": g_in[0],
-                     "grid": grid_of(1 / 256, -128, 8, True)}
-        else:
-            kind = "pad" if isinstance(layer, keras.layers.ZeroPadding2D) else \
-                type(layer).__name__.lower().replace("pooling2d", "pool")
-            entry = {"type": kind, **base, "config": layer.get_config(), "grid": g_in[0]}
+        handler = handlers.for_layer(type(layer).__name__)  # by the layer's class
+        if handler is not None:
+            entry = handler.params(layer, base, g_in)
+        else:  # a copied Keras layer no handler claims: convert refuses its type by name
+            entry = {"type": type(layer).__name__.lower().replace("pooling2d", "pool"), **base,
+                     "config": layer.get_config(), "grid": g_in[0]}
         grids[layer.name] = entry["grid"]
         entries.append(entry)
     if out is None:

@@ -2,28 +2,19 @@
 
 :func:`blocks` walks a functional (or Sequential) ``tf_keras`` model in its layer order (a
 topological order) and groups its layers into :class:`Block` s, each one node of the fake-quant
-model, of the integer graph and of the memory model:
+model, of the integer graph and of the memory model. What a block kind is lives in its handler,
+one module of :mod:`tinyopt.mixed.handlers` (the table, in reading order: ``compute`` (Conv2D,
+Conv1D, DepthwiseConv2D, Dense with a following BatchNormalization and ReLU / ReLU6), ``bn``
+(a standalone BatchNormalization), ``activation`` (the op registry's element-wise ops, their
+``KerasPattern``), ``add``, ``concat``, ``softmax`` (the model's softmax head), ``shape``
+(flatten, reshape, dropout), ``pool`` (maxpool, avgpool, gap), ``pad``); this module keeps the
+walk: for every layer no block has absorbed yet, the handlers' ``read`` hooks are tried in
+table order and the first that returns blocks wins; their members' outputs are then produced
+by those blocks. :data:`SUPPORTED` is generated from the table.
 
-- ``compute``: a Conv2D, Conv1D (run as a 1 x k Conv2D on [N, 1, W, C]), DepthwiseConv2D or
-  Dense, with the BatchNormalization and the ReLU / ReLU6 that follow it (``Activation`` or
-  ``ReLU`` layers, or the layer's own activation) when nothing else reads the tensors between;
-- ``bn``: a standalone BatchNormalization (one that does not directly follow a compute layer, or
-  whose input is read elsewhere too): an integer per-channel affine, optionally with its ReLU;
-- ``add`` (an ``Add`` layer or the TF op ``x + y`` / ``tf.add``) and ``concat``
-  (``Concatenate`` or ``tf.concat`` on the channel axis), with a following ReLU;
-- ``maxpool``, ``avgpool`` (VALID), ``gap`` (GlobalAveragePooling2D, ``keepdims`` too: its
-  (1, 1, C) output), ``pad`` (ZeroPadding2D),
-  ``flatten``, ``reshape``, ``dropout``;
-- ``activation``: an element-wise op of the op registry whose module reads Keras layers
-  (:class:`tinyopt.integer.ops.registry.KerasPattern`: LeakyReLU, MobileNetV3's hard-swish, ...;
-  ``kind`` is the op's name, ``config`` its settings): asked for every layer the reader above
-  does not know, before refusing it. It stays its own block (never fused into the compute layer
-  before it: that layer's output is quantized signed, the activation requantizes it);
-- input scaling: ``Rescaling`` / ``Normalization`` layers right after the input are no block:
-  :func:`input_scaling` composes them and the input quantizer folds them in (anywhere else
-  they are refused);
-- ``softmax``: the model's softmax head (``Activation("softmax")``, ``Softmax`` or a Dense with
-  ``activation="softmax"``); it must produce the model output.
+Input scaling: ``Rescaling`` / ``Normalization`` layers right after the input are no block:
+:func:`input_scaling` composes them and the input quantizer folds them in (anywhere else they
+are refused).
 
 A compute block without activation that is read by other layers is a *linear* block (a linear
 bottleneck, a residual branch before its ``Add``): its output is quantized signed.
@@ -31,14 +22,16 @@ Anything else is refused with an error naming the layer, its type and :data:`SUP
 later stage would refuse in an accepted layer type (a dilated convolution, an add that
 broadcasts) is refused first, every such layer named at once (:func:`check_supported`), so the
 memory model, the policy search, PTQ and QAT refuse what ``to_integer_graph`` refuses.
-The *policy layers* (:func:`policy_layers`) are the compute and ``bn`` blocks, in order.
+The *policy layers* (:func:`policy_layers`) are the blocks of the handlers marked ``policy``
+(compute and ``bn``), in order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from tinyopt.integer import ops as _ops
+from tinyopt.mixed import handlers
+from tinyopt.mixed.handlers import add as _add, compute as _compute, concat as _concat
+from tinyopt.mixed.handlers.base import HINTS as _HINTS, INPUT, Block, reaches_output  # noqa: F401
+from tinyopt.mixed.handlers.base import refuse as _refuse, relu_of
 
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
@@ -51,80 +44,15 @@ def _load_keras():
         import tf_keras
         keras = tf_keras
 
-INPUT = "__input__"  # the producer name of the model input
+
 # A softmax head is kept as TFLite's int8 softmax or dropped (the network ends in int32 logits).
 SOFTMAX_HEADS = ("int8", "logits")
-SUPPORTED = ("Conv2D, Conv1D, DepthwiseConv2D, Dense (each optionally followed by "
-             "BatchNormalization and ReLU/ReLU6), standalone BatchNormalization, Add / x + y, "
-             "Concatenate / tf.concat (channel axis), MaxPooling2D, AveragePooling2D (valid), "
-             "GlobalAveragePooling2D, ZeroPadding2D, Flatten, Reshape, Dropout, "
-             "Activation/ReLU (relu, relu6, linear), the element-wise ops of the op registry "
-             "(LeakyReLU, MobileNetV3's hard-swish, sigmoid: "
-             "tinyopt.mixed.dag.registry_activations()), a compute layer's own sigmoid, "
-             "Rescaling / Normalization as the first layers (folded into the input quantizer), "
-             "and a softmax head; convolutions "
-             "undilated, adds of tensors of one shape")
+# what the flow takes, from the handler table (tinyopt.mixed.handlers)
+SUPPORTED = handlers.supported()
 # TFOpLambda symbols that are layers in disguise
-_OP_ADD = ("__operators__.add", "math.add")
-_OP_CONCAT = ("concat",)
-
-
-@dataclass
-class Block:
-    """One node of the sub-byte graph.
-
-    Attributes:
-        name: the block's name (its main Keras layer's name; a softmax split from a Dense is
-            ``<dense>_softmax``; an activation block: its last layer's, whose output it is).
-        op: compute, bn, add, concat, maxpool, avgpool, gap, pad, flatten, reshape, dropout,
-            softmax, activation.
-        layer: the main Keras layer.
-        inputs: names of the blocks whose outputs it reads (:data:`INPUT` = the model input).
-        kind, op_config: compute blocks: "conv2d" / "depthwise" / "dense" and the op's config
-            (Conv1D: a 1 x k conv2d config, ``conv1d`` True); activation blocks: the registry
-            op's name (``config``: its :class:`KerasPattern` config).
-        bn: the BatchNormalization fused into a compute block (None if none).
-        activation: "relu", "relu6" or None.
-        members: names of every Keras layer the block stands for (its output is the last one's).
-        out_shape: per-image output shape (Keras's; Conv1D blocks keep the (W, C) shape).
-        config: extra settings (pool sizes, padding, concat axis).
-    """
-
-    name: str
-    op: str
-    layer: object
-    inputs: list
-    kind: str | None = None
-    op_config: dict | None = None
-    bn: object = None
-    activation: str | None = None
-    conv1d: bool = False
-    members: list = field(default_factory=list)
-    out_shape: tuple = ()
-    config: dict = field(default_factory=dict)
-
-    @property
-    def is_policy_layer(self) -> bool:
-        return self.op in ("compute", "bn")
-
-
-_HINTS = {
-    "SeparableConv2D": "build the depthwise and pointwise parts as separate layers (as "
-                       "tinyopt.mobilenet_v1)",
-    "Conv2DTranspose": "a transposed convolution has no integer kernel here",
-    "LSTM": "recurrent layers (weights, state and per-step buffers) are not modelled",
-    "GRU": "recurrent layers (weights, state and per-step buffers) are not modelled",
-    "SimpleRNN": "recurrent layers (weights, state and per-step buffers) are not modelled",
-}
-
-
-def _refuse(layer, why: str = "") -> ValueError:
-    kind = type(layer).__name__
-    why = why or _HINTS.get(kind, "")
-    if kind == "TFOpLambda":
-        kind = f"TF op {getattr(layer, 'symbol', '?')}"
-    return ValueError(f"layer {layer.name!r} ({kind}) is not supported by the sub-byte flow"
-                      f"{': ' + why if why else ''}. Supported: {SUPPORTED}")
+_OP_ADD = _add.OP_ADD
+_OP_CONCAT = _concat.OP_CONCAT
+registry_activations = _compute.registry_activations
 
 
 # ------------------------------------------------------------------------- the support check
@@ -219,81 +147,41 @@ def _inbound(layer) -> list[str]:
 
 
 def _relu(layer) -> str | None:
-    """'relu' / 'relu6' for a ReLU-type layer, 'linear' for a linear Activation, else None."""
-    if type(layer) is keras.layers.Activation:
-        name = getattr(layer.activation, "__name__", str(layer.activation))
-        return name if name in ("relu", "relu6", "linear", "softmax") else None
-    if type(layer) is keras.layers.ReLU:
-        slope = float(layer.negative_slope)
-        threshold = float(layer.threshold)
-        if slope == 0 and threshold == 0:
-            if layer.max_value is None:
-                return "relu"
-            if float(layer.max_value) == 6.0:
-                return "relu6"
-    if type(layer) is keras.layers.Softmax:
-        return "softmax"
-    return None
+    """'relu' / 'relu6' for a ReLU-type layer, 'linear' / 'softmax' for such an Activation or a
+    Softmax, else None (:func:`tinyopt.mixed.handlers.base.relu_of`)."""
+    return relu_of(layer, keras)
 
 
-def registry_activations() -> list[str]:
-    """The op kinds of the registry the block reader can read from Keras layers."""
-    return sorted(k for k, op in _ops.REGISTRY.items() if op.keras is not None)
-
-
-# activations inside a compute layer read as the linear layer then a registry op's block
-# (``<layer>_<activation>``, as a softmax head is split): the activation's op kind
-_SPLIT = {"sigmoid": "logistic"}
-
-
-def _activation_of(layer) -> str | None:
-    name = getattr(layer.activation, "__name__", str(layer.activation))
-    if name in ("linear", "relu", "relu6", "softmax") or name in _SPLIT:
-        return None if name == "linear" else name
-    raise _refuse(layer, f"activation {name!r} inside the layer (only linear, relu, relu6, "
-                         "softmax, sigmoid); for the registry's element-wise ops "
-                         f"({', '.join(registry_activations())}) build the layer linear and put "
-                         "the activation in its own layer (e.g. LeakyReLU)")
-
-
-def _compute_config(layer) -> tuple[str, dict, bool]:
-    t = type(layer)
-    if t is keras.layers.DepthwiseConv2D:
-        return "depthwise", {"kernel_size": list(layer.kernel_size),
-                             "strides": list(layer.strides), "padding": layer.padding,
-                             "dilation_rate": list(layer.dilation_rate),
-                             "depth_multiplier": int(layer.depth_multiplier)}, False
-    if t is keras.layers.Conv2D:
-        if layer.groups != 1:
-            raise _refuse(layer, f"groups={layer.groups}")
-        return "conv2d", {"kernel_size": list(layer.kernel_size), "strides": list(layer.strides),
-                          "padding": layer.padding, "dilation_rate": list(layer.dilation_rate),
-                          "filters": int(layer.filters)}, False
-    if t is keras.layers.Conv1D:
-        if layer.groups != 1 or layer.padding == "causal":
-            raise _refuse(layer, "groups > 1 or causal padding")
-        return "conv2d", {"kernel_size": [1, int(layer.kernel_size[0])],
-                          "strides": [1, int(layer.strides[0])], "padding": layer.padding,
-                          "dilation_rate": [1, int(layer.dilation_rate[0])],
-                          "filters": int(layer.filters)}, True
-    if t is keras.layers.Dense:
-        if len(layer.input_shape) != 2:
-            raise _refuse(layer, f"a Dense on a {len(layer.input_shape) - 1}-D input "
-                                 f"{layer.input_shape}; add a Flatten before it")
-        return "dense", {"units": int(layer.units)}, False
-    return None, None, False
-
-
-def _take_relu(block: Block, only_reader) -> None:
-    """Fuse a ReLU / ReLU6 that is the only reader of the block's output into the block."""
-    nxt = only_reader(block.members[-1])
-    if nxt is not None and _relu(nxt) in ("relu", "relu6"):
-        block.activation = _relu(nxt)
-        block.members.append(nxt.name)
+def _compute_config(layer) -> tuple[str | None, dict | None, bool]:
+    """(kind, op config, conv1d) of a compute layer
+    (:func:`tinyopt.mixed.handlers.compute.compute_config`)."""
+    return _compute.compute_config(layer, keras)
 
 
 def _shape(layer) -> tuple:
     return tuple(int(d) for d in layer.output_shape[1:])
+
+
+class Reader:
+    """What a handler's ``read`` sees of the walk: ``keras`` (tf_keras), ``output_layer`` (the
+    name of the layer producing the model output), :meth:`only_reader` and :meth:`shape`."""
+
+    def __init__(self, consumers_: dict, by_name: dict, output_layer: str):
+        self.keras = keras
+        self.output_layer = output_layer
+        self._consumers, self._by_name = consumers_, by_name
+
+    def only_reader(self, name: str):
+        """The layer that alone reads layer ``name``'s output (None when several or none, or
+        when it is the model output)."""
+        readers = self._consumers.get(name, [])
+        return self._by_name[readers[0]] if len(readers) == 1 and name != self.output_layer \
+            else None
+
+    @staticmethod
+    def shape(layer) -> tuple:
+        """A layer's per-image output shape."""
+        return _shape(layer)
 
 
 _SCALING = ("Rescaling", "Normalization")
@@ -398,9 +286,7 @@ def blocks(model) -> list[Block]:
     output_layer = model.outputs[0].node.layer.name
     by_name = {layer.name: layer for layer in layers}
 
-    def only_reader(name):
-        readers = consumers.get(name, [])
-        return by_name[readers[0]] if len(readers) == 1 and name != output_layer else None
+    reader = Reader(consumers, by_name, output_layer)
 
     producer: dict[str, str] = {}  # Keras layer name -> block whose output it is
     for input_layer in getattr(model, "_input_layers", []):  # (not in a Sequential's .layers)
@@ -423,108 +309,23 @@ def blocks(model) -> list[Block]:
                                  "right after its input and read by nothing else; move it there "
                                  "or scale the data before the model")
         srcs = [producer[s] for s in inbound[layer.name]]
-        t = type(layer)
-        kind, cfg, conv1d = _compute_config(layer)
-        if kind is not None or t is keras.layers.BatchNormalization:
-            if kind is None:
-                block = Block(layer.name, "bn", layer, srcs, bn=layer, members=[layer.name])
-            else:
-                block = Block(layer.name, "compute", layer, srcs, kind=kind, op_config=cfg,
-                              conv1d=conv1d, members=[layer.name])
-                act = _activation_of(layer)
-                if act == "softmax":
-                    block.out_shape = _shape(layer)
-                    out.append(block)
-                    producer[layer.name] = block.name
-                    if layer.name != output_layer:
-                        raise _refuse(layer, "a softmax that is not the model output")
-                    out.append(Block(f"{layer.name}_softmax", "softmax", layer, [block.name],
-                                     members=[], out_shape=_shape(layer)))
-                    producer[layer.name] = out[-1].name
-                    continue
-                if act in _SPLIT:  # the linear layer, then the registry op's own block
-                    block.out_shape = _shape(layer)
-                    out.append(block)
-                    out.append(Block(f"{layer.name}_{act}", "activation", layer, [block.name],
-                                     kind=_SPLIT[act], members=[], out_shape=_shape(layer)))
-                    producer[layer.name] = out[-1].name
-                    absorbed.add(layer.name)
-                    continue
-                block.activation = act
-                nxt = only_reader(layer.name)
-                if (act is None and nxt is not None
-                        and type(nxt) is keras.layers.BatchNormalization):
-                    block.bn = nxt
-                    block.members.append(nxt.name)
-            if block.bn is not None:
-                axis = block.bn.axis
-                axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
-                if axis not in (-1, len(block.bn.input_shape) - 1):
-                    raise _refuse(block.bn, "BatchNormalization must normalise the last axis")
-            if block.activation is None:
-                _take_relu(block, only_reader)
-        elif (found := _ops.registry.match_keras(layer, only_reader)) is not None:
-            op, members = found
-            config = op.keras.config(layer) if op.keras.config is not None else {}
-            block = Block(members[-1], "activation", layer, srcs, kind=op.name,
-                          members=members, config=dict(config))
-        elif t is keras.layers.Add or (t.__name__ == "TFOpLambda"
-                                       and getattr(layer, "symbol", "") in _OP_ADD):
-            if len(srcs) != 2:
-                raise _refuse(layer, f"an add of {len(srcs)} tensors (two are supported; chain "
-                                     "two-input adds)")
-            block = Block(layer.name, "add", layer, srcs, members=[layer.name])
-            _take_relu(block, only_reader)
-        elif t is keras.layers.Concatenate or (t.__name__ == "TFOpLambda"
-                                               and getattr(layer, "symbol", "") in _OP_CONCAT):
-            rank = len(layer.output_shape)
-            axis = layer.axis if t is keras.layers.Concatenate else \
-                layer._inbound_nodes[0].call_kwargs.get("axis", 0)
-            if axis not in (-1, rank - 1):
-                raise _refuse(layer, f"concatenation along axis {axis}; only the channel "
-                                     "(last) axis is supported")
-            block = Block(layer.name, "concat", layer, srcs, members=[layer.name])
-            _take_relu(block, only_reader)
-        elif _relu(layer) == "softmax":
-            if layer.name != output_layer:
-                raise _refuse(layer, "a softmax that is not the model output")
-            if getattr(layer, "axis", -1) not in (-1, len(layer.output_shape) - 1):
-                raise _refuse(layer, "a softmax over another axis than the last")
-            block = Block(layer.name, "softmax", layer, srcs, members=[layer.name])
-        elif _relu(layer) == "linear" or t is keras.layers.Dropout:
-            block = Block(layer.name, "dropout", layer, srcs, members=[layer.name])
-        elif _relu(layer) in ("relu", "relu6"):
-            raise _refuse(layer, "a ReLU that does not directly follow a compute layer, a "
-                                 "BatchNormalization, an Add or a Concatenate read by nothing "
-                                 "else")
-        elif t is keras.layers.MaxPooling2D:
-            block = Block(layer.name, "maxpool", layer, srcs, members=[layer.name],
-                          config={"pool_size": list(layer.pool_size),
-                                  "strides": list(layer.strides), "padding": layer.padding})
-        elif t is keras.layers.AveragePooling2D:
-            if layer.padding != "valid":
-                raise _refuse(layer, "AveragePooling2D must use VALID padding")
-            block = Block(layer.name, "avgpool", layer, srcs, members=[layer.name],
-                          config={"pool_size": list(layer.pool_size),
-                                  "strides": list(layer.strides)})
-        elif t is keras.layers.GlobalAveragePooling2D:
-            # keepdims=True (squeeze-excite): the pooled (1, 1, C) tensor itself, no flatten
-            block = Block(layer.name, "gap", layer, srcs, members=[layer.name],
-                          config={"keepdims": bool(layer.keepdims)})
-        elif t is keras.layers.ZeroPadding2D:
-            (top, bottom), (left, right) = layer.padding
-            block = Block(layer.name, "pad", layer, srcs, members=[layer.name],
-                          config={"padding": [int(top), int(bottom), int(left), int(right)]})
-        elif t in (keras.layers.Flatten, keras.layers.Reshape):
-            block = Block(layer.name, t.__name__.lower(), layer, srcs, members=[layer.name],
-                          config=layer.get_config())
-        else:
+        found = None
+        for handler in handlers.table():  # the first handler reading the layer wins
+            if handler.read is not None:
+                found = handler.read(layer, srcs, reader)
+                if found is not None:
+                    break
+        if found is None:
             raise _refuse(layer)
-        block.out_shape = _shape(by_name[block.members[-1]])
-        absorbed.update(block.members)
-        for m in block.members:
-            producer[m] = block.name
-        out.append(block)
+        for block in found:
+            if not block.out_shape:
+                block.out_shape = _shape(by_name[block.members[-1]] if block.members else layer)
+            absorbed.update(block.members)
+            for m in block.members:
+                producer[m] = block.name
+            if not block.members:  # split from the layer read: it takes over that output
+                producer[layer.name] = block.name
+            out.append(block)
     if not any(b.op == "compute" for b in out):
         raise ValueError(f"model {model.name!r} has no Conv2D / Conv1D / DepthwiseConv2D / Dense "
                          "layer")
@@ -547,19 +348,6 @@ def is_chain(block_list: list[Block]) -> bool:
         for s in b.inputs:
             readers[s] = readers.get(s, 0) + 1
     return all(n <= 1 for n in readers.values())
-
-
-def reaches_output(name: str, cons: dict, by_name: dict, output: str) -> bool:
-    """True when block ``name``'s output reaches the model output (block ``output``) through
-    flatten / reshape / dropout only: nothing computes on it (a linear layer there writes the
-    network's logits)."""
-    while True:
-        if name == output:
-            return True
-        readers = cons.get(name, [])
-        if len(readers) != 1 or by_name[readers[0]].op not in ("flatten", "reshape", "dropout"):
-            return False
-        name = readers[0]
 
 
 def consumers(block_list: list[Block]) -> dict[str, list[str]]:

@@ -13,172 +13,19 @@ The check of the lowered graph against its fake-quant model is :mod:`tinyopt.mix
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from tinyopt.front.checks import check_weights
-from tinyopt.integer.arith import bn_gain, m0_n0, same_padding, tflite_quantize_multiplier
-from tinyopt.integer.graph import IntegerGraph, IntegerLayer, Tensor, plain
-from tinyopt.mixed import dag
-from tinyopt.mixed.skeleton import activation_layers
+from tinyopt.integer.arith import bn_gain
+from tinyopt.integer.graph import IntegerGraph, Tensor, plain
+from tinyopt.mixed import dag, handlers
+from tinyopt.mixed.handlers.base import grid_fields, stored  # noqa: F401  (stored: public)
 
-# Fake-quant Keras model -> IntegerGraph (docs/integer.md#lowering-a-fake-quant-model)
-# --------------------------------------------------------------------------------------------
-
-
-
-def _padding(cfg: dict, in_shape: tuple, out_shape: tuple, kernel: tuple) -> tuple:
-    """(top, bottom, left, right) of a Keras "same" / "valid" op."""
-    if str(cfg.get("padding", "valid")).lower() == "valid":
-        return (0, 0, 0, 0)
-    strides = tuple(cfg.get("strides") or kernel)
-    top, bottom = same_padding(in_shape[0], kernel[0], strides[0], out_shape[0])
-    left, right = same_padding(in_shape[1], kernel[1], strides[1], out_shape[1])
-    return (top, bottom, left, right)
-
-
-def _m0_n0(multiplier, where: str):
-    """:func:`m0_n0`, with the layer named when a multiplier is not finite (a zero or NaN scale)."""
-    try:
-        return m0_n0(multiplier)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}; its input, weight or output scale is zero or not "
-                         "finite (check the layer's clips and PACT alpha)") from exc
-
-
-def _compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: int
-                   ) -> IntegerLayer:
-    """One ``tinyopt.qat.integer_params`` compute entry -> IntegerLayer
-    (docs/integer.md#icn-integer-channel-normalization,
-    docs/integer.md#logits-of-the-last-layer)."""
-    kind, cfg, where = e["kind"], e["op_config"], f"layer {e['name']!r}"
-    codes = np.asarray(e["weight_codes"])
-    if kind in ("conv2d", "depthwise") and any(int(d) != 1 for d in cfg["dilation_rate"]):
-        raise ValueError(f"{where}: dilated convolutions ({cfg['dilation_rate']}) are not "
-                         "supported by the integer kernels; use dilation_rate=1")
-    extra = {}
-    if kind == "conv2d":
-        layout = codes.transpose(3, 0, 1, 2)  # [kh, kw, cin, cout] -> [cout][ky][kx][cin]
-        if tuple(codes.shape[:2]) == (1, 1):
-            kind = "pointwise"
-    elif kind == "depthwise":  # [kh, kw, cin, mult] -> [ky][kx][cin * mult], TF channel order
-        layout = codes.reshape(codes.shape[0], codes.shape[1], -1)
-    else:
-        layout = codes.T  # [in, out] -> [out][in]
-    c = int(out_shape[-1])
-    s_x = float(e["input"]["scale"])
-    s_w = np.broadcast_to(np.asarray(e["weight_scale"], np.float64).reshape(-1), (c,))
-    unit = s_x * s_w  # real value of one accumulator step, per channel
-    bn = e["bn"]
-    # ICN (docs/integer.md#icn-integer-channel-normalization): BN stays a per-channel multiplier g;
-    # no BN or FB (BN already folded into
-    # the kernel and the bias, docs/integer.md#fb-folded-batchnorm): g = 1. The bias codes are the
-    # effective bias's.
-    g = bn_gain(bn) if bn is not None else np.ones(c)
-    bias = np.asarray(e["bias_codes"], np.int32)
-    if "bias_clamped_channels" in e:
-        extra["bias_clamped_channels"] = e["bias_clamped_channels"]
-    step = g * unit  # real value of one accumulator step after BN
-    layer = IntegerLayer(
-        kind=kind, name=e["name"], in_shape=tuple(in_shape), out_shape=tuple(out_shape),
-        in_bits=int(e["input"]["bits"]), in_zero_point=int(in_zero_point), in_scale=s_x,
-        weight_zero_point=np.atleast_1d(np.asarray(e["weight_zero_point"], np.int32)),
-        weight_scale=np.atleast_1d(np.asarray(e["weight_scale"], np.float64)), bias=bias,
-        extra={**extra, "fold": e["fold"], "granularity": e["granularity"],
-               "kernel_source": e["kernel_source"]})
-    layer.set_weights(layout.astype(np.uint8), int(e["weight_bits"]))
-    if kind in ("conv2d", "pointwise", "depthwise"):
-        kernel = tuple(int(k) for k in cfg["kernel_size"])
-        layer.stride = tuple(int(s) for s in cfg["strides"])
-        layer.padding = _padding(cfg, in_shape, out_shape, kernel)
-        layer.depth_multiplier = int(cfg.get("depth_multiplier", 1))
-        # CMix-NN's depthwise kernels pad with integer 0 (docs/integer.md#padding): real 0 only when
-        # the
-        # input zero point is 0 (every PACT activation and a [0, 1] image); otherwise pad with the
-        # zero point, as the fake-quant model does.
-        layer.pad_mode = "zero" if kind == "depthwise" and in_zero_point == 0 else "zero_point"
-    out = e["output"]
-    if out is not None:  # PACT output: Y = clamp(floor(M (Phi + B_q)), 0, 2^Q - 1)
-        layer.out_bits, layer.out_zero_point = int(out["bits"]), int(out["zero_point"])
-        layer.out_scale = float(out["scale"])
-        mult = step / layer.out_scale
-        per_layer = e["fold"] == "FB" and e["granularity"] == "PL" and bn is None
-        layer.m0, layer.n0 = _m0_n0(mult[:1] if per_layer else mult, where)
-    else:  # logits (docs/integer.md#logits-of-the-last-layer): int32, signed; real = out_scale * Y
-        layer.out_bits, layer.out_signed = 32, True
-        if bn is None and np.all(step == step[0]):  # PL: the common factor drops out
-            layer.requantize, layer.out_scale = False, float(step[0])
-        else:  # PC (or BN): per-channel rescale onto the largest step (full Q1.31 mantissa)
-            ref = float(np.max(np.abs(step)))
-            layer.out_scale = ref
-            layer.m0, layer.n0 = _m0_n0(step / ref, where)
-        layer.extra["logits"] = "int32"
-    return layer
-
-
-def _grid_fields(prefix: str, g: dict) -> dict:
-    """IntegerLayer in_* / out_* fields of a grid (signed grids of pact_signed are stored as
-    unsigned codes with zero point 2^(Q-1); only the softmax's int8 is signed)."""
-    signed = bool(g.get("signed", False)) and g["zero_point"] <= 0
-    return {f"{prefix}_bits": int(g["bits"]), f"{prefix}_zero_point": int(g["zero_point"]),
-            f"{prefix}_scale": float(g["scale"]), f"{prefix}_signed": signed}
-
-
-def stored(g: dict) -> dict:
-    """A grid of :func:`tinyopt.mixed.build.integer_params` as the integer graph stores it
-    (``signed``: two's complement codes; the signed quantizer's grids are unsigned codes with
-    zero point 2^(Q-1))."""
-    return {"bits": int(g["bits"]), "scale": float(g["scale"]),
-            "zero_point": int(g["zero_point"]),
-            "signed": bool(g.get("signed", False)) and int(g["zero_point"]) <= 0}
-
-
-def _add_layer(e: dict, ins: list, out_shape: tuple) -> IntegerLayer:
-    """QuantAdd -> TFLite-style ADD with floor requantization: each addend minus its zero point,
-    shifted left by 20, rescaled by S_i / (2 max S); the sum by 2 max S / (2^20 S_out)."""
-    ga, gb = e["input_grids"]
-    go = e["grid"]
-    layer = IntegerLayer(kind="add", name=e["name"], in_shape=out_shape, out_shape=out_shape,
-                         inputs=tuple(ins), outputs=(e["name"],), **_grid_fields("in", ga),
-                         **_grid_fields("out", go))
-    layer.left_shift = 20
-    twice_max = 2 * max(ga["scale"], gb["scale"])
-    reals = np.array([ga["scale"] / twice_max, gb["scale"] / twice_max,
-                      twice_max / ((1 << layer.left_shift) * go["scale"])])
-    layer.m0, layer.n0 = _m0_n0(reals, f"add {e['name']!r}")
-    return layer
-
-
-def _requant_layer(name: str, src: str, shape: tuple, g_in: dict, g_out: dict) -> IntegerLayer:
-    """A QUANTIZE node moving a tensor from grid ``g_in`` onto ``g_out`` (floor)."""
-    layer = IntegerLayer(kind="quantize", name=name, in_shape=shape, out_shape=shape,
-                         inputs=(src,), outputs=(name,), **_grid_fields("in", g_in),
-                         **_grid_fields("out", g_out))
-    layer.m0, layer.n0 = _m0_n0(np.array([g_in["scale"] / g_out["scale"]]), f"node {name!r}")
-    return layer
-
-
-def _softmax_layers(e: dict, src: str, shape: tuple) -> list[IntegerLayer]:
-    """The int8 softmax head: the 8-bit logits (unsigned codes, zero point 128) moved to int8
-    (an exact QUANTIZE by 1), then TFLite's fixed-point int8 SOFTMAX (beta 1; output scale
-    1/256, zero point -128), with TFLite's double rounding as in every TFLite kernel."""
-    g = e["input_grid"]
-    if g is None or int(g["bits"]) != 8:
-        raise ValueError(f"softmax {e['name']!r} needs 8-bit logits, got {g}")
-    int8 = {"scale": g["scale"], "zero_point": 0, "bits": 8, "signed": True}
-    head = []
-    if int(g["zero_point"]) != 0:
-        head.append(_requant_layer(f"{e['name']}_int8", src, shape, g, int8))
-        src = head[-1].name
-    layer = IntegerLayer(kind="softmax", name=e["name"], in_shape=shape, out_shape=shape,
-                         inputs=(src,), outputs=(e["name"],), **_grid_fields("in", int8),
-                         **_grid_fields("out", e["grid"]))
-    layer.out_signed = True
-    real = min(float(g["scale"]) * float(1 << 26), float((1 << 31) - 1))
-    q, n = tflite_quantize_multiplier(real)
-    layer.m0, layer.n0 = q, n
-    layer.diff_min = -int(np.floor(31.0 * (1 << 26) / float(1 << int(n[0]))))
-    layer.rounding = "tflite_double"
-    return head + [layer]
+# Fake-quant Keras model -> IntegerGraph (docs/integer.md#lowering-a-fake-quant-model): a walk
+# over the integer view of the model (build.integer_params), each entry lowered by its block
+# kind's handler (tinyopt.mixed.handlers: Handler.lower).
 
 
 def convert(qmodel, name: str | None = None) -> IntegerGraph:
@@ -212,18 +59,20 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
 
       Convolutions pad TF-style (SAME: the extra row / column at the bottom / right) with the
       zero point (real 0); depthwise with integer 0 when the input zero point is 0 (CMix-NN);
-    - ``add`` (:func:`_add_layer`), ``concat`` (inputs on another grid first pass a
-      ``quantize`` node ``<concat>_<i>``), the int8 ``softmax`` head (:func:`_softmax_layers`),
+    - ``add`` (TFLite's ADD, floor requantization), ``concat`` (inputs on another grid first pass a
+      ``quantize`` node ``<concat>_<i>``), the int8 ``softmax`` head,
       ``pad`` (ZeroPadding2D), ``maxpool``, ``avgpool`` (floor(sum / count); a global average
       pool becomes an H x W ``avgpool`` followed by a ``flatten`` named ``<name>_flatten``),
       ``flatten``, ``reshape``; dropout is dropped (identity at inference);
     - an element-wise op of the op registry (``QuantActivation``): the nodes its module's
-      ``KerasPattern.lower`` gives at the input and output grids (:func:`activation_layers`:
-      LeakyReLU a ``leaky_relu`` node, TFLite's arithmetic; hard-swish TFLite's int8 kernel
+      ``KerasPattern.lower`` gives at the input and output grids
+      (:func:`tinyopt.mixed.handlers.activation.activation_layers`: LeakyReLU a ``leaky_relu``
+      node, TFLite's arithmetic; hard-swish TFLite's int8 kernel
       at 8 bits, a lookup table otherwise), its own step(s), never fused into the layer before.
 
     Every node names its input and output tensors (a DAG); a node's output tensor is named after
-    its Keras layer.
+    its Keras layer. Each entry is lowered by its block kind's handler (``Handler.lower``,
+    :mod:`tinyopt.mixed.handlers`).
 
     Arguments:
         qmodel: a model from :func:`tinyopt.qat.quantize_mixed` or
@@ -277,89 +126,16 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
         src, shape, g = srcs[0]
         keras_out = tuple(int(d) for d in qmodel.get_layer(lname).output_shape[1:])
         common = {"name": lname, "in_shape": shape, "inputs": (src,), "outputs": (lname,),
-                  **_grid_fields("in", g), **_grid_fields("out", g)}
-        if kind == "compute":
-            rank = int(e["op_config"].get("rank", 3))
-            new = []
-            in_shape, out_shape = shape, keras_out
-            if e["kind"] != "dense" and rank != 3:  # run as 2-D between two reshapes
-                in_shape = (1,) * (3 - rank) + tuple(shape)
-                out_shape = (1,) * (3 - rank) + keras_out
-                new.append(IntegerLayer(kind="reshape", out_shape=in_shape,
-                                        **{**common, "name": f"{lname}_in",
-                                           "outputs": (f"{lname}_in",)}))
-                src = f"{lname}_in"
-            layer = _compute_layer(e, in_shape, out_shape, int(g["zero_point"]))
-            layer.inputs, layer.outputs = (src,), (lname,)
-            new.append(layer)
-            if e["kind"] != "dense" and rank != 3:
-                new.append(IntegerLayer(
-                    kind="reshape", name=f"{lname}_out", in_shape=out_shape, out_shape=keras_out,
-                    inputs=(lname,), outputs=(f"{lname}_out",),
-                    **{f"{p}_{k}": getattr(layer, f"out_{k}") for p in ("in", "out")
-                       for k in ("bits", "zero_point", "scale", "signed")}))
-        elif kind == "dropout":
-            tensor_of[lname] = tensor_of[e["inputs"][0]]
-            continue
-        elif kind in ("flatten", "reshape"):
-            new = [IntegerLayer(kind=kind, out_shape=keras_out, **common)]
-        elif kind == "pad":
-            (top, bottom), (left, right) = e["config"]["padding"]
-            new = [IntegerLayer(kind="pad", out_shape=keras_out,
-                                padding=(int(top), int(bottom), int(left), int(right)), **common)]
-        elif kind == "maxpool":
-            cfg = e["config"]
-            size = tuple(int(k) for k in cfg["pool_size"])
-            cfg = {**cfg, "strides": cfg.get("strides") or size}
-            new = [IntegerLayer(kind="maxpool", out_shape=keras_out, pool_size=size,
-                                stride=tuple(int(s) for s in cfg["strides"]),
-                                padding=_padding(cfg, shape, keras_out, size), **common)]
-        elif kind == "avgpool":
-            if e["pool_size"] is None and e.get("keepdims"):  # global, (1, 1, C): the pool
-                size = tuple(shape[:2])
-                new = [IntegerLayer(kind="avgpool", out_shape=keras_out, pool_size=size,
-                                    stride=size, avg_rounding="floor", **common)]
-            elif e["pool_size"] is None:  # global: H x W window, then flatten as Keras' [N, C]
-                size = tuple(shape[:2])
-                pooled = (1, 1, shape[-1])
-                new = [IntegerLayer(kind="avgpool", out_shape=pooled, pool_size=size,
-                                    stride=size, avg_rounding="floor",
-                                    **{**common, "outputs": (f"{lname}_pool",),
-                                       "name": f"{lname}_pool"}),
-                       IntegerLayer(kind="flatten", out_shape=keras_out,
-                                    **{**common, "in_shape": pooled,
-                                       "inputs": (f"{lname}_pool",)})]
-                # the pooled node keeps the Keras name for the comparison with the fake model
-                new[0].name, new[0].outputs = lname, (lname,)
-                new[1].name, new[1].inputs = f"{lname}_flatten", (lname,)
-                new[1].outputs = (f"{lname}_flatten",)
-            else:
-                size = tuple(int(k) for k in e["pool_size"])
-                stride = tuple(int(s) for s in (e["strides"] or size))
-                new = [IntegerLayer(kind="avgpool", out_shape=keras_out, pool_size=size,
-                                    stride=stride, avg_rounding="floor", **common)]
-        elif kind == "add":
-            new = [_add_layer(e, [s[0] for s in srcs], keras_out)]
-        elif kind == "concat":
-            go, new, names = e["grid"], [], []
-            for i, (t, sh, gi) in enumerate(srcs):
-                if (gi["scale"], gi["zero_point"], gi["bits"]) != (go["scale"], go["zero_point"],
-                                                                   go["bits"]):
-                    new.append(_requant_layer(f"{lname}_{i}", t, sh, gi, go))
-                    t = new[-1].name
-                names.append(t)
-            new.append(IntegerLayer(kind="concat", name=lname, in_shape=shape,
-                                    out_shape=keras_out, inputs=tuple(names), outputs=(lname,),
-                                    axis=-1, **_grid_fields("in", go), **_grid_fields("out", go)))
-        elif kind == "softmax":
-            new = _softmax_layers(e, src, shape)
-        elif kind == "element_wise":  # a registry op: its module's integer form
-            new = activation_layers(e["kind"], lname, src, shape, stored(e["input_grid"]),
-                                    stored(e["grid"]), e["config"])
-        else:
+                  **grid_fields("in", g), **grid_fields("out", g)}
+        handler = handlers.for_entry(kind)
+        if handler is None:
             raise ValueError(f"layer {lname!r} ({type(qmodel.get_layer(lname)).__name__}) has "
                              "no integer equivalent; convert supports the layers of "
                              "quantize_mixed (tinyopt.mixed.dag.SUPPORTED)")
+        new = handler.lower(e, SimpleNamespace(srcs=srcs, keras_out=keras_out, common=common))
+        if new is None:  # an alias (dropout): its output is its input
+            tensor_of[lname] = tensor_of[e["inputs"][0]]
+            continue
         graph.layers.extend(new)
         last = new[-1]
         tensor_of[lname] = (last.outputs[0], tuple(last.out_shape),

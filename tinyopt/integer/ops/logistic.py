@@ -243,7 +243,7 @@ def _keras_lower(name: str, in_q: dict, out_q: dict, config: dict) -> list[dict]
 
 
 KERAS = KerasPattern(match=_keras_match, float_fn=_keras_float, lower=_keras_lower,
-                     signed=False, out_range=(0.0, 1.0))
+                     signed=False, out_range=(0.0, 1.0), layer_activations=("sigmoid",))
 
 register(OpKind("logistic", "sigmoid 1 / (1 + exp(-x)) (TFLite int8 LOGISTIC)",
                 n_multipliers=1, check=check, simulate=simulate,

@@ -83,6 +83,11 @@ class KerasPattern:
             Raises ValueError naming ``name`` and the fix for a quantization it cannot run.
         rounding: how the fake-quant output quantizer rounds y / S: "round" (to nearest, ties
             to even, as TFLite's kernels within 1 LSB and :func:`lookup_table` exactly).
+        layer_activations: the names of Keras activation functions (``layer.activation.__name__``,
+            e.g. "sigmoid", "swish", "silu") that, given inside a compute layer
+            (``Conv2D(..., activation="swish")``), mean this op: the sub-byte path reads such a
+            layer as the linear layer followed by this op. Empty: the op is never split off a
+            compute layer (its activation there is refused as unsupported).
     """
 
     match: Callable
@@ -92,6 +97,7 @@ class KerasPattern:
     signed: bool = True
     out_range: tuple | None = None
     rounding: str = "round"
+    layer_activations: tuple = ()
 
 
 def grid_fields(prefix: str, q: dict) -> dict:
