@@ -30,3 +30,40 @@ def byte_kernel(layer, flavour: str, where: str) -> None:
         raise ValueError(f"{where}: the C kernel takes tensors of at most 8 bits, got "
                          f"{layer.in_bits}-bit in, {layer.out_bits}-bit out")
     check_multipliers(layer, flavour, where)
+
+
+# The widths of the packed tensors the sub-byte path writes (tinyopt/mixed: 2/4/8-bit codes,
+# stored unsigned with a zero point) and TFLite's int8; tn_get / tn_set (tn_arith.h) read and
+# write any of them.
+PACKED_BITS = (2, 4, 8)
+
+
+def packed_bits(where: str, what: str, bits: int) -> None:
+    """``bits`` is a width an op on packed codes takes (:data:`PACKED_BITS`).
+
+    Arguments:
+        where: the node, for the message.
+        what: the tensor ("input", "output", "weights", or an input's name).
+        bits: its width.
+
+    Raises:
+        ValueError: naming ``where``, ``what`` and the widths taken.
+    """
+    if int(bits) not in PACKED_BITS:
+        raise ValueError(f"{where}: {what} is {bits}-bit; this op takes packed codes of "
+                         f"{', '.join(map(str, PACKED_BITS))} bits (requantize the tensor to "
+                         "one of them first)")
+
+
+def packed_same_shape(layer, where: str, hint: str = "") -> None:
+    """An element-wise op on packed codes: input and output of :data:`PACKED_BITS` bits (any
+    signedness, any zero point; int8 is 8-bit signed), the output of the input's shape.
+
+    Raises:
+        ValueError: naming ``where``, the bits or the shapes (``hint`` appended to the latter).
+    """
+    packed_bits(where, "the input", layer.in_bits)
+    packed_bits(where, "the output", layer.out_bits)
+    if tuple(layer.in_shape) != tuple(layer.out_shape):
+        raise ValueError(f"{where}: out_shape {tuple(layer.out_shape)} differs from in_shape "
+                         f"{tuple(layer.in_shape)}{hint}")

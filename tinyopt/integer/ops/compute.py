@@ -7,7 +7,16 @@ packed per row (``docs/integer.md``); the IR fields are those of :class:`Integer
 
 Dilation (``IntegerLayer.dilation``, TFLite's dilation factors, Keras ``dilation_rate``): tap
 (ky, kx) of output (oy, ox) reads input (oy sh - pad_t + ky dh, ox sw - pad_l + kx dw); SAME
-padding is computed on the dilated extent (k - 1) d + 1, as TFLite does.
+padding is computed on the dilated extent (k - 1) d + 1, as TFLite does. Dilation is width-free:
+the simulator works on codes and the portable C kernel (``tn_acc_dilated``) reads every tap with
+``tn_get``, so 2/4/8-bit packed inputs and weights take it as int8 does
+(tests/test_op_subbyte_dilation.py).
+
+Padding (top, bottom, left, right) may be asymmetric: a causal Conv1D (Keras
+``padding="causal"``, run as a 1 x k conv2d on (1, T, C)) pads (k - 1) d on the left of the width
+axis and nothing on the right, (0, 0, (k - 1) d, 0) (:func:`causal_padding`); ``pad_mode`` says
+what a padded tap holds (the zero point, real 0, for Keras' causal pad). :func:`check` refuses
+a window that leaves the padded input (``out_shape`` too large for the padding).
 
 Exactness of the matrix products: convolutions and dense layers are im2col + matmul, in float
 only where provably exact (every partial sum is an integer below 2^24 / 2^53, see
@@ -64,6 +73,53 @@ def check(layer: IntegerLayer, where: str) -> None:
         raise ValueError(f"{where}: pad_mode must be one of {PAD_MODES}")
     if layer.kind == "dense" and tuple(layer.dilation) != (1, 1):
         raise ValueError(f"{where}: a dense layer has no dilation; set dilation to (1, 1)")
+    if layer.kind != "dense":
+        _check_geometry(layer, where)
+
+
+def _check_geometry(layer: IntegerLayer, where: str) -> None:
+    """Paddings and strides of a windowed layer: four paddings >= 0, strides >= 1, and the last
+    output's (dilated) window inside the padded input, (out - 1) s + (k - 1) d + 1 <= size +
+    before + after on each axis (the simulator slices the padded input; the C would read the
+    taps beyond as padding)."""
+    pads = tuple(int(v) for v in layer.padding)
+    if len(pads) != 4 or min(pads) < 0:
+        raise ValueError(f"{where}: padding must be four integers >= 0 (top, bottom, left, "
+                         f"right), got {tuple(layer.padding)}")
+    if len(layer.stride) != 2 or min(int(v) for v in layer.stride) < 1:
+        raise ValueError(f"{where}: stride must be two integers >= 1, got {tuple(layer.stride)}")
+    if len(layer.in_shape) != 3 or len(layer.out_shape) != 3:
+        return  # ranks are the graph's and the kernels' concern
+    k = layer.weight_shape[:2] if layer.kind == "depthwise" else layer.weight_shape[1:3]
+    for axis, name in enumerate(("height", "width")):
+        size, out = int(layer.in_shape[axis]), int(layer.out_shape[axis])
+        s, d = int(layer.stride[axis]), int(layer.dilation[axis])
+        extent = (int(k[axis]) - 1) * d + 1
+        padded = size + pads[2 * axis] + pads[2 * axis + 1]
+        if (out - 1) * s + extent > padded:
+            raise ValueError(
+                f"{where}: {name}: {out} outputs at stride {s} need {(out - 1) * s + extent} "
+                f"padded inputs (window {k[axis]}, dilation {d}) but the input has {size} plus "
+                f"padding {pads[2 * axis]} + {pads[2 * axis + 1]}; fix out_shape or padding")
+
+
+def causal_padding(kernel: int, dilation: int = 1) -> tuple:
+    """The ``padding`` of a causal Conv1D run as a 1 x k conv2d on (1, T, C): (k - 1) d on the
+    left of the width axis, none elsewhere (Keras ``padding="causal"``), so output t reads inputs
+    t - (k - 1) d .. t and the output keeps T steps at stride 1.
+
+    Arguments:
+        kernel: k, the Conv1D's kernel size; dilation: d, its dilation rate.
+
+    Returns:
+        (top, bottom, left, right) = (0, 0, (k - 1) d, 0).
+
+    Raises:
+        ValueError: k or d below 1.
+    """
+    if int(kernel) < 1 or int(dilation) < 1:
+        raise ValueError(f"causal padding: kernel {kernel} and dilation {dilation} must be >= 1")
+    return (0, 0, (int(kernel) - 1) * int(dilation), 0)
 
 
 def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:

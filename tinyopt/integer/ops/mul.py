@@ -1,20 +1,36 @@
-"""``mul``: the element-wise product of two int8 tensors, TFLite's int8 MUL (EfficientNet's swish
-x * sigmoid(x), squeeze-and-excite's per-channel gate).
+"""``mul``: the element-wise product of two tensors of packed codes: TFLite's int8 MUL
+(EfficientNet's swish x * sigmoid(x), squeeze-and-excite's per-channel gate) and the same op on
+the sub-byte path's 2/4/8-bit codes.
 
-Integer form (TFLite's reference kernel, the same in LiteRT BUILTIN_REF and TFLite Micro): both
-inputs minus their zero points, multiplied in int32, requantized by one multiplier
-s_1 s_2 / s_out (``m0[0]`` / ``n0[0]``, computed in double as both Prepares do, then
-QuantizeMultiplier; MultiplyByQuantizedMultiplier rounds twice), plus the output zero point,
-clamped to the fused activation's range.
+Integer form: both inputs minus their zero points, multiplied in int32 (|Phi| <= 255^2),
+requantized by one multiplier s_1 s_2 / s_out (``m0[0]`` / ``n0[0]``) in the node's rounding
+flavour (:data:`tinyopt.integer.fixedpoint.REQUANT`), plus the output zero point, clamped to the
+output's code range narrowed by ``act_min`` / ``act_max``:
+
+- TFLite (``"tflite_double"``, LiteRT BUILTIN_REF and TFLite Micro): the multiplier computed as
+  both Prepares do (:func:`tinyopt.integer.ops.mul_const.product_multiplier`, then
+  QuantizeMultiplier); MultiplyByQuantizedMultiplier rounds twice.
+- The sub-byte path (``"floor"``, CMix-NN, :func:`tinyopt.integer.fixedpoint.requant_floor`):
+  y = floor(Phi m0 / 2^(31 - n0)) + z_out, computed as t = Phi << max(n0 + 1, 0) in int32, the
+  high word of the 64-bit t m0, then >> max(-(n0 + 1), 0) (every shift a floor: no rounding).
+  Its multiplier is :func:`tinyopt.integer.arith.m0_n0` of s_1 s_2 / s_out, as the sub-byte
+  path's other nodes.
+
+Widths: each input and the output hold 2-, 4- or 8-bit codes (``_checks.PACKED_BITS``), packed
+LSB-first in C, any zero points; the sub-byte path stores them unsigned (a signed grid with zero
+point 2^(bits-1)), TFLite as int8. The two inputs may differ in bits and zero point but not in
+signedness (the C descriptor carries input 1's bits, not its signedness).
 
 Shapes: input 0 has the output's shape; input 1 has it too, or holds one value per channel
 ((1, 1, C), (1, C) or (C,)) broadcast over every other axis (TFLite's BroadcastMul4DSlow for the
 squeeze-and-excite case); a constant operand makes a ``mul_const`` node instead. The importer
 puts the full-size operand first (the product and the multiplier are symmetric, so the swap
-changes no bit). The C descriptor gets the second
-input's zero point (``in2_zero_point``) and element count (``outer``) from the deployed step's
-input records (:func:`c_fields`). C: ``tn_run_mul``
-(``tinyopt/deploy/c/ops/tn_mul.c``, may run in place over either input of the output's size).
+changes no bit). The C descriptor gets the second input's zero point (``in2_zero_point``), bits
+(``w_bits``: a mul has no weights) and element count (``outer``) from the deployed step's input
+records (:func:`c_fields`). C: ``tn_run_mul`` (``tinyopt/deploy/c/ops/tn_mul.c``); it may run in
+place over either input of the output's size in bytes: it walks the elements forward when the
+output is no wider than that input and backward otherwise, so every packed element is read
+before a write can reach its bits.
 """
 
 from __future__ import annotations
@@ -25,13 +41,13 @@ from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.fixedpoint import REQUANT
 from tinyopt.integer.graph import IntegerLayer
 from tinyopt.integer.ops import mul_const
-from tinyopt.integer.ops._checks import int8_same_shape
+from tinyopt.integer.ops._checks import byte_kernel, packed_bits, packed_same_shape
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
 
 
 def check(layer: IntegerLayer, where: str) -> None:
-    """int8 in and out, the output of input 0's shape, a non-negative multiplier."""
-    int8_same_shape(layer, where, " (input 0 must be the full-size operand)")
+    """2/4/8-bit in and out, the output of input 0's shape, a non-negative multiplier."""
+    packed_same_shape(layer, where, " (input 0 must be the full-size operand)")
     if int(layer.m0[0]) < 0:
         raise ValueError(f"{where}: m0 must be >= 0 (a product of scales), got {int(layer.m0[0])}")
 
@@ -46,30 +62,47 @@ def broadcast_ok(shape: tuple, out_shape: tuple) -> bool:
 
 
 def check_inputs(layer: IntegerLayer, where: str, inputs: list) -> None:
-    """Two int8 inputs: input 0 of the output's shape, input 1 of it or one value per
-    channel."""
+    """Two inputs of 2/4/8-bit codes of one signedness: input 0 of the output's shape, input 1
+    of it or one value per channel."""
     a, b = inputs
     for t in (a, b):
-        if (t.bits, t.signed) != (8, True):
-            raise ValueError(f"{where}: input {t.name!r} is {t.bits}-bit "
-                             f"{'signed' if t.signed else 'unsigned'}; mul reads int8 tensors")
+        packed_bits(where, f"input {t.name!r}", t.bits)
+    if a.signed != b.signed:
+        raise ValueError(f"{where}: input {a.name!r} is {'signed' if a.signed else 'unsigned'}"
+                         f" but input {b.name!r} is {'signed' if b.signed else 'unsigned'}; mul "
+                         "reads both with one signedness (store both unsigned with a zero point,"
+                         " as the sub-byte path does, or both as int8)")
     if not broadcast_ok(b.shape, layer.out_shape):
         raise ValueError(f"{where}: input {b.name!r} has shape {b.shape}; mul takes the "
                          f"output's shape {tuple(layer.out_shape)} or one value per channel "
                          f"(1, .., 1, {layer.out_shape[-1]}), no other broadcasting")
 
 
-def mul_int8(a, b, za: int, zb: int, multiplier: int, shift: int, rounding: str,
-             out_zero_point: int, lo: int, hi: int, wrap: bool = False,
-             name: str = "?") -> np.ndarray:
-    """TFLite's reference int8 MUL (module docstring); ``b`` broadcasts as numpy does.
+def mul_codes(a, b, za: int, zb: int, multiplier: int, shift: int, rounding: str,
+              out_zero_point: int, lo: int, hi: int, wrap: bool = False,
+              name: str = "?") -> np.ndarray:
+    """The product of two code arrays (module docstring) at any width; ``b`` broadcasts as numpy
+    does.
+
+    Arguments:
+        a, b: integer codes; za, zb: their zero points.
+        multiplier, shift: (m0, n0) of s_1 s_2 / s_out.
+        rounding: a flavour of :data:`tinyopt.integer.fixedpoint.REQUANT`.
+        out_zero_point, lo, hi: the output zero point and clamp.
+        wrap, name: int32 wrap-around instead of OverflowError; the node, for messages.
 
     Returns:
         int32 codes in [lo, hi].
+
+    Raises:
+        OverflowError: Phi shifted left by the flavour leaves int32 and ``wrap`` is False.
     """
     prod = (np.asarray(a, np.int64) - za) * (np.asarray(b, np.int64) - zb)
     y = REQUANT[rounding](prod, multiplier, shift, wrap, name) + out_zero_point
     return np.clip(y, lo, hi).astype(np.int32)
+
+
+mul_int8 = mul_codes  # the TFLite-era name (tests and callers); the arithmetic is width-free
 
 
 def simulate(p, xs: list, wrap: bool) -> np.ndarray:
@@ -77,7 +110,7 @@ def simulate(p, xs: list, wrap: bool) -> np.ndarray:
     a, b = xs
     b = np.asarray(b).reshape((len(b),) + (1,) * (a.ndim - 2) + (a.shape[-1],)) \
         if b.shape[1:] != a.shape[1:] else b  # (N, C) -> (N, 1, .., C): broadcast per channel
-    return mul_int8(a, b, layer.in_zero_point, p.zero_points[1], int(layer.m0[0]),
+    return mul_codes(a, b, layer.in_zero_point, p.zero_points[1], int(layer.m0[0]),
                     int(layer.n0[0]), p.rounding, layer.out_zero_point, *layer.out_range, wrap,
                     layer.name)
 
@@ -89,10 +122,12 @@ def macs(layer: IntegerLayer) -> int:
 
 def c_fields(step, arrays) -> dict:
     """The descriptor fields beyond the common ones, from the deployed step
-    (:class:`tinyopt.integer.steps.Step`): input 1's zero point (``in2_zero_point``) and
-    element count (``outer``: the output's size, or C when it is broadcast per channel)."""
+    (:class:`tinyopt.integer.steps.Step`): input 1's zero point (``in2_zero_point``), bits
+    (``w_bits``: a mul has no weights, so the field is free) and element count (``outer``: the
+    output's size, or C when it is broadcast per channel)."""
     b = step.in_specs[1]
-    return {"in2_zero_point": int(b.zero_point), "outer": int(np.prod(b.shape))}
+    return {"in2_zero_point": int(b.zero_point), "w_bits": int(b.bits),
+            "outer": int(np.prod(b.shape))}
 
 
 def _import_mul(ctx, op, op_name: str) -> list[IntegerLayer]:
@@ -118,10 +153,11 @@ def _import_mul(ctx, op, op_name: str) -> list[IntegerLayer]:
     return [layer]
 
 
-register(OpKind("mul", "element-wise product, per-channel broadcast (TFLite int8 MUL)",
+register(OpKind("mul", "element-wise product, per-channel broadcast, 2/4/8-bit codes (TFLite "
+                "int8 MUL)",
                 n_inputs=2, n_multipliers=1, check=check, check_inputs=check_inputs,
                 simulate=simulate,
                 tflite={"MUL": TFLiteOp(_import_mul, {"litert": "tflite_double",
                                                       "tflm": "tflite_double"})},
                 inplace_inputs=(0, 1), c_function="tn_run_mul", c_source="tn_mul.c",
-                c_fields=c_fields, macs=macs))
+                check_c=byte_kernel, c_fields=c_fields, macs=macs))

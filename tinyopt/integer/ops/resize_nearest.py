@@ -1,14 +1,25 @@
-"""``resize_nearest``: nearest-neighbour resizing of (H, W, C) int8 tensors, TFLite's
-RESIZE_NEAREST_NEIGHBOR (Keras ``UpSampling2D(interpolation="nearest")``).
+"""``resize_nearest``: nearest-neighbour resizing of (H, W, C) tensors of packed codes, TFLite's
+RESIZE_NEAREST_NEIGHBOR (Keras ``UpSampling2D(interpolation="nearest")``) on int8 and the
+sub-byte path's 2/4/8-bit codes.
 
 TFLite's reference kernel (LiteRT and TFLite Micro) picks, for output row i, input row
 min(floor((i + 0.5) s), H - 1) with s = H / H_out in float32 (``half_pixel_centers``, what the
 converter emits for Keras; likewise for columns) and copies the codes: no arithmetic, the
-node keeps its input's quantization. The importer evaluates that float32 rule once and stores
-the source indices in ``table``: out_h then out_w entries, uint16 little-endian (the simulator
-and the C kernel only gather). The converter's other settings (``align_corners``, neither
-option) are refused by name: no Keras layer emits them and no test checks them.
-C: ``tn_run_resize_nearest`` (``tinyopt/deploy/c/ops/tn_resize_nearest.c``).
+node keeps its input's quantization, so any width and zero point move unchanged. The importer
+evaluates that float32 rule once and stores the source indices in ``table``: out_h then out_w
+entries, uint16 little-endian (the simulator and the C kernel only gather); :func:`table_for`
+builds it for a Keras layer. The converter's other settings (``align_corners``, neither option)
+are refused by name: no Keras layer emits them and no test checks them.
+
+Keras: ``UpSampling2D(size, interpolation="nearest")`` is ``tf.image.resize(method=
+NEAREST_NEIGHBOR)`` on the size times the factors, i.e. ResizeNearestNeighbor with
+half_pixel_centers=True and align_corners=False, the rule above. For an integer factor f,
+(i + 0.5) / f never reaches the next integer, so row i copies row floor(i / f): every row and
+column repeated f times (``np.repeat``; tests/test_op_subbyte_resize.py checks both).
+
+Widths: 2, 4 or 8 bits (``_checks.PACKED_BITS``), any signedness. C: ``tn_run_resize_nearest``
+(``tinyopt/deploy/c/ops/tn_resize_nearest.c``: a byte copy per element at 8 bits, packed element
+moves below), not in place.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.integer.graph import IntegerLayer
+from tinyopt.integer.ops._checks import packed_bits
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
 from tinyopt.integer.tflite_ctx import same_quant
 
@@ -31,6 +43,28 @@ def source_indices(in_size: int, out_size: int) -> np.ndarray:
     return np.clip(np.floor(pos).astype(np.int64), 0, in_size - 1)
 
 
+def table_for(in_hw, out_hw) -> np.ndarray:
+    """The ``table`` of a node resizing (H, W) to (H', W') (TFLite's rule, :func:`source_indices`).
+
+    Arguments:
+        in_hw: (H, W) of the input; out_hw: (H', W') of the output (Keras ``UpSampling2D``:
+            (H f_h, W f_w)).
+
+    Returns:
+        uint8 array of 2 (H' + W') bytes: the source rows, then the source columns, uint16
+        little-endian.
+
+    Raises:
+        ValueError: a size below 1, or H' + W' above the C kernel's limit.
+    """
+    (h, w), (oh, ow) = (int(d) for d in in_hw), (int(d) for d in out_hw)
+    if min(h, w, oh, ow) < 1 or oh + ow > MAX_SIDES:
+        raise ValueError(f"resize_nearest: sizes {(h, w)} -> {(oh, ow)} must be >= 1 with "
+                         f"H' + W' <= {MAX_SIDES}")
+    idx = np.concatenate([source_indices(h, oh), source_indices(w, ow)])
+    return idx.astype("<u2").view(np.uint8)
+
+
 def indices(layer: IntegerLayer) -> tuple[np.ndarray, np.ndarray]:
     """(source rows, source columns) stored in ``layer.table``."""
     oh, ow = int(layer.out_shape[0]), int(layer.out_shape[1])
@@ -39,10 +73,9 @@ def indices(layer: IntegerLayer) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check(layer: IntegerLayer, where: str) -> None:
-    """int8 (H, W, C) -> (H', W', C), the same quantization; ``table`` holds H' + W' in-range
-    uint16 source indices."""
-    if (layer.in_bits, layer.in_signed) != (8, True):
-        raise ValueError(f"{where}: resize_nearest runs on int8 tensors, got {layer.in_bits}-bit")
+    """2/4/8-bit (H, W, C) -> (H', W', C), the same quantization; ``table`` holds H' + W'
+    in-range uint16 source indices."""
+    packed_bits(where, "the input", layer.in_bits)
     ins, outs = tuple(layer.in_shape), tuple(layer.out_shape)
     if len(ins) != 3 or len(outs) != 3 or ins[2] != outs[2] or outs[0] + outs[1] > MAX_SIDES:
         raise ValueError(f"{where}: resize_nearest maps (H, W, C) to (H', W', C) with H' + W' <= "
@@ -85,13 +118,12 @@ def _import_resize_nearest(ctx, op, op_name: str) -> list[IntegerLayer]:
     if layer.out_shape[0] + layer.out_shape[1] > MAX_SIDES:
         raise ValueError(f"RESIZE_NEAREST_NEIGHBOR writing {layer.name!r}: output height + width "
                          f"above {MAX_SIDES} is not supported")
-    idx = np.concatenate([source_indices(layer.in_shape[0], layer.out_shape[0]),
-                          source_indices(layer.in_shape[1], layer.out_shape[1])])
-    layer.table = idx.astype("<u2").view(np.uint8)
+    layer.table = table_for(layer.in_shape[:2], layer.out_shape[:2])
     return [layer]
 
 
-register(OpKind("resize_nearest", "nearest-neighbour resize (TFLite RESIZE_NEAREST_NEIGHBOR)",
+register(OpKind("resize_nearest", "nearest-neighbour resize, 2/4/8-bit codes (TFLite "
+                "RESIZE_NEAREST_NEIGHBOR)",
                 same_quantization=True, check=check, simulate=simulate,
                 tflite={"RESIZE_NEAREST_NEIGHBOR": TFLiteOp(_import_resize_nearest)},
                 c_function="tn_run_resize_nearest", c_source="tn_resize_nearest.c"))

@@ -1,19 +1,30 @@
-"""``transpose_conv``: TFLite's int8 TRANSPOSE_CONV (Keras ``Conv2DTranspose``, the U-Net
-up-sampling), per-channel weights, int32 bias (TRANSPOSE_CONV's 4th input, as the converter
-emits it).
+"""``transpose_conv``: a transposed convolution (Keras ``Conv2DTranspose``, the U-Net
+up-sampling) on packed codes: TFLite's int8 TRANSPOSE_CONV (per-channel weights, int32 bias, the
+converter's 4th input) and the sub-byte path's 2/4/8-bit tensors and weights.
 
 Integer form (TFLite's reference_integer_ops::TransposeConv, the same in LiteRT BUILTIN_REF and
-TFLite Micro): every input pixel (iy, ix) scatters (x - z_x) w[oc, ky, kx, ic] into output
-(iy sh - pad_t + ky, ix sw - pad_l + kx) when that lies inside the output, accumulated in int32;
-then bias[oc], the per-channel multiplier (m0[oc], n0[oc]: double(s_x) double(s_w[oc]) /
-double(s_out), QuantizeMultiplier, the double rounding), z_out, and the fused activation's
-clamp. TFLite's padding is computed from the output size (ComputePaddingHeightWidth on the
-output: the odd pixel goes to the end), only its top / left part is used.
+TFLite Micro): every input pixel (iy, ix) scatters (x - z_x) (w[oc, ky, kx, ic] - z_w[oc]) into
+output (iy sh - pad_t + ky, ix sw - pad_l + kx) when that lies inside the output, accumulated in
+int32; then bias[oc], the multiplier (m0, n0) in the node's rounding flavour
+(:data:`tinyopt.integer.fixedpoint.REQUANT`: TFLite's double rounding for an imported node, with
+double(s_x) double(s_w[oc]) / double(s_out) and QuantizeMultiplier; ``"floor"``, CMix-NN's
+floor(Phi m0 / 2^(31 - n0)), on the sub-byte path), z_out, and the clamp (the output's code range
+narrowed by the fused activation). TFLite's padding is computed from the output size
+(ComputePaddingHeightWidth on the output: the odd pixel goes to the end), only its top / left
+part is used; :func:`keras_geometry` gives the output size and padding of a Keras
+``Conv2DTranspose`` ('same': H s; 'valid': H s + max(k - s, 0)).
 
-Fields: weights as ``conv2d``'s ([c_out][ky][kx][c_in] unsigned codes w + 128, weight zero
-point 128), ``bias``, ``m0`` / ``n0`` per output channel, ``stride``, ``padding``
-(top, bottom, left, right). C: ``tn_run_transpose_conv``
-(``tinyopt/deploy/c/ops/tn_transpose_conv.c``: each output gathers its taps, so no scratch).
+Widths: input and output of 2, 4 or 8 bits (``_checks.PACKED_BITS``, any signedness and zero
+point), weights of 2, 4 or 8 bits with one zero point per layer (PL) or per output channel (PC),
+and (m0, n0) per layer or per output channel, as ``compute``'s. TFLite's import makes int8 in and
+out, 8-bit weights w + 128 with zero point 128 and per-channel multipliers.
+
+Fields: weights as ``conv2d``'s (rows [c_out][ky][kx][c_in] of unsigned codes, each row packed
+from a byte boundary), ``weight_zero_point``, ``bias`` per output channel, ``m0`` / ``n0``,
+``stride``, ``padding`` (top, bottom, left, right). A Keras kernel [kh, kw, c_out, c_in] is
+``kernel.transpose(2, 0, 1, 3)`` here (TFLite's converter writes the same order, unflipped).
+C: ``tn_run_transpose_conv`` (``tinyopt/deploy/c/ops/tn_transpose_conv.c``: each output gathers
+its taps, so no scratch).
 """
 
 from __future__ import annotations
@@ -23,15 +34,16 @@ import numpy as np
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.fixedpoint import REQUANT, acc32, check_multipliers
 from tinyopt.integer.graph import IntegerLayer
+from tinyopt.integer.ops._checks import PACKED_BITS, packed_bits
 from tinyopt.integer.ops.registry import OpKind, TFLiteOp, register
 
 
 def check(layer: IntegerLayer, where: str) -> None:
-    """int8 (H, W, C) in and out; weights [c_out, kh, kw, c_in] fitting the shapes; bias, m0,
-    n0 per output channel; strides >= 1, paddings >= 0."""
-    if (layer.in_bits, layer.out_bits, layer.in_signed, layer.out_signed) != (8, 8, True, True):
-        raise ValueError(f"{where}: transpose_conv runs on int8 tensors, got {layer.in_bits}-bit "
-                         f"in, {layer.out_bits}-bit out")
+    """2/4/8-bit (H, W, C) in and out; 2/4/8-bit weights [c_out, kh, kw, c_in] fitting the
+    shapes; bias per output channel; weight zero points, m0 and n0 per layer or per output
+    channel; strides >= 1, paddings >= 0."""
+    packed_bits(where, "the input", layer.in_bits)
+    packed_bits(where, "the output", layer.out_bits)
     if len(layer.in_shape) != 3 or len(layer.out_shape) != 3:
         raise ValueError(f"{where}: in_shape and out_shape must be (H, W, C), got "
                          f"{tuple(layer.in_shape)}, {tuple(layer.out_shape)}")
@@ -40,28 +52,39 @@ def check(layer: IntegerLayer, where: str) -> None:
             raise ValueError(f"{where}: transpose_conv needs {name}")
     ws = tuple(layer.weight_shape)
     c_out = layer.out_shape[-1]
-    if len(ws) != 4 or ws[0] != c_out or ws[3] != layer.in_shape[-1] or layer.weight_bits != 8:
-        raise ValueError(f"{where}: weight_shape {ws} must be 8-bit [c_out={c_out}, kh, kw, "
+    if len(ws) != 4 or ws[0] != c_out or ws[3] != layer.in_shape[-1]:
+        raise ValueError(f"{where}: weight_shape {ws} must be [c_out={c_out}, kh, kw, "
                          f"c_in={layer.in_shape[-1]}]")
-    if layer.weights.shape != (c_out, ws[1] * ws[2] * ws[3]):
+    if layer.weight_bits not in PACKED_BITS:
+        raise ValueError(f"{where}: weight_bits {layer.weight_bits}; transpose_conv takes "
+                         f"{', '.join(map(str, PACKED_BITS))}-bit weights")
+    row = -(-ws[1] * ws[2] * ws[3] * layer.weight_bits // 8)
+    if layer.weights.shape != (c_out, row):
         raise ValueError(f"{where}: packed weights have shape {layer.weights.shape}, expected "
-                         f"{(c_out, ws[1] * ws[2] * ws[3])}")
-    for name in ("bias", "m0", "n0"):
-        if np.asarray(getattr(layer, name)).shape != (c_out,):
-            raise ValueError(f"{where}: {name} must hold one entry per output channel "
-                             f"({c_out}), got shape {np.asarray(getattr(layer, name)).shape}")
-    if np.asarray(layer.weight_zero_point).shape not in ((1,), (c_out,)):
-        raise ValueError(f"{where}: weight_zero_point must hold 1 or {c_out} entries")
+                         f"{(c_out, row)} for {layer.weight_bits}-bit {ws}")
+    if np.asarray(layer.bias).shape != (c_out,):
+        raise ValueError(f"{where}: bias must hold one entry per output channel ({c_out}), got "
+                         f"shape {np.asarray(layer.bias).shape}")
+    for name in ("m0", "n0", "weight_zero_point"):
+        if np.asarray(getattr(layer, name)).shape not in ((1,), (c_out,)):
+            raise ValueError(f"{where}: {name} must hold 1 (per layer) or {c_out} (per output "
+                             f"channel) entries, got shape "
+                             f"{np.asarray(getattr(layer, name)).shape}")
     if min(layer.stride) < 1 or len(layer.padding) != 4 or min(layer.padding) < 0:
         raise ValueError(f"{where}: stride must be >= 1 and padding >= 0, got "
                          f"{tuple(layer.stride)}, {tuple(layer.padding)}")
 
 
 def check_c(layer: IntegerLayer, flavour: str, where: str) -> None:
-    """Kernel sizes in [1, 255], rows of at most 65535 bytes, TFLite multipliers in range."""
+    """Kernel sizes in [1, 255], weight zero points in [0, 255] (uint8 in the descriptor), rows
+    of at most 65535 bytes, TFLite multipliers in range."""
     kh, kw = layer.weight_shape[1:3]
     if max(kh, kw) > 255:
         raise ValueError(f"{where}: kernel sizes must be in [1, 255], got {(kh, kw)}")
+    zw = np.asarray(layer.weight_zero_point)
+    if zw.min() < 0 or zw.max() > 255:
+        raise ValueError(f"{where}: weight zero points must be in [0, 255] (uint8 in the C "
+                         f"descriptor), got [{zw.min()}, {zw.max()}]")
     if layer.weights.shape[1] > 65535:
         raise ValueError(f"{where}: a packed weight row of {layer.weights.shape[1]} bytes "
                          "exceeds 65535")
@@ -105,19 +128,51 @@ def macs(layer: IntegerLayer) -> int:
 
 
 def c_fields(step, emit) -> dict:
-    """Window, strides, top / left padding, and the weights, their zero points, bias and
-    per-channel multipliers as arrays."""
+    """Window, strides, top / left padding, the weights' bits, and the weights, their zero
+    points, bias and multipliers (per layer or per channel) as arrays."""
     layer = step.layer
     zw = np.asarray(layer.weight_zero_point).astype(np.uint8)
     return {"k_h": int(layer.weight_shape[1]), "k_w": int(layer.weight_shape[2]),
             "stride_h": int(layer.stride[0]), "stride_w": int(layer.stride[1]),
             "pad_t": int(layer.padding[0]), "pad_l": int(layer.padding[2]),
-            "w_bits": 8, "w_row_bytes": int(layer.weights.shape[1]),
+            "w_bits": int(layer.weight_bits), "w_row_bytes": int(layer.weights.shape[1]),
             "w": emit("uint8_t", np.asarray(layer.weights, np.uint8), "w"),
             "n_wzp": len(zw), "wzp": emit("uint8_t", zw, "wzp"),
             "bias": emit("int32_t", np.asarray(layer.bias, np.int32), "bias"),
             "n_m": len(layer.m0), "m0": emit("int32_t", np.asarray(layer.m0, np.int32), "m0"),
             "n0": emit("int8_t", np.asarray(layer.n0, np.int8), "n0")}
+
+
+def keras_geometry(in_hw, kernel, strides, padding: str) -> tuple[tuple, tuple]:
+    """Output (H', W') and ``padding`` (top, bottom, left, right) of a Keras ``Conv2DTranspose``
+    (``output_padding`` None, no dilation): 'same' gives H s, 'valid' H s + max(k - s, 0)
+    (Keras' deconv_output_length), the padding TFLite's rule on that output (:func:`_padding`),
+    which is TensorFlow's conv2d_transpose's.
+
+    Arguments:
+        in_hw: (H, W) of the input; kernel: (kh, kw); strides: (sh, sw); padding: "same" or
+            "valid" (any case).
+
+    Returns:
+        ((H', W'), (top, bottom, left, right)).
+
+    Raises:
+        ValueError: another padding, or a size, kernel or stride below 1.
+    """
+    mode = str(padding).lower()
+    if mode not in ("same", "valid"):
+        raise ValueError(f"Conv2DTranspose padding {padding!r}: only 'same' and 'valid' are "
+                         "supported")
+    vals = [int(v) for v in (*in_hw, *kernel, *strides)]
+    if len(vals) != 6 or min(vals) < 1:
+        raise ValueError(f"Conv2DTranspose: input size {tuple(in_hw)}, kernel {tuple(kernel)} "
+                         f"and strides {tuple(strides)} must be two integers >= 1 each")
+    out, pads = [], []
+    for size, k, stride in zip(vals[:2], vals[2:4], vals[4:]):
+        o = size * stride if mode == "same" else size * stride + max(k - stride, 0)
+        out.append(o)
+        pads += _padding(size, o, k, stride, mode == "same")
+    return tuple(out), tuple(pads)
 
 
 def _padding(size: int, out: int, k: int, stride: int, same: bool) -> tuple[int, int]:
@@ -181,8 +236,9 @@ def _import(ctx, op, op_name: str) -> list[IntegerLayer]:
     return [layer]
 
 
-register(OpKind("transpose_conv", "transposed convolution, per-channel weights (TFLite int8 "
-                "TRANSPOSE_CONV)", n_inputs=1, check=check, prepare=prepare, simulate=simulate,
+register(OpKind("transpose_conv", "transposed convolution, 2/4/8-bit codes and weights "
+                "(TFLite int8 TRANSPOSE_CONV)", n_inputs=1, check=check, prepare=prepare,
+                simulate=simulate,
                 tflite={"TRANSPOSE_CONV": TFLiteOp(_import, {"litert": "tflite_double",
                                                              "tflm": "tflite_double"})},
                 c_function="tn_run_transpose_conv", c_source="tn_transpose_conv.c",
