@@ -8,7 +8,7 @@ re-exports :func:`plan`, :func:`memory_plan` and :class:`Step`; ``docs/integer.m
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -251,19 +251,22 @@ def pw_fits(step: Step) -> bool:
             and not any(layer.padding) and _hwc(layer.in_shape)[2] <= 2048)
 
 
-def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
+def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[str, str]:
     """Which kernel family runs ``step`` (:func:`tinyopt.deploy.kernels_m7.choose` builds on it).
 
     Arguments:
         step: a step of :func:`memory_plan`.
         kernels: one of :data:`KERNEL_MODES`.
+        bits_rule: apply :func:`sub_kernel` to a compute step of sub-byte weights or inputs
+            (its scratch never exceeds the 8-bit kernel's); False: the choice without it.
 
     Returns:
         (kind, reason): kind in "gemm", "fc" (:func:`fc_fits`: no scratch), "pw"
-        (:func:`pw_fits`: im2col rows only), "depthwise", "depthwise_scalar", "pool", "add" (the
-        specialised ADD if ``kernels_m7.add_plan`` finds exact constants, else the portable
-        one: neither needs scratch) or "portable"; reason: why a compute step stays portable
-        or takes the scalar depthwise kernel ("" otherwise).
+        (:func:`pw_fits`: im2col rows only), "sub" (:func:`sub_kernel`), "depthwise",
+        "depthwise_scalar", "pool", "add" (the specialised ADD if ``kernels_m7.add_plan``
+        finds exact constants, else the portable one: neither needs scratch) or "portable";
+        reason: why a compute step stays portable or takes the scalar depthwise kernel (""
+        otherwise).
 
     Raises:
         ValueError: an unknown ``kernels``.
@@ -281,6 +284,8 @@ def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
         return "add", ""
     if layer.kind not in ("conv2d", "pointwise", "depthwise", "dense"):
         return "portable", ""
+    if bits_rule and min(layer.in_bits, layer.weight_bits) < 8 and layer.in_bits <= 8:
+        return sub_kernel(step)  # issue 29: lower bits never need more scratch (below)
     if layer.in_bits > 8:
         return "portable", f"{layer.in_bits}-bit input"
     if abs(int(layer.in_zero_point)) > 255:
@@ -307,8 +312,14 @@ def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
 def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
     """(im2col bytes, output bytes) of the scratch of ``step``'s kernel (:func:`scratch_bytes`);
     the im2col rows come first, the int32 outputs right after them (a multiple of 8 bytes on)."""
-    kind, _ = m7_kernel(step, kernels)
+    return kind_scratch_parts(step, m7_kernel(step, kernels)[0])
+
+
+def kind_scratch_parts(step: Step, kind: str) -> tuple[int, int]:
+    """:func:`scratch_parts` of ``step`` run by the kernel family ``kind`` (:func:`m7_kernel`)."""
     layer = step.layer
+    if kind == "sub":  # tn_m7_sub: the gathered window's codes; a fused pool's maxima
+        return sub_scratch_parts(step)
     if kind == "pw":  # two pixels' int16 inputs (a lone pixel: twice); outputs written as
         # computed, or, with a fused ADD, the pair's int32 outputs first
         return 2 * 2 * gemm_geometry(layer)["KP"], 8 * int(layer.out_channels) * (
@@ -324,6 +335,80 @@ def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
     if kind == "pool":  # every channel of a pooled pixel before any is written
         return 0, 4 * _hwc(layer.in_shape)[2]
     return 0, 0
+
+
+# ------------------------------------------------------- sub-byte steps (issues 29 and 27)
+# A compute step of sub-byte weights or inputs takes a kernel whose scratch is at most that of
+# the kernel the same step takes at 8-bit weights and inputs, so that lowering bits never grows
+# the arena (the memory-driven search assumes it): tn_m7_sub (c/tn_m7_sub.h) reads the packed
+# codes themselves, a dense layer with no scratch at all.
+
+SUB_BITS = (1, 2, 4, 8)  # the weight and input widths tn_m7_sub unpacks
+
+
+def sub_fits(step: Step) -> bool:
+    """Can tn_m7_sub (c/tn_m7_sub.h) run ``step``? A dense, pointwise or (undilated)
+    convolution layer of weights and inputs of 1, 2, 4 or 8 bits, not both 8; with padding that
+    holds z_x, z_x must be a code of the input's width (the gathered window stores codes)."""
+    layer = step.layer
+    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    if (not OWN_WEIGHT_ORDER or layer.kind not in ("dense", "pointwise", "conv2d")
+            or wb not in SUB_BITS or xb not in SUB_BITS or wb == xb == 8
+            or tuple(layer.dilation) != (1, 1) or abs(int(layer.in_zero_point)) > 255):
+        return False
+    if layer.kind != "dense" and any(layer.padding) and layer.pad_mode != "zero":
+        lo = -(1 << (xb - 1)) if layer.in_signed else 0
+        return lo <= int(layer.in_zero_point) < lo + (1 << xb)
+    return True
+
+
+def sub_direct(step: Step) -> bool:
+    """Does tn_m7_sub read ``step``'s windows in place (a dense layer; a pointwise layer without
+    padding whose pixels start on a byte), with no gathered copy?"""
+    layer = step.layer
+    return layer.kind == "dense" or (
+        layer.kind == "pointwise" and not any(layer.padding)
+        and (_hwc(layer.in_shape)[2] * int(layer.in_bits)) % 8 == 0)
+
+
+def sub_scratch_parts(step: Step) -> tuple[int, int]:
+    """(gathered window bytes, fused pool bytes) of tn_m7_sub on ``step``: ceil(KH KW C XB / 8)
+    rounded up to a word unless :func:`sub_direct`; one int32 per output channel with a fused
+    max pool."""
+    layer = step.layer
+    kh, kw = kernel_window(layer)
+    gather = 0 if sub_direct(step) else packed_bytes(
+        kh * kw * _hwc(layer.in_shape)[2], int(layer.in_bits))
+    return -(-gather // 4) * 4, 4 * int(layer.out_channels) * (step.pool is not None)
+
+
+def eight_bit_scratch(step: Step) -> int:
+    """Scratch bytes of the kernel ``step`` would take with 8-bit weights and inputs (all else
+    equal): the bound :func:`sub_kernel` keeps."""
+    twin = replace(step, layer=replace(step.layer, weight_bits=8, in_bits=8))
+    return sum(kind_scratch_parts(twin, m7_kernel(twin, bits_rule=False)[0]))
+
+
+def sub_kernel(step: Step) -> tuple[str, str]:
+    """The kernel of a compute step of sub-byte weights or inputs (:func:`m7_kernel` applies
+    it): the one the step takes without this rule if it is not the portable kernel and its
+    scratch is at most :func:`eight_bit_scratch`, else tn_m7_sub ("sub", :func:`sub_fits`) if
+    its scratch is, else the portable kernel (no scratch; the reason says why). So for every
+    compute step, ``scratch_bytes`` at lower weight / input bits <= that at 8 bits.
+
+    Returns:
+        (kind, reason) as :func:`m7_kernel`.
+    """
+    kind, why = m7_kernel(step, bits_rule=False)
+    bound = eight_bit_scratch(step)
+    if kind != "portable" and sum(kind_scratch_parts(step, kind)) <= bound:
+        return kind, why
+    if sub_fits(step) and sum(sub_scratch_parts(step)) <= bound:
+        return "sub", ""
+    if kind == "portable":
+        return kind, why
+    return "portable", (f"the {kind} kernel's scratch {sum(kind_scratch_parts(step, kind))} B "
+                        f"exceeds the {bound} B of the 8-bit kernel of this layer")
 
 
 def scratch_bytes(step: Step, kernels: str = "m7") -> int:

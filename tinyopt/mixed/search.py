@@ -357,12 +357,15 @@ def _memory_driven_device(model, graph, flash_bytes, ram_bytes, granularity, del
 
     def budget_error(what):
         min_flash = _min_flash(node_list, granularity, bits)
-        # (weights at the top width: lower weight bits can only widen a kernel's im2col rows)
-        min_ram, where = _device_arena(structure, [top] * n, [lo] * n, granularity, fuse_pool)
+        # the smallest arena of the uniform policies (a kernel's scratch depends on the weight
+        # and input widths, so all-lowest need not be the smallest); ties: the widest bits
+        uniform = [(*_device_arena(structure, [w] * n, [a] * n, granularity, fuse_pool), w, a)
+                   for w in sorted(bits, reverse=True) for a in sorted(bits, reverse=True)]
+        min_ram, where, wb, ab = min(uniform, key=lambda t: t[0])
         msg = (f"infeasible budget ({what}): flash budget {flash_bytes:,} B vs smallest "
                f"reachable flash {min_flash:,} B (every weight at {lo} bits, {granularity}); "
                f"RAM budget {ram_bytes:,} B vs the deployed arena {min_ram:,} B with every "
-               f"activation at {lo} bits and every weight at {top} (8-bit input image, logits "
+               f"activation at {ab} bits and every weight at {wb} (8-bit input image, logits "
                f"as deployed; the most bytes at step {where!r}). Allowed bits "
                f"{tuple(sorted(bits, reverse=True))}: raise the budgets, allow lower bits or use "
                "a smaller model.")
