@@ -14,7 +14,7 @@ Rows of ``results/bench/kernels.csv``:
 - ``scope=mlperf_layer_type``: the four MLPerf Tiny int8 models with the specialised kernels,
   instructions per MAC summed over the steps of each layer type and kernel (``conv2d+add``: a
   convolution with the residual ADD fused into it; ``fc`` / ``pw``: the dense and pointwise
-  kernels of 8-bit layers, c/tn_m7_gemm.h).
+  kernels of 8-bit layers, c/tn_m7_gemm.h; ``conv``: tn_m7_conv on 8-bit convolutions).
 - ``scope=model``: instructions per inference of the seed CNN int8 and the mixed-precision
   MobileNet of notebook 05 (``results/deploy/*.npz``), MobileNetV1 0.25 @ 32 int8 (LiteRT
   conversion of :func:`tinyopt.front.models.mobilenet_v1`, 1 input channel, random weights),
@@ -25,7 +25,9 @@ Rows of ``results/bench/kernels.csv``:
   weights; the kernels' scratch (in the arena) and the measured RAM.
 
 Run ``.venv/bin/python benchmarks/bench_kernels.py`` (a few minutes; needs arm-none-eabi-gcc and
-qemu-system-arm).
+qemu-system-arm). ``--mlperf`` measures the four MLPerf Tiny models with the specialised kernels
+only (per-model totals beside CMSIS-NN's, flash and RAM, and the ``mlperf_layer_type`` rows),
+printed, without writing ``results/bench/kernels.csv`` (the edit-measure loop of issue 29).
 """
 from __future__ import annotations
 
@@ -166,10 +168,30 @@ def mlperf_layer_rows(model: str, steps) -> list[dict]:
     return rows
 
 
+def mlperf_only(tmp: Path) -> None:
+    """The four MLPerf Tiny int8 models on the specialised kernels, printed (nothing written)."""
+    from tinyopt.front.zoo import MLPERF_TINY, mlperf_tiny_path
+    from tinyopt.integer.from_litert import graph_from_tflite
+    for name in MLPERF_TINY:
+        g = graph_from_tflite(mlperf_tiny_path(name).read_bytes(), flavour="tflm")
+        g.name = f"mlperf_{name}"
+        r = _deploy(g, tmp, g.name, "m7")
+        s = r["summary"]
+        print(f"{g.name:32s} {s['insns_per_image_mean']:14,.0f} insns "
+              f"({s['insns_per_image_mean'] / CMSIS_NN[g.name]:.3f} x CMSIS-NN), code "
+              f"{s['code_model']} B, weights {s['weight_bytes_c']} B, RAM {s['ram_measured']} B "
+              f"(CMSIS-NN {CMSIS_NN_RAM[g.name]})", flush=True)
+        mlperf_layer_rows(g.name, r["steps"])
+
+
 def main() -> None:
     ok, why = mcu.toolchain()
     if not ok:
         raise SystemExit(f"bench_kernels needs the ARM toolchain and QEMU: {why}")
+    if "--mlperf" in sys.argv[1:]:
+        with tempfile.TemporaryDirectory() as tmp:
+            mlperf_only(Path(tmp))
+        return
     x_calib = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 1))
     with tempfile.TemporaryDirectory() as tmp:
         rows = layer_type_rows(Path(tmp), x_calib) + model_rows(Path(tmp))

@@ -70,10 +70,15 @@ def chain(seed, layers, in_shape, in_bits=8, signed=False, zin=0, rounding="floo
 
 
 def _gemm_kind(step):
-    """The kernel a compute step of the gemm family takes: tn_m7_fc / tn_m7_pw for the dense /
-    pointwise layers of 8-bit inputs and weights they cover (with steps.OWN_WEIGHT_ORDER), else
-    the gemm kernel."""
-    return ("fc" if steps_mod.fc_fits(step) else "pw" if steps_mod.pw_fits(step) else "gemm")
+    """The kernel a compute step of the gemm family takes: tn_m7_fc for the dense layers of 8-bit
+    inputs and weights it covers, tn_m7_conv for such pointwise ("pw") and conv2d ("conv")
+    layers (with steps.OWN_WEIGHT_ORDER), else the gemm kernel; a step of sub-byte weights or
+    inputs whose gemm scratch would exceed its 8-bit kernel's takes tn_m7_sub ("sub")."""
+    kind = steps_mod.m7_kernel(step)[0]
+    if kind in ("sub", "portable"):
+        return kind
+    return ("fc" if steps_mod.fc_fits(step) else "pw" if steps_mod.pw_fits(step)
+            else "conv" if steps_mod.conv_fits(step) else "gemm")
 
 
 def host_check(g, tmp_path, n=40):
@@ -139,10 +144,10 @@ def test_gemm_kernels_host_bitexact(tmp_path, name):
     g = chain(len(name), layers, (9, 9, 3), 8, signed, zin, rounding)
     e = host_check(g, tmp_path)
     compute = [(k, s) for k, s in zip(e.kernels, e.steps) if s.layer.weights is not None]
-    # dense and pointwise layers of 8-bit inputs and weights take tn_m7_fc / tn_m7_pw
+    # dense, pointwise and conv layers of 8-bit inputs and weights take tn_m7_fc / tn_m7_conv
     assert [k for k, _ in compute] == [_gemm_kind(s) for _, s in compute], e.kernels
     if steps_mod.OWN_WEIGHT_ORDER and name == "tflite":
-        assert [k for k, _ in compute] == ["gemm", "pw", "gemm", "fc"]
+        assert [k for k, _ in compute] == ["conv", "pw", "conv", "fc"]
 
 
 def _dw(c, h, b, out_bits, stride=1, pad_mode="zero", **kw):
@@ -239,7 +244,8 @@ def test_specialised_kernels_under_qemu(qemu, tmp_path):
     assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
     assert s["ram_acceptance_ok"]
     kinds = r["export"].kernels
-    assert kinds == ["gemm", "depthwise", "gemm", "depthwise", "gemm", "depthwise", "gemm"]
+    assert kinds == [("conv" if steps_mod.OWN_WEIGHT_ORDER else "gemm"), "depthwise", "gemm",
+                     "depthwise", "gemm", "depthwise", "gemm"]
     assert s["insns_per_image_mean"] < 8 * s["macs"]  # the portable kernels take > 15 / MAC
     nm = subprocess.run(["arm-none-eabi-nm", tmp_path / "m7" / "mcu" / "model.elf"],
                         capture_output=True, text=True, check=True).stdout
@@ -883,8 +889,8 @@ def _pw_graph(name):
 @needs_fc
 @pytest.mark.parametrize("name", _fast_first(PW_CHAINS, ("floor_u8", "double_s8", "u8_z0")))
 def test_pw_kernel_host_bitexact(tmp_path, name):
-    """tn_m7_pw (every pointwise layer of the chains) equals the simulator on 120 inputs; its
-    scratch is two pixels' int16 lanes (4 KP bytes), no int32 outputs."""
+    """tn_m7_conv on the pointwise layers of the chains ("pw") equals the simulator on 120
+    inputs; its scratch is two pixels' int16 lanes (4 KP bytes), no int32 outputs."""
     g = _pw_graph(name)
     e = host_check(g, tmp_path, n=120)
     pws = [(k, s) for k, s in zip(e.kernels, e.steps) if s.layer.kind == "pointwise"]
@@ -899,8 +905,8 @@ def test_pw_kernel_host_bitexact(tmp_path, name):
 @needs_fc
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_pw_kernel_under_qemu(qemu, tmp_path):
-    """tn_m7_pw's assembly loops (LDRD where C % 4 == 0, LDR otherwise; z_x = 0) bit-exact
-    under QEMU;
+    """tn_m7_conv's assembly loops on pointwise layers (C % 4 != 0: padded lanes; z_x = 0)
+    bit-exact under QEMU;
     under 2 instructions per MAC on the small 32 -> 32 layer of the double_s8 chain (the
     per-output requantization weighs on 32 MACs per output; MLPerf KWS's 64 -> 64 layers take
     1.39, docs/integer.md)."""

@@ -65,7 +65,7 @@ from tinyopt.names import c_comment, c_identifier, c_string
 
 C_DIR = Path(__file__).resolve().parent / "c"
 KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c", "tn_arith.h", "tn_m7.h", "tn_m7_core.h",
-                "tn_m7_gemm.h", "tn_m7_dw.h", "tn_m7_add.h")
+                "tn_m7_gemm.h", "tn_m7_dw.h", "tn_m7_add.h", "tn_m7_sub.h")
 ROUNDING_C = {"floor": "TN_FLOOR", "tflite_single": "TN_TFL_SINGLE",
               "tflite_double": "TN_TFL_DOUBLE"}
 # The kinds tinyopt_nn.c's own dispatcher (tn_run) knows; the kernels of ops added since live in
@@ -100,7 +100,9 @@ class Export:
     kernels: list = field(default_factory=list)  # per step: "gemm", "depthwise", "portable"
     op_sources: list = field(default_factory=list)  # the kernel files of registry ops it uses
     scratch_bytes: int = 0  # largest kernel scratch of a step (in the arena, Step.scratch_*)
-    weight_pad_bytes: int = 0  # zero bytes after weight arrays (word loads of the last row)
+    weight_pad_bytes: int = 0  # .rodata beside the packed weights: zero bytes after weight arrays
+    # (word loads of the last row) and what a kernel's own weight order adds (row padding,
+    # per-channel constants)
     prefix: str = "model"  # the C name: <prefix>.h, <prefix>.c, <prefix>_run, ... (export_c)
 
     @property
@@ -223,13 +225,19 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
         n0 = np.asarray(layer.n0 if layer.requantize else [0], np.int8)
         # weights: the step kernel's own order (kernels_m7.Choice.weights), else the row layout
         w_vals = layer.weights if weights is None else weights
+        # bytes a kernel's own order adds to the packed weights (row padding, per-channel
+        # constants of tn_m7_dw3) are in .rodata but not the model's weights: counted with the
+        # pad bytes (Export.weight_pad_bytes), so param_bytes["w"] stays the packed weights
+        layout = max(0, int(np.asarray(w_vals).nbytes) - int(np.asarray(layer.weights).nbytes))
         for suffix, ctype, vals in (("w", "uint8_t", w_vals), ("wzp", "uint8_t", zw),
                                     ("bias", "int32_t", bias), ("m0", "int32_t", m0),
                                     ("n0", "int8_t", n0)):
-            nbytes[suffix] = nbytes.get(suffix, 0) + int(np.asarray(vals).nbytes)
+            nbytes[suffix] = nbytes.get(suffix, 0) + int(np.asarray(vals).nbytes) - (
+                layout if suffix == "w" else 0)
             if suffix == "w" and w_pad:  # word loads of the last row (tn_m7.h) stay inside
                 vals = np.concatenate([np.asarray(vals).ravel(), np.zeros(w_pad, np.uint8)])
-                pads[k] = w_pad  # in .rodata, not counted as weights (Export.weight_pad_bytes)
+            if suffix == "w" and (w_pad or layout):
+                pads[k] = w_pad + layout  # in .rodata, not counted as weights
             arrays.append(_c_array(ctype, f"{prefix}_{suffix}{k}", vals, attribute=attr))
         lo, hi = layer.out_range
         fields.update({

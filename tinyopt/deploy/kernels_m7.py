@@ -10,10 +10,10 @@ only the kernels it uses.
 
 Kernels:
 
-- ``gemm``: convolution (any kernel size, stride, padding; the first layer with few input
-  channels), pointwise and dense layers (those of 8-bit inputs and weights: ``pw`` and ``fc``
-  below, once :data:`tinyopt.integer.steps.OWN_WEIGHT_ORDER` is on), optionally fused with the
-  max pool or the residual ADD after them (the ADD with the ``add`` kernel's arithmetic,
+- ``gemm``: convolution (any kernel size, stride, padding), pointwise and dense layers of any
+  bit widths (those of 8-bit inputs and weights: ``conv``, ``pw`` and ``fc`` below, once
+  :data:`tinyopt.integer.steps.OWN_WEIGHT_ORDER` is on), optionally fused with the max pool or
+  the residual ADD after them (the ADD with the ``add`` kernel's arithmetic,
   ``tn_m7_add_fused``, where :func:`add_plan` proves it exact, else the portable one: the
   choice's ``reason`` says why);
   inputs of 1/2/4/8 bits, weights of 1/2/4/8 bits, PL or PC weight zero points, FB or ICN
@@ -27,16 +27,26 @@ Kernels:
   as the row layout; ``Choice.weights``): rows in pairs, the two rows' codes interleaved byte by
   byte in each word, so that one SMLALD on the raw word and one SMLAD on its UXTB16 give four
   MACs (about one instruction per MAC). Sub-byte dense layers stay on ``gemm``.
-- ``pw``: pointwise layers of 8-bit inputs and weights without padding or fused pool
-  (:func:`tinyopt.integer.steps.pw_fits`): two pixels widened into int16 scratch (``4 * KP``
-  bytes), each row pair of weights (``fc_weights(..., block=2)``) read once for both: one
-  UXTB16, two SMLALD and two SMLAD per eight MACs; outputs written as computed (no int32 output
-  scratch), except with a fused residual ADD (the pair's ``2 * CO`` int32 outputs, then
-  ``tn_m7_add_fused`` as in ``gemm``).
+- ``conv`` and ``pw``: convolutions (any window, stride, padding; the first layer with 1-3 input
+  channels too) and pointwise layers without padding, of 8-bit inputs and weights, no fused pool
+  (:func:`tinyopt.integer.steps.conv_fits`, :func:`~tinyopt.integer.steps.pw_fits`): one kernel,
+  ``tn_m7_conv``. Two pixels' windows widened into int16 lanes interleaved word by word
+  (``4 * KP`` bytes of scratch, KP = KH x the window row's KW * C bytes rounded up to four),
+  each row pair of weights (:func:`conv_weights`: window rows padded with the row's weight zero
+  point, then :func:`fc_weights`' pair words) read once for both pixels: per group of four lanes
+  one LDRD of weights, two LDRD of lanes, two UXTB16, four SMLALD and four SMLAD, i.e. 13
+  instructions per 16 MACs in an assembly loop of four groups; outputs written as computed (no
+  int32 output scratch), except with a fused residual ADD (the pair's ``2 * CO`` int32 outputs,
+  then ``tn_m7_add_fused`` as in ``gemm``).
 - ``depthwise``: depth multiplier 1, weights of b in (2, 4, 8) bits, channels a multiple of
   32 / b, no fused pool: 32 / b channels per word of weights, two per lane pair (SMLABB /
   SMLATT); inputs of the weights' width a word at a time (sub-byte: unsigned), other inputs
   element by element. A depthwise layer of all-ones weights (TFLite's MEAN) becomes a plain sum.
+  3x3 layers of 8-bit inputs, weights and outputs, strides 1 / 2 (:func:`dw3_fits`) take the
+  row kernel ``tn_m7_dw3`` instead when the plan gave the step its scratch
+  (:func:`dw3_scratch_bytes`: three input rows widened to int16, channel planes): SMLAD on two
+  taps of one channel, two output pixels per weight register, weights exported as
+  [d0, d1, d1, d2] per kernel row (:func:`dw3_weights`, ``Choice.weights``).
 - ``depthwise_scalar``: the other depthwise layers (channels not a multiple of the word, depth
   multiplier > 1, 1-bit weights): one channel at a time, shapes and widths constant.
 - ``pool``: stand-alone max and average pools of 1-8-bit tensors (32-bit sums, a hardware
@@ -48,8 +58,8 @@ Kernels:
 - ``portable``: everything else (concat, pad, quantize, softmax; an ADD of other widths or
   whose plan fails; a depthwise layer fused with a max pool; 16/32-bit inputs).
 
-Scratch. The gemm kernel's im2col rows and output values, the pw kernel's two pixels of int16
-inputs (and, with a fused ADD, their outputs), and the output values of one pixel of the scalar
+Scratch. The gemm kernel's im2col rows and output values, the conv / pw kernel's two pixels'
+int16 lanes (and, with a fused ADD, their outputs), and the output values of one pixel of the scalar
 depthwise and pool kernels, live in the activation arena (fc needs none), not on the stack: the
 planner gives each such step a buffer of :func:`tinyopt.integer.steps.scratch_bytes` (the one
 rule, which :func:`choose` reports), alive during that step only, word-aligned
@@ -59,13 +69,15 @@ passes ``<prefix>_arena + offset`` to its kernel.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 
 import numpy as np
 
 from tinyopt.integer.steps import (  # noqa: F401  (MAX_SCRATCH, KERNEL_MODES: re-exported)
-    KERNEL_MODES, MAX_SCRATCH, Step, _hwc, fc_fits, gemm_geometry, kernel_window, m7_kernel,
-    scratch_bytes as step_scratch_bytes, scratch_parts, SUB_BITS, sub_direct)
+    KERNEL_MODES, MAX_SCRATCH, SUB_BITS, Step, _hwc, conv_lanes, fc_fits, gemm_geometry,
+    kernel_window, m7_kernel, scratch_bytes as step_scratch_bytes, scratch_parts, dw3_fits,
+    dw3_weights_fit, dw3_width, dw3_scratch_bytes, sub_direct)
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment
 
@@ -74,13 +86,15 @@ ROUNDING_ID = {"floor": 0, "tflite_single": 1, "tflite_double": 2}  # TN_FLOOR, 
 
 @dataclass
 class Choice:
-    """The kernel of one step: ``kind`` in ("gemm", "fc", "pw", "depthwise", "depthwise_scalar",
+    """The kernel of one step: ``kind`` in ("gemm", "fc", "pw", "conv", "depthwise",
+    "depthwise_scalar",
     "pool", "add", "portable"), the C function model_run calls, the scratch bytes it needs in the
     arena (:func:`tinyopt.integer.steps.scratch_bytes`), the weight array's padding bytes
     (word loads of the last row), why a compute step stayed portable (or, for a gemm step, why
     its fused ADD kept the portable arithmetic), and ``weights``: the bytes the step's weight
     array must hold when its kernel reads another order than the row layout of
-    :attr:`IntegerLayer.weights` (``fc``: :func:`fc_weights`; None: the row layout)."""
+    :attr:`IntegerLayer.weights` (``fc``: :func:`fc_weights`; ``conv`` / ``pw``:
+    :func:`conv_weights`; None: the row layout)."""
 
     kind: str
     function: str
@@ -120,13 +134,13 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
     scratch = step_scratch_bytes(step, mode)
     if kind == "fc":
         return Choice("fc", f"model_step{index}", weights=fc_weights(layer))
-    if kind == "pw":  # row pairs, no blocks of four (one pair per pass, two pixels)
+    if kind in ("pw", "conv"):  # tn_m7_conv: row pairs over padded window rows, two pixels
         why = ""
         if step.add is not None:  # as for gemm: tn_m7_add's arithmetic where add_plan allows
             plan = add_plan(step, rounding)
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
-        return Choice("pw", f"model_step{index}", scratch=scratch,
-                      weights=fc_weights(layer, block=2), reason=why)
+        return Choice(kind, f"model_step{index}", scratch=scratch, weights=conv_weights(layer),
+                      reason=why)
     if kind == "sub":  # tn_m7_sub: sub-byte weights or inputs, its own weight order
         why = ""
         if step.add is not None:
@@ -134,6 +148,8 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
         return Choice("sub", f"model_step{index}", scratch=scratch, weights=sub_weights(layer),
                       reason=why)
+    if kind == "depthwise":  # the 3x3 row kernel where it applies (dw3_plan), else tn_m7_depthwise
+        return _depthwise_choice(step, index, rounding, scratch)
     if kind != "gemm":
         return Choice(kind, f"model_step{index}", scratch=scratch, reason=reason)
     rb = int(layer.weights.shape[1])
@@ -206,17 +222,19 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
                 common["OB"], *rq.values()]
         return (head + "    tn_m7_fc(l, in[0], out, " + ", ".join(u(a) for a in args)
                 + ");\n}\n")
-    if choice.kind == "pw":
+    if choice.kind in ("pw", "conv"):
         h, w, c = _hwc(layer.in_shape)
         oh, ow, co = _hwc(layer.out_shape)
-        args = [2 if step.add is not None else 0, w, c, oh, ow, co, layer.stride[0],
-                layer.stride[1], common["XS"], common["ZX"], gemm_geometry(layer)["KP"],
+        kh, kw = kernel_window(layer)
+        args = [2 if step.add is not None else 0, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
+                layer.stride[1], top, left, common["XS"], common["ZX"], common["PADZERO"],
+                conv_lanes(layer)[0], int(_inside(layer, gemm_geometry(layer))),
                 common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
                 common["OB"], *rq.values(), *_fused_add_args(step, graph_rounding)]
-        im2col, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
-        return (head + f"    tn_m7_pw(l, in[0], {other}, out, "
-                f"{_scratch(step, arena, 'int16_t')},\n             "
-                f"{_scratch(step, arena, 'int32_t', im2col)}, "
+        lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
+        return (head + f"    tn_m7_conv(l, in[0], {other}, out, "
+                f"{_scratch(step, arena, 'uint32_t')},\n               "
+                f"{_scratch(step, arena, 'int32_t', lanes)}, "
                 + ", ".join(u(a) for a in args) + ");\n}\n")
     if choice.kind == "sub":
         return head + _sub_call(step, common, zw, rq, graph_rounding, arena, u) + "}\n"
@@ -232,6 +250,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
         return (head + f"    tn_m7_dw_scalar(l, in[0], {other}, out, "
                 f"{_scratch(step, arena, 'int32_t')}, "
                 + ", ".join(u(a) for a in args) + ");\n}\n")
+    if choice.kind == "depthwise" and choice.weights is not None:  # the row kernel
+        return head + _dw3_call(step, graph_rounding, u, arena) + "}\n"
     if choice.kind == "depthwise":
         h, w, c = _hwc(layer.in_shape)
         oh, ow, _ = _hwc(layer.out_shape)
@@ -393,6 +413,39 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
     gp = _scratch(step, arena, "uint8_t") if gather else "(uint8_t *)0"
     return (f"    tn_m7_sub(l, in[0], {other}, out, {bp}, {gp},\n              "
             + ", ".join(u(a) for a in args) + ");\n")
+
+
+def conv_weights(layer) -> np.ndarray:
+    """The weight bytes of an 8-bit convolution or pointwise layer in tn_m7_conv's order
+    (c/tn_m7_gemm.h): each row's window rows of KW * C codes padded to KWCP lanes
+    (:func:`tinyopt.integer.steps.conv_lanes`) with the row's weight zero point, then the padded
+    rows in pairs as :func:`fc_weights` with blocks of one pair (a multiple of four codes per
+    row: no tails); the last row of an odd count as it is (padded). N * KP bytes: N K when
+    KW * C is a multiple of four (no padding).
+
+    Arguments:
+        layer: a conv2d or pointwise layer of 8-bit weights.
+
+    Returns:
+        uint8 array of N * KP bytes.
+
+    Raises:
+        ValueError: not a conv2d or pointwise layer of 8-bit weights.
+    """
+    if layer.kind not in ("conv2d", "pointwise") or layer.weight_bits != 8:
+        raise ValueError(f"layer {layer.name!r}: conv_weights packs conv2d and pointwise layers "
+                         f"of 8-bit weights, not a {layer.weight_bits}-bit {layer.kind} layer")
+    kh, kw = kernel_window(layer)
+    kwcp, kp = conv_lanes(layer)
+    w = np.asarray(layer.weights, np.uint8).reshape(len(layer.weights), kh, -1)
+    n, _, row = w.shape
+    zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)), (n,))
+    padded = np.empty((n, kh, kwcp), np.uint8)
+    padded[:, :, :row] = w
+    padded[:, :, row:] = zw.astype(np.uint8)[:, None, None]
+    rows = padded.reshape(n, kp)
+    return fc_weights(types.SimpleNamespace(kind="dense", weight_bits=8, weights=rows,
+                                            name=layer.name), block=2)
 
 
 def _fused_add_args(step: Step, graph_rounding: str) -> list[int]:
@@ -636,3 +689,90 @@ def _ones_row(layer) -> np.ndarray:
 def scratch_bytes(choices: list[Choice]) -> int:
     """The largest scratch of any step (bytes in the arena, alive during that step only)."""
     return max((c.scratch for c in choices), default=0)
+
+
+# ------------------------------------------------------------------ the 3x3 depthwise row kernel
+
+def dw3_plan(step: Step, graph_rounding: str | None) -> dict | str:
+    """The row kernel's requantization for ``step`` (:func:`dw3_fits`): DWQ = 1 (the folded
+    SMMLAR form of c/tn_m7_dw.h) with per-channel CC = 2^(K-1) + z_out 2^K (K = -n0) when
+    tn_m7_out's FAST = 3 form applies (:func:`requant_constants`) and CC + h stays in int32
+    for every accumulator of the layer (|h| <= |2 acc| m0 / 2^32 + 1, :func:`acc_bound`);
+    else DWQ = 0 (tn_m7_out). A string when the kernel does not fit the step.
+
+    Returns:
+        {"DWQ": 0 or 1, "CC": int64 array [C] (zeros for DWQ = 0), "LO", "HI", "OS"}, or
+        the reason the row kernel does not run the step.
+    """
+    if not dw3_fits(step):
+        return "not an 8-bit 3x3 depthwise layer of stride 1 / 2 (dw3_fits)"
+    if not dw3_weights_fit(step.layer):
+        return ("a weight minus its zero point outside int8 (asymmetric 8-bit weights): "
+                "tn_m7_depthwise in the row kernel's planned scratch")
+    layer = step.layer
+    c = _hwc(layer.in_shape)[2]
+    lo, hi = (int(v) for v in layer.out_range)
+    tlo, thi = (-128, 127) if layer.out_signed else (0, 255)
+    if not tlo <= lo <= hi <= thi:
+        return f"output range [{lo}, {hi}] outside the 8-bit [{tlo}, {thi}]"
+    plan = {"DWQ": 0, "CC": np.zeros(c, np.int64), "LO": lo, "HI": hi,
+            "OS": int(bool(layer.out_signed))}
+    flavour = layer.rounding or graph_rounding
+    if flavour is None or requant_constants(layer, flavour)["FAST"] != 3:
+        return plan
+    m0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.m0, np.int64)), (c,))
+    k = -np.broadcast_to(np.atleast_1d(np.asarray(layer.n0, np.int64)), (c,))
+    cc = (np.int64(1) << (k - 1)) + (np.int64(int(layer.out_zero_point)) << k)
+    hmax = ((2 * int(acc_bound(layer)) * m0) >> 32) + 1
+    if np.all(np.abs(cc) + hmax + 1 <= INT32[1]):
+        plan.update(DWQ=1, CC=cc)
+    return plan
+
+
+def dw3_weights(layer, cc: np.ndarray) -> np.ndarray:
+    """The row kernel's weight array (``Choice.weights``): per channel 16 bytes, three words
+    [d_r0, d_r1, d_r1, d_r2] (d = w - z_w as int8, kernel row r) and CC (int32, little-endian;
+    :func:`dw3_plan`)."""
+    w = np.asarray(layer.weights, np.int64).reshape(3, 3, -1)
+    c = w.shape[2]
+    zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)), (c,))
+    d = (w - zw[None, None, :]).astype(np.int8).view(np.uint8)  # [3, 3, C]
+    words = np.stack([d[:, 0], d[:, 1], d[:, 1], d[:, 2]], axis=1)  # [3 rows, 4 bytes, C]
+    blob = np.concatenate([words.transpose(2, 0, 1).reshape(c, 12),
+                           np.asarray(cc, "<i4").view(np.uint8).reshape(c, 4)], axis=1)
+    return blob.ravel().astype(np.uint8)
+
+
+def _depthwise_choice(step: Step, index: int, rounding: str | None, scratch: int) -> Choice:
+    """The depthwise kernel of a step m7_kernel gives to "depthwise": the row kernel
+    (``Choice.weights`` set: :func:`dw3_weights`) when :func:`dw3_plan` accepts it and the plan
+    gave the step its scratch (:func:`dw3_scratch_bytes`), else tn_m7_depthwise (the reason
+    says why)."""
+    need = dw3_scratch_bytes(step)
+    plan = dw3_plan(step, rounding)
+    if isinstance(plan, str):
+        return Choice("depthwise", f"model_step{index}", scratch=scratch, reason=plan)
+    if step.scratch_bytes < need:
+        return Choice("depthwise", f"model_step{index}", scratch=scratch,
+                      reason=f"the 3x3 row kernel needs {need} B of scratch, the plan gave "
+                      f"{step.scratch_bytes} B (integer.steps.scratch_parts)")
+    return Choice("depthwise", f"model_step{index}", scratch=need,
+                  weights=dw3_weights(step.layer, plan["CC"]))
+
+
+def _dw3_call(step: Step, graph_rounding: str, u, arena: str) -> str:
+    """The C statement calling tn_m7_dw3 for a step of the row kernel."""
+    layer = step.layer
+    h, w, c = _hwc(layer.in_shape)
+    oh, ow, _ = _hwc(layer.out_shape)
+    top, _, left, _ = layer.padding
+    plan = dw3_plan(step, graph_rounding)
+    assert not isinstance(plan, str), plan  # choose() checked it
+    rq = requant_constants(layer, graph_rounding)
+    nm = rq.pop("NM")
+    args = [h, w, c, oh, ow, layer.stride[0], layer.stride[1], top, left, dw3_width(layer),
+            int(bool(layer.in_signed)), int(layer.in_zero_point), int(layer.pad_mode == "zero"),
+            plan["DWQ"], plan["OS"], plan["LO"], plan["HI"], nm, _rounding(step, graph_rounding),
+            *rq.values()]
+    return (f"    tn_m7_dw3(l, in[0], out, {_scratch(step, arena, 'int16_t')}, "
+            + ", ".join(u(a) for a in args) + ");\n")

@@ -77,6 +77,7 @@ class Step:
     add_slot: int = 0  # which input of the ADD the compute layer's output is
     scratch_bytes: int = 0  # the kernel's scratch (:func:`scratch_bytes`), alive in this step
     scratch_offset: int = 0  # ... its place in the arena (a multiple of SCRATCH_ALIGN)
+    graph_rounding: str | None = None  # the graph's requantization flavour (IntegerGraph.rounding)
 
     @property
     def in_bytes(self) -> int:
@@ -240,15 +241,41 @@ def fc_fits(step: Step) -> bool:
     return int(np.prod(layer.in_shape)) * 255 * max(abs(lo - z), abs(hi - z)) < (1 << 31)
 
 
-def pw_fits(step: Step) -> bool:
-    """Does the pointwise kernel tn_m7_pw (c/tn_m7_gemm.h) run ``step``? A pointwise layer of
-    8-bit inputs and weights without padding or fused pool (a fused ADD is fine), of at most
-    2,048 input channels (its second pixel's lanes are an immediate offset of a load, at most
-    4,095)."""
+def conv_lanes(layer: IntegerLayer) -> tuple[int, int]:
+    """(KWCP, KP) of tn_m7_conv (c/tn_m7_gemm.h): the lanes of one window row (KW * C input
+    bytes rounded up to a group of four) and of a whole window (KH rows)."""
+    kh, kw = kernel_window(layer)
+    kwcp = -(-kw * _hwc(layer.in_shape)[2] // 4) * 4
+    return kwcp, kh * kwcp
+
+
+def _conv8(step: Step, kind: str) -> bool:
+    """A ``kind`` layer of 8-bit inputs and weights without fused pool whose 32-bit sums of
+    weight code x (x - z_x) over a window cannot overflow (KP * 255 * max |x - z_x| < 2^31:
+    tn_m7_conv recovers one row of each pair from a 64-bit sum minus that 32-bit one) and whose
+    two pixels' lanes fit :data:`MAX_SCRATCH`."""
     layer = step.layer
-    return (OWN_WEIGHT_ORDER and layer.kind == "pointwise" and layer.weight_bits == 8
-            and layer.in_bits == 8 and step.pool is None
-            and not any(layer.padding) and _hwc(layer.in_shape)[2] <= 2048)
+    if (not OWN_WEIGHT_ORDER or layer.kind != kind or layer.weight_bits != 8
+            or layer.in_bits != 8 or step.pool is not None):
+        return False
+    z = int(layer.in_zero_point)
+    lo, hi = (-128, 127) if layer.in_signed else (0, 255)
+    kp = conv_lanes(layer)[1]
+    return kp * 255 * max(abs(lo - z), abs(hi - z)) < (1 << 31) and 4 * kp <= MAX_SCRATCH
+
+
+def pw_fits(step: Step) -> bool:
+    """Does tn_m7_conv (c/tn_m7_gemm.h) run ``step`` as a pointwise layer ("pw")? A pointwise
+    layer of 8-bit inputs and weights without padding or fused pool (a fused ADD is fine)
+    within :func:`_conv8`'s bounds."""
+    return _conv8(step, "pointwise") and not any(step.layer.padding)
+
+
+def conv_fits(step: Step) -> bool:
+    """Does tn_m7_conv (c/tn_m7_gemm.h) run ``step`` as a convolution ("conv")? A conv2d layer
+    of 8-bit inputs and weights (any window, stride, padding; a fused ADD is fine, a fused max
+    pool is not) within :func:`_conv8`'s bounds."""
+    return _conv8(step, "conv2d")
 
 
 def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[str, str]:
@@ -262,11 +289,11 @@ def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[
 
     Returns:
         (kind, reason): kind in "gemm", "fc" (:func:`fc_fits`: no scratch), "pw"
-        (:func:`pw_fits`: im2col rows only), "sub" (:func:`sub_kernel`), "depthwise",
-        "depthwise_scalar", "pool", "add" (the specialised ADD if ``kernels_m7.add_plan``
-        finds exact constants, else the portable one: neither needs scratch) or "portable";
-        reason: why a compute step stays portable or takes the scalar depthwise kernel (""
-        otherwise).
+        (:func:`pw_fits`) and "conv" (:func:`conv_fits`: tn_m7_conv, two pixels' lanes), "sub"
+        (:func:`sub_kernel`: sub-byte weights or inputs), "depthwise", "depthwise_scalar",
+        "pool", "add" (the specialised ADD if ``kernels_m7.add_plan`` finds exact constants,
+        else the portable one: neither needs scratch) or "portable"; reason: why a compute step
+        stays portable or takes the scalar depthwise kernel ("" otherwise).
 
     Raises:
         ValueError: an unknown ``kernels``.
@@ -302,11 +329,68 @@ def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[
         return "fc", ""
     if pw_fits(step):
         return "pw", ""
+    if conv_fits(step):
+        return "conv", ""
     geo = gemm_geometry(layer)
     im2col = im2col_rows(step, geo) * 2 * geo["KP"]
     if im2col > MAX_SCRATCH:
         return "portable", f"im2col scratch {im2col} B > {MAX_SCRATCH} B"
     return "gemm", ""
+
+
+def dw3_fits(step: Step) -> bool:
+    """Does the 3x3 depthwise row kernel (tn_m7_dw3, c/tn_m7_dw.h) get ``step``, and its
+    scratch (:func:`dw3_scratch_bytes`)? A depthwise layer of 8-bit inputs, weights and
+    outputs, 3x3 window, strides of 1 or 2, depth multiplier 1, channels a multiple of 4, no
+    fused pool or ADD, requantized, in a graph of TFLite's rounding (an imported .tflite). The
+    kernel needs every weight minus its zero point in int8 (:func:`dw3_weights_fit`): TFLite's
+    weights are symmetric by the format, so there the choice is known before any weight is. The
+    sub-byte Keras path ("floor") quantizes 8-bit weights asymmetrically, and its memory model
+    (:mod:`tinyopt.mixed.skeleton`) plans the arena before calibration: planning the scratch
+    there would reserve it for a kernel the weights mostly cannot run, so its depthwise layers
+    keep tn_m7_depthwise. (A TFLite-flavour graph whose weights do not fit runs
+    tn_m7_depthwise in the planned scratch: ``kernels_m7.dw3_plan`` says why.)
+    Pure arithmetic on the layer's shape and widths and the graph's flavour."""
+    layer = step.layer
+    return not (step.graph_rounding not in ("tflite_single", "tflite_double")
+                or layer.kind != "depthwise" or layer.weight_bits != 8 or layer.in_bits != 8
+                or layer.out_bits != 8 or step.pool is not None or step.add is not None
+                or not layer.requantize or layer.depth_multiplier != 1
+                or tuple(int(k) for k in layer.weight_shape[:2]) != (3, 3)
+                or tuple(layer.dilation) != (1, 1)
+                or any(int(s) not in (1, 2) for s in layer.stride)
+                or _hwc(layer.in_shape)[2] % 4 or abs(int(layer.in_zero_point)) > 255)
+
+
+def dw3_weights_fit(layer) -> bool:
+    """Do a depthwise layer's weights minus their zero point fit in int8 (the row kernel's
+    weight bytes; TFLite's symmetric weights: w - 128 in [-127, 127])?"""
+    w = np.asarray(layer.weights, np.int64).reshape(9, -1)
+    zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)),
+                         (w.shape[1],))
+    d = w - zw[None, :]
+    return bool(d.min() >= -128 and d.max() <= 127)
+
+
+def dw3_width(layer) -> int:
+    """WP: int16 columns of one widened input row of the row kernel (padding included, even,
+    covering every column its word loads reach)."""
+    _, w, _ = _hwc(layer.in_shape)
+    _, ow, _ = _hwc(layer.out_shape)
+    _, _, left, right = (int(p) for p in layer.padding)
+    sw = int(layer.stride[1])
+    reach = 2 * ow + 2 if sw == 2 else ow + 3  # one past the last halfword a load reads
+    cols = max(w + left + right, reach)
+    return cols + cols % 2
+
+
+def dw3_scratch_bytes(step: Step) -> int:
+    """Scratch of the row kernel: three input rows of all channels as int16 (3 C WP 2 bytes),
+    0 when :func:`dw3_fits` refuses the step (:func:`scratch_parts` plans it for the
+    depthwise kernel kind)."""
+    if not dw3_fits(step):
+        return 0
+    return 3 * _hwc(step.layer.in_shape)[2] * dw3_width(step.layer) * 2
 
 
 def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
@@ -320,9 +404,9 @@ def kind_scratch_parts(step: Step, kind: str) -> tuple[int, int]:
     layer = step.layer
     if kind == "sub":  # tn_m7_sub: the gathered window's codes; a fused pool's maxima
         return sub_scratch_parts(step)
-    if kind == "pw":  # two pixels' int16 inputs (a lone pixel: twice); outputs written as
-        # computed, or, with a fused ADD, the pair's int32 outputs first
-        return 2 * 2 * gemm_geometry(layer)["KP"], 8 * int(layer.out_channels) * (
+    if kind in ("pw", "conv"):  # two pixels' int16 lanes (a lone pixel: twice); outputs
+        # written as computed, or, with a fused ADD, the pair's int32 outputs first
+        return 2 * 2 * conv_lanes(layer)[1], 8 * int(layer.out_channels) * (
             step.add is not None)
     if kind == "gemm":
         geo = gemm_geometry(layer)
@@ -330,6 +414,8 @@ def kind_scratch_parts(step: Step, kind: str) -> tuple[int, int]:
         # v: one int32 per output channel and pixel of a pair; with a fused pool the running
         # max and the pair (tn_m7_gemm's [best | pixel | pixel])
         return rows * 2 * geo["KP"], 4 * int(layer.out_channels) * (3 if step.pool else rows)
+    if kind == "depthwise":  # the 3x3 row kernel: three input rows as int16 planes
+        return 0, dw3_scratch_bytes(step)
     if kind == "depthwise_scalar":  # every output channel of a pixel before any is written
         return 0, 4 * _hwc(layer.out_shape)[2]
     if kind == "pool":  # every channel of a pooled pixel before any is written
@@ -414,8 +500,10 @@ def sub_kernel(step: Step) -> tuple[str, str]:
 def scratch_bytes(step: Step, kernels: str = "m7") -> int:
     """Bytes of scratch the kernel running ``step`` needs: the gemm kernel's im2col rows (int16)
     and output values (int32), the scalar depthwise and pool kernels' output values of one
-    pixel, the pointwise (pw) kernel's two pixels of int16 inputs (and, with a fused ADD, their
-    int32 outputs); 0 for the dense (fc), vector depthwise and ADD kernels and for every
+    pixel, the 8-bit convolution and pointwise kernel's (conv, pw) two pixels' windows of int16
+    lanes (and, with a fused ADD, their int32 outputs), the 3x3 depthwise row kernel's three
+    input rows as int16 (:func:`dw3_scratch_bytes`); 0 for the dense (fc), the other vector
+    depthwise and the ADD kernels and for every
     portable kernel. The planner places it in the arena, alive during the step only
     (:func:`memory_plan`). Pure
     arithmetic on the layer's kind, widths, zero point and geometry: cheap enough for a policy
@@ -515,7 +603,7 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
         steps.append(Step(label, layer, pool, tuple(layer.in_shape), layer.in_bits,
                           tuple(last.out_shape), last.out_bits, inputs=ins, output=out,
                           in_specs=tuple(graph.tensor(t) for t in ins), add=add,
-                          add_slot=slot))
+                          add_slot=slot, graph_rounding=graph.rounding))
         produced.add(out)
     if not steps:
         raise ValueError("the graph has no compute, pool or DAG node to export (only reshapes)")
@@ -524,7 +612,11 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     io = [memplan.StepIO(s.inputs, s.output,
                          tuple(k for k in ((1,) if s.add is not None
                                            else REGISTRY[s.layer.kind].inplace_inputs)
-                               if overlap and sizes[s.inputs[k]] == sizes[s.output]),
+                               # in place: the same bytes AND the same element width (a
+                               # 2-bit input and a 4-bit output of 2 elements are one byte
+                               # each: an element-wise kernel would overwrite unread codes)
+                               if overlap and sizes[s.inputs[k]] == sizes[s.output]
+                               and s.in_specs[k].bits == s.out_bits),
                          exclusive=s.add is not None,
                          slide=() if not overlap or write_delay(s) is None
                          else ((0, write_delay(s)),),

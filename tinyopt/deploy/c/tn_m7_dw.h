@@ -138,6 +138,267 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
     }
 }
 
+/* ------------------------------------------------------------------------------------------
+ * 3x3 depthwise, 8-bit inputs and weights, stride 1 or 2: the row kernel (tn_m7_dw3).
+ *
+ * Three input rows live in the step's scratch (kernels_m7.dw3_scratch_bytes), as int16
+ * x' = x - z_x (padding included: 0 for zero-point padding, -z_x for integer-0 padding), one
+ * plane per channel: rows[(c * 3 + slot) * WP + q], q = input column + PL, slot = (input row +
+ * PT) % 3. An input row is widened once, when the first output row needing it starts (so each
+ * input byte is read once, before any output byte of that row is written: the planner's
+ * sliding write, integer.steps.write_delay, stays safe).
+ *
+ * Per channel and output row the weights are six registers: A_r = (d_r0, d_r1) and
+ * B_r = (d_r1, d_r2) (int16 lanes, d = w - z_w), two SXTB16 of the exported word
+ * [d_r0, d_r1, d_r1, d_r2] (kernels_m7.dw3_weights). Two output pixels per step: with
+ * p0 = (x_q, x_q+1), p1 = (x_q+2, x_q+3) (one LDRD of the int16 plane, q even), stride 1:
+ *     out_ox   += SMLAD(p0, A) + SMLABT(p1, B)      x_q d0 + x_q+1 d1 + x_q+2 d2
+ *     out_ox+1 += SMLAD(p1, B) + SMLATB(p0, A)      x_q+2 d1 + x_q+3 d2 + x_q+1 d0
+ * stride 2 (p2 = (x_q+4, x_q+5)):
+ *     out_ox += SMLAD(p0, A) + SMLABT(p1, B),  out_ox+1 += SMLAD(p1, A) + SMLABT(p2, B)
+ * so that 18 MACs take 12 multiplies and 3 (stride 2: 6) loads.
+ *
+ * Requantization (DWQ = 1, kernels_m7.dw3_plan: TFLite's double rounding with every
+ * n0 in [-30, -1], |acc| < 2^30, and the folded constant in range): with K = -n0,
+ *     out = SSAT8((SMMLAR(acc << 1, m0, CC + [acc < 0]... ) >> K)
+ * as tn_m7_out's FAST = 3 form: SMMLAR(2 acc, m0, t) = t + SRDHM(acc, m0) (m0 >= 0), the
+ * rounding divide is (h + 2^(K-1) - [h < 0]) >> K ([h < 0] = [acc < 0], and for h = 0 both
+ * give 0), and CC = 2^(K-1) + (z_out << K) adds the zero point before the shift (exact:
+ * a multiple of 2^K); the export checks that CC + h stays in int32 for every accumulator the
+ * layer can form. Then the clamp to [LO, HI] (inside the 8-bit type). DWQ = 0: tn_m7_out.
+ * ------------------------------------------------------------------------------------------ */
+
+#if defined(__ARM_FEATURE_DSP)
+#define tn_dw3_sxtb16(x) ((uint32_t)__sxtb16((int32_t)(x)))
+#define tn_dw3_smlabt(a, b, c) ((int32_t)__smlabt((int32_t)(a), (int32_t)(b), (c)))
+#define tn_dw3_smlatb(a, b, c) ((int32_t)__smlatb((int32_t)(a), (int32_t)(b), (c)))
+static inline __attribute__((always_inline)) uint32_t tn_dw3_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+/* (lo of a, lo of b) and (hi of a, hi of b): PKHBT / PKHTB */
+static inline __attribute__((always_inline)) uint32_t tn_dw3_pack_lo(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline __attribute__((always_inline)) uint32_t tn_dw3_pack_hi(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(b), "r"(a));
+    return r;
+}
+#else
+static inline uint32_t tn_dw3_sxtb16(uint32_t x)
+{
+    return tn_lanes((uint32_t)(int32_t)(int8_t)(uint8_t)x,
+                    (uint32_t)(int32_t)(int8_t)(uint8_t)(x >> 16));
+}
+static inline uint32_t tn_dw3_sxtb16_ror8(uint32_t x) { return tn_dw3_sxtb16(x >> 8); }
+static inline int32_t tn_dw3_smlabt(uint32_t a, uint32_t b, int32_t c)
+{
+    return (int32_t)((uint32_t)c + (uint32_t)(tn_lo16(a) * tn_hi16(b)));
+}
+static inline int32_t tn_dw3_smlatb(uint32_t a, uint32_t b, int32_t c)
+{
+    return (int32_t)((uint32_t)c + (uint32_t)(tn_hi16(a) * tn_lo16(b)));
+}
+static inline uint32_t tn_dw3_pack_lo(uint32_t a, uint32_t b) { return tn_lanes(a, b); }
+static inline uint32_t tn_dw3_pack_hi(uint32_t a, uint32_t b) { return tn_lanes(a >> 16, b >> 16); }
+#endif
+
+/* x's two int16 lanes doubled (SADD16) when DBL (|x| <= 128 in each lane). */
+TN_INLINE uint32_t tn_dw3_dbl(uint32_t x, uint32_t DBL)
+{
+    if (!DBL) return x;
+#if defined(__ARM_FEATURE_DSP)
+    return (uint32_t)__sadd16((int16x2_t)x, (int16x2_t)x);
+#else
+    return ((x << 1) & 0xFFFFu) | (((x >> 16) << 17));
+#endif
+}
+
+/* One output code of the row kernel from its accumulator (see above). */
+TN_INLINE int32_t tn_dw3_out(const tn_layer_t *l, int32_t acc, uint32_t c, int32_t m0, int32_t cc,
+                             uint32_t k, uint32_t DWQ, uint32_t DBL, uint32_t OS, int32_t LO,
+                             int32_t HI, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+{
+    int32_t v;
+    if (!DWQ) return tn_m7_out(l, acc, c, 1u, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+    /* acc: the accumulator, or twice it (DBL); the sign fix-up from its sign (one ADD with a
+     * shifted operand) */
+    v = tn_smmlar(DBL ? acc : (int32_t)((uint32_t)acc << 1), m0,
+                  (int32_t)((uint32_t)cc + (uint32_t)(acc >> 31)));
+    v = tn_sat8(v >> k, OS);
+    if (LO > (OS ? -128 : 0)) v = v < LO ? LO : v;
+    if (HI < (OS ? 127 : 255)) v = v > HI ? HI : v;
+    return v;
+}
+
+/* Widen input row i (-PT <= i < H + PB) into slot s of the scratch planes (see above): its
+ * columns PL .. PL + W - 1 (the padding columns hold the padding value from the start). */
+TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_t i, uint32_t s,
+                            int32_t H, int32_t W, uint32_t C, int32_t PL, uint32_t WP,
+                            uint32_t XS, int32_t ZX, uint32_t PADZERO)
+{
+    const int16_t pad = (int16_t)(PADZERO ? -ZX : 0);
+    const uint32_t nzx2 = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
+    int16_t *dst = rows + s * WP + PL;
+    if (i < 0 || i >= H) { /* a padding row */
+        for (uint32_t c = 0; c < C; c++, dst += 3u * WP)
+            for (int32_t q = 0; q < W; q++) dst[q] = pad;
+        return;
+    }
+    {
+        const uint8_t *src = in + (uint32_t)i * (uint32_t)W * C;
+        int16_t *d = dst;
+        for (int32_t j = 0; j + 2 <= W; j += 2, d += 2) {
+            const uint8_t *p = src + (uint32_t)j * C;
+            int16_t *e = d;
+            for (uint32_t cg = 0; cg < C; cg += 4u, p += 4, e += 12u * WP) {
+                const uint32_t x0 = tn_ld32(p), x1 = tn_ld32(p + C);
+                const uint32_t s0 = XS ? tn_sxtab16(nzx2, x0) : tn_uxtab16(nzx2, x0);
+                const uint32_t s1 = XS ? tn_sxtab16(nzx2, x1) : tn_uxtab16(nzx2, x1);
+                const uint32_t t0 = XS ? tn_sxtab16_ror8(nzx2, x0) : tn_uxtab16_ror8(nzx2, x0);
+                const uint32_t t1 = XS ? tn_sxtab16_ror8(nzx2, x1) : tn_uxtab16_ror8(nzx2, x1);
+                const uint32_t v0 = tn_dw3_pack_lo(s0, s1), v2 = tn_dw3_pack_hi(s0, s1);
+                const uint32_t v1 = tn_dw3_pack_lo(t0, t1), v3 = tn_dw3_pack_hi(t0, t1);
+                TN_MEMCPY(e, &v0, 4);
+                TN_MEMCPY(e + 3u * WP, &v1, 4);
+                TN_MEMCPY(e + 6u * WP, &v2, 4);
+                TN_MEMCPY(e + 9u * WP, &v3, 4);
+            }
+        }
+        if (W & 1) {
+            const uint8_t *p = src + (uint32_t)(W - 1) * C;
+            for (uint32_t c = 0; c < C; c++)
+                dst[c * 3u * WP + (uint32_t)(W - 1)] = (int16_t)(tn_get(p, c, 8u, XS) - ZX);
+        }
+    }
+}
+
+/* One channel of one output row: OW outputs from its planes at p (word aligned), kernel row r
+ * in the plane at word offset Rr (constants: one pointer, immediate offsets, LDRD pairs). */
+TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int32_t *bp,
+                              const int32_t *mp, const int8_t *np, const uint32_t *p, uint8_t *o,
+                              uint32_t c,
+                              uint32_t R0, uint32_t R1, uint32_t R2, uint32_t C, int32_t OW,
+                              int32_t SW, uint32_t DWQ, uint32_t OS, int32_t LO, int32_t HI,
+                              uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+{
+    const uint8_t *wb = wp + c * 16u;
+    const uint32_t w0 = tn_ld32(wb), w1 = tn_ld32(wb + 4), w2 = tn_ld32(wb + 8);
+    /* DBL: with enough outputs per row, the weights and the bias are doubled once here (|2 d|
+     * <= 256 fits the int16 lanes; |2 acc| < 2^31 for DWQ = 1) so that the accumulators are
+     * 2 acc, which tn_dw3_out's SMMLAR takes without a shift per output */
+    const uint32_t DBL = DWQ && OW >= 8;
+    const uint32_t A0 = tn_dw3_dbl(tn_dw3_sxtb16(w0), DBL), B0 = tn_dw3_dbl(tn_dw3_sxtb16_ror8(w0), DBL);
+    const uint32_t A1 = tn_dw3_dbl(tn_dw3_sxtb16(w1), DBL), B1 = tn_dw3_dbl(tn_dw3_sxtb16_ror8(w1), DBL);
+    const uint32_t A2 = tn_dw3_dbl(tn_dw3_sxtb16(w2), DBL), B2 = tn_dw3_dbl(tn_dw3_sxtb16_ror8(w2), DBL);
+    const int32_t bias = (int32_t)((uint32_t)bp[c] << DBL);
+    const int32_t m0 = DWQ ? (NM == 1u ? M0 : mp[c]) : 0;
+    const int32_t cc = DWQ ? (int32_t)tn_ld32(wb + 12) : 0;
+    const uint32_t k = DWQ ? (uint32_t)(-(NM == 1u ? N0 : (int32_t)np[c])) : 0u;
+    const uint32_t *pq = p;
+    const uint32_t *const end = p + (uint32_t)(OW / 2) * (uint32_t)SW;
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+    for (; pq != end; pq += SW, o += 2u * C) {
+        int32_t a0, a1;
+        if (SW == 1) {
+            uint32_t p0 = pq[R0], p1 = pq[R0 + 1];
+            a0 = tn_dw3_smlabt(p1, B0, tn_smlad(p0, A0, bias));
+            a1 = tn_dw3_smlatb(p0, A0, tn_smlad(p1, B0, bias));
+            p0 = pq[R1], p1 = pq[R1 + 1];
+            a0 = tn_dw3_smlabt(p1, B1, tn_smlad(p0, A1, a0));
+            a1 = tn_dw3_smlatb(p0, A1, tn_smlad(p1, B1, a1));
+            p0 = pq[R2], p1 = pq[R2 + 1];
+            a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
+            a1 = tn_dw3_smlatb(p0, A2, tn_smlad(p1, B2, a1));
+        } else {
+            uint32_t p0 = pq[R0], p1 = pq[R0 + 1], p2 = pq[R0 + 2];
+            a0 = tn_dw3_smlabt(p1, B0, tn_smlad(p0, A0, bias));
+            a1 = tn_dw3_smlabt(p2, B0, tn_smlad(p1, A0, bias));
+            p0 = pq[R1], p1 = pq[R1 + 1], p2 = pq[R1 + 2];
+            a0 = tn_dw3_smlabt(p1, B1, tn_smlad(p0, A1, a0));
+            a1 = tn_dw3_smlabt(p2, B1, tn_smlad(p1, A1, a1));
+            p0 = pq[R2], p1 = pq[R2 + 1], p2 = pq[R2 + 2];
+            a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
+            a1 = tn_dw3_smlabt(p2, B2, tn_smlad(p1, A2, a1));
+        }
+        o[0] = (uint8_t)tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OS, LO, HI, NM, ROUND, TN_RQ);
+        o[C] = (uint8_t)tn_dw3_out(l, a1, c, m0, cc, k, DWQ, DBL, OS, LO, HI, NM, ROUND, TN_RQ);
+    }
+    if (OW & 1) { /* the last output alone (its column (OW - 1) SW is even) */
+        int32_t a0 = tn_dw3_smlabt(pq[R0 + 1], B0, tn_smlad(pq[R0], A0, bias));
+        a0 = tn_dw3_smlabt(pq[R1 + 1], B1, tn_smlad(pq[R1], A1, a0));
+        a0 = tn_dw3_smlabt(pq[R2 + 1], B2, tn_smlad(pq[R2], A2, a0));
+        o[0] = (uint8_t)tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OS, LO, HI, NM, ROUND, TN_RQ);
+    }
+}
+
+/* The channels of one output row, kernel rows in slots S0, S1, S2 (constants: the loop is
+ * compiled once per rotation of the three slots). */
+TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, uint32_t S0,
+                          uint32_t S1, uint32_t S2, uint32_t C, int32_t OW, int32_t SW,
+                          uint32_t WP, uint32_t DWQ, uint32_t OS, int32_t LO, int32_t HI,
+                          uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+{
+    const uint32_t *p = (const uint32_t *)(const void *)rows;
+    const uint32_t wp = WP / 2u; /* words per plane */
+    const uint8_t *w = l->w; /* the per-channel arrays, read once per row */
+    const int32_t *bias = l->bias, *m0 = l->m0;
+    const int8_t *n0 = l->n0;
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+    for (uint32_t c = 0; c < C; c++, p += 3u * wp)
+        tn_dw3_channel(l, w, bias, m0, n0, p, o + c, c, S0 * wp, S1 * wp, S2 * wp, C, OW, SW,
+                       DWQ, OS, LO, HI, NM, ROUND, TN_RQ);
+}
+
+/* The row kernel (see above). rows: 3 * C * WP int16, word aligned; WP even, at least
+ * OW * SW + 4 and W + PL. */
+TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
+                         int16_t *TN_RESTRICT rows, int32_t H, int32_t W, uint32_t C,
+                         int32_t OH, int32_t OW, int32_t SH, int32_t SW, int32_t PT,
+                         int32_t PL, uint32_t WP, uint32_t XS, int32_t ZX, uint32_t PADZERO,
+                         uint32_t DWQ, uint32_t OS, int32_t LO, int32_t HI, uint32_t NM,
+                         uint32_t ROUND, TN_RQ_ARGS)
+{
+    int32_t next = -PT; /* the next input row to widen */
+    {   /* the padding columns of every plane, once (rows only ever write columns PL..PL+W-1) */
+        const int16_t pad = (int16_t)(PADZERO ? -ZX : 0);
+        int16_t *d = rows;
+        for (uint32_t c = 0; c < 3u * C; c++, d += WP) {
+            for (int32_t q = 0; q < PL; q++) d[q] = pad;
+            for (uint32_t q = (uint32_t)(PL + W); q < WP; q++) d[q] = pad;
+        }
+    }
+    for (int32_t oy = 0; oy < OH; oy++) {
+        const int32_t last = oy * SH - PT + 2;
+        uint8_t *o = out + (uint32_t)oy * (uint32_t)OW * C;
+        for (; next <= last; next++)
+            tn_dw3_build(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XS, ZX,
+                         PADZERO);
+        switch ((uint32_t)(oy * SH) % 3u) {
+        case 0:
+            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, WP, DWQ, OS, LO, HI, NM, ROUND, TN_RQ);
+            break;
+        case 1:
+            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, WP, DWQ, OS, LO, HI, NM, ROUND, TN_RQ);
+            break;
+        default:
+            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, WP, DWQ, OS, LO, HI, NM, ROUND, TN_RQ);
+            break;
+        }
+    }
+}
+
 /* Depthwise layers the SIMD kernel does not cover (input and weight widths differ, channels not
  * a multiple of the word, a depth multiplier): one channel at a time with constant shapes and
  * widths, every output of a pixel computed before any is written. v: C * DM int32. */

@@ -1,7 +1,8 @@
-/* tn_m7_gemm.h: the Cortex-M7 convolution / pointwise / dense kernel (im2col into int16 lanes,
- * two output channels x two pixels per SMLAD loop; conventions in tn_m7_core.h), and, below it,
- * the kernels of 8-bit dense (tn_m7_fc, no scratch) and pointwise (tn_m7_pw) layers, whose
- * weights come in an order of their own (two rows per word, SMLALD). */
+/* tn_m7_gemm.h: the Cortex-M7 convolution / pointwise / dense kernel of any bit widths
+ * (tn_m7_gemm: im2col into int16 lanes, two output channels x two pixels per SMLAD loop;
+ * conventions in tn_m7_core.h), and, below it, the kernels of 8-bit dense layers (tn_m7_fc, no
+ * scratch) and of 8-bit convolutions and pointwise layers (tn_m7_conv), whose weights come in an
+ * order of their own (two rows per word, SMLALD). */
 #ifndef TN_M7_GEMM_H
 #define TN_M7_GEMM_H
 
@@ -619,139 +620,36 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Pointwise (1x1) convolutions of 8-bit inputs and 8-bit weights: tn_m7_pw.
+ * Convolutions and pointwise layers of 8-bit inputs and 8-bit weights: tn_m7_conv. Two output
+ * pixels x one pair of output channels per inner loop, 13 instructions per 16 MACs (the row-pair
+ * arithmetic is tn_m7_fc's, above).
  *
- * Two output pixels at a time: both pixels' inputs are widened once into int16 lanes (the
- * step's scratch: 2 x KP int16, in the lane order of tn_m7_im2col), then each row pair of
- * weights (kernels_m7.fc_weights with blocks of one pair: [a_k, b_k ^ 0x80, a_{k+2},
- * b_{k+2} ^ 0x80] words, see tn_m7_fc) is read once for both pixels: per word one UXTB16, two
- * SMLALD and two SMLAD give eight MACs. Outputs are written as they are computed (no int32
- * output scratch): both pixels' inputs are read before any of their outputs is written, so the
- * planner's sliding writes (tinyopt.integer.steps.write_delay) stay valid.
+ * Scratch (the step's, in the arena: tinyopt.integer.steps.scratch_parts): the two pixels'
+ * windows as int16 lanes x' = x - z_x, interleaved word by word (word j of pixel P at word
+ * 2 j + P), so that one LDRD loads the same two lanes of both pixels; then, with a fused ADD,
+ * the pair's 2 CO int32 outputs.
+ *
+ * Window order. A window is KH rows of KW * C input bytes (contiguous in the HWC input), each row
+ * padded to KWCP = KW * C rounded up to 4 lanes: KP = KH * KWCP lanes. A group of four lanes
+ * (x_k, .., x_k+3) is stored as the words (x_k, x_k+2) and (x_k+1, x_k+3): what SXTAB16 /
+ * UXTAB16 make of a loaded word, so a row inside the input is widened four bytes at a time with
+ * the offset -z_x added on the way. The weights are exported in that order
+ * (kernels_m7.conv_weights): each output row padded the same way with its weight zero point (a
+ * padding lane adds (z_w - z_w) x' = 0 whatever it holds, as long as sum x' holds it too), then
+ * rows in pairs a, b, per group the words [a_k, b_k ^ 0x80, a_k+2, b_k+2 ^ 0x80],
+ * [a_k+1, b_k+1 ^ 0x80, a_k+3, b_k+3 ^ 0x80] (tn_m7_fc's words); the last row of an odd CO as it
+ * is. Per group, pair and pixel pair: one LDRD of weights, two LDRD of lanes, four SMLALD, two
+ * UXTB16 and four SMLAD; sum (b - 128) x' = (R - S_a) / 256 exactly (tn_m7_fc).
+ *
+ * Output order and the reads before each write are those of tn_m7_gemm (both pixels' windows
+ * read before either's outputs are written): the planner's sliding writes stay valid.
  * --------------------------------------------------------------------------------------------- */
-
-/* Pixel src (C codes) as int16 x - z_x in buf (lane order of 8-bit weights, the K % 4 tail as
- * it is); returns sum x'. */
-TN_INLINE int32_t tn_m7_pw_load(const uint8_t *src, int16_t *TN_RESTRICT buf, uint32_t C,
-                                uint32_t XS, int32_t ZX)
-{
-    const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u, k4 = C & ~3u;
-    int32_t sum = 0;
-    uint32_t k = 0;
-    for (; k < k4; k += 4u) {
-        const uint32_t v = tn_ld32(src + k);
-        const uint32_t a = XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v);
-        const uint32_t b = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
-        TN_MEMCPY(buf + k, &a, 4);
-        TN_MEMCPY(buf + k + 2u, &b, 4);
-        sum = tn_smlad(a, 0x00010001u, sum);
-        sum = tn_smlad(b, 0x00010001u, sum);
-    }
-    for (; k < C; k++) {
-        const int32_t x = tn_m7_x8(src, k, XS, ZX);
-        buf[k] = (int16_t)x;
-        sum += x;
-    }
-    return sum;
-}
-
-#if defined(__ARM_FEATURE_DSP)
-/* One group of four inputs, one row pair, two pixels (the second pixel's lanes O bytes after
- * the first's, once the first's pointer has moved on); WL: the load of the pair's two words. */
-#define TN_PW_GROUP(WL)                                                                         \
-    WL                                                                                          \
-    "ldr %[xa], [%[x]], #4\n\t"                                                                 \
-    "ldr %[xb], [%[x], #%c[o]]\n\t"                                                             \
-    "smlald %[r0l], %[r0h], %[u0], %[xa]\n\t"                                                   \
-    "smlald %[r1l], %[r1h], %[u0], %[xb]\n\t"                                                   \
-    "uxtb16 %[u0], %[u0]\n\t"                                                                   \
-    "smlad %[a0], %[u0], %[xa], %[a0]\n\t"                                                      \
-    "smlad %[a1], %[u0], %[xb], %[a1]\n\t"                                                      \
-    "ldr %[xa], [%[x]], #4\n\t"                                                                 \
-    "ldr %[xb], [%[x], #%c[o]]\n\t"                                                             \
-    "smlald %[r0l], %[r0h], %[u1], %[xa]\n\t"                                                   \
-    "smlald %[r1l], %[r1h], %[u1], %[xb]\n\t"                                                   \
-    "uxtb16 %[u1], %[u1]\n\t"                                                                   \
-    "smlad %[a0], %[u1], %[xa], %[a0]\n\t"                                                      \
-    "smlad %[a1], %[u1], %[xb], %[a1]\n\t"
-#define TN_PW_LDRD "ldrd %[u0], %[u1], [%[w]], #8\n\t"
-#define TN_PW_LDR2 "ldr %[u0], [%[w]], #4\n\tldr %[u1], [%[w]], #4\n\t"
-#define TN_PW_OPERANDS                                                                          \
-    : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u0] "=&r"(u0),                \
-      [u1] "=&r"(u1), [a0] "+&r"(a0), [a1] "+&r"(a1), [r0l] "+&r"(r0l), [r0h] "+&r"(r0h),      \
-      [r1l] "+&r"(r1l), [r1h] "+&r"(r1h)                                                          \
-    : [end] "r"(end), [o] "n"(O)                                                                \
-    : "cc", "memory"
-#endif
-
-/* S_a and R of one row pair (weights at w) at the two pixels of buf over the first C & ~3
- * inputs; returns w past the pair's words. */
-TN_INLINE const uint8_t *tn_m7_pw_block(const uint8_t *w, const int16_t *buf, uint32_t C,
-                                        uint32_t KP, int32_t *sa, int64_t *r)
-{
-    const uint32_t k4 = C & ~3u;
-#if defined(__ARM_FEATURE_DSP)
-    const int16_t *x = buf, *end = buf + k4;
-    const int32_t O = (int32_t)(2u * KP) - 4; /* bytes from pixel 0's next lanes to pixel 1's */
-    uint32_t a0 = 0, a1 = 0, r0l = 0, r0h = 0, r1l = 0, r1h = 0, xa, xb, u0, u1;
-    if (k4 != 0u) {
-        if ((((uintptr_t)w | C) & 3u) == 0u) {
-            if ((C / 4u) & 1u) __asm__ volatile(TN_PW_GROUP(TN_PW_LDRD) TN_PW_OPERANDS);
-            if (C >= 8u)
-                __asm__ volatile("1:\n\t" TN_PW_GROUP(TN_PW_LDRD) TN_PW_GROUP(TN_PW_LDRD)
-                                 "cmp %[x], %[end]\n\tbne 1b\n\t" TN_PW_OPERANDS);
-        } else {
-            if ((C / 4u) & 1u) __asm__ volatile(TN_PW_GROUP(TN_PW_LDR2) TN_PW_OPERANDS);
-            if (C >= 8u)
-                __asm__ volatile("1:\n\t" TN_PW_GROUP(TN_PW_LDR2) TN_PW_GROUP(TN_PW_LDR2)
-                                 "cmp %[x], %[end]\n\tbne 1b\n\t" TN_PW_OPERANDS);
-        }
-    }
-    sa[0] = (int32_t)a0;
-    sa[1] = (int32_t)a1;
-    r[0] = (int64_t)(((uint64_t)r0h << 32) | r0l);
-    r[1] = (int64_t)(((uint64_t)r1h << 32) | r1l);
-    return w;
-#else
-    int32_t a0 = 0, a1 = 0;
-    int64_t r0 = 0, r1 = 0;
-    for (uint32_t k = 0; k < k4; k += 4u, w += 8) {
-        const uint32_t u0 = tn_ld32(w), u1 = tn_ld32(w + 4);
-        const uint32_t xa0 = tn_ld32(buf + k), xo0 = tn_ld32(buf + k + 2u);
-        const uint32_t xa1 = tn_ld32(buf + KP + k), xo1 = tn_ld32(buf + KP + k + 2u);
-        r0 = tn_smlald(u1, xo0, tn_smlald(u0, xa0, r0));
-        r1 = tn_smlald(u1, xo1, tn_smlald(u0, xa1, r1));
-        a0 = tn_smlad(tn_uxtb16(u1), xo0, tn_smlad(tn_uxtb16(u0), xa0, a0));
-        a1 = tn_smlad(tn_uxtb16(u1), xo1, tn_smlad(tn_uxtb16(u0), xa1, a1));
-    }
-    sa[0] = a0;
-    sa[1] = a1;
-    r[0] = r0;
-    r[1] = r1;
-    return w;
-#endif
-}
-
-/* sum a x' and sum (b - 128) x' of a row pair at one pixel (lanes x) from S_a and R, its K % 4
- * tail added (wt: the pair's tail codes, a's then b's). */
-TN_INLINE void tn_m7_pw_sums(const uint8_t *wt, const int16_t *x, int32_t sa, int64_t r,
-                             uint32_t C, uint32_t *a, uint32_t *b)
-{
-    const uint32_t k4 = C & ~3u, t = C & 3u;
-    uint32_t va = (uint32_t)sa, vb = (uint32_t)(uint64_t)((r - (int64_t)sa) >> 8);
-    for (uint32_t j = 0; j < t; j++) {
-        va += (uint32_t)((int32_t)wt[j] * x[k4 + j]);
-        vb += (uint32_t)(((int32_t)wt[t + j] - 128) * x[k4 + j]);
-    }
-    *a = va;
-    *b = vb;
-}
 
 /* Channel c at pixels p and (TWO) p + 1: sums v0, v1 of w x' (w the stored codes), weight zero
  * point z (a b row: 128, its own added through k = 128 - z_b), the tables read once. Stored as
  * output elements, or (MODE 2: a fused ADD follows) as int32 in v (pixel p's at v[c], p + 1's at
  * v[CO + c]). */
-TN_INLINE void tn_m7_pw_chan(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
+TN_INLINE void tn_m7_cv_chan(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
                              const int32_t *m0p, const int8_t *n0p, uint8_t *TN_RESTRICT out,
                              int32_t *TN_RESTRICT v, uint32_t MODE, uint32_t p, uint32_t two,
                              uint32_t c, uint32_t brow, uint32_t v0, uint32_t v1, int32_t s0,
@@ -763,6 +661,30 @@ TN_INLINE void tn_m7_pw_chan(const tn_layer_t *l, const int32_t *bias, const uin
     const uint32_t k = brow ? (uint32_t)(128 - z) : (uint32_t)(-z);
     const uint32_t bc = (uint32_t)bias[c];
     const int32_t m0c = NM == 1u ? 0 : m0p[c], n0c = NM == 1u ? 0 : (int32_t)n0p[c];
+    /* a clamp to the whole 8-bit range: one SSAT / USAT after adding the zero point (FAST >= 2:
+     * every n0 < 0, so |requantized| < 2^30 and no add overflows); tn_m7_out's own clamp is
+     * then to the int32 range, which the compiler drops */
+    const uint32_t SAT = REQ && FAST >= 2u && ((LOZ + ZP == -128 && HIZ + ZP == 127)
+                                               || (LOZ + ZP == 0 && HIZ + ZP == 255));
+    const uint32_t SATS = LOZ + ZP == -128;
+    if (SAT) {
+        const int32_t lo = INT32_MIN, hi = INT32_MAX;
+        const int32_t y0 = tn_sat8(tn_m7_req(l, bc + v0 + k * (uint32_t)s0, c, m0c, n0c, REQ, NM,
+                                             ROUND, FAST, M0, N0, lo, hi, 0) + ZP, SATS);
+        if (MODE == 2u)
+            v[c] = y0;
+        else
+            tn_m7_set(out, p * CO + c, y0, OB);
+        if (two) {
+            const int32_t y1 = tn_sat8(tn_m7_req(l, bc + v1 + k * (uint32_t)s1, c, m0c, n0c, REQ,
+                                                 NM, ROUND, FAST, M0, N0, lo, hi, 0) + ZP, SATS);
+            if (MODE == 2u)
+                v[CO + c] = y1;
+            else
+                tn_m7_set(out, (p + 1u) * CO + c, y1, OB);
+        }
+        return;
+    }
     const int32_t y0 = tn_m7_req(l, bc + v0 + k * (uint32_t)s0, c, m0c, n0c, REQ, NM, ROUND, TN_RQ);
     if (MODE == 2u)
         v[c] = y0;
@@ -778,56 +700,237 @@ TN_INLINE void tn_m7_pw_chan(const tn_layer_t *l, const int32_t *bias, const uin
     }
 }
 
-/* Output pixels p and (TWO) p + 1 = q of a pointwise layer (TWO = 0: pixel p alone, its
- * lanes loaded twice). */
-TN_INLINE void tn_m7_pw_two(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
-                            uint8_t *TN_RESTRICT out, int16_t *TN_RESTRICT buf,
-                            int32_t *TN_RESTRICT v, uint32_t MODE, uint32_t p, uint32_t q,
-                            uint32_t TWO,
-                            int32_t W, uint32_t C, int32_t OW, uint32_t CO, int32_t SH,
-                            int32_t SW, uint32_t XS, int32_t ZX, uint32_t KP, uint32_t NWZP,
-                            int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
-                            TN_RQ_ARGS, TN_FADD_ARGS)
+/* Widen the N bytes at src (one window row inside the input, or one tap) into the lanes of one
+ * pixel from word d on (the pixel's words two apart), the last group completed with code 0;
+ * returns sum + the lanes' sum. */
+TN_INLINE int32_t tn_m7_cv_run(const uint8_t *src, uint32_t *TN_RESTRICT d, uint32_t N,
+                               uint32_t XS, uint32_t off, int32_t sum)
 {
-    const uint32_t k4 = C & ~3u, t = C & 3u;
+    uint32_t i = 0;
+    TN_UNROLL
+    for (; i + 4u <= N; i += 4u, d += 4) {
+        const uint32_t v = tn_ld32(src + i);
+        const uint32_t a = XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v);
+        const uint32_t b = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
+        d[0] = a;
+        d[2] = b;
+        sum = tn_smlad(a, 0x00010001u, sum);
+        sum = tn_smlad(b, 0x00010001u, sum);
+    }
+    if (i < N) { /* the row's last 1-3 bytes (never a byte past them: the input may end there) */
+        uint32_t v = src[i], a, b;
+        if (i + 1u < N) v |= (uint32_t)src[i + 1u] << 8;
+        if (i + 2u < N) v |= (uint32_t)src[i + 2u] << 16;
+        a = XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v);
+        b = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
+        d[0] = a;
+        d[2] = b;
+        sum = tn_smlad(a, 0x00010001u, sum);
+        sum = tn_smlad(b, 0x00010001u, sum);
+    }
+    return sum;
+}
+
+/* The window of output pixel (oy, ox) as lanes of one pixel from word d on; returns sum x'.
+ * Taps outside the input hold padv (0 - z_x with PADZERO: the code 0; else x' = 0). */
+TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy,
+                                  int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
+                                  int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
+                                  uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
+                                  uint32_t INSIDE)
+{
+    const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
+    const int32_t padv = PADZERO ? -ZX : 0;
+    const uint32_t padw = ((uint32_t)padv & 0xFFFFu) * 0x00010001u;
+    const uint32_t row = (uint32_t)KW * C;
+    const int32_t y0 = oy * SH - PT, x0 = ox * SW - PL;
+    int32_t sum = 0;
+    for (int32_t ky = 0; ky < KH; ky++) {
+        uint32_t *dr = d + (uint32_t)ky * KWCP; /* KWCP / 2 words of this pixel, two apart */
+        const int32_t iy = y0 + ky;
+        if (!INSIDE && (iy < 0 || iy >= H)) {
+            for (uint32_t j = 0; j < KWCP / 2u; j++) dr[2u * j] = padw;
+            sum += padv * (int32_t)KWCP;
+            continue;
+        }
+        if (INSIDE || (x0 >= 0 && x0 + KW <= W)) {
+            sum = tn_m7_cv_run(in + ((uint32_t)iy * (uint32_t)W + (uint32_t)x0) * C, dr, row, XS,
+                               off, sum);
+            continue;
+        }
+        if (C % 4u == 0u) { /* a tap is C / 4 whole groups */
+            for (int32_t kx = 0; kx < KW; kx++) {
+                const int32_t ix = x0 + kx;
+                uint32_t *dt = dr + (uint32_t)kx * C;
+                if (ix >= 0 && ix < W) {
+                    sum = tn_m7_cv_run(in + ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C, dt,
+                                       C, XS, off, sum);
+                } else {
+                    for (uint32_t j = 0; j < C / 2u; j++) dt[2u * j] = padw;
+                    sum += padv * (int32_t)C;
+                }
+            }
+            continue;
+        }
+        /* taps straddle groups: lane by lane, each group's two words built in registers; the
+         * row's padding lanes hold 0 */
+        for (uint32_t g = 0; g < KWCP / 4u; g++) {
+            int32_t e4[4];
+            for (uint32_t r = 0; r < 4u; r++) {
+                const uint32_t e = 4u * g + r;
+                int32_t val = 0;
+                if (e < row) {
+                    const int32_t ix = x0 + (int32_t)(e / C);
+                    val = (ix >= 0 && ix < W)
+                        ? tn_m7_x8(in, ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C + e % C,
+                                   XS, ZX)
+                        : padv;
+                }
+                e4[r] = val;
+                sum += val;
+            }
+            dr[4u * g] = ((uint32_t)e4[0] & 0xFFFFu) | ((uint32_t)e4[2] << 16);
+            dr[4u * g + 2u] = ((uint32_t)e4[1] & 0xFFFFu) | ((uint32_t)e4[3] << 16);
+        }
+    }
+    return sum;
+}
+
+#if defined(__ARM_FEATURE_DSP)
+/* One group of four lanes, one row pair, both pixels (x: the interleaved lanes, w: the pair's
+ * words). */
+#define TN_CV_GROUP                                                                             \
+    "ldrd %[u0], %[u1], [%[w]], #8\n\t"                                                         \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                         \
+    "smlald %[r0l], %[r0h], %[u0], %[xa]\n\t"                                                   \
+    "smlald %[r1l], %[r1h], %[u0], %[xb]\n\t"                                                   \
+    "uxtb16 %[u0], %[u0]\n\t"                                                                   \
+    "smlad %[a0], %[u0], %[xa], %[a0]\n\t"                                                      \
+    "smlad %[a1], %[u0], %[xb], %[a1]\n\t"                                                      \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                         \
+    "smlald %[r0l], %[r0h], %[u1], %[xa]\n\t"                                                   \
+    "smlald %[r1l], %[r1h], %[u1], %[xb]\n\t"                                                   \
+    "uxtb16 %[u1], %[u1]\n\t"                                                                   \
+    "smlad %[a0], %[u1], %[xa], %[a0]\n\t"                                                      \
+    "smlad %[a1], %[u1], %[xb], %[a1]\n\t"
+/* the same with weights not word-aligned (LDRD needs it): two LDR */
+#define TN_CV_GROUP_U                                                                           \
+    "ldr %[u0], [%[w]], #4\n\t"                                                                 \
+    "ldr %[u1], [%[w]], #4\n\t"                                                                 \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                         \
+    "smlald %[r0l], %[r0h], %[u0], %[xa]\n\t"                                                   \
+    "smlald %[r1l], %[r1h], %[u0], %[xb]\n\t"                                                   \
+    "uxtb16 %[u0], %[u0]\n\t"                                                                   \
+    "smlad %[a0], %[u0], %[xa], %[a0]\n\t"                                                      \
+    "smlad %[a1], %[u0], %[xb], %[a1]\n\t"                                                      \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                         \
+    "smlald %[r0l], %[r0h], %[u1], %[xa]\n\t"                                                   \
+    "smlald %[r1l], %[r1h], %[u1], %[xb]\n\t"                                                   \
+    "uxtb16 %[u1], %[u1]\n\t"                                                                   \
+    "smlad %[a0], %[u1], %[xa], %[a0]\n\t"                                                      \
+    "smlad %[a1], %[u1], %[xb], %[a1]\n\t"
+/* every output operand early-clobber: gcc must not give an input of equal value (the initial
+ * zeros) the same register */
+#define TN_CV_OPERANDS                                                                          \
+    : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u0] "=&r"(u0),                \
+      [u1] "=&r"(u1), [a0] "+&r"(a0), [a1] "+&r"(a1), [r0l] "+&r"(r0l), [r0h] "+&r"(r0h),      \
+      [r1l] "+&r"(r1l), [r1h] "+&r"(r1h)                                                          \
+    : [end] "r"(end)                                                                            \
+    : "cc", "memory"
+#define TN_CV_BLOCKS(G)                                                                         \
+    do {                                                                                        \
+        if (NG & 1u) __asm__ volatile(G TN_CV_OPERANDS);                                        \
+        if (NG & 2u) __asm__ volatile(G G TN_CV_OPERANDS);                                      \
+        if (NG >= 4u)                                                                           \
+            __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t" TN_CV_OPERANDS);   \
+    } while (0)
+#endif
+
+/* S_a and R (tn_m7_fc) of one row pair (weights at w) at both pixels of the interleaved lanes
+ * buf, over KP lanes; returns w past the pair's 2 KP bytes. ALIGNED: the layer's weights are
+ * word-aligned (LDRD). */
+TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, uint32_t KP,
+                                       uint32_t ALIGNED, int32_t *sa, int64_t *r)
+{
+    const uint32_t NG = KP / 4u;
+#if defined(__ARM_FEATURE_DSP)
+    const uint32_t *x = buf, *end = buf + KP; /* KP / 2 words per pixel */
+    uint32_t a0 = 0, a1 = 0, r0l = 0, r0h = 0, r1l = 0, r1h = 0, xa, xb, u0, u1;
+    if (ALIGNED)
+        TN_CV_BLOCKS(TN_CV_GROUP);
+    else
+        TN_CV_BLOCKS(TN_CV_GROUP_U);
+    sa[0] = (int32_t)a0;
+    sa[1] = (int32_t)a1;
+    r[0] = (int64_t)(((uint64_t)r0h << 32) | r0l);
+    r[1] = (int64_t)(((uint64_t)r1h << 32) | r1l);
+    return w;
+#else
+    int32_t a0 = 0, a1 = 0;
+    int64_t r0 = 0, r1 = 0;
+    (void)ALIGNED;
+    for (uint32_t g = 0; g < NG; g++, w += 8) {
+        const uint32_t u0 = tn_ld32(w), u1 = tn_ld32(w + 4);
+        const uint32_t *xg = buf + 4u * g; /* A of pixel 0, A of pixel 1, B of 0, B of 1 */
+        r0 = tn_smlald(u1, xg[2], tn_smlald(u0, xg[0], r0));
+        r1 = tn_smlald(u1, xg[3], tn_smlald(u0, xg[1], r1));
+        a0 = tn_smlad(tn_uxtb16(u1), xg[2], tn_smlad(tn_uxtb16(u0), xg[0], a0));
+        a1 = tn_smlad(tn_uxtb16(u1), xg[3], tn_smlad(tn_uxtb16(u0), xg[1], a1));
+    }
+    sa[0] = a0;
+    sa[1] = a1;
+    r[0] = r0;
+    r[1] = r1;
+    return w;
+#endif
+}
+
+/* Output pixels p and (TWO) p + 1 of tn_m7_conv (TWO = 0: pixel p alone, its window loaded
+ * twice): TWO is a constant, so the pair loop keeps no test of it. */
+TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
+                               uint8_t *TN_RESTRICT out, uint32_t *TN_RESTRICT buf,
+                               int32_t *TN_RESTRICT v, uint32_t p, uint32_t TWO, uint32_t aligned,
+                               uint32_t MODE, int32_t H, int32_t W, uint32_t C, int32_t OW,
+                               uint32_t CO, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
+                               int32_t PT, int32_t PL, uint32_t XS, int32_t ZX, uint32_t PADZERO,
+                               uint32_t KWCP, uint32_t INSIDE, uint32_t NWZP, int32_t ZW,
+                               uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS,
+                               TN_FADD_ARGS)
+{
+    const uint32_t KP = (uint32_t)KH * KWCP, q = TWO ? p + 1u : p;
     const uint8_t *wzp = l->wzp, *w = l->w;
     const int32_t *bias = l->bias, *m0p = l->m0;
     const int8_t *n0p = l->n0;
-    int16_t *x0 = buf, *x1 = buf + KP;
-    /* both pixels read before any output is written */
-    const int32_t s0 = tn_m7_pw_load(in + ((uint32_t)((int32_t)(p / (uint32_t)OW) * SH)
-                                           * (uint32_t)W + (p % (uint32_t)OW) * (uint32_t)SW) * C,
-                                     x0, C, XS, ZX);
-    const int32_t s1 = tn_m7_pw_load(in + ((uint32_t)((int32_t)(q / (uint32_t)OW) * SH)
-                                           * (uint32_t)W + (q % (uint32_t)OW) * (uint32_t)SW) * C,
-                                     x1, C, XS, ZX);
     uint32_t c = 0;
+    /* both pixels' windows read before any output is written */
+    const int32_t s0 = tn_m7_cv_window(in, buf, (int32_t)(p / (uint32_t)OW),
+                                       (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT,
+                                       PL, XS, ZX, PADZERO, KWCP, INSIDE);
+    const int32_t s1 = tn_m7_cv_window(in, buf + 1, (int32_t)(q / (uint32_t)OW),
+                                       (int32_t)(q % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT,
+                                       PL, XS, ZX, PADZERO, KWCP, INSIDE);
     for (; c + 2u <= CO; c += 2u) {
         int32_t sa[2];
         int64_t r[2];
-        uint32_t a0, b0, a1, b1;
-        w = tn_m7_pw_block(w, buf, C, KP, sa, r);
-        tn_m7_pw_sums(w, x0, sa[0], r[0], C, &a0, &b0);
-        tn_m7_pw_sums(w, x1, sa[1], r[1], C, &a1, &b1);
-        tn_m7_pw_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c, 0u, a0, a1, s0, s1, CO, NWZP,
-                      ZW, REQ, NM, ROUND, OB, TN_RQ);
-        tn_m7_pw_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c + 1u, 1u, b0, b1, s0, s1, CO,
-                      NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
-        w += 2u * t;
+        w = tn_m7_cv_pair(w, buf, KP, aligned, sa, r);
+        /* (R - S_a) is 256 sum (b - 128) x' exactly; the low 32 bits of R - S_a over 256:
+         * that sum modulo 2^32 */
+        tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c, 0u, (uint32_t)sa[0],
+                      (uint32_t)sa[1], s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
+        tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c + 1u, 1u,
+                      (uint32_t)(uint64_t)((r[0] - (int64_t)sa[0]) >> 8),
+                      (uint32_t)(uint64_t)((r[1] - (int64_t)sa[1]) >> 8), s0, s1, CO, NWZP, ZW,
+                      REQ, NM, ROUND, OB, TN_RQ);
     }
     if (c < CO) { /* the last row of an odd CO, as it is */
         int32_t a0 = 0, a1 = 0;
-        uint32_t k = 0;
-        for (; k < k4; k += 4u) {
-            const uint32_t u = tn_ld32(w + k), ue = tn_uxtb16(u), uo = tn_uxtb16_ror8(u);
-            a0 = tn_smlad(uo, tn_ld32(x0 + k + 2u), tn_smlad(ue, tn_ld32(x0 + k), a0));
-            a1 = tn_smlad(uo, tn_ld32(x1 + k + 2u), tn_smlad(ue, tn_ld32(x1 + k), a1));
+        for (uint32_t g = 0; g < KP / 4u; g++) {
+            const uint32_t u = tn_ld32(w + 4u * g), ue = tn_uxtb16(u), uo = tn_uxtb16_ror8(u);
+            const uint32_t *xg = buf + 4u * g;
+            a0 = tn_smlad(uo, xg[2], tn_smlad(ue, xg[0], a0));
+            a1 = tn_smlad(uo, xg[3], tn_smlad(ue, xg[1], a1));
         }
-        for (; k < C; k++) {
-            a0 += (int32_t)w[k] * x0[k];
-            a1 += (int32_t)w[k] * x1[k];
-        }
-        tn_m7_pw_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c, 0u, (uint32_t)a0,
+        tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, v, MODE, p, TWO, c, 0u, (uint32_t)a0,
                       (uint32_t)a1, s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
     }
     if (MODE == 2u) { /* the fused residual ADD over the pair's outputs, as tn_m7_gemm */
@@ -839,26 +942,30 @@ TN_INLINE void tn_m7_pw_two(const tn_layer_t *l, const uint8_t *in, const uint8_
     }
 }
 
-/* A pointwise layer of 8-bit inputs and weights (weights in pairs of rows, tn_m7_fc's words;
- * the last row of an odd CO as it is), optionally (MODE 2) with the residual ADD after it fused
- * (other: its other addend; FADD: tn_m7_add_fused, else tn_m7_emit's portable arithmetic).
- * buf: 2 KP int16 (KP = C rounded up to a word of weights) then, with MODE 2, v: 2 CO int32; the
- * step's scratch, 4-byte aligned. */
-TN_INLINE void tn_m7_pw(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
-                        uint8_t *TN_RESTRICT out, int16_t *TN_RESTRICT buf,
-                        int32_t *TN_RESTRICT v, uint32_t MODE, int32_t W, uint32_t C, int32_t OH,
-                        int32_t OW, uint32_t CO, int32_t SH, int32_t SW, uint32_t XS, int32_t ZX,
-                        uint32_t KP, uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM,
-                        uint32_t ROUND, uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS)
+/* A convolution (or pointwise layer: KH = KW = 1) of 8-bit inputs and weights, weights in the
+ * order above, optionally (MODE 2) with the residual ADD after it fused (other: its other
+ * addend; FADD: tn_m7_add_fused, else tn_m7_emit's portable arithmetic). buf: 2 KP words
+ * (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the step's scratch, 4-byte aligned. */
+TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
+                          uint8_t *TN_RESTRICT out, uint32_t *TN_RESTRICT buf,
+                          int32_t *TN_RESTRICT v, uint32_t MODE, int32_t H, int32_t W,
+                          uint32_t C, int32_t OH, int32_t OW, uint32_t CO, int32_t KH,
+                          int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
+                          uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
+                          uint32_t INSIDE, uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM,
+                          uint32_t ROUND, uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS)
 {
     const uint32_t np = (uint32_t)(OH * OW);
+    const uint32_t aligned = ((uintptr_t)l->w & 3u) == 0u; /* LDRD of weights (else LDR) */
     uint32_t p = 0;
     for (; p + 2u <= np; p += 2u)
-        tn_m7_pw_two(l, in, other, out, buf, v, MODE, p, p + 1u, 1u, W, C, OW, CO, SH, SW, XS,
-                     ZX, KP, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
+        tn_m7_cv_pixels(l, in, other, out, buf, v, p, 1u, aligned, MODE, H, W, C, OW, CO, KH,
+                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, NWZP, ZW, REQ, NM,
+                        ROUND, OB, TN_RQ, TN_FADD);
     if (p < np)
-        tn_m7_pw_two(l, in, other, out, buf, v, MODE, p, p, 0u, W, C, OW, CO, SH, SW, XS, ZX, KP,
-                     NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
+        tn_m7_cv_pixels(l, in, other, out, buf, v, p, 0u, aligned, MODE, H, W, C, OW, CO, KH,
+                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, NWZP, ZW, REQ, NM,
+                        ROUND, OB, TN_RQ, TN_FADD);
 }
 
 #endif

@@ -1,0 +1,105 @@
+"""tn_m7_conv (c/tn_m7_gemm.h): the Cortex-M7 kernel of 8-bit convolutions and pointwise layers
+(issue 29) agrees with tinyopt.sim value for value, its weights are exported in the order its
+inner loop reads them (kernels_m7.conv_weights), and the planner's rule (steps.conv_fits)
+picks it where it applies."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.test_kernels_m7 import _conv, _fast_first, chain, host_check
+from tinyopt.deploy import codegen, kernels_m7, mcu
+from tinyopt.integer import steps as steps_mod
+
+pytestmark = [pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine"),
+              pytest.mark.skipif(not steps_mod.OWN_WEIGHT_ORDER,
+                                 reason="tn_m7_conv is off (steps.OWN_WEIGHT_ORDER)")]
+
+# Chains of 8-bit convolutions: window rows of KW * C = 3, 6, 9, 12, 16, 40 bytes (padded to a
+# group of four lanes, or not), C % 4 of 0, 1, 2, 3 (taps straddling groups at the borders),
+# SAME padding (partial rows and whole padded rows), VALID, stride 2, asymmetric padding, odd
+# output channel counts (the last row as it is), odd pixel counts (a lone last pixel), padding
+# with the zero point and with integer 0 while z_x != 0, PL and PC, FB and ICN, the three
+# roundings, int8 and uint8 inputs with extreme zero points, a 4-bit output.
+CONV_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, layers)
+    "double_s8": ("tflite_double", True, -128, (9, 9, 3), [
+        _conv((5, 5, 8), (8, 3, 3, 3), 8, 8, stride=(2, 2), padding=(1, 1, 1, 1),
+              per_channel=True, icn=True, out_signed=True, out_zero_point=-128),
+        _conv((5, 5, 16), (16, 3, 3, 8), 8, 8, padding=(1, 1, 1, 1), out_signed=True,
+              out_zero_point=5),
+        _conv((3, 3, 7), (7, 3, 3, 16), 8, 8, per_channel=True, out_signed=True)]),
+    "floor_u8": ("floor", False, 255, (7, 6, 1), [
+        _conv((4, 3, 9), (9, 10, 4, 1), 8, 8, stride=(2, 2), padding=(4, 5, 1, 2),
+              per_channel=True, icn=True),
+        _conv((4, 3, 6), (6, 3, 3, 9), 8, 8, padding=(1, 1, 1, 1), pad_mode="zero",
+              out_zero_point=3),
+        _conv((3, 2, 5), (5, 2, 2, 6), 8, 4, per_channel=True, icn=True)]),
+    "single_s8": ("tflite_single", True, 127, (6, 5, 2), [
+        _conv((3, 3, 4), (4, 3, 3, 2), 8, 8, stride=(2, 2), padding=(1, 1, 1, 1),
+              out_signed=True, out_zero_point=-9),
+        _conv((3, 3, 5), (5, 3, 3, 4), 8, 8, padding=(1, 1, 1, 1), pad_mode="zero",
+              out_signed=True, per_channel=True, icn=True, rounding="tflite_double")]),
+}
+
+
+def _conv_graph(name):
+    rounding, signed, zin, shape, layers = CONV_CHAINS[name]
+    return chain(90 + len(name), layers, shape, 8, signed, zin, rounding)
+
+
+@pytest.mark.parametrize("name", _fast_first(CONV_CHAINS, ("double_s8", "floor_u8")))
+def test_conv_kernel_host_bitexact(tmp_path, name):
+    """Every 8-bit convolution of the chains runs tn_m7_conv and equals the simulator on 120
+    inputs; its scratch is the two pixels' lanes (4 KP bytes, KP = KH * KWCP)."""
+    g = _conv_graph(name)
+    e = host_check(g, tmp_path, n=120)
+    convs = [(k, s) for k, s in zip(e.kernels, e.steps) if s.layer.kind == "conv2d"]
+    assert [k for k, _ in convs] == ["conv"] * len(convs), e.kernels
+    for _, s in convs:
+        kh, kw = steps_mod.kernel_window(s.layer)
+        kwcp = -(-kw * s.layer.in_shape[-1] // 4) * 4
+        assert steps_mod.conv_lanes(s.layer) == (kwcp, kh * kwcp)
+        assert s.scratch_bytes == steps_mod.scratch_bytes(s) == 4 * kh * kwcp
+
+
+def test_conv_weights_layout_by_hand():
+    """conv_weights: each window row padded to four lanes with the row's weight zero point,
+    then rows in pairs (fc_weights' words: [a_k, b_k ^ 0x80, a_k+2, b_k+2 ^ 0x80], ...), the last
+    row of an odd count as it is (padded)."""
+    g = chain(1, [_conv((2, 2, 3), (3, 1, 3, 1), 8, 8, per_channel=True)], (2, 4, 1))
+    lay = g.layers[0]
+    lay.weights = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.uint8)
+    lay.weight_zero_point = np.array([10, 20, 30], np.int32)
+    got = kernels_m7.conv_weights(lay)
+    a, b, c = [1, 2, 3, 10], [4, 5, 6, 20], [7, 8, 9, 30]
+    f = [v ^ 0x80 for v in b]
+    want = [a[0], f[0], a[2], f[2], a[1], f[1], a[3], f[3], *c]
+    assert got.tolist() == want
+    with pytest.raises(ValueError, match="conv_weights packs"):
+        kernels_m7.conv_weights(chain(2, [_conv((2, 4, 2), (2, 1, 1, 1), 4, 8)],
+                                      (2, 4, 1)).layers[0])
+
+
+def test_conv_rule():
+    """conv_fits: 8-bit conv2d layers without a fused pool; sub-byte ones stay on gemm."""
+    g = chain(3, [_conv((4, 4, 4), (4, 3, 3, 2), 8, 8, padding=(1, 1, 1, 1)),
+                  _conv((4, 4, 4), (4, 3, 3, 4), 4, 8, padding=(1, 1, 1, 1))], (4, 4, 2))
+    steps, _ = codegen.memory_plan(g)
+    assert [steps_mod.m7_kernel(s)[0] for s in steps] == ["conv", "gemm"]
+    assert steps_mod.conv_fits(steps[0]) and not steps_mod.conv_fits(steps[1])
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+def test_conv_kernel_under_qemu(qemu, tmp_path):
+    """tn_m7_conv's assembly loops (one, two and four groups per block) bit-exact under QEMU on
+    the three chains."""
+    for name in CONV_CHAINS:
+        g = _conv_graph(name)
+        lo = -128 if g.input_signed else 0
+        x = np.random.default_rng(4).integers(lo, lo + 256, (6, *g.input_shape))
+        r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=6, mcu_images=3)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        assert r["export"].kernels == ["conv"] * len(g.layers), name

@@ -1,0 +1,165 @@
+"""The Cortex-M7 3x3 depthwise row kernel (tn_m7_dw3, c/tn_m7_dw.h) and the ADD kernels
+(c/tn_m7_add.h) on the MLPerf Tiny models: bit-exact with tinyopt.sim on the host (every
+rounding flavour and requantization form the row kernel takes) and under QEMU.
+
+The row kernel's scratch is planned by :func:`tinyopt.integer.steps.scratch_parts`
+(:func:`tinyopt.integer.steps.dw3_scratch_bytes`); one test checks that a step whose plan lacks
+it keeps tn_m7_depthwise and says why.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.test_kernels_m7 import _dw, chain, host_check
+from tinyopt.deploy import kernels_m7, mcu
+from tinyopt.integer import steps as steps_mod
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+
+
+@pytest.fixture
+def dw3_planned():
+    """The planner plans the row kernel's scratch (integer.steps.scratch_parts)."""
+    return None
+
+
+def _int8_offsets(g):
+    """The graph with every 8-bit depthwise layer's weights clipped so that w - z_w fits int8
+    (TFLite's symmetric weights do; chain() draws codes over all of [0, 255])."""
+    for lay in g.layers:
+        if lay.kind == "depthwise" and lay.weight_bits == 8:
+            zw = np.broadcast_to(np.atleast_1d(np.asarray(lay.weight_zero_point, np.int64)),
+                                 (lay.weights.shape[1],))
+            w = np.asarray(lay.weights, np.int64)
+            lay.weights = np.clip(w, zw - 128, zw + 127).astype(lay.weights.dtype)
+    return g
+
+
+def _dw3_calls(e, tmp_path):
+    text = "".join(p.read_text() for p in (tmp_path / "src").glob("*.c"))
+    return text.count("tn_m7_dw3(l,")
+
+
+# 8-bit 3x3 depthwise chains: stride 1 and 2, odd / even widths (a lone last output), SAME and
+# VALID, zero-point and integer-0 padding, signed and unsigned inputs, PL and PC multipliers,
+# ReLU-like clamps inside the 8-bit range, widths of 8+ outputs (doubled weights) and fewer.
+DW3_CHAINS = {
+    "tflite_double": ("tflite_double", True, -128, (11, 11, 8), [
+        _dw(8, 11, 8, 8, pad_mode="zero_point", per_channel=True, icn=True, out_signed=True,
+            out_zero_point=-128),
+        _dw(8, 11, 8, 8, stride=2, pad_mode="zero_point", per_channel=True, icn=True,
+            out_signed=True, out_zero_point=5),
+        _dw(8, 6, 8, 8, pad_mode="zero", per_channel=True, icn=True, out_signed=True,
+            out_zero_point=-3),
+        dict(kind="flatten"),
+        dict(kind="dense", out_shape=(5,), wshape=(5, 288), wbits=8, out_bits=32,
+             out_signed=True, requantize=False)]),
+    "wide": ("tflite_double", True, 3, (5, 18, 12), [
+        dict(_dw(12, 5, 8, 8, pad_mode="zero", per_channel=True, icn=True, out_signed=True,
+                 out_zero_point=-100), out_shape=(5, 18, 12),
+             padding=(1, 1, 1, 1)),
+        dict(_dw(12, 5, 8, 8, stride=2, per_channel=True, icn=True, out_signed=True),
+             out_shape=(2, 8, 12), padding=(0, 0, 0, 0)),
+        dict(kind="flatten"),
+        dict(kind="dense", out_shape=(5,), wshape=(5, 192), wbits=8, out_bits=32,
+             out_signed=True, requantize=False)]),
+    "single_floor": ("tflite_single", False, 7, (7, 9, 16), [
+        dict(_dw(16, 7, 8, 8, per_channel=True, icn=True, out_zero_point=2),
+             out_shape=(7, 9, 16)),
+        dict(_dw(16, 7, 8, 8, stride=2, pad_mode="zero", out_zero_point=9, rounding="floor"),
+             out_shape=(4, 5, 16)),
+        dict(kind="flatten"),
+        dict(kind="dense", out_shape=(5,), wshape=(5, 320), wbits=8, out_bits=32,
+             out_signed=True, requantize=False)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DW3_CHAINS))
+def test_dw3_row_kernel_host_bitexact(tmp_path, dw3_planned, name):
+    rounding, signed, zin, shape, layers = DW3_CHAINS[name]
+    g = _int8_offsets(chain(len(name) + 20, layers, shape, 8, signed, zin, rounding))
+    e = host_check(g, tmp_path, n=24)
+    dws = [s for s in e.steps if s.layer.kind == "depthwise"]
+    assert _dw3_calls(e, tmp_path) == len(dws), "every depthwise step on the row kernel"
+    plans = [kernels_m7.dw3_plan(s, g.rounding) for s in dws]
+    assert all(isinstance(p, dict) for p in plans), plans
+    if name == "tflite_double":  # the folded SMMLAR form, with (11 wide) and without doubling
+        assert [p["DWQ"] for p in plans] == [1, 1, 1]
+    if name == "single_floor":  # tn_m7_out's forms
+        assert [p["DWQ"] for p in plans] == [0, 0]
+
+
+def test_dw3_needs_its_planned_scratch(tmp_path):
+    """The planner gives the row kernel its scratch (integer.steps.scratch_parts), and the
+    choice takes the row kernel; a step whose plan lacks that scratch keeps tn_m7_depthwise
+    (still exact) and the choice says why."""
+    rounding, signed, zin, shape, layers = DW3_CHAINS["tflite_double"]
+    g = _int8_offsets(chain(7, layers[:1], shape, 8, signed, zin, rounding))
+    steps, _ = steps_mod.plan(g)
+    need = kernels_m7.dw3_scratch_bytes(steps[0])
+    assert need == 3 * 8 * kernels_m7.dw3_width(g.layers[0]) * 2
+    assert steps[0].scratch_bytes == need
+    assert kernels_m7.choose(steps[0], 0, rounding=g.rounding).weights is not None
+    steps[0].scratch_bytes = need - 4
+    ch = kernels_m7.choose(steps[0], 0, rounding=g.rounding)
+    assert ch.kind == "depthwise" and ch.weights is None and "scratch" in ch.reason
+
+
+def test_dw3_refuses_what_it_cannot_run(dw3_planned):
+    rounding, signed, zin, shape, layers = DW3_CHAINS["tflite_double"]
+    g = _int8_offsets(chain(9, layers[:1], shape, 8, signed, zin, rounding))
+    step = steps_mod.plan(g)[0][0]
+    assert kernels_m7.dw3_fits(step)
+    lay = g.layers[0]
+    zw = np.atleast_1d(lay.weight_zero_point).copy()
+    lay.weight_zero_point = np.full_like(zw, 255)  # w - z_w leaves int8
+    lay.weights = np.zeros_like(lay.weights)
+    # the shape still fits (a TFLite-flavour graph: the plan keeps the scratch), the weights
+    # do not: tn_m7_depthwise, and the choice says why
+    assert kernels_m7.dw3_fits(step) and not steps_mod.dw3_weights_fit(lay)
+    ch = kernels_m7.choose(step, 0, rounding=g.rounding)
+    assert ch.weights is None and "outside int8" in ch.reason
+    g2 = chain(9, [dict(layers[0], wshape=(3, 3, 8), wbits=4)], shape, 8, signed, zin, rounding)
+    assert not kernels_m7.dw3_fits(steps_mod.plan(g2)[0][0])  # 4-bit weights
+
+
+def test_dw3_weights_layout():
+    rounding, signed, zin, shape, layers = DW3_CHAINS["tflite_double"]
+    lay = _int8_offsets(chain(11, layers[:1], shape, 8, signed, zin, rounding)).layers[0]
+    cc = np.arange(8) * 1000 - 3000
+    blob = kernels_m7.dw3_weights(lay, cc).reshape(8, 16)
+    d = (np.asarray(lay.weights, np.int64).reshape(3, 3, 8)
+         - np.atleast_1d(lay.weight_zero_point)[None, None, :])
+    for c in range(8):
+        for r in range(3):
+            got = blob[c, 4 * r:4 * r + 4].view(np.int8)
+            assert list(got) == [d[r, 0, c], d[r, 1, c], d[r, 1, c], d[r, 2, c]]
+        assert int(blob[c, 12:].view("<i4")[0]) == cc[c]
+
+
+MLPERF = ("kws_dscnn", "vww_mobilenet", "ic_resnet8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MLPERF)
+def test_mlperf_dw_and_add_kernels_under_qemu(qemu, tmp_path, dw3_planned, name):
+    """DS-CNN and VWW (every depthwise step on the row kernel) and ResNet-8 (its residual ADDs
+    fused, and stand-alone on tn_m7_add) bit-exact on the host and under QEMU."""
+    from tinyopt.front.zoo import mlperf_tiny_path
+    from tinyopt.integer.from_litert import graph_from_tflite
+    g = graph_from_tflite(mlperf_tiny_path(name).read_bytes(), flavour="tflm")
+    x = np.random.default_rng(4).integers(-128, 128, (4, *g.input_shape))
+    for fuse_add in ((True, False) if name == "ic_resnet8" else (True,)):
+        r = mcu.deploy(g, x, tmp_path, name=f"{name}_{fuse_add}", host_images=4, mcu_images=2,
+                       fuse_add=fuse_add)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
+        kinds = r["export"].kernels
+        if name != "ic_resnet8":
+            assert _dw3_calls(r["export"], tmp_path / f"{name}_{fuse_add}") == kinds.count(
+                "depthwise") > 0
+        elif not fuse_add:
+            assert kinds.count("add") == 3, kinds
