@@ -72,7 +72,11 @@ def chain(seed, layers, in_shape, in_bits=8, signed=False, zin=0, rounding="floo
 def _gemm_kind(step):
     """The kernel a compute step of the gemm family takes: tn_m7_fc for the dense layers of 8-bit
     inputs and weights it covers, tn_m7_conv for such pointwise ("pw") and conv2d ("conv")
-    layers (with steps.OWN_WEIGHT_ORDER), else the gemm kernel."""
+    layers (with steps.OWN_WEIGHT_ORDER), else the gemm kernel; a step of sub-byte weights or
+    inputs whose gemm scratch would exceed its 8-bit kernel's takes tn_m7_sub ("sub")."""
+    kind = steps_mod.m7_kernel(step)[0]
+    if kind in ("sub", "portable"):
+        return kind
     return ("fc" if steps_mod.fc_fits(step) else "pw" if steps_mod.pw_fits(step)
             else "conv" if steps_mod.conv_fits(step) else "gemm")
 

@@ -117,9 +117,11 @@ def test_dw3_refuses_what_it_cannot_run(dw3_planned):
     zw = np.atleast_1d(lay.weight_zero_point).copy()
     lay.weight_zero_point = np.full_like(zw, 255)  # w - z_w leaves int8
     lay.weights = np.zeros_like(lay.weights)
-    assert not kernels_m7.dw3_fits(step)
-    why = kernels_m7.choose(step, 0, rounding=g.rounding).reason
-    assert "dw3_fits" in why
+    # the shape still fits (a TFLite-flavour graph: the plan keeps the scratch), the weights
+    # do not: tn_m7_depthwise, and the choice says why
+    assert kernels_m7.dw3_fits(step) and not steps_mod.dw3_weights_fit(lay)
+    ch = kernels_m7.choose(step, 0, rounding=g.rounding)
+    assert ch.weights is None and "outside int8" in ch.reason
     g2 = chain(9, [dict(layers[0], wshape=(3, 3, 8), wbits=4)], shape, 8, signed, zin, rounding)
     assert not kernels_m7.dw3_fits(steps_mod.plan(g2)[0][0])  # 4-bit weights
 

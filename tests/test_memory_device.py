@@ -134,11 +134,19 @@ def test_memory_driven_fits_the_deployed_arena_and_keeps_addends_equal():
     # the policy converts (the add's inputs have equal bits) and deploys within the budget
     assert _deployed(m, p, x)[1] <= budget
     assert p == memory_driven(m, 10 ** 9, budget)  # deterministic
+    # narrower weights shrink tn_m7_sub's window units: the smallest arena of the uniform
+    # policies is below every-activation-at-2-bits-weights-at-8, and the search reaches it
+    floor = min(memory.peak_ram_bytes(m, Policy.uniform(m, w, a))
+                for w in (8, 4, 2) for a in (8, 4, 2))
+    assert floor < low
     with pytest.raises(BudgetError) as err:
-        memory_driven(m, 10 ** 9, low - 1)
-    assert err.value.min_ram == low
-    assert f"{low:,} B" in str(err.value)
-    assert memory_driven(m, 10 ** 9, low).act_bits  # the minimum itself is reachable
+        memory_driven(m, 10 ** 9, floor - 1)
+    assert err.value.min_ram == floor
+    assert f"{floor:,} B" in str(err.value)
+    for b in (floor, (floor + low) // 2):  # reachable, through a weight cut for RAM
+        p = memory_driven(m, 10 ** 9, b)
+        assert memory.peak_ram_bytes(m, p) <= b and _deployed(m, p, x)[1] <= b
+        assert any(t["phase"] == "weight (RAM)" for t in p.trace)
 
 
 def test_accounting_names():

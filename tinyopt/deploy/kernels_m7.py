@@ -77,9 +77,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyopt.integer.steps import (  # noqa: F401  (MAX_SCRATCH, KERNEL_MODES: re-exported)
-    KERNEL_MODES, MAX_SCRATCH, Step, _hwc, conv_lanes, fc_fits, gemm_geometry, kernel_window,
-    m7_kernel, scratch_bytes as step_scratch_bytes, scratch_parts, dw3_fits, dw3_width,
-    dw3_scratch_bytes)
+    KERNEL_MODES, MAX_SCRATCH, SUB_BITS, Step, _hwc, conv_lanes, fc_fits, gemm_geometry,
+    kernel_window, m7_kernel, scratch_bytes as step_scratch_bytes, scratch_parts, dw3_fits,
+    dw3_weights_fit, dw3_width, dw3_scratch_bytes, sub_direct)
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment
 
@@ -144,6 +144,13 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
             plan = add_plan(step, rounding)
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
         return Choice(kind, f"model_step{index}", scratch=scratch, weights=conv_weights(layer),
+                      reason=why)
+    if kind == "sub":  # tn_m7_sub: sub-byte weights or inputs, its own weight order
+        why = ""
+        if step.add is not None:
+            plan = add_plan(step, rounding)
+            why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
+        return Choice("sub", f"model_step{index}", scratch=scratch, weights=sub_weights(layer),
                       reason=why)
     if kind == "depthwise":  # the 3x3 row kernel where it applies (dw3_plan), else tn_m7_depthwise
         return _depthwise_choice(step, index, rounding, scratch)
@@ -233,6 +240,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
                 f"{_scratch(step, arena, 'uint32_t')},\n               "
                 f"{_scratch(step, arena, 'int32_t', lanes)}, "
                 + ", ".join(u(a) for a in args) + ");\n}\n")
+    if choice.kind == "sub":
+        return head + _sub_call(step, common, zw, rq, graph_rounding, arena, u) + "}\n"
     if choice.kind == "depthwise_scalar":
         h, w, c = _hwc(layer.in_shape)
         oh, ow, co = _hwc(layer.out_shape)
@@ -335,6 +344,81 @@ def fc_weights(layer, block: int = 4) -> np.ndarray:
     out = np.concatenate(parts).astype(np.uint8)
     assert out.size == n * k
     return out
+
+
+# ------------------------------------------------ tn_m7_sub (c/tn_m7_sub.h), issues 29 and 27
+def _sub_pairs(bits: int, g: int) -> list[tuple[int, int]]:
+    """The lane pairs (element indices inside a unit of ``g``) that unpacking the unit's words of
+    ``bits``-bit codes gives, in order (tn_pair / tn_sub_xpair: (e_s, e_{s + 16/bits}) per word;
+    8 bits: (0, 2), (1, 3))."""
+    n = 32 // bits
+    return [(j * n + s, j * n + s + n // 2) for j in range(g // n) for s in range(n // 2)]
+
+
+def sub_weights(layer) -> np.ndarray:
+    """The weight bytes of a step of tn_m7_sub (c/tn_m7_sub.h): every row's codes permuted inside
+    each unit of G = 32 / min(input bits, weight bits) codes so that weight lane pair q (of the
+    row's words, as tn_pair unpacks them) holds the weights of input lane pair q; the K % G tail
+    as it is; each row packed as :func:`tinyopt.integer.graph.pack` packs it (as many bytes as
+    the row layout).
+
+    Arguments:
+        layer: a dense, pointwise or convolution layer of 1/2/4/8-bit weights and inputs
+            (:func:`tinyopt.integer.steps.sub_fits`).
+
+    Returns:
+        uint8 array of the row layout's size.
+
+    Raises:
+        ValueError: weights or inputs of other widths, or a layer without weights.
+    """
+    from tinyopt.integer.graph import pack, unpack
+    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    if layer.weights is None or wb not in SUB_BITS or xb not in SUB_BITS:
+        raise ValueError(f"layer {layer.name!r}: sub_weights packs layers of 1/2/4/8-bit weights "
+                         f"and inputs, not {wb}-bit weights and {xb}-bit inputs")
+    rows = np.asarray(layer.weights, np.uint8)
+    k = int(np.prod(layer.weight_shape)) // len(rows)
+    codes = unpack(rows, wb, k)
+    g = 32 // min(wb, xb)
+    perm = np.zeros(g, np.int64)  # unit position -> input index inside the unit
+    per_word, half = 32 // wb, 16 // wb
+    for q, (i, j) in enumerate(_sub_pairs(xb, g)):
+        t, s = divmod(q, half)
+        perm[t * per_word + s], perm[t * per_word + s + half] = i, j
+    full = k - k % g
+    units = codes[:, :full].reshape(len(rows), -1, g)[:, :, perm].reshape(len(rows), full)
+    out = pack(np.concatenate([units, codes[:, full:]], axis=1), wb)
+    assert out.shape == rows.shape
+    return out.ravel()
+
+
+def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding: str,
+              arena: str, u) -> str:
+    """The body of a tn_m7_sub step: its call with the layer's constants."""
+    layer = step.layer
+    geo = gemm_geometry(layer)
+    dense = layer.kind == "dense"
+    top, _, left, _ = (0, 0, 0, 0) if dense else layer.padding
+    pool = [0] * 8
+    if step.pool is not None:
+        p = step.pool
+        pt, _, pl, _ = p.padding
+        poh, pow_, _ = _hwc(p.out_shape)
+        pool = [p.pool_size[0], p.pool_size[1], p.stride[0], p.stride[1], pt, pl, poh, pow_]
+    mode = 1 if step.pool is not None else 2 if step.add is not None else 0
+    args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
+            geo["KW"], 1 if dense else layer.stride[0], 1 if dense else layer.stride[1], top,
+            left, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],
+            layer.weight_bits, common["RB"], common["NWZP"], int(bool(zw.any())), int(zw[0]),
+            common["REQ"], common["NM"], common["ROUND"], common["OB"], mode,
+            int(sub_direct(step)), *pool, *rq.values(), *_fused_add_args(step, graph_rounding)]
+    gather, best = scratch_parts(step)  # the gathered window, then a fused pool's maxima
+    other = "in[1]" if step.add is not None else "in[0]"
+    bp = _scratch(step, arena, "int32_t", gather) if best else "(int32_t *)0"
+    gp = _scratch(step, arena, "uint8_t") if gather else "(uint8_t *)0"
+    return (f"    tn_m7_sub(l, in[0], {other}, out, {bp}, {gp},\n              "
+            + ", ".join(u(a) for a in args) + ");\n")
 
 
 def conv_weights(layer) -> np.ndarray:
@@ -627,7 +711,10 @@ def dw3_plan(step: Step, graph_rounding: str | None) -> dict | str:
         the reason the row kernel does not run the step.
     """
     if not dw3_fits(step):
-        return "not an 8-bit 3x3 depthwise layer of stride 1 / 2 with int8 weights (dw3_fits)"
+        return "not an 8-bit 3x3 depthwise layer of stride 1 / 2 (dw3_fits)"
+    if not dw3_weights_fit(step.layer):
+        return ("a weight minus its zero point outside int8 (asymmetric 8-bit weights): "
+                "tn_m7_depthwise in the row kernel's planned scratch")
     layer = step.layer
     c = _hwc(layer.in_shape)[2]
     lo, hi = (int(v) for v in layer.out_range)

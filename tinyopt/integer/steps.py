@@ -8,7 +8,7 @@ re-exports :func:`plan`, :func:`memory_plan` and :class:`Step`; ``docs/integer.m
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -77,6 +77,7 @@ class Step:
     add_slot: int = 0  # which input of the ADD the compute layer's output is
     scratch_bytes: int = 0  # the kernel's scratch (:func:`scratch_bytes`), alive in this step
     scratch_offset: int = 0  # ... its place in the arena (a multiple of SCRATCH_ALIGN)
+    graph_rounding: str | None = None  # the graph's requantization flavour (IntegerGraph.rounding)
 
     @property
     def in_bytes(self) -> int:
@@ -277,20 +278,22 @@ def conv_fits(step: Step) -> bool:
     return _conv8(step, "conv2d")
 
 
-def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
+def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[str, str]:
     """Which kernel family runs ``step`` (:func:`tinyopt.deploy.kernels_m7.choose` builds on it).
 
     Arguments:
         step: a step of :func:`memory_plan`.
         kernels: one of :data:`KERNEL_MODES`.
+        bits_rule: apply :func:`sub_kernel` to a compute step of sub-byte weights or inputs
+            (its scratch never exceeds the 8-bit kernel's); False: the choice without it.
 
     Returns:
         (kind, reason): kind in "gemm", "fc" (:func:`fc_fits`: no scratch), "pw"
-        (:func:`pw_fits`) and "conv" (:func:`conv_fits`: tn_m7_conv, two pixels' lanes),
-        "depthwise", "depthwise_scalar", "pool", "add" (the
-        specialised ADD if ``kernels_m7.add_plan`` finds exact constants, else the portable
-        one: neither needs scratch) or "portable"; reason: why a compute step stays portable
-        or takes the scalar depthwise kernel ("" otherwise).
+        (:func:`pw_fits`) and "conv" (:func:`conv_fits`: tn_m7_conv, two pixels' lanes), "sub"
+        (:func:`sub_kernel`: sub-byte weights or inputs), "depthwise", "depthwise_scalar",
+        "pool", "add" (the specialised ADD if ``kernels_m7.add_plan`` finds exact constants,
+        else the portable one: neither needs scratch) or "portable"; reason: why a compute step
+        stays portable or takes the scalar depthwise kernel ("" otherwise).
 
     Raises:
         ValueError: an unknown ``kernels``.
@@ -308,6 +311,8 @@ def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
         return "add", ""
     if layer.kind not in ("conv2d", "pointwise", "depthwise", "dense"):
         return "portable", ""
+    if bits_rule and min(layer.in_bits, layer.weight_bits) < 8 and layer.in_bits <= 8:
+        return sub_kernel(step)  # issue 29: lower bits never need more scratch (below)
     if layer.in_bits > 8:
         return "portable", f"{layer.in_bits}-bit input"
     if abs(int(layer.in_zero_point)) > 255:
@@ -334,19 +339,32 @@ def m7_kernel(step: Step, kernels: str = "m7") -> tuple[str, str]:
 
 
 def dw3_fits(step: Step) -> bool:
-    """Does the 3x3 depthwise row kernel (tn_m7_dw3, c/tn_m7_dw.h) run ``step``? A depthwise
-    layer of 8-bit inputs, weights and outputs, 3x3 window, strides of 1 or 2, depth multiplier
-    1, channels a multiple of 4, no fused pool or ADD, requantized, whose weights minus their
-    zero point fit in int8 (TFLite's symmetric weights: w - 128 in [-127, 127]).
-    Pure arithmetic on the layer (it sizes the step's scratch, :func:`dw3_scratch_bytes`)."""
+    """Does the 3x3 depthwise row kernel (tn_m7_dw3, c/tn_m7_dw.h) get ``step``, and its
+    scratch (:func:`dw3_scratch_bytes`)? A depthwise layer of 8-bit inputs, weights and
+    outputs, 3x3 window, strides of 1 or 2, depth multiplier 1, channels a multiple of 4, no
+    fused pool or ADD, requantized, in a graph of TFLite's rounding (an imported .tflite). The
+    kernel needs every weight minus its zero point in int8 (:func:`dw3_weights_fit`): TFLite's
+    weights are symmetric by the format, so there the choice is known before any weight is. The
+    sub-byte Keras path ("floor") quantizes 8-bit weights asymmetrically, and its memory model
+    (:mod:`tinyopt.mixed.skeleton`) plans the arena before calibration: planning the scratch
+    there would reserve it for a kernel the weights mostly cannot run, so its depthwise layers
+    keep tn_m7_depthwise. (A TFLite-flavour graph whose weights do not fit runs
+    tn_m7_depthwise in the planned scratch: ``kernels_m7.dw3_plan`` says why.)
+    Pure arithmetic on the layer's shape and widths and the graph's flavour."""
     layer = step.layer
-    if (layer.kind != "depthwise" or layer.weight_bits != 8 or layer.in_bits != 8
-            or layer.out_bits != 8 or step.pool is not None or step.add is not None
-            or not layer.requantize or layer.depth_multiplier != 1
-            or tuple(int(k) for k in layer.weight_shape[:2]) != (3, 3)
-            or tuple(layer.dilation) != (1, 1) or any(int(s) not in (1, 2) for s in layer.stride)
-            or _hwc(layer.in_shape)[2] % 4 or abs(int(layer.in_zero_point)) > 255):
-        return False
+    return not (step.graph_rounding not in ("tflite_single", "tflite_double")
+                or layer.kind != "depthwise" or layer.weight_bits != 8 or layer.in_bits != 8
+                or layer.out_bits != 8 or step.pool is not None or step.add is not None
+                or not layer.requantize or layer.depth_multiplier != 1
+                or tuple(int(k) for k in layer.weight_shape[:2]) != (3, 3)
+                or tuple(layer.dilation) != (1, 1)
+                or any(int(s) not in (1, 2) for s in layer.stride)
+                or _hwc(layer.in_shape)[2] % 4 or abs(int(layer.in_zero_point)) > 255)
+
+
+def dw3_weights_fit(layer) -> bool:
+    """Do a depthwise layer's weights minus their zero point fit in int8 (the row kernel's
+    weight bytes; TFLite's symmetric weights: w - 128 in [-127, 127])?"""
     w = np.asarray(layer.weights, np.int64).reshape(9, -1)
     zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)),
                          (w.shape[1],))
@@ -378,8 +396,14 @@ def dw3_scratch_bytes(step: Step) -> int:
 def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
     """(im2col bytes, output bytes) of the scratch of ``step``'s kernel (:func:`scratch_bytes`);
     the im2col rows come first, the int32 outputs right after them (a multiple of 8 bytes on)."""
-    kind, _ = m7_kernel(step, kernels)
+    return kind_scratch_parts(step, m7_kernel(step, kernels)[0])
+
+
+def kind_scratch_parts(step: Step, kind: str) -> tuple[int, int]:
+    """:func:`scratch_parts` of ``step`` run by the kernel family ``kind`` (:func:`m7_kernel`)."""
     layer = step.layer
+    if kind == "sub":  # tn_m7_sub: the gathered window's codes; a fused pool's maxima
+        return sub_scratch_parts(step)
     if kind in ("pw", "conv"):  # two pixels' int16 lanes (a lone pixel: twice); outputs
         # written as computed, or, with a fused ADD, the pair's int32 outputs first
         return 2 * 2 * conv_lanes(layer)[1], 8 * int(layer.out_channels) * (
@@ -397,6 +421,80 @@ def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
     if kind == "pool":  # every channel of a pooled pixel before any is written
         return 0, 4 * _hwc(layer.in_shape)[2]
     return 0, 0
+
+
+# ------------------------------------------------------- sub-byte steps (issues 29 and 27)
+# A compute step of sub-byte weights or inputs takes a kernel whose scratch is at most that of
+# the kernel the same step takes at 8-bit weights and inputs, so that lowering bits never grows
+# the arena (the memory-driven search assumes it): tn_m7_sub (c/tn_m7_sub.h) reads the packed
+# codes themselves, a dense layer with no scratch at all.
+
+SUB_BITS = (1, 2, 4, 8)  # the weight and input widths tn_m7_sub unpacks
+
+
+def sub_fits(step: Step) -> bool:
+    """Can tn_m7_sub (c/tn_m7_sub.h) run ``step``? A dense, pointwise or (undilated)
+    convolution layer of weights and inputs of 1, 2, 4 or 8 bits, not both 8; with padding that
+    holds z_x, z_x must be a code of the input's width (the gathered window stores codes)."""
+    layer = step.layer
+    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    if (not OWN_WEIGHT_ORDER or layer.kind not in ("dense", "pointwise", "conv2d")
+            or wb not in SUB_BITS or xb not in SUB_BITS or wb == xb == 8
+            or tuple(layer.dilation) != (1, 1) or abs(int(layer.in_zero_point)) > 255):
+        return False
+    if layer.kind != "dense" and any(layer.padding) and layer.pad_mode != "zero":
+        lo = -(1 << (xb - 1)) if layer.in_signed else 0
+        return lo <= int(layer.in_zero_point) < lo + (1 << xb)
+    return True
+
+
+def sub_direct(step: Step) -> bool:
+    """Does tn_m7_sub read ``step``'s windows in place (a dense layer; a pointwise layer without
+    padding whose pixels start on a byte), with no gathered copy?"""
+    layer = step.layer
+    return layer.kind == "dense" or (
+        layer.kind == "pointwise" and not any(layer.padding)
+        and (_hwc(layer.in_shape)[2] * int(layer.in_bits)) % 8 == 0)
+
+
+def sub_scratch_parts(step: Step) -> tuple[int, int]:
+    """(gathered window bytes, fused pool bytes) of tn_m7_sub on ``step``: ceil(KH KW C XB / 8)
+    rounded up to a word unless :func:`sub_direct`; one int32 per output channel with a fused
+    max pool."""
+    layer = step.layer
+    kh, kw = kernel_window(layer)
+    gather = 0 if sub_direct(step) else packed_bytes(
+        kh * kw * _hwc(layer.in_shape)[2], int(layer.in_bits))
+    return -(-gather // 4) * 4, 4 * int(layer.out_channels) * (step.pool is not None)
+
+
+def eight_bit_scratch(step: Step) -> int:
+    """Scratch bytes of the kernel ``step`` would take with 8-bit weights and inputs (all else
+    equal): the bound :func:`sub_kernel` keeps."""
+    twin = replace(step, layer=replace(step.layer, weight_bits=8, in_bits=8))
+    return sum(kind_scratch_parts(twin, m7_kernel(twin, bits_rule=False)[0]))
+
+
+def sub_kernel(step: Step) -> tuple[str, str]:
+    """The kernel of a compute step of sub-byte weights or inputs (:func:`m7_kernel` applies
+    it): the one the step takes without this rule if it is not the portable kernel and its
+    scratch is at most :func:`eight_bit_scratch`, else tn_m7_sub ("sub", :func:`sub_fits`) if
+    its scratch is, else the portable kernel (no scratch; the reason says why). So for every
+    compute step, ``scratch_bytes`` at lower weight / input bits <= that at 8 bits.
+
+    Returns:
+        (kind, reason) as :func:`m7_kernel`.
+    """
+    kind, why = m7_kernel(step, bits_rule=False)
+    bound = eight_bit_scratch(step)
+    if kind != "portable" and sum(kind_scratch_parts(step, kind)) <= bound:
+        return kind, why
+    if sub_fits(step) and sum(sub_scratch_parts(step)) <= bound:
+        return "sub", ""
+    if kind == "portable":
+        return kind, why
+    return "portable", (f"the {kind} kernel's scratch {sum(kind_scratch_parts(step, kind))} B "
+                        f"exceeds the {bound} B of the 8-bit kernel of this layer")
 
 
 def scratch_bytes(step: Step, kernels: str = "m7") -> int:
@@ -505,7 +603,7 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
         steps.append(Step(label, layer, pool, tuple(layer.in_shape), layer.in_bits,
                           tuple(last.out_shape), last.out_bits, inputs=ins, output=out,
                           in_specs=tuple(graph.tensor(t) for t in ins), add=add,
-                          add_slot=slot))
+                          add_slot=slot, graph_rounding=graph.rounding))
         produced.add(out)
     if not steps:
         raise ValueError("the graph has no compute, pool or DAG node to export (only reshapes)")
@@ -514,7 +612,11 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     io = [memplan.StepIO(s.inputs, s.output,
                          tuple(k for k in ((1,) if s.add is not None
                                            else REGISTRY[s.layer.kind].inplace_inputs)
-                               if overlap and sizes[s.inputs[k]] == sizes[s.output]),
+                               # in place: the same bytes AND the same element width (a
+                               # 2-bit input and a 4-bit output of 2 elements are one byte
+                               # each: an element-wise kernel would overwrite unread codes)
+                               if overlap and sizes[s.inputs[k]] == sizes[s.output]
+                               and s.in_specs[k].bits == s.out_bits),
                          exclusive=s.add is not None,
                          slide=() if not overlap or write_delay(s) is None
                          else ((0, write_delay(s)),),

@@ -301,14 +301,16 @@ def _device_rule(structure, ram_budget, bits_allowed, trace, weight_bits: dict,
     raise RuntimeError("internal error: the device rule exceeded its cut bound")
 
 
-def _weight_rule(node_list, flash_budget, act_bits, granularity, delta, bits, trace):
+def _weight_rule(node_list, flash_budget, act_bits, granularity, delta, bits, trace,
+                 start=None):
     """[M1] (docs/mixed_precision.md#weight-rule-m1): halve the lowest-index weight tensor whose
     share of weight bytes
-    exceeds the largest share minus ``delta`` until flash (weights + extras) fits. Returns the
+    exceeds the largest share minus ``delta`` until flash (weights + extras) fits. ``start``:
+    weight bits to start from (default: all at the largest width). Returns the
     weight bits, or None when every weight is at the lowest bit width and flash still exceeds the
     budget. At most n * (len(bits) - 1) cuts."""
     n, top = len(node_list), max(bits)
-    qw = [top] * n
+    qw = [top] * n if start is None else list(start)
     elems = [node.weight_elements for node in node_list]
     for step in range(n * (len(bits) - 1) + 1):
         total, _ = _flash_total(node_list, qw, act_bits, granularity)
@@ -346,6 +348,27 @@ def _device_arena(structure, weight_bits, act_bits, granularity, fuse_pool):
     return int(mem.arena_bytes), steps[held.index(max(held))].name
 
 
+def _ram_weight_cut(structure, wbits: dict, bits, granularity, fuse_pool):
+    """The weight cut for RAM: among the policy layers and the allowed widths below their
+    weights' (a kernel's scratch need not shrink at the next width: tn_m7_sub's window units
+    depend on the narrower of weights and inputs), the one that lowers most the arena with
+    every activation at the lowest width (the floor [M2] can reach with these weights); a tie:
+    the earliest layer, then the wider width. Returns (layer, its new width, arena after, arena
+    before), or None when no weight cut lowers that floor."""
+    names = structure.layers
+    lo = [min(bits)] * len(names)
+    now = [wbits[n] for n in names]
+    before, _ = _device_arena(structure, now, lo, granularity, fuse_pool)
+    best = None
+    for i, name in enumerate(names):
+        for width in sorted((b for b in bits if b < wbits[name]), reverse=True):
+            after, _ = _device_arena(structure, now[:i] + [width] + now[i + 1:], lo,
+                                     granularity, fuse_pool)
+            if after < before and (best is None or after < best[2]):
+                best = (name, width, after, before)
+    return best
+
+
 def _memory_driven_device(model, graph, flash_bytes, ram_bytes, granularity, delta, bits,
                           softmax, fuse_pool) -> Policy:
     """:func:`memory_driven` on the device's plan (its docstring)."""
@@ -357,12 +380,15 @@ def _memory_driven_device(model, graph, flash_bytes, ram_bytes, granularity, del
 
     def budget_error(what):
         min_flash = _min_flash(node_list, granularity, bits)
-        # (weights at the top width: lower weight bits can only widen a kernel's im2col rows)
-        min_ram, where = _device_arena(structure, [top] * n, [lo] * n, granularity, fuse_pool)
+        # the smallest arena of the uniform policies (a kernel's scratch depends on the weight
+        # and input widths, so all-lowest need not be the smallest); ties: the widest bits
+        uniform = [(*_device_arena(structure, [w] * n, [a] * n, granularity, fuse_pool), w, a)
+                   for w in sorted(bits, reverse=True) for a in sorted(bits, reverse=True)]
+        min_ram, where, wb, ab = min(uniform, key=lambda t: t[0])
         msg = (f"infeasible budget ({what}): flash budget {flash_bytes:,} B vs smallest "
                f"reachable flash {min_flash:,} B (every weight at {lo} bits, {granularity}); "
                f"RAM budget {ram_bytes:,} B vs the deployed arena {min_ram:,} B with every "
-               f"activation at {lo} bits and every weight at {top} (8-bit input image, logits "
+               f"activation at {ab} bits and every weight at {wb} (8-bit input image, logits "
                f"as deployed; the most bytes at step {where!r}). Allowed bits "
                f"{tuple(sorted(bits, reverse=True))}: raise the budgets, allow lower bits or use "
                "a smaller model.")
@@ -370,15 +396,32 @@ def _memory_driven_device(model, graph, flash_bytes, ram_bytes, granularity, del
 
     wbits = {name: top for name in names}
     act = None
-    # every round of [M2] makes a cut or gives up, so this ends within the cut bound
-    for _ in range(n * (len(bits) - 1) + 2):
-        act = _device_rule(structure, ram_bytes, bits, trace, wbits, granularity, fuse_pool,
-                           start=act)
-        if act is None:
-            raise budget_error("RAM")
+    # every round makes an activation cut, a weight cut or gives up, and bits only go down:
+    # this ends within the cut bound
+    for _ in range(2 * n * (len(bits) - 1) + 2):
+        mark = len(trace)
+        found = _device_rule(structure, ram_bytes, bits, trace, wbits, granularity, fuse_pool,
+                             start=act)
+        if found is None:
+            # [M2] ran out of activations to cut at the peak step. A kernel's scratch depends
+            # on the weight width too (tn_m7_sub reads packed codes): lower the weights of the
+            # layer whose cut lowers the smallest reachable arena most, then [M2] again
+            del trace[mark:]
+            cut = _ram_weight_cut(structure, wbits, bits, granularity, fuse_pool)
+            if cut is None:
+                raise budget_error("RAM")
+            name, width, after, before = cut
+            trace.append({"phase": "weight (RAM)", "step": len(trace) + 1, "layer": name,
+                          "tensor": f"weights of {name}", "from_bits": wbits[name],
+                          "to_bits": width, "node_ram_before": before,
+                          "node_ram_after": after, "ram_budget": ram_bytes})
+            wbits[name] = width
+            continue
+        act = found
         act_list = [act[name] for name in names]
         mark = len(trace)
-        qw = _weight_rule(node_list, flash_bytes, act_list, granularity, delta, bits, trace)
+        qw = _weight_rule(node_list, flash_bytes, act_list, granularity, delta, bits, trace,
+                          start=[wbits[name] for name in names])
         if qw is None:
             raise budget_error("flash")
         arena, _ = _device_arena(structure, qw, act_list, granularity, fuse_pool)
@@ -423,8 +466,12 @@ def memory_driven(model, flash_bytes: int | str, ram_bytes: int | str, granulari
     integer graph (kernel scratch included once the planner places it). [M2] then runs on that
     plan (:func:`_device_rule`): while the arena exceeds ``ram_bytes``, the largest cuttable
     tensor alive at the step where the plan holds the most bytes drops one bit width (the
-    addends of an add kept equal); after [M1] the arena is checked with the final weight bits
-    and [M2] continues if the weights changed it. With "paper" (the default for a list of
+    addends of an add kept equal); when nothing is left to cut there, a kernel's scratch may
+    still shrink with narrower weights (tn_m7_sub reads packed codes), so the layer whose weight
+    cut lowers the all-lowest-activations arena most drops to that width (trace phase
+    "weight (RAM)", :func:`_ram_weight_cut`) and [M2] runs again; after [M1] (which starts from
+    those weights) the arena is checked with the final weight bits and [M2] continues if the
+    weights changed it. With "paper" (the default for a list of
     :class:`~tinyopt.mixed.nodes.Node`, and the accounting of the paper's MobileNetV1 budgets)
     the rules below.
 

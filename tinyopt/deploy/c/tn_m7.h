@@ -7,5 +7,6 @@
 #include "tn_m7_gemm.h"
 #include "tn_m7_dw.h"
 #include "tn_m7_add.h"
+#include "tn_m7_sub.h" /* sub-byte dense / pointwise / conv (issue 29) */
 
 #endif

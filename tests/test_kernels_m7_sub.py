@@ -1,0 +1,265 @@
+"""Sub-byte dense / pointwise / convolution steps on the Cortex-M7 kernels (issues 29 and 27):
+tn_m7_sub (c/tn_m7_sub.h) equals the simulator value for value on the host, and the kernel choice
+keeps the rule the memory-driven search relies on: for every compute step, the scratch of its
+kernel at lower weight / input bits is at most the scratch at 8 bits (steps.sub_kernel), so
+lowering bits never grows the deployed arena; memory_driven then finds the seed CNN's policies
+that the sub-byte dense layer's gemm scratch used to rule out.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
+from tinyopt.deploy import kernels_m7, mcu
+from tinyopt.integer import steps as steps_mod
+from tinyopt.integer.arith import tflite_quantize_multiplier
+from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
+
+from tests.test_kernels_m7 import _conv, chain, host_check
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+
+
+def _dense(n, k, wbits, out_bits=8, **kw):
+    return dict(kind="dense", out_shape=(n,), wshape=(n, k), wbits=wbits, out_bits=out_bits, **kw)
+
+
+# Chains of sub-byte steps: pairs of weight / input widths in (2, 4, 8) but 8 / 8 (and 1-bit
+# weights); PL and PC weight zero points, FB and ICN, the three roundings; signed 8-bit and
+# signed 4-bit inputs
+# (the EOR / SSUB16 path), unsigned ones with z_x != 0; convolutions padded with z_x and with
+# integer 0, strided, fused with a max pool; pointwise layers read in place (C XB % 8 == 0) and
+# gathered (C XB % 8 != 0); odd channel counts (rows left over after blocks of R); dense layers
+# whose K leaves a tail after the units of 8 and 16 codes; raw int32 logits.
+SUB_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, layers)
+    "floor_s8": ("floor", True, -3, (9, 9, 3), [
+        _conv((5, 5, 8), (8, 3, 3, 3), 4, 4, stride=(2, 2), padding=(1, 1, 1, 1),
+              per_channel=True, icn=True),
+        _conv((5, 5, 9), (9, 1, 1, 8), 2, 2, per_channel=True, icn=True, out_zero_point=1),
+        _conv((5, 5, 6), (6, 3, 3, 9), 4, 8, padding=(1, 1, 1, 1), pad_mode="zero"),
+        _conv((3, 3, 7), (7, 3, 3, 6), 2, 4),
+        dict(kind="flatten"),
+        _dense(11, 63, 8, 2, per_channel=True),
+        _dense(5, 11, 4, 32, out_signed=True, requantize=False)]),
+    "double_u8": ("tflite_double", False, 7, (8, 8, 4), [
+        _conv((8, 8, 16), (16, 3, 3, 4), 2, 4, padding=(1, 1, 1, 1), out_signed=True,
+              out_zero_point=1),
+        dict(kind="maxpool", out_shape=(4, 4, 16), pool_size=(2, 2), stride=(2, 2),
+             padding=(0, 0, 0, 0)),
+        _conv((4, 4, 5), (5, 1, 1, 16), 8, 4, per_channel=True, icn=True),
+        _conv((4, 4, 10), (10, 1, 1, 5), 4, 8, out_signed=True, out_zero_point=-2),
+        _conv((4, 4, 6), (6, 1, 1, 10), 2, 2, per_channel=True),
+        dict(kind="flatten"),
+        _dense(9, 96, 2, 8, icn=True),
+        _dense(3, 9, 4, 32, out_signed=True, requantize=False)]),
+    "single_dense": ("tflite_single", False, 255, (150,), [
+        _dense(13, 150, 2, 4, per_channel=True, icn=True),
+        _dense(7, 13, 4, 2, out_zero_point=1),
+        _dense(6, 7, 8, 4, per_channel=True),
+        _dense(17, 6, 1, 8),
+        _dense(4, 17, 4, 32, out_signed=True, requantize=False)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUB_CHAINS))
+def test_sub_kernel_host_bitexact(tmp_path, name):
+    """Every step whose weights or inputs have fewer than 8 bits takes tn_m7_sub (or a kernel
+    of no more scratch than its 8-bit one) and the C equals the simulator on 40 inputs."""
+    rounding, signed, zin, shape, layers = SUB_CHAINS[name]
+    g = chain(60 + len(name), layers, shape, 8, signed, zin, rounding)
+    e = host_check(g, tmp_path)
+    subs = [s for k, s in zip(e.kernels, e.steps) if k == "sub"]
+    assert len(subs) >= len([s for s in e.steps if s.layer.weights is not None]) - 1, e.kernels
+    for k, s in zip(e.kernels, e.steps):
+        if s.layer.weights is not None:
+            assert s.scratch_bytes <= steps_mod.eight_bit_scratch(s), (s.name, k)
+    bits = {(s.layer.weight_bits, s.layer.in_bits) for s in subs}
+    assert len(bits) >= 4, bits
+    if name == "floor_s8":  # a gathered window, in place only for byte-aligned pixels
+        assert [steps_mod.sub_direct(s) for s in subs] == [False, True, False, False, True,
+                                                          True]
+    if name == "double_u8":  # the fused pool's maxima; pointwise layers read in place
+        first = e.steps[0]
+        assert first.pool is not None and steps_mod.scratch_parts(first)[1] == 4 * 16
+
+
+def _residual_graph(wbits: int) -> IntegerGraph:
+    """x -> p (pointwise, ``wbits``-bit weights, 8-bit signed output) -> y = x + p: the ADD fused
+    into p's step (tn_m7_add_fused after tn_m7_sub's outputs, in place over x's bytes)."""
+    rng = np.random.default_rng(wbits)
+    p = IntegerLayer(kind="pointwise", name="p", in_shape=(5, 5, 12), out_shape=(5, 5, 12),
+                     in_bits=8, in_signed=True, in_zero_point=-5, out_bits=8, out_signed=True,
+                     out_zero_point=3, inputs=("x",), outputs=("p",), rounding="tflite_double")
+    top = (1 << wbits) - 1
+    p.set_weights(rng.integers(0, top + 1, (12, 1, 1, 12)), wbits)
+    p.weight_zero_point = rng.integers(1, top, 12).astype(np.int32)
+    p.bias = rng.integers(-200, 200, 12).astype(np.int32)
+    p.m0, p.n0 = tflite_quantize_multiplier(rng.uniform(0.004, 0.02, 12) * 8 / (top + 1))
+    m0, n0 = tflite_quantize_multiplier([0.5, 0.31, 0.6 / (1 << 20)])
+    add = IntegerLayer(kind="add", name="y", in_shape=(5, 5, 12), out_shape=(5, 5, 12),
+                       in_bits=8, in_signed=True, in_zero_point=-5, out_signed=True,
+                       out_zero_point=-20, inputs=("x", "p"), outputs=("y",), left_shift=20,
+                       m0=m0, n0=n0, rounding="tflite_double")
+    g = IntegerGraph([p, add], input_shape=(5, 5, 12), input_signed=True, input_zero_point=-5,
+                     rounding="tflite_double", input_name="x", outputs=["y"], name="res")
+    g.validate()
+    return g
+
+
+@pytest.mark.parametrize("wbits", [4, 2])
+def test_sub_kernel_fused_add_host_bitexact(tmp_path, wbits):
+    g = _residual_graph(wbits)
+    e = host_check(g, tmp_path)
+    assert e.kernels == ["sub"] and e.steps[0].add is not None, e.kernels
+    assert e.steps[0].scratch_bytes == 0
+    ch = kernels_m7.choose(e.steps[0], 0, rounding=g.rounding)
+    assert ch.reason == "", ch.reason  # tn_m7_add's arithmetic, not the portable one
+
+
+def test_sub_weights_by_hand():
+    """sub_weights: per unit of G = 32 / min(XB, WB) codes, weight lane pair q holds the weights
+    of input lane pair q; the tail as it is; as many bytes as the row layout."""
+    k = 21
+    w = np.arange(2 * k).reshape(2, k) % 16
+    lay = IntegerLayer(kind="dense", name="d", in_shape=(k,), out_shape=(2,), in_bits=8,
+                       out_bits=8)
+    lay.set_weights(w, 4)
+    got = kernels_m7.sub_weights(lay).reshape(2, -1)
+    assert got.shape == lay.weights.shape
+    codes = unpack(got, 4, k)
+    # 8-bit inputs: pairs (0, 2), (1, 3), (4, 6), (5, 7); a 4-bit word's pair s is nibbles
+    # (s, s + 4): nibbles 0..7 hold inputs 0, 1, 4, 5, 2, 3, 6, 7
+    order = [0, 1, 4, 5, 2, 3, 6, 7]
+    want = np.concatenate([w[:, order], w[:, [8 + i for i in order]], w[:, 16:]], axis=1)
+    np.testing.assert_array_equal(codes, want)
+    lay.in_bits = 4  # inputs packed like the weights: the row layout itself
+    np.testing.assert_array_equal(kernels_m7.sub_weights(lay), lay.weights.ravel())
+    lay.in_bits = 2  # a 2-bit input word: pairs (s, s + 8) over 16 codes, two weight words
+    codes = unpack(kernels_m7.sub_weights(lay).reshape(2, -1), 4, k)
+    order = [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15]
+    np.testing.assert_array_equal(codes, np.concatenate([w[:, order], w[:, 16:]], axis=1))
+    np.testing.assert_array_equal(pack(codes, 4), kernels_m7.sub_weights(lay).reshape(2, -1))
+    lay.in_bits = 16
+    with pytest.raises(ValueError, match="'d'.*16-bit inputs"):
+        kernels_m7.sub_weights(lay)
+
+
+# ------------------------------------------------------------ the rule over whole networks
+POLICIES = [(8, 8), (4, 4), (2, 2), (8, 4), (4, 8), (2, 8)]
+
+
+def _nets(which):
+    import tf_keras as keras
+    from tinyopt.front import models
+    from tinyopt.studies.any_graph import mlperf_architecture
+    if which == "seed_cnn":
+        return models.seed_cnn()
+    if which == "mobilenet_v2_035_32":
+        keras.utils.set_random_seed(0)
+        return keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
+                                              classes=10)
+    return mlperf_architecture(which, classes=10, seed=0)
+
+
+def _scratch_by_step(model, w, a):
+    from tinyopt.mixed import memory
+    from tinyopt.mixed.policy import Policy
+    steps, mem, _, _ = memory.device_plan(model, Policy.uniform(model, w, a, "PL"))
+    return {s.name: (s.layer.kind, steps_mod.scratch_bytes(s), s.scratch_bytes)
+            for s in steps}, mem.arena_bytes
+
+
+NETS = ["seed_cnn"] + [pytest.param(n, marks=pytest.mark.slow) for n in (
+    "ic_resnet8", "kws_dscnn", "vww_mobilenet", "ad_fcae", "mobilenet_v2_035_32")]
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_scratch_never_grows_when_bits_drop(net):
+    """For every compute step of the deployed plan, its kernel's scratch at w4a4, w2a2, w8a4,
+    w4a8, w2a8 is at most its scratch at w8a8 (the planned bytes are the rule's)."""
+    model = _nets(net)
+    ref, _ = _scratch_by_step(model, 8, 8)
+    compute = 0
+    for w, a in POLICIES[1:]:
+        got, _ = _scratch_by_step(model, w, a)
+        assert got.keys() == ref.keys(), (w, a)
+        for name, (kind, scratch, planned) in got.items():
+            assert scratch == planned, name
+            if kind in ("conv2d", "pointwise", "depthwise", "dense"):
+                compute += 1
+                assert scratch <= ref[name][1], (net, w, a, name, scratch, ref[name][1])
+    assert compute >= 2 * (len(POLICIES) - 1)
+
+
+def test_seed_cnn_sub_byte_arena_below_int8():
+    """The seed CNN's dense layer of sub-byte weights or inputs needs no scratch: every uniform
+    sub-byte policy's arena is below w8a8's (the 2-bit activations one used to be 4,643 B
+    against 3,004 B)."""
+    model = _nets("seed_cnn")
+    _, top = _scratch_by_step(model, 8, 8)
+    for w, a in POLICIES[1:] + [(8, 2), (4, 2)]:
+        got, arena = _scratch_by_step(model, w, a)
+        assert got["fc"][1] == 0 and arena < top, (w, a, arena, top)
+
+
+@pytest.mark.parametrize("fraction", [0.75, 0.6])
+def test_seed_cnn_memory_driven_fits_below_int8(fraction):
+    from tinyopt.mixed import memory, search
+    from tinyopt.mixed.policy import Policy
+    model = _nets("seed_cnn")
+    p8 = Policy.uniform(model, 8, 8, "PL")
+    flash, ram = (int(v * fraction) for v in (memory.flash_bytes(model, p8),
+                                              memory.peak_ram_bytes(model, p8)))
+    p = search.memory_driven(model, flash, ram, "PL")
+    assert memory.flash_bytes(model, p) <= flash and memory.peak_ram_bytes(model, p) <= ram
+    assert min(p.act_bits) < 8 and min(p.weight_bits) < 8
+
+
+@pytest.mark.slow  # an MLPerf architecture
+def test_budget_error_minimum_is_the_smallest_uniform_arena():
+    """ad_fcae at 75 % of w8a8's RAM is infeasible for a reason inherent to the model (its
+    8-bit 640-value input and an output beside it): the BudgetError's minimum is the smallest
+    arena of every uniform policy of the allowed bits."""
+    from tinyopt.mixed import memory, search
+    from tinyopt.mixed.policy import Policy
+    model = _nets("ad_fcae")
+    p8 = Policy.uniform(model, 8, 8, "PL")
+    with pytest.raises(search.BudgetError) as err:
+        search.memory_driven(model, memory.flash_bytes(model, p8),
+                             int(memory.peak_ram_bytes(model, p8) * 0.75), "PL")
+    arenas = [memory.peak_ram_bytes(model, Policy.uniform(model, w, a, "PL"))
+              for w in (8, 4, 2) for a in (8, 4, 2)]
+    assert err.value.min_ram == min(arenas)
+    assert f"{min(arenas):,} B" in str(err.value)
+    assert err.value.min_ram >= 640  # the 8-bit input alone
+
+
+@pytest.mark.slow  # PTQ, a Cortex-M7 build and a QEMU run
+def test_seed_cnn_sub_byte_under_qemu(qemu, tmp_path):
+    """The seed CNN at w4a4 (tn_m7_sub on the conv + pool and the dense layer) bit-exact on the
+    host and under QEMU, the arena the memory model predicts; instructions per MAC of the dense
+    layer beside the 8-bit one's (tn_m7_fc)."""
+    import tf_keras as keras
+    from tinyopt.mixed import lower, memory, ptq
+    from tinyopt.mixed.policy import Policy
+    model = _nets("seed_cnn")
+    x = np.random.default_rng(0).uniform(0, 1, (16, 28, 28, 1)).astype(np.float32)
+    rates = {}
+    for w, a in ((4, 4), (2, 2), (8, 8)):
+        p = Policy.uniform(model, w, a, "PL")
+        keras.utils.set_random_seed(0)
+        g = lower.convert(ptq.quantize_mixed(model, p, x))
+        codes = np.round(x * 255).astype(np.int64)
+        r = mcu.deploy(g, codes, tmp_path, name=f"seed_w{w}a{a}", host_images=8, mcu_images=2)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
+        assert s["arena_bytes"] == memory.peak_ram_bytes(model, p)
+        fc = r["steps"].iloc[-1]  # the dense layer
+        rates[(w, a)] = fc["insns_per_image"] / fc["macs"]
+        if (w, a) != (8, 8):
+            assert r["export"].kernels[-1] == "sub"
+    print("dense instructions per MAC:", rates)
+    assert rates[(4, 4)] < 3 and rates[(2, 2)] < 3

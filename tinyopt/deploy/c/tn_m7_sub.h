@@ -1,0 +1,259 @@
+/* tn_m7_sub.h: the Cortex-M7 kernel of dense, pointwise and convolution layers with sub-byte
+ * weights or inputs (tn_m7_sub; conventions in tn_m7_core.h), chosen by
+ * tinyopt.integer.steps.sub_fits so that lowering bits never grows a step's scratch beyond
+ * the 8-bit kernel's.
+ *
+ * No int16 im2col and no int32 output rows: the dot products read the packed codes themselves.
+ * A dense layer reads its input directly (no scratch); a pointwise layer reads each pixel's
+ * codes directly when a pixel starts on a byte (C * XB % 8 == 0, no padding), else, like a
+ * convolution, gathers the window's codes, packed as they are, into the step's scratch
+ * (ceil(KH KW C XB / 8) bytes, less than the 2 x 2 KP bytes of the 8-bit gemm kernel's int16
+ * rows); a fused max pool adds one int32 per output channel (the running max).
+ *
+ * Unit. G = 32 / min(XB, WB) consecutive inputs: G XB / 32 words of inputs, G WB / 32 words of
+ * weights of a row. Unpacking an input word gives lane pairs in a fixed order (8-bit: UXTB16 /
+ * SXTAB16 give (x0, x2) then (x1, x3); b-bit: mask and shift give (x_s, x_{s + 16/b})); the
+ * exporter (kernels_m7.sub_weights) permutes each row's codes inside every unit so that weight
+ * lane pair q (tn_pair of the weights' words, in order) holds the weights of input lane pair q:
+ * one SMLAD per two MACs with no reordering at run time. The K % G tail codes of a row follow
+ * its units, packed as they are (the row keeps its ceil(K WB / 8) bytes). R rows (4 when a
+ * unit has at most 4 lane pairs, else 2) share each unpacked input unit.
+ *
+ * Arithmetic: acc = bias + sum w x' - z_w sum x' (x' = x - z_x as int16 lanes; w the unsigned
+ * codes), modulo 2^32 like tn_compute; then tn_m7_out. Signed sub-byte codes c become
+ * (c ^ 2^(b-1)) - 2^(b-1) - z_x lane-wise (EOR, SSUB16).
+ *
+ * Output order: pixel by pixel, channels in order, each output written after every read of its
+ * window (a pixel's window is re-read for later channel blocks, never after a later pixel's
+ * output is written): the planner's sliding writes (steps.write_delay) stay valid. */
+#ifndef TN_M7_SUB_H
+#define TN_M7_SUB_H
+
+#include "tn_m7_core.h"
+#include "tn_m7_add.h"
+
+/* Input lane pair q of a unit whose first input word is at u: int16 x' lanes. */
+TN_INLINE uint32_t tn_sub_xpair(const uint8_t *u, uint32_t q, uint32_t XB, uint32_t XS,
+                                int32_t ZX)
+{
+    const uint32_t px = 16u / XB; /* lane pairs per input word */
+    const uint32_t v = tn_ld32(u + 4u * (q / px)), s = q % px;
+    if (XB == 8u) {
+        const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
+        if (XS) return s ? tn_sxtab16_ror8(off, v) : tn_sxtab16(off, v);
+        return s ? tn_uxtab16_ror8(off, v) : tn_uxtab16(off, v);
+    }
+    {
+        uint32_t p = (v >> (s * XB)) & tn_lanemask(XB);
+        const int32_t sb = XS ? (int32_t)(1u << (XB - 1u)) : 0;
+        if (XS) p ^= (uint32_t)sb * 0x00010001u;
+        if (XS || ZX != 0) p = tn_ssub16(p, ((uint32_t)(sb + ZX) & 0xFFFFu) * 0x00010001u);
+        return p;
+    }
+}
+
+/* Weight lane pair q of a unit whose first weight word is at u (unsigned codes). */
+TN_INLINE uint32_t tn_sub_wpair(const uint8_t *u, uint32_t q, uint32_t WB)
+{
+    const uint32_t pw = 16u / WB;
+    return tn_pair(tn_ld32(u + 4u * (q / pw)), q % pw, WB);
+}
+
+/* sum x' over the K inputs at src (for the weight zero points). */
+TN_INLINE int32_t tn_sub_sumx(const uint8_t *src, uint32_t K, uint32_t XB, uint32_t XS,
+                              int32_t ZX, uint32_t WB)
+{
+    const uint32_t G = 32u / (XB < WB ? XB : WB), nu = K / G, ub = G * XB / 8u;
+    int32_t s = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        TN_UNROLL
+        for (uint32_t q = 0; q < G / 2u; q++)
+            s = tn_smlad(tn_sub_xpair(src + u * ub, q, XB, XS, ZX), 0x00010001u, s);
+    }
+    for (uint32_t k = nu * G; k < K; k++)
+        s = (int32_t)((uint32_t)s + (uint32_t)(tn_get(src, k, XB, XS) - ZX));
+    return s;
+}
+
+/* acc[r] += sum_k w_r[k] x'_k for R rows (row r at w + r RB, in sub_weights' order). */
+TN_INLINE void tn_sub_dot(const uint8_t *src, const uint8_t *w, uint32_t R, uint32_t RB,
+                          uint32_t K, uint32_t XB, uint32_t XS, int32_t ZX, uint32_t WB,
+                          int32_t *acc)
+{
+    const uint32_t G = 32u / (XB < WB ? XB : WB), nu = K / G, hp = G / 2u;
+    const uint32_t ub = G * XB / 8u, wb = G * WB / 8u;
+    int32_t a0 = acc[0], a1 = R > 1u ? acc[1] : 0, a2 = R > 2u ? acc[2] : 0,
+            a3 = R > 3u ? acc[3] : 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        const uint8_t *x = src + u * ub, *wu = w + u * wb;
+        TN_UNROLL
+        for (uint32_t q = 0; q < hp; q++) {
+            const uint32_t xp = tn_sub_xpair(x, q, XB, XS, ZX);
+            a0 = tn_smlad(tn_sub_wpair(wu, q, WB), xp, a0);
+            if (R > 1u) a1 = tn_smlad(tn_sub_wpair(wu + RB, q, WB), xp, a1);
+            if (R > 2u) a2 = tn_smlad(tn_sub_wpair(wu + 2u * RB, q, WB), xp, a2);
+            if (R > 3u) a3 = tn_smlad(tn_sub_wpair(wu + 3u * RB, q, WB), xp, a3);
+        }
+    }
+    for (uint32_t k = nu * G; k < K; k++) { /* the tail: codes as they are */
+        const uint32_t xv = (uint32_t)(tn_get(src, k, XB, XS) - ZX), j = k - nu * G;
+        const uint8_t *wt = w + nu * wb;
+        a0 = (int32_t)((uint32_t)a0 + (uint32_t)tn_get(wt, j, WB, 0u) * xv);
+        if (R > 1u) a1 = (int32_t)((uint32_t)a1 + (uint32_t)tn_get(wt + RB, j, WB, 0u) * xv);
+        if (R > 2u) a2 = (int32_t)((uint32_t)a2 + (uint32_t)tn_get(wt + 2u * RB, j, WB, 0u) * xv);
+        if (R > 3u) a3 = (int32_t)((uint32_t)a3 + (uint32_t)tn_get(wt + 3u * RB, j, WB, 0u) * xv);
+    }
+    acc[0] = a0;
+    if (R > 1u) acc[1] = a1;
+    if (R > 2u) acc[2] = a2;
+    if (R > 3u) acc[3] = a3;
+}
+
+/* The window of output pixel (oy, ox), its codes packed as they are (XB bits), into buf;
+ * padded taps hold the code of integer 0 (PADZERO) or of z_x (steps.sub_fits checked that
+ * it is a code). */
+TN_INLINE void tn_sub_gather(const uint8_t *in, uint8_t *TN_RESTRICT buf, int32_t oy,
+                             int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
+                             int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
+                             uint32_t XB, int32_t ZX, uint32_t PADZERO)
+{
+    const uint32_t pad = PADZERO ? 0u : ((uint32_t)ZX & ((XB == 8u ? 0x100u : 1u << XB) - 1u));
+    const int32_t y0 = oy * SH - PT, x0 = ox * SW - PL;
+    const uint32_t bytewise = (C * XB) % 8u == 0u; /* every tap starts on a byte */
+    uint32_t k = 0;
+    for (int32_t ky = 0; ky < KH; ky++) {
+        const int32_t iy = y0 + ky;
+        for (int32_t kx = 0; kx < KW; kx++, k += C) {
+            const int32_t ix = x0 + kx;
+            const uint32_t inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+            const uint32_t base = inside ? ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C : 0u;
+            if (bytewise && inside) {
+                memcpy(buf + k * XB / 8u, in + base * XB / 8u, C * XB / 8u);
+            } else if (bytewise) {
+                uint32_t byte = pad;
+                for (uint32_t e = XB; e < 8u; e += XB) byte |= pad << e;
+                memset(buf + k * XB / 8u, (int)byte, C * XB / 8u);
+            } else {
+                for (uint32_t ci = 0; ci < C; ci++)
+                    tn_set(buf, k + ci, XB, inside ? (uint32_t)tn_get(in, base + ci, XB, 0u) : pad);
+            }
+        }
+    }
+}
+
+/* All CO outputs of one pixel whose K input codes are at src (sx: their sum x'), rows R at a
+ * time: written as element idx0 + c (MODE 0), through the fused ADD (MODE 2), or maxed into
+ * best[c] (MODE 1). */
+TN_INLINE void tn_sub_pixel(const tn_layer_t *l, const uint8_t *src, int32_t sx,
+                            const uint8_t *other, uint8_t *TN_RESTRICT out, uint32_t idx0,
+                            int32_t *TN_RESTRICT best, uint32_t K, uint32_t CO, uint32_t XB,
+                            uint32_t XS, int32_t ZX, uint32_t WB, uint32_t RB, uint32_t NWZP,
+                            uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM,
+                            uint32_t ROUND, uint32_t OB, uint32_t MODE, TN_RQ_ARGS,
+                            TN_FADD_ARGS)
+{
+    const uint32_t G = 32u / (XB < WB ? XB : WB), R = G <= 8u ? 4u : 2u;
+    const uint8_t *w = l->w, *wzp = l->wzp;
+    const int32_t *bias = l->bias;
+    uint32_t c = 0;
+    while (c < CO) {
+        const uint32_t r = CO - c >= R ? R : 1u; /* the rows left over one at a time */
+        int32_t acc[4], v[4];
+        for (uint32_t j = 0; j < r; j++) {
+            const int32_t z = HASZW ? (NWZP == 1u ? ZW : (int32_t)wzp[c + j]) : 0;
+            acc[j] = (int32_t)((uint32_t)bias[c + j] - (uint32_t)z * (uint32_t)sx);
+        }
+        if (r == R)
+            tn_sub_dot(src, w + c * RB, R, RB, K, XB, XS, ZX, WB, acc);
+        else
+            tn_sub_dot(src, w + c * RB, 1u, RB, K, XB, XS, ZX, WB, acc);
+        for (uint32_t j = 0; j < r; j++)
+            v[j] = tn_m7_out(l, acc[j], c + j, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+        if (MODE == 1u) {
+            for (uint32_t j = 0; j < r; j++)
+                if (v[j] > best[c + j]) best[c + j] = v[j];
+        } else if (MODE == 2u && FADD) {
+            tn_m7_add_fused(v, other + idx0 + c, out + idx0 + c, r, TN_FADD);
+        } else {
+            for (uint32_t j = 0; j < r; j++)
+                tn_m7_emit(l, other, out, idx0 + c + j, v[j], MODE == 2u, OB);
+        }
+        c += r;
+    }
+}
+
+/* The codes of output pixel (oy, ox)'s window: the input itself (DIRECT: a dense layer, or a
+ * pointwise one without padding whose pixels start on a byte), else gathered into buf. */
+TN_INLINE const uint8_t *tn_sub_window(const uint8_t *in, uint8_t *TN_RESTRICT buf, int32_t oy,
+                                       int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
+                                       int32_t KW, int32_t SH, int32_t SW, int32_t PT,
+                                       int32_t PL, uint32_t XB, int32_t ZX, uint32_t PADZERO,
+                                       uint32_t DIRECT)
+{
+    if (DIRECT)
+        return in + ((uint32_t)(oy * SH) * (uint32_t)W + (uint32_t)(ox * SW)) * C * XB / 8u;
+    tn_sub_gather(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, XB, ZX, PADZERO);
+    return buf;
+}
+
+/* A dense (H = W = KH = KW = 1, C = K), pointwise or convolution layer with sub-byte weights or
+ * inputs (weights in kernels_m7.sub_weights' order), optionally fused with the max pool (MODE 1)
+ * or the residual ADD (MODE 2) after it, as tn_m7_gemm. Scratch (the step's, 4-byte aligned):
+ * best, CO int32 (MODE 1 only), then buf, the gathered window (DIRECT = 0 only). */
+TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
+                         uint8_t *TN_RESTRICT out, int32_t *TN_RESTRICT best,
+                         uint8_t *TN_RESTRICT buf, int32_t H, int32_t W, uint32_t C, int32_t OH,
+                         int32_t OW, uint32_t CO, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
+                         int32_t PT, int32_t PL, uint32_t XB, uint32_t XS, int32_t ZX,
+                         uint32_t PADZERO, uint32_t WB, uint32_t RB, uint32_t NWZP,
+                         uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                         uint32_t OB, uint32_t MODE, uint32_t DIRECT, int32_t PH, int32_t PW,
+                         int32_t PSH, int32_t PSW, int32_t PPT, int32_t PPL, int32_t POH,
+                         int32_t POW, TN_RQ_ARGS, TN_FADD_ARGS)
+{
+    const uint32_t K = (uint32_t)(KH * KW) * C;
+    if (MODE != 1u) {
+        for (int32_t oy = 0; oy < OH; oy++)
+            for (int32_t ox = 0; ox < OW; ox++) {
+                const uint8_t *src = tn_sub_window(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT,
+                                                   PL, XB, ZX, PADZERO, DIRECT);
+                const int32_t sx = HASZW ? tn_sub_sumx(src, K, XB, XS, ZX, WB) : 0;
+                tn_sub_pixel(l, src, sx, other, out, (uint32_t)(oy * OW + ox) * CO, best, K, CO,
+                             XB, XS, ZX, WB, RB, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, MODE,
+                             TN_RQ, TN_FADD);
+            }
+        return;
+    }
+    { /* fused max pool: per pooled pixel, the max over its window's in-bounds layer outputs */
+        uint32_t idx = 0;
+        for (int32_t py = 0; py < POH; py++)
+            for (int32_t px = 0; px < POW; px++) {
+                for (uint32_t c = 0; c < CO; c++) best[c] = INT32_MIN;
+                for (int32_t dy = 0; dy < PH; dy++) {
+                    const int32_t oy = py * PSH - PPT + dy;
+                    if (oy < 0 || oy >= OH) continue;
+                    for (int32_t dx = 0; dx < PW; dx++) {
+                        const int32_t ox = px * PSW - PPL + dx;
+                        const uint8_t *src;
+                        int32_t sx;
+                        if (ox < 0 || ox >= OW) continue;
+                        src = tn_sub_window(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, XB,
+                                            ZX, PADZERO, DIRECT);
+                        sx = HASZW ? tn_sub_sumx(src, K, XB, XS, ZX, WB) : 0;
+                        tn_sub_pixel(l, src, sx, other, out, 0u, best, K, CO, XB, XS, ZX, WB,
+                                     RB, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 1u, TN_RQ, TN_FADD);
+                    }
+                }
+                for (uint32_t c = 0; c < CO; c++) {
+                    int32_t y = best[c];
+                    if (y < l->pool_lo) y = l->pool_lo;
+                    if (y > l->pool_hi) y = l->pool_hi;
+                    best[c] = y;
+                }
+                tn_m7_store(out, idx, best, CO, OB);
+                idx += CO;
+            }
+    }
+}
+
+#endif
