@@ -83,11 +83,13 @@ def test_conv_weights_layout_by_hand():
 
 
 def test_conv_rule():
-    """conv_fits: 8-bit conv2d layers without a fused pool; sub-byte ones stay on gemm."""
+    """conv_fits: 8-bit conv2d layers without a fused pool; a sub-byte one is not conv_fits
+    (steps.sub_kernel: tn_m7_sub, whose scratch is below the 8-bit kernel's)."""
     g = chain(3, [_conv((4, 4, 4), (4, 3, 3, 2), 8, 8, padding=(1, 1, 1, 1)),
                   _conv((4, 4, 4), (4, 3, 3, 4), 4, 8, padding=(1, 1, 1, 1))], (4, 4, 2))
     steps, _ = codegen.memory_plan(g)
-    assert [steps_mod.m7_kernel(s)[0] for s in steps] == ["conv", "gemm"]
+    assert [steps_mod.m7_kernel(s)[0] for s in steps] == ["conv", "sub"]
+    assert steps_mod.m7_kernel(steps[1], bits_rule=False)[0] == "gemm"
     assert steps_mod.conv_fits(steps[0]) and not steps_mod.conv_fits(steps[1])
 
 

@@ -47,7 +47,7 @@ MAX_SCRATCH = 16384
 # in the arena is a multiple of 4 (the C arena itself is 4-byte aligned).
 SCRATCH_ALIGN = 4
 
-# The dense and pointwise kernels of 8-bit layers (tn_m7_fc, tn_m7_pw) read their weights in an
+# The dense and pointwise kernels of 8-bit layers (tn_m7_fc, tn_m7_conv) read their weights in an
 # order of their own, which codegen.export_c writes for those steps (kernels_m7.Choice.weights);
 # False runs those layers on the gemm kernel (bit-exact too) with the row layout.
 OWN_WEIGHT_ORDER = True
