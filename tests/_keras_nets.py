@@ -5,6 +5,9 @@ Untrained (seeded initialisers, a random bias so that ReLUs do not saturate): bi
 not need accuracy."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 
@@ -110,7 +113,25 @@ QAT_STEPS = 3  # enough to vary; 20 would move the ranges so far that no QUANTIZ
 
 
 def build(name: str) -> bytes:
-    """The int8 flatbuffer of net ``name`` ("qat_<name>": its QAT model converted)."""
+    """The int8 flatbuffer of net ``name`` ("qat_<name>": its QAT model converted), converted
+    once per test run: kept in the run's cache folder ($TINYOPT_CACHE, a temporary folder
+    tests/conftest.py makes per run and removes after it), which the xdist workers share, so
+    the test files that import the same nets convert them once (written through a temporary
+    file and a rename: a worker never reads half a file)."""
+    folder = os.environ.get("TINYOPT_CACHE")
+    path = Path(folder) / "keras_nets" / f"{name}.tflite" if folder else None
+    if path is not None and path.is_file():
+        return path.read_bytes()
+    data = _build(name)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return data
+
+
+def _build(name: str) -> bytes:
     if name.startswith("qat_"):  # tfmot 8-bit QAT (tinyopt.litert.qat.quantize), then int8
         from tinyopt.litert.qat import quantize
         q = quantize(randomize_bias(NETS[name[4:]]()))

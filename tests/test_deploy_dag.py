@@ -232,6 +232,7 @@ def test_mlperf_host_c_bitexact(tmp_path, name, flavour):
     assert brute_force_check(g, e) > 0
 
 
+@pytest.mark.slow  # C builds of several graphs (make test runs it)
 def test_residual_add_fusion_saves_a_buffer_and_stays_exact(tmp_path):
     g = graph_from_tflite(_model("ic_resnet8"), flavour="tflm")
     fused = codegen.export_c(g, tmp_path / "f")

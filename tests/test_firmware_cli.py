@@ -18,9 +18,11 @@ from tinyopt.front import zoo
 from tinyopt.workbench import cli, firmware_cli
 
 FAST = ["kws_dscnn", "ad_fcae"]
-SLOW = ["ic_resnet8", "vww_mobilenet"]
-# make test-fast: KWS (the autoencoder is validated from data files below); make test: all four
-MLPERF = FAST[:1] + [pytest.param(m, marks=pytest.mark.slow) for m in FAST[1:] + SLOW]
+# make test-fast: KWS; make test: KWS and the autoencoder (a DAG of convolutions and a chain of
+# dense layers). ResNet-8 and VWW go through the same commands' code; their import, simulator
+# and C are checked bit-exact in tests/test_mlperf_import.py and tests/test_sim_fast.py, their
+# analyze totals in tests/test_generate.py, their Cortex-M7 runs in benchmarks/bench_kernels.py.
+MLPERF = FAST[:1] + [pytest.param(m, marks=pytest.mark.slow) for m in FAST[1:]]
 
 
 def _model(name):
@@ -78,7 +80,7 @@ def test_validate_zero_differences(name, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", FAST + SLOW)
+@pytest.mark.parametrize("name", FAST)
 def test_generate_builds(name, capsys, tmp_path):
     path = _model(name)
     assert cli.main(["generate", str(path), "--name", "net", "--out", str(tmp_path / "net"),
@@ -90,6 +92,7 @@ def test_generate_builds(name, capsys, tmp_path):
     assert meta["arena_bytes"] == codegen.export_c(graph, tmp_path / "plain").arena_bytes
 
 
+@pytest.mark.slow  # C builds (make test runs it)
 def test_validate_on_a_data_file_float_and_codes(capsys, tmp_path):
     """int8 codes and float values (quantized with the input's scale) give the same codes."""
     path = _model("ad_fcae")
@@ -120,6 +123,7 @@ def test_validate_refuses_bad_data(data, words, capsys, tmp_path):
         assert w in err, (w, err)
 
 
+@pytest.mark.slow  # C builds (make test runs it)
 def test_validate_names_the_first_layer_of_a_corrupted_c_export(capsys, monkeypatch):
     """The C export gets a graph whose third compute layer has another bias: the host C row
     differs and names that layer; the simulator and interpreter rows stay exact."""
@@ -144,6 +148,7 @@ def test_validate_names_the_first_layer_of_a_corrupted_c_export(capsys, monkeypa
     assert rows["LiteRT REF interpreter"]["differing_values"] == 0
 
 
+@pytest.mark.slow  # C builds (make test runs it)
 def test_validate_names_the_first_layer_of_a_broken_engine(capsys, monkeypatch):
     """A fast engine that is off by one in one layer (and so in the output): exit 1, that
     layer named; the text report says MISMATCH."""
@@ -218,7 +223,7 @@ def keras_file(tmp_path_factory):
     return _small_keras(tmp_path_factory.mktemp("keras") / "small.h5")
 
 
-@pytest.mark.slow  # PTQ and builds twice (make test-fast: test_keras_calibration_file)
+@pytest.mark.slow  # PTQ and builds twice
 @pytest.mark.parametrize("bits", [["--bits", "w8a8"], ["--flash", "4k", "--ram", "2k"]],
                          ids=["w8a8", "mixed"])
 def test_keras_analyze_validate_generate(bits, keras_file, capsys, tmp_path):
@@ -289,6 +294,7 @@ def test_progress_only_on_a_terminal_and_not_with_no_progress(monkeypatch):
     assert not firmware_cli.show_progress(True)
 
 
+@pytest.mark.slow  # C builds (make test runs it)
 def test_generate_reports_its_stages(tmp_path):
     from tinyopt.deploy import library
     graph, _ = firmware_cli.load_model(_model("ad_fcae"), "tflm")
@@ -298,6 +304,7 @@ def test_generate_reports_its_stages(tmp_path):
     assert len(stages) == 3
 
 
+@pytest.mark.slow  # C builds (make test runs it)
 def test_keras_calibration_file(keras_file, capsys, tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((4, 12, 12), np.float32))
     assert cli.main(["analyze", str(keras_file), "--calibration", str(tmp_path / "bad.npy")]) == 2
@@ -310,6 +317,7 @@ def test_keras_calibration_file(keras_file, capsys, tmp_path):
     assert "for Keras models" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # C builds (make test runs it)
 def test_validate_an_integer_graph_file(capsys, tmp_path):
     graph, _ = firmware_cli.load_model(_model("ad_fcae"), "tflm")
     graph.save(tmp_path / "ad.npz")

@@ -68,7 +68,7 @@ def _check_outputs(folder: Path, libs, xs):
         np.testing.assert_array_equal(got, want, err_msg=f"{prefix} differs from the simulator")
 
 
-@pytest.mark.slow  # builds libraries (make test-fast: tests/test_firmware_cli.py generates)
+@pytest.mark.slow  # builds libraries
 def test_library_files_and_metadata(libs):
     lib = libs["kws"]
     files = sorted(p.name for p in lib["dir"].iterdir())
@@ -93,7 +93,7 @@ def test_library_files_and_metadata(libs):
     assert "KWS_ARENA_BYTES" in header and "model_" not in header
 
 
-@pytest.mark.slow  # builds libraries (make test-fast: tests/test_firmware_cli.py generates)
+@pytest.mark.slow  # builds libraries
 def test_every_external_symbol_is_prefixed(libs, tmp_path):
     """Both libraries compiled: every symbol with external linkage starts with the prefix."""
     if shutil.which("gcc") is None or shutil.which("nm") is None:
@@ -110,7 +110,7 @@ def test_every_external_symbol_is_prefixed(libs, tmp_path):
             assert symbols and all(s.startswith(f"{prefix}_") for s in symbols), symbols
 
 
-@pytest.mark.slow  # builds libraries (make test-fast: tests/test_firmware_cli.py generates)
+@pytest.mark.slow  # builds libraries
 def test_sections_and_external_arena_macros(libs, tmp_path):
     """<P>_WEIGHTS_SECTION / <P>_ARENA_SECTION put the constants / arena in named sections."""
     if shutil.which("gcc") is None or shutil.which("objdump") is None:
@@ -143,7 +143,7 @@ def test_bad_target_refused(tmp_path):
         library.generate(graph, tmp_path / "lib", "ad", target="m4", check_images=0)
 
 
-@pytest.mark.slow  # builds libraries (make test-fast: tests/test_firmware_cli.py generates)
+@pytest.mark.slow  # builds libraries
 def test_two_libraries_one_host_program_cmake(libs, tmp_path):
     """CMake builds both static libraries (ad with AD_ARENA_EXTERNAL: the caller's arena) and
     links them with two_models.c; both models bit-exact with run_tflite(flavour="tflm")."""
@@ -171,7 +171,7 @@ target_link_libraries(two_models PRIVATE kws ad)
     _check_outputs(tmp_path, libs, xs)
 
 
-@pytest.mark.slow  # builds libraries (make test-fast: tests/test_firmware_cli.py generates)
+@pytest.mark.slow  # builds libraries
 def test_two_libraries_one_m7_program_qemu(libs, tmp_path, qemu):
     """The same two libraries through their Makefile fragments into one Cortex-M7 ELF (startup
     and linker script of tinyopt/deploy/c/mcu), run under QEMU: both bit-exact."""
@@ -226,7 +226,7 @@ def _cli(capsys, *argv):
     return code, out.out, out.err
 
 
-@pytest.mark.slow  # builds libraries (make test-fast: tests/test_firmware_cli.py generates)
+@pytest.mark.slow  # builds libraries
 def test_cli_generate_and_analyze(tmp_path, capsys):
     path = _model("ad_fcae")
     code, out, err = _cli(capsys, "generate", str(path), "--name", "ad", "--out",

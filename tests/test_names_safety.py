@@ -124,6 +124,7 @@ def test_hostile_step_names_reach_c_only_escaped(tmp_path, raw_step_names):
         np.testing.assert_array_equal(got, codegen.reference_output(g, x))
 
 
+@pytest.mark.slow  # a Cortex-M7 build and a QEMU run
 def test_hostile_step_names_under_qemu_give_int_counts(qemu, tmp_path, raw_step_names):
     g = synthetic_graph()
     r = mcu.deploy(g, _inputs(g, 3), tmp_path, name="hostile", mcu_images=3)
