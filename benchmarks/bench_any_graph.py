@@ -7,9 +7,10 @@ Per model and policy (w8a8 and w4a4, PL; ``tinyopt.studies.any_graph``):
    per-layer difference in LSBs, chained (end to end) and isolated (each layer fed the
    simulator's own input). Inputs: Fashion-MNIST brought to the image models' shapes, smooth
    random features for the audio models (their datasets are not here).
-2. w8a8: the memory model's peak RAM against the arena of the deployed C (host build, bit-exact
-   check on ``N_HOST`` inputs; QEMU with ``--mcu``): the plan without overlapping writes (the
-   memory model's assumption) and the default plan.
+2. Per policy (w8a8, and w4a4: the sub-byte kernels, tn_m7_sub): the memory model's peak RAM
+   against the arena of the deployed C (host build, bit-exact check on ``N_HOST`` inputs; QEMU
+   with ``--mcu``: instructions per inference with the Cortex-M7 kernels, ``policy`` column):
+   the plan without overlapping writes (the memory model's assumption) and the default plan.
 
 Writes ``results/any_graph/mlperf_keras.csv`` and ``results/any_graph/mlperf_memory.csv``.
 Run from the repo root: ``.venv/bin/python benchmarks/bench_any_graph.py [--mcu]`` (about ten
@@ -50,13 +51,12 @@ def main(argv=None) -> int:
             row["seconds"] = round(time.time() - start, 1)
             rows.append(row)
             print(row, flush=True)
-            if (w, a) == (8, 8):
-                with tempfile.TemporaryDirectory() as tmp:
-                    codes = graph.quantize_input(x[:N_HOST])
-                    m = any_graph.memory_check(model, Policy.uniform(model, w, a), graph, codes,
-                                               tmp, run_mcu=run_mcu)
-                mem_rows.append(m)
-                print(m, flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                codes = graph.quantize_input(x[:N_HOST])
+                m = any_graph.memory_check(model, Policy.uniform(model, w, a), graph, codes,
+                                           tmp, run_mcu=run_mcu)
+            mem_rows.append({"policy": f"w{w}a{a}", **m})
+            print(mem_rows[-1], flush=True)
     write_csv(rows, out / "mlperf_keras.csv")
     write_csv(mem_rows, out / "mlperf_memory.csv")
     return 0

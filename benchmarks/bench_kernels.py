@@ -19,6 +19,13 @@ Rows of ``results/bench/kernels.csv``:
 - ``scope=mlperf_add``: ResNet-8's residual ADDs, instructions per element: stand-alone
   (``fuse_add=False``, tn_m7_add) and fused (the fused step minus the same convolution's step
   in the unfused build).
+- ``scope=subbyte_layer_type``: the seed CNN and the four MLPerf Tiny Keras architectures
+  (:func:`tinyopt.studies.any_graph.mlperf_architecture`, random weights) through the sub-byte
+  path (PTQ on 16 random inputs, uniform PL policies w8a8, w4a4, w2a2, w4a8), instructions per
+  MAC per layer type (:func:`layer_type`, ``+pool``: a fused max pool) and ``ratio_to_8bit``:
+  over the same layers at w8a8 (issue 29: sub-byte layers on the same footing as int8; above
+  1.0 where they are not yet); ``weight_bits`` / ``act_bits``: the widths the steps have
+  (a first layer keeps its 8-bit input); kernels ``sub``: tn_m7_sub, c/tn_m7_sub.h.
 - ``scope=model``: instructions per inference of the seed CNN int8 and the mixed-precision
   MobileNet of notebook 05 (``results/deploy/*.npz``), MobileNetV1 0.25 @ 32 int8 (LiteRT
   conversion of :func:`tinyopt.front.models.mobilenet_v1`, 1 input channel, random weights),
@@ -37,6 +44,7 @@ qemu-system-arm). ``--mlperf`` measures the four MLPerf Tiny models with the spe
 only (per-model totals beside CMSIS-NN's, flash and RAM, and the ``mlperf_layer_type`` rows),
 printed, without writing ``results/bench/kernels.csv`` (the edit-measure loop of issue 29);
 with ``--exact`` too, over :data:`EXACT_HOST` host and :data:`EXACT_MCU` QEMU inputs.
+``--subbyte`` prints the ``subbyte_layer_type`` rows alone.
 """
 from __future__ import annotations
 
@@ -123,6 +131,60 @@ def layer_type_rows(tmp: Path, x_calib: np.ndarray) -> list[dict]:
                              "ratio_to_8bit": ipm / base[(gran, kind)],
                              "kernel": "/".join(sorted(set(sel["kernel"])))})
                 print(f"{graph.name:32s} {label:24s} {ipm:7.2f} insns/MAC", flush=True)
+    return rows
+
+
+SUB_POLICIES = ((8, 8), (4, 4), (2, 2), (4, 8))
+SUB_NETS = ("seed_cnn", "ic_resnet8", "kws_dscnn", "vww_mobilenet", "ad_fcae")
+
+
+def subbyte_rows(tmp: Path) -> list[dict]:
+    """``scope=subbyte_layer_type`` rows: per network, policy and layer type, instructions per
+    MAC under QEMU and their ratio to the same layers at w8a8 (every build bit-exact on 8 host
+    and 1 QEMU inputs)."""
+    import tf_keras as keras
+    from tinyopt.front import models
+    from tinyopt.mixed import lower, ptq
+    from tinyopt.mixed.policy import Policy
+    from tinyopt.studies.any_graph import mlperf_architecture
+    rows = []
+    for net in SUB_NETS:
+        model = (models.seed_cnn() if net == "seed_cnn"
+                 else mlperf_architecture(net, classes=10, seed=0))
+        x = np.random.default_rng(0).uniform(0, 1, (16, *model.input_shape[1:]))
+        x = x.astype(np.float32)
+        base = {}
+        for w, a in SUB_POLICIES:
+            keras.utils.set_random_seed(0)
+            g = lower.convert(ptq.quantize_mixed(model, Policy.uniform(model, w, a, "PL"), x))
+            g.name = f"{net}_w{w}a{a}"
+            r = mcu.deploy(g, g.quantize_input(x), tmp, name=g.name, host_images=8,
+                           mcu_images=1)
+            s = r["summary"]
+            if s["host_mismatching_values"] or s["mcu_mismatching_values"]:
+                raise SystemExit(f"{g.name}: C output differs from the simulator")
+            st, steps = r["steps"].copy(), r["export"].steps
+            first = next(k for k in range(len(st)) if st["macs"].iloc[k] > 0)
+            st["layer_type"] = [
+                layer_type(step, k == first) + ("+pool" if step.pool is not None else "")
+                if st["macs"].iloc[k] > 0 else "" for k, step in enumerate(steps)]
+            st["wb"] = [step.layer.weight_bits for step in steps]
+            st["xb"] = [step.layer.in_bits for step in steps]
+            st = st[st["macs"] > 0]
+            for label, sel in st.groupby("layer_type", sort=False):
+                ipm = float(sel["insns_per_image"].sum() / sel["macs"].sum())
+                if (w, a) == (8, 8):
+                    base[label] = ipm
+                rows.append({"scope": "subbyte_layer_type", "model": net, "layer_type": label,
+                             "weight_bits": "/".join(map(str, sorted(set(sel["wb"])))),
+                             "act_bits": "/".join(map(str, sorted(set(sel["xb"])))),
+                             "granularity": "PL", "layers": len(sel),
+                             "macs": int(sel["macs"].sum()),
+                             "insns": int(sel["insns_per_image"].sum()), "insns_per_mac": ipm,
+                             "ratio_to_8bit": ipm / base[label] if label in base else None,
+                             "kernel": "/".join(sorted(set(sel["kernel"])))})
+                print(f"{g.name:28s} {label:22s} {rows[-1]['kernel']:12s} {ipm:7.2f} insns/MAC "
+                      f"({rows[-1]['ratio_to_8bit']:.2f} x w8a8)", flush=True)
     return rows
 
 
@@ -271,9 +333,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             mlperf_only(Path(tmp), exact="--exact" in sys.argv[1:])
         return
+    if "--subbyte" in sys.argv[1:]:  # the subbyte_layer_type rows only, printed
+        with tempfile.TemporaryDirectory() as tmp:
+            subbyte_rows(Path(tmp))
+        return
     x_calib = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 1))
     with tempfile.TemporaryDirectory() as tmp:
-        rows = layer_type_rows(Path(tmp), x_calib) + model_rows(Path(tmp))
+        rows = (layer_type_rows(Path(tmp), x_calib) + subbyte_rows(Path(tmp))
+                + model_rows(Path(tmp)))
     out = write_csv(integer_counts(pd.DataFrame(rows)), REPO / "results/bench/kernels.csv")
     print(f"wrote {out}")
 

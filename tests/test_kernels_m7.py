@@ -712,6 +712,11 @@ FC_CHAINS = {  # name: (rounding, input signed, input zero point, K, layers)
         _fc(17, per_channel=True, icn=True, out_signed=True, out_zero_point=-128),
         _fc(2, out_signed=True, out_zero_point=7), _fc(9, per_channel=True, out_signed=True),
         _fc(3, out_bits=32, out_signed=True, requantize=False)]),
+    # K = 1500 with x' in [-128, 127]: the pair sums' bound exceeds 2^23 (kernels_m7.fc_acc32
+    # refuses it): 64-bit SMLALD sums in blocks of four rows (N % 4 = 3); then ACC32 (N % 6 = 4)
+    "wide_acc64": ("tflite_double", False, 128, 1500, [
+        _fc(11, out_signed=True), _fc(10, per_channel=True, out_bits=32, out_signed=True,
+                                      requantize=False)]),
 }
 
 
@@ -731,6 +736,38 @@ def test_fc_kernel_host_bitexact(tmp_path, name):
     e = host_check(g, tmp_path, n=120)
     assert e.kernels == ["fc"] * len(g.layers), e.kernels
     assert [s.scratch_bytes for s in e.steps] == [0] * len(e.steps)
+    acc32 = [kernels_m7.fc_acc32(lay) for lay in g.layers]
+    assert acc32 == ([False, True] if name == "wide_acc64" else [True] * len(g.layers)), acc32
+
+
+def _fc_extreme_graph(k: int) -> IntegerGraph:
+    """One dense layer K -> 6 of uint8 inputs (z_x = 0), every weight 255 (b - 128 = 127) and
+    raw int32 outputs: its pair sums reach 127 * 255 * K, the most fc_acc32 can allow."""
+    g = chain(9, [_fc(6, wshape=(6, k), out_bits=32, out_signed=True, requantize=False)], (k,),
+              8, False, 0, "floor")
+    lay = g.layers[0]
+    lay.set_weights(np.full((6, k), 255), 8)
+    lay.weight_zero_point = np.zeros(1, np.int32)
+    lay.bias = np.zeros(6, np.int32)
+    return g
+
+
+def test_fc_acc32_bound_at_its_edge(tmp_path):
+    """kernels_m7.fc_acc32 allows 32-bit pair sums exactly while every B = sum (b - 128) x' stays
+    in [-2^23, 2^23) (K = 259: 127 * 255 * 259 = 2^23 - 893; K = 260 is over), and tn_m7_fc is
+    exact at that edge: inputs all 255 (the largest B and S_a), all 0 and random."""
+    assert kernels_m7.fc_acc32(_fc_extreme_graph(259).layers[0])
+    assert not kernels_m7.fc_acc32(_fc_extreme_graph(260).layers[0])
+    for k in (259, 260):
+        g = _fc_extreme_graph(k)
+        e = codegen.export_c(g, tmp_path / f"src{k}")
+        assert e.kernels == ["fc"]
+        exe = mcu.build_host(e, build_dir=tmp_path / f"host{k}")
+        x = np.random.default_rng(k).integers(0, 256, (6, k))
+        x[0], x[1] = 255, 0
+        want = codegen.reference_output(g, x)
+        assert int(want[0].max()) == 255 * 255 * k and int(want[1].max()) == 0
+        np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
 
 
 def test_fc_weights_layout_by_hand():

@@ -61,6 +61,18 @@ SUB_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, 
         _dense(6, 7, 8, 4, per_channel=True),
         _dense(17, 6, 1, 8),
         _dense(4, 17, 4, 32, out_signed=True, requantize=False)]),
+    # gathered windows completed to whole units (steps.sub_units): one input channel at 2-bit
+    # weights (9 codes -> 16; int8 inputs, z_x = -3 in the padding lanes), fused pool; 54 -> 56
+    # 4-bit codes (padding with integer 0); a pointwise layer of 5 x 4-bit channels (5 -> 8)
+    "pad_units": ("tflite_double", True, -3, (8, 8, 1), [
+        _conv((8, 8, 6), (6, 3, 3, 1), 2, 4, padding=(1, 1, 1, 1), per_channel=True, icn=True),
+        dict(kind="maxpool", out_shape=(4, 4, 6), pool_size=(2, 2), stride=(2, 2),
+             padding=(0, 0, 0, 0)),
+        _conv((4, 4, 5), (5, 3, 3, 6), 4, 4, padding=(1, 1, 1, 1), pad_mode="zero"),
+        _conv((4, 4, 7), (7, 1, 1, 5), 8, 8),
+        dict(kind="flatten"),
+        _dense(9, 112, 1, 8),
+        _dense(3, 9, 4, 32, out_signed=True, requantize=False)]),
 }
 
 
@@ -81,6 +93,11 @@ def test_sub_kernel_host_bitexact(tmp_path, name):
     if name == "floor_s8":  # a gathered window, in place only for byte-aligned pixels
         assert [steps_mod.sub_direct(s) for s in subs] == [False, True, False, False, True,
                                                           True]
+    padded = [steps_mod.sub_units(s) > int(np.prod(s.layer.weight_shape)) // s.layer.out_channels
+              for s in subs]
+    assert padded == ([True, True, True, False, False] if name == "pad_units"
+                      else [False, False, True, False, False, False] if name == "double_u8"
+                      else [False] * len(subs)), padded
     if name == "double_u8":  # the fused pool's maxima; pointwise layers read in place
         first = e.steps[0]
         assert first.pool is not None and steps_mod.scratch_parts(first)[1] == 4 * 16

@@ -22,7 +22,8 @@ Kernels:
   pixel; KP the window length rounded up to a word of weights), two MACs per SMLAD.
 - ``fc``: dense layers of 8-bit inputs and 8-bit weights (no fused ADD;
   :func:`tinyopt.integer.steps.fc_fits`), no scratch: the input read a word at a time and
-  widened on the fly, each output stored as soon as it is computed, four rows per pass. The
+  widened on the fly, each output stored as soon as it is computed, six rows per pass (32-bit
+  pair sums where :func:`fc_acc32` bounds them, else four with 64-bit sums). The
   weights are exported in the order the inner loop reads them (:func:`fc_weights`, as many bytes
   as the row layout; ``Choice.weights``): rows in pairs, the two rows' codes interleaved byte by
   byte in each word, so that one SMLALD on the raw word and one SMLAD on its UXTB16 give four
@@ -79,7 +80,8 @@ import numpy as np
 from tinyopt.integer.steps import (  # noqa: F401  (MAX_SCRATCH, KERNEL_MODES: re-exported)
     KERNEL_MODES, MAX_SCRATCH, SUB_BITS, Step, _hwc, conv_lanes, fc_fits, gemm_geometry,
     kernel_window, m7_kernel, scratch_bytes as step_scratch_bytes, scratch_parts, dw3_fits,
-    dw3_weights_fit, dw3_width, dw3_scratch_bytes, sub_direct)
+    dw3_weights_fit, dw3_width, dw3_scratch_bytes, sub_direct, sub_units)
+from tinyopt.integer.arith import packed_bytes
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment
 
@@ -137,7 +139,8 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
         return Choice("add", f"model_step{index}")
     scratch = step_scratch_bytes(step, mode)
     if kind == "fc":
-        return Choice("fc", f"model_step{index}", weights=fc_weights(layer))
+        return Choice("fc", f"model_step{index}",
+                      weights=fc_weights(layer, 6 if fc_acc32(layer) else 4))
     if kind in ("pw", "conv"):  # tn_m7_conv: row pairs over padded window rows, two pixels
         why = ""
         if step.add is not None:  # as for gemm: tn_m7_add's arithmetic where add_plan allows
@@ -150,8 +153,8 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
         if step.add is not None:
             plan = add_plan(step, rounding)
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
-        return Choice("sub", f"model_step{index}", scratch=scratch, weights=sub_weights(layer),
-                      reason=why)
+        return Choice("sub", f"model_step{index}", scratch=scratch,
+                      weights=sub_weights(layer, sub_units(step)), reason=why)
     if kind == "depthwise":  # the 3x3 row kernel where it applies (dw3_plan), else tn_m7_depthwise
         return _depthwise_choice(step, index, rounding, scratch)
     if kind != "gemm":
@@ -223,7 +226,7 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
     if choice.kind == "fc":
         args = [int(np.prod(layer.in_shape)), layer.out_channels, common["XS"], common["ZX"],
                 common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
-                common["OB"], *rq.values()]
+                common["OB"], int(fc_acc32(layer)), *rq.values()]
         return (head + "    tn_m7_fc(l, in[0], out, " + ", ".join(u(a) for a in args)
                 + ");\n}\n")
     if choice.kind in ("pw", "conv"):
@@ -291,32 +294,54 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
             + ", ".join(u(a) for a in args) + ");\n}\n")
 
 
+def fc_acc32(layer) -> bool:
+    """Does tn_m7_fc keep each row pair's sum R in 32 bits (ACC32, c/tn_m7_gemm.h: blocks of
+    three pairs)? Only when, for every pair (a, b) and every input the layer can receive,
+    B = sum (b - 128) x' lies in [-2^23, 2^23) (then 256 B, recovered from R - S_a modulo 2^32,
+    fits in int32): bounded exactly over the input codes' box from the weights themselves,
+    sum_k max((b_k - 128) x'_lo, (b_k - 128) x'_hi) and the same minimum. A dense layer of
+    8-bit weights only; False for any other layer."""
+    if layer.kind != "dense" or layer.weight_bits != 8 or layer.in_bits != 8:
+        return False
+    w = np.asarray(layer.weights, np.int64).reshape(len(layer.weights), -1)
+    z = int(layer.in_zero_point)
+    lo, hi = (-128, 127) if layer.in_signed else (0, 255)
+    b = w[1:len(w) - len(w) % 2:2] - 128  # the b rows of the pairs (the odd last row has none)
+    if not len(b):
+        return False
+    top = np.maximum(b * (lo - z), b * (hi - z)).sum(axis=1)
+    bottom = np.minimum(b * (lo - z), b * (hi - z)).sum(axis=1)
+    return bool(top.max() < (1 << 23) and bottom.min() >= -(1 << 23))
+
+
 def fc_weights(layer, block: int = 4) -> np.ndarray:
     """The weight bytes of a dense (or pointwise) layer in tn_m7_fc's order (c/tn_m7_gemm.h;
     blocks of two: the pair words of tn_m7_conv, :func:`conv_weights`): blocks of ``block``
-    rows (4: two pairs a, b; 2: one pair), per group of
-    four inputs k..k+3 each pair's words
+    rows (6: three pairs, tn_m7_fc with ACC32, :func:`fc_acc32`; 4: two pairs a, b; 2: one
+    pair), per group of four inputs k..k+3 each pair's words
     [a_k, b_k ^ 0x80, a_{k+2}, b_{k+2} ^ 0x80], [a_{k+1}, b_{k+1} ^ 0x80, a_{k+3}, b_{k+3} ^ 0x80],
-    then each pair's K % 4 tail codes (a's, then b's); with blocks of four, a last block of one
-    pair when N % 4 >= 2; the last row of an odd N as it is. A permutation of the rows' bytes
-    (the 0x80 flips aside): N K bytes, as many as the row layout.
+    then each pair's K % 4 tail codes (a's, then b's); the rows left over in smaller blocks of
+    the same form (six: a block of two pairs if four or five are left; then one pair if two or
+    three are); the last row of an odd N as it is. A permutation of the rows' bytes (the 0x80
+    flips aside): N K bytes, as many as the row layout.
 
     Arguments:
         layer: a dense or pointwise layer of 8-bit weights (:func:`tinyopt.integer.steps.fc_fits`,
-            :func:`~tinyopt.integer.steps.pw_fits`); block: 4 (tn_m7_fc) or 2 (the pairs
+            :func:`~tinyopt.integer.steps.pw_fits`); block: 6 or 4 (tn_m7_fc) or 2 (the pairs
             of :func:`conv_weights`).
 
     Returns:
         uint8 array of N * K bytes.
 
     Raises:
-        ValueError: not a dense or pointwise layer of 8-bit weights, or a block other than 2, 4.
+        ValueError: not a dense or pointwise layer of 8-bit weights, or a block other than 2,
+            4, 6.
     """
     if layer.kind not in ("dense", "pointwise") or layer.weight_bits != 8:
         raise ValueError(f"layer {layer.name!r}: fc_weights packs dense and pointwise layers of "
                          f"8-bit weights, not a {layer.weight_bits}-bit {layer.kind} layer")
-    if block not in (2, 4):
-        raise ValueError(f"fc_weights: block must be 2 or 4 rows, got {block!r}")
+    if block not in (2, 4, 6):
+        raise ValueError(f"fc_weights: block must be 2, 4 or 6 rows, got {block!r}")
     w = np.asarray(layer.weights, np.uint8).reshape(len(layer.weights), -1)
     n, k = w.shape
     k4 = k - k % 4
@@ -336,9 +361,10 @@ def fc_weights(layer, block: int = 4) -> np.ndarray:
     while c + block <= n:
         pack(w[c:c + block])
         c += block
-    if n - c >= 2:
-        pack(w[c:c + 2])
-        c += 2
+    for rest in (4, 2):  # the rows left over, as tn_m7_fc takes them
+        if rest < block and n - c >= rest:
+            pack(w[c:c + rest])
+            c += rest
     if c < n:
         parts.append(w[c])
     out = np.concatenate(parts).astype(np.uint8)
@@ -355,19 +381,22 @@ def _sub_pairs(bits: int, g: int) -> list[tuple[int, int]]:
     return [(j * n + s, j * n + s + n // 2) for j in range(g // n) for s in range(n // 2)]
 
 
-def sub_weights(layer) -> np.ndarray:
+def sub_weights(layer, units: int | None = None) -> np.ndarray:
     """The weight bytes of a step of tn_m7_sub (c/tn_m7_sub.h): every row's codes permuted inside
     each unit of G = 32 / min(input bits, weight bits) codes so that weight lane pair q (of the
     row's words, as tn_pair unpacks them) holds the weights of input lane pair q; the K % G tail
     as it is; each row packed as :func:`tinyopt.integer.graph.pack` packs it (as many bytes as
-    the row layout).
+    the row layout), or, with ``units`` = KU > K (:func:`tinyopt.integer.steps.sub_units`: a
+    gathered window completed to whole units), each row padded with code 0 to KU codes first
+    (no tail; KU WB / 8 bytes per row, the extra bytes beyond the row layout count as pad bytes).
 
     Arguments:
         layer: a dense, pointwise or convolution layer of 1/2/4/8-bit weights and inputs
             (:func:`tinyopt.integer.steps.sub_fits`).
+        units: KU, the codes per window the kernel reads (None or K: the row layout's size).
 
     Returns:
-        uint8 array of the row layout's size.
+        uint8 array of the row layout's size (or N rows of KU WB / 8 bytes).
 
     Raises:
         ValueError: weights or inputs of other widths, or a layer without weights.
@@ -381,15 +410,22 @@ def sub_weights(layer) -> np.ndarray:
     k = int(np.prod(layer.weight_shape)) // len(rows)
     codes = unpack(rows, wb, k)
     g = 32 // min(wb, xb)
+    padded = units is not None and units != k
+    if padded:
+        if units < k or units % g:
+            raise ValueError(f"layer {layer.name!r}: sub_weights pads rows of {k} codes to whole "
+                             f"units of {g}, not to {units}")
+        codes = np.concatenate([codes, np.zeros((len(rows), units - k), codes.dtype)], axis=1)
+        k = units
     perm = np.zeros(g, np.int64)  # unit position -> input index inside the unit
     per_word, half = 32 // wb, 16 // wb
     for q, (i, j) in enumerate(_sub_pairs(xb, g)):
         t, s = divmod(q, half)
         perm[t * per_word + s], perm[t * per_word + s + half] = i, j
     full = k - k % g
-    units = codes[:, :full].reshape(len(rows), -1, g)[:, :, perm].reshape(len(rows), full)
-    out = pack(np.concatenate([units, codes[:, full:]], axis=1), wb)
-    assert out.shape == rows.shape
+    blocks = codes[:, :full].reshape(len(rows), -1, g)[:, :, perm].reshape(len(rows), full)
+    out = pack(np.concatenate([blocks, codes[:, full:]], axis=1), wb)
+    assert out.shape == ((len(rows), packed_bytes(k, wb)) if padded else rows.shape)
     return out.ravel()
 
 
@@ -407,12 +443,13 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
         poh, pow_, _ = _hwc(p.out_shape)
         pool = [p.pool_size[0], p.pool_size[1], p.stride[0], p.stride[1], pt, pl, poh, pow_]
     mode = 1 if step.pool is not None else 2 if step.add is not None else 0
+    ku = sub_units(step)  # the row bytes: KU codes (padded rows) or the row layout's
     args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
             geo["KW"], 1 if dense else layer.stride[0], 1 if dense else layer.stride[1], top,
             left, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],
-            layer.weight_bits, common["RB"], common["NWZP"], int(bool(zw.any())), int(zw[0]),
-            common["REQ"], common["NM"], common["ROUND"], common["OB"], mode,
-            int(sub_direct(step)), *pool, *rq.values(), *_fused_add_args(step, graph_rounding)]
+            layer.weight_bits, packed_bytes(ku, layer.weight_bits), common["NWZP"],
+            int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
+            common["OB"], mode, int(sub_direct(step)), ku, *pool, *rq.values(), *_fused_add_args(step, graph_rounding)]
     gather, best = scratch_parts(step)  # the gathered window, then a fused pool's maxima
     other = "in[1]" if step.add is not None else "in[0]"
     bp = _scratch(step, arena, "int32_t", gather) if best else "(int32_t *)0"

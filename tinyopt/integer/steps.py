@@ -457,14 +457,37 @@ def sub_direct(step: Step) -> bool:
         and (_hwc(layer.in_shape)[2] * int(layer.in_bits)) % 8 == 0)
 
 
-def sub_scratch_parts(step: Step) -> tuple[int, int]:
-    """(gathered window bytes, fused pool bytes) of tn_m7_sub on ``step``: ceil(KH KW C XB / 8)
-    rounded up to a word unless :func:`sub_direct`; one int32 per output channel with a fused
-    max pool."""
+def sub_units(step: Step) -> int:
+    """KU: the codes of a window as tn_m7_sub's dot products read them. A gathered window
+    (not :func:`sub_direct`) of K = KH KW C codes is completed to a whole number of units of
+    G = 32 / min(XB, WB) codes with the code of x' = 0 (so no scalar tail runs; the weight rows
+    are padded alike, ``kernels_m7.sub_weights``) when the tail K % G is longer than its
+    padding, z_x is a code of the input's width and the longer window keeps the scratch within
+    :func:`eight_bit_scratch`; else K."""
     layer = step.layer
     kh, kw = kernel_window(layer)
-    gather = 0 if sub_direct(step) else packed_bytes(
-        kh * kw * _hwc(layer.in_shape)[2], int(layer.in_bits))
+    xb, wb = int(layer.in_bits), int(layer.weight_bits)
+    k = kh * kw * _hwc(layer.in_shape)[2]
+    g = 32 // min(xb, wb)
+    ku = -(-k // g) * g
+    lo = -(1 << (xb - 1)) if layer.in_signed else 0
+    # padding lanes cost a vector lane each, tail codes a scalar multiply each: pad only a tail
+    # longer than its padding (a 3x3 window of one channel: 9 codes, G = 16 yes, G = 8 no)
+    if (sub_direct(step) or ku - k >= k % g
+            or not lo <= int(layer.in_zero_point) < lo + (1 << xb)):
+        return k
+    pool = 4 * int(layer.out_channels) * (step.pool is not None)
+    if -(-packed_bytes(ku, xb) // 4) * 4 + pool > eight_bit_scratch(step):
+        return k
+    return ku
+
+
+def sub_scratch_parts(step: Step) -> tuple[int, int]:
+    """(gathered window bytes, fused pool bytes) of tn_m7_sub on ``step``: ceil(KU XB / 8)
+    (:func:`sub_units`) rounded up to a word unless :func:`sub_direct`; one int32 per output
+    channel with a fused max pool."""
+    layer = step.layer
+    gather = 0 if sub_direct(step) else packed_bytes(sub_units(step), int(layer.in_bits))
     return -(-gather // 4) * 4, 4 * int(layer.out_channels) * (step.pool is not None)
 
 

@@ -366,6 +366,25 @@ TN_INLINE int32_t tn_m7_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32
 #define TN_RQ_ARGS uint32_t FAST, int32_t M0, int32_t N0, int32_t LOZ, int32_t HIZ, int32_t ZP
 #define TN_RQ FAST, M0, N0, LOZ, HIZ, ZP
 
+/* tn_m7_out for an 8-bit output. When the layer has one multiplier (per_channel_m = 0), FAST = 3
+ * (TFLite double rounding, |acc| < 2^30), N0 in [-20, -1] and the clamp is the whole 8-bit range,
+ * the zero point goes into the rounding constant and the clamp is one SSAT / USAT:
+ * ((h + 2^(k-1) + [h < 0]) >> k) + ZP = (h + 2^(k-1) + ZP 2^k + [h < 0]) >> k (an arithmetic
+ * shift is a floor division), and no add leaves int32 (|h| <= 2^30 + 1, |ZP 2^k| < 2^28): one
+ * instruction less per output. Else tn_m7_out itself. */
+TN_INLINE int32_t tn_m7_out8(const tn_layer_t *l, int32_t acc, uint32_t c, uint32_t req,
+                             uint32_t per_channel_m, uint32_t rounding, TN_RQ_ARGS)
+{
+    if (req && FAST == 3u && rounding == TN_TFL_DOUBLE && !per_channel_m && N0 >= -20 && N0 <= -1
+        && ((LOZ + ZP == -128 && HIZ + ZP == 127) || (LOZ + ZP == 0 && HIZ + ZP == 255))) {
+        const int32_t h = tn_smmulr((int32_t)((uint32_t)acc << 1), M0);
+        const uint32_t right = (uint32_t)(-N0);
+        const int32_t cst = (int32_t)((1u << (right - 1u)) + ((uint32_t)ZP << right));
+        return tn_sat8((h + cst + (h >> 31)) >> right, LOZ + ZP == -128);
+    }
+    return tn_m7_out(l, acc, c, req, per_channel_m, rounding, TN_RQ);
+}
+
 /* Write output element idx of a compute step: plain, or through the fused residual ADD (which
  * reads element idx of the other addend just before writing element idx, as tn_compute) in the
  * portable arithmetic: the gemm kernel's epilogue when kernels_m7.add_plan refuses the ADD

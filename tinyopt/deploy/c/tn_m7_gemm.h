@@ -319,161 +319,156 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
  * Two rows per weight word (packed at export by kernels_m7.fc_weights; the portable kernels'
  * row layout is untouched for every other step). Rows go in pairs (a, b); a word holds, for
  * inputs k and k + 2, the bytes [a_k, b_k ^ 0x80, a_{k+2}, b_{k+2} ^ 0x80]. Read as two int16
- * lanes, each lane is 256 (b - 128) + a, so SMLALD of the word and the input lanes adds
- * 256 (b - 128) x' + a x' for both inputs to a 64-bit accumulator R, and SMLAD of UXTB16(word)
- * adds a x' to S_a: one load, one UXTB16, one SMLAD and one SMLALD per four MACs (a row widened
- * on its own takes five). sum (b - 128) x' = (R - S_a) / 256 exactly: R is exact in 64 bits and
- * S_a in 32 (K * 255 * max |x'| < 2^31, checked by the planner's rule,
- * tinyopt.integer.steps.m7_kernel). The weight zero points then enter once per output:
- * sum (a - z_a) x' = S_a - z_a sum x' and sum (b - z_b) x' = sum (b - 128) x' + (128 - z_b)
- * sum x', modulo 2^32 like the reference's accumulator.
+ * lanes, each lane is 256 (b - 128) + a, so one multiply-accumulate of the word and the input
+ * lanes adds 256 (b - 128) x' + a x' for both inputs to R, and SMLAD of UXTB16(word) adds a x'
+ * to S_a: one load, one UXTB16 and two multiply-accumulates per four MACs (a row widened on its
+ * own takes five). Then sum (b - 128) x' = (R - S_a) / 256 exactly, with S_a exact in 32 bits
+ * (K * 255 * max |x'| < 2^31, the planner's rule, tinyopt.integer.steps.fc_fits) and R either
+ * - ACC32 = 1: a 32-bit SMLAD sum, R = S_a + 256 B modulo 2^32; when |B| < 2^23 for every
+ *   input (B = sum (b - 128) x' of every pair, bounded at export from the weights themselves:
+ *   kernels_m7.fc_acc32), 256 B fits in int32 and (int32)(R - S_a) >> 8 is B. Six accumulators
+ *   for three pairs leave registers for blocks of six rows: per group of four inputs 24
+ *   instructions for 24 MACs;
+ * - ACC32 = 0: a 64-bit SMLALD sum (exact for any K the rule allows), blocks of four rows: per
+ *   group 17 instructions for 16 MACs.
+ * The weight zero points then enter once per output: sum (a - z_a) x' = S_a - z_a sum x' and
+ * sum (b - z_b) x' = sum (b - 128) x' + (128 - z_b) sum x', modulo 2^32 like the reference's
+ * accumulator.
  *
- * Layout of the N x K weight bytes (N K bytes, as many as the row layout): blocks of four rows
- * (two pairs: rows c, c + 1 and c + 2, c + 3): per group of four inputs, pair 0's two words
- * ([a_0, b'_0, a_2, b'_2], [a_1, b'_1, a_3, b'_3]) then pair 1's; after the K / 4 groups, the
- * K % 4 tail codes of each pair, a's then b's (as they are). Then, if N % 4 >= 2, one block of a
- * single pair of the same form; then the last row of an odd N, as it is.
+ * Layout of the N x K weight bytes (N K bytes, as many as the row layout): blocks of 2P rows
+ * (P = 3 with ACC32, else 2; pairs rows c, c + 1, then c + 2, c + 3, ...): per group of four
+ * inputs, pair 0's two words ([a_0, b'_0, a_2, b'_2], [a_1, b'_1, a_3, b'_3]) then pair 1's, ...;
+ * after the K / 4 groups, the K % 4 tail codes of each pair, a's then b's (as they are). Then
+ * the rows left over in blocks of the same form: two pairs (ACC32, if four or five rows are
+ * left), one pair (if two or three); then the last row of an odd N, as it is.
  * --------------------------------------------------------------------------------------------- */
 
 #if defined(__ARM_FEATURE_DSP)
-/* One group of four inputs for two row pairs (the inner loop of tn_m7_fc_block with P = 2, in
- * assembly: in C, gcc keeps the 13 live values of this loop in registers only by spilling the
- * input pointer); XT: "s" (int8 input) or "u" (uint8). Every output operand is early-clobber
- * ("+&r"): else gcc may give an input of equal value (the offset, 0 when z_x = 0, and the
- * accumulators' initial 0) one register. */
-#define TN_FC_GROUP(XT)                                                                         \
-    "ldr %[v], [%[x]], #4\n\t"                                                                  \
-    "ldr %[u], [%[w]], #4\n\t"                                                                  \
+/* The input word of a group, widened (XT: "s" for int8 inputs, "u" for uint8); LW: the first
+ * pair's weight load, issued before the widening. */
+#define TN_FC_X(XT, LW)                                                                         \
+    "ldr %[v], [%[x]], #4\n\t" LW                                                               \
     XT "xtab16 %[xo], %[off], %[v], ror #8\n\t"                                                 \
-    XT "xtab16 %[v], %[off], %[v]\n\t"                                                          \
-    "smlald %[r0l], %[r0h], %[u], %[v]\n\t"                                                     \
+    XT "xtab16 %[v], %[off], %[v]\n\t"
+/* a pair's two weight words: LDRD (word-aligned weights) or two LDR */
+#define TN_FC_LDD "ldrd %[u], %[u2], [%[w]], #8\n\t"
+#define TN_FC_LD2 "ldr %[u], [%[w]], #4\n\tldr %[u2], [%[w]], #4\n\t"
+/* one pair of one group: R += word . lanes (SMLALD into the pair R, Rh; SMLAD into R alone when
+ * MAC is "smlad"), S_a += UXTB16(word) . lanes */
+#define TN_FC_PAIR(MAC, R, A)                                                                   \
+    MAC " %[" R "], %[u], %[v], %[" R "]\n\t"                                                   \
     "uxtb16 %[u], %[u]\n\t"                                                                     \
-    "smlad %[a0], %[u], %[v], %[a0]\n\t"                                                        \
-    "ldr %[u], [%[w]], #4\n\t"                                                                  \
-    "smlald %[r0l], %[r0h], %[u], %[xo]\n\t"                                                    \
-    "uxtb16 %[u], %[u]\n\t"                                                                     \
-    "smlad %[a0], %[u], %[xo], %[a0]\n\t"                                                       \
-    "ldr %[u], [%[w]], #4\n\t"                                                                  \
-    "smlald %[r1l], %[r1h], %[u], %[v]\n\t"                                                     \
-    "uxtb16 %[u], %[u]\n\t"                                                                     \
-    "smlad %[a1], %[u], %[v], %[a1]\n\t"                                                        \
-    "ldr %[u], [%[w]], #4\n\t"                                                                  \
-    "smlald %[r1l], %[r1h], %[u], %[xo]\n\t"                                                    \
-    "uxtb16 %[u], %[u]\n\t"                                                                     \
-    "smlad %[a1], %[u], %[xo], %[a1]\n\t"
-/* the same with word-aligned weights: LDRD loads both words of a pair (two fewer loads) */
-#define TN_FC_GROUP_D(XT)                                                                       \
-    "ldr %[v], [%[x]], #4\n\t"                                                                  \
-    "ldrd %[u], %[u2], [%[w]], #8\n\t"                                                          \
-    XT "xtab16 %[xo], %[off], %[v], ror #8\n\t"                                                 \
-    XT "xtab16 %[v], %[off], %[v]\n\t"                                                          \
-    "smlald %[r0l], %[r0h], %[u], %[v]\n\t"                                                     \
-    "uxtb16 %[u], %[u]\n\t"                                                                     \
-    "smlad %[a0], %[u], %[v], %[a0]\n\t"                                                        \
-    "smlald %[r0l], %[r0h], %[u2], %[xo]\n\t"                                                   \
+    "smlad %[" A "], %[u], %[v], %[" A "]\n\t"                                                  \
+    MAC " %[" R "], %[u2], %[xo], %[" R "]\n\t"                                                 \
     "uxtb16 %[u2], %[u2]\n\t"                                                                   \
-    "smlad %[a0], %[u2], %[xo], %[a0]\n\t"                                                      \
-    "ldrd %[u], %[u2], [%[w]], #8\n\t"                                                          \
-    "smlald %[r1l], %[r1h], %[u], %[v]\n\t"                                                     \
+    "smlad %[" A "], %[u2], %[xo], %[" A "]\n\t"
+/* SMLALD's operand order differs from SMLAD's (RdLo, RdHi, Rn, Rm) */
+#define TN_FC_PAIR64(R, RH, A)                                                                  \
+    "smlald %[" R "], %[" RH "], %[u], %[v]\n\t"                                                \
     "uxtb16 %[u], %[u]\n\t"                                                                     \
-    "smlad %[a1], %[u], %[v], %[a1]\n\t"                                                        \
-    "smlald %[r1l], %[r1h], %[u2], %[xo]\n\t"                                                   \
+    "smlad %[" A "], %[u], %[v], %[" A "]\n\t"                                                  \
+    "smlald %[" R "], %[" RH "], %[u2], %[xo]\n\t"                                              \
     "uxtb16 %[u2], %[u2]\n\t"                                                                   \
-    "smlad %[a1], %[u2], %[xo], %[a1]\n\t"
-#define TN_FC_OPERANDS_D                                                                        \
+    "smlad %[" A "], %[u2], %[xo], %[" A "]\n\t"
+/* a group of four inputs: three pairs, 32-bit R (ACC32) / two pairs, 64-bit R */
+#define TN_FC_G3(XT, LW)                                                                        \
+    TN_FC_X(XT, LW) TN_FC_PAIR("smlad", "r0", "a0") LW TN_FC_PAIR("smlad", "r1", "a1")          \
+    LW TN_FC_PAIR("smlad", "r2", "a2")
+#define TN_FC_G2_32(XT, LW)                                                                     \
+    TN_FC_X(XT, LW) TN_FC_PAIR("smlad", "r0", "a0") LW TN_FC_PAIR("smlad", "r1", "a1")
+#define TN_FC_G2(XT, LW)                                                                        \
+    TN_FC_X(XT, LW) TN_FC_PAIR64("r0", "r0h", "a0") LW TN_FC_PAIR64("r1", "r1h", "a1")
+/* every output operand early-clobber ("+&r"): else gcc may give an input of equal value (the
+ * offset, 0 when z_x = 0, and the accumulators' initial 0) one register */
+#define TN_FC_OPS3                                                                              \
     : [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [u] "=&r"(u), [u2] "=&r"(u2),    \
-      [a0] "+&r"(a0), [a1] "+&r"(a1), [r0l] "+&r"(r0l), [r0h] "+&r"(r0h),                       \
-      [r1l] "+&r"(r1l), [r1h] "+&r"(r1h)                                                         \
+      [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [r0] "+&r"(r0), [r1] "+&r"(r1),           \
+      [r2] "+&r"(r2)                                                                            \
     : [end] "r"(end), [off] "r"(off)                                                            \
     : "cc", "memory"
-#define TN_FC_OPERANDS                                                                          \
-    : [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [u] "=&r"(u), [a0] "+&r"(a0),     \
-      [a1] "+&r"(a1), [r0l] "+&r"(r0l), [r0h] "+&r"(r0h), [r1l] "+&r"(r1l),                     \
+#define TN_FC_OPS2                                                                              \
+    : [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [u] "=&r"(u), [u2] "=&r"(u2),    \
+      [a0] "+&r"(a0), [a1] "+&r"(a1), [r0] "+&r"(r0), [r0h] "+&r"(r0h), [r1] "+&r"(r1),         \
       [r1h] "+&r"(r1h)                                                                          \
     : [end] "r"(end), [off] "r"(off)                                                            \
     : "cc", "memory"
-
-/* tn_m7_fc_block for two pairs: an odd group first, then two groups per iteration. */
-TN_INLINE const uint8_t *tn_m7_fc_block2(const uint8_t *w, const uint8_t *x, uint32_t K,
-                                         uint32_t XS, uint32_t off, int32_t *sa, int64_t *r)
-{
-    const uint8_t *end = x + (K & ~3u);
-    uint32_t a0 = 0, a1 = 0, r0l = 0, r0h = 0, r1l = 0, r1h = 0, v, xo, u, u2;
-    if ((((uintptr_t)w | K) & 3u) == 0u) { /* every word of the layer aligned (K % 4 == 0) */
-        if ((K / 4u) & 1u) {
-            if (XS) __asm__ volatile(TN_FC_GROUP_D("s") TN_FC_OPERANDS_D);
-            else __asm__ volatile(TN_FC_GROUP_D("u") TN_FC_OPERANDS_D);
-        }
-        if (K >= 8u) {
-            if (XS)
-                __asm__ volatile("1:\n\t" TN_FC_GROUP_D("s") TN_FC_GROUP_D("s")
-                                 "cmp %[x], %[end]\n\tbne 1b\n\t" TN_FC_OPERANDS_D);
-            else
-                __asm__ volatile("1:\n\t" TN_FC_GROUP_D("u") TN_FC_GROUP_D("u")
-                                 "cmp %[x], %[end]\n\tbne 1b\n\t" TN_FC_OPERANDS_D);
-        }
-    } else {
-      if ((K / 4u) & 1u) {
-        if (XS) __asm__ volatile(TN_FC_GROUP("s") TN_FC_OPERANDS);
-        else __asm__ volatile(TN_FC_GROUP("u") TN_FC_OPERANDS);
-    }
-    if (K >= 8u) {
-        if (XS)
-            __asm__ volatile("1:\n\t" TN_FC_GROUP("s") TN_FC_GROUP("s")
-                             "cmp %[x], %[end]\n\tbne 1b\n\t" TN_FC_OPERANDS);
-        else
-            __asm__ volatile("1:\n\t" TN_FC_GROUP("u") TN_FC_GROUP("u")
-                             "cmp %[x], %[end]\n\tbne 1b\n\t" TN_FC_OPERANDS);
-      }
-    }
-    (void)u2;
-    sa[0] = (int32_t)a0;
-    sa[1] = (int32_t)a1;
-    r[0] = (int64_t)(((uint64_t)r0h << 32) | r0l);
-    r[1] = (int64_t)(((uint64_t)r1h << 32) | r1l);
-    return w;
-}
+/* NG groups: NG % 4 first, then four per iteration (OPS: TN_FC_OPS3 or TN_FC_OPS2, named
+ * here so that their commas never split a macro argument) */
+#define TN_FC_RUN(G, OPS)                                                                       \
+    do {                                                                                        \
+        if (NG & 1u) __asm__ volatile(G OPS);                                                   \
+        if (NG & 2u) __asm__ volatile(G G OPS);                                                 \
+        if (NG >= 4u)                                                                           \
+            __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t" OPS);          \
+    } while (0)
+#define TN_FC_RUN_XS(GROUP, N)                                                                  \
+    do {                                                                                        \
+        if (aligned) {                                                                          \
+            if (XS) TN_FC_RUN(GROUP("s", TN_FC_LDD), TN_FC_OPS##N);                              \
+            else TN_FC_RUN(GROUP("u", TN_FC_LDD), TN_FC_OPS##N);                                 \
+        } else {                                                                                \
+            if (XS) TN_FC_RUN(GROUP("s", TN_FC_LD2), TN_FC_OPS##N);                              \
+            else TN_FC_RUN(GROUP("u", TN_FC_LD2), TN_FC_OPS##N);                                 \
+        }                                                                                       \
+    } while (0)
 #endif
 
-/* S_a and R of P (1 or 2) row pairs over the first K & ~3 inputs; returns w past their words. */
+/* S_a (sa) and sum (b - 128) x' (sb) of P row pairs (P in 1..3; 3 only with ACC32) over the
+ * first K & ~3 inputs; returns w past their words. */
 TN_INLINE const uint8_t *tn_m7_fc_block(const uint8_t *w, const uint8_t *x, uint32_t K,
-                                        uint32_t P, uint32_t XS, int32_t ZX, int32_t *sa,
-                                        int64_t *r)
+                                        uint32_t P, uint32_t XS, int32_t ZX, uint32_t ACC32,
+                                        uint32_t *sa, uint32_t *sb)
 {
     const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
     const uint8_t *end = x + (K & ~3u);
-    int32_t a0 = 0, a1 = 0;
 #if defined(__ARM_FEATURE_DSP)
-    if (P == 2u) return tn_m7_fc_block2(w, x, K, XS, off, sa, r);
+    const uint32_t NG = K / 4u;
+    /* every word of the block aligned: the layer's weights and K % 4 == 0 (no tails between) */
+    const uint32_t aligned = (((uintptr_t)w | K) & 3u) == 0u;
+    if (ACC32 && P >= 2u) {
+        uint32_t a0 = 0, a1 = 0, a2 = 0, r0 = 0, r1 = 0, r2 = 0, v, xo, u, u2;
+        if (P == 3u) TN_FC_RUN_XS(TN_FC_G3, 3);
+        else TN_FC_RUN_XS(TN_FC_G2_32, 3);
+        sa[0] = a0; sa[1] = a1; sa[2] = a2;
+        sb[0] = (uint32_t)((int32_t)(r0 - a0) >> 8);
+        sb[1] = (uint32_t)((int32_t)(r1 - a1) >> 8);
+        sb[2] = (uint32_t)((int32_t)(r2 - a2) >> 8);
+        return w;
+    }
+    if (!ACC32 && P == 2u) {
+        uint32_t a0 = 0, a1 = 0, r0 = 0, r0h = 0, r1 = 0, r1h = 0, v, xo, u, u2;
+        TN_FC_RUN_XS(TN_FC_G2, 2);
+        sa[0] = a0; sa[1] = a1;
+        /* (R - S_a) is 256 sum (b - 128) x' exactly; the low 32 bits of the quotient are that
+         * sum modulo 2^32 */
+        sb[0] = (uint32_t)(uint64_t)(((int64_t)(((uint64_t)r0h << 32) | r0) - (int32_t)a0) >> 8);
+        sb[1] = (uint32_t)(uint64_t)(((int64_t)(((uint64_t)r1h << 32) | r1) - (int32_t)a1) >> 8);
+        return w;
+    }
 #endif
-    int64_t r0 = 0, r1 = 0;
-    for (; x != end; x += 4) {
-        const uint32_t v = tn_ld32(x);
-        const uint32_t xe = XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v);
-        const uint32_t xo = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
-        uint32_t u = tn_ld32(w);
-        a0 = tn_smlad(tn_uxtb16(u), xe, a0);
-        r0 = tn_smlald(u, xe, r0);
-        u = tn_ld32(w + 4);
-        a0 = tn_smlad(tn_uxtb16(u), xo, a0);
-        r0 = tn_smlald(u, xo, r0);
-        if (P == 2u) {
-            u = tn_ld32(w + 8);
-            a1 = tn_smlad(tn_uxtb16(u), xe, a1);
-            r1 = tn_smlald(u, xe, r1);
-            u = tn_ld32(w + 12);
-            a1 = tn_smlad(tn_uxtb16(u), xo, a1);
-            r1 = tn_smlald(u, xo, r1);
+    {
+        int32_t a[3] = {0, 0, 0};
+        int64_t r[3] = {0, 0, 0};
+        for (; x != end; x += 4) {
+            const uint32_t v = tn_ld32(x);
+            const uint32_t xe = XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v);
+            const uint32_t xo = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
+            for (uint32_t p = 0; p < P; p++, w += 8) {
+                const uint32_t u0 = tn_ld32(w), u1 = tn_ld32(w + 4);
+                a[p] = tn_smlad(tn_uxtb16(u1), xo, tn_smlad(tn_uxtb16(u0), xe, a[p]));
+                if (ACC32) /* the 32-bit sum modulo 2^32, as SMLAD keeps it */
+                    r[p] = (int64_t)(uint32_t)tn_smlad(u1, xo, tn_smlad(u0, xe, (int32_t)r[p]));
+                else
+                    r[p] = tn_smlald(u1, xo, tn_smlald(u0, xe, r[p]));
+            }
         }
-        w += 8u * P;
+        for (uint32_t p = 0; p < P; p++) {
+            sa[p] = (uint32_t)a[p];
+            sb[p] = ACC32 ? (uint32_t)((int32_t)((uint32_t)r[p] - (uint32_t)a[p]) >> 8)
+                          : (uint32_t)(uint64_t)((r[p] - (int64_t)a[p]) >> 8);
+        }
+        return w;
     }
-    sa[0] = a0;
-    r[0] = r0;
-    if (P == 2u) {
-        sa[1] = a1;
-        r[1] = r1;
-    }
-    return w;
 }
 
 /* Input element k of an 8-bit tensor minus its zero point. */
@@ -488,6 +483,10 @@ TN_INLINE void tn_m7_put(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint32_t
                          uint32_t c, uint32_t acc, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                          uint32_t OB, TN_RQ_ARGS)
 {
+    if (OB == 8u) {
+        out[idx] = (uint8_t)tn_m7_out8(l, (int32_t)acc, c, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+        return;
+    }
     const int32_t v = tn_m7_out(l, (int32_t)acc, c, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
     if (OB == 8u)
         out[idx] = (uint8_t)v;
@@ -524,19 +523,16 @@ TN_INLINE void tn_m7_fc_put(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint3
     tn_m7_put(l, out, c, c, acc, REQ, NM, ROUND, OB, TN_RQ);
 }
 
-/* Outputs ca and ca + 1 of a row pair from S_a and R (over the first K & ~3 inputs); wt: the
- * pair's tail codes (K % 4 a's, then as many b's). */
+/* Outputs ca and ca + 1 of a row pair from sa = S_a and sb = sum (b - 128) x' over the first
+ * K & ~3 inputs; wt: the pair's tail codes (K % 4 a's, then as many b's). */
 TN_INLINE void tn_m7_fc_pair_out(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
                                  const uint8_t *wt, const uint8_t *in,
-                                 uint8_t *TN_RESTRICT out, uint32_t ca, int32_t sa, int64_t r,
+                                 uint8_t *TN_RESTRICT out, uint32_t ca, uint32_t a, uint32_t b,
                                  int32_t sx, uint32_t K, uint32_t XS, int32_t ZX, uint32_t NWZP,
                                  int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                                  uint32_t OB, TN_RQ_ARGS)
 {
     const uint32_t k4 = K & ~3u, t = K & 3u;
-    /* (R - S_a) is 256 sum (b - 128) x' exactly; the low 32 bits of the quotient are that sum
-     * modulo 2^32 */
-    uint32_t a = (uint32_t)sa, b = (uint32_t)(uint64_t)((r - (int64_t)sa) >> 8);
     for (uint32_t j = 0; j < t; j++) {
         const int32_t xv = tn_m7_x8(in, k4 + j, XS, ZX);
         a += (uint32_t)((int32_t)wt[j] * xv);
@@ -559,30 +555,28 @@ TN_INLINE const uint8_t *tn_m7_fc_pairs(const tn_layer_t *l, const int32_t *bias
                                         const uint8_t *in, uint8_t *TN_RESTRICT out, uint32_t c,
                                         uint32_t P, int32_t sx, uint32_t K, uint32_t XS,
                                         int32_t ZX, uint32_t NWZP, int32_t ZW, uint32_t REQ,
-                                        uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+                                        uint32_t NM, uint32_t ROUND, uint32_t OB,
+                                        uint32_t ACC32, TN_RQ_ARGS)
 {
     const uint32_t t = K & 3u;
-    int32_t sa[2];
-    int64_t r[2];
-    w = tn_m7_fc_block(w, in, K, P, XS, ZX, sa, r);
-    tn_m7_fc_pair_out(l, bias, wzp, w, in, out, c, sa[0], r[0], sx, K, XS, ZX, NWZP, ZW, REQ, NM,
-                      ROUND, OB, TN_RQ);
-    w += 2u * t;
-    if (P == 2u) {
-        tn_m7_fc_pair_out(l, bias, wzp, w, in, out, c + 2u, sa[1], r[1], sx, K, XS, ZX, NWZP, ZW,
-                          REQ, NM, ROUND, OB, TN_RQ);
-        w += 2u * t;
-    }
+    uint32_t sa[3], sb[3];
+    w = tn_m7_fc_block(w, in, K, P, XS, ZX, ACC32, sa, sb);
+    TN_UNROLL
+    for (uint32_t p = 0; p < P; p++, w += 2u * t)
+        tn_m7_fc_pair_out(l, bias, wzp, w, in, out, c + 2u * p, sa[p], sb[p], sx, K, XS, ZX,
+                          NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
     return w;
 }
 
-/* A dense layer K -> N of 8-bit inputs and weights (weights in tn_m7_fc's layout, above). */
+/* A dense layer K -> N of 8-bit inputs and weights (weights in tn_m7_fc's layout, above; ACC32:
+ * kernels_m7.fc_acc32 bounded every pair's sum, blocks of three pairs). */
 TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
-                        uint32_t K,
-                        uint32_t N, uint32_t XS, int32_t ZX, uint32_t NWZP, int32_t ZW,
-                        uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+                        uint32_t K, uint32_t N, uint32_t XS, int32_t ZX, uint32_t NWZP,
+                        int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
+                        uint32_t ACC32, TN_RQ_ARGS)
 {
     const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u, k4 = K & ~3u;
+    const uint32_t P = ACC32 ? 3u : 2u; /* row pairs per block */
     /* the layer's tables, read once (the asm's memory clobber would reload them) */
     const uint8_t *w = l->w, *wzp = l->wzp;
     const int32_t *bias = l->bias;
@@ -594,12 +588,17 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
         sx = tn_smlad(XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v), 0x00010001u, sx);
     }
     for (; k < K; k++) sx += tn_m7_x8(in, k, XS, ZX);
-    for (; c + 4u <= N; c += 4u)
+    for (; c + 2u * P <= N; c += 2u * P)
+        w = tn_m7_fc_pairs(l, bias, wzp, w, in, out, c, P, sx, K, XS, ZX, NWZP, ZW, REQ, NM,
+                           ROUND, OB, ACC32, TN_RQ);
+    if (P == 3u && N - c >= 4u) {
         w = tn_m7_fc_pairs(l, bias, wzp, w, in, out, c, 2u, sx, K, XS, ZX, NWZP, ZW, REQ, NM,
-                           ROUND, OB, TN_RQ);
+                           ROUND, OB, ACC32, TN_RQ);
+        c += 4u;
+    }
     if (N - c >= 2u) {
         w = tn_m7_fc_pairs(l, bias, wzp, w, in, out, c, 1u, sx, K, XS, ZX, NWZP, ZW, REQ, NM,
-                           ROUND, OB, TN_RQ);
+                           ROUND, OB, ACC32, TN_RQ);
         c += 2u;
     }
     if (c < N) { /* the last row of an odd N, as it is: each word widened twice */

@@ -157,7 +157,8 @@ TN_INLINE void tn_sub_pixel(const tn_layer_t *l, const uint8_t *src, int32_t sx,
     const int32_t *bias = l->bias;
     uint32_t c = 0;
     while (c < CO) {
-        const uint32_t r = CO - c >= R ? R : 1u; /* the rows left over one at a time */
+        /* the rows left over two at a time (when R = 4), then one */
+        const uint32_t r = CO - c >= R ? R : (R == 4u && CO - c >= 2u) ? 2u : 1u;
         int32_t acc[4], v[4];
         for (uint32_t j = 0; j < r; j++) {
             const int32_t z = HASZW ? (NWZP == 1u ? ZW : (int32_t)wzp[c + j]) : 0;
@@ -165,6 +166,8 @@ TN_INLINE void tn_sub_pixel(const tn_layer_t *l, const uint8_t *src, int32_t sx,
         }
         if (r == R)
             tn_sub_dot(src, w + c * RB, R, RB, K, XB, XS, ZX, WB, acc);
+        else if (r == 2u)
+            tn_sub_dot(src, w + c * RB, 2u, RB, K, XB, XS, ZX, WB, acc);
         else
             tn_sub_dot(src, w + c * RB, 1u, RB, K, XB, XS, ZX, WB, acc);
         for (uint32_t j = 0; j < r; j++)
@@ -183,16 +186,22 @@ TN_INLINE void tn_sub_pixel(const tn_layer_t *l, const uint8_t *src, int32_t sx,
 }
 
 /* The codes of output pixel (oy, ox)'s window: the input itself (DIRECT: a dense layer, or a
- * pointwise one without padding whose pixels start on a byte), else gathered into buf. */
+ * pointwise one without padding whose pixels start on a byte), else gathered into buf and
+ * completed to KU codes (a whole number of units: no scalar tail in tn_sub_dot). */
 TN_INLINE const uint8_t *tn_sub_window(const uint8_t *in, uint8_t *TN_RESTRICT buf, int32_t oy,
                                        int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
                                        int32_t KW, int32_t SH, int32_t SW, int32_t PT,
                                        int32_t PL, uint32_t XB, int32_t ZX, uint32_t PADZERO,
-                                       uint32_t DIRECT)
+                                       uint32_t DIRECT, uint32_t KU)
 {
     if (DIRECT)
         return in + ((uint32_t)(oy * SH) * (uint32_t)W + (uint32_t)(ox * SW)) * C * XB / 8u;
     tn_sub_gather(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, XB, ZX, PADZERO);
+    { /* KU > K: the last unit completed with the code of x' = 0 (z_x, a code: steps.sub_units) */
+        const uint32_t K = (uint32_t)(KH * KW) * C;
+        for (uint32_t k = K; k < KU; k++)
+            tn_set(buf, k, XB, (uint32_t)ZX & (XB == 8u ? 0xFFu : (1u << XB) - 1u));
+    }
     return buf;
 }
 
@@ -207,16 +216,19 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                          int32_t PT, int32_t PL, uint32_t XB, uint32_t XS, int32_t ZX,
                          uint32_t PADZERO, uint32_t WB, uint32_t RB, uint32_t NWZP,
                          uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
-                         uint32_t OB, uint32_t MODE, uint32_t DIRECT, int32_t PH, int32_t PW,
+                         uint32_t OB, uint32_t MODE, uint32_t DIRECT, uint32_t KU, int32_t PH,
+                         int32_t PW,
                          int32_t PSH, int32_t PSW, int32_t PPT, int32_t PPL, int32_t POH,
                          int32_t POW, TN_RQ_ARGS, TN_FADD_ARGS)
 {
-    const uint32_t K = (uint32_t)(KH * KW) * C;
+    /* the window's codes as the dot products read them: KU (a whole number of units, the rows
+     * of the weights padded alike: kernels_m7.sub_weights) when gathered and padded */
+    const uint32_t K = DIRECT ? (uint32_t)(KH * KW) * C : KU;
     if (MODE != 1u) {
         for (int32_t oy = 0; oy < OH; oy++)
             for (int32_t ox = 0; ox < OW; ox++) {
                 const uint8_t *src = tn_sub_window(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT,
-                                                   PL, XB, ZX, PADZERO, DIRECT);
+                                                   PL, XB, ZX, PADZERO, DIRECT, KU);
                 const int32_t sx = HASZW ? tn_sub_sumx(src, K, XB, XS, ZX, WB) : 0;
                 tn_sub_pixel(l, src, sx, other, out, (uint32_t)(oy * OW + ox) * CO, best, K, CO,
                              XB, XS, ZX, WB, RB, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, MODE,
@@ -238,7 +250,7 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                         int32_t sx;
                         if (ox < 0 || ox >= OW) continue;
                         src = tn_sub_window(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, XB,
-                                            ZX, PADZERO, DIRECT);
+                                            ZX, PADZERO, DIRECT, KU);
                         sx = HASZW ? tn_sub_sumx(src, K, XB, XS, ZX, WB) : 0;
                         tn_sub_pixel(l, src, sx, other, out, 0u, best, K, CO, XB, XS, ZX, WB,
                                      RB, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 1u, TN_RQ, TN_FADD);
