@@ -263,7 +263,7 @@ def test_keras_every_unsupported_layer_listed(capsys, tmp_path):
     import tf_keras as keras
     L = keras.layers
     x = inp = keras.Input((8, 8, 2))
-    x = L.Conv2D(4, 3, dilation_rate=2, padding="same")(x)
+    x = L.Conv2D(4, 3, dilation_rate=256, padding="same")(x)  # the C holds rates <= 255
     x = L.LayerNormalization()(x)
     x = L.Conv2DTranspose(4, 3)(x)
     out = L.Dense(3)(L.Flatten()(x))

@@ -15,8 +15,10 @@ the device's plan, is tests/test_memory_device.py) is compared with the plan's a
 - ``memory_driven``'s policy at a budget between the per-node peak and the pad / pool step's
   bytes fits by the memory model and by the deployed arena.
 
-Item 5: a dilated convolution (and an add that broadcasts) is refused by every entry point, before
-any calibration or training, naming the layer.
+Item 5: what a later stage cannot deploy (a dilation rate above 255, which the C descriptor cannot
+hold; an add that broadcasts) is refused by every entry point, before any calibration or
+training, naming the layer. (Dilation itself is supported since issue 28:
+tests/test_handlers_dilation.py.)
 """
 import numpy as np
 import pytest
@@ -174,19 +176,22 @@ def test_the_smallest_reachable_ram_counts_the_pad_step():
 # ------------------------------------------------------------------------------ item 5
 
 def _dilated(op: str = "conv2d") -> keras.Model:
+    """A convolution dilated beyond what the C descriptor holds (one byte per rate)."""
     inp = keras.Input((12, 12, 3), name="img")
     x = L.Conv2D(8, 3, padding="same", activation="relu", name="c0")(inp)
     if op == "conv2d":
-        x = L.Conv2D(8, 3, dilation_rate=2, activation="relu", name="atrous")(x)
+        x = L.Conv2D(8, 3, dilation_rate=256, padding="same", activation="relu",
+                     name="atrous")(x)
     elif op == "depthwise":
-        x = L.DepthwiseConv2D(3, dilation_rate=(1, 2), activation="relu", name="atrous")(x)
+        x = L.DepthwiseConv2D(3, dilation_rate=(1, 300), padding="same", activation="relu",
+                              name="atrous")(x)
     x = L.Flatten(name="flat")(x)
     return keras.Model(inp, L.Dense(4, name="fc")(x), name="dilated")
 
 
 def _refuses(call, layer="atrous"):
     with pytest.raises(ValueError, match=rf"layer '{layer}' \((Conv2D|DepthwiseConv2D|Conv1D|"
-                                         rf"QuantCompute)\): dilation_rate=.*dilation_rate=1"):
+                                         rf"QuantCompute)\): dilation_rate=.*at most 255"):
         call()
 
 
@@ -202,7 +207,7 @@ def no_training(monkeypatch):
 
 
 @pytest.mark.parametrize("op", ["conv2d", "depthwise"])
-def test_dilation_is_refused_by_every_entry_point_before_training(op, no_training):
+def test_a_dilation_above_255_is_refused_by_every_entry_point_before_training(op, no_training):
     from tinyopt.pipeline import subbyte
     m = _dilated(op)
     p = Policy.uniform(["c0", "atrous", "fc"], 4, 4)
@@ -227,23 +232,26 @@ def test_dilation_is_refused_by_every_entry_point_before_training(op, no_trainin
     _refuses(lambda: sequence.run("prune>w4a4>qat>int", m, data))
 
 
-def test_conv1d_dilation_and_several_layers_are_named_at_once():
+def test_conv1d_dilations_above_255_and_several_layers_are_named_at_once():
     inp = keras.Input((32, 4))
-    x = L.Conv1D(8, 3, dilation_rate=3, activation="relu", name="k1")(inp)
-    x = L.Conv1D(8, 3, dilation_rate=2, activation="relu", name="k2")(x)
+    x = L.Conv1D(8, 3, dilation_rate=300, padding="causal", activation="relu", name="k1")(inp)
+    x = L.Conv1D(8, 3, dilation_rate=256, padding="causal", activation="relu", name="k2")(x)
+    x = L.Conv1D(8, 3, dilation_rate=255, padding="causal", activation="relu", name="k3")(x)
     m = keras.Model(inp, L.Dense(2, name="fc")(L.Flatten()(x)))
-    with pytest.raises(ValueError, match=r"2 layers.*'k1' \(Conv1D\): dilation_rate=\(3,\).*"
-                                         r"'k2' \(Conv1D\): dilation_rate=\(2,\)"):
+    with pytest.raises(ValueError, match=r"2 layers.*'k1' \(Conv1D\): dilation_rate=\(300,\).*"
+                                         r"'k2' \(Conv1D\): dilation_rate=\(256,\)"):
         memory.peak_ram_bytes(m, Policy.uniform(["k1", "k2", "fc"], 8, 8))
 
 
-def test_icn_convert_refuses_a_dilated_fake_quant_model_naming_the_layer():
-    """A fake-quant model that holds a dilated convolution (e.g. saved by an older version) is
-    refused by icn.convert up front, with the same message."""
+def test_icn_convert_refuses_an_edited_dilation_above_255_naming_the_layer():
+    """A fake-quant model that holds a dilation the C cannot (e.g. an edited config) is refused
+    by icn.convert up front, with the same message."""
     m = _dilated("none")
     q = build.quantize_mixed(m, Policy.uniform(m, 4, 4))
     lower.convert(q)  # undilated: converts
     q.get_layer("c0").op_config["dilation_rate"] = [2, 2]
+    lower.convert(q)  # dilated (SAME, same output shape): converts
+    q.get_layer("c0").op_config["dilation_rate"] = [256, 256]
     _refuses(lambda: tinyopt.icn.convert(q), layer="c0")
 
 

@@ -19,9 +19,10 @@ are refused).
 A compute block without activation that is read by other layers is a *linear* block (a linear
 bottleneck, a residual branch before its ``Add``): its output is quantized signed.
 Anything else is refused with an error naming the layer, its type and :data:`SUPPORTED`; what a
-later stage would refuse in an accepted layer type (a dilated convolution, an add that
-broadcasts) is refused first, every such layer named at once (:func:`check_supported`), so the
-memory model, the policy search, PTQ and QAT refuse what ``to_integer_graph`` refuses.
+later stage would refuse in an accepted layer type (a dilation rate the C descriptor cannot
+hold, an add that broadcasts) is refused first, every such layer named at once
+(:func:`check_supported`), so the memory model, the policy search, PTQ and QAT refuse what
+``to_integer_graph`` refuses.
 The *policy layers* (:func:`policy_layers`) are the blocks of the handlers marked ``policy``
 (compute and ``bn``), in order.
 """
@@ -57,20 +58,28 @@ registry_activations = _compute.registry_activations
 
 # ------------------------------------------------------------------------- the support check
 # What a later stage refuses in a layer the block reader would otherwise accept (the integer
-# graph's ADD does not broadcast, its convolutions and the C kernels are undilated): checked once,
-# up front, so no entry point (memory model, policy search, PTQ, QAT) accepts a model that
-# to_integer_graph refuses after training.
+# graph's ADD does not broadcast; the C descriptor holds a dilation rate in one byte; a dilated
+# window at a stride above 1, which Keras refuses, could only come from an edited fake-quant
+# config): checked once, up front, so no entry point (memory model, policy search, PTQ, QAT)
+# accepts a model that to_integer_graph or the C export refuses after training. Dilation itself
+# (and Conv1D's causal padding) is supported: the simulator and the portable C kernel take
+# dilated windows at every width (the Cortex-M7 kernels run undilated windows only, so a dilated
+# layer runs the portable kernel there).
 _ADD_TYPES = ("Add", "QuantAdd")
+MAX_DILATION = 255  # tn_layer_t's dil_h / dil_w are bytes (integer.ops.compute.check_c)
 
 
 def _dilation(layer) -> tuple | None:
-    """The dilation rate of a convolution (float or :class:`~tinyopt.mixed.layers.QuantCompute`),
-    else None."""
+    """(dilation rate, strides) of a convolution (float or
+    :class:`~tinyopt.mixed.layers.QuantCompute`), else None."""
     kind = type(layer).__name__
     if kind in ("Conv2D", "Conv1D", "DepthwiseConv2D"):
-        return tuple(int(d) for d in layer.dilation_rate)
+        return (tuple(int(d) for d in layer.dilation_rate),
+                tuple(int(s) for s in layer.strides))
     if kind == "QuantCompute" and getattr(layer, "kind", "dense") != "dense":
-        return tuple(int(d) for d in layer.op_config.get("dilation_rate", (1, 1)))
+        c = layer.op_config
+        return (tuple(int(d) for d in c.get("dilation_rate", (1, 1))),
+                tuple(int(s) for s in c.get("strides", (1, 1))))
     return None
 
 
@@ -92,11 +101,18 @@ def later_stage_problem(layer) -> str | None:
     """What a later stage of the sub-byte flow (to_integer_graph, the integer graph, the C export)
     refuses in ``layer``, with the fix; None when nothing. Float Keras layers and the fake-quant
     layers of :func:`tinyopt.quantize_qat` alike."""
-    rate = _dilation(layer)
-    if rate is not None and any(d != 1 for d in rate):
-        return (f"dilation_rate={rate}: dilated (atrous) convolutions are not supported (the "
-                "integer graph, its simulator and the C kernels run undilated kernels only); "
-                "use dilation_rate=1 (a larger kernel or a strided layer instead)")
+    conv = _dilation(layer)
+    if conv is not None:
+        rate, strides = conv
+        if max(rate) > MAX_DILATION:
+            return (f"dilation_rate={rate}: a dilation rate above {MAX_DILATION} is not "
+                    "supported (the C kernels' layer descriptor holds it in one byte); use a "
+                    f"rate of at most {MAX_DILATION} (e.g. a pooling or a strided layer before "
+                    "the convolution)")
+        if max(rate) > 1 and max(strides) > 1:
+            return (f"dilation_rate={rate} with strides={strides}: a dilated convolution runs "
+                    "at stride 1 only (as Keras requires); use strides=1 and a pooling or "
+                    "strided layer after it")
     shapes = _add_shapes(layer)
     if shapes is not None and len(set(shapes)) > 1:
         return (f"an add of tensors of shapes {shapes}: broadcasting is not supported (the "
@@ -106,8 +122,9 @@ def later_stage_problem(layer) -> str | None:
 
 def check_supported(model) -> None:
     """Refuse, before any quantization, calibration or training, every layer of ``model`` that
-    a later stage of the sub-byte flow would refuse (:func:`later_stage_problem`: dilated
-    Conv1D / Conv2D / DepthwiseConv2D, an add that broadcasts). Called by :func:`blocks` (so by
+    a later stage of the sub-byte flow would refuse (:func:`later_stage_problem`: a dilation
+    rate above :data:`MAX_DILATION`, a dilated window at a stride above 1, an add that
+    broadcasts). Called by :func:`blocks` (so by
     the memory model, :func:`tinyopt.memory_driven`, ``tinyopt.quantize_ptq`` and
     ``tinyopt.quantize_qat``) and by :func:`tinyopt.to_integer_graph` (on the fake-quant
     model). Layer types the flow does not take at all are refused by :func:`blocks`.
@@ -261,9 +278,10 @@ def blocks(model) -> list[Block]:
     Raises:
         TypeError: not a Keras model.
         ValueError: an unsupported layer (named, with its type and the supported set), a layer
-            a later stage refuses (:func:`check_supported`: a dilated convolution, an add that
-            broadcasts), a layer called more than once, a nested model, a softmax that is not
-            the model output, a model with several inputs or outputs, or no compute layer.
+            a later stage refuses (:func:`check_supported`: a dilation rate above
+            :data:`MAX_DILATION`, an add that broadcasts), a layer called more than once, a
+            nested model, a softmax that is not the model output, a model with several inputs
+            or outputs, or no compute layer.
     """
     if not hasattr(model, "layers") or not hasattr(model, "inputs"):
         raise TypeError(f"expected a tf_keras model, got {type(model).__name__}")

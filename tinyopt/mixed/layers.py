@@ -3,9 +3,9 @@
 :func:`tinyopt.quantize_qat` and calibrated by :func:`tinyopt.quantize_ptq`.
 
 - :class:`QuantInput`: the 8-bit input quantizer;
-- :class:`QuantCompute`: a Conv2D / DepthwiseConv2D / Dense with its optional BN and ReLU, its
-  weights (PL or PC), bias (on the int32 grid) and PACT output fake-quantized, BN folded (FB) or
-  kept (ICN);
+- :class:`QuantCompute`: a Conv2D / Conv1D / DepthwiseConv2D (dilated, causal) / Dense with its
+  optional BN and ReLU, its weights (PL or PC), bias (on the int32 grid) and PACT output
+  fake-quantized, BN folded (FB) or kept (ICN);
 - :class:`QuantAvgPool`: average pooling with the integer kernels' floor;
 - :class:`FreezeBN` / :func:`freeze_bn` / :class:`QuantModel`: BN freezing during QAT.
 
@@ -146,13 +146,14 @@ class QuantAvgPool(keras.layers.Layer):
     Arguments:
         bits: the activation bits (those of the producing layer).
         pool_size, strides: None for global pooling, else a VALID 2-D average pool.
-        keepdims: global pooling keeps H and W (1 x 1), as GlobalAveragePooling2D(keepdims=True).
+        keepdims: global pooling keeps the pooled axes (H and W: 1 x 1; T of a (T, C) input:
+            1), as GlobalAveragePooling2D / 1D(keepdims=True).
     """
 
     def __init__(self, bits: int, pool_size=None, strides=None, input_scale_from: str = "",
                  signed: bool = False, keepdims: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.keepdims = bool(keepdims)  # global pooling: [N, 1, 1, C] instead of [N, C]
+        self.keepdims = bool(keepdims)  # global pooling: [N, 1, 1, C] / [N, 1, C], not [N, C]
         self.bits = quantizers.check_bits(bits)
         self.signed = bool(signed)  # the grid of a linear layer (pact_signed), zero point 2^(Q-1)
         self.pool_size = None if pool_size is None else tuple(pool_size)
@@ -166,12 +167,39 @@ class QuantAvgPool(keras.layers.Layer):
     def call(self, x):
         y = quantizers.avg_pool_floor(x, _source_scale(self)(), self.bits, self.pool_size,
                                       self.strides, self.signed)
-        return y[:, None, None, :] if self.keepdims and self.pool_size is None else y
+        if self.keepdims and self.pool_size is None:  # [N, C] -> [N, 1, (1,) C]
+            return tf.reshape(y, [-1] + [1] * (len(x.shape) - 2) + [y.shape[-1]])
+        return y
 
     def get_config(self):
         return {**super().get_config(), "bits": self.bits, "pool_size": self.pool_size,
                 "strides": self.strides, "input_scale_from": self.input_scale_from,
                 "signed": self.signed, "keepdims": self.keepdims}
+
+
+def _check_conv_config(name: str, c: dict) -> None:
+    """A convolution config QuantCompute runs as Keras does: padding valid / same / causal
+    (causal: a Conv1D, ``rank`` 2, padded on the left of its time axis), dilation rates >= 1
+    and, as Keras requires, strides of 1 where a rate is above 1.
+
+    Raises:
+        ValueError: naming the layer, the field and the fix.
+    """
+    pad = str(c.get("padding", "valid")).lower()
+    if pad not in ("valid", "same", "causal"):
+        raise ValueError(f"layer {name!r}: padding {pad!r}; use 'valid', 'same' or 'causal'")
+    if pad == "causal" and int(c.get("rank", 3)) != 2:
+        raise ValueError(f"layer {name!r}: causal padding is a Conv1D's (op_config rank 2, "
+                         f"its (T, C) input), got rank {c.get('rank', 3)}")
+    rate = [int(d) for d in c.get("dilation_rate", (1, 1))]
+    if len(rate) != 2 or min(rate) < 1:
+        raise ValueError(f"layer {name!r}: dilation_rate must be two integers >= 1, got "
+                         f"{c.get('dilation_rate')}")
+    if max(rate) > 1 and max(int(s) for s in c["strides"]) > 1:
+        raise ValueError(f"layer {name!r}: strides {list(c['strides'])} with dilation_rate "
+                         f"{rate}: Keras (and tf.nn.depthwise_conv2d) take a dilated "
+                         "convolution at stride 1 only; use strides=1 and a pool or a strided "
+                         "layer after it")
 
 
 @keras.utils.register_keras_serializable(package="tinyopt")
@@ -198,6 +226,9 @@ class QuantCompute(keras.layers.Layer):
       (``activation="signed"``); the last layer (``activation=None``) outputs float logits.
     - ``op_config["rank"]``: the per-image input rank when it is not 3 (Conv1D on [N, W, C],
       a standalone BN after a Dense on [N, C]): the op runs on [N, 1, W, C] / [N, 1, 1, C].
+    - Convolutions run with their ``dilation_rate`` (``tf.nn.conv2d`` / ``depthwise_conv2d``,
+      SAME on the dilated extent); ``padding="causal"`` (a Conv1D) pads (k - 1) d zeros (real
+      0) before the time axis and runs VALID, as Keras' Conv1D.
 
     Once frozen (:func:`freeze_bn`, :class:`FreezeBN`; the ``frozen`` flag, mirrored in the
     ``bn_frozen`` weight) BN uses moving statistics and gamma, beta stop training. Build it with
@@ -212,6 +243,8 @@ class QuantCompute(keras.layers.Layer):
         if kind not in ("conv2d", "depthwise", "dense"):
             raise ValueError(f"unknown compute kind {kind!r}")
         self.kind, self.op_config = kind, dict(op_config)
+        if kind != "dense":
+            _check_conv_config(self.name, self.op_config)
         self.weight_bits = quantizers.check_bits(weight_bits, f"{self.name} weight_bits")
         if activation not in (None, "relu", "relu6", "signed"):
             raise ValueError(f"activation must be None, relu, relu6 or signed, got {activation!r}")
@@ -298,12 +331,16 @@ class QuantCompute(keras.layers.Layer):
             shape = tf.shape(x)
             x = tf.reshape(x, tf.concat([shape[:1], [1] * (4 - rank - 1), shape[1:]], 0))
         strides = (1,) + tuple(c["strides"]) + (1,)
+        rate = tuple(int(d) for d in c.get("dilation_rate", (1, 1)))
+        pad = c["padding"].upper()
+        if pad == "CAUSAL":  # as Keras' Conv1D: zeros (real 0) before the time axis, then VALID
+            x = tf.pad(x, [[0, 0], [0, 0], [(int(c["kernel_size"][1]) - 1) * rate[1], 0],
+                           [0, 0]])
+            pad = "VALID"
         if self.kind == "depthwise":
-            y = tf.nn.depthwise_conv2d(x, kernel, strides, c["padding"].upper(),
-                                       dilations=tuple(c["dilation_rate"]))
+            y = tf.nn.depthwise_conv2d(x, kernel, strides, pad, dilations=rate)
         else:
-            y = tf.nn.conv2d(x, kernel, strides, c["padding"].upper(),
-                             dilations=tuple(c["dilation_rate"]))
+            y = tf.nn.conv2d(x, kernel, strides, pad, dilations=rate)
         if rank != 3:
             shape = tf.shape(y)
             y = tf.reshape(y, tf.concat([shape[:1], shape[4 - rank:]], 0))

@@ -256,7 +256,9 @@ def pact_signed(x, alpha, bits: int, params: bool = False):
 def avg_pool_floor(x, scale, bits: int, pool_size=None, strides=None, signed: bool = False):
     """Average pooling of activations on the grid ``scale`` the way the integer kernels do it:
     codes X = x / S, Y = floor(sum(X) / count), value Y * S. ``pool_size=None`` pools globally
-    (GlobalAveragePooling2D, output [N, C]); otherwise VALID padding (every window full).
+    over every axis but the batch and the channels (GlobalAveragePooling2D on [N, H, W, C],
+    GlobalAveragePooling1D on [N, T, C]; output [N, C]); otherwise VALID padding (every window
+    full).
     ``signed``: the grid of :func:`pact_signed` (codes in [-2^(Q-1), 2^(Q-1) - 1]; the integer
     kernel floors the stored codes q + 2^(Q-1), which is the same). The gradient is that of the
     plain average."""
@@ -266,13 +268,14 @@ def avg_pool_floor(x, scale, bits: int, pool_size=None, strides=None, signed: bo
         lo, n = -float(2 ** (bits - 1)), float(2 ** (bits - 1) - 1)
     x = tf.convert_to_tensor(x, tf.float32)
     scale = tf.convert_to_tensor(scale, tf.float32)
+    axes = list(range(1, x.shape.rank - 1))  # global pooling: all but batch and channels
 
     @tf.custom_gradient
     def _op(x):
         codes = tf.round(x / scale)  # exact: x is S * integer
         if pool_size is None:
-            count = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
-            total = tf.reduce_sum(codes, axis=[1, 2])
+            count = tf.cast(tf.reduce_prod(tf.shape(x)[1:-1]), tf.float32)
+            total = tf.reduce_sum(codes, axis=axes)
         else:
             count = float(np.prod(pool_size))
             total = tf.round(tf.nn.avg_pool2d(codes, pool_size, strides, "VALID") * count)
@@ -281,7 +284,7 @@ def avg_pool_floor(x, scale, bits: int, pool_size=None, strides=None, signed: bo
         def grad(dy):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                m = tf.reduce_mean(x, axis=[1, 2]) if pool_size is None else \
+                m = tf.reduce_mean(x, axis=axes) if pool_size is None else \
                     tf.nn.avg_pool2d(x, pool_size, strides, "VALID")
             return tape.gradient(m, x, output_gradients=dy)
 

@@ -1,6 +1,8 @@
-"""Compute blocks: a Conv2D, Conv1D (run as a 1 x k Conv2D on [N, 1, W, C]), DepthwiseConv2D or
-Dense, with the BatchNormalization and the ReLU / ReLU6 that follow it (``Activation`` or
-``ReLU`` layers, or the layer's own activation) when nothing else reads the tensors between.
+"""Compute blocks: a Conv2D, Conv1D (run as a 1 x k Conv2D on [N, 1, W, C]; ``padding="causal"``
+pads (k - 1) d on the left of W), DepthwiseConv2D, dilated or not, or Dense (on (C,); on (T, C)
+or (H, W, C) a 1 x 1 Conv2D, every step / pixel alike), with the BatchNormalization and the
+ReLU / ReLU6 that follow it (``Activation`` or ``ReLU`` layers, or the layer's own activation)
+when nothing else reads the tensors between.
 A compute layer's own softmax is read as the linear layer then the ``<layer>_softmax`` head; its
 own registry activation (``KerasPattern.layer_activations``: sigmoid, swish, ...) as the linear
 layer then a ``<layer>_<activation>`` activation block.
@@ -9,8 +11,8 @@ Fake quant: one :class:`~tinyopt.mixed.layers.QuantCompute` named as the layer (
 the signed quantizer for a linear layer read by others, float logits at the network output,
 8-bit signed logits before a softmax head). Integer: ``conv2d`` / ``pointwise`` / ``depthwise``
 / ``dense`` (:mod:`tinyopt.integer.ops.compute`), between two reshapes when the Keras tensor is
-not 3-D (Conv1D, a standalone BN on a 1-D tensor). The standalone BN (:mod:`.bn`) shares
-``build`` and ``plan``: a 1 x 1 depthwise of ones.
+not 3-D (Conv1D, a Dense on (T, C), a standalone BN on a 1-D tensor). The standalone BN
+(:mod:`.bn`) shares ``build`` and ``plan``: a 1 x 1 depthwise of ones.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from tinyopt.integer import ops
 from tinyopt.integer.arith import bn_gain, weight_rows
 from tinyopt.integer.graph import IntegerLayer
+from tinyopt.integer.ops.compute import causal_padding
 from tinyopt.mixed.handlers.base import (LOGIT_BITS, Block, Grid, Handler, fake_quant, grid_fields,
                                          multiplier, pact, padding, plan_fields, reaches_output,
                                          refuse, register, take_relu)
@@ -62,8 +65,13 @@ def activation_of(layer) -> str | None:
 def compute_config(layer, keras) -> tuple[str | None, dict | None, bool]:
     """(kind, op config, conv1d) of a compute layer; (None, None, False) for other layers.
 
+    Convolutions keep their ``dilation_rate`` (the integer node's ``dilation``); a Conv1D's
+    ``padding="causal"`` stays in the config (left padding (k - 1) d, :func:`conv_padding`). A
+    Dense applied to a (T, C) or (H, W, C) tensor acts on every step / pixel: it is read as a
+    1 x 1 conv2d (``conv1d`` True for (T, C): run on [1, T, C]).
+
     Raises:
-        ValueError: a grouped or causal convolution, a Dense on a tensor that is not 1-D.
+        ValueError: a grouped convolution, a Dense on a tensor of more than three axes.
     """
     t = type(layer)
     if t is keras.layers.DepthwiseConv2D:
@@ -73,22 +81,29 @@ def compute_config(layer, keras) -> tuple[str | None, dict | None, bool]:
                              "depth_multiplier": int(layer.depth_multiplier)}, False
     if t is keras.layers.Conv2D:
         if layer.groups != 1:
-            raise refuse(layer, f"groups={layer.groups}")
+            raise refuse(layer, f"groups={layer.groups} (a grouped convolution); build it as "
+                                "one convolution per group and a Concatenate")
         return "conv2d", {"kernel_size": list(layer.kernel_size), "strides": list(layer.strides),
                           "padding": layer.padding, "dilation_rate": list(layer.dilation_rate),
                           "filters": int(layer.filters)}, False
     if t is keras.layers.Conv1D:
-        if layer.groups != 1 or layer.padding == "causal":
-            raise refuse(layer, "groups > 1 or causal padding")
+        if layer.groups != 1:
+            raise refuse(layer, f"groups={layer.groups} (a grouped convolution); build it as "
+                                "one convolution per group and a Concatenate")
         return "conv2d", {"kernel_size": [1, int(layer.kernel_size[0])],
                           "strides": [1, int(layer.strides[0])], "padding": layer.padding,
                           "dilation_rate": [1, int(layer.dilation_rate[0])],
                           "filters": int(layer.filters)}, True
     if t is keras.layers.Dense:
-        if len(layer.input_shape) != 2:
-            raise refuse(layer, f"a Dense on a {len(layer.input_shape) - 1}-D input "
-                                f"{layer.input_shape}; add a Flatten before it")
-        return "dense", {"units": int(layer.units)}, False
+        rank = len(layer.input_shape) - 1
+        if rank == 1:
+            return "dense", {"units": int(layer.units)}, False
+        if rank in (2, 3):  # per step / per pixel: a pointwise convolution
+            return "conv2d", {"kernel_size": [1, 1], "strides": [1, 1], "padding": "valid",
+                              "dilation_rate": [1, 1], "filters": int(layer.units)}, rank == 2
+        raise refuse(layer, f"a Dense on a {rank}-D input {layer.input_shape} (the flow takes "
+                            "a Dense on (C,), (T, C) or (H, W, C)); add a Flatten or a Reshape "
+                            "before it")
     return None, None, False
 
 
@@ -206,15 +221,31 @@ def params(layer, entry: dict, g_in: list) -> dict:
 
 
 # ----------------------------------------------------------------------- integer nodes
+def conv_padding(cfg: dict, in_shape: tuple, out_shape: tuple) -> tuple:
+    """(top, bottom, left, right) of a convolution of Keras config ``cfg`` run on the 3-D
+    ``in_shape``: "valid" none; "same" TensorFlow's, on the dilated extent (k - 1) d + 1 (as
+    ``tf.nn.conv2d`` and TFLite); "causal" (Conv1D, run as 1 x k) (k - 1) d on the left of the
+    width (time) axis only (:func:`tinyopt.integer.ops.compute.causal_padding`)."""
+    kernel = tuple(int(k) for k in cfg["kernel_size"])
+    rate = tuple(int(d) for d in cfg.get("dilation_rate", (1, 1)))
+    if str(cfg.get("padding", "valid")).lower() == "causal":
+        return causal_padding(kernel[1], rate[1])
+    extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, rate))
+    return padding(cfg, in_shape, out_shape, extent)
+
+
 def _geometry(layer: IntegerLayer, kind: str, cfg: dict, in_zero_point: int) -> None:
-    """Stride, padding, depth multiplier and pad mode of a convolution node."""
+    """Stride, dilation, padding, depth multiplier and pad mode of a convolution node."""
     kernel = tuple(int(k) for k in cfg["kernel_size"])
     layer.stride = tuple(int(s) for s in cfg["strides"])
-    layer.padding = padding(cfg, layer.in_shape, layer.out_shape, kernel)
+    # a 1-tap axis has no dilation (the same taps either way; keeps the undilated kernels)
+    layer.dilation = tuple(int(d) if k > 1 else 1
+                           for k, d in zip(kernel, cfg.get("dilation_rate", (1, 1))))
+    layer.padding = conv_padding(cfg, layer.in_shape, layer.out_shape)
     layer.depth_multiplier = int(cfg.get("depth_multiplier", 1))
     # CMix-NN's depthwise kernels pad with integer 0 (docs/integer.md#padding): real 0 only when
     # the input zero point is 0 (every PACT activation and a [0, 1] image); otherwise pad with
-    # the zero point, as the fake-quant model does.
+    # the zero point, as the fake-quant model does (Keras' "same" and "causal" pad real 0).
     layer.pad_mode = "zero" if kind == "depthwise" and in_zero_point == 0 else "zero_point"
 
 
@@ -249,9 +280,6 @@ def compute_layer(e: dict, in_shape: tuple, out_shape: tuple, in_zero_point: int
     docs/integer.md#logits-of-the-last-layer)."""
     kind, cfg, where = e["kind"], e["op_config"], f"layer {e['name']!r}"
     codes = np.asarray(e["weight_codes"])
-    if kind in ("conv2d", "depthwise") and any(int(d) != 1 for d in cfg["dilation_rate"]):
-        raise ValueError(f"{where}: dilated convolutions ({cfg['dilation_rate']}) are not "
-                         "supported by the integer kernels; use dilation_rate=1")
     extra = {}
     if kind == "conv2d":
         layout = codes.transpose(3, 0, 1, 2)  # [kh, kw, cin, cout] -> [cout][ky][kx][cin]
@@ -374,4 +402,5 @@ register(Handler(
     entry_types=("compute",), lower=lower, plan=plan, policy=True,
     supported="Conv2D, Conv1D, DepthwiseConv2D, Dense (each optionally followed by "
               "BatchNormalization and ReLU/ReLU6; a softmax or a registry activation of its "
-              "own, e.g. sigmoid, is split off)"))
+              "own, e.g. sigmoid, is split off; convolutions dilated or not, Conv1D causal; "
+              "Dense on (C,), (T, C) or (H, W, C))"))
