@@ -28,6 +28,7 @@ from tinyopt.front.checks import check_weights
 from tinyopt.integer import arith
 from tinyopt.mixed import quantizers
 from tinyopt.mixed import dag, handlers
+from tinyopt.mixed import transpose_layers  # noqa: F401  (registers QuantTransposeConv for load_model)
 from tinyopt.mixed.policy import Policy
 from tinyopt.mixed.graph_layers import QuantSoftmax
 from tinyopt.mixed.handlers.base import grid_of
@@ -125,7 +126,7 @@ def quantize_mixed(model: keras.Model, policy: Policy, freeze_bn_after: int | No
         ValueError: an unsupported layer (named, with its type and the supported set), a layer
             :func:`tinyopt.to_integer_graph` would refuse
             (:func:`tinyopt.mixed.dag.check_supported`:
-            a dilated convolution, an add that broadcasts), a policy that does not match the
+            a dilation rate above 255, an add that broadcasts), a policy that does not match the
             model, a concatenation of signed and unsigned tensors, an unknown ``softmax``, or a
             layer with a NaN / Inf weight (named).
     """
@@ -252,6 +253,8 @@ def _graph_weight_shape(kind: str, keras_shape) -> tuple:
         return (s[0], s[1], s[2] * s[3])
     if kind == "dense":
         return (s[1], s[0])
+    if kind == "transpose_conv":  # Keras [kh][kw][c_out][c_in] -> [c_out][kh][kw][c_in]
+        return (s[2], s[0], s[1], s[3])
     return (s[3], s[0], s[1], s[2])
 
 
@@ -272,19 +275,25 @@ def summary(qmodel: keras.Model, print_fn=None):
     params = integer_params(qmodel)
     rows = []
     for e in params["layers"]:
-        if e["type"] != "compute":
+        if e["type"] not in ("compute", "transpose_conv"):
             continue
         layer = qmodel.get_layer(e["name"])
         shape = layer.kernel.shape
-        macs = arith.macs(int(np.prod(layer.output_shape[1:])), int(np.prod(shape)),
-                          int(layer.output_shape[-1]))
+        if e["type"] == "transpose_conv":  # every input pixel meets every weight
+            macs = int(np.prod(layer.input_shape[1:-1])) * int(np.prod(shape))
+        else:
+            macs = arith.macs(int(np.prod(layer.output_shape[1:])), int(np.prod(shape)),
+                              int(layer.output_shape[-1]))
         rows.append({"layer": e["name"], "kind": e["kind"], "weight_bits": e["weight_bits"],
                      "input_bits": e["input_bits"], "output_bits": e["output_bits"],
                      "fold": e["fold"], "granularity": e["granularity"],
-                     "params": int(np.prod(shape)) + int(shape[-1] if e["kind"] != "depthwise"
-                                                         else np.prod(shape[2:])),
+                     "params": int(np.prod(shape)) + int(
+                         np.prod(shape[2:]) if e["kind"] == "depthwise"
+                         else shape[2] if e["type"] == "transpose_conv" else shape[-1]),
                      "weight_bytes": arith.packed_weight_bytes(
-                         e["kind"], _graph_weight_shape(e["kind"], shape), e["weight_bits"]),
+                         "conv2d" if e["type"] == "transpose_conv" else e["kind"],
+                         _graph_weight_shape("transpose_conv" if e["type"] == "transpose_conv"
+                                             else e["kind"], shape), e["weight_bits"]),
                      "macs": macs, f"macs_w{e['weight_bits']}a{e['input_bits']}": macs})
     frame = pd.DataFrame(rows)
     mac_cols = sorted(c for c in frame.columns if c.startswith("macs_"))

@@ -20,7 +20,7 @@ class MemTensor:
     """A tensor the deployed network stores. ``kind``: "input" (8-bit image), "act" (the output
     of policy layer ``layer``, at its act bits), "logits" (int32), "int8" (8 bits, fixed: the
     softmax head's logits and output), "derived" (bits = the largest of ``sources``' bits: add,
-    concat, pool and pad outputs)."""
+    concat, pool, pad and up-sampling outputs)."""
 
     name: str
     elements: int
@@ -100,7 +100,9 @@ def mem_graph(model, softmax: str = "int8", fuse_pool: bool = True) -> MemGraph:
     export runs it with ``overlap=False, fuse_add=False`` (every tensor whole from the step
     writing it to its last reader; :func:`tinyopt.integer.steps.memory_plan`): Keras layer order;
     flatten / reshape / dropout are aliases (no step, as the export's flatten / reshape nodes);
-    every other layer is a step writing a new tensor (pads, pools, the global average pool);
+    every other layer is a step writing a new tensor (pads, pools, the global average pool,
+    nearest up-sampling); a policy layer (compute, standalone BN, transposed convolution) writes
+    its output at its act bits (int32 logits at the output, 8 bits before a softmax head);
     with ``fuse_pool`` a compute layer read only by a max pool is fused with it (the export's
     ``fuse_pool=True``: the un-pooled tensor is never stored); a concatenation first
     requantizes every input (a QUANTIZE step each: an upper bound, an input already on the
@@ -145,7 +147,7 @@ def mem_graph(model, softmax: str = "int8", fuse_pool: bool = True) -> MemGraph:
         if b.op in ("flatten", "reshape", "dropout"):
             alias[b.name] = ins[0]
             continue
-        if b.op in ("compute", "bn"):
+        if b.is_policy_layer:  # compute, bn, transpose_conv: a tensor at its own act bits
             readers = cons.get(b.name, [])
             head = any(by_name[r].op == "softmax" for r in readers)
             if b.activation is None and not head and dag.reaches_output(b.name, cons, by_name,
@@ -153,8 +155,10 @@ def mem_graph(model, softmax: str = "int8", fuse_pool: bool = True) -> MemGraph:
                 kind = "logits"
             else:
                 kind = "int8" if head else "act"
+            # the export fuses a max pool into a convolution / dense step (passes.py), never
+            # into a transposed convolution
             if (fuse_pool and len(readers) == 1 and by_name[readers[0]].op == "maxpool"
-                    and b.name != out_name and kind == "act"):
+                    and b.name != out_name and kind == "act" and b.op != "transpose_conv"):
                 fused[readers[0]] = (b.name, ins)  # the pool step writes the pooled tensor
                 alias[b.name] = b.name
                 continue
@@ -178,10 +182,11 @@ def mem_graph(model, softmax: str = "int8", fuse_pool: bool = True) -> MemGraph:
                 moved.append(name)
             ins = moved
             tensors[b.name] = MemTensor(b.name, elements, "derived", sources=tuple(ins))
-        else:  # add, avgpool, gap, pad, maxpool, activation (a registry op: its own step)
+        else:  # add, avgpool, gap, pad, maxpool, upsample, activation (a registry op)
             tensors[b.name] = MemTensor(b.name, elements, "derived", sources=tuple(ins))
         alias[b.name] = b.name
         steps.append((b.name, tuple(ins), b.name))
-        kinds[b.name] = {"bn": "compute", "maxpool": "compute" if b.name in fused else "pool",
+        kinds[b.name] = {"bn": "compute", "transpose_conv": "compute",
+                         "maxpool": "compute" if b.name in fused else "pool",
                          "avgpool": "pool", "gap": "pool"}.get(b.op, b.op)
     return MemGraph(tensors, steps, _nodes_of(block_list), chain, kinds)

@@ -85,7 +85,7 @@ def convert(qmodel, name: str | None = None) -> IntegerGraph:
     Raises:
         ValueError: the model was not built by ``quantize_mixed``, or contains a layer with no
             integer equivalent (named in the message), a layer
-            :func:`tinyopt.mixed.dag.check_supported` refuses (a dilated convolution, an add
+            :func:`tinyopt.mixed.dag.check_supported` refuses (a dilation rate above 255, an add
             that broadcasts; every one named), or a layer with a NaN / Inf weight, BN statistic
             or quantizer clip (named).
     """
@@ -169,7 +169,7 @@ def snap_bias(qmodel) -> dict[str, float]:
     from tinyopt.mixed import build
     changes = {}
     for e in build.integer_params(qmodel)["layers"]:
-        if e["type"] != "compute":
+        if e["type"] not in ("compute", "transpose_conv"):
             continue
         layer = qmodel.get_layer(e["name"])
         c = len(e["bias"])

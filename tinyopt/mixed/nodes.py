@@ -1,7 +1,8 @@
-"""What the memory model knows of a network: one :class:`Node` per policy layer (compute layers
-and standalone BatchNormalizations), from a ``tf_keras`` model (:func:`nodes`, through
-:func:`tinyopt.mixed.dag.blocks`) or from the MobileNetV1 architecture without building it
-(:func:`mobilenet_v1_nodes`). The accounting is :mod:`tinyopt.mixed.memory`."""
+"""What the memory model knows of a network: one :class:`Node` per policy layer (compute layers,
+transposed convolutions and standalone BatchNormalizations), from a ``tf_keras`` model
+(:func:`nodes`, through :func:`tinyopt.mixed.dag.blocks`) or from the MobileNetV1
+architecture without building it (:func:`mobilenet_v1_nodes`). The accounting is
+:mod:`tinyopt.mixed.memory`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from tinyopt.front.architectures import MOBILENET_V1_BLOCKS
 from tinyopt.integer.arith import macs
 from tinyopt.mixed import dag  # imports TensorFlow lazily (only for Keras models)
 
-KINDS = ("conv", "depthwise", "dense")
-
+KINDS = ("conv", "depthwise", "dense", "transpose_conv")
 
 
 @dataclass(frozen=True)
@@ -21,12 +21,14 @@ class Node:
 
     Attributes:
         name: layer name (e.g. "pw13").
-        kind: "conv", "depthwise" or "dense".
+        kind: "conv", "depthwise", "dense" or "transpose_conv" (a Conv2DTranspose: its weights
+            are stored as a conv's, one row of kh kw c_in per output channel).
         weight_elements: kernel elements (bias excluded: it is charged as extra bytes).
         out_channels: C, the output channels (or units).
         in_elements: elements of the input tensor (batch 1).
         out_elements: elements of the output tensor (batch 1).
-        macs: multiply-accumulates per image (informational).
+        macs: multiply-accumulates per image (informational; a transposed convolution: every
+            input pixel times every weight, as the integer op counts them).
         bn: the layer has a BatchNormalization (fused or standalone); the deployed parameters
             depend on it (ICN keeps a multiplier per channel).
     """
@@ -67,12 +69,13 @@ def nodes(model) -> list[Node]:
 
     Returns:
         One :class:`Node` per policy layer (:func:`tinyopt.mixed.dag.policy_layers`): Conv2D,
-        Conv1D (kind "conv"), DepthwiseConv2D, Dense, and standalone BatchNormalization (kind
-        "depthwise": the deployed 1 x 1 depthwise of one weight per channel).
+        Conv1D (kind "conv"), DepthwiseConv2D, Dense, Conv2DTranspose (kind "transpose_conv")
+        and standalone BatchNormalization (kind "depthwise": the deployed 1 x 1 depthwise of
+        one weight per channel).
 
     Raises:
         ValueError: a layer the sub-byte flow cannot take (named, with its type and the supported
-            set :data:`tinyopt.mixed.dag.SUPPORTED`: e.g. LSTM, Conv2DTranspose, SeparableConv2D,
+            set :data:`tinyopt.mixed.dag.SUPPORTED`: e.g. LSTM, SeparableConv2D,
             a nested model), or no compute layer.
     """
     if isinstance(model, (list, tuple)):
@@ -96,6 +99,11 @@ def _nodes_of(block_list) -> list[Node]:
         c = int(b.out_shape[-1])
         if b.op == "bn":
             kind, kelems = "depthwise", c
+        elif b.op == "transpose_conv":  # every input pixel scatters through every weight
+            kelems = _prod(layer.kernel.shape)
+            out.append(Node(b.name, "transpose_conv", kelems, c, in_elements, out_elements,
+                            _prod(layer.input_shape[1:3]) * kelems, b.bn is not None))
+            continue
         elif b.kind == "depthwise":
             kind, kelems = "depthwise", _prod(layer.depthwise_kernel.shape)
         else:

@@ -16,6 +16,15 @@ assumption every per-layer search, HAWQ's Hessian trace included, makes). A Hess
 estimate would need labels and gradients through the fake quantizers; this costs one forward
 pass of the part of the network after the perturbed layer.
 
+**Binary outputs.** A softmax over one logit is always 1, so the metric above is 0 for every
+cut of a network with one output channel (a U-Net's sigmoid mask, a Dense(1) detector). When the
+network ends in a sigmoid (a :class:`~tinyopt.mixed.graph_layers.QuantActivation` of kind
+``logistic``) or its logits have one channel, every output element is a two-class distribution
+(sigmoid(z), 1 - sigmoid(z)) and the metric is the Bernoulli KL averaged over the elements (and
+the images), in nats. z is the tensor the sigmoid reads, on its quantized grid (so a cut of the
+act bits of the layer feeding it counts); the sigmoid's own output rounding (at its input's
+bits) is not measured.
+
 **Reference: 8 bits, not float.** Everything else stays at the reference's PTQ grids (8-bit
 weights and activations when 8 is allowed): the network the perturbation lives in is the one
 that is deployed, the "no cut" choice has sensitivity exactly 0, and the measured damage is
@@ -27,7 +36,11 @@ ICN), its PL weight clips are initialised by the same rule
 (:func:`tinyopt.mixed.build.init_weight_clip`), its PACT alpha and floor offset are calibrated by
 :func:`tinyopt.mixed.ptq.calibrate_alpha` on its new pre-activations; the grids that follow from
 its bits (average pools, adds, concatenations) take the new bits, an add's alpha is
-recalibrated. The later layers keep their reference calibration. The model is changed in place
+recalibrated, a registry activation (:class:`~tinyopt.mixed.graph_layers.QuantActivation`)
+takes its input's new bits and its clip is recalibrated. The later layers keep their
+reference calibration. Every policy layer is a :class:`~tinyopt.mixed.layers.QuantCompute`
+(a transposed convolution's :class:`~tinyopt.mixed.transpose_layers.QuantTransposeConv` is one:
+same quantizers, its own op), perturbed the same way. The model is changed in place
 and restored after every measurement (its variables and bit attributes), eagerly, so nothing is
 built twice.
 
@@ -48,7 +61,7 @@ import tf_keras as keras
 
 from tinyopt.front.checks import check_images
 from tinyopt.mixed import build, ptq, quantizers
-from tinyopt.mixed.graph_layers import QuantAdd, QuantConcat, QuantSoftmax
+from tinyopt.mixed.graph_layers import QuantActivation, QuantAdd, QuantConcat, QuantSoftmax
 from tinyopt.mixed.layers import QuantAvgPool, QuantCompute, QuantInput
 from tinyopt.mixed.lifetimes import mem_graph
 from tinyopt.mixed.policy import ALLOWED_BITS, GRANULARITIES, Policy, default_fold
@@ -87,9 +100,19 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def _kl(ref_logp: np.ndarray, logits: np.ndarray) -> float:
-    """Mean KL(p_ref || p) over images (nats), clipped at 0 against float rounding."""
-    logp = _log_softmax(logits)
+def _log_probs(z: np.ndarray, binary: bool) -> np.ndarray:
+    """Log-probabilities of logits ``z``: a softmax over the last axis, or (``binary``) per
+    element the two classes (log sigmoid(z), log sigmoid(-z)) on a new last axis."""
+    if not binary:
+        return _log_softmax(z)
+    z = np.asarray(z, np.float64)[..., None]
+    return -np.logaddexp(0.0, -np.concatenate([z, -z], axis=-1))
+
+
+def _kl(ref_logp: np.ndarray, logits: np.ndarray, binary: bool = False) -> float:
+    """Mean KL(p_ref || p) over images (and, ``binary``, over the output elements) in nats,
+    clipped at 0 against float rounding."""
+    logp = _log_probs(logits, binary)
     kl = (np.exp(ref_logp) * (ref_logp - logp)).sum(axis=-1)
     return max(float(kl.mean()), 0.0)
 
@@ -109,12 +132,17 @@ class _Runner:
         self.input_name = next(lay.name for lay in qmodel.layers
                                if isinstance(lay, keras.layers.InputLayer))
         out = qmodel.layers[-1]
-        self.logits_of = self.inbound[out.name][0] if isinstance(out, QuantSoftmax) else out.name
+        # a sigmoid output: its input's values are the logits (module docstring)
+        self.sigmoid_out = isinstance(out, QuantActivation) and out.kind == "logistic"
+        self.logits_of = self.inbound[out.name][0] \
+            if isinstance(out, QuantSoftmax) or self.sigmoid_out else out.name
         self.values = {self.input_name: calibration}
         for layer in self.layers:
             self.values[layer.name] = self._apply(layer, [self.values[n] for n in
                                                           self.inbound[layer.name]])
-        self.ref_logp = _log_softmax(self.logits(self.values))
+        ref = self.logits(self.values)
+        self.binary = self.sigmoid_out or np.shape(ref)[-1] == 1  # a softmax of one is 1
+        self.ref_logp = _log_probs(ref, self.binary)
         self.grid = {self.input_name: 8}
         for layer in self.layers:
             self.grid[layer.name] = self._grid_bits(layer)
@@ -129,6 +157,8 @@ class _Runner:
         pre-activation of the layer feeding it (before its 8-bit quantizer, whose coarse codes
         would hide small changes); ``values``: the layers' outputs."""
         layer = self.layers[self.index[self.logits_of]]
+        if self.sigmoid_out:  # what the sigmoid reads, quantized as deployed
+            return values[self.logits_of]
         if isinstance(layer, QuantCompute) and layer.activation is not None:
             x = values.get(self.inbound[layer.name][0])
             return self.run(lambda t: layer.preactivation(t, training=False), [x])
@@ -148,7 +178,7 @@ class _Runner:
         """Bits of the grid a layer's output is on (None: float logits / probabilities)."""
         if isinstance(layer, QuantCompute):
             return layer.act_bits if layer.activation is not None else None
-        if isinstance(layer, (QuantInput, QuantAvgPool, QuantAdd, QuantConcat)):
+        if isinstance(layer, (QuantInput, QuantAvgPool, QuantAdd, QuantConcat, QuantActivation)):
             return layer.bits
         if isinstance(layer, QuantSoftmax):
             return None
@@ -212,6 +242,13 @@ class _Runner:
                 elif isinstance(other, QuantConcat) and list(other.input_bits) != gin:
                     save(other)
                     other.bits, other.input_bits = max(gin), list(gin)
+                elif isinstance(other, QuantActivation) and other.bits != gin[0]:
+                    save(other)  # a registry op's output follows its input's bits
+                    other.bits = gin[0]
+                    if other.learned:
+                        pre = self.run(other.preactivation, xs)
+                        other.alpha.assign(ptq.calibrate_round_alpha(
+                            pre, other.bits, other.signed, self.activations, self.percentile))
                 elif isinstance(other, QuantAdd) and other.bits != max(gin):
                     save(other)
                     other.bits = max(gin)
@@ -222,7 +259,7 @@ class _Runner:
                 grid[other.name] = self._grid_bits(other)
             if self.logits_of in new:
                 values = {**self.values, **new}
-                return _kl(self.ref_logp, self.logits(values))
+                return _kl(self.ref_logp, self.logits(values), self.binary)
             return 0.0  # the perturbed layer does not reach the logits
         finally:
             for lay, weights, attrs in saved.values():

@@ -304,7 +304,7 @@ def validate(spec, model=None, decompose_rank: int = 1) -> list[str]:
             qat, QAT twice, a policy without ptq/qat, a converter label that would be false after
             qat, decompose after prune; a budget no bit assignment meets (the message gives the
             smallest reachable flash and RAM); with ``model``, a layer the sub-byte flow cannot
-            deploy (:func:`tinyopt.mixed.dag.check_supported`: a dilated convolution, ...).
+            deploy (:func:`tinyopt.mixed.dag.check_supported`: a dilation rate above 255, ...).
     """
     steps = parse_steps(spec)
     text = ">".join(s.text for s in steps)

@@ -189,14 +189,13 @@ def supported() -> str:
     """What the sub-byte flow takes, from the table (the refusal message's list)."""
     parts = [h.supported for h in _TABLE if h.supported]
     return ", ".join(parts) + ("; Rescaling / Normalization as the first layers (folded into "
-                               "the input quantizer); convolutions undilated, adds of tensors "
+                               "the input quantizer); dilation rates up to 255, adds of tensors "
                                "of one shape")
 
 
 HINTS = {
     "SeparableConv2D": "build the depthwise and pointwise parts as separate layers (as "
                        "tinyopt.mobilenet_v1)",
-    "Conv2DTranspose": "a transposed convolution has no integer kernel here",
     "LSTM": "recurrent layers (weights, state and per-step buffers) are not modelled",
     "GRU": "recurrent layers (weights, state and per-step buffers) are not modelled",
     "SimpleRNN": "recurrent layers (weights, state and per-step buffers) are not modelled",
