@@ -42,13 +42,13 @@ def test_the_table_covers_every_block_kind_once():
     kinds = handlers.block_kinds()
     assert sorted(kinds) == sorted({"compute", "bn", "add", "concat", "maxpool", "avgpool", "gap",
                                     "pad", "flatten", "reshape", "dropout", "softmax",
-                                    "activation"})
+                                    "activation", "mul", "upsample", "transpose_conv"})
     assert len(kinds) == len(set(kinds))
     orders = [h.order for h in handlers.table()]
     assert orders == sorted(orders)
     # registry patterns are tried before the add (hard-swish starts with ``x + 3``)
     assert handlers.get("activation").order < handlers.get("add").order
-    assert [h.name for h in handlers.table() if h.policy] == ["compute", "bn"]
+    assert [h.name for h in handlers.table() if h.policy] == ["compute", "transpose_conv", "bn"]
     with pytest.raises(ValueError, match="unknown block kind 'nope'"):
         handlers.get("nope")
 

@@ -1,15 +1,18 @@
-"""The fake-quant Keras layers of graphs that are not chains (residual adds, concatenations) and
-of a kept softmax head, built by :func:`tinyopt.quantize_qat` from the blocks of
-:mod:`tinyopt.mixed.dag`. Each reads several input grids (``input_scale_from`` lists the source
-layers, comma-separated; the :class:`~tinyopt.mixed.layers.QuantModel` connects them) and has the
-integer graph's arithmetic (:func:`tinyopt.mixed.lower.convert`)."""
+"""The fake-quant Keras layers of graphs that are not chains (residual adds, concatenations,
+element-wise products) and of a kept softmax head, built by :func:`tinyopt.quantize_qat` from
+the blocks of :mod:`tinyopt.mixed.dag`. Each reads several input grids (``input_scale_from``
+lists the source layers, comma-separated; the :class:`~tinyopt.mixed.layers.QuantModel` connects
+them) and has the integer graph's arithmetic (:func:`tinyopt.mixed.lower.convert`)."""
 
 from __future__ import annotations
+
+import numpy as np
 
 import tinyopt  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
 import tf_keras as keras
 
+from tinyopt.integer.arith import m0_n0
 from tinyopt.mixed import quantizers
 from tinyopt.mixed.layers import ALPHA_DECAY, DEFAULT_ALPHA, _register, _source_scales, _steps
 
@@ -239,3 +242,88 @@ class QuantActivation(keras.layers.Layer):
         return {**super().get_config(), "kind": self.kind, "bits": self.bits,
                 "config": dict(self.op_settings), "input_scale_from": self.input_scale_from,
                 "alpha_decay": self.alpha_decay}
+
+
+def _quantized_multiplier(real):
+    """The requantization multiplier the integer graph uses for ``real`` (float64 tensor):
+    m0 * 2^(n0 - 31) of :func:`tinyopt.integer.arith.m0_n0`, computed by that very function."""
+    def value(r):
+        m0, n0 = m0_n0(np.asarray(r, np.float64).reshape(1))
+        return np.float64(int(m0[0]) * 2.0 ** (int(n0[0]) - 31))
+
+    return tf.reshape(tf.numpy_function(value, [real], tf.float64, stateful=False), ())
+
+
+@keras.utils.register_keras_serializable(package="tinyopt")
+class QuantMul(QuantActivation):
+    """The element-wise product of two quantized tensors (squeeze-and-excite's gate: one operand
+    full size, the other the same shape or one value per channel, broadcast), requantized onto
+    its own grid with a learned clip alpha: signed (codes in [-2^(Q-1), 2^(Q-1) - 1], S = alpha /
+    2^(Q-1), stored with zero point 2^(Q-1)) unless both operands are non-negative (unsigned
+    PACT codes in [0, 2^Q - 1], S = alpha / (2^Q - 1)).
+
+    Forward: the float product y = a b of the two fake-quant values, then the integer graph's
+    requantization of it (:mod:`tinyopt.integer.ops.mul`, floor): Phi = round(y / (S_a S_b))
+    recovers the product of the two signed codes exactly (|Phi| <= 255^2, the float error of y
+    is far below half a unit), and the output code is clamp(floor(Phi M'), lo, hi) with M' =
+    m0 2^(n0 - 31) the multiplier :func:`tinyopt.integer.arith.m0_n0` makes of S_a S_b / S_out
+    (float64, in this order, as the lowering). Phi M' is exact in float64 (47 bits), so the
+    layer is the integer ``mul`` node bit for bit, not only up to code boundaries.
+
+    Gradients: those of PACT on y (:func:`tinyopt.mixed.quantizers.pact` / ``pact_signed``):
+    straight through inside the clip, alpha from the clipped values.
+
+    It is a :class:`QuantActivation` of two inputs with a learned clip (``preactivation(a, b)``
+    gives y, ``quantize_output(y)`` the requantized output), so PTQ calibrates its alpha as an
+    element-wise op's (:func:`tinyopt.mixed.ptq.calibrate_round_alpha` on y).
+
+    Arguments:
+        bits: output bits (the larger of the operands' bits in quantize_mixed).
+        signed: the output grid is signed (an operand may be negative).
+        input_scale_from: the two source layers, comma-separated (the full-size operand first).
+    """
+
+    multi_source = True  # input_scale: one output_scale per input
+
+    def __init__(self, bits: int, signed: bool = True, input_scale_from: str = "",
+                 alpha_decay: float = ALPHA_DECAY, **kwargs):
+        keras.layers.Layer.__init__(self, **kwargs)  # not QuantActivation's: no registry op
+        self.kind, self.pattern, self.op_settings = "mul", None, {}
+        self.bits = quantizers.check_bits(bits, f"{self.name} bits")
+        self._signed = bool(signed)
+        self.alpha_decay = alpha_decay
+        self.input_scale_from, self.input_scale = str(input_scale_from), None
+        _register(self)
+
+    @property
+    def learned(self) -> bool:
+        return True
+
+    @property
+    def signed(self) -> bool:
+        return self._signed
+
+    def preactivation(self, *inputs):
+        """The float product of the two operands (one list, or two arguments)."""
+        a, b = inputs[0] if len(inputs) == 1 else inputs
+        return tf.convert_to_tensor(a, tf.float32) * tf.convert_to_tensor(b, tf.float32)
+
+    def quantize_output(self, y):
+        y = tf.convert_to_tensor(y, tf.float32)
+        s_a, s_b = (tf.cast(f(), tf.float64) for f in _source_scales(self))
+        s_out = self.output_scale()
+        lo, hi = self.code_range()
+        phi = tf.round(tf.cast(y, tf.float64) / (s_a * s_b))
+        real = (s_a * s_b) / tf.cast(s_out, tf.float64)
+        codes = tf.clip_by_value(tf.floor(phi * _quantized_multiplier(real)), lo, hi)
+        exact = tf.cast(codes, tf.float32) * s_out
+        pact = quantizers.pact_signed if self.signed else quantizers.pact
+        grad = pact(y, self.alpha, self.bits)  # PACT's gradients, the integer node's values
+        return grad + tf.stop_gradient(exact - grad)
+
+    def call(self, inputs):
+        return self.quantize_output(self.preactivation(inputs))
+
+    def get_config(self):
+        return {**keras.layers.Layer.get_config(self), "bits": self.bits, "signed": self.signed,
+                "input_scale_from": self.input_scale_from, "alpha_decay": self.alpha_decay}

@@ -338,7 +338,7 @@ def deployed_param_bytes(model, policy: Policy, softmax: str = "int8") -> int:
         else:
             one = policy.granularity == "PL" and policy.fold[i] == "FB" and not kept_bn
         total += 5 if one else 5 * c
-    extra = {"add": 15, "quantize": 5, "softmax": 5}
+    extra = {"add": 15, "quantize": 5, "softmax": 5, "mul": 5}  # their multipliers
     return total + sum(extra.get(g.kinds[name], 0) for name, _, _ in g.steps)
 
 

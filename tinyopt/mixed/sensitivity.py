@@ -61,7 +61,8 @@ import tf_keras as keras
 
 from tinyopt.front.checks import check_images
 from tinyopt.mixed import build, ptq, quantizers
-from tinyopt.mixed.graph_layers import QuantActivation, QuantAdd, QuantConcat, QuantSoftmax
+from tinyopt.mixed.graph_layers import (QuantActivation, QuantAdd, QuantConcat, QuantMul,
+                                        QuantSoftmax)
 from tinyopt.mixed.layers import QuantAvgPool, QuantCompute, QuantInput
 from tinyopt.mixed.lifetimes import mem_graph
 from tinyopt.mixed.policy import ALLOWED_BITS, GRANULARITIES, Policy, default_fold
@@ -168,7 +169,7 @@ class _Runner:
         """One layer's output at inference (as :func:`tinyopt.mixed.ptq.calibrate` runs it)."""
         if isinstance(layer, QuantCompute):
             return self.run(lambda t: layer(t, training=False), xs)
-        if isinstance(layer, (QuantAdd, QuantConcat)):
+        if isinstance(layer, (QuantAdd, QuantConcat, QuantMul)):
             return self.run(lambda *t: layer(list(t)), xs)
         if isinstance(layer, keras.layers.Dropout):
             return xs[0]
@@ -242,6 +243,13 @@ class _Runner:
                 elif isinstance(other, QuantConcat) and list(other.input_bits) != gin:
                     save(other)
                     other.bits, other.input_bits = max(gin), list(gin)
+                elif isinstance(other, QuantMul):  # (a two-input QuantActivation)
+                    if other.bits != max(gin):  # the product's width follows its operands'
+                        save(other)
+                        other.bits = max(gin)
+                        other.alpha.assign(ptq.calibrate_round_alpha(
+                            xs[0] * xs[1], other.bits, other.signed, self.activations,
+                            self.percentile))
                 elif isinstance(other, QuantActivation) and other.bits != gin[0]:
                     save(other)  # a registry op's output follows its input's bits
                     other.bits = gin[0]

@@ -8,7 +8,10 @@ paths, with untrained (seeded) weights: what fits, whether it is exact, what it 
 - :func:`subbyte_row`: the sub-byte path's memory model: parameters, w8a8 flash and peak RAM
   (the device's plan, :func:`tinyopt.peak_ram_bytes`), and the memory-driven mixed policy at a
   fraction of both (:func:`tinyopt.memory_driven`); a network the sub-byte path refuses gets the
-  refusal (its first line) instead.
+  refusal (its first line) instead. With ``agreement_images``, the mixed policy also goes
+  through PTQ, the integer graph and the simulator (:func:`mixed_agreement`): top-1 agreement
+  and LSB differences with the fake-quant model, layer by layer, and the deployed arena against
+  the memory model.
 - :func:`int8_row`: the int8 path: the network converted for one image
   (:func:`tinyopt.to_tflite`, ``batch_size=1``), or the MLPerf reference ``.tflite``, imported,
   the simulator held to LiteRT's reference kernels and TFLite Micro
@@ -32,6 +35,8 @@ ZOO = {
                                (32, 32, 3), (0.0, 255.0)),
     "mobilenet_v3_large": ("Keras MobileNetV3Large, alpha 0.75, with preprocessing",
                            (32, 32, 3), (0.0, 255.0)),
+    "mobilenet_v3_large_min": ("Keras MobileNetV3Large, alpha 0.75, minimalistic",
+                               (32, 32, 3), (0.0, 255.0)),
     "efficientnet_b0": ("Keras EfficientNetB0 (Rescaling + Normalization first)",
                         (32, 32, 3), (0.0, 255.0)),
     "mobilenet_v2": ("Keras MobileNetV2, alpha 0.35", (32, 32, 3), (-1.0, 1.0)),
@@ -112,7 +117,7 @@ def _build(name: str, seed: int = 0):
     shape = ZOO[name][1]
     apps = keras.applications
     if name.startswith("mobilenet_v3"):
-        ctor = apps.MobileNetV3Large if name.endswith("large") else apps.MobileNetV3Small
+        ctor = apps.MobileNetV3Large if "_large" in name else apps.MobileNetV3Small
         return ctor(input_shape=shape, alpha=0.75, minimalistic=name.endswith("_min"),
                     weights=None, classes=10, include_preprocessing=True)
     if name == "efficientnet_b0":
@@ -137,9 +142,23 @@ def _refusal(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
 
 
-def subbyte_row(name: str, model, fraction: float = 0.5) -> dict:
+def subbyte_row(name: str, model, fraction: float = 0.5, agreement_images: int = 0,
+                calibration_images: int = 16, seed: int = 0, depth: list | None = None) -> dict:
     """The sub-byte path's memory model on ``model``: w8a8 and the memory-driven policy at
-    ``fraction`` of the w8a8 flash and peak RAM (``subbyte_refused``: why not, when refused)."""
+    ``fraction`` of the w8a8 flash and peak RAM (``subbyte_refused``: why not, when refused).
+
+    Arguments:
+        name, model: the network (:data:`ZOO`) and its float model.
+        fraction: the mixed policy's budgets, this fraction of the w8a8 flash and peak RAM.
+        agreement_images: > 0: the mixed policy through PTQ on ``calibration_images`` inputs,
+            the integer graph and the simulator on this many other inputs
+            (:func:`mixed_agreement`, its columns prefixed ``mixed_``).
+        calibration_images, seed: PTQ's calibration inputs (:func:`calibration`).
+        depth: a list that receives the per-layer rows of the agreement (with ``model``).
+
+    Returns:
+        One row (a dict).
+    """
     from tinyopt.mixed import memory
     from tinyopt.mixed.policy import Policy
     from tinyopt.mixed.search import BudgetError, memory_driven
@@ -158,8 +177,63 @@ def subbyte_row(name: str, model, fraction: float = 0.5) -> dict:
                    mixed_weight_bits="/".join(map(str, sorted(set(mixed.weight_bits)))),
                    mixed_act_bits="/".join(map(str, sorted(set(mixed.act_bits)))))
     except BudgetError as exc:
-        row["mixed_refused"] = _refusal(exc)
+        return {**row, "mixed_refused": _refusal(exc)}
+    if agreement_images > 0:
+        try:
+            summary, layers = mixed_agreement(
+                model, mixed, calibration(name, calibration_images, seed + 2),
+                calibration(name, agreement_images, seed + 3))
+        except (ValueError, OverflowError) as exc:  # a stage refused it: in the row
+            return {**row, "mixed_ptq_refused": _refusal(exc)}
+        row.update({f"mixed_{k}": v for k, v in summary.items()})
+        if depth is not None:
+            depth.extend({"model": name, **r} for r in layers.to_dict("records"))
     return row
+
+
+def mixed_agreement(model, policy, calibration_x, x) -> tuple[dict, object]:
+    """``policy`` through PTQ (:func:`tinyopt.quantize_ptq` on ``calibration_x``), the integer
+    graph (:func:`tinyopt.to_integer_graph`) and the simulator, against the fake-quant model on
+    ``x`` (:func:`tinyopt.mixed.verify.compare`, layer by layer), and the memory model against
+    the arena the C export plans for that graph.
+
+    Returns:
+        (summary, layers): summary: ``ptq_images`` / ``images``, ``top1_agreement`` (and
+        ``top1_agreement_1lsb``, a tie at the output's resolution counted as agreeing),
+        ``out_max_lsb`` (the largest difference of an output code; None when the output
+        node has no fake-quant layer of its name), ``layers_exact`` ("k/n":
+        layers whose output equals the fake-quant model's on every element, end to end),
+        ``first_diff`` (the first layer, in execution order, that differs end to end),
+        ``isolated_max_lsb`` (the largest difference of one layer's own arithmetic, fed the
+        simulator's input), ``chained_max_lsb``, ``arena_bytes`` and ``arena_is_peak_ram``
+        (the deployed arena equals :func:`tinyopt.peak_ram_bytes`); layers: the per-layer
+        DataFrame of :func:`~tinyopt.mixed.verify.compare` with ``depth`` (the node's index).
+
+    Raises:
+        ValueError: a stage refuses the model (named by that stage).
+    """
+    from tinyopt.integer import steps
+    from tinyopt.mixed import lower, memory, ptq, verify
+    qmodel = ptq.quantize_mixed(model, policy, calibration_x)
+    g = lower.convert(qmodel)
+    r = verify.compare(qmodel, g, x)
+    layers = r["layers"]
+    index = {layer.name: i for i, layer in enumerate(g.layers)}
+    layers.insert(0, "depth", [index[n] for n in layers["layer"]])
+    last = layers[layers["layer"] == g.layers[-1].name]  # the output node, when compared
+    differ = layers[layers["chained_max_lsb"] > 0]
+    arena = int(steps.plan(g)[1])
+    summary = {"ptq_images": int(len(calibration_x)), "images": int(len(x)),
+               "top1_agreement": r["top1_agreement"],
+               "top1_agreement_1lsb": r["top1_agreement_1lsb"],
+               "out_max_lsb": float(last["chained_max_lsb"].max()) if len(last) else None,
+               "layers_exact": f"{len(layers) - len(differ)}/{len(layers)}",
+               "first_diff": differ["layer"].iloc[0] if len(differ) else "",
+               "isolated_max_lsb": float(layers["isolated_max_lsb"].max()),
+               "chained_max_lsb": float(layers["chained_max_lsb"].max()),
+               "arena_bytes": arena,
+               "arena_is_peak_ram": arena == memory.peak_ram_bytes(model, policy)}
+    return summary, layers
 
 
 def int8_tflite(name: str, model) -> bytes:
@@ -248,22 +322,27 @@ def int8_row(name: str, model, build_dir, images: int = 200, host_images: int = 
 
 def zoo_table(names, build_dir, fraction: float = 0.5, images: int = 200,
               host_images: int = 20, mcu_images: int = 1, run_mcu: bool = True,
-              seed: int = 0, progress=print):
-    """Both paths on every network of ``names``; one row each (a DataFrame)."""
+              seed: int = 0, progress=print, agreement_images: int = 0,
+              calibration_images: int = 16, depth: list | None = None):
+    """Both paths on every network of ``names``; one row each (a DataFrame). With
+    ``agreement_images`` the mixed policy's integer graph is compared with its fake-quant
+    model (:func:`subbyte_row`), its per-layer rows appended to ``depth`` (a list, for
+    :func:`depth_figure` as a DataFrame)."""
     import pandas as pd
     from pathlib import Path
     rows = []
     for name in names:
         model = build(name, seed)
-        row = subbyte_row(name, model, fraction)
+        row = subbyte_row(name, model, fraction, agreement_images, calibration_images, seed,
+                          depth)
         row.update(int8_row(name, model, Path(build_dir), images, host_images, mcu_images,
                             run_mcu))
         row["what"] = ZOO[name][0]
         rows.append(row)
         if progress:
             progress(f"{name}: " + ", ".join(f"{k}={row[k]}" for k in (
-                "w8a8_flash", "mixed_flash", "litert_diff_bytes", "insns_per_image_mean")
-                if k in row))
+                "w8a8_flash", "mixed_flash", "mixed_top1_agreement", "mixed_out_max_lsb",
+                "litert_diff_bytes", "insns_per_image_mean") if k in row))
     return pd.DataFrame(rows)
 
 
@@ -288,6 +367,34 @@ def figure(table, path) -> None:
         t["insns_per_image_mean"].dropna().plot.bar(ax=axes[2], logy=True, rot=60)
     axes[2].set_title("Cortex-M7 instructions per inference (QEMU)")
     fig.suptitle("Small networks through tinyopt (untrained weights)")
+    fig.tight_layout()
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def depth_figure(depth, path) -> None:
+    """The mixed policy's integer graph against its fake-quant model, layer by layer (``depth``:
+    the DataFrame of :func:`zoo_table`'s per-layer rows): the largest LSB difference of each
+    layer's output, end to end (chained) and of its own arithmetic alone (isolated), against
+    the layer's depth, one panel per network; written atomically to ``path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tinyopt.files import atomic_path
+    names = list(dict.fromkeys(depth["model"])) if len(depth) else []
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(4 * max(len(names), 1), 3.5),
+                             squeeze=False)
+    for ax, name in zip(axes[0], names):
+        d = depth[depth["model"] == name]
+        ax.plot(d["depth"], d["chained_max_lsb"], ".-", label="chained")
+        ax.plot(d["depth"], d["isolated_max_lsb"], "x", label="isolated")
+        ax.set_title(name)
+        ax.set_xlabel("node index")
+        ax.set_ylabel("max |integer - fake quant| (LSB)")
+        ax.legend()
+    fig.suptitle("Mixed policy: integer graph vs fake quant, by depth (untrained weights)")
     fig.tight_layout()
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=100)

@@ -68,14 +68,37 @@ def unsupported_layers(model) -> list[str]:
     found by type; :func:`tinyopt.mixed.dag.blocks` may still refuse the wiring)."""
     import tf_keras as keras
 
+    from tinyopt.integer import ops
     from tinyopt.mixed import dag
     dag._load_keras()
+    try:  # the handler table's own reader: what it takes is supported, whatever the scan says
+        dag.blocks(model)
+        return []
+    except ValueError:
+        pass
+    # it refused: list every layer a type scan finds unsupported (the reader stops at the first)
     L = keras.layers
     plain = (L.InputLayer, L.BatchNormalization, L.Add, L.Concatenate, L.Dropout,
-             L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D, L.ZeroPadding2D,
-             L.Flatten, L.Reshape)
+             L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D, L.GlobalAveragePooling1D,
+             L.ZeroPadding2D, L.UpSampling2D, L.Multiply, L.Conv2DTranspose, L.Flatten, L.Reshape)
+    readers: dict[str, list] = {}
+    for layer in model.layers:
+        if not isinstance(layer, L.InputLayer):
+            for src in dag._inbound(layer):
+                readers.setdefault(src, []).append(layer)
+
+    def only_reader(name):
+        found = readers.get(name, [])
+        return found[0] if len(found) == 1 else None
+    in_pattern: set[str] = set()
+    for layer in model.layers:
+        found = ops.registry.match_keras(layer, only_reader)
+        if found is not None:
+            in_pattern.update(found[1])
     problems = []
     for layer in model.layers:
+        if layer.name in in_pattern:
+            continue
         kind = type(layer).__name__
         where = f"layer {layer.name!r} ({kind})"
         try:
@@ -84,8 +107,8 @@ def unsupported_layers(model) -> list[str]:
             problems.append(str(exc).split(". Supported:")[0])
             continue
         ok = (compute or type(layer) in plain or dag._relu(layer) is not None
-              or (kind == "TFOpLambda"
-                  and getattr(layer, "symbol", "") in dag._OP_ADD + dag._OP_CONCAT))
+              or (kind == "TFOpLambda" and getattr(layer, "symbol", "")
+                  in dag._OP_ADD + dag._OP_CONCAT + ("math.multiply", "__operators__.mul")))
         if not ok:
             hint = dag._HINTS.get(kind, "")
             problems.append(f"{where}: not supported" + (f" ({hint})" if hint else ""))

@@ -24,8 +24,10 @@ def _read(layer, srcs, r):
             raise refuse(layer, "AveragePooling2D must use VALID padding")
         return one_block(layer, srcs, "avgpool", config={"pool_size": list(layer.pool_size),
                                                          "strides": list(layer.strides)})
-    if t is L.GlobalAveragePooling2D:
-        # keepdims=True (squeeze-excite): the pooled (1, 1, C) tensor itself, no flatten
+    if t in (L.GlobalAveragePooling2D, L.GlobalAveragePooling1D):
+        if layer.data_format != "channels_last":
+            raise refuse(layer, f"data_format={layer.data_format!r}; use channels_last")
+        # keepdims=True (squeeze-excite): the pooled (1, 1, C) / (1, C) tensor itself
         return one_block(layer, srcs, "gap", config={"keepdims": bool(layer.keepdims)})
     return None
 
@@ -63,7 +65,18 @@ def maxpool_nodes(cfg: dict, common: dict, shape: tuple, out: tuple) -> list[Int
 def avgpool_nodes(pool_size, strides, keepdims: bool, common: dict, shape: tuple,
                   out: tuple) -> list[IntegerLayer]:
     """An average pool (``pool_size`` None: global over H x W, then a flatten unless
-    ``keepdims``), floor(sum / count)."""
+    ``keepdims``; a (T, C) input, GlobalAveragePooling1D, runs on (1, T, C) between two
+    reshapes), floor(sum / count)."""
+    if pool_size is None and len(shape) == 2:
+        name, wide, pooled = common["name"], (1,) + tuple(shape), (1, 1, shape[-1])
+        return [IntegerLayer(kind="reshape", out_shape=wide,
+                             **{**common, "name": f"{name}_in", "outputs": (f"{name}_in",)}),
+                IntegerLayer(kind="avgpool", out_shape=pooled, pool_size=wide[:2],
+                             stride=wide[:2], avg_rounding="floor",
+                             **{**common, "in_shape": wide, "inputs": (f"{name}_in",)}),
+                IntegerLayer(kind="reshape", out_shape=out,
+                             **{**common, "name": f"{name}_out", "in_shape": pooled,
+                                "inputs": (name,), "outputs": (f"{name}_out",)})]
     if pool_size is not None:
         size = tuple(int(k) for k in pool_size)
         stride = tuple(int(s) for s in (strides or size))
@@ -104,4 +117,4 @@ def _plan(b: Block, ctx) -> list[IntegerLayer]:
 register(Handler("pool", ("maxpool", "avgpool", "gap"), 70, read=_read, build=_build,
                  layers=("QuantAvgPool", "MaxPooling2D"), params=_params,
                  entry_types=("maxpool", "avgpool"), lower=_lower, plan=_plan,
-                 supported="MaxPooling2D, AveragePooling2D (valid), GlobalAveragePooling2D"))
+                 supported="MaxPooling2D, AveragePooling2D (valid), GlobalAveragePooling2D / 1D"))
