@@ -281,9 +281,9 @@ def test_quantize_mixed_errors():
         qat.quantize_mixed(model, Policy.uniform(["c1", "fc"], 8, 8))
     inp = keras.Input((8, 8, 1))
     x = L.Conv2D(2, 3, activation="relu", name="c")(inp)
-    x = L.Conv2DTranspose(2, 3, name="up")(x)
+    x = L.SeparableConv2D(2, 3, name="up")(x)  # (Conv2DTranspose is a handler kind now)
     bad = keras.Model(inp, L.Dense(2, name="fc")(L.Flatten()(x)))
-    with pytest.raises(ValueError, match="'up'.*Conv2DTranspose"):
+    with pytest.raises(ValueError, match="'up'.*SeparableConv2D"):
         qat.quantize_mixed(bad, Policy.uniform(bad, 8, 8))
     inp = keras.Input((8, 8, 1))
     a = L.Conv2D(2, 3, activation="relu", name="a")(inp)
