@@ -67,3 +67,28 @@ def packed_same_shape(layer, where: str, hint: str = "") -> None:
     if tuple(layer.in_shape) != tuple(layer.out_shape):
         raise ValueError(f"{where}: out_shape {tuple(layer.out_shape)} differs from in_shape "
                          f"{tuple(layer.in_shape)}{hint}")
+
+
+def table_op(layer, where: str) -> None:
+    """An element-wise op run as a lookup table (swish, hard_sigmoid): input and output of one
+    shape, unsigned stored codes of at most 8 bits (a signed grid is stored with zero point
+    2^(bits-1)), a table of 2^in_bits entries (one output code per input code).
+
+    Raises:
+        ValueError: naming ``where``, the op, the shapes, the widths or the table.
+    """
+    import numpy as np
+    if tuple(layer.in_shape) != tuple(layer.out_shape):
+        raise ValueError(f"{where}: out_shape {tuple(layer.out_shape)} differs from in_shape "
+                         f"{tuple(layer.in_shape)}")
+    if layer.in_signed or layer.out_signed or max(layer.in_bits, layer.out_bits) > 8:
+        raise ValueError(f"{where}: {layer.kind} maps unsigned stored codes of at most 8 bits "
+                         f"(a signed grid is stored with zero point 2^(bits-1)), got "
+                         f"{layer.in_bits}-bit {'signed' if layer.in_signed else 'unsigned'} in, "
+                         f"{layer.out_bits}-bit {'signed' if layer.out_signed else 'unsigned'} "
+                         "out")
+    n = None if layer.table is None else np.asarray(layer.table).shape
+    if n != (1 << layer.in_bits,):
+        raise ValueError(f"{where}: {layer.kind} needs its lookup table, 2^in_bits = "
+                         f"{1 << layer.in_bits} bytes (one output code per input code), got "
+                         f"{'none' if n is None else f'shape {n}'}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.integer.graph import IntegerLayer
+from tinyopt.integer.ops._checks import table_op
 from tinyopt.integer.ops.registry import (KerasPattern, OpKind, grid_fields, lookup_table,
                                           register, table_lookup)
 
@@ -39,21 +40,8 @@ ACTIVATION_NAMES = ("swish", "silu")
 
 
 def check(layer: IntegerLayer, where: str) -> None:
-    """The table form: input and output of one shape, unsigned stored codes of at most 8 bits,
-    a table of 2^in_bits entries."""
-    if tuple(layer.in_shape) != tuple(layer.out_shape):
-        raise ValueError(f"{where}: out_shape {tuple(layer.out_shape)} differs from in_shape "
-                         f"{tuple(layer.in_shape)}")
-    if layer.in_signed or layer.out_signed or max(layer.in_bits, layer.out_bits) > 8:
-        raise ValueError(f"{where}: swish maps unsigned stored codes of at most 8 bits (a signed "
-                         f"grid is stored with zero point 2^(bits-1)), got {layer.in_bits}-bit "
-                         f"{'signed' if layer.in_signed else 'unsigned'} in, {layer.out_bits}-bit "
-                         f"{'signed' if layer.out_signed else 'unsigned'} out")
-    n = None if layer.table is None else np.asarray(layer.table).shape
-    if n != (1 << layer.in_bits,):
-        raise ValueError(f"{where}: swish needs its lookup table, 2^in_bits = "
-                         f"{1 << layer.in_bits} bytes (one output code per input code), got "
-                         f"{'none' if n is None else f'shape {n}'}")
+    """The table form (:func:`tinyopt.integer.ops._checks.table_op`)."""
+    table_op(layer, where)
 
 
 def simulate(p, xs: list, wrap: bool) -> np.ndarray:
