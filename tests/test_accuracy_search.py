@@ -154,6 +154,7 @@ def cnn():
     return m, x
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_layer_sensitivity_covers_the_policy_and_is_deterministic(cnn):
     from tinyopt.mixed.sensitivity import layer_sensitivity
     m, x = cnn

@@ -16,6 +16,7 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "objects"
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_cached_host_build_equals_uncached(tmp_path, cache, monkeypatch):
     g = coverage_graph(0, "tflite_double", True)
     x = _inputs(g, 12, 0)
@@ -32,6 +33,7 @@ def test_cached_host_build_equals_uncached(tmp_path, cache, monkeypatch):
     np.testing.assert_array_equal(second, plain)
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_a_changed_kernel_source_is_compiled_again(tmp_path, cache):
     g = coverage_graph(1, "floor", False)
     export = codegen.export_c(g, tmp_path / "src")

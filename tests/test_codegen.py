@@ -245,6 +245,7 @@ def mixed_mobilenet():
     return synth.mobilenet_graph(_mixed_policy(), x[:64], resolution=16), x
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_mixed_mobilenet_host_bitexact_and_arena_matches_memory_model(tmp_path, mixed_mobilenet):
     from tinyopt import memory
     g, x = mixed_mobilenet

@@ -324,6 +324,7 @@ def test_sub_byte_chains_keep_the_ping_pong_arena(tmp_path):
 
 
 # ------------------------------------------------------------------------------ deploy
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_deploy_predicted_ram_is_the_built_arena_for_a_dag_and_a_chain(tmp_path):
     g = graph_from_tflite(_model("kws_dscnn"))
     r = mcu.deploy(g, _inputs(g, 6), tmp_path, name="kws", run_mcu=False)

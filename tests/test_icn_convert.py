@@ -247,6 +247,7 @@ def test_structure_and_files(untrained, tmp_path):
         assert_layers_match_but_ties(q, graph, x_test)
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_mobilenet_layout(untrained):
     q = _quantize(untrained, "mobilenet", "PC+ICN")
     graph = icn.convert(q)

@@ -2,6 +2,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ENV = {k: v for k, v in os.environ.items()
        if k not in ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")}
 
@@ -11,6 +13,7 @@ def _run(code):
                           timeout=300)
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_import_sets_legacy_keras_before_tensorflow():
     r = _run("import sys, os, tinyopt; assert 'tensorflow' not in sys.modules; "
              "assert os.environ['TF_USE_LEGACY_KERAS'] == '1'; "
@@ -27,6 +30,7 @@ def test_user_log_level_is_kept():
     assert r.stdout.strip() == "0"
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_keras3_already_active_raises_importerror():
     r = _run("import tensorflow as tf; tf.keras.layers\n"
              "try:\n    import tinyopt\nexcept ImportError as e:\n    print('IMPORTERROR', e)")

@@ -546,6 +546,7 @@ def _no_out(plan):
             for k, v in plan.items()}
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_fused_add_epilogue_exhaustive_on_the_host(tmp_path):
     """tn_m7_add_fused (the gemm kernel's fused residual ADD) equals the simulator's ADD on every
     pair of input codes (65,536 and a tail of 3), the layer's outputs being either input of the

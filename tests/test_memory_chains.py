@@ -109,6 +109,7 @@ def test_the_pad_step_is_counted_by_hand():
     assert memory.peak_ram_bytes(m, p4, accounting="paper") == 512 + 1152
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 @pytest.mark.parametrize("name", sorted(CHAINS))
 def test_peak_is_never_below_the_deployed_arena(name, tmp_path):
     m = CHAINS[name]()

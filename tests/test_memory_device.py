@@ -82,6 +82,7 @@ def _mixed(model, granularity="PL"):
 
 # ------------------------------------------------------------------------------ small models
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_seed_cnn():
     m = models.seed_cnn()
     x = np.random.default_rng(0).uniform(0, 1, (32, 28, 28, 1)).astype(np.float32)

@@ -52,6 +52,7 @@ def test_fit_is_deterministic_and_rejects_raw_pixels():
         train.fit(_tiny_model(), ((x * 255).astype(np.uint8), y), epochs=1, progress=False)
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_cosine_schedule_decays_and_bad_schedules_are_refused():
     x, y = _tiny_data()
     m = _tiny_model()

@@ -169,6 +169,7 @@ def test_graph_named_like_a_path_deploys_inside_out_dir(tmp_path):
     assert Path(r["export"].out_dir).resolve().is_relative_to(out.resolve())
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
 def test_names_that_slug_alike_stay_apart(tmp_path):
     g = synthetic_graph()
     x = _inputs(g, 2)
