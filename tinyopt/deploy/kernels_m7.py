@@ -449,7 +449,8 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
             left, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],
             layer.weight_bits, packed_bytes(ku, layer.weight_bits), common["NWZP"],
             int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
-            common["OB"], mode, int(sub_direct(step)), ku, *pool, *rq.values(), *_fused_add_args(step, graph_rounding)]
+            common["OB"], mode, int(sub_direct(step)), ku, *pool, *rq.values(),
+            *_fused_add_args(step, graph_rounding)]
     gather, best = scratch_parts(step)  # the gathered window, then a fused pool's maxima
     other = "in[1]" if step.add is not None else "in[0]"
     bp = _scratch(step, arena, "int32_t", gather) if best else "(int32_t *)0"
