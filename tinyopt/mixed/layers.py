@@ -265,18 +265,10 @@ class QuantCompute(keras.layers.Layer):
         """Axes of the kernel that are NOT output channels (reduced by PC quantization)."""
         return {"conv2d": (0, 1, 2), "depthwise": (0, 1), "dense": (0,)}[self.kind]
 
-    def build(self, input_shape):
-        cin = int(input_shape[-1])
-        c = self.op_config
-        if self.kind == "conv2d":
-            kshape = tuple(c["kernel_size"]) + (cin, c["filters"])
-            self.out_channels = c["filters"]
-        elif self.kind == "depthwise":
-            kshape = tuple(c["kernel_size"]) + (cin, c["depth_multiplier"])
-            self.out_channels = cin * c["depth_multiplier"]
-        else:
-            kshape = (cin, c["units"])
-            self.out_channels = c["units"]
+    def _add_kernel_bias_bn(self, kshape: tuple) -> None:
+        """The kernel (``kshape``), the bias and, with a BN, its four per-channel variables
+        (``out_channels`` of them); the BN-freezing state (subclasses with another kernel
+        layout call this too)."""
         self.kernel = self.add_weight("kernel", kshape, initializer="glorot_uniform")
         self.bias = self.add_weight("bias", (self.out_channels,), initializer="zeros")
         if self.bn_config is not None:
@@ -290,6 +282,20 @@ class QuantCompute(keras.layers.Layer):
         # The variable saves the state with the weights; ``frozen`` is what tracing reads.
         self.bn_frozen = self.add_weight("bn_frozen", (), initializer="zeros", trainable=False)
         self.frozen = False
+
+    def build(self, input_shape):
+        cin = int(input_shape[-1])
+        c = self.op_config
+        if self.kind == "conv2d":
+            kshape = tuple(c["kernel_size"]) + (cin, c["filters"])
+            self.out_channels = c["filters"]
+        elif self.kind == "depthwise":
+            kshape = tuple(c["kernel_size"]) + (cin, c["depth_multiplier"])
+            self.out_channels = cin * c["depth_multiplier"]
+        else:
+            kshape = (cin, c["units"])
+            self.out_channels = c["units"]
+        self._add_kernel_bias_bn(kshape)
         if self.granularity == "PL":
             reg = keras.regularizers.l2(self.clip_decay / 2) if self.clip_decay else None
             self.w_min = self.add_weight("w_min", (), initializer=keras.initializers.Constant(-1.0),

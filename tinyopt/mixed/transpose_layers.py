@@ -85,18 +85,7 @@ class QuantTransposeConv(QuantCompute):
         self.out_hw, _ = keras_geometry(tuple(int(d) for d in input_shape[1:3]),
                                         c["kernel_size"], c["strides"], c["padding"])
         kshape = tuple(int(k) for k in c["kernel_size"]) + (self.out_channels, cin)
-        self.kernel = self.add_weight("kernel", kshape, initializer="glorot_uniform")
-        self.bias = self.add_weight("bias", (self.out_channels,), initializer="zeros")
-        if self.bn_config is not None:
-            n = (self.out_channels,)
-            self.gamma = self.add_weight("gamma", n, initializer="ones")
-            self.beta = self.add_weight("beta", n, initializer="zeros")
-            self.moving_mean = self.add_weight("moving_mean", n, initializer="zeros",
-                                               trainable=False)
-            self.moving_variance = self.add_weight("moving_variance", n, initializer="ones",
-                                                   trainable=False)
-        self.bn_frozen = self.add_weight("bn_frozen", (), initializer="zeros", trainable=False)
-        self.frozen = False
+        self._add_kernel_bias_bn(kshape)
         if self.granularity == "PL":
             reg = keras.regularizers.l2(self.clip_decay / 2) if self.clip_decay else None
             self.w_min = self.add_weight("w_min", (),

@@ -39,8 +39,7 @@ from tinyopt.integer.graph import IntegerLayer
 from tinyopt.integer.ops._checks import table_op
 from tinyopt.integer.ops.hard_swish import KERAS as HARD_SWISH
 from tinyopt.integer.ops.hard_swish import _constant, _is_op
-from tinyopt.integer.ops.registry import (KerasPattern, OpKind, grid_fields, lookup_table,
-                                          register, table_lookup)
+from tinyopt.integer.ops.registry import (KerasPattern, OpKind, register, table_lookup, table_node)
 
 FORMS = ("relu6", "clip")
 _ADD = ("__operators__.add", "math.add")
@@ -111,19 +110,8 @@ def _keras_float(xp, x, config: dict):
 
 
 def _keras_lower(name: str, in_q: dict, out_q: dict, config: dict) -> list[dict]:
-    """One table node at every width (module docstring).
-
-    Raises:
-        ValueError: a quantization the table cannot hold (more than 8 bits) or an unknown
-            form, naming ``name``.
-    """
-    try:
-        table = lookup_table(KERAS, in_q, out_q, config)
-    except ValueError as exc:
-        raise ValueError(f"layer {name!r} (hard_sigmoid): {exc}; quantize its input and output "
-                         "with at most 8 bits") from None
-    return [{"kind": "hard_sigmoid", "name": name, **grid_fields("in", in_q),
-             **grid_fields("out", out_q), "table": table}]
+    """One table node at every width (module docstring; :func:`registry.table_node`)."""
+    return table_node("hard_sigmoid", KERAS, name, in_q, out_q, config)
 
 
 KERAS = KerasPattern(match=_keras_match, float_fn=_keras_float, lower=_keras_lower,

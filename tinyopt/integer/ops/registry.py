@@ -123,6 +123,24 @@ def output_codes(pattern: KerasPattern, y: np.ndarray, out_q: dict) -> np.ndarra
     return codes.astype(np.int64)
 
 
+def table_node(kind: str, pattern: KerasPattern, name: str, in_q: dict, out_q: dict,
+               config: dict) -> list[dict]:
+    """The one node of a table-only op (swish, hard_sigmoid) at any width: its
+    :func:`lookup_table` on the grids.
+
+    Raises:
+        ValueError: a quantization the table cannot hold (more than 8 bits), naming the layer
+            ``name``, the op and the fix.
+    """
+    try:
+        table = lookup_table(pattern, in_q, out_q, config)
+    except ValueError as exc:
+        raise ValueError(f"layer {name!r} ({kind}): {exc}; quantize its input and output with "
+                         "at most 8 bits") from None
+    return [{"kind": kind, "name": name, **grid_fields("in", in_q),
+             **grid_fields("out", out_q), "table": table}]
+
+
 def lookup_table(pattern: KerasPattern, in_q: dict, out_q: dict, config: dict) -> np.ndarray:
     """The ``2^in_bits``-entry table of an element-wise op at the given quantizations: entry
     ``c`` (a stored input code, unsigned) is the stored output code of the real input

@@ -30,8 +30,7 @@ import numpy as np
 
 from tinyopt.integer.graph import IntegerLayer
 from tinyopt.integer.ops._checks import table_op
-from tinyopt.integer.ops.registry import (KerasPattern, OpKind, grid_fields, lookup_table,
-                                          register, table_lookup)
+from tinyopt.integer.ops.registry import (KerasPattern, OpKind, register, table_lookup, table_node)
 
 # TFOpLambda symbols of the swish: tf.nn.silu is tf.nn.swish (one function, exported as both)
 _SYMBOLS = ("nn.silu", "nn.swish", "math.silu", "math.swish")
@@ -96,18 +95,8 @@ def _keras_float(xp, x, config: dict):
 
 
 def _keras_lower(name: str, in_q: dict, out_q: dict, config: dict) -> list[dict]:
-    """One table node at every width (module docstring).
-
-    Raises:
-        ValueError: a quantization the table cannot hold (more than 8 bits), naming ``name``.
-    """
-    try:
-        table = lookup_table(KERAS, in_q, out_q, config)
-    except ValueError as exc:
-        raise ValueError(f"layer {name!r} (swish): {exc}; quantize its input and output with "
-                         "at most 8 bits") from None
-    return [{"kind": "swish", "name": name, **grid_fields("in", in_q),
-             **grid_fields("out", out_q), "table": table}]
+    """One table node at every width (module docstring; :func:`registry.table_node`)."""
+    return table_node("swish", KERAS, name, in_q, out_q, config)
 
 
 KERAS = KerasPattern(match=_keras_match, float_fn=_keras_float, lower=_keras_lower,
