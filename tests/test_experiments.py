@@ -148,3 +148,32 @@ def test_notebook_05_sections_2_and_3_host_only(tmp_path, capsys):
         assert res["summary"]["host_images_exact"] == 4
     assert sorted(p.stem for p in tmp_path.glob("*.npz")) == ["mobilenet_32_0.25_mixed",
                                                                "seed_cnn_mixed_converted"]
+
+
+def test_iso_memory_more_flash_must_leave_an_int8_member():
+    grid = pd.DataFrame({"member": ["0.25@28", "0.5@28"], "int8_flash_bytes": [221560, 834968]})
+    with pytest.raises(ValueError, match="more_flash 200,000 B: no member fits it at int8"):
+        iso_memory.iso_memory_runs(None, grid, 500000, 9000, "PL", "PL", 1, 10, 1e-3, 8, 0, 10,
+                                   1e-4, 8, 10, "bilinear", 0, more_flash=[200000])
+
+
+def test_iso_memory_searches_table_over_seeds():
+    def rows(seed, mix, acc, int8):
+        return [
+            {"seed": seed, "flash_budget": 400, "policy": "int8", "member": "a", "integer_acc": int8},
+            {"seed": seed, "flash_budget": 400, "policy": "Mix-PL", "member": "b", "integer_acc": mix},
+            {"seed": seed, "flash_budget": 400, "policy": "Acc-PL", "member": "b", "integer_acc": acc},
+            {"seed": seed, "flash_budget": 400, "policy": "Mix-PL", "member": "c",
+             "integer_acc": None, "note": "BudgetError: ..."},
+            {"seed": seed, "flash_budget": 400, "policy": "Acc-PL", "member": "c",
+             "integer_acc": None, "note": "BudgetError: ..."}]
+    t = iso_memory.searches_table(pd.DataFrame(rows(0, 0.80, 0.82, 0.70) + rows(1, 0.84, 0.90, 0.72)))
+    t = t.set_index(["policy", "member"])
+    assert t.loc[("int8", "best"), "accuracy_mean"] == pytest.approx(0.71)
+    assert t.loc[("Mix-PL", "best"), "accuracy_mean"] == pytest.approx(0.82)
+    assert t.loc[("Mix-PL", "best"), "accuracy_min"] == pytest.approx(0.80)
+    assert t.loc[("Acc-PL", "b"), "minus_rule_pt"] == pytest.approx(4.0)
+    assert t.loc[("Acc-PL", "best"), "minus_int8_pt"] == pytest.approx(15.0)
+    assert t.loc[("Mix-PL", "c"), "runs"] == 2 and t.loc[("Mix-PL", "c"), "fit"] == 0
+    with pytest.raises(ValueError, match="flash_budget"):
+        iso_memory.searches_table(pd.DataFrame([{"policy": "int8", "integer_acc": 0.5}]))

@@ -123,7 +123,8 @@ def _check_05(out: Path) -> None:
 def _check_06(out: Path) -> None:
     from tinyopt import memory
     from tinyopt.policy import Policy
-    runs = pd.read_csv(out / "runs.csv").set_index("policy")
+    every = pd.read_csv(out / "runs.csv")
+    runs = every[every.flash_budget == 500000].set_index("policy")
     # RAM budget defaults to budget_member's w8a8 peak RAM; flash was given
     nodes = memory.mobilenet_v1_nodes(0.25, 28, 10, 1)
     ram = memory.peak_ram_bytes(nodes, Policy.uniform([n.name for n in nodes], 8, 8, "PL"))
@@ -144,6 +145,17 @@ def _check_06(out: Path) -> None:
     assert list(table.index) == ["0.25@28", "0.5@28"]
     assert table.loc["0.5@28", "Mix-PL"] == pytest.approx(runs.loc["Mix-PL", "integer_acc"])
     assert table.loc["0.5@28", "int8_that_fits"].startswith("0.25@28")
+    # more_flash: the same trained members under a tighter flash budget; int8 not re-run
+    tight = every[every.flash_budget == 400000].set_index("policy")
+    assert set(tight.index) == {"int8", "Mix-PL"} and (tight.ram_budget == ram).all()
+    assert tight.loc["int8", "integer_acc"] == runs.loc["int8", "integer_acc"]
+    assert tight.loc["Mix-PL", "flash_bytes"] <= 400000 < runs.loc["Mix-PL", "flash_bytes"]
+    budgets = pd.read_csv(out / "fashion_mnist_budgets.csv")
+    best = budgets.set_index(["flash_budget", "policy", "member"])
+    assert best.loc[(400000, "Mix-PL", "best"), "accuracy_mean"] == pytest.approx(
+        tight.loc["Mix-PL", "integer_acc"])
+    assert best.loc[(400000, "Mix-PL", "0.5@28"), "minus_int8_pt"] == pytest.approx(
+        100 * (tight.loc["Mix-PL", "integer_acc"] - tight.loc["int8", "integer_acc"]))
     run = pd.read_csv(out / "fashion_mnist_run.csv").iloc[0]
     assert run.ram_budget == ram and run.flash_budget == 500000 and run.test_images == 500
     assert (out / "fashion_mnist_pareto.png").stat().st_size > 1000
@@ -222,7 +234,7 @@ NOTEBOOKS = {
     "06_iso_memory": (("fashion_mnist",), dict(
         alphas=[0.25, 0.5], resolutions=[28], budget_member=[0.25, 28], flash_bytes=500000,
         epochs=2, train_samples=2000, qat_epochs=0, calibration_samples=128,
-        test_samples=500, granularity=["PL"]), _check_06),
+        test_samples=500, granularity=["PL"], more_flash=[400000]), _check_06),
     "07_real_models": ((), dict(
         models=["kws_dscnn", "ad_fcae"], images=6, host_images=4, mcu_images=2,
         run_mcu=False), _check_07),

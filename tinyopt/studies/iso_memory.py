@@ -193,6 +193,54 @@ def iso_memory_table(results, flash_budget: int, ram_budget: int):
     return table, best, verdict
 
 
+def searches_table(frame) -> pd.DataFrame:
+    """The rule against the accuracy-aware search and the best int8 that fits (issue 30), from
+    :func:`iso_memory_runs`' rows of one run or of a sweep (a ``seed`` or ``run`` column tells the
+    runs apart): per flash budget, for each policy family (``int8``: the best int8 member that
+    fits; ``Mix-<g>`` / ``Acc-<g>``: the rule / the accuracy-aware search, best member and each
+    member) the integer accuracy's mean, min and max over the runs, and in points the difference
+    of the means to the best int8 that fits and, for ``Acc-<g>``, to ``Mix-<g>`` of the same
+    member(s). A policy that did not fit (a ``BudgetError`` row) has no accuracy and is counted
+    in ``runs`` but not in ``fit``.
+
+    Raises:
+        ValueError: rows without ``flash_budget`` (a run of an older notebook 06).
+    """
+    import numpy as np
+    if "flash_budget" not in frame:
+        raise ValueError("rows without a flash_budget column: re-run notebook 06 (runs.csv of "
+                         "this version)")
+    key = "seed" if "seed" in frame else "run" if "run" in frame else None
+    f = frame.assign(_run=frame[key] if key else 0,
+                     integer_acc=pd.to_numeric(frame.get("integer_acc"), errors="coerce"))
+    per_run = []  # one row per (budget, run, policy, member or "best")
+    for (budget, run), g in f.groupby(["flash_budget", "_run"], sort=False):
+        ints = g[g.policy == "int8"].drop_duplicates("member")
+        per_run.append({"flash_budget": budget, "_run": run, "policy": "int8", "member": "best",
+                        "acc": ints.integer_acc.max()})
+        for pol, h in g[g.policy.str.startswith(("Mix", "Acc"))].groupby("policy", sort=False):
+            per_run.append({"flash_budget": budget, "_run": run, "policy": pol,
+                            "member": "best", "acc": h.integer_acc.max()})
+            per_run += [{"flash_budget": budget, "_run": run, "policy": pol, "member": m,
+                         "acc": a} for m, a in zip(h.member, h.integer_acc)]
+    p = pd.DataFrame(per_run)
+    rows = []
+    for (budget, pol, member), g in p.groupby(["flash_budget", "policy", "member"], sort=False):
+        rows.append({"flash_budget": budget, "policy": pol, "member": member,
+                     "runs": len(g), "fit": int(g.acc.notna().sum()),
+                     "accuracy_mean": g.acc.mean(), "accuracy_min": g.acc.min(),
+                     "accuracy_max": g.acc.max()})
+    out = pd.DataFrame(rows)
+    mean = {(r.flash_budget, r.policy, r.member): r.accuracy_mean for r in out.itertuples()}
+    out["minus_int8_pt"] = [100 * (r.accuracy_mean - mean[(r.flash_budget, "int8", "best")])
+                            for r in out.itertuples()]
+    out["minus_rule_pt"] = [
+        100 * (r.accuracy_mean - mean.get((r.flash_budget, "Mix" + r.policy[3:], r.member),
+                                          np.nan))
+        if r.policy.startswith("Acc") else np.nan for r in out.itertuples()]
+    return out
+
+
 def iso_memory_budget(alphas, resolutions, budget_member, flash_bytes: int | None,
                       ram_bytes: int | None, int8_granularity: str = "PL"):
     """Notebook 06's budget and the grid of members it is tested on (prints the budget).
@@ -228,7 +276,7 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
                     batch_size: int, qat_epochs: int, qat_samples: int, qat_lr: float,
                     calibration_samples: int, test_samples: int | None, resize_mode: str,
                     bn_recalibration_samples: int, seed: int = 0, on_row=None,
-                    searches=("memory",)):
+                    searches=("memory",), more_flash=()):
     """Notebook 06's runs: every member of ``grid`` trained in float (keyed random subsets of the
     training and test images, resized to its input), then :func:`iso_memory_member`.
 
@@ -246,18 +294,30 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
         seed: model initialisation, draws and training.
         searches: the mixed-policy searches to run per granularity, as
             :func:`iso_memory_member`.
+        more_flash: further flash budgets (bytes; the same RAM budget) run on the same trained
+            members (issue 30: tighter budgets where the rule cuts deeper, at the cost of the
+            policies only); each must let some member fit at int8.
         on_row: called with each row as it comes (e.g. a
             :class:`tinyopt.workbench.report.Checkpoint` of ``runs.csv``: a cut run keeps its
             rows).
 
     Returns:
-        The rows of every member, a DataFrame (``runs.csv``).
+        The rows of every member and budget, a DataFrame (``runs.csv``; ``flash_budget`` and
+        ``ram_budget`` name the budget of each row; an int8 row is run once per member and
+        repeated under each budget it fits).
 
     Raises:
-        RuntimeError: a memory-driven policy over the budget (a bug of the policy search).
+        ValueError: a budget of ``more_flash`` that no member fits at int8.
+        RuntimeError: a mixed policy over its budget (a bug of the policy search).
     """
     from tinyopt.front import models, train
     granularities = [granularity] if isinstance(granularity, str) else list(granularity)
+    budgets = [int(flash_budget), *(int(b) for b in more_flash if int(b) != int(flash_budget))]
+    for b in budgets[1:]:
+        if not (grid.int8_flash_bytes <= b).any():
+            raise ValueError(f"more_flash {b:,} B: no member fits it at int8 (smallest int8 "
+                             f"flash {int(grid.int8_flash_bytes.min()):,} B), so there is no int8 "
+                             "model to compare with; give a larger budget")
     x_tr_all, y_tr_all = subbyte.subset(ds.x_train, ds.y_train, train_samples, seed, 0, 0)
     x_te28, y_te = subbyte.subset(ds.x_test, ds.y_test, test_samples, seed, 0, 1)
     rows = []
@@ -269,21 +329,35 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
                                     seed=seed)
         train.fit(model, (x_tr, y_tr_all), epochs=epochs, batch_size=batch_size,
                   learning_rate=lr, seed=seed, progress=False)
-        member_rows = iso_memory_member(
-            {**member, "float_seconds": round(time.time() - t0, 1)}, model, (x_tr, y_tr_all),
-            (x_te, y_te), flash_budget, ram_budget, granularities, int8_granularity,
-            calibration_samples, qat_samples, qat_epochs, qat_lr, seed=seed,
-            bn_recalibration_samples=bn_recalibration_samples, searches=tuple(searches))
-        rows += member_rows
-        if on_row is not None:
+        seconds = round(time.time() - t0, 1)
+        int8_rows = None  # the member's int8 rows do not depend on the budget: run them once
+        for budget in budgets:
+            over = [k for k, o in (("flash", member["int8_flash_bytes"] > budget),
+                                   ("RAM", member["int8_ram_bytes"] > ram_budget)) if o]
+            this = {**member, "fits_int8": not over, "int8_over": "/".join(over),
+                    "float_seconds": seconds}
+            if not over and int8_rows is not None:
+                member_rows = [dict(r) for r in int8_rows]
+            else:
+                member_rows = iso_memory_member(
+                    this, model, (x_tr, y_tr_all), (x_te, y_te), budget, ram_budget,
+                    granularities, int8_granularity, calibration_samples, qat_samples,
+                    qat_epochs, qat_lr, seed=seed,
+                    bn_recalibration_samples=bn_recalibration_samples, searches=tuple(searches))
+                if not over:
+                    int8_rows = member_rows
             for row in member_rows:
-                on_row(row)
+                row.update({"flash_budget": budget, "ram_budget": ram_budget})
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
     results = pd.DataFrame(rows)
     if "integer_acc" in results:  # else no policy ran (every member a BudgetError row)
         mixed_ok = results[results.policy.str.startswith(("Mix", "Acc"))
                            & results.integer_acc.notna()]
-        if ((mixed_ok.flash_bytes > flash_budget) | (mixed_ok.ram_bytes > ram_budget)).any():
-            raise RuntimeError("a memory-driven policy exceeds the budget")
+        if ((mixed_ok.flash_bytes > mixed_ok.flash_budget)
+                | (mixed_ok.ram_bytes > mixed_ok.ram_budget)).any():
+            raise RuntimeError("a mixed policy exceeds its budget")
     return results
 
 
