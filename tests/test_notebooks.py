@@ -149,6 +149,8 @@ def _check_06(out: Path) -> None:
     tight = every[every.flash_budget == 400000].set_index("policy")
     assert set(tight.index) == {"int8", "Mix-PL"} and (tight.ram_budget == ram).all()
     assert tight.loc["int8", "integer_acc"] == runs.loc["int8", "integer_acc"]
+    # the float accuracy before BN re-estimation is the first budget's, not the re-estimated one
+    assert (every.groupby("member").float_acc_before_bn_recalibration.nunique() == 1).all()
     assert tight.loc["Mix-PL", "flash_bytes"] <= 400000 < runs.loc["Mix-PL", "flash_bytes"]
     budgets = pd.read_csv(out / "fashion_mnist_budgets.csv")
     best = budgets.set_index(["flash_budget", "policy", "member"])

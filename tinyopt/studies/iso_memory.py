@@ -331,6 +331,7 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
                   learning_rate=lr, seed=seed, progress=False)
         seconds = round(time.time() - t0, 1)
         int8_rows = None  # the member's int8 rows do not depend on the budget: run them once
+        raw_acc = None  # the float accuracy before BN re-estimation, measured at the first budget
         for budget in budgets:
             over = [k for k, o in (("flash", member["int8_flash_bytes"] > budget),
                                    ("RAM", member["int8_ram_bytes"] > ram_budget)) if o]
@@ -347,7 +348,10 @@ def iso_memory_runs(ds, grid: pd.DataFrame, flash_budget: int, ram_budget: int, 
                 if not over:
                     int8_rows = member_rows
             for row in member_rows:
-                row.update({"flash_budget": budget, "ram_budget": ram_budget})
+                # later budgets see the model already re-estimated (the same statistics again)
+                raw_acc = row["float_acc_before_bn_recalibration"] if raw_acc is None else raw_acc
+                row.update({"flash_budget": budget, "ram_budget": ram_budget,
+                            "float_acc_before_bn_recalibration": raw_acc})
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
