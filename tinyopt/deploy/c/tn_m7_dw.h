@@ -384,6 +384,7 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     const int32_t cc = DWQ ? (int32_t)tn_ld32(wb + (WIDE ? 24u : 12u)) : 0;
     const int32_t n0 = DWQ ? (NM == 1u ? N0 : (int32_t)np[c]) : 0;
     const uint32_t k = DWQ == 1u ? (uint32_t)(-n0) : DWQ == 2u ? (uint32_t)(-(n0 + 1)) : 0u;
+    const uint32_t D01 = tn_dw3_pack_hi(B0, B1); /* (d_02, d_12): stride 2 */
     const uint32_t *pq = p;
     const uint32_t *const end = p + (uint32_t)(OW / 2) * (uint32_t)SW;
 #if defined(__GNUC__)
@@ -401,13 +402,13 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
             p0 = pq[R2], p1 = pq[R2 + 1];
             a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
             a1 = tn_dw3_smlatb(p0, A2, tn_smlad(p1, B2, a1));
-        } else {
+        } else { /* d_02 and d_12 share one register (D01: fewer live registers, no spill) */
             uint32_t p0 = pq[R0], p1 = pq[R0 + 1], p2 = pq[R0 + 2];
-            a0 = tn_dw3_smlabt(p1, B0, tn_smlad(p0, A0, bias));
-            a1 = tn_dw3_smlabt(p2, B0, tn_smlad(p1, A0, bias));
+            a0 = tn_smlabb(p1, D01, tn_smlad(p0, A0, bias));
+            a1 = tn_smlabb(p2, D01, tn_smlad(p1, A0, bias));
             p0 = pq[R1], p1 = pq[R1 + 1], p2 = pq[R1 + 2];
-            a0 = tn_dw3_smlabt(p1, B1, tn_smlad(p0, A1, a0));
-            a1 = tn_dw3_smlabt(p2, B1, tn_smlad(p1, A1, a1));
+            a0 = tn_dw3_smlabt(p1, D01, tn_smlad(p0, A1, a0));
+            a1 = tn_dw3_smlabt(p2, D01, tn_smlad(p1, A1, a1));
             p0 = pq[R2], p1 = pq[R2 + 1], p2 = pq[R2 + 2];
             a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
             a1 = tn_dw3_smlabt(p2, B2, tn_smlad(p1, A2, a1));
