@@ -88,8 +88,8 @@ def test_dw3_row_kernel_host_bitexact(tmp_path, dw3_planned, name):
     assert all(isinstance(p, dict) for p in plans), plans
     if name == "tflite_double":  # the folded SMMLAR form, with (11 wide) and without doubling
         assert [p["DWQ"] for p in plans] == [1, 1, 1]
-    if name == "single_floor":  # tn_m7_out's forms
-        assert [p["DWQ"] for p in plans] == [0, 0]
+    if name == "single_floor":  # tn_m7_out's form (single rounding), the floor SMMLA form
+        assert [p["DWQ"] for p in plans] == [0, 2]
 
 
 def test_dw3_needs_its_planned_scratch(tmp_path):
@@ -117,13 +117,21 @@ def test_dw3_refuses_what_it_cannot_run(dw3_planned):
     zw = np.atleast_1d(lay.weight_zero_point).copy()
     lay.weight_zero_point = np.full_like(zw, 255)  # w - z_w leaves int8
     lay.weights = np.zeros_like(lay.weights)
-    # the shape still fits (a TFLite-flavour graph: the plan keeps the scratch), the weights
-    # do not: tn_m7_depthwise, and the choice says why
+    # the shape still fits (the plan keeps the scratch) and so do the weights: as int16 pairs
     assert kernels_m7.dw3_fits(step) and not steps_mod.dw3_weights_fit(lay)
     ch = kernels_m7.choose(step, 0, rounding=g.rounding)
-    assert ch.weights is None and "outside int8" in ch.reason
+    assert ch.weights is not None and ch.weights.size == 28 * 8
+    assert kernels_m7.dw3_plan(step, g.rounding)["WIDE"] == 1
     g2 = chain(9, [dict(layers[0], wshape=(3, 3, 8), wbits=4)], shape, 8, signed, zin, rounding)
-    assert not kernels_m7.dw3_fits(steps_mod.plan(g2)[0][0])  # 4-bit weights
+    assert kernels_m7.dw3_fits(steps_mod.plan(g2)[0][0])  # 4-bit weights: the row kernel too
+    for change in (dict(wshape=(5, 5, 8), padding=(2, 2, 2, 2)),  # a 5x5 window
+                   dict(wbits=1),  # 1-bit weights
+                   dict(stride=(3, 3), out_shape=(4, 4, 8))):  # stride 3
+        g3 = chain(9, [dict(layers[0], **change)], shape, 8, signed, zin, rounding)
+        st = steps_mod.plan(g3)[0][0]
+        assert not kernels_m7.dw3_fits(st), change
+        assert "dw3_fits" in kernels_m7.dw3_plan(st, g3.rounding)
+        assert steps_mod.dw3_scratch_bytes(st) == 0
 
 
 def test_dw3_weights_layout():

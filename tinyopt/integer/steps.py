@@ -319,6 +319,8 @@ def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[
         return "portable", f"input zero point {layer.in_zero_point} outside [-255, 255]"
     if layer.kind == "depthwise":
         b, c = layer.weight_bits, _hwc(layer.in_shape)[2]
+        if dw3_fits(step):  # the 3x3 row kernel, any 2/4/8-bit widths (kernels_m7.dw3_plan)
+            return "depthwise", ""
         if step.pool is not None:  # neither depthwise kernel fuses a pool
             return "portable", "fused max pool"
         why = ("depth multiplier > 1" if layer.depth_multiplier != 1
@@ -340,32 +342,34 @@ def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[
 
 def dw3_fits(step: Step) -> bool:
     """Does the 3x3 depthwise row kernel (tn_m7_dw3, c/tn_m7_dw.h) get ``step``, and its
-    scratch (:func:`dw3_scratch_bytes`)? A depthwise layer of 8-bit inputs, weights and
-    outputs, 3x3 window, strides of 1 or 2, depth multiplier 1, channels a multiple of 4, no
-    fused pool or ADD, requantized, in a graph of TFLite's rounding (an imported .tflite). The
-    kernel needs every weight minus its zero point in int8 (:func:`dw3_weights_fit`): TFLite's
-    weights are symmetric by the format, so there the choice is known before any weight is. The
-    sub-byte Keras path ("floor") quantizes 8-bit weights asymmetrically, and its memory model
-    (:mod:`tinyopt.mixed.skeleton`) plans the arena before calibration: planning the scratch
-    there would reserve it for a kernel the weights mostly cannot run, so its depthwise layers
-    keep tn_m7_depthwise. (A TFLite-flavour graph whose weights do not fit runs
-    tn_m7_depthwise in the planned scratch: ``kernels_m7.dw3_plan`` says why.)
-    Pure arithmetic on the layer's shape and widths and the graph's flavour."""
+    scratch (:func:`dw3_scratch_bytes`)? A depthwise layer of 2, 4 or 8-bit inputs, weights and
+    outputs (any mix), 3x3 window, strides of 1 or 2, depth multiplier 1, channels a multiple
+    of 4 (sub-byte inputs: a pixel's codes a whole number of halfwords, C XB % 16 == 0), no
+    fused pool or ADD, requantized, in a graph of a known rounding flavour (an imported
+    .tflite, or the sub-byte Keras path's "floor"). Any weights fit: the kernel takes
+    w - z_w as int16 (symmetric 8-bit and sub-byte weights as int8 bytes, asymmetric 8-bit ones
+    as int16 pairs, ``kernels_m7.dw3_weights``), so the choice is known before any weight is
+    and the memory model (:mod:`tinyopt.mixed.skeleton`, planned before calibration) reserves
+    the same scratch the export uses. Pure arithmetic on the layer's shape and widths and the
+    graph's flavour."""
     layer = step.layer
-    return not (step.graph_rounding not in ("tflite_single", "tflite_double")
-                or layer.kind != "depthwise" or layer.weight_bits != 8 or layer.in_bits != 8
-                or layer.out_bits != 8 or step.pool is not None or step.add is not None
+    c = _hwc(layer.in_shape)[2]
+    xb, wb, ob = int(layer.in_bits), int(layer.weight_bits), int(layer.out_bits)
+    return not (step.graph_rounding not in ("floor", "tflite_single", "tflite_double")
+                or layer.kind != "depthwise" or wb not in (2, 4, 8) or xb not in (2, 4, 8)
+                or ob not in (2, 4, 8) or step.pool is not None or step.add is not None
                 or not layer.requantize or layer.depth_multiplier != 1
                 or tuple(int(k) for k in layer.weight_shape[:2]) != (3, 3)
                 or tuple(layer.dilation) != (1, 1)
                 or any(int(s) not in (1, 2) for s in layer.stride)
-                or _hwc(layer.in_shape)[2] % 4 or abs(int(layer.in_zero_point)) > 255)
+                or c % 4 or (c * xb) % 16 or abs(int(layer.in_zero_point)) > 255)
 
 
 def dw3_weights_fit(layer) -> bool:
     """Do a depthwise layer's weights minus their zero point fit in int8 (the row kernel's
-    weight bytes; TFLite's symmetric weights: w - 128 in [-127, 127])?"""
-    w = np.asarray(layer.weights, np.int64).reshape(9, -1)
+    compact weight bytes; TFLite's symmetric weights: w - 128 in [-127, 127]; every sub-byte
+    width)? Else the row kernel reads them as int16 pairs (``kernels_m7.dw3_weights``)."""
+    w = layer.unpacked_weights().astype(np.int64).reshape(9, -1)
     zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)),
                          (w.shape[1],))
     d = w - zw[None, :]

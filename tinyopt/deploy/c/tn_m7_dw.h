@@ -139,14 +139,17 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
 }
 
 /* ------------------------------------------------------------------------------------------
- * 3x3 depthwise, 8-bit inputs and weights, stride 1 or 2: the row kernel (tn_m7_dw3).
+ * 3x3 depthwise, 2/4/8-bit inputs, weights and outputs, stride 1 or 2: the row kernel
+ * (tn_m7_dw3).
  *
  * Three input rows live in the step's scratch (kernels_m7.dw3_scratch_bytes), as int16
  * x' = x - z_x (padding included: 0 for zero-point padding, -z_x for integer-0 padding), one
  * plane per channel: rows[(c * 3 + slot) * WP + q], q = input column + PL, slot = (input row +
  * PT) % 3. An input row is widened once, when the first output row needing it starts (so each
  * input byte is read once, before any output byte of that row is written: the planner's
- * sliding write, integer.steps.write_delay, stays safe).
+ * sliding write, integer.steps.write_delay, stays safe). Sub-byte inputs (XB = 2, 4) are
+ * unpacked a halfword of two pixels at a time (tn_dw3_build), so the planes, and all below,
+ * are the same at every input width.
  *
  * Per channel and output row the weights are six registers: A_r = (d_r0, d_r1) and
  * B_r = (d_r1, d_r2) (int16 lanes, d = w - z_w), two SXTB16 of the exported word
@@ -158,6 +161,11 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  *     out_ox += SMLAD(p0, A) + SMLABT(p1, B),  out_ox+1 += SMLAD(p1, A) + SMLABT(p2, B)
  * so that 18 MACs take 12 multiplies and 3 (stride 2: 6) loads.
  *
+ * The weights d = w - z_w (any width, any zero point) are exported per channel as three words
+ * [d_r0, d_r1, d_r1, d_r2] of int8 when every d fits (TFLite's symmetric weights, sub-byte
+ * weights), else (WIDE: asymmetric 8-bit weights of the Keras path) as the six int16 pairs
+ * A_r, B_r themselves (kernels_m7.dw3_weights).
+ *
  * Requantization (DWQ = 1, kernels_m7.dw3_plan: TFLite's double rounding with every
  * n0 in [-30, -1], |acc| < 2^30, and the folded constant in range): with K = -n0,
  *     out = SSAT8((SMMLAR(acc << 1, m0, CC + [acc < 0]... ) >> K)
@@ -165,7 +173,12 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * rounding divide is (h + 2^(K-1) - [h < 0]) >> K ([h < 0] = [acc < 0], and for h = 0 both
  * give 0), and CC = 2^(K-1) + (z_out << K) adds the zero point before the shift (exact:
  * a multiple of 2^K); the export checks that CC + h stays in int32 for every accumulator the
- * layer can form. Then the clamp to [LO, HI] (inside the 8-bit type). DWQ = 0: tn_m7_out.
+ * layer can form. DWQ = 2 (the Keras path's floor flavour, every n0 <= -1): with
+ * K = -(n0 + 1), out = SMMLA(acc, m0, CC) >> K, CC = z_out << K: SMMLA adds CC to the floor of
+ * acc m0 / 2^32 (requant_floor's h, for n0 + 1 <= 0 no left shift), and the floor division
+ * by 2^K of h + z_out 2^K is floor(h / 2^K) + z_out. Then the saturation to the OB-bit type
+ * (SSAT / USAT) and the clamp to [LO, HI]. DWQ = 0: tn_m7_out. A sub-byte output code is
+ * stored into its byte (tn_dw3_put; the channels of a byte in one row pass).
  * ------------------------------------------------------------------------------------------ */
 
 #if defined(__ARM_FEATURE_DSP)
@@ -210,7 +223,7 @@ static inline uint32_t tn_dw3_pack_lo(uint32_t a, uint32_t b) { return tn_lanes(
 static inline uint32_t tn_dw3_pack_hi(uint32_t a, uint32_t b) { return tn_lanes(a >> 16, b >> 16); }
 #endif
 
-/* x's two int16 lanes doubled (SADD16) when DBL (|x| <= 128 in each lane). */
+/* x's two int16 lanes doubled (SADD16) when DBL (|x| <= 510 in each lane). */
 TN_INLINE uint32_t tn_dw3_dbl(uint32_t x, uint32_t DBL)
 {
     if (!DBL) return x;
@@ -221,28 +234,54 @@ TN_INLINE uint32_t tn_dw3_dbl(uint32_t x, uint32_t DBL)
 #endif
 }
 
+/* v saturated to the OB-bit signed or unsigned range (SSAT / USAT #OB; OB a constant) */
+#if defined(__ARM_FEATURE_DSP)
+#define tn_dw3_sat(v, OB, OS)                                                                  \
+    ((OB) == 8u ? tn_sat8((v), (OS))                                                           \
+     : (OB) == 4u ? ((OS) ? __ssat((v), 4) : (int32_t)__usat((v), 4))                          \
+                  : ((OS) ? __ssat((v), 2) : (int32_t)__usat((v), 2)))
+#else
+static inline int32_t tn_dw3_sat(int32_t v, uint32_t OB, uint32_t OS)
+{
+    const int32_t lo = OS ? -(1 << (OB - 1u)) : 0, hi = OS ? (1 << (OB - 1u)) - 1 : (1 << OB) - 1;
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+#endif
+
 /* One output code of the row kernel from its accumulator (see above). */
 TN_INLINE int32_t tn_dw3_out(const tn_layer_t *l, int32_t acc, uint32_t c, int32_t m0, int32_t cc,
-                             uint32_t k, uint32_t DWQ, uint32_t DBL, uint32_t OS, int32_t LO,
-                             int32_t HI, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+                             uint32_t k, uint32_t DWQ, uint32_t DBL, uint32_t OB, uint32_t OS,
+                             int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
 {
     int32_t v;
     if (!DWQ) return tn_m7_out(l, acc, c, 1u, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
-    /* acc: the accumulator, or twice it (DBL); the sign fix-up from its sign (one ADD with a
-     * shifted operand) */
-    v = tn_smmlar(DBL ? acc : (int32_t)((uint32_t)acc << 1), m0,
-                  (int32_t)((uint32_t)cc + (uint32_t)(acc >> 31)));
-    v = tn_sat8(v >> k, OS);
-    if (LO > (OS ? -128 : 0)) v = v < LO ? LO : v;
-    if (HI < (OS ? 127 : 255)) v = v > HI ? HI : v;
+    if (DWQ == 2u) /* floor: (SMMLA(acc, m0, z_out 2^K)) >> K */
+        v = tn_smmla(acc, m0, cc);
+    else /* acc: the accumulator, or twice it (DBL); the sign fix-up from its sign (one ADD
+          * with a shifted operand) */
+        v = tn_smmlar(DBL ? acc : (int32_t)((uint32_t)acc << 1), m0,
+                      (int32_t)((uint32_t)cc + (uint32_t)(acc >> 31)));
+    v = tn_dw3_sat(v >> k, OB, OS);
+    if (LO > (OS ? -(1 << (OB - 1u)) : 0)) v = v < LO ? LO : v;
+    if (HI < (OS ? (1 << (OB - 1u)) - 1 : (1 << OB) - 1)) v = v > HI ? HI : v;
     return v;
+}
+
+/* Store output code v at o: a byte (OB = 8), or the code of a sub-byte output at bit SH of its
+ * byte: the byte's first code is stored plain (the byte's other codes, of the next channels,
+ * are ORed in after it within the same row pass), the others read-modify-write. */
+TN_INLINE void tn_dw3_put(uint8_t *o, int32_t v, uint32_t OB, uint32_t SH)
+{
+    if (OB == 8u) *o = (uint8_t)v;
+    else if (SH == 0u) *o = (uint8_t)((uint32_t)v & ((1u << OB) - 1u));
+    else *o = (uint8_t)(*o | (((uint32_t)v & ((1u << OB) - 1u)) << SH));
 }
 
 /* Widen input row i (-PT <= i < H + PB) into slot s of the scratch planes (see above): its
  * columns PL .. PL + W - 1 (the padding columns hold the padding value from the start). */
 TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_t i, uint32_t s,
                             int32_t H, int32_t W, uint32_t C, int32_t PL, uint32_t WP,
-                            uint32_t XS, int32_t ZX, uint32_t PADZERO)
+                            uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO)
 {
     const int16_t pad = (int16_t)(PADZERO ? -ZX : 0);
     const uint32_t nzx2 = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
@@ -252,7 +291,7 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
             for (int32_t q = 0; q < W; q++) dst[q] = pad;
         return;
     }
-    {
+    if (XB == 8u) {
         const uint8_t *src = in + (uint32_t)i * (uint32_t)W * C;
         int16_t *d = dst;
         for (int32_t j = 0; j + 2 <= W; j += 2, d += 2) {
@@ -272,42 +311,86 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
                 TN_MEMCPY(e + 9u * WP, &v3, 4);
             }
         }
-        if (W & 1) {
-            const uint8_t *p = src + (uint32_t)(W - 1) * C;
-            for (uint32_t c = 0; c < C; c++)
-                dst[c * 3u * WP + (uint32_t)(W - 1)] = (int16_t)(tn_get(p, c, 8u, XS) - ZX);
+    } else {
+        /* sub-byte codes: a halfword of G = 16 / XB channels of pixel j beside the same
+         * halfword of pixel j + 1 (C XB / 8 bytes per pixel, even: dw3_fits), then per channel
+         * one AND of the shifted pair and, for a signed code or z_x != 0, one SSUB16 of
+         * (sign bit + z_x) after flipping the sign bit (two's complement of XB bits) */
+        const uint32_t pb = C * XB / 8u, G = 16u / XB;
+        const uint32_t mask = tn_lanemask(XB);
+        const uint32_t sb2 = XS ? (1u << (XB - 1u)) * 0x00010001u : 0u;
+        const uint32_t off2 = (((XS ? (1u << (XB - 1u)) : 0u) + (uint32_t)ZX) & 0xFFFFu)
+                              * 0x00010001u;
+        const uint8_t *src = in + (uint32_t)i * (uint32_t)W * pb;
+        int16_t *d = dst;
+        for (int32_t j = 0; j + 2 <= W; j += 2, d += 2) {
+            const uint8_t *p = src + (uint32_t)j * pb;
+            int16_t *e = d;
+            for (uint32_t h = 0; h < pb; h += 2u, p += 2, e += 3u * G * WP) {
+                uint16_t u0, u1;
+                uint32_t v;
+                TN_MEMCPY(&u0, p, 2);
+                TN_MEMCPY(&u1, p + pb, 2);
+                v = (uint32_t)u0 | ((uint32_t)u1 << 16);
+                TN_UNROLL
+                for (uint32_t g = 0; g < G; g++) {
+                    uint32_t t = (v >> (g * XB)) & mask;
+                    if (XS) t ^= sb2;
+                    if (XS || ZX != 0) t = tn_ssub16(t, off2);
+                    TN_MEMCPY(e + 3u * g * WP, &t, 4);
+                }
+            }
         }
+    }
+    if (W & 1) {
+        const uint8_t *p = in + ((uint32_t)i * (uint32_t)W + (uint32_t)(W - 1)) * (C * XB / 8u);
+        for (uint32_t c = 0; c < C; c++)
+            dst[c * 3u * WP + (uint32_t)(W - 1)] = (int16_t)(tn_get(p, c, XB, XS) - ZX);
     }
 }
 
 /* One channel of one output row: OW outputs from its planes at p (word aligned), kernel row r
- * in the plane at word offset Rr (constants: one pointer, immediate offsets, LDRD pairs). */
+ * in the plane at word offset Rr (constants: one pointer, immediate offsets, LDRD pairs);
+ * outputs at o, one pixel every OP bytes, the channel's code at bit SH of its byte. */
 TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int32_t *bp,
                               const int32_t *mp, const int8_t *np, const uint32_t *p, uint8_t *o,
-                              uint32_t c,
-                              uint32_t R0, uint32_t R1, uint32_t R2, uint32_t C, int32_t OW,
-                              int32_t SW, uint32_t DWQ, uint32_t OS, int32_t LO, int32_t HI,
-                              uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+                              uint32_t c, uint32_t R0, uint32_t R1, uint32_t R2, uint32_t OP,
+                              uint32_t SH, int32_t OW, int32_t SW, uint32_t WIDE, uint32_t DWQ,
+                              uint32_t OB, uint32_t OS, int32_t LO, int32_t HI, uint32_t NM,
+                              uint32_t ROUND, TN_RQ_ARGS)
 {
-    const uint8_t *wb = wp + c * 16u;
-    const uint32_t w0 = tn_ld32(wb), w1 = tn_ld32(wb + 4), w2 = tn_ld32(wb + 8);
+    /* WIDE: per channel the six int16 weight pairs themselves (28 bytes: asymmetric weights,
+     * w - z_w beyond int8); else three words of int8 [d_r0, d_r1, d_r1, d_r2] (16 bytes) */
+    const uint8_t *wb = wp + c * (WIDE ? 28u : 16u);
     /* DBL: with enough outputs per row, the weights and the bias are doubled once here (|2 d|
-     * <= 256 fits the int16 lanes; |2 acc| < 2^31 for DWQ = 1) so that the accumulators are
+     * <= 510 fits the int16 lanes; |2 acc| < 2^31 for DWQ = 1) so that the accumulators are
      * 2 acc, which tn_dw3_out's SMMLAR takes without a shift per output */
-    const uint32_t DBL = DWQ && OW >= 8;
-    const uint32_t A0 = tn_dw3_dbl(tn_dw3_sxtb16(w0), DBL), B0 = tn_dw3_dbl(tn_dw3_sxtb16_ror8(w0), DBL);
-    const uint32_t A1 = tn_dw3_dbl(tn_dw3_sxtb16(w1), DBL), B1 = tn_dw3_dbl(tn_dw3_sxtb16_ror8(w1), DBL);
-    const uint32_t A2 = tn_dw3_dbl(tn_dw3_sxtb16(w2), DBL), B2 = tn_dw3_dbl(tn_dw3_sxtb16_ror8(w2), DBL);
+    const uint32_t DBL = DWQ == 1u && OW >= 8;
+    uint32_t A0, B0, A1, B1, A2, B2;
+    if (WIDE) {
+        A0 = tn_ld32(wb), B0 = tn_ld32(wb + 4), A1 = tn_ld32(wb + 8), B1 = tn_ld32(wb + 12);
+        A2 = tn_ld32(wb + 16), B2 = tn_ld32(wb + 20);
+    } else {
+        const uint32_t w0 = tn_ld32(wb), w1 = tn_ld32(wb + 4), w2 = tn_ld32(wb + 8);
+        A0 = tn_dw3_sxtb16(w0), B0 = tn_dw3_sxtb16_ror8(w0);
+        A1 = tn_dw3_sxtb16(w1), B1 = tn_dw3_sxtb16_ror8(w1);
+        A2 = tn_dw3_sxtb16(w2), B2 = tn_dw3_sxtb16_ror8(w2);
+    }
+    A0 = tn_dw3_dbl(A0, DBL), B0 = tn_dw3_dbl(B0, DBL), A1 = tn_dw3_dbl(A1, DBL);
+    B1 = tn_dw3_dbl(B1, DBL), A2 = tn_dw3_dbl(A2, DBL), B2 = tn_dw3_dbl(B2, DBL);
+    {
     const int32_t bias = (int32_t)((uint32_t)bp[c] << DBL);
     const int32_t m0 = DWQ ? (NM == 1u ? M0 : mp[c]) : 0;
-    const int32_t cc = DWQ ? (int32_t)tn_ld32(wb + 12) : 0;
-    const uint32_t k = DWQ ? (uint32_t)(-(NM == 1u ? N0 : (int32_t)np[c])) : 0u;
+    const int32_t cc = DWQ ? (int32_t)tn_ld32(wb + (WIDE ? 24u : 12u)) : 0;
+    const int32_t n0 = DWQ ? (NM == 1u ? N0 : (int32_t)np[c]) : 0;
+    const uint32_t k = DWQ == 1u ? (uint32_t)(-n0) : DWQ == 2u ? (uint32_t)(-(n0 + 1)) : 0u;
+    const uint32_t D01 = tn_dw3_pack_hi(B0, B1); /* (d_02, d_12): stride 2 */
     const uint32_t *pq = p;
     const uint32_t *const end = p + (uint32_t)(OW / 2) * (uint32_t)SW;
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
-    for (; pq != end; pq += SW, o += 2u * C) {
+    for (; pq != end; pq += SW, o += 2u * OP) {
         int32_t a0, a1;
         if (SW == 1) {
             uint32_t p0 = pq[R0], p1 = pq[R0 + 1];
@@ -319,46 +402,56 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
             p0 = pq[R2], p1 = pq[R2 + 1];
             a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
             a1 = tn_dw3_smlatb(p0, A2, tn_smlad(p1, B2, a1));
-        } else {
+        } else { /* d_02 and d_12 share one register (D01: fewer live registers, no spill) */
             uint32_t p0 = pq[R0], p1 = pq[R0 + 1], p2 = pq[R0 + 2];
-            a0 = tn_dw3_smlabt(p1, B0, tn_smlad(p0, A0, bias));
-            a1 = tn_dw3_smlabt(p2, B0, tn_smlad(p1, A0, bias));
+            a0 = tn_smlabb(p1, D01, tn_smlad(p0, A0, bias));
+            a1 = tn_smlabb(p2, D01, tn_smlad(p1, A0, bias));
             p0 = pq[R1], p1 = pq[R1 + 1], p2 = pq[R1 + 2];
-            a0 = tn_dw3_smlabt(p1, B1, tn_smlad(p0, A1, a0));
-            a1 = tn_dw3_smlabt(p2, B1, tn_smlad(p1, A1, a1));
+            a0 = tn_dw3_smlabt(p1, D01, tn_smlad(p0, A1, a0));
+            a1 = tn_dw3_smlabt(p2, D01, tn_smlad(p1, A1, a1));
             p0 = pq[R2], p1 = pq[R2 + 1], p2 = pq[R2 + 2];
             a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
             a1 = tn_dw3_smlabt(p2, B2, tn_smlad(p1, A2, a1));
         }
-        o[0] = (uint8_t)tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OS, LO, HI, NM, ROUND, TN_RQ);
-        o[C] = (uint8_t)tn_dw3_out(l, a1, c, m0, cc, k, DWQ, DBL, OS, LO, HI, NM, ROUND, TN_RQ);
+        tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND, TN_RQ),
+                   OB, SH);
+        tn_dw3_put(o + OP, tn_dw3_out(l, a1, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND,
+                                      TN_RQ), OB, SH);
     }
     if (OW & 1) { /* the last output alone (its column (OW - 1) SW is even) */
         int32_t a0 = tn_dw3_smlabt(pq[R0 + 1], B0, tn_smlad(pq[R0], A0, bias));
         a0 = tn_dw3_smlabt(pq[R1 + 1], B1, tn_smlad(pq[R1], A1, a0));
         a0 = tn_dw3_smlabt(pq[R2 + 1], B2, tn_smlad(pq[R2], A2, a0));
-        o[0] = (uint8_t)tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OS, LO, HI, NM, ROUND, TN_RQ);
+        tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND, TN_RQ),
+                   OB, SH);
+    }
     }
 }
 
 /* The channels of one output row, kernel rows in slots S0, S1, S2 (constants: the loop is
- * compiled once per rotation of the three slots). */
+ * compiled once per rotation of the three slots; for a sub-byte output once per code of a
+ * byte, G = 8 / OB channels per pass, so that each code's bit offset is a constant). */
 TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, uint32_t S0,
                           uint32_t S1, uint32_t S2, uint32_t C, int32_t OW, int32_t SW,
-                          uint32_t WP, uint32_t DWQ, uint32_t OS, int32_t LO, int32_t HI,
-                          uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+                          uint32_t WP, uint32_t WIDE, uint32_t DWQ, uint32_t OB, uint32_t OS,
+                          int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
 {
     const uint32_t *p = (const uint32_t *)(const void *)rows;
     const uint32_t wp = WP / 2u; /* words per plane */
     const uint8_t *w = l->w; /* the per-channel arrays, read once per row */
     const int32_t *bias = l->bias, *m0 = l->m0;
     const int8_t *n0 = l->n0;
+    const uint32_t G = 8u / OB, OP = C * OB / 8u; /* codes per byte; bytes per output pixel */
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
-    for (uint32_t c = 0; c < C; c++, p += 3u * wp)
-        tn_dw3_channel(l, w, bias, m0, n0, p, o + c, c, S0 * wp, S1 * wp, S2 * wp, C, OW, SW,
-                       DWQ, OS, LO, HI, NM, ROUND, TN_RQ);
+    for (uint32_t c = 0; c < C; c += G, p += 3u * G * wp) {
+        TN_UNROLL
+        for (uint32_t g = 0; g < G; g++)
+            tn_dw3_channel(l, w, bias, m0, n0, p + 3u * g * wp, o + c / G, c + g, S0 * wp, S1 * wp,
+                           S2 * wp, OP, g * OB, OW, SW, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND,
+                           TN_RQ);
+    }
 }
 
 /* The row kernel (see above). rows: 3 * C * WP int16, word aligned; WP even, at least
@@ -366,9 +459,9 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, 
 TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
                          int16_t *TN_RESTRICT rows, int32_t H, int32_t W, uint32_t C,
                          int32_t OH, int32_t OW, int32_t SH, int32_t SW, int32_t PT,
-                         int32_t PL, uint32_t WP, uint32_t XS, int32_t ZX, uint32_t PADZERO,
-                         uint32_t DWQ, uint32_t OS, int32_t LO, int32_t HI, uint32_t NM,
-                         uint32_t ROUND, TN_RQ_ARGS)
+                         int32_t PL, uint32_t WP, uint32_t XB, uint32_t XS, int32_t ZX,
+                         uint32_t PADZERO, uint32_t WIDE, uint32_t DWQ, uint32_t OB, uint32_t OS,
+                         int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
 {
     int32_t next = -PT; /* the next input row to widen */
     {   /* the padding columns of every plane, once (rows only ever write columns PL..PL+W-1) */
@@ -381,19 +474,22 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
     }
     for (int32_t oy = 0; oy < OH; oy++) {
         const int32_t last = oy * SH - PT + 2;
-        uint8_t *o = out + (uint32_t)oy * (uint32_t)OW * C;
+        uint8_t *o = out + (uint32_t)oy * ((uint32_t)OW * (C * OB / 8u));
         for (; next <= last; next++)
-            tn_dw3_build(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XS, ZX,
+            tn_dw3_build(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XB, XS, ZX,
                          PADZERO);
         switch ((uint32_t)(oy * SH) % 3u) {
         case 0:
-            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, WP, DWQ, OS, LO, HI, NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, WP, WIDE, DWQ, OB, OS, LO, HI, NM,
+                       ROUND, TN_RQ);
             break;
         case 1:
-            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, WP, DWQ, OS, LO, HI, NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, WP, WIDE, DWQ, OB, OS, LO, HI, NM,
+                       ROUND, TN_RQ);
             break;
         default:
-            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, WP, DWQ, OS, LO, HI, NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, WP, WIDE, DWQ, OB, OS, LO, HI, NM,
+                       ROUND, TN_RQ);
             break;
         }
     }

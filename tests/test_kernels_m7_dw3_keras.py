@@ -1,0 +1,97 @@
+"""The 3x3 depthwise row kernel (tn_m7_dw3, c/tn_m7_dw.h) on the sub-byte Keras path (issue 29):
+"floor" graphs, asymmetric 8-bit weights (w - z_w beyond int8: the WIDE int16 weight pairs),
+2/4/8-bit inputs, weights and outputs in any mix, PL and PC, the floor SMMLA requantization
+(DWQ = 2) and tn_m7_out; bit-exact with tinyopt.sim on the host. The kernel choice keeps the
+sub-byte rule (integer.steps.sub_kernel: scratch at lower bits <= at 8 bits)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.test_kernels_m7 import _dw, chain, host_check
+from tests.test_kernels_m7_dw_add import _dw3_calls
+from tinyopt.deploy import kernels_m7
+from tinyopt.integer import steps as steps_mod
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+
+
+def _head(c, n):
+    return [dict(kind="flatten"),
+            dict(kind="dense", out_shape=(5,), wshape=(5, n), wbits=8, out_bits=32,
+                 out_signed=True, requantize=False)]
+
+
+# (input bits, signed, z_x, input shape, layers): chain() draws weight codes over the whole
+# range and zero points in the middle half, so 8-bit weights are asymmetric (WIDE)
+KERAS_CHAINS = {
+    "w8a8": (8, False, 0, (9, 9, 16), [
+        _dw(16, 9, 8, 8, per_channel=True, icn=True, out_zero_point=0),
+        _dw(16, 9, 8, 8, stride=2, out_zero_point=3),
+        _dw(16, 5, 8, 8, pad_mode="zero_point", per_channel=True, out_zero_point=0),
+        *_head(16, 400)]),
+    "w4a4": (4, False, 2, (10, 10, 16), [
+        _dw(16, 10, 4, 4, per_channel=True, icn=True, out_zero_point=1),
+        _dw(16, 10, 4, 4, stride=2, pad_mode="zero_point"),
+        _dw(16, 5, 4, 8, out_zero_point=0), *_head(16, 400)]),
+    "w2a2": (2, False, 1, (9, 9, 32), [
+        _dw(32, 9, 2, 2, per_channel=True, icn=True),
+        _dw(32, 9, 2, 2, stride=2, pad_mode="zero_point", out_zero_point=1),
+        _dw(32, 5, 2, 4), *_head(32, 800)]),
+    "mixed_signed": (4, True, -1, (8, 8, 8), [
+        _dw(8, 8, 8, 2, per_channel=True, icn=True),
+        _dw(8, 8, 4, 4, stride=2, pad_mode="zero_point", out_zero_point=2),
+        _dw(8, 4, 2, 8, per_channel=True), *_head(8, 128)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_CHAINS))
+def test_dw3_floor_subbyte_host_bitexact(tmp_path, name):
+    bits, signed, zin, shape, layers = KERAS_CHAINS[name]
+    g = chain(len(name) + 30, layers, shape, bits, signed, zin, "floor")
+    e = host_check(g, tmp_path, n=24)
+    dws = [s for s in e.steps if s.layer.kind == "depthwise"]
+    assert _dw3_calls(e, tmp_path) == len(dws) == 3, "every depthwise step on the row kernel"
+    plans = [kernels_m7.dw3_plan(s, g.rounding) for s in dws]
+    assert all(isinstance(p, dict) for p in plans), plans
+    assert {p["DWQ"] for p in plans} <= {0, 2}
+    if name == "w8a8":  # asymmetric 8-bit weights: the int16 pairs
+        assert [p["WIDE"] for p in plans] == [1, 1, 1]
+    if name in ("w4a4", "w2a2"):  # sub-byte weights fit the int8 bytes
+        assert [p["WIDE"] for p in plans] == [0, 0, 0]
+
+
+def test_dw3_subbyte_keeps_the_scratch_rule():
+    """A sub-byte 3x3 depthwise step takes the row kernel with exactly the scratch of the same
+    layer at 8 bits (steps.sub_kernel's bound), never the portable kernel; a 2-bit input whose
+    pixel is not a whole number of halfwords (4 channels) does not take it."""
+    bits, signed, zin, shape, layers = KERAS_CHAINS["w2a2"]
+    g = chain(3, layers, shape, bits, signed, zin, "floor")
+    steps, _ = steps_mod.plan(g)
+    for st in steps[:3]:
+        assert steps_mod.m7_kernel(st) == ("depthwise", "")
+        assert steps_mod.scratch_bytes(st) == steps_mod.eight_bit_scratch(st) > 0
+        assert steps_mod.scratch_bytes(st) == steps_mod.dw3_scratch_bytes(st)
+    g4 = chain(3, [_dw(4, 6, 2, 2), *_head(4, 144)], (6, 6, 4), 2, False, 0, "floor")
+    st = steps_mod.plan(g4)[0][0]
+    assert not steps_mod.dw3_fits(st)
+    assert steps_mod.m7_kernel(st)[0] != "portable"
+
+
+def test_dw3_wide_weights_layout():
+    bits, signed, zin, shape, layers = KERAS_CHAINS["w8a8"]
+    lay = chain(11, layers, shape, bits, signed, zin, "floor").layers[0]
+    assert not steps_mod.dw3_weights_fit(lay)
+    cc = np.arange(16) * 1000 - 3000
+    blob = kernels_m7.dw3_weights(lay, cc, wide=True).reshape(16, 28)
+    d = (lay.unpacked_weights().astype(np.int64)
+         - np.atleast_1d(lay.weight_zero_point)[None, None, :])
+    for c in range(16):
+        lanes = blob[c, :24].copy().view("<i2").reshape(3, 4)
+        for r in range(3):
+            assert list(lanes[r]) == [d[r, 0, c], d[r, 1, c], d[r, 1, c], d[r, 2, c]]
+        assert int(blob[c, 24:].copy().view("<i4")[0]) == cc[c]
+    with pytest.raises(ValueError, match="outside int8"):
+        kernels_m7.dw3_weights(lay, cc)
