@@ -47,8 +47,15 @@ KERAS_CHAINS = {
 }
 
 
+@pytest.fixture
+def row_kernel_everywhere(monkeypatch):
+    """These chains are all depthwise: every step sets the arena's peak, so the planner's rule
+    (the row kernel only where its scratch is free) would never run it; force it."""
+    monkeypatch.setattr(steps_mod, "ROW_KERNEL_WHERE_FREE", False)
+
+
 @pytest.mark.parametrize("name", sorted(KERAS_CHAINS))
-def test_dw3_floor_subbyte_host_bitexact(tmp_path, name):
+def test_dw3_floor_subbyte_host_bitexact(tmp_path, name, row_kernel_everywhere):
     bits, signed, zin, shape, layers = KERAS_CHAINS[name]
     g = chain(len(name) + 30, layers, shape, bits, signed, zin, "floor")
     e = host_check(g, tmp_path, n=24)
@@ -63,7 +70,7 @@ def test_dw3_floor_subbyte_host_bitexact(tmp_path, name):
         assert [p["WIDE"] for p in plans] == [0, 0, 0]
 
 
-def test_dw3_subbyte_keeps_the_scratch_rule():
+def test_dw3_subbyte_keeps_the_scratch_rule(row_kernel_everywhere):
     """A sub-byte 3x3 depthwise step takes the row kernel with exactly the scratch of the same
     layer at 8 bits (steps.sub_kernel's bound), never the portable kernel; a 2-bit input whose
     pixel is not a whole number of halfwords (4 channels) does not take it."""
@@ -95,3 +102,40 @@ def test_dw3_wide_weights_layout():
         assert int(blob[c, 24:].copy().view("<i4")[0]) == cc[c]
     with pytest.raises(ValueError, match="outside int8"):
         kernels_m7.dw3_weights(lay, cc)
+
+
+def _arenas(graph_or_plan, monkeypatch):
+    """(arena under the planner's rule, arena with no row kernel, steps on the row kernel)."""
+    steps, mem = graph_or_plan()
+    rows = sum(steps_mod.dw3_fits(s) for s in steps)
+    with monkeypatch.context() as m:
+        m.setattr(steps_mod, "dw3_fits", lambda step: False)
+        _, bare = graph_or_plan()
+    return mem.arena_bytes, bare.arena_bytes, rows
+
+
+def test_row_kernel_only_where_its_scratch_is_free(monkeypatch):
+    """On a Keras-path graph the row kernel never grows the arena: an all-depthwise chain (each
+    step at the peak) keeps the arena of the plan without it and runs no row kernel; the Keras
+    VWW MobileNet, whose peak is elsewhere, takes it on most depthwise steps at the same arena,
+    and DS-CNN (every depthwise layer at the peak) on none. Forced everywhere, the chain's arena
+    grows (the rule is not idle)."""
+    bits, signed, zin, shape, layers = KERAS_CHAINS["w8a8"]
+    g = chain(5, layers, shape, bits, signed, zin, "floor")
+    ruled, bare, rows = _arenas(lambda: steps_mod.memory_plan(g), monkeypatch)
+    assert ruled == bare and rows == 0
+    with monkeypatch.context() as m:
+        m.setattr(steps_mod, "ROW_KERNEL_WHERE_FREE", False)
+        assert steps_mod.memory_plan(g)[1].arena_bytes > bare
+    from tinyopt.mixed import memory
+    from tinyopt.mixed.policy import Policy
+    from tinyopt.studies.any_graph import mlperf_architecture
+    for arch, least in (("vww_mobilenet", 10), ("kws_dscnn", 0)):
+        model = mlperf_architecture(arch, classes=10, seed=0)
+        for wb, ab in ((8, 8), (4, 4)):
+            pol = Policy.uniform(model, wb, ab, "PL")
+            ruled, bare, rows = _arenas(lambda: memory.device_plan(model, pol, "logits")[:2],
+                                        monkeypatch)
+            assert ruled == bare, (arch, wb, ab)
+            assert rows >= least, (arch, wb, ab, rows)
+            assert memory.peak_ram_bytes(model, pol, "logits") == ruled

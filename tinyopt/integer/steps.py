@@ -46,6 +46,9 @@ MAX_SCRATCH = 16384
 # The scratch of a step is int16 im2col rows read a word at a time and int32 outputs: its offset
 # in the arena is a multiple of 4 (the C arena itself is 4-byte aligned).
 SCRATCH_ALIGN = 4
+# The 3x3 depthwise row kernel on a Keras-path ("floor") graph only where its scratch does not
+# grow the arena (memory_plan); False: wherever it fits (the kernel tests force it so).
+ROW_KERNEL_WHERE_FREE = True
 
 # The dense and pointwise kernels of 8-bit layers (tn_m7_fc, tn_m7_conv) read their weights in an
 # order of their own, which codegen.export_c writes for those steps (kernels_m7.Choice.weights);
@@ -77,6 +80,7 @@ class Step:
     add_slot: int = 0  # which input of the ADD the compute layer's output is
     scratch_bytes: int = 0  # the kernel's scratch (:func:`scratch_bytes`), alive in this step
     scratch_offset: int = 0  # ... its place in the arena (a multiple of SCRATCH_ALIGN)
+    row_kernel: bool = True  # may tn_m7_dw3 run it (memory_plan: where its scratch is free)
     graph_rounding: str | None = None  # the graph's requantization flavour (IntegerGraph.rounding)
 
     @property
@@ -356,7 +360,8 @@ def dw3_fits(step: Step) -> bool:
     c = _hwc(layer.in_shape)[2]
     xb, wb, ob = int(layer.in_bits), int(layer.weight_bits), int(layer.out_bits)
     return not (step.graph_rounding not in ("floor", "tflite_single", "tflite_double")
-                or layer.kind != "depthwise" or wb not in (2, 4, 8) or xb not in (2, 4, 8)
+                or not step.row_kernel or layer.kind != "depthwise"
+                or wb not in (2, 4, 8) or xb not in (2, 4, 8)
                 or ob not in (2, 4, 8) or step.pool is not None or step.add is not None
                 or not layer.requantize or layer.depth_multiplier != 1
                 or tuple(int(k) for k in layer.weight_shape[:2]) != (3, 3)
@@ -636,26 +641,78 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
         raise ValueError("the graph has no compute, pool or DAG node to export (only reshapes)")
     names = {graph.input_name, *(t for s in steps for t in (*s.inputs, s.output)), *aliases}
     sizes = {t: tensor_bytes(graph.tensor(t)) for t in names}
-    io = [memplan.StepIO(s.inputs, s.output,
-                         tuple(k for k in ((1,) if s.add is not None
-                                           else REGISTRY[s.layer.kind].inplace_inputs)
-                               # in place: the same bytes AND the same element width (a
-                               # 2-bit input and a 4-bit output of 2 elements are one byte
-                               # each: an element-wise kernel would overwrite unread codes)
-                               if overlap and sizes[s.inputs[k]] == sizes[s.output]
-                               and s.in_specs[k].bits == s.out_bits),
-                         exclusive=s.add is not None,
-                         slide=() if not overlap or write_delay(s) is None
-                         else ((0, write_delay(s)),),
-                         scratch=scratch_bytes(s, kernels), scratch_align=SCRATCH_ALIGN)
-          for s in steps]
-    mem = memplan.plan_memory(io, sizes, graph.input_name, outputs, aliases)
+    mem, io = _plan_row_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels)
     for k, s in enumerate(steps):
         s.in_offsets = tuple(mem.offset(t) for t in s.inputs)
         s.in_offset, s.out_offset = s.in_offsets[0], mem.offset(s.output)
         s.scratch_bytes = io[k].scratch
         s.scratch_offset = mem.scratch_offset(k) if io[k].scratch else 0
     return steps, mem
+
+
+def _plan_row_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels):
+    """The memory plan of ``steps`` and its step records, choosing where the 3x3 depthwise row
+    kernel runs on a sub-byte Keras-path ("floor") graph: only at the steps where its scratch
+    does not grow the arena planned without any (greedily, in execution order). Why: on that
+    path RAM is the budget the mixed-precision search spends bits on, and the row kernel's
+    three int16 input rows would otherwise set the peak of a depthwise network (DS-CNN w8a8:
+    9,796 -> 12,868 B); the speed is taken where it is free. An imported .tflite keeps the row
+    kernel everywhere (its arena stays below CMSIS-NN's on the MLPerf models)."""
+    def planned():
+        io = _step_ios(steps, sizes, overlap, kernels)
+        return memplan.plan_memory(io, sizes, graph.input_name, outputs, aliases), io
+
+    candidates = [s for s in steps if ROW_KERNEL_WHERE_FREE and graph.rounding == "floor"
+                  and kernels == "m7" and dw3_fits(s)]
+    if not candidates:
+        return planned()
+    for s in candidates:
+        s.row_kernel = False
+    floor_mem, floor_io = planned()
+    # first guess: the steps whose live bytes in that plan leave room for the scratch (one
+    # more plan); when the planner cannot place them all so, one plan per candidate
+    index = {id(s): k for k, s in enumerate(steps)}
+    free = []
+    for s in candidates:
+        k = index[id(s)]
+        s.row_kernel = True
+        held = sum(b.span_at(k) for b in floor_mem.buffers)
+        if held + scratch_bytes(s, kernels) + SCRATCH_ALIGN <= floor_mem.arena_bytes:
+            free.append(s)
+        s.row_kernel = s in free
+    best = planned() if free else (floor_mem, floor_io)
+    if best[0].arena_bytes <= floor_mem.arena_bytes:
+        return best
+    best = floor_mem, floor_io
+    for s in free:
+        s.row_kernel = False
+    for s in free:
+        s.row_kernel = True
+        trial = planned()
+        if trial[0].arena_bytes <= floor_mem.arena_bytes:
+            best = trial
+        else:
+            s.row_kernel = False
+    return best
+
+
+def _step_ios(steps, sizes, overlap, kernels) -> list:
+    """The planner's record of each step (:class:`memplan.StepIO`): inputs, output, in-place
+    and sliding writes, scratch."""
+    ios = []
+    for s in steps:
+        # in place: the same bytes AND the same element width (a 2-bit input and a 4-bit
+        # output of 2 elements are one byte each: an element-wise kernel would overwrite
+        # unread codes)
+        inplace = tuple(k for k in ((1,) if s.add is not None
+                                    else REGISTRY[s.layer.kind].inplace_inputs)
+                        if overlap and sizes[s.inputs[k]] == sizes[s.output]
+                        and s.in_specs[k].bits == s.out_bits)
+        ios.append(memplan.StepIO(
+            s.inputs, s.output, inplace, exclusive=s.add is not None,
+            slide=() if not overlap or write_delay(s) is None else ((0, write_delay(s)),),
+            scratch=scratch_bytes(s, kernels), scratch_align=SCRATCH_ALIGN))
+    return ios
 
 
 def plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True,
