@@ -36,8 +36,12 @@ Kernels:
   each row pair of weights (:func:`conv_weights`: window rows padded with the row's weight zero
   point, then :func:`fc_weights`' pair words) read once for both pixels: per group of four lanes
   one LDRD of weights, two LDRD of lanes, two UXTB16, four SMLALD and four SMLAD, i.e. 13
-  instructions per 16 MACs in an assembly loop of four groups; outputs written as computed (no
-  int32 output scratch). A fused residual ADD is applied to each output as it is computed
+  instructions per 16 MACs in an assembly loop of four groups; where :func:`conv_plan` bounds
+  every pair's sum in 32 bits (QUAD), two row pairs per loop instead (24 instructions per 32
+  MACs); where the requantization allows (TAB), each block's weights are followed by its
+  channels' constants (doubled bias, m0, a rounding constant holding the output zero point,
+  the shift), about eight instructions per output; outputs written as computed (no int32
+  output scratch). A fused residual ADD is applied to each output as it is computed
   (``tn_m7_add``'s arithmetic, :func:`add_plan`; the other addend's element read just before
   the sum is written over it); only when its plan fails are the pair's ``2 * CO`` int32 outputs
   kept in scratch for the portable arithmetic.
@@ -239,8 +243,9 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
         args = [2 if step.add is not None else 0, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
                 layer.stride[1], top, left, common["XS"], common["ZX"], common["PADZERO"],
                 conv_lanes(layer)[0], int(_inside(layer, gemm_geometry(layer))),
-                *conv_plan(layer, graph_rounding), common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
-                common["OB"], *rq.values(), *_fused_add_args(step, graph_rounding)]
+                *conv_plan(layer, graph_rounding), common["NWZP"], int(zw[0]), common["REQ"],
+                common["NM"], common["ROUND"], common["OB"], *rq.values(),
+                *_fused_add_args(step, graph_rounding)]
         lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
         return (head + f"    tn_m7_conv(l, in[0], {other}, out, "
                 f"{_scratch(step, arena, 'uint32_t')},\n               "
@@ -584,19 +589,25 @@ def conv_weights(layer, quad: int = 0, tab: int = 0,
                  rounding: str | None = None) -> np.ndarray:
     """The weight bytes of an 8-bit convolution or pointwise layer in tn_m7_conv's order
     (c/tn_m7_gemm.h): each row's window rows of KW * C codes padded to KWCP lanes
-    (:func:`tinyopt.integer.steps.conv_lanes`) with the row's weight zero point, then the padded
-    rows in pairs as :func:`fc_weights` with blocks of one pair (a multiple of four codes per
-    row: no tails); the last row of an odd count as it is (padded). N * KP bytes: N K when
-    KW * C is a multiple of four (no padding).
+    (:func:`tinyopt.integer.steps.conv_lanes`) with the row's weight zero point; then, with
+    ``quad``, the rows in blocks of four (two pairs a, b: per group of four lanes the words
+    [pair 0 A, pair 1 A, pair 0 B, pair 1 B], A = [a_k, b_k ^ 0x80, a_k+2, b_k+2 ^ 0x80], B the
+    odd lanes'), then the rows left in pairs (per group [A, B], :func:`fc_weights`' pair words),
+    then the last row of an odd count as it is (padded). With ``tab``, each block (quad, pair,
+    last row) is followed by its channels' requantization words (:func:`conv_plan`). Without
+    either: N * KP bytes (N K when KW * C is a multiple of four).
 
     Arguments:
         layer: a conv2d or pointwise layer of 8-bit weights.
+        quad, tab: :func:`conv_plan`'s answer for the layer (default: neither).
+        rounding: the graph's rounding flavour (needed with ``tab``).
 
     Returns:
-        uint8 array of N * KP bytes.
+        uint8 array: N * KP bytes, plus 4 * tab bytes per channel.
 
     Raises:
-        ValueError: not a conv2d or pointwise layer of 8-bit weights.
+        ValueError: not a conv2d or pointwise layer of 8-bit weights; quad / tab out of range,
+            or a tab that is not conv_plan's for the layer and rounding.
     """
     if layer.kind not in ("conv2d", "pointwise") or layer.weight_bits != 8:
         raise ValueError(f"layer {layer.name!r}: conv_weights packs conv2d and pointwise layers "
@@ -621,12 +632,13 @@ def conv_weights(layer, quad: int = 0, tab: int = 0,
     while quad and c + 4 <= n:  # per group [pair 0 A, pair 1 A, pair 0 B, pair 1 B]
         a0, b0 = words(rows[c], rows[c + 1])
         a1, b1 = words(rows[c + 2], rows[c + 3])
-        parts += [np.stack([a0, a1, b0, b1], axis=1).ravel(), _conv_tables(layer, range(c, c + 4),
-                                                                           tab, const)]
+        parts += [np.stack([a0, a1, b0, b1], axis=1).ravel(),
+                  _conv_tables(layer, range(c, c + 4), tab, const)]
         c += 4
     while c + 2 <= n:  # per group [A, B]
         a0, b0 = words(rows[c], rows[c + 1])
-        parts += [np.stack([a0, b0], axis=1).ravel(), _conv_tables(layer, range(c, c + 2), tab, const)]
+        parts += [np.stack([a0, b0], axis=1).ravel(),
+                  _conv_tables(layer, range(c, c + 2), tab, const)]
         c += 2
     if c < n:
         parts += [rows[c], _conv_tables(layer, range(c, n), tab, const)]

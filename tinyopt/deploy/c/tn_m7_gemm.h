@@ -642,6 +642,11 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * is. Per group, pair and pixel pair: one LDRD of weights, two LDRD of lanes, four SMLALD, two
  * UXTB16 and four SMLAD; sum (b - 128) x' = (R - S_a) / 256 exactly (tn_m7_fc).
  *
+ * QUAD (kernels_m7.conv_plan: every pair's sum bounded in 32 bits): the rows first in blocks of
+ * two pairs, per group [pair 0 A, pair 1 A, pair 0 B, pair 1 B], both pairs at both pixels per
+ * loop (tn_m7_cv_quad: 24 instructions per 32 MACs). TAB: every block's weights followed by its
+ * channels' requantization words (tn_m7_cv_tchan, tn_m7_cv_rq).
+ *
  * Output order and the reads before each write are those of tn_m7_gemm (both pixels' windows
  * read before either's outputs are written): the planner's sliding writes stay valid.
  * --------------------------------------------------------------------------------------------- */
