@@ -43,7 +43,8 @@ Run ``.venv/bin/python benchmarks/bench_kernels.py`` (a few minutes; needs arm-n
 qemu-system-arm). ``--mlperf`` measures the four MLPerf Tiny models with the specialised kernels
 only (per-model totals beside CMSIS-NN's, flash and RAM, and the ``mlperf_layer_type`` rows),
 printed, without writing ``results/bench/kernels.csv`` (the edit-measure loop of issue 29);
-with ``--exact`` too, over :data:`EXACT_HOST` host and :data:`EXACT_MCU` QEMU inputs.
+with ``--exact`` too, over :data:`EXACT_HOST` host and :data:`EXACT_MCU` QEMU inputs, and with
+``--exact --write`` the MLPerf rows of ``results/bench/kernels.csv`` replaced by these.
 ``--subbyte`` prints the ``subbyte_layer_type`` rows alone.
 """
 from __future__ import annotations
@@ -199,6 +200,29 @@ def _mobilenet_int8() -> IntegerGraph:
     return g
 
 
+def _model_row(name: str, kernels: str, s: dict) -> dict:
+    """The ``scope=model`` row of one deploy summary ``s``."""
+    ref = CMSIS_NN.get(name)
+    return {"scope": "model", "model": name, "kernel": kernels,
+            "weight_bits": s["weight_bits"], "act_bits": s["act_bits"],
+            "macs": s["macs"], "insns": s["insns_per_image_mean"],
+            "insns_per_mac": s["insns_per_image_mean"] / s["macs"],
+            "cmsis_nn_insns": ref,
+            "ratio_to_cmsis_nn": s["insns_per_image_mean"] / ref if ref else None,
+            "steps": s["steps"], "steps_specialised": s["steps_specialised"],
+            "code_model_bytes": s["code_model"],
+            "weight_bytes": s["weight_bytes_c"],
+            "weight_pad_bytes": s["weight_pad_bytes"],
+            "params_other_bytes": s["param_bytes_c"] - s["weight_bytes_c"],
+            "arena_bytes": s["arena_bytes"],
+            "scratch_stack_bytes": s["scratch_stack_bytes"],
+            "scratch_arena_bytes": s["scratch_arena_bytes"],
+            "stack_model_run": s["stack_model_run"],
+            "ram_measured": s["ram_measured"],
+            "cmsis_nn_ram": CMSIS_NN_RAM.get(name),
+            "ram_acceptance_ok": s["ram_acceptance_ok"], **_exactness(s)}
+
+
 def model_rows(tmp: Path) -> list[dict]:
     from tinyopt.front.zoo import MLPERF_TINY, mlperf_tiny_path
     from tinyopt.integer.from_litert import graph_from_tflite
@@ -219,25 +243,7 @@ def model_rows(tmp: Path) -> list[dict]:
                 rows += mlperf_layer_rows(g.name, r)
             if mlperf and g.name == "mlperf_ic_resnet8":
                 rows += add_rows(g, tmp, r)
-            ref = CMSIS_NN.get(g.name)
-            rows.append({"scope": "model", "model": g.name, "kernel": kernels,
-                         "weight_bits": s["weight_bits"], "act_bits": s["act_bits"],
-                         "macs": s["macs"], "insns": s["insns_per_image_mean"],
-                         "insns_per_mac": s["insns_per_image_mean"] / s["macs"],
-                         "cmsis_nn_insns": ref,
-                         "ratio_to_cmsis_nn": s["insns_per_image_mean"] / ref if ref else None,
-                         "steps": s["steps"], "steps_specialised": s["steps_specialised"],
-                         "code_model_bytes": s["code_model"],
-                         "weight_bytes": s["weight_bytes_c"],
-                         "weight_pad_bytes": s["weight_pad_bytes"],
-                         "params_other_bytes": s["param_bytes_c"] - s["weight_bytes_c"],
-                         "arena_bytes": s["arena_bytes"],
-                         "scratch_stack_bytes": s["scratch_stack_bytes"],
-                         "scratch_arena_bytes": s["scratch_arena_bytes"],
-                         "stack_model_run": s["stack_model_run"],
-                         "ram_measured": s["ram_measured"],
-                         "cmsis_nn_ram": CMSIS_NN_RAM.get(g.name),
-                         "ram_acceptance_ok": s["ram_acceptance_ok"], **_exactness(s)})
+            rows.append(_model_row(g.name, kernels, s))
             print(f"{g.name:32s} {kernels:9s} {s['insns_per_image_mean']:14,.0f} insns "
                   f"code {s['code_model']} B", flush=True)
     return rows
@@ -305,11 +311,17 @@ def add_rows(g: IntegerGraph, tmp: Path, fused: dict) -> list[dict]:
     return rows
 
 
-def mlperf_only(tmp: Path, exact: bool = False) -> None:
-    """The four MLPerf Tiny int8 models on the specialised kernels, printed (nothing written);
-    ``exact``: checked over EXACT_HOST / EXACT_MCU inputs (else 8 / IMAGES)."""
+def mlperf_only(tmp: Path, exact: bool = False, write: bool = False) -> None:
+    """The four MLPerf Tiny int8 models on the specialised kernels, printed; ``exact``: checked
+    over EXACT_HOST / EXACT_MCU inputs (else 8 / IMAGES); ``write`` (needs ``exact``): their rows
+    of ``results/bench/kernels.csv`` replaced (``mlperf_layer_type``, ``mlperf_add`` and the
+    models' "m7" rows; every other row kept as it is)."""
     from tinyopt.front.zoo import MLPERF_TINY, mlperf_tiny_path
     from tinyopt.integer.from_litert import graph_from_tflite
+    if write and not exact:
+        raise SystemExit("bench_kernels --mlperf --write needs --exact (the rows' exactness "
+                         "columns are over EXACT_HOST / EXACT_MCU inputs)")
+    rows = []
     for name in MLPERF_TINY:
         g = graph_from_tflite(mlperf_tiny_path(name).read_bytes(), flavour="tflm")
         g.name = f"mlperf_{name}"
@@ -320,9 +332,27 @@ def mlperf_only(tmp: Path, exact: bool = False) -> None:
               f"({s['insns_per_image_mean'] / CMSIS_NN[g.name]:.3f} x CMSIS-NN), code "
               f"{s['code_model']} B, weights {s['weight_bytes_c']} B, RAM {s['ram_measured']} B "
               f"(CMSIS-NN {CMSIS_NN_RAM[g.name]}); exact: {_exactness(s)}", flush=True)
-        mlperf_layer_rows(g.name, r)
+        rows += mlperf_layer_rows(g.name, r)
         if name == "ic_resnet8":
-            add_rows(g, tmp, r)
+            rows += add_rows(g, tmp, r)
+        rows.append(_model_row(g.name, "m7", s))
+    if write:
+        path = REPO / "results/bench/kernels.csv"
+        old = pd.read_csv(path)
+        new = pd.DataFrame(rows)
+        keep = ~(old["scope"].isin(["mlperf_layer_type", "mlperf_add"])
+                 | ((old["scope"] == "model") & old["model"].str.startswith("mlperf_")
+                    & (old["kernel"] == "m7")))
+        # the new rows where the old ones stood (model by model)
+        out, done = [], set()
+        for _, row in old.iterrows():
+            if keep[row.name]:
+                out.append(row.to_dict())
+            elif row["model"] not in done:
+                done.add(row["model"])
+                out += new[new["model"] == row["model"]].to_dict("records")
+        out += new[~new["model"].isin(done)].to_dict("records")
+        print(f"wrote {write_csv(integer_counts(pd.DataFrame(out, columns=old.columns)), path)}")
 
 
 def main() -> None:
@@ -331,7 +361,8 @@ def main() -> None:
         raise SystemExit(f"bench_kernels needs the ARM toolchain and QEMU: {why}")
     if "--mlperf" in sys.argv[1:]:
         with tempfile.TemporaryDirectory() as tmp:
-            mlperf_only(Path(tmp), exact="--exact" in sys.argv[1:])
+            mlperf_only(Path(tmp), exact="--exact" in sys.argv[1:],
+                        write="--write" in sys.argv[1:])
         return
     if "--subbyte" in sys.argv[1:]:  # the subbyte_layer_type rows only, printed
         with tempfile.TemporaryDirectory() as tmp:

@@ -105,3 +105,73 @@ def test_conv_kernel_under_qemu(qemu, tmp_path):
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
         assert r["export"].kernels == ["conv"] * len(g.layers), name
+
+
+def test_conv_plan_paths_of_the_chains():
+    """The chains reach every path of tn_m7_conv: two row pairs per block (QUAD) with and
+    without requantization tables (TAB 4: per-channel multipliers, 1: one), and TAB 0 (floor
+    and single rounding: the layer's tables per output)."""
+    plans = {name: [kernels_m7.conv_plan(lay, _conv_graph(name).rounding)
+                    for lay in _conv_graph(name).layers] for name in CONV_CHAINS}
+    got = {p for v in plans.values() for p in v}
+    assert {(1, 4), (1, 1), (1, 0)} <= got, plans
+
+
+def test_conv_weights_quad_and_tables_by_hand():
+    """conv_weights with QUAD: per group [pair 0 A, pair 1 A, pair 0 B, pair 1 B] then the four
+    channels' TAB words (2 bias, m0, rounding constant with the zero point, shift), then the
+    fifth row as it is with its own words; a constant channel (weights all at its zero point)
+    gets m0 = 0 and its output code as rounding constant."""
+    g = chain(1, [_conv((2, 2, 5), (5, 1, 1, 4), 8, 8, per_channel=True, icn=True,
+                        out_signed=True, out_zero_point=-3)], (2, 2, 4), 8, True, 0,
+              "tflite_double")
+    lay = g.layers[0]
+    lay.weights = np.arange(1, 21, dtype=np.uint8).reshape(5, 4)
+    lay.weight_zero_point = np.array([10, 20, 30, 40, 50], np.int32)
+    lay.weights[2] = 30  # channel 2: constant output
+    lay.bias = np.array([5, -6, 1 << 29, 8, -9], np.int32)
+    lay.m0 = np.array([1 << 30] * 5, np.int32)
+    lay.n0 = np.array([-3, -4, -25, -2, -1], np.int8)
+    quad, tab = kernels_m7.conv_plan(lay, "tflite_double")
+    assert (quad, tab) == (1, 4)
+    got = kernels_m7.conv_weights(lay, quad, tab, rounding="tflite_double")
+    r = lay.weights.astype(int)
+    pair = lambda a, b, k: [r[a][k], r[b][k] ^ 0x80, r[a][k + 2], r[b][k + 2] ^ 0x80]  # noqa
+    want = pair(0, 1, 0) + pair(2, 3, 0) + pair(0, 1, 1) + pair(2, 3, 1)
+    assert got[:16].tolist() == want
+    words = got[16:16 + 64].view("<u4").reshape(4, 4).astype(np.int64)
+    assert words[0].tolist() == [10, 1 << 30, 4 + (-3 % (1 << 32)) * 8 % (1 << 32), 3]
+    assert words[1].tolist() == [(-12) % (1 << 32), 1 << 30, (8 + -3 * 16) % (1 << 32), 4]
+    # the constant channel: requant(2^29 * 2^30 / 2^31 / 2^25) = 8, plus the zero point
+    assert words[2].tolist() == [0, 0, 5, 0]
+    assert got[80:84].tolist() == r[4].tolist() and len(got) == 84 + 16
+    with pytest.raises(ValueError, match="conv_weights takes"):
+        kernels_m7.conv_weights(lay, 2, 0)
+    with pytest.raises(ValueError, match="not conv_plan's"):
+        kernels_m7.conv_weights(lay, 1, 5, rounding="tflite_double")
+
+
+def test_conv_tables_host_bitexact(tmp_path):
+    """TAB with a constant channel (bias near 2^30, n0 = -30: outside the table's shift range,
+    exact through its constant), channels with n0 = 0 and 1 (no rounding divide) under a ReLU clamp
+    (LOZ >= 0: TAB 5, the left-shift word), and the 64-bit pair loop (QUAD = 0: weights that
+    leave a pair's 32-bit sum unbounded) on the host, value for value."""
+    g = chain(7, [_conv((6, 6, 9), (9, 3, 3, 48), 8, 8, padding=(1, 1, 1, 1), per_channel=True,
+                        icn=True, out_signed=True, out_zero_point=-128)], (6, 6, 48), 8, True,
+              -128, "tflite_double")
+    lay = g.layers[0]
+    lay.weights[3] = np.asarray(lay.weight_zero_point).reshape(-1)[3]  # constant channel 3
+    lay.bias[3] = (1 << 30) - 7
+    rng = np.random.default_rng(3)
+    # b rows far from 128 on every lane: no 32-bit bound of a pair's sum (QUAD = 0)
+    lay.weights[1::2] = rng.choice(np.array([235, 250], np.uint8), lay.weights[1::2].shape)
+    lay.weights[3] = np.asarray(lay.weight_zero_point).reshape(-1)[3]
+    lay.n0 = np.full(9, -16, np.int8)
+    lay.m0 = np.full(9, 1 << 30, np.int32)
+    lay.n0[3] = -30
+    lay.n0[5] = 1
+    lay.n0[7] = 0
+    lay.m0[5] = lay.m0[7] = 1 << 14  # n0 >= 0 with a small multiplier: outputs in range
+    assert kernels_m7.conv_plan(lay, "tflite_double") == (0, 5)
+    e = host_check(g, tmp_path, n=60)
+    assert e.kernels == ["conv"]

@@ -36,8 +36,12 @@ Kernels:
   each row pair of weights (:func:`conv_weights`: window rows padded with the row's weight zero
   point, then :func:`fc_weights`' pair words) read once for both pixels: per group of four lanes
   one LDRD of weights, two LDRD of lanes, two UXTB16, four SMLALD and four SMLAD, i.e. 13
-  instructions per 16 MACs in an assembly loop of four groups; outputs written as computed (no
-  int32 output scratch). A fused residual ADD is applied to each output as it is computed
+  instructions per 16 MACs in an assembly loop of four groups; where :func:`conv_plan` bounds
+  every pair's sum in 32 bits (QUAD), two row pairs per loop instead (24 instructions per 32
+  MACs); where the requantization allows (TAB), each block's weights are followed by its
+  channels' constants (doubled bias, m0, a rounding constant holding the output zero point,
+  the shift), about eight instructions per output; outputs written as computed (no int32
+  output scratch). A fused residual ADD is applied to each output as it is computed
   (``tn_m7_add``'s arithmetic, :func:`add_plan`; the other addend's element read just before
   the sum is written over it); only when its plan fails are the pair's ``2 * CO`` int32 outputs
   kept in scratch for the portable arithmetic.
@@ -148,7 +152,10 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
         if step.add is not None:  # as for gemm: tn_m7_add's arithmetic where add_plan allows
             plan = add_plan(step, rounding)
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
-        return Choice(kind, f"model_step{index}", scratch=scratch, weights=conv_weights(layer),
+        quad, tab = conv_plan(layer, rounding)
+        return Choice(kind, f"model_step{index}", scratch=scratch,
+                      weights=conv_weights(layer, quad=quad, tab=tab,
+                                           rounding=rounding),
                       reason=why)
     if kind == "sub":  # tn_m7_sub: sub-byte weights or inputs, its own weight order
         why = ""
@@ -238,8 +245,9 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
         args = [2 if step.add is not None else 0, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
                 layer.stride[1], top, left, common["XS"], common["ZX"], common["PADZERO"],
                 conv_lanes(layer)[0], int(_inside(layer, gemm_geometry(layer))),
-                common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
-                common["OB"], *rq.values(), *_fused_add_args(step, graph_rounding)]
+                *conv_plan(layer, graph_rounding), common["NWZP"], int(zw[0]), common["REQ"],
+                common["NM"], common["ROUND"], common["OB"], *rq.values(),
+                *_fused_add_args(step, graph_rounding)]
         lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
         return (head + f"    tn_m7_conv(l, in[0], {other}, out, "
                 f"{_scratch(step, arena, 'uint32_t')},\n               "
@@ -461,26 +469,86 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
             + ", ".join(u(a) for a in args) + ");\n")
 
 
-def conv_weights(layer) -> np.ndarray:
-    """The weight bytes of an 8-bit convolution or pointwise layer in tn_m7_conv's order
-    (c/tn_m7_gemm.h): each row's window rows of KW * C codes padded to KWCP lanes
-    (:func:`tinyopt.integer.steps.conv_lanes`) with the row's weight zero point, then the padded
-    rows in pairs as :func:`fc_weights` with blocks of one pair (a multiple of four codes per
-    row: no tails); the last row of an odd count as it is (padded). N * KP bytes: N K when
-    KW * C is a multiple of four (no padding).
+def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
+    """(QUAD, TAB) of an 8-bit convolution or pointwise layer on tn_m7_conv (c/tn_m7_gemm.h).
+
+    QUAD = 1: the rows go in blocks of two pairs with 32-bit sums (tn_m7_cv_quad, 24
+    instructions per 32 MACs), when the layer has at least four rows and every pair's
+    B = sum (b - 128) x' over the padded window rows stays in [-2^23, 2^23) on every input
+    (bounded from the weights as :func:`fc_acc32` does for a dense layer), else 0 (one pair at a
+    time, 64-bit sums). TAB = 1, 4 or 5: each block's weights are followed by its channels'
+    requantization constants, TAB int32 words per channel (2 bias; with per-channel multipliers
+    then m0, [sh > 0] 2^(sh - 1) + z_out 2^sh with sh = max(-n0, 0), sh; with TAB = 5, a
+    channel's n0 >= 0, then its left shift max(n0, 0)), for tn_m7_cv_rq: TFLite's double
+    rounding with every n0 in [-20, 7] (the zero point folds into the rounding constant without
+    overflow), n0 >= 0 only with a clamp at or above the zero point (LOZ >= 0: the sign term of
+    the rounding divide is dropped, and a channel without one needs it dropped) and
+    acc_bound * 2^(max(n0, 0) + 1) < 2^31; else 0 (the constants read from the layer's tables
+    per output, tn_m7_cv_chan). ``rounding``: the graph's flavour (None: a layer that names none
+    gets TAB = 0).
 
     Arguments:
-        layer: a conv2d or pointwise layer of 8-bit weights.
+        layer: a conv2d or pointwise layer of 8-bit weights and inputs.
+        rounding: the graph's rounding flavour.
 
     Returns:
-        uint8 array of N * KP bytes.
-
-    Raises:
-        ValueError: not a conv2d or pointwise layer of 8-bit weights.
+        (QUAD, TAB) as ints.
     """
-    if layer.kind not in ("conv2d", "pointwise") or layer.weight_bits != 8:
-        raise ValueError(f"layer {layer.name!r}: conv_weights packs conv2d and pointwise layers "
-                         f"of 8-bit weights, not a {layer.weight_bits}-bit {layer.kind} layer")
+    quad = 0
+    if layer.out_channels >= 4:
+        rows = _padded_rows(layer)
+        quad = int(fc_acc32(types.SimpleNamespace(
+            kind="dense", weight_bits=8, in_bits=8, weights=rows[:len(rows) - len(rows) % 4],
+            in_zero_point=layer.in_zero_point, in_signed=layer.in_signed)))
+    return quad, _conv_tab(layer, rounding)[0]
+
+
+def _conv_tab(layer, rounding: str | None) -> tuple[int, np.ndarray | None]:
+    """(TAB, constant outputs) of :func:`conv_plan`: the constant output code of every channel
+    whose weights all equal its zero point (its accumulator is its bias on every input: the
+    table gives it m0 = 0 and the code as rounding constant, exact whatever its bias and n0;
+    None for the other channels: an object array), or (0, None)."""
+    flavour = layer.rounding or rounding
+    if not layer.requantize or flavour != "tflite_double":
+        return 0, None
+    from tinyopt.integer.fixedpoint import requant_tflite_double
+    rq = requant_constants(layer, flavour)
+    n = int(layer.out_channels)
+    n0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.n0, np.int64)), (n,))
+    m0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.m0, np.int64)), (n,))
+    zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)), (n,))
+    w = np.asarray(layer.weights, np.int64).reshape(n, -1)
+    bias = np.asarray(layer.bias, np.int64)
+    dead = np.all(w == zw[:, None], axis=1) & (n0 <= 0)
+    lo, hi = (int(v) for v in layer.out_range)
+    const = np.full(n, None, object)
+    if dead.any():
+        y = requant_tflite_double(bias[dead], m0[dead], n0[dead], wrap=True, layer=layer.name)
+        const[dead] = [int(v) for v in np.clip(y + int(layer.out_zero_point), lo, hi)]
+    live = ~dead
+    if rq["FAST"] < 1:
+        return 0, None
+    if live.any():
+        z = int(layer.in_zero_point)
+        xlo, xhi = (-128, 127) if layer.in_signed else (0, 255)
+        dx = max(abs(xlo - z), abs(xhi - z))
+        # |acc| of each live channel: |bias| + sum |w - z_w| max |x'|
+        bound = (np.abs(bias[live]) + np.abs(w[live] - zw[live, None]).sum(axis=1) * dx).max()
+        left = max(int(n0[live].max()), 0)
+        if not (n0[live].min() >= -20 and n0[live].max() <= 7
+                and (n0[live].max() < 0 or rq["LOZ"] >= 0)  # sh = 0 needs the sign term gone
+                and int(bound) << (left + 1) < (1 << 31)):
+            return 0, None
+    else:
+        left = 0
+    if rq["NM"] == 1 and not dead.any():
+        return 1, const
+    return (5 if left else 4), const
+
+
+def _padded_rows(layer) -> np.ndarray:
+    """The weight rows of a convolution or pointwise layer with each window row padded to KWCP
+    lanes with the row's weight zero point: uint8 [N, KP]."""
     kh, kw = kernel_window(layer)
     kwcp, kp = conv_lanes(layer)
     w = np.asarray(layer.weights, np.uint8).reshape(len(layer.weights), kh, -1)
@@ -489,9 +557,94 @@ def conv_weights(layer) -> np.ndarray:
     padded = np.empty((n, kh, kwcp), np.uint8)
     padded[:, :, :row] = w
     padded[:, :, row:] = zw.astype(np.uint8)[:, None, None]
-    rows = padded.reshape(n, kp)
-    return fc_weights(types.SimpleNamespace(kind="dense", weight_bits=8, weights=rows,
-                                            name=layer.name), block=2)
+    return padded.reshape(n, kp)
+
+
+def _conv_tables(layer, rows: range, tab: int, const: np.ndarray | None) -> np.ndarray:
+    """The TAB words of channels ``rows`` (:func:`conv_plan`; ``const``: :func:`_conv_tab`'s
+    constant outputs) as little-endian bytes."""
+    if not tab:
+        return np.zeros(0, np.uint8)
+    c = np.asarray(list(rows), np.int64)
+    n = int(layer.out_channels)
+    bias2 = (np.asarray(layer.bias, np.int64)[c] * 2) % (1 << 32)
+    cols = [bias2]
+    if tab >= 4:
+        m0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.m0, np.int64)), (n,))[c].copy()
+        n0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.n0, np.int64)), (n,))[c].copy()
+        sh = np.maximum(-n0, 0)
+        half = np.where(sh > 0, 1 << np.maximum(sh - 1, 0), 0)
+        rnd = half + int(layer.out_zero_point) * (1 << sh)
+        ls = np.maximum(n0, 0)
+        k = np.array([v is not None for v in const[c]], bool)  # a constant channel: h = 0,
+        if k.any():  # the code itself as rounding constant
+            bias2[k], m0[k], sh[k], ls[k] = 0, 0, 0, 0
+            rnd[k] = np.asarray(list(const[c][k]), np.int64)
+        cols += [m0, rnd % (1 << 32), sh]
+        if tab == 5:
+            cols.append(ls)
+    words = np.stack(cols, axis=1).astype(np.uint32).astype("<u4")
+    return words.ravel().view(np.uint8)
+
+
+def conv_weights(layer, quad: int = 0, tab: int = 0,
+                 rounding: str | None = None) -> np.ndarray:
+    """The weight bytes of an 8-bit convolution or pointwise layer in tn_m7_conv's order
+    (c/tn_m7_gemm.h): each row's window rows of KW * C codes padded to KWCP lanes
+    (:func:`tinyopt.integer.steps.conv_lanes`) with the row's weight zero point; then, with
+    ``quad``, the rows in blocks of four (two pairs a, b: per group of four lanes the words
+    [pair 0 A, pair 1 A, pair 0 B, pair 1 B], A = [a_k, b_k ^ 0x80, a_k+2, b_k+2 ^ 0x80], B the
+    odd lanes'), then the rows left in pairs (per group [A, B], :func:`fc_weights`' pair words),
+    then the last row of an odd count as it is (padded). With ``tab``, each block (quad, pair,
+    last row) is followed by its channels' requantization words (:func:`conv_plan`). Without
+    either: N * KP bytes (N K when KW * C is a multiple of four).
+
+    Arguments:
+        layer: a conv2d or pointwise layer of 8-bit weights.
+        quad, tab: :func:`conv_plan`'s answer for the layer (default: neither).
+        rounding: the graph's rounding flavour (needed with ``tab``).
+
+    Returns:
+        uint8 array: N * KP bytes, plus 4 * tab bytes per channel.
+
+    Raises:
+        ValueError: not a conv2d or pointwise layer of 8-bit weights; quad / tab out of range,
+            or a tab that is not conv_plan's for the layer and rounding.
+    """
+    if layer.kind not in ("conv2d", "pointwise") or layer.weight_bits != 8:
+        raise ValueError(f"layer {layer.name!r}: conv_weights packs conv2d and pointwise layers "
+                         f"of 8-bit weights, not a {layer.weight_bits}-bit {layer.kind} layer")
+    if quad not in (0, 1) or tab not in (0, 1, 4, 5):
+        raise ValueError(f"layer {layer.name!r}: conv_weights takes quad in (0, 1) and tab in "
+                         f"(0, 1, 4, 5) (conv_plan), not {quad!r} and {tab!r}")
+    const = _conv_tab(layer, rounding)[1] if tab else None
+    if tab and (const is None or _conv_tab(layer, rounding)[0] != tab):
+        raise ValueError(f"layer {layer.name!r}: conv_weights' tab={tab} is not conv_plan's "
+                         f"for rounding {rounding!r}")
+    rows = _padded_rows(layer)
+    n, kp = rows.shape
+
+    def words(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A pair's words per group: A = [a_k, b'_k, a_k+2, b'_k+2], B = the odd lanes."""
+        a4, b4 = a.reshape(-1, 4), (b ^ np.uint8(0x80)).reshape(-1, 4)
+        return (np.stack([a4[:, 0], b4[:, 0], a4[:, 2], b4[:, 2]], axis=-1),
+                np.stack([a4[:, 1], b4[:, 1], a4[:, 3], b4[:, 3]], axis=-1))
+
+    parts, c = [], 0
+    while quad and c + 4 <= n:  # per group [pair 0 A, pair 1 A, pair 0 B, pair 1 B]
+        a0, b0 = words(rows[c], rows[c + 1])
+        a1, b1 = words(rows[c + 2], rows[c + 3])
+        parts += [np.stack([a0, a1, b0, b1], axis=1).ravel(),
+                  _conv_tables(layer, range(c, c + 4), tab, const)]
+        c += 4
+    while c + 2 <= n:  # per group [A, B]
+        a0, b0 = words(rows[c], rows[c + 1])
+        parts += [np.stack([a0, b0], axis=1).ravel(),
+                  _conv_tables(layer, range(c, c + 2), tab, const)]
+        c += 2
+    if c < n:
+        parts += [rows[c], _conv_tables(layer, range(c, n), tab, const)]
+    return np.concatenate(parts).astype(np.uint8)
 
 
 def _fused_add_args(step: Step, graph_rounding: str) -> list[int]:

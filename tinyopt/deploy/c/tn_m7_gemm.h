@@ -642,6 +642,11 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * is. Per group, pair and pixel pair: one LDRD of weights, two LDRD of lanes, four SMLALD, two
  * UXTB16 and four SMLAD; sum (b - 128) x' = (R - S_a) / 256 exactly (tn_m7_fc).
  *
+ * QUAD (kernels_m7.conv_plan: every pair's sum bounded in 32 bits): the rows first in blocks of
+ * two pairs, per group [pair 0 A, pair 1 A, pair 0 B, pair 1 B], both pairs at both pixels per
+ * loop (tn_m7_cv_quad: 24 instructions per 32 MACs). TAB: every block's weights followed by its
+ * channels' requantization words (tn_m7_cv_tchan, tn_m7_cv_rq).
+ *
  * Output order and the reads before each write are those of tn_m7_gemm (both pixels' windows
  * read before either's outputs are written): the planner's sliding writes stay valid.
  * --------------------------------------------------------------------------------------------- */
@@ -902,6 +907,134 @@ TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, ui
 #endif
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* One group of four lanes, two row pairs (u0: pair 0's word, u1: pair 1's), both pixels, 32-bit
+ * sums (QUAD): per half group one LDRD of lanes, the pairs' two words, four SMLAD on the words,
+ * two UXTB16 and four SMLAD on the a codes: 24 instructions per 32 MACs. */
+#define TN_CV_QHALF(LW)                                                                         \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\t" LW                                                      \
+    "smlad %[r00], %[u0], %[xa], %[r00]\n\t"                                                    \
+    "smlad %[r01], %[u0], %[xb], %[r01]\n\t"                                                    \
+    "smlad %[r10], %[u1], %[xa], %[r10]\n\t"                                                    \
+    "smlad %[r11], %[u1], %[xb], %[r11]\n\t"                                                    \
+    "uxtb16 %[u0], %[u0]\n\t"                                                                   \
+    "uxtb16 %[u1], %[u1]\n\t"                                                                   \
+    "smlad %[a00], %[u0], %[xa], %[a00]\n\t"                                                    \
+    "smlad %[a01], %[u0], %[xb], %[a01]\n\t"                                                    \
+    "smlad %[a10], %[u1], %[xa], %[a10]\n\t"                                                    \
+    "smlad %[a11], %[u1], %[xb], %[a11]\n\t"
+#define TN_CV_QLDD "ldrd %[u0], %[u1], [%[w]], #8\n\t"
+#define TN_CV_QLD2 "ldr %[u0], [%[w]], #4\n\tldr %[u1], [%[w]], #4\n\t"
+#define TN_CV_QGROUP TN_CV_QHALF(TN_CV_QLDD) TN_CV_QHALF(TN_CV_QLDD)
+#define TN_CV_QGROUP_U TN_CV_QHALF(TN_CV_QLD2) TN_CV_QHALF(TN_CV_QLD2)
+/* fourteen registers: the loop's end is read from memory (into u0, free at that point) */
+#define TN_CV_QOPERANDS                                                                         \
+    : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u0] "=&r"(u0),                \
+      [u1] "=&r"(u1), [a00] "+&r"(a00), [a01] "+&r"(a01), [a10] "+&r"(a10), [a11] "+&r"(a11),  \
+      [r00] "+&r"(r00), [r01] "+&r"(r01), [r10] "+&r"(r10), [r11] "+&r"(r11)                      \
+    : [endm] "m"(endv)                                                                          \
+    : "cc", "memory"
+#define TN_CV_QBLOCKS(G)                                                                        \
+    do {                                                                                        \
+        if (NG & 1u) __asm__ volatile(G TN_CV_QOPERANDS);                                       \
+        if (NG & 2u) __asm__ volatile(G G TN_CV_QOPERANDS);                                     \
+        if (NG >= 4u)                                                                           \
+            __asm__ volatile("1:\n\t" G G G G "ldr %[u0], %[endm]\n\tcmp %[x], %[u0]\n\t"         \
+                             "bne 1b\n\t" TN_CV_QOPERANDS);                                     \
+    } while (0)
+#endif
+
+/* S_a (sa) and the 32-bit R (r) of two row pairs (weights at w, per group the words
+ * [pair 0 A, pair 1 A, pair 0 B, pair 1 B]) at both pixels of the interleaved lanes buf, over
+ * KP lanes: index 2 q + P for pair q, pixel P. R = S_a + 256 sum (b - 128) x' modulo 2^32: exact
+ * when the export bounded every pair's sum (kernels_m7.conv_plan, QUAD). Returns w past the
+ * block's 4 KP bytes. */
+TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, uint32_t KP,
+                                       uint32_t ALIGNED, uint32_t *sa, uint32_t *r)
+{
+    const uint32_t NG = KP / 4u;
+#if defined(__ARM_FEATURE_DSP)
+    const uint32_t *x = buf;
+    const uint32_t *volatile endv = buf + KP; /* in memory: no register is left for it */
+    uint32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0, r00 = 0, r01 = 0, r10 = 0, r11 = 0;
+    uint32_t xa, xb, u0, u1;
+    if (ALIGNED)
+        TN_CV_QBLOCKS(TN_CV_QGROUP);
+    else
+        TN_CV_QBLOCKS(TN_CV_QGROUP_U);
+    sa[0] = a00; sa[1] = a01; sa[2] = a10; sa[3] = a11;
+    r[0] = r00; r[1] = r01; r[2] = r10; r[3] = r11;
+    return w;
+#else
+    int32_t a[4] = {0, 0, 0, 0}, rr[4] = {0, 0, 0, 0};
+    (void)ALIGNED;
+    for (uint32_t g = 0; g < NG; g++) {
+        const uint32_t *xg = buf + 4u * g; /* A of pixel 0, A of pixel 1, B of 0, B of 1 */
+        for (uint32_t h = 0; h < 2u; h++, w += 8) {
+            for (uint32_t q = 0; q < 2u; q++) {
+                const uint32_t u = tn_ld32(w + 4u * q);
+                for (uint32_t P = 0; P < 2u; P++) {
+                    rr[2u * q + P] = tn_smlad(u, xg[2u * h + P], rr[2u * q + P]);
+                    a[2u * q + P] = tn_smlad(tn_uxtb16(u), xg[2u * h + P], a[2u * q + P]);
+                }
+            }
+        }
+    }
+    for (uint32_t j = 0; j < 4u; j++) {
+        sa[j] = (uint32_t)a[j];
+        r[j] = (uint32_t)rr[j];
+    }
+    return w;
+#endif
+}
+
+/* The requantized, clamped code of an accumulator with the constants of a table (TAB,
+ * kernels_m7.conv_plan): TFLite's double rounding (as tn_m7_out) on acc2 = acc << (ls + 1)
+ * (exact: the export bounded |acc| 2^(ls + 1) below 2^31), the zero point in the rounding
+ * constant rnd = [sh > 0] 2^(sh - 1) + ZP 2^sh (tn_m7_out8; sh = -n0 <= 20 keeps it in int32),
+ * so h = SMMULR(acc2, m0) and y = (h + rnd - [h < 0 and sh > 0]) >> sh, clamped to
+ * [LOZ + ZP, HIZ + ZP]. The sign term is dropped when LOZ >= 0 (the only case the export allows
+ * sh = 0, n0 >= 0, in): for h < 0 both forms give y <= ZP <= LOZ + ZP, which the clamp maps to
+ * the same code. */
+TN_INLINE int32_t tn_m7_cv_rq(uint32_t acc2, int32_t m0, int32_t rnd, uint32_t sh, int32_t LOZ,
+                              int32_t HIZ, int32_t ZP)
+{
+    const int32_t h = tn_smmulr((int32_t)acc2, m0);
+    const int32_t lo = LOZ + ZP, hi = HIZ + ZP;
+    int32_t y = (h + rnd + (LOZ >= 0 ? 0 : (h >> 31))) >> sh;
+    if ((lo == -128 && hi == 127) || (lo == 0 && hi == 255))
+        return tn_sat8(y, lo == -128);
+    if (lo == -128 || lo == 0) /* the low clamp is the 8-bit range's: one SSAT / USAT */
+        y = tn_sat8(y, lo == -128);
+    else
+        y = y < lo ? lo : y;
+    return y > hi ? hi : y;
+}
+
+/* Channel c at pixels p and (TWO) p + 1 with TAB: d0, d1 its doubled sums 2 sum (w - z) x'
+ * (modulo 2^32), t its constants (2 bias; with TAB >= 4 then m0, rnd, sh; with TAB = 5 then
+ * ls, the left shift of a channel with n0 >= 0: acc2 = (2 bias + d) << ls; with one multiplier,
+ * TAB = 1, the step's M0 / N0); each output through tn_m7_cv_out. */
+TN_INLINE void tn_m7_cv_tchan(const uint8_t *t, uint8_t *TN_RESTRICT out, const uint8_t *other,
+                              int32_t *TN_RESTRICT v, uint32_t MODE, uint32_t p, uint32_t two,
+                              uint32_t c, uint32_t d0, uint32_t d1, uint32_t CO, uint32_t TAB,
+                              uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS)
+{
+    /* word loads that may be unaligned (the weight array's alignment is the compiler's) */
+    const uint32_t b2 = tn_ld32(t);
+    const int32_t m0 = TAB == 1u ? M0 : (int32_t)tn_ld32(t + 4);
+    const uint32_t sh = TAB == 1u ? (N0 < 0 ? (uint32_t)(-N0) : 0u) : tn_ld32(t + 12);
+    const uint32_t ls = TAB == 1u ? (N0 > 0 ? (uint32_t)N0 : 0u) : TAB == 5u ? tn_ld32(t + 16) : 0u;
+    const int32_t rnd = TAB == 1u ? (int32_t)((sh ? 1u << (sh - 1u) : 0u) + ((uint32_t)ZP << sh))
+                                  : (int32_t)tn_ld32(t + 8);
+    (void)FAST;
+    tn_m7_cv_out(out, other, v, MODE, p * CO + c, c,
+                 tn_m7_cv_rq((b2 + d0) << ls, m0, rnd, sh, LOZ, HIZ, ZP), OB, TN_FADD);
+    if (two)
+        tn_m7_cv_out(out, other, v, MODE, (p + 1u) * CO + c, CO + c,
+                     tn_m7_cv_rq((b2 + d1) << ls, m0, rnd, sh, LOZ, HIZ, ZP), OB, TN_FADD);
+}
+
 /* Output pixels p and (TWO) p + 1 of tn_m7_conv (TWO = 0: pixel p alone, its window loaded
  * twice): TWO is a constant, so the pair loop keeps no test of it. */
 TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -910,7 +1043,8 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
                                uint32_t MODE, int32_t H, int32_t W, uint32_t C, int32_t OW,
                                uint32_t CO, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
                                int32_t PT, int32_t PL, uint32_t XS, int32_t ZX, uint32_t PADZERO,
-                               uint32_t KWCP, uint32_t INSIDE, uint32_t NWZP, int32_t ZW,
+                               uint32_t KWCP, uint32_t INSIDE, uint32_t QUAD, uint32_t TAB,
+                               uint32_t NWZP, int32_t ZW,
                                uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS,
                                TN_FADD_ARGS)
 {
@@ -926,10 +1060,60 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     const int32_t s1 = tn_m7_cv_window(in, buf + 1, (int32_t)(q / (uint32_t)OW),
                                        (int32_t)(q % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT,
                                        PL, XS, ZX, PADZERO, KWCP, INSIDE);
+    /* TAB: 2 k sum x' of an a row (k = -z) and a b row (k = 128 - z) with one weight zero
+     * point (else per channel, below) */
+    const uint32_t ka = (uint32_t)(-ZW), kb = (uint32_t)(128 - ZW);
+    const uint32_t s02 = (uint32_t)s0 << 1, s12 = (uint32_t)s1 << 1;
+    for (; QUAD && c + 4u <= CO; c += 4u) {
+        uint32_t sa[4], r[4];
+        w = tn_m7_cv_quad(w, buf, KP, aligned, sa, r);
+        if (TAB) {
+            const uint8_t *t = w;
+            w += 16u * TAB;
+            TN_UNROLL /* the sums stay in registers */
+            for (uint32_t j = 0; j < 2u; j++) {
+                const uint32_t za = NWZP == 1u ? ka : (uint32_t)(-(int32_t)wzp[c + 2u * j]);
+                const uint32_t zb = NWZP == 1u ? kb : (uint32_t)(128 - (int32_t)wzp[c + 2u * j + 1u]);
+                /* a: 2 S_a; b: 2 sum (b - 128) x' = (R - S_a) / 128 (exact: QUAD's bound) */
+                tn_m7_cv_tchan(t + 8u * j * TAB, out, other, v, MODE, p, TWO, c + 2u * j,
+                               (sa[2u * j] << 1) + za * s02, (sa[2u * j + 1u] << 1) + za * s12,
+                               CO, TAB, OB, TN_RQ, TN_FADD);
+                tn_m7_cv_tchan(t + 4u * (2u * j + 1u) * TAB, out, other, v, MODE, p, TWO,
+                               c + 2u * j + 1u,
+                               (uint32_t)((int32_t)(r[2u * j] - sa[2u * j]) >> 7) + zb * s02,
+                               (uint32_t)((int32_t)(r[2u * j + 1u] - sa[2u * j + 1u]) >> 7)
+                                   + zb * s12, CO, TAB, OB, TN_RQ, TN_FADD);
+            }
+            continue;
+        }
+        for (uint32_t j = 0; j < 2u; j++) {
+            tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c + 2u * j, 0u,
+                          sa[2u * j], sa[2u * j + 1u], s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB,
+                          TN_RQ, TN_FADD);
+            tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c + 2u * j + 1u,
+                          1u, (uint32_t)((int32_t)(r[2u * j] - sa[2u * j]) >> 8),
+                          (uint32_t)((int32_t)(r[2u * j + 1u] - sa[2u * j + 1u]) >> 8), s0, s1,
+                          CO, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
+        }
+    }
     for (; c + 2u <= CO; c += 2u) {
         int32_t sa[2];
         int64_t r[2];
         w = tn_m7_cv_pair(w, buf, KP, aligned, sa, r);
+        if (TAB) {
+            const uint8_t *t = w;
+            const uint32_t za = NWZP == 1u ? ka : (uint32_t)(-(int32_t)wzp[c]);
+            const uint32_t zb = NWZP == 1u ? kb : (uint32_t)(128 - (int32_t)wzp[c + 1u]);
+            w += 8u * TAB;
+            tn_m7_cv_tchan(t, out, other, v, MODE, p, TWO, c, ((uint32_t)sa[0] << 1) + za * s02,
+                           ((uint32_t)sa[1] << 1) + za * s12, CO, TAB, OB, TN_RQ, TN_FADD);
+            /* (R - S_a) / 128: twice sum (b - 128) x', its low 32 bits */
+            tn_m7_cv_tchan(t + 4u * TAB, out, other, v, MODE, p, TWO, c + 1u,
+                           (uint32_t)(uint64_t)((r[0] - (int64_t)sa[0]) >> 7) + zb * s02,
+                           (uint32_t)(uint64_t)((r[1] - (int64_t)sa[1]) >> 7) + zb * s12, CO, TAB,
+                           OB, TN_RQ, TN_FADD);
+            continue;
+        }
         /* (R - S_a) is 256 sum (b - 128) x' exactly; the low 32 bits of R - S_a over 256:
          * that sum modulo 2^32 */
         tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c, 0u,
@@ -948,9 +1132,16 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
             a0 = tn_smlad(uo, xg[2], tn_smlad(ue, xg[0], a0));
             a1 = tn_smlad(uo, xg[3], tn_smlad(ue, xg[1], a1));
         }
-        tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c, 0u,
-                      (uint32_t)a0, (uint32_t)a1, s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ,
-                      TN_FADD);
+        if (TAB) {
+            const uint32_t za = NWZP == 1u ? ka : (uint32_t)(-(int32_t)wzp[c]);
+            tn_m7_cv_tchan(w + KP, out, other, v, MODE, p, TWO,
+                           c, ((uint32_t)a0 << 1) + za * s02, ((uint32_t)a1 << 1) + za * s12, CO,
+                           TAB, OB, TN_RQ, TN_FADD);
+        } else {
+            tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c, 0u,
+                          (uint32_t)a0, (uint32_t)a1, s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB,
+                          TN_RQ, TN_FADD);
+        }
     }
     if (MODE == 2u && !FADD) /* the fused ADD on the portable arithmetic, as tn_m7_gemm */
         for (uint32_t e = 0; e < (TWO ? 2u : 1u) * CO; e++)
@@ -960,16 +1151,19 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
 /* A convolution (or pointwise layer: KH = KW = 1) of 8-bit inputs and weights, weights in the
  * order above, optionally (MODE 2) with the residual ADD after it fused (other: its other
  * addend; FADD: tn_m7_add's arithmetic per output, tn_m7_cv_out, else tn_m7_emit's portable
- * arithmetic over v). buf: 2 KP words (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the
- * step's scratch, 4-byte aligned. */
+ * arithmetic over v). QUAD: blocks of two row pairs first (tn_m7_cv_quad); TAB: each block's
+ * weights followed by its channels' requantization constants (TAB words each, tn_m7_cv_tchan).
+ * buf: 2 KP words (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the step's scratch,
+ * 4-byte aligned. */
 TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
                           uint8_t *TN_RESTRICT out, uint32_t *TN_RESTRICT buf,
                           int32_t *TN_RESTRICT v, uint32_t MODE, int32_t H, int32_t W,
                           uint32_t C, int32_t OH, int32_t OW, uint32_t CO, int32_t KH,
                           int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
                           uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
-                          uint32_t INSIDE, uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM,
-                          uint32_t ROUND, uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS)
+                          uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t NWZP, int32_t ZW,
+                          uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS,
+                          TN_FADD_ARGS)
 {
     const uint32_t np = (uint32_t)(OH * OW);
     const uint32_t aligned = ((uintptr_t)l->w & 3u) == 0u; /* LDRD of weights (else LDR) */
@@ -981,12 +1175,12 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
 #endif
     for (; p + 2u <= np; p += 2u)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 1u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, NWZP, ZW, REQ, NM,
-                        ROUND, OB, TN_RQ, TN_FADD);
+                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, NWZP, ZW,
+                        REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
     if (p < np)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 0u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, NWZP, ZW, REQ, NM,
-                        ROUND, OB, TN_RQ, TN_FADD);
+                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, NWZP, ZW,
+                        REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
 }
 
 #endif
