@@ -482,13 +482,77 @@ def sub_units(step: Step) -> int:
     return ku
 
 
-def sub_scratch_parts(step: Step) -> tuple[int, int]:
-    """(gathered window bytes, fused pool bytes) of tn_m7_sub on ``step``: ceil(KU XB / 8)
-    (:func:`sub_units`) rounded up to a word unless :func:`sub_direct`; one int32 per output
-    channel with a fused max pool."""
+SUB_LANE_WEIGHT_BITS = (2, 4)  # the weight widths tn_m7_subconv unpacks in registers
+
+
+def sub_lane_group(layer: IntegerLayer) -> int:
+    """GX, the lanes of one unpack group of tn_m7_subconv's windows: 4 for 8-bit inputs
+    (tn_m7_conv's groups); 32 / in_bits (a word of codes, unpacked a lane pair per instruction)
+    when a window row of KW C codes is a whole number of such words; else 4 (lane by lane, the
+    8-bit kernel's window length)."""
+    xb = int(layer.in_bits)
+    kh, kw = kernel_window(layer)
+    if xb == 8 or (kw * _hwc(layer.in_shape)[2]) % (32 // xb):
+        return 4
+    return 32 // xb
+
+
+def sub_lanes(layer: IntegerLayer) -> tuple[int, int]:
+    """(KWCP, KP) of tn_m7_subconv (c/tn_m7_sub.h): the lanes of one window row (KW C rounded
+    up to :func:`sub_lane_group`) and of a whole window (KH rows)."""
+    kh, kw = kernel_window(layer)
+    g = sub_lane_group(layer)
+    kwcp = -(-kw * _hwc(layer.in_shape)[2] // g) * g
+    return kwcp, kh * kwcp
+
+
+def sub_conv_fits(step: Step) -> bool:
+    """Does tn_m7_subconv (c/tn_m7_sub.h: tn_m7_conv's two pixels' windows of int16 lanes, the
+    2 / 4-bit weights unpacked in registers, four rows by two pixels per loop) run ``step``? An
+    undilated conv2d or pointwise layer of 2 or 4-bit weights and 2, 4 or 8-bit inputs, no fused
+    pool, input zero point in [-255, 255], whose two pixels' lanes (and a fused ADD's 2 CO
+    int32) fit :data:`MAX_SCRATCH`; with 2-bit weights, the rows' sums scaled by up to 64 in
+    the loop (the weights masked in place: 4^r w for row r of four) stay in int32
+    (64 * 3 * max |x - z_x| * KP < 2^31). Pure arithmetic on the shape, widths and zero point
+    (:func:`sub_kernel` still compares its scratch with the 8-bit kernel's)."""
     layer = step.layer
+    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    if (not OWN_WEIGHT_ORDER or layer.kind not in ("conv2d", "pointwise")
+            or wb not in SUB_LANE_WEIGHT_BITS or xb not in (2, 4, 8) or step.pool is not None
+            or tuple(layer.dilation) != (1, 1) or abs(int(layer.in_zero_point)) > 255):
+        return False
+    kp = sub_lanes(layer)[1]
+    z = int(layer.in_zero_point)
+    lo = -(1 << (xb - 1)) if layer.in_signed else 0
+    dx = max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
+    if wb == 2 and 64 * 3 * dx * kp >= (1 << 31):
+        return False
+    return 4 * kp + 8 * int(layer.out_channels) * (step.add is not None) <= MAX_SCRATCH
+
+
+def sub_scratch_parts(step: Step) -> tuple[int, int]:
+    """(window bytes, output bytes) of the sub-byte kernel of ``step``: tn_m7_subconv
+    (:func:`sub_conv_fits`, when its scratch is at most :func:`eight_bit_scratch`): two pixels'
+    int16 lanes, 4 KP (:func:`sub_lanes`), and with a fused ADD the pair's 2 CO int32 outputs
+    (tn_m7_conv's layout); else tn_m7_sub's: ceil(KU XB / 8) (:func:`sub_units`) rounded up to
+    a word unless :func:`sub_direct`, and one int32 per output channel with a fused max pool."""
+    layer = step.layer
+    if sub_conv_step(step):
+        return sub_conv_scratch(step)
     gather = 0 if sub_direct(step) else packed_bytes(sub_units(step), int(layer.in_bits))
     return -(-gather // 4) * 4, 4 * int(layer.out_channels) * (step.pool is not None)
+
+
+def sub_conv_scratch(step: Step) -> tuple[int, int]:
+    """tn_m7_subconv's scratch parts on ``step``: 4 KP bytes of lanes, 8 CO with a fused ADD."""
+    return 4 * sub_lanes(step.layer)[1], 8 * int(step.layer.out_channels) * (
+        step.add is not None)
+
+
+def sub_conv_step(step: Step) -> bool:
+    """Does ``step`` (sub-byte weights or inputs) run tn_m7_subconv: :func:`sub_conv_fits` and
+    its scratch at most :func:`eight_bit_scratch` (the rule of :func:`sub_kernel`)?"""
+    return sub_conv_fits(step) and sum(sub_conv_scratch(step)) <= eight_bit_scratch(step)
 
 
 def eight_bit_scratch(step: Step) -> int:
@@ -500,14 +564,18 @@ def eight_bit_scratch(step: Step) -> int:
 
 def sub_kernel(step: Step) -> tuple[str, str]:
     """The kernel of a compute step of sub-byte weights or inputs (:func:`m7_kernel` applies
-    it): the one the step takes without this rule if it is not the portable kernel and its
-    scratch is at most :func:`eight_bit_scratch`, else tn_m7_sub ("sub", :func:`sub_fits`) if
-    its scratch is, else the portable kernel (no scratch; the reason says why). So for every
-    compute step, ``scratch_bytes`` at lower weight / input bits <= that at 8 bits.
+    it): tn_m7_subconv ("sub", :func:`sub_conv_step`: the 8-bit kernel's lanes, as fast per MAC
+    as tn_m7_conv) if it fits; else the one the step takes without this rule if it is not the
+    portable kernel and its scratch is at most :func:`eight_bit_scratch`, else tn_m7_sub
+    ("sub", :func:`sub_fits`) if its scratch is, else the portable kernel (no scratch; the
+    reason says why). So for every compute step, ``scratch_bytes`` at lower weight / input bits
+    <= that at 8 bits.
 
     Returns:
         (kind, reason) as :func:`m7_kernel`.
     """
+    if sub_conv_step(step):  # tn_m7_subconv: the 8-bit kernel's lanes, sub-byte weights
+        return "sub", ""
     kind, why = m7_kernel(step, bits_rule=False)
     bound = eight_bit_scratch(step)
     if kind != "portable" and sum(kind_scratch_parts(step, kind)) <= bound:
