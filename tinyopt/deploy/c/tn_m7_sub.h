@@ -306,6 +306,18 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
  * before either's outputs are written): the planner's sliding writes stay valid.
  * --------------------------------------------------------------------------------------------- */
 
+/* u + the sum of the four bytes of v (USADA8 against 0). */
+TN_INLINE uint32_t tn_usada8(uint32_t v, uint32_t u)
+{
+#if defined(__ARM_FEATURE_DSP)
+    uint32_t r;
+    __asm__("usada8 %0, %1, %2, %3" : "=r"(r) : "r"(v), "r"(0u), "r"(u));
+    return r;
+#else
+    return u + (v & 0xFFu) + ((v >> 8) & 0xFFu) + ((v >> 16) & 0xFFu) + (v >> 24);
+#endif
+}
+
 /* Lane pair j of a word v of XB-bit codes (XB < 8): int16 lanes x' of elements (j, j + 16/XB). */
 TN_INLINE uint32_t tn_sc_xpair(uint32_t v, uint32_t j, uint32_t XB, uint32_t XS, int32_t ZX)
 {
@@ -314,6 +326,45 @@ TN_INLINE uint32_t tn_sc_xpair(uint32_t v, uint32_t j, uint32_t XB, uint32_t XS,
     if (XS) p ^= (uint32_t)sb * 0x00010001u; /* c ^ 2^(b-1) - 2^(b-1): the signed code */
     if (XS || ZX != 0) p = tn_ssub16(p, ((uint32_t)(sb + ZX) & 0xFFFFu) * 0x00010001u);
     return p;
+}
+
+/* Unpack n words of XB-bit codes (XB < 8) at src into the lane pairs of one pixel from word d
+ * on (two apart); returns sum + their x'. Unsigned 4-bit codes with z_x = 0 sum as
+ * E + (U - E) / 16 with U = sum of the bytes (USADA8: even + 16 odd nibbles) and E the even
+ * nibbles (lane pairs 0 and 2 added lane-wise: at most 30 n < 2^16 per lane), three
+ * instructions per word instead of four. */
+TN_INLINE int32_t tn_sc_run(const uint8_t *src, uint32_t *TN_RESTRICT d, uint32_t n, uint32_t XB,
+                            uint32_t XS, int32_t ZX, int32_t sum)
+{
+    const uint32_t hp = 16u / XB;
+    if (XB == 4u && !XS && ZX == 0 && n < 2048u) {
+        uint32_t u = 0, e = 0;
+        TN_UNROLL
+        for (uint32_t g = 0; g < n; g++, d += 2u * hp) {
+            const uint32_t v = tn_ld32(src + 4u * g);
+            const uint32_t p0 = tn_sc_xpair(v, 0u, 4u, 0u, 0), p1 = tn_sc_xpair(v, 1u, 4u, 0u, 0);
+            const uint32_t p2 = tn_sc_xpair(v, 2u, 4u, 0u, 0), p3 = tn_sc_xpair(v, 3u, 4u, 0u, 0);
+            d[0] = p0; d[2] = p1; d[4] = p2; d[6] = p3;
+            u = tn_usada8(v, u);
+            e += p0;
+            e += p2;
+        }
+        {
+            const uint32_t even = (e & 0xFFFFu) + (e >> 16);
+            return (int32_t)((uint32_t)sum + even + ((u - even) >> 4));
+        }
+    }
+    TN_UNROLL
+    for (uint32_t g = 0; g < n; g++, d += 2u * hp) {
+        const uint32_t v = tn_ld32(src + 4u * g);
+        TN_UNROLL
+        for (uint32_t j = 0; j < hp; j++) {
+            const uint32_t pr = tn_sc_xpair(v, j, XB, XS, ZX);
+            d[2u * j] = pr;
+            sum = tn_smlad(pr, 0x00010001u, sum);
+        }
+    }
+    return sum;
 }
 
 /* The window of output pixel (oy, ox) of XB-bit inputs (XB < 8) as lanes of one pixel from
@@ -334,6 +385,11 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
         uint32_t *dr = d + (uint32_t)ky * KWCP;
         const int32_t iy = y0 + ky;
         const uint32_t rowin = iy >= 0 && iy < H;
+        if (G == 32u / XB && rowin && x0 >= 0 && x0 + KW <= W) { /* the row: KWCP / G words */
+            sum = tn_sc_run(in + ((uint32_t)iy * (uint32_t)W + (uint32_t)x0) * C * XB / 8u, dr,
+                            KWCP / G, XB, XS, ZX, sum);
+            continue;
+        }
         if (G == 32u / XB && C % G == 0u) { /* every tap is C / G whole words of codes */
             for (int32_t kx = 0; kx < KW; kx++) {
                 const int32_t ix = x0 + kx;
@@ -514,6 +570,33 @@ TN_INLINE void tn_sc_addtab(const uint8_t *tab, const uint8_t *other, uint8_t *T
                tab[(((uint32_t)v[e] & mo) << OBO) | ((uint32_t)tn_get(other, idx + e, OBO, 0u) & mw)]);
 }
 
+/* Outputs c .. c + 3 of one pixel (sums acc[0..3], sum x' sx) as OB = 4 or 2-bit codes at byte
+ * `byte` of out: requantized and clamped as tn_m7_cv_chan (an 8-bit clamp never applies to
+ * them), packed in a register, written by one STRH / STRB. */
+TN_INLINE void tn_sc_put4(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
+                          const int32_t *m0p, const int8_t *n0p, uint8_t *TN_RESTRICT out,
+                          uint32_t byte, uint32_t c, const int32_t *acc, int32_t sx,
+                          uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                          uint32_t OB, TN_RQ_ARGS)
+{
+    uint32_t packed = 0;
+    TN_UNROLL
+    for (uint32_t r = 0; r < 4u; r++) {
+        const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c + r];
+        const int32_t m0c = NM == 1u ? 0 : m0p[c + r], n0c = NM == 1u ? 0 : (int32_t)n0p[c + r];
+        const int32_t y = tn_m7_req(l, (uint32_t)bias[c + r] + (uint32_t)acc[r]
+                                    - (uint32_t)z * (uint32_t)sx, c + r, m0c, n0c, REQ, NM,
+                                    ROUND, TN_RQ);
+        packed |= ((uint32_t)y & ((1u << OB) - 1u)) << (r * OB);
+    }
+    if (OB == 4u) {
+        const uint16_t h = (uint16_t)packed;
+        TN_MEMCPY(out + byte, &h, 2);
+    } else {
+        out[byte] = (uint8_t)packed;
+    }
+}
+
 /* Output pixels p and (TWO) p + 1 of tn_m7_subconv (TWO = 0: pixel p alone, its window
  * unpacked twice). */
 TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -552,6 +635,15 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
         if (WB == 4u && RAW == 2u) { /* row 3 held w_3 - 8 */
             acc[3] = (int32_t)((uint32_t)acc[3] + 8u * (uint32_t)s0);
             acc[7] = (int32_t)((uint32_t)acc[7] + 8u * (uint32_t)s1);
+        }
+        if (MODE == 0u && (OB == 4u || OB == 2u) && CO % 4u == 0u) {
+            /* the block's four outputs of a pixel packed in a register: one store */
+            tn_sc_put4(l, bias, wzp, m0p, n0p, out, (p * CO + c) * OB / 8u, c, acc, s0, NWZP,
+                       ZW, REQ, NM, ROUND, OB, TN_RQ);
+            if (TWO)
+                tn_sc_put4(l, bias, wzp, m0p, n0p, out, ((p + 1u) * CO + c) * OB / 8u, c,
+                           acc + 4, s1, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
+            continue;
         }
         TN_UNROLL
         for (uint32_t r = 0; r < 4u; r++)
