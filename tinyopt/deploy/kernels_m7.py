@@ -604,7 +604,8 @@ def _subconv_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_roun
     rest = [*rq.values(), *fadd]
     lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
     obo = int(step.in_specs[1].bits) if step.add is not None else 0
-    return head + (f"    tn_m7_subconv(l, in[0], {'in[1]' if step.add is not None else 'in[0]'}, out, "
+    other = "in[1]" if step.add is not None else "in[0]"
+    return head + (f"    tn_m7_subconv(l, in[0], {other}, out, "
             f"{_scratch(step, arena, 'uint32_t')},\n                  "
             f"{_scratch(step, arena, 'int32_t', lanes)}, "
             + ", ".join(u(a) for a in args) + f", {tab}, {obo}u,\n                  "
