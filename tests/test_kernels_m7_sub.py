@@ -399,3 +399,19 @@ def test_seed_cnn_sub_byte_under_qemu(qemu, tmp_path):
             assert r["export"].kernels[-1] == "sub"
     print("dense instructions per MAC:", rates)
     assert rates[(4, 4)] < 3 and rates[(2, 2)] < 3
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+@pytest.mark.parametrize("raw", [None, 1, 0])
+def test_subconv_under_qemu(qemu, tmp_path, monkeypatch, raw):
+    """tn_m7_subconv's assembly loops (4-bit weights at RAW 2, 1, 0; 2-bit weights) bit-exact
+    under QEMU on both chains."""
+    if raw is not None:
+        monkeypatch.setattr(kernels_m7, "subconv_raw", lambda layer: raw)
+    for name, (rounding, signed, zin, shape, layers) in SUBCONV_CHAINS.items():
+        g = chain(70 + len(name), layers, shape, 8, signed, zin, rounding)
+        lo = -128 if signed else 0
+        x = np.random.default_rng(5).integers(lo, lo + 256, (4, *shape))
+        r = mcu.deploy(g, x, tmp_path, name=f"{name}_{raw}", host_images=4, mcu_images=2)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
