@@ -45,7 +45,8 @@ only (per-model totals beside CMSIS-NN's, flash and RAM, and the ``mlperf_layer_
 printed, without writing ``results/bench/kernels.csv`` (the edit-measure loop of issue 29);
 with ``--exact`` too, over :data:`EXACT_HOST` host and :data:`EXACT_MCU` QEMU inputs, and with
 ``--exact --write`` the MLPerf rows of ``results/bench/kernels.csv`` replaced by these.
-``--subbyte`` prints the ``subbyte_layer_type`` rows alone.
+``--subbyte`` prints the ``subbyte_layer_type`` rows alone; with ``--write`` too, puts them in
+place of those rows of ``results/bench/kernels.csv`` (the other rows kept as they are).
 """
 from __future__ import annotations
 
@@ -366,7 +367,15 @@ def main() -> None:
         return
     if "--subbyte" in sys.argv[1:]:  # the subbyte_layer_type rows only, printed
         with tempfile.TemporaryDirectory() as tmp:
-            subbyte_rows(Path(tmp))
+            rows = subbyte_rows(Path(tmp))
+        if "--write" in sys.argv[1:]:  # ... and put in place of those of kernels.csv
+            path = REPO / "results/bench/kernels.csv"
+            old = pd.read_csv(path)
+            keep = old[old["scope"] != "subbyte_layer_type"]
+            at = int(np.argmax((old["scope"] == "subbyte_layer_type").to_numpy()))
+            new = pd.DataFrame(rows).reindex(columns=old.columns)
+            frame = pd.concat([keep.iloc[:at], new, keep.iloc[at:]], ignore_index=True)
+            print(f"wrote {write_csv(integer_counts(frame), path)}")
         return
     x_calib = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 1))
     with tempfile.TemporaryDirectory() as tmp:

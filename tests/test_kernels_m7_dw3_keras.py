@@ -51,7 +51,7 @@ KERAS_CHAINS = {
 def row_kernel_everywhere(monkeypatch):
     """These chains are all depthwise: every step sets the arena's peak, so the planner's rule
     (the row kernel only where its scratch is free) would never run it; force it."""
-    monkeypatch.setattr(steps_mod, "ROW_KERNEL_WHERE_FREE", False)
+    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
 
 
 @pytest.mark.parametrize("name", sorted(KERAS_CHAINS))
@@ -125,7 +125,7 @@ def test_row_kernel_only_where_its_scratch_is_free(monkeypatch):
     ruled, bare, rows = _arenas(lambda: steps_mod.memory_plan(g), monkeypatch)
     assert ruled == bare and rows == 0
     with monkeypatch.context() as m:
-        m.setattr(steps_mod, "ROW_KERNEL_WHERE_FREE", False)
+        m.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
         assert steps_mod.memory_plan(g)[1].arena_bytes > bare
     from tinyopt.mixed import memory
     from tinyopt.mixed.policy import Policy

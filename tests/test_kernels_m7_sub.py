@@ -23,6 +23,14 @@ from tests.test_kernels_m7 import _conv, chain, host_check
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
 
+@pytest.fixture
+def roomy(monkeypatch):
+    """tn_m7_subconv wherever it fits: these small chains have their peak at the steps it
+    runs, where the planner's rule (steps.SCRATCH_ONLY_WHERE_FREE: on a Keras-path graph only
+    where its scratch is free) would give them the lean tn_m7_sub."""
+    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+
+
 def _dense(n, k, wbits, out_bits=8, **kw):
     return dict(kind="dense", out_shape=(n,), wshape=(n, k), wbits=wbits, out_bits=out_bits, **kw)
 
@@ -103,37 +111,156 @@ def test_sub_kernel_host_bitexact(tmp_path, name):
         assert first.pool is not None and steps_mod.scratch_parts(first)[1] == 4 * 16
 
 
-def _residual_graph(wbits: int) -> IntegerGraph:
-    """x -> p (pointwise, ``wbits``-bit weights, 8-bit signed output) -> y = x + p: the ADD fused
-    into p's step (tn_m7_add_fused after tn_m7_sub's outputs, in place over x's bytes)."""
-    rng = np.random.default_rng(wbits)
+# tn_m7_subconv (steps.sub_conv_fits): 4 / 2-bit weights over windows of 8-bit inputs (the
+# first layer, tn_m7_cv_window), of 4 / 2-bit inputs unpacked a word at a time (C a multiple of
+# 32 / XB) or lane by lane (odd channel counts), signed 4-bit inputs with z_x != 0, padding with
+# z_x and with integer 0, strides, an odd pixel count (the lone last pixel), output channels
+# not a multiple of the four rows of a block, PL and PC, sub-byte and 8-bit outputs.
+SUBCONV_CHAINS = {
+    "sc_double": ("tflite_double", True, -3, (7, 7, 3), [
+        _conv((7, 7, 16), (16, 3, 3, 3), 4, 4, padding=(1, 1, 1, 1), per_channel=True,
+              icn=True, out_signed=True, out_zero_point=1),
+        _conv((7, 7, 10), (10, 3, 3, 16), 2, 2, padding=(1, 1, 1, 1), pad_mode="zero"),
+        _conv((3, 3, 16), (16, 3, 3, 10), 4, 8, stride=(2, 2), out_signed=True,
+              out_zero_point=1),
+        _conv((3, 3, 8), (8, 1, 1, 16), 2, 4, per_channel=True),
+        _conv((3, 3, 13), (13, 1, 1, 8), 4, 8, padding=(1, 1, 1, 1)),
+        dict(kind="flatten"),
+        _dense(3, 117, 4, 32, out_signed=True, requantize=False)]),
+    "sc_floor": ("floor", False, 5, (6, 5, 16), [
+        _conv((6, 5, 32), (32, 3, 3, 16), 2, 4, padding=(1, 1, 1, 1), per_channel=True,
+              icn=True),
+        _conv((6, 5, 16), (16, 1, 1, 32), 4, 2, out_zero_point=1),
+        _conv((3, 3, 32), (32, 3, 3, 16), 4, 4, stride=(2, 2), padding=(1, 0, 1, 1)),
+        _conv((3, 3, 12), (12, 3, 3, 32), 2, 8, padding=(1, 1, 1, 1), per_channel=True),
+        dict(kind="flatten"),
+        _dense(4, 108, 4, 32, out_signed=True, requantize=False)]),
+}
+
+
+@pytest.mark.parametrize("raw", [None, 1, 0])
+@pytest.mark.parametrize("name", sorted(SUBCONV_CHAINS))
+def test_subconv_host_bitexact(tmp_path, monkeypatch, name, raw, roomy):
+    """Every conv / pointwise step takes tn_m7_subconv, in at most the 8-bit kernel's scratch,
+    and the C equals the simulator; RAW forced down to 1 (row 3 shifted) and 0 (no scaled
+    rows) too (always exact: lower levels need no bound)."""
+    rounding, signed, zin, shape, layers = SUBCONV_CHAINS[name]
+    g = chain(70 + len(name), layers, shape, 8, signed, zin, rounding)
+    if raw is not None:
+        monkeypatch.setattr(kernels_m7, "subconv_raw", lambda layer: raw)
+    e = host_check(g, tmp_path)
+    conv = [s for s in e.steps if s.layer.kind in ("conv2d", "pointwise")]
+    assert conv and all(steps_mod.sub_conv_step(s) for s in conv), e.kernels
+    for s in conv:  # tn_m7_conv's lanes (the 8-bit kernel's, or below a padded pointwise's)
+        assert s.scratch_bytes == 4 * steps_mod.sub_lanes(s.layer)[1], s.name
+        assert s.scratch_bytes <= steps_mod.eight_bit_scratch(s), s.name
+    groups = {steps_mod.sub_lane_group(s.layer) for s in conv}
+    assert groups == ({4, 8, 16} if name == "sc_floor" else {4, 8}), groups
+    if raw is None:
+        assert {kernels_m7.subconv_raw(s.layer) for s in conv if s.layer.weight_bits == 4} == {2}
+
+
+def test_subconv_raw_levels():
+    """subconv_raw: 2 for small windows, 1 when row 3's 4096-scaled sum could leave int32
+    (a 3x3 x 64 window of 8-bit inputs, weights far from 8), 0 when 256 |A_2| could too."""
+    def layer(c, zx=0, fill=None):
+        g = chain(1, [_conv((1, 1, 4), (4, 1, 1, c), 4, 8)], (1, 1, c), 8, False, zx)
+        lay = g.layers[0]
+        if fill is not None:
+            lay.set_weights(np.full((4, 1, 1, c), fill), 4)
+        return lay
+    assert kernels_m7.subconv_raw(layer(16)) == 2
+    assert kernels_m7.subconv_raw(layer(576, fill=0)) == 1  # 4096 * 8 * 576 * 255 > 2^31
+    assert kernels_m7.subconv_raw(layer(576, fill=8)) == 2  # row 3 holds w - 8 = 0
+    assert kernels_m7.subconv_raw(layer(2400, fill=15)) == 0  # 256 * 15 * 2400 * 255 > 2^31
+    with pytest.raises(ValueError, match="'l0'.*8-bit conv2d|'l0'.*8-bit pointwise"):
+        kernels_m7.subconv_weights(chain(2, [_conv((1, 1, 4), (4, 1, 1, 8), 8, 8)],
+                                         (1, 1, 8)).layers[0])
+
+
+def test_subconv_weights_by_hand():
+    """subconv_weights: 4-bit, per lane pair one word (nibble r: row r at i_q, 4 + r: row r at
+    j_q; rows 3 ^ 8 with RAW 2); 2-bit, one word per two lane pairs; rows completed to four."""
+    g = chain(3, [_conv((1, 1, 5), (5, 1, 1, 8), 4, 8)], (1, 1, 8), 8, False, 0)
+    lay = g.layers[0]
+    w = unpack(lay.weights, 4, 8)  # [5, 8]
+    words = kernels_m7.subconv_weights(lay).view("<u4").reshape(2, 4)  # 2 blocks, 4 pairs
+    raw = kernels_m7.subconv_raw(lay)
+    assert raw == 2
+    rows = np.zeros((8, 8), np.int64)
+    rows[:5] = w
+    rows[3::4] ^= 8
+    for b in range(2):
+        for q, (i, j) in enumerate([(0, 2), (1, 3), (4, 6), (5, 7)]):  # 8-bit inputs: GX = 4
+            want = sum(int(rows[4 * b + r, i]) << (4 * r) for r in range(4)) + sum(
+                int(rows[4 * b + r, j]) << (16 + 4 * r) for r in range(4))
+            assert int(words[b, q]) == want, (b, q)
+    g = chain(4, [_conv((1, 1, 4), (4, 1, 1, 16), 2, 4)], (1, 1, 16), 2, False, 0)
+    lay = g.layers[0]
+    assert steps_mod.sub_lane_group(lay) == 16  # 2-bit inputs: pairs (j, j + 8)
+    w = unpack(lay.weights, 2, 16)
+    words = kernels_m7.subconv_weights(lay).view("<u4")
+    assert words.shape == (4,)
+    for t in range(4):  # lane pairs 2t, 2t + 1 = elements (2t, 2t + 8), (2t + 1, 2t + 9)
+        fields = [w[r, 2 * t] for r in range(4)] + [w[r, 2 * t + 1] for r in range(4)] + [
+            w[r, 2 * t + 8] for r in range(4)] + [w[r, 2 * t + 9] for r in range(4)]
+        assert int(words[t]) == sum(int(f) << (2 * k) for k, f in enumerate(fields)), t
+
+
+def _residual_graph(wbits: int, bits: int = 8, slot: int = 1) -> IntegerGraph:
+    """x -> p (pointwise, ``wbits``-bit weights, ``bits``-bit output) -> y = x + p (p the ADD's
+    input ``slot``): the ADD fused into p's step (8 bits: tn_m7_add_fused after the outputs,
+    in place over x's bytes; sub-byte, unsigned: the ADD's table, tn_sc_addtab)."""
+    rng = np.random.default_rng(wbits + 10 * bits + slot)
+    sg = bits == 8
+    zx, zp, zy = (-5, 3, -20) if sg else (1, 1, 1)
     p = IntegerLayer(kind="pointwise", name="p", in_shape=(5, 5, 12), out_shape=(5, 5, 12),
-                     in_bits=8, in_signed=True, in_zero_point=-5, out_bits=8, out_signed=True,
-                     out_zero_point=3, inputs=("x",), outputs=("p",), rounding="tflite_double")
+                     in_bits=bits, in_signed=sg, in_zero_point=zx, out_bits=bits, out_signed=sg,
+                     out_zero_point=zp, inputs=("x",), outputs=("p",), rounding="tflite_double")
     top = (1 << wbits) - 1
     p.set_weights(rng.integers(0, top + 1, (12, 1, 1, 12)), wbits)
     p.weight_zero_point = rng.integers(1, top, 12).astype(np.int32)
     p.bias = rng.integers(-200, 200, 12).astype(np.int32)
-    p.m0, p.n0 = tflite_quantize_multiplier(rng.uniform(0.004, 0.02, 12) * 8 / (top + 1))
-    m0, n0 = tflite_quantize_multiplier([0.5, 0.31, 0.6 / (1 << 20)])
+    p.m0, p.n0 = tflite_quantize_multiplier(rng.uniform(0.004, 0.02, 12) * 8 / (top + 1)
+                                            * (1 << bits) / 256)
+    m0, n0 = tflite_quantize_multiplier([0.5, 0.31, (0.6 if sg else 1.2) / (1 << 20)])
     add = IntegerLayer(kind="add", name="y", in_shape=(5, 5, 12), out_shape=(5, 5, 12),
-                       in_bits=8, in_signed=True, in_zero_point=-5, out_signed=True,
-                       out_zero_point=-20, inputs=("x", "p"), outputs=("y",), left_shift=20,
-                       m0=m0, n0=n0, rounding="tflite_double")
-    g = IntegerGraph([p, add], input_shape=(5, 5, 12), input_signed=True, input_zero_point=-5,
-                     rounding="tflite_double", input_name="x", outputs=["y"], name="res")
+                       in_bits=bits, in_signed=sg, in_zero_point=zx if slot else zp,
+                       out_bits=bits, out_signed=sg, out_zero_point=zy,
+                       inputs=("x", "p") if slot else ("p", "x"), outputs=("y",),
+                       left_shift=20, m0=m0, n0=n0, rounding="tflite_double")
+    g = IntegerGraph([p, add], input_shape=(5, 5, 12), input_bits=bits, input_signed=sg,
+                     input_zero_point=zx, rounding="tflite_double", input_name="x",
+                     outputs=["y"], name="res")
     g.validate()
     return g
 
 
 @pytest.mark.parametrize("wbits", [4, 2])
-def test_sub_kernel_fused_add_host_bitexact(tmp_path, wbits):
+def test_sub_kernel_fused_add_host_bitexact(tmp_path, wbits, roomy):
     g = _residual_graph(wbits)
     e = host_check(g, tmp_path)
     assert e.kernels == ["sub"] and e.steps[0].add is not None, e.kernels
-    assert e.steps[0].scratch_bytes == 0
+    # tn_m7_subconv: the 8-bit kernel's lanes and the pair's int32 outputs, no more
+    assert steps_mod.sub_conv_step(e.steps[0])
+    assert e.steps[0].scratch_bytes == steps_mod.eight_bit_scratch(e.steps[0]) == 4 * 12 + 8 * 12
     ch = kernels_m7.choose(e.steps[0], 0, rounding=g.rounding)
     assert ch.reason == "", ch.reason  # tn_m7_add's arithmetic, not the portable one
+
+
+@pytest.mark.parametrize("wbits,bits,slot", [(4, 4, 1), (2, 4, 0), (4, 2, 0), (2, 2, 1)])
+def test_subconv_fused_sub_byte_add_host_bitexact(tmp_path, wbits, bits, slot, roomy):
+    """A residual ADD of sub-byte tensors fused into tn_m7_subconv runs its table (both
+    slots), bit-exact with the simulator; the table is the simulator's ADD on every pair."""
+    g = _residual_graph(wbits, bits, slot)
+    e = host_check(g, tmp_path)
+    step = e.steps[0]
+    assert e.kernels == ["sub"] and step.add is not None and steps_mod.sub_conv_step(step)
+    table = kernels_m7.subconv_add_table(step, g.rounding)
+    assert table.size == 1 << (2 * bits) and len(set(table.tolist())) > 2
+    assert kernels_m7.choose(step, 0, rounding=g.rounding).reason == ""
+    assert "addtab" in kernels_m7.step_function(step, 0, kernels_m7.choose(step, 0),
+                                                g.rounding)
 
 
 def test_sub_weights_by_hand():
@@ -280,3 +407,19 @@ def test_seed_cnn_sub_byte_under_qemu(qemu, tmp_path):
             assert r["export"].kernels[-1] == "sub"
     print("dense instructions per MAC:", rates)
     assert rates[(4, 4)] < 3 and rates[(2, 2)] < 3
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+@pytest.mark.parametrize("raw", [None, 1, 0])
+def test_subconv_under_qemu(qemu, tmp_path, monkeypatch, raw, roomy):
+    """tn_m7_subconv's assembly loops (4-bit weights at RAW 2, 1, 0; 2-bit weights) bit-exact
+    under QEMU on both chains."""
+    if raw is not None:
+        monkeypatch.setattr(kernels_m7, "subconv_raw", lambda layer: raw)
+    for name, (rounding, signed, zin, shape, layers) in SUBCONV_CHAINS.items():
+        g = chain(70 + len(name), layers, shape, 8, signed, zin, rounding)
+        lo = -128 if signed else 0
+        x = np.random.default_rng(5).integers(lo, lo + 256, (4, *shape))
+        r = mcu.deploy(g, x, tmp_path, name=f"{name}_{raw}", host_images=4, mcu_images=2)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name

@@ -86,7 +86,8 @@ import numpy as np
 from tinyopt.integer.steps import (  # noqa: F401  (MAX_SCRATCH, KERNEL_MODES: re-exported)
     KERNEL_MODES, MAX_SCRATCH, SUB_BITS, Step, _hwc, conv_lanes, fc_fits, gemm_geometry,
     kernel_window, m7_kernel, scratch_bytes as step_scratch_bytes, scratch_parts, dw3_fits,
-    dw3_weights_fit, dw3_width, dw3_scratch_bytes, kind_scratch_parts, sub_direct, sub_units)
+    dw3_weights_fit, dw3_width, dw3_scratch_bytes, kind_scratch_parts, sub_direct, sub_units,
+    sub_conv_step, sub_lane_group, sub_lanes)
 from tinyopt.integer.arith import packed_bytes
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment
@@ -159,11 +160,13 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
                       reason=why)
     if kind == "sub":  # tn_m7_sub: sub-byte weights or inputs, its own weight order
         why = ""
-        if step.add is not None:
+        if step.add is not None and not (sub_conv_step(step)
+                                         and subconv_add_table(step, rounding) is not None):
             plan = add_plan(step, rounding)
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
-        return Choice("sub", f"model_step{index}", scratch=scratch,
-                      weights=sub_weights(layer, sub_units(step)), reason=why)
+        weights = (subconv_weights(layer) if sub_conv_step(step)  # tn_m7_subconv
+                   else sub_weights(layer, sub_units(step)))
+        return Choice("sub", f"model_step{index}", scratch=scratch, weights=weights, reason=why)
     if kind == "depthwise":  # the 3x3 row kernel where it applies (dw3_plan), else tn_m7_depthwise
         return _depthwise_choice(step, index, rounding, scratch)
     if kind != "gemm":
@@ -253,6 +256,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
                 f"{_scratch(step, arena, 'uint32_t')},\n               "
                 f"{_scratch(step, arena, 'int32_t', lanes)}, "
                 + ", ".join(u(a) for a in args) + ");\n}\n")
+    if choice.kind == "sub" and sub_conv_step(step):
+        return head + _subconv_call(step, common, zw, rq, graph_rounding, arena, u) + "}\n"
     if choice.kind == "sub":
         return head + _sub_call(step, common, zw, rq, graph_rounding, arena, u) + "}\n"
     if choice.kind == "depthwise_scalar":
@@ -467,6 +472,154 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
     gp = _scratch(step, arena, "uint8_t") if gather else "(uint8_t *)0"
     return (f"    tn_m7_sub(l, in[0], {other}, out, {bp}, {gp},\n              "
             + ", ".join(u(a) for a in args) + ");\n")
+
+
+def _x_box(layer) -> int:
+    """max |x'| over a window's lanes: x - z_x of every input code, a padded tap's 0 - z_x or
+    0, a padding lane's 0."""
+    xb, z = int(layer.in_bits), int(layer.in_zero_point)
+    lo = -(1 << (xb - 1)) if layer.in_signed else 0
+    return max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
+
+
+def _subconv_rows(layer) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The codes of tn_m7_subconv's rows as its lanes order them: [N4, KP] (each window row
+    padded to KWCP lanes with the row's weight zero point, N rounded up to a block of four
+    with rows of code 0), and the lane pairs (i_q, j_q) of a pixel's window in word order."""
+    kh, kw = kernel_window(layer)
+    kwcp, kp = sub_lanes(layer)
+    g = sub_lane_group(layer)
+    from tinyopt.integer.graph import unpack
+    n = len(layer.weights)
+    row = kw * _hwc(layer.in_shape)[2]
+    codes = unpack(np.asarray(layer.weights, np.uint8), int(layer.weight_bits), kh * row)
+    zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)), (n,))
+    padded = np.zeros((-(-n // 4) * 4, kh, kwcp), np.int64)
+    padded[:n, :, :row] = codes.reshape(n, kh, row)
+    padded[:n, :, row:] = zw[:, None, None]
+    pairs = [(base + j, base + j + g // 2) for base in range(0, kp, g) for j in range(g // 2)]
+    return padded.reshape(len(padded), kp), pairs
+
+
+def subconv_raw(layer) -> int:
+    """RAW of tn_m7_subconv (c/tn_m7_sub.h) for a layer of 4-bit weights: 2 when, for every
+    block of four rows and every input, 16 |A_1|, 256 |A_2| and 4096 |A_3 - 8 sum x'| stay below
+    2^31 (A_r = sum w_r x' of row r of the block: the sums the loop keeps scaled), 1 when the
+    first two do, else 0 (each row masked after a shift, unscaled). Bounded from the weights
+    themselves, sum_k |w_k| max |x'|; 0 for other widths (2-bit weights: scaled by
+    steps.sub_conv_fits' bound, whatever the weights)."""
+    if int(layer.weight_bits) != 4:
+        return 0
+    rows, _ = _subconv_rows(layer)
+    dx = _x_box(layer)
+    blocks = rows.reshape(-1, 4, rows.shape[1])
+    top = (1 << 31)
+    fit1 = bool((16 * np.abs(blocks[:, 1]).sum(axis=1) * dx < top).all()
+                and (256 * np.abs(blocks[:, 2]).sum(axis=1) * dx < top).all())
+    fit3 = bool((4096 * np.abs(blocks[:, 3] - 8).sum(axis=1) * dx < top).all())
+    return 2 if fit1 and fit3 else 1 if fit1 else 0
+
+
+def subconv_weights(layer) -> np.ndarray:
+    """The weight bytes of a step of tn_m7_subconv (c/tn_m7_sub.h, its comment): rows padded as
+    :func:`_subconv_rows`, in blocks of four; per block and lane pair q (window order) one word
+    of 4-bit weights (nibble r: row r at i_q, nibble 4 + r: row r at j_q; nibble 3 and 7 stored
+    ^ 8 when :func:`subconv_raw` is 2), or per two lane pairs q, q + 1 one word of 2-bit weights
+    (crumbs r, 4 + r, 8 + r, 12 + r: row r at i_q, i_{q+1}, j_q, j_{q+1}). ceil(N / 4) 4 KP WB / 8
+    bytes.
+
+    Arguments:
+        layer: a conv2d or pointwise layer of 2 or 4-bit weights
+            (:func:`tinyopt.integer.steps.sub_conv_fits`).
+
+    Returns:
+        uint8 array.
+
+    Raises:
+        ValueError: another kind of layer or weight width.
+    """
+    wb = int(layer.weight_bits)
+    if layer.kind not in ("conv2d", "pointwise") or wb not in (2, 4):
+        raise ValueError(f"layer {layer.name!r}: subconv_weights packs conv2d and pointwise "
+                         f"layers of 2 or 4-bit weights, not a {wb}-bit {layer.kind} layer")
+    rows, pairs = _subconv_rows(layer)
+    if wb == 4 and subconv_raw(layer) == 2:
+        rows = rows.copy()
+        rows[3::4] ^= 8
+    blocks = rows.reshape(-1, 4, rows.shape[1])  # [block, r, lane]
+    i = np.array([a for a, _ in pairs])
+    j = np.array([b for _, b in pairs])
+    if wb == 4:  # [block, q, 8 nibbles]: rows at i_q, then rows at j_q
+        fields = np.concatenate([blocks[:, :, i], blocks[:, :, j]], axis=1).transpose(0, 2, 1)
+    else:  # [block, q / 2, 16 crumbs]: rows at i_q, i_{q+1}, j_q, j_{q+1}
+        fi, fj = blocks[:, :, i], blocks[:, :, j]
+        fields = np.concatenate([fi[:, :, 0::2], fi[:, :, 1::2], fj[:, :, 0::2], fj[:, :, 1::2]],
+                                axis=1).transpose(0, 2, 1)
+    shifts = np.arange(fields.shape[-1], dtype=np.uint64) * wb
+    words = (fields.astype(np.uint64) << shifts).sum(axis=-1).astype("<u4")
+    return words.reshape(-1).view(np.uint8).copy()
+
+
+def subconv_add_table(step: Step, rounding: str | None) -> np.ndarray | None:
+    """The fused residual ADD of a tn_m7_subconv step as a table (c/tn_m7_sub.h: tn_sc_addtab),
+    when both addends and the sum have the same width b <= 4 (then :func:`add_plan` refuses it):
+    entry (own << b) | other is the ADD's output code (its low b bits) for the compute layer's
+    output code ``own`` and the other addend's code ``other``, computed by the simulator's ADD
+    (``tinyopt.integer.ops.add.simulate``) on every pair of codes, so exact on any input by
+    construction; 2^(2b) bytes of flash. None otherwise (no fused ADD, other widths, or the
+    flavour unknown)."""
+    if step.add is None:
+        return None
+    (b0, sg0, _), (b1, sg1, z1), _ = _addends(step)
+    add = step.add
+    flavour = add.rounding or rounding
+    b = int(add.out_bits)
+    if flavour is None or not b0 == b1 == b <= 4:
+        return None
+    own_first = step.add_slot == 0
+    codes = np.arange(1 << b, dtype=np.int64)
+    def value(signed):  # code bits -> the number they stand for
+        return codes - (1 << b) * (codes >= (1 << (b - 1))) if signed else codes
+    v0, v1 = value(sg0), value(sg1)
+    x0, x1 = np.meshgrid(v0, v1, indexing="ij")  # [input 0 code, input 1 code]
+    p = types.SimpleNamespace(layer=add, rounding=flavour,
+                              zero_points=[int(add.in_zero_point), z1])
+    y = REGISTRY["add"].simulate(p, [x0, x1], False).astype(np.int64) & ((1 << b) - 1)
+    table = y if own_first else y.T  # [own code, other code]
+    return table.astype(np.uint8).ravel()
+
+
+def _subconv_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding: str,
+                  arena: str, u) -> str:
+    """The body of a tn_m7_subconv step: its call with the layer's constants (and the table of
+    a fused sub-byte ADD, :func:`subconv_add_table`, as a constant of the function)."""
+    layer = step.layer
+    fadd = _fused_add_args(step, graph_rounding)
+    table = subconv_add_table(step, graph_rounding) if not fadd[0] else None
+    head, tab = "", "(const uint8_t *)0"
+    if table is not None:
+        head = ("    static const uint8_t addtab[" + str(table.size) + "] = {"
+                + ", ".join(str(int(t)) for t in table) + "};\n")
+        tab = "addtab"
+    h, w, c = _hwc(layer.in_shape)
+    oh, ow, co = _hwc(layer.out_shape)
+    kh, kw = kernel_window(layer)
+    top, _, left, _ = layer.padding
+    args = [2 if step.add is not None else 0, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
+            layer.stride[1], top, left, layer.in_bits, common["XS"], common["ZX"],
+            common["PADZERO"], sub_lane_group(layer), sub_lanes(layer)[0],
+            int(_inside(layer, gemm_geometry(layer))), layer.weight_bits, subconv_raw(layer),
+            common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
+            common["OB"]]
+    rest = [*rq.values(), *fadd]
+    lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
+    obo = int(step.in_specs[1].bits) if step.add is not None else 0
+    other = "in[1]" if step.add is not None else "in[0]"
+    return head + (f"    tn_m7_subconv(l, in[0], {other}, out, "
+            f"{_scratch(step, arena, 'uint32_t')},\n                  "
+            f"{_scratch(step, arena, 'int32_t', lanes)}, "
+            + ", ".join(u(a) for a in args) + f", {tab}, {obo}u,\n                  "
+            + ", ".join(u(a) for a in rest) + ");\n")
 
 
 def conv_plan(layer, rounding: str | None) -> tuple[int, int]:

@@ -46,9 +46,10 @@ MAX_SCRATCH = 16384
 # The scratch of a step is int16 im2col rows read a word at a time and int32 outputs: its offset
 # in the arena is a multiple of 4 (the C arena itself is 4-byte aligned).
 SCRATCH_ALIGN = 4
-# The 3x3 depthwise row kernel on a Keras-path ("floor") graph only where its scratch does not
-# grow the arena (memory_plan); False: wherever it fits (the kernel tests force it so).
-ROW_KERNEL_WHERE_FREE = True
+# On a Keras-path ("floor") graph, the kernels with more scratch than their lean alternative
+# (the 3x3 depthwise row kernel, tn_m7_subconv) run only where that scratch does not grow the
+# arena (memory_plan); False: wherever they fit (the kernel tests force them so).
+SCRATCH_ONLY_WHERE_FREE = True
 
 # The dense and pointwise kernels of 8-bit layers (tn_m7_fc, tn_m7_conv) read their weights in an
 # order of their own, which codegen.export_c writes for those steps (kernels_m7.Choice.weights);
@@ -80,7 +81,9 @@ class Step:
     add_slot: int = 0  # which input of the ADD the compute layer's output is
     scratch_bytes: int = 0  # the kernel's scratch (:func:`scratch_bytes`), alive in this step
     scratch_offset: int = 0  # ... its place in the arena (a multiple of SCRATCH_ALIGN)
-    row_kernel: bool = True  # may tn_m7_dw3 run it (memory_plan: where its scratch is free)
+    # may it take a kernel needing more scratch than its lean alternative (tn_m7_dw3,
+    # tn_m7_subconv)? memory_plan: on a Keras-path graph only where that scratch is free
+    roomy: bool = True
     graph_rounding: str | None = None  # the graph's requantization flavour (IntegerGraph.rounding)
 
     @property
@@ -360,7 +363,7 @@ def dw3_fits(step: Step) -> bool:
     c = _hwc(layer.in_shape)[2]
     xb, wb, ob = int(layer.in_bits), int(layer.weight_bits), int(layer.out_bits)
     return not (step.graph_rounding not in ("floor", "tflite_single", "tflite_double")
-                or not step.row_kernel or layer.kind != "depthwise"
+                or not step.roomy or layer.kind != "depthwise"
                 or wb not in (2, 4, 8) or xb not in (2, 4, 8)
                 or ob not in (2, 4, 8) or step.pool is not None or step.add is not None
                 or not layer.requantize or layer.depth_multiplier != 1
@@ -491,13 +494,78 @@ def sub_units(step: Step) -> int:
     return ku
 
 
-def sub_scratch_parts(step: Step) -> tuple[int, int]:
-    """(gathered window bytes, fused pool bytes) of tn_m7_sub on ``step``: ceil(KU XB / 8)
-    (:func:`sub_units`) rounded up to a word unless :func:`sub_direct`; one int32 per output
-    channel with a fused max pool."""
+SUB_LANE_WEIGHT_BITS = (2, 4)  # the weight widths tn_m7_subconv unpacks in registers
+
+
+def sub_lane_group(layer: IntegerLayer) -> int:
+    """GX, the lanes of one unpack group of tn_m7_subconv's windows: 4 for 8-bit inputs
+    (tn_m7_conv's groups); 32 / in_bits (a word of codes, unpacked a lane pair per instruction)
+    when a window row of KW C codes is a whole number of such words; else 4 (lane by lane, the
+    8-bit kernel's window length)."""
+    xb = int(layer.in_bits)
+    kh, kw = kernel_window(layer)
+    if xb == 8 or (kw * _hwc(layer.in_shape)[2]) % (32 // xb):
+        return 4
+    return 32 // xb
+
+
+def sub_lanes(layer: IntegerLayer) -> tuple[int, int]:
+    """(KWCP, KP) of tn_m7_subconv (c/tn_m7_sub.h): the lanes of one window row (KW C rounded
+    up to :func:`sub_lane_group`) and of a whole window (KH rows)."""
+    kh, kw = kernel_window(layer)
+    g = sub_lane_group(layer)
+    kwcp = -(-kw * _hwc(layer.in_shape)[2] // g) * g
+    return kwcp, kh * kwcp
+
+
+def sub_conv_fits(step: Step) -> bool:
+    """Does tn_m7_subconv (c/tn_m7_sub.h: tn_m7_conv's two pixels' windows of int16 lanes, the
+    2 / 4-bit weights unpacked in registers, four rows by two pixels per loop) run ``step``? An
+    undilated conv2d or pointwise layer of 2 or 4-bit weights and 2, 4 or 8-bit inputs, no fused
+    pool, input zero point in [-255, 255], whose two pixels' lanes (and a fused ADD's 2 CO
+    int32) fit :data:`MAX_SCRATCH`; with 2-bit weights, the rows' sums scaled by up to 64 in
+    the loop (the weights masked in place: 4^r w for row r of four) stay in int32
+    (64 * 3 * max |x - z_x| * KP < 2^31). Pure arithmetic on the shape, widths and zero point
+    (:func:`sub_kernel` still compares its scratch with the 8-bit kernel's)."""
     layer = step.layer
+    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    if (not OWN_WEIGHT_ORDER or layer.kind not in ("conv2d", "pointwise")
+            or wb not in SUB_LANE_WEIGHT_BITS or xb not in (2, 4, 8) or step.pool is not None
+            or tuple(layer.dilation) != (1, 1) or abs(int(layer.in_zero_point)) > 255):
+        return False
+    kp = sub_lanes(layer)[1]
+    z = int(layer.in_zero_point)
+    lo = -(1 << (xb - 1)) if layer.in_signed else 0
+    dx = max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
+    if wb == 2 and 64 * 3 * dx * kp >= (1 << 31):
+        return False
+    return 4 * kp + 8 * int(layer.out_channels) * (step.add is not None) <= MAX_SCRATCH
+
+
+def sub_scratch_parts(step: Step) -> tuple[int, int]:
+    """(window bytes, output bytes) of the sub-byte kernel of ``step``: tn_m7_subconv
+    (:func:`sub_conv_fits`, when its scratch is at most :func:`eight_bit_scratch`): two pixels'
+    int16 lanes, 4 KP (:func:`sub_lanes`), and with a fused ADD the pair's 2 CO int32 outputs
+    (tn_m7_conv's layout); else tn_m7_sub's: ceil(KU XB / 8) (:func:`sub_units`) rounded up to
+    a word unless :func:`sub_direct`, and one int32 per output channel with a fused max pool."""
+    layer = step.layer
+    if sub_conv_step(step):
+        return sub_conv_scratch(step)
     gather = 0 if sub_direct(step) else packed_bytes(sub_units(step), int(layer.in_bits))
     return -(-gather // 4) * 4, 4 * int(layer.out_channels) * (step.pool is not None)
+
+
+def sub_conv_scratch(step: Step) -> tuple[int, int]:
+    """tn_m7_subconv's scratch parts on ``step``: 4 KP bytes of lanes, 8 CO with a fused ADD."""
+    return 4 * sub_lanes(step.layer)[1], 8 * int(step.layer.out_channels) * (
+        step.add is not None)
+
+
+def sub_conv_step(step: Step) -> bool:
+    """Does ``step`` (sub-byte weights or inputs) run tn_m7_subconv: :func:`sub_conv_fits` and
+    its scratch at most :func:`eight_bit_scratch` (the rule of :func:`sub_kernel`)?"""
+    return (step.roomy and sub_conv_fits(step)
+            and sum(sub_conv_scratch(step)) <= eight_bit_scratch(step))
 
 
 def eight_bit_scratch(step: Step) -> int:
@@ -509,14 +577,18 @@ def eight_bit_scratch(step: Step) -> int:
 
 def sub_kernel(step: Step) -> tuple[str, str]:
     """The kernel of a compute step of sub-byte weights or inputs (:func:`m7_kernel` applies
-    it): the one the step takes without this rule if it is not the portable kernel and its
-    scratch is at most :func:`eight_bit_scratch`, else tn_m7_sub ("sub", :func:`sub_fits`) if
-    its scratch is, else the portable kernel (no scratch; the reason says why). So for every
-    compute step, ``scratch_bytes`` at lower weight / input bits <= that at 8 bits.
+    it): tn_m7_subconv ("sub", :func:`sub_conv_step`: the 8-bit kernel's lanes, as fast per MAC
+    as tn_m7_conv) if it fits; else the one the step takes without this rule if it is not the
+    portable kernel and its scratch is at most :func:`eight_bit_scratch`, else tn_m7_sub
+    ("sub", :func:`sub_fits`) if its scratch is, else the portable kernel (no scratch; the
+    reason says why). So for every compute step, ``scratch_bytes`` at lower weight / input bits
+    <= that at 8 bits.
 
     Returns:
         (kind, reason) as :func:`m7_kernel`.
     """
+    if sub_conv_step(step):  # tn_m7_subconv: the 8-bit kernel's lanes, sub-byte weights
+        return "sub", ""
     kind, why = m7_kernel(step, bits_rule=False)
     bound = eight_bit_scratch(step)
     if kind != "portable" and sum(kind_scratch_parts(step, kind)) <= bound:
@@ -641,7 +713,7 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
         raise ValueError("the graph has no compute, pool or DAG node to export (only reshapes)")
     names = {graph.input_name, *(t for s in steps for t in (*s.inputs, s.output)), *aliases}
     sizes = {t: tensor_bytes(graph.tensor(t)) for t in names}
-    mem, io = _plan_row_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels)
+    mem, io = _plan_roomy_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels)
     for k, s in enumerate(steps):
         s.in_offsets = tuple(mem.offset(t) for t in s.inputs)
         s.in_offset, s.out_offset = s.in_offsets[0], mem.offset(s.output)
@@ -650,49 +722,57 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     return steps, mem
 
 
-def _plan_row_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels):
-    """The memory plan of ``steps`` and its step records, choosing where the 3x3 depthwise row
-    kernel runs on a sub-byte Keras-path ("floor") graph: only at the steps where its scratch
-    does not grow the arena planned without any (greedily, in execution order). Why: on that
-    path RAM is the budget the mixed-precision search spends bits on, and the row kernel's
-    three int16 input rows would otherwise set the peak of a depthwise network (DS-CNN w8a8:
-    9,796 -> 12,868 B); the speed is taken where it is free. An imported .tflite keeps the row
-    kernel everywhere (its arena stays below CMSIS-NN's on the MLPerf models)."""
+def _plan_roomy_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels):
+    """The memory plan of ``steps`` and its step records, choosing where the kernels that need
+    more scratch than their lean alternative run on a sub-byte Keras-path ("floor") graph: the
+    3x3 depthwise row kernel (lean: the vector depthwise kernel, no scratch) and tn_m7_subconv
+    (lean: tn_m7_sub's packed window), each only at the steps where its scratch does not grow
+    the arena planned with the lean kernels everywhere (:attr:`Step.roomy`). Why: on that path
+    RAM is the budget the mixed-precision search spends bits on: the row kernel's three int16
+    rows would set DS-CNN's peak (w8a8 9,796 -> 12,868 B) and tn_m7_subconv's lanes would lift
+    a w4a4 VWW above its w8a8 arena; the speed is taken where it is free. An imported .tflite
+    keeps the row kernel everywhere (its arena stays below CMSIS-NN's on the MLPerf models)."""
     def planned():
         io = _step_ios(steps, sizes, overlap, kernels)
         return memplan.plan_memory(io, sizes, graph.input_name, outputs, aliases), io
 
-    candidates = [s for s in steps if ROW_KERNEL_WHERE_FREE and graph.rounding == "floor"
-                  and kernels == "m7" and dw3_fits(s)]
+    candidates = []
+    if SCRATCH_ONLY_WHERE_FREE and graph.rounding == "floor" and kernels == "m7":
+        for s in steps:
+            roomy = scratch_bytes(s, kernels)
+            s.roomy = False
+            if roomy > scratch_bytes(s, kernels):
+                candidates.append(s)
+            s.roomy = True
     if not candidates:
         return planned()
     for s in candidates:
-        s.row_kernel = False
-    floor_mem, floor_io = planned()
+        s.roomy = False
+    lean_mem, lean_io = planned()
     # first guess: the steps whose live bytes in that plan leave room for the scratch (one
     # more plan); when the planner cannot place them all so, one plan per candidate
     index = {id(s): k for k, s in enumerate(steps)}
     free = []
     for s in candidates:
         k = index[id(s)]
-        s.row_kernel = True
-        held = sum(b.span_at(k) for b in floor_mem.buffers)
-        if held + scratch_bytes(s, kernels) + SCRATCH_ALIGN <= floor_mem.arena_bytes:
+        s.roomy = True
+        held = sum(b.span_at(k) for b in lean_mem.buffers)
+        if held + scratch_bytes(s, kernels) + SCRATCH_ALIGN <= lean_mem.arena_bytes:
             free.append(s)
-        s.row_kernel = s in free
-    best = planned() if free else (floor_mem, floor_io)
-    if best[0].arena_bytes <= floor_mem.arena_bytes:
+        s.roomy = s in free
+    best = planned() if free else (lean_mem, lean_io)
+    if best[0].arena_bytes <= lean_mem.arena_bytes:
         return best
-    best = floor_mem, floor_io
+    best = lean_mem, lean_io
     for s in free:
-        s.row_kernel = False
+        s.roomy = False
     for s in free:
-        s.row_kernel = True
+        s.roomy = True
         trial = planned()
-        if trial[0].arena_bytes <= floor_mem.arena_bytes:
+        if trial[0].arena_bytes <= lean_mem.arena_bytes:
             best = trial
         else:
-            s.row_kernel = False
+            s.roomy = False
     return best
 
 
