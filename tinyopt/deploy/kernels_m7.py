@@ -27,7 +27,10 @@ Kernels:
   weights are exported in the order the inner loop reads them (:func:`fc_weights`, as many bytes
   as the row layout; ``Choice.weights``): rows in pairs, the two rows' codes interleaved byte by
   byte in each word, so that one SMLALD on the raw word and one SMLAD on its UXTB16 give four
-  MACs (about one instruction per MAC). Sub-byte dense layers stay on ``gemm``.
+  MACs (about one instruction per MAC). Where :func:`signed_weights` holds (SGW: TFLite's
+  symmetric int8 weights), ``fc``, ``conv`` and ``pw`` store the weights minus their zero
+  points (a pair's int16 lane 256 d_b + d_a, SXTB16): no sum of the inputs is needed.
+  Sub-byte dense layers stay on ``gemm``.
 - ``conv`` and ``pw``: convolutions (any window, stride, padding; the first layer with 1-3 input
   channels too) and pointwise layers without padding, of 8-bit inputs and weights, no fused pool
   (:func:`tinyopt.integer.steps.conv_fits`, :func:`~tinyopt.integer.steps.pw_fits`): one kernel,
