@@ -175,3 +175,75 @@ def test_conv_tables_host_bitexact(tmp_path):
     assert kernels_m7.conv_plan(lay, "tflite_double") == (0, 5)
     e = host_check(g, tmp_path, n=60)
     assert e.kernels == ["conv"]
+
+
+# --------------------------------------------------- SGW: weights stored minus their zero points
+def _signed(g):
+    """``g`` with every 8-bit dense / pointwise / conv layer's weights clipped to z_w +- 127 (per
+    row): TFLite's symmetric int8 range, where kernels_m7.signed_weights holds (SGW = 1)."""
+    for lay in g.layers:
+        if lay.kind in ("dense", "pointwise", "conv2d") and lay.weight_bits == 8:
+            w = np.asarray(lay.weights, np.int64).reshape(len(lay.weights), -1)
+            z = np.broadcast_to(np.atleast_1d(np.asarray(lay.weight_zero_point, np.int64)),
+                                (len(w),))[:, None]
+            lay.weights = np.clip(w, np.maximum(z - 127, 0), np.minimum(z + 127, 255)).astype(
+                np.uint8).reshape(np.shape(lay.weights))
+            assert kernels_m7.signed_weights(lay), lay.name
+    return g
+
+
+def _signed_graphs():
+    from tests.test_kernels_m7 import FC_CHAINS, PW_CHAINS, _fc_graph, _pw_graph
+    return ([("conv_" + n, lambda n=n: _conv_graph(n)) for n in CONV_CHAINS]
+            + [("pw_" + n, lambda n=n: _pw_graph(n)) for n in PW_CHAINS]
+            + [("fc_" + n, lambda n=n: _fc_graph(n)) for n in FC_CHAINS])
+
+
+@pytest.mark.parametrize("name", [n for n, _ in _signed_graphs()])
+def test_signed_weights_host_bitexact(tmp_path, name):
+    """With SGW (weights minus their zero points in the lanes: no sum of the inputs) tn_m7_conv
+    and tn_m7_fc equal the simulator on every chain (tails of K % 4, odd rows, PL and PC zero
+    points, QUAD / pair loops, TAB 0 / 1 / 4)."""
+    g = _signed(dict(_signed_graphs())[name]())
+    e = host_check(g, tmp_path, n=60)
+    assert set(e.kernels) & {"conv", "pw", "fc"}, e.kernels
+
+
+def test_signed_weights_rule_and_layout_by_hand():
+    """signed_weights refuses a d = w - z_w outside int8 and a pair lane 256 d_b + d_a outside
+    int16 (d_b = -128 with d_a < 0); the SGW bytes of a pair are the lane's low (a) and high (b,
+    with the borrow) bytes, the odd last row d as int8."""
+    g = chain(1, [_conv((2, 2, 3), (3, 1, 1, 4), 8, 8, per_channel=True)], (2, 2, 4))
+    lay = g.layers[0]
+    lay.weight_zero_point = np.array([128, 128, 128], np.int32)
+    lay.weights = np.array([[129, 127, 1, 255], [100, 128, 255, 1], [0 + 1, 2, 3, 4]], np.uint8)
+    assert kernels_m7.signed_weights(lay)
+    got = kernels_m7.conv_weights(lay, signed=True)
+    d = lay.weights.astype(int) - 128
+    lane = [256 * d[1][k] + d[0][k] for k in range(4)]
+    lo = [v & 0xFF for v in lane]
+    hi = [(v >> 8) & 0xFF for v in lane]
+    assert got[:8].tolist() == [lo[0], hi[0], lo[2], hi[2], lo[1], hi[1], lo[3], hi[3]]
+    assert got[8:].tolist() == [v & 0xFF for v in d[2]]
+    lay.weights[1, 0], lay.weights[0, 0] = 0, 100  # d_b = -128, d_a < 0: lane below int16
+    assert not kernels_m7.signed_weights(lay)
+    with pytest.raises(ValueError, match="signed_weights"):
+        kernels_m7.conv_weights(lay, signed=True)
+    lay.weights[0, 0] = 200  # d_b = -128 with d_a >= 0 fits
+    assert kernels_m7.signed_weights(lay)
+    lay.weight_zero_point = np.array([0, 128, 128], np.int32)  # d = 200 beyond int8
+    assert not kernels_m7.signed_weights(lay)
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+def test_signed_weights_under_qemu(qemu, tmp_path):
+    """The SXTB16 forms of the assembly loops (tn_m7_cv_quad / tn_m7_cv_pair / tn_m7_fc_block)
+    bit-exact under QEMU on a conv, a pointwise and a dense chain with SGW."""
+    graphs = dict(_signed_graphs())
+    for name in ("conv_double_s8", "pw_double_s8", "fc_double_s8"):
+        g = _signed(graphs[name]())
+        lo = -128 if g.input_signed else 0
+        x = np.random.default_rng(4).integers(lo, lo + 256, (6, *g.input_shape))
+        r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=6, mcu_images=3)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name

@@ -27,7 +27,10 @@ Kernels:
   weights are exported in the order the inner loop reads them (:func:`fc_weights`, as many bytes
   as the row layout; ``Choice.weights``): rows in pairs, the two rows' codes interleaved byte by
   byte in each word, so that one SMLALD on the raw word and one SMLAD on its UXTB16 give four
-  MACs (about one instruction per MAC). Sub-byte dense layers stay on ``gemm``.
+  MACs (about one instruction per MAC). Where :func:`signed_weights` holds (SGW: TFLite's
+  symmetric int8 weights), ``fc``, ``conv`` and ``pw`` store the weights minus their zero
+  points (a pair's int16 lane 256 d_b + d_a, SXTB16): no sum of the inputs is needed.
+  Sub-byte dense layers stay on ``gemm``.
 - ``conv`` and ``pw``: convolutions (any window, stride, padding; the first layer with 1-3 input
   channels too) and pointwise layers without padding, of 8-bit inputs and weights, no fused pool
   (:func:`tinyopt.integer.steps.conv_fits`, :func:`~tinyopt.integer.steps.pw_fits`): one kernel,
@@ -146,8 +149,10 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
         return Choice("add", f"model_step{index}")
     scratch = step_scratch_bytes(step, mode)
     if kind == "fc":
+        sw = signed_weights(layer)
         return Choice("fc", f"model_step{index}",
-                      weights=fc_weights(layer, 6 if fc_acc32(layer) else 4))
+                      weights=fc_weights(layer, 6 if fc_acc32(layer, signed=sw) else 4,
+                                         signed=sw))
     if kind in ("pw", "conv"):  # tn_m7_conv: row pairs over padded window rows, two pixels
         why = ""
         if step.add is not None:  # as for gemm: tn_m7_add's arithmetic where add_plan allows
@@ -155,8 +160,8 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
         quad, tab = conv_plan(layer, rounding)
         return Choice(kind, f"model_step{index}", scratch=scratch,
-                      weights=conv_weights(layer, quad=quad, tab=tab,
-                                           rounding=rounding),
+                      weights=conv_weights(layer, quad=quad, tab=tab, rounding=rounding,
+                                           signed=signed_weights(layer)),
                       reason=why)
     if kind == "sub":  # tn_m7_sub: sub-byte weights or inputs, its own weight order
         why = ""
@@ -238,7 +243,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
     if choice.kind == "fc":
         args = [int(np.prod(layer.in_shape)), layer.out_channels, common["XS"], common["ZX"],
                 common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
-                common["OB"], int(fc_acc32(layer)), *rq.values()]
+                common["OB"], int(fc_acc32(layer, signed=signed_weights(layer))),
+                int(signed_weights(layer)), *rq.values()]
         return (head + "    tn_m7_fc(l, in[0], out, " + ", ".join(u(a) for a in args)
                 + ");\n}\n")
     if choice.kind in ("pw", "conv"):
@@ -248,7 +254,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
         args = [2 if step.add is not None else 0, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
                 layer.stride[1], top, left, common["XS"], common["ZX"], common["PADZERO"],
                 conv_lanes(layer)[0], int(_inside(layer, gemm_geometry(layer))),
-                *conv_plan(layer, graph_rounding), common["NWZP"], int(zw[0]), common["REQ"],
+                *conv_plan(layer, graph_rounding), int(signed_weights(layer)), common["NWZP"],
+                int(zw[0]), common["REQ"],
                 common["NM"], common["ROUND"], common["OB"], *rq.values(),
                 *_fused_add_args(step, graph_rounding)]
         lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
@@ -309,19 +316,27 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
             + ", ".join(u(a) for a in args) + ");\n}\n")
 
 
-def fc_acc32(layer) -> bool:
+def _row_zero_points(layer, n: int) -> np.ndarray:
+    """The weight zero point of each of the ``n`` rows, int64."""
+    return np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)),
+                           (n,)).copy()
+
+
+def fc_acc32(layer, signed: bool = False) -> bool:
     """Does tn_m7_fc keep each row pair's sum R in 32 bits (ACC32, c/tn_m7_gemm.h: blocks of
     three pairs)? Only when, for every pair (a, b) and every input the layer can receive,
-    B = sum (b - 128) x' lies in [-2^23, 2^23) (then 256 B, recovered from R - S_a modulo 2^32,
-    fits in int32): bounded exactly over the input codes' box from the weights themselves,
-    sum_k max((b_k - 128) x'_lo, (b_k - 128) x'_hi) and the same minimum. A dense layer of
-    8-bit weights only; False for any other layer."""
+    B = sum (b - 128) x' (``signed``, the weights stored minus their zero points,
+    :func:`signed_weights`: sum (b - z_b) x') lies in [-2^23, 2^23) (then 256 B, recovered from
+    R - S_a modulo 2^32, fits in int32): bounded exactly over the input codes' box from the
+    weights themselves, sum_k max((b_k - 128) x'_lo, (b_k - 128) x'_hi) and the same minimum.
+    A dense layer of 8-bit weights only; False for any other layer."""
     if layer.kind != "dense" or layer.weight_bits != 8 or layer.in_bits != 8:
         return False
     w = np.asarray(layer.weights, np.int64).reshape(len(layer.weights), -1)
     z = int(layer.in_zero_point)
     lo, hi = (-128, 127) if layer.in_signed else (0, 255)
-    b = w[1:len(w) - len(w) % 2:2] - 128  # the b rows of the pairs (the odd last row has none)
+    zb = _row_zero_points(layer, len(w))[:, None] if signed else 128
+    b = (w - zb)[1:len(w) - len(w) % 2:2]  # the b rows of the pairs (the odd last row has none)
     if not len(b):
         return False
     top = np.maximum(b * (lo - z), b * (hi - z)).sum(axis=1)
@@ -329,7 +344,41 @@ def fc_acc32(layer) -> bool:
     return bool(top.max() < (1 << 23) and bottom.min() >= -(1 << 23))
 
 
-def fc_weights(layer, block: int = 4) -> np.ndarray:
+def signed_weights(layer) -> bool:
+    """Can tn_m7_fc / tn_m7_conv take ``layer``'s weights minus their zero points (SGW = 1,
+    c/tn_m7_gemm.h)? Then no sum of the inputs is needed for the zero points (the window sums,
+    tn_m7_fc's pass over the input and one multiply per output go). Each d = w - z_w must fit
+    int8 and each pair's lane 256 d_b + d_a (rows 2i, 2i + 1, the padded window rows of a
+    convolution) int16; true for the symmetric int8 weights of TFLite ([-127, 127]). An 8-bit
+    dense, pointwise or conv2d layer; False for any other."""
+    if (layer.kind not in ("dense", "pointwise", "conv2d") or layer.weight_bits != 8
+            or layer.in_bits != 8):
+        return False
+    rows = (_padded_rows(layer) if layer.kind != "dense"
+            else np.asarray(layer.weights, np.uint8).reshape(len(layer.weights), -1))
+    d = rows.astype(np.int64) - _row_zero_points(layer, len(rows))[:, None]
+    if d.min() < -128 or d.max() > 127:
+        return False
+    m = len(d) - len(d) % 2
+    lane = 256 * d[1:m:2] + d[0:m:2]
+    return bool(not lane.size or (lane.min() >= -(1 << 15) and lane.max() < (1 << 15)))
+
+
+def _signed_rows(rows: np.ndarray, layer) -> np.ndarray:
+    """tn_m7_fc / tn_m7_conv's SGW codes of ``rows`` (uint8 [N, K]), to be packed as codes are
+    (the b codes of whole groups of four flipped by ^ 0x80 there): in the first K & ~3 columns a
+    row pair's lane 256 d_b + d_a as int16 split into its bytes (a: the low byte, b: the high
+    byte, with the borrow of a negative d_a, pre-flipped), elsewhere (tails, the last row of an
+    odd N) int8 d = w - z_w (:func:`signed_weights`)."""
+    d = rows.astype(np.int64) - _row_zero_points(layer, len(rows))[:, None]
+    out = (d & 0xFF).astype(np.uint8)
+    m, k4 = len(d) - len(d) % 2, rows.shape[1] - rows.shape[1] % 4
+    lane = 256 * d[1:m:2, :k4] + d[0:m:2, :k4]
+    out[1:m:2, :k4] = ((lane >> 8) & 0xFF).astype(np.uint8) ^ np.uint8(0x80)
+    return out
+
+
+def fc_weights(layer, block: int = 4, signed: bool = False) -> np.ndarray:
     """The weight bytes of a dense (or pointwise) layer in tn_m7_fc's order (c/tn_m7_gemm.h;
     blocks of two: the pair words of tn_m7_conv, :func:`conv_weights`): blocks of ``block``
     rows (6: three pairs, tn_m7_fc with ACC32, :func:`fc_acc32`; 4: two pairs a, b; 2: one
@@ -350,7 +399,7 @@ def fc_weights(layer, block: int = 4) -> np.ndarray:
 
     Raises:
         ValueError: not a dense or pointwise layer of 8-bit weights, or a block other than 2,
-            4, 6.
+            4, 6; ``signed`` weights that :func:`signed_weights` refuses.
     """
     if layer.kind not in ("dense", "pointwise") or layer.weight_bits != 8:
         raise ValueError(f"layer {layer.name!r}: fc_weights packs dense and pointwise layers of "
@@ -358,6 +407,12 @@ def fc_weights(layer, block: int = 4) -> np.ndarray:
     if block not in (2, 4, 6):
         raise ValueError(f"fc_weights: block must be 2, 4 or 6 rows, got {block!r}")
     w = np.asarray(layer.weights, np.uint8).reshape(len(layer.weights), -1)
+    if signed:
+        if not signed_weights(layer):
+            raise ValueError(f"layer {layer.name!r}: its weights minus their zero points do not "
+                             "fit tn_m7_fc's signed lanes (signed_weights); export with "
+                             "signed=False")
+        w = _signed_rows(w, layer)
     n, k = w.shape
     k4 = k - k % 4
     parts = []
@@ -650,9 +705,12 @@ def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
     quad = 0
     if layer.out_channels >= 4:
         rows = _padded_rows(layer)
+        m = len(rows) - len(rows) % 4
         quad = int(fc_acc32(types.SimpleNamespace(
-            kind="dense", weight_bits=8, in_bits=8, weights=rows[:len(rows) - len(rows) % 4],
-            in_zero_point=layer.in_zero_point, in_signed=layer.in_signed)))
+            kind="dense", weight_bits=8, in_bits=8, weights=rows[:m],
+            weight_zero_point=_row_zero_points(layer, len(rows))[:m],
+            in_zero_point=layer.in_zero_point, in_signed=layer.in_signed),
+            signed=signed_weights(layer)))
     return quad, _conv_tab(layer, rounding)[0]
 
 
@@ -740,8 +798,8 @@ def _conv_tables(layer, rows: range, tab: int, const: np.ndarray | None) -> np.n
     return words.ravel().view(np.uint8)
 
 
-def conv_weights(layer, quad: int = 0, tab: int = 0,
-                 rounding: str | None = None) -> np.ndarray:
+def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None,
+                 signed: bool = False) -> np.ndarray:
     """The weight bytes of an 8-bit convolution or pointwise layer in tn_m7_conv's order
     (c/tn_m7_gemm.h): each row's window rows of KW * C codes padded to KWCP lanes
     (:func:`tinyopt.integer.steps.conv_lanes`) with the row's weight zero point; then, with
@@ -750,7 +808,8 @@ def conv_weights(layer, quad: int = 0, tab: int = 0,
     odd lanes'), then the rows left in pairs (per group [A, B], :func:`fc_weights`' pair words),
     then the last row of an odd count as it is (padded). With ``tab``, each block (quad, pair,
     last row) is followed by its channels' requantization words (:func:`conv_plan`). Without
-    either: N * KP bytes (N K when KW * C is a multiple of four).
+    either: N * KP bytes (N K when KW * C is a multiple of four). ``signed`` (SGW,
+    :func:`signed_weights`): the codes minus their zero points, a pair's lanes 256 d_b + d_a.
 
     Arguments:
         layer: a conv2d or pointwise layer of 8-bit weights.
@@ -762,7 +821,8 @@ def conv_weights(layer, quad: int = 0, tab: int = 0,
 
     Raises:
         ValueError: not a conv2d or pointwise layer of 8-bit weights; quad / tab out of range,
-            or a tab that is not conv_plan's for the layer and rounding.
+            or a tab that is not conv_plan's for the layer and rounding; ``signed`` weights
+            that :func:`signed_weights` refuses.
     """
     if layer.kind not in ("conv2d", "pointwise") or layer.weight_bits != 8:
         raise ValueError(f"layer {layer.name!r}: conv_weights packs conv2d and pointwise layers "
@@ -775,6 +835,12 @@ def conv_weights(layer, quad: int = 0, tab: int = 0,
         raise ValueError(f"layer {layer.name!r}: conv_weights' tab={tab} is not conv_plan's "
                          f"for rounding {rounding!r}")
     rows = _padded_rows(layer)
+    if signed:
+        if not signed_weights(layer):
+            raise ValueError(f"layer {layer.name!r}: its weights minus their zero points do not "
+                             "fit tn_m7_conv's signed lanes (signed_weights); export with "
+                             "signed=False")
+        rows = _signed_rows(rows, layer)
     n, kp = rows.shape
 
     def words(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

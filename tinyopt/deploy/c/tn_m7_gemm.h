@@ -343,6 +343,33 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
  * left), one pair (if two or three); then the last row of an odd N, as it is.
  * --------------------------------------------------------------------------------------------- */
 
+/* The a codes of a weight word: lanes (byte 0, byte 2) (ROR8: bytes 1, 3), unsigned codes
+ * (UXTB16) or, with SGW (signed weights, kernels_m7.signed_weights), weights minus their zero
+ * point as int8 (SXTB16). */
+#if defined(__ARM_FEATURE_DSP)
+static inline __attribute__((always_inline)) uint32_t tn_m7_wx(uint32_t u, uint32_t SGW)
+{
+    return SGW ? (uint32_t)__sxtb16((int32_t)u) : tn_uxtb16(u);
+}
+static inline __attribute__((always_inline)) uint32_t tn_m7_wx_ror8(uint32_t u, uint32_t SGW)
+{
+    uint32_t r;
+    if (!SGW)
+        return tn_uxtb16_ror8(u);
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(u));
+    return r;
+}
+#else
+static inline uint32_t tn_m7_wx(uint32_t u, uint32_t SGW)
+{
+    return SGW ? tn_sxtab16(0u, u) : tn_uxtb16(u);
+}
+static inline uint32_t tn_m7_wx_ror8(uint32_t u, uint32_t SGW)
+{
+    return SGW ? tn_sxtab16_ror8(0u, u) : tn_uxtb16_ror8(u);
+}
+#endif
+
 #if defined(__ARM_FEATURE_DSP)
 /* The input word of a group, widened (XT: "s" for int8 inputs, "u" for uint8); LW: the first
  * pair's weight load, issued before the widening. */
@@ -355,29 +382,32 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
 #define TN_FC_LD2 "ldr %[u], [%[w]], #4\n\tldr %[u2], [%[w]], #4\n\t"
 /* one pair of one group: R += word . lanes (SMLALD into the pair R, Rh; SMLAD into R alone when
  * MAC is "smlad"), S_a += UXTB16(word) . lanes */
-#define TN_FC_PAIR(MAC, R, A)                                                                   \
+#define TN_FC_PAIR(MAC, R, A, WX)                                                               \
     MAC " %[" R "], %[u], %[v], %[" R "]\n\t"                                                   \
-    "uxtb16 %[u], %[u]\n\t"                                                                     \
+    WX "xtb16 %[u], %[u]\n\t"                                                                   \
     "smlad %[" A "], %[u], %[v], %[" A "]\n\t"                                                  \
     MAC " %[" R "], %[u2], %[xo], %[" R "]\n\t"                                                 \
-    "uxtb16 %[u2], %[u2]\n\t"                                                                   \
+    WX "xtb16 %[u2], %[u2]\n\t"                                                                 \
     "smlad %[" A "], %[u2], %[xo], %[" A "]\n\t"
 /* SMLALD's operand order differs from SMLAD's (RdLo, RdHi, Rn, Rm) */
-#define TN_FC_PAIR64(R, RH, A)                                                                  \
+#define TN_FC_PAIR64(R, RH, A, WX)                                                              \
     "smlald %[" R "], %[" RH "], %[u], %[v]\n\t"                                                \
-    "uxtb16 %[u], %[u]\n\t"                                                                     \
+    WX "xtb16 %[u], %[u]\n\t"                                                                   \
     "smlad %[" A "], %[u], %[v], %[" A "]\n\t"                                                  \
     "smlald %[" R "], %[" RH "], %[u2], %[xo]\n\t"                                              \
-    "uxtb16 %[u2], %[u2]\n\t"                                                                   \
+    WX "xtb16 %[u2], %[u2]\n\t"                                                                 \
     "smlad %[" A "], %[u2], %[xo], %[" A "]\n\t"
-/* a group of four inputs: three pairs, 32-bit R (ACC32) / two pairs, 64-bit R */
-#define TN_FC_G3(XT, LW)                                                                        \
-    TN_FC_X(XT, LW) TN_FC_PAIR("smlad", "r0", "a0") LW TN_FC_PAIR("smlad", "r1", "a1")          \
-    LW TN_FC_PAIR("smlad", "r2", "a2")
-#define TN_FC_G2_32(XT, LW)                                                                     \
-    TN_FC_X(XT, LW) TN_FC_PAIR("smlad", "r0", "a0") LW TN_FC_PAIR("smlad", "r1", "a1")
-#define TN_FC_G2(XT, LW)                                                                        \
-    TN_FC_X(XT, LW) TN_FC_PAIR64("r0", "r0h", "a0") LW TN_FC_PAIR64("r1", "r1h", "a1")
+/* a group of four inputs: three / two / one pairs, 32-bit R (ACC32); two / one pairs, 64-bit R
+ * (WX: "u" for codes, "s" for signed weights) */
+#define TN_FC_G3(XT, LW, WX)                                                                    \
+    TN_FC_X(XT, LW) TN_FC_PAIR("smlad", "r0", "a0", WX) LW TN_FC_PAIR("smlad", "r1", "a1", WX)  \
+    LW TN_FC_PAIR("smlad", "r2", "a2", WX)
+#define TN_FC_G2_32(XT, LW, WX)                                                                 \
+    TN_FC_X(XT, LW) TN_FC_PAIR("smlad", "r0", "a0", WX) LW TN_FC_PAIR("smlad", "r1", "a1", WX)
+#define TN_FC_G1_32(XT, LW, WX) TN_FC_X(XT, LW) TN_FC_PAIR("smlad", "r0", "a0", WX)
+#define TN_FC_G2(XT, LW, WX)                                                                    \
+    TN_FC_X(XT, LW) TN_FC_PAIR64("r0", "r0h", "a0", WX) LW TN_FC_PAIR64("r1", "r1h", "a1", WX)
+#define TN_FC_G1(XT, LW, WX) TN_FC_X(XT, LW) TN_FC_PAIR64("r0", "r0h", "a0", WX)
 /* every output operand early-clobber ("+&r"): else gcc may give an input of equal value (the
  * offset, 0 when z_x = 0, and the accumulators' initial 0) one register */
 #define TN_FC_OPS3                                                                              \
@@ -401,15 +431,20 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
         if (NG >= 4u)                                                                           \
             __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t" OPS);          \
     } while (0)
-#define TN_FC_RUN_XS(GROUP, N)                                                                  \
+#define TN_FC_RUN_XW(GROUP, N, WX)                                                              \
     do {                                                                                        \
         if (aligned) {                                                                          \
-            if (XS) TN_FC_RUN(GROUP("s", TN_FC_LDD), TN_FC_OPS##N);                              \
-            else TN_FC_RUN(GROUP("u", TN_FC_LDD), TN_FC_OPS##N);                                 \
+            if (XS) TN_FC_RUN(GROUP("s", TN_FC_LDD, WX), TN_FC_OPS##N);                          \
+            else TN_FC_RUN(GROUP("u", TN_FC_LDD, WX), TN_FC_OPS##N);                             \
         } else {                                                                                \
-            if (XS) TN_FC_RUN(GROUP("s", TN_FC_LD2), TN_FC_OPS##N);                              \
-            else TN_FC_RUN(GROUP("u", TN_FC_LD2), TN_FC_OPS##N);                                 \
+            if (XS) TN_FC_RUN(GROUP("s", TN_FC_LD2, WX), TN_FC_OPS##N);                          \
+            else TN_FC_RUN(GROUP("u", TN_FC_LD2, WX), TN_FC_OPS##N);                             \
         }                                                                                       \
+    } while (0)
+#define TN_FC_RUN_XS(GROUP, N)                                                                  \
+    do {                                                                                        \
+        if (SGW) TN_FC_RUN_XW(GROUP, N, "s");                                                    \
+        else TN_FC_RUN_XW(GROUP, N, "u");                                                       \
     } while (0)
 #endif
 
@@ -417,7 +452,7 @@ TN_INLINE void tn_m7_gemm(const tn_layer_t *l, const uint8_t *in, const uint8_t 
  * first K & ~3 inputs; returns w past their words. */
 TN_INLINE const uint8_t *tn_m7_fc_block(const uint8_t *w, const uint8_t *x, uint32_t K,
                                         uint32_t P, uint32_t XS, int32_t ZX, uint32_t ACC32,
-                                        uint32_t *sa, uint32_t *sb)
+                                        uint32_t SGW, uint32_t *sa, uint32_t *sb)
 {
     const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
     const uint8_t *end = x + (K & ~3u);
@@ -425,19 +460,21 @@ TN_INLINE const uint8_t *tn_m7_fc_block(const uint8_t *w, const uint8_t *x, uint
     const uint32_t NG = K / 4u;
     /* every word of the block aligned: the layer's weights and K % 4 == 0 (no tails between) */
     const uint32_t aligned = (((uintptr_t)w | K) & 3u) == 0u;
-    if (ACC32 && P >= 2u) {
+    if (ACC32) { /* one pair too: its own loop, no C fallback */
         uint32_t a0 = 0, a1 = 0, a2 = 0, r0 = 0, r1 = 0, r2 = 0, v, xo, u, u2;
         if (P == 3u) TN_FC_RUN_XS(TN_FC_G3, 3);
-        else TN_FC_RUN_XS(TN_FC_G2_32, 3);
+        else if (P == 2u) TN_FC_RUN_XS(TN_FC_G2_32, 3);
+        else TN_FC_RUN_XS(TN_FC_G1_32, 3);
         sa[0] = a0; sa[1] = a1; sa[2] = a2;
         sb[0] = (uint32_t)((int32_t)(r0 - a0) >> 8);
         sb[1] = (uint32_t)((int32_t)(r1 - a1) >> 8);
         sb[2] = (uint32_t)((int32_t)(r2 - a2) >> 8);
         return w;
     }
-    if (!ACC32 && P == 2u) {
+    if (!ACC32 && P <= 2u) {
         uint32_t a0 = 0, a1 = 0, r0 = 0, r0h = 0, r1 = 0, r1h = 0, v, xo, u, u2;
-        TN_FC_RUN_XS(TN_FC_G2, 2);
+        if (P == 2u) TN_FC_RUN_XS(TN_FC_G2, 2);
+        else TN_FC_RUN_XS(TN_FC_G1, 2);
         sa[0] = a0; sa[1] = a1;
         /* (R - S_a) is 256 sum (b - 128) x' exactly; the low 32 bits of the quotient are that
          * sum modulo 2^32 */
@@ -455,7 +492,7 @@ TN_INLINE const uint8_t *tn_m7_fc_block(const uint8_t *w, const uint8_t *x, uint
             const uint32_t xo = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
             for (uint32_t p = 0; p < P; p++, w += 8) {
                 const uint32_t u0 = tn_ld32(w), u1 = tn_ld32(w + 4);
-                a[p] = tn_smlad(tn_uxtb16(u1), xo, tn_smlad(tn_uxtb16(u0), xe, a[p]));
+                a[p] = tn_smlad(tn_m7_wx(u1, SGW), xo, tn_smlad(tn_m7_wx(u0, SGW), xe, a[p]));
                 if (ACC32) /* the 32-bit sum modulo 2^32, as SMLAD keeps it */
                     r[p] = (int64_t)(uint32_t)tn_smlad(u1, xo, tn_smlad(u0, xe, (int32_t)r[p]));
                 else
@@ -524,21 +561,25 @@ TN_INLINE void tn_m7_fc_put(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint3
 }
 
 /* Outputs ca and ca + 1 of a row pair from sa = S_a and sb = sum (b - 128) x' over the first
- * K & ~3 inputs; wt: the pair's tail codes (K % 4 a's, then as many b's). */
+ * K & ~3 inputs (SGW: sum (a - z_a) x' and sum (b - z_b) x'); wt: the pair's tail codes (K % 4
+ * a's, then as many b's; SGW: the weights minus their zero points, int8). */
 TN_INLINE void tn_m7_fc_pair_out(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
                                  const uint8_t *wt, const uint8_t *in,
                                  uint8_t *TN_RESTRICT out, uint32_t ca, uint32_t a, uint32_t b,
                                  int32_t sx, uint32_t K, uint32_t XS, int32_t ZX, uint32_t NWZP,
                                  int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
-                                 uint32_t OB, TN_RQ_ARGS)
+                                 uint32_t OB, uint32_t SGW, TN_RQ_ARGS)
 {
     const uint32_t k4 = K & ~3u, t = K & 3u;
     for (uint32_t j = 0; j < t; j++) {
         const int32_t xv = tn_m7_x8(in, k4 + j, XS, ZX);
-        a += (uint32_t)((int32_t)wt[j] * xv);
-        b += (uint32_t)(((int32_t)wt[t + j] - 128) * xv);
+        a += (uint32_t)((SGW ? (int32_t)(int8_t)wt[j] : (int32_t)wt[j]) * xv);
+        b += (uint32_t)((SGW ? (int32_t)(int8_t)wt[t + j] : (int32_t)wt[t + j] - 128) * xv);
     }
-    {
+    if (SGW) { /* the zero points are in the codes */
+        tn_m7_fc_put(l, out, ca, (uint32_t)bias[ca] + a, REQ, NM, ROUND, OB, TN_RQ);
+        tn_m7_fc_put(l, out, ca + 1u, (uint32_t)bias[ca + 1u] + b, REQ, NM, ROUND, OB, TN_RQ);
+    } else {
         const int32_t za = NWZP == 1u ? ZW : (int32_t)wzp[ca];
         const int32_t zb = NWZP == 1u ? ZW : (int32_t)wzp[ca + 1u];
         tn_m7_fc_put(l, out, ca, (uint32_t)bias[ca] + a - (uint32_t)za * (uint32_t)sx,
@@ -556,24 +597,25 @@ TN_INLINE const uint8_t *tn_m7_fc_pairs(const tn_layer_t *l, const int32_t *bias
                                         uint32_t P, int32_t sx, uint32_t K, uint32_t XS,
                                         int32_t ZX, uint32_t NWZP, int32_t ZW, uint32_t REQ,
                                         uint32_t NM, uint32_t ROUND, uint32_t OB,
-                                        uint32_t ACC32, TN_RQ_ARGS)
+                                        uint32_t ACC32, uint32_t SGW, TN_RQ_ARGS)
 {
     const uint32_t t = K & 3u;
     uint32_t sa[3], sb[3];
-    w = tn_m7_fc_block(w, in, K, P, XS, ZX, ACC32, sa, sb);
+    w = tn_m7_fc_block(w, in, K, P, XS, ZX, ACC32, SGW, sa, sb);
     TN_UNROLL
     for (uint32_t p = 0; p < P; p++, w += 2u * t)
         tn_m7_fc_pair_out(l, bias, wzp, w, in, out, c + 2u * p, sa[p], sb[p], sx, K, XS, ZX,
-                          NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
+                          NWZP, ZW, REQ, NM, ROUND, OB, SGW, TN_RQ);
     return w;
 }
 
 /* A dense layer K -> N of 8-bit inputs and weights (weights in tn_m7_fc's layout, above; ACC32:
- * kernels_m7.fc_acc32 bounded every pair's sum, blocks of three pairs). */
+ * kernels_m7.fc_acc32 bounded every pair's sum, blocks of three pairs; SGW: the weights stored
+ * minus their zero points, kernels_m7.signed_weights: no sum x' at all). */
 TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
                         uint32_t K, uint32_t N, uint32_t XS, int32_t ZX, uint32_t NWZP,
                         int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
-                        uint32_t ACC32, TN_RQ_ARGS)
+                        uint32_t ACC32, uint32_t SGW, TN_RQ_ARGS)
 {
     const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u, k4 = K & ~3u;
     const uint32_t P = ACC32 ? 3u : 2u; /* row pairs per block */
@@ -582,36 +624,37 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
     const int32_t *bias = l->bias;
     int32_t sx = 0; /* sum x', for the weight zero points */
     uint32_t c = 0, k;
-    for (k = 0; k < k4; k += 4u) {
+    for (k = 0; !SGW && k < k4; k += 4u) {
         const uint32_t v = tn_ld32(in + k);
         sx = tn_smlad(XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v), 0x00010001u, sx);
         sx = tn_smlad(XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v), 0x00010001u, sx);
     }
-    for (; k < K; k++) sx += tn_m7_x8(in, k, XS, ZX);
+    for (k = k4; !SGW && k < K; k++) sx += tn_m7_x8(in, k, XS, ZX);
     for (; c + 2u * P <= N; c += 2u * P)
         w = tn_m7_fc_pairs(l, bias, wzp, w, in, out, c, P, sx, K, XS, ZX, NWZP, ZW, REQ, NM,
-                           ROUND, OB, ACC32, TN_RQ);
+                           ROUND, OB, ACC32, SGW, TN_RQ);
     if (P == 3u && N - c >= 4u) {
         w = tn_m7_fc_pairs(l, bias, wzp, w, in, out, c, 2u, sx, K, XS, ZX, NWZP, ZW, REQ, NM,
-                           ROUND, OB, ACC32, TN_RQ);
+                           ROUND, OB, ACC32, SGW, TN_RQ);
         c += 4u;
     }
     if (N - c >= 2u) {
         w = tn_m7_fc_pairs(l, bias, wzp, w, in, out, c, 1u, sx, K, XS, ZX, NWZP, ZW, REQ, NM,
-                           ROUND, OB, ACC32, TN_RQ);
+                           ROUND, OB, ACC32, SGW, TN_RQ);
         c += 2u;
     }
     if (c < N) { /* the last row of an odd N, as it is: each word widened twice */
         int32_t a = 0;
         for (k = 0; k < k4; k += 4u) {
             const uint32_t v = tn_ld32(in + k), u = tn_ld32(w + k);
-            a = tn_smlad(tn_uxtb16(u), XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v), a);
-            a = tn_smlad(tn_uxtb16_ror8(u), XS ? tn_sxtab16_ror8(off, v)
-                                               : tn_uxtab16_ror8(off, v), a);
+            a = tn_smlad(tn_m7_wx(u, SGW), XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v), a);
+            a = tn_smlad(tn_m7_wx_ror8(u, SGW), XS ? tn_sxtab16_ror8(off, v)
+                                                  : tn_uxtab16_ror8(off, v), a);
         }
-        for (; k < K; k++) a += (int32_t)w[k] * tn_m7_x8(in, k, XS, ZX);
+        for (; k < K; k++)
+            a += (SGW ? (int32_t)(int8_t)w[k] : (int32_t)w[k]) * tn_m7_x8(in, k, XS, ZX);
         {
-            const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c];
+            const int32_t z = SGW ? 0 : NWZP == 1u ? ZW : (int32_t)wzp[c];
             tn_m7_fc_put(l, out, c, (uint32_t)bias[c] + (uint32_t)a
                          - (uint32_t)z * (uint32_t)sx, REQ, NM, ROUND, OB, TN_RQ);
         }
@@ -688,11 +731,11 @@ TN_INLINE void tn_m7_cv_chan(const tn_layer_t *l, const int32_t *bias, const uin
                              uint32_t p, uint32_t two, uint32_t c, uint32_t brow, uint32_t v0,
                              uint32_t v1, int32_t s0, int32_t s1, uint32_t CO, uint32_t NWZP,
                              int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
-                             TN_RQ_ARGS, TN_FADD_ARGS)
+                             uint32_t SGW, TN_RQ_ARGS, TN_FADD_ARGS)
 {
     const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c];
-    /* sum (w - z) x' = v + k sum x' */
-    const uint32_t k = brow ? (uint32_t)(128 - z) : (uint32_t)(-z);
+    /* sum (w - z) x' = v + k sum x' (SGW: v itself) */
+    const uint32_t k = SGW ? 0u : brow ? (uint32_t)(128 - z) : (uint32_t)(-z);
     const uint32_t bc = (uint32_t)bias[c];
     const int32_t m0c = NM == 1u ? 0 : m0p[c], n0c = NM == 1u ? 0 : (int32_t)n0p[c];
     /* a clamp to the whole 8-bit range: one SSAT / USAT after adding the zero point (FAST >= 2:
@@ -821,34 +864,34 @@ TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, in
 #if defined(__ARM_FEATURE_DSP)
 /* One group of four lanes, one row pair, both pixels (x: the interleaved lanes, w: the pair's
  * words). */
-#define TN_CV_GROUP                                                                             \
+#define TN_CV_GROUP(WX)                                                                         \
     "ldrd %[u0], %[u1], [%[w]], #8\n\t"                                                         \
     "ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                         \
     "smlald %[r0l], %[r0h], %[u0], %[xa]\n\t"                                                   \
     "smlald %[r1l], %[r1h], %[u0], %[xb]\n\t"                                                   \
-    "uxtb16 %[u0], %[u0]\n\t"                                                                   \
+    WX "xtb16 %[u0], %[u0]\n\t"                                                                 \
     "smlad %[a0], %[u0], %[xa], %[a0]\n\t"                                                      \
     "smlad %[a1], %[u0], %[xb], %[a1]\n\t"                                                      \
     "ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                         \
     "smlald %[r0l], %[r0h], %[u1], %[xa]\n\t"                                                   \
     "smlald %[r1l], %[r1h], %[u1], %[xb]\n\t"                                                   \
-    "uxtb16 %[u1], %[u1]\n\t"                                                                   \
+    WX "xtb16 %[u1], %[u1]\n\t"                                                                 \
     "smlad %[a0], %[u1], %[xa], %[a0]\n\t"                                                      \
     "smlad %[a1], %[u1], %[xb], %[a1]\n\t"
 /* the same with weights not word-aligned (LDRD needs it): two LDR */
-#define TN_CV_GROUP_U                                                                           \
+#define TN_CV_GROUP_U(WX)                                                                       \
     "ldr %[u0], [%[w]], #4\n\t"                                                                 \
     "ldr %[u1], [%[w]], #4\n\t"                                                                 \
     "ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                         \
     "smlald %[r0l], %[r0h], %[u0], %[xa]\n\t"                                                   \
     "smlald %[r1l], %[r1h], %[u0], %[xb]\n\t"                                                   \
-    "uxtb16 %[u0], %[u0]\n\t"                                                                   \
+    WX "xtb16 %[u0], %[u0]\n\t"                                                                 \
     "smlad %[a0], %[u0], %[xa], %[a0]\n\t"                                                      \
     "smlad %[a1], %[u0], %[xb], %[a1]\n\t"                                                      \
     "ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                         \
     "smlald %[r0l], %[r0h], %[u1], %[xa]\n\t"                                                   \
     "smlald %[r1l], %[r1h], %[u1], %[xb]\n\t"                                                   \
-    "uxtb16 %[u1], %[u1]\n\t"                                                                   \
+    WX "xtb16 %[u1], %[u1]\n\t"                                                                 \
     "smlad %[a0], %[u1], %[xa], %[a0]\n\t"                                                      \
     "smlad %[a1], %[u1], %[xb], %[a1]\n\t"
 /* every output operand early-clobber: gcc must not give an input of equal value (the initial
@@ -872,16 +915,20 @@ TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, in
  * buf, over KP lanes; returns w past the pair's 2 KP bytes. ALIGNED: the layer's weights are
  * word-aligned (LDRD). */
 TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, uint32_t KP,
-                                       uint32_t ALIGNED, int32_t *sa, int64_t *r)
+                                       uint32_t ALIGNED, uint32_t SGW, int32_t *sa, int64_t *r)
 {
     const uint32_t NG = KP / 4u;
 #if defined(__ARM_FEATURE_DSP)
     const uint32_t *x = buf, *end = buf + KP; /* KP / 2 words per pixel */
     uint32_t a0 = 0, a1 = 0, r0l = 0, r0h = 0, r1l = 0, r1h = 0, xa, xb, u0, u1;
-    if (ALIGNED)
-        TN_CV_BLOCKS(TN_CV_GROUP);
+    if (ALIGNED && SGW)
+        TN_CV_BLOCKS(TN_CV_GROUP("s"));
+    else if (ALIGNED)
+        TN_CV_BLOCKS(TN_CV_GROUP("u"));
+    else if (SGW)
+        TN_CV_BLOCKS(TN_CV_GROUP_U("s"));
     else
-        TN_CV_BLOCKS(TN_CV_GROUP_U);
+        TN_CV_BLOCKS(TN_CV_GROUP_U("u"));
     sa[0] = (int32_t)a0;
     sa[1] = (int32_t)a1;
     r[0] = (int64_t)(((uint64_t)r0h << 32) | r0l);
@@ -896,8 +943,8 @@ TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, ui
         const uint32_t *xg = buf + 4u * g; /* A of pixel 0, A of pixel 1, B of 0, B of 1 */
         r0 = tn_smlald(u1, xg[2], tn_smlald(u0, xg[0], r0));
         r1 = tn_smlald(u1, xg[3], tn_smlald(u0, xg[1], r1));
-        a0 = tn_smlad(tn_uxtb16(u1), xg[2], tn_smlad(tn_uxtb16(u0), xg[0], a0));
-        a1 = tn_smlad(tn_uxtb16(u1), xg[3], tn_smlad(tn_uxtb16(u0), xg[1], a1));
+        a0 = tn_smlad(tn_m7_wx(u1, SGW), xg[2], tn_smlad(tn_m7_wx(u0, SGW), xg[0], a0));
+        a1 = tn_smlad(tn_m7_wx(u1, SGW), xg[3], tn_smlad(tn_m7_wx(u0, SGW), xg[1], a1));
     }
     sa[0] = a0;
     sa[1] = a1;
@@ -911,22 +958,22 @@ TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, ui
 /* One group of four lanes, two row pairs (u0: pair 0's word, u1: pair 1's), both pixels, 32-bit
  * sums (QUAD): per half group one LDRD of lanes, the pairs' two words, four SMLAD on the words,
  * two UXTB16 and four SMLAD on the a codes: 24 instructions per 32 MACs. */
-#define TN_CV_QHALF(LW)                                                                         \
+#define TN_CV_QHALF(LW, WX)                                                                       \
     "ldrd %[xa], %[xb], [%[x]], #8\n\t" LW                                                      \
     "smlad %[r00], %[u0], %[xa], %[r00]\n\t"                                                    \
     "smlad %[r01], %[u0], %[xb], %[r01]\n\t"                                                    \
     "smlad %[r10], %[u1], %[xa], %[r10]\n\t"                                                    \
     "smlad %[r11], %[u1], %[xb], %[r11]\n\t"                                                    \
-    "uxtb16 %[u0], %[u0]\n\t"                                                                   \
-    "uxtb16 %[u1], %[u1]\n\t"                                                                   \
+    WX "xtb16 %[u0], %[u0]\n\t"                                                                 \
+    WX "xtb16 %[u1], %[u1]\n\t"                                                                 \
     "smlad %[a00], %[u0], %[xa], %[a00]\n\t"                                                    \
     "smlad %[a01], %[u0], %[xb], %[a01]\n\t"                                                    \
     "smlad %[a10], %[u1], %[xa], %[a10]\n\t"                                                    \
     "smlad %[a11], %[u1], %[xb], %[a11]\n\t"
 #define TN_CV_QLDD "ldrd %[u0], %[u1], [%[w]], #8\n\t"
 #define TN_CV_QLD2 "ldr %[u0], [%[w]], #4\n\tldr %[u1], [%[w]], #4\n\t"
-#define TN_CV_QGROUP TN_CV_QHALF(TN_CV_QLDD) TN_CV_QHALF(TN_CV_QLDD)
-#define TN_CV_QGROUP_U TN_CV_QHALF(TN_CV_QLD2) TN_CV_QHALF(TN_CV_QLD2)
+#define TN_CV_QGROUP(WX) TN_CV_QHALF(TN_CV_QLDD, WX) TN_CV_QHALF(TN_CV_QLDD, WX)
+#define TN_CV_QGROUP_U(WX) TN_CV_QHALF(TN_CV_QLD2, WX) TN_CV_QHALF(TN_CV_QLD2, WX)
 /* fourteen registers: the loop's end is read from memory (into u0, free at that point) */
 #define TN_CV_QOPERANDS                                                                         \
     : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u0] "=&r"(u0),                \
@@ -950,7 +997,7 @@ TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, ui
  * when the export bounded every pair's sum (kernels_m7.conv_plan, QUAD). Returns w past the
  * block's 4 KP bytes. */
 TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, uint32_t KP,
-                                       uint32_t ALIGNED, uint32_t *sa, uint32_t *r)
+                                       uint32_t ALIGNED, uint32_t SGW, uint32_t *sa, uint32_t *r)
 {
     const uint32_t NG = KP / 4u;
 #if defined(__ARM_FEATURE_DSP)
@@ -958,10 +1005,14 @@ TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, ui
     const uint32_t *volatile endv = buf + KP; /* in memory: no register is left for it */
     uint32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0, r00 = 0, r01 = 0, r10 = 0, r11 = 0;
     uint32_t xa, xb, u0, u1;
-    if (ALIGNED)
-        TN_CV_QBLOCKS(TN_CV_QGROUP);
+    if (ALIGNED && SGW)
+        TN_CV_QBLOCKS(TN_CV_QGROUP("s"));
+    else if (ALIGNED)
+        TN_CV_QBLOCKS(TN_CV_QGROUP("u"));
+    else if (SGW)
+        TN_CV_QBLOCKS(TN_CV_QGROUP_U("s"));
     else
-        TN_CV_QBLOCKS(TN_CV_QGROUP_U);
+        TN_CV_QBLOCKS(TN_CV_QGROUP_U("u"));
     sa[0] = a00; sa[1] = a01; sa[2] = a10; sa[3] = a11;
     r[0] = r00; r[1] = r01; r[2] = r10; r[3] = r11;
     return w;
@@ -975,7 +1026,7 @@ TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, ui
                 const uint32_t u = tn_ld32(w + 4u * q);
                 for (uint32_t P = 0; P < 2u; P++) {
                     rr[2u * q + P] = tn_smlad(u, xg[2u * h + P], rr[2u * q + P]);
-                    a[2u * q + P] = tn_smlad(tn_uxtb16(u), xg[2u * h + P], a[2u * q + P]);
+                    a[2u * q + P] = tn_smlad(tn_m7_wx(u, SGW), xg[2u * h + P], a[2u * q + P]);
                 }
             }
         }
@@ -1044,7 +1095,7 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
                                uint32_t CO, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
                                int32_t PT, int32_t PL, uint32_t XS, int32_t ZX, uint32_t PADZERO,
                                uint32_t KWCP, uint32_t INSIDE, uint32_t QUAD, uint32_t TAB,
-                               uint32_t NWZP, int32_t ZW,
+                               uint32_t SGW, uint32_t NWZP, int32_t ZW,
                                uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS,
                                TN_FADD_ARGS)
 {
@@ -1062,18 +1113,19 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
                                        PL, XS, ZX, PADZERO, KWCP, INSIDE);
     /* TAB: 2 k sum x' of an a row (k = -z) and a b row (k = 128 - z) with one weight zero
      * point (else per channel, below) */
-    const uint32_t ka = (uint32_t)(-ZW), kb = (uint32_t)(128 - ZW);
+    const uint32_t ka = SGW ? 0u : (uint32_t)(-ZW), kb = SGW ? 0u : (uint32_t)(128 - ZW);
     const uint32_t s02 = (uint32_t)s0 << 1, s12 = (uint32_t)s1 << 1;
     for (; QUAD && c + 4u <= CO; c += 4u) {
         uint32_t sa[4], r[4];
-        w = tn_m7_cv_quad(w, buf, KP, aligned, sa, r);
+        w = tn_m7_cv_quad(w, buf, KP, aligned, SGW, sa, r);
         if (TAB) {
             const uint8_t *t = w;
             w += 16u * TAB;
             TN_UNROLL /* the sums stay in registers */
             for (uint32_t j = 0; j < 2u; j++) {
-                const uint32_t za = NWZP == 1u ? ka : (uint32_t)(-(int32_t)wzp[c + 2u * j]);
-                const uint32_t zb = NWZP == 1u ? kb : (uint32_t)(128 - (int32_t)wzp[c + 2u * j + 1u]);
+                const uint32_t za = NWZP == 1u || SGW ? ka : (uint32_t)(-(int32_t)wzp[c + 2u * j]);
+                const uint32_t zb = NWZP == 1u || SGW
+                                        ? kb : (uint32_t)(128 - (int32_t)wzp[c + 2u * j + 1u]);
                 /* a: 2 S_a; b: 2 sum (b - 128) x' = (R - S_a) / 128 (exact: QUAD's bound) */
                 tn_m7_cv_tchan(t + 8u * j * TAB, out, other, v, MODE, p, TWO, c + 2u * j,
                                (sa[2u * j] << 1) + za * s02, (sa[2u * j + 1u] << 1) + za * s12,
@@ -1089,21 +1141,21 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
         for (uint32_t j = 0; j < 2u; j++) {
             tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c + 2u * j, 0u,
                           sa[2u * j], sa[2u * j + 1u], s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB,
-                          TN_RQ, TN_FADD);
+                          SGW, TN_RQ, TN_FADD);
             tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c + 2u * j + 1u,
                           1u, (uint32_t)((int32_t)(r[2u * j] - sa[2u * j]) >> 8),
                           (uint32_t)((int32_t)(r[2u * j + 1u] - sa[2u * j + 1u]) >> 8), s0, s1,
-                          CO, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
+                          CO, NWZP, ZW, REQ, NM, ROUND, OB, SGW, TN_RQ, TN_FADD);
         }
     }
     for (; c + 2u <= CO; c += 2u) {
         int32_t sa[2];
         int64_t r[2];
-        w = tn_m7_cv_pair(w, buf, KP, aligned, sa, r);
+        w = tn_m7_cv_pair(w, buf, KP, aligned, SGW, sa, r);
         if (TAB) {
             const uint8_t *t = w;
-            const uint32_t za = NWZP == 1u ? ka : (uint32_t)(-(int32_t)wzp[c]);
-            const uint32_t zb = NWZP == 1u ? kb : (uint32_t)(128 - (int32_t)wzp[c + 1u]);
+            const uint32_t za = NWZP == 1u || SGW ? ka : (uint32_t)(-(int32_t)wzp[c]);
+            const uint32_t zb = NWZP == 1u || SGW ? kb : (uint32_t)(128 - (int32_t)wzp[c + 1u]);
             w += 8u * TAB;
             tn_m7_cv_tchan(t, out, other, v, MODE, p, TWO, c, ((uint32_t)sa[0] << 1) + za * s02,
                            ((uint32_t)sa[1] << 1) + za * s12, CO, TAB, OB, TN_RQ, TN_FADD);
@@ -1118,29 +1170,30 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
          * that sum modulo 2^32 */
         tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c, 0u,
                       (uint32_t)sa[0], (uint32_t)sa[1], s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB,
-                      TN_RQ, TN_FADD);
+                      SGW, TN_RQ, TN_FADD);
         tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c + 1u, 1u,
                       (uint32_t)(uint64_t)((r[0] - (int64_t)sa[0]) >> 8),
                       (uint32_t)(uint64_t)((r[1] - (int64_t)sa[1]) >> 8), s0, s1, CO, NWZP, ZW,
-                      REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
+                      REQ, NM, ROUND, OB, SGW, TN_RQ, TN_FADD);
     }
     if (c < CO) { /* the last row of an odd CO, as it is */
         int32_t a0 = 0, a1 = 0;
         for (uint32_t g = 0; g < KP / 4u; g++) {
-            const uint32_t u = tn_ld32(w + 4u * g), ue = tn_uxtb16(u), uo = tn_uxtb16_ror8(u);
+            const uint32_t u = tn_ld32(w + 4u * g), ue = tn_m7_wx(u, SGW);
+            const uint32_t uo = tn_m7_wx_ror8(u, SGW);
             const uint32_t *xg = buf + 4u * g;
             a0 = tn_smlad(uo, xg[2], tn_smlad(ue, xg[0], a0));
             a1 = tn_smlad(uo, xg[3], tn_smlad(ue, xg[1], a1));
         }
         if (TAB) {
-            const uint32_t za = NWZP == 1u ? ka : (uint32_t)(-(int32_t)wzp[c]);
+            const uint32_t za = NWZP == 1u || SGW ? ka : (uint32_t)(-(int32_t)wzp[c]);
             tn_m7_cv_tchan(w + KP, out, other, v, MODE, p, TWO,
                            c, ((uint32_t)a0 << 1) + za * s02, ((uint32_t)a1 << 1) + za * s12, CO,
                            TAB, OB, TN_RQ, TN_FADD);
         } else {
             tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c, 0u,
                           (uint32_t)a0, (uint32_t)a1, s0, s1, CO, NWZP, ZW, REQ, NM, ROUND, OB,
-                          TN_RQ, TN_FADD);
+                          SGW, TN_RQ, TN_FADD);
         }
     }
     if (MODE == 2u && !FADD) /* the fused ADD on the portable arithmetic, as tn_m7_gemm */
@@ -1161,9 +1214,9 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                           uint32_t C, int32_t OH, int32_t OW, uint32_t CO, int32_t KH,
                           int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
                           uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
-                          uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t NWZP, int32_t ZW,
-                          uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS,
-                          TN_FADD_ARGS)
+                          uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t SGW,
+                          uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                          uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS)
 {
     const uint32_t np = (uint32_t)(OH * OW);
     const uint32_t aligned = ((uintptr_t)l->w & 3u) == 0u; /* LDRD of weights (else LDR) */
@@ -1175,11 +1228,11 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
 #endif
     for (; p + 2u <= np; p += 2u)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 1u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, NWZP, ZW,
+                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW, NWZP, ZW,
                         REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
     if (p < np)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 0u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, NWZP, ZW,
+                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW, NWZP, ZW,
                         REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
 }
 
