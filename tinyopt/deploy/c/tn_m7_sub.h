@@ -650,7 +650,7 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
             if (CO % 4u == 0u || c + r < CO)
                 tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c + r, 0u,
                               (uint32_t)acc[r], (uint32_t)acc[4u + r], s0, s1, CO, NWZP, ZW,
-                              REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
+                              REQ, NM, ROUND, OB, 0u, TN_RQ, TN_FADD);
     }
     if (MODE == 2u && !FADD && ADDTAB) /* the fused ADD of sub-byte codes: its table */
         tn_sc_addtab(ADDTAB, other, out, v, p * CO, (TWO ? 2u : 1u) * CO, OB, OBO);
