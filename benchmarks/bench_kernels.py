@@ -143,7 +143,22 @@ SUB_NETS = ("seed_cnn", "ic_resnet8", "kws_dscnn", "vww_mobilenet", "ad_fcae")
 def subbyte_rows(tmp: Path) -> list[dict]:
     """``scope=subbyte_layer_type`` rows: per network, policy and layer type, instructions per
     MAC under QEMU and their ratio to the same layers at w8a8 (every build bit-exact on 8 host
-    and 1 QEMU inputs)."""
+    and 1 QEMU inputs), for each kernel choice (``kernel_choice``): "deployed", the planner's
+    default (on these Keras-path graphs tn_m7_subconv and the depthwise row kernel only where
+    their scratch does not grow the arena, ``steps.SCRATCH_ONLY_WHERE_FREE``), and "fastest"
+    (wherever they fit); ``arena_bytes`` the built arena of the model under that choice."""
+    from tinyopt.integer import steps as steps_mod
+    rows = []
+    for choice in ("deployed", "fastest"):
+        steps_mod.SCRATCH_ONLY_WHERE_FREE = choice == "deployed"
+        try:
+            rows += [{**r, "kernel_choice": choice} for r in _subbyte_rows(tmp, choice)]
+        finally:
+            steps_mod.SCRATCH_ONLY_WHERE_FREE = True
+    return rows
+
+
+def _subbyte_rows(tmp: Path, choice: str) -> list[dict]:
     import tf_keras as keras
     from tinyopt.front import models
     from tinyopt.mixed import lower, ptq
@@ -159,7 +174,7 @@ def subbyte_rows(tmp: Path) -> list[dict]:
         for w, a in SUB_POLICIES:
             keras.utils.set_random_seed(0)
             g = lower.convert(ptq.quantize_mixed(model, Policy.uniform(model, w, a, "PL"), x))
-            g.name = f"{net}_w{w}a{a}"
+            g.name = f"{net}_w{w}a{a}_{choice}"
             r = mcu.deploy(g, g.quantize_input(x), tmp, name=g.name, host_images=8,
                            mcu_images=1)
             s = r["summary"]
@@ -184,8 +199,9 @@ def subbyte_rows(tmp: Path) -> list[dict]:
                              "macs": int(sel["macs"].sum()),
                              "insns": int(sel["insns_per_image"].sum()), "insns_per_mac": ipm,
                              "ratio_to_8bit": ipm / base[label] if label in base else None,
-                             "kernel": "/".join(sorted(set(sel["kernel"])))})
-                print(f"{g.name:28s} {label:22s} {rows[-1]['kernel']:12s} {ipm:7.2f} insns/MAC "
+                             "kernel": "/".join(sorted(set(sel["kernel"]))),
+                             "arena_bytes": int(s["arena_bytes"])})
+                print(f"{g.name:36s} {label:22s} {rows[-1]['kernel']:12s} {ipm:7.2f} insns/MAC "
                       f"({rows[-1]['ratio_to_8bit']:.2f} x w8a8)", flush=True)
     return rows
 
@@ -373,8 +389,10 @@ def main() -> None:
             old = pd.read_csv(path)
             keep = old[old["scope"] != "subbyte_layer_type"]
             at = int(np.argmax((old["scope"] == "subbyte_layer_type").to_numpy()))
-            new = pd.DataFrame(rows).reindex(columns=old.columns)
-            frame = pd.concat([keep.iloc[:at], new, keep.iloc[at:]], ignore_index=True)
+            new = pd.DataFrame(rows)
+            cols = [*old.columns, *(c for c in new.columns if c not in old.columns)]
+            frame = pd.concat([keep.iloc[:at], new.reindex(columns=cols), keep.iloc[at:]],
+                              ignore_index=True).reindex(columns=cols)
             print(f"wrote {write_csv(integer_counts(frame), path)}")
         return
     x_calib = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 1))
