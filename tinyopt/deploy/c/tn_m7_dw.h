@@ -285,6 +285,44 @@ TN_INLINE uint32_t tn_dw3_at2(uint32_t c, uint32_t s, uint32_t q, uint32_t NQ)
            + (q & 1u);
 }
 
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+/* tn_dw3_build2's chunk loop in assembly: 25 instructions per chunk (four pixels of four
+ * channels) where GCC's code took 30, the eight words of a chunk stored with one STM from
+ * r1..r8 in their memory order (so the registers are named, r0 the temporary; the extension
+ * EXT is SXTAB16 or UXTAB16, adding -z_x). */
+#define TN_DW3_QUADS(EXT)                                                                      \
+    __asm__ volatile(                                                                          \
+        "1:\n\t"                                                                               \
+        "ldr r1, [%[p]]\n\t"                                                                   \
+        "ldr r3, [%[p], %[c1]]\n\t"                                                            \
+        "ldr r2, [%[p], #(2 * %c[c1])]\n\t"                                                    \
+        "ldr r4, [%[p], #(3 * %c[c1])]\n\t"                                                    \
+        "addw %[p], %[p], #(4 * %c[c1])\n\t"                                                   \
+        EXT " r5, %[n], r1\n\t"                                                                \
+        EXT " r7, %[n], r3\n\t"                                                                \
+        EXT " r0, %[n], r1, ror #8\n\t"                                                        \
+        EXT " r3, %[n], r3, ror #8\n\t"                                                        \
+        "pkhbt r1, r5, r7, lsl #16\n\t"                                                        \
+        "pkhtb r5, r7, r5, asr #16\n\t"                                                        \
+        "pkhtb r7, r3, r0, asr #16\n\t"                                                        \
+        "pkhbt r3, r0, r3, lsl #16\n\t"                                                        \
+        EXT " r6, %[n], r2\n\t"                                                                \
+        EXT " r8, %[n], r4\n\t"                                                                \
+        EXT " r0, %[n], r2, ror #8\n\t"                                                        \
+        EXT " r4, %[n], r4, ror #8\n\t"                                                        \
+        "pkhbt r2, r6, r8, lsl #16\n\t"                                                        \
+        "pkhtb r6, r8, r6, asr #16\n\t"                                                        \
+        "pkhtb r8, r4, r0, asr #16\n\t"                                                        \
+        "pkhbt r4, r0, r4, lsl #16\n\t"                                                        \
+        "stm %[d], {r1-r8}\n\t"                                                                \
+        "add %[d], %[d], #96\n\t"                                                              \
+        "cmp %[d], %[e]\n\t"                                                                   \
+        "bne 1b\n\t"                                                                           \
+        : [p] "+r"(p), [d] "+r"(d)                                                             \
+        : [e] "r"(dend), [n] "r"(nzx2), [c1] "i"(C)                                            \
+        : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "memory", "cc")
+#endif
+
 /* Two 8-bit pixels j, j + 1 at an even column q = j + PL of the stride-2 layout: per group of
  * four channels two words, four (x_j, x_j+1) pairs (SXTAB16 / UXTAB16 adding -z_x, PKHBT /
  * PKHTB). */
@@ -335,6 +373,15 @@ TN_INLINE void tn_dw3_build2(const uint8_t *in, int16_t *TN_RESTRICT rows, int32
                 const uint8_t *p = src + (uint32_t)a * C + cg * 4u;
                 uint32_t *d = rw + (((cg * NQ + (uint32_t)(a + PL) / 4u) * 3u + s) * 8u);
                 const uint32_t *const dend = d + (uint32_t)(b - a) / 4u * 24u;
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+                if (d != dend && 4u * C <= 4095u) { /* see TN_DW3_QUADS */
+                    if (XS)
+                        TN_DW3_QUADS("sxtab16");
+                    else
+                        TN_DW3_QUADS("uxtab16");
+                    continue;
+                }
+#endif
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
@@ -569,18 +616,20 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
  * at immediate byte offsets), advanced 96 bytes (a chunk of three slots) per two outputs by the
  * last load's writeback. The per-channel set-up is tn_dw3_channel's: three words of int8
  * weights widened (SXTB16), doubled (SADD16) with the bias when DBL. */
-#define TN_DW3_ROW2_ASM(RQ, SAT, STORE, NDBL, TAILRQ)                                         \
+#define TN_DW3_ROW2_ASM(RQ, SAT, STORE)                                                        \
     "sub sp, sp, #48\n\t"                                                                      \
     "strd %[t0], %[t1], [sp, #16]\n\t"                                                         \
-    "strd %[t2], %[a0], [sp, #24]\n\t"                                                         \
-    "strd %[p], %[o], [sp, #32]\n\t"                                                           \
-    "str %[a1], [sp, #40]\n"                                                                   \
+    "strd %[a0], %[a1], [sp, #24]\n"                                                           \
     "2:\n\t"                                                                                   \
-    "ldr %[t0], [sp, #16]\n\t"                                                                 \
-    "ldrd %[A0], %[A1], [%[t0]]\n\t"                                                           \
-    "ldrd %[A2], %[cc], [%[t0], #8]\n\t"                                                       \
-    "add %[t0], %[t0], #16\n\t"                                                                \
-    "str %[t0], [sp, #16]\n\t"                                                                 \
+    "ldrd %[t0], %[t1], [sp, #16]\n\t"                                                         \
+    "ldr %[a0], [%[t0], %[t2], lsl #2]\n\t"                                                    \
+    "ldr %[a1], [%[t1], %[t2], lsl #2]\n\t"                                                    \
+    "ldrd %[t0], %[t1], [sp, #24]\n\t"                                                         \
+    "ldrsb %[end], [%[t0], %[t2]]\n\t"                                                         \
+    "add %[t1], %[t1], %[t2], lsl #4\n\t"                                                      \
+    "str %[t2], [sp, #40]\n\t"                                                                 \
+    "ldrd %[A0], %[A1], [%[t1]]\n\t"                                                           \
+    "ldrd %[A2], %[cc], [%[t1], #8]\n\t"                                                       \
     "sxtb16 %[t1], %[A0], ror #8\n\t"                                                          \
     "sxtb16 %[A0], %[A0]\n\t"                                                                  \
     "sxtb16 %[t2], %[A1], ror #8\n\t"                                                          \
@@ -588,11 +637,7 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     "pkhtb %[D], %[t2], %[t1], asr #16\n\t"                                                    \
     "sxtb16 %[B2], %[A2], ror #8\n\t"                                                          \
     "sxtb16 %[A2], %[A2]\n\t"                                                                  \
-    "ldrd %[t0], %[t1], [sp, #20]\n\t"                                                         \
-    "ldr %[a0], [%[t0]], #4\n\t"                                                               \
-    "ldr %[a1], [%[t1]], #4\n\t"                                                               \
-    "strd %[t0], %[t1], [sp, #20]\n\t"                                                         \
-    ".if %c[f] & 1\n\t"                                                                          \
+    ".if %c[f] & 1\n\t"                                                                        \
     "sadd16 %[A0], %[A0], %[A0]\n\t"                                                           \
     "sadd16 %[A1], %[A1], %[A1]\n\t"                                                           \
     "sadd16 %[A2], %[A2], %[A2]\n\t"                                                           \
@@ -600,32 +645,28 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     "sadd16 %[B2], %[B2], %[B2]\n\t"                                                           \
     "lsl %[a0], %[a0], #1\n\t"                                                                 \
     ".endif\n\t"                                                                               \
-    "ldr %[t0], [sp, #28]\n\t"                                                                 \
-    "ldrsb %[t1], [%[t0]], #1\n\t"                                                             \
-    "str %[t0], [sp, #28]\n\t"                                                                 \
-    ".if (%c[f] & 2) != 0\n\t"                                                                     \
-    "rsb %[t1], %[t1], #0\n\t"                                                                 \
+    ".if (%c[f] & 2) != 0\n\t"                                                                 \
+    "rsb %[end], %[end], #0\n\t"                                                               \
     ".else\n\t"                                                                                \
-    "mvn %[t1], %[t1]\n\t"                                                                     \
+    "mvn %[end], %[end]\n\t"                                                                   \
     ".endif\n\t"                                                                               \
     "strd %[a0], %[a0], [sp]\n\t"                                                              \
-    "strd %[a1], %[t1], [sp, #8]\n\t"                                                          \
-    "ldrd %[p], %[o], [sp, #32]\n\t"                                                           \
+    "strd %[a1], %[end], [sp, #8]\n\t"                                                         \
     ".if %c[n2]\n\t"                                                                           \
-    "addw %[end], %[p], #(%c[n2] * 96)\n"                                                              \
+    "addw %[end], %[p], #(%c[n2] * 96)\n"                                                      \
     "1:\n\t"                                                                                   \
     "ldrd %[a0], %[a1], [sp]\n\t"                                                              \
     "ldrd %[t0], %[t1], [%[p], %[r0]]\n\t"                                                     \
     "smlad %[a0], %[t0], %[A0], %[a0]\n\t"                                                     \
     "smlabb %[a0], %[t1], %[D], %[a0]\n\t"                                                     \
     "smlad %[a1], %[t1], %[A0], %[a1]\n\t"                                                     \
-    "ldr %[t0], [%[p], #(%c[r0] + 96)]\n\t"                                                            \
+    "ldr %[t0], [%[p], #(%c[r0] + 96)]\n\t"                                                    \
     "smlabb %[a1], %[t0], %[D], %[a1]\n\t"                                                     \
     "ldrd %[t0], %[t1], [%[p], %[r1]]\n\t"                                                     \
     "smlad %[a0], %[t0], %[A1], %[a0]\n\t"                                                     \
     "smlabt %[a0], %[t1], %[D], %[a0]\n\t"                                                     \
     "smlad %[a1], %[t1], %[A1], %[a1]\n\t"                                                     \
-    "ldr %[t0], [%[p], #(%c[r1] + 96)]\n\t"                                                            \
+    "ldr %[t0], [%[p], #(%c[r1] + 96)]\n\t"                                                    \
     "smlabt %[a1], %[t0], %[D], %[a1]\n\t"                                                     \
     "ldrd %[t0], %[t1], [%[p]]\n\t"                                                            \
     "smlad %[a0], %[t0], %[A2], %[a0]\n\t"                                                     \
@@ -644,7 +685,7 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     "cmp %[p], %[end]\n\t"                                                                     \
     "bne 1b\n\t"                                                                               \
     ".endif\n\t"                                                                               \
-    ".if %c[f] & 4\n\t"                                                                          \
+    ".if %c[f] & 4\n\t"                                                                        \
     "ldr %[a0], [sp]\n\t"                                                                      \
     "ldrd %[t0], %[t1], [%[p], %[r0]]\n\t"                                                     \
     "smlad %[a0], %[t0], %[A0], %[a0]\n\t"                                                     \
@@ -661,17 +702,19 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     SAT " %[a0], #8, %[a0]\n\t"                                                                \
     "strb %[a0], [%[o]]\n\t"                                                                   \
     ".endif\n\t"                                                                               \
-    "ldrd %[t0], %[t1], [sp, #32]\n\t"                                                         \
+    ".if %c[n2]\n\t"                                                                           \
+    "subw %[p], %[p], #(%c[n2] * 96 - 8)\n\t"                                                  \
+    "subw %[o], %[o], #(%c[n2] * 2 * %c[op] - 1)\n\t"                                          \
+    ".else\n\t"                                                                                \
+    "add %[p], %[p], #8\n\t"                                                                   \
+    "add %[o], %[o], #1\n\t"                                                                   \
+    ".endif\n\t"                                                                               \
     "ldr %[t2], [sp, #40]\n\t"                                                                 \
-    "add %[t1], %[t1], #1\n\t"                                                                 \
-    "subs %[t2], %[t2], #1\n\t"                                                                \
-    "str %[t2], [sp, #40]\n\t"                                                                 \
-    "ands %[a0], %[t2], #3\n\t"                                                                \
-    "ite ne\n\t"                                                                               \
-    "addne %[t0], %[t0], #8\n\t"                                                               \
-    "addweq %[t0], %[t0], #(%c[nq] * 96 - 24)\n\t"                                                           \
-    "strd %[t0], %[t1], [sp, #32]\n\t"                                                         \
-    "cmp %[t2], #0\n\t"                                                                        \
+    "add %[t0], %[t2], #1\n\t"                                                                 \
+    "lsls %[t0], %[t0], #30\n\t"                                                               \
+    "it eq\n\t"                                                                                \
+    "addweq %[p], %[p], #(%c[nq] * 96 - 32)\n\t"                                               \
+    "adds %[t2], %[t2], #1\n\t"                                                                \
     "bne 2b\n\t"                                                                               \
     "add sp, sp, #48\n\t"
 /* DWQ = 1: the sign fix-up, the accumulator doubled here unless DBL, SMMLAR; DWQ = 2: SMMLA */
@@ -684,22 +727,23 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
 #define TN_DW3_ST_POST "strb %[a0], [%[o]], #(2 * %c[op])\n\t"
 #define TN_DW3_ST_ADDW "strb %[a0], [%[o]]\n\taddw %[o], %[o], #(2 * %c[op])\n\t"
 #define TN_DW3_ROW2(RQ, SAT, STORE)                                                            \
-    __asm__ volatile(TN_DW3_ROW2_ASM(RQ, SAT, STORE, 0, 0)                                     \
+    __asm__ volatile(TN_DW3_ROW2_ASM(RQ, SAT, STORE)                                           \
                      : [A0] "=&r"(A0), [A1] "=&r"(A1), [A2] "=&r"(A2), [D] "=&r"(D),           \
                        [B2] "=&r"(B2), [cc] "=&r"(cc), [end] "=&r"(end), [p] "+&r"(p),         \
                        [o] "+&r"(o), [a0] "+&r"(a0), [a1] "+&r"(a1), [t0] "+&r"(t0),           \
                        [t1] "+&r"(t1), [t2] "+&r"(t2)                                          \
                      : [r0] "i"(((int32_t)S0 - (int32_t)S2) * 32),                             \
                        [r1] "i"(((int32_t)S1 - (int32_t)S2) * 32), [op] "i"(C),                \
-                       [n2] "i"((uint32_t)OW / 2u), [nq] "i"(WP / 4u),                          \
-                       [f] "i"(DBL | (DWQ == 1u ? 2u : 0u) | ((uint32_t)OW & 1u) << 2)          \
+                       [n2] "i"((uint32_t)OW / 2u), [nq] "i"(WP / 4u),                         \
+                       [f] "i"(DBL | (DWQ == 1u ? 2u : 0u) | ((uint32_t)OW & 1u) << 2)         \
                      : "memory", "cc")
 
 /* Does tn_dw3_row2 run this row kernel (the assembly's immediates in range)? */
-#define TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)                            \
-    ((SW) == 2 && (OB) == 8u && !(WIDE) && (DWQ) != 0u && (NM) != 1u                            \
-     && (LO) == ((OS) ? -128 : 0) && (HI) == ((OS) ? 127 : 255) && 2u * (C) <= 4095u            \
-     && (uint32_t)(OW) / 2u * 96u <= 4095u && (WP) / 4u * 96u <= 4095u + 24u)
+#define TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)                             \
+    ((SW) == 2 && (OB) == 8u && !(WIDE) && (DWQ) != 0u && (NM) != 1u                           \
+     && (LO) == ((OS) ? -128 : 0) && (HI) == ((OS) ? 127 : 255) && 2u * (C) <= 4095u           \
+     && (uint32_t)(OW) / 2u * 96u <= 4095u && (WP) / 4u * 96u <= 4095u + 32u                   \
+     && (uint32_t)(OW) / 2u * 2u * (C) <= 4096u)
 
 /* One output row (slots S0, S1, S2) of every channel: see above. */
 TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *out, uint32_t S0,
@@ -710,8 +754,9 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
     uint32_t A0, A1, A2, D, B2, cc, end;
     const uint32_t *p = (const uint32_t *)(const void *)rows + S2 * 8u;
     uint8_t *o = out;
-    uint32_t a0 = (uint32_t)l->n0, a1 = C, t0 = (uint32_t)l->w, t1 = (uint32_t)l->bias;
-    uint32_t t2 = (uint32_t)l->m0;
+    /* the per-channel arrays from their ends, indexed by c - C (the loop counts up to 0) */
+    uint32_t t0 = (uint32_t)(l->bias + C), t1 = (uint32_t)(l->m0 + C);
+    uint32_t a0 = (uint32_t)(l->n0 + C), a1 = (uint32_t)(l->w + 16u * C), t2 = 0u - C;
     if (OS) {
         if (DWQ == 1u && DBL && 2u * C <= 255u) TN_DW3_ROW2(TN_DW3_RQ1D, "ssat", TN_DW3_ST_POST);
         else if (DWQ == 1u && DBL) TN_DW3_ROW2(TN_DW3_RQ1D, "ssat", TN_DW3_ST_ADDW);
