@@ -151,6 +151,14 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * unpacked a halfword of two pixels at a time (tn_dw3_build), so the planes, and all below,
  * are the same at every input width.
  *
+ * Stride 2 with 8-bit inputs stores the rows in chunks of four columns instead (the chunk
+ * layout, CH; WP a multiple of 4, steps.dw3_width): chunk (channel group cg = c / 4, column
+ * chunk q / 4, slot) is 32 bytes at ((cg * WP / 4 + q / 4) * 3 + slot) * 32, holding per
+ * channel of the group (c % 4) its two words (x_q, x_q+1), (x_q+2, x_q+3) (tn_dw3_at2).
+ * Widening four pixels of four channels then fills a whole chunk (one STM, TN_DW3_QUADS: 25
+ * instructions per 16 codes, about 2.7 per code in the planes), and two outputs read
+ * LDRD (p0, p1) and LDR p2 of each slot at small immediate offsets (tn_dw3_row2).
+ *
  * Per channel and output row the weights are six registers: A_r = (d_r0, d_r1) and
  * B_r = (d_r1, d_r2) (int16 lanes, d = w - z_w), two SXTB16 of the exported word
  * [d_r0, d_r1, d_r1, d_r2] (kernels_m7.dw3_weights). Two output pixels per step: with
@@ -343,10 +351,10 @@ TN_INLINE void tn_dw3_pair2(const uint8_t *src, uint32_t *TN_RESTRICT rw, int32_
     }
 }
 
-/* tn_dw3_build for the stride-2 layout (see above). 8-bit inputs: four pixels at a time (a
- * chunk of four columns: per group of four channels eight words, the whole chunk), two at the
- * ends; sub-byte inputs: two at a time (one word per channel); the pixels left (an odd PL, an
- * odd width) one code at a time. A padding row: every chunk of the slot, a word at a time. */
+/* tn_dw3_build for the chunk layout (see above; 8-bit inputs): four pixels at a time (a chunk
+ * of four columns: per group of four channels eight words, the whole chunk), two at the ends,
+ * the pixels left (an odd PL, an odd width) one code at a time. A padding row: every chunk of
+ * the slot, a word at a time. */
 TN_INLINE void tn_dw3_build2(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_t i, uint32_t s,
                              int32_t H, int32_t W, uint32_t C, int32_t PL, uint32_t WP,
                              uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO)
@@ -364,7 +372,7 @@ TN_INLINE void tn_dw3_build2(const uint8_t *in, int16_t *TN_RESTRICT rows, int32
         }
         return;
     }
-    if (XB == 8u) {
+    {
         const uint32_t nzx2 = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
         const int32_t a4 = (4 - (PL & 3)) & 3; /* the first pixel of a whole chunk */
         if (a4 <= W) {
@@ -409,33 +417,6 @@ TN_INLINE void tn_dw3_build2(const uint8_t *in, int16_t *TN_RESTRICT rows, int32
             if (W - b >= 2) { /* columns 0, 1 of the last chunk */
                 tn_dw3_pair2(src, rw, b, s, C, PL, NQ, XS, nzx2);
                 b += 2;
-            }
-        }
-    } else { /* sub-byte codes as in tn_dw3_build, pixel pairs at even columns */
-        const uint32_t G = 16u / XB, mask = tn_lanemask(XB);
-        const uint32_t sb2 = XS ? (1u << (XB - 1u)) * 0x00010001u : 0u;
-        const uint32_t off2 = (((XS ? (1u << (XB - 1u)) : 0u) + (uint32_t)ZX) & 0xFFFFu)
-                              * 0x00010001u;
-        if ((PL & 1) <= W) {
-            a = PL & 1, b = a + ((W - a) & ~1);
-        }
-        for (int32_t j = a; j < b; j += 2) {
-            const uint32_t q = (uint32_t)(j + PL);
-            const uint8_t *p = src + (uint32_t)j * pb;
-            uint32_t *e = rw + ((q >> 2) * 3u + s) * 8u + ((q >> 1) & 1u);
-            for (uint32_t h = 0; h < pb; h += 2u, p += 2, e += G / 4u * NQ * 24u) {
-                uint16_t u0, u1;
-                uint32_t v;
-                TN_MEMCPY(&u0, p, 2);
-                TN_MEMCPY(&u1, p + pb, 2);
-                v = (uint32_t)u0 | ((uint32_t)u1 << 16);
-                TN_UNROLL
-                for (uint32_t g = 0; g < G; g++) {
-                    uint32_t t = (v >> (g * XB)) & mask;
-                    if (XS) t ^= sb2;
-                    if (XS || ZX != 0) t = tn_ssub16(t, off2);
-                    e[g / 4u * NQ * 24u + (g & 3u) * 2u] = t;
-                }
             }
         }
     }
@@ -528,7 +509,8 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
 TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int32_t *bp,
                               const int32_t *mp, const int8_t *np, const uint32_t *p, uint8_t *o,
                               uint32_t c, uint32_t R0, uint32_t R1, uint32_t R2, uint32_t OP,
-                              uint32_t SH, int32_t OW, int32_t SW, uint32_t WIDE, uint32_t DWQ,
+                              uint32_t SH, int32_t OW, int32_t SW, uint32_t CH, uint32_t WIDE,
+                              uint32_t DWQ,
                               uint32_t OB, uint32_t OS, int32_t LO, int32_t HI, uint32_t NM,
                               uint32_t ROUND, TN_RQ_ARGS)
 {
@@ -559,8 +541,9 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     const uint32_t k = DWQ == 1u ? (uint32_t)(-n0) : DWQ == 2u ? (uint32_t)(-(n0 + 1)) : 0u;
     const uint32_t D01 = tn_dw3_pack_hi(B0, B1); /* (d_02, d_12): stride 2 */
     const uint32_t *pq = p;
-    /* words per two outputs: a column pair of the plane (stride 1), a chunk (stride 2) */
-    const uint32_t ST = SW == 2 ? 24u : 1u;
+    /* words per two outputs: SW column pairs of the plane, or a chunk (CH: stride 2, 8-bit
+     * inputs); the word p2 = (x_q+4, x_q+5) two words on, or a chunk on */
+    const uint32_t ST = CH ? 24u : (uint32_t)SW, P2 = CH ? 24u : 2u;
     const uint32_t *const end = p + (uint32_t)(OW / 2) * ST;
 #if defined(__GNUC__)
 #pragma GCC unroll 1
@@ -578,13 +561,13 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
             a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
             a1 = tn_dw3_smlatb(p0, A2, tn_smlad(p1, B2, a1));
         } else { /* d_02 and d_12 share one register (D01: fewer live registers, no spill) */
-            uint32_t p0 = pq[R0], p1 = pq[R0 + 1], p2 = pq[R0 + 24];
+            uint32_t p0 = pq[R0], p1 = pq[R0 + 1], p2 = pq[R0 + P2];
             a0 = tn_smlabb(p1, D01, tn_smlad(p0, A0, bias));
             a1 = tn_smlabb(p2, D01, tn_smlad(p1, A0, bias));
-            p0 = pq[R1], p1 = pq[R1 + 1], p2 = pq[R1 + 24];
+            p0 = pq[R1], p1 = pq[R1 + 1], p2 = pq[R1 + P2];
             a0 = tn_dw3_smlabt(p1, D01, tn_smlad(p0, A1, a0));
             a1 = tn_dw3_smlabt(p2, D01, tn_smlad(p1, A1, a1));
-            p0 = pq[R2], p1 = pq[R2 + 1], p2 = pq[R2 + 24];
+            p0 = pq[R2], p1 = pq[R2 + 1], p2 = pq[R2 + P2];
             a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
             a1 = tn_dw3_smlabt(p2, B2, tn_smlad(p1, A2, a1));
         }
@@ -606,16 +589,18 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
 /* One output row of the stride-2 layout in assembly, every channel (tn_dw3_row2): 8-bit
  * outputs, compact weights, per-channel m0 / n0, DWQ = 1 or 2, no clamp inside the type's
- * range (tn_dw3_fits2). Two outputs take 32 instructions (DWQ = 1 doubled; +2 undoubled, -2
- * for DWQ = 2) where GCC's code spilled four registers: fourteen registers hold the five
- * weight registers A0, A1, A2, D = (d_02, d_12), B2, cc, the loop's end, its two pointers, two
- * accumulators and three temporaries, and a 48-byte block of stack the code reserves itself
- * holds the rest: [sp] the bias twice, [sp, #8] m0 and K (read with one LDRD per two outputs),
- * [sp, #16] the weight, bias, m0 and n0 pointers, [sp, #32] the channel's words and its output
- * byte, [sp, #40] the channels left. p points at the channel's words of slot S2 (rows 0 and 1
- * at immediate byte offsets), advanced 96 bytes (a chunk of three slots) per two outputs by the
- * last load's writeback. The per-channel set-up is tn_dw3_channel's: three words of int8
- * weights widened (SXTB16), doubled (SADD16) with the bias when DBL. */
+ * range (TN_DW3_FITS2). Two outputs take 32 instructions (DWQ = 1 doubled; +2 undoubled, -2
+ * for DWQ = 2) where GCC's code took 39 (it spilled four registers): fourteen registers hold
+ * the five weight registers A0, A1, A2, D = (d_02, d_12), B2, cc, the loop's end, its two
+ * pointers p (the channel's words of slot S2; rows 0 and 1 at immediate byte offsets, advanced
+ * 96 bytes, a chunk of three slots, by the last load's writeback) and o, two accumulators and
+ * three temporaries. A 48-byte block of stack the code reserves itself holds the rest: [sp]
+ * the bias twice and [sp, #8] m0 and K (one LDRD each per two outputs), [sp, #16] the ends of
+ * the bias and m0 arrays, [sp, #24] of the n0 and weight arrays, indexed by the channel
+ * counter c - C ([sp, #40], counting up to 0). After a channel p and o step back by what its
+ * loop advanced them (constants) to the next channel's. The per-channel set-up is
+ * tn_dw3_channel's: three words of int8 weights widened (SXTB16), doubled (SADD16) with the
+ * bias when DBL. */
 #define TN_DW3_ROW2_ASM(RQ, SAT, STORE)                                                        \
     "sub sp, sp, #48\n\t"                                                                      \
     "strd %[t0], %[t1], [sp, #16]\n\t"                                                         \
@@ -785,7 +770,7 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
  * byte, G = 8 / OB channels per pass, so that each code's bit offset is a constant). */
 TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, uint32_t S0,
                           uint32_t S1, uint32_t S2, uint32_t C, int32_t OW, int32_t SW,
-                          uint32_t WP, uint32_t WIDE, uint32_t DWQ, uint32_t OB, uint32_t OS,
+                          uint32_t XB, uint32_t WP, uint32_t WIDE, uint32_t DWQ, uint32_t OB, uint32_t OS,
                           int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
 {
     const uint32_t *p = (const uint32_t *)(const void *)rows;
@@ -795,23 +780,24 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, 
     const int32_t *bias = l->bias, *m0 = l->m0;
     const int8_t *n0 = l->n0;
     const uint32_t G = 8u / OB, OP = C * OB / 8u; /* codes per byte; bytes per output pixel */
-    if (TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) {
+    const uint32_t CH = SW == 2 && XB == 8u; /* the chunk layout (see above) */
+    if (CH && TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) {
         tn_dw3_row2(l, rows, o, S0, S1, S2, C, OW, WP, DWQ, OS);
         return;
     }
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
-    for (uint32_t c = 0; c < C; c += G) {
-        /* channel c's words: its plane (stride 1), its words in its group's chunks (stride 2:
-         * G <= 4 channels of one group, two words apart) */
-        const uint32_t *pc = SW == 2 ? p + (c >> 2) * NQ * 24u + (c & 3u) * 2u : p + 3u * c * wp;
+    for (uint32_t c = 0; c < C; c += G, p += CH ? 0u : 3u * G * wp) {
+        /* channel c's words: its plane, or its words in its group's chunks (CH: G <= 4
+         * channels of one group, two words apart) */
+        const uint32_t *pc = CH ? p + (c >> 2) * NQ * 24u + (c & 3u) * 2u : p;
         TN_UNROLL
         for (uint32_t g = 0; g < G; g++)
-            tn_dw3_channel(l, w, bias, m0, n0, SW == 2 ? pc + 2u * g : pc + 3u * g * wp,
-                           o + c / G, c + g, SW == 2 ? S0 * 8u : S0 * wp,
-                           SW == 2 ? S1 * 8u : S1 * wp, SW == 2 ? S2 * 8u : S2 * wp, OP, g * OB,
-                           OW, SW, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
+            tn_dw3_channel(l, w, bias, m0, n0, CH ? pc + 2u * g : pc + 3u * g * wp,
+                           o + c / G, c + g, CH ? S0 * 8u : S0 * wp, CH ? S1 * 8u : S1 * wp,
+                           CH ? S2 * 8u : S2 * wp, OP, g * OB, OW, SW, CH, WIDE, DWQ, OB, OS,
+                           LO, HI, NM, ROUND, TN_RQ);
     }
 }
 
@@ -828,7 +814,7 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
     {   /* the padding columns of every plane, once (rows only ever write columns PL..PL+W-1) */
         const int16_t pad = (int16_t)(PADZERO ? -ZX : 0);
         int16_t *d = rows;
-        if (SW == 2) { /* those an output reads (q <= 2 OW), four channels at a time */
+        if (SW == 2 && XB == 8u) { /* those read (q <= 2 OW), 4 channels at a time */
             for (uint32_t q = PL ? 0u : (uint32_t)W; q <= 2u * (uint32_t)OW;
                  q = q + 1u == (uint32_t)PL ? (uint32_t)(PL + W) : q + 1u) {
                 for (uint32_t k = 0; k < 3u * C / 4u; k++) { /* (channel group, slot) */
@@ -847,7 +833,7 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
         const int32_t last = oy * SH - PT + 2;
         uint8_t *o = out + (uint32_t)oy * ((uint32_t)OW * (C * OB / 8u));
         for (; next <= last; next++) {
-            if (SW == 2)
+            if (SW == 2 && XB == 8u)
                 tn_dw3_build2(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XB,
                               XS, ZX, PADZERO);
             else
@@ -856,16 +842,16 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
         }
         switch ((uint32_t)(oy * SH) % 3u) {
         case 0:
-            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, WP, WIDE, DWQ, OB, OS, LO, HI, NM,
-                       ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
+                       NM, ROUND, TN_RQ);
             break;
         case 1:
-            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, WP, WIDE, DWQ, OB, OS, LO, HI, NM,
-                       ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
+                       NM, ROUND, TN_RQ);
             break;
         default:
-            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, WP, WIDE, DWQ, OB, OS, LO, HI, NM,
-                       ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
+                       NM, ROUND, TN_RQ);
             break;
         }
     }
