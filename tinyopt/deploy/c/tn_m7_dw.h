@@ -151,8 +151,8 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * unpacked a halfword of two pixels at a time (tn_dw3_build), so the planes, and all below,
  * are the same at every input width.
  *
- * Stride 2 with 8-bit inputs stores the rows in chunks of four columns instead (the chunk
- * layout, CH; WP a multiple of 4, steps.dw3_width): chunk (channel group cg = c / 4, column
+ * Stride 2 with 8-bit inputs (and 4+ outputs per row, TN_DW3_CHUNKS) stores the rows in
+ * chunks of four columns instead (the chunk layout, CH; WP a multiple of 4, steps.dw3_width): chunk (channel group cg = c / 4, column
  * chunk q / 4, slot) is 32 bytes at ((cg * WP / 4 + q / 4) * 3 + slot) * 32, holding per
  * channel of the group (c % 4) its two words (x_q, x_q+1), (x_q+2, x_q+3) (tn_dw3_at2).
  * Widening four pixels of four channels then fills a whole chunk (one STM, TN_DW3_QUADS: 25
@@ -284,6 +284,11 @@ TN_INLINE void tn_dw3_put(uint8_t *o, int32_t v, uint32_t OB, uint32_t SH)
     else if (SH == 0u) *o = (uint8_t)((uint32_t)v & ((1u << OB) - 1u));
     else *o = (uint8_t)(*o | (((uint32_t)v & ((1u << OB) - 1u)) << SH));
 }
+
+/* Does the row kernel store its rows in chunks (see above): stride 2, 8-bit inputs, at least 4
+ * outputs per row (below, the per-channel set-up outweighs the gain: the planes); the same
+ * rule as steps.dw3_width's. */
+#define TN_DW3_CHUNKS(SW, XB, OW) ((SW) == 2 && (XB) == 8u && (OW) >= 4)
 
 /* The int16 index of channel c, slot s, column q in the stride-2 layout (see above; NQ = WP / 4
  * chunks of four columns). */
@@ -780,7 +785,7 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, 
     const int32_t *bias = l->bias, *m0 = l->m0;
     const int8_t *n0 = l->n0;
     const uint32_t G = 8u / OB, OP = C * OB / 8u; /* codes per byte; bytes per output pixel */
-    const uint32_t CH = SW == 2 && XB == 8u; /* the chunk layout (see above) */
+    const uint32_t CH = TN_DW3_CHUNKS(SW, XB, OW); /* the chunk layout (see above) */
     if (CH && TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) {
         tn_dw3_row2(l, rows, o, S0, S1, S2, C, OW, WP, DWQ, OS);
         return;
@@ -814,7 +819,7 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
     {   /* the padding columns of every plane, once (rows only ever write columns PL..PL+W-1) */
         const int16_t pad = (int16_t)(PADZERO ? -ZX : 0);
         int16_t *d = rows;
-        if (SW == 2 && XB == 8u) { /* those read (q <= 2 OW), 4 channels at a time */
+        if (TN_DW3_CHUNKS(SW, XB, OW)) { /* those read (q <= 2 OW), 4 channels at once */
             for (uint32_t q = PL ? 0u : (uint32_t)W; q <= 2u * (uint32_t)OW;
                  q = q + 1u == (uint32_t)PL ? (uint32_t)(PL + W) : q + 1u) {
                 for (uint32_t k = 0; k < 3u * C / 4u; k++) { /* (channel group, slot) */
@@ -833,7 +838,7 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
         const int32_t last = oy * SH - PT + 2;
         uint8_t *o = out + (uint32_t)oy * ((uint32_t)OW * (C * OB / 8u));
         for (; next <= last; next++) {
-            if (SW == 2 && XB == 8u)
+            if (TN_DW3_CHUNKS(SW, XB, OW))
                 tn_dw3_build2(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XB,
                               XS, ZX, PADZERO);
             else
