@@ -152,9 +152,10 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * are the same at every input width.
  *
  * Stride 2 with 8-bit inputs (and 4+ outputs per row, TN_DW3_CHUNKS) stores the rows in
- * chunks of four columns instead (the chunk layout, CH; WP a multiple of 4, steps.dw3_width): chunk (channel group cg = c / 4, column
- * chunk q / 4, slot) is 32 bytes at ((cg * WP / 4 + q / 4) * 3 + slot) * 32, holding per
- * channel of the group (c % 4) its two words (x_q, x_q+1), (x_q+2, x_q+3) (tn_dw3_at2).
+ * chunks of four columns instead (the chunk layout, CH; WP a multiple of 4, steps.dw3_width):
+ * chunk (channel group cg = c / 4, column chunk q / 4, slot) is 32 bytes at
+ * ((cg * WP / 4 + q / 4) * 3 + slot) * 32, holding per channel of the group (c % 4) its two
+ * words (x_q, x_q+1), (x_q+2, x_q+3) (tn_dw3_at2).
  * Widening four pixels of four channels then fills a whole chunk (one STM, TN_DW3_QUADS: 25
  * instructions per 16 codes, about 2.7 per code in the planes), and two outputs read
  * LDRD (p0, p1) and LDR p2 of each slot at small immediate offsets (tn_dw3_row2).
@@ -775,8 +776,9 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
  * byte, G = 8 / OB channels per pass, so that each code's bit offset is a constant). */
 TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, uint32_t S0,
                           uint32_t S1, uint32_t S2, uint32_t C, int32_t OW, int32_t SW,
-                          uint32_t XB, uint32_t WP, uint32_t WIDE, uint32_t DWQ, uint32_t OB, uint32_t OS,
-                          int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+                          uint32_t XB, uint32_t WP, uint32_t WIDE, uint32_t DWQ, uint32_t OB,
+                          uint32_t OS, int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND,
+                          TN_RQ_ARGS)
 {
     const uint32_t *p = (const uint32_t *)(const void *)rows;
     const uint32_t wp = WP / 2u; /* words per plane (stride 1) */
