@@ -74,7 +74,41 @@ DW3_CHAINS = {
         dict(kind="flatten"),
         dict(kind="dense", out_shape=(5,), wshape=(5, 320), wbits=8, out_bits=32,
              out_signed=True, requantize=False)]),
+    # stride 2 on the assembly row loop (tn_dw3_row2) and chunk build: unsigned inputs
+    # (UXTAB16) and outputs (USAT), 2 C > 255 bytes per output pair (ADDW), doubled (9 and 8
+    # outputs) and not (5, 4), odd widths (the lone last output), PL = 1 (codes one at a time),
+    # PL = 2 and W % 4 = 2 (the two-pixel ends), a padding row
+    "s2_asm": ("tflite_double", False, 3, (17, 17, 136), [
+        _dw(136, 17, 8, 8, stride=2, pad_mode="zero_point", per_channel=True, icn=True,
+            out_signed=False, out_zero_point=7),
+        _dw(136, 9, 8, 8, stride=2, per_channel=True, icn=True, out_signed=True,
+            out_zero_point=-6),
+        dict(_dw(136, 5, 8, 8, stride=2, pad_mode="zero_point", per_channel=True, icn=True,
+                 out_signed=True, out_zero_point=2), out_shape=(4, 4, 136),
+             padding=(2, 2, 2, 2)),
+        dict(kind="flatten"),
+        dict(kind="dense", out_shape=(5,), wshape=(5, 2176), wbits=8, out_bits=32,
+             out_signed=True, requantize=False)]),
+    # the floor form (DWQ = 2) with per-channel multipliers on the assembly, 18 wide (16
+    # columns in chunks, two at the end), doubled-width output rows of 8
+    "s2_floor_pc": ("tflite_single", True, -3, (18, 18, 8), [
+        dict(_dw(8, 18, 8, 8, stride=2, per_channel=True, icn=True, out_zero_point=4,
+                 rounding="floor"), out_shape=(8, 8, 8), padding=(0, 0, 0, 0)),
+        dict(kind="flatten"),
+        dict(kind="dense", out_shape=(5,), wshape=(5, 512), wbits=8, out_bits=32,
+             out_signed=True, requantize=False)]),
 }
+
+
+def _asm_row(step, plan) -> bool:
+    """Does c/tn_m7_dw.h's TN_DW3_FITS2 give ``step`` (row kernel ``plan``) the assembly row
+    loop on a Cortex-M7: stride 2, 8-bit inputs and outputs, compact weights, DWQ 1 or 2,
+    per-channel multipliers, no clamp inside the output type?"""
+    lay = step.layer
+    full = (-128, 127) if plan["OS"] else (0, 255)
+    return (lay.stride[1] == 2 and lay.in_bits == 8 and lay.out_bits == 8 and not plan["WIDE"]
+            and plan["DWQ"] != 0
+            and np.size(lay.m0) > 1 and (plan["LO"], plan["HI"]) == full)
 
 
 @pytest.mark.parametrize("name", sorted(DW3_CHAINS))
@@ -90,6 +124,25 @@ def test_dw3_row_kernel_host_bitexact(tmp_path, dw3_planned, name):
         assert [p["DWQ"] for p in plans] == [1, 1, 1]
     if name == "single_floor":  # tn_m7_out's form (single rounding), the floor SMMLA form
         assert [p["DWQ"] for p in plans] == [0, 2]
+    if name.startswith("s2_"):  # every step on the assembly (checked under QEMU below)
+        assert all(_asm_row(s, p) for s, p in zip(dws, plans)), plans
+        assert [p["DWQ"] for p in plans] == ([1, 1, 1] if name == "s2_asm" else [2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(DW3_CHAINS))
+def test_dw3_row_kernel_under_qemu(qemu, tmp_path, dw3_planned, name):
+    """The row kernel's Cortex-M7 build (its assembly: tn_dw3_row2, the chunk build) bit-exact
+    with the simulator under QEMU, on every chain above."""
+    rounding, signed, zin, shape, layers = DW3_CHAINS[name]
+    g = _int8_offsets(chain(len(name) + 20, layers, shape, 8, signed, zin, rounding))
+    lo = -128 if signed else 0
+    x = np.random.default_rng(6).integers(lo, lo + 256, (6, *shape))
+    r = mcu.deploy(g, x, tmp_path, name=name, host_images=6, mcu_images=6)
+    s = r["summary"]
+    assert s["mcu_images"] == 6 and s["mcu_mismatching_values"] == 0
+    assert s["host_mismatching_values"] == 0
+    assert _dw3_calls(r["export"], tmp_path / name) == r["export"].kernels.count("depthwise")
 
 
 def test_dw3_needs_its_planned_scratch(tmp_path):

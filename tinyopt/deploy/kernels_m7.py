@@ -55,10 +55,13 @@ Kernels:
   3x3 layers of 2/4/8-bit inputs, weights and outputs, strides 1 / 2, of any rounding flavour
   (:func:`dw3_fits`: the MLPerf int8 graphs and the sub-byte Keras path alike) take the
   row kernel ``tn_m7_dw3`` instead when the plan gave the step its scratch
-  (:func:`dw3_scratch_bytes`: three input rows widened to int16, channel planes): SMLAD on two
-  taps of one channel, two output pixels per weight register, weights exported as
-  [d0, d1, d1, d2] per kernel row, int8, or int16 pairs for asymmetric 8-bit weights
-  (:func:`dw3_weights`, ``Choice.weights``).
+  (:func:`dw3_scratch_bytes`: three input rows widened to int16, channel planes; at stride 2
+  with 8-bit inputs chunks of four columns of four channels): SMLAD on two taps of one
+  channel, two output pixels per weight register, weights exported as [d0, d1, d1, d2] per
+  kernel row, int8, or int16 pairs for asymmetric 8-bit weights (:func:`dw3_weights`,
+  ``Choice.weights``). At stride 2 with 8-bit inputs and outputs, int8 weights, per-channel
+  multipliers and the folded requantization (:func:`dw3_plan`'s DWQ 1 / 2) an output row
+  runs in inline assembly (``tn_dw3_row2``).
 - ``depthwise_scalar``: the other depthwise layers (channels not a multiple of the word, depth
   multiplier > 1, 1-bit weights): one channel at a time, shapes and widths constant.
 - ``pool``: stand-alone max and average pools of 1-8-bit tensors (32-bit sums, a hardware

@@ -386,14 +386,16 @@ def dw3_weights_fit(layer) -> bool:
 
 def dw3_width(layer) -> int:
     """WP: int16 columns of one widened input row of the row kernel (padding included, even,
-    covering every column its word loads reach)."""
+    covering every column its word loads reach; a multiple of 4 at stride 2 with 8-bit inputs
+    and 4+ outputs per row, whose rows are stored in chunks of four columns, c/tn_m7_dw.h)."""
     _, w, _ = _hwc(layer.in_shape)
     _, ow, _ = _hwc(layer.out_shape)
     _, _, left, right = (int(p) for p in layer.padding)
     sw = int(layer.stride[1])
     reach = 2 * ow + 2 if sw == 2 else ow + 3  # one past the last halfword a load reads
     cols = max(w + left + right, reach)
-    return cols + cols % 2
+    chunks = sw == 2 and int(layer.in_bits) == 8 and ow >= 4  # c/tn_m7_dw.h TN_DW3_CHUNKS
+    return cols + (-cols) % (4 if chunks else 2)
 
 
 def dw3_scratch_bytes(step: Step) -> int:

@@ -151,6 +151,15 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * unpacked a halfword of two pixels at a time (tn_dw3_build), so the planes, and all below,
  * are the same at every input width.
  *
+ * Stride 2 with 8-bit inputs (and 4+ outputs per row, TN_DW3_CHUNKS) stores the rows in
+ * chunks of four columns instead (the chunk layout, CH; WP a multiple of 4, steps.dw3_width):
+ * chunk (channel group cg = c / 4, column chunk q / 4, slot) is 32 bytes at
+ * ((cg * WP / 4 + q / 4) * 3 + slot) * 32, holding per channel of the group (c % 4) its two
+ * words (x_q, x_q+1), (x_q+2, x_q+3) (tn_dw3_at2).
+ * Widening four pixels of four channels then fills a whole chunk (one STM, TN_DW3_QUADS: 25
+ * instructions per 16 codes, about 2.7 per code in the planes), and two outputs read
+ * LDRD (p0, p1) and LDR p2 of each slot at small immediate offsets (tn_dw3_row2).
+ *
  * Per channel and output row the weights are six registers: A_r = (d_r0, d_r1) and
  * B_r = (d_r1, d_r2) (int16 lanes, d = w - z_w), two SXTB16 of the exported word
  * [d_r0, d_r1, d_r1, d_r2] (kernels_m7.dw3_weights). Two output pixels per step: with
@@ -277,6 +286,157 @@ TN_INLINE void tn_dw3_put(uint8_t *o, int32_t v, uint32_t OB, uint32_t SH)
     else *o = (uint8_t)(*o | (((uint32_t)v & ((1u << OB) - 1u)) << SH));
 }
 
+/* Does the row kernel store its rows in chunks (see above): stride 2, 8-bit inputs, at least 4
+ * outputs per row (below, the per-channel set-up outweighs the gain: the planes); the same
+ * rule as steps.dw3_width's. */
+#define TN_DW3_CHUNKS(SW, XB, OW) ((SW) == 2 && (XB) == 8u && (OW) >= 4)
+
+/* The int16 index of channel c, slot s, column q in the stride-2 layout (see above; NQ = WP / 4
+ * chunks of four columns). */
+TN_INLINE uint32_t tn_dw3_at2(uint32_t c, uint32_t s, uint32_t q, uint32_t NQ)
+{
+    return (((((c >> 2) * NQ + (q >> 2)) * 3u + s) * 8u + (c & 3u) * 2u + ((q >> 1) & 1u)) << 1)
+           + (q & 1u);
+}
+
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+/* tn_dw3_build2's chunk loop in assembly: 25 instructions per chunk (four pixels of four
+ * channels) where GCC's code took 30, the eight words of a chunk stored with one STM from
+ * r1..r8 in their memory order (so the registers are named, r0 the temporary; the extension
+ * EXT is SXTAB16 or UXTAB16, adding -z_x). */
+#define TN_DW3_QUADS(EXT)                                                                      \
+    __asm__ volatile(                                                                          \
+        "1:\n\t"                                                                               \
+        "ldr r1, [%[p]]\n\t"                                                                   \
+        "ldr r3, [%[p], %[c1]]\n\t"                                                            \
+        "ldr r2, [%[p], #(2 * %c[c1])]\n\t"                                                    \
+        "ldr r4, [%[p], #(3 * %c[c1])]\n\t"                                                    \
+        "addw %[p], %[p], #(4 * %c[c1])\n\t"                                                   \
+        EXT " r5, %[n], r1\n\t"                                                                \
+        EXT " r7, %[n], r3\n\t"                                                                \
+        EXT " r0, %[n], r1, ror #8\n\t"                                                        \
+        EXT " r3, %[n], r3, ror #8\n\t"                                                        \
+        "pkhbt r1, r5, r7, lsl #16\n\t"                                                        \
+        "pkhtb r5, r7, r5, asr #16\n\t"                                                        \
+        "pkhtb r7, r3, r0, asr #16\n\t"                                                        \
+        "pkhbt r3, r0, r3, lsl #16\n\t"                                                        \
+        EXT " r6, %[n], r2\n\t"                                                                \
+        EXT " r8, %[n], r4\n\t"                                                                \
+        EXT " r0, %[n], r2, ror #8\n\t"                                                        \
+        EXT " r4, %[n], r4, ror #8\n\t"                                                        \
+        "pkhbt r2, r6, r8, lsl #16\n\t"                                                        \
+        "pkhtb r6, r8, r6, asr #16\n\t"                                                        \
+        "pkhtb r8, r4, r0, asr #16\n\t"                                                        \
+        "pkhbt r4, r0, r4, lsl #16\n\t"                                                        \
+        "stm %[d], {r1-r8}\n\t"                                                                \
+        "add %[d], %[d], #96\n\t"                                                              \
+        "cmp %[d], %[e]\n\t"                                                                   \
+        "bne 1b\n\t"                                                                           \
+        : [p] "+r"(p), [d] "+r"(d)                                                             \
+        : [e] "r"(dend), [n] "r"(nzx2), [c1] "i"(C)                                            \
+        : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "memory", "cc")
+#endif
+
+/* Two 8-bit pixels j, j + 1 at an even column q = j + PL of the stride-2 layout: per group of
+ * four channels two words, four (x_j, x_j+1) pairs (SXTAB16 / UXTAB16 adding -z_x, PKHBT /
+ * PKHTB). */
+TN_INLINE void tn_dw3_pair2(const uint8_t *src, uint32_t *TN_RESTRICT rw, int32_t j, uint32_t s,
+                            uint32_t C, int32_t PL, uint32_t NQ, uint32_t XS, uint32_t nzx2)
+{
+    const uint32_t q = (uint32_t)(j + PL);
+    const uint8_t *p = src + (uint32_t)j * C;
+    uint32_t *e = rw + ((q >> 2) * 3u + s) * 8u + ((q >> 1) & 1u);
+    for (uint32_t cg = 0; cg < C / 4u; cg++, p += 4, e += NQ * 24u) {
+        const uint32_t x0 = tn_ld32(p), x1 = tn_ld32(p + C);
+        const uint32_t s0 = XS ? tn_sxtab16(nzx2, x0) : tn_uxtab16(nzx2, x0);
+        const uint32_t s1 = XS ? tn_sxtab16(nzx2, x1) : tn_uxtab16(nzx2, x1);
+        const uint32_t t0 = XS ? tn_sxtab16_ror8(nzx2, x0) : tn_uxtab16_ror8(nzx2, x0);
+        const uint32_t t1 = XS ? tn_sxtab16_ror8(nzx2, x1) : tn_uxtab16_ror8(nzx2, x1);
+        e[0] = tn_dw3_pack_lo(s0, s1), e[2] = tn_dw3_pack_lo(t0, t1);
+        e[4] = tn_dw3_pack_hi(s0, s1), e[6] = tn_dw3_pack_hi(t0, t1);
+    }
+}
+
+/* tn_dw3_build for the chunk layout (see above; 8-bit inputs): four pixels at a time (a chunk
+ * of four columns: per group of four channels eight words, the whole chunk), two at the ends,
+ * the pixels left (an odd PL, an odd width) one code at a time. A padding row: every chunk of
+ * the slot, a word at a time. */
+TN_INLINE void tn_dw3_build2(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_t i, uint32_t s,
+                             int32_t H, int32_t W, uint32_t C, int32_t PL, uint32_t WP,
+                             uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO)
+{
+    const uint32_t NQ = WP / 4u, pb = C * XB / 8u;
+    const uint8_t *src = in + (uint32_t)i * (uint32_t)W * pb;
+    uint32_t *rw = (uint32_t *)(void *)rows;
+    int32_t a = 0, b = 0; /* the pixels written a word at a time: [a, b) */
+    if (i < 0 || i >= H) { /* a padding row */
+        const uint32_t pad2 = ((uint32_t)(PADZERO ? -ZX : 0) & 0xFFFFu) * 0x00010001u;
+        uint32_t *d = rw + s * 8u;
+        for (uint32_t k = 0; k < C / 4u * NQ; k++, d += 24) {
+            d[0] = pad2, d[1] = pad2, d[2] = pad2, d[3] = pad2;
+            d[4] = pad2, d[5] = pad2, d[6] = pad2, d[7] = pad2;
+        }
+        return;
+    }
+    {
+        const uint32_t nzx2 = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
+        const int32_t a4 = (4 - (PL & 3)) & 3; /* the first pixel of a whole chunk */
+        if (a4 <= W) {
+            a = a4, b = a4 + ((W - a4) & ~3);
+            for (uint32_t cg = 0; cg < C / 4u; cg++) {
+                const uint8_t *p = src + (uint32_t)a * C + cg * 4u;
+                uint32_t *d = rw + (((cg * NQ + (uint32_t)(a + PL) / 4u) * 3u + s) * 8u);
+                const uint32_t *const dend = d + (uint32_t)(b - a) / 4u * 24u;
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+                if (d != dend && 4u * C <= 4095u) { /* see TN_DW3_QUADS */
+                    if (XS)
+                        TN_DW3_QUADS("sxtab16");
+                    else
+                        TN_DW3_QUADS("uxtab16");
+                    continue;
+                }
+#endif
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+                for (; d != dend; p += 4u * C, d += 24) {
+                    const uint32_t x0 = tn_ld32(p), x1 = tn_ld32(p + C);
+                    const uint32_t x2 = tn_ld32(p + 2u * C), x3 = tn_ld32(p + 3u * C);
+                    const uint32_t s0 = XS ? tn_sxtab16(nzx2, x0) : tn_uxtab16(nzx2, x0);
+                    const uint32_t s1 = XS ? tn_sxtab16(nzx2, x1) : tn_uxtab16(nzx2, x1);
+                    const uint32_t s2 = XS ? tn_sxtab16(nzx2, x2) : tn_uxtab16(nzx2, x2);
+                    const uint32_t s3 = XS ? tn_sxtab16(nzx2, x3) : tn_uxtab16(nzx2, x3);
+                    const uint32_t t0 = XS ? tn_sxtab16_ror8(nzx2, x0) : tn_uxtab16_ror8(nzx2, x0);
+                    const uint32_t t1 = XS ? tn_sxtab16_ror8(nzx2, x1) : tn_uxtab16_ror8(nzx2, x1);
+                    const uint32_t t2 = XS ? tn_sxtab16_ror8(nzx2, x2) : tn_uxtab16_ror8(nzx2, x2);
+                    const uint32_t t3 = XS ? tn_sxtab16_ror8(nzx2, x3) : tn_uxtab16_ror8(nzx2, x3);
+                    d[0] = tn_dw3_pack_lo(s0, s1), d[1] = tn_dw3_pack_lo(s2, s3);
+                    d[2] = tn_dw3_pack_lo(t0, t1), d[3] = tn_dw3_pack_lo(t2, t3);
+                    d[4] = tn_dw3_pack_hi(s0, s1), d[5] = tn_dw3_pack_hi(s2, s3);
+                    d[6] = tn_dw3_pack_hi(t0, t1), d[7] = tn_dw3_pack_hi(t2, t3);
+                }
+            }
+            if (a >= 2) { /* columns 2, 3 of the first chunk */
+                a -= 2;
+                tn_dw3_pair2(src, rw, a, s, C, PL, NQ, XS, nzx2);
+            }
+            if (W - b >= 2) { /* columns 0, 1 of the last chunk */
+                tn_dw3_pair2(src, rw, b, s, C, PL, NQ, XS, nzx2);
+                b += 2;
+            }
+        }
+    }
+    for (int32_t j = 0; j < W; j++) { /* the others ([0, a) and [b, W)) */
+        const uint8_t *p = src + (uint32_t)j * pb;
+        if (j == a && b > a) {
+            j = b - 1;
+            continue;
+        }
+        for (uint32_t c = 0; c < C; c++)
+            rows[tn_dw3_at2(c, s, (uint32_t)(j + PL), NQ)] = (int16_t)(tn_get(p, c, XB, XS) - ZX);
+    }
+}
+
 /* Widen input row i (-PT <= i < H + PB) into slot s of the scratch planes (see above): its
  * columns PL .. PL + W - 1 (the padding columns hold the padding value from the start). */
 TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_t i, uint32_t s,
@@ -355,7 +515,8 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
 TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int32_t *bp,
                               const int32_t *mp, const int8_t *np, const uint32_t *p, uint8_t *o,
                               uint32_t c, uint32_t R0, uint32_t R1, uint32_t R2, uint32_t OP,
-                              uint32_t SH, int32_t OW, int32_t SW, uint32_t WIDE, uint32_t DWQ,
+                              uint32_t SH, int32_t OW, int32_t SW, uint32_t CH, uint32_t WIDE,
+                              uint32_t DWQ,
                               uint32_t OB, uint32_t OS, int32_t LO, int32_t HI, uint32_t NM,
                               uint32_t ROUND, TN_RQ_ARGS)
 {
@@ -386,11 +547,14 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     const uint32_t k = DWQ == 1u ? (uint32_t)(-n0) : DWQ == 2u ? (uint32_t)(-(n0 + 1)) : 0u;
     const uint32_t D01 = tn_dw3_pack_hi(B0, B1); /* (d_02, d_12): stride 2 */
     const uint32_t *pq = p;
-    const uint32_t *const end = p + (uint32_t)(OW / 2) * (uint32_t)SW;
+    /* words per two outputs: SW column pairs of the plane, or a chunk (CH: stride 2, 8-bit
+     * inputs); the word p2 = (x_q+4, x_q+5) two words on, or a chunk on */
+    const uint32_t ST = CH ? 24u : (uint32_t)SW, P2 = CH ? 24u : 2u;
+    const uint32_t *const end = p + (uint32_t)(OW / 2) * ST;
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
-    for (; pq != end; pq += SW, o += 2u * OP) {
+    for (; pq != end; pq += ST, o += 2u * OP) {
         int32_t a0, a1;
         if (SW == 1) {
             uint32_t p0 = pq[R0], p1 = pq[R0 + 1];
@@ -403,13 +567,13 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
             a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
             a1 = tn_dw3_smlatb(p0, A2, tn_smlad(p1, B2, a1));
         } else { /* d_02 and d_12 share one register (D01: fewer live registers, no spill) */
-            uint32_t p0 = pq[R0], p1 = pq[R0 + 1], p2 = pq[R0 + 2];
+            uint32_t p0 = pq[R0], p1 = pq[R0 + 1], p2 = pq[R0 + P2];
             a0 = tn_smlabb(p1, D01, tn_smlad(p0, A0, bias));
             a1 = tn_smlabb(p2, D01, tn_smlad(p1, A0, bias));
-            p0 = pq[R1], p1 = pq[R1 + 1], p2 = pq[R1 + 2];
+            p0 = pq[R1], p1 = pq[R1 + 1], p2 = pq[R1 + P2];
             a0 = tn_dw3_smlabt(p1, D01, tn_smlad(p0, A1, a0));
             a1 = tn_dw3_smlabt(p2, D01, tn_smlad(p1, A1, a1));
-            p0 = pq[R2], p1 = pq[R2 + 1], p2 = pq[R2 + 2];
+            p0 = pq[R2], p1 = pq[R2 + 1], p2 = pq[R2 + P2];
             a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
             a1 = tn_dw3_smlabt(p2, B2, tn_smlad(p1, A2, a1));
         }
@@ -428,29 +592,219 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     }
 }
 
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+/* One output row of the stride-2 layout in assembly, every channel (tn_dw3_row2): 8-bit
+ * outputs, compact weights, per-channel m0 / n0, DWQ = 1 or 2, no clamp inside the type's
+ * range (TN_DW3_FITS2). Two outputs take 32 instructions (DWQ = 1 doubled; +2 undoubled, -2
+ * for DWQ = 2) where GCC's code took 39 (it spilled four registers): fourteen registers hold
+ * the five weight registers A0, A1, A2, D = (d_02, d_12), B2, cc, the loop's end, its two
+ * pointers p (the channel's words of slot S2; rows 0 and 1 at immediate byte offsets, advanced
+ * 96 bytes, a chunk of three slots, by the last load's writeback) and o, two accumulators and
+ * three temporaries. A 48-byte block of stack the code reserves itself holds the rest: [sp]
+ * the bias twice and [sp, #8] m0 and K (one LDRD each per two outputs), [sp, #16] the ends of
+ * the bias and m0 arrays, [sp, #24] of the n0 and weight arrays, indexed by the channel
+ * counter c - C ([sp, #40], counting up to 0). After a channel p and o step back by what its
+ * loop advanced them (constants) to the next channel's. The per-channel set-up is
+ * tn_dw3_channel's: three words of int8 weights widened (SXTB16), doubled (SADD16) with the
+ * bias when DBL. */
+#define TN_DW3_ROW2_ASM(RQ, SAT, STORE)                                                        \
+    "sub sp, sp, #48\n\t"                                                                      \
+    "strd %[t0], %[t1], [sp, #16]\n\t"                                                         \
+    "strd %[a0], %[a1], [sp, #24]\n"                                                           \
+    "2:\n\t"                                                                                   \
+    "ldrd %[t0], %[t1], [sp, #16]\n\t"                                                         \
+    "ldr %[a0], [%[t0], %[t2], lsl #2]\n\t"                                                    \
+    "ldr %[a1], [%[t1], %[t2], lsl #2]\n\t"                                                    \
+    "ldrd %[t0], %[t1], [sp, #24]\n\t"                                                         \
+    "ldrsb %[end], [%[t0], %[t2]]\n\t"                                                         \
+    "add %[t1], %[t1], %[t2], lsl #4\n\t"                                                      \
+    "str %[t2], [sp, #40]\n\t"                                                                 \
+    "ldrd %[A0], %[A1], [%[t1]]\n\t"                                                           \
+    "ldrd %[A2], %[cc], [%[t1], #8]\n\t"                                                       \
+    "sxtb16 %[t1], %[A0], ror #8\n\t"                                                          \
+    "sxtb16 %[A0], %[A0]\n\t"                                                                  \
+    "sxtb16 %[t2], %[A1], ror #8\n\t"                                                          \
+    "sxtb16 %[A1], %[A1]\n\t"                                                                  \
+    "pkhtb %[D], %[t2], %[t1], asr #16\n\t"                                                    \
+    "sxtb16 %[B2], %[A2], ror #8\n\t"                                                          \
+    "sxtb16 %[A2], %[A2]\n\t"                                                                  \
+    ".if %c[f] & 1\n\t"                                                                        \
+    "sadd16 %[A0], %[A0], %[A0]\n\t"                                                           \
+    "sadd16 %[A1], %[A1], %[A1]\n\t"                                                           \
+    "sadd16 %[A2], %[A2], %[A2]\n\t"                                                           \
+    "sadd16 %[D], %[D], %[D]\n\t"                                                              \
+    "sadd16 %[B2], %[B2], %[B2]\n\t"                                                           \
+    "lsl %[a0], %[a0], #1\n\t"                                                                 \
+    ".endif\n\t"                                                                               \
+    ".if (%c[f] & 2) != 0\n\t"                                                                 \
+    "rsb %[end], %[end], #0\n\t"                                                               \
+    ".else\n\t"                                                                                \
+    "mvn %[end], %[end]\n\t"                                                                   \
+    ".endif\n\t"                                                                               \
+    "strd %[a0], %[a0], [sp]\n\t"                                                              \
+    "strd %[a1], %[end], [sp, #8]\n\t"                                                         \
+    ".if %c[n2]\n\t"                                                                           \
+    "addw %[end], %[p], #(%c[n2] * 96)\n"                                                      \
+    "1:\n\t"                                                                                   \
+    "ldrd %[a0], %[a1], [sp]\n\t"                                                              \
+    "ldrd %[t0], %[t1], [%[p], %[r0]]\n\t"                                                     \
+    "smlad %[a0], %[t0], %[A0], %[a0]\n\t"                                                     \
+    "smlabb %[a0], %[t1], %[D], %[a0]\n\t"                                                     \
+    "smlad %[a1], %[t1], %[A0], %[a1]\n\t"                                                     \
+    "ldr %[t0], [%[p], #(%c[r0] + 96)]\n\t"                                                    \
+    "smlabb %[a1], %[t0], %[D], %[a1]\n\t"                                                     \
+    "ldrd %[t0], %[t1], [%[p], %[r1]]\n\t"                                                     \
+    "smlad %[a0], %[t0], %[A1], %[a0]\n\t"                                                     \
+    "smlabt %[a0], %[t1], %[D], %[a0]\n\t"                                                     \
+    "smlad %[a1], %[t1], %[A1], %[a1]\n\t"                                                     \
+    "ldr %[t0], [%[p], #(%c[r1] + 96)]\n\t"                                                    \
+    "smlabt %[a1], %[t0], %[D], %[a1]\n\t"                                                     \
+    "ldrd %[t0], %[t1], [%[p]]\n\t"                                                            \
+    "smlad %[a0], %[t0], %[A2], %[a0]\n\t"                                                     \
+    "smlabt %[a0], %[t1], %[B2], %[a0]\n\t"                                                    \
+    "smlad %[a1], %[t1], %[A2], %[a1]\n\t"                                                     \
+    "ldr %[t0], [%[p], #96]!\n\t"                                                              \
+    "smlabt %[a1], %[t0], %[B2], %[a1]\n\t"                                                    \
+    "ldrd %[t0], %[t1], [sp, #8]\n\t"                                                          \
+    RQ("a0") RQ("a1")                                                                          \
+    "asr %[a0], %[a0], %[t1]\n\t"                                                              \
+    "asr %[a1], %[a1], %[t1]\n\t"                                                              \
+    SAT " %[a0], #8, %[a0]\n\t"                                                                \
+    SAT " %[a1], #8, %[a1]\n\t"                                                                \
+    "strb %[a1], [%[o], %[op]]\n\t"                                                            \
+    STORE                                                                                      \
+    "cmp %[p], %[end]\n\t"                                                                     \
+    "bne 1b\n\t"                                                                               \
+    ".endif\n\t"                                                                               \
+    ".if %c[f] & 4\n\t"                                                                        \
+    "ldr %[a0], [sp]\n\t"                                                                      \
+    "ldrd %[t0], %[t1], [%[p], %[r0]]\n\t"                                                     \
+    "smlad %[a0], %[t0], %[A0], %[a0]\n\t"                                                     \
+    "smlabb %[a0], %[t1], %[D], %[a0]\n\t"                                                     \
+    "ldrd %[t0], %[t1], [%[p], %[r1]]\n\t"                                                     \
+    "smlad %[a0], %[t0], %[A1], %[a0]\n\t"                                                     \
+    "smlabt %[a0], %[t1], %[D], %[a0]\n\t"                                                     \
+    "ldrd %[t0], %[t1], [%[p]]\n\t"                                                            \
+    "smlad %[a0], %[t0], %[A2], %[a0]\n\t"                                                     \
+    "smlabt %[a0], %[t1], %[B2], %[a0]\n\t"                                                    \
+    "ldrd %[t0], %[t1], [sp, #8]\n\t"                                                          \
+    RQ("a0")                                                                                   \
+    "asr %[a0], %[a0], %[t1]\n\t"                                                              \
+    SAT " %[a0], #8, %[a0]\n\t"                                                                \
+    "strb %[a0], [%[o]]\n\t"                                                                   \
+    ".endif\n\t"                                                                               \
+    ".if %c[n2]\n\t"                                                                           \
+    "subw %[p], %[p], #(%c[n2] * 96 - 8)\n\t"                                                  \
+    "subw %[o], %[o], #(%c[n2] * 2 * %c[op] - 1)\n\t"                                          \
+    ".else\n\t"                                                                                \
+    "add %[p], %[p], #8\n\t"                                                                   \
+    "add %[o], %[o], #1\n\t"                                                                   \
+    ".endif\n\t"                                                                               \
+    "ldr %[t2], [sp, #40]\n\t"                                                                 \
+    "add %[t0], %[t2], #1\n\t"                                                                 \
+    "lsls %[t0], %[t0], #30\n\t"                                                               \
+    "it eq\n\t"                                                                                \
+    "addweq %[p], %[p], #(%c[nq] * 96 - 32)\n\t"                                               \
+    "adds %[t2], %[t2], #1\n\t"                                                                \
+    "bne 2b\n\t"                                                                               \
+    "add sp, sp, #48\n\t"
+/* DWQ = 1: the sign fix-up, the accumulator doubled here unless DBL, SMMLAR; DWQ = 2: SMMLA */
+#define TN_DW3_RQ1D(a) "add %[t2], %[cc], %[" a "], asr #31\n\t"                               \
+    "smmlar %[" a "], %[" a "], %[t0], %[t2]\n\t"
+#define TN_DW3_RQ1(a) "add %[t2], %[cc], %[" a "], asr #31\n\t"                                \
+    "lsl %[" a "], %[" a "], #1\n\t"                                                           \
+    "smmlar %[" a "], %[" a "], %[t0], %[t2]\n\t"
+#define TN_DW3_RQ2(a) "smmla %[" a "], %[" a "], %[t0], %[cc]\n\t"
+#define TN_DW3_ST_POST "strb %[a0], [%[o]], #(2 * %c[op])\n\t"
+#define TN_DW3_ST_ADDW "strb %[a0], [%[o]]\n\taddw %[o], %[o], #(2 * %c[op])\n\t"
+#define TN_DW3_ROW2(RQ, SAT, STORE)                                                            \
+    __asm__ volatile(TN_DW3_ROW2_ASM(RQ, SAT, STORE)                                           \
+                     : [A0] "=&r"(A0), [A1] "=&r"(A1), [A2] "=&r"(A2), [D] "=&r"(D),           \
+                       [B2] "=&r"(B2), [cc] "=&r"(cc), [end] "=&r"(end), [p] "+&r"(p),         \
+                       [o] "+&r"(o), [a0] "+&r"(a0), [a1] "+&r"(a1), [t0] "+&r"(t0),           \
+                       [t1] "+&r"(t1), [t2] "+&r"(t2)                                          \
+                     : [r0] "i"(((int32_t)S0 - (int32_t)S2) * 32),                             \
+                       [r1] "i"(((int32_t)S1 - (int32_t)S2) * 32), [op] "i"(C),                \
+                       [n2] "i"((uint32_t)OW / 2u), [nq] "i"(WP / 4u),                         \
+                       [f] "i"(DBL | (DWQ == 1u ? 2u : 0u) | ((uint32_t)OW & 1u) << 2)         \
+                     : "memory", "cc")
+
+/* Does tn_dw3_row2 run this row kernel (the assembly's immediates in range)? */
+#define TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)                             \
+    ((SW) == 2 && (OB) == 8u && !(WIDE) && (DWQ) != 0u && (NM) != 1u                           \
+     && (LO) == ((OS) ? -128 : 0) && (HI) == ((OS) ? 127 : 255) && 2u * (C) <= 4095u           \
+     && (uint32_t)(OW) / 2u * 96u <= 4095u && (WP) / 4u * 96u <= 4095u + 32u                   \
+     && (uint32_t)(OW) / 2u * 2u * (C) <= 4096u)
+
+/* One output row (slots S0, S1, S2) of every channel: see above. */
+TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *out, uint32_t S0,
+                           uint32_t S1, uint32_t S2, uint32_t C, int32_t OW, uint32_t WP,
+                           uint32_t DWQ, uint32_t OS)
+{
+    const uint32_t DBL = DWQ == 1u && OW >= 8;
+    uint32_t A0, A1, A2, D, B2, cc, end;
+    const uint32_t *p = (const uint32_t *)(const void *)rows + S2 * 8u;
+    uint8_t *o = out;
+    /* the per-channel arrays from their ends, indexed by c - C (the loop counts up to 0) */
+    uint32_t t0 = (uint32_t)(l->bias + C), t1 = (uint32_t)(l->m0 + C);
+    uint32_t a0 = (uint32_t)(l->n0 + C), a1 = (uint32_t)(l->w + 16u * C), t2 = 0u - C;
+    if (OS) {
+        if (DWQ == 1u && DBL && 2u * C <= 255u) TN_DW3_ROW2(TN_DW3_RQ1D, "ssat", TN_DW3_ST_POST);
+        else if (DWQ == 1u && DBL) TN_DW3_ROW2(TN_DW3_RQ1D, "ssat", TN_DW3_ST_ADDW);
+        else if (DWQ == 1u && 2u * C <= 255u) TN_DW3_ROW2(TN_DW3_RQ1, "ssat", TN_DW3_ST_POST);
+        else if (DWQ == 1u) TN_DW3_ROW2(TN_DW3_RQ1, "ssat", TN_DW3_ST_ADDW);
+        else if (2u * C <= 255u) TN_DW3_ROW2(TN_DW3_RQ2, "ssat", TN_DW3_ST_POST);
+        else TN_DW3_ROW2(TN_DW3_RQ2, "ssat", TN_DW3_ST_ADDW);
+    } else {
+        if (DWQ == 1u && DBL && 2u * C <= 255u) TN_DW3_ROW2(TN_DW3_RQ1D, "usat", TN_DW3_ST_POST);
+        else if (DWQ == 1u && DBL) TN_DW3_ROW2(TN_DW3_RQ1D, "usat", TN_DW3_ST_ADDW);
+        else if (DWQ == 1u && 2u * C <= 255u) TN_DW3_ROW2(TN_DW3_RQ1, "usat", TN_DW3_ST_POST);
+        else if (DWQ == 1u) TN_DW3_ROW2(TN_DW3_RQ1, "usat", TN_DW3_ST_ADDW);
+        else if (2u * C <= 255u) TN_DW3_ROW2(TN_DW3_RQ2, "usat", TN_DW3_ST_POST);
+        else TN_DW3_ROW2(TN_DW3_RQ2, "usat", TN_DW3_ST_ADDW);
+    }
+    (void)A0, (void)A1, (void)A2, (void)D, (void)B2, (void)cc, (void)end, (void)p, (void)o;
+    (void)a0, (void)a1, (void)t0, (void)t1, (void)t2;
+}
+#else
+#define TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM) 0
+#define tn_dw3_row2(l, rows, out, S0, S1, S2, C, OW, WP, DWQ, OS) ((void)0)
+#endif
+
 /* The channels of one output row, kernel rows in slots S0, S1, S2 (constants: the loop is
  * compiled once per rotation of the three slots; for a sub-byte output once per code of a
  * byte, G = 8 / OB channels per pass, so that each code's bit offset is a constant). */
 TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, uint32_t S0,
                           uint32_t S1, uint32_t S2, uint32_t C, int32_t OW, int32_t SW,
-                          uint32_t WP, uint32_t WIDE, uint32_t DWQ, uint32_t OB, uint32_t OS,
-                          int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+                          uint32_t XB, uint32_t WP, uint32_t WIDE, uint32_t DWQ, uint32_t OB,
+                          uint32_t OS, int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND,
+                          TN_RQ_ARGS)
 {
     const uint32_t *p = (const uint32_t *)(const void *)rows;
-    const uint32_t wp = WP / 2u; /* words per plane */
+    const uint32_t wp = WP / 2u; /* words per plane (stride 1) */
+    const uint32_t NQ = WP / 4u; /* chunks per slot and channel group (stride 2) */
     const uint8_t *w = l->w; /* the per-channel arrays, read once per row */
     const int32_t *bias = l->bias, *m0 = l->m0;
     const int8_t *n0 = l->n0;
     const uint32_t G = 8u / OB, OP = C * OB / 8u; /* codes per byte; bytes per output pixel */
+    const uint32_t CH = TN_DW3_CHUNKS(SW, XB, OW); /* the chunk layout (see above) */
+    if (CH && TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) {
+        tn_dw3_row2(l, rows, o, S0, S1, S2, C, OW, WP, DWQ, OS);
+        return;
+    }
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
-    for (uint32_t c = 0; c < C; c += G, p += 3u * G * wp) {
+    for (uint32_t c = 0; c < C; c += G, p += CH ? 0u : 3u * G * wp) {
+        /* channel c's words: its plane, or its words in its group's chunks (CH: G <= 4
+         * channels of one group, two words apart) */
+        const uint32_t *pc = CH ? p + (c >> 2) * NQ * 24u + (c & 3u) * 2u : p;
         TN_UNROLL
         for (uint32_t g = 0; g < G; g++)
-            tn_dw3_channel(l, w, bias, m0, n0, p + 3u * g * wp, o + c / G, c + g, S0 * wp, S1 * wp,
-                           S2 * wp, OP, g * OB, OW, SW, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND,
-                           TN_RQ);
+            tn_dw3_channel(l, w, bias, m0, n0, CH ? pc + 2u * g : pc + 3u * g * wp,
+                           o + c / G, c + g, CH ? S0 * 8u : S0 * wp, CH ? S1 * 8u : S1 * wp,
+                           CH ? S2 * 8u : S2 * wp, OP, g * OB, OW, SW, CH, WIDE, DWQ, OB, OS,
+                           LO, HI, NM, ROUND, TN_RQ);
     }
 }
 
@@ -467,29 +821,44 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
     {   /* the padding columns of every plane, once (rows only ever write columns PL..PL+W-1) */
         const int16_t pad = (int16_t)(PADZERO ? -ZX : 0);
         int16_t *d = rows;
-        for (uint32_t c = 0; c < 3u * C; c++, d += WP) {
-            for (int32_t q = 0; q < PL; q++) d[q] = pad;
-            for (uint32_t q = (uint32_t)(PL + W); q < WP; q++) d[q] = pad;
+        if (TN_DW3_CHUNKS(SW, XB, OW)) { /* those read (q <= 2 OW), 4 channels at once */
+            for (uint32_t q = PL ? 0u : (uint32_t)W; q <= 2u * (uint32_t)OW;
+                 q = q + 1u == (uint32_t)PL ? (uint32_t)(PL + W) : q + 1u) {
+                for (uint32_t k = 0; k < 3u * C / 4u; k++) { /* (channel group, slot) */
+                    int16_t *e = rows + tn_dw3_at2(k / 3u * 4u, k % 3u, q, WP / 4u);
+                    e[0] = pad, e[4] = pad, e[8] = pad, e[12] = pad;
+                }
+            }
+        } else {
+            for (uint32_t c = 0; c < 3u * C; c++, d += WP) {
+                for (int32_t q = 0; q < PL; q++) d[q] = pad;
+                for (uint32_t q = (uint32_t)(PL + W); q < WP; q++) d[q] = pad;
+            }
         }
     }
     for (int32_t oy = 0; oy < OH; oy++) {
         const int32_t last = oy * SH - PT + 2;
         uint8_t *o = out + (uint32_t)oy * ((uint32_t)OW * (C * OB / 8u));
-        for (; next <= last; next++)
-            tn_dw3_build(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XB, XS, ZX,
-                         PADZERO);
+        for (; next <= last; next++) {
+            if (TN_DW3_CHUNKS(SW, XB, OW))
+                tn_dw3_build2(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XB,
+                              XS, ZX, PADZERO);
+            else
+                tn_dw3_build(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XB,
+                             XS, ZX, PADZERO);
+        }
         switch ((uint32_t)(oy * SH) % 3u) {
         case 0:
-            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, WP, WIDE, DWQ, OB, OS, LO, HI, NM,
-                       ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
+                       NM, ROUND, TN_RQ);
             break;
         case 1:
-            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, WP, WIDE, DWQ, OB, OS, LO, HI, NM,
-                       ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
+                       NM, ROUND, TN_RQ);
             break;
         default:
-            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, WP, WIDE, DWQ, OB, OS, LO, HI, NM,
-                       ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
+                       NM, ROUND, TN_RQ);
             break;
         }
     }
