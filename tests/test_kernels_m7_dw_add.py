@@ -145,6 +145,21 @@ def test_dw3_row_kernel_under_qemu(qemu, tmp_path, dw3_planned, name):
     assert _dw3_calls(r["export"], tmp_path / name) == r["export"].kernels.count("depthwise")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [("-O0",), ("-O2", "-fno-omit-frame-pointer", "-DTN_M7_NO_ASM")])
+def test_dw3_without_its_assembly_under_qemu(qemu, tmp_path, monkeypatch, dw3_planned, flags):
+    """A firmware build that cannot take the row kernel's assembly (a debug build: its
+    immediates do not fold; a frame pointer: it needs r7) compiles and runs the C loops,
+    bit-exact under QEMU: the library a user drops into a firmware must not depend on -O2."""
+    cflags = tuple(f for f in mcu.MCU_CFLAGS if f != "-O2") + flags
+    monkeypatch.setattr(mcu, "MCU_CFLAGS", cflags)
+    rounding, signed, zin, shape, layers = DW3_CHAINS["s2_asm"]
+    g = _int8_offsets(chain(26, layers, shape, 8, signed, zin, rounding))
+    x = np.random.default_rng(6).integers(0, 256, (3, *shape))
+    r = mcu.deploy(g, x, tmp_path, name="s2_noasm", host_images=3, mcu_images=3)
+    s = r["summary"]
+    assert s["mcu_images"] == 3 and s["mcu_mismatching_values"] == 0
+
 def test_dw3_needs_its_planned_scratch(tmp_path):
     """The planner gives the row kernel its scratch (integer.steps.scratch_parts), and the
     choice takes the row kernel; a step whose plan lacks that scratch keeps tn_m7_depthwise

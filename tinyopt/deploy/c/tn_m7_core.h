@@ -48,6 +48,18 @@
 /* -ffreestanding turns memcpy into a call; the builtin is one LDR / STR */
 #define TN_MEMCPY __builtin_memcpy
 #define TN_PRAGMA(x) _Pragma(#x)
+/* TN_M7_ASM: the multi-register inline-assembly loops (tn_m7_fc, tn_m7_conv, tn_m7_subconv,
+ * the 3x3 depthwise row kernel) need up to 14 free registers, r7 and constant operands: GCC at
+ * -O1 or more without a frame pointer. A debug build (-O0) takes their C twins, which compute
+ * the same bytes (the host build runs them); define TN_M7_NO_ASM to take them in any build (one
+ * with -fno-omit-frame-pointer). */
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__OPTIMIZE__) \
+    && !defined(TN_M7_NO_ASM)
+#define TN_M7_ASM 1
+#else
+#define TN_M7_ASM 0
+#endif
+
 #if defined(__ARM_FEATURE_DSP)
 #define TN_UNROLL TN_PRAGMA(GCC unroll 16)
 #else /* the host build: same code, left to the compiler (fully unrolled it compiles slowly) */

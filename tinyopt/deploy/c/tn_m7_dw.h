@@ -5,6 +5,7 @@
 
 #include "tn_m7_core.h"
 
+
 /* Depthwise layer (depth multiplier 1) with weights of b in {2, 4, 8} bits and C a multiple of
  * N = 32 / b (inputs of any width up to 8 bits; of the weights' width, a word at a time): N channels at a time, one word of inputs and one
  * word of weights per tap, two channels per lane pair (SMLABB / SMLATT); the weights enter as
@@ -299,7 +300,7 @@ TN_INLINE uint32_t tn_dw3_at2(uint32_t c, uint32_t s, uint32_t q, uint32_t NQ)
            + (q & 1u);
 }
 
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+#if TN_M7_ASM
 /* tn_dw3_build2's chunk loop in assembly: 25 instructions per chunk (four pixels of four
  * channels) where GCC's code took 30, the eight words of a chunk stored with one STM from
  * r1..r8 in their memory order (so the registers are named, r0 the temporary; the extension
@@ -387,7 +388,7 @@ TN_INLINE void tn_dw3_build2(const uint8_t *in, int16_t *TN_RESTRICT rows, int32
                 const uint8_t *p = src + (uint32_t)a * C + cg * 4u;
                 uint32_t *d = rw + (((cg * NQ + (uint32_t)(a + PL) / 4u) * 3u + s) * 8u);
                 const uint32_t *const dend = d + (uint32_t)(b - a) / 4u * 24u;
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+#if TN_M7_ASM
                 if (d != dend && 4u * C <= 4095u) { /* see TN_DW3_QUADS */
                     if (XS)
                         TN_DW3_QUADS("sxtab16");
@@ -592,7 +593,7 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     }
 }
 
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+#if TN_M7_ASM
 /* One output row of the stride-2 layout in assembly, every channel (tn_dw3_row2): 8-bit
  * outputs, compact weights, per-channel m0 / n0, DWQ = 1 or 2, no clamp inside the type's
  * range (TN_DW3_FITS2). Two outputs take 32 instructions (DWQ = 1 doubled; +2 undoubled, -2

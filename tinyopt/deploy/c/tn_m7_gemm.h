@@ -370,7 +370,7 @@ static inline uint32_t tn_m7_wx_ror8(uint32_t u, uint32_t SGW)
 }
 #endif
 
-#if defined(__ARM_FEATURE_DSP)
+#if TN_M7_ASM
 /* The input word of a group, widened (XT: "s" for int8 inputs, "u" for uint8); LW: the first
  * pair's weight load, issued before the widening. */
 #define TN_FC_X(XT, LW)                                                                         \
@@ -456,7 +456,7 @@ TN_INLINE const uint8_t *tn_m7_fc_block(const uint8_t *w, const uint8_t *x, uint
 {
     const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
     const uint8_t *end = x + (K & ~3u);
-#if defined(__ARM_FEATURE_DSP)
+#if TN_M7_ASM
     const uint32_t NG = K / 4u;
     /* every word of the block aligned: the layer's weights and K % 4 == 0 (no tails between) */
     const uint32_t aligned = (((uintptr_t)w | K) & 3u) == 0u;
@@ -861,7 +861,7 @@ TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, in
     return sum;
 }
 
-#if defined(__ARM_FEATURE_DSP)
+#if TN_M7_ASM
 /* One group of four lanes, one row pair, both pixels (x: the interleaved lanes, w: the pair's
  * words). */
 #define TN_CV_GROUP(WX)                                                                         \
@@ -918,7 +918,7 @@ TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, ui
                                        uint32_t ALIGNED, uint32_t SGW, int32_t *sa, int64_t *r)
 {
     const uint32_t NG = KP / 4u;
-#if defined(__ARM_FEATURE_DSP)
+#if TN_M7_ASM
     const uint32_t *x = buf, *end = buf + KP; /* KP / 2 words per pixel */
     uint32_t a0 = 0, a1 = 0, r0l = 0, r0h = 0, r1l = 0, r1h = 0, xa, xb, u0, u1;
     if (ALIGNED && SGW)
@@ -954,7 +954,7 @@ TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, ui
 #endif
 }
 
-#if defined(__ARM_FEATURE_DSP)
+#if TN_M7_ASM
 /* One group of four lanes, two row pairs (u0: pair 0's word, u1: pair 1's), both pixels, 32-bit
  * sums (QUAD): per half group one LDRD of lanes, the pairs' two words, four SMLAD on the words,
  * two UXTB16 and four SMLAD on the a codes: 24 instructions per 32 MACs. */
@@ -1000,7 +1000,7 @@ TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, ui
                                        uint32_t ALIGNED, uint32_t SGW, uint32_t *sa, uint32_t *r)
 {
     const uint32_t NG = KP / 4u;
-#if defined(__ARM_FEATURE_DSP)
+#if TN_M7_ASM
     const uint32_t *x = buf;
     const uint32_t *volatile endv = buf + KP; /* in memory: no register is left for it */
     uint32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0, r00 = 0, r01 = 0, r10 = 0, r11 = 0;

@@ -433,7 +433,7 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
     return sum;
 }
 
-#if defined(__ARM_FEATURE_DSP)
+#if TN_M7_ASM
 /* row R's products at both pixels: a_R += T . xa, b_R += T . xb */
 #define TN_SC_ACC(T, R)                                                                         \
     "smlad %[a" #R "], %[" T "], %[xa], %[a" #R "]\n\t"                                          \
@@ -489,7 +489,7 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
     /* units: lane pairs (4-bit weights) or two of them (2-bit), one weight word each */
     const uint32_t NU = WB == 4u ? KP / 2u : KP / 4u;
     uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-#if defined(__ARM_FEATURE_DSP)
+#if TN_M7_ASM
     const uint32_t *x = buf, *end = buf + KP; /* KP / 2 words per pixel */
     uint32_t xa, xb, u, t;
     if (WB == 2u)
