@@ -114,6 +114,7 @@ def _arenas(graph_or_plan, monkeypatch):
     return mem.arena_bytes, bare.arena_bytes, rows
 
 
+@pytest.mark.slow  # the Keras VWW and DS-CNN planned eight times
 def test_row_kernel_only_where_its_scratch_is_free(monkeypatch):
     """On a Keras-path graph the row kernel never grows the arena: an all-depthwise chain (each
     step at the peak) keeps the arena of the plan without it and runs no row kernel; the Keras
