@@ -655,7 +655,9 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     (:func:`scratch_bytes`) gets a buffer of its own alive during that step only, planned like a
     tensor: it never overlaps the step's inputs or output, and may reuse the bytes of tensors
     dead at that step. ``arena_bytes`` includes it; ``Step.scratch_offset`` places it (a
-    multiple of :data:`SCRATCH_ALIGN`). ``kernels="portable"`` plans no scratch.
+    multiple of :data:`SCRATCH_ALIGN`). ``kernels="portable"`` plans no scratch. On a
+    sub-byte Keras-path graph the kernels that need more scratch than their lean alternative run
+    only where it does not grow the arena (:func:`_plan_roomy_kernels`, :attr:`Step.roomy`).
 
     Returns:
         (steps with their arena offsets, the :class:`~tinyopt.integer.memplan.MemoryPlan`).
