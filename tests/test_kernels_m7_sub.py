@@ -321,10 +321,24 @@ NETS = ["seed_cnn"] + [pytest.param(n, marks=pytest.mark.slow) for n in (
 
 
 @pytest.mark.parametrize("net", NETS)
-def test_scratch_never_grows_when_bits_drop(net):
-    """For every compute step of the deployed plan, its kernel's scratch at w4a4, w2a2, w8a4,
-    w4a8, w2a8 is at most its scratch at w8a8 (the planned bytes are the rule's)."""
+def test_scratch_never_grows_when_bits_drop(net, monkeypatch):
+    """For every compute step, its kernel's scratch at w4a4, w2a2, w8a4, w4a8, w2a8 is at most
+    its scratch at w8a8 (the kernel rule, steps.sub_kernel: checked with every kernel where it
+    fits, the planned bytes the rule's). With the planner's free-scratch rule (the default) a
+    step may take a faster kernel at lower bits where its scratch became free, so the property
+    is then per layer: its scratch at most the same layer's 8-bit kernel's under the same choice
+    (steps.eight_bit_scratch). (The whole arena is not monotone: the planner is a heuristic; VWW
+    at w8a4 plans 37,008 B against 37,000 B at w8a8.)"""
     model = _nets(net)
+    for w, a in POLICIES[1:]:
+        from tinyopt.mixed import memory
+        from tinyopt.mixed.policy import Policy
+        steps, _, _, _ = memory.device_plan(model, Policy.uniform(model, w, a, "PL"))
+        for s in steps:
+            if s.layer.kind in ("conv2d", "pointwise", "depthwise", "dense") and min(
+                    s.layer.weight_bits, s.layer.in_bits) < 8:
+                assert s.scratch_bytes <= steps_mod.eight_bit_scratch(s), (net, w, a, s.name)
+    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
     ref, _ = _scratch_by_step(model, 8, 8)
     compute = 0
     for w, a in POLICIES[1:]:
