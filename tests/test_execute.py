@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -23,9 +24,32 @@ def _notebook(path, body: str):
     nbformat.write(nb, path)
 
 
-def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "tinyopt.workbench.cli", "run", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+class _Run:
+    """A ``tinyopt run`` child whose output goes to files (a pipe nobody reads while it runs
+    can fill and block it) and which takes SIGINT as a terminal's Ctrl-C (a test runner's worker
+    may ignore SIGINT, and a child inherits that)."""
+
+    def __init__(self, args, cwd):
+        self.err_path = Path(cwd) / "cli.stderr"
+        with open(Path(cwd) / "cli.stdout", "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tinyopt.workbench.cli", "run", *args], stdout=out,
+                stderr=err, text=True, cwd=cwd,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    @property
+    def stderr(self):
+        return self
+
+    def read(self) -> str:
+        return self.err_path.read_text()
+
+    def __getattr__(self, name):
+        return getattr(self.proc, name)
+
+
+def _cli(*args, cwd):
+    return _Run(args, cwd)
 
 
 def test_complete_run_writes_out_only(tmp_path):
