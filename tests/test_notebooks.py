@@ -235,7 +235,7 @@ NOTEBOOKS = {
         train_samples=500, host_images=30, mcu_images=5), _check_05),
     "06_iso_memory": (("fashion_mnist",), dict(
         alphas=[0.25, 0.5], resolutions=[28], budget_member=[0.25, 28], flash_bytes=500000,
-        epochs=2, train_samples=2000, qat_epochs=0, calibration_samples=128,
+        epochs=1, train_samples=2000, qat_epochs=0, calibration_samples=128,
         test_samples=500, granularity=["PL"], more_flash=[400000]), _check_06),
     "07_real_models": ((), dict(
         models=["kws_dscnn", "ad_fcae"], images=6, host_images=4, mcu_images=2,
