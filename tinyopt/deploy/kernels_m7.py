@@ -367,12 +367,20 @@ def signed_weights(layer) -> bool:
     return bool(not lane.size or (lane.min() >= -(1 << 15) and lane.max() < (1 << 15)))
 
 
-def _signed_rows(rows: np.ndarray, layer) -> np.ndarray:
+def _signed_rows(rows: np.ndarray, layer, kernel: str) -> np.ndarray:
     """tn_m7_fc / tn_m7_conv's SGW codes of ``rows`` (uint8 [N, K]), to be packed as codes are
     (the b codes of whole groups of four flipped by ^ 0x80 there): in the first K & ~3 columns a
     row pair's lane 256 d_b + d_a as int16 split into its bytes (a: the low byte, b: the high
     byte, with the borrow of a negative d_a, pre-flipped), elsewhere (tails, the last row of an
-    odd N) int8 d = w - z_w (:func:`signed_weights`)."""
+    odd N) int8 d = w - z_w (:func:`signed_weights`).
+
+    Raises:
+        ValueError: weights minus their zero points outside int8 (``kernel`` names the kernel
+            in the message)."""
+    if not signed_weights(layer):
+        raise ValueError(f"layer {layer.name!r}: its weights minus their zero points do not "
+                         f"fit {kernel}'s signed lanes (signed_weights); export with "
+                         "signed=False")
     d = rows.astype(np.int64) - _row_zero_points(layer, len(rows))[:, None]
     out = (d & 0xFF).astype(np.uint8)
     m, k4 = len(d) - len(d) % 2, rows.shape[1] - rows.shape[1] % 4
@@ -411,11 +419,7 @@ def fc_weights(layer, block: int = 4, signed: bool = False) -> np.ndarray:
         raise ValueError(f"fc_weights: block must be 2, 4 or 6 rows, got {block!r}")
     w = np.asarray(layer.weights, np.uint8).reshape(len(layer.weights), -1)
     if signed:
-        if not signed_weights(layer):
-            raise ValueError(f"layer {layer.name!r}: its weights minus their zero points do not "
-                             "fit tn_m7_fc's signed lanes (signed_weights); export with "
-                             "signed=False")
-        w = _signed_rows(w, layer)
+        w = _signed_rows(w, layer, "tn_m7_fc")
     n, k = w.shape
     k4 = k - k % 4
     parts = []
@@ -839,11 +843,7 @@ def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None
                          f"for rounding {rounding!r}")
     rows = _padded_rows(layer)
     if signed:
-        if not signed_weights(layer):
-            raise ValueError(f"layer {layer.name!r}: its weights minus their zero points do not "
-                             "fit tn_m7_conv's signed lanes (signed_weights); export with "
-                             "signed=False")
-        rows = _signed_rows(rows, layer)
+        rows = _signed_rows(rows, layer, "tn_m7_conv")
     n, kp = rows.shape
 
     def words(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
