@@ -76,6 +76,15 @@ KIND_C = {"conv2d": "TN_CONV", "pointwise": "TN_CONV", "depthwise": "TN_DEPTHWIS
           "concat": "TN_CONCAT", "pad": "TN_PAD", "quantize": "TN_QUANTIZE",
           "softmax": "TN_SOFTMAX"}
 OPS_DIR = C_DIR / "ops"
+TWIN_PREFIX = "m7_"  # an op's Cortex-M7 twin c/ops/m7/tn_x.c is exported as m7_tn_x.c
+
+
+def _op_file(fname: str) -> Path:
+    """The library file of an exported op kernel file name (``tn_x.c``: ``c/ops/tn_x.c``;
+    ``m7_tn_x.c``: the op's Cortex-M7 twin ``c/ops/m7/tn_x.c``)."""
+    if fname.startswith(TWIN_PREFIX):
+        return OPS_DIR / "m7" / fname[len(TWIN_PREFIX):]
+    return OPS_DIR / fname
 
 
 @dataclass
@@ -196,7 +205,7 @@ def _tensor_c(shape, bits, signed, zp) -> str:
 
 def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
             w_pad: int = 0, pads: dict | None = None, prefix: str = "model",
-            weights: np.ndarray | None = None) -> str:
+            weights: np.ndarray | None = None, twin: bool = False) -> str:
     pads = {} if pads is None else pads
     layer, pool = s.layer, s.pool
     attr = f"{prefix.upper()}_WEIGHTS_ATTRIBUTE"
@@ -207,7 +216,7 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
                               layer.out_zero_point)
     op = REGISTRY[layer.kind]
     if not op.compute and op.c_function != "tn_run_pool":
-        return _dag_step_c(k, s, fields, arrays, nbytes, prefix)
+        return _dag_step_c(k, s, fields, arrays, nbytes, prefix, twin)
     if layer.kind in ("maxpool", "avgpool"):
         win = layer
     else:
@@ -282,9 +291,10 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
 
 
 def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict,
-                prefix: str = "model") -> str:
+                prefix: str = "model", twin: bool = False) -> str:
     """The descriptor fields of a step that is neither a compute layer nor a pool: the output
-    clamp, the op's (m0, n0) pairs and table, and what its ``c_fields`` adds."""
+    clamp, the op's (m0, n0) pairs and table, and what its ``c_fields`` adds (and, where its
+    Cortex-M7 twin runs the step, ``twin``, its ``m7_fields``)."""
     layer = s.layer
     op = REGISTRY[layer.kind]
     attr = f"{prefix.upper()}_WEIGHTS_ATTRIBUTE"
@@ -305,8 +315,9 @@ def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict,
     if layer.table is not None:
         table = np.asarray(layer.table, np.uint8).ravel()
         fields.update({"table": emit("uint8_t", table, "table"), "table_bytes": len(table)})
-    if op.c_fields is not None:
-        for key, value in op.c_fields(s, emit).items():
+    extra = [op.c_fields] + ([op.m7_fields] if twin and op.m7_fields is not None else [])
+    for fn in (f for f in extra if f is not None):
+        for key, value in fn(s, emit).items():
             fields[key] = _int32_literal(value) if isinstance(value, (int, np.integer)) else value
     body = ",\n      ".join(f".{key} = {v}" for key, v in fields.items())
     return f"    {{ /* {k}: {c_comment(s.name)} */\n      {body} }}"
@@ -319,8 +330,9 @@ def kernel_symbols() -> list[str]:
     text = (C_DIR / "tinyopt_nn.h").read_text()
     found = re.findall(r"^(?!static|typedef|#)[A-Za-z_][\w \t]*?\**\s*\b(tn_\w+)\s*\(", text,
                        flags=re.MULTILINE)
-    return found + sorted({op.c_function for op in REGISTRY.values()
-                           if op.c_source is not None} - set(found))
+    return found + sorted({fn for op in REGISTRY.values()
+                           for fn in ((op.c_function if op.c_source is not None else None),
+                                      op.m7_function) if fn is not None} - set(found))
 
 
 def check_prefix(prefix: str) -> str:
@@ -361,7 +373,7 @@ def _kernel_texts(prefix: str, op_files=()) -> dict:
     ``#define`` s at the top of ``tinyopt_nn.h``, which every file of the export includes
     first, so two exports with different prefixes link into one program."""
     texts = {fname: (C_DIR / fname).read_text() for fname in KERNEL_FILES}
-    texts.update({fname: (OPS_DIR / fname).read_text() for fname in op_files})
+    texts.update({fname: _op_file(fname).read_text() for fname in op_files})
     if prefix == "model":
         return texts
     upper = prefix.upper()
@@ -435,16 +447,24 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
     choices = [kernels_m7.choose(s, k, kernels, rounding=graph.rounding)
                for k, s in enumerate(steps)]
     pads: dict = {}
-    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes, c.weight_pad, pads, p, c.weights)
+    step_c = [_step_c(k, s, graph.rounding, arrays, nbytes, c.weight_pad, pads, p, c.weights,
+                      twin=c.kind == "op")
               for k, (s, c) in enumerate(zip(steps, choices))]
     step_fns = "".join(kernels_m7.step_function(s, k, c, graph.rounding, f"{p}_arena")
                        for k, (s, c) in enumerate(zip(steps, choices)))
     # the registry ops with a kernel file of their own (tinyopt/deploy/c/ops/): copied into the
     # export, compiled with it and declared here (tinyopt_nn.h does not know them)
+    # (and the Cortex-M7 twins of the ops whose steps take one, exported as m7_<file>)
     own = sorted({REGISTRY[s.layer.kind].c_source: REGISTRY[s.layer.kind].c_function
                   for s in steps if REGISTRY[s.layer.kind].c_source is not None}.items())
+    twins = sorted({TWIN_PREFIX + REGISTRY[s.layer.kind].m7_source:
+                    REGISTRY[s.layer.kind].m7_function
+                    for s, c in zip(steps, choices) if c.kind == "op"}.items())
     op_decls = "".join(f"void {fn}(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);\n"
-                       for _, fn in own)
+                       for _, fn in own) + "".join(
+        f"void {fn}(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out, "
+        "uint8_t *scratch);\n" for _, fn in twins)
+    own = own + twins
     # the kernels' scratch is word-aligned in the arena (SCRATCH_ALIGN): the static arena is
     # declared aligned, a caller's arena is aligned up by <prefix>_set_arena, which needs up to
     # SCRATCH_ALIGN - 1 more bytes for it (so an arena of any alignment still works)

@@ -70,6 +70,9 @@ Kernels:
   activation clamp, any rounding flavour), four elements per iteration, each requantization one
   SMMLAR / SMMLA and a shift (``c/tn_m7_add.h``); :func:`add_plan` chooses its constants and checks
   them against :mod:`tinyopt.integer.sim` on every value they can meet.
+- ``op``: an op of the registry with a Cortex-M7 twin (``OpKind.m7_function``, its C file in
+  ``c/ops/m7/``) that takes the step (``OpKind.m7_check``): the step function calls the twin
+  with the descriptor and the step's arena scratch (``OpKind.m7_scratch`` bytes).
 - ``portable``: everything else (concat, pad, quantize, softmax; an ADD of other widths or
   whose plan fails; a depthwise layer fused with a max pool; 16/32-bit inputs).
 
@@ -103,9 +106,9 @@ ROUNDING_ID = {"floor": 0, "tflite_single": 1, "tflite_double": 2}  # TN_FLOOR, 
 
 @dataclass
 class Choice:
-    """The kernel of one step: ``kind`` in ("gemm", "fc", "pw", "conv", "depthwise",
-    "depthwise_scalar", "pool", "add", "portable"), the C function model_run calls, the scratch
-    bytes it needs in the arena (:func:`tinyopt.integer.steps.scratch_bytes`), the weight
+    """The kernel of one step: ``kind`` in ("gemm", "fc", "pw", "conv", "sub", "depthwise",
+    "depthwise_scalar", "pool", "add", "op", "portable"), the C function model_run calls, the
+    scratch bytes it needs in the arena (:func:`tinyopt.integer.steps.scratch_bytes`), the weight
     array's padding bytes (word loads of the last row), why a compute step stayed portable (or,
     for a gemm / conv / pw step, why its fused ADD kept the portable arithmetic; for a
     depthwise step, why it did not take the 3x3 row kernel), and ``weights``: the bytes the
@@ -144,6 +147,8 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
     portable = Choice("portable", REGISTRY[layer.kind].c_function, reason=reason)
     if kind == "portable":
         return portable
+    if kind == "op":  # the op's own Cortex-M7 twin (OpKind.m7_function, c/ops/m7/)
+        return Choice("op", f"model_step{index}", scratch=step_scratch_bytes(step, mode))
     if kind == "add":
         plan = add_plan(step, rounding)
         if isinstance(plan, str):
@@ -229,6 +234,12 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
         return _pool_function(step, index, graph_rounding, u, arena)
     if choice.kind == "add":
         return _add_function(step, index, graph_rounding, u)
+    if choice.kind == "op":  # the op's twin reads its descriptor; scratch from the plan
+        scratch = _scratch(step, arena, "uint8_t") if choice.scratch else "(uint8_t *)0"
+        return (f"/* step {index}: {c_comment(step.name)} ({layer.kind}, Cortex-M7 twin) */\n"
+                f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
+                f"uint8_t *out)\n{{\n    {REGISTRY[layer.kind].m7_function}(l, in, out, "
+                f"{scratch});\n}}\n")
     zw = np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64))
     top, _, left, _ = layer.padding
     rq = requant_constants(layer, graph_rounding)

@@ -297,7 +297,9 @@ def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[
     Returns:
         (kind, reason): kind in "gemm", "fc" (:func:`fc_fits`: no scratch), "pw"
         (:func:`pw_fits`) and "conv" (:func:`conv_fits`: tn_m7_conv, two pixels' lanes), "sub"
-        (:func:`sub_kernel`: sub-byte weights or inputs), "depthwise", "depthwise_scalar",
+        (:func:`sub_kernel`: sub-byte weights or inputs), "op" (the op's Cortex-M7 twin,
+        ``OpKind.m7_function``, where its ``m7_check`` takes the step), "depthwise",
+        "depthwise_scalar",
         "pool", "add" (the specialised ADD if ``kernels_m7.add_plan`` finds exact constants,
         else the portable one: neither needs scratch) or "portable"; reason: why a compute step
         stays portable or takes the scalar depthwise kernel ("" otherwise).
@@ -310,6 +312,10 @@ def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[
     layer = step.layer
     if kernels == "portable":
         return "portable", ""
+    op = REGISTRY[layer.kind]
+    if op.m7_function is not None:  # the op's own Cortex-M7 twin (its module, c/ops/m7/)
+        why = op.m7_check(step) if op.m7_check is not None else ""
+        return ("op", "") if not why else ("portable", why)
     if tuple(layer.dilation) != (1, 1):  # the specialised kernels take undilated windows
         return "portable", "dilated"
     if layer.kind in ("maxpool", "avgpool"):
@@ -416,6 +422,9 @@ def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:
 def kind_scratch_parts(step: Step, kind: str) -> tuple[int, int]:
     """:func:`scratch_parts` of ``step`` run by the kernel family ``kind`` (:func:`m7_kernel`)."""
     layer = step.layer
+    if kind == "op":  # an op's M7 twin: what its module says, word-aligned
+        need = REGISTRY[layer.kind].m7_scratch
+        return -(-int(need(step) if need is not None else 0) // 4) * 4, 0
     if kind == "sub":  # tn_m7_sub: the gathered window's codes; a fused pool's maxima
         return sub_scratch_parts(step)
     if kind in ("pw", "conv"):  # two pixels' int16 lanes (a lone pixel: twice); outputs

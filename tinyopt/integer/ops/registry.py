@@ -14,6 +14,10 @@ of if-ladders over kind names:
   may overwrite (in place), the portable C entry point and, for ops added after the C library,
   the op's own C file; what the C kernel accepts (``check_c``) and the descriptor fields it
   reads (``c_fields``), :mod:`tinyopt.integer.steps` and :mod:`tinyopt.deploy.codegen`;
+- its Cortex-M7 twin (``m7_*``, optional): the same arithmetic written for the M7's DSP
+  instructions in ``tinyopt/deploy/c/ops/m7/`` under the portable file's name (TFLite Micro's
+  ``kernels/cmsis_nn/`` convention), which steps it takes and the arena scratch it needs; the
+  ``kernels="m7"`` export calls it where it takes the step, the portable kernel elsewhere;
 - its cost: multiply-accumulates per image (``macs``);
 - the sub-byte Keras path (``keras``, a :class:`KerasPattern`): the float Keras layers it is
   read from, its float function, its output range and its integer form at given input and
@@ -200,6 +204,20 @@ class OpKind:
         keras: a :class:`KerasPattern` when the sub-byte Keras path can read and lower the op
             (element-wise ops: one fake-quant ``QuantActivation`` layer, one block of the
             memory model), else None.
+        m7_source: the op's Cortex-M7 twin, a C file of ``tinyopt/deploy/c/ops/m7/`` (by
+            convention named as ``c_source``), or None (the portable kernel everywhere).
+        m7_function: the twin's entry point, ``void tn_m7_run_<op>(const tn_layer_t *l,
+            const uint8_t *const *in, uint8_t *out, uint8_t *scratch)`` (``scratch``: the
+            step's word-aligned arena scratch of ``m7_scratch`` bytes, NULL when 0).
+        m7_check: ``(step) -> str``: "" when the twin runs the deployed step
+            (:class:`tinyopt.integer.steps.Step`: its layer, input tensors, graph rounding),
+            else why the step keeps the portable kernel (reported, never an error). None: the
+            twin takes every step the portable kernel takes.
+        m7_scratch: ``(step) -> int``: bytes of arena scratch the twin needs on ``step`` (the
+            memory plan reserves them during the step); None: 0.
+        m7_fields: ``(step, arrays) -> dict`` of descriptor fields when the twin runs the
+            step, applied after ``c_fields``' (e.g. weights in the order the twin reads them);
+            None: ``c_fields``' alone.
     """
 
     name: str
@@ -221,6 +239,11 @@ class OpKind:
     c_fields: Callable | None = None
     macs: Callable | None = None
     keras: KerasPattern | None = None
+    m7_source: str | None = None
+    m7_function: str | None = None
+    m7_check: Callable | None = None
+    m7_scratch: Callable | None = None
+    m7_fields: Callable | None = None
 
 
 REGISTRY: dict[str, OpKind] = {}
@@ -231,15 +254,24 @@ def register(*ops: OpKind) -> None:
 
     Raises:
         ValueError: a kind or a TFLite operator registered twice, or a record without a
-            simulation, or a C source name that is not a plain file name.
+            simulation, or a C source name that is not a plain file name, or an M7 twin
+            without its entry point or without a portable kernel.
     """
     for op in ops:
         if op.name in REGISTRY:
             raise ValueError(f"op kind {op.name!r} is registered twice")
         if op.simulate is None:
             raise ValueError(f"op kind {op.name!r} has no simulate function")
-        if op.c_source is not None and ("/" in op.c_source or not op.c_source.endswith(".c")):
-            raise ValueError(f"op kind {op.name!r}: c_source must be a .c file name")
+        for what in ("c_source", "m7_source"):
+            src = getattr(op, what)
+            if src is not None and ("/" in src or "\\" in src or not src.endswith(".c")):
+                raise ValueError(f"op kind {op.name!r}: {what} must be a .c file name")
+        if (op.m7_source is None) != (op.m7_function is None):
+            raise ValueError(f"op kind {op.name!r}: an M7 twin needs both m7_source and "
+                             "m7_function")
+        if op.m7_function is not None and op.c_function is None:
+            raise ValueError(f"op kind {op.name!r}: an M7 twin needs the portable kernel "
+                             "(c_function) beside it")
         taken = {t: k.name for k in REGISTRY.values() for t in k.tflite}
         for t in op.tflite:
             if t in taken:
