@@ -315,10 +315,16 @@ def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict,
     if layer.table is not None:
         table = np.asarray(layer.table, np.uint8).ravel()
         fields.update({"table": emit("uint8_t", table, "table"), "table_bytes": len(table)})
-    extra = [op.c_fields] + ([op.m7_fields] if twin and op.m7_fields is not None else [])
-    for fn in (f for f in extra if f is not None):
-        for key, value in fn(s, emit).items():
-            fields[key] = _int32_literal(value) if isinstance(value, (int, np.integer)) else value
+    # the twin's fields replace c_fields' (an array is emitted once: c_fields' array of a
+    # field the twin replaces, e.g. its own weight order in "w", is not written)
+    m7 = op.m7_fields(s, emit) if twin and op.m7_fields is not None else {}
+
+    def c_emit(ctype: str, values, what: str) -> str:
+        return f"{prefix}_{what}{k}" if what in m7 else emit(ctype, values, what)
+
+    own = op.c_fields(s, c_emit) if op.c_fields is not None else {}
+    for key, value in {**own, **m7}.items():
+        fields[key] = _int32_literal(value) if isinstance(value, (int, np.integer)) else value
     body = ",\n      ".join(f".{key} = {v}" for key, v in fields.items())
     return f"    {{ /* {k}: {c_comment(s.name)} */\n      {body} }}"
 
