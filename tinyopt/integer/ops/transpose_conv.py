@@ -143,6 +143,100 @@ def c_fields(step, emit) -> dict:
             "n0": emit("int8_t", np.asarray(layer.n0, np.int8), "n0")}
 
 
+# ------------------------------------------------------------------ the Cortex-M7 twin
+# c/ops/m7/tn_transpose_conv.c: the gather form split by output phase (its header says how);
+# 8-bit input, weights and output only (the sub-byte widths keep the portable kernel).
+M7_MAX_SCRATCH = 16384  # bytes of widened lanes a step may take (steps.MAX_SCRATCH's rule)
+
+
+def _phase_taps(k: int, s: int, p: int) -> range:
+    """The kernel taps (ky = p, p + s, ...) of output phase p: ceil((k - p) / s) of them."""
+    return range(p, k, s)
+
+
+def m7_grid(layer: IntegerLayer) -> tuple[int, int, int]:
+    """(JM, IM, G) of the twin: the taps of phase (0, 0) in y and x (the grid widened once per
+    base pixel) and the groups of four int16 lanes holding one pixel's channels."""
+    kh, kw = (int(v) for v in layer.weight_shape[1:3])
+    sh, sw = (int(v) for v in layer.stride)
+    return len(_phase_taps(kh, sh, 0)), len(_phase_taps(kw, sw, 0)), -(-int(layer.in_shape[-1])
+                                                                        // 4)
+
+
+def m7_scratch_bytes(step) -> int:
+    """Scratch of the twin: two base pixels' grids of int16 lanes (JM IM G 16 bytes), then
+    their per-tap sums of x' (2 JM IM int32)."""
+    jm, im, g = m7_grid(step.layer)
+    return jm * im * (16 * g + 8)
+
+
+def m7_weights(layer: IntegerLayer) -> np.ndarray:
+    """The weights in the order the twin reads them (the ``w`` it gets).
+
+    Phase by phase (py outer, px inner), the phase's taps (ky = py + j sh, kx = px + i sw; j
+    outer, i inner), each tap's c_in codes padded with 0 to a multiple of 4; output channels in
+    pairs (c, c + 1) interleaved four codes at a time, an odd last channel alone. Unsigned codes
+    (the twin subtracts the weight zero point through the sum of its inputs).
+
+    Arguments:
+        layer: a ``transpose_conv`` node with 8-bit weights.
+
+    Returns:
+        uint8 array, c_out kh kw ceil(c_in / 4) 4 bytes.
+
+    Raises:
+        ValueError: weights of another width.
+    """
+    if int(layer.weight_bits) != 8:
+        raise ValueError(f"transpose_conv {layer.name!r}: the Cortex-M7 twin's weight order is "
+                         f"for 8-bit weights, got {layer.weight_bits}-bit")
+    w = layer.unpacked_weights().astype(np.uint8)  # [c_out, kh, kw, c_in]
+    c_out, kh, kw, c_in = w.shape
+    g = -(-c_in // 4)
+    wp = np.zeros((c_out, kh, kw, 4 * g), np.uint8)
+    wp[..., :c_in] = w
+    sh, sw = (int(v) for v in layer.stride)
+    parts = []
+    for py in range(sh):
+        for px in range(sw):
+            ky, kx = list(_phase_taps(kh, sh, py)), list(_phase_taps(kw, sw, px))
+            if not ky or not kx:
+                continue
+            rows = wp[:, ky][:, :, kx].reshape(c_out, -1, 4)  # [c_out, taps * g, 4]
+            pairs = c_out // 2 * 2
+            inter = rows[:pairs].reshape(pairs // 2, 2, -1, 4).transpose(0, 2, 1, 3)
+            parts += [inter.ravel(), rows[pairs:].ravel()]
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+
+
+def m7_check(step) -> str:
+    """"" when the twin runs ``step``, else why the portable kernel keeps it: 8-bit input,
+    weights and output; an input zero point in [-255, 255] (x - z_x in int16 lanes); at most
+    :data:`M7_MAX_SCRATCH` bytes of scratch; on a Keras-path graph, a step where that scratch
+    does not grow the arena (``Step.roomy``, as tn_m7_subconv and the 3x3 depthwise row kernel:
+    the RAM budget first). Shapes and widths only (the memory model plans the same before any
+    weight is calibrated)."""
+    layer = step.layer
+    widths = {"input": layer.in_bits, "weights": layer.weight_bits, "output": layer.out_bits}
+    other = {k: v for k, v in widths.items() if int(v) != 8}
+    if other:
+        return ("the twin takes 8-bit input, weights and output, got "
+                + ", ".join(f"{v}-bit {k}" for k, v in other.items()))
+    if abs(int(layer.in_zero_point)) > 255:
+        return f"input zero point {layer.in_zero_point} outside [-255, 255]"
+    need = m7_scratch_bytes(step)
+    if need > M7_MAX_SCRATCH:
+        return f"scratch {need} B > {M7_MAX_SCRATCH} B"
+    if not step.roomy:
+        return "its scratch would grow the arena (Keras path: the twin only where it is free)"
+    return ""
+
+
+def m7_fields(step, emit) -> dict:
+    """The weights in the twin's order (:func:`m7_weights`) in place of the rows."""
+    return {"w": emit("uint8_t", m7_weights(step.layer), "w")}
+
+
 def keras_geometry(in_hw, kernel, strides, padding: str) -> tuple[tuple, tuple]:
     """Output (H', W') and ``padding`` (top, bottom, left, right) of a Keras ``Conv2DTranspose``
     (``output_padding`` None, no dilation): 'same' gives H s, 'valid' H s + max(k - s, 0)
@@ -242,4 +336,6 @@ register(OpKind("transpose_conv", "transposed convolution, 2/4/8-bit codes and w
                 tflite={"TRANSPOSE_CONV": TFLiteOp(_import, {"litert": "tflite_double",
                                                              "tflm": "tflite_double"})},
                 c_function="tn_run_transpose_conv", c_source="tn_transpose_conv.c",
-                check_c=check_c, c_fields=c_fields, macs=macs))
+                check_c=check_c, c_fields=c_fields, macs=macs,
+                m7_source="tn_transpose_conv.c", m7_function="tn_m7_run_transpose_conv",
+                m7_check=m7_check, m7_scratch=m7_scratch_bytes, m7_fields=m7_fields))

@@ -1,0 +1,300 @@
+/* tn_transpose_conv.c (Cortex-M7 twin, c/ops/m7/): TFLite's TRANSPOSE_CONV on 8-bit input,
+ * weights and output (tinyopt/integer/ops/transpose_conv.py says the arithmetic and which steps
+ * this kernel takes, m7_check; tests/test_m7_transpose_conv.py checks it against the simulator).
+ *
+ * Phases. Output (oy, ox) gathers tap (ky, kx) from input (iy, ix) when iy SH - PT + ky = oy: with
+ * by = (oy + PT) / SH and py = (oy + PT) % SH, exactly the taps ky = py + j SH (j = 0, 1, ..)
+ * below KH, from input rows iy = by - j (and likewise for x). So output rows of one phase py
+ * (columns of one phase px) are an ordinary small convolution over the input: a window of
+ * ny(py) x nx(px) input pixels ending at (by, bx), ny(p) = ceil((KH - p) / SH) (0 when p >= KH:
+ * the output is bias alone). The windows of all SH SW phases of one base (by, bx) are parts of
+ * the window of phase (0, 0), JM x IM pixels (JM = ny(0), IM = nx(0)): that grid is widened once
+ * per base and every phase reads its taps (j < ny, i < nx) from it.
+ *
+ * Lanes. A grid tap holds the C input channels of one pixel as x' = x - z_x in int16 lanes,
+ * padded with zeros to G groups of four lanes; a group (x0 .. x3) is stored as the words
+ * (x0, x2), (x1, x3): what SXTAB16 / UXTAB16 (with the offset -z_x added while widening, as
+ * tn_m7_gemm.h's im2col) make of a loaded word, so the unsigned weight codes of a word w0 .. w3
+ * pair with them through UXTB16 (w0, w2) and UXTB16 ROR 8 (w1, w3) with no reordering. Two bases
+ * (bx, bx + 1) are widened together, their words interleaved per group (P0A P0B P1A P1B), so one
+ * weight word feeds two pixels and one lane word two channels: per group of four lanes, two
+ * channels x two pixels = 16 MACs in 8 SMLAD. Invalid taps (outside the input) hold zero lanes.
+ * The weight zero point: sum (w - z_w) x' = sum w x' - z_w sum x' (sum x' per tap and pixel
+ * kept while widening; modulo 2^32 as the reference's int32 sums).
+ *
+ * Weights (transpose_conv.m7_weights, the descriptor's w when this twin runs the step): phase by
+ * phase (py outer, px inner), the phase's taps (j outer, i inner) x G groups of 4 codes per
+ * output channel, pad lanes 0; channels in pairs (c, c + 1) whose groups are interleaved word by
+ * word ([c: 4 codes][c + 1: 4 codes] per group), an odd last channel alone.
+ *
+ * Scratch (the step's, in the arena, word-aligned): JM IM G 16 bytes of lanes, then 2 JM IM int32
+ * sums (transpose_conv.m7_scratch_bytes).
+ *
+ * Requantization per output as tn_requant_k (tn_arith.h) computes it, in 32-bit arithmetic where
+ * that is exact: TFLite's double rounding with every n0 in [-30, -1] as SMMULR of 2 acc and an
+ * add-and-shift rounding divide when |acc| < 2^30 (checked per output, else tn_requant_k);
+ * floor with every n0 in [-32, -1] as SMMUL and a shift; anything else through tn_requant_k.
+ * Then + z_out and the clamp [act_lo, act_hi]. Not in place; outputs are written phase by phase. */
+#include "tinyopt_nn.h"
+#include "tn_m7_core.h"
+
+/* Taps of phase p of a kernel of k taps at stride s: ceil((k - p) / s), 0 when p >= k. */
+static uint32_t tn_tc_taps(uint32_t k, uint32_t s, uint32_t p)
+{
+    return p < k ? (k - p + s - 1u) / s : 0u;
+}
+
+/* Widen the C channels of input pixel (iy, ix) into grid tap words dst (pixel P's two words of
+ * every group at dst[4 g], dst[4 g + 1]); zero lanes when the pixel is outside the input.
+ * Returns sum x'. XS: a signed input (a constant after inlining). */
+TN_INLINE int32_t tn_tc_widen(const uint8_t *x, uint32_t *TN_RESTRICT dst, int32_t iy,
+                              int32_t ix, int32_t H, int32_t W, uint32_t C, int32_t ZX,
+                              uint32_t XS)
+{
+    const uint32_t G = (C + 3u) / 4u;
+    if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
+        for (uint32_t g = 0; g < G; g++) {
+            dst[4u * g] = 0u;
+            dst[4u * g + 1u] = 0u;
+        }
+        return 0;
+    }
+    const uint8_t *src = x + ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C;
+    const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
+    int32_t sum = 0;
+    uint32_t g = 0;
+    for (; 4u * g + 4u <= C; g++) {
+        const uint32_t v = tn_ld32(src + 4u * g);
+        const uint32_t a = XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v);
+        const uint32_t b = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
+        dst[4u * g] = a;
+        dst[4u * g + 1u] = b;
+        sum = tn_smlad(a, 0x00010001u, sum);
+        sum = tn_smlad(b, 0x00010001u, sum);
+    }
+    if (g < G) { /* the last C % 4 channels, zero lanes after them (byte reads: no load past
+                  * the pixel) */
+        int32_t e[4] = {0, 0, 0, 0};
+        for (uint32_t r = 0; 4u * g + r < C; r++) {
+            const uint32_t b = src[4u * g + r];
+            e[r] = (XS ? (int32_t)(int8_t)b : (int32_t)b) - ZX;
+            sum += e[r];
+        }
+        dst[4u * g] = ((uint32_t)e[0] & 0xFFFFu) | ((uint32_t)e[2] << 16);
+        dst[4u * g + 1u] = ((uint32_t)e[1] & 0xFFFFu) | ((uint32_t)e[3] << 16);
+    }
+    return sum;
+}
+
+/* How the outputs are requantized (the layer's multipliers scanned once): 1 TFLite double
+ * rounding, every n0 in [-30, -1] (SMMULR when |acc| < 2^30); 2 floor, every n0 in [-32, -1]
+ * (SMMUL); 0 tn_requant_k. */
+static uint32_t tn_tc_mode(const tn_layer_t *l)
+{
+    const uint32_t dbl = l->rounding == TN_TFL_DOUBLE, flr = l->rounding == TN_FLOOR;
+    if (!dbl && !flr) return 0u;
+    for (uint32_t k = 0; k < l->n_m; k++) {
+        const int32_t n0 = l->n0[k];
+        if (n0 > -1 || n0 < (dbl ? -30 : -32)) return 0u;
+    }
+    return dbl ? 1u : 2u;
+}
+
+/* Output channel c's code of accumulator acc (bias and weight zero point included). */
+TN_INLINE uint8_t tn_tc_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32_t mode)
+{
+    const uint32_t k = l->n_m == 1u ? 0u : c;
+    const int32_t m0 = l->m0[k], n0 = l->n0[k];
+    int64_t y;
+    if (mode == 1u && (uint32_t)acc + 0x40000000u < 0x80000000u) {
+        /* 2 acc fits: SMMULR(2 acc, m0) = (acc m0 + 2^30) >> 31, TFLite's doubling high
+         * multiply; the rounding divide by 2^-n0 (half away from zero) is one add of the half
+         * minus the sign and one shift (|h| <= 2^30 + 1: no overflow for -n0 <= 30) */
+        const int32_t h = tn_smmulr((int32_t)((uint32_t)acc << 1), m0);
+        const uint32_t right = (uint32_t)(-n0);
+        y = (h + (int32_t)(1u << (right - 1u)) + (h >> 31)) >> right;
+    } else if (mode == 2u) {
+        /* floor: n0 <= -1, so no left shift; the high word of acc m0, then >> -(n0 + 1) */
+        y = tn_smmul(acc, m0) >> (uint32_t)(-(n0 + 1));
+    } else {
+        y = tn_requant_k(acc, m0, (int8_t)n0, l->rounding);
+    }
+    return (uint8_t)tn_clamp(y + l->out.zero_point, l->act_lo, l->act_hi);
+}
+
+/* Two channels (interleaved weight words wp) x two pixels (grid words xp, P0A P0B P1A P1B per
+ * group): a[0] (c, P0), a[1] (c + 1, P0), a[2] (c, P1), a[3] (c + 1, P1) over n groups. */
+TN_INLINE const uint8_t *tn_tc_dot22(const uint8_t *wp, const uint32_t *xp, uint32_t n,
+                                     int32_t *a)
+{
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    for (uint32_t g = 0; g < n; g++, wp += 8, xp += 4) {
+        const uint32_t u0 = tn_ld32(wp), u1 = tn_ld32(wp + 4);
+        const uint32_t xa = xp[0], xb = xp[1], ya = xp[2], yb = xp[3];
+        const uint32_t p0 = tn_uxtb16(u0), q0 = tn_uxtb16_ror8(u0);
+        const uint32_t p1 = tn_uxtb16(u1), q1 = tn_uxtb16_ror8(u1);
+        a0 = tn_smlad(p0, xa, a0);
+        a0 = tn_smlad(q0, xb, a0);
+        a1 = tn_smlad(p1, xa, a1);
+        a1 = tn_smlad(q1, xb, a1);
+        a2 = tn_smlad(p0, ya, a2);
+        a2 = tn_smlad(q0, yb, a2);
+        a3 = tn_smlad(p1, ya, a3);
+        a3 = tn_smlad(q1, yb, a3);
+    }
+    a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3;
+    return wp;
+}
+
+/* Two channels, one pixel (its words at xp[0], xp[1] of each group). */
+TN_INLINE const uint8_t *tn_tc_dot21(const uint8_t *wp, const uint32_t *xp, uint32_t n,
+                                     int32_t *a)
+{
+    int32_t a0 = a[0], a1 = a[1];
+    for (uint32_t g = 0; g < n; g++, wp += 8, xp += 4) {
+        const uint32_t u0 = tn_ld32(wp), u1 = tn_ld32(wp + 4);
+        const uint32_t xa = xp[0], xb = xp[1];
+        a0 = tn_smlad(tn_uxtb16(u0), xa, a0);
+        a0 = tn_smlad(tn_uxtb16_ror8(u0), xb, a0);
+        a1 = tn_smlad(tn_uxtb16(u1), xa, a1);
+        a1 = tn_smlad(tn_uxtb16_ror8(u1), xb, a1);
+    }
+    a[0] = a0; a[1] = a1;
+    return wp;
+}
+
+/* One channel (plain weight words), P1: with the second pixel (a[1]). */
+TN_INLINE const uint8_t *tn_tc_dot1(const uint8_t *wp, const uint32_t *xp, uint32_t n,
+                                    int32_t *a, uint32_t two)
+{
+    int32_t a0 = a[0], a1 = a[1];
+    for (uint32_t g = 0; g < n; g++, wp += 4, xp += 4) {
+        const uint32_t u0 = tn_ld32(wp);
+        const uint32_t p0 = tn_uxtb16(u0), q0 = tn_uxtb16_ror8(u0);
+        a0 = tn_smlad(p0, xp[0], a0);
+        a0 = tn_smlad(q0, xp[1], a0);
+        if (two) {
+            a1 = tn_smlad(p0, xp[2], a1);
+            a1 = tn_smlad(q0, xp[3], a1);
+        }
+    }
+    a[0] = a0; a[1] = a1;
+    return wp;
+}
+
+/* The CO outputs of one phase (ny x nx taps, weights wb) at pixel 0 (o0, when v0) and pixel 1
+ * (o1, when v1) of a base pair; s0, s1: their sums x' over the phase's taps. */
+static void tn_tc_phase(const tn_layer_t *l, const uint8_t *wb, const uint32_t *lanes,
+                        uint32_t ny, uint32_t nx, uint32_t IM, uint32_t G, uint8_t *o0,
+                        uint8_t *o1, uint32_t v0, uint32_t v1, int32_t s0, int32_t s1,
+                        uint32_t mode)
+{
+    const uint32_t CO = l->out.c, row = ny * nx * G * 4u, run = nx * G;
+    const uint32_t tapw = G * 4u; /* grid words per tap */
+    /* a lone pixel 1 reads its own words: the grid seen two words on */
+    const uint32_t *xl = (!v0 && v1) ? lanes + 2 : lanes;
+    const int32_t sa = v0 ? s0 : s1;
+    uint8_t *oa = v0 ? o0 : o1;
+    const uint32_t two = v0 && v1;
+    uint32_t c = 0;
+    for (; c + 2u <= CO; c += 2u) {
+        const uint8_t *wp = wb + c * row;
+        const uint32_t z0 = l->wzp[l->n_wzp == 1u ? 0u : c];
+        const uint32_t z1 = l->wzp[l->n_wzp == 1u ? 0u : c + 1u];
+        const uint32_t b0 = (uint32_t)l->bias[c], b1 = (uint32_t)l->bias[c + 1u];
+        int32_t a[4];
+        a[0] = (int32_t)(b0 - z0 * (uint32_t)sa);
+        a[1] = (int32_t)(b1 - z1 * (uint32_t)sa);
+        if (two) {
+            a[2] = (int32_t)(b0 - z0 * (uint32_t)s1);
+            a[3] = (int32_t)(b1 - z1 * (uint32_t)s1);
+            for (uint32_t j = 0; j < ny; j++)
+                wp = tn_tc_dot22(wp, xl + j * IM * tapw, run, a);
+            o1[c] = tn_tc_out(l, a[2], c, mode);
+            o1[c + 1u] = tn_tc_out(l, a[3], c + 1u, mode);
+        } else {
+            for (uint32_t j = 0; j < ny; j++)
+                wp = tn_tc_dot21(wp, xl + j * IM * tapw, run, a);
+        }
+        oa[c] = tn_tc_out(l, a[0], c, mode);
+        oa[c + 1u] = tn_tc_out(l, a[1], c + 1u, mode);
+    }
+    if (c < CO) {
+        const uint8_t *wp = wb + c * row;
+        const uint32_t z0 = l->wzp[l->n_wzp == 1u ? 0u : c];
+        const uint32_t b0 = (uint32_t)l->bias[c];
+        int32_t a[2];
+        a[0] = (int32_t)(b0 - z0 * (uint32_t)sa);
+        a[1] = (int32_t)(b0 - z0 * (uint32_t)s1);
+        for (uint32_t j = 0; j < ny; j++)
+            wp = tn_tc_dot1(wp, xl + j * IM * tapw, run, a, two);
+        oa[c] = tn_tc_out(l, a[0], c, mode);
+        if (two) o1[c] = tn_tc_out(l, a[1], c, mode);
+    }
+}
+
+/* Widen the JM x IM grid of base (by, bx) as pixel P (words at lanes + 2 P), sums at sums. */
+static void tn_tc_grid(const tn_layer_t *l, const uint8_t *x, uint32_t *lanes, int32_t *sums,
+                       int32_t by, int32_t bx, uint32_t P, uint32_t JM, uint32_t IM, uint32_t G)
+{
+    const int32_t H = l->in.h, W = l->in.w, ZX = l->in.zero_point;
+    const uint32_t C = l->in.c;
+    for (uint32_t j = 0; j < JM; j++) {
+        for (uint32_t i = 0; i < IM; i++) {
+            const uint32_t t = j * IM + i;
+            uint32_t *dst = lanes + t * G * 4u + 2u * P;
+            sums[t] = l->in.is_signed
+                ? tn_tc_widen(x, dst, by - (int32_t)j, bx - (int32_t)i, H, W, C, ZX, 1u)
+                : tn_tc_widen(x, dst, by - (int32_t)j, bx - (int32_t)i, H, W, C, ZX, 0u);
+        }
+    }
+}
+
+void tn_m7_run_transpose_conv(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out,
+                              uint8_t *scratch)
+{
+    const int32_t OH = l->out.h, OW = l->out.w, PT = l->pad_t, PL = l->pad_l;
+    const uint32_t CO = l->out.c, KH = l->k_h, KW = l->k_w;
+    const int32_t SH = l->stride_h, SW = l->stride_w;
+    const uint32_t G = (l->in.c + 3u) / 4u;
+    const uint32_t JM = tn_tc_taps(KH, (uint32_t)SH, 0u), IM = tn_tc_taps(KW, (uint32_t)SW, 0u);
+    const uint32_t NT = JM * IM;
+    uint32_t *lanes = (uint32_t *)(void *)scratch;           /* NT G 4 words */
+    int32_t *sums = (int32_t *)(void *)(scratch + NT * G * 16u); /* [2][NT] */
+    const uint32_t mode = tn_tc_mode(l);
+    /* the bases any output reads: oy + PT = by SH + py */
+    const int32_t by0 = PT / SH, by1 = (OH - 1 + PT) / SH;
+    const int32_t bx0 = PL / SW, bx1 = (OW - 1 + PL) / SW;
+    for (int32_t by = by0; by <= by1; by++) {
+        for (int32_t bx = bx0; bx <= bx1; bx += 2) {
+            const uint32_t has1 = bx + 1 <= bx1;
+            tn_tc_grid(l, in[0], lanes, sums, by, bx, 0u, JM, IM, G);
+            if (has1) tn_tc_grid(l, in[0], lanes, sums + NT, by, bx + 1, 1u, JM, IM, G);
+            const uint8_t *wb = l->w;
+            for (int32_t py = 0; py < SH; py++) {
+                const uint32_t ny = tn_tc_taps(KH, (uint32_t)SH, (uint32_t)py);
+                const int32_t oy = by * SH + py - PT;
+                for (int32_t px = 0; px < SW; px++) {
+                    const uint32_t nx = tn_tc_taps(KW, (uint32_t)SW, (uint32_t)px);
+                    const uint8_t *phase = wb;
+                    wb += CO * ny * nx * G * 4u;
+                    const int32_t ox0 = bx * SW + px - PL, ox1 = ox0 + SW;
+                    const uint32_t v0 = ox0 >= 0 && ox0 < OW;
+                    const uint32_t v1 = has1 && ox1 >= 0 && ox1 < OW;
+                    if (oy < 0 || oy >= OH || (!v0 && !v1)) continue;
+                    int32_t s0 = 0, s1 = 0;
+                    for (uint32_t j = 0; j < ny; j++) {
+                        for (uint32_t i = 0; i < nx; i++) {
+                            s0 += sums[j * IM + i];
+                            if (has1) s1 += sums[NT + j * IM + i];
+                        }
+                    }
+                    uint8_t *row = out + (uint32_t)oy * (uint32_t)OW * CO;
+                    tn_tc_phase(l, phase, lanes, ny, nx, IM, G,
+                                v0 ? row + (uint32_t)ox0 * CO : row,
+                                v1 ? row + (uint32_t)ox1 * CO : row, v0, v1, s0, s1, mode);
+                }
+            }
+        }
+    }
+}
