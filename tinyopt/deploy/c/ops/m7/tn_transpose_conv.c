@@ -28,7 +28,7 @@
  * word ([c: 4 codes][c + 1: 4 codes] per group), an odd last channel alone.
  *
  * Scratch (the step's, in the arena, word-aligned): JM IM G 16 bytes of lanes, then 2 JM IM int32
- * sums (transpose_conv.m7_scratch_bytes).
+ * sums, then 2 CO int32 accumulators (transpose_conv.m7_scratch_bytes).
  *
  * Requantization per output as tn_requant_k (tn_arith.h) computes it, in 32-bit arithmetic where
  * that is exact: TFLite's double rounding with every n0 in [-30, -1] as SMMULR of 2 acc and an
@@ -100,26 +100,62 @@ static uint32_t tn_tc_mode(const tn_layer_t *l)
     return dbl ? 1u : 2u;
 }
 
-/* Output channel c's code of accumulator acc (bias and weight zero point included). */
-TN_INLINE uint8_t tn_tc_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32_t mode)
+/* What every output of a step shares: the multipliers, the weight zero points (per channel when
+ * per_z), bias, z_out and the clamp, read once per call (stores to the uint8_t output may alias
+ * the descriptor for the compiler, which would reload its fields after every output). */
+typedef struct {
+    const int32_t *m0, *bias;
+    const int8_t *n0;
+    const uint8_t *wzp;
+    uint32_t per_m, per_z, rounding, mode;
+    int32_t zp, lo, hi;
+} tn_tc_rq_t;
+
+/* The codes of the CO accumulators v (bias and weight zero point included) into o. PM: one
+ * multiplier per channel; MODE: tn_tc_mode's (constants after inlining). */
+TN_INLINE void tn_tc_requant(const tn_tc_rq_t *q, const int32_t *TN_RESTRICT v,
+                             uint8_t *TN_RESTRICT o, uint32_t CO, uint32_t PM, uint32_t MODE)
 {
-    const uint32_t k = l->n_m == 1u ? 0u : c;
-    const int32_t m0 = l->m0[k], n0 = l->n0[k];
-    int64_t y;
-    if (mode == 1u && (uint32_t)acc + 0x40000000u < 0x80000000u) {
-        /* 2 acc fits: SMMULR(2 acc, m0) = (acc m0 + 2^30) >> 31, TFLite's doubling high
-         * multiply; the rounding divide by 2^-n0 (half away from zero) is one add of the half
-         * minus the sign and one shift (|h| <= 2^30 + 1: no overflow for -n0 <= 30) */
-        const int32_t h = tn_smmulr((int32_t)((uint32_t)acc << 1), m0);
-        const uint32_t right = (uint32_t)(-n0);
-        y = (h + (int32_t)(1u << (right - 1u)) + (h >> 31)) >> right;
-    } else if (mode == 2u) {
-        /* floor: n0 <= -1, so no left shift; the high word of acc m0, then >> -(n0 + 1) */
-        y = tn_smmul(acc, m0) >> (uint32_t)(-(n0 + 1));
-    } else {
-        y = tn_requant_k(acc, m0, (int8_t)n0, l->rounding);
+    const int32_t *m0p = q->m0;
+    const int8_t *n0p = q->n0;
+    const int32_t zp = q->zp, lo = q->lo, hi = q->hi;
+    const uint8_t rounding = (uint8_t)q->rounding;
+    for (uint32_t c = 0; c < CO; c++) {
+        const int32_t acc = v[c], m0 = m0p[PM ? c : 0u], n0 = n0p[PM ? c : 0u];
+        int32_t y;
+        if (MODE == 1u && (uint32_t)acc + 0x40000000u < 0x80000000u) {
+            /* 2 acc fits: SMMULR(2 acc, m0) = (acc m0 + 2^30) >> 31, TFLite's doubling high
+             * multiply; the rounding divide by 2^-n0 (half away from zero) is one add of the
+             * half minus the sign and one shift (|h| <= 2^30 + 1: no overflow for -n0 <= 30) */
+            const int32_t h = tn_smmulr((int32_t)((uint32_t)acc << 1), m0);
+            const uint32_t right = (uint32_t)(-n0);
+            y = (h + (int32_t)(1u << (right - 1u)) + (h >> 31)) >> right;
+        } else if (MODE == 2u) {
+            /* floor: n0 <= -1, so no left shift; the high word of acc m0, >> -(n0 + 1) */
+            y = tn_smmul(acc, m0) >> (uint32_t)(-(n0 + 1));
+        } else if (MODE == 1u) { /* |acc| >= 2^30: n0 <= -1 keeps the result in int32 */
+            y = (int32_t)tn_requant_k(acc, m0, (int8_t)n0, rounding);
+        } else {
+            o[c] = (uint8_t)tn_clamp(tn_requant_k(acc, m0, (int8_t)n0, rounding) + zp, lo, hi);
+            continue;
+        }
+        y += zp; /* |y| < 2^30 + 256 */
+        o[c] = (uint8_t)(y < lo ? lo : (y > hi ? hi : y));
     }
-    return (uint8_t)tn_clamp(y + l->out.zero_point, l->act_lo, l->act_hi);
+}
+
+/* tn_tc_requant with its constants. */
+static void tn_tc_requant_any(const tn_tc_rq_t *q, const int32_t *v, uint8_t *o, uint32_t CO)
+{
+    if (q->mode == 1u) {
+        if (q->per_m) tn_tc_requant(q, v, o, CO, 1u, 1u);
+        else tn_tc_requant(q, v, o, CO, 0u, 1u);
+    } else if (q->mode == 2u) {
+        if (q->per_m) tn_tc_requant(q, v, o, CO, 1u, 2u);
+        else tn_tc_requant(q, v, o, CO, 0u, 2u);
+    } else {
+        tn_tc_requant(q, v, o, CO, q->per_m, 0u);
+    }
 }
 
 /* Two channels (interleaved weight words wp) x two pixels (grid words xp, P0A P0B P1A P1B per
@@ -128,11 +164,14 @@ TN_INLINE const uint8_t *tn_tc_dot22(const uint8_t *wp, const uint32_t *xp, uint
                                      int32_t *a)
 {
     int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-    for (uint32_t g = 0; g < n; g++, wp += 8, xp += 4) {
+    const uint32_t *xe = xp + 4u * n;
+    while (xp != xe) {
         const uint32_t u0 = tn_ld32(wp), u1 = tn_ld32(wp + 4);
         const uint32_t xa = xp[0], xb = xp[1], ya = xp[2], yb = xp[3];
         const uint32_t p0 = tn_uxtb16(u0), q0 = tn_uxtb16_ror8(u0);
         const uint32_t p1 = tn_uxtb16(u1), q1 = tn_uxtb16_ror8(u1);
+        wp += 8;
+        xp += 4;
         a0 = tn_smlad(p0, xa, a0);
         a0 = tn_smlad(q0, xb, a0);
         a1 = tn_smlad(p1, xa, a1);
@@ -151,9 +190,12 @@ TN_INLINE const uint8_t *tn_tc_dot21(const uint8_t *wp, const uint32_t *xp, uint
                                      int32_t *a)
 {
     int32_t a0 = a[0], a1 = a[1];
-    for (uint32_t g = 0; g < n; g++, wp += 8, xp += 4) {
+    const uint32_t *xe = xp + 4u * n;
+    while (xp != xe) {
         const uint32_t u0 = tn_ld32(wp), u1 = tn_ld32(wp + 4);
         const uint32_t xa = xp[0], xb = xp[1];
+        wp += 8;
+        xp += 4;
         a0 = tn_smlad(tn_uxtb16(u0), xa, a0);
         a0 = tn_smlad(tn_uxtb16_ror8(u0), xb, a0);
         a1 = tn_smlad(tn_uxtb16(u1), xa, a1);
@@ -163,7 +205,7 @@ TN_INLINE const uint8_t *tn_tc_dot21(const uint8_t *wp, const uint32_t *xp, uint
     return wp;
 }
 
-/* One channel (plain weight words), P1: with the second pixel (a[1]). */
+/* One channel (plain weight words), with the second pixel (a[1]) when two. */
 TN_INLINE const uint8_t *tn_tc_dot1(const uint8_t *wp, const uint32_t *xp, uint32_t n,
                                     int32_t *a, uint32_t two)
 {
@@ -183,25 +225,28 @@ TN_INLINE const uint8_t *tn_tc_dot1(const uint8_t *wp, const uint32_t *xp, uint3
 }
 
 /* The CO outputs of one phase (ny x nx taps, weights wb) at pixel 0 (o0, when v0) and pixel 1
- * (o1, when v1) of a base pair; s0, s1: their sums x' over the phase's taps. */
-static void tn_tc_phase(const tn_layer_t *l, const uint8_t *wb, const uint32_t *lanes,
-                        uint32_t ny, uint32_t nx, uint32_t IM, uint32_t G, uint8_t *o0,
-                        uint8_t *o1, uint32_t v0, uint32_t v1, int32_t s0, int32_t s1,
-                        uint32_t mode)
+ * (o1, when v1) of a base pair; s0, s1: their sums x' over the phase's taps. The accumulators
+ * go to v (2 CO int32 of the scratch), then are requantized channel after channel. */
+static void tn_tc_phase(const tn_tc_rq_t *q, uint32_t CO, const uint8_t *wb,
+                        const uint32_t *lanes, int32_t *TN_RESTRICT v, uint32_t ny, uint32_t nx,
+                        uint32_t IM, uint32_t G, uint8_t *o0, uint8_t *o1, uint32_t v0,
+                        uint32_t v1, int32_t s0, int32_t s1)
 {
-    const uint32_t CO = l->out.c, row = ny * nx * G * 4u, run = nx * G;
-    const uint32_t tapw = G * 4u; /* grid words per tap */
+    const uint32_t row = ny * nx * G * 4u, run = nx * G;
+    const uint32_t jw = IM * G * 4u; /* grid words from one tap row to the next */
     /* a lone pixel 1 reads its own words: the grid seen two words on */
     const uint32_t *xl = (!v0 && v1) ? lanes + 2 : lanes;
     const int32_t sa = v0 ? s0 : s1;
-    uint8_t *oa = v0 ? o0 : o1;
     const uint32_t two = v0 && v1;
+    const uint8_t *wzp = q->wzp;
+    const int32_t *bias = q->bias;
+    const uint32_t pz = q->per_z;
+    int32_t *va = v, *vb = v + CO;
     uint32_t c = 0;
     for (; c + 2u <= CO; c += 2u) {
         const uint8_t *wp = wb + c * row;
-        const uint32_t z0 = l->wzp[l->n_wzp == 1u ? 0u : c];
-        const uint32_t z1 = l->wzp[l->n_wzp == 1u ? 0u : c + 1u];
-        const uint32_t b0 = (uint32_t)l->bias[c], b1 = (uint32_t)l->bias[c + 1u];
+        const uint32_t z0 = wzp[pz ? c : 0u], z1 = wzp[pz ? c + 1u : 0u];
+        const uint32_t b0 = (uint32_t)bias[c], b1 = (uint32_t)bias[c + 1u];
         int32_t a[4];
         a[0] = (int32_t)(b0 - z0 * (uint32_t)sa);
         a[1] = (int32_t)(b1 - z1 * (uint32_t)sa);
@@ -209,28 +254,30 @@ static void tn_tc_phase(const tn_layer_t *l, const uint8_t *wb, const uint32_t *
             a[2] = (int32_t)(b0 - z0 * (uint32_t)s1);
             a[3] = (int32_t)(b1 - z1 * (uint32_t)s1);
             for (uint32_t j = 0; j < ny; j++)
-                wp = tn_tc_dot22(wp, xl + j * IM * tapw, run, a);
-            o1[c] = tn_tc_out(l, a[2], c, mode);
-            o1[c + 1u] = tn_tc_out(l, a[3], c + 1u, mode);
+                wp = tn_tc_dot22(wp, xl + j * jw, run, a);
+            vb[c] = a[2];
+            vb[c + 1u] = a[3];
         } else {
             for (uint32_t j = 0; j < ny; j++)
-                wp = tn_tc_dot21(wp, xl + j * IM * tapw, run, a);
+                wp = tn_tc_dot21(wp, xl + j * jw, run, a);
         }
-        oa[c] = tn_tc_out(l, a[0], c, mode);
-        oa[c + 1u] = tn_tc_out(l, a[1], c + 1u, mode);
+        va[c] = a[0];
+        va[c + 1u] = a[1];
     }
     if (c < CO) {
         const uint8_t *wp = wb + c * row;
-        const uint32_t z0 = l->wzp[l->n_wzp == 1u ? 0u : c];
-        const uint32_t b0 = (uint32_t)l->bias[c];
+        const uint32_t z0 = wzp[pz ? c : 0u];
+        const uint32_t b0 = (uint32_t)bias[c];
         int32_t a[2];
         a[0] = (int32_t)(b0 - z0 * (uint32_t)sa);
         a[1] = (int32_t)(b0 - z0 * (uint32_t)s1);
         for (uint32_t j = 0; j < ny; j++)
-            wp = tn_tc_dot1(wp, xl + j * IM * tapw, run, a, two);
-        oa[c] = tn_tc_out(l, a[0], c, mode);
-        if (two) o1[c] = tn_tc_out(l, a[1], c, mode);
+            wp = tn_tc_dot1(wp, xl + j * jw, run, a, two);
+        va[c] = a[0];
+        vb[c] = a[1];
     }
+    tn_tc_requant_any(q, va, v0 ? o0 : o1, CO);
+    if (two) tn_tc_requant_any(q, vb, o1, CO);
 }
 
 /* Widen the JM x IM grid of base (by, bx) as pixel P (words at lanes + 2 P), sums at sums. */
@@ -261,7 +308,9 @@ void tn_m7_run_transpose_conv(const tn_layer_t *l, const uint8_t *const *in, uin
     const uint32_t NT = JM * IM;
     uint32_t *lanes = (uint32_t *)(void *)scratch;           /* NT G 4 words */
     int32_t *sums = (int32_t *)(void *)(scratch + NT * G * 16u); /* [2][NT] */
-    const uint32_t mode = tn_tc_mode(l);
+    int32_t *v = sums + 2u * NT; /* 2 CO accumulators */
+    const tn_tc_rq_t q = {l->m0, l->bias, l->n0, l->wzp, l->n_m != 1u, l->n_wzp != 1u,
+                          l->rounding, tn_tc_mode(l), l->out.zero_point, l->act_lo, l->act_hi};
     /* the bases any output reads: oy + PT = by SH + py */
     const int32_t by0 = PT / SH, by1 = (OH - 1 + PT) / SH;
     const int32_t bx0 = PL / SW, bx1 = (OW - 1 + PL) / SW;
@@ -290,9 +339,9 @@ void tn_m7_run_transpose_conv(const tn_layer_t *l, const uint8_t *const *in, uin
                         }
                     }
                     uint8_t *row = out + (uint32_t)oy * (uint32_t)OW * CO;
-                    tn_tc_phase(l, phase, lanes, ny, nx, IM, G,
+                    tn_tc_phase(&q, CO, phase, lanes, v, ny, nx, IM, G,
                                 v0 ? row + (uint32_t)ox0 * CO : row,
-                                v1 ? row + (uint32_t)ox1 * CO : row, v0, v1, s0, s1, mode);
+                                v1 ? row + (uint32_t)ox1 * CO : row, v0, v1, s0, s1);
                 }
             }
         }
