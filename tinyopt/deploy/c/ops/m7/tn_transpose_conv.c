@@ -28,15 +28,25 @@
  * word ([c: 4 codes][c + 1: 4 codes] per group), an odd last channel alone.
  *
  * Scratch (the step's, in the arena, word-aligned): JM IM G 16 bytes of lanes, then 2 JM IM int32
- * sums, then 2 CO int32 accumulators (transpose_conv.m7_scratch_bytes).
+ * sums, then 2 CO int32 accumulators and 3 CO int32 requantization constants
+ * (transpose_conv.m7_scratch_bytes).
  *
  * Requantization per output as tn_requant_k (tn_arith.h) computes it, in 32-bit arithmetic where
- * that is exact: TFLite's double rounding with every n0 in [-30, -1] as SMMULR of 2 acc and an
- * add-and-shift rounding divide when |acc| < 2^30 (checked per output, else tn_requant_k);
- * floor with every n0 in [-32, -1] as SMMUL and a shift; anything else through tn_requant_k.
- * Then + z_out and the clamp [act_lo, act_hi]. Not in place; outputs are written phase by phase. */
+ * that is exact: TFLite's double rounding with every n0 in [-20, -1] as SMMULR of 2 acc and an
+ * add-and-shift rounding divide (z_out folded in) when |acc| < 2^30 (checked per output, else
+ * tn_requant_k); floor with every n0 in [-32, -1] as SMMUL and a shift; anything else through
+ * tn_requant_k. Then + z_out and the clamp [act_lo, act_hi] (one SSAT / USAT when that is the
+ * whole 8-bit range). Not in place; outputs are written phase by phase. */
 #include "tinyopt_nn.h"
 #include "tn_m7_core.h"
+
+/* the phase kernel is a function of its own: inlined into the base loop, its registers would be
+ * shared with everything around it */
+#if defined(__GNUC__)
+#define TN_TC_NOINLINE __attribute__((noinline))
+#else
+#define TN_TC_NOINLINE
+#endif
 
 /* Taps of phase p of a kernel of k taps at stride s: ceil((k - p) / s), 0 when p >= k. */
 static uint32_t tn_tc_taps(uint32_t k, uint32_t s, uint32_t p)
@@ -87,60 +97,88 @@ TN_INLINE int32_t tn_tc_widen(const uint8_t *x, uint32_t *TN_RESTRICT dst, int32
 }
 
 /* How the outputs are requantized (the layer's multipliers scanned once): 1 TFLite double
- * rounding, every n0 in [-30, -1] (SMMULR when |acc| < 2^30); 2 floor, every n0 in [-32, -1]
- * (SMMUL); 0 tn_requant_k. */
+ * rounding, every n0 in [-20, -1] (SMMULR when |acc| < 2^30, z_out folded into the rounding
+ * constant); 2 floor, every n0 in [-32, -1] (SMMUL); 0 tn_requant_k. The clamp: 1 the whole
+ * int8 range (SSAT), 2 the whole uint8 range (USAT), 0 another. */
 static uint32_t tn_tc_mode(const tn_layer_t *l)
 {
     const uint32_t dbl = l->rounding == TN_TFL_DOUBLE, flr = l->rounding == TN_FLOOR;
     if (!dbl && !flr) return 0u;
     for (uint32_t k = 0; k < l->n_m; k++) {
         const int32_t n0 = l->n0[k];
-        if (n0 > -1 || n0 < (dbl ? -30 : -32)) return 0u;
+        if (n0 > -1 || n0 < (dbl ? -20 : -32)) return 0u;
     }
     return dbl ? 1u : 2u;
 }
 
-/* What every output of a step shares: the multipliers, the weight zero points (per channel when
- * per_z), bias, z_out and the clamp, read once per call (stores to the uint8_t output may alias
- * the descriptor for the compiler, which would reload its fields after every output). */
+static uint32_t tn_tc_clamp(const tn_layer_t *l)
+{
+    return (l->act_lo == -128 && l->act_hi == 127) ? 1u
+           : (l->act_lo == 0 && l->act_hi == 255) ? 2u : 0u;
+}
+
+/* What every output of a step shares, read once per call (stores to the uint8_t output may
+ * alias the descriptor for the compiler, which would reload its fields after every output):
+ * bias, weight zero points (per channel when per_z), the requantization (mode, clamp) and its
+ * per-channel constants kt (3 CO int32 of the scratch: m0, then mode 1: 2^(r-1) + z_out 2^r and
+ * r = -n0; mode 2: 0 and -(n0 + 1)). */
 typedef struct {
-    const int32_t *m0, *bias;
+    const int32_t *bias, *m0;
     const int8_t *n0;
     const uint8_t *wzp;
-    uint32_t per_m, per_z, rounding, mode;
+    const int32_t *kt;
+    uint32_t per_z, per_m, rounding, mode, clamp;
     int32_t zp, lo, hi;
 } tn_tc_rq_t;
 
-/* The codes of the CO accumulators v (bias and weight zero point included) into o. PM: one
- * multiplier per channel; MODE: tn_tc_mode's (constants after inlining). */
-TN_INLINE void tn_tc_requant(const tn_tc_rq_t *q, const int32_t *TN_RESTRICT v,
-                             uint8_t *TN_RESTRICT o, uint32_t CO, uint32_t PM, uint32_t MODE)
+/* The per-channel constants of the fast modes into q->kt. */
+static void tn_tc_constants(const tn_tc_rq_t *q, int32_t *kt, uint32_t CO)
 {
-    const int32_t *m0p = q->m0;
-    const int8_t *n0p = q->n0;
-    const int32_t zp = q->zp, lo = q->lo, hi = q->hi;
-    const uint8_t rounding = (uint8_t)q->rounding;
     for (uint32_t c = 0; c < CO; c++) {
-        const int32_t acc = v[c], m0 = m0p[PM ? c : 0u], n0 = n0p[PM ? c : 0u];
+        const uint32_t k = q->per_m ? c : 0u;
+        const int32_t n0 = q->n0[k];
+        kt[3u * c] = q->m0[k];
+        if (q->mode == 1u) { /* |z_out 2^r| <= 2^28 for r <= 20: no overflow below */
+            const uint32_t r = (uint32_t)(-n0);
+            kt[3u * c + 1u] = (int32_t)((1u << (r - 1u)) + ((uint32_t)q->zp << r));
+            kt[3u * c + 2u] = (int32_t)r;
+        } else {
+            kt[3u * c + 1u] = 0;
+            kt[3u * c + 2u] = -(n0 + 1);
+        }
+    }
+}
+
+/* The codes of the CO accumulators v (bias and weight zero point included) into o. MODE,
+ * CLAMP: as q's (constants after inlining). */
+TN_INLINE void tn_tc_requant(const tn_tc_rq_t *q, const int32_t *TN_RESTRICT v,
+                             uint8_t *TN_RESTRICT o, uint32_t CO, uint32_t MODE, uint32_t CLAMP)
+{
+    const int32_t *kt = q->kt;
+    const int32_t zp = q->zp, lo = q->lo, hi = q->hi;
+    for (uint32_t c = 0; c < CO; c++, kt += 3) {
+        const int32_t acc = v[c];
         int32_t y;
         if (MODE == 1u && (uint32_t)acc + 0x40000000u < 0x80000000u) {
             /* 2 acc fits: SMMULR(2 acc, m0) = (acc m0 + 2^30) >> 31, TFLite's doubling high
-             * multiply; the rounding divide by 2^-n0 (half away from zero) is one add of the
-             * half minus the sign and one shift (|h| <= 2^30 + 1: no overflow for -n0 <= 30) */
-            const int32_t h = tn_smmulr((int32_t)((uint32_t)acc << 1), m0);
-            const uint32_t right = (uint32_t)(-n0);
-            y = (h + (int32_t)(1u << (right - 1u)) + (h >> 31)) >> right;
+             * multiply; the rounding divide by 2^r (half away from zero) is one add of the
+             * half minus the sign and one shift, z_out 2^r added with the half (|h| <= 2^30 + 1,
+             * half + |z_out 2^r| <= 2^19 + 2^28: no overflow) */
+            const int32_t h = tn_smmulr((int32_t)((uint32_t)acc << 1), kt[0]);
+            y = (h + kt[1] + (h >> 31)) >> kt[2];
         } else if (MODE == 2u) {
             /* floor: n0 <= -1, so no left shift; the high word of acc m0, >> -(n0 + 1) */
-            y = tn_smmul(acc, m0) >> (uint32_t)(-(n0 + 1));
-        } else if (MODE == 1u) { /* |acc| >= 2^30: n0 <= -1 keeps the result in int32 */
-            y = (int32_t)tn_requant_k(acc, m0, (int8_t)n0, rounding);
-        } else {
-            o[c] = (uint8_t)tn_clamp(tn_requant_k(acc, m0, (int8_t)n0, rounding) + zp, lo, hi);
+            y = (tn_smmul(acc, kt[0]) >> kt[2]) + zp;
+        } else {  /* tn_requant_k (mode 1: |acc| >= 2^30) */
+            const uint32_t k = q->per_m ? c : 0u;
+            o[c] = (uint8_t)tn_clamp(tn_requant_k(acc, q->m0[k], q->n0[k], (uint8_t)q->rounding)
+                                     + zp, lo, hi);
             continue;
         }
-        y += zp; /* |y| < 2^30 + 256 */
-        o[c] = (uint8_t)(y < lo ? lo : (y > hi ? hi : y));
+        if (CLAMP == 1u) y = tn_sat8(y, 1u);
+        else if (CLAMP == 2u) y = tn_sat8(y, 0u);
+        else y = y < lo ? lo : (y > hi ? hi : y);
+        o[c] = (uint8_t)y;
     }
 }
 
@@ -148,86 +186,95 @@ TN_INLINE void tn_tc_requant(const tn_tc_rq_t *q, const int32_t *TN_RESTRICT v,
 static void tn_tc_requant_any(const tn_tc_rq_t *q, const int32_t *v, uint8_t *o, uint32_t CO)
 {
     if (q->mode == 1u) {
-        if (q->per_m) tn_tc_requant(q, v, o, CO, 1u, 1u);
-        else tn_tc_requant(q, v, o, CO, 0u, 1u);
+        if (q->clamp == 1u) tn_tc_requant(q, v, o, CO, 1u, 1u);
+        else if (q->clamp == 2u) tn_tc_requant(q, v, o, CO, 1u, 2u);
+        else tn_tc_requant(q, v, o, CO, 1u, 0u);
     } else if (q->mode == 2u) {
-        if (q->per_m) tn_tc_requant(q, v, o, CO, 1u, 2u);
-        else tn_tc_requant(q, v, o, CO, 0u, 2u);
+        if (q->clamp == 1u) tn_tc_requant(q, v, o, CO, 2u, 1u);
+        else if (q->clamp == 2u) tn_tc_requant(q, v, o, CO, 2u, 2u);
+        else tn_tc_requant(q, v, o, CO, 2u, 0u);
     } else {
-        tn_tc_requant(q, v, o, CO, q->per_m, 0u);
+        tn_tc_requant(q, v, o, CO, 0u, 0u);
     }
 }
 
-/* Two channels (interleaved weight words wp) x two pixels (grid words xp, P0A P0B P1A P1B per
- * group): a[0] (c, P0), a[1] (c + 1, P0), a[2] (c, P1), a[3] (c + 1, P1) over n groups. */
-TN_INLINE const uint8_t *tn_tc_dot22(const uint8_t *wp, const uint32_t *xp, uint32_t n,
-                                     int32_t *a)
+/* The accumulators of two channels (interleaved weight words wp) at two pixels (grid words xp,
+ * P0A P0B P1A P1B per group): ny tap rows of run groups each, jw grid words from one row's start
+ * to the next's; v0[0], v0[1] (channels c, c + 1 at pixel 0), v1[0], v1[1] (pixel 1) hold the
+ * starting values and get the sums. */
+static void tn_tc_dot22(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
+                        uint32_t jw, int32_t *TN_RESTRICT v0, int32_t *TN_RESTRICT v1)
 {
-    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-    const uint32_t *xe = xp + 4u * n;
-    while (xp != xe) {
-        const uint32_t u0 = tn_ld32(wp), u1 = tn_ld32(wp + 4);
-        const uint32_t xa = xp[0], xb = xp[1], ya = xp[2], yb = xp[3];
-        const uint32_t p0 = tn_uxtb16(u0), q0 = tn_uxtb16_ror8(u0);
-        const uint32_t p1 = tn_uxtb16(u1), q1 = tn_uxtb16_ror8(u1);
-        wp += 8;
-        xp += 4;
-        a0 = tn_smlad(p0, xa, a0);
-        a0 = tn_smlad(q0, xb, a0);
-        a1 = tn_smlad(p1, xa, a1);
-        a1 = tn_smlad(q1, xb, a1);
-        a2 = tn_smlad(p0, ya, a2);
-        a2 = tn_smlad(q0, yb, a2);
-        a3 = tn_smlad(p1, ya, a3);
-        a3 = tn_smlad(q1, yb, a3);
-    }
-    a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3;
-    return wp;
-}
-
-/* Two channels, one pixel (its words at xp[0], xp[1] of each group). */
-TN_INLINE const uint8_t *tn_tc_dot21(const uint8_t *wp, const uint32_t *xp, uint32_t n,
-                                     int32_t *a)
-{
-    int32_t a0 = a[0], a1 = a[1];
-    const uint32_t *xe = xp + 4u * n;
-    while (xp != xe) {
-        const uint32_t u0 = tn_ld32(wp), u1 = tn_ld32(wp + 4);
-        const uint32_t xa = xp[0], xb = xp[1];
-        wp += 8;
-        xp += 4;
-        a0 = tn_smlad(tn_uxtb16(u0), xa, a0);
-        a0 = tn_smlad(tn_uxtb16_ror8(u0), xb, a0);
-        a1 = tn_smlad(tn_uxtb16(u1), xa, a1);
-        a1 = tn_smlad(tn_uxtb16_ror8(u1), xb, a1);
-    }
-    a[0] = a0; a[1] = a1;
-    return wp;
-}
-
-/* One channel (plain weight words), with the second pixel (a[1]) when two. */
-TN_INLINE const uint8_t *tn_tc_dot1(const uint8_t *wp, const uint32_t *xp, uint32_t n,
-                                    int32_t *a, uint32_t two)
-{
-    int32_t a0 = a[0], a1 = a[1];
-    for (uint32_t g = 0; g < n; g++, wp += 4, xp += 4) {
-        const uint32_t u0 = tn_ld32(wp);
-        const uint32_t p0 = tn_uxtb16(u0), q0 = tn_uxtb16_ror8(u0);
-        a0 = tn_smlad(p0, xp[0], a0);
-        a0 = tn_smlad(q0, xp[1], a0);
-        if (two) {
-            a1 = tn_smlad(p0, xp[2], a1);
-            a1 = tn_smlad(q0, xp[3], a1);
+    int32_t a0 = v0[0], a1 = v0[1], a2 = v1[0], a3 = v1[1];
+    for (uint32_t j = 0; j < ny; j++) {
+        const uint32_t *x = xp + j * jw, *xe = x + 4u * run;
+        while (x != xe) {
+            const uint32_t u0 = tn_ld32(wp), u1 = tn_ld32(wp + 4);
+            const uint32_t xa = x[0], xb = x[1], ya = x[2], yb = x[3];
+            const uint32_t p0 = tn_uxtb16(u0), q0 = tn_uxtb16_ror8(u0);
+            const uint32_t p1 = tn_uxtb16(u1), q1 = tn_uxtb16_ror8(u1);
+            wp += 8;
+            x += 4;
+            a0 = tn_smlad(p0, xa, a0);
+            a0 = tn_smlad(q0, xb, a0);
+            a1 = tn_smlad(p1, xa, a1);
+            a1 = tn_smlad(q1, xb, a1);
+            a2 = tn_smlad(p0, ya, a2);
+            a2 = tn_smlad(q0, yb, a2);
+            a3 = tn_smlad(p1, ya, a3);
+            a3 = tn_smlad(q1, yb, a3);
         }
     }
-    a[0] = a0; a[1] = a1;
-    return wp;
+    v0[0] = a0; v0[1] = a1; v1[0] = a2; v1[1] = a3;
+}
+
+/* Two channels, one pixel (its words at x[0], x[1] of each group): v0[0], v0[1]. */
+static void tn_tc_dot21(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
+                        uint32_t jw, int32_t *TN_RESTRICT v0)
+{
+    int32_t a0 = v0[0], a1 = v0[1];
+    for (uint32_t j = 0; j < ny; j++) {
+        const uint32_t *x = xp + j * jw, *xe = x + 4u * run;
+        while (x != xe) {
+            const uint32_t u0 = tn_ld32(wp), u1 = tn_ld32(wp + 4);
+            const uint32_t xa = x[0], xb = x[1];
+            wp += 8;
+            x += 4;
+            a0 = tn_smlad(tn_uxtb16(u0), xa, a0);
+            a0 = tn_smlad(tn_uxtb16_ror8(u0), xb, a0);
+            a1 = tn_smlad(tn_uxtb16(u1), xa, a1);
+            a1 = tn_smlad(tn_uxtb16_ror8(u1), xb, a1);
+        }
+    }
+    v0[0] = a0; v0[1] = a1;
+}
+
+/* One channel (plain weight words): v0[0], and v1[0] at the second pixel when two. */
+static void tn_tc_dot1(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
+                       uint32_t jw, int32_t *TN_RESTRICT v0, int32_t *TN_RESTRICT v1,
+                       uint32_t two)
+{
+    int32_t a0 = v0[0], a1 = v1[0];
+    for (uint32_t j = 0; j < ny; j++) {
+        const uint32_t *x = xp + j * jw;
+        for (uint32_t g = 0; g < run; g++, wp += 4, x += 4) {
+            const uint32_t u0 = tn_ld32(wp);
+            const uint32_t p0 = tn_uxtb16(u0), q0 = tn_uxtb16_ror8(u0);
+            a0 = tn_smlad(p0, x[0], a0);
+            a0 = tn_smlad(q0, x[1], a0);
+            if (two) {
+                a1 = tn_smlad(p0, x[2], a1);
+                a1 = tn_smlad(q0, x[3], a1);
+            }
+        }
+    }
+    v0[0] = a0; v1[0] = a1;
 }
 
 /* The CO outputs of one phase (ny x nx taps, weights wb) at pixel 0 (o0, when v0) and pixel 1
  * (o1, when v1) of a base pair; s0, s1: their sums x' over the phase's taps. The accumulators
  * go to v (2 CO int32 of the scratch), then are requantized channel after channel. */
-static void tn_tc_phase(const tn_tc_rq_t *q, uint32_t CO, const uint8_t *wb,
+static TN_TC_NOINLINE void tn_tc_phase(const tn_tc_rq_t *q, uint32_t CO, const uint8_t *wb,
                         const uint32_t *lanes, int32_t *TN_RESTRICT v, uint32_t ny, uint32_t nx,
                         uint32_t IM, uint32_t G, uint8_t *o0, uint8_t *o1, uint32_t v0,
                         uint32_t v1, int32_t s0, int32_t s1)
@@ -236,46 +283,25 @@ static void tn_tc_phase(const tn_tc_rq_t *q, uint32_t CO, const uint8_t *wb,
     const uint32_t jw = IM * G * 4u; /* grid words from one tap row to the next */
     /* a lone pixel 1 reads its own words: the grid seen two words on */
     const uint32_t *xl = (!v0 && v1) ? lanes + 2 : lanes;
-    const int32_t sa = v0 ? s0 : s1;
+    const uint32_t sa = (uint32_t)(v0 ? s0 : s1), sb = (uint32_t)s1;
     const uint32_t two = v0 && v1;
     const uint8_t *wzp = q->wzp;
     const int32_t *bias = q->bias;
     const uint32_t pz = q->per_z;
     int32_t *va = v, *vb = v + CO;
+    /* starting values: bias - z_w sum x' (modulo 2^32) */
+    for (uint32_t c = 0; c < CO; c++) {
+        const uint32_t z = wzp[pz ? c : 0u], b = (uint32_t)bias[c];
+        va[c] = (int32_t)(b - z * sa);
+        vb[c] = (int32_t)(b - z * sb);
+    }
     uint32_t c = 0;
-    for (; c + 2u <= CO; c += 2u) {
-        const uint8_t *wp = wb + c * row;
-        const uint32_t z0 = wzp[pz ? c : 0u], z1 = wzp[pz ? c + 1u : 0u];
-        const uint32_t b0 = (uint32_t)bias[c], b1 = (uint32_t)bias[c + 1u];
-        int32_t a[4];
-        a[0] = (int32_t)(b0 - z0 * (uint32_t)sa);
-        a[1] = (int32_t)(b1 - z1 * (uint32_t)sa);
-        if (two) {
-            a[2] = (int32_t)(b0 - z0 * (uint32_t)s1);
-            a[3] = (int32_t)(b1 - z1 * (uint32_t)s1);
-            for (uint32_t j = 0; j < ny; j++)
-                wp = tn_tc_dot22(wp, xl + j * jw, run, a);
-            vb[c] = a[2];
-            vb[c + 1u] = a[3];
-        } else {
-            for (uint32_t j = 0; j < ny; j++)
-                wp = tn_tc_dot21(wp, xl + j * jw, run, a);
-        }
-        va[c] = a[0];
-        va[c + 1u] = a[1];
+    if (two) {
+        for (; c + 2u <= CO; c += 2u) tn_tc_dot22(wb + c * row, xl, ny, run, jw, va + c, vb + c);
+    } else {
+        for (; c + 2u <= CO; c += 2u) tn_tc_dot21(wb + c * row, xl, ny, run, jw, va + c);
     }
-    if (c < CO) {
-        const uint8_t *wp = wb + c * row;
-        const uint32_t z0 = wzp[pz ? c : 0u];
-        const uint32_t b0 = (uint32_t)bias[c];
-        int32_t a[2];
-        a[0] = (int32_t)(b0 - z0 * (uint32_t)sa);
-        a[1] = (int32_t)(b0 - z0 * (uint32_t)s1);
-        for (uint32_t j = 0; j < ny; j++)
-            wp = tn_tc_dot1(wp, xl + j * jw, run, a, two);
-        va[c] = a[0];
-        vb[c] = a[1];
-    }
+    if (c < CO) tn_tc_dot1(wb + c * row, xl, ny, run, jw, va + c, vb + c, two);
     tn_tc_requant_any(q, va, v0 ? o0 : o1, CO);
     if (two) tn_tc_requant_any(q, vb, o1, CO);
 }
@@ -308,9 +334,12 @@ void tn_m7_run_transpose_conv(const tn_layer_t *l, const uint8_t *const *in, uin
     const uint32_t NT = JM * IM;
     uint32_t *lanes = (uint32_t *)(void *)scratch;           /* NT G 4 words */
     int32_t *sums = (int32_t *)(void *)(scratch + NT * G * 16u); /* [2][NT] */
-    int32_t *v = sums + 2u * NT; /* 2 CO accumulators */
-    const tn_tc_rq_t q = {l->m0, l->bias, l->n0, l->wzp, l->n_m != 1u, l->n_wzp != 1u,
-                          l->rounding, tn_tc_mode(l), l->out.zero_point, l->act_lo, l->act_hi};
+    int32_t *v = sums + 2u * NT;  /* 2 CO accumulators */
+    int32_t *kt = v + 2u * CO;    /* 3 CO requantization constants */
+    const tn_tc_rq_t q = {l->bias, l->m0, l->n0, l->wzp, kt, l->n_wzp != 1u, l->n_m != 1u,
+                          l->rounding, tn_tc_mode(l), tn_tc_clamp(l), l->out.zero_point,
+                          l->act_lo, l->act_hi};
+    tn_tc_constants(&q, kt, CO);
     /* the bases any output reads: oy + PT = by SH + py */
     const int32_t by0 = PT / SH, by1 = (OH - 1 + PT) / SH;
     const int32_t bx0 = PL / SW, bx1 = (OW - 1 + PL) / SW;
