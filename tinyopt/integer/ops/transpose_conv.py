@@ -205,7 +205,7 @@ def m7_weights(layer: IntegerLayer) -> np.ndarray:
                 continue
             rows = wp[:, ky][:, :, kx].reshape(c_out, -1, 4)  # [c_out, taps * g, 4]
             pairs = c_out // 2 * 2
-            inter = rows[:pairs].reshape(pairs // 2, 2, -1, 4).transpose(0, 2, 1, 3)
+            inter = rows[:pairs].reshape(pairs // 2, 2, rows.shape[1], 4).transpose(0, 2, 1, 3)
             parts += [inter.ravel(), rows[pairs:].ravel()]
     return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
 
