@@ -165,10 +165,10 @@ def m7_grid(layer: IntegerLayer) -> tuple[int, int, int]:
 
 def m7_scratch_bytes(step) -> int:
     """Scratch of the twin: two base pixels' grids of int16 lanes (JM IM G 16 bytes), their
-    per-tap sums of x' (2 JM IM int32), one phase's accumulators at both pixels (2 c_out int32)
-    and the per-channel requantization constants (3 c_out int32)."""
+    per-tap sums of x' (2 JM IM int32) and the per-channel requantization constants
+    (3 c_out int32)."""
     jm, im, g = m7_grid(step.layer)
-    return jm * im * (16 * g + 8) + 20 * int(step.layer.out_shape[-1])
+    return jm * im * (16 * g + 8) + 12 * int(step.layer.out_shape[-1])
 
 
 def m7_weights(layer: IntegerLayer) -> np.ndarray:

@@ -28,8 +28,7 @@
  * word ([c: 4 codes][c + 1: 4 codes] per group), an odd last channel alone.
  *
  * Scratch (the step's, in the arena, word-aligned): JM IM G 16 bytes of lanes, then 2 JM IM int32
- * sums, then 2 CO int32 accumulators and 3 CO int32 requantization constants
- * (transpose_conv.m7_scratch_bytes).
+ * sums, then 3 CO int32 requantization constants (transpose_conv.m7_scratch_bytes).
  *
  * Requantization per output as tn_requant_k (tn_arith.h) computes it, in 32-bit arithmetic where
  * that is exact: TFLite's double rounding with every n0 in [-20, -1] as SMMULR of 2 acc and an
@@ -149,60 +148,38 @@ static void tn_tc_constants(const tn_tc_rq_t *q, int32_t *kt, uint32_t CO)
     }
 }
 
-/* The codes of the CO accumulators v (bias and weight zero point included) into o. MODE,
- * CLAMP: as q's (constants after inlining). */
-TN_INLINE void tn_tc_requant(const tn_tc_rq_t *q, const int32_t *TN_RESTRICT v,
-                             uint8_t *TN_RESTRICT o, uint32_t CO, uint32_t MODE, uint32_t CLAMP)
+/* The code of output channel c from its accumulator acc (bias and weight zero point included),
+ * kc = q->kt + 3 c. MODE, CLAMP: q->mode and q->clamp (constants after inlining; MODE 0 takes
+ * any layer). */
+TN_INLINE uint8_t tn_tc_out(const tn_tc_rq_t *q, int32_t acc, const int32_t *kc, uint32_t c,
+                            uint32_t MODE, uint32_t CLAMP)
 {
-    const int32_t *kt = q->kt;
-    const int32_t zp = q->zp, lo = q->lo, hi = q->hi;
-    for (uint32_t c = 0; c < CO; c++, kt += 3) {
-        const int32_t acc = v[c];
-        int32_t y;
-        if (MODE == 1u && (uint32_t)acc + 0x40000000u < 0x80000000u) {
-            /* 2 acc fits: SMMULR(2 acc, m0) = (acc m0 + 2^30) >> 31, TFLite's doubling high
-             * multiply; the rounding divide by 2^r (half away from zero) is one add of the
-             * half minus the sign and one shift, z_out 2^r added with the half (|h| <= 2^30 + 1,
-             * half + |z_out 2^r| <= 2^19 + 2^28: no overflow) */
-            const int32_t h = tn_smmulr((int32_t)((uint32_t)acc << 1), kt[0]);
-            y = (h + kt[1] + (h >> 31)) >> kt[2];
-        } else if (MODE == 2u) {
-            /* floor: n0 <= -1, so no left shift; the high word of acc m0, >> -(n0 + 1) */
-            y = (tn_smmul(acc, kt[0]) >> kt[2]) + zp;
-        } else {  /* tn_requant_k (mode 1: |acc| >= 2^30) */
-            const uint32_t k = q->per_m ? c : 0u;
-            o[c] = (uint8_t)tn_clamp(tn_requant_k(acc, q->m0[k], q->n0[k], (uint8_t)q->rounding)
-                                     + zp, lo, hi);
-            continue;
-        }
-        if (CLAMP == 1u) y = tn_sat8(y, 1u);
-        else if (CLAMP == 2u) y = tn_sat8(y, 0u);
-        else y = y < lo ? lo : (y > hi ? hi : y);
-        o[c] = (uint8_t)y;
+    int32_t y;
+    if (MODE == 1u && (uint32_t)acc + 0x40000000u < 0x80000000u) {
+        /* 2 acc fits: SMMULR(2 acc, m0) = (acc m0 + 2^30) >> 31, TFLite's doubling high
+         * multiply; the rounding divide by 2^r (half away from zero) is one add of the half
+         * minus the sign and one shift, z_out 2^r added with the half (|h| <= 2^30 + 1,
+         * half + |z_out 2^r| <= 2^19 + 2^28: no overflow) */
+        const int32_t h = tn_smmulr((int32_t)((uint32_t)acc << 1), kc[0]);
+        y = (h + kc[1] + (h >> 31)) >> kc[2];
+    } else if (MODE == 2u) {
+        /* floor: n0 <= -1, so no left shift; the high word of acc m0, >> -(n0 + 1) */
+        y = (tn_smmul(acc, kc[0]) >> kc[2]) + q->zp;
+    } else { /* tn_requant_k (mode 1: |acc| >= 2^30) */
+        const uint32_t k = q->per_m ? c : 0u;
+        return (uint8_t)tn_clamp(tn_requant_k(acc, q->m0[k], q->n0[k], (uint8_t)q->rounding)
+                                 + q->zp, q->lo, q->hi);
     }
-}
-
-/* tn_tc_requant with its constants. */
-static void tn_tc_requant_any(const tn_tc_rq_t *q, const int32_t *v, uint8_t *o, uint32_t CO)
-{
-    if (q->mode == 1u) {
-        if (q->clamp == 1u) tn_tc_requant(q, v, o, CO, 1u, 1u);
-        else if (q->clamp == 2u) tn_tc_requant(q, v, o, CO, 1u, 2u);
-        else tn_tc_requant(q, v, o, CO, 1u, 0u);
-    } else if (q->mode == 2u) {
-        if (q->clamp == 1u) tn_tc_requant(q, v, o, CO, 2u, 1u);
-        else if (q->clamp == 2u) tn_tc_requant(q, v, o, CO, 2u, 2u);
-        else tn_tc_requant(q, v, o, CO, 2u, 0u);
-    } else {
-        tn_tc_requant(q, v, o, CO, 0u, 0u);
-    }
+    if (CLAMP == 1u) return (uint8_t)tn_sat8(y, 1u);
+    if (CLAMP == 2u) return (uint8_t)tn_sat8(y, 0u);
+    return (uint8_t)(y < q->lo ? q->lo : (y > q->hi ? q->hi : y));
 }
 
 /* The accumulators of two channels (interleaved weight words wp) at two pixels (grid words xp,
  * P0A P0B P1A P1B per group): ny tap rows of run groups each, jw grid words from one row's start
  * to the next's; v0[0], v0[1] (channels c, c + 1 at pixel 0), v1[0], v1[1] (pixel 1) hold the
  * starting values and get the sums. */
-static void tn_tc_dot22(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
+TN_INLINE void tn_tc_dot22(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
                         uint32_t jw, int32_t *TN_RESTRICT v0, int32_t *TN_RESTRICT v1)
 {
     int32_t a0 = v0[0], a1 = v0[1], a2 = v1[0], a3 = v1[1];
@@ -263,7 +240,7 @@ static void tn_tc_dot22(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint
 }
 
 /* Two channels, one pixel (its words at x[0], x[1] of each group): v0[0], v0[1]. */
-static void tn_tc_dot21(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
+TN_INLINE void tn_tc_dot21(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
                         uint32_t jw, int32_t *TN_RESTRICT v0)
 {
     int32_t a0 = v0[0], a1 = v0[1];
@@ -284,7 +261,7 @@ static void tn_tc_dot21(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint
 }
 
 /* One channel (plain weight words): v0[0], and v1[0] at the second pixel when two. */
-static void tn_tc_dot1(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
+TN_INLINE void tn_tc_dot1(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
                        uint32_t jw, int32_t *TN_RESTRICT v0, int32_t *TN_RESTRICT v1,
                        uint32_t two)
 {
@@ -306,38 +283,74 @@ static void tn_tc_dot1(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint3
 }
 
 /* The CO outputs of one phase (ny x nx taps, weights wb) at pixel 0 (o0, when v0) and pixel 1
- * (o1, when v1) of a base pair; s0, s1: their sums x' over the phase's taps. The accumulators
- * go to v (2 CO int32 of the scratch), then are requantized channel after channel. */
-static TN_TC_NOINLINE void tn_tc_phase(const tn_tc_rq_t *q, uint32_t CO, const uint8_t *wb,
-                        const uint32_t *lanes, int32_t *TN_RESTRICT v, uint32_t ny, uint32_t nx,
-                        uint32_t IM, uint32_t G, uint8_t *o0, uint8_t *o1, uint32_t v0,
-                        uint32_t v1, int32_t s0, int32_t s1)
+ * (o1, when v1) of a base pair; s0, s1: their sums x' over the phase's taps. Each pair of
+ * channels is requantized and written as soon as its sums are. MODE, CLAMP: tn_tc_out's. */
+TN_INLINE void tn_tc_phase(const tn_tc_rq_t *q, uint32_t CO, const uint8_t *wb,
+                           const uint32_t *lanes, uint32_t ny, uint32_t nx, uint32_t IM,
+                           uint32_t G, uint8_t *o0, uint8_t *o1, uint32_t v0, uint32_t v1,
+                           int32_t s0, int32_t s1, uint32_t MODE, uint32_t CLAMP)
 {
     const uint32_t row = ny * nx * G * 4u, run = nx * G;
     const uint32_t jw = IM * G * 4u; /* grid words from one tap row to the next */
     /* a lone pixel 1 reads its own words: the grid seen two words on */
     const uint32_t *xl = (!v0 && v1) ? lanes + 2 : lanes;
     const uint32_t sa = (uint32_t)(v0 ? s0 : s1), sb = (uint32_t)s1;
-    const uint32_t two = v0 && v1;
+    uint8_t *oa = v0 ? o0 : o1;
     const uint8_t *wzp = q->wzp;
-    const int32_t *bias = q->bias;
+    const int32_t *bias = q->bias, *kt = q->kt;
     const uint32_t pz = q->per_z;
-    int32_t *va = v, *vb = v + CO;
-    /* starting values: bias - z_w sum x' (modulo 2^32) */
-    for (uint32_t c = 0; c < CO; c++) {
-        const uint32_t z = wzp[pz ? c : 0u], b = (uint32_t)bias[c];
-        va[c] = (int32_t)(b - z * sa);
-        vb[c] = (int32_t)(b - z * sb);
-    }
     uint32_t c = 0;
-    if (two) {
-        for (; c + 2u <= CO; c += 2u) tn_tc_dot22(wb + c * row, xl, ny, run, jw, va + c, vb + c);
+    if (v0 && v1) {
+        for (; c + 2u <= CO; c += 2u) {
+            const uint32_t z0 = wzp[pz ? c : 0u], z1 = wzp[pz ? c + 1u : 0u];
+            const uint32_t b0 = (uint32_t)bias[c], b1 = (uint32_t)bias[c + 1u];
+            /* starting values: bias - z_w sum x' (modulo 2^32) */
+            int32_t a[2] = {(int32_t)(b0 - z0 * sa), (int32_t)(b1 - z1 * sa)};
+            int32_t b[2] = {(int32_t)(b0 - z0 * sb), (int32_t)(b1 - z1 * sb)};
+            tn_tc_dot22(wb + c * row, xl, ny, run, jw, a, b);
+            o0[c] = tn_tc_out(q, a[0], kt + 3u * c, c, MODE, CLAMP);
+            o0[c + 1u] = tn_tc_out(q, a[1], kt + 3u * c + 3u, c + 1u, MODE, CLAMP);
+            o1[c] = tn_tc_out(q, b[0], kt + 3u * c, c, MODE, CLAMP);
+            o1[c + 1u] = tn_tc_out(q, b[1], kt + 3u * c + 3u, c + 1u, MODE, CLAMP);
+        }
     } else {
-        for (; c + 2u <= CO; c += 2u) tn_tc_dot21(wb + c * row, xl, ny, run, jw, va + c);
+        for (; c + 2u <= CO; c += 2u) {
+            const uint32_t z0 = wzp[pz ? c : 0u], z1 = wzp[pz ? c + 1u : 0u];
+            int32_t a[2] = {(int32_t)((uint32_t)bias[c] - z0 * sa),
+                            (int32_t)((uint32_t)bias[c + 1u] - z1 * sa)};
+            tn_tc_dot21(wb + c * row, xl, ny, run, jw, a);
+            oa[c] = tn_tc_out(q, a[0], kt + 3u * c, c, MODE, CLAMP);
+            oa[c + 1u] = tn_tc_out(q, a[1], kt + 3u * c + 3u, c + 1u, MODE, CLAMP);
+        }
     }
-    if (c < CO) tn_tc_dot1(wb + c * row, xl, ny, run, jw, va + c, vb + c, two);
-    tn_tc_requant_any(q, va, v0 ? o0 : o1, CO);
-    if (two) tn_tc_requant_any(q, vb, o1, CO);
+    if (c < CO) {
+        const uint32_t z0 = wzp[pz ? c : 0u], b0 = (uint32_t)bias[c];
+        int32_t a = (int32_t)(b0 - z0 * sa), b = (int32_t)(b0 - z0 * sb);
+        tn_tc_dot1(wb + c * row, xl, ny, run, jw, &a, &b, v0 && v1);
+        oa[c] = tn_tc_out(q, a, kt + 3u * c, c, MODE, CLAMP);
+        if (v0 && v1) o1[c] = tn_tc_out(q, b, kt + 3u * c, c, MODE, CLAMP);
+    }
+}
+
+/* tn_tc_phase for the layer's requantization: a copy for each common (mode, clamp) (TFLite's
+ * int8 without and with an activation clamp, the Keras path's uint8 likewise), the general
+ * copy (tn_requant_k, any clamp) for the rest. */
+static TN_TC_NOINLINE void tn_tc_phase_any(const tn_tc_rq_t *q, uint32_t CO, const uint8_t *wb,
+                                           const uint32_t *lanes, uint32_t ny, uint32_t nx,
+                                           uint32_t IM, uint32_t G, uint8_t *o0, uint8_t *o1,
+                                           uint32_t v0, uint32_t v1, int32_t s0, int32_t s1)
+{
+    const uint32_t mode = q->mode, clamp = q->clamp;
+    if (mode == 1u && clamp == 1u)
+        tn_tc_phase(q, CO, wb, lanes, ny, nx, IM, G, o0, o1, v0, v1, s0, s1, 1u, 1u);
+    else if (mode == 1u && clamp == 0u)
+        tn_tc_phase(q, CO, wb, lanes, ny, nx, IM, G, o0, o1, v0, v1, s0, s1, 1u, 0u);
+    else if (mode == 2u && clamp == 2u)
+        tn_tc_phase(q, CO, wb, lanes, ny, nx, IM, G, o0, o1, v0, v1, s0, s1, 2u, 2u);
+    else if (mode == 2u && clamp == 0u)
+        tn_tc_phase(q, CO, wb, lanes, ny, nx, IM, G, o0, o1, v0, v1, s0, s1, 2u, 0u);
+    else
+        tn_tc_phase(q, CO, wb, lanes, ny, nx, IM, G, o0, o1, v0, v1, s0, s1, 0u, 0u);
 }
 
 /* Widen the JM x IM grid of base (by, bx) as pixel P (words at lanes + 2 P), sums at sums. */
@@ -368,8 +381,7 @@ void tn_m7_run_transpose_conv(const tn_layer_t *l, const uint8_t *const *in, uin
     const uint32_t NT = JM * IM;
     uint32_t *lanes = (uint32_t *)(void *)scratch;           /* NT G 4 words */
     int32_t *sums = (int32_t *)(void *)(scratch + NT * G * 16u); /* [2][NT] */
-    int32_t *v = sums + 2u * NT;  /* 2 CO accumulators */
-    int32_t *kt = v + 2u * CO;    /* 3 CO requantization constants */
+    int32_t *kt = sums + 2u * NT; /* 3 CO requantization constants */
     const tn_tc_rq_t q = {l->bias, l->m0, l->n0, l->wzp, kt, l->n_wzp != 1u, l->n_m != 1u,
                           l->rounding, tn_tc_mode(l), tn_tc_clamp(l), l->out.zero_point,
                           l->act_lo, l->act_hi};
@@ -402,9 +414,9 @@ void tn_m7_run_transpose_conv(const tn_layer_t *l, const uint8_t *const *in, uin
                         }
                     }
                     uint8_t *row = out + (uint32_t)oy * (uint32_t)OW * CO;
-                    tn_tc_phase(&q, CO, phase, lanes, v, ny, nx, IM, G,
-                                v0 ? row + (uint32_t)ox0 * CO : row,
-                                v1 ? row + (uint32_t)ox1 * CO : row, v0, v1, s0, s1);
+                    tn_tc_phase_any(&q, CO, phase, lanes, ny, nx, IM, G,
+                                    v0 ? row + (uint32_t)ox0 * CO : row,
+                                    v1 ? row + (uint32_t)ox1 * CO : row, v0, v1, s0, s1);
                 }
             }
         }
