@@ -24,7 +24,11 @@ from a byte boundary), ``weight_zero_point``, ``bias`` per output channel, ``m0`
 ``stride``, ``padding`` (top, bottom, left, right). A Keras kernel [kh, kw, c_out, c_in] is
 ``kernel.transpose(2, 0, 1, 3)`` here (TFLite's converter writes the same order, unflipped).
 C: ``tn_run_transpose_conv`` (``tinyopt/deploy/c/ops/tn_transpose_conv.c``: each output gathers
-its taps, so no scratch).
+its taps, so no scratch). Cortex-M7 twin: ``tn_m7_run_transpose_conv``
+(``tinyopt/deploy/c/ops/m7/tn_transpose_conv.c``) on 8-bit input, weights and output
+(:func:`m7_check`): the gather split by output phase, each phase a small convolution on int16
+lanes (SMLAD, two channels x two pixels), its weights in the order :func:`m7_weights` writes, its
+widened windows in the arena (:func:`m7_scratch_bytes`).
 """
 
 from __future__ import annotations
@@ -146,7 +150,7 @@ def c_fields(step, emit) -> dict:
 # ------------------------------------------------------------------ the Cortex-M7 twin
 # c/ops/m7/tn_transpose_conv.c: the gather form split by output phase (its header says how);
 # 8-bit input, weights and output only (the sub-byte widths keep the portable kernel).
-M7_MAX_SCRATCH = 16384  # bytes of widened lanes a step may take (steps.MAX_SCRATCH's rule)
+M7_MAX_SCRATCH = 16384  # scratch bytes the twin may take on a step (as steps.MAX_SCRATCH)
 
 
 def _phase_taps(k: int, s: int, p: int) -> range:
@@ -155,18 +159,33 @@ def _phase_taps(k: int, s: int, p: int) -> range:
 
 
 def m7_grid(layer: IntegerLayer) -> tuple[int, int, int]:
-    """(JM, IM, G) of the twin: the taps of phase (0, 0) in y and x (the grid widened once per
-    base pixel) and the groups of four int16 lanes holding one pixel's channels."""
+    """The twin's grid of one base pixel.
+
+    Arguments:
+        layer: a ``transpose_conv`` node.
+
+    Returns:
+        (JM, IM, G): the taps of phase (0, 0) in y and in x (the input pixels widened once per
+        base pixel, every phase reading its taps from them) and the groups of four int16 lanes
+        holding one pixel's channels.
+    """
     kh, kw = (int(v) for v in layer.weight_shape[1:3])
     sh, sw = (int(v) for v in layer.stride)
-    return len(_phase_taps(kh, sh, 0)), len(_phase_taps(kw, sw, 0)), -(-int(layer.in_shape[-1])
-                                                                        // 4)
+    groups = -(-int(layer.in_shape[-1]) // 4)
+    return len(_phase_taps(kh, sh, 0)), len(_phase_taps(kw, sw, 0)), groups
 
 
 def m7_scratch_bytes(step) -> int:
-    """Scratch of the twin: two base pixels' grids of int16 lanes (JM IM G 16 bytes), their
-    per-tap sums of x' (2 JM IM int32) and the per-channel requantization constants
-    (3 c_out int32)."""
+    """The twin's scratch (``OpKind.m7_scratch``).
+
+    Arguments:
+        step: a deployed step (:class:`tinyopt.integer.steps.Step`) of this op.
+
+    Returns:
+        Bytes: two base pixels' grids of int16 lanes (JM IM G 16, :func:`m7_grid`), their
+        per-tap sums of x' (2 JM IM int32) and the per-channel requantization constants
+        (3 c_out int32).
+    """
     jm, im, g = m7_grid(step.layer)
     return jm * im * (16 * g + 8) + 12 * int(step.layer.out_shape[-1])
 
@@ -211,12 +230,20 @@ def m7_weights(layer: IntegerLayer) -> np.ndarray:
 
 
 def m7_check(step) -> str:
-    """"" when the twin runs ``step``, else why the portable kernel keeps it: 8-bit input,
-    weights and output; an input zero point in [-255, 255] (x - z_x in int16 lanes); at most
+    """Does the twin run ``step`` (``OpKind.m7_check``)? It takes 8-bit input, weights and
+    output; an input zero point in [-255, 255] (x - z_x in int16 lanes); at most
     :data:`M7_MAX_SCRATCH` bytes of scratch; on a Keras-path graph, a step where that scratch
     does not grow the arena (``Step.roomy``, as tn_m7_subconv and the 3x3 depthwise row kernel:
-    the RAM budget first). Shapes and widths only (the memory model plans the same before any
-    weight is calibrated)."""
+    the RAM budget first). Shapes and widths only, never the multipliers (the memory model plans
+    the same before any weight is calibrated; the twin picks its requantization at run time).
+
+    Arguments:
+        step: a deployed step (:class:`tinyopt.integer.steps.Step`) of this op.
+
+    Returns:
+        "" when the twin runs it, else why the portable kernel keeps it (reported in
+        ``kernels_m7.Choice.reason``).
+    """
     layer = step.layer
     widths = {"input": layer.in_bits, "weights": layer.weight_bits, "output": layer.out_bits}
     other = {k: v for k, v in widths.items() if int(v) != 8}
@@ -234,7 +261,14 @@ def m7_check(step) -> str:
 
 
 def m7_fields(step, emit) -> dict:
-    """The weights in the twin's order (:func:`m7_weights`) in place of the rows."""
+    """The descriptor fields of a step the twin runs (``OpKind.m7_fields``).
+
+    Arguments:
+        step: the deployed step; emit: codegen's ``(ctype, values, what) -> array name``.
+
+    Returns:
+        {"w": the weights in the twin's order (:func:`m7_weights`)}, in place of the rows.
+    """
     return {"w": emit("uint8_t", m7_weights(step.layer), "w")}
 
 

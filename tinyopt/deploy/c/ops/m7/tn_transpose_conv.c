@@ -39,8 +39,8 @@
 #include "tinyopt_nn.h"
 #include "tn_m7_core.h"
 
-/* the phase kernel is a function of its own: inlined into the base loop, its registers would be
- * shared with everything around it */
+/* the phase kernel is a function of its own: inlined into the base loop, it would share its
+ * registers with everything around it */
 #if defined(__GNUC__)
 #define TN_TC_NOINLINE __attribute__((noinline))
 #else
@@ -96,13 +96,14 @@ TN_INLINE int32_t tn_tc_widen(const uint8_t *x, uint32_t *TN_RESTRICT dst, int32
 }
 
 /* How the outputs are requantized (the layer's multipliers scanned once): 1 TFLite double
- * rounding, every n0 in [-20, -1] (SMMULR when |acc| < 2^30, z_out folded into the rounding
- * constant); 2 floor, every n0 in [-32, -1] (SMMUL); 0 tn_requant_k. The clamp: 1 the whole
- * int8 range (SSAT), 2 the whole uint8 range (USAT), 0 another. */
+ * rounding, every n0 in [-20, -1] and |z_out| <= 255 (SMMULR when |acc| < 2^30, z_out folded
+ * into the rounding constant); 2 floor, every n0 in [-32, -1] (SMMUL); 0 tn_requant_k. The
+ * clamp (tn_tc_clamp): 1 the whole int8 range (SSAT), 2 the whole uint8 range (USAT), 0 another. */
 static uint32_t tn_tc_mode(const tn_layer_t *l)
 {
     const uint32_t dbl = l->rounding == TN_TFL_DOUBLE, flr = l->rounding == TN_FLOOR;
-    if (!dbl && !flr) return 0u;
+    const int32_t zp = l->out.zero_point;
+    if ((!dbl && !flr) || zp > 255 || zp < -255) return 0u; /* z_out 2^20 within 2^28 */
     for (uint32_t k = 0; k < l->n_m; k++) {
         const int32_t n0 = l->n0[k];
         if (n0 > -1 || n0 < (dbl ? -20 : -32)) return 0u;
@@ -180,7 +181,7 @@ TN_INLINE uint8_t tn_tc_out(const tn_tc_rq_t *q, int32_t acc, const int32_t *kc,
  * to the next's; v0[0], v0[1] (channels c, c + 1 at pixel 0), v1[0], v1[1] (pixel 1) hold the
  * starting values and get the sums. */
 TN_INLINE void tn_tc_dot22(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
-                        uint32_t jw, int32_t *TN_RESTRICT v0, int32_t *TN_RESTRICT v1)
+                           uint32_t jw, int32_t *TN_RESTRICT v0, int32_t *TN_RESTRICT v1)
 {
     int32_t a0 = v0[0], a1 = v0[1], a2 = v1[0], a3 = v1[1];
     for (uint32_t j = 0; j < ny; j++) {
@@ -241,7 +242,7 @@ TN_INLINE void tn_tc_dot22(const uint8_t *wp, const uint32_t *xp, uint32_t ny, u
 
 /* Two channels, one pixel (its words at x[0], x[1] of each group): v0[0], v0[1]. */
 TN_INLINE void tn_tc_dot21(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
-                        uint32_t jw, int32_t *TN_RESTRICT v0)
+                           uint32_t jw, int32_t *TN_RESTRICT v0)
 {
     int32_t a0 = v0[0], a1 = v0[1];
     for (uint32_t j = 0; j < ny; j++) {
@@ -262,8 +263,8 @@ TN_INLINE void tn_tc_dot21(const uint8_t *wp, const uint32_t *xp, uint32_t ny, u
 
 /* One channel (plain weight words): v0[0], and v1[0] at the second pixel when two. */
 TN_INLINE void tn_tc_dot1(const uint8_t *wp, const uint32_t *xp, uint32_t ny, uint32_t run,
-                       uint32_t jw, int32_t *TN_RESTRICT v0, int32_t *TN_RESTRICT v1,
-                       uint32_t two)
+                          uint32_t jw, int32_t *TN_RESTRICT v0, int32_t *TN_RESTRICT v1,
+                          uint32_t two)
 {
     int32_t a0 = v0[0], a1 = v1[0];
     for (uint32_t j = 0; j < ny; j++) {
@@ -290,8 +291,9 @@ TN_INLINE void tn_tc_phase(const tn_tc_rq_t *q, uint32_t CO, const uint8_t *wb,
                            uint32_t G, uint8_t *o0, uint8_t *o1, uint32_t v0, uint32_t v1,
                            int32_t s0, int32_t s1, uint32_t MODE, uint32_t CLAMP)
 {
-    const uint32_t row = ny * nx * G * 4u, run = nx * G;
-    const uint32_t jw = IM * G * 4u; /* grid words from one tap row to the next */
+    const uint32_t row = ny * nx * G * 4u, jw = IM * G * 4u; /* jw: grid words per tap row */
+    /* a phase with every tap of a grid row reads its rows as one run */
+    const uint32_t run = nx == IM ? ny * nx * G : nx * G, rows = nx == IM ? 1u : ny;
     /* a lone pixel 1 reads its own words: the grid seen two words on */
     const uint32_t *xl = (!v0 && v1) ? lanes + 2 : lanes;
     const uint32_t sa = (uint32_t)(v0 ? s0 : s1), sb = (uint32_t)s1;
@@ -307,7 +309,7 @@ TN_INLINE void tn_tc_phase(const tn_tc_rq_t *q, uint32_t CO, const uint8_t *wb,
             /* starting values: bias - z_w sum x' (modulo 2^32) */
             int32_t a[2] = {(int32_t)(b0 - z0 * sa), (int32_t)(b1 - z1 * sa)};
             int32_t b[2] = {(int32_t)(b0 - z0 * sb), (int32_t)(b1 - z1 * sb)};
-            tn_tc_dot22(wb + c * row, xl, ny, run, jw, a, b);
+            tn_tc_dot22(wb + c * row, xl, rows, run, jw, a, b);
             o0[c] = tn_tc_out(q, a[0], kt + 3u * c, c, MODE, CLAMP);
             o0[c + 1u] = tn_tc_out(q, a[1], kt + 3u * c + 3u, c + 1u, MODE, CLAMP);
             o1[c] = tn_tc_out(q, b[0], kt + 3u * c, c, MODE, CLAMP);
@@ -318,7 +320,7 @@ TN_INLINE void tn_tc_phase(const tn_tc_rq_t *q, uint32_t CO, const uint8_t *wb,
             const uint32_t z0 = wzp[pz ? c : 0u], z1 = wzp[pz ? c + 1u : 0u];
             int32_t a[2] = {(int32_t)((uint32_t)bias[c] - z0 * sa),
                             (int32_t)((uint32_t)bias[c + 1u] - z1 * sa)};
-            tn_tc_dot21(wb + c * row, xl, ny, run, jw, a);
+            tn_tc_dot21(wb + c * row, xl, rows, run, jw, a);
             oa[c] = tn_tc_out(q, a[0], kt + 3u * c, c, MODE, CLAMP);
             oa[c + 1u] = tn_tc_out(q, a[1], kt + 3u * c + 3u, c + 1u, MODE, CLAMP);
         }
@@ -326,7 +328,7 @@ TN_INLINE void tn_tc_phase(const tn_tc_rq_t *q, uint32_t CO, const uint8_t *wb,
     if (c < CO) {
         const uint32_t z0 = wzp[pz ? c : 0u], b0 = (uint32_t)bias[c];
         int32_t a = (int32_t)(b0 - z0 * sa), b = (int32_t)(b0 - z0 * sb);
-        tn_tc_dot1(wb + c * row, xl, ny, run, jw, &a, &b, v0 && v1);
+        tn_tc_dot1(wb + c * row, xl, rows, run, jw, &a, &b, v0 && v1);
         oa[c] = tn_tc_out(q, a, kt + 3u * c, c, MODE, CLAMP);
         if (v0 && v1) o1[c] = tn_tc_out(q, b, kt + 3u * c, c, MODE, CLAMP);
     }
@@ -379,9 +381,9 @@ void tn_m7_run_transpose_conv(const tn_layer_t *l, const uint8_t *const *in, uin
     const uint32_t G = (l->in.c + 3u) / 4u;
     const uint32_t JM = tn_tc_taps(KH, (uint32_t)SH, 0u), IM = tn_tc_taps(KW, (uint32_t)SW, 0u);
     const uint32_t NT = JM * IM;
-    uint32_t *lanes = (uint32_t *)(void *)scratch;           /* NT G 4 words */
-    int32_t *sums = (int32_t *)(void *)(scratch + NT * G * 16u); /* [2][NT] */
-    int32_t *kt = sums + 2u * NT; /* 3 CO requantization constants */
+    uint32_t *lanes = (uint32_t *)(void *)scratch;                /* NT G 4 words */
+    int32_t *sums = (int32_t *)(void *)(scratch + NT * G * 16u);  /* [2][NT] */
+    int32_t *kt = sums + 2u * NT;                                 /* 3 CO constants */
     const tn_tc_rq_t q = {l->bias, l->m0, l->n0, l->wzp, kt, l->n_wzp != 1u, l->n_m != 1u,
                           l->rounding, tn_tc_mode(l), tn_tc_clamp(l), l->out.zero_point,
                           l->act_lo, l->act_hi};
