@@ -77,6 +77,11 @@ def assert_twin_exact(graph, tmp_path, x=None, min_distinct=40):
     assert "m7_tn_transpose_conv.c" in {p.name for p in e.sources}
     step = e.steps[0]
     assert step.scratch_bytes == -(-tc.m7_scratch_bytes(step) // 4) * 4 > 0
+    # one weight array, in the twin's order (codegen: m7_fields' "w" replaces c_fields' own)
+    params = (tmp_path / "src" / "model_params.h").read_text()
+    size = tc.m7_weights(step.layer).size
+    assert params.count("model_w0[") == 1 and f"model_w0[{size}]" in params
+    assert e.param_bytes["w"] == size
     exe = mcu.build_host(e, build_dir=tmp_path / "host")
     assert mcu.built_arena_bytes(exe, e) == e.memory.arena_bytes
     x = codes(graph) if x is None else x
@@ -304,3 +309,22 @@ def test_qemu_u_net_layer(kernel, flavour, tmp_path, anywhere):
     assert list(table["kernel"]) == ["op"]
     assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
     assert s["distinct_outputs"] == 4
+
+
+@needs_gcc
+def test_prefixed_export_renames_the_twin(tmp_path):
+    """An export under a prefix copies the twin as <prefix>_m7_tn_transpose_conv.c and every
+    symbol it defines with external linkage carries the prefix (two exports link together)."""
+    import subprocess
+    if shutil.which("nm") is None:
+        pytest.skip("nm not installed")
+    e = codegen.export_c(tconv(), tmp_path / "src", kernels="m7", prefix="up")
+    twin = [p for p in e.sources if p.name == "up_m7_tn_transpose_conv.c"]
+    assert len(twin) == 1 and e.kernels == ["op"]
+    obj = tmp_path / "twin.o"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", "-c",
+                    str(twin[0]), "-o", str(obj)], check=True)
+    out = subprocess.run(["nm", "-g", "--defined-only", str(obj)], check=True,
+                         capture_output=True, text=True).stdout
+    symbols = [line.split()[-1] for line in out.splitlines() if line.strip()]
+    assert symbols == ["up_tn_m7_run_transpose_conv"], symbols
