@@ -331,6 +331,7 @@ def test_hard_swish_twin_int8_exact(s_in, tmp_path):
     """TFLite's arithmetic (the twin's own table, built in the arena scratch) at input scales
     whose relu-ish exponent is negative, zero and positive; 441 elements, in place."""
     g = hs_graph((9, 7, 7), s_in=s_in, s_out=max(s_in * 0.7, 0.02))
+    assert len(np.unique(_inputs(g, 16))) == 256, "every int8 code should meet the table"
     e, exe = host_exact(g, tmp_path, "hard_swish", n=16)
     s = _step(e, "hard_swish")
     assert s.scratch_bytes == 256 and s.scratch_offset % 4 == 0
@@ -360,6 +361,36 @@ def test_hard_swish_plan_peak_is_the_built_arena(tmp_path):
     assert mcu.built_arena_bytes(exe, e) == e.arena_bytes
     portable = codegen.export_c(g, tmp_path / "portable", kernels="portable")
     assert e.arena_bytes == portable.arena_bytes + 256
+
+
+def _subbyte_hs_graph(shape):
+    """A sub-byte-path ("floor") graph with hard-swish's int8 form between two QUANTIZE moves
+    (mixed precision lowers an 8-bit hard-swish so)."""
+    u8, s8 = _grid(8, False, 128), _grid(8, True, 0)
+    q_in = _quantize("q_in", shape, u8, s8, 1.0, "floor")
+    hs = hs_graph(shape).layers[0]
+    hs.in_zero_point, hs.out_zero_point = 0, 0
+    hs.inputs = ("q_in",)
+    q_out = IntegerLayer(kind="quantize", name="q_out", in_shape=shape, out_shape=shape,
+                         inputs=("hs",), outputs=("q_out",), m0=q_in.m0, n0=q_in.n0,
+                         **_f("in", s8), **_f("out", u8))
+    g = IntegerGraph([q_in, hs, q_out], shape, input_bits=8, input_zero_point=128,
+                     rounding="floor", input_name="x", outputs=["q_out"], name="hs_floor")
+    g.validate()
+    return g
+
+
+def test_subbyte_graph_takes_the_table_scratch_only_where_free():
+    """On a "floor" graph the twin's 256 bytes come only where the arena has room
+    (Step.roomy): at the peak step they would grow it, so that step stays portable and says
+    why; the arena equals the portable export's."""
+    g = _subbyte_hs_graph((9, 7, 7))
+    steps, mem = steps_mod.memory_plan(g, kernels="m7")
+    k = next(i for i, s in enumerate(steps) if s.layer.kind == "hard_swish")
+    c = kernels_m7.choose(steps[k], k, "m7", g.rounding)
+    assert c.kind == "portable" and "grow the arena" in c.reason, c.reason
+    _, portable = steps_mod.memory_plan(g, kernels="portable")
+    assert mem.arena_bytes == portable.arena_bytes
 
 
 @needs_gcc

@@ -51,16 +51,18 @@ TN_INLINE int32_t tn_m7_mul_q(int32_t phi, uint32_t S, int32_t M, int32_t C, uin
     return tn_sat8(t >> K, 1u);
 }
 
-/* One element from the two bytes (codes as stored) */
-TN_INLINE uint8_t tn_m7_mul1(uint32_t a, uint32_t b, const int32_t *p, int32_t M,
-                             uint32_t RND, uint32_t FIX)
+/* One element from the two bytes (codes as stored); the constants as arguments, held in
+ * registers by the caller (a store to out may alias the descriptor, which would otherwise be
+ * read again after every element) */
+TN_INLINE uint8_t tn_m7_mul1(uint32_t a, uint32_t b, uint32_t flip, int32_t za, int32_t zb,
+                             uint32_t S, int32_t M, int32_t C, uint32_t K, int32_t lo, int32_t hi,
+                             uint32_t flip_out, uint32_t RND, uint32_t FIX)
 {
-    const uint32_t flip = (uint32_t)p[P_FLIP_IN] & 0xFFu;
-    const int32_t da = (int32_t)(int8_t)(uint8_t)(a ^ flip) - p[P_ZA];
-    const int32_t db = (int32_t)(int8_t)(uint8_t)(b ^ flip) - p[P_ZB];
-    int32_t y = tn_m7_mul_q(da * db, (uint32_t)p[P_S], M, p[P_C], (uint32_t)p[P_K], RND, FIX);
-    y = y < p[P_LO] ? p[P_LO] : (y > p[P_HI] ? p[P_HI] : y);
-    return (uint8_t)((uint32_t)y ^ (uint32_t)p[P_FLIP_OUT]);
+    const int32_t da = (int32_t)(int8_t)(uint8_t)(a ^ flip) - za;
+    const int32_t db = (int32_t)(int8_t)(uint8_t)(b ^ flip) - zb;
+    int32_t y = tn_m7_mul_q(da * db, S, M, C, K, RND, FIX);
+    y = y < lo ? lo : (y > hi ? hi : y);
+    return (uint8_t)((uint32_t)y ^ flip_out);
 }
 
 /* Four elements from one word of each input. */
@@ -94,6 +96,8 @@ TN_INLINE void tn_m7_mul_loop(const tn_layer_t *l, const uint8_t *a, const uint8
     const uint32_t nzb = ((uint32_t)(-p[P_ZB]) & 0xFFFFu) * 0x10001u;
     const uint32_t lo4 = ((uint32_t)p[P_LO] & 0xFFu) * 0x01010101u;
     const uint32_t hi4 = ((uint32_t)p[P_HI] & 0xFFu) * 0x01010101u;
+    const int32_t za = p[P_ZA], zb = p[P_ZB], lo = p[P_LO], hi = p[P_HI];
+    const uint32_t flip = flip_in & 0xFFu;
     if (nb == n) { /* element-wise */
         const uint32_t n4 = n & ~3u;
         uint32_t i = 0;
@@ -102,7 +106,8 @@ TN_INLINE void tn_m7_mul_loop(const tn_layer_t *l, const uint8_t *a, const uint8
                                           nzb, S, M, C, K, lo4, hi4, flip_out, RND, FIX);
             TN_MEMCPY(out + i, &w, 4);
         }
-        for (; i < n; i++) out[i] = tn_m7_mul1(a[i], b[i], p, M, RND, FIX);
+        for (; i < n; i++) out[i] = tn_m7_mul1(a[i], b[i], flip, za, zb, S, M, C, K, lo, hi,
+                                                  flip_out, RND, FIX);
     } else if ((nb & 3u) == 0u) { /* per channel, C a multiple of 4: words of the gate too */
         for (uint32_t i = 0; i < n; i += nb) {
             for (uint32_t j = 0; j < nb; j += 4u) {
@@ -115,7 +120,8 @@ TN_INLINE void tn_m7_mul_loop(const tn_layer_t *l, const uint8_t *a, const uint8
     } else { /* per channel, C not a multiple of 4: one element at a time */
         uint32_t j = 0;
         for (uint32_t i = 0; i < n; i++) {
-            out[i] = tn_m7_mul1(a[i], b[j], p, M, RND, FIX);
+            out[i] = tn_m7_mul1(a[i], b[j], flip, za, zb, S, M, C, K, lo, hi, flip_out, RND,
+                                FIX);
             if (++j == nb) j = 0;
         }
     }
