@@ -157,9 +157,9 @@ def _import_hard_swish(ctx, op, op_name: str) -> list[IntegerLayer]:
 # ------------------------------------------------------------------- the Cortex-M7 twin
 
 # the int8 form's smallest tensor on the twin. Measured under QEMU (-icount): building the
-# 256-entry table takes about 22,700 instructions, the lookups then 4 per element, the portable
-# kernel 84.5 per element, so the twin wins from about 285 elements; a margin above that
-M7_MIN_ELEMENTS = 320
+# 256-entry table takes about 17,400 instructions, the lookups then 4 per element, the portable
+# kernel 84.5 per element, so the twin wins from about 220 elements; a margin above that
+M7_MIN_ELEMENTS = 256
 
 
 def m7_check(step) -> str:

@@ -19,32 +19,35 @@
 #include "tn_m7_core.h"
 
 /* gemmlowp's SaturatingRoundingDoublingHighMul on int16: (a b + nudge) / 2^15 truncated toward
- * zero, the nudge 2^14 for a non-negative product, 1 - 2^14 otherwise. */
-static int32_t tn_m7_hs_srdhm(int32_t a, int32_t b)
+ * zero, the nudge 2^14 for a non-negative product, 1 - 2^14 otherwise. Its saturating case
+ * (a = b = -2^15) cannot occur: b is a multiplier in [0, 32767] (hard_swish.check). */
+TN_INLINE int32_t tn_m7_hs_srdhm(int32_t a, int32_t b)
 {
-    if (a == -32768 && b == -32768) return 32767;
     const int32_t ab = a * b;
     const int32_t num = ab + (ab >= 0 ? 16384 : 1 - 16384);
     return num >= 0 ? num >> 15 : -((-num) >> 15);
 }
 
-/* TFLite's SaturatingDoublingHighMul on int16: a b / 2^15 truncated toward zero. */
-static int32_t tn_m7_hs_sdhm(int32_t a, int32_t b)
+/* TFLite's SaturatingDoublingHighMul on int16: a b / 2^15 truncated toward zero (a, the
+ * relu-ish value mapped to [0, 1], is >= 0: no saturating case). */
+TN_INLINE int32_t tn_m7_hs_sdhm(int32_t a, int32_t b)
 {
-    if (a == -32768 && b == -32768) return 32767;
     const int32_t ab = a * b;
     return ab >= 0 ? ab >> 15 : -((-ab) >> 15);
 }
 
-/* x 2^s saturated to int16 (s in [0, 30]; |x| < 2^15, so x 2^s fits int64). */
-static int32_t tn_m7_hs_shl(int32_t x, int32_t s)
+/* x 2^s saturated to int16 (|x| <= 2^15, s in [0, 30]): in 32 bits, as any s >= 16 saturates
+ * a non-zero x */
+TN_INLINE int32_t tn_m7_hs_shl(int32_t x, int32_t s)
 {
-    const int64_t r = (int64_t)x * ((int64_t)1 << s);
-    return r > 32767 ? 32767 : (r < -32768 ? -32768 : (int32_t)r);
+    if (x == 0) return 0;
+    if (s >= 16) return x > 0 ? 32767 : -32768;
+    const int32_t r = x * (1 << s); /* |r| <= 2^30 */
+    return r > 32767 ? 32767 : (r < -32768 ? -32768 : r);
 }
 
 /* gemmlowp's RoundingDivideByPOT: x / 2^e rounded half away from zero (e >= 0). */
-static int32_t tn_m7_hs_rdbpot(int32_t x, int32_t e)
+TN_INLINE int32_t tn_m7_hs_rdbpot(int32_t x, int32_t e)
 {
     if (e == 0) return x;
     if (e > 24) e = 24; /* |x| <= 2^15: the same result as any larger e (0), no shift by 31 */
@@ -55,17 +58,18 @@ static int32_t tn_m7_hs_rdbpot(int32_t x, int32_t e)
 /* int16_t of a value (two's complement wrap-around). */
 static int32_t tn_m7_hs_wrap16(int32_t x) { return (int32_t)(int16_t)(uint16_t)(uint32_t)x; }
 
-/* TFLite's int8 HARD_SWISH of one input code x. */
-static int32_t tn_m7_hs_int8(int32_t x, int32_t z_in, int32_t z_out, int32_t relu_mult,
-                             int32_t relu_exp, int32_t out_mult, int32_t out_exp)
+/* TFLite's int8 HARD_SWISH of one input code x; RS: the sign of relu_exp (a constant in each of
+ * the three table loops, so the relu-ish branches leave the loop). */
+TN_INLINE int32_t tn_m7_hs_int8(int32_t x, int32_t z_in, int32_t z_out, int32_t relu_mult,
+                                int32_t relu_exp, int32_t out_mult, int32_t out_exp, int32_t RS)
 {
     const int32_t hires = tn_m7_hs_wrap16((x - z_in) * 128);
     const int32_t pre_out = tn_m7_hs_srdhm(hires, out_mult);
     int32_t r = hires;
-    if (relu_exp > 0) r = tn_m7_hs_shl(r, relu_exp - 1);
+    if (RS > 0) r = tn_m7_hs_shl(r, relu_exp - 1);
     r = tn_m7_hs_srdhm(r, relu_mult);
-    if (relu_exp > 0) r = tn_m7_hs_shl(r, 1);
-    else if (relu_exp < 0) r = tn_m7_hs_rdbpot(r, -relu_exp);
+    if (RS > 0) r = tn_m7_hs_shl(r, 1);
+    else if (RS < 0) r = tn_m7_hs_rdbpot(r, -relu_exp);
     r = (r + 32768) >> 1; /* [-1, 1] -> [0, 1] in Q0.15 */
     int32_t y = tn_m7_hs_rdbpot(tn_m7_hs_sdhm(r, pre_out), -out_exp);
     y = tn_m7_hs_wrap16(y + z_out); /* TFLite adds the zero point as an int16_t */
@@ -114,10 +118,19 @@ void tn_m7_run_hard_swish(const tn_layer_t *l, const uint8_t *const *in, uint8_t
         else tn_m7_hs_lut_packed(l->table, in[0], out, n, 2u);
         return;
     }
-    /* the int8 form: the 256 outputs first (scratch[c]: the output of the input byte c) */
-    for (int32_t c = 0; c < 256; c++)
-        scratch[c] = (uint8_t)tn_m7_hs_int8((int32_t)(int8_t)(uint8_t)c, l->in.zero_point,
-                                            l->out.zero_point, l->m0[0], l->n0[0], l->m0[1],
-                                            l->n0[1]);
-    tn_m7_hs_lut8(scratch, in[0], out, n);
+    /* the int8 form: the 256 outputs first (scratch[c]: the output of the input byte c); the
+     * parameters read once (a store to the scratch could otherwise alias the descriptor) */
+    const int32_t z_in = l->in.zero_point, z_out = l->out.zero_point;
+    const int32_t relu_mult = l->m0[0], out_mult = l->m0[1];
+    const int32_t relu_exp = l->n0[0], out_exp = l->n0[1];
+    uint8_t *TN_RESTRICT table = scratch;
+#define TN_HS_TABLE(RS)                                                                        \
+    for (int32_t c = 0; c < 256; c++)                                                          \
+        table[c] = (uint8_t)tn_m7_hs_int8((int32_t)(int8_t)(uint8_t)c, z_in, z_out, relu_mult, \
+                                          relu_exp, out_mult, out_exp, RS)
+    if (relu_exp > 0) TN_HS_TABLE(1);
+    else if (relu_exp < 0) TN_HS_TABLE(-1);
+    else TN_HS_TABLE(0);
+#undef TN_HS_TABLE
+    tn_m7_hs_lut8(table, in[0], out, n);
 }
