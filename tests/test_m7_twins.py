@@ -118,9 +118,12 @@ def _inputs(g: IntegerGraph, n: int = 24, seed: int = 1) -> np.ndarray:
                                                 (n, *g.input_shape))
 
 
-def host_exact(g: IntegerGraph, tmp_path, kind: str, prefix: str = "model", n: int = 24):
+def host_exact(g: IntegerGraph, tmp_path, kind: str, prefix: str = "model", n: int = 24,
+               min_distinct: int | None = None):
     """Export with kernels="m7" (the ``kind`` step must take its twin), build for the host,
-    compare with the simulator on every value; returns the export and the built program."""
+    compare with the simulator on every value (outputs of at least ``min_distinct`` distinct
+    values; None: 9, or every code of a narrower output); returns the export and the built
+    program."""
     e = codegen.export_c(g, tmp_path / "src", kernels="m7", prefix=prefix)
     k = next(i for i, s in enumerate(e.steps) if s.layer.kind == kind)
     assert e.kernels[k] == "op", kernels_m7.choose(e.steps[k], k, "m7", g.rounding).reason
@@ -131,7 +134,8 @@ def host_exact(g: IntegerGraph, tmp_path, kind: str, prefix: str = "model", n: i
     x = _inputs(g, n)
     want = codegen.reference_output(g, x)
     out_bits = g.tensor(g.output_names()[0]).bits
-    assert len(np.unique(want)) > min(8, (1 << out_bits) - 1), "few output values check little"
+    need = min(9, 1 << out_bits) if min_distinct is None else min_distinct
+    assert len(np.unique(want)) >= need, "few output values check little"
     np.testing.assert_array_equal(mcu.run_host(exe, e, x, work_dir=tmp_path / "run"), want)
     return e, exe
 
@@ -309,13 +313,145 @@ int main(void)
                                    f" != {want[bad[0]]}")
 
 
+# packed codes: (bits, signed inputs, z_a, z_b, signed output, z_out, act_min, act_max, real)
+PACKED = [(4, False, 8, 8, False, 8, None, None, 0.12), (4, False, 0, 0, False, 0, 2, 13, 0.07),
+          (4, True, 8, 3, True, 8, None, None, 0.3), (4, False, 5, 15, True, 8, None, None, 0.9),
+          (2, False, 2, 2, False, 2, None, None, 1.0), (2, False, 0, 1, False, 0, None, 2, 0.4),
+          (2, True, 2, 0, False, 1, None, None, 0.7)]
+
+
+def _pack(codes, bits: int) -> np.ndarray:
+    """LSB-first packing of unsigned ``bits``-bit codes into bytes (tn_set's layout)."""
+    per = 8 // bits
+    c = np.asarray(codes, np.int64) & ((1 << bits) - 1)
+    c = np.concatenate([c, np.zeros(-len(c) % per, np.int64)]).reshape(-1, per)
+    return (c << (np.arange(per) * bits)).sum(1).astype(np.uint8)
+
+
+def _unpack(raw, bits: int, n: int) -> np.ndarray:
+    per = 8 // bits
+    c = (np.asarray(raw, np.int64)[:, None] >> (np.arange(per) * bits)) & ((1 << bits) - 1)
+    return c.ravel()[:n]
+
+
+@needs_gcc
+def test_mul_twin_packed_exhaustive_on_the_host(tmp_path):
+    """Packed 4- and 2-bit codes (floor rounding): the twin file equals the simulator on every
+    pair of codes, 1,027 elements (not a whole number of words), to a buffer and in place over
+    either input, unsigned and signed codes (top bit flipped), clamps."""
+    n = 1027
+    descs, arrays, cases = [], [], []
+    for k, (bits, signed, za, zb, out_signed, zo, lo, hi, real) in enumerate(PACKED):
+        c = _mul_case("floor", real, signed, za, zb, out_signed, zo, lo, hi, n)
+        for lay in (c.layer,):
+            lay.in_bits = lay.out_bits = bits
+        c.in_specs = tuple(Tensor(t.name, t.shape, bits, t.signed, t.zero_point)
+                           for t in c.in_specs)
+        plan = mul.m7_plan(c)
+        assert isinstance(plan, dict), plan
+        cases.append(c)
+        lay = c.layer
+        vals = ", ".join(str(int(np.int64(plan[f]).astype(np.uint32).view(np.int32)))
+                         for f in mul.M7_PLAN_FIELDS)
+        arrays.append(f"static const int32_t plan{k}[] = {{{vals}}};\n"
+                      f"static const int32_t m0_{k}[] = {{{int(lay.m0[0])}}};\n"
+                      f"static const int8_t n0_{k}[] = {{{int(lay.n0[0])}}};\n")
+        descs.append(f"    {{ .in = {{1, 1, N, {bits}, {int(signed)}, {za}}}, "
+                     f".out = {{1, 1, N, {bits}, {int(out_signed)}, {zo}}}, "
+                     f".rounding = TN_FLOOR, .m0 = m0_{k}, .n0 = n0_{k}, .bias = plan{k}, "
+                     f".outer = N, .in2_zero_point = {zb}, .w_bits = {bits}, "
+                     f".act_lo = {lay.out_range[0]}, .act_hi = {lay.out_range[1]} }},\n")
+    idx = np.arange(n)
+    inputs = {}
+    for bits in (4, 2):
+        m = (1 << bits) - 1
+        inputs[bits] = (_pack(idx & m, bits), _pack((idx >> bits) & m, bits))
+    init = "".join(f"static const uint8_t a{b}[] = {{{', '.join(map(str, pa))}}};\n"
+                   f"static const uint8_t b{b}[] = {{{', '.join(map(str, pb))}}};\n"
+                   for b, (pa, pb) in inputs.items())
+    src = tmp_path / "mulp.c"
+    src.write_text(f"""#include <stdio.h>
+#include <string.h>
+#include "tinyopt_nn.h"
+#define N {n}u
+void tn_m7_run_mul(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out, uint8_t *s);
+{"".join(arrays)}{init}static const tn_layer_t cases[] = {{
+{"".join(descs)}}};
+static uint8_t a[N], b[N], o[N];
+int main(void)
+{{
+    const uint8_t *in[2] = {{a, b}};
+    for (uint32_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {{
+        const uint32_t bits = cases[k].in.bits, bytes = (N * bits + 7u) / 8u;
+        const uint8_t *a0 = bits == 4u ? a4 : a2, *b0 = bits == 4u ? b4 : b2;
+        memcpy(a, a0, bytes); memcpy(b, b0, bytes);
+        tn_m7_run_mul(&cases[k], in, o, NULL);
+        fwrite(o, 1, bytes, stdout);
+        tn_m7_run_mul(&cases[k], in, a, NULL); /* in place over the first input */
+        fwrite(a, 1, bytes, stdout);
+        memcpy(a, a0, bytes);
+        tn_m7_run_mul(&cases[k], in, b, NULL); /* in place over the second */
+        fwrite(b, 1, bytes, stdout);
+    }}
+    return 0;
+}}
+""")
+    exe = tmp_path / "mulp"
+    subprocess.run(["gcc", *mcu.HOST_CFLAGS, "-I", str(codegen.C_DIR), str(src),
+                    str(codegen.OPS_DIR / "m7" / "tn_mul.c"), "-o", str(exe)], check=True)
+    raw = np.frombuffer(subprocess.run([exe], check=True, capture_output=True).stdout, np.uint8)
+    pos = 0
+    for k, c in enumerate(cases):
+        lay, (ta, tb) = c.layer, c.in_specs
+        bits = lay.out_bits
+        m, half = (1 << bits) - 1, 1 << (bits - 1)
+        a, b = (idx & m).astype(np.int64), ((idx >> bits) & m).astype(np.int64)
+        if ta.signed:
+            a, b = (a ^ half) - half, (b ^ half) - half
+        want = mul.mul_codes(a, b, ta.zero_point, tb.zero_point, int(lay.m0[0]),
+                             int(lay.n0[0]), "floor", lay.out_zero_point, *lay.out_range)
+        assert len(np.unique(want)) >= min(3, lay.out_range[1] - lay.out_range[0] + 1), k
+        nbytes = (n * bits + 7) // 8
+        for where in ("to a buffer", "over input 0", "over input 1"):
+            out = _unpack(raw[pos:pos + nbytes], bits, n)
+            pos += nbytes
+            if lay.out_signed:
+                out = (out ^ half) - half
+            bad = np.flatnonzero(out != want)
+            assert bad.size == 0, (f"case {k} {PACKED[k]} ({where}): {bad.size} differ, first "
+                                   f"at codes {a[bad[0]]}, {b[bad[0]]}: {out[bad[0]]} != "
+                                   f"{want[bad[0]]}")
+    assert pos == len(raw)
+
+
+@needs_gcc
+@pytest.mark.parametrize("bits,shape,broadcast", [(4, (9, 7, 5), False), (2, (9, 7, 5), False),
+                                                  (4, (3, 5, 16), True), (2, (3, 5, 16), True),
+                                                  (4, (3, 5, 6), True)])
+def test_mul_twin_packed_graphs(bits, shape, broadcast, tmp_path):
+    """Packed graphs of the sub-byte path (signed grids, floor): element-wise at 315 elements,
+    a gate broadcast per channel whose channels fill whole words (16) and do not (6); the
+    step runs in place. (Both operands grow with the input: their product, hence the output,
+    keeps one side of its zero point, half the codes.)"""
+    g = mul_graph(shape, _grid(bits, False, 1 << (bits - 1)), "floor",
+                  2.0 ** bits / 2 ** (2 * bits) * 3, broadcast=broadcast, seed=bits)
+    e, _ = host_exact(g, tmp_path, "mul", min_distinct=max(2, (1 << (bits - 1)) - 2))
+    s = _step(e, "mul")
+    assert s.out_offset == s.in_offsets[0]
+
+
 def test_mul_plan_refusals_reach_the_choice():
-    """Sub-byte codes and an exponent the plan cannot shift stay portable, with the reason."""
-    g = mul_graph((3, 3, 4), _grid(4, False, 8), "floor", 0.02)
+    """Inputs and output of different widths, packed codes with TFLite's rounding, an exponent
+    the plan cannot shift: portable, with the reason."""
+    g = mul_graph((3, 3, 4), _grid(4, False, 8), "floor", 0.02, out=_grid(8, False, 0))
     steps, _ = steps_mod.memory_plan(g, kernels="m7")
     k = next(i for i, s in enumerate(steps) if s.layer.kind == "mul")
     c = kernels_m7.choose(steps[k], k, "m7", g.rounding)
-    assert c.kind == "portable" and "sub-byte codes" in c.reason
+    assert c.kind == "portable" and "inputs and output of one width" in c.reason, c.reason
+    g = mul_graph((3, 3, 4), _grid(4, False, 8), "tflite_double", 0.02)
+    steps, _ = steps_mod.memory_plan(g, kernels="m7")
+    c = kernels_m7.choose(steps[k], k, "m7", g.rounding)
+    assert c.kind == "portable" and "floor rounding" in c.reason, c.reason
     g = mul_graph((3, 3, 4), _grid(8, True, 0), "tflite_double", 2.0 ** 20)
     steps, _ = steps_mod.memory_plan(g, kernels="m7")
     c = kernels_m7.choose(steps[k], k, "m7", g.rounding)
@@ -461,7 +597,9 @@ def test_prefixed_libraries_link_into_one_program(tmp_path):
         k = next(i for i, s in enumerate(e.steps) if s.layer.kind == kind)
         assert e.kernels[k] == "op"
         twin = f"{prefix}_{codegen.TWIN_PREFIX}{REGISTRY[kind].m7_source}"
-        assert twin in {p.name for p in e.sources}
+        assert twin in {p.name for p in e.sources} and twin in meta["sources"]
+        mk = (tmp_path / prefix / f"{prefix}.mk").read_text()
+        assert twin in mk and twin in (tmp_path / prefix / "CMakeLists.txt").read_text()
         fn = REGISTRY[kind].m7_function
         header = (tmp_path / prefix / f"{prefix}_tinyopt_nn.h").read_text()
         assert f"#define {fn} {prefix}_{fn}" in header
@@ -480,7 +618,8 @@ def test_prefixed_libraries_link_into_one_program(tmp_path):
 # ------------------------------------------------------------------------------ QEMU
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["mul", "mul_broadcast", "hard_swish", "hard_swish_table"])
+@pytest.mark.parametrize("which", ["mul", "mul_broadcast", "mul_packed", "hard_swish",
+                                   "hard_swish_table"])
 def test_twins_under_qemu(qemu, which, tmp_path):
     """The twin's DSP instructions (SXTAB16, SMULBB / SMULTT, SMMLAR / SMMLA, SSAT, SSUB8 / SEL;
     the table lookups) under QEMU give the simulator's values, and take fewer instructions than
@@ -488,6 +627,8 @@ def test_twins_under_qemu(qemu, which, tmp_path):
     g = {"mul": lambda: mul_graph((9, 7, 5), _grid(8, True, -3), "tflite_double", 0.0021),
          "mul_broadcast": lambda: mul_graph((4, 5, 12), _grid(8, True, 5), "tflite_double",
                                             0.01, broadcast=True),
+         "mul_packed": lambda: mul_graph((3, 5, 16), _grid(4, False, 8), "floor", 0.2,
+                                         broadcast=True),
          "hard_swish": lambda: hs_graph((9, 7, 7), s_in=0.05, s_out=0.04),
          "hard_swish_table": lambda: hs_table_graph((9, 7, 5), 4)}[which]()
     kind = "mul" if which.startswith("mul") else "hard_swish"

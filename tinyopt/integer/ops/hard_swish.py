@@ -174,8 +174,8 @@ def m7_check(step) -> str:
         if bits[0] != bits[1] or bits[0] not in (2, 4, 8):
             return (f"the M7 hard_swish looks up tables of equal in and out widths of 2, 4 or 8 "
                     f"bits, this one maps {bits[0]}-bit to {bits[1]}-bit codes")
-        table = np.asarray(layer.table, np.int64)
-        if table.min() < 0 or table.max() >= (1 << bits[1]):
+        table = np.asarray(layer.table, np.int64) & 0xFF  # the bytes C reads (table_lookup too)
+        if table.max() >= (1 << bits[1]):
             return f"table entries outside the {bits[1]}-bit output codes"
         return ""
     n = int(np.prod(layer.in_shape))

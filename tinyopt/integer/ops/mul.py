@@ -34,14 +34,18 @@ before a write can reach its bits.
 
 Cortex-M7 twin (``tinyopt/deploy/c/ops/m7/tn_mul.c``, ``tn_m7_run_mul``): 8-bit inputs and
 output of any signedness and zero points, element-wise or broadcast per channel, four elements
-per iteration (SXTAB16 takes out the zero points of two lanes, SMULBB / SMULTT the products).
+per iteration (SXTAB16 takes out the zero points of two lanes, SMULBB / SMULTT the products);
+packed 2- or 4-bit inputs and output of one width with the floor rounding (the sub-byte path),
+a word of each input per iteration.
 Each requantization is one SMMLAR or SMMLA and a shift, y = (SMMLA[R](Phi << S, m0, C - F [Phi
 < 0])) >> K, with the output zero point folded into C; :func:`m7_plan` chooses (S, C, K, R, F)
 for the node's rounding flavour and checks them against :data:`REQUANT` on every product two
 8-bit codes can make (65,536 pairs), so a step whose plan fails stays on the portable kernel
 (``m7_check`` gives the reason). The plan reaches the twin in the descriptor's ``bias`` (a mul
-has none). Unsigned codes enter as signed ones (the top bit flipped, the zero point minus 128),
-so the one signed loop serves both. Sub-byte codes stay on the portable kernel.
+has none). Unsigned 8-bit codes enter as signed ones (the top bit flipped, the zero point minus
+128), so the one signed loop serves both; packed codes the other way round (a signed code's top
+bit flipped, its zero point plus 2^(bits-1)). Inputs and output of different widths, and packed
+codes with TFLite's roundings, stay on the portable kernel.
 """
 
 from __future__ import annotations
@@ -154,7 +158,7 @@ def _smmla(x, m, acc, rnd: bool) -> np.ndarray:
 
 def m7_plan(step) -> dict | str:
     """The constants of the Cortex-M7 twin (module docstring) for one deployed mul step,
-    checked on every product of two 8-bit codes.
+    checked on every product of two input codes.
 
     Arguments:
         step: a :class:`tinyopt.integer.steps.Step` of a mul node (its layer, its input
@@ -162,18 +166,22 @@ def m7_plan(step) -> dict | str:
 
     Returns:
         dict of :data:`M7_PLAN_FIELDS` -> int, or a str: why the step keeps the portable kernel
-        (sub-byte codes; a multiplier whose shifted product or rounding constant leaves int32;
-        a plan that differs from the simulator on some product).
+        (inputs and output of different widths; a multiplier whose shifted product or rounding
+        constant leaves int32; a plan that differs from the simulator on some product).
     """
     layer = step.layer
     a, b = step.in_specs
-    if (int(a.bits), int(b.bits), int(layer.out_bits)) != (8, 8, 8):
-        return (f"the M7 mul takes 8-bit inputs and output, this one has {a.bits}- and "
-                f"{b.bits}-bit inputs and a {layer.out_bits}-bit output (sub-byte codes: the "
-                "portable kernel)")
+    bits = int(layer.out_bits)
+    if (int(a.bits), int(b.bits)) != (bits, bits) or bits not in (2, 4, 8):
+        return (f"the M7 mul takes inputs and output of one width (2, 4 or 8 bits), this one "
+                f"has {a.bits}- and {b.bits}-bit inputs and a {bits}-bit output (the portable "
+                "kernel)")
     rounding = layer.rounding or step.graph_rounding
     if rounding not in REQUANT:
         return f"unknown rounding flavour {rounding!r}"
+    if bits < 8 and rounding != "floor":
+        return (f"the M7 mul takes packed {bits}-bit codes with the floor rounding (the sub-byte "
+                f"path's), not {rounding!r}")
     m0, n0 = int(layer.m0[0]), int(layer.n0[0])
     if not 0 <= m0 < (1 << 31):
         return f"m0 = {m0} is not a non-negative int32"
@@ -188,13 +196,18 @@ def m7_plan(step) -> dict | str:
     if s > 16 or k > 30:
         return (f"multiplier exponent n0 = {n0}: the M7 mul's shift of the product (<= 16) or "
                 "of the result (<= 30) cannot take it")
-    # signed domain: an unsigned code u enters as the int8 u - 128 (its top bit flipped)
-    in_off = 0 if a.signed else 128
-    out_off = 0 if layer.out_signed else 128
+    # 8 bits: the signed domain, an unsigned code u enters as the int8 u - 128 (its top bit
+    # flipped); 2 / 4 bits: the unsigned domain, a signed code c as c + 2^(bits - 1)
+    half = 1 << (bits - 1)
+    if bits == 8:
+        in_off, out_off = (0 if a.signed else 128), (0 if layer.out_signed else 128)
+        codes = np.arange(-128, 128, dtype=np.int64)
+    else:
+        in_off, out_off = (-half if a.signed else 0), (-half if layer.out_signed else 0)
+        codes = np.arange(0, 1 << bits, dtype=np.int64)
     za, zb = int(a.zero_point) - in_off, int(b.zero_point) - in_off
     z_out = int(layer.out_zero_point) - out_off
     lo, hi = (int(v) - out_off for v in layer.out_range)
-    codes = np.arange(-128, 128, dtype=np.int64)
     da, db = codes - za, codes - zb
     if max(np.abs(da).max(), np.abs(db).max()) > (1 << 15) - 1:
         return (f"zero points {a.zero_point} / {b.zero_point} put a code minus its zero point "
@@ -213,14 +226,16 @@ def m7_plan(step) -> dict | str:
     t = _smmla(x, m0, c - fix * (x < 0), bool(rnd))
     if t.min() < -(1 << 31) or t.max() >= (1 << 31):
         return "the requantization's sum leaves int32"
-    got = np.clip(np.clip(t >> k, -128, 127), lo, hi)  # SSAT #8, then the clamp
+    got = np.clip(np.clip(t >> k, -128, 127), lo, hi)  # SSAT #8 (2 / 4 bits: none), the clamp
     if not np.array_equal(got, want):
         bad = int(phi[np.argmax(got != want)])
         return (f"the M7 requantization differs from the simulator's ({rounding}) at product "
                 f"{bad}")
-    flip = 0x80808080
-    return dict(zip(M7_PLAN_FIELDS, (s, c, k, rnd, fix, lo, hi, za, zb,
-                                     0 if a.signed else flip, 0 if layer.out_signed else flip)))
+    assert not fix or rnd, "the sign fix comes with SMMLAR only (the double rounding)"
+    flip = 0x80808080 if bits == 8 else {4: 0x88888888, 2: 0xAAAAAAAA}[bits]  # each code's top bit
+    flip_in = flip if bool(a.signed) == (bits < 8) else 0
+    flip_out = flip if bool(layer.out_signed) == (bits < 8) else 0
+    return dict(zip(M7_PLAN_FIELDS, (s, c, k, rnd, fix, lo, hi, za, zb, flip_in, flip_out)))
 
 
 def m7_check(step) -> str:
