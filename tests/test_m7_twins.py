@@ -547,6 +547,7 @@ def test_hard_swish_twin_table_exact(bits, tmp_path):
 
 def test_hard_swish_refusals_reach_the_choice():
     """A small int8 tensor, a table between two widths: portable, with the reason."""
+    assert 45 < hard_swish.M7_MIN_ELEMENTS <= 9 * 7 * 7  # the sizes the tests use
     for g, why in ((hs_graph((3, 3, 5)), "45 elements"),
                    (hs_table_graph((3, 3, 5), 4, out_bits=2), "4-bit to 2-bit")):
         steps, _ = steps_mod.memory_plan(g, kernels="m7")
