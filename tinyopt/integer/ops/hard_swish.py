@@ -25,6 +25,13 @@ as unsigned codes with zero point 128) the int8 kernel above between two exact Q
 (``<name>_int8``: codes - 128, ``<name>_hswish``: TFLite's arithmetic, ``<name>``: + 128; all in
 place), within 1 LSB of the fake-quant layer; otherwise the table, computed in float32 from the
 input grid exactly as the fake-quant layer computes, so it is bit-exact with it.
+
+Cortex-M7 twin (``tinyopt/deploy/c/ops/m7/tn_hard_swish.c``, ``tn_m7_run_hard_swish``): one
+table lookup per element, a word (four 8-bit codes, eight 4-bit, sixteen 2-bit) per iteration.
+The int8 form's table (256 bytes of arena scratch, :func:`m7_scratch`) is computed by the twin
+at each call from the arithmetic above, written again in C, so :func:`m7_check` leaves tensors
+of fewer than :data:`M7_MIN_ELEMENTS` elements, where building it costs more than it saves, on
+the portable kernel; the table form needs in and out of one width of 2, 4 or 8 bits.
 """
 
 from __future__ import annotations
@@ -147,6 +154,46 @@ def _import_hard_swish(ctx, op, op_name: str) -> list[IntegerLayer]:
     return [layer]
 
 
+# ------------------------------------------------------------------- the Cortex-M7 twin
+
+# the int8 form's smallest tensor on the twin. Measured under QEMU (-icount): building the
+# 256-entry table takes about 17,400 instructions, the lookups then 4 per element, the portable
+# kernel 84.5 per element, so the twin wins from about 220 elements; a margin above that
+M7_MIN_ELEMENTS = 256
+
+
+def m7_check(step) -> str:
+    """"" when the twin runs ``step``, else why the portable kernel keeps it: an int8 tensor of
+    fewer than :data:`M7_MIN_ELEMENTS` elements, or whose input zero point leaves int8; a sub-byte
+    graph's step where the table's scratch would grow the arena (``Step.roomy`` False); a table
+    whose in and out widths differ or are not 2, 4 or 8 bits, or whose entries do not fit the
+    output's width."""
+    layer = step.layer
+    if layer.table is not None:
+        bits = (int(layer.in_bits), int(layer.out_bits))
+        if bits[0] != bits[1] or bits[0] not in (2, 4, 8):
+            return (f"the M7 hard_swish looks up tables of equal in and out widths of 2, 4 or 8 "
+                    f"bits, this one maps {bits[0]}-bit to {bits[1]}-bit codes")
+        table = np.asarray(layer.table, np.int64) & 0xFF  # the bytes C reads (table_lookup too)
+        if table.max() >= (1 << bits[1]):
+            return f"table entries outside the {bits[1]}-bit output codes"
+        return ""
+    n = int(np.prod(layer.in_shape))
+    if n < M7_MIN_ELEMENTS:
+        return (f"{n} elements: building the M7 kernel's 256-entry table costs more than it "
+                f"saves below {M7_MIN_ELEMENTS}")
+    if not -128 <= int(layer.in_zero_point) <= 127:
+        return f"input zero point {layer.in_zero_point} is not an int8 code"
+    if not getattr(step, "roomy", True):
+        return "its 256-byte table would grow the arena (sub-byte graph: scratch where free)"
+    return ""
+
+
+def m7_scratch(step) -> int:
+    """The int8 form's table (256 bytes); the table form needs none."""
+    return 256 if step.layer.table is None else 0
+
+
 # --------------------------------------------------------------- the sub-byte Keras path
 
 def _inbound_names(layer) -> list[str]:
@@ -234,4 +281,6 @@ register(OpKind("hard_swish", "x * relu6(x + 3) / 6 (TFLite int8 HARD_SWISH)", n
                 check=check, simulate=simulate,
                 tflite={"HARD_SWISH": TFLiteOp(_import_hard_swish)},
                 inplace_inputs=(0,), c_function="tn_run_hard_swish",
-                c_source="tn_hard_swish.c", keras=KERAS))
+                c_source="tn_hard_swish.c", keras=KERAS,
+                m7_source="tn_hard_swish.c", m7_function="tn_m7_run_hard_swish",
+                m7_check=m7_check, m7_scratch=m7_scratch))
