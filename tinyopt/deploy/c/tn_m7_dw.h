@@ -279,12 +279,14 @@ TN_INLINE int32_t tn_dw3_out(const tn_layer_t *l, int32_t acc, uint32_t c, int32
 
 /* Store output code v at o: a byte (OB = 8), or the code of a sub-byte output at bit SH of its
  * byte: the byte's first code is stored plain (the byte's other codes, of the next channels,
- * are ORed in after it within the same row pass), the others read-modify-write. */
-TN_INLINE void tn_dw3_put(uint8_t *o, int32_t v, uint32_t OB, uint32_t SH)
+ * are ORed in after it within the same row pass), the others read-modify-write. v is within
+ * the OB-bit type (tn_dw3_out), so only a signed code below the byte's top needs its bits
+ * masked (an unsigned one has none above OB; the top code's sign bits fall off the byte). */
+TN_INLINE void tn_dw3_put(uint8_t *o, int32_t v, uint32_t OB, uint32_t OS, uint32_t SH)
 {
-    if (OB == 8u) *o = (uint8_t)v;
-    else if (SH == 0u) *o = (uint8_t)((uint32_t)v & ((1u << OB) - 1u));
-    else *o = (uint8_t)(*o | (((uint32_t)v & ((1u << OB) - 1u)) << SH));
+    const uint32_t u = OS && SH + OB < 8u ? (uint32_t)v & ((1u << OB) - 1u) : (uint32_t)v;
+    if (OB == 8u || SH == 0u) *o = (uint8_t)u;
+    else *o = (uint8_t)(*o | (u << SH));
 }
 
 /* Does the row kernel store its rows in chunks (see above): stride 2, 8-bit inputs, at least 4
@@ -487,7 +489,26 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
         for (int32_t j = 0; j + 2 <= W; j += 2, d += 2) {
             const uint8_t *p = src + (uint32_t)j * pb;
             int16_t *e = d;
-            for (uint32_t h = 0; h < pb; h += 2u, p += 2, e += 3u * G * WP) {
+            uint32_t h = 0;
+            /* a word of 2 G channels of pixel j beside the same word of pixel j + 1: the two
+             * halfword pairs by PKHBT / PKHTB (two loads and two packs per 2 G channels where
+             * halfword loads take four loads and two ORRs) */
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+            for (; h + 4u <= pb; h += 4u, p += 4, e += 6u * G * WP) {
+                const uint32_t x0 = tn_ld32(p), x1 = tn_ld32(p + pb);
+                const uint32_t v0 = tn_dw3_pack_lo(x0, x1), v1 = tn_dw3_pack_hi(x0, x1);
+                TN_UNROLL
+                for (uint32_t g = 0; g < G; g++) {
+                    uint32_t t = (v0 >> (g * XB)) & mask, u = (v1 >> (g * XB)) & mask;
+                    if (XS) t ^= sb2, u ^= sb2;
+                    if (XS || ZX != 0) t = tn_ssub16(t, off2), u = tn_ssub16(u, off2);
+                    TN_MEMCPY(e + 3u * g * WP, &t, 4);
+                    TN_MEMCPY(e + 3u * (g + G) * WP, &u, 4);
+                }
+            }
+            if (h < pb) { /* a last halfword (C XB % 32 == 16) */
                 uint16_t u0, u1;
                 uint32_t v;
                 TN_MEMCPY(&u0, p, 2);
@@ -502,6 +523,25 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
                 }
             }
         }
+        if (W & 1) { /* the last pixel alone: a halfword of G channels, one lane each */
+            const uint8_t *p = src + (uint32_t)(W - 1) * pb;
+            int16_t *e = dst + (uint32_t)(W - 1);
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+            for (uint32_t h = 0; h < pb; h += 2u, p += 2, e += 3u * G * WP) {
+                uint16_t u0;
+                TN_MEMCPY(&u0, p, 2);
+                TN_UNROLL
+                for (uint32_t g = 0; g < G; g++) {
+                    uint32_t t = ((uint32_t)u0 >> (g * XB)) & mask;
+                    if (XS) t ^= sb2;
+                    if (XS || ZX != 0) t = tn_ssub16(t, off2);
+                    e[3u * g * WP] = (int16_t)t;
+                }
+            }
+        }
+        return;
     }
     if (W & 1) {
         const uint8_t *p = in + ((uint32_t)i * (uint32_t)W + (uint32_t)(W - 1)) * (C * XB / 8u);
@@ -579,16 +619,16 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
             a1 = tn_dw3_smlabt(p2, B2, tn_smlad(p1, A2, a1));
         }
         tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND, TN_RQ),
-                   OB, SH);
+                   OB, OS, SH);
         tn_dw3_put(o + OP, tn_dw3_out(l, a1, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND,
-                                      TN_RQ), OB, SH);
+                                      TN_RQ), OB, OS, SH);
     }
     if (OW & 1) { /* the last output alone (its column (OW - 1) SW is even) */
         int32_t a0 = tn_dw3_smlabt(pq[R0 + 1], B0, tn_smlad(pq[R0], A0, bias));
         a0 = tn_dw3_smlabt(pq[R1 + 1], B1, tn_smlad(pq[R1], A1, a0));
         a0 = tn_dw3_smlabt(pq[R2 + 1], B2, tn_smlad(pq[R2], A2, a0));
         tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND, TN_RQ),
-                   OB, SH);
+                   OB, OS, SH);
     }
     }
 }
