@@ -285,8 +285,19 @@ TN_INLINE int32_t tn_dw3_out(const tn_layer_t *l, int32_t acc, uint32_t c, int32
 TN_INLINE void tn_dw3_put(uint8_t *o, int32_t v, uint32_t OB, uint32_t OS, uint32_t SH)
 {
     const uint32_t u = OS && SH + OB < 8u ? (uint32_t)v & ((1u << OB) - 1u) : (uint32_t)v;
-    if (OB == 8u || SH == 0u) *o = (uint8_t)u;
-    else *o = (uint8_t)(*o | (u << SH));
+    if (OB == 8u || SH == 0u) {
+        *o = (uint8_t)u;
+    } else {
+#if TN_M7_ASM
+        /* one statement: GCC's scheduler would hoist the byte's load above the channel's
+         * multiplies, one more live register per output, and spill */
+        uint32_t t;
+        __asm__("ldrb %0, %1\n\torr %0, %0, %2, lsl %3\n\tstrb %0, %1"
+                : "=&r"(t), "+m"(*o) : "r"(u), "i"(SH));
+#else
+        *o = (uint8_t)(*o | (u << SH));
+#endif
+    }
 }
 
 /* Does the row kernel store its rows in chunks (see above): stride 2, 8-bit inputs, at least 4
@@ -815,9 +826,10 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
 /* The channels of one output row, kernel rows in slots S0, S1, S2 (constants: the loop is
  * compiled once per rotation of the three slots; for a sub-byte output once per code of a
  * byte, G = 8 / OB channels per pass, so that each code's bit offset is a constant). */
-TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, uint32_t S0,
+TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32_t S0,
                           uint32_t S1, uint32_t S2, uint32_t C, int32_t OW, int32_t SW,
-                          uint32_t XB, uint32_t WP, uint32_t WIDE, uint32_t DWQ, uint32_t OB,
+                          int32_t PL, uint32_t XB, uint32_t WP, uint32_t WIDE, uint32_t DWQ,
+                          uint32_t OB,
                           uint32_t OS, int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND,
                           TN_RQ_ARGS)
 {
@@ -831,6 +843,47 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, 
     const uint32_t CH = TN_DW3_CHUNKS(SW, XB, OW); /* the chunk layout (see above) */
     if (CH && TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) {
         tn_dw3_row2(l, rows, o, S0, S1, S2, C, OW, WP, DWQ, OS);
+        return;
+    }
+    if (G > 1u && !CH) {
+        /* sub-byte outputs on the planes: each channel's OW codes as bytes into its plane of
+         * slot S0 (input row oy SH - PT, read by no later output row; its columns PL ..
+         * PL + W - 1, OW <= W, so that the padding columns stay), the same channel loop as
+         * 8-bit outputs; then the codes of G channels ORed into the output bytes, four pixels
+         * a word (G read-modify-writes per output byte from a loop that keeps the G channels
+         * of a byte in registers spill in GCC's code) */
+        const uint32_t PB = 6u * WP; /* bytes from one channel's planes to the next's */
+        uint8_t *b0 = (uint8_t *)(void *)(rows + S0 * WP) + 2u * (uint32_t)PL;
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+        for (uint32_t c = 0; c < C; c++, p += 3u * wp)
+            tn_dw3_channel(l, w, bias, m0, n0, p, b0 + c * PB, c, S0 * wp, S1 * wp, S2 * wp,
+                           1u, 0u, OW, SW, 0u, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+        for (uint32_t c = 0; c < C; c += G, b0 += G * PB, o++) {
+            const uint8_t *b = b0;
+            uint8_t *d = o;
+            int32_t ox = 0;
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+            for (; ox + 4 <= OW; ox += 4, b += 4, d += 4u * OP) {
+                uint32_t v = tn_ld32(b);
+                TN_UNROLL
+                for (uint32_t g = 1; g < G; g++) v |= tn_ld32(b + g * PB) << (g * OB);
+                d[0] = (uint8_t)v, d[OP] = (uint8_t)(v >> 8);
+                d[2u * OP] = (uint8_t)(v >> 16), d[3u * OP] = (uint8_t)(v >> 24);
+            }
+            for (; ox < OW; ox++, b++, d += OP) {
+                uint32_t v = b[0];
+                TN_UNROLL
+                for (uint32_t g = 1; g < G; g++) v |= (uint32_t)b[g * PB] << (g * OB);
+                *d = (uint8_t)v;
+            }
+        }
         return;
     }
 #if defined(__GNUC__)
@@ -890,15 +943,15 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
         }
         switch ((uint32_t)(oy * SH) % 3u) {
         case 0:
-            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
+            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, PL, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
                        NM, ROUND, TN_RQ);
             break;
         case 1:
-            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
+            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, PL, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
                        NM, ROUND, TN_RQ);
             break;
         default:
-            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
+            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, PL, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
                        NM, ROUND, TN_RQ);
             break;
         }
