@@ -845,7 +845,7 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
         tn_dw3_row2(l, rows, o, S0, S1, S2, C, OW, WP, DWQ, OS);
         return;
     }
-    if (G > 1u && !CH) {
+    if (G >= 4u && !CH) {
         /* sub-byte outputs on the planes: each channel's OW codes as bytes into its plane of
          * slot S0 (input row oy SH - PT, read by no later output row; its columns PL ..
          * PL + W - 1, OW <= W, so that the padding columns stay), the same channel loop as
