@@ -149,8 +149,9 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * PT) % 3. An input row is widened once, when the first output row needing it starts (so each
  * input byte is read once, before any output byte of that row is written: the planner's
  * sliding write, integer.steps.write_delay, stays safe). Sub-byte inputs (XB = 2, 4) are
- * unpacked a halfword of two pixels at a time (tn_dw3_build), so the planes, and all below,
- * are the same at every input width.
+ * unpacked a word of codes of two pixels at a time (tn_dw3_build: PKHBT / PKHTB pair the two
+ * pixels' halfwords, one AND of a shifted pair per two planes' columns), so the planes, and
+ * all below, are the same at every input width.
  *
  * Stride 2 with 8-bit inputs (and 4+ outputs per row, TN_DW3_CHUNKS) stores the rows in
  * chunks of four columns instead (the chunk layout, CH; WP a multiple of 4, steps.dw3_width):
@@ -187,8 +188,12 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * K = -(n0 + 1), out = SMMLA(acc, m0, CC) >> K, CC = z_out << K: SMMLA adds CC to the floor of
  * acc m0 / 2^32 (requant_floor's h, for n0 + 1 <= 0 no left shift), and the floor division
  * by 2^K of h + z_out 2^K is floor(h / 2^K) + z_out. Then the saturation to the OB-bit type
- * (SSAT / USAT) and the clamp to [LO, HI]. DWQ = 0: tn_m7_out. A sub-byte output code is
- * stored into its byte (tn_dw3_put; the channels of a byte in one row pass).
+ * (SSAT / USAT) and the clamp to [LO, HI]. DWQ = 0: tn_m7_out. Sub-byte outputs (OB = 2, 4;
+ * G = 8 / OB codes a byte): 4-bit codes into their byte in one row pass of the G channels
+ * (tn_dw3_put: the first plain, the second a read-modify-write); 2-bit codes first as bytes
+ * into the plane of slot S0, which no later output row reads, then four pixels of the G
+ * channels ORed into their output bytes a word at a time (tn_dw3_row; GCC spills in a pass
+ * holding four channels, measured on DS-CNN and VWW: issue 29).
  * ------------------------------------------------------------------------------------------ */
 
 #if defined(__ARM_FEATURE_DSP)
@@ -487,9 +492,10 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
         }
     } else {
         /* sub-byte codes: a halfword of G = 16 / XB channels of pixel j beside the same
-         * halfword of pixel j + 1 (C XB / 8 bytes per pixel, even: dw3_fits), then per channel
-         * one AND of the shifted pair and, for a signed code or z_x != 0, one SSUB16 of
-         * (sign bit + z_x) after flipping the sign bit (two's complement of XB bits) */
+         * halfword of pixel j + 1 (C XB / 8 bytes per pixel, even: dw3_fits; a word of 2 G
+         * channels at a time, a last halfword alone), then per channel one AND of the shifted
+         * pair and, for a signed code or z_x != 0, one SSUB16 of (sign bit + z_x) after
+         * flipping the sign bit (two's complement of XB bits) */
         const uint32_t pb = C * XB / 8u, G = 16u / XB;
         const uint32_t mask = tn_lanemask(XB);
         const uint32_t sb2 = XS ? (1u << (XB - 1u)) * 0x00010001u : 0u;
@@ -846,12 +852,14 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
         return;
     }
     if (G >= 4u && !CH) {
-        /* sub-byte outputs on the planes: each channel's OW codes as bytes into its plane of
+        /* 2-bit outputs on the planes: each channel's OW codes as bytes into its plane of
          * slot S0 (input row oy SH - PT, read by no later output row; its columns PL ..
-         * PL + W - 1, OW <= W, so that the padding columns stay), the same channel loop as
-         * 8-bit outputs; then the codes of G channels ORed into the output bytes, four pixels
-         * a word (G read-modify-writes per output byte from a loop that keeps the G channels
-         * of a byte in registers spill in GCC's code) */
+         * PL + W - 1, OW <= W, so that the padding columns stay), one channel per iteration
+         * as for 8-bit outputs; then the codes of the G = 4 channels of a byte ORed into the
+         * output bytes, four pixels a word. Why: the four channels of a byte in one iteration
+         * (three read-modify-writes per output byte) spill in GCC's code, 8 % more
+         * instructions on DS-CNN's depthwise layers; for 4-bit outputs (G = 2) that pass is
+         * the faster one (the packing costs more than the one read-modify-write it saves) */
         const uint32_t PB = 6u * WP; /* bytes from one channel's planes to the next's */
         uint8_t *b0 = (uint8_t *)(void *)(rows + S0 * WP) + 2u * (uint32_t)PL;
 #if defined(__GNUC__)
