@@ -834,7 +834,8 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
  * byte, G = 8 / OB channels per pass, so that each code's bit offset is a constant). */
 TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32_t S0,
                           uint32_t S1, uint32_t S2, uint32_t C, int32_t OW, int32_t SW,
-                          int32_t PL, uint32_t XB, uint32_t WP, uint32_t WIDE, uint32_t DWQ,
+                          int32_t W, int32_t PL, uint32_t XB, uint32_t WP, uint32_t WIDE,
+                          uint32_t DWQ,
                           uint32_t OB,
                           uint32_t OS, int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND,
                           TN_RQ_ARGS)
@@ -851,10 +852,10 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
         tn_dw3_row2(l, rows, o, S0, S1, S2, C, OW, WP, DWQ, OS);
         return;
     }
-    if (G >= 4u && !CH) {
+    if (G >= 4u && !CH && OW <= 2 * W) {
         /* 2-bit outputs on the planes: each channel's OW codes as bytes into its plane of
          * slot S0 (input row oy SH - PT, read by no later output row; its columns PL ..
-         * PL + W - 1, OW <= W, so that the padding columns stay), one channel per iteration
+         * PL + W - 1, 2 W bytes, so that the padding columns stay), one channel per iteration
          * as for 8-bit outputs; then the codes of the G = 4 channels of a byte ORed into the
          * output bytes, four pixels a word. Why: the four channels of a byte in one iteration
          * (three read-modify-writes per output byte) spill in GCC's code, 8 % more
@@ -951,16 +952,16 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
         }
         switch ((uint32_t)(oy * SH) % 3u) {
         case 0:
-            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, PL, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
-                       NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS, LO,
+                       HI, NM, ROUND, TN_RQ);
             break;
         case 1:
-            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, PL, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
-                       NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS, LO,
+                       HI, NM, ROUND, TN_RQ);
             break;
         default:
-            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, PL, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
-                       NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS, LO,
+                       HI, NM, ROUND, TN_RQ);
             break;
         }
     }
