@@ -12,7 +12,7 @@ import pytest
 
 from tests.test_kernels_m7 import _dw, chain, host_check
 from tests.test_kernels_m7_dw_add import _dw3_calls
-from tinyopt.deploy import kernels_m7
+from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -44,6 +44,18 @@ KERAS_CHAINS = {
         _dw(8, 8, 8, 2, per_channel=True, icn=True),
         _dw(8, 8, 4, 4, stride=2, pad_mode="zero_point", out_zero_point=2),
         _dw(8, 4, 2, 8, per_channel=True), *_head(8, 128)]),
+    # pixels of a whole number of halfwords but not of words (C XB % 32 == 16: the build's
+    # last halfword), odd widths (its lone last pixel), signed sub-byte outputs (the masked
+    # low codes of a byte: 4-bit by read-modify-write, 2-bit packed from the dead slot),
+    # 2-bit outputs with a lone last pixel and with fewer than four pixels
+    "tails_signed": (4, False, 0, (7, 7, 12), [
+        _dw(12, 7, 4, 4, per_channel=True, icn=True, out_signed=True),
+        _dw(12, 7, 4, 8, stride=2, pad_mode="zero_point", out_zero_point=1),
+        _dw(12, 4, 2, 2, out_signed=True), *_head(12, 192)]),
+    "w2_c24": (2, False, 1, (9, 9, 24), [
+        _dw(24, 9, 2, 2, out_zero_point=1),
+        _dw(24, 9, 2, 4, stride=2, per_channel=True, icn=True),
+        _dw(24, 5, 4, 2, out_signed=True, per_channel=True), *_head(24, 600)]),
 }
 
 
@@ -68,6 +80,22 @@ def test_dw3_floor_subbyte_host_bitexact(tmp_path, name, row_kernel_everywhere):
         assert [p["WIDE"] for p in plans] == [1, 1, 1]
     if name in ("w4a4", "w2a2"):  # sub-byte weights fit the int8 bytes
         assert [p["WIDE"] for p in plans] == [0, 0, 0]
+
+
+@pytest.mark.slow  # a QEMU build and run per chain
+@pytest.mark.parametrize("name", sorted(KERAS_CHAINS))
+def test_dw3_floor_subbyte_under_qemu(qemu, tmp_path, name, row_kernel_everywhere):
+    """The Cortex-M7 build (its inline assembly: the 4-bit outputs' read-modify-write, which the
+    host build does not compile) bit-exact with the simulator under QEMU on every chain above."""
+    bits, signed, zin, shape, layers = KERAS_CHAINS[name]
+    g = chain(len(name) + 30, layers, shape, bits, signed, zin, "floor")
+    lo = -(1 << (bits - 1)) if signed else 0
+    x = np.random.default_rng(6).integers(lo, lo + (1 << bits), (3, *shape))
+    r = mcu.deploy(g, x, tmp_path, name=name, host_images=3, mcu_images=3)
+    s = r["summary"]
+    assert s["mcu_images"] == 3 and s["mcu_mismatching_values"] == 0
+    assert s["host_mismatching_values"] == 0
+    assert _dw3_calls(r["export"], tmp_path / name) == 3, "every depthwise step on the row kernel"
 
 
 def test_dw3_subbyte_keeps_the_scratch_rule(row_kernel_everywhere):

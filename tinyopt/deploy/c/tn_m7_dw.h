@@ -149,8 +149,9 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * PT) % 3. An input row is widened once, when the first output row needing it starts (so each
  * input byte is read once, before any output byte of that row is written: the planner's
  * sliding write, integer.steps.write_delay, stays safe). Sub-byte inputs (XB = 2, 4) are
- * unpacked a halfword of two pixels at a time (tn_dw3_build), so the planes, and all below,
- * are the same at every input width.
+ * unpacked a word of codes of two pixels at a time (tn_dw3_build: PKHBT / PKHTB pair the two
+ * pixels' halfwords, one AND of a shifted pair per two planes' columns), so the planes, and
+ * all below, are the same at every input width.
  *
  * Stride 2 with 8-bit inputs (and 4+ outputs per row, TN_DW3_CHUNKS) stores the rows in
  * chunks of four columns instead (the chunk layout, CH; WP a multiple of 4, steps.dw3_width):
@@ -187,8 +188,12 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * K = -(n0 + 1), out = SMMLA(acc, m0, CC) >> K, CC = z_out << K: SMMLA adds CC to the floor of
  * acc m0 / 2^32 (requant_floor's h, for n0 + 1 <= 0 no left shift), and the floor division
  * by 2^K of h + z_out 2^K is floor(h / 2^K) + z_out. Then the saturation to the OB-bit type
- * (SSAT / USAT) and the clamp to [LO, HI]. DWQ = 0: tn_m7_out. A sub-byte output code is
- * stored into its byte (tn_dw3_put; the channels of a byte in one row pass).
+ * (SSAT / USAT) and the clamp to [LO, HI]. DWQ = 0: tn_m7_out. Sub-byte outputs (OB = 2, 4;
+ * G = 8 / OB codes a byte): 4-bit codes into their byte in one row pass of the G channels
+ * (tn_dw3_put: the first plain, the second a read-modify-write); 2-bit codes first as bytes
+ * into the plane of slot S0, which no later output row reads, then four pixels of the G
+ * channels ORed into their output bytes a word at a time (tn_dw3_row; GCC spills in a pass
+ * holding four channels, measured on DS-CNN and VWW: issue 29).
  * ------------------------------------------------------------------------------------------ */
 
 #if defined(__ARM_FEATURE_DSP)
@@ -279,12 +284,25 @@ TN_INLINE int32_t tn_dw3_out(const tn_layer_t *l, int32_t acc, uint32_t c, int32
 
 /* Store output code v at o: a byte (OB = 8), or the code of a sub-byte output at bit SH of its
  * byte: the byte's first code is stored plain (the byte's other codes, of the next channels,
- * are ORed in after it within the same row pass), the others read-modify-write. */
-TN_INLINE void tn_dw3_put(uint8_t *o, int32_t v, uint32_t OB, uint32_t SH)
+ * are ORed in after it within the same row pass), the others read-modify-write. v is within
+ * the OB-bit type (tn_dw3_out), so only a signed code below the byte's top needs its bits
+ * masked (an unsigned one has none above OB; the top code's sign bits fall off the byte). */
+TN_INLINE void tn_dw3_put(uint8_t *o, int32_t v, uint32_t OB, uint32_t OS, uint32_t SH)
 {
-    if (OB == 8u) *o = (uint8_t)v;
-    else if (SH == 0u) *o = (uint8_t)((uint32_t)v & ((1u << OB) - 1u));
-    else *o = (uint8_t)(*o | (((uint32_t)v & ((1u << OB) - 1u)) << SH));
+    const uint32_t u = OS && SH + OB < 8u ? (uint32_t)v & ((1u << OB) - 1u) : (uint32_t)v;
+    if (OB == 8u || SH == 0u) {
+        *o = (uint8_t)u;
+    } else {
+#if TN_M7_ASM
+        /* one statement: GCC's scheduler would hoist the byte's load above the channel's
+         * multiplies, one more live register per output, and spill */
+        uint32_t t;
+        __asm__("ldrb %0, %1\n\torr %0, %0, %2, lsl %3\n\tstrb %0, %1"
+                : "=&r"(t), "+m"(*o) : "r"(u), "i"(SH));
+#else
+        *o = (uint8_t)(*o | (u << SH));
+#endif
+    }
 }
 
 /* Does the row kernel store its rows in chunks (see above): stride 2, 8-bit inputs, at least 4
@@ -474,9 +492,10 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
         }
     } else {
         /* sub-byte codes: a halfword of G = 16 / XB channels of pixel j beside the same
-         * halfword of pixel j + 1 (C XB / 8 bytes per pixel, even: dw3_fits), then per channel
-         * one AND of the shifted pair and, for a signed code or z_x != 0, one SSUB16 of
-         * (sign bit + z_x) after flipping the sign bit (two's complement of XB bits) */
+         * halfword of pixel j + 1 (C XB / 8 bytes per pixel, even: dw3_fits; a word of 2 G
+         * channels at a time, a last halfword alone), then per channel one AND of the shifted
+         * pair and, for a signed code or z_x != 0, one SSUB16 of (sign bit + z_x) after
+         * flipping the sign bit (two's complement of XB bits) */
         const uint32_t pb = C * XB / 8u, G = 16u / XB;
         const uint32_t mask = tn_lanemask(XB);
         const uint32_t sb2 = XS ? (1u << (XB - 1u)) * 0x00010001u : 0u;
@@ -487,7 +506,26 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
         for (int32_t j = 0; j + 2 <= W; j += 2, d += 2) {
             const uint8_t *p = src + (uint32_t)j * pb;
             int16_t *e = d;
-            for (uint32_t h = 0; h < pb; h += 2u, p += 2, e += 3u * G * WP) {
+            uint32_t h = 0;
+            /* a word of 2 G channels of pixel j beside the same word of pixel j + 1: the two
+             * halfword pairs by PKHBT / PKHTB (two loads and two packs per 2 G channels where
+             * halfword loads take four loads and two ORRs) */
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+            for (; h + 4u <= pb; h += 4u, p += 4, e += 6u * G * WP) {
+                const uint32_t x0 = tn_ld32(p), x1 = tn_ld32(p + pb);
+                const uint32_t v0 = tn_dw3_pack_lo(x0, x1), v1 = tn_dw3_pack_hi(x0, x1);
+                TN_UNROLL
+                for (uint32_t g = 0; g < G; g++) {
+                    uint32_t t = (v0 >> (g * XB)) & mask, u = (v1 >> (g * XB)) & mask;
+                    if (XS) t ^= sb2, u ^= sb2;
+                    if (XS || ZX != 0) t = tn_ssub16(t, off2), u = tn_ssub16(u, off2);
+                    TN_MEMCPY(e + 3u * g * WP, &t, 4);
+                    TN_MEMCPY(e + 3u * (g + G) * WP, &u, 4);
+                }
+            }
+            if (h < pb) { /* a last halfword (C XB % 32 == 16) */
                 uint16_t u0, u1;
                 uint32_t v;
                 TN_MEMCPY(&u0, p, 2);
@@ -502,6 +540,25 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
                 }
             }
         }
+        if (W & 1) { /* the last pixel alone: a halfword of G channels, one lane each */
+            const uint8_t *p = src + (uint32_t)(W - 1) * pb;
+            int16_t *e = dst + (uint32_t)(W - 1);
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+            for (uint32_t h = 0; h < pb; h += 2u, p += 2, e += 3u * G * WP) {
+                uint16_t u0;
+                TN_MEMCPY(&u0, p, 2);
+                TN_UNROLL
+                for (uint32_t g = 0; g < G; g++) {
+                    uint32_t t = ((uint32_t)u0 >> (g * XB)) & mask;
+                    if (XS) t ^= sb2;
+                    if (XS || ZX != 0) t = tn_ssub16(t, off2);
+                    e[3u * g * WP] = (int16_t)t;
+                }
+            }
+        }
+        return;
     }
     if (W & 1) {
         const uint8_t *p = in + ((uint32_t)i * (uint32_t)W + (uint32_t)(W - 1)) * (C * XB / 8u);
@@ -579,16 +636,16 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
             a1 = tn_dw3_smlabt(p2, B2, tn_smlad(p1, A2, a1));
         }
         tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND, TN_RQ),
-                   OB, SH);
+                   OB, OS, SH);
         tn_dw3_put(o + OP, tn_dw3_out(l, a1, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND,
-                                      TN_RQ), OB, SH);
+                                      TN_RQ), OB, OS, SH);
     }
     if (OW & 1) { /* the last output alone (its column (OW - 1) SW is even) */
         int32_t a0 = tn_dw3_smlabt(pq[R0 + 1], B0, tn_smlad(pq[R0], A0, bias));
         a0 = tn_dw3_smlabt(pq[R1 + 1], B1, tn_smlad(pq[R1], A1, a0));
         a0 = tn_dw3_smlabt(pq[R2 + 1], B2, tn_smlad(pq[R2], A2, a0));
         tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND, TN_RQ),
-                   OB, SH);
+                   OB, OS, SH);
     }
     }
 }
@@ -775,9 +832,11 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
 /* The channels of one output row, kernel rows in slots S0, S1, S2 (constants: the loop is
  * compiled once per rotation of the three slots; for a sub-byte output once per code of a
  * byte, G = 8 / OB channels per pass, so that each code's bit offset is a constant). */
-TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, uint32_t S0,
+TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32_t S0,
                           uint32_t S1, uint32_t S2, uint32_t C, int32_t OW, int32_t SW,
-                          uint32_t XB, uint32_t WP, uint32_t WIDE, uint32_t DWQ, uint32_t OB,
+                          int32_t W, int32_t PL, uint32_t XB, uint32_t WP, uint32_t WIDE,
+                          uint32_t DWQ,
+                          uint32_t OB,
                           uint32_t OS, int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND,
                           TN_RQ_ARGS)
 {
@@ -791,6 +850,49 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, const int16_t *rows, uint8_t *o, 
     const uint32_t CH = TN_DW3_CHUNKS(SW, XB, OW); /* the chunk layout (see above) */
     if (CH && TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) {
         tn_dw3_row2(l, rows, o, S0, S1, S2, C, OW, WP, DWQ, OS);
+        return;
+    }
+    if (G >= 4u && !CH && OW <= 2 * W) {
+        /* 2-bit outputs on the planes: each channel's OW codes as bytes into its plane of
+         * slot S0 (input row oy SH - PT, read by no later output row; its columns PL ..
+         * PL + W - 1, 2 W bytes, so that the padding columns stay), one channel per iteration
+         * as for 8-bit outputs; then the codes of the G = 4 channels of a byte ORed into the
+         * output bytes, four pixels a word. Why: the four channels of a byte in one iteration
+         * (three read-modify-writes per output byte) spill in GCC's code, 8 % more
+         * instructions on DS-CNN's depthwise layers; for 4-bit outputs (G = 2) that pass is
+         * the faster one (the packing costs more than the one read-modify-write it saves) */
+        const uint32_t PB = 6u * WP; /* bytes from one channel's planes to the next's */
+        uint8_t *b0 = (uint8_t *)(void *)(rows + S0 * WP) + 2u * (uint32_t)PL;
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+        for (uint32_t c = 0; c < C; c++, p += 3u * wp)
+            tn_dw3_channel(l, w, bias, m0, n0, p, b0 + c * PB, c, S0 * wp, S1 * wp, S2 * wp,
+                           1u, 0u, OW, SW, 0u, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+        for (uint32_t c = 0; c < C; c += G, b0 += G * PB, o++) {
+            const uint8_t *b = b0;
+            uint8_t *d = o;
+            int32_t ox = 0;
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+            for (; ox + 4 <= OW; ox += 4, b += 4, d += 4u * OP) {
+                uint32_t v = tn_ld32(b);
+                TN_UNROLL
+                for (uint32_t g = 1; g < G; g++) v |= tn_ld32(b + g * PB) << (g * OB);
+                d[0] = (uint8_t)v, d[OP] = (uint8_t)(v >> 8);
+                d[2u * OP] = (uint8_t)(v >> 16), d[3u * OP] = (uint8_t)(v >> 24);
+            }
+            for (; ox < OW; ox++, b++, d += OP) {
+                uint32_t v = b[0];
+                TN_UNROLL
+                for (uint32_t g = 1; g < G; g++) v |= (uint32_t)b[g * PB] << (g * OB);
+                *d = (uint8_t)v;
+            }
+        }
         return;
     }
 #if defined(__GNUC__)
@@ -850,16 +952,16 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
         }
         switch ((uint32_t)(oy * SH) % 3u) {
         case 0:
-            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
-                       NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS, LO,
+                       HI, NM, ROUND, TN_RQ);
             break;
         case 1:
-            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
-                       NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS, LO,
+                       HI, NM, ROUND, TN_RQ);
             break;
         default:
-            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, XB, WP, WIDE, DWQ, OB, OS, LO, HI,
-                       NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS, LO,
+                       HI, NM, ROUND, TN_RQ);
             break;
         }
     }
