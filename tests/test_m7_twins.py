@@ -429,7 +429,7 @@ int main(void)
                                                   (4, (3, 5, 16), True), (2, (3, 5, 16), True),
                                                   (4, (3, 5, 6), True)])
 def test_mul_twin_packed_graphs(bits, shape, broadcast, tmp_path):
-    """Packed graphs of the sub-byte path (signed grids, floor): element-wise at 315 elements,
+    """Packed graphs of the sub-byte path (unsigned grids, floor): element-wise at 315 elements,
     a gate broadcast per channel whose channels fill whole words (16) and do not (6); the
     step runs in place. (Both operands grow with the input: their product, hence the output,
     keeps one side of its zero point, half the codes.)"""
@@ -569,7 +569,34 @@ def test_registry_refuses_incomplete_twins():
     with pytest.raises(ValueError, match="needs the portable kernel"):
         register(OpKind(**{**base, "c_function": None, "c_source": None},
                         m7_source="tn_probe.c", m7_function="tn_m7_run_probe"))
+    with pytest.raises(ValueError, match="must not start with 'm7_'"):
+        register(OpKind(**{**base, "c_source": "m7_tn_probe.c"}))
+    with pytest.raises(ValueError, match="compute layer or a pool"):
+        register(OpKind(**base, compute=True, m7_source="tn_probe.c",
+                        m7_function="tn_m7_run_probe"))
     assert "twin_probe" not in REGISTRY
+
+
+def test_an_empty_output_clamp_is_refused():
+    """act_min > act_max: the simulator (np.clip), the twin's word path and its scalar tail
+    would each pick another end; the IR refuses it, naming the layer."""
+    g = mul_graph((1, 1, 5), _grid(8, True, 0), "tflite_double", 0.3, act_min=100)
+    g.layers[2].act_max = 50
+    with pytest.raises(ValueError, match=r"layer 'm' \(mul\): the output clamp .* leaves no "
+                                         r"8-bit code in \[100, 50\]"):
+        g.validate()
+
+
+@needs_gcc
+def test_twin_constants_are_layout_not_parameters(tmp_path):
+    """A mul has no bias: the twin's plan (in the descriptor's ``bias`` field) is kernel
+    layout (``weight_pad_bytes``), not a parameter of the model."""
+    g = mul_graph((9, 7, 5), _grid(8, True, -3), MUL_REALS[0][0], MUL_REALS[0][1], seed=1)
+    m7 = codegen.export_c(g, tmp_path / "m7", kernels="m7")
+    portable = codegen.export_c(g, tmp_path / "portable", kernels="portable")
+    assert "op" in m7.kernels
+    assert m7.param_bytes == portable.param_bytes
+    assert m7.weight_pad_bytes > portable.weight_pad_bytes == 0
 
 
 def test_portable_export_never_takes_a_twin(tmp_path):

@@ -216,7 +216,7 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
                               layer.out_zero_point)
     op = REGISTRY[layer.kind]
     if not op.compute and op.c_function != "tn_run_pool":
-        return _dag_step_c(k, s, fields, arrays, nbytes, prefix, twin)
+        return _dag_step_c(k, s, fields, arrays, nbytes, prefix, twin, pads)
     if layer.kind in ("maxpool", "avgpool"):
         win = layer
     else:
@@ -291,23 +291,42 @@ def _step_c(k: int, s: Step, rounding: str, arrays: list[str], nbytes: dict,
 
 
 def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict,
-                prefix: str = "model", twin: bool = False) -> str:
+                prefix: str = "model", twin: bool = False, pads: dict | None = None) -> str:
     """The descriptor fields of a step that is neither a compute layer nor a pool: the output
     clamp, the op's (m0, n0) pairs and table, and what its ``c_fields`` adds (and, where its
-    Cortex-M7 twin runs the step, ``twin``, its ``m7_fields``)."""
+    Cortex-M7 twin runs the step, ``twin``, its ``m7_fields``). The twin's arrays replace the
+    portable ones of the same field (each array written once); the layer's parameters are
+    counted as the portable form holds them (``nbytes``), what the twin's arrays hold beyond
+    that (its own weight order, a plan's constants) as layout bytes (``pads[k]``, as for the
+    compute kernels' own orders)."""
     layer = s.layer
     op = REGISTRY[layer.kind]
     attr = f"{prefix.upper()}_WEIGHTS_ATTRIBUTE"
     lo, hi = layer.out_range
     fields.update({"act_lo": _int32_literal(lo), "act_hi": _int32_literal(hi)})
 
-    def emit(ctype: str, values, what: str) -> str:
+    twin_bytes: dict = {}  # the twin's arrays, by field
+    replaced = 0  # bytes of the portable arrays they replace
+
+    def twin_emit(ctype: str, values, what: str) -> str:
         name = f"{prefix}_{what}{k}"
         arrays.append(_c_array(ctype, name, values, attribute=attr))
+        twin_bytes[what] = int(np.asarray(values).nbytes)
+        return name
+
+    def emit(ctype: str, values, what: str) -> str:
+        nonlocal replaced
+        name = f"{prefix}_{what}{k}"
+        if what in twin_bytes:  # the twin's array stands in its place: not written
+            replaced += int(np.asarray(values).nbytes)
+        else:
+            arrays.append(_c_array(ctype, name, values, attribute=attr))
         if what in ("w", "wzp", "bias", "m0", "n0", "table"):  # parameters, not geometry
             nbytes[what] = nbytes.get(what, 0) + int(np.asarray(values).nbytes)
         return name
 
+    # the twin's fields first: they replace the portable ones (c_fields' and the common arrays)
+    m7 = op.m7_fields(s, twin_emit) if twin and op.m7_fields is not None else {}
     if op.n_multipliers:
         fields.update({"n_m": op.n_multipliers,
                        "m0": emit("int32_t", np.asarray(layer.m0, np.int32), "m0"),
@@ -315,14 +334,10 @@ def _dag_step_c(k: int, s: Step, fields: dict, arrays: list[str], nbytes: dict,
     if layer.table is not None:
         table = np.asarray(layer.table, np.uint8).ravel()
         fields.update({"table": emit("uint8_t", table, "table"), "table_bytes": len(table)})
-    # the twin's fields replace c_fields' (an array is emitted once: c_fields' array of a
-    # field the twin replaces, e.g. its own weight order in "w", is not written)
-    m7 = op.m7_fields(s, emit) if twin and op.m7_fields is not None else {}
-
-    def c_emit(ctype: str, values, what: str) -> str:
-        return f"{prefix}_{what}{k}" if what in m7 else emit(ctype, values, what)
-
-    own = op.c_fields(s, c_emit) if op.c_fields is not None else {}
+    own = op.c_fields(s, emit) if op.c_fields is not None else {}
+    extra = sum(twin_bytes.values()) - replaced
+    if extra > 0 and pads is not None:
+        pads[k] = pads.get(k, 0) + extra
     for key, value in {**own, **m7}.items():
         fields[key] = _int32_literal(value) if isinstance(value, (int, np.integer)) else value
     body = ",\n      ".join(f".{key} = {v}" for key, v in fields.items())

@@ -239,6 +239,12 @@ class IntegerLayer:
             raise ValueError(f"{where}: unknown kind; choose one of {sorted(REGISTRY)}")
         if self.rounding is not None and self.rounding not in ROUNDINGS:
             raise ValueError(f"{where}: rounding must be None or one of {ROUNDINGS}")
+        lo, hi = self.out_range
+        if lo > hi:  # every kernel would clamp differently (min-then-max or max-then-min)
+            raise ValueError(f"{where}: the output clamp [act_min, act_max] = "
+                             f"[{self.act_min}, {self.act_max}] leaves no {self.out_bits}-bit "
+                             f"code in [{lo}, {hi}]; set act_min <= act_max within the output's "
+                             "code range")
         if op.same_quantization and (self.in_zero_point != self.out_zero_point
                                      or self.in_bits != self.out_bits
                                      or self.in_signed != self.out_signed):

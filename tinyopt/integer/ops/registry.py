@@ -254,8 +254,9 @@ def register(*ops: OpKind) -> None:
 
     Raises:
         ValueError: a kind or a TFLite operator registered twice, or a record without a
-            simulation, or a C source name that is not a plain file name, or an M7 twin
-            without its entry point or without a portable kernel.
+            simulation, or a C source name that is not a plain file name (or starts with
+            ``m7_``), or an M7 twin without its entry point or without a portable kernel, or
+            on a compute or pool kind.
     """
     for op in ops:
         if op.name in REGISTRY:
@@ -269,6 +270,13 @@ def register(*ops: OpKind) -> None:
         if (op.m7_source is None) != (op.m7_function is None):
             raise ValueError(f"op kind {op.name!r}: an M7 twin needs both m7_source and "
                              "m7_function")
+        if op.c_source is not None and op.c_source.startswith("m7_"):
+            raise ValueError(f"op kind {op.name!r}: c_source must not start with 'm7_' (the "
+                             "export's name of an M7 twin's file)")
+        if op.m7_function is not None and (op.compute or op.c_function == "tn_run_pool"):
+            raise ValueError(f"op kind {op.name!r}: an M7 twin of a compute layer or a pool is "
+                             "not supported (their steps fuse a pool or an ADD and carry the "
+                             "compute descriptor); add a kernel to tinyopt/deploy/kernels_m7.py")
         if op.m7_function is not None and op.c_function is None:
             raise ValueError(f"op kind {op.name!r}: an M7 twin needs the portable kernel "
                              "(c_function) beside it")
