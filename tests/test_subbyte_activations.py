@@ -182,12 +182,16 @@ def test_the_c_on_the_host_is_the_simulator(kind, label, tmp_path):
         Policy(["c0", "dw1", "pw2", "fc"], [4, 8, 2, 8], [4, 2, 4, 8])
     g = lower.convert(ptq.quantize_mixed(m, p, images()))
     codes = g.quantize_input(images(16, seed=5))
-    # portable kernels: the activations' kernels are portable either way (ops/tn_<op>.c); the
-    # compute layers' M7 kernels have their own tests
-    export = codegen.export_c(g, tmp_path / "c", kernels="portable")
-    exe = mcu.build_host(export, build_dir=tmp_path / "build")
-    got = mcu.run_host(exe, export, codes, work_dir=tmp_path / "run")
-    assert np.array_equal(got, codegen.reference_output(g, codes))
+    # portable kernels (ops/tn_<op>.c; the compute layers' M7 kernels have their own tests),
+    # and for hard-swish also its Cortex-M7 twin (ops/m7/tn_hard_swish.c) on the Keras path
+    want = codegen.reference_output(g, codes)
+    for kernels in ("portable", "m7") if kind == "hswish" else ("portable",):
+        export = codegen.export_c(g, tmp_path / kernels, kernels=kernels)
+        if kernels == "m7" and label == "mixed":  # the table form needs no scratch
+            assert "op" in export.kernels, export.kernels
+        exe = mcu.build_host(export, build_dir=tmp_path / f"build_{kernels}")
+        got = mcu.run_host(exe, export, codes, work_dir=tmp_path / f"run_{kernels}")
+        assert np.array_equal(got, want), kernels
 
 
 def test_the_fake_quant_model_saves_and_loads(tmp_path):
