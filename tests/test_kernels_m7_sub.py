@@ -437,3 +437,97 @@ def test_subconv_under_qemu(qemu, tmp_path, monkeypatch, raw, roomy):
         r = mcu.deploy(g, x, tmp_path, name=f"{name}_{raw}", host_images=4, mcu_images=2)
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+
+
+# tn_m7_subfc (steps.sub_fc_fits): dense layers of 4 / 2-bit weights over 8, 4 and 2-bit inputs
+# read a word at a time (K XB a multiple of 32), unsigned with z_x = 0 and z_x != 0 (SSUB16),
+# signed (the sign bits flipped, EOR), PL and PC, FB and ICN, N a multiple of four (four 4 / 2-bit
+# outputs per store) and not, 2 / 4 / 8-bit outputs; the last layer (K = 10 or 7: no whole
+# words) stays on tn_m7_sub.
+SUBFC_CHAINS = {  # name: (rounding, input signed, input zero point, input bits, input shape, layers)
+    "fc_floor_u8": ("floor", False, 0, 8, (64,), [
+        _dense(24, 64, 4, 4, per_channel=True, icn=True),
+        _dense(16, 24, 2, 2),
+        _dense(10, 16, 4, 8, per_channel=True),
+        _dense(3, 10, 4, 32, out_signed=True, requantize=False)]),
+    "fc_double_s8": ("tflite_double", True, -3, 8, (32,), [
+        _dense(32, 32, 2, 4, out_signed=True, out_zero_point=1, per_channel=True),
+        _dense(16, 32, 4, 2, out_signed=True),
+        _dense(7, 16, 2, 8, per_channel=True, icn=True),
+        _dense(4, 7, 4, 32, out_signed=True, requantize=False)]),
+    "fc_single_u4": ("tflite_single", False, 5, 4, (40,), [
+        _dense(13, 40, 4, 8, per_channel=True),
+        _dense(8, 13, 2, 4, out_zero_point=2),
+        _dense(5, 8, 4, 8)]),
+}
+
+
+def _subfc_graph(name):
+    rounding, signed, zin, bits, shape, layers = SUBFC_CHAINS[name]
+    return chain(90 + len(name), layers, shape, bits, signed, zin, rounding)
+
+
+def _force_subfc_plan(monkeypatch, plan):
+    """subfc_plan forced: "raw1" / "raw0" (RAW 1 / 0, one chunk), "chunks" (RAW 2 in chunks of
+    1, 2, 3 or 5 input words: every remainder of the four-word loop), None: as planned."""
+    if plan is None:
+        return
+    real = kernels_m7.subfc_plan
+    def forced(layer):
+        raw, kc = real(layer)
+        words = int(layer.in_shape[0]) * int(layer.in_bits) // 32
+        if int(layer.weight_bits) != 4:
+            return raw, kc
+        if plan == "chunks":
+            return 2, (1, 2, 3, 5)[words % 4]
+        return int(plan[-1]), words
+    monkeypatch.setattr(kernels_m7, "subfc_plan", forced)
+
+
+SUBFC_PLANS = [None, "raw1", "raw0", "chunks"]
+
+
+@pytest.mark.parametrize("plan", SUBFC_PLANS)
+@pytest.mark.parametrize("name", sorted(SUBFC_CHAINS))
+def test_subfc_host_bitexact(tmp_path, monkeypatch, name, plan):
+    """Every dense step whose input fills whole words takes tn_m7_subfc, with no scratch, and
+    the C equals the simulator; RAW forced down to 1 and 0, and RAW 2 in short chunks, too."""
+    g = _subfc_graph(name)
+    _force_subfc_plan(monkeypatch, plan)
+    e = host_check(g, tmp_path)
+    fits = [steps_mod.sub_fc_fits(s) for s in e.steps]
+    want = {"fc_floor_u8": [True, True, True, False], "fc_double_s8": [True, True, True, False],
+            "fc_single_u4": [True, False, True]}[name]
+    assert fits == want, fits
+    for k, s in zip(e.kernels, e.steps):
+        assert k == "sub" and s.scratch_bytes == 0, (s.name, k)
+    if plan is None:
+        assert {kernels_m7.subfc_plan(s.layer)[0] for s, f in zip(e.steps, fits)
+                if f and s.layer.weight_bits == 4} == {2}
+
+
+def test_sub_fc_fits_bounds():
+    """sub_fc_fits: whole words of inputs, 2 / 4-bit weights, no fused ADD; 2-bit weights only
+    while 255 max |x'| K < 2^31."""
+    g = _subfc_graph("fc_floor_u8")
+    st = steps_mod.memory_plan(g)[0]
+    assert [steps_mod.sub_fc_fits(s) for s in st] == [True, True, True, False]
+    big = chain(6, [_dense(4, 40000, 2, 8)], (40000,), 8, True, -128)
+    assert not steps_mod.sub_fc_fits(steps_mod.memory_plan(big)[0][0])  # 255 * 255 * 40000
+    big4 = chain(6, [_dense(4, 40000, 4, 8)], (40000,), 8, True, -128)
+    assert steps_mod.sub_fc_fits(steps_mod.memory_plan(big4)[0][0])
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+@pytest.mark.parametrize("plan", SUBFC_PLANS)
+def test_subfc_under_qemu(qemu, tmp_path, monkeypatch, plan):
+    """tn_m7_subfc's assembly loops (every input width, signed / offset lanes, 4-bit weights at
+    RAW 2, 1, 0 and in chunks; 2-bit weights) bit-exact under QEMU."""
+    _force_subfc_plan(monkeypatch, plan)
+    for name in SUBFC_CHAINS:
+        g = _subfc_graph(name)
+        lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
+        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (4, *g.input_shape))
+        r = mcu.deploy(g, x, tmp_path, name=f"{name}_{plan}", host_images=4, mcu_images=2)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name

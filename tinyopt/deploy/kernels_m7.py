@@ -93,7 +93,7 @@ from tinyopt.integer.steps import (  # noqa: F401  (MAX_SCRATCH, KERNEL_MODES: r
     KERNEL_MODES, MAX_SCRATCH, SUB_BITS, Step, _hwc, conv_lanes, fc_fits, gemm_geometry,
     kernel_window, m7_kernel, scratch_bytes as step_scratch_bytes, scratch_parts, dw3_fits,
     dw3_weights_fit, dw3_width, dw3_scratch_bytes, kind_scratch_parts, sub_direct, sub_units,
-    sub_conv_step, sub_lane_group, sub_lanes)
+    sub_conv_step, sub_fc_fits, sub_lane_group, sub_lanes)
 from tinyopt.integer.arith import packed_bytes
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment
@@ -172,7 +172,8 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
                                          and subconv_add_table(step, rounding) is not None):
             plan = add_plan(step, rounding)
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
-        weights = (subconv_weights(layer) if sub_conv_step(step)  # tn_m7_subconv
+        weights = (subconv_weights(layer)  # tn_m7_subconv, tn_m7_subfc: blocks of four rows
+                   if sub_conv_step(step) or sub_fc_fits(step)
                    else sub_weights(layer, sub_units(step)))
         return Choice("sub", f"model_step{index}", scratch=scratch, weights=weights, reason=why)
     if kind == "depthwise":  # the 3x3 row kernel where it applies (dw3_plan), else tn_m7_depthwise
@@ -268,6 +269,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
                 + ", ".join(u(a) for a in args) + ");\n}\n")
     if choice.kind == "sub" and sub_conv_step(step):
         return head + _subconv_call(step, common, zw, rq, graph_rounding, arena, u) + "}\n"
+    if choice.kind == "sub" and sub_fc_fits(step):
+        return head + _subfc_call(step, common, zw, rq, u) + "}\n"
     if choice.kind == "sub":
         return head + _sub_call(step, common, zw, rq, graph_rounding, arena, u) + "}\n"
     if choice.kind == "depthwise_scalar":
@@ -601,11 +604,14 @@ def subconv_weights(layer) -> np.ndarray:
         ValueError: another kind of layer or weight width.
     """
     wb = int(layer.weight_bits)
-    if layer.kind not in ("conv2d", "pointwise") or wb not in (2, 4):
-        raise ValueError(f"layer {layer.name!r}: subconv_weights packs conv2d and pointwise "
-                         f"layers of 2 or 4-bit weights, not a {wb}-bit {layer.kind} layer")
+    if layer.kind not in ("conv2d", "pointwise", "dense") or wb not in (2, 4) or (
+            layer.kind == "dense" and len(layer.in_shape) != 1):
+        raise ValueError(f"layer {layer.name!r}: subconv_weights packs conv2d, pointwise and "
+                         f"dense (1-D input) layers of 2 or 4-bit weights, not a {wb}-bit "
+                         f"{layer.kind} layer of input shape {tuple(layer.in_shape)}")
     rows, pairs = _subconv_rows(layer)
-    if wb == 4 and subconv_raw(layer) == 2:
+    raw = subfc_plan(layer)[0] if layer.kind == "dense" else subconv_raw(layer)
+    if wb == 4 and raw == 2:
         rows = rows.copy()
         rows[3::4] ^= 8
     blocks = rows.reshape(-1, 4, rows.shape[1])  # [block, r, lane]
@@ -620,6 +626,37 @@ def subconv_weights(layer) -> np.ndarray:
     shifts = np.arange(fields.shape[-1], dtype=np.uint64) * wb
     words = (fields.astype(np.uint64) << shifts).sum(axis=-1).astype("<u4")
     return words.reshape(-1).view(np.uint8).copy()
+
+
+def subfc_plan(layer) -> tuple[int, int]:
+    """(RAW, KC) of tn_m7_subfc (c/tn_m7_sub.h) for a dense layer of
+    :func:`tinyopt.integer.steps.sub_fc_fits`: 4-bit weights take RAW 2 (row 3 unmasked) over
+    the whole input when :func:`subconv_raw` allows it (KC = all K XB / 32 input words), else
+    in chunks of KC words short enough that the loop's scaled sums stay exact whatever the
+    weights (16 * 15, 256 * 15 and 4096 * 8 times max |x'| per input: KC words of 32 / XB
+    inputs below 2^31), each chunk's sums unscaled and added; :func:`subconv_raw`'s level over
+    the whole input if such chunks would be shorter than four words. 2-bit weights: RAW 0 (their
+    layout needs none), one chunk (the bound of sub_fc_fits)."""
+    xb = int(layer.in_bits)
+    words = int(layer.in_shape[0]) * xb // 32
+    if int(layer.weight_bits) != 4:
+        return 0, words
+    raw = subconv_raw(layer)
+    if raw == 2:
+        return 2, words
+    kc = ((1 << 31) - 1) // (4096 * 8 * _x_box(layer)) // (32 // xb)
+    return (2, min(kc, words)) if kc >= 4 else (raw, words)
+
+
+def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
+    """The body of a tn_m7_subfc step (a dense layer, :func:`tinyopt.integer.steps
+    .sub_fc_fits`): its call with the layer's constants."""
+    layer = step.layer
+    args = [int(layer.in_shape[0]), layer.out_channels, layer.in_bits, common["XS"],
+            common["ZX"], layer.weight_bits, *subfc_plan(layer), common["NWZP"],
+            int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
+            common["OB"], *rq.values()]
+    return "    tn_m7_subfc(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
 
 
 def subconv_add_table(step: Step, rounding: str | None) -> np.ndarray | None:

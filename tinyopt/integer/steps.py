@@ -544,6 +544,26 @@ def sub_conv_fits(step: Step) -> bool:
     return 4 * kp + 8 * int(layer.out_channels) * (step.add is not None) <= MAX_SCRATCH
 
 
+def sub_fc_fits(step: Step) -> bool:
+    """Does tn_m7_subfc (c/tn_m7_sub.h: no scratch, tn_m7_subconv's weight blocks against the
+    input unpacked a word at a time in registers) run ``step``? A dense layer of 2 or 4-bit
+    weights and 2, 4 or 8-bit inputs, a 1-D input of K codes filling whole words (K XB % 32 ==
+    0), no fused ADD, input zero point in [-255, 255]; with 2-bit weights the rows' sums scaled
+    by up to 64 in the loop (row 3 unmasked: w_0 + 4 w_1 + 16 w_2 + 64 w_3) stay in int32
+    (255 * max |x - z_x| * K < 2^31). Pure arithmetic on the shape, widths and zero point."""
+    layer = step.layer
+    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    if (not OWN_WEIGHT_ORDER or layer.kind != "dense" or wb not in SUB_LANE_WEIGHT_BITS
+            or xb not in (2, 4, 8) or step.add is not None or step.pool is not None
+            or len(layer.in_shape) != 1 or abs(int(layer.in_zero_point)) > 255):
+        return False
+    k = int(layer.in_shape[0])
+    z = int(layer.in_zero_point)
+    lo = -(1 << (xb - 1)) if layer.in_signed else 0
+    dx = max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
+    return (k * xb) % 32 == 0 and (wb == 4 or 255 * dx * k < (1 << 31))
+
+
 def sub_scratch_parts(step: Step) -> tuple[int, int]:
     """(window bytes, output bytes) of the sub-byte kernel of ``step``: tn_m7_subconv
     (:func:`sub_conv_fits`, when its scratch is at most :func:`eight_bit_scratch`): two pixels'
