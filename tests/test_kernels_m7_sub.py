@@ -442,19 +442,26 @@ def test_subconv_under_qemu(qemu, tmp_path, monkeypatch, raw, roomy):
 # tn_m7_subfc (steps.sub_fc_fits): dense layers of 4 / 2-bit weights over 8, 4 and 2-bit inputs
 # read a word at a time (K XB a multiple of 32), unsigned with z_x = 0 and z_x != 0 (SSUB16),
 # signed (the sign bits flipped, EOR), PL and PC, FB and ICN, N a multiple of four (four 4 / 2-bit
-# outputs per store) and not, 2 / 4 / 8-bit outputs; the last layer (K = 10 or 7: no whole
-# words) stays on tn_m7_sub.
+# outputs per store) and not, the last one or two rows in a pair block (N % 4 = 1, 2; 2-bit
+# weights over 8-bit inputs: its last word half used), 2 / 4 / 8-bit outputs; the last layer
+# (K = 10, 6, 7: no whole words) stays on tn_m7_sub.
 SUBFC_CHAINS = {  # name: (rounding, input signed, input zero point, input bits, input shape, layers)
     "fc_floor_u8": ("floor", False, 0, 8, (64,), [
         _dense(24, 64, 4, 4, per_channel=True, icn=True),
         _dense(16, 24, 2, 2),
         _dense(10, 16, 4, 8, per_channel=True),
         _dense(3, 10, 4, 32, out_signed=True, requantize=False)]),
-    "fc_double_s8": ("tflite_double", True, -3, 8, (32,), [
-        _dense(32, 32, 2, 4, out_signed=True, out_zero_point=1, per_channel=True),
+    "fc_double_s8": ("tflite_double", True, -3, 8, (36,), [
+        _dense(32, 36, 2, 4, out_signed=True, out_zero_point=1, per_channel=True),
         _dense(16, 32, 4, 2, out_signed=True),
-        _dense(7, 16, 2, 8, per_channel=True, icn=True),
-        _dense(4, 7, 4, 32, out_signed=True, requantize=False)]),
+        _dense(6, 16, 2, 8, per_channel=True, icn=True),
+        _dense(4, 6, 4, 32, out_signed=True, requantize=False)]),
+    "fc_pair_u8": ("floor", False, 3, 8, (36,), [
+        _dense(7, 36, 4, 4, per_channel=True),
+        _dense(5, 7, 4, 8)]),
+    "fc_pair2_u8": ("floor", False, 3, 8, (36,), [
+        _dense(6, 36, 2, 2, per_channel=True),
+        _dense(5, 6, 4, 8)]),
     "fc_single_u4": ("tflite_single", False, 5, 4, (40,), [
         _dense(13, 40, 4, 8, per_channel=True),
         _dense(8, 13, 2, 4, out_zero_point=2),
@@ -497,13 +504,15 @@ def test_subfc_host_bitexact(tmp_path, monkeypatch, name, plan):
     e = host_check(g, tmp_path)
     fits = [steps_mod.sub_fc_fits(s) for s in e.steps]
     want = {"fc_floor_u8": [True, True, True, False], "fc_double_s8": [True, True, True, False],
-            "fc_single_u4": [True, False, True]}[name]
+            "fc_single_u4": [True, False, True], "fc_pair_u8": [True, False],
+            "fc_pair2_u8": [True, False]}[name]
     assert fits == want, fits
     for k, s in zip(e.kernels, e.steps):
         assert k == "sub" and s.scratch_bytes == 0, (s.name, k)
     if plan is None:
-        assert {kernels_m7.subfc_plan(s.layer)[0] for s, f in zip(e.steps, fits)
-                if f and s.layer.weight_bits == 4} == {2}
+        raws = {kernels_m7.subfc_plan(s.layer)[0] for s, f in zip(e.steps, fits)
+                if f and s.layer.weight_bits == 4}
+        assert raws == (set() if name == "fc_pair2_u8" else {2}), raws
 
 
 def test_sub_fc_fits_bounds():

@@ -172,8 +172,8 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
                                          and subconv_add_table(step, rounding) is not None):
             plan = add_plan(step, rounding)
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
-        weights = (subconv_weights(layer)  # tn_m7_subconv, tn_m7_subfc: blocks of four rows
-                   if sub_conv_step(step) or sub_fc_fits(step)
+        weights = (subconv_weights(layer) if sub_conv_step(step)  # tn_m7_subconv
+                   else subfc_weights(layer) if sub_fc_fits(step)  # tn_m7_subfc
                    else sub_weights(layer, sub_units(step)))
         return Choice("sub", f"model_step{index}", scratch=scratch, weights=weights, reason=why)
     if kind == "depthwise":  # the 3x3 row kernel where it applies (dw3_plan), else tn_m7_depthwise
@@ -646,6 +646,47 @@ def subfc_plan(layer) -> tuple[int, int]:
         return 2, words
     kc = ((1 << 31) - 1) // (4096 * 8 * _x_box(layer)) // (32 // xb)
     return (2, min(kc, words)) if kc >= 4 else (raw, words)
+
+
+def subfc_weights(layer) -> np.ndarray:
+    """The weight bytes of a step of tn_m7_subfc (c/tn_m7_sub.h): :func:`subconv_weights`'
+    blocks of four rows (RAW of :func:`subfc_plan`), but when N % 4 is 1 or 2 the last rows
+    (padded to two with code 0) as a pair block: per two lane pairs q, q + 1 a word of 4-bit
+    weights, bytes (i_q, i_{q+1}, j_q, j_{q+1}) each row 0 | row 1 << 4; per four lane pairs a
+    word of 2-bit weights, nibble t of the low half row 0 | row 1 << 2 at i_{q+t}, of the high
+    half at j_{q+t} (the last word completed with zeros).
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+
+    Returns:
+        uint8 array.
+
+    Raises:
+        ValueError: as :func:`subconv_weights`.
+    """
+    quads = subconv_weights(layer)
+    n, wb = int(layer.out_channels), int(layer.weight_bits)
+    if n % 4 not in (1, 2):
+        return quads
+    rows, pairs = _subconv_rows(layer)
+    k = rows.shape[1]
+    block = k * wb // 2  # bytes of a block of four rows
+    tail = rows[n - n % 4:n - n % 4 + 2]  # the last rows, then a padding row of code 0
+    i = np.array([a for a, _ in pairs])
+    j = np.array([b for _, b in pairs])
+    fi = tail[0, i] | (tail[1, i] << wb)  # [pair]: both rows at i_q
+    fj = tail[0, j] | (tail[1, j] << wb)
+    if wb == 4:  # [q / 2, 4 bytes]
+        fields, width = np.stack([fi[0::2], fi[1::2], fj[0::2], fj[1::2]], axis=1), 8
+    else:  # [q / 4, 8 nibbles]: four at i, four at j
+        pad = (-len(fi)) % 4
+        fi = np.concatenate([fi, np.zeros(pad, fi.dtype)]).reshape(-1, 4)
+        fj = np.concatenate([fj, np.zeros(pad, fj.dtype)]).reshape(-1, 4)
+        fields, width = np.concatenate([fi, fj], axis=1), 4
+    shifts = np.arange(fields.shape[-1], dtype=np.uint64) * width
+    words = (fields.astype(np.uint64) << shifts).sum(axis=-1).astype("<u4")
+    return np.concatenate([quads[:block * (n // 4)], words.view(np.uint8)])
 
 
 def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:

@@ -930,9 +930,62 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
     return w;
 }
 
-/* A dense layer K -> N of WB = 2 / 4-bit weights (kernels_m7.subconv_weights' order; RAW:
- * kernels_m7.subconv_raw) and XB = 2 / 4 / 8-bit inputs (K XB a multiple of 32), no scratch.
- * HASZW: some weight zero point is nonzero (sum x' needed). */
+/* The sums of the last two rows of an N with N % 4 = 1 or 2 (the pair block, weights at w;
+ * kernels_m7.subfc_weights): per two lane pairs (q, q + 1) a word of 4-bit weights, bytes
+ * (i_q, i_{q+1}, j_q, j_{q+1}), each row 0 | row 1 << 4; per four lane pairs a word of 2-bit
+ * weights, nibble t of the low half (r0 | r1 << 2) at i_{q+t}, of the high half at j_{q+t}.
+ * UXTB16 / a shift and AND give a lane pair of both rows, row 1 scaled (SC: exact within a
+ * chunk of KC words, as the blocks' rows 1; SC = 0, 4-bit: row 1 shifted down); one AND row 0.
+ * Adds to A[0..1] modulo 2^32; returns w past the block. */
+TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_t NG,
+                                    uint32_t KC, uint32_t XB, uint32_t XS, int32_t ZX,
+                                    uint32_t WB, uint32_t SC, int32_t *A)
+{
+    const int32_t dx = XB == 8u ? -ZX : (XS ? (int32_t)(1u << (XB - 1u)) : 0) + ZX;
+    const uint32_t d = ((uint32_t)dx & 0xFFFFu) * 0x00010001u;
+    const uint32_t np = XB == 8u ? 2u : 16u / XB; /* lane pairs per input word */
+    const uint32_t flip = !XS || XB == 8u ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
+    const uint32_t per = WB == 4u ? 2u : 4u; /* lane pairs per weight word */
+    const uint32_t sh = WB == 4u ? 4u : 2u;
+    uint32_t u = 0, q = 0;
+    for (uint32_t g0 = 0; g0 < NG; g0 += KC) {
+        const uint32_t g1 = NG - g0 < KC ? NG : g0 + KC;
+        uint32_t a0 = 0, a1 = 0;
+        for (uint32_t g = g0; g < g1; g++) {
+            const uint32_t v = tn_ld32(in + 4u * g) ^ flip;
+            TN_UNROLL
+            for (uint32_t j = 0; j < np; j++, q++) {
+                uint32_t xp, r;
+                if (XB == 8u)
+                    xp = XS ? (j ? tn_sxtab16_ror8(d, v) : tn_sxtab16(d, v))
+                            : (j ? tn_uxtab16_ror8(d, v) : tn_uxtab16(d, v));
+                else {
+                    xp = (v >> (j * XB)) & tn_lanemask(XB);
+                    if (dx) xp = tn_ssub16(xp, d);
+                }
+                if (q % per == 0u) { u = tn_ld32(w); w += 4; }
+                if (WB == 4u)
+                    r = q % 2u ? tn_uxtb16_ror8(u) : tn_uxtb16(u);
+                else
+                    r = (u >> (4u * (q % 4u))) & 0x000F000Fu;
+                a0 = (uint32_t)tn_smlad(r & (WB == 4u ? 0x000F000Fu : 0x00030003u), xp,
+                                        (int32_t)a0);
+                a1 = (uint32_t)tn_smlad(SC || WB == 2u ? r : (r >> 4) & 0x000F000Fu, xp,
+                                        (int32_t)a1);
+            }
+        }
+        A[0] = (int32_t)((uint32_t)A[0] + a0);
+        A[1] = (int32_t)((uint32_t)A[1] + (SC || WB == 2u ? (uint32_t)((int32_t)(a1 - a0) >> sh)
+                                                            : a1));
+    }
+    if (q % per) w += 4; /* a 2-bit block's last word, partly used */
+    return w;
+}
+
+/* A dense layer K -> N of WB = 2 / 4-bit weights (kernels_m7.subfc_weights' order; RAW, KC:
+ * kernels_m7.subfc_plan) and XB = 2 / 4 / 8-bit inputs (K XB a multiple of 32), no scratch:
+ * blocks of four rows, the last one or two rows of N in a pair block. HASZW: some weight zero
+ * point is nonzero (sum x' needed). */
 TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
                            uint32_t K, uint32_t N, uint32_t XB, uint32_t XS, int32_t ZX,
                            uint32_t WB, uint32_t RAW, uint32_t KC, uint32_t NWZP, uint32_t HASZW,
@@ -944,18 +997,24 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
     const int32_t *bias = l->bias, *m0p = l->m0;
     const int8_t *n0p = l->n0;
     const uint32_t NG = K * XB / 32u; /* input words */
+    const uint32_t NQ = N % 4u == 1u || N % 4u == 2u ? N & ~3u : N; /* rows in blocks of four */
     const int32_t sx = HASZW || (WB == 4u && RAW == 2u) ? tn_sf_sumx(in, K, XB, XS, ZX) : 0;
     for (uint32_t c = 0; c < N; c += 4u) {
         int32_t A[4];
-        w = tn_sf_block(w, in, NG, KC, XB, XS, ZX, WB, RAW, sx, A);
-        if ((OB == 4u || OB == 2u) && N % 4u == 0u) { /* four outputs, one store */
+        if (c < NQ) {
+            w = tn_sf_block(w, in, NG, KC, XB, XS, ZX, WB, RAW, sx, A);
+        } else { /* the pair block */
+            A[0] = A[1] = A[2] = A[3] = 0;
+            w = tn_sf_pair(w, in, NG, KC, XB, XS, ZX, WB, RAW >= 1u, A);
+        }
+        if ((OB == 4u || OB == 2u) && c + 4u <= N) { /* four outputs, one store */
             tn_sc_put4(l, bias, wzp, m0p, n0p, out, c * OB / 8u, c, A, HASZW ? sx : 0, NWZP,
                        ZW, REQ, NM, ROUND, OB, TN_RQ);
             continue;
         }
         TN_UNROLL
         for (uint32_t r = 0; r < 4u; r++)
-            if (N % 4u == 0u || c + r < N) {
+            if (c + r < N) {
                 const int32_t z = !HASZW ? 0 : NWZP == 1u ? ZW : (int32_t)wzp[c + r];
                 tn_m7_fc_put(l, out, c + r, (uint32_t)bias[c + r] + (uint32_t)A[r]
                              - (uint32_t)z * (uint32_t)sx, REQ, NM, ROUND, OB, TN_RQ);
