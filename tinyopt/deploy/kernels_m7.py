@@ -631,14 +631,14 @@ def subconv_weights(layer) -> np.ndarray:
 def subfc_plan(layer) -> tuple[int, int]:
     """(RAW, KC) of tn_m7_subfc (c/tn_m7_sub.h) for a dense layer of
     :func:`tinyopt.integer.steps.sub_fc_fits`: 4-bit weights take RAW 2 (row 3 unmasked) over
-    the whole input when :func:`subconv_raw` allows it (KC = all K XB / 32 input words), else
+    the whole input when :func:`subconv_raw` allows it (KC = all ceil(K XB / 32) input words), else
     in chunks of KC words short enough that the loop's scaled sums stay exact whatever the
     weights (16 * 15, 256 * 15 and 4096 * 8 times max |x'| per input: KC words of 32 / XB
     inputs below 2^31), each chunk's sums unscaled and added; :func:`subconv_raw`'s level over
     the whole input if such chunks would be shorter than four words. 2-bit weights: RAW 0 (their
     layout needs none), one chunk (the bound of sub_fc_fits)."""
     xb = int(layer.in_bits)
-    words = int(layer.in_shape[0]) * xb // 32
+    words = -(-int(layer.in_shape[0]) * xb // 32)
     if int(layer.weight_bits) != 4:
         return 0, words
     raw = subconv_raw(layer)

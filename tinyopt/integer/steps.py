@@ -503,9 +503,11 @@ def sub_lane_group(layer: IntegerLayer) -> int:
     """GX, the lanes of one unpack group of tn_m7_subconv's windows: 4 for 8-bit inputs
     (tn_m7_conv's groups); 32 / in_bits (a word of codes, unpacked a lane pair per instruction)
     when a window row of KW C codes is a whole number of such words; else 4 (lane by lane, the
-    8-bit kernel's window length)."""
+    8-bit kernel's window length). A dense layer (tn_m7_subfc): 4 or 32 / in_bits whatever K."""
     xb = int(layer.in_bits)
     kh, kw = kernel_window(layer)
+    if layer.kind == "dense":  # tn_m7_subfc: a last partial word completed in a register
+        return 4 if xb == 8 else 32 // xb
     if xb == 8 or (kw * _hwc(layer.in_shape)[2]) % (32 // xb):
         return 4
     return 32 // xb
@@ -547,10 +549,12 @@ def sub_conv_fits(step: Step) -> bool:
 def sub_fc_fits(step: Step) -> bool:
     """Does tn_m7_subfc (c/tn_m7_sub.h: no scratch, tn_m7_subconv's weight blocks against the
     input unpacked a word at a time in registers) run ``step``? A dense layer of 2 or 4-bit
-    weights and 2, 4 or 8-bit inputs, a 1-D input of K codes filling whole words (K XB % 32 ==
-    0), no fused ADD, input zero point in [-255, 255]; with 2-bit weights the rows' sums scaled
-    by up to 64 in the loop (row 3 unmasked: w_0 + 4 w_1 + 16 w_2 + 64 w_3) stay in int32
-    (255 * max |x - z_x| * K < 2^31). Pure arithmetic on the shape, widths and zero point."""
+    weights and 2, 4 or 8-bit inputs, a 1-D input of K codes, no fused ADD, input zero point in
+    [-255, 255]; when K XB is not a whole number of words, z_x a code of the input's width (the
+    last word's missing codes are z_x: x' = 0); with 2-bit weights the rows' sums scaled by up
+    to 64 in the loop (row 3 unmasked: w_0 + 4 w_1 + 16 w_2 + 64 w_3) stay in int32
+    (255 * max |x - z_x| * KP < 2^31, KP: K rounded up to whole words). Pure arithmetic on the
+    shape, widths and zero point."""
     layer = step.layer
     wb, xb = int(layer.weight_bits), int(layer.in_bits)
     if (not OWN_WEIGHT_ORDER or layer.kind != "dense" or wb not in SUB_LANE_WEIGHT_BITS
@@ -561,7 +565,10 @@ def sub_fc_fits(step: Step) -> bool:
     z = int(layer.in_zero_point)
     lo = -(1 << (xb - 1)) if layer.in_signed else 0
     dx = max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
-    return (k * xb) % 32 == 0 and (wb == 4 or 255 * dx * k < (1 << 31))
+    kp = -(-k * xb // 32) * 32 // xb
+    if kp != k and not lo <= z < lo + (1 << xb):
+        return False
+    return wb == 4 or 255 * dx * kp < (1 << 31)
 
 
 def sub_scratch_parts(step: Step) -> tuple[int, int]:

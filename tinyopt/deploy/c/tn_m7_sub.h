@@ -694,8 +694,8 @@ TN_INLINE void tn_m7_subconv(const tn_layer_t *l, const uint8_t *in, const uint8
 }
 
 /* ---------------------------------------------------------------------------------------------
- * tn_m7_subfc: dense layers of 2 or 4-bit weights and 2, 4 or 8-bit inputs (steps.sub_fc_fits:
- * K XB a whole number of words), no scratch: tn_m7_subconv's weights (kernels_m7
+ * tn_m7_subfc: dense layers of 2 or 4-bit weights and 2, 4 or 8-bit inputs (steps.sub_fc_fits;
+ * the last partial word of inputs completed with z_x, x' = 0, in a register), no scratch: tn_m7_subconv's weights (kernels_m7
  * .subconv_weights, rows in blocks of four, nibbles / crumbs per lane pair) against one pixel,
  * the input itself unpacked a word at a time in registers (8-bit: UXTAB16 / SXTAB16 as tn_m7_fc,
  * lanes (x0, x2), (x1, x3); b-bit: lane pair j = (v >> j b) & mask, one AND with a shifted
@@ -710,21 +710,22 @@ TN_INLINE void tn_m7_subconv(const tn_layer_t *l, const uint8_t *in, const uint8
  * the codes.
  * --------------------------------------------------------------------------------------------- */
 
-/* sum x' over the K inputs at in (K XB a multiple of 32): USADA8 sums of the codes, sign bits
- * flipped for signed ones (c ^ 2^(b-1) = x + 2^(b-1)), minus K (z_x + 2^(b-1)). */
-TN_INLINE int32_t tn_sf_sumx(const uint8_t *in, uint32_t K, uint32_t XB, uint32_t XS, int32_t ZX)
+/* sum x' over the NG words of inputs at in and (TAIL) the last partial word tw (its missing
+ * codes z_x): USADA8 sums of the codes, sign bits flipped for signed ones (c ^ 2^(b-1) =
+ * x + 2^(b-1)), minus (z_x + 2^(b-1)) per code. */
+TN_INLINE int32_t tn_sf_sumx(const uint8_t *in, uint32_t NG, uint32_t tw, uint32_t TAIL,
+                             uint32_t XB, uint32_t XS, int32_t ZX)
 {
-    const uint32_t nw = K * XB / 32u;
     const uint32_t flip = !XS ? 0u : XB == 8u ? 0x80808080u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
     const uint32_t m = XB == 8u ? 0xFFFFFFFFu : XB == 4u ? 0x0F0F0F0Fu : 0x03030303u;
     const int32_t d = (XS ? (int32_t)(1u << (XB - 1u)) : 0) + ZX;
     uint32_t t = 0;
-    for (uint32_t g = 0; g < nw; g++) {
-        const uint32_t v = tn_ld32(in + 4u * g) ^ flip;
+    for (uint32_t g = 0; g < NG + TAIL; g++) {
+        const uint32_t v = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
         TN_UNROLL
         for (uint32_t b = 0; b < 8u; b += XB) t = tn_usada8((v >> b) & m, t);
     }
-    return (int32_t)(t - K * (uint32_t)d);
+    return (int32_t)(t - (NG + TAIL) * (32u / XB) * (uint32_t)d);
 }
 
 #if TN_M7_ASM
@@ -916,15 +917,19 @@ TN_INLINE const uint8_t *tn_sf_run(const uint8_t *w, const uint8_t *in, uint32_t
 }
 
 /* The sums A_r = sum_k w_r[k] x'_k of one block of four rows (weights at w, NG words of inputs
- * at in, in chunks of KC words: the loop's scaled sums stay exact within a chunk; sx = sum x',
- * for RAW 2's row 3), exact modulo 2^32; returns w past the block. */
+ * at in, in chunks of KC words: the loop's scaled sums stay exact within a chunk; then, TAIL,
+ * the last word completed at tw; sx = sum x', for RAW 2's row 3), exact modulo 2^32; returns w
+ * past the block. */
 TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32_t NG,
-                                     uint32_t KC, uint32_t XB, uint32_t XS, int32_t ZX,
-                                     uint32_t WB, uint32_t RAW, int32_t sx, int32_t *A)
+                                     const uint32_t *tw, uint32_t TAIL, uint32_t KC,
+                                     uint32_t XB, uint32_t XS, int32_t ZX, uint32_t WB,
+                                     uint32_t RAW, int32_t sx, int32_t *A)
 {
     A[0] = A[1] = A[2] = A[3] = 0;
     for (uint32_t g = 0; g < NG; g += KC)
         w = tn_sf_run(w, in + 4u * g, NG - g < KC ? NG - g : KC, XB, XS, ZX, WB, RAW, A);
+    if (TAIL) /* the last word, completed (a chunk of its own) */
+        w = tn_sf_run(w, (const uint8_t *)tw, 1u, XB, XS, ZX, WB, RAW, A);
     if (WB == 4u && RAW == 2u) /* row 3 held w_3 - 8 */
         A[3] = (int32_t)((uint32_t)A[3] + 8u * (uint32_t)sx);
     return w;
@@ -938,8 +943,9 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
  * chunk of KC words, as the blocks' rows 1; SC = 0, 4-bit: row 1 shifted down); one AND row 0.
  * Adds to A[0..1] modulo 2^32; returns w past the block. */
 TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_t NG,
-                                    uint32_t KC, uint32_t XB, uint32_t XS, int32_t ZX,
-                                    uint32_t WB, uint32_t SC, int32_t *A)
+                                    uint32_t tw, uint32_t TAIL, uint32_t KC, uint32_t XB,
+                                    uint32_t XS, int32_t ZX, uint32_t WB, uint32_t SC,
+                                    int32_t *A)
 {
     const int32_t dx = XB == 8u ? -ZX : (XS ? (int32_t)(1u << (XB - 1u)) : 0) + ZX;
     const uint32_t d = ((uint32_t)dx & 0xFFFFu) * 0x00010001u;
@@ -948,11 +954,11 @@ TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_
     const uint32_t per = WB == 4u ? 2u : 4u; /* lane pairs per weight word */
     const uint32_t sh = WB == 4u ? 4u : 2u;
     uint32_t u = 0, q = 0;
-    for (uint32_t g0 = 0; g0 < NG; g0 += KC) {
-        const uint32_t g1 = NG - g0 < KC ? NG : g0 + KC;
+    for (uint32_t g0 = 0; g0 < NG + TAIL; g0 += KC) {
+        const uint32_t g1 = NG + TAIL - g0 < KC ? NG + TAIL : g0 + KC;
         uint32_t a0 = 0, a1 = 0;
         for (uint32_t g = g0; g < g1; g++) {
-            const uint32_t v = tn_ld32(in + 4u * g) ^ flip;
+            const uint32_t v = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
             TN_UNROLL
             for (uint32_t j = 0; j < np; j++, q++) {
                 uint32_t xp, r;
@@ -983,7 +989,8 @@ TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_
 }
 
 /* A dense layer K -> N of WB = 2 / 4-bit weights (kernels_m7.subfc_weights' order; RAW, KC:
- * kernels_m7.subfc_plan) and XB = 2 / 4 / 8-bit inputs (K XB a multiple of 32), no scratch:
+ * kernels_m7.subfc_plan) and XB = 2 / 4 / 8-bit inputs, no scratch (a last partial word of
+ * inputs completed with z_x in a register):
  * blocks of four rows, the last one or two rows of N in a pair block. HASZW: some weight zero
  * point is nonzero (sum x' needed). */
 TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
@@ -996,16 +1003,21 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
     const uint8_t *w = l->w, *wzp = l->wzp;
     const int32_t *bias = l->bias, *m0p = l->m0;
     const int8_t *n0p = l->n0;
-    const uint32_t NG = K * XB / 32u; /* input words */
+    const uint32_t G = 32u / XB, NG = K / G, TAIL = K % G != 0u; /* whole input words */
     const uint32_t NQ = N % 4u == 1u || N % 4u == 2u ? N & ~3u : N; /* rows in blocks of four */
-    const int32_t sx = HASZW || (WB == 4u && RAW == 2u) ? tn_sf_sumx(in, K, XB, XS, ZX) : 0;
+    uint32_t tw = 0; /* the last word's codes, then z_x's (x' = 0; a code: steps.sub_fc_fits) */
+    int32_t sx;
+    for (uint32_t e = 0; TAIL && e < G; e++)
+        tw |= (NG * G + e < K ? (uint32_t)tn_get(in, NG * G + e, XB, 0u)
+                              : (uint32_t)ZX & (XB == 8u ? 0xFFu : (1u << XB) - 1u)) << (e * XB);
+    sx = HASZW || (WB == 4u && RAW == 2u) ? tn_sf_sumx(in, NG, tw, TAIL, XB, XS, ZX) : 0;
     for (uint32_t c = 0; c < N; c += 4u) {
         int32_t A[4];
         if (c < NQ) {
-            w = tn_sf_block(w, in, NG, KC, XB, XS, ZX, WB, RAW, sx, A);
+            w = tn_sf_block(w, in, NG, &tw, TAIL, KC, XB, XS, ZX, WB, RAW, sx, A);
         } else { /* the pair block */
             A[0] = A[1] = A[2] = A[3] = 0;
-            w = tn_sf_pair(w, in, NG, KC, XB, XS, ZX, WB, RAW >= 1u, A);
+            w = tn_sf_pair(w, in, NG, tw, TAIL, KC, XB, XS, ZX, WB, RAW >= 1u, A);
         }
         if ((OB == 4u || OB == 2u) && c + 4u <= N) { /* four outputs, one store */
             tn_sc_put4(l, bias, wzp, m0p, n0p, out, c * OB / 8u, c, A, HASZW ? sx : 0, NWZP,
