@@ -531,11 +531,14 @@ def test_sub_fc_fits_bounds():
 
 
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
-@pytest.mark.parametrize("plan", SUBFC_PLANS)
+@pytest.mark.parametrize("plan", SUBFC_PLANS + ["ldr"])
 def test_subfc_under_qemu(qemu, tmp_path, monkeypatch, plan):
     """tn_m7_subfc's assembly loops (every input width, signed / offset lanes, 4-bit weights at
-    RAW 2, 1, 0 and in chunks; 2-bit weights) bit-exact under QEMU."""
-    _force_subfc_plan(monkeypatch, plan)
+    RAW 2, 1, 0 and in chunks; 2-bit weights) bit-exact under QEMU; "ldr": the build that loads
+    the weights word by word (as for weights off a word boundary) instead of LDRD."""
+    if plan == "ldr":
+        monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SF_NO_LDRD"))
+    _force_subfc_plan(monkeypatch, None if plan == "ldr" else plan)
     for name in SUBFC_CHAINS:
         g = _subfc_graph(name)
         lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
