@@ -297,9 +297,11 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
  *   tn_m7_conv's 13 per 16 MACs. RAW = 1: row 3 by a shift and an AND (14); RAW = 0: rows 1-3
  *   so (16), no bound needed.
  * - 2-bit: one word per two lane pairs q, q + 1: crumb r = row r at i_q, 4 + r = row r at
- *   i_{q+1}, 8 + r = row r at j_q, 12 + r = row r at j_{q+1}; AND with 0x00030003 << 2 r, then
- *   the word shifted by 8 for pair q + 1: 28 instructions per 32 MACs (row sums scaled by 4^r,
- *   within int32 by steps.sub_conv_fits).
+ *   i_{q+1}, 8 + r = row r at j_q, 12 + r = row r at j_{q+1}; AND with 0x00030003 << 2 r for
+ *   rows 0-2, row 3 unmasked (bytes 0 and 2 alone, UXTB16: w_0 + 4 w_1 + 16 w_2 + 64 w_3,
+ *   A_3 = (S_3 - S_0 - S_1 - S_2) / 64), then pair q + 1 from the word's bytes 1 and 3 (UXTB16
+ *   ROR 8): 27 instructions per 32 MACs (row sums scaled by up to 64, within int32 by
+ *   steps.sub_conv_fits).
  * The weight zero points enter once per output as in tn_m7_conv (tn_m7_cv_chan).
  *
  * Output order and the reads before each write are tn_m7_conv's (both pixels' windows read
@@ -454,15 +456,21 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
     "lsr %[t], %[w], #4\n\tand %[t], %[t], #0x000F000F\n\t" TN_SC_ACC("t", 1)                    \
     "lsr %[t], %[w], #8\n\tand %[t], %[t], #0x000F000F\n\t" TN_SC_ACC("t", 2)                    \
     "lsr %[w], %[w], #12\n\tand %[w], %[w], #0x000F000F\n\t" TN_SC_ACC("w", 3)
-/* two lane pairs of 2-bit weights */
-#define TN_SC_HALF2(LAST)                                                                       \
+/* two lane pairs of 2-bit weights: pair q (bytes 0, 2 of the word; row 3 the bytes alone,
+ * UXTB16: w_0 + 4 w_1 + 16 w_2 + 64 w_3), then pair q + 1 (bytes 1, 3, moved down by UXTB16
+ * ROR 8: row 3 the word itself) */
+#define TN_SC_HALF2A                                                                            \
     "and %[t], %[w], #0x00030003\n\t" TN_SC_ACC("t", 0)                                          \
     "and %[t], %[w], #0x000C000C\n\t" TN_SC_ACC("t", 1)                                          \
     "and %[t], %[w], #0x00300030\n\t" TN_SC_ACC("t", 2)                                          \
-    "and %[" LAST "], %[w], #0x00C000C0\n\t" TN_SC_ACC(LAST, 3)
+    "uxtb16 %[t], %[w]\n\t" TN_SC_ACC("t", 3)
+#define TN_SC_HALF2B                                                                            \
+    "and %[t], %[w], #0x00030003\n\t" TN_SC_ACC("t", 0)                                          \
+    "and %[t], %[w], #0x000C000C\n\t" TN_SC_ACC("t", 1)                                          \
+    "and %[t], %[w], #0x00300030\n\t" TN_SC_ACC("t", 2) TN_SC_ACC("w", 3)
 #define TN_SC_G2                                                                                \
-    TN_SC_LD4 TN_SC_HALF2("t") "ldrd %[xa], %[xb], [%[x]], #8\n\tlsr %[w], %[w], #8\n\t"         \
-    TN_SC_HALF2("w")
+    TN_SC_LD4 TN_SC_HALF2A "ldrd %[xa], %[xb], [%[x]], #8\n\tuxtb16 %[w], %[w], ror #8\n\t"      \
+    TN_SC_HALF2B
 /* fourteen registers: the loop's end stays in memory (read into t once per four units) */
 #define TN_SC_OPERANDS                                                                          \
     : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(u),               \
@@ -507,10 +515,11 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
         for (uint32_t g = 0; g < NU; g++, w += 4) {
             const uint32_t u = tn_ld32(w);
             for (uint32_t h = 0; h < halves; h++) {
-                const uint32_t *xg = buf + 2u * (halves * g + h), v = u >> (8u * h);
+                const uint32_t *xg = buf + 2u * (halves * g + h);
+                const uint32_t v = WB == 4u ? u : h ? tn_uxtb16_ror8(u) : tn_uxtb16(u);
                 for (uint32_t r = 0; r < 4u; r++) {
                     uint32_t m;
-                    if (WB == 2u) m = v & (0x00030003u << (2u * r));
+                    if (WB == 2u) m = r == 3u ? v : v & (0x00030003u << (2u * r));
                     else if (r == 3u && RAW == 2u) m = v;
                     else if (r == 0u || (r < 3u && RAW >= 1u)) m = v & (0x000F000Fu << (4u * r));
                     else m = (v >> (4u * r)) & 0x000F000Fu;
@@ -527,15 +536,15 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
     {
         const uint32_t sh1 = WB == 2u ? 2u : RAW >= 1u ? 4u : 0u;
         const uint32_t sh2 = WB == 2u ? 4u : RAW >= 1u ? 8u : 0u;
-        const uint32_t sh3 = WB == 2u ? 6u : 0u;
         acc[0] = (int32_t)a0; acc[1] = (int32_t)a1 >> sh1; acc[2] = (int32_t)a2 >> sh2;
         acc[4] = (int32_t)b0; acc[5] = (int32_t)b1 >> sh1; acc[6] = (int32_t)b2 >> sh2;
-        if (WB == 4u && RAW == 2u) {
-            acc[3] = (int32_t)(a3 - a0 - a1 - a2) >> 12;
-            acc[7] = (int32_t)(b3 - b0 - b1 - b2) >> 12;
+        if (WB == 2u || RAW == 2u) { /* row 3 unmasked: the others taken off */
+            const uint32_t sh3 = WB == 2u ? 6u : 12u;
+            acc[3] = (int32_t)(a3 - a0 - a1 - a2) >> sh3;
+            acc[7] = (int32_t)(b3 - b0 - b1 - b2) >> sh3;
         } else {
-            acc[3] = (int32_t)a3 >> sh3;
-            acc[7] = (int32_t)b3 >> sh3;
+            acc[3] = (int32_t)a3;
+            acc[7] = (int32_t)b3;
         }
     }
     return w;
