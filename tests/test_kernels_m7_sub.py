@@ -135,6 +135,18 @@ SUBCONV_CHAINS = {
         _conv((3, 3, 12), (12, 3, 3, 32), 2, 8, padding=(1, 1, 1, 1), per_channel=True),
         dict(kind="flatten"),
         _dense(4, 108, 4, 32, out_signed=True, requantize=False)]),
+    # fused max pools (tn_sc_pooled): the seed CNN's first layer (one 8-bit channel, VALID,
+    # 2x2 / 2), then an overlapping 3x3 / 2 padded pool (windows of 4, 6 and 9 layer outputs:
+    # pairs and a lone last one) over 2-bit weights and 4-bit inputs, CO not a multiple of 4
+    "sc_pool": ("tflite_double", False, 0, (10, 10, 1), [
+        _conv((8, 8, 16), (16, 3, 3, 1), 4, 4, per_channel=True, icn=True),
+        dict(kind="maxpool", out_shape=(4, 4, 16), pool_size=(2, 2), stride=(2, 2),
+             padding=(0, 0, 0, 0)),
+        _conv((4, 4, 10), (10, 3, 3, 16), 2, 8, padding=(1, 1, 1, 1), out_zero_point=3),
+        dict(kind="maxpool", out_shape=(2, 2, 10), pool_size=(3, 3), stride=(2, 2),
+             padding=(1, 1, 1, 1)),
+        dict(kind="flatten"),
+        _dense(3, 40, 4, 32, out_signed=True, requantize=False)]),
 }
 
 
@@ -152,8 +164,10 @@ def test_subconv_host_bitexact(tmp_path, monkeypatch, name, raw, roomy):
     conv = [s for s in e.steps if s.layer.kind in ("conv2d", "pointwise")]
     assert conv and all(steps_mod.sub_conv_step(s) for s in conv), e.kernels
     for s in conv:  # tn_m7_conv's lanes (the 8-bit kernel's, or below a padded pointwise's)
-        assert s.scratch_bytes == 4 * steps_mod.sub_lanes(s.layer)[1], s.name
+        pool = 4 * s.layer.out_channels * (s.pool is not None)  # a fused pool's maxima
+        assert s.scratch_bytes == 4 * steps_mod.sub_lanes(s.layer)[1] + pool, s.name
         assert s.scratch_bytes <= steps_mod.eight_bit_scratch(s), s.name
+    assert (name == "sc_pool") == all(s.pool is not None for s in conv)
     groups = {steps_mod.sub_lane_group(s.layer) for s in conv}
     assert groups == ({4, 8, 16} if name == "sc_floor" else {4, 8}), groups
     if raw is None:

@@ -745,13 +745,20 @@ def _subconv_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_roun
     oh, ow, co = _hwc(layer.out_shape)
     kh, kw = kernel_window(layer)
     top, _, left, _ = layer.padding
-    args = [2 if step.add is not None else 0, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
+    pool = [0] * 8
+    if step.pool is not None:  # MODE 1: the max pool after it (tn_sc_pooled)
+        p = step.pool
+        pt, _, pl, _ = p.padding
+        poh, pow_, _ = _hwc(p.out_shape)
+        pool = [p.pool_size[0], p.pool_size[1], p.stride[0], p.stride[1], pt, pl, poh, pow_]
+    mode = 1 if step.pool is not None else 2 if step.add is not None else 0
+    args = [mode, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
             layer.stride[1], top, left, layer.in_bits, common["XS"], common["ZX"],
             common["PADZERO"], sub_lane_group(layer), sub_lanes(layer)[0],
             int(_inside(layer, gemm_geometry(layer))), layer.weight_bits, subconv_raw(layer),
             common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
             common["OB"]]
-    rest = [*rq.values(), *fadd]
+    rest = [*pool, *rq.values(), *fadd]
     lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
     obo = int(step.in_specs[1].bits) if step.add is not None else 0
     other = "in[1]" if step.add is not None else "in[0]"

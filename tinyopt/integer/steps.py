@@ -525,16 +525,16 @@ def sub_lanes(layer: IntegerLayer) -> tuple[int, int]:
 def sub_conv_fits(step: Step) -> bool:
     """Does tn_m7_subconv (c/tn_m7_sub.h: tn_m7_conv's two pixels' windows of int16 lanes, the
     2 / 4-bit weights unpacked in registers, four rows by two pixels per loop) run ``step``? An
-    undilated conv2d or pointwise layer of 2 or 4-bit weights and 2, 4 or 8-bit inputs, no fused
-    pool, input zero point in [-255, 255], whose two pixels' lanes (and a fused ADD's 2 CO
-    int32) fit :data:`MAX_SCRATCH`; with 2-bit weights, the rows' sums scaled by up to 64 in
+    undilated conv2d or pointwise layer of 2 or 4-bit weights and 2, 4 or 8-bit inputs (a fused
+    max pool or ADD is fine), input zero point in [-255, 255], whose two pixels' lanes (and a
+    fused ADD's 2 CO int32, a fused pool's CO int32 maxima) fit :data:`MAX_SCRATCH`; with 2-bit weights, the rows' sums scaled by up to 64 in
     the loop (the weights masked in place: 4^r w for row r of four) stay in int32
     (64 * 3 * max |x - z_x| * KP < 2^31). Pure arithmetic on the shape, widths and zero point
     (:func:`sub_kernel` still compares its scratch with the 8-bit kernel's)."""
     layer = step.layer
     wb, xb = int(layer.weight_bits), int(layer.in_bits)
     if (not OWN_WEIGHT_ORDER or layer.kind not in ("conv2d", "pointwise")
-            or wb not in SUB_LANE_WEIGHT_BITS or xb not in (2, 4, 8) or step.pool is not None
+            or wb not in SUB_LANE_WEIGHT_BITS or xb not in (2, 4, 8)
             or tuple(layer.dilation) != (1, 1) or abs(int(layer.in_zero_point)) > 255):
         return False
     kp = sub_lanes(layer)[1]
@@ -543,7 +543,7 @@ def sub_conv_fits(step: Step) -> bool:
     dx = max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
     if wb == 2 and 64 * 3 * dx * kp >= (1 << 31):
         return False
-    return 4 * kp + 8 * int(layer.out_channels) * (step.add is not None) <= MAX_SCRATCH
+    return 4 * kp + sub_conv_scratch(step)[1] <= MAX_SCRATCH
 
 
 def sub_fc_fits(step: Step) -> bool:
@@ -585,9 +585,11 @@ def sub_scratch_parts(step: Step) -> tuple[int, int]:
 
 
 def sub_conv_scratch(step: Step) -> tuple[int, int]:
-    """tn_m7_subconv's scratch parts on ``step``: 4 KP bytes of lanes, 8 CO with a fused ADD."""
-    return 4 * sub_lanes(step.layer)[1], 8 * int(step.layer.out_channels) * (
-        step.add is not None)
+    """tn_m7_subconv's scratch parts on ``step``: 4 KP bytes of lanes; 8 CO with a fused ADD
+    (the pair's outputs), 4 CO with a fused max pool (the running maxima)."""
+    co = int(step.layer.out_channels)
+    return 4 * sub_lanes(step.layer)[1], 8 * co * (step.add is not None) + 4 * co * (
+        step.pool is not None)
 
 
 def sub_conv_step(step: Step) -> bool:

@@ -668,11 +668,113 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
             tn_m7_emit(l, other, out, p * CO + e, v[e], 1u, OB);
 }
 
+/* Output pixels (oy0, ox0) and (TWO) (oy1, ox1) of tn_m7_subconv with a fused max pool: every
+ * output channel requantized as tn_m7_sub's (tn_m7_out) and maxed into best[c]. */
+TN_INLINE void tn_sc_pool2(const tn_layer_t *l, const uint8_t *in, uint32_t *TN_RESTRICT buf,
+                           int32_t *TN_RESTRICT best, int32_t oy0, int32_t ox0, int32_t oy1,
+                           int32_t ox1, uint32_t TWO, int32_t H, int32_t W, uint32_t C,
+                           uint32_t CO, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
+                           int32_t PT, int32_t PL, uint32_t XB, uint32_t XS, int32_t ZX,
+                           uint32_t PADZERO, uint32_t GX, uint32_t KWCP, uint32_t INSIDE,
+                           uint32_t WB, uint32_t RAW, uint32_t NWZP, int32_t ZW, uint32_t REQ,
+                           uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+{
+    const uint32_t KP = (uint32_t)KH * KWCP;
+    const uint8_t *wzp = l->wzp, *w = l->w;
+    const int32_t *bias = l->bias;
+    int32_t s0, s1;
+    if (!TWO) { oy1 = oy0; ox1 = ox0; } /* the lone pixel twice */
+    if (XB == 8u) {
+        s0 = tn_m7_cv_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
+                             PADZERO, KWCP, INSIDE);
+        s1 = tn_m7_cv_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
+                             PADZERO, KWCP, INSIDE);
+    } else {
+        s0 = tn_sc_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                          PADZERO, GX, KWCP);
+        s1 = tn_sc_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                          PADZERO, GX, KWCP);
+    }
+    for (uint32_t c = 0; c < CO; c += 4u) {
+        int32_t acc[8];
+        w = tn_sc_block(w, buf, KP, WB, RAW, acc);
+        if (WB == 4u && RAW == 2u) { /* row 3 held w_3 - 8 */
+            acc[3] = (int32_t)((uint32_t)acc[3] + 8u * (uint32_t)s0);
+            acc[7] = (int32_t)((uint32_t)acc[7] + 8u * (uint32_t)s1);
+        }
+        TN_UNROLL
+        for (uint32_t r = 0; r < 4u; r++)
+            if (CO % 4u == 0u || c + r < CO) {
+                const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c + r];
+                const uint32_t b = (uint32_t)bias[c + r];
+                int32_t y = tn_m7_out(l, (int32_t)(b + (uint32_t)acc[r]
+                                                   - (uint32_t)z * (uint32_t)s0),
+                                      c + r, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+                if (y > best[c + r]) best[c + r] = y;
+                if (TWO) {
+                    y = tn_m7_out(l, (int32_t)(b + (uint32_t)acc[4u + r]
+                                               - (uint32_t)z * (uint32_t)s1),
+                                  c + r, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+                    if (y > best[c + r]) best[c + r] = y;
+                }
+            }
+    }
+}
+
+/* tn_m7_subconv with the max pool after it fused (MODE 1): per pooled pixel, the max over its
+ * window's in-bounds layer outputs (two at a time, both windows read before the pooled
+ * output is written, as tn_m7_sub), clamped to the pool's range and stored; best: CO int32. */
+TN_INLINE void tn_sc_pooled(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
+                            uint32_t *TN_RESTRICT buf, int32_t *TN_RESTRICT best, int32_t H,
+                            int32_t W, uint32_t C, int32_t OH, int32_t OW, uint32_t CO,
+                            int32_t KH, int32_t KW, int32_t SH, int32_t SW, int32_t PT,
+                            int32_t PL, uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO,
+                            uint32_t GX, uint32_t KWCP, uint32_t INSIDE, uint32_t WB,
+                            uint32_t RAW, uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM,
+                            uint32_t ROUND, uint32_t OB, int32_t PH, int32_t PW, int32_t PSH,
+                            int32_t PSW, int32_t PPT, int32_t PPL, int32_t POH, int32_t POW,
+                            TN_RQ_ARGS)
+{
+    uint32_t idx = 0;
+    for (int32_t py = 0; py < POH; py++)
+        for (int32_t px = 0; px < POW; px++) {
+            int32_t pend = 0, qy = 0, qx = 0; /* a layer output waiting for its partner */
+            for (uint32_t c = 0; c < CO; c++) best[c] = INT32_MIN;
+            for (int32_t dy = 0; dy < PH; dy++) {
+                const int32_t oy = py * PSH - PPT + dy;
+                if (oy < 0 || oy >= OH) continue;
+                for (int32_t dx = 0; dx < PW; dx++) {
+                    const int32_t ox = px * PSW - PPL + dx;
+                    if (ox < 0 || ox >= OW) continue;
+                    if (!pend) { qy = oy; qx = ox; pend = 1; continue; }
+                    tn_sc_pool2(l, in, buf, best, qy, qx, oy, ox, 1u, H, W, C, CO, KH, KW, SH,
+                                SW, PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB, RAW,
+                                NWZP, ZW, REQ, NM, ROUND, TN_RQ);
+                    pend = 0;
+                }
+            }
+            if (pend)
+                tn_sc_pool2(l, in, buf, best, qy, qx, qy, qx, 0u, H, W, C, CO, KH, KW, SH, SW,
+                            PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB, RAW, NWZP, ZW,
+                            REQ, NM, ROUND, TN_RQ);
+            for (uint32_t c = 0; c < CO; c++) {
+                int32_t y = best[c];
+                if (y < l->pool_lo) y = l->pool_lo;
+                if (y > l->pool_hi) y = l->pool_hi;
+                best[c] = y;
+            }
+            tn_m7_store(out, idx, best, CO, OB);
+            idx += CO;
+        }
+}
+
 /* A convolution or pointwise layer of WB = 2 / 4-bit weights and XB = 2 / 4 / 8-bit inputs
  * (weights in kernels_m7.subconv_weights' order; RAW: kernels_m7.subconv_raw), optionally
  * (MODE 2) with the residual ADD after it fused, as tn_m7_conv, or (ADDTAB, when both addends
- * have OB + OBO <= 8 bits) through the ADD's table. buf: 2 KP words
- * (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the step's scratch, 4-byte aligned. */
+ * have OB + OBO <= 8 bits) through the ADD's table, or (MODE 1) with the max pool after it
+ * (PH x PW, strides PSH, PSW, padding PPT, PPL, POH x POW pooled pixels; tn_sc_pooled). buf:
+ * 2 KP words (KP = KH * KWCP), then v: with MODE 2, 2 CO int32; with MODE 1, CO (the running
+ * maxima); the step's scratch, 4-byte aligned. */
 TN_INLINE void tn_m7_subconv(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
                              uint8_t *TN_RESTRICT out, uint32_t *TN_RESTRICT buf,
                              int32_t *TN_RESTRICT v, uint32_t MODE, int32_t H, int32_t W,
@@ -683,10 +785,17 @@ TN_INLINE void tn_m7_subconv(const tn_layer_t *l, const uint8_t *in, const uint8
                              uint32_t RAW,
                              uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM,
                              uint32_t ROUND, uint32_t OB, const uint8_t *ADDTAB, uint32_t OBO,
-                             TN_RQ_ARGS, TN_FADD_ARGS)
+                             int32_t PH, int32_t PW, int32_t PSH, int32_t PSW, int32_t PPT,
+                             int32_t PPL, int32_t POH, int32_t POW, TN_RQ_ARGS, TN_FADD_ARGS)
 {
     const uint32_t np = (uint32_t)(OH * OW);
     uint32_t p = 0;
+    if (MODE == 1u) {
+        tn_sc_pooled(l, in, out, buf, v, H, W, C, OH, OW, CO, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                     PADZERO, GX, KWCP, INSIDE, WB, RAW, NWZP, ZW, REQ, NM, ROUND, OB, PH, PW,
+                     PSH, PSW, PPT, PPL, POH, POW, TN_RQ);
+        return;
+    }
 #if defined(__ARM_FEATURE_DSP)
     if (AF) __asm__("" : "+r"(AC)); /* as tn_m7_add: constants with a fix-up in registers */
     if (BF) __asm__("" : "+r"(BC));
