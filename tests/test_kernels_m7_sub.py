@@ -473,6 +473,9 @@ SUBFC_CHAINS = {  # name: (rounding, input signed, input zero point, input bits,
     "fc_pair_u8": ("floor", False, 3, 8, (36,), [
         _dense(7, 36, 4, 4, per_channel=True),
         _dense(5, 7, 4, 8)]),
+    "fc_pair4_u8": ("tflite_single", False, 0, 8, (40,), [
+        _dense(10, 40, 4, 4, per_channel=True),
+        _dense(6, 10, 2, 8)]),
     "fc_pair2_u8": ("floor", False, 3, 8, (36,), [
         _dense(6, 36, 2, 2, per_channel=True),
         _dense(5, 6, 4, 8)]),

@@ -1057,6 +1057,58 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
     return w;
 }
 
+#if TN_M7_ASM
+/* the pair block's lane pair P: 4-bit weights (E: the word's bytes 0, 2, loading it; O: bytes
+ * 1, 3), 2-bit weights (Q0: loading the word; Q k: its nibbles k); row 1 unmasked (SC) */
+#define TN_SP_MAC(P)                                                                            \
+    "smlad %[b1], %[t], %[" P "], %[b1]\n\t"                                                    \
+    "and %[t], %[t], %[lo]\n\t"                                                                 \
+    "smlad %[b0], %[t], %[" P "], %[b0]\n\t"
+#define TN_SP_E(P) "ldr %[u], [%[wp]], #4\n\tuxtb16 %[t], %[u]\n\t" TN_SP_MAC(P)
+#define TN_SP_O(P) "uxtb16 %[t], %[u], ror #8\n\t" TN_SP_MAC(P)
+#define TN_SP_Q0(P) "ldr %[u], [%[wp]], #4\n\tand %[t], %[u], #0x000F000F\n\t" TN_SP_MAC(P)
+#define TN_SP_Q(K, P) "and %[t], %[m2], %[u], lsr #" #K "\n\t" TN_SP_MAC(P)
+#define TN_SP_X4_W4(FLIP, SUB)                                                                  \
+    TN_SF_LDV(FLIP) TN_SF_XP0(SUB) TN_SP_E("p") TN_SF_XP(4, SUB) TN_SP_O("p")                  \
+    TN_SF_XP(8, SUB) TN_SP_E("p") TN_SF_XP(12, SUB) TN_SP_O("p")
+#define TN_SP_X2_W4(FLIP, SUB)                                                                  \
+    TN_SF_LDV(FLIP) TN_SF_XP0(SUB) TN_SP_E("p") TN_SF_XP(2, SUB) TN_SP_O("p")                  \
+    TN_SF_XP(4, SUB) TN_SP_E("p") TN_SF_XP(6, SUB) TN_SP_O("p")                                \
+    TN_SF_XP(8, SUB) TN_SP_E("p") TN_SF_XP(10, SUB) TN_SP_O("p")                               \
+    TN_SF_XP(12, SUB) TN_SP_E("p") TN_SF_XP(14, SUB) TN_SP_O("p")
+#define TN_SP_X4_W2(FLIP, SUB)                                                                  \
+    TN_SF_LDV(FLIP) TN_SF_XP0(SUB) TN_SP_Q0("p") TN_SF_XP(4, SUB) TN_SP_Q(4, "p")              \
+    TN_SF_XP(8, SUB) TN_SP_Q(8, "p") TN_SF_XP(12, SUB) TN_SP_Q(12, "p")
+#define TN_SP_X2_W2(FLIP, SUB)                                                                  \
+    TN_SF_LDV(FLIP) TN_SF_XP0(SUB) TN_SP_Q0("p") TN_SF_XP(2, SUB) TN_SP_Q(4, "p")              \
+    TN_SF_XP(4, SUB) TN_SP_Q(8, "p") TN_SF_XP(6, SUB) TN_SP_Q(12, "p")                         \
+    TN_SF_XP(8, SUB) TN_SP_Q0("p") TN_SF_XP(10, SUB) TN_SP_Q(4, "p")                           \
+    TN_SF_XP(12, SUB) TN_SP_Q(8, "p") TN_SF_XP(14, SUB) TN_SP_Q(12, "p")
+#define TN_SP_X8_W4(XT)                                                                         \
+    "ldr %[v], [%[x]], #4\n\t" XT "xtab16 %[p], %[d], %[v], ror #8\n\t"                         \
+    XT "xtab16 %[v], %[d], %[v]\n\t" TN_SP_E("v") TN_SP_O("p")
+#define TN_SP_OPERANDS                                                                          \
+    : [x] "+&r"(x), [wp] "+&r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [t] "=&r"(t),      \
+      [b0] "+&r"(a0), [b1] "+&r"(a1)                                                            \
+    : [end] "r"(end), [m] "r"(m), [d] "r"(d), [m2] "r"(0x000F000Fu),                            \
+      [lo] "r"(WB == 4u ? 0x000F000Fu : 0x00030003u)                                            \
+    : "cc", "memory"
+#define TN_SP_RUN(G)                                                                            \
+    do {                                                                                        \
+        if (n & 1u) __asm__ volatile(G TN_SP_OPERANDS);                                         \
+        if (n & 2u) __asm__ volatile(G G TN_SP_OPERANDS);                                       \
+        if (n >= 4u)                                                                            \
+            __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t" TN_SP_OPERANDS);  \
+    } while (0)
+#define TN_SP_RUN_X(X, FLIP)                                                                    \
+    do {                                                                                        \
+        if (dx && WB == 4u) TN_SP_RUN(X##_W4(FLIP, TN_SF_SUB));                                 \
+        else if (WB == 4u) TN_SP_RUN(X##_W4(FLIP, ""));                                         \
+        else if (dx) TN_SP_RUN(X##_W2(FLIP, TN_SF_SUB));                                        \
+        else TN_SP_RUN(X##_W2(FLIP, ""));                                                       \
+    } while (0)
+#endif
+
 /* The sums of the last two rows of an N with N % 4 = 1 or 2 (the pair block, weights at w;
  * kernels_m7.subfc_weights): per two lane pairs (q, q + 1) a word of 4-bit weights, bytes
  * (i_q, i_{q+1}, j_q, j_{q+1}), each row 0 | row 1 << 4; per four lane pairs a word of 2-bit
@@ -1078,8 +1130,26 @@ TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_
     uint32_t u = 0, q = 0;
     for (uint32_t g0 = 0; g0 < NG + TAIL; g0 += KC) {
         const uint32_t g1 = NG + TAIL - g0 < KC ? NG + TAIL : g0 + KC;
-        uint32_t a0 = 0, a1 = 0;
-        for (uint32_t g = g0; g < g1; g++) {
+        uint32_t a0 = 0, a1 = 0, g = g0;
+#if TN_M7_ASM
+        /* the chunk's words of in (whole weight words per input word: 2-bit weights need
+         * four lane pairs per word, not 8-bit inputs' two) */
+        if ((SC || WB == 2u) && !(WB == 2u && XB == 8u) && g0 < NG) {
+            const uint32_t n = (g1 < NG ? g1 : NG) - g0;
+            const uint8_t *x = in + 4u * g0, *end = x + 4u * n;
+            const uint32_t m = XB == 8u ? 0u : tn_lanemask(XB);
+            uint32_t v, p, u, t;
+            if (XB == 8u && XS) TN_SP_RUN(TN_SP_X8_W4("s"));
+            else if (XB == 8u) TN_SP_RUN(TN_SP_X8_W4("u"));
+            else if (XB == 4u && XS) TN_SP_RUN_X(TN_SP_X4, "eor %[v], %[v], #0x88888888\n\t");
+            else if (XB == 4u) TN_SP_RUN_X(TN_SP_X4, "");
+            else if (XS) TN_SP_RUN_X(TN_SP_X2, "eor %[v], %[v], #0xAAAAAAAA\n\t");
+            else TN_SP_RUN_X(TN_SP_X2, "");
+            g += n;
+            q += n * np;
+        }
+#endif
+        for (; g < g1; g++) {
             const uint32_t v = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
             TN_UNROLL
             for (uint32_t j = 0; j < np; j++, q++) {
