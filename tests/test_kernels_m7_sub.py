@@ -459,7 +459,7 @@ def test_subconv_under_qemu(qemu, tmp_path, monkeypatch, raw, roomy):
 # outputs per store) and not, the last one or two rows in a pair block (N % 4 = 1, 2; 2-bit
 # weights over 8-bit inputs: its last word half used), 2 / 4 / 8-bit outputs; inputs that end
 # inside a word (K = 10, 6 bytes; 13 nibbles, 6 crumbs: the last word completed with z_x).
-SUBFC_CHAINS = {  # name: (rounding, input signed, input zero point, input bits, input shape, layers)
+SUBFC_CHAINS = {  # name: (rounding, input signed, input zero point, input bits, shape, layers)
     "fc_floor_u8": ("floor", False, 0, 8, (64,), [
         _dense(24, 64, 4, 4, per_channel=True, icn=True),
         _dense(16, 24, 2, 2),

@@ -527,8 +527,9 @@ def sub_conv_fits(step: Step) -> bool:
     2 / 4-bit weights unpacked in registers, four rows by two pixels per loop) run ``step``? An
     undilated conv2d or pointwise layer of 2 or 4-bit weights and 2, 4 or 8-bit inputs (a fused
     max pool or ADD is fine), input zero point in [-255, 255], whose two pixels' lanes (and a
-    fused ADD's 2 CO int32, a fused pool's CO int32 maxima) fit :data:`MAX_SCRATCH`; with 2-bit weights, the rows' sums scaled by up to 64 in
-    the loop (the weights masked in place: 4^r w for row r of four) stay in int32
+    fused ADD's 2 CO int32, a fused pool's CO int32 maxima) fit :data:`MAX_SCRATCH`; with
+    2-bit weights, the rows' sums scaled by up to 64 in the loop (rows 0-2 masked in place,
+    4^r w for row r; row 3 unmasked, w_0 + 4 w_1 + 16 w_2 + 64 w_3) stay in int32
     (64 * 3 * max |x - z_x| * KP < 2^31). Pure arithmetic on the shape, widths and zero point
     (:func:`sub_kernel` still compares its scratch with the 8-bit kernel's)."""
     layer = step.layer
@@ -608,11 +609,12 @@ def eight_bit_scratch(step: Step) -> int:
 
 def sub_kernel(step: Step) -> tuple[str, str]:
     """The kernel of a compute step of sub-byte weights or inputs (:func:`m7_kernel` applies
-    it): tn_m7_subconv ("sub", :func:`sub_conv_step`: the 8-bit kernel's lanes, as fast per MAC
-    as tn_m7_conv) if it fits; else the one the step takes without this rule if it is not the
+    it): tn_m7_subconv ("sub", :func:`sub_conv_step`: the 8-bit kernel's lanes, near tn_m7_conv
+    per MAC) if it fits; else the one the step takes without this rule if it is not the
     portable kernel and its scratch is at most :func:`eight_bit_scratch`, else tn_m7_sub
-    ("sub", :func:`sub_fits`) if its scratch is, else the portable kernel (no scratch; the
-    reason says why). So for every compute step, ``scratch_bytes`` at lower weight / input bits
+    ("sub", :func:`sub_fits`; a dense step of :func:`sub_fc_fits` runs tn_m7_subfc, with the
+    same zero scratch) if its scratch is, else the portable kernel (no scratch; the reason says
+    why). So for every compute step, ``scratch_bytes`` at lower weight / input bits
     <= that at 8 bits.
 
     Returns:

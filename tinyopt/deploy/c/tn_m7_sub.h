@@ -1,7 +1,8 @@
-/* tn_m7_sub.h: the Cortex-M7 kernel of dense, pointwise and convolution layers with sub-byte
- * weights or inputs (tn_m7_sub; conventions in tn_m7_core.h), chosen by
- * tinyopt.integer.steps.sub_fits so that lowering bits never grows a step's scratch beyond
- * the 8-bit kernel's.
+/* tn_m7_sub.h: the Cortex-M7 kernels of dense, pointwise and convolution layers with sub-byte
+ * weights or inputs (conventions in tn_m7_core.h): tn_m7_subconv (conv / pointwise, 2 / 4-bit
+ * weights, tn_m7_conv's lanes; below), tn_m7_subfc (dense, no scratch; at the end) and, where
+ * neither fits, tn_m7_sub (here), chosen by tinyopt.integer.steps.sub_kernel so that lowering
+ * bits never grows a step's scratch beyond the 8-bit kernel's.
  *
  * No int16 im2col and no int32 output rows: the dot products read the packed codes themselves.
  * A dense layer reads its input directly (no scratch); a pointwise layer reads each pixel's
@@ -812,18 +813,28 @@ TN_INLINE void tn_m7_subconv(const tn_layer_t *l, const uint8_t *in, const uint8
 }
 
 /* ---------------------------------------------------------------------------------------------
- * tn_m7_subfc: dense layers of 2 or 4-bit weights and 2, 4 or 8-bit inputs (steps.sub_fc_fits;
- * the last partial word of inputs completed with z_x, x' = 0, in a register), no scratch: tn_m7_subconv's weights (kernels_m7
- * .subconv_weights, rows in blocks of four, nibbles / crumbs per lane pair) against one pixel,
- * the input itself unpacked a word at a time in registers (8-bit: UXTAB16 / SXTAB16 as tn_m7_fc,
- * lanes (x0, x2), (x1, x3); b-bit: lane pair j = (v >> j b) & mask, one AND with a shifted
- * register, (x_j, x_{j + 16/b}); signed codes with their sign bit flipped, one EOR per word, and
- * x' = that - (z_x + 2^(b-1)) by SSUB16 only when nonzero).
- * Per lane pair and block of four rows, 4-bit weights: one LDR, three AND (RAW 2; RAW 1: four,
- * RAW 0: six) and four SMLAD for 8 MACs; 2-bit weights, per two lane pairs: one LDR, two
- * UXTB16 (one lane pair's crumbs each: row 3 unmasked, w_0 + 4 w_1 + 16 w_2 + 64 w_3), six AND
- * and eight SMLAD for 16 MACs, A_3 = (S_3 - S_0 - S_1 - S_2) / 64 exactly (|64 A_3| < 2^31:
- * steps.sub_fc_fits' bound). The input is re-read per block (one LDR per word and block).
+ * tn_m7_subfc: dense layers of 2 or 4-bit weights and 2, 4 or 8-bit inputs (steps.sub_fc_fits),
+ * no scratch: tn_m7_subconv's weight blocks (kernels_m7.subfc_weights: rows in blocks of four,
+ * nibbles / crumbs per lane pair) against one pixel, the input itself unpacked a word at a time
+ * in registers (8-bit: UXTAB16 / SXTAB16 as tn_m7_fc, lanes (x0, x2), (x1, x3); b-bit: lane
+ * pair j = (v >> j b) & mask, one AND with a shifted register, (x_j, x_{j + 16/b}); signed codes
+ * with their sign bit flipped, one EOR per word, and x' = that - (z_x + 2^(b-1)) by SSUB16 only
+ * when nonzero). An input ending inside a word: its last word completed with z_x (x' = 0) in a
+ * register.
+ * Per lane pair and block of four rows, 4-bit weights: half an LDRD (one LDR when the weights
+ * are off a word boundary), three AND (RAW 2; RAW 1: four, RAW 0: six) and four SMLAD for
+ * 8 MACs, RAW 2 in chunks of KC input words where the whole input could overflow
+ * (kernels_m7.subfc_plan); 2-bit weights, per two lane pairs: half an LDRD, two UXTB16 (one
+ * lane pair's crumbs each: row 3 unmasked, w_0 + 4 w_1 + 16 w_2 + 64 w_3), six AND and eight
+ * SMLAD for 16 MACs, A_3 = (S_3 - S_0 - S_1 - S_2) / 64 exactly (|64 A_3| < 2^31:
+ * steps.sub_fc_fits' bound). Plus one AND (and SSUB16) per lane pair and one LDR per input
+ * word (8-bit: LDR and two XTAB16 per two lane pairs), shared by the block's four rows: about
+ * 1.09 (4-bit inputs), 1.13 (8-bit) and 1.16 (2-bit weights) instructions per MAC in the loop,
+ * against tn_m7_fc's 1.0 (its two rows per weight byte pair cost one UXTB16 per two SMLAD;
+ * four rows per 16-bit lane cost three AND per four SMLAD, and a dense layer uses each
+ * weight word once: nothing shares the unpacking).
+ * The last one or two rows of N (N % 4 = 1, 2) in a pair block (tn_sf_pair): 4-bit weights, a
+ * word per two lane pairs, UXTB16 gives both rows (row 1 scaled by 16), one AND row 0.
  * sum x' (the weight zero points; RAW 2's A_3 = A_3' + 8 sum x') once per layer: USADA8 sums of
  * the codes.
  * --------------------------------------------------------------------------------------------- */
