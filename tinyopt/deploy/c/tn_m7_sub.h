@@ -848,12 +848,22 @@ TN_INLINE int32_t tn_sf_sumx(const uint8_t *in, uint32_t NG, uint32_t tw, uint32
     const uint32_t flip = !XS ? 0u : XB == 8u ? 0x80808080u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
     const uint32_t m = XB == 8u ? 0xFFFFFFFFu : XB == 4u ? 0x0F0F0F0Fu : 0x03030303u;
     const int32_t d = (XS ? (int32_t)(1u << (XB - 1u)) : 0) + ZX;
-    uint32_t t = 0;
+    /* su: the bytes' sums; s[f]: the codes of field f of each byte (times 2^(f XB)); the field
+     * of the top codes is su minus the others */
+    uint32_t su = 0, s0 = 0, s1 = 0, s2 = 0, t;
     for (uint32_t g = 0; g < NG + TAIL; g++) {
         const uint32_t v = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
-        TN_UNROLL
-        for (uint32_t b = 0; b < 8u; b += XB) t = tn_usada8((v >> b) & m, t);
+        su = tn_usada8(v, su);
+        if (XB == 4u) s0 = tn_usada8(v & m, s0);
+        if (XB == 2u) {
+            s0 = tn_usada8(v & m, s0);
+            s1 = tn_usada8(v & (m << 2), s1);
+            s2 = tn_usada8(v & (m << 4), s2);
+        }
     }
+    if (XB == 8u) t = su;
+    else if (XB == 4u) t = s0 + ((su - s0) >> 4);
+    else t = s0 + (s1 >> 2) + (s2 >> 4) + ((su - s0 - s1 - s2) >> 6);
     return (int32_t)(t - (NG + TAIL) * (32u / XB) * (uint32_t)d);
 }
 
