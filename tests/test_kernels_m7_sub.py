@@ -135,6 +135,18 @@ SUBCONV_CHAINS = {
         _conv((3, 3, 12), (12, 3, 3, 32), 2, 8, padding=(1, 1, 1, 1), per_channel=True),
         dict(kind="flatten"),
         _dense(4, 108, 4, 32, out_signed=True, requantize=False)]),
+    # fused max pools (tn_sc_pooled): the seed CNN's first layer (one 8-bit channel, VALID,
+    # 2x2 / 2), then an overlapping 3x3 / 2 padded pool (windows of 4, 6 and 9 layer outputs:
+    # pairs and a lone last one) over 2-bit weights and 4-bit inputs, CO not a multiple of 4
+    "sc_pool": ("tflite_double", False, 0, (10, 10, 1), [
+        _conv((8, 8, 16), (16, 3, 3, 1), 4, 4, per_channel=True, icn=True),
+        dict(kind="maxpool", out_shape=(4, 4, 16), pool_size=(2, 2), stride=(2, 2),
+             padding=(0, 0, 0, 0)),
+        _conv((4, 4, 10), (10, 3, 3, 16), 2, 8, padding=(1, 1, 1, 1), out_zero_point=3),
+        dict(kind="maxpool", out_shape=(2, 2, 10), pool_size=(3, 3), stride=(2, 2),
+             padding=(1, 1, 1, 1)),
+        dict(kind="flatten"),
+        _dense(3, 40, 4, 32, out_signed=True, requantize=False)]),
 }
 
 
@@ -152,8 +164,10 @@ def test_subconv_host_bitexact(tmp_path, monkeypatch, name, raw, roomy):
     conv = [s for s in e.steps if s.layer.kind in ("conv2d", "pointwise")]
     assert conv and all(steps_mod.sub_conv_step(s) for s in conv), e.kernels
     for s in conv:  # tn_m7_conv's lanes (the 8-bit kernel's, or below a padded pointwise's)
-        assert s.scratch_bytes == 4 * steps_mod.sub_lanes(s.layer)[1], s.name
+        pool = 4 * s.layer.out_channels * (s.pool is not None)  # a fused pool's maxima
+        assert s.scratch_bytes == 4 * steps_mod.sub_lanes(s.layer)[1] + pool, s.name
         assert s.scratch_bytes <= steps_mod.eight_bit_scratch(s), s.name
+    assert (name == "sc_pool") == all(s.pool is not None for s in conv)
     groups = {steps_mod.sub_lane_group(s.layer) for s in conv}
     assert groups == ({4, 8, 16} if name == "sc_floor" else {4, 8}), groups
     if raw is None:
@@ -435,5 +449,117 @@ def test_subconv_under_qemu(qemu, tmp_path, monkeypatch, raw, roomy):
         lo = -128 if signed else 0
         x = np.random.default_rng(5).integers(lo, lo + 256, (4, *shape))
         r = mcu.deploy(g, x, tmp_path, name=f"{name}_{raw}", host_images=4, mcu_images=2)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+
+
+# tn_m7_subfc (steps.sub_fc_fits): dense layers of 4 / 2-bit weights over 8, 4 and 2-bit inputs
+# read a word at a time (K XB a multiple of 32), unsigned with z_x = 0 and z_x != 0 (SSUB16),
+# signed (the sign bits flipped, EOR), PL and PC, FB and ICN, N a multiple of four (four 4 / 2-bit
+# outputs per store) and not, the last one or two rows in a pair block (N % 4 = 1, 2; 2-bit
+# weights over 8-bit inputs: its last word half used), 2 / 4 / 8-bit outputs; inputs that end
+# inside a word (K = 10, 6 bytes; 13 nibbles, 6 crumbs: the last word completed with z_x).
+SUBFC_CHAINS = {  # name: (rounding, input signed, input zero point, input bits, shape, layers)
+    "fc_floor_u8": ("floor", False, 0, 8, (64,), [
+        _dense(24, 64, 4, 4, per_channel=True, icn=True),
+        _dense(16, 24, 2, 2),
+        _dense(10, 16, 4, 8, per_channel=True),
+        _dense(3, 10, 4, 32, out_signed=True, requantize=False)]),
+    "fc_double_s8": ("tflite_double", True, -3, 8, (36,), [
+        _dense(32, 36, 2, 4, out_signed=True, out_zero_point=1, per_channel=True),
+        _dense(16, 32, 4, 2, out_signed=True),
+        _dense(6, 16, 2, 8, per_channel=True, icn=True),
+        _dense(4, 6, 4, 32, out_signed=True, requantize=False)]),
+    "fc_pair_u8": ("floor", False, 3, 8, (36,), [
+        _dense(7, 36, 4, 4, per_channel=True),
+        _dense(5, 7, 4, 8)]),
+    "fc_pair4_u8": ("tflite_single", False, 0, 8, (40,), [
+        _dense(10, 40, 4, 4, per_channel=True),
+        _dense(6, 10, 2, 8)]),
+    "fc_pair2_u8": ("floor", False, 3, 8, (36,), [
+        _dense(6, 36, 2, 2, per_channel=True),
+        _dense(5, 6, 4, 8)]),
+    "fc_single_u4": ("tflite_single", False, 5, 4, (40,), [
+        _dense(13, 40, 4, 8, per_channel=True),
+        _dense(8, 13, 2, 4, out_zero_point=2),
+        _dense(5, 8, 4, 8)]),
+}
+
+
+def _subfc_graph(name):
+    rounding, signed, zin, bits, shape, layers = SUBFC_CHAINS[name]
+    return chain(90 + len(name), layers, shape, bits, signed, zin, rounding)
+
+
+def _force_subfc_plan(monkeypatch, plan):
+    """subfc_plan forced: "raw1" / "raw0" (RAW 1 / 0, one chunk), "chunks" (RAW 2 in chunks of
+    1, 2, 3 or 5 input words: every remainder of the four-word loop), None: as planned."""
+    if plan is None:
+        return
+    real = kernels_m7.subfc_plan
+    def forced(layer):
+        raw, kc = real(layer)
+        words = -(-int(layer.in_shape[0]) * int(layer.in_bits) // 32)
+        if int(layer.weight_bits) != 4:
+            return raw, kc
+        if plan == "chunks":
+            return 2, (1, 2, 3, 5)[words % 4]
+        return int(plan[-1]), words
+    monkeypatch.setattr(kernels_m7, "subfc_plan", forced)
+
+
+SUBFC_PLANS = [None, "raw1", "raw0", "chunks"]
+
+
+@pytest.mark.parametrize("plan", SUBFC_PLANS)
+@pytest.mark.parametrize("name", sorted(SUBFC_CHAINS))
+def test_subfc_host_bitexact(tmp_path, monkeypatch, name, plan):
+    """Every dense step whose input fills whole words takes tn_m7_subfc, with no scratch, and
+    the C equals the simulator; RAW forced down to 1 and 0, and RAW 2 in short chunks, too."""
+    g = _subfc_graph(name)
+    _force_subfc_plan(monkeypatch, plan)
+    e = host_check(g, tmp_path)
+    fits = [steps_mod.sub_fc_fits(s) for s in e.steps]
+    assert all(fits), fits
+    for k, s in zip(e.kernels, e.steps):
+        assert k == "sub" and s.scratch_bytes == 0, (s.name, k)
+    if plan is None:
+        raws = {kernels_m7.subfc_plan(s.layer)[0] for s, f in zip(e.steps, fits)
+                if f and s.layer.weight_bits == 4}
+        assert raws == {2}, raws
+
+
+def test_sub_fc_fits_bounds():
+    """sub_fc_fits: 2 / 4-bit weights, no fused ADD; an input ending inside a word only with
+    z_x a code (its last word completed with z_x); 2-bit weights only while
+    255 max |x'| K < 2^31."""
+    g = _subfc_graph("fc_floor_u8")
+    st = steps_mod.memory_plan(g)[0]
+    assert [steps_mod.sub_fc_fits(s) for s in st] == [True, True, True, True]
+    for k, fit in ((16, True), (12, False)):  # 4-bit inputs, z_x = 20: not a code
+        g = chain(7, [_dense(4, k, 4, 8)], (k,), 4, False, 20)
+        assert steps_mod.sub_fc_fits(steps_mod.memory_plan(g)[0][0]) == fit, k
+    g = chain(7, [_dense(4, 64, 8, 8)], (64,), 4, False, 0)  # 8-bit weights
+    assert not steps_mod.sub_fc_fits(steps_mod.memory_plan(g)[0][0])
+    big = chain(6, [_dense(4, 40000, 2, 8)], (40000,), 8, True, -128)
+    assert not steps_mod.sub_fc_fits(steps_mod.memory_plan(big)[0][0])  # 255 * 255 * 40000
+    big4 = chain(6, [_dense(4, 40000, 4, 8)], (40000,), 8, True, -128)
+    assert steps_mod.sub_fc_fits(steps_mod.memory_plan(big4)[0][0])
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+@pytest.mark.parametrize("plan", SUBFC_PLANS + ["ldr"])
+def test_subfc_under_qemu(qemu, tmp_path, monkeypatch, plan):
+    """tn_m7_subfc's assembly loops (every input width, signed / offset lanes, 4-bit weights at
+    RAW 2, 1, 0 and in chunks; 2-bit weights) bit-exact under QEMU; "ldr": the build that loads
+    the weights word by word (as for weights off a word boundary) instead of LDRD."""
+    if plan == "ldr":
+        monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SF_NO_LDRD"))
+    _force_subfc_plan(monkeypatch, None if plan == "ldr" else plan)
+    for name in SUBFC_CHAINS:
+        g = _subfc_graph(name)
+        lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
+        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (4, *g.input_shape))
+        r = mcu.deploy(g, x, tmp_path, name=f"{name}_{plan}", host_images=4, mcu_images=2)
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name

@@ -96,7 +96,7 @@ from tinyopt.integer.steps import (  # noqa: F401  (MAX_SCRATCH, KERNEL_MODES: r
     KERNEL_MODES, MAX_SCRATCH, SUB_BITS, Step, _hwc, conv_lanes, fc_fits, gemm_geometry,
     kernel_window, m7_kernel, scratch_bytes as step_scratch_bytes, scratch_parts, dw3_fits,
     dw3_weights_fit, dw3_width, dw3_scratch_bytes, kind_scratch_parts, sub_direct, sub_units,
-    sub_conv_step, sub_lane_group, sub_lanes)
+    sub_conv_step, sub_fc_fits, sub_lane_group, sub_lanes)
 from tinyopt.integer.arith import packed_bytes
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment
@@ -178,6 +178,7 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
             plan = add_plan(step, rounding)
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
         weights = (subconv_weights(layer) if sub_conv_step(step)  # tn_m7_subconv
+                   else subfc_weights(layer) if sub_fc_fits(step)  # tn_m7_subfc
                    else sub_weights(layer, sub_units(step)))
         return Choice("sub", f"model_step{index}", scratch=scratch, weights=weights, reason=why)
     if kind == "depthwise":  # the 3x3 row kernel where it applies (dw3_plan), else tn_m7_depthwise
@@ -279,6 +280,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
                 + ", ".join(u(a) for a in args) + ");\n}\n")
     if choice.kind == "sub" and sub_conv_step(step):
         return head + _subconv_call(step, common, zw, rq, graph_rounding, arena, u) + "}\n"
+    if choice.kind == "sub" and sub_fc_fits(step):
+        return head + _subfc_call(step, common, zw, rq, u) + "}\n"
     if choice.kind == "sub":
         return head + _sub_call(step, common, zw, rq, graph_rounding, arena, u) + "}\n"
     if choice.kind == "depthwise_scalar":
@@ -612,11 +615,14 @@ def subconv_weights(layer) -> np.ndarray:
         ValueError: another kind of layer or weight width.
     """
     wb = int(layer.weight_bits)
-    if layer.kind not in ("conv2d", "pointwise") or wb not in (2, 4):
-        raise ValueError(f"layer {layer.name!r}: subconv_weights packs conv2d and pointwise "
-                         f"layers of 2 or 4-bit weights, not a {wb}-bit {layer.kind} layer")
+    if layer.kind not in ("conv2d", "pointwise", "dense") or wb not in (2, 4) or (
+            layer.kind == "dense" and len(layer.in_shape) != 1):
+        raise ValueError(f"layer {layer.name!r}: subconv_weights packs conv2d, pointwise and "
+                         f"dense (1-D input) layers of 2 or 4-bit weights, not a {wb}-bit "
+                         f"{layer.kind} layer of input shape {tuple(layer.in_shape)}")
     rows, pairs = _subconv_rows(layer)
-    if wb == 4 and subconv_raw(layer) == 2:
+    raw = subfc_plan(layer)[0] if layer.kind == "dense" else subconv_raw(layer)
+    if wb == 4 and raw == 2:
         rows = rows.copy()
         rows[3::4] ^= 8
     blocks = rows.reshape(-1, 4, rows.shape[1])  # [block, r, lane]
@@ -631,6 +637,78 @@ def subconv_weights(layer) -> np.ndarray:
     shifts = np.arange(fields.shape[-1], dtype=np.uint64) * wb
     words = (fields.astype(np.uint64) << shifts).sum(axis=-1).astype("<u4")
     return words.reshape(-1).view(np.uint8).copy()
+
+
+def subfc_plan(layer) -> tuple[int, int]:
+    """(RAW, KC) of tn_m7_subfc (c/tn_m7_sub.h) for a dense layer of
+    :func:`tinyopt.integer.steps.sub_fc_fits`: 4-bit weights take RAW 2 (row 3 unmasked) over
+    the whole input when :func:`subconv_raw` allows it (KC = all ceil(K XB / 32) input words), else
+    in chunks of KC words short enough that the loop's scaled sums stay exact whatever the
+    weights (16 * 15, 256 * 15 and 4096 * 8 times max |x'| per input: KC words of 32 / XB
+    inputs below 2^31), each chunk's sums unscaled and added; :func:`subconv_raw`'s level over
+    the whole input if such chunks would be shorter than four words. 2-bit weights: RAW 0 (their
+    layout needs none), one chunk (the bound of sub_fc_fits)."""
+    xb = int(layer.in_bits)
+    words = -(-int(layer.in_shape[0]) * xb // 32)
+    if int(layer.weight_bits) != 4:
+        return 0, words
+    raw = subconv_raw(layer)
+    if raw == 2:
+        return 2, words
+    kc = ((1 << 31) - 1) // (4096 * 8 * _x_box(layer)) // (32 // xb)
+    return (2, min(kc, words)) if kc >= 4 else (raw, words)
+
+
+def subfc_weights(layer) -> np.ndarray:
+    """The weight bytes of a step of tn_m7_subfc (c/tn_m7_sub.h): :func:`subconv_weights`'
+    blocks of four rows (RAW of :func:`subfc_plan`), but when N % 4 is 1 or 2 the last rows
+    (padded to two with code 0) as a pair block: per two lane pairs q, q + 1 a word of 4-bit
+    weights, bytes (i_q, i_{q+1}, j_q, j_{q+1}) each row 0 | row 1 << 4; per four lane pairs a
+    word of 2-bit weights, nibble t of the low half row 0 | row 1 << 2 at i_{q+t}, of the high
+    half at j_{q+t} (the last word completed with zeros).
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+
+    Returns:
+        uint8 array.
+
+    Raises:
+        ValueError: as :func:`subconv_weights`.
+    """
+    quads = subconv_weights(layer)
+    n, wb = int(layer.out_channels), int(layer.weight_bits)
+    if n % 4 not in (1, 2):
+        return quads
+    rows, pairs = _subconv_rows(layer)
+    k = rows.shape[1]
+    block = k * wb // 2  # bytes of a block of four rows
+    tail = rows[n - n % 4:n - n % 4 + 2]  # the last rows, then a padding row of code 0
+    i = np.array([a for a, _ in pairs])
+    j = np.array([b for _, b in pairs])
+    fi = tail[0, i] | (tail[1, i] << wb)  # [pair]: both rows at i_q
+    fj = tail[0, j] | (tail[1, j] << wb)
+    if wb == 4:  # [q / 2, 4 bytes]
+        fields, width = np.stack([fi[0::2], fi[1::2], fj[0::2], fj[1::2]], axis=1), 8
+    else:  # [q / 4, 8 nibbles]: four at i, four at j
+        pad = (-len(fi)) % 4
+        fi = np.concatenate([fi, np.zeros(pad, fi.dtype)]).reshape(-1, 4)
+        fj = np.concatenate([fj, np.zeros(pad, fj.dtype)]).reshape(-1, 4)
+        fields, width = np.concatenate([fi, fj], axis=1), 4
+    shifts = np.arange(fields.shape[-1], dtype=np.uint64) * width
+    words = (fields.astype(np.uint64) << shifts).sum(axis=-1).astype("<u4")
+    return np.concatenate([quads[:block * (n // 4)], words.view(np.uint8)])
+
+
+def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
+    """The body of a tn_m7_subfc step (a dense layer, :func:`tinyopt.integer.steps
+    .sub_fc_fits`): its call with the layer's constants."""
+    layer = step.layer
+    args = [int(layer.in_shape[0]), layer.out_channels, layer.in_bits, common["XS"],
+            common["ZX"], layer.weight_bits, *subfc_plan(layer), common["NWZP"],
+            int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
+            common["OB"], *rq.values()]
+    return "    tn_m7_subfc(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
 
 
 def subconv_add_table(step: Step, rounding: str | None) -> np.ndarray | None:
@@ -678,13 +756,20 @@ def _subconv_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_roun
     oh, ow, co = _hwc(layer.out_shape)
     kh, kw = kernel_window(layer)
     top, _, left, _ = layer.padding
-    args = [2 if step.add is not None else 0, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
+    pool = [0] * 8
+    if step.pool is not None:  # MODE 1: the max pool after it (tn_sc_pooled)
+        p = step.pool
+        pt, _, pl, _ = p.padding
+        poh, pow_, _ = _hwc(p.out_shape)
+        pool = [p.pool_size[0], p.pool_size[1], p.stride[0], p.stride[1], pt, pl, poh, pow_]
+    mode = 1 if step.pool is not None else 2 if step.add is not None else 0
+    args = [mode, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
             layer.stride[1], top, left, layer.in_bits, common["XS"], common["ZX"],
             common["PADZERO"], sub_lane_group(layer), sub_lanes(layer)[0],
             int(_inside(layer, gemm_geometry(layer))), layer.weight_bits, subconv_raw(layer),
             common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
             common["OB"]]
-    rest = [*rq.values(), *fadd]
+    rest = [*pool, *rq.values(), *fadd]
     lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
     obo = int(step.in_specs[1].bits) if step.add is not None else 0
     other = "in[1]" if step.add is not None else "in[0]"

@@ -512,9 +512,11 @@ def sub_lane_group(layer: IntegerLayer) -> int:
     """GX, the lanes of one unpack group of tn_m7_subconv's windows: 4 for 8-bit inputs
     (tn_m7_conv's groups); 32 / in_bits (a word of codes, unpacked a lane pair per instruction)
     when a window row of KW C codes is a whole number of such words; else 4 (lane by lane, the
-    8-bit kernel's window length)."""
+    8-bit kernel's window length). A dense layer (tn_m7_subfc): 4 or 32 / in_bits whatever K."""
     xb = int(layer.in_bits)
     kh, kw = kernel_window(layer)
+    if layer.kind == "dense":  # tn_m7_subfc: a last partial word completed in a register
+        return 4 if xb == 8 else 32 // xb
     if xb == 8 or (kw * _hwc(layer.in_shape)[2]) % (32 // xb):
         return 4
     return 32 // xb
@@ -532,16 +534,17 @@ def sub_lanes(layer: IntegerLayer) -> tuple[int, int]:
 def sub_conv_fits(step: Step) -> bool:
     """Does tn_m7_subconv (c/tn_m7_sub.h: tn_m7_conv's two pixels' windows of int16 lanes, the
     2 / 4-bit weights unpacked in registers, four rows by two pixels per loop) run ``step``? An
-    undilated conv2d or pointwise layer of 2 or 4-bit weights and 2, 4 or 8-bit inputs, no fused
-    pool, input zero point in [-255, 255], whose two pixels' lanes (and a fused ADD's 2 CO
-    int32) fit :data:`MAX_SCRATCH`; with 2-bit weights, the rows' sums scaled by up to 64 in
-    the loop (the weights masked in place: 4^r w for row r of four) stay in int32
+    undilated conv2d or pointwise layer of 2 or 4-bit weights and 2, 4 or 8-bit inputs (a fused
+    max pool or ADD is fine), input zero point in [-255, 255], whose two pixels' lanes (and a
+    fused ADD's 2 CO int32, a fused pool's CO int32 maxima) fit :data:`MAX_SCRATCH`; with
+    2-bit weights, the rows' sums scaled by up to 64 in the loop (rows 0-2 masked in place,
+    4^r w for row r; row 3 unmasked, w_0 + 4 w_1 + 16 w_2 + 64 w_3) stay in int32
     (64 * 3 * max |x - z_x| * KP < 2^31). Pure arithmetic on the shape, widths and zero point
     (:func:`sub_kernel` still compares its scratch with the 8-bit kernel's)."""
     layer = step.layer
     wb, xb = int(layer.weight_bits), int(layer.in_bits)
     if (not OWN_WEIGHT_ORDER or layer.kind not in ("conv2d", "pointwise")
-            or wb not in SUB_LANE_WEIGHT_BITS or xb not in (2, 4, 8) or step.pool is not None
+            or wb not in SUB_LANE_WEIGHT_BITS or xb not in (2, 4, 8)
             or tuple(layer.dilation) != (1, 1) or abs(int(layer.in_zero_point)) > 255):
         return False
     kp = sub_lanes(layer)[1]
@@ -550,7 +553,32 @@ def sub_conv_fits(step: Step) -> bool:
     dx = max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
     if wb == 2 and 64 * 3 * dx * kp >= (1 << 31):
         return False
-    return 4 * kp + 8 * int(layer.out_channels) * (step.add is not None) <= MAX_SCRATCH
+    return 4 * kp + sub_conv_scratch(step)[1] <= MAX_SCRATCH
+
+
+def sub_fc_fits(step: Step) -> bool:
+    """Does tn_m7_subfc (c/tn_m7_sub.h: no scratch, tn_m7_subconv's weight blocks against the
+    input unpacked a word at a time in registers) run ``step``? A dense layer of 2 or 4-bit
+    weights and 2, 4 or 8-bit inputs, a 1-D input of K codes, no fused ADD, input zero point in
+    [-255, 255]; when K XB is not a whole number of words, z_x a code of the input's width (the
+    last word's missing codes are z_x: x' = 0); with 2-bit weights the rows' sums scaled by up
+    to 64 in the loop (row 3 unmasked: w_0 + 4 w_1 + 16 w_2 + 64 w_3) stay in int32
+    (255 * max |x - z_x| * KP < 2^31, KP: K rounded up to whole words). Pure arithmetic on the
+    shape, widths and zero point."""
+    layer = step.layer
+    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    if (not OWN_WEIGHT_ORDER or layer.kind != "dense" or wb not in SUB_LANE_WEIGHT_BITS
+            or xb not in (2, 4, 8) or step.add is not None or step.pool is not None
+            or len(layer.in_shape) != 1 or abs(int(layer.in_zero_point)) > 255):
+        return False
+    k = int(layer.in_shape[0])
+    z = int(layer.in_zero_point)
+    lo = -(1 << (xb - 1)) if layer.in_signed else 0
+    dx = max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
+    kp = -(-k * xb // 32) * 32 // xb
+    if kp != k and not lo <= z < lo + (1 << xb):
+        return False
+    return wb == 4 or 255 * dx * kp < (1 << 31)
 
 
 def sub_scratch_parts(step: Step) -> tuple[int, int]:
@@ -567,9 +595,11 @@ def sub_scratch_parts(step: Step) -> tuple[int, int]:
 
 
 def sub_conv_scratch(step: Step) -> tuple[int, int]:
-    """tn_m7_subconv's scratch parts on ``step``: 4 KP bytes of lanes, 8 CO with a fused ADD."""
-    return 4 * sub_lanes(step.layer)[1], 8 * int(step.layer.out_channels) * (
-        step.add is not None)
+    """tn_m7_subconv's scratch parts on ``step``: 4 KP bytes of lanes; 8 CO with a fused ADD
+    (the pair's outputs), 4 CO with a fused max pool (the running maxima)."""
+    co = int(step.layer.out_channels)
+    return 4 * sub_lanes(step.layer)[1], 8 * co * (step.add is not None) + 4 * co * (
+        step.pool is not None)
 
 
 def sub_conv_step(step: Step) -> bool:
@@ -588,11 +618,12 @@ def eight_bit_scratch(step: Step) -> int:
 
 def sub_kernel(step: Step) -> tuple[str, str]:
     """The kernel of a compute step of sub-byte weights or inputs (:func:`m7_kernel` applies
-    it): tn_m7_subconv ("sub", :func:`sub_conv_step`: the 8-bit kernel's lanes, as fast per MAC
-    as tn_m7_conv) if it fits; else the one the step takes without this rule if it is not the
+    it): tn_m7_subconv ("sub", :func:`sub_conv_step`: the 8-bit kernel's lanes, near tn_m7_conv
+    per MAC) if it fits; else the one the step takes without this rule if it is not the
     portable kernel and its scratch is at most :func:`eight_bit_scratch`, else tn_m7_sub
-    ("sub", :func:`sub_fits`) if its scratch is, else the portable kernel (no scratch; the
-    reason says why). So for every compute step, ``scratch_bytes`` at lower weight / input bits
+    ("sub", :func:`sub_fits`; a dense step of :func:`sub_fc_fits` runs tn_m7_subfc, with the
+    same zero scratch) if its scratch is, else the portable kernel (no scratch; the reason says
+    why). So for every compute step, ``scratch_bytes`` at lower weight / input bits
     <= that at 8 bits.
 
     Returns:
