@@ -25,7 +25,7 @@ Rows of ``results/bench/kernels.csv``:
   MAC per layer type (:func:`layer_type`, ``+pool``: a fused max pool) and ``ratio_to_8bit``:
   over the same layers at w8a8 (issue 29: sub-byte layers on the same footing as int8; above
   1.0 where they are not yet); ``weight_bits`` / ``act_bits``: the widths the steps have
-  (a first layer keeps its 8-bit input); kernels ``sub``: c/tn_m7_sub.h (tn_m7_subconv for
+  (a first layer keeps its 8-bit input); kernels ``sub``: c/tn_m7_sub*.h (tn_m7_subconv for
   conv / pointwise layers, with a fused max pool too; tn_m7_subfc for dense layers; tn_m7_sub
   where neither fits).
 - ``scope=model``: instructions per inference of the seed CNN int8 and the mixed-precision

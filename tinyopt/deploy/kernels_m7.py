@@ -578,7 +578,7 @@ def _subconv_rows(layer) -> tuple[np.ndarray, list[tuple[int, int]]]:
 
 
 def subconv_raw(layer) -> int:
-    """RAW of tn_m7_subconv (c/tn_m7_sub.h) for a layer of 4-bit weights: 2 when, for every
+    """RAW of tn_m7_subconv (c/tn_m7_subconv.h) for a layer of 4-bit weights: 2 when, for every
     block of four rows and every input, 16 |A_1|, 256 |A_2| and 4096 |A_3 - 8 sum x'| stay below
     2^31 (A_r = sum w_r x' of row r of the block: the sums the loop keeps scaled), 1 when the
     first two do, else 0 (each row masked after a shift, unscaled). Bounded from the weights
@@ -597,7 +597,7 @@ def subconv_raw(layer) -> int:
 
 
 def subconv_weights(layer) -> np.ndarray:
-    """The weight bytes of a step of tn_m7_subconv (c/tn_m7_sub.h, its comment): rows padded as
+    """The weight bytes of a step of tn_m7_subconv (c/tn_m7_subconv.h, its comment): rows padded as
     :func:`_subconv_rows`, in blocks of four; per block and lane pair q (window order) one word
     of 4-bit weights (nibble r: row r at i_q, nibble 4 + r: row r at j_q; nibble 3 and 7 stored
     ^ 8 when :func:`subconv_raw` is 2), or per two lane pairs q, q + 1 one word of 2-bit weights
@@ -640,7 +640,7 @@ def subconv_weights(layer) -> np.ndarray:
 
 
 def subfc_plan(layer) -> tuple[int, int]:
-    """(RAW, KC) of tn_m7_subfc (c/tn_m7_sub.h) for a dense layer of
+    """(RAW, KC) of tn_m7_subfc (c/tn_m7_subfc.h) for a dense layer of
     :func:`tinyopt.integer.steps.sub_fc_fits`: 4-bit weights take RAW 2 (row 3 unmasked) over
     the whole input when :func:`subconv_raw` allows it (KC = all ceil(K XB / 32) input words), else
     in chunks of KC words short enough that the loop's scaled sums stay exact whatever the
@@ -660,7 +660,7 @@ def subfc_plan(layer) -> tuple[int, int]:
 
 
 def subfc_weights(layer) -> np.ndarray:
-    """The weight bytes of a step of tn_m7_subfc (c/tn_m7_sub.h): :func:`subconv_weights`'
+    """The weight bytes of a step of tn_m7_subfc (c/tn_m7_subfc.h): :func:`subconv_weights`'
     blocks of four rows (RAW of :func:`subfc_plan`), but when N % 4 is 1 or 2 the last rows
     (padded to two with code 0) as a pair block: per two lane pairs q, q + 1 a word of 4-bit
     weights, bytes (i_q, i_{q+1}, j_q, j_{q+1}) each row 0 | row 1 << 4; per four lane pairs a
@@ -712,7 +712,7 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
 
 
 def subconv_add_table(step: Step, rounding: str | None) -> np.ndarray | None:
-    """The fused residual ADD of a tn_m7_subconv step as a table (c/tn_m7_sub.h: tn_sc_addtab),
+    """The fused residual ADD of a tn_m7_subconv step as a table (c/tn_m7_subconv.h: tn_sc_addtab),
     when both addends and the sum have the same width b <= 4 (then :func:`add_plan` refuses it):
     entry (own << b) | other is the ADD's output code (its low b bits) for the compute layer's
     output code ``own`` and the other addend's code ``other``, computed by the simulator's ADD

@@ -523,7 +523,7 @@ def sub_lane_group(layer: IntegerLayer) -> int:
 
 
 def sub_lanes(layer: IntegerLayer) -> tuple[int, int]:
-    """(KWCP, KP) of tn_m7_subconv (c/tn_m7_sub.h): the lanes of one window row (KW C rounded
+    """(KWCP, KP) of tn_m7_subconv (c/tn_m7_subconv.h): the lanes of one window row (KW C rounded
     up to :func:`sub_lane_group`) and of a whole window (KH rows)."""
     kh, kw = kernel_window(layer)
     g = sub_lane_group(layer)
@@ -532,7 +532,7 @@ def sub_lanes(layer: IntegerLayer) -> tuple[int, int]:
 
 
 def sub_conv_fits(step: Step) -> bool:
-    """Does tn_m7_subconv (c/tn_m7_sub.h: tn_m7_conv's two pixels' windows of int16 lanes, the
+    """Does tn_m7_subconv (c/tn_m7_subconv.h: tn_m7_conv's two pixels' windows of int16 lanes, the
     2 / 4-bit weights unpacked in registers, four rows by two pixels per loop) run ``step``? An
     undilated conv2d or pointwise layer of 2 or 4-bit weights and 2, 4 or 8-bit inputs (a fused
     max pool or ADD is fine), input zero point in [-255, 255], whose two pixels' lanes (and a
@@ -557,7 +557,7 @@ def sub_conv_fits(step: Step) -> bool:
 
 
 def sub_fc_fits(step: Step) -> bool:
-    """Does tn_m7_subfc (c/tn_m7_sub.h: no scratch, tn_m7_subconv's weight blocks against the
+    """Does tn_m7_subfc (c/tn_m7_subfc.h: no scratch, tn_m7_subconv's weight blocks against the
     input unpacked a word at a time in registers) run ``step``? A dense layer of 2 or 4-bit
     weights and 2, 4 or 8-bit inputs, a 1-D input of K codes, no fused ADD, input zero point in
     [-255, 255]; when K XB is not a whole number of words, z_x a code of the input's width (the

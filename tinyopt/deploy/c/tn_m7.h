@@ -7,6 +7,8 @@
 #include "tn_m7_gemm.h"
 #include "tn_m7_dw.h"
 #include "tn_m7_add.h"
-#include "tn_m7_sub.h" /* sub-byte dense / pointwise / conv (issue 29) */
+#include "tn_m7_sub.h"     /* sub-byte dense / pointwise / conv (issue 29) */
+#include "tn_m7_subconv.h" /* ... on tn_m7_conv's lanes */
+#include "tn_m7_subfc.h"   /* ... dense, no scratch */
 
 #endif

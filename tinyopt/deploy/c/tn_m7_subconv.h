@@ -1,0 +1,552 @@
+/* tn_m7_subconv.h: sub-byte convolution and pointwise layers on tn_m7_conv's int16 lanes
+ * (tn_m7_subconv; the sub-byte kernels: c/tn_m7_sub.h). */
+#ifndef TN_M7_SUBCONV_H
+#define TN_M7_SUBCONV_H
+
+#include "tn_m7_core.h"
+#include "tn_m7_add.h"
+#include "tn_m7_gemm.h" /* tn_m7_conv's windows (8-bit inputs) and outputs */
+
+/* ---------------------------------------------------------------------------------------------
+ * tn_m7_subconv: convolutions and pointwise layers of 2 or 4-bit weights and 2, 4 or 8-bit
+ * inputs (steps.sub_conv_fits), in tn_m7_conv's scratch (steps.sub_conv_scratch: two pixels'
+ * windows as int16 lanes x' = x - z_x, interleaved word by word, 4 KP bytes; with a fused ADD
+ * the pair's 2 CO int32 outputs after them), so never more scratch than the 8-bit kernel.
+ *
+ * Windows. A window row of KW C codes is stored as KWCP lanes, rounded up to a group of GX
+ * lanes (steps.sub_lane_group): 4 for 8-bit inputs (tn_m7_cv_window itself); for sub-byte
+ * ones 32 / XB (one word of codes, when KW C is a multiple of it) or else 4 (filled lane by
+ * lane): lane pair j of a group holds elements (j, j + GX / 2) (what masking a word of codes
+ * shifted by j XB bits gives), padding lanes 0. Unpacking a word costs about one instruction
+ * per lane per pixel, shared by all CO output channels.
+ *
+ * Weights (kernels_m7.subconv_weights). Rows in blocks of four (the last block completed with
+ * rows of code 0 whose outputs are never written), per block and per lane pair q of the window
+ * (pixel order) the weights of the block's four rows at the pair's two elements i_q, j_q:
+ * - 4-bit: one word per lane pair, nibble r = row r at i_q, nibble 4 + r = row r at j_q. An AND
+ *   with an immediate (0x000F000F << 4 r) is the lane pair of row r, scaled by 16^r: row r's
+ *   accumulator holds 16^r sum w x', shifted back at the end (exact: kernels_m7.subconv_raw
+ *   bounds 16 |A_1| and 256 |A_2| below 2^31). With RAW = 2 row 3 is not masked at all: the
+ *   word's lanes are w_0 + 16 w_1 + 256 w_2 + 4096 (w_3 - 8) (nibble 3 stored as w_3 ^ 8, the
+ *   top nibble of a signed lane), so SMLAD of the raw word gives A_0 + 16 A_1 + 256 A_2 +
+ *   4096 A_3' and A_3' = (that - the three others) / 4096, exact when |4096 A_3'| < 2^31
+ *   (bounded at export); A_3 = A_3' + 8 sum x'. Per lane pair, four rows, two pixels (16 MACs):
+ *   one LDRD of lanes, one LDR of weights, three AND, eight SMLAD: 13 instructions, as
+ *   tn_m7_conv's 13 per 16 MACs. RAW = 1: row 3 by a shift and an AND (14); RAW = 0: rows 1-3
+ *   so (16), no bound needed.
+ * - 2-bit: one word per two lane pairs q, q + 1: crumb r = row r at i_q, 4 + r = row r at
+ *   i_{q+1}, 8 + r = row r at j_q, 12 + r = row r at j_{q+1}; AND with 0x00030003 << 2 r for
+ *   rows 0-2, row 3 unmasked (bytes 0 and 2 alone, UXTB16: w_0 + 4 w_1 + 16 w_2 + 64 w_3,
+ *   A_3 = (S_3 - S_0 - S_1 - S_2) / 64), then pair q + 1 from the word's bytes 1 and 3 (UXTB16
+ *   ROR 8): 27 instructions per 32 MACs (row sums scaled by up to 64, within int32 by
+ *   steps.sub_conv_fits).
+ * The weight zero points enter once per output as in tn_m7_conv (tn_m7_cv_chan).
+ *
+ * Output order and the reads before each write are tn_m7_conv's (both pixels' windows read
+ * before either's outputs are written): the planner's sliding writes stay valid.
+ * --------------------------------------------------------------------------------------------- */
+
+/* u + the sum of the four bytes of v (USADA8 against 0). */
+TN_INLINE uint32_t tn_usada8(uint32_t v, uint32_t u)
+{
+#if defined(__ARM_FEATURE_DSP)
+    uint32_t r;
+    __asm__("usada8 %0, %1, %2, %3" : "=r"(r) : "r"(v), "r"(0u), "r"(u));
+    return r;
+#else
+    return u + (v & 0xFFu) + ((v >> 8) & 0xFFu) + ((v >> 16) & 0xFFu) + (v >> 24);
+#endif
+}
+
+/* Lane pair j of a word v of XB-bit codes (XB < 8): int16 lanes x' of elements (j, j + 16/XB). */
+TN_INLINE uint32_t tn_sc_xpair(uint32_t v, uint32_t j, uint32_t XB, uint32_t XS, int32_t ZX)
+{
+    uint32_t p = (v >> (j * XB)) & tn_lanemask(XB);
+    const int32_t sb = XS ? (int32_t)(1u << (XB - 1u)) : 0;
+    if (XS) p ^= (uint32_t)sb * 0x00010001u; /* c ^ 2^(b-1) - 2^(b-1): the signed code */
+    if (XS || ZX != 0) p = tn_ssub16(p, ((uint32_t)(sb + ZX) & 0xFFFFu) * 0x00010001u);
+    return p;
+}
+
+/* Unpack n words of XB-bit codes (XB < 8) at src into the lane pairs of one pixel from word d
+ * on (two apart); returns sum + their x'. Unsigned 4-bit codes with z_x = 0 sum as
+ * E + (U - E) / 16 with U = sum of the bytes (USADA8: even + 16 odd nibbles) and E the even
+ * nibbles (lane pairs 0 and 2 added lane-wise: at most 30 n < 2^16 per lane), three
+ * instructions per word instead of four. */
+TN_INLINE int32_t tn_sc_run(const uint8_t *src, uint32_t *TN_RESTRICT d, uint32_t n, uint32_t XB,
+                            uint32_t XS, int32_t ZX, int32_t sum)
+{
+    const uint32_t hp = 16u / XB;
+    if (XB == 4u && !XS && ZX == 0 && n < 2048u) {
+        uint32_t u = 0, e = 0;
+        TN_UNROLL
+        for (uint32_t g = 0; g < n; g++, d += 2u * hp) {
+            const uint32_t v = tn_ld32(src + 4u * g);
+            const uint32_t p0 = tn_sc_xpair(v, 0u, 4u, 0u, 0), p1 = tn_sc_xpair(v, 1u, 4u, 0u, 0);
+            const uint32_t p2 = tn_sc_xpair(v, 2u, 4u, 0u, 0), p3 = tn_sc_xpair(v, 3u, 4u, 0u, 0);
+            d[0] = p0; d[2] = p1; d[4] = p2; d[6] = p3;
+            u = tn_usada8(v, u);
+            e += p0;
+            e += p2;
+        }
+        {
+            const uint32_t even = (e & 0xFFFFu) + (e >> 16);
+            return (int32_t)((uint32_t)sum + even + ((u - even) >> 4));
+        }
+    }
+    TN_UNROLL
+    for (uint32_t g = 0; g < n; g++, d += 2u * hp) {
+        const uint32_t v = tn_ld32(src + 4u * g);
+        TN_UNROLL
+        for (uint32_t j = 0; j < hp; j++) {
+            const uint32_t pr = tn_sc_xpair(v, j, XB, XS, ZX);
+            d[2u * j] = pr;
+            sum = tn_smlad(pr, 0x00010001u, sum);
+        }
+    }
+    return sum;
+}
+
+/* The window of output pixel (oy, ox) of XB-bit inputs (XB < 8) as lanes of one pixel from
+ * word d on (the pixel's words two apart); returns sum x'. Taps outside the input hold padv
+ * (0 - z_x with PADZERO: the code 0; else x' = 0), padding lanes 0. */
+TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy, int32_t ox,
+                               int32_t H, int32_t W, uint32_t C, int32_t KH, int32_t KW,
+                               int32_t SH, int32_t SW, int32_t PT, int32_t PL, uint32_t XB,
+                               uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t G,
+                               uint32_t KWCP)
+{
+    const uint32_t hp = G / 2u;
+    const int32_t padv = PADZERO ? -ZX : 0;
+    const uint32_t padw = ((uint32_t)padv & 0xFFFFu) * 0x00010001u;
+    const int32_t y0 = oy * SH - PT, x0 = ox * SW - PL;
+    int32_t sum = 0;
+    for (int32_t ky = 0; ky < KH; ky++) {
+        uint32_t *dr = d + (uint32_t)ky * KWCP;
+        const int32_t iy = y0 + ky;
+        const uint32_t rowin = iy >= 0 && iy < H;
+        if (G == 32u / XB && rowin && x0 >= 0 && x0 + KW <= W) { /* the row: KWCP / G words */
+            sum = tn_sc_run(in + ((uint32_t)iy * (uint32_t)W + (uint32_t)x0) * C * XB / 8u, dr,
+                            KWCP / G, XB, XS, ZX, sum);
+            continue;
+        }
+        if (G == 32u / XB && C % G == 0u) { /* every tap is C / G whole words of codes */
+            for (int32_t kx = 0; kx < KW; kx++) {
+                const int32_t ix = x0 + kx;
+                uint32_t *dt = dr + (uint32_t)kx * C;
+                if (rowin && ix >= 0 && ix < W) {
+                    const uint8_t *src = in + ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C
+                                                  * XB / 8u;
+                    for (uint32_t g = 0; g < C / G; g++) {
+                        const uint32_t v = tn_ld32(src + 4u * g);
+                        TN_UNROLL
+                        for (uint32_t j = 0; j < hp; j++) {
+                            const uint32_t pr = tn_sc_xpair(v, j, XB, XS, ZX);
+                            dt[2u * (g * hp + j)] = pr;
+                            sum = tn_smlad(pr, 0x00010001u, sum);
+                        }
+                    }
+                } else {
+                    for (uint32_t j = 0; j < C / 2u; j++) dt[2u * j] = padw;
+                    sum += padv * (int32_t)C;
+                }
+            }
+            continue;
+        }
+        for (uint32_t e = 0; e < KWCP; e++) { /* lane by lane */
+            int32_t val = 0;
+            if (e < (uint32_t)KW * C) {
+                const int32_t ix = x0 + (int32_t)(e / C);
+                val = (rowin && ix >= 0 && ix < W)
+                    ? tn_get(in, ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C + e % C, XB, XS)
+                      - ZX
+                    : padv;
+            }
+            {
+                const uint32_t r = e % G, wi = 2u * ((e / G) * hp + r % hp);
+                dr[wi] = r / hp ? (dr[wi] & 0xFFFFu) | ((uint32_t)val << 16)
+                                : (dr[wi] & 0xFFFF0000u) | ((uint32_t)val & 0xFFFFu);
+            }
+            sum += val;
+        }
+    }
+    return sum;
+}
+
+#if TN_M7_ASM
+/* row R's products at both pixels: a_R += T . xa, b_R += T . xb */
+#define TN_SC_ACC(T, R)                                                                         \
+    "smlad %[a" #R "], %[" T "], %[xa], %[a" #R "]\n\t"                                          \
+    "smlad %[b" #R "], %[" T "], %[xb], %[b" #R "]\n\t"
+#define TN_SC_LD4 "ldrd %[xa], %[xb], [%[x]], #8\n\tldr %[w], [%[wp]], #4\n\t"
+/* one lane pair of 4-bit weights: RAW 2 (row 3 the raw word), 1 (row 3 shifted), 0 */
+#define TN_SC_G4R2                                                                              \
+    TN_SC_LD4 "and %[t], %[w], #0x000F000F\n\t" TN_SC_ACC("t", 0)                                \
+    "and %[t], %[w], #0x00F000F0\n\t" TN_SC_ACC("t", 1)                                          \
+    "and %[t], %[w], #0x0F000F00\n\t" TN_SC_ACC("t", 2) TN_SC_ACC("w", 3)
+#define TN_SC_G4R1                                                                              \
+    TN_SC_LD4 "and %[t], %[w], #0x000F000F\n\t" TN_SC_ACC("t", 0)                                \
+    "and %[t], %[w], #0x00F000F0\n\t" TN_SC_ACC("t", 1)                                          \
+    "and %[t], %[w], #0x0F000F00\n\t" TN_SC_ACC("t", 2)                                          \
+    "lsr %[w], %[w], #12\n\tand %[w], %[w], #0x000F000F\n\t" TN_SC_ACC("w", 3)
+#define TN_SC_G4R0                                                                              \
+    TN_SC_LD4 "and %[t], %[w], #0x000F000F\n\t" TN_SC_ACC("t", 0)                                \
+    "lsr %[t], %[w], #4\n\tand %[t], %[t], #0x000F000F\n\t" TN_SC_ACC("t", 1)                    \
+    "lsr %[t], %[w], #8\n\tand %[t], %[t], #0x000F000F\n\t" TN_SC_ACC("t", 2)                    \
+    "lsr %[w], %[w], #12\n\tand %[w], %[w], #0x000F000F\n\t" TN_SC_ACC("w", 3)
+/* two lane pairs of 2-bit weights: pair q (bytes 0, 2 of the word; row 3 the bytes alone,
+ * UXTB16: w_0 + 4 w_1 + 16 w_2 + 64 w_3), then pair q + 1 (bytes 1, 3, moved down by UXTB16
+ * ROR 8: row 3 the word itself) */
+#define TN_SC_HALF2A                                                                            \
+    "and %[t], %[w], #0x00030003\n\t" TN_SC_ACC("t", 0)                                          \
+    "and %[t], %[w], #0x000C000C\n\t" TN_SC_ACC("t", 1)                                          \
+    "and %[t], %[w], #0x00300030\n\t" TN_SC_ACC("t", 2)                                          \
+    "uxtb16 %[t], %[w]\n\t" TN_SC_ACC("t", 3)
+#define TN_SC_HALF2B                                                                            \
+    "and %[t], %[w], #0x00030003\n\t" TN_SC_ACC("t", 0)                                          \
+    "and %[t], %[w], #0x000C000C\n\t" TN_SC_ACC("t", 1)                                          \
+    "and %[t], %[w], #0x00300030\n\t" TN_SC_ACC("t", 2) TN_SC_ACC("w", 3)
+#define TN_SC_G2                                                                                \
+    TN_SC_LD4 TN_SC_HALF2A "ldrd %[xa], %[xb], [%[x]], #8\n\tuxtb16 %[w], %[w], ror #8\n\t"      \
+    TN_SC_HALF2B
+/* fourteen registers: the loop's end stays in memory (read into t once per four units) */
+#define TN_SC_OPERANDS                                                                          \
+    : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(u),               \
+      [t] "=&r"(t), [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),              \
+      [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
+    : [end] "m"(end)                                                                            \
+    : "cc", "memory"
+#define TN_SC_BLOCKS(G)                                                                         \
+    do {                                                                                        \
+        if (NU & 1u) __asm__ volatile(G TN_SC_OPERANDS);                                        \
+        if (NU & 2u) __asm__ volatile(G G TN_SC_OPERANDS);                                      \
+        if (NU >= 4u)                                                                           \
+            __asm__ volatile("1:\n\t" G G G G "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\t"           \
+                             "bne 1b\n\t" TN_SC_OPERANDS);                                      \
+    } while (0)
+#endif
+
+/* The sums of one block of four rows (weights at w) at both pixels of the interleaved lanes
+ * buf over KP lanes: acc[r] = sum_k w_r[k] x'_k at pixel 0, acc[4 + r] at pixel 1 (modulo
+ * 2^32, row 3 with RAW = 2 as A_3' = sum (w_3 - 8) x'); returns w past the block. */
+TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint32_t KP,
+                                     uint32_t WB, uint32_t RAW, int32_t *acc)
+{
+    /* units: lane pairs (4-bit weights) or two of them (2-bit), one weight word each */
+    const uint32_t NU = WB == 4u ? KP / 2u : KP / 4u;
+    uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+#if TN_M7_ASM
+    const uint32_t *x = buf, *end = buf + KP; /* KP / 2 words per pixel */
+    uint32_t xa, xb, u, t;
+    if (WB == 2u)
+        TN_SC_BLOCKS(TN_SC_G2);
+    else if (RAW == 2u)
+        TN_SC_BLOCKS(TN_SC_G4R2);
+    else if (RAW == 1u)
+        TN_SC_BLOCKS(TN_SC_G4R1);
+    else
+        TN_SC_BLOCKS(TN_SC_G4R0);
+#else
+    { /* the same masks and multiply-accumulates, modulo 2^32 */
+        uint32_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
+        const uint32_t halves = WB == 2u ? 2u : 1u;
+        for (uint32_t g = 0; g < NU; g++, w += 4) {
+            const uint32_t u = tn_ld32(w);
+            for (uint32_t h = 0; h < halves; h++) {
+                const uint32_t *xg = buf + 2u * (halves * g + h);
+                const uint32_t v = WB == 4u ? u : h ? tn_uxtb16_ror8(u) : tn_uxtb16(u);
+                for (uint32_t r = 0; r < 4u; r++) {
+                    uint32_t m;
+                    if (WB == 2u) m = r == 3u ? v : v & (0x00030003u << (2u * r));
+                    else if (r == 3u && RAW == 2u) m = v;
+                    else if (r == 0u || (r < 3u && RAW >= 1u)) m = v & (0x000F000Fu << (4u * r));
+                    else m = (v >> (4u * r)) & 0x000F000Fu;
+                    a[r] = (uint32_t)tn_smlad(m, xg[0], (int32_t)a[r]);
+                    b[r] = (uint32_t)tn_smlad(m, xg[1], (int32_t)b[r]);
+                }
+            }
+        }
+        a0 = a[0]; a1 = a[1]; a2 = a[2]; a3 = a[3];
+        b0 = b[0]; b1 = b[1]; b2 = b[2]; b3 = b[3];
+    }
+#endif
+    /* back to unscaled sums: the shifts are exact (the bounds above) */
+    {
+        const uint32_t sh1 = WB == 2u ? 2u : RAW >= 1u ? 4u : 0u;
+        const uint32_t sh2 = WB == 2u ? 4u : RAW >= 1u ? 8u : 0u;
+        acc[0] = (int32_t)a0; acc[1] = (int32_t)a1 >> sh1; acc[2] = (int32_t)a2 >> sh2;
+        acc[4] = (int32_t)b0; acc[5] = (int32_t)b1 >> sh1; acc[6] = (int32_t)b2 >> sh2;
+        if (WB == 2u || RAW == 2u) { /* row 3 unmasked: the others taken off */
+            const uint32_t sh3 = WB == 2u ? 6u : 12u;
+            acc[3] = (int32_t)(a3 - a0 - a1 - a2) >> sh3;
+            acc[7] = (int32_t)(b3 - b0 - b1 - b2) >> sh3;
+        } else {
+            acc[3] = (int32_t)a3;
+            acc[7] = (int32_t)b3;
+        }
+    }
+    return w;
+}
+
+/* The fused residual ADD of outputs idx .. idx + n - 1 through its table (kernels_m7
+ * .subconv_add_table: every pair of an own code, OB bits, and another addend's code, OBO
+ * bits, to the ADD's code, exact by construction): out[e] = tab[(v[e] << OBO) | other[e]],
+ * element e of other read before element e of out is written (out may lie over other). */
+TN_INLINE void tn_sc_addtab(const uint8_t *tab, const uint8_t *other, uint8_t *TN_RESTRICT out,
+                            const int32_t *v, uint32_t idx, uint32_t n, uint32_t OB,
+                            uint32_t OBO)
+{
+    const uint32_t mo = (1u << OB) - 1u, mw = (1u << OBO) - 1u;
+    if (OB == OBO && OB < 8u && (idx * OB) % 8u == 0u && (n * OB) % 8u == 0u) {
+        const uint32_t per = 8u / OB; /* whole bytes: one read and one write per byte */
+        const uint8_t *src = other + idx * OB / 8u;
+        uint8_t *dst = out + idx * OB / 8u;
+        for (uint32_t j = 0; j < n / per; j++) {
+            const uint32_t ob = src[j];
+            uint32_t byte = 0;
+            TN_UNROLL
+            for (uint32_t e = 0; e < per; e++)
+                byte |= (uint32_t)tab[(((uint32_t)v[j * per + e] & mo) << OBO)
+                                      | ((ob >> (e * OB)) & mw)] << (e * OB);
+            dst[j] = (uint8_t)byte;
+        }
+        return;
+    }
+    for (uint32_t e = 0; e < n; e++)
+        tn_set(out, idx + e, OB,
+               tab[(((uint32_t)v[e] & mo) << OBO) | ((uint32_t)tn_get(other, idx + e, OBO, 0u) & mw)]);
+}
+
+/* Outputs c .. c + 3 of one pixel (sums acc[0..3], sum x' sx) as OB = 4 or 2-bit codes at byte
+ * `byte` of out: requantized and clamped as tn_m7_cv_chan (an 8-bit clamp never applies to
+ * them), packed in a register, written by one STRH / STRB. */
+TN_INLINE void tn_sc_put4(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
+                          const int32_t *m0p, const int8_t *n0p, uint8_t *TN_RESTRICT out,
+                          uint32_t byte, uint32_t c, const int32_t *acc, int32_t sx,
+                          uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                          uint32_t OB, TN_RQ_ARGS)
+{
+    uint32_t packed = 0;
+    TN_UNROLL
+    for (uint32_t r = 0; r < 4u; r++) {
+        const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c + r];
+        const int32_t m0c = NM == 1u ? 0 : m0p[c + r], n0c = NM == 1u ? 0 : (int32_t)n0p[c + r];
+        const int32_t y = tn_m7_req(l, (uint32_t)bias[c + r] + (uint32_t)acc[r]
+                                    - (uint32_t)z * (uint32_t)sx, c + r, m0c, n0c, REQ, NM,
+                                    ROUND, TN_RQ);
+        packed |= ((uint32_t)y & ((1u << OB) - 1u)) << (r * OB);
+    }
+    if (OB == 4u) {
+        const uint16_t h = (uint16_t)packed;
+        TN_MEMCPY(out + byte, &h, 2);
+    } else {
+        out[byte] = (uint8_t)packed;
+    }
+}
+
+/* Output pixels p and (TWO) p + 1 of tn_m7_subconv (TWO = 0: pixel p alone, its window
+ * unpacked twice). */
+TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
+                            uint8_t *TN_RESTRICT out, uint32_t *TN_RESTRICT buf,
+                            int32_t *TN_RESTRICT v, uint32_t p, uint32_t TWO, uint32_t MODE,
+                            int32_t H, int32_t W, uint32_t C, int32_t OW, uint32_t CO,
+                            int32_t KH, int32_t KW, int32_t SH, int32_t SW, int32_t PT,
+                            int32_t PL, uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO,
+                            uint32_t GX, uint32_t KWCP, uint32_t INSIDE, uint32_t WB, uint32_t RAW,
+                            uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                            uint32_t OB, const uint8_t *ADDTAB, uint32_t OBO, TN_RQ_ARGS,
+                            TN_FADD_ARGS)
+{
+    const uint32_t KP = (uint32_t)KH * KWCP, q = TWO ? p + 1u : p;
+    const uint8_t *wzp = l->wzp, *w = l->w;
+    const int32_t *bias = l->bias, *m0p = l->m0;
+    const int8_t *n0p = l->n0;
+    const int32_t oy0 = (int32_t)(p / (uint32_t)OW), ox0 = (int32_t)(p % (uint32_t)OW);
+    const int32_t oy1 = (int32_t)(q / (uint32_t)OW), ox1 = (int32_t)(q % (uint32_t)OW);
+    int32_t s0, s1;
+    /* both pixels' windows read before any output is written */
+    if (XB == 8u) {
+        s0 = tn_m7_cv_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
+                             PADZERO, KWCP, INSIDE);
+        s1 = tn_m7_cv_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
+                             PADZERO, KWCP, INSIDE);
+    } else {
+        s0 = tn_sc_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                          PADZERO, GX, KWCP);
+        s1 = tn_sc_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                          PADZERO, GX, KWCP);
+    }
+    for (uint32_t c = 0; c < CO; c += 4u) {
+        int32_t acc[8];
+        w = tn_sc_block(w, buf, KP, WB, RAW, acc);
+        if (WB == 4u && RAW == 2u) { /* row 3 held w_3 - 8 */
+            acc[3] = (int32_t)((uint32_t)acc[3] + 8u * (uint32_t)s0);
+            acc[7] = (int32_t)((uint32_t)acc[7] + 8u * (uint32_t)s1);
+        }
+        if (MODE == 0u && (OB == 4u || OB == 2u) && CO % 4u == 0u) {
+            /* the block's four outputs of a pixel packed in a register: one store */
+            tn_sc_put4(l, bias, wzp, m0p, n0p, out, (p * CO + c) * OB / 8u, c, acc, s0, NWZP,
+                       ZW, REQ, NM, ROUND, OB, TN_RQ);
+            if (TWO)
+                tn_sc_put4(l, bias, wzp, m0p, n0p, out, ((p + 1u) * CO + c) * OB / 8u, c,
+                           acc + 4, s1, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
+            continue;
+        }
+        TN_UNROLL
+        for (uint32_t r = 0; r < 4u; r++)
+            if (CO % 4u == 0u || c + r < CO)
+                tn_m7_cv_chan(l, bias, wzp, m0p, n0p, out, other, v, MODE, p, TWO, c + r, 0u,
+                              (uint32_t)acc[r], (uint32_t)acc[4u + r], s0, s1, CO, NWZP, ZW,
+                              REQ, NM, ROUND, OB, 0u, TN_RQ, TN_FADD);
+    }
+    if (MODE == 2u && !FADD && ADDTAB) /* the fused ADD of sub-byte codes: its table */
+        tn_sc_addtab(ADDTAB, other, out, v, p * CO, (TWO ? 2u : 1u) * CO, OB, OBO);
+    else if (MODE == 2u && !FADD) /* the fused ADD on the portable arithmetic */
+        for (uint32_t e = 0; e < (TWO ? 2u : 1u) * CO; e++)
+            tn_m7_emit(l, other, out, p * CO + e, v[e], 1u, OB);
+}
+
+/* Output pixels (oy0, ox0) and (TWO) (oy1, ox1) of tn_m7_subconv with a fused max pool: every
+ * output channel requantized as tn_m7_sub's (tn_m7_out) and maxed into best[c]. */
+TN_INLINE void tn_sc_pool2(const tn_layer_t *l, const uint8_t *in, uint32_t *TN_RESTRICT buf,
+                           int32_t *TN_RESTRICT best, int32_t oy0, int32_t ox0, int32_t oy1,
+                           int32_t ox1, uint32_t TWO, int32_t H, int32_t W, uint32_t C,
+                           uint32_t CO, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
+                           int32_t PT, int32_t PL, uint32_t XB, uint32_t XS, int32_t ZX,
+                           uint32_t PADZERO, uint32_t GX, uint32_t KWCP, uint32_t INSIDE,
+                           uint32_t WB, uint32_t RAW, uint32_t NWZP, int32_t ZW, uint32_t REQ,
+                           uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+{
+    const uint32_t KP = (uint32_t)KH * KWCP;
+    const uint8_t *wzp = l->wzp, *w = l->w;
+    const int32_t *bias = l->bias;
+    int32_t s0, s1;
+    if (!TWO) { oy1 = oy0; ox1 = ox0; } /* the lone pixel twice */
+    if (XB == 8u) {
+        s0 = tn_m7_cv_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
+                             PADZERO, KWCP, INSIDE);
+        s1 = tn_m7_cv_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
+                             PADZERO, KWCP, INSIDE);
+    } else {
+        s0 = tn_sc_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                          PADZERO, GX, KWCP);
+        s1 = tn_sc_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                          PADZERO, GX, KWCP);
+    }
+    for (uint32_t c = 0; c < CO; c += 4u) {
+        int32_t acc[8];
+        w = tn_sc_block(w, buf, KP, WB, RAW, acc);
+        if (WB == 4u && RAW == 2u) { /* row 3 held w_3 - 8 */
+            acc[3] = (int32_t)((uint32_t)acc[3] + 8u * (uint32_t)s0);
+            acc[7] = (int32_t)((uint32_t)acc[7] + 8u * (uint32_t)s1);
+        }
+        TN_UNROLL
+        for (uint32_t r = 0; r < 4u; r++)
+            if (CO % 4u == 0u || c + r < CO) {
+                const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c + r];
+                const uint32_t b = (uint32_t)bias[c + r];
+                int32_t y = tn_m7_out(l, (int32_t)(b + (uint32_t)acc[r]
+                                                   - (uint32_t)z * (uint32_t)s0),
+                                      c + r, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+                if (y > best[c + r]) best[c + r] = y;
+                if (TWO) {
+                    y = tn_m7_out(l, (int32_t)(b + (uint32_t)acc[4u + r]
+                                               - (uint32_t)z * (uint32_t)s1),
+                                  c + r, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+                    if (y > best[c + r]) best[c + r] = y;
+                }
+            }
+    }
+}
+
+/* tn_m7_subconv with the max pool after it fused (MODE 1): per pooled pixel, the max over its
+ * window's in-bounds layer outputs (two at a time, both windows read before the pooled
+ * output is written, as tn_m7_sub), clamped to the pool's range and stored; best: CO int32. */
+TN_INLINE void tn_sc_pooled(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
+                            uint32_t *TN_RESTRICT buf, int32_t *TN_RESTRICT best, int32_t H,
+                            int32_t W, uint32_t C, int32_t OH, int32_t OW, uint32_t CO,
+                            int32_t KH, int32_t KW, int32_t SH, int32_t SW, int32_t PT,
+                            int32_t PL, uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO,
+                            uint32_t GX, uint32_t KWCP, uint32_t INSIDE, uint32_t WB,
+                            uint32_t RAW, uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM,
+                            uint32_t ROUND, uint32_t OB, int32_t PH, int32_t PW, int32_t PSH,
+                            int32_t PSW, int32_t PPT, int32_t PPL, int32_t POH, int32_t POW,
+                            TN_RQ_ARGS)
+{
+    uint32_t idx = 0;
+    for (int32_t py = 0; py < POH; py++)
+        for (int32_t px = 0; px < POW; px++) {
+            int32_t pend = 0, qy = 0, qx = 0; /* a layer output waiting for its partner */
+            for (uint32_t c = 0; c < CO; c++) best[c] = INT32_MIN;
+            for (int32_t dy = 0; dy < PH; dy++) {
+                const int32_t oy = py * PSH - PPT + dy;
+                if (oy < 0 || oy >= OH) continue;
+                for (int32_t dx = 0; dx < PW; dx++) {
+                    const int32_t ox = px * PSW - PPL + dx;
+                    if (ox < 0 || ox >= OW) continue;
+                    if (!pend) { qy = oy; qx = ox; pend = 1; continue; }
+                    tn_sc_pool2(l, in, buf, best, qy, qx, oy, ox, 1u, H, W, C, CO, KH, KW, SH,
+                                SW, PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB, RAW,
+                                NWZP, ZW, REQ, NM, ROUND, TN_RQ);
+                    pend = 0;
+                }
+            }
+            if (pend)
+                tn_sc_pool2(l, in, buf, best, qy, qx, qy, qx, 0u, H, W, C, CO, KH, KW, SH, SW,
+                            PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB, RAW, NWZP, ZW,
+                            REQ, NM, ROUND, TN_RQ);
+            for (uint32_t c = 0; c < CO; c++) {
+                int32_t y = best[c];
+                if (y < l->pool_lo) y = l->pool_lo;
+                if (y > l->pool_hi) y = l->pool_hi;
+                best[c] = y;
+            }
+            tn_m7_store(out, idx, best, CO, OB);
+            idx += CO;
+        }
+}
+
+/* A convolution or pointwise layer of WB = 2 / 4-bit weights and XB = 2 / 4 / 8-bit inputs
+ * (weights in kernels_m7.subconv_weights' order; RAW: kernels_m7.subconv_raw), optionally
+ * (MODE 2) with the residual ADD after it fused, as tn_m7_conv, or (ADDTAB, when both addends
+ * have OB + OBO <= 8 bits) through the ADD's table, or (MODE 1) with the max pool after it
+ * (PH x PW, strides PSH, PSW, padding PPT, PPL, POH x POW pooled pixels; tn_sc_pooled). buf:
+ * 2 KP words (KP = KH * KWCP), then v: with MODE 2, 2 CO int32; with MODE 1, CO (the running
+ * maxima); the step's scratch, 4-byte aligned. */
+TN_INLINE void tn_m7_subconv(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
+                             uint8_t *TN_RESTRICT out, uint32_t *TN_RESTRICT buf,
+                             int32_t *TN_RESTRICT v, uint32_t MODE, int32_t H, int32_t W,
+                             uint32_t C, int32_t OH, int32_t OW, uint32_t CO, int32_t KH,
+                             int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
+                             uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO,
+                             uint32_t GX, uint32_t KWCP, uint32_t INSIDE, uint32_t WB,
+                             uint32_t RAW,
+                             uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM,
+                             uint32_t ROUND, uint32_t OB, const uint8_t *ADDTAB, uint32_t OBO,
+                             int32_t PH, int32_t PW, int32_t PSH, int32_t PSW, int32_t PPT,
+                             int32_t PPL, int32_t POH, int32_t POW, TN_RQ_ARGS, TN_FADD_ARGS)
+{
+    const uint32_t np = (uint32_t)(OH * OW);
+    uint32_t p = 0;
+    if (MODE == 1u) {
+        tn_sc_pooled(l, in, out, buf, v, H, W, C, OH, OW, CO, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                     PADZERO, GX, KWCP, INSIDE, WB, RAW, NWZP, ZW, REQ, NM, ROUND, OB, PH, PW,
+                     PSH, PSW, PPT, PPL, POH, POW, TN_RQ);
+        return;
+    }
+#if defined(__ARM_FEATURE_DSP)
+    if (AF) __asm__("" : "+r"(AC)); /* as tn_m7_add: constants with a fix-up in registers */
+    if (BF) __asm__("" : "+r"(BC));
+    if (QF) __asm__("" : "+r"(QC));
+#endif
+    for (; p + 2u <= np; p += 2u)
+        tn_sc_pixels(l, in, other, out, buf, v, p, 1u, MODE, H, W, C, OW, CO, KH, KW, SH, SW,
+                     PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB, RAW, NWZP, ZW, REQ, NM,
+                     ROUND, OB, ADDTAB, OBO, TN_RQ, TN_FADD);
+    if (p < np)
+        tn_sc_pixels(l, in, other, out, buf, v, p, 0u, MODE, H, W, C, OW, CO, KH, KW, SH, SW,
+                     PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB, RAW, NWZP, ZW, REQ, NM,
+                     ROUND, OB, ADDTAB, OBO, TN_RQ, TN_FADD);
+}
+
+#endif

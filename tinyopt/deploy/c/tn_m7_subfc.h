@@ -1,0 +1,443 @@
+/* tn_m7_subfc.h: sub-byte dense layers without scratch (tn_m7_subfc; the sub-byte kernels:
+ * c/tn_m7_sub.h). */
+#ifndef TN_M7_SUBFC_H
+#define TN_M7_SUBFC_H
+
+#include "tn_m7_subconv.h" /* its weight blocks, tn_usada8, tn_sc_put4 */
+
+/* ---------------------------------------------------------------------------------------------
+ * tn_m7_subfc: dense layers of 2 or 4-bit weights and 2, 4 or 8-bit inputs (steps.sub_fc_fits),
+ * no scratch: tn_m7_subconv's weight blocks (kernels_m7.subfc_weights: rows in blocks of four,
+ * nibbles / crumbs per lane pair) against one pixel, the input itself unpacked a word at a time
+ * in registers (8-bit: UXTAB16 / SXTAB16 as tn_m7_fc, lanes (x0, x2), (x1, x3); b-bit: lane
+ * pair j = (v >> j b) & mask, one AND with a shifted register, (x_j, x_{j + 16/b}); signed codes
+ * with their sign bit flipped, one EOR per word, and x' = that - (z_x + 2^(b-1)) by SSUB16 only
+ * when nonzero). An input ending inside a word: its last word completed with z_x (x' = 0) in a
+ * register.
+ * Per lane pair and block of four rows, 4-bit weights: half an LDRD (one LDR when the weights
+ * are off a word boundary), three AND (RAW 2; RAW 1: four, RAW 0: six) and four SMLAD for
+ * 8 MACs, RAW 2 in chunks of KC input words where the whole input could overflow
+ * (kernels_m7.subfc_plan); 2-bit weights, per two lane pairs: half an LDRD, two UXTB16 (one
+ * lane pair's crumbs each: row 3 unmasked, w_0 + 4 w_1 + 16 w_2 + 64 w_3), six AND and eight
+ * SMLAD for 16 MACs, A_3 = (S_3 - S_0 - S_1 - S_2) / 64 exactly (|64 A_3| < 2^31:
+ * steps.sub_fc_fits' bound). Plus one AND (and SSUB16) per lane pair and one LDR per input
+ * word (8-bit: LDR and two XTAB16 per two lane pairs), shared by the block's four rows: about
+ * 1.09 (4-bit inputs), 1.13 (8-bit) and 1.16 (2-bit weights) instructions per MAC in the loop,
+ * against tn_m7_fc's 1.0 (its two rows per weight byte pair cost one UXTB16 per two SMLAD;
+ * four rows per 16-bit lane cost three AND per four SMLAD, and a dense layer uses each
+ * weight word once: nothing shares the unpacking).
+ * The last one or two rows of N (N % 4 = 1, 2) in a pair block (tn_sf_pair): 4-bit weights, a
+ * word per two lane pairs, UXTB16 gives both rows (row 1 scaled by 16), one AND row 0.
+ * sum x' (the weight zero points; RAW 2's A_3 = A_3' + 8 sum x') once per layer: USADA8 sums of
+ * the codes.
+ * --------------------------------------------------------------------------------------------- */
+
+/* sum x' over the NG words of inputs at in and (TAIL) the last partial word tw (its missing
+ * codes z_x): USADA8 sums of the codes, sign bits flipped for signed ones (c ^ 2^(b-1) =
+ * x + 2^(b-1)), minus (z_x + 2^(b-1)) per code. */
+TN_INLINE int32_t tn_sf_sumx(const uint8_t *in, uint32_t NG, uint32_t tw, uint32_t TAIL,
+                             uint32_t XB, uint32_t XS, int32_t ZX)
+{
+    const uint32_t flip = !XS ? 0u : XB == 8u ? 0x80808080u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
+    const uint32_t m = XB == 8u ? 0xFFFFFFFFu : XB == 4u ? 0x0F0F0F0Fu : 0x03030303u;
+    const int32_t d = (XS ? (int32_t)(1u << (XB - 1u)) : 0) + ZX;
+    /* su: the bytes' sums; s[f]: the codes of field f of each byte (times 2^(f XB)); the field
+     * of the top codes is su minus the others */
+    uint32_t su = 0, s0 = 0, s1 = 0, s2 = 0, t;
+    for (uint32_t g = 0; g < NG + TAIL; g++) {
+        const uint32_t v = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
+        su = tn_usada8(v, su);
+        if (XB == 4u) s0 = tn_usada8(v & m, s0);
+        if (XB == 2u) {
+            s0 = tn_usada8(v & m, s0);
+            s1 = tn_usada8(v & (m << 2), s1);
+            s2 = tn_usada8(v & (m << 4), s2);
+        }
+    }
+    if (XB == 8u) t = su;
+    else if (XB == 4u) t = s0 + ((su - s0) >> 4);
+    else t = s0 + (s1 >> 2) + (s2 >> 4) + ((su - s0 - s1 - s2) >> 6);
+    return (int32_t)(t - (NG + TAIL) * (32u / XB) * (uint32_t)d);
+}
+
+#if TN_M7_ASM
+/* row R += T . P (the lane pair P) */
+#define TN_SF_ACC(T, R, P) "smlad %[a" #R "], %[" T "], %[" P "], %[a" #R "]\n\t"
+/* one lane pair P of 4-bit weights (the word U, loaded before): RAW 2, 1, 0 as tn_m7_subconv */
+#define TN_SF_W4R2(P, U)                                                                        \
+    "and %[t], %[" U "], #0x000F000F\n\t" TN_SF_ACC("t", 0, P)                                  \
+    "and %[t], %[" U "], #0x00F000F0\n\t" TN_SF_ACC("t", 1, P)                                  \
+    "and %[t], %[" U "], #0x0F000F00\n\t" TN_SF_ACC("t", 2, P) TN_SF_ACC(U, 3, P)
+#define TN_SF_W4R1(P, U)                                                                        \
+    "and %[t], %[" U "], #0x000F000F\n\t" TN_SF_ACC("t", 0, P)                                  \
+    "and %[t], %[" U "], #0x00F000F0\n\t" TN_SF_ACC("t", 1, P)                                  \
+    "and %[t], %[" U "], #0x0F000F00\n\t" TN_SF_ACC("t", 2, P)                                  \
+    "lsr %[" U "], %[" U "], #12\n\tand %[" U "], %[" U "], #0x000F000F\n\t" TN_SF_ACC(U, 3, P)
+#define TN_SF_W4R0(P, U)                                                                        \
+    "and %[t], %[" U "], #0x000F000F\n\t" TN_SF_ACC("t", 0, P)                                  \
+    "lsr %[t], %[" U "], #4\n\tand %[t], %[t], #0x000F000F\n\t" TN_SF_ACC("t", 1, P)            \
+    "lsr %[t], %[" U "], #8\n\tand %[t], %[t], #0x000F000F\n\t" TN_SF_ACC("t", 2, P)            \
+    "lsr %[" U "], %[" U "], #12\n\tand %[" U "], %[" U "], #0x000F000F\n\t" TN_SF_ACC(U, 3, P)
+/* 2-bit weights, the word U: lane pair q (bytes 0 and 2 of U) and q + 1 (bytes 1, 3) */
+#define TN_SF_W2A(P, U)                                                                         \
+    "and %[t], %[" U "], #0x00030003\n\t" TN_SF_ACC("t", 0, P)                                  \
+    "and %[t], %[" U "], #0x000C000C\n\t" TN_SF_ACC("t", 1, P)                                  \
+    "and %[t], %[" U "], #0x00300030\n\t" TN_SF_ACC("t", 2, P)                                  \
+    "uxtb16 %[t], %[" U "]\n\t" TN_SF_ACC("t", 3, P)
+#define TN_SF_W2B(P, U)                                                                         \
+    "uxtb16 %[" U "], %[" U "], ror #8\n\t"                                                     \
+    "and %[t], %[" U "], #0x00030003\n\t" TN_SF_ACC("t", 0, P)                                  \
+    "and %[t], %[" U "], #0x000C000C\n\t" TN_SF_ACC("t", 1, P)                                  \
+    "and %[t], %[" U "], #0x00300030\n\t" TN_SF_ACC("t", 2, P) TN_SF_ACC(U, 3, P)
+/* weight words: two at a time into u, u2 (LDRD, word-aligned weights) or one by one */
+#define TN_SF_LDD "ldrd %[u], %[u2], [%[wp]], #8\n\t"
+#define TN_SF_LD1 "ldr %[u], [%[wp]], #4\n\t"
+#define TN_SF_LD2 "ldr %[u2], [%[wp]], #4\n\t"
+/* one input word of 4-bit (X4) or 2-bit (X2) codes: its lane pairs, each after the loads of
+ * its weights (LA: into u, and u2 with LDRD; LB: into u2 unless LDRD): W4, one word per pair
+ * (u, u2 in turn); W2, one per two pairs */
+#define TN_SF_X4_W4(FLIP, SUB, W, LA, LB)                                                       \
+    TN_SF_LDV(FLIP) LA TN_SF_XP0(SUB) W("p", "u") LB TN_SF_XP(4, SUB) W("p", "u2")              \
+    LA TN_SF_XP(8, SUB) W("p", "u") LB TN_SF_XP(12, SUB) W("p", "u2")
+#define TN_SF_X4_W2(FLIP, SUB, LA, LB)                                                          \
+    TN_SF_LDV(FLIP) LA TN_SF_XP0(SUB) TN_SF_W2A("p", "u") TN_SF_XP(4, SUB) TN_SF_W2B("p", "u")  \
+    LB TN_SF_XP(8, SUB) TN_SF_W2A("p", "u2") TN_SF_XP(12, SUB) TN_SF_W2B("p", "u2")
+#define TN_SF_X2_W4(FLIP, SUB, W, LA, LB)                                                       \
+    TN_SF_LDV(FLIP) LA TN_SF_XP0(SUB) W("p", "u") LB TN_SF_XP(2, SUB) W("p", "u2")              \
+    LA TN_SF_XP(4, SUB) W("p", "u") LB TN_SF_XP(6, SUB) W("p", "u2")                            \
+    LA TN_SF_XP(8, SUB) W("p", "u") LB TN_SF_XP(10, SUB) W("p", "u2")                           \
+    LA TN_SF_XP(12, SUB) W("p", "u") LB TN_SF_XP(14, SUB) W("p", "u2")
+#define TN_SF_X2_W2(FLIP, SUB, LA, LB)                                                          \
+    TN_SF_LDV(FLIP) LA TN_SF_XP0(SUB) TN_SF_W2A("p", "u") TN_SF_XP(2, SUB) TN_SF_W2B("p", "u")  \
+    LB TN_SF_XP(4, SUB) TN_SF_W2A("p", "u2") TN_SF_XP(6, SUB) TN_SF_W2B("p", "u2")              \
+    LA TN_SF_XP(8, SUB) TN_SF_W2A("p", "u") TN_SF_XP(10, SUB) TN_SF_W2B("p", "u")               \
+    LB TN_SF_XP(12, SUB) TN_SF_W2A("p", "u2") TN_SF_XP(14, SUB) TN_SF_W2B("p", "u2")
+/* sub-byte input lane pairs: j = 0 and j > 0 (shift S = j XB); SUB: x' = lanes - d */
+#define TN_SF_SUB "ssub16 %[p], %[p], %[d]\n\t"
+#define TN_SF_XP0(SUB) "and %[p], %[v], %[m]\n\t" SUB
+#define TN_SF_XP(S, SUB) "and %[p], %[m], %[v], lsr #" #S "\n\t" SUB
+#define TN_SF_LDV(FLIP) "ldr %[v], [%[x]], #4\n\t" FLIP
+/* 8-bit inputs (XT "s" / "u"): lanes (x0, x2) in v, (x1, x3) in p; W4: two words (LA, LB),
+ * W2: one (TN_SF_LD1) */
+#define TN_SF_X8_W4(XT, W, LA, LB)                                                              \
+    "ldr %[v], [%[x]], #4\n\t" LA XT "xtab16 %[p], %[d], %[v], ror #8\n\t"                      \
+    XT "xtab16 %[v], %[d], %[v]\n\t" W("v", "u") LB W("p", "u2")
+#define TN_SF_X8_W2(XT)                                                                         \
+    "ldr %[v], [%[x]], #4\n\t" TN_SF_LD1 XT "xtab16 %[p], %[d], %[v], ror #8\n\t"               \
+    XT "xtab16 %[v], %[d], %[v]\n\t" TN_SF_W2A("v", "u") TN_SF_W2B("p", "u")
+#define TN_SF_OPERANDS                                                                          \
+    : [x] "+&r"(x), [wp] "+&r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [u2] "=&r"(u2),    \
+      [t] "=&r"(t), [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3)              \
+    : [end] "r"(end), [m] "r"(m), [d] "r"(d)                                                    \
+    : "cc", "memory"
+/* n input words: n % 4 first, then four per iteration */
+#define TN_SF_RUN(G)                                                                            \
+    do {                                                                                        \
+        if (n & 1u) __asm__ volatile(G TN_SF_OPERANDS);                                         \
+        if (n & 2u) __asm__ volatile(G G TN_SF_OPERANDS);                                       \
+        if (n >= 4u)                                                                            \
+            __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t" TN_SF_OPERANDS);  \
+    } while (0)
+/* the weights' variants of one sub-byte input width (X: X4 / X2) */
+#define TN_SF_RUN_W(X, FLIP, SUB, LA, LB)                                                       \
+    do {                                                                                        \
+        if (WB == 2u) TN_SF_RUN(X##_W2(FLIP, SUB, LA, LB));                                     \
+        else if (RAW == 2u) TN_SF_RUN(X##_W4(FLIP, SUB, TN_SF_W4R2, LA, LB));                   \
+        else if (RAW == 1u) TN_SF_RUN(X##_W4(FLIP, SUB, TN_SF_W4R1, LA, LB));                   \
+        else TN_SF_RUN(X##_W4(FLIP, SUB, TN_SF_W4R0, LA, LB));                                  \
+    } while (0)
+#define TN_SF_RUN_L(X, FLIP, SUB)                                                               \
+    do {                                                                                        \
+        if (aligned) TN_SF_RUN_W(X, FLIP, SUB, TN_SF_LDD, "");                                  \
+        else TN_SF_RUN_W(X, FLIP, SUB, TN_SF_LD1, TN_SF_LD2);                                   \
+    } while (0)
+#define TN_SF_RUN_X(X, FLIP)                                                                    \
+    do {                                                                                        \
+        if (dx) TN_SF_RUN_L(X, FLIP, TN_SF_SUB);                                                \
+        else TN_SF_RUN_L(X, FLIP, "");                                                          \
+    } while (0)
+#define TN_SF_RUN_8W(XT, LA, LB)                                                                \
+    do {                                                                                        \
+        if (WB == 2u) TN_SF_RUN(TN_SF_X8_W2(XT));                                               \
+        else if (RAW == 2u) TN_SF_RUN(TN_SF_X8_W4(XT, TN_SF_W4R2, LA, LB));                     \
+        else if (RAW == 1u) TN_SF_RUN(TN_SF_X8_W4(XT, TN_SF_W4R1, LA, LB));                     \
+        else TN_SF_RUN(TN_SF_X8_W4(XT, TN_SF_W4R0, LA, LB));                                    \
+    } while (0)
+#define TN_SF_RUN_8(XT)                                                                         \
+    do {                                                                                        \
+        if (aligned) TN_SF_RUN_8W(XT, TN_SF_LDD, "");                                           \
+        else TN_SF_RUN_8W(XT, TN_SF_LD1, TN_SF_LD2);                                            \
+    } while (0)
+#endif
+
+/* The sums of one block of four rows (weights at w, read on) over n input words at in, as the
+ * loop keeps them (rows 1-3 scaled, RAW 2's row 3 raw), added unscaled to A[0..3] modulo 2^32
+ * (without RAW 2's 8 sum x'); returns w past their words. */
+TN_INLINE const uint8_t *tn_sf_run(const uint8_t *w, const uint8_t *in, uint32_t n,
+                                   uint32_t XB, uint32_t XS, int32_t ZX, uint32_t WB,
+                                   uint32_t RAW, int32_t *A)
+{
+    /* XB < 8: dx = the lanes' offset z_x + 2^(b-1) (signed), m = a lane pair's mask;
+     * XB = 8: dx = -z_x, added in both lanes as UXTAB16 / SXTAB16 widen */
+    const int32_t dx = XB == 8u ? -ZX : (XS ? (int32_t)(1u << (XB - 1u)) : 0) + ZX;
+    const uint32_t d = ((uint32_t)dx & 0xFFFFu) * 0x00010001u;
+    uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#if TN_M7_ASM
+    const uint8_t *x = in, *end = in + 4u * n;
+    const uint32_t m = XB == 8u ? 0u : tn_lanemask(XB);
+#if defined(TN_SF_NO_LDRD) /* the tests' build of the one-by-one loads (any alignment) */
+    const uint32_t aligned = 0u;
+#else
+    const uint32_t aligned = ((uintptr_t)w & 3u) == 0u; /* LDRD (every block whole words) */
+#endif
+    uint32_t v, p, u, u2, t;
+    if (XB == 8u && XS) TN_SF_RUN_8("s");
+    else if (XB == 8u) TN_SF_RUN_8("u");
+    else if (XB == 4u && XS) TN_SF_RUN_X(TN_SF_X4, "eor %[v], %[v], #0x88888888\n\t");
+    else if (XB == 4u) TN_SF_RUN_X(TN_SF_X4, "");
+    else if (XS) TN_SF_RUN_X(TN_SF_X2, "eor %[v], %[v], #0xAAAAAAAA\n\t");
+    else TN_SF_RUN_X(TN_SF_X2, "");
+#else
+    { /* the same lanes, masks and multiply-accumulates, modulo 2^32 */
+        const uint32_t np = XB == 8u ? 2u : 16u / XB;
+        const uint32_t flip = !XS || XB == 8u ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
+        uint32_t u = 0;
+        for (uint32_t g = 0; g < n; g++) {
+            const uint32_t v = tn_ld32(in + 4u * g) ^ flip;
+            for (uint32_t j = 0; j < np; j++) {
+                uint32_t xp, mk[4];
+                if (XB == 8u)
+                    xp = XS ? (j ? tn_sxtab16_ror8(d, v) : tn_sxtab16(d, v))
+                            : (j ? tn_uxtab16_ror8(d, v) : tn_uxtab16(d, v));
+                else {
+                    xp = (v >> (j * XB)) & tn_lanemask(XB);
+                    if (dx) xp = tn_ssub16(xp, d);
+                }
+                if (WB == 2u) {
+                    uint32_t r;
+                    if (j % 2u == 0u) { u = tn_ld32(w); w += 4; }
+                    r = j % 2u ? tn_uxtb16_ror8(u) : tn_uxtb16(u);
+                    mk[0] = r & 0x00030003u; mk[1] = r & 0x000C000Cu; mk[2] = r & 0x00300030u;
+                    mk[3] = r;
+                } else {
+                    u = tn_ld32(w);
+                    w += 4;
+                    mk[0] = u & 0x000F000Fu;
+                    mk[1] = RAW >= 1u ? u & 0x00F000F0u : (u >> 4) & 0x000F000Fu;
+                    mk[2] = RAW >= 1u ? u & 0x0F000F00u : (u >> 8) & 0x000F000Fu;
+                    mk[3] = RAW == 2u ? u : (u >> 12) & 0x000F000Fu;
+                }
+                a0 = (uint32_t)tn_smlad(mk[0], xp, (int32_t)a0);
+                a1 = (uint32_t)tn_smlad(mk[1], xp, (int32_t)a1);
+                a2 = (uint32_t)tn_smlad(mk[2], xp, (int32_t)a2);
+                a3 = (uint32_t)tn_smlad(mk[3], xp, (int32_t)a3);
+            }
+        }
+    }
+#endif
+    /* back to unscaled sums, exact (the bounds of steps.sub_fc_fits / kernels_m7.subfc_plan) */
+    {
+        uint32_t s0 = a0, s1, s2, s3;
+        if (WB == 2u) {
+            s1 = (uint32_t)((int32_t)a1 >> 2); s2 = (uint32_t)((int32_t)a2 >> 4);
+            s3 = (uint32_t)((int32_t)(a3 - a0 - a1 - a2) >> 6);
+        } else {
+            s1 = RAW >= 1u ? (uint32_t)((int32_t)a1 >> 4) : a1;
+            s2 = RAW >= 1u ? (uint32_t)((int32_t)a2 >> 8) : a2;
+            s3 = RAW == 2u ? (uint32_t)((int32_t)(a3 - a0 - a1 - a2) >> 12) : a3;
+        }
+        A[0] = (int32_t)((uint32_t)A[0] + s0); A[1] = (int32_t)((uint32_t)A[1] + s1);
+        A[2] = (int32_t)((uint32_t)A[2] + s2); A[3] = (int32_t)((uint32_t)A[3] + s3);
+    }
+    return w;
+}
+
+/* The sums A_r = sum_k w_r[k] x'_k of one block of four rows (weights at w, NG words of inputs
+ * at in, in chunks of KC words: the loop's scaled sums stay exact within a chunk; then, TAIL,
+ * the last word completed at tw; sx = sum x', for RAW 2's row 3), exact modulo 2^32; returns w
+ * past the block. */
+TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32_t NG,
+                                     const uint32_t *tw, uint32_t TAIL, uint32_t KC,
+                                     uint32_t XB, uint32_t XS, int32_t ZX, uint32_t WB,
+                                     uint32_t RAW, int32_t sx, int32_t *A)
+{
+    A[0] = A[1] = A[2] = A[3] = 0;
+    for (uint32_t g = 0; g < NG; g += KC)
+        w = tn_sf_run(w, in + 4u * g, NG - g < KC ? NG - g : KC, XB, XS, ZX, WB, RAW, A);
+    if (TAIL) /* the last word, completed (a chunk of its own) */
+        w = tn_sf_run(w, (const uint8_t *)tw, 1u, XB, XS, ZX, WB, RAW, A);
+    if (WB == 4u && RAW == 2u) /* row 3 held w_3 - 8 */
+        A[3] = (int32_t)((uint32_t)A[3] + 8u * (uint32_t)sx);
+    return w;
+}
+
+#if TN_M7_ASM
+/* the pair block's lane pair P: 4-bit weights (E: the word's bytes 0, 2, loading it; O: bytes
+ * 1, 3), 2-bit weights (Q0: loading the word; Q k: its nibbles k); row 1 unmasked (SC) */
+#define TN_SP_MAC(P)                                                                            \
+    "smlad %[b1], %[t], %[" P "], %[b1]\n\t"                                                    \
+    "and %[t], %[t], %[lo]\n\t"                                                                 \
+    "smlad %[b0], %[t], %[" P "], %[b0]\n\t"
+#define TN_SP_E(P) "ldr %[u], [%[wp]], #4\n\tuxtb16 %[t], %[u]\n\t" TN_SP_MAC(P)
+#define TN_SP_O(P) "uxtb16 %[t], %[u], ror #8\n\t" TN_SP_MAC(P)
+#define TN_SP_Q0(P) "ldr %[u], [%[wp]], #4\n\tand %[t], %[u], #0x000F000F\n\t" TN_SP_MAC(P)
+#define TN_SP_Q(K, P) "and %[t], %[m2], %[u], lsr #" #K "\n\t" TN_SP_MAC(P)
+#define TN_SP_X4_W4(FLIP, SUB)                                                                  \
+    TN_SF_LDV(FLIP) TN_SF_XP0(SUB) TN_SP_E("p") TN_SF_XP(4, SUB) TN_SP_O("p")                  \
+    TN_SF_XP(8, SUB) TN_SP_E("p") TN_SF_XP(12, SUB) TN_SP_O("p")
+#define TN_SP_X2_W4(FLIP, SUB)                                                                  \
+    TN_SF_LDV(FLIP) TN_SF_XP0(SUB) TN_SP_E("p") TN_SF_XP(2, SUB) TN_SP_O("p")                  \
+    TN_SF_XP(4, SUB) TN_SP_E("p") TN_SF_XP(6, SUB) TN_SP_O("p")                                \
+    TN_SF_XP(8, SUB) TN_SP_E("p") TN_SF_XP(10, SUB) TN_SP_O("p")                               \
+    TN_SF_XP(12, SUB) TN_SP_E("p") TN_SF_XP(14, SUB) TN_SP_O("p")
+#define TN_SP_X4_W2(FLIP, SUB)                                                                  \
+    TN_SF_LDV(FLIP) TN_SF_XP0(SUB) TN_SP_Q0("p") TN_SF_XP(4, SUB) TN_SP_Q(4, "p")              \
+    TN_SF_XP(8, SUB) TN_SP_Q(8, "p") TN_SF_XP(12, SUB) TN_SP_Q(12, "p")
+#define TN_SP_X2_W2(FLIP, SUB)                                                                  \
+    TN_SF_LDV(FLIP) TN_SF_XP0(SUB) TN_SP_Q0("p") TN_SF_XP(2, SUB) TN_SP_Q(4, "p")              \
+    TN_SF_XP(4, SUB) TN_SP_Q(8, "p") TN_SF_XP(6, SUB) TN_SP_Q(12, "p")                         \
+    TN_SF_XP(8, SUB) TN_SP_Q0("p") TN_SF_XP(10, SUB) TN_SP_Q(4, "p")                           \
+    TN_SF_XP(12, SUB) TN_SP_Q(8, "p") TN_SF_XP(14, SUB) TN_SP_Q(12, "p")
+#define TN_SP_X8_W4(XT)                                                                         \
+    "ldr %[v], [%[x]], #4\n\t" XT "xtab16 %[p], %[d], %[v], ror #8\n\t"                         \
+    XT "xtab16 %[v], %[d], %[v]\n\t" TN_SP_E("v") TN_SP_O("p")
+#define TN_SP_OPERANDS                                                                          \
+    : [x] "+&r"(x), [wp] "+&r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [t] "=&r"(t),      \
+      [b0] "+&r"(a0), [b1] "+&r"(a1)                                                            \
+    : [end] "r"(end), [m] "r"(m), [d] "r"(d), [m2] "r"(0x000F000Fu),                            \
+      [lo] "r"(WB == 4u ? 0x000F000Fu : 0x00030003u)                                            \
+    : "cc", "memory"
+#define TN_SP_RUN(G)                                                                            \
+    do {                                                                                        \
+        if (n & 1u) __asm__ volatile(G TN_SP_OPERANDS);                                         \
+        if (n & 2u) __asm__ volatile(G G TN_SP_OPERANDS);                                       \
+        if (n >= 4u)                                                                            \
+            __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t" TN_SP_OPERANDS);  \
+    } while (0)
+#define TN_SP_RUN_X(X, FLIP)                                                                    \
+    do {                                                                                        \
+        if (dx && WB == 4u) TN_SP_RUN(X##_W4(FLIP, TN_SF_SUB));                                 \
+        else if (WB == 4u) TN_SP_RUN(X##_W4(FLIP, ""));                                         \
+        else if (dx) TN_SP_RUN(X##_W2(FLIP, TN_SF_SUB));                                        \
+        else TN_SP_RUN(X##_W2(FLIP, ""));                                                       \
+    } while (0)
+#endif
+
+/* The sums of the last two rows of an N with N % 4 = 1 or 2 (the pair block, weights at w;
+ * kernels_m7.subfc_weights): per two lane pairs (q, q + 1) a word of 4-bit weights, bytes
+ * (i_q, i_{q+1}, j_q, j_{q+1}), each row 0 | row 1 << 4; per four lane pairs a word of 2-bit
+ * weights, nibble t of the low half (r0 | r1 << 2) at i_{q+t}, of the high half at j_{q+t}.
+ * UXTB16 / a shift and AND give a lane pair of both rows, row 1 scaled (SC: exact within a
+ * chunk of KC words, as the blocks' rows 1; SC = 0, 4-bit: row 1 shifted down); one AND row 0.
+ * Adds to A[0..1] modulo 2^32; returns w past the block. */
+TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_t NG,
+                                    uint32_t tw, uint32_t TAIL, uint32_t KC, uint32_t XB,
+                                    uint32_t XS, int32_t ZX, uint32_t WB, uint32_t SC,
+                                    int32_t *A)
+{
+    const int32_t dx = XB == 8u ? -ZX : (XS ? (int32_t)(1u << (XB - 1u)) : 0) + ZX;
+    const uint32_t d = ((uint32_t)dx & 0xFFFFu) * 0x00010001u;
+    const uint32_t np = XB == 8u ? 2u : 16u / XB; /* lane pairs per input word */
+    const uint32_t flip = !XS || XB == 8u ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
+    const uint32_t per = WB == 4u ? 2u : 4u; /* lane pairs per weight word */
+    const uint32_t sh = WB == 4u ? 4u : 2u;
+    uint32_t u = 0, q = 0;
+    for (uint32_t g0 = 0; g0 < NG + TAIL; g0 += KC) {
+        const uint32_t g1 = NG + TAIL - g0 < KC ? NG + TAIL : g0 + KC;
+        uint32_t a0 = 0, a1 = 0, g = g0;
+#if TN_M7_ASM
+        /* the chunk's words of in (whole weight words per input word: 2-bit weights need
+         * four lane pairs per word, not 8-bit inputs' two) */
+        if ((SC || WB == 2u) && !(WB == 2u && XB == 8u) && g0 < NG) {
+            const uint32_t n = (g1 < NG ? g1 : NG) - g0;
+            const uint8_t *x = in + 4u * g0, *end = x + 4u * n;
+            const uint32_t m = XB == 8u ? 0u : tn_lanemask(XB);
+            uint32_t v, p, u, t;
+            if (XB == 8u && XS) TN_SP_RUN(TN_SP_X8_W4("s"));
+            else if (XB == 8u) TN_SP_RUN(TN_SP_X8_W4("u"));
+            else if (XB == 4u && XS) TN_SP_RUN_X(TN_SP_X4, "eor %[v], %[v], #0x88888888\n\t");
+            else if (XB == 4u) TN_SP_RUN_X(TN_SP_X4, "");
+            else if (XS) TN_SP_RUN_X(TN_SP_X2, "eor %[v], %[v], #0xAAAAAAAA\n\t");
+            else TN_SP_RUN_X(TN_SP_X2, "");
+            g += n;
+            q += n * np;
+        }
+#endif
+        for (; g < g1; g++) {
+            const uint32_t v = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
+            TN_UNROLL
+            for (uint32_t j = 0; j < np; j++, q++) {
+                uint32_t xp, r;
+                if (XB == 8u)
+                    xp = XS ? (j ? tn_sxtab16_ror8(d, v) : tn_sxtab16(d, v))
+                            : (j ? tn_uxtab16_ror8(d, v) : tn_uxtab16(d, v));
+                else {
+                    xp = (v >> (j * XB)) & tn_lanemask(XB);
+                    if (dx) xp = tn_ssub16(xp, d);
+                }
+                if (q % per == 0u) { u = tn_ld32(w); w += 4; }
+                if (WB == 4u)
+                    r = q % 2u ? tn_uxtb16_ror8(u) : tn_uxtb16(u);
+                else
+                    r = (u >> (4u * (q % 4u))) & 0x000F000Fu;
+                a0 = (uint32_t)tn_smlad(r & (WB == 4u ? 0x000F000Fu : 0x00030003u), xp,
+                                        (int32_t)a0);
+                a1 = (uint32_t)tn_smlad(SC || WB == 2u ? r : (r >> 4) & 0x000F000Fu, xp,
+                                        (int32_t)a1);
+            }
+        }
+        A[0] = (int32_t)((uint32_t)A[0] + a0);
+        A[1] = (int32_t)((uint32_t)A[1] + (SC || WB == 2u ? (uint32_t)((int32_t)(a1 - a0) >> sh)
+                                                            : a1));
+    }
+    if (q % per) w += 4; /* a 2-bit block's last word, partly used */
+    return w;
+}
+
+/* A dense layer K -> N of WB = 2 / 4-bit weights (kernels_m7.subfc_weights' order; RAW, KC:
+ * kernels_m7.subfc_plan) and XB = 2 / 4 / 8-bit inputs, no scratch (a last partial word of
+ * inputs completed with z_x in a register):
+ * blocks of four rows, the last one or two rows of N in a pair block. HASZW: some weight zero
+ * point is nonzero (sum x' needed). */
+TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
+                           uint32_t K, uint32_t N, uint32_t XB, uint32_t XS, int32_t ZX,
+                           uint32_t WB, uint32_t RAW, uint32_t KC, uint32_t NWZP, uint32_t HASZW,
+                           int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
+                           TN_RQ_ARGS)
+{
+    /* the layer's tables, read once (the asm's memory clobber would reload them) */
+    const uint8_t *w = l->w, *wzp = l->wzp;
+    const int32_t *bias = l->bias, *m0p = l->m0;
+    const int8_t *n0p = l->n0;
+    const uint32_t G = 32u / XB, NG = K / G, TAIL = K % G != 0u; /* whole input words */
+    const uint32_t NQ = N % 4u == 1u || N % 4u == 2u ? N & ~3u : N; /* rows in blocks of four */
+    uint32_t tw = 0; /* the last word's codes, then z_x's (x' = 0; a code: steps.sub_fc_fits) */
+    int32_t sx;
+    for (uint32_t e = 0; TAIL && e < G; e++)
+        tw |= (NG * G + e < K ? (uint32_t)tn_get(in, NG * G + e, XB, 0u)
+                              : (uint32_t)ZX & (XB == 8u ? 0xFFu : (1u << XB) - 1u)) << (e * XB);
+    sx = HASZW || (WB == 4u && RAW == 2u) ? tn_sf_sumx(in, NG, tw, TAIL, XB, XS, ZX) : 0;
+    for (uint32_t c = 0; c < N; c += 4u) {
+        int32_t A[4];
+        if (c < NQ) {
+            w = tn_sf_block(w, in, NG, &tw, TAIL, KC, XB, XS, ZX, WB, RAW, sx, A);
+        } else { /* the pair block */
+            A[0] = A[1] = A[2] = A[3] = 0;
+            w = tn_sf_pair(w, in, NG, tw, TAIL, KC, XB, XS, ZX, WB, RAW >= 1u, A);
+        }
+        if ((OB == 4u || OB == 2u) && c + 4u <= N) { /* four outputs, one store */
+            tn_sc_put4(l, bias, wzp, m0p, n0p, out, c * OB / 8u, c, A, HASZW ? sx : 0, NWZP,
+                       ZW, REQ, NM, ROUND, OB, TN_RQ);
+            continue;
+        }
+        TN_UNROLL
+        for (uint32_t r = 0; r < 4u; r++)
+            if (c + r < N) {
+                const int32_t z = !HASZW ? 0 : NWZP == 1u ? ZW : (int32_t)wzp[c + r];
+                tn_m7_fc_put(l, out, c + r, (uint32_t)bias[c + r] + (uint32_t)A[r]
+                             - (uint32_t)z * (uint32_t)sx, REQ, NM, ROUND, OB, TN_RQ);
+            }
+    }
+}
+
+#endif
