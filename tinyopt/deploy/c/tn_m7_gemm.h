@@ -797,12 +797,14 @@ TN_INLINE int32_t tn_m7_cv_run(const uint8_t *src, uint32_t *TN_RESTRICT d, uint
 }
 
 /* The window of output pixel (oy, ox) as lanes of one pixel from word d on; returns sum x'.
- * Taps outside the input hold padv (0 - z_x with PADZERO: the code 0; else x' = 0). */
-TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy,
-                                  int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
-                                  int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
-                                  uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
-                                  uint32_t INSIDE)
+ * Taps outside the input hold padv (0 - z_x with PADZERO: the code 0; else x' = 0). Dilation
+ * DH, DW (integer.ops.compute): window row ky is input row oy SH - PT + ky DH, its tap kx input
+ * column ox SW - PL + kx DW; with DW > 1 a row is KW runs of C bytes (the per-tap paths). */
+TN_INLINE int32_t tn_m7_cv_window_d(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy,
+                                    int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
+                                    int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
+                                    int32_t DH, int32_t DW, uint32_t XS, int32_t ZX,
+                                    uint32_t PADZERO, uint32_t KWCP, uint32_t INSIDE)
 {
     const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
     const int32_t padv = PADZERO ? -ZX : 0;
@@ -812,22 +814,22 @@ TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, in
     int32_t sum = 0;
     for (int32_t ky = 0; ky < KH; ky++) {
         uint32_t *dr = d + (uint32_t)ky * KWCP; /* KWCP / 2 words of this pixel, two apart */
-        const int32_t iy = y0 + ky;
+        const int32_t iy = y0 + ky * DH;
         if (!INSIDE && (iy < 0 || iy >= H)) {
             for (uint32_t j = 0; j < KWCP / 2u; j++) dr[2u * j] = padw;
             sum += padv * (int32_t)KWCP;
             continue;
         }
-        if (INSIDE || (x0 >= 0 && x0 + KW <= W)) {
+        if (DW == 1 && (INSIDE || (x0 >= 0 && x0 + KW <= W))) {
             sum = tn_m7_cv_run(in + ((uint32_t)iy * (uint32_t)W + (uint32_t)x0) * C, dr, row, XS,
                                off, sum);
             continue;
         }
         if (C % 4u == 0u) { /* a tap is C / 4 whole groups */
             for (int32_t kx = 0; kx < KW; kx++) {
-                const int32_t ix = x0 + kx;
+                const int32_t ix = x0 + kx * DW;
                 uint32_t *dt = dr + (uint32_t)kx * C;
-                if (ix >= 0 && ix < W) {
+                if (INSIDE || (ix >= 0 && ix < W)) {
                     sum = tn_m7_cv_run(in + ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C, dt,
                                        C, XS, off, sum);
                 } else {
@@ -845,8 +847,8 @@ TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, in
                 const uint32_t e = 4u * g + r;
                 int32_t val = 0;
                 if (e < row) {
-                    const int32_t ix = x0 + (int32_t)(e / C);
-                    val = (ix >= 0 && ix < W)
+                    const int32_t ix = x0 + (int32_t)(e / C) * DW;
+                    val = (INSIDE || (ix >= 0 && ix < W))
                         ? tn_m7_x8(in, ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C + e % C,
                                    XS, ZX)
                         : padv;
@@ -859,6 +861,17 @@ TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, in
         }
     }
     return sum;
+}
+
+/* tn_m7_cv_window_d without dilation (tn_m7_sub.h's 8-bit-input windows). */
+TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy,
+                                  int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
+                                  int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
+                                  uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
+                                  uint32_t INSIDE)
+{
+    return tn_m7_cv_window_d(in, d, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, 1, 1, XS, ZX,
+                             PADZERO, KWCP, INSIDE);
 }
 
 #if TN_M7_ASM
@@ -1093,8 +1106,9 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
                                int32_t *TN_RESTRICT v, uint32_t p, uint32_t TWO, uint32_t aligned,
                                uint32_t MODE, int32_t H, int32_t W, uint32_t C, int32_t OW,
                                uint32_t CO, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
-                               int32_t PT, int32_t PL, uint32_t XS, int32_t ZX, uint32_t PADZERO,
-                               uint32_t KWCP, uint32_t INSIDE, uint32_t QUAD, uint32_t TAB,
+                               int32_t PT, int32_t PL, int32_t DH, int32_t DW, uint32_t XS,
+                               int32_t ZX, uint32_t PADZERO, uint32_t KWCP, uint32_t INSIDE,
+                               uint32_t QUAD, uint32_t TAB,
                                uint32_t SGW, uint32_t NWZP, int32_t ZW,
                                uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS,
                                TN_FADD_ARGS)
@@ -1105,12 +1119,12 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     const int8_t *n0p = l->n0;
     uint32_t c = 0;
     /* both pixels' windows read before any output is written */
-    const int32_t s0 = tn_m7_cv_window(in, buf, (int32_t)(p / (uint32_t)OW),
-                                       (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT,
-                                       PL, XS, ZX, PADZERO, KWCP, INSIDE);
-    const int32_t s1 = tn_m7_cv_window(in, buf + 1, (int32_t)(q / (uint32_t)OW),
-                                       (int32_t)(q % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT,
-                                       PL, XS, ZX, PADZERO, KWCP, INSIDE);
+    const int32_t s0 = tn_m7_cv_window_d(in, buf, (int32_t)(p / (uint32_t)OW),
+                                         (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW, SH, SW,
+                                         PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE);
+    const int32_t s1 = tn_m7_cv_window_d(in, buf + 1, (int32_t)(q / (uint32_t)OW),
+                                         (int32_t)(q % (uint32_t)OW), H, W, C, KH, KW, SH, SW,
+                                         PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE);
     /* TAB: 2 k sum x' of an a row (k = -z) and a b row (k = 128 - z) with one weight zero
      * point (else per channel, below) */
     const uint32_t ka = SGW ? 0u : (uint32_t)(-ZW), kb = SGW ? 0u : (uint32_t)(128 - ZW);
@@ -1213,8 +1227,8 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                           int32_t *TN_RESTRICT v, uint32_t MODE, int32_t H, int32_t W,
                           uint32_t C, int32_t OH, int32_t OW, uint32_t CO, int32_t KH,
                           int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
-                          uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
-                          uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t SGW,
+                          int32_t DH, int32_t DW, uint32_t XS, int32_t ZX, uint32_t PADZERO,
+                          uint32_t KWCP, uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t SGW,
                           uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                           uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS)
 {
@@ -1228,11 +1242,13 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
 #endif
     for (; p + 2u <= np; p += 2u)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 1u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW, NWZP, ZW,
+                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW,
+                        NWZP, ZW,
                         REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
     if (p < np)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 0u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW, NWZP, ZW,
+                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW,
+                        NWZP, ZW,
                         REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
 }
 
