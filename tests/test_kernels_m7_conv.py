@@ -41,6 +41,18 @@ CONV_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
               out_signed=True, out_zero_point=-9),
         _conv((3, 3, 5), (5, 3, 3, 4), 8, 8, padding=(1, 1, 1, 1), pad_mode="zero",
               out_signed=True, per_channel=True, icn=True, rounding="tflite_double")]),
+    # both pixels' windows gathered at once (tn_m7_cv_window2: KW C and SW C multiples of 4,
+    # SW < KW): stride 1 and 2, SAME (border pairs one by one, padded rows through the joint
+    # gather) and VALID (INSIDE), odd output widths (pairs across two rows), integer-0 padding,
+    # uint8 inputs (the sums x' of unsigned weights), rows DH apart (dilation (2, 1))
+    "pair_u8": ("tflite_double", False, 3, (7, 9, 8), [
+        _conv((7, 9, 12), (12, 3, 3, 8), 8, 8, padding=(1, 1, 1, 1), pad_mode="zero",
+              per_channel=True, icn=True, out_zero_point=7),
+        _conv((7, 9, 12), (12, 3, 3, 12), 8, 8, padding=(2, 2, 1, 1), dilation=(2, 1)),
+        _conv((4, 5, 8), (8, 3, 3, 12), 8, 8, stride=(2, 2), padding=(1, 1, 1, 1),
+              out_zero_point=2),
+        _conv((2, 3, 9), (9, 3, 3, 8), 8, 8, per_channel=True),
+        _conv((2, 2, 4), (4, 1, 2, 9), 8, 8, out_zero_point=1)]),
 }
 
 
@@ -49,7 +61,8 @@ def _conv_graph(name):
     return chain(90 + len(name), layers, shape, 8, signed, zin, rounding)
 
 
-@pytest.mark.parametrize("name", _fast_first(CONV_CHAINS, ("double_s8", "floor_u8")))
+@pytest.mark.parametrize("name", _fast_first(CONV_CHAINS,
+                                             ("double_s8", "floor_u8", "pair_u8")))
 def test_conv_kernel_host_bitexact(tmp_path, name):
     """Every 8-bit convolution of the chains runs tn_m7_conv and equals the simulator on 120
     inputs; its scratch is the two pixels' lanes (4 KP bytes, KP = KH * KWCP)."""

@@ -863,6 +863,63 @@ TN_INLINE int32_t tn_m7_cv_window_d(const uint8_t *in, uint32_t *TN_RESTRICT d, 
     return sum;
 }
 
+/* Widen input word v into group slot d (a pixel's words two apart) and add its lanes to *sum. */
+TN_INLINE void tn_m7_cv_word(uint32_t v, uint32_t *TN_RESTRICT d, uint32_t XS, uint32_t off,
+                             int32_t *sum)
+{
+    const uint32_t a = XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v);
+    const uint32_t b = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
+    d[0] = a;
+    d[2] = b;
+    *sum = tn_smlad(b, 0x00010001u, tn_smlad(a, 0x00010001u, *sum));
+}
+
+/* Both pixels' windows at once (pixels p, p + 1 of one output row, stride SW, undilated, window
+ * rows of whole groups, KW C % 4 == 0, overlapping: SW < KW, by whole groups: SW C % 4 == 0):
+ * row ky of pixel p + 1 starts SW C bytes after pixel p's, so each input word of the union of the two rows is loaded and widened
+ * once and stored to the pixel (or both) whose row holds it. Same lanes and sums as two
+ * tn_m7_cv_window_d calls; the rows' horizontal extent x0 .. x0 + SW + KW - 1 must lie inside
+ * the input (the caller checks it), the vertical one may leave it (padw rows). */
+TN_INLINE void tn_m7_cv_window2(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy,
+                                int32_t x0, int32_t H, int32_t W, uint32_t C, int32_t KH,
+                                int32_t SH, int32_t SW, int32_t PT, int32_t DH,
+                                uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
+                                uint32_t INSIDE, int32_t *s0, int32_t *s1)
+{
+    const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
+    const int32_t padv = PADZERO ? -ZX : 0;
+    const uint32_t padw = ((uint32_t)padv & 0xFFFFu) * 0x00010001u;
+    const uint32_t n = KWCP / 4u, lag = (uint32_t)SW * C / 4u; /* words per row; q's offset */
+    const int32_t y0 = oy * SH - PT;
+    int32_t a0 = 0, a1 = 0;
+    for (int32_t ky = 0; ky < KH; ky++) {
+        uint32_t *dr = d + (uint32_t)ky * KWCP; /* pixel p's group g at dr[4 g], q's at +1 */
+        const int32_t iy = y0 + ky * DH;
+        if (!INSIDE && (iy < 0 || iy >= H)) {
+            for (uint32_t j = 0; j < KWCP; j++) dr[j] = padw;
+            a0 += padv * (int32_t)KWCP;
+            a1 += padv * (int32_t)KWCP;
+            continue;
+        }
+        const uint8_t *src = in + ((uint32_t)iy * (uint32_t)W + (uint32_t)x0) * C;
+        uint32_t j = 0;
+        TN_UNROLL
+        for (; j < lag; j++) /* pixel p's words alone */
+            tn_m7_cv_word(tn_ld32(src + 4u * j), dr + 4u * j, XS, off, &a0);
+        TN_UNROLL
+        for (; j < n; j++) { /* p's group j is q's group j - lag */
+            const uint32_t v = tn_ld32(src + 4u * j);
+            tn_m7_cv_word(v, dr + 4u * j, XS, off, &a0);
+            tn_m7_cv_word(v, dr + 4u * (j - lag) + 1u, XS, off, &a1);
+        }
+        TN_UNROLL
+        for (; j < n + lag; j++) /* pixel q's words alone */
+            tn_m7_cv_word(tn_ld32(src + 4u * j), dr + 4u * (j - lag) + 1u, XS, off, &a1);
+    }
+    *s0 = a0;
+    *s1 = a1;
+}
+
 /* tn_m7_cv_window_d without dilation (tn_m7_sub.h's 8-bit-input windows). */
 TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy,
                                   int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
@@ -1063,9 +1120,14 @@ TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, ui
 TN_INLINE int32_t tn_m7_cv_rq(uint32_t acc2, int32_t m0, int32_t rnd, uint32_t sh, int32_t LOZ,
                               int32_t HIZ, int32_t ZP)
 {
-    const int32_t h = tn_smmulr((int32_t)acc2, m0);
     const int32_t lo = LOZ + ZP, hi = HIZ + ZP;
-    int32_t y = (h + rnd + (LOZ >= 0 ? 0 : (h >> 31))) >> sh;
+    int32_t y;
+    if (LOZ >= 0) { /* no sign term: h + rnd in one SMMLAR */
+        y = tn_smmlar((int32_t)acc2, m0, rnd) >> sh;
+    } else {
+        const int32_t h = tn_smmulr((int32_t)acc2, m0);
+        y = (h + rnd + (h >> 31)) >> sh;
+    }
     if ((lo == -128 && hi == 127) || (lo == 0 && hi == 255))
         return tn_sat8(y, lo == -128);
     if (lo == -128 || lo == 0) /* the low clamp is the 8-bit range's: one SSAT / USAT */
@@ -1118,13 +1180,23 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     const int32_t *bias = l->bias, *m0p = l->m0;
     const int8_t *n0p = l->n0;
     uint32_t c = 0;
-    /* both pixels' windows read before any output is written */
-    const int32_t s0 = tn_m7_cv_window_d(in, buf, (int32_t)(p / (uint32_t)OW),
-                                         (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW, SH, SW,
-                                         PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE);
-    const int32_t s1 = tn_m7_cv_window_d(in, buf + 1, (int32_t)(q / (uint32_t)OW),
-                                         (int32_t)(q % (uint32_t)OW), H, W, C, KH, KW, SH, SW,
-                                         PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE);
+    /* both pixels' windows read before any output is written: at once where they share a
+     * row of whole groups (tn_m7_cv_window2), else one by one */
+    const int32_t oy = (int32_t)(p / (uint32_t)OW), ox = (int32_t)(p % (uint32_t)OW);
+    const int32_t x0 = ox * SW - PL;
+    int32_t s0, s1;
+    if (TWO && DW == 1 && (uint32_t)KW * C == KWCP && (uint32_t)SW * C % 4u == 0u && SW < KW
+        && ox + 1 < OW
+        && (INSIDE || (x0 >= 0 && x0 + SW + KW <= W))) {
+        tn_m7_cv_window2(in, buf, oy, x0, H, W, C, KH, SH, SW, PT, DH, XS, ZX, PADZERO, KWCP,
+                         INSIDE, &s0, &s1);
+    } else {
+        s0 = tn_m7_cv_window_d(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, DH, DW, XS, ZX,
+                               PADZERO, KWCP, INSIDE);
+        s1 = tn_m7_cv_window_d(in, buf + 1, (int32_t)(q / (uint32_t)OW),
+                               (int32_t)(q % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT, PL, DH,
+                               DW, XS, ZX, PADZERO, KWCP, INSIDE);
+    }
     /* TAB: 2 k sum x' of an a row (k = -z) and a b row (k = 128 - z) with one weight zero
      * point (else per channel, below) */
     const uint32_t ka = SGW ? 0u : (uint32_t)(-ZW), kb = SGW ? 0u : (uint32_t)(128 - ZW);
