@@ -877,9 +877,10 @@ TN_INLINE void tn_m7_cv_word(uint32_t v, uint32_t *TN_RESTRICT d, uint32_t XS, u
 /* Both pixels' windows at once (pixels p, p + 1 of one output row, stride SW, undilated, window
  * rows of whole groups, KW C % 4 == 0, overlapping: SW < KW, by whole groups: SW C % 4 == 0):
  * row ky of pixel p + 1 starts SW C bytes after pixel p's, so each input word of the union of
- * the two rows is loaded and widened once and stored to the pixel (or both) whose row holds it. Same lanes and sums as two
- * tn_m7_cv_window_d calls; the rows' horizontal extent x0 .. x0 + SW + KW - 1 must lie inside
- * the input (the caller checks it), the vertical one may leave it (padw rows). */
+ * the two rows is loaded and widened once and stored to the pixel (or both) whose row holds it.
+ * Same lanes and sums as two tn_m7_cv_window_d calls; the rows' horizontal extent x0 .. x0 + SW
+ * + KW - 1 must lie inside the input (the caller checks it), the vertical one may leave it
+ * (padw rows). */
 TN_INLINE void tn_m7_cv_window2(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy,
                                 int32_t x0, int32_t H, int32_t W, uint32_t C, int32_t KH,
                                 int32_t SH, int32_t SW, int32_t PT, int32_t DH,
