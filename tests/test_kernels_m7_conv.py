@@ -28,7 +28,7 @@ CONV_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
         _conv((5, 5, 8), (8, 3, 3, 3), 8, 8, stride=(2, 2), padding=(1, 1, 1, 1),
               per_channel=True, icn=True, out_signed=True, out_zero_point=-128),
         _conv((5, 5, 16), (16, 3, 3, 8), 8, 8, padding=(1, 1, 1, 1), out_signed=True,
-              out_zero_point=5),
+              out_zero_point=5, icn=True),
         _conv((3, 3, 7), (7, 3, 3, 16), 8, 8, per_channel=True, out_signed=True)]),
     "floor_u8": ("floor", False, 255, (7, 6, 1), [
         _conv((4, 3, 9), (9, 10, 4, 1), 8, 8, stride=(2, 2), padding=(4, 5, 1, 2),
@@ -48,7 +48,8 @@ CONV_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
     "pair_u8": ("tflite_double", False, 3, (7, 9, 8), [
         _conv((7, 9, 12), (12, 3, 3, 8), 8, 8, padding=(1, 1, 1, 1), pad_mode="zero",
               per_channel=True, icn=True, out_zero_point=7),
-        _conv((7, 9, 12), (12, 3, 3, 12), 8, 8, padding=(2, 2, 1, 1), dilation=(2, 1)),
+        _conv((7, 9, 12), (12, 3, 3, 12), 8, 8, padding=(2, 2, 1, 1), dilation=(2, 1),
+              icn=True),
         _conv((4, 5, 8), (8, 3, 3, 12), 8, 8, stride=(2, 2), padding=(1, 1, 1, 1),
               out_zero_point=2),
         _conv((2, 3, 9), (9, 3, 3, 8), 8, 8, per_channel=True),
@@ -248,18 +249,38 @@ def test_signed_weights_rule_and_layout_by_hand():
     assert not kernels_m7.signed_weights(lay)
 
 
+def _asm_epilogue(step, rounding):
+    """(SATS, SIGN) of the assembly epilogue (tn_m7_cv_epi4) a tn_m7_conv step takes on its
+    QUAD blocks (TAB 4, SGW, no fused ADD, 8-bit output clamped to the whole int8 / uint8 range;
+    the weights word-aligned, as the C arrays are), else None."""
+    lay = step.layer
+    rq = kernels_m7.requant_constants(lay, rounding)
+    lo, hi = rq["LOZ"] + rq["ZP"], rq["HIZ"] + rq["ZP"]
+    if (kernels_m7.conv_plan(lay, rounding) != (1, 4) or not kernels_m7.signed_weights(lay)
+            or step.add is not None or lay.out_bits != 8
+            or (lo, hi) not in ((-128, 127), (0, 255))):
+        return None
+    return lo == -128, rq["LOZ"] < 0
+
+
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_signed_weights_under_qemu(qemu, tmp_path):
     """The SXTB16 forms of the assembly loops (tn_m7_cv_quad / tn_m7_cv_pair / tn_m7_fc_block)
-    bit-exact under QEMU on a conv, a pointwise and a dense chain with SGW."""
+    and the assembly epilogue of QUAD blocks (tn_m7_cv_epi4: int8 and uint8 codes, with and
+    without the rounding's sign term) bit-exact under QEMU on conv, pointwise and dense chains
+    with SGW."""
     graphs = dict(_signed_graphs())
-    for name in ("conv_double_s8", "pw_double_s8", "fc_double_s8"):
+    epilogues = set()
+    for name in ("conv_double_s8", "conv_pair_u8", "pw_double_s8", "fc_double_s8"):
         g = _signed(graphs[name]())
         lo = -128 if g.input_signed else 0
         x = np.random.default_rng(4).integers(lo, lo + 256, (6, *g.input_shape))
         r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=6, mcu_images=3)
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        epilogues |= {_asm_epilogue(st, g.rounding) for st, k in
+                      zip(r["export"].steps, r["export"].kernels) if k in ("conv", "pw")}
+    assert {(True, False), (True, True), (False, False), (False, True)} <= epilogues, epilogues
 
 
 # ------------------------------------------------------------- dilated windows (issue 29)

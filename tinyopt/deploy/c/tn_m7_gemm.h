@@ -1162,6 +1162,67 @@ TN_INLINE void tn_m7_cv_tchan(const uint8_t *t, uint8_t *TN_RESTRICT out, const 
                      tn_m7_cv_rq((b2 + d1) << ls, m0, rnd, sh, LOZ, HIZ, ZP), OB, TN_FADD);
 }
 
+#if TN_M7_ASM
+/* tn_m7_cv_tchan of a row pair's two channels (a row c, b row c + 1) at both pixels for TAB = 4,
+ * SGW and a clamp to the whole 8-bit range (SAT: "ssat" / "usat"): per channel two LDRD of its
+ * table words (2 bias, m0; rnd, sh: t word-aligned), acc2 = 2 bias + d, h = SMMULR(acc2, m0),
+ * y = (h + rnd [+ (h >> 31): RND = TN_CV_RQ_SIGN, LOZ < 0]) >> sh saturated (tn_m7_cv_rq),
+ * stored at o0 (pixel p) and o1 (pixel p + 1), both advanced. a0, a1: S_a of the a row at the
+ * two pixels; r0, r1: R of the pair (tn_m7_cv_quad). */
+#define TN_CV_RQ_PLAIN(X) "smmlar %[" X "], %[" X "], %[t1], %[t0]\n\t"
+#define TN_CV_RQ_SIGN(X)                                                                        \
+    "smmulr %[" X "], %[" X "], %[t1]\n\t"                                                       \
+    "add %[" X "], %[" X "], %[" X "], asr #31\n\t"                                               \
+    "add %[" X "], %[" X "], %[t0]\n\t"
+#define TN_CV_EPI_CHAN(SAT, RND, X0, X1, LSL)                                                   \
+    "ldrd %[t0], %[t1], [%[t]], #8\n\t"                                                         \
+    "add %[" X0 "], %[t0], %[" X0 "], " LSL "\n\t"                                              \
+    "add %[" X1 "], %[t0], %[" X1 "], " LSL "\n\t"                                              \
+    "ldrd %[t0], %[t2], [%[t]], #8\n\t"                                                         \
+    RND(X0) RND(X1)                                                                             \
+    "asr %[" X0 "], %[" X0 "], %[t2]\n\t"                                                       \
+    "asr %[" X1 "], %[" X1 "], %[t2]\n\t"                                                       \
+    SAT " %[" X0 "], #8, %[" X0 "]\n\t"                                                         \
+    SAT " %[" X1 "], #8, %[" X1 "]\n\t"                                                         \
+    "strb %[" X0 "], [%[o0]], #1\n\t"                                                           \
+    "strb %[" X1 "], [%[o1]], #1\n\t"
+/* (R - S_a) first (S_a is overwritten by the a row's output): the b row's 2 sum (b - 128) x' is
+ * (R - S_a) >> 7 (QUAD's bound), the a row's 2 S_a */
+#define TN_CV_EPI_PAIR(SAT, RND)                                                                \
+    "sub %[r0], %[r0], %[a0]\n\t"                                                               \
+    "sub %[r1], %[r1], %[a1]\n\t"                                                               \
+    TN_CV_EPI_CHAN(SAT, RND, "a0", "a1", "lsl #1") TN_CV_EPI_CHAN(SAT, RND, "r0", "r1", "asr #7")
+#define TN_CV_EPI_OPERANDS                                                                      \
+    : [t] "+&r"(t), [o0] "+&r"(o0), [o1] "+&r"(o1), [a0] "+&r"(a0), [a1] "+&r"(a1),              \
+      [r0] "+&r"(r0), [r1] "+&r"(r1), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2)             \
+    :                                                                                           \
+    : "memory"
+
+/* The four channels of a QUAD block (sums sa, r; table t, word-aligned) at pixels p, p + 1:
+ * outputs at o (pixel p's channel c) and o + CO; SATS: int8 codes (else uint8); SIGN: the
+ * rounding's sign term (LOZ < 0). Returns t past the block's table. */
+TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO,
+                                       const uint32_t *sa, const uint32_t *r, uint32_t SATS,
+                                       uint32_t SIGN)
+{
+    uint8_t *o0 = o, *o1 = o + CO;
+    TN_UNROLL
+    for (uint32_t j = 0; j < 2u; j++) {
+        uint32_t a0 = sa[2u * j], a1 = sa[2u * j + 1u], r0 = r[2u * j], r1 = r[2u * j + 1u];
+        uint32_t t0, t1, t2;
+        if (SATS && SIGN)
+            __asm__ volatile(TN_CV_EPI_PAIR("ssat", TN_CV_RQ_SIGN) TN_CV_EPI_OPERANDS);
+        else if (SATS)
+            __asm__ volatile(TN_CV_EPI_PAIR("ssat", TN_CV_RQ_PLAIN) TN_CV_EPI_OPERANDS);
+        else if (SIGN)
+            __asm__ volatile(TN_CV_EPI_PAIR("usat", TN_CV_RQ_SIGN) TN_CV_EPI_OPERANDS);
+        else
+            __asm__ volatile(TN_CV_EPI_PAIR("usat", TN_CV_RQ_PLAIN) TN_CV_EPI_OPERANDS);
+    }
+    return t;
+}
+#endif
+
 /* Output pixels p and (TWO) p + 1 of tn_m7_conv (TWO = 0: pixel p alone, its window loaded
  * twice): TWO is a constant, so the pair loop keeps no test of it. */
 TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -1205,6 +1266,15 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     for (; QUAD && c + 4u <= CO; c += 4u) {
         uint32_t sa[4], r[4];
         w = tn_m7_cv_quad(w, buf, KP, aligned, SGW, sa, r);
+#if TN_M7_ASM
+        /* the common case in assembly: per-channel tables, stored codes of the 8-bit range */
+        if (TAB == 4u && SGW && MODE == 0u && OB == 8u && TWO
+            && ((LOZ + ZP == -128 && HIZ + ZP == 127) || (LOZ + ZP == 0 && HIZ + ZP == 255))
+            && aligned) {
+            w = tn_m7_cv_epi4(w, out + p * CO + c, CO, sa, r, LOZ + ZP == -128, LOZ < 0);
+            continue;
+        }
+#endif
         if (TAB) {
             const uint8_t *t = w;
             w += 16u * TAB;
