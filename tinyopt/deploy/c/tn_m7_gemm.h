@@ -1052,11 +1052,45 @@ TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, ui
       [r00] "+&r"(r00), [r01] "+&r"(r01), [r10] "+&r"(r10), [r11] "+&r"(r11)                      \
     : [endm] "m"(endv)                                                                          \
     : "cc", "memory"
-#define TN_CV_QBLOCKS(G)                                                                        \
+/* the first group: SMUAD starts the eight sums (no zeroing), then groups 2 .. NG as below */
+#define TN_CV_QHALF0(LW, WX)                                                                     \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\t" LW                                                      \
+    "smuad %[r00], %[u0], %[xa]\n\t"                                                             \
+    "smuad %[r01], %[u0], %[xb]\n\t"                                                             \
+    "smuad %[r10], %[u1], %[xa]\n\t"                                                             \
+    "smuad %[r11], %[u1], %[xb]\n\t"                                                             \
+    WX "xtb16 %[u0], %[u0]\n\t"                                                                 \
+    WX "xtb16 %[u1], %[u1]\n\t"                                                                 \
+    "smuad %[a00], %[u0], %[xa]\n\t"                                                             \
+    "smuad %[a01], %[u0], %[xb]\n\t"                                                             \
+    "smuad %[a10], %[u1], %[xa]\n\t"                                                             \
+    "smuad %[a11], %[u1], %[xb]\n\t"
+#define TN_CV_QGROUP0(WX) TN_CV_QHALF0(TN_CV_QLDD, WX) TN_CV_QHALF(TN_CV_QLDD, WX)
+#define TN_CV_QOPERANDS0                                                                        \
+    : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u0] "=&r"(u0),                \
+      [u1] "=&r"(u1), [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11),  \
+      [r00] "=&r"(r00), [r01] "=&r"(r01), [r10] "=&r"(r10), [r11] "=&r"(r11)                      \
+    :                                                                                           \
+    : "cc", "memory"
+/* NG groups G from zeroed sums: NG % 4 first, then a loop of four (the unaligned weights) */
+#define TN_CV_QBLOCKS_Z(G)                                                                      \
     do {                                                                                        \
+        a00 = a01 = a10 = a11 = r00 = r01 = r10 = r11 = 0u;                                     \
         if (NG & 1u) __asm__ volatile(G TN_CV_QOPERANDS);                                       \
         if (NG & 2u) __asm__ volatile(G G TN_CV_QOPERANDS);                                     \
         if (NG >= 4u)                                                                           \
+            __asm__ volatile("1:\n\t" G G G G "ldr %[u0], %[endm]\n\tcmp %[x], %[u0]\n\t"         \
+                             "bne 1b\n\t" TN_CV_QOPERANDS);                                     \
+    } while (0)
+/* G0: the first group, G: the others; NG - 1 of them: straight-line below eight, else the
+ * NG - 1 & 3 first and a loop of four */
+#define TN_CV_QBLOCKS(G0, G)                                                                    \
+    do {                                                                                        \
+        __asm__ volatile(G0 TN_CV_QOPERANDS0);                                                  \
+        if ((NG - 1u) & 1u) __asm__ volatile(G TN_CV_QOPERANDS);                                \
+        if ((NG - 1u) & 2u) __asm__ volatile(G G TN_CV_QOPERANDS);                              \
+        if (NG - 1u >= 4u && NG - 1u < 8u) __asm__ volatile(G G G G TN_CV_QOPERANDS);           \
+        if (NG - 1u >= 8u)                                                                      \
             __asm__ volatile("1:\n\t" G G G G "ldr %[u0], %[endm]\n\tcmp %[x], %[u0]\n\t"         \
                              "bne 1b\n\t" TN_CV_QOPERANDS);                                     \
     } while (0)
@@ -1074,16 +1108,16 @@ TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, ui
 #if TN_M7_ASM
     const uint32_t *x = buf;
     const uint32_t *volatile endv = buf + KP; /* in memory: no register is left for it */
-    uint32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0, r00 = 0, r01 = 0, r10 = 0, r11 = 0;
+    uint32_t a00, a01, a10, a11, r00, r01, r10, r11; /* set by the first group */
     uint32_t xa, xb, u0, u1;
     if (ALIGNED && SGW)
-        TN_CV_QBLOCKS(TN_CV_QGROUP("s"));
+        TN_CV_QBLOCKS(TN_CV_QGROUP0("s"), TN_CV_QGROUP("s"));
     else if (ALIGNED)
-        TN_CV_QBLOCKS(TN_CV_QGROUP("u"));
+        TN_CV_QBLOCKS(TN_CV_QGROUP0("u"), TN_CV_QGROUP("u"));
     else if (SGW)
-        TN_CV_QBLOCKS(TN_CV_QGROUP_U("s"));
+        TN_CV_QBLOCKS_Z(TN_CV_QGROUP_U("s"));
     else
-        TN_CV_QBLOCKS(TN_CV_QGROUP_U("u"));
+        TN_CV_QBLOCKS_Z(TN_CV_QGROUP_U("u"));
     sa[0] = a00; sa[1] = a01; sa[2] = a10; sa[3] = a11;
     r[0] = r00; r[1] = r01; r[2] = r10; r[3] = r11;
     return w;
