@@ -673,8 +673,11 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * arithmetic after the pair; with FADD, tn_m7_cv_out adds each output to the other addend as
  * it is computed).
  *
- * Window order. A window is KH rows of KW * C input bytes (contiguous in the HWC input), each row
- * padded to KWCP = KW * C rounded up to 4 lanes: KP = KH * KWCP lanes. A group of four lanes
+ * Window order. A window is KH rows of KW * C input bytes (contiguous in the HWC input; with
+ * dilation DH, DW the rows DH input rows apart and a row's KW taps of C bytes DW columns apart,
+ * tn_m7_cv_window_d), each row padded to KWCP = KW * C rounded up to 4 lanes: KP = KH * KWCP
+ * lanes. Where two pixels' rows overlap by whole groups (stride below KW) both windows are
+ * gathered in one pass (tn_m7_cv_window2). A group of four lanes
  * (x_k, .., x_k+3) is stored as the words (x_k, x_k+2) and (x_k+1, x_k+3): what SXTAB16 /
  * UXTAB16 make of a loaded word, so a row inside the input is widened four bytes at a time with
  * the offset -z_x added on the way. The weights are exported in that order
@@ -688,7 +691,8 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * QUAD (kernels_m7.conv_plan: every pair's sum bounded in 32 bits): the rows first in blocks of
  * two pairs, per group [pair 0 A, pair 1 A, pair 0 B, pair 1 B], both pairs at both pixels per
  * loop (tn_m7_cv_quad: 24 instructions per 32 MACs). TAB: every block's weights followed by its
- * channels' requantization words (tn_m7_cv_tchan, tn_m7_cv_rq).
+ * channels' requantization words (tn_m7_cv_tchan, tn_m7_cv_rq; in assembly for TAB 4 with SGW
+ * and a whole-range clamp, tn_m7_cv_epi4: about six instructions per output).
  *
  * Output order and the reads before each write are those of tn_m7_gemm (both pixels' windows
  * read before either's outputs are written): the planner's sliding writes stay valid.
@@ -1397,6 +1401,7 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
  * addend; FADD: tn_m7_add's arithmetic per output, tn_m7_cv_out, else tn_m7_emit's portable
  * arithmetic over v). QUAD: blocks of two row pairs first (tn_m7_cv_quad); TAB: each block's
  * weights followed by its channels' requantization constants (TAB words each, tn_m7_cv_tchan).
+ * DH, DW: the dilation (tn_m7_cv_window_d; 1, 1 undilated).
  * buf: 2 KP words (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the step's scratch,
  * 4-byte aligned. */
 TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
