@@ -496,10 +496,12 @@ def test_resnet8_adds_under_qemu(qemu, tmp_path):
     about 240). The default build (each ADD fused into the convolution before it, tn_m7_conv
     applying the same arithmetic to each output as it is computed): bit-exact, a smaller arena
     (no tensor for the convolution's output: it is written over the other addend), and at most
-    0.5 % more instructions than the unfused build. Fusing is not cheaper here: tn_m7_conv's
+    1 % more instructions than the unfused build. Fusing is not cheaper here: tn_m7_conv's
     epilogue is register-bound (the ADD's constants and six output pointers spill), while the
-    stand-alone ADD runs four elements per word at about 12-13 instructions each (measured:
-    fused 14,413,352, unfused 14,396,812 per image; arenas 33,472 / 33,888 B)."""
+    stand-alone ADD runs four elements per word at about 12-13 instructions each; and the
+    assembly epilogue of the convolution (tn_m7_cv_epi4) serves the unfused steps only
+    (measured: fused 11,982,360, unfused 11,883,082 per image, +0.84 %; before that epilogue
+    12,576,794 / 12,517,250, +0.48 %; arenas 33,472 / 33,888 B)."""
     from tests.test_mlperf_import import _model
     from tinyopt.integer.from_litert import graph_from_tflite
     g = graph_from_tflite(_model("ic_resnet8"), flavour="tflm")
@@ -520,7 +522,7 @@ def test_resnet8_adds_under_qemu(qemu, tmp_path):
     assert len(fused) == 3
     assert all(isinstance(kernels_m7.add_plan(step, g.rounding), dict) for step in fused)
     assert fs["arena_bytes"] < s["arena_bytes"], (fs["arena_bytes"], s["arena_bytes"])
-    assert fs["insns_per_image_mean"] <= 1.005 * s["insns_per_image_mean"], (
+    assert fs["insns_per_image_mean"] <= 1.01 * s["insns_per_image_mean"], (
         fs["insns_per_image_mean"], s["insns_per_image_mean"])
 
 
@@ -901,8 +903,9 @@ def _pw(hw, c_in, c_out, out_bits=8, **kw):
     return _conv((*hw, c_out), (c_out, 1, 1, c_in), 8, out_bits, **kw)
 
 
-# Chains of 8-bit pointwise layers (tn_m7_conv, kind "pw"): C % 4 of 2, 1, 3 and 0, fewer than four input
-# channels, odd output channel counts, an odd number of pixels (a lone last pixel), stride 2;
+# Chains of 8-bit pointwise layers (tn_m7_conv, kind "pw"): C % 4 of 2, 1, 3 and 0, fewer than
+# four input channels, odd output channel counts, an odd number of pixels (a lone last pixel),
+# stride 2;
 # PL and PC, FB and ICN, the three roundings, int8 and uint8 inputs with extreme zero points, a
 # 4-bit output, a dense head with raw int32 logits; outputs sliding over their inputs where the
 # planner lets them (8-bit in and out).

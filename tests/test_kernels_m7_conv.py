@@ -28,7 +28,7 @@ CONV_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
         _conv((5, 5, 8), (8, 3, 3, 3), 8, 8, stride=(2, 2), padding=(1, 1, 1, 1),
               per_channel=True, icn=True, out_signed=True, out_zero_point=-128),
         _conv((5, 5, 16), (16, 3, 3, 8), 8, 8, padding=(1, 1, 1, 1), out_signed=True,
-              out_zero_point=5),
+              out_zero_point=5, icn=True),
         _conv((3, 3, 7), (7, 3, 3, 16), 8, 8, per_channel=True, out_signed=True)]),
     "floor_u8": ("floor", False, 255, (7, 6, 1), [
         _conv((4, 3, 9), (9, 10, 4, 1), 8, 8, stride=(2, 2), padding=(4, 5, 1, 2),
@@ -41,6 +41,19 @@ CONV_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
               out_signed=True, out_zero_point=-9),
         _conv((3, 3, 5), (5, 3, 3, 4), 8, 8, padding=(1, 1, 1, 1), pad_mode="zero",
               out_signed=True, per_channel=True, icn=True, rounding="tflite_double")]),
+    # both pixels' windows gathered at once (tn_m7_cv_window2: KW C and SW C multiples of 4,
+    # SW < KW): stride 1 and 2, SAME (border pairs one by one, padded rows through the joint
+    # gather) and VALID (INSIDE), odd output widths (pairs across two rows), integer-0 padding,
+    # uint8 inputs (the sums x' of unsigned weights), rows DH apart (dilation (2, 1))
+    "pair_u8": ("tflite_double", False, 3, (7, 9, 8), [
+        _conv((7, 9, 12), (12, 3, 3, 8), 8, 8, padding=(1, 1, 1, 1), pad_mode="zero",
+              per_channel=True, icn=True, out_zero_point=7),
+        _conv((7, 9, 12), (12, 3, 3, 12), 8, 8, padding=(2, 2, 1, 1), dilation=(2, 1),
+              icn=True),
+        _conv((4, 5, 8), (8, 3, 3, 12), 8, 8, stride=(2, 2), padding=(1, 1, 1, 1),
+              out_zero_point=2),
+        _conv((2, 3, 9), (9, 3, 3, 8), 8, 8, per_channel=True),
+        _conv((2, 2, 4), (4, 1, 2, 9), 8, 8, out_zero_point=1)]),
 }
 
 
@@ -49,7 +62,8 @@ def _conv_graph(name):
     return chain(90 + len(name), layers, shape, 8, signed, zin, rounding)
 
 
-@pytest.mark.parametrize("name", _fast_first(CONV_CHAINS, ("double_s8", "floor_u8")))
+@pytest.mark.parametrize("name", _fast_first(CONV_CHAINS,
+                                             ("double_s8", "floor_u8", "pair_u8")))
 def test_conv_kernel_host_bitexact(tmp_path, name):
     """Every 8-bit convolution of the chains runs tn_m7_conv and equals the simulator on 120
     inputs; its scratch is the two pixels' lanes (4 KP bytes, KP = KH * KWCP)."""
@@ -235,15 +249,136 @@ def test_signed_weights_rule_and_layout_by_hand():
     assert not kernels_m7.signed_weights(lay)
 
 
+def _asm_epilogue(step, rounding):
+    """(SATS, SIGN) of the assembly epilogue (tn_m7_cv_epi4) a tn_m7_conv step takes on its
+    QUAD blocks (TAB 4, SGW, no fused ADD, 8-bit output clamped to the whole int8 / uint8 range;
+    the weights word-aligned, as the C arrays are), else None."""
+    lay = step.layer
+    rq = kernels_m7.requant_constants(lay, rounding)
+    lo, hi = rq["LOZ"] + rq["ZP"], rq["HIZ"] + rq["ZP"]
+    if (kernels_m7.conv_plan(lay, rounding) != (1, 4) or not kernels_m7.signed_weights(lay)
+            or step.add is not None or lay.out_bits != 8
+            or (lo, hi) not in ((-128, 127), (0, 255))):
+        return None
+    return lo == -128, rq["LOZ"] < 0
+
+
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_signed_weights_under_qemu(qemu, tmp_path):
     """The SXTB16 forms of the assembly loops (tn_m7_cv_quad / tn_m7_cv_pair / tn_m7_fc_block)
-    bit-exact under QEMU on a conv, a pointwise and a dense chain with SGW."""
+    and the assembly epilogue of QUAD blocks (tn_m7_cv_epi4: int8 and uint8 codes, with and
+    without the rounding's sign term) bit-exact under QEMU on conv, pointwise and dense chains
+    with SGW."""
     graphs = dict(_signed_graphs())
-    for name in ("conv_double_s8", "pw_double_s8", "fc_double_s8"):
+    epilogues = set()
+    for name in ("conv_double_s8", "conv_pair_u8", "pw_double_s8", "fc_double_s8"):
         g = _signed(graphs[name]())
         lo = -128 if g.input_signed else 0
         x = np.random.default_rng(4).integers(lo, lo + 256, (6, *g.input_shape))
         r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=6, mcu_images=3)
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        epilogues |= {_asm_epilogue(st, g.rounding) for st, k in
+                      zip(r["export"].steps, r["export"].kernels) if k in ("conv", "pw")}
+    assert {(True, False), (True, True), (False, False), (False, True)} <= epilogues, epilogues
+
+
+# ------------------------------------------------------------- dilated windows (issue 29)
+def _dil(hw, c_in, c_out, k, d, same, **kw):
+    """A dilated 8-bit conv2d on an (h, w, c_in) input, stride 1: SAME padding on the dilated
+    extent (k - 1) d + 1 (TFLite's), or VALID, or ``padding`` given (a causal Conv1D)."""
+    (h, w), (kh, kw_), (dh, dw) = hw, k, d
+    eh, ew = (kh - 1) * dh + 1, (kw_ - 1) * dw + 1
+    if "padding" in kw:
+        t, b, l_, r = kw["padding"]
+        oh, ow = h + t + b - eh + 1, w + l_ + r - ew + 1
+    elif same:
+        th, tw = eh - 1, ew - 1
+        kw["padding"] = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        oh, ow = h, w
+    else:
+        oh, ow = h - eh + 1, w - ew + 1
+    return _conv((oh, ow, c_out), (c_out, kh, kw_, c_in), 8, 8, dilation=d, **kw)
+
+
+# Dilations (1, 2), (2, 1), (2, 2), (1, 4) with SAME and VALID padding (and a causal Conv1D's),
+# through the three gather paths of tn_m7_cv_window_d: contiguous rows (DW = 1, rows DH apart),
+# whole taps (C % 4 == 0) and lane by lane (C % 4 != 0: taps straddle groups), inside the
+# input and over the borders; padding with the zero point and with integer 0; odd channel and
+# pixel counts; the three roundings.
+DIL_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, layers)
+    "dil_double_s8": ("tflite_double", True, -128, (9, 10, 4), [
+        _dil((9, 10), 4, 6, (3, 3), (1, 2), True, per_channel=True, icn=True,
+             out_signed=True, out_zero_point=-7),
+        _dil((9, 10), 6, 5, (3, 3), (2, 1), False, out_signed=True, out_zero_point=4),
+        _dil((5, 8), 5, 8, (3, 3), (2, 2), True, pad_mode="zero", out_signed=True,
+             per_channel=True),
+        _dil((5, 8), 8, 7, (2, 3), (2, 2), False, out_signed=True, out_zero_point=-2)]),
+    "dil_floor_u8": ("floor", False, 3, (1, 32, 8), [  # a TCN: causal Conv1D as 1 x k
+        _dil((1, 32), 8, 12, (1, 3), (1, 4), False, padding=(0, 0, 8, 0), out_zero_point=2),
+        _dil((1, 32), 12, 9, (1, 3), (1, 2), False, per_channel=True, icn=True),
+        _dil((1, 28), 9, 5, (1, 3), (1, 4), False, out_zero_point=1),
+        _dil((1, 20), 5, 6, (1, 3), (1, 4), True, pad_mode="zero")]),
+    "dil_single_s8": ("tflite_single", True, 9, (7, 7, 3), [
+        _dil((7, 7), 3, 4, (3, 3), (2, 2), True, out_signed=True, out_zero_point=-1),
+        _dil((7, 7), 4, 3, (3, 2), (2, 1), True, pad_mode="zero", out_signed=True,
+             per_channel=True, icn=True),
+        _dil((7, 7), 3, 5, (2, 2), (1, 4), False, out_signed=True)]),
+}
+
+
+def _dil_graph(name):
+    rounding, signed, zin, shape, layers = DIL_CHAINS[name]
+    return chain(40 + len(name), layers, shape, 8, signed, zin, rounding)
+
+
+@pytest.mark.parametrize("name", sorted(DIL_CHAINS))
+def test_dilated_conv_host_bitexact(tmp_path, name):
+    """Every dilated 8-bit convolution of the chains runs tn_m7_conv (no longer the portable
+    kernel) and equals the simulator on 120 inputs; its scratch is the two pixels' lanes, as
+    undilated (the gather packs the KW taps of a row together whatever DW)."""
+    g = _dil_graph(name)
+    assert all(tuple(lay.dilation) != (1, 1) for lay in g.layers)
+    e = host_check(g, tmp_path, n=120)
+    assert e.kernels == ["conv"] * len(g.layers), e.kernels
+    for s in e.steps:
+        kh, kw = steps_mod.kernel_window(s.layer)
+        kwcp = -(-kw * s.layer.in_shape[-1] // 4) * 4
+        assert s.scratch_bytes == steps_mod.scratch_bytes(s) == 4 * kh * kwcp
+
+
+def test_dilated_rule():
+    """Only tn_m7_conv takes a dilated window: an 8-bit dilated conv2d is "conv"; a dilated
+    depthwise layer and a dilated conv2d of 4-bit weights stay portable, the reason naming why;
+    _inside measures the dilated extent (a VALID window that fits undilated but not dilated
+    reads padding)."""
+    g = chain(3, [_dil((6, 6), 2, 4, (3, 3), (2, 2), True),
+                  dict(_dil((6, 6), 4, 4, (3, 3), (1, 2), True), wbits=4)],
+              (6, 6, 2))
+    steps, _ = codegen.memory_plan(g)
+    assert steps_mod.m7_kernel(steps[0]) == ("conv", "")
+    kind, why = steps_mod.m7_kernel(steps[1])
+    assert kind == "portable" and "dilated" in why and "4-bit weights" in why, why
+    assert steps_mod.scratch_bytes(steps[1]) == 0
+    dw = chain(4, [dict(kind="depthwise", out_shape=(6, 6, 4), wshape=(3, 3, 4), wbits=8,
+                        out_bits=8, padding=(2, 2, 2, 2), dilation=(2, 2))], (6, 6, 4))
+    kind, why = steps_mod.m7_kernel(codegen.memory_plan(dw)[0][0])
+    assert kind == "portable" and "depthwise" in why, why
+    lay = _dil_graph("dil_double_s8").layers[1]  # VALID (2, 1): extent 5 x 3, all inside
+    geo = steps_mod.gemm_geometry(lay)
+    assert kernels_m7._inside(lay, geo)
+    lay.dilation = (3, 1)  # now (OH - 1) + 7 > H: a window leaves the input
+    assert not kernels_m7._inside(lay, geo)
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+def test_dilated_conv_under_qemu(qemu, tmp_path):
+    """The dilated gathers under QEMU: the three chains bit-exact on the Cortex-M7."""
+    for name in DIL_CHAINS:
+        g = _dil_graph(name)
+        lo = -128 if g.input_signed else 0
+        x = np.random.default_rng(6).integers(lo, lo + 256, (6, *g.input_shape))
+        r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=6, mcu_images=3)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        assert r["export"].kernels == ["conv"] * len(g.layers), name

@@ -267,7 +267,8 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
         oh, ow, co = _hwc(layer.out_shape)
         kh, kw = kernel_window(layer)
         args = [2 if step.add is not None else 0, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
-                layer.stride[1], top, left, common["XS"], common["ZX"], common["PADZERO"],
+                layer.stride[1], top, left, *layer.dilation, common["XS"], common["ZX"],
+                common["PADZERO"],
                 conv_lanes(layer)[0], int(_inside(layer, gemm_geometry(layer))),
                 *conv_plan(layer, graph_rounding), int(signed_weights(layer)), common["NWZP"],
                 int(zw[0]), common["REQ"],
@@ -976,13 +977,15 @@ def _fused_add_args(step: Step, graph_rounding: str) -> list[int]:
 
 
 def _inside(layer, geo: dict) -> bool:
-    """Does every window of a gemm layer lie inside its input (no padding reached)?"""
+    """Does every window of a gemm layer lie inside its input (no padding reached)? A dilated
+    window spans (k - 1) d + 1 inputs per axis."""
     if layer.kind == "dense":
         return True
     top, _, left, _ = layer.padding
+    dh, dw = (int(d) for d in layer.dilation)
     return (top == 0 and left == 0
-            and (geo["OH"] - 1) * layer.stride[0] + geo["KH"] <= geo["H"]
-            and (geo["OW"] - 1) * layer.stride[1] + geo["KW"] <= geo["W"])
+            and (geo["OH"] - 1) * layer.stride[0] + (geo["KH"] - 1) * dh + 1 <= geo["H"]
+            and (geo["OW"] - 1) * layer.stride[1] + (geo["KW"] - 1) * dw + 1 <= geo["W"])
 
 
 def requant_constants(layer, graph_rounding: str) -> dict:

@@ -280,8 +280,8 @@ def pw_fits(step: Step) -> bool:
 
 def conv_fits(step: Step) -> bool:
     """Does tn_m7_conv (c/tn_m7_gemm.h) run ``step`` as a convolution ("conv")? A conv2d layer
-    of 8-bit inputs and weights (any window, stride, padding; a fused ADD is fine, a fused max
-    pool is not) within :func:`_conv8`'s bounds."""
+    of 8-bit inputs and weights (any window, stride, padding, dilation; a fused ADD is fine, a
+    fused max pool is not) within :func:`_conv8`'s bounds."""
     return _conv8(step, "conv2d")
 
 
@@ -296,7 +296,8 @@ def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[
 
     Returns:
         (kind, reason): kind in "gemm", "fc" (:func:`fc_fits`: no scratch), "pw"
-        (:func:`pw_fits`) and "conv" (:func:`conv_fits`: tn_m7_conv, two pixels' lanes), "sub"
+        (:func:`pw_fits`) and "conv" (:func:`conv_fits`: tn_m7_conv, two pixels' lanes; the
+        one kernel of dilated layers, else they stay portable), "sub"
         (:func:`sub_kernel`: sub-byte weights or inputs), "op" (the op's Cortex-M7 twin,
         ``OpKind.m7_function``, where its ``m7_check`` takes the step), "depthwise",
         "depthwise_scalar",
@@ -316,8 +317,9 @@ def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[
     if op.m7_function is not None:  # the op's own Cortex-M7 twin (its module, c/ops/m7/)
         why = op.m7_check(step) if op.m7_check is not None else ""
         return ("op", "") if not why else ("portable", why)
-    if tuple(layer.dilation) != (1, 1):  # the specialised kernels take undilated windows
-        return "portable", "dilated"
+    if tuple(layer.dilation) != (1, 1):  # of the specialised kernels only tn_m7_conv dilates
+        return (("conv", "") if conv_fits(step) and abs(int(layer.in_zero_point)) <= 255
+                else ("portable", _dilated_why(step)))
     if layer.kind in ("maxpool", "avgpool"):
         return ("pool", "") if layer.in_bits <= 8 else ("portable", "")
     if layer.kind == "add":
@@ -351,6 +353,21 @@ def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[
     if im2col > MAX_SCRATCH:
         return "portable", f"im2col scratch {im2col} B > {MAX_SCRATCH} B"
     return "gemm", ""
+
+
+def _dilated_why(step: Step) -> str:
+    """Why a dilated compute step stays portable: tn_m7_conv (:func:`conv_fits`: 8-bit conv2d
+    inputs and weights, no fused pool, bounded sums and lanes) is the one specialised kernel
+    whose window gather takes dilation."""
+    layer = step.layer
+    why = (f"a {layer.kind} layer" if layer.kind != "conv2d"
+           else f"{layer.in_bits}-bit inputs" if layer.in_bits != 8
+           else f"{layer.weight_bits}-bit weights" if layer.weight_bits != 8
+           else "a fused max pool" if step.pool is not None
+           else f"input zero point {layer.in_zero_point} outside [-255, 255]"
+           if abs(int(layer.in_zero_point)) > 255
+           else "sums or window lanes beyond tn_m7_conv's bounds")
+    return f"dilated: {why} (only tn_m7_conv, 8-bit conv2d, takes dilated windows)"
 
 
 def dw3_fits(step: Step) -> bool:

@@ -673,8 +673,11 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * arithmetic after the pair; with FADD, tn_m7_cv_out adds each output to the other addend as
  * it is computed).
  *
- * Window order. A window is KH rows of KW * C input bytes (contiguous in the HWC input), each row
- * padded to KWCP = KW * C rounded up to 4 lanes: KP = KH * KWCP lanes. A group of four lanes
+ * Window order. A window is KH rows of KW * C input bytes (contiguous in the HWC input; with
+ * dilation DH, DW the rows DH input rows apart and a row's KW taps of C bytes DW columns apart,
+ * tn_m7_cv_window_d), each row padded to KWCP = KW * C rounded up to 4 lanes: KP = KH * KWCP
+ * lanes. Where two pixels' rows overlap by whole groups (stride below KW) both windows are
+ * gathered in one pass (tn_m7_cv_window2). A group of four lanes
  * (x_k, .., x_k+3) is stored as the words (x_k, x_k+2) and (x_k+1, x_k+3): what SXTAB16 /
  * UXTAB16 make of a loaded word, so a row inside the input is widened four bytes at a time with
  * the offset -z_x added on the way. The weights are exported in that order
@@ -688,7 +691,8 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * QUAD (kernels_m7.conv_plan: every pair's sum bounded in 32 bits): the rows first in blocks of
  * two pairs, per group [pair 0 A, pair 1 A, pair 0 B, pair 1 B], both pairs at both pixels per
  * loop (tn_m7_cv_quad: 24 instructions per 32 MACs). TAB: every block's weights followed by its
- * channels' requantization words (tn_m7_cv_tchan, tn_m7_cv_rq).
+ * channels' requantization words (tn_m7_cv_tchan, tn_m7_cv_rq; in assembly for TAB 4 with SGW
+ * and a whole-range clamp, tn_m7_cv_epi4: about six instructions per output).
  *
  * Output order and the reads before each write are those of tn_m7_gemm (both pixels' windows
  * read before either's outputs are written): the planner's sliding writes stay valid.
@@ -797,12 +801,14 @@ TN_INLINE int32_t tn_m7_cv_run(const uint8_t *src, uint32_t *TN_RESTRICT d, uint
 }
 
 /* The window of output pixel (oy, ox) as lanes of one pixel from word d on; returns sum x'.
- * Taps outside the input hold padv (0 - z_x with PADZERO: the code 0; else x' = 0). */
-TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy,
-                                  int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
-                                  int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
-                                  uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
-                                  uint32_t INSIDE)
+ * Taps outside the input hold padv (0 - z_x with PADZERO: the code 0; else x' = 0). Dilation
+ * DH, DW (integer.ops.compute): window row ky is input row oy SH - PT + ky DH, its tap kx input
+ * column ox SW - PL + kx DW; with DW > 1 a row is KW runs of C bytes (the per-tap paths). */
+TN_INLINE int32_t tn_m7_cv_window_d(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy,
+                                    int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
+                                    int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
+                                    int32_t DH, int32_t DW, uint32_t XS, int32_t ZX,
+                                    uint32_t PADZERO, uint32_t KWCP, uint32_t INSIDE)
 {
     const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
     const int32_t padv = PADZERO ? -ZX : 0;
@@ -812,22 +818,22 @@ TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, in
     int32_t sum = 0;
     for (int32_t ky = 0; ky < KH; ky++) {
         uint32_t *dr = d + (uint32_t)ky * KWCP; /* KWCP / 2 words of this pixel, two apart */
-        const int32_t iy = y0 + ky;
+        const int32_t iy = y0 + ky * DH;
         if (!INSIDE && (iy < 0 || iy >= H)) {
             for (uint32_t j = 0; j < KWCP / 2u; j++) dr[2u * j] = padw;
             sum += padv * (int32_t)KWCP;
             continue;
         }
-        if (INSIDE || (x0 >= 0 && x0 + KW <= W)) {
+        if (DW == 1 && (INSIDE || (x0 >= 0 && x0 + KW <= W))) {
             sum = tn_m7_cv_run(in + ((uint32_t)iy * (uint32_t)W + (uint32_t)x0) * C, dr, row, XS,
                                off, sum);
             continue;
         }
         if (C % 4u == 0u) { /* a tap is C / 4 whole groups */
             for (int32_t kx = 0; kx < KW; kx++) {
-                const int32_t ix = x0 + kx;
+                const int32_t ix = x0 + kx * DW;
                 uint32_t *dt = dr + (uint32_t)kx * C;
-                if (ix >= 0 && ix < W) {
+                if (INSIDE || (ix >= 0 && ix < W)) {
                     sum = tn_m7_cv_run(in + ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C, dt,
                                        C, XS, off, sum);
                 } else {
@@ -845,8 +851,8 @@ TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, in
                 const uint32_t e = 4u * g + r;
                 int32_t val = 0;
                 if (e < row) {
-                    const int32_t ix = x0 + (int32_t)(e / C);
-                    val = (ix >= 0 && ix < W)
+                    const int32_t ix = x0 + (int32_t)(e / C) * DW;
+                    val = (INSIDE || (ix >= 0 && ix < W))
                         ? tn_m7_x8(in, ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C + e % C,
                                    XS, ZX)
                         : padv;
@@ -859,6 +865,75 @@ TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, in
         }
     }
     return sum;
+}
+
+/* Widen input word v into group slot d (a pixel's words two apart) and add its lanes to *sum. */
+TN_INLINE void tn_m7_cv_word(uint32_t v, uint32_t *TN_RESTRICT d, uint32_t XS, uint32_t off,
+                             int32_t *sum)
+{
+    const uint32_t a = XS ? tn_sxtab16(off, v) : tn_uxtab16(off, v);
+    const uint32_t b = XS ? tn_sxtab16_ror8(off, v) : tn_uxtab16_ror8(off, v);
+    d[0] = a;
+    d[2] = b;
+    *sum = tn_smlad(b, 0x00010001u, tn_smlad(a, 0x00010001u, *sum));
+}
+
+/* Both pixels' windows at once (pixels p, p + 1 of one output row, stride SW, undilated, window
+ * rows of whole groups, KW C % 4 == 0, overlapping: SW < KW, by whole groups: SW C % 4 == 0):
+ * row ky of pixel p + 1 starts SW C bytes after pixel p's, so each input word of the union of
+ * the two rows is loaded and widened once and stored to the pixel (or both) whose row holds it.
+ * Same lanes and sums as two tn_m7_cv_window_d calls; the rows' horizontal extent x0 .. x0 + SW
+ * + KW - 1 must lie inside the input (the caller checks it), the vertical one may leave it
+ * (padw rows). */
+TN_INLINE void tn_m7_cv_window2(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy,
+                                int32_t x0, int32_t H, int32_t W, uint32_t C, int32_t KH,
+                                int32_t SH, int32_t SW, int32_t PT, int32_t DH,
+                                uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
+                                uint32_t INSIDE, int32_t *s0, int32_t *s1)
+{
+    const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
+    const int32_t padv = PADZERO ? -ZX : 0;
+    const uint32_t padw = ((uint32_t)padv & 0xFFFFu) * 0x00010001u;
+    const uint32_t n = KWCP / 4u, lag = (uint32_t)SW * C / 4u; /* words per row; q's offset */
+    const int32_t y0 = oy * SH - PT;
+    int32_t a0 = 0, a1 = 0;
+    for (int32_t ky = 0; ky < KH; ky++) {
+        uint32_t *dr = d + (uint32_t)ky * KWCP; /* pixel p's group g at dr[4 g], q's at +1 */
+        const int32_t iy = y0 + ky * DH;
+        if (!INSIDE && (iy < 0 || iy >= H)) {
+            for (uint32_t j = 0; j < KWCP; j++) dr[j] = padw;
+            a0 += padv * (int32_t)KWCP;
+            a1 += padv * (int32_t)KWCP;
+            continue;
+        }
+        const uint8_t *src = in + ((uint32_t)iy * (uint32_t)W + (uint32_t)x0) * C;
+        uint32_t j = 0;
+        TN_UNROLL
+        for (; j < lag; j++) /* pixel p's words alone */
+            tn_m7_cv_word(tn_ld32(src + 4u * j), dr + 4u * j, XS, off, &a0);
+        TN_UNROLL
+        for (; j < n; j++) { /* p's group j is q's group j - lag */
+            const uint32_t v = tn_ld32(src + 4u * j);
+            tn_m7_cv_word(v, dr + 4u * j, XS, off, &a0);
+            tn_m7_cv_word(v, dr + 4u * (j - lag) + 1u, XS, off, &a1);
+        }
+        TN_UNROLL
+        for (; j < n + lag; j++) /* pixel q's words alone */
+            tn_m7_cv_word(tn_ld32(src + 4u * j), dr + 4u * (j - lag) + 1u, XS, off, &a1);
+    }
+    *s0 = a0;
+    *s1 = a1;
+}
+
+/* tn_m7_cv_window_d without dilation (tn_m7_sub.h's 8-bit-input windows). */
+TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32_t oy,
+                                  int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
+                                  int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
+                                  uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
+                                  uint32_t INSIDE)
+{
+    return tn_m7_cv_window_d(in, d, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, 1, 1, XS, ZX,
+                             PADZERO, KWCP, INSIDE);
 }
 
 #if TN_M7_ASM
@@ -981,11 +1056,45 @@ TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, ui
       [r00] "+&r"(r00), [r01] "+&r"(r01), [r10] "+&r"(r10), [r11] "+&r"(r11)                      \
     : [endm] "m"(endv)                                                                          \
     : "cc", "memory"
-#define TN_CV_QBLOCKS(G)                                                                        \
+/* the first group: SMUAD starts the eight sums (no zeroing), then groups 2 .. NG as below */
+#define TN_CV_QHALF0(LW, WX)                                                                     \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\t" LW                                                      \
+    "smuad %[r00], %[u0], %[xa]\n\t"                                                             \
+    "smuad %[r01], %[u0], %[xb]\n\t"                                                             \
+    "smuad %[r10], %[u1], %[xa]\n\t"                                                             \
+    "smuad %[r11], %[u1], %[xb]\n\t"                                                             \
+    WX "xtb16 %[u0], %[u0]\n\t"                                                                 \
+    WX "xtb16 %[u1], %[u1]\n\t"                                                                 \
+    "smuad %[a00], %[u0], %[xa]\n\t"                                                             \
+    "smuad %[a01], %[u0], %[xb]\n\t"                                                             \
+    "smuad %[a10], %[u1], %[xa]\n\t"                                                             \
+    "smuad %[a11], %[u1], %[xb]\n\t"
+#define TN_CV_QGROUP0(WX) TN_CV_QHALF0(TN_CV_QLDD, WX) TN_CV_QHALF(TN_CV_QLDD, WX)
+#define TN_CV_QOPERANDS0                                                                        \
+    : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u0] "=&r"(u0),                \
+      [u1] "=&r"(u1), [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11),  \
+      [r00] "=&r"(r00), [r01] "=&r"(r01), [r10] "=&r"(r10), [r11] "=&r"(r11)                      \
+    :                                                                                           \
+    : "cc", "memory"
+/* NG groups G from zeroed sums: NG % 4 first, then a loop of four (the unaligned weights) */
+#define TN_CV_QBLOCKS_Z(G)                                                                      \
     do {                                                                                        \
+        a00 = a01 = a10 = a11 = r00 = r01 = r10 = r11 = 0u;                                     \
         if (NG & 1u) __asm__ volatile(G TN_CV_QOPERANDS);                                       \
         if (NG & 2u) __asm__ volatile(G G TN_CV_QOPERANDS);                                     \
         if (NG >= 4u)                                                                           \
+            __asm__ volatile("1:\n\t" G G G G "ldr %[u0], %[endm]\n\tcmp %[x], %[u0]\n\t"         \
+                             "bne 1b\n\t" TN_CV_QOPERANDS);                                     \
+    } while (0)
+/* G0: the first group, G: the others; NG - 1 of them: straight-line below eight, else the
+ * NG - 1 & 3 first and a loop of four */
+#define TN_CV_QBLOCKS(G0, G)                                                                    \
+    do {                                                                                        \
+        __asm__ volatile(G0 TN_CV_QOPERANDS0);                                                  \
+        if ((NG - 1u) & 1u) __asm__ volatile(G TN_CV_QOPERANDS);                                \
+        if ((NG - 1u) & 2u) __asm__ volatile(G G TN_CV_QOPERANDS);                              \
+        if (NG - 1u >= 4u && NG - 1u < 8u) __asm__ volatile(G G G G TN_CV_QOPERANDS);           \
+        if (NG - 1u >= 8u)                                                                      \
             __asm__ volatile("1:\n\t" G G G G "ldr %[u0], %[endm]\n\tcmp %[x], %[u0]\n\t"         \
                              "bne 1b\n\t" TN_CV_QOPERANDS);                                     \
     } while (0)
@@ -1003,16 +1112,16 @@ TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, ui
 #if TN_M7_ASM
     const uint32_t *x = buf;
     const uint32_t *volatile endv = buf + KP; /* in memory: no register is left for it */
-    uint32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0, r00 = 0, r01 = 0, r10 = 0, r11 = 0;
+    uint32_t a00, a01, a10, a11, r00, r01, r10, r11; /* set by the first group */
     uint32_t xa, xb, u0, u1;
     if (ALIGNED && SGW)
-        TN_CV_QBLOCKS(TN_CV_QGROUP("s"));
+        TN_CV_QBLOCKS(TN_CV_QGROUP0("s"), TN_CV_QGROUP("s"));
     else if (ALIGNED)
-        TN_CV_QBLOCKS(TN_CV_QGROUP("u"));
+        TN_CV_QBLOCKS(TN_CV_QGROUP0("u"), TN_CV_QGROUP("u"));
     else if (SGW)
-        TN_CV_QBLOCKS(TN_CV_QGROUP_U("s"));
+        TN_CV_QBLOCKS_Z(TN_CV_QGROUP_U("s"));
     else
-        TN_CV_QBLOCKS(TN_CV_QGROUP_U("u"));
+        TN_CV_QBLOCKS_Z(TN_CV_QGROUP_U("u"));
     sa[0] = a00; sa[1] = a01; sa[2] = a10; sa[3] = a11;
     r[0] = r00; r[1] = r01; r[2] = r10; r[3] = r11;
     return w;
@@ -1050,9 +1159,14 @@ TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, ui
 TN_INLINE int32_t tn_m7_cv_rq(uint32_t acc2, int32_t m0, int32_t rnd, uint32_t sh, int32_t LOZ,
                               int32_t HIZ, int32_t ZP)
 {
-    const int32_t h = tn_smmulr((int32_t)acc2, m0);
     const int32_t lo = LOZ + ZP, hi = HIZ + ZP;
-    int32_t y = (h + rnd + (LOZ >= 0 ? 0 : (h >> 31))) >> sh;
+    int32_t y;
+    if (LOZ >= 0) { /* no sign term: h + rnd in one SMMLAR */
+        y = tn_smmlar((int32_t)acc2, m0, rnd) >> sh;
+    } else {
+        const int32_t h = tn_smmulr((int32_t)acc2, m0);
+        y = (h + rnd + (h >> 31)) >> sh;
+    }
     if ((lo == -128 && hi == 127) || (lo == 0 && hi == 255))
         return tn_sat8(y, lo == -128);
     if (lo == -128 || lo == 0) /* the low clamp is the 8-bit range's: one SSAT / USAT */
@@ -1086,6 +1200,67 @@ TN_INLINE void tn_m7_cv_tchan(const uint8_t *t, uint8_t *TN_RESTRICT out, const 
                      tn_m7_cv_rq((b2 + d1) << ls, m0, rnd, sh, LOZ, HIZ, ZP), OB, TN_FADD);
 }
 
+#if TN_M7_ASM
+/* tn_m7_cv_tchan of a row pair's two channels (a row c, b row c + 1) at both pixels for TAB = 4,
+ * SGW and a clamp to the whole 8-bit range (SAT: "ssat" / "usat"): per channel two LDRD of its
+ * table words (2 bias, m0; rnd, sh: t word-aligned), acc2 = 2 bias + d, h = SMMULR(acc2, m0),
+ * y = (h + rnd [+ (h >> 31): RND = TN_CV_RQ_SIGN, LOZ < 0]) >> sh saturated (tn_m7_cv_rq),
+ * stored at o0 (pixel p) and o1 (pixel p + 1), both advanced. a0, a1: S_a of the a row at the
+ * two pixels; r0, r1: R of the pair (tn_m7_cv_quad). */
+#define TN_CV_RQ_PLAIN(X) "smmlar %[" X "], %[" X "], %[t1], %[t0]\n\t"
+#define TN_CV_RQ_SIGN(X)                                                                        \
+    "smmulr %[" X "], %[" X "], %[t1]\n\t"                                                       \
+    "add %[" X "], %[" X "], %[" X "], asr #31\n\t"                                               \
+    "add %[" X "], %[" X "], %[t0]\n\t"
+#define TN_CV_EPI_CHAN(SAT, RND, X0, X1, LSL)                                                   \
+    "ldrd %[t0], %[t1], [%[t]], #8\n\t"                                                         \
+    "add %[" X0 "], %[t0], %[" X0 "], " LSL "\n\t"                                              \
+    "add %[" X1 "], %[t0], %[" X1 "], " LSL "\n\t"                                              \
+    "ldrd %[t0], %[t2], [%[t]], #8\n\t"                                                         \
+    RND(X0) RND(X1)                                                                             \
+    "asr %[" X0 "], %[" X0 "], %[t2]\n\t"                                                       \
+    "asr %[" X1 "], %[" X1 "], %[t2]\n\t"                                                       \
+    SAT " %[" X0 "], #8, %[" X0 "]\n\t"                                                         \
+    SAT " %[" X1 "], #8, %[" X1 "]\n\t"                                                         \
+    "strb %[" X0 "], [%[o0]], #1\n\t"                                                           \
+    "strb %[" X1 "], [%[o1]], #1\n\t"
+/* (R - S_a) first (S_a is overwritten by the a row's output): the b row's 2 sum (b - 128) x' is
+ * (R - S_a) >> 7 (QUAD's bound), the a row's 2 S_a */
+#define TN_CV_EPI_PAIR(SAT, RND)                                                                \
+    "sub %[r0], %[r0], %[a0]\n\t"                                                               \
+    "sub %[r1], %[r1], %[a1]\n\t"                                                               \
+    TN_CV_EPI_CHAN(SAT, RND, "a0", "a1", "lsl #1") TN_CV_EPI_CHAN(SAT, RND, "r0", "r1", "asr #7")
+#define TN_CV_EPI_OPERANDS                                                                      \
+    : [t] "+&r"(t), [o0] "+&r"(o0), [o1] "+&r"(o1), [a0] "+&r"(a0), [a1] "+&r"(a1),              \
+      [r0] "+&r"(r0), [r1] "+&r"(r1), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2)             \
+    :                                                                                           \
+    : "memory"
+
+/* The four channels of a QUAD block (sums sa, r; table t, word-aligned) at pixels p, p + 1:
+ * outputs at o (pixel p's channel c) and o + CO; SATS: int8 codes (else uint8); SIGN: the
+ * rounding's sign term (LOZ < 0). Returns t past the block's table. */
+TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO,
+                                       const uint32_t *sa, const uint32_t *r, uint32_t SATS,
+                                       uint32_t SIGN)
+{
+    uint8_t *o0 = o, *o1 = o + CO;
+    TN_UNROLL
+    for (uint32_t j = 0; j < 2u; j++) {
+        uint32_t a0 = sa[2u * j], a1 = sa[2u * j + 1u], r0 = r[2u * j], r1 = r[2u * j + 1u];
+        uint32_t t0, t1, t2;
+        if (SATS && SIGN)
+            __asm__ volatile(TN_CV_EPI_PAIR("ssat", TN_CV_RQ_SIGN) TN_CV_EPI_OPERANDS);
+        else if (SATS)
+            __asm__ volatile(TN_CV_EPI_PAIR("ssat", TN_CV_RQ_PLAIN) TN_CV_EPI_OPERANDS);
+        else if (SIGN)
+            __asm__ volatile(TN_CV_EPI_PAIR("usat", TN_CV_RQ_SIGN) TN_CV_EPI_OPERANDS);
+        else
+            __asm__ volatile(TN_CV_EPI_PAIR("usat", TN_CV_RQ_PLAIN) TN_CV_EPI_OPERANDS);
+    }
+    return t;
+}
+#endif
+
 /* Output pixels p and (TWO) p + 1 of tn_m7_conv (TWO = 0: pixel p alone, its window loaded
  * twice): TWO is a constant, so the pair loop keeps no test of it. */
 TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -1093,8 +1268,9 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
                                int32_t *TN_RESTRICT v, uint32_t p, uint32_t TWO, uint32_t aligned,
                                uint32_t MODE, int32_t H, int32_t W, uint32_t C, int32_t OW,
                                uint32_t CO, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
-                               int32_t PT, int32_t PL, uint32_t XS, int32_t ZX, uint32_t PADZERO,
-                               uint32_t KWCP, uint32_t INSIDE, uint32_t QUAD, uint32_t TAB,
+                               int32_t PT, int32_t PL, int32_t DH, int32_t DW, uint32_t XS,
+                               int32_t ZX, uint32_t PADZERO, uint32_t KWCP, uint32_t INSIDE,
+                               uint32_t QUAD, uint32_t TAB,
                                uint32_t SGW, uint32_t NWZP, int32_t ZW,
                                uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS,
                                TN_FADD_ARGS)
@@ -1104,13 +1280,23 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     const int32_t *bias = l->bias, *m0p = l->m0;
     const int8_t *n0p = l->n0;
     uint32_t c = 0;
-    /* both pixels' windows read before any output is written */
-    const int32_t s0 = tn_m7_cv_window(in, buf, (int32_t)(p / (uint32_t)OW),
-                                       (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT,
-                                       PL, XS, ZX, PADZERO, KWCP, INSIDE);
-    const int32_t s1 = tn_m7_cv_window(in, buf + 1, (int32_t)(q / (uint32_t)OW),
-                                       (int32_t)(q % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT,
-                                       PL, XS, ZX, PADZERO, KWCP, INSIDE);
+    /* both pixels' windows read before any output is written: at once where they share a
+     * row of whole groups (tn_m7_cv_window2), else one by one */
+    const int32_t oy = (int32_t)(p / (uint32_t)OW), ox = (int32_t)(p % (uint32_t)OW);
+    const int32_t x0 = ox * SW - PL;
+    int32_t s0, s1;
+    if (TWO && DW == 1 && (uint32_t)KW * C == KWCP && (uint32_t)SW * C % 4u == 0u && SW < KW
+        && ox + 1 < OW
+        && (INSIDE || (x0 >= 0 && x0 + SW + KW <= W))) {
+        tn_m7_cv_window2(in, buf, oy, x0, H, W, C, KH, SH, SW, PT, DH, XS, ZX, PADZERO, KWCP,
+                         INSIDE, &s0, &s1);
+    } else {
+        s0 = tn_m7_cv_window_d(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, DH, DW, XS, ZX,
+                               PADZERO, KWCP, INSIDE);
+        s1 = tn_m7_cv_window_d(in, buf + 1, (int32_t)(q / (uint32_t)OW),
+                               (int32_t)(q % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT, PL, DH,
+                               DW, XS, ZX, PADZERO, KWCP, INSIDE);
+    }
     /* TAB: 2 k sum x' of an a row (k = -z) and a b row (k = 128 - z) with one weight zero
      * point (else per channel, below) */
     const uint32_t ka = SGW ? 0u : (uint32_t)(-ZW), kb = SGW ? 0u : (uint32_t)(128 - ZW);
@@ -1118,6 +1304,15 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     for (; QUAD && c + 4u <= CO; c += 4u) {
         uint32_t sa[4], r[4];
         w = tn_m7_cv_quad(w, buf, KP, aligned, SGW, sa, r);
+#if TN_M7_ASM
+        /* the common case in assembly: per-channel tables, stored codes of the 8-bit range */
+        if (TAB == 4u && SGW && MODE == 0u && OB == 8u && TWO
+            && ((LOZ + ZP == -128 && HIZ + ZP == 127) || (LOZ + ZP == 0 && HIZ + ZP == 255))
+            && aligned) {
+            w = tn_m7_cv_epi4(w, out + p * CO + c, CO, sa, r, LOZ + ZP == -128, LOZ < 0);
+            continue;
+        }
+#endif
         if (TAB) {
             const uint8_t *t = w;
             w += 16u * TAB;
@@ -1206,6 +1401,7 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
  * addend; FADD: tn_m7_add's arithmetic per output, tn_m7_cv_out, else tn_m7_emit's portable
  * arithmetic over v). QUAD: blocks of two row pairs first (tn_m7_cv_quad); TAB: each block's
  * weights followed by its channels' requantization constants (TAB words each, tn_m7_cv_tchan).
+ * DH, DW: the dilation (tn_m7_cv_window_d; 1, 1 undilated).
  * buf: 2 KP words (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the step's scratch,
  * 4-byte aligned. */
 TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -1213,8 +1409,8 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                           int32_t *TN_RESTRICT v, uint32_t MODE, int32_t H, int32_t W,
                           uint32_t C, int32_t OH, int32_t OW, uint32_t CO, int32_t KH,
                           int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
-                          uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t KWCP,
-                          uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t SGW,
+                          int32_t DH, int32_t DW, uint32_t XS, int32_t ZX, uint32_t PADZERO,
+                          uint32_t KWCP, uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t SGW,
                           uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                           uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS)
 {
@@ -1228,11 +1424,13 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
 #endif
     for (; p + 2u <= np; p += 2u)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 1u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW, NWZP, ZW,
+                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW,
+                        NWZP, ZW,
                         REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
     if (p < np)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 0u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW, NWZP, ZW,
+                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW,
+                        NWZP, ZW,
                         REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
 }
 
