@@ -227,7 +227,7 @@ def test_ptq_integer_graph_memory_and_the_c_on_the_host(net, label, tmp_path):
     assert [tuple(np.asarray(getattr(n, f)).tolist() for f in geometry) for n in sk.layers] == \
         [tuple(np.asarray(getattr(n, f)).tolist() for f in geometry) for n in g.layers]
     assert memory.peak_ram_bytes(m, p) == steps.plan(g)[1]
-    # the C on the host (the dilated layers run the portable kernel) is the simulator
+    # the C on the host (8-bit dilated conv2d on tn_m7_conv, the others portable) is the simulator
     codes = g.quantize_input(data(net, 8, seed=5))
     export = codegen.export_c(g, tmp_path / "c")
     exe = mcu.build_host(export, build_dir=tmp_path / "build")

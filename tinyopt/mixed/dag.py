@@ -63,8 +63,8 @@ registry_activations = _compute.registry_activations
 # config): checked once, up front, so no entry point (memory model, policy search, PTQ, QAT)
 # accepts a model that to_integer_graph or the C export refuses after training. Dilation itself
 # (and Conv1D's causal padding) is supported: the simulator and the portable C kernel take
-# dilated windows at every width (the Cortex-M7 kernels run undilated windows only, so a dilated
-# layer runs the portable kernel there).
+# dilated windows at every width (on the Cortex-M7 an 8-bit dilated conv2d runs tn_m7_conv, the
+# other dilated layers the portable kernel).
 _ADD_TYPES = ("Add", "QuantAdd")
 MAX_DILATION = 255  # tn_layer_t's dil_h / dil_w are bytes (integer.ops.compute.check_c)
 
