@@ -131,7 +131,8 @@ def pytest_unconfigure(config):
 # (pytest-xdist's own xdist_group marks are not used: with pytest 9 its loadgroup scheduler no
 # longer sees them and splits every group.) Groups start longest first (HEAVY_FIRST, measured
 # with --durations), so that no long group starts last while the other worker idles.
-HEAVY_FIRST = ["notebook 06_iso_memory", "notebook 08_any_graph", "notebook 05_deploy",
+HEAVY_FIRST = ["tests/test_model_zoo.py", "notebook 06_iso_memory", "notebook 08_any_graph",
+               "notebook 05_deploy", "tests/test_kernels_m7_sub.py", "tests/test_firmware_cli.py",
                "notebook 02_subbyte_qat", "notebook 01_multicomponent",
                "notebook 04_integer_only", "tests/test_mobilenet_v3_int8.py",
                "tests/test_memory_device.py", "tests/test_sim_fast.py", "tests/test_deploy_dag.py",
