@@ -277,7 +277,7 @@ def test_mixed_mobilenet_under_qemu(qemu, tmp_path, mixed_mobilenet):
     assert s["arena_in_bss"] == r["export"].arena_bytes
     assert 0 < s["stack_model_run"] < s["stack_peak"] < s["stack_reserved"]
     assert s["ram_acceptance_ok"]
-    assert s["insns_per_image_min"] > s["macs"]  # at least one instruction per MAC
+    assert s["insns_per_image_min"] > s["macs"] / 2  # SMLAD: at most two MACs an instruction
     # the per-step counts add up to the per-image count (up to the profiling hooks and ticks)
     total = r["steps"]["insns_per_image"].sum()
     assert abs(total - s["insns_per_image_mean"]) < 0.02 * s["insns_per_image_mean"]

@@ -358,7 +358,7 @@ def test_under_qemu_bitexact(qemu, tmp_path, name):
     s = r["summary"]
     assert s["host_images_exact"] == 3 and s["mcu_images_exact"] == 3
     assert s["predicted_ram"] == s["arena_bytes"] == s["arena_in_bss"]
-    assert s["insns_per_image_mean"] > s["macs"]  # at least one instruction per MAC
+    assert s["insns_per_image_mean"] > s["macs"] / 2  # SMLAD: at most two MACs an instruction
     if name == "kws_dscnn":
         assert "slide" in r["export"].memory.method
 

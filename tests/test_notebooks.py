@@ -294,7 +294,7 @@ def test_05_deploy_under_qemu(qemu, executed):
     assert (summary["mcu_images"] == 5).all() and (summary["mcu_images_exact"] == 5).all()
     assert (summary["mcu_mismatching_values"] == 0).all()
     assert summary["ram_acceptance_ok"].all()
-    assert (summary["insns_per_image_min"] > summary["macs"]).all()  # >= 1 instruction per MAC
+    assert (summary["insns_per_image_min"] > summary["macs"] / 2).all()  # SMLAD: 2 MACs at most
     mem = pd.read_csv(out / "memory.csv")
     assert set(mem["memory"]) == {"flash", "ram"}
     assert (out / "instructions_per_step.png").stat().st_size > 1000
