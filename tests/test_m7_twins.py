@@ -606,6 +606,7 @@ def test_portable_export_never_takes_a_twin(tmp_path):
     assert all(s.scratch_bytes == 0 for s in e.steps)
 
 
+@pytest.mark.slow  # two libraries generated and linked (~13 s)
 @needs_gcc
 def test_prefixed_libraries_link_into_one_program(tmp_path):
     """Two generated libraries with their own prefixes, each with a twin: each library's host
