@@ -118,11 +118,35 @@ def build(name: str) -> bytes:
     tests/conftest.py makes per run and removes after it), which the xdist workers share, so
     the test files that import the same nets convert them once (written through a temporary
     file and a rename: a worker never reads half a file)."""
+    return _cached(name, lambda: _build(name))
+
+
+def unet_int8() -> bytes:
+    """The small U-Net of the transposed-convolution tests (8 x 8 x 3; Conv2DTranspose 'same'
+    K = 3 and 'valid' K = 2, strides 2, random biases) as int8, converted once per test run
+    (:func:`build`'s cache). Not in :data:`NETS` (the tests looping over those do not take it)."""
+    def make() -> bytes:
+        from tinyopt.litert.convert import to_tflite
+        keras = _keras()
+        L = keras.layers
+        x = inp = keras.Input((8, 8, 3))
+        a = L.Conv2D(4, 3, padding="same", activation="relu")(x)
+        b = L.MaxPooling2D(2)(a)
+        b = L.Conv2D(8, 3, padding="same", activation="relu")(b)
+        u = L.Conv2DTranspose(4, 3, strides=2, padding="same")(b)
+        v = L.Conv2DTranspose(3, 2, strides=2, padding="valid")(b)
+        y = L.Conv2D(1, 1, activation="sigmoid")(L.Concatenate()([a, u, v]))
+        model = randomize_bias(keras.Model(inp, y))
+        return to_tflite(model, "int8", calibration=calibration(model), batch_size=1)
+    return _cached("unet", make)
+
+
+def _cached(name: str, make) -> bytes:
     folder = os.environ.get("TINYOPT_CACHE")
     path = Path(folder) / "keras_nets" / f"{name}.tflite" if folder else None
     if path is not None and path.is_file():
         return path.read_bytes()
-    data = _build(name)
+    data = make()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

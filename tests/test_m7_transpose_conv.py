@@ -258,18 +258,7 @@ def test_tflite_imported_unet_on_the_twin(tmp_path):
     import tinyopt  # noqa: F401  (sets up tf_keras)
     from tests import _keras_nets as nets
     from tests import _ops
-    from tinyopt.litert.convert import to_tflite
-    keras = nets._keras()
-    L = keras.layers
-    x = inp = keras.Input((8, 8, 3))
-    a = L.Conv2D(4, 3, padding="same", activation="relu")(x)
-    b = L.MaxPooling2D(2)(a)
-    b = L.Conv2D(8, 3, padding="same", activation="relu")(b)
-    u = L.Conv2DTranspose(4, 3, strides=2, padding="same")(b)
-    v = L.Conv2DTranspose(3, 2, strides=2, padding="valid")(b)
-    y = L.Conv2D(1, 1, activation="sigmoid")(L.Concatenate()([a, u, v]))
-    model = nets.randomize_bias(keras.Model(inp, y))
-    unet = to_tflite(model, "int8", calibration=nets.calibration(model), batch_size=1)
+    unet = nets.unet_int8()
     e = _ops.assert_host_c_exact(unet, "tflm",
                                  ["tn_transpose_conv.c", "m7_tn_transpose_conv.c"], (8, 8, 3),
                                  tmp_path, images=30, kernels="m7")

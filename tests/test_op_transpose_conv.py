@@ -21,19 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def unet():
-    from tinyopt.litert.convert import to_tflite
-    keras = nets._keras()
-    L = keras.layers
-    x = inp = keras.Input((8, 8, 3))
-    a = L.Conv2D(4, 3, padding="same", activation="relu")(x)
-    b = L.MaxPooling2D(2)(a)
-    b = L.Conv2D(8, 3, padding="same", activation="relu")(b)
-    u = L.Conv2DTranspose(4, 3, strides=2, padding="same")(b)
-    v = L.Conv2DTranspose(3, 2, strides=2, padding="valid")(b)
-    c = L.Concatenate()([a, u, v])
-    y = L.Conv2D(1, 1, activation="sigmoid")(c)
-    model = nets.randomize_bias(keras.Model(inp, y))
-    return to_tflite(model, "int8", calibration=nets.calibration(model), batch_size=1)
+    return nets.unet_int8()
 
 
 @pytest.mark.parametrize("flavour", ["litert", "tflm"])
