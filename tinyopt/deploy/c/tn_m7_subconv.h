@@ -344,6 +344,29 @@ TN_INLINE void tn_sc_put4(const tn_layer_t *l, const int32_t *bias, const uint8_
     }
 }
 
+/* The windows of output pixels (oy0, ox0) and (oy1, ox1) as interleaved int16 lanes (buf: pixel
+ * 0's words, buf + 1: pixel 1's), their sums of x' in *s0, *s1: tn_m7_conv's gather for 8-bit
+ * inputs, tn_sc_window's unpacking for sub-byte ones (tn_sc_pixels and tn_sc_pool2 share it). */
+TN_INLINE void tn_sc_windows(const uint8_t *in, uint32_t *TN_RESTRICT buf, int32_t oy0,
+                             int32_t ox0, int32_t oy1, int32_t ox1, int32_t H, int32_t W,
+                             uint32_t C, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
+                             int32_t PT, int32_t PL, uint32_t XB, uint32_t XS, int32_t ZX,
+                             uint32_t PADZERO, uint32_t GX, uint32_t KWCP, uint32_t INSIDE,
+                             int32_t *s0, int32_t *s1)
+{
+    if (XB == 8u) {
+        *s0 = tn_m7_cv_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
+                              PADZERO, KWCP, INSIDE);
+        *s1 = tn_m7_cv_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
+                              PADZERO, KWCP, INSIDE);
+    } else {
+        *s0 = tn_sc_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                           PADZERO, GX, KWCP);
+        *s1 = tn_sc_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                           PADZERO, GX, KWCP);
+    }
+}
+
 /* Output pixels p and (TWO) p + 1 of tn_m7_subconv (TWO = 0: pixel p alone, its window
  * unpacked twice). */
 TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -365,17 +388,8 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
     const int32_t oy1 = (int32_t)(q / (uint32_t)OW), ox1 = (int32_t)(q % (uint32_t)OW);
     int32_t s0, s1;
     /* both pixels' windows read before any output is written */
-    if (XB == 8u) {
-        s0 = tn_m7_cv_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
-                             PADZERO, KWCP, INSIDE);
-        s1 = tn_m7_cv_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
-                             PADZERO, KWCP, INSIDE);
-    } else {
-        s0 = tn_sc_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
-                          PADZERO, GX, KWCP);
-        s1 = tn_sc_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
-                          PADZERO, GX, KWCP);
-    }
+    tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                  PADZERO, GX, KWCP, INSIDE, &s0, &s1);
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
         w = tn_sc_block(w, buf, KP, WB, RAW, acc);
@@ -422,17 +436,8 @@ TN_INLINE void tn_sc_pool2(const tn_layer_t *l, const uint8_t *in, uint32_t *TN_
     const int32_t *bias = l->bias;
     int32_t s0, s1;
     if (!TWO) { oy1 = oy0; ox1 = ox0; } /* the lone pixel twice */
-    if (XB == 8u) {
-        s0 = tn_m7_cv_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
-                             PADZERO, KWCP, INSIDE);
-        s1 = tn_m7_cv_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
-                             PADZERO, KWCP, INSIDE);
-    } else {
-        s0 = tn_sc_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
-                          PADZERO, GX, KWCP);
-        s1 = tn_sc_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
-                          PADZERO, GX, KWCP);
-    }
+    tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                  PADZERO, GX, KWCP, INSIDE, &s0, &s1);
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
         w = tn_sc_block(w, buf, KP, WB, RAW, acc);
