@@ -419,7 +419,7 @@ def _kernel_texts(prefix: str, op_files=()) -> dict:
 
 def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
              fuse_add: bool = True, overlap: bool = True, kernels: str = "m7",
-             prefix: str = "model") -> Export:
+             prefix: str = "model", arena_budget: int | None = None) -> Export:
     """Write the C sources of ``graph`` into ``out_dir`` (created; existing files replaced).
 
     Arguments:
@@ -440,6 +440,9 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
             macros ``<PREFIX>_IN_BYTES``, ...; any prefix but the default ``model`` also gives
             the export its own renamed copy of the kernels (``<prefix>_tinyopt_nn.c``, symbols
             ``<prefix>_tn_*``), so that several exports link into one program.
+        arena_budget: None (default): the smallest arena (on a Keras-path graph the kernels
+            needing more scratch run only where it is free); bytes: those faster kernels may
+            grow the arena up to that many bytes (:func:`memory_plan`).
 
     Compile-time options of the generated C (all off by default): ``<PREFIX>_ARENA_EXTERNAL``
     (the caller supplies the arena with ``<prefix>_set_arena``), ``<PREFIX>_ARENA_SECTION`` /
@@ -460,7 +463,7 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
     """
     p = check_prefix(prefix)
     P = p.upper()
-    steps, mem = memory_plan(graph, fuse_pool, fuse_add, overlap, kernels)
+    steps, mem = memory_plan(graph, fuse_pool, fuse_add, overlap, kernels, arena_budget)
     arena = mem.arena_bytes
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -274,7 +274,7 @@ Kernels: `--target {meta['target']}` ({KERNELS_TEXT[meta['target']]}).
 
 def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source=None,
              check_images: int = 32, seed: int = 0, version: str | None = None,
-             progress=None) -> dict:
+             progress=None, arena_budget: int | None = None) -> dict:
     """Write the C library of ``graph`` named ``name`` into ``out_dir``.
 
     Arguments:
@@ -293,6 +293,9 @@ def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source
         progress: None, or a callable taking the name of each stage as it starts ("C
             export", "host build and check", "Cortex-M7 compile (sizes)"), e.g. to move a
             progress bar.
+        arena_budget: None (default): the smallest arena; bytes: a Keras-path graph's faster,
+            scratch-hungry kernels may grow the arena up to that many bytes
+            (:func:`tinyopt.export_c`). Recorded in the metadata.
 
     Returns:
         The metadata dict (also written as ``metadata.json``), plus ``"export"``: the
@@ -313,7 +316,8 @@ def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source
     out = Path(out_dir)
     stage = progress if progress is not None else (lambda name: None)
     stage("C export")
-    export = codegen.export_c(graph, out, kernels=TARGETS[target], prefix=name)
+    export = codegen.export_c(graph, out, kernels=TARGETS[target], prefix=name,
+                              arena_budget=arena_budget)
     sources = [s.name for s in export.sources]
     check = None
     if check_images > 0:
@@ -328,6 +332,7 @@ def generate(graph: IntegerGraph, out_dir, name: str, target: str = "m7", source
     stage("Cortex-M7 compile (sizes)")
     meta = {
         "name": name, "target": target, "tinyopt_version": version,
+        "arena_budget": arena_budget,
         "source": {"file": src.name if src else None,
                    "sha256": sha256_file(src) if src and src.is_file() else None},
         "graph": graph.name, "rounding": graph.rounding,

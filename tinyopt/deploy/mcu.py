@@ -501,7 +501,8 @@ def _memory_model(graph):
 
 def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: int | None = None,
            mcu_images: int = 100, run_mcu: bool = True, fuse_pool: bool = True,
-           fuse_add: bool = True, overlap: bool = True, kernels: str = "m7") -> dict:
+           fuse_add: bool = True, overlap: bool = True, kernels: str = "m7",
+           arena_budget: int | None = None) -> dict:
     """Export ``graph``, check it bit-exact against :func:`tinyopt.sim.run` on the host (and under
     QEMU when the toolchain is installed and ``run_mcu``), and measure sizes, RAM and instructions.
 
@@ -518,7 +519,8 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
         host_images: images for the host check (default: all of ``x``).
         mcu_images: images for the QEMU check.
         run_mcu: False skips the Cortex-M7 part.
-        fuse_pool, fuse_add, overlap, kernels: see :func:`tinyopt.codegen.export_c`
+        fuse_pool, fuse_add, overlap, kernels, arena_budget: see
+            :func:`tinyopt.codegen.export_c`
             (``overlap=False``: every tensor whole for its lifetime, the memory model's plan;
             ``kernels``: "m7", specialised per layer, or "portable", the generic reference).
 
@@ -571,7 +573,7 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
     if n_host > len(x) or (run_mcu and mcu_images > len(x)):
         raise ValueError(f"asked for {n_host} host / {mcu_images} MCU images but x has {len(x)}")
     export = codegen.export_c(graph, base / "src", fuse_pool=fuse_pool, fuse_add=fuse_add,
-                              overlap=overlap, kernels=kernels)
+                              overlap=overlap, kernels=kernels, arena_budget=arena_budget)
     if run_mcu:  # a model the target cannot hold fails here, not at the link after the host build
         check_fits(export, name)
     want = codegen.reference_output(graph, x[:max(n_host, mcu_images if run_mcu else 0)])

@@ -691,7 +691,7 @@ def tensor_bytes(t: Tensor) -> int:
 
 
 def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = True,
-                overlap: bool = True, kernels: str = "m7"
+                overlap: bool = True, kernels: str = "m7", arena_budget: int | None = None
                 ) -> tuple[list[Step], memplan.MemoryPlan]:
     """The steps of ``graph`` in execution order and where their tensors live.
 
@@ -714,18 +714,28 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     dead at that step. ``arena_bytes`` includes it; ``Step.scratch_offset`` places it (a
     multiple of :data:`SCRATCH_ALIGN`). ``kernels="portable"`` plans no scratch. On a
     sub-byte Keras-path graph the kernels that need more scratch than their lean alternative run
-    only where it does not grow the arena (:func:`_plan_roomy_kernels`, :attr:`Step.roomy`).
+    only where it does not grow the arena (:func:`_plan_roomy_kernels`, :attr:`Step.roomy`), or,
+    with ``arena_budget``, where the arena stays within that budget (speed for RAM the device
+    has to spare).
+
+    Arguments:
+        arena_budget: None (default): the arena planned with the lean kernels is the arena (RAM
+            first; the memory model's figure). Bytes: the faster, scratch-hungry kernels of a
+            Keras-path graph may grow the arena up to that many bytes (never above it; a budget
+            below the lean arena changes nothing: the lean plan is the smallest there is). An
+            imported .tflite ("tflite" rounding) runs its fast kernels everywhere regardless.
 
     Returns:
         (steps with their arena offsets, the :class:`~tinyopt.integer.memplan.MemoryPlan`).
 
     Raises:
         ValueError: an invalid graph, several graph outputs, a graph without a step, a node
-            the C kernels do not support (named, with the supported set), or an unknown
-            ``kernels``.
+            the C kernels do not support (named, with the supported set), an unknown
+            ``kernels``, or an ``arena_budget`` that is not a non-negative int.
     """
     if kernels not in KERNEL_MODES:
         raise ValueError(f"kernels must be one of {KERNEL_MODES}, got {kernels!r}")
+    check_arena_budget(arena_budget)
     graph.validate()
     outputs = graph.output_names()
     if len(outputs) != 1:
@@ -774,7 +784,8 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
         raise ValueError("the graph has no compute, pool or DAG node to export (only reshapes)")
     names = {graph.input_name, *(t for s in steps for t in (*s.inputs, s.output)), *aliases}
     sizes = {t: tensor_bytes(graph.tensor(t)) for t in names}
-    mem, io = _plan_roomy_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels)
+    mem, io = _plan_roomy_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels,
+                                  arena_budget)
     for k, s in enumerate(steps):
         s.in_offsets = tuple(mem.offset(t) for t in s.inputs)
         s.in_offset, s.out_offset = s.in_offsets[0], mem.offset(s.output)
@@ -783,12 +794,25 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     return steps, mem
 
 
-def _plan_roomy_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels):
+def check_arena_budget(arena_budget) -> None:
+    """Raise ValueError unless ``arena_budget`` is None or a non-negative int (bytes)."""
+    if arena_budget is None:
+        return
+    if isinstance(arena_budget, bool) or not isinstance(arena_budget, (int, np.integer)) \
+            or arena_budget < 0:
+        raise ValueError(f"arena_budget must be None or a non-negative number of bytes (an "
+                         f"int, e.g. 65536), got {arena_budget!r}")
+
+
+def _plan_roomy_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels,
+                        arena_budget=None):
     """The memory plan of ``steps`` and its step records, choosing where the kernels that need
     more scratch than their lean alternative run on a sub-byte Keras-path ("floor") graph: the
     3x3 depthwise row kernel (lean: the vector depthwise kernel, no scratch) and tn_m7_subconv
-    (lean: tn_m7_sub's packed window), each only at the steps where its scratch does not grow
-    the arena planned with the lean kernels everywhere (:attr:`Step.roomy`). Why: on that path
+    (lean: tn_m7_sub's packed window), each only at the steps where its scratch keeps the arena
+    within the arena planned with the lean kernels everywhere, or within ``arena_budget`` when
+    that is larger (greedy in step order, every choice verified by the planner;
+    :attr:`Step.roomy`). Why: on that path
     RAM is the budget the mixed-precision search spends bits on: the row kernel's three int16
     rows would set DS-CNN's peak (w8a8 9,796 -> 12,868 B) and tn_m7_subconv's lanes would lift
     a w4a4 VWW above its w8a8 arena; the speed is taken where it is free. An imported .tflite
@@ -810,6 +834,7 @@ def _plan_roomy_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels)
     for s in candidates:
         s.roomy = False
     lean_mem, lean_io = planned()
+    limit = max(lean_mem.arena_bytes, arena_budget or 0)
     # first guess: the steps whose live bytes in that plan leave room for the scratch (one
     # more plan); when the planner cannot place them all so, one plan per candidate
     index = {id(s): k for k, s in enumerate(steps)}
@@ -818,19 +843,22 @@ def _plan_roomy_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels)
         k = index[id(s)]
         s.roomy = True
         held = sum(b.span_at(k) for b in lean_mem.buffers)
-        if held + scratch_bytes(s, kernels) + SCRATCH_ALIGN <= lean_mem.arena_bytes:
+        if held + scratch_bytes(s, kernels) + SCRATCH_ALIGN <= limit:
             free.append(s)
         s.roomy = s in free
     best = planned() if free else (lean_mem, lean_io)
-    if best[0].arena_bytes <= lean_mem.arena_bytes:
-        return best
-    best = lean_mem, lean_io
-    for s in free:
-        s.roomy = False
-    for s in free:
+    if best[0].arena_bytes <= limit:
+        # with a budget above the lean arena the guess may leave room: try the others too
+        tries = [s for s in candidates if s not in free] if limit > lean_mem.arena_bytes else []
+    else:
+        best = lean_mem, lean_io
+        for s in free:
+            s.roomy = False
+        tries = free
+    for s in tries:
         s.roomy = True
         trial = planned()
-        if trial[0].arena_bytes <= lean_mem.arena_bytes:
+        if trial[0].arena_bytes <= limit:
             best = trial
         else:
             s.roomy = False

@@ -117,7 +117,7 @@ def ptq_check(model, name: str, policy, calibration: np.ndarray, x: np.ndarray,
 
 
 def memory_check(model, policy, graph, codes: np.ndarray, build_dir, run_mcu: bool = False,
-                 softmax: str = "int8") -> dict:
+                 softmax: str = "int8", arena_budget: int | None = None) -> dict:
     """The memory model's peak RAM against the deployed C (host build; QEMU with ``run_mcu``).
 
     Returns:
@@ -125,7 +125,11 @@ def memory_check(model, policy, graph, codes: np.ndarray, build_dir, run_mcu: bo
         peak_ram_paper (the paper's accounting), arena_packed (the default plan: in-place,
         sliding and add-fused writes, kernel scratch), arena_live (``overlap=False``: every
         tensor whole for its lifetime) and arena_lower_bound (its largest live sum),
-        host_images_exact of both builds, and ``model_equals_deployed_arena``.
+        host_images_exact of both builds, and ``model_equals_deployed_arena``; with QEMU the
+        instructions per inference of the live plan (``insns_per_inference``) and of the
+        default plan (``insns_packed``). With ``arena_budget`` (bytes) a third build whose
+        faster kernels may grow the arena up to it (:func:`tinyopt.export_c`):
+        ``arena_budgeted``, ``host_exact_budgeted``, ``insns_budgeted``.
     """
     from tinyopt.deploy import mcu
     from tinyopt.mixed import memory
@@ -137,6 +141,14 @@ def memory_check(model, policy, graph, codes: np.ndarray, build_dir, run_mcu: bo
     packed = mcu.deploy(graph, codes, build_dir, name=f"{folder}_packed", run_mcu=run_mcu,
                         mcu_images=min(len(codes), 5))["summary"]
     paper = memory.peak_ram_bytes(model, policy, softmax, accounting="paper")
+    budgeted = {}
+    if arena_budget is not None:
+        b = mcu.deploy(graph, codes, build_dir, name=f"{folder}_budget", run_mcu=run_mcu,
+                       mcu_images=min(len(codes), 5), arena_budget=arena_budget)["summary"]
+        budgeted = {"arena_budget": arena_budget, "arena_budgeted": b["arena_bytes"],
+                    "host_exact_budgeted": f"{b['host_images_exact']}/{b['host_images']}",
+                    "mcu_exact_budgeted": b.get("mcu_images_exact"),
+                    "insns_budgeted": b.get("insns_per_image_mean")}
     return {"model": graph.name, "peak_ram_model": peak, "peak_ram_paper": paper,
             "arena_live": live["arena_bytes"],
             "arena_lower_bound": live["arena_lower_bound"], "arena_packed": packed["arena_bytes"],
@@ -146,7 +158,8 @@ def memory_check(model, policy, graph, codes: np.ndarray, build_dir, run_mcu: bo
             "model_equals_deployed_arena": peak == packed["arena_bytes"],
             "param_bytes_model": memory.deployed_param_bytes(model, policy, softmax),
             "param_bytes_c": live["param_bytes_c"], "flash_bytes_paper": memory.flash_bytes(
-                model, policy), "insns_per_inference": live.get("insns_per_image_mean")}
+                model, policy), "insns_per_inference": live.get("insns_per_image_mean"),
+            "insns_packed": packed.get("insns_per_image_mean"), **budgeted}
 
 
 # ------------------------------------------------------------------ retraining the architectures

@@ -154,15 +154,16 @@ def load_any(args) -> tuple:
 
 
 def analyze(graph, flash: int | None = None, ram: int | None = None,
-            kernels: str = "m7") -> dict:
-    """The per-step table and totals of ``graph``'s C export (see the module docstring).
+            kernels: str = "m7", arena_budget: int | None = None) -> dict:
+    """The per-step table and totals of ``graph``'s C export (see the module docstring;
+    ``arena_budget``: :func:`tinyopt.export_c`'s, the export ``generate`` writes with it).
 
     Returns:
         {"steps": [row dicts], "totals": {...}, "budget": {...}, "fits": bool or None}.
     """
     from tinyopt.deploy import codegen, library
     with tempfile.TemporaryDirectory(prefix="tinyopt_analyze_") as tmp:
-        export = codegen.export_c(graph, tmp, kernels=kernels)
+        export = codegen.export_c(graph, tmp, kernels=kernels, arena_budget=arena_budget)
         code = library.library_sizes(export)
     members = [m for b in export.memory.buffers for m in b.members]
     rows = []
@@ -317,13 +318,27 @@ def _validate(args) -> int:
         inputs = f"RANDOM input codes, seed {args.seed}: no --data given"
     tflite = path.read_bytes() if path.suffix.lower() == ".tflite" else None
     report = val.validate(graph, x, tflite=tflite, flavour=args.flavour, target=args.target,
-                          kernels=args.kernels, progress=show_progress(not args.no_progress))
+                          kernels=args.kernels, progress=show_progress(not args.no_progress),
+                          arena_budget=_arena_budget(args))
     if args.json:
         print(json.dumps({"model": str(path), "inputs": inputs, "keras": keras, **report},
                          indent=2))
     else:
         val.print_report(path, report, inputs)
     return 1 if report["mismatch"] else 0
+
+
+def _arena_budget(args) -> int | None:
+    value = getattr(args, "arena_budget", None)
+    return None if value is None else parse_bytes(value, "--arena-budget")
+
+
+def _arena_option(parser) -> None:
+    parser.add_argument("--arena-budget", default=None, metavar="BYTES",
+                        help="RAM the C may use for its activation arena (64k): a Keras "
+                        "model's faster kernels (sub-byte convolutions, 3x3 depthwise rows) "
+                        "take scratch up to it; default: the smallest arena. No effect on a "
+                        ".tflite (its fast kernels always run)")
 
 
 def _keras_options(parser, budgets: bool) -> None:
@@ -367,6 +382,7 @@ def add_parsers(sub) -> None:
                     help="a .tflite's arithmetic: tflm (TFLite Micro + CMSIS-NN, default) or "
                     "litert (LiteRT reference kernels)")
     an.add_argument("--json", action="store_true", help="print the report as JSON")
+    _arena_option(an)
     _keras_options(an, budgets=False)
     gen = sub.add_parser("generate", help="a self-contained C library for a firmware",
                          formatter_class=fmt,
@@ -388,6 +404,7 @@ def add_parsers(sub) -> None:
     gen.add_argument("--check", type=int, default=32, metavar="N",
                      help="random inputs of the host check (default 32; 0: no check)")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _arena_option(gen)
     _keras_options(gen, budgets=True)
     val = sub.add_parser("validate", help="the C (host, Cortex-M7) against the simulator and "
                          "the interpreters, on data", formatter_class=fmt,
@@ -418,6 +435,7 @@ def add_parsers(sub) -> None:
     val.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     val.add_argument("--json", action="store_true", help="print the report as JSON")
     val.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _arena_option(val)
     _keras_options(val, budgets=True)
     ops = sub.add_parser("supported-ops", help="the ops each path accepts",
                          formatter_class=fmt,
@@ -441,7 +459,8 @@ def run(args) -> int:
         if args.command == "analyze":
             flash, ram = _budgets(args)
             graph, path, info = load_any(args)
-            report = analyze(graph, flash, ram, kernels=args.target)
+            report = analyze(graph, flash, ram, kernels=args.target,
+                             arena_budget=_arena_budget(args))
             if info is not None:
                 report = {"keras": keras_analysis(info, flash, ram), **report}
             if args.json:
@@ -462,7 +481,8 @@ def run(args) -> int:
             with _stage_bar(not args.no_progress, 3) as bar:
                 meta = library.generate(graph, args.out, args.name, target=args.target,
                                         source=path, check_images=args.check,
-                                        progress=bar.stage)
+                                        progress=bar.stage,
+                                        arena_budget=_arena_budget(args))
             out = Path(args.out)
             print(f"wrote {out}/: {', '.join(meta['sources'])}, {meta['header']}, "
                   f"{args.name}_params.h, kernels, CMakeLists.txt, {args.name}.mk, README.md, "

@@ -227,7 +227,7 @@ def toolchain_or_raise() -> None:
 
 def validate(graph, x: np.ndarray, tflite: bytes | None = None, flavour: str | None = None,
              target: str = "host", kernels: str = "m7", work_dir=None,
-             progress: bool = False) -> dict:
+             progress: bool = False, arena_budget: int | None = None) -> dict:
     """Run every engine on ``x`` and compare each with the simulator's reference engine.
 
     Arguments:
@@ -239,6 +239,8 @@ def validate(graph, x: np.ndarray, tflite: bytes | None = None, flavour: str | N
         kernels: the C export's kernels ("m7" or "portable").
         work_dir: where the C is exported and built (default: a temporary folder, removed).
         progress: show a progress bar over the engines (on stderr).
+        arena_budget: the C export's arena budget (:func:`tinyopt.export_c`; None: the
+            smallest arena).
 
     Returns:
         {"rows": [one dict per engine], "mismatch": bool, "memory": {...}, "images": N}.
@@ -285,7 +287,8 @@ def validate(graph, x: np.ndarray, tflite: bytes | None = None, flavour: str | N
             base = Path(work_dir) if work_dir is not None else Path(tmp)
             bar.set_description("C export and host build (gcc)")
             t0 = time.perf_counter()
-            export = codegen.export_c(graph, base / "src", kernels=kernels)
+            export = codegen.export_c(graph, base / "src", kernels=kernels,
+                                      arena_budget=arena_budget)
             exe = ctrace.build_host_traced(export, base / "host")
             bar.update()
             bar.set_description(f"host C: {len(x)} images")
