@@ -662,6 +662,182 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Small dense layers (heads): tn_m7_fc16, the weights as int16 lanes, no scratch.
+ *
+ * tn_m7_fc's fixed costs (the sum x' pass, the S_a / R split, zero points and bias added per
+ * output) and its 3.5 instructions per row and group weigh on the few rows of a classifier head.
+ * For a layer of few weights (kernels_m7.fc16_fits: N K <= kernels_m7.FC16_MAX_WEIGHTS) the
+ * export stores d = w - z_w of each row as int16 lanes instead (twice the weight bytes, counted
+ * as layout bytes, Export.weight_pad_bytes), in blocks of R <= 7 rows (seven accumulators and
+ * seven other registers: all fourteen). Per group of four inputs: one LDR of the input word, two
+ * SXTB16 / UXTB16 (raw codes, no offset), then per row one LDRD of its lanes
+ * [d_k, d_k+2], [d_k+1, d_k+3] and two SMLAD: 3 + 3 R instructions for 4 R MACs. The input zero
+ * point and the bias enter once, at export: each block starts with its rows' constants
+ * C = bias - z_x sum_k d_k (int32, modulo 2^32), the accumulators' initial values, so that
+ * acc = C + sum d x = bias + sum (w - z_w)(x - z_x) modulo 2^32, the reference's accumulator.
+ * DBL (the export's choice where tn_m7_out's FAST = 3 form applies: |acc| < 2^30) stores 2 d and
+ * 2 C: the accumulator is then 2 acc, exactly the SMMULR operand of that form (one shift less
+ * per output); any other form takes acc = 2 acc >> 1.
+ *
+ * Layout (kernels_m7.fc16_weights; little-endian): per block of R rows (blocks of seven, then the
+ * N % 7 rows left), C of its R rows (int32), then per group of four inputs each row's two words
+ * above (int16 lanes), then the K % 4 tail lanes of each row (int16) and zero padding to a
+ * word: every block a whole number of words (LDRD needs the array word-aligned: a misaligned
+ * one takes the C loop, which computes the same).
+ * --------------------------------------------------------------------------------------------- */
+#if TN_M7_ASM
+#define TN_F16_X(XT)                                                                            \
+    "ldr %[v], [%[x]], #4\n\t"                                                                  \
+    XT "xtb16 %[xo], %[v], ror #8\n\t"                                                          \
+    XT "xtb16 %[v], %[v]\n\t"
+#define TN_F16_ROW(A)                                                                           \
+    "ldrd %[u], %[u2], [%[w]], #8\n\t"                                                          \
+    "smlad %[" A "], %[u], %[v], %[" A "]\n\t"                                                  \
+    "smlad %[" A "], %[u2], %[xo], %[" A "]\n\t"
+#define TN_F16_G1(XT) TN_F16_X(XT) TN_F16_ROW("a0")
+#define TN_F16_G2(XT) TN_F16_G1(XT) TN_F16_ROW("a1")
+#define TN_F16_G3(XT) TN_F16_G2(XT) TN_F16_ROW("a2")
+#define TN_F16_G4(XT) TN_F16_G3(XT) TN_F16_ROW("a3")
+#define TN_F16_G5(XT) TN_F16_G4(XT) TN_F16_ROW("a4")
+#define TN_F16_G6(XT) TN_F16_G5(XT) TN_F16_ROW("a5")
+#define TN_F16_G7(XT) TN_F16_G6(XT) TN_F16_ROW("a6")
+/* operands: R accumulators (early-clobber, as TN_FC_OPS3) */
+#define TN_F16_O0 [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [u] "=&r"(u),       \
+    [u2] "=&r"(u2)
+#define TN_F16_O1 TN_F16_O0, [a0] "+&r"(a0)
+#define TN_F16_O2 TN_F16_O1, [a1] "+&r"(a1)
+#define TN_F16_O3 TN_F16_O2, [a2] "+&r"(a2)
+#define TN_F16_O4 TN_F16_O3, [a3] "+&r"(a3)
+#define TN_F16_O5 TN_F16_O4, [a4] "+&r"(a4)
+#define TN_F16_O6 TN_F16_O5, [a5] "+&r"(a5)
+#define TN_F16_O7 TN_F16_O6, [a6] "+&r"(a6)
+#define TN_F16_ASM(BODY, R) __asm__ volatile(BODY : TN_F16_O##R : [end] "r"(end) : "cc", "memory")
+/* NG groups: NG % 4 (with R <= 3: NG % 8) first, then four (eight) per pass */
+#define TN_F16_RUN(XT, R)                                                                       \
+    do {                                                                                        \
+        if (NG & 1u) TN_F16_ASM(TN_F16_G##R(XT), R);                                            \
+        if (NG & 2u) TN_F16_ASM(TN_F16_G##R(XT) TN_F16_G##R(XT), R);                            \
+        if (R <= 3u) {                                                                          \
+            if (NG & 4u)                                                                        \
+                TN_F16_ASM(TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT), R); \
+            if (NG >= 8u)                                                                       \
+                TN_F16_ASM("1:\n\t" TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT)             \
+                           TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT)      \
+                           TN_F16_G##R(XT) "cmp %[x], %[end]\n\tbne 1b\n\t", R);                \
+        } else if (NG >= 4u) {                                                                  \
+            TN_F16_ASM("1:\n\t" TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT)                 \
+                       TN_F16_G##R(XT) "cmp %[x], %[end]\n\tbne 1b\n\t", R);                    \
+        }                                                                                       \
+    } while (0)
+#define TN_F16_RUN_XS(R)                                                                        \
+    do {                                                                                        \
+        if (XS) TN_F16_RUN("s", R);                                                              \
+        else TN_F16_RUN("u", R);                                                                 \
+    } while (0)
+#endif
+
+/* Output c of tn_m7_fc16 from its accumulator (DBL: 2 acc). */
+TN_INLINE void tn_m7_fc16_put(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint32_t c,
+                              uint32_t acc, uint32_t DBL, uint32_t REQ, uint32_t NM,
+                              uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    if (DBL && REQ && FAST == 3u && ROUND == TN_TFL_DOUBLE && OB == 8u) {
+        /* tn_m7_out8 / tn_m7_out's FAST = 3 forms, the accumulator already doubled */
+        const int32_t m0 = NM == 1u ? M0 : l->m0[c];
+        const int32_t n0 = NM == 1u ? N0 : (int32_t)l->n0[c];
+        const int32_t h = tn_smmulr((int32_t)acc, m0);
+        const uint32_t right = (uint32_t)(-n0);
+        int32_t r;
+        if (NM == 1u && N0 >= -20 && ((LOZ + ZP == -128 && HIZ + ZP == 127)
+                                      || (LOZ + ZP == 0 && HIZ + ZP == 255))) {
+            const int32_t cst = (int32_t)((1u << (right - 1u)) + ((uint32_t)ZP << right));
+            out[c] = (uint8_t)tn_sat8((h + cst + (h >> 31)) >> right, LOZ + ZP == -128);
+            return;
+        }
+        r = (h + (int32_t)(1u << (right - 1u)) + (h >> 31)) >> right;
+        r = r < LOZ ? LOZ : (r > HIZ ? HIZ : r);
+        out[c] = (uint8_t)(r + ZP);
+        return;
+    }
+    if (DBL) /* 2 acc, |acc| < 2^30: the halving is exact */
+        acc = (uint32_t)((int32_t)acc >> 1);
+    tn_m7_put(l, out, c, c, acc, REQ, NM, ROUND, OB, TN_RQ);
+}
+
+/* Outputs c .. c + R - 1 (one block of R rows, 1 <= R <= 7, weights at w, word-aligned when
+ * ALIGNED); returns w past the block. */
+TN_INLINE const uint8_t *tn_m7_fc16_block(const tn_layer_t *l, const uint8_t *w,
+                                          const uint8_t *in, uint8_t *TN_RESTRICT out,
+                                          uint32_t c, uint32_t R, uint32_t K, uint32_t XS,
+                                          uint32_t ALIGNED, uint32_t DBL, uint32_t REQ,
+                                          uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const uint32_t NG = K / 4u, t = K & 3u;
+    uint32_t a[7], r, j;
+    TN_UNROLL
+    for (r = 0; r < R; r++) a[r] = tn_ld32(w + 4u * r);
+    w += 4u * R;
+#if TN_M7_ASM
+    if (ALIGNED) {
+        const uint8_t *x = in, *end = in + 4u * NG;
+        uint32_t a0 = a[0], a1 = R > 1u ? a[1] : 0u, a2 = R > 2u ? a[2] : 0u,
+                 a3 = R > 3u ? a[3] : 0u, a4 = R > 4u ? a[4] : 0u, a5 = R > 5u ? a[5] : 0u,
+                 a6 = R > 6u ? a[6] : 0u, v, xo, u, u2;
+        switch (R) {
+        case 1u: TN_F16_RUN_XS(1); break;
+        case 2u: TN_F16_RUN_XS(2); break;
+        case 3u: TN_F16_RUN_XS(3); break;
+        case 4u: TN_F16_RUN_XS(4); break;
+        case 5u: TN_F16_RUN_XS(5); break;
+        case 6u: TN_F16_RUN_XS(6); break;
+        default: TN_F16_RUN_XS(7); break;
+        }
+        a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; a[4] = a4; a[5] = a5; a[6] = a6;
+    } else
+#endif
+    {
+        (void)ALIGNED;
+        for (j = 0; j < NG; j++) {
+            const uint32_t v = tn_ld32(in + 4u * j);
+            const uint32_t xe = XS ? tn_sxtab16(0u, v) : tn_uxtb16(v);
+            const uint32_t xo = XS ? tn_sxtab16_ror8(0u, v) : tn_uxtb16_ror8(v);
+            for (r = 0; r < R; r++, w += 8) {
+                a[r] = (uint32_t)tn_smlad(tn_ld32(w), xe, (int32_t)a[r]);
+                a[r] = (uint32_t)tn_smlad(tn_ld32(w + 4), xo, (int32_t)a[r]);
+            }
+        }
+    }
+    for (r = 0; r < R && t; r++) /* the K % 4 tail lanes of each row */
+        for (j = 0; j < t; j++) {
+            const uint8_t *p = w + 2u * (r * t + j);
+            const int32_t d = (int32_t)(int16_t)(uint16_t)(p[0] | (p[1] << 8));
+            a[r] += (uint32_t)(d * tn_m7_x8(in, 4u * NG + j, XS, 0));
+        }
+    w += (2u * R * t + 3u) & ~3u;
+    TN_UNROLL
+    for (r = 0; r < R; r++)
+        tn_m7_fc16_put(l, out, c + r, a[r], DBL, REQ, NM, ROUND, OB, TN_RQ);
+    return w;
+}
+
+/* A small dense layer K -> N of 8-bit inputs and weights (weights in tn_m7_fc16's layout,
+ * above; DBL: doubled lanes and constants). */
+TN_INLINE void tn_m7_fc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
+                          uint32_t K, uint32_t N, uint32_t XS, uint32_t DBL, uint32_t REQ,
+                          uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const uint8_t *w = l->w; /* read once (the asm's memory clobber would reload it) */
+    const uint32_t aligned = ((uintptr_t)w & 3u) == 0u, full = N / 7u, rest = N % 7u;
+    uint32_t b;
+    for (b = 0; b < full; b++)
+        w = tn_m7_fc16_block(l, w, in, out, 7u * b, 7u, K, XS, aligned, DBL, REQ, NM, ROUND, OB,
+                             TN_RQ);
+    if (rest)
+        tn_m7_fc16_block(l, w, in, out, 7u * full, rest, K, XS, aligned, DBL, REQ, NM, ROUND,
+                         OB, TN_RQ);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Convolutions and pointwise layers of 8-bit inputs and 8-bit weights: tn_m7_conv. Two output
  * pixels x one pair of output channels per inner loop, 13 instructions per 16 MACs (the row-pair
  * arithmetic is tn_m7_fc's, above).
