@@ -686,53 +686,81 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * one takes the C loop, which computes the same).
  * --------------------------------------------------------------------------------------------- */
 #if TN_M7_ASM
+/* one group: the input word widened into v (x_k, x_k+2) and xo (x_k+1, x_k+3); then per row
+ * (TN_F16_ROW) its two words and two SMLAD */
 #define TN_F16_X(XT)                                                                            \
     "ldr %[v], [%[x]], #4\n\t"                                                                  \
     XT "xtb16 %[xo], %[v], ror #8\n\t"                                                          \
     XT "xtb16 %[v], %[v]\n\t"
-#define TN_F16_ROW(A)                                                                           \
+#define TN_F16_ROW(A, V, XO)                                                                    \
     "ldrd %[u], %[u2], [%[w]], #8\n\t"                                                          \
-    "smlad %[" A "], %[u], %[v], %[" A "]\n\t"                                                  \
-    "smlad %[" A "], %[u2], %[xo], %[" A "]\n\t"
-#define TN_F16_G1(XT) TN_F16_X(XT) TN_F16_ROW("a0")
-#define TN_F16_G2(XT) TN_F16_G1(XT) TN_F16_ROW("a1")
-#define TN_F16_G3(XT) TN_F16_G2(XT) TN_F16_ROW("a2")
-#define TN_F16_G4(XT) TN_F16_G3(XT) TN_F16_ROW("a3")
-#define TN_F16_G5(XT) TN_F16_G4(XT) TN_F16_ROW("a4")
-#define TN_F16_G6(XT) TN_F16_G5(XT) TN_F16_ROW("a5")
-#define TN_F16_G7(XT) TN_F16_G6(XT) TN_F16_ROW("a6")
-/* operands: R accumulators (early-clobber, as TN_FC_OPS3) */
+    "smlad %[" A "], %[u], %[" V "], %[" A "]\n\t"                                              \
+    "smlad %[" A "], %[u2], %[" XO "], %[" A "]\n\t"
+#define TN_F16_R1(V, XO) TN_F16_ROW("a0", V, XO)
+#define TN_F16_R2(V, XO) TN_F16_R1(V, XO) TN_F16_ROW("a1", V, XO)
+#define TN_F16_R3(V, XO) TN_F16_R2(V, XO) TN_F16_ROW("a2", V, XO)
+#define TN_F16_R4(V, XO) TN_F16_R3(V, XO) TN_F16_ROW("a3", V, XO)
+#define TN_F16_R5(V, XO) TN_F16_R4(V, XO) TN_F16_ROW("a4", V, XO)
+#define TN_F16_R6(V, XO) TN_F16_R5(V, XO) TN_F16_ROW("a5", V, XO)
+#define TN_F16_R7(V, XO) TN_F16_R6(V, XO) TN_F16_ROW("a6", V, XO)
+#define TN_F16_G(XT, R) TN_F16_X(XT) TN_F16_R##R("v", "xo")
+/* two groups from one LDRD of a word-aligned input (R <= 5: two more registers): one
+ * instruction less per two groups; the weights in the same order (group, then row) */
+#define TN_F16_P(XT, R)                                                                         \
+    "ldrd %[v], %[v2], [%[x]], #8\n\t"                                                          \
+    XT "xtb16 %[xo], %[v], ror #8\n\t" XT "xtb16 %[v], %[v]\n\t"                                \
+    XT "xtb16 %[xo2], %[v2], ror #8\n\t" XT "xtb16 %[v2], %[v2]\n\t"                            \
+    TN_F16_R##R("v", "xo") TN_F16_R##R("v2", "xo2")
+/* operands: R accumulators (early-clobber, as TN_FC_OPS3); Q: the two-group form's registers */
 #define TN_F16_O0 [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [u] "=&r"(u),       \
     [u2] "=&r"(u2)
-#define TN_F16_O1 TN_F16_O0, [a0] "+&r"(a0)
-#define TN_F16_O2 TN_F16_O1, [a1] "+&r"(a1)
-#define TN_F16_O3 TN_F16_O2, [a2] "+&r"(a2)
-#define TN_F16_O4 TN_F16_O3, [a3] "+&r"(a3)
-#define TN_F16_O5 TN_F16_O4, [a4] "+&r"(a4)
-#define TN_F16_O6 TN_F16_O5, [a5] "+&r"(a5)
-#define TN_F16_O7 TN_F16_O6, [a6] "+&r"(a6)
-#define TN_F16_ASM(BODY, R) __asm__ volatile(BODY : TN_F16_O##R : [end] "r"(end) : "cc", "memory")
-/* NG groups: NG % 4 (with R <= 3: NG % 8) first, then four (eight) per pass */
+#define TN_F16_Q0 TN_F16_O0, [v2] "=&r"(v2), [xo2] "=&r"(xo2)
+#define TN_F16_A1 , [a0] "+&r"(a0)
+#define TN_F16_A2 TN_F16_A1, [a1] "+&r"(a1)
+#define TN_F16_A3 TN_F16_A2, [a2] "+&r"(a2)
+#define TN_F16_A4 TN_F16_A3, [a3] "+&r"(a3)
+#define TN_F16_A5 TN_F16_A4, [a4] "+&r"(a4)
+#define TN_F16_A6 TN_F16_A5, [a5] "+&r"(a5)
+#define TN_F16_A7 TN_F16_A6, [a6] "+&r"(a6)
+#define TN_F16_ASM(BODY, R) \
+    __asm__ volatile(BODY : TN_F16_O0 TN_F16_A##R : [end] "r"(end) : "cc", "memory")
+#define TN_F16_ASMQ(BODY, R) \
+    __asm__ volatile(BODY : TN_F16_Q0 TN_F16_A##R : [end] "r"(end) : "cc", "memory")
+#define TN_F16_LOOP "cmp %[x], %[end]\n\tbne 1b\n\t"
+/* NG groups, one input word at a time: NG % 4 first, then four per pass */
 #define TN_F16_RUN(XT, R)                                                                       \
     do {                                                                                        \
-        if (NG & 1u) TN_F16_ASM(TN_F16_G##R(XT), R);                                            \
-        if (NG & 2u) TN_F16_ASM(TN_F16_G##R(XT) TN_F16_G##R(XT), R);                            \
+        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R);                                            \
+        if (NG & 2u) TN_F16_ASM(TN_F16_G(XT, R) TN_F16_G(XT, R), R);                            \
+        if (NG >= 4u)                                                                           \
+            TN_F16_ASM("1:\n\t" TN_F16_G(XT, R) TN_F16_G(XT, R) TN_F16_G(XT, R)                 \
+                       TN_F16_G(XT, R) TN_F16_LOOP, R);                                         \
+    } while (0)
+/* NG groups, two at a time (a word-aligned input, R <= 5): NG % 4 (R <= 3: NG % 8) first,
+ * then four (eight) per pass */
+#define TN_F16_RUNQ(XT, R)                                                                      \
+    do {                                                                                        \
+        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R);                                            \
+        if (NG & 2u) TN_F16_ASMQ(TN_F16_P(XT, R), R);                                           \
         if (R <= 3u) {                                                                          \
-            if (NG & 4u)                                                                        \
-                TN_F16_ASM(TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT), R); \
+            if (NG & 4u) TN_F16_ASMQ(TN_F16_P(XT, R) TN_F16_P(XT, R), R);                       \
             if (NG >= 8u)                                                                       \
-                TN_F16_ASM("1:\n\t" TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT)             \
-                           TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT)      \
-                           TN_F16_G##R(XT) "cmp %[x], %[end]\n\tbne 1b\n\t", R);                \
+                TN_F16_ASMQ("1:\n\t" TN_F16_P(XT, R) TN_F16_P(XT, R) TN_F16_P(XT, R)            \
+                            TN_F16_P(XT, R) TN_F16_LOOP, R);                                    \
         } else if (NG >= 4u) {                                                                  \
-            TN_F16_ASM("1:\n\t" TN_F16_G##R(XT) TN_F16_G##R(XT) TN_F16_G##R(XT)                 \
-                       TN_F16_G##R(XT) "cmp %[x], %[end]\n\tbne 1b\n\t", R);                    \
+            TN_F16_ASMQ("1:\n\t" TN_F16_P(XT, R) TN_F16_P(XT, R) TN_F16_LOOP, R);               \
         }                                                                                       \
     } while (0)
 #define TN_F16_RUN_XS(R)                                                                        \
     do {                                                                                        \
         if (XS) TN_F16_RUN("s", R);                                                              \
         else TN_F16_RUN("u", R);                                                                 \
+    } while (0)
+#define TN_F16_RUN_XSQ(R)                                                                       \
+    do {                                                                                        \
+        if (XA && XS) TN_F16_RUNQ("s", R);                                                       \
+        else if (XA) TN_F16_RUNQ("u", R);                                                        \
+        else TN_F16_RUN_XS(R);                                                                   \
     } while (0)
 #endif
 
@@ -764,6 +792,21 @@ TN_INLINE void tn_m7_fc16_put(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uin
     tn_m7_put(l, out, c, c, acc, REQ, NM, ROUND, OB, TN_RQ);
 }
 
+/* Row r of a block (output c + r): its t = K % 4 tail lanes (the block's at wt, the inputs'
+ * at tail) added to acc, then requantized and stored. */
+TN_INLINE void tn_m7_fc16_end(const tn_layer_t *l, const uint8_t *wt, const uint8_t *in,
+                              uint8_t *TN_RESTRICT out, uint32_t c, uint32_t r, uint32_t t,
+                              uint32_t acc, uint32_t XS, uint32_t DBL, uint32_t REQ, uint32_t NM,
+                              uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    for (uint32_t j = 0; j < t; j++) {
+        const uint8_t *p = wt + 2u * (r * t + j);
+        const int32_t d = (int32_t)(int16_t)(uint16_t)(p[0] | (p[1] << 8));
+        acc += (uint32_t)(d * tn_m7_x8(in, j, XS, 0));
+    }
+    tn_m7_fc16_put(l, out, c + r, acc, DBL, REQ, NM, ROUND, OB, TN_RQ);
+}
+
 /* Outputs c .. c + R - 1 (one block of R rows, 1 <= R <= 7, weights at w, word-aligned when
  * ALIGNED); returns w past the block. */
 TN_INLINE const uint8_t *tn_m7_fc16_block(const tn_layer_t *l, const uint8_t *w,
@@ -773,30 +816,47 @@ TN_INLINE const uint8_t *tn_m7_fc16_block(const tn_layer_t *l, const uint8_t *w,
                                           uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
 {
     const uint32_t NG = K / 4u, t = K & 3u;
-    uint32_t a[7], r, j;
-    TN_UNROLL
-    for (r = 0; r < R; r++) a[r] = tn_ld32(w + 4u * r);
-    w += 4u * R;
+    const uint8_t *wt = w + 4u * R + 8u * R * NG, *tail = in + 4u * NG; /* the tails */
+    const uint8_t *next = wt + ((2u * R * t + 3u) & ~3u);
 #if TN_M7_ASM
-    if (ALIGNED) {
+    if (ALIGNED) { /* the accumulators in registers throughout (no array: no stack round trip) */
         const uint8_t *x = in, *end = in + 4u * NG;
-        uint32_t a0 = a[0], a1 = R > 1u ? a[1] : 0u, a2 = R > 2u ? a[2] : 0u,
-                 a3 = R > 3u ? a[3] : 0u, a4 = R > 4u ? a[4] : 0u, a5 = R > 5u ? a[5] : 0u,
-                 a6 = R > 6u ? a[6] : 0u, v, xo, u, u2;
+        const uint32_t XA = ((uintptr_t)in & 3u) == 0u; /* the two-group form's LDRD */
+        uint32_t a0 = tn_ld32(w), a1 = R > 1u ? tn_ld32(w + 4) : 0u,
+                 a2 = R > 2u ? tn_ld32(w + 8) : 0u, a3 = R > 3u ? tn_ld32(w + 12) : 0u,
+                 a4 = R > 4u ? tn_ld32(w + 16) : 0u, a5 = R > 5u ? tn_ld32(w + 20) : 0u,
+                 a6 = R > 6u ? tn_ld32(w + 24) : 0u, v, xo, u, u2, v2, xo2;
+        w += 4u * R;
         switch (R) {
-        case 1u: TN_F16_RUN_XS(1); break;
-        case 2u: TN_F16_RUN_XS(2); break;
-        case 3u: TN_F16_RUN_XS(3); break;
-        case 4u: TN_F16_RUN_XS(4); break;
-        case 5u: TN_F16_RUN_XS(5); break;
+        case 1u: TN_F16_RUN_XSQ(1); break;
+        case 2u: TN_F16_RUN_XSQ(2); break;
+        case 3u: TN_F16_RUN_XSQ(3); break;
+        case 4u: TN_F16_RUN_XSQ(4); break;
+        case 5u: TN_F16_RUN_XSQ(5); break;
         case 6u: TN_F16_RUN_XS(6); break;
         default: TN_F16_RUN_XS(7); break;
         }
-        a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; a[4] = a4; a[5] = a5; a[6] = a6;
-    } else
+        tn_m7_fc16_end(l, wt, tail, out, c, 0u, t, a0, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 1u)
+            tn_m7_fc16_end(l, wt, tail, out, c, 1u, t, a1, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 2u)
+            tn_m7_fc16_end(l, wt, tail, out, c, 2u, t, a2, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 3u)
+            tn_m7_fc16_end(l, wt, tail, out, c, 3u, t, a3, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 4u)
+            tn_m7_fc16_end(l, wt, tail, out, c, 4u, t, a4, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 5u)
+            tn_m7_fc16_end(l, wt, tail, out, c, 5u, t, a5, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 6u)
+            tn_m7_fc16_end(l, wt, tail, out, c, 6u, t, a6, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        return next;
+    }
 #endif
-    {
+    { /* the host build, and a misaligned weight array: the same sums in C */
+        uint32_t a[7], r, j;
         (void)ALIGNED;
+        for (r = 0; r < R; r++) a[r] = tn_ld32(w + 4u * r);
+        w += 4u * R;
         for (j = 0; j < NG; j++) {
             const uint32_t v = tn_ld32(in + 4u * j);
             const uint32_t xe = XS ? tn_sxtab16(0u, v) : tn_uxtb16(v);
@@ -806,18 +866,10 @@ TN_INLINE const uint8_t *tn_m7_fc16_block(const tn_layer_t *l, const uint8_t *w,
                 a[r] = (uint32_t)tn_smlad(tn_ld32(w + 4), xo, (int32_t)a[r]);
             }
         }
+        for (r = 0; r < R; r++)
+            tn_m7_fc16_end(l, wt, tail, out, c, r, t, a[r], XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
     }
-    for (r = 0; r < R && t; r++) /* the K % 4 tail lanes of each row */
-        for (j = 0; j < t; j++) {
-            const uint8_t *p = w + 2u * (r * t + j);
-            const int32_t d = (int32_t)(int16_t)(uint16_t)(p[0] | (p[1] << 8));
-            a[r] += (uint32_t)(d * tn_m7_x8(in, 4u * NG + j, XS, 0));
-        }
-    w += (2u * R * t + 3u) & ~3u;
-    TN_UNROLL
-    for (r = 0; r < R; r++)
-        tn_m7_fc16_put(l, out, c + r, a[r], DBL, REQ, NM, ROUND, OB, TN_RQ);
-    return w;
+    return next;
 }
 
 /* A small dense layer K -> N of 8-bit inputs and weights (weights in tn_m7_fc16's layout,
