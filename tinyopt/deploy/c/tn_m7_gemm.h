@@ -815,11 +815,9 @@ TN_INLINE const uint8_t *tn_m7_fc16_block(const tn_layer_t *l, const uint8_t *w,
                                           uint32_t ALIGNED, uint32_t DBL, uint32_t REQ,
                                           uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
 {
-    const uint32_t NG = K / 4u, t = K & 3u;
-    const uint8_t *wt = w + 4u * R + 8u * R * NG, *tail = in + 4u * NG; /* the tails */
-    const uint8_t *next = wt + ((2u * R * t + 3u) & ~3u);
+    const uint32_t NG = K / 4u, t = K & 3u, tails = (2u * R * t + 3u) & ~3u;
 #if TN_M7_ASM
-    if (ALIGNED) { /* the accumulators in registers throughout (no array: no stack round trip) */
+    if (ALIGNED) { /* the accumulators in registers throughout (no array: no stack) */
         const uint8_t *x = in, *end = in + 4u * NG;
         const uint32_t XA = ((uintptr_t)in & 3u) == 0u; /* the two-group form's LDRD */
         uint32_t a0 = tn_ld32(w), a1 = R > 1u ? tn_ld32(w + 4) : 0u,
@@ -836,40 +834,44 @@ TN_INLINE const uint8_t *tn_m7_fc16_block(const tn_layer_t *l, const uint8_t *w,
         case 6u: TN_F16_RUN_XS(6); break;
         default: TN_F16_RUN_XS(7); break;
         }
-        tn_m7_fc16_end(l, wt, tail, out, c, 0u, t, a0, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        /* w and x end at the tails (of the weights, of the input) */
+        tn_m7_fc16_end(l, w, x, out, c, 0u, t, a0, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
         if (R > 1u)
-            tn_m7_fc16_end(l, wt, tail, out, c, 1u, t, a1, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+            tn_m7_fc16_end(l, w, x, out, c, 1u, t, a1, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
         if (R > 2u)
-            tn_m7_fc16_end(l, wt, tail, out, c, 2u, t, a2, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+            tn_m7_fc16_end(l, w, x, out, c, 2u, t, a2, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
         if (R > 3u)
-            tn_m7_fc16_end(l, wt, tail, out, c, 3u, t, a3, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+            tn_m7_fc16_end(l, w, x, out, c, 3u, t, a3, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
         if (R > 4u)
-            tn_m7_fc16_end(l, wt, tail, out, c, 4u, t, a4, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+            tn_m7_fc16_end(l, w, x, out, c, 4u, t, a4, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
         if (R > 5u)
-            tn_m7_fc16_end(l, wt, tail, out, c, 5u, t, a5, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+            tn_m7_fc16_end(l, w, x, out, c, 5u, t, a5, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
         if (R > 6u)
-            tn_m7_fc16_end(l, wt, tail, out, c, 6u, t, a6, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
-        return next;
+            tn_m7_fc16_end(l, w, x, out, c, 6u, t, a6, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        return w + tails;
     }
 #endif
-    { /* the host build, and a misaligned weight array: the same sums in C */
-        uint32_t a[7], r, j;
+    { /* the host build, and a misaligned weight array: the same sums in C, a row at a time
+       * (one accumulator: no array on the stack) */
+        const uint8_t *wg = w + 4u * R, *wt = wg + 8u * R * NG;
+        uint32_t r, j;
         (void)ALIGNED;
-        for (r = 0; r < R; r++) a[r] = tn_ld32(w + 4u * r);
-        w += 4u * R;
-        for (j = 0; j < NG; j++) {
-            const uint32_t v = tn_ld32(in + 4u * j);
-            const uint32_t xe = XS ? tn_sxtab16(0u, v) : tn_uxtb16(v);
-            const uint32_t xo = XS ? tn_sxtab16_ror8(0u, v) : tn_uxtb16_ror8(v);
-            for (r = 0; r < R; r++, w += 8) {
-                a[r] = (uint32_t)tn_smlad(tn_ld32(w), xe, (int32_t)a[r]);
-                a[r] = (uint32_t)tn_smlad(tn_ld32(w + 4), xo, (int32_t)a[r]);
+        for (r = 0; r < R; r++) {
+            uint32_t a = tn_ld32(w + 4u * r);
+            for (j = 0; j < NG; j++) {
+                const uint32_t v = tn_ld32(in + 4u * j);
+                const uint8_t *wr = wg + 8u * (j * R + r);
+                a = (uint32_t)tn_smlad(tn_ld32(wr), XS ? tn_sxtab16(0u, v) : tn_uxtb16(v),
+                                       (int32_t)a);
+                a = (uint32_t)tn_smlad(tn_ld32(wr + 4),
+                                       XS ? tn_sxtab16_ror8(0u, v) : tn_uxtb16_ror8(v),
+                                       (int32_t)a);
             }
+            tn_m7_fc16_end(l, wt, in + 4u * NG, out, c, r, t, a, XS, DBL, REQ, NM, ROUND, OB,
+                           TN_RQ);
         }
-        for (r = 0; r < R; r++)
-            tn_m7_fc16_end(l, wt, tail, out, c, r, t, a[r], XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        return wt + tails;
     }
-    return next;
 }
 
 /* A small dense layer K -> N of 8-bit inputs and weights (weights in tn_m7_fc16's layout,
