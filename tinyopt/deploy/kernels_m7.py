@@ -30,6 +30,13 @@ Kernels:
   MACs (about one instruction per MAC). Where :func:`signed_weights` holds (SGW: TFLite's
   symmetric int8 weights), ``fc``, ``conv`` and ``pw`` store the weights minus their zero
   points (a pair's int16 lane 256 d_b + d_a, SXTB16): no sum of the inputs is needed.
+  A small dense layer (a classifier head, :func:`fc16_fits`: at most :data:`FC16_MAX_WEIGHTS`
+  weights) takes ``tn_m7_fc16`` instead: each row's w - z_w as int16 lanes
+  (:func:`fc16_weights`, twice the weight bytes, the extra counted as layout bytes), seven rows
+  per pass, 3 + 3 R instructions per group of four inputs (R rows; two groups per LDRD of a
+  word-aligned input for R <= 5), the input zero point and the bias folded at export into each
+  row's initial accumulator, and (:func:`fc16_doubled`) the lanes doubled where the SMMULR
+  requantization takes 2 acc: about 5 instructions per output.
   Sub-byte dense layers stay on ``gemm``.
 - ``conv`` and ``pw``: convolutions (any window, stride, padding; the first layer with 1-3 input
   channels too) and pointwise layers without padding, of 8-bit inputs and weights, no fused pool
@@ -489,9 +496,9 @@ FC16_ROWS = 7  # rows per block (seven accumulators: tn_m7_fc16's registers)
 def fc16_fits(layer) -> bool:
     """Does a dense layer of tn_m7_fc (:func:`tinyopt.integer.steps.fc_fits`) take its small-layer
     form tn_m7_fc16 (c/tn_m7_gemm.h)? When it has at most :data:`FC16_MAX_WEIGHTS` weights (and
-    8-bit inputs and weights: False for any other layer)."""
+    8-bit inputs and weights and a bias, which its layout holds: False for any other layer)."""
     return bool(layer.kind == "dense" and layer.weight_bits == 8 and layer.in_bits == 8
-                and layer.weights is not None
+                and layer.weights is not None and layer.bias is not None
                 and int(np.prod(layer.in_shape)) * int(layer.out_channels) <= FC16_MAX_WEIGHTS)
 
 
