@@ -1,8 +1,9 @@
 /* tn_m7_gemm.h: the Cortex-M7 convolution / pointwise / dense kernel of any bit widths
  * (tn_m7_gemm: im2col into int16 lanes, two output channels x two pixels per SMLAD loop;
  * conventions in tn_m7_core.h), and, below it, the kernels of 8-bit dense layers (tn_m7_fc, no
- * scratch) and of 8-bit convolutions and pointwise layers (tn_m7_conv), whose weights come in an
- * order of their own (two rows per word, SMLALD). */
+ * scratch; tn_m7_fc16 for small ones, the weights as int16 lanes) and of 8-bit convolutions and
+ * pointwise layers (tn_m7_conv), whose weights come in an order of their own (two rows per word,
+ * SMLALD). */
 #ifndef TN_M7_GEMM_H
 #define TN_M7_GEMM_H
 
@@ -671,7 +672,9 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * as layout bytes, Export.weight_pad_bytes), in blocks of R <= 7 rows (seven accumulators and
  * seven other registers: all fourteen). Per group of four inputs: one LDR of the input word, two
  * SXTB16 / UXTB16 (raw codes, no offset), then per row one LDRD of its lanes
- * [d_k, d_k+2], [d_k+1, d_k+3] and two SMLAD: 3 + 3 R instructions for 4 R MACs. The input zero
+ * [d_k, d_k+2], [d_k+1, d_k+3] and two SMLAD: 3 + 3 R instructions for 4 R MACs (with R <= 5
+ * and a word-aligned input, two groups per LDRD of the input: 5 + 6 R for 8 R MACs, the weights
+ * in the same order; VWW's 256 -> 2 head: 17 per 16 MACs). The input zero
  * point and the bias enter once, at export: each block starts with its rows' constants
  * C = bias - z_x sum_k d_k (int32, modulo 2^32), the accumulators' initial values, so that
  * acc = C + sum d x = bias + sum (w - z_w)(x - z_x) modulo 2^32, the reference's accumulator.
