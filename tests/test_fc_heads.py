@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyopt.deploy import codegen, kernels_m7, mcu
+from tinyopt.deploy import codegen, kernels_m7, mcu, synth
 from tinyopt.icn import IntegerLayer
 from tinyopt.integer import steps as steps_mod
 from tests.test_kernels_m7 import _fc, chain
@@ -126,7 +126,6 @@ def _head(k, n, signed, rounding, per_channel, seed=0, symmetric=True, relu=Fals
         rng = np.random.default_rng(seed)
         lay.set_weights(rng.integers(1, 256, (n, k)), 8)
         lay.weight_zero_point = np.full(n if per_channel else 1, 128, np.int32)
-        from tinyopt.deploy import synth
         lo = -128 if signed else 0
         x = rng.integers(lo, lo + 256, (48, k))
         synth.calibrate_layer(g, lay, x, rng, per_channel, 0.0)
