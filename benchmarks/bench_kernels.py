@@ -15,7 +15,14 @@ Rows of ``results/bench/kernels.csv``:
   instructions per MAC summed over the steps of each layer type and kernel (:func:`layer_type`:
   ``first layer``, ``conv 3x3``, ``pointwise``, ``depthwise 3x3 s1`` / ``s2``, ``dense``;
   ``+add``: the residual ADD fused into the step; kernels ``conv`` / ``pw``: tn_m7_conv,
-  ``fc``: tn_m7_fc, c/tn_m7_gemm.h; ``depthwise``: tn_m7_dw3, c/tn_m7_dw.h).
+  ``fc``: tn_m7_fc, c/tn_m7_gemm.h; ``depthwise``: tn_m7_dw3, c/tn_m7_dw.h). ``insns`` /
+  ``insns_per_mac`` are raw: each step's count holds the measurement itself (the end of one
+  profile hook and the start of the next, a fixed cost per step that weighs on small layers).
+  The harness times that cost alone (c/mcu/harness_mcu.c: 8000 back-to-back hook calls, exact to
+  one SysTick tick over all of them), ``hook_insns_per_step``
+  (:attr:`tinyopt.deploy.mcu.McuRun.hook_insns_per_step`); ``insns_net`` = ``insns`` - ``layers``
+  x that and ``insns_per_mac_net`` are the counts net of it (model_run's loop and the step's
+  call stay in). The ``scope=model`` counts stay raw (they hold it once per step).
 - ``scope=mlperf_add``: ResNet-8's residual ADDs, instructions per element: stand-alone
   (``fuse_add=False``, tn_m7_add) and fused (the fused step minus the same convolution's step
   in the unfused build).
@@ -75,8 +82,8 @@ CMSIS_NN = {"seed_cnn_int8": 961_391, "mobilenet_32_0.25_int8": 3_134_129,  # is
             "mlperf_vww_mobilenet": 23_808_422, "mlperf_ad_fcae": 580_332}
 CMSIS_NN_RAM = {"mlperf_ic_resnet8": 52_472, "mlperf_kws_dscnn": 17_208,  # data + bss + stack
                 "mlperf_vww_mobilenet": 57_424, "mlperf_ad_fcae": 1_368}
-INT_COLUMNS = ("layers", "macs", "insns", "cmsis_nn_insns", "steps",
-               "steps_specialised", "code_model_bytes", "weight_bytes", "weight_pad_bytes",
+INT_COLUMNS = ("layers", "macs", "insns", "insns_net", "hook_insns_per_step", "cmsis_nn_insns",
+               "steps", "steps_specialised", "code_model_bytes", "weight_bytes", "weight_pad_bytes",
                "params_other_bytes", "arena_bytes", "scratch_stack_bytes", "scratch_arena_bytes",
                "stack_model_run", "ram_measured", "cmsis_nn_ram", "host_images",
                "host_mismatching_values", "mcu_images", "mcu_mismatching_values", "elements",
@@ -289,15 +296,29 @@ def mlperf_layer_rows(model: str, r: dict) -> list[dict]:
     st["layer_type"] = [layer_type(step, k == first) if st["macs"].iloc[k] > 0 else ""
                         for k, step in enumerate(steps)]
     st = st[st["macs"] > 0]
+    hook = r["summary"].get("hook_insns_per_step")  # None: a harness that did not measure it
     rows = []
     for (kind, kernel), sel in st.groupby(["layer_type", "kernel"], sort=False):
+        insns, macs = int(sel["insns_per_image"].sum()), int(sel["macs"].sum())
         rows.append({"scope": "mlperf_layer_type", "model": model, "layer_type": kind,
                      "kernel": kernel, "weight_bits": 8, "act_bits": 8, "layers": len(sel),
-                     "macs": int(sel["macs"].sum()), "insns": int(sel["insns_per_image"].sum()),
-                     "insns_per_mac": float(sel["insns_per_image"].sum() / sel["macs"].sum())})
-        print(f"{model:32s} {kind:22s} {kernel:10s} {rows[-1]['insns_per_mac']:7.2f} insns/MAC",
-              flush=True)
+                     "macs": macs, "insns": insns, "insns_per_mac": insns / macs,
+                     **net_columns(insns, macs, len(sel), hook)})
+        net = rows[-1]["insns_per_mac_net"]
+        print(f"{model:32s} {kind:22s} {kernel:10s} {rows[-1]['insns_per_mac']:7.2f} insns/MAC"
+              + (f" ({net:.2f} net of {hook} per step)" if hook is not None else ""), flush=True)
     return rows
+
+
+def net_columns(insns: int, macs: int, steps: int, hook: int | None) -> dict:
+    """The columns of a per-layer-type row net of the measurement (the profile hooks, counted
+    once per step: tinyopt.deploy.mcu.McuRun.hook_insns_per_step): ``hook_insns_per_step``,
+    ``insns_net`` = ``insns`` - ``steps`` x it and ``insns_per_mac_net``; empty (None) when the
+    run did not measure the hooks."""
+    if hook is None:
+        return {"hook_insns_per_step": None, "insns_net": None, "insns_per_mac_net": None}
+    net = int(insns) - int(steps) * int(hook)
+    return {"hook_insns_per_step": int(hook), "insns_net": net, "insns_per_mac_net": net / macs}
 
 
 def add_rows(g: IntegerGraph, tmp: Path, fused: dict) -> list[dict]:
@@ -371,7 +392,8 @@ def mlperf_only(tmp: Path, exact: bool = False, write: bool = False) -> None:
                 done.add(row["model"])
                 out += new[new["model"] == row["model"]].to_dict("records")
         out += new[~new["model"].isin(done)].to_dict("records")
-        print(f"wrote {write_csv(integer_counts(pd.DataFrame(out, columns=old.columns)), path)}")
+        cols = [*old.columns, *(c for c in new.columns if c not in old.columns)]  # net columns
+        print(f"wrote {write_csv(integer_counts(pd.DataFrame(out, columns=cols)), path)}")
 
 
 def main() -> None:

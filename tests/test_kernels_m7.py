@@ -732,17 +732,30 @@ def _fc_graph(name):
     return chain(40 + len(name), layers, (k,), 8, signed, zin, rounding)
 
 
+def _fc_form(monkeypatch, form):
+    """Pin the dense kernel's form: "pairs" (tn_m7_fc's row pairs for every layer:
+    kernels_m7.FC16_MAX_WEIGHTS = 0) or "fc16" (the default: tn_m7_fc16 for layers of at most
+    FC16_MAX_WEIGHTS weights)."""
+    if form == "pairs":
+        monkeypatch.setattr(kernels_m7, "FC16_MAX_WEIGHTS", 0)
+
+
 @needs_fc
+@pytest.mark.parametrize("form", ["fc16", "pairs"])
 @pytest.mark.parametrize("name", _fast_first(FC_CHAINS, ("floor_u8", "double_s8", "u8_z0")))
-def test_fc_kernel_host_bitexact(tmp_path, name):
-    """tn_m7_fc (every dense layer of the chains) equals the simulator on 120 inputs; no step
-    needs scratch."""
+def test_fc_kernel_host_bitexact(tmp_path, monkeypatch, name, form):
+    """tn_m7_fc (every dense layer of the chains; "fc16": its small layers on tn_m7_fc16,
+    "pairs": all on the row pairs) equals the simulator on 120 inputs; no step needs scratch."""
+    _fc_form(monkeypatch, form)
     g = _fc_graph(name)
     e = host_check(g, tmp_path, n=120)
     assert e.kernels == ["fc"] * len(g.layers), e.kernels
     assert [s.scratch_bytes for s in e.steps] == [0] * len(e.steps)
     acc32 = [kernels_m7.fc_acc32(lay) for lay in g.layers]
     assert acc32 == ([False, True] if name == "wide_acc64" else [True] * len(g.layers)), acc32
+    small = [kernels_m7.fc16_fits(lay) for lay in g.layers]
+    assert small == ([False] + [form == "fc16"] if name == "wide_acc64"
+                     else [form == "fc16"] * len(g.layers)), small
 
 
 def _fc_extreme_graph(k: int) -> IntegerGraph:
@@ -757,10 +770,12 @@ def _fc_extreme_graph(k: int) -> IntegerGraph:
     return g
 
 
-def test_fc_acc32_bound_at_its_edge(tmp_path):
+def test_fc_acc32_bound_at_its_edge(tmp_path, monkeypatch):
     """kernels_m7.fc_acc32 allows 32-bit pair sums exactly while every B = sum (b - 128) x' stays
     in [-2^23, 2^23) (K = 259: 127 * 255 * 259 = 2^23 - 893; K = 260 is over), and tn_m7_fc is
-    exact at that edge: inputs all 255 (the largest B and S_a), all 0 and random."""
+    exact at that edge: inputs all 255 (the largest B and S_a), all 0 and random (the row pairs
+    pinned: these layers are small enough for tn_m7_fc16)."""
+    _fc_form(monkeypatch, "pairs")
     assert kernels_m7.fc_acc32(_fc_extreme_graph(259).layers[0])
     assert not kernels_m7.fc_acc32(_fc_extreme_graph(260).layers[0])
     for k in (259, 260):
@@ -880,11 +895,14 @@ int main(void)
 
 @needs_fc
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
-def test_fc_kernel_under_qemu(qemu, tmp_path):
+@pytest.mark.parametrize("form", ["fc16", "pairs"])
+def test_fc_kernel_under_qemu(qemu, tmp_path, monkeypatch, form):
     """tn_m7_fc's assembly loops (LDRD for word-aligned weights with K % 4 == 0, LDR otherwise;
-    int8 and uint8 inputs, z_x = 0) bit-exact under QEMU; under 2 instructions per MAC on the
-    small layer 64 -> 17 of the chain (the old gemm kernel took about 2.2 on dense layers;
-    MLPerf AD's layers now take 1.17-1.33, docs/integer.md)."""
+    int8 and uint8 inputs, z_x = 0; "fc16": the small layers on tn_m7_fc16's, "pairs": all on
+    the row pairs) bit-exact under QEMU; under 2 instructions per MAC on the small layer
+    64 -> 17 of the chain (the old gemm kernel took about 2.2 on dense layers; MLPerf AD's layers
+    now take 1.17-1.33, docs/integer.md)."""
+    _fc_form(monkeypatch, form)
     for name in ("floor_u8", "double_s8", "u8_z0"):
         g = _fc_graph(name)
         lo = -128 if g.input_signed else 0
@@ -893,6 +911,7 @@ def test_fc_kernel_under_qemu(qemu, tmp_path):
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
         assert r["export"].kernels == ["fc"] * len(g.layers)
+        assert all(kernels_m7.fc16_fits(lay) == (form == "fc16") for lay in g.layers)
         if name == "double_s8":
             first = r["steps"].iloc[0]
             assert first["insns_per_image"] < 2 * first["macs"], first

@@ -30,6 +30,13 @@ Kernels:
   MACs (about one instruction per MAC). Where :func:`signed_weights` holds (SGW: TFLite's
   symmetric int8 weights), ``fc``, ``conv`` and ``pw`` store the weights minus their zero
   points (a pair's int16 lane 256 d_b + d_a, SXTB16): no sum of the inputs is needed.
+  A small dense layer (a classifier head, :func:`fc16_fits`: at most :data:`FC16_MAX_WEIGHTS`
+  weights) takes ``tn_m7_fc16`` instead: each row's w - z_w as int16 lanes
+  (:func:`fc16_weights`, twice the weight bytes, the extra counted as layout bytes), seven rows
+  per pass, 3 + 3 R instructions per group of four inputs (R rows; two groups per LDRD of a
+  word-aligned input for R <= 5), the input zero point and the bias folded at export into each
+  row's initial accumulator, and (:func:`fc16_doubled`) the lanes doubled where the SMMULR
+  requantization takes 2 acc: about 5 instructions per output.
   Sub-byte dense layers stay on ``gemm``.
 - ``conv`` and ``pw``: convolutions (any window, stride, padding; the first layer with 1-3 input
   channels too) and pointwise layers without padding, of 8-bit inputs and weights, no fused pool
@@ -157,6 +164,9 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
         return Choice("add", f"model_step{index}")
     scratch = step_scratch_bytes(step, mode)
     if kind == "fc":
+        if fc16_fits(layer):  # tn_m7_fc16: a small layer (a head), int16 lanes
+            return Choice("fc", f"model_step{index}",
+                          weights=fc16_weights(layer, doubled=fc16_doubled(layer, rounding)))
         sw = signed_weights(layer)
         return Choice("fc", f"model_step{index}",
                       weights=fc_weights(layer, 6 if fc_acc32(layer, signed=sw) else 4,
@@ -255,6 +265,18 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
             f"static void model_step{index}(const tn_layer_t *l, const uint8_t *const *in, "
             f"uint8_t *out)\n{{\n")
     other = "in[1]" if step.add is not None else "in[0]"
+    if choice.kind == "fc" and fc16_fits(layer):
+        dbl = fc16_doubled(layer, graph_rounding)
+        if choice.weights is None or not np.array_equal(choice.weights,
+                                                        fc16_weights(layer, doubled=dbl)):
+            raise ValueError(f"step {index} ({step.name!r}): its tn_m7_fc16 weights were not "
+                             f"packed for rounding {graph_rounding!r} (doubled={dbl}); choose "
+                             "the kernel with the graph's rounding (choose(..., rounding=...))")
+        args = [int(np.prod(layer.in_shape)), layer.out_channels, common["XS"],
+                int(dbl), common["REQ"], common["NM"],
+                common["ROUND"], common["OB"], *rq.values()]
+        return (head + "    tn_m7_fc16(l, in[0], out, " + ", ".join(u(a) for a in args)
+                + ");\n}\n")
     if choice.kind == "fc":
         args = [int(np.prod(layer.in_shape)), layer.out_channels, common["XS"], common["ZX"],
                 common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
@@ -462,6 +484,73 @@ def fc_weights(layer, block: int = 4, signed: bool = False) -> np.ndarray:
     out = np.concatenate(parts).astype(np.uint8)
     assert out.size == n * k
     return out
+
+
+# Dense layers of at most this many weights (N K) take tn_m7_fc16 (c/tn_m7_gemm.h): their rows
+# as int16 lanes, twice the flash of the weights (the extra bytes counted as layout bytes,
+# Export.weight_pad_bytes), for the classifier heads whose fixed costs tn_m7_fc's layout leaves.
+FC16_MAX_WEIGHTS = 4096
+FC16_ROWS = 7  # rows per block (seven accumulators: tn_m7_fc16's registers)
+
+
+def fc16_fits(layer) -> bool:
+    """Does a dense layer of tn_m7_fc (:func:`tinyopt.integer.steps.fc_fits`) take its small-layer
+    form tn_m7_fc16 (c/tn_m7_gemm.h)? When it has at most :data:`FC16_MAX_WEIGHTS` weights (and
+    8-bit inputs and weights and a bias, which its layout holds: False for any other layer)."""
+    return bool(layer.kind == "dense" and layer.weight_bits == 8 and layer.in_bits == 8
+                and layer.weights is not None and layer.bias is not None
+                and int(np.prod(layer.in_shape)) * int(layer.out_channels) <= FC16_MAX_WEIGHTS)
+
+
+def fc16_doubled(layer, graph_rounding: str | None) -> bool:
+    """Does tn_m7_fc16 store 2 d and 2 C (DBL, c/tn_m7_gemm.h: the accumulator is then the SMMULR
+    operand of tn_m7_out's FAST = 3 form)? Exactly where that form applies
+    (:func:`requant_constants`: TFLite double rounding, |acc| < 2^30, so 2 acc fits int32)."""
+    rounding = layer.rounding or graph_rounding
+    return bool(layer.requantize and rounding == "tflite_double"
+                and requant_constants(layer, rounding)["FAST"] == 3)
+
+
+def fc16_weights(layer, doubled: bool = False) -> np.ndarray:
+    """The weight bytes of a dense layer in tn_m7_fc16's layout (c/tn_m7_gemm.h): blocks of
+    :data:`FC16_ROWS` rows, then one of the N % 7 rows left; per block each row's constant
+    C = bias - z_x sum_k d_k (int32 modulo 2^32, d = w - z_w), then per group of four inputs
+    k..k+3 each row's int16 lanes [d_k, d_k+2], [d_k+1, d_k+3], then each row's K % 4 tail lanes
+    (int16) and zeros to a whole word; little-endian. ``doubled``: 2 d and 2 C
+    (:func:`fc16_doubled`).
+
+    Arguments:
+        layer: a dense layer of 8-bit inputs and weights with a bias.
+        doubled: store 2 d and 2 C (only exact where :func:`fc16_doubled` says so).
+
+    Returns:
+        uint8 array: per block 4 R + 4 R K // 4 * 2 + the tails' bytes rounded up to a word
+        (about 2 N K + 4 N bytes).
+
+    Raises:
+        ValueError: not a dense layer of 8-bit inputs and weights, or no bias.
+    """
+    if layer.kind != "dense" or layer.weight_bits != 8 or layer.in_bits != 8:
+        raise ValueError(f"layer {layer.name!r}: fc16_weights packs dense layers of 8-bit inputs "
+                         f"and weights, not a {layer.weight_bits}-bit {layer.kind} layer of "
+                         f"{layer.in_bits}-bit inputs")
+    if layer.bias is None:
+        raise ValueError(f"layer {layer.name!r}: fc16_weights needs the layer's bias (none set)")
+    w = np.asarray(layer.weights, np.int64).reshape(len(layer.weights), -1)
+    n, k = w.shape
+    d = (w - _row_zero_points(layer, n)[:, None]) * (2 if doubled else 1)
+    bias = np.broadcast_to(np.asarray(layer.bias, np.int64), (n,))
+    const = (bias * (2 if doubled else 1) - int(layer.in_zero_point) * d.sum(axis=1)) % (1 << 32)
+    k4 = k - k % 4
+    parts = []
+    for c in range(0, n, FC16_ROWS):
+        rows = d[c:c + FC16_ROWS]
+        parts.append(const[c:c + FC16_ROWS].astype("<u4").view(np.uint8))
+        g = rows[:, :k4].reshape(len(rows), -1, 4)[..., [0, 2, 1, 3]]  # [row, group, lanes]
+        parts.append(np.ascontiguousarray(g.transpose(1, 0, 2), "<i2").view(np.uint8).ravel())
+        tail = np.ascontiguousarray(rows[:, k4:], "<i2").view(np.uint8).ravel()
+        parts.append(np.concatenate([tail, np.zeros(-len(tail) % 4, np.uint8)]))
+    return np.concatenate(parts).astype(np.uint8)
 
 
 # ------------------------------------------------ tn_m7_sub (c/tn_m7_sub.h), issues 29 and 27

@@ -19,6 +19,12 @@ calib_insns / calib_ticks``: a deterministic instruction count (not Cortex-M7 cy
 no pipeline, caches or flash wait states), with a resolution of one tick. QEMU counts whole
 instructions, so every count reported is an int: ``ticks x calib_insns / calib_ticks`` computed
 exactly (a fraction) and rounded half to even, per image and per step (:class:`McuRun`).
+One tick is about 40 instructions, so a step's count over few images is coarse. Each step's
+count also holds the measurement's own cost (the end of one profile hook, the start of the
+next): the harness times that alone over 8000 back-to-back hook calls (``hook_ticks`` /
+``hook_intervals`` in stats.txt, exact to one tick over all of them) and
+:attr:`McuRun.hook_insns_per_step` converts it; a step's count net of the measurement is its
+count minus that (per step, not per image: model_run's own loop and call stay in the step's).
 
 Target memory. :func:`target_memory` reads the FLASH and RAM sizes of the linker script
 (``c/mcu/mps2_an500.ld``); :func:`check_fits` refuses an export whose weights and parameters
@@ -400,6 +406,10 @@ class McuRun:
     raw: dict = field(default_factory=dict)
     calib_insns: int = 0  # the calibration loop's instructions and ticks (0: use insns_per_tick)
     calib_ticks: int = 0
+    # the harness's measurement of its own per-step cost: ticks summed over hook_intervals
+    # back-to-back hook calls (0, 0: a stats file from before it was measured)
+    hook_ticks: int = 0
+    hook_intervals: int = 0
 
     def _ratio(self) -> Fraction:
         if self.calib_insns and self.calib_ticks:
@@ -418,6 +428,16 @@ class McuRun:
         calib_insns / calib_ticks, divided by ``images``, exact, rounded half to even (ints)."""
         r = self._ratio()
         return {k: _round_fraction(int(v) * r / int(images)) for k, v in self.step_ticks.items()}
+
+    @property
+    def hook_insns_per_step(self) -> int | None:
+        """Instructions each step's count holds for the measurement itself (the end of one
+        profile hook and the start of the next, harness_mcu.c): hook_ticks x calib_insns /
+        calib_ticks / hook_intervals, exact, rounded half to even; None when the stats file has
+        no such measurement (an older harness)."""
+        if not self.hook_intervals:
+            return None
+        return _round_fraction(int(self.hook_ticks) * self._ratio() / int(self.hook_intervals))
 
 
 def run_qemu(elf, export: Export, x: np.ndarray, work_dir=None, timeout: float = 1800) -> McuRun:
@@ -462,7 +482,9 @@ def run_qemu(elf, export: Export, x: np.ndarray, work_dir=None, timeout: float =
                   insns_per_tick=stats["calib_insns"] / stats["calib_ticks"],
                   stack_peak=stats["stack_peak"],
                   stack_at_call=stats["stack_top_minus_sp_at_call"], raw=stats,
-                  calib_insns=stats["calib_insns"], calib_ticks=stats["calib_ticks"])
+                  calib_insns=stats["calib_insns"], calib_ticks=stats["calib_ticks"],
+                  hook_ticks=stats.get("hook_ticks", 0),
+                  hook_intervals=stats.get("hook_intervals", 0))
 
 
 # ------------------------------------------------------------------------------ one-call report
@@ -547,6 +569,10 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
     ``_max`` the extremes. The steps' ``insns_per_image`` is each step's ticks over all images
     converted the same way, divided by the images and rounded half to even
     (:meth:`McuRun.step_insns`). ``insns_per_tick`` stays a float: a ratio, not a count.
+    ``hook_insns_per_step`` (:attr:`McuRun.hook_insns_per_step`) is what each step's count
+    holds of the measurement itself (the profile hooks): a step's count net of it is
+    ``insns_per_image - hook_insns_per_step``; the whole-image counts hold it once per step too
+    (they are raw).
 
     RAM. ``predicted_ram`` is the arena of the export's memory plan
     (:mod:`tinyopt.integer.memplan`, computed in Python from the tensors' lifetimes, with pool
@@ -648,6 +674,8 @@ def deploy(graph, x: np.ndarray, out_dir, name: str | None = None, host_images: 
             "insns_per_image_min": int(insns.min()),
             "insns_per_image_max": int(insns.max()),
             "insns_per_tick": run.insns_per_tick,
+            # each step's count holds this much of the measurement (None: not measured)
+            "hook_insns_per_step": run.hook_insns_per_step,
         })
         summary["arena_over_predicted_ram"] = arena / summary["predicted_ram"]
         summary["ram_overheads"] = (summary["data"] + summary["bss_outside_arena"]

@@ -1,8 +1,9 @@
 /* tn_m7_gemm.h: the Cortex-M7 convolution / pointwise / dense kernel of any bit widths
  * (tn_m7_gemm: im2col into int16 lanes, two output channels x two pixels per SMLAD loop;
  * conventions in tn_m7_core.h), and, below it, the kernels of 8-bit dense layers (tn_m7_fc, no
- * scratch) and of 8-bit convolutions and pointwise layers (tn_m7_conv), whose weights come in an
- * order of their own (two rows per word, SMLALD). */
+ * scratch; tn_m7_fc16 for small ones, the weights as int16 lanes) and of 8-bit convolutions and
+ * pointwise layers (tn_m7_conv), whose weights come in an order of their own (two rows per word,
+ * SMLALD). */
 #ifndef TN_M7_GEMM_H
 #define TN_M7_GEMM_H
 
@@ -659,6 +660,238 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
                          - (uint32_t)z * (uint32_t)sx, REQ, NM, ROUND, OB, TN_RQ);
         }
     }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Small dense layers (heads): tn_m7_fc16, the weights as int16 lanes, no scratch.
+ *
+ * tn_m7_fc's fixed costs (the sum x' pass, the S_a / R split, zero points and bias added per
+ * output) and its 3.5 instructions per row and group weigh on the few rows of a classifier head.
+ * For a layer of few weights (kernels_m7.fc16_fits: N K <= kernels_m7.FC16_MAX_WEIGHTS) the
+ * export stores d = w - z_w of each row as int16 lanes instead (twice the weight bytes, counted
+ * as layout bytes, Export.weight_pad_bytes), in blocks of R <= 7 rows (seven accumulators and
+ * seven other registers: all fourteen). Per group of four inputs: one LDR of the input word, two
+ * SXTB16 / UXTB16 (raw codes, no offset), then per row one LDRD of its lanes
+ * [d_k, d_k+2], [d_k+1, d_k+3] and two SMLAD: 3 + 3 R instructions for 4 R MACs (with R <= 5
+ * and a word-aligned input, two groups per LDRD of the input: 5 + 6 R for 8 R MACs, the weights
+ * in the same order; VWW's 256 -> 2 head: 17 per 16 MACs). The input zero
+ * point and the bias enter once, at export: each block starts with its rows' constants
+ * C = bias - z_x sum_k d_k (int32, modulo 2^32), the accumulators' initial values, so that
+ * acc = C + sum d x = bias + sum (w - z_w)(x - z_x) modulo 2^32, the reference's accumulator.
+ * DBL (the export's choice where tn_m7_out's FAST = 3 form applies: |acc| < 2^30) stores 2 d and
+ * 2 C: the accumulator is then 2 acc, exactly the SMMULR operand of that form (one shift less
+ * per output); any other form takes acc = 2 acc >> 1.
+ *
+ * Layout (kernels_m7.fc16_weights; little-endian): per block of R rows (blocks of seven, then the
+ * N % 7 rows left), C of its R rows (int32), then per group of four inputs each row's two words
+ * above (int16 lanes), then the K % 4 tail lanes of each row (int16) and zero padding to a
+ * word: every block a whole number of words (LDRD needs the array word-aligned: a misaligned
+ * one takes the C loop, which computes the same).
+ * --------------------------------------------------------------------------------------------- */
+#if TN_M7_ASM
+/* one group: the input word widened into v (x_k, x_k+2) and xo (x_k+1, x_k+3); then per row
+ * (TN_F16_ROW) its two words and two SMLAD */
+#define TN_F16_X(XT)                                                                            \
+    "ldr %[v], [%[x]], #4\n\t"                                                                  \
+    XT "xtb16 %[xo], %[v], ror #8\n\t"                                                          \
+    XT "xtb16 %[v], %[v]\n\t"
+#define TN_F16_ROW(A, V, XO)                                                                    \
+    "ldrd %[u], %[u2], [%[w]], #8\n\t"                                                          \
+    "smlad %[" A "], %[u], %[" V "], %[" A "]\n\t"                                              \
+    "smlad %[" A "], %[u2], %[" XO "], %[" A "]\n\t"
+#define TN_F16_R1(V, XO) TN_F16_ROW("a0", V, XO)
+#define TN_F16_R2(V, XO) TN_F16_R1(V, XO) TN_F16_ROW("a1", V, XO)
+#define TN_F16_R3(V, XO) TN_F16_R2(V, XO) TN_F16_ROW("a2", V, XO)
+#define TN_F16_R4(V, XO) TN_F16_R3(V, XO) TN_F16_ROW("a3", V, XO)
+#define TN_F16_R5(V, XO) TN_F16_R4(V, XO) TN_F16_ROW("a4", V, XO)
+#define TN_F16_R6(V, XO) TN_F16_R5(V, XO) TN_F16_ROW("a5", V, XO)
+#define TN_F16_R7(V, XO) TN_F16_R6(V, XO) TN_F16_ROW("a6", V, XO)
+#define TN_F16_G(XT, R) TN_F16_X(XT) TN_F16_R##R("v", "xo")
+/* two groups from one LDRD of a word-aligned input (R <= 5: two more registers): one
+ * instruction less per two groups; the weights in the same order (group, then row) */
+#define TN_F16_P(XT, R)                                                                         \
+    "ldrd %[v], %[v2], [%[x]], #8\n\t"                                                          \
+    XT "xtb16 %[xo], %[v], ror #8\n\t" XT "xtb16 %[v], %[v]\n\t"                                \
+    XT "xtb16 %[xo2], %[v2], ror #8\n\t" XT "xtb16 %[v2], %[v2]\n\t"                            \
+    TN_F16_R##R("v", "xo") TN_F16_R##R("v2", "xo2")
+/* operands: R accumulators (early-clobber, as TN_FC_OPS3); Q: the two-group form's registers */
+#define TN_F16_O0 [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [u] "=&r"(u),       \
+    [u2] "=&r"(u2)
+#define TN_F16_Q0 TN_F16_O0, [v2] "=&r"(v2), [xo2] "=&r"(xo2)
+#define TN_F16_A1 , [a0] "+&r"(a0)
+#define TN_F16_A2 TN_F16_A1, [a1] "+&r"(a1)
+#define TN_F16_A3 TN_F16_A2, [a2] "+&r"(a2)
+#define TN_F16_A4 TN_F16_A3, [a3] "+&r"(a3)
+#define TN_F16_A5 TN_F16_A4, [a4] "+&r"(a4)
+#define TN_F16_A6 TN_F16_A5, [a5] "+&r"(a5)
+#define TN_F16_A7 TN_F16_A6, [a6] "+&r"(a6)
+#define TN_F16_ASM(BODY, R) \
+    __asm__ volatile(BODY : TN_F16_O0 TN_F16_A##R : [end] "r"(end) : "cc", "memory")
+#define TN_F16_ASMQ(BODY, R) \
+    __asm__ volatile(BODY : TN_F16_Q0 TN_F16_A##R : [end] "r"(end) : "cc", "memory")
+#define TN_F16_LOOP "cmp %[x], %[end]\n\tbne 1b\n\t"
+/* NG groups, one input word at a time: NG % 4 first, then four per pass */
+#define TN_F16_RUN(XT, R)                                                                       \
+    do {                                                                                        \
+        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R);                                            \
+        if (NG & 2u) TN_F16_ASM(TN_F16_G(XT, R) TN_F16_G(XT, R), R);                            \
+        if (NG >= 4u)                                                                           \
+            TN_F16_ASM("1:\n\t" TN_F16_G(XT, R) TN_F16_G(XT, R) TN_F16_G(XT, R)                 \
+                       TN_F16_G(XT, R) TN_F16_LOOP, R);                                         \
+    } while (0)
+/* NG groups, two at a time (a word-aligned input, R <= 5): NG % 4 (R <= 3: NG % 8) first,
+ * then four (eight) per pass */
+#define TN_F16_RUNQ(XT, R)                                                                      \
+    do {                                                                                        \
+        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R);                                            \
+        if (NG & 2u) TN_F16_ASMQ(TN_F16_P(XT, R), R);                                           \
+        if (R <= 3u) {                                                                          \
+            if (NG & 4u) TN_F16_ASMQ(TN_F16_P(XT, R) TN_F16_P(XT, R), R);                       \
+            if (NG >= 8u)                                                                       \
+                TN_F16_ASMQ("1:\n\t" TN_F16_P(XT, R) TN_F16_P(XT, R) TN_F16_P(XT, R)            \
+                            TN_F16_P(XT, R) TN_F16_LOOP, R);                                    \
+        } else if (NG >= 4u) {                                                                  \
+            TN_F16_ASMQ("1:\n\t" TN_F16_P(XT, R) TN_F16_P(XT, R) TN_F16_LOOP, R);               \
+        }                                                                                       \
+    } while (0)
+#define TN_F16_RUN_XS(R)                                                                        \
+    do {                                                                                        \
+        if (XS) TN_F16_RUN("s", R);                                                              \
+        else TN_F16_RUN("u", R);                                                                 \
+    } while (0)
+#define TN_F16_RUN_XSQ(R)                                                                       \
+    do {                                                                                        \
+        if (XA && XS) TN_F16_RUNQ("s", R);                                                       \
+        else if (XA) TN_F16_RUNQ("u", R);                                                        \
+        else TN_F16_RUN_XS(R);                                                                   \
+    } while (0)
+#endif
+
+/* Output c of tn_m7_fc16 from its accumulator (DBL: 2 acc). */
+TN_INLINE void tn_m7_fc16_put(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint32_t c,
+                              uint32_t acc, uint32_t DBL, uint32_t REQ, uint32_t NM,
+                              uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    if (DBL && REQ && FAST == 3u && ROUND == TN_TFL_DOUBLE && OB == 8u) {
+        /* tn_m7_out8 / tn_m7_out's FAST = 3 forms, the accumulator already doubled */
+        const int32_t m0 = NM == 1u ? M0 : l->m0[c];
+        const int32_t n0 = NM == 1u ? N0 : (int32_t)l->n0[c];
+        const int32_t h = tn_smmulr((int32_t)acc, m0);
+        const uint32_t right = (uint32_t)(-n0);
+        int32_t r;
+        if (NM == 1u && N0 >= -20 && ((LOZ + ZP == -128 && HIZ + ZP == 127)
+                                      || (LOZ + ZP == 0 && HIZ + ZP == 255))) {
+            const int32_t cst = (int32_t)((1u << (right - 1u)) + ((uint32_t)ZP << right));
+            out[c] = (uint8_t)tn_sat8((h + cst + (h >> 31)) >> right, LOZ + ZP == -128);
+            return;
+        }
+        r = (h + (int32_t)(1u << (right - 1u)) + (h >> 31)) >> right;
+        r = r < LOZ ? LOZ : (r > HIZ ? HIZ : r);
+        out[c] = (uint8_t)(r + ZP);
+        return;
+    }
+    if (DBL) /* 2 acc, |acc| < 2^30: the halving is exact */
+        acc = (uint32_t)((int32_t)acc >> 1);
+    tn_m7_put(l, out, c, c, acc, REQ, NM, ROUND, OB, TN_RQ);
+}
+
+/* Row r of a block (output c + r): its t = K % 4 tail lanes (the block's at wt, the inputs'
+ * at tail) added to acc, then requantized and stored. */
+TN_INLINE void tn_m7_fc16_end(const tn_layer_t *l, const uint8_t *wt, const uint8_t *in,
+                              uint8_t *TN_RESTRICT out, uint32_t c, uint32_t r, uint32_t t,
+                              uint32_t acc, uint32_t XS, uint32_t DBL, uint32_t REQ, uint32_t NM,
+                              uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    for (uint32_t j = 0; j < t; j++) {
+        const uint8_t *p = wt + 2u * (r * t + j);
+        const int32_t d = (int32_t)(int16_t)(uint16_t)(p[0] | (p[1] << 8));
+        acc += (uint32_t)(d * tn_m7_x8(in, j, XS, 0));
+    }
+    tn_m7_fc16_put(l, out, c + r, acc, DBL, REQ, NM, ROUND, OB, TN_RQ);
+}
+
+/* Outputs c .. c + R - 1 (one block of R rows, 1 <= R <= 7, weights at w, word-aligned when
+ * ALIGNED); returns w past the block. */
+TN_INLINE const uint8_t *tn_m7_fc16_block(const tn_layer_t *l, const uint8_t *w,
+                                          const uint8_t *in, uint8_t *TN_RESTRICT out,
+                                          uint32_t c, uint32_t R, uint32_t K, uint32_t XS,
+                                          uint32_t ALIGNED, uint32_t DBL, uint32_t REQ,
+                                          uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const uint32_t NG = K / 4u, t = K & 3u, tails = (2u * R * t + 3u) & ~3u;
+#if TN_M7_ASM
+    if (ALIGNED) { /* the accumulators in registers throughout (no array: no stack) */
+        const uint8_t *x = in, *end = in + 4u * NG;
+        const uint32_t XA = ((uintptr_t)in & 3u) == 0u; /* the two-group form's LDRD */
+        uint32_t a0 = tn_ld32(w), a1 = R > 1u ? tn_ld32(w + 4) : 0u,
+                 a2 = R > 2u ? tn_ld32(w + 8) : 0u, a3 = R > 3u ? tn_ld32(w + 12) : 0u,
+                 a4 = R > 4u ? tn_ld32(w + 16) : 0u, a5 = R > 5u ? tn_ld32(w + 20) : 0u,
+                 a6 = R > 6u ? tn_ld32(w + 24) : 0u, v, xo, u, u2, v2, xo2;
+        w += 4u * R;
+        switch (R) {
+        case 1u: TN_F16_RUN_XSQ(1); break;
+        case 2u: TN_F16_RUN_XSQ(2); break;
+        case 3u: TN_F16_RUN_XSQ(3); break;
+        case 4u: TN_F16_RUN_XSQ(4); break;
+        case 5u: TN_F16_RUN_XSQ(5); break;
+        case 6u: TN_F16_RUN_XS(6); break;
+        default: TN_F16_RUN_XS(7); break;
+        }
+        /* w and x end at the tails (of the weights, of the input) */
+        tn_m7_fc16_end(l, w, x, out, c, 0u, t, a0, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 1u)
+            tn_m7_fc16_end(l, w, x, out, c, 1u, t, a1, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 2u)
+            tn_m7_fc16_end(l, w, x, out, c, 2u, t, a2, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 3u)
+            tn_m7_fc16_end(l, w, x, out, c, 3u, t, a3, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 4u)
+            tn_m7_fc16_end(l, w, x, out, c, 4u, t, a4, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 5u)
+            tn_m7_fc16_end(l, w, x, out, c, 5u, t, a5, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 6u)
+            tn_m7_fc16_end(l, w, x, out, c, 6u, t, a6, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        return w + tails;
+    }
+#endif
+    { /* the host build, and a misaligned weight array: the same sums in C, a row at a time
+       * (one accumulator: no array on the stack) */
+        const uint8_t *wg = w + 4u * R, *wt = wg + 8u * R * NG;
+        uint32_t r, j;
+        (void)ALIGNED;
+        for (r = 0; r < R; r++) {
+            uint32_t a = tn_ld32(w + 4u * r);
+            for (j = 0; j < NG; j++) {
+                const uint32_t v = tn_ld32(in + 4u * j);
+                const uint8_t *wr = wg + 8u * (j * R + r);
+                a = (uint32_t)tn_smlad(tn_ld32(wr), XS ? tn_sxtab16(0u, v) : tn_uxtb16(v),
+                                       (int32_t)a);
+                a = (uint32_t)tn_smlad(tn_ld32(wr + 4),
+                                       XS ? tn_sxtab16_ror8(0u, v) : tn_uxtb16_ror8(v),
+                                       (int32_t)a);
+            }
+            tn_m7_fc16_end(l, wt, in + 4u * NG, out, c, r, t, a, XS, DBL, REQ, NM, ROUND, OB,
+                           TN_RQ);
+        }
+        return wt + tails;
+    }
+}
+
+/* A small dense layer K -> N of 8-bit inputs and weights (weights in tn_m7_fc16's layout,
+ * above; DBL: doubled lanes and constants). */
+TN_INLINE void tn_m7_fc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
+                          uint32_t K, uint32_t N, uint32_t XS, uint32_t DBL, uint32_t REQ,
+                          uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const uint8_t *w = l->w; /* read once (the asm's memory clobber would reload it) */
+    const uint32_t aligned = ((uintptr_t)w & 3u) == 0u, full = N / 7u, rest = N % 7u;
+    uint32_t b;
+    for (b = 0; b < full; b++)
+        w = tn_m7_fc16_block(l, w, in, out, 7u * b, 7u, K, XS, aligned, DBL, REQ, NM, ROUND, OB,
+                             TN_RQ);
+    if (rest)
+        tn_m7_fc16_block(l, w, in, out, 7u * full, rest, K, XS, aligned, DBL, REQ, NM, ROUND,
+                         OB, TN_RQ);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -1,0 +1,229 @@
+"""Small dense layers (the MLPerf Tiny classifier heads) on tn_m7_fc16 (c/tn_m7_gemm.h,
+kernels_m7.fc16_weights), and the harness's measurement of its own per-step cost
+(c/mcu/harness_mcu.c, tinyopt.deploy.mcu.McuRun.hook_insns_per_step, the net columns of
+benchmarks/bench_kernels.py)."""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import struct
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyopt.deploy import codegen, kernels_m7, mcu, synth
+from tinyopt.icn import IntegerLayer
+from tinyopt.integer import steps as steps_mod
+from tests.test_kernels_m7 import _fc, chain
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    """benchmarks/bench_kernels.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("bench_kernels",
+                                                  REPO / "benchmarks/bench_kernels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------ the measurement's own cost
+def test_hook_overhead_parsed_and_net_columns():
+    """McuRun.hook_insns_per_step = hook_ticks x calib_insns / calib_ticks / hook_intervals,
+    exact then rounded half to even; None for a stats file without it (an older harness). The
+    bench's net columns subtract it once per step, and stay empty without it."""
+    run = mcu.McuRun(outputs=np.zeros((1, 1)), image_ticks=np.array([10]), step_ticks={},
+                     insns_per_tick=2e6 / 50001, stack_peak=0, stack_at_call=0,
+                     calib_insns=2_000_000, calib_ticks=50001, hook_ticks=8012,
+                     hook_intervals=8000)
+    want = round(Fraction(8012 * 2_000_000, 50001 * 8000))
+    assert want == 40 and run.hook_insns_per_step == want
+    assert type(run.hook_insns_per_step) is int
+    odd = mcu.McuRun(outputs=np.zeros((1, 1)), image_ticks=np.array([10]), step_ticks={},
+                     insns_per_tick=1.0, stack_peak=0, stack_at_call=0, calib_insns=5,
+                     calib_ticks=2, hook_ticks=7, hook_intervals=4)
+    assert odd.hook_insns_per_step == 4  # 7 * 5 / 2 / 4 = 4.375
+    old = mcu.McuRun(outputs=np.zeros((1, 1)), image_ticks=np.array([10]), step_ticks={},
+                     insns_per_tick=2.0, stack_peak=0, stack_at_call=0)
+    assert old.hook_insns_per_step is None
+    bench = _bench()
+    row = bench.net_columns(850, 640, 1, 40)
+    assert row == {"hook_insns_per_step": 40, "insns_net": 810,
+                   "insns_per_mac_net": pytest.approx(810 / 640)}
+    assert bench.net_columns(5000, 4000, 3, 37)["insns_net"] == 5000 - 3 * 37
+    assert bench.net_columns(850, 640, 1, None) == {"hook_insns_per_step": None,
+                                                    "insns_net": None,
+                                                    "insns_per_mac_net": None}
+
+
+# --------------------------------------------------------------------------- fc16's layout
+def _dense(n, k, w, zw, bias, zin=0, signed=False, bits=8):
+    lay = IntegerLayer(kind="dense", name="head", in_shape=(k,), out_shape=(n,), in_bits=8,
+                       in_signed=signed, in_zero_point=zin, out_bits=8)
+    lay.set_weights(w, bits)
+    lay.weight_zero_point = np.asarray(zw, np.int32)
+    lay.bias = np.asarray(bias, np.int32)
+    return lay
+
+
+def test_fc16_weights_layout_by_hand():
+    """fc16_weights: blocks of seven rows then the rest; per block the rows' constants
+    C = bias - z_x sum d (int32), per group of four inputs each row's int16 lanes
+    [d_k, d_k+2], [d_k+1, d_k+3], each row's K % 4 tail lanes, zeros to a word; doubled: 2 d
+    and 2 C modulo 2^32. fc16_fits: at most FC16_MAX_WEIGHTS weights, 8-bit dense layers
+    only; a 4-bit dense layer is refused with its name."""
+    n, k, zin = 9, 6, -7
+    w = (np.arange(n * k).reshape(n, k) * 37 + 11) % 256
+    zw = np.arange(n) * 20 + 40  # per-row zero points
+    bias = np.arange(n) * -1000 + 123
+    lay = _dense(n, k, w, zw, bias, zin=zin, signed=True)
+    d = w - zw[:, None]
+    for doubled in (False, True):
+        s = 2 if doubled else 1
+        want = b""
+        for rows in (range(0, 7), range(7, 9)):
+            for r in rows:
+                want += struct.pack("<I", (s * (int(bias[r]) - zin * int(d[r].sum()))) % (1 << 32))
+            for r in rows:  # one group (k = 0..3)
+                want += struct.pack("<4h", *(s * int(d[r, j]) for j in (0, 2, 1, 3)))
+            tails = b"".join(struct.pack("<2h", s * int(d[r, 4]), s * int(d[r, 5]))
+                             for r in rows)
+            want += tails + b"\0" * (-len(tails) % 4)
+        got = kernels_m7.fc16_weights(lay, doubled=doubled)
+        assert got.dtype == np.uint8 and got.tobytes() == want
+    odd = _dense(3, 7, np.full((3, 7), 200), [100], [0, 0, 0])  # tails of 3 lanes: 18 B + 2
+    assert kernels_m7.fc16_weights(odd).size == 3 * 4 + 3 * 8 + 20
+    big = kernels_m7.FC16_MAX_WEIGHTS
+    assert kernels_m7.fc16_fits(_dense(2, big // 2, np.zeros((2, big // 2), int), [0], [0, 0]))
+    assert not kernels_m7.fc16_fits(_dense(1, big + 1, np.zeros((1, big + 1), int), [0], [0]))
+    four = _dense(2, 4, np.full((2, 4), 3), [0], [0, 0], bits=4)
+    assert not kernels_m7.fc16_fits(four)
+    with pytest.raises(ValueError, match="'head'.*4-bit"):
+        kernels_m7.fc16_weights(four)
+
+
+# ------------------------------------------------------------------------ fc16: bit-exact
+HEADS = [(64, 10), (64, 12), (256, 2), (7, 3)]  # ResNet-8, DS-CNN, VWW, tails (K % 4 = 3)
+# (rounding, per channel): DBL (tflite_double: the doubled lanes where FAST = 3), the others
+VARIANTS = [("tflite_double", False), ("tflite_double", True), ("floor", True),
+            ("tflite_single", False)]
+
+
+def _head(k, n, signed, rounding, per_channel, seed=0, symmetric=True, relu=False):
+    """One dense layer K -> N: int8 inputs (z_x = -128) or uint8 (z_x = 3); weights symmetric
+    int8 like TFLite's (codes 1..255 about 128) or random codes about random zero points."""
+    zin = -128 if signed else 3
+    g = chain(70 + seed + k + n, [_fc(n, wshape=(n, k), per_channel=per_channel,
+                                      icn=per_channel, out_signed=signed,
+                                      out_zero_point=-5 if signed else 9)],
+              (k,), 8, signed, zin, rounding)
+    lay = g.layers[0]
+    if symmetric:  # re-draw: TFLite's int8 weights, then re-calibrate bias and multipliers
+        rng = np.random.default_rng(seed)
+        lay.set_weights(rng.integers(1, 256, (n, k)), 8)
+        lay.weight_zero_point = np.full(n if per_channel else 1, 128, np.int32)
+        lo = -128 if signed else 0
+        x = rng.integers(lo, lo + 256, (48, k))
+        synth.calibrate_layer(g, lay, x, rng, per_channel, 0.0)
+    if relu:
+        lay.act_min = lay.out_zero_point + 1  # a clamp that is not the whole range
+    g.validate()
+    return g
+
+
+def _host_exact(g, tmp_path, n=200):
+    e = codegen.export_c(g, tmp_path / "src")
+    exe = mcu.build_host(e, build_dir=tmp_path / "host")
+    lo = -128 if g.input_signed else 0
+    rng = np.random.default_rng(7)
+    x = rng.integers(lo, lo + 256, (n, *g.input_shape))
+    x[0], x[1] = lo, lo + 255  # the extremes of the input codes
+    want = codegen.reference_output(g, x)
+    assert len({r.tobytes() for r in want}) > 1, "a constant output checks little"
+    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+    return e
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("k,n", HEADS)
+def test_fc16_heads_host_bitexact(tmp_path, k, n, signed):
+    """The heads' shapes, int8 and uint8 inputs, per-layer and per-channel weights and
+    multipliers, three roundings (DBL exactly where tn_m7_out's FAST = 3 form applies), symmetric
+    and asymmetric weights, a clamp narrower than the bits: tn_m7_fc16 (its C loop on the host)
+    equals the simulator on 200 inputs; the step takes tn_m7_fc16 and no scratch."""
+    for i, (rounding, pc) in enumerate(VARIANTS):
+        for symmetric, relu in ((True, False), (False, i == 1)):
+            g = _head(k, n, signed, rounding, pc, seed=i, symmetric=symmetric, relu=relu)
+            lay = g.layers[0]
+            steps, _ = steps_mod.memory_plan(g)
+            assert steps_mod.fc_fits(steps[0]) and kernels_m7.fc16_fits(lay)
+            dbl = kernels_m7.fc16_doubled(lay, g.rounding)
+            assert dbl == (rounding == "tflite_double"), (rounding, dbl)
+            e = _host_exact(g, tmp_path / f"{i}_{symmetric}")
+            assert e.kernels == ["fc"] and e.steps[0].scratch_bytes == 0
+            c = (tmp_path / f"{i}_{symmetric}" / "src" / "model.c").read_text()
+            assert "tn_m7_fc16(" in c
+            # the layout's bytes beyond the N K weights are counted as layout bytes
+            assert e.weight_pad_bytes == kernels_m7.fc16_weights(lay, dbl).size - n * k
+
+
+def test_fc16_refuses_weights_packed_for_another_rounding(tmp_path):
+    """A tn_m7_fc16 step whose weights were packed without the graph's rounding (choose without
+    it: no DBL) is refused when its C is written, not run with the wrong lanes."""
+    g = _head(64, 10, True, "tflite_double", False)
+    steps, _ = steps_mod.memory_plan(g)
+    choice = kernels_m7.choose(steps[0], 0, rounding=None)  # packed without DBL
+    assert kernels_m7.fc16_doubled(g.layers[0], "tflite_double")
+    with pytest.raises(ValueError, match="tn_m7_fc16.*rounding"):
+        kernels_m7.step_function(steps[0], 0, choice, "tflite_double")
+    ok = kernels_m7.choose(steps[0], 0, rounding="tflite_double")
+    assert "tn_m7_fc16(" in kernels_m7.step_function(steps[0], 0, ok, "tflite_double")
+
+
+# ------------------------------------------------------------------------------- under QEMU
+def _misaligned_chain(signed):
+    """A chain 7 -> 3 -> 5 -> 9 -> 2: the later dense inputs sit at arena offsets that are not
+    word-aligned (tn_m7_fc16's one-group form with LDR; the word-aligned first input takes the
+    two-group form), tails of 3 and 1 lanes, blocks of 3, 5 and 2 rows... and 9 = 7 + 2."""
+    layers = [_fc(3, out_signed=signed), _fc(5, per_channel=True, icn=True, out_signed=signed),
+              _fc(9, out_signed=signed), _fc(2, out_signed=signed)]
+    sizes = [7, 3, 5, 9]
+    layers = [dict(spec, wshape=(spec["out_shape"][0], kk)) for spec, kk in zip(layers, sizes)]
+    return chain(91, layers, (7,), 8, signed, -128 if signed else 0, "tflite_double")
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+def test_fc16_heads_under_qemu(qemu, tmp_path):
+    """tn_m7_fc16's assembly (the two-group LDRD form of blocks <= 5 rows on a word-aligned
+    input, the one-group form of 6 and 7 rows and of a misaligned input; int8 and uint8 inputs,
+    DBL and not) bit-exact under QEMU; the MLPerf heads' shapes under 1.2 instructions per MAC
+    net of the measurement, which the harness measured (a small positive count: the hooks' own
+    instructions, 40 with this harness)."""
+    cases = [("resnet_head", _head(64, 10, True, "tflite_double", False)),
+             ("dscnn_head_u8", _head(64, 12, False, "tflite_double", True)),
+             ("vww_head", _head(256, 2, True, "tflite_double", False)),
+             ("tails_floor", _head(7, 3, False, "floor", True, symmetric=False)),
+             ("chain_s8", _misaligned_chain(True)), ("chain_u8", _misaligned_chain(False))]
+    misaligned = 0
+    for name, g in cases:
+        lo = -128 if g.input_signed else 0
+        x = np.random.default_rng(3).integers(lo, lo + 256, (24, *g.input_shape))
+        r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=24, mcu_images=24)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        assert r["export"].kernels == ["fc"] * len(g.layers), name
+        hook = s["hook_insns_per_step"]
+        run = r["mcu"]
+        assert 10 <= hook <= 100, hook
+        assert hook == round(Fraction(run.hook_ticks * run.calib_insns,
+                                      run.calib_ticks * run.hook_intervals))
+        misaligned += sum(st.in_offset % 4 != 0 for st in r["export"].steps)
+        if name.endswith("head") or name == "dscnn_head_u8":
+            st = r["steps"].iloc[0]
+            net = (st["insns_per_image"] - hook) / st["macs"]
+            assert net <= 1.2, (name, st["insns_per_image"], hook, st["macs"])
+    assert misaligned >= 2  # the one-group form ran too
