@@ -2,7 +2,9 @@
 element-wise products) and of a kept softmax head, built by :func:`tinyopt.quantize_qat` from
 the blocks of :mod:`tinyopt.mixed.dag`. Each reads several input grids (``input_scale_from``
 lists the source layers, comma-separated; the :class:`~tinyopt.mixed.layers.QuantModel` connects
-them) and has the integer graph's arithmetic (:func:`tinyopt.mixed.lower.convert`)."""
+them) and has the integer graph's arithmetic (:func:`tinyopt.mixed.lower.convert`). Their
+``call`` methods are not converted by autograph
+(:class:`~tinyopt.mixed.layers.FakeQuantLayer`)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ import tf_keras as keras
 
 from tinyopt.integer.arith import m0_n0
 from tinyopt.mixed import quantizers
-from tinyopt.mixed.layers import ALPHA_DECAY, DEFAULT_ALPHA, _register, _source_scales, _steps
+from tinyopt.mixed.layers import (ALPHA_DECAY, DEFAULT_ALPHA, FakeQuantLayer, _register,
+                                  _source_scales, _steps)
 
 
 @keras.utils.register_keras_serializable(package="tinyopt")
-class QuantAdd(keras.layers.Layer):
+class QuantAdd(FakeQuantLayer):
     """The element-wise sum of two quantized tensors (a residual connection), requantized onto
     its own grid: PACT when a ReLU / ReLU6 follows (``activation``), else the signed quantizer.
 
@@ -72,7 +75,7 @@ class QuantAdd(keras.layers.Layer):
 
 
 @keras.utils.register_keras_serializable(package="tinyopt")
-class QuantConcat(keras.layers.Layer):
+class QuantConcat(FakeQuantLayer):
     """Channel concatenation of quantized tensors onto one grid: ``bits`` (the largest of the
     inputs'), alpha the largest input alpha; every input on another grid is requantized with
     floor (the integer graph's QUANTIZE nodes), codes q_i -> floor(q_i S_i / S).
@@ -118,7 +121,7 @@ class QuantConcat(keras.layers.Layer):
 
 
 @keras.utils.register_keras_serializable(package="tinyopt")
-class QuantSoftmax(keras.layers.Layer):
+class QuantSoftmax(FakeQuantLayer):
     """A softmax head kept in the integer graph: softmax over the last axis, output on TFLite's
     int8 grid (scale 1/256, codes round(p 256) - 128); the integer graph runs TFLite's
     fixed-point int8 softmax on the 8-bit signed logits, which agrees within one output LSB."""
@@ -143,7 +146,7 @@ def _pattern(kind: str):
 
 
 @keras.utils.register_keras_serializable(package="tinyopt")
-class QuantActivation(keras.layers.Layer):
+class QuantActivation(FakeQuantLayer):
     """An element-wise op of the op registry, fake-quantized: the op's float function
     (``KerasPattern.float_fn``) on the input grid's values, then its output quantizer, rounding
     to nearest (ties to even, as ``tf.round``), per the op's range:
