@@ -118,6 +118,16 @@ class Buffer:
         return (max(m.rel + m.bytes for m in live) - min(m.rel for m in live)) if live else 0
 
 
+def peak_span(buffers: list, n_steps: int) -> int:
+    """The largest, over the steps, of the buffers' summed :meth:`Buffer.span_at` (a lower
+    bound of any arena holding them; each buffer visits only the steps of its life)."""
+    total = [0] * max(1, n_steps)
+    for b in buffers:
+        for s in range(max(0, b.first), min(n_steps - 1, b.last) + 1):
+            total[s] += b.span_at(s)
+    return max(total)
+
+
 def _clash(a: Buffer, b: Buffer) -> tuple | None:
     """The first pair of members of a and b (placed) live at a common step and overlapping."""
     for ma in a.members:
@@ -190,8 +200,18 @@ class MemoryPlan:
             if b.offset % b.align:
                 raise ValueError(f"buffer {b.name!r} at {b.offset} is not {b.align}-byte "
                                  "aligned")
-        for i, a in enumerate(self.buffers):
-            for b in self.buffers[i + 1:]:
+        # only buffers whose byte ranges overlap can clash (every member lies inside its
+        # buffer's range): a sweep by offset instead of every pair
+        # (and only those alive at a common step: each buffer's life spans its members')
+        spans = sorted((b.offset, b.offset + b.bytes, b.first, b.last, k)
+                       for k, b in enumerate(self.buffers))
+        for i, (_, hi, fa, la, ka) in enumerate(spans):
+            for lo2, _, fb, lb, kb in spans[i + 1:]:
+                if lo2 >= hi:
+                    break
+                if lb < fa or la < fb:
+                    continue
+                a, b = self.buffers[min(ka, kb)], self.buffers[max(ka, kb)]
                 pair = _clash(a, b)
                 if pair is not None:
                     ma, mb = pair
@@ -297,17 +317,30 @@ def scratch_name(step: int, taken) -> str:
     return name
 
 
-def _forbidden(b: Buffer, placed: list[Buffer]) -> list[tuple[int, int]]:
-    """Offsets x in [lo, hi) at which a member of b would overlap a member of a placed buffer
-    live at a common step."""
-    out = []
-    for p in placed:
-        for pm in p.members:
-            for m in b.members:
-                if m.first <= pm.last and pm.first <= m.last:
-                    out.append((p.offset + pm.rel - m.rel - m.bytes + 1,
-                                p.offset + pm.rel + pm.bytes - m.rel))
-    return out
+class _Placed:
+    """The members of the buffers placed so far, flat, as (first step, last step, lowest byte,
+    end byte) in the arena: what a buffer being placed must not overlap (kept flat because the
+    heuristics ask once per buffer, hundreds of times per plan)."""
+
+    def __init__(self, buffers=()):
+        self.spans: list[tuple[int, int, int, int]] = []
+        for p in buffers:
+            self.add(p)
+
+    def add(self, p: Buffer) -> None:
+        self.spans += [(m.first, m.last, p.offset + m.rel, p.offset + m.rel + m.bytes)
+                       for m in p.members]
+
+    def forbidden(self, b: Buffer) -> list[tuple[int, int]]:
+        """Offsets x in [lo, hi) at which a member of b would overlap a placed member live at a
+        common step (in no particular order: :func:`_lowest_fit` and :func:`_highest_fit`
+        give the same answer for any order)."""
+        out = []
+        for m in b.members:
+            f, la, r, n = m.first, m.last, m.rel, m.bytes
+            out += [(lo - r - n + 1, hi - r) for pf, pl, lo, hi in self.spans
+                    if f <= pl and pf <= la]
+        return out
 
 
 def _lowest_fit(forbidden: list, align: int) -> int:
@@ -336,10 +369,10 @@ def _highest_fit(forbidden: list, top: int, align: int) -> int | None:
 
 def _first_fit(order: list[Buffer], align: int) -> int:
     """Each buffer, in turn, at the lowest aligned offset where it overlaps nothing live."""
-    placed: list[Buffer] = []
+    placed = _Placed()
     for b in order:
-        b.offset = _lowest_fit(_forbidden(b, placed), max(align, b.align))
-        placed.append(b)
+        b.offset = _lowest_fit(placed.forbidden(b), max(align, b.align))
+        placed.add(b)
     return max((b.offset + b.bytes for b in order), default=0)
 
 
@@ -348,14 +381,14 @@ def _two_ended(bufs: list[Buffer], bound: int, align: int) -> int:
     the top (ending at the lower bound) if it fits there, else at the lowest fit: a chain's
     ping-pong that keeps the free space in one piece, also when buffers hold several tensors."""
     top = _align(bound, align)
-    placed: list[Buffer] = []
+    placed = _Placed()
     for b in sorted(bufs, key=lambda b: (b.first, b.last)):
-        forbidden = _forbidden(b, placed)
+        forbidden = placed.forbidden(b)
         low = _lowest_fit(forbidden, max(align, b.align))
         high = _highest_fit(forbidden, top - b.bytes, max(align, b.align))
         b.offset = high if low > 0 and high is not None and high + b.bytes > top - align \
             else low
-        placed.append(b)
+        placed.add(b)
     return max((b.offset + b.bytes for b in bufs), default=0)
 
 
@@ -370,10 +403,10 @@ def _ping_pong(bufs: list[Buffer], bound: int, align: int) -> int:
 def _fill(bufs: list[Buffer], placed: list[Buffer], align: int) -> int:
     """Each of ``bufs`` (a step's scratch), in turn, at the lowest aligned offset where it
     overlaps nothing placed; returns the end of the highest."""
-    placed = list(placed)
+    placed = _Placed(placed)
     for b in bufs:
-        b.offset = _lowest_fit(_forbidden(b, placed), max(align, b.align))
-        placed.append(b)
+        b.offset = _lowest_fit(placed.forbidden(b), max(align, b.align))
+        placed.add(b)
     return max((b.offset + b.bytes for b in bufs), default=0)
 
 
@@ -419,13 +452,13 @@ def plan_memory(steps: list[StepIO], sizes: dict, graph_input: str, outputs: lis
         bufs = buffers_of(steps, sizes, graph_input, list(outputs), dict(aliases or {}), slide)
         # buffers_of puts the scratch buffers last, in step order
         scratch = dict(zip(with_scratch, (b.name for b in bufs[len(bufs) - len(with_scratch):])))
-        bound = max(sum(b.span_at(s) for b in bufs) for s in range(n))
+        bound = peak_span(bufs, n)
         tensors, extra = bufs[:len(bufs) - len(with_scratch)], bufs[len(bufs) - len(with_scratch):]
         # each heuristic places every buffer, and, when there is scratch, also the tensors
         # alone and then each scratch in the lowest gap free at its step ("scratch last": a
         # two-ended arena keeps its free middle, where the scratch of most steps fits)
         for group, last in [(bufs, [])] + ([(tensors, extra)] if extra else []):
-            top = bound if not last else max(sum(b.span_at(s) for b in group) for s in range(n))
+            top = bound if not last else peak_span(group, n)
             orders = {
                 "greedy_size": sorted(group, key=lambda b: (-b.bytes, b.first)),
                 "greedy_size_x_life": sorted(
