@@ -75,6 +75,7 @@ def test_a_bad_budget_is_refused(bad):
         steps_mod.memory_plan(_graph(), arena_budget=bad)
 
 
+@pytest.mark.slow  # a generate: host build and check, Cortex-M7 compile
 def test_the_cli_takes_the_budget_and_refuses_a_bad_one(tmp_path, capsys):
     from tinyopt.workbench import cli
     path = tmp_path / "g.npz"
