@@ -23,7 +23,9 @@ Keras model (``.h5``, ``.keras``, a SavedModel folder), quantized with ``--bits 
 random data, said so (:mod:`tinyopt.workbench.keras_model`). Every op of a ``.tflite``, and
 every layer of a Keras model, outside the supported set is listed at once. Progress bars (on
 stderr) show the builds and QEMU runs of validate and generate when stdout is a terminal;
-``--no-progress`` turns them off.
+``--no-progress`` turns them off. ``--arena-budget 64k`` (analyze, validate and generate alike:
+one plan) lets a Keras model's faster kernels take arena scratch up to that many bytes instead
+of keeping the smallest arena (:func:`tinyopt.export_c`'s ``arena_budget``).
 """
 
 from __future__ import annotations
