@@ -20,6 +20,7 @@ minutes on 2 cores).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -38,9 +39,17 @@ POLICIES = ((8, 8), (4, 4))
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    run_mcu = "--mcu" in argv
-    models = [a for a in argv if not a.startswith("--")] or list(MLPERF_TINY)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mcu", action="store_true", help="also count instructions under QEMU")
+    ap.add_argument("models", nargs="*", metavar="MODEL",
+                    help=f"some of {', '.join(MLPERF_TINY)} (default: all four)")
+    args = ap.parse_args(argv)
+    unknown = [m for m in args.models if m not in MLPERF_TINY]
+    if unknown:  # (argparse's choices refuse an empty list with nargs="*" on Python 3.11)
+        ap.error(f"unknown model {', '.join(map(repr, unknown))}: choose from "
+                 f"{', '.join(MLPERF_TINY)}")
+    run_mcu = args.mcu
+    models = args.models or list(MLPERF_TINY)
     out = ROOT / "results" / "any_graph"
     rows, mem_rows = [], []
     for name in models:

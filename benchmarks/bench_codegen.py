@@ -15,6 +15,7 @@ repository root, wherever it runs from.
 """
 from __future__ import annotations
 
+import argparse
 import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -50,7 +51,10 @@ def _inputs(graph: IntegerGraph, n: int) -> np.ndarray:
                                              (n, *graph.input_shape))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    # no options: --help prints the docstring's summary; anything else is refused before any
+    # result is written
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     rows = []
     for path in GRAPHS:
         if not (REPO / path).exists():

@@ -59,6 +59,7 @@ place of those rows of ``results/bench/kernels.csv`` (the other rows kept as the
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -396,19 +397,33 @@ def mlperf_only(tmp: Path, exact: bool = False, write: bool = False) -> None:
         print(f"wrote {write_csv(integer_counts(pd.DataFrame(out, columns=cols)), path)}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    what = ap.add_mutually_exclusive_group()
+    what.add_argument("--mlperf", action="store_true",
+                      help="the four MLPerf Tiny models only (printed)")
+    what.add_argument("--subbyte", action="store_true",
+                      help="the subbyte_layer_type rows only (printed)")
+    ap.add_argument("--exact", action="store_true",
+                    help="with --mlperf: also check exactness on the host and under QEMU")
+    ap.add_argument("--write", action="store_true",
+                    help="with --mlperf --exact or --subbyte: put the rows in kernels.csv")
+    args = ap.parse_args(argv)
+    if args.write and not (args.subbyte or args.mlperf):
+        ap.error("--write goes with --mlperf --exact or --subbyte (the full run always writes)")
+    if args.exact and not args.mlperf:
+        ap.error("--exact goes with --mlperf")
     ok, why = mcu.toolchain()
     if not ok:
         raise SystemExit(f"bench_kernels needs the ARM toolchain and QEMU: {why}")
-    if "--mlperf" in sys.argv[1:]:
+    if args.mlperf:
         with tempfile.TemporaryDirectory() as tmp:
-            mlperf_only(Path(tmp), exact="--exact" in sys.argv[1:],
-                        write="--write" in sys.argv[1:])
+            mlperf_only(Path(tmp), exact=args.exact, write=args.write)
         return
-    if "--subbyte" in sys.argv[1:]:  # the subbyte_layer_type rows only, printed
+    if args.subbyte:  # the subbyte_layer_type rows only, printed
         with tempfile.TemporaryDirectory() as tmp:
             rows = subbyte_rows(Path(tmp))
-        if "--write" in sys.argv[1:]:  # ... and put in place of those of kernels.csv
+        if args.write:  # ... and put in place of those of kernels.csv
             path = REPO / "results/bench/kernels.csv"
             old = pd.read_csv(path)
             keep = old[old["scope"] != "subbyte_layer_type"]

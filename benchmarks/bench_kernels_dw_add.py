@@ -127,11 +127,11 @@ def add_rows(name: str, g, fused, tmp: Path) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--csv", help="write the rows to this CSV file")
     ap.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     ok, why = mcu.toolchain()
     if not ok:
         raise SystemExit(f"bench_kernels_dw_add needs the ARM toolchain and QEMU: {why}")

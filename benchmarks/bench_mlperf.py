@@ -14,6 +14,7 @@ Writes ``results/integer_only/mlperf_sim.csv``. Run from the repo root:
 """
 from __future__ import annotations
 
+import argparse
 import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -53,7 +54,10 @@ def litert_rate(tfl: bytes, x: np.ndarray) -> float:
     return len(x) / (time.perf_counter() - t)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    # no options: --help prints the docstring's summary; anything else is refused before any
+    # result is written
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     rows = []
     for name in MLPERF_TINY:
         tfl = mlperf_tiny_tflite(name)

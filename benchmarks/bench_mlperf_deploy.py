@@ -21,6 +21,7 @@ arm-none-eabi-gcc with qemu-system-arm for the QEMU columns).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -39,7 +40,10 @@ N_HOST, N_QEMU, SEED = 1000, 20, 7
 FLAVOURS = ("litert", "tflm")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    # no options: --help prints the docstring's summary; anything else is refused before any
+    # result is written
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     ok, why = mcu.toolchain()
     if not ok:
         print(f"QEMU columns skipped: {why}", flush=True)

@@ -14,6 +14,7 @@ Run ``.venv/bin/python benchmarks/bench_policy.py`` (results go under the reposi
 """
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -42,7 +43,10 @@ def timed(fn, repeats=REPEATS):
     return statistics.median(samples), max(samples)
 
 
-def main():
+def main(argv: list[str] | None = None):
+    # no options: --help prints the docstring's summary; anything else is refused before any
+    # result is written
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     rows = []
 
     def add(case, granularity, seconds, worst, target, note="", repeats=REPEATS):

@@ -24,6 +24,7 @@ repository root).
 """
 from __future__ import annotations
 
+import argparse
 import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -139,7 +140,10 @@ def evaluate(dataset: str, label: str, tfl: bytes, x: np.ndarray, y: np.ndarray,
         print(speed_rows[-1])
 
 
-def main():
+def main(argv: list[str] | None = None):
+    # no options: --help prints the docstring's summary; anything else is refused before any
+    # result is written
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     exact_rows, speed_rows = [], []
     for name in DATASETS:
         ds = data.dataset(name)

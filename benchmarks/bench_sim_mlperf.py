@@ -17,6 +17,7 @@ Writes ``results/bench/sim_mlperf.csv`` and prints the ratio table. Run from the
 """
 from __future__ import annotations
 
+import argparse
 import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -81,7 +82,10 @@ def litert_runner(tfl: bytes, x: np.ndarray):
     return run
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # no options: --help prints the docstring's summary; anything else is refused before any
+    # result is written
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     rows, table = [], []
     kernel = blas_kernel()
     sim_fast.library()
