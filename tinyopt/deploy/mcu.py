@@ -48,7 +48,11 @@ from tinyopt.files import cache_dir
 from tinyopt.names import path_component, path_slug
 
 MCU_DIR = C_DIR / "mcu"
-HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror")
+# The host builds check the C arithmetic, not the Cortex-M7 speed: the kernels are not forced
+# inline into every step (c/tn_arith.h, TN_INLINE), which makes a build about five times faster
+# to compile and computes the same numbers.
+HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror",
+               "-DTN_INLINE=static inline")
 MCU_CFLAGS = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft", "-std=c99", "-O2",
               "-ffreestanding", "-fno-tree-loop-distribute-patterns", "-ffunction-sections",
               "-fdata-sections", "-Wall", "-Wextra", "-Werror", "-DMODEL_PROFILE")

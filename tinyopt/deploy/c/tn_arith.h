@@ -9,10 +9,16 @@
 #include <stdint.h>
 #include "tinyopt_nn.h"
 
+/* Every step inlines its kernel, specialised to the step's constants: the Cortex-M7 kernels
+ * rely on it for their speed. A host build may define TN_INLINE as plain "static inline"
+ * (tinyopt.deploy.mcu.HOST_CFLAGS does): the same C arithmetic, about five times faster to
+ * compile, the compiler choosing what to inline. */
+#ifndef TN_INLINE
 #if defined(__GNUC__)
 #define TN_INLINE static inline __attribute__((always_inline))
 #else
 #define TN_INLINE static inline
+#endif
 #endif
 
 /* Element i of a packed tensor, as an int32 value (sign-extended when is_signed). */
