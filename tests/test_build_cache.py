@@ -1,6 +1,7 @@
-"""The kernel object cache of tinyopt.deploy.mcu: a cached build is the build without the cache
-(same outputs, same sections), and a change to the kernels' sources or flags is never served a
-stale object."""
+"""The object cache of tinyopt.deploy.mcu (kernels, startup, and each export's model.c and
+harness): a cached build is the build without the cache (same outputs, same sections), a second
+build of the same export compiles nothing, and a change to any source, header (the model's
+constants too) or flag is never served a stale object."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,10 +24,11 @@ def test_cached_host_build_equals_uncached(tmp_path, cache, monkeypatch):
     export = codegen.export_c(g, tmp_path / "src")
     first = mcu.run_host(mcu.build_host(export, build_dir=tmp_path / "a"), export, x)
     objects = sorted(cache.glob("*.o"))
-    assert [o.name.split("-")[0] for o in objects] == ["tinyopt_nn"]
-    mtime = objects[0].stat().st_mtime_ns
+    assert [o.name.split("-")[0] for o in objects] == ["harness_host", "model", "tinyopt_nn"]
+    mtimes = [o.stat().st_mtime_ns for o in objects]
     second = mcu.run_host(mcu.build_host(export, build_dir=tmp_path / "b"), export, x)
-    assert objects[0].stat().st_mtime_ns == mtime, "the cached object was compiled again"
+    assert [o.stat().st_mtime_ns for o in objects] == mtimes, "a cached object was compiled again"
+    assert sorted(cache.glob("*.o")) == objects
     monkeypatch.setenv(mcu.OBJ_CACHE_ENV, "off")
     plain = mcu.run_host(mcu.build_host(export, build_dir=tmp_path / "c"), export, x)
     np.testing.assert_array_equal(first, plain)
@@ -49,12 +51,34 @@ def test_a_changed_kernel_source_is_compiled_again(tmp_path, cache):
     assert len(list(cache.glob("tinyopt_nn-*.o"))) == 2 and not list(cache.glob(".*"))
 
 
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
+def test_another_model_is_compiled_again_and_computes_its_own_outputs(tmp_path, cache):
+    """Two exports that differ only in their constants (model_params.h) share no model object,
+    and each build computes what the simulator says for its own graph."""
+    g = coverage_graph(0, "floor", False)
+    h = coverage_graph(0, "floor", False)
+    layer = next(la for la in h.layers if getattr(la, "bias", None) is not None)
+    layer.bias = layer.bias + 1000  # same code, other constants
+    x = _inputs(g, 6, 0)
+    outs = []
+    for graph, name in ((g, "g"), (h, "h")):
+        export = codegen.export_c(graph, tmp_path / name)
+        got = mcu.run_host(mcu.build_host(export, build_dir=tmp_path / f"{name}_b"), export, x)
+        np.testing.assert_array_equal(got, codegen.reference_output(graph, x))
+        outs.append(got)
+    assert not np.array_equal(*outs), "the two models should compute different outputs"
+    assert len(list(cache.glob("model-*.o"))) == 2
+    # the harness includes only model.h (sizes, names): the same for both, so one object
+    assert len(list(cache.glob("harness_host-*.o"))) == 1
+
+
 @pytest.mark.slow  # a Cortex-M7 build twice; the host twin runs in make test-fast
 def test_cached_mcu_build_equals_uncached(qemu, tmp_path, cache, monkeypatch):
     g = coverage_graph(2, "tflite_single", True)
     export = codegen.export_c(g, tmp_path / "src")
     cached = mcu.section_sizes(mcu.build_mcu(export, build_dir=tmp_path / "a"))
-    assert {o.name.split("-")[0] for o in cache.glob("*.o")} == {"tinyopt_nn", "startup"}
+    assert {o.name.split("-")[0] for o in cache.glob("*.o")} == {
+        "tinyopt_nn", "startup", "model", "harness_mcu"}
     monkeypatch.setenv(mcu.OBJ_CACHE_ENV, "off")
     plain = mcu.section_sizes(mcu.build_mcu(export, build_dir=tmp_path / "b"))
     assert cached == plain

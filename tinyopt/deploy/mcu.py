@@ -83,8 +83,9 @@ def _compile(cmd, what: str) -> None:
 # compiling them is about half of a build: their objects are compiled once per content and
 # reused. The key covers everything the object depends on: the compiler (path and version),
 # the flags, and the bytes of the source and of every header it includes with "..." (found
-# recursively; system headers come with the compiler version). A model's own sources
-# (model.c, the harnesses) include model.h and are always compiled.
+# recursively; system headers come with the compiler version). A model's own sources (model.c,
+# the harnesses) are keyed the same way, through the model.h and model_params.h they include:
+# the same export built twice (a test, then a notebook; validate, then generate) compiles once.
 OBJ_CACHE_ENV = "TINYOPT_OBJ_CACHE"  # "off": no object cache
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 _compiler_ids: dict[str, str] = {}
@@ -176,8 +177,10 @@ def build_host(export: Export, cc: str = "gcc", build_dir=None) -> Path:
     kernels = _object(cc, HOST_CFLAGS, src / "tinyopt_nn.c", [src], "host build (kernels)")
     ops = [_object(cc, HOST_CFLAGS, src / f, [src], f"host build ({f})")
            for f in export.op_sources]
-    _compile([cc, *HOST_CFLAGS, "-I", src, src / "model.c", kernels, *ops,
-              C_DIR / "harness_host.c", "-o", out], "host build")
+    model = _object(cc, HOST_CFLAGS, src / "model.c", [src], "host build (model)")
+    harness = _object(cc, HOST_CFLAGS, C_DIR / "harness_host.c", [src], "host build (harness)")
+    _compile([cc, *HOST_CFLAGS, "-I", src, model, kernels, *ops, harness, "-o", out],
+             "host build")
     return out
 
 
@@ -335,9 +338,12 @@ def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE) -> P
            for f in export.op_sources]
     startup = _object(cc, MCU_CFLAGS, MCU_DIR / "startup.c", [MCU_DIR],
                       "Cortex-M7 build (startup)")
+    model = _object(cc, MCU_CFLAGS, src / "model.c", [src, MCU_DIR], "Cortex-M7 build (model)")
+    harness = _object(cc, MCU_CFLAGS, MCU_DIR / "harness_mcu.c", [src, MCU_DIR],
+                      "Cortex-M7 build (harness)")
     # the same objects in the same order as one compile of the four sources: the same ELF
     _compile([cc, *MCU_CFLAGS, "-I", src, "-I", MCU_DIR,
-              src / "model.c", kernels, *ops, MCU_DIR / "harness_mcu.c",
+              model, kernels, *ops, harness,
               startup, "-nostdlib", "-T", MCU_DIR / "mps2_an500.ld",
               f"-Wl,--defsym=STACK_SIZE={int(stack_size)}", "-Wl,--gc-sections",
               f"-Wl,-Map={out_dir / 'model.map'}", "-o", elf, "-lgcc"], "Cortex-M7 build")
