@@ -22,10 +22,11 @@ from tests.test_kernels_m7_sub import _dense
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
 # name: (rounding, input signed, input zero point, input bits, shape, layers); every dense layer
-# small (N K <= 4096). Tails: K XB not a multiple of 32 (13 nibbles, 21 and 6 crumbs, 10 bytes).
+# small (N K <= 4096). Tails: K XB not a multiple of 32, the last word more than half full (45, 13
+# nibbles; 14, 12 crumbs) and at most half (9, 10, 20 nibbles: HALF, v | v << 8; 6 crumbs).
 S16_CHAINS = {
-    "s16_floor_u4": ("floor", False, 5, 4, (40,), [
-        _dense(13, 40, 4, 8, per_channel=True),       # 4-bit in, R 6 + 1
+    "s16_floor_u4": ("floor", False, 5, 4, (45,), [
+        _dense(13, 45, 4, 8, per_channel=True),       # 4-bit in, R 6 + 1, tail of 5 nibbles
         _dense(9, 13, 2, 4, out_zero_point=2),          # 8-bit in, 2-bit weights, 4-bit out
         _dense(14, 9, 4, 2, per_channel=True, icn=True),  # 4-bit in, tail (9 nibbles), 2-bit out
         _dense(11, 14, 2, 4),                           # 2-bit in, tail (14 crumbs), 4-bit out
@@ -69,17 +70,20 @@ def test_subfc16_chains_cover_the_widths():
     """The chains above hold every pair (weight bits, input bits) of 2 / 4 x 2 / 4 / 8, signed
     and unsigned sub-byte inputs, 2 / 4 / 8 / 32-bit outputs, tails, PC and the three roundings
     (so that the test above checks them all)."""
-    seen, signed, outs, tails = set(), set(), set(), 0
+    seen, signed, outs, tails = set(), set(), set(), set()
     for name in S16_CHAINS:
         g = _s16_graph(name)
         for layer in g.layers:
-            seen.add((int(layer.weight_bits), int(layer.in_bits)))
-            if layer.in_bits < 8:
+            xb, k = int(layer.in_bits), int(layer.in_shape[0])
+            seen.add((int(layer.weight_bits), xb))
+            if xb < 8:
                 signed.add(bool(layer.in_signed))
+                if k % (32 // xb):  # a tail: more than half a word, or at most half (HALF)
+                    tails.add((xb, k % (32 // xb) <= 16 // xb))
             outs.add(int(layer.out_bits))
-            tails += int(layer.in_shape[0]) * int(layer.in_bits) % 32 != 0
     assert seen == {(w, x) for w in (2, 4) for x in (2, 4, 8)}, seen
-    assert signed == {True, False} and outs == {2, 4, 8, 32} and tails >= 4
+    assert signed == {True, False} and outs == {2, 4, 8, 32}
+    assert tails == {(x, h) for x in (2, 4) for h in (True, False)}, tails
     assert {S16_CHAINS[n][0] for n in S16_CHAINS} == {"floor", "tflite_single", "tflite_double"}
 
 
@@ -133,27 +137,31 @@ def test_subfc16_bound_fails_takes_subfc(tmp_path):
         assert ("tn_m7_subfc16(" in src) == fast and ("tn_m7_subfc(" in src) != fast, src
 
 
-def test_subfc16_weights_by_hand():
+@pytest.mark.parametrize("k", [21, 20])  # a last word of 5 nibbles; of 4 (HALF)
+def test_subfc16_weights_by_hand(k):
     """The layout of 4-bit inputs read back as the kernel reads it (constants, then per word
-    and pair of lane pairs each row's two words), summed in numpy: S acc for every row."""
-    g = _one_dense(21, 7, 4, 4, zin=3, seed=11)  # a tail word (21 nibbles), blocks of 6 + 1
+    and pair of lane pairs each row's two words; a last word of at most four codes: one pair,
+    codes (0, 2) and (1, 3)), summed in numpy: S acc for every row."""
+    g = _one_dense(k, 7, 4, 4, zin=3, seed=11)  # blocks of 6 + 1
     lay = g.layers[0]
     scale = kernels_m7.subfc16_scale(lay)
     assert scale == 16
     raw = kernels_m7.subfc16_weights(lay)
     d, bias = kernels_m7._subfc16_rows(lay)
-    x = np.random.default_rng(0).integers(0, 16, 21)
+    x = np.random.default_rng(0).integers(0, 16, k)
     want = bias + (d * (x - 3)).sum(axis=1)
     xw = np.zeros(24, np.int64)
-    xw[:21] = x
+    xw[:k] = x
     pos, got = 0, []
     for c, r in ((0, 6), (6, 1)):
         t = raw[pos:pos + 4 * r].view("<i4").astype(np.int64)
         pos += 4 * r
         for word in range(3):
             v = xw[8 * word:8 * word + 8]
-            for h in range(2):
-                lanes = [(v[2 * h], v[2 * h + 4], 1), (v[2 * h + 1], v[2 * h + 5], 16)]
+            half = word == 2 and k % 8 <= 4
+            for h in range(1 if half else 2):
+                lanes = ([(v[0], v[2], 1), (v[1], v[3], 16)] if half else
+                         [(v[2 * h], v[2 * h + 4], 1), (v[2 * h + 1], v[2 * h + 5], 16)])
                 for row in range(r):
                     for (lo, hi, s) in lanes:
                         w = raw[pos:pos + 4].view("<i2").astype(np.int64)

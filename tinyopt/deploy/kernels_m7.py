@@ -836,7 +836,8 @@ def subfc16_weights(layer) -> np.ndarray:
     one of the N % R left) the rows' S C (int32 modulo 2^32, C = bias - o sum_k d_k, o = z_x
     (+ 2^(b-1) for signed inputs)), then per input word and pair of its lane pairs (2j, 2j + 1)
     each row's words [f_2j d_i, f_2j d_i'], [f_2j+1 d_i, f_2j+1 d_i'] (lane pair j = codes
-    (j, j + 16 / b) of the word, f_j = S / 2^(b (j % (8 / b))); codes beyond K: d = 0).
+    (j, j + 16 / b) of the word, f_j = S / 2^(b (j % (8 / b))); codes beyond K: d = 0); a last
+    word of at most 16 / b codes, its lane pairs j < 8 / b alone, codes (j, j + 8 / b).
 
     Arguments:
         layer: a dense layer of 2 / 4-bit weights where :func:`subfc16_scale` is nonzero.
@@ -865,20 +866,27 @@ def subfc16_weights(layer) -> np.ndarray:
     const = ((scale * (bias - off * d.sum(axis=1))) % (1 << 32)).astype("<u4")
     g = 32 // xb  # codes per input word
     words = -(-k // g)
+    half = 0 < k % g <= g // 2  # a last word of at most half its codes: v | v << 8 (HALF)
     dp = np.zeros((n, words * g), np.int64)
     dp[:, :k] = d
     npairs = 16 // xb
     j = np.arange(npairs)
     fac = scale >> (xb * (j % (8 // xb)))  # S / the lane pair's scale
-    lanes = np.stack([dp.reshape(n, words, g)[:, :, :npairs] * fac,
-                      dp.reshape(n, words, g)[:, :, npairs:] * fac], axis=-1)  # [n, w, j, 2]
-    lanes = lanes.reshape(n, words, npairs // 2, 4)  # per pair of lane pairs: 4 int16
+
+    def pairs(codes, m):  # [n, words, 2m] -> [n, words, m / 2, 4]: lane pairs (x_j, x_{j+m})
+        lanes = np.stack([codes[..., :m] * fac[:m], codes[..., m:2 * m] * fac[:m]], axis=-1)
+        return lanes.reshape(n, codes.shape[1], m // 2, 4)  # per pair of lane pairs: 4 int16
+
+    whole = pairs(dp.reshape(n, words, g)[:, :words - half], npairs)
+    tail = pairs(dp.reshape(n, words, g)[:, words - 1:, :g // 2], npairs // 2) if half else None
     rows = 4 if int(layer.out_bits) == 2 else SUBFC16_ROWS
     parts = []
     for c in range(0, n, rows):
-        blk = lanes[c:c + rows]
         parts.append(const[c:c + rows].view(np.uint8))
-        parts.append(np.ascontiguousarray(blk.transpose(1, 2, 0, 3), "<i2").view(np.uint8).ravel())
+        for lanes in (whole, tail):
+            if lanes is not None:
+                blk = np.ascontiguousarray(lanes[c:c + rows].transpose(1, 2, 0, 3), "<i2")
+                parts.append(blk.view(np.uint8).ravel())
     return np.concatenate(parts).astype(np.uint8)
 
 

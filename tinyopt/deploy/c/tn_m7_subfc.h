@@ -468,7 +468,9 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
  * Layout (little-endian): per block of R rows, the rows' C (int32, S C, C = bias - o sum_k d_k,
  * o the lanes' offset: z_x, plus 2^(b-1) for signed sub-byte inputs; modulo 2^32), then per
  * input word (the last one, when K XB is not a multiple of 32, completed with d = 0 lanes) and
- * per pair of lane pairs (2j, 2j + 1) each row's two words [(S/s) d_i, (S/s) d_i'].
+ * per pair of lane pairs (2j, 2j + 1) each row's two words [(S/s) d_i, (S/s) d_i']. A last word
+ * of at most 16 / b codes (HALF) takes v | v << 8: lane pairs (x_j, x_{j+8/b}), j < 8 / b, in
+ * the first half of the masks only (its words: those pairs of lane pairs alone).
  * --------------------------------------------------------------------------------------------- */
 #if TN_M7_ASM
 #define TN_S16_ROW(A)                                                                           \
@@ -509,12 +511,32 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
         if (n & 2u) TN_S16_ASM(G G, R);                                                         \
         if (n >= 4u) TN_S16_ASM("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t", R);          \
     } while (0)
-#define TN_S16_RUN_X(R)                                                                         \
+/* a last word holding at most half a word of codes (HALF): v | v << 8 puts codes 16 / b / 2 ..
+ * of its low half in the high lane, one pass of the masks covers them */
+#define TN_S16_T4(FLIP, R)                                                                      \
+    "ldr %[v], [%[x]], #4\n\t" FLIP "orr %[v], %[v], %[v], lsl #8\n\t"                          \
+    TN_S16_H("0x000F000F", "0x00F000F0", R)
+#define TN_S16_T2(FLIP, R)                                                                      \
+    "ldr %[v], [%[x]], #4\n\t" FLIP "orr %[v], %[v], %[v], lsl #8\n\t"                          \
+    TN_S16_H("0x00030003", "0x000C000C", R) TN_S16_H("0x00300030", "0x00C000C0", R)
+/* the input width's and sign's variant (G4 / G2: whole words, T4 / T2: a half last word) */
+#define TN_S16_RUN_X(R, G4, G2)                                                                 \
     do {                                                                                        \
-        if (XB == 4u && XS) TN_S16_RUN(TN_S16_G4("eor %[v], %[v], #0x88888888\n\t", R), R);    \
-        else if (XB == 4u) TN_S16_RUN(TN_S16_G4("", R), R);                                     \
-        else if (XS) TN_S16_RUN(TN_S16_G2("eor %[v], %[v], #0xAAAAAAAA\n\t", R), R);           \
-        else TN_S16_RUN(TN_S16_G2("", R), R);                                                   \
+        if (XB == 4u && XS) TN_S16_RUN(G4("eor %[v], %[v], #0x88888888\n\t", R), R);          \
+        else if (XB == 4u) TN_S16_RUN(G4("", R), R);                                            \
+        else if (XS) TN_S16_RUN(G2("eor %[v], %[v], #0xAAAAAAAA\n\t", R), R);                 \
+        else TN_S16_RUN(G2("", R), R);                                                          \
+    } while (0)
+#define TN_S16_SWITCH(G4, G2)                                                                   \
+    do {                                                                                        \
+        switch (R) {                                                                            \
+        case 1u: TN_S16_RUN_X(1, G4, G2); break;                                                \
+        case 2u: TN_S16_RUN_X(2, G4, G2); break;                                                \
+        case 3u: TN_S16_RUN_X(3, G4, G2); break;                                                \
+        case 4u: TN_S16_RUN_X(4, G4, G2); break;                                                \
+        case 5u: TN_S16_RUN_X(5, G4, G2); break;                                                \
+        default: TN_S16_RUN_X(6, G4, G2); break;                                                \
+        }                                                                                       \
     } while (0)
 #endif
 
@@ -565,7 +587,8 @@ TN_INLINE void tn_s16_store(uint8_t *TN_RESTRICT out, uint32_t c, uint32_t R, ui
  * over NG whole input words at in and (TAIL) the last word tw; returns w past the block. */
 TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, const uint8_t *in,
                                       uint8_t *TN_RESTRICT out, uint32_t c, uint32_t R,
-                                      uint32_t NG, uint32_t TAIL, uint32_t tw, uint32_t XB,
+                                      uint32_t NG, uint32_t TAIL, uint32_t HALF, uint32_t tw,
+                                      uint32_t XB,
                                       uint32_t XS, uint32_t ALIGNED, uint32_t F3, uint32_t PACK,
                                       uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
                                       TN_RQ_ARGS)
@@ -580,25 +603,12 @@ TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, con
                  a4 = R > 4u ? tn_ld32(w + 16) : 0u, a5 = R > 5u ? tn_ld32(w + 20) : 0u, v, p0,
                  p1, u, u2, n = NG;
         w += 4u * R;
-        switch (R) {
-        case 1u: TN_S16_RUN_X(1); break;
-        case 2u: TN_S16_RUN_X(2); break;
-        case 3u: TN_S16_RUN_X(3); break;
-        case 4u: TN_S16_RUN_X(4); break;
-        case 5u: TN_S16_RUN_X(5); break;
-        default: TN_S16_RUN_X(6); break;
-        }
+        TN_S16_SWITCH(TN_S16_G4, TN_S16_G2);
         if (TAIL) { /* the last word, completed in a register (one group more) */
             x = (const uint8_t *)&tw;
             n = 1u;
-            switch (R) {
-            case 1u: TN_S16_RUN_X(1); break;
-            case 2u: TN_S16_RUN_X(2); break;
-            case 3u: TN_S16_RUN_X(3); break;
-            case 4u: TN_S16_RUN_X(4); break;
-            case 5u: TN_S16_RUN_X(5); break;
-            default: TN_S16_RUN_X(6); break;
-            }
+            if (HALF) TN_S16_SWITCH(TN_S16_T4, TN_S16_T2);
+            else TN_S16_SWITCH(TN_S16_G4, TN_S16_G2);
         }
         /* no array of the sums: the step's frame stays small */
         tn_s16_row(l, out, c, 0u, a0, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
@@ -618,8 +628,10 @@ TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, con
         for (uint32_t r = 0; r < R; r++) {
             uint32_t a = tn_ld32(w + 4u * r);
             for (uint32_t g = 0; g < NG + TAIL; g++) {
-                const uint32_t v = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
-                for (uint32_t h = 0; h < H; h++) {
+                const uint32_t half = g == NG && HALF;
+                const uint32_t v0 = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
+                const uint32_t v = half ? v0 | (v0 << 8) : v0;
+                for (uint32_t h = 0; h < (half ? H / 2u : H); h++) {
                     const uint8_t *wr = wg + 8u * ((g * H + h) * R + r);
                     uint32_t p0, p1;
                     if (XB == 4u) {
@@ -637,7 +649,7 @@ TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, con
             tn_s16_row(l, out, c, r, a, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
         }
         tn_s16_store(out, c, R, packed, PACK, OB);
-        return wg + 8u * R * H * (NG + TAIL);
+        return wg + 8u * R * (H * NG + (TAIL ? (HALF ? H / 2u : H) : 0u));
     }
 }
 
@@ -654,6 +666,7 @@ TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN
     {
         const uint8_t *w = l->w; /* read once (the asm's memory clobber would reload it) */
         const uint32_t G = 32u / XB, NG = K / G, TAIL = K % G != 0u;
+        const uint32_t HALF = TAIL && K % G <= G / 2u; /* a last word of at most half its codes */
         const uint32_t RB = OB == 2u ? 4u : 6u, full = N / RB, rest = N % RB;
         const uint32_t aligned = ((uintptr_t)w & 3u) == 0u;
         const uint32_t F3 = REQ && FAST == 3u && ROUND == TN_TFL_DOUBLE && OB == 8u;
@@ -663,11 +676,11 @@ TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN
         for (b = 0; TAIL && 4u * NG + b < (K * XB + 7u) / 8u; b++)
             tw |= (uint32_t)in[4u * NG + b] << (8u * b);
         for (b = 0; b < full; b++)
-            w = tn_s16_block(l, w, in, out, RB * b, RB, NG, TAIL, tw, XB, XS, aligned, F3,
+            w = tn_s16_block(l, w, in, out, RB * b, RB, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
                              PACK, REQ, NM, ROUND, OB, TN_RQ);
         if (rest)
-            tn_s16_block(l, w, in, out, RB * full, rest, NG, TAIL, tw, XB, XS, aligned, F3, 0u,
-                         REQ, NM, ROUND, OB, TN_RQ);
+            tn_s16_block(l, w, in, out, RB * full, rest, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
+                         0u, REQ, NM, ROUND, OB, TN_RQ);
     }
 }
 
