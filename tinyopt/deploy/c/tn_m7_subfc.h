@@ -1,5 +1,5 @@
-/* tn_m7_subfc.h: sub-byte dense layers without scratch (tn_m7_subfc; the sub-byte kernels:
- * c/tn_m7_sub.h). */
+/* tn_m7_subfc.h: sub-byte dense layers without scratch (tn_m7_subfc; small ones, tn_m7_subfc16,
+ * below it; the sub-byte kernels: c/tn_m7_sub.h). */
 #ifndef TN_M7_SUBFC_H
 #define TN_M7_SUBFC_H
 
@@ -25,7 +25,11 @@
  * 1.09 (4-bit inputs), 1.13 (8-bit) and 1.16 (2-bit weights) instructions per MAC in the loop,
  * against tn_m7_fc's 1.0 (its two rows per weight byte pair cost one UXTB16 per two SMLAD;
  * four rows per 16-bit lane cost three AND per four SMLAD, and a dense layer uses each
- * weight word once: nothing shares the unpacking).
+ * weight word once: nothing shares the unpacking). Four sums of a lane's four rows need four
+ * SMLAD, three of them on an operand of their own (a mask, cumulative or not: RAW 2 is the
+ * "nibble form" of tn_m7_fc's R - S_a), so 7.5 instructions per 8 MACs before the input's
+ * unpacking whatever the order: below tn_m7_fc only with more flash (tn_m7_subfc16's int16
+ * lanes, kept to small layers).
  * The last one or two rows of N (N % 4 = 1, 2) in a pair block (tn_sf_pair): 4-bit weights, a
  * word per two lane pairs, UXTB16 gives both rows (row 1 scaled by 16), one AND row 0.
  * sum x' (the weight zero points; RAW 2's A_3 = A_3' + 8 sum x') once per layer: USADA8 sums of
