@@ -34,8 +34,8 @@ S16_CHAINS = {
     "s16_double_s4": ("tflite_double", True, -3, 4, (24,), [
         _dense(12, 24, 2, 2, per_channel=True, out_signed=True),     # signed 4-bit in
         _dense(10, 12, 4, 4, out_signed=True, out_zero_point=1),     # signed 2-bit in (EOR)
-        _dense(7, 10, 2, 8, out_signed=True, icn=True, per_channel=True),  # signed 4-bit, tail
-        _dense(6, 7, 4, 8, out_signed=True)]),                       # signed 8-bit in, DBL
+        _dense(7, 10, 2, 8, out_signed=True),   # signed 4-bit in, tail; FAST = 3 (2 acc)
+        _dense(6, 7, 4, 8, out_signed=True)]),  # signed 8-bit in; its own rounding: S = 2, DBL
     "s16_single_u2": ("tflite_single", False, 1, 2, (48,), [
         _dense(8, 48, 4, 4, icn=True),                  # 2-bit in, K 48 (three words)
         _dense(6, 8, 4, 2, per_channel=True),          # 4-bit in, one word
@@ -50,7 +50,12 @@ S16_CHAINS = {
 
 def _s16_graph(name):
     rounding, signed, zin, bits, shape, layers = S16_CHAINS[name]
-    return chain(130 + len(name), layers, shape, bits, signed, zin, rounding)
+    g = chain(130 + len(name), layers, shape, bits, signed, zin, rounding)
+    if name == "s16_double_s4":  # a layer naming its rounding: tn_m7_fc16's doubled lanes
+        g.layers[-1].rounding = "tflite_double"
+        # a right shift (n0 < 0) for the third layer: tn_m7_out's FAST = 3 form (2 acc)
+        g.layers[2].n0 = np.asarray(g.layers[2].n0) - 3
+    return g
 
 
 @pytest.mark.parametrize("name", sorted(S16_CHAINS))
@@ -85,6 +90,13 @@ def test_subfc16_chains_cover_the_widths():
     assert signed == {True, False} and outs == {2, 4, 8, 32}
     assert tails == {(x, h) for x in (2, 4) for h in (True, False)}, tails
     assert {S16_CHAINS[n][0] for n in S16_CHAINS} == {"floor", "tflite_single", "tflite_double"}
+    # the 2 acc forms: 8-bit inputs on doubled lanes (S = 2); sub-byte inputs into tn_m7_out's
+    # FAST = 3 form (8-bit outputs, TFLite double rounding)
+    g = _s16_graph("s16_double_s4")
+    assert kernels_m7.subfc16_scale(g.layers[-1]) == 2
+    assert any(int(layer.in_bits) < 8 and int(layer.out_bits) == 8 and layer.requantize
+               and kernels_m7.requant_constants(layer, g.rounding)["FAST"] == 3
+               for layer in g.layers)
 
 
 def _one_dense(k, n, wb, xb, bias=None, signed=False, zin=0, rounding="floor", seed=3):
