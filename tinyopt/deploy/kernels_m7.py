@@ -807,10 +807,10 @@ def _subfc16_rows(layer) -> tuple[np.ndarray, np.ndarray]:
 def subfc16_scale(layer) -> int:
     """S of tn_m7_subfc16 (c/tn_m7_subfc.h) for a dense layer of 2 / 4-bit weights, or 0 when
     that kernel does not take it: 8-bit inputs, 2 (tn_m7_fc16's doubled lanes) for a layer that
-    names TFLite double rounding, else 1; 16 for 4-bit,
-    64 for 2-bit ones (the masked lanes' scales). It takes a layer of a 1-D input, a bias, at
-    most :data:`FC16_MAX_WEIGHTS` weights (N K: the int16 lanes are four / eight times the
-    packed weights' bytes) and, for every row and every input the layer can receive,
+    names TFLite double rounding, else 1; 16 for 4-bit, 64 for 2-bit ones (the masked lanes'
+    scales). It takes a layer of a 1-D input, a bias, at most :data:`FC16_MAX_WEIGHTS`
+    weights (N K: the int16 lanes are four / eight times the packed weights' bytes, counted as
+    layout bytes, Export.weight_pad_bytes) and, for every row and every input it can receive,
     S |acc| < 2^31 (acc = bias + sum (w - z_w)(x - z_x), bounded from the weights themselves,
     S (|bias| + sum_k |d_k| max |x - z_x|)): the kernel's T = S acc, acc = T >> log2 S, is then
     exact; else 0 (the layer takes tn_m7_subfc, exact for any weights)."""
@@ -832,9 +832,10 @@ def subfc16_scale(layer) -> int:
 def subfc16_weights(layer) -> np.ndarray:
     """The weight bytes of a step of tn_m7_subfc16 (c/tn_m7_subfc.h, its comment; a layer of
     :func:`subfc16_scale`): 8-bit inputs, :func:`fc16_weights`' layout of the weight codes
-    (doubled when S = 2); 2 / 4-bit inputs, per block of :data:`SUBFC16_ROWS` rows (4 with 2-bit outputs, then
-    one of the N % R left) the rows' S C (int32 modulo 2^32, C = bias - o sum_k d_k, o = z_x
-    (+ 2^(b-1) for signed inputs)), then per input word and pair of its lane pairs (2j, 2j + 1)
+    (doubled when S = 2); 2 / 4-bit inputs, per block of :data:`SUBFC16_ROWS` rows (4 with 2-bit
+    outputs; then one of the N % R left) the rows' S C (int32 modulo 2^32, C = bias - o sum_k
+    d_k, o = z_x (+ 2^(b-1) for signed inputs)), then per input word and pair of its lane pairs
+    (2j, 2j + 1)
     each row's words [f_2j d_i, f_2j d_i'], [f_2j+1 d_i, f_2j+1 d_i'] (lane pair j = codes
     (j, j + 16 / b) of the word, f_j = S / 2^(b (j % (8 / b))); codes beyond K: d = 0); a last
     word of at most 16 / b codes, its lane pairs j < 8 / b alone, codes (j, j + 8 / b).
