@@ -518,6 +518,7 @@ def test_subfc_host_bitexact(tmp_path, monkeypatch, name, plan):
     the C equals the simulator; RAW forced down to 1 and 0, and RAW 2 in short chunks, too."""
     g = _subfc_graph(name)
     _force_subfc_plan(monkeypatch, plan)
+    monkeypatch.setattr(kernels_m7, "subfc16_scale", lambda layer: 0)  # tn_m7_subfc, not subfc16
     e = host_check(g, tmp_path)
     fits = [steps_mod.sub_fc_fits(s) for s in e.steps]
     assert all(fits), fits
@@ -556,6 +557,7 @@ def test_subfc_under_qemu(qemu, tmp_path, monkeypatch, plan):
     if plan == "ldr":
         monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SF_NO_LDRD"))
     _force_subfc_plan(monkeypatch, None if plan == "ldr" else plan)
+    monkeypatch.setattr(kernels_m7, "subfc16_scale", lambda layer: 0)  # tn_m7_subfc, not subfc16
     for name in SUBFC_CHAINS:
         g = _subfc_graph(name)
         lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0

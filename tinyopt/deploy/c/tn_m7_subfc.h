@@ -1,5 +1,5 @@
-/* tn_m7_subfc.h: sub-byte dense layers without scratch (tn_m7_subfc; the sub-byte kernels:
- * c/tn_m7_sub.h). */
+/* tn_m7_subfc.h: sub-byte dense layers without scratch (tn_m7_subfc; small ones, tn_m7_subfc16,
+ * below it; the sub-byte kernels: c/tn_m7_sub.h). */
 #ifndef TN_M7_SUBFC_H
 #define TN_M7_SUBFC_H
 
@@ -25,7 +25,11 @@
  * 1.09 (4-bit inputs), 1.13 (8-bit) and 1.16 (2-bit weights) instructions per MAC in the loop,
  * against tn_m7_fc's 1.0 (its two rows per weight byte pair cost one UXTB16 per two SMLAD;
  * four rows per 16-bit lane cost three AND per four SMLAD, and a dense layer uses each
- * weight word once: nothing shares the unpacking).
+ * weight word once: nothing shares the unpacking). Four sums of a lane's four rows need four
+ * SMLAD, three of them on an operand of their own (a mask, cumulative or not: RAW 2 is the
+ * "nibble form" of tn_m7_fc's R - S_a), so 7.5 instructions per 8 MACs before the input's
+ * unpacking whatever the order: below tn_m7_fc only with more flash (tn_m7_subfc16's int16
+ * lanes, kept to small layers).
  * The last one or two rows of N (N % 4 = 1, 2) in a pair block (tn_sf_pair): 4-bit weights, a
  * word per two lane pairs, UXTB16 gives both rows (row 1 scaled by 16), one AND row 0.
  * sum x' (the weight zero points; RAW 2's A_3 = A_3' + 8 sum x') once per layer: USADA8 sums of
@@ -437,6 +441,250 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
                 tn_m7_fc_put(l, out, c + r, (uint32_t)bias[c + r] + (uint32_t)A[r]
                              - (uint32_t)z * (uint32_t)sx, REQ, NM, ROUND, OB, TN_RQ);
             }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * tn_m7_subfc16: small dense layers of 2 / 4-bit weights (kernels_m7.subfc16_scale: N K <=
+ * kernels_m7.FC16_MAX_WEIGHTS and the bound below) as tn_m7_fc16 takes 8-bit ones: each row's
+ * d = w - z_w stored as int16 lanes (kernels_m7.subfc16_weights; the bytes beyond the packed
+ * weights counted as layout bytes), the input zero point and the bias folded at export into
+ * each row's initial accumulator. A dense layer uses each weight once, so tn_m7_subfc's
+ * unpacking of the weights (three AND per four SMLAD) is a cost per MAC; here the weights need
+ * none and the unpacking of the input is shared by a block of R rows.
+ * 8-bit inputs: tn_m7_fc16 itself, S = 1, or S = 2 (DBL: its doubled lanes and constants, for a
+ * layer that names TFLite double rounding; tn_m7_fc16_put halves 2 acc where the FAST = 3 form
+ * does not apply).
+ * 2 / 4-bit inputs: per input word, one LDR (and one EOR flipping signed codes' sign bits:
+ * u = x + 2^(b-1)), then pairs of lane pairs masked in place with immediates, no shift: 4-bit
+ * (v & 0x000F000F, v & 0x00F000F0) = (x_0, x_4), 16 (x_1, x_5), then v >>= 8 and the same
+ * masks give (x_2, x_6), 16 (x_3, x_7); 2-bit, four masks 0x00030003 .. 0x00C000C0 per byte
+ * pair ((x_j, x_{j+8}) scaled by 4^(j % 4)). Each lane's weight is stored times S / its scale
+ * (S = 16 for 4-bit inputs, 64 for 2-bit), so every row sums T = S (C + sum d u) = S acc;
+ * per pair of lane pairs and row, one LDRD and two SMLAD: 6 + 6 R instructions per word of
+ * 4-bit inputs (8 R MACs), 10 + 12 R per word of 2-bit ones (16 R MACs), R <= 6 rows per block
+ * (six accumulators and eight other registers). acc = T >> log2 S (2 acc = T >> (log2 S - 1)
+ * for tn_m7_out's FAST = 3 form) is exact when |S acc| < 2^31 for every input the layer can
+ * receive: bounded at export from the weights themselves, S (|bias| + sum_k |d_k| max |x'|)
+ * (kernels_m7.subfc16_scale; where it fails, the layer takes tn_m7_subfc).
+ * 4 / 2-bit outputs: blocks of 6 / 4 rows (a whole number of bytes), packed in a register and
+ * stored bytewise; the N % R rows left, one at a time.
+ * Layout (little-endian): per block of R rows, the rows' C (int32, S C, C = bias - o sum_k d_k,
+ * o the lanes' offset: z_x, plus 2^(b-1) for signed sub-byte inputs; modulo 2^32), then per
+ * input word (the last one, when K XB is not a multiple of 32, completed with d = 0 lanes) and
+ * per pair of lane pairs (2j, 2j + 1) each row's two words [(S/s) d_i, (S/s) d_i']. A last word
+ * of at most 16 / b codes (HALF) takes v | v << 8: lane pairs (x_j, x_{j+8/b}), j < 8 / b, in
+ * the first half of the masks only (its words: those pairs of lane pairs alone).
+ * --------------------------------------------------------------------------------------------- */
+#if TN_M7_ASM
+#define TN_S16_ROW(A)                                                                           \
+    "ldrd %[u], %[u2], [%[w]], #8\n\t"                                                          \
+    "smlad %[" A "], %[u], %[p0], %[" A "]\n\t"                                                 \
+    "smlad %[" A "], %[u2], %[p1], %[" A "]\n\t"
+#define TN_S16_R1 TN_S16_ROW("a0")
+#define TN_S16_R2 TN_S16_R1 TN_S16_ROW("a1")
+#define TN_S16_R3 TN_S16_R2 TN_S16_ROW("a2")
+#define TN_S16_R4 TN_S16_R3 TN_S16_ROW("a3")
+#define TN_S16_R5 TN_S16_R4 TN_S16_ROW("a4")
+#define TN_S16_R6 TN_S16_R5 TN_S16_ROW("a5")
+/* a pair of lane pairs (masks M0, M1 of v), then R rows */
+#define TN_S16_H(M0, M1, R)                                                                     \
+    "and %[p0], %[v], #" M0 "\n\tand %[p1], %[v], #" M1 "\n\t" TN_S16_R##R
+#define TN_S16_G4(FLIP, R)                                                                      \
+    "ldr %[v], [%[x]], #4\n\t" FLIP TN_S16_H("0x000F000F", "0x00F000F0", R)                     \
+    "lsr %[v], %[v], #8\n\t" TN_S16_H("0x000F000F", "0x00F000F0", R)
+#define TN_S16_G2(FLIP, R)                                                                      \
+    "ldr %[v], [%[x]], #4\n\t" FLIP TN_S16_H("0x00030003", "0x000C000C", R)                     \
+    TN_S16_H("0x00300030", "0x00C000C0", R) "lsr %[v], %[v], #8\n\t"                            \
+    TN_S16_H("0x00030003", "0x000C000C", R) TN_S16_H("0x00300030", "0x00C000C0", R)
+#define TN_S16_A1 , [a0] "+&r"(a0)
+#define TN_S16_A2 TN_S16_A1, [a1] "+&r"(a1)
+#define TN_S16_A3 TN_S16_A2, [a2] "+&r"(a2)
+#define TN_S16_A4 TN_S16_A3, [a3] "+&r"(a3)
+#define TN_S16_A5 TN_S16_A4, [a4] "+&r"(a4)
+#define TN_S16_A6 TN_S16_A5, [a5] "+&r"(a5)
+/* every output early-clobber (as TN_FC_OPS3) */
+#define TN_S16_ASM(BODY, R)                                                                     \
+    __asm__ volatile(BODY : [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [p0] "=&r"(p0),           \
+                     [p1] "=&r"(p1), [u] "=&r"(u), [u2] "=&r"(u2) TN_S16_A##R                   \
+                     : [end] "r"(end) : "cc", "memory")
+/* n input words (G: one word's code), n % 4 first, then four per pass */
+#define TN_S16_RUN(G, R)                                                                        \
+    do {                                                                                        \
+        if (n & 1u) TN_S16_ASM(G, R);                                                           \
+        if (n & 2u) TN_S16_ASM(G G, R);                                                         \
+        if (n >= 4u) TN_S16_ASM("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t", R);          \
+    } while (0)
+/* a last word holding at most half a word of codes (HALF): v | v << 8 puts codes 16 / b / 2 ..
+ * of its low half in the high lane, one pass of the masks covers them */
+#define TN_S16_T4(FLIP, R)                                                                      \
+    "ldr %[v], [%[x]], #4\n\t" FLIP "orr %[v], %[v], %[v], lsl #8\n\t"                          \
+    TN_S16_H("0x000F000F", "0x00F000F0", R)
+#define TN_S16_T2(FLIP, R)                                                                      \
+    "ldr %[v], [%[x]], #4\n\t" FLIP "orr %[v], %[v], %[v], lsl #8\n\t"                          \
+    TN_S16_H("0x00030003", "0x000C000C", R) TN_S16_H("0x00300030", "0x00C000C0", R)
+/* the input width's and sign's variant (G4 / G2: whole words, T4 / T2: a half last word) */
+#define TN_S16_RUN_X(R, G4, G2)                                                                 \
+    do {                                                                                        \
+        if (XB == 4u && XS) TN_S16_RUN(G4("eor %[v], %[v], #0x88888888\n\t", R), R);          \
+        else if (XB == 4u) TN_S16_RUN(G4("", R), R);                                            \
+        else if (XS) TN_S16_RUN(G2("eor %[v], %[v], #0xAAAAAAAA\n\t", R), R);                 \
+        else TN_S16_RUN(G2("", R), R);                                                          \
+    } while (0)
+#define TN_S16_SWITCH(G4, G2)                                                                   \
+    do {                                                                                        \
+        switch (R) {                                                                            \
+        case 1u: TN_S16_RUN_X(1, G4, G2); break;                                                \
+        case 2u: TN_S16_RUN_X(2, G4, G2); break;                                                \
+        case 3u: TN_S16_RUN_X(3, G4, G2); break;                                                \
+        case 4u: TN_S16_RUN_X(4, G4, G2); break;                                                \
+        case 5u: TN_S16_RUN_X(5, G4, G2); break;                                                \
+        default: TN_S16_RUN_X(6, G4, G2); break;                                                \
+        }                                                                                       \
+    } while (0)
+#endif
+
+/* Output c from a row's sum T = S acc (SH = log2 S): F3, tn_m7_out's FAST = 3 form (2 acc);
+ * else acc. */
+TN_INLINE void tn_s16_put(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint32_t c, uint32_t T,
+                          uint32_t SH, uint32_t F3, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                          uint32_t OB, TN_RQ_ARGS)
+{
+    tn_m7_fc16_put(l, out, c, (uint32_t)((int32_t)T >> (SH - F3)), F3, REQ, NM, ROUND, OB,
+                   TN_RQ);
+}
+
+/* The requantized code of output c from T = S acc (4 / 2-bit outputs). */
+TN_INLINE uint32_t tn_s16_code(const tn_layer_t *l, uint32_t c, uint32_t T, uint32_t SH,
+                               uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
+                               TN_RQ_ARGS)
+{
+    const int32_t m0c = NM == 1u ? 0 : l->m0[c], n0c = NM == 1u ? 0 : (int32_t)l->n0[c];
+    return (uint32_t)tn_m7_req(l, (uint32_t)((int32_t)T >> SH), c, m0c, n0c, REQ, NM, ROUND,
+                               TN_RQ) & ((1u << OB) - 1u);
+}
+
+/* Row r of a block (output c + r) from its sum T: PACK (4 / 2-bit outputs, the block whole
+ * bytes of them), its code ORed into *packed; else requantized and stored. */
+TN_INLINE void tn_s16_row(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint32_t c, uint32_t r,
+                          uint32_t T, uint32_t SH, uint32_t F3, uint32_t PACK, uint32_t *packed,
+                          uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    if (PACK)
+        *packed |= tn_s16_code(l, c + r, T, SH, REQ, NM, ROUND, OB, TN_RQ) << (r * OB);
+    else
+        tn_s16_put(l, out, c + r, T, SH, F3, REQ, NM, ROUND, OB, TN_RQ);
+}
+
+/* PACK: the block's R packed codes (outputs c ..) stored bytewise. */
+TN_INLINE void tn_s16_store(uint8_t *TN_RESTRICT out, uint32_t c, uint32_t R, uint32_t packed,
+                            uint32_t PACK, uint32_t OB)
+{
+    if (!PACK)
+        return;
+    TN_UNROLL
+    for (uint32_t b = 0; b < R * OB / 8u; b++)
+        out[c * OB / 8u + b] = (uint8_t)(packed >> (8u * b));
+}
+
+/* Outputs c .. c + R - 1 (one block of R <= 6 rows, weights at w, word-aligned when ALIGNED)
+ * over NG whole input words at in and (TAIL) the last word tw; returns w past the block. */
+TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, const uint8_t *in,
+                                      uint8_t *TN_RESTRICT out, uint32_t c, uint32_t R,
+                                      uint32_t NG, uint32_t TAIL, uint32_t HALF, uint32_t tw,
+                                      uint32_t XB,
+                                      uint32_t XS, uint32_t ALIGNED, uint32_t F3, uint32_t PACK,
+                                      uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
+                                      TN_RQ_ARGS)
+{
+    const uint32_t H = 8u / XB, SH = 8u - XB; /* pairs of lane pairs per word; log2 S */
+    uint32_t packed = 0;
+#if TN_M7_ASM
+    if (ALIGNED) { /* the accumulators in registers throughout */
+        const uint8_t *x = in, *end = in + 4u * NG;
+        uint32_t a0 = tn_ld32(w), a1 = R > 1u ? tn_ld32(w + 4) : 0u,
+                 a2 = R > 2u ? tn_ld32(w + 8) : 0u, a3 = R > 3u ? tn_ld32(w + 12) : 0u,
+                 a4 = R > 4u ? tn_ld32(w + 16) : 0u, a5 = R > 5u ? tn_ld32(w + 20) : 0u, v, p0,
+                 p1, u, u2, n = NG;
+        w += 4u * R;
+        TN_S16_SWITCH(TN_S16_G4, TN_S16_G2);
+        if (TAIL) { /* the last word, completed in a register (one group more) */
+            x = (const uint8_t *)&tw;
+            n = 1u;
+            if (HALF) TN_S16_SWITCH(TN_S16_T4, TN_S16_T2);
+            else TN_S16_SWITCH(TN_S16_G4, TN_S16_G2);
+        }
+        /* no array of the sums: the step's frame stays small */
+        tn_s16_row(l, out, c, 0u, a0, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 1u) tn_s16_row(l, out, c, 1u, a1, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 2u) tn_s16_row(l, out, c, 2u, a2, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 3u) tn_s16_row(l, out, c, 3u, a3, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 4u) tn_s16_row(l, out, c, 4u, a4, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 5u) tn_s16_row(l, out, c, 5u, a5, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
+        tn_s16_store(out, c, R, packed, PACK, OB);
+        return w;
+    }
+#endif
+    { /* the host build, and a misaligned weight array: the same sums in C, a row at a time */
+        const uint8_t *wg = w + 4u * R;
+        const uint32_t flip = !XS ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
+        (void)ALIGNED;
+        for (uint32_t r = 0; r < R; r++) {
+            uint32_t a = tn_ld32(w + 4u * r);
+            for (uint32_t g = 0; g < NG + TAIL; g++) {
+                const uint32_t half = g == NG && HALF;
+                const uint32_t v0 = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
+                const uint32_t v = half ? v0 | (v0 << 8) : v0;
+                for (uint32_t h = 0; h < (half ? H / 2u : H); h++) {
+                    const uint8_t *wr = wg + 8u * ((g * H + h) * R + r);
+                    uint32_t p0, p1;
+                    if (XB == 4u) {
+                        p0 = (v >> (8u * h)) & 0x000F000Fu;
+                        p1 = (v >> (8u * h)) & 0x00F000F0u;
+                    } else {
+                        const uint32_t vh = v >> (8u * (h / 2u));
+                        p0 = vh & (h % 2u ? 0x00300030u : 0x00030003u);
+                        p1 = vh & (h % 2u ? 0x00C000C0u : 0x000C000Cu);
+                    }
+                    a = (uint32_t)tn_smlad(tn_ld32(wr), p0, (int32_t)a);
+                    a = (uint32_t)tn_smlad(tn_ld32(wr + 4), p1, (int32_t)a);
+                }
+            }
+            tn_s16_row(l, out, c, r, a, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
+        }
+        tn_s16_store(out, c, R, packed, PACK, OB);
+        return wg + 8u * R * (H * NG + (TAIL ? (HALF ? H / 2u : H) : 0u));
+    }
+}
+
+/* A small dense layer K -> N of 2 / 4-bit weights (kernels_m7.subfc16_weights' layout, above)
+ * and XB = 2 / 4 / 8-bit inputs (DBL: 8-bit inputs, S = 2). */
+TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
+                             uint32_t K, uint32_t N, uint32_t XB, uint32_t XS, uint32_t DBL,
+                             uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    if (XB == 8u) { /* tn_m7_fc16 (DBL: S = 2, its doubled lanes) */
+        tn_m7_fc16(l, in, out, K, N, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        return;
+    }
+    {
+        const uint8_t *w = l->w; /* read once (the asm's memory clobber would reload it) */
+        const uint32_t G = 32u / XB, NG = K / G, TAIL = K % G != 0u;
+        const uint32_t HALF = TAIL && K % G <= G / 2u; /* a last word of at most half its codes */
+        const uint32_t RB = OB == 2u ? 4u : 6u, full = N / RB, rest = N % RB;
+        const uint32_t aligned = ((uintptr_t)w & 3u) == 0u;
+        const uint32_t F3 = REQ && FAST == 3u && ROUND == TN_TFL_DOUBLE && OB == 8u;
+        const uint32_t PACK = OB == 4u || OB == 2u;
+        uint32_t tw = 0, b;
+        /* the last word's bytes (its codes beyond K meet d = 0 lanes) */
+        for (b = 0; TAIL && 4u * NG + b < (K * XB + 7u) / 8u; b++)
+            tw |= (uint32_t)in[4u * NG + b] << (8u * b);
+        for (b = 0; b < full; b++)
+            w = tn_s16_block(l, w, in, out, RB * b, RB, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
+                             PACK, REQ, NM, ROUND, OB, TN_RQ);
+        if (rest)
+            tn_s16_block(l, w, in, out, RB * full, rest, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
+                         0u, REQ, NM, ROUND, OB, TN_RQ);
     }
 }
 
