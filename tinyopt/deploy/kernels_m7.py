@@ -37,7 +37,10 @@ Kernels:
   word-aligned input for R <= 5), the input zero point and the bias folded at export into each
   row's initial accumulator, and (:func:`fc16_doubled`) the lanes doubled where the SMMULR
   requantization takes 2 acc: about 5 instructions per output.
-  Sub-byte dense layers stay on ``gemm``.
+  Sub-byte dense layers take ``tn_m7_subfc`` (c/tn_m7_subfc.h: four rows per 16-bit lane,
+  no scratch) or, when small (:func:`subfc16_scale`: at most :data:`FC16_MAX_WEIGHTS`
+  weights and every sum bounded in 32 bits), ``tn_m7_subfc16``: int16 rows of w - z_w like
+  ``tn_m7_fc16``, the sub-byte input unpacked by masks into lanes pre-scaled at export.
 - ``conv`` and ``pw``: convolutions (any window, stride, padding; the first layer with 1-3 input
   channels too) and pointwise layers without padding, of 8-bit inputs and weights, no fused pool
   (:func:`tinyopt.integer.steps.conv_fits`, :func:`~tinyopt.integer.steps.pw_fits`): one kernel,
