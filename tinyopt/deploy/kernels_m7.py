@@ -896,6 +896,10 @@ def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
         (QUAD, TAB) as ints.
     """
     quad = 0
+    tab = _conv_tab(layer, rounding)[0]
+    if (tab and layer.kind == "pointwise" and conv_lanes(layer)[1] <= W16_MAX_LANES
+            and layer.out_channels % 4 == 0):
+        return 2, tab  # int16 weights 2 (w - z_w): the small-K blocks (tn_m7_cv_w16)
     if layer.out_channels >= 4:
         rows = _padded_rows(layer)
         m = len(rows) - len(rows) % 4
@@ -904,7 +908,7 @@ def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
             weight_zero_point=_row_zero_points(layer, len(rows))[:m],
             in_zero_point=layer.in_zero_point, in_signed=layer.in_signed),
             signed=signed_weights(layer)))
-    return quad, _conv_tab(layer, rounding)[0]
+    return quad, tab
 
 
 def _conv_tab(layer, rounding: str | None) -> tuple[int, np.ndarray | None]:
@@ -1020,14 +1024,16 @@ def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None
     if layer.kind not in ("conv2d", "pointwise") or layer.weight_bits != 8:
         raise ValueError(f"layer {layer.name!r}: conv_weights packs conv2d and pointwise layers "
                          f"of 8-bit weights, not a {layer.weight_bits}-bit {layer.kind} layer")
-    if quad not in (0, 1) or tab not in (0, 1, 4, 5):
-        raise ValueError(f"layer {layer.name!r}: conv_weights takes quad in (0, 1) and tab in "
-                         f"(0, 1, 4, 5) (conv_plan), not {quad!r} and {tab!r}")
+    if quad not in (0, 1, 2) or tab not in (0, 1, 4, 5):
+        raise ValueError(f"layer {layer.name!r}: conv_weights takes quad in (0, 1, 2) and tab "
+                         f"in (0, 1, 4, 5) (conv_plan), not {quad!r} and {tab!r}")
     const = _conv_tab(layer, rounding)[1] if tab else None
     if tab and (const is None or _conv_tab(layer, rounding)[0] != tab):
         raise ValueError(f"layer {layer.name!r}: conv_weights' tab={tab} is not conv_plan's "
                          f"for rounding {rounding!r}")
     rows = _padded_rows(layer)
+    if quad == 2:
+        return _w16_weights(layer, rows, tab, const, rounding)
     if signed:
         rows = _signed_rows(rows, layer, "tn_m7_conv")
     n, kp = rows.shape
@@ -1052,6 +1058,35 @@ def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None
         c += 2
     if c < n:
         parts += [rows[c], _conv_tables(layer, range(c, n), tab, const)]
+    return np.concatenate(parts).astype(np.uint8)
+
+
+# QUAD = 2 (tn_m7_cv_w16): pointwise layers of at most this many lanes get int16 weights
+W16_MAX_LANES = 32
+
+
+def _w16_weights(layer, rows: np.ndarray, tab: int, const, rounding) -> np.ndarray:
+    """:func:`conv_weights` with QUAD = 2: int16 lanes 2 (w - z_w) of the padded rows, in blocks
+    of four rows, per group of four lanes the words [A r0 .. A r3, B r0 .. B r3] (A: lanes k,
+    k + 2 as low and high half; B: k + 1, k + 3), each block followed by its TAB table.
+
+    Raises:
+        ValueError: not conv_plan's QUAD = 2 for the layer and rounding (a pointwise layer of at
+            most W16_MAX_LANES lanes, a multiple of four output channels, a table)."""
+    if (not tab or layer.kind != "pointwise" or layer.out_channels % 4
+            or rows.shape[1] > W16_MAX_LANES or conv_plan(layer, rounding) != (2, tab)):
+        raise ValueError(f"layer {layer.name!r}: conv_weights' quad=2 is not conv_plan's for "
+                         f"rounding {rounding!r}")
+    n, kp = rows.shape
+    d2 = 2 * (rows.astype(np.int64) - _row_zero_points(layer, n)[:, None])  # |.| <= 510
+    g = d2.reshape(n // 4, 4, kp // 4, 4)  # block, row, group, lane
+    # per block and group: half A (lanes 0, 2) then B (1, 3), rows 0-3, (low, high) int16
+    halves = np.stack([g[..., [0, 2]], g[..., [1, 3]]], axis=2)  # block, row, half, group, 2
+    words = np.ascontiguousarray(halves.transpose(0, 3, 2, 1, 4).astype("<i2")).view(np.uint8)
+    words = words.reshape(n // 4, -1)
+    parts = []
+    for b in range(n // 4):
+        parts += [words[b], _conv_tables(layer, range(4 * b, 4 * b + 4), tab, const)]
     return np.concatenate(parts).astype(np.uint8)
 
 
