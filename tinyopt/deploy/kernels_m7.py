@@ -48,7 +48,8 @@ Kernels:
   one LDRD of weights, two LDRD of lanes, two UXTB16, four SMLALD and four SMLAD, i.e. 13
   instructions per 16 MACs in an assembly loop of four groups; where :func:`conv_plan` bounds
   every pair's sum in 32 bits (QUAD), two row pairs per loop instead (24 instructions per 32
-  MACs); where the requantization allows (TAB), each block's weights are followed by its
+  MACs; pointwise layers of at most 32 lanes with a table: int16 weights, four rows per loop,
+  22); where the requantization allows (TAB), each block's weights are followed by its
   channels' constants (doubled bias, m0, a rounding constant holding the output zero point,
   the shift), about eight instructions per output; outputs written as computed (no int32
   output scratch). A fused residual ADD is applied to each output as it is computed
@@ -877,7 +878,11 @@ def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
     instructions per 32 MACs), when the layer has at least four rows and every pair's
     B = sum (b - 128) x' over the padded window rows stays in [-2^23, 2^23) on every input
     (bounded from the weights as :func:`fc_acc32` does for a dense layer), else 0 (one pair at a
-    time, 64-bit sums). TAB = 1, 4 or 5: each block's weights are followed by its channels'
+    time, 64-bit sums). QUAD = 2: a pointwise layer of at most :data:`W16_MAX_LANES` lanes, a
+    multiple of four output channels and a table (TAB below, whose bound keeps every sum exact):
+    int16 weights 2 (w - z_w) in blocks of four rows (tn_m7_cv_w16, 22 instructions per 32
+    MACs; the small K where the a codes' UXTB16, the b rows' R - S_a and the block loop weigh
+    most), two bytes per weight in flash. TAB = 1, 4 or 5: each block's weights are followed by its channels'
     requantization constants, TAB int32 words per channel (2 bias; with per-channel multipliers
     then m0, [sh > 0] 2^(sh - 1) + z_out 2^sh with sh = max(-n0, 0), sh; with TAB = 5, a
     channel's n0 >= 0, then its left shift max(n0, 0)), for tn_m7_cv_rq: TFLite's double
@@ -1005,7 +1010,10 @@ def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None
     odd lanes'), then the rows left in pairs (per group [A, B], :func:`fc_weights`' pair words),
     then the last row of an odd count as it is (padded). With ``tab``, each block (quad, pair,
     last row) is followed by its channels' requantization words (:func:`conv_plan`). Without
-    either: N * KP bytes (N K when KW * C is a multiple of four). ``signed`` (SGW,
+    either: N * KP bytes (N K when KW * C is a multiple of four). With ``quad`` = 2
+    (:func:`conv_plan`'s small pointwise layers): int16 lanes 2 (w - z_w) in blocks of four rows,
+    per group the words [A r0 .. A r3, B r0 .. B r3], each block followed by its table
+    (``signed`` is then not used: 2 N KP bytes plus the tables). ``signed`` (SGW,
     :func:`signed_weights`): the codes minus their zero points, a pair's lanes 256 d_b + d_a.
 
     Arguments:
@@ -1014,11 +1022,12 @@ def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None
         rounding: the graph's rounding flavour (needed with ``tab``).
 
     Returns:
-        uint8 array: N * KP bytes, plus 4 * tab bytes per channel.
+        uint8 array: N * KP bytes (2 N KP with quad = 2), plus 4 * tab bytes per channel.
 
     Raises:
         ValueError: not a conv2d or pointwise layer of 8-bit weights; quad / tab out of range,
-            or a tab that is not conv_plan's for the layer and rounding; ``signed`` weights
+            or a tab (or quad = 2) that is not conv_plan's for the layer and rounding; ``signed``
+            weights
             that :func:`signed_weights` refuses.
     """
     if layer.kind not in ("conv2d", "pointwise") or layer.weight_bits != 8:

@@ -923,7 +923,11 @@ TN_INLINE void tn_m7_fc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RE
  *
  * QUAD (kernels_m7.conv_plan: every pair's sum bounded in 32 bits): the rows first in blocks of
  * two pairs, per group [pair 0 A, pair 1 A, pair 0 B, pair 1 B], both pairs at both pixels per
- * loop (tn_m7_cv_quad: 24 instructions per 32 MACs). TAB: every block's weights followed by its
+ * loop (tn_m7_cv_quad: 24 instructions per 32 MACs). QUAD = 2 (pointwise layers of at most 32
+ * lanes with a table): int16 weights 2 (w - z_w) in blocks of four rows instead (tn_m7_cv_w16:
+ * 22 instructions per 32 MACs, no sum of x', no R - S_a; with TAB 4 and a whole-range clamp the
+ * layer's blocks at a pixel pair in one statement, tn_m7_cv_w16_run). TAB: every block's
+ * weights followed by its
  * channels' requantization words (tn_m7_cv_tchan, tn_m7_cv_rq; in assembly for TAB 4 with SGW
  * and a whole-range clamp, tn_m7_cv_epi4: about six instructions per output).
  *
@@ -1549,8 +1553,8 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
 #define TN_W16_MAC8 TN_W16_H0 TN_W16_R8 TN_W16_R4 TN_W16_R2 TN_W16_H
 #define TN_W16_OPS                                                                              \
     [x] "+&r"(x), [w] "+&r"(w), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [o] "=&r"(o),     \
-    [a00] "=&r"(a[0]), [a01] "=&r"(a[1]), [a10] "=&r"(a[2]), [a11] "=&r"(a[3]),                   \
-    [a20] "=&r"(a[4]), [a21] "=&r"(a[5]), [a30] "=&r"(a[6]), [a31] "=&r"(a[7])
+    [a00] "=&r"(s00), [a01] "=&r"(s01), [a10] "=&r"(s10), [a11] "=&r"(s11),                       \
+    [a20] "=&r"(s20), [a21] "=&r"(s21), [a30] "=&r"(s30), [a31] "=&r"(s31)
 #define TN_W16_PICK(BODY, OPS, ...)                                                             \
     do {                                                                                        \
         switch (NG) {                                                                           \
@@ -1576,8 +1580,10 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
     const uint32_t NG = KP / 4u;
 #if TN_M7_ASM
     const uint32_t *x = buf;
-    uint32_t t0, t1, t2, o;
+    uint32_t t0, t1, t2, o, s00, s01, s10, s11, s20, s21, s30, s31;
     TN_W16_PICK(TN_W16_ONLY, TN_W16_MAC_OPS, 0);
+    a[0] = s00; a[1] = s01; a[2] = s10; a[3] = s11;
+    a[4] = s20; a[5] = s21; a[6] = s30; a[7] = s31;
     return w;
 #else
     int32_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -1641,7 +1647,7 @@ TN_INLINE void tn_m7_cv_w16_run(const uint8_t *w, const uint32_t *buf, uint32_t 
     const uint32_t *x = buf;
     uint8_t *ov = o0;
     const uint8_t *wend = w + (CO / 4u) * (8u * KP + 64u);
-    uint32_t t0, t1, t2, o, a[8];
+    uint32_t t0, t1, t2, o, s00, s01, s10, s11, s20, s21, s30, s31; /* the asm's own */
     if (SATS && SIGN)
         TN_W16_PICK(TN_W16_RUN, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_SIGN);
     else if (SATS)
