@@ -1514,43 +1514,42 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
 
 #if TN_M7_ASM
 /* One half group of a QUAD = 2 block: lanes (t0, t1) of both pixels, rows 0-1 then 2-3 of the
- * weights in (t2, o); the first half starts the sums with SMUAD. */
-#define TN_W16_H0                                                                               \
-    "ldrd %[t0], %[t1], [%[x]], #8\n\t"                                                         \
-    "ldrd %[t2], %[o], [%[w]], #8\n\t"                                                          \
+ * weights in (t2, o) (LW: one LDRD, or two LDR where the weights are not word-aligned); the
+ * first half starts the sums with SMUAD. */
+#define TN_W16_LDD "ldrd %[t2], %[o], [%[w]], #8\n\t"
+#define TN_W16_LD2 "ldr %[t2], [%[w]], #4\n\tldr %[o], [%[w]], #4\n\t"
+#define TN_W16_H0(LW)                                                                           \
+    "ldrd %[t0], %[t1], [%[x]], #8\n\t" LW                                                      \
     "smuad %[a00], %[t2], %[t0]\n\t"                                                            \
     "smuad %[a01], %[t2], %[t1]\n\t"                                                            \
     "smuad %[a10], %[o], %[t0]\n\t"                                                             \
-    "smuad %[a11], %[o], %[t1]\n\t"                                                             \
-    "ldrd %[t2], %[o], [%[w]], #8\n\t"                                                          \
+    "smuad %[a11], %[o], %[t1]\n\t" LW                                                          \
     "smuad %[a20], %[t2], %[t0]\n\t"                                                            \
     "smuad %[a21], %[t2], %[t1]\n\t"                                                            \
     "smuad %[a30], %[o], %[t0]\n\t"                                                             \
     "smuad %[a31], %[o], %[t1]\n\t"
-#define TN_W16_H                                                                                \
-    "ldrd %[t0], %[t1], [%[x]], #8\n\t"                                                         \
-    "ldrd %[t2], %[o], [%[w]], #8\n\t"                                                          \
+#define TN_W16_H(LW)                                                                            \
+    "ldrd %[t0], %[t1], [%[x]], #8\n\t" LW                                                      \
     "smlad %[a00], %[t2], %[t0], %[a00]\n\t"                                                    \
     "smlad %[a01], %[t2], %[t1], %[a01]\n\t"                                                    \
     "smlad %[a10], %[o], %[t0], %[a10]\n\t"                                                     \
-    "smlad %[a11], %[o], %[t1], %[a11]\n\t"                                                     \
-    "ldrd %[t2], %[o], [%[w]], #8\n\t"                                                          \
+    "smlad %[a11], %[o], %[t1], %[a11]\n\t" LW                                                  \
     "smlad %[a20], %[t2], %[t0], %[a20]\n\t"                                                    \
     "smlad %[a21], %[t2], %[t1], %[a21]\n\t"                                                    \
     "smlad %[a30], %[o], %[t0], %[a30]\n\t"                                                     \
     "smlad %[a31], %[o], %[t1], %[a31]\n\t"
-#define TN_W16_R2 TN_W16_H TN_W16_H
-#define TN_W16_R4 TN_W16_R2 TN_W16_R2
-#define TN_W16_R8 TN_W16_R4 TN_W16_R4
+#define TN_W16_R2(LW) TN_W16_H(LW) TN_W16_H(LW)
+#define TN_W16_R4(LW) TN_W16_R2(LW) TN_W16_R2(LW)
+#define TN_W16_R8(LW) TN_W16_R4(LW) TN_W16_R4(LW)
 /* the 2 NG halves of a block, NG = 1 .. 8 groups (KP <= 32 lanes) */
-#define TN_W16_MAC1 TN_W16_H0 TN_W16_H
-#define TN_W16_MAC2 TN_W16_H0 TN_W16_R2 TN_W16_H
-#define TN_W16_MAC3 TN_W16_H0 TN_W16_R4 TN_W16_H
-#define TN_W16_MAC4 TN_W16_H0 TN_W16_R4 TN_W16_R2 TN_W16_H
-#define TN_W16_MAC5 TN_W16_H0 TN_W16_R8 TN_W16_H
-#define TN_W16_MAC6 TN_W16_H0 TN_W16_R8 TN_W16_R2 TN_W16_H
-#define TN_W16_MAC7 TN_W16_H0 TN_W16_R8 TN_W16_R4 TN_W16_H
-#define TN_W16_MAC8 TN_W16_H0 TN_W16_R8 TN_W16_R4 TN_W16_R2 TN_W16_H
+#define TN_W16_MAC1(LW) TN_W16_H0(LW) TN_W16_H(LW)
+#define TN_W16_MAC2(LW) TN_W16_H0(LW) TN_W16_R2(LW) TN_W16_H(LW)
+#define TN_W16_MAC3(LW) TN_W16_H0(LW) TN_W16_R4(LW) TN_W16_H(LW)
+#define TN_W16_MAC4(LW) TN_W16_H0(LW) TN_W16_R4(LW) TN_W16_R2(LW) TN_W16_H(LW)
+#define TN_W16_MAC5(LW) TN_W16_H0(LW) TN_W16_R8(LW) TN_W16_H(LW)
+#define TN_W16_MAC6(LW) TN_W16_H0(LW) TN_W16_R8(LW) TN_W16_R2(LW) TN_W16_H(LW)
+#define TN_W16_MAC7(LW) TN_W16_H0(LW) TN_W16_R8(LW) TN_W16_R4(LW) TN_W16_H(LW)
+#define TN_W16_MAC8(LW) TN_W16_H0(LW) TN_W16_R8(LW) TN_W16_R4(LW) TN_W16_R2(LW) TN_W16_H(LW)
 #define TN_W16_OPS                                                                              \
     [x] "+&r"(x), [w] "+&r"(w), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [o] "=&r"(o),     \
     [a00] "=&r"(s00), [a01] "=&r"(s01), [a10] "=&r"(s10), [a11] "=&r"(s11),                       \
@@ -1568,25 +1567,30 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
         default: __asm__ volatile(BODY(TN_W16_MAC8, __VA_ARGS__) OPS); break;                   \
         }                                                                                       \
     } while (0)
-#define TN_W16_ONLY(MAC, UNUSED) MAC
+#define TN_W16_ONLY(MAC, LW) MAC(LW)
 #define TN_W16_MAC_OPS : TN_W16_OPS : : "memory"
 #endif
 
-/* The eight sums acc2 of a QUAD = 2 block (weights at w, lanes buf over KP <= 32 lanes): a[2 r + P]
- * for row r, pixel P. Returns w past the block's 8 KP weight bytes. */
+/* The eight sums acc2 of a QUAD = 2 block (weights at w, word-aligned if ALIGNED; lanes buf over
+ * KP <= 32 lanes): a[2 r + P] for row r, pixel P. Returns w past the block's 8 KP weight
+ * bytes. */
 TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uint32_t KP,
-                                      uint32_t *TN_RESTRICT a)
+                                      uint32_t ALIGNED, uint32_t *TN_RESTRICT a)
 {
     const uint32_t NG = KP / 4u;
 #if TN_M7_ASM
     const uint32_t *x = buf;
     uint32_t t0, t1, t2, o, s00, s01, s10, s11, s20, s21, s30, s31;
-    TN_W16_PICK(TN_W16_ONLY, TN_W16_MAC_OPS, 0);
+    if (ALIGNED)
+        TN_W16_PICK(TN_W16_ONLY, TN_W16_MAC_OPS, TN_W16_LDD);
+    else
+        TN_W16_PICK(TN_W16_ONLY, TN_W16_MAC_OPS, TN_W16_LD2);
     a[0] = s00; a[1] = s01; a[2] = s10; a[3] = s11;
     a[4] = s20; a[5] = s21; a[6] = s30; a[7] = s31;
     return w;
 #else
     int32_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    (void)ALIGNED;
     for (uint32_t g = 0; g < NG; g++) {
         const uint32_t *xg = buf + 4u * g; /* A of pixel 0, A of pixel 1, B of 0, B of 1 */
         for (uint32_t h = 0; h < 2u; h++, w += 16)
@@ -1618,7 +1622,7 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
  * m0; rnd, sh), stores, and the loop, in one statement (the fourteen registers stay its own;
  * the output pointer and the weights' end in memory). */
 #define TN_W16_RUN(MAC, SAT, RND)                                                               \
-    "1:\n\t" MAC                                                                                \
+    "1:\n\t" MAC(TN_W16_LDD)                                                                    \
     "ldr %[o], %[om]\n\t"                                                                       \
     TN_W16_EPI_CHAN(SAT, RND, "a00", "a01", "0", "k0")                                          \
     TN_W16_EPI_CHAN(SAT, RND, "a10", "a11", "1", "k1")                                          \
@@ -1713,7 +1717,7 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     const uint32_t s02 = (uint32_t)s0 << 1, s12 = (uint32_t)s1 << 1;
     for (; QUAD == 2u && c + 4u <= CO; c += 4u) { /* int16 weights, TAB (conv_plan) */
         uint32_t a[8];
-        const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, a));
+        const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, a));
         w += 16u * TAB;
         TN_UNROLL /* the sums stay in registers */
         for (uint32_t r = 0; r < 4u; r++)
