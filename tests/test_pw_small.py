@@ -114,8 +114,9 @@ def test_w16_rule():
 def test_w16_weights_by_hand():
     """conv_weights with QUAD = 2: per block of four rows and group of four lanes the words
     [A r0 .. A r3, B r0 .. B r3] of int16 2 (w - z_w) (A: lanes k, k + 2 as low / high half;
-    B: k + 1, k + 3), then the block's four table rows; padded lanes 0 (w = z_w); two bytes per
-    weight. A QUAD = 2 the plan does not give is refused."""
+    B: k + 1, k + 3); with TAB 4 the block's four 2 bias words before them and its channels'
+    m0, rnd, sh after, with TAB 1 its 2 bias words after; padded lanes 0 (w = z_w); two bytes
+    per weight. A QUAD = 2 the plan does not give is refused."""
     g = chain(1, [_pw((2, 2), 6, 8, per_channel=True, icn=True, out_signed=True)], (2, 2, 6), 8,
               True, 0, "tflite_double")
     lay = g.layers[0]
@@ -126,19 +127,30 @@ def test_w16_weights_by_hand():
     got = kernels_m7.conv_weights(lay, quad, tab, rounding="tflite_double")
     d = 2 * (lay.weights.astype(np.int64) - lay.weight_zero_point[:, None])
     d = np.concatenate([d, np.zeros((8, 2), np.int64)], axis=1)  # lanes 6, 7: padding
-    block = 4 * 8 * 2 + 4 * 4 * 4  # 4 rows x 8 lanes x 2 bytes, then 4 channels x 4 words
+    block = 4 * 4 + 4 * 8 * 2 + 4 * 3 * 4  # 2 bias x 4, 4 rows x 8 lanes x 2 B, 3 words x 4
     assert len(got) == 2 * block
+    const = kernels_m7._conv_tab(lay, "tflite_double")[1]
     for b in range(2):
-        words = got[b * block:b * block + 64].view("<i2").reshape(2, 2, 4, 2)  # g, h, r, lane
+        blk = got[b * block:(b + 1) * block]
+        words = blk[16:80].view("<i2").reshape(2, 2, 4, 2)  # group, half, row, lane
         for grp in range(2):
             for h in range(2):
                 for r in range(4):
                     k = 4 * grp + h
                     assert words[grp, h, r].tolist() == [d[4 * b + r, k], d[4 * b + r, k + 2]]
-        table = got[b * block + 64:(b + 1) * block].view("<u4").reshape(4, 4)
-        assert table.tolist() == kernels_m7._conv_tables(
-            lay, range(4 * b, 4 * b + 4), 4, kernels_m7._conv_tab(lay, "tflite_double")[1]
-        ).view("<u4").reshape(4, 4).tolist()
+        table = kernels_m7._conv_tables(lay, range(4 * b, 4 * b + 4), 4, const).view(
+            "<u4").reshape(4, 4)  # per channel 2 bias, m0, rnd, sh
+        assert blk[:16].view("<u4").tolist() == table[:, 0].tolist()
+        assert blk[80:].view("<u4").reshape(4, 3).tolist() == table[:, 1:].tolist()
+        assert table[:, 0].tolist() == [(2 * int(v)) % (1 << 32)
+                                        for v in lay.bias[4 * b:4 * b + 4]]
+    # TAB 1 (one multiplier): each block's weights then its four 2 bias words
+    lay.m0, lay.n0 = np.int32(1 << 30), np.int8(-9)
+    assert kernels_m7.conv_plan(lay, "tflite_double") == (2, 1)
+    got = kernels_m7.conv_weights(lay, 2, 1, rounding="tflite_double")
+    assert len(got) == 2 * (64 + 16)
+    assert got[64:80].view("<u4").tolist() == [(2 * int(v)) % (1 << 32) for v in lay.bias[:4]]
+    assert got[80:144].view("<i2").reshape(2, 2, 4, 2)[1, 0, 2].tolist() == [d[6, 4], d[6, 6]]
     with pytest.raises(ValueError, match="tab=4 is not conv_plan's"):
         kernels_m7.conv_weights(lay, 2, 4, rounding="floor")
     with pytest.raises(ValueError, match="quad=2 is not conv_plan's"):

@@ -1077,7 +1077,9 @@ W16_MAX_LANES = 32
 def _w16_weights(layer, rows: np.ndarray, tab: int, const, rounding) -> np.ndarray:
     """:func:`conv_weights` with QUAD = 2: int16 lanes 2 (w - z_w) of the padded rows, in blocks
     of four rows, per group of four lanes the words [A r0 .. A r3, B r0 .. B r3] (A: lanes k,
-    k + 2 as low and high half; B: k + 1, k + 3), each block followed by its TAB table.
+    k + 2 as low and high half; B: k + 1, k + 3), each block followed by its TAB table; with
+    TAB = 4 the block's four 2 bias words come before its weights instead (the seeds of its
+    sums, tn_m7_cv_w16_run) and its channels' m0, rnd, sh after them.
 
     Raises:
         ValueError: not conv_plan's QUAD = 2 for the layer and rounding (a pointwise layer of at
@@ -1095,7 +1097,13 @@ def _w16_weights(layer, rows: np.ndarray, tab: int, const, rounding) -> np.ndarr
     words = words.reshape(n // 4, -1)
     parts = []
     for b in range(n // 4):
-        parts += [words[b], _conv_tables(layer, range(4 * b, 4 * b + 4), tab, const)]
+        table = _conv_tables(layer, range(4 * b, 4 * b + 4), tab, const)
+        if tab == 4:  # the 2 bias first (the sums' seeds), then m0, rnd, sh per channel
+            cols = table.view("<u4").reshape(4, 4)
+            parts += [np.ascontiguousarray(cols[:, 0]).view(np.uint8), words[b],
+                      np.ascontiguousarray(cols[:, 1:]).view(np.uint8).ravel()]
+        else:
+            parts += [words[b], table]
     return np.concatenate(parts).astype(np.uint8)
 
 

@@ -1541,15 +1541,27 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
 #define TN_W16_R2(LW) TN_W16_H(LW) TN_W16_H(LW)
 #define TN_W16_R4(LW) TN_W16_R2(LW) TN_W16_R2(LW)
 #define TN_W16_R8(LW) TN_W16_R4(LW) TN_W16_R4(LW)
-/* the 2 NG halves of a block, NG = 1 .. 8 groups (KP <= 32 lanes) */
-#define TN_W16_MAC1(LW) TN_W16_H0(LW) TN_W16_H(LW)
-#define TN_W16_MAC2(LW) TN_W16_H0(LW) TN_W16_R2(LW) TN_W16_H(LW)
-#define TN_W16_MAC3(LW) TN_W16_H0(LW) TN_W16_R4(LW) TN_W16_H(LW)
-#define TN_W16_MAC4(LW) TN_W16_H0(LW) TN_W16_R4(LW) TN_W16_R2(LW) TN_W16_H(LW)
-#define TN_W16_MAC5(LW) TN_W16_H0(LW) TN_W16_R8(LW) TN_W16_H(LW)
-#define TN_W16_MAC6(LW) TN_W16_H0(LW) TN_W16_R8(LW) TN_W16_R2(LW) TN_W16_H(LW)
-#define TN_W16_MAC7(LW) TN_W16_H0(LW) TN_W16_R8(LW) TN_W16_R4(LW) TN_W16_H(LW)
-#define TN_W16_MAC8(LW) TN_W16_H0(LW) TN_W16_R8(LW) TN_W16_R4(LW) TN_W16_R2(LW) TN_W16_H(LW)
+/* the first half with the sums seeded from registers already holding the rows' 2 bias (a00,
+ * a10, a20, a30: pixel 1's sum reads the seed before pixel 0's overwrites it) */
+#define TN_W16_H0S(LW)                                                                          \
+    "ldrd %[t0], %[t1], [%[x]], #8\n\t" LW                                                      \
+    "smlad %[a01], %[t2], %[t1], %[a00]\n\t"                                                    \
+    "smlad %[a00], %[t2], %[t0], %[a00]\n\t"                                                    \
+    "smlad %[a11], %[o], %[t1], %[a10]\n\t"                                                     \
+    "smlad %[a10], %[o], %[t0], %[a10]\n\t" LW                                                  \
+    "smlad %[a21], %[t2], %[t1], %[a20]\n\t"                                                    \
+    "smlad %[a20], %[t2], %[t0], %[a20]\n\t"                                                    \
+    "smlad %[a31], %[o], %[t1], %[a30]\n\t"                                                     \
+    "smlad %[a30], %[o], %[t0], %[a30]\n\t"
+/* the 2 NG - 1 halves after the first of a block, NG = 1 .. 8 groups (KP <= 32 lanes) */
+#define TN_W16_REST1(LW) TN_W16_H(LW)
+#define TN_W16_REST2(LW) TN_W16_R2(LW) TN_W16_H(LW)
+#define TN_W16_REST3(LW) TN_W16_R4(LW) TN_W16_H(LW)
+#define TN_W16_REST4(LW) TN_W16_R4(LW) TN_W16_R2(LW) TN_W16_H(LW)
+#define TN_W16_REST5(LW) TN_W16_R8(LW) TN_W16_H(LW)
+#define TN_W16_REST6(LW) TN_W16_R8(LW) TN_W16_R2(LW) TN_W16_H(LW)
+#define TN_W16_REST7(LW) TN_W16_R8(LW) TN_W16_R4(LW) TN_W16_H(LW)
+#define TN_W16_REST8(LW) TN_W16_R8(LW) TN_W16_R4(LW) TN_W16_R2(LW) TN_W16_H(LW)
 #define TN_W16_OPS                                                                              \
     [x] "+&r"(x), [w] "+&r"(w), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [o] "=&r"(o),     \
     [a00] "=&r"(s00), [a01] "=&r"(s01), [a10] "=&r"(s10), [a11] "=&r"(s11),                       \
@@ -1557,17 +1569,17 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
 #define TN_W16_PICK(BODY, OPS, ...)                                                             \
     do {                                                                                        \
         switch (NG) {                                                                           \
-        case 1u: __asm__ volatile(BODY(TN_W16_MAC1, __VA_ARGS__) OPS); break;                   \
-        case 2u: __asm__ volatile(BODY(TN_W16_MAC2, __VA_ARGS__) OPS); break;                   \
-        case 3u: __asm__ volatile(BODY(TN_W16_MAC3, __VA_ARGS__) OPS); break;                   \
-        case 4u: __asm__ volatile(BODY(TN_W16_MAC4, __VA_ARGS__) OPS); break;                   \
-        case 5u: __asm__ volatile(BODY(TN_W16_MAC5, __VA_ARGS__) OPS); break;                   \
-        case 6u: __asm__ volatile(BODY(TN_W16_MAC6, __VA_ARGS__) OPS); break;                   \
-        case 7u: __asm__ volatile(BODY(TN_W16_MAC7, __VA_ARGS__) OPS); break;                   \
-        default: __asm__ volatile(BODY(TN_W16_MAC8, __VA_ARGS__) OPS); break;                   \
+        case 1u: __asm__ volatile(BODY(TN_W16_REST1, __VA_ARGS__) OPS); break;                   \
+        case 2u: __asm__ volatile(BODY(TN_W16_REST2, __VA_ARGS__) OPS); break;                   \
+        case 3u: __asm__ volatile(BODY(TN_W16_REST3, __VA_ARGS__) OPS); break;                   \
+        case 4u: __asm__ volatile(BODY(TN_W16_REST4, __VA_ARGS__) OPS); break;                   \
+        case 5u: __asm__ volatile(BODY(TN_W16_REST5, __VA_ARGS__) OPS); break;                   \
+        case 6u: __asm__ volatile(BODY(TN_W16_REST6, __VA_ARGS__) OPS); break;                   \
+        case 7u: __asm__ volatile(BODY(TN_W16_REST7, __VA_ARGS__) OPS); break;                   \
+        default: __asm__ volatile(BODY(TN_W16_REST8, __VA_ARGS__) OPS); break;                   \
         }                                                                                       \
     } while (0)
-#define TN_W16_ONLY(MAC, LW) MAC(LW)
+#define TN_W16_ONLY(REST, LW) TN_W16_H0(LW) REST(LW)
 #define TN_W16_MAC_OPS : TN_W16_OPS : : "memory"
 #endif
 
@@ -1604,30 +1616,39 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
 }
 
 #if TN_M7_ASM
-/* tn_m7_cv_epi4's channel on a QUAD = 2 sum (already doubled, no b row): X0, X1 the channel's
- * sums at pixels p, p + 1, stored at o + r and o + CO + r (K: that offset, an immediate). */
-#define TN_W16_EPI_CHAN(SAT, RND, X0, X1, R, K)                                                  \
-    "ldrd %[t0], %[t1], [%[w]], #8\n\t"                                                         \
-    "add %[" X0 "], %[" X0 "], %[t0]\n\t"                                                       \
-    "add %[" X1 "], %[" X1 "], %[t0]\n\t"                                                       \
-    "ldrd %[t0], %[t2], [%[w]], #8\n\t"                                                         \
+/* tn_m7_cv_epi4's arithmetic on two channels r, s = r + 1 of a QUAD = 2 block with TAB 4 (sums
+ * seeded with 2 bias, no b row): X0, X1 channel r's at pixels p, p + 1, Y0, Y1 channel s's,
+ * stored at o + r, o + CO + r (KR: that offset, an immediate), o + s, o + CO + s; the channels'
+ * table words m0, rnd, sh in three LDRD. */
+#define TN_W16_EPI_PAIR(SAT, RND, X0, X1, Y0, Y1, R, KR, S, KS)                                  \
+    "ldrd %[t1], %[t0], [%[w]], #8\n\t" /* m0, rnd of r */                                      \
     RND(X0) RND(X1)                                                                             \
+    "ldrd %[t2], %[t1], [%[w]], #8\n\t" /* sh of r, m0 of s */                                  \
     "asr %[" X0 "], %[" X0 "], %[t2]\n\t"                                                       \
     "asr %[" X1 "], %[" X1 "], %[t2]\n\t"                                                       \
     SAT " %[" X0 "], #8, %[" X0 "]\n\t"                                                         \
     SAT " %[" X1 "], #8, %[" X1 "]\n\t"                                                         \
     "strb %[" X0 "], [%[o], #" R "]\n\t"                                                        \
-    "strb %[" X1 "], [%[o], %[" K "]]\n\t"
-/* Every block of the layer at one pixel pair: sums, requantization (TAB 4: per channel 2 bias,
- * m0; rnd, sh), stores, and the loop, in one statement (the fourteen registers stay its own;
- * the output pointer and the weights' end in memory). */
-#define TN_W16_RUN(MAC, SAT, RND)                                                               \
-    "1:\n\t" MAC(TN_W16_LDD)                                                                    \
+    "strb %[" X1 "], [%[o], %[" KR "]]\n\t"                                                     \
+    "ldrd %[t0], %[t2], [%[w]], #8\n\t" /* rnd, sh of s */                                      \
+    RND(Y0) RND(Y1)                                                                             \
+    "asr %[" Y0 "], %[" Y0 "], %[t2]\n\t"                                                       \
+    "asr %[" Y1 "], %[" Y1 "], %[t2]\n\t"                                                       \
+    SAT " %[" Y0 "], #8, %[" Y0 "]\n\t"                                                         \
+    SAT " %[" Y1 "], #8, %[" Y1 "]\n\t"                                                         \
+    "strb %[" Y0 "], [%[o], #" S "]\n\t"                                                        \
+    "strb %[" Y1 "], [%[o], %[" KS "]]\n\t"
+/* Every block of the layer at one pixel pair: the four rows' 2 bias as the sums' seeds, the
+ * sums, requantization, stores, and the loop, in one statement (the fourteen registers stay
+ * its own; the output pointer and the weights' end in memory). */
+#define TN_W16_RUN(REST, SAT, RND)                                                              \
+    "1:\n\t"                                                                                    \
+    "ldrd %[a00], %[a10], [%[w]], #8\n\t"                                                       \
+    "ldrd %[a20], %[a30], [%[w]], #8\n\t"                                                       \
+    TN_W16_H0S(TN_W16_LDD) REST(TN_W16_LDD)                                                     \
     "ldr %[o], %[om]\n\t"                                                                       \
-    TN_W16_EPI_CHAN(SAT, RND, "a00", "a01", "0", "k0")                                          \
-    TN_W16_EPI_CHAN(SAT, RND, "a10", "a11", "1", "k1")                                          \
-    TN_W16_EPI_CHAN(SAT, RND, "a20", "a21", "2", "k2")                                          \
-    TN_W16_EPI_CHAN(SAT, RND, "a30", "a31", "3", "k3")                                          \
+    TN_W16_EPI_PAIR(SAT, RND, "a00", "a01", "a10", "a11", "0", "k0", "1", "k1")                 \
+    TN_W16_EPI_PAIR(SAT, RND, "a20", "a21", "a30", "a31", "2", "k2", "3", "k3")                 \
     "adds %[o], %[o], #4\n\t"                                                                   \
     "str %[o], %[om]\n\t"                                                                       \
     "sub %[x], %[x], %[xr]\n\t"                                                                 \
@@ -1640,8 +1661,9 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
       [k3] "i"(CO + 3u)                                                                         \
     : "cc", "memory"
 
-/* All CO channels (CO % 4 == 0, CO + 3 < 4096) of a QUAD = 2, TAB = 4 layer with SGW-free
- * int16 weights at pixels p, p + 1 (lanes buf, KP <= 32), outputs at o (pixel p) and o + CO,
+/* All CO channels (CO % 4 == 0, CO + 3 < 4096) of a QUAD = 2, TAB = 4 layer (weights at w,
+ * word-aligned, each block [2 bias x 4][int16 weights][m0, rnd, sh x 4]) at pixels p, p + 1
+ * (lanes buf, KP <= 32), outputs at o (pixel p) and o + CO,
  * clamped to the whole 8-bit range (SATS: int8 codes, else uint8; SIGN: the rounding's sign term,
  * LOZ < 0): tn_m7_cv_rq's arithmetic, as tn_m7_cv_epi4. */
 TN_INLINE void tn_m7_cv_w16_run(const uint8_t *w, const uint32_t *buf, uint32_t KP,
@@ -1717,6 +1739,23 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     const uint32_t s02 = (uint32_t)s0 << 1, s12 = (uint32_t)s1 << 1;
     for (; QUAD == 2u && c + 4u <= CO; c += 4u) { /* int16 weights, TAB (conv_plan) */
         uint32_t a[8];
+        if (TAB == 4u) { /* [2 bias x 4][weights][m0, rnd, sh x 4] (tn_m7_cv_w16_run's) */
+            const uint8_t *b = w, *t = (w = tn_m7_cv_w16(w + 16, buf, KP, aligned, a));
+            w += 48u;
+            TN_UNROLL
+            for (uint32_t r = 0; r < 4u; r++) {
+                const uint32_t b2 = tn_ld32(b + 4u * r), sh = tn_ld32(t + 12u * r + 8u);
+                const int32_t m0 = (int32_t)tn_ld32(t + 12u * r);
+                const int32_t rnd = (int32_t)tn_ld32(t + 12u * r + 4u);
+                tn_m7_cv_out(out, other, v, MODE, p * CO + c + r, c + r,
+                             tn_m7_cv_rq(b2 + a[2u * r], m0, rnd, sh, LOZ, HIZ, ZP), OB, TN_FADD);
+                if (TWO)
+                    tn_m7_cv_out(out, other, v, MODE, (p + 1u) * CO + c + r, CO + c + r,
+                                 tn_m7_cv_rq(b2 + a[2u * r + 1u], m0, rnd, sh, LOZ, HIZ, ZP), OB,
+                                 TN_FADD);
+            }
+            continue;
+        }
         const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, a));
         w += 16u * TAB;
         TN_UNROLL /* the sums stay in registers */
