@@ -1580,20 +1580,31 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
         }                                                                                       \
     } while (0)
 #define TN_W16_ONLY(REST, LW) TN_W16_H0(LW) REST(LW)
+/* the same seeded with the four 2 bias words before the weights (LW: their alignment) */
+#define TN_W16_SEEDD "ldrd %[a00], %[a10], [%[w]], #8\n\tldrd %[a20], %[a30], [%[w]], #8\n\t"
+#define TN_W16_SEED2                                                                            \
+    "ldr %[a00], [%[w]], #4\n\tldr %[a10], [%[w]], #4\n\t"                                       \
+    "ldr %[a20], [%[w]], #4\n\tldr %[a30], [%[w]], #4\n\t"
+#define TN_W16_SEEDED(REST, SL, LW) SL TN_W16_H0S(LW) REST(LW)
 #define TN_W16_MAC_OPS : TN_W16_OPS : : "memory"
 #endif
 
 /* The eight sums acc2 of a QUAD = 2 block (weights at w, word-aligned if ALIGNED; lanes buf over
- * KP <= 32 lanes): a[2 r + P] for row r, pixel P. Returns w past the block's 8 KP weight
- * bytes. */
+ * KP <= 32 lanes): a[2 r + P] for row r, pixel P; SEED: started from the four 2 bias words
+ * before the weights (TAB 4's blocks), else from 0. Returns w past them and the block's 8 KP
+ * weight bytes. */
 TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uint32_t KP,
-                                      uint32_t ALIGNED, uint32_t *TN_RESTRICT a)
+                                      uint32_t ALIGNED, uint32_t SEED, uint32_t *TN_RESTRICT a)
 {
     const uint32_t NG = KP / 4u;
 #if TN_M7_ASM
     const uint32_t *x = buf;
     uint32_t t0, t1, t2, o, s00, s01, s10, s11, s20, s21, s30, s31;
-    if (ALIGNED)
+    if (SEED && ALIGNED)
+        TN_W16_PICK(TN_W16_SEEDED, TN_W16_MAC_OPS, TN_W16_SEEDD, TN_W16_LDD);
+    else if (SEED)
+        TN_W16_PICK(TN_W16_SEEDED, TN_W16_MAC_OPS, TN_W16_SEED2, TN_W16_LD2);
+    else if (ALIGNED)
         TN_W16_PICK(TN_W16_ONLY, TN_W16_MAC_OPS, TN_W16_LDD);
     else
         TN_W16_PICK(TN_W16_ONLY, TN_W16_MAC_OPS, TN_W16_LD2);
@@ -1603,6 +1614,10 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
 #else
     int32_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     (void)ALIGNED;
+    if (SEED) {
+        for (uint32_t r = 0; r < 4u; r++) s[2u * r] = s[2u * r + 1u] = (int32_t)tn_ld32(w + 4u * r);
+        w += 16;
+    }
     for (uint32_t g = 0; g < NG; g++) {
         const uint32_t *xg = buf + 4u * g; /* A of pixel 0, A of pixel 1, B of 0, B of 1 */
         for (uint32_t h = 0; h < 2u; h++, w += 16)
@@ -1642,10 +1657,7 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
  * sums, requantization, stores, and the loop, in one statement (the fourteen registers stay
  * its own; the output pointer and the weights' end in memory). */
 #define TN_W16_RUN(REST, SAT, RND)                                                              \
-    "1:\n\t"                                                                                    \
-    "ldrd %[a00], %[a10], [%[w]], #8\n\t"                                                       \
-    "ldrd %[a20], %[a30], [%[w]], #8\n\t"                                                       \
-    TN_W16_H0S(TN_W16_LDD) REST(TN_W16_LDD)                                                     \
+    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
     "ldr %[o], %[om]\n\t"                                                                       \
     TN_W16_EPI_PAIR(SAT, RND, "a00", "a01", "a10", "a11", "0", "k0", "1", "k1")                 \
     TN_W16_EPI_PAIR(SAT, RND, "a20", "a21", "a30", "a31", "2", "k2", "3", "k3")                 \
@@ -1740,23 +1752,23 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     for (; QUAD == 2u && c + 4u <= CO; c += 4u) { /* int16 weights, TAB (conv_plan) */
         uint32_t a[8];
         if (TAB == 4u) { /* [2 bias x 4][weights][m0, rnd, sh x 4] (tn_m7_cv_w16_run's) */
-            const uint8_t *b = w, *t = (w = tn_m7_cv_w16(w + 16, buf, KP, aligned, a));
+            const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, 1u, a));
             w += 48u;
             TN_UNROLL
             for (uint32_t r = 0; r < 4u; r++) {
-                const uint32_t b2 = tn_ld32(b + 4u * r), sh = tn_ld32(t + 12u * r + 8u);
+                const uint32_t sh = tn_ld32(t + 12u * r + 8u);
                 const int32_t m0 = (int32_t)tn_ld32(t + 12u * r);
                 const int32_t rnd = (int32_t)tn_ld32(t + 12u * r + 4u);
                 tn_m7_cv_out(out, other, v, MODE, p * CO + c + r, c + r,
-                             tn_m7_cv_rq(b2 + a[2u * r], m0, rnd, sh, LOZ, HIZ, ZP), OB, TN_FADD);
+                             tn_m7_cv_rq(a[2u * r], m0, rnd, sh, LOZ, HIZ, ZP), OB, TN_FADD);
                 if (TWO)
                     tn_m7_cv_out(out, other, v, MODE, (p + 1u) * CO + c + r, CO + c + r,
-                                 tn_m7_cv_rq(b2 + a[2u * r + 1u], m0, rnd, sh, LOZ, HIZ, ZP), OB,
+                                 tn_m7_cv_rq(a[2u * r + 1u], m0, rnd, sh, LOZ, HIZ, ZP), OB,
                                  TN_FADD);
             }
             continue;
         }
-        const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, a));
+        const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, 0u, a));
         w += 16u * TAB;
         TN_UNROLL /* the sums stay in registers */
         for (uint32_t r = 0; r < 4u; r++)
