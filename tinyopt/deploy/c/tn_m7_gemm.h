@@ -1519,7 +1519,7 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
 #define TN_W16_LDD "ldrd %[t2], %[o], [%[w]], #8\n\t"
 #define TN_W16_LD2 "ldr %[t2], [%[w]], #4\n\tldr %[o], [%[w]], #4\n\t"
 #define TN_W16_H0(LW)                                                                           \
-    "ldrd %[t0], %[t1], [%[x]], #8\n\t" LW                                                      \
+    "ldrd %[t0], %[t1], [%[x]]\n\t" LW                                                          \
     "smuad %[a00], %[t2], %[t0]\n\t"                                                            \
     "smuad %[a01], %[t2], %[t1]\n\t"                                                            \
     "smuad %[a10], %[o], %[t0]\n\t"                                                             \
@@ -1528,8 +1528,8 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
     "smuad %[a21], %[t2], %[t1]\n\t"                                                            \
     "smuad %[a30], %[o], %[t0]\n\t"                                                             \
     "smuad %[a31], %[o], %[t1]\n\t"
-#define TN_W16_H(LW)                                                                            \
-    "ldrd %[t0], %[t1], [%[x]], #8\n\t" LW                                                      \
+#define TN_W16_H(LW, OFF)                                                                       \
+    "ldrd %[t0], %[t1], [%[x], #" OFF "]\n\t" LW                                                \
     "smlad %[a00], %[t2], %[t0], %[a00]\n\t"                                                    \
     "smlad %[a01], %[t2], %[t1], %[a01]\n\t"                                                    \
     "smlad %[a10], %[o], %[t0], %[a10]\n\t"                                                     \
@@ -1538,13 +1538,10 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
     "smlad %[a21], %[t2], %[t1], %[a21]\n\t"                                                    \
     "smlad %[a30], %[o], %[t0], %[a30]\n\t"                                                     \
     "smlad %[a31], %[o], %[t1], %[a31]\n\t"
-#define TN_W16_R2(LW) TN_W16_H(LW) TN_W16_H(LW)
-#define TN_W16_R4(LW) TN_W16_R2(LW) TN_W16_R2(LW)
-#define TN_W16_R8(LW) TN_W16_R4(LW) TN_W16_R4(LW)
 /* the first half with the sums seeded from registers already holding the rows' 2 bias (a00,
  * a10, a20, a30: pixel 1's sum reads the seed before pixel 0's overwrites it) */
 #define TN_W16_H0S(LW)                                                                          \
-    "ldrd %[t0], %[t1], [%[x]], #8\n\t" LW                                                      \
+    "ldrd %[t0], %[t1], [%[x]]\n\t" LW                                                          \
     "smlad %[a01], %[t2], %[t1], %[a00]\n\t"                                                    \
     "smlad %[a00], %[t2], %[t0], %[a00]\n\t"                                                    \
     "smlad %[a11], %[o], %[t1], %[a10]\n\t"                                                     \
@@ -1553,15 +1550,28 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
     "smlad %[a20], %[t2], %[t0], %[a20]\n\t"                                                    \
     "smlad %[a31], %[o], %[t1], %[a30]\n\t"                                                     \
     "smlad %[a30], %[o], %[t0], %[a30]\n\t"
-/* the 2 NG - 1 halves after the first of a block, NG = 1 .. 8 groups (KP <= 32 lanes) */
-#define TN_W16_REST1(LW) TN_W16_H(LW)
-#define TN_W16_REST2(LW) TN_W16_R2(LW) TN_W16_H(LW)
-#define TN_W16_REST3(LW) TN_W16_R4(LW) TN_W16_H(LW)
-#define TN_W16_REST4(LW) TN_W16_R4(LW) TN_W16_R2(LW) TN_W16_H(LW)
-#define TN_W16_REST5(LW) TN_W16_R8(LW) TN_W16_H(LW)
-#define TN_W16_REST6(LW) TN_W16_R8(LW) TN_W16_R2(LW) TN_W16_H(LW)
-#define TN_W16_REST7(LW) TN_W16_R8(LW) TN_W16_R4(LW) TN_W16_H(LW)
-#define TN_W16_REST8(LW) TN_W16_R8(LW) TN_W16_R4(LW) TN_W16_R2(LW) TN_W16_H(LW)
+/* the 2 NG - 1 halves after the first of a block, NG = 1 .. 8 groups (KP <= 32 lanes); the
+ * lanes at fixed offsets from x (x itself is not advanced) */
+#define TN_W16_REST1(LW) TN_W16_H(LW, "8")
+#define TN_W16_REST2(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")
+#define TN_W16_REST3(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40")
+#define TN_W16_REST4(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40") TN_W16_H(LW, "48") TN_W16_H(LW, "56")
+#define TN_W16_REST5(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40") TN_W16_H(LW, "48") TN_W16_H(LW, "56")                    \
+    TN_W16_H(LW, "64") TN_W16_H(LW, "72")
+#define TN_W16_REST6(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40") TN_W16_H(LW, "48") TN_W16_H(LW, "56")                    \
+    TN_W16_H(LW, "64") TN_W16_H(LW, "72") TN_W16_H(LW, "80") TN_W16_H(LW, "88")
+#define TN_W16_REST7(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40") TN_W16_H(LW, "48") TN_W16_H(LW, "56")                    \
+    TN_W16_H(LW, "64") TN_W16_H(LW, "72") TN_W16_H(LW, "80") TN_W16_H(LW, "88")                    \
+    TN_W16_H(LW, "96") TN_W16_H(LW, "104")
+#define TN_W16_REST8(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40") TN_W16_H(LW, "48") TN_W16_H(LW, "56")                    \
+    TN_W16_H(LW, "64") TN_W16_H(LW, "72") TN_W16_H(LW, "80") TN_W16_H(LW, "88")                    \
+    TN_W16_H(LW, "96") TN_W16_H(LW, "104") TN_W16_H(LW, "112") TN_W16_H(LW, "120")
 #define TN_W16_OPS                                                                              \
     [x] "+&r"(x), [w] "+&r"(w), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [o] "=&r"(o),     \
     [a00] "=&r"(s00), [a01] "=&r"(s01), [a10] "=&r"(s10), [a11] "=&r"(s11),                       \
@@ -1655,7 +1665,8 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
     "strb %[" Y1 "], [%[o], %[" KS "]]\n\t"
 /* Every block of the layer at one pixel pair: the four rows' 2 bias as the sums' seeds, the
  * sums, requantization, stores, and the loop, in one statement (the fourteen registers stay
- * its own; the output pointer and the weights' end in memory). */
+ * its own; the output pointer and the weights' end in memory); TN_W16_RUN2: two blocks per
+ * iteration (an even number of blocks). */
 #define TN_W16_RUN(REST, SAT, RND)                                                              \
     "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
     "ldr %[o], %[om]\n\t"                                                                       \
@@ -1663,17 +1674,30 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
     TN_W16_EPI_PAIR(SAT, RND, "a20", "a21", "a30", "a31", "2", "k2", "3", "k3")                 \
     "adds %[o], %[o], #4\n\t"                                                                   \
     "str %[o], %[om]\n\t"                                                                       \
-    "sub %[x], %[x], %[xr]\n\t"                                                                 \
+    "ldr %[t0], %[em]\n\t"                                                                      \
+    "cmp %[w], %[t0]\n\t"                                                                       \
+    "bne 1b\n\t"
+#define TN_W16_RUN2(REST, SAT, RND)                                                             \
+    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR(SAT, RND, "a00", "a01", "a10", "a11", "0", "k0", "1", "k1")                 \
+    TN_W16_EPI_PAIR(SAT, RND, "a20", "a21", "a30", "a31", "2", "k2", "3", "k3")                 \
+    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR(SAT, RND, "a00", "a01", "a10", "a11", "4", "k4", "5", "k5")                 \
+    TN_W16_EPI_PAIR(SAT, RND, "a20", "a21", "a30", "a31", "6", "k6", "7", "k7")                 \
+    "adds %[o], %[o], #8\n\t"                                                                   \
+    "str %[o], %[om]\n\t"                                                                       \
     "ldr %[t0], %[em]\n\t"                                                                      \
     "cmp %[w], %[t0]\n\t"                                                                       \
     "bne 1b\n\t"
 #define TN_W16_RUN_OPS                                                                          \
     : TN_W16_OPS, [om] "+m"(ov)                                                                 \
-    : [em] "m"(wend), [xr] "i"(16u * NG), [k0] "i"(CO), [k1] "i"(CO + 1u), [k2] "i"(CO + 2u),     \
-      [k3] "i"(CO + 3u)                                                                         \
+    : [em] "m"(wend), [k0] "i"(CO), [k1] "i"(CO + 1u), [k2] "i"(CO + 2u), [k3] "i"(CO + 3u),      \
+      [k4] "i"(CO + 4u), [k5] "i"(CO + 5u), [k6] "i"(CO + 6u), [k7] "i"(CO + 7u)                  \
     : "cc", "memory"
 
-/* All CO channels (CO % 4 == 0, CO + 3 < 4096) of a QUAD = 2, TAB = 4 layer (weights at w,
+/* All CO channels (CO % 4 == 0, CO + 7 < 4096) of a QUAD = 2, TAB = 4 layer (weights at w,
  * word-aligned, each block [2 bias x 4][int16 weights][m0, rnd, sh x 4]) at pixels p, p + 1
  * (lanes buf, KP <= 32), outputs at o (pixel p) and o + CO,
  * clamped to the whole 8-bit range (SATS: int8 codes, else uint8; SIGN: the rounding's sign term,
@@ -1686,7 +1710,15 @@ TN_INLINE void tn_m7_cv_w16_run(const uint8_t *w, const uint32_t *buf, uint32_t 
     uint8_t *ov = o0;
     const uint8_t *wend = w + (CO / 4u) * (8u * KP + 64u);
     uint32_t t0, t1, t2, o, s00, s01, s10, s11, s20, s21, s30, s31; /* the asm's own */
-    if (SATS && SIGN)
+    if (CO % 8u == 0u && SATS && SIGN)
+        TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_SIGN);
+    else if (CO % 8u == 0u && SATS)
+        TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (CO % 8u == 0u && SIGN)
+        TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "usat", TN_CV_RQ_SIGN);
+    else if (CO % 8u == 0u)
+        TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+    else if (SATS && SIGN)
         TN_W16_PICK(TN_W16_RUN, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_SIGN);
     else if (SATS)
         TN_W16_PICK(TN_W16_RUN, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
@@ -1899,7 +1931,7 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
 #if TN_M7_ASM
     /* QUAD = 2 in one statement per pixel pair (tn_m7_cv_w16_run): TAB 4, stored codes of the
      * whole 8-bit range */
-    if (QUAD == 2u && TAB == 4u && MODE == 0u && OB == 8u && CO + 3u < 4096u && aligned
+    if (QUAD == 2u && TAB == 4u && MODE == 0u && OB == 8u && CO + 7u < 4096u && aligned
         && ((LOZ + ZP == -128 && HIZ + ZP == 127) || (LOZ + ZP == 0 && HIZ + ZP == 255))) {
         const uint32_t KP = (uint32_t)KH * KWCP;
         for (; p + 2u <= np; p += 2u) {
