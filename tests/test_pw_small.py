@@ -44,13 +44,15 @@ W16_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, 
         _pw((3, 5), 28, 12, per_channel=True, out_signed=True, out_zero_point=-1),
         _pw((3, 5), 12, 30, per_channel=True, out_signed=True),
         _pw((3, 5), 30, 32, per_channel=True, out_signed=True, out_zero_point=3),
-        _pw((2, 3), 32, 16, stride=(2, 2), per_channel=True, out_signed=True),
+        _pw((2, 3), 32, 16, stride=(2, 2), per_channel=True, out_signed=True,
+            out_zero_point=-128, act_min=-128),
         _pw((2, 3), 16, 14, out_signed=True, out_zero_point=-2),
         _pw((2, 3), 14, 8, per_channel=True, out_signed=True, out_zero_point=-2)]),
     "u8": ("tflite_double", False, 0, (3, 3, 32), [
         _pw((3, 3), 32, 16, per_channel=True, out_zero_point=0, act_min=0),
-        _pw((3, 3), 16, 12, per_channel=True, out_zero_point=131),
-        _pw((3, 3), 12, 8, out_zero_point=9),
+        _pw((3, 3), 16, 12, out_zero_point=0, act_min=0),
+        _pw((3, 3), 12, 20, per_channel=True, out_zero_point=131),
+        _pw((3, 3), 20, 8, out_zero_point=9),
         _pw((3, 3), 8, 6, per_channel=True, out_zero_point=9),
         _pw((3, 3), 6, 16, per_channel=True, out_zero_point=255),
         _pw((3, 3), 16, 8, per_channel=True, out_bits=4, out_zero_point=3)]),
@@ -61,7 +63,7 @@ W16_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, 
         _pw((3, 3), 32, 16, out_signed=True, out_zero_point=-9),
         _pw((3, 3), 16, 4, out_signed=True, per_channel=True)]),
 }
-PCM = {"s8": (0, 1, 2, 3, 4, 5, 7, 8, 10), "u8": (0, 1, 2)}  # per-channel multipliers
+PCM = {"s8": (0, 1, 2, 3, 4, 5, 7, 8, 10), "u8": (0, 1, 2, 3)}  # per-channel multipliers
 
 
 def _graph(name):
@@ -84,15 +86,17 @@ def _plans(g):
 
 
 def _fast_run(step, rounding):
-    """(NG, SATS, SIGN) of a step on tn_m7_cv_w16_run (QUAD 2, TAB 4, no fused ADD, an 8-bit
-    output clamped to the whole int8 / uint8 range), else None."""
+    """(NG, SATS, SIGN, two blocks per iteration: CO % 8 == 0) of a step on tn_m7_cv_w16_run
+    (QUAD 2, TAB 4, no fused ADD, an 8-bit output clamped to the whole int8 / uint8 range), else
+    None."""
     lay = step.layer
     rq = kernels_m7.requant_constants(lay, rounding)
     lo, hi = rq["LOZ"] + rq["ZP"], rq["HIZ"] + rq["ZP"]
     if (kernels_m7.conv_plan(lay, rounding) != (2, 4) or step.add is not None
             or lay.out_bits != 8 or (lo, hi) not in ((-128, 127), (0, 255))):
         return None
-    return steps_mod.conv_lanes(lay)[1] // 4, lo == -128, rq["LOZ"] < 0
+    return (steps_mod.conv_lanes(lay)[1] // 4, lo == -128, rq["LOZ"] < 0,
+            lay.out_channels % 8 == 0)
 
 
 def test_w16_rule():
@@ -100,7 +104,7 @@ def test_w16_rule():
     table (TFLite's double rounding), and not otherwise: 36 lanes, 6 output channels, floor and
     single rounding, a conv2d of few lanes."""
     assert _plans(_graph("s8")) == [(2, 4)] * 6 + [(1, 1), (2, 4), (2, 4), (1, 1), (2, 4)]
-    assert _plans(_graph("u8")) == [(2, 4), (2, 4), (2, 4), (1, 1), (2, 1), (2, 1)]
+    assert _plans(_graph("u8")) == [(2, 4)] * 4 + [(1, 1), (2, 1), (2, 1)]
     assert all(p[0] != 2 for n in ("floor_u8", "single_s8") for p in _plans(_graph(n)))
     wide = chain(2, [_pw((2, 2), 36, 8, per_channel=True, out_signed=True)], (2, 2, 36), 8,
                  True, -128, "tflite_double")
@@ -265,7 +269,8 @@ def test_w16_fused_add_host_bitexact(tmp_path, name):
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_w16_under_qemu(qemu, tmp_path):
     """The assembly of QUAD = 2 under QEMU: tn_m7_cv_w16_run for every group count NG = 1 .. 8
-    and all four epilogues (int8 / uint8 codes, with and without the rounding's sign term),
+    and all four epilogues (int8 / uint8 codes, with and without the rounding's sign term), one
+    and two blocks per iteration each,
     tn_m7_cv_w16 with the C epilogue (TAB 1, a 4-bit output, a narrowed clamp, the lone last
     pixel, the fused ADD both ways), bit-exact on the Cortex-M7."""
     runs = set()
@@ -279,6 +284,6 @@ def test_w16_under_qemu(qemu, tmp_path):
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
         runs |= {_fast_run(st, g.rounding) for st in r["export"].steps}
-    assert {ng for ng, _, _ in runs - {None}} == set(range(1, 9)), runs
-    assert {(a, b) for _, a, b in runs - {None}} == {(True, False), (True, True),
-                                                     (False, False), (False, True)}, runs
+    assert {r[0] for r in runs - {None}} == set(range(1, 9)), runs
+    assert {r[1:] for r in runs - {None}} == {(a, b, c) for a in (True, False)
+                                              for b in (True, False) for c in (True, False)}, runs
