@@ -875,20 +875,20 @@ def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
     """(QUAD, TAB) of an 8-bit convolution or pointwise layer on tn_m7_conv (c/tn_m7_gemm.h).
 
     QUAD = 1: the rows go in blocks of two pairs with 32-bit sums (tn_m7_cv_quad, 24
-    instructions per 32 MACs), when the layer has at least four rows and every pair's
-    B = sum (b - 128) x' over the padded window rows stays in [-2^23, 2^23) on every input
-    (bounded from the weights as :func:`fc_acc32` does for a dense layer), else 0 (one pair at a
-    time, 64-bit sums). QUAD = 2: a pointwise layer of at most :data:`W16_MAX_LANES` lanes, a
-    multiple of four output channels and a table (TAB below, whose bound keeps every sum exact):
-    int16 weights 2 (w - z_w) in blocks of four rows (tn_m7_cv_w16, 22 instructions per 32
-    MACs; the small K where the a codes' UXTB16, the b rows' R - S_a and the block loop weigh
-    most), two bytes per weight in flash. TAB = 1, 4 or 5: each block's weights are followed by its channels'
-    requantization constants, TAB int32 words per channel (2 bias; with per-channel multipliers
-    then m0, [sh > 0] 2^(sh - 1) + z_out 2^sh with sh = max(-n0, 0), sh; with TAB = 5, a
-    channel's n0 >= 0, then its left shift max(n0, 0)), for tn_m7_cv_rq: TFLite's double
-    rounding with every n0 in [-20, 7] (the zero point folds into the rounding constant without
-    overflow), n0 >= 0 only with a clamp at or above the zero point (LOZ >= 0: the sign term of
-    the rounding divide is dropped, and a channel without one needs it dropped) and
+    instructions per 32 MACs), when the layer has at least four rows and every pair's B =
+    sum (b - 128) x' over the padded window rows stays in [-2^23, 2^23) on every input (bounded
+    from the weights as :func:`fc_acc32` does for a dense layer), else 0 (one pair at a time,
+    64-bit sums). QUAD = 2: a pointwise layer of at most :data:`W16_MAX_LANES` lanes, a multiple
+    of four output channels and a table (TAB below, whose bound keeps every sum exact): int16
+    weights 2 (w - z_w) in blocks of four rows (tn_m7_cv_w16, 22 instructions per 32 MACs; the
+    small K where the a codes' UXTB16, the b rows' R - S_a and the block loop weigh most), two
+    bytes per weight in flash. TAB = 1, 4 or 5: each block's weights are followed by its
+    channels' requantization constants, TAB int32 words per channel (2 bias; with per-channel
+    multipliers then m0, [sh > 0] 2^(sh - 1) + z_out 2^sh with sh = max(-n0, 0), sh; with
+    TAB = 5, a channel's n0 >= 0, then its left shift max(n0, 0)), for tn_m7_cv_rq: TFLite's
+    double rounding with every n0 in [-20, 7] (the zero point folds into the rounding constant
+    without overflow), n0 >= 0 only with a clamp at or above the zero point (LOZ >= 0: the sign
+    term of the rounding divide is dropped, and a channel without one needs it dropped) and
     acc_bound * 2^(max(n0, 0) + 1) < 2^31; else 0 (the constants read from the layer's tables
     per output, tn_m7_cv_chan). ``rounding``: the graph's flavour (None: a layer that names none
     gets TAB = 0).
@@ -1012,8 +1012,9 @@ def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None
     last row) is followed by its channels' requantization words (:func:`conv_plan`). Without
     either: N * KP bytes (N K when KW * C is a multiple of four). With ``quad`` = 2
     (:func:`conv_plan`'s small pointwise layers): int16 lanes 2 (w - z_w) in blocks of four rows,
-    per group the words [A r0 .. A r3, B r0 .. B r3], each block followed by its table
-    (``signed`` is then not used: 2 N KP bytes plus the tables). ``signed`` (SGW,
+    per group the words [A r0 .. A r3, B r0 .. B r3], each block followed by its table (TAB 4:
+    its 2 bias words before the weights, m0, rnd, sh after; ``signed`` is not used: 2 N KP
+    bytes plus the tables). ``signed`` (SGW,
     :func:`signed_weights`): the codes minus their zero points, a pair's lanes 256 d_b + d_a.
 
     Arguments:
@@ -1027,8 +1028,7 @@ def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None
     Raises:
         ValueError: not a conv2d or pointwise layer of 8-bit weights; quad / tab out of range,
             or a tab (or quad = 2) that is not conv_plan's for the layer and rounding; ``signed``
-            weights
-            that :func:`signed_weights` refuses.
+            weights that :func:`signed_weights` refuses.
     """
     if layer.kind not in ("conv2d", "pointwise") or layer.weight_bits != 8:
         raise ValueError(f"layer {layer.name!r}: conv_weights packs conv2d and pointwise layers "

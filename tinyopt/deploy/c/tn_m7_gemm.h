@@ -1501,15 +1501,22 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
 /* ---------------------------------------------------------------------------------------------
  * QUAD = 2 (kernels_m7.conv_plan: a pointwise layer of at most 32 lanes, CO % 4 == 0, TAB):
  * small K, where tn_m7_cv_quad's per-block costs (the UXTB16 of the a codes, the R - S_a of the
- * b rows, the loop's spills) weigh most. The weights are exported as int16 lanes 2 (w - z_w)
- * (doubled: the sum is acc2 = 2 sum (w - z_w) x' at once, |2 (w - z_w)| <= 510 fits int16;
- * no sum of x' is needed for any zero point), in blocks of four rows, per group of four lanes
- * the words [A r0, A r1, A r2, A r3, B r0, B r1, B r2, B r3] (A: lanes k, k + 2 of row r as
- * (low, high) halves; B: lanes k + 1, k + 3; the lanes' own words), then the block's TAB table.
- * Per half group: one LDRD of lanes (both pixels), two LDRD of weights, eight SMLAD: 11
- * instructions per 16 MACs (tn_m7_cv_quad: 12). The conv_plan's TAB bound (|bias| + sum
- * |w - z_w| max |x'| shifted left by ls + 1 below 2^31) keeps every partial sum exact in int32.
- * Flash: 2 bytes per weight (the layout bytes beyond one count as weight_pad_bytes).
+ * b rows, the loop's spills, the bias adds) weigh most. The weights are exported as int16 lanes
+ * 2 (w - z_w) (doubled: the sum is acc2 = 2 sum (w - z_w) x' at once, |2 (w - z_w)| <= 510
+ * fits int16; no sum of x' is needed for any zero point), in blocks of four rows, per group of
+ * four lanes the words [A r0, A r1, A r2, A r3, B r0, B r1, B r2, B r3] (A: lanes k, k + 2 of
+ * row r as (low, high) halves; B: lanes k + 1, k + 3; the lanes' own words). TAB 4: each block
+ * is [2 bias of its four rows][weights][m0, rnd, sh of each row], the sums seeded with 2 bias
+ * (tn_m7_cv_w16 with SEED) and three LDRD per two channels' constants; TAB 1 and 5: the
+ * weights, then the block's table as tn_m7_cv_tchan reads it. Per half group: one LDRD of
+ * lanes (both pixels, at a fixed offset from the buffer), two LDRD of weights, eight SMLAD: 11
+ * instructions per 16 MACs (tn_m7_cv_quad: 12); the epilogue about 4.75 per output; with TAB
+ * 4 and a clamp to the whole 8-bit range the layer's blocks at a pixel pair are one statement
+ * (tn_m7_cv_w16_run, two blocks per iteration when CO % 8 == 0). Measured on VWW's 16 -> 32
+ * layer (24 x 24): 1.09 instructions per MAC (tn_m7_cv_quad: 1.36); 32 -> 32: 0.90 (1.08).
+ * conv_plan's TAB bound (|bias| + sum |w - z_w| max |x'|, shifted left by ls + 1, below 2^31)
+ * keeps every partial sum exact in int32. Flash: 2 bytes per weight (the layout bytes beyond
+ * one count as weight_pad_bytes); scratch: the two pixels' lanes, as for QUAD 0 / 1.
  * --------------------------------------------------------------------------------------------- */
 
 #if TN_M7_ASM
