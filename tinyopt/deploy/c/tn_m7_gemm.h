@@ -1513,7 +1513,7 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
  * instructions per 16 MACs (tn_m7_cv_quad: 12); the epilogue about 4.75 per output; with TAB
  * 4 and a clamp to the whole 8-bit range the layer's blocks at a pixel pair are one statement
  * (tn_m7_cv_w16_run, two blocks per iteration when CO % 8 == 0). Measured on VWW's 16 -> 32
- * layer (24 x 24): 1.09 instructions per MAC (tn_m7_cv_quad: 1.36); 32 -> 32: 0.90 (1.08).
+ * layer (24 x 24): 1.09 instructions per MAC (tn_m7_cv_quad: 1.36); 32 -> 32: 0.91 (1.08).
  * conv_plan's TAB bound (|bias| + sum |w - z_w| max |x'|, shifted left by ls + 1, below 2^31)
  * keeps every partial sum exact in int32. Flash: 2 bytes per weight (the layout bytes beyond
  * one count as weight_pad_bytes); scratch: the two pixels' lanes, as for QUAD 0 / 1.
