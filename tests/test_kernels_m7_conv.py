@@ -160,7 +160,7 @@ def test_conv_weights_quad_and_tables_by_hand():
     assert words[2].tolist() == [0, 0, 5, 0]
     assert got[80:84].tolist() == r[4].tolist() and len(got) == 84 + 16
     with pytest.raises(ValueError, match="conv_weights takes"):
-        kernels_m7.conv_weights(lay, 2, 0)
+        kernels_m7.conv_weights(lay, 3, 0)
     with pytest.raises(ValueError, match="not conv_plan's"):
         kernels_m7.conv_weights(lay, 1, 5, rounding="tflite_double")
 

@@ -51,7 +51,8 @@ Kernels:
   one LDRD of weights, two LDRD of lanes, two UXTB16, four SMLALD and four SMLAD, i.e. 13
   instructions per 16 MACs in an assembly loop of four groups; where :func:`conv_plan` bounds
   every pair's sum in 32 bits (QUAD), two row pairs per loop instead (24 instructions per 32
-  MACs); where the requantization allows (TAB), each block's weights are followed by its
+  MACs; pointwise layers of at most 32 lanes with a table: int16 weights, four rows per loop,
+  22); where the requantization allows (TAB), each block's weights are followed by its
   channels' constants (doubled bias, m0, a rounding constant holding the output zero point,
   the shift), about eight instructions per output; outputs written as computed (no int32
   output scratch). A fused residual ADD is applied to each output as it is computed
@@ -983,16 +984,20 @@ def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
     """(QUAD, TAB) of an 8-bit convolution or pointwise layer on tn_m7_conv (c/tn_m7_gemm.h).
 
     QUAD = 1: the rows go in blocks of two pairs with 32-bit sums (tn_m7_cv_quad, 24
-    instructions per 32 MACs), when the layer has at least four rows and every pair's
-    B = sum (b - 128) x' over the padded window rows stays in [-2^23, 2^23) on every input
-    (bounded from the weights as :func:`fc_acc32` does for a dense layer), else 0 (one pair at a
-    time, 64-bit sums). TAB = 1, 4 or 5: each block's weights are followed by its channels'
-    requantization constants, TAB int32 words per channel (2 bias; with per-channel multipliers
-    then m0, [sh > 0] 2^(sh - 1) + z_out 2^sh with sh = max(-n0, 0), sh; with TAB = 5, a
-    channel's n0 >= 0, then its left shift max(n0, 0)), for tn_m7_cv_rq: TFLite's double
-    rounding with every n0 in [-20, 7] (the zero point folds into the rounding constant without
-    overflow), n0 >= 0 only with a clamp at or above the zero point (LOZ >= 0: the sign term of
-    the rounding divide is dropped, and a channel without one needs it dropped) and
+    instructions per 32 MACs), when the layer has at least four rows and every pair's B =
+    sum (b - 128) x' over the padded window rows stays in [-2^23, 2^23) on every input (bounded
+    from the weights as :func:`fc_acc32` does for a dense layer), else 0 (one pair at a time,
+    64-bit sums). QUAD = 2: a pointwise layer of at most :data:`W16_MAX_LANES` lanes, a multiple
+    of four output channels and a table (TAB below, whose bound keeps every sum exact): int16
+    weights 2 (w - z_w) in blocks of four rows (tn_m7_cv_w16, 22 instructions per 32 MACs; the
+    small K where the a codes' UXTB16, the b rows' R - S_a and the block loop weigh most), two
+    bytes per weight in flash. TAB = 1, 4 or 5: each block's weights are followed by its
+    channels' requantization constants, TAB int32 words per channel (2 bias; with per-channel
+    multipliers then m0, [sh > 0] 2^(sh - 1) + z_out 2^sh with sh = max(-n0, 0), sh; with
+    TAB = 5, a channel's n0 >= 0, then its left shift max(n0, 0)), for tn_m7_cv_rq: TFLite's
+    double rounding with every n0 in [-20, 7] (the zero point folds into the rounding constant
+    without overflow), n0 >= 0 only with a clamp at or above the zero point (LOZ >= 0: the sign
+    term of the rounding divide is dropped, and a channel without one needs it dropped) and
     acc_bound * 2^(max(n0, 0) + 1) < 2^31; else 0 (the constants read from the layer's tables
     per output, tn_m7_cv_chan). ``rounding``: the graph's flavour (None: a layer that names none
     gets TAB = 0).
@@ -1005,6 +1010,10 @@ def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
         (QUAD, TAB) as ints.
     """
     quad = 0
+    tab = _conv_tab(layer, rounding)[0]
+    if (tab and layer.kind == "pointwise" and conv_lanes(layer)[1] <= W16_MAX_LANES
+            and layer.out_channels % 4 == 0):
+        return 2, tab  # int16 weights 2 (w - z_w): the small-K blocks (tn_m7_cv_w16)
     if layer.out_channels >= 4:
         rows = _padded_rows(layer)
         m = len(rows) - len(rows) % 4
@@ -1013,7 +1022,7 @@ def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
             weight_zero_point=_row_zero_points(layer, len(rows))[:m],
             in_zero_point=layer.in_zero_point, in_signed=layer.in_signed),
             signed=signed_weights(layer)))
-    return quad, _conv_tab(layer, rounding)[0]
+    return quad, tab
 
 
 def _conv_tab(layer, rounding: str | None) -> tuple[int, np.ndarray | None]:
@@ -1110,7 +1119,11 @@ def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None
     odd lanes'), then the rows left in pairs (per group [A, B], :func:`fc_weights`' pair words),
     then the last row of an odd count as it is (padded). With ``tab``, each block (quad, pair,
     last row) is followed by its channels' requantization words (:func:`conv_plan`). Without
-    either: N * KP bytes (N K when KW * C is a multiple of four). ``signed`` (SGW,
+    either: N * KP bytes (N K when KW * C is a multiple of four). With ``quad`` = 2
+    (:func:`conv_plan`'s small pointwise layers): int16 lanes 2 (w - z_w) in blocks of four rows,
+    per group the words [A r0 .. A r3, B r0 .. B r3], each block followed by its table (TAB 4:
+    its 2 bias words before the weights, m0, rnd, sh after; ``signed`` is not used: 2 N KP
+    bytes plus the tables). ``signed`` (SGW,
     :func:`signed_weights`): the codes minus their zero points, a pair's lanes 256 d_b + d_a.
 
     Arguments:
@@ -1119,24 +1132,26 @@ def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None
         rounding: the graph's rounding flavour (needed with ``tab``).
 
     Returns:
-        uint8 array: N * KP bytes, plus 4 * tab bytes per channel.
+        uint8 array: N * KP bytes (2 N KP with quad = 2), plus 4 * tab bytes per channel.
 
     Raises:
         ValueError: not a conv2d or pointwise layer of 8-bit weights; quad / tab out of range,
-            or a tab that is not conv_plan's for the layer and rounding; ``signed`` weights
-            that :func:`signed_weights` refuses.
+            or a tab (or quad = 2) that is not conv_plan's for the layer and rounding; ``signed``
+            weights that :func:`signed_weights` refuses.
     """
     if layer.kind not in ("conv2d", "pointwise") or layer.weight_bits != 8:
         raise ValueError(f"layer {layer.name!r}: conv_weights packs conv2d and pointwise layers "
                          f"of 8-bit weights, not a {layer.weight_bits}-bit {layer.kind} layer")
-    if quad not in (0, 1) or tab not in (0, 1, 4, 5):
-        raise ValueError(f"layer {layer.name!r}: conv_weights takes quad in (0, 1) and tab in "
-                         f"(0, 1, 4, 5) (conv_plan), not {quad!r} and {tab!r}")
+    if quad not in (0, 1, 2) or tab not in (0, 1, 4, 5):
+        raise ValueError(f"layer {layer.name!r}: conv_weights takes quad in (0, 1, 2) and tab "
+                         f"in (0, 1, 4, 5) (conv_plan), not {quad!r} and {tab!r}")
     const = _conv_tab(layer, rounding)[1] if tab else None
     if tab and (const is None or _conv_tab(layer, rounding)[0] != tab):
         raise ValueError(f"layer {layer.name!r}: conv_weights' tab={tab} is not conv_plan's "
                          f"for rounding {rounding!r}")
     rows = _padded_rows(layer)
+    if quad == 2:
+        return _w16_weights(layer, rows, tab, const, rounding)
     if signed:
         rows = _signed_rows(rows, layer, "tn_m7_conv")
     n, kp = rows.shape
@@ -1161,6 +1176,43 @@ def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None
         c += 2
     if c < n:
         parts += [rows[c], _conv_tables(layer, range(c, n), tab, const)]
+    return np.concatenate(parts).astype(np.uint8)
+
+
+# QUAD = 2 (tn_m7_cv_w16): pointwise layers of at most this many lanes get int16 weights
+W16_MAX_LANES = 32
+
+
+def _w16_weights(layer, rows: np.ndarray, tab: int, const, rounding) -> np.ndarray:
+    """:func:`conv_weights` with QUAD = 2: int16 lanes 2 (w - z_w) of the padded rows, in blocks
+    of four rows, per group of four lanes the words [A r0 .. A r3, B r0 .. B r3] (A: lanes k,
+    k + 2 as low and high half; B: k + 1, k + 3), each block followed by its TAB table; with
+    TAB = 4 the block's four 2 bias words come before its weights instead (the seeds of its
+    sums, tn_m7_cv_w16_run) and its channels' m0, rnd, sh after them.
+
+    Raises:
+        ValueError: not conv_plan's QUAD = 2 for the layer and rounding (a pointwise layer of at
+            most W16_MAX_LANES lanes, a multiple of four output channels, a table)."""
+    if (not tab or layer.kind != "pointwise" or layer.out_channels % 4
+            or rows.shape[1] > W16_MAX_LANES or conv_plan(layer, rounding) != (2, tab)):
+        raise ValueError(f"layer {layer.name!r}: conv_weights' quad=2 is not conv_plan's for "
+                         f"rounding {rounding!r}")
+    n, kp = rows.shape
+    d2 = 2 * (rows.astype(np.int64) - _row_zero_points(layer, n)[:, None])  # |.| <= 510
+    g = d2.reshape(n // 4, 4, kp // 4, 4)  # block, row, group, lane
+    # per block and group: half A (lanes 0, 2) then B (1, 3), rows 0-3, (low, high) int16
+    halves = np.stack([g[..., [0, 2]], g[..., [1, 3]]], axis=2)  # block, row, half, group, 2
+    words = np.ascontiguousarray(halves.transpose(0, 3, 2, 1, 4).astype("<i2")).view(np.uint8)
+    words = words.reshape(n // 4, -1)
+    parts = []
+    for b in range(n // 4):
+        table = _conv_tables(layer, range(4 * b, 4 * b + 4), tab, const)
+        if tab == 4:  # the 2 bias first (the sums' seeds), then m0, rnd, sh per channel
+            cols = table.view("<u4").reshape(4, 4)
+            parts += [np.ascontiguousarray(cols[:, 0]).view(np.uint8), words[b],
+                      np.ascontiguousarray(cols[:, 1:]).view(np.uint8).ravel()]
+        else:
+            parts += [words[b], table]
     return np.concatenate(parts).astype(np.uint8)
 
 

@@ -923,7 +923,11 @@ TN_INLINE void tn_m7_fc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RE
  *
  * QUAD (kernels_m7.conv_plan: every pair's sum bounded in 32 bits): the rows first in blocks of
  * two pairs, per group [pair 0 A, pair 1 A, pair 0 B, pair 1 B], both pairs at both pixels per
- * loop (tn_m7_cv_quad: 24 instructions per 32 MACs). TAB: every block's weights followed by its
+ * loop (tn_m7_cv_quad: 24 instructions per 32 MACs). QUAD = 2 (pointwise layers of at most 32
+ * lanes with a table): int16 weights 2 (w - z_w) in blocks of four rows instead (tn_m7_cv_w16:
+ * 22 instructions per 32 MACs, no sum of x', no R - S_a; with TAB 4 and a whole-range clamp the
+ * layer's blocks at a pixel pair in one statement, tn_m7_cv_w16_run). TAB: every block's
+ * weights followed by its
  * channels' requantization words (tn_m7_cv_tchan, tn_m7_cv_rq; in assembly for TAB 4 with SGW
  * and a whole-range clamp, tn_m7_cv_epi4: about six instructions per output).
  *
@@ -1494,6 +1498,270 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
 }
 #endif
 
+/* ---------------------------------------------------------------------------------------------
+ * QUAD = 2 (kernels_m7.conv_plan: a pointwise layer of at most 32 lanes, CO % 4 == 0, TAB):
+ * small K, where tn_m7_cv_quad's per-block costs (the UXTB16 of the a codes, the R - S_a of the
+ * b rows, the loop's spills, the bias adds) weigh most. The weights are exported as int16 lanes
+ * 2 (w - z_w) (doubled: the sum is acc2 = 2 sum (w - z_w) x' at once, |2 (w - z_w)| <= 510
+ * fits int16; no sum of x' is needed for any zero point), in blocks of four rows, per group of
+ * four lanes the words [A r0, A r1, A r2, A r3, B r0, B r1, B r2, B r3] (A: lanes k, k + 2 of
+ * row r as (low, high) halves; B: lanes k + 1, k + 3; the lanes' own words). TAB 4: each block
+ * is [2 bias of its four rows][weights][m0, rnd, sh of each row], the sums seeded with 2 bias
+ * (tn_m7_cv_w16 with SEED) and three LDRD per two channels' constants; TAB 1 and 5: the
+ * weights, then the block's table as tn_m7_cv_tchan reads it. Per half group: one LDRD of
+ * lanes (both pixels, at a fixed offset from the buffer), two LDRD of weights, eight SMLAD: 11
+ * instructions per 16 MACs (tn_m7_cv_quad: 12); the epilogue about 4.75 per output; with TAB
+ * 4 and a clamp to the whole 8-bit range the layer's blocks at a pixel pair are one statement
+ * (tn_m7_cv_w16_run, two blocks per iteration when CO % 8 == 0). Measured on VWW's 16 -> 32
+ * layer (24 x 24): 1.09 instructions per MAC (tn_m7_cv_quad: 1.36); 32 -> 32: 0.91 (1.08).
+ * conv_plan's TAB bound (|bias| + sum |w - z_w| max |x'|, shifted left by ls + 1, below 2^31)
+ * keeps every partial sum exact in int32. Flash: 2 bytes per weight (the layout bytes beyond
+ * one count as weight_pad_bytes); scratch: the two pixels' lanes, as for QUAD 0 / 1.
+ * --------------------------------------------------------------------------------------------- */
+
+#if TN_M7_ASM
+/* One half group of a QUAD = 2 block: lanes (t0, t1) of both pixels, rows 0-1 then 2-3 of the
+ * weights in (t2, o) (LW: one LDRD, or two LDR where the weights are not word-aligned); the
+ * first half starts the sums with SMUAD. */
+#define TN_W16_LDD "ldrd %[t2], %[o], [%[w]], #8\n\t"
+#define TN_W16_LD2 "ldr %[t2], [%[w]], #4\n\tldr %[o], [%[w]], #4\n\t"
+#define TN_W16_H0(LW)                                                                           \
+    "ldrd %[t0], %[t1], [%[x]]\n\t" LW                                                          \
+    "smuad %[a00], %[t2], %[t0]\n\t"                                                            \
+    "smuad %[a01], %[t2], %[t1]\n\t"                                                            \
+    "smuad %[a10], %[o], %[t0]\n\t"                                                             \
+    "smuad %[a11], %[o], %[t1]\n\t" LW                                                          \
+    "smuad %[a20], %[t2], %[t0]\n\t"                                                            \
+    "smuad %[a21], %[t2], %[t1]\n\t"                                                            \
+    "smuad %[a30], %[o], %[t0]\n\t"                                                             \
+    "smuad %[a31], %[o], %[t1]\n\t"
+#define TN_W16_H(LW, OFF)                                                                       \
+    "ldrd %[t0], %[t1], [%[x], #" OFF "]\n\t" LW                                                \
+    "smlad %[a00], %[t2], %[t0], %[a00]\n\t"                                                    \
+    "smlad %[a01], %[t2], %[t1], %[a01]\n\t"                                                    \
+    "smlad %[a10], %[o], %[t0], %[a10]\n\t"                                                     \
+    "smlad %[a11], %[o], %[t1], %[a11]\n\t" LW                                                  \
+    "smlad %[a20], %[t2], %[t0], %[a20]\n\t"                                                    \
+    "smlad %[a21], %[t2], %[t1], %[a21]\n\t"                                                    \
+    "smlad %[a30], %[o], %[t0], %[a30]\n\t"                                                     \
+    "smlad %[a31], %[o], %[t1], %[a31]\n\t"
+/* the first half with the sums seeded from registers already holding the rows' 2 bias (a00,
+ * a10, a20, a30: pixel 1's sum reads the seed before pixel 0's overwrites it) */
+#define TN_W16_H0S(LW)                                                                          \
+    "ldrd %[t0], %[t1], [%[x]]\n\t" LW                                                          \
+    "smlad %[a01], %[t2], %[t1], %[a00]\n\t"                                                    \
+    "smlad %[a00], %[t2], %[t0], %[a00]\n\t"                                                    \
+    "smlad %[a11], %[o], %[t1], %[a10]\n\t"                                                     \
+    "smlad %[a10], %[o], %[t0], %[a10]\n\t" LW                                                  \
+    "smlad %[a21], %[t2], %[t1], %[a20]\n\t"                                                    \
+    "smlad %[a20], %[t2], %[t0], %[a20]\n\t"                                                    \
+    "smlad %[a31], %[o], %[t1], %[a30]\n\t"                                                     \
+    "smlad %[a30], %[o], %[t0], %[a30]\n\t"
+/* the 2 NG - 1 halves after the first of a block, NG = 1 .. 8 groups (KP <= 32 lanes); the
+ * lanes at fixed offsets from x (x itself is not advanced) */
+#define TN_W16_REST1(LW) TN_W16_H(LW, "8")
+#define TN_W16_REST2(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")
+#define TN_W16_REST3(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40")
+#define TN_W16_REST4(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40") TN_W16_H(LW, "48") TN_W16_H(LW, "56")
+#define TN_W16_REST5(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40") TN_W16_H(LW, "48") TN_W16_H(LW, "56")                    \
+    TN_W16_H(LW, "64") TN_W16_H(LW, "72")
+#define TN_W16_REST6(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40") TN_W16_H(LW, "48") TN_W16_H(LW, "56")                    \
+    TN_W16_H(LW, "64") TN_W16_H(LW, "72") TN_W16_H(LW, "80") TN_W16_H(LW, "88")
+#define TN_W16_REST7(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40") TN_W16_H(LW, "48") TN_W16_H(LW, "56")                    \
+    TN_W16_H(LW, "64") TN_W16_H(LW, "72") TN_W16_H(LW, "80") TN_W16_H(LW, "88")                    \
+    TN_W16_H(LW, "96") TN_W16_H(LW, "104")
+#define TN_W16_REST8(LW) TN_W16_H(LW, "8") TN_W16_H(LW, "16") TN_W16_H(LW, "24")                   \
+    TN_W16_H(LW, "32") TN_W16_H(LW, "40") TN_W16_H(LW, "48") TN_W16_H(LW, "56")                    \
+    TN_W16_H(LW, "64") TN_W16_H(LW, "72") TN_W16_H(LW, "80") TN_W16_H(LW, "88")                    \
+    TN_W16_H(LW, "96") TN_W16_H(LW, "104") TN_W16_H(LW, "112") TN_W16_H(LW, "120")
+#define TN_W16_OPS                                                                              \
+    [x] "+&r"(x), [w] "+&r"(w), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [o] "=&r"(o),     \
+    [a00] "=&r"(s00), [a01] "=&r"(s01), [a10] "=&r"(s10), [a11] "=&r"(s11),                       \
+    [a20] "=&r"(s20), [a21] "=&r"(s21), [a30] "=&r"(s30), [a31] "=&r"(s31)
+#define TN_W16_PICK(BODY, OPS, ...)                                                             \
+    do {                                                                                        \
+        switch (NG) {                                                                           \
+        case 1u: __asm__ volatile(BODY(TN_W16_REST1, __VA_ARGS__) OPS); break;                   \
+        case 2u: __asm__ volatile(BODY(TN_W16_REST2, __VA_ARGS__) OPS); break;                   \
+        case 3u: __asm__ volatile(BODY(TN_W16_REST3, __VA_ARGS__) OPS); break;                   \
+        case 4u: __asm__ volatile(BODY(TN_W16_REST4, __VA_ARGS__) OPS); break;                   \
+        case 5u: __asm__ volatile(BODY(TN_W16_REST5, __VA_ARGS__) OPS); break;                   \
+        case 6u: __asm__ volatile(BODY(TN_W16_REST6, __VA_ARGS__) OPS); break;                   \
+        case 7u: __asm__ volatile(BODY(TN_W16_REST7, __VA_ARGS__) OPS); break;                   \
+        default: __asm__ volatile(BODY(TN_W16_REST8, __VA_ARGS__) OPS); break;                   \
+        }                                                                                       \
+    } while (0)
+#define TN_W16_ONLY(REST, LW) TN_W16_H0(LW) REST(LW)
+/* the same seeded with the four 2 bias words before the weights (LW: their alignment) */
+#define TN_W16_SEEDD "ldrd %[a00], %[a10], [%[w]], #8\n\tldrd %[a20], %[a30], [%[w]], #8\n\t"
+#define TN_W16_SEED2                                                                            \
+    "ldr %[a00], [%[w]], #4\n\tldr %[a10], [%[w]], #4\n\t"                                       \
+    "ldr %[a20], [%[w]], #4\n\tldr %[a30], [%[w]], #4\n\t"
+#define TN_W16_SEEDED(REST, SL, LW) SL TN_W16_H0S(LW) REST(LW)
+#define TN_W16_MAC_OPS : TN_W16_OPS : : "memory"
+#endif
+
+/* The eight sums acc2 of a QUAD = 2 block (weights at w, word-aligned if ALIGNED; lanes buf over
+ * KP <= 32 lanes): a[2 r + P] for row r, pixel P; SEED: started from the four 2 bias words
+ * before the weights (TAB 4's blocks), else from 0. Returns w past them and the block's 8 KP
+ * weight bytes. */
+TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uint32_t KP,
+                                      uint32_t ALIGNED, uint32_t SEED, uint32_t *TN_RESTRICT a)
+{
+    const uint32_t NG = KP / 4u;
+#if TN_M7_ASM
+    const uint32_t *x = buf;
+    uint32_t t0, t1, t2, o, s00, s01, s10, s11, s20, s21, s30, s31;
+    if (SEED && ALIGNED)
+        TN_W16_PICK(TN_W16_SEEDED, TN_W16_MAC_OPS, TN_W16_SEEDD, TN_W16_LDD);
+    else if (SEED)
+        TN_W16_PICK(TN_W16_SEEDED, TN_W16_MAC_OPS, TN_W16_SEED2, TN_W16_LD2);
+    else if (ALIGNED)
+        TN_W16_PICK(TN_W16_ONLY, TN_W16_MAC_OPS, TN_W16_LDD);
+    else
+        TN_W16_PICK(TN_W16_ONLY, TN_W16_MAC_OPS, TN_W16_LD2);
+    a[0] = s00; a[1] = s01; a[2] = s10; a[3] = s11;
+    a[4] = s20; a[5] = s21; a[6] = s30; a[7] = s31;
+    return w;
+#else
+    int32_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    (void)ALIGNED;
+    if (SEED) {
+        for (uint32_t r = 0; r < 4u; r++) s[2u * r] = s[2u * r + 1u] = (int32_t)tn_ld32(w + 4u * r);
+        w += 16;
+    }
+    for (uint32_t g = 0; g < NG; g++) {
+        const uint32_t *xg = buf + 4u * g; /* A of pixel 0, A of pixel 1, B of 0, B of 1 */
+        for (uint32_t h = 0; h < 2u; h++, w += 16)
+            for (uint32_t r = 0; r < 4u; r++)
+                for (uint32_t P = 0; P < 2u; P++)
+                    s[2u * r + P] = tn_smlad(tn_ld32(w + 4u * r), xg[2u * h + P], s[2u * r + P]);
+    }
+    for (uint32_t j = 0; j < 8u; j++) a[j] = (uint32_t)s[j];
+    return w;
+#endif
+}
+
+#if TN_M7_ASM
+/* tn_m7_cv_epi4's arithmetic on two channels r, s = r + 1 of a QUAD = 2 block with TAB 4 (sums
+ * seeded with 2 bias, no b row): X0, X1 channel r's at pixels p, p + 1, Y0, Y1 channel s's,
+ * stored at o + r, o + CO + r (KR: that offset, an immediate), o + s, o + CO + s; the channels'
+ * table words m0, rnd, sh in three LDRD. */
+#define TN_W16_EPI_PAIR(SAT, RND, X0, X1, Y0, Y1, R, KR, S, KS)                                  \
+    "ldrd %[t1], %[t0], [%[w]], #8\n\t" /* m0, rnd of r */                                      \
+    RND(X0) RND(X1)                                                                             \
+    "ldrd %[t2], %[t1], [%[w]], #8\n\t" /* sh of r, m0 of s */                                  \
+    "asr %[" X0 "], %[" X0 "], %[t2]\n\t"                                                       \
+    "asr %[" X1 "], %[" X1 "], %[t2]\n\t"                                                       \
+    SAT " %[" X0 "], #8, %[" X0 "]\n\t"                                                         \
+    SAT " %[" X1 "], #8, %[" X1 "]\n\t"                                                         \
+    "strb %[" X0 "], [%[o], #" R "]\n\t"                                                        \
+    "strb %[" X1 "], [%[o], %[" KR "]]\n\t"                                                     \
+    "ldrd %[t0], %[t2], [%[w]], #8\n\t" /* rnd, sh of s */                                      \
+    RND(Y0) RND(Y1)                                                                             \
+    "asr %[" Y0 "], %[" Y0 "], %[t2]\n\t"                                                       \
+    "asr %[" Y1 "], %[" Y1 "], %[t2]\n\t"                                                       \
+    SAT " %[" Y0 "], #8, %[" Y0 "]\n\t"                                                         \
+    SAT " %[" Y1 "], #8, %[" Y1 "]\n\t"                                                         \
+    "strb %[" Y0 "], [%[o], #" S "]\n\t"                                                        \
+    "strb %[" Y1 "], [%[o], %[" KS "]]\n\t"
+/* Every block of the layer at one pixel pair: the four rows' 2 bias as the sums' seeds, the
+ * sums, requantization, stores, and the loop, in one statement (the fourteen registers stay
+ * its own; the output pointer and the weights' end in memory); TN_W16_RUN2: two blocks per
+ * iteration (an even number of blocks). */
+#define TN_W16_RUN(REST, SAT, RND)                                                              \
+    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR(SAT, RND, "a00", "a01", "a10", "a11", "0", "k0", "1", "k1")                 \
+    TN_W16_EPI_PAIR(SAT, RND, "a20", "a21", "a30", "a31", "2", "k2", "3", "k3")                 \
+    "adds %[o], %[o], #4\n\t"                                                                   \
+    "str %[o], %[om]\n\t"                                                                       \
+    "ldr %[t0], %[em]\n\t"                                                                      \
+    "cmp %[w], %[t0]\n\t"                                                                       \
+    "bne 1b\n\t"
+#define TN_W16_RUN2(REST, SAT, RND)                                                             \
+    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR(SAT, RND, "a00", "a01", "a10", "a11", "0", "k0", "1", "k1")                 \
+    TN_W16_EPI_PAIR(SAT, RND, "a20", "a21", "a30", "a31", "2", "k2", "3", "k3")                 \
+    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR(SAT, RND, "a00", "a01", "a10", "a11", "4", "k4", "5", "k5")                 \
+    TN_W16_EPI_PAIR(SAT, RND, "a20", "a21", "a30", "a31", "6", "k6", "7", "k7")                 \
+    "adds %[o], %[o], #8\n\t"                                                                   \
+    "str %[o], %[om]\n\t"                                                                       \
+    "ldr %[t0], %[em]\n\t"                                                                      \
+    "cmp %[w], %[t0]\n\t"                                                                       \
+    "bne 1b\n\t"
+#define TN_W16_RUN_OPS                                                                          \
+    : TN_W16_OPS, [om] "+m"(ov)                                                                 \
+    : [em] "m"(wend), [k0] "i"(CO), [k1] "i"(CO + 1u), [k2] "i"(CO + 2u), [k3] "i"(CO + 3u),      \
+      [k4] "i"(CO + 4u), [k5] "i"(CO + 5u), [k6] "i"(CO + 6u), [k7] "i"(CO + 7u)                  \
+    : "cc", "memory"
+
+/* All CO channels (CO % 4 == 0, CO + 7 < 4096) of a QUAD = 2, TAB = 4 layer (weights at w,
+ * word-aligned, each block [2 bias x 4][int16 weights][m0, rnd, sh x 4]) at pixels p, p + 1
+ * (lanes buf, KP <= 32), outputs at o (pixel p) and o + CO,
+ * clamped to the whole 8-bit range (SATS: int8 codes, else uint8; SIGN: the rounding's sign term,
+ * LOZ < 0): tn_m7_cv_rq's arithmetic, as tn_m7_cv_epi4. */
+TN_INLINE void tn_m7_cv_w16_run(const uint8_t *w, const uint32_t *buf, uint32_t KP,
+                                uint8_t *o0, uint32_t CO, uint32_t SATS, uint32_t SIGN)
+{
+    const uint32_t NG = KP / 4u;
+    const uint32_t *x = buf;
+    uint8_t *ov = o0;
+    const uint8_t *wend = w + (CO / 4u) * (8u * KP + 64u);
+    uint32_t t0, t1, t2, o, s00, s01, s10, s11, s20, s21, s30, s31; /* the asm's own */
+    if (CO % 8u == 0u && SATS && SIGN)
+        TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_SIGN);
+    else if (CO % 8u == 0u && SATS)
+        TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (CO % 8u == 0u && SIGN)
+        TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "usat", TN_CV_RQ_SIGN);
+    else if (CO % 8u == 0u)
+        TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+    else if (SATS && SIGN)
+        TN_W16_PICK(TN_W16_RUN, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_SIGN);
+    else if (SATS)
+        TN_W16_PICK(TN_W16_RUN, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (SIGN)
+        TN_W16_PICK(TN_W16_RUN, TN_W16_RUN_OPS, "usat", TN_CV_RQ_SIGN);
+    else
+        TN_W16_PICK(TN_W16_RUN, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+}
+#endif
+
+/* The windows of output pixels p and q (q = p + 1 with TWO, else p) into buf (pixel p's words
+ * at even, q's at odd indices), their sums of x' in *s0, *s1: both read before any output is
+ * written, at once where they share a row of whole groups (tn_m7_cv_window2), else one by one. */
+TN_INLINE void tn_m7_cv_windows(const uint8_t *in, uint32_t *TN_RESTRICT buf, uint32_t p,
+                                uint32_t q, uint32_t TWO, int32_t H, int32_t W, uint32_t C,
+                                int32_t OW, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
+                                int32_t PT, int32_t PL, int32_t DH, int32_t DW, uint32_t XS,
+                                int32_t ZX, uint32_t PADZERO, uint32_t KWCP, uint32_t INSIDE,
+                                int32_t *s0, int32_t *s1)
+{
+    const int32_t oy = (int32_t)(p / (uint32_t)OW), ox = (int32_t)(p % (uint32_t)OW);
+    const int32_t x0 = ox * SW - PL;
+    if (TWO && DW == 1 && (uint32_t)KW * C == KWCP && (uint32_t)SW * C % 4u == 0u && SW < KW
+        && ox + 1 < OW
+        && (INSIDE || (x0 >= 0 && x0 + SW + KW <= W))) {
+        tn_m7_cv_window2(in, buf, oy, x0, H, W, C, KH, SH, SW, PT, DH, XS, ZX, PADZERO, KWCP,
+                         INSIDE, s0, s1);
+    } else {
+        *s0 = tn_m7_cv_window_d(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, DH, DW, XS, ZX,
+                                PADZERO, KWCP, INSIDE);
+        *s1 = tn_m7_cv_window_d(in, buf + 1, (int32_t)(q / (uint32_t)OW),
+                                (int32_t)(q % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT, PL, DH,
+                                DW, XS, ZX, PADZERO, KWCP, INSIDE);
+    }
+}
+
 /* Output pixels p and (TWO) p + 1 of tn_m7_conv (TWO = 0: pixel p alone, its window loaded
  * twice): TWO is a constant, so the pair loop keeps no test of it. */
 TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -1513,28 +1781,40 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     const int32_t *bias = l->bias, *m0p = l->m0;
     const int8_t *n0p = l->n0;
     uint32_t c = 0;
-    /* both pixels' windows read before any output is written: at once where they share a
-     * row of whole groups (tn_m7_cv_window2), else one by one */
-    const int32_t oy = (int32_t)(p / (uint32_t)OW), ox = (int32_t)(p % (uint32_t)OW);
-    const int32_t x0 = ox * SW - PL;
     int32_t s0, s1;
-    if (TWO && DW == 1 && (uint32_t)KW * C == KWCP && (uint32_t)SW * C % 4u == 0u && SW < KW
-        && ox + 1 < OW
-        && (INSIDE || (x0 >= 0 && x0 + SW + KW <= W))) {
-        tn_m7_cv_window2(in, buf, oy, x0, H, W, C, KH, SH, SW, PT, DH, XS, ZX, PADZERO, KWCP,
-                         INSIDE, &s0, &s1);
-    } else {
-        s0 = tn_m7_cv_window_d(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, DH, DW, XS, ZX,
-                               PADZERO, KWCP, INSIDE);
-        s1 = tn_m7_cv_window_d(in, buf + 1, (int32_t)(q / (uint32_t)OW),
-                               (int32_t)(q % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT, PL, DH,
-                               DW, XS, ZX, PADZERO, KWCP, INSIDE);
-    }
+    tn_m7_cv_windows(in, buf, p, q, TWO, H, W, C, OW, KH, KW, SH, SW, PT, PL, DH, DW, XS, ZX,
+                     PADZERO, KWCP, INSIDE, &s0, &s1);
     /* TAB: 2 k sum x' of an a row (k = -z) and a b row (k = 128 - z) with one weight zero
      * point (else per channel, below) */
     const uint32_t ka = SGW ? 0u : (uint32_t)(-ZW), kb = SGW ? 0u : (uint32_t)(128 - ZW);
     const uint32_t s02 = (uint32_t)s0 << 1, s12 = (uint32_t)s1 << 1;
-    for (; QUAD && c + 4u <= CO; c += 4u) {
+    for (; QUAD == 2u && c + 4u <= CO; c += 4u) { /* int16 weights, TAB (conv_plan) */
+        uint32_t a[8];
+        if (TAB == 4u) { /* [2 bias x 4][weights][m0, rnd, sh x 4] (tn_m7_cv_w16_run's) */
+            const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, 1u, a));
+            w += 48u;
+            TN_UNROLL
+            for (uint32_t r = 0; r < 4u; r++) {
+                const uint32_t sh = tn_ld32(t + 12u * r + 8u);
+                const int32_t m0 = (int32_t)tn_ld32(t + 12u * r);
+                const int32_t rnd = (int32_t)tn_ld32(t + 12u * r + 4u);
+                tn_m7_cv_out(out, other, v, MODE, p * CO + c + r, c + r,
+                             tn_m7_cv_rq(a[2u * r], m0, rnd, sh, LOZ, HIZ, ZP), OB, TN_FADD);
+                if (TWO)
+                    tn_m7_cv_out(out, other, v, MODE, (p + 1u) * CO + c + r, CO + c + r,
+                                 tn_m7_cv_rq(a[2u * r + 1u], m0, rnd, sh, LOZ, HIZ, ZP), OB,
+                                 TN_FADD);
+            }
+            continue;
+        }
+        const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, 0u, a));
+        w += 16u * TAB;
+        TN_UNROLL /* the sums stay in registers */
+        for (uint32_t r = 0; r < 4u; r++)
+            tn_m7_cv_tchan(t + 4u * r * TAB, out, other, v, MODE, p, TWO, c + r, a[2u * r],
+                           a[2u * r + 1u], CO, TAB, OB, TN_RQ, TN_FADD);
+    }
+    for (; QUAD == 1u && c + 4u <= CO; c += 4u) {
         uint32_t sa[4], r[4];
         w = tn_m7_cv_quad(w, buf, KP, aligned, SGW, sa, r);
 #if TN_M7_ASM
@@ -1654,6 +1934,20 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
     if (AF) __asm__("" : "+r"(AC)); /* as tn_m7_add: constants with a fix-up in registers */
     if (BF) __asm__("" : "+r"(BC));
     if (QF) __asm__("" : "+r"(QC));
+#endif
+#if TN_M7_ASM
+    /* QUAD = 2 in one statement per pixel pair (tn_m7_cv_w16_run): TAB 4, stored codes of the
+     * whole 8-bit range */
+    if (QUAD == 2u && TAB == 4u && MODE == 0u && OB == 8u && CO + 7u < 4096u && aligned
+        && ((LOZ + ZP == -128 && HIZ + ZP == 127) || (LOZ + ZP == 0 && HIZ + ZP == 255))) {
+        const uint32_t KP = (uint32_t)KH * KWCP;
+        for (; p + 2u <= np; p += 2u) {
+            int32_t s0, s1; /* unused: no sum of x' with int16 weights */
+            tn_m7_cv_windows(in, buf, p, p + 1u, 1u, H, W, C, OW, KH, KW, SH, SW, PT, PL, DH, DW,
+                             XS, ZX, PADZERO, KWCP, INSIDE, &s0, &s1);
+            tn_m7_cv_w16_run(l->w, buf, KP, out + p * CO, CO, LOZ + ZP == -128, LOZ < 0);
+        }
+    }
 #endif
     for (; p + 2u <= np; p += 2u)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 1u, aligned, MODE, H, W, C, OW, CO, KH,
