@@ -16,6 +16,13 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import sys
+
+# jsonschema (under nbformat / papermill) builds the IRI grammars of rfc3987_syntax when that
+# optional package is installed: 2 s of every test process that touches a notebook, for a format
+# no notebook schema uses (nbformat's schemas have no "format" keyword). The tests run without
+# it; the library and its users are untouched.
+sys.modules.setdefault("rfc3987_syntax", None)
 from pathlib import Path
 
 import numpy as np
