@@ -16,7 +16,8 @@ DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
 # Tests run on every core (pytest-xdist): a file's tests on one worker, each notebook run a group
 # of its own (tests/conftest.py). TEST_WORKERS=0 runs them in this process, one after another.
-TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+# (nproc honours OMP_NUM_THREADS: a shell that sets it for its own reasons would get one worker)
+TEST_WORKERS ?= $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 2)
 PYTEST_PAR := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 .PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory any_graph model_zoo latency mcu mcu-tools sweep bench clean-venv
