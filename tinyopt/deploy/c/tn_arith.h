@@ -11,7 +11,7 @@
 
 /* Every step inlines its kernel, specialised to the step's constants: the Cortex-M7 kernels
  * rely on it for their speed. A host build may define TN_INLINE as plain "static inline"
- * (tinyopt.deploy.mcu.HOST_CFLAGS does): the same C arithmetic, about five times faster to
+ * (tinyopt.deploy.mcu.HOST_CFLAGS does): the same C arithmetic, about three times less CPU to
  * compile, the compiler choosing what to inline. */
 #ifndef TN_INLINE
 #if defined(__GNUC__)
