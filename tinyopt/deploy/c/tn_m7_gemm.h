@@ -1519,6 +1519,19 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
  * one count as weight_pad_bytes); scratch: the two pixels' lanes, as for QUAD 0 / 1.
  * --------------------------------------------------------------------------------------------- */
 
+/* A code y (zero point included) clamped to [LOZ + ZP, HIZ + ZP], as tn_m7_cv_rq's end. */
+TN_INLINE int32_t tn_m7_cv_clamp(int32_t y, int32_t LOZ, int32_t HIZ, int32_t ZP)
+{
+    const int32_t lo = LOZ + ZP, hi = HIZ + ZP;
+    if ((lo == -128 && hi == 127) || (lo == 0 && hi == 255))
+        return tn_sat8(y, lo == -128);
+    if (lo == -128 || lo == 0)
+        y = tn_sat8(y, lo == -128);
+    else
+        y = y < lo ? lo : y;
+    return y > hi ? hi : y;
+}
+
 #if TN_M7_ASM
 /* One half group of a QUAD = 2 block: lanes (t0, t1) of both pixels, rows 0-1 then 2-3 of the
  * weights in (t2, o) (LW: one LDRD, or two LDR where the weights are not word-aligned); the
@@ -1698,10 +1711,75 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
     "ldr %[t0], %[em]\n\t"                                                                      \
     "cmp %[w], %[t0]\n\t"                                                                       \
     "bne 1b\n\t"
+/* TAB 3 (kernels_m7._w16_scaled): two channels r, s = r + 1 with their m0, C in two LDRD, each
+ * output SMMLA(acc', m0, C) saturated with the layer's one shift (SSAT's shifted operand) */
+#define TN_W16_EPI_PAIR3(SAT, X0, X1, Y0, Y1, R, S)                                              \
+    "ldrd %[t1], %[t0], [%[w]], #8\n\t" /* m0, C of r */                                        \
+    "smmla %[" X0 "], %[" X0 "], %[t1], %[t0]\n\t"                                              \
+    "smmla %[" X1 "], %[" X1 "], %[t1], %[t0]\n\t"                                              \
+    "ldrd %[t1], %[t0], [%[w]], #8\n\t" /* m0, C of s */                                        \
+    SAT " %[" X0 "], #8, %[" X0 "], asr %[tsh]\n\t"                                              \
+    SAT " %[" X1 "], #8, %[" X1 "], asr %[tsh]\n\t"                                              \
+    "smmla %[" Y0 "], %[" Y0 "], %[t1], %[t0]\n\t"                                              \
+    "smmla %[" Y1 "], %[" Y1 "], %[t1], %[t0]\n\t"                                              \
+    "strb %[" X0 "], [%[o], #" R "]\n\t"                                                        \
+    "strb %[" X1 "], [%[o], #(%c[k0] + " R ")]\n\t"                                              \
+    SAT " %[" Y0 "], #8, %[" Y0 "], asr %[tsh]\n\t"                                              \
+    SAT " %[" Y1 "], #8, %[" Y1 "], asr %[tsh]\n\t"                                              \
+    "strb %[" Y0 "], [%[o], #" S "]\n\t"                                                        \
+    "strb %[" Y1 "], [%[o], #(%c[k0] + " S ")]\n\t"
+#define TN_W16_RUN3(REST, SAT, RND)                                                             \
+    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "0", "1") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "2", "3") \
+    "adds %[o], %[o], #4\n\t"                                                                   \
+    "str %[o], %[om]\n\t"                                                                       \
+    "ldr %[t0], %[em]\n\t"                                                                      \
+    "cmp %[w], %[t0]\n\t"                                                                       \
+    "bne 1b\n\t"
+#define TN_W16_RUN3X2(REST, SAT, RND)                                                           \
+    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "0", "1") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "2", "3") \
+    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "4", "5") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "6", "7") \
+    "adds %[o], %[o], #8\n\t"                                                                   \
+    "str %[o], %[om]\n\t"                                                                       \
+    "ldr %[t0], %[em]\n\t"                                                                      \
+    "cmp %[w], %[t0]\n\t"                                                                       \
+    "bne 1b\n\t"
+/* four blocks per iteration (CO % 16 == 0): the loop's overhead over 32 outputs */
+#define TN_W16_RUN3X4(REST, SAT, RND)                                                           \
+    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "0", "1") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "2", "3") \
+    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "4", "5") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "6", "7") \
+    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "8", "9") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "10", "11") \
+    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "12", "13") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "14", "15") \
+    "adds %[o], %[o], #16\n\t"                                                                  \
+    "str %[o], %[om]\n\t"                                                                       \
+    "ldr %[t0], %[em]\n\t"                                                                      \
+    "cmp %[w], %[t0]\n\t"                                                                       \
+    "bne 1b\n\t"
 #define TN_W16_RUN_OPS                                                                          \
     : TN_W16_OPS, [om] "+m"(ov)                                                                 \
     : [em] "m"(wend), [k0] "i"(CO), [k1] "i"(CO + 1u), [k2] "i"(CO + 2u), [k3] "i"(CO + 3u),      \
-      [k4] "i"(CO + 4u), [k5] "i"(CO + 5u), [k6] "i"(CO + 6u), [k7] "i"(CO + 7u)                  \
+      [k4] "i"(CO + 4u), [k5] "i"(CO + 5u), [k6] "i"(CO + 6u), [k7] "i"(CO + 7u),                 \
+      [tsh] "i"(TSH ? TSH : 1u)                                                                 \
     : "cc", "memory"
 
 /* All CO channels (CO % 4 == 0, CO + 7 < 4096) of a QUAD = 2, TAB = 4 layer (weights at w,
@@ -1710,14 +1788,27 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
  * clamped to the whole 8-bit range (SATS: int8 codes, else uint8; SIGN: the rounding's sign term,
  * LOZ < 0): tn_m7_cv_rq's arithmetic, as tn_m7_cv_epi4. */
 TN_INLINE void tn_m7_cv_w16_run(const uint8_t *w, const uint32_t *buf, uint32_t KP,
-                                uint8_t *o0, uint32_t CO, uint32_t SATS, uint32_t SIGN)
+                                uint8_t *o0, uint32_t CO, uint32_t SATS, uint32_t SIGN,
+                                uint32_t TSH)
 {
     const uint32_t NG = KP / 4u;
     const uint32_t *x = buf;
     uint8_t *ov = o0;
-    const uint8_t *wend = w + (CO / 4u) * (8u * KP + 64u);
+    const uint8_t *wend = w + (CO / 4u) * (8u * KP + (TSH ? 48u : 64u));
     uint32_t t0, t1, t2, o, s00, s01, s10, s11, s20, s21, s30, s31; /* the asm's own */
-    if (CO % 8u == 0u && SATS && SIGN)
+    if (TSH && CO % 16u == 0u && SATS) /* TAB 3 (no sign term: LOZ >= 0) */
+        TN_W16_PICK(TN_W16_RUN3X4, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (TSH && CO % 16u == 0u)
+        TN_W16_PICK(TN_W16_RUN3X4, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+    else if (TSH && CO % 8u == 0u && SATS)
+        TN_W16_PICK(TN_W16_RUN3X2, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (TSH && CO % 8u == 0u)
+        TN_W16_PICK(TN_W16_RUN3X2, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+    else if (TSH && SATS)
+        TN_W16_PICK(TN_W16_RUN3, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (TSH)
+        TN_W16_PICK(TN_W16_RUN3, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+    else if (CO % 8u == 0u && SATS && SIGN)
         TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_SIGN);
     else if (CO % 8u == 0u && SATS)
         TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
@@ -1771,7 +1862,7 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
                                uint32_t CO, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
                                int32_t PT, int32_t PL, int32_t DH, int32_t DW, uint32_t XS,
                                int32_t ZX, uint32_t PADZERO, uint32_t KWCP, uint32_t INSIDE,
-                               uint32_t QUAD, uint32_t TAB,
+                               uint32_t QUAD, uint32_t TAB, uint32_t TSH,
                                uint32_t SGW, uint32_t NWZP, int32_t ZW,
                                uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS,
                                TN_FADD_ARGS)
@@ -1790,6 +1881,23 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     const uint32_t s02 = (uint32_t)s0 << 1, s12 = (uint32_t)s1 << 1;
     for (; QUAD == 2u && c + 4u <= CO; c += 4u) { /* int16 weights, TAB (conv_plan) */
         uint32_t a[8];
+        if (TAB == 3u) { /* [2^E bias x 4][weights][m0, C x 4]: SMMLA(acc', m0, C) >> TSH */
+            const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, 1u, a));
+            w += 32u;
+            TN_UNROLL
+            for (uint32_t r = 0; r < 4u; r++) {
+                const int32_t m0 = (int32_t)tn_ld32(t + 8u * r);
+                const int32_t cc = (int32_t)tn_ld32(t + 8u * r + 4u);
+                tn_m7_cv_out(out, other, v, MODE, p * CO + c + r, c + r,
+                             tn_m7_cv_clamp(tn_smmla((int32_t)a[2u * r], m0, cc) >> TSH, LOZ,
+                                            HIZ, ZP), OB, TN_FADD);
+                if (TWO)
+                    tn_m7_cv_out(out, other, v, MODE, (p + 1u) * CO + c + r, CO + c + r,
+                                 tn_m7_cv_clamp(tn_smmla((int32_t)a[2u * r + 1u], m0, cc) >> TSH,
+                                                LOZ, HIZ, ZP), OB, TN_FADD);
+            }
+            continue;
+        }
         if (TAB == 4u) { /* [2 bias x 4][weights][m0, rnd, sh x 4] (tn_m7_cv_w16_run's) */
             const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, 1u, a));
             w += 48u;
@@ -1923,7 +2031,8 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                           uint32_t C, int32_t OH, int32_t OW, uint32_t CO, int32_t KH,
                           int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
                           int32_t DH, int32_t DW, uint32_t XS, int32_t ZX, uint32_t PADZERO,
-                          uint32_t KWCP, uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t SGW,
+                          uint32_t KWCP, uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t TSH,
+                          uint32_t SGW,
                           uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                           uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS)
 {
@@ -1938,25 +2047,27 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
 #if TN_M7_ASM
     /* QUAD = 2 in one statement per pixel pair (tn_m7_cv_w16_run): TAB 4, stored codes of the
      * whole 8-bit range */
-    if (QUAD == 2u && TAB == 4u && MODE == 0u && OB == 8u && CO + 7u < 4096u && aligned
+    if (QUAD == 2u && (TAB == 4u || TAB == 3u) && MODE == 0u && OB == 8u && CO + 15u < 4096u
+        && aligned
         && ((LOZ + ZP == -128 && HIZ + ZP == 127) || (LOZ + ZP == 0 && HIZ + ZP == 255))) {
         const uint32_t KP = (uint32_t)KH * KWCP;
         for (; p + 2u <= np; p += 2u) {
             int32_t s0, s1; /* unused: no sum of x' with int16 weights */
             tn_m7_cv_windows(in, buf, p, p + 1u, 1u, H, W, C, OW, KH, KW, SH, SW, PT, PL, DH, DW,
                              XS, ZX, PADZERO, KWCP, INSIDE, &s0, &s1);
-            tn_m7_cv_w16_run(l->w, buf, KP, out + p * CO, CO, LOZ + ZP == -128, LOZ < 0);
+            tn_m7_cv_w16_run(l->w, buf, KP, out + p * CO, CO, LOZ + ZP == -128, LOZ < 0,
+                             TAB == 3u ? TSH : 0u);
         }
     }
 #endif
     for (; p + 2u <= np; p += 2u)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 1u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW,
+                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, TSH, SGW,
                         NWZP, ZW,
                         REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
     if (p < np)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 0u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW,
+                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, TSH, SGW,
                         NWZP, ZW,
                         REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
 }
