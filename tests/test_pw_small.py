@@ -327,6 +327,33 @@ def test_w16_scaled_host_bitexact(tmp_path):
     assert e.kernels == ["pw", "pw"]
 
 
+def _small_shift_graph():
+    """TAB 3 with T = 3 (every n0 in [-2, 1], unnormalized m0): int8 codes 16 -> 16 (four
+    blocks per iteration), uint8 16 -> 8 (two); the rounding constant's 2^(d - 1) and the
+    shift matter on about every other output."""
+    g = chain(10, [_pw((4, 4), 16, 16, per_channel=True, icn=True, out_signed=True,
+                       out_zero_point=-128, act_min=-128),
+                   _pw((4, 4), 16, 8, per_channel=True, out_zero_point=0, act_min=0)],
+              (4, 4, 16), 8, True, -128, "tflite_double")
+    rng = np.random.default_rng(6)
+    for lay in g.layers:  # the calibrated multiplier with an unnormalized m0
+        real = float(np.ravel(lay.m0)[0]) * 2.0 ** (int(np.ravel(lay.n0)[0]) - 31)
+        lay.n0 = rng.integers(-2, 2, lay.out_channels).astype(np.int8)
+        lay.n0[0] = -2
+        lay.m0 = np.round(real * rng.uniform(0.8, 1.2, lay.out_channels)
+                          * 2.0 ** (31 - lay.n0.astype(np.int64))).astype(np.int32)
+    g.validate()
+    return g
+
+
+def test_w16_small_shift_host_bitexact(tmp_path):
+    """_small_shift_graph on the host: TAB 3 with T = 3, value for value, outputs spread."""
+    g = _small_shift_graph()
+    assert [kernels_m7.w16_shift(lay, g.rounding) for lay in g.layers] == [3, 3]
+    e = host_check(g, tmp_path, n=60)
+    assert e.kernels == ["pw", "pw"]
+
+
 def _res_graph(flavour, signed, cin, cout, ls=20, seed=4, relu=False):
     """ResNet's shortcut: x (6 x 6 x cin) -> b (3x3 conv, stride 2) and a (1x1, stride 2: 9
     pixels); y = b + a, a fused with the ADD (its input 1), written over b. ``ls`` = 23 with
@@ -410,6 +437,7 @@ def test_w16_under_qemu(qemu, tmp_path):
     graphs = {n: _graph(n) for n in ("s8", "u8")}
     graphs.update({f"res_{n}": _res_graph(*RES_GRAPHS[n][:5], relu=len(RES_GRAPHS[n]) > 5)
                    for n in ("s8_16", "wide_shift", "relu_s8_16")})
+    graphs["small_shift"] = _small_shift_graph()
     for name, g in graphs.items():
         lo = -128 if g.input_signed else 0
         x = np.random.default_rng(4).integers(lo, lo + 256, (6, *g.input_shape))
