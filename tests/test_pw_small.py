@@ -120,11 +120,13 @@ def test_w16_rule():
     """conv_plan gives QUAD = 2 to pointwise layers of at most 32 lanes with CO % 4 == 0 and a
     table (TFLite's double rounding), and not otherwise: 36 lanes, 6 output channels, floor and
     single rounding, a conv2d of few lanes; TAB 3 (one shift, w16_shift) to those of a clamp at
-    or above the zero point whose scaled rows fit (not the SPREAD layers, not LOZ < 0)."""
+    or above the zero point whose scaled rows fit (not the SPREAD layers, not LOZ < 0); TAB 2
+    (one shift and the sign term) to those of LOZ < 0 tn_m7_cv_w16_run does not take (the 4-bit
+    output; a fused ADD: test_w16_fused_add_host_bitexact)."""
     assert _plans(_graph("s8")) == [(2, 3), (2, 4), (2, 3), (2, 4), (2, 4), (2, 4), (1, 1),
                                     (2, 4), (2, 3), (1, 1), (2, 4), (2, 3), (2, 4), (2, 4)]
     assert _plans(_graph("u8")) == [(2, 3), (2, 3), (2, 4), (2, 4), (2, 3), (2, 4), (2, 4),
-                                    (1, 1), (2, 1), (2, 1)]
+                                    (1, 1), (2, 1), (2, 2)]
     assert all(p[0] != 2 for n in ("floor_u8", "single_s8") for p in _plans(_graph(n)))
     wide = chain(2, [_pw((2, 2), 36, 8, per_channel=True, out_signed=True)], (2, 2, 36), 8,
                  True, -128, "tflite_double")
@@ -233,23 +235,31 @@ def _tab3_layer(n0, zout=-128, signed=True, relu=True, seed=2):
     return g, lay
 
 
-@pytest.mark.parametrize("n0, zout, signed", [([-6, -9, -7, -8], -128, True),
-                                               ([-1, -3, -2, -1], 5, True),
-                                               ([-18, -20, -19, -17], 3, False),
-                                               ([0, 1, 0, 1], -20, True)])
-def test_w16_scaled_arithmetic(n0, zout, signed):
+@pytest.mark.parametrize("n0, zout, signed, relu", [([-6, -9, -7, -8], -128, True, True),
+                                                     ([-1, -3, -2, -1], 5, True, True),
+                                                     ([-18, -20, -19, -17], 3, False, True),
+                                                     ([0, 1, 0, 1], -20, True, True),
+                                                     ([-6, -9, -7, -8], 5, True, False),
+                                                     ([-1, -3, -2, -1], 100, True, False),
+                                                     ([-18, -20, -19, -17], 128, False,
+                                                      False)])
+def test_w16_scaled_arithmetic(n0, zout, signed, relu):
     """TAB 3's arithmetic (kernels_m7._w16_scaled): per channel SMMLA(2^E acc, m0, C) >> T,
     clamped, equals the simulator's TFLite double rounding (integer.fixedpoint) plus the zero
     point, clamped, on every accumulator of a range around 0 (ties of SRDHM and of the rounding
     divide with m0 = 2^30) and on random ones up to the layer's bound; T = max(-n0) + 1, E =
     max(n0, 0) + 1 + T + n0 (per-layer zero shift: n0 >= 0), and the packed words are the
-    scaled rows, seeds and (m0, C)."""
+    scaled rows, seeds and (m0, C). Without the clamp at the zero point (LOZ < 0: TAB 2 where
+    the step fuses an ADD) the sign term: C - K [acc < 0], K = 2^(T + n0), a fourth word."""
     from tinyopt.integer.fixedpoint import requant_tflite_double
-    g, lay = _tab3_layer(n0, zout, signed)
-    assert kernels_m7.conv_plan(lay, g.rounding) == (2, 3)
-    t, e, seed, m0, cc = kernels_m7._w16_scaled(lay, g.rounding)
+    g, lay = _tab3_layer(n0, zout, signed, relu)
+    tab = 3 if relu else 2
+    assert kernels_m7.conv_plan(lay, g.rounding, fused=True) == (2, tab)
+    assert kernels_m7.conv_plan(lay, g.rounding) == (2, 3 if relu else 4)
+    t, e, seed, m0, cc, k = kernels_m7._w16_scaled(lay, g.rounding)
+    assert k.tolist() == ([0] * 4 if relu else (1 << (t + np.asarray(n0))).tolist())
     sh = np.maximum(-np.asarray(n0), 0)
-    assert t == kernels_m7.w16_shift(lay, g.rounding) == sh.max() + 1
+    assert t == kernels_m7.w16_shift(lay, g.rounding, fused=True) == sh.max() + 1
     assert e.tolist() == (np.maximum(n0, 0) + 1 + t - sh).tolist()
     lo, hi = (int(v) for v in lay.out_range)
     bound = kernels_m7.acc_bound(lay)
@@ -257,14 +267,16 @@ def test_w16_scaled_arithmetic(n0, zout, signed):
     acc = np.concatenate([np.arange(-70000, 70000), rng.integers(-bound, bound + 1, 200000)])
     for c in range(len(n0)):
         want = np.clip(requant_tflite_double(acc, int(lay.m0[c]), n0[c]) + zout, lo, hi)
-        num = (acc << int(e[c])) * int(m0[c]) + (int(cc[c]) << 32)  # exact in int64 here
+        cs = int(cc[c]) - int(k[c]) * (acc < 0)
+        num = (acc << int(e[c])) * int(m0[c]) + (cs << 32)  # exact in int64 here
         assert np.all(np.abs(acc << int(e[c])) < (1 << 30))
         got = np.clip((num >> 32) >> t, lo, hi)
         np.testing.assert_array_equal(got, want, err_msg=f"channel {c}")
-    w = kernels_m7.conv_weights(lay, 2, 3, rounding=g.rounding)
-    assert len(w) == 16 + 4 * 16 * 2 + 32  # seeds, int16 rows, (m0, C) x 4
+    w = kernels_m7.conv_weights(lay, 2, tab, rounding=g.rounding)
+    assert len(w) == 16 + 4 * 16 * 2 + 4 * 4 * (5 - tab)  # seeds, int16 rows, (m0, C (, K))
     assert w[:16].view("<i4").tolist() == (np.asarray(lay.bias, np.int64) << e).tolist()
-    assert w[144:].view("<i4").reshape(4, 2).tolist() == np.stack([m0, cc], 1).tolist()
+    assert w[144:].view("<i4").reshape(4, 5 - tab).tolist() == np.stack(
+        [m0, cc, k][:5 - tab], 1).tolist()
     zw = np.asarray(lay.weight_zero_point).reshape(-1)
     d = (np.asarray(lay.weights, np.int64).reshape(4, 16) - zw[:, None]) << e[:, None]
     words = w[16:144].view("<i2").reshape(4, 2, 4, 2)  # group, half, row, lane
@@ -279,8 +291,12 @@ def test_w16_scaled_edges():
     code 2^T as C."""
     g, lay = _tab3_layer([-6, -9, -7, -8], zout=5, relu=False)
     assert kernels_m7.requant_constants(lay, g.rounding)["LOZ"] < 0
-    assert kernels_m7.conv_plan(lay, g.rounding) == (2, 4)
+    assert kernels_m7.conv_plan(lay, g.rounding) == (2, 4)  # tn_m7_cv_w16_run's
     assert kernels_m7.w16_shift(lay, g.rounding) == 0
+    assert kernels_m7.conv_plan(lay, g.rounding, fused=True) == (2, 2)
+    assert kernels_m7.w16_shift(lay, g.rounding, fused=True) == 10
+    with pytest.raises(ValueError, match="not conv_plan's"):
+        kernels_m7.conv_weights(lay, 2, 3, rounding=g.rounding)
     # n0 -2 next to -12: T = 13, channel 0's E = 12: |w - z_w| < 8 fits int16 after scaling
     g, lay = _tab3_layer([-2, -12, -12, -12])
     zw = int(np.asarray(lay.weight_zero_point).reshape(-1)[0])
@@ -302,7 +318,7 @@ def test_w16_scaled_edges():
     lay.weights[2] = np.asarray(lay.weight_zero_point).reshape(-1)[2]
     lay.bias[2] = 300000
     assert kernels_m7.conv_plan(lay, g.rounding) == (2, 3)
-    t, e, seed, m0, cc = kernels_m7._w16_scaled(lay, g.rounding)
+    t, e, seed, m0, cc, k = kernels_m7._w16_scaled(lay, g.rounding)
     code = kernels_m7._conv_tab(lay, g.rounding)[1][2]
     assert (e[2], seed[2], m0[2], cc[2]) == (0, 0, 0, code << t) and t == 10
 
@@ -405,16 +421,17 @@ RES_GRAPHS = {"s8_16": ("tflite_double", True, 16, 32, 20),
 
 @pytest.mark.parametrize("name", sorted(RES_GRAPHS))
 def test_w16_fused_add_host_bitexact(tmp_path, name):
-    """The stride-2 shortcut fused with the residual ADD: QUAD = 2 (but for floor rounding) with
-    tn_m7_add's arithmetic per output, or the portable one after the pixel pair (add_plan
-    refuses the wide shift), bit-exact on the host on 30 inputs."""
+    """The stride-2 shortcut fused with the residual ADD: QUAD = 2 (but for floor rounding),
+    TAB 2 (one shift and the sign term) or with the ReLU TAB 3, with tn_m7_add's arithmetic per
+    output, or the portable one after the pixel pair (add_plan refuses the wide shift),
+    bit-exact on the host on 30 inputs."""
     flavour, signed, cin, cout, ls, *relu = RES_GRAPHS[name]
     g = _res_graph(flavour, signed, cin, cout, ls, relu=bool(relu))
     e = codegen.export_c(g, tmp_path / "src")
     fused = [s for s in e.steps if s.add is not None]
     assert len(fused) == 1 and fused[0].layer.kind == "pointwise"
-    assert kernels_m7.conv_plan(fused[0].layer, g.rounding) == (
-        (1, 0) if flavour == "floor" else (2, 3) if relu else (2, 4))
+    assert kernels_m7.conv_plan(fused[0].layer, g.rounding, fused=True) == (
+        (1, 0) if flavour == "floor" else (2, 3) if relu else (2, 2))
     plan = kernels_m7.add_plan(fused[0], g.rounding)
     assert isinstance(plan, str) == (name == "wide_shift"), plan
     exe = mcu.build_host(e, build_dir=tmp_path / "host")

@@ -1881,20 +1881,28 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     const uint32_t s02 = (uint32_t)s0 << 1, s12 = (uint32_t)s1 << 1;
     for (; QUAD == 2u && c + 4u <= CO; c += 4u) { /* int16 weights, TAB (conv_plan) */
         uint32_t a[8];
-        if (TAB == 3u) { /* [2^E bias x 4][weights][m0, C x 4]: SMMLA(acc', m0, C) >> TSH */
+        if (TAB == 3u || TAB == 2u) {
+            /* [2^E bias x 4][weights][m0, C (, K with TAB 2) x 4] (kernels_m7._w16_scaled):
+             * SMMLA(acc', m0, C - K [acc' < 0]) >> TSH, clamped */
             const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, 1u, a));
-            w += 32u;
+            const uint32_t sz = TAB == 2u ? 12u : 8u;
+            w += 4u * sz;
             TN_UNROLL
             for (uint32_t r = 0; r < 4u; r++) {
-                const int32_t m0 = (int32_t)tn_ld32(t + 8u * r);
-                const int32_t cc = (int32_t)tn_ld32(t + 8u * r + 4u);
+                const int32_t m0 = (int32_t)tn_ld32(t + sz * r);
+                const uint32_t cc = tn_ld32(t + sz * r + 4u);
+                const uint32_t k = TAB == 2u ? tn_ld32(t + sz * r + 8u) : 0u;
+                const int32_t a0 = (int32_t)a[2u * r], a1 = (int32_t)a[2u * r + 1u];
+                const int32_t c0 = (int32_t)(cc - (k & (uint32_t)(a0 >> 31)));
                 tn_m7_cv_out(out, other, v, MODE, p * CO + c + r, c + r,
-                             tn_m7_cv_clamp(tn_smmla((int32_t)a[2u * r], m0, cc) >> TSH, LOZ,
-                                            HIZ, ZP), OB, TN_FADD);
-                if (TWO)
+                             tn_m7_cv_clamp(tn_smmla(a0, m0, c0) >> TSH, LOZ, HIZ, ZP), OB,
+                             TN_FADD);
+                if (TWO) {
+                    const int32_t c1 = (int32_t)(cc - (k & (uint32_t)(a1 >> 31)));
                     tn_m7_cv_out(out, other, v, MODE, (p + 1u) * CO + c + r, CO + c + r,
-                                 tn_m7_cv_clamp(tn_smmla((int32_t)a[2u * r + 1u], m0, cc) >> TSH,
-                                                LOZ, HIZ, ZP), OB, TN_FADD);
+                                 tn_m7_cv_clamp(tn_smmla(a1, m0, c1) >> TSH, LOZ, HIZ, ZP), OB,
+                                 TN_FADD);
+                }
             }
             continue;
         }
