@@ -447,7 +447,8 @@ def test_w16_under_qemu(qemu, tmp_path):
     """The assembly of QUAD = 2 under QEMU: tn_m7_cv_w16_run for every group count NG = 1 .. 8
     and all four TAB 4 epilogues (int8 / uint8 codes, with and without the rounding's sign
     term), one and two blocks per iteration each; TAB 3's (one shift: SMMLA, SSAT / USAT with
-    the shift) for int8 and uint8 codes, one, two and four blocks per iteration each;
+    the shift) for int8 and uint8 codes, one, two and four blocks per iteration each; the
+    lanes of stride-1 pointwise pixel pairs (tn_m7_cv_w16_lanes) and of the stride-2 ones;
     tn_m7_cv_w16 with the C epilogue (TAB 1, a 4-bit output, a narrowed clamp, the lone last
     pixel, the fused ADD both ways, TAB 3 with the fused ADD), bit-exact on the Cortex-M7."""
     runs = set()

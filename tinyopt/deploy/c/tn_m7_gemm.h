@@ -1853,6 +1853,38 @@ TN_INLINE void tn_m7_cv_windows(const uint8_t *in, uint32_t *TN_RESTRICT buf, ui
     }
 }
 
+/* The lanes of two adjacent pointwise pixels (stride 1, no padding: C = KWCP input bytes each,
+ * pixel p + 1's right after pixel p's at src) into buf: per group g the words A of p, A of
+ * p + 1, B of p, B of p + 1, one STRD per pair of words (buf word-aligned; src read with LDR,
+ * the activations' alignment is the planner's). The same lanes as tn_m7_cv_windows (no sum of
+ * x': QUAD = 2 needs none). */
+TN_INLINE void tn_m7_cv_w16_lanes(const uint8_t *src, uint32_t *TN_RESTRICT buf, uint32_t C,
+                                  uint32_t XS, int32_t ZX)
+{
+    const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
+    TN_UNROLL
+    for (uint32_t g = 0; g < C / 4u; g++) {
+        const uint32_t u0 = tn_ld32(src + 4u * g), u1 = tn_ld32(src + C + 4u * g);
+        const uint32_t a0 = XS ? tn_sxtab16(off, u0) : tn_uxtab16(off, u0);
+        const uint32_t a1 = XS ? tn_sxtab16(off, u1) : tn_uxtab16(off, u1);
+        const uint32_t b0 = XS ? tn_sxtab16_ror8(off, u0) : tn_uxtab16_ror8(off, u0);
+        const uint32_t b1 = XS ? tn_sxtab16_ror8(off, u1) : tn_uxtab16_ror8(off, u1);
+#if TN_M7_ASM
+        /* g a constant once unrolled: immediate offsets from buf */
+        __asm__("strd %[a0], %[a1], [%[d], %[o0]]\n\tstrd %[b0], %[b1], [%[d], %[o1]]"
+                :
+                : [a0] "r"(a0), [a1] "r"(a1), [b0] "r"(b0), [b1] "r"(b1), [d] "r"(buf),
+                  [o0] "i"(16u * g), [o1] "i"(16u * g + 8u)
+                : "memory");
+#else
+        buf[4u * g] = a0;
+        buf[4u * g + 1u] = a1;
+        buf[4u * g + 2u] = b0;
+        buf[4u * g + 3u] = b1;
+#endif
+    }
+}
+
 /* Output pixels p and (TWO) p + 1 of tn_m7_conv (TWO = 0: pixel p alone, its window loaded
  * twice): TWO is a constant, so the pair loop keeps no test of it. */
 TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -2059,10 +2091,16 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
         && aligned
         && ((LOZ + ZP == -128 && HIZ + ZP == 127) || (LOZ + ZP == 0 && HIZ + ZP == 255))) {
         const uint32_t KP = (uint32_t)KH * KWCP;
+        /* stride-1 pointwise pixels side by side in the input: tn_m7_cv_w16_lanes */
+        const uint32_t ADJ = KH == 1 && KW == 1 && SH == 1 && SW == 1 && PT == 0 && PL == 0
+                             && C == KWCP && OH == H && OW == W;
         for (; p + 2u <= np; p += 2u) {
             int32_t s0, s1; /* unused: no sum of x' with int16 weights */
-            tn_m7_cv_windows(in, buf, p, p + 1u, 1u, H, W, C, OW, KH, KW, SH, SW, PT, PL, DH, DW,
-                             XS, ZX, PADZERO, KWCP, INSIDE, &s0, &s1);
+            if (ADJ)
+                tn_m7_cv_w16_lanes(in + p * C, buf, C, XS, ZX);
+            else
+                tn_m7_cv_windows(in, buf, p, p + 1u, 1u, H, W, C, OW, KH, KW, SH, SW, PT, PL, DH,
+                                 DW, XS, ZX, PADZERO, KWCP, INSIDE, &s0, &s1);
             tn_m7_cv_w16_run(l->w, buf, KP, out + p * CO, CO, LOZ + ZP == -128, LOZ < 0,
                              TAB == 3u ? TSH : 0u);
         }
