@@ -1514,6 +1514,23 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
  * 4 and a clamp to the whole 8-bit range the layer's blocks at a pixel pair are one statement
  * (tn_m7_cv_w16_run, two blocks per iteration when CO % 8 == 0). Measured on VWW's 16 -> 32
  * layer (24 x 24): 1.09 instructions per MAC (tn_m7_cv_quad: 1.36); 32 -> 32: 0.91 (1.08).
+ *
+ * TAB 3 (kernels_m7._w16_scaled, conv_plan): one shift T for the whole layer. TFLite's double
+ * rounding of a channel with the sign term dropped (LOZ >= 0, as tn_m7_cv_rq) is
+ * floor((2^(ls+1) acc m0 + 2^31 + rnd 2^32) / 2^(32+sh)) (floors of floors); with T = max sh + 1
+ * and d = T - sh >= 1 per channel, multiplying through by 2^d it is SMMLA(acc', m0, C) >> T
+ * with acc' = 2^E acc (E = ls + 1 + d: the export scales the int16 weights to 2^E (w - z_w) and
+ * the seeds to 2^E bias, checked below 2^15 and |acc| 2^E below 2^30) and C = 2^(d-1) + rnd 2^d.
+ * The shift is then a constant, SSAT's / USAT's shifted operand: per output SMMLA, SAT, STRB
+ * and half an LDRD of (m0, C) (tn_m7_cv_w16_run, TAB 4's SMMLAR, ASR, SAT, STRB and three
+ * quarters of an LDRD), each block [2^E bias x 4][weights][m0, C x 4], four blocks per
+ * iteration when CO % 16 == 0 (the loop's six instructions over 32 outputs). TAB 2: the same
+ * with the sign term (LOZ < 0), C - K [acc' < 0] (K = 2^d, a third word: [acc < 0] may stand
+ * for [h < 0] when every sh >= 1), on the C epilogue only (a fused ADD, narrowed outputs;
+ * conv_plan keeps TAB 4's assembly for the rest). Stride-1 pointwise pixel pairs take their
+ * lanes from tn_m7_cv_w16_lanes (STRD of both pixels' words). VWW's 16 -> 32 layer: 0.99
+ * instructions per MAC (15.84 per output: 11 in the sums, 4.0 in the block's epilogue, seeds
+ * and loop, 0.8 in the lanes and the pixel loop).
  * conv_plan's TAB bound (|bias| + sum |w - z_w| max |x'|, shifted left by ls + 1, below 2^31)
  * keeps every partial sum exact in int32. Flash: 2 bytes per weight (the layout bytes beyond
  * one count as weight_pad_bytes); scratch: the two pixels' lanes, as for QUAD 0 / 1.
@@ -1782,11 +1799,13 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
       [tsh] "i"(TSH ? TSH : 1u)                                                                 \
     : "cc", "memory"
 
-/* All CO channels (CO % 4 == 0, CO + 7 < 4096) of a QUAD = 2, TAB = 4 layer (weights at w,
+/* All CO channels (CO % 4 == 0, CO + 15 < 4096) of a QUAD = 2, TAB = 4 layer (weights at w,
  * word-aligned, each block [2 bias x 4][int16 weights][m0, rnd, sh x 4]) at pixels p, p + 1
  * (lanes buf, KP <= 32), outputs at o (pixel p) and o + CO,
  * clamped to the whole 8-bit range (SATS: int8 codes, else uint8; SIGN: the rounding's sign term,
- * LOZ < 0): tn_m7_cv_rq's arithmetic, as tn_m7_cv_epi4. */
+ * LOZ < 0): tn_m7_cv_rq's arithmetic, as tn_m7_cv_epi4. TSH > 0: a TAB 3 layer instead (blocks
+ * [2^E bias x 4][weights][m0, C x 4], SMMLA and the saturation with the shift TSH; no sign
+ * term). */
 TN_INLINE void tn_m7_cv_w16_run(const uint8_t *w, const uint32_t *buf, uint32_t KP,
                                 uint8_t *o0, uint32_t CO, uint32_t SATS, uint32_t SIGN,
                                 uint32_t TSH)
@@ -2061,7 +2080,8 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
  * order above, optionally (MODE 2) with the residual ADD after it fused (other: its other
  * addend; FADD: tn_m7_add's arithmetic per output, tn_m7_cv_out, else tn_m7_emit's portable
  * arithmetic over v). QUAD: blocks of two row pairs first (tn_m7_cv_quad); TAB: each block's
- * weights followed by its channels' requantization constants (TAB words each, tn_m7_cv_tchan).
+ * weights followed by its channels' requantization constants (TAB words each, tn_m7_cv_tchan;
+ * QUAD = 2's TAB 3 and 2: one shift TSH for the layer, kernels_m7.w16_shift, else 0).
  * DH, DW: the dilation (tn_m7_cv_window_d; 1, 1 undilated).
  * buf: 2 KP words (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the step's scratch,
  * 4-byte aligned. */
@@ -2085,8 +2105,8 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
     if (QF) __asm__("" : "+r"(QC));
 #endif
 #if TN_M7_ASM
-    /* QUAD = 2 in one statement per pixel pair (tn_m7_cv_w16_run): TAB 4, stored codes of the
-     * whole 8-bit range */
+    /* QUAD = 2 in one statement per pixel pair (tn_m7_cv_w16_run): TAB 4 or 3, stored codes of
+     * the whole 8-bit range */
     if (QUAD == 2u && (TAB == 4u || TAB == 3u) && MODE == 0u && OB == 8u && CO + 15u < 4096u
         && aligned
         && ((LOZ + ZP == -128 && HIZ + ZP == 127) || (LOZ + ZP == 0 && HIZ + ZP == 255))) {
