@@ -47,12 +47,21 @@ W16_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, 
         _pw((2, 3), 32, 16, stride=(2, 2), per_channel=True, out_signed=True,
             out_zero_point=-128, act_min=-128),
         _pw((2, 3), 16, 14, out_signed=True, out_zero_point=-2),
-        _pw((2, 3), 14, 8, per_channel=True, out_signed=True, out_zero_point=-2)]),
+        _pw((2, 3), 14, 8, per_channel=True, out_signed=True, out_zero_point=-2),
+        _pw((2, 3), 8, 24, per_channel=True, out_signed=True, out_zero_point=-128,
+            act_min=-128),
+        _pw((2, 3), 24, 12, per_channel=True, out_signed=True, out_zero_point=-128,
+            act_min=-128),
+        _pw((2, 3), 12, 8, per_channel=True, out_signed=True, out_zero_point=-128,
+            act_min=-128)]),
     "u8": ("tflite_double", False, 0, (3, 3, 32), [
         _pw((3, 3), 32, 16, per_channel=True, out_zero_point=0, act_min=0),
         _pw((3, 3), 16, 12, out_zero_point=0, act_min=0),
         _pw((3, 3), 12, 20, per_channel=True, out_zero_point=131),
         _pw((3, 3), 20, 8, out_zero_point=9),
+        _pw((3, 3), 8, 8, per_channel=True, out_zero_point=0, act_min=0),
+        _pw((3, 3), 8, 12, per_channel=True, out_zero_point=0, act_min=0),
+        _pw((3, 3), 12, 8, per_channel=True, out_zero_point=0, act_min=0),
         _pw((3, 3), 8, 6, per_channel=True, out_zero_point=9),
         _pw((3, 3), 6, 16, per_channel=True, out_zero_point=255),
         _pw((3, 3), 16, 8, per_channel=True, out_bits=4, out_zero_point=3)]),
@@ -63,7 +72,10 @@ W16_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, 
         _pw((3, 3), 32, 16, out_signed=True, out_zero_point=-9),
         _pw((3, 3), 16, 4, out_signed=True, per_channel=True)]),
 }
-PCM = {"s8": (0, 1, 2, 3, 4, 5, 7, 8, 10), "u8": (0, 1, 2, 3)}  # per-channel multipliers
+PCM = {"s8": (0, 1, 3, 4, 5, 7, 8, 10, 11, 12, 13), "u8": (0, 1, 2, 3, 4, 5, 6)}
+# layers whose multipliers spread over 2^-14 .. 2^-6 (n0 over nine values): one shift for
+# the layer would need weights 2^E (w - z_w) beyond int16, so TAB 4 keeps them (LOZ >= 0)
+SPREAD = {"s8": (12, 13), "u8": (5, 6)}
 
 
 def _graph(name):
@@ -75,8 +87,11 @@ def _graph(name):
     for k in PCM.get(name, ()):
         lay = g.layers[k]
         real = float(np.ravel(lay.m0)[0]) * 2.0 ** (int(np.ravel(lay.n0)[0]) - 31)
-        lay.m0, lay.n0 = tflite_quantize_multiplier(
-            real * rng.uniform(0.8, 1.2, lay.out_channels))
+        real = real * rng.uniform(0.8, 1.2, lay.out_channels)
+        if k in SPREAD.get(name, ()):  # n0 over -6 .. -14
+            real = rng.uniform(0.5, 1.0, lay.out_channels) * 2.0 ** -(
+                6 + np.arange(lay.out_channels) % 9)
+        lay.m0, lay.n0 = tflite_quantize_multiplier(real)
     g.validate()
     return g
 
@@ -86,25 +101,32 @@ def _plans(g):
 
 
 def _fast_run(step, rounding):
-    """(NG, SATS, SIGN, two blocks per iteration: CO % 8 == 0) of a step on tn_m7_cv_w16_run
-    (QUAD 2, TAB 4, no fused ADD, an 8-bit output clamped to the whole int8 / uint8 range), else
-    None."""
+    """(TAB, NG, SATS, SIGN, blocks per iteration) of a step on tn_m7_cv_w16_run (QUAD 2, TAB 4
+    or 3, no fused ADD, an 8-bit output clamped to the whole int8 / uint8 range; two blocks per
+    iteration when CO % 8 == 0, with TAB 3 four when CO % 16 == 0), else None."""
     lay = step.layer
     rq = kernels_m7.requant_constants(lay, rounding)
     lo, hi = rq["LOZ"] + rq["ZP"], rq["HIZ"] + rq["ZP"]
-    if (kernels_m7.conv_plan(lay, rounding) != (2, 4) or step.add is not None
+    plan = kernels_m7.conv_plan(lay, rounding)
+    if (plan not in ((2, 4), (2, 3)) or step.add is not None
             or lay.out_bits != 8 or (lo, hi) not in ((-128, 127), (0, 255))):
         return None
-    return (steps_mod.conv_lanes(lay)[1] // 4, lo == -128, rq["LOZ"] < 0,
-            lay.out_channels % 8 == 0)
+    co = lay.out_channels
+    return (plan[1], steps_mod.conv_lanes(lay)[1] // 4, lo == -128, rq["LOZ"] < 0,
+            4 if plan[1] == 3 and co % 16 == 0 else 2 if co % 8 == 0 else 1)
 
 
 def test_w16_rule():
     """conv_plan gives QUAD = 2 to pointwise layers of at most 32 lanes with CO % 4 == 0 and a
     table (TFLite's double rounding), and not otherwise: 36 lanes, 6 output channels, floor and
-    single rounding, a conv2d of few lanes."""
-    assert _plans(_graph("s8")) == [(2, 4)] * 6 + [(1, 1), (2, 4), (2, 4), (1, 1), (2, 4)]
-    assert _plans(_graph("u8")) == [(2, 4)] * 4 + [(1, 1), (2, 1), (2, 1)]
+    single rounding, a conv2d of few lanes; TAB 3 (one shift, w16_shift) to those of a clamp at
+    or above the zero point whose scaled rows fit (not the SPREAD layers, not LOZ < 0); TAB 2
+    (one shift and the sign term) to those of LOZ < 0 tn_m7_cv_w16_run does not take (the 4-bit
+    output; a fused ADD: test_w16_fused_add_host_bitexact)."""
+    assert _plans(_graph("s8")) == [(2, 3), (2, 4), (2, 3), (2, 4), (2, 4), (2, 4), (1, 1),
+                                    (2, 4), (2, 3), (1, 1), (2, 4), (2, 3), (2, 4), (2, 4)]
+    assert _plans(_graph("u8")) == [(2, 3), (2, 3), (2, 4), (2, 4), (2, 3), (2, 4), (2, 4),
+                                    (1, 1), (2, 1), (2, 2)]
     assert all(p[0] != 2 for n in ("floor_u8", "single_s8") for p in _plans(_graph(n)))
     wide = chain(2, [_pw((2, 2), 36, 8, per_channel=True, out_signed=True)], (2, 2, 36), 8,
                  True, -128, "tflite_double")
@@ -199,10 +221,160 @@ def test_w16_tables_host_bitexact(tmp_path):
     assert e.kernels == ["pw"]
 
 
-def _res_graph(flavour, signed, cin, cout, ls=20, seed=4):
+def _tab3_layer(n0, zout=-128, signed=True, relu=True, seed=2):
+    """One 16 -> 4 int8 pointwise layer, per-channel multipliers m0 = 2^30 .. (many ties of
+    both roundings) with shifts ``n0``, clamped at its zero point (``relu``) or not."""
+    g = chain(9, [_pw((3, 3), 16, len(n0), per_channel=True, icn=True, out_signed=signed,
+                      out_zero_point=zout, act_min=zout if relu else None)], (3, 3, 16), 8,
+              True, -128, "tflite_double")
+    lay = g.layers[0]
+    rng = np.random.default_rng(seed)
+    lay.m0 = ((1 << 30) + rng.integers(0, 3, len(n0)) * 12345).astype(np.int32)
+    lay.m0[0] = 1 << 30
+    lay.n0 = np.asarray(n0, np.int8)
+    return g, lay
+
+
+@pytest.mark.parametrize("n0, zout, signed, relu", [([-6, -9, -7, -8], -128, True, True),
+                                                     ([-1, -3, -2, -1], 5, True, True),
+                                                     ([-18, -20, -19, -17], 3, False, True),
+                                                     ([0, 1, 0, 1], -20, True, True),
+                                                     ([-6, -9, -7, -8], 5, True, False),
+                                                     ([-1, -3, -2, -1], 100, True, False),
+                                                     ([-18, -20, -19, -17], 128, False,
+                                                      False)])
+def test_w16_scaled_arithmetic(n0, zout, signed, relu):
+    """TAB 3's arithmetic (kernels_m7._w16_scaled): per channel SMMLA(2^E acc, m0, C) >> T,
+    clamped, equals the simulator's TFLite double rounding (integer.fixedpoint) plus the zero
+    point, clamped, on every accumulator of a range around 0 (ties of SRDHM and of the rounding
+    divide with m0 = 2^30) and on random ones up to the layer's bound; T = max(-n0) + 1, E =
+    max(n0, 0) + 1 + T + n0 (per-layer zero shift: n0 >= 0), and the packed words are the
+    scaled rows, seeds and (m0, C). Without the clamp at the zero point (LOZ < 0: TAB 2 where
+    the step fuses an ADD) the sign term: C - K [acc < 0], K = 2^(T + n0), a fourth word."""
+    from tinyopt.integer.fixedpoint import requant_tflite_double
+    g, lay = _tab3_layer(n0, zout, signed, relu)
+    tab = 3 if relu else 2
+    assert kernels_m7.conv_plan(lay, g.rounding, fused=True) == (2, tab)
+    assert kernels_m7.conv_plan(lay, g.rounding) == (2, 3 if relu else 4)
+    t, e, seed, m0, cc, k = kernels_m7._w16_scaled(lay, g.rounding)
+    assert k.tolist() == ([0] * 4 if relu else (1 << (t + np.asarray(n0))).tolist())
+    sh = np.maximum(-np.asarray(n0), 0)
+    assert t == kernels_m7.w16_shift(lay, g.rounding, fused=True) == sh.max() + 1
+    assert e.tolist() == (np.maximum(n0, 0) + 1 + t - sh).tolist()
+    lo, hi = (int(v) for v in lay.out_range)
+    bound = kernels_m7.acc_bound(lay)
+    rng = np.random.default_rng(0)
+    acc = np.concatenate([np.arange(-70000, 70000), rng.integers(-bound, bound + 1, 200000)])
+    for c in range(len(n0)):
+        want = np.clip(requant_tflite_double(acc, int(lay.m0[c]), n0[c]) + zout, lo, hi)
+        cs = int(cc[c]) - int(k[c]) * (acc < 0)
+        num = (acc << int(e[c])) * int(m0[c]) + (cs << 32)  # exact in int64 here
+        assert np.all(np.abs(acc << int(e[c])) < (1 << 30))
+        got = np.clip((num >> 32) >> t, lo, hi)
+        np.testing.assert_array_equal(got, want, err_msg=f"channel {c}")
+    w = kernels_m7.conv_weights(lay, 2, tab, rounding=g.rounding)
+    assert len(w) == 16 + 4 * 16 * 2 + 4 * 4 * (5 - tab)  # seeds, int16 rows, (m0, C (, K))
+    assert w[:16].view("<i4").tolist() == (np.asarray(lay.bias, np.int64) << e).tolist()
+    assert w[144:].view("<i4").reshape(4, 5 - tab).tolist() == np.stack(
+        [m0, cc, k][:5 - tab], 1).tolist()
+    zw = np.asarray(lay.weight_zero_point).reshape(-1)
+    d = (np.asarray(lay.weights, np.int64).reshape(4, 16) - zw[:, None]) << e[:, None]
+    words = w[16:144].view("<i2").reshape(4, 2, 4, 2)  # group, half, row, lane
+    assert words[0, 1, 3].tolist() == [d[3, 1], d[3, 3]]
+    assert words[3, 0, 2].tolist() == [d[2, 12], d[2, 14]]
+
+
+def test_w16_scaled_edges():
+    """TAB 3 only where it is exact and in range, else TAB 4 (or 5): the sign term (LOZ < 0),
+    a scaled weight 2^E |w - z_w| at 2^15 (refused) and one below (taken), a scaled bound |acc|
+    2^E at 2^30 (refused) and just below (taken); a constant channel gets E = 0, m0 = 0 and its
+    code 2^T as C."""
+    g, lay = _tab3_layer([-6, -9, -7, -8], zout=5, relu=False)
+    assert kernels_m7.requant_constants(lay, g.rounding)["LOZ"] < 0
+    assert kernels_m7.conv_plan(lay, g.rounding) == (2, 4)  # tn_m7_cv_w16_run's
+    assert kernels_m7.w16_shift(lay, g.rounding) == 0
+    assert kernels_m7.conv_plan(lay, g.rounding, fused=True) == (2, 2)
+    assert kernels_m7.w16_shift(lay, g.rounding, fused=True) == 10
+    with pytest.raises(ValueError, match="not conv_plan's"):
+        kernels_m7.conv_weights(lay, 2, 3, rounding=g.rounding)
+    # n0 -2 next to -12: T = 13, channel 0's E = 12: |w - z_w| < 8 fits int16 after scaling
+    g, lay = _tab3_layer([-2, -12, -12, -12])
+    zw = int(np.asarray(lay.weight_zero_point).reshape(-1)[0])
+    lay.weights[0] = zw + np.resize([7, -7, 3, 0], 16)
+    lay.bias[0] = 5
+    assert kernels_m7.conv_plan(lay, g.rounding) == (2, 3)
+    lay.weights[0, 0] = zw + 8  # 8 * 2^12 = 2^15
+    assert kernels_m7.conv_plan(lay, g.rounding) == (2, 4)
+    assert kernels_m7.w16_shift(lay, g.rounding) == 0
+    lay.weights[0, 0] = zw + 7
+    # the bound: channel 0's |bias| + sum |w - z_w| 255 (max |x - z_x|) times 2^12 at 2^30
+    rest = int(np.abs(np.asarray(lay.weights[0], np.int64) - zw).sum()) * 255
+    lay.bias[0] = (1 << 18) - rest
+    assert kernels_m7.conv_plan(lay, g.rounding) == (2, 4)
+    lay.bias[0] -= 1
+    assert kernels_m7.conv_plan(lay, g.rounding) == (2, 3)
+    # a constant channel (weights all at z_w)
+    g, lay = _tab3_layer([-6, -9, -7, -8], zout=-100)
+    lay.weights[2] = np.asarray(lay.weight_zero_point).reshape(-1)[2]
+    lay.bias[2] = 300000
+    assert kernels_m7.conv_plan(lay, g.rounding) == (2, 3)
+    t, e, seed, m0, cc, k = kernels_m7._w16_scaled(lay, g.rounding)
+    code = kernels_m7._conv_tab(lay, g.rounding)[1][2]
+    assert (e[2], seed[2], m0[2], cc[2]) == (0, 0, 0, code << t) and t == 10
+
+
+def test_w16_scaled_host_bitexact(tmp_path):
+    """TAB 3 on the host with channels of n0 = 0 and 1 (no rounding divide: E = ls + 1 + T) and a
+    constant channel, per-layer and per-channel, through tn_m7_conv's C epilogue, value for
+    value against the simulator; an odd pixel count (the lone last pixel)."""
+    g = chain(8, [_pw((3, 3), 16, 8, per_channel=True, icn=True, out_signed=True,
+                      out_zero_point=-100, act_min=-100),
+                  _pw((3, 3), 8, 4, out_signed=True, out_zero_point=-128, act_min=-128)],
+              (3, 3, 16), 8, True, -128, "tflite_double")
+    lay = g.layers[0]
+    lay.weights[3] = np.asarray(lay.weight_zero_point).reshape(-1)[3]
+    lay.bias[3] = 12345
+    lay.n0 = np.array([0, 1, -3, -5, 1, 0, 1, 0], np.int8)  # channel 3: constant
+    lay.m0 = np.full(8, 1 << 14, np.int32)
+    lay.m0[::3] = (1 << 14) + 77
+    assert [kernels_m7.conv_plan(la, "tflite_double") for la in g.layers] == [(2, 3)] * 2
+    assert kernels_m7.w16_shift(lay, "tflite_double") == 4
+    e = host_check(g, tmp_path, n=60)
+    assert e.kernels == ["pw", "pw"]
+
+
+def _small_shift_graph():
+    """TAB 3 with T = 3 (every n0 in [-2, 1], unnormalized m0): int8 codes 16 -> 16 (four
+    blocks per iteration), uint8 16 -> 8 (two); the rounding constant's 2^(d - 1) and the
+    shift matter on about every other output."""
+    g = chain(10, [_pw((4, 4), 16, 16, per_channel=True, icn=True, out_signed=True,
+                       out_zero_point=-128, act_min=-128),
+                   _pw((4, 4), 16, 8, per_channel=True, out_zero_point=0, act_min=0)],
+              (4, 4, 16), 8, True, -128, "tflite_double")
+    rng = np.random.default_rng(6)
+    for lay in g.layers:  # the calibrated multiplier with an unnormalized m0
+        real = float(np.ravel(lay.m0)[0]) * 2.0 ** (int(np.ravel(lay.n0)[0]) - 31)
+        lay.n0 = rng.integers(-2, 2, lay.out_channels).astype(np.int8)
+        lay.n0[0] = -2
+        lay.m0 = np.round(real * rng.uniform(0.8, 1.2, lay.out_channels)
+                          * 2.0 ** (31 - lay.n0.astype(np.int64))).astype(np.int32)
+    g.validate()
+    return g
+
+
+def test_w16_small_shift_host_bitexact(tmp_path):
+    """_small_shift_graph on the host: TAB 3 with T = 3, value for value, outputs spread."""
+    g = _small_shift_graph()
+    assert [kernels_m7.w16_shift(lay, g.rounding) for lay in g.layers] == [3, 3]
+    e = host_check(g, tmp_path, n=60)
+    assert e.kernels == ["pw", "pw"]
+
+
+def _res_graph(flavour, signed, cin, cout, ls=20, seed=4, relu=False):
     """ResNet's shortcut: x (6 x 6 x cin) -> b (3x3 conv, stride 2) and a (1x1, stride 2: 9
     pixels); y = b + a, a fused with the ADD (its input 1), written over b. ``ls`` = 23 with
-    z_b at the end of the codes: add_plan refuses the ADD (the portable arithmetic, FADD = 0)."""
+    z_b at the end of the codes: add_plan refuses the ADD (the portable arithmetic, FADD = 0).
+    ``relu``: a clamped at its zero point (LOZ = 0: TAB 3 with the C epilogue)."""
     rng = np.random.default_rng(seed)
     base = -128 if signed else 0
     zx, za, zb, zy = (int(z) for z in rng.integers(base + 96, base + 160, 4))
@@ -215,7 +387,8 @@ def _res_graph(flavour, signed, cin, cout, ls=20, seed=4):
         lay = IntegerLayer(kind="conv2d" if k > 1 else "pointwise", name=name,
                            in_shape=(6, 6, cin), out_shape=out, in_zero_point=zx,
                            out_zero_point=zout, inputs=("x",), outputs=(name,),
-                           stride=stride, padding=padding, **t)
+                           stride=stride, padding=padding,
+                           act_min=zout if relu and k == 1 else None, **t)
         lay.set_weights(rng.integers(0, 256, (cout, k, k, cin)), 8)
         lay.weight_zero_point = np.array([128], np.int32)
         lay.bias = rng.integers(-500, 500, cout).astype(np.int32)
@@ -240,22 +413,25 @@ def _res_graph(flavour, signed, cin, cout, ls=20, seed=4):
 
 RES_GRAPHS = {"s8_16": ("tflite_double", True, 16, 32, 20),
               "u8_32": ("tflite_double", False, 32, 64, 20),
+              "relu_s8_16": ("tflite_double", True, 16, 32, 20, True),
+              "relu_u8_32": ("tflite_double", False, 32, 64, 20, True),
               "wide_shift": ("tflite_double", True, 16, 32, 23),
               "floor_16": ("floor", False, 16, 32, 20)}
 
 
 @pytest.mark.parametrize("name", sorted(RES_GRAPHS))
 def test_w16_fused_add_host_bitexact(tmp_path, name):
-    """The stride-2 shortcut fused with the residual ADD: QUAD = 2 (but for floor rounding) with
-    tn_m7_add's arithmetic per output, or the portable one after the pixel pair (add_plan
-    refuses the wide shift), bit-exact on the host on 30 inputs."""
-    flavour, signed, cin, cout, ls = RES_GRAPHS[name]
-    g = _res_graph(flavour, signed, cin, cout, ls)
+    """The stride-2 shortcut fused with the residual ADD: QUAD = 2 (but for floor rounding),
+    TAB 2 (one shift and the sign term) or with the ReLU TAB 3, with tn_m7_add's arithmetic per
+    output, or the portable one after the pixel pair (add_plan refuses the wide shift),
+    bit-exact on the host on 30 inputs."""
+    flavour, signed, cin, cout, ls, *relu = RES_GRAPHS[name]
+    g = _res_graph(flavour, signed, cin, cout, ls, relu=bool(relu))
     e = codegen.export_c(g, tmp_path / "src")
     fused = [s for s in e.steps if s.add is not None]
     assert len(fused) == 1 and fused[0].layer.kind == "pointwise"
-    assert kernels_m7.conv_plan(fused[0].layer, g.rounding)[0] == (1 if flavour == "floor"
-                                                                     else 2)
+    assert kernels_m7.conv_plan(fused[0].layer, g.rounding, fused=True) == (
+        (1, 0) if flavour == "floor" else (2, 3) if relu else (2, 2))
     plan = kernels_m7.add_plan(fused[0], g.rounding)
     assert isinstance(plan, str) == (name == "wide_shift"), plan
     exe = mcu.build_host(e, build_dir=tmp_path / "host")
@@ -269,14 +445,17 @@ def test_w16_fused_add_host_bitexact(tmp_path, name):
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_w16_under_qemu(qemu, tmp_path):
     """The assembly of QUAD = 2 under QEMU: tn_m7_cv_w16_run for every group count NG = 1 .. 8
-    and all four epilogues (int8 / uint8 codes, with and without the rounding's sign term), one
-    and two blocks per iteration each,
+    and all four TAB 4 epilogues (int8 / uint8 codes, with and without the rounding's sign
+    term), one and two blocks per iteration each; TAB 3's (one shift: SMMLA, SSAT / USAT with
+    the shift) for int8 and uint8 codes, one, two and four blocks per iteration each; the
+    lanes of stride-1 pointwise pixel pairs (tn_m7_cv_w16_lanes) and of the stride-2 ones;
     tn_m7_cv_w16 with the C epilogue (TAB 1, a 4-bit output, a narrowed clamp, the lone last
-    pixel, the fused ADD both ways), bit-exact on the Cortex-M7."""
+    pixel, the fused ADD both ways, TAB 3 with the fused ADD), bit-exact on the Cortex-M7."""
     runs = set()
     graphs = {n: _graph(n) for n in ("s8", "u8")}
-    graphs.update({f"res_{n}": _res_graph(*RES_GRAPHS[n][:4], ls=RES_GRAPHS[n][4])
-                   for n in ("s8_16", "wide_shift")})
+    graphs.update({f"res_{n}": _res_graph(*RES_GRAPHS[n][:5], relu=len(RES_GRAPHS[n]) > 5)
+                   for n in ("s8_16", "wide_shift", "relu_s8_16")})
+    graphs["small_shift"] = _small_shift_graph()
     for name, g in graphs.items():
         lo = -128 if g.input_signed else 0
         x = np.random.default_rng(4).integers(lo, lo + 256, (6, *g.input_shape))
@@ -284,6 +463,8 @@ def test_w16_under_qemu(qemu, tmp_path):
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
         runs |= {_fast_run(st, g.rounding) for st in r["export"].steps}
-    assert {r[0] for r in runs - {None}} == set(range(1, 9)), runs
-    assert {r[1:] for r in runs - {None}} == {(a, b, c) for a in (True, False)
-                                              for b in (True, False) for c in (True, False)}, runs
+    assert {r[1] for r in runs - {None}} == set(range(1, 9)), runs
+    assert {r[2:] for r in runs - {None} if r[0] == 4} == {
+        (a, b, c) for a in (True, False) for b in (True, False) for c in (1, 2)}, runs
+    assert {r[2:] for r in runs - {None} if r[0] == 3} == {
+        (a, False, c) for a in (True, False) for c in (1, 2, 4)}, runs

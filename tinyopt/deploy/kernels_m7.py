@@ -180,7 +180,7 @@ def choose(step: Step, index: int, mode: str = "m7", rounding: str | None = None
         if step.add is not None:  # as for gemm: tn_m7_add's arithmetic where add_plan allows
             plan = add_plan(step, rounding)
             why = f"fused ADD on the portable arithmetic: {plan}" if isinstance(plan, str) else ""
-        quad, tab = conv_plan(layer, rounding)
+        quad, tab = conv_plan(layer, rounding, fused=step.add is not None)
         return Choice(kind, f"model_step{index}", scratch=scratch,
                       weights=conv_weights(layer, quad=quad, tab=tab, rounding=rounding,
                                            signed=signed_weights(layer)),
@@ -296,7 +296,9 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
                 layer.stride[1], top, left, *layer.dilation, common["XS"], common["ZX"],
                 common["PADZERO"],
                 conv_lanes(layer)[0], int(_inside(layer, gemm_geometry(layer))),
-                *conv_plan(layer, graph_rounding), int(signed_weights(layer)), common["NWZP"],
+                *conv_plan(layer, graph_rounding, fused=step.add is not None),
+                w16_shift(layer, graph_rounding, fused=step.add is not None),
+                int(signed_weights(layer)), common["NWZP"],
                 int(zw[0]), common["REQ"],
                 common["NM"], common["ROUND"], common["OB"], *rq.values(),
                 *_fused_add_args(step, graph_rounding)]
@@ -980,7 +982,7 @@ def _subconv_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_roun
             + ", ".join(u(a) for a in rest) + ");\n")
 
 
-def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
+def conv_plan(layer, rounding: str | None, fused: bool = False) -> tuple[int, int]:
     """(QUAD, TAB) of an 8-bit convolution or pointwise layer on tn_m7_conv (c/tn_m7_gemm.h).
 
     QUAD = 1: the rows go in blocks of two pairs with 32-bit sums (tn_m7_cv_quad, 24
@@ -999,12 +1001,19 @@ def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
     without overflow), n0 >= 0 only with a clamp at or above the zero point (LOZ >= 0: the sign
     term of the rounding divide is dropped, and a channel without one needs it dropped) and
     acc_bound * 2^(max(n0, 0) + 1) < 2^31; else 0 (the constants read from the layer's tables
-    per output, tn_m7_cv_chan). ``rounding``: the graph's flavour (None: a layer that names none
-    gets TAB = 0).
+    per output, tn_m7_cv_chan). TAB = 3 (QUAD = 2 only, :func:`w16_shift`): the rows scaled so
+    that one shift T serves the whole layer, three words per channel (the scaled 2 bias, m0 and
+    C): a clamp at or above the zero point (LOZ >= 0) and every scaled weight, bias and sum in
+    range. TAB = 2: the same with the rounding's sign term (LOZ < 0: a fourth word per
+    channel, 2^d), only where tn_m7_cv_w16_run does not take the layer (``fused``: a residual
+    ADD fused after it; or an output other than 8-bit codes clamped to the whole range), so
+    its C epilogue runs. ``rounding``: the graph's flavour (None: a layer that names none gets
+    TAB = 0).
 
     Arguments:
         layer: a conv2d or pointwise layer of 8-bit weights and inputs.
         rounding: the graph's rounding flavour.
+        fused: the step fuses a residual ADD after the layer.
 
     Returns:
         (QUAD, TAB) as ints.
@@ -1013,7 +1022,16 @@ def conv_plan(layer, rounding: str | None) -> tuple[int, int]:
     tab = _conv_tab(layer, rounding)[0]
     if (tab and layer.kind == "pointwise" and conv_lanes(layer)[1] <= W16_MAX_LANES
             and layer.out_channels % 4 == 0):
-        return 2, tab  # int16 weights 2 (w - z_w): the small-K blocks (tn_m7_cv_w16)
+        # int16 weights 2 (w - z_w): the small-K blocks (tn_m7_cv_w16); TAB 3 / 2 where one
+        # shift serves every channel (_w16_scaled)
+        scaled = _w16_scaled(layer, rounding)
+        if scaled is not None and not scaled[5].any():
+            return 2, 3
+        lo, hi = (int(v) for v in layer.out_range)
+        if scaled is not None and (fused or layer.out_bits != 8
+                                   or (lo, hi) not in ((-128, 127), (0, 255))):
+            return 2, 2  # the sign term, on the C epilogue (not tn_m7_cv_w16_run's)
+        return 2, tab
     if layer.out_channels >= 4:
         rows = _padded_rows(layer)
         m = len(rows) - len(rows) % 4
@@ -1142,11 +1160,13 @@ def conv_weights(layer, quad: int = 0, tab: int = 0, rounding: str | None = None
     if layer.kind not in ("conv2d", "pointwise") or layer.weight_bits != 8:
         raise ValueError(f"layer {layer.name!r}: conv_weights packs conv2d and pointwise layers "
                          f"of 8-bit weights, not a {layer.weight_bits}-bit {layer.kind} layer")
-    if quad not in (0, 1, 2) or tab not in (0, 1, 4, 5):
+    if (quad not in (0, 1, 2) or tab not in (0, 1, 2, 3, 4, 5)
+            or (tab in (2, 3) and quad != 2)):
         raise ValueError(f"layer {layer.name!r}: conv_weights takes quad in (0, 1, 2) and tab "
-                         f"in (0, 1, 4, 5) (conv_plan), not {quad!r} and {tab!r}")
+                         f"in (0, 1, 4, 5), or 2 and 2 / 3 (conv_plan), not {quad!r} and "
+                         f"{tab!r}")
     const = _conv_tab(layer, rounding)[1] if tab else None
-    if tab and (const is None or _conv_tab(layer, rounding)[0] != tab):
+    if tab and (const is None or (_conv_tab(layer, rounding)[0] != tab and tab not in (2, 3))):
         raise ValueError(f"layer {layer.name!r}: conv_weights' tab={tab} is not conv_plan's "
                          f"for rounding {rounding!r}")
     rows = _padded_rows(layer)
@@ -1194,11 +1214,15 @@ def _w16_weights(layer, rows: np.ndarray, tab: int, const, rounding) -> np.ndarr
         ValueError: not conv_plan's QUAD = 2 for the layer and rounding (a pointwise layer of at
             most W16_MAX_LANES lanes, a multiple of four output channels, a table)."""
     if (not tab or layer.kind != "pointwise" or layer.out_channels % 4
-            or rows.shape[1] > W16_MAX_LANES or conv_plan(layer, rounding) != (2, tab)):
+            or rows.shape[1] > W16_MAX_LANES
+            or (2, tab) not in (conv_plan(layer, rounding), conv_plan(layer, rounding, True))):
         raise ValueError(f"layer {layer.name!r}: conv_weights' quad=2 is not conv_plan's for "
                          f"rounding {rounding!r}")
     n, kp = rows.shape
     d2 = 2 * (rows.astype(np.int64) - _row_zero_points(layer, n)[:, None])  # |.| <= 510
+    scaled = _w16_scaled(layer, rounding) if tab in (2, 3) else None
+    if scaled is not None:  # TAB 3 / 2: 2^E (w - z_w), |.| < 2^15 (_w16_scaled)
+        d2 = (d2 // 2) << scaled[1][:, None]
     g = d2.reshape(n // 4, 4, kp // 4, 4)  # block, row, group, lane
     # per block and group: half A (lanes 0, 2) then B (1, 3), rows 0-3, (low, high) int16
     halves = np.stack([g[..., [0, 2]], g[..., [1, 3]]], axis=2)  # block, row, half, group, 2
@@ -1206,6 +1230,13 @@ def _w16_weights(layer, rows: np.ndarray, tab: int, const, rounding) -> np.ndarr
     words = words.reshape(n // 4, -1)
     parts = []
     for b in range(n // 4):
+        if scaled is not None:  # [2^E bias x 4][weights][m0, C (, K) x 4]
+            seed, m0, cc, k = (np.asarray(v[4 * b:4 * b + 4], np.int64) % (1 << 32)
+                               for v in scaled[2:])
+            cols = [m0, cc] + ([k] if tab == 2 else [])
+            parts += [seed.astype("<u4").view(np.uint8), words[b],
+                      np.stack(cols, axis=1).astype("<u4").ravel().view(np.uint8)]
+            continue
         table = _conv_tables(layer, range(4 * b, 4 * b + 4), tab, const)
         if tab == 4:  # the 2 bias first (the sums' seeds), then m0, rnd, sh per channel
             cols = table.view("<u4").reshape(4, 4)
@@ -1214,6 +1245,73 @@ def _w16_weights(layer, rows: np.ndarray, tab: int, const, rounding) -> np.ndarr
         else:
             parts += [words[b], table]
     return np.concatenate(parts).astype(np.uint8)
+
+
+def w16_shift(layer, rounding: str | None, fused: bool = False) -> int:
+    """tn_m7_conv's TSH: the layer's one shift T of QUAD = 2, TAB = 3 or 2
+    (:func:`_w16_scaled`; ``fused`` as for :func:`conv_plan`), else 0."""
+    if layer.kind != "pointwise" or conv_plan(layer, rounding, fused)[1] not in (2, 3):
+        return 0
+    return _w16_scaled(layer, rounding)[0]
+
+
+def _w16_scaled(layer, rounding: str | None):
+    """QUAD = 2's TAB 3 and 2 (c/tn_m7_gemm.h, tn_m7_cv_w16_run): (T, E, seed, m0, C, K),
+    else None.
+
+    TFLite's double rounding of a channel (h = SMMULR(2^(ls + 1) acc, m0), y = (h + rnd) >> sh
+    with rnd = [sh > 0] 2^(sh - 1) + z_out 2^sh, the sign term dropped: LOZ >= 0, as
+    tn_m7_cv_rq) is floor((2^(ls + 1) acc m0 + 2^31 + rnd 2^32) / 2^(32 + sh)) (floors of
+    floors). With T = max sh + 1 over the layer and d = T - sh >= 1 per channel, multiplying
+    numerator and denominator by 2^d: floor((acc' m0 + C 2^32) / 2^(32 + T)), acc' = 2^E acc
+    (E = ls + 1 + d: the int16 weights 2^E (w - z_w), the sums seeded with 2^E bias) and C =
+    2^(d - 1) + rnd 2^d, i.e. SMMLA(acc', m0, C) >> T: every channel one shift, a constant
+    (SSAT's shifted operand). A constant channel (_conv_tab) gets E = 0, m0 = 0, C = code 2^T.
+    With LOZ < 0 the sign term stays (every sh >= 1 then, _conv_tab): y = (h + rnd - [h < 0])
+    >> sh, and [h < 0] may be [acc < 0] (m0 > 0: h <= 0 for acc < 0, and h = 0 gives
+    (rnd - 1) >> sh = z_out = rnd >> sh for sh >= 1), i.e. C - K [acc' < 0] with K = 2^d (0 on
+    a constant channel). None unless conv_plan's QUAD = 2 with a table applies, every n0 in
+    [-20, 7], |2^E (w - z_w)| < 2^15 and |acc| 2^E < 2^30 (acc_bound per channel) on every live
+    channel.
+
+    Returns:
+        (T, E, seed 2^E bias, m0, C, K): T an int, the others int64 arrays per channel (K all 0
+        with LOZ >= 0).
+    """
+    tab, const = _conv_tab(layer, rounding)
+    if (not tab or layer.kind != "pointwise" or conv_lanes(layer)[1] > W16_MAX_LANES
+            or layer.out_channels % 4):
+        return None
+    rq = requant_constants(layer, layer.rounding or rounding)
+    n = int(layer.out_channels)
+    n0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.n0, np.int64)), (n,))
+    m0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.m0, np.int64)), (n,)).copy()
+    zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)), (n,))
+    bias = np.asarray(layer.bias, np.int64)
+    live = np.array([v is None for v in const], bool)
+    if live.any() and not (n0[live].min() >= -20 and n0[live].max() <= 7):
+        return None
+    sh, ls = np.maximum(-n0, 0), np.maximum(n0, 0)
+    t = int(sh[live].max()) + 1 if live.any() else 1
+    d = np.maximum(t - sh, 1)  # >= 1 on every live channel (T above every live sh)
+    e = np.where(live, ls + 1 + d, 0)
+    w = np.asarray(layer.weights, np.int64).reshape(n, -1) - zw[:, None]
+    z = int(layer.in_zero_point)
+    xlo, xhi = (-128, 127) if layer.in_signed else (0, 255)
+    dx = max(abs(xlo - z), abs(xhi - z))
+    bound = np.abs(bias) + np.abs(w).sum(axis=1) * dx
+    if np.any(live & ((np.abs(w).max(axis=1) << e >= 1 << 15) | (bound << e >= 1 << 30))):
+        return None
+    rnd = np.where(sh > 0, 1 << np.maximum(sh - 1, 0), 0) + int(rq["ZP"]) * (1 << sh)
+    cc = (1 << (d - 1)) + rnd * (1 << d)
+    seed = bias << e
+    k = np.where(live, 1 << d, 0) if rq["LOZ"] < 0 else np.zeros(n, np.int64)
+    if live.any() and rq["LOZ"] < 0 and (sh[live].min() < 1 or m0[live].min() < 1):
+        return None  # (the table already refuses sh = 0 with LOZ < 0; m0 = 0 for safety)
+    if not live.all():
+        seed[~live], m0[~live] = 0, 0
+        cc[~live] = np.asarray(list(const[~live]), np.int64) << t
+    return t, e, seed, m0, cc, k
 
 
 def _fused_add_args(step: Step, graph_rounding: str) -> list[int]:

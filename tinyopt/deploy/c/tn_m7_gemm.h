@@ -1514,10 +1514,40 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
  * 4 and a clamp to the whole 8-bit range the layer's blocks at a pixel pair are one statement
  * (tn_m7_cv_w16_run, two blocks per iteration when CO % 8 == 0). Measured on VWW's 16 -> 32
  * layer (24 x 24): 1.09 instructions per MAC (tn_m7_cv_quad: 1.36); 32 -> 32: 0.91 (1.08).
+ *
+ * TAB 3 (kernels_m7._w16_scaled, conv_plan): one shift T for the whole layer. TFLite's double
+ * rounding of a channel with the sign term dropped (LOZ >= 0, as tn_m7_cv_rq) is
+ * floor((2^(ls+1) acc m0 + 2^31 + rnd 2^32) / 2^(32+sh)) (floors of floors); with T = max sh + 1
+ * and d = T - sh >= 1 per channel, multiplying through by 2^d it is SMMLA(acc', m0, C) >> T
+ * with acc' = 2^E acc (E = ls + 1 + d: the export scales the int16 weights to 2^E (w - z_w) and
+ * the seeds to 2^E bias, checked below 2^15 and |acc| 2^E below 2^30) and C = 2^(d-1) + rnd 2^d.
+ * The shift is then a constant, SSAT's / USAT's shifted operand: per output SMMLA, SAT, STRB
+ * and half an LDRD of (m0, C) (tn_m7_cv_w16_run, TAB 4's SMMLAR, ASR, SAT, STRB and three
+ * quarters of an LDRD), each block [2^E bias x 4][weights][m0, C x 4], four blocks per
+ * iteration when CO % 16 == 0 (the loop's six instructions over 32 outputs). TAB 2: the same
+ * with the sign term (LOZ < 0), C - K [acc' < 0] (K = 2^d, a third word: [acc < 0] may stand
+ * for [h < 0] when every sh >= 1), on the C epilogue only (a fused ADD, narrowed outputs;
+ * conv_plan keeps TAB 4's assembly for the rest). Stride-1 pointwise pixel pairs take their
+ * lanes from tn_m7_cv_w16_lanes (STRD of both pixels' words). VWW's 16 -> 32 layer: 0.99
+ * instructions per MAC (15.84 per output: 11 in the sums, 4.0 in the block's epilogue, seeds
+ * and loop, 0.8 in the lanes and the pixel loop).
  * conv_plan's TAB bound (|bias| + sum |w - z_w| max |x'|, shifted left by ls + 1, below 2^31)
  * keeps every partial sum exact in int32. Flash: 2 bytes per weight (the layout bytes beyond
  * one count as weight_pad_bytes); scratch: the two pixels' lanes, as for QUAD 0 / 1.
  * --------------------------------------------------------------------------------------------- */
+
+/* A code y (zero point included) clamped to [LOZ + ZP, HIZ + ZP], as tn_m7_cv_rq's end. */
+TN_INLINE int32_t tn_m7_cv_clamp(int32_t y, int32_t LOZ, int32_t HIZ, int32_t ZP)
+{
+    const int32_t lo = LOZ + ZP, hi = HIZ + ZP;
+    if ((lo == -128 && hi == 127) || (lo == 0 && hi == 255))
+        return tn_sat8(y, lo == -128);
+    if (lo == -128 || lo == 0)
+        y = tn_sat8(y, lo == -128);
+    else
+        y = y < lo ? lo : y;
+    return y > hi ? hi : y;
+}
 
 #if TN_M7_ASM
 /* One half group of a QUAD = 2 block: lanes (t0, t1) of both pixels, rows 0-1 then 2-3 of the
@@ -1698,26 +1728,106 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
     "ldr %[t0], %[em]\n\t"                                                                      \
     "cmp %[w], %[t0]\n\t"                                                                       \
     "bne 1b\n\t"
+/* TAB 3 (kernels_m7._w16_scaled): two channels r, s = r + 1 with their m0, C in two LDRD, each
+ * output SMMLA(acc', m0, C) saturated with the layer's one shift (SSAT's shifted operand) */
+#define TN_W16_EPI_PAIR3(SAT, X0, X1, Y0, Y1, R, S)                                              \
+    "ldrd %[t1], %[t0], [%[w]], #8\n\t" /* m0, C of r */                                        \
+    "smmla %[" X0 "], %[" X0 "], %[t1], %[t0]\n\t"                                              \
+    "smmla %[" X1 "], %[" X1 "], %[t1], %[t0]\n\t"                                              \
+    "ldrd %[t1], %[t0], [%[w]], #8\n\t" /* m0, C of s */                                        \
+    SAT " %[" X0 "], #8, %[" X0 "], asr %[tsh]\n\t"                                              \
+    SAT " %[" X1 "], #8, %[" X1 "], asr %[tsh]\n\t"                                              \
+    "smmla %[" Y0 "], %[" Y0 "], %[t1], %[t0]\n\t"                                              \
+    "smmla %[" Y1 "], %[" Y1 "], %[t1], %[t0]\n\t"                                              \
+    "strb %[" X0 "], [%[o], #" R "]\n\t"                                                        \
+    "strb %[" X1 "], [%[o], #(%c[k0] + " R ")]\n\t"                                              \
+    SAT " %[" Y0 "], #8, %[" Y0 "], asr %[tsh]\n\t"                                              \
+    SAT " %[" Y1 "], #8, %[" Y1 "], asr %[tsh]\n\t"                                              \
+    "strb %[" Y0 "], [%[o], #" S "]\n\t"                                                        \
+    "strb %[" Y1 "], [%[o], #(%c[k0] + " S ")]\n\t"
+#define TN_W16_RUN3(REST, SAT, RND)                                                             \
+    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "0", "1") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "2", "3") \
+    "adds %[o], %[o], #4\n\t"                                                                   \
+    "str %[o], %[om]\n\t"                                                                       \
+    "ldr %[t0], %[em]\n\t"                                                                      \
+    "cmp %[w], %[t0]\n\t"                                                                       \
+    "bne 1b\n\t"
+#define TN_W16_RUN3X2(REST, SAT, RND)                                                           \
+    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "0", "1") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "2", "3") \
+    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "4", "5") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "6", "7") \
+    "adds %[o], %[o], #8\n\t"                                                                   \
+    "str %[o], %[om]\n\t"                                                                       \
+    "ldr %[t0], %[em]\n\t"                                                                      \
+    "cmp %[w], %[t0]\n\t"                                                                       \
+    "bne 1b\n\t"
+/* four blocks per iteration (CO % 16 == 0): the loop's overhead over 32 outputs */
+#define TN_W16_RUN3X4(REST, SAT, RND)                                                           \
+    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "0", "1") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "2", "3") \
+    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "4", "5") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "6", "7") \
+    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "8", "9") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "10", "11") \
+    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "12", "13") \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "14", "15") \
+    "adds %[o], %[o], #16\n\t"                                                                  \
+    "str %[o], %[om]\n\t"                                                                       \
+    "ldr %[t0], %[em]\n\t"                                                                      \
+    "cmp %[w], %[t0]\n\t"                                                                       \
+    "bne 1b\n\t"
 #define TN_W16_RUN_OPS                                                                          \
     : TN_W16_OPS, [om] "+m"(ov)                                                                 \
     : [em] "m"(wend), [k0] "i"(CO), [k1] "i"(CO + 1u), [k2] "i"(CO + 2u), [k3] "i"(CO + 3u),      \
-      [k4] "i"(CO + 4u), [k5] "i"(CO + 5u), [k6] "i"(CO + 6u), [k7] "i"(CO + 7u)                  \
+      [k4] "i"(CO + 4u), [k5] "i"(CO + 5u), [k6] "i"(CO + 6u), [k7] "i"(CO + 7u),                 \
+      [tsh] "i"(TSH ? TSH : 1u)                                                                 \
     : "cc", "memory"
 
-/* All CO channels (CO % 4 == 0, CO + 7 < 4096) of a QUAD = 2, TAB = 4 layer (weights at w,
+/* All CO channels (CO % 4 == 0, CO + 15 < 4096) of a QUAD = 2, TAB = 4 layer (weights at w,
  * word-aligned, each block [2 bias x 4][int16 weights][m0, rnd, sh x 4]) at pixels p, p + 1
  * (lanes buf, KP <= 32), outputs at o (pixel p) and o + CO,
  * clamped to the whole 8-bit range (SATS: int8 codes, else uint8; SIGN: the rounding's sign term,
- * LOZ < 0): tn_m7_cv_rq's arithmetic, as tn_m7_cv_epi4. */
+ * LOZ < 0): tn_m7_cv_rq's arithmetic, as tn_m7_cv_epi4. TSH > 0: a TAB 3 layer instead (blocks
+ * [2^E bias x 4][weights][m0, C x 4], SMMLA and the saturation with the shift TSH; no sign
+ * term). */
 TN_INLINE void tn_m7_cv_w16_run(const uint8_t *w, const uint32_t *buf, uint32_t KP,
-                                uint8_t *o0, uint32_t CO, uint32_t SATS, uint32_t SIGN)
+                                uint8_t *o0, uint32_t CO, uint32_t SATS, uint32_t SIGN,
+                                uint32_t TSH)
 {
     const uint32_t NG = KP / 4u;
     const uint32_t *x = buf;
     uint8_t *ov = o0;
-    const uint8_t *wend = w + (CO / 4u) * (8u * KP + 64u);
+    const uint8_t *wend = w + (CO / 4u) * (8u * KP + (TSH ? 48u : 64u));
     uint32_t t0, t1, t2, o, s00, s01, s10, s11, s20, s21, s30, s31; /* the asm's own */
-    if (CO % 8u == 0u && SATS && SIGN)
+    if (TSH && CO % 16u == 0u && SATS) /* TAB 3 (no sign term: LOZ >= 0) */
+        TN_W16_PICK(TN_W16_RUN3X4, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (TSH && CO % 16u == 0u)
+        TN_W16_PICK(TN_W16_RUN3X4, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+    else if (TSH && CO % 8u == 0u && SATS)
+        TN_W16_PICK(TN_W16_RUN3X2, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (TSH && CO % 8u == 0u)
+        TN_W16_PICK(TN_W16_RUN3X2, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+    else if (TSH && SATS)
+        TN_W16_PICK(TN_W16_RUN3, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (TSH)
+        TN_W16_PICK(TN_W16_RUN3, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+    else if (CO % 8u == 0u && SATS && SIGN)
         TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_SIGN);
     else if (CO % 8u == 0u && SATS)
         TN_W16_PICK(TN_W16_RUN2, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
@@ -1762,6 +1872,38 @@ TN_INLINE void tn_m7_cv_windows(const uint8_t *in, uint32_t *TN_RESTRICT buf, ui
     }
 }
 
+/* The lanes of two adjacent pointwise pixels (stride 1, no padding: C = KWCP input bytes each,
+ * pixel p + 1's right after pixel p's at src) into buf: per group g the words A of p, A of
+ * p + 1, B of p, B of p + 1, one STRD per pair of words (buf word-aligned; src read with LDR,
+ * the activations' alignment is the planner's). The same lanes as tn_m7_cv_windows (no sum of
+ * x': QUAD = 2 needs none). */
+TN_INLINE void tn_m7_cv_w16_lanes(const uint8_t *src, uint32_t *TN_RESTRICT buf, uint32_t C,
+                                  uint32_t XS, int32_t ZX)
+{
+    const uint32_t off = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
+    TN_UNROLL
+    for (uint32_t g = 0; g < C / 4u; g++) {
+        const uint32_t u0 = tn_ld32(src + 4u * g), u1 = tn_ld32(src + C + 4u * g);
+        const uint32_t a0 = XS ? tn_sxtab16(off, u0) : tn_uxtab16(off, u0);
+        const uint32_t a1 = XS ? tn_sxtab16(off, u1) : tn_uxtab16(off, u1);
+        const uint32_t b0 = XS ? tn_sxtab16_ror8(off, u0) : tn_uxtab16_ror8(off, u0);
+        const uint32_t b1 = XS ? tn_sxtab16_ror8(off, u1) : tn_uxtab16_ror8(off, u1);
+#if TN_M7_ASM
+        /* g a constant once unrolled: immediate offsets from buf */
+        __asm__("strd %[a0], %[a1], [%[d], %[o0]]\n\tstrd %[b0], %[b1], [%[d], %[o1]]"
+                :
+                : [a0] "r"(a0), [a1] "r"(a1), [b0] "r"(b0), [b1] "r"(b1), [d] "r"(buf),
+                  [o0] "i"(16u * g), [o1] "i"(16u * g + 8u)
+                : "memory");
+#else
+        buf[4u * g] = a0;
+        buf[4u * g + 1u] = a1;
+        buf[4u * g + 2u] = b0;
+        buf[4u * g + 3u] = b1;
+#endif
+    }
+}
+
 /* Output pixels p and (TWO) p + 1 of tn_m7_conv (TWO = 0: pixel p alone, its window loaded
  * twice): TWO is a constant, so the pair loop keeps no test of it. */
 TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -1771,7 +1913,7 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
                                uint32_t CO, int32_t KH, int32_t KW, int32_t SH, int32_t SW,
                                int32_t PT, int32_t PL, int32_t DH, int32_t DW, uint32_t XS,
                                int32_t ZX, uint32_t PADZERO, uint32_t KWCP, uint32_t INSIDE,
-                               uint32_t QUAD, uint32_t TAB,
+                               uint32_t QUAD, uint32_t TAB, uint32_t TSH,
                                uint32_t SGW, uint32_t NWZP, int32_t ZW,
                                uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS,
                                TN_FADD_ARGS)
@@ -1790,6 +1932,31 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
     const uint32_t s02 = (uint32_t)s0 << 1, s12 = (uint32_t)s1 << 1;
     for (; QUAD == 2u && c + 4u <= CO; c += 4u) { /* int16 weights, TAB (conv_plan) */
         uint32_t a[8];
+        if (TAB == 3u || TAB == 2u) {
+            /* [2^E bias x 4][weights][m0, C (, K with TAB 2) x 4] (kernels_m7._w16_scaled):
+             * SMMLA(acc', m0, C - K [acc' < 0]) >> TSH, clamped */
+            const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, 1u, a));
+            const uint32_t sz = TAB == 2u ? 12u : 8u;
+            w += 4u * sz;
+            TN_UNROLL
+            for (uint32_t r = 0; r < 4u; r++) {
+                const int32_t m0 = (int32_t)tn_ld32(t + sz * r);
+                const uint32_t cc = tn_ld32(t + sz * r + 4u);
+                const uint32_t k = TAB == 2u ? tn_ld32(t + sz * r + 8u) : 0u;
+                const int32_t a0 = (int32_t)a[2u * r], a1 = (int32_t)a[2u * r + 1u];
+                const int32_t c0 = (int32_t)(cc - (k & (uint32_t)(a0 >> 31)));
+                tn_m7_cv_out(out, other, v, MODE, p * CO + c + r, c + r,
+                             tn_m7_cv_clamp(tn_smmla(a0, m0, c0) >> TSH, LOZ, HIZ, ZP), OB,
+                             TN_FADD);
+                if (TWO) {
+                    const int32_t c1 = (int32_t)(cc - (k & (uint32_t)(a1 >> 31)));
+                    tn_m7_cv_out(out, other, v, MODE, (p + 1u) * CO + c + r, CO + c + r,
+                                 tn_m7_cv_clamp(tn_smmla(a1, m0, c1) >> TSH, LOZ, HIZ, ZP), OB,
+                                 TN_FADD);
+                }
+            }
+            continue;
+        }
         if (TAB == 4u) { /* [2 bias x 4][weights][m0, rnd, sh x 4] (tn_m7_cv_w16_run's) */
             const uint8_t *t = (w = tn_m7_cv_w16(w, buf, KP, aligned, 1u, a));
             w += 48u;
@@ -1913,7 +2080,8 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
  * order above, optionally (MODE 2) with the residual ADD after it fused (other: its other
  * addend; FADD: tn_m7_add's arithmetic per output, tn_m7_cv_out, else tn_m7_emit's portable
  * arithmetic over v). QUAD: blocks of two row pairs first (tn_m7_cv_quad); TAB: each block's
- * weights followed by its channels' requantization constants (TAB words each, tn_m7_cv_tchan).
+ * weights followed by its channels' requantization constants (TAB words each, tn_m7_cv_tchan;
+ * QUAD = 2's TAB 3 and 2: one shift TSH for the layer, kernels_m7.w16_shift, else 0).
  * DH, DW: the dilation (tn_m7_cv_window_d; 1, 1 undilated).
  * buf: 2 KP words (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the step's scratch,
  * 4-byte aligned. */
@@ -1923,7 +2091,8 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                           uint32_t C, int32_t OH, int32_t OW, uint32_t CO, int32_t KH,
                           int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
                           int32_t DH, int32_t DW, uint32_t XS, int32_t ZX, uint32_t PADZERO,
-                          uint32_t KWCP, uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t SGW,
+                          uint32_t KWCP, uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t TSH,
+                          uint32_t SGW,
                           uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                           uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS)
 {
@@ -1936,27 +2105,35 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
     if (QF) __asm__("" : "+r"(QC));
 #endif
 #if TN_M7_ASM
-    /* QUAD = 2 in one statement per pixel pair (tn_m7_cv_w16_run): TAB 4, stored codes of the
-     * whole 8-bit range */
-    if (QUAD == 2u && TAB == 4u && MODE == 0u && OB == 8u && CO + 7u < 4096u && aligned
+    /* QUAD = 2 in one statement per pixel pair (tn_m7_cv_w16_run): TAB 4 or 3, stored codes of
+     * the whole 8-bit range */
+    if (QUAD == 2u && (TAB == 4u || TAB == 3u) && MODE == 0u && OB == 8u && CO + 15u < 4096u
+        && aligned
         && ((LOZ + ZP == -128 && HIZ + ZP == 127) || (LOZ + ZP == 0 && HIZ + ZP == 255))) {
         const uint32_t KP = (uint32_t)KH * KWCP;
+        /* stride-1 pointwise pixels side by side in the input: tn_m7_cv_w16_lanes */
+        const uint32_t ADJ = KH == 1 && KW == 1 && SH == 1 && SW == 1 && PT == 0 && PL == 0
+                             && C == KWCP && OH == H && OW == W;
         for (; p + 2u <= np; p += 2u) {
             int32_t s0, s1; /* unused: no sum of x' with int16 weights */
-            tn_m7_cv_windows(in, buf, p, p + 1u, 1u, H, W, C, OW, KH, KW, SH, SW, PT, PL, DH, DW,
-                             XS, ZX, PADZERO, KWCP, INSIDE, &s0, &s1);
-            tn_m7_cv_w16_run(l->w, buf, KP, out + p * CO, CO, LOZ + ZP == -128, LOZ < 0);
+            if (ADJ)
+                tn_m7_cv_w16_lanes(in + p * C, buf, C, XS, ZX);
+            else
+                tn_m7_cv_windows(in, buf, p, p + 1u, 1u, H, W, C, OW, KH, KW, SH, SW, PT, PL, DH,
+                                 DW, XS, ZX, PADZERO, KWCP, INSIDE, &s0, &s1);
+            tn_m7_cv_w16_run(l->w, buf, KP, out + p * CO, CO, LOZ + ZP == -128, LOZ < 0,
+                             TAB == 3u ? TSH : 0u);
         }
     }
 #endif
     for (; p + 2u <= np; p += 2u)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 1u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW,
+                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, TSH, SGW,
                         NWZP, ZW,
                         REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
     if (p < np)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 0u, aligned, MODE, H, W, C, OW, CO, KH,
-                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, SGW,
+                        KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, TSH, SGW,
                         NWZP, ZW,
                         REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
 }
