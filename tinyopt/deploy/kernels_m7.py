@@ -753,13 +753,28 @@ def subfc_plan(layer) -> tuple[int, int]:
     return (2, min(kc, words)) if kc >= 4 else (raw, words)
 
 
+def subfc_oct(layer) -> bool:
+    """Whether tn_m7_subfc (c/tn_m7_subfc.h) takes the first N & ~7 rows of a dense layer in
+    blocks of eight: 4-bit weights at RAW 2 (:func:`subfc_plan`, whole input or chunks), at
+    least eight rows, and inputs whose lanes need no offset (x' = the code: z_x = 0 for 8-bit
+    and unsigned sub-byte inputs, z_x = -2^(b-1) for signed sub-byte ones; the offset would
+    need a fifteenth register). Same bytes as the blocks of four, reordered
+    (:func:`subfc_weights`)."""
+    xb, zx = int(layer.in_bits), int(layer.in_zero_point)
+    dx = -zx if xb == 8 else ((1 << (xb - 1)) if layer.in_signed else 0) + zx
+    return (int(layer.weight_bits) == 4 and int(layer.out_channels) >= 8 and dx == 0
+            and subfc_plan(layer)[0] == 2)
+
+
 def subfc_weights(layer) -> np.ndarray:
     """The weight bytes of a step of tn_m7_subfc (c/tn_m7_subfc.h): :func:`subconv_weights`'
     blocks of four rows (RAW of :func:`subfc_plan`), but when N % 4 is 1 or 2 the last rows
     (padded to two with code 0) as a pair block: per two lane pairs q, q + 1 a word of 4-bit
     weights, bytes (i_q, i_{q+1}, j_q, j_{q+1}) each row 0 | row 1 << 4; per four lane pairs a
     word of 2-bit weights, nibble t of the low half row 0 | row 1 << 2 at i_{q+t}, of the high
-    half at j_{q+t} (the last word completed with zeros).
+    half at j_{q+t} (the last word completed with zeros). Where :func:`subfc_oct`, the first
+    N // 8 pairs of blocks of four with their words of each lane pair side by side (block 2b's,
+    then 2b + 1's: one LDRD); the size is the same.
 
     Arguments:
         layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
@@ -774,11 +789,16 @@ def subfc_weights(layer) -> np.ndarray:
         return subfc16_weights(layer)
     quads = subconv_weights(layer)
     n, wb = int(layer.out_channels), int(layer.weight_bits)
-    if n % 4 not in (1, 2):
-        return quads
     rows, pairs = _subconv_rows(layer)
     k = rows.shape[1]
     block = k * wb // 2  # bytes of a block of four rows
+    if subfc_oct(layer):  # blocks of eight: two blocks' words of each lane pair side by side
+        octs = n // 8 * 2 * block
+        quads = quads.copy()
+        quads[:octs] = (quads[:octs].view("<u4").reshape(n // 8, 2, -1).transpose(0, 2, 1)
+                        .reshape(-1).view(np.uint8))
+    if n % 4 not in (1, 2):
+        return quads
     tail = rows[n - n % 4:n - n % 4 + 2]  # the last rows, then a padding row of code 0
     i = np.array([a for a, _ in pairs])
     j = np.array([b for _, b in pairs])
@@ -905,7 +925,8 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
                 common["OB"], *rq.values()]
         return "    tn_m7_subfc16(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
     args = [int(layer.in_shape[0]), layer.out_channels, layer.in_bits, common["XS"],
-            common["ZX"], layer.weight_bits, *subfc_plan(layer), common["NWZP"],
+            common["ZX"], layer.weight_bits, *subfc_plan(layer), int(subfc_oct(layer)),
+            common["NWZP"],
             int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
             common["OB"], *rq.values()]
     return "    tn_m7_subfc(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
