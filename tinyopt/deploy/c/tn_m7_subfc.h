@@ -276,10 +276,10 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Blocks of eight rows (OCT, kernels_m7.subfc_oct: 4-bit weights, RAW 2, inputs without an
- * offset, dx = 0): two blocks of four rows, their words of each lane pair side by side
- * (kernels_m7.subfc_weights; the same bytes), so one LDRD brings a lane pair's eight rows and
- * every unpacked input lane pair feeds eight rows, not four. Each word is masked in place,
+ * Blocks of eight rows (OCT, kernels_m7.subfc_oct: inputs without an offset, dx = 0; OCT is
+ * their chunk, in input words): 4-bit weights at RAW 2, two blocks of four rows, their words of
+ * each lane pair side by side (kernels_m7.subfc_weights; the same bytes), so one LDRD brings a
+ * lane pair's eight rows and every unpacked input lane pair feeds eight rows, not four. Each word is masked in place,
  * cumulatively (no temporary: fourteen registers hold eight sums, the two words, the input
  * word and lane pair and the two pointers; the loop's end is read from the stack):
  * C_3 = raw, C_2 = BIC 0xF000F000 (rows 0-2), C_1 = AND 0x00FF00FF, C_0 = AND 0x000F000F, so
@@ -288,8 +288,15 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
  * LDRD, six AND / BIC, eight SMLAD; the input, per word: 8-bit, LDR and two UXTB16 / SXTB16
  * (two lane pairs); 4-bit, LDR (EOR) and seven AND / LSR (four); 2-bit, LDR (EOR) and fifteen
  * (eight): about 1.03, 1.05 and 1.06 instructions per MAC in the loop against tn_sf_run's 1.13,
- * 1.09 and 1.09. Inputs with an offset keep the blocks of four (SSUB16 / XTAB16 need the
- * offset in a register: a fifteenth).
+ * 1.09 and 1.09. 2-bit weights: one word per lane pair holds its eight rows, lane =
+ * sum_r 4^r w_r (row 7 stored ^ 2: w_7 - 2 as the int16 lane's top, + 2 sum x'), seven
+ * cumulative masks (BIC 0xC000C000, 0xF000F000, 0xFC00FC00, AND 0x00FF00FF, 0x003F003F,
+ * 0x000F000F, 0x00030003) and eight SMLAD, 4^r A_r = C_r - C_{r-1}, exact where every
+ * 4^r |A_r| (16384 |A_7 - 2 sum x'|) < 2^31: bounded at export from the weights, else chunks
+ * short enough whatever the weights (kernels_m7.subfc_oct); per lane pair 15.5 instructions for
+ * 16 MACs against the blocks of four's 16.5 for 16 (and half their input's unpacking).
+ * Inputs with an offset keep the blocks of four (SSUB16 / XTAB16 need the offset in a
+ * register: a fifteenth).
  * --------------------------------------------------------------------------------------------- */
 #if TN_M7_ASM
 /* one word U of four rows (R0 .. R3) against the lane pair P, cumulative masks */
@@ -304,23 +311,37 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
 /* a lane pair P's eight rows (LD: its two words into u, u2) */
 #define TN_SO_Q(LD, P) LD TN_SO_W("u", P, 0, 1, 2, 3) TN_SO_W("u2", P, 4, 5, 6, 7)
 #define TN_SO_LDD "ldrd %[u], %[u2], [%[wp]], #8\n\t"
+/* 2-bit weights: the word U of a lane pair's eight rows against P, cumulative masks */
+#define TN_SO_M(U, P, MK, OP, R) OP " %[" U "], %[" U "], #" MK "\n\t"                          \
+    "smlad %[a" #R "], %[" U "], %[" P "], %[a" #R "]\n\t"
+#define TN_SO_W2(U, P)                                                                          \
+    "smlad %[a7], %[" U "], %[" P "], %[a7]\n\t" TN_SO_M(U, P, "0xC000C000", "bic", 6)          \
+    TN_SO_M(U, P, "0xF000F000", "bic", 5) TN_SO_M(U, P, "0xFC00FC00", "bic", 4)                 \
+    TN_SO_M(U, P, "0x00FF00FF", "and", 3) TN_SO_M(U, P, "0x003F003F", "and", 2)                 \
+    TN_SO_M(U, P, "0x000F000F", "and", 1) TN_SO_M(U, P, "0x00030003", "and", 0)
+/* lane pairs A (even: loading the two words, LD) and B (odd: LB, the second word) */
+#define TN_SO_Q2A(LD, P) LD TN_SO_W2("u", P)
+#define TN_SO_Q2B(LB, P) LB TN_SO_W2("u2", P)
+#define TN_SO_LD1 "ldr %[u], [%[wp]], #4\n\t"
+#define TN_SO_LB1 "ldr %[u2], [%[wp]], #4\n\t"
 #define TN_SO_LD2 "ldr %[u], [%[wp]], #4\n\tldr %[u2], [%[wp]], #4\n\t"
 /* lane pair j > 0 of a sub-byte input word v into p: masked in place, shifted down */
 #define TN_SO_XP(MASK, S) "and %[p], %[v], #" MASK "\n\tlsr %[p], %[p], #" #S "\n\t"
-/* one input word: 8-bit (XT "u" / "s": lanes (x0, x2) in v, (x1, x3) in p) */
-#define TN_SO_X8(XT, LD)                                                                        \
+/* one input word, its lane pairs in turn (QA, QB: the even and odd ones' weights, LD / LB
+ * their loads): 8-bit (XT "u" / "s": lanes (x0, x2) in v, (x1, x3) in p) */
+#define TN_SO_X8(XT, QA, QB, LD, LB)                                                            \
     "ldr %[v], [%[x]], #4\n\t" XT "xtb16 %[p], %[v], ror #8\n\t" XT "xtb16 %[v], %[v]\n\t"      \
-    TN_SO_Q(LD, "v") TN_SO_Q(LD, "p")
-#define TN_SO_X4(FLIP, LD)                                                                      \
-    "ldr %[v], [%[x]], #4\n\t" FLIP "and %[p], %[v], #0x000F000F\n\t" TN_SO_Q(LD, "p")          \
-    TN_SO_XP("0x00F000F0", 4) TN_SO_Q(LD, "p") TN_SO_XP("0x0F000F00", 8) TN_SO_Q(LD, "p")        \
-    TN_SO_XP("0xF000F000", 12) TN_SO_Q(LD, "p")
-#define TN_SO_X2(FLIP, LD)                                                                      \
-    "ldr %[v], [%[x]], #4\n\t" FLIP "and %[p], %[v], #0x00030003\n\t" TN_SO_Q(LD, "p")          \
-    TN_SO_XP("0x000C000C", 2) TN_SO_Q(LD, "p") TN_SO_XP("0x00300030", 4) TN_SO_Q(LD, "p")        \
-    TN_SO_XP("0x00C000C0", 6) TN_SO_Q(LD, "p") TN_SO_XP("0x03000300", 8) TN_SO_Q(LD, "p")        \
-    TN_SO_XP("0x0C000C00", 10) TN_SO_Q(LD, "p") TN_SO_XP("0x30003000", 12) TN_SO_Q(LD, "p")      \
-    TN_SO_XP("0xC000C000", 14) TN_SO_Q(LD, "p")
+    QA(LD, "v") QB(LB, "p")
+#define TN_SO_X4(FLIP, QA, QB, LD, LB)                                                          \
+    "ldr %[v], [%[x]], #4\n\t" FLIP "and %[p], %[v], #0x000F000F\n\t" QA(LD, "p")               \
+    TN_SO_XP("0x00F000F0", 4) QB(LB, "p") TN_SO_XP("0x0F000F00", 8) QA(LD, "p")                 \
+    TN_SO_XP("0xF000F000", 12) QB(LB, "p")
+#define TN_SO_X2(FLIP, QA, QB, LD, LB)                                                          \
+    "ldr %[v], [%[x]], #4\n\t" FLIP "and %[p], %[v], #0x00030003\n\t" QA(LD, "p")               \
+    TN_SO_XP("0x000C000C", 2) QB(LB, "p") TN_SO_XP("0x00300030", 4) QA(LD, "p")                 \
+    TN_SO_XP("0x00C000C0", 6) QB(LB, "p") TN_SO_XP("0x03000300", 8) QA(LD, "p")                 \
+    TN_SO_XP("0x0C000C00", 10) QB(LB, "p") TN_SO_XP("0x30003000", 12) QA(LD, "p")               \
+    TN_SO_XP("0xC000C000", 14) QB(LB, "p")
 #define TN_SO_OPERANDS                                                                          \
     : [x] "+&r"(x), [wp] "+&r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [u2] "=&r"(u2),    \
       [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [a4] "+&r"(a4),           \
@@ -340,14 +361,15 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
         if (n & 1u) __asm__ volatile(G TN_SO_OPERANDS);                                         \
         if (n >= 2u) __asm__ volatile("1:\n\t" G G TN_SO_END TN_SO_OPERANDS);                   \
     } while (0)
-#define TN_SO_RUN_LD(LD)                                                                        \
+#define TN_SO_RUN_LD(QA, QB, LD, LB)                                                            \
     do {                                                                                        \
-        if (XB == 8u && XS) TN_SO_RUN4(TN_SO_X8("s", LD));                                      \
-        else if (XB == 8u) TN_SO_RUN4(TN_SO_X8("u", LD));                                       \
-        else if (XB == 4u && XS) TN_SO_RUN2(TN_SO_X4("eor %[v], %[v], #0x88888888\n\t", LD));  \
-        else if (XB == 4u) TN_SO_RUN2(TN_SO_X4("", LD));                                        \
-        else if (XS) TN_SO_RUN2(TN_SO_X2("eor %[v], %[v], #0xAAAAAAAA\n\t", LD));              \
-        else TN_SO_RUN2(TN_SO_X2("", LD));                                                      \
+        if (XB == 8u && XS) TN_SO_RUN4(TN_SO_X8("s", QA, QB, LD, LB));                          \
+        else if (XB == 8u) TN_SO_RUN4(TN_SO_X8("u", QA, QB, LD, LB));                           \
+        else if (XB == 4u && XS)                                                                \
+            TN_SO_RUN2(TN_SO_X4("eor %[v], %[v], #0x88888888\n\t", QA, QB, LD, LB));            \
+        else if (XB == 4u) TN_SO_RUN2(TN_SO_X4("", QA, QB, LD, LB));                            \
+        else if (XS) TN_SO_RUN2(TN_SO_X2("eor %[v], %[v], #0xAAAAAAAA\n\t", QA, QB, LD, LB));  \
+        else TN_SO_RUN2(TN_SO_X2("", QA, QB, LD, LB));                                          \
     } while (0)
 #endif
 
@@ -355,7 +377,7 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
  * offset: dx = 0), as the loop keeps them (cumulative, scaled), added unscaled to A[0..7]
  * modulo 2^32 (without RAW 2's 8 sum x'); returns w past their words. */
 TN_INLINE const uint8_t *tn_so_run(const uint8_t *w, const uint8_t *in, uint32_t n,
-                                   uint32_t XB, uint32_t XS, int32_t *A)
+                                   uint32_t XB, uint32_t XS, uint32_t WB, int32_t *A)
 {
     uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
 #if TN_M7_ASM
@@ -366,8 +388,10 @@ TN_INLINE const uint8_t *tn_so_run(const uint8_t *w, const uint8_t *in, uint32_t
     const uint32_t aligned = ((uintptr_t)w & 3u) == 0u;
 #endif
     uint32_t v, p, u, u2;
-    if (aligned) TN_SO_RUN_LD(TN_SO_LDD);
-    else TN_SO_RUN_LD(TN_SO_LD2);
+    if (WB == 2u && aligned) TN_SO_RUN_LD(TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, "");
+    else if (WB == 2u) TN_SO_RUN_LD(TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1);
+    else if (aligned) TN_SO_RUN_LD(TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD);
+    else TN_SO_RUN_LD(TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2);
 #else
     { /* the same lanes, cumulative masks and multiply-accumulates, modulo 2^32 */
         const uint32_t np = XB == 8u ? 2u : 16u / XB;
@@ -379,6 +403,16 @@ TN_INLINE const uint8_t *tn_so_run(const uint8_t *w, const uint8_t *in, uint32_t
                 const uint32_t xp = XB == 8u ? (XS ? (j ? tn_sxtab16_ror8(0u, v) : tn_sxtab16(0u, v))
                                                    : (j ? tn_uxtab16_ror8(0u, v) : tn_uxtab16(0u, v)))
                                              : (v >> (j * XB)) & tn_lanemask(XB);
+                if (WB == 2u) { /* one word, eight rows */
+                    const uint32_t u = tn_ld32(w);
+                    w += 4;
+                    for (uint32_t r = 0; r < 8u; r++) {
+                        /* rows 0 .. r: the low 2 r + 2 bits of each lane; row 7, the word */
+                        const uint32_t c = r == 7u ? u : u & ((4u << (2u * r)) - 1u) * 0x00010001u;
+                        *acc[r] = (uint32_t)tn_smlad(c, xp, (int32_t)*acc[r]);
+                    }
+                    continue;
+                }
                 for (uint32_t h = 0; h < 2u; h++) {
                     const uint32_t u = tn_ld32(w);
                     const uint32_t c[4] = {u & 0x000F000Fu, u & 0x00FF00FFu, u & ~0xF000F000u, u};
@@ -390,6 +424,14 @@ TN_INLINE const uint8_t *tn_so_run(const uint8_t *w, const uint8_t *in, uint32_t
         }
     }
 #endif
+    if (WB == 2u) { /* 4^r A_r = C_r - C_{r-1}, exact (kernels_m7.subfc_oct's bound) */
+        const uint32_t c[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+        A[0] = (int32_t)((uint32_t)A[0] + a0);
+        TN_UNROLL
+        for (uint32_t r = 1; r < 8u; r++)
+            A[r] = (int32_t)((uint32_t)A[r] + (uint32_t)((int32_t)(c[r] - c[r - 1u]) >> (2u * r)));
+        return w;
+    }
     { /* back to unscaled sums: 16^r A_r = C_r - C_{r-1}, exact (the bounds of RAW 2) */
         const uint32_t s[8] = {a0, (uint32_t)((int32_t)(a1 - a0) >> 4),
                                (uint32_t)((int32_t)(a2 - a1) >> 8),
@@ -405,21 +447,23 @@ TN_INLINE const uint8_t *tn_so_run(const uint8_t *w, const uint8_t *in, uint32_t
 }
 
 /* The sums A_r of one block of eight rows (as tn_sf_block: chunks of KC words, then TAIL the
- * last word completed at tw; rows 3 and 7 held w - 8: + 8 sx), exact modulo 2^32; returns w
- * past the block. */
+ * last word completed at tw; 4-bit weights, rows 3 and 7 held w - 8: + 8 sx; 2-bit, row 7
+ * w - 2: + 2 sx), exact modulo 2^32; returns w past the block. */
 TN_INLINE const uint8_t *tn_so_block(const uint8_t *w, const uint8_t *in, uint32_t NG,
                                      const uint32_t *tw, uint32_t TAIL, uint32_t KC,
-                                     uint32_t XB, uint32_t XS, int32_t sx, int32_t *A)
+                                     uint32_t XB, uint32_t XS, uint32_t WB, int32_t sx,
+                                     int32_t *A)
 {
     TN_UNROLL
     for (uint32_t r = 0; r < 8u; r++)
         A[r] = 0;
     for (uint32_t g = 0; g < NG; g += KC)
-        w = tn_so_run(w, in + 4u * g, NG - g < KC ? NG - g : KC, XB, XS, A);
+        w = tn_so_run(w, in + 4u * g, NG - g < KC ? NG - g : KC, XB, XS, WB, A);
     if (TAIL)
-        w = tn_so_run(w, (const uint8_t *)tw, 1u, XB, XS, A);
-    A[3] = (int32_t)((uint32_t)A[3] + 8u * (uint32_t)sx);
-    A[7] = (int32_t)((uint32_t)A[7] + 8u * (uint32_t)sx);
+        w = tn_so_run(w, (const uint8_t *)tw, 1u, XB, XS, WB, A);
+    if (WB == 4u)
+        A[3] = (int32_t)((uint32_t)A[3] + 8u * (uint32_t)sx);
+    A[7] = (int32_t)((uint32_t)A[7] + (WB == 4u ? 8u : 2u) * (uint32_t)sx);
     return w;
 }
 
@@ -570,7 +614,8 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
 /* A dense layer K -> N of WB = 2 / 4-bit weights (kernels_m7.subfc_weights' order; RAW, KC:
  * kernels_m7.subfc_plan) and XB = 2 / 4 / 8-bit inputs, no scratch (a last partial word of
  * inputs completed with z_x in a register):
- * blocks of eight rows where OCT (kernels_m7.subfc_oct: the first N & ~7), then of four, the
+ * blocks of eight rows where OCT (kernels_m7.subfc_oct: the first N & ~7, in chunks of OCT
+ * input words), then of four, the
  * last one or two rows of N in a pair block. HASZW: some weight zero point is nonzero (sum x'
  * needed). */
 TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
@@ -591,10 +636,10 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
     for (uint32_t e = 0; TAIL && e < G; e++)
         tw |= (NG * G + e < K ? (uint32_t)tn_get(in, NG * G + e, XB, 0u)
                               : (uint32_t)ZX & (XB == 8u ? 0xFFu : (1u << XB) - 1u)) << (e * XB);
-    sx = HASZW || (WB == 4u && RAW == 2u) ? tn_sf_sumx(in, NG, tw, TAIL, XB, XS, ZX) : 0;
+    sx = HASZW || (WB == 4u && RAW == 2u) || OCT ? tn_sf_sumx(in, NG, tw, TAIL, XB, XS, ZX) : 0;
     for (uint32_t c = 0; c < NO; c += 8u) { /* OCT: blocks of eight rows */
         int32_t A[8];
-        w = tn_so_block(w, in, NG, &tw, TAIL, KC, XB, XS, sx, A);
+        w = tn_so_block(w, in, NG, &tw, TAIL, OCT, XB, XS, WB, sx, A);
         tn_sf_out4(l, bias, wzp, m0p, n0p, out, c, N, A, sx, NWZP, HASZW, ZW, REQ, NM, ROUND, OB,
                    TN_RQ);
         tn_sf_out4(l, bias, wzp, m0p, n0p, out, c + 4u, N, A + 4, sx, NWZP, HASZW, ZW, REQ, NM,
