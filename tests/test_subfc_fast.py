@@ -290,9 +290,10 @@ def test_subfc_oct_chains_cover():
                 tails.add(xb)
             outs.add(int(layer.out_bits))
             pc.add(np.size(layer.weight_zero_point) > 1)
+            icn.add(np.size(layer.m0) > 1)
     assert xs == {(w, x, s) for w in (2, 4) for x in (2, 4, 8) for s in (True, False)}, xs
     assert {0, 1, 2, 3, 5} <= rests and tails == {2, 4, 8} and outs == {2, 4, 8, 32}, rests
-    assert pc == {True, False}
+    assert pc == {True, False} and icn == {True, False}
     assert {OCT_CHAINS[n][0] for n in OCT_CHAINS} == {"floor", "tflite_single", "tflite_double"}
 
 

@@ -762,7 +762,14 @@ def subfc_oct(layer) -> int:
     (:func:`subfc_plan`, its chunk); 2-bit weights: the whole input where every block of eight
     keeps 4^r |A_r| (r = 1 .. 6) and 16384 |A_7 - 2 sum x'| below 2^31 for every input (bounded
     from the weights, 4^r sum_k |w_r| max |x'|), else chunks short enough whatever the weights
-    (32768 max |x'| per input)."""
+    (32768 max |x'| per input).
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+
+    Returns:
+        the chunk in input words (at least 1), or 0: blocks of four only.
+    """
     xb, zx, wb = int(layer.in_bits), int(layer.in_zero_point), int(layer.weight_bits)
     dx = -zx if xb == 8 else ((1 << (xb - 1)) if layer.in_signed else 0) + zx
     if dx != 0 or int(layer.out_channels) < 8 or wb not in (2, 4):
@@ -784,7 +791,15 @@ def subfc_oct(layer) -> int:
 def _oct_words(layer, quads: np.ndarray) -> np.ndarray:
     """The first N // 8 blocks of eight rows of :func:`subfc_weights` (``quads``: its blocks of
     four, the same size): 4-bit weights, two blocks of four's words of each lane pair side by
-    side; 2-bit, per lane pair q a word, lanes sum_r 4^r w_r at i_q and j_q (row 7 ^ 2)."""
+    side; 2-bit, per lane pair q a word, lanes sum_r 4^r w_r at i_q and j_q (row 7 ^ 2).
+
+    Arguments:
+        layer: a dense layer where :func:`subfc_oct` is nonzero.
+        quads: :func:`subconv_weights` of it.
+
+    Returns:
+        uint8 array of 2 (N // 8) blocks of four's bytes.
+    """
     n = int(layer.out_channels)
     rows, pairs = _subconv_rows(layer)
     if int(layer.weight_bits) == 4:  # a block of four: 2 KP bytes

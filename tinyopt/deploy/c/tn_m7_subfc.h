@@ -277,24 +277,27 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
 
 /* ---------------------------------------------------------------------------------------------
  * Blocks of eight rows (OCT, kernels_m7.subfc_oct: inputs without an offset, dx = 0; OCT is
- * their chunk, in input words): 4-bit weights at RAW 2, two blocks of four rows, their words of
- * each lane pair side by side (kernels_m7.subfc_weights; the same bytes), so one LDRD brings a
- * lane pair's eight rows and every unpacked input lane pair feeds eight rows, not four. Each word is masked in place,
- * cumulatively (no temporary: fourteen registers hold eight sums, the two words, the input
- * word and lane pair and the two pointers; the loop's end is read from the stack):
- * C_3 = raw, C_2 = BIC 0xF000F000 (rows 0-2), C_1 = AND 0x00FF00FF, C_0 = AND 0x000F000F, so
- * 16^r A_r = C_r - C_{r-1}, exact under the same bounds as RAW 2 (kernels_m7.subconv_raw /
- * subfc_plan's chunks; the differences are exact modulo 2^32). Per lane pair (16 MACs): one
- * LDRD, six AND / BIC, eight SMLAD; the input, per word: 8-bit, LDR and two UXTB16 / SXTB16
- * (two lane pairs); 4-bit, LDR (EOR) and seven AND / LSR (four); 2-bit, LDR (EOR) and fifteen
- * (eight): about 1.03, 1.05 and 1.06 instructions per MAC in the loop against tn_sf_run's 1.13,
- * 1.09 and 1.09. 2-bit weights: one word per lane pair holds its eight rows, lane =
- * sum_r 4^r w_r (row 7 stored ^ 2: w_7 - 2 as the int16 lane's top, + 2 sum x'), seven
- * cumulative masks (BIC 0xC000C000, 0xF000F000, 0xFC00FC00, AND 0x00FF00FF, 0x003F003F,
- * 0x000F000F, 0x00030003) and eight SMLAD, 4^r A_r = C_r - C_{r-1}, exact where every
- * 4^r |A_r| (16384 |A_7 - 2 sum x'|) < 2^31: bounded at export from the weights, else chunks
- * short enough whatever the weights (kernels_m7.subfc_oct); per lane pair 15.5 instructions for
- * 16 MACs against the blocks of four's 16.5 for 16 (and half their input's unpacking).
+ * their chunk, in input words), so that every unpacked input lane pair feeds eight rows, not
+ * four, and one LDRD brings a lane pair's weights of eight rows. No temporary: fourteen
+ * registers hold eight sums, two weight words, the input word and lane pair and the two
+ * pointers (the loop's end is read from the stack), so each weight word is masked in place,
+ * cumulatively, C_r the sum over its rows 0 .. r, and A_r = (C_r - C_{r-1}) / scale_r.
+ * 4-bit weights at RAW 2: two blocks of four rows, their words of each lane pair side by side
+ * (kernels_m7.subfc_weights; the same bytes); C_3 = the word, C_2 = BIC 0xF000F000,
+ * C_1 = AND 0x00FF00FF, C_0 = AND 0x000F000F, 16^r A_r = C_r - C_{r-1}: exact under RAW 2's
+ * bounds (kernels_m7.subconv_raw / subfc_plan's chunks; the differences are exact modulo
+ * 2^32). Per lane pair (16 MACs) one LDRD, six AND / BIC, eight SMLAD.
+ * 2-bit weights: one word per lane pair holds its eight rows, lane = sum_r 4^r w_r (row 7
+ * stored ^ 2: w_7 - 2 in the int16 lane's top, + 2 sum x'); seven cumulative masks (BIC
+ * 0xC000C000, 0xF000F000, 0xFC00FC00, AND 0x00FF00FF, 0x003F003F, 0x000F000F, 0x00030003),
+ * 4^r A_r = C_r - C_{r-1}, exact where every 4^r |A_r| and 16384 |A_7 - 2 sum x'| < 2^31
+ * (bounded at export from the weights, else chunks short enough whatever the weights:
+ * kernels_m7.subfc_oct). Per lane pair (16 MACs) half an LDRD, seven masks, eight SMLAD.
+ * The input, per word: 8-bit, LDR and two UXTB16 / SXTB16 (two lane pairs); 4-bit, LDR (EOR)
+ * and seven AND / LSR (four; no register for a mask); 2-bit, LDR (EOR) and fifteen (eight).
+ * In the loop (before its end, three per two or four words), 4-bit weights: 1.03, 1.06 and
+ * 1.06 instructions per MAC over 8, 4 and 2-bit inputs (blocks of four: 1.13, 1.09, 1.08);
+ * 2-bit: 1.06, 1.09, 1.09 (blocks of four: 1.25, 1.19, 1.17).
  * Inputs with an offset keep the blocks of four (SSUB16 / XTAB16 need the offset in a
  * register: a fifteenth).
  * --------------------------------------------------------------------------------------------- */
@@ -400,9 +403,9 @@ TN_INLINE const uint8_t *tn_so_run(const uint8_t *w, const uint8_t *in, uint32_t
         for (uint32_t g = 0; g < n; g++) {
             const uint32_t v = tn_ld32(in + 4u * g) ^ flip;
             for (uint32_t j = 0; j < np; j++) {
-                const uint32_t xp = XB == 8u ? (XS ? (j ? tn_sxtab16_ror8(0u, v) : tn_sxtab16(0u, v))
-                                                   : (j ? tn_uxtab16_ror8(0u, v) : tn_uxtab16(0u, v)))
-                                             : (v >> (j * XB)) & tn_lanemask(XB);
+                const uint32_t x8 = XS ? (j ? tn_sxtab16_ror8(0u, v) : tn_sxtab16(0u, v))
+                                       : (j ? tn_uxtab16_ror8(0u, v) : tn_uxtab16(0u, v));
+                const uint32_t xp = XB == 8u ? x8 : (v >> (j * XB)) & tn_lanemask(XB);
                 if (WB == 2u) { /* one word, eight rows */
                     const uint32_t u = tn_ld32(w);
                     w += 4;
