@@ -196,3 +196,239 @@ def test_subfc16_under_qemu(qemu, tmp_path):
         r = mcu.deploy(g, x, tmp_path, name=name, host_images=4, mcu_images=3)
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+
+
+# tn_m7_subfc's blocks of eight rows (kernels_m7.subfc_oct: 4-bit weights at RAW 2 and 2-bit
+# weights, inputs without a lane offset). name: (rounding, input signed, input zero point,
+# input bits, shape, layers). N: multiples of 8 and every kind of rest (N % 8 = 5: a
+# padded block of four, 3 + 0; = 2 and 1: a pair block; = 0); K: tails of each input width.
+OCT_CHAINS = {
+    "oct_floor_u8": ("floor", False, 0, 8, (45,), [
+        _dense(21, 45, 4, 4, per_channel=True),         # 8-bit in, tail (45 % 4), N % 8 = 5
+        _dense(19, 21, 4, 2, icn=True),                 # 4-bit in, tail (5 nibbles), N % 4 = 3
+        _dense(10, 19, 4, 8, per_channel=True),         # 2-bit in, tail (3 crumbs), N % 8 = 2
+        _dense(8, 10, 4, 32, out_signed=True, requantize=False)]),  # 8-bit in, int32 logits
+    "oct_double_s4": ("tflite_double", True, -8, 4, (40,), [
+        _dense(16, 40, 4, 2, out_signed=True, out_zero_point=-2),  # signed 4-bit in (EOR)
+        _dense(13, 16, 4, 8, out_signed=True, per_channel=True),   # signed 2-bit in, N % 8 = 5
+        _dense(9, 13, 4, 4, out_signed=True, out_zero_point=-8, icn=True),  # signed 8-bit in
+        _dense(11, 9, 4, 8)]),                                     # signed 4-bit in, tail
+    "oct_w2_floor_u8": ("floor", False, 0, 8, (45,), [  # 2-bit weights: a word per lane pair
+        _dense(21, 45, 2, 4, per_channel=True),         # 8-bit in, tail, N % 8 = 5
+        _dense(19, 21, 2, 2, icn=True),                 # 4-bit in, tail, N % 4 = 3
+        _dense(10, 19, 2, 8, per_channel=True),         # 2-bit in, tail, N % 8 = 2
+        _dense(8, 10, 2, 32, out_signed=True, requantize=False)]),
+    "oct_w2_single_s4": ("tflite_single", True, -8, 4, (40,), [
+        _dense(16, 40, 2, 2, out_signed=True, out_zero_point=-2),  # signed 4-bit in
+        _dense(13, 16, 2, 8, out_signed=True, per_channel=True),   # signed 2-bit in
+        _dense(17, 13, 2, 4, out_signed=True, out_zero_point=-8, icn=True),  # signed 8-bit in
+        _dense(9, 17, 2, 8)]),                                     # signed 4-bit in, tail
+    "oct_single_u4": ("tflite_single", False, 0, 4, (64,), [
+        _dense(24, 64, 4, 8, per_channel=True, icn=True),  # 4-bit in, three blocks of eight
+        _dense(17, 24, 4, 4),                              # 8-bit in, N % 8 = 1 (a pair block)
+        _dense(12, 17, 4, 32, out_signed=True, requantize=False)]),  # 4-bit in, tail of one
+}
+
+
+def _oct_graph(name):
+    rounding, signed, zin, bits, shape, layers = OCT_CHAINS[name]
+    return chain(170 + len(name), layers, shape, bits, signed, zin, rounding)
+
+
+def _no_subfc16(monkeypatch):
+    """Small layers on tn_m7_subfc (its blocks of eight), not tn_m7_subfc16."""
+    monkeypatch.setattr(kernels_m7, "subfc16_scale", lambda layer: 0)
+
+
+def _chunks(monkeypatch):
+    """RAW 2 and the blocks of eight in chunks of 1, 2, 3 or 5 input words (every remainder of
+    the loops)."""
+    real, real_oct = kernels_m7.subfc_plan, kernels_m7.subfc_oct
+
+    def chunk(layer):
+        return (1, 2, 3, 5)[-(-int(layer.in_shape[0]) * int(layer.in_bits) // 32) % 4]
+
+    def forced(layer):
+        raw, kc = real(layer)
+        return (2, chunk(layer)) if raw == 2 else (raw, kc)
+    monkeypatch.setattr(kernels_m7, "subfc_plan", forced)
+    monkeypatch.setattr(kernels_m7, "subfc_oct",
+                        lambda layer: chunk(layer) if real_oct(layer) else 0)
+
+
+@pytest.mark.parametrize("chunks", [False, True])
+@pytest.mark.parametrize("name", sorted(OCT_CHAINS))
+def test_subfc_oct_host_bitexact(tmp_path, monkeypatch, name, chunks):
+    """Every dense step of these chains takes tn_m7_subfc's blocks of eight (OCT = 1 in its
+    call) and the C equals the simulator on 40 inputs, over the whole input and in chunks."""
+    _no_subfc16(monkeypatch)
+    if chunks:
+        _chunks(monkeypatch)
+    g = _oct_graph(name)
+    e = host_check(g, tmp_path)
+    for k, s in zip(e.kernels, e.steps):
+        assert k == "sub" and s.scratch_bytes == 0, (s.name, k)
+        assert steps_mod.sub_fc_fits(s) and kernels_m7.subfc_oct(s.layer), s.name
+    src = (tmp_path / "src" / "model.c").read_text()
+    calls = [line for line in src.splitlines() if "tn_m7_subfc(" in line]
+    assert len(calls) == len(e.steps) and all(c.split(", ")[11] != "0u" for c in calls), calls
+
+
+def test_subfc_oct_chains_cover():
+    """The chains above hold 4 / 2-bit weights over 8 / 4 / 2-bit inputs, signed and unsigned,
+    every N % 8 kind (0, a
+    padded block of four, a pair block of one and of two rows, four rows), tails of every input
+    width, PL and PC, FB and ICN, 2 / 4 / 8 / 32-bit outputs and the three roundings."""
+    xs, rests, tails, outs, pc, icn = set(), set(), set(), set(), set(), set()
+    for name in OCT_CHAINS:
+        g = _oct_graph(name)
+        for layer in g.layers:
+            xb, k, n = int(layer.in_bits), int(layer.in_shape[0]), int(layer.out_channels)
+            xs.add((int(layer.weight_bits), xb, bool(layer.in_signed)))
+            rests.add(n % 8)
+            if k % (32 // xb):
+                tails.add(xb)
+            outs.add(int(layer.out_bits))
+            pc.add(np.size(layer.weight_zero_point) > 1)
+            icn.add(np.size(layer.m0) > 1)
+    assert xs == {(w, x, s) for w in (2, 4) for x in (2, 4, 8) for s in (True, False)}, xs
+    assert {0, 1, 2, 3, 5} <= rests and tails == {2, 4, 8} and outs == {2, 4, 8, 32}, rests
+    assert pc == {True, False} and icn == {True, False}
+    assert {OCT_CHAINS[n][0] for n in OCT_CHAINS} == {"floor", "tflite_single", "tflite_double"}
+
+
+@pytest.mark.parametrize("wb", [4, 2])
+@pytest.mark.parametrize("xb,k", [(8, 45), (4, 21), (2, 19)])
+def test_subfc_oct_weights_by_hand(monkeypatch, wb, xb, k):
+    """The layout read back as the kernel reads it, in numpy: per input word and lane pair
+    (x_j, x_{j + G/2}), 4-bit weights: one word per block of four rows of the eight (the first
+    block's, then the second's), masked cumulatively (C_0 .. C_3 = w & 0x000F000F,
+    & 0x00FF00FF, & ~0xF000F000, w), 16^r A_r = C_r - C_{r-1} (row 3 held w - 8, + 8 sum x');
+    2-bit: one word of the eight rows, C_r = w & (4^(r+1) - 1) per lane (C_7 = w),
+    4^r A_r = C_r - C_{r-1} (row 7 held w - 2, + 2 sum x'). The sums of the first N & ~7 rows
+    equal sum_k w_k x_k; the rest is subconv_weights' blocks of four, the size unchanged."""
+    _no_subfc16(monkeypatch)
+    g = chain(9, [_dense(19, k, wb, 8)], (k,), xb, False, 0)
+    lay = g.layers[0]
+    assert kernels_m7.subfc_oct(lay)
+    raw = kernels_m7.subfc_weights(lay)
+    quads = kernels_m7.subconv_weights(lay)
+    assert len(raw) == len(quads)  # the same bytes' count
+    from tinyopt.integer.graph import unpack
+    w = unpack(np.asarray(lay.weights, np.uint8).reshape(19, -1), wb, k).astype(np.int64)
+    x = np.random.default_rng(1).integers(0, 1 << xb, k)
+    g_ = 32 // xb
+    xw = np.zeros(-(-k // g_) * g_, np.int64)
+    xw[:k] = x
+    words = raw.view("<u4")
+    if wb == 4:  # (word of the lane pair, row in it, mask)
+        masks = [(h, 4 * h + r, m) for h in range(2)
+                 for r, m in enumerate((0x000F000F, 0x00FF00FF, 0x0FFF0FFF, 0xFFFFFFFF))]
+    else:
+        masks = [(0, r, ((4 << 2 * r) - 1) * 0x10001 if r < 7 else 0xFFFFFFFF) for r in range(8)]
+    pos, sums = 0, np.zeros((2, 8), np.int64)
+    for o in range(2):
+        c = np.zeros(8, np.int64)
+        for word in range(len(xw) // g_):
+            v = xw[g_ * word:g_ * word + g_]
+            for j in range(g_ // 2):
+                lo, hi = v[j], v[j + g_ // 2]
+                for h, r, m in masks:
+                    t = int(words[pos + h]) & m
+                    a, b = t & 0xFFFF, t >> 16
+                    a, b = a - (a >> 15 << 16), b - (b >> 15 << 16)  # int16 lanes
+                    c[r] += a * lo + b * hi
+                pos += 2 if wb == 4 else 1
+        if wb == 4:
+            for h in range(2):
+                cc = c[4 * h:4 * h + 4]
+                sums[o, 4 * h:4 * h + 4] = [cc[0], (cc[1] - cc[0]) >> 4, (cc[2] - cc[1]) >> 8,
+                                            ((cc[3] - cc[2]) >> 12) + 8 * x.sum()]
+        else:
+            sums[o] = [c[0]] + [(c[r] - c[r - 1]) >> (2 * r) for r in range(1, 8)]
+            sums[o, 7] += 2 * x.sum()
+    assert np.array_equal(sums.reshape(-1), w[:16] @ x)
+    assert pos == len(xw) * wb // 2  # two blocks of eight: 4 rows x 2 lanes x wb bits per word
+    assert np.array_equal(raw[4 * pos:], quads[4 * pos:])  # the rest: blocks of four, unchanged
+
+
+def test_subfc_oct_fallback(tmp_path, monkeypatch):
+    """subfc_oct refuses a layer whose lanes need an offset (z_x != 0 for 8-bit or unsigned
+    inputs, != -2^(b-1) for signed sub-byte ones), fewer than eight rows and (4-bit weights)
+    RAW below 2 (the bound of RAW 2 failing for the whole input and for chunks): those keep the
+    blocks of four (OCT = 0, subconv_weights' order) and stay exact."""
+    one = lambda k, n, wb, xb, s, z: chain(4, [_dense(n, k, wb, 8)], (k,), xb, s, z).layers[0]
+    assert kernels_m7.subfc_oct(one(32, 16, 4, 8, False, 0))
+    assert kernels_m7.subfc_oct(one(32, 16, 4, 4, True, -8))
+    assert not kernels_m7.subfc_oct(one(32, 16, 4, 8, False, 3))
+    assert not kernels_m7.subfc_oct(one(32, 16, 4, 8, True, -1))
+    assert not kernels_m7.subfc_oct(one(32, 16, 4, 4, True, -7))
+    assert not kernels_m7.subfc_oct(one(32, 16, 4, 2, False, 1))
+    assert kernels_m7.subfc_oct(one(32, 16, 2, 8, False, 0))
+    assert not kernels_m7.subfc_oct(one(32, 16, 2, 8, False, 2))
+    assert not kernels_m7.subfc_oct(one(32, 7, 4, 8, False, 0))
+    lay = one(32, 16, 4, 8, False, 0)
+    monkeypatch.setattr(kernels_m7, "subfc_plan", lambda layer: (1, 8))
+    assert not kernels_m7.subfc_oct(lay)
+    monkeypatch.undo()
+    _no_subfc16(monkeypatch)
+    g = chain(4, [_dense(16, 40, 4, 8)], (40,), 4, False, 3)  # z_x = 3: blocks of four
+    assert not kernels_m7.subfc_oct(g.layers[0])
+    assert np.array_equal(kernels_m7.subfc_weights(g.layers[0]),
+                          kernels_m7.subconv_weights(g.layers[0]))
+    host_check(g, tmp_path)
+    call = next(line for line in (tmp_path / "src" / "model.c").read_text().splitlines()
+                if "tn_m7_subfc(" in line)
+    assert call.split(", ")[11] == "0u", call
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+@pytest.mark.parametrize("plan", ["whole", "chunks", "ldr"])
+def test_subfc_oct_under_qemu(qemu, tmp_path, monkeypatch, plan):
+    """The blocks of eight's assembly loops (8 / 4 / 2-bit inputs, signed and not; every loop
+    remainder in chunks; "ldr": the build loading the two words one by one, as for weights off
+    a word boundary) bit-exact under QEMU."""
+    _no_subfc16(monkeypatch)
+    if plan == "chunks":
+        _chunks(monkeypatch)
+    if plan == "ldr":
+        monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SF_NO_LDRD"))
+    for name in OCT_CHAINS:
+        g = _oct_graph(name)
+        lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
+        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (4, *g.input_shape))
+        r = mcu.deploy(g, x, tmp_path, name=f"{name}_{plan}", host_images=4, mcu_images=3)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+
+
+def _run_host(g, tmp_path, x):
+    from tinyopt.deploy import codegen
+    e = codegen.export_c(g, tmp_path / "src")
+    return mcu.run_host(mcu.build_host(e, build_dir=tmp_path / "host"), e, x), e
+
+
+def test_subfc_oct_w2_bound(tmp_path, monkeypatch):
+    """2-bit weights in blocks of eight: the whole input where the weights keep 16384
+    |A_7 - 2 sum x'| (and 4^r |A_r|) below 2^31, else chunks of (2^31 - 1) // (32768 max |x'|)
+    codes; at the bound's worst input (row 7 all code 0, every x = 255) the chunked C equals the
+    simulator, and the whole input (forced) would not."""
+    from tinyopt.deploy import codegen
+    _no_subfc16(monkeypatch)
+    assert kernels_m7.subfc_oct(chain(2, [_dense(8, 64, 2, 8)], (64,), 8).layers[0]) == 16
+    g = chain(2, [_dense(8, 640, 2, 32, out_signed=True, requantize=False)], (640,), 8)
+    lay = g.layers[0]
+    codes = np.random.default_rng(0).integers(0, 4, (8, 640))
+    codes[7] = 0
+    lay.set_weights(codes, 2)
+    assert kernels_m7.subfc_oct(lay) == (2**31 - 1) // (32768 * 255) // 4 == 64
+    x = np.concatenate([np.full((1, 640), 255),
+                        np.random.default_rng(1).integers(0, 256, (3, 640))])
+    want = codegen.reference_output(g, x)
+    got, e = _run_host(g, tmp_path / "chunks", x)
+    assert np.array_equal(got, want)
+    src = (tmp_path / "chunks" / "src" / "model.c").read_text()
+    assert "640u, 8u, 8u, 0u, 0u, 2u, 0u, 160u, 64u," in src  # RAW 0, KC 160; OCT 64
+    monkeypatch.setattr(kernels_m7, "subfc_oct", lambda layer: 160)  # whole input: overflows
+    got, _ = _run_host(g, tmp_path / "whole", x)
+    assert not np.array_equal(got[:, 7], want[:, 7]) and np.array_equal(got[:, :7], want[:, :7])

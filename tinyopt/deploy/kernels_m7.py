@@ -755,13 +755,79 @@ def subfc_plan(layer) -> tuple[int, int]:
     return (2, min(kc, words)) if kc >= 4 else (raw, words)
 
 
+def subfc_oct(layer) -> int:
+    """The chunk (input words) of tn_m7_subfc's blocks of eight rows (c/tn_m7_subfc.h) for a
+    dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`, or 0 where it keeps blocks of
+    four. Blocks of eight take inputs whose lanes need no offset (x' = the code: z_x = 0 for
+    8-bit and unsigned sub-byte inputs, z_x = -2^(b-1) for signed sub-byte ones; an offset
+    would need a fifteenth register) and at least eight rows; 4-bit weights at RAW 2
+    (:func:`subfc_plan`, its chunk); 2-bit weights: the whole input where every block of eight
+    keeps 4^r |A_r| (r = 1 .. 6) and 16384 |A_7 - 2 sum x'| below 2^31 for every input (bounded
+    from the weights, 4^r sum_k |w_r| max |x'|), else chunks short enough whatever the weights
+    (32768 max |x'| per input).
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+
+    Returns:
+        the chunk in input words (at least 1), or 0: blocks of four only.
+    """
+    xb, zx, wb = int(layer.in_bits), int(layer.in_zero_point), int(layer.weight_bits)
+    dx = -zx if xb == 8 else ((1 << (xb - 1)) if layer.in_signed else 0) + zx
+    if dx != 0 or int(layer.out_channels) < 8 or wb not in (2, 4):
+        return 0
+    raw, kc = subfc_plan(layer)
+    if wb == 4:
+        return kc if raw == 2 else 0
+    rows, _ = _subconv_rows(layer)
+    n8 = int(layer.out_channels) // 8 * 8
+    blocks = rows[:n8].reshape(-1, 8, rows.shape[1])
+    box, top = _x_box(layer), 1 << 31
+    fit = all(bool(((4 ** r) * np.abs(blocks[:, r]).sum(axis=1) * box < top).all())
+              for r in range(1, 7))
+    fit = fit and bool((16384 * np.abs(blocks[:, 7] - 2).sum(axis=1) * box < top).all())
+    words = -(-int(layer.in_shape[0]) * xb // 32)
+    return words if fit else max(1, min(words, (top - 1) // (32768 * box) // (32 // xb)))
+
+
+def _oct_words(layer, quads: np.ndarray) -> np.ndarray:
+    """The first N // 8 blocks of eight rows of :func:`subfc_weights` (``quads``: its blocks of
+    four, the same size): 4-bit weights, two blocks of four's words of each lane pair side by
+    side; 2-bit, per lane pair q a word, lanes sum_r 4^r w_r at i_q and j_q (row 7 ^ 2).
+
+    Arguments:
+        layer: a dense layer where :func:`subfc_oct` is nonzero.
+        quads: :func:`subconv_weights` of it.
+
+    Returns:
+        uint8 array of 2 (N // 8) blocks of four's bytes.
+    """
+    n = int(layer.out_channels)
+    rows, pairs = _subconv_rows(layer)
+    if int(layer.weight_bits) == 4:  # a block of four: 2 KP bytes
+        octs = quads[:n // 8 * 2 * 2 * rows.shape[1]]
+        words = octs.view("<u4").reshape(n // 8, 2, -1).transpose(0, 2, 1)
+        return words.reshape(-1).view(np.uint8)
+    blocks = rows[:n // 8 * 8].reshape(n // 8, 8, rows.shape[1]).copy()
+    blocks[:, 7] ^= 2
+    lanes = (blocks << (2 * np.arange(8)[None, :, None])).sum(axis=1)  # [block, lane]
+    i = np.array([a for a, _ in pairs])
+    j = np.array([b for _, b in pairs])
+    words = (lanes[:, i] | (lanes[:, j] << 16)).astype("<u4")
+    return words.reshape(-1).view(np.uint8)
+
+
 def subfc_weights(layer) -> np.ndarray:
     """The weight bytes of a step of tn_m7_subfc (c/tn_m7_subfc.h): :func:`subconv_weights`'
     blocks of four rows (RAW of :func:`subfc_plan`), but when N % 4 is 1 or 2 the last rows
     (padded to two with code 0) as a pair block: per two lane pairs q, q + 1 a word of 4-bit
     weights, bytes (i_q, i_{q+1}, j_q, j_{q+1}) each row 0 | row 1 << 4; per four lane pairs a
     word of 2-bit weights, nibble t of the low half row 0 | row 1 << 2 at i_{q+t}, of the high
-    half at j_{q+t} (the last word completed with zeros).
+    half at j_{q+t} (the last word completed with zeros). Where :func:`subfc_oct`, the first
+    N // 8 blocks of eight rows in its place, the same size: 4-bit weights, two blocks of four
+    with their words of each lane pair side by side (block 2b's, then 2b + 1's: one LDRD);
+    2-bit, per lane pair q a word of the eight rows, lanes sum_r 4^r w_r at i_q and j_q (row 7
+    stored ^ 2).
 
     Arguments:
         layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
@@ -776,11 +842,15 @@ def subfc_weights(layer) -> np.ndarray:
         return subfc16_weights(layer)
     quads = subconv_weights(layer)
     n, wb = int(layer.out_channels), int(layer.weight_bits)
-    if n % 4 not in (1, 2):
-        return quads
     rows, pairs = _subconv_rows(layer)
     k = rows.shape[1]
     block = k * wb // 2  # bytes of a block of four rows
+    if subfc_oct(layer):  # the first N // 8 blocks of eight (the same bytes' size)
+        octs = _oct_words(layer, quads)
+        assert len(octs) == n // 8 * 2 * block
+        quads = np.concatenate([octs, quads[len(octs):]])
+    if n % 4 not in (1, 2):
+        return quads
     tail = rows[n - n % 4:n - n % 4 + 2]  # the last rows, then a padding row of code 0
     i = np.array([a for a, _ in pairs])
     j = np.array([b for _, b in pairs])
@@ -907,7 +977,8 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
                 common["OB"], *rq.values()]
         return "    tn_m7_subfc16(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
     args = [int(layer.in_shape[0]), layer.out_channels, layer.in_bits, common["XS"],
-            common["ZX"], layer.weight_bits, *subfc_plan(layer), common["NWZP"],
+            common["ZX"], layer.weight_bits, *subfc_plan(layer), subfc_oct(layer),
+            common["NWZP"],
             int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
             common["OB"], *rq.values()]
     return "    tn_m7_subfc(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"

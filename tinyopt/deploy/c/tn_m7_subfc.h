@@ -275,6 +275,201 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
     return w;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Blocks of eight rows (OCT, kernels_m7.subfc_oct: inputs without an offset, dx = 0; OCT is
+ * their chunk, in input words), so that every unpacked input lane pair feeds eight rows, not
+ * four, and one LDRD brings a lane pair's weights of eight rows. No temporary: fourteen
+ * registers hold eight sums, two weight words, the input word and lane pair and the two
+ * pointers (the loop's end is read from the stack), so each weight word is masked in place,
+ * cumulatively, C_r the sum over its rows 0 .. r, and A_r = (C_r - C_{r-1}) / scale_r.
+ * 4-bit weights at RAW 2: two blocks of four rows, their words of each lane pair side by side
+ * (kernels_m7.subfc_weights; the same bytes); C_3 = the word, C_2 = BIC 0xF000F000,
+ * C_1 = AND 0x00FF00FF, C_0 = AND 0x000F000F, 16^r A_r = C_r - C_{r-1}: exact under RAW 2's
+ * bounds (kernels_m7.subconv_raw / subfc_plan's chunks; the differences are exact modulo
+ * 2^32). Per lane pair (16 MACs) one LDRD, six AND / BIC, eight SMLAD.
+ * 2-bit weights: one word per lane pair holds its eight rows, lane = sum_r 4^r w_r (row 7
+ * stored ^ 2: w_7 - 2 in the int16 lane's top, + 2 sum x'); seven cumulative masks (BIC
+ * 0xC000C000, 0xF000F000, 0xFC00FC00, AND 0x00FF00FF, 0x003F003F, 0x000F000F, 0x00030003),
+ * 4^r A_r = C_r - C_{r-1}, exact where every 4^r |A_r| and 16384 |A_7 - 2 sum x'| < 2^31
+ * (bounded at export from the weights, else chunks short enough whatever the weights:
+ * kernels_m7.subfc_oct). Per lane pair (16 MACs) half an LDRD, seven masks, eight SMLAD.
+ * The input, per word: 8-bit, LDR and two UXTB16 / SXTB16 (two lane pairs); 4-bit, LDR (EOR)
+ * and seven AND / LSR (four; no register for a mask); 2-bit, LDR (EOR) and fifteen (eight).
+ * In the loop (before its end, three per two or four words), 4-bit weights: 1.03, 1.06 and
+ * 1.06 instructions per MAC over 8, 4 and 2-bit inputs (blocks of four: 1.13, 1.09, 1.08);
+ * 2-bit: 1.06, 1.09, 1.09 (blocks of four: 1.25, 1.19, 1.17).
+ * Inputs with an offset keep the blocks of four (SSUB16 / XTAB16 need the offset in a
+ * register: a fifteenth).
+ * --------------------------------------------------------------------------------------------- */
+#if TN_M7_ASM
+/* one word U of four rows (R0 .. R3) against the lane pair P, cumulative masks */
+#define TN_SO_W(U, P, R0, R1, R2, R3)                                                          \
+    "smlad %[a" #R3 "], %[" U "], %[" P "], %[a" #R3 "]\n\t"                                    \
+    "bic %[" U "], %[" U "], #0xF000F000\n\t"                                                   \
+    "smlad %[a" #R2 "], %[" U "], %[" P "], %[a" #R2 "]\n\t"                                    \
+    "and %[" U "], %[" U "], #0x00FF00FF\n\t"                                                   \
+    "smlad %[a" #R1 "], %[" U "], %[" P "], %[a" #R1 "]\n\t"                                    \
+    "and %[" U "], %[" U "], #0x000F000F\n\t"                                                   \
+    "smlad %[a" #R0 "], %[" U "], %[" P "], %[a" #R0 "]\n\t"
+/* a lane pair P's eight rows (LD: its two words into u, u2) */
+#define TN_SO_Q(LD, P) LD TN_SO_W("u", P, 0, 1, 2, 3) TN_SO_W("u2", P, 4, 5, 6, 7)
+#define TN_SO_LDD "ldrd %[u], %[u2], [%[wp]], #8\n\t"
+/* 2-bit weights: the word U of a lane pair's eight rows against P, cumulative masks */
+#define TN_SO_M(U, P, MK, OP, R) OP " %[" U "], %[" U "], #" MK "\n\t"                          \
+    "smlad %[a" #R "], %[" U "], %[" P "], %[a" #R "]\n\t"
+#define TN_SO_W2(U, P)                                                                          \
+    "smlad %[a7], %[" U "], %[" P "], %[a7]\n\t" TN_SO_M(U, P, "0xC000C000", "bic", 6)          \
+    TN_SO_M(U, P, "0xF000F000", "bic", 5) TN_SO_M(U, P, "0xFC00FC00", "bic", 4)                 \
+    TN_SO_M(U, P, "0x00FF00FF", "and", 3) TN_SO_M(U, P, "0x003F003F", "and", 2)                 \
+    TN_SO_M(U, P, "0x000F000F", "and", 1) TN_SO_M(U, P, "0x00030003", "and", 0)
+/* lane pairs A (even: loading the two words, LD) and B (odd: LB, the second word) */
+#define TN_SO_Q2A(LD, P) LD TN_SO_W2("u", P)
+#define TN_SO_Q2B(LB, P) LB TN_SO_W2("u2", P)
+#define TN_SO_LD1 "ldr %[u], [%[wp]], #4\n\t"
+#define TN_SO_LB1 "ldr %[u2], [%[wp]], #4\n\t"
+#define TN_SO_LD2 "ldr %[u], [%[wp]], #4\n\tldr %[u2], [%[wp]], #4\n\t"
+/* lane pair j > 0 of a sub-byte input word v into p: masked in place, shifted down */
+#define TN_SO_XP(MASK, S) "and %[p], %[v], #" MASK "\n\tlsr %[p], %[p], #" #S "\n\t"
+/* one input word, its lane pairs in turn (QA, QB: the even and odd ones' weights, LD / LB
+ * their loads): 8-bit (XT "u" / "s": lanes (x0, x2) in v, (x1, x3) in p) */
+#define TN_SO_X8(XT, QA, QB, LD, LB)                                                            \
+    "ldr %[v], [%[x]], #4\n\t" XT "xtb16 %[p], %[v], ror #8\n\t" XT "xtb16 %[v], %[v]\n\t"      \
+    QA(LD, "v") QB(LB, "p")
+#define TN_SO_X4(FLIP, QA, QB, LD, LB)                                                          \
+    "ldr %[v], [%[x]], #4\n\t" FLIP "and %[p], %[v], #0x000F000F\n\t" QA(LD, "p")               \
+    TN_SO_XP("0x00F000F0", 4) QB(LB, "p") TN_SO_XP("0x0F000F00", 8) QA(LD, "p")                 \
+    TN_SO_XP("0xF000F000", 12) QB(LB, "p")
+#define TN_SO_X2(FLIP, QA, QB, LD, LB)                                                          \
+    "ldr %[v], [%[x]], #4\n\t" FLIP "and %[p], %[v], #0x00030003\n\t" QA(LD, "p")               \
+    TN_SO_XP("0x000C000C", 2) QB(LB, "p") TN_SO_XP("0x00300030", 4) QA(LD, "p")                 \
+    TN_SO_XP("0x00C000C0", 6) QB(LB, "p") TN_SO_XP("0x03000300", 8) QA(LD, "p")                 \
+    TN_SO_XP("0x0C000C00", 10) QB(LB, "p") TN_SO_XP("0x30003000", 12) QA(LD, "p")               \
+    TN_SO_XP("0xC000C000", 14) QB(LB, "p")
+#define TN_SO_OPERANDS                                                                          \
+    : [x] "+&r"(x), [wp] "+&r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [u2] "=&r"(u2),    \
+      [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [a4] "+&r"(a4),           \
+      [a5] "+&r"(a5), [a6] "+&r"(a6), [a7] "+&r"(a7)                                            \
+    : [e] "m"(end)                                                                              \
+    : "cc", "memory"
+#define TN_SO_END "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbne 1b\n\t"
+/* n input words: 8-bit, n % 4 first, then four per pass; sub-byte, n % 2, then two */
+#define TN_SO_RUN4(G)                                                                           \
+    do {                                                                                        \
+        if (n & 1u) __asm__ volatile(G TN_SO_OPERANDS);                                         \
+        if (n & 2u) __asm__ volatile(G G TN_SO_OPERANDS);                                       \
+        if (n >= 4u) __asm__ volatile("1:\n\t" G G G G TN_SO_END TN_SO_OPERANDS);               \
+    } while (0)
+#define TN_SO_RUN2(G)                                                                           \
+    do {                                                                                        \
+        if (n & 1u) __asm__ volatile(G TN_SO_OPERANDS);                                         \
+        if (n >= 2u) __asm__ volatile("1:\n\t" G G TN_SO_END TN_SO_OPERANDS);                   \
+    } while (0)
+#define TN_SO_RUN_LD(QA, QB, LD, LB)                                                            \
+    do {                                                                                        \
+        if (XB == 8u && XS) TN_SO_RUN4(TN_SO_X8("s", QA, QB, LD, LB));                          \
+        else if (XB == 8u) TN_SO_RUN4(TN_SO_X8("u", QA, QB, LD, LB));                           \
+        else if (XB == 4u && XS)                                                                \
+            TN_SO_RUN2(TN_SO_X4("eor %[v], %[v], #0x88888888\n\t", QA, QB, LD, LB));            \
+        else if (XB == 4u) TN_SO_RUN2(TN_SO_X4("", QA, QB, LD, LB));                            \
+        else if (XS) TN_SO_RUN2(TN_SO_X2("eor %[v], %[v], #0xAAAAAAAA\n\t", QA, QB, LD, LB));  \
+        else TN_SO_RUN2(TN_SO_X2("", QA, QB, LD, LB));                                          \
+    } while (0)
+#endif
+
+/* The sums of one block of eight rows (weights at w, read on) over n input words at in (no
+ * offset: dx = 0), as the loop keeps them (cumulative, scaled), added unscaled to A[0..7]
+ * modulo 2^32 (without RAW 2's 8 sum x'); returns w past their words. */
+TN_INLINE const uint8_t *tn_so_run(const uint8_t *w, const uint8_t *in, uint32_t n,
+                                   uint32_t XB, uint32_t XS, uint32_t WB, int32_t *A)
+{
+    uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+#if TN_M7_ASM
+    const uint8_t *x = in, *end = in + 4u * n;
+#if defined(TN_SF_NO_LDRD) /* the tests' build of the one-by-one loads (any alignment) */
+    const uint32_t aligned = 0u;
+#else
+    const uint32_t aligned = ((uintptr_t)w & 3u) == 0u;
+#endif
+    uint32_t v, p, u, u2;
+    if (WB == 2u && aligned) TN_SO_RUN_LD(TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, "");
+    else if (WB == 2u) TN_SO_RUN_LD(TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1);
+    else if (aligned) TN_SO_RUN_LD(TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD);
+    else TN_SO_RUN_LD(TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2);
+#else
+    { /* the same lanes, cumulative masks and multiply-accumulates, modulo 2^32 */
+        const uint32_t np = XB == 8u ? 2u : 16u / XB;
+        const uint32_t flip = !XS || XB == 8u ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
+        uint32_t *acc[8] = {&a0, &a1, &a2, &a3, &a4, &a5, &a6, &a7};
+        for (uint32_t g = 0; g < n; g++) {
+            const uint32_t v = tn_ld32(in + 4u * g) ^ flip;
+            for (uint32_t j = 0; j < np; j++) {
+                const uint32_t x8 = XS ? (j ? tn_sxtab16_ror8(0u, v) : tn_sxtab16(0u, v))
+                                       : (j ? tn_uxtab16_ror8(0u, v) : tn_uxtab16(0u, v));
+                const uint32_t xp = XB == 8u ? x8 : (v >> (j * XB)) & tn_lanemask(XB);
+                if (WB == 2u) { /* one word, eight rows */
+                    const uint32_t u = tn_ld32(w);
+                    w += 4;
+                    for (uint32_t r = 0; r < 8u; r++) {
+                        /* rows 0 .. r: the low 2 r + 2 bits of each lane; row 7, the word */
+                        const uint32_t c = r == 7u ? u : u & ((4u << (2u * r)) - 1u) * 0x00010001u;
+                        *acc[r] = (uint32_t)tn_smlad(c, xp, (int32_t)*acc[r]);
+                    }
+                    continue;
+                }
+                for (uint32_t h = 0; h < 2u; h++) {
+                    const uint32_t u = tn_ld32(w);
+                    const uint32_t c[4] = {u & 0x000F000Fu, u & 0x00FF00FFu, u & ~0xF000F000u, u};
+                    w += 4;
+                    for (uint32_t r = 0; r < 4u; r++)
+                        *acc[4u * h + r] = (uint32_t)tn_smlad(c[r], xp, (int32_t)*acc[4u * h + r]);
+                }
+            }
+        }
+    }
+#endif
+    if (WB == 2u) { /* 4^r A_r = C_r - C_{r-1}, exact (kernels_m7.subfc_oct's bound) */
+        const uint32_t c[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+        A[0] = (int32_t)((uint32_t)A[0] + a0);
+        TN_UNROLL
+        for (uint32_t r = 1; r < 8u; r++)
+            A[r] = (int32_t)((uint32_t)A[r] + (uint32_t)((int32_t)(c[r] - c[r - 1u]) >> (2u * r)));
+        return w;
+    }
+    { /* back to unscaled sums: 16^r A_r = C_r - C_{r-1}, exact (the bounds of RAW 2) */
+        const uint32_t s[8] = {a0, (uint32_t)((int32_t)(a1 - a0) >> 4),
+                               (uint32_t)((int32_t)(a2 - a1) >> 8),
+                               (uint32_t)((int32_t)(a3 - a2) >> 12), a4,
+                               (uint32_t)((int32_t)(a5 - a4) >> 4),
+                               (uint32_t)((int32_t)(a6 - a5) >> 8),
+                               (uint32_t)((int32_t)(a7 - a6) >> 12)};
+        TN_UNROLL
+        for (uint32_t r = 0; r < 8u; r++)
+            A[r] = (int32_t)((uint32_t)A[r] + s[r]);
+    }
+    return w;
+}
+
+/* The sums A_r of one block of eight rows (as tn_sf_block: chunks of KC words, then TAIL the
+ * last word completed at tw; 4-bit weights, rows 3 and 7 held w - 8: + 8 sx; 2-bit, row 7
+ * w - 2: + 2 sx), exact modulo 2^32; returns w past the block. */
+TN_INLINE const uint8_t *tn_so_block(const uint8_t *w, const uint8_t *in, uint32_t NG,
+                                     const uint32_t *tw, uint32_t TAIL, uint32_t KC,
+                                     uint32_t XB, uint32_t XS, uint32_t WB, int32_t sx,
+                                     int32_t *A)
+{
+    TN_UNROLL
+    for (uint32_t r = 0; r < 8u; r++)
+        A[r] = 0;
+    for (uint32_t g = 0; g < NG; g += KC)
+        w = tn_so_run(w, in + 4u * g, NG - g < KC ? NG - g : KC, XB, XS, WB, A);
+    if (TAIL)
+        w = tn_so_run(w, (const uint8_t *)tw, 1u, XB, XS, WB, A);
+    if (WB == 4u)
+        A[3] = (int32_t)((uint32_t)A[3] + 8u * (uint32_t)sx);
+    A[7] = (int32_t)((uint32_t)A[7] + (WB == 4u ? 8u : 2u) * (uint32_t)sx);
+    return w;
+}
+
 #if TN_M7_ASM
 /* the pair block's lane pair P: 4-bit weights (E: the word's bytes 0, 2, loading it; O: bytes
  * 1, 3), 2-bit weights (Q0: loading the word; Q k: its nibbles k); row 1 unmasked (SC) */
@@ -398,16 +593,39 @@ TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_
     return w;
 }
 
+/* Outputs c .. c + 3 (those below N) from their sums A[0..3] (sx: sum x', HASZW). */
+TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
+                          const int32_t *m0p, const int8_t *n0p, uint8_t *TN_RESTRICT out,
+                          uint32_t c, uint32_t N, const int32_t *A, int32_t sx, uint32_t NWZP,
+                          uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                          uint32_t OB, TN_RQ_ARGS)
+{
+    if ((OB == 4u || OB == 2u) && c + 4u <= N) { /* four outputs, one store */
+        tn_sc_put4(l, bias, wzp, m0p, n0p, out, c * OB / 8u, c, A, HASZW ? sx : 0, NWZP, ZW, REQ,
+                   NM, ROUND, OB, TN_RQ);
+        return;
+    }
+    TN_UNROLL
+    for (uint32_t r = 0; r < 4u; r++)
+        if (c + r < N) {
+            const int32_t z = !HASZW ? 0 : NWZP == 1u ? ZW : (int32_t)wzp[c + r];
+            tn_m7_fc_put(l, out, c + r, (uint32_t)bias[c + r] + (uint32_t)A[r]
+                         - (uint32_t)z * (uint32_t)sx, REQ, NM, ROUND, OB, TN_RQ);
+        }
+}
+
 /* A dense layer K -> N of WB = 2 / 4-bit weights (kernels_m7.subfc_weights' order; RAW, KC:
  * kernels_m7.subfc_plan) and XB = 2 / 4 / 8-bit inputs, no scratch (a last partial word of
  * inputs completed with z_x in a register):
- * blocks of four rows, the last one or two rows of N in a pair block. HASZW: some weight zero
- * point is nonzero (sum x' needed). */
+ * blocks of eight rows where OCT (kernels_m7.subfc_oct: the first N & ~7, in chunks of OCT
+ * input words), then of four, the
+ * last one or two rows of N in a pair block. HASZW: some weight zero point is nonzero (sum x'
+ * needed). */
 TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
                            uint32_t K, uint32_t N, uint32_t XB, uint32_t XS, int32_t ZX,
-                           uint32_t WB, uint32_t RAW, uint32_t KC, uint32_t NWZP, uint32_t HASZW,
-                           int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
-                           TN_RQ_ARGS)
+                           uint32_t WB, uint32_t RAW, uint32_t KC, uint32_t OCT, uint32_t NWZP,
+                           uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                           uint32_t OB, TN_RQ_ARGS)
 {
     /* the layer's tables, read once (the asm's memory clobber would reload them) */
     const uint8_t *w = l->w, *wzp = l->wzp;
@@ -415,13 +633,22 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
     const int8_t *n0p = l->n0;
     const uint32_t G = 32u / XB, NG = K / G, TAIL = K % G != 0u; /* whole input words */
     const uint32_t NQ = N % 4u == 1u || N % 4u == 2u ? N & ~3u : N; /* rows in blocks of four */
+    const uint32_t NO = OCT ? N & ~7u : 0u; /* rows in blocks of eight (before those of four) */
     uint32_t tw = 0; /* the last word's codes, then z_x's (x' = 0; a code: steps.sub_fc_fits) */
     int32_t sx;
     for (uint32_t e = 0; TAIL && e < G; e++)
         tw |= (NG * G + e < K ? (uint32_t)tn_get(in, NG * G + e, XB, 0u)
                               : (uint32_t)ZX & (XB == 8u ? 0xFFu : (1u << XB) - 1u)) << (e * XB);
-    sx = HASZW || (WB == 4u && RAW == 2u) ? tn_sf_sumx(in, NG, tw, TAIL, XB, XS, ZX) : 0;
-    for (uint32_t c = 0; c < N; c += 4u) {
+    sx = HASZW || (WB == 4u && RAW == 2u) || OCT ? tn_sf_sumx(in, NG, tw, TAIL, XB, XS, ZX) : 0;
+    for (uint32_t c = 0; c < NO; c += 8u) { /* OCT: blocks of eight rows */
+        int32_t A[8];
+        w = tn_so_block(w, in, NG, &tw, TAIL, OCT, XB, XS, WB, sx, A);
+        tn_sf_out4(l, bias, wzp, m0p, n0p, out, c, N, A, sx, NWZP, HASZW, ZW, REQ, NM, ROUND, OB,
+                   TN_RQ);
+        tn_sf_out4(l, bias, wzp, m0p, n0p, out, c + 4u, N, A + 4, sx, NWZP, HASZW, ZW, REQ, NM,
+                   ROUND, OB, TN_RQ);
+    }
+    for (uint32_t c = NO; c < N; c += 4u) {
         int32_t A[4];
         if (c < NQ) {
             w = tn_sf_block(w, in, NG, &tw, TAIL, KC, XB, XS, ZX, WB, RAW, sx, A);
@@ -429,18 +656,8 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
             A[0] = A[1] = A[2] = A[3] = 0;
             w = tn_sf_pair(w, in, NG, tw, TAIL, KC, XB, XS, ZX, WB, RAW >= 1u, A);
         }
-        if ((OB == 4u || OB == 2u) && c + 4u <= N) { /* four outputs, one store */
-            tn_sc_put4(l, bias, wzp, m0p, n0p, out, c * OB / 8u, c, A, HASZW ? sx : 0, NWZP,
-                       ZW, REQ, NM, ROUND, OB, TN_RQ);
-            continue;
-        }
-        TN_UNROLL
-        for (uint32_t r = 0; r < 4u; r++)
-            if (c + r < N) {
-                const int32_t z = !HASZW ? 0 : NWZP == 1u ? ZW : (int32_t)wzp[c + r];
-                tn_m7_fc_put(l, out, c + r, (uint32_t)bias[c + r] + (uint32_t)A[r]
-                             - (uint32_t)z * (uint32_t)sx, REQ, NM, ROUND, OB, TN_RQ);
-            }
+        tn_sf_out4(l, bias, wzp, m0p, n0p, out, c, N, A, sx, NWZP, HASZW, ZW, REQ, NM, ROUND, OB,
+                   TN_RQ);
     }
 }
 
