@@ -1973,41 +1973,59 @@ TN_INLINE void tn_m7_cv_addtab(const uint8_t *TN_RESTRICT y, const uint8_t *othe
     (void)QS; /* in the table and FSH */
 #if TN_M7_ASM
     /* the common case in assembly, four outputs per iteration (N % 4 == 0): an SMMLAR output
-     * stage without the sign fix-up and a clamp to the whole 8-bit range; LDRSB / LDRB, LDR
-     * of the entry, ADD of the other code shifted, SMMLAR, SSAT / USAT with QK, STRB: seven
-     * instructions per output (gcc reloads QM, QC per output) */
-    if (QR == 1u && !QF && ALO == type_lo && AHI == type_hi && N % 4u == 0u && FSH < 32u
+     * stage and a clamp to the whole 8-bit range; LDRSB / LDRB, LDR of the entry, ADD of the
+     * other code shifted, (QF: QC - [x < 0], one ADD), SMMLAR, SSAT / USAT with QK, STRB:
+     * seven instructions per output, eight with QF (gcc reloads QM, QC per output) */
+    if (QR == 1u && ALO == type_lo && AHI == type_hi && N % 4u == 0u && FSH < 32u
         && QK >= 1u && QK < 32u) {
         const uint8_t *yp = y, *op = other, *end = y + N;
         uint8_t *dp = out;
         uint32_t t0, t1, t2, t3;
-#define TN_FT_ONE(LD, SAT, A, B)                                                                \
+#define TN_FT_QC(A, B) "qc"
+#define TN_FT_QCF(A, B) B
+#define TN_FT_FIX(A, B) ""
+#define TN_FT_FIXF(A, B) "add %[" B "], %[qc], %[" A "], asr #31\n\t"
+#define TN_FT_ONE(LD, SAT, FIX, A, B)                                                           \
         LD " %[" A "], [%[yp]], #1\n\t"                                                           \
         LD " %[" B "], [%[op]], #1\n\t"                                                           \
         "ldr %[" A "], [%[ft], %[" A "], lsl #2]\n\t"                                               \
         "add %[" A "], %[" A "], %[" B "], lsl %[fsh]\n\t"                                          \
-        "smmlar %[" A "], %[" A "], %[qm], %[qc]\n\t"                                             \
+        TN_FT_FIX##FIX(A, B)                                                                    \
+        "smmlar %[" A "], %[" A "], %[qm], %[" TN_FT_QC##FIX(A, B) "]\n\t"                         \
         SAT " %[" A "], #8, %[" A "], asr %[qk]\n\t"                                               \
         "strb %[" A "], [%[dp]], #1\n\t"
-#define TN_FT_LOOP(LD, SAT)                                                                     \
-        __asm__ volatile("1:\n\t" TN_FT_ONE(LD, SAT, "t0", "t1") TN_FT_ONE(LD, SAT, "t2", "t3")   \
-                         TN_FT_ONE(LD, SAT, "t0", "t1") TN_FT_ONE(LD, SAT, "t2", "t3")             \
+#define TN_FT_LOOP(LD, SAT, FIX)                                                                \
+        __asm__ volatile("1:\n\t" TN_FT_ONE(LD, SAT, FIX, "t0", "t1")                            \
+                         TN_FT_ONE(LD, SAT, FIX, "t2", "t3") TN_FT_ONE(LD, SAT, FIX, "t0", "t1")   \
+                         TN_FT_ONE(LD, SAT, FIX, "t2", "t3")                                      \
                          "cmp %[yp], %[end]\n\tbne 1b\n\t"                                        \
                          : [yp] "+&r"(yp), [op] "+&r"(op), [dp] "+&r"(dp), [t0] "=&r"(t0),        \
                            [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)                         \
                          : [end] "r"(end), [ft] "r"(FT), [qm] "r"(QM), [qc] "r"(QC),             \
                            [fsh] "i"(FSH), [qk] "i"(QK)                                         \
                          : "cc", "memory")
-        if (AXS && AOS)
-            TN_FT_LOOP("ldrsb", "ssat");
+        if (AXS && AOS && QF)
+            TN_FT_LOOP("ldrsb", "ssat", F);
+        else if (AXS && AOS)
+            TN_FT_LOOP("ldrsb", "ssat", );
+        else if (AXS && QF)
+            TN_FT_LOOP("ldrsb", "usat", F);
         else if (AXS)
-            TN_FT_LOOP("ldrsb", "usat");
+            TN_FT_LOOP("ldrsb", "usat", );
+        else if (AOS && QF)
+            TN_FT_LOOP("ldrb", "ssat", F);
         else if (AOS)
-            TN_FT_LOOP("ldrb", "ssat");
+            TN_FT_LOOP("ldrb", "ssat", );
+        else if (QF)
+            TN_FT_LOOP("ldrb", "usat", F);
         else
-            TN_FT_LOOP("ldrb", "usat");
+            TN_FT_LOOP("ldrb", "usat", );
 #undef TN_FT_LOOP
 #undef TN_FT_ONE
+#undef TN_FT_QC
+#undef TN_FT_QCF
+#undef TN_FT_FIX
+#undef TN_FT_FIXF
         return;
     }
 #endif
