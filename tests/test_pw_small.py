@@ -3,8 +3,9 @@
 that picks them, their weight layout by hand, and bit-exactness against tinyopt.sim on the host
 and under QEMU (every K of 4 .. 32 lanes, padded lanes, odd pixel counts, stride 2, int8 and
 uint8 inputs and outputs, per-channel and per-layer multipliers, the rounding's sign term on and
-off, TAB 1 / 4 / 5, a constant channel, a fused residual ADD with tn_m7_add's arithmetic and with
-the portable one; the other roundings keep the QUAD = 1 path)."""
+off, TAB 1 / 4 / 5, a constant channel, a fused residual ADD with tn_m7_add's arithmetic, by its
+table (kernels_m7.w16_add_table) and with the portable one; the other roundings keep the
+QUAD = 1 path)."""
 from __future__ import annotations
 
 import shutil

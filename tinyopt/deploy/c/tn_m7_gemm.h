@@ -1526,11 +1526,21 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
  * quarters of an LDRD), each block [2^E bias x 4][weights][m0, C x 4], four blocks per
  * iteration when CO % 16 == 0 (the loop's six instructions over 32 outputs). TAB 2: the same
  * with the sign term (LOZ < 0), C - K [acc' < 0] (K = 2^d, a third word: [acc < 0] may stand
- * for [h < 0] when every sh >= 1), on the C epilogue only (a fused ADD, narrowed outputs;
- * conv_plan keeps TAB 4's assembly for the rest). Stride-1 pointwise pixel pairs take their
+ * for [h < 0] when every sh >= 1), for a fused ADD or narrowed outputs (conv_plan keeps TAB
+ * 4's assembly for the rest): the C epilogue, or with the ADD's table the assembly (below). Stride-1 pointwise pixel pairs take their
  * lanes from tn_m7_cv_w16_lanes (STRD of both pixels' words). VWW's 16 -> 32 layer: 0.99
  * instructions per MAC (15.84 per output: 11 in the sums, 4.0 in the block's epilogue, seeds
  * and loop, 0.8 in the lanes and the pixel loop).
+ * A residual ADD fused after a TAB 3 / 2 layer goes by its table where the other addend's
+ * rescale is a plain shift (kernels_m7.w16_add_table: per own code y, its rescale minus the
+ * other's zero point, shifted for the output stage): a pixel pair's codes saturated to their
+ * type into the scratch (tn_m7_cv_w16_run, TAB 2's run with the sign term: AND, SUB, SMMLA
+ * per output), then tn_m7_cv_addtab, seven instructions per output (LDRSB y, LDRSB other, LDR
+ * entry, ADD lsl, SMMLAR, SSAT, STRB; eight with the output stage's sign fix-up) in place of
+ * tn_m7_cv_out's tn_m7_add arithmetic (about 16 with gcc's moves and reloads). ResNet-8's
+ * 16 -> 32 shortcut: 37.3 -> 26.3 instructions per output (11.4 sums and seeds, 6.1 TAB 2
+ * epilogue and stores, 0.2 block loop, 7.5 ADD, 1.1 windows and pixel loop); 1 KB of flash
+ * per table.
  * conv_plan's TAB bound (|bias| + sum |w - z_w| max |x'|, shifted left by ls + 1, below 2^31)
  * keeps every partial sum exact in int32. Flash: 2 bytes per weight (the layout bytes beyond
  * one count as weight_pad_bytes); scratch: the two pixels' lanes, as for QUAD 0 / 1.
@@ -2233,6 +2243,8 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
  * arithmetic over v). QUAD: blocks of two row pairs first (tn_m7_cv_quad); TAB: each block's
  * weights followed by its channels' requantization constants (TAB words each, tn_m7_cv_tchan;
  * QUAD = 2's TAB 3 and 2: one shift TSH for the layer, kernels_m7.w16_shift, else 0).
+ * FT, FSH: the fused ADD's table (its entry for code 0) and the other addend's shift
+ * (kernels_m7.w16_add_table, tn_m7_cv_addtab), or 0, 0.
  * DH, DW: the dilation (tn_m7_cv_window_d; 1, 1 undilated).
  * buf: 2 KP words (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the step's scratch,
  * 4-byte aligned. */
