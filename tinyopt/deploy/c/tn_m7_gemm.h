@@ -1995,19 +1995,28 @@ TN_INLINE void tn_m7_cv_addtab(const uint8_t *TN_RESTRICT y, const uint8_t *othe
 #define TN_FT_QCF(A, B) B
 #define TN_FT_FIX(A, B) ""
 #define TN_FT_FIXF(A, B) "add %[" B "], %[qc], %[" A "], asr #31\n\t"
-#define TN_FT_ONE(LD, SAT, FIX, A, B)                                                           \
+/* two outputs interleaved (A, B: the first's registers; C, D: the second's), so that no
+ * instruction waits on the load or multiply just before it; both others read before either
+ * output is written */
+#define TN_FT_TWO(LD, SAT, FIX, A, B, C, D)                                                     \
         LD " %[" A "], [%[yp]], #1\n\t"                                                           \
+        LD " %[" C "], [%[yp]], #1\n\t"                                                           \
         LD " %[" B "], [%[op]], #1\n\t"                                                           \
+        LD " %[" D "], [%[op]], #1\n\t"                                                           \
         "ldr %[" A "], [%[ft], %[" A "], lsl #2]\n\t"                                               \
+        "ldr %[" C "], [%[ft], %[" C "], lsl #2]\n\t"                                               \
         "add %[" A "], %[" A "], %[" B "], lsl %[fsh]\n\t"                                          \
-        TN_FT_FIX##FIX(A, B)                                                                    \
+        "add %[" C "], %[" C "], %[" D "], lsl %[fsh]\n\t"                                          \
+        TN_FT_FIX##FIX(A, B) TN_FT_FIX##FIX(C, D)                                               \
         "smmlar %[" A "], %[" A "], %[qm], %[" TN_FT_QC##FIX(A, B) "]\n\t"                         \
+        "smmlar %[" C "], %[" C "], %[qm], %[" TN_FT_QC##FIX(C, D) "]\n\t"                         \
         SAT " %[" A "], #8, %[" A "], asr %[qk]\n\t"                                               \
-        "strb %[" A "], [%[dp]], #1\n\t"
+        SAT " %[" C "], #8, %[" C "], asr %[qk]\n\t"                                               \
+        "strb %[" A "], [%[dp]], #1\n\t"                                                          \
+        "strb %[" C "], [%[dp]], #1\n\t"
 #define TN_FT_LOOP(LD, SAT, FIX)                                                                \
-        __asm__ volatile("1:\n\t" TN_FT_ONE(LD, SAT, FIX, "t0", "t1")                            \
-                         TN_FT_ONE(LD, SAT, FIX, "t2", "t3") TN_FT_ONE(LD, SAT, FIX, "t0", "t1")   \
-                         TN_FT_ONE(LD, SAT, FIX, "t2", "t3")                                      \
+        __asm__ volatile("1:\n\t" TN_FT_TWO(LD, SAT, FIX, "t0", "t1", "t2", "t3")                \
+                         TN_FT_TWO(LD, SAT, FIX, "t0", "t1", "t2", "t3")                          \
                          "cmp %[yp], %[end]\n\tbne 1b\n\t"                                        \
                          : [yp] "+&r"(yp), [op] "+&r"(op), [dp] "+&r"(dp), [t0] "=&r"(t0),        \
                            [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)                         \
@@ -2031,7 +2040,7 @@ TN_INLINE void tn_m7_cv_addtab(const uint8_t *TN_RESTRICT y, const uint8_t *othe
         else
             TN_FT_LOOP("ldrb", "usat", );
 #undef TN_FT_LOOP
-#undef TN_FT_ONE
+#undef TN_FT_TWO
 #undef TN_FT_QC
 #undef TN_FT_QCF
 #undef TN_FT_FIX
