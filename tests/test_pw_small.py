@@ -3,8 +3,9 @@
 that picks them, their weight layout by hand, and bit-exactness against tinyopt.sim on the host
 and under QEMU (every K of 4 .. 32 lanes, padded lanes, odd pixel counts, stride 2, int8 and
 uint8 inputs and outputs, per-channel and per-layer multipliers, the rounding's sign term on and
-off, TAB 1 / 4 / 5, a constant channel, a fused residual ADD with tn_m7_add's arithmetic and with
-the portable one; the other roundings keep the QUAD = 1 path)."""
+off, TAB 1 / 4 / 5, a constant channel, a fused residual ADD with tn_m7_add's arithmetic, by its
+table (kernels_m7.w16_add_table) and with the portable one; the other roundings keep the
+QUAD = 1 path)."""
 from __future__ import annotations
 
 import shutil
@@ -370,41 +371,51 @@ def test_w16_small_shift_host_bitexact(tmp_path):
     assert e.kernels == ["pw", "pw"]
 
 
-def _res_graph(flavour, signed, cin, cout, ls=20, seed=4, relu=False):
-    """ResNet's shortcut: x (6 x 6 x cin) -> b (3x3 conv, stride 2) and a (1x1, stride 2: 9
-    pixels); y = b + a, a fused with the ADD (its input 1), written over b. ``ls`` = 23 with
-    z_b at the end of the codes: add_plan refuses the ADD (the portable arithmetic, FADD = 0).
-    ``relu``: a clamped at its zero point (LOZ = 0: TAB 3 with the C epilogue)."""
+def _res_graph(flavour, signed, cin, cout, ls=20, seed=4, relu=False, slot=1, own_big=False,
+               per_layer=False, add_relu=True, hw=6, oscale=0.8):
+    """ResNet's shortcut: x (hw x hw x cin) -> b (3x3 conv, stride 2) and a (1x1, stride 2: 9
+    pixels with hw = 6); y = b + a, a fused with the ADD (its input ``slot``), written over b.
+    ``ls`` = 23 with z_b at the end of the codes: add_plan refuses the ADD (the portable
+    arithmetic, FADD = 0). ``relu``: a clamped at its zero point (LOZ = 0: TAB 3). a's scale
+    below b's (the ADD rescales b by exactly 1/2: kernels_m7.w16_add_table's table), or with
+    ``own_big`` above it (a rescaled by 1/2: no table, tn_m7_add's arithmetic per output).
+    ``per_layer``: a with one multiplier; ``add_relu``: the ADD clamped at its zero point (else
+    the whole int8 / uint8 range: tn_m7_cv_addtab's assembly); ``oscale``: the ADD's output
+    scale over sa + sb."""
     rng = np.random.default_rng(seed)
     base = -128 if signed else 0
     zx, za, zb, zy = (int(z) for z in rng.integers(base + 96, base + 160, 4))
     if ls > 20:
         zb = base
     t = dict(in_bits=8, in_signed=signed, out_bits=8, out_signed=signed, rounding=flavour)
-    out = (3, 3, cout)
+    out = ((hw + 1) // 2, (hw + 1) // 2, cout)
 
     def conv(name, k, zout, stride, padding):
         lay = IntegerLayer(kind="conv2d" if k > 1 else "pointwise", name=name,
-                           in_shape=(6, 6, cin), out_shape=out, in_zero_point=zx,
+                           in_shape=(hw, hw, cin), out_shape=out, in_zero_point=zx,
                            out_zero_point=zout, inputs=("x",), outputs=(name,),
                            stride=stride, padding=padding,
                            act_min=zout if relu and k == 1 else None, **t)
         lay.set_weights(rng.integers(0, 256, (cout, k, k, cin)), 8)
         lay.weight_zero_point = np.array([128], np.int32)
         lay.bias = rng.integers(-500, 500, cout).astype(np.int32)
-        lay.m0, lay.n0 = tflite_quantize_multiplier(rng.uniform(0.001, 0.002, cout) / k)
+        real = rng.uniform(0.001, 0.002, cout) / k
+        lay.m0, lay.n0 = tflite_quantize_multiplier(real[:1] if per_layer and k == 1 else real)
         return lay
 
-    sa, sb = rng.uniform(0.01, 0.2, 2)
+    sa, sb = rng.uniform(0.01, 0.2, 2)  # the scales of the ADD's inputs 0 and 1
+    if (sb > sa) != (own_big == (slot == 1)):  # a's scale below b's (own_big: above)
+        sa, sb = sb, sa
     twice = 2 * max(sa, sb)
     m0, n0 = tflite_quantize_multiplier([sa / twice, sb / twice,
-                                         twice / ((1 << ls) * (sa + sb) * 0.8)])
-    add = IntegerLayer(kind="add", name="y", in_shape=out, out_shape=out, in_zero_point=zb,
-                       out_zero_point=zy, inputs=("b", "a"), outputs=("y",), left_shift=ls,
-                       m0=m0, n0=n0, act_min=zy, **t)
+                                         twice / ((1 << ls) * (sa + sb) * oscale)])
+    add = IntegerLayer(kind="add", name="y", in_shape=out, out_shape=out,
+                       in_zero_point=zb if slot == 1 else za, out_zero_point=zy,
+                       inputs=("b", "a") if slot == 1 else ("a", "b"), outputs=("y",),
+                       left_shift=ls, m0=m0, n0=n0, act_min=zy if add_relu else None, **t)
     g = IntegerGraph([conv("b", 3, zb, (2, 2), (0, 1, 0, 1)),
                       conv("a", 1, za, (2, 2), (0, 0, 0, 0)), add],
-                     input_shape=(6, 6, cin), input_bits=8, input_signed=signed,
+                     input_shape=(hw, hw, cin), input_bits=8, input_signed=signed,
                      input_zero_point=zx, rounding=flavour, input_name="x", outputs=["y"],
                      name=f"res_{flavour}_{cin}")
     g.validate()
@@ -442,6 +453,118 @@ def test_w16_fused_add_host_bitexact(tmp_path, name):
     np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
 
 
+# the fused ADD by its table (kernels_m7.w16_add_table, tn_m7_cv_addtab): the 1x1 layer as the
+# ADD's input 0 (ResNet-8's shortcuts) and 1, int8 / uint8, per-channel / per-layer multipliers,
+# TAB 2 (the sign term) / TAB 3 (a ReLU'd layer), the ADD over the whole range (the assembly)
+# or clamped (the C loop), odd / even pixel counts; own_big: the layer's addend rescaled by 1/2
+# (no table: tn_m7_add's arithmetic per output); the output stage with (oscale 0.8: ties among
+# the sums) and without the sign fix-up. name: (kwargs of _res_graph, table expected)
+TABLE_GRAPHS = {
+    "slot0_s8": (dict(signed=True, cin=16, cout=32, slot=0, add_relu=False, hw=8, oscale=0.7),
+                 True),
+    "slot0_u8_pl": (dict(signed=False, cin=32, cout=64, slot=0, per_layer=True,
+                         add_relu=False, seed=7, oscale=0.9), True),
+    "slot1_relu_u8": (dict(signed=False, cin=16, cout=32, relu=True, add_relu=False, hw=8),
+                      True),
+    "slot1_s8_pl_clamped": (dict(signed=True, cin=32, cout=24, per_layer=True, seed=9), True),
+    "slot0_s8_12": (dict(signed=True, cin=8, cout=12, slot=0, add_relu=False, seed=11), True),
+    "slot0_relu_s8_clamped": (dict(signed=True, cin=16, cout=16, slot=0, relu=True, seed=3),
+                              True),
+    "own_big_s8": (dict(signed=True, cin=16, cout=32, own_big=True, add_relu=False), False),
+    "own_big_slot0_u8": (dict(signed=False, cin=16, cout=32, slot=0, own_big=True), False),
+}
+
+
+def _table_run(step, rounding):
+    """(TAB, blocks per iteration, tn_m7_cv_addtab's assembly, the output stage's sign fix-up)
+    of a step whose fused ADD goes by its table (tn_m7_conv's pixel-pair loop: TAB 3 or 2 run
+    into the scratch; the assembly for an SMMLAR output stage and the whole 8-bit range), else
+    None."""
+    if kernels_m7.w16_add_table(step, rounding) is None:
+        return None
+    p = kernels_m7.add_plan(step, rounding)
+    tab = kernels_m7.conv_plan(step.layer, rounding, fused=True)[1]
+    co = step.layer.out_channels
+    full = (p["LO"], p["HI"]) == ((-128, 127) if p["OS"] else (0, 255))
+    return (tab, 4 if co % 16 == 0 else 2 if co % 8 == 0 else 1,
+            p["Q"]["R"] == 1 and full, bool(p["Q"]["F"]))
+
+
+def _table_graph(name):
+    kw = dict(TABLE_GRAPHS[name][0])
+    return _res_graph("tflite_double", kw.pop("signed"), kw.pop("cin"), kw.pop("cout"), **kw)
+
+
+def _fused_step(g, tmp_path):
+    e = codegen.export_c(g, tmp_path / "src")
+    fused = [s for s in e.steps if s.add is not None]
+    assert len(fused) == 1 and fused[0].layer.kind == "pointwise"
+    return e, fused[0]
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_GRAPHS))
+def test_w16_add_table_entries(tmp_path, name):
+    """w16_add_table's entries and FSH from TFLite's ADD written out independently: the own
+    addend's rescale (the simulator's double rounding of (clamp(y) - z_own) << 20), minus the
+    other addend's zero point at the plain shift's 2^19, all shifted by the output stage's
+    max(n0, 0) + 1; None where the layer's addend is the one rescaled by 1/2."""
+    from tinyopt.integer.sim import REQUANT
+    g = _table_graph(name)
+    _, step = _fused_step(g, tmp_path)
+    assert kernels_m7.conv_plan(step.layer, g.rounding, fused=True) == (
+        (2, 3) if TABLE_GRAPHS[name][0].get("relu") else (2, 2))
+    got = kernels_m7.w16_add_table(step, g.rounding)
+    assert (got is not None) == TABLE_GRAPHS[name][1]
+    if got is None:
+        return
+    add, lay, slot = step.add, step.layer, step.add_slot
+    assert slot == TABLE_GRAPHS[name][0].get("slot", 1)
+    z_own = int(add.in_zero_point) if slot == 0 else int(step.layer.out_zero_point)
+    z_oth = int(step.in_specs[1].zero_point)
+    codes = np.arange(-128, 128) if lay.out_signed else np.arange(256)
+    rq = kernels_m7.requant_constants(lay, g.rounding)
+    y = np.clip(codes, rq["LOZ"] + rq["ZP"], rq["HIZ"] + rq["ZP"]).astype(np.int64)
+    m0, n0 = np.atleast_1d(add.m0), np.atleast_1d(add.n0)
+    own = REQUANT["tflite_double"]((y - z_own) << 20, int(m0[slot]), int(n0[slot]), False)
+    qs = max(int(n0[2]), 0) + 1
+    want = ((own - (z_oth << 19)) << qs).astype(np.int64)
+    want = ((want + (1 << 31)) % (1 << 32)) - (1 << 31)
+    np.testing.assert_array_equal(got[0], want)
+    assert got[1] == 19 + qs
+
+
+def test_w16_add_table_refuses_a_wrong_plan(tmp_path, monkeypatch):
+    """The table's check against the simulator's ADD: an add_plan whose output stage is off by
+    one code (C + 2^K) gives no table (and kernels keep tn_m7_add's arithmetic)."""
+    g = _table_graph("slot0_s8")
+    _, step = _fused_step(g, tmp_path)
+    assert kernels_m7.w16_add_table(step, g.rounding) is not None
+    orig = kernels_m7.add_plan
+
+    def off_by_one(st, rounding):
+        p = orig(st, rounding)
+        q = p["Q"]
+        return {**p, "Q": {**q, "C": q["C"] + (1 << q["K"])}}
+    monkeypatch.setattr(kernels_m7, "add_plan", off_by_one)
+    assert kernels_m7.w16_add_table(step, g.rounding) is None
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_GRAPHS))
+def test_w16_add_table_host_bitexact(tmp_path, name):
+    """TABLE_GRAPHS on the host (tn_m7_cv_pixels' C path of the table, or its fallback):
+    the table in the step's C exactly when expected, outputs value for value on 30 inputs."""
+    g = _table_graph(name)
+    e, step = _fused_step(g, tmp_path)
+    src = (tmp_path / "src" / "model.c").read_text()
+    assert ("static const int32_t addtab[256]" in src) == TABLE_GRAPHS[name][1]
+    exe = mcu.build_host(e, build_dir=tmp_path / "host")
+    lo = -128 if g.input_signed else 0
+    x = np.random.default_rng(5).integers(lo, lo + 256, (30, *g.input_shape))
+    want = codegen.reference_output(g, x)
+    assert len(np.unique(want)) > 30
+    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+
+
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_w16_under_qemu(qemu, tmp_path):
     """The assembly of QUAD = 2 under QEMU: tn_m7_cv_w16_run for every group count NG = 1 .. 8
@@ -450,12 +573,15 @@ def test_w16_under_qemu(qemu, tmp_path):
     the shift) for int8 and uint8 codes, one, two and four blocks per iteration each; the
     lanes of stride-1 pointwise pixel pairs (tn_m7_cv_w16_lanes) and of the stride-2 ones;
     tn_m7_cv_w16 with the C epilogue (TAB 1, a 4-bit output, a narrowed clamp, the lone last
-    pixel, the fused ADD both ways, TAB 3 with the fused ADD), bit-exact on the Cortex-M7."""
-    runs = set()
+    pixel, the fused ADD both ways, TAB 3 with the fused ADD); the fused ADD by its table
+    (TABLE_GRAPHS: TAB 2's run into the scratch, one, two and four blocks per iteration,
+    tn_m7_cv_addtab's assembly and C loop, the fallback), bit-exact on the Cortex-M7."""
+    runs, tabs = set(), set()
     graphs = {n: _graph(n) for n in ("s8", "u8")}
     graphs.update({f"res_{n}": _res_graph(*RES_GRAPHS[n][:5], relu=len(RES_GRAPHS[n]) > 5)
                    for n in ("s8_16", "wide_shift", "relu_s8_16")})
     graphs["small_shift"] = _small_shift_graph()
+    graphs.update({f"tab_{n}": _table_graph(n) for n in TABLE_GRAPHS})
     for name, g in graphs.items():
         lo = -128 if g.input_signed else 0
         x = np.random.default_rng(4).integers(lo, lo + 256, (6, *g.input_shape))
@@ -463,8 +589,12 @@ def test_w16_under_qemu(qemu, tmp_path):
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
         runs |= {_fast_run(st, g.rounding) for st in r["export"].steps}
+        tabs |= {_table_run(st, g.rounding) for st in r["export"].steps if st.add is not None}
     assert {r[1] for r in runs - {None}} == set(range(1, 9)), runs
     assert {r[2:] for r in runs - {None} if r[0] == 4} == {
         (a, b, c) for a in (True, False) for b in (True, False) for c in (1, 2)}, runs
     assert {r[2:] for r in runs - {None} if r[0] == 3} == {
         (a, False, c) for a in (True, False) for c in (1, 2, 4)}, runs
+    assert None in tabs and {t[1] for t in tabs - {None} if t[0] == 2} == {1, 2, 4}, tabs
+    assert {t[0] for t in tabs - {None}} == {2, 3}, tabs
+    assert {t[2:] for t in tabs - {None}} >= {(True, True), (True, False), (False, True)}, tabs

@@ -303,10 +303,15 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
                 common["NM"], common["ROUND"], common["OB"], *rq.values(),
                 *_fused_add_args(step, graph_rounding)]
         lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
+        ftab, ft = w16_add_table(step, graph_rounding), "(const int32_t *)0, 0u"
+        if ftab is not None:  # the fused ADD by its table (tn_m7_cv_addtab), code 0's entry
+            head += ("    static const int32_t addtab[256] = {"
+                     + ", ".join(u(t) for t in ftab[0]) + "};\n")
+            ft = f"addtab + {128 if layer.out_signed else 0}, {ftab[1]}u"
         return (head + f"    tn_m7_conv(l, in[0], {other}, out, "
                 f"{_scratch(step, arena, 'uint32_t')},\n               "
                 f"{_scratch(step, arena, 'int32_t', lanes)}, "
-                + ", ".join(u(a) for a in args) + ");\n}\n")
+                + ", ".join(u(a) for a in args) + f",\n               {ft});\n}}\n")
     if choice.kind == "sub" and sub_conv_step(step):
         return head + _subconv_call(step, common, zw, rq, graph_rounding, arena, u) + "}\n"
     if choice.kind == "sub" and sub_fc_fits(step):
@@ -1393,6 +1398,69 @@ def _fused_add_args(step: Step, graph_rounding: str) -> list[int]:
     if isinstance(p, str):
         return [0] * 26
     return [1, p["SLOT"], *_add_args(p)]
+
+
+def w16_add_table(step: Step, rounding: str | None) -> tuple[np.ndarray, int] | None:
+    """The residual ADD fused into a QUAD = 2, TAB 3 / 2 pointwise step as a table
+    (c/tn_m7_gemm.h, tn_m7_cv_addtab): (table, FSH), or None (the step keeps tn_m7_cv_out's
+    per-output tn_m7_add arithmetic).
+
+    tn_m7_add's ADD is Q(R_own(y - z_own) + ((o - z_o) << S_o)) with the other addend's stage a
+    plain shift (R = 2: TFLite rescales the input of the larger scale by exactly 1/2). Entry y
+    (the layer's output code, saturated to its 8-bit type; the layer's own clamp applied
+    here) is (R_own(clamp(y) - z_own) - (z_o << S_o)) << S_Q modulo 2^32, so that the output
+    stage's operand is table[y] + (o << FSH), FSH = S_o + S_Q: one load and one add per output
+    in place of the own addend's stage. Checked on every pair of codes (256 x 256) against
+    the simulator's ADD (``tinyopt.integer.ops.add.simulate``): exact on any input by
+    construction. 256 int32 words of flash, in code order (-128 .. 127 or 0 .. 255).
+
+    Arguments:
+        step: a compute step; rounding: the graph's flavour (for layers that name none).
+
+    Returns:
+        (table as int32 [256], FSH), or None: no fused ADD, not QUAD = 2 with TAB 3 / 2,
+        add_plan refuses the ADD, the other addend's stage is not a plain shift, FSH > 31, or
+        the check fails.
+    """
+    layer = step.layer
+    if (step.add is None or layer.kind != "pointwise"
+            or conv_plan(layer, rounding, fused=True) not in ((2, 2), (2, 3))):
+        return None
+    p = add_plan(step, rounding)
+    if isinstance(p, str):
+        return None
+    own, oth = ("B", "A") if p["SLOT"] else ("A", "B")
+    so, sq = p[oth], p["Q"]
+    fsh = int(so["S"]) + int(sq["S"])
+    if so["R"] != 2 or so["K"] or fsh > 31:
+        return None
+    signed = bool(p["XS"])
+    codes = np.arange(-128, 128, dtype=np.int64) if signed else np.arange(256, dtype=np.int64)
+    rq = requant_constants(layer, layer.rounding or rounding)
+    lo, hi = int(rq["LOZ"]) + int(rq["ZP"]), int(rq["HIZ"]) + int(rq["ZP"])
+    zo = int(p["ZB"] if not p["SLOT"] else p["ZA"])
+    own_out = np.asarray(p[own]["out"], np.int64)[np.clip(codes, lo, hi) - codes[0]]
+    table = ((own_out - (zo << int(so["S"]))) << int(sq["S"])) & 0xFFFFFFFF
+    table = np.where(table >= 1 << 31, table - (1 << 32), table)
+    # the kernel's arithmetic on every pair (own code, other code) against the simulator
+    y, o = np.meshgrid(codes, codes, indexing="ij")
+    x = (table[y - codes[0]] + (o << fsh)) & 0xFFFFFFFF
+    x = np.where(x >= 1 << 31, x - (1 << 32), x)
+    if sq["R"] == 2:
+        t = x
+    else:
+        c = int(sq["C"]) - int(sq["F"]) * (x < 0)
+        t = c + ((x * int(sq["M"]) + (int(sq["R"] == 1) << 31)) >> 32)
+    out = np.clip(np.clip(t >> int(sq["K"]), *((-128, 127) if p["OS"] else (0, 255))),
+                  p["LO"], p["HI"])
+    add = step.add
+    ins = [np.clip(y, lo, hi), o] if not p["SLOT"] else [o, np.clip(y, lo, hi)]
+    sim = types.SimpleNamespace(layer=add, rounding=add.rounding or rounding,
+                                zero_points=[int(p["ZA"]), int(p["ZB"])])
+    want = REGISTRY["add"].simulate(sim, ins, False).astype(np.int64)
+    if not np.array_equal(out, want):
+        return None
+    return table.astype(np.int32), fsh
 
 
 def _inside(layer, geo: dict) -> bool:

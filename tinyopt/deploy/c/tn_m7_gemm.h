@@ -1526,11 +1526,21 @@ TN_INLINE const uint8_t *tn_m7_cv_epi4(const uint8_t *t, uint8_t *o, uint32_t CO
  * quarters of an LDRD), each block [2^E bias x 4][weights][m0, C x 4], four blocks per
  * iteration when CO % 16 == 0 (the loop's six instructions over 32 outputs). TAB 2: the same
  * with the sign term (LOZ < 0), C - K [acc' < 0] (K = 2^d, a third word: [acc < 0] may stand
- * for [h < 0] when every sh >= 1), on the C epilogue only (a fused ADD, narrowed outputs;
- * conv_plan keeps TAB 4's assembly for the rest). Stride-1 pointwise pixel pairs take their
+ * for [h < 0] when every sh >= 1), for a fused ADD or narrowed outputs (conv_plan keeps TAB
+ * 4's assembly for the rest): the C epilogue, or with the ADD's table the assembly (below). Stride-1 pointwise pixel pairs take their
  * lanes from tn_m7_cv_w16_lanes (STRD of both pixels' words). VWW's 16 -> 32 layer: 0.99
  * instructions per MAC (15.84 per output: 11 in the sums, 4.0 in the block's epilogue, seeds
  * and loop, 0.8 in the lanes and the pixel loop).
+ * A residual ADD fused after a TAB 3 / 2 layer goes by its table where the other addend's
+ * rescale is a plain shift (kernels_m7.w16_add_table: per own code y, its rescale minus the
+ * other's zero point, shifted for the output stage): a pixel pair's codes saturated to their
+ * type into the scratch (tn_m7_cv_w16_run, TAB 2's run with the sign term: AND, SUB, SMMLA
+ * per output), then tn_m7_cv_addtab, seven instructions per output (LDRSB y, LDRSB other, LDR
+ * entry, ADD lsl, SMMLAR, SSAT, STRB; eight with the output stage's sign fix-up) in place of
+ * tn_m7_cv_out's tn_m7_add arithmetic (about 16 with gcc's moves and reloads). ResNet-8's
+ * 16 -> 32 shortcut: 37.3 -> 26.3 instructions per output (11.4 sums and seeds, 6.1 TAB 2
+ * epilogue and stores, 0.2 block loop, 7.5 ADD, 1.1 windows and pixel loop); 1 KB of flash
+ * per table.
  * conv_plan's TAB bound (|bias| + sum |w - z_w| max |x'|, shifted left by ls + 1, below 2^31)
  * keeps every partial sum exact in int32. Flash: 2 bytes per weight (the layout bytes beyond
  * one count as weight_pad_bytes); scratch: the two pixels' lanes, as for QUAD 0 / 1.
@@ -1792,6 +1802,49 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
     "ldr %[t0], %[em]\n\t"                                                                      \
     "cmp %[w], %[t0]\n\t"                                                                       \
     "bne 1b\n\t"
+/* TAB 2 (the sign term, kernels_m7._w16_scaled's K): channel r's m0, C, K in an LDRD and an LDR,
+ * each output SMMLA(acc', m0, C - (K & (acc' >> 31))) saturated with the layer's shift (o a
+ * temporary here: the block's stores follow its four channels, TN_W16_ST4) */
+#define TN_W16_EPI_K(SAT, X0, X1)                                                                \
+    "ldrd %[t1], %[t0], [%[w]], #8\n\t" /* m0, C */                                             \
+    "ldr %[t2], [%[w]], #4\n\t"         /* K */                                                 \
+    "and %[o], %[t2], %[" X0 "], asr #31\n\t"                                                     \
+    "sub %[o], %[t0], %[o]\n\t"                                                                 \
+    "smmla %[" X0 "], %[" X0 "], %[t1], %[o]\n\t"                                                \
+    "and %[o], %[t2], %[" X1 "], asr #31\n\t"                                                     \
+    "sub %[o], %[t0], %[o]\n\t"                                                                 \
+    "smmla %[" X1 "], %[" X1 "], %[t1], %[o]\n\t"                                                \
+    SAT " %[" X0 "], #8, %[" X0 "], asr %[tsh]\n\t"                                              \
+    SAT " %[" X1 "], #8, %[" X1 "], asr %[tsh]\n\t"
+#define TN_W16_ST4(R0, R1, R2, R3)                                                              \
+    "ldr %[o], %[om]\n\t"                                                                       \
+    "strb %[a00], [%[o], #" R0 "]\n\t"                                                          \
+    "strb %[a01], [%[o], #(%c[k0] + " R0 ")]\n\t"                                               \
+    "strb %[a10], [%[o], #" R1 "]\n\t"                                                          \
+    "strb %[a11], [%[o], #(%c[k0] + " R1 ")]\n\t"                                               \
+    "strb %[a20], [%[o], #" R2 "]\n\t"                                                          \
+    "strb %[a21], [%[o], #(%c[k0] + " R2 ")]\n\t"                                               \
+    "strb %[a30], [%[o], #" R3 "]\n\t"                                                          \
+    "strb %[a31], [%[o], #(%c[k0] + " R3 ")]\n\t"
+#define TN_W16_BLOCKK(REST, SAT, R0, R1, R2, R3)                                                \
+    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
+    TN_W16_EPI_K(SAT, "a00", "a01") TN_W16_EPI_K(SAT, "a10", "a11")                             \
+    TN_W16_EPI_K(SAT, "a20", "a21") TN_W16_EPI_K(SAT, "a30", "a31") TN_W16_ST4(R0, R1, R2, R3)
+#define TN_W16_LOOPK(N)                                                                         \
+    "adds %[o], %[o], #" N "\n\t"                                                               \
+    "str %[o], %[om]\n\t"                                                                       \
+    "ldr %[t0], %[em]\n\t"                                                                      \
+    "cmp %[w], %[t0]\n\t"                                                                       \
+    "bne 1b\n\t"
+#define TN_W16_RUNK(REST, SAT, RND)                                                             \
+    "1:\n\t" TN_W16_BLOCKK(REST, SAT, "0", "1", "2", "3") TN_W16_LOOPK("4")
+#define TN_W16_RUNKX2(REST, SAT, RND)                                                           \
+    "1:\n\t" TN_W16_BLOCKK(REST, SAT, "0", "1", "2", "3")                                       \
+    TN_W16_BLOCKK(REST, SAT, "4", "5", "6", "7") TN_W16_LOOPK("8")
+#define TN_W16_RUNKX4(REST, SAT, RND)                                                           \
+    "1:\n\t" TN_W16_BLOCKK(REST, SAT, "0", "1", "2", "3")                                       \
+    TN_W16_BLOCKK(REST, SAT, "4", "5", "6", "7") TN_W16_BLOCKK(REST, SAT, "8", "9", "10", "11") \
+    TN_W16_BLOCKK(REST, SAT, "12", "13", "14", "15") TN_W16_LOOPK("16")
 #define TN_W16_RUN_OPS                                                                          \
     : TN_W16_OPS, [om] "+m"(ov)                                                                 \
     : [em] "m"(wend), [k0] "i"(CO), [k1] "i"(CO + 1u), [k2] "i"(CO + 2u), [k3] "i"(CO + 3u),      \
@@ -1805,7 +1858,8 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
  * clamped to the whole 8-bit range (SATS: int8 codes, else uint8; SIGN: the rounding's sign term,
  * LOZ < 0): tn_m7_cv_rq's arithmetic, as tn_m7_cv_epi4. TSH > 0: a TAB 3 layer instead (blocks
  * [2^E bias x 4][weights][m0, C x 4], SMMLA and the saturation with the shift TSH; no sign
- * term). */
+ * term), or with SIGN a TAB 2 layer ([m0, C, K x 4], the sign term C - K [acc' < 0]; only for
+ * tn_m7_conv's fused-ADD table, whose outputs o0 are the scratch, saturated to the type). */
 TN_INLINE void tn_m7_cv_w16_run(const uint8_t *w, const uint32_t *buf, uint32_t KP,
                                 uint8_t *o0, uint32_t CO, uint32_t SATS, uint32_t SIGN,
                                 uint32_t TSH)
@@ -1813,9 +1867,21 @@ TN_INLINE void tn_m7_cv_w16_run(const uint8_t *w, const uint32_t *buf, uint32_t 
     const uint32_t NG = KP / 4u;
     const uint32_t *x = buf;
     uint8_t *ov = o0;
-    const uint8_t *wend = w + (CO / 4u) * (8u * KP + (TSH ? 48u : 64u));
+    const uint8_t *wend = w + (CO / 4u) * (8u * KP + (TSH && !SIGN ? 48u : 64u));
     uint32_t t0, t1, t2, o, s00, s01, s10, s11, s20, s21, s30, s31; /* the asm's own */
-    if (TSH && CO % 16u == 0u && SATS) /* TAB 3 (no sign term: LOZ >= 0) */
+    if (TSH && SIGN && CO % 16u == 0u && SATS) /* TAB 2 (the sign term) */
+        TN_W16_PICK(TN_W16_RUNKX4, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (TSH && SIGN && CO % 16u == 0u)
+        TN_W16_PICK(TN_W16_RUNKX4, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+    else if (TSH && SIGN && CO % 8u == 0u && SATS)
+        TN_W16_PICK(TN_W16_RUNKX2, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (TSH && SIGN && CO % 8u == 0u)
+        TN_W16_PICK(TN_W16_RUNKX2, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+    else if (TSH && SIGN && SATS)
+        TN_W16_PICK(TN_W16_RUNK, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
+    else if (TSH && SIGN)
+        TN_W16_PICK(TN_W16_RUNK, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
+    else if (TSH && CO % 16u == 0u && SATS) /* TAB 3 (no sign term: LOZ >= 0) */
         TN_W16_PICK(TN_W16_RUN3X4, TN_W16_RUN_OPS, "ssat", TN_CV_RQ_PLAIN);
     else if (TSH && CO % 16u == 0u)
         TN_W16_PICK(TN_W16_RUN3X4, TN_W16_RUN_OPS, "usat", TN_CV_RQ_PLAIN);
@@ -1904,6 +1970,95 @@ TN_INLINE void tn_m7_cv_w16_lanes(const uint8_t *src, uint32_t *TN_RESTRICT buf,
     }
 }
 
+/* The fused residual ADD of N outputs by its table (kernels_m7.w16_add_table): y the layer's
+ * codes (saturated to their 8-bit type, AXS: int8), other the other addend's, FT the table's
+ * entry of code 0: out[i] = clamp(sat8(Q(FT[y[i]] + (other[i] << FSH)) >> QK), ALO, AHI), Q
+ * tn_m7_add's output stage. other[i] is read before out[i] is written (out may lie exactly
+ * over other, the plan's in-place write). */
+TN_INLINE void tn_m7_cv_addtab(const uint8_t *TN_RESTRICT y, const uint8_t *other, uint8_t *out,
+                               uint32_t N, const int32_t *FT, uint32_t FSH, uint32_t AXS,
+                               uint32_t AOS, int32_t ALO, int32_t AHI, TN_ST_ARGS(Q))
+{
+    const int32_t type_lo = AOS ? -128 : 0, type_hi = AOS ? 127 : 255;
+    (void)QS; /* in the table and FSH */
+#if TN_M7_ASM
+    /* the common case in assembly, four outputs per iteration (N % 4 == 0): an SMMLAR output
+     * stage and a clamp to the whole 8-bit range; LDRSB / LDRB, LDR of the entry, ADD of the
+     * other code shifted, (QF: QC - [x < 0], one ADD), SMMLAR, SSAT / USAT with QK, STRB:
+     * seven instructions per output, eight with QF (gcc reloads QM, QC per output) */
+    if (QR == 1u && ALO == type_lo && AHI == type_hi && N % 4u == 0u && FSH < 32u
+        && QK >= 1u && QK < 32u) {
+        const uint8_t *yp = y, *op = other, *end = y + N;
+        uint8_t *dp = out;
+        uint32_t t0, t1, t2, t3;
+#define TN_FT_QC(A, B) "qc"
+#define TN_FT_QCF(A, B) B
+#define TN_FT_FIX(A, B) ""
+#define TN_FT_FIXF(A, B) "add %[" B "], %[qc], %[" A "], asr #31\n\t"
+/* two outputs interleaved (A, B: the first's registers; C, D: the second's), so that no
+ * instruction waits on the load or multiply just before it; both others read before either
+ * output is written */
+#define TN_FT_TWO(LD, SAT, FIX, A, B, C, D)                                                     \
+        LD " %[" A "], [%[yp]], #1\n\t"                                                           \
+        LD " %[" C "], [%[yp]], #1\n\t"                                                           \
+        LD " %[" B "], [%[op]], #1\n\t"                                                           \
+        LD " %[" D "], [%[op]], #1\n\t"                                                           \
+        "ldr %[" A "], [%[ft], %[" A "], lsl #2]\n\t"                                               \
+        "ldr %[" C "], [%[ft], %[" C "], lsl #2]\n\t"                                               \
+        "add %[" A "], %[" A "], %[" B "], lsl %[fsh]\n\t"                                          \
+        "add %[" C "], %[" C "], %[" D "], lsl %[fsh]\n\t"                                          \
+        TN_FT_FIX##FIX(A, B) TN_FT_FIX##FIX(C, D)                                               \
+        "smmlar %[" A "], %[" A "], %[qm], %[" TN_FT_QC##FIX(A, B) "]\n\t"                         \
+        "smmlar %[" C "], %[" C "], %[qm], %[" TN_FT_QC##FIX(C, D) "]\n\t"                         \
+        SAT " %[" A "], #8, %[" A "], asr %[qk]\n\t"                                               \
+        SAT " %[" C "], #8, %[" C "], asr %[qk]\n\t"                                               \
+        "strb %[" A "], [%[dp]], #1\n\t"                                                          \
+        "strb %[" C "], [%[dp]], #1\n\t"
+#define TN_FT_LOOP(LD, SAT, FIX)                                                                \
+        __asm__ volatile("1:\n\t" TN_FT_TWO(LD, SAT, FIX, "t0", "t1", "t2", "t3")                \
+                         TN_FT_TWO(LD, SAT, FIX, "t0", "t1", "t2", "t3")                          \
+                         "cmp %[yp], %[end]\n\tbne 1b\n\t"                                        \
+                         : [yp] "+&r"(yp), [op] "+&r"(op), [dp] "+&r"(dp), [t0] "=&r"(t0),        \
+                           [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)                         \
+                         : [end] "r"(end), [ft] "r"(FT), [qm] "r"(QM), [qc] "r"(QC),             \
+                           [fsh] "i"(FSH), [qk] "i"(QK)                                         \
+                         : "cc", "memory")
+        if (AXS && AOS && QF)
+            TN_FT_LOOP("ldrsb", "ssat", F);
+        else if (AXS && AOS)
+            TN_FT_LOOP("ldrsb", "ssat", );
+        else if (AXS && QF)
+            TN_FT_LOOP("ldrsb", "usat", F);
+        else if (AXS)
+            TN_FT_LOOP("ldrsb", "usat", );
+        else if (AOS && QF)
+            TN_FT_LOOP("ldrb", "ssat", F);
+        else if (AOS)
+            TN_FT_LOOP("ldrb", "ssat", );
+        else if (QF)
+            TN_FT_LOOP("ldrb", "usat", F);
+        else
+            TN_FT_LOOP("ldrb", "usat", );
+#undef TN_FT_LOOP
+#undef TN_FT_TWO
+#undef TN_FT_QC
+#undef TN_FT_QCF
+#undef TN_FT_FIX
+#undef TN_FT_FIXF
+        return;
+    }
+#endif
+    for (uint32_t i = 0; i < N; i++) {
+        const int32_t yi = AXS ? (int32_t)(int8_t)y[i] : (int32_t)y[i];
+        const int32_t oi = AXS ? (int32_t)((const int8_t *)other)[i] : (int32_t)other[i];
+        const int32_t x = (int32_t)((uint32_t)FT[yi] + ((uint32_t)oi << FSH));
+        int32_t o = tn_sat8(tn_m7_stage(x, QM, QC, QR, QF) >> QK, AOS);
+        if (ALO > type_lo) o = o < ALO ? ALO : o;
+        if (AHI < type_hi) o = o > AHI ? AHI : o;
+        out[i] = (uint8_t)o;
+    }
+}
+
 /* Output pixels p and (TWO) p + 1 of tn_m7_conv (TWO = 0: pixel p alone, its window loaded
  * twice): TWO is a constant, so the pair loop keeps no test of it. */
 TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -1916,9 +2071,12 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
                                uint32_t QUAD, uint32_t TAB, uint32_t TSH,
                                uint32_t SGW, uint32_t NWZP, int32_t ZW,
                                uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS,
-                               TN_FADD_ARGS)
+                               TN_FADD_ARGS, const int32_t *FT, uint32_t FSH)
 {
     const uint32_t KP = (uint32_t)KH * KWCP, q = TWO ? p + 1u : p;
+    /* a fused ADD by its table (TAB 3 / 2): the codes, saturated to their type, into the
+     * scratch v as bytes, then tn_m7_cv_addtab */
+    const uint32_t FTB = FT != 0 && QUAD == 2u && (TAB == 3u || TAB == 2u) && MODE == 2u;
     const uint8_t *wzp = l->wzp, *w = l->w;
     const int32_t *bias = l->bias, *m0p = l->m0;
     const int8_t *n0p = l->n0;
@@ -1945,6 +2103,15 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
                 const uint32_t k = TAB == 2u ? tn_ld32(t + sz * r + 8u) : 0u;
                 const int32_t a0 = (int32_t)a[2u * r], a1 = (int32_t)a[2u * r + 1u];
                 const int32_t c0 = (int32_t)(cc - (k & (uint32_t)(a0 >> 31)));
+                if (FTB) {
+                    uint8_t *yv = (uint8_t *)(void *)v;
+                    yv[c + r] = (uint8_t)tn_sat8(tn_smmla(a0, m0, c0) >> TSH, AXS);
+                    if (TWO)
+                        yv[CO + c + r] = (uint8_t)tn_sat8(
+                            tn_smmla(a1, m0, (int32_t)(cc - (k & (uint32_t)(a1 >> 31)))) >> TSH,
+                            AXS);
+                    continue;
+                }
                 tn_m7_cv_out(out, other, v, MODE, p * CO + c + r, c + r,
                              tn_m7_cv_clamp(tn_smmla(a0, m0, c0) >> TSH, LOZ, HIZ, ZP), OB,
                              TN_FADD);
@@ -2071,6 +2238,9 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
                           SGW, TN_RQ, TN_FADD);
         }
     }
+    if (FTB)
+        tn_m7_cv_addtab((const uint8_t *)(const void *)v, other + p * CO, out + p * CO,
+                        (TWO ? 2u : 1u) * CO, FT, FSH, AXS, AOS, ALO, AHI, TN_ST(Q));
     if (MODE == 2u && !FADD) /* the fused ADD on the portable arithmetic, as tn_m7_gemm */
         for (uint32_t e = 0; e < (TWO ? 2u : 1u) * CO; e++)
             tn_m7_emit(l, other, out, p * CO + e, v[e], 1u, OB);
@@ -2082,6 +2252,8 @@ TN_INLINE void tn_m7_cv_pixels(const tn_layer_t *l, const uint8_t *in, const uin
  * arithmetic over v). QUAD: blocks of two row pairs first (tn_m7_cv_quad); TAB: each block's
  * weights followed by its channels' requantization constants (TAB words each, tn_m7_cv_tchan;
  * QUAD = 2's TAB 3 and 2: one shift TSH for the layer, kernels_m7.w16_shift, else 0).
+ * FT, FSH: the fused ADD's table (its entry for code 0) and the other addend's shift
+ * (kernels_m7.w16_add_table, tn_m7_cv_addtab), or 0, 0.
  * DH, DW: the dilation (tn_m7_cv_window_d; 1, 1 undilated).
  * buf: 2 KP words (KP = KH * KWCP), then, with MODE 2, v: 2 CO int32; the step's scratch,
  * 4-byte aligned. */
@@ -2094,7 +2266,8 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                           uint32_t KWCP, uint32_t INSIDE, uint32_t QUAD, uint32_t TAB, uint32_t TSH,
                           uint32_t SGW,
                           uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
-                          uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS)
+                          uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS, const int32_t *FT,
+                          uint32_t FSH)
 {
     const uint32_t np = (uint32_t)(OH * OW);
     const uint32_t aligned = ((uintptr_t)l->w & 3u) == 0u; /* LDRD of weights (else LDR) */
@@ -2121,21 +2294,38 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
             else
                 tn_m7_cv_windows(in, buf, p, p + 1u, 1u, H, W, C, OW, KH, KW, SH, SW, PT, PL, DH,
                                  DW, XS, ZX, PADZERO, KWCP, INSIDE, &s0, &s1);
-            tn_m7_cv_w16_run(l->w, buf, KP, out + p * CO, CO, LOZ + ZP == -128, LOZ < 0,
-                             TAB == 3u ? TSH : 0u);
+            tn_m7_cv_w16_run(l->w, buf, KP, out + p * CO, CO, LOZ + ZP == -128,
+                             TAB == 4u && LOZ < 0, TAB == 3u ? TSH : 0u);
         }
+    }
+    /* QUAD = 2, TAB 3 / 2 with the fused ADD by its table (kernels_m7.w16_add_table): the
+     * codes at a pixel pair saturated to their type into the scratch v (tn_m7_cv_w16_run),
+     * then the ADD (tn_m7_cv_addtab) */
+    if (QUAD == 2u && (TAB == 3u || TAB == 2u) && MODE == 2u && FT != 0 && OB == 8u
+        && CO + 15u < 4096u && aligned) {
+        const uint32_t KP = (uint32_t)KH * KWCP;
+        for (; p + 2u <= np; p += 2u) {
+            int32_t s0, s1; /* unused: no sum of x' with int16 weights */
+            tn_m7_cv_windows(in, buf, p, p + 1u, 1u, H, W, C, OW, KH, KW, SH, SW, PT, PL, DH,
+                             DW, XS, ZX, PADZERO, KWCP, INSIDE, &s0, &s1);
+            tn_m7_cv_w16_run(l->w, buf, KP, (uint8_t *)(void *)v, CO, AXS, TAB == 2u, TSH);
+            tn_m7_cv_addtab((const uint8_t *)(const void *)v, other + p * CO, out + p * CO,
+                            2u * CO, FT, FSH, AXS, AOS, ALO, AHI, TN_ST(Q));
+        }
+        if (np % 2u == 0u) /* np a constant: no pair loop below compiled */
+            return;
     }
 #endif
     for (; p + 2u <= np; p += 2u)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 1u, aligned, MODE, H, W, C, OW, CO, KH,
                         KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, TSH, SGW,
                         NWZP, ZW,
-                        REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
+                        REQ, NM, ROUND, OB, TN_RQ, TN_FADD, FT, FSH);
     if (p < np)
         tn_m7_cv_pixels(l, in, other, out, buf, v, p, 0u, aligned, MODE, H, W, C, OW, CO, KH,
                         KW, SH, SW, PT, PL, DH, DW, XS, ZX, PADZERO, KWCP, INSIDE, QUAD, TAB, TSH, SGW,
                         NWZP, ZW,
-                        REQ, NM, ROUND, OB, TN_RQ, TN_FADD);
+                        REQ, NM, ROUND, OB, TN_RQ, TN_FADD, FT, FSH);
 }
 
 #endif
