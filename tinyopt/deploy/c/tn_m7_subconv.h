@@ -179,11 +179,7 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
     "smlad %[a" #R "], %[" T "], %[xa], %[a" #R "]\n\t"                                          \
     "smlad %[b" #R "], %[" T "], %[xb], %[b" #R "]\n\t"
 #define TN_SC_LD4 "ldrd %[xa], %[xb], [%[x]], #8\n\tldr %[w], [%[wp]], #4\n\t"
-/* one lane pair of 4-bit weights: RAW 2 (row 3 the raw word), 1 (row 3 shifted), 0 */
-#define TN_SC_G4R2                                                                              \
-    TN_SC_LD4 "and %[t], %[w], #0x000F000F\n\t" TN_SC_ACC("t", 0)                                \
-    "and %[t], %[w], #0x00F000F0\n\t" TN_SC_ACC("t", 1)                                          \
-    "and %[t], %[w], #0x0F000F00\n\t" TN_SC_ACC("t", 2) TN_SC_ACC("w", 3)
+/* one lane pair of 4-bit weights: RAW 1 (row 3 shifted), 0 (rows 1-3 shifted) */
 #define TN_SC_G4R1                                                                              \
     TN_SC_LD4 "and %[t], %[w], #0x000F000F\n\t" TN_SC_ACC("t", 0)                                \
     "and %[t], %[w], #0x00F000F0\n\t" TN_SC_ACC("t", 1)                                          \
@@ -224,24 +220,58 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
             __asm__ volatile("1:\n\t" G G G G "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\t"           \
                              "bne 1b\n\t" TN_SC_OPERANDS);                                      \
     } while (0)
+/* RAW 2, the weight word masked in place (T: the register holding it): row 3's sum from the raw
+ * word, then bits 0-11 of each lane (BIC 0xF000F000: w_0 + 16 w_1 + 256 w_2), bits 0-7 (w_0 +
+ * 16 w_1), bits 0-3 (w_0): cumulative sums S_3, S_2, S_1, S_0, with A_r = (S_r - S_{r-1}) /
+ * 16^r (tn_sc_block). No temporary: two weight words in registers, one LDRD for two lane
+ * pairs (12.5 instructions per 16 MACs). */
+#define TN_SC_C4(T)                                                                             \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\t" TN_SC_ACC(T, 3)                                          \
+    "bic %[" T "], %[" T "], #0xF000F000\n\t" TN_SC_ACC(T, 2)                                    \
+    "and %[" T "], %[" T "], #0x00FF00FF\n\t" TN_SC_ACC(T, 1)                                    \
+    "and %[" T "], %[" T "], #0x000F000F\n\t" TN_SC_ACC(T, 0)
+#define TN_SC_C4_1 "ldr %[u], [%[wp]], #4\n\t" TN_SC_C4("u")
+#define TN_SC_C4_2A "ldrd %[u], %[v], [%[wp]], #8\n\t" TN_SC_C4("u") TN_SC_C4("v")
+#define TN_SC_C4_2U "ldr %[u], [%[wp]], #4\n\tldr %[v], [%[wp]], #4\n\t" TN_SC_C4("u") TN_SC_C4("v")
+#define TN_SC_C4_OPERANDS                                                                       \
+    : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u] "=&r"(u),               \
+      [v] "=&r"(t), [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),              \
+      [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
+    : [end] "m"(end)                                                                            \
+    : "cc", "memory"
+/* NU lane pairs: one, two, four, then eight per loop (the end read into u once per eight) */
+#define TN_SC_C4_BLOCKS(P)                                                                      \
+    do {                                                                                        \
+        if (NU & 1u) __asm__ volatile(TN_SC_C4_1 TN_SC_C4_OPERANDS);                            \
+        if (NU & 2u) __asm__ volatile(P TN_SC_C4_OPERANDS);                                     \
+        if (NU & 4u) __asm__ volatile(P P TN_SC_C4_OPERANDS);                                   \
+        if (NU >= 8u)                                                                           \
+            __asm__ volatile("1:\n\t" P P P P "ldr %[u], %[end]\n\tcmp %[x], %[u]\n\t"         \
+                             "bne 1b\n\t" TN_SC_C4_OPERANDS);                                   \
+    } while (0)
 #endif
 
 /* The sums of one block of four rows (weights at w) at both pixels of the interleaved lanes
  * buf over KP lanes: acc[r] = sum_k w_r[k] x'_k at pixel 0, acc[4 + r] at pixel 1 (modulo
- * 2^32, row 3 with RAW = 2 as A_3' = sum (w_3 - 8) x'); returns w past the block. */
+ * 2^32, row 3 with RAW = 2 as A_3' = sum (w_3 - 8) x'); returns w past the block. ALW: w is
+ * word-aligned (LDRD of two weight words with RAW = 2; else two LDR). */
 TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint32_t KP,
-                                     uint32_t WB, uint32_t RAW, int32_t *acc)
+                                     uint32_t WB, uint32_t RAW, uint32_t ALW, int32_t *acc)
 {
     /* units: lane pairs (4-bit weights) or two of them (2-bit), one weight word each */
     const uint32_t NU = WB == 4u ? KP / 2u : KP / 4u;
+    /* RAW 2: the cumulative sums S_r of rows 0..r (TN_SC_C4) */
+    const uint32_t CUM = WB == 4u && RAW == 2u;
     uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
 #if TN_M7_ASM
     const uint32_t *x = buf, *end = buf + KP; /* KP / 2 words per pixel */
     uint32_t xa, xb, u, t;
     if (WB == 2u)
         TN_SC_BLOCKS(TN_SC_G2);
-    else if (RAW == 2u)
-        TN_SC_BLOCKS(TN_SC_G4R2);
+    else if (CUM && ALW)
+        TN_SC_C4_BLOCKS(TN_SC_C4_2A);
+    else if (CUM)
+        TN_SC_C4_BLOCKS(TN_SC_C4_2U);
     else if (RAW == 1u)
         TN_SC_BLOCKS(TN_SC_G4R1);
     else
@@ -256,9 +286,11 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
                 const uint32_t *xg = buf + 2u * (halves * g + h);
                 const uint32_t v = WB == 4u ? u : h ? tn_uxtb16_ror8(u) : tn_uxtb16(u);
                 for (uint32_t r = 0; r < 4u; r++) {
+                    static const uint32_t cum[4] = {0x000F000Fu, 0x00FF00FFu, 0x0FFF0FFFu,
+                                                    0xFFFFFFFFu};
                     uint32_t m;
                     if (WB == 2u) m = r == 3u ? v : v & (0x00030003u << (2u * r));
-                    else if (r == 3u && RAW == 2u) m = v;
+                    else if (CUM) m = v & cum[r];
                     else if (r == 0u || (r < 3u && RAW >= 1u)) m = v & (0x000F000Fu << (4u * r));
                     else m = (v >> (4u * r)) & 0x000F000Fu;
                     a[r] = (uint32_t)tn_smlad(m, xg[0], (int32_t)a[r]);
@@ -270,14 +302,22 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
         b0 = b[0]; b1 = b[1]; b2 = b[2]; b3 = b[3];
     }
 #endif
+    (void)ALW;
     /* back to unscaled sums: the shifts are exact (the bounds above) */
+    if (CUM) { /* S_r - S_{r-1} = 16^r A_r exactly, within int32 (kernels_m7.subconv_raw) */
+        acc[0] = (int32_t)a0; acc[1] = (int32_t)(a1 - a0) >> 4;
+        acc[2] = (int32_t)(a2 - a1) >> 8; acc[3] = (int32_t)(a3 - a2) >> 12;
+        acc[4] = (int32_t)b0; acc[5] = (int32_t)(b1 - b0) >> 4;
+        acc[6] = (int32_t)(b2 - b1) >> 8; acc[7] = (int32_t)(b3 - b2) >> 12;
+        return w;
+    }
     {
         const uint32_t sh1 = WB == 2u ? 2u : RAW >= 1u ? 4u : 0u;
         const uint32_t sh2 = WB == 2u ? 4u : RAW >= 1u ? 8u : 0u;
         acc[0] = (int32_t)a0; acc[1] = (int32_t)a1 >> sh1; acc[2] = (int32_t)a2 >> sh2;
         acc[4] = (int32_t)b0; acc[5] = (int32_t)b1 >> sh1; acc[6] = (int32_t)b2 >> sh2;
-        if (WB == 2u || RAW == 2u) { /* row 3 unmasked: the others taken off */
-            const uint32_t sh3 = WB == 2u ? 6u : 12u;
+        if (WB == 2u) { /* row 3 unmasked: the others taken off */
+            const uint32_t sh3 = 6u;
             acc[3] = (int32_t)(a3 - a0 - a1 - a2) >> sh3;
             acc[7] = (int32_t)(b3 - b0 - b1 - b2) >> sh3;
         } else {
@@ -317,24 +357,75 @@ TN_INLINE void tn_sc_addtab(const uint8_t *tab, const uint8_t *other, uint8_t *T
                tab[(((uint32_t)v[e] & mo) << OBO) | ((uint32_t)tn_get(other, idx + e, OBO, 0u) & mw)]);
 }
 
+/* v saturated to the OB-bit signed (OS) or unsigned range: SSAT / USAT #OB (OB a constant). */
+#if defined(__ARM_FEATURE_DSP)
+#define tn_sc_sat(v, OB, OS)                                                                   \
+    ((OB) == 8u ? tn_sat8((v), (OS))                                                           \
+     : (OB) == 4u ? ((OS) ? __ssat((v), 4) : (int32_t)__usat((v), 4))                          \
+                  : ((OS) ? __ssat((v), 2) : (int32_t)__usat((v), 2)))
+#else
+static inline int32_t tn_sc_sat(int32_t v, uint32_t OB, uint32_t OS)
+{
+    const int32_t lo = OS ? -(1 << (OB - 1u)) : 0, hi = OS ? (1 << (OB - 1u)) - 1 : (1 << OB) - 1;
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+#endif
+
+/* The floor requantization of an OB-bit output in three instructions (1: signed codes, 2:
+ * unsigned; 0: no): a layer multiplier M0, shift N0 (NM == 1), floor rounding, N0 <= -1, the
+ * clamp the whole OB-bit range. Then tn_m7_out's floor(floor(acc m0 / 2^32) / 2^K) + ZP,
+ * K = -(N0 + 1), clamped, is SMMLA(acc, M0, ZP 2^K) >> K saturated to OB bits: adding ZP 2^K
+ * to the high word is adding ZP 2^(K + 32) to the product (a floor division by a power of two
+ * keeps whole multiples), and |floor(acc m0 / 2^32)| <= 2^30, |ZP 2^K| <= 2^29 keep the sum
+ * in int32. */
+TN_INLINE uint32_t tn_sc_fq(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const int32_t half = OB <= 8u ? 1 << (OB - 1u) : 0;
+    (void)M0;
+    if (!REQ || FAST < 2u || ROUND != TN_FLOOR || NM != 1u || N0 > -1 || N0 < -31
+        || (ZP != 0 && (N0 < -21 || ZP < -512 || ZP > 512)) || (OB != 2u && OB != 4u && OB != 8u))
+        return 0u;
+    if (LOZ + ZP == -half && HIZ + ZP == half - 1) return 1u;
+    if (LOZ + ZP == 0 && HIZ + ZP == 2 * half - 1) return 2u;
+    return 0u;
+}
+
+/* Output code of channel c from its sum acc (of w x', w the stored codes), weight zero point z,
+ * sum x' sx: tn_m7_req's code (tn_sc_fq's form where it applies). */
+TN_INLINE int32_t tn_sc_code(const tn_layer_t *l, uint32_t b, int32_t acc, int32_t z, int32_t sx,
+                             uint32_t c, const int32_t *m0p, const int8_t *n0p, uint32_t REQ,
+                             uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const uint32_t phi = b + (uint32_t)acc - (uint32_t)z * (uint32_t)sx;
+    const uint32_t FQ = tn_sc_fq(REQ, NM, ROUND, OB, TN_RQ);
+    if (FQ) {
+        const uint32_t k = (uint32_t)(-(N0 + 1));
+        return tn_sc_sat(tn_smmla((int32_t)phi, M0, (int32_t)((uint32_t)ZP << k)) >> k, OB,
+                         FQ == 1u);
+    }
+    return tn_m7_req(l, phi, c, NM == 1u ? 0 : m0p[c], NM == 1u ? 0 : (int32_t)n0p[c], REQ, NM,
+                     ROUND, TN_RQ);
+}
+
 /* Outputs c .. c + 3 of one pixel (sums acc[0..3], sum x' sx) as OB = 4 or 2-bit codes at byte
  * `byte` of out: requantized and clamped as tn_m7_cv_chan (an 8-bit clamp never applies to
- * them), packed in a register, written by one STRH / STRB. */
+ * them; tn_sc_code), packed in a register, written by one STRH / STRB. */
 TN_INLINE void tn_sc_put4(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
                           const int32_t *m0p, const int8_t *n0p, uint8_t *TN_RESTRICT out,
                           uint32_t byte, uint32_t c, const int32_t *acc, int32_t sx,
                           uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                           uint32_t OB, TN_RQ_ARGS)
 {
+    /* unsigned saturated codes need no mask */
+    const uint32_t mask = tn_sc_fq(REQ, NM, ROUND, OB, TN_RQ) == 2u ? 0xFFFFFFFFu
+                                                                    : (1u << OB) - 1u;
     uint32_t packed = 0;
     TN_UNROLL
     for (uint32_t r = 0; r < 4u; r++) {
         const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c + r];
-        const int32_t m0c = NM == 1u ? 0 : m0p[c + r], n0c = NM == 1u ? 0 : (int32_t)n0p[c + r];
-        const int32_t y = tn_m7_req(l, (uint32_t)bias[c + r] + (uint32_t)acc[r]
-                                    - (uint32_t)z * (uint32_t)sx, c + r, m0c, n0c, REQ, NM,
-                                    ROUND, TN_RQ);
-        packed |= ((uint32_t)y & ((1u << OB) - 1u)) << (r * OB);
+        const int32_t y = tn_sc_code(l, (uint32_t)bias[c + r], acc[r], z, sx, c + r, m0p, n0p,
+                                     REQ, NM, ROUND, OB, TN_RQ);
+        packed |= ((uint32_t)y & mask) << (r * OB);
     }
     if (OB == 4u) {
         const uint16_t h = (uint16_t)packed;
@@ -386,13 +477,14 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
     const int8_t *n0p = l->n0;
     const int32_t oy0 = (int32_t)(p / (uint32_t)OW), ox0 = (int32_t)(p % (uint32_t)OW);
     const int32_t oy1 = (int32_t)(q / (uint32_t)OW), ox1 = (int32_t)(q % (uint32_t)OW);
+    const uint32_t ALW = ((uintptr_t)w & 3u) == 0u; /* every block whole words from there */
     int32_t s0, s1;
     /* both pixels' windows read before any output is written */
     tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
                   PADZERO, GX, KWCP, INSIDE, &s0, &s1);
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
-        w = tn_sc_block(w, buf, KP, WB, RAW, acc);
+        w = tn_sc_block(w, buf, KP, WB, RAW, ALW, acc);
         if (WB == 4u && RAW == 2u) { /* row 3 held w_3 - 8 */
             acc[3] = (int32_t)((uint32_t)acc[3] + 8u * (uint32_t)s0);
             acc[7] = (int32_t)((uint32_t)acc[7] + 8u * (uint32_t)s1);
@@ -404,6 +496,26 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
             if (TWO)
                 tn_sc_put4(l, bias, wzp, m0p, n0p, out, ((p + 1u) * CO + c) * OB / 8u, c,
                            acc + 4, s1, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
+            continue;
+        }
+        if ((MODE == 0u && OB == 8u) || (MODE == 2u && ADDTAB && !FADD)) {
+            /* 8-bit codes stored, or the fused ADD's table: tn_sc_code into v */
+            TN_UNROLL
+            for (uint32_t r = 0; r < 4u; r++)
+                if (CO % 4u == 0u || c + r < CO) {
+                    const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c + r];
+                    const uint32_t b = (uint32_t)bias[c + r];
+                    const int32_t y0 = tn_sc_code(l, b, acc[r], z, s0, c + r, m0p, n0p, REQ, NM,
+                                                  ROUND, OB, TN_RQ);
+                    if (MODE == 0u) out[p * CO + c + r] = (uint8_t)y0;
+                    else v[c + r] = y0;
+                    if (TWO) {
+                        const int32_t y1 = tn_sc_code(l, b, acc[4u + r], z, s1, c + r, m0p, n0p,
+                                                      REQ, NM, ROUND, OB, TN_RQ);
+                        if (MODE == 0u) out[(p + 1u) * CO + c + r] = (uint8_t)y1;
+                        else v[CO + c + r] = y1;
+                    }
+                }
             continue;
         }
         TN_UNROLL
@@ -434,13 +546,14 @@ TN_INLINE void tn_sc_pool2(const tn_layer_t *l, const uint8_t *in, uint32_t *TN_
     const uint32_t KP = (uint32_t)KH * KWCP;
     const uint8_t *wzp = l->wzp, *w = l->w;
     const int32_t *bias = l->bias;
+    const uint32_t ALW = ((uintptr_t)w & 3u) == 0u; /* every block whole words from there */
     int32_t s0, s1;
     if (!TWO) { oy1 = oy0; ox1 = ox0; } /* the lone pixel twice */
     tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
                   PADZERO, GX, KWCP, INSIDE, &s0, &s1);
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
-        w = tn_sc_block(w, buf, KP, WB, RAW, acc);
+        w = tn_sc_block(w, buf, KP, WB, RAW, ALW, acc);
         if (WB == 4u && RAW == 2u) { /* row 3 held w_3 - 8 */
             acc[3] = (int32_t)((uint32_t)acc[3] + 8u * (uint32_t)s0);
             acc[7] = (int32_t)((uint32_t)acc[7] + 8u * (uint32_t)s1);
