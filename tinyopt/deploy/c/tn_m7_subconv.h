@@ -79,6 +79,31 @@ TN_INLINE int32_t tn_sc_run(const uint8_t *src, uint32_t *TN_RESTRICT d, uint32_
     const uint32_t hp = 16u / XB;
     if (XB == 4u && !XS && ZX == 0 && n < 2048u) {
         uint32_t u = 0, e = 0;
+#if TN_M7_ASM
+        /* one statement per word, twelve instructions (unrolled C leaves gcc spilling the
+         * words): the pairs 1-3 at d + 2, 4, 6, then pair 0 at d with d moved on */
+        const uint32_t m = tn_lanemask(4u), zero = 0u;
+        TN_UNROLL
+        for (uint32_t g = 0; g < n; g++) {
+            uint32_t v, t;
+            __asm__ volatile("ldr %[v], [%[s]], #4\n\t"
+                             "and %[t], %[m], %[v], lsr #4\n\t"
+                             "str %[t], [%[d], #8]\n\t"
+                             "and %[t], %[m], %[v], lsr #8\n\t"
+                             "str %[t], [%[d], #16]\n\t"
+                             "add %[e], %[e], %[t]\n\t"
+                             "and %[t], %[m], %[v], lsr #12\n\t"
+                             "str %[t], [%[d], #24]\n\t"
+                             "and %[t], %[m], %[v]\n\t"
+                             "str %[t], [%[d]], #32\n\t"
+                             "add %[e], %[e], %[t]\n\t"
+                             "usada8 %[u], %[v], %[z], %[u]\n\t"
+                             : [s] "+&r"(src), [d] "+&r"(d), [v] "=&r"(v), [t] "=&r"(t),
+                               [e] "+&r"(e), [u] "+&r"(u)
+                             : [m] "r"(m), [z] "r"(zero)
+                             : "memory");
+        }
+#else
         TN_UNROLL
         for (uint32_t g = 0; g < n; g++, d += 2u * hp) {
             const uint32_t v = tn_ld32(src + 4u * g);
@@ -89,6 +114,7 @@ TN_INLINE int32_t tn_sc_run(const uint8_t *src, uint32_t *TN_RESTRICT d, uint32_
             e += p0;
             e += p2;
         }
+#endif
         {
             const uint32_t even = (e & 0xFFFFu) + (e >> 16);
             return (int32_t)((uint32_t)sum + even + ((u - even) >> 4));
@@ -173,6 +199,12 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
     return sum;
 }
 
+/* TN_SC_LDRD 0: word-aligned weights read by two LDR too, not LDRD (what unaligned ones take;
+ * the tests build it so to run that loop) */
+#ifndef TN_SC_LDRD
+#define TN_SC_LDRD 1
+#endif
+
 #if TN_M7_ASM
 /* row R's products at both pixels: a_R += T . xa, b_R += T . xb */
 #define TN_SC_ACC(T, R)                                                                         \
@@ -224,29 +256,48 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
  * word, then bits 0-11 of each lane (BIC 0xF000F000: w_0 + 16 w_1 + 256 w_2), bits 0-7 (w_0 +
  * 16 w_1), bits 0-3 (w_0): cumulative sums S_3, S_2, S_1, S_0, with A_r = (S_r - S_{r-1}) /
  * 16^r (tn_sc_block). No temporary: two weight words in registers, one LDRD for two lane
- * pairs (12.5 instructions per 16 MACs). */
-#define TN_SC_C4(T)                                                                             \
-    "ldrd %[xa], %[xb], [%[x]], #8\n\t" TN_SC_ACC(T, 3)                                          \
-    "bic %[" T "], %[" T "], #0xF000F000\n\t" TN_SC_ACC(T, 2)                                    \
-    "and %[" T "], %[" T "], #0x00FF00FF\n\t" TN_SC_ACC(T, 1)                                    \
-    "and %[" T "], %[" T "], #0x000F000F\n\t" TN_SC_ACC(T, 0)
-#define TN_SC_C4_1 "ldr %[u], [%[wp]], #4\n\t" TN_SC_C4("u")
-#define TN_SC_C4_2A "ldrd %[u], %[v], [%[wp]], #8\n\t" TN_SC_C4("u") TN_SC_C4("v")
-#define TN_SC_C4_2U "ldr %[u], [%[wp]], #4\n\tldr %[v], [%[wp]], #4\n\t" TN_SC_C4("u") TN_SC_C4("v")
-#define TN_SC_C4_OPERANDS                                                                       \
-    : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u] "=&r"(u),               \
-      [v] "=&r"(t), [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),              \
-      [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
+ * pairs (12.5 instructions per 16 MACs). The block's first lane pairs start the sums (SMUAD,
+ * ACC F): no zeroing of the eight accumulators. */
+#define TN_SC_ACCF(T, R)                                                                        \
+    "smuad %[a" #R "], %[" T "], %[xa]\n\t"                                                      \
+    "smuad %[b" #R "], %[" T "], %[xb]\n\t"
+#define TN_SC_C4G(T, ACC)                                                                       \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\t" ACC(T, 3)                                                \
+    "bic %[" T "], %[" T "], #0xF000F000\n\t" ACC(T, 2)                                          \
+    "and %[" T "], %[" T "], #0x00FF00FF\n\t" ACC(T, 1)                                          \
+    "and %[" T "], %[" T "], #0x000F000F\n\t" ACC(T, 0)
+#define TN_SC_C4(T) TN_SC_C4G(T, TN_SC_ACC)
+#define TN_SC_LD1 "ldr %[u], [%[wp]], #4\n\t"
+#define TN_SC_LD2A "ldrd %[u], %[v], [%[wp]], #8\n\t"
+#define TN_SC_LD2U "ldr %[u], [%[wp]], #4\n\tldr %[v], [%[wp]], #4\n\t"
+#define TN_SC_C4_REGS                                                                           \
+    [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u] "=&r"(u), [v] "=&r"(t)
+#define TN_SC_C4_TAIL                                                                           \
     : [end] "m"(end)                                                                            \
     : "cc", "memory"
-/* NU lane pairs: one, two, four, then eight per loop (the end read into u once per eight) */
-#define TN_SC_C4_BLOCKS(P)                                                                      \
+#define TN_SC_C4_OPERANDS                                                                       \
+    : TN_SC_C4_REGS, [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),            \
+      [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3) TN_SC_C4_TAIL
+#define TN_SC_C4_FIRST                                                                          \
+    : TN_SC_C4_REGS, [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),            \
+      [b0] "=&r"(b0), [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3) TN_SC_C4_TAIL
+/* NU lane pairs (NU >= 2, KP a multiple of 4): the first one or two starting the sums, then
+ * two, four, eight per loop (the end read into u once per eight); LD2: the two words' load */
+#define TN_SC_C4_BLOCKS(LD2)                                                                    \
     do {                                                                                        \
-        if (NU & 1u) __asm__ volatile(TN_SC_C4_1 TN_SC_C4_OPERANDS);                            \
-        if (NU & 2u) __asm__ volatile(P TN_SC_C4_OPERANDS);                                     \
-        if (NU & 4u) __asm__ volatile(P P TN_SC_C4_OPERANDS);                                   \
-        if (NU >= 8u)                                                                           \
-            __asm__ volatile("1:\n\t" P P P P "ldr %[u], %[end]\n\tcmp %[x], %[u]\n\t"         \
+        const uint32_t rest = NU & 1u ? NU - 1u : NU - 2u;                                      \
+        if (NU & 1u)                                                                            \
+            __asm__ volatile(TN_SC_LD1 TN_SC_C4G("u", TN_SC_ACCF) TN_SC_C4_FIRST);              \
+        else                                                                                    \
+            __asm__ volatile(LD2 TN_SC_C4G("u", TN_SC_ACCF) TN_SC_C4("v") TN_SC_C4_FIRST);      \
+        if (rest & 2u) __asm__ volatile(LD2 TN_SC_C4("u") TN_SC_C4("v") TN_SC_C4_OPERANDS);     \
+        if (rest & 4u)                                                                          \
+            __asm__ volatile(LD2 TN_SC_C4("u") TN_SC_C4("v") LD2 TN_SC_C4("u") TN_SC_C4("v")    \
+                             TN_SC_C4_OPERANDS);                                                \
+        if (rest >= 8u)                                                                         \
+            __asm__ volatile("1:\n\t" LD2 TN_SC_C4("u") TN_SC_C4("v") LD2 TN_SC_C4("u")          \
+                             TN_SC_C4("v") LD2 TN_SC_C4("u") TN_SC_C4("v") LD2 TN_SC_C4("u")     \
+                             TN_SC_C4("v") "ldr %[u], %[end]\n\tcmp %[x], %[u]\n\t"             \
                              "bne 1b\n\t" TN_SC_C4_OPERANDS);                                   \
     } while (0)
 #endif
@@ -269,9 +320,9 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
     if (WB == 2u)
         TN_SC_BLOCKS(TN_SC_G2);
     else if (CUM && ALW)
-        TN_SC_C4_BLOCKS(TN_SC_C4_2A);
+        TN_SC_C4_BLOCKS(TN_SC_LD2A);
     else if (CUM)
-        TN_SC_C4_BLOCKS(TN_SC_C4_2U);
+        TN_SC_C4_BLOCKS(TN_SC_LD2U);
     else if (RAW == 1u)
         TN_SC_BLOCKS(TN_SC_G4R1);
     else
@@ -477,7 +528,7 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
     const int8_t *n0p = l->n0;
     const int32_t oy0 = (int32_t)(p / (uint32_t)OW), ox0 = (int32_t)(p % (uint32_t)OW);
     const int32_t oy1 = (int32_t)(q / (uint32_t)OW), ox1 = (int32_t)(q % (uint32_t)OW);
-    const uint32_t ALW = ((uintptr_t)w & 3u) == 0u; /* every block whole words from there */
+    const uint32_t ALW = TN_SC_LDRD && ((uintptr_t)w & 3u) == 0u; /* blocks: whole words */
     int32_t s0, s1;
     /* both pixels' windows read before any output is written */
     tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
@@ -546,7 +597,7 @@ TN_INLINE void tn_sc_pool2(const tn_layer_t *l, const uint8_t *in, uint32_t *TN_
     const uint32_t KP = (uint32_t)KH * KWCP;
     const uint8_t *wzp = l->wzp, *w = l->w;
     const int32_t *bias = l->bias;
-    const uint32_t ALW = ((uintptr_t)w & 3u) == 0u; /* every block whole words from there */
+    const uint32_t ALW = TN_SC_LDRD && ((uintptr_t)w & 3u) == 0u; /* blocks: whole words */
     int32_t s0, s1;
     if (!TWO) { oy1 = oy0; ox1 = ox0; } /* the lone pixel twice */
     tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
