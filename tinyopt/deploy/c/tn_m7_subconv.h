@@ -225,18 +225,19 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
 /* two lane pairs of 2-bit weights: pair q (bytes 0, 2 of the word; row 3 the bytes alone,
  * UXTB16: w_0 + 4 w_1 + 16 w_2 + 64 w_3), then pair q + 1 (bytes 1, 3, moved down by UXTB16
  * ROR 8: row 3 the word itself) */
-#define TN_SC_HALF2A                                                                            \
-    "and %[t], %[w], #0x00030003\n\t" TN_SC_ACC("t", 0)                                          \
-    "and %[t], %[w], #0x000C000C\n\t" TN_SC_ACC("t", 1)                                          \
-    "and %[t], %[w], #0x00300030\n\t" TN_SC_ACC("t", 2)                                          \
-    "uxtb16 %[t], %[w]\n\t" TN_SC_ACC("t", 3)
+#define TN_SC_HALF2AG(ACC)                                                                      \
+    "and %[t], %[w], #0x00030003\n\t" ACC("t", 0)                                               \
+    "and %[t], %[w], #0x000C000C\n\t" ACC("t", 1)                                               \
+    "and %[t], %[w], #0x00300030\n\t" ACC("t", 2)                                               \
+    "uxtb16 %[t], %[w]\n\t" ACC("t", 3)
 #define TN_SC_HALF2B                                                                            \
     "and %[t], %[w], #0x00030003\n\t" TN_SC_ACC("t", 0)                                          \
     "and %[t], %[w], #0x000C000C\n\t" TN_SC_ACC("t", 1)                                          \
     "and %[t], %[w], #0x00300030\n\t" TN_SC_ACC("t", 2) TN_SC_ACC("w", 3)
-#define TN_SC_G2                                                                                \
-    TN_SC_LD4 TN_SC_HALF2A "ldrd %[xa], %[xb], [%[x]], #8\n\tuxtb16 %[w], %[w], ror #8\n\t"      \
-    TN_SC_HALF2B
+#define TN_SC_G2G(ACC)                                                                          \
+    TN_SC_LD4 TN_SC_HALF2AG(ACC) "ldrd %[xa], %[xb], [%[x]], #8\n\t"                            \
+    "uxtb16 %[w], %[w], ror #8\n\t" TN_SC_HALF2B
+#define TN_SC_G2 TN_SC_G2G(TN_SC_ACC)
 /* fourteen registers: the loop's end stays in memory (read into t once per four units) */
 #define TN_SC_OPERANDS                                                                          \
     : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(u),               \
@@ -244,6 +245,27 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
       [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
     : [end] "m"(end)                                                                            \
     : "cc", "memory"
+/* the first unit of a block starting the sums (SMUAD: no zeroing of the accumulators) */
+#define TN_SC_OPERANDS_FIRST                                                                    \
+    : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(u),               \
+      [t] "=&r"(t), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),              \
+      [b0] "=&r"(b0), [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3)                             \
+    : [end] "m"(end)                                                                            \
+    : "cc", "memory"
+/* NU >= 1 units of 2-bit weights: the first starting the sums, then one, two, four, eight
+ * per loop (the end read into t once per eight) */
+#define TN_SC_G2_BLOCKS                                                                         \
+    do {                                                                                        \
+        const uint32_t rest = NU - 1u;                                                          \
+        __asm__ volatile(TN_SC_G2G(TN_SC_ACCF) TN_SC_OPERANDS_FIRST);                           \
+        if (rest & 1u) __asm__ volatile(TN_SC_G2 TN_SC_OPERANDS);                               \
+        if (rest & 2u) __asm__ volatile(TN_SC_G2 TN_SC_G2 TN_SC_OPERANDS);                      \
+        if (rest & 4u) __asm__ volatile(TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_OPERANDS);    \
+        if (rest >= 8u)                                                                         \
+            __asm__ volatile("1:\n\t" TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2      \
+                             TN_SC_G2 TN_SC_G2 "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\t"       \
+                             "bne 1b\n\t" TN_SC_OPERANDS);                                      \
+    } while (0)
 #define TN_SC_BLOCKS(G)                                                                         \
     do {                                                                                        \
         if (NU & 1u) __asm__ volatile(G TN_SC_OPERANDS);                                        \
@@ -318,7 +340,7 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
     const uint32_t *x = buf, *end = buf + KP; /* KP / 2 words per pixel */
     uint32_t xa, xb, u, t;
     if (WB == 2u)
-        TN_SC_BLOCKS(TN_SC_G2);
+        TN_SC_G2_BLOCKS;
     else if (CUM && ALW)
         TN_SC_C4_BLOCKS(TN_SC_LD2A);
     else if (CUM)
