@@ -54,6 +54,7 @@ def lane_pairs(layer) -> int:
 # tn_sc_put4 on the general arithmetic), over unsigned 4-bit inputs with z_x = 0 (the one-statement window words; KP 144:
 # the loop's first pair, then two, four, eight per loop), a pointwise layer of 16 4-bit
 # channels (KP 16: first pair, two, four) to signed 2-bit codes, 2-bit weights, a strided conv;
+# 2-bit weights over 12, 20 and 64 lanes (their units after the first: 2, 4, 15 = 1 + 2 + 4 + 8);
 # per-channel multipliers (ICN), n0 = -1 (K = 0) with z_out = -1, n0 = 0 (the general
 # arithmetic), signed inputs and codes.
 FAST_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, layers)
@@ -73,7 +74,9 @@ FAST_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
         _conv((5, 6, 12), (12, 3, 3, 8), 4, 4, padding=(1, 1, 1, 1), per_channel=True,
               icn=True, out_signed=True, out_zero_point=2),
         _conv((5, 6, 16), (16, 1, 1, 12), 2, 4, out_signed=True, out_zero_point=-1),
-        _conv((5, 6, 8), (8, 1, 1, 16), 4, 8),
+        _conv((5, 6, 20), (20, 1, 1, 16), 4, 8),
+        _conv((5, 6, 64), (64, 1, 1, 20), 2, 4),
+        _conv((5, 6, 8), (8, 1, 1, 64), 2, 4),
         dict(kind="flatten"),
         dict(kind="dense", out_shape=(3,), wshape=(3, 240), wbits=4, out_bits=32,
              out_signed=True, requantize=False)]),
@@ -113,8 +116,11 @@ def test_subconv_fast_host_bitexact(tmp_path, name, roomy):
         rests = [lane_pairs(lay) - 2 for lay in four]
         assert any(r & 2 for r in rests) and any(r & 4 for r in rests)
         assert any(r >= 8 for r in rests) and any(r < 8 for r in rests), rests
-    elif name == "fq_s":  # the last layer's n0 = 0: tn_m7_out's general form
-        assert forms == [1, 0, 1, 0], forms
+    elif name == "fq_s":  # l3's n0 = 0: tn_m7_out's general form
+        assert forms == [1, 0, 1, 0, 2, 2], forms
+        rests = [steps_mod.sub_lanes(s.layer)[1] // 4 - 1 for s in conv
+                 if s.layer.weight_bits == 2]  # 2-bit units after the first
+        assert all(any(r & m for r in rests) for m in (1, 2, 4)) and max(rests) >= 8, rests
     else:
         assert set(forms) == {0}, forms
 
