@@ -30,16 +30,21 @@
  *   word's lanes are w_0 + 16 w_1 + 256 w_2 + 4096 (w_3 - 8) (nibble 3 stored as w_3 ^ 8, the
  *   top nibble of a signed lane), so SMLAD of the raw word gives A_0 + 16 A_1 + 256 A_2 +
  *   4096 A_3' and A_3' = (that - the three others) / 4096, exact when |4096 A_3'| < 2^31
- *   (bounded at export); A_3 = A_3' + 8 sum x'. Per lane pair, four rows, two pixels (16 MACs):
- *   one LDRD of lanes, one LDR of weights, three AND, eight SMLAD: 13 instructions, as
- *   tn_m7_conv's 13 per 16 MACs. RAW = 1: row 3 by a shift and an AND (14); RAW = 0: rows 1-3
- *   so (16), no bound needed.
+ *   (bounded at export); A_3 = A_3' + 8 sum x'. With RAW = 2 the word is masked in place
+ *   (TN_SC_C4: the raw word, then BIC 0xF000F000, AND 0x00FF00FF, AND 0x000F000F: the
+ *   cumulative sums of rows 0..3, 0..2, 0..1, 0, differences exact by the same bounds), so no
+ *   temporary register: one LDRD of two weight words per two lane pairs, 12.5 instructions
+ *   per 16 MACs (tn_m7_conv's QUAD: 12). RAW = 1: row 3 by a shift and an AND (14); RAW = 0:
+ *   rows 1-3 so (16), no bound needed.
  * - 2-bit: one word per two lane pairs q, q + 1: crumb r = row r at i_q, 4 + r = row r at
  *   i_{q+1}, 8 + r = row r at j_q, 12 + r = row r at j_{q+1}; AND with 0x00030003 << 2 r for
  *   rows 0-2, row 3 unmasked (bytes 0 and 2 alone, UXTB16: w_0 + 4 w_1 + 16 w_2 + 64 w_3,
  *   A_3 = (S_3 - S_0 - S_1 - S_2) / 64), then pair q + 1 from the word's bytes 1 and 3 (UXTB16
  *   ROR 8): 27 instructions per 32 MACs (row sums scaled by up to 64, within int32 by
  *   steps.sub_conv_fits).
+ * Every block's first unit starts its sums with SMUAD (no zeroing), then eight units per loop.
+ * Outputs: on the floor rounding with one multiplier and the whole OB-bit clamp, SMMLA + one
+ * SSAT / USAT with the shift (tn_sc_fq, tn_sc_code), about six instructions per output.
  * The weight zero points enter once per output as in tn_m7_conv (tn_m7_cv_chan).
  *
  * Output order and the reads before each write are tn_m7_conv's (both pixels' windows read
