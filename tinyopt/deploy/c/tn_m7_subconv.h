@@ -30,16 +30,21 @@
  *   word's lanes are w_0 + 16 w_1 + 256 w_2 + 4096 (w_3 - 8) (nibble 3 stored as w_3 ^ 8, the
  *   top nibble of a signed lane), so SMLAD of the raw word gives A_0 + 16 A_1 + 256 A_2 +
  *   4096 A_3' and A_3' = (that - the three others) / 4096, exact when |4096 A_3'| < 2^31
- *   (bounded at export); A_3 = A_3' + 8 sum x'. Per lane pair, four rows, two pixels (16 MACs):
- *   one LDRD of lanes, one LDR of weights, three AND, eight SMLAD: 13 instructions, as
- *   tn_m7_conv's 13 per 16 MACs. RAW = 1: row 3 by a shift and an AND (14); RAW = 0: rows 1-3
- *   so (16), no bound needed.
+ *   (bounded at export); A_3 = A_3' + 8 sum x'. With RAW = 2 the word is masked in place
+ *   (TN_SC_C4: the raw word, then BIC 0xF000F000, AND 0x00FF00FF, AND 0x000F000F: the
+ *   cumulative sums of rows 0..3, 0..2, 0..1, 0, differences exact by the same bounds), so no
+ *   temporary register: one LDRD of two weight words per two lane pairs, 12.5 instructions
+ *   per 16 MACs (tn_m7_conv's QUAD: 12). RAW = 1: row 3 by a shift and an AND (14); RAW = 0:
+ *   rows 1-3 so (16), no bound needed.
  * - 2-bit: one word per two lane pairs q, q + 1: crumb r = row r at i_q, 4 + r = row r at
  *   i_{q+1}, 8 + r = row r at j_q, 12 + r = row r at j_{q+1}; AND with 0x00030003 << 2 r for
  *   rows 0-2, row 3 unmasked (bytes 0 and 2 alone, UXTB16: w_0 + 4 w_1 + 16 w_2 + 64 w_3,
  *   A_3 = (S_3 - S_0 - S_1 - S_2) / 64), then pair q + 1 from the word's bytes 1 and 3 (UXTB16
  *   ROR 8): 27 instructions per 32 MACs (row sums scaled by up to 64, within int32 by
  *   steps.sub_conv_fits).
+ * Every block's first unit starts its sums with SMUAD (no zeroing), then eight units per loop.
+ * Outputs: on the floor rounding with one multiplier and the whole OB-bit clamp, SMMLA + one
+ * SSAT / USAT with the shift (tn_sc_fq, tn_sc_code), about six instructions per output.
  * The weight zero points enter once per output as in tn_m7_conv (tn_m7_cv_chan).
  *
  * Output order and the reads before each write are tn_m7_conv's (both pixels' windows read
@@ -79,6 +84,31 @@ TN_INLINE int32_t tn_sc_run(const uint8_t *src, uint32_t *TN_RESTRICT d, uint32_
     const uint32_t hp = 16u / XB;
     if (XB == 4u && !XS && ZX == 0 && n < 2048u) {
         uint32_t u = 0, e = 0;
+#if TN_M7_ASM
+        /* one statement per word, twelve instructions (unrolled C leaves gcc spilling the
+         * words): the pairs 1-3 at d + 2, 4, 6, then pair 0 at d with d moved on */
+        const uint32_t m = tn_lanemask(4u), zero = 0u;
+        TN_UNROLL
+        for (uint32_t g = 0; g < n; g++) {
+            uint32_t v, t;
+            __asm__ volatile("ldr %[v], [%[s]], #4\n\t"
+                             "and %[t], %[m], %[v], lsr #4\n\t"
+                             "str %[t], [%[d], #8]\n\t"
+                             "and %[t], %[m], %[v], lsr #8\n\t"
+                             "str %[t], [%[d], #16]\n\t"
+                             "add %[e], %[e], %[t]\n\t"
+                             "and %[t], %[m], %[v], lsr #12\n\t"
+                             "str %[t], [%[d], #24]\n\t"
+                             "and %[t], %[m], %[v]\n\t"
+                             "str %[t], [%[d]], #32\n\t"
+                             "add %[e], %[e], %[t]\n\t"
+                             "usada8 %[u], %[v], %[z], %[u]\n\t"
+                             : [s] "+&r"(src), [d] "+&r"(d), [v] "=&r"(v), [t] "=&r"(t),
+                               [e] "+&r"(e), [u] "+&r"(u)
+                             : [m] "r"(m), [z] "r"(zero)
+                             : "memory");
+        }
+#else
         TN_UNROLL
         for (uint32_t g = 0; g < n; g++, d += 2u * hp) {
             const uint32_t v = tn_ld32(src + 4u * g);
@@ -89,6 +119,7 @@ TN_INLINE int32_t tn_sc_run(const uint8_t *src, uint32_t *TN_RESTRICT d, uint32_
             e += p0;
             e += p2;
         }
+#endif
         {
             const uint32_t even = (e & 0xFFFFu) + (e >> 16);
             return (int32_t)((uint32_t)sum + even + ((u - even) >> 4));
@@ -173,17 +204,19 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
     return sum;
 }
 
+/* TN_SC_LDRD 0: word-aligned weights read by two LDR too, not LDRD (what unaligned ones take;
+ * the tests build it so to run that loop) */
+#ifndef TN_SC_LDRD
+#define TN_SC_LDRD 1
+#endif
+
 #if TN_M7_ASM
 /* row R's products at both pixels: a_R += T . xa, b_R += T . xb */
 #define TN_SC_ACC(T, R)                                                                         \
     "smlad %[a" #R "], %[" T "], %[xa], %[a" #R "]\n\t"                                          \
     "smlad %[b" #R "], %[" T "], %[xb], %[b" #R "]\n\t"
 #define TN_SC_LD4 "ldrd %[xa], %[xb], [%[x]], #8\n\tldr %[w], [%[wp]], #4\n\t"
-/* one lane pair of 4-bit weights: RAW 2 (row 3 the raw word), 1 (row 3 shifted), 0 */
-#define TN_SC_G4R2                                                                              \
-    TN_SC_LD4 "and %[t], %[w], #0x000F000F\n\t" TN_SC_ACC("t", 0)                                \
-    "and %[t], %[w], #0x00F000F0\n\t" TN_SC_ACC("t", 1)                                          \
-    "and %[t], %[w], #0x0F000F00\n\t" TN_SC_ACC("t", 2) TN_SC_ACC("w", 3)
+/* one lane pair of 4-bit weights: RAW 1 (row 3 shifted), 0 (rows 1-3 shifted) */
 #define TN_SC_G4R1                                                                              \
     TN_SC_LD4 "and %[t], %[w], #0x000F000F\n\t" TN_SC_ACC("t", 0)                                \
     "and %[t], %[w], #0x00F000F0\n\t" TN_SC_ACC("t", 1)                                          \
@@ -197,18 +230,19 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
 /* two lane pairs of 2-bit weights: pair q (bytes 0, 2 of the word; row 3 the bytes alone,
  * UXTB16: w_0 + 4 w_1 + 16 w_2 + 64 w_3), then pair q + 1 (bytes 1, 3, moved down by UXTB16
  * ROR 8: row 3 the word itself) */
-#define TN_SC_HALF2A                                                                            \
-    "and %[t], %[w], #0x00030003\n\t" TN_SC_ACC("t", 0)                                          \
-    "and %[t], %[w], #0x000C000C\n\t" TN_SC_ACC("t", 1)                                          \
-    "and %[t], %[w], #0x00300030\n\t" TN_SC_ACC("t", 2)                                          \
-    "uxtb16 %[t], %[w]\n\t" TN_SC_ACC("t", 3)
+#define TN_SC_HALF2AG(ACC)                                                                      \
+    "and %[t], %[w], #0x00030003\n\t" ACC("t", 0)                                               \
+    "and %[t], %[w], #0x000C000C\n\t" ACC("t", 1)                                               \
+    "and %[t], %[w], #0x00300030\n\t" ACC("t", 2)                                               \
+    "uxtb16 %[t], %[w]\n\t" ACC("t", 3)
 #define TN_SC_HALF2B                                                                            \
     "and %[t], %[w], #0x00030003\n\t" TN_SC_ACC("t", 0)                                          \
     "and %[t], %[w], #0x000C000C\n\t" TN_SC_ACC("t", 1)                                          \
     "and %[t], %[w], #0x00300030\n\t" TN_SC_ACC("t", 2) TN_SC_ACC("w", 3)
-#define TN_SC_G2                                                                                \
-    TN_SC_LD4 TN_SC_HALF2A "ldrd %[xa], %[xb], [%[x]], #8\n\tuxtb16 %[w], %[w], ror #8\n\t"      \
-    TN_SC_HALF2B
+#define TN_SC_G2G(ACC)                                                                          \
+    TN_SC_LD4 TN_SC_HALF2AG(ACC) "ldrd %[xa], %[xb], [%[x]], #8\n\t"                            \
+    "uxtb16 %[w], %[w], ror #8\n\t" TN_SC_HALF2B
+#define TN_SC_G2 TN_SC_G2G(TN_SC_ACC)
 /* fourteen registers: the loop's end stays in memory (read into t once per four units) */
 #define TN_SC_OPERANDS                                                                          \
     : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(u),               \
@@ -216,6 +250,27 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
       [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
     : [end] "m"(end)                                                                            \
     : "cc", "memory"
+/* the first unit of a block starting the sums (SMUAD: no zeroing of the accumulators) */
+#define TN_SC_OPERANDS_FIRST                                                                    \
+    : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(u),               \
+      [t] "=&r"(t), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),              \
+      [b0] "=&r"(b0), [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3)                             \
+    : [end] "m"(end)                                                                            \
+    : "cc", "memory"
+/* NU >= 1 units of 2-bit weights: the first starting the sums, then one, two, four, eight
+ * per loop (the end read into t once per eight) */
+#define TN_SC_G2_BLOCKS                                                                         \
+    do {                                                                                        \
+        const uint32_t rest = NU - 1u;                                                          \
+        __asm__ volatile(TN_SC_G2G(TN_SC_ACCF) TN_SC_OPERANDS_FIRST);                           \
+        if (rest & 1u) __asm__ volatile(TN_SC_G2 TN_SC_OPERANDS);                               \
+        if (rest & 2u) __asm__ volatile(TN_SC_G2 TN_SC_G2 TN_SC_OPERANDS);                      \
+        if (rest & 4u) __asm__ volatile(TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_OPERANDS);    \
+        if (rest >= 8u)                                                                         \
+            __asm__ volatile("1:\n\t" TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2      \
+                             TN_SC_G2 TN_SC_G2 "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\t"       \
+                             "bne 1b\n\t" TN_SC_OPERANDS);                                      \
+    } while (0)
 #define TN_SC_BLOCKS(G)                                                                         \
     do {                                                                                        \
         if (NU & 1u) __asm__ volatile(G TN_SC_OPERANDS);                                        \
@@ -224,24 +279,77 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
             __asm__ volatile("1:\n\t" G G G G "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\t"           \
                              "bne 1b\n\t" TN_SC_OPERANDS);                                      \
     } while (0)
+/* RAW 2, the weight word masked in place (T: the register holding it): row 3's sum from the raw
+ * word, then bits 0-11 of each lane (BIC 0xF000F000: w_0 + 16 w_1 + 256 w_2), bits 0-7 (w_0 +
+ * 16 w_1), bits 0-3 (w_0): cumulative sums S_3, S_2, S_1, S_0, with A_r = (S_r - S_{r-1}) /
+ * 16^r (tn_sc_block). No temporary: two weight words in registers, one LDRD for two lane
+ * pairs (12.5 instructions per 16 MACs). The block's first lane pairs start the sums (SMUAD,
+ * ACC F): no zeroing of the eight accumulators. */
+#define TN_SC_ACCF(T, R)                                                                        \
+    "smuad %[a" #R "], %[" T "], %[xa]\n\t"                                                      \
+    "smuad %[b" #R "], %[" T "], %[xb]\n\t"
+#define TN_SC_C4G(T, ACC)                                                                       \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\t" ACC(T, 3)                                                \
+    "bic %[" T "], %[" T "], #0xF000F000\n\t" ACC(T, 2)                                          \
+    "and %[" T "], %[" T "], #0x00FF00FF\n\t" ACC(T, 1)                                          \
+    "and %[" T "], %[" T "], #0x000F000F\n\t" ACC(T, 0)
+#define TN_SC_C4(T) TN_SC_C4G(T, TN_SC_ACC)
+#define TN_SC_LD1 "ldr %[u], [%[wp]], #4\n\t"
+#define TN_SC_LD2A "ldrd %[u], %[v], [%[wp]], #8\n\t"
+#define TN_SC_LD2U "ldr %[u], [%[wp]], #4\n\tldr %[v], [%[wp]], #4\n\t"
+#define TN_SC_C4_REGS                                                                           \
+    [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u] "=&r"(u), [v] "=&r"(t)
+#define TN_SC_C4_TAIL                                                                           \
+    : [end] "m"(end)                                                                            \
+    : "cc", "memory"
+#define TN_SC_C4_OPERANDS                                                                       \
+    : TN_SC_C4_REGS, [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),            \
+      [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3) TN_SC_C4_TAIL
+#define TN_SC_C4_FIRST                                                                          \
+    : TN_SC_C4_REGS, [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),            \
+      [b0] "=&r"(b0), [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3) TN_SC_C4_TAIL
+/* NU lane pairs (NU >= 2, KP a multiple of 4): the first one or two starting the sums, then
+ * two, four, eight per loop (the end read into u once per eight); LD2: the two words' load */
+#define TN_SC_C4_BLOCKS(LD2)                                                                    \
+    do {                                                                                        \
+        const uint32_t rest = NU & 1u ? NU - 1u : NU - 2u;                                      \
+        if (NU & 1u)                                                                            \
+            __asm__ volatile(TN_SC_LD1 TN_SC_C4G("u", TN_SC_ACCF) TN_SC_C4_FIRST);              \
+        else                                                                                    \
+            __asm__ volatile(LD2 TN_SC_C4G("u", TN_SC_ACCF) TN_SC_C4("v") TN_SC_C4_FIRST);      \
+        if (rest & 2u) __asm__ volatile(LD2 TN_SC_C4("u") TN_SC_C4("v") TN_SC_C4_OPERANDS);     \
+        if (rest & 4u)                                                                          \
+            __asm__ volatile(LD2 TN_SC_C4("u") TN_SC_C4("v") LD2 TN_SC_C4("u") TN_SC_C4("v")    \
+                             TN_SC_C4_OPERANDS);                                                \
+        if (rest >= 8u)                                                                         \
+            __asm__ volatile("1:\n\t" LD2 TN_SC_C4("u") TN_SC_C4("v") LD2 TN_SC_C4("u")          \
+                             TN_SC_C4("v") LD2 TN_SC_C4("u") TN_SC_C4("v") LD2 TN_SC_C4("u")     \
+                             TN_SC_C4("v") "ldr %[u], %[end]\n\tcmp %[x], %[u]\n\t"             \
+                             "bne 1b\n\t" TN_SC_C4_OPERANDS);                                   \
+    } while (0)
 #endif
 
 /* The sums of one block of four rows (weights at w) at both pixels of the interleaved lanes
  * buf over KP lanes: acc[r] = sum_k w_r[k] x'_k at pixel 0, acc[4 + r] at pixel 1 (modulo
- * 2^32, row 3 with RAW = 2 as A_3' = sum (w_3 - 8) x'); returns w past the block. */
+ * 2^32, row 3 with RAW = 2 as A_3' = sum (w_3 - 8) x'); returns w past the block. ALW: w is
+ * word-aligned (LDRD of two weight words with RAW = 2; else two LDR). */
 TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint32_t KP,
-                                     uint32_t WB, uint32_t RAW, int32_t *acc)
+                                     uint32_t WB, uint32_t RAW, uint32_t ALW, int32_t *acc)
 {
     /* units: lane pairs (4-bit weights) or two of them (2-bit), one weight word each */
     const uint32_t NU = WB == 4u ? KP / 2u : KP / 4u;
+    /* RAW 2: the cumulative sums S_r of rows 0..r (TN_SC_C4) */
+    const uint32_t CUM = WB == 4u && RAW == 2u;
     uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
 #if TN_M7_ASM
     const uint32_t *x = buf, *end = buf + KP; /* KP / 2 words per pixel */
     uint32_t xa, xb, u, t;
     if (WB == 2u)
-        TN_SC_BLOCKS(TN_SC_G2);
-    else if (RAW == 2u)
-        TN_SC_BLOCKS(TN_SC_G4R2);
+        TN_SC_G2_BLOCKS;
+    else if (CUM && ALW)
+        TN_SC_C4_BLOCKS(TN_SC_LD2A);
+    else if (CUM)
+        TN_SC_C4_BLOCKS(TN_SC_LD2U);
     else if (RAW == 1u)
         TN_SC_BLOCKS(TN_SC_G4R1);
     else
@@ -256,9 +364,11 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
                 const uint32_t *xg = buf + 2u * (halves * g + h);
                 const uint32_t v = WB == 4u ? u : h ? tn_uxtb16_ror8(u) : tn_uxtb16(u);
                 for (uint32_t r = 0; r < 4u; r++) {
+                    static const uint32_t cum[4] = {0x000F000Fu, 0x00FF00FFu, 0x0FFF0FFFu,
+                                                    0xFFFFFFFFu};
                     uint32_t m;
                     if (WB == 2u) m = r == 3u ? v : v & (0x00030003u << (2u * r));
-                    else if (r == 3u && RAW == 2u) m = v;
+                    else if (CUM) m = v & cum[r];
                     else if (r == 0u || (r < 3u && RAW >= 1u)) m = v & (0x000F000Fu << (4u * r));
                     else m = (v >> (4u * r)) & 0x000F000Fu;
                     a[r] = (uint32_t)tn_smlad(m, xg[0], (int32_t)a[r]);
@@ -270,14 +380,22 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
         b0 = b[0]; b1 = b[1]; b2 = b[2]; b3 = b[3];
     }
 #endif
+    (void)ALW;
     /* back to unscaled sums: the shifts are exact (the bounds above) */
+    if (CUM) { /* S_r - S_{r-1} = 16^r A_r exactly, within int32 (kernels_m7.subconv_raw) */
+        acc[0] = (int32_t)a0; acc[1] = (int32_t)(a1 - a0) >> 4;
+        acc[2] = (int32_t)(a2 - a1) >> 8; acc[3] = (int32_t)(a3 - a2) >> 12;
+        acc[4] = (int32_t)b0; acc[5] = (int32_t)(b1 - b0) >> 4;
+        acc[6] = (int32_t)(b2 - b1) >> 8; acc[7] = (int32_t)(b3 - b2) >> 12;
+        return w;
+    }
     {
         const uint32_t sh1 = WB == 2u ? 2u : RAW >= 1u ? 4u : 0u;
         const uint32_t sh2 = WB == 2u ? 4u : RAW >= 1u ? 8u : 0u;
         acc[0] = (int32_t)a0; acc[1] = (int32_t)a1 >> sh1; acc[2] = (int32_t)a2 >> sh2;
         acc[4] = (int32_t)b0; acc[5] = (int32_t)b1 >> sh1; acc[6] = (int32_t)b2 >> sh2;
-        if (WB == 2u || RAW == 2u) { /* row 3 unmasked: the others taken off */
-            const uint32_t sh3 = WB == 2u ? 6u : 12u;
+        if (WB == 2u) { /* row 3 unmasked: the others taken off */
+            const uint32_t sh3 = 6u;
             acc[3] = (int32_t)(a3 - a0 - a1 - a2) >> sh3;
             acc[7] = (int32_t)(b3 - b0 - b1 - b2) >> sh3;
         } else {
@@ -317,24 +435,75 @@ TN_INLINE void tn_sc_addtab(const uint8_t *tab, const uint8_t *other, uint8_t *T
                tab[(((uint32_t)v[e] & mo) << OBO) | ((uint32_t)tn_get(other, idx + e, OBO, 0u) & mw)]);
 }
 
+/* v saturated to the OB-bit signed (OS) or unsigned range: SSAT / USAT #OB (OB a constant). */
+#if defined(__ARM_FEATURE_DSP)
+#define tn_sc_sat(v, OB, OS)                                                                   \
+    ((OB) == 8u ? tn_sat8((v), (OS))                                                           \
+     : (OB) == 4u ? ((OS) ? __ssat((v), 4) : (int32_t)__usat((v), 4))                          \
+                  : ((OS) ? __ssat((v), 2) : (int32_t)__usat((v), 2)))
+#else
+static inline int32_t tn_sc_sat(int32_t v, uint32_t OB, uint32_t OS)
+{
+    const int32_t lo = OS ? -(1 << (OB - 1u)) : 0, hi = OS ? (1 << (OB - 1u)) - 1 : (1 << OB) - 1;
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+#endif
+
+/* The floor requantization of an OB-bit output in three instructions (1: signed codes, 2:
+ * unsigned; 0: no): a layer multiplier M0, shift N0 (NM == 1), floor rounding, N0 <= -1, the
+ * clamp the whole OB-bit range. Then tn_m7_out's floor(floor(acc m0 / 2^32) / 2^K) + ZP,
+ * K = -(N0 + 1), clamped, is SMMLA(acc, M0, ZP 2^K) >> K saturated to OB bits: adding ZP 2^K
+ * to the high word is adding ZP 2^(K + 32) to the product (a floor division by a power of two
+ * keeps whole multiples), and |floor(acc m0 / 2^32)| <= 2^30, |ZP 2^K| <= 2^29 keep the sum
+ * in int32. */
+TN_INLINE uint32_t tn_sc_fq(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const int32_t half = OB <= 8u ? 1 << (OB - 1u) : 0;
+    (void)M0;
+    if (!REQ || FAST < 2u || ROUND != TN_FLOOR || NM != 1u || N0 > -1 || N0 < -31
+        || (ZP != 0 && (N0 < -21 || ZP < -512 || ZP > 512)) || (OB != 2u && OB != 4u && OB != 8u))
+        return 0u;
+    if (LOZ + ZP == -half && HIZ + ZP == half - 1) return 1u;
+    if (LOZ + ZP == 0 && HIZ + ZP == 2 * half - 1) return 2u;
+    return 0u;
+}
+
+/* Output code of channel c from its sum acc (of w x', w the stored codes), weight zero point z,
+ * sum x' sx: tn_m7_req's code (tn_sc_fq's form where it applies). */
+TN_INLINE int32_t tn_sc_code(const tn_layer_t *l, uint32_t b, int32_t acc, int32_t z, int32_t sx,
+                             uint32_t c, const int32_t *m0p, const int8_t *n0p, uint32_t REQ,
+                             uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const uint32_t phi = b + (uint32_t)acc - (uint32_t)z * (uint32_t)sx;
+    const uint32_t FQ = tn_sc_fq(REQ, NM, ROUND, OB, TN_RQ);
+    if (FQ) {
+        const uint32_t k = (uint32_t)(-(N0 + 1));
+        return tn_sc_sat(tn_smmla((int32_t)phi, M0, (int32_t)((uint32_t)ZP << k)) >> k, OB,
+                         FQ == 1u);
+    }
+    return tn_m7_req(l, phi, c, NM == 1u ? 0 : m0p[c], NM == 1u ? 0 : (int32_t)n0p[c], REQ, NM,
+                     ROUND, TN_RQ);
+}
+
 /* Outputs c .. c + 3 of one pixel (sums acc[0..3], sum x' sx) as OB = 4 or 2-bit codes at byte
  * `byte` of out: requantized and clamped as tn_m7_cv_chan (an 8-bit clamp never applies to
- * them), packed in a register, written by one STRH / STRB. */
+ * them; tn_sc_code), packed in a register, written by one STRH / STRB. */
 TN_INLINE void tn_sc_put4(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
                           const int32_t *m0p, const int8_t *n0p, uint8_t *TN_RESTRICT out,
                           uint32_t byte, uint32_t c, const int32_t *acc, int32_t sx,
                           uint32_t NWZP, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                           uint32_t OB, TN_RQ_ARGS)
 {
+    /* unsigned saturated codes need no mask */
+    const uint32_t mask = tn_sc_fq(REQ, NM, ROUND, OB, TN_RQ) == 2u ? 0xFFFFFFFFu
+                                                                    : (1u << OB) - 1u;
     uint32_t packed = 0;
     TN_UNROLL
     for (uint32_t r = 0; r < 4u; r++) {
         const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c + r];
-        const int32_t m0c = NM == 1u ? 0 : m0p[c + r], n0c = NM == 1u ? 0 : (int32_t)n0p[c + r];
-        const int32_t y = tn_m7_req(l, (uint32_t)bias[c + r] + (uint32_t)acc[r]
-                                    - (uint32_t)z * (uint32_t)sx, c + r, m0c, n0c, REQ, NM,
-                                    ROUND, TN_RQ);
-        packed |= ((uint32_t)y & ((1u << OB) - 1u)) << (r * OB);
+        const int32_t y = tn_sc_code(l, (uint32_t)bias[c + r], acc[r], z, sx, c + r, m0p, n0p,
+                                     REQ, NM, ROUND, OB, TN_RQ);
+        packed |= ((uint32_t)y & mask) << (r * OB);
     }
     if (OB == 4u) {
         const uint16_t h = (uint16_t)packed;
@@ -386,13 +555,14 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
     const int8_t *n0p = l->n0;
     const int32_t oy0 = (int32_t)(p / (uint32_t)OW), ox0 = (int32_t)(p % (uint32_t)OW);
     const int32_t oy1 = (int32_t)(q / (uint32_t)OW), ox1 = (int32_t)(q % (uint32_t)OW);
+    const uint32_t ALW = TN_SC_LDRD && ((uintptr_t)w & 3u) == 0u; /* blocks: whole words */
     int32_t s0, s1;
     /* both pixels' windows read before any output is written */
     tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
                   PADZERO, GX, KWCP, INSIDE, &s0, &s1);
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
-        w = tn_sc_block(w, buf, KP, WB, RAW, acc);
+        w = tn_sc_block(w, buf, KP, WB, RAW, ALW, acc);
         if (WB == 4u && RAW == 2u) { /* row 3 held w_3 - 8 */
             acc[3] = (int32_t)((uint32_t)acc[3] + 8u * (uint32_t)s0);
             acc[7] = (int32_t)((uint32_t)acc[7] + 8u * (uint32_t)s1);
@@ -404,6 +574,26 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
             if (TWO)
                 tn_sc_put4(l, bias, wzp, m0p, n0p, out, ((p + 1u) * CO + c) * OB / 8u, c,
                            acc + 4, s1, NWZP, ZW, REQ, NM, ROUND, OB, TN_RQ);
+            continue;
+        }
+        if ((MODE == 0u && OB == 8u) || (MODE == 2u && ADDTAB && !FADD)) {
+            /* 8-bit codes stored, or the fused ADD's table: tn_sc_code into v */
+            TN_UNROLL
+            for (uint32_t r = 0; r < 4u; r++)
+                if (CO % 4u == 0u || c + r < CO) {
+                    const int32_t z = NWZP == 1u ? ZW : (int32_t)wzp[c + r];
+                    const uint32_t b = (uint32_t)bias[c + r];
+                    const int32_t y0 = tn_sc_code(l, b, acc[r], z, s0, c + r, m0p, n0p, REQ, NM,
+                                                  ROUND, OB, TN_RQ);
+                    if (MODE == 0u) out[p * CO + c + r] = (uint8_t)y0;
+                    else v[c + r] = y0;
+                    if (TWO) {
+                        const int32_t y1 = tn_sc_code(l, b, acc[4u + r], z, s1, c + r, m0p, n0p,
+                                                      REQ, NM, ROUND, OB, TN_RQ);
+                        if (MODE == 0u) out[(p + 1u) * CO + c + r] = (uint8_t)y1;
+                        else v[CO + c + r] = y1;
+                    }
+                }
             continue;
         }
         TN_UNROLL
@@ -434,13 +624,14 @@ TN_INLINE void tn_sc_pool2(const tn_layer_t *l, const uint8_t *in, uint32_t *TN_
     const uint32_t KP = (uint32_t)KH * KWCP;
     const uint8_t *wzp = l->wzp, *w = l->w;
     const int32_t *bias = l->bias;
+    const uint32_t ALW = TN_SC_LDRD && ((uintptr_t)w & 3u) == 0u; /* blocks: whole words */
     int32_t s0, s1;
     if (!TWO) { oy1 = oy0; ox1 = ox0; } /* the lone pixel twice */
     tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
                   PADZERO, GX, KWCP, INSIDE, &s0, &s1);
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
-        w = tn_sc_block(w, buf, KP, WB, RAW, acc);
+        w = tn_sc_block(w, buf, KP, WB, RAW, ALW, acc);
         if (WB == 4u && RAW == 2u) { /* row 3 held w_3 - 8 */
             acc[3] = (int32_t)((uint32_t)acc[3] + 8u * (uint32_t)s0);
             acc[7] = (int32_t)((uint32_t)acc[7] + 8u * (uint32_t)s1);
