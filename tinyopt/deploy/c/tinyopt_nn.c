@@ -467,8 +467,3 @@ void tn_run(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out)
     default: tn_run_compute(l, in, out); break;
     }
 }
-
-void tn_run_layer(const tn_layer_t *l, const uint8_t *in, uint8_t *out)
-{
-    tn_run(l, &in, out);
-}

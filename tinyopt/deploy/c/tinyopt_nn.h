@@ -107,9 +107,6 @@ void tn_run_pad(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
 void tn_run_quantize(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
 void tn_run_softmax(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out);
 
-/* tn_run for a single-input step. */
-void tn_run_layer(const tn_layer_t *l, const uint8_t *in, uint8_t *out);
-
 /* The requantization flavours, exposed for unit tests: int32 accumulator -> value before the
  * output zero point and clamp. */
 int64_t tn_requant(int32_t phi, int32_t m0, int8_t n0, uint8_t rounding);
