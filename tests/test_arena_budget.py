@@ -93,3 +93,27 @@ def test_the_cli_takes_the_budget_and_refuses_a_bad_one(tmp_path, capsys):
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["arena_budget"] == 1 << 20 and meta["arena_bytes"] == \
         report["totals"]["arena_bytes"]
+
+
+@pytest.mark.slow  # builds and calibrates the ResNet-8 architecture (random weights)
+def test_the_lean_arena_itself_buys_every_scratch_that_fits():
+    """The planner's first guess (a step's live bytes in the lean plan plus its scratch) is
+    conservative: a scratch may take bytes the planner frees by placing buffers differently.
+    Every candidate it leaves out is therefore tried, one plan each, also without a budget. On
+    ResNet-8 at w4a8 two more 3x3 convolutions run tn_m7_subconv at the same arena: 9 of its
+    9 convolutions (the guess alone took 7)."""
+    import numpy as np
+    import tf_keras as keras
+
+    from tinyopt.mixed import lower, ptq
+    from tinyopt.mixed.policy import Policy
+    from tinyopt.studies.any_graph import mlperf_architecture
+    model = mlperf_architecture("ic_resnet8", classes=10, seed=0)
+    x = np.random.default_rng(0).uniform(0, 1, (16, *model.input_shape[1:])).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    g = lower.convert(ptq.quantize_mixed(model, Policy.uniform(model, 4, 8, "PL"), x))
+    steps, mem = steps_mod.memory_plan(g)
+    fast = [s.name for s in steps if s.roomy and steps_mod.sub_conv_step(s)]
+    assert mem.arena_bytes == 33472 and len(fast) == 9, (mem.arena_bytes, fast)
+    # a budget at that arena changes nothing
+    assert steps_mod.memory_plan(g, arena_budget=mem.arena_bytes)[1].arena_bytes == 33472

@@ -848,8 +848,9 @@ def _plan_roomy_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels,
         s.roomy = s in free
     best = planned() if free else (lean_mem, lean_io)
     if best[0].arena_bytes <= limit:
-        # with a budget above the lean arena the guess may leave room: try the others too
-        tries = [s for s in candidates if s not in free] if limit > lean_mem.arena_bytes else []
+        # the guess is conservative (the planner may place a scratch where another buffer's
+        # bytes were, even at the lean arena itself): try the others too, one plan each
+        tries = [s for s in candidates if s not in free]
     else:
         best = lean_mem, lean_io
         for s in free:
