@@ -737,7 +737,7 @@ def _fc_form(monkeypatch, form):
     kernels_m7.FC16_MAX_WEIGHTS = 0) or "fc16" (the default: tn_m7_fc16 for layers of at most
     FC16_MAX_WEIGHTS weights)."""
     if form == "pairs":
-        monkeypatch.setattr(kernels_m7, "FC16_MAX_WEIGHTS", 0)
+        monkeypatch.setattr(kernels_m7.fc, "FC16_MAX_WEIGHTS", 0)
 
 
 @needs_fc

@@ -159,7 +159,7 @@ def test_subconv_host_bitexact(tmp_path, monkeypatch, name, raw, roomy):
     rounding, signed, zin, shape, layers = SUBCONV_CHAINS[name]
     g = chain(70 + len(name), layers, shape, 8, signed, zin, rounding)
     if raw is not None:
-        monkeypatch.setattr(kernels_m7, "subconv_raw", lambda layer: raw)
+        monkeypatch.setattr(kernels_m7.subconv, "subconv_raw", lambda layer: raw)
     e = host_check(g, tmp_path)
     conv = [s for s in e.steps if s.layer.kind in ("conv2d", "pointwise")]
     assert conv and all(steps_mod.sub_conv_step(s) for s in conv), e.kernels
@@ -443,7 +443,7 @@ def test_subconv_under_qemu(qemu, tmp_path, monkeypatch, raw, roomy):
     """tn_m7_subconv's assembly loops (4-bit weights at RAW 2, 1, 0; 2-bit weights) bit-exact
     under QEMU on both chains."""
     if raw is not None:
-        monkeypatch.setattr(kernels_m7, "subconv_raw", lambda layer: raw)
+        monkeypatch.setattr(kernels_m7.subconv, "subconv_raw", lambda layer: raw)
     for name, (rounding, signed, zin, shape, layers) in SUBCONV_CHAINS.items():
         g = chain(70 + len(name), layers, shape, 8, signed, zin, rounding)
         lo = -128 if signed else 0
@@ -505,7 +505,7 @@ def _force_subfc_plan(monkeypatch, plan):
         if plan == "chunks":
             return 2, (1, 2, 3, 5)[words % 4]
         return int(plan[-1]), words
-    monkeypatch.setattr(kernels_m7, "subfc_plan", forced)
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_plan", forced)
 
 
 SUBFC_PLANS = [None, "raw1", "raw0", "chunks"]
@@ -518,7 +518,7 @@ def test_subfc_host_bitexact(tmp_path, monkeypatch, name, plan):
     the C equals the simulator; RAW forced down to 1 and 0, and RAW 2 in short chunks, too."""
     g = _subfc_graph(name)
     _force_subfc_plan(monkeypatch, plan)
-    monkeypatch.setattr(kernels_m7, "subfc16_scale", lambda layer: 0)  # tn_m7_subfc, not subfc16
+    monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)  # tn_m7_subfc
     e = host_check(g, tmp_path)
     fits = [steps_mod.sub_fc_fits(s) for s in e.steps]
     assert all(fits), fits
@@ -557,7 +557,7 @@ def test_subfc_under_qemu(qemu, tmp_path, monkeypatch, plan):
     if plan == "ldr":
         monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SF_NO_LDRD"))
     _force_subfc_plan(monkeypatch, None if plan == "ldr" else plan)
-    monkeypatch.setattr(kernels_m7, "subfc16_scale", lambda layer: 0)  # tn_m7_subfc, not subfc16
+    monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)  # tn_m7_subfc
     for name in SUBFC_CHAINS:
         g = _subfc_graph(name)
         lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0

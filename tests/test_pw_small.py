@@ -545,7 +545,7 @@ def test_w16_add_table_refuses_a_wrong_plan(tmp_path, monkeypatch):
         p = orig(st, rounding)
         q = p["Q"]
         return {**p, "Q": {**q, "C": q["C"] + (1 << q["K"])}}
-    monkeypatch.setattr(kernels_m7, "add_plan", off_by_one)
+    monkeypatch.setattr(kernels_m7.conv, "add_plan", off_by_one)
     assert kernels_m7.w16_add_table(step, g.rounding) is None
 
 

@@ -237,7 +237,7 @@ def _oct_graph(name):
 
 def _no_subfc16(monkeypatch):
     """Small layers on tn_m7_subfc (its blocks of eight), not tn_m7_subfc16."""
-    monkeypatch.setattr(kernels_m7, "subfc16_scale", lambda layer: 0)
+    monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)
 
 
 def _chunks(monkeypatch):
@@ -251,8 +251,8 @@ def _chunks(monkeypatch):
     def forced(layer):
         raw, kc = real(layer)
         return (2, chunk(layer)) if raw == 2 else (raw, kc)
-    monkeypatch.setattr(kernels_m7, "subfc_plan", forced)
-    monkeypatch.setattr(kernels_m7, "subfc_oct",
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_plan", forced)
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_oct",
                         lambda layer: chunk(layer) if real_oct(layer) else 0)
 
 
@@ -368,7 +368,7 @@ def test_subfc_oct_fallback(tmp_path, monkeypatch):
     assert not kernels_m7.subfc_oct(one(32, 16, 2, 8, False, 2))
     assert not kernels_m7.subfc_oct(one(32, 7, 4, 8, False, 0))
     lay = one(32, 16, 4, 8, False, 0)
-    monkeypatch.setattr(kernels_m7, "subfc_plan", lambda layer: (1, 8))
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_plan", lambda layer: (1, 8))
     assert not kernels_m7.subfc_oct(lay)
     monkeypatch.undo()
     _no_subfc16(monkeypatch)
@@ -429,6 +429,6 @@ def test_subfc_oct_w2_bound(tmp_path, monkeypatch):
     assert np.array_equal(got, want)
     src = (tmp_path / "chunks" / "src" / "model.c").read_text()
     assert "640u, 8u, 8u, 0u, 0u, 2u, 0u, 160u, 64u," in src  # RAW 0, KC 160; OCT 64
-    monkeypatch.setattr(kernels_m7, "subfc_oct", lambda layer: 160)  # whole input: overflows
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_oct", lambda layer: 160)  # whole input: overflow
     got, _ = _run_host(g, tmp_path / "whole", x)
     assert not np.array_equal(got[:, 7], want[:, 7]) and np.array_equal(got[:, :7], want[:, :7])

@@ -1,0 +1,121 @@
+"""The 3x3 depthwise row kernel of the Cortex-M7, ``tn_m7_dw3`` (c/tn_m7_dw.h).
+
+3x3 layers of 2/4/8-bit inputs, weights and outputs, strides 1 / 2, of any rounding flavour
+(:func:`dw3_fits`: the MLPerf int8 graphs and the sub-byte Keras path alike) take the
+row kernel ``tn_m7_dw3`` instead when the plan gave the step its scratch
+(:func:`dw3_scratch_bytes`: three input rows widened to int16, channel planes; at stride 2
+with 8-bit inputs chunks of four columns of four channels): SMLAD on two taps of one
+channel, two output pixels per weight register, weights exported as [d0, d1, d1, d2] per
+kernel row, int8, or int16 pairs for asymmetric 8-bit weights (:func:`dw3_weights`,
+``Choice.weights``). At stride 2 with 8-bit inputs and outputs, int8 weights, per-channel
+multipliers and the folded requantization (:func:`dw3_plan`'s DWQ 1 / 2) an output row
+runs in inline assembly (``tn_dw3_row2``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyopt.integer.steps import Step, _hwc, dw3_fits, dw3_weights_fit, dw3_width
+from tinyopt.deploy.kernels_m7.common import (
+    _rounding, _scratch, requant_constants, acc_bound, INT32)
+
+
+def dw3_plan(step: Step, graph_rounding: str | None) -> dict | str:
+    """The row kernel's weight format and requantization for ``step`` (:func:`dw3_fits`).
+
+    WIDE = 0 when every weight minus its zero point fits int8 (:func:`dw3_weights_fit`), else 1
+    (int16 pairs, :func:`dw3_weights`). DWQ = 1 (the folded SMMLAR form of c/tn_m7_dw.h) with
+    per-channel CC = 2^(K-1) + z_out 2^K (K = -n0) when tn_m7_out's FAST = 3 form applies
+    (:func:`requant_constants`) and CC + h stays in int32 for every accumulator of the layer
+    (|h| <= |2 acc| m0 / 2^32 + 1, :func:`acc_bound`); DWQ = 2 (floor: SMMLA(acc, m0, CC) >> K
+    with CC = z_out 2^K, K = -(n0 + 1)) when every n0 <= -1, K <= 31 and CC + h stays in int32
+    (|h| <= |acc m0| / 2^32 + 1); else DWQ = 0 (tn_m7_out).
+
+    Returns:
+        {"WIDE", "DWQ": 0, 1 or 2, "CC": int64 array [C] (zeros for DWQ = 0), "LO", "HI",
+        "OS"}, or the reason the row kernel does not run the step.
+    """
+    if not dw3_fits(step):
+        return "not a 2/4/8-bit 3x3 depthwise layer of stride 1 / 2 (dw3_fits)"
+    layer = step.layer
+    c = _hwc(layer.in_shape)[2]
+    ob = int(layer.out_bits)
+    lo, hi = (int(v) for v in layer.out_range)
+    tlo, thi = ((-(1 << (ob - 1)), (1 << (ob - 1)) - 1) if layer.out_signed
+                else (0, (1 << ob) - 1))
+    if not tlo <= lo <= hi <= thi:
+        return f"output range [{lo}, {hi}] outside the {ob}-bit [{tlo}, {thi}]"
+    plan = {"WIDE": int(not dw3_weights_fit(layer)), "DWQ": 0, "CC": np.zeros(c, np.int64),
+            "LO": lo, "HI": hi, "OS": int(bool(layer.out_signed))}
+    flavour = layer.rounding or graph_rounding
+    if flavour is None:
+        return plan
+    m0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.m0, np.int64)), (c,))
+    n0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.n0, np.int64)), (c,))
+    zp = np.int64(int(layer.out_zero_point))
+    bound = acc_bound(layer)
+    if flavour == "floor":
+        if bound is None or bound >= (1 << 31) or n0.max() > -1 or n0.min() < -32:
+            return plan
+        k = -(n0 + 1)
+        cc = zp << k
+        hmax = ((int(bound) * np.abs(m0)) >> 32) + 1
+        if np.all(np.abs(cc) + hmax <= INT32[1]):
+            plan.update(DWQ=2, CC=cc)
+        return plan
+    if requant_constants(layer, flavour)["FAST"] != 3:
+        return plan
+    k = -n0
+    cc = (np.int64(1) << (k - 1)) + (zp << k)
+    hmax = ((2 * int(bound) * m0) >> 32) + 1
+    if np.all(np.abs(cc) + hmax + 1 <= INT32[1]):
+        plan.update(DWQ=1, CC=cc)
+    return plan
+
+
+def dw3_weights(layer, cc: np.ndarray, wide: bool = False) -> np.ndarray:
+    """The row kernel's weight array (``Choice.weights``), per channel: three words
+    [d_r0, d_r1, d_r1, d_r2] (d = w - z_w as int8, kernel row r) and CC (int32, little-endian;
+    :func:`dw3_plan`), 16 bytes; ``wide`` (weights beyond int8: :func:`dw3_plan`'s WIDE): the six
+    int16 pairs A_r = (d_r0, d_r1), B_r = (d_r1, d_r2) and CC, 28 bytes.
+
+    Raises:
+        ValueError: a weight minus its zero point outside int8 without ``wide``.
+    """
+    w = layer.unpacked_weights().astype(np.int64).reshape(3, 3, -1)
+    c = w.shape[2]
+    zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)), (c,))
+    d = w - zw[None, None, :]  # [3, 3, C]
+    ccb = np.asarray(cc, "<i4").view(np.uint8).reshape(c, 4)
+    if wide:
+        pairs = np.stack([d[:, 0], d[:, 1], d[:, 1], d[:, 2]], axis=1)  # [3 rows, 4 lanes, C]
+        lanes = np.ascontiguousarray(pairs.transpose(2, 0, 1).reshape(c, 12).astype("<i2"))
+        lanes = lanes.view(np.uint8)
+        return np.concatenate([lanes, ccb], axis=1).ravel().astype(np.uint8)
+    if d.min() < -128 or d.max() > 127:
+        raise ValueError(f"layer {layer.name!r}: a depthwise weight minus its zero point is "
+                         "outside int8; export it with wide=True (dw3_plan's WIDE)")
+    d = d.astype(np.int8).view(np.uint8)
+    words = np.stack([d[:, 0], d[:, 1], d[:, 1], d[:, 2]], axis=1)  # [3 rows, 4 bytes, C]
+    blob = np.concatenate([words.transpose(2, 0, 1).reshape(c, 12), ccb], axis=1)
+    return blob.ravel().astype(np.uint8)
+
+
+def _dw3_call(step: Step, graph_rounding: str, u, arena: str) -> str:
+    """The C statement calling tn_m7_dw3 for a step of the row kernel."""
+    layer = step.layer
+    h, w, c = _hwc(layer.in_shape)
+    oh, ow, _ = _hwc(layer.out_shape)
+    top, _, left, _ = layer.padding
+    plan = dw3_plan(step, graph_rounding)
+    assert not isinstance(plan, str), plan  # choose() checked it
+    rq = requant_constants(layer, graph_rounding)
+    nm = rq.pop("NM")
+    args = [h, w, c, oh, ow, layer.stride[0], layer.stride[1], top, left, dw3_width(layer),
+            layer.in_bits, int(bool(layer.in_signed)), int(layer.in_zero_point),
+            int(layer.pad_mode == "zero"), plan["WIDE"], plan["DWQ"], layer.out_bits,
+            plan["OS"], plan["LO"], plan["HI"], nm, _rounding(step, graph_rounding),
+            *rq.values()]
+    return (f"    tn_m7_dw3(l, in[0], out, {_scratch(step, arena, 'int16_t')}, "
+            + ", ".join(u(a) for a in args) + ");\n")

@@ -1,0 +1,99 @@
+"""The sub-byte gemm kernel of the Cortex-M7, ``tn_m7_sub`` (c/tn_m7_sub.h; issues 29 and 27):
+its weight order (:func:`sub_weights`) and call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyopt.integer.steps import (
+    SUB_BITS, Step, _hwc, gemm_geometry, scratch_parts, sub_direct, sub_units)
+from tinyopt.integer.arith import packed_bytes
+from tinyopt.deploy.kernels_m7.common import _scratch
+from tinyopt.deploy.kernels_m7.add import _fused_add_args
+
+
+def _sub_pairs(bits: int, g: int) -> list[tuple[int, int]]:
+    """The lane pairs (element indices inside a unit of ``g``) that unpacking the unit's words of
+    ``bits``-bit codes gives, in order (tn_pair / tn_sub_xpair: (e_s, e_{s + 16/bits}) per word;
+    8 bits: (0, 2), (1, 3))."""
+    n = 32 // bits
+    return [(j * n + s, j * n + s + n // 2) for j in range(g // n) for s in range(n // 2)]
+
+
+def sub_weights(layer, units: int | None = None) -> np.ndarray:
+    """The weight bytes of a step of tn_m7_sub (c/tn_m7_sub.h): every row's codes permuted inside
+    each unit of G = 32 / min(input bits, weight bits) codes so that weight lane pair q (of the
+    row's words, as tn_pair unpacks them) holds the weights of input lane pair q; the K % G tail
+    as it is; each row packed as :func:`tinyopt.integer.graph.pack` packs it (as many bytes as
+    the row layout), or, with ``units`` = KU > K (:func:`tinyopt.integer.steps.sub_units`: a
+    gathered window completed to whole units), each row padded with code 0 to KU codes first
+    (no tail; KU WB / 8 bytes per row, the extra bytes beyond the row layout count as pad bytes).
+
+    Arguments:
+        layer: a dense, pointwise or convolution layer of 1/2/4/8-bit weights and inputs
+            (:func:`tinyopt.integer.steps.sub_fits`).
+        units: KU, the codes per window the kernel reads (None or K: the row layout's size).
+
+    Returns:
+        uint8 array of the row layout's size (or N rows of KU WB / 8 bytes).
+
+    Raises:
+        ValueError: weights or inputs of other widths, or a layer without weights.
+    """
+    from tinyopt.integer.graph import pack, unpack
+    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    if layer.weights is None or wb not in SUB_BITS or xb not in SUB_BITS:
+        raise ValueError(f"layer {layer.name!r}: sub_weights packs layers of 1/2/4/8-bit weights "
+                         f"and inputs, not {wb}-bit weights and {xb}-bit inputs")
+    rows = np.asarray(layer.weights, np.uint8)
+    k = int(np.prod(layer.weight_shape)) // len(rows)
+    codes = unpack(rows, wb, k)
+    g = 32 // min(wb, xb)
+    padded = units is not None and units != k
+    if padded:
+        if units < k or units % g:
+            raise ValueError(f"layer {layer.name!r}: sub_weights pads rows of {k} codes to whole "
+                             f"units of {g}, not to {units}")
+        codes = np.concatenate([codes, np.zeros((len(rows), units - k), codes.dtype)], axis=1)
+        k = units
+    perm = np.zeros(g, np.int64)  # unit position -> input index inside the unit
+    per_word, half = 32 // wb, 16 // wb
+    for q, (i, j) in enumerate(_sub_pairs(xb, g)):
+        t, s = divmod(q, half)
+        perm[t * per_word + s], perm[t * per_word + s + half] = i, j
+    full = k - k % g
+    blocks = codes[:, :full].reshape(len(rows), -1, g)[:, :, perm].reshape(len(rows), full)
+    out = pack(np.concatenate([blocks, codes[:, full:]], axis=1), wb)
+    assert out.shape == ((len(rows), packed_bytes(k, wb)) if padded else rows.shape)
+    return out.ravel()
+
+
+def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding: str,
+              arena: str, u) -> str:
+    """The body of a tn_m7_sub step: its call with the layer's constants."""
+    layer = step.layer
+    geo = gemm_geometry(layer)
+    dense = layer.kind == "dense"
+    top, _, left, _ = (0, 0, 0, 0) if dense else layer.padding
+    pool = [0] * 8
+    if step.pool is not None:
+        p = step.pool
+        pt, _, pl, _ = p.padding
+        poh, pow_, _ = _hwc(p.out_shape)
+        pool = [p.pool_size[0], p.pool_size[1], p.stride[0], p.stride[1], pt, pl, poh, pow_]
+    mode = 1 if step.pool is not None else 2 if step.add is not None else 0
+    ku = sub_units(step)  # the row bytes: KU codes (padded rows) or the row layout's
+    args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
+            geo["KW"], 1 if dense else layer.stride[0], 1 if dense else layer.stride[1], top,
+            left, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],
+            layer.weight_bits, packed_bytes(ku, layer.weight_bits), common["NWZP"],
+            int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
+            common["OB"], mode, int(sub_direct(step)), ku, *pool, *rq.values(),
+            *_fused_add_args(step, graph_rounding)]
+    gather, best = scratch_parts(step)  # the gathered window, then a fused pool's maxima
+    other = "in[1]" if step.add is not None else "in[0]"
+    bp = _scratch(step, arena, "int32_t", gather) if best else "(int32_t *)0"
+    gp = _scratch(step, arena, "uint8_t") if gather else "(uint8_t *)0"
+    return (f"    tn_m7_sub(l, in[0], {other}, out, {bp}, {gp},\n              "
+            + ", ".join(u(a) for a in args) + ");\n")

@@ -1,0 +1,320 @@
+"""``tn_m7_subconv`` (c/tn_m7_subconv.h) and ``tn_m7_subfc`` (c/tn_m7_subfc.h): sub-byte
+convolution, pointwise and dense layers on blocks of four rows (the dense kernel reads
+:func:`subconv_weights`' blocks, hence one module): RAW / chunk plans, weight orders, the
+fused sub-byte ADD's table and the calls. Sub-byte dense layers take ``tn_m7_subfc`` (four rows
+per 16-bit lane, no scratch) unless :func:`subfc16_scale` gives them ``tn_m7_subfc16``
+(:mod:`tinyopt.deploy.kernels_m7.subfc16`).
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from tinyopt.integer.steps import (
+    Step, _hwc, gemm_geometry, kernel_window, scratch_parts, sub_lane_group, sub_lanes)
+from tinyopt.integer.ops.registry import REGISTRY
+from tinyopt.deploy.kernels_m7.common import _scratch, _inside, _x_box
+from tinyopt.deploy.kernels_m7.add import _addends, _fused_add_args
+from tinyopt.deploy.kernels_m7.subfc16 import subfc16_scale, subfc16_weights
+
+
+def _subconv_rows(layer) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The codes of tn_m7_subconv's rows as its lanes order them: [N4, KP] (each window row
+    padded to KWCP lanes with the row's weight zero point, N rounded up to a block of four
+    with rows of code 0), and the lane pairs (i_q, j_q) of a pixel's window in word order."""
+    kh, kw = kernel_window(layer)
+    kwcp, kp = sub_lanes(layer)
+    g = sub_lane_group(layer)
+    from tinyopt.integer.graph import unpack
+    n = len(layer.weights)
+    row = kw * _hwc(layer.in_shape)[2]
+    codes = unpack(np.asarray(layer.weights, np.uint8), int(layer.weight_bits), kh * row)
+    zw = np.broadcast_to(np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64)), (n,))
+    padded = np.zeros((-(-n // 4) * 4, kh, kwcp), np.int64)
+    padded[:n, :, :row] = codes.reshape(n, kh, row)
+    padded[:n, :, row:] = zw[:, None, None]
+    pairs = [(base + j, base + j + g // 2) for base in range(0, kp, g) for j in range(g // 2)]
+    return padded.reshape(len(padded), kp), pairs
+
+
+def subconv_raw(layer) -> int:
+    """RAW of tn_m7_subconv (c/tn_m7_subconv.h) for a layer of 4-bit weights: 2 when, for every
+    block of four rows and every input, 16 |A_1|, 256 |A_2| and 4096 |A_3 - 8 sum x'| stay below
+    2^31 (A_r = sum w_r x' of row r of the block: the sums the loop keeps scaled), 1 when the
+    first two do, else 0 (each row masked after a shift, unscaled). Bounded from the weights
+    themselves, sum_k |w_k| max |x'|; 0 for other widths (2-bit weights: scaled by
+    steps.sub_conv_fits' bound, whatever the weights)."""
+    if int(layer.weight_bits) != 4:
+        return 0
+    rows, _ = _subconv_rows(layer)
+    dx = _x_box(layer)
+    blocks = rows.reshape(-1, 4, rows.shape[1])
+    top = (1 << 31)
+    fit1 = bool((16 * np.abs(blocks[:, 1]).sum(axis=1) * dx < top).all()
+                and (256 * np.abs(blocks[:, 2]).sum(axis=1) * dx < top).all())
+    fit3 = bool((4096 * np.abs(blocks[:, 3] - 8).sum(axis=1) * dx < top).all())
+    return 2 if fit1 and fit3 else 1 if fit1 else 0
+
+
+def subconv_weights(layer) -> np.ndarray:
+    """The weight bytes of a step of tn_m7_subconv (c/tn_m7_subconv.h, its comment): rows padded as
+    :func:`_subconv_rows`, in blocks of four; per block and lane pair q (window order) one word
+    of 4-bit weights (nibble r: row r at i_q, nibble 4 + r: row r at j_q; nibble 3 and 7 stored
+    ^ 8 when :func:`subconv_raw` is 2), or per two lane pairs q, q + 1 one word of 2-bit weights
+    (crumbs r, 4 + r, 8 + r, 12 + r: row r at i_q, i_{q+1}, j_q, j_{q+1}). ceil(N / 4) 4 KP WB / 8
+    bytes.
+
+    Arguments:
+        layer: a conv2d or pointwise layer of 2 or 4-bit weights
+            (:func:`tinyopt.integer.steps.sub_conv_fits`).
+
+    Returns:
+        uint8 array.
+
+    Raises:
+        ValueError: another kind of layer or weight width.
+    """
+    wb = int(layer.weight_bits)
+    if layer.kind not in ("conv2d", "pointwise", "dense") or wb not in (2, 4) or (
+            layer.kind == "dense" and len(layer.in_shape) != 1):
+        raise ValueError(f"layer {layer.name!r}: subconv_weights packs conv2d, pointwise and "
+                         f"dense (1-D input) layers of 2 or 4-bit weights, not a {wb}-bit "
+                         f"{layer.kind} layer of input shape {tuple(layer.in_shape)}")
+    rows, pairs = _subconv_rows(layer)
+    raw = subfc_plan(layer)[0] if layer.kind == "dense" else subconv_raw(layer)
+    if wb == 4 and raw == 2:
+        rows = rows.copy()
+        rows[3::4] ^= 8
+    blocks = rows.reshape(-1, 4, rows.shape[1])  # [block, r, lane]
+    i = np.array([a for a, _ in pairs])
+    j = np.array([b for _, b in pairs])
+    if wb == 4:  # [block, q, 8 nibbles]: rows at i_q, then rows at j_q
+        fields = np.concatenate([blocks[:, :, i], blocks[:, :, j]], axis=1).transpose(0, 2, 1)
+    else:  # [block, q / 2, 16 crumbs]: rows at i_q, i_{q+1}, j_q, j_{q+1}
+        fi, fj = blocks[:, :, i], blocks[:, :, j]
+        fields = np.concatenate([fi[:, :, 0::2], fi[:, :, 1::2], fj[:, :, 0::2], fj[:, :, 1::2]],
+                                axis=1).transpose(0, 2, 1)
+    shifts = np.arange(fields.shape[-1], dtype=np.uint64) * wb
+    words = (fields.astype(np.uint64) << shifts).sum(axis=-1).astype("<u4")
+    return words.reshape(-1).view(np.uint8).copy()
+
+
+def subfc_plan(layer) -> tuple[int, int]:
+    """(RAW, KC) of tn_m7_subfc (c/tn_m7_subfc.h) for a dense layer of
+    :func:`tinyopt.integer.steps.sub_fc_fits`: 4-bit weights take RAW 2 (row 3 unmasked) over
+    the whole input when :func:`subconv_raw` allows it (KC = all ceil(K XB / 32) input words), else
+    in chunks of KC words short enough that the loop's scaled sums stay exact whatever the
+    weights (16 * 15, 256 * 15 and 4096 * 8 times max |x'| per input: KC words of 32 / XB
+    inputs below 2^31), each chunk's sums unscaled and added; :func:`subconv_raw`'s level over
+    the whole input if such chunks would be shorter than four words. 2-bit weights: RAW 0 (their
+    layout needs none), one chunk (the bound of sub_fc_fits)."""
+    xb = int(layer.in_bits)
+    words = -(-int(layer.in_shape[0]) * xb // 32)
+    if int(layer.weight_bits) != 4:
+        return 0, words
+    raw = subconv_raw(layer)
+    if raw == 2:
+        return 2, words
+    kc = ((1 << 31) - 1) // (4096 * 8 * _x_box(layer)) // (32 // xb)
+    return (2, min(kc, words)) if kc >= 4 else (raw, words)
+
+
+def subfc_oct(layer) -> int:
+    """The chunk (input words) of tn_m7_subfc's blocks of eight rows (c/tn_m7_subfc.h) for a
+    dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`, or 0 where it keeps blocks of
+    four. Blocks of eight take inputs whose lanes need no offset (x' = the code: z_x = 0 for
+    8-bit and unsigned sub-byte inputs, z_x = -2^(b-1) for signed sub-byte ones; an offset
+    would need a fifteenth register) and at least eight rows; 4-bit weights at RAW 2
+    (:func:`subfc_plan`, its chunk); 2-bit weights: the whole input where every block of eight
+    keeps 4^r |A_r| (r = 1 .. 6) and 16384 |A_7 - 2 sum x'| below 2^31 for every input (bounded
+    from the weights, 4^r sum_k |w_r| max |x'|), else chunks short enough whatever the weights
+    (32768 max |x'| per input).
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+
+    Returns:
+        the chunk in input words (at least 1), or 0: blocks of four only.
+    """
+    xb, zx, wb = int(layer.in_bits), int(layer.in_zero_point), int(layer.weight_bits)
+    dx = -zx if xb == 8 else ((1 << (xb - 1)) if layer.in_signed else 0) + zx
+    if dx != 0 or int(layer.out_channels) < 8 or wb not in (2, 4):
+        return 0
+    raw, kc = subfc_plan(layer)
+    if wb == 4:
+        return kc if raw == 2 else 0
+    rows, _ = _subconv_rows(layer)
+    n8 = int(layer.out_channels) // 8 * 8
+    blocks = rows[:n8].reshape(-1, 8, rows.shape[1])
+    box, top = _x_box(layer), 1 << 31
+    fit = all(bool(((4 ** r) * np.abs(blocks[:, r]).sum(axis=1) * box < top).all())
+              for r in range(1, 7))
+    fit = fit and bool((16384 * np.abs(blocks[:, 7] - 2).sum(axis=1) * box < top).all())
+    words = -(-int(layer.in_shape[0]) * xb // 32)
+    return words if fit else max(1, min(words, (top - 1) // (32768 * box) // (32 // xb)))
+
+
+def _oct_words(layer, quads: np.ndarray) -> np.ndarray:
+    """The first N // 8 blocks of eight rows of :func:`subfc_weights` (``quads``: its blocks of
+    four, the same size): 4-bit weights, two blocks of four's words of each lane pair side by
+    side; 2-bit, per lane pair q a word, lanes sum_r 4^r w_r at i_q and j_q (row 7 ^ 2).
+
+    Arguments:
+        layer: a dense layer where :func:`subfc_oct` is nonzero.
+        quads: :func:`subconv_weights` of it.
+
+    Returns:
+        uint8 array of 2 (N // 8) blocks of four's bytes.
+    """
+    n = int(layer.out_channels)
+    rows, pairs = _subconv_rows(layer)
+    if int(layer.weight_bits) == 4:  # a block of four: 2 KP bytes
+        octs = quads[:n // 8 * 2 * 2 * rows.shape[1]]
+        words = octs.view("<u4").reshape(n // 8, 2, -1).transpose(0, 2, 1)
+        return words.reshape(-1).view(np.uint8)
+    blocks = rows[:n // 8 * 8].reshape(n // 8, 8, rows.shape[1]).copy()
+    blocks[:, 7] ^= 2
+    lanes = (blocks << (2 * np.arange(8)[None, :, None])).sum(axis=1)  # [block, lane]
+    i = np.array([a for a, _ in pairs])
+    j = np.array([b for _, b in pairs])
+    words = (lanes[:, i] | (lanes[:, j] << 16)).astype("<u4")
+    return words.reshape(-1).view(np.uint8)
+
+
+def subfc_weights(layer) -> np.ndarray:
+    """The weight bytes of a step of tn_m7_subfc (c/tn_m7_subfc.h): :func:`subconv_weights`'
+    blocks of four rows (RAW of :func:`subfc_plan`), but when N % 4 is 1 or 2 the last rows
+    (padded to two with code 0) as a pair block: per two lane pairs q, q + 1 a word of 4-bit
+    weights, bytes (i_q, i_{q+1}, j_q, j_{q+1}) each row 0 | row 1 << 4; per four lane pairs a
+    word of 2-bit weights, nibble t of the low half row 0 | row 1 << 2 at i_{q+t}, of the high
+    half at j_{q+t} (the last word completed with zeros). Where :func:`subfc_oct`, the first
+    N // 8 blocks of eight rows in its place, the same size: 4-bit weights, two blocks of four
+    with their words of each lane pair side by side (block 2b's, then 2b + 1's: one LDRD);
+    2-bit, per lane pair q a word of the eight rows, lanes sum_r 4^r w_r at i_q and j_q (row 7
+    stored ^ 2).
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+
+    Returns:
+        uint8 array.
+
+    Raises:
+        ValueError: as :func:`subconv_weights`.
+    """
+    if subfc16_scale(layer):  # a small layer: tn_m7_subfc16's int16 lanes
+        return subfc16_weights(layer)
+    quads = subconv_weights(layer)
+    n, wb = int(layer.out_channels), int(layer.weight_bits)
+    rows, pairs = _subconv_rows(layer)
+    k = rows.shape[1]
+    block = k * wb // 2  # bytes of a block of four rows
+    if subfc_oct(layer):  # the first N // 8 blocks of eight (the same bytes' size)
+        octs = _oct_words(layer, quads)
+        assert len(octs) == n // 8 * 2 * block
+        quads = np.concatenate([octs, quads[len(octs):]])
+    if n % 4 not in (1, 2):
+        return quads
+    tail = rows[n - n % 4:n - n % 4 + 2]  # the last rows, then a padding row of code 0
+    i = np.array([a for a, _ in pairs])
+    j = np.array([b for _, b in pairs])
+    fi = tail[0, i] | (tail[1, i] << wb)  # [pair]: both rows at i_q
+    fj = tail[0, j] | (tail[1, j] << wb)
+    if wb == 4:  # [q / 2, 4 bytes]
+        fields, width = np.stack([fi[0::2], fi[1::2], fj[0::2], fj[1::2]], axis=1), 8
+    else:  # [q / 4, 8 nibbles]: four at i, four at j
+        pad = (-len(fi)) % 4
+        fi = np.concatenate([fi, np.zeros(pad, fi.dtype)]).reshape(-1, 4)
+        fj = np.concatenate([fj, np.zeros(pad, fj.dtype)]).reshape(-1, 4)
+        fields, width = np.concatenate([fi, fj], axis=1), 4
+    shifts = np.arange(fields.shape[-1], dtype=np.uint64) * width
+    words = (fields.astype(np.uint64) << shifts).sum(axis=-1).astype("<u4")
+    return np.concatenate([quads[:block * (n // 4)], words.view(np.uint8)])
+
+
+def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
+    """The body of a tn_m7_subfc step (a dense layer, :func:`tinyopt.integer.steps
+    .sub_fc_fits`): its call with the layer's constants."""
+    layer = step.layer
+    if subfc16_scale(layer):  # tn_m7_subfc16 (subfc_weights packed its layout)
+        args = [int(layer.in_shape[0]), layer.out_channels, layer.in_bits, common["XS"],
+                int(subfc16_scale(layer) == 2), common["REQ"], common["NM"], common["ROUND"],
+                common["OB"], *rq.values()]
+        return "    tn_m7_subfc16(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
+    args = [int(layer.in_shape[0]), layer.out_channels, layer.in_bits, common["XS"],
+            common["ZX"], layer.weight_bits, *subfc_plan(layer), subfc_oct(layer),
+            common["NWZP"],
+            int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
+            common["OB"], *rq.values()]
+    return "    tn_m7_subfc(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
+
+
+def subconv_add_table(step: Step, rounding: str | None) -> np.ndarray | None:
+    """The fused residual ADD of a tn_m7_subconv step as a table (c/tn_m7_subconv.h: tn_sc_addtab),
+    when both addends and the sum have the same width b <= 4 (then :func:`add_plan` refuses it):
+    entry (own << b) | other is the ADD's output code (its low b bits) for the compute layer's
+    output code ``own`` and the other addend's code ``other``, computed by the simulator's ADD
+    (``tinyopt.integer.ops.add.simulate``) on every pair of codes, so exact on any input by
+    construction; 2^(2b) bytes of flash. None otherwise (no fused ADD, other widths, or the
+    flavour unknown)."""
+    if step.add is None:
+        return None
+    (b0, sg0, _), (b1, sg1, z1), _ = _addends(step)
+    add = step.add
+    flavour = add.rounding or rounding
+    b = int(add.out_bits)
+    if flavour is None or not b0 == b1 == b <= 4:
+        return None
+    own_first = step.add_slot == 0
+    codes = np.arange(1 << b, dtype=np.int64)
+    def value(signed):  # code bits -> the number they stand for
+        return codes - (1 << b) * (codes >= (1 << (b - 1))) if signed else codes
+    v0, v1 = value(sg0), value(sg1)
+    x0, x1 = np.meshgrid(v0, v1, indexing="ij")  # [input 0 code, input 1 code]
+    p = types.SimpleNamespace(layer=add, rounding=flavour,
+                              zero_points=[int(add.in_zero_point), z1])
+    y = REGISTRY["add"].simulate(p, [x0, x1], False).astype(np.int64) & ((1 << b) - 1)
+    table = y if own_first else y.T  # [own code, other code]
+    return table.astype(np.uint8).ravel()
+
+
+def _subconv_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding: str,
+                  arena: str, u) -> str:
+    """The body of a tn_m7_subconv step: its call with the layer's constants (and the table of
+    a fused sub-byte ADD, :func:`subconv_add_table`, as a constant of the function)."""
+    layer = step.layer
+    fadd = _fused_add_args(step, graph_rounding)
+    table = subconv_add_table(step, graph_rounding) if not fadd[0] else None
+    head, tab = "", "(const uint8_t *)0"
+    if table is not None:
+        head = ("    static const uint8_t addtab[" + str(table.size) + "] = {"
+                + ", ".join(str(int(t)) for t in table) + "};\n")
+        tab = "addtab"
+    h, w, c = _hwc(layer.in_shape)
+    oh, ow, co = _hwc(layer.out_shape)
+    kh, kw = kernel_window(layer)
+    top, _, left, _ = layer.padding
+    pool = [0] * 8
+    if step.pool is not None:  # MODE 1: the max pool after it (tn_sc_pooled)
+        p = step.pool
+        pt, _, pl, _ = p.padding
+        poh, pow_, _ = _hwc(p.out_shape)
+        pool = [p.pool_size[0], p.pool_size[1], p.stride[0], p.stride[1], pt, pl, poh, pow_]
+    mode = 1 if step.pool is not None else 2 if step.add is not None else 0
+    args = [mode, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
+            layer.stride[1], top, left, layer.in_bits, common["XS"], common["ZX"],
+            common["PADZERO"], sub_lane_group(layer), sub_lanes(layer)[0],
+            int(_inside(layer, gemm_geometry(layer))), layer.weight_bits, subconv_raw(layer),
+            common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
+            common["OB"]]
+    rest = [*pool, *rq.values(), *fadd]
+    lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
+    obo = int(step.in_specs[1].bits) if step.add is not None else 0
+    other = "in[1]" if step.add is not None else "in[0]"
+    return head + (f"    tn_m7_subconv(l, in[0], {other}, out, "
+            f"{_scratch(step, arena, 'uint32_t')},\n                  "
+            f"{_scratch(step, arena, 'int32_t', lanes)}, "
+            + ", ".join(u(a) for a in args) + f", {tab}, {obo}u,\n                  "
+            + ", ".join(u(a) for a in rest) + ");\n")

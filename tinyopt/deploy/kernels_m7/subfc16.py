@@ -1,0 +1,116 @@
+"""``tn_m7_subfc16`` (c/tn_m7_subfc.h): small sub-byte dense layers as int16 rows of
+w - z_w like ``tn_m7_fc16``.
+
+Sub-byte dense layers take ``tn_m7_subfc`` (c/tn_m7_subfc.h: four rows per 16-bit lane,
+no scratch) or, when small (:func:`subfc16_scale`: at most :data:`FC16_MAX_WEIGHTS`
+weights and every sum bounded in 32 bits), ``tn_m7_subfc16``: int16 rows of w - z_w like
+``tn_m7_fc16``, the sub-byte input unpacked by masks into lanes pre-scaled at export.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from tinyopt.deploy.kernels_m7.common import _row_zero_points, _x_box
+from tinyopt.deploy.kernels_m7.fc import FC16_MAX_WEIGHTS, fc16_weights
+
+
+SUBFC16_ROWS = 6  # tn_m7_subfc16's rows per block (4 with 2-bit outputs: a byte of them)
+
+
+def _subfc16_rows(layer) -> tuple[np.ndarray, np.ndarray]:
+    """(d, bias) of a dense layer of sub-byte weights: d = w - z_w, int64 [N, K]; bias int64 [N]."""
+    from tinyopt.integer.graph import unpack
+    n, k = int(layer.out_channels), int(layer.in_shape[0])
+    codes = unpack(np.asarray(layer.weights, np.uint8).reshape(n, -1), int(layer.weight_bits), k)
+    d = codes.astype(np.int64) - _row_zero_points(layer, n)[:, None]
+    return d, np.broadcast_to(np.asarray(layer.bias, np.int64), (n,)).copy()
+
+
+def subfc16_scale(layer) -> int:
+    """S of tn_m7_subfc16 (c/tn_m7_subfc.h) for a dense layer of 2 / 4-bit weights, or 0 when
+    that kernel does not take it: 8-bit inputs, 2 (tn_m7_fc16's doubled lanes) for a layer that
+    names TFLite double rounding, else 1; 16 for 4-bit, 64 for 2-bit ones (the masked lanes'
+    scales). It takes a layer of a 1-D input, a bias, at most :data:`FC16_MAX_WEIGHTS`
+    weights (N K: the int16 lanes are four / eight times the packed weights' bytes, counted as
+    layout bytes, Export.weight_pad_bytes) and, for every row and every input it can receive,
+    S |acc| < 2^31 (acc = bias + sum (w - z_w)(x - z_x), bounded from the weights themselves,
+    S (|bias| + sum_k |d_k| max |x - z_x|)): the kernel's T = S acc, acc = T >> log2 S, is then
+    exact; else 0 (the layer takes tn_m7_subfc, exact for any weights)."""
+    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    if (layer.kind != "dense" or wb not in (2, 4) or xb not in (2, 4, 8) or layer.bias is None
+            or layer.weights is None or len(layer.in_shape) != 1
+            or int(layer.in_shape[0]) * int(layer.out_channels) > FC16_MAX_WEIGHTS):
+        return 0
+    # 8-bit inputs: doubled lanes (2 acc, tn_m7_out's FAST = 3 form) only where the layer names
+    # TFLite double rounding, else plain ones (one shift less per output in the other forms)
+    scale = {8: 2 if layer.rounding == "tflite_double" else 1, 4: 16, 2: 64}[xb]
+    d, bias = _subfc16_rows(layer)
+    top = np.abs(bias) + np.abs(d).sum(axis=1) * _x_box(layer)
+    if scale * int(top.max()) >= (1 << 31) or scale * int(np.abs(d).max()) >= (1 << 15):
+        return 0
+    return scale
+
+
+def subfc16_weights(layer) -> np.ndarray:
+    """The weight bytes of a step of tn_m7_subfc16 (c/tn_m7_subfc.h, its comment; a layer of
+    :func:`subfc16_scale`): 8-bit inputs, :func:`fc16_weights`' layout of the weight codes
+    (doubled when S = 2); 2 / 4-bit inputs, per block of :data:`SUBFC16_ROWS` rows (4 with 2-bit
+    outputs; then one of the N % R left) the rows' S C (int32 modulo 2^32, C = bias - o sum_k
+    d_k, o = z_x (+ 2^(b-1) for signed inputs)), then per input word and pair of its lane pairs
+    (2j, 2j + 1)
+    each row's words [f_2j d_i, f_2j d_i'], [f_2j+1 d_i, f_2j+1 d_i'] (lane pair j = codes
+    (j, j + 16 / b) of the word, f_j = S / 2^(b (j % (8 / b))); codes beyond K: d = 0); a last
+    word of at most 16 / b codes, its lane pairs j < 8 / b alone, codes (j, j + 8 / b).
+
+    Arguments:
+        layer: a dense layer of 2 / 4-bit weights where :func:`subfc16_scale` is nonzero.
+
+    Returns:
+        uint8 array (little-endian int32 constants and int16 lanes).
+
+    Raises:
+        ValueError: a layer :func:`subfc16_scale` refuses.
+    """
+    scale = subfc16_scale(layer)
+    if not scale:
+        raise ValueError(f"layer {layer.name!r}: tn_m7_subfc16 does not take it (subfc16_scale: "
+                         "a dense layer of 2 / 4-bit weights, a bias, at most "
+                         f"{FC16_MAX_WEIGHTS} weights, S |acc| < 2^31); use subfc_weights")
+    d, bias = _subfc16_rows(layer)
+    n, k = d.shape
+    xb = int(layer.in_bits)
+    if xb == 8:  # tn_m7_fc16's own layout (its rows: the codes as 8-bit weights)
+        return fc16_weights(types.SimpleNamespace(
+            kind="dense", weight_bits=8, in_bits=8, name=layer.name, bias=layer.bias,
+            weights=(d + _row_zero_points(layer, n)[:, None]).astype(np.uint8),
+            weight_zero_point=layer.weight_zero_point, in_zero_point=layer.in_zero_point),
+            doubled=scale == 2)
+    off = int(layer.in_zero_point) + ((1 << (xb - 1)) if layer.in_signed else 0)
+    const = ((scale * (bias - off * d.sum(axis=1))) % (1 << 32)).astype("<u4")
+    g = 32 // xb  # codes per input word
+    words = -(-k // g)
+    half = 0 < k % g <= g // 2  # a last word of at most half its codes: v | v << 8 (HALF)
+    dp = np.zeros((n, words * g), np.int64)
+    dp[:, :k] = d
+    npairs = 16 // xb
+    j = np.arange(npairs)
+    fac = scale >> (xb * (j % (8 // xb)))  # S / the lane pair's scale
+
+    def pairs(codes, m):  # [n, words, 2m] -> [n, words, m / 2, 4]: lane pairs (x_j, x_{j+m})
+        lanes = np.stack([codes[..., :m] * fac[:m], codes[..., m:2 * m] * fac[:m]], axis=-1)
+        return lanes.reshape(n, codes.shape[1], m // 2, 4)  # per pair of lane pairs: 4 int16
+
+    whole = pairs(dp.reshape(n, words, g)[:, :words - half], npairs)
+    tail = pairs(dp.reshape(n, words, g)[:, words - 1:, :g // 2], npairs // 2) if half else None
+    rows = 4 if int(layer.out_bits) == 2 else SUBFC16_ROWS
+    parts = []
+    for c in range(0, n, rows):
+        parts.append(const[c:c + rows].view(np.uint8))
+        for lanes in (whole, tail):
+            if lanes is not None:
+                blk = np.ascontiguousarray(lanes[c:c + rows].transpose(1, 2, 0, 3), "<i2")
+                parts.append(blk.view(np.uint8).ravel())
+    return np.concatenate(parts).astype(np.uint8)
