@@ -1,4 +1,4 @@
-"""The Cortex-M7 kernels specialised per layer (tinyopt/deploy/kernels_m7.py, c/tn_m7.h) agree
+"""The Cortex-M7 kernels specialised per layer (tinyopt/deploy/kernels_m7/, c/tn_m7.h) agree
 with tinyopt.sim, value for value.
 
 The host build compiles the very same specialised kernels (the DSP intrinsics replaced by

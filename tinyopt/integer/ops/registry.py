@@ -276,7 +276,7 @@ def register(*ops: OpKind) -> None:
         if op.m7_function is not None and (op.compute or op.c_function == "tn_run_pool"):
             raise ValueError(f"op kind {op.name!r}: an M7 twin of a compute layer or a pool is "
                              "not supported (their steps fuse a pool or an ADD and carry the "
-                             "compute descriptor); add a kernel to tinyopt/deploy/kernels_m7.py")
+                             "compute descriptor); add a kernel to tinyopt/deploy/kernels_m7/")
         if op.m7_function is not None and op.c_function is None:
             raise ValueError(f"op kind {op.name!r}: an M7 twin needs the portable kernel "
                              "(c_function) beside it")
