@@ -307,22 +307,30 @@ def check_fits(export: Export, model: str = "model", stack_size: int = STACK_SIZ
     return report
 
 
-def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE) -> Path:
+def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE,
+              opt: str = "-O2") -> Path:
     """Compile the exported model with the QEMU harness for a Cortex-M7.
 
     Arguments:
         export: what :func:`tinyopt.codegen.export_c` returned.
         build_dir: where ``model.elf`` goes (default: ``<export folder>/mcu``).
         stack_size: bytes reserved for the stack (painted and measured at run time).
+        opt: GCC's optimisation level, one of -O0, -O1, -O2, -O3, -Os, -Oz, -Og (default -O2,
+            the level the instruction counts are measured at; the others check that the kernels
+            build and compute the same bytes at a firmware's own level).
 
     Returns:
         Path of ``model.elf``.
 
     Raises:
         ValueError: the model's constants or arena do not fit the target (:func:`check_fits`,
-            checked before the compiler runs).
+            checked before the compiler runs), or ``opt`` is not one of the levels above.
         BuildError: compiler or linker failure, or no toolchain.
     """
+    levels = ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz", "-Og")
+    if opt not in levels:
+        raise ValueError(f"build_mcu: opt={opt!r} is not a GCC optimisation level; use one of "
+                         + ", ".join(levels))
     check_fits(export, str(export.out_dir), stack_size)
     ok, why = toolchain()
     if not ok:
@@ -332,17 +340,18 @@ def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE) -> P
     out_dir.mkdir(parents=True, exist_ok=True)
     elf = out_dir / "model.elf"
     cc = "arm-none-eabi-gcc"
-    kernels = _object(cc, MCU_CFLAGS, src / "tinyopt_nn.c", [src, MCU_DIR],
+    flags = tuple(opt if f == "-O2" else f for f in MCU_CFLAGS)
+    kernels = _object(cc, flags, src / "tinyopt_nn.c", [src, MCU_DIR],
                       "Cortex-M7 build (kernels)")
-    ops = [_object(cc, MCU_CFLAGS, src / f, [src, MCU_DIR], f"Cortex-M7 build ({f})")
+    ops = [_object(cc, flags, src / f, [src, MCU_DIR], f"Cortex-M7 build ({f})")
            for f in export.op_sources]
-    startup = _object(cc, MCU_CFLAGS, MCU_DIR / "startup.c", [MCU_DIR],
+    startup = _object(cc, flags, MCU_DIR / "startup.c", [MCU_DIR],
                       "Cortex-M7 build (startup)")
-    model = _object(cc, MCU_CFLAGS, src / "model.c", [src, MCU_DIR], "Cortex-M7 build (model)")
-    harness = _object(cc, MCU_CFLAGS, MCU_DIR / "harness_mcu.c", [src, MCU_DIR],
+    model = _object(cc, flags, src / "model.c", [src, MCU_DIR], "Cortex-M7 build (model)")
+    harness = _object(cc, flags, MCU_DIR / "harness_mcu.c", [src, MCU_DIR],
                       "Cortex-M7 build (harness)")
     # the same objects in the same order as one compile of the four sources: the same ELF
-    _compile([cc, *MCU_CFLAGS, "-I", src, "-I", MCU_DIR,
+    _compile([cc, *flags, "-I", src, "-I", MCU_DIR,
               model, kernels, *ops, harness,
               startup, "-nostdlib", "-T", MCU_DIR / "mps2_an500.ld",
               f"-Wl,--defsym=STACK_SIZE={int(stack_size)}", "-Wl,--gc-sections",

@@ -295,13 +295,17 @@ TN_INLINE void tn_dw3_put(uint8_t *o, int32_t v, uint32_t OB, uint32_t OS, uint3
     } else {
 #if TN_M7_ASM
         /* one statement: GCC's scheduler would hoist the byte's load above the channel's
-         * multiplies, one more live register per output, and spill */
-        uint32_t t;
-        __asm__("ldrb %0, %1\n\torr %0, %0, %2, lsl %3\n\tstrb %0, %1"
-                : "=&r"(t), "+m"(*o) : "r"(u), "i"(SH));
-#else
-        *o = (uint8_t)(*o | (u << SH));
+         * multiplies, one more live register per output, and spill (SH a constant once the
+         * loops are unrolled; not at -Og: there the C statement) */
+        if (__builtin_constant_p(SH)) {
+            uint32_t t;
+            __asm__("ldrb %0, %1\n\torr %0, %0, %2, lsl %3\n\tstrb %0, %1"
+                    : "=&r"(t), "+m"(*o) : "r"(u), "i"(SH));
+        } else
 #endif
+        {
+            *o = (uint8_t)(*o | (u << SH));
+        }
     }
 }
 
@@ -318,11 +322,18 @@ TN_INLINE uint32_t tn_dw3_at2(uint32_t c, uint32_t s, uint32_t q, uint32_t NQ)
            + (q & 1u);
 }
 
-#if TN_M7_ASM
+#if TN_M7_ASM && !defined(__OPTIMIZE_SIZE__)
+#define TN_DW3_QUADS_ASM 1
+#else
+#define TN_DW3_QUADS_ASM 0
+#endif
+#if TN_DW3_QUADS_ASM
 /* tn_dw3_build2's chunk loop in assembly: 25 instructions per chunk (four pixels of four
  * channels) where GCC's code took 30, the eight words of a chunk stored with one STM from
- * r1..r8 in their memory order (so the registers are named, r0 the temporary; the extension
- * EXT is SXTAB16 or UXTAB16, adding -z_x). */
+ * r1..r6, r8, r9 in their memory order (so the registers are named, r10 the temporary; the
+ * extension EXT is SXTAB16 or UXTAB16, adding -z_x). It leaves GCC one spare register: not r7
+ * (the Thumb frame pointer) nor r0 (with them -O1 and -O3 failed to allocate the operands);
+ * -Os / -Oz still fail, so they take the C loop (TN_DW3_QUADS_ASM). */
 #define TN_DW3_QUADS(EXT)                                                                      \
     __asm__ volatile(                                                                          \
         "1:\n\t"                                                                               \
@@ -332,28 +343,28 @@ TN_INLINE uint32_t tn_dw3_at2(uint32_t c, uint32_t s, uint32_t q, uint32_t NQ)
         "ldr r4, [%[p], #(3 * %c[c1])]\n\t"                                                    \
         "addw %[p], %[p], #(4 * %c[c1])\n\t"                                                   \
         EXT " r5, %[n], r1\n\t"                                                                \
-        EXT " r7, %[n], r3\n\t"                                                                \
-        EXT " r0, %[n], r1, ror #8\n\t"                                                        \
+        EXT " r8, %[n], r3\n\t"                                                                \
+        EXT " r10, %[n], r1, ror #8\n\t"                                                       \
         EXT " r3, %[n], r3, ror #8\n\t"                                                        \
-        "pkhbt r1, r5, r7, lsl #16\n\t"                                                        \
-        "pkhtb r5, r7, r5, asr #16\n\t"                                                        \
-        "pkhtb r7, r3, r0, asr #16\n\t"                                                        \
-        "pkhbt r3, r0, r3, lsl #16\n\t"                                                        \
+        "pkhbt r1, r5, r8, lsl #16\n\t"                                                        \
+        "pkhtb r5, r8, r5, asr #16\n\t"                                                        \
+        "pkhtb r8, r3, r10, asr #16\n\t"                                                       \
+        "pkhbt r3, r10, r3, lsl #16\n\t"                                                       \
         EXT " r6, %[n], r2\n\t"                                                                \
-        EXT " r8, %[n], r4\n\t"                                                                \
-        EXT " r0, %[n], r2, ror #8\n\t"                                                        \
+        EXT " r9, %[n], r4\n\t"                                                                \
+        EXT " r10, %[n], r2, ror #8\n\t"                                                       \
         EXT " r4, %[n], r4, ror #8\n\t"                                                        \
-        "pkhbt r2, r6, r8, lsl #16\n\t"                                                        \
-        "pkhtb r6, r8, r6, asr #16\n\t"                                                        \
-        "pkhtb r8, r4, r0, asr #16\n\t"                                                        \
-        "pkhbt r4, r0, r4, lsl #16\n\t"                                                        \
-        "stm %[d], {r1-r8}\n\t"                                                                \
+        "pkhbt r2, r6, r9, lsl #16\n\t"                                                        \
+        "pkhtb r6, r9, r6, asr #16\n\t"                                                        \
+        "pkhtb r9, r4, r10, asr #16\n\t"                                                       \
+        "pkhbt r4, r10, r4, lsl #16\n\t"                                                       \
+        "stm %[d], {r1-r6, r8, r9}\n\t"                                                        \
         "add %[d], %[d], #96\n\t"                                                              \
         "cmp %[d], %[e]\n\t"                                                                   \
         "bne 1b\n\t"                                                                           \
         : [p] "+r"(p), [d] "+r"(d)                                                             \
         : [e] "r"(dend), [n] "r"(nzx2), [c1] "i"(C)                                            \
-        : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "memory", "cc")
+        : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "memory", "cc")
 #endif
 
 /* Two 8-bit pixels j, j + 1 at an even column q = j + PL of the stride-2 layout: per group of
@@ -406,7 +417,7 @@ TN_INLINE void tn_dw3_build2(const uint8_t *in, int16_t *TN_RESTRICT rows, int32
                 const uint8_t *p = src + (uint32_t)a * C + cg * 4u;
                 uint32_t *d = rw + (((cg * NQ + (uint32_t)(a + PL) / 4u) * 3u + s) * 8u);
                 const uint32_t *const dend = d + (uint32_t)(b - a) / 4u * 24u;
-#if TN_M7_ASM
+#if TN_DW3_QUADS_ASM
                 if (d != dend && 4u * C <= 4095u) { /* see TN_DW3_QUADS */
                     if (XS)
                         TN_DW3_QUADS("sxtab16");

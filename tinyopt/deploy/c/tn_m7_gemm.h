@@ -1347,22 +1347,36 @@ TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, ui
 {
     const uint32_t NG = KP / 4u;
 #if TN_M7_ASM
+    /* the unaligned blocks' 14 register operands (TN_CV_QBLOCKS_Z): GCC cannot allocate them at
+     * -Os / -Oz, which take the C loop below for them */
+#if defined(__OPTIMIZE_SIZE__)
+    if (ALIGNED)
+#endif
+    {
     const uint32_t *x = buf;
     const uint32_t *volatile endv = buf + KP; /* in memory: no register is left for it */
     uint32_t a00, a01, a10, a11, r00, r01, r10, r11; /* set by the first group */
     uint32_t xa, xb, u0, u1;
     if (ALIGNED && SGW)
         TN_CV_QBLOCKS(TN_CV_QGROUP0("s"), TN_CV_QGROUP("s"));
+#if defined(__OPTIMIZE_SIZE__)
+    else
+        TN_CV_QBLOCKS(TN_CV_QGROUP0("u"), TN_CV_QGROUP("u"));
+#else
     else if (ALIGNED)
         TN_CV_QBLOCKS(TN_CV_QGROUP0("u"), TN_CV_QGROUP("u"));
     else if (SGW)
         TN_CV_QBLOCKS_Z(TN_CV_QGROUP_U("s"));
     else
         TN_CV_QBLOCKS_Z(TN_CV_QGROUP_U("u"));
+#endif
     sa[0] = a00; sa[1] = a01; sa[2] = a10; sa[3] = a11;
     r[0] = r00; r[1] = r01; r[2] = r10; r[3] = r11;
     return w;
-#else
+    }
+#endif
+#if !TN_M7_ASM || defined(__OPTIMIZE_SIZE__)
+    {
     int32_t a[4] = {0, 0, 0, 0}, rr[4] = {0, 0, 0, 0};
     (void)ALIGNED;
     for (uint32_t g = 0; g < NG; g++) {
@@ -1382,6 +1396,7 @@ TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, ui
         r[j] = (uint32_t)rr[j];
     }
     return w;
+    }
 #endif
 }
 
@@ -1955,18 +1970,22 @@ TN_INLINE void tn_m7_cv_w16_lanes(const uint8_t *src, uint32_t *TN_RESTRICT buf,
         const uint32_t b0 = XS ? tn_sxtab16_ror8(off, u0) : tn_uxtab16_ror8(off, u0);
         const uint32_t b1 = XS ? tn_sxtab16_ror8(off, u1) : tn_uxtab16_ror8(off, u1);
 #if TN_M7_ASM
-        /* g a constant once unrolled: immediate offsets from buf */
-        __asm__("strd %[a0], %[a1], [%[d], %[o0]]\n\tstrd %[b0], %[b1], [%[d], %[o1]]"
-                :
-                : [a0] "r"(a0), [a1] "r"(a1), [b0] "r"(b0), [b1] "r"(b1), [d] "r"(buf),
-                  [o0] "i"(16u * g), [o1] "i"(16u * g + 8u)
-                : "memory");
-#else
-        buf[4u * g] = a0;
-        buf[4u * g + 1u] = a1;
-        buf[4u * g + 2u] = b0;
-        buf[4u * g + 3u] = b1;
+        /* g a constant once unrolled: immediate offsets from buf; a build that does not unroll
+         * the loop (-Og) stores in C */
+        if (__builtin_constant_p(g))
+            __asm__("strd %[a0], %[a1], [%[d], %[o0]]\n\tstrd %[b0], %[b1], [%[d], %[o1]]"
+                    :
+                    : [a0] "r"(a0), [a1] "r"(a1), [b0] "r"(b0), [b1] "r"(b1), [d] "r"(buf),
+                      [o0] "i"(16u * g), [o1] "i"(16u * g + 8u)
+                    : "memory");
+        else
 #endif
+        {
+            buf[4u * g] = a0;
+            buf[4u * g + 1u] = a1;
+            buf[4u * g + 2u] = b0;
+            buf[4u * g + 3u] = b1;
+        }
     }
 }
 

@@ -250,18 +250,25 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
       [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
     : [end] "m"(end)                                                                            \
     : "cc", "memory"
-/* the first unit of a block starting the sums (SMUAD: no zeroing of the accumulators) */
+/* the first unit of a block starting the sums (SMUAD: no zeroing of the accumulators). The
+ * sums are in/out operands given their values by the empty TN_SC_SUMS_SET (no instruction):
+ * as write-only ("=&r") operands beside the in/out pointers, with the loop end's "m" operand
+ * (which these first units do not read), GCC could not allocate the fourteen registers at -O1
+ * (4-bit weights) or -Os (2-bit). */
+#define TN_SC_SUMS_SET                                                                          \
+    __asm__("" : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3), "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3))
 #define TN_SC_OPERANDS_FIRST                                                                    \
     : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(u),               \
-      [t] "=&r"(t), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),              \
-      [b0] "=&r"(b0), [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3)                             \
-    : [end] "m"(end)                                                                            \
+      [t] "=&r"(t), [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),              \
+      [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
+    :                                                                                           \
     : "cc", "memory"
 /* NU >= 1 units of 2-bit weights: the first starting the sums, then one, two, four, eight
  * per loop (the end read into t once per eight) */
 #define TN_SC_G2_BLOCKS                                                                         \
     do {                                                                                        \
         const uint32_t rest = NU - 1u;                                                          \
+        TN_SC_SUMS_SET;                                                                         \
         __asm__ volatile(TN_SC_G2G(TN_SC_ACCF) TN_SC_OPERANDS_FIRST);                           \
         if (rest & 1u) __asm__ volatile(TN_SC_G2 TN_SC_OPERANDS);                               \
         if (rest & 2u) __asm__ volatile(TN_SC_G2 TN_SC_G2 TN_SC_OPERANDS);                      \
@@ -306,13 +313,16 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
     : TN_SC_C4_REGS, [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),            \
       [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3) TN_SC_C4_TAIL
 #define TN_SC_C4_FIRST                                                                          \
-    : TN_SC_C4_REGS, [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),            \
-      [b0] "=&r"(b0), [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3) TN_SC_C4_TAIL
+    : TN_SC_C4_REGS, [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),            \
+      [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
+    :                                                                                           \
+    : "cc", "memory"
 /* NU lane pairs (NU >= 2, KP a multiple of 4): the first one or two starting the sums, then
  * two, four, eight per loop (the end read into u once per eight); LD2: the two words' load */
 #define TN_SC_C4_BLOCKS(LD2)                                                                    \
     do {                                                                                        \
         const uint32_t rest = NU & 1u ? NU - 1u : NU - 2u;                                      \
+        TN_SC_SUMS_SET;                                                                         \
         if (NU & 1u)                                                                            \
             __asm__ volatile(TN_SC_LD1 TN_SC_C4G("u", TN_SC_ACCF) TN_SC_C4_FIRST);              \
         else                                                                                    \

@@ -1,0 +1,138 @@
+"""The generated C libraries build at every GCC optimisation level a firmware may use.
+
+The Cortex-M7 kernels' multi-register inline assembly (TN_M7_ASM, c/tn_m7_core.h) must leave
+GCC registers to allocate at -O1, -O3, -Os, -Oz and -Og as well as at the -O2 the instruction
+counts are measured at (where it cannot, a kernel takes its C twin at that level). Compile-only
+checks of the four MLPerf Tiny int8 libraries and a sub-byte one (``-Wall -Wextra -Werror
+-pedantic -std=c99``, as a firmware build would), and QEMU runs of VWW at other levels than -O2
+bit-exact with the simulator.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tinyopt.deploy import codegen, mcu
+from tinyopt.deploy.library import random_inputs
+from tinyopt.front import zoo
+
+LEVELS = ["-O1", "-O2", "-O3", "-Os", "-Oz", "-Og"]
+ARM = ("arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16")
+WARN = ("-Wall", "-Wextra", "-Werror", "-pedantic", "-std=c99")
+# KWS and the autoencoder compile in a few seconds per level; ResNet-8 and VWW take longer
+CHEAP = {"kws_dscnn", "ad_fcae"}
+MODELS = ["kws_dscnn", "ad_fcae", "ic_resnet8", "vww_mobilenet"]
+
+
+def _arm_gcc() -> None:
+    """Skip, with the toolchain's reason, unless arm-none-eabi-gcc is installed."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        ok, why = mcu.toolchain()
+        pytest.skip(f"Cortex-M7 compile not run: {why if not ok else 'no arm-none-eabi-gcc'}")
+
+
+@pytest.fixture(scope="module")
+def libraries(tmp_path_factory):
+    """name -> the folder of its generated C sources (prefix = name), each exported once."""
+    made = {}
+
+    def get(name):
+        if name not in made:
+            from tinyopt.integer.from_litert import graph_from_tflite
+            try:
+                path = zoo.mlperf_tiny_path(name)
+            except zoo.ModelNotFound as exc:
+                pytest.skip(str(exc))
+            graph = graph_from_tflite(path.read_bytes(), flavour="tflm")
+            out = tmp_path_factory.mktemp(name)
+            export = codegen.export_c(graph, out, kernels="m7", prefix=name)
+            made[name] = (out, export)
+        return made[name]
+    return get
+
+
+def _compile(cc_flags, export, level, tmp_path):
+    """Compile every C source of ``export`` at ``level``; assert a clean build."""
+    src = export.out_dir
+    for i, c in enumerate(export.sources):
+        if not str(c).endswith(".c"):
+            continue
+        cmd = [*cc_flags, level, *WARN, "-c", str(c), "-I", str(src),
+               "-o", str(tmp_path / f"{i}.o")]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr[-4000:]}"
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", [m if m in CHEAP else pytest.param(m, marks=pytest.mark.slow)
+                                  for m in MODELS])
+def test_mlperf_library_compiles_for_the_m7(name, level, libraries, tmp_path):
+    _arm_gcc()
+    _, export = libraries(name)
+    _compile(ARM, export, level, tmp_path)
+
+
+@pytest.mark.slow  # every level with the host compiler (the C twins)
+@pytest.mark.parametrize("name", MODELS)
+def test_mlperf_library_compiles_on_the_host(name, libraries, tmp_path):
+    if shutil.which("gcc") is None:
+        pytest.skip("no host gcc")
+    _, export = libraries(name)
+    for level in LEVELS:
+        _compile(("gcc",), export, level, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def sub_byte_library(tmp_path_factory):
+    """The ResNet-8 architecture at w4a4 (tn_m7_subconv's 4-bit kernels on every conv and the
+    fused ADDs), PTQ on seeded random inputs, exported once."""
+    import tf_keras as keras
+    from tinyopt.mixed import lower, ptq
+    from tinyopt.mixed.policy import Policy
+    from tinyopt.studies.any_graph import mlperf_architecture
+    try:
+        model = mlperf_architecture("ic_resnet8", classes=10, seed=0)
+    except (FileNotFoundError, zoo.ModelNotFound) as exc:
+        pytest.skip(str(exc))
+    x = np.random.default_rng(0).uniform(0, 1, (8, *model.input_shape[1:])).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    graph = lower.convert(ptq.quantize_mixed(model, Policy.uniform(model, 4, 4, "PL"), x))
+    export = codegen.export_c(graph, tmp_path_factory.mktemp("sub"), kernels="m7",
+                              prefix="sub44")
+    assert "sub" in export.kernels
+    return export
+
+
+@pytest.mark.slow  # PTQ of a Keras model and six builds
+def test_sub_byte_library_compiles_for_the_m7(sub_byte_library, tmp_path):
+    _arm_gcc()
+    for level in LEVELS:
+        _compile(ARM, sub_byte_library, level, tmp_path)
+
+
+def test_build_mcu_refuses_an_unknown_level(libraries, tmp_path):
+    _, export = libraries("ad_fcae")
+    with pytest.raises(ValueError, match="opt='-O9'.*-Os"):
+        mcu.build_mcu(export, build_dir=tmp_path, opt="-O9")
+
+
+@pytest.mark.slow  # three Cortex-M7 builds of VWW and QEMU runs
+def test_vww_under_qemu_at_other_levels(qemu, tmp_path):
+    """VWW's assembly kernels at -O1 and -O3 (tn_dw3_build2's chunk loop in assembly) and -Os
+    (its C loop; tn_m7_conv's assembly) bit-exact with the simulator on two random inputs."""
+    from tinyopt.integer.from_litert import graph_from_tflite
+    try:
+        path = zoo.mlperf_tiny_path("vww_mobilenet")
+    except zoo.ModelNotFound as exc:
+        pytest.skip(str(exc))
+    graph = graph_from_tflite(path.read_bytes(), flavour="tflm")
+    export = codegen.export_c(graph, tmp_path / "src", kernels="m7")
+    x = random_inputs(graph, 2, seed=1)
+    want = codegen.reference_output(graph, x)
+    for level in ("-O1", "-O3", "-Os"):
+        elf = mcu.build_mcu(export, build_dir=tmp_path / level, opt=level)
+        run = mcu.run_qemu(elf, export, x, work_dir=tmp_path / level)
+        np.testing.assert_array_equal(run.outputs, want, err_msg=level)
