@@ -257,12 +257,14 @@ stack use of `{p}_run` is its own frame and the kernels' (a few hundred bytes).
   `{p}`; options `{P}_ARENA_EXTERNAL`, `{P}_WEIGHTS_SECTION`, `{P}_ARENA_SECTION`).
 - Make: `include {p}/{p}.mk`, then `SRCS += $({P}_SRCS)` and `CFLAGS += $({P}_CFLAGS)`.
 - Anything else: compile {', '.join(f'`{s}`' for s in meta['sources'])} with `-I` this folder.
-- Any optimisation level: GCC builds the library cleanly (`-Wall -Wextra -Werror -pedantic
-  -std=c99`) at -O1, -O2, -O3, -Os, -Oz and -Og, with the same results (tested on int8 and
-  4-bit libraries); the sizes and speeds above are -O2's. At -Os / -Oz two assembly loops give
-  way to their C twins, which compute the same bytes. With `-fno-omit-frame-pointer` define
-  `TN_M7_NO_ASM` (the C twins everywhere). -O0 may not assemble for larger models (the kernels
-  are forced inline: functions beyond the Thumb-2 branch range).
+- Optimisation level: the sizes and speeds above are -O2's, the level this library was checked
+  at. tinyopt's tests also build the MLPerf Tiny int8 libraries and a 4-bit one cleanly
+  (`-Wall -Wextra -Werror -pedantic -std=c99`) at -O0, -O1, -O3, -Os, -Oz and -Og with the same
+  results. At -Os / -Oz two assembly loops give way to their C twins, at -O0 all kernels do
+  (not forced inline); the C twins compute the same bytes. With `-fno-omit-frame-pointer`, or if
+  your level stops on "'asm' operand has impossible constraints" (the kernels' assembly needs up
+  to fourteen registers), define `TN_M7_NO_ASM` (the C twins everywhere) or build this library
+  at -O2.
 
 Kernels: `--target {meta['target']}` ({KERNELS_TEXT[meta['target']]}).
 

@@ -12,9 +12,11 @@
 /* Every step inlines its kernel, specialised to the step's constants: the Cortex-M7 kernels
  * rely on it for their speed. A host build may define TN_INLINE as plain "static inline"
  * (tinyopt.deploy.mcu.HOST_CFLAGS does): the same C arithmetic, about three times less CPU to
- * compile, the compiler choosing what to inline. */
+ * compile, the compiler choosing what to inline. Without optimisation (-O0, a debug build) the
+ * kernels are not forced inline either: nothing folds the step's constants there, and a forced-
+ * inline VWW step outgrew the Thumb-2 branch range. */
 #ifndef TN_INLINE
-#if defined(__GNUC__)
+#if defined(__GNUC__) && defined(__OPTIMIZE__)
 #define TN_INLINE static inline __attribute__((always_inline))
 #else
 #define TN_INLINE static inline

@@ -1,5 +1,5 @@
 /* tn_m7.h: kernels specialised per layer for the Cortex-M7, for the steps of a generated model.c
- * (tinyopt/deploy/kernels_m7.py writes one function per step calling one of them with the
+ * (tinyopt/deploy/kernels_m7/ writes one function per step calling one of them with the
  * layer's constants). Shared parts and conventions: tn_m7_core.h. */
 #ifndef TN_M7_H
 #define TN_M7_H

@@ -3,7 +3,7 @@
  *
  * The kernels (tn_m7_gemm.h, tn_m7_dw.h):
  *
- * The code generator (tinyopt/deploy/kernels_m7.py) writes one function per step that calls one
+ * The code generator (tinyopt/deploy/kernels_m7/) writes one function per step that calls one
  * of the always-inline kernels below with the layer's shapes, bit widths and flags as literal
  * constants, so the compiler specialises every loop to the layer (TinyEngine style): constant
  * trip counts, unrolled inner loops, no run-time dispatch on bit widths. They compute exactly
@@ -50,9 +50,11 @@
 #define TN_PRAGMA(x) _Pragma(#x)
 /* TN_M7_ASM: the multi-register inline-assembly loops (tn_m7_fc, tn_m7_conv, tn_m7_subconv,
  * the 3x3 depthwise row kernel) need up to 14 free registers, r7 and constant operands: GCC at
- * -O1 or more without a frame pointer. A debug build (-O0) takes their C twins, which compute
- * the same bytes (the host build runs them); define TN_M7_NO_ASM to take them in any build (one
- * with -fno-omit-frame-pointer). */
+ * -O1 or more without a frame pointer (tests/test_build_levels.py: -O1, -O3, -Os, -Oz, -Og; at
+ * -Os / -Oz two loops take their C twins, __OPTIMIZE_SIZE__). A debug build (-O0) takes their C
+ * twins, which compute the same bytes (the host build runs them); define TN_M7_NO_ASM to take
+ * them in any build (one with -fno-omit-frame-pointer, or a level where GCC cannot allocate a
+ * block's registers). */
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__OPTIMIZE__) \
     && !defined(TN_M7_NO_ASM)
 #define TN_M7_ASM 1
