@@ -83,6 +83,7 @@ from tinyopt.integer.arith import packed_bytes  # noqa: F401  (re-exported)
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.names import c_comment
 from tinyopt.deploy.kernels_m7.common import (  # noqa: F401  (re-exported)
+    _pool_args,
     ROUNDING_ID, _rounding, _scratch, _row_zero_points, _padded_rows, signed_weights, _signed_rows,
     _inside, requant_constants, acc_bound, _x_box, INT32, _ones_row)
 from tinyopt.deploy.kernels_m7.fc import (  # noqa: F401  (re-exported)
@@ -324,12 +325,7 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
                 + ", ".join(u(a) for a in args) + ");\n}\n")
     geo = gemm_geometry(layer)
     mode = 1 if step.pool is not None else 2 if step.add is not None else 0
-    pool = [0] * 8
-    if step.pool is not None:
-        p = step.pool
-        pt, _, pl, _ = p.padding
-        poh, pow_, _ = _hwc(p.out_shape)
-        pool = [p.pool_size[0], p.pool_size[1], p.stride[0], p.stride[1], pt, pl, poh, pow_]
+    pool = _pool_args(step)
     args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
             geo["KW"], layer.stride[0] if layer.kind != "dense" else 1,
             layer.stride[1] if layer.kind != "dense" else 1,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyopt.integer.steps import Step, conv_lanes, kernel_window
+from tinyopt.integer.steps import Step, _hwc, conv_lanes, kernel_window
 
 
 ROUNDING_ID = {"floor": 0, "tflite_single": 1, "tflite_double": 2}  # TN_FLOOR, ...
@@ -168,3 +168,14 @@ def _ones_row(layer) -> np.ndarray:
     kh, kw, c = (int(k) for k in layer.weight_shape)
     ones = np.ones((kh * kw, c), np.uint8)
     return pack(ones, layer.weight_bits)
+
+
+def _pool_args(step: Step) -> list[int]:
+    """A fused max pool's eight kernel arguments (pool size, stride, top and left padding, pooled
+    height and width); eight zeros for a step without one."""
+    if step.pool is None:
+        return [0] * 8
+    p = step.pool
+    pt, _, pl, _ = p.padding
+    poh, pow_, _ = _hwc(p.out_shape)
+    return [p.pool_size[0], p.pool_size[1], p.stride[0], p.stride[1], pt, pl, poh, pow_]

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyopt.integer.steps import (
-    SUB_BITS, Step, _hwc, gemm_geometry, scratch_parts, sub_direct, sub_units)
+    SUB_BITS, Step, gemm_geometry, scratch_parts, sub_direct, sub_units)
 from tinyopt.integer.arith import packed_bytes
-from tinyopt.deploy.kernels_m7.common import _scratch
+from tinyopt.deploy.kernels_m7.common import _pool_args, _scratch
 from tinyopt.deploy.kernels_m7.add import _fused_add_args
 
 
@@ -76,12 +76,7 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
     geo = gemm_geometry(layer)
     dense = layer.kind == "dense"
     top, _, left, _ = (0, 0, 0, 0) if dense else layer.padding
-    pool = [0] * 8
-    if step.pool is not None:
-        p = step.pool
-        pt, _, pl, _ = p.padding
-        poh, pow_, _ = _hwc(p.out_shape)
-        pool = [p.pool_size[0], p.pool_size[1], p.stride[0], p.stride[1], pt, pl, poh, pow_]
+    pool = _pool_args(step)
     mode = 1 if step.pool is not None else 2 if step.add is not None else 0
     ku = sub_units(step)  # the row bytes: KU codes (padded rows) or the row layout's
     args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
