@@ -1770,53 +1770,23 @@ TN_INLINE const uint8_t *tn_m7_cv_w16(const uint8_t *w, const uint32_t *buf, uin
     SAT " %[" Y1 "], #8, %[" Y1 "], asr %[tsh]\n\t"                                              \
     "strb %[" Y0 "], [%[o], #" S "]\n\t"                                                        \
     "strb %[" Y1 "], [%[o], #(%c[k0] + " S ")]\n\t"
-#define TN_W16_RUN3(REST, SAT, RND)                                                             \
-    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
-    "ldr %[o], %[om]\n\t"                                                                       \
-    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "0", "1") \
-    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "2", "3") \
-    "adds %[o], %[o], #4\n\t"                                                                   \
-    "str %[o], %[om]\n\t"                                                                       \
-    "ldr %[t0], %[em]\n\t"                                                                      \
-    "cmp %[w], %[t0]\n\t"                                                                       \
-    "bne 1b\n\t"
-#define TN_W16_RUN3X2(REST, SAT, RND)                                                           \
-    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
-    "ldr %[o], %[om]\n\t"                                                                       \
-    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "0", "1") \
-    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "2", "3") \
+/* one block of four rows at the pixel pair: its sums, then TN_W16_EPI_PAIR3 and the stores at
+ * outputs R0 .. R3 (of pixel p; pixel p + 1 CO later); TN_W16_LOOPK (below) closes the loop */
+#define TN_W16_BLOCK3(REST, SAT, R0, R1, R2, R3)                                                \
     TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
     "ldr %[o], %[om]\n\t"                                                                       \
-    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "4", "5") \
-    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "6", "7") \
-    "adds %[o], %[o], #8\n\t"                                                                   \
-    "str %[o], %[om]\n\t"                                                                       \
-    "ldr %[t0], %[em]\n\t"                                                                      \
-    "cmp %[w], %[t0]\n\t"                                                                       \
-    "bne 1b\n\t"
+    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", R0, R1)                                   \
+    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", R2, R3)
+#define TN_W16_RUN3(REST, SAT, RND)                                                             \
+    "1:\n\t" TN_W16_BLOCK3(REST, SAT, "0", "1", "2", "3") TN_W16_LOOPK("4")
+#define TN_W16_RUN3X2(REST, SAT, RND)                                                           \
+    "1:\n\t" TN_W16_BLOCK3(REST, SAT, "0", "1", "2", "3")                                       \
+    TN_W16_BLOCK3(REST, SAT, "4", "5", "6", "7") TN_W16_LOOPK("8")
 /* four blocks per iteration (CO % 16 == 0): the loop's overhead over 32 outputs */
 #define TN_W16_RUN3X4(REST, SAT, RND)                                                           \
-    "1:\n\t" TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                      \
-    "ldr %[o], %[om]\n\t"                                                                       \
-    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "0", "1") \
-    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "2", "3") \
-    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
-    "ldr %[o], %[om]\n\t"                                                                       \
-    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "4", "5") \
-    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "6", "7") \
-    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
-    "ldr %[o], %[om]\n\t"                                                                       \
-    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "8", "9") \
-    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "10", "11") \
-    TN_W16_SEEDED(REST, TN_W16_SEEDD, TN_W16_LDD)                                               \
-    "ldr %[o], %[om]\n\t"                                                                       \
-    TN_W16_EPI_PAIR3(SAT, "a00", "a01", "a10", "a11", "12", "13") \
-    TN_W16_EPI_PAIR3(SAT, "a20", "a21", "a30", "a31", "14", "15") \
-    "adds %[o], %[o], #16\n\t"                                                                  \
-    "str %[o], %[om]\n\t"                                                                       \
-    "ldr %[t0], %[em]\n\t"                                                                      \
-    "cmp %[w], %[t0]\n\t"                                                                       \
-    "bne 1b\n\t"
+    "1:\n\t" TN_W16_BLOCK3(REST, SAT, "0", "1", "2", "3")                                       \
+    TN_W16_BLOCK3(REST, SAT, "4", "5", "6", "7") TN_W16_BLOCK3(REST, SAT, "8", "9", "10", "11") \
+    TN_W16_BLOCK3(REST, SAT, "12", "13", "14", "15") TN_W16_LOOPK("16")
 /* TAB 2 (the sign term, kernels_m7._w16_scaled's K): channel r's m0, C, K in an LDRD and an LDR,
  * each output SMMLA(acc', m0, C - (K & (acc' >> 31))) saturated with the layer's shift (o a
  * temporary here: the block's stores follow its four channels, TN_W16_ST4) */
