@@ -7,6 +7,7 @@ that the sub-byte dense layer's gemm scratch used to rule out.
 """
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -21,6 +22,33 @@ from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
 from tests.test_kernels_m7 import _conv, chain, host_check
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+
+
+def _emitted_calls(e, kernel: str) -> dict[int, dict[str, int]]:
+    """The literal arguments of every call of C kernel ``kernel`` in the export's model.c, by
+    step index, named after the kernel's parameters (read from its prototype in the exported
+    headers; those after the TN_RQ_ARGS / TN_FADD_ARGS macros are left out). What the C
+    compiler specialises the kernel to, hence which of its variants ran (a patched Python plan
+    that never reached the C shows up here, not in the outputs)."""
+    headers = "".join(p.read_text() for p in sorted(e.out_dir.glob("tn_m7*.h")))
+    proto = re.search(rf"TN_INLINE void {kernel}\((.*?)\)\s*\{{", headers, re.S)
+    assert proto, kernel
+    names = []
+    for param in proto.group(1).split(","):
+        if "_ARGS" in param:  # the requantization / fused-ADD macros: the rest
+            break
+        names.append(re.findall(r"\w+", param)[-1])
+    calls = {}
+    model = (e.out_dir / "model.c").read_text()
+    for body in re.split(r"\nstatic void model_step", model)[1:]:
+        index = int(re.match(r"(\d+)\(", body).group(1))
+        call = re.search(rf"\b{kernel}\((.*?)\);", body, re.S)
+        if call is None:
+            continue
+        args = [a.strip() for a in call.group(1).split(",")]  # no commas nest in these
+        calls[index] = {n: int(a.rstrip("u")) for n, a in zip(names, args)
+                        if re.fullmatch(r"-?\d+u?", a)}
+    return calls
 
 
 @pytest.fixture
@@ -172,6 +200,15 @@ def test_subconv_host_bitexact(tmp_path, monkeypatch, name, raw, roomy):
     assert groups == ({4, 8, 16} if name == "sc_floor" else {4, 8}), groups
     if raw is None:
         assert {kernels_m7.subconv_raw(s.layer) for s in conv if s.layer.weight_bits == 4} == {2}
+    # the RAW the C was specialised to (it selects tn_m7_subconv's loop; 2-bit weights ignore
+    # it): the forced level on every 4-bit step, else the planned 2. Without this the forced
+    # runs would pass unforced too (RAW 2 is exact as well), so a patch that stopped reaching
+    # the C would go unseen.
+    calls = _emitted_calls(e, "tn_m7_subconv")
+    assert sorted(calls) == [k for k, s in enumerate(e.steps) if s in conv], sorted(calls)
+    four = [calls[k]["RAW"] for k, s in enumerate(e.steps) if s in conv
+            and s.layer.weight_bits == 4]
+    assert four and four == [2 if raw is None else raw] * len(four), four
 
 
 def test_subconv_raw_levels():
@@ -496,16 +533,20 @@ def _force_subfc_plan(monkeypatch, plan):
     1, 2, 3 or 5 input words: every remainder of the four-word loop), None: as planned."""
     if plan is None:
         return
-    real = kernels_m7.subfc_plan
-    def forced(layer):
-        raw, kc = real(layer)
-        words = -(-int(layer.in_shape[0]) * int(layer.in_bits) // 32)
-        if int(layer.weight_bits) != 4:
-            return raw, kc
-        if plan == "chunks":
-            return 2, (1, 2, 3, 5)[words % 4]
-        return int(plan[-1]), words
-    monkeypatch.setattr(kernels_m7.subconv, "subfc_plan", forced)
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_plan",
+                        lambda layer: _forced_subfc_plan(layer, plan))
+
+
+def _forced_subfc_plan(layer, plan):
+    """subfc_plan's (RAW, KC) for ``layer`` under :func:`_force_subfc_plan`'s ``plan`` (2-bit
+    weights: as planned)."""
+    raw, kc = kernels_m7.subfc_plan(layer)  # the re-exported binding: the real plan
+    words = -(-int(layer.in_shape[0]) * int(layer.in_bits) // 32)
+    if plan is None or int(layer.weight_bits) != 4:
+        return raw, kc
+    if plan == "chunks":
+        return 2, (1, 2, 3, 5)[words % 4]
+    return int(plan[-1]), words
 
 
 SUBFC_PLANS = [None, "raw1", "raw0", "chunks"]
@@ -528,6 +569,18 @@ def test_subfc_host_bitexact(tmp_path, monkeypatch, name, plan):
         raws = {kernels_m7.subfc_plan(s.layer)[0] for s, f in zip(e.steps, fits)
                 if f and s.layer.weight_bits == 4}
         assert raws == {2}, raws
+    # what the C was specialised to: tn_m7_subfc on every step (not tn_m7_subfc16, which these
+    # small layers take unforced) with the forced (RAW, KC) on every 4-bit one; every forced
+    # plan differs from the planned one on some step. Without this the forced runs would pass
+    # unforced too (every plan is exact), so a patch that stopped reaching the C would go
+    # unseen.
+    calls = _emitted_calls(e, "tn_m7_subfc")
+    assert sorted(calls) == list(range(len(e.steps))), (sorted(calls), e.kernels)
+    got = [(calls[k]["RAW"], calls[k]["KC"]) for k in range(len(e.steps))]
+    planned = [kernels_m7.subfc_plan(s.layer) for s in e.steps]
+    want = [_forced_subfc_plan(s.layer, plan) for s in e.steps]
+    assert got == want, (got, want)
+    assert (got == planned) == (plan is None), (got, planned)
 
 
 def test_sub_fc_fits_bounds():
