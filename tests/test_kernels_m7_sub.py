@@ -30,7 +30,7 @@ def _emitted_calls(e, kernel: str) -> dict[int, dict[str, int]]:
     headers; those after the TN_RQ_ARGS / TN_FADD_ARGS macros are left out). What the C
     compiler specialises the kernel to, hence which of its variants ran (a patched Python plan
     that never reached the C shows up here, not in the outputs)."""
-    headers = "".join(p.read_text() for p in sorted(e.out_dir.glob("tn_m7*.h")))
+    headers = "".join(p.read_text() for p in sorted(e.out_dir.glob("*tn_m7*.h")))
     proto = re.search(rf"TN_INLINE void {kernel}\((.*?)\)\s*\{{", headers, re.S)
     assert proto, kernel
     names = []
@@ -39,7 +39,7 @@ def _emitted_calls(e, kernel: str) -> dict[int, dict[str, int]]:
             break
         names.append(re.findall(r"\w+", param)[-1])
     calls = {}
-    model = (e.out_dir / "model.c").read_text()
+    model = e.sources[0].read_text()  # <prefix>.c
     for body in re.split(r"\nstatic void model_step", model)[1:]:
         index = int(re.match(r"(\d+)\(", body).group(1))
         call = re.search(rf"\b{kernel}\((.*?)\);", body, re.S)
@@ -200,14 +200,18 @@ def test_subconv_host_bitexact(tmp_path, monkeypatch, name, raw, roomy):
     assert groups == ({4, 8, 16} if name == "sc_floor" else {4, 8}), groups
     if raw is None:
         assert {kernels_m7.subconv_raw(s.layer) for s in conv if s.layer.weight_bits == 4} == {2}
-    # the RAW the C was specialised to (it selects tn_m7_subconv's loop; 2-bit weights ignore
-    # it): the forced level on every 4-bit step, else the planned 2. Without this the forced
-    # runs would pass unforced too (RAW 2 is exact as well), so a patch that stopped reaching
-    # the C would go unseen.
+    _check_subconv_raw(e, raw)
+
+
+def _check_subconv_raw(e, raw):
+    """The RAW the C was specialised to (it selects tn_m7_subconv's loop; 2-bit weights ignore
+    it): the forced level on every 4-bit step, else the planned 2. Without this the forced runs
+    would pass unforced too (RAW 2 is exact as well), so a patch that stopped reaching the C
+    would go unseen."""
+    conv = [k for k, s in enumerate(e.steps) if s.layer.kind in ("conv2d", "pointwise")]
     calls = _emitted_calls(e, "tn_m7_subconv")
-    assert sorted(calls) == [k for k, s in enumerate(e.steps) if s in conv], sorted(calls)
-    four = [calls[k]["RAW"] for k, s in enumerate(e.steps) if s in conv
-            and s.layer.weight_bits == 4]
+    assert sorted(calls) == conv, sorted(calls)
+    four = [calls[k]["RAW"] for k in conv if e.steps[k].layer.weight_bits == 4]
     assert four and four == [2 if raw is None else raw] * len(four), four
 
 
@@ -488,6 +492,7 @@ def test_subconv_under_qemu(qemu, tmp_path, monkeypatch, raw, roomy):
         r = mcu.deploy(g, x, tmp_path, name=f"{name}_{raw}", host_images=4, mcu_images=2)
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        _check_subconv_raw(r["export"], raw)
 
 
 # tn_m7_subfc (steps.sub_fc_fits): dense layers of 4 / 2-bit weights over 8, 4 and 2-bit inputs
@@ -569,11 +574,15 @@ def test_subfc_host_bitexact(tmp_path, monkeypatch, name, plan):
         raws = {kernels_m7.subfc_plan(s.layer)[0] for s, f in zip(e.steps, fits)
                 if f and s.layer.weight_bits == 4}
         assert raws == {2}, raws
-    # what the C was specialised to: tn_m7_subfc on every step (not tn_m7_subfc16, which these
-    # small layers take unforced) with the forced (RAW, KC) on every 4-bit one; every forced
-    # plan differs from the planned one on some step. Without this the forced runs would pass
-    # unforced too (every plan is exact), so a patch that stopped reaching the C would go
-    # unseen.
+    _check_subfc_plan(e, plan)
+
+
+def _check_subfc_plan(e, plan):
+    """What the C was specialised to: tn_m7_subfc on every step (not tn_m7_subfc16, which these
+    small layers take unforced) with the forced (RAW, KC) on every 4-bit one; every forced plan
+    differs from the planned one on some step. Without this the forced runs would pass
+    unforced too (every plan is exact), so a patch that stopped reaching the C would go
+    unseen."""
     calls = _emitted_calls(e, "tn_m7_subfc")
     assert sorted(calls) == list(range(len(e.steps))), (sorted(calls), e.kernels)
     got = [(calls[k]["RAW"], calls[k]["KC"]) for k in range(len(e.steps))]
@@ -618,3 +627,4 @@ def test_subfc_under_qemu(qemu, tmp_path, monkeypatch, plan):
         r = mcu.deploy(g, x, tmp_path, name=f"{name}_{plan}", host_images=4, mcu_images=2)
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        _check_subfc_plan(r["export"], None if plan == "ldr" else plan)
