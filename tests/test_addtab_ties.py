@@ -5,8 +5,9 @@ The output stage is t = (SMMLAR(x, QM, QC - QF [x < 0])) >> QK with QC = 2^(QK-1
 (kernels_m7.add._stage): its rounding constant matters only where the high product h of x and
 QM sits at a tie of the rounding divide, h = 2^(QK-1) (mod 2^QK); one off changes nothing
 else. QC + 1 moves a negative tie (h < 0, rounded away from zero, down, thanks to QF) up a
-code; QC - 1 moves a positive tie down a code. Random images meet such an h about once in 2^QK
-outputs (QK = 20 here), so the other table tests pass with either constant off by one.
+code; QC - 1 moves a positive tie down a code (without QF, QC + 1 shows only one below a
+tie). Random images meet such an h about once in 2^QK outputs (QK = 20 here): the QEMU run of
+tests/test_pw_small.py passes with the constant of the assembly loops without QF one off.
 
 Here the graph is built from the arithmetic so that ties occur, and the images drive every one:
 
@@ -16,12 +17,13 @@ Here the graph is built from the arithmetic so that ties occur, and the images d
   pair (a, x) of codes (8 pairs per pixel, 512 images).
 - The ADD is TFLite's (left shift 20; the other addend of the larger scale, rescaled by exactly
   1/2: the table's case; the layer's by a multiplier 0.37, rounded). For one pair (a*, x*) =
-  (z_a + 37, z_x + 45) with sum s* the output multiplier M (n0 = -20) is solved so that
-  SRDHM(s*, M) = 2^19 + j 2^20 exactly: a positive tie; the pair (z_a - 37, z_x - 45) has the
-  sum -s* (the rescale rounds half away from zero: odd), so SRDHM gives the negative tie.
+  (z_a + 37, z_x + E*) with sum s* the output multiplier M (n0 = -20) is solved so that
+  SRDHM(s*, M) = 2^19 + j 2^20 exactly (a positive tie; or 2^19 - 1 + j 2^20); the pair
+  (z_a - 37, z_x - E*), where in range, has the sum -s* (the rescale rounds half away from
+  zero: odd), so SRDHM gives the negative tie.
 - The ADD's output spans the whole int8 / uint8 range with QR = 1 and QK in [1, 31], so on the
-  Cortex-M7 tn_m7_cv_addtab's assembly loop runs it (with QF: the TN_FT_FIXF form); the host
-  runs its C loop.
+  Cortex-M7 tn_m7_cv_addtab's assembly loops run it (TIE_GRAPHS: all four, int8 / uint8 with
+  and without QF); the host runs its C loop.
 """
 from __future__ import annotations
 
