@@ -739,20 +739,107 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
             TN_F16_ASM("1:\n\t" TN_F16_G(XT, R) TN_F16_G(XT, R) TN_F16_G(XT, R)                 \
                        TN_F16_G(XT, R) TN_F16_LOOP, R);                                         \
     } while (0)
-/* NG groups, two at a time (a word-aligned input, R <= 5): NG % 4 (R <= 3: NG % 8) first,
- * then four (eight) per pass */
+/* NG groups, two at a time (a word-aligned input, R = 4 or 5): NG % 4 first, then four per
+ * pass */
 #define TN_F16_RUNQ(XT, R)                                                                      \
     do {                                                                                        \
         if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R);                                            \
         if (NG & 2u) TN_F16_ASMQ(TN_F16_P(XT, R), R);                                           \
-        if (R <= 3u) {                                                                          \
-            if (NG & 4u) TN_F16_ASMQ(TN_F16_P(XT, R) TN_F16_P(XT, R), R);                       \
-            if (NG >= 8u)                                                                       \
-                TN_F16_ASMQ("1:\n\t" TN_F16_P(XT, R) TN_F16_P(XT, R) TN_F16_P(XT, R)            \
-                            TN_F16_P(XT, R) TN_F16_LOOP, R);                                    \
-        } else if (NG >= 4u) {                                                                  \
+        if (NG >= 4u)                                                                           \
             TN_F16_ASMQ("1:\n\t" TN_F16_P(XT, R) TN_F16_P(XT, R) TN_F16_LOOP, R);               \
-        }                                                                                       \
+    } while (0)
+/* R <= 3 rows on a word-aligned input: two groups per LDRD of the input as TN_F16_P, but the
+ * rows' 4 R weight words of the two groups (the same order: group, row) by LDM four words at a
+ * time, R LDM instead of 2 R LDRD: 5 + 5 R instructions per 8 R MACs (VWW's 256 -> 2: 15 per
+ * 16). LDM's registers must ascend, so its four (q0 .. q3) are pinned (TN_F16_PIN, r8 .. r11);
+ * R accumulators, x, w, end, four input registers and q0 .. q3: 11 + R <= 14. TN_F16_M: one
+ * row's two SMLAD on the lanes of one group (V, XO) from two of q0 .. q3 */
+#define TN_F16_X2(XT)                                                                           \
+    "ldrd %[v], %[v2], [%[x]], #8\n\t"                                                          \
+    XT "xtb16 %[xo], %[v], ror #8\n\t" XT "xtb16 %[v], %[v]\n\t"                                \
+    XT "xtb16 %[xo2], %[v2], ror #8\n\t" XT "xtb16 %[v2], %[v2]\n\t"
+#define TN_F16_LDM "ldm %[w]!, {%[q0], %[q1], %[q2], %[q3]}\n\t"
+#define TN_F16_M(A, V, XO, QA, QB)                                                              \
+    "smlad %[" A "], %[" QA "], %[" V "], %[" A "]\n\t"                                         \
+    "smlad %[" A "], %[" QB "], %[" XO "], %[" A "]\n\t"
+/* one LDM: [g, row 0] [g + 1, row 0] */
+#define TN_F16_L1(XT)                                                                           \
+    TN_F16_X2(XT) TN_F16_LDM TN_F16_M("a0", "v", "xo", "q0", "q1")                              \
+    TN_F16_M("a0", "v2", "xo2", "q2", "q3")
+/* two: [g, rows 0 1] [g + 1, rows 0 1] */
+#define TN_F16_L2(XT)                                                                           \
+    TN_F16_X2(XT) TN_F16_LDM TN_F16_M("a0", "v", "xo", "q0", "q1")                              \
+    TN_F16_M("a1", "v", "xo", "q2", "q3")                                                       \
+    TN_F16_LDM TN_F16_M("a0", "v2", "xo2", "q0", "q1") TN_F16_M("a1", "v2", "xo2", "q2", "q3")
+/* three: [g, rows 0 1] [g, row 2; g + 1, row 0] [g + 1, rows 1 2] */
+#define TN_F16_L3(XT)                                                                           \
+    TN_F16_X2(XT) TN_F16_LDM TN_F16_M("a0", "v", "xo", "q0", "q1")                              \
+    TN_F16_M("a1", "v", "xo", "q2", "q3")                                                       \
+    TN_F16_LDM TN_F16_M("a2", "v", "xo", "q0", "q1") TN_F16_M("a0", "v2", "xo2", "q2", "q3")    \
+    TN_F16_LDM TN_F16_M("a1", "v2", "xo2", "q0", "q1") TN_F16_M("a2", "v2", "xo2", "q2", "q3")
+#define TN_F16_PIN                                                                              \
+    register uint32_t q0 __asm__("r8"), q1 __asm__("r9"), q2 __asm__("r10"),                    \
+        q3 __asm__("r11")
+#define TN_F16_L0 [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [v2] "=&r"(v2),     \
+    [xo2] "=&r"(xo2), [q0] "=&r"(q0), [q1] "=&r"(q1), [q2] "=&r"(q2), [q3] "=&r"(q3)
+#define TN_F16_ASML(BODY, R) \
+    __asm__ volatile(BODY : TN_F16_L0 TN_F16_A##R : [end] "r"(end) : "cc", "memory")
+/* NG groups: NG % 2 one at a time (TN_F16_G), then two, four (NG % 8) and eight per pass */
+#define TN_F16_RUNL(XT, R)                                                                      \
+    do {                                                                                        \
+        TN_F16_PIN;                                                                             \
+        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R);                                            \
+        if (NG & 2u) TN_F16_ASML(TN_F16_L##R(XT), R);                                           \
+        if (NG & 4u) TN_F16_ASML(TN_F16_L##R(XT) TN_F16_L##R(XT), R);                           \
+        if (NG >= 8u)                                                                           \
+            TN_F16_ASML("1:\n\t" TN_F16_L##R(XT) TN_F16_L##R(XT) TN_F16_L##R(XT)                \
+                        TN_F16_L##R(XT) TN_F16_LOOP, R);                                        \
+    } while (0)
+/* R <= 2 rows on a word-aligned input: four groups per LDM of the input (p0 .. p3, pinned
+ * too: TN_F16_PINX, r0 .. r3), each widened in place beside xo (xo2); the weights by LDM as
+ * TN_F16_L1 / TN_F16_L2: 9 + 10 R instructions per 16 R MACs (VWW's head: 29 per 32). Registers:
+ * eight pinned, R accumulators, xo, xo2 (R = 1), x, w, end: 14 */
+#define TN_F16_LDX "ldm %[x]!, {%[p0], %[p1], %[p2], %[p3]}\n\t"
+#define TN_F16_W(XT, P, XO)                                                                     \
+    XT "xtb16 %[" XO "], %[" P "], ror #8\n\t" XT "xtb16 %[" P "], %[" P "]\n\t"
+/* R = 1: groups P, P' with one LDM of weights ([g, row 0] [g + 1, row 0]) */
+#define TN_F16_U1H(XT, P, P2)                                                                   \
+    TN_F16_W(XT, P, "xo") TN_F16_W(XT, P2, "xo2") TN_F16_LDM                                    \
+    TN_F16_M("a0", P, "xo", "q0", "q1") TN_F16_M("a0", P2, "xo2", "q2", "q3")
+#define TN_F16_U1(XT) TN_F16_LDX TN_F16_U1H(XT, "p0", "p1") TN_F16_U1H(XT, "p2", "p3")
+/* R = 2: group P with one LDM ([g, rows 0 1]) */
+#define TN_F16_U2G(XT, P)                                                                       \
+    TN_F16_W(XT, P, "xo") TN_F16_LDM                                                            \
+    TN_F16_M("a0", P, "xo", "q0", "q1") TN_F16_M("a1", P, "xo", "q2", "q3")
+#define TN_F16_U2(XT)                                                                           \
+    TN_F16_LDX TN_F16_U2G(XT, "p0") TN_F16_U2G(XT, "p1") TN_F16_U2G(XT, "p2")                   \
+    TN_F16_U2G(XT, "p3")
+#define TN_F16_PINX                                                                             \
+    register uint32_t p0 __asm__("r0"), p1 __asm__("r1"), p2 __asm__("r2"), p3 __asm__("r3")
+#define TN_F16_X0 [x] "+&r"(x), [w] "+&r"(w), [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2),   \
+    [p3] "=&r"(p3), [xo] "=&r"(xo), [q0] "=&r"(q0), [q1] "=&r"(q1), [q2] "=&r"(q2),           \
+    [q3] "=&r"(q3)
+#define TN_F16_XQ1 , [xo2] "=&r"(xo2) /* R = 1's second widened group */
+#define TN_F16_XQ2
+#define TN_F16_ASMX(BODY, R) \
+    __asm__ volatile(BODY : TN_F16_X0 TN_F16_XQ##R TN_F16_A##R : [end] "r"(end) : "cc", "memory")
+/* NG groups: NG % 2 one at a time, NG % 4 two (TN_F16_L1 / L2), then four (NG % 8) and eight
+ * per pass (sixteen per pass: 8 instructions less on VWW's head, 232 bytes more) */
+#define TN_F16_RUNX(XT, R)                                                                      \
+    do {                                                                                        \
+        TN_F16_PIN;                                                                             \
+        TN_F16_PINX;                                                                            \
+        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R);                                            \
+        if (NG & 2u) TN_F16_ASML(TN_F16_L##R(XT), R);                                           \
+        if (NG & 4u) TN_F16_ASMX(TN_F16_U##R(XT), R);                                           \
+        if (NG >= 8u)                                                                           \
+            TN_F16_ASMX("1:\n\t" TN_F16_U##R(XT) TN_F16_U##R(XT) TN_F16_LOOP, R);               \
+    } while (0)
+#define TN_F16_RUN_XSX(R)                                                                       \
+    do {                                                                                        \
+        if (XA && XS) TN_F16_RUNX("s", R);                                                       \
+        else if (XA) TN_F16_RUNX("u", R);                                                        \
+        else TN_F16_RUN_XS(R);                                                                   \
     } while (0)
 #define TN_F16_RUN_XS(R)                                                                        \
     do {                                                                                        \
@@ -763,6 +850,12 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
     do {                                                                                        \
         if (XA && XS) TN_F16_RUNQ("s", R);                                                       \
         else if (XA) TN_F16_RUNQ("u", R);                                                        \
+        else TN_F16_RUN_XS(R);                                                                   \
+    } while (0)
+#define TN_F16_RUN_XSL(R)                                                                       \
+    do {                                                                                        \
+        if (XA && XS) TN_F16_RUNL("s", R);                                                       \
+        else if (XA) TN_F16_RUNL("u", R);                                                        \
         else TN_F16_RUN_XS(R);                                                                   \
     } while (0)
 #endif
@@ -829,9 +922,9 @@ TN_INLINE const uint8_t *tn_m7_fc16_block(const tn_layer_t *l, const uint8_t *w,
                  a6 = R > 6u ? tn_ld32(w + 24) : 0u, v, xo, u, u2, v2, xo2;
         w += 4u * R;
         switch (R) {
-        case 1u: TN_F16_RUN_XSQ(1); break;
-        case 2u: TN_F16_RUN_XSQ(2); break;
-        case 3u: TN_F16_RUN_XSQ(3); break;
+        case 1u: TN_F16_RUN_XSX(1); break;
+        case 2u: TN_F16_RUN_XSX(2); break;
+        case 3u: TN_F16_RUN_XSL(3); break;
         case 4u: TN_F16_RUN_XSQ(4); break;
         case 5u: TN_F16_RUN_XSQ(5); break;
         case 6u: TN_F16_RUN_XS(6); break;
