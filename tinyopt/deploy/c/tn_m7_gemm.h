@@ -707,17 +707,9 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
 #define TN_F16_R6(V, XO) TN_F16_R5(V, XO) TN_F16_ROW("a5", V, XO)
 #define TN_F16_R7(V, XO) TN_F16_R6(V, XO) TN_F16_ROW("a6", V, XO)
 #define TN_F16_G(XT, R) TN_F16_X(XT) TN_F16_R##R("v", "xo")
-/* two groups from one LDRD of a word-aligned input (R <= 5: two more registers): one
- * instruction less per two groups; the weights in the same order (group, then row) */
-#define TN_F16_P(XT, R)                                                                         \
-    "ldrd %[v], %[v2], [%[x]], #8\n\t"                                                          \
-    XT "xtb16 %[xo], %[v], ror #8\n\t" XT "xtb16 %[v], %[v]\n\t"                                \
-    XT "xtb16 %[xo2], %[v2], ror #8\n\t" XT "xtb16 %[v2], %[v2]\n\t"                            \
-    TN_F16_R##R("v", "xo") TN_F16_R##R("v2", "xo2")
-/* operands: R accumulators (early-clobber, as TN_FC_OPS3); Q: the two-group form's registers */
+/* operands: R accumulators (early-clobber, as TN_FC_OPS3) */
 #define TN_F16_O0 [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [u] "=&r"(u),       \
     [u2] "=&r"(u2)
-#define TN_F16_Q0 TN_F16_O0, [v2] "=&r"(v2), [xo2] "=&r"(xo2)
 #define TN_F16_A1 , [a0] "+&r"(a0)
 #define TN_F16_A2 TN_F16_A1, [a1] "+&r"(a1)
 #define TN_F16_A3 TN_F16_A2, [a2] "+&r"(a2)
@@ -727,8 +719,6 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
 #define TN_F16_A7 TN_F16_A6, [a6] "+&r"(a6)
 #define TN_F16_ASM(BODY, R) \
     __asm__ volatile(BODY : TN_F16_O0 TN_F16_A##R : [end] "r"(end) : "cc", "memory")
-#define TN_F16_ASMQ(BODY, R) \
-    __asm__ volatile(BODY : TN_F16_Q0 TN_F16_A##R : [end] "r"(end) : "cc", "memory")
 #define TN_F16_LOOP "cmp %[x], %[end]\n\tbne 1b\n\t"
 /* NG groups, one input word at a time: NG % 4 first, then four per pass */
 #define TN_F16_RUN(XT, R)                                                                       \
@@ -739,21 +729,12 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
             TN_F16_ASM("1:\n\t" TN_F16_G(XT, R) TN_F16_G(XT, R) TN_F16_G(XT, R)                 \
                        TN_F16_G(XT, R) TN_F16_LOOP, R);                                         \
     } while (0)
-/* NG groups, two at a time (a word-aligned input, R = 4 or 5): NG % 4 first, then four per
- * pass */
-#define TN_F16_RUNQ(XT, R)                                                                      \
-    do {                                                                                        \
-        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R);                                            \
-        if (NG & 2u) TN_F16_ASMQ(TN_F16_P(XT, R), R);                                           \
-        if (NG >= 4u)                                                                           \
-            TN_F16_ASMQ("1:\n\t" TN_F16_P(XT, R) TN_F16_P(XT, R) TN_F16_LOOP, R);               \
-    } while (0)
-/* R <= 3 rows on a word-aligned input: two groups per LDRD of the input as TN_F16_P, but the
- * rows' 4 R weight words of the two groups (the same order: group, row) by LDM four words at a
- * time, R LDM instead of 2 R LDRD: 5 + 5 R instructions per 8 R MACs (VWW's 256 -> 2: 15 per
- * 16). LDM's registers must ascend, so its four (q0 .. q3) are pinned (TN_F16_PIN, r8 .. r11);
- * R accumulators, x, w, end, four input registers and q0 .. q3: 11 + R <= 14. TN_F16_M: one
- * row's two SMLAD on the lanes of one group (V, XO) from two of q0 .. q3 */
+/* R <= 3 rows on a word-aligned input: two groups per LDRD of the input (TN_F16_X2) and the
+ * rows' 4 R weight words of the two groups (the order of the layout: group, row) by LDM four
+ * words at a time, R LDM instead of 2 R LDRD: 5 + 5 R instructions per 8 R MACs. LDM's
+ * registers must ascend, so its four (q0 .. q3) are pinned (TN_F16_PIN, r8 .. r11); R
+ * accumulators, x, w, end, four input registers and q0 .. q3: 11 + R <= 14. TN_F16_M: one row's
+ * two SMLAD on the lanes of one group (V, XO) from two of q0 .. q3 */
 #define TN_F16_X2(XT)                                                                           \
     "ldrd %[v], %[v2], [%[x]], #8\n\t"                                                          \
     XT "xtb16 %[xo], %[v], ror #8\n\t" XT "xtb16 %[v], %[v]\n\t"                                \
@@ -841,16 +822,59 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
         else if (XA) TN_F16_RUNX("u", R);                                                        \
         else TN_F16_RUN_XS(R);                                                                   \
     } while (0)
+/* R = 4 .. 6 rows: one group per LDR of the input (any alignment, as TN_F16_G) and the rows'
+ * 2 R weight words by LDM: four at a time for R = 4, 5 (q0 .. q3; R = 5's last row by LDRD
+ * into q0, q1), three for R = 6 (q0 .. q2): 3 + 2 R + R / 2 (R = 6: 4 loads) instructions per
+ * 4 R MACs, against 3 + 3 R for TN_F16_G and 2.5 + 3 R for the two-group LDRD form it replaces
+ * (DS-CNN's 64 -> 12 head: 7 + 5 rows). Registers: R accumulators, x, w, end, v, xo and four
+ * (three) pinned: 13, 14, 14. TN_F16_S1: one SMLAD */
+#define TN_F16_S1(A, Q, V) "smlad %[" A "], %[" Q "], %[" V "], %[" A "]\n\t"
+#define TN_F16_LDM3 "ldm %[w]!, {%[q0], %[q1], %[q2]}\n\t"
+/* [g, rows 0 1] [g, rows 2 3] */
+#define TN_F16_S4(XT)                                                                           \
+    TN_F16_X(XT) TN_F16_LDM TN_F16_M("a0", "v", "xo", "q0", "q1")                               \
+    TN_F16_M("a1", "v", "xo", "q2", "q3")                                                       \
+    TN_F16_LDM TN_F16_M("a2", "v", "xo", "q0", "q1") TN_F16_M("a3", "v", "xo", "q2", "q3")
+/* ... then [g, row 4] */
+#define TN_F16_S5(XT)                                                                           \
+    TN_F16_S4(XT) "ldrd %[q0], %[q1], [%[w]], #8\n\t" TN_F16_M("a4", "v", "xo", "q0", "q1")
+/* [g, row 0, row 1's first word] [its second, row 2] [row 3, row 4's first] [its second,
+ * row 5] */
+#define TN_F16_S6(XT)                                                                           \
+    TN_F16_X(XT)                                                                                \
+    TN_F16_LDM3 TN_F16_S1("a0", "q0", "v") TN_F16_S1("a0", "q1", "xo") TN_F16_S1("a1", "q2", "v") \
+    TN_F16_LDM3 TN_F16_S1("a1", "q0", "xo") TN_F16_S1("a2", "q1", "v")                          \
+    TN_F16_S1("a2", "q2", "xo")                                                                 \
+    TN_F16_LDM3 TN_F16_S1("a3", "q0", "v") TN_F16_S1("a3", "q1", "xo") TN_F16_S1("a4", "q2", "v") \
+    TN_F16_LDM3 TN_F16_S1("a4", "q0", "xo") TN_F16_S1("a5", "q1", "v")                          \
+    TN_F16_S1("a5", "q2", "xo")
+#define TN_F16_S0 [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [q0] "=&r"(q0),     \
+    [q1] "=&r"(q1), [q2] "=&r"(q2)
+#define TN_F16_SQ4 , [q3] "=&r"(q3)
+#define TN_F16_SQ5 TN_F16_SQ4
+#define TN_F16_SQ6
+#define TN_F16_ASMS(BODY, R) \
+    __asm__ volatile(BODY : TN_F16_S0 TN_F16_SQ##R TN_F16_A##R : [end] "r"(end) : "cc", "memory")
+/* NG groups: NG % 4 first, then four per pass (as TN_F16_RUN) */
+#define TN_F16_RUNS(XT, R)                                                                      \
+    do {                                                                                        \
+        TN_F16_PIN;                                                                             \
+        (void)q3; /* R = 6: LDM of three */                                                     \
+        if (NG & 1u) TN_F16_ASMS(TN_F16_S##R(XT), R);                                           \
+        if (NG & 2u) TN_F16_ASMS(TN_F16_S##R(XT) TN_F16_S##R(XT), R);                           \
+        if (NG >= 4u)                                                                           \
+            TN_F16_ASMS("1:\n\t" TN_F16_S##R(XT) TN_F16_S##R(XT) TN_F16_S##R(XT)                \
+                        TN_F16_S##R(XT) TN_F16_LOOP, R);                                        \
+    } while (0)
+#define TN_F16_RUN_XSS(R)                                                                       \
+    do {                                                                                        \
+        if (XS) TN_F16_RUNS("s", R);                                                             \
+        else TN_F16_RUNS("u", R);                                                                \
+    } while (0)
 #define TN_F16_RUN_XS(R)                                                                        \
     do {                                                                                        \
         if (XS) TN_F16_RUN("s", R);                                                              \
         else TN_F16_RUN("u", R);                                                                 \
-    } while (0)
-#define TN_F16_RUN_XSQ(R)                                                                       \
-    do {                                                                                        \
-        if (XA && XS) TN_F16_RUNQ("s", R);                                                       \
-        else if (XA) TN_F16_RUNQ("u", R);                                                        \
-        else TN_F16_RUN_XS(R);                                                                   \
     } while (0)
 #define TN_F16_RUN_XSL(R)                                                                       \
     do {                                                                                        \
@@ -925,9 +949,9 @@ TN_INLINE const uint8_t *tn_m7_fc16_block(const tn_layer_t *l, const uint8_t *w,
         case 1u: TN_F16_RUN_XSX(1); break;
         case 2u: TN_F16_RUN_XSX(2); break;
         case 3u: TN_F16_RUN_XSL(3); break;
-        case 4u: TN_F16_RUN_XSQ(4); break;
-        case 5u: TN_F16_RUN_XSQ(5); break;
-        case 6u: TN_F16_RUN_XS(6); break;
+        case 4u: TN_F16_RUN_XSS(4); break;
+        case 5u: TN_F16_RUN_XSS(5); break;
+        case 6u: TN_F16_RUN_XSS(6); break;
         default: TN_F16_RUN_XS(7); break;
         }
         /* w and x end at the tails (of the weights, of the input) */
