@@ -188,7 +188,7 @@ def test_fc16_refuses_weights_packed_for_another_rounding(tmp_path):
 def _misaligned_chain(signed):
     """A chain 7 -> 3 -> 5 -> 9 -> 2: the later dense inputs sit at arena offsets that are not
     word-aligned (tn_m7_fc16's one-group form with LDR; the word-aligned first input takes the
-    two-group form), tails of 3 and 1 lanes, blocks of 3, 5 and 2 rows... and 9 = 7 + 2."""
+    LDM forms), tails of 3 and 1 lanes, blocks of 3, 5 and 2 rows... and 9 = 7 + 2."""
     layers = [_fc(3, out_signed=signed), _fc(5, per_channel=True, icn=True, out_signed=signed),
               _fc(9, out_signed=signed), _fc(2, out_signed=signed)]
     sizes = [7, 3, 5, 9]
@@ -198,11 +198,11 @@ def _misaligned_chain(signed):
 
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_fc16_heads_under_qemu(qemu, tmp_path):
-    """tn_m7_fc16's assembly (the two-group LDRD form of blocks <= 5 rows on a word-aligned
-    input, the one-group form of 6 and 7 rows and of a misaligned input; int8 and uint8 inputs,
-    DBL and not) bit-exact under QEMU; the MLPerf heads' shapes under 1.2 instructions per MAC
-    net of the measurement, which the harness measured (a small positive count: the hooks' own
-    instructions, 40 with this harness)."""
+    """tn_m7_fc16's assembly (the LDM forms of blocks of <= 6 rows, those of <= 3 on a
+    word-aligned input; the one-group LDRD form of 7 rows and of <= 3 on a misaligned input; int8
+    and uint8 inputs, DBL and not) bit-exact under QEMU; the MLPerf heads' shapes under 1.2
+    instructions per MAC raw (issue 29; VWW's under 1.05), and the harness measured its own
+    cost (a small positive count: the hooks' own instructions, 40 with this harness)."""
     cases = [("resnet_head", _head(64, 10, True, "tflite_double", False)),
              ("dscnn_head_u8", _head(64, 12, False, "tflite_double", True)),
              ("vww_head", _head(256, 2, True, "tflite_double", False)),
@@ -224,6 +224,52 @@ def test_fc16_heads_under_qemu(qemu, tmp_path):
         misaligned += sum(st.in_offset % 4 != 0 for st in r["export"].steps)
         if name.endswith("head") or name == "dscnn_head_u8":
             st = r["steps"].iloc[0]
-            net = (st["insns_per_image"] - hook) / st["macs"]
-            assert net <= 1.2, (name, st["insns_per_image"], hook, st["macs"])
+            raw = st["insns_per_image"] / st["macs"]
+            assert raw <= 1.2, (name, st["insns_per_image"], hook, st["macs"])  # issue 29, raw
+            if name == "vww_head":  # the LDM forms: 1.025 measured (1.045 with the input by
+                # LDRD, TN_F16_L2; 1.18 with the LDRD weights before them, 1.28 one group a time)
+                assert raw <= 1.05, (st["insns_per_image"], st["macs"])
     assert misaligned >= 2  # the one-group form ran too
+
+
+def _forms_chain(signed):
+    """A chain 62 -> 13 -> 12 -> 11 -> 10 -> 9 -> 8: blocks of 6, 5, 4, 3, 2, 1 rows after the
+    sevens, at input offsets 0, 62, 0, 64, 0, 66 (the 5- and 1-row blocks on a misaligned
+    input), 15, 3, 3, 2, 2, 2 groups; PL and PC in turn."""
+    sizes, outs = [62, 13, 12, 11, 10, 9], [13, 12, 11, 10, 9, 8]
+    layers = [dict(_fc(n, out_signed=signed, per_channel=i % 2 == 1, icn=i % 2 == 1),
+                   wshape=(n, k)) for i, (n, k) in enumerate(zip(outs, sizes))]
+    return chain(93, layers, (62,), 8, signed, -128 if signed else 0, "tflite_double")
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+def test_fc16_ldm_forms_under_qemu(qemu, tmp_path):
+    """tn_m7_fc16's LDM forms bit-exact under QEMU: every block size R = 1 .. 6 (after sevens
+    or alone), int8 and uint8 inputs (each form family both), with the group counts that take
+    each of a form's prefixes (NG % 2, NG % 4, NG % 8) and its loop: R <= 2 (input by LDM,
+    TN_F16_U1 / U2), R = 3 (TN_F16_L3), R = 4 .. 6 (TN_F16_S4 .. S6) on word-aligned inputs,
+    and a chain with misaligned ones."""
+    cases = [("r1_u8", _head(62, 1, False, "tflite_double", False)),  # 15 groups: 1 + 2 + 4 + 8
+             ("r1_s8", _head(254, 8, True, "floor", True)),  # 7 + 1 rows, 63 groups
+             ("r2_s8", _head(124, 9, True, "floor", True)),  # 7 + 2, 31 groups
+             ("r2_u8", _head(46, 2, False, "tflite_single", False)),  # 11 groups: 1 + 2 + 8
+             ("r3_u8", _head(62, 10, False, "tflite_single", False)),  # 7 + 3, 15 groups
+             ("r4_s8", _head(30, 11, True, "tflite_double", True)),  # 7 + 4, 7 groups, K % 4 = 2
+             ("r4_u8", _head(48, 4, False, "floor", False, symmetric=False)),
+             ("r5_u8", _head(45, 12, False, "floor", False, symmetric=False)),  # 11 groups
+             ("r6_s8", _head(31, 13, True, "tflite_double", False, symmetric=False)),
+             ("r6_u8", _head(60, 6, False, "tflite_double", True)),  # 15 groups
+             ("chain_s8", _forms_chain(True)), ("chain_u8", _forms_chain(False))]
+    for name, g in cases:
+        lo = -128 if g.input_signed else 0
+        x = np.random.default_rng(5).integers(lo, lo + 256, (24, *g.input_shape))
+        x[0], x[1] = lo, lo + 255  # the extremes of the input codes
+        r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=24, mcu_images=24)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        assert r["export"].kernels == ["fc"] * len(g.layers), name
+        assert "tn_m7_fc16(" in (Path(r["export"].out_dir) / "model.c").read_text(), name
+        want = codegen.reference_output(g, x)
+        assert len({row.tobytes() for row in want}) > 1, (name, "a constant output checks little")
+        if name.startswith("chain"):
+            assert [st.in_offset % 4 for st in r["export"].steps] == [0, 2, 0, 0, 0, 2], name
