@@ -672,12 +672,15 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * as layout bytes, Export.weight_pad_bytes), in blocks of R <= 7 rows (seven accumulators and
  * seven other registers: all fourteen). Per group of four inputs: one LDR of the input word, two
  * SXTB16 / UXTB16 (raw codes, no offset), then per row one LDRD of its lanes
- * [d_k, d_k+2], [d_k+1, d_k+3] and two SMLAD: 3 + 3 R instructions for 4 R MACs (with R <= 5
- * and a word-aligned input, two groups per LDRD of the input: 5 + 6 R for 8 R MACs, the weights
- * in the same order; VWW's 256 -> 2 head: 17 per 16 MACs). The input zero
- * point and the bias enter once, at export: each block starts with its rows' constants
- * C = bias - z_x sum_k d_k (int32, modulo 2^32), the accumulators' initial values, so that
- * acc = C + sum d x = bias + sum (w - z_w)(x - z_x) modulo 2^32, the reference's accumulator.
+ * [d_k, d_k+2], [d_k+1, d_k+3] and two SMLAD: 3 + 3 R instructions for 4 R MACs (R = 7, and
+ * R <= 3 on a misaligned input). Blocks of fewer rows have registers left for LDM, which loads
+ * more of the same weight words per instruction (the same layout): R = 4 .. 6 one LDM per four
+ * (three) words; R <= 3 on a word-aligned input two groups per LDRD of the input, R <= 2 four
+ * per LDM of it (VWW's 256 -> 2 head: 29 instructions per 32 MACs, 34 before; the forms and
+ * their counts at TN_F16_L1 .. TN_F16_S6). The input zero point and the bias enter once, at
+ * export: each block starts with its rows' constants C = bias - z_x sum_k d_k (int32, modulo
+ * 2^32), the accumulators' initial values, so that acc = C + sum d x = bias + sum (w - z_w)
+ * (x - z_x) modulo 2^32, the reference's accumulator.
  * DBL (the export's choice where tn_m7_out's FAST = 3 form applies: |acc| < 2^30) stores 2 d and
  * 2 C: the accumulator is then 2 acc, exactly the SMMULR operand of that form (one shift less
  * per output); any other form takes acc = 2 acc >> 1.
@@ -685,8 +688,8 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * Layout (kernels_m7.fc16_weights; little-endian): per block of R rows (blocks of seven, then the
  * N % 7 rows left), C of its R rows (int32), then per group of four inputs each row's two words
  * above (int16 lanes), then the K % 4 tail lanes of each row (int16) and zero padding to a
- * word: every block a whole number of words (LDRD needs the array word-aligned: a misaligned
- * one takes the C loop, which computes the same).
+ * word: every block a whole number of words (LDRD and LDM need the array word-aligned: a
+ * misaligned one takes the C loop, which computes the same).
  * --------------------------------------------------------------------------------------------- */
 #if TN_M7_ASM
 /* one group: the input word widened into v (x_k, x_k+2) and xo (x_k+1, x_k+3); then per row
@@ -717,17 +720,23 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
 #define TN_F16_A5 TN_F16_A4, [a4] "+&r"(a4)
 #define TN_F16_A6 TN_F16_A5, [a5] "+&r"(a5)
 #define TN_F16_A7 TN_F16_A6, [a6] "+&r"(a6)
-#define TN_F16_ASM(BODY, R) \
-    __asm__ volatile(BODY : TN_F16_O0 TN_F16_A##R : [end] "r"(end) : "cc", "memory")
+#define TN_F16_ASM(BODY, R, I)                                                                  \
+    __asm__ volatile(BODY : TN_F16_O0 TN_F16_A##R : I : "cc", "memory")
 #define TN_F16_LOOP "cmp %[x], %[end]\n\tbne 1b\n\t"
+/* the asm's inputs (I): the loops' end (TN_F16_E); none (TN_F16_N) for the straight runs
+ * before them: one register less to find for GCC, which fails some seven-row blocks of few
+ * groups at some levels and call sites ('asm' operand has impossible constraints: more of them
+ * with the end; the MLPerf heads compile at every level either way) */
+#define TN_F16_E [end] "r"(end)
+#define TN_F16_N
 /* NG groups, one input word at a time: NG % 4 first, then four per pass */
 #define TN_F16_RUN(XT, R)                                                                       \
     do {                                                                                        \
-        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R);                                            \
-        if (NG & 2u) TN_F16_ASM(TN_F16_G(XT, R) TN_F16_G(XT, R), R);                            \
+        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R, TN_F16_N);                                  \
+        if (NG & 2u) TN_F16_ASM(TN_F16_G(XT, R) TN_F16_G(XT, R), R, TN_F16_N);                  \
         if (NG >= 4u)                                                                           \
             TN_F16_ASM("1:\n\t" TN_F16_G(XT, R) TN_F16_G(XT, R) TN_F16_G(XT, R)                 \
-                       TN_F16_G(XT, R) TN_F16_LOOP, R);                                         \
+                       TN_F16_G(XT, R) TN_F16_LOOP, R, TN_F16_E);                               \
     } while (0)
 /* R <= 3 rows on a word-aligned input: two groups per LDRD of the input (TN_F16_X2) and the
  * rows' 4 R weight words of the two groups (the order of the layout: group, row) by LDM four
@@ -758,23 +767,26 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
     TN_F16_M("a1", "v", "xo", "q2", "q3")                                                       \
     TN_F16_LDM TN_F16_M("a2", "v", "xo", "q0", "q1") TN_F16_M("a0", "v2", "xo2", "q2", "q3")    \
     TN_F16_LDM TN_F16_M("a1", "v2", "xo2", "q0", "q1") TN_F16_M("a2", "v2", "xo2", "q2", "q3")
+/* pinned: GCC keeps a local register variable in its register where it is an asm operand, the
+ * only use made of these (write-only outputs); r7 stays GCC's to give (TN_M7_ASM: no frame
+ * pointer) */
 #define TN_F16_PIN                                                                              \
     register uint32_t q0 __asm__("r8"), q1 __asm__("r9"), q2 __asm__("r10"),                    \
         q3 __asm__("r11")
 #define TN_F16_L0 [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [xo] "=&r"(xo), [v2] "=&r"(v2),     \
     [xo2] "=&r"(xo2), [q0] "=&r"(q0), [q1] "=&r"(q1), [q2] "=&r"(q2), [q3] "=&r"(q3)
-#define TN_F16_ASML(BODY, R) \
-    __asm__ volatile(BODY : TN_F16_L0 TN_F16_A##R : [end] "r"(end) : "cc", "memory")
+#define TN_F16_ASML(BODY, R, I)                                                                 \
+    __asm__ volatile(BODY : TN_F16_L0 TN_F16_A##R : I : "cc", "memory")
 /* NG groups: NG % 2 one at a time (TN_F16_G), then two, four (NG % 8) and eight per pass */
 #define TN_F16_RUNL(XT, R)                                                                      \
     do {                                                                                        \
         TN_F16_PIN;                                                                             \
-        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R);                                            \
-        if (NG & 2u) TN_F16_ASML(TN_F16_L##R(XT), R);                                           \
-        if (NG & 4u) TN_F16_ASML(TN_F16_L##R(XT) TN_F16_L##R(XT), R);                           \
+        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R, TN_F16_N);                                  \
+        if (NG & 2u) TN_F16_ASML(TN_F16_L##R(XT), R, TN_F16_N);                                 \
+        if (NG & 4u) TN_F16_ASML(TN_F16_L##R(XT) TN_F16_L##R(XT), R, TN_F16_N);                 \
         if (NG >= 8u)                                                                           \
             TN_F16_ASML("1:\n\t" TN_F16_L##R(XT) TN_F16_L##R(XT) TN_F16_L##R(XT)                \
-                        TN_F16_L##R(XT) TN_F16_LOOP, R);                                        \
+                        TN_F16_L##R(XT) TN_F16_LOOP, R, TN_F16_E);                              \
     } while (0)
 /* R <= 2 rows on a word-aligned input: four groups per LDM of the input (p0 .. p3, pinned
  * too: TN_F16_PINX, r0 .. r3), each widened in place beside xo (xo2); the weights by LDM as
@@ -802,19 +814,19 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
     [q3] "=&r"(q3)
 #define TN_F16_XQ1 , [xo2] "=&r"(xo2) /* R = 1's second widened group */
 #define TN_F16_XQ2
-#define TN_F16_ASMX(BODY, R) \
-    __asm__ volatile(BODY : TN_F16_X0 TN_F16_XQ##R TN_F16_A##R : [end] "r"(end) : "cc", "memory")
+#define TN_F16_ASMX(BODY, R, I)                                                                 \
+    __asm__ volatile(BODY : TN_F16_X0 TN_F16_XQ##R TN_F16_A##R : I : "cc", "memory")
 /* NG groups: NG % 2 one at a time, NG % 4 two (TN_F16_L1 / L2), then four (NG % 8) and eight
  * per pass (sixteen per pass: 8 instructions less on VWW's head, 232 bytes more) */
 #define TN_F16_RUNX(XT, R)                                                                      \
     do {                                                                                        \
         TN_F16_PIN;                                                                             \
         TN_F16_PINX;                                                                            \
-        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R);                                            \
-        if (NG & 2u) TN_F16_ASML(TN_F16_L##R(XT), R);                                           \
-        if (NG & 4u) TN_F16_ASMX(TN_F16_U##R(XT), R);                                           \
+        if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R, TN_F16_N);                                  \
+        if (NG & 2u) TN_F16_ASML(TN_F16_L##R(XT), R, TN_F16_N);                                 \
+        if (NG & 4u) TN_F16_ASMX(TN_F16_U##R(XT), R, TN_F16_N);                                 \
         if (NG >= 8u)                                                                           \
-            TN_F16_ASMX("1:\n\t" TN_F16_U##R(XT) TN_F16_U##R(XT) TN_F16_LOOP, R);               \
+            TN_F16_ASMX("1:\n\t" TN_F16_U##R(XT) TN_F16_U##R(XT) TN_F16_LOOP, R, TN_F16_E);     \
     } while (0)
 #define TN_F16_RUN_XSX(R)                                                                       \
     do {                                                                                        \
@@ -824,10 +836,10 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
     } while (0)
 /* R = 4 .. 6 rows: one group per LDR of the input (any alignment, as TN_F16_G) and the rows'
  * 2 R weight words by LDM: four at a time for R = 4, 5 (q0 .. q3; R = 5's last row by LDRD
- * into q0, q1), three for R = 6 (q0 .. q2): 3 + 2 R + R / 2 (R = 6: 4 loads) instructions per
- * 4 R MACs, against 3 + 3 R for TN_F16_G and 2.5 + 3 R for the two-group LDRD form it replaces
- * (DS-CNN's 64 -> 12 head: 7 + 5 rows). Registers: R accumulators, x, w, end, v, xo and four
- * (three) pinned: 13, 14, 14. TN_F16_S1: one SMLAD */
+ * into q0, q1), three for R = 6 (q0 .. q2): 13, 16, 19 instructions per 4 R MACs (3 + 2 R and
+ * 2, 3, 4 loads of weights), against 3 + 3 R for TN_F16_G and 2.5 + 3 R for the two-group LDRD
+ * form they replace (DS-CNN's 64 -> 12 head: 7 + 5 rows). Registers: R accumulators, x, w,
+ * end, v, xo and four (three) pinned: 13, 14, 14. TN_F16_S1: one SMLAD */
 #define TN_F16_S1(A, Q, V) "smlad %[" A "], %[" Q "], %[" V "], %[" A "]\n\t"
 #define TN_F16_LDM3 "ldm %[w]!, {%[q0], %[q1], %[q2]}\n\t"
 /* [g, rows 0 1] [g, rows 2 3] */
@@ -853,18 +865,18 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
 #define TN_F16_SQ4 , [q3] "=&r"(q3)
 #define TN_F16_SQ5 TN_F16_SQ4
 #define TN_F16_SQ6
-#define TN_F16_ASMS(BODY, R) \
-    __asm__ volatile(BODY : TN_F16_S0 TN_F16_SQ##R TN_F16_A##R : [end] "r"(end) : "cc", "memory")
+#define TN_F16_ASMS(BODY, R, I)                                                                 \
+    __asm__ volatile(BODY : TN_F16_S0 TN_F16_SQ##R TN_F16_A##R : I : "cc", "memory")
 /* NG groups: NG % 4 first, then four per pass (as TN_F16_RUN) */
 #define TN_F16_RUNS(XT, R)                                                                      \
     do {                                                                                        \
         TN_F16_PIN;                                                                             \
         (void)q3; /* R = 6: LDM of three */                                                     \
-        if (NG & 1u) TN_F16_ASMS(TN_F16_S##R(XT), R);                                           \
-        if (NG & 2u) TN_F16_ASMS(TN_F16_S##R(XT) TN_F16_S##R(XT), R);                           \
+        if (NG & 1u) TN_F16_ASMS(TN_F16_S##R(XT), R, TN_F16_N);                                 \
+        if (NG & 2u) TN_F16_ASMS(TN_F16_S##R(XT) TN_F16_S##R(XT), R, TN_F16_N);                 \
         if (NG >= 4u)                                                                           \
             TN_F16_ASMS("1:\n\t" TN_F16_S##R(XT) TN_F16_S##R(XT) TN_F16_S##R(XT)                \
-                        TN_F16_S##R(XT) TN_F16_LOOP, R);                                        \
+                        TN_F16_S##R(XT) TN_F16_LOOP, R, TN_F16_E);                              \
     } while (0)
 #define TN_F16_RUN_XSS(R)                                                                       \
     do {                                                                                        \

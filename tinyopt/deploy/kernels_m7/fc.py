@@ -14,8 +14,9 @@
   A small dense layer (a classifier head, :func:`fc16_fits`: at most :data:`FC16_MAX_WEIGHTS`
   weights) takes ``tn_m7_fc16`` instead: each row's w - z_w as int16 lanes
   (:func:`fc16_weights`, twice the weight bytes, the extra counted as layout bytes), seven rows
-  per pass, 3 + 3 R instructions per group of four inputs (R rows; two groups per LDRD of a
-  word-aligned input for R <= 5), the input zero point and the bias folded at export into each
+  per pass, 3 + 3 R instructions per group of four inputs (R rows; fewer where R <= 6 leaves
+  registers for LDM of the same weight words, and for R <= 2 of the input: 29 per 32 MACs on
+  VWW's 256 -> 2 head), the input zero point and the bias folded at export into each
   row's initial accumulator, and (:func:`fc16_doubled`) the lanes doubled where the SMMULR
   requantization takes 2 acc: about 5 instructions per output.
 """
