@@ -680,7 +680,9 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * their counts at TN_F16_L1 .. TN_F16_S6). The input zero point and the bias enter once, at
  * export: each block starts with its rows' constants C = bias - z_x sum_k d_k (int32, modulo
  * 2^32), the accumulators' initial values, so that acc = C + sum d x = bias + sum (w - z_w)
- * (x - z_x) modulo 2^32, the reference's accumulator.
+ * (x - z_x) modulo 2^32, the reference's accumulator. A block of R >= 4 rows is one asm
+ * statement, which loads its constants itself (TN_F16_ONE: GCC allocates its fourteen
+ * registers at every level).
  * DBL (the export's choice where tn_m7_out's FAST = 3 form applies: |acc| < 2^30) stores 2 d and
  * 2 C: the accumulator is then 2 acc, exactly the SMMULR operand of that form (one shift less
  * per output); any other form takes acc = 2 acc >> 1.
@@ -723,13 +725,12 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
 #define TN_F16_ASM(BODY, R, I)                                                                  \
     __asm__ volatile(BODY : TN_F16_O0 TN_F16_A##R : I : "cc", "memory")
 #define TN_F16_LOOP "cmp %[x], %[end]\n\tbne 1b\n\t"
-/* the asm's inputs (I): the loops' end (TN_F16_E); none (TN_F16_N) for the straight runs
- * before them: one register less to find for GCC, which fails some seven-row blocks of few
- * groups at some levels and call sites ('asm' operand has impossible constraints: more of them
- * with the end; the MLPerf heads compile at every level either way) */
+/* the asm's inputs (I): the loops' end (TN_F16_E); none (TN_F16_N) for the straight runs:
+ * one register less for GCC to find */
 #define TN_F16_E [end] "r"(end)
 #define TN_F16_N
-/* NG groups, one input word at a time: NG % 4 first, then four per pass */
+/* NG groups, one input word at a time: NG % 4 first, then four per pass (R <= 3 on a
+ * misaligned input; R = 7 takes TN_F16_ONE_G7) */
 #define TN_F16_RUN(XT, R)                                                                       \
     do {                                                                                        \
         if (NG & 1u) TN_F16_ASM(TN_F16_G(XT, R), R, TN_F16_N);                                  \
@@ -839,7 +840,8 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
  * into q0, q1), three for R = 6 (q0 .. q2): 13, 16, 19 instructions per 4 R MACs (3 + 2 R and
  * 2, 3, 4 loads of weights), against 3 + 3 R for TN_F16_G and 2.5 + 3 R for the two-group LDRD
  * form they replace (DS-CNN's 64 -> 12 head: 7 + 5 rows). Registers: R accumulators, x, w,
- * end, v, xo and four (three) pinned: 13, 14, 14. TN_F16_S1: one SMLAD */
+ * end, v, xo and four (three) pinned: 13, 14, 14; one asm per block (TN_F16_ONE_S, below).
+ * TN_F16_S1: one SMLAD */
 #define TN_F16_S1(A, Q, V) "smlad %[" A "], %[" Q "], %[" V "], %[" A "]\n\t"
 #define TN_F16_LDM3 "ldm %[w]!, {%[q0], %[q1], %[q2]}\n\t"
 /* [g, rows 0 1] [g, rows 2 3] */
@@ -865,23 +867,51 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
 #define TN_F16_SQ4 , [q3] "=&r"(q3)
 #define TN_F16_SQ5 TN_F16_SQ4
 #define TN_F16_SQ6
-#define TN_F16_ASMS(BODY, R, I)                                                                 \
-    __asm__ volatile(BODY : TN_F16_S0 TN_F16_SQ##R TN_F16_A##R : I : "cc", "memory")
-/* NG groups: NG % 4 first, then four per pass (as TN_F16_RUN) */
-#define TN_F16_RUNS(XT, R)                                                                      \
+/* Blocks of R = 4 .. 7 rows: the whole block in one asm statement (TN_F16_ONE), which loads
+ * the rows' constants C itself (TN_F16_C4 .. C7: LDRD pairs) into write-only accumulators, then
+ * runs NG % 2, NG % 4 and the loop in turn. Fourteen registers either way, but no accumulator
+ * is an input: GCC then finds them at every level; with one asm per part (the accumulators
+ * "+&r" from one to the next, the constants loaded in C) it failed at -O1, -Os, -Oz or -Og
+ * at some call sites ('asm' operand has impossible constraints; -O1 and -Og define no macro
+ * that a level-specific form could test). Four instructions for seven constants, where GCC
+ * loaded them with seven LDR. */
+#define TN_F16_C4 "ldrd %[a0], %[a1], [%[w]], #8\n\tldrd %[a2], %[a3], [%[w]], #8\n\t"
+#define TN_F16_C5 TN_F16_C4 "ldr %[a4], [%[w]], #4\n\t"
+#define TN_F16_C6 TN_F16_C4 "ldrd %[a4], %[a5], [%[w]], #8\n\t"
+#define TN_F16_C7 TN_F16_C6 "ldr %[a6], [%[w]], #4\n\t"
+#define TN_F16_W4 , [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3)
+#define TN_F16_W5 TN_F16_W4, [a4] "=&r"(a4)
+#define TN_F16_W6 TN_F16_W5, [a5] "=&r"(a5)
+#define TN_F16_W7 TN_F16_W6, [a6] "=&r"(a6)
+/* the G form (R = 7) and the S forms (R = 4 .. 6) with write-only accumulators */
+#define TN_F16_ASM1G(BODY, R, I)                                                                \
+    __asm__ volatile(TN_F16_C##R BODY : TN_F16_O0 TN_F16_W##R : I : "cc", "memory")
+#define TN_F16_ASM1S(BODY, R, I)                                                                \
+    __asm__ volatile(TN_F16_C##R BODY : TN_F16_S0 TN_F16_SQ##R TN_F16_W##R : I : "cc", "memory")
+/* NG > 0 groups of G1 (one group) in one asm: NG % 2, NG % 4, then four per pass */
+#define TN_F16_ONE(ASM1, G1, R)                                                                 \
+    do {                                                                                        \
+        switch ((NG & 3u) | (NG >= 4u ? 4u : 0u)) {                                             \
+        case 1u: ASM1(G1, R, TN_F16_N); break;                                                  \
+        case 2u: ASM1(G1 G1, R, TN_F16_N); break;                                               \
+        case 3u: ASM1(G1 G1 G1, R, TN_F16_N); break;                                            \
+        case 4u: ASM1("1:\n\t" G1 G1 G1 G1 TN_F16_LOOP, R, TN_F16_E); break;                    \
+        case 5u: ASM1(G1 "1:\n\t" G1 G1 G1 G1 TN_F16_LOOP, R, TN_F16_E); break;                 \
+        case 6u: ASM1(G1 G1 "1:\n\t" G1 G1 G1 G1 TN_F16_LOOP, R, TN_F16_E); break;              \
+        default: ASM1(G1 G1 G1 "1:\n\t" G1 G1 G1 G1 TN_F16_LOOP, R, TN_F16_E); break;          \
+        }                                                                                       \
+    } while (0)
+#define TN_F16_ONE_S(R)                                                                         \
     do {                                                                                        \
         TN_F16_PIN;                                                                             \
         (void)q3; /* R = 6: LDM of three */                                                     \
-        if (NG & 1u) TN_F16_ASMS(TN_F16_S##R(XT), R, TN_F16_N);                                 \
-        if (NG & 2u) TN_F16_ASMS(TN_F16_S##R(XT) TN_F16_S##R(XT), R, TN_F16_N);                 \
-        if (NG >= 4u)                                                                           \
-            TN_F16_ASMS("1:\n\t" TN_F16_S##R(XT) TN_F16_S##R(XT) TN_F16_S##R(XT)                \
-                        TN_F16_S##R(XT) TN_F16_LOOP, R, TN_F16_E);                              \
+        if (XS) TN_F16_ONE(TN_F16_ASM1S, TN_F16_S##R("s"), R);                                  \
+        else TN_F16_ONE(TN_F16_ASM1S, TN_F16_S##R("u"), R);                                     \
     } while (0)
-#define TN_F16_RUN_XSS(R)                                                                       \
+#define TN_F16_ONE_G7                                                                           \
     do {                                                                                        \
-        if (XS) TN_F16_RUNS("s", R);                                                             \
-        else TN_F16_RUNS("u", R);                                                                \
+        if (XS) TN_F16_ONE(TN_F16_ASM1G, TN_F16_G("s", 7), 7);                                  \
+        else TN_F16_ONE(TN_F16_ASM1G, TN_F16_G("u", 7), 7);                                     \
     } while (0)
 #define TN_F16_RUN_XS(R)                                                                        \
     do {                                                                                        \
@@ -952,19 +982,25 @@ TN_INLINE const uint8_t *tn_m7_fc16_block(const tn_layer_t *l, const uint8_t *w,
     if (ALIGNED) { /* the accumulators in registers throughout (no array: no stack) */
         const uint8_t *x = in, *end = in + 4u * NG;
         const uint32_t XA = ((uintptr_t)in & 3u) == 0u; /* the two-group form's LDRD */
-        uint32_t a0 = tn_ld32(w), a1 = R > 1u ? tn_ld32(w + 4) : 0u,
-                 a2 = R > 2u ? tn_ld32(w + 8) : 0u, a3 = R > 3u ? tn_ld32(w + 12) : 0u,
-                 a4 = R > 4u ? tn_ld32(w + 16) : 0u, a5 = R > 5u ? tn_ld32(w + 20) : 0u,
-                 a6 = R > 6u ? tn_ld32(w + 24) : 0u, v, xo, u, u2, v2, xo2;
-        w += 4u * R;
+        /* ONE: the block's single asm loads the constants (R >= 4, TN_F16_ONE) */
+        const uint32_t ONE = R >= 4u && NG > 0u;
+        uint32_t a0 = 0u, a1 = 0u, a2 = 0u, a3 = 0u, a4 = 0u, a5 = 0u, a6 = 0u, v, xo, u, u2, v2,
+                 xo2;
+        if (!ONE) {
+            a0 = tn_ld32(w), a1 = R > 1u ? tn_ld32(w + 4) : 0u;
+            a2 = R > 2u ? tn_ld32(w + 8) : 0u, a3 = R > 3u ? tn_ld32(w + 12) : 0u;
+            a4 = R > 4u ? tn_ld32(w + 16) : 0u, a5 = R > 5u ? tn_ld32(w + 20) : 0u;
+            a6 = R > 6u ? tn_ld32(w + 24) : 0u;
+            w += 4u * R;
+        }
         switch (R) {
         case 1u: TN_F16_RUN_XSX(1); break;
         case 2u: TN_F16_RUN_XSX(2); break;
         case 3u: TN_F16_RUN_XSL(3); break;
-        case 4u: TN_F16_RUN_XSS(4); break;
-        case 5u: TN_F16_RUN_XSS(5); break;
-        case 6u: TN_F16_RUN_XSS(6); break;
-        default: TN_F16_RUN_XS(7); break;
+        case 4u: if (NG) TN_F16_ONE_S(4); break;
+        case 5u: if (NG) TN_F16_ONE_S(5); break;
+        case 6u: if (NG) TN_F16_ONE_S(6); break;
+        default: if (NG) TN_F16_ONE_G7; break;
         }
         /* w and x end at the tails (of the weights, of the input) */
         tn_m7_fc16_end(l, w, x, out, c, 0u, t, a0, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
