@@ -1371,20 +1371,35 @@ TN_INLINE int32_t tn_m7_cv_window(const uint8_t *in, uint32_t *TN_RESTRICT d, in
     WX "xtb16 %[u1], %[u1]\n\t"                                                                 \
     "smlad %[a0], %[u1], %[xa], %[a0]\n\t"                                                      \
     "smlad %[a1], %[u1], %[xb], %[a1]\n\t"
-/* every output operand early-clobber: gcc must not give an input of equal value (the initial
- * zeros) the same register */
-#define TN_CV_OPERANDS                                                                          \
-    : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u0] "=&r"(u0),                \
-      [u1] "=&r"(u1), [a0] "+&r"(a0), [a1] "+&r"(a1), [r0l] "+&r"(r0l), [r0h] "+&r"(r0h),      \
-      [r1l] "+&r"(r1l), [r1h] "+&r"(r1h)                                                          \
-    : [end] "r"(end)                                                                            \
-    : "cc", "memory"
+/* One asm statement per call (as TN_F16_ONE): the six sums zeroed inside it (TN_CV_ZERO) and
+ * written only, NG % 2, NG % 4 and the loop in turn; the loop's end an input only where there
+ * is a loop. With one asm per part and the sums "+&r" from one to the next, GCC found no
+ * registers for them at -O3 and -Og at some call sites (a conv of 8-bit weights and a 4-bit
+ * output in a mixed graph). Every output early-clobber: the asm reads x, w and end after
+ * writing the others. */
+#define TN_CV_ZERO                                                                              \
+    "movs %[a0], #0\n\tmovs %[a1], #0\n\tmovs %[r0l], #0\n\tmovs %[r0h], #0\n\t"                \
+    "movs %[r1l], #0\n\tmovs %[r1h], #0\n\t"
+#define TN_CV_ASM(BODY, I)                                                                      \
+    __asm__ volatile(TN_CV_ZERO BODY                                                            \
+                     : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb),              \
+                       [u0] "=&r"(u0), [u1] "=&r"(u1), [a0] "=&r"(a0), [a1] "=&r"(a1),          \
+                       [r0l] "=&r"(r0l), [r0h] "=&r"(r0h), [r1l] "=&r"(r1l), [r1h] "=&r"(r1h)   \
+                     : I : "cc", "memory")
+#define TN_CV_END [end] "r"(end)
+#define TN_CV_LOOP(G) "1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t"
 #define TN_CV_BLOCKS(G)                                                                         \
     do {                                                                                        \
-        if (NG & 1u) __asm__ volatile(G TN_CV_OPERANDS);                                        \
-        if (NG & 2u) __asm__ volatile(G G TN_CV_OPERANDS);                                      \
-        if (NG >= 4u)                                                                           \
-            __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t" TN_CV_OPERANDS);   \
+        switch ((NG & 3u) | (NG >= 4u ? 4u : 0u)) {                                             \
+        case 0u: a0 = a1 = r0l = r0h = r1l = r1h = 0u; break; /* no group */                   \
+        case 1u: TN_CV_ASM(G, ); break;                                                         \
+        case 2u: TN_CV_ASM(G G, ); break;                                                       \
+        case 3u: TN_CV_ASM(G G G, ); break;                                                     \
+        case 4u: TN_CV_ASM(TN_CV_LOOP(G), TN_CV_END); break;                                    \
+        case 5u: TN_CV_ASM(G TN_CV_LOOP(G), TN_CV_END); break;                                  \
+        case 6u: TN_CV_ASM(G G TN_CV_LOOP(G), TN_CV_END); break;                                \
+        default: TN_CV_ASM(G G G TN_CV_LOOP(G), TN_CV_END); break;                              \
+        }                                                                                       \
     } while (0)
 #endif
 
@@ -1451,14 +1466,22 @@ TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, ui
 #define TN_CV_QLD2 "ldr %[u0], [%[w]], #4\n\tldr %[u1], [%[w]], #4\n\t"
 #define TN_CV_QGROUP(WX) TN_CV_QHALF(TN_CV_QLDD, WX) TN_CV_QHALF(TN_CV_QLDD, WX)
 #define TN_CV_QGROUP_U(WX) TN_CV_QHALF(TN_CV_QLD2, WX) TN_CV_QHALF(TN_CV_QLD2, WX)
-/* fourteen registers: the loop's end is read from memory (into u0, free at that point) */
-#define TN_CV_QOPERANDS                                                                         \
-    : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u0] "=&r"(u0),                \
-      [u1] "=&r"(u1), [a00] "+&r"(a00), [a01] "+&r"(a01), [a10] "+&r"(a10), [a11] "+&r"(a11),  \
-      [r00] "+&r"(r00), [r01] "+&r"(r01), [r10] "+&r"(r10), [r11] "+&r"(r11)                      \
-    : [endm] "m"(endv)                                                                          \
-    : "cc", "memory"
-/* the first group: SMUAD starts the eight sums (no zeroing), then groups 2 .. NG as below */
+/* The whole call in one asm statement (as TN_F16_ONE): the first group starts the eight sums
+ * with SMUAD (TN_CV_QGROUP0: no zeroing, no sum an input), then the NG - 1 others: NG - 1 & 3
+ * first, then four straight below eight, else a loop of four. Fourteen register operands: the
+ * loop's end is read from memory (into u0, free at that point). With one asm per part (the
+ * sums "+&r" from one to the next) GCC found no registers for them at -O3 and -Og at some call
+ * sites (a conv of 8-bit weights and a 4-bit output in a mixed graph). */
+#define TN_CV_QASM(BODY, I)                                                                     \
+    __asm__ volatile(BODY                                                                       \
+                     : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb),              \
+                       [u0] "=&r"(u0), [u1] "=&r"(u1), [a00] "=&r"(a00), [a01] "=&r"(a01),      \
+                       [a10] "=&r"(a10), [a11] "=&r"(a11), [r00] "=&r"(r00), [r01] "=&r"(r01),  \
+                       [r10] "=&r"(r10), [r11] "=&r"(r11)                                       \
+                     : I : "cc", "memory")
+#define TN_CV_QEND [endm] "m"(endv)
+#define TN_CV_QLOOP(G) "1:\n\t" G G G G "ldr %[u0], %[endm]\n\tcmp %[x], %[u0]\n\tbne 1b\n\t"
+/* the first group: SMUAD starts the eight sums */
 #define TN_CV_QHALF0(LW, WX)                                                                     \
     "ldrd %[xa], %[xb], [%[x]], #8\n\t" LW                                                      \
     "smuad %[r00], %[u0], %[xa]\n\t"                                                             \
@@ -1472,33 +1495,41 @@ TN_INLINE const uint8_t *tn_m7_cv_pair(const uint8_t *w, const uint32_t *buf, ui
     "smuad %[a10], %[u1], %[xa]\n\t"                                                             \
     "smuad %[a11], %[u1], %[xb]\n\t"
 #define TN_CV_QGROUP0(WX) TN_CV_QHALF0(TN_CV_QLDD, WX) TN_CV_QHALF(TN_CV_QLDD, WX)
-#define TN_CV_QOPERANDS0                                                                        \
-    : [x] "+&r"(x), [w] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [u0] "=&r"(u0),                \
-      [u1] "=&r"(u1), [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11),  \
-      [r00] "=&r"(r00), [r01] "=&r"(r01), [r10] "=&r"(r10), [r11] "=&r"(r11)                      \
-    :                                                                                           \
-    : "cc", "memory"
-/* NG groups G from zeroed sums: NG % 4 first, then a loop of four (the unaligned weights) */
-#define TN_CV_QBLOCKS_Z(G)                                                                      \
-    do {                                                                                        \
-        a00 = a01 = a10 = a11 = r00 = r01 = r10 = r11 = 0u;                                     \
-        if (NG & 1u) __asm__ volatile(G TN_CV_QOPERANDS);                                       \
-        if (NG & 2u) __asm__ volatile(G G TN_CV_QOPERANDS);                                     \
-        if (NG >= 4u)                                                                           \
-            __asm__ volatile("1:\n\t" G G G G "ldr %[u0], %[endm]\n\tcmp %[x], %[u0]\n\t"         \
-                             "bne 1b\n\t" TN_CV_QOPERANDS);                                     \
-    } while (0)
-/* G0: the first group, G: the others; NG - 1 of them: straight-line below eight, else the
- * NG - 1 & 3 first and a loop of four */
+#define TN_CV_QGROUP0_U(WX) TN_CV_QHALF0(TN_CV_QLD2, WX) TN_CV_QHALF(TN_CV_QLD2, WX)
+/* G0: the first group, G: the others (NG >= 1: KP >= 4 lanes) */
 #define TN_CV_QBLOCKS(G0, G)                                                                    \
     do {                                                                                        \
-        __asm__ volatile(G0 TN_CV_QOPERANDS0);                                                  \
-        if ((NG - 1u) & 1u) __asm__ volatile(G TN_CV_QOPERANDS);                                \
-        if ((NG - 1u) & 2u) __asm__ volatile(G G TN_CV_QOPERANDS);                              \
-        if (NG - 1u >= 4u && NG - 1u < 8u) __asm__ volatile(G G G G TN_CV_QOPERANDS);           \
-        if (NG - 1u >= 8u)                                                                      \
-            __asm__ volatile("1:\n\t" G G G G "ldr %[u0], %[endm]\n\tcmp %[x], %[u0]\n\t"         \
-                             "bne 1b\n\t" TN_CV_QOPERANDS);                                     \
+        const uint32_t m = NG - 1u;                                                             \
+        switch ((m & 3u) | (m >= 8u ? 8u : (m >= 4u ? 4u : 0u))) {                              \
+        case 0u: TN_CV_QASM(G0, ); break;                                                       \
+        case 1u: TN_CV_QASM(G0 G, ); break;                                                     \
+        case 2u: TN_CV_QASM(G0 G G, ); break;                                                   \
+        case 3u: TN_CV_QASM(G0 G G G, ); break;                                                 \
+        case 4u: TN_CV_QASM(G0 G G G G, ); break;                                               \
+        case 5u: TN_CV_QASM(G0 G G G G G, ); break;                                             \
+        case 6u: TN_CV_QASM(G0 G G G G G G, ); break;                                           \
+        case 7u: TN_CV_QASM(G0 G G G G G G G, ); break;                                         \
+        case 8u: TN_CV_QASM(G0 TN_CV_QLOOP(G), TN_CV_QEND); break;                              \
+        case 9u: TN_CV_QASM(G0 G TN_CV_QLOOP(G), TN_CV_QEND); break;                            \
+        case 10u: TN_CV_QASM(G0 G G TN_CV_QLOOP(G), TN_CV_QEND); break;                         \
+        default: TN_CV_QASM(G0 G G G TN_CV_QLOOP(G), TN_CV_QEND); break;                        \
+        }                                                                                       \
+    } while (0)
+/* the same with weights not word-aligned (rare; the smaller form): the NG - 1 others NG - 1 & 3
+ * first, then a loop of four */
+#define TN_CV_QBLOCKS_U(G0, G)                                                                  \
+    do {                                                                                        \
+        const uint32_t m = NG - 1u;                                                             \
+        switch ((m & 3u) | (m >= 4u ? 4u : 0u)) {                                               \
+        case 0u: TN_CV_QASM(G0, ); break;                                                       \
+        case 1u: TN_CV_QASM(G0 G, ); break;                                                     \
+        case 2u: TN_CV_QASM(G0 G G, ); break;                                                   \
+        case 3u: TN_CV_QASM(G0 G G G, ); break;                                                 \
+        case 4u: TN_CV_QASM(G0 TN_CV_QLOOP(G), TN_CV_QEND); break;                              \
+        case 5u: TN_CV_QASM(G0 G TN_CV_QLOOP(G), TN_CV_QEND); break;                            \
+        case 6u: TN_CV_QASM(G0 G G TN_CV_QLOOP(G), TN_CV_QEND); break;                          \
+        default: TN_CV_QASM(G0 G G G TN_CV_QLOOP(G), TN_CV_QEND); break;                        \
+        }                                                                                       \
     } while (0)
 #endif
 
@@ -1512,8 +1543,9 @@ TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, ui
 {
     const uint32_t NG = KP / 4u;
 #if TN_M7_ASM
-    /* the unaligned blocks' 14 register operands (TN_CV_QBLOCKS_Z): GCC cannot allocate them at
-     * -Os / -Oz, which take the C loop below for them */
+    /* the unaligned blocks (two LDR of weights for one LDRD): GCC could not allocate their 14
+     * register operands at -Os / -Oz when they were four asm statements; -Os / -Oz still take
+     * the C loop below for them (smaller) */
 #if defined(__OPTIMIZE_SIZE__)
     if (ALIGNED)
 #endif
@@ -1531,9 +1563,9 @@ TN_INLINE const uint8_t *tn_m7_cv_quad(const uint8_t *w, const uint32_t *buf, ui
     else if (ALIGNED)
         TN_CV_QBLOCKS(TN_CV_QGROUP0("u"), TN_CV_QGROUP("u"));
     else if (SGW)
-        TN_CV_QBLOCKS_Z(TN_CV_QGROUP_U("s"));
+        TN_CV_QBLOCKS_U(TN_CV_QGROUP0_U("s"), TN_CV_QGROUP_U("s"));
     else
-        TN_CV_QBLOCKS_Z(TN_CV_QGROUP_U("u"));
+        TN_CV_QBLOCKS_U(TN_CV_QGROUP0_U("u"), TN_CV_QGROUP_U("u"));
 #endif
     sa[0] = a00; sa[1] = a01; sa[2] = a10; sa[3] = a11;
     r[0] = r00; r[1] = r01; r[2] = r10; r[3] = r11;
