@@ -258,13 +258,14 @@ stack use of `{p}_run` is its own frame and the kernels' (a few hundred bytes).
 - Make: `include {p}/{p}.mk`, then `SRCS += $({P}_SRCS)` and `CFLAGS += $({P}_CFLAGS)`.
 - Anything else: compile {', '.join(f'`{s}`' for s in meta['sources'])} with `-I` this folder.
 - Optimisation level: the sizes and speeds above are -O2's, the level this library was checked
-  at. tinyopt's tests also build the MLPerf Tiny int8 libraries and a 4-bit one cleanly
-  (`-Wall -Wextra -Werror -pedantic -std=c99`) at -O0, -O1, -O3, -Os, -Oz and -Og with the same
-  results. At -Os / -Oz two assembly loops give way to their C twins, at -O0 all kernels do
-  (not forced inline); the C twins compute the same bytes. With `-fno-omit-frame-pointer`, or if
-  your level stops on "'asm' operand has impossible constraints" (the kernels' assembly needs up
-  to fourteen registers), define `TN_M7_NO_ASM` (the C twins everywhere) or build this library
-  at -O2.
+  at. tinyopt's tests also build the MLPerf Tiny int8 libraries, a 4-bit one and small dense and
+  convolution graphs cleanly (`-Wall -Wextra -Werror -pedantic -std=c99`) at -O0, -O1, -O3, -Os,
+  -Oz and -Og with the same results. At -Os / -Oz two assembly loops give way to their C twins,
+  at -O0 all kernels do (not forced inline); the C twins compute the same bytes. The kernels'
+  assembly needs up to fourteen registers, r7 among them: GCC omits the frame pointer at -O1 and
+  above, so with `-fno-omit-frame-pointer`, or if your level or compiler version stops on
+  "'asm' operand has impossible constraints", define `TN_M7_NO_ASM` (the C twins everywhere) or
+  build this library at -O2.
 
 Kernels: `--target {meta['target']}` ({KERNELS_TEXT[meta['target']]}).
 

@@ -51,10 +51,13 @@
 /* TN_M7_ASM: the multi-register inline-assembly loops (tn_m7_fc, tn_m7_conv, tn_m7_subconv,
  * the 3x3 depthwise row kernel) need up to 14 free registers, r7 and constant operands: GCC at
  * -O1 or more without a frame pointer (tests/test_build_levels.py: -O1, -O3, -Os, -Oz, -Og; at
- * -Os / -Oz two loops take their C twins, __OPTIMIZE_SIZE__). A debug build (-O0) takes their C
- * twins, which compute the same bytes (the host build runs them); define TN_M7_NO_ASM to take
- * them in any build (one with -fno-omit-frame-pointer, or a level where GCC cannot allocate a
- * block's registers). */
+ * -Os / -Oz two loops take their C twins, __OPTIMIZE_SIZE__). -O1, -O2, -O3 and -Og define the
+ * same macros, so a block must compile at all of them as it is: the fullest ones are one asm
+ * statement per call whose sums are outputs only (no "+&r" sum carried from one asm statement
+ * to the next: GCC's reloads of those inputs found no registers at some levels). A debug build
+ * (-O0) takes their C twins, which compute the same bytes (the host build runs them); define
+ * TN_M7_NO_ASM to take them in any build (one with -fno-omit-frame-pointer, or a level where
+ * GCC cannot allocate a block's registers). */
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && defined(__OPTIMIZE__) \
     && !defined(TN_M7_NO_ASM)
 #define TN_M7_ASM 1
