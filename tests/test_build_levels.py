@@ -6,13 +6,15 @@ counts are measured at (where it cannot, a kernel takes its C twin at that level
 kernel is its C twin, not forced inline (tn_arith.h's TN_INLINE: a forced-inline VWW step at -O0
 was too big for Thumb-2 branches). Compile-only
 checks of the four MLPerf Tiny int8 libraries and a sub-byte one (``-Wall -Wextra -Werror
--pedantic -std=c99``, as a firmware build would), and QEMU runs of VWW at other levels than -O2
-bit-exact with the simulator.
+-pedantic -std=c99``, as a firmware build would), of small synthetic graphs whose assembly blocks
+GCC once could not allocate at some levels ('asm' operand has impossible constraints), and QEMU
+runs of VWW at other levels than -O2 bit-exact with the simulator.
 """
 from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,11 +67,13 @@ def libraries(tmp_path_factory):
     return get
 
 
-def _compile(cc_flags, export, level, tmp_path):
-    """Compile every C source of ``export`` at ``level``; assert a clean build."""
+def _compile(cc_flags, export, level, tmp_path, portable=False):
+    """Compile the C sources of ``export`` at ``level``; assert a clean build. The portable
+    kernels (tinyopt_nn.c, the same text in every export but for the prefix) only when
+    ``portable``: once per level is enough (test_portable_kernels_compile_for_the_m7)."""
     src = export.out_dir
     for i, c in enumerate(export.sources):
-        if not str(c).endswith(".c"):
+        if not str(c).endswith(".c") or (str(c).endswith("tinyopt_nn.c") and not portable):
             continue
         cmd = [*cc_flags, level, *WARN, "-c", str(c), "-I", str(src),
                "-o", str(tmp_path / f"{i}.o")]
@@ -87,6 +91,20 @@ def test_mlperf_library_compiles_for_the_m7(name, level, libraries, tmp_path):
     _compile(ARM, export, level, tmp_path)
 
 
+def test_portable_kernels_compile_for_the_m7(libraries, tmp_path):
+    """tinyopt_nn.c (the portable kernels: the steps no specialised kernel takes) at every level
+    of LEVELS, once: the other tests compile the model sources only."""
+    _arm_gcc()
+    _, export = libraries("ad_fcae")
+    kernels = [c for c in export.sources if str(c).endswith("tinyopt_nn.c")]
+    assert len(kernels) == 1, export.sources
+    for level in LEVELS:
+        cmd = [*ARM, level, *WARN, "-c", str(kernels[0]), "-I", str(export.out_dir), "-o",
+               str(tmp_path / "nn.o")]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr[-4000:]}"
+
+
 @pytest.mark.slow  # the host compiler (the C twins) at the levels other tests do not build
 @pytest.mark.parametrize("name", [m for m in MODELS if m not in CHEAP])
 def test_mlperf_library_compiles_on_the_host(name, libraries, tmp_path):
@@ -94,7 +112,55 @@ def test_mlperf_library_compiles_on_the_host(name, libraries, tmp_path):
         pytest.skip("no host gcc")
     _, export = libraries(name)
     for level in HOST_LEVELS:
-        _compile(("gcc",), export, level, tmp_path)
+        _compile(("gcc",), export, level, tmp_path, portable=True)
+
+
+def _fc16_chain():
+    """Dense 62 -> 13 -> 12 -> 11 -> 10 -> 9 -> 8, int8 (tests/test_fc_heads.py): tn_m7_fc16's
+    blocks of 7 and 6 .. 1 rows with 15, 3, 3, 2, 2, 2 groups."""
+    from tests.test_fc_heads import _forms_chain
+    return _forms_chain(True)
+
+
+def _conv_w8_o4():
+    """One 3x3 conv 32x32x3 -> 16 of 8-bit weights and a 4-bit output (ResNet-8's first layer
+    in a w8a4 graph): tn_m7_conv's two-pair (tn_m7_cv_quad: failed at -O3 and -Og) and one-pair
+    (tn_m7_cv_pair: -Og; at 8x8 it compiled) blocks, aligned and misaligned weights, in one
+    step function."""
+    from tests.test_kernels_m7 import _conv, chain
+    return chain(11, [_conv((32, 32, 16), (16, 3, 3, 3), 8, 4, padding=(1, 1, 1, 1))],
+                 (32, 32, 3), 8, False, 0, "floor")
+
+
+# graph -> its kernel and the levels at which GCC found no registers for one of its asm blocks
+# before each block became one asm statement (c/tn_m7_gemm.h: TN_F16_ONE, TN_CV_BLOCKS,
+# TN_CV_QBLOCKS); -O2 (every other test's level) and -Oz (-Os's family) left out
+SYNTHETIC = {"fc16_chain": (_fc16_chain, "tn_m7_fc16(", ["-O1", "-Os", "-Og"]),
+             "conv_w8_o4": (_conv_w8_o4, "tn_m7_conv(", ["-O3", "-Og"])}
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """name -> the export of SYNTHETIC[name]'s graph, made once."""
+    made = {}
+
+    def get(name):
+        if name not in made:
+            made[name] = codegen.export_c(SYNTHETIC[name][0](), tmp_path_factory.mktemp(name),
+                                          kernels="m7")
+        return made[name]
+    return get
+
+
+@pytest.mark.parametrize("name,level", [(n, lv) for n, (_, _, lvs) in SYNTHETIC.items()
+                                        for lv in lvs])
+def test_asm_blocks_compile_at_the_levels_that_failed(name, level, synthetic, tmp_path):
+    """model.c of a small graph (about a second per level) at a level where its assembly once
+    had impossible constraints."""
+    _arm_gcc()
+    export = synthetic(name)
+    assert SYNTHETIC[name][1] in (Path(export.out_dir) / "model.c").read_text()
+    _compile(ARM, export, level, tmp_path)
 
 
 @pytest.fixture(scope="module")
