@@ -24,8 +24,10 @@ from tinyopt.deploy.library import random_inputs
 from tinyopt.front import zoo
 
 # -O2 is every other test's build (mcu.MCU_CFLAGS); the other levels, where GCC allocates the
-# assembly's registers differently. The cheap models (which never failed) only at the two that
-# differ most, as a canary in `make test-fast`; ResNet-8 and VWW (which did) at all of them.
+# assembly's registers differently. The cheap models (which never failed) only at -Os; ResNet-8
+# and VWW (which did) at all of LEVELS. Every compile here is `slow`: the edit-test loop
+# (`make test-fast`) builds -O2 in many tests and has no time for other levels; `make test` (CI)
+# runs them all.
 # one level per way GCC treats the assembly (each ResNet-8 / VWW build costs 5-15 s of CPU): -O0
 # (the C twins, not forced inline), -O3 (the assembly; -O1 failed where -O3 did, and passes where
 # it does), -Os (__OPTIMIZE_SIZE__: -Oz takes the same C twins), -Og (no unrolling: the
@@ -82,15 +84,15 @@ def _compile(cc_flags, export, level, tmp_path, portable=False):
 
 
 @pytest.mark.parametrize("name,level",
-                         [(m, lv) for m in MODELS if m in CHEAP for lv in CHEAP_LEVELS]
-                         + [pytest.param(m, lv, marks=pytest.mark.slow)
-                            for m in MODELS if m not in CHEAP for lv in LEVELS])
+                         [pytest.param(m, lv, marks=pytest.mark.slow)
+                          for m in MODELS for lv in (CHEAP_LEVELS if m in CHEAP else LEVELS)])
 def test_mlperf_library_compiles_for_the_m7(name, level, libraries, tmp_path):
     _arm_gcc()
     _, export = libraries(name)
     _compile(ARM, export, level, tmp_path)
 
 
+@pytest.mark.slow  # four compiles of tinyopt_nn.c
 def test_portable_kernels_compile_for_the_m7(libraries, tmp_path):
     """tinyopt_nn.c (the portable kernels: the steps no specialised kernel takes) at every level
     of LEVELS, once: the other tests compile the model sources only."""
@@ -152,6 +154,7 @@ def synthetic(tmp_path_factory):
     return get
 
 
+@pytest.mark.slow  # a compile per level (about a second each)
 @pytest.mark.parametrize("name,level", [(n, lv) for n, (_, _, lvs) in SYNTHETIC.items()
                                         for lv in lvs])
 def test_asm_blocks_compile_at_the_levels_that_failed(name, level, synthetic, tmp_path):
