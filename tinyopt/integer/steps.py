@@ -598,6 +598,34 @@ def sub_fc_fits(step: Step) -> bool:
     return wb == 4 or 255 * dx * kp < (1 << 31)
 
 
+def sub_fc_window(layer: IntegerLayer) -> bool:
+    """Does tn_m7_sub (c/tn_m7_sub.h) take ``layer``'s windows with tn_m7_subfc's blocks (FC:
+    four or eight rows per unpacked input word, the codes unpacked in registers, no scratch of
+    their own) instead of its own dot products? A conv2d or pointwise layer of 2 or 4-bit
+    weights and 2, 4 or 8-bit inputs, undilated, input zero point in [-255, 255]; each window
+    (read in place or gathered, the scratch :func:`sub_scratch_parts` plans either way) is then
+    a dense layer's input of K = KH KW C codes, so :func:`sub_fc_fits`' conditions on K hold:
+    when K XB is not a whole number of words, z_x a code of the input's width (the last word
+    completed with z_x in a register); with 2-bit weights 255 max |x'| KP < 2^31. Why: the lean
+    plan (no tn_m7_subconv lanes) runs tn_m7_sub at the arena's peak, and its one-row-pair dot
+    products cost about twice tn_m7_subfc's blocks per MAC (issue 29). Depends on the layer
+    only (the weight order follows from it: ``kernels_m7.sub_weights``)."""
+    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    if (not OWN_WEIGHT_ORDER or layer.kind not in ("conv2d", "pointwise")
+            or wb not in SUB_LANE_WEIGHT_BITS or xb not in (2, 4, 8)
+            or tuple(layer.dilation) != (1, 1) or abs(int(layer.in_zero_point)) > 255):
+        return False
+    kh, kw = kernel_window(layer)
+    k = kh * kw * _hwc(layer.in_shape)[2]
+    z = int(layer.in_zero_point)
+    lo = -(1 << (xb - 1)) if layer.in_signed else 0
+    dx = max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
+    kp = -(-k * xb // 32) * 32 // xb
+    if kp != k and not lo <= z < lo + (1 << xb):
+        return False
+    return wb == 4 or 255 * dx * kp < (1 << 31)
+
+
 def sub_scratch_parts(step: Step) -> tuple[int, int]:
     """(window bytes, output bytes) of the sub-byte kernel of ``step``: tn_m7_subconv
     (:func:`sub_conv_fits`, when its scratch is at most :func:`eight_bit_scratch`): two pixels'

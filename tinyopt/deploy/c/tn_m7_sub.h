@@ -24,6 +24,12 @@
  * codes), modulo 2^32 like tn_compute; then tn_m7_out. Signed sub-byte codes c become
  * (c ^ 2^(b-1)) - 2^(b-1) - z_x lane-wise (EOR, SSUB16).
  *
+ * FC form (steps.sub_fc_window: conv2d / pointwise layers of 2 / 4-bit weights and 2 / 4 / 8-bit
+ * inputs): the same windows, in place or gathered into the same scratch, each taken as the
+ * input of a dense layer by tn_m7_subfc's blocks (tn_sf_pixel, c/tn_m7_subfc.h; weights in
+ * kernels_m7.subfc_weights' order), four or eight rows per unpacked input word and the last
+ * partial word in a register: about half tn_sub_dot's instructions per MAC, the same arena.
+ *
  * Output order: pixel by pixel, channels in order, each output written after every read of its
  * window (a pixel's window is re-read for later channel blocks, never after a later pixel's
  * output is written): the planner's sliding writes (steps.write_delay) stay valid. */
@@ -32,6 +38,7 @@
 
 #include "tn_m7_core.h"
 #include "tn_m7_add.h"
+#include "tn_m7_subfc.h" /* tn_sf_pixel: the FC form */
 
 TN_INLINE uint32_t tn_sub_xpair(const uint8_t *u, uint32_t q, uint32_t XB, uint32_t XS,
                                 int32_t ZX)
@@ -109,6 +116,18 @@ TN_INLINE void tn_sub_dot(const uint8_t *src, const uint8_t *w, uint32_t R, uint
     if (R > 3u) acc[3] = a3;
 }
 
+/* n bytes from src to dst, a word at a time (unaligned LDR / STR: the Cortex-M7 allows them),
+ * inline: a window row of a few bytes is not worth a call to the library's memcpy. */
+TN_INLINE void tn_sub_copy(uint8_t *TN_RESTRICT dst, const uint8_t *src, uint32_t n)
+{
+    uint32_t i = 0;
+    for (; i + 4u <= n; i += 4u) {
+        const uint32_t v = tn_ld32(src + i);
+        TN_MEMCPY(dst + i, &v, 4);
+    }
+    for (; i < n; i++) dst[i] = src[i];
+}
+
 /* The window of output pixel (oy, ox), its codes packed as they are (XB bits), into buf;
  * padded taps hold the code of integer 0 (PADZERO) or of z_x (steps.sub_fits checked that
  * it is a code). */
@@ -123,12 +142,19 @@ TN_INLINE void tn_sub_gather(const uint8_t *in, uint8_t *TN_RESTRICT buf, int32_
     uint32_t k = 0;
     for (int32_t ky = 0; ky < KH; ky++) {
         const int32_t iy = y0 + ky;
+        if (bytewise && iy >= 0 && iy < H && x0 >= 0 && x0 + KW <= W) {
+            /* a window row inside the input: KW C contiguous codes, one copy */
+            const uint32_t base = ((uint32_t)iy * (uint32_t)W + (uint32_t)x0) * C;
+            tn_sub_copy(buf + k * XB / 8u, in + base * XB / 8u, (uint32_t)KW * C * XB / 8u);
+            k += (uint32_t)KW * C;
+            continue;
+        }
         for (int32_t kx = 0; kx < KW; kx++, k += C) {
             const int32_t ix = x0 + kx;
             const uint32_t inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
             const uint32_t base = inside ? ((uint32_t)iy * (uint32_t)W + (uint32_t)ix) * C : 0u;
             if (bytewise && inside) {
-                memcpy(buf + k * XB / 8u, in + base * XB / 8u, C * XB / 8u);
+                tn_sub_copy(buf + k * XB / 8u, in + base * XB / 8u, C * XB / 8u);
             } else if (bytewise) {
                 uint32_t byte = pad;
                 for (uint32_t e = XB; e < 8u; e += XB) byte |= pad << e;
@@ -187,7 +213,8 @@ TN_INLINE void tn_sub_pixel(const tn_layer_t *l, const uint8_t *src, int32_t sx,
 
 /* The codes of output pixel (oy, ox)'s window: the input itself (DIRECT: a dense layer, or a
  * pointwise one without padding whose pixels start on a byte), else gathered into buf and
- * completed to KU codes (a whole number of units: no scalar tail in tn_sub_dot). */
+ * completed to KU codes (a whole number of units: no scalar tail in tn_sub_dot; the FC form:
+ * at least a whole number of words, so that tn_sf_pixel builds no last word). */
 TN_INLINE const uint8_t *tn_sub_window(const uint8_t *in, uint8_t *TN_RESTRICT buf, int32_t oy,
                                        int32_t ox, int32_t H, int32_t W, uint32_t C, int32_t KH,
                                        int32_t KW, int32_t SH, int32_t SW, int32_t PT,
@@ -208,7 +235,9 @@ TN_INLINE const uint8_t *tn_sub_window(const uint8_t *in, uint8_t *TN_RESTRICT b
 /* A dense (H = W = KH = KW = 1, C = K), pointwise or convolution layer with sub-byte weights or
  * inputs (weights in kernels_m7.sub_weights' order), optionally fused with the max pool (MODE 1)
  * or the residual ADD (MODE 2) after it, as tn_m7_gemm. Scratch (the step's, 4-byte aligned):
- * best, CO int32 (MODE 1 only), then buf, the gathered window (DIRECT = 0 only). */
+ * best, CO int32 (MODE 1 only), then buf, the gathered window (DIRECT = 0 only). FC: each
+ * window's K = KH KW C codes by tn_sf_pixel (RAW, KC, OCT: kernels_m7.subfc_plan / subfc_oct
+ * of the layer as a dense one), else by tn_sub_pixel. */
 TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
                          uint8_t *TN_RESTRICT out, int32_t *TN_RESTRICT best,
                          uint8_t *TN_RESTRICT buf, int32_t H, int32_t W, uint32_t C, int32_t OH,
@@ -216,7 +245,8 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                          int32_t PT, int32_t PL, uint32_t XB, uint32_t XS, int32_t ZX,
                          uint32_t PADZERO, uint32_t WB, uint32_t RB, uint32_t NWZP,
                          uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
-                         uint32_t OB, uint32_t MODE, uint32_t DIRECT, uint32_t KU, int32_t PH,
+                         uint32_t OB, uint32_t MODE, uint32_t DIRECT, uint32_t KU, uint32_t FC,
+                         uint32_t RAW, uint32_t KC, uint32_t OCT, int32_t PH,
                          int32_t PW,
                          int32_t PSH, int32_t PSW, int32_t PPT, int32_t PPL, int32_t POH,
                          int32_t POW, TN_RQ_ARGS, TN_FADD_ARGS)
@@ -224,12 +254,25 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
     /* the window's codes as the dot products read them: KU (a whole number of units, the rows
      * of the weights padded alike: kernels_m7.sub_weights) when gathered and padded */
     const uint32_t K = DIRECT ? (uint32_t)(KH * KW) * C : KU;
+    /* FC: the window's codes in place, or gathered and completed with z_x (x' = 0; a code where
+     * needed: steps.sub_fc_window) to whole words (the gathered scratch, rounded up to a word,
+     * holds them; the weights' rows are padded to whole words alike: kernels_m7.subfc_weights) */
+    const uint32_t KF = DIRECT ? (uint32_t)(KH * KW) * C
+                               : ((uint32_t)(KH * KW) * C * XB + 31u) / 32u * (32u / XB);
+    const uint32_t KG = FC && KF > KU ? KF : KU; /* codes of a gathered window */
     if (MODE != 1u) {
         for (int32_t oy = 0; oy < OH; oy++)
             for (int32_t ox = 0; ox < OW; ox++) {
                 const uint8_t *src = tn_sub_window(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT,
-                                                   PL, XB, ZX, PADZERO, DIRECT, KU);
-                const int32_t sx = HASZW ? tn_sub_sumx(src, K, XB, XS, ZX, WB) : 0;
+                                                   PL, XB, ZX, PADZERO, DIRECT, KG);
+                int32_t sx;
+                if (FC) {
+                    tn_sf_pixel(l, src, other, out, (uint32_t)(oy * OW + ox) * CO, best, KF, CO,
+                                XB, XS, ZX, WB, RAW, KC, OCT, NWZP, HASZW, ZW, REQ, NM, ROUND,
+                                OB, MODE, TN_RQ, TN_FADD);
+                    continue;
+                }
+                sx = HASZW ? tn_sub_sumx(src, K, XB, XS, ZX, WB) : 0;
                 tn_sub_pixel(l, src, sx, other, out, (uint32_t)(oy * OW + ox) * CO, best, K, CO,
                              XB, XS, ZX, WB, RB, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, MODE,
                              TN_RQ, TN_FADD);
@@ -250,7 +293,13 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                         int32_t sx;
                         if (ox < 0 || ox >= OW) continue;
                         src = tn_sub_window(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, XB,
-                                            ZX, PADZERO, DIRECT, KU);
+                                            ZX, PADZERO, DIRECT, KG);
+                        if (FC) {
+                            tn_sf_pixel(l, src, other, out, 0u, best, KF, CO, XB, XS, ZX, WB, RAW,
+                                        KC, OCT, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 1u, TN_RQ,
+                                        TN_FADD);
+                            continue;
+                        }
                         sx = HASZW ? tn_sub_sumx(src, K, XB, XS, ZX, WB) : 0;
                         tn_sub_pixel(l, src, sx, other, out, 0u, best, K, CO, XB, XS, ZX, WB,
                                      RB, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 1u, TN_RQ, TN_FADD);

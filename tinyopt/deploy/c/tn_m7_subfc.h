@@ -662,6 +662,93 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * tn_sf_pixel: one output pixel of a convolution or pointwise layer in tn_m7_sub's FC form
+ * (c/tn_m7_sub.h; steps.sub_fc_window). The pixel's window of K = KH KW C codes (read in place
+ * or gathered by tn_m7_sub, packed as they are) is the input of a dense layer K -> N, run by
+ * tn_m7_subfc's blocks of eight / four rows and pair block (kernels_m7.sub_weights: the weights
+ * of that dense layer in kernels_m7.subfc_weights' order; RAW, KC, OCT of it), the last partial
+ * word completed with z_x in a register. No scratch of its own: the lean plan's tn_m7_sub
+ * keeps its arena, at tn_m7_subfc's cost per MAC instead of tn_sub_dot's (one row pair per
+ * unpacked weight word, a scalar tail). Outputs as tn_sub_pixel's: element idx0 + c (MODE 0;
+ * four packed outputs per store when every pixel starts on a byte, N OB % 8 = 0), through the
+ * fused ADD (MODE 2) or maxed into best[c] (MODE 1).
+ * --------------------------------------------------------------------------------------------- */
+
+/* Outputs c .. c + 3 (those below N) of a pixel from their sums A[0..3], handed on by MODE. */
+TN_INLINE void tn_sf_emit4(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
+                           const int32_t *m0p, const int8_t *n0p, const uint8_t *other,
+                           uint8_t *TN_RESTRICT out, uint32_t idx0, int32_t *TN_RESTRICT best,
+                           uint32_t c, uint32_t N, const int32_t *A, int32_t sx, uint32_t NWZP,
+                           uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                           uint32_t OB, uint32_t MODE, TN_RQ_ARGS, TN_FADD_ARGS)
+{
+    const uint32_t r = N - c < 4u ? N - c : 4u;
+    int32_t v[4];
+    if (MODE == 0u && (N * OB) % 8u == 0u) { /* the pixel's outputs start on a byte */
+        tn_sf_out4(l, bias, wzp, m0p, n0p, out + idx0 * OB / 8u, c, N, A, sx, NWZP, HASZW, ZW,
+                   REQ, NM, ROUND, OB, TN_RQ);
+        return;
+    }
+    for (uint32_t j = 0; j < r; j++) {
+        const int32_t z = !HASZW ? 0 : NWZP == 1u ? ZW : (int32_t)wzp[c + j];
+        const int32_t acc = (int32_t)((uint32_t)bias[c + j] + (uint32_t)A[j]
+                                      - (uint32_t)z * (uint32_t)sx);
+        v[j] = tn_m7_out(l, acc, c + j, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+    }
+    if (MODE == 1u) {
+        for (uint32_t j = 0; j < r; j++)
+            if (v[j] > best[c + j]) best[c + j] = v[j];
+    } else if (MODE == 2u && FADD) {
+        tn_m7_add_fused(v, other + idx0 + c, out + idx0 + c, r, TN_FADD);
+    } else {
+        for (uint32_t j = 0; j < r; j++)
+            tn_m7_emit(l, other, out, idx0 + c + j, v[j], MODE == 2u, OB);
+    }
+}
+
+/* All N outputs of one pixel whose K codes are at src (see above). */
+TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_t *other,
+                           uint8_t *TN_RESTRICT out, uint32_t idx0, int32_t *TN_RESTRICT best,
+                           uint32_t K, uint32_t N, uint32_t XB, uint32_t XS, int32_t ZX,
+                           uint32_t WB, uint32_t RAW, uint32_t KC, uint32_t OCT, uint32_t NWZP,
+                           uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                           uint32_t OB, uint32_t MODE, TN_RQ_ARGS, TN_FADD_ARGS)
+{
+    /* the layer's tables, read once (the asm's memory clobber would reload them) */
+    const uint8_t *w = l->w, *wzp = l->wzp;
+    const int32_t *bias = l->bias, *m0p = l->m0;
+    const int8_t *n0p = l->n0;
+    const uint32_t G = 32u / XB, NG = K / G, TAIL = K % G != 0u; /* whole input words */
+    const uint32_t NQ = N % 4u == 1u || N % 4u == 2u ? N & ~3u : N; /* rows in blocks of four */
+    const uint32_t NO = OCT ? N & ~7u : 0u; /* rows in blocks of eight (before those of four) */
+    uint32_t tw = 0; /* the last word's codes, then z_x's (x' = 0; a code: sub_fc_window) */
+    int32_t sx;
+    for (uint32_t e = 0; TAIL && e < G; e++)
+        tw |= (NG * G + e < K ? (uint32_t)tn_get(src, NG * G + e, XB, 0u)
+                              : (uint32_t)ZX & (XB == 8u ? 0xFFu : (1u << XB) - 1u)) << (e * XB);
+    sx = HASZW || (WB == 4u && RAW == 2u) || OCT ? tn_sf_sumx(src, NG, tw, TAIL, XB, XS, ZX) : 0;
+    for (uint32_t c = 0; c < NO; c += 8u) { /* OCT: blocks of eight rows */
+        int32_t A[8];
+        w = tn_so_block(w, src, NG, &tw, TAIL, OCT, XB, XS, WB, sx, A);
+        tn_sf_emit4(l, bias, wzp, m0p, n0p, other, out, idx0, best, c, N, A, sx, NWZP, HASZW,
+                    ZW, REQ, NM, ROUND, OB, MODE, TN_RQ, TN_FADD);
+        tn_sf_emit4(l, bias, wzp, m0p, n0p, other, out, idx0, best, c + 4u, N, A + 4, sx, NWZP,
+                    HASZW, ZW, REQ, NM, ROUND, OB, MODE, TN_RQ, TN_FADD);
+    }
+    for (uint32_t c = NO; c < N; c += 4u) {
+        int32_t A[4];
+        if (c < NQ) {
+            w = tn_sf_block(w, src, NG, &tw, TAIL, KC, XB, XS, ZX, WB, RAW, sx, A);
+        } else { /* the pair block */
+            A[0] = A[1] = A[2] = A[3] = 0;
+            w = tn_sf_pair(w, src, NG, tw, TAIL, KC, XB, XS, ZX, WB, RAW >= 1u, A);
+        }
+        tn_sf_emit4(l, bias, wzp, m0p, n0p, other, out, idx0, best, c, N, A, sx, NWZP, HASZW, ZW,
+                    REQ, NM, ROUND, OB, MODE, TN_RQ, TN_FADD);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
  * tn_m7_subfc16: small dense layers of 2 / 4-bit weights (kernels_m7.subfc16_scale: N K <=
  * kernels_m7.FC16_MAX_WEIGHTS and the bound below) as tn_m7_fc16 takes 8-bit ones: each row's
  * d = w - z_w stored as int16 lanes (kernels_m7.subfc16_weights; the bytes beyond the packed

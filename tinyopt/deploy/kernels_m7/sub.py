@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import replace
+
 from tinyopt.integer.steps import (
-    SUB_BITS, Step, gemm_geometry, scratch_parts, sub_direct, sub_units)
+    SUB_BITS, Step, _hwc, gemm_geometry, kernel_window, scratch_parts, sub_direct, sub_fc_window,
+    sub_units)
 from tinyopt.integer.arith import packed_bytes
 from tinyopt.deploy.kernels_m7.common import _pool_args, _scratch
 from tinyopt.deploy.kernels_m7.add import _fused_add_args
@@ -21,6 +24,17 @@ def _sub_pairs(bits: int, g: int) -> list[tuple[int, int]]:
     return [(j * n + s, j * n + s + n // 2) for j in range(g // n) for s in range(n // 2)]
 
 
+def sub_fc_view(layer):
+    """The dense layer K -> N that tn_m7_sub's FC form (:func:`tinyopt.integer.steps
+    .sub_fc_window`) runs on each window of a conv2d or pointwise ``layer``: the same weights,
+    widths, zero points and requantization, a 1-D input of K = KH KW C codes (the window's
+    order, ky, kx, c: the order of the weight rows and of tn_m7_sub's gathered windows)."""
+    kh, kw = kernel_window(layer)
+    k = kh * kw * _hwc(layer.in_shape)[2]
+    return replace(layer, kind="dense", in_shape=(k,), out_shape=(int(layer.out_channels),),
+                   stride=(1, 1), padding=(0, 0, 0, 0))
+
+
 def sub_weights(layer, units: int | None = None) -> np.ndarray:
     """The weight bytes of a step of tn_m7_sub (c/tn_m7_sub.h): every row's codes permuted inside
     each unit of G = 32 / min(input bits, weight bits) codes so that weight lane pair q (of the
@@ -29,6 +43,9 @@ def sub_weights(layer, units: int | None = None) -> np.ndarray:
     the row layout), or, with ``units`` = KU > K (:func:`tinyopt.integer.steps.sub_units`: a
     gathered window completed to whole units), each row padded with code 0 to KU codes first
     (no tail; KU WB / 8 bytes per row, the extra bytes beyond the row layout count as pad bytes).
+    A layer of :func:`tinyopt.integer.steps.sub_fc_window` (tn_m7_sub's FC form): instead
+    ``kernels_m7.subfc_weights`` of :func:`sub_fc_view` (tn_m7_subfc's blocks; ``units``
+    ignored: the form reads the window's own K codes).
 
     Arguments:
         layer: a dense, pointwise or convolution layer of 1/2/4/8-bit weights and inputs
@@ -42,6 +59,9 @@ def sub_weights(layer, units: int | None = None) -> np.ndarray:
         ValueError: weights or inputs of other widths, or a layer without weights.
     """
     from tinyopt.integer.graph import pack, unpack
+    from tinyopt.deploy.kernels_m7.subconv import subfc_weights
+    if layer.weights is not None and sub_fc_window(layer):  # the FC form: tn_m7_subfc's blocks
+        return subfc_weights(sub_fc_view(layer), fc16=False)
     wb, xb = int(layer.weight_bits), int(layer.in_bits)
     if layer.weights is None or wb not in SUB_BITS or xb not in SUB_BITS:
         raise ValueError(f"layer {layer.name!r}: sub_weights packs layers of 1/2/4/8-bit weights "
@@ -79,12 +99,19 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
     pool = _pool_args(step)
     mode = 1 if step.pool is not None else 2 if step.add is not None else 0
     ku = sub_units(step)  # the row bytes: KU codes (padded rows) or the row layout's
+    fc = sub_fc_window(layer)  # tn_m7_subfc's blocks per window (sub_weights gave their order)
+    if fc:
+        from tinyopt.deploy.kernels_m7.subconv import subfc_oct, subfc_plan
+        view = sub_fc_view(layer)
+        fc_args = [1, *subfc_plan(view), subfc_oct(view)]
+    else:
+        fc_args = [0, 0, 0, 0]
     args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
             geo["KW"], 1 if dense else layer.stride[0], 1 if dense else layer.stride[1], top,
             left, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],
             layer.weight_bits, packed_bytes(ku, layer.weight_bits), common["NWZP"],
             int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
-            common["OB"], mode, int(sub_direct(step)), ku, *pool, *rq.values(),
+            common["OB"], mode, int(sub_direct(step)), ku, *fc_args, *pool, *rq.values(),
             *_fused_add_args(step, graph_rounding)]
     gather, best = scratch_parts(step)  # the gathered window, then a fused pool's maxima
     other = "in[1]" if step.add is not None else "in[0]"

@@ -183,7 +183,7 @@ def _oct_words(layer, quads: np.ndarray) -> np.ndarray:
     return words.reshape(-1).view(np.uint8)
 
 
-def subfc_weights(layer) -> np.ndarray:
+def subfc_weights(layer, fc16: bool = True) -> np.ndarray:
     """The weight bytes of a step of tn_m7_subfc (c/tn_m7_subfc.h): :func:`subconv_weights`'
     blocks of four rows (RAW of :func:`subfc_plan`), but when N % 4 is 1 or 2 the last rows
     (padded to two with code 0) as a pair block: per two lane pairs q, q + 1 a word of 4-bit
@@ -197,6 +197,9 @@ def subfc_weights(layer) -> np.ndarray:
 
     Arguments:
         layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+        fc16: False: tn_m7_subfc's blocks even where :func:`subfc16_scale` would give the layer
+            tn_m7_subfc16's int16 lanes (tn_m7_sub's FC form, ``kernels_m7.sub_weights``,
+            reads only the blocks).
 
     Returns:
         uint8 array.
@@ -204,7 +207,7 @@ def subfc_weights(layer) -> np.ndarray:
     Raises:
         ValueError: as :func:`subconv_weights`.
     """
-    if subfc16_scale(layer):  # a small layer: tn_m7_subfc16's int16 lanes
+    if fc16 and subfc16_scale(layer):  # a small layer: tn_m7_subfc16's int16 lanes
         return subfc16_weights(layer)
     quads = subconv_weights(layer)
     n, wb = int(layer.out_channels), int(layer.weight_bits)

@@ -1,0 +1,145 @@
+"""tn_m7_sub's FC form (issue 29): the lean plan's sub-byte convolution and pointwise steps (no
+tn_m7_subconv lanes: the step is at the arena's peak) take each window, read in place or
+gathered into the same scratch as before, as the input of a dense layer run by tn_m7_subfc's
+blocks (steps.sub_fc_window, c/tn_m7_subfc.h: tn_sf_pixel). Bit-exact with the simulator on the
+host (and, slow, under QEMU), with the arena and scratch of the lean plan unchanged.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
+from tinyopt.deploy import kernels_m7, mcu
+from tinyopt.integer import steps as steps_mod
+from tinyopt.integer.graph import IntegerLayer
+
+from tests.test_kernels_m7 import _conv, chain, host_check
+from tests.test_kernels_m7_sub import _dense, _residual_graph
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+
+
+@pytest.fixture
+def lean(monkeypatch):
+    """The lean plan everywhere: no step takes tn_m7_subconv (what the default plan deploys at a
+    Keras-path graph's peak), so every sub-byte conv / pointwise step runs tn_m7_sub."""
+    monkeypatch.setattr(steps_mod, "sub_conv_fits", lambda step: False)
+
+
+# Chains whose conv / pointwise steps all take the FC form: a first layer of three 8-bit
+# channels (stride 2, padded with z_x; K = 27: a last word completed in a register) fused with a
+# max pool (MODE 1); pointwise layers read in place at 4 and 2-bit inputs (signed: EOR; offset
+# lanes: SSUB16), N % 4 = 1, 2, 3 (the pair block; a block of four with a padded row), outputs
+# whose pixels do not start on a byte (5 x 4-bit: element by element), blocks of eight rows
+# (unsigned inputs with z_x = 0); a gathered 3x3 conv of 2-bit weights over 4-bit inputs padded
+# with integer 0; PL and PC weight zero points, FB and ICN; the three roundings.
+LEAN_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, layers)
+    "first_pool": ("floor", True, -3, (10, 10, 3), [
+        _conv((5, 5, 8), (8, 3, 3, 3), 4, 4, stride=(2, 2), padding=(1, 1, 1, 1),
+              per_channel=True, icn=True),
+        dict(kind="maxpool", out_shape=(2, 2, 8), pool_size=(3, 3), stride=(2, 2),
+             padding=(0, 0, 0, 0)),
+        _conv((2, 2, 9), (9, 1, 1, 8), 4, 4, out_signed=True, out_zero_point=-1),
+        _conv((2, 2, 5), (5, 1, 1, 9), 2, 4, per_channel=True),
+        dict(kind="flatten"),
+        _dense(3, 20, 4, 32, out_signed=True, requantize=False)]),
+    "pw_u": ("tflite_double", False, 0, (4, 4, 8), [
+        _conv((4, 4, 16), (16, 1, 1, 8), 4, 4, per_channel=True),
+        _conv((4, 4, 10), (10, 1, 1, 16), 4, 2),
+        _conv((4, 4, 16), (16, 1, 1, 10), 2, 8, icn=True),
+        _conv((4, 4, 6), (6, 3, 3, 16), 2, 4, padding=(1, 1, 1, 1), pad_mode="zero"),
+        _conv((2, 2, 7), (7, 3, 3, 6), 4, 8, stride=(2, 2), padding=(1, 1, 1, 1)),
+        dict(kind="flatten"),
+        _dense(3, 28, 8, 32, out_signed=True, requantize=False)]),
+    "pw_s4": ("tflite_single", True, 0, (3, 3, 16), [
+        _conv((3, 3, 13), (13, 1, 1, 16), 4, 4, per_channel=True, icn=True),
+        _conv((3, 3, 8), (8, 1, 1, 13), 2, 2, out_zero_point=1),
+        _conv((3, 3, 8), (8, 1, 1, 8), 4, 8),
+        dict(kind="flatten"),
+        _dense(3, 72, 8, 32, out_signed=True, requantize=False)]),
+}
+
+
+def _lean_graph(name):
+    rounding, signed, zin, shape, layers = LEAN_CHAINS[name]
+    return chain(40 + len(name), layers, shape, 8, signed, zin, rounding)
+
+
+@pytest.mark.parametrize("name", sorted(LEAN_CHAINS))
+def test_lean_fc_form_host_bitexact(tmp_path, lean, name):
+    """Every conv / pointwise step of the chains takes tn_m7_sub's FC form, its scratch that of
+    the lean plan (a gathered window at most; nothing in place), and the C equals the
+    simulator on 40 inputs."""
+    g = _lean_graph(name)
+    e = host_check(g, tmp_path)
+    convs = [(k, s) for k, s in zip(e.kernels, e.steps) if s.layer.kind != "dense"
+             and s.layer.weights is not None]
+    assert len(convs) >= 3
+    for k, s in convs:
+        assert k == "sub" and steps_mod.sub_fc_window(s.layer), (s.name, k)
+        assert s.scratch_bytes == steps_mod.scratch_bytes(s) <= steps_mod.eight_bit_scratch(s)
+        assert s.scratch_bytes == 0 or not steps_mod.sub_direct(s)
+
+
+@pytest.mark.parametrize("wbits,bits,slot", [(4, 8, 1), (2, 8, 0)])
+def test_lean_fc_form_fused_add_host_bitexact(tmp_path, lean, wbits, bits, slot):
+    """A pointwise layer with the residual ADD fused after it (MODE 2) in the FC form."""
+    g = _residual_graph(wbits, bits, slot)
+    e = host_check(g, tmp_path)
+    step = e.steps[0]
+    assert e.kernels == ["sub"] and step.add is not None
+    assert steps_mod.sub_fc_window(step.layer) and not steps_mod.sub_conv_step(step)
+
+
+def test_sub_fc_window_rule():
+    """sub_fc_window: conv2d / pointwise layers of 2 / 4-bit weights over 2 / 4 / 8-bit inputs;
+    a window ending inside a word only with z_x a code; 2-bit weights within 255 max |x'|
+    KP < 2^31; the weight order follows (kernels_m7.sub_weights: tn_m7_subfc's blocks)."""
+    def layer(kind, c, wb, xb, zx=0, k=3, signed=False):
+        kk = 1 if kind == "pointwise" else k
+        lay = IntegerLayer(kind=kind, name="l", in_shape=(6, 6, c), out_shape=(6, 6, 8),
+                           in_bits=xb, in_signed=signed, in_zero_point=zx, out_bits=8)
+        lay.set_weights(np.zeros((8, kk, kk, c), np.int64), wb)
+        return lay
+    assert steps_mod.sub_fc_window(layer("conv2d", 3, 4, 8, zx=-3, signed=True))
+    assert steps_mod.sub_fc_window(layer("pointwise", 16, 2, 4))
+    assert not steps_mod.sub_fc_window(layer("pointwise", 16, 8, 4))  # 8-bit weights
+    assert not steps_mod.sub_fc_window(layer("pointwise", 16, 4, 1))  # 1-bit inputs
+    assert not steps_mod.sub_fc_window(layer("pointwise", 16, 1, 4))  # 1-bit weights
+    dense = IntegerLayer(kind="dense", name="d", in_shape=(16,), out_shape=(8,), in_bits=4)
+    dense.set_weights(np.zeros((8, 16), np.int64), 4)
+    assert not steps_mod.sub_fc_window(dense)  # tn_m7_subfc itself
+    # 4-bit inputs, z_x = 20 (not a code): whole words only (C = 8: one word; C = 6: a tail)
+    assert steps_mod.sub_fc_window(layer("pointwise", 8, 4, 4, zx=20))
+    assert not steps_mod.sub_fc_window(layer("pointwise", 6, 4, 4, zx=20))
+    # 2-bit weights: 255 * 255 * KP < 2^31 holds for KP = 33024, not beyond
+    assert steps_mod.sub_fc_window(layer("pointwise", 33024, 2, 8, zx=-128, signed=True))
+    assert not steps_mod.sub_fc_window(layer("pointwise", 33028, 2, 8, zx=-128, signed=True))
+    assert steps_mod.sub_fc_window(layer("pointwise", 33028, 4, 8, zx=-128, signed=True))
+    lay = layer("conv2d", 3, 4, 8)
+    lay.set_weights(np.arange(8 * 27).reshape(8, 3, 3, 3) % 16, 4)
+    lay.weight_zero_point = np.array([7], np.int32)
+    got = kernels_m7.sub_weights(lay, 32)
+    np.testing.assert_array_equal(
+        got, kernels_m7.subfc_weights(kernels_m7.sub.sub_fc_view(lay), fc16=False))
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+def test_lean_fc_form_under_qemu(qemu, tmp_path, lean):
+    """The FC form's assembly (tn_m7_subfc's loops per window: 8-bit inputs with an offset,
+    4-bit signed and unsigned, blocks of eight, pair blocks, a gathered window with a tail
+    word, fused max pool) bit-exact under QEMU: one deploy per chain."""
+    for name in ("first_pool", "pw_u"):
+        g = _lean_graph(name)
+        rounding, signed, zin, shape, _ = LEAN_CHAINS[name]
+        lo = -128 if signed else 0
+        x = np.random.default_rng(5).integers(lo, lo + 256, (4, *shape))
+        r = mcu.deploy(g, x, tmp_path, name=f"lean_{name}", host_images=4, mcu_images=2)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        assert all(k == "sub" for k, st in zip(r["export"].kernels, r["export"].steps)
+                   if st.layer.kind in ("conv2d", "pointwise"))
+
