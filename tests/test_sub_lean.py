@@ -60,6 +60,20 @@ LEAN_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
         _conv((3, 3, 8), (8, 1, 1, 8), 4, 8),
         dict(kind="flatten"),
         _dense(3, 72, 8, 32, out_signed=True, requantize=False)]),
+    # pointwise layers whose tn_m7_subconv weights are the FC form's blocks
+    # (kernels_m7.sub.sub_lane_layout): the pixel pairs before the output's tail run
+    # tn_m7_subconv with their lanes in that tail (sub_tail_lanes), the rest the FC form; 8, 4
+    # (signed and unsigned) and 2-bit inputs, 4 and 2-bit weights, 2 / 4 / 8-bit outputs, 8-bit
+    # in and out (a sliding write: no lanes where the output overlaps the input)
+    "lanes": ("floor", False, 5, (6, 5, 16), [
+        _conv((6, 5, 16), (16, 1, 1, 16), 4, 4, out_signed=True, per_channel=True),
+        _conv((6, 5, 32), (32, 1, 1, 16), 2, 2, out_zero_point=1),
+        _conv((6, 5, 8), (8, 1, 1, 32), 4, 8, icn=True),
+        _conv((6, 5, 12), (12, 1, 1, 8), 2, 4, per_channel=True),
+        _conv((6, 5, 16), (16, 1, 1, 12), 4, 8),
+        _conv((6, 5, 16), (16, 1, 1, 16), 4, 8, per_channel=True),
+        dict(kind="flatten"),
+        _dense(3, 480, 8, 32, out_signed=True, requantize=False)]),
 }
 
 
@@ -82,6 +96,18 @@ def test_lean_fc_form_host_bitexact(tmp_path, lean, name):
         assert k == "sub" and steps_mod.sub_fc_window(s.layer), (s.name, k)
         assert s.scratch_bytes == steps_mod.scratch_bytes(s) <= steps_mod.eight_bit_scratch(s)
         assert s.scratch_bytes == 0 or not steps_mod.sub_direct(s)
+    if name == "lanes":  # tn_m7_subconv's pairs first where the layouts agree, but not over
+        # 12 x 4-bit channels (another lane group) or where the output slides over the input
+        tails = [kernels_m7.sub.sub_tail_lanes(s) for _, s in convs]
+        assert [t > 0 for t in tails] == [True] * 4 + [False] * 2, tails
+        assert kernels_m7.sub.sub_lane_layout(convs[5][1].layer)
+        for t, (_, s) in zip(tails[:4], convs):  # the lanes: word-aligned in the arena, after
+            # one pair's outputs at least, inside the output
+            oh, ow, co = s.layer.out_shape
+            lanes = 4 * steps_mod.sub_lanes(s.layer)[1]
+            assert (s.out_offset + t) % 4 == 0 and t >= 2 * co * s.layer.out_bits // 8
+            assert t + lanes <= oh * ow * co * s.layer.out_bits // 8, (s.name, t, lanes)
+        assert steps_mod.write_delay(convs[5][1]) is not None
 
 
 @pytest.mark.parametrize("wbits,bits,slot", [(4, 8, 1), (2, 8, 0)])
@@ -132,7 +158,7 @@ def test_lean_fc_form_under_qemu(qemu, tmp_path, lean):
     """The FC form's assembly (tn_m7_subfc's loops per window: 8-bit inputs with an offset,
     4-bit signed and unsigned, blocks of eight, pair blocks, a gathered window with a tail
     word, fused max pool) bit-exact under QEMU: one deploy per chain."""
-    for name in ("first_pool", "pw_u"):
+    for name in ("first_pool", "pw_u", "lanes"):
         g = _lean_graph(name)
         rounding, signed, zin, shape, _ = LEAN_CHAINS[name]
         lo = -128 if signed else 0

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from tinyopt.integer.steps import (
     SUB_BITS, Step, _hwc, gemm_geometry, kernel_window, scratch_parts, sub_direct, sub_fc_window,
-    sub_units)
+    sub_lane_group, sub_lanes, sub_units, tensor_bytes)
 from tinyopt.integer.arith import packed_bytes
 from tinyopt.deploy.kernels_m7.common import _pool_args, _scratch
 from tinyopt.deploy.kernels_m7.add import _fused_add_args
@@ -35,6 +35,76 @@ def sub_fc_view(layer):
                    stride=(1, 1), padding=(0, 0, 0, 0))
 
 
+def sub_lane_layout(layer) -> bool:
+    """Do tn_m7_subconv's weights (``kernels_m7.subconv_weights``) of a pointwise ``layer`` in
+    tn_m7_sub's FC form, read in place, equal the FC form's blocks of four (``subfc_weights`` of
+    :func:`sub_fc_view` without blocks of eight), so that one array serves both kernels? Then
+    the step may run tn_m7_subconv's pixel pairs with their lanes in the not yet written tail of
+    its own output (:func:`sub_tail_lanes`). Asks: no padding, pixels on a byte, 4 | CO,
+    2 / 4 / 8-bit outputs, tn_m7_subconv's bound on 2-bit weights, the same lane pairs (lane
+    group), one chunk and the same RAW (subfc_plan vs subconv_raw); then compares the bytes.
+
+    Arguments:
+        layer: an integer layer.
+
+    Returns:
+        True when one weight array serves both kernels.
+    """
+    from tinyopt.deploy.kernels_m7.subconv import (
+        subconv_raw, subconv_weights, subfc_plan, subfc_weights)
+    from tinyopt.deploy.kernels_m7.common import _x_box
+    if (layer.kind != "pointwise" or layer.weights is None or not sub_fc_window(layer)
+            or any(layer.padding) or (_hwc(layer.in_shape)[2] * int(layer.in_bits)) % 8
+            or int(layer.out_channels) % 4 or int(layer.out_bits) not in (2, 4, 8)):
+        return False
+    view = sub_fc_view(layer)
+    kp = sub_lanes(layer)[1]
+    if int(layer.weight_bits) == 2 and 64 * 3 * _x_box(layer) * kp >= (1 << 31):
+        return False  # steps.sub_conv_fits' bound on tn_m7_subconv's scaled 2-bit rows
+    words = -(-int(view.in_shape[0]) * int(layer.in_bits) // 32)
+    if (sub_lane_group(layer) != sub_lane_group(view) or kp != sub_lanes(view)[1]
+            or subfc_plan(view) != (subconv_raw(layer), words)):
+        return False
+    return bool(np.array_equal(subconv_weights(layer),
+                               subfc_weights(view, fc16=False, octs=False)))
+
+
+def sub_tail_lanes(step: Step) -> int:
+    """TLO: where tn_m7_sub's FC form places tn_m7_subconv's lanes (two pixels' windows as int16,
+    4 KP bytes) inside its own output, or 0 (the FC form alone). The output's bytes of pixels
+    not yet computed hold nothing (the planner gives the output buffer to this step alone: no
+    in-place or sliding write, no fused ADD or pool), so the pixel pairs whose outputs end
+    before the lanes run tn_m7_subconv (near tn_m7_conv per MAC, the FC form's blocks cost
+    about a quarter more on a 64-channel pointwise layer), then the FC form writes the other
+    pixels over the lanes: no byte of arena beyond the lean plan's. Not where the output
+    overlaps an input (a sliding write). A step of
+    :func:`sub_lane_layout` (its one weight array) read in place (MODE 0) with room for at least
+    one pair before the lanes, TLO a multiple of 4 from the arena's start (the plan's offsets:
+    ``Step.out_offset``).
+
+    Arguments:
+        step: a planned step (``steps.memory_plan``: its ``out_offset``).
+
+    Returns:
+        TLO in bytes from the output's start, or 0.
+    """
+    layer = step.layer
+    if (step.pool is not None or step.add is not None or not sub_direct(step)
+            or not sub_lane_layout(layer)):
+        return 0
+    oh, ow, co = _hwc(layer.out_shape)
+    pixel = co * int(layer.out_bits) // 8
+    lanes = 4 * sub_lanes(layer)[1]
+    lo, hi = int(step.out_offset), int(step.out_offset) + oh * ow * pixel
+    for off, spec in zip(step.in_offsets, step.in_specs):  # a sliding write (8-bit in and out:
+        # steps.write_delay) puts unread input bytes in the output's tail: no lanes there
+        if int(off) < hi and lo < int(off) + tensor_bytes(spec):
+            return 0
+    end = int(step.out_offset) + oh * ow * pixel - lanes  # the lanes' latest start in the arena
+    tlo = end // 4 * 4 - int(step.out_offset)
+    return tlo if tlo >= 2 * pixel else 0
+
+
 def sub_weights(layer, units: int | None = None) -> np.ndarray:
     """The weight bytes of a step of tn_m7_sub (c/tn_m7_sub.h): every row's codes permuted inside
     each unit of G = 32 / min(input bits, weight bits) codes so that weight lane pair q (of the
@@ -45,7 +115,8 @@ def sub_weights(layer, units: int | None = None) -> np.ndarray:
     (no tail; KU WB / 8 bytes per row, the extra bytes beyond the row layout count as pad bytes).
     A layer of :func:`tinyopt.integer.steps.sub_fc_window` (tn_m7_sub's FC form): instead
     ``kernels_m7.subfc_weights`` of :func:`sub_fc_view` (tn_m7_subfc's blocks; ``units``
-    ignored: the form reads the window's own K codes).
+    ignored: the form reads the window's own K codes), blocks of four only where
+    :func:`sub_lane_layout` (then they are tn_m7_subconv's weights too).
 
     Arguments:
         layer: a dense, pointwise or convolution layer of 1/2/4/8-bit weights and inputs
@@ -61,7 +132,7 @@ def sub_weights(layer, units: int | None = None) -> np.ndarray:
     from tinyopt.integer.graph import pack, unpack
     from tinyopt.deploy.kernels_m7.subconv import subfc_weights
     if layer.weights is not None and sub_fc_window(layer):  # the FC form: tn_m7_subfc's blocks
-        return subfc_weights(sub_fc_view(layer), fc16=False)
+        return subfc_weights(sub_fc_view(layer), fc16=False, octs=not sub_lane_layout(layer))
     wb, xb = int(layer.weight_bits), int(layer.in_bits)
     if layer.weights is None or wb not in SUB_BITS or xb not in SUB_BITS:
         raise ValueError(f"layer {layer.name!r}: sub_weights packs layers of 1/2/4/8-bit weights "
@@ -103,9 +174,11 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
     if fc:
         from tinyopt.deploy.kernels_m7.subconv import subfc_oct, subfc_plan
         view = sub_fc_view(layer)
-        fc_args = [1, *subfc_plan(view), subfc_oct(view)]
+        lane = sub_lane_layout(layer)  # blocks of four, shared with tn_m7_subconv's pairs
+        fc_args = [1, *subfc_plan(view), 0 if lane else subfc_oct(view), sub_tail_lanes(step),
+                   sub_lane_group(layer), sub_lanes(layer)[0]]
     else:
-        fc_args = [0, 0, 0, 0]
+        fc_args = [0] * 7
     args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
             geo["KW"], 1 if dense else layer.stride[0], 1 if dense else layer.stride[1], top,
             left, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],

@@ -183,7 +183,7 @@ def _oct_words(layer, quads: np.ndarray) -> np.ndarray:
     return words.reshape(-1).view(np.uint8)
 
 
-def subfc_weights(layer, fc16: bool = True) -> np.ndarray:
+def subfc_weights(layer, fc16: bool = True, octs: bool = True) -> np.ndarray:
     """The weight bytes of a step of tn_m7_subfc (c/tn_m7_subfc.h): :func:`subconv_weights`'
     blocks of four rows (RAW of :func:`subfc_plan`), but when N % 4 is 1 or 2 the last rows
     (padded to two with code 0) as a pair block: per two lane pairs q, q + 1 a word of 4-bit
@@ -200,6 +200,8 @@ def subfc_weights(layer, fc16: bool = True) -> np.ndarray:
         fc16: False: tn_m7_subfc's blocks even where :func:`subfc16_scale` would give the layer
             tn_m7_subfc16's int16 lanes (tn_m7_sub's FC form, ``kernels_m7.sub_weights``,
             reads only the blocks).
+        octs: False: blocks of four even where :func:`subfc_oct` allows eight (tn_m7_sub's FC
+            form on the layout it shares with tn_m7_subconv, ``kernels_m7.sub.sub_lane_layout``).
 
     Returns:
         uint8 array.
@@ -214,7 +216,7 @@ def subfc_weights(layer, fc16: bool = True) -> np.ndarray:
     rows, pairs = _subconv_rows(layer)
     k = rows.shape[1]
     block = k * wb // 2  # bytes of a block of four rows
-    if subfc_oct(layer):  # the first N // 8 blocks of eight (the same bytes' size)
+    if octs and subfc_oct(layer):  # the first N // 8 blocks of eight (the same bytes' size)
         octs = _oct_words(layer, quads)
         assert len(octs) == n // 8 * 2 * block
         quads = np.concatenate([octs, quads[len(octs):]])
