@@ -132,15 +132,17 @@ TN_INLINE int32_t tn_sf_sumx(const uint8_t *in, uint32_t NG, uint32_t tw, uint32
 #define TN_SF_OPERANDS                                                                          \
     : [x] "+&r"(x), [wp] "+&r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [u2] "=&r"(u2),    \
       [t] "=&r"(t), [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3)              \
-    : [end] "r"(end), [m] "r"(m), [d] "r"(d)                                                    \
+    : [end] "m"(end), [m] "r"(m), [d] "r"(d)                                                    \
     : "cc", "memory"
-/* n input words: n % 4 first, then four per iteration */
+/* n input words: n % 4 first, then four per iteration (the end read from memory into t, free
+ * there: a register fewer, which GCC needs where tn_sf_pixel's loops surround the blocks) */
 #define TN_SF_RUN(G)                                                                            \
     do {                                                                                        \
         if (n & 1u) __asm__ volatile(G TN_SF_OPERANDS);                                         \
         if (n & 2u) __asm__ volatile(G G TN_SF_OPERANDS);                                       \
         if (n >= 4u)                                                                            \
-            __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t" TN_SF_OPERANDS);  \
+            __asm__ volatile("1:\n\t" G G G G "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\tbne 1b\n\t"  \
+                             TN_SF_OPERANDS);                                                   \
     } while (0)
 /* the weights' variants of one sub-byte input width (X: X4 / X2) */
 #define TN_SF_RUN_W(X, FLIP, SUB, LA, LB)                                                       \

@@ -12,7 +12,7 @@ from tinyopt.integer.steps import (
     SUB_BITS, Step, _hwc, gemm_geometry, kernel_window, scratch_parts, sub_direct, sub_fc_window,
     sub_lane_group, sub_lanes, sub_units, tensor_bytes)
 from tinyopt.integer.arith import packed_bytes
-from tinyopt.deploy.kernels_m7.common import _pool_args, _scratch
+from tinyopt.deploy.kernels_m7.common import _inside, _pool_args, _scratch
 from tinyopt.deploy.kernels_m7.add import _fused_add_args
 
 
@@ -36,13 +36,14 @@ def sub_fc_view(layer):
 
 
 def sub_lane_layout(layer) -> bool:
-    """Do tn_m7_subconv's weights (``kernels_m7.subconv_weights``) of a pointwise ``layer`` in
-    tn_m7_sub's FC form, read in place, equal the FC form's blocks of four (``subfc_weights`` of
+    """Do tn_m7_subconv's weights (``kernels_m7.subconv_weights``) of a pointwise or conv2d
+    ``layer`` in tn_m7_sub's FC form equal the FC form's blocks of four (``subfc_weights`` of
     :func:`sub_fc_view` without blocks of eight), so that one array serves both kernels? Then
     the step may run tn_m7_subconv's pixel pairs with their lanes in the not yet written tail of
-    its own output (:func:`sub_tail_lanes`). Asks: no padding, pixels on a byte, 4 | CO,
-    2 / 4 / 8-bit outputs, tn_m7_subconv's bound on 2-bit weights, the same lane pairs (lane
-    group), one chunk and the same RAW (subfc_plan vs subconv_raw); then compares the bytes.
+    its own output (:func:`sub_tail_lanes`). Asks: 4 | CO, 2 / 4 / 8-bit outputs,
+    tn_m7_subconv's bound on 2-bit weights, the same lane pairs (lane group; window rows of
+    whole groups: no padding lanes), one chunk and the same RAW (subfc_plan vs subconv_raw);
+    then compares the bytes.
 
     Arguments:
         layer: an integer layer.
@@ -53,9 +54,9 @@ def sub_lane_layout(layer) -> bool:
     from tinyopt.deploy.kernels_m7.subconv import (
         subconv_raw, subconv_weights, subfc_plan, subfc_weights)
     from tinyopt.deploy.kernels_m7.common import _x_box
-    if (layer.kind != "pointwise" or layer.weights is None or not sub_fc_window(layer)
-            or any(layer.padding) or (_hwc(layer.in_shape)[2] * int(layer.in_bits)) % 8
-            or int(layer.out_channels) % 4 or int(layer.out_bits) not in (2, 4, 8)):
+    if (layer.kind not in ("pointwise", "conv2d") or layer.weights is None
+            or not sub_fc_window(layer) or int(layer.out_channels) % 4
+            or int(layer.out_bits) not in (2, 4, 8)):
         return False
     view = sub_fc_view(layer)
     kp = sub_lanes(layer)[1]
@@ -79,8 +80,8 @@ def sub_tail_lanes(step: Step) -> int:
     pixels over the lanes: no byte of arena beyond the lean plan's. Not where the output
     overlaps an input (a sliding write). A step of
     :func:`sub_lane_layout` (its one weight array) read in place (MODE 0) with room for at least
-    one pair before the lanes, TLO a multiple of 4 from the arena's start (the plan's offsets:
-    ``Step.out_offset``).
+    one pair before the lanes (MODE 0: no fused pool or ADD), TLO a multiple of 4 from the
+    arena's start (the plan's offsets: ``Step.out_offset``).
 
     Arguments:
         step: a planned step (``steps.memory_plan``: its ``out_offset``).
@@ -89,8 +90,7 @@ def sub_tail_lanes(step: Step) -> int:
         TLO in bytes from the output's start, or 0.
     """
     layer = step.layer
-    if (step.pool is not None or step.add is not None or not sub_direct(step)
-            or not sub_lane_layout(layer)):
+    if step.pool is not None or step.add is not None or not sub_lane_layout(layer):
         return 0
     oh, ow, co = _hwc(layer.out_shape)
     pixel = co * int(layer.out_bits) // 8
@@ -176,9 +176,9 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
         view = sub_fc_view(layer)
         lane = sub_lane_layout(layer)  # blocks of four, shared with tn_m7_subconv's pairs
         fc_args = [1, *subfc_plan(view), 0 if lane else subfc_oct(view), sub_tail_lanes(step),
-                   sub_lane_group(layer), sub_lanes(layer)[0]]
+                   sub_lane_group(layer), sub_lanes(layer)[0], int(_inside(layer, geo))]
     else:
-        fc_args = [0] * 7
+        fc_args = [0] * 8
     args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
             geo["KW"], 1 if dense else layer.stride[0], 1 if dense else layer.stride[1], top,
             left, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],
