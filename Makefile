@@ -14,6 +14,14 @@ RESULTS   ?= results
 PAPERMILL := $(VENV)/bin/tinyopt run
 DATASETS  ?= fashion_mnist mnist
 PYTEST_ARGS ?=
+# The tests' processes (two xdist workers, the notebook kernels, the CLI and sweep subprocesses)
+# each import tinyopt and the test modules: with bytecode written (to one folder inside the venv,
+# never beside the sources) only the first compiles them and rewrites the tests' asserts, the
+# others and every later run read the cache (about 4 s of CPU per process; Python checks each
+# file's mtime and size). An environment that sets PYTHONDONTWRITEBYTECODE to keep the tree clean
+# keeps it clean: the cache is not in the tree.
+TEST_ENV  := env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache \
+             TINYOPT_REQUIRE_DATA=1
 # Tests run on every core (pytest-xdist): a file's tests on one worker, each notebook run a group
 # of its own (tests/conftest.py). TEST_WORKERS=0 runs them in this process, one after another.
 # (nproc honours OMP_NUM_THREADS: a shell that sets it for its own reasons would get one worker)
@@ -57,11 +65,11 @@ data: setup
 # TINYOPT_REQUIRE_DATA: the data were just fetched, so a test that cannot find them fails
 # instead of skipping.
 test: setup data
-	TINYOPT_REQUIRE_DATA=1 $(PY) -m pytest $(PYTEST_PAR) $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_PAR) $(PYTEST_ARGS)
 
 # No training and no notebook runs (those tests are marked slow): under 2 minutes on 2 cores.
 test-fast: setup data
-	TINYOPT_REQUIRE_DATA=1 $(PY) -m pytest $(PYTEST_PAR) -m "not slow" $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_PAR) -m "not slow" $(PYTEST_ARGS)
 
 # $(call per_dataset,NOTEBOOK_STEM,RESULTS_SUBFOLDER): run a notebook once per dataset with its
 # default parameters, the executed copy next to its tables; prints the wall time.
