@@ -263,20 +263,57 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
       [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
     :                                                                                           \
     : "cc", "memory"
-/* NU >= 1 units of 2-bit weights: the first starting the sums, then one, two, four, eight
- * per loop (the end read into t once per eight) */
+/* NU >= 1 units of 2-bit weights in one asm statement (as tn_m7_gemm.h's TN_CV_QBLOCKS): the
+ * first unit starts the eight sums (SMUAD of rows 0-3 at both pixels of its first lane pair
+ * before any SMLAD reads one, so the sums are output-only), then (NU - 1) % 8 units straight,
+ * then, from NU - 1 >= 8 on, a loop of eight (the end read into t once per eight; an input only
+ * where there is a loop). The former form (TN_SC_SUMS_SET, the first unit, then one asm
+ * statement per power of two with the sums "+&r" from one to the next) had impossible
+ * constraints at -O1 in a w2a4 ResNet-8: GCC could not place the reloads between statements,
+ * and -O1 defines the same macros as -O2, so only one statement fixes every level. */
+#define TN_SC_G2_ASM(BODY, I)                                                                   \
+    __asm__ volatile(BODY                                                                       \
+                     : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb),             \
+                       [w] "=&r"(u), [t] "=&r"(t), [a0] "=&r"(a0), [a1] "=&r"(a1),              \
+                       [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
+                       [b2] "=&r"(b2), [b3] "=&r"(b3)                                           \
+                     : I : "cc", "memory")
+#define TN_SC_G2_F TN_SC_G2G(TN_SC_ACCF)
+#define TN_SC_G2_X2 TN_SC_G2 TN_SC_G2
+#define TN_SC_G2_X4 TN_SC_G2_X2 TN_SC_G2_X2
+#define TN_SC_G2_LOOP                                                                           \
+    "1:\n\t" TN_SC_G2_X4 TN_SC_G2_X4 "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\tbne 1b\n\t"
+#define TN_SC_G2_END [end] "m"(end)
 #define TN_SC_G2_BLOCKS                                                                         \
     do {                                                                                        \
         const uint32_t rest = NU - 1u;                                                          \
-        TN_SC_SUMS_SET;                                                                         \
-        __asm__ volatile(TN_SC_G2G(TN_SC_ACCF) TN_SC_OPERANDS_FIRST);                           \
-        if (rest & 1u) __asm__ volatile(TN_SC_G2 TN_SC_OPERANDS);                               \
-        if (rest & 2u) __asm__ volatile(TN_SC_G2 TN_SC_G2 TN_SC_OPERANDS);                      \
-        if (rest & 4u) __asm__ volatile(TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_OPERANDS);    \
-        if (rest >= 8u)                                                                         \
-            __asm__ volatile("1:\n\t" TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2 TN_SC_G2      \
-                             TN_SC_G2 TN_SC_G2 "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\t"       \
-                             "bne 1b\n\t" TN_SC_OPERANDS);                                      \
+        switch ((rest & 7u) | (rest >= 8u ? 8u : 0u)) {                                         \
+        case 0u: TN_SC_G2_ASM(TN_SC_G2_F, ); break;                                             \
+        case 1u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2, ); break;                                    \
+        case 2u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X2, ); break;                                 \
+        case 3u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X2, ); break;                        \
+        case 4u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X4, ); break;                                 \
+        case 5u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X4, ); break;                        \
+        case 6u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X2 TN_SC_G2_X4, ); break;                     \
+        case 7u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X2 TN_SC_G2_X4, ); break;            \
+        case 8u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_LOOP, TN_SC_G2_END); break;                   \
+        case 9u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_LOOP, TN_SC_G2_END); break;          \
+        case 10u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X2 TN_SC_G2_LOOP, TN_SC_G2_END); break;      \
+        case 11u:                                                                               \
+            TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X2 TN_SC_G2_LOOP, TN_SC_G2_END);          \
+            break;                                                                              \
+        case 12u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X4 TN_SC_G2_LOOP, TN_SC_G2_END); break;      \
+        case 13u:                                                                               \
+            TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X4 TN_SC_G2_LOOP, TN_SC_G2_END);          \
+            break;                                                                              \
+        case 14u:                                                                               \
+            TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X2 TN_SC_G2_X4 TN_SC_G2_LOOP, TN_SC_G2_END);       \
+            break;                                                                              \
+        default:                                                                                \
+            TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X2 TN_SC_G2_X4 TN_SC_G2_LOOP,             \
+                         TN_SC_G2_END);                                                         \
+            break;                                                                              \
+        }                                                                                       \
     } while (0)
 #define TN_SC_BLOCKS(G)                                                                         \
     do {                                                                                        \
