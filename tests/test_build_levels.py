@@ -22,6 +22,7 @@ import pytest
 from tinyopt.deploy import codegen, mcu
 from tinyopt.deploy.library import random_inputs
 from tinyopt.front import zoo
+from tinyopt.integer import steps as steps_mod
 
 # -O2 is every other test's build (mcu.MCU_CFLAGS); the other levels, where GCC allocates the
 # assembly's registers differently. The cheap models (which never failed) only at -Os; ResNet-8
@@ -134,11 +135,25 @@ def _conv_w8_o4():
                  (32, 32, 3), 8, False, 0, "floor")
 
 
-# graph -> its kernel and the levels at which GCC found no registers for one of its asm blocks
+def _pointwise_w2a4_add():
+    """A 5x5x12 pointwise layer of 2-bit weights and 4-bit codes with the residual ADD fused
+    (tests/test_kernels_m7_sub.py's _residual_graph; ResNet-8's w2a4 shortcut): tn_m7_subconv's
+    2-bit blocks (TN_SC_G2_BLOCKS) of NU = 4 units, the first and three more. Their per-part asm
+    statements failed at -Og here (at -O1 only in the whole w2a4 ResNet-8:
+    test_sub_byte_library_compiles_for_the_m7)."""
+    from tests.test_kernels_m7_sub import _residual_graph
+    return _residual_graph(2, 4, 0)
+
+
+# graph -> its kernel, the levels at which GCC found no registers for one of its asm blocks
 # before each block became one asm statement (c/tn_m7_gemm.h: TN_F16_ONE, TN_CV_BLOCKS,
-# TN_CV_QBLOCKS); -O2 (every other test's level) and -Oz (-Os's family) left out
-SYNTHETIC = {"fc16_chain": (_fc16_chain, "tn_m7_fc16(", ["-O1", "-Os", "-Og"]),
-             "conv_w8_o4": (_conv_w8_o4, "tn_m7_conv(", ["-O3", "-Og"])}
+# TN_CV_QBLOCKS; c/tn_m7_subconv.h: TN_SC_G2_BLOCKS), and whether the export needs the planner
+# to give tn_m7_subconv its scratch (steps.SCRATCH_ONLY_WHERE_FREE off, as
+# test_kernels_m7_sub's `roomy`); -O2 (every other test's level) and -Oz (-Os's family) left out
+SYNTHETIC = {"fc16_chain": (_fc16_chain, "tn_m7_fc16(", ["-O1", "-Os", "-Og"], False),
+             "conv_w8_o4": (_conv_w8_o4, "tn_m7_conv(", ["-O3", "-Og"], False),
+             "pointwise_w2a4_add": (_pointwise_w2a4_add, "tn_m7_subconv(", ["-Og"],
+                                    True)}
 
 
 @pytest.fixture(scope="module")
@@ -148,14 +163,17 @@ def synthetic(tmp_path_factory):
 
     def get(name):
         if name not in made:
-            made[name] = codegen.export_c(SYNTHETIC[name][0](), tmp_path_factory.mktemp(name),
-                                          kernels="m7")
+            with pytest.MonkeyPatch.context() as mp:
+                if SYNTHETIC[name][3]:
+                    mp.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+                made[name] = codegen.export_c(SYNTHETIC[name][0](),
+                                              tmp_path_factory.mktemp(name), kernels="m7")
         return made[name]
     return get
 
 
 @pytest.mark.slow  # a compile per level (about a second each)
-@pytest.mark.parametrize("name,level", [(n, lv) for n, (_, _, lvs) in SYNTHETIC.items()
+@pytest.mark.parametrize("name,level", [(n, lv) for n, (_, _, lvs, _) in SYNTHETIC.items()
                                         for lv in lvs])
 def test_asm_blocks_compile_at_the_levels_that_failed(name, level, synthetic, tmp_path):
     """model.c of a small graph (about a second per level) at a level where its assembly once
@@ -166,10 +184,9 @@ def test_asm_blocks_compile_at_the_levels_that_failed(name, level, synthetic, tm
     _compile(ARM, export, level, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def sub_byte_library(tmp_path_factory):
-    """The ResNet-8 architecture at w4a4 (tn_m7_subconv's 4-bit kernels on every conv and the
-    fused ADDs), PTQ on seeded random inputs, exported once."""
+def _resnet8_sub_byte(tmp_path_factory, wbits):
+    """The ResNet-8 architecture with wbits-bit weights and 4-bit activations (per-layer), PTQ on
+    seeded random inputs, exported."""
     import tf_keras as keras
     from tinyopt.mixed import lower, ptq
     from tinyopt.mixed.policy import Policy
@@ -180,11 +197,25 @@ def sub_byte_library(tmp_path_factory):
         pytest.skip(str(exc))
     x = np.random.default_rng(0).uniform(0, 1, (8, *model.input_shape[1:])).astype(np.float32)
     keras.utils.set_random_seed(0)
-    graph = lower.convert(ptq.quantize_mixed(model, Policy.uniform(model, 4, 4, "PL"), x))
-    export = codegen.export_c(graph, tmp_path_factory.mktemp("sub"), kernels="m7",
-                              prefix="sub44")
+    graph = lower.convert(ptq.quantize_mixed(model, Policy.uniform(model, wbits, 4, "PL"), x))
+    export = codegen.export_c(graph, tmp_path_factory.mktemp(f"sub{wbits}"), kernels="m7",
+                              prefix=f"sub{wbits}4")
     assert "sub" in export.kernels
     return export
+
+
+@pytest.fixture(scope="module")
+def sub_byte_library(tmp_path_factory):
+    """The ResNet-8 architecture at w4a4 (tn_m7_subconv's 4-bit kernels on every conv and the
+    fused ADDs), exported once."""
+    return _resnet8_sub_byte(tmp_path_factory, 4)
+
+
+@pytest.fixture(scope="module")
+def sub_byte_w2_library(tmp_path_factory):
+    """The ResNet-8 architecture at w2a4 (tn_m7_subconv's 2-bit blocks, TN_SC_G2_BLOCKS, on
+    every conv but the first), exported once."""
+    return _resnet8_sub_byte(tmp_path_factory, 2)
 
 
 @pytest.mark.slow  # PTQ of a Keras model and four builds
@@ -192,6 +223,15 @@ def test_sub_byte_library_compiles_for_the_m7(sub_byte_library, tmp_path):
     _arm_gcc()
     for level in LEVELS:
         _compile(ARM, sub_byte_library, level, tmp_path)
+
+
+@pytest.mark.slow  # PTQ of a Keras model and one build
+def test_w2a4_library_compiles_at_o1(sub_byte_w2_library, tmp_path):
+    """-O1, where the 2-bit blocks' per-part asm statements had impossible constraints in this
+    model (the shortcut's pointwise with the fused ADD) and only here; the other levels passed
+    (-O2: every QEMU test's build)."""
+    _arm_gcc()
+    _compile(ARM, sub_byte_w2_library, "-O1", tmp_path)
 
 
 def test_build_mcu_refuses_an_unknown_level(libraries, tmp_path):
