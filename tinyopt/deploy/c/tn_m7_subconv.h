@@ -250,19 +250,14 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
       [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
     : [end] "m"(end)                                                                            \
     : "cc", "memory"
-/* the first unit of a block starting the sums (SMUAD: no zeroing of the accumulators). The
- * sums are in/out operands given their values by the empty TN_SC_SUMS_SET (no instruction):
- * as write-only ("=&r") operands beside the in/out pointers, with the loop end's "m" operand
- * (which these first units do not read), GCC could not allocate the fourteen registers at -O1
- * (4-bit weights) or -Os (2-bit). */
+/* the first unit of a block of 4-bit weights (TN_SC_C4_BLOCKS) starting the sums (SMUAD: no
+ * zeroing of the accumulators). The sums are in/out operands given their values by the empty
+ * TN_SC_SUMS_SET (no instruction): as write-only ("=&r") operands beside the in/out pointers,
+ * with the loop end's "m" operand (which these first units do not read), GCC could not
+ * allocate the fourteen registers at -O1 (4-bit weights) or -Os (2-bit, before
+ * TN_SC_G2_BLOCKS became one statement). */
 #define TN_SC_SUMS_SET                                                                          \
     __asm__("" : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3), "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3))
-#define TN_SC_OPERANDS_FIRST                                                                    \
-    : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(u),               \
-      [t] "=&r"(t), [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),              \
-      [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
-    :                                                                                           \
-    : "cc", "memory"
 /* NU >= 1 units of 2-bit weights in one asm statement (as tn_m7_gemm.h's TN_CV_QBLOCKS): the
  * first unit starts the eight sums (SMUAD of rows 0-3 at both pixels of its first lane pair
  * before any SMLAD reads one, so the sums are output-only), then (NU - 1) % 8 units straight,
