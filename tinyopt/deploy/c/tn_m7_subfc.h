@@ -347,10 +347,14 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
     TN_SO_XP("0x00C000C0", 6) QB(LB, "p") TN_SO_XP("0x03000300", 8) QA(LD, "p")                 \
     TN_SO_XP("0x0C000C00", 10) QB(LB, "p") TN_SO_XP("0x30003000", 12) QA(LD, "p")               \
     TN_SO_XP("0xC000C000", 14) QB(LB, "p")
+/* In-out operands "+r", not "+&r": the early clobber is redundant on them (an in-out operand's
+ * register holds its own input, shared with no other) but made GCC's allocator fail with an FPU
+ * (-mfpu=fpv5-d16, hard or softfp ABI: 'asm' operand has impossible constraints at -O2, -O3,
+ * -Os); only the outputs written before the inputs are read (v, p, u, u2) keep the "&". */
 #define TN_SO_OPERANDS                                                                          \
-    : [x] "+&r"(x), [wp] "+&r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [u2] "=&r"(u2),    \
-      [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3), [a4] "+&r"(a4),           \
-      [a5] "+&r"(a5), [a6] "+&r"(a6), [a7] "+&r"(a7)                                            \
+    : [x] "+r"(x), [wp] "+r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [u2] "=&r"(u2),      \
+      [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4),                \
+      [a5] "+r"(a5), [a6] "+r"(a6), [a7] "+r"(a7)                                               \
     : [e] "m"(end)                                                                              \
     : "cc", "memory"
 #define TN_SO_END "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbne 1b\n\t"
