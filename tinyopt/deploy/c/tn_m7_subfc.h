@@ -814,16 +814,28 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
 #define TN_S16_A5 TN_S16_A4, [a4] "+&r"(a4)
 #define TN_S16_A6 TN_S16_A5, [a5] "+&r"(a5)
 /* every output early-clobber (as TN_FC_OPS3) */
+#if defined(__ARM_FP) || defined(TN_S16_END_MEM) /* the tests build it soft too */
+/* With an FPU (-mfpu=fpv5-d16, hard or softfp ABI: GCC defines __ARM_FP) GCC found no
+ * registers for the blocks of six rows at -O2 ('asm' operand has impossible constraints): the
+ * loop's end is read from memory there (into v, free at the end of a pass: one instruction more
+ * per four words), one register fewer; without an FPU (our QEMU builds, -mfloat-abi=soft) it
+ * stays in a register. */
+#define TN_S16_END_OP [end] "m"(end)
+#define TN_S16_END "ldr %[v], %[end]\n\tcmp %[x], %[v]\n\tbne 1b\n\t"
+#else
+#define TN_S16_END_OP [end] "r"(end)
+#define TN_S16_END "cmp %[x], %[end]\n\tbne 1b\n\t"
+#endif
 #define TN_S16_ASM(BODY, R)                                                                     \
     __asm__ volatile(BODY : [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [p0] "=&r"(p0),           \
                      [p1] "=&r"(p1), [u] "=&r"(u), [u2] "=&r"(u2) TN_S16_A##R                   \
-                     : [end] "r"(end) : "cc", "memory")
+                     : TN_S16_END_OP : "cc", "memory")
 /* n input words (G: one word's code), n % 4 first, then four per pass */
 #define TN_S16_RUN(G, R)                                                                        \
     do {                                                                                        \
         if (n & 1u) TN_S16_ASM(G, R);                                                           \
         if (n & 2u) TN_S16_ASM(G G, R);                                                         \
-        if (n >= 4u) TN_S16_ASM("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t", R);          \
+        if (n >= 4u) TN_S16_ASM("1:\n\t" G G G G TN_S16_END, R);                                \
     } while (0)
 /* a last word holding at most half a word of codes (HALF): v | v << 8 puts codes 16 / b / 2 ..
  * of its low half in the high lane, one pass of the masks covers them */
