@@ -813,7 +813,6 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
 #define TN_S16_A4 TN_S16_A3, [a3] "+&r"(a3)
 #define TN_S16_A5 TN_S16_A4, [a4] "+&r"(a4)
 #define TN_S16_A6 TN_S16_A5, [a5] "+&r"(a5)
-/* every output early-clobber (as TN_FC_OPS3) */
 #if defined(__ARM_FP) || defined(TN_S16_END_MEM) /* the tests build it soft too */
 /* With an FPU (-mfpu=fpv5-d16, hard or softfp ABI: GCC defines __ARM_FP) GCC found no
  * registers for the blocks of six rows at -O2 ('asm' operand has impossible constraints): the
@@ -826,6 +825,7 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
 #define TN_S16_END_OP [end] "r"(end)
 #define TN_S16_END "cmp %[x], %[end]\n\tbne 1b\n\t"
 #endif
+/* every output early-clobber (as TN_FC_OPS3) */
 #define TN_S16_ASM(BODY, R)                                                                     \
     __asm__ volatile(BODY : [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [p0] "=&r"(p0),           \
                      [p1] "=&r"(p1), [u] "=&r"(u), [u2] "=&r"(u2) TN_S16_A##R                   \
