@@ -573,6 +573,20 @@ def sub_conv_fits(step: Step) -> bool:
     return 4 * kp + sub_conv_scratch(step)[1] <= MAX_SCRATCH
 
 
+
+def _sub_fc_codes_fit(layer: IntegerLayer, k: int, wb: int, xb: int) -> bool:
+    """tn_m7_subfc's conditions on an input of ``k`` codes of ``xb`` bits (:func:`sub_fc_fits`,
+    :func:`sub_fc_window`): when k xb is not a whole number of words, z_x a code of the input's
+    width (the last word completed with z_x); with 2-bit weights (``wb``) the rows' sums scaled by
+    up to 64 in int32: 255 max |x - z_x| KP < 2^31 (KP: k rounded up to whole words)."""
+    z = int(layer.in_zero_point)
+    lo = -(1 << (xb - 1)) if layer.in_signed else 0
+    dx = max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
+    kp = -(-k * xb // 32) * 32 // xb
+    if kp != k and not lo <= z < lo + (1 << xb):
+        return False
+    return wb == 4 or 255 * dx * kp < (1 << 31)
+
 def sub_fc_fits(step: Step) -> bool:
     """Does tn_m7_subfc (c/tn_m7_subfc.h: no scratch, tn_m7_subconv's weight blocks against the
     input unpacked a word at a time in registers) run ``step``? A dense layer of 2 or 4-bit
@@ -589,13 +603,7 @@ def sub_fc_fits(step: Step) -> bool:
             or len(layer.in_shape) != 1 or abs(int(layer.in_zero_point)) > 255):
         return False
     k = int(layer.in_shape[0])
-    z = int(layer.in_zero_point)
-    lo = -(1 << (xb - 1)) if layer.in_signed else 0
-    dx = max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
-    kp = -(-k * xb // 32) * 32 // xb
-    if kp != k and not lo <= z < lo + (1 << xb):
-        return False
-    return wb == 4 or 255 * dx * kp < (1 << 31)
+    return _sub_fc_codes_fit(layer, k, wb, xb)
 
 
 def sub_fc_window(layer: IntegerLayer) -> bool:
@@ -617,13 +625,7 @@ def sub_fc_window(layer: IntegerLayer) -> bool:
         return False
     kh, kw = kernel_window(layer)
     k = kh * kw * _hwc(layer.in_shape)[2]
-    z = int(layer.in_zero_point)
-    lo = -(1 << (xb - 1)) if layer.in_signed else 0
-    dx = max(abs(lo - z), abs(lo + (1 << xb) - 1 - z), abs(z))
-    kp = -(-k * xb // 32) * 32 // xb
-    if kp != k and not lo <= z < lo + (1 << xb):
-        return False
-    return wb == 4 or 255 * dx * kp < (1 << 31)
+    return _sub_fc_codes_fit(layer, k, wb, xb)
 
 
 def sub_scratch_parts(step: Step) -> tuple[int, int]:
