@@ -198,15 +198,7 @@ TN_INLINE void tn_sub_pixel(const tn_layer_t *l, const uint8_t *src, int32_t sx,
             tn_sub_dot(src, w + c * RB, 1u, RB, K, XB, XS, ZX, WB, acc);
         for (uint32_t j = 0; j < r; j++)
             v[j] = tn_m7_out(l, acc[j], c + j, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
-        if (MODE == 1u) {
-            for (uint32_t j = 0; j < r; j++)
-                if (v[j] > best[c + j]) best[c + j] = v[j];
-        } else if (MODE == 2u && FADD) {
-            tn_m7_add_fused(v, other + idx0 + c, out + idx0 + c, r, TN_FADD);
-        } else {
-            for (uint32_t j = 0; j < r; j++)
-                tn_m7_emit(l, other, out, idx0 + c + j, v[j], MODE == 2u, OB);
-        }
+        tn_sf_hand_on(l, v, r, other, out, idx0, best, c, OB, MODE, TN_FADD);
         c += r;
     }
 }

@@ -36,6 +36,19 @@
  * the codes.
  * --------------------------------------------------------------------------------------------- */
 
+/* The last, partial input word of K codes at in (K % (32 / XB) != 0): its codes, then z_x's in
+ * the missing fields (x' = 0; z_x a code of the input's width: steps.sub_fc_fits /
+ * sub_fc_window); 0 when the K codes fill whole words. */
+TN_INLINE uint32_t tn_sf_tail_word(const uint8_t *in, uint32_t K, uint32_t XB, int32_t ZX)
+{
+    const uint32_t G = 32u / XB, NG = K / G;
+    uint32_t tw = 0;
+    for (uint32_t e = 0; K % G != 0u && e < G; e++)
+        tw |= (NG * G + e < K ? (uint32_t)tn_get(in, NG * G + e, XB, 0u)
+                              : (uint32_t)ZX & (XB == 8u ? 0xFFu : (1u << XB) - 1u)) << (e * XB);
+    return tw;
+}
+
 /* sum x' over the NG words of inputs at in and (TAIL) the last partial word tw (its missing
  * codes z_x): USADA8 sums of the codes, sign bits flipped for signed ones (c ^ 2^(b-1) =
  * x + 2^(b-1)), minus (z_x + 2^(b-1)) per code. */
@@ -640,12 +653,8 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
     const uint32_t G = 32u / XB, NG = K / G, TAIL = K % G != 0u; /* whole input words */
     const uint32_t NQ = N % 4u == 1u || N % 4u == 2u ? N & ~3u : N; /* rows in blocks of four */
     const uint32_t NO = OCT ? N & ~7u : 0u; /* rows in blocks of eight (before those of four) */
-    uint32_t tw = 0; /* the last word's codes, then z_x's (x' = 0; a code: steps.sub_fc_fits) */
-    int32_t sx;
-    for (uint32_t e = 0; TAIL && e < G; e++)
-        tw |= (NG * G + e < K ? (uint32_t)tn_get(in, NG * G + e, XB, 0u)
-                              : (uint32_t)ZX & (XB == 8u ? 0xFFu : (1u << XB) - 1u)) << (e * XB);
-    sx = HASZW || (WB == 4u && RAW == 2u) || OCT ? tn_sf_sumx(in, NG, tw, TAIL, XB, XS, ZX) : 0;
+    uint32_t tw = tn_sf_tail_word(in, K, XB, ZX); /* the last word: codes, then z_x's */
+    const int32_t sx = HASZW || (WB == 4u && RAW == 2u) || OCT ? tn_sf_sumx(in, NG, tw, TAIL, XB, XS, ZX) : 0;
     for (uint32_t c = 0; c < NO; c += 8u) { /* OCT: blocks of eight rows */
         int32_t A[8];
         w = tn_so_block(w, in, NG, &tw, TAIL, OCT, XB, XS, WB, sx, A);
@@ -680,6 +689,26 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
  * fused ADD (MODE 2) or maxed into best[c] (MODE 1).
  * --------------------------------------------------------------------------------------------- */
 
+/* Outputs c .. c + r - 1 of a pixel (values v, requantized and clamped) handed on by MODE: stored
+ * (0), maxed into best[c] (1, a fused max pool) or through the ADD (2: the fused ADD's own
+ * arithmetic where the step has it, else tn_m7_emit's per output). tn_m7_sub's own dot
+ * products (c/tn_m7_sub.h) hand theirs on here too. */
+TN_INLINE void tn_sf_hand_on(const tn_layer_t *l, const int32_t *v, uint32_t r,
+                             const uint8_t *other, uint8_t *TN_RESTRICT out, uint32_t idx0,
+                             int32_t *TN_RESTRICT best, uint32_t c, uint32_t OB, uint32_t MODE,
+                             TN_FADD_ARGS)
+{
+    if (MODE == 1u) {
+        for (uint32_t j = 0; j < r; j++)
+            if (v[j] > best[c + j]) best[c + j] = v[j];
+    } else if (MODE == 2u && FADD) {
+        tn_m7_add_fused(v, other + idx0 + c, out + idx0 + c, r, TN_FADD);
+    } else {
+        for (uint32_t j = 0; j < r; j++)
+            tn_m7_emit(l, other, out, idx0 + c + j, v[j], MODE == 2u, OB);
+    }
+}
+
 /* Outputs c .. c + 3 (those below N) of a pixel from their sums A[0..3], handed on by MODE. */
 TN_INLINE void tn_sf_emit4(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
                            const int32_t *m0p, const int8_t *n0p, const uint8_t *other,
@@ -701,15 +730,7 @@ TN_INLINE void tn_sf_emit4(const tn_layer_t *l, const int32_t *bias, const uint8
                                       - (uint32_t)z * (uint32_t)sx);
         v[j] = tn_m7_out(l, acc, c + j, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
     }
-    if (MODE == 1u) {
-        for (uint32_t j = 0; j < r; j++)
-            if (v[j] > best[c + j]) best[c + j] = v[j];
-    } else if (MODE == 2u && FADD) {
-        tn_m7_add_fused(v, other + idx0 + c, out + idx0 + c, r, TN_FADD);
-    } else {
-        for (uint32_t j = 0; j < r; j++)
-            tn_m7_emit(l, other, out, idx0 + c + j, v[j], MODE == 2u, OB);
-    }
+    tn_sf_hand_on(l, v, r, other, out, idx0, best, c, OB, MODE, TN_FADD);
 }
 
 /* All N outputs of one pixel whose K codes are at src (see above). */
@@ -727,12 +748,8 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
     const uint32_t G = 32u / XB, NG = K / G, TAIL = K % G != 0u; /* whole input words */
     const uint32_t NQ = N % 4u == 1u || N % 4u == 2u ? N & ~3u : N; /* rows in blocks of four */
     const uint32_t NO = OCT ? N & ~7u : 0u; /* rows in blocks of eight (before those of four) */
-    uint32_t tw = 0; /* the last word's codes, then z_x's (x' = 0; a code: sub_fc_window) */
-    int32_t sx;
-    for (uint32_t e = 0; TAIL && e < G; e++)
-        tw |= (NG * G + e < K ? (uint32_t)tn_get(src, NG * G + e, XB, 0u)
-                              : (uint32_t)ZX & (XB == 8u ? 0xFFu : (1u << XB) - 1u)) << (e * XB);
-    sx = HASZW || (WB == 4u && RAW == 2u) || OCT ? tn_sf_sumx(src, NG, tw, TAIL, XB, XS, ZX) : 0;
+    uint32_t tw = tn_sf_tail_word(src, K, XB, ZX); /* the last word: codes, then z_x's */
+    const int32_t sx = HASZW || (WB == 4u && RAW == 2u) || OCT ? tn_sf_sumx(src, NG, tw, TAIL, XB, XS, ZX) : 0;
     for (uint32_t c = 0; c < NO; c += 8u) { /* OCT: blocks of eight rows */
         int32_t A[8];
         w = tn_so_block(w, src, NG, &tw, TAIL, OCT, XB, XS, WB, sx, A);
