@@ -59,6 +59,8 @@ MCU_CFLAGS = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft", "-std=c99", "-O2
 QEMU_ARGS = ("-M", "mps2-an500", "-nographic", "-semihosting", "-icount", "shift=0")
 APT_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm")
 LINKER_SCRIPT = MCU_DIR / "mps2_an500.ld"
+FLOAT_ABIS = ("soft", "softfp", "hard")  # build_mcu's float_abi
+FPU_FLAG = "-mfpu=fpv5-d16"  # the Cortex-M7's double-precision FPU (STM32F7 / H7 firmware)
 STACK_SIZE = 0x8000  # build_mcu's default stack reservation (.stack, in RAM)
 
 
@@ -308,7 +310,7 @@ def check_fits(export: Export, model: str = "model", stack_size: int = STACK_SIZ
 
 
 def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE,
-              opt: str = "-O2") -> Path:
+              opt: str = "-O2", float_abi: str = "soft") -> Path:
     """Compile the exported model with the QEMU harness for a Cortex-M7.
 
     Arguments:
@@ -318,19 +320,27 @@ def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE,
         opt: GCC's optimisation level, one of -O0, -O1, -O2, -O3, -Os, -Oz, -Og (default -O2,
             the level the instruction counts are measured at; the others check that the kernels
             build and compute the same bytes at a firmware's own level).
+        float_abi: "soft" (default: no FPU, the ABI the instruction counts are measured with),
+            or "hard" / "softfp" with the Cortex-M7's double-precision FPU (``-mfpu=fpv5-d16``),
+            as most Cortex-M7 firmware is built; the harness's reset handler enables the FPU.
 
     Returns:
         Path of ``model.elf``.
 
     Raises:
         ValueError: the model's constants or arena do not fit the target (:func:`check_fits`,
-            checked before the compiler runs), or ``opt`` is not one of the levels above.
+            checked before the compiler runs), or ``opt`` / ``float_abi`` is not one of the
+            values above.
         BuildError: compiler or linker failure, or no toolchain.
     """
     levels = ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz", "-Og")
     if opt not in levels:
         raise ValueError(f"build_mcu: opt={opt!r} is not a GCC optimisation level; use one of "
                          + ", ".join(levels))
+    if float_abi not in FLOAT_ABIS:
+        raise ValueError(f"build_mcu: float_abi={float_abi!r} is not one of "
+                         + ", ".join(FLOAT_ABIS) + " (soft: no FPU; hard or softfp: the "
+                         "Cortex-M7's FPU, -mfpu=fpv5-d16)")
     check_fits(export, str(export.out_dir), stack_size)
     ok, why = toolchain()
     if not ok:
@@ -341,6 +351,9 @@ def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE,
     elf = out_dir / "model.elf"
     cc = "arm-none-eabi-gcc"
     flags = tuple(opt if f == "-O2" else f for f in MCU_CFLAGS)
+    if float_abi != "soft":
+        flags = tuple(f"-mfloat-abi={float_abi}" if f == "-mfloat-abi=soft" else f
+                      for f in flags) + (FPU_FLAG,)
     kernels = _object(cc, flags, src / "tinyopt_nn.c", [src, MCU_DIR],
                       "Cortex-M7 build (kernels)")
     ops = [_object(cc, flags, src / f, [src, MCU_DIR], f"Cortex-M7 build ({f})")

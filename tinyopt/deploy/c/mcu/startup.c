@@ -85,12 +85,26 @@ void *memset(void *dst, int c, size_t n)
 }
 
 /* ---------------------------------------------------------------- vectors */
-void Reset_Handler(void)
+/* .data from flash, .bss zeroed, then main: its own function, so that with an FPU (-mfloat-abi=hard
+ * or softfp) no floating-point instruction GCC may choose for the copies runs before the reset
+ * handler has enabled the FPU (a Cortex-M7 resets with it off: any use is a fault). */
+__attribute__((noinline)) static void run_main(void)
 {
     uint32_t *src = &__data_load, *dst = &__data_start;
     while (dst < &__data_end) *dst++ = *src++;
     for (dst = &__bss_start; dst < &__bss_end; dst++) *dst = 0u;
     semihost_exit(main() == 0);
+}
+
+void Reset_Handler(void)
+{
+#if defined(__ARM_FP)
+    /* CPACR: full access to coprocessors 10 and 11 (the FPU), then barriers so that the next
+     * instruction sees it (ARMv7-M ARM B3.2.20) */
+    *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20;
+    __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
+    run_main();
 }
 
 static void Fault_Handler(void)
