@@ -65,8 +65,8 @@ from tinyopt.names import c_comment, c_identifier, c_string
 
 C_DIR = Path(__file__).resolve().parent / "c"
 KERNEL_FILES = ("tinyopt_nn.h", "tinyopt_nn.c", "tn_arith.h", "tn_m7.h", "tn_m7_core.h",
-                "tn_m7_gemm.h", "tn_m7_dw.h", "tn_m7_add.h", "tn_m7_sub.h", "tn_m7_subconv.h",
-                "tn_m7_subfc.h")
+                "tn_m7_gemm.h", "tn_m7_dw.h", "tn_m7_pool.h", "tn_m7_add.h", "tn_m7_sub.h",
+                "tn_m7_subconv.h", "tn_m7_subfc.h")
 ROUNDING_C = {"floor": "TN_FLOOR", "tflite_single": "TN_TFL_SINGLE",
               "tflite_double": "TN_TFL_DOUBLE"}
 # The kinds tinyopt_nn.c's own dispatcher (tn_run) knows; the kernels of ops added since live in

@@ -6,6 +6,7 @@
 
 #include "tn_m7_gemm.h"
 #include "tn_m7_dw.h"
+#include "tn_m7_pool.h"    /* max / average pool steps */
 #include "tn_m7_add.h"
 #include "tn_m7_sub.h"     /* sub-byte dense / pointwise / conv (issue 29) */
 #include "tn_m7_subconv.h" /* ... on tn_m7_conv's lanes */
