@@ -307,6 +307,16 @@ TN_INLINE uint32_t tn_pos(uint32_t r, uint32_t b)
     return 2u * (r % half) + r / half;
 }
 
+/* x saturated to [0, 31] (USAT #5): a shift count of tn_m7_out's per-channel FAST 1 forms */
+TN_INLINE uint32_t tn_usat5(int32_t x)
+{
+#if defined(__ARM_FEATURE_DSP)
+    return (uint32_t)__usat(x, 5);
+#else
+    return (uint32_t)(x < 0 ? 0 : (x > 31 ? 31 : x));
+#endif
+}
+
 /* Requantization in 32-bit arithmetic, identical to tn_requant_k (tn_arith.h) when the exporter
  * checked (kernels_m7.fast_requant) that m0 >= 0 for the TFLite flavours and n0 in [-31, 30]:
  * then every intermediate of tn_requant_k fits in 32 bits (|x * m0 + 2^30| >> 31 < 2^31) and a
@@ -336,7 +346,8 @@ TN_INLINE int32_t tn_m7_requant(int32_t phi, int32_t m0, int32_t n, uint32_t rou
 
 /* The requantized (or raw) and clamped output of an accumulator, as tn_value of tinyopt_nn.c.
  * FAST: tn_m7_requant applies (2: moreover every n0 < 0; 3: moreover every n0 >= -30 and every
- * accumulator of the layer is below 2^30 in magnitude, kernels_m7.acc_bound), and
+ * accumulator of the layer is below 2^30 in magnitude, kernels_m7.acc_bound; 1 alone: n0 of
+ * either sign, a branch-free form per channel for the floor and double roundings), and
  * [LOZ, HIZ] = [act_lo, act_hi] - zero point fit in int32.
  * M0 / N0: the layer's single multiplier (NM == 1), or ignored (per channel, read at c). */
 TN_INLINE int32_t tn_m7_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32_t req,
@@ -368,6 +379,23 @@ TN_INLINE int32_t tn_m7_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32
              * without the branches on n0 that a per-channel multiplier (ICN: BN's gammas
              * differ) kept at run time: about six instructions per output fewer */
             r = tn_smmul(acc, m0) >> (uint32_t)~n0;
+        } else if (FAST == 1u && per_channel_m && rounding == TN_FLOOR) {
+            /* n0 of both signs among the channels (one channel of a trained layer with n0 >= 0
+             * suffices), each in [-31, 30] (checked at export): tn_m7_requant's floor form with
+             * its two branches on n0 replaced by saturations, left = max(n0 + 1, 0) <= 31 and
+             * right = max(~n0, 0) <= 30 (one of them 0): LSL by a register wraps modulo 2^32
+             * as tn_shl32 for a shift below 32. A uniform multiplier (constant N0) keeps
+             * tn_m7_requant, whose branches fold away */
+            r = tn_smmul((int32_t)((uint32_t)acc << tn_usat5(n0 + 1)), m0) >> tn_usat5(~n0);
+        } else if (FAST == 1u && per_channel_m && rounding == TN_TFL_DOUBLE) {
+            /* likewise for the double rounding (m0 >= 0): x = acc << max(n0, 0) (<= 30, wraps as
+             * tn_shl32), h its doubling high multiply, then the rounding divide of FAST 2 by
+             * right = max(-n0, 0) <= 31; right = 0 leaves h (mask 0: no increment) */
+            const int32_t x = (int32_t)((uint32_t)acc << tn_usat5(n0));
+            const int32_t h = (int32_t)(((int64_t)x * (int64_t)m0 + ((int64_t)1 << 30)) >> 31);
+            const uint32_t right = tn_usat5(-n0), mask = (1u << right) - 1u;
+            const uint32_t threshold = (mask >> 1) + ((uint32_t)h >> 31);
+            r = (h >> right) + (((uint32_t)h & mask) > threshold ? 1 : 0);
         } else {
             r = tn_m7_requant(acc, m0, n0, rounding);
         }
