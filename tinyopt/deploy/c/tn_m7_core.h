@@ -382,18 +382,22 @@ TN_INLINE int32_t tn_m7_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32
         } else if (FAST == 1u && per_channel_m && rounding == TN_FLOOR) {
             /* n0 of both signs among the channels (one channel of a trained layer with n0 >= 0
              * suffices), each in [-31, 30] (checked at export): tn_m7_requant's floor form with
-             * its two branches on n0 replaced by saturations, left = max(n0 + 1, 0) <= 31 and
-             * right = max(~n0, 0) <= 30 (one of them 0): LSL by a register wraps modulo 2^32
-             * as tn_shl32 for a shift below 32. A uniform multiplier (constant N0) keeps
-             * tn_m7_requant, whose branches fold away */
-            r = tn_smmul((int32_t)((uint32_t)acc << tn_usat5(n0 + 1)), m0) >> tn_usat5(~n0);
+             * its two branches on n0 replaced by a saturation, left = max(n0 + 1, 0) <= 31, and
+             * a subtraction, right = left - (n0 + 1) = max(-(n0 + 1), 0) <= 30 (one of them 0):
+             * LSL by a register wraps modulo 2^32 as tn_shl32 for a shift below 32. A uniform
+             * multiplier (constant N0) keeps tn_m7_requant, whose branches fold away */
+            const int32_t t = n0 + 1;
+            const uint32_t left = tn_usat5(t);
+            r = tn_smmul((int32_t)((uint32_t)acc << left), m0) >> (left - (uint32_t)t);
         } else if (FAST == 1u && per_channel_m && rounding == TN_TFL_DOUBLE) {
-            /* likewise for the double rounding (m0 >= 0): x = acc << max(n0, 0) (<= 30, wraps as
-             * tn_shl32), h its doubling high multiply, then the rounding divide of FAST 2 by
-             * right = max(-n0, 0) <= 31; right = 0 leaves h (mask 0: no increment) */
-            const int32_t x = (int32_t)((uint32_t)acc << tn_usat5(n0));
+            /* likewise for the double rounding (m0 >= 0): x = acc << left, left = max(n0, 0)
+             * <= 30 (wraps as tn_shl32), h its doubling high multiply, then the rounding divide
+             * of FAST 2 by right = left - n0 = max(-n0, 0) <= 31; right = 0 leaves h (mask 0:
+             * no increment) */
+            const uint32_t left = tn_usat5(n0);
+            const int32_t x = (int32_t)((uint32_t)acc << left);
             const int32_t h = (int32_t)(((int64_t)x * (int64_t)m0 + ((int64_t)1 << 30)) >> 31);
-            const uint32_t right = tn_usat5(-n0), mask = (1u << right) - 1u;
+            const uint32_t right = left - (uint32_t)n0, mask = (1u << right) - 1u;
             const uint32_t threshold = (mask >> 1) + ((uint32_t)h >> 31);
             r = (h >> right) + (((uint32_t)h & mask) > threshold ? 1 : 0);
         } else {
