@@ -168,6 +168,43 @@ def subbyte_rows(tmp: Path) -> list[dict]:
     return rows
 
 
+def trained_like_bn(model, seed: int = 0) -> int:
+    """Give every BatchNormalization of a re-initialised ``model`` per-channel statistics drawn
+    like a trained model's (seeded), in place, so that the sub-byte policies' ICN layers get a
+    multiplier (m0, n0) per channel, as the trained MLPerf models do, instead of the one a fresh
+    BN (gamma 1, beta 0, mean 0, variance 1) gives every channel. The draws: gamma ~ U(0.5, 1.5),
+    beta and the moving mean ~ N(0, 0.1), the moving variance 2^N(0, 1): the per-channel scale
+    gamma / sqrt(var) then spreads by a standard deviation of about 0.6 in log2, within what the
+    trained MLPerf Keras models' BN layers show (0.1 to 1.1 for ResNet-8, DS-CNN, the
+    autoencoder and most of VWW; a few VWW layers with dead channels more).
+
+    Arguments:
+        model: a Keras model (changed in place).
+        seed: the draws' seed.
+
+    Returns:
+        The number of BatchNormalization layers changed."""
+    import tf_keras as keras
+    rng = np.random.default_rng(seed)
+    n = 0
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        weights = []
+        for w, name in zip(layer.get_weights(), ("gamma", "beta", "mean", "var")
+                           if layer.scale and layer.center else ()):
+            c = w.shape
+            weights.append({"gamma": rng.uniform(0.5, 1.5, c), "beta": rng.normal(0, 0.1, c),
+                            "mean": rng.normal(0, 0.1, c),
+                            "var": 2.0 ** rng.normal(0, 1, c)}[name].astype(w.dtype))
+        if not weights:
+            raise ValueError(f"{model.name}: BatchNormalization {layer.name!r} without scale or "
+                             "center; trained_like_bn draws all four statistics")
+        layer.set_weights(weights)
+        n += 1
+    return n
+
+
 def _subbyte_rows(tmp: Path, choice: str) -> list[dict]:
     import tf_keras as keras
     from tinyopt.front import models
@@ -178,6 +215,7 @@ def _subbyte_rows(tmp: Path, choice: str) -> list[dict]:
     for net in SUB_NETS:
         model = (models.seed_cnn() if net == "seed_cnn"
                  else mlperf_architecture(net, classes=10, seed=0))
+        trained_like_bn(model, seed=0)
         x = np.random.default_rng(0).uniform(0, 1, (16, *model.input_shape[1:]))
         x = x.astype(np.float32)
         base = {}
