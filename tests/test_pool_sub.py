@@ -1,5 +1,5 @@
-"""The sub-byte average pool a word at a time (tn_m7_avgpool_words, c/tn_m7_pool.h): 1, 2 and
-4-bit inputs, signed and unsigned, floor and half-away averages, padded windows (fewer elements
+"""The average pool a word at a time (tn_m7_avgpool_words, c/tn_m7_pool.h): 1, 2, 4 and 8-bit
+inputs, signed and unsigned, floor and half-away averages, padded windows (fewer elements
 counted) and global ones, bit-exact with the simulator on the host and under QEMU; the pools it
 does not take (a max pool, channels not filling whole words, a window whose code sum would
 overflow a 16-bit lane) stay exact on the element-wise loop; a 4-bit average pool costs no more
@@ -34,18 +34,24 @@ POOLS = {
                  "floor"),
     "u1": (1, False, 0, (4, 4, 64), (2, 2), (2, 2), (0, 0, 0, 0), (2, 2, 64), "avgpool", None),
     "s1": (1, True, 0, (4, 6, 32), (3, 3), (1, 2), (1, 1, 1, 1), (4, 3, 32), "avgpool", None),
-    # not the word-wise pool: channels not filling a word, a max pool, 8-bit inputs
+    "s8_same": (8, True, -5, (7, 7, 8), (3, 3), (2, 2), (1, 1, 1, 1), (4, 4, 8), "avgpool",
+                None),
+    "u8_global": (8, False, 0, (5, 5, 64), (5, 5), (1, 1), (0, 0, 0, 0), (1, 1, 64),
+                  "avgpool", None),
+    # not the word-wise pool: channels not filling a word, a max pool, a window whose code
+    # sum may leave 16 bits
     "u4_c12": (4, False, 0, (5, 5, 12), (3, 3), (2, 2), (1, 1, 1, 1), (3, 3, 12), "avgpool",
                None),
     "s4_max": (4, True, 0, (6, 6, 16), (2, 2), (2, 2), (0, 0, 0, 0), (3, 3, 16), "maxpool",
                None),
-    "u8_global": (8, False, 0, (5, 5, 64), (5, 5), (1, 1), (0, 0, 0, 0), (1, 1, 64),
-                  "avgpool", None),
+    # 17 x 17 8-bit codes (289 x 255 > 2^16 - 1)
+    "u8_lane_bound": (8, False, 0, (17, 17, 4), (17, 17), (1, 1), (0, 0, 0, 0), (1, 1, 4),
+                      "avgpool", None),
     # 68 x 68 4-bit codes (4624 x 15 > 2^16 - 1): a 16-bit lane would wrap
     "u4_lane_bound": (4, False, 0, (68, 68, 8), (68, 68), (1, 1), (0, 0, 0, 0), (1, 1, 8),
                       "avgpool", None),
 }
-FAST = ("u4_global", "s4_same", "u4_lane_bound")
+FAST = ("u4_global", "s4_same", "u4_lane_bound", "s8_same")
 
 
 def pool_graph(name: str, rounding: str = "floor") -> IntegerGraph:
@@ -68,7 +74,7 @@ def pool_inputs(g: IntegerGraph, n: int, seed: int = 1) -> np.ndarray:
     lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
     hi = lo + (1 << g.input_bits)
     rng = np.random.default_rng(seed)
-    if g.name == "pool_u4_lane_bound":
+    if g.name in ("pool_u4_lane_bound", "pool_u8_lane_bound"):
         low = hi - 1 - np.arange(g.input_shape[-1]) % 4
         return rng.integers(low, hi, (n, *g.input_shape))
     return rng.integers(lo, hi, (n, *g.input_shape))
@@ -90,8 +96,9 @@ def test_pool_host_bitexact(tmp_path, name, rounding):
     x = pool_inputs(g, 24)
     want = codegen.reference_output(g, x)
     assert len(np.unique(want)) > 1, "a constant output checks little"
-    if name == "u4_lane_bound":  # the window sums leave 16 bits
-        assert int(np.abs(x.reshape(len(x), -1, 8).sum(axis=1)).max()) > 65535
+    if name.endswith("lane_bound"):  # the window sums leave 16 bits
+        c = g.input_shape[-1]
+        assert int(np.abs(x.reshape(len(x), -1, c).sum(axis=1)).max()) > 65535
     got = mcu.run_host(exe, e, x)
     assert int((got != want).sum()) == 0
 
@@ -104,7 +111,8 @@ def test_pool_under_qemu(qemu, tmp_path):
     insns = {}
     for name, rounding in [("u4_global", "floor"), ("u8_global", "floor"),
                            ("s4_same", "tflite_double"), ("u2_same", "floor"),
-                           ("s1", "tflite_double"), ("u4_zp_half_away", "floor")]:
+                           ("s1", "tflite_double"), ("u4_zp_half_away", "floor"),
+                           ("s8_same", "tflite_double")]:
         g = pool_graph(name, rounding)
         r = mcu.deploy(g, pool_inputs(g, 3), tmp_path / name, name="m", mcu_images=2)
         s = r["summary"]
@@ -114,7 +122,7 @@ def test_pool_under_qemu(qemu, tmp_path):
 
 
 @pytest.mark.slow  # six compiles per width
-@pytest.mark.parametrize("name", ["s4_same", "u2_same", "s1"])
+@pytest.mark.parametrize("name", ["s4_same", "u2_same", "s1", "s8_same"])
 def test_pool_compiles_at_every_level(tmp_path, name):
     _arm_gcc()
     e = codegen.export_c(pool_graph(name, "tflite_double"), tmp_path / "src")

@@ -27,10 +27,10 @@ TN_INLINE int32_t tn_m7_pool_avg(const tn_layer_t *l, int32_t total, int32_t cou
  * Sub-byte inputs (b = 1, 2, 4 bits), a pixel of whole words (C b a multiple of 32) and a
  * window whose sum of codes fits a 16-bit lane: KH KW (2^b - 1) <= 65535. */
 #define TN_POOL_WORDS(C, KH, KW, B, AVG)                                                   \
-    ((AVG) && (B) < 8u && ((C) * (B)) % 32u == 0u                                          \
+    ((AVG) && (B) <= 8u && ((C) * (B)) % 32u == 0u                                          \
      && (uint32_t)((KH) * (KW)) * ((1u << (B)) - 1u) <= 65535u)
 
-/* Average pool of b-bit inputs (b < 8), a word of N = 32 / b channels at a time: a loaded word
+/* Average pool of b-bit inputs (b <= 8), a word of N = 32 / b channels at a time: a loaded word
  * masked at its P = 8 / b element offsets in every byte, (w >> s b) & m (m: the b-bit mask in
  * each byte; one AND with a shifted operand), gives four byte lanes, which UXTAB16 and its ROR #8
  * form add to two registers of 16-bit lanes: 3 P instructions and one load for N elements (the
