@@ -195,7 +195,9 @@ def mobilenet_converted(ds, policy, alpha: float, resolution: int, train_samples
         ds: a :class:`tinyopt.Dataset` (28x28).
         policy: the bits (:func:`mobilenet_random`'s policy).
         alpha, resolution: the member (10 classes, 1 input channel).
-        train_samples, epochs, seed: the float training (the first ``train_samples`` images).
+        train_samples, epochs, seed: the float training (the first ``train_samples`` images;
+            ``epochs`` 0: none, the seeded initial model, its BatchNorm statistics still
+            re-estimated on them).
         deploy: the :class:`Deployer`.
 
     Returns:
@@ -205,7 +207,9 @@ def mobilenet_converted(ds, policy, alpha: float, resolution: int, train_samples
     n = deploy.images
     fmn = models.mobilenet_v1(alpha, resolution, classes=10, input_channels=1, seed=seed)
     x_fmn = _pad(ds.x_train[:train_samples], resolution)
-    train.fit(fmn, (x_fmn, ds.y_train[:train_samples]), epochs=epochs, seed=seed, progress=False)
+    if epochs:  # 0: the seeded initial model (Keras refuses epochs=0)
+        train.fit(fmn, (x_fmn, ds.y_train[:train_samples]), epochs=epochs, seed=seed,
+                  progress=False)
     subbyte.recalibrate_bn(fmn, x_fmn[:2000])
     c = subbyte.quantize_chain(fmn, policy, x_fmn[:1000],
                                (_pad(ds.x_test[:n], resolution), ds.y_test[:n]))  # PTQ only

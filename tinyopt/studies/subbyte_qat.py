@@ -139,7 +139,8 @@ def subbyte_qat_mobilenet(ds, alpha: float, resolution: int, epochs: int, sample
     Arguments:
         ds: a :class:`tinyopt.Dataset` (28x28).
         alpha, resolution: the member (10 classes, 1 input channel).
-        epochs, samples, learning_rate, batch_size: float training (``samples`` None: all).
+        epochs, samples, learning_rate, batch_size: float training (``samples`` None: all;
+            ``epochs`` 0: none, the seeded initial model).
         policies, granularities: as :func:`subbyte_qat_seed_cnn`.
         qat_configs: ``"policy/granularity[/fold]"`` strings (:func:`parse_qat_configs`).
         test_samples, calibration_samples, qat_samples, qat_epochs, qat_lr, on_row: as
@@ -159,8 +160,9 @@ def subbyte_qat_mobilenet(ds, alpha: float, resolution: int, epochs: int, sample
     x_train, y_train = pad(ds.x_train[:samples]), ds.y_train[:samples]
     t = time.time()
     model = models.mobilenet_v1(alpha, resolution, classes=10, input_channels=1)
-    train.fit(model, (x_train, y_train), epochs=epochs, batch_size=batch_size,
-              learning_rate=learning_rate, progress=False)
+    if epochs:  # 0: the seeded initial model (Keras refuses epochs=0)
+        train.fit(model, (x_train, y_train), epochs=epochs, batch_size=batch_size,
+                  learning_rate=learning_rate, progress=False)
     print(f"MobileNet float training: {time.time() - t:.0f} s")
     configs = [(p, g, None) for p in policies for g in granularities] + [("w4a4", "PL", "FB")]
     rows = policy_study(
