@@ -23,8 +23,9 @@ from tinyopt.pipeline import subbyte
 def policy_study(model_name: str, model, x_train, y_train, test, configs, qat_configs,
                  calibration_samples: int, qat_samples: int, qat_epochs: int, qat_lr: float,
                  dataset: str = "", on_row=None) -> list[dict]:
-    """Float32, float32 fine-tuned like QAT, then PTQ for every config and QAT (from the PTQ
-    model) for those in ``qat_configs``; fake-quant accuracies.
+    """Float32, float32 fine-tuned like QAT (when some config gets QAT: it is their reference),
+    then PTQ for every config and QAT (from the PTQ model) for those in ``qat_configs``;
+    fake-quant accuracies.
 
     Arguments:
         model_name: the ``model`` column.
@@ -41,8 +42,8 @@ def policy_study(model_name: str, model, x_train, y_train, test, configs, qat_co
         on_row: called with each new row (e.g. to print it or write a checkpoint).
 
     Returns:
-        Rows: dataset, model, policy, granularity, fold, method (float32, float32+ft, PTQ, QAT),
-        accuracy, weight_bytes, seconds.
+        Rows: dataset, model, policy, granularity, fold, method (float32, float32+ft, PTQ, QAT;
+        no float32+ft row when no config gets QAT), accuracy, weight_bytes, seconds.
     """
     from tinyopt.mixed.build import named_policy
     rows = []
@@ -56,11 +57,12 @@ def policy_study(model_name: str, model, x_train, y_train, test, configs, qat_co
 
     x_eval, y_eval = test
     record("float32", None, None, "float32", subbyte.accuracy((model, x_eval), y_eval), 0.0)
-    t = time.time()
-    ft = subbyte.finetuned_copy(model, (x_train[:qat_samples], y_train[:qat_samples]), qat_epochs,
-                                qat_lr, validation_split=0.0)
-    record("float32", None, None, "float32+ft", subbyte.accuracy((ft, x_eval), y_eval),
-           time.time() - t)
+    if set(configs) & set(qat_configs):  # the fine-tuned copy is the reference of a QAT row only
+        t = time.time()
+        ft = subbyte.finetuned_copy(model, (x_train[:qat_samples], y_train[:qat_samples]),
+                                    qat_epochs, qat_lr, validation_split=0.0)
+        record("float32", None, None, "float32+ft", subbyte.accuracy((ft, x_eval), y_eval),
+               time.time() - t)
     for config in configs:
         policy = named_policy(model, *config)
         fold = config[2] or ("mixed" if len(set(policy.fold[:-1])) > 1 else policy.fold[0])
