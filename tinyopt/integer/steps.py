@@ -381,12 +381,19 @@ def dw3_fits(step: Step) -> bool:
     as int16 pairs, ``kernels_m7.dw3_weights``), so the choice is known before any weight is
     and the memory model (:mod:`tinyopt.mixed.skeleton`, planned before calibration) reserves
     the same scratch the export uses. Pure arithmetic on the layer's shape and widths and the
-    graph's flavour."""
+    graph's flavour. A step the plan gives no free bytes for that scratch (not
+    :attr:`Step.roomy`) takes the row kernel's tail form where :func:`dw3_tail_fits` allows it
+    (no scratch of its own: the planes of a few channels in the output's tail)."""
+    return _dw3_shape_fits(step) and (step.roomy or dw3_tail_fits(step))
+
+
+def _dw3_shape_fits(step: Step) -> bool:
+    """:func:`dw3_fits` without the scratch: the layer's kind, widths and geometry."""
     layer = step.layer
     c = _hwc(layer.in_shape)[2]
     xb, wb, ob = int(layer.in_bits), int(layer.weight_bits), int(layer.out_bits)
     return not (step.graph_rounding not in ("floor", "tflite_single", "tflite_double")
-                or not step.roomy or layer.kind != "depthwise"
+                or layer.kind != "depthwise"
                 or wb not in (2, 4, 8) or xb not in (2, 4, 8)
                 or ob not in (2, 4, 8) or step.pool is not None or step.add is not None
                 or not layer.requantize or layer.depth_multiplier != 1
@@ -424,10 +431,78 @@ def dw3_width(layer) -> int:
 def dw3_scratch_bytes(step: Step) -> int:
     """Scratch of the row kernel: three input rows of all channels as int16 (3 C WP 2 bytes),
     0 when :func:`dw3_fits` refuses the step (:func:`scratch_parts` plans it for the
-    depthwise kernel kind)."""
-    if not dw3_fits(step):
+    depthwise kernel kind) or gives it the tail form (not :attr:`Step.roomy`: its planes are
+    in its own output, :func:`dw3_tail_fits`)."""
+    if not dw3_fits(step) or not step.roomy:
         return 0
     return 3 * _hwc(step.layer.in_shape)[2] * dw3_width(step.layer) * 2
+
+
+def dw3_block(layer) -> int:
+    """CB: the channels of one block of the row kernel's tail form (:func:`dw3_tail_fits`): a
+    halfword of input codes, at least 4 channels (16 / XB; C is a multiple of it, dw3_fits),
+    the fewest the kernel widens, so that its planes (:func:`dw3_tail_bytes`) take the fewest
+    output rows from the row kernel."""
+    return max(4, 16 // int(layer.in_bits))
+
+
+def dw3_tail_bytes(layer) -> int:
+    """Bytes of the tail form's planes: three input rows of :func:`dw3_block` channels as
+    int16 (3 CB WP 2)."""
+    return 3 * dw3_block(layer) * dw3_width(layer) * 2
+
+
+def dw3_tail_rows(layer, out_offset: int | None = None) -> int:
+    """OYF: the output rows the tail form runs on the row kernel, those whose bytes end at or
+    before its planes, which end with the output (:func:`dw3_tail_bytes`, their start a
+    multiple of :data:`SCRATCH_ALIGN` in the arena); the rows after them take the lean
+    kernel.
+
+    Arguments:
+        layer: a depthwise layer of :func:`dw3_fits`'s shape.
+        out_offset: the output's offset in the arena (``Step.out_offset``), or None: the
+            fewest rows any offset gives (before the plan).
+
+    Returns:
+        OYF, 0 when the planes do not fit in the output.
+    """
+    oh, ow, c = _hwc(layer.out_shape)
+    row = packed_bytes(ow * c, int(layer.out_bits))
+    end = oh * row - dw3_tail_bytes(layer)  # the planes' latest start, from the output's start
+    if out_offset is None:
+        start = end - (SCRATCH_ALIGN - 1)
+    else:
+        start = (int(out_offset) + end) // SCRATCH_ALIGN * SCRATCH_ALIGN - int(out_offset)
+    return max(0, start // row) if start >= 0 else 0
+
+
+def dw3_tail_fits(step: Step) -> bool:
+    """Does the row kernel's tail form run ``step`` (tn_m7_dw3 with CB < C, c/tn_m7_dw.h),
+    needing no scratch of its own? Its planes hold :func:`dw3_block` channels at a time and
+    lie in the output's own tail, which the blocks' rows before it (:func:`dw3_tail_rows`, at
+    least one) never write; the other rows run tn_m7_depthwise (channels a multiple of 32 /
+    weight bits, its weights exported after the row kernel's). Only where the output never
+    overlaps the input: no sliding write (:func:`write_delay` is None: not 8-bit inputs and
+    outputs), since a block writes its outputs before later blocks read their inputs; not the
+    stride-2 chunk layout (8-bit inputs, :func:`dw3_width`). Why: on a sub-byte Keras-path
+    graph the full scratch would grow the arena at DS-CNN's depthwise steps (every byte is
+    live there), and the lean kernel costs about twice the row kernel per MAC."""
+    return (_dw3_shape_fits(step) and write_delay(step) is None
+            and dw3_tail_layer(step.layer))
+
+
+def dw3_tail_layer(layer) -> bool:
+    """The layer's part of :func:`dw3_tail_fits`: inputs or outputs below 8 bits (with one
+    input and no fused pool or ADD: no sliding write), not the chunk layout, channels a
+    multiple of the lean kernel's word of weights and of :func:`dw3_block`, and at least one
+    output row before the planes. ``kernels_m7.dw3_weights`` exports the lean kernel's weights
+    after the row kernel's for such a layer."""
+    _, ow, c = _hwc(layer.out_shape)
+    wb, xb, ob = int(layer.weight_bits), int(layer.in_bits), int(layer.out_bits)
+    return ((xb != 8 or ob != 8) and wb in (2, 4, 8)
+            and not (int(layer.stride[1]) == 2 and xb == 8 and ow >= 4)
+            and c % (32 // wb) == 0 and c % dw3_block(layer) == 0
+            and dw3_tail_rows(layer) >= 1)
 
 
 def scratch_parts(step: Step, kernels: str = "m7") -> tuple[int, int]:

@@ -468,10 +468,11 @@ TN_INLINE void tn_dw3_build2(const uint8_t *in, int16_t *TN_RESTRICT rows, int32
 }
 
 /* Widen input row i (-PT <= i < H + PB) into slot s of the scratch planes (see above): its
- * columns PL .. PL + W - 1 (the padding columns hold the padding value from the start). */
+ * columns PL .. PL + W - 1 (the padding columns hold the padding value from the start); C
+ * channels from in on, of pixels of CS channels (C < CS: a block of the tail form, below). */
 TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_t i, uint32_t s,
-                            int32_t H, int32_t W, uint32_t C, int32_t PL, uint32_t WP,
-                            uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO)
+                            int32_t H, int32_t W, uint32_t C, uint32_t CS, int32_t PL,
+                            uint32_t WP, uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO)
 {
     const int16_t pad = (int16_t)(PADZERO ? -ZX : 0);
     const uint32_t nzx2 = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
@@ -482,13 +483,13 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
         return;
     }
     if (XB == 8u) {
-        const uint8_t *src = in + (uint32_t)i * (uint32_t)W * C;
+        const uint8_t *src = in + (uint32_t)i * (uint32_t)W * CS;
         int16_t *d = dst;
         for (int32_t j = 0; j + 2 <= W; j += 2, d += 2) {
-            const uint8_t *p = src + (uint32_t)j * C;
+            const uint8_t *p = src + (uint32_t)j * CS;
             int16_t *e = d;
             for (uint32_t cg = 0; cg < C; cg += 4u, p += 4, e += 12u * WP) {
-                const uint32_t x0 = tn_ld32(p), x1 = tn_ld32(p + C);
+                const uint32_t x0 = tn_ld32(p), x1 = tn_ld32(p + CS);
                 const uint32_t s0 = XS ? tn_sxtab16(nzx2, x0) : tn_uxtab16(nzx2, x0);
                 const uint32_t s1 = XS ? tn_sxtab16(nzx2, x1) : tn_uxtab16(nzx2, x1);
                 const uint32_t t0 = XS ? tn_sxtab16_ror8(nzx2, x0) : tn_uxtab16_ror8(nzx2, x0);
@@ -507,15 +508,15 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
          * channels at a time, a last halfword alone), then per channel one AND of the shifted
          * pair and, for a signed code or z_x != 0, one SSUB16 of (sign bit + z_x) after
          * flipping the sign bit (two's complement of XB bits) */
-        const uint32_t pb = C * XB / 8u, G = 16u / XB;
+        const uint32_t pb = C * XB / 8u, ps = CS * XB / 8u, G = 16u / XB;
         const uint32_t mask = tn_lanemask(XB);
         const uint32_t sb2 = XS ? (1u << (XB - 1u)) * 0x00010001u : 0u;
         const uint32_t off2 = (((XS ? (1u << (XB - 1u)) : 0u) + (uint32_t)ZX) & 0xFFFFu)
                               * 0x00010001u;
-        const uint8_t *src = in + (uint32_t)i * (uint32_t)W * pb;
+        const uint8_t *src = in + (uint32_t)i * (uint32_t)W * ps;
         int16_t *d = dst;
         for (int32_t j = 0; j + 2 <= W; j += 2, d += 2) {
-            const uint8_t *p = src + (uint32_t)j * pb;
+            const uint8_t *p = src + (uint32_t)j * ps;
             int16_t *e = d;
             uint32_t h = 0;
             /* a word of 2 G channels of pixel j beside the same word of pixel j + 1: the two
@@ -525,7 +526,7 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
 #pragma GCC unroll 1
 #endif
             for (; h + 4u <= pb; h += 4u, p += 4, e += 6u * G * WP) {
-                const uint32_t x0 = tn_ld32(p), x1 = tn_ld32(p + pb);
+                const uint32_t x0 = tn_ld32(p), x1 = tn_ld32(p + ps);
                 const uint32_t v0 = tn_dw3_pack_lo(x0, x1), v1 = tn_dw3_pack_hi(x0, x1);
                 TN_UNROLL
                 for (uint32_t g = 0; g < G; g++) {
@@ -540,7 +541,7 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
                 uint16_t u0, u1;
                 uint32_t v;
                 TN_MEMCPY(&u0, p, 2);
-                TN_MEMCPY(&u1, p + pb, 2);
+                TN_MEMCPY(&u1, p + ps, 2);
                 v = (uint32_t)u0 | ((uint32_t)u1 << 16);
                 TN_UNROLL
                 for (uint32_t g = 0; g < G; g++) {
@@ -552,7 +553,7 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
             }
         }
         if (W & 1) { /* the last pixel alone: a halfword of G channels, one lane each */
-            const uint8_t *p = src + (uint32_t)(W - 1) * pb;
+            const uint8_t *p = src + (uint32_t)(W - 1) * ps;
             int16_t *e = dst + (uint32_t)(W - 1);
 #if defined(__GNUC__)
 #pragma GCC unroll 1
@@ -572,7 +573,7 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
         return;
     }
     if (W & 1) {
-        const uint8_t *p = in + ((uint32_t)i * (uint32_t)W + (uint32_t)(W - 1)) * (C * XB / 8u);
+        const uint8_t *p = in + ((uint32_t)i * (uint32_t)W + (uint32_t)(W - 1)) * (CS * XB / 8u);
         for (uint32_t c = 0; c < C; c++)
             dst[c * 3u * WP + (uint32_t)(W - 1)] = (int16_t)(tn_get(p, c, XB, XS) - ZX);
     }
@@ -844,7 +845,8 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
  * compiled once per rotation of the three slots; for a sub-byte output once per code of a
  * byte, G = 8 / OB channels per pass, so that each code's bit offset is a constant). */
 TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32_t S0,
-                          uint32_t S1, uint32_t S2, uint32_t C, int32_t OW, int32_t SW,
+                          uint32_t S1, uint32_t S2, uint32_t C0, uint32_t C, uint32_t CS,
+                          int32_t OW, int32_t SW,
                           int32_t W, int32_t PL, uint32_t XB, uint32_t WP, uint32_t WIDE,
                           uint32_t DWQ,
                           uint32_t OB,
@@ -857,9 +859,11 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
     const uint8_t *w = l->w; /* the per-channel arrays, read once per row */
     const int32_t *bias = l->bias, *m0 = l->m0;
     const int8_t *n0 = l->n0;
-    const uint32_t G = 8u / OB, OP = C * OB / 8u; /* codes per byte; bytes per output pixel */
+    /* codes per byte; bytes per output pixel (of CS channels: the planes hold channels
+     * C0 .. C0 + C - 1, o points at channel C0's byte) */
+    const uint32_t G = 8u / OB, OP = CS * OB / 8u;
     const uint32_t CH = TN_DW3_CHUNKS(SW, XB, OW); /* the chunk layout (see above) */
-    if (CH && TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) {
+    if (CH && C0 == 0u && C == CS && TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) {
         tn_dw3_row2(l, rows, o, S0, S1, S2, C, OW, WP, DWQ, OS);
         return;
     }
@@ -878,8 +882,8 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
 #pragma GCC unroll 1
 #endif
         for (uint32_t c = 0; c < C; c++, p += 3u * wp)
-            tn_dw3_channel(l, w, bias, m0, n0, p, b0 + c * PB, c, S0 * wp, S1 * wp, S2 * wp,
-                           1u, 0u, OW, SW, 0u, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
+            tn_dw3_channel(l, w, bias, m0, n0, p, b0 + c * PB, C0 + c, S0 * wp, S1 * wp,
+                           S2 * wp, 1u, 0u, OW, SW, 0u, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
@@ -916,22 +920,24 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
         TN_UNROLL
         for (uint32_t g = 0; g < G; g++)
             tn_dw3_channel(l, w, bias, m0, n0, CH ? pc + 2u * g : pc + 3u * g * wp,
-                           o + c / G, c + g, CH ? S0 * 8u : S0 * wp, CH ? S1 * 8u : S1 * wp,
-                           CH ? S2 * 8u : S2 * wp, OP, g * OB, OW, SW, CH, WIDE, DWQ, OB, OS,
+                           o + c / G, C0 + c + g, CH ? S0 * 8u : S0 * wp,
+                           CH ? S1 * 8u : S1 * wp, CH ? S2 * 8u : S2 * wp, OP, g * OB, OW, SW, CH, WIDE, DWQ, OB, OS,
                            LO, HI, NM, ROUND, TN_RQ);
     }
 }
 
-/* The row kernel (see above). rows: 3 * C * WP int16, word aligned; WP even, at least
- * OW * SW + 4 and W + PL. */
-TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
-                         int16_t *TN_RESTRICT rows, int32_t H, int32_t W, uint32_t C,
-                         int32_t OH, int32_t OW, int32_t SH, int32_t SW, int32_t PT,
-                         int32_t PL, uint32_t WP, uint32_t XB, uint32_t XS, int32_t ZX,
-                         uint32_t PADZERO, uint32_t WIDE, uint32_t DWQ, uint32_t OB, uint32_t OS,
-                         int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+/* Output rows 0 .. OY1 - 1 of channels C0 .. C0 + C - 1 (of CS) from three rolling input rows
+ * of those channels in the planes at rows (3 C WP int16). */
+TN_INLINE void tn_dw3_rows(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
+                           int16_t *TN_RESTRICT rows, uint32_t C0, uint32_t C, uint32_t CS,
+                           int32_t OY1, int32_t H, int32_t W, int32_t OW, int32_t SH,
+                           int32_t SW, int32_t PT, int32_t PL, uint32_t WP, uint32_t XB,
+                           uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t WIDE, uint32_t DWQ,
+                           uint32_t OB, uint32_t OS, int32_t LO, int32_t HI, uint32_t NM,
+                           uint32_t ROUND, TN_RQ_ARGS)
 {
     int32_t next = -PT; /* the next input row to widen */
+    const uint8_t *ib = in + C0 * XB / 8u; /* channel C0 of pixel 0 (a whole byte: dw3_fits) */
     {   /* the padding columns of every plane, once (rows only ever write columns PL..PL+W-1) */
         const int16_t pad = (int16_t)(PADZERO ? -ZX : 0);
         int16_t *d = rows;
@@ -950,32 +956,77 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
             }
         }
     }
-    for (int32_t oy = 0; oy < OH; oy++) {
+    for (int32_t oy = 0; oy < OY1; oy++) {
         const int32_t last = oy * SH - PT + 2;
-        uint8_t *o = out + (uint32_t)oy * ((uint32_t)OW * (C * OB / 8u));
+        uint8_t *o = out + (uint32_t)oy * ((uint32_t)OW * (CS * OB / 8u)) + C0 * OB / 8u;
         for (; next <= last; next++) {
             if (TN_DW3_CHUNKS(SW, XB, OW))
                 tn_dw3_build2(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XB,
                               XS, ZX, PADZERO);
             else
-                tn_dw3_build(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XB,
-                             XS, ZX, PADZERO);
+                tn_dw3_build(ib, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, CS, PL, WP,
+                             XB, XS, ZX, PADZERO);
         }
         switch ((uint32_t)(oy * SH) % 3u) {
         case 0:
-            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS, LO,
-                       HI, NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C0, C, CS, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB,
+                       OS, LO, HI, NM, ROUND, TN_RQ);
             break;
         case 1:
-            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS, LO,
-                       HI, NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C0, C, CS, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB,
+                       OS, LO, HI, NM, ROUND, TN_RQ);
             break;
         default:
-            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS, LO,
-                       HI, NM, ROUND, TN_RQ);
+            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C0, C, CS, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB,
+                       OS, LO, HI, NM, ROUND, TN_RQ);
             break;
         }
     }
+}
+
+/* The row kernel (see above). rows: 3 * CB * WP int16, word aligned; WP even, at least
+ * OW * SW + 4 and W + PL.
+ *
+ * CB = C, OYF = OH: the full form, the planes in the step's scratch. CB < C: the tail form
+ * (kernels_m7.dw3_tail_offset), for a step whose plan leaves no free bytes for the planes of
+ * every channel: the planes of a block of CB channels lie in the output's own tail, past output
+ * row OYF's first byte. The blocks run one after the other over output rows 0 .. OYF - 1 (each
+ * input row widened once per block, as in the full form), which never write there; the output
+ * does not overlap the input (no sliding write below 8-bit inputs and outputs,
+ * steps.write_delay), so a block's outputs may be written before a later block's inputs are
+ * read. Then rows OYF .. OH - 1 run tn_m7_depthwise (the lean kernel, no scratch) on its
+ * own weights, exported after the row kernel's (B, RB, NWZP, ZW: its weight arguments), over
+ * the planes. */
+TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
+                         int16_t *TN_RESTRICT rows, int32_t H, int32_t W, uint32_t C,
+                         int32_t OH, int32_t OW, int32_t SH, int32_t SW, int32_t PT,
+                         int32_t PL, uint32_t WP, uint32_t CB, int32_t OYF, uint32_t B,
+                         uint32_t RB, uint32_t NWZP, int32_t ZW, uint32_t XB, uint32_t XS,
+                         int32_t ZX, uint32_t PADZERO, uint32_t WIDE, uint32_t DWQ, uint32_t OB,
+                         uint32_t OS, int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND,
+                         TN_RQ_ARGS)
+{
+    if (CB == C) {
+        tn_dw3_rows(l, in, out, rows, 0u, C, C, OH, H, W, OW, SH, SW, PT, PL, WP, XB, XS, ZX,
+                    PADZERO, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
+        return;
+    }
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+    for (uint32_t c0 = 0; c0 < C; c0 += CB)
+        tn_dw3_rows(l, in, out, rows, c0, CB, C, OYF, H, W, OW, SH, SW, PT, PL, WP, XB, XS, ZX,
+                    PADZERO, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
+    if (OYF < OH) {
+        /* the lean kernel's weights after the row kernel's (16 or 28 bytes a channel); its
+         * rows OYF .. from a top padding moved up by OYF SH rows */
+        tn_layer_t lean = *l;
+        lean.w = l->w + C * (WIDE ? 28u : 16u);
+        tn_m7_depthwise(&lean, in, in, out + (uint32_t)OYF * (uint32_t)OW * (C * OB / 8u), H, W,
+                        C, OH - OYF, OW, 3, 3, SH, SW, PT - OYF * SH, PL, B, XB, XS, ZX, PADZERO,
+                        RB, NWZP, 1u, NM, ROUND, OB, 0u, ZW, 0u, TN_RQ);
+    }
+    (void)rows;
 }
 
 /* Depthwise layers the SIMD kernel does not cover (input and weight widths differ, channels not

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyopt.integer.steps import Step, _hwc, dw3_fits, dw3_weights_fit, dw3_width
+from tinyopt.integer.steps import (
+    Step, _hwc, dw3_fits, dw3_weights_fit, dw3_width, dw3_block, dw3_tail_bytes, dw3_tail_layer,
+    dw3_tail_fits, dw3_tail_rows, tensor_bytes)
 from tinyopt.deploy.kernels_m7.common import (
     _rounding, _scratch, requant_constants, acc_bound, INT32)
 
@@ -78,7 +80,10 @@ def dw3_weights(layer, cc: np.ndarray, wide: bool = False) -> np.ndarray:
     """The row kernel's weight array (``Choice.weights``), per channel: three words
     [d_r0, d_r1, d_r1, d_r2] (d = w - z_w as int8, kernel row r) and CC (int32, little-endian;
     :func:`dw3_plan`), 16 bytes; ``wide`` (weights beyond int8: :func:`dw3_plan`'s WIDE): the six
-    int16 pairs A_r = (d_r0, d_r1), B_r = (d_r1, d_r2) and CC, 28 bytes.
+    int16 pairs A_r = (d_r0, d_r1), B_r = (d_r1, d_r2) and CC, 28 bytes. For a layer the tail
+    form may run (``steps.dw3_tail_layer``) the lean kernel's weights follow
+    (:attr:`IntegerLayer.weights` as they are: tn_m7_depthwise runs the rows after the planes);
+    a step given the full form (its scratch planned) carries them unread, 9 C b / 8 bytes.
 
     Raises:
         ValueError: a weight minus its zero point outside int8 without ``wide``.
@@ -92,14 +97,45 @@ def dw3_weights(layer, cc: np.ndarray, wide: bool = False) -> np.ndarray:
         pairs = np.stack([d[:, 0], d[:, 1], d[:, 1], d[:, 2]], axis=1)  # [3 rows, 4 lanes, C]
         lanes = np.ascontiguousarray(pairs.transpose(2, 0, 1).reshape(c, 12).astype("<i2"))
         lanes = lanes.view(np.uint8)
-        return np.concatenate([lanes, ccb], axis=1).ravel().astype(np.uint8)
+        return _with_lean(layer, np.concatenate([lanes, ccb], axis=1).ravel().astype(np.uint8))
     if d.min() < -128 or d.max() > 127:
         raise ValueError(f"layer {layer.name!r}: a depthwise weight minus its zero point is "
                          "outside int8; export it with wide=True (dw3_plan's WIDE)")
     d = d.astype(np.int8).view(np.uint8)
     words = np.stack([d[:, 0], d[:, 1], d[:, 1], d[:, 2]], axis=1)  # [3 rows, 4 bytes, C]
     blob = np.concatenate([words.transpose(2, 0, 1).reshape(c, 12), ccb], axis=1)
-    return blob.ravel().astype(np.uint8)
+    return _with_lean(layer, blob.ravel().astype(np.uint8))
+
+
+def _with_lean(layer, blob: np.ndarray) -> np.ndarray:
+    """``blob`` followed by the lean kernel's weights where the tail form may run the layer."""
+    if not dw3_tail_layer(layer):
+        return blob
+    return np.concatenate([blob, np.ascontiguousarray(layer.weights, np.uint8).ravel()])
+
+
+def dw3_tail_offset(step: Step) -> int:
+    """TLO: where the tail form (``steps.dw3_tail_fits``) places its planes in the step's
+    output, in bytes from the output's start (a multiple of 4 from the arena's start), or -1
+    for the full form (the plan gave the step the planes of every channel as its scratch).
+
+    Raises:
+        ValueError: a tail-form step whose output overlaps its input in the plan (the blocks
+            would overwrite inputs not yet read: the planner never slides such a step).
+    """
+    layer = step.layer
+    c = _hwc(layer.in_shape)[2]
+    if step.scratch_bytes >= 3 * c * dw3_width(layer) * 2:
+        return -1
+    assert dw3_tail_fits(step), step.name  # dw3_fits: roomy (the scratch above) or the tail
+    out_bytes = step.out_bytes
+    lo, hi = int(step.out_offset), int(step.out_offset) + out_bytes
+    for off, spec in zip(step.in_offsets, step.in_specs):
+        if int(off) < hi and lo < int(off) + tensor_bytes(spec):
+            raise ValueError(f"step {step.name!r}: the depthwise row kernel's tail form needs an "
+                             "output apart from its input; plan it with memory_plan")
+    end = lo + out_bytes - dw3_tail_bytes(layer)
+    return end // 4 * 4 - lo
 
 
 def _dw3_call(step: Step, graph_rounding: str, u, arena: str) -> str:
@@ -112,10 +148,19 @@ def _dw3_call(step: Step, graph_rounding: str, u, arena: str) -> str:
     assert not isinstance(plan, str), plan  # choose() checked it
     rq = requant_constants(layer, graph_rounding)
     nm = rq.pop("NM")
+    tlo = dw3_tail_offset(step)
+    if tlo < 0:  # the full form: every channel's planes in the scratch
+        cb, oyf, rows = c, oh, _scratch(step, arena, "int16_t")
+    else:  # the tail form: CB channels' planes in the output's tail
+        cb, oyf = dw3_block(layer), dw3_tail_rows(layer, step.out_offset)
+        rows = f"(int16_t *)(void *)({arena} + {int(step.out_offset) + tlo}u)"
+    zw = np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64))
+    nwzp = 1 if np.all(zw == zw[0]) else len(zw)
     args = [h, w, c, oh, ow, layer.stride[0], layer.stride[1], top, left, dw3_width(layer),
+            cb, oyf, layer.weight_bits, int(layer.weights.shape[1]), nwzp, int(zw[0]),
             layer.in_bits, int(bool(layer.in_signed)), int(layer.in_zero_point),
             int(layer.pad_mode == "zero"), plan["WIDE"], plan["DWQ"], layer.out_bits,
             plan["OS"], plan["LO"], plan["HI"], nm, _rounding(step, graph_rounding),
             *rq.values()]
-    return (f"    tn_m7_dw3(l, in[0], out, {_scratch(step, arena, 'int16_t')}, "
+    return (f"    tn_m7_dw3(l, in[0], out, {rows}, "
             + ", ".join(u(a) for a in args) + ");\n")
