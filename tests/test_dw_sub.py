@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.test_kernels_m7 import chain, host_check
-from tinyopt.deploy import kernels_m7, mcu
+from tinyopt.deploy import mcu
 from tinyopt.integer import steps as steps_mod
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -108,3 +108,34 @@ def _lean_arena(g):
         return steps_mod.memory_plan(g)[1].arena_bytes
     finally:
         steps_mod.dw3_tail_layer = orig
+
+
+@pytest.mark.slow  # a QEMU build and run per chain
+@pytest.mark.parametrize("name", sorted(TAIL_CHAINS))
+def test_dw3_tail_form_under_qemu(qemu, tmp_path, name):
+    """The Cortex-M7 build (SMLAD, the 4-bit outputs' read-modify-write in assembly, which the
+    host build does not compile) bit-exact with the simulator under QEMU on every chain."""
+    bits, signed, zin, shape, _ = TAIL_CHAINS[name]
+    g = _graph(name)
+    lo = -(1 << (bits - 1)) if signed else 0
+    x = np.random.default_rng(7).integers(lo, lo + (1 << bits), (3, *shape))
+    r = mcu.deploy(g, x, tmp_path, name=name, host_images=3, mcu_images=3)
+    s = r["summary"]
+    assert s["mcu_images"] == 3 and s["mcu_mismatching_values"] == 0
+    assert s["host_mismatching_values"] == 0
+    forms = _forms((tmp_path / name / "src" / "model.c").read_text())
+    assert any(cb < c for c, cb, _ in forms), forms
+
+
+@pytest.mark.slow  # a Cortex-M7 compile per level
+def test_dw3_tail_form_compiles_at_every_level(tmp_path):
+    """model.c of the chains (every tail-form instance: 2/4/8-bit inputs, 2/4/8-bit outputs,
+    WIDE, strides 1 and 2) at each GCC level."""
+    from tests.test_build_levels import ARM, _arm_gcc, _compile
+    from tinyopt.deploy import codegen
+    _arm_gcc()
+    for name in sorted(TAIL_CHAINS):
+        export = codegen.export_c(_graph(name), tmp_path / name, kernels="m7")
+        assert _forms((tmp_path / name / "model.c").read_text())
+        for level in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Og"):
+            _compile(ARM, export, level, tmp_path)
