@@ -863,7 +863,8 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
      * C0 .. C0 + C - 1, o points at channel C0's byte) */
     const uint32_t G = 8u / OB, OP = CS * OB / 8u;
     const uint32_t CH = TN_DW3_CHUNKS(SW, XB, OW); /* the chunk layout (see above) */
-    if (CH && C0 == 0u && C == CS && TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) {
+    if (CH && C0 == 0u && C == CS
+        && TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) { /* every channel */
         tn_dw3_row2(l, rows, o, S0, S1, S2, C, OW, WP, DWQ, OS);
         return;
     }
@@ -883,7 +884,8 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
 #endif
         for (uint32_t c = 0; c < C; c++, p += 3u * wp)
             tn_dw3_channel(l, w, bias, m0, n0, p, b0 + c * PB, C0 + c, S0 * wp, S1 * wp,
-                           S2 * wp, 1u, 0u, OW, SW, 0u, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
+                           S2 * wp, 1u, 0u, OW, SW, 0u, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND,
+                           TN_RQ);
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
@@ -921,8 +923,8 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
         for (uint32_t g = 0; g < G; g++)
             tn_dw3_channel(l, w, bias, m0, n0, CH ? pc + 2u * g : pc + 3u * g * wp,
                            o + c / G, C0 + c + g, CH ? S0 * 8u : S0 * wp,
-                           CH ? S1 * 8u : S1 * wp, CH ? S2 * 8u : S2 * wp, OP, g * OB, OW, SW, CH, WIDE, DWQ, OB, OS,
-                           LO, HI, NM, ROUND, TN_RQ);
+                           CH ? S1 * 8u : S1 * wp, CH ? S2 * 8u : S2 * wp, OP, g * OB, OW, SW,
+                           CH, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
     }
 }
 
@@ -1006,25 +1008,70 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
                          uint32_t OS, int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND,
                          TN_RQ_ARGS)
 {
-    if (CB == C) {
-        tn_dw3_rows(l, in, out, rows, 0u, C, C, OH, H, W, OW, SH, SW, PT, PL, WP, XB, XS, ZX,
-                    PADZERO, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
-        return;
-    }
+    if (CB != C) { /* the tail form */
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
-    for (uint32_t c0 = 0; c0 < C; c0 += CB)
-        tn_dw3_rows(l, in, out, rows, c0, CB, C, OYF, H, W, OW, SH, SW, PT, PL, WP, XB, XS, ZX,
-                    PADZERO, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
-    if (OYF < OH) {
-        /* the lean kernel's weights after the row kernel's (16 or 28 bytes a channel); its
-         * rows OYF .. from a top padding moved up by OYF SH rows */
-        tn_layer_t lean = *l;
-        lean.w = l->w + C * (WIDE ? 28u : 16u);
-        tn_m7_depthwise(&lean, in, in, out + (uint32_t)OYF * (uint32_t)OW * (C * OB / 8u), H, W,
-                        C, OH - OYF, OW, 3, 3, SH, SW, PT - OYF * SH, PL, B, XB, XS, ZX, PADZERO,
-                        RB, NWZP, 1u, NM, ROUND, OB, 0u, ZW, 0u, TN_RQ);
+        for (uint32_t c0 = 0; c0 < C; c0 += CB)
+            tn_dw3_rows(l, in, out, rows, c0, CB, C, OYF, H, W, OW, SH, SW, PT, PL, WP, XB, XS,
+                        ZX, PADZERO, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
+        if (OYF < OH) {
+            /* the lean kernel's weights after the row kernel's (16 or 28 bytes a channel); its
+             * rows OYF .. from a top padding moved up by OYF SH rows */
+            tn_layer_t lean = *l;
+            lean.w = l->w + C * (WIDE ? 28u : 16u);
+            tn_m7_depthwise(&lean, in, in, out + (uint32_t)OYF * (uint32_t)OW * (C * OB / 8u),
+                            H, W, C, OH - OYF, OW, 3, 3, SH, SW, PT - OYF * SH, PL, B, XB, XS, ZX,
+                            PADZERO, RB, NWZP, 1u, NM, ROUND, OB, 0u, ZW, 0u, TN_RQ);
+        }
+        return;
+    }
+    /* the full form (the loop of tn_dw3_rows, written out here: through that helper GCC
+     * schedules the int8 stride-2 rows of VWW differently, +0.3 % instructions there) */
+    int32_t next = -PT; /* the next input row to widen */
+    {   /* the padding columns of every plane, once (rows only ever write columns PL..PL+W-1) */
+        const int16_t pad = (int16_t)(PADZERO ? -ZX : 0);
+        int16_t *d = rows;
+        if (TN_DW3_CHUNKS(SW, XB, OW)) { /* those read (q <= 2 OW), 4 channels at once */
+            for (uint32_t q = PL ? 0u : (uint32_t)W; q <= 2u * (uint32_t)OW;
+                 q = q + 1u == (uint32_t)PL ? (uint32_t)(PL + W) : q + 1u) {
+                for (uint32_t k = 0; k < 3u * C / 4u; k++) { /* (channel group, slot) */
+                    int16_t *e = rows + tn_dw3_at2(k / 3u * 4u, k % 3u, q, WP / 4u);
+                    e[0] = pad, e[4] = pad, e[8] = pad, e[12] = pad;
+                }
+            }
+        } else {
+            for (uint32_t c = 0; c < 3u * C; c++, d += WP) {
+                for (int32_t q = 0; q < PL; q++) d[q] = pad;
+                for (uint32_t q = (uint32_t)(PL + W); q < WP; q++) d[q] = pad;
+            }
+        }
+    }
+    for (int32_t oy = 0; oy < OH; oy++) {
+        const int32_t last = oy * SH - PT + 2;
+        uint8_t *o = out + (uint32_t)oy * ((uint32_t)OW * (C * OB / 8u));
+        for (; next <= last; next++) {
+            if (TN_DW3_CHUNKS(SW, XB, OW))
+                tn_dw3_build2(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XB,
+                              XS, ZX, PADZERO);
+            else
+                tn_dw3_build(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, C, PL, WP,
+                             XB, XS, ZX, PADZERO);
+        }
+        switch ((uint32_t)(oy * SH) % 3u) {
+        case 0:
+            tn_dw3_row(l, rows, o, 0u, 1u, 2u, 0u, C, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS,
+                       LO, HI, NM, ROUND, TN_RQ);
+            break;
+        case 1:
+            tn_dw3_row(l, rows, o, 1u, 2u, 0u, 0u, C, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS,
+                       LO, HI, NM, ROUND, TN_RQ);
+            break;
+        default:
+            tn_dw3_row(l, rows, o, 2u, 0u, 1u, 0u, C, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS,
+                       LO, HI, NM, ROUND, TN_RQ);
+            break;
+        }
     }
     (void)rows;
 }
