@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.test_kernels_m7 import chain, host_check
-from tinyopt.deploy import mcu
+from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -57,6 +57,10 @@ TAIL_CHAINS = {
         _dwr(16, 14, 7, 8, 2, stride=2, pad_mode="zero_point"), *_head(7 * 4 * 16)]),
 }
 
+# the row kernel's requantization forms of each chain's row-kernel steps (kernels_m7.dw3_plan:
+# 2 = floor with every n0 <= -1, 3 = some n0 >= 0, per channel of both signs in w2a2's first)
+DWQ = {"w4a4": {2}, "w2a2": {3}, "mixed": {2, 3}}
+
 
 def _graph(name):
     bits, signed, zin, shape, layers = TAIL_CHAINS[name]
@@ -90,6 +94,8 @@ def test_dw3_tail_form_host_bitexact(tmp_path, name):
     lean = _lean_arena(g)
     assert mem.arena_bytes == lean, "the tail form never grows the arena"
     e = host_check(g, tmp_path, n=24)
+    dwq = {kernels_m7.dw3_plan(s, g.rounding)["DWQ"] for s in dws if steps_mod.dw3_fits(s)}
+    assert dwq == DWQ[name], dwq
     forms = _forms(_c_text(e, tmp_path))
     assert len(forms) == len([s for s in dws if steps_mod.dw3_fits(s)]), forms
     assert sum(cb < c for c, cb, _ in forms) == len(tails), forms

@@ -187,8 +187,10 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * layer can form. DWQ = 2 (the Keras path's floor flavour, every n0 <= -1): with
  * K = -(n0 + 1), out = SMMLA(acc, m0, CC) >> K, CC = z_out << K: SMMLA adds CC to the floor of
  * acc m0 / 2^32 (requant_floor's h, for n0 + 1 <= 0 no left shift), and the floor division
- * by 2^K of h + z_out 2^K is floor(h / 2^K) + z_out. Then the saturation to the OB-bit type
- * (SSAT / USAT) and the clamp to [LO, HI]. DWQ = 0: tn_m7_out. Sub-byte outputs (OB = 2, 4;
+ * by 2^K of h + z_out 2^K is floor(h / 2^K) + z_out. DWQ = 3 (floor, some n0 >= 0): per
+ * channel SL = max(n0 + 1, 0), K = max(-(n0 + 1), 0), out = SMMLA(acc << SL, m0, CC) >> K
+ * (requant_floor's t = acc << n1; the export checks |acc| << SL < 2^31: no wrap). Then the
+ * saturation to the OB-bit type (SSAT / USAT) and the clamp to [LO, HI]. DWQ = 0: tn_m7_out. Sub-byte outputs (OB = 2, 4;
  * G = 8 / OB codes a byte): 4-bit codes into their byte in one row pass of the G channels
  * (tn_dw3_put: the first plain, the second a read-modify-write); 2-bit codes first as bytes
  * into the plane of slot S0, which no later output row reads, then four pixels of the G
@@ -265,13 +267,16 @@ static inline int32_t tn_dw3_sat(int32_t v, uint32_t OB, uint32_t OS)
 
 /* One output code of the row kernel from its accumulator (see above). */
 TN_INLINE int32_t tn_dw3_out(const tn_layer_t *l, int32_t acc, uint32_t c, int32_t m0, int32_t cc,
-                             uint32_t k, uint32_t DWQ, uint32_t DBL, uint32_t OB, uint32_t OS,
-                             int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
+                             uint32_t k, uint32_t sl, uint32_t DWQ, uint32_t DBL, uint32_t OB,
+                             uint32_t OS, int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND,
+                             TN_RQ_ARGS)
 {
     int32_t v;
     if (!DWQ) return tn_m7_out(l, acc, c, 1u, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
     if (DWQ == 2u) /* floor: (SMMLA(acc, m0, z_out 2^K)) >> K */
         v = tn_smmla(acc, m0, cc);
+    else if (DWQ == 3u) /* floor, n0 of both signs: SMMLA(acc << SL, m0, z_out 2^K) >> K */
+        v = tn_smmla((int32_t)((uint32_t)acc << sl), m0, cc);
     else /* acc: the accumulator, or twice it (DBL); the sign fix-up from its sign (one ADD
           * with a shifted operand) */
         v = tn_smmlar(DBL ? acc : (int32_t)((uint32_t)acc << 1), m0,
@@ -614,7 +619,10 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     const int32_t m0 = DWQ ? (NM == 1u ? M0 : mp[c]) : 0;
     const int32_t cc = DWQ ? (int32_t)tn_ld32(wb + (WIDE ? 24u : 12u)) : 0;
     const int32_t n0 = DWQ ? (NM == 1u ? N0 : (int32_t)np[c]) : 0;
-    const uint32_t k = DWQ == 1u ? (uint32_t)(-n0) : DWQ == 2u ? (uint32_t)(-(n0 + 1)) : 0u;
+    const uint32_t k = DWQ == 1u ? (uint32_t)(-n0) : DWQ == 2u ? (uint32_t)(-(n0 + 1))
+                       : DWQ == 3u && n0 < -1 ? (uint32_t)(-(n0 + 1)) : 0u;
+    /* DWQ = 3: requant_floor's left shift n0 + 1 of the accumulator (n0 >= 0) */
+    const uint32_t sl = DWQ == 3u && n0 >= 0 ? (uint32_t)(n0 + 1) : 0u;
     const uint32_t D01 = tn_dw3_pack_hi(B0, B1); /* (d_02, d_12): stride 2 */
     const uint32_t *pq = p;
     /* words per two outputs: SW column pairs of the plane, or a chunk (CH: stride 2, 8-bit
@@ -647,17 +655,17 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
             a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
             a1 = tn_dw3_smlabt(p2, B2, tn_smlad(p1, A2, a1));
         }
-        tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND, TN_RQ),
-                   OB, OS, SH);
-        tn_dw3_put(o + OP, tn_dw3_out(l, a1, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND,
-                                      TN_RQ), OB, OS, SH);
+        tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, sl, DWQ, DBL, OB, OS, LO, HI, NM, ROUND,
+                                 TN_RQ), OB, OS, SH);
+        tn_dw3_put(o + OP, tn_dw3_out(l, a1, c, m0, cc, k, sl, DWQ, DBL, OB, OS, LO, HI, NM,
+                                      ROUND, TN_RQ), OB, OS, SH);
     }
     if (OW & 1) { /* the last output alone (its column (OW - 1) SW is even) */
         int32_t a0 = tn_dw3_smlabt(pq[R0 + 1], B0, tn_smlad(pq[R0], A0, bias));
         a0 = tn_dw3_smlabt(pq[R1 + 1], B1, tn_smlad(pq[R1], A1, a0));
         a0 = tn_dw3_smlabt(pq[R2 + 1], B2, tn_smlad(pq[R2], A2, a0));
-        tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND, TN_RQ),
-                   OB, OS, SH);
+        tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, sl, DWQ, DBL, OB, OS, LO, HI, NM, ROUND,
+                                 TN_RQ), OB, OS, SH);
     }
     }
 }
@@ -801,7 +809,7 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
 
 /* Does tn_dw3_row2 run this row kernel (the assembly's immediates in range)? */
 #define TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)                             \
-    ((SW) == 2 && (OB) == 8u && !(WIDE) && (DWQ) != 0u && (NM) != 1u                           \
+    ((SW) == 2 && (OB) == 8u && !(WIDE) && ((DWQ) == 1u || (DWQ) == 2u) && (NM) != 1u         \
      && (LO) == ((OS) ? -128 : 0) && (HI) == ((OS) ? 127 : 255) && 2u * (C) <= 4095u           \
      && (uint32_t)(OW) / 2u * 96u <= 4095u && (WP) / 4u * 96u <= 4095u + 32u                   \
      && (uint32_t)(OW) / 2u * 2u * (C) <= 4096u)

@@ -32,10 +32,13 @@ def dw3_plan(step: Step, graph_rounding: str | None) -> dict | str:
     (:func:`requant_constants`) and CC + h stays in int32 for every accumulator of the layer
     (|h| <= |2 acc| m0 / 2^32 + 1, :func:`acc_bound`); DWQ = 2 (floor: SMMLA(acc, m0, CC) >> K
     with CC = z_out 2^K, K = -(n0 + 1)) when every n0 <= -1, K <= 31 and CC + h stays in int32
-    (|h| <= |acc m0| / 2^32 + 1); else DWQ = 0 (tn_m7_out).
+    (|h| <= |acc m0| / 2^32 + 1); DWQ = 3 (floor with some n0 >= 0, n0 in [-32, 30]: per
+    channel SMMLA(acc << SL, m0, CC) >> K, SL = max(n0 + 1, 0), K = max(-(n0 + 1), 0),
+    CC = z_out 2^K) when |acc| << SL < 2^31 for every accumulator (no wrap) and CC + h stays in
+    int32; else DWQ = 0 (tn_m7_out).
 
     Returns:
-        {"WIDE", "DWQ": 0, 1 or 2, "CC": int64 array [C] (zeros for DWQ = 0), "LO", "HI",
+        {"WIDE", "DWQ": 0, 1, 2 or 3, "CC": int64 array [C] (zeros for DWQ = 0), "LO", "HI",
         "OS"}, or the reason the row kernel does not run the step.
     """
     if not dw3_fits(step):
@@ -58,13 +61,18 @@ def dw3_plan(step: Step, graph_rounding: str | None) -> dict | str:
     zp = np.int64(int(layer.out_zero_point))
     bound = acc_bound(layer)
     if flavour == "floor":
-        if bound is None or bound >= (1 << 31) or n0.max() > -1 or n0.min() < -32:
+        if bound is None or bound >= (1 << 31) or n0.max() > 30 or n0.min() < -32:
             return plan
-        k = -(n0 + 1)
+        k = np.maximum(-(n0 + 1), 0)
+        sl = np.maximum(n0 + 1, 0)  # requant_floor's left shift n1 (DWQ = 3)
+        # Python ints: bound << 31 times m0 exceeds int64
+        shifted = [int(bound) << int(v) for v in sl]
+        if max(shifted) >= (1 << 31):  # acc << SL might wrap: tn_m7_out keeps requant_floor's
+            return plan
         cc = zp << k
-        hmax = ((int(bound) * np.abs(m0)) >> 32) + 1
+        hmax = np.array([((b * abs(int(m))) >> 32) + 1 for b, m in zip(shifted, m0)], np.int64)
         if np.all(np.abs(cc) + hmax <= INT32[1]):
-            plan.update(DWQ=2, CC=cc)
+            plan.update(DWQ=2 if n0.max() <= -1 else 3, CC=cc)
         return plan
     if requant_constants(layer, flavour)["FAST"] != 3:
         return plan
