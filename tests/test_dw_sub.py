@@ -58,8 +58,9 @@ TAIL_CHAINS = {
 }
 
 # the row kernel's requantization forms of each chain's row-kernel steps (kernels_m7.dw3_plan:
-# 2 = floor with every n0 <= -1, 3 = some n0 >= 0, per channel of both signs in w2a2's first)
-DWQ = {"w4a4": {2}, "w2a2": {3}, "mixed": {2, 3}}
+# 2 = floor with every n0 <= -1, 3 = per-channel n0 of both signs (w2a2's first), 0 = tn_m7_out
+# (one multiplier, n0 >= 0)
+DWQ = {"w4a4": {2}, "w2a2": {0, 3}, "mixed": {0, 2}}
 
 
 def _graph(name):
