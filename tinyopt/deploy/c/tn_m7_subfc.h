@@ -489,6 +489,136 @@ TN_INLINE const uint8_t *tn_so_block(const uint8_t *w, const uint8_t *in, uint32
     return w;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Two blocks of four rows at once (TWIN, tn_sf_twin_ok): 8-bit inputs with an offset (z_x != 0,
+ * so not blocks of eight: kernels_m7.subfc_oct) and 4-bit weights at RAW 2, on the blocks of
+ * four's own layout: block b's words at w, block b + 1's the same words BLK = 8 (NG + TAIL)
+ * bytes on (one LDR with an immediate offset each, BLK - 4 < 4096). Each unpacked input lane
+ * pair then feeds eight rows, as in the blocks of eight, whose cumulative in-place masks
+ * (TN_SO_W, no temporary) leave a register for nothing else: the offset -z_x is read from the
+ * stack once per input word (into u, free before the weights' LDRD) instead of living in a
+ * register. Per input word (32 MACs): LDR, LDR of the offset, two UXTAB16 / SXTAB16, one LDRD
+ * and two LDR, twelve masks and sixteen SMLAD, 35 instructions (blocks of four: two words, 36);
+ * the loop's end, three per four words (blocks of four: per two words' worth of MACs).
+ * The sums are RAW 2's (C_r - C_{r-1} = 16^r A_r exactly, as the blocks of eight: the same
+ * bounds and chunks, kernels_m7.subfc_plan).
+ * --------------------------------------------------------------------------------------------- */
+#if TN_M7_ASM
+/* one input word: lanes (x0, x2) in v, (x1, x3) in p, both + the offset (read into u) */
+#define TN_TW_X8(XT)                                                                            \
+    "ldr %[v], [%[x]], #4\n\tldr %[u], %[dm]\n\t"                                               \
+    XT "xtab16 %[p], %[u], %[v], ror #8\n\t" XT "xtab16 %[v], %[u], %[v]\n\t"                   \
+    "ldrd %[u], %[u2], [%[wp]], #8\n\t" TN_SO_W("u", "v", 0, 1, 2, 3) TN_SO_W("u2", "p", 0, 1, 2, 3) \
+    "ldr %[u], [%[wp], %[b0]]\n\tldr %[u2], [%[wp], %[b1]]\n\t"                                 \
+    TN_SO_W("u", "v", 4, 5, 6, 7) TN_SO_W("u2", "p", 4, 5, 6, 7)
+#define TN_TW_OPERANDS                                                                          \
+    : [x] "+r"(x), [wp] "+r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [u2] "=&r"(u2),      \
+      [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4),                \
+      [a5] "+r"(a5), [a6] "+r"(a6), [a7] "+r"(a7)                                               \
+    : [e] "m"(end), [dm] "m"(d), [b0] "i"(BLK - 8u), [b1] "i"(BLK - 4u)                         \
+    : "cc", "memory"
+#endif
+
+/* Can blocks of four rows run two at a time (TWIN, above)? 8-bit inputs, 4-bit weights at
+ * RAW 2, word-aligned weights, the second block in reach of an LDR's offset. */
+TN_INLINE uint32_t tn_sf_twin_ok(const uint8_t *w, uint32_t NG, uint32_t TAIL, uint32_t XB,
+                                 uint32_t WB, uint32_t RAW)
+{
+#if defined(TN_SF_NO_LDRD) || defined(TN_SF_NO_TWIN) /* the tests' builds of blocks of four */
+    (void)w; (void)NG; (void)TAIL; (void)XB; (void)WB; (void)RAW;
+    return 0u;
+#else
+    /* the host build takes the same blocks (its C twin of the loop; any alignment) */
+    return XB == 8u && WB == 4u && RAW == 2u && (!TN_M7_ASM || ((uintptr_t)w & 3u) == 0u)
+           && 8u * (NG + TAIL) - 4u < 4096u;
+#endif
+}
+
+#if TN_M7_ASM
+/* n >= 1 input words, n % 4 first, then four per pass, in one asm statement (with an FPU GCC
+ * found no registers at -O2 / -O3 for three statements carrying the sums from one to the
+ * next): (end - x) << 29 puts n's bit 0 in N and bit 1 in C, which the words' code (no
+ * flag-setting instruction) leaves for the second test */
+#define TN_TW_RUN(G)                                                                            \
+    __asm__ volatile("ldr %[p], %[e]\n\tsub %[p], %[p], %[x]\n\tlsls %[p], %[p], #29\n\t"       \
+                     "bpl 2f\n\t" G "2:\n\tbcc 3f\n\t" G G "3:\n\t"                              \
+                     "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbeq 4f\n\t"                              \
+                     "1:\n\t" G G G G TN_SO_END "4:\n\t" TN_TW_OPERANDS)
+#endif
+
+/* Back to unscaled sums from the cumulative ones of two blocks of four (4-bit weights:
+ * 16^r A_r = C_r - C_{r-1}, exact under RAW 2's bounds), added to A[0..7] modulo 2^32. */
+TN_INLINE void tn_so_unscale4(const uint32_t *c, int32_t *A)
+{
+    TN_UNROLL
+    for (uint32_t h = 0; h < 8u; h += 4u) {
+        A[h] = (int32_t)((uint32_t)A[h] + c[h]);
+        A[h + 1u] = (int32_t)((uint32_t)A[h + 1u] + (uint32_t)((int32_t)(c[h + 1u] - c[h]) >> 4));
+        A[h + 2u] = (int32_t)((uint32_t)A[h + 2u]
+                              + (uint32_t)((int32_t)(c[h + 2u] - c[h + 1u]) >> 8));
+        A[h + 3u] = (int32_t)((uint32_t)A[h + 3u]
+                              + (uint32_t)((int32_t)(c[h + 3u] - c[h + 2u]) >> 12));
+    }
+}
+
+/* The sums of two blocks of four rows (TWIN: block b's weights at w, read on; block b + 1's
+ * BLK bytes on) over n 8-bit input words at in, lanes + dx, added unscaled to A[0..7] (without
+ * RAW 2's 8 sum x'); returns w past block b's words. */
+TN_INLINE const uint8_t *tn_tw_run(const uint8_t *w, const uint8_t *in, uint32_t n,
+                                   uint32_t XS, int32_t dx, uint32_t BLK, int32_t *A)
+{
+    const uint32_t d = ((uint32_t)dx & 0xFFFFu) * 0x00010001u;
+    uint32_t c[8];
+#if TN_M7_ASM
+    const uint8_t *x = in, *end = in + 4u * n;
+    uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, v, p, u, u2;
+    if (XS) TN_TW_RUN(TN_TW_X8("s"));
+    else TN_TW_RUN(TN_TW_X8("u"));
+    c[0] = a0; c[1] = a1; c[2] = a2; c[3] = a3; c[4] = a4; c[5] = a5; c[6] = a6; c[7] = a7;
+#else
+    { /* the same lanes, cumulative masks and multiply-accumulates, modulo 2^32 */
+        TN_UNROLL
+        for (uint32_t r = 0; r < 8u; r++)
+            c[r] = 0;
+        for (uint32_t g = 0; g < n; g++, w += 8) {
+            const uint32_t v = tn_ld32(in + 4u * g);
+            for (uint32_t j = 0; j < 2u; j++) {
+                const uint32_t xp = XS ? (j ? tn_sxtab16_ror8(d, v) : tn_sxtab16(d, v))
+                                       : (j ? tn_uxtab16_ror8(d, v) : tn_uxtab16(d, v));
+                for (uint32_t h = 0; h < 2u; h++) {
+                    const uint32_t u = tn_ld32(w + 4u * j + BLK * h);
+                    const uint32_t m[4] = {u & 0x000F000Fu, u & 0x00FF00FFu, u & ~0xF000F000u, u};
+                    for (uint32_t r = 0; r < 4u; r++)
+                        c[4u * h + r] = (uint32_t)tn_smlad(m[r], xp, (int32_t)c[4u * h + r]);
+                }
+            }
+        }
+    }
+#endif
+    tn_so_unscale4(c, A);
+    return w;
+}
+
+/* The sums A_r of two blocks of four rows (TWIN; as tn_sf_block: chunks of KC words, then TAIL
+ * the last word completed at tw; rows 3 and 7 held w - 8: + 8 sx), exact modulo 2^32; returns
+ * w past both blocks. */
+TN_INLINE const uint8_t *tn_tw_block(const uint8_t *w, const uint8_t *in, uint32_t NG,
+                                     const uint32_t *tw, uint32_t TAIL, uint32_t KC, uint32_t XS,
+                                     int32_t ZX, int32_t sx, int32_t *A)
+{
+    const uint32_t BLK = 8u * (NG + TAIL); /* bytes of a block of four (two words per input word) */
+    TN_UNROLL
+    for (uint32_t r = 0; r < 8u; r++)
+        A[r] = 0;
+    for (uint32_t g = 0; g < NG; g += KC)
+        w = tn_tw_run(w, in + 4u * g, NG - g < KC ? NG - g : KC, XS, -ZX, BLK, A);
+    if (TAIL)
+        w = tn_tw_run(w, (const uint8_t *)tw, 1u, XS, -ZX, BLK, A);
+    A[3] = (int32_t)((uint32_t)A[3] + 8u * (uint32_t)sx);
+    A[7] = (int32_t)((uint32_t)A[7] + 8u * (uint32_t)sx);
+    return w + BLK;
+}
+
 #if TN_M7_ASM
 /* the pair block's lane pair P: 4-bit weights (E: the word's bytes 0, 2, loading it; O: bytes
  * 1, 3), 2-bit weights (Q0: loading the word; Q k: its nibbles k); row 1 unmasked (SC) */
@@ -663,7 +793,16 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
         tn_sf_out4(l, bias, wzp, m0p, n0p, out, c + 4u, N, A + 4, sx, NWZP, HASZW, ZW, REQ, NM,
                    ROUND, OB, TN_RQ);
     }
-    for (uint32_t c = NO; c < N; c += 4u) {
+    const uint32_t NT = tn_sf_twin_ok(w, NG, TAIL, XB, WB, RAW) ? NO + (NQ - NO) / 8u * 8u : NO;
+    for (uint32_t c = NO; c < NT; c += 8u) { /* TWIN: two blocks of four at a time */
+        int32_t A[8];
+        w = tn_tw_block(w, in, NG, &tw, TAIL, KC, XS, ZX, sx, A);
+        tn_sf_out4(l, bias, wzp, m0p, n0p, out, c, N, A, sx, NWZP, HASZW, ZW, REQ, NM, ROUND, OB,
+                   TN_RQ);
+        tn_sf_out4(l, bias, wzp, m0p, n0p, out, c + 4u, N, A + 4, sx, NWZP, HASZW, ZW, REQ, NM,
+                   ROUND, OB, TN_RQ);
+    }
+    for (uint32_t c = NT; c < N; c += 4u) {
         int32_t A[4];
         if (c < NQ) {
             w = tn_sf_block(w, in, NG, &tw, TAIL, KC, XB, XS, ZX, WB, RAW, sx, A);
