@@ -173,3 +173,41 @@ def test_twin_compiles_at_every_level(twin_exports, tmp_path, level, fpu):
     _arm_gcc()
     for export in twin_exports:
         _compile(ARM if fpu else SOFT, export, level, tmp_path)
+
+
+def _clamped_logits():
+    """Dense 40 -> 21 of 4-bit weights over 8-bit inputs with raw int32 outputs (blocks of eight,
+    a block of four, a pair block of one row), clamped to [act_min, act_max] set at the 20th and
+    80th percentiles of its unclamped outputs, so that both bounds bite."""
+    from tinyopt.deploy import codegen
+    g = chain(12, [_dense(21, 40, 4, 32, out_signed=True, requantize=False, per_channel=True)],
+              (40,), 8, False, 0, "floor")
+    x = np.random.default_rng(5).integers(0, 256, (40, 40))
+    y = codegen.reference_output(g, x)
+    g.layers[0].act_min, g.layers[0].act_max = (int(v) for v in np.percentile(y, [20, 80]))
+    return g
+
+
+def test_int32_outputs_clamped_host(tmp_path, monkeypatch):
+    """tn_sf_out4's raw int32 outputs (one store each, the clamp in 32 bits) equal the simulator
+    where act_min / act_max clamp some outputs from below and some from above."""
+    from tinyopt.deploy import codegen
+    _no_subfc16(monkeypatch)
+    g = _clamped_logits()
+    x = np.random.default_rng(5).integers(0, 256, (40, 40))
+    y = codegen.reference_output(g, x)
+    lo, hi = g.layers[0].out_range
+    assert (y == lo).sum() > 20 and (y == hi).sum() > 20 and ((y > lo) & (y < hi)).any()
+    e = host_check(g, tmp_path)
+    assert "tn_m7_subfc(" in (tmp_path / "src" / "model.c").read_text() and e.kernels == ["sub"]
+
+
+@pytest.mark.slow  # a Cortex-M7 build and a QEMU run
+def test_int32_outputs_clamped_under_qemu(qemu, tmp_path, monkeypatch):
+    """The same layer bit-exact under QEMU (the stores through TN_MEMCPY: one STR each)."""
+    _no_subfc16(monkeypatch)
+    g = _clamped_logits()
+    x = np.random.default_rng(5).integers(0, 256, (4, 40))
+    r = mcu.deploy(g, x, tmp_path, name="logits", host_images=4, mcu_images=3)
+    s = r["summary"]
+    assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0

@@ -742,6 +742,16 @@ TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_
     return w;
 }
 
+/* Store v at p (any alignment) as tn_set stores a 32-bit element: little-endian. */
+TN_INLINE void tn_st32le(uint8_t *p, uint32_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    TN_MEMCPY(p, &v, 4); /* one STR on the Cortex-M7 (unaligned stores allowed) */
+#else
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+#endif
+}
+
 /* Outputs c .. c + 3 (those below N) from their sums A[0..3] (sx: sum x', HASZW). */
 TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_t *wzp,
                           const int32_t *m0p, const int8_t *n0p, uint8_t *TN_RESTRICT out,
@@ -752,6 +762,22 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
     if ((OB == 4u || OB == 2u) && c + 4u <= N) { /* four outputs, one store */
         tn_sc_put4(l, bias, wzp, m0p, n0p, out, c * OB / 8u, c, A, HASZW ? sx : 0, NWZP, ZW, REQ,
                    NM, ROUND, OB, TN_RQ);
+        return;
+    }
+    if (OB == 32u && !REQ) { /* raw int32 outputs (logits): tn_m7_out's clamp in 32 bits (its
+                              * bounds are int32) and one store each, not its 64-bit compares,
+                              * the bounds read per output and four byte stores */
+        const int32_t lo = l->act_lo, hi = l->act_hi;
+        TN_UNROLL
+        for (uint32_t r = 0; r < 4u; r++)
+            if (c + r < N) {
+                const int32_t z = !HASZW ? 0 : NWZP == 1u ? ZW : (int32_t)wzp[c + r];
+                int32_t v = (int32_t)((uint32_t)bias[c + r] + (uint32_t)A[r]
+                                      - (uint32_t)z * (uint32_t)sx);
+                v = v < lo ? lo : v;
+                v = v > hi ? hi : v;
+                tn_st32le(out + 4u * (c + r), (uint32_t)v);
+            }
         return;
     }
     TN_UNROLL
