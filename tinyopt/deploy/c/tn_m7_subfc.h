@@ -383,13 +383,21 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
         if (n & 1u) __asm__ volatile(G TN_SO_OPERANDS);                                         \
         if (n >= 2u) __asm__ volatile("1:\n\t" G G TN_SO_END TN_SO_OPERANDS);                   \
     } while (0)
+/* 4-bit inputs (64 MACs a word, where the loop's end, three instructions, showed): n % 4
+ * first, then four per pass, in one asm statement as TN_TW_RUN (n's bits 0 and 1 in the N and
+ * C flags, which the words' code leaves) */
+#define TN_SO_RUN4X(G)                                                                          \
+    __asm__ volatile("ldr %[p], %[e]\n\tsub %[p], %[p], %[x]\n\tlsls %[p], %[p], #29\n\t"       \
+                     "bpl 2f\n\t" G "2:\n\tbcc 3f\n\t" G G "3:\n\t"                              \
+                     "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbeq 4f\n\t"                              \
+                     "1:\n\t" G G G G TN_SO_END "4:\n\t" TN_SO_OPERANDS)
 #define TN_SO_RUN_LD(QA, QB, LD, LB)                                                            \
     do {                                                                                        \
         if (XB == 8u && XS) TN_SO_RUN4(TN_SO_X8("s", QA, QB, LD, LB));                          \
         else if (XB == 8u) TN_SO_RUN4(TN_SO_X8("u", QA, QB, LD, LB));                           \
         else if (XB == 4u && XS)                                                                \
-            TN_SO_RUN2(TN_SO_X4("eor %[v], %[v], #0x88888888\n\t", QA, QB, LD, LB));            \
-        else if (XB == 4u) TN_SO_RUN2(TN_SO_X4("", QA, QB, LD, LB));                            \
+            TN_SO_RUN4X(TN_SO_X4("eor %[v], %[v], #0x88888888\n\t", QA, QB, LD, LB));           \
+        else if (XB == 4u) TN_SO_RUN4X(TN_SO_X4("", QA, QB, LD, LB));                           \
         else if (XS) TN_SO_RUN2(TN_SO_X2("eor %[v], %[v], #0xAAAAAAAA\n\t", QA, QB, LD, LB));  \
         else TN_SO_RUN2(TN_SO_X2("", QA, QB, LD, LB));                                          \
     } while (0)
@@ -1186,9 +1194,9 @@ TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN
         for (b = 0; b < full; b++)
             w = tn_s16_block(l, w, in, out, RB * b, RB, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
                              PACK, REQ, NM, ROUND, OB, TN_RQ);
-        if (rest)
+        if (rest) /* packed too where its codes fill whole bytes (N = 128, R = 6: 2 rows) */
             tn_s16_block(l, w, in, out, RB * full, rest, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
-                         0u, REQ, NM, ROUND, OB, TN_RQ);
+                         PACK && (rest * OB) % 8u == 0u, REQ, NM, ROUND, OB, TN_RQ);
     }
 }
 
