@@ -384,14 +384,19 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
         if (n & 1u) __asm__ volatile(G TN_SO_OPERANDS);                                         \
         if (n >= 2u) __asm__ volatile("1:\n\t" G G TN_SO_END TN_SO_OPERANDS);                   \
     } while (0)
-/* 4-bit inputs (64 MACs a word, where the loop's end, three instructions, showed): n % 4
- * first, then four per pass, in one asm statement as TN_TW_RUN (n's bits 0 and 1 in the N and
- * C flags, which the words' code leaves) */
-#define TN_SO_RUN4X(G)                                                                          \
+/* n input words in one asm statement, four per pass, entered at the pass's word 4 - n % 4 (the
+ * first pass takes n % 4 words; n = 0: none): (end - x) = 4 n, << 29 puts n's bit 0 in N and
+ * bit 1 in C. One statement, not one per remainder: with an FPU GCC found no registers
+ * at -O2 / -O3 for statements carrying the sums from one to the next (TWIN's); and the words'
+ * code four times, not seven (n % 4 first, then the loop) */
+#define TN_SF_RUN4_ASM(G, OPERANDS)                                                             \
     __asm__ volatile("ldr %[p], %[e]\n\tsub %[p], %[p], %[x]\n\tlsls %[p], %[p], #29\n\t"       \
-                     "bpl 2f\n\t" G "2:\n\tbcc 3f\n\t" G G "3:\n\t"                              \
-                     "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbeq 4f\n\t"                              \
-                     "1:\n\t" G G G G TN_SO_END "4:\n\t" TN_SO_OPERANDS)
+                     "bmi 7f\n\tbcs 3f\n\tb 5f\n\t7:\n\tbcs 2f\n\tb 4f\n\t"                     \
+                     "5:\n\tldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbeq 6f\n\t"                     \
+                     "1:\n\t" G "2:\n\t" G "3:\n\t" G "4:\n\t" G                                \
+                     "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbne 1b\n\t6:\n\t" OPERANDS)
+/* 4-bit inputs (64 MACs a word, where the loop's end, three instructions, showed) */
+#define TN_SO_RUN4X(G) TN_SF_RUN4_ASM(G, TN_SO_OPERANDS)
 #define TN_SO_RUN_LD(QA, QB, LD, LB)                                                            \
     do {                                                                                        \
         if (XB == 8u && XS) TN_SO_RUN4(TN_SO_X8("s", QA, QB, LD, LB));                          \
@@ -546,15 +551,7 @@ TN_INLINE uint32_t tn_sf_twin_ok(const uint8_t *w, uint32_t NG, uint32_t TAIL, u
 }
 
 #if TN_M7_ASM
-/* n >= 1 input words, n % 4 first, then four per pass, in one asm statement (with an FPU GCC
- * found no registers at -O2 / -O3 for three statements carrying the sums from one to the
- * next): (end - x) << 29 puts n's bit 0 in N and bit 1 in C, which the words' code (no
- * flag-setting instruction) leaves for the second test */
-#define TN_TW_RUN(G)                                                                            \
-    __asm__ volatile("ldr %[p], %[e]\n\tsub %[p], %[p], %[x]\n\tlsls %[p], %[p], #29\n\t"       \
-                     "bpl 2f\n\t" G "2:\n\tbcc 3f\n\t" G G "3:\n\t"                              \
-                     "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbeq 4f\n\t"                              \
-                     "1:\n\t" G G G G TN_SO_END "4:\n\t" TN_TW_OPERANDS)
+#define TN_TW_RUN(G) TN_SF_RUN4_ASM(G, TN_TW_OPERANDS)
 #endif
 
 /* Back to unscaled sums from the cumulative ones of two blocks of four (4-bit weights:
