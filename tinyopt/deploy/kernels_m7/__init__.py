@@ -101,7 +101,7 @@ from tinyopt.deploy.kernels_m7.conv import (  # noqa: F401  (re-exported)
     conv_plan, _conv_tab, _conv_tables, conv_weights, W16_MAX_LANES, _w16_weights, w16_shift,
     _w16_scaled, w16_add_table)
 from tinyopt.deploy.kernels_m7.dw3 import (  # noqa: F401  (re-exported)
-    dw3_plan, dw3_weights, _dw3_call)
+    dw3_plan, dw3_weights, dw3_tail_offset, _dw3_call)
 
 
 @dataclass
@@ -378,7 +378,8 @@ def _depthwise_choice(step: Step, index: int, rounding: str | None, scratch: int
         "(integer.steps.scratch_parts)")
     if not why:
         return Choice("depthwise", f"model_step{index}", scratch=need,
-                      weights=dw3_weights(step.layer, plan["CC"], bool(plan["WIDE"])))
+                      weights=dw3_weights(step.layer, plan["CC"], bool(plan["WIDE"]),
+                                          lean=dw3_tail_offset(step) >= 0))
     kind, reason = m7_kernel(replace(step, graph_rounding=None), bits_rule=False)
     if kind == "depthwise_scalar":  # tn_m7_depthwise cannot run it (channels, widths)
         return Choice(kind, f"model_step{index}", scratch=sum(kind_scratch_parts(step, kind)),

@@ -89,14 +89,15 @@ def dw3_plan(step: Step, graph_rounding: str | None) -> dict | str:
     return plan
 
 
-def dw3_weights(layer, cc: np.ndarray, wide: bool = False) -> np.ndarray:
+def dw3_weights(layer, cc: np.ndarray, wide: bool = False, lean: bool = True) -> np.ndarray:
     """The row kernel's weight array (``Choice.weights``), per channel: three words
     [d_r0, d_r1, d_r1, d_r2] (d = w - z_w as int8, kernel row r) and CC (int32, little-endian;
     :func:`dw3_plan`), 16 bytes; ``wide`` (weights beyond int8: :func:`dw3_plan`'s WIDE): the six
     int16 pairs A_r = (d_r0, d_r1), B_r = (d_r1, d_r2) and CC, 28 bytes. For a layer the tail
     form may run (``steps.dw3_tail_layer``) the lean kernel's weights follow
-    (:attr:`IntegerLayer.weights` as they are: tn_m7_depthwise runs the rows after the planes);
-    a step given the full form (its scratch planned) carries them unread, 9 C b / 8 bytes.
+    (:attr:`IntegerLayer.weights` as they are: tn_m7_depthwise runs the rows after the planes),
+    unless ``lean`` is False: a step given the full form (:func:`dw3_tail_offset` -1, its
+    scratch planned) never reads them, and 9 C b / 8 bytes of flash would be spent for nothing.
 
     Raises:
         ValueError: a weight minus its zero point outside int8 without ``wide``.
@@ -110,14 +111,16 @@ def dw3_weights(layer, cc: np.ndarray, wide: bool = False) -> np.ndarray:
         pairs = np.stack([d[:, 0], d[:, 1], d[:, 1], d[:, 2]], axis=1)  # [3 rows, 4 lanes, C]
         lanes = np.ascontiguousarray(pairs.transpose(2, 0, 1).reshape(c, 12).astype("<i2"))
         lanes = lanes.view(np.uint8)
-        return _with_lean(layer, np.concatenate([lanes, ccb], axis=1).ravel().astype(np.uint8))
+        blob = np.concatenate([lanes, ccb], axis=1).ravel().astype(np.uint8)
+        return _with_lean(layer, blob) if lean else blob
     if d.min() < -128 or d.max() > 127:
         raise ValueError(f"layer {layer.name!r}: a depthwise weight minus its zero point is "
                          "outside int8; export it with wide=True (dw3_plan's WIDE)")
     d = d.astype(np.int8).view(np.uint8)
     words = np.stack([d[:, 0], d[:, 1], d[:, 1], d[:, 2]], axis=1)  # [3 rows, 4 bytes, C]
     blob = np.concatenate([words.transpose(2, 0, 1).reshape(c, 12), ccb], axis=1)
-    return _with_lean(layer, blob.ravel().astype(np.uint8))
+    blob = blob.ravel().astype(np.uint8)
+    return _with_lean(layer, blob) if lean else blob
 
 
 def _with_lean(layer, blob: np.ndarray) -> np.ndarray:
