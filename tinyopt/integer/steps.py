@@ -85,6 +85,10 @@ class Step:
     # tn_m7_subconv)? memory_plan: on a Keras-path graph only where that scratch is free
     roomy: bool = True
     graph_rounding: str | None = None  # the graph's requantization flavour (IntegerGraph.rounding)
+    # per input: is this step its last reader (no later step reads it or an alias of it; not
+    # the graph's input or output)? memory_plan. Then the kernel may write over the input's
+    # bytes it has finished reading (kernels_m7.sub.sub_head_lanes)
+    in_dead: tuple = ()
 
     @property
     def in_bytes(self) -> int:
@@ -891,7 +895,14 @@ def memory_plan(graph: IntegerGraph, fuse_pool: bool = True, fuse_add: bool = Tr
     sizes = {t: tensor_bytes(graph.tensor(t)) for t in names}
     mem, io = _plan_roomy_kernels(steps, graph, sizes, outputs, aliases, overlap, kernels,
                                   arena_budget)
+    def root(t):  # the tensor an alias (flatten, reshape) stands for
+        while t in aliases:
+            t = aliases[t]
+        return t
+    kept = {root(graph.input_name), *(root(t) for t in outputs)}
     for k, s in enumerate(steps):
+        later = {root(t) for j in steps[k + 1:] for t in j.inputs}
+        s.in_dead = tuple(root(t) not in later and root(t) not in kept for t in s.inputs)
         s.in_offsets = tuple(mem.offset(t) for t in s.inputs)
         s.in_offset, s.out_offset = s.in_offsets[0], mem.offset(s.output)
         s.scratch_bytes = io[k].scratch

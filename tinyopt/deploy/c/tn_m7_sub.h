@@ -233,7 +233,10 @@ TN_INLINE const uint8_t *tn_sub_window(const uint8_t *in, uint8_t *TN_RESTRICT b
  * kernels_m7.sub.sub_tail_lanes): the pixel pairs whose outputs end before byte TLO of out first
  * run tn_m7_subconv's tn_sc_pixels (its weights are the same bytes:
  * kernels_m7.sub.sub_lane_layout; GX, KWCP, INSIDE as tn_m7_subconv's), their lanes at
- * out + TLO, bytes of pixels the FC form writes afterwards. */
+ * out + TLO, bytes of pixels the FC form writes afterwards. HP (FC, MODE 0;
+ * kernels_m7.sub.sub_head_lanes): from pixel HP on, the pairs run tn_sc_pixels again, their
+ * lanes at the start of the input (the step is its last reader, and no window from pixel HP
+ * on reads a byte of the lanes); the FC form takes the pixels between the two. */
 TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
                          uint8_t *TN_RESTRICT out, int32_t *TN_RESTRICT best,
                          uint8_t *TN_RESTRICT buf, int32_t H, int32_t W, uint32_t C, int32_t OH,
@@ -242,7 +245,8 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                          uint32_t PADZERO, uint32_t WB, uint32_t RB, uint32_t NWZP,
                          uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                          uint32_t OB, uint32_t MODE, uint32_t DIRECT, uint32_t KU, uint32_t FC,
-                         uint32_t RAW, uint32_t KC, uint32_t OCT, uint32_t TLO, uint32_t GX,
+                         uint32_t RAW, uint32_t KC, uint32_t OCT, uint32_t TLO, uint32_t HP,
+                         uint32_t GX,
                          uint32_t KWCP, uint32_t INSIDE, int32_t PH,
                          int32_t PW,
                          int32_t PSH, int32_t PSW, int32_t PPT, int32_t PPL, int32_t POH,
@@ -264,17 +268,21 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
     if (FC) __asm__("" : "+r"(buf));
 #endif
     if (MODE != 1u) {
-        if (FC && TLO && MODE == 0u) { /* lanes in the output's tail (sub_tail_lanes) */
+        if (FC && (TLO || HP) && MODE == 0u) { /* lanes in the output's tail (sub_tail_lanes)
+                                                 * and / or the input's head (sub_head_lanes) */
             /* its own loops: in one with the generic one GCC (-O2 / -O3, hard float) could not
              * allocate the FC blocks' fourteen registers */
             uint32_t *lanes = (uint32_t *)(void *)(out + TLO); /* 4-byte aligned: sub_tail_lanes */
-            const uint32_t np = (uint32_t)(OH * OW), p0 = TLO / (CO * OB / 8u) & ~1u;
-            for (uint32_t p = 0; p < p0; p += 2u) /* tn_m7_subconv's pairs, lanes in the tail */
+            const uint32_t np = (uint32_t)(OH * OW);
+            const uint32_t p0 = TLO ? TLO / (CO * OB / 8u) & ~1u : 0u;
+            const uint32_t p1 = HP == 0u ? np : HP > p0 ? HP : p0;
+            uint32_t p;
+            for (p = 0; p < p0; p += 2u) /* tn_m7_subconv's pairs, lanes in the tail */
                 tn_sc_pixels(l, in, other, out, lanes, (int32_t *)0, p, 1u, 0u, H, W, C, OW, CO,
                              KH, KW, SH, SW, PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB,
                              RAW, NWZP, ZW, REQ, NM, ROUND, OB, (const uint8_t *)0, 0u, TN_RQ,
                              TN_FADD);
-            for (uint32_t p = p0; p < np; p++) { /* then the FC form over the lanes' bytes */
+            for (p = p0; p < p1; p++) { /* then the FC form, over the tail lanes' bytes */
                 const uint8_t *src = tn_sub_window(in, buf, (int32_t)(p / (uint32_t)OW),
                                                    (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW,
                                                    SH, SW, PT, PL, XB, ZX, PADZERO, DIRECT,
@@ -282,6 +290,19 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                 tn_sf_pixel(l, src, other, out, p * CO, best, KF, CO, XB, XS, ZX, WB, RAW, KC,
                             OCT, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 0u, TN_RQ, TN_FADD);
             }
+            /* last, from p1 on, the lanes over the input's rows no later window reads (the caller
+             * gave the step that input's last read: its bytes are the step's to overwrite) */
+            lanes = (uint32_t *)(void *)(uintptr_t)in; /* 4-byte aligned: sub_head_lanes */
+            for (p = p1; p + 2u <= np; p += 2u) /* (after the FC form's reads of those rows) */
+                tn_sc_pixels(l, in, other, out, lanes, (int32_t *)0, p, 1u, 0u, H, W, C, OW, CO,
+                             KH, KW, SH, SW, PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB,
+                             RAW, NWZP, ZW, REQ, NM, ROUND, OB, (const uint8_t *)0, 0u, TN_RQ,
+                             TN_FADD);
+            if (p < np)
+                tn_sc_pixels(l, in, other, out, lanes, (int32_t *)0, p, 0u, 0u, H, W, C, OW, CO,
+                             KH, KW, SH, SW, PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB,
+                             RAW, NWZP, ZW, REQ, NM, ROUND, OB, (const uint8_t *)0, 0u, TN_RQ,
+                             TN_FADD);
             return;
         }
         for (int32_t oy = 0; oy < OH; oy++)

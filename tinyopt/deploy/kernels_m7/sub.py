@@ -105,6 +105,45 @@ def sub_tail_lanes(step: Step) -> int:
     return tlo if tlo >= 2 * pixel else 0
 
 
+def sub_head_lanes(step: Step) -> int:
+    """HP: the first output pixel from which tn_m7_sub's FC form runs tn_m7_subconv's pixel pairs
+    with their lanes (4 KP bytes) at the start of its own input, or 0 (none). Where the step is
+    the input's last reader (``Step.in_dead``: no later step reads it, not the graph's input
+    or output), the input rows above the first one the remaining pixels read are dead bytes:
+    from the first output row whose windows start at or below input byte 4 KP on, the pairs
+    gather their windows from rows below the lanes and write the lanes over rows no pixel
+    reads again. With :func:`sub_tail_lanes` (the pairs before the output's tail) the FC form
+    is left only with the pixels between the two, often none (ResNet-8's 16 x 16 x 32 3x3
+    convolution at w4a4: all 256), and no arena byte is added. Asks what
+    :func:`sub_tail_lanes` asks (MODE 0, one weight array, no overlap of input and output), the
+    input dead after the step and 4-byte aligned in the arena, and a pixel left to gain.
+
+    Arguments:
+        step: a planned step (``steps.memory_plan``: its offsets and ``in_dead``).
+
+    Returns:
+        HP (an output pixel index, at least one output row), or 0.
+    """
+    layer = step.layer
+    if (step.pool is not None or step.add is not None or len(step.inputs) != 1
+            or not step.in_dead or not step.in_dead[0] or int(step.in_offsets[0]) % 4
+            or not sub_lane_layout(layer)):
+        return 0
+    oh, ow, co = _hwc(layer.out_shape)
+    h, w, c = _hwc(layer.in_shape)
+    lo = int(step.out_offset)
+    hi = lo + packed_bytes(oh * ow * co, int(layer.out_bits))
+    ilo = int(step.in_offsets[0])
+    if ilo < hi and lo < ilo + tensor_bytes(step.in_specs[0]):
+        return 0  # the output overlaps the input (a sliding write)
+    lanes = 4 * sub_lanes(layer)[1]
+    top = int(layer.padding[0])
+    for oy in range(1, oh):  # the first input row the windows of output row oy on read
+        if (oy * int(layer.stride[0]) - top) * w * c * int(layer.in_bits) // 8 >= lanes:
+            return oy * ow
+    return 0
+
+
 def sub_weights(layer, units: int | None = None) -> np.ndarray:
     """The weight bytes of a step of tn_m7_sub (c/tn_m7_sub.h): every row's codes permuted inside
     each unit of G = 32 / min(input bits, weight bits) codes so that weight lane pair q (of the
@@ -176,9 +215,10 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
         view = sub_fc_view(layer)
         lane = sub_lane_layout(layer)  # blocks of four, shared with tn_m7_subconv's pairs
         fc_args = [1, *subfc_plan(view), 0 if lane else subfc_oct(view), sub_tail_lanes(step),
-                   sub_lane_group(layer), sub_lanes(layer)[0], int(_inside(layer, geo))]
+                   sub_head_lanes(step), sub_lane_group(layer), sub_lanes(layer)[0],
+                   int(_inside(layer, geo))]
     else:
-        fc_args = [0] * 8
+        fc_args = [0] * 9
     args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
             geo["KW"], 1 if dense else layer.stride[0], 1 if dense else layer.stride[1], top,
             left, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],
