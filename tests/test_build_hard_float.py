@@ -122,3 +122,44 @@ def test_subfc16_fpu_form_under_qemu(qemu, tmp_path, monkeypatch):
         r = mcu.deploy(g, x, tmp_path, name=name, host_images=4, mcu_images=3)
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+
+
+def _c4_chain():
+    """Pointwise layers of 4-bit weights over 8-bit codes, 4, 8, .. 32 input channels: KP = C
+    lanes, tn_m7_subconv's RAW 2 blocks of NU = C / 2 lane pairs, so every part TN_SC_C4_BLOCKS
+    combines (the first two pairs, then two, four, the loop of eight: NU - 2 = 0 .. 14)."""
+    from tests.test_kernels_m7 import _conv
+    layers = [_conv((5, 5, c + 4), (c + 4, 1, 1, c), 4, 8, per_channel=True)
+              for c in range(4, 33, 4)]
+    return chain(23, [*layers, dict(kind="flatten"), _dense(3, 900, 4, 32, out_signed=True,
+                                                            requantize=False)],
+                 (5, 5, 4), 8, False, 0, "floor")
+
+
+@pytest.mark.slow  # a compile per level
+@pytest.mark.parametrize("level", ["-O1", "-Og"])
+def test_subconv_c4_compiles_with_an_fpu(level, tmp_path, monkeypatch):
+    """_c4_chain's model.c, hard float, at -O1 and -Og, where TN_SC_C4_BLOCKS' statement per
+    part (sums "+&r" between them) had impossible constraints in the trained ResNet-8 at w4a4
+    (-O1) and w4a8 (-O1, -Og); with an FPU (__ARM_FP) the one statement TN_SC_C4_ONE."""
+    from tinyopt.integer import steps as steps_mod
+    _arm_gcc()
+    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+    export = codegen.export_c(_c4_chain(), tmp_path / "src", kernels="m7")
+    assert export.kernels.count("sub") == 9
+    _compile(ARM, export, level, tmp_path)
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+def test_subconv_c4_one_statement_under_qemu(qemu, tmp_path, monkeypatch):
+    """TN_SC_C4_ONE (what __ARM_FP selects) built for our soft-float QEMU target, bit-exact with
+    the simulator on _c4_chain (every combination of its parts)."""
+    from tinyopt.integer import steps as steps_mod
+    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+    monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SC_C4_ONE=1"))
+    g = _c4_chain()
+    x = np.random.default_rng(5).integers(0, 256, (4, 5, 5, 4))
+    r = mcu.deploy(g, x, tmp_path, name="c4one", host_images=4, mcu_images=2)
+    s = r["summary"]
+    assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
+    assert all(k == "sub" for k in r["export"].kernels if k != "portable")

@@ -250,7 +250,7 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
       [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3)                             \
     : [end] "m"(end)                                                                            \
     : "cc", "memory"
-/* the first unit of a block of 4-bit weights (TN_SC_C4_BLOCKS) starting the sums (SMUAD: no
+/* the first unit of a block of 4-bit weights (TN_SC_C4_PARTS) starting the sums (SMUAD: no
  * zeroing of the accumulators). The sums are in/out operands given their values by the empty
  * TN_SC_SUMS_SET (no instruction): as write-only ("=&r") operands beside the in/out pointers,
  * with the loop end's "m" operand (which these first units do not read), GCC could not
@@ -350,8 +350,11 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
     :                                                                                           \
     : "cc", "memory"
 /* NU lane pairs (NU >= 2, KP a multiple of 4): the first one or two starting the sums, then
- * two, four, eight per loop (the end read into u once per eight); LD2: the two words' load */
-#define TN_SC_C4_BLOCKS(LD2)                                                                    \
+ * two, four, eight per loop (the end read into u once per eight); LD2: the two words' load.
+ * One asm statement per part, the sums "+&r" from one to the next: without an FPU GCC
+ * allocates them at every level, and ResNet-8 w4a4 runs 19 K instructions fewer than with
+ * TN_SC_C4_ONE's single statement (QEMU, soft float) */
+#define TN_SC_C4_PARTS(LD2)                                                                    \
     do {                                                                                        \
         const uint32_t rest = NU & 1u ? NU - 1u : NU - 2u;                                      \
         TN_SC_SUMS_SET;                                                                         \
@@ -368,6 +371,77 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
                              TN_SC_C4("v") LD2 TN_SC_C4("u") TN_SC_C4("v") LD2 TN_SC_C4("u")     \
                              TN_SC_C4("v") "ldr %[u], %[end]\n\tcmp %[x], %[u]\n\t"             \
                              "bne 1b\n\t" TN_SC_C4_OPERANDS);                                   \
+    } while (0)
+/* NU lane pairs (NU >= 2, KP a multiple of 4) in one asm statement, as TN_SC_G2_BLOCKS: the
+ * first one or two starting the sums (so the sums are output-only), then two, four, then from
+ * eight on a loop of eight (the end read into u once per eight; an input only where there is
+ * a loop); LD2: the two words' load. One statement per power of two with the sums "+&r" from
+ * one to the next (the former form) had impossible constraints with an FPU
+ * (-mfloat-abi=hard: ResNet-8 w4a4 at -O1, w4a8 at -Og): GCC could not place the reloads
+ * between the statements. TN_SC_C4_ONE (default: with an FPU, __ARM_FP) selects it; the tests
+ * build it without one too (QEMU). */
+#ifndef TN_SC_C4_ONE
+#if defined(__ARM_FP)
+#define TN_SC_C4_ONE 1
+#else
+#define TN_SC_C4_ONE 0
+#endif
+#endif
+#if TN_SC_C4_ONE
+#define TN_SC_C4_BLOCKS TN_SC_C4_ONE_BLOCKS
+#else
+#define TN_SC_C4_BLOCKS TN_SC_C4_PARTS
+#endif
+#define TN_SC_C4_ASM(BODY, I)                                                                   \
+    __asm__ volatile(BODY                                                                       \
+                     : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb),             \
+                       [u] "=&r"(u), [v] "=&r"(t), [a0] "=&r"(a0), [a1] "=&r"(a1),              \
+                       [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
+                       [b2] "=&r"(b2), [b3] "=&r"(b3)                                           \
+                     : I : "cc", "memory")
+#define TN_SC_C4_F1 TN_SC_LD1 TN_SC_C4G("u", TN_SC_ACCF)
+#define TN_SC_C4_F2(LD2) LD2 TN_SC_C4G("u", TN_SC_ACCF) TN_SC_C4("v")
+#define TN_SC_C4_P2(LD2) LD2 TN_SC_C4("u") TN_SC_C4("v")
+#define TN_SC_C4_P4(LD2) TN_SC_C4_P2(LD2) TN_SC_C4_P2(LD2)
+#define TN_SC_C4_LOOP(LD2)                                                                      \
+    "1:\n\t" TN_SC_C4_P4(LD2) TN_SC_C4_P4(LD2) "ldr %[u], %[end]\n\tcmp %[x], %[u]\n\tbne 1b\n\t"
+#define TN_SC_C4_END [end] "m"(end)
+#define TN_SC_C4_ONE_BLOCKS(LD2)                                                                \
+    do {                                                                                        \
+        const uint32_t rest = NU & 1u ? NU - 1u : NU - 2u;                                      \
+        switch ((NU & 1u) | (rest & 6u) | (rest >= 8u ? 8u : 0u)) {                             \
+        case 0u: TN_SC_C4_ASM(TN_SC_C4_F2(LD2), ); break;                                       \
+        case 1u: TN_SC_C4_ASM(TN_SC_C4_F1, ); break;                                            \
+        case 2u: TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P2(LD2), ); break;                      \
+        case 3u: TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P2(LD2), ); break;                           \
+        case 4u: TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P4(LD2), ); break;                      \
+        case 5u: TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P4(LD2), ); break;                           \
+        case 6u: TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P2(LD2) TN_SC_C4_P4(LD2), ); break;     \
+        case 7u: TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P2(LD2) TN_SC_C4_P4(LD2), ); break;          \
+        case 8u: TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_LOOP(LD2), TN_SC_C4_END); break;        \
+        case 9u: TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_LOOP(LD2), TN_SC_C4_END); break;             \
+        case 10u:                                                                               \
+            TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P2(LD2) TN_SC_C4_LOOP(LD2), TN_SC_C4_END);   \
+            break;                                                                              \
+        case 11u:                                                                               \
+            TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P2(LD2) TN_SC_C4_LOOP(LD2), TN_SC_C4_END);        \
+            break;                                                                              \
+        case 12u:                                                                               \
+            TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P4(LD2) TN_SC_C4_LOOP(LD2), TN_SC_C4_END);   \
+            break;                                                                              \
+        case 13u:                                                                               \
+            TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P4(LD2) TN_SC_C4_LOOP(LD2), TN_SC_C4_END);        \
+            break;                                                                              \
+        case 14u:                                                                               \
+            TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P2(LD2) TN_SC_C4_P4(LD2)                     \
+                             TN_SC_C4_LOOP(LD2),                                                \
+                         TN_SC_C4_END);                                                         \
+            break;                                                                              \
+        default:                                                                                \
+            TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P2(LD2) TN_SC_C4_P4(LD2) TN_SC_C4_LOOP(LD2),      \
+                         TN_SC_C4_END);                                                         \
+            break;                                                                              \
+        }                                                                                       \
     } while (0)
 #endif
 
