@@ -272,37 +272,35 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                                                  * and / or the input's head (sub_head_lanes) */
             /* its own loops: in one with the generic one GCC (-O2 / -O3, hard float) could not
              * allocate the FC blocks' fourteen registers */
-            uint32_t *lanes = (uint32_t *)(void *)(out + TLO); /* 4-byte aligned: sub_tail_lanes */
+            uint32_t *const tail = (uint32_t *)(void *)(out + TLO); /* 4-byte aligned:
+                                                                     * sub_tail_lanes */
+            uint32_t *const head = (uint32_t *)(void *)(uintptr_t)in; /* sub_head_lanes */
             const uint32_t np = (uint32_t)(OH * OW);
             const uint32_t p0 = TLO ? TLO / (CO * OB / 8u) & ~1u : 0u;
             const uint32_t p1 = HP == 0u ? np : HP > p0 ? HP : p0;
-            uint32_t p;
-            for (p = 0; p < p0; p += 2u) /* tn_m7_subconv's pairs, lanes in the tail */
-                tn_sc_pixels(l, in, other, out, lanes, (int32_t *)0, p, 1u, 0u, H, W, C, OW, CO,
-                             KH, KW, SH, SW, PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB,
-                             RAW, NWZP, ZW, REQ, NM, ROUND, OB, (const uint8_t *)0, 0u, TN_RQ,
-                             TN_FADD);
-            for (p = p0; p < p1; p++) { /* then the FC form, over the tail lanes' bytes */
-                const uint8_t *src = tn_sub_window(in, buf, (int32_t)(p / (uint32_t)OW),
-                                                   (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW,
-                                                   SH, SW, PT, PL, XB, ZX, PADZERO, DIRECT,
-                                                   KG);
-                tn_sf_pixel(l, src, other, out, p * CO, best, KF, CO, XB, XS, ZX, WB, RAW, KC,
-                            OCT, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 0u, TN_RQ, TN_FADD);
+            /* in pixel order: tn_m7_subconv's pairs before p0 (lanes in the tail), the FC form
+             * from p0 to p1 (over the tail lanes' bytes), then pairs again, their lanes over
+             * the input's rows no later window reads (the step is that input's last reader:
+             * its bytes are the step's to overwrite once the FC form has read them); a last
+             * lone pixel by the FC form. One call of each (about 3 KB of code per step less
+             * than a loop per part) */
+            for (uint32_t p = 0; p < np;) {
+                if (p + 2u <= np && (p < p0 || p >= p1)) {
+                    tn_sc_pixels(l, in, other, out, p < p0 ? tail : head, (int32_t *)0, p, 1u,
+                                 0u, H, W, C, OW, CO, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                                 PADZERO, GX, KWCP, INSIDE, WB, RAW, NWZP, ZW, REQ, NM, ROUND,
+                                 OB, (const uint8_t *)0, 0u, TN_RQ, TN_FADD);
+                    p += 2u;
+                } else {
+                    const uint8_t *src = tn_sub_window(in, buf, (int32_t)(p / (uint32_t)OW),
+                                                       (int32_t)(p % (uint32_t)OW), H, W, C, KH,
+                                                       KW, SH, SW, PT, PL, XB, ZX, PADZERO,
+                                                       DIRECT, KG);
+                    tn_sf_pixel(l, src, other, out, p * CO, best, KF, CO, XB, XS, ZX, WB, RAW,
+                                KC, OCT, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 0u, TN_RQ, TN_FADD);
+                    p++;
+                }
             }
-            /* last, from p1 on, the lanes over the input's rows no later window reads (the caller
-             * gave the step that input's last read: its bytes are the step's to overwrite) */
-            lanes = (uint32_t *)(void *)(uintptr_t)in; /* 4-byte aligned: sub_head_lanes */
-            for (p = p1; p + 2u <= np; p += 2u) /* (after the FC form's reads of those rows) */
-                tn_sc_pixels(l, in, other, out, lanes, (int32_t *)0, p, 1u, 0u, H, W, C, OW, CO,
-                             KH, KW, SH, SW, PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB,
-                             RAW, NWZP, ZW, REQ, NM, ROUND, OB, (const uint8_t *)0, 0u, TN_RQ,
-                             TN_FADD);
-            if (p < np)
-                tn_sc_pixels(l, in, other, out, lanes, (int32_t *)0, p, 0u, 0u, H, W, C, OW, CO,
-                             KH, KW, SH, SW, PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB,
-                             RAW, NWZP, ZW, REQ, NM, ROUND, OB, (const uint8_t *)0, 0u, TN_RQ,
-                             TN_FADD);
             return;
         }
         for (int32_t oy = 0; oy < OH; oy++)
