@@ -237,3 +237,63 @@ def test_registry_activations_are_element_wise_steps():
     # cannot run yet (the planner refuses it).
     _check(m, {"w8a8": Policy.uniform(m, 8, 8),
                "mixed": Policy(["c0", "c1", "fc"], [4, 8, 8], [4, 8, 8])}, x)
+
+
+# ------------------------------------------------------------------------------ the planner's speed
+
+def test_placed_members_in_the_way_are_the_literal_rule():
+    """memplan._Placed answers from its step index exactly what the literal rule gives (every
+    placed member live at a common step: f <= pl and pf <= la), the same intervals as often,
+    lives without a step (first > last) included."""
+    from tinyopt.integer import memplan
+    rng = np.random.default_rng(0)
+
+    def members(n):
+        out = []
+        for k in range(n):
+            first = int(rng.integers(0, 12))
+            last = first + int(rng.integers(-2, 6))  # some first > last
+            out.append(memplan.Member(f"t{k}", [], int(rng.integers(0, 9)),
+                                      int(rng.integers(1, 40)), first, last))
+        return out
+
+    placed = []
+    for k in range(30):
+        b = memplan.Buffer(f"b{k}", members(int(rng.integers(1, 4))))
+        b.offset = int(rng.integers(0, 200))
+        placed.append(b)
+    index = memplan._Placed(placed)
+    flat = [(m.first, m.last, b.offset + m.rel, b.offset + m.rel + m.bytes)
+            for b in placed for m in b.members]
+    for k in range(200):
+        b = memplan.Buffer("q", members(int(rng.integers(1, 4))))
+        want = [(lo - m.rel - m.bytes + 1, hi - m.rel) for m in b.members
+                for pf, pl, lo, hi in flat if m.first <= pl and pf <= m.last]
+        assert sorted(index.forbidden(b)) == sorted(want), k
+
+
+def test_plan_memory_cache_gives_fresh_equal_plans():
+    """plan_memory's cache: the same arguments give an equal plan that is a new object (a
+    caller's change to one plan never reaches the next), other arguments another plan."""
+    from tests.conftest import synthetic_graph
+    from tinyopt.integer import memplan
+    memplan._PLAN_CACHE.clear()
+    g = synthetic_graph()
+    _, first = steps.memory_plan(g)
+    offsets = {b.name: b.offset for b in first.buffers}
+    arena = first.arena_bytes
+    planned = len(memplan._PLAN_CACHE)  # (the lean plan and the roomy kernels' trials)
+    assert planned >= 1
+    for b in first.buffers:  # a caller changes its plan
+        b.offset += 7
+    first.arena_bytes = -1
+    _, again = steps.memory_plan(g)
+    assert len(memplan._PLAN_CACHE) == planned  # answered from the cache
+    assert again is not first and again.arena_bytes == arena
+    assert {b.name: b.offset for b in again.buffers} == offsets
+    again.check()
+    # other sizes: planned anew, not the cached answer
+    ios = [memplan.StepIO(("x",), "a"), memplan.StepIO(("a",), "b")]
+    small = memplan.plan_memory(ios, {"x": 4, "a": 4, "b": 4}, "x", ["b"])
+    large = memplan.plan_memory(ios, {"x": 4, "a": 40, "b": 4}, "x", ["b"])
+    assert (small.arena_bytes, large.arena_bytes) == (8, 44)

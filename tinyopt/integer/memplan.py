@@ -46,6 +46,8 @@ chosen buffers: no placement of them can be smaller.
 
 from __future__ import annotations
 
+import pickle
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 
@@ -206,7 +208,8 @@ class MemoryPlan:
         spans = sorted((b.offset, b.offset + b.bytes, b.first, b.last, k)
                        for k, b in enumerate(self.buffers))
         for i, (_, hi, fa, la, ka) in enumerate(spans):
-            for lo2, _, fb, lb, kb in spans[i + 1:]:
+            for j in range(i + 1, len(spans)):  # (no slice: a copy per buffer, every check)
+                lo2, _, fb, lb, kb = spans[j]
                 if lo2 >= hi:
                     break
                 if lb < fa or la < fb:
@@ -318,18 +321,36 @@ def scratch_name(step: int, taken) -> str:
 
 
 class _Placed:
-    """The members of the buffers placed so far, flat, as (first step, last step, lowest byte,
-    end byte) in the arena: what a buffer being placed must not overlap (kept flat because the
-    heuristics ask once per buffer, hundreds of times per plan)."""
+    """The members of the buffers placed so far, as (lowest byte, end byte) in the arena indexed
+    by step: what a buffer being placed must not overlap. The heuristics ask once per buffer,
+    hundreds of times per plan, and a member overlaps in time only the few placed members live
+    near its own steps, so each question reads those, not every placed member.
+
+    A placed member (life [pf, pl]) and a member being placed (life [f, la]) share a step iff
+    f <= pl and pf <= la, i.e. exactly one of: pf in [f, la] (``starts``), or pf < f <= pl
+    (``cover[f]``: the placed members live at f that began earlier). Lives with first > last
+    (no step; a graph in no execution order) keep that test literally (``odd``, and a full
+    scan of ``flat`` for such a member being placed)."""
 
     def __init__(self, buffers=()):
-        self.spans: list[tuple[int, int, int, int]] = []
+        self.flat: list[tuple[int, int, int, int]] = []  # (first, last, lo, end) of every member
+        self.starts: dict[int, list[tuple[int, int]]] = {}  # first step -> (lo, end)
+        self.cover: dict[int, list[tuple[int, int]]] = {}  # step -> (lo, end), begun before it
+        self.odd: list[tuple[int, int, int, int]] = []  # members with first > last
         for p in buffers:
             self.add(p)
 
     def add(self, p: Buffer) -> None:
-        self.spans += [(m.first, m.last, p.offset + m.rel, p.offset + m.rel + m.bytes)
-                       for m in p.members]
+        for m in p.members:
+            lo = p.offset + m.rel
+            span = (lo, lo + m.bytes)
+            self.flat.append((m.first, m.last, *span))
+            if m.first > m.last:
+                self.odd.append((m.first, m.last, *span))
+                continue
+            self.starts.setdefault(m.first, []).append(span)
+            for step in range(m.first + 1, m.last + 1):
+                self.cover.setdefault(step, []).append(span)
 
     def forbidden(self, b: Buffer) -> list[tuple[int, int]]:
         """Offsets x in [lo, hi) at which a member of b would overlap a placed member live at a
@@ -338,8 +359,15 @@ class _Placed:
         out = []
         for m in b.members:
             f, la, r, n = m.first, m.last, m.rel, m.bytes
-            out += [(lo - r - n + 1, hi - r) for pf, pl, lo, hi in self.spans
-                    if f <= pl and pf <= la]
+            if f > la:  # no step of its own: the literal test over every placed member
+                out += [(lo - r - n + 1, hi - r) for pf, pl, lo, hi in self.flat
+                        if f <= pl and pf <= la]
+                continue
+            near = list(self.cover.get(f, ()))
+            for step in range(f, la + 1):
+                near += self.starts.get(step, ())
+            near += [(lo, hi) for pf, pl, lo, hi in self.odd if f <= pl and pf <= la]
+            out += [(lo - r - n + 1, hi - r) for lo, hi in near]
         return out
 
 
@@ -413,6 +441,16 @@ def _fill(bufs: list[Buffer], placed: list[Buffer], align: int) -> int:
 HEURISTICS = ("ping_pong", "two_ended", "greedy_size", "greedy_size_x_life", "greedy_first_use")
 
 
+# plan_memory's recent answers, by the pickled arguments: the policy searches and reports ask
+# for the plan of the same steps several times (tinyopt.mixed.memory.device_plan of one policy
+# from peak_ram_bytes, report and the search's last check; steps._plan_roomy_kernels' lean plan
+# again for each report), each a search over up to 17 x 10 placements. A hit returns a fresh
+# copy (unpickled), so a caller may change its plan. The answer is a function of the arguments
+# alone: a test that patches this module's heuristics must call _PLAN_CACHE.clear().
+_PLAN_CACHE: OrderedDict = OrderedDict()
+_PLAN_CACHE_SIZE = 64
+
+
 def plan_memory(steps: list[StepIO], sizes: dict, graph_input: str, outputs: list,
                 aliases: dict | None = None, align: int = 1) -> MemoryPlan:
     """Place every tensor of ``steps`` in one arena (module docstring).
@@ -434,6 +472,25 @@ def plan_memory(steps: list[StepIO], sizes: dict, graph_input: str, outputs: lis
     Raises:
         ValueError: bad ``align``, a dangling tensor, or no heuristic gave a valid plan (a bug).
     """
+    outputs = list(outputs)
+    try:
+        key = pickle.dumps((list(steps), sizes, graph_input, outputs, aliases, align),
+                           protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError):  # not plain data: no cache
+        return _plan_memory(steps, sizes, graph_input, outputs, aliases, align)
+    if key in _PLAN_CACHE:
+        _PLAN_CACHE.move_to_end(key)
+        return pickle.loads(_PLAN_CACHE[key])
+    plan = _plan_memory(steps, sizes, graph_input, outputs, aliases, align)
+    _PLAN_CACHE[key] = pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL)
+    if len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
+        _PLAN_CACHE.popitem(last=False)
+    return plan
+
+
+def _plan_memory(steps: list[StepIO], sizes: dict, graph_input: str, outputs: list,
+                 aliases: dict | None, align: int) -> MemoryPlan:
+    """:func:`plan_memory` without its cache."""
     if align < 1:
         raise ValueError(f"align must be >= 1, got {align}")
     if not steps:
