@@ -297,3 +297,16 @@ def test_plan_memory_cache_gives_fresh_equal_plans():
     small = memplan.plan_memory(ios, {"x": 4, "a": 4, "b": 4}, "x", ["b"])
     large = memplan.plan_memory(ios, {"x": 4, "a": 40, "b": 4}, "x", ["b"])
     assert (small.arena_bytes, large.arena_bytes) == (8, 44)
+
+
+def test_flash_bytes_plans_no_arena(monkeypatch):
+    """flash_bytes is the sum of report's flash column (the same under either accounting) and
+    computes no device plan: the policy searches and studies ask it often."""
+    m = _residual()
+    p = Policy(["c0", "c1", "c2", "fc"], [4, 8, 2, 8], [4, 8, 4, 8], "PC")
+    want = int(memory.report(m, p)["flash_bytes"].sum())  # the device accounting's rows
+
+    def no_plan(*args, **kwargs):
+        raise AssertionError("flash_bytes planned the arena")
+    monkeypatch.setattr(memory, "device_plan", no_plan)
+    assert memory.flash_bytes(m, p) == want > 0
