@@ -310,3 +310,20 @@ def test_flash_bytes_plans_no_arena(monkeypatch):
         raise AssertionError("flash_bytes planned the arena")
     monkeypatch.setattr(memory, "device_plan", no_plan)
     assert memory.flash_bytes(m, p) == want > 0
+
+
+def test_plan_check_sees_a_buffer_to_its_last_byte():
+    """MemoryPlan.check (run on every heuristic's plan) by the buffers' whole extent: one byte
+    past the arena, or one byte shared by two tensors live at a common step, is refused."""
+    from tinyopt.integer import memplan
+    ios = [memplan.StepIO(("x",), "a"), memplan.StepIO(("a",), "b")]
+    plan = memplan.plan_memory(ios, {"x": 4, "a": 4, "b": 4}, "x", ["b"])
+    plan.check()
+    x, a = (next(b for b in plan.buffers if b.name == n) for n in ("x", "a"))
+    plan.arena_bytes -= 1
+    with pytest.raises(ValueError, match="outside the arena"):
+        plan.check()
+    plan.arena_bytes += 1
+    x.offset, a.offset = 0, 3  # x's last byte is a's first; both live at step 0
+    with pytest.raises(ValueError, match="live at the same step and overlap"):
+        plan.check()

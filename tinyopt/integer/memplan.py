@@ -195,18 +195,28 @@ class MemoryPlan:
         Raises:
             ValueError: naming the two tensors (or the buffer outside the arena).
         """
-        for b in self.buffers:
-            if b.offset < 0 or b.offset + b.bytes > self.arena_bytes:
-                raise ValueError(f"buffer {b.name!r} [{b.offset}, {b.offset + b.bytes}) is "
+        spans = []
+        for k, b in enumerate(self.buffers):
+            # bytes, first and last in one pass over the members (the planner checks every
+            # heuristic's plan: thousands of checks per policy search)
+            size, first, last = 0, None, None
+            for m in b.members:
+                size = max(size, m.rel + m.bytes)
+                first = m.first if first is None else min(first, m.first)
+                last = m.last if last is None else max(last, m.last)
+            if first is None:  # no member: what the properties would raise
+                size, first, last = b.bytes, b.first, b.last
+            if b.offset < 0 or b.offset + size > self.arena_bytes:
+                raise ValueError(f"buffer {b.name!r} [{b.offset}, {b.offset + size}) is "
                                  f"outside the arena of {self.arena_bytes} bytes")
             if b.offset % b.align:
                 raise ValueError(f"buffer {b.name!r} at {b.offset} is not {b.align}-byte "
                                  "aligned")
+            spans.append((b.offset, b.offset + size, first, last, k))
         # only buffers whose byte ranges overlap can clash (every member lies inside its
         # buffer's range): a sweep by offset instead of every pair
         # (and only those alive at a common step: each buffer's life spans its members')
-        spans = sorted((b.offset, b.offset + b.bytes, b.first, b.last, k)
-                       for k, b in enumerate(self.buffers))
+        spans.sort()
         for i, (_, hi, fa, la, ka) in enumerate(spans):
             for j in range(i + 1, len(spans)):  # (no slice: a copy per buffer, every check)
                 lo2, _, fb, lb, kb = spans[j]
