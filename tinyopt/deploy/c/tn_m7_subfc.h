@@ -411,9 +411,13 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
 
 /* The sums of one block of eight rows (weights at w, read on) over n input words at in (no
  * offset: dx = 0), as the loop keeps them (cumulative, scaled), added unscaled to A[0..7]
- * modulo 2^32 (without RAW 2's 8 sum x'); returns w past their words. */
+ * modulo 2^32 (without RAW 2's 8 sum x'); returns w past their words. W3 (4-bit weights, FOLD:
+ * kernels_m7.subfc_fold_window): 4096 A_3 (A_7) known to lie in [-4096 W3, 2^32 - 4096 W3),
+ * so C_3 - C_2 modulo 2^32 gives it even where |4096 A_3| >= 2^31 (raw 8-bit codes: a window
+ * of 2^32 around a range off-centre, not 2^31 either side); 0: [-2^31, 2^31), an arithmetic
+ * shift. */
 TN_INLINE const uint8_t *tn_so_run(const uint8_t *w, const uint8_t *in, uint32_t n,
-                                   uint32_t XB, uint32_t XS, uint32_t WB, int32_t *A)
+                                   uint32_t XB, uint32_t XS, uint32_t WB, uint32_t W3, int32_t *A)
 {
     uint32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
 #if TN_M7_ASM
@@ -469,12 +473,15 @@ TN_INLINE const uint8_t *tn_so_run(const uint8_t *w, const uint8_t *in, uint32_t
         return w;
     }
     { /* back to unscaled sums: 16^r A_r = C_r - C_{r-1}, exact (the bounds of RAW 2) */
+        /* W3: (4096 A_3 + 4096 W3) in [0, 2^32), a logical shift, then - W3 */
         const uint32_t s[8] = {a0, (uint32_t)((int32_t)(a1 - a0) >> 4),
                                (uint32_t)((int32_t)(a2 - a1) >> 8),
-                               (uint32_t)((int32_t)(a3 - a2) >> 12), a4,
+                               W3 ? ((a3 - a2 + (W3 << 12)) >> 12) - W3
+                                  : (uint32_t)((int32_t)(a3 - a2) >> 12), a4,
                                (uint32_t)((int32_t)(a5 - a4) >> 4),
                                (uint32_t)((int32_t)(a6 - a5) >> 8),
-                               (uint32_t)((int32_t)(a7 - a6) >> 12)};
+                               W3 ? ((a7 - a6 + (W3 << 12)) >> 12) - W3
+                                  : (uint32_t)((int32_t)(a7 - a6) >> 12)};
         TN_UNROLL
         for (uint32_t r = 0; r < 8u; r++)
             A[r] = (int32_t)((uint32_t)A[r] + s[r]);
@@ -487,16 +494,16 @@ TN_INLINE const uint8_t *tn_so_run(const uint8_t *w, const uint8_t *in, uint32_t
  * w - 2: + 2 sx), exact modulo 2^32; returns w past the block. */
 TN_INLINE const uint8_t *tn_so_block(const uint8_t *w, const uint8_t *in, uint32_t NG,
                                      const uint32_t *tw, uint32_t TAIL, uint32_t KC,
-                                     uint32_t XB, uint32_t XS, uint32_t WB, int32_t sx,
-                                     int32_t *A)
+                                     uint32_t XB, uint32_t XS, uint32_t WB, uint32_t W3,
+                                     int32_t sx, int32_t *A)
 {
     TN_UNROLL
     for (uint32_t r = 0; r < 8u; r++)
         A[r] = 0;
     for (uint32_t g = 0; g < NG; g += KC)
-        w = tn_so_run(w, in + 4u * g, NG - g < KC ? NG - g : KC, XB, XS, WB, A);
+        w = tn_so_run(w, in + 4u * g, NG - g < KC ? NG - g : KC, XB, XS, WB, W3, A);
     if (TAIL)
-        w = tn_so_run(w, (const uint8_t *)tw, 1u, XB, XS, WB, A);
+        w = tn_so_run(w, (const uint8_t *)tw, 1u, XB, XS, WB, W3, A);
     if (WB == 4u)
         A[3] = (int32_t)((uint32_t)A[3] + 8u * (uint32_t)sx);
     A[7] = (int32_t)((uint32_t)A[7] + (WB == 4u ? 8u : 2u) * (uint32_t)sx);
@@ -803,10 +810,22 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
  * blocks of eight rows where OCT (kernels_m7.subfc_oct: the first N & ~7, in chunks of OCT
  * input words), then of four, the
  * last one or two rows of N in a pair block. HASZW: some weight zero point is nonzero (sum x'
- * needed). */
+ * needed).
+ * FOLD (8-bit inputs with an offset, z_x != 0, 4-bit weights at RAW 2: kernels_m7.subfc_oct
+ * with fold): the blocks of eight run on the codes x themselves, not x' = x - z_x (no offset
+ * register: the blocks of eight's fourteen are all taken), and
+ * sum_k w_k x'_k = sum_k w_k x_k - z_x sum_k w_k, the last term a constant per row stored at
+ * export before the blocks (kernels_m7.subfc_weights: int32 F_r = -z_x sum_k w_k over the row's
+ * lanes, a last partial word's completing codes z_x included), added modulo 2^32; their
+ * rows 3 and 7 (held w - 8) take + 8 sum x instead of + 8 sum x', and OCT's chunks keep the
+ * RAW 2 bounds over the codes (kernels_m7.subfc_oct), A_3 and A_7 taken in the window
+ * [-4096 FOLD, 2^32 - 4096 FOLD) (tn_so_run's W3; kernels_m7.subfc_fold_window: the whole
+ * input where the weights' range fits it, else chunks and FOLD = 2^19, [-2^31, 2^31)). One LDR
+ * and ADD per row instead of the offset in every lane. */
 TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
                            uint32_t K, uint32_t N, uint32_t XB, uint32_t XS, int32_t ZX,
-                           uint32_t WB, uint32_t RAW, uint32_t KC, uint32_t OCT, uint32_t NWZP,
+                           uint32_t WB, uint32_t RAW, uint32_t KC, uint32_t OCT, uint32_t FOLD,
+                           uint32_t NWZP,
                            uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                            uint32_t OB, TN_RQ_ARGS)
 {
@@ -819,9 +838,18 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
     const uint32_t NO = OCT ? N & ~7u : 0u; /* rows in blocks of eight (before those of four) */
     uint32_t tw = tn_sf_tail_word(in, K, XB, ZX); /* the last word: codes, then z_x's */
     const int32_t sx = HASZW || (WB == 4u && RAW == 2u) || OCT ? tn_sf_sumx(in, NG, tw, TAIL, XB, XS, ZX) : 0;
+    /* FOLD: the rows' constants F_r first, then the blocks; sum x = sum x' + z_x per lane */
+    const int32_t *fold = (const int32_t *)(const void *)w;
+    const int32_t sxo = FOLD ? (int32_t)((uint32_t)sx + (NG + TAIL) * G * (uint32_t)ZX) : sx;
+    if (FOLD) w += 4u * NO;
     for (uint32_t c = 0; c < NO; c += 8u) { /* OCT: blocks of eight rows */
         int32_t A[8];
-        w = tn_so_block(w, in, NG, &tw, TAIL, OCT, XB, XS, WB, sx, A);
+        w = tn_so_block(w, in, NG, &tw, TAIL, OCT, XB, XS, WB, FOLD, sxo, A);
+        if (FOLD) {
+            TN_UNROLL
+            for (uint32_t r = 0; r < 8u; r++)
+                A[r] = (int32_t)((uint32_t)A[r] + (uint32_t)fold[c + r]);
+        }
         tn_sf_out4(l, bias, wzp, m0p, n0p, out, c, N, A, sx, NWZP, HASZW, ZW, REQ, NM, ROUND, OB,
                    TN_RQ);
         tn_sf_out4(l, bias, wzp, m0p, n0p, out, c + 4u, N, A + 4, sx, NWZP, HASZW, ZW, REQ, NM,
@@ -925,7 +953,7 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
     const int32_t sx = HASZW || (WB == 4u && RAW == 2u) || OCT ? tn_sf_sumx(src, NG, tw, TAIL, XB, XS, ZX) : 0;
     for (uint32_t c = 0; c < NO; c += 8u) { /* OCT: blocks of eight rows */
         int32_t A[8];
-        w = tn_so_block(w, src, NG, &tw, TAIL, OCT, XB, XS, WB, sx, A);
+        w = tn_so_block(w, src, NG, &tw, TAIL, OCT, XB, XS, WB, 0u, sx, A);
         tn_sf_emit4(l, bias, wzp, m0p, n0p, other, out, idx0, best, c, N, A, sx, NWZP, HASZW,
                     ZW, REQ, NM, ROUND, OB, MODE, TN_RQ, TN_FADD);
         tn_sf_emit4(l, bias, wzp, m0p, n0p, other, out, idx0, best, c + 4u, N, A + 4, sx, NWZP,

@@ -17,7 +17,7 @@ from tinyopt.integer.steps import (
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.deploy.kernels_m7.common import _scratch, _inside, _x_box
 from tinyopt.deploy.kernels_m7.add import _addends, _fused_add_args
-from tinyopt.deploy.kernels_m7.subfc16 import subfc16_scale, subfc16_weights
+from tinyopt.deploy.kernels_m7.subfc16 import subfc16_scale, subfc16_weights, subfc_fold_window
 
 
 def _subconv_rows(layer) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -121,7 +121,7 @@ def subfc_plan(layer) -> tuple[int, int]:
     return (2, min(kc, words)) if kc >= 4 else (raw, words)
 
 
-def subfc_oct(layer) -> int:
+def subfc_oct(layer, fold: bool = False) -> int:
     """The chunk (input words) of tn_m7_subfc's blocks of eight rows (c/tn_m7_subfc.h) for a
     dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`, or 0 where it keeps blocks of
     four. Blocks of eight take inputs whose lanes need no offset (x' = the code: z_x = 0 for
@@ -131,15 +131,27 @@ def subfc_oct(layer) -> int:
     keeps 4^r |A_r| (r = 1 .. 6) and 16384 |A_7 - 2 sum x'| below 2^31 for every input (bounded
     from the weights, 4^r sum_k |w_r| max |x'|), else chunks short enough whatever the weights
     (32768 max |x'| per input).
+    With ``fold``, also 8-bit inputs with an offset and 4-bit weights at RAW 2 (tn_m7_subfc's
+    FOLD: the blocks run on the codes x, -z_x sum w a constant per row, :func:`subfc_weights`):
+    the chunk of ``subfc16.subfc_fold_window`` (RAW 2's bounds over the codes x, not x').
 
     Arguments:
         layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+        fold: True for tn_m7_subfc's own steps (:func:`_subfc_call`); tn_m7_sub's FC form has
+            no FOLD.
 
     Returns:
         the chunk in input words (at least 1), or 0: blocks of four only.
     """
     xb, zx, wb = int(layer.in_bits), int(layer.in_zero_point), int(layer.weight_bits)
     dx = -zx if xb == 8 else ((1 << (xb - 1)) if layer.in_signed else 0) + zx
+    # FOLD costs an LDR and ADD per row against ~2 instructions per row and lane pair saved
+    # over TWIN / blocks of four: below 64 inputs it hardly pays, so those keep them
+    if (fold and xb == 8 and dx != 0 and wb == 4 and int(layer.out_channels) >= 8
+            and int(layer.in_shape[0]) >= 64):
+        if subfc_plan(layer)[0] != 2:  # FOLD's masks are RAW 2's
+            return 0
+        return subfc_fold_window(layer)[0]
     if dx != 0 or int(layer.out_channels) < 8 or wb not in (2, 4):
         return 0
     raw, kc = subfc_plan(layer)
@@ -183,7 +195,8 @@ def _oct_words(layer, quads: np.ndarray) -> np.ndarray:
     return words.reshape(-1).view(np.uint8)
 
 
-def subfc_weights(layer, fc16: bool = True, octs: bool = True) -> np.ndarray:
+def subfc_weights(layer, fc16: bool = True, octs: bool = True,
+                  fold: bool | None = None) -> np.ndarray:
     """The weight bytes of a step of tn_m7_subfc (c/tn_m7_subfc.h): :func:`subconv_weights`'
     blocks of four rows (RAW of :func:`subfc_plan`), but when N % 4 is 1 or 2 the last rows
     (padded to two with code 0) as a pair block: per two lane pairs q, q + 1 a word of 4-bit
@@ -193,13 +206,19 @@ def subfc_weights(layer, fc16: bool = True, octs: bool = True) -> np.ndarray:
     N // 8 blocks of eight rows in its place, the same size: 4-bit weights, two blocks of four
     with their words of each lane pair side by side (block 2b's, then 2b + 1's: one LDRD);
     2-bit, per lane pair q a word of the eight rows, lanes sum_r 4^r w_r at i_q and j_q (row 7
-    stored ^ 2).
+    stored ^ 2). With ``fold`` where :func:`subfc_oct` (its fold) takes 8-bit inputs with an
+    offset (tn_m7_subfc's FOLD): first, per row of those blocks of eight, the int32 constant
+    F_r = -z_x sum_k w_rk over the row's lanes (padding lanes' weight zero points and a last
+    partial word's completing codes z_x included, so that sum_k w_rk x_k + F_r is the sum over
+    x' = x - z_x exactly).
 
     Arguments:
         layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
         fc16: False: tn_m7_subfc's blocks even where :func:`subfc16_scale` would give the layer
             tn_m7_subfc16's int16 lanes (tn_m7_sub's FC form, ``kernels_m7.sub_weights``,
             reads only the blocks).
+        fold: tn_m7_subfc's FOLD where :func:`subfc_oct` allows it (None: as ``fc16``, True
+            only for tn_m7_subfc's own steps; tn_m7_sub's FC form has no FOLD).
         octs: False: blocks of four even where :func:`subfc_oct` allows eight (tn_m7_sub's FC
             form on the layout it shares with tn_m7_subconv, ``kernels_m7.sub.sub_lane_layout``).
 
@@ -216,12 +235,21 @@ def subfc_weights(layer, fc16: bool = True, octs: bool = True) -> np.ndarray:
     rows, pairs = _subconv_rows(layer)
     k = rows.shape[1]
     block = k * wb // 2  # bytes of a block of four rows
-    if octs and subfc_oct(layer):  # the first N // 8 blocks of eight (the same bytes' size)
+    fold = fc16 if fold is None else fold
+    head = np.zeros(0, np.uint8)
+    if octs and subfc_oct(layer, fold):  # the first N // 8 blocks of eight (the same bytes' size)
         octs = _oct_words(layer, quads)
         assert len(octs) == n // 8 * 2 * block
         quads = np.concatenate([octs, quads[len(octs):]])
+        if fold and not subfc_oct(layer):  # FOLD: an offset z_x, -z_x sum w per row first
+            xb, zx = int(layer.in_bits), int(layer.in_zero_point)
+            # the loop reads every lane of the blocks: whole words, a partial one's fields z_x
+            assert k == -(-int(layer.in_shape[0]) * xb // 32) * (32 // xb), (k, layer.in_shape)
+            f = -zx * rows[:n // 8 * 8].sum(axis=1)
+            assert (np.abs(f) < (1 << 31)).all()
+            head = f.astype("<i4").view(np.uint8)
     if n % 4 not in (1, 2):
-        return quads
+        return np.concatenate([head, quads])
     tail = rows[n - n % 4:n - n % 4 + 2]  # the last rows, then a padding row of code 0
     i = np.array([a for a, _ in pairs])
     j = np.array([b for _, b in pairs])
@@ -236,7 +264,7 @@ def subfc_weights(layer, fc16: bool = True, octs: bool = True) -> np.ndarray:
         fields, width = np.concatenate([fi, fj], axis=1), 4
     shifts = np.arange(fields.shape[-1], dtype=np.uint64) * width
     words = (fields.astype(np.uint64) << shifts).sum(axis=-1).astype("<u4")
-    return np.concatenate([quads[:block * (n // 4)], words.view(np.uint8)])
+    return np.concatenate([head, quads[:block * (n // 4)], words.view(np.uint8)])
 
 
 def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
@@ -249,7 +277,10 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
                 common["OB"], *rq.values()]
         return "    tn_m7_subfc16(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
     args = [int(layer.in_shape[0]), layer.out_channels, layer.in_bits, common["XS"],
-            common["ZX"], layer.weight_bits, *subfc_plan(layer), subfc_oct(layer),
+            common["ZX"], layer.weight_bits, *subfc_plan(layer), subfc_oct(layer, fold=True),
+            # FOLD: tn_so_run's window W3 where the blocks of eight fold -z_x sum w, else 0
+            subfc_fold_window(layer)[1] if subfc_oct(layer, fold=True) and not subfc_oct(layer)
+            else 0,
             common["NWZP"],
             int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
             common["OB"], *rq.values()]

@@ -114,3 +114,42 @@ def subfc16_weights(layer) -> np.ndarray:
                 blk = np.ascontiguousarray(lanes[c:c + rows].transpose(1, 2, 0, 3), "<i2")
                 parts.append(blk.view(np.uint8).ravel())
     return np.concatenate(parts).astype(np.uint8)
+
+
+def subfc_fold_window(layer) -> tuple[int, int]:
+    """(chunk, W3) of tn_m7_subfc's FOLD (c/tn_m7_subfc.h) for a dense layer of 4-bit weights
+    at RAW 2 over 8-bit codes x (no offset in the lanes): its blocks of eight keep
+    C_r - C_{r-1} = 16^r A_r modulo 2^32 per chunk of input words. Rows 1 and 2 (weights 0 ..
+    15) need 16 |A_1|, 256 |A_2| < 2^31 over every x of the grid; rows 3 and 7 (held w - 8)
+    only that 4096 A_3 lies in a window [-4096 W3, 2^32 - 4096 W3) known at export (the loop
+    shifts logically after adding 4096 W3): over [0, 255] A_3 spans [-255 N, 255 P] (N, P the
+    sums of the row's negative and positive w - 8), off-centre where z_w is low, so the whole
+    input fits where 4096 (max 255 N + max 255 P) < 2^32 even when 4096 * 255 * max N >= 2^31
+    (AD's first layer: max N 2213 over 640 inputs). Else chunks short enough whatever the
+    weights (4096 * 8 max |x| per input) with W3 = 2^19 ([-2^31, 2^31), the arithmetic shift).
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits` with 8-bit inputs and
+            4-bit weights at RAW 2 (``subconv.subfc_plan``).
+
+    Returns:
+        (chunk in input words, W3 >= 1).
+    """
+    from tinyopt.deploy.kernels_m7.subconv import _subconv_rows
+    rows, _ = _subconv_rows(layer)
+    n8 = int(layer.out_channels) // 8 * 8  # the blocks of eight's rows (the rest: TWIN / four)
+    blocks = rows[:n8].reshape(-1, 4, rows.shape[1]).astype(np.int64)
+    words = -(-int(layer.in_shape[0]) * 8 // 32)
+    signed = bool(layer.in_signed)
+    box, top = (128 if signed else 255), 1 << 31
+    low = bool((16 * blocks[:, 1].sum(axis=1) * box < top).all()
+               and (256 * blocks[:, 2].sum(axis=1) * box < top).all())
+    d = blocks[:, 3] - 8
+    pos, neg = np.clip(d, 0, None).sum(axis=1), (-np.clip(d, None, 0)).sum(axis=1)
+    if signed:  # x in [-128, 127]: A_3 in [-(128 P + 127 N), 127 P + 128 N]
+        below, above = int((128 * pos + 127 * neg).max()), int((127 * pos + 128 * neg).max())
+    else:  # x in [0, 255]: A_3 in [-255 N, 255 P]
+        below, above = int(255 * neg.max()), int(255 * pos.max())
+    if low and 4096 * (below + above) < (1 << 32) and below < (1 << 20):
+        return words, max(1, below)
+    return max(1, min(words, (top - 1) // (4096 * 8 * box) // 4)), 1 << 19
