@@ -51,12 +51,13 @@ def _no_subfc16(monkeypatch):
 
 def _chunks(monkeypatch):
     """FOLD's blocks of eight in chunks of 1, 2, 3 or 5 input words (every loop remainder)."""
-    real = kernels_m7.subfc_oct
+    real = kernels_m7.subfc16.subfc_fold
 
-    def forced(layer, fold=False):
+    def forced(layer):
         words = -(-int(layer.in_shape[0]) * int(layer.in_bits) // 32)
-        return (1, 2, 3, 5)[words % 4] if real(layer, fold) else 0
-    monkeypatch.setattr(kernels_m7.subconv, "subfc_oct", forced)
+        chunk, w3 = real(layer)
+        return ((1, 2, 3, 5)[words % 4], w3) if chunk else (0, 0)
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_fold", forced)
 
 
 @pytest.mark.parametrize("chunks", [False, True])
@@ -69,7 +70,7 @@ def test_fold_host_bitexact(tmp_path, monkeypatch, name, chunks):
         _chunks(monkeypatch)
     g = _graph(name)
     lay = g.layers[0]
-    assert kernels_m7.subfc_oct(lay, fold=True) and not kernels_m7.subfc_oct(lay)
+    assert kernels_m7.subfc16.subfc_fold(lay)[0] and not kernels_m7.subfc_oct(lay)
     e = host_check(g, tmp_path)
     assert e.kernels[0] == "sub"
     first = _calls(tmp_path)[0]
@@ -101,11 +102,13 @@ def test_fold_refusals():
     """No FOLD: fewer than 64 inputs, fewer than eight rows, 2-bit weights, RAW below 2, or
     tn_m7_sub's FC form (fold False); inputs without an offset keep the plain blocks of eight."""
     one = lambda k, n, wb, s, z: chain(4, [_dense(n, k, wb, 8)], (k,), 8, s, z).layers[0]
-    assert kernels_m7.subfc_oct(one(64, 16, 4, False, 3), fold=True)
-    assert not kernels_m7.subfc_oct(one(64, 16, 4, False, 3))
-    assert not kernels_m7.subfc_oct(one(60, 16, 4, False, 3), fold=True)
-    assert not kernels_m7.subfc_oct(one(64, 7, 4, False, 3), fold=True)
-    assert not kernels_m7.subfc_oct(one(64, 16, 2, False, 3), fold=True)
+    fold = kernels_m7.subfc16.subfc_fold
+    assert fold(one(64, 16, 4, False, 3))[0] and not kernels_m7.subfc_oct(one(64, 16, 4, False, 3))
+    assert fold(one(64, 16, 4, False, 3)) == (16, fold(one(64, 16, 4, False, 3))[1])
+    assert fold(one(60, 16, 4, False, 3)) == (0, 0)
+    assert fold(one(64, 7, 4, False, 3)) == (0, 0)
+    assert fold(one(64, 16, 2, False, 3)) == (0, 0)
+    assert fold(one(64, 16, 4, False, 0)) == (0, 0)
     lay = one(64, 16, 4, False, 0)
     assert np.array_equal(kernels_m7.subfc_weights(lay), kernels_m7.subfc_weights(lay, fold=False))
 
@@ -121,7 +124,7 @@ def test_fold_bound(tmp_path, monkeypatch):
     w[3] = w[7] = 0
     lay.set_weights(w, 4)
     lay.weight_zero_point = np.zeros(1, np.int32)
-    assert kernels_m7.subfc_oct(lay, fold=True) == 64
+    assert kernels_m7.subfc16.subfc_fold(lay) == (64, 1 << 19)
     x = np.full((2, 640), 255)
     x[1] = np.random.default_rng(0).integers(0, 256, 640)
     want = codegen.reference_output(g, x)
@@ -130,8 +133,7 @@ def test_fold_bound(tmp_path, monkeypatch):
         e = codegen.export_c(g, d / "src")
         return mcu.run_host(mcu.build_host(e, build_dir=d / "host"), e, x)
     assert np.array_equal(run(tmp_path / "a"), want)
-    monkeypatch.setattr(kernels_m7.subconv, "subfc_oct",
-                        lambda layer, fold=False: 160 if fold else 0)
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_fold", lambda layer: (160, 1 << 19))
     assert not np.array_equal(run(tmp_path / "b"), want)
 
 
@@ -147,8 +149,7 @@ def test_fold_window(tmp_path, monkeypatch):
     w[3] = w[7] = 4
     lay.set_weights(w, 4)
     lay.weight_zero_point = np.zeros(1, np.int32)
-    assert kernels_m7.subconv.subfc_fold_window(lay) == (160, 255 * 2560)
-    assert kernels_m7.subfc_oct(lay, fold=True) == 160
+    assert kernels_m7.subfc16.subfc_fold(lay) == (160, 255 * 2560)
     x = np.full((2, 640), 255)
     x[1] = np.random.default_rng(0).integers(0, 256, 640)
     want = codegen.reference_output(g, x)
@@ -157,7 +158,7 @@ def test_fold_window(tmp_path, monkeypatch):
         e = codegen.export_c(g, d / "src")
         return mcu.run_host(mcu.build_host(e, build_dir=d / "host"), e, x)
     assert np.array_equal(run(tmp_path / "a"), want)
-    monkeypatch.setattr(kernels_m7.subconv, "subfc_fold_window", lambda layer: (160, 1 << 19))
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_fold", lambda layer: (160, 1 << 19))
     assert not np.array_equal(run(tmp_path / "b"), want)
 
 

@@ -17,7 +17,7 @@ from tinyopt.integer.steps import (
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.deploy.kernels_m7.common import _scratch, _inside, _x_box
 from tinyopt.deploy.kernels_m7.add import _addends, _fused_add_args
-from tinyopt.deploy.kernels_m7.subfc16 import subfc16_scale, subfc16_weights, subfc_fold_window
+from tinyopt.deploy.kernels_m7.subfc16 import subfc16_scale, subfc16_weights, subfc_fold
 
 
 def _subconv_rows(layer) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -121,7 +121,7 @@ def subfc_plan(layer) -> tuple[int, int]:
     return (2, min(kc, words)) if kc >= 4 else (raw, words)
 
 
-def subfc_oct(layer, fold: bool = False) -> int:
+def subfc_oct(layer) -> int:
     """The chunk (input words) of tn_m7_subfc's blocks of eight rows (c/tn_m7_subfc.h) for a
     dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`, or 0 where it keeps blocks of
     four. Blocks of eight take inputs whose lanes need no offset (x' = the code: z_x = 0 for
@@ -130,28 +130,17 @@ def subfc_oct(layer, fold: bool = False) -> int:
     (:func:`subfc_plan`, its chunk); 2-bit weights: the whole input where every block of eight
     keeps 4^r |A_r| (r = 1 .. 6) and 16384 |A_7 - 2 sum x'| below 2^31 for every input (bounded
     from the weights, 4^r sum_k |w_r| max |x'|), else chunks short enough whatever the weights
-    (32768 max |x'| per input).
-    With ``fold``, also 8-bit inputs with an offset and 4-bit weights at RAW 2 (tn_m7_subfc's
-    FOLD: the blocks run on the codes x, -z_x sum w a constant per row, :func:`subfc_weights`):
-    the chunk of ``subfc16.subfc_fold_window`` (RAW 2's bounds over the codes x, not x').
+    (32768 max |x'| per input). 8-bit inputs with an offset may still take blocks of eight in
+    tn_m7_subfc's own steps (FOLD: ``subfc16.subfc_fold``).
 
     Arguments:
         layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
-        fold: True for tn_m7_subfc's own steps (:func:`_subfc_call`); tn_m7_sub's FC form has
-            no FOLD.
 
     Returns:
         the chunk in input words (at least 1), or 0: blocks of four only.
     """
     xb, zx, wb = int(layer.in_bits), int(layer.in_zero_point), int(layer.weight_bits)
     dx = -zx if xb == 8 else ((1 << (xb - 1)) if layer.in_signed else 0) + zx
-    # FOLD costs an LDR and ADD per row against ~2 instructions per row and lane pair saved
-    # over TWIN / blocks of four: below 64 inputs it hardly pays, so those keep them
-    if (fold and xb == 8 and dx != 0 and wb == 4 and int(layer.out_channels) >= 8
-            and int(layer.in_shape[0]) >= 64):
-        if subfc_plan(layer)[0] != 2:  # FOLD's masks are RAW 2's
-            return 0
-        return subfc_fold_window(layer)[0]
     if dx != 0 or int(layer.out_channels) < 8 or wb not in (2, 4):
         return 0
     raw, kc = subfc_plan(layer)
@@ -206,18 +195,18 @@ def subfc_weights(layer, fc16: bool = True, octs: bool = True,
     N // 8 blocks of eight rows in its place, the same size: 4-bit weights, two blocks of four
     with their words of each lane pair side by side (block 2b's, then 2b + 1's: one LDRD);
     2-bit, per lane pair q a word of the eight rows, lanes sum_r 4^r w_r at i_q and j_q (row 7
-    stored ^ 2). With ``fold`` where :func:`subfc_oct` (its fold) takes 8-bit inputs with an
-    offset (tn_m7_subfc's FOLD): first, per row of those blocks of eight, the int32 constant
-    F_r = -z_x sum_k w_rk over the row's lanes (padding lanes' weight zero points and a last
-    partial word's completing codes z_x included, so that sum_k w_rk x_k + F_r is the sum over
-    x' = x - z_x exactly).
+    stored ^ 2). With ``fold`` where ``subfc16.subfc_fold`` takes 8-bit inputs with an offset
+    to blocks of eight (tn_m7_subfc's FOLD): first, per row of those blocks of eight, the int32
+    constant F_r = -z_x sum_k w_rk over the row's lanes (padding lanes' weight zero points and a
+    last partial word's completing codes z_x included, so that sum_k w_rk x_k + F_r is the sum
+    over x' = x - z_x exactly).
 
     Arguments:
         layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
         fc16: False: tn_m7_subfc's blocks even where :func:`subfc16_scale` would give the layer
             tn_m7_subfc16's int16 lanes (tn_m7_sub's FC form, ``kernels_m7.sub_weights``,
             reads only the blocks).
-        fold: tn_m7_subfc's FOLD where :func:`subfc_oct` allows it (None: as ``fc16``, True
+        fold: tn_m7_subfc's FOLD where ``subfc16.subfc_fold`` allows it (None: as ``fc16``, True
             only for tn_m7_subfc's own steps; tn_m7_sub's FC form has no FOLD).
         octs: False: blocks of four even where :func:`subfc_oct` allows eight (tn_m7_sub's FC
             form on the layout it shares with tn_m7_subconv, ``kernels_m7.sub.sub_lane_layout``).
@@ -237,11 +226,12 @@ def subfc_weights(layer, fc16: bool = True, octs: bool = True,
     block = k * wb // 2  # bytes of a block of four rows
     fold = fc16 if fold is None else fold
     head = np.zeros(0, np.uint8)
-    if octs and subfc_oct(layer, fold):  # the first N // 8 blocks of eight (the same bytes' size)
+    folded = octs and fold and subfc_fold(layer)[0] > 0
+    if octs and (subfc_oct(layer) or folded):  # the first N // 8 blocks of eight (same size)
         octs = _oct_words(layer, quads)
         assert len(octs) == n // 8 * 2 * block
         quads = np.concatenate([octs, quads[len(octs):]])
-        if fold and not subfc_oct(layer):  # FOLD: an offset z_x, -z_x sum w per row first
+        if folded:  # FOLD: an offset z_x, -z_x sum w per row first
             xb, zx = int(layer.in_bits), int(layer.in_zero_point)
             # the loop reads every lane of the blocks: whole words, a partial one's fields z_x
             assert k == -(-int(layer.in_shape[0]) * xb // 32) * (32 // xb), (k, layer.in_shape)
@@ -277,10 +267,9 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
                 common["OB"], *rq.values()]
         return "    tn_m7_subfc16(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
     args = [int(layer.in_shape[0]), layer.out_channels, layer.in_bits, common["XS"],
-            common["ZX"], layer.weight_bits, *subfc_plan(layer), subfc_oct(layer, fold=True),
-            # FOLD: tn_so_run's window W3 where the blocks of eight fold -z_x sum w, else 0
-            subfc_fold_window(layer)[1] if subfc_oct(layer, fold=True) and not subfc_oct(layer)
-            else 0,
+            common["ZX"], layer.weight_bits, *subfc_plan(layer),
+            # OCT, FOLD (tn_so_run's window W3 where the blocks of eight fold -z_x sum w, else 0)
+            subfc_oct(layer) or subfc_fold(layer)[0], subfc_fold(layer)[1],
             common["NWZP"],
             int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
             common["OB"], *rq.values()]

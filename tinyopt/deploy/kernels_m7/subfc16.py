@@ -116,6 +116,29 @@ def subfc16_weights(layer) -> np.ndarray:
     return np.concatenate(parts).astype(np.uint8)
 
 
+def subfc_fold(layer) -> tuple[int, int]:
+    """(OCT, FOLD) of tn_m7_subfc's FOLD (c/tn_m7_subfc.h): a dense layer of 4-bit weights at
+    RAW 2 over 8-bit inputs with an offset (z_x != 0, so ``subconv.subfc_oct`` keeps it off the
+    blocks of eight), at least eight rows and 64 inputs, takes the blocks of eight on the codes
+    x with -z_x sum w a constant per row (``subconv.subfc_weights``): the chunk and window of
+    :func:`subfc_fold_window`. (0, 0) otherwise. FOLD costs an LDR and ADD per row against
+    about 2 instructions per row and input word saved over TWIN / blocks of four: below 64
+    inputs it hardly pays, so those keep them.
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+
+    Returns:
+        (chunk in input words, W3), or (0, 0): no FOLD.
+    """
+    from tinyopt.deploy.kernels_m7.subconv import subfc_plan
+    if not (int(layer.in_bits) == 8 and int(layer.in_zero_point) != 0
+            and int(layer.weight_bits) == 4 and int(layer.out_channels) >= 8
+            and int(layer.in_shape[0]) >= 64 and subfc_plan(layer)[0] == 2):
+        return 0, 0
+    return subfc_fold_window(layer)
+
+
 def subfc_fold_window(layer) -> tuple[int, int]:
     """(chunk, W3) of tn_m7_subfc's FOLD (c/tn_m7_subfc.h) for a dense layer of 4-bit weights
     at RAW 2 over 8-bit codes x (no offset in the lanes): its blocks of eight keep
