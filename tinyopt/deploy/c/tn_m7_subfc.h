@@ -315,7 +315,8 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
  * 2-bit: 1.06, 1.09, 1.09 (blocks of four: 1.25, 1.19, 1.17).
  * Inputs with an offset keep the blocks of four (SSUB16 / XTAB16 need the offset in a
  * register: a fifteenth) unless tn_m7_subfc folds it into a constant per row (FOLD, at
- * tn_m7_subfc: 8-bit inputs, 4-bit weights, K >= 64; AD's first layer 94,598 -> 89,958); 8-bit ones with 4-bit weights at RAW 2 run them two at a time
+ * tn_m7_subfc: 8-bit inputs, 4-bit weights, K >= 64; AD's first layer 94,598 -> 89,958);
+ * 8-bit ones with 4-bit weights at RAW 2 run them two at a time
  * (TWIN, below: the offset read from the stack once per input word).
  * --------------------------------------------------------------------------------------------- */
 #if TN_M7_ASM
