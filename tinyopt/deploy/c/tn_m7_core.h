@@ -344,6 +344,33 @@ TN_INLINE int32_t tn_m7_requant(int32_t phi, int32_t m0, int32_t n, uint32_t rou
     }
 }
 
+/* tn_m7_requant for a per-channel multiplier read at run time when n0 has both signs among the
+ * channels (FAST 1: one channel of a trained layer with n0 >= 0 suffices; each n0 in [-31, 30],
+ * checked at export). Floor: tn_m7_requant's form with its two branches on n0 replaced by a
+ * saturation, left = max(n0 + 1, 0) <= 31, and a subtraction, right = left - (n0 + 1) =
+ * max(-(n0 + 1), 0) <= 30 (one of them 0): LSL by a register wraps modulo 2^32 as tn_shl32 for
+ * a shift below 32. Double rounding (m0 >= 0): x = acc << left, left = max(n0, 0) <= 30, h its
+ * doubling high multiply, then the rounding divide by right = left - n0 = max(-n0, 0) <= 31;
+ * right = 0 leaves h (mask 0: no increment). A uniform multiplier (a constant n0) keeps
+ * tn_m7_requant, whose branches fold away. */
+TN_INLINE int32_t tn_m7_requant_pc(int32_t acc, int32_t m0, int32_t n0, uint32_t rounding)
+{
+    if (rounding == TN_FLOOR) {
+        const int32_t t = n0 + 1;
+        const uint32_t left = tn_usat5(t);
+        return tn_smmul((int32_t)((uint32_t)acc << left), m0) >> (left - (uint32_t)t);
+    }
+    if (rounding == TN_TFL_DOUBLE) {
+        const uint32_t left = tn_usat5(n0);
+        const int32_t x = (int32_t)((uint32_t)acc << left);
+        const int32_t h = (int32_t)(((int64_t)x * (int64_t)m0 + ((int64_t)1 << 30)) >> 31);
+        const uint32_t right = left - (uint32_t)n0, mask = (1u << right) - 1u;
+        const uint32_t threshold = (mask >> 1) + ((uint32_t)h >> 31);
+        return (h >> right) + (((uint32_t)h & mask) > threshold ? 1 : 0);
+    }
+    return tn_m7_requant(acc, m0, n0, rounding);
+}
+
 /* The requantized (or raw) and clamped output of an accumulator, as tn_value of tinyopt_nn.c.
  * FAST: tn_m7_requant applies (2: moreover every n0 < 0; 3: moreover every n0 >= -30 and every
  * accumulator of the layer is below 2^30 in magnitude, kernels_m7.acc_bound; 1 alone: n0 of
@@ -379,27 +406,8 @@ TN_INLINE int32_t tn_m7_out(const tn_layer_t *l, int32_t acc, uint32_t c, uint32
              * without the branches on n0 that a per-channel multiplier (ICN: BN's gammas
              * differ) kept at run time: about six instructions per output fewer */
             r = tn_smmul(acc, m0) >> (uint32_t)~n0;
-        } else if (FAST == 1u && per_channel_m && rounding == TN_FLOOR) {
-            /* n0 of both signs among the channels (one channel of a trained layer with n0 >= 0
-             * suffices), each in [-31, 30] (checked at export): tn_m7_requant's floor form with
-             * its two branches on n0 replaced by a saturation, left = max(n0 + 1, 0) <= 31, and
-             * a subtraction, right = left - (n0 + 1) = max(-(n0 + 1), 0) <= 30 (one of them 0):
-             * LSL by a register wraps modulo 2^32 as tn_shl32 for a shift below 32. A uniform
-             * multiplier (constant N0) keeps tn_m7_requant, whose branches fold away */
-            const int32_t t = n0 + 1;
-            const uint32_t left = tn_usat5(t);
-            r = tn_smmul((int32_t)((uint32_t)acc << left), m0) >> (left - (uint32_t)t);
-        } else if (FAST == 1u && per_channel_m && rounding == TN_TFL_DOUBLE) {
-            /* likewise for the double rounding (m0 >= 0): x = acc << left, left = max(n0, 0)
-             * <= 30 (wraps as tn_shl32), h its doubling high multiply, then the rounding divide
-             * of FAST 2 by right = left - n0 = max(-n0, 0) <= 31; right = 0 leaves h (mask 0:
-             * no increment) */
-            const uint32_t left = tn_usat5(n0);
-            const int32_t x = (int32_t)((uint32_t)acc << left);
-            const int32_t h = (int32_t)(((int64_t)x * (int64_t)m0 + ((int64_t)1 << 30)) >> 31);
-            const uint32_t right = left - (uint32_t)n0, mask = (1u << right) - 1u;
-            const uint32_t threshold = (mask >> 1) + ((uint32_t)h >> 31);
-            r = (h >> right) + (((uint32_t)h & mask) > threshold ? 1 : 0);
+        } else if (FAST == 1u && per_channel_m) {
+            r = tn_m7_requant_pc(acc, m0, n0, rounding);
         } else {
             r = tn_m7_requant(acc, m0, n0, rounding);
         }

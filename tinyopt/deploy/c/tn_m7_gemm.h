@@ -538,6 +538,10 @@ TN_INLINE void tn_m7_put(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint32_t
 TN_INLINE int32_t tn_m7_req(const tn_layer_t *l, uint32_t acc, uint32_t c, int32_t m0c,
                             int32_t n0c, uint32_t REQ, uint32_t NM, uint32_t ROUND, TN_RQ_ARGS)
 {
+    if (REQ && FAST == 1u && NM != 1u) { /* n0c read at run time: no branch on its sign */
+        const int32_t r = tn_m7_requant_pc((int32_t)acc, m0c, n0c, ROUND);
+        return (r < LOZ ? LOZ : (r > HIZ ? HIZ : r)) + ZP;
+    }
     if (REQ && FAST)
         return tn_m7_out(l, (int32_t)acc, c, 1u, 0u, ROUND, FAST, NM == 1u ? M0 : m0c,
                          NM == 1u ? N0 : n0c, LOZ, HIZ, ZP);
