@@ -1,9 +1,10 @@
 """tn_m7_subconv's windows outside the inner loop (issue 29: ResNet-8's 4-bit 3x3 convolutions
 at <= 1.0x the int8 instructions): a window wholly inside the input is unpacked as one run of
 its KH rows (c/tn_m7_subconv.h: tn_sc_window, tn_sc_run with R rows and a row stride), the
-USADA8 sums of unsigned 4-bit codes kept across the rows; windows touching the padding keep
-the row-by-row form. Bit-exact with the simulator on the host (the C form) and, slow, under
-QEMU (the Cortex-M7 assembly of unsigned 4-bit codes).
+USADA8 sums of unsigned 4-bit codes kept across the rows; a pair of such windows one column
+apart (stride 1, unsigned 4-bit codes, z_x = 0) unpacks their common taps once (tn_sc_run2);
+windows touching the padding keep the row-by-row form. Bit-exact with the simulator on the
+host (the C forms) and, slow, under QEMU (the Cortex-M7 assembly of unsigned 4-bit codes).
 """
 from __future__ import annotations
 
@@ -30,16 +31,18 @@ def roomy(monkeypatch):
 
 def _graph(in_bits, signed=False, zin=0):
     """9 x 9 x 8 inputs -> 3x3 conv SAME, 16 channels (the first and last rows and columns of
-    windows touch the padding, the 7 x 7 inside are whole runs) -> 3x3 conv VALID stride 2 of
-    4-bit inputs (every window inside, KW C = 48 lanes: six words per row) -> 3x3 conv SAME of
-    2-bit outputs -> 3x3 conv SAME of 2-bit inputs (C = 16: G = 16, the generic unpacking
-    over rows) -> dense. Per-channel ICN multipliers on two of them."""
+    windows touch the padding, the 7 x 7 inside are whole runs; with 4-bit inputs C = 8: pairs
+    of one word per tap) -> 3x3 conv VALID of 4-bit inputs (every window inside, KW C = 48
+    lanes: six words per row; 7 x 7 outputs: pairs in one row share their middle taps, pairs
+    across two rows do not) -> 3x3 conv SAME of 2-bit outputs -> 3x3 conv SAME stride 2 of
+    2-bit inputs (C = 16: G = 16, the generic unpacking over rows) -> dense. Per-channel ICN
+    multipliers on two of them."""
     return chain(131 + in_bits, [
         _conv((9, 9, 16), (16, 3, 3, 8), 4, 4, padding=(1, 1, 1, 1)),
-        _conv((4, 4, 16), (16, 3, 3, 16), 4, 4, stride=(2, 2), per_channel=True, icn=True),
-        _conv((4, 4, 16), (16, 3, 3, 16), 4, 2, padding=(1, 1, 1, 1)),
-        _conv((4, 4, 8), (8, 3, 3, 16), 2, 4, padding=(1, 1, 1, 1), per_channel=True,
-              icn=True),
+        _conv((7, 7, 16), (16, 3, 3, 16), 4, 4, per_channel=True, icn=True),
+        _conv((7, 7, 16), (16, 3, 3, 16), 4, 2, padding=(1, 1, 1, 1)),
+        _conv((4, 4, 8), (8, 3, 3, 16), 2, 4, stride=(2, 2), padding=(1, 1, 1, 1),
+              per_channel=True, icn=True),
         dict(kind="flatten"),
         _dense(3, 128, 4, 32, out_signed=True, requantize=False)], (9, 9, 8), in_bits, signed,
         zin)
@@ -64,7 +67,8 @@ def test_window_runs_host_bitexact(tmp_path, roomy, in_bits, signed, zin):
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_window_runs_under_qemu(qemu, tmp_path, roomy):
     """The same layers under QEMU (the assembly that unpacks a word of unsigned 4-bit codes,
-    now running on across a window's rows), bit-exact on two images."""
+    now running on across a window's rows, and storing a pair's common taps for both pixels),
+    bit-exact on two images."""
     g = _graph(8)
     x = np.random.default_rng(7).integers(0, 256, (4, 9, 9, 8))
     r = mcu.deploy(g, x, tmp_path / "runs", name="runs", host_images=4, mcu_images=2)

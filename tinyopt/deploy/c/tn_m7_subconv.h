@@ -144,6 +144,87 @@ TN_INLINE int32_t tn_sc_run(const uint8_t *src, uint32_t *TN_RESTRICT d, uint32_
     return sum;
 }
 
+#if TN_M7_ASM
+/* one word of unsigned 4-bit codes (tn_sc_run's twelve instructions), its four lane pairs
+ * stored at word D0 (pixel 0) or D1 (pixel 1), or (TN_SC_W01) at both */
+#define TN_SC_W1(D)                                                                             \
+    "ldr %[v], [%[s]], #4\n\t"                                                                  \
+    "and %[t], %[m], %[v], lsr #4\n\tstr %[t], [%[" D "], #8]\n\t"                               \
+    "and %[t], %[m], %[v], lsr #8\n\tstr %[t], [%[" D "], #16]\n\tadd %[e], %[e], %[t]\n\t"      \
+    "and %[t], %[m], %[v], lsr #12\n\tstr %[t], [%[" D "], #24]\n\t"                             \
+    "and %[t], %[m], %[v]\n\tstr %[t], [%[" D "]], #32\n\tadd %[e], %[e], %[t]\n\t"              \
+    "usada8 %[u], %[v], %[z], %[u]\n\t"
+#define TN_SC_W01                                                                               \
+    "ldr %[v], [%[s]], #4\n\t"                                                                  \
+    "and %[t], %[m], %[v], lsr #4\n\tstr %[t], [%[d0], #8]\n\tstr %[t], [%[d1], #8]\n\t"        \
+    "and %[t], %[m], %[v], lsr #8\n\tstr %[t], [%[d0], #16]\n\tstr %[t], [%[d1], #16]\n\t"      \
+    "add %[e], %[e], %[t]\n\t"                                                                  \
+    "and %[t], %[m], %[v], lsr #12\n\tstr %[t], [%[d0], #24]\n\tstr %[t], [%[d1], #24]\n\t"     \
+    "and %[t], %[m], %[v]\n\tstr %[t], [%[d0]], #32\n\tstr %[t], [%[d1]], #32\n\t"              \
+    "add %[e], %[e], %[t]\n\tusada8 %[u], %[v], %[z], %[u]\n\t"
+#define TN_SC_W(BODY, U, E)                                                                     \
+    __asm__ volatile(BODY                                                                       \
+                     : [s] "+&r"(src), [d0] "+&r"(d0), [d1] "+&r"(d1), [v] "=&r"(v),            \
+                       [t] "=&r"(t), [e] "+&r"(E), [u] "+&r"(U)                                 \
+                     : [m] "r"(m), [z] "r"(zero)                                                \
+                     : "memory")
+#endif
+
+/* The windows of two horizontally adjacent output pixels (stride 1), both wholly inside the
+ * input, of unsigned 4-bit codes with z_x = 0 and C % 8 == 0: each row of the pair is KW + 1
+ * taps of C / 8 words at src (rows stride bytes apart); a word of taps 1 .. KW - 1 (in both
+ * windows) is unpacked once and stored for both pixels (sixteen instructions for the two
+ * instead of 24), tap 0's for pixel 0 alone, tap KW's for pixel 1 alone. Lanes as tn_sc_run
+ * (pixel 0's at d, pixel 1's at d + 1, two apart); sums of x' in *s0, *s1, by tn_sc_run's
+ * USADA8 form for each of the three parts (tap 0, the middle, tap KW): s0 = first + middle,
+ * s1 = middle + last. */
+TN_INLINE void tn_sc_run2(const uint8_t *src, uint32_t *TN_RESTRICT d, uint32_t C, uint32_t KW,
+                          uint32_t KH, uint32_t stride, int32_t *s0, int32_t *s1)
+{
+    const uint32_t nt = C / 8u; /* words per tap */
+    uint32_t ua = 0, ea = 0, ub = 0, eb = 0, uc = 0, ec = 0;
+#if TN_M7_ASM
+    const uint32_t m = tn_lanemask(4u), zero = 0u;
+    uint32_t *d0 = d, *d1 = d + 1;
+    for (uint32_t r = 0; r < KH; r++, src += stride - 4u * (KW + 1u) * nt) {
+        uint32_t v, t;
+        TN_UNROLL
+        for (uint32_t g = 0; g < nt; g++) TN_SC_W(TN_SC_W1("d0"), ua, ea);
+        TN_UNROLL
+        for (uint32_t g = 0; g < (KW - 1u) * nt; g++) TN_SC_W(TN_SC_W01, ub, eb);
+        TN_UNROLL
+        for (uint32_t g = 0; g < nt; g++) TN_SC_W(TN_SC_W1("d1"), uc, ec);
+    }
+#else
+    for (uint32_t r = 0; r < KH; r++, src += stride) {
+        uint32_t *d0 = d + r * KW * C, *d1 = d0 + 1;
+        for (uint32_t g = 0; g < (KW + 1u) * nt; g++) {
+            const uint32_t v = tn_ld32(src + 4u * g);
+            const uint32_t tap = g / nt;
+            uint32_t *u = tap == 0u ? &ua : tap == KW ? &uc : &ub;
+            uint32_t *e = tap == 0u ? &ea : tap == KW ? &ec : &eb;
+            TN_UNROLL
+            for (uint32_t j = 0; j < 4u; j++) {
+                const uint32_t pr = tn_sc_xpair(v, j, 4u, 0u, 0);
+                if (tap < KW) d0[8u * g + 2u * j] = pr;
+                if (tap > 0u) d1[8u * (g - nt) + 2u * j] = pr;
+                if (j == 0u || j == 2u) *e += pr;
+            }
+            *u = tn_usada8(v, *u);
+        }
+    }
+#endif
+    {
+        /* E + (U - E) / 16 per part (tn_sc_run): the even nibbles' lanes folded */
+        const uint32_t fa = (ea & 0xFFFFu) + (ea >> 16), fb = (eb & 0xFFFFu) + (eb >> 16);
+        const uint32_t fc = (ec & 0xFFFFu) + (ec >> 16);
+        const uint32_t sa = fa + ((ua - fa) >> 4), sb = fb + ((ub - fb) >> 4);
+        const uint32_t sc = fc + ((uc - fc) >> 4);
+        *s0 = (int32_t)(sa + sb);
+        *s1 = (int32_t)(sb + sc);
+    }
+}
+
 /* The window of output pixel (oy, ox) of XB-bit inputs (XB < 8) as lanes of one pixel from
  * word d on (the pixel's words two apart); returns sum x'. Taps outside the input hold padv
  * (0 - z_x with PADZERO: the code 0; else x' = 0), padding lanes 0. */
@@ -696,6 +777,14 @@ TN_INLINE void tn_sc_windows(const uint8_t *in, uint32_t *TN_RESTRICT buf, int32
                               PADZERO, KWCP, INSIDE);
         *s1 = tn_m7_cv_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
                               PADZERO, KWCP, INSIDE);
+    } else if (XB == 4u && !XS && ZX == 0 && GX == 8u && C % 8u == 0u && C <= 64u && SW == 1
+               && KW >= 2 && oy1 == oy0 && ox1 == ox0 + 1 && oy0 * SH - PT >= 0
+               && oy0 * SH - PT + KH <= H && ox0 - PL >= 0 && ox0 + 1 - PL + KW <= W
+               && (uint32_t)KH * (uint32_t)(KW + 1) * C < 8u * 2048u) {
+        /* both windows inside, one column apart: their common taps unpacked once */
+        tn_sc_run2(in + ((uint32_t)(oy0 * SH - PT) * (uint32_t)W + (uint32_t)(ox0 - PL)) * C
+                            / 2u,
+                   buf, C, (uint32_t)KW, (uint32_t)KH, (uint32_t)W * C / 2u, s0, s1);
     } else {
         *s0 = tn_sc_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
                            PADZERO, GX, KWCP);
