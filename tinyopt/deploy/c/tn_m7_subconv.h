@@ -190,8 +190,9 @@ TN_INLINE void tn_sc_run2(const uint8_t *src, uint32_t *TN_RESTRICT d, uint32_t 
         uint32_t v, t;
         TN_UNROLL
         for (uint32_t g = 0; g < nt; g++) TN_SC_W(TN_SC_W1("d0"), ua, ea);
-        TN_UNROLL
-        for (uint32_t g = 0; g < (KW - 1u) * nt; g++) TN_SC_W(TN_SC_W01, ub, eb);
+        for (uint32_t k = 1; k < KW; k++) /* a loop over the taps: code bytes */
+            TN_UNROLL
+            for (uint32_t g = 0; g < nt; g++) TN_SC_W(TN_SC_W01, ub, eb);
         TN_UNROLL
         for (uint32_t g = 0; g < nt; g++) TN_SC_W(TN_SC_W1("d1"), uc, ec);
     }
@@ -247,7 +248,10 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
         uint32_t *dr = d + (uint32_t)ky * KWCP;
         const int32_t iy = y0 + ky;
         const uint32_t rowin = iy >= 0 && iy < H;
-        if (G == 32u / XB && rowin && x0 >= 0 && x0 + KW <= W) { /* the row: KWCP / G words */
+        /* a row in bounds as one run only where taps are not whole words: with whole-word taps
+         * a border window's rows go tap by tap below (one unrolled copy of the unpacking per
+         * step, not two; windows wholly inside are whole runs above) */
+        if (G == 32u / XB && C % G != 0u && rowin && x0 >= 0 && x0 + KW <= W) {
             sum = tn_sc_run(in + ((uint32_t)iy * (uint32_t)W + (uint32_t)x0) * C * XB / 8u, dr,
                             KWCP / G, XB, XS, ZX, sum, 1u, 0u);
             continue;
