@@ -589,8 +589,8 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
  * outputs at o, one pixel every OP bytes, the channel's code at bit SH of its byte. */
 TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int32_t *bp,
                               const int32_t *mp, const int8_t *np, const uint32_t *p, uint8_t *o,
-                              uint32_t c, uint32_t R0, uint32_t R1, uint32_t R2, uint32_t OP,
-                              uint32_t SH, int32_t OW, int32_t SW, uint32_t CH, uint32_t WIDE,
+                              uint32_t c, uint32_t R0, uint32_t R1, uint32_t R2, uint32_t K0,
+                              uint32_t K1, uint32_t K2, uint32_t OP, uint32_t SH, int32_t OW, int32_t SW, uint32_t CH, uint32_t WIDE,
                               uint32_t DWQ,
                               uint32_t OB, uint32_t OS, int32_t LO, int32_t HI, uint32_t NM,
                               uint32_t ROUND, TN_RQ_ARGS)
@@ -598,16 +598,22 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     /* WIDE: per channel the six int16 weight pairs themselves (28 bytes: asymmetric weights,
      * w - z_w beyond int8); else three words of int8 [d_r0, d_r1, d_r1, d_r2] (16 bytes) */
     const uint8_t *wb = wp + c * (WIDE ? 28u : 16u);
+    /* K0, K1, K2: the kernel rows of the planes at R0, R1, R2 (0, 1, 2 but in the tail form,
+     * whose planes stay put while the rows rotate: the weights rotate instead, per channel,
+     * where the loop's loads keep their immediate offsets) */
+    const uint32_t WR = WIDE ? 8u : 4u; /* weight bytes per kernel row */
     /* DBL: with enough outputs per row, the weights and the bias are doubled once here (|2 d|
      * <= 510 fits the int16 lanes; |2 acc| < 2^31 for DWQ = 1) so that the accumulators are
      * 2 acc, which tn_dw3_out's SMMLAR takes without a shift per output */
     const uint32_t DBL = DWQ == 1u && OW >= 8;
     uint32_t A0, B0, A1, B1, A2, B2;
     if (WIDE) {
-        A0 = tn_ld32(wb), B0 = tn_ld32(wb + 4), A1 = tn_ld32(wb + 8), B1 = tn_ld32(wb + 12);
-        A2 = tn_ld32(wb + 16), B2 = tn_ld32(wb + 20);
+        A0 = tn_ld32(wb + K0 * WR), B0 = tn_ld32(wb + K0 * WR + 4u);
+        A1 = tn_ld32(wb + K1 * WR), B1 = tn_ld32(wb + K1 * WR + 4u);
+        A2 = tn_ld32(wb + K2 * WR), B2 = tn_ld32(wb + K2 * WR + 4u);
     } else {
-        const uint32_t w0 = tn_ld32(wb), w1 = tn_ld32(wb + 4), w2 = tn_ld32(wb + 8);
+        const uint32_t w0 = tn_ld32(wb + K0 * WR), w1 = tn_ld32(wb + K1 * WR);
+        const uint32_t w2 = tn_ld32(wb + K2 * WR);
         A0 = tn_dw3_sxtb16(w0), B0 = tn_dw3_sxtb16_ror8(w0);
         A1 = tn_dw3_sxtb16(w1), B1 = tn_dw3_sxtb16_ror8(w1);
         A2 = tn_dw3_sxtb16(w2), B2 = tn_dw3_sxtb16_ror8(w2);
@@ -853,7 +859,7 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
  * compiled once per rotation of the three slots; for a sub-byte output once per code of a
  * byte, G = 8 / OB channels per pass, so that each code's bit offset is a constant). */
 TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32_t S0,
-                          uint32_t S1, uint32_t S2, uint32_t C0, uint32_t C, uint32_t CS,
+                          uint32_t S1, uint32_t S2, uint32_t ROT, uint32_t C0, uint32_t C, uint32_t CS,
                           int32_t OW, int32_t SW,
                           int32_t W, int32_t PL, uint32_t XB, uint32_t WP, uint32_t WIDE,
                           uint32_t DWQ,
@@ -871,6 +877,9 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
      * C0 .. C0 + C - 1, o points at channel C0's byte) */
     const uint32_t G = 8u / OB, OP = CS * OB / 8u;
     const uint32_t CH = TN_DW3_CHUNKS(SW, XB, OW); /* the chunk layout (see above) */
+    /* ROT (the tail form; 0 otherwise): slot S0 + ROT holds kernel row 0 (mod 3), so the
+     * planes at S0, S1, S2 take the weights of rows K0, K1, K2 */
+    const uint32_t K0 = (3u - ROT) % 3u, K1 = (4u - ROT) % 3u, K2 = (5u - ROT) % 3u;
     if (CH && C0 == 0u && C == CS
         && TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) { /* every channel */
         tn_dw3_row2(l, rows, o, S0, S1, S2, C, OW, WP, DWQ, OS);
@@ -886,13 +895,13 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
          * instructions on DS-CNN's depthwise layers; for 4-bit outputs (G = 2) that pass is
          * the faster one (the packing costs more than the one read-modify-write it saves) */
         const uint32_t PB = 6u * WP; /* bytes from one channel's planes to the next's */
-        uint8_t *b0 = (uint8_t *)(void *)(rows + S0 * WP) + 2u * (uint32_t)PL;
+        uint8_t *b0 = (uint8_t *)(void *)(rows + (S0 + ROT) % 3u * WP) + 2u * (uint32_t)PL;
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
         for (uint32_t c = 0; c < C; c++, p += 3u * wp)
             tn_dw3_channel(l, w, bias, m0, n0, p, b0 + c * PB, C0 + c, S0 * wp, S1 * wp,
-                           S2 * wp, 1u, 0u, OW, SW, 0u, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND,
+                           S2 * wp, K0, K1, K2, 1u, 0u, OW, SW, 0u, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND,
                            TN_RQ);
 #if defined(__GNUC__)
 #pragma GCC unroll 1
@@ -931,7 +940,7 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
         for (uint32_t g = 0; g < G; g++)
             tn_dw3_channel(l, w, bias, m0, n0, CH ? pc + 2u * g : pc + 3u * g * wp,
                            o + c / G, C0 + c + g, CH ? S0 * 8u : S0 * wp,
-                           CH ? S1 * 8u : S1 * wp, CH ? S2 * 8u : S2 * wp, OP, g * OB, OW, SW,
+                           CH ? S1 * 8u : S1 * wp, CH ? S2 * 8u : S2 * wp, K0, K1, K2, OP, g * OB, OW, SW,
                            CH, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
     }
 }
@@ -977,20 +986,11 @@ TN_INLINE void tn_dw3_rows(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
                 tn_dw3_build(ib, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, CS, PL, WP,
                              XB, XS, ZX, PADZERO);
         }
-        switch ((uint32_t)(oy * SH) % 3u) {
-        case 0:
-            tn_dw3_row(l, rows, o, 0u, 1u, 2u, C0, C, CS, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB,
-                       OS, LO, HI, NM, ROUND, TN_RQ);
-            break;
-        case 1:
-            tn_dw3_row(l, rows, o, 1u, 2u, 0u, C0, C, CS, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB,
-                       OS, LO, HI, NM, ROUND, TN_RQ);
-            break;
-        default:
-            tn_dw3_row(l, rows, o, 2u, 0u, 1u, C0, C, CS, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB,
-                       OS, LO, HI, NM, ROUND, TN_RQ);
-            break;
-        }
+        /* one copy of the row's code for the three rotations of the slots: the planes stay
+         * put and the weights rotate (tn_dw3_channel's K0 .. K2), flash over the constant
+         * slots' three copies */
+        tn_dw3_row(l, rows, o, 0u, 1u, 2u, (uint32_t)(oy * SH) % 3u, C0, C, CS, OW, SW, W, PL,
+                   XB, WP, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
     }
 }
 
@@ -1068,15 +1068,15 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
         }
         switch ((uint32_t)(oy * SH) % 3u) {
         case 0:
-            tn_dw3_row(l, rows, o, 0u, 1u, 2u, 0u, C, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS,
+            tn_dw3_row(l, rows, o, 0u, 1u, 2u, 0u, 0u, C, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS,
                        LO, HI, NM, ROUND, TN_RQ);
             break;
         case 1:
-            tn_dw3_row(l, rows, o, 1u, 2u, 0u, 0u, C, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS,
+            tn_dw3_row(l, rows, o, 1u, 2u, 0u, 0u, 0u, C, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS,
                        LO, HI, NM, ROUND, TN_RQ);
             break;
         default:
-            tn_dw3_row(l, rows, o, 2u, 0u, 1u, 0u, C, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS,
+            tn_dw3_row(l, rows, o, 2u, 0u, 1u, 0u, 0u, C, C, OW, SW, W, PL, XB, WP, WIDE, DWQ, OB, OS,
                        LO, HI, NM, ROUND, TN_RQ);
             break;
         }
