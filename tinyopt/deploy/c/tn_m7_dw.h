@@ -589,7 +589,7 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
  * outputs at o, one pixel every OP bytes, the channel's code at bit SH of its byte. */
 TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int32_t *bp,
                               const int32_t *mp, const int8_t *np, const uint32_t *p, uint8_t *o,
-                              uint32_t c, uint32_t R0, uint32_t R1, uint32_t R2, uint32_t K0,
+                              uint32_t c, uint32_t ci, uint32_t R0, uint32_t R1, uint32_t R2, uint32_t K0,
                               uint32_t K1, uint32_t K2, uint32_t OP, uint32_t SH, int32_t OW, int32_t SW, uint32_t CH, uint32_t WIDE,
                               uint32_t DWQ,
                               uint32_t OB, uint32_t OS, int32_t LO, int32_t HI, uint32_t NM,
@@ -597,7 +597,7 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
 {
     /* WIDE: per channel the six int16 weight pairs themselves (28 bytes: asymmetric weights,
      * w - z_w beyond int8); else three words of int8 [d_r0, d_r1, d_r1, d_r2] (16 bytes) */
-    const uint8_t *wb = wp + c * (WIDE ? 28u : 16u);
+    const uint8_t *wb = wp + ci * (WIDE ? 28u : 16u); /* ci: the channel's index in wp */
     /* K0, K1, K2: the kernel rows of the planes at R0, R1, R2 (0, 1, 2 but in the tail form,
      * whose planes stay put while the rows rotate: the weights rotate instead, per channel,
      * where the loop's loads keep their immediate offsets) */
@@ -870,7 +870,9 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
     const uint32_t *p = (const uint32_t *)(const void *)rows;
     const uint32_t wp = WP / 2u; /* words per plane (stride 1) */
     const uint32_t NQ = WP / 4u; /* chunks per slot and channel group (stride 2) */
-    const uint8_t *w = l->w; /* the per-channel arrays, read once per row */
+    /* the per-channel arrays, read once per row (the weights from channel C0 on: the tail
+     * form's block, below) */
+    const uint8_t *w = l->w;
     const int32_t *bias = l->bias, *m0 = l->m0;
     const int8_t *n0 = l->n0;
     /* codes per byte; bytes per output pixel (of CS channels: the planes hold channels
@@ -900,7 +902,7 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
 #pragma GCC unroll 1
 #endif
         for (uint32_t c = 0; c < C; c++, p += 3u * wp)
-            tn_dw3_channel(l, w, bias, m0, n0, p, b0 + c * PB, C0 + c, S0 * wp, S1 * wp,
+            tn_dw3_channel(l, w, bias, m0, n0, p, b0 + c * PB, C0 + c, c, S0 * wp, S1 * wp,
                            S2 * wp, K0, K1, K2, 1u, 0u, OW, SW, 0u, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND,
                            TN_RQ);
 #if defined(__GNUC__)
@@ -939,7 +941,7 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
         TN_UNROLL
         for (uint32_t g = 0; g < G; g++)
             tn_dw3_channel(l, w, bias, m0, n0, CH ? pc + 2u * g : pc + 3u * g * wp,
-                           o + c / G, C0 + c + g, CH ? S0 * 8u : S0 * wp,
+                           o + c / G, C0 + c + g, c + g, CH ? S0 * 8u : S0 * wp,
                            CH ? S1 * 8u : S1 * wp, CH ? S2 * 8u : S2 * wp, K0, K1, K2, OP, g * OB, OW, SW,
                            CH, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
     }
@@ -994,6 +996,40 @@ TN_INLINE void tn_dw3_rows(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
     }
 }
 
+/* The tail form's row-kernel weights of channels C0 .. C0 + CB - 1 into t (tn_dw3_channel's
+ * format, CB (WIDE ? 7 : 4) words), from the lean kernel's codes at lw (B bits, rows of RB bytes
+ * per tap) and the exported CC (a word per channel at l->w). Why: exported, they cost 16 (28)
+ * bytes of flash per channel beside the lean kernel's 9 B / 8; widened once per block they
+ * cost a few instructions per channel and CB words of stack. */
+TN_INLINE void tn_dw3_widen(const tn_layer_t *l, const uint8_t *lw, uint32_t *t, uint32_t C0,
+                            uint32_t CB, uint32_t B, uint32_t RB, uint32_t NWZP, int32_t ZW,
+                            uint32_t WIDE)
+{
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+    for (uint32_t c = 0; c < CB; c++, t += WIDE ? 7u : 4u) {
+        const uint32_t ch = C0 + c;
+        const uint32_t zw = NWZP == 1u ? (uint32_t)ZW : (uint32_t)l->wzp[ch];
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+        for (uint32_t r = 0; r < 3u; r++) {
+            /* d = w - z_w of kernel row r's three taps */
+            const uint32_t d0 = (uint32_t)tn_get(lw + (3u * r) * RB, ch, B, 0u) - zw;
+            const uint32_t d1 = (uint32_t)tn_get(lw + (3u * r + 1u) * RB, ch, B, 0u) - zw;
+            const uint32_t d2 = (uint32_t)tn_get(lw + (3u * r + 2u) * RB, ch, B, 0u) - zw;
+            if (WIDE) { /* (d0, d1), (d1, d2) as int16 pairs */
+                t[2u * r] = (d0 & 0xFFFFu) | (d1 << 16);
+                t[2u * r + 1u] = (d1 & 0xFFFFu) | (d2 << 16);
+            } else { /* [d0, d1, d1, d2] as int8 */
+                t[r] = (d0 & 0xFFu) | ((d1 & 0xFFu) * 0x00010100u) | (d2 << 24);
+            }
+        }
+        t[WIDE ? 6u : 3u] = tn_ld32(l->w + 4u * ch);
+    }
+}
+
 /* The row kernel (see above). rows: 3 * CB * WP int16, word aligned; WP even, at least
  * OW * SW + 4 and W + PL.
  *
@@ -1004,9 +1040,10 @@ TN_INLINE void tn_dw3_rows(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
  * input row widened once per block, as in the full form), which never write there; the output
  * does not overlap the input (no sliding write below 8-bit inputs and outputs,
  * steps.write_delay), so a block's outputs may be written before a later block's inputs are
- * read. Then rows OYF .. OH - 1 run tn_m7_depthwise (the lean kernel, no scratch) on its
- * own weights, exported after the row kernel's (B, RB, NWZP, ZW: its weight arguments), over
- * the planes. */
+ * read. Then rows OYF .. OH - 1 run tn_m7_depthwise (the lean kernel, no scratch) over the
+ * planes. Its weights (B, RB, NWZP, ZW: its weight arguments) are the only ones exported, after
+ * a CC word per channel; each block widens its channels' row-kernel weights from them onto
+ * the stack (tn_dw3_widen). */
 TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
                          int16_t *TN_RESTRICT rows, int32_t H, int32_t W, uint32_t C,
                          int32_t OH, int32_t OW, int32_t SH, int32_t SW, int32_t PT,
@@ -1017,17 +1054,23 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
                          TN_RQ_ARGS)
 {
     if (CB != C) { /* the tail form */
+        /* CB <= 8 channels (steps.dw3_block) of 7 words at most */
+        uint32_t tw[8u * 7u];
+        tn_layer_t blk = *l;
+        blk.w = (const uint8_t *)(const void *)tw;
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
-        for (uint32_t c0 = 0; c0 < C; c0 += CB)
-            tn_dw3_rows(l, in, out, rows, c0, CB, C, OYF, H, W, OW, SH, SW, PT, PL, WP, XB, XS,
-                        ZX, PADZERO, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
+        for (uint32_t c0 = 0; c0 < C; c0 += CB) {
+            tn_dw3_widen(l, l->w + 4u * C, tw, c0, CB, B, RB, NWZP, ZW, WIDE);
+            tn_dw3_rows(&blk, in, out, rows, c0, CB, C, OYF, H, W, OW, SH, SW, PT, PL, WP, XB,
+                        XS, ZX, PADZERO, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
+        }
         if (OYF < OH) {
-            /* the lean kernel's weights after the row kernel's (16 or 28 bytes a channel); its
-             * rows OYF .. from a top padding moved up by OYF SH rows */
+            /* the lean kernel's weights after the CC words; its rows OYF .. from a top
+             * padding moved up by OYF SH rows */
             tn_layer_t lean = *l;
-            lean.w = l->w + C * (WIDE ? 28u : 16u);
+            lean.w = l->w + 4u * C;
             tn_m7_depthwise(&lean, in, in, out + (uint32_t)OYF * (uint32_t)OW * (C * OB / 8u),
                             H, W, C, OH - OYF, OW, 3, 3, SH, SW, PT - OYF * SH, PL, B, XB, XS, ZX,
                             PADZERO, RB, NWZP, 1u, NM, ROUND, OB, 0u, ZW, 0u, TN_RQ);
