@@ -997,14 +997,16 @@ TN_INLINE void tn_dw3_rows(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
 }
 
 /* The tail form's row-kernel weights of channels C0 .. C0 + CB - 1 into t (tn_dw3_channel's
- * format, CB (WIDE ? 7 : 4) words), from the lean kernel's codes at lw (B bits, rows of RB bytes
- * per tap) and the exported CC (a word per channel at l->w). Why: exported, they cost 16 (28)
- * bytes of flash per channel beside the lean kernel's 9 B / 8; widened once per block they
- * cost a few instructions per channel and CB words of stack. */
-TN_INLINE void tn_dw3_widen(const tn_layer_t *l, const uint8_t *lw, uint32_t *t, uint32_t C0,
-                            uint32_t CB, uint32_t B, uint32_t RB, uint32_t NWZP, int32_t ZW,
-                            uint32_t WIDE)
+ * format, CB (WIDE ? 7 : 4) words), from the lean kernel's codes at l->w (B bits, rows of RB
+ * bytes per tap), and CC from n0 and the output zero point ZP (kernels_m7.dw3_plan's formulas,
+ * which checked that CC fits int32: the unsigned shifts give its two's complement). Why:
+ * exported, they cost 16 (28) bytes of flash per channel beside the lean kernel's 9 B / 8;
+ * widened once per block they cost a few instructions per channel and CB words of stack. */
+TN_INLINE void tn_dw3_widen(const tn_layer_t *l, uint32_t *t, uint32_t C0, uint32_t CB,
+                            uint32_t B, uint32_t RB, uint32_t NWZP, int32_t ZW, uint32_t WIDE,
+                            uint32_t DWQ, uint32_t NM, int32_t N0, int32_t ZP)
 {
+    const uint8_t *lw = l->w;
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
@@ -1026,7 +1028,17 @@ TN_INLINE void tn_dw3_widen(const tn_layer_t *l, const uint8_t *lw, uint32_t *t,
                 t[r] = (d0 & 0xFFu) | ((d1 & 0xFFu) * 0x00010100u) | (d2 << 24);
             }
         }
-        t[WIDE ? 6u : 3u] = tn_ld32(l->w + 4u * ch);
+        {
+            const int32_t n0 = NM == 1u ? N0 : (int32_t)l->n0[ch];
+            /* K of tn_dw3_channel: -n0 (DWQ 1), -(n0 + 1) (2), max(-(n0 + 1), 0) (3) */
+            const uint32_t k = DWQ == 1u ? (uint32_t)(-n0)
+                               : n0 < -1 ? (uint32_t)(-(n0 + 1)) : 0u;
+            uint32_t cc = (uint32_t)ZP << k;
+            /* DWQ 1 (TFLite double rounding) for completeness: the tail form runs "floor"
+             * graphs only (steps._plan_roomy_kernels), so no test reaches it */
+            if (DWQ == 1u) cc += 1u << (k - 1u);
+            t[WIDE ? 6u : 3u] = DWQ ? cc : 0u;
+        }
     }
 }
 
@@ -1041,9 +1053,9 @@ TN_INLINE void tn_dw3_widen(const tn_layer_t *l, const uint8_t *lw, uint32_t *t,
  * does not overlap the input (no sliding write below 8-bit inputs and outputs,
  * steps.write_delay), so a block's outputs may be written before a later block's inputs are
  * read. Then rows OYF .. OH - 1 run tn_m7_depthwise (the lean kernel, no scratch) over the
- * planes. Its weights (B, RB, NWZP, ZW: its weight arguments) are the only ones exported, after
- * a CC word per channel; each block widens its channels' row-kernel weights from them onto
- * the stack (tn_dw3_widen). */
+ * planes. Its weights (B, RB, NWZP, ZW: its weight arguments) are the only ones exported;
+ * each block widens its channels' row-kernel weights from them onto the stack
+ * (tn_dw3_widen). */
 TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
                          int16_t *TN_RESTRICT rows, int32_t H, int32_t W, uint32_t C,
                          int32_t OH, int32_t OW, int32_t SH, int32_t SW, int32_t PT,
@@ -1062,16 +1074,13 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
 #pragma GCC unroll 1
 #endif
         for (uint32_t c0 = 0; c0 < C; c0 += CB) {
-            tn_dw3_widen(l, l->w + 4u * C, tw, c0, CB, B, RB, NWZP, ZW, WIDE);
+            tn_dw3_widen(l, tw, c0, CB, B, RB, NWZP, ZW, WIDE, DWQ, NM, N0, ZP);
             tn_dw3_rows(&blk, in, out, rows, c0, CB, C, OYF, H, W, OW, SH, SW, PT, PL, WP, XB,
                         XS, ZX, PADZERO, WIDE, DWQ, OB, OS, LO, HI, NM, ROUND, TN_RQ);
         }
         if (OYF < OH) {
-            /* the lean kernel's weights after the CC words; its rows OYF .. from a top
-             * padding moved up by OYF SH rows */
-            tn_layer_t lean = *l;
-            lean.w = l->w + 4u * C;
-            tn_m7_depthwise(&lean, in, in, out + (uint32_t)OYF * (uint32_t)OW * (C * OB / 8u),
+            /* its rows OYF .. from a top padding moved up by OYF SH rows */
+            tn_m7_depthwise(l, in, in, out + (uint32_t)OYF * (uint32_t)OW * (C * OB / 8u),
                             H, W, C, OH - OYF, OW, 3, 3, SH, SW, PT - OYF * SH, PL, B, XB, XS, ZX,
                             PADZERO, RB, NWZP, 1u, NM, ROUND, OB, 0u, ZW, 0u, TN_RQ);
         }

@@ -94,10 +94,10 @@ def dw3_weights(layer, cc: np.ndarray, wide: bool = False, lean: bool = True) ->
     [d_r0, d_r1, d_r1, d_r2] (d = w - z_w as int8, kernel row r) and CC (int32, little-endian;
     :func:`dw3_plan`), 16 bytes; ``wide`` (weights beyond int8: :func:`dw3_plan`'s WIDE): the six
     int16 pairs A_r = (d_r0, d_r1), B_r = (d_r1, d_r2) and CC, 28 bytes. For a step of the
-    tail form (``lean``, :func:`dw3_tail_offset` >= 0, ``steps.dw3_tail_layer``) only CC
-    (4 bytes a channel) and the lean kernel's weights after it (:attr:`IntegerLayer.weights` as
-    they are: tn_m7_depthwise runs the rows after the planes, and each block of the row kernel
-    widens its channels' words from them, tn_dw3_widen): 16 (28) bytes a channel of flash
+    tail form (``lean``, :func:`dw3_tail_offset` >= 0, ``steps.dw3_tail_layer``) only the lean
+    kernel's weights (:attr:`IntegerLayer.weights` as they are: tn_m7_depthwise runs the rows
+    after the planes, and each block of the row kernel widens its channels' words from them and
+    computes CC from n0 and z_out, tn_dw3_widen): 16 (28) bytes a channel of flash
     fewer. ``lean`` False (the full form, its scratch planned) never reads the lean weights.
 
     Raises:
@@ -113,7 +113,7 @@ def dw3_weights(layer, cc: np.ndarray, wide: bool = False, lean: bool = True) ->
         lanes = np.ascontiguousarray(pairs.transpose(2, 0, 1).reshape(c, 12).astype("<i2"))
         lanes = lanes.view(np.uint8)
         blob = np.concatenate([lanes, ccb], axis=1).ravel().astype(np.uint8)
-        return _with_lean(layer, blob, ccb) if lean else blob
+        return _with_lean(layer, blob) if lean else blob
     if d.min() < -128 or d.max() > 127:
         raise ValueError(f"layer {layer.name!r}: a depthwise weight minus its zero point is "
                          "outside int8; export it with wide=True (dw3_plan's WIDE)")
@@ -121,16 +121,15 @@ def dw3_weights(layer, cc: np.ndarray, wide: bool = False, lean: bool = True) ->
     words = np.stack([d[:, 0], d[:, 1], d[:, 1], d[:, 2]], axis=1)  # [3 rows, 4 bytes, C]
     blob = np.concatenate([words.transpose(2, 0, 1).reshape(c, 12), ccb], axis=1)
     blob = blob.ravel().astype(np.uint8)
-    return _with_lean(layer, blob, ccb) if lean else blob
+    return _with_lean(layer, blob) if lean else blob
 
 
-def _with_lean(layer, blob: np.ndarray, ccb: np.ndarray) -> np.ndarray:
-    """Where the tail form may run the layer: CC's bytes ``ccb`` ([C, 4]) followed by the lean
-    kernel's weights (the row kernel's words widened from them at run time); else ``blob``."""
+def _with_lean(layer, blob: np.ndarray) -> np.ndarray:
+    """Where the tail form may run the layer: the lean kernel's weights alone (the row
+    kernel's words and CC computed from them at run time, tn_dw3_widen); else ``blob``."""
     if not dw3_tail_layer(layer):
         return blob
-    return np.concatenate([np.ascontiguousarray(ccb, np.uint8).ravel(),
-                           np.ascontiguousarray(layer.weights, np.uint8).ravel()])
+    return np.ascontiguousarray(layer.weights, np.uint8).ravel()
 
 
 def dw3_tail_offset(step: Step) -> int:
