@@ -51,7 +51,7 @@ def _no_subfc16(monkeypatch):
 
 def _chunks(monkeypatch):
     """FOLD's blocks of eight in chunks of 1, 2, 3 or 5 input words (every loop remainder)."""
-    real = kernels_m7.subfc16.subfc_fold
+    real = kernels_m7.subconv.subfc_fold
 
     def forced(layer):
         words = -(-int(layer.in_shape[0]) * int(layer.in_bits) // 32)
@@ -70,7 +70,7 @@ def test_fold_host_bitexact(tmp_path, monkeypatch, name, chunks):
         _chunks(monkeypatch)
     g = _graph(name)
     lay = g.layers[0]
-    assert kernels_m7.subfc16.subfc_fold(lay)[0] and not kernels_m7.subfc_oct(lay)
+    assert kernels_m7.subconv.subfc_fold(lay)[0] and not kernels_m7.subfc_oct(lay)
     e = host_check(g, tmp_path)
     assert e.kernels[0] == "sub"
     first = _calls(tmp_path)[0]
@@ -102,7 +102,7 @@ def test_fold_refusals():
     """No FOLD: fewer than 64 inputs, fewer than eight rows, 2-bit weights, RAW below 2, or
     tn_m7_sub's FC form (fold False); inputs without an offset keep the plain blocks of eight."""
     one = lambda k, n, wb, s, z: chain(4, [_dense(n, k, wb, 8)], (k,), 8, s, z).layers[0]
-    fold = kernels_m7.subfc16.subfc_fold
+    fold = kernels_m7.subconv.subfc_fold
     assert fold(one(64, 16, 4, False, 3))[0] and not kernels_m7.subfc_oct(one(64, 16, 4, False, 3))
     assert fold(one(64, 16, 4, False, 3)) == (16, fold(one(64, 16, 4, False, 3))[1])
     assert fold(one(60, 16, 4, False, 3)) == (0, 0)
@@ -124,7 +124,7 @@ def test_fold_bound(tmp_path, monkeypatch):
     w[3] = w[7] = 0
     lay.set_weights(w, 4)
     lay.weight_zero_point = np.zeros(1, np.int32)
-    assert kernels_m7.subfc16.subfc_fold(lay) == (64, 1 << 19)
+    assert kernels_m7.subconv.subfc_fold(lay) == (64, 1 << 19)
     x = np.full((2, 640), 255)
     x[1] = np.random.default_rng(0).integers(0, 256, 640)
     want = codegen.reference_output(g, x)
@@ -149,7 +149,7 @@ def test_fold_window(tmp_path, monkeypatch):
     w[3] = w[7] = 4
     lay.set_weights(w, 4)
     lay.weight_zero_point = np.zeros(1, np.int32)
-    assert kernels_m7.subfc16.subfc_fold(lay) == (160, 255 * 2560)
+    assert kernels_m7.subconv.subfc_fold(lay) == (160, 255 * 2560)
     x = np.full((2, 640), 255)
     x[1] = np.random.default_rng(0).integers(0, 256, 640)
     want = codegen.reference_output(g, x)

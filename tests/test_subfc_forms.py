@@ -46,8 +46,11 @@ def _graph(name):
 
 
 def _no_subfc16(monkeypatch):
-    """Small layers on tn_m7_subfc, not tn_m7_subfc16."""
+    """Small layers on tn_m7_subfc, not tn_m7_subfc16, and 8-bit inputs with an offset on TWIN,
+    not FOLD (the blocks of eight over the raw codes, tests/test_subfc_fold.py), which would
+    take the layers of 64 inputs and more."""
     monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_fold", lambda layer: (0, 0))
 
 
 def _chunks(monkeypatch):
@@ -158,6 +161,7 @@ def twin_exports(tmp_path_factory):
     from tinyopt.deploy import codegen
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)
+        mp.setattr(kernels_m7.subconv, "subfc_fold", lambda layer: (0, 0))
         return [codegen.export_c(_graph(n), tmp_path_factory.mktemp(n), kernels="m7")
                 for n in ("tw_floor_u8", "tw_double_s8")]
 

@@ -17,7 +17,7 @@ from tinyopt.integer.steps import (
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.deploy.kernels_m7.common import _scratch, _inside, _x_box
 from tinyopt.deploy.kernels_m7.add import _addends, _fused_add_args
-from tinyopt.deploy.kernels_m7.subfc16 import subfc16_scale, subfc16_weights, subfc_fold
+from tinyopt.deploy.kernels_m7.subfc16 import subfc16_scale, subfc16_weights
 
 
 def _subconv_rows(layer) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -131,7 +131,7 @@ def subfc_oct(layer) -> int:
     keeps 4^r |A_r| (r = 1 .. 6) and 16384 |A_7 - 2 sum x'| below 2^31 for every input (bounded
     from the weights, 4^r sum_k |w_r| max |x'|), else chunks short enough whatever the weights
     (32768 max |x'| per input). 8-bit inputs with an offset may still take blocks of eight in
-    tn_m7_subfc's own steps (FOLD: ``subfc16.subfc_fold``).
+    tn_m7_subfc's own steps (FOLD: :func:`subfc_fold`).
 
     Arguments:
         layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
@@ -195,7 +195,7 @@ def subfc_weights(layer, fc16: bool = True, octs: bool = True,
     N // 8 blocks of eight rows in its place, the same size: 4-bit weights, two blocks of four
     with their words of each lane pair side by side (block 2b's, then 2b + 1's: one LDRD);
     2-bit, per lane pair q a word of the eight rows, lanes sum_r 4^r w_r at i_q and j_q (row 7
-    stored ^ 2). With ``fold`` where ``subfc16.subfc_fold`` takes 8-bit inputs with an offset
+    stored ^ 2). With ``fold`` where :func:`subfc_fold` takes 8-bit inputs with an offset
     to blocks of eight (tn_m7_subfc's FOLD): first, per row of those blocks of eight, the int32
     constant F_r = -z_x sum_k w_rk over the row's lanes (padding lanes' weight zero points and a
     last partial word's completing codes z_x included, so that sum_k w_rk x_k + F_r is the sum
@@ -206,7 +206,7 @@ def subfc_weights(layer, fc16: bool = True, octs: bool = True,
         fc16: False: tn_m7_subfc's blocks even where :func:`subfc16_scale` would give the layer
             tn_m7_subfc16's int16 lanes (tn_m7_sub's FC form, ``kernels_m7.sub_weights``,
             reads only the blocks).
-        fold: tn_m7_subfc's FOLD where ``subfc16.subfc_fold`` allows it (None: as ``fc16``, True
+        fold: tn_m7_subfc's FOLD where :func:`subfc_fold` allows it (None: as ``fc16``, True
             only for tn_m7_subfc's own steps; tn_m7_sub's FC form has no FOLD).
         octs: False: blocks of four even where :func:`subfc_oct` allows eight (tn_m7_sub's FC
             form on the layout it shares with tn_m7_subconv, ``kernels_m7.sub.sub_lane_layout``).
@@ -343,3 +343,63 @@ def _subconv_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_roun
             f"{_scratch(step, arena, 'int32_t', lanes)}, "
             + ", ".join(u(a) for a in args) + f", {tab}, {obo}u,\n                  "
             + ", ".join(u(a) for a in rest) + ");\n")
+
+
+def subfc_fold(layer) -> tuple[int, int]:
+    """(OCT, FOLD) of tn_m7_subfc's FOLD (c/tn_m7_subfc.h): a dense layer of 4-bit weights at
+    RAW 2 over 8-bit inputs with an offset (z_x != 0, so :func:`subfc_oct` keeps it off the
+    blocks of eight), at least eight rows and 64 inputs, takes the blocks of eight on the codes
+    x with -z_x sum w a constant per row (:func:`subfc_weights`): the chunk and window of
+    :func:`subfc_fold_window`. (0, 0) otherwise. FOLD costs an LDR and ADD per row against
+    about 2 instructions per row and input word saved over TWIN / blocks of four: below 64
+    inputs it hardly pays, so those keep them.
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+
+    Returns:
+        (chunk in input words, W3), or (0, 0): no FOLD.
+    """
+    if not (int(layer.in_bits) == 8 and int(layer.in_zero_point) != 0
+            and int(layer.weight_bits) == 4 and int(layer.out_channels) >= 8
+            and int(layer.in_shape[0]) >= 64 and subfc_plan(layer)[0] == 2):
+        return 0, 0
+    return subfc_fold_window(layer)
+
+
+def subfc_fold_window(layer) -> tuple[int, int]:
+    """(chunk, W3) of tn_m7_subfc's FOLD (c/tn_m7_subfc.h) for a dense layer of 4-bit weights
+    at RAW 2 over 8-bit codes x (no offset in the lanes): its blocks of eight keep
+    C_r - C_{r-1} = 16^r A_r modulo 2^32 per chunk of input words. Rows 1 and 2 (weights 0 ..
+    15) need 16 |A_1|, 256 |A_2| < 2^31 over every x of the grid; rows 3 and 7 (held w - 8)
+    only that 4096 A_3 lies in a window [-4096 W3, 2^32 - 4096 W3) known at export (the loop
+    shifts logically after adding 4096 W3): over [0, 255] A_3 spans [-255 N, 255 P] (N, P the
+    sums of the row's negative and positive w - 8), off-centre where z_w is low, so the whole
+    input fits where 4096 (max 255 N + max 255 P) < 2^32 even when 4096 * 255 * max N >= 2^31
+    (AD's first layer: max N 2213 over 640 inputs). Else chunks short enough whatever the
+    weights (4096 * 8 max |x| per input) with W3 = 2^19 ([-2^31, 2^31), the arithmetic shift).
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits` with 8-bit inputs and
+            4-bit weights at RAW 2 (:func:`subfc_plan`).
+
+    Returns:
+        (chunk in input words, W3 >= 1).
+    """
+    rows, _ = _subconv_rows(layer)
+    n8 = int(layer.out_channels) // 8 * 8  # the blocks of eight's rows (the rest: TWIN / four)
+    blocks = rows[:n8].reshape(-1, 4, rows.shape[1]).astype(np.int64)
+    words = -(-int(layer.in_shape[0]) * 8 // 32)
+    signed = bool(layer.in_signed)
+    box, top = (128 if signed else 255), 1 << 31
+    low = bool((16 * blocks[:, 1].sum(axis=1) * box < top).all()
+               and (256 * blocks[:, 2].sum(axis=1) * box < top).all())
+    d = blocks[:, 3] - 8
+    pos, neg = np.clip(d, 0, None).sum(axis=1), (-np.clip(d, None, 0)).sum(axis=1)
+    if signed:  # x in [-128, 127]: A_3 in [-(128 P + 127 N), 127 P + 128 N]
+        below, above = int((128 * pos + 127 * neg).max()), int((127 * pos + 128 * neg).max())
+    else:  # x in [0, 255]: A_3 in [-255 N, 255 P]
+        below, above = int(255 * neg.max()), int(255 * pos.max())
+    if low and 4096 * (below + above) < (1 << 32) and below < (1 << 20):
+        return words, max(1, below)
+    return max(1, min(words, (top - 1) // (4096 * 8 * box) // 4)), 1 << 19
