@@ -28,12 +28,13 @@ TEST_ENV  := env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(abspath $(VENV
 TEST_WORKERS ?= $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 2)
 PYTEST_PAR := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
-.PHONY: help setup data test test-fast reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory any_graph model_zoo latency mcu mcu-tools sweep bench clean-venv
+.PHONY: help setup data test test-fast test-levels reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory any_graph model_zoo latency mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
 	@echo "make test        run the whole test suite, as CI does, on every core (under 10 minutes)"
 	@echo "make test-fast   the suite without training or notebook runs (under 2 minutes)"
+	@echo "make test-levels the C kernels' compile checks at every GCC level and float ABI"
 	@echo "make setup       create $(VENV) and install tinyopt[dev] (quick when already done)"
 	@echo "make data        fetch and verify MNIST and Fashion-MNIST into data/"
 	@echo "make lab         start JupyterLab on notebooks/"
@@ -70,6 +71,13 @@ test: setup data
 # No training and no notebook runs (those tests are marked slow): under 2 minutes on 2 cores.
 test-fast: setup data
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_PAR) -m "not slow" $(PYTEST_ARGS)
+
+# The compile checks at every GCC level (-O0 .. -Og) and float ABI: `make test` keeps -O1 and
+# -Og for each kernel form (where GCC's register allocation for the assembly failed before) and
+# -O0 / -Og (+ -Os for the cheap models) for the MLPerf libraries; run this after touching a
+# kernel's assembly or C twin.
+test-levels: setup data
+	$(TEST_ENV) TINYOPT_ALL_LEVELS=1 $(PY) -m pytest $(PYTEST_PAR) -k "level or compile or fpu" $(PYTEST_ARGS)
 
 # $(call per_dataset,NOTEBOOK_STEM,RESULTS_SUBFOLDER): run a notebook once per dataset with its
 # default parameters, the executed copy next to its tables; prints the wall time.

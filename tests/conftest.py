@@ -138,13 +138,19 @@ def pytest_unconfigure(config):
 # (pytest-xdist's own xdist_group marks are not used: with pytest 9 its loadgroup scheduler no
 # longer sees them and splits every group.) Groups start longest first (HEAVY_FIRST, measured
 # with --durations), so that no long group starts last while the other worker idles.
-HEAVY_FIRST = ["tests/test_model_zoo.py", "notebook 06_iso_memory", "notebook 08_any_graph",
-               "notebook 05_deploy", "tests/test_kernels_m7_sub.py", "tests/test_firmware_cli.py",
-               "notebook 02_subbyte_qat", "notebook 01_multicomponent",
-               "notebook 04_integer_only", "tests/test_mobilenet_v3_int8.py",
-               "tests/test_memory_device.py", "tests/test_sim_fast.py", "tests/test_deploy_dag.py",
-               "tests/test_icn_convert.py", "tests/test_determinism.py",
-               "tests/test_generate.py", "tests/test_experiments.py", "tests/test_kernels_m7.py",
+HEAVY_FIRST = ["notebook 06_iso_memory", "tests/test_kernels_m7_sub.py",
+               "tests/test_build_levels.py", "notebook 05_deploy", "notebook 08_any_graph",
+               "tests/test_firmware_cli.py", "tests/test_generate.py", "tests/test_dw_sub.py",
+               "tests/test_pw_small.py", "tests/test_build_hard_float.py",
+               "notebook 01_multicomponent", "tests/test_memory_device.py",
+               "tests/test_model_zoo.py",
+               "notebook 02_subbyte_qat", "notebook 04_integer_only",
+               "tests/test_mobilenet_v3_int8.py", "tests/test_kernels_m7.py",
+               "tests/test_icn_convert.py", "tests/test_kernels_m7_conv.py",
+               "tests/test_deploy_dag.py", "tests/test_sim_fast.py", "tests/test_subfc_forms.py",
+               "tests/test_fc_heads.py", "tests/test_subfc_fast.py", "tests/test_subfc_fold.py",
+               "tests/test_sweep.py", "tests/test_requant_fast1.py", "tests/test_determinism.py",
+               "tests/test_experiments.py",
                "tests/test_tflite_fuzz.py", "tests/test_mlperf_import.py",
                "tests/test_accuracy_search.py", "tests/test_subbyte_activations.py"]
 

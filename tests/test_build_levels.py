@@ -12,6 +12,7 @@ runs of VWW at other levels than -O2 bit-exact with the simulator.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -33,8 +34,15 @@ from tinyopt.integer import steps as steps_mod
 # (the C twins, not forced inline), -O3 (the assembly; -O1 failed where -O3 did, and passes where
 # it does), -Os (__OPTIMIZE_SIZE__: -Oz takes the same C twins), -Og (no unrolling: the
 # immediates). All six levels passed when this file was written (session 14).
-LEVELS = ["-O0", "-O3", "-Os", "-Og"]
+# `make test` (CI, under 10 minutes) compiles at the levels below; `make test-levels`
+# (TINYOPT_ALL_LEVELS=1) at every level: run it after touching a kernel's assembly or C twin,
+# and before a release (session 16: every level, soft and hard float, passed).
+ALL_LEVELS = os.environ.get("TINYOPT_ALL_LEVELS") == "1"
+LEVELS = ["-O0", "-O1", "-O3", "-Os", "-Oz", "-Og"] if ALL_LEVELS else ["-O0", "-Og"]
 CHEAP_LEVELS = ["-Os"]
+# The compile checks of each new kernel form's test file: -O1 and -Og, the levels where GCC
+# found no registers for an assembly block most often (-O2 is every QEMU test's build)
+FORM_LEVELS = (["-O0", "-O1", "-O2", "-O3", "-Os", "-Og"] if ALL_LEVELS else ["-O1", "-Og"])
 HOST_LEVELS = ["-O3"]  # the C twins: -O3 is where -Warray-bounds looks deepest
 ARM = ("arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16")
 WARN = ("-Wall", "-Wextra", "-Werror", "-pedantic", "-std=c99")

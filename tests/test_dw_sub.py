@@ -140,7 +140,7 @@ def test_dw3_tail_form_compiles_at_every_level(tmp_path, abi):
     """model.c of the chains (every tail-form instance: 2/4/8-bit inputs, 2/4/8-bit outputs,
     WIDE, strides 1 and 2) at each GCC level, with an FPU (hard float, fpv5-d16: the register
     set of the inline assembly shrinks) and soft float (our QEMU builds' ABI)."""
-    from tests.test_build_levels import ARM, _arm_gcc, _compile
+    from tests.test_build_levels import ARM, FORM_LEVELS, _arm_gcc, _compile
     from tinyopt.deploy import codegen
     _arm_gcc()
     flags = ARM if abi == "hard" else tuple(
@@ -148,5 +148,5 @@ def test_dw3_tail_form_compiles_at_every_level(tmp_path, abi):
     for name in sorted(TAIL_CHAINS):
         export = codegen.export_c(_graph(name), tmp_path / name, kernels="m7")
         assert _forms((tmp_path / name / "model.c").read_text())
-        for level in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Og"):
+        for level in FORM_LEVELS:
             _compile(flags, export, level, tmp_path)

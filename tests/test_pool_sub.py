@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.test_build_levels import ARM, WARN, _arm_gcc
+from tests.test_build_levels import ARM, FORM_LEVELS, WARN, _arm_gcc
 from tinyopt import IntegerGraph, IntegerLayer
 from tinyopt.deploy import codegen, mcu
 
@@ -126,7 +126,7 @@ def test_pool_under_qemu(qemu, tmp_path):
 def test_pool_compiles_at_every_level(tmp_path, name):
     _arm_gcc()
     e = codegen.export_c(pool_graph(name, "tflite_double"), tmp_path / "src")
-    for level in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Og"):
+    for level in FORM_LEVELS:
         cmd = [*ARM, level, *WARN, "-c", str(e.out_dir / "model.c"), "-I", str(e.out_dir),
                "-o", str(tmp_path / "model.o")]
         proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -16,7 +16,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.test_build_levels import ARM, WARN, _arm_gcc
+from tests.test_build_levels import ARM, FORM_LEVELS, WARN, _arm_gcc
 from tests.test_kernels_m7 import _conv, _dw, _host_program_output, chain
 from tinyopt.deploy import codegen, kernels_m7, mcu, synth
 from tinyopt.integer import sim
@@ -178,7 +178,7 @@ def test_mixed_sign_n0_under_qemu(qemu, tmp_path, case):
 def test_fast1_compiles_at_every_level(tmp_path, rounding):
     _arm_gcc()
     e = codegen.export_c(mixed_sign_graph(rounding, True), tmp_path / "src")
-    for level in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Og"):
+    for level in FORM_LEVELS:
         cmd = [*ARM, level, *WARN, "-c", str(e.out_dir / "model.c"), "-I", str(e.out_dir),
                "-o", str(tmp_path / "model.o")]
         proc = subprocess.run(cmd, capture_output=True, text=True)

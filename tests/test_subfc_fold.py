@@ -16,6 +16,7 @@ from tinyopt.deploy import codegen, kernels_m7, mcu
 
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
+from tests.test_build_levels import FORM_LEVELS
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
@@ -181,7 +182,7 @@ def test_fold_under_qemu(qemu, tmp_path, monkeypatch, plan):
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
 
 
-FOLD_LEVELS = ["-O0", "-O1", "-O2", "-O3", "-Os", "-Og"]
+FOLD_LEVELS = FORM_LEVELS
 
 
 @pytest.fixture(scope="module")

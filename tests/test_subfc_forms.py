@@ -17,6 +17,7 @@ from tinyopt.integer import steps as steps_mod
 
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
+from tests.test_build_levels import FORM_LEVELS
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
@@ -152,7 +153,7 @@ def test_twin_under_qemu(qemu, tmp_path, monkeypatch, plan):
 
 
 SOFT = ("arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft")
-LEVELS = ["-O0", "-O1", "-O2", "-O3", "-Os", "-Og"]
+LEVELS = FORM_LEVELS
 
 
 @pytest.fixture(scope="module")
