@@ -1087,7 +1087,9 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
         return;
     }
     /* the full form (the loop of tn_dw3_rows, written out here: through that helper GCC
-     * schedules the int8 stride-2 rows of VWW differently, +0.3 % instructions there) */
+     * schedules the int8 stride-2 rows of VWW differently, +0.3 % instructions there; even the
+     * padding block below alone as a shared inline helper cost VWW int8 +574 instructions and
+     * +32 B of code, measured in session 16, so it stays written out too) */
     int32_t next = -PT; /* the next input row to widen */
     {   /* the padding columns of every plane, once (rows only ever write columns PL..PL+W-1) */
         const int16_t pad = (int16_t)(PADZERO ? -ZX : 0);
