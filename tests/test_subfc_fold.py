@@ -114,6 +114,22 @@ def test_fold_refusals():
     assert np.array_equal(kernels_m7.subfc_weights(lay), kernels_m7.subfc_weights(lay, fold=False))
 
 
+def _exact_as_planned_not_forced(g, tmp_path, monkeypatch):
+    """At the worst input (every x = 255) and a random one, the C of ``g`` as planned equals
+    the simulator; forced to the whole input with the arithmetic shift's window (chunk 160,
+    W3 = 2^19) it does not (the bound the plan kept matters)."""
+    x = np.full((2, 640), 255)
+    x[1] = np.random.default_rng(0).integers(0, 256, 640)
+    want = codegen.reference_output(g, x)
+
+    def run(d):
+        e = codegen.export_c(g, d / "src")
+        return mcu.run_host(mcu.build_host(e, build_dir=d / "host"), e, x)
+    assert np.array_equal(run(tmp_path / "a"), want)
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_fold", lambda layer: (160, 1 << 19))
+    assert not np.array_equal(run(tmp_path / "b"), want)
+
+
 def test_fold_bound(tmp_path, monkeypatch):
     """RAW 2's bounds over |x| <= 255: a layer whose row 3 is all code 0 (|w - 8| = 8) over 640
     inputs takes chunks ((2^31 - 1) // (4096 8 255) codes: 64 words), and at the worst input
@@ -126,16 +142,7 @@ def test_fold_bound(tmp_path, monkeypatch):
     lay.set_weights(w, 4)
     lay.weight_zero_point = np.zeros(1, np.int32)
     assert kernels_m7.subconv.subfc_fold(lay) == (64, 1 << 19)
-    x = np.full((2, 640), 255)
-    x[1] = np.random.default_rng(0).integers(0, 256, 640)
-    want = codegen.reference_output(g, x)
-
-    def run(d):
-        e = codegen.export_c(g, d / "src")
-        return mcu.run_host(mcu.build_host(e, build_dir=d / "host"), e, x)
-    assert np.array_equal(run(tmp_path / "a"), want)
-    monkeypatch.setattr(kernels_m7.subconv, "subfc_fold", lambda layer: (160, 1 << 19))
-    assert not np.array_equal(run(tmp_path / "b"), want)
+    _exact_as_planned_not_forced(g, tmp_path, monkeypatch)
 
 
 def test_fold_window(tmp_path, monkeypatch):
@@ -151,16 +158,7 @@ def test_fold_window(tmp_path, monkeypatch):
     lay.set_weights(w, 4)
     lay.weight_zero_point = np.zeros(1, np.int32)
     assert kernels_m7.subconv.subfc_fold(lay) == (160, 255 * 2560)
-    x = np.full((2, 640), 255)
-    x[1] = np.random.default_rng(0).integers(0, 256, 640)
-    want = codegen.reference_output(g, x)
-
-    def run(d):
-        e = codegen.export_c(g, d / "src")
-        return mcu.run_host(mcu.build_host(e, build_dir=d / "host"), e, x)
-    assert np.array_equal(run(tmp_path / "a"), want)
-    monkeypatch.setattr(kernels_m7.subconv, "subfc_fold", lambda layer: (160, 1 << 19))
-    assert not np.array_equal(run(tmp_path / "b"), want)
+    _exact_as_planned_not_forced(g, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
