@@ -806,6 +806,226 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
         }
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Lean blocks of eight (LEAN, kernels_m7.subfc_lean; tn_sl_block): the blocks of eight of 4-bit
+ * weights at RAW 2 over the whole input in one chunk of whole words (no partial last word), one
+ * weight zero point z_w, no FOLD, word-aligned weights. Their sums start at
+ * I_r = sum_{s <= r} 16^s c_s instead of 0 (c_s = -z_w sum x', + 8 sum x' for rows 3 and 7,
+ * held w - 8), so that C_r - C_{r-1} = 16^r sum_k (w_rk - z_w) x'_k: each row's whole sum,
+ * zero point included, exact where 16^r sum_k |w_rk - z_w| max |x'| < 2^31 for every row
+ * (kernels_m7.subfc_lean, from the weights at export). Four LDRD start the sums (the blocks of
+ * eight: eight MOV) and no output needs - z_w sum x' or + 8 sum x' (one or two instructions).
+ * Then, still in registers (the blocks of eight hand their sums through tn_sf_out4, whose code
+ * GCC spilled around: 132 instructions per block of eight on AD's dense_1), the outputs:
+ * per-channel floor requantization to 4 / 2-bit codes (tn_sc_pcq's saturating forms, FAST >= 2,
+ * z_out = 0): LDR bias, ADD (the shift folded), LDR m0, SMMUL, LDRSB n0, MVN, ASR, SSAT / USAT
+ * and BFI into one word per block, nine instructions per output; raw int32 outputs (logits,
+ * full int32 clamp, word-aligned output): LDRD of two biases, two ADD, STRD, two per output.
+ * Other requantizations: tn_sf_out4 on the sums. The loop is tn_so_run's, without its alignment
+ * check per block (once per layer) and, n % 4 = 0, without the entry of TN_SF_RUN4_ASM.
+ * --------------------------------------------------------------------------------------------- */
+
+/* Can the blocks of eight run lean (above)? LEAN from export (the bound), the form's compile-time
+ * conditions. */
+TN_INLINE uint32_t tn_sl_ok(uint32_t LEAN, uint32_t OCT, uint32_t FOLD, uint32_t TAIL,
+                            uint32_t NG, uint32_t XB, uint32_t WB, uint32_t RAW, uint32_t NWZP,
+                            uint32_t HASZW)
+{
+    return LEAN && OCT >= NG && !FOLD && !TAIL && NG >= 1u && (XB == 4u || XB == 8u) && WB == 4u
+           && RAW == 2u && (NWZP == 1u || !HASZW);
+}
+
+/* The epilogue of a lean block: 1 per-channel floor to 2 / 4-bit codes in asm, 2 raw int32
+ * outputs in asm (a run-time check of the clamp and the output's alignment left), 0 tn_sf_out4. */
+TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
+    if ((PQ == 1u || PQ == 2u) && FAST >= 2u && ZP == 0 && (OB == 4u || OB == 2u)) return 1u;
+    if (!REQ && OB == 32u) return 2u;
+    return 0u;
+}
+
+#if TN_M7_ASM
+/* the sums' start (I: I_0, I_1 in i01, I_2, I_3 in i23) */
+#define TN_SL_INIT                                                                              \
+    "ldrd %[a0], %[a1], %[i01]\n\tldrd %[a2], %[a3], %[i23]\n\t"                                \
+    "ldrd %[a4], %[a5], %[i01]\n\tldrd %[a6], %[a7], %[i23]\n\t"
+/* C_r - C_{r-1} in place, from the top of each half */
+#define TN_SL_DIFF                                                                              \
+    "sub %[a3], %[a3], %[a2]\n\tsub %[a2], %[a2], %[a1]\n\tsub %[a1], %[a1], %[a0]\n\t"         \
+    "sub %[a7], %[a7], %[a6]\n\tsub %[a6], %[a6], %[a5]\n\tsub %[a5], %[a5], %[a4]\n\t"
+#define TN_SL_OPERANDS                                                                          \
+    : [x] "+r"(x), [wp] "+r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [u2] "=&r"(u2),      \
+      [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),           \
+      [a5] "=&r"(a5), [a6] "=&r"(a6), [a7] "=&r"(a7)                                            \
+    : [e] "m"(*endp), [i01] "m"(I[0]), [i23] "m"(I[1])                                          \
+    : "cc", "memory"
+/* n = NG words of one load form (G): four per pass (NG % 4 = 0), else TN_SF_RUN4_ASM's entry */
+#define TN_SL_LOOP4(G) "1:\n\t" G G G G TN_SO_END
+#define TN_SL_LOOPN(G)                                                                          \
+    "ldr %[p], %[e]\n\tsub %[p], %[p], %[x]\n\tlsls %[p], %[p], #29\n\t"                        \
+    "bmi 7f\n\tbcs 3f\n\tb 5f\n\t7:\n\tbcs 2f\n\tb 4f\n\t"                                      \
+    "5:\n\tldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbeq 6f\n\t"                                      \
+    "1:\n\t" G "2:\n\t" G "3:\n\t" G "4:\n\t" G                                                 \
+    "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbne 1b\n\t6:\n\t"
+/* the sums' start, then the loop of LDRD (GA, word-aligned weights: TST of the pointer) or of
+ * two LDR (GB) in one statement (no sums carried between statements, no merge of two), then
+ * the differences */
+#if defined(TN_SF_NO_LDRD) /* the tests' build of the one-by-one loads */
+#define TN_SL_BODY(L, GA, GB) TN_SL_INIT L(GB) TN_SL_DIFF
+#else
+#define TN_SL_BODY(L, GA, GB)                                                                   \
+    TN_SL_INIT "tst %[wp], #3\n\tbne 8f\n\t" L(GA) "b 9f\n\t8:\n\t" L(GB) "9:\n\t" TN_SL_DIFF
+#endif
+#define TN_SL_RUN(GA, GB)                                                                       \
+    do {                                                                                        \
+        if (NG % 4u == 0u) __asm__ volatile(TN_SL_BODY(TN_SL_LOOP4, GA, GB) TN_SL_OPERANDS);    \
+        else __asm__ volatile(TN_SL_BODY(TN_SL_LOOPN, GA, GB) TN_SL_OPERANDS);                  \
+    } while (0)
+/* one output row R of the per-channel floor (S: its scale's shift, "" row 0 / 4), packed by BFI
+ * at bit B into a0 (row 0: the code itself) */
+#define TN_SL_RQ(ADD, SAT, PUT)                                                                 \
+    "ldr %[u], [%[b]], #4\n\t" ADD "ldr %[t], [%[m]], #4\n\tsmmul %[u], %[u], %[t]\n\t"        \
+    "ldrsb %[t], [%[n]], #1\n\tmvn %[t], %[t]\n\tasr %[u], %[u], %[t]\n\t" SAT PUT
+#define TN_SL_ADD(R, S) "add %[u], %[u], %[a" #R "], asr #" #S "\n\t"
+#define TN_SL_ADD0(R) "add %[u], %[u], %[a" #R "]\n\t"
+#define TN_SL_BFI(B, OBS) "bfi %[a0], %[u], #" #B ", #" OBS "\n\t"
+/* rows 0 .. 3 (SAT "usat" / "ssat", OBS the output width, B1 .. B3 rows' bit offsets) and
+ * rows 4 .. 7 (B4 .. B7), two statements: one of all eight sums, thirteen registers, found
+ * none with an FPU at -O2 / -Os ('asm' operand has impossible constraints) */
+#define TN_SL_PQ4A(SAT, OBS, B1, B2, B3)                                                        \
+    TN_SL_RQ(TN_SL_ADD0(0), SAT " %[a0], #" OBS ", %[u]\n\t", "")                               \
+    TN_SL_RQ(TN_SL_ADD(1, 4), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B1, OBS))              \
+    TN_SL_RQ(TN_SL_ADD(2, 8), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B2, OBS))              \
+    TN_SL_RQ(TN_SL_ADD(3, 12), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B3, OBS))
+#define TN_SL_PQ4B(SAT, OBS, B4, B5, B6, B7)                                                    \
+    TN_SL_RQ(TN_SL_ADD0(4), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B4, OBS))                \
+    TN_SL_RQ(TN_SL_ADD(5, 4), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B5, OBS))              \
+    TN_SL_RQ(TN_SL_ADD(6, 8), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B6, OBS))              \
+    TN_SL_RQ(TN_SL_ADD(7, 12), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B7, OBS))
+#define TN_SL_PQ_ASM(SAT, OBS, B1, B2, B3, B4, B5, B6, B7)                                      \
+    do {                                                                                        \
+        __asm__ volatile(TN_SL_PQ4A(SAT, OBS, B1, B2, B3)                                       \
+                         : [a0] "+r"(a0), [b] "+r"(bp), [m] "+r"(mp), [n] "+r"(np),             \
+                           [u] "=&r"(u), [t] "=&r"(t)                                           \
+                         : [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3));                           \
+        __asm__ volatile(TN_SL_PQ4B(SAT, OBS, B4, B5, B6, B7)                                   \
+                         : [a0] "+r"(a0), [b] "+r"(bp), [m] "+r"(mp), [n] "+r"(np),             \
+                           [u] "=&r"(u), [t] "=&r"(t)                                           \
+                         : [a4] "r"(a4), [a5] "r"(a5), [a6] "r"(a6), [a7] "r"(a7));             \
+    } while (0)
+/* raw int32 outputs of four rows (sums S0 .. S3): LDRD of two biases, two ADD, STRD (four
+ * sums a statement, as the rows above) */
+#define TN_SL_RAW_ASM(S0, S1, S2, S3)                                                           \
+    __asm__ volatile("ldrd %[u], %[t], [%[b]], #8\n\tadd %[u], %[u], %[s0]\n\t"                 \
+                     "add %[t], %[t], %[s1], asr #4\n\tstrd %[u], %[t], [%[o]], #8\n\t"          \
+                     "ldrd %[u], %[t], [%[b]], #8\n\tadd %[u], %[u], %[s2], asr #8\n\t"          \
+                     "add %[t], %[t], %[s3], asr #12\n\tstrd %[u], %[t], [%[o]], #8\n\t"         \
+                     : [b] "+r"(bp), [o] "+r"(o), [u] "=&r"(u), [t] "=&r"(t)                   \
+                     : [s0] "r"(S0), [s1] "r"(S1), [s2] "r"(S2), [s3] "r"(S3)                   \
+                     : "memory")
+#endif
+
+/* One lean block of eight rows c .. c + 7 (weights at w, NG words of inputs at in; I: the sums'
+ * start, above), its outputs written (FORM: tn_sl_form; *bpp, *mpp, *npp: the bias, m0 and n0
+ * of row c, advanced past the block; RAWOK: FORM 2's clamp is int32's and out word-aligned);
+ * returns w past the block. */
+TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, const uint8_t *in,
+                                     uint8_t *TN_RESTRICT out, uint32_t c, uint32_t N,
+                                     uint32_t NG, uint32_t XB, uint32_t XS, const uint64_t *I,
+                                     const uint8_t *const *endp, const int32_t **bpp, const int32_t **mpp,
+                                     const int8_t **npp, uint32_t FORM, uint32_t RAWOK,
+                                     uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
+                                     TN_RQ_ARGS)
+{
+    uint32_t a0, a1, a2, a3, a4, a5, a6, a7;
+#if TN_M7_ASM
+    {
+        const uint8_t *x = in;
+        uint32_t v, p, u, u2;
+        if (XB == 8u && XS)
+            TN_SL_RUN(TN_SO_X8("s", TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
+                      TN_SO_X8("s", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2));
+        else if (XB == 8u)
+            TN_SL_RUN(TN_SO_X8("u", TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
+                      TN_SO_X8("u", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2));
+        else if (XS)
+            TN_SL_RUN(TN_SO_X4("eor %[v], %[v], #0x88888888\n\t", TN_SO_Q, TN_SO_Q, TN_SO_LDD,
+                               TN_SO_LDD),
+                      TN_SO_X4("eor %[v], %[v], #0x88888888\n\t", TN_SO_Q, TN_SO_Q, TN_SO_LD2,
+                               TN_SO_LD2));
+        else
+            TN_SL_RUN(TN_SO_X4("", TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
+                      TN_SO_X4("", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2));
+    }
+    (void)I;
+    if (FORM == 1u) { /* per-channel floor to 4 / 2-bit codes, one word / halfword */
+        const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
+        const int32_t *bp = *bpp, *mp = *mpp;
+        const int8_t *np = *npp;
+        uint32_t u, t;
+        if (OB == 4u && PQ == 1u) TN_SL_PQ_ASM("ssat", "4", 4, 8, 12, 16, 20, 24, 28);
+        else if (OB == 4u) TN_SL_PQ_ASM("usat", "4", 4, 8, 12, 16, 20, 24, 28);
+        else if (PQ == 1u) TN_SL_PQ_ASM("ssat", "2", 2, 4, 6, 8, 10, 12, 14);
+        else TN_SL_PQ_ASM("usat", "2", 2, 4, 6, 8, 10, 12, 14);
+        if (OB == 4u) {
+            tn_st32le(out + c / 2u, a0);
+        } else {
+            const uint16_t h = (uint16_t)a0;
+            TN_MEMCPY(out + c / 4u, &h, 2);
+        }
+        *bpp = bp; *mpp = mp; *npp = np;
+        return w;
+    }
+    if (FORM == 2u && RAWOK) { /* raw int32 outputs: the sums plus the biases */
+        const int32_t *bp = *bpp;
+        uint8_t *o = out + 4u * c;
+        uint32_t u, t;
+        TN_SL_RAW_ASM(a0, a1, a2, a3);
+        TN_SL_RAW_ASM(a4, a5, a6, a7);
+        *bpp = bp;
+        return w;
+    }
+#else
+    (void)RAWOK; (void)endp;
+    { /* the same sums in C: tn_so_run's lanes and cumulative masks from I, then C_r - C_{r-1} */
+        const uint32_t flip = !XS || XB == 8u ? 0u : 0x88888888u, nlp = XB == 8u ? 2u : 4u;
+        uint32_t s[8];
+        TN_UNROLL
+        for (uint32_t h = 0; h < 8u; h += 4u) {
+            s[h] = (uint32_t)I[0]; s[h + 1u] = (uint32_t)(I[0] >> 32);
+            s[h + 2u] = (uint32_t)I[1]; s[h + 3u] = (uint32_t)(I[1] >> 32);
+        }
+        for (uint32_t g = 0; g < NG; g++) {
+            const uint32_t v = tn_ld32(in + 4u * g) ^ flip;
+            for (uint32_t j = 0; j < nlp; j++) {
+                const uint32_t x8 = XS ? (j ? tn_sxtab16_ror8(0u, v) : tn_sxtab16(0u, v))
+                                       : (j ? tn_uxtab16_ror8(0u, v) : tn_uxtab16(0u, v));
+                const uint32_t xp = XB == 8u ? x8 : (v >> (j * XB)) & tn_lanemask(XB);
+                for (uint32_t h = 0; h < 8u; h += 4u, w += 4) {
+                    const uint32_t u = tn_ld32(w);
+                    const uint32_t m[4] = {u & 0x000F000Fu, u & 0x00FF00FFu, u & ~0xF000F000u, u};
+                    for (uint32_t r = 0; r < 4u; r++)
+                        s[h + r] = (uint32_t)tn_smlad(m[r], xp, (int32_t)s[h + r]);
+                }
+            }
+        }
+        a0 = s[0]; a1 = s[1] - s[0]; a2 = s[2] - s[1]; a3 = s[3] - s[2];
+        a4 = s[4]; a5 = s[5] - s[4]; a6 = s[6] - s[5]; a7 = s[7] - s[6];
+    }
+#endif
+    { /* tn_sf_out4 on the unscaled sums (zero point and row 3's 8 sum x' in them already) */
+        const int32_t A[8] = {(int32_t)a0, (int32_t)a1 >> 4, (int32_t)a2 >> 8, (int32_t)a3 >> 12,
+                              (int32_t)a4, (int32_t)a5 >> 4, (int32_t)a6 >> 8, (int32_t)a7 >> 12};
+        (void)FORM; (void)bpp; (void)mpp; (void)npp;
+        tn_sf_out4(l, l->bias, l->wzp, l->m0, l->n0, out, c, N, A, 0, 1u, 0u, 0, REQ, NM, ROUND,
+                   OB, TN_RQ);
+        tn_sf_out4(l, l->bias, l->wzp, l->m0, l->n0, out, c + 4u, N, A + 4, 0, 1u, 0u, 0, REQ,
+                   NM, ROUND, OB, TN_RQ);
+    }
+    return w;
+}
+
 /* A dense layer K -> N of WB = 2 / 4-bit weights (kernels_m7.subfc_weights' order; RAW, KC:
  * kernels_m7.subfc_plan) and XB = 2 / 4 / 8-bit inputs, no scratch (a last partial word of
  * inputs completed with z_x in a register):
@@ -827,7 +1047,7 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
 TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
                            uint32_t K, uint32_t N, uint32_t XB, uint32_t XS, int32_t ZX,
                            uint32_t WB, uint32_t RAW, uint32_t KC, uint32_t OCT, uint32_t FOLD,
-                           uint32_t NWZP,
+                           uint32_t LEAN, uint32_t NWZP,
                            uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                            uint32_t OB, TN_RQ_ARGS)
 {
@@ -843,8 +1063,25 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
     /* FOLD: the rows' constants F_r first, then the blocks; sum x = sum x' + z_x per lane */
     const int32_t *fold = (const int32_t *)(const void *)w;
     const int32_t sxo = FOLD ? (int32_t)((uint32_t)sx + (NG + TAIL) * G * (uint32_t)ZX) : sx;
+    const uint32_t LN = tn_sl_ok(LEAN, OCT, FOLD, TAIL, NG, XB, WB, RAW, NWZP, HASZW); /* LEAN */
     if (FOLD) w += 4u * NO;
-    for (uint32_t c = 0; c < NO; c += 8u) { /* OCT: blocks of eight rows */
+    if (LN) {
+        /* the sums' start: c = -z_w sum x' (row 3: + 8 sum x'), I_r = sum_{s <= r} 16^s c_s */
+        const uint32_t k = HASZW ? 0u - (uint32_t)ZW * (uint32_t)sx : 0u;
+        const uint64_t I[2] = {(uint64_t)k | (uint64_t)(17u * k) << 32,
+                               (uint64_t)(273u * k)
+                                   | (uint64_t)(4369u * k + 32768u * (uint32_t)sx) << 32};
+        const uint32_t FORM = tn_sl_form(REQ, NM, ROUND, OB, TN_RQ);
+        const uint32_t RAWOK = FORM == 2u && l->act_lo == INT32_MIN && l->act_hi == INT32_MAX
+                               && ((uintptr_t)out & 3u) == 0u;
+        const int32_t *bp = bias, *mp = m0p;
+        const int8_t *np = n0p;
+        const uint8_t *end = in + 4u * NG; /* the loop's end, read from memory (once stored) */
+        for (uint32_t c = 0; c < NO; c += 8u)
+            w = tn_sl_block(l, w, in, out, c, N, NG, XB, XS, I, &end, &bp, &mp, &np, FORM,
+                            RAWOK, REQ, NM, ROUND, OB, TN_RQ);
+    }
+    for (uint32_t c = 0; c < (LN ? 0u : NO); c += 8u) { /* OCT: blocks of eight rows */
         int32_t A[8];
         w = tn_so_block(w, in, NG, &tw, TAIL, OCT, XB, XS, WB, FOLD, sxo, A);
         if (FOLD) {

@@ -270,7 +270,7 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
             common["ZX"], layer.weight_bits, *subfc_plan(layer),
             # OCT, FOLD (tn_so_run's window W3 where the blocks of eight fold -z_x sum w, else 0)
             subfc_oct(layer) or subfc_fold(layer)[0], subfc_fold(layer)[1],
-            common["NWZP"],
+            subfc_lean(layer), common["NWZP"],
             int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
             common["OB"], *rq.values()]
     return "    tn_m7_subfc(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
@@ -403,3 +403,32 @@ def subfc_fold_window(layer) -> tuple[int, int]:
     if low and 4096 * (below + above) < (1 << 32) and below < (1 << 20):
         return words, max(1, below)
     return max(1, min(words, (top - 1) // (4096 * 8 * box) // 4)), 1 << 19
+
+
+def subfc_lean(layer) -> int:
+    """LEAN of tn_m7_subfc (c/tn_m7_subfc.h, its lean blocks of eight: tn_sl_block): 1 where
+    the blocks of eight of a dense layer of 4-bit weights at RAW 2 (:func:`subfc_oct`) run over
+    the whole input in one chunk of whole words, without FOLD, with one weight zero point z_w,
+    and every row r of them keeps 16^(r % 4) sum_k |w_rk - z_w| max |x'| below 2^31 (the loop's
+    sums then start at their rows' constants -z_w sum x', + 8 sum x' for rows 3 and 7, and
+    C_r - C_{r-1} = 16^(r % 4) sum_k (w_rk - z_w) x'_k stays exact), else 0. Bounded from the
+    weights themselves (padding lanes hold z_w: no term).
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+
+    Returns:
+        1 or 0.
+    """
+    xb, wb, n = int(layer.in_bits), int(layer.weight_bits), int(layer.out_channels)
+    k = int(layer.in_shape[0])
+    words = k * xb // 32
+    zw = np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64))
+    if (wb != 4 or xb not in (4, 8) or (k * xb) % 32 or words < 1 or n < 8
+            or not np.all(zw == zw[0]) or subfc_fold(layer)[0]
+            or subfc_plan(layer) != (2, words) or subfc_oct(layer) < words):
+        return 0
+    rows, _ = _subconv_rows(layer)
+    blocks = np.abs(rows[:n // 8 * 8].astype(np.int64) - int(zw[0])).reshape(-1, 2, 4, rows.shape[1])
+    scale = 16 ** np.arange(4, dtype=np.int64)[None, None, :]
+    return int(bool((scale * blocks.sum(axis=-1) * _x_box(layer) < (1 << 31)).all()))
