@@ -429,6 +429,7 @@ def subfc_lean(layer) -> int:
             or subfc_plan(layer) != (2, words) or subfc_oct(layer) < words):
         return 0
     rows, _ = _subconv_rows(layer)
-    blocks = np.abs(rows[:n // 8 * 8].astype(np.int64) - int(zw[0])).reshape(-1, 2, 4, rows.shape[1])
+    d = np.abs(rows[:n // 8 * 8].astype(np.int64) - int(zw[0]))
+    blocks = d.reshape(-1, 2, 4, rows.shape[1])  # [block, half, row r % 4, lane]
     scale = 16 ** np.arange(4, dtype=np.int64)[None, None, :]
     return int(bool((scale * blocks.sum(axis=-1) * _x_box(layer) < (1 << 31)).all()))
