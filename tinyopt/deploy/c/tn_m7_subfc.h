@@ -871,12 +871,13 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
 /* the sums' start, then the loop of LDRD (GA, word-aligned weights: TST of the pointer) or of
  * two LDR (GB) in one statement (no sums carried between statements, no merge of two), then
  * the differences */
-#if defined(TN_SF_NO_LDRD) /* the tests' build of the one-by-one loads */
-#define TN_SL_BODY(L, GA, GB) TN_SL_INIT L(GB) TN_SL_DIFF
+#if defined(TN_SF_NO_LDRD) /* the tests' build of the one-by-one loads: the same code, taken */
+#define TN_SL_PICK "b 8f\n\t"
 #else
-#define TN_SL_BODY(L, GA, GB)                                                                   \
-    TN_SL_INIT "tst %[wp], #3\n\tbne 8f\n\t" L(GA) "b 9f\n\t8:\n\t" L(GB) "9:\n\t" TN_SL_DIFF
+#define TN_SL_PICK "tst %[wp], #3\n\tbne 8f\n\t"
 #endif
+#define TN_SL_BODY(L, GA, GB)                                                                   \
+    TN_SL_INIT TN_SL_PICK L(GA) "b 9f\n\t8:\n\t" L(GB) "9:\n\t" TN_SL_DIFF
 #define TN_SL_RUN(GA, GB)                                                                       \
     do {                                                                                        \
         if (NG % 4u == 0u) __asm__ volatile(TN_SL_BODY(TN_SL_LOOP4, GA, GB) TN_SL_OPERANDS);    \

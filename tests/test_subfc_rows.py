@@ -1,0 +1,159 @@
+"""tn_m7_subfc's lean blocks of eight (LEAN, kernels_m7.subfc_lean; c/tn_m7_subfc.h,
+tn_sl_block): sums started at -z_w sum x' (+ 8 sum x' for rows 3 and 7), the LDRD / LDR loops in
+one asm statement, the per-channel floor epilogue to 4 / 2-bit codes in asm (USAT / SSAT, BFI
+packing) and the raw int32 one (LDRD / STRD) equal the simulator value for value on the host and
+under QEMU: 8 / 4-bit inputs, signed and unsigned, every loop remainder (NG % 4), outputs that
+take tn_sf_out4 on the lean sums (z_out != 0, clamped int32 logits), no weight zero point
+(HASZW = 0), rows left after the blocks of eight; the bound is the one that matters."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
+from tinyopt.deploy import codegen, kernels_m7, mcu
+
+from tests.test_kernels_m7 import chain, host_check
+from tests.test_kernels_m7_sub import _dense
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+
+# name: (input shape, layers, lean): floor rounding, unsigned 8-bit inputs with z_x = 0
+LEAN_CHAINS = {
+    "lean_a": ((40,), [
+        _dense(24, 40, 4, 4, icn=True),                                     # 8-bit in, 10 words: USAT 4
+        _dense(24, 24, 4, 4, icn=True, out_signed=True, out_zero_point=-8),  # 3 words; z_out: out4
+        _dense(16, 24, 4, 2, icn=True, out_signed=True),                    # signed 4-bit (EOR): SSAT 2
+        _dense(20, 16, 4, 8, out_signed=True),                              # 2-bit in: not lean
+        _dense(16, 20, 4, 4, icn=True, out_signed=True),                    # signed 8-bit, 5 words: SSAT 4
+        _dense(24, 16, 4, 8),                                               # signed 4-bit, z_x 0: not lean
+        _dense(13, 24, 4, 32, out_signed=True, requantize=False)],          # 6 words: raw int32, 13 rows
+        [1, 1, 1, 0, 1, 0, 1]),
+    "lean_b": ((32,), [
+        _dense(24, 32, 4, 2, icn=True),                                     # 8 words (NG % 4 = 0): USAT 2
+        _dense(16, 24, 4, 8),                                               # 2-bit in: not lean
+        _dense(21, 16, 4, 32, out_signed=True, requantize=False)],          # 4 words: clamped int32
+        [1, 0, 1]),
+}
+
+
+def _lean_graph(name):
+    shape, layers, _ = LEAN_CHAINS[name]
+    g = chain(60 + len(name), layers, shape, 8, False, 0, "floor")
+    if name == "lean_a":  # the logits without a weight zero point (HASZW = 0: no -z_w sum x')
+        g.layers[-1].weight_zero_point = np.zeros(1, np.int32)
+    else:  # the logits clamped at their 20th and 80th percentiles: tn_sf_out4 on the lean sums
+        x = np.random.default_rng(5).integers(0, 256, (40, *shape))
+        y = codegen.reference_output(g, x)
+        g.layers[-1].act_min, g.layers[-1].act_max = (int(v) for v in np.percentile(y, [20, 80]))
+    return g
+
+
+@pytest.fixture
+def no_subfc16(monkeypatch):
+    """These small layers on tn_m7_subfc, not tn_m7_subfc16's int16 lanes."""
+    monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)
+
+
+def _calls(src_dir):
+    src = (src_dir / "model.c").read_text()
+    return [line.split(", ") for line in src.splitlines() if "tn_m7_subfc(" in line]
+
+
+@pytest.mark.parametrize("name", sorted(LEAN_CHAINS))
+def test_lean_host_bitexact(tmp_path, no_subfc16, name):
+    """The C equals the simulator on 40 inputs; the steps marked lean take LEAN = 1 (the others
+    0), and the lean layers' epilogues are the ones named: per-channel floor (FAST 2) with
+    z_out = 0 and the whole code range (USAT / SSAT), z_out != 0, raw int32 logits."""
+    g = _lean_graph(name)
+    host_check(g, tmp_path)
+    calls = _calls(tmp_path / "src")
+    assert [c[13] for c in calls] == [f"{v}u" for v in LEAN_CHAINS[name][2]], calls
+    # per lean step: (REQ, NM > 1, FAST, OB, ZP) of its epilogue
+    got = {(c[17], c[18] != "1u", c[21], c[20], c[26].rstrip(");")) for c in calls
+           if c[13] == "1u"}
+    want = {"lean_a": {("1u", True, "2u", "4u", "0u"), ("1u", True, "2u", "4u", "-8"),
+                       ("1u", True, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")},
+            "lean_b": {("1u", True, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")}}
+    assert got == want[name], got
+
+
+def test_lean_chains_cover():
+    """Between them the lean steps hold 8 and 4-bit inputs, signed and unsigned, every NG % 4,
+    unsigned and signed 4 and 2-bit codes, rows left after the blocks of eight (N % 8 = 5), no
+    weight zero point and a clamp that bites."""
+    seen, ng, rest = set(), set(), set()
+    for name in LEAN_CHAINS:
+        g = _lean_graph(name)
+        for layer, lean in zip(g.layers, LEAN_CHAINS[name][2]):
+            if lean:
+                xb, k = int(layer.in_bits), int(layer.in_shape[0])
+                seen.add((xb, bool(layer.in_signed), int(layer.out_bits), bool(layer.out_signed)))
+                ng.add(k * xb // 32 % 4)
+                rest.add(int(layer.out_channels) % 8)
+    assert {(8, False), (8, True), (4, False), (4, True)} == {s[:2] for s in seen}, seen
+    assert {(4, False), (4, True), (2, False), (2, True)} <= {s[2:] for s in seen}, seen
+    assert ng == {0, 1, 2, 3} and 5 in rest, (ng, rest)
+    a, b = _lean_graph("lean_a").layers[-1], _lean_graph("lean_b").layers[-1]
+    assert not np.any(a.weight_zero_point) and b.out_range != (-(1 << 31), (1 << 31) - 1)
+
+
+@pytest.mark.slow  # two Cortex-M7 builds and QEMU runs
+def test_lean_under_qemu(qemu, tmp_path, no_subfc16, monkeypatch):
+    """Both chains bit-exact under QEMU: lean_a as built (word-aligned weights: the LDRD loop),
+    lean_b with -DTN_SF_NO_LDRD (the same statement jumping to its loop of two LDR, as for
+    weights off a word boundary)."""
+    for name, flags in (("lean_a", ()), ("lean_b", ("-DTN_SF_NO_LDRD",))):
+        monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, *flags))
+        g = _lean_graph(name)
+        x = np.random.default_rng(5).integers(0, 256, (4, *g.input_shape))
+        r = mcu.deploy(g, x, tmp_path, name=name, host_images=4, mcu_images=3)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        monkeypatch.undo()
+        monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)
+
+
+def test_lean_bound(tmp_path, no_subfc16, monkeypatch):
+    """The lean start adds -z_w sum x' to the scaled sums: its bound is 16^r sum_k |w_rk - z_w|
+    max |x'|, not RAW 2's |w - 8|. Rows 3 and 7 of codes 7 .. 9 over 640 8-bit inputs keep RAW 2
+    (sum |w - 8| < 2056) but with z_w = 3 not the lean bound: LEAN 0 and the C equals the
+    simulator at the worst input (every x = 255); forced to LEAN 1 it does not."""
+    g = chain(7, [_dense(8, 640, 4, 32, out_signed=True, requantize=False)], (640,), 8)
+    lay = g.layers[0]
+    rng = np.random.default_rng(2)
+    w = rng.integers(0, 16, (8, 640))
+    w[3] = w[7] = rng.integers(7, 10, 640)
+    lay.set_weights(w, 4)
+    lay.weight_zero_point = np.full(1, 3, np.int32)
+    assert kernels_m7.subfc_plan(lay) == (2, 160) and kernels_m7.subfc_oct(lay) == 160
+    assert kernels_m7.subconv.subfc_lean(lay) == 0
+    x = np.full((2, 640), 255)
+    x[1] = rng.integers(0, 256, 640)
+    want = codegen.reference_output(g, x)
+
+    def run(d):
+        e = codegen.export_c(g, d / "src")
+        return mcu.run_host(mcu.build_host(e, build_dir=d / "host"), e, x), _calls(d / "src")
+    got, calls = run(tmp_path / "a")
+    assert np.array_equal(got, want) and calls[0][13] == "0u"
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_lean", lambda layer: 1)
+    got, calls = run(tmp_path / "b")
+    assert calls[0][13] == "1u" and not np.array_equal(got[0], want[0])
+
+
+@pytest.mark.slow  # compiles per level and float ABI
+@pytest.mark.parametrize("fpu", [False, True])
+def test_lean_compiles_at_every_level(tmp_path, no_subfc16, fpu):
+    """The lean statements (fourteen registers and three memory operands; the epilogue's four
+    sums a statement) compile at the form levels (every level with TINYOPT_ALL_LEVELS=1), soft
+    float and with an FPU (-mfloat-abi=hard -mfpu=fpv5-d16: thirteen registers of eight sums in
+    one statement found none there), -Wall -Wextra -Werror."""
+    from tests.test_build_levels import ARM, FORM_LEVELS, _arm_gcc, _compile
+    from tests.test_subfc_forms import SOFT
+    _arm_gcc()
+    e = codegen.export_c(_lean_graph("lean_a"), tmp_path / "src", kernels="m7")
+    for level in FORM_LEVELS:
+        _compile(ARM if fpu else SOFT, e, level, tmp_path)
