@@ -23,18 +23,21 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on t
 # name: (input shape, layers, lean): floor rounding, unsigned 8-bit inputs with z_x = 0
 LEAN_CHAINS = {
     "lean_a": ((40,), [
-        _dense(24, 40, 4, 4, icn=True),                                     # 8-bit in, 10 words: USAT 4
-        _dense(24, 24, 4, 4, icn=True, out_signed=True, out_zero_point=-8),  # 3 words; z_out: out4
-        _dense(16, 24, 4, 2, icn=True, out_signed=True),                    # signed 4-bit (EOR): SSAT 2
-        _dense(20, 16, 4, 8, out_signed=True),                              # 2-bit in: not lean
-        _dense(16, 20, 4, 4, icn=True, out_signed=True),                    # signed 8-bit, 5 words: SSAT 4
-        _dense(24, 16, 4, 8),                                               # signed 4-bit, z_x 0: not lean
-        _dense(13, 24, 4, 32, out_signed=True, requantize=False)],          # 6 words: raw int32, 13 rows
+        _dense(24, 40, 4, 4, icn=True),                    # 8-bit in, 10 words: USAT 4
+        _dense(24, 24, 4, 4, icn=True, out_signed=True,
+               out_zero_point=-8),                         # 3 words; z_out != 0: tn_sf_out4
+        _dense(16, 24, 4, 2, icn=True, out_signed=True),   # signed 4-bit (EOR): SSAT 2
+        _dense(20, 16, 4, 8, out_signed=True),             # 2-bit in: not lean
+        _dense(16, 20, 4, 4, icn=True, out_signed=True),   # signed 8-bit, 5 words: SSAT 4
+        _dense(24, 16, 4, 8),                              # signed 4-bit, z_x 0: not lean
+        _dense(13, 24, 4, 32, out_signed=True,
+               requantize=False)],                         # 6 words: raw int32, 13 rows
         [1, 1, 1, 0, 1, 0, 1]),
     "lean_b": ((32,), [
-        _dense(24, 32, 4, 2, icn=True),                                     # 8 words (NG % 4 = 0): USAT 2
-        _dense(16, 24, 4, 8),                                               # 2-bit in: not lean
-        _dense(21, 16, 4, 32, out_signed=True, requantize=False)],          # 4 words: clamped int32
+        _dense(24, 32, 4, 2, icn=True),                    # 8 words (NG % 4 = 0): USAT 2
+        _dense(16, 24, 4, 8),                              # 2-bit in: not lean
+        _dense(21, 16, 4, 32, out_signed=True,
+               requantize=False)],                         # 4 words: clamped int32
         [1, 0, 1]),
 }
 
