@@ -809,20 +809,28 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
 /* ---------------------------------------------------------------------------------------------
  * Lean blocks of eight (LEAN, kernels_m7.subfc_lean; tn_sl_block): the blocks of eight of 4-bit
  * weights at RAW 2 over the whole input in one chunk of whole words (no partial last word), one
- * weight zero point z_w, no FOLD, word-aligned weights. Their sums start at
+ * weight zero point z_w, no FOLD, 8 / 4-bit inputs. Their sums start at
  * I_r = sum_{s <= r} 16^s c_s instead of 0 (c_s = -z_w sum x', + 8 sum x' for rows 3 and 7,
  * held w - 8), so that C_r - C_{r-1} = 16^r sum_k (w_rk - z_w) x'_k: each row's whole sum,
  * zero point included, exact where 16^r sum_k |w_rk - z_w| max |x'| < 2^31 for every row
  * (kernels_m7.subfc_lean, from the weights at export). Four LDRD start the sums (the blocks of
- * eight: eight MOV) and no output needs - z_w sum x' or + 8 sum x' (one or two instructions).
- * Then, still in registers (the blocks of eight hand their sums through tn_sf_out4, whose code
- * GCC spilled around: 132 instructions per block of eight on AD's dense_1), the outputs:
- * per-channel floor requantization to 4 / 2-bit codes (tn_sc_pcq's saturating forms, FAST >= 2,
- * z_out = 0): LDR bias, ADD (the shift folded), LDR m0, SMMUL, LDRSB n0, MVN, ASR, SSAT / USAT
- * and BFI into one word per block, nine instructions per output; raw int32 outputs (logits,
- * full int32 clamp, word-aligned output): LDRD of two biases, two ADD, STRD, two per output.
- * Other requantizations: tn_sf_out4 on the sums. The loop is tn_so_run's, without its alignment
- * check per block (once per layer) and, n % 4 = 0, without the entry of TN_SF_RUN4_ASM.
+ * eight: eight MOV) and no output needs - z_w sum x' or + 8 sum x'. The loop is tn_so_run's,
+ * its LDRD form and its two-LDR form (weights off a word boundary) in one statement picked by
+ * TST of the pointer, without TN_SF_RUN4_ASM's entry where NG % 4 = 0; then, from the sums in
+ * registers, the outputs: per-channel floor requantization to 4 / 2-bit codes (tn_sc_pcq's
+ * saturating forms, FAST >= 2, z_out = 0): LDR bias, ADD (the scale's shift folded), LDR m0,
+ * SMMUL, LDRSB n0, MVN, ASR, USAT / SSAT and BFI into one word per block, nine instructions per
+ * output (tn_sf_out4's code, spilled around by GCC: 132 per block of eight on AD's dense_1);
+ * raw int32 outputs (logits; int32's clamp, word-aligned output): LDRD of two biases, two ADD,
+ * STRD, two per output. Other requantizations: tn_sf_out4 on the sums. AD (trained, w4a4):
+ * 315,074 -> 302,674 instructions per inference (dense_1 20,240 -> 19,360; dense_9 99,478 ->
+ * 92,198), text -392 B.
+ * Tried: the lean loop (LDRD only) beside the blocks of eight as the fallback for weights off a
+ * word boundary: a second loop and epilogue per step (+350 B of text each) or, one epilogue
+ * after the two paths merged, about eight instructions per block of moves and reloads (GCC);
+ * one statement of the eight sums, the three pointers and two temporaries for the outputs
+ * (thirteen registers): 'asm' operand has impossible constraints with an FPU at -O2 / -Os, so
+ * four sums a statement; the raw outputs in C (LDR, ADD, STR: three per output).
  * --------------------------------------------------------------------------------------------- */
 
 /* Can the blocks of eight run lean (above)? LEAN from export (the bound), the form's compile-time
