@@ -1,5 +1,6 @@
 """tn_m7_subfc's lean blocks of eight (LEAN, kernels_m7.subfc_lean; c/tn_m7_subfc.h,
-tn_sl_block): sums started at -z_w sum x' (+ 8 sum x' for rows 3 and 7), the LDRD / LDR loops in
+tn_sl_block): sums started at -z_w sum x' (+ 8 sum x' for rows 3 and 7; with FOLD, 8-bit codes
+with an offset, those rows through FOLD's window and F_r per row), the LDRD / LDR loops in
 one asm statement, the per-channel floor epilogue to 4 / 2-bit codes in asm (USAT / SSAT, BFI
 packing) and the raw int32 one (LDRD / STRD) equal the simulator value for value on the host and
 under QEMU: 8 / 4-bit inputs, signed and unsigned, every loop remainder (NG % 4), outputs that
@@ -20,10 +21,11 @@ from tests.test_kernels_m7_sub import _dense
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
-# name: (input shape, layers, lean): floor rounding, unsigned 8-bit inputs with z_x = 0
+# name: (input shape, input zero point, layers, lean): floor rounding, unsigned 8-bit inputs;
+# z_x != 0 and K >= 64: the first layer takes FOLD (kernels_m7.subfc_fold) lean
 LEAN_CHAINS = {
-    "lean_a": ((40,), [
-        _dense(24, 40, 4, 4, icn=True),                    # 8-bit in, 10 words: USAT 4
+    "lean_a": ((64,), 100, [
+        _dense(24, 64, 4, 4, icn=True),                    # FOLD, 16 words: USAT 4
         _dense(24, 24, 4, 4, icn=True, out_signed=True,
                out_zero_point=-8),                         # 3 words; z_out != 0: tn_sf_out4
         _dense(16, 24, 4, 2, icn=True, out_signed=True),   # signed 4-bit (EOR): SSAT 2
@@ -33,7 +35,7 @@ LEAN_CHAINS = {
         _dense(13, 24, 4, 32, out_signed=True,
                requantize=False)],                         # 6 words: raw int32, 13 rows
         [1, 1, 1, 0, 1, 0, 1]),
-    "lean_b": ((32,), [
+    "lean_b": ((32,), 0, [
         _dense(24, 32, 4, 2, icn=True),                    # 8 words (NG % 4 = 0): USAT 2
         _dense(16, 24, 4, 8),                              # 2-bit in: not lean
         _dense(21, 16, 4, 32, out_signed=True,
@@ -43,8 +45,8 @@ LEAN_CHAINS = {
 
 
 def _lean_graph(name):
-    shape, layers, _ = LEAN_CHAINS[name]
-    g = chain(60 + len(name), layers, shape, 8, False, 0, "floor")
+    shape, zin, layers, _ = LEAN_CHAINS[name]
+    g = chain(60 + len(name), layers, shape, 8, False, zin, "floor")
     if name == "lean_a":  # the logits without a weight zero point (HASZW = 0: no -z_w sum x')
         g.layers[-1].weight_zero_point = np.zeros(1, np.int32)
     else:  # the logits clamped at their 20th and 80th percentiles: tn_sf_out4 on the lean sums
@@ -68,12 +70,16 @@ def _calls(src_dir):
 @pytest.mark.parametrize("name", sorted(LEAN_CHAINS))
 def test_lean_host_bitexact(tmp_path, no_subfc16, name):
     """The C equals the simulator on 40 inputs; the steps marked lean take LEAN = 1 (the others
-    0), and the lean layers' epilogues are the ones named: per-channel floor (FAST 2) with
-    z_out = 0 and the whole code range (USAT / SSAT), z_out != 0, raw int32 logits."""
+    0; lean_a's first with FOLD), and the lean layers' epilogues are the ones named: per-channel
+    floor (FAST 2) with z_out = 0 and the whole code range (USAT / SSAT), z_out != 0, raw int32
+    logits."""
     g = _lean_graph(name)
     host_check(g, tmp_path)
     calls = _calls(tmp_path / "src")
-    assert [c[13] for c in calls] == [f"{v}u" for v in LEAN_CHAINS[name][2]], calls
+    assert [c[13] for c in calls] == [f"{v}u" for v in LEAN_CHAINS[name][3]], calls
+    # FOLD (its window W3 in the call) exactly where z_x != 0: lean_a's first layer
+    assert [c[12] != "0u" for c in calls] == [name == "lean_a" and i == 0
+                                              for i in range(len(calls))], calls
     # per lean step: (REQ, NM > 1, FAST, OB, ZP) of its epilogue
     got = {(c[17], c[18] != "1u", c[21], c[20], c[26].rstrip(");")) for c in calls
            if c[13] == "1u"}
@@ -90,7 +96,7 @@ def test_lean_chains_cover():
     seen, ng, rest = set(), set(), set()
     for name in LEAN_CHAINS:
         g = _lean_graph(name)
-        for layer, lean in zip(g.layers, LEAN_CHAINS[name][2]):
+        for layer, lean in zip(g.layers, LEAN_CHAINS[name][3]):
             if lean:
                 xb, k = int(layer.in_bits), int(layer.in_shape[0])
                 seen.add((xb, bool(layer.in_signed), int(layer.out_bits), bool(layer.out_signed)))

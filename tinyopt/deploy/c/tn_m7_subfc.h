@@ -809,7 +809,7 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
 /* ---------------------------------------------------------------------------------------------
  * Lean blocks of eight (LEAN, kernels_m7.subfc_lean; tn_sl_block): the blocks of eight of 4-bit
  * weights at RAW 2 over the whole input in one chunk of whole words (no partial last word), one
- * weight zero point z_w, no FOLD, 8 / 4-bit inputs. Their sums start at
+ * weight zero point z_w, 8 / 4-bit inputs. Their sums start at
  * I_r = sum_{s <= r} 16^s c_s instead of 0 (c_s = -z_w sum x', + 8 sum x' for rows 3 and 7,
  * held w - 8), so that C_r - C_{r-1} = 16^r sum_k (w_rk - z_w) x'_k: each row's whole sum,
  * zero point included, exact where 16^r sum_k |w_rk - z_w| max |x'| < 2^31 for every row
@@ -822,9 +822,14 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
  * SMMUL, LDRSB n0, MVN, ASR, USAT / SSAT and BFI into one word per block, nine instructions per
  * output (tn_sf_out4's code, spilled around by GCC: 132 per block of eight on AD's dense_1);
  * raw int32 outputs (logits; int32's clamp, word-aligned output): LDRD of two biases, two ADD,
- * STRD, two per output. Other requantizations: tn_sf_out4 on the sums. AD (trained, w4a4):
- * 315,074 -> 302,674 instructions per inference (dense_1 20,240 -> 19,360; dense_9 99,478 ->
- * 92,198), text -392 B.
+ * STRD, two per output. Other requantizations: tn_sf_out4 on the sums.
+ * With FOLD (8-bit codes x with an offset in the lanes): rows 1, 2 (5, 6) start at their c as
+ * above (kernels_m7.subfc_lean bounds sum w x - z_w sum x'); rows 3 and 7 keep tn_so_run's
+ * window (I_3 = I_2: C_3 - C_2 = 4096 A_3 over the codes), A_3 = ((C_3 - C_2 + 4096 W3) >> 12)
+ * (logical) + Q in C, Q = c_3 - W3 (c_3 = -z_w sum x' + 8 sum x), and every row adds its F_r
+ * (LDR, ADD in the epilogue). AD (trained, w4a4): 315,074 -> 301,554 instructions per
+ * inference (dense 89,958 -> 89,118; dense_1 20,240 -> 19,360; dense_9 99,478 -> 91,878),
+ * text -452 B.
  * Tried: the lean loop (LDRD only) beside the blocks of eight as the fallback for weights off a
  * word boundary: a second loop and epilogue per step (+350 B of text each) or, one epilogue
  * after the two paths merged, about eight instructions per block of moves and reloads (GCC);
@@ -839,8 +844,8 @@ TN_INLINE uint32_t tn_sl_ok(uint32_t LEAN, uint32_t OCT, uint32_t FOLD, uint32_t
                             uint32_t NG, uint32_t XB, uint32_t WB, uint32_t RAW, uint32_t NWZP,
                             uint32_t HASZW)
 {
-    return LEAN && OCT >= NG && !FOLD && !TAIL && NG >= 1u && (XB == 4u || XB == 8u) && WB == 4u
-           && RAW == 2u && (NWZP == 1u || !HASZW);
+    return LEAN && OCT >= NG && (!FOLD || XB == 8u) && !TAIL && NG >= 1u && (XB == 4u || XB == 8u)
+           && WB == 4u && RAW == 2u && (NWZP == 1u || !HASZW);
 }
 
 /* The epilogue of a lean block: 1 per-channel floor to 2 / 4-bit codes in asm, 2 raw int32
@@ -902,26 +907,40 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
 /* rows 0 .. 3 (SAT "usat" / "ssat", OBS the output width, B1 .. B3 rows' bit offsets) and
  * rows 4 .. 7 (B4 .. B7), two statements: one of all eight sums, thirteen registers, found
  * none with an FPU at -O2 / -Os ('asm' operand has impossible constraints) */
-#define TN_SL_PQ4A(SAT, OBS, B1, B2, B3)                                                        \
-    TN_SL_RQ(TN_SL_ADD0(0), SAT " %[a0], #" OBS ", %[u]\n\t", "")                               \
-    TN_SL_RQ(TN_SL_ADD(1, 4), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B1, OBS))              \
-    TN_SL_RQ(TN_SL_ADD(2, 8), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B2, OBS))              \
-    TN_SL_RQ(TN_SL_ADD(3, 12), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B3, OBS))
-#define TN_SL_PQ4B(SAT, OBS, B4, B5, B6, B7)                                                    \
-    TN_SL_RQ(TN_SL_ADD0(4), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B4, OBS))                \
-    TN_SL_RQ(TN_SL_ADD(5, 4), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B5, OBS))              \
-    TN_SL_RQ(TN_SL_ADD(6, 8), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B6, OBS))              \
-    TN_SL_RQ(TN_SL_ADD(7, 12), SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B7, OBS))
-#define TN_SL_PQ_ASM(SAT, OBS, B1, B2, B3, B4, B5, B6, B7)                                      \
+#define TN_SL_PQ4A(SAT, OBS, B1, B2, B3, FA, A3)                                                \
+    TN_SL_RQ(TN_SL_ADD0(0) FA, SAT " %[a0], #" OBS ", %[u]\n\t", "")                            \
+    TN_SL_RQ(TN_SL_ADD(1, 4) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B1, OBS))           \
+    TN_SL_RQ(TN_SL_ADD(2, 8) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B2, OBS))           \
+    TN_SL_RQ(A3 FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B3, OBS))
+#define TN_SL_PQ4B(SAT, OBS, B4, B5, B6, B7, FA, A7)                                            \
+    TN_SL_RQ(TN_SL_ADD0(4) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B4, OBS))             \
+    TN_SL_RQ(TN_SL_ADD(5, 4) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B5, OBS))           \
+    TN_SL_RQ(TN_SL_ADD(6, 8) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B6, OBS))           \
+    TN_SL_RQ(A7 FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B7, OBS))
+/* FOLD: each row's F_r (LDR from the pointer f) added; rows 3 and 7 brought to A_r in C */
+#define TN_SL_FA "ldr %[t], [%[f]], #4\n\tadd %[u], %[u], %[t]\n\t"
+#define TN_SL_FOP() , [f] "+r"(fp)
+#define TN_SL_NOP()
+#define TN_SL_PQ_ASM(SAT, OBS, B1, B2, B3, B4, B5, B6, B7, FA, A3, A7, FOP)                     \
     do {                                                                                        \
-        __asm__ volatile(TN_SL_PQ4A(SAT, OBS, B1, B2, B3)                                       \
+        __asm__ volatile(TN_SL_PQ4A(SAT, OBS, B1, B2, B3, FA, A3)                               \
                          : [a0] "+r"(a0), [b] "+r"(bp), [m] "+r"(mp), [n] "+r"(np),             \
-                           [u] "=&r"(u), [t] "=&r"(t)                                           \
+                           [u] "=&r"(u), [t] "=&r"(t) FOP()                                     \
                          : [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3));                           \
-        __asm__ volatile(TN_SL_PQ4B(SAT, OBS, B4, B5, B6, B7)                                   \
+        __asm__ volatile(TN_SL_PQ4B(SAT, OBS, B4, B5, B6, B7, FA, A7)                           \
                          : [a0] "+r"(a0), [b] "+r"(bp), [m] "+r"(mp), [n] "+r"(np),             \
-                           [u] "=&r"(u), [t] "=&r"(t)                                           \
+                           [u] "=&r"(u), [t] "=&r"(t) FOP()                                     \
                          : [a4] "r"(a4), [a5] "r"(a5), [a6] "r"(a6), [a7] "r"(a7));             \
+    } while (0)
+/* the four forms, plain (rows 3 and 7 scaled: asr #12) and FOLD */
+#define TN_SL_PQ_FORMS(FA, A3, A7, FOP)                                                         \
+    do {                                                                                        \
+        if (OB == 4u && PQ == 1u)                                                               \
+            TN_SL_PQ_ASM("ssat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);               \
+        else if (OB == 4u)                                                                      \
+            TN_SL_PQ_ASM("usat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);               \
+        else if (PQ == 1u) TN_SL_PQ_ASM("ssat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);  \
+        else TN_SL_PQ_ASM("usat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);                \
     } while (0)
 /* raw int32 outputs of four rows (sums S0 .. S3): LDRD of two biases, two ADD, STRD (four
  * sums a statement, as the rows above) */
@@ -942,6 +961,7 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
 TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, const uint8_t *in,
                                      uint8_t *TN_RESTRICT out, uint32_t c, uint32_t N,
                                      uint32_t NG, uint32_t XB, uint32_t XS, const uint64_t *I,
+                                     uint32_t FOLD, uint32_t Z, uint32_t Q, const int32_t **fpp,
                                      const uint8_t *const *endp, const int32_t **bpp, const int32_t **mpp,
                                      const int8_t **npp, uint32_t FORM, uint32_t RAWOK,
                                      uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
@@ -967,16 +987,23 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
             TN_SL_RUN(TN_SO_X4("", TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
                       TN_SO_X4("", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2));
     }
+    if (FOLD) { /* rows 3 and 7: A_r from the window (tn_so_run's W3), plus Q */
+        a3 = ((a3 + Z) >> 12) + Q;
+        a7 = ((a7 + Z) >> 12) + Q;
+    }
     (void)I;
     if (FORM == 1u) { /* per-channel floor to 4 / 2-bit codes, one word / halfword */
         const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
         const int32_t *bp = *bpp, *mp = *mpp;
         const int8_t *np = *npp;
         uint32_t u, t;
-        if (OB == 4u && PQ == 1u) TN_SL_PQ_ASM("ssat", "4", 4, 8, 12, 16, 20, 24, 28);
-        else if (OB == 4u) TN_SL_PQ_ASM("usat", "4", 4, 8, 12, 16, 20, 24, 28);
-        else if (PQ == 1u) TN_SL_PQ_ASM("ssat", "2", 2, 4, 6, 8, 10, 12, 14);
-        else TN_SL_PQ_ASM("usat", "2", 2, 4, 6, 8, 10, 12, 14);
+        if (FOLD) {
+            const int32_t *fp = *fpp;
+            TN_SL_PQ_FORMS(TN_SL_FA, TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_FOP);
+            *fpp = fp;
+        } else {
+            TN_SL_PQ_FORMS("", TN_SL_ADD(3, 12), TN_SL_ADD(7, 12), TN_SL_NOP);
+        }
         if (OB == 4u) {
             tn_st32le(out + c / 2u, a0);
         } else {
@@ -986,7 +1013,7 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
         *bpp = bp; *mpp = mp; *npp = np;
         return w;
     }
-    if (FORM == 2u && RAWOK) { /* raw int32 outputs: the sums plus the biases */
+    if (FORM == 2u && RAWOK && !FOLD) { /* raw int32 outputs: the sums plus the biases */
         const int32_t *bp = *bpp;
         uint8_t *o = out + 4u * c;
         uint32_t u, t;
@@ -1022,11 +1049,22 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
         a0 = s[0]; a1 = s[1] - s[0]; a2 = s[2] - s[1]; a3 = s[3] - s[2];
         a4 = s[4]; a5 = s[5] - s[4]; a6 = s[6] - s[5]; a7 = s[7] - s[6];
     }
+    if (FOLD) {
+        a3 = ((a3 + Z) >> 12) + Q;
+        a7 = ((a7 + Z) >> 12) + Q;
+    }
 #endif
     { /* tn_sf_out4 on the unscaled sums (zero point and row 3's 8 sum x' in them already) */
-        const int32_t A[8] = {(int32_t)a0, (int32_t)a1 >> 4, (int32_t)a2 >> 8, (int32_t)a3 >> 12,
-                              (int32_t)a4, (int32_t)a5 >> 4, (int32_t)a6 >> 8, (int32_t)a7 >> 12};
+        const uint32_t s3 = FOLD ? 0u : 12u; /* FOLD: rows 3 and 7 unscaled already */
+        int32_t A[8] = {(int32_t)a0, (int32_t)a1 >> 4, (int32_t)a2 >> 8, (int32_t)a3 >> s3,
+                        (int32_t)a4, (int32_t)a5 >> 4, (int32_t)a6 >> 8, (int32_t)a7 >> s3};
         (void)FORM; (void)bpp; (void)mpp; (void)npp;
+        if (FOLD) {
+            TN_UNROLL
+            for (uint32_t r = 0; r < 8u; r++)
+                A[r] = (int32_t)((uint32_t)A[r] + (uint32_t)(*fpp)[r]);
+            *fpp += 8;
+        }
         tn_sf_out4(l, l->bias, l->wzp, l->m0, l->n0, out, c, N, A, 0, 1u, 0u, 0, REQ, NM, ROUND,
                    OB, TN_RQ);
         tn_sf_out4(l, l->bias, l->wzp, l->m0, l->n0, out, c + 4u, N, A + 4, 0, 1u, 0u, 0, REQ,
@@ -1076,10 +1114,15 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
     if (FOLD) w += 4u * NO;
     if (LN) {
         /* the sums' start: c = -z_w sum x' (row 3: + 8 sum x'), I_r = sum_{s <= r} 16^s c_s */
+        /* FOLD: rows 3 and 7 keep tn_so_run's window (I_3 = I_2), their constants added after:
+         * Q = c_3 - W3, c_3 = -z_w sum x' + 8 sum x (the codes) */
         const uint32_t k = HASZW ? 0u - (uint32_t)ZW * (uint32_t)sx : 0u;
         const uint64_t I[2] = {(uint64_t)k | (uint64_t)(17u * k) << 32,
                                (uint64_t)(273u * k)
-                                   | (uint64_t)(4369u * k + 32768u * (uint32_t)sx) << 32};
+                                   | (uint64_t)(FOLD ? 273u * k
+                                                     : 4369u * k + 32768u * (uint32_t)sx) << 32};
+        const uint32_t Z = FOLD << 12, Q = k + 8u * (uint32_t)sxo - FOLD;
+        const int32_t *fp = fold;
         const uint32_t FORM = tn_sl_form(REQ, NM, ROUND, OB, TN_RQ);
         const uint32_t RAWOK = FORM == 2u && l->act_lo == INT32_MIN && l->act_hi == INT32_MAX
                                && ((uintptr_t)out & 3u) == 0u;
@@ -1087,8 +1130,8 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
         const int8_t *np = n0p;
         const uint8_t *end = in + 4u * NG; /* the loop's end, read from memory (once stored) */
         for (uint32_t c = 0; c < NO; c += 8u)
-            w = tn_sl_block(l, w, in, out, c, N, NG, XB, XS, I, &end, &bp, &mp, &np, FORM,
-                            RAWOK, REQ, NM, ROUND, OB, TN_RQ);
+            w = tn_sl_block(l, w, in, out, c, N, NG, XB, XS, I, FOLD, Z, Q, &fp, &end, &bp, &mp,
+                            &np, FORM, RAWOK, REQ, NM, ROUND, OB, TN_RQ);
     }
     for (uint32_t c = 0; c < (LN ? 0u : NO); c += 8u) { /* OCT: blocks of eight rows */
         int32_t A[8];

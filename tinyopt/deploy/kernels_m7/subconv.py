@@ -407,12 +407,15 @@ def subfc_fold_window(layer) -> tuple[int, int]:
 
 def subfc_lean(layer) -> int:
     """LEAN of tn_m7_subfc (c/tn_m7_subfc.h, its lean blocks of eight: tn_sl_block): 1 where
-    the blocks of eight of a dense layer of 4-bit weights at RAW 2 (:func:`subfc_oct`) run over
-    the whole input in one chunk of whole words, without FOLD, with one weight zero point z_w,
-    and every row r of them keeps 16^(r % 4) sum_k |w_rk - z_w| max |x'| below 2^31 (the loop's
-    sums then start at their rows' constants -z_w sum x', + 8 sum x' for rows 3 and 7, and
-    C_r - C_{r-1} = 16^(r % 4) sum_k (w_rk - z_w) x'_k stays exact), else 0. Bounded from the
-    weights themselves (padding lanes hold z_w: no term).
+    the blocks of eight of a dense layer of 4-bit weights at RAW 2 (:func:`subfc_oct`, or FOLD:
+    :func:`subfc_fold`) run over the whole input in one chunk of whole words with one weight
+    zero point z_w, and the loop's sums, started at their rows' constants (-z_w sum x', + 8 sum
+    x' for rows 3 and 7 but with FOLD), stay exact: C_r - C_{r-1} = 16^(r % 4) (A_r + c_r) below
+    2^31 for every row r of the blocks and every input. Without FOLD A_r + c_r = sum_k (w_rk -
+    z_w) x'_k, bounded by sum_k |w_rk - z_w| max |x'|; with FOLD (8-bit codes x in the lanes,
+    rows 3 and 7 left to FOLD's window) rows r % 4 = 1, 2 hold sum_k w_rk x_k - z_w sum x',
+    bounded by sum_k w_rk max |x| + |z_w| K max |x'|. Else 0. Bounded from the weights
+    themselves (padding lanes hold z_w: no term without FOLD).
 
     Arguments:
         layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
@@ -424,12 +427,19 @@ def subfc_lean(layer) -> int:
     k = int(layer.in_shape[0])
     words = k * xb // 32
     zw = np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64))
+    fold = subfc_fold(layer)[0]
     if (wb != 4 or xb not in (4, 8) or (k * xb) % 32 or words < 1 or n < 8
-            or not np.all(zw == zw[0]) or subfc_fold(layer)[0]
-            or subfc_plan(layer) != (2, words) or subfc_oct(layer) < words):
+            or not np.all(zw == zw[0]) or subfc_plan(layer) != (2, words)
+            or (fold or subfc_oct(layer)) < words):
         return 0
     rows, _ = _subconv_rows(layer)
+    scale = 16 ** np.arange(4, dtype=np.int64)[None, None, :]
+    top = 1 << 31
+    if fold:  # rows 1, 2 (and 5, 6): sum w x over the codes, - z_w sum x'
+        w = rows[:n // 8 * 8].astype(np.int64).reshape(-1, 2, 4, rows.shape[1])
+        xmax = 128 if layer.in_signed else 255
+        bound = w.sum(axis=-1) * xmax + abs(int(zw[0])) * rows.shape[1] * _x_box(layer)
+        return int(bool((scale[..., 1:3] * bound[..., 1:3] < top).all()))
     d = np.abs(rows[:n // 8 * 8].astype(np.int64) - int(zw[0]))
     blocks = d.reshape(-1, 2, 4, rows.shape[1])  # [block, half, row r % 4, lane]
-    scale = 16 ** np.arange(4, dtype=np.int64)[None, None, :]
-    return int(bool((scale * blocks.sum(axis=-1) * _x_box(layer) < (1 << 31)).all()))
+    return int(bool((scale * blocks.sum(axis=-1) * _x_box(layer) < top).all()))
