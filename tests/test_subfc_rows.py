@@ -1,11 +1,12 @@
 """tn_m7_subfc's lean blocks of eight (LEAN, kernels_m7.subfc_lean; c/tn_m7_subfc.h,
 tn_sl_block): sums started at -z_w sum x' (+ 8 sum x' for rows 3 and 7; with FOLD, 8-bit codes
-with an offset, those rows through FOLD's window and F_r per row), the LDRD / LDR loops in
-one asm statement, the per-channel floor epilogue to 4 / 2-bit codes in asm (USAT / SSAT, BFI
-packing) and the raw int32 one (LDRD / STRD) equal the simulator value for value on the host and
-under QEMU: 8 / 4-bit inputs, signed and unsigned, every loop remainder (NG % 4), outputs that
-take tn_sf_out4 on the lean sums (z_out != 0, clamped int32 logits), no weight zero point
-(HASZW = 0), rows left after the blocks of eight; the bound is the one that matters."""
+with an offset, those rows through FOLD's window and F_r per row), the LDRD / LDR loops in one
+asm statement, the floor epilogues to 4 / 2-bit codes in asm (per-channel multipliers, or the
+layer's one by SMMLA; USAT / SSAT, BFI packing) and the raw int32 one (LDRD / STRD) equal the
+simulator value for value on the host and under QEMU: 8 / 4-bit inputs, signed and unsigned,
+every loop remainder (NG % 4), outputs that take tn_sf_out4 on the lean sums (clamped int32
+logits), no weight zero point (HASZW = 0), rows left after the blocks of eight; the bound is
+the one that matters."""
 from __future__ import annotations
 
 import shutil
@@ -26,9 +27,9 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on t
 LEAN_CHAINS = {
     "lean_a": ((64,), 100, [
         _dense(24, 64, 4, 4, icn=True),                    # FOLD, 16 words: USAT 4
-        _dense(24, 24, 4, 4, icn=True, out_signed=True,
-               out_zero_point=-8),                         # 3 words; z_out != 0: tn_sf_out4
-        _dense(16, 24, 4, 2, icn=True, out_signed=True),   # signed 4-bit (EOR): SSAT 2
+        _dense(24, 24, 4, 4, out_signed=True,
+               out_zero_point=-8),                         # 3 words; one M0, z_out: SMMLA
+        _dense(16, 24, 4, 2, out_signed=True),             # signed 4-bit (EOR), one M0: SSAT 2
         _dense(20, 16, 4, 8, out_signed=True),             # 2-bit in: not lean
         _dense(16, 20, 4, 4, icn=True, out_signed=True),   # signed 8-bit, 5 words: SSAT 4
         _dense(24, 16, 4, 8),                              # signed 4-bit, z_x 0: not lean
@@ -71,8 +72,8 @@ def _calls(src_dir):
 def test_lean_host_bitexact(tmp_path, no_subfc16, name):
     """The C equals the simulator on 40 inputs; the steps marked lean take LEAN = 1 (the others
     0; lean_a's first with FOLD), and the lean layers' epilogues are the ones named: per-channel
-    floor (FAST 2) with z_out = 0 and the whole code range (USAT / SSAT), z_out != 0, raw int32
-    logits."""
+    floor (FAST 2) with z_out = 0 and the whole code range (USAT / SSAT), the layer's one
+    multiplier (SMMLA with z_out 2^k, z_out 0 and -8), raw int32 logits."""
     g = _lean_graph(name)
     host_check(g, tmp_path)
     calls = _calls(tmp_path / "src")
@@ -83,10 +84,13 @@ def test_lean_host_bitexact(tmp_path, no_subfc16, name):
     # per lean step: (REQ, NM > 1, FAST, OB, ZP) of its epilogue
     got = {(c[17], c[18] != "1u", c[21], c[20], c[26].rstrip(");")) for c in calls
            if c[13] == "1u"}
-    want = {"lean_a": {("1u", True, "2u", "4u", "0u"), ("1u", True, "2u", "4u", "-8"),
-                       ("1u", True, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")},
+    want = {"lean_a": {("1u", True, "2u", "4u", "0u"), ("1u", False, "2u", "4u", "-8"),
+                       ("1u", False, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")},
             "lean_b": {("1u", True, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")}}
     assert got == want[name], got
+    # the layer's one multiplier shifts right (N0 <= -1: tn_sc_fq's SMMLA form)
+    assert all(c[23].startswith("-") for c in calls if c[13] == "1u" and c[18] == "1u"
+               and c[17] == "1u"), calls
 
 
 def test_lean_chains_cover():

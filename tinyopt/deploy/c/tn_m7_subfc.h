@@ -849,12 +849,15 @@ TN_INLINE uint32_t tn_sl_ok(uint32_t LEAN, uint32_t OCT, uint32_t FOLD, uint32_t
 }
 
 /* The epilogue of a lean block: 1 per-channel floor to 2 / 4-bit codes in asm, 2 raw int32
- * outputs in asm (a run-time check of the clamp and the output's alignment left), 0 tn_sf_out4. */
+ * outputs in asm (a run-time check of the clamp and the output's alignment left), 3 the layer's
+ * floor multiplier to 2 / 4-bit codes in asm (tn_sc_fq's form), 0 tn_sf_out4. */
 TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
 {
     const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
+    const uint32_t FQ = tn_sc_fq(REQ, NM, ROUND, OB, TN_RQ);
     if ((PQ == 1u || PQ == 2u) && FAST >= 2u && ZP == 0 && (OB == 4u || OB == 2u)) return 1u;
     if (!REQ && OB == 32u) return 2u;
+    if ((FQ == 1u || FQ == 2u) && (OB == 4u || OB == 2u)) return 3u;
     return 0u;
 }
 
@@ -942,6 +945,44 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
         else if (PQ == 1u) TN_SL_PQ_ASM("ssat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);  \
         else TN_SL_PQ_ASM("usat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);                \
     } while (0)
+/* tn_sc_fq's form (the layer's M0, floor, k = -(N0 + 1)): SMMLA of the sum with M0 and
+ * z_out 2^k, SSAT / USAT with ASR #k (SH; "" for k = 0), BFI: five instructions per output */
+#define TN_SL_FQ(ADD, SAT, PUT)                                                                 \
+    "ldr %[u], [%[b]], #4\n\t" ADD "smmla %[u], %[u], %[mz], %[zk]\n\t" SAT PUT
+#define TN_SL_FQ4A(SAT, OBS, SH, B1, B2, B3, FA, A3)                                            \
+    TN_SL_FQ(TN_SL_ADD0(0) FA, SAT " %[a0], #" OBS ", %[u]" SH "\n\t", "")                      \
+    TN_SL_FQ(TN_SL_ADD(1, 4) FA, SAT " %[u], #" OBS ", %[u]" SH "\n\t", TN_SL_BFI(B1, OBS))     \
+    TN_SL_FQ(TN_SL_ADD(2, 8) FA, SAT " %[u], #" OBS ", %[u]" SH "\n\t", TN_SL_BFI(B2, OBS))     \
+    TN_SL_FQ(A3 FA, SAT " %[u], #" OBS ", %[u]" SH "\n\t", TN_SL_BFI(B3, OBS))
+#define TN_SL_FQ4B(SAT, OBS, SH, B4, B5, B6, B7, FA, A7)                                        \
+    TN_SL_FQ(TN_SL_ADD0(4) FA, SAT " %[u], #" OBS ", %[u]" SH "\n\t", TN_SL_BFI(B4, OBS))       \
+    TN_SL_FQ(TN_SL_ADD(5, 4) FA, SAT " %[u], #" OBS ", %[u]" SH "\n\t", TN_SL_BFI(B5, OBS))     \
+    TN_SL_FQ(TN_SL_ADD(6, 8) FA, SAT " %[u], #" OBS ", %[u]" SH "\n\t", TN_SL_BFI(B6, OBS))     \
+    TN_SL_FQ(A7 FA, SAT " %[u], #" OBS ", %[u]" SH "\n\t", TN_SL_BFI(B7, OBS))
+#define TN_SL_FQ_ASM(SAT, OBS, SH, B1, B2, B3, B4, B5, B6, B7, FA, A3, A7, FOP)                 \
+    do {                                                                                        \
+        __asm__ volatile(TN_SL_FQ4A(SAT, OBS, SH, B1, B2, B3, FA, A3)                           \
+                         : [a0] "+r"(a0), [b] "+r"(bp), [u] "=&r"(u), [t] "=&r"(t) FOP()        \
+                         : [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3), [mz] "r"(M0),              \
+                           [zk] "r"(zk), [k] "i"(k));                                           \
+        __asm__ volatile(TN_SL_FQ4B(SAT, OBS, SH, B4, B5, B6, B7, FA, A7)                       \
+                         : [a0] "+r"(a0), [b] "+r"(bp), [u] "=&r"(u), [t] "=&r"(t) FOP()        \
+                         : [a4] "r"(a4), [a5] "r"(a5), [a6] "r"(a6), [a7] "r"(a7),              \
+                           [mz] "r"(M0), [zk] "r"(zk), [k] "i"(k));                             \
+    } while (0)
+#define TN_SL_FQ_SH(SAT, OBS, B1, B2, B3, B4, B5, B6, B7, FA, A3, A7, FOP)                      \
+    do {                                                                                        \
+        if (k) TN_SL_FQ_ASM(SAT, OBS, ", asr %[k]", B1, B2, B3, B4, B5, B6, B7, FA, A3, A7, FOP); \
+        else TN_SL_FQ_ASM(SAT, OBS, "", B1, B2, B3, B4, B5, B6, B7, FA, A3, A7, FOP);           \
+    } while (0)
+#define TN_SL_FQ_FORMS(FA, A3, A7, FOP)                                                         \
+    do {                                                                                        \
+        if (OB == 4u && FQ == 1u)                                                               \
+            TN_SL_FQ_SH("ssat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);                \
+        else if (OB == 4u) TN_SL_FQ_SH("usat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);  \
+        else if (FQ == 1u) TN_SL_FQ_SH("ssat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);   \
+        else TN_SL_FQ_SH("usat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);                 \
+    } while (0)
 /* raw int32 outputs of four rows (sums S0 .. S3): LDRD of two biases, two ADD, STRD (four
  * sums a statement, as the rows above) */
 #define TN_SL_RAW_ASM(S0, S1, S2, S3)                                                           \
@@ -992,12 +1033,22 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
         a7 = ((a7 + Z) >> 12) + Q;
     }
     (void)I;
-    if (FORM == 1u) { /* per-channel floor to 4 / 2-bit codes, one word / halfword */
+    if (FORM == 1u || FORM == 3u) { /* floor to 4 / 2-bit codes, one word / halfword */
         const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
+        const uint32_t FQ = tn_sc_fq(REQ, NM, ROUND, OB, TN_RQ);
+        const uint32_t k = FORM == 3u ? (uint32_t)(-(N0 + 1)) : 0u;
+        const int32_t zk = FORM == 3u ? (int32_t)((uint32_t)ZP << k) : 0;
         const int32_t *bp = *bpp, *mp = *mpp;
         const int8_t *np = *npp;
         uint32_t u, t;
-        if (FOLD) {
+        (void)zk;
+        if (FORM == 3u && FOLD) {
+            const int32_t *fp = *fpp;
+            TN_SL_FQ_FORMS(TN_SL_FA, TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_FOP);
+            *fpp = fp;
+        } else if (FORM == 3u) {
+            TN_SL_FQ_FORMS("", TN_SL_ADD(3, 12), TN_SL_ADD(7, 12), TN_SL_NOP);
+        } else if (FOLD) {
             const int32_t *fp = *fpp;
             TN_SL_PQ_FORMS(TN_SL_FA, TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_FOP);
             *fpp = fp;
