@@ -808,8 +808,8 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
 
 /* ---------------------------------------------------------------------------------------------
  * Lean blocks of eight (LEAN, kernels_m7.subfc_lean; tn_sl_block): the blocks of eight of 4-bit
- * weights at RAW 2 over the whole input in one chunk of whole words (no partial last word), one
- * weight zero point z_w, 8 / 4-bit inputs. Their sums start at
+ * weights at RAW 2 (or of 2-bit weights, below) over the whole input in one chunk of whole
+ * words (no partial last word), one weight zero point z_w. Their sums start at
  * I_r = sum_{s <= r} 16^s c_s instead of 0 (c_s = -z_w sum x', + 8 sum x' for rows 3 and 7,
  * held w - 8), so that C_r - C_{r-1} = 16^r sum_k (w_rk - z_w) x'_k: each row's whole sum,
  * zero point included, exact where 16^r sum_k |w_rk - z_w| max |x'| < 2^31 for every row
@@ -827,7 +827,12 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
  * above (kernels_m7.subfc_lean bounds sum w x - z_w sum x'); rows 3 and 7 keep tn_so_run's
  * window (I_3 = I_2: C_3 - C_2 = 4096 A_3 over the codes), A_3 = ((C_3 - C_2 + 4096 W3) >> 12)
  * (logical) + Q in C, Q = c_3 - W3 (c_3 = -z_w sum x' + 8 sum x), and every row adds its F_r
- * (LDR, ADD in the epilogue). AD (trained, w4a4): 315,074 -> 301,554 instructions per
+ * (LDR, ADD in the epilogue). The layer's one multiplier (tn_sc_fq's form): LDR bias, ADD,
+ * SMMLA with z_out 2^k, SSAT / USAT with ASR #k, BFI, five per output. 2-bit weights: the
+ * blocks of eight's one word per lane pair (TN_SO_Q2A / Q2B), I_r = sum_{s <= r} 4^s c_s
+ * (c_7 + 2 sum x', row 7 held w - 2), the differences 4^r (A_r + c_r) brought to 16^(r % 4)
+ * by one shift each (tn_sl_rescale2) for the same epilogues. 2-bit inputs: two words per pass.
+ * AD (trained, w4a4): 315,074 -> 301,554 instructions per
  * inference (dense 89,958 -> 89,118; dense_1 20,240 -> 19,360; dense_9 99,478 -> 91,878),
  * text -452 B.
  * Tried: the lean loop (LDRD only) beside the blocks of eight as the fallback for weights off a
@@ -844,8 +849,8 @@ TN_INLINE uint32_t tn_sl_ok(uint32_t LEAN, uint32_t OCT, uint32_t FOLD, uint32_t
                             uint32_t NG, uint32_t XB, uint32_t WB, uint32_t RAW, uint32_t NWZP,
                             uint32_t HASZW)
 {
-    return LEAN && OCT >= NG && (!FOLD || XB == 8u) && !TAIL && NG >= 1u && (XB == 4u || XB == 8u)
-           && WB == 4u && RAW == 2u && (NWZP == 1u || !HASZW);
+    return LEAN && OCT >= NG && (!FOLD || (XB == 8u && WB == 4u)) && !TAIL && NG >= 1u
+           && ((WB == 4u && RAW == 2u) || WB == 2u) && (NWZP == 1u || !HASZW);
 }
 
 /* The epilogue of a lean block: 1 per-channel floor to 2 / 4-bit codes in asm, 2 raw int32
@@ -862,19 +867,25 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
 }
 
 #if TN_M7_ASM
-/* the sums' start (I: I_0, I_1 in i01, I_2, I_3 in i23) */
+/* the sums' start (I[0 .. 3]: I_0, I_1 .. I_6, I_7) */
 #define TN_SL_INIT                                                                              \
     "ldrd %[a0], %[a1], %[i01]\n\tldrd %[a2], %[a3], %[i23]\n\t"                                \
-    "ldrd %[a4], %[a5], %[i01]\n\tldrd %[a6], %[a7], %[i23]\n\t"
-/* C_r - C_{r-1} in place, from the top of each half */
-#define TN_SL_DIFF                                                                              \
+    "ldrd %[a4], %[a5], %[i45]\n\tldrd %[a6], %[a7], %[i67]\n\t"
+/* C_r - C_{r-1} in place: 4-bit weights, from the top of each half (two blocks of four's
+ * words); 2-bit, one chain of eight rows */
+#define TN_SL_DIFF4                                                                             \
     "sub %[a3], %[a3], %[a2]\n\tsub %[a2], %[a2], %[a1]\n\tsub %[a1], %[a1], %[a0]\n\t"         \
     "sub %[a7], %[a7], %[a6]\n\tsub %[a6], %[a6], %[a5]\n\tsub %[a5], %[a5], %[a4]\n\t"
+#define TN_SL_DIFF2                                                                             \
+    "sub %[a7], %[a7], %[a6]\n\tsub %[a6], %[a6], %[a5]\n\tsub %[a5], %[a5], %[a4]\n\t"         \
+    "sub %[a4], %[a4], %[a3]\n\t" TN_SL_DIFF4Q
+#define TN_SL_DIFF4Q                                                                            \
+    "sub %[a3], %[a3], %[a2]\n\tsub %[a2], %[a2], %[a1]\n\tsub %[a1], %[a1], %[a0]\n\t"
 #define TN_SL_OPERANDS                                                                          \
     : [x] "+r"(x), [wp] "+r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [u2] "=&r"(u2),      \
       [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),           \
       [a5] "=&r"(a5), [a6] "=&r"(a6), [a7] "=&r"(a7)                                            \
-    : [e] "m"(*endp), [i01] "m"(I[0]), [i23] "m"(I[1])                                          \
+    : [e] "m"(*endp), [i01] "m"(I[0]), [i23] "m"(I[1]), [i45] "m"(I[2]), [i67] "m"(I[3])        \
     : "cc", "memory"
 /* n = NG words of one load form (G): four per pass (NG % 4 = 0), else TN_SF_RUN4_ASM's entry */
 #define TN_SL_LOOP4(G) "1:\n\t" G G G G TN_SO_END
@@ -892,12 +903,20 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
 #else
 #define TN_SL_PICK "tst %[wp], #3\n\tbne 8f\n\t"
 #endif
-#define TN_SL_BODY(L, GA, GB)                                                                   \
-    TN_SL_INIT TN_SL_PICK L(GA) "b 9f\n\t8:\n\t" L(GB) "9:\n\t" TN_SL_DIFF
-#define TN_SL_RUN(GA, GB)                                                                       \
+/* 2-bit inputs (128 MACs a word): two words per pass (NG odd: the first pass enters at the
+ * second) */
+#define TN_SL_LOOP2(G) "1:\n\t" G G TN_SO_END
+#define TN_SL_LOOP2N(G) "b 2f\n\t1:\n\t" G "2:\n\t" G TN_SO_END
+#define TN_SL_BODY(L, GA, GB, D)                                                                \
+    TN_SL_INIT TN_SL_PICK L(GA) "b 9f\n\t8:\n\t" L(GB) "9:\n\t" D
+#define TN_SL_RUN(GA, GB, D)                                                                    \
     do {                                                                                        \
-        if (NG % 4u == 0u) __asm__ volatile(TN_SL_BODY(TN_SL_LOOP4, GA, GB) TN_SL_OPERANDS);    \
-        else __asm__ volatile(TN_SL_BODY(TN_SL_LOOPN, GA, GB) TN_SL_OPERANDS);                  \
+        if (XB == 2u && NG % 2u == 0u)                                                          \
+            __asm__ volatile(TN_SL_BODY(TN_SL_LOOP2, GA, GB, D) TN_SL_OPERANDS);                \
+        else if (XB == 2u) __asm__ volatile(TN_SL_BODY(TN_SL_LOOP2N, GA, GB, D) TN_SL_OPERANDS); \
+        else if (NG % 4u == 0u)                                                                 \
+            __asm__ volatile(TN_SL_BODY(TN_SL_LOOP4, GA, GB, D) TN_SL_OPERANDS);                \
+        else __asm__ volatile(TN_SL_BODY(TN_SL_LOOPN, GA, GB, D) TN_SL_OPERANDS);               \
     } while (0)
 /* one output row R of the per-channel floor (S: its scale's shift, "" row 0 / 4), packed by BFI
  * at bit B into a0 (row 0: the code itself) */
@@ -995,13 +1014,25 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
                      : "memory")
 #endif
 
+/* 2-bit weights: the sums 4^r (A_r + c_r) of rows 1 .. 7 brought to the 4-bit weights'
+ * scales 16^(r % 4), which the epilogues take (rows 1 .. 3 << 2 r, rows 4 .. 7 >> 8 - 2 (r - 4);
+ * exact: kernels_m7.subfc_lean bounds each row by the larger of the two scales). */
+TN_INLINE void tn_sl_rescale2(uint32_t *a1, uint32_t *a2, uint32_t *a3, uint32_t *a4,
+                              uint32_t *a5, uint32_t *a6, uint32_t *a7)
+{
+    *a1 <<= 2; *a2 <<= 4; *a3 <<= 6;
+    *a4 = (uint32_t)((int32_t)*a4 >> 8); *a5 = (uint32_t)((int32_t)*a5 >> 6);
+    *a6 = (uint32_t)((int32_t)*a6 >> 4); *a7 = (uint32_t)((int32_t)*a7 >> 2);
+}
+
 /* One lean block of eight rows c .. c + 7 (weights at w, NG words of inputs at in; I: the sums'
  * start, above), its outputs written (FORM: tn_sl_form; *bpp, *mpp, *npp: the bias, m0 and n0
  * of row c, advanced past the block; RAWOK: FORM 2's clamp is int32's and out word-aligned);
  * returns w past the block. */
 TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, const uint8_t *in,
                                      uint8_t *TN_RESTRICT out, uint32_t c, uint32_t N,
-                                     uint32_t NG, uint32_t XB, uint32_t XS, const uint64_t *I,
+                                     uint32_t NG, uint32_t XB, uint32_t XS, uint32_t WB,
+                                     const uint64_t *I,
                                      uint32_t FOLD, uint32_t Z, uint32_t Q, const int32_t **fpp,
                                      const uint8_t *const *endp, const int32_t **bpp, const int32_t **mpp,
                                      const int8_t **npp, uint32_t FORM, uint32_t RAWOK,
@@ -1013,21 +1044,53 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
     {
         const uint8_t *x = in;
         uint32_t v, p, u, u2;
-        if (XB == 8u && XS)
+#define TN_SL_E4 "eor %[v], %[v], #0x88888888\n\t"
+#define TN_SL_E2 "eor %[v], %[v], #0xAAAAAAAA\n\t"
+        if (WB == 2u) { /* one word of eight rows per lane pair: LDRD of two lane pairs' */
+            if (XB == 8u && XS)
+                TN_SL_RUN(TN_SO_X8("s", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
+                          TN_SO_X8("s", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1), TN_SL_DIFF2);
+            else if (XB == 8u)
+                TN_SL_RUN(TN_SO_X8("u", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
+                          TN_SO_X8("u", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1), TN_SL_DIFF2);
+            else if (XB == 4u && XS)
+                TN_SL_RUN(TN_SO_X4(TN_SL_E4, TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
+                          TN_SO_X4(TN_SL_E4, TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1),
+                          TN_SL_DIFF2);
+            else if (XB == 4u)
+                TN_SL_RUN(TN_SO_X4("", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
+                          TN_SO_X4("", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1), TN_SL_DIFF2);
+            else if (XS)
+                TN_SL_RUN(TN_SO_X2(TN_SL_E2, TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
+                          TN_SO_X2(TN_SL_E2, TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1),
+                          TN_SL_DIFF2);
+            else
+                TN_SL_RUN(TN_SO_X2("", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
+                          TN_SO_X2("", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1), TN_SL_DIFF2);
+        } else if (XB == 8u && XS) {
             TN_SL_RUN(TN_SO_X8("s", TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
-                      TN_SO_X8("s", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2));
-        else if (XB == 8u)
+                      TN_SO_X8("s", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2), TN_SL_DIFF4);
+        } else if (XB == 8u) {
             TN_SL_RUN(TN_SO_X8("u", TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
-                      TN_SO_X8("u", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2));
-        else if (XS)
-            TN_SL_RUN(TN_SO_X4("eor %[v], %[v], #0x88888888\n\t", TN_SO_Q, TN_SO_Q, TN_SO_LDD,
-                               TN_SO_LDD),
-                      TN_SO_X4("eor %[v], %[v], #0x88888888\n\t", TN_SO_Q, TN_SO_Q, TN_SO_LD2,
-                               TN_SO_LD2));
-        else
+                      TN_SO_X8("u", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2), TN_SL_DIFF4);
+        } else if (XB == 4u && XS) {
+            TN_SL_RUN(TN_SO_X4(TN_SL_E4, TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
+                      TN_SO_X4(TN_SL_E4, TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2), TN_SL_DIFF4);
+        } else if (XB == 4u) {
             TN_SL_RUN(TN_SO_X4("", TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
-                      TN_SO_X4("", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2));
+                      TN_SO_X4("", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2), TN_SL_DIFF4);
+        } else if (XS) {
+            TN_SL_RUN(TN_SO_X2(TN_SL_E2, TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
+                      TN_SO_X2(TN_SL_E2, TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2), TN_SL_DIFF4);
+        } else {
+            TN_SL_RUN(TN_SO_X2("", TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
+                      TN_SO_X2("", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2), TN_SL_DIFF4);
+        }
+#undef TN_SL_E4
+#undef TN_SL_E2
     }
+    if (WB == 2u) /* 4^r (A_r + c_r) to the 4-bit weights' scales 16^(r % 4) (the bound's) */
+        tn_sl_rescale2(&a1, &a2, &a3, &a4, &a5, &a6, &a7);
     if (FOLD) { /* rows 3 and 7: A_r from the window (tn_so_run's W3), plus Q */
         a3 = ((a3 + Z) >> 12) + Q;
         a7 = ((a7 + Z) >> 12) + Q;
@@ -1076,12 +1139,12 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
 #else
     (void)RAWOK; (void)endp;
     { /* the same sums in C: tn_so_run's lanes and cumulative masks from I, then C_r - C_{r-1} */
-        const uint32_t flip = !XS || XB == 8u ? 0u : 0x88888888u, nlp = XB == 8u ? 2u : 4u;
+        const uint32_t flip = !XS || XB == 8u ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
+        const uint32_t nlp = XB == 8u ? 2u : 16u / XB;
         uint32_t s[8];
         TN_UNROLL
-        for (uint32_t h = 0; h < 8u; h += 4u) {
-            s[h] = (uint32_t)I[0]; s[h + 1u] = (uint32_t)(I[0] >> 32);
-            s[h + 2u] = (uint32_t)I[1]; s[h + 3u] = (uint32_t)(I[1] >> 32);
+        for (uint32_t h = 0; h < 4u; h++) {
+            s[2u * h] = (uint32_t)I[h]; s[2u * h + 1u] = (uint32_t)(I[h] >> 32);
         }
         for (uint32_t g = 0; g < NG; g++) {
             const uint32_t v = tn_ld32(in + 4u * g) ^ flip;
@@ -1089,6 +1152,15 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
                 const uint32_t x8 = XS ? (j ? tn_sxtab16_ror8(0u, v) : tn_sxtab16(0u, v))
                                        : (j ? tn_uxtab16_ror8(0u, v) : tn_uxtab16(0u, v));
                 const uint32_t xp = XB == 8u ? x8 : (v >> (j * XB)) & tn_lanemask(XB);
+                if (WB == 2u) { /* one word, eight rows: the low 2 r + 2 bits of each lane */
+                    const uint32_t u = tn_ld32(w);
+                    w += 4;
+                    for (uint32_t r = 0; r < 8u; r++) {
+                        const uint32_t c = r == 7u ? u : u & ((4u << (2u * r)) - 1u) * 0x00010001u;
+                        s[r] = (uint32_t)tn_smlad(c, xp, (int32_t)s[r]);
+                    }
+                    continue;
+                }
                 for (uint32_t h = 0; h < 8u; h += 4u, w += 4) {
                     const uint32_t u = tn_ld32(w);
                     const uint32_t m[4] = {u & 0x000F000Fu, u & 0x00FF00FFu, u & ~0xF000F000u, u};
@@ -1098,7 +1170,9 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
             }
         }
         a0 = s[0]; a1 = s[1] - s[0]; a2 = s[2] - s[1]; a3 = s[3] - s[2];
-        a4 = s[4]; a5 = s[5] - s[4]; a6 = s[6] - s[5]; a7 = s[7] - s[6];
+        a4 = WB == 2u ? s[4] - s[3] : s[4]; a5 = s[5] - s[4]; a6 = s[6] - s[5]; a7 = s[7] - s[6];
+        if (WB == 2u)
+            tn_sl_rescale2(&a1, &a2, &a3, &a4, &a5, &a6, &a7);
     }
     if (FOLD) {
         a3 = ((a3 + Z) >> 12) + Q;
@@ -1167,11 +1241,18 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
         /* the sums' start: c = -z_w sum x' (row 3: + 8 sum x'), I_r = sum_{s <= r} 16^s c_s */
         /* FOLD: rows 3 and 7 keep tn_so_run's window (I_3 = I_2), their constants added after:
          * Q = c_3 - W3, c_3 = -z_w sum x' + 8 sum x (the codes) */
+        /* 2-bit weights: I_r = sum_{s <= r} 4^s c_s, c_7 = -z_w sum x' + 2 sum x' (row 7 ^ 2) */
         const uint32_t k = HASZW ? 0u - (uint32_t)ZW * (uint32_t)sx : 0u;
-        const uint64_t I[2] = {(uint64_t)k | (uint64_t)(17u * k) << 32,
-                               (uint64_t)(273u * k)
-                                   | (uint64_t)(FOLD ? 273u * k
-                                                     : 4369u * k + 32768u * (uint32_t)sx) << 32};
+        const uint64_t I4[2] = {(uint64_t)k | (uint64_t)(17u * k) << 32,
+                                (uint64_t)(273u * k)
+                                    | (uint64_t)(FOLD ? 273u * k
+                                                      : 4369u * k + 32768u * (uint32_t)sx) << 32};
+        const uint64_t I[4] = {
+            WB == 2u ? (uint64_t)k | (uint64_t)(5u * k) << 32 : I4[0],
+            WB == 2u ? (uint64_t)(21u * k) | (uint64_t)(85u * k) << 32 : I4[1],
+            WB == 2u ? (uint64_t)(341u * k) | (uint64_t)(1365u * k) << 32 : I4[0],
+            WB == 2u ? (uint64_t)(5461u * k) | (uint64_t)(21845u * k + 32768u * (uint32_t)sx) << 32
+                     : I4[1]};
         const uint32_t Z = FOLD << 12, Q = k + 8u * (uint32_t)sxo - FOLD;
         const int32_t *fp = fold;
         const uint32_t FORM = tn_sl_form(REQ, NM, ROUND, OB, TN_RQ);
@@ -1181,8 +1262,8 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
         const int8_t *np = n0p;
         const uint8_t *end = in + 4u * NG; /* the loop's end, read from memory (once stored) */
         for (uint32_t c = 0; c < NO; c += 8u)
-            w = tn_sl_block(l, w, in, out, c, N, NG, XB, XS, I, FOLD, Z, Q, &fp, &end, &bp, &mp,
-                            &np, FORM, RAWOK, REQ, NM, ROUND, OB, TN_RQ);
+            w = tn_sl_block(l, w, in, out, c, N, NG, XB, XS, WB, I, FOLD, Z, Q, &fp, &end, &bp,
+                            &mp, &np, FORM, RAWOK, REQ, NM, ROUND, OB, TN_RQ);
     }
     for (uint32_t c = 0; c < (LN ? 0u : NO); c += 8u) { /* OCT: blocks of eight rows */
         int32_t A[8];

@@ -407,15 +407,18 @@ def subfc_fold_window(layer) -> tuple[int, int]:
 
 def subfc_lean(layer) -> int:
     """LEAN of tn_m7_subfc (c/tn_m7_subfc.h, its lean blocks of eight: tn_sl_block): 1 where
-    the blocks of eight of a dense layer of 4-bit weights at RAW 2 (:func:`subfc_oct`, or FOLD:
-    :func:`subfc_fold`) run over the whole input in one chunk of whole words with one weight
+    the blocks of eight of a dense layer of 4-bit weights at RAW 2 or of 2-bit weights
+    (:func:`subfc_oct`, or FOLD: :func:`subfc_fold`) run over the whole input in one chunk of
+    whole words with one weight
     zero point z_w, and the loop's sums, started at their rows' constants (-z_w sum x', + 8 sum
     x' for rows 3 and 7 but with FOLD), stay exact: C_r - C_{r-1} = 16^(r % 4) (A_r + c_r) below
     2^31 for every row r of the blocks and every input. Without FOLD A_r + c_r = sum_k (w_rk -
     z_w) x'_k, bounded by sum_k |w_rk - z_w| max |x'|; with FOLD (8-bit codes x in the lanes,
     rows 3 and 7 left to FOLD's window) rows r % 4 = 1, 2 hold sum_k w_rk x_k - z_w sum x',
     bounded by sum_k w_rk max |x| + |z_w| K max |x'|. Else 0. Bounded from the weights
-    themselves (padding lanes hold z_w: no term without FOLD).
+    themselves (padding lanes hold z_w: no term without FOLD). 2-bit weights (rows at 4^r in
+    the loop, row 7 held w - 2: c_7 + 2 sum x') are brought to the 4-bit weights' scales
+    16^(r % 4) for the epilogues: the bound takes the larger of 4^r and 16^(r % 4).
 
     Arguments:
         layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
@@ -428,13 +431,17 @@ def subfc_lean(layer) -> int:
     words = k * xb // 32
     zw = np.atleast_1d(np.asarray(layer.weight_zero_point, np.int64))
     fold = subfc_fold(layer)[0]
-    if (wb != 4 or xb not in (4, 8) or (k * xb) % 32 or words < 1 or n < 8
-            or not np.all(zw == zw[0]) or subfc_plan(layer) != (2, words)
+    if (wb not in (2, 4) or (k * xb) % 32 or words < 1 or n < 8 or not np.all(zw == zw[0])
+            or (wb == 4 and subfc_plan(layer) != (2, words))
             or (fold or subfc_oct(layer)) < words):
         return 0
     rows, _ = _subconv_rows(layer)
-    scale = 16 ** np.arange(4, dtype=np.int64)[None, None, :]
     top = 1 << 31
+    if wb == 2:  # rows at 4^r in the loop, at 16^(r % 4) in the epilogues: the larger of both
+        d = np.abs(rows[:n // 8 * 8].astype(np.int64) - int(zw[0])).reshape(-1, 8, rows.shape[1])
+        scale = np.maximum(4 ** np.arange(8), 16 ** (np.arange(8) % 4)).astype(np.int64)
+        return int(bool((scale[None, :] * d.sum(axis=-1) * _x_box(layer) < top).all()))
+    scale = 16 ** np.arange(4, dtype=np.int64)[None, None, :]
     if fold:  # rows 1, 2 (and 5, 6): sum w x over the codes, - z_w sum x'
         w = rows[:n // 8 * 8].astype(np.int64).reshape(-1, 2, 4, rows.shape[1])
         xmax = 128 if layer.in_signed else 255
