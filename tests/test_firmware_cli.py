@@ -48,16 +48,28 @@ def _rows(report):
 
 @pytest.mark.parametrize("name", MLPERF)
 def test_analyze_totals_equal_deploy_measured(name, capsys, tmp_path):
+    """analyze's totals are what deploy measures (the built program's arena, the flash
+    constants, the MACs) and the export's (what mcu.check_fits counts, the weights, the steps;
+    tests/test_generate.py::test_analyze_totals_equal_the_export checks ResNet-8 and VWW so,
+    this test KWS and AD: one analyze, one Cortex-M7 library compile, per model)."""
     path = _model(name)
-    report = _json(capsys, ["analyze", str(path), "--json"], 0)
+    big = str(1 << 30)  # budgets that fit: the verdict is True
+    report = _json(capsys, ["analyze", str(path), "--flash", big, "--ram", big, "--json"], 0)
     graph, _ = firmware_cli.load_model(path, "tflm")
     x = firmware_cli_random(graph, 2)
-    summary = mcu.deploy(graph, x, tmp_path, name="m", run_mcu=False)["summary"]
+    r = mcu.deploy(graph, x, tmp_path, name="m", run_mcu=False)
+    summary, export = r["summary"], r["export"]
     assert summary["host_images_exact"] == 2
     t = report["totals"]
     assert t["arena_bytes"] == summary["arena_bytes"]  # the built program's model_arena symbol
     assert t["flash_constant_bytes"] == summary["param_bytes_c"] + summary["weight_pad_bytes"]
     assert t["macs"] == summary["macs"]
+    # the export's figures (as test_generate.py's test_analyze_totals_equal_the_export)
+    assert t["arena_bytes"] == export.arena_bytes
+    assert t["flash_constant_bytes"] == mcu.check_fits(export)["flash_needed"]
+    assert sum(row["weight_bytes"] for row in report["steps"]) == export.param_bytes["w"]
+    assert len(report["steps"]) == len(export.steps) and report["fits"] is True
+    assert max(row["live_bytes"] for row in report["steps"]) >= export.memory.lower_bound
 
 
 def firmware_cli_random(graph, n):
@@ -80,7 +92,8 @@ def test_validate_zero_differences(name, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", FAST)
+# AD's generate through the command line: tests/test_generate.py::test_cli_generate_and_analyze
+@pytest.mark.parametrize("name", FAST[:1])
 def test_generate_builds(name, capsys, tmp_path):
     path = _model(name)
     assert cli.main(["generate", str(path), "--name", "net", "--out", str(tmp_path / "net"),
@@ -294,14 +307,8 @@ def test_progress_only_on_a_terminal_and_not_with_no_progress(monkeypatch):
     assert not firmware_cli.show_progress(True)
 
 
-@pytest.mark.slow  # C builds (make test runs it)
-def test_generate_reports_its_stages(tmp_path):
-    from tinyopt.deploy import library
-    graph, _ = firmware_cli.load_model(_model("ad_fcae"), "tflm")
-    stages = []
-    library.generate(graph, tmp_path / "ad", "ad", check_images=2, progress=stages.append)
-    assert stages[0] == "C export" and stages[1].startswith("host build and check")
-    assert len(stages) == 3
+# generate's progress stages: tests/test_generate.py::test_generate_reports_its_stages (on the
+# libraries its fixture generates anyway)
 
 
 @pytest.mark.slow  # C builds (make test runs it)
