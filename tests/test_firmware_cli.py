@@ -91,18 +91,10 @@ def test_validate_zero_differences(name, capsys):
     assert "RANDOM" in report["inputs"]
 
 
-@pytest.mark.slow
-# AD's generate through the command line: tests/test_generate.py::test_cli_generate_and_analyze
-@pytest.mark.parametrize("name", FAST[:1])
-def test_generate_builds(name, capsys, tmp_path):
-    path = _model(name)
-    assert cli.main(["generate", str(path), "--name", "net", "--out", str(tmp_path / "net"),
-                     "--check", "4", "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "4/4 random inputs bit-exact" in out
-    meta = json.loads((tmp_path / "net" / "metadata.json").read_text())
-    graph, _ = firmware_cli.load_model(path, "tflm")
-    assert meta["arena_bytes"] == codegen.export_c(graph, tmp_path / "plain").arena_bytes
+# generate: through the command line on AD (tests/test_generate.py::
+# test_cli_generate_and_analyze: the host check's "4/4 random inputs bit-exact", the metadata's
+# arena that of the plain export) and on the Keras models below; KWS's library is
+# tests/test_generate.py's libs fixture (test_library_files_and_metadata: the same arena check)
 
 
 @pytest.mark.slow  # C builds (make test runs it)

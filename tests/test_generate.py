@@ -71,7 +71,7 @@ def _check_outputs(folder: Path, libs, xs):
 
 
 @pytest.mark.slow  # builds libraries
-def test_library_files_and_metadata(libs):
+def test_library_files_and_metadata(libs, tmp_path):
     lib = libs["kws"]
     files = sorted(p.name for p in lib["dir"].iterdir())
     for name in ("kws.h", "kws.c", "kws_params.h", "kws_tinyopt_nn.c", "CMakeLists.txt",
@@ -83,6 +83,9 @@ def test_library_files_and_metadata(libs):
     assert meta["input"]["shape"] == [49, 10, 1] and meta["input"]["bits"] == 8
     assert meta["input"]["signed"] and meta["output"]["shape"] == [12]
     assert meta["arena_bytes"] == export.arena_bytes
+    # the prefix changes no byte of the plan: the arena of the plain (model_) export
+    from tinyopt.deploy import codegen
+    assert meta["arena_bytes"] == codegen.export_c(lib["graph"], tmp_path / "plain").arena_bytes
     assert meta["flash_constant_bytes"] == mcu.check_fits(export)["flash_needed"]
     assert meta["source"]["sha256"] == zoo.sha256(zoo.mlperf_tiny_path("kws_dscnn"))
     assert meta["check"]["exact_images"] == 8 and meta["check"]["mismatching_values"] == 0
@@ -251,7 +254,7 @@ def test_cli_generate_and_analyze(tmp_path, capsys):
     assert "checked on the host: 4/4" in out and "4/4 random inputs bit-exact" in out
     meta = json.loads((tmp_path / "ad" / "metadata.json").read_text())
     assert meta["name"] == "ad" and meta["source"]["file"] == path.name
-    # the arena of the plain export (as test_firmware_cli.py's test_generate_builds for KWS)
+    # the arena of the plain export (as test_library_files_and_metadata's for KWS)
     from tinyopt.deploy import codegen
     graph = graph_from_tflite(path.read_bytes(), flavour="tflm")
     assert meta["arena_bytes"] == codegen.export_c(graph, tmp_path / "plain").arena_bytes
