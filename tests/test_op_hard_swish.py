@@ -72,7 +72,11 @@ def test_c_kernel_matches_simulator_on_the_host(hs_tflite, tmp_path):
     _ops.assert_host_c_exact(hs_tflite, "tflm", "tn_hard_swish.c", (6, 6, 3), tmp_path)
 
 
+# one scale: the prefixing (file copied and renamed, the #define) does not depend on it, and
+# the C kernel at every scale is test_c_kernel_matches_simulator_on_the_host's (each library
+# costs a host and a Cortex-M7 compile, ~4 s of CPU)
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+@pytest.mark.parametrize("hs_tflite", [1.0], indirect=True)
 def test_prefixed_library_carries_the_op_kernel(hs_tflite, tmp_path):
     """A generated library (prefix hs) copies and renames the op's kernel file too, and its host
     check agrees with the simulator."""
@@ -86,13 +90,13 @@ def test_prefixed_library_carries_the_op_kernel(hs_tflite, tmp_path):
 
 
 @pytest.mark.slow
-def test_hard_swish_under_qemu(tmp_path):
+@pytest.mark.parametrize("hs_tflite", [1.0], indirect=True)  # the fixture's model, not another
+def test_hard_swish_under_qemu(hs_tflite, tmp_path):
     from tinyopt.deploy import mcu
     ok, why = mcu.toolchain()
     if not ok:
         pytest.skip(why)
-    tfl = nets.to_int8(_model(1.0))
-    g = sim.graph_from_tflite(tfl, flavour="tflm")
+    g = sim.graph_from_tflite(hs_tflite, flavour="tflm")
     x = _ops.int8_inputs((6, 6, 3), 6, 3)
     s = mcu.deploy(g, x, tmp_path, name="hs", mcu_images=3)["summary"]
     assert s["host_images_exact"] == s["host_images"] and s["mcu_images_exact"] == 3
