@@ -1,6 +1,7 @@
-"""The Cortex-M7 3x3 depthwise row kernel (tn_m7_dw3, c/tn_m7_dw.h) and the ADD kernels
-(c/tn_m7_add.h) on the MLPerf Tiny models: bit-exact with tinyopt.sim on the host (every
-rounding flavour and requantization form the row kernel takes) and under QEMU.
+"""The Cortex-M7 3x3 depthwise row kernel (tn_m7_dw3, c/tn_m7_dw.h) on the MLPerf Tiny models
+(ResNet-8's ADD kernels, c/tn_m7_add.h: tests/test_kernels_m7.py): bit-exact with tinyopt.sim
+on the host (every rounding flavour and requantization form the row kernel takes) and under
+QEMU.
 
 The row kernel's scratch is planned by :func:`tinyopt.integer.steps.scratch_parts`
 (:func:`tinyopt.integer.steps.dw3_scratch_bytes`); one test checks that a step whose plan lacks
@@ -216,26 +217,23 @@ def test_dw3_weights_layout():
         assert int(blob[c, 12:].view("<i4")[0]) == cc[c]
 
 
-MLPERF = ("kws_dscnn", "vww_mobilenet", "ic_resnet8")
+# ResNet-8 (its residual ADDs fused, and stand-alone on tn_m7_add, bit-exact on the host and
+# under QEMU, three "add" steps unfused): tests/test_kernels_m7.py::test_resnet8_adds_under_qemu
+# builds and runs the same two exports and asserts all of that (and more)
+MLPERF = ("kws_dscnn", "vww_mobilenet")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MLPERF)
 def test_mlperf_dw_and_add_kernels_under_qemu(qemu, tmp_path, dw3_planned, name):
-    """DS-CNN and VWW (every depthwise step on the row kernel) and ResNet-8 (its residual ADDs
-    fused, and stand-alone on tn_m7_add) bit-exact on the host and under QEMU."""
+    """DS-CNN and VWW (every depthwise step on the row kernel) bit-exact on the host and under
+    QEMU."""
     from tinyopt.front.zoo import mlperf_tiny_path
     from tinyopt.integer.from_litert import graph_from_tflite
     g = graph_from_tflite(mlperf_tiny_path(name).read_bytes(), flavour="tflm")
     x = np.random.default_rng(4).integers(-128, 128, (4, *g.input_shape))
-    for fuse_add in ((True, False) if name == "ic_resnet8" else (True,)):
-        r = mcu.deploy(g, x, tmp_path, name=f"{name}_{fuse_add}", host_images=4, mcu_images=2,
-                       fuse_add=fuse_add)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
-        kinds = r["export"].kernels
-        if name != "ic_resnet8":
-            assert _dw3_calls(r["export"], tmp_path / f"{name}_{fuse_add}") == kinds.count(
-                "depthwise") > 0
-        elif not fuse_add:
-            assert kinds.count("add") == 3, kinds
+    r = mcu.deploy(g, x, tmp_path, name=name, host_images=4, mcu_images=2)
+    s = r["summary"]
+    assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
+    kinds = r["export"].kernels
+    assert _dw3_calls(r["export"], tmp_path / name) == kinds.count("depthwise") > 0
