@@ -634,7 +634,9 @@ def test_prefixed_libraries_link_into_one_program(tmp_path):
         assert f"#define {fn} {prefix}_{fn}" in header
         for src in e.sources:
             obj = tmp_path / f"{src.stem}.o"
-            subprocess.run(["gcc", "-std=c99", "-O2", "-fPIC", "-c", str(src), "-o", str(obj)],
+            # -O0: which symbols are external is the source's linkage, not the optimiser's
+            # (-O2 drops no external symbol; -O0 keeps every one) and saves ~1.5 s of CPU
+            subprocess.run(["gcc", "-std=c99", "-O0", "-fPIC", "-c", str(src), "-o", str(obj)],
                            check=True)
             out = subprocess.run(["nm", "-g", "--defined-only", str(obj)], check=True,
                                  capture_output=True, text=True).stdout
