@@ -231,10 +231,17 @@ def keras_file(tmp_path_factory):
 @pytest.mark.slow  # PTQ and builds twice
 @pytest.mark.parametrize("bits", [["--bits", "w8a8"], ["--flash", "4k", "--ram", "2k"]],
                          ids=["w8a8", "mixed"])
-def test_keras_analyze_validate_generate(bits, keras_file, capsys, tmp_path):
+def test_keras_analyze_validate_generate(bits, keras_file, capsys, tmp_path, monkeypatch):
     import argparse
-    # a flash budget for the policy's weights is below the compiled library (code): may not fit
-    report = _json(capsys, ["analyze", str(keras_file), *bits, "--json"], None)
+
+    from tinyopt.deploy import library
+    # a flash budget for the policy's weights is below the compiled library (code): may not fit.
+    # analyze without its Cortex-M7 compile of the library (library_sizes, ~2.3 s of CPU, no
+    # object cache): nothing below reads the code size, and the generate at the end compiles
+    # this graph's library (test_analyze_totals_equal_deploy_measured runs analyze with it)
+    with monkeypatch.context() as m:
+        m.setattr(library, "library_sizes", lambda export: None)
+        report = _json(capsys, ["analyze", str(keras_file), *bits, "--json"], None)
     k = report["keras"]
     assert "RANDOM calibration" in k["calibration"] and "w8a8" in k["policies"]
     if "--flash" in bits:
@@ -304,7 +311,12 @@ def test_progress_only_on_a_terminal_and_not_with_no_progress(monkeypatch):
 
 
 @pytest.mark.slow  # C builds (make test runs it)
-def test_keras_calibration_file(keras_file, capsys, tmp_path):
+def test_keras_calibration_file(keras_file, capsys, tmp_path, monkeypatch):
+    # analyze without its Cortex-M7 compile of the library (library_sizes, ~2.3 s of CPU, no
+    # object cache): only the calibration is asserted here; the Keras graph's library compiles
+    # in test_keras_analyze_validate_generate's generate
+    from tinyopt.deploy import library
+    monkeypatch.setattr(library, "library_sizes", lambda export: None)
     np.save(tmp_path / "bad.npy", np.zeros((4, 12, 12), np.float32))
     assert cli.main(["analyze", str(keras_file), "--calibration", str(tmp_path / "bad.npy")]) == 2
     assert "expects (N, 12, 12, 3)" in capsys.readouterr().err
