@@ -38,8 +38,13 @@ def libs(tmp_path_factory):
         path = _model(model)
         graph = graph_from_tflite(path.read_bytes(), flavour="tflm")
         stages = []  # test_generate_reports_its_stages
-        meta = library.generate(graph, out / prefix, prefix, source=path, check_images=8,
-                                progress=stages.append)
+        # without generate's Cortex-M7 size compile (library_sizes, uncached, ~3 s of CPU for
+        # KWS): no test reads the sizes, and test_two_libraries_one_m7_program_qemu compiles
+        # both libraries with the same flags through their Makefile fragments (and runs them)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(library, "library_sizes", lambda export: None)
+            meta = library.generate(graph, out / prefix, prefix, source=path, check_images=8,
+                                    progress=stages.append)
         made[prefix] = {"dir": out / prefix, "meta": meta, "tflite": path.read_bytes(),
                         "graph": graph, "stages": stages}
     return made
