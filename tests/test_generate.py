@@ -252,6 +252,11 @@ def _cli(capsys, *argv):
 
 @pytest.mark.slow  # builds libraries
 def test_cli_generate_and_analyze(tmp_path, capsys, monkeypatch):
+    # generate and analyze without their Cortex-M7 compile of the library (library_sizes,
+    # uncached, ~1.8 s of CPU each): nothing asserted here reads it (the weights alone exceed
+    # 64 kB); the AD library "ad" compiles for the M7 in test_two_libraries_one_m7_program_qemu,
+    # and test_analyze_totals_equal_the_export runs analyze with the compile
+    monkeypatch.setattr(library, "library_sizes", lambda export: None)
     path = _model("ad_fcae")
     code, out, err = _cli(capsys, "generate", str(path), "--name", "ad", "--out",
                           str(tmp_path / "ad"), "--check", "4")
@@ -263,11 +268,6 @@ def test_cli_generate_and_analyze(tmp_path, capsys, monkeypatch):
     from tinyopt.deploy import codegen
     graph = graph_from_tflite(path.read_bytes(), flavour="tflm")
     assert meta["arena_bytes"] == codegen.export_c(graph, tmp_path / "plain").arena_bytes
-    # analyze without its Cortex-M7 compile of the library (library_sizes, ~1.8 s of CPU each,
-    # no object cache): the generate above compiled this model's library, what is asserted
-    # below does not depend on it (the weights alone exceed 64 kB), and
-    # test_analyze_totals_equal_the_export runs analyze with it
-    monkeypatch.setattr(library, "library_sizes", lambda export: None)
     code, out, err = _cli(capsys, "analyze", str(path), "--flash", "64k", "--json")
     assert code == 1, err  # 270 kB of weights do not fit 64 kB
     report = json.loads(out)
