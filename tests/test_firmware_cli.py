@@ -3,7 +3,8 @@ Tiny int8 models and two small Keras models (one w8a8, one mixed precision). ana
 equal what :func:`tinyopt.mcu.deploy` measures (the arena of the built program, the flash
 constants); validate finds 0 differences, and a corrupted C export or a broken engine makes it
 exit 1 naming the first layer that differs; bad data and a missing toolchain are refused
-clearly (exit 2)."""
+clearly (exit 2). generate on the MLPerf models (KWS, AD, through the command line on AD):
+tests/test_generate.py."""
 
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ def _rows(report):
 @pytest.mark.parametrize("name", MLPERF)
 def test_analyze_totals_equal_deploy_measured(name, capsys, tmp_path):
     """analyze's totals are what deploy measures (the built program's arena, the flash
-    constants, the MACs) and the export's (what mcu.check_fits counts, the weights, the steps;
-    tests/test_generate.py::test_analyze_totals_equal_the_export checks ResNet-8 and VWW so,
-    this test KWS and AD: one analyze, one Cortex-M7 library compile, per model)."""
+    constants, the MACs) and the export's (what mcu.check_fits counts, the weights, the steps:
+    tests/test_generate.py::test_analyze_totals_equal_the_export checks those on ResNet-8 and
+    VWW, this test on KWS and AD, so one analyze and one Cortex-M7 library compile per model)."""
     path = _model(name)
     big = str(1 << 30)  # budgets that fit: the verdict is True
     report = _json(capsys, ["analyze", str(path), "--flash", big, "--ram", big, "--json"], 0)
