@@ -81,8 +81,8 @@ def test_the_cli_takes_the_budget_and_refuses_a_bad_one(tmp_path, capsys, monkey
     from tinyopt.workbench import cli
     path = tmp_path / "g.npz"
     _graph("w4a4", seed=7).save(path)
-    # analyze without its Cortex-M7 compile of the library (library_sizes, ~1.8 s of CPU each,
-    # no object cache): only arenas are asserted; the generate below compiles the budget
+    # analyze without its Cortex-M7 compile of the library (library_sizes, ~1.8 s of CPU each
+    # the first time): only arenas are asserted; the generate below compiles the budget
     # export's library for the Cortex-M7
     with monkeypatch.context() as m:
         m.setattr(library, "library_sizes", lambda export: None)

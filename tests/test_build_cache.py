@@ -4,6 +4,8 @@ build of the same export compiles nothing, and a change to any source, header (t
 constants too) or flag is never served a stale object."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,37 @@ def test_cached_mcu_build_equals_uncached(qemu, tmp_path, cache, monkeypatch):
     monkeypatch.setenv(mcu.OBJ_CACHE_ENV, "off")
     plain = mcu.section_sizes(mcu.build_mcu(export, build_dir=tmp_path / "b"))
     assert cached == plain
+
+
+@pytest.mark.slow  # (a few seconds: make test runs it, test-fast does not)
+def test_traced_build_and_library_sizes_use_the_cache(tmp_path, cache, monkeypatch):
+    """validate's traced host build and analyze / generate's Cortex-M7 size compile take their
+    objects from the cache: the second run compiles nothing (only the link) and gives what the
+    build without the cache gives."""
+    from tinyopt.deploy import ctrace, library
+    g = coverage_graph(0, "floor", False)
+    x = _inputs(g, 6, 0)
+    export = codegen.export_c(g, tmp_path / "src")
+    runs = []
+    for name in ("a", "b"):
+        exe = ctrace.build_host_traced(export, tmp_path / name)
+        runs.append(ctrace.run_host_traced(exe, export, g, x))
+    objects = sorted(cache.glob("*.o"))
+    assert {o.name.split("-")[0] for o in objects} == {"model", "tinyopt_nn", "trace_host"}
+    arm = shutil.which("arm-none-eabi-gcc") and shutil.which("arm-none-eabi-size")
+    sizes = library.library_sizes(export) if arm else None
+    compiled = sorted(cache.glob("*.o"))
+    mtimes = [o.stat().st_mtime_ns for o in compiled]
+    assert (sizes is not None) == bool(arm) and len(compiled) == len(objects) + (2 if arm else 0)
+    ctrace.build_host_traced(export, tmp_path / "c")
+    assert library.library_sizes(export) == sizes
+    assert [o.stat().st_mtime_ns for o in sorted(cache.glob("*.o"))] == mtimes, \
+        "a cached object was compiled again"
+    monkeypatch.setenv(mcu.OBJ_CACHE_ENV, "off")
+    plain = ctrace.run_host_traced(ctrace.build_host_traced(export, tmp_path / "d"), export, g, x)
+    assert library.library_sizes(export) == sizes
+    for run in runs:
+        np.testing.assert_array_equal(run[0], plain[0])
+        assert run[1].keys() == plain[1].keys()
+        for k in plain[1]:
+            np.testing.assert_array_equal(run[1][k], plain[1][k])

@@ -237,8 +237,8 @@ def test_keras_analyze_validate_generate(bits, keras_file, capsys, tmp_path, mon
 
     from tinyopt.deploy import library
     # a flash budget for the policy's weights is below the compiled library (code): may not fit.
-    # analyze without its Cortex-M7 compile of the library (library_sizes, ~2.3 s of CPU, no
-    # object cache): nothing below reads the code size, and the generate at the end compiles
+    # analyze without its Cortex-M7 compile of the library (library_sizes, ~2.3 s of CPU the
+    # first time): nothing below reads the code size, and the generate at the end compiles
     # this graph's library (test_analyze_totals_equal_deploy_measured runs analyze with it)
     with monkeypatch.context() as m:
         m.setattr(library, "library_sizes", lambda export: None)
@@ -313,8 +313,8 @@ def test_progress_only_on_a_terminal_and_not_with_no_progress(monkeypatch):
 
 @pytest.mark.slow  # C builds (make test runs it)
 def test_keras_calibration_file(keras_file, capsys, tmp_path, monkeypatch):
-    # analyze without its Cortex-M7 compile of the library (library_sizes, ~2.3 s of CPU, no
-    # object cache): only the calibration is asserted here; the Keras graph's library compiles
+    # analyze without its Cortex-M7 compile of the library (library_sizes, ~2.3 s of CPU the
+    # first time): only the calibration is asserted here; the Keras graph's library compiles
     # in test_keras_analyze_validate_generate's generate
     from tinyopt.deploy import library
     monkeypatch.setattr(library, "library_sizes", lambda export: None)

@@ -38,8 +38,8 @@ def libs(tmp_path_factory):
         path = _model(model)
         graph = graph_from_tflite(path.read_bytes(), flavour="tflm")
         stages = []  # test_generate_reports_its_stages
-        # without generate's Cortex-M7 size compile (library_sizes, uncached, ~3 s of CPU for
-        # KWS): no test reads the sizes, and test_two_libraries_one_m7_program_qemu compiles
+        # without generate's Cortex-M7 size compile (library_sizes, ~3 s of CPU for KWS
+        # the first time): no test reads the sizes, and test_two_libraries_one_m7_program_qemu compiles
         # both libraries with the same flags through their Makefile fragments (and runs them)
         with pytest.MonkeyPatch.context() as m:
             m.setattr(library, "library_sizes", lambda export: None)
@@ -253,7 +253,7 @@ def _cli(capsys, *argv):
 @pytest.mark.slow  # builds libraries
 def test_cli_generate_and_analyze(tmp_path, capsys, monkeypatch):
     # generate and analyze without their Cortex-M7 compile of the library (library_sizes,
-    # uncached, ~1.8 s of CPU each): nothing asserted here reads it (the weights alone exceed
+    # ~1.8 s of CPU each the first time): nothing asserted here reads it (the weights alone exceed
     # 64 kB); the AD library "ad" compiles for the M7 in test_two_libraries_one_m7_program_qemu,
     # and test_analyze_totals_equal_the_export runs analyze with the compile
     monkeypatch.setattr(library, "library_sizes", lambda export: None)

@@ -108,8 +108,12 @@ def build_host_traced(export: Export, build_dir, cc: str = "gcc") -> Path:
     harness.write_text(harness_text(export))
     exe = build / "model_trace"
     src = Path(export.out_dir)
-    mcu._compile([cc, *mcu.HOST_CFLAGS, "-DMODEL_PROFILE", "-I", src, *export.sources, harness,
-                  "-o", exe], "host build (traced)")
+    flags = (*mcu.HOST_CFLAGS, "-DMODEL_PROFILE")
+    # each source (and the harness, keyed by its bytes) from the object cache: validate runs
+    # the same export more than once (each --m7 / --host pass, the CLI and the notebooks)
+    objs = [mcu._object(cc, flags, Path(f), [src], "host build (traced)")
+            for f in (*export.sources, harness)]
+    mcu._compile([cc, *flags, "-I", src, *objs, "-o", exe], "host build (traced)")
     return exe
 
 

@@ -129,9 +129,14 @@ def library_sizes(export: codegen.Export) -> dict | None:
     sizes = {"code": 0, "constants": 0, "data": 0}
     with tempfile.TemporaryDirectory(prefix="tinyopt_size_") as tmp:
         for k, src in enumerate(export.sources):
-            obj = Path(tmp) / f"{k}.o"
-            mcu._compile(["arm-none-eabi-gcc", *flags, "-I", export.out_dir, "-c", src, "-o",
-                          obj], f"Cortex-M7 compile of {src.name}")
+            # the object cache's (analyze, then generate or validate of the same export, compile
+            # each source once); with the cache off, compiled here
+            obj = mcu._object("arm-none-eabi-gcc", flags, Path(src), [export.out_dir],
+                              f"Cortex-M7 compile of {Path(src).name}")
+            if obj == Path(src):
+                obj = Path(tmp) / f"{k}.o"
+                mcu._compile(["arm-none-eabi-gcc", *flags, "-I", export.out_dir, "-c", src,
+                              "-o", obj], f"Cortex-M7 compile of {Path(src).name}")
             proc = mcu._run(["arm-none-eabi-size", "-A", obj])
             for line in proc.stdout.splitlines():
                 parts = line.split()
