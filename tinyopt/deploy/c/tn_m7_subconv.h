@@ -545,7 +545,8 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
  * 2^32, row 3 with RAW = 2 as A_3' = sum (w_3 - 8) x'); returns w past the block. ALW: w is
  * word-aligned (LDRD of two weight words with RAW = 2; else two LDR). */
 TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint32_t KP,
-                                     uint32_t WB, uint32_t RAW, uint32_t ALW, int32_t *acc)
+                                     uint32_t WB, uint32_t RAW, uint32_t ALW, uint32_t CUMOUT,
+                                     int32_t *acc)
 {
     /* units: lane pairs (4-bit weights) or two of them (2-bit), one weight word each */
     const uint32_t NU = WB == 4u ? KP / 2u : KP / 4u;
@@ -592,6 +593,11 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
     }
 #endif
     (void)ALW;
+    if (CUM && CUMOUT) { /* the cumulative sums S_0 .. S_3 themselves (tn_sc_epi) */
+        acc[0] = (int32_t)a0; acc[1] = (int32_t)a1; acc[2] = (int32_t)a2; acc[3] = (int32_t)a3;
+        acc[4] = (int32_t)b0; acc[5] = (int32_t)b1; acc[6] = (int32_t)b2; acc[7] = (int32_t)b3;
+        return w;
+    }
     /* back to unscaled sums: the shifts are exact (the bounds above) */
     if (CUM) { /* S_r - S_{r-1} = 16^r A_r exactly, within int32 (kernels_m7.subconv_raw) */
         acc[0] = (int32_t)a0; acc[1] = (int32_t)(a1 - a0) >> 4;
@@ -644,6 +650,27 @@ TN_INLINE void tn_sc_addtab(const uint8_t *tab, const uint8_t *other, uint8_t *T
     for (uint32_t e = 0; e < n; e++)
         tn_set(out, idx + e, OB,
                tab[(((uint32_t)v[e] & mo) << OBO) | ((uint32_t)tn_get(other, idx + e, OBO, 0u) & mw)]);
+}
+
+/* The fused residual ADD of outputs idx .. idx + n - 1 through its table (tn_sc_addtab) where
+ * both addends are OB-bit codes (OB = 2 or 4) and the own codes are packed at own (tn_sc_epi,
+ * MODE 2): byte by byte, out = tab[(own field << OB) | other field] per field, other's byte
+ * read before out's is written. idx, n: multiples of 8 / OB. */
+TN_INLINE void tn_sc_addtab8(const uint8_t *tab, const uint8_t *other, uint8_t *TN_RESTRICT out,
+                             const uint8_t *own, uint32_t idx, uint32_t n, uint32_t OB)
+{
+    const uint32_t m = (1u << OB) - 1u, per = 8u / OB;
+    const uint8_t *src = other + idx * OB / 8u;
+    uint8_t *dst = out + idx * OB / 8u;
+    for (uint32_t j = 0; j < n / per; j++) {
+        const uint32_t a = own[j], b = src[j];
+        uint32_t byte = 0;
+        TN_UNROLL
+        for (uint32_t e = 0; e < per; e++)
+            byte |= (uint32_t)tab[(((a >> (e * OB)) & m) << OB) | ((b >> (e * OB)) & m)]
+                    << (e * OB);
+        dst[j] = (uint8_t)byte;
+    }
 }
 
 /* v saturated to the OB-bit signed (OS) or unsigned range: SSAT / USAT #OB (OB a constant). */
@@ -766,6 +793,127 @@ TN_INLINE void tn_sc_put4(const tn_layer_t *l, const int32_t *bias, const uint8_
     }
 }
 
+/* Does tn_sc_epi take a block's outputs? 4-bit weights at RAW 2 (the cumulative sums), outputs
+ * of 4 or 2 bits stored (MODE 0) or (MODE 2, TAB: a fused ADD by its table, both addends OB
+ * bits) kept packed for the table, CO % 4 == 0, one weight zero point, and tn_sc_pcq's per
+ * channel floor requantization with every n0 < 0 (FAST >= 2), |ZP| <= 255 (an immediate) and
+ * a clamp of the whole signed (SSAT) or unsigned (USAT) range. */
+TN_INLINE uint32_t tn_sc_epi_fits(uint32_t WB, uint32_t RAW, uint32_t MODE, uint32_t TAB,
+                                  uint32_t CO, uint32_t NWZP, uint32_t REQ, uint32_t NM,
+                                  uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
+    return TN_M7_ASM && WB == 4u && RAW == 2u && (MODE == 0u || (MODE == 2u && TAB))
+           && (OB == 4u || OB == 2u) && CO % 4u == 0u && NWZP == 1u && FAST >= 2u
+           && ZP >= -255 && ZP <= 255 && CO * OB / 8u <= 4095u && (PQ == 1u || PQ == 2u);
+}
+
+/* tn_sc_epi's saturation: 1 SSAT, 0 USAT. An unsigned clamp [0, 2^OB - 1] of h + ZP with
+ * ZP = 2^(OB-1) is SSAT(h) + 2^(OB-1), whose OB low bits are SSAT(h) ^ 2^(OB-1) (and a signed
+ * one with ZP = -2^(OB-1) USAT(h) ^ 2^(OB-1)): the other saturation and one EOR of the packed
+ * codes (FLIP) instead of an add of ZP per output. */
+TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
+{
+    const int32_t half = 1 << (OB - 1u);
+    return (PQ == 2u && ZP == half) || (PQ == 1u && ZP == -half);
+}
+
+#if TN_M7_ASM
+/* tn_sc_epi's assembly. Its state lives in memory (st, eight words on the stack, its address in
+ * a register: the block's sums hold eight of the fourteen registers, and GCC kept the pointers
+ * in registers only to spill them around the block's loop): st[0..2] the bias, m0 and n0 pointers at the block's
+ * first channel, st[3] the output pointer of pixel 0 (pixel 1's OFF bytes after it), st[4],
+ * st[5] ka = -z_w s0, kb = -z_w s1 (rows 0-2), st[6], st[7] (K3: row 3, whose weights held
+ * w_3 - 8) (8 - z_w) s0, (8 - z_w) s1; each advanced past the block. The differences S_r -
+ * S_(r-1) = 16^r A_r (exact: kernels_m7.subconv_raw) are shifted back inside the add of the
+ * pixel's k (with z_w = 8 row 3 has none: its shift goes into the bias's add), then per channel
+ * r its bias and m0 (one LDR each for both pixels), SMMUL, ASR by ~n0 (u: the four channels'
+ * ~n0 bytes, one LDR and MVN; ASR reads the low byte, LSR #8 moves to the next), + ZP (Z),
+ * SSAT / USAT (S) to W bits and BFI of the code into a0 / b0 at bit P. */
+#define TN_SC_EDIFF                                                                             \
+    "sub %[a3], %[a3], %[a2]\n\tsub %[a2], %[a2], %[a1]\n\tsub %[a1], %[a1], %[a0]\n\t"          \
+    "sub %[b3], %[b3], %[b2]\n\tsub %[b2], %[b2], %[b1]\n\tsub %[b1], %[b1], %[b0]\n\t"          \
+    "ldr %[t], [%[st], #16]\n\tadd %[a0], %[a0], %[t]\n\t"                                      \
+    "add %[a1], %[t], %[a1], asr #4\n\tadd %[a2], %[t], %[a2], asr #8\n\t"                       \
+    "ldr %[t], [%[st], #20]\n\tadd %[b0], %[b0], %[t]\n\t"                                      \
+    "add %[b1], %[t], %[b1], asr #4\n\tadd %[b2], %[t], %[b2], asr #8\n\t"
+#define TN_SC_EK3                                                                               \
+    "ldr %[t], [%[st], #24]\n\tadd %[a3], %[t], %[a3], asr #12\n\t"                            \
+    "ldr %[t], [%[st], #28]\n\tadd %[b3], %[t], %[b3], asr #12\n\t"
+#define TN_SC_EB(R) "add %[a" #R "], %[a" #R "], %[t]\n\tadd %[b" #R "], %[b" #R "], %[t]\n\t"
+#define TN_SC_EB3 "add %[a3], %[t], %[a3], asr #12\n\tadd %[b3], %[t], %[b3], asr #12\n\t"
+#define TN_SC_EZ(R) "add %[a" #R "], %[a" #R "], %[zp]\n\tadd %[b" #R "], %[b" #R "], %[zp]\n\t"
+#define TN_SC_EROW(R, B, Z, S, W)                                                               \
+    "ldr %[t], [%[pb]], #4\n\t" B "ldr %[t], [%[pm]], #4\n\t"                                   \
+    "smmul %[a" #R "], %[a" #R "], %[t]\n\tsmmul %[b" #R "], %[b" #R "], %[t]\n\t"              \
+    "asr %[a" #R "], %[a" #R "], %[u]\n\tasr %[b" #R "], %[b" #R "], %[u]\n\t" Z                \
+    S " %[a" #R "], #" W ", %[a" #R "]\n\t" S " %[b" #R "], #" W ", %[b" #R "]\n\t"
+#define TN_SC_EBFI(R, P, W)                                                                     \
+    "bfi %[a0], %[a" #R "], #" P ", #" W "\n\tbfi %[b0], %[b" #R "], #" P ", #" W "\n\t"
+/* K3: TN_SC_EK3 or ""; B3: row 3's bias add (TN_SC_EB(3), or TN_SC_EB3 with its shift); Z: ZP
+ * != 0; S, W: saturation and output bits; P1-P3: rows 1-3's bit positions; ST: STRH / STRB
+ * and the step to the block's next outputs */
+#define TN_SC_EBODY(K3, B3, Z, X, S, W, P1, P2, P3, ST, STEP)                                    \
+    TN_SC_EDIFF K3 "ldr %[t], [%[st], #8]\n\tldr %[u], [%[t]], #4\n\tstr %[t], [%[st], #8]\n\t"  \
+    "mvn %[u], %[u]\n\tldrd %[pb], %[pm], [%[st]]\n\t"                                          \
+    TN_SC_EROW(0, TN_SC_EB(0), Z(0), S, W) "lsr %[u], %[u], #8\n\t"                             \
+    TN_SC_EROW(1, TN_SC_EB(1), Z(1), S, W) TN_SC_EBFI(1, P1, W) "lsr %[u], %[u], #8\n\t"        \
+    TN_SC_EROW(2, TN_SC_EB(2), Z(2), S, W) TN_SC_EBFI(2, P2, W) "lsr %[u], %[u], #8\n\t"        \
+    TN_SC_EROW(3, B3, Z(3), S, W) TN_SC_EBFI(3, P3, W) X                                        \
+    "strd %[pb], %[pm], [%[st]]\n\tldr %[t], [%[st], #12]\n\t"                                  \
+    ST " %[b0], [%[t], %[off]]\n\t" ST " %[a0], [%[t]], #" STEP "\n\tstr %[t], [%[st], #12]\n\t"
+#define TN_SC_EASM(BODY)                                                                        \
+    __asm__ volatile(BODY                                                                       \
+                     : [a0] "+&r"(a0), [a1] "+&r"(a1), [a2] "+&r"(a2), [a3] "+&r"(a3),          \
+                       [b0] "+&r"(b0), [b1] "+&r"(b1), [b2] "+&r"(b2), [b3] "+&r"(b3),          \
+                       [pb] "=&r"(pb), [pm] "=&r"(pm), [t] "=&r"(t), [u] "=&r"(u)               \
+                     : [st] "r"(st), [off] "n"(OFF), [zp] "n"(ZP)                               \
+                     : "memory")
+#define TN_SC_EZ0(R) ""
+#define TN_SC_EX4 "eor %[a0], %[a0], #0x88888888\n\teor %[b0], %[b0], #0x88888888\n\t"
+#define TN_SC_EX2 "eor %[a0], %[a0], #0xAAAAAAAA\n\teor %[b0], %[b0], #0xAAAAAAAA\n\t"
+/* SGN: SSAT (else USAT); X: FLIP's EOR (tn_sc_epi_flip) or "" */
+#define TN_SC_EPICK(K3, B3, Z, X4, X2)                                                          \
+    do {                                                                                        \
+        if (OB == 4u && SGN)                                                                    \
+            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X4, "ssat", "4", "4", "8", "12", "strh", "2"));    \
+        else if (OB == 4u)                                                                      \
+            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X4, "usat", "4", "4", "8", "12", "strh", "2"));    \
+        else if (SGN)                                                                           \
+            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X2, "ssat", "2", "2", "4", "6", "strb", "1"));     \
+        else                                                                                    \
+            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X2, "usat", "2", "2", "4", "6", "strb", "1"));     \
+    } while (0)
+/* ZP: added per output (Z), flipped (FL), or none */
+#define TN_SC_EPICKZ(K3, B3)                                                                    \
+    do {                                                                                        \
+        if (FL) TN_SC_EPICK(K3, B3, TN_SC_EZ0, TN_SC_EX4, TN_SC_EX2);                           \
+        else if (ZP) TN_SC_EPICK(K3, B3, TN_SC_EZ, "", "");                                     \
+        else TN_SC_EPICK(K3, B3, TN_SC_EZ0, "", "");                                            \
+    } while (0)
+#endif
+
+/* The outputs of one block of four rows at both pixels (tn_sc_block's cumulative sums acc,
+ * CUMOUT) where tn_sc_epi_fits: tn_sc_code's arithmetic, phi = b + A_r - z_w sum x' (modulo
+ * 2^32), h = SMMUL(phi, m0) >> ~n0, + ZP, saturated to OB bits, the four codes of each pixel
+ * packed and stored (one STRH or STRB each: pixel 0's at st[3], pixel 1's OFF bytes after).
+ * st: the state words of the assembly above (K3: z_w != 8). About 9 instructions per output
+ * (tn_sc_put4's C: about 14 with the block's sums reloaded around its registers). */
+TN_INLINE void tn_sc_epi(const int32_t *acc, uint32_t *st, uint32_t K3, uint32_t SGN,
+                         uint32_t FL, uint32_t OB, uint32_t OFF, int32_t ZP)
+{
+#if TN_M7_ASM
+    uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2];
+    uint32_t a3 = (uint32_t)acc[3], b0 = (uint32_t)acc[4], b1 = (uint32_t)acc[5];
+    uint32_t b2 = (uint32_t)acc[6], b3 = (uint32_t)acc[7], t, u, pb, pm;
+    if (K3) TN_SC_EPICKZ(TN_SC_EK3, TN_SC_EB(3));
+    else TN_SC_EPICKZ("", TN_SC_EB3);
+    (void)t; (void)u; (void)pb; (void)pm;
+#else
+    (void)acc; (void)st; (void)K3; (void)SGN; (void)FL; (void)OB; (void)OFF; (void)ZP;
+#endif
+}
+
 /* The windows of output pixels (oy0, ox0) and (oy1, ox1) as interleaved int16 lanes (buf: pixel
  * 0's words, buf + 1: pixel 1's), their sums of x' in *s0, *s1: tn_m7_conv's gather for 8-bit
  * inputs, tn_sc_window's unpacking for sub-byte ones (tn_sc_pixels and tn_sc_pool2 share it). */
@@ -821,9 +969,31 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
     /* both pixels' windows read before any output is written */
     tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
                   PADZERO, GX, KWCP, INSIDE, &s0, &s1);
+    if (tn_sc_epi_fits(WB, RAW, MODE, ADDTAB && !FADD && OBO == OB, CO, NWZP, REQ, NM, ROUND,
+                       OB, TN_RQ)) {
+        /* the blocks' outputs in assembly (tn_sc_epi), its state in memory; MODE 2: the codes
+         * packed into v for the ADD's table */
+        const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
+        const uint32_t FL = tn_sc_epi_flip(PQ, OB, ZP);
+        uint8_t *const dst = MODE == 2u ? (uint8_t *)v : out + p * CO * OB / 8u;
+        uint32_t st[8];
+        st[0] = (uint32_t)(uintptr_t)bias; st[1] = (uint32_t)(uintptr_t)m0p;
+        st[2] = (uint32_t)(uintptr_t)n0p; st[3] = (uint32_t)(uintptr_t)dst;
+        st[4] = 0u - (uint32_t)ZW * (uint32_t)s0; st[5] = 0u - (uint32_t)ZW * (uint32_t)s1;
+        st[6] = st[4] + 8u * (uint32_t)s0; st[7] = st[5] + 8u * (uint32_t)s1;
+        for (uint32_t c = 0; c < CO; c += 4u) {
+            int32_t acc[8];
+            w = tn_sc_block(w, buf, KP, WB, RAW, ALW, 1u, acc);
+            tn_sc_epi(acc, st, ZW != 8, (PQ == 1u) != FL, FL, OB, (q - p) * CO * OB / 8u,
+                      FL ? 0 : ZP);
+        }
+        if (MODE == 2u) /* the fused ADD of the packed codes: its table */
+            tn_sc_addtab8(ADDTAB, other, out, dst, p * CO, (TWO ? 2u : 1u) * CO, OB);
+        return;
+    }
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
-        w = tn_sc_block(w, buf, KP, WB, RAW, ALW, acc);
+        w = tn_sc_block(w, buf, KP, WB, RAW, ALW, 0u, acc);
         if (WB == 4u && RAW == 2u) { /* row 3 held w_3 - 8 */
             acc[3] = (int32_t)((uint32_t)acc[3] + 8u * (uint32_t)s0);
             acc[7] = (int32_t)((uint32_t)acc[7] + 8u * (uint32_t)s1);
@@ -892,7 +1062,7 @@ TN_INLINE void tn_sc_pool2(const tn_layer_t *l, const uint8_t *in, uint32_t *TN_
                   PADZERO, GX, KWCP, INSIDE, &s0, &s1);
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
-        w = tn_sc_block(w, buf, KP, WB, RAW, ALW, acc);
+        w = tn_sc_block(w, buf, KP, WB, RAW, ALW, 0u, acc);
         if (WB == 4u && RAW == 2u) { /* row 3 held w_3 - 8 */
             acc[3] = (int32_t)((uint32_t)acc[3] + 8u * (uint32_t)s0);
             acc[7] = (int32_t)((uint32_t)acc[7] + 8u * (uint32_t)s1);
