@@ -796,15 +796,15 @@ TN_INLINE void tn_sc_put4(const tn_layer_t *l, const int32_t *bias, const uint8_
 /* Does tn_sc_epi take a block's outputs? 4-bit weights at RAW 2 (the cumulative sums), outputs
  * of 4 or 2 bits stored (MODE 0) or (MODE 2, TAB: a fused ADD by its table, both addends OB
  * bits) kept packed for the table, CO % 4 == 0, one weight zero point, and tn_sc_pcq's per
- * channel floor requantization with every n0 < 0 (FAST >= 2), |ZP| <= 255 (an immediate) and
- * a clamp of the whole signed (SSAT) or unsigned (USAT) range. */
+ * channel floor requantization (FAST >= 1: n0 in [-31, 30]), |ZP| <= 255 (an immediate) and a
+ * clamp of the whole signed (SSAT) or unsigned (USAT) range. */
 TN_INLINE uint32_t tn_sc_epi_fits(uint32_t WB, uint32_t RAW, uint32_t MODE, uint32_t TAB,
                                   uint32_t CO, uint32_t NWZP, uint32_t REQ, uint32_t NM,
                                   uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
 {
     const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
     return TN_M7_ASM && WB == 4u && RAW == 2u && (MODE == 0u || (MODE == 2u && TAB))
-           && (OB == 4u || OB == 2u) && CO % 4u == 0u && NWZP == 1u && FAST >= 2u
+           && (OB == 4u || OB == 2u) && CO % 4u == 0u && NWZP == 1u && FAST >= 1u
            && ZP >= -255 && ZP <= 255 && CO * OB / 8u <= 4095u && (PQ == 1u || PQ == 2u);
 }
 
@@ -819,17 +819,18 @@ TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
 }
 
 #if TN_M7_ASM
-/* tn_sc_epi's assembly. Its state lives in memory (st, eight words on the stack, its address in
- * a register: the block's sums hold eight of the fourteen registers, and GCC kept the pointers
- * in registers only to spill them around the block's loop): st[0..2] the bias, m0 and n0 pointers at the block's
- * first channel, st[3] the output pointer of pixel 0 (pixel 1's OFF bytes after it), st[4],
- * st[5] ka = -z_w s0, kb = -z_w s1 (rows 0-2), st[6], st[7] (K3: row 3, whose weights held
- * w_3 - 8) (8 - z_w) s0, (8 - z_w) s1; each advanced past the block. The differences S_r -
- * S_(r-1) = 16^r A_r (exact: kernels_m7.subconv_raw) are shifted back inside the add of the
- * pixel's k (with z_w = 8 row 3 has none: its shift goes into the bias's add), then per channel
- * r its bias and m0 (one LDR each for both pixels), SMMUL, ASR by ~n0 (u: the four channels'
- * ~n0 bytes, one LDR and MVN; ASR reads the low byte, LSR #8 moves to the next), + ZP (Z),
- * SSAT / USAT (S) to W bits and BFI of the code into a0 / b0 at bit P. */
+/* tn_sc_epi's assembly. Its state lives in memory (st, nine words on the stack, their address
+ * in a register: the block's sums hold eight of the fourteen registers, and GCC kept the
+ * pointers in registers only to spill them around the block's loop): st[0..2] the bias, m0 and
+ * n0 pointers at the block's first channel, st[3] the output pointer of pixel 0 (pixel 1's OFF
+ * bytes after it), st[4], st[5] ka = -z_w s0, kb = -z_w s1 (rows 0-2), st[6], st[7] (K3: row
+ * 3, whose weights held w_3 - 8) (8 - z_w) s0, (8 - z_w) s1, st[8] (FAST 1) the block's right
+ * shifts; the pointers advanced past the block. The differences S_r - S_(r-1) = 16^r A_r
+ * (exact: kernels_m7.subconv_raw) are shifted back inside the add of the pixel's k (with z_w = 8
+ * row 3 has none: its shift goes into the bias's add), then per channel r its bias and m0 (one
+ * LDR each for both pixels), SMMUL, ASR by ~n0 (u: the four channels' ~n0 bytes, one LDR and
+ * MVN; ASR reads the low byte, LSR #8 moves to the next), + ZP (Z), SSAT / USAT (S) to W bits
+ * and BFI of the code into a0 / b0 at bit P. */
 #define TN_SC_EDIFF                                                                             \
     "sub %[a3], %[a3], %[a2]\n\tsub %[a2], %[a2], %[a1]\n\tsub %[a1], %[a1], %[a0]\n\t"          \
     "sub %[b3], %[b3], %[b2]\n\tsub %[b2], %[b2], %[b1]\n\tsub %[b1], %[b1], %[b0]\n\t"          \
@@ -843,23 +844,39 @@ TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
 #define TN_SC_EB(R) "add %[a" #R "], %[a" #R "], %[t]\n\tadd %[b" #R "], %[b" #R "], %[t]\n\t"
 #define TN_SC_EB3 "add %[a3], %[t], %[a3], asr #12\n\tadd %[b3], %[t], %[b3], asr #12\n\t"
 #define TN_SC_EZ(R) "add %[a" #R "], %[a" #R "], %[zp]\n\tadd %[b" #R "], %[b" #R "], %[zp]\n\t"
-#define TN_SC_EROW(R, B, Z, S, W)                                                               \
-    "ldr %[t], [%[pb]], #4\n\t" B "ldr %[t], [%[pm]], #4\n\t"                                   \
+/* F1 (FAST 1: some n0 >= 0): phi << L before the SMMUL, then ASR by S (L = max(n0 + 1, 0),
+ * S = max(~n0, 0): tn_sc_code's two USAT #5), u the four channels' L bytes, their S bytes at
+ * st[8] (one LDRB per channel); else ASR by u's low byte (~n0). */
+#define TN_SC_EROW(R, B, Z, S, W, F1)                                                           \
+    "ldr %[t], [%[pb]], #4\n\t" B                                                               \
+    F1("lsl %[a" #R "], %[a" #R "], %[u]\n\tlsl %[b" #R "], %[b" #R "], %[u]\n\t", "")          \
+    "ldr %[t], [%[pm]], #4\n\t"                                                                 \
     "smmul %[a" #R "], %[a" #R "], %[t]\n\tsmmul %[b" #R "], %[b" #R "], %[t]\n\t"              \
-    "asr %[a" #R "], %[a" #R "], %[u]\n\tasr %[b" #R "], %[b" #R "], %[u]\n\t" Z                \
+    F1("ldrb %[t], [%[st], #" #R " + 32]\n\tasr %[a" #R "], %[a" #R "], %[t]\n\t"               \
+       "asr %[b" #R "], %[b" #R "], %[t]\n\t",                                                  \
+       "asr %[a" #R "], %[a" #R "], %[u]\n\tasr %[b" #R "], %[b" #R "], %[u]\n\t") Z             \
     S " %[a" #R "], #" W ", %[a" #R "]\n\t" S " %[b" #R "], #" W ", %[b" #R "]\n\t"
+#define TN_SC_EF1(A, B) A
+#define TN_SC_EF2(A, B) B
 #define TN_SC_EBFI(R, P, W)                                                                     \
     "bfi %[a0], %[a" #R "], #" P ", #" W "\n\tbfi %[b0], %[b" #R "], #" P ", #" W "\n\t"
+/* the four channels' n0 bytes into u: ~n0 (FAST 2), or (FAST 1) L into u and S into st[8] by
+ * SADD8 / SSUB8 (GE: the byte's result >= 0) and SEL against 0 */
+#define TN_SC_EN2 "mvn %[u], %[u]\n\t"
+#define TN_SC_EN1                                                                               \
+    "mov %[pb], #0x01010101\n\tsadd8 %[pm], %[u], %[pb]\n\tmov %[t], #0\n\t"                  \
+    "sel %[u], %[pm], %[t]\n\tssub8 %[pm], %[t], %[pm]\n\tsel %[pm], %[pm], %[t]\n\t"          \
+    "str %[pm], [%[st], #32]\n\t"
 /* K3: TN_SC_EK3 or ""; B3: row 3's bias add (TN_SC_EB(3), or TN_SC_EB3 with its shift); Z: ZP
- * != 0; S, W: saturation and output bits; P1-P3: rows 1-3's bit positions; ST: STRH / STRB
- * and the step to the block's next outputs */
-#define TN_SC_EBODY(K3, B3, Z, X, S, W, P1, P2, P3, ST, STEP)                                    \
+ * added per output; X: FLIP's EOR; S, W: saturation and output bits; P1-P3: rows 1-3's bit
+ * positions; ST, STEP: STRH / STRB and the step to the block's next outputs; F1: FAST 1 */
+#define TN_SC_EBODY(K3, B3, Z, X, S, W, P1, P2, P3, ST, STEP, F1)                                \
     TN_SC_EDIFF K3 "ldr %[t], [%[st], #8]\n\tldr %[u], [%[t]], #4\n\tstr %[t], [%[st], #8]\n\t"  \
-    "mvn %[u], %[u]\n\tldrd %[pb], %[pm], [%[st]]\n\t"                                          \
-    TN_SC_EROW(0, TN_SC_EB(0), Z(0), S, W) "lsr %[u], %[u], #8\n\t"                             \
-    TN_SC_EROW(1, TN_SC_EB(1), Z(1), S, W) TN_SC_EBFI(1, P1, W) "lsr %[u], %[u], #8\n\t"        \
-    TN_SC_EROW(2, TN_SC_EB(2), Z(2), S, W) TN_SC_EBFI(2, P2, W) "lsr %[u], %[u], #8\n\t"        \
-    TN_SC_EROW(3, B3, Z(3), S, W) TN_SC_EBFI(3, P3, W) X                                        \
+    F1(TN_SC_EN1, TN_SC_EN2) "ldrd %[pb], %[pm], [%[st]]\n\t"                                   \
+    TN_SC_EROW(0, TN_SC_EB(0), Z(0), S, W, F1) "lsr %[u], %[u], #8\n\t"                         \
+    TN_SC_EROW(1, TN_SC_EB(1), Z(1), S, W, F1) TN_SC_EBFI(1, P1, W) "lsr %[u], %[u], #8\n\t"    \
+    TN_SC_EROW(2, TN_SC_EB(2), Z(2), S, W, F1) TN_SC_EBFI(2, P2, W) "lsr %[u], %[u], #8\n\t"    \
+    TN_SC_EROW(3, B3, Z(3), S, W, F1) TN_SC_EBFI(3, P3, W) X                                    \
     "strd %[pb], %[pm], [%[st]]\n\tldr %[t], [%[st], #12]\n\t"                                  \
     ST " %[b0], [%[t], %[off]]\n\t" ST " %[a0], [%[t]], #" STEP "\n\tstr %[t], [%[st], #12]\n\t"
 #define TN_SC_EASM(BODY)                                                                        \
@@ -873,23 +890,25 @@ TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
 #define TN_SC_EX4 "eor %[a0], %[a0], #0x88888888\n\teor %[b0], %[b0], #0x88888888\n\t"
 #define TN_SC_EX2 "eor %[a0], %[a0], #0xAAAAAAAA\n\teor %[b0], %[b0], #0xAAAAAAAA\n\t"
 /* SGN: SSAT (else USAT); X: FLIP's EOR (tn_sc_epi_flip) or "" */
-#define TN_SC_EPICK(K3, B3, Z, X4, X2)                                                          \
+#define TN_SC_EPICK(K3, B3, Z, X4, X2, F1)                                                      \
     do {                                                                                        \
         if (OB == 4u && SGN)                                                                    \
-            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X4, "ssat", "4", "4", "8", "12", "strh", "2"));    \
+            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X4, "ssat", "4", "4", "8", "12", "strh", "2",      \
+                                   F1));                                                        \
         else if (OB == 4u)                                                                      \
-            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X4, "usat", "4", "4", "8", "12", "strh", "2"));    \
+            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X4, "usat", "4", "4", "8", "12", "strh", "2",      \
+                                   F1));                                                        \
         else if (SGN)                                                                           \
-            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X2, "ssat", "2", "2", "4", "6", "strb", "1"));     \
+            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X2, "ssat", "2", "2", "4", "6", "strb", "1", F1)); \
         else                                                                                    \
-            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X2, "usat", "2", "2", "4", "6", "strb", "1"));     \
+            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X2, "usat", "2", "2", "4", "6", "strb", "1", F1)); \
     } while (0)
 /* ZP: added per output (Z), flipped (FL), or none */
-#define TN_SC_EPICKZ(K3, B3)                                                                    \
+#define TN_SC_EPICKZ(K3, B3, F1)                                                                \
     do {                                                                                        \
-        if (FL) TN_SC_EPICK(K3, B3, TN_SC_EZ0, TN_SC_EX4, TN_SC_EX2);                           \
-        else if (ZP) TN_SC_EPICK(K3, B3, TN_SC_EZ, "", "");                                     \
-        else TN_SC_EPICK(K3, B3, TN_SC_EZ0, "", "");                                            \
+        if (FL) TN_SC_EPICK(K3, B3, TN_SC_EZ0, TN_SC_EX4, TN_SC_EX2, F1);                       \
+        else if (ZP) TN_SC_EPICK(K3, B3, TN_SC_EZ, "", "", F1);                                 \
+        else TN_SC_EPICK(K3, B3, TN_SC_EZ0, "", "", F1);                                        \
     } while (0)
 #endif
 
@@ -900,17 +919,20 @@ TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
  * st: the state words of the assembly above (K3: z_w != 8). About 9 instructions per output
  * (tn_sc_put4's C: about 14 with the block's sums reloaded around its registers). */
 TN_INLINE void tn_sc_epi(const int32_t *acc, uint32_t *st, uint32_t K3, uint32_t SGN,
-                         uint32_t FL, uint32_t OB, uint32_t OFF, int32_t ZP)
+                         uint32_t FL, uint32_t F1, uint32_t OB, uint32_t OFF, int32_t ZP)
 {
 #if TN_M7_ASM
     uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2];
     uint32_t a3 = (uint32_t)acc[3], b0 = (uint32_t)acc[4], b1 = (uint32_t)acc[5];
     uint32_t b2 = (uint32_t)acc[6], b3 = (uint32_t)acc[7], t, u, pb, pm;
-    if (K3) TN_SC_EPICKZ(TN_SC_EK3, TN_SC_EB(3));
-    else TN_SC_EPICKZ("", TN_SC_EB3);
+    if (K3 && F1) TN_SC_EPICKZ(TN_SC_EK3, TN_SC_EB(3), TN_SC_EF1);
+    else if (K3) TN_SC_EPICKZ(TN_SC_EK3, TN_SC_EB(3), TN_SC_EF2);
+    else if (F1) TN_SC_EPICKZ("", TN_SC_EB3, TN_SC_EF1);
+    else TN_SC_EPICKZ("", TN_SC_EB3, TN_SC_EF2);
     (void)t; (void)u; (void)pb; (void)pm;
 #else
-    (void)acc; (void)st; (void)K3; (void)SGN; (void)FL; (void)OB; (void)OFF; (void)ZP;
+    (void)acc; (void)st; (void)K3; (void)SGN; (void)FL; (void)F1; (void)OB; (void)OFF;
+    (void)ZP;
 #endif
 }
 
@@ -976,7 +998,7 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
         const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
         const uint32_t FL = tn_sc_epi_flip(PQ, OB, ZP);
         uint8_t *const dst = MODE == 2u ? (uint8_t *)v : out + p * CO * OB / 8u;
-        uint32_t st[8];
+        uint32_t st[9];
         st[0] = (uint32_t)(uintptr_t)bias; st[1] = (uint32_t)(uintptr_t)m0p;
         st[2] = (uint32_t)(uintptr_t)n0p; st[3] = (uint32_t)(uintptr_t)dst;
         st[4] = 0u - (uint32_t)ZW * (uint32_t)s0; st[5] = 0u - (uint32_t)ZW * (uint32_t)s1;
@@ -984,8 +1006,8 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
         for (uint32_t c = 0; c < CO; c += 4u) {
             int32_t acc[8];
             w = tn_sc_block(w, buf, KP, WB, RAW, ALW, 1u, acc);
-            tn_sc_epi(acc, st, ZW != 8, (PQ == 1u) != FL, FL, OB, (q - p) * CO * OB / 8u,
-                      FL ? 0 : ZP);
+            tn_sc_epi(acc, st, ZW != 8, (PQ == 1u) != FL, FL, FAST < 2u, OB,
+                      (q - p) * CO * OB / 8u, FL ? 0 : ZP);
         }
         if (MODE == 2u) /* the fused ADD of the packed codes: its table */
             tn_sc_addtab8(ADDTAB, other, out, dst, p * CO, (TWO ? 2u : 1u) * CO, OB);
