@@ -1,0 +1,201 @@
+"""tn_m7_subconv's block outputs in assembly (c/tn_m7_subconv.h: tn_sc_epi, issue 29: ResNet-8's
+4-bit convolutions at <= 1.0x the int8 instructions): 4-bit weights at RAW 2 with per-channel
+floor multipliers take each block of four rows at a pixel pair from its cumulative sums to
+packed 4 or 2-bit codes in one assembly statement (the sums' differences, the weight zero
+point's term, bias, SMMUL, ASR by the channel's shift, SSAT / USAT, BFI), stored, or kept
+packed for a fused ADD's table (tn_sc_addtab8). Every variant is forced here: z_w = 8 (row 3
+needs no term) and not, signed and unsigned codes, a zero point 2^(b-1) as the other
+saturation and an EOR (both signs), another zero point added per output, n0 of both signs
+(FAST 1: shifts by SADD8 / SSUB8 / SEL), 4 and 2-bit outputs, a lone last pixel, the fused ADD.
+Bit-exact with the simulator on the host (the C twin) and under QEMU (the assembly), and the
+forms compile at the GCC levels where assembly blocks failed before.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
+from tinyopt.deploy import codegen, kernels_m7, mcu, synth
+from tinyopt.deploy.kernels_m7.subconv import subconv_add_table, subconv_raw
+from tinyopt.integer import steps as steps_mod
+from tinyopt.integer.arith import tflite_quantize_multiplier
+from tinyopt.integer.graph import IntegerGraph, IntegerLayer
+
+from tests.test_build_levels import ARM, FORM_LEVELS, WARN, _arm_gcc
+from tests.test_kernels_m7 import _conv, host_check
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+
+
+@pytest.fixture
+def roomy(monkeypatch):
+    """tn_m7_subconv wherever it fits (steps.SCRATCH_ONLY_WHERE_FREE off)."""
+    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+
+
+def epi_form(step, rounding: str) -> tuple | None:
+    """The variant of tn_sc_epi a tn_m7_subconv step takes (c/tn_m7_subconv.h:
+    tn_sc_epi_fits, tn_sc_epi_flip), from its export constants: (K3, SGN, FLIP, F1, ZADD, OB,
+    MODE) -- z_w != 8, SSAT, a zero point flipped by an EOR, FAST 1, a zero point added, the
+    output bits, 0 (stored) or 2 (the fused ADD's table) -- or None where it keeps tn_sc_put4 /
+    tn_sc_code."""
+    layer = step.layer
+    if (not steps_mod.sub_conv_step(step) or int(layer.weight_bits) != 4
+            or subconv_raw(layer) != 2 or step.pool is not None or not layer.requantize
+            or (layer.rounding or rounding) != "floor"):
+        return None
+    ob = int(step.add.out_bits) if step.add is not None else int(layer.out_bits)
+    if step.add is not None and (subconv_add_table(step, rounding) is None
+                                 or int(step.in_specs[1].bits) != ob):
+        return None
+    zw = np.atleast_1d(np.asarray(layer.weight_zero_point))
+    rq = kernels_m7.requant_constants(layer, rounding)
+    co = int(layer.out_channels)
+    if (ob not in (2, 4) or co % 4 or len(set(zw.tolist())) != 1 or rq["NM"] == 1
+            or rq["FAST"] < 1 or abs(rq["ZP"]) > 255):
+        return None
+    half, zp = 1 << (ob - 1), rq["ZP"]
+    lo, hi = rq["LOZ"] + zp, rq["HIZ"] + zp
+    pq = 1 if (lo, hi) == (-half, half - 1) else 2 if (lo, hi) == (0, 2 * half - 1) else 0
+    if not pq:
+        return None
+    flip = (pq == 2 and zp == half) or (pq == 1 and zp == -half)
+    return (int(zw[0]) != 8, (pq == 1) != flip, flip, rq["FAST"] < 2, zp != 0 and not flip, ob,
+            0 if step.add is None else 2)
+
+
+# tn_sc_epi's variants, layer by layer: (weight zero point, channels with n0 >= 0 (FAST 1))
+LAYERS = [
+    # 8-bit input, 3 channels (KP 36): unsigned 4-bit codes, z_w = 8, USAT
+    (_conv((5, 5, 16), (16, 3, 3, 3), 4, 4, padding=(1, 1, 1, 1), icn=True), 8, ()),
+    # 4-bit inputs: signed 4-bit codes (SSAT), z_w = 5 (row 3's term), FAST 1
+    (_conv((5, 5, 16), (16, 3, 3, 16), 4, 4, padding=(1, 1, 1, 1), icn=True, out_signed=True),
+     5, (1, 6)),
+    # unsigned codes, z_out = 8: SSAT and EOR 0x8888
+    (_conv((5, 5, 12), (12, 1, 1, 16), 4, 4, icn=True, out_zero_point=8), 8, ()),
+    # signed 2-bit codes, z_out = -2: USAT and EOR 0xAA, z_w = 3
+    (_conv((5, 5, 8), (8, 1, 1, 12), 4, 2, icn=True, out_signed=True, out_zero_point=-2), 3,
+     ()),
+    # 2-bit inputs: unsigned 4-bit codes, z_out = 3 added per output, FAST 1
+    (_conv((5, 5, 16), (16, 1, 1, 8), 4, 4, icn=True, out_zero_point=3), 8, (0, 9, 15)),
+    # stride 2 (9 pixels: a lone last one): unsigned 2-bit codes, z_w = 10
+    (_conv((3, 3, 8), (8, 3, 3, 16), 4, 2, stride=(2, 2), padding=(1, 1, 1, 1), icn=True), 10,
+     ()),
+]
+FORMS = [(False, False, False, False, False, 4, 0), (True, True, False, True, False, 4, 0),
+         (False, True, True, False, False, 4, 0), (True, False, True, False, False, 2, 0),
+         (False, False, False, True, True, 4, 0), (True, False, False, False, False, 2, 0)]
+
+
+def epi_chain(seed: int = 7) -> IntegerGraph:
+    """The chain of LAYERS (floor rounding, 8-bit unsigned input 5 x 5 x 3) then a dense layer of
+    raw logits: each layer's weight zero point set before calibration, and its channels in the
+    FAST 1 list given small accumulators (every weight at the zero point but one tap), which
+    calibration gives multipliers with n0 >= 0 among channels with n0 < 0."""
+    rng = np.random.default_rng(seed)
+    g = IntegerGraph(layers=[], input_shape=(5, 5, 3), input_bits=8, input_signed=False,
+                     input_zero_point=0, rounding="floor", name="epi")
+    x = rng.integers(0, 256, (48, 5, 5, 3))
+    st = {"shape": (5, 5, 3), "bits": 8, "signed": False, "zp": 0}
+    for spec, zw, small in LAYERS:
+        spec = dict(spec)
+        kind, wshape, wbits = spec.pop("kind"), spec.pop("wshape"), spec.pop("wbits")
+        spec.pop("icn")
+        layer = IntegerLayer(kind=kind, name=f"l{len(g.layers)}", in_shape=st["shape"],
+                             in_bits=st["bits"], in_signed=st["signed"], in_zero_point=st["zp"],
+                             **spec)
+        w = rng.integers(0, 16, wshape)
+        for c in small:
+            w[c] = zw
+            w[c, 0, 0, 0] = zw + 1
+        layer.set_weights(w, wbits)
+        layer.weight_zero_point = np.array([zw], np.int32)
+        g.layers.append(layer)
+        synth.calibrate_layer(g, layer, x, rng, True, 0.25)
+        st.update(shape=tuple(layer.out_shape), bits=layer.out_bits, signed=layer.out_signed,
+                  zp=layer.out_zero_point)
+    n = int(np.prod(st["shape"]))
+    g.layers.append(IntegerLayer(kind="flatten", name="flat", in_shape=st["shape"],
+                                 in_bits=st["bits"], in_signed=st["signed"],
+                                 in_zero_point=st["zp"], out_shape=(n,), out_bits=st["bits"],
+                                 out_signed=st["signed"], out_zero_point=st["zp"]))
+    dense = IntegerLayer(kind="dense", name="fc", in_shape=(n,), in_bits=st["bits"],
+                         in_signed=st["signed"], in_zero_point=st["zp"], out_shape=(3,),
+                         out_bits=32, out_signed=True, requantize=False)
+    dense.set_weights(rng.integers(0, 16, (3, n)), 4)
+    dense.weight_zero_point = np.array([8], np.int32)
+    g.layers.append(dense)
+    synth.calibrate_layer(g, dense, x, rng, False, 0.0)
+    g.validate()
+    return g
+
+
+def epi_residual() -> IntegerGraph:
+    """x -> p (pointwise, 4-bit weights, per-channel multipliers, unsigned 4-bit codes) -> y = x
+    + p on the floor rounding: the ADD fused into p's step through its table, p's codes packed
+    by tn_sc_epi for tn_sc_addtab8 (a lone last pixel: 5 x 5)."""
+    rng = np.random.default_rng(31)
+    p = IntegerLayer(kind="pointwise", name="p", in_shape=(5, 5, 16), out_shape=(5, 5, 16),
+                     in_bits=4, in_signed=False, in_zero_point=0, out_bits=4,
+                     out_signed=False, out_zero_point=0, inputs=("x",), outputs=("p",),
+                     rounding="floor")
+    p.set_weights(rng.integers(0, 16, (16, 1, 1, 16)), 4)
+    p.weight_zero_point = np.array([7], np.int32)
+    p.bias = rng.integers(-20, 60, 16).astype(np.int32)
+    p.m0, p.n0 = tflite_quantize_multiplier(rng.uniform(0.01, 0.06, 16))
+    m0, n0 = tflite_quantize_multiplier([0.5, 0.31, 1.2 / (1 << 20)])
+    add = IntegerLayer(kind="add", name="y", in_shape=(5, 5, 16), out_shape=(5, 5, 16),
+                       in_bits=4, in_signed=False, in_zero_point=0, out_bits=4,
+                       out_signed=False, out_zero_point=0, inputs=("x", "p"), outputs=("y",),
+                       left_shift=20, m0=m0, n0=n0, rounding="floor")
+    g = IntegerGraph([p, add], input_shape=(5, 5, 16), input_bits=4, input_signed=False,
+                     input_zero_point=0, rounding="floor", input_name="x", outputs=["y"],
+                     name="epi_res")
+    g.validate()
+    return g
+
+
+def _check_forms(e, g, want):
+    got = [epi_form(s, g.rounding) for s in e.steps if s.layer.kind != "flatten"
+           and s.layer.kind != "dense"]
+    assert got == want, got
+
+
+def test_epi_forms_host_bitexact(tmp_path, roomy):
+    """Every variant's layer takes tn_m7_subconv with the variant planned (so the QEMU test runs
+    each assembly form), bit-exact with the simulator on the host's C twin."""
+    g = epi_chain()
+    e = host_check(g, tmp_path / "chain")
+    _check_forms(e, g, FORMS)
+    g = epi_residual()
+    e = host_check(g, tmp_path / "res")
+    _check_forms(e, g, [(True, False, False, False, False, 4, 2)])
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+def test_epi_under_qemu(qemu, tmp_path, roomy):
+    """The assembly of every variant bit-exact with the simulator under QEMU (the chain and the
+    fused ADD)."""
+    for g in (epi_chain(), epi_residual()):
+        lo = -128 if g.input_signed else 0
+        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (3, *g.input_shape))
+        r = mcu.deploy(g, x, tmp_path, name=g.name, host_images=3, mcu_images=3)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, g.name
+
+
+@pytest.mark.slow  # compiles per level
+def test_epi_compiles_at_levels(tmp_path, roomy):
+    """The chain's variants compile at FORM_LEVELS with the FPU (fourteen registers: eight sums,
+    four temporaries, the state's address)."""
+    _arm_gcc()
+    e = codegen.export_c(epi_chain(), tmp_path / "src")
+    for level in FORM_LEVELS:
+        cmd = [*ARM, level, *WARN, "-c", str(e.out_dir / "model.c"), "-I", str(e.out_dir),
+               "-o", str(tmp_path / "model.o")]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr[-4000:]}"
