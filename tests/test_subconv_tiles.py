@@ -1,12 +1,13 @@
 """tn_m7_subconv's block outputs in assembly (c/tn_m7_subconv.h: tn_sc_epi, issue 29: ResNet-8's
-4-bit convolutions at <= 1.0x the int8 instructions): 4-bit weights at RAW 2 with per-channel
-floor multipliers take each block of four rows at a pixel pair from its cumulative sums to
-packed 4 or 2-bit codes in one assembly statement (the sums' differences, the weight zero
-point's term, bias, SMMUL, ASR by the channel's shift, SSAT / USAT, BFI), stored, or kept
-packed for a fused ADD's table (tn_sc_addtab8). Every variant is forced here: z_w = 8 (row 3
-needs no term) and not, signed and unsigned codes, a zero point 2^(b-1) as the other
-saturation and an EOR (both signs), another zero point added per output, n0 of both signs
-(FAST 1: shifts by SADD8 / SSUB8 / SEL), 4 and 2-bit outputs, a lone last pixel, the fused ADD.
+4-bit convolutions at <= 1.0x the int8 instructions): 4-bit weights at RAW 2 (and 2-bit
+weights) with per-channel floor multipliers take each block of four rows at a pixel pair from
+its scaled sums to packed 4 or 2-bit codes in one assembly statement (the sums' differences,
+the weight zero point's term, bias, SMMUL, ASR by the channel's shift, SSAT / USAT, BFI),
+stored, or kept packed for a fused ADD's table (tn_sc_addtab8). Every variant is forced here:
+z_w = 8 (row 3 needs no term) and not, signed and unsigned codes, a zero point 2^(b-1) as the
+other saturation and an EOR (both signs), another zero point added per output, n0 of both signs
+(FAST 1: shifts by SADD8 / SSUB8 / SEL), 4 and 2-bit outputs and weights, a lone last pixel,
+the fused ADD.
 Bit-exact with the simulator on the host (the C twin) and under QEMU (the assembly), and the
 forms compile at the GCC levels where assembly blocks failed before.
 """
@@ -39,13 +40,15 @@ def roomy(monkeypatch):
 
 def epi_form(step, rounding: str) -> tuple | None:
     """The variant of tn_sc_epi a tn_m7_subconv step takes (c/tn_m7_subconv.h:
-    tn_sc_epi_fits, tn_sc_epi_flip), from its export constants: (K3, SGN, FLIP, F1, ZADD, OB,
-    MODE) -- z_w != 8, SSAT, a zero point flipped by an EOR, FAST 1, a zero point added, the
-    output bits, 0 (stored) or 2 (the fused ADD's table) -- or None where it keeps tn_sc_put4 /
-    tn_sc_code."""
+    tn_sc_epi_fits, tn_sc_epi_flip), from its export constants: (WB, K3, SGN, FLIP, F1, ZADD,
+    OB, MODE) -- the weight bits, z_w != 8 (4-bit weights), SSAT, a zero point flipped by an
+    EOR, FAST 1, a zero point added, the output bits, 0 (stored) or 2 (the fused ADD's table) --
+    or None where it keeps tn_sc_put4 / tn_sc_code."""
     layer = step.layer
-    if (not steps_mod.sub_conv_step(step) or int(layer.weight_bits) != 4
-            or subconv_raw(layer) != 2 or step.pool is not None or not layer.requantize
+    wb = int(layer.weight_bits)
+    if (not steps_mod.sub_conv_step(step) or wb not in (2, 4)
+            or (wb == 4 and subconv_raw(layer) != 2) or step.pool is not None
+            or not layer.requantize
             or (layer.rounding or rounding) != "floor"):
         return None
     ob = int(step.add.out_bits) if step.add is not None else int(layer.out_bits)
@@ -64,8 +67,8 @@ def epi_form(step, rounding: str) -> tuple | None:
     if not pq:
         return None
     flip = (pq == 2 and zp == half) or (pq == 1 and zp == -half)
-    return (int(zw[0]) != 8, (pq == 1) != flip, flip, rq["FAST"] < 2, zp != 0 and not flip, ob,
-            0 if step.add is None else 2)
+    return (wb, wb == 4 and int(zw[0]) != 8, (pq == 1) != flip, flip, rq["FAST"] < 2,
+            zp != 0 and not flip, ob, 0 if step.add is None else 2)
 
 
 # tn_sc_epi's variants, layer by layer: (weight zero point, channels with n0 >= 0 (FAST 1))
@@ -85,10 +88,16 @@ LAYERS = [
     # stride 2 (9 pixels: a lone last one): unsigned 2-bit codes, z_w = 10
     (_conv((3, 3, 8), (8, 3, 3, 16), 4, 2, stride=(2, 2), padding=(1, 1, 1, 1), icn=True), 10,
      ()),
+    # 2-bit weights (z_w = 1) over 2-bit inputs: signed 4-bit codes, FAST 1
+    (_conv((3, 3, 12), (12, 1, 1, 8), 2, 4, icn=True, out_signed=True), 1, (3,)),
+    # 2-bit weights (z_w = 2), 3x3 over 4-bit inputs: unsigned 2-bit codes, z_out = 2 flipped
+    (_conv((3, 3, 8), (8, 3, 3, 12), 2, 2, padding=(1, 1, 1, 1), icn=True, out_zero_point=2),
+     2, ()),
 ]
-FORMS = [(False, False, False, False, False, 4, 0), (True, True, False, True, False, 4, 0),
-         (False, True, True, False, False, 4, 0), (True, False, True, False, False, 2, 0),
-         (False, False, False, True, True, 4, 0), (True, False, False, False, False, 2, 0)]
+FORMS = [(4, False, False, False, False, False, 4, 0), (4, True, True, False, True, False, 4, 0),
+         (4, False, True, True, False, False, 4, 0), (4, True, False, True, False, False, 2, 0),
+         (4, False, False, False, True, True, 4, 0), (4, True, False, False, False, False, 2, 0),
+         (2, False, True, False, True, False, 4, 0), (2, False, True, True, False, False, 2, 0)]
 
 
 def epi_chain(seed: int = 7) -> IntegerGraph:
@@ -108,7 +117,7 @@ def epi_chain(seed: int = 7) -> IntegerGraph:
         layer = IntegerLayer(kind=kind, name=f"l{len(g.layers)}", in_shape=st["shape"],
                              in_bits=st["bits"], in_signed=st["signed"], in_zero_point=st["zp"],
                              **spec)
-        w = rng.integers(0, 16, wshape)
+        w = rng.integers(0, 1 << wbits, wshape)
         for c in small:
             w[c] = zw
             w[c, 0, 0, 0] = zw + 1
@@ -173,7 +182,7 @@ def test_epi_forms_host_bitexact(tmp_path, roomy):
     _check_forms(e, g, FORMS)
     g = epi_residual()
     e = host_check(g, tmp_path / "res")
-    _check_forms(e, g, [(True, False, False, False, False, 4, 2)])
+    _check_forms(e, g, [(4, True, False, False, False, False, 4, 2)])
 
 
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs

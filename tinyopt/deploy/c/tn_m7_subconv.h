@@ -593,7 +593,7 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
     }
 #endif
     (void)ALW;
-    if (CUM && CUMOUT) { /* the cumulative sums S_0 .. S_3 themselves (tn_sc_epi) */
+    if ((CUM || WB == 2u) && CUMOUT) { /* the scaled sums themselves (tn_sc_epi) */
         acc[0] = (int32_t)a0; acc[1] = (int32_t)a1; acc[2] = (int32_t)a2; acc[3] = (int32_t)a3;
         acc[4] = (int32_t)b0; acc[5] = (int32_t)b1; acc[6] = (int32_t)b2; acc[7] = (int32_t)b3;
         return w;
@@ -793,17 +793,18 @@ TN_INLINE void tn_sc_put4(const tn_layer_t *l, const int32_t *bias, const uint8_
     }
 }
 
-/* Does tn_sc_epi take a block's outputs? 4-bit weights at RAW 2 (the cumulative sums), outputs
- * of 4 or 2 bits stored (MODE 0) or (MODE 2, TAB: a fused ADD by its table, both addends OB
- * bits) kept packed for the table, CO % 4 == 0, one weight zero point, and tn_sc_pcq's per
- * channel floor requantization (FAST >= 1: n0 in [-31, 30]), |ZP| <= 255 (an immediate) and a
- * clamp of the whole signed (SSAT) or unsigned (USAT) range. */
+/* Does tn_sc_epi take a block's outputs? 4-bit weights at RAW 2 (the cumulative sums) or 2-bit
+ * weights (their scaled sums), outputs of 4 or 2 bits stored (MODE 0) or (MODE 2, TAB: a fused
+ * ADD by its table, both addends OB bits) kept packed for the table, CO % 4 == 0, one weight
+ * zero point, and tn_sc_pcq's per channel floor requantization (FAST >= 1: n0 in [-31, 30]),
+ * |ZP| <= 255 (an immediate) and a clamp of the whole signed (SSAT) or unsigned (USAT) range. */
 TN_INLINE uint32_t tn_sc_epi_fits(uint32_t WB, uint32_t RAW, uint32_t MODE, uint32_t TAB,
                                   uint32_t CO, uint32_t NWZP, uint32_t REQ, uint32_t NM,
                                   uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
 {
     const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
-    return TN_M7_ASM && WB == 4u && RAW == 2u && (MODE == 0u || (MODE == 2u && TAB))
+    return TN_M7_ASM && ((WB == 4u && RAW == 2u) || WB == 2u)
+           && (MODE == 0u || (MODE == 2u && TAB))
            && (OB == 4u || OB == 2u) && CO % 4u == 0u && NWZP == 1u && FAST >= 1u
            && ZP >= -255 && ZP <= 255 && CO * OB / 8u <= 4095u && (PQ == 1u || PQ == 2u);
 }
@@ -841,6 +842,15 @@ TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
 #define TN_SC_EK3                                                                               \
     "ldr %[t], [%[st], #24]\n\tadd %[a3], %[t], %[a3], asr #12\n\t"                            \
     "ldr %[t], [%[st], #28]\n\tadd %[b3], %[t], %[b3], asr #12\n\t"
+/* 2-bit weights (tn_sc_block's TN_SC_G2 sums: row r scaled by 4^r, row 3 unmasked): A_3 =
+ * (S_3 - S_0 - S_1 - S_2) / 64, the others shifted back inside the add of k, row 3's too */
+#define TN_SC_EDIFF2                                                                            \
+    "sub %[a3], %[a3], %[a0]\n\tsub %[a3], %[a3], %[a1]\n\tsub %[a3], %[a3], %[a2]\n\t"          \
+    "sub %[b3], %[b3], %[b0]\n\tsub %[b3], %[b3], %[b1]\n\tsub %[b3], %[b3], %[b2]\n\t"          \
+    "ldr %[t], [%[st], #16]\n\tadd %[a0], %[a0], %[t]\n\tadd %[a1], %[t], %[a1], asr #2\n\t"     \
+    "add %[a2], %[t], %[a2], asr #4\n\tadd %[a3], %[t], %[a3], asr #6\n\t"                      \
+    "ldr %[t], [%[st], #20]\n\tadd %[b0], %[b0], %[t]\n\tadd %[b1], %[t], %[b1], asr #2\n\t"     \
+    "add %[b2], %[t], %[b2], asr #4\n\tadd %[b3], %[t], %[b3], asr #6\n\t"
 #define TN_SC_EB(R) "add %[a" #R "], %[a" #R "], %[t]\n\tadd %[b" #R "], %[b" #R "], %[t]\n\t"
 #define TN_SC_EB3 "add %[a3], %[t], %[a3], asr #12\n\tadd %[b3], %[t], %[b3], asr #12\n\t"
 #define TN_SC_EZ(R) "add %[a" #R "], %[a" #R "], %[zp]\n\tadd %[b" #R "], %[b" #R "], %[zp]\n\t"
@@ -867,11 +877,12 @@ TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
     "mov %[pb], #0x01010101\n\tsadd8 %[pm], %[u], %[pb]\n\tmov %[t], #0\n\t"                  \
     "sel %[u], %[pm], %[t]\n\tssub8 %[pm], %[t], %[pm]\n\tsel %[pm], %[pm], %[t]\n\t"          \
     "str %[pm], [%[st], #32]\n\t"
-/* K3: TN_SC_EK3 or ""; B3: row 3's bias add (TN_SC_EB(3), or TN_SC_EB3 with its shift); Z: ZP
- * added per output; X: FLIP's EOR; S, W: saturation and output bits; P1-P3: rows 1-3's bit
- * positions; ST, STEP: STRH / STRB and the step to the block's next outputs; F1: FAST 1 */
-#define TN_SC_EBODY(K3, B3, Z, X, S, W, P1, P2, P3, ST, STEP, F1)                                \
-    TN_SC_EDIFF K3 "ldr %[t], [%[st], #8]\n\tldr %[u], [%[t]], #4\n\tstr %[t], [%[st], #8]\n\t"  \
+/* D: the sums' differences and k (TN_SC_EDIFF with TN_SC_EK3 or "", TN_SC_EDIFF2); B3: row
+ * 3's bias add (TN_SC_EB(3), or TN_SC_EB3 with its shift); Z: ZP added per output; X: FLIP's
+ * EOR; S, W: saturation and output bits; P1-P3: rows 1-3's bit positions; ST, STEP: STRH /
+ * STRB and the step to the block's next outputs; F1: FAST 1 */
+#define TN_SC_EBODY(D, B3, Z, X, S, W, P1, P2, P3, ST, STEP, F1)                                 \
+    D "ldr %[t], [%[st], #8]\n\tldr %[u], [%[t]], #4\n\tstr %[t], [%[st], #8]\n\t"             \
     F1(TN_SC_EN1, TN_SC_EN2) "ldrd %[pb], %[pm], [%[st]]\n\t"                                   \
     TN_SC_EROW(0, TN_SC_EB(0), Z(0), S, W, F1) "lsr %[u], %[u], #8\n\t"                         \
     TN_SC_EROW(1, TN_SC_EB(1), Z(1), S, W, F1) TN_SC_EBFI(1, P1, W) "lsr %[u], %[u], #8\n\t"    \
@@ -918,20 +929,23 @@ TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
  * packed and stored (one STRH or STRB each: pixel 0's at st[3], pixel 1's OFF bytes after).
  * st: the state words of the assembly above (K3: z_w != 8). About 9 instructions per output
  * (tn_sc_put4's C: about 14 with the block's sums reloaded around its registers). */
-TN_INLINE void tn_sc_epi(const int32_t *acc, uint32_t *st, uint32_t K3, uint32_t SGN,
+TN_INLINE void tn_sc_epi(const int32_t *acc, uint32_t *st, uint32_t WB2, uint32_t K3,
+                         uint32_t SGN,
                          uint32_t FL, uint32_t F1, uint32_t OB, uint32_t OFF, int32_t ZP)
 {
 #if TN_M7_ASM
     uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2];
     uint32_t a3 = (uint32_t)acc[3], b0 = (uint32_t)acc[4], b1 = (uint32_t)acc[5];
     uint32_t b2 = (uint32_t)acc[6], b3 = (uint32_t)acc[7], t, u, pb, pm;
-    if (K3 && F1) TN_SC_EPICKZ(TN_SC_EK3, TN_SC_EB(3), TN_SC_EF1);
-    else if (K3) TN_SC_EPICKZ(TN_SC_EK3, TN_SC_EB(3), TN_SC_EF2);
-    else if (F1) TN_SC_EPICKZ("", TN_SC_EB3, TN_SC_EF1);
-    else TN_SC_EPICKZ("", TN_SC_EB3, TN_SC_EF2);
+    if (WB2 && F1) TN_SC_EPICKZ(TN_SC_EDIFF2, TN_SC_EB(3), TN_SC_EF1);
+    else if (WB2) TN_SC_EPICKZ(TN_SC_EDIFF2, TN_SC_EB(3), TN_SC_EF2);
+    else if (K3 && F1) TN_SC_EPICKZ(TN_SC_EDIFF TN_SC_EK3, TN_SC_EB(3), TN_SC_EF1);
+    else if (K3) TN_SC_EPICKZ(TN_SC_EDIFF TN_SC_EK3, TN_SC_EB(3), TN_SC_EF2);
+    else if (F1) TN_SC_EPICKZ(TN_SC_EDIFF, TN_SC_EB3, TN_SC_EF1);
+    else TN_SC_EPICKZ(TN_SC_EDIFF, TN_SC_EB3, TN_SC_EF2);
     (void)t; (void)u; (void)pb; (void)pm;
 #else
-    (void)acc; (void)st; (void)K3; (void)SGN; (void)FL; (void)F1; (void)OB; (void)OFF;
+    (void)acc; (void)st; (void)WB2; (void)K3; (void)SGN; (void)FL; (void)F1; (void)OB; (void)OFF;
     (void)ZP;
 #endif
 }
@@ -1006,8 +1020,8 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
         for (uint32_t c = 0; c < CO; c += 4u) {
             int32_t acc[8];
             w = tn_sc_block(w, buf, KP, WB, RAW, ALW, 1u, acc);
-            tn_sc_epi(acc, st, ZW != 8, (PQ == 1u) != FL, FL, FAST < 2u, OB,
-                      (q - p) * CO * OB / 8u, FL ? 0 : ZP);
+            tn_sc_epi(acc, st, WB == 2u, WB == 4u && ZW != 8, (PQ == 1u) != FL, FL,
+                      FAST < 2u, OB, (q - p) * CO * OB / 8u, FL ? 0 : ZP);
         }
         if (MODE == 2u) /* the fused ADD of the packed codes: its table */
             tn_sc_addtab8(ADDTAB, other, out, dst, p * CO, (TWO ? 2u : 1u) * CO, OB);
