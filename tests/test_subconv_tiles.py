@@ -169,9 +169,12 @@ def epi_residual() -> IntegerGraph:
 
 
 def _check_forms(e, g, want):
+    """The planned variants, and each such step calling tn_m7_subconv_epi (the export's choice,
+    kernels_m7.subconv.subconv_epi)."""
     got = [epi_form(s, g.rounding) for s in e.steps if s.layer.kind != "flatten"
            and s.layer.kind != "dense"]
     assert got == want, got
+    assert (e.out_dir / "model.c").read_text().count("tn_m7_subconv_epi(l, ") == len(want)
 
 
 def test_epi_forms_host_bitexact(tmp_path, roomy):
@@ -183,6 +186,18 @@ def test_epi_forms_host_bitexact(tmp_path, roomy):
     g = epi_residual()
     e = host_check(g, tmp_path / "res")
     _check_forms(e, g, [(4, True, False, False, False, False, 4, 2)])
+
+
+def test_lane_pairs_take_sub_epi(tmp_path, monkeypatch):
+    """tn_m7_sub's FC form gives its pixel pairs (head lanes) tn_sc_epi through tn_m7_sub_epi
+    where their blocks qualify: test_subconv_forms' head graph in the lean plan (its QEMU test,
+    test_forms_under_qemu, runs that step), its 2-bit-weight pointwise layer alone (the others
+    have per-channel weight zero points)."""
+    from tests.test_subconv_forms import _head_graph
+    monkeypatch.setattr(steps_mod, "sub_conv_fits", lambda step: False)
+    e = codegen.export_c(_head_graph(), tmp_path / "src")
+    text = (e.out_dir / "model.c").read_text()
+    assert text.count("tn_m7_sub_epi(l, ") == 1 and text.count("tn_m7_sub(l, ") == 3
 
 
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs

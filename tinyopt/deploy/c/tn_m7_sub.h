@@ -359,4 +359,63 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
     }
 }
 
+
+/* tn_m7_sub for the FC-form steps with tn_m7_subconv's pairs (TLO / HP, MODE 0) where
+ * kernels_m7.sub.sub_epi gives those pairs tn_sc_epi (the same parameters): the pairs by
+ * tn_sc_pixels_e, the FC form's pixels as tn_m7_sub; tn_m7_sub itself where the C's test
+ * (tn_sc_epi_fits) disagrees. An entry of its own, as tn_m7_subconv_epi: a never-taken branch
+ * inside tn_m7_sub would change GCC's code for its other steps. */
+TN_INLINE void tn_m7_sub_epi(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
+                             uint8_t *TN_RESTRICT out, int32_t *TN_RESTRICT best,
+                             uint8_t *TN_RESTRICT buf, int32_t H, int32_t W, uint32_t C,
+                             int32_t OH, int32_t OW, uint32_t CO, int32_t KH, int32_t KW,
+                             int32_t SH, int32_t SW, int32_t PT, int32_t PL, uint32_t XB,
+                             uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t WB, uint32_t RB,
+                             uint32_t NWZP, uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM,
+                             uint32_t ROUND, uint32_t OB, uint32_t MODE, uint32_t DIRECT,
+                             uint32_t KU, uint32_t FC, uint32_t RAW, uint32_t KC, uint32_t OCT,
+                             uint32_t TLO, uint32_t HP, uint32_t GX, uint32_t KWCP,
+                             uint32_t INSIDE, int32_t PH, int32_t PW, int32_t PSH, int32_t PSW,
+                             int32_t PPT, int32_t PPL, int32_t POH, int32_t POW, TN_RQ_ARGS,
+                             TN_FADD_ARGS)
+{
+    const uint32_t KF = DIRECT ? (uint32_t)(KH * KW) * C
+                               : ((uint32_t)(KH * KW) * C * XB + 31u) / 32u * (32u / XB);
+    const uint32_t KG = KF > KU ? KF : KU; /* codes of a gathered window (FC) */
+    if (!(FC && (TLO || HP) && MODE == 0u)
+        || !tn_sc_epi_fits(WB, RAW, 0u, 0u, CO, NWZP, REQ, NM, ROUND, OB, TN_RQ)) {
+        tn_m7_sub(l, in, other, out, best, buf, H, W, C, OH, OW, CO, KH, KW, SH, SW, PT, PL, XB,
+                  XS, ZX, PADZERO, WB, RB, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, MODE, DIRECT, KU,
+                  FC, RAW, KC, OCT, TLO, HP, GX, KWCP, INSIDE, PH, PW, PSH, PSW, PPT, PPL, POH,
+                  POW, TN_RQ, TN_FADD);
+        return;
+    }
+#if defined(__ARM_FEATURE_DSP)
+    __asm__("" : "+r"(buf)); /* as tn_m7_sub: the gathered window's address in a register */
+#endif
+    {
+        uint32_t *const tail = (uint32_t *)(void *)(out + TLO); /* as tn_m7_sub */
+        uint32_t *const head = (uint32_t *)(void *)(uintptr_t)in;
+        const uint32_t np = (uint32_t)(OH * OW);
+        const uint32_t p0 = TLO ? TLO / (CO * OB / 8u) & ~1u : 0u;
+        const uint32_t p1 = HP == 0u ? np : HP > p0 ? HP : p0;
+        for (uint32_t p = 0; p < np;) {
+            if (p + 2u <= np && (p < p0 || p >= p1)) {
+                tn_sc_pixels_e(l, in, other, out, p < p0 ? tail : head, (int32_t *)0, p, 1u, 0u,
+                               H, W, C, OW, CO, KH, KW, SH, SW, PT, PL, XB, XS, ZX, PADZERO, GX,
+                               KWCP, INSIDE, WB, RAW, ZW, REQ, NM, ROUND, OB,
+                               (const uint8_t *)0, TN_RQ);
+                p += 2u;
+            } else {
+                const uint8_t *src = tn_sub_window(in, buf, (int32_t)(p / (uint32_t)OW),
+                                                   (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW,
+                                                   SH, SW, PT, PL, XB, ZX, PADZERO, DIRECT, KG);
+                tn_sf_pixel(l, src, other, out, p * CO, best, KF, CO, XB, XS, ZX, WB, RAW, KC,
+                            OCT, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 0u, TN_RQ, TN_FADD);
+                p++;
+            }
+        }
+    }
+}
+
 #endif

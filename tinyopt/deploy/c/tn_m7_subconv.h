@@ -46,6 +46,17 @@
  * Outputs: on the floor rounding with one multiplier and the whole OB-bit clamp, SMMLA + one
  * SSAT / USAT with the shift (tn_sc_fq, tn_sc_code), about six instructions per output.
  * The weight zero points enter once per output as in tn_m7_conv (tn_m7_cv_chan).
+ * Per-channel floor multipliers (ICN, trained models) with 4 or 2-bit outputs, one weight zero
+ * point and 4-bit weights at RAW 2 or 2-bit weights: tn_sc_epi, the block's scaled sums to
+ * packed codes in one assembly statement (~8 instructions per output, FAST 1 ~10; the C of
+ * tn_sc_put4 took ~14, GCC reloading its pointers and sums around the block's fourteen
+ * registers: ResNet-8 w4a4 3x3 convolutions 112 -> ~80 instructions per block of 8 outputs).
+ * Tried: the same assembly with the bias, m0 and n0 pointers as register operands ("+r"):
+ * GCC spilled and reloaded them around the sums' statement (27 instructions of glue per
+ * block instead of ~11 with the state in memory, st), and its pair loop around grew (ResNet-8
+ * step conv2d_1: -11 K instead of -46 K); a table of (bias << 8 | shift, m0) in the weights
+ * (one LDRD per channel, no pointers) would save ~10 more per block but costs 8 bytes of flash
+ * per channel (VWW w4a4: ~24 KB): not done.
  *
  * Output order and the reads before each write are tn_m7_conv's (both pixels' windows read
  * before either's outputs are written): the planner's sliding writes stay valid.
@@ -981,6 +992,37 @@ TN_INLINE void tn_sc_windows(const uint8_t *in, uint32_t *TN_RESTRICT buf, int32
     }
 }
 
+/* tn_sc_pixels_e's blocks (its windows read, their sums s0, s1): each block's sums by
+ * tn_sc_block (CUMOUT), its outputs by tn_sc_epi, its state in memory; MODE 2: the codes packed
+ * into v for the ADD's table (tn_sc_addtab8). */
+TN_INLINE void tn_sc_pixels_epi(const tn_layer_t *l, const uint8_t *other, uint8_t *TN_RESTRICT out,
+                                const uint32_t *buf, int32_t *TN_RESTRICT v, uint32_t p,
+                                uint32_t q, uint32_t TWO, uint32_t MODE, uint32_t CO,
+                                uint32_t KP, uint32_t WB, uint32_t RAW, uint32_t ALW, int32_t ZW,
+                                int32_t s0, int32_t s1, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                                uint32_t OB, const uint8_t *ADDTAB, TN_RQ_ARGS)
+{
+    const uint8_t *w = l->w;
+    const int32_t *bias = l->bias, *m0p = l->m0;
+    const int8_t *n0p = l->n0;
+    const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
+    const uint32_t FL = tn_sc_epi_flip(PQ, OB, ZP);
+    uint8_t *const dst = MODE == 2u ? (uint8_t *)v : out + p * CO * OB / 8u;
+    uint32_t st[9];
+    st[0] = (uint32_t)(uintptr_t)bias; st[1] = (uint32_t)(uintptr_t)m0p;
+    st[2] = (uint32_t)(uintptr_t)n0p; st[3] = (uint32_t)(uintptr_t)dst;
+    st[4] = 0u - (uint32_t)ZW * (uint32_t)s0; st[5] = 0u - (uint32_t)ZW * (uint32_t)s1;
+    st[6] = st[4] + 8u * (uint32_t)s0; st[7] = st[5] + 8u * (uint32_t)s1;
+    for (uint32_t c = 0; c < CO; c += 4u) {
+        int32_t acc[8];
+        w = tn_sc_block(w, buf, KP, WB, RAW, ALW, 1u, acc);
+        tn_sc_epi(acc, st, WB == 2u, WB == 4u && ZW != 8, (PQ == 1u) != FL, FL, FAST < 2u, OB,
+                  (q - p) * CO * OB / 8u, FL ? 0 : ZP);
+    }
+    if (MODE == 2u) /* the fused ADD of the packed codes: its table */
+        tn_sc_addtab8(ADDTAB, other, out, dst, p * CO, (TWO ? 2u : 1u) * CO, OB);
+}
+
 /* Output pixels p and (TWO) p + 1 of tn_m7_subconv (TWO = 0: pixel p alone, its window
  * unpacked twice). */
 TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -1005,28 +1047,6 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
     /* both pixels' windows read before any output is written */
     tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
                   PADZERO, GX, KWCP, INSIDE, &s0, &s1);
-    if (tn_sc_epi_fits(WB, RAW, MODE, ADDTAB && !FADD && OBO == OB, CO, NWZP, REQ, NM, ROUND,
-                       OB, TN_RQ)) {
-        /* the blocks' outputs in assembly (tn_sc_epi), its state in memory; MODE 2: the codes
-         * packed into v for the ADD's table */
-        const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
-        const uint32_t FL = tn_sc_epi_flip(PQ, OB, ZP);
-        uint8_t *const dst = MODE == 2u ? (uint8_t *)v : out + p * CO * OB / 8u;
-        uint32_t st[9];
-        st[0] = (uint32_t)(uintptr_t)bias; st[1] = (uint32_t)(uintptr_t)m0p;
-        st[2] = (uint32_t)(uintptr_t)n0p; st[3] = (uint32_t)(uintptr_t)dst;
-        st[4] = 0u - (uint32_t)ZW * (uint32_t)s0; st[5] = 0u - (uint32_t)ZW * (uint32_t)s1;
-        st[6] = st[4] + 8u * (uint32_t)s0; st[7] = st[5] + 8u * (uint32_t)s1;
-        for (uint32_t c = 0; c < CO; c += 4u) {
-            int32_t acc[8];
-            w = tn_sc_block(w, buf, KP, WB, RAW, ALW, 1u, acc);
-            tn_sc_epi(acc, st, WB == 2u, WB == 4u && ZW != 8, (PQ == 1u) != FL, FL,
-                      FAST < 2u, OB, (q - p) * CO * OB / 8u, FL ? 0 : ZP);
-        }
-        if (MODE == 2u) /* the fused ADD of the packed codes: its table */
-            tn_sc_addtab8(ADDTAB, other, out, dst, p * CO, (TWO ? 2u : 1u) * CO, OB);
-        return;
-    }
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
         w = tn_sc_block(w, buf, KP, WB, RAW, ALW, 0u, acc);
@@ -1075,6 +1095,33 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
     else if (MODE == 2u && !FADD) /* the fused ADD on the portable arithmetic */
         for (uint32_t e = 0; e < (TWO ? 2u : 1u) * CO; e++)
             tn_m7_emit(l, other, out, p * CO + e, v[e], 1u, OB);
+}
+
+/* tn_sc_pixels where tn_sc_epi_fits: the windows, then tn_sc_pixels_epi (the same parameters;
+ * tn_m7_subconv_epi's pairs). Its own entry, chosen at export (kernels_m7.subconv_epi): as a
+ * branch inside tn_sc_pixels, never taken by a step of other widths, it changed GCC's code for
+ * them all the same (ResNet-8 w4a8: +50 K instructions; the inline function is optimized on
+ * its own before the step's constants reach it). */
+TN_INLINE void tn_sc_pixels_e(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
+                              uint8_t *TN_RESTRICT out, uint32_t *TN_RESTRICT buf,
+                              int32_t *TN_RESTRICT v, uint32_t p, uint32_t TWO, uint32_t MODE,
+                              int32_t H, int32_t W, uint32_t C, int32_t OW, uint32_t CO,
+                              int32_t KH, int32_t KW, int32_t SH, int32_t SW, int32_t PT,
+                              int32_t PL, uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO,
+                              uint32_t GX, uint32_t KWCP, uint32_t INSIDE, uint32_t WB,
+                              uint32_t RAW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                              uint32_t OB, const uint8_t *ADDTAB, TN_RQ_ARGS)
+{
+    const uint32_t KP = (uint32_t)KH * KWCP, q = TWO ? p + 1u : p;
+    const int32_t oy0 = (int32_t)(p / (uint32_t)OW), ox0 = (int32_t)(p % (uint32_t)OW);
+    const int32_t oy1 = (int32_t)(q / (uint32_t)OW), ox1 = (int32_t)(q % (uint32_t)OW);
+    const uint32_t ALW = TN_SC_LDRD && ((uintptr_t)l->w & 3u) == 0u; /* blocks: whole words */
+    int32_t s0, s1;
+    /* both pixels' windows read before any output is written */
+    tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
+                  PADZERO, GX, KWCP, INSIDE, &s0, &s1);
+    tn_sc_pixels_epi(l, other, out, buf, v, p, q, TWO, MODE, CO, KP, WB, RAW, ALW, ZW, s0, s1,
+                     REQ, NM, ROUND, OB, ADDTAB, TN_RQ);
 }
 
 /* Output pixels (oy0, ox0) and (TWO) (oy1, ox1) of tn_m7_subconv with a fused max pool: every
@@ -1210,6 +1257,43 @@ TN_INLINE void tn_m7_subconv(const tn_layer_t *l, const uint8_t *in, const uint8
         tn_sc_pixels(l, in, other, out, buf, v, p, 0u, MODE, H, W, C, OW, CO, KH, KW, SH, SW,
                      PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB, RAW, NWZP, ZW, REQ, NM,
                      ROUND, OB, ADDTAB, OBO, TN_RQ, TN_FADD);
+}
+
+
+/* tn_m7_subconv for the steps kernels_m7.subconv_epi gives tn_sc_epi (the same parameters): its
+ * pixel pairs by tn_sc_pixels_e; tn_m7_subconv itself where the C's own test (tn_sc_epi_fits)
+ * disagrees. */
+TN_INLINE void tn_m7_subconv_epi(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
+                                 uint8_t *TN_RESTRICT out, uint32_t *TN_RESTRICT buf,
+                                 int32_t *TN_RESTRICT v, uint32_t MODE, int32_t H, int32_t W,
+                                 uint32_t C, int32_t OH, int32_t OW, uint32_t CO, int32_t KH,
+                                 int32_t KW, int32_t SH, int32_t SW, int32_t PT, int32_t PL,
+                                 uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO,
+                                 uint32_t GX, uint32_t KWCP, uint32_t INSIDE, uint32_t WB,
+                                 uint32_t RAW, uint32_t NWZP, int32_t ZW, uint32_t REQ,
+                                 uint32_t NM, uint32_t ROUND, uint32_t OB, const uint8_t *ADDTAB,
+                                 uint32_t OBO, int32_t PH, int32_t PW, int32_t PSH, int32_t PSW,
+                                 int32_t PPT, int32_t PPL, int32_t POH, int32_t POW, TN_RQ_ARGS,
+                                 TN_FADD_ARGS)
+{
+    const uint32_t np = (uint32_t)(OH * OW);
+    uint32_t p = 0;
+    if (MODE == 1u || !tn_sc_epi_fits(WB, RAW, MODE, ADDTAB && !FADD && OBO == OB, CO, NWZP,
+                                      REQ, NM, ROUND, OB, TN_RQ)) {
+        tn_m7_subconv(l, in, other, out, buf, v, MODE, H, W, C, OH, OW, CO, KH, KW, SH, SW, PT,
+                      PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB, RAW, NWZP, ZW, REQ, NM,
+                      ROUND, OB, ADDTAB, OBO, PH, PW, PSH, PSW, PPT, PPL, POH, POW, TN_RQ,
+                      TN_FADD);
+        return;
+    }
+    for (; p + 2u <= np; p += 2u)
+        tn_sc_pixels_e(l, in, other, out, buf, v, p, 1u, MODE, H, W, C, OW, CO, KH, KW, SH, SW,
+                       PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB, RAW, ZW, REQ, NM,
+                       ROUND, OB, ADDTAB, TN_RQ);
+    if (p < np)
+        tn_sc_pixels_e(l, in, other, out, buf, v, p, 0u, MODE, H, W, C, OW, CO, KH, KW, SH, SW,
+                       PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB, RAW, ZW, REQ, NM,
+                       ROUND, OB, ADDTAB, TN_RQ);
 }
 
 #endif

@@ -230,5 +230,27 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
     other = "in[1]" if step.add is not None else "in[0]"
     bp = _scratch(step, arena, "int32_t", gather) if best else "(int32_t *)0"
     gp = _scratch(step, arena, "uint8_t") if gather else "(uint8_t *)0"
-    return (f"    tn_m7_sub(l, in[0], {other}, out, {bp}, {gp},\n              "
+    fn = "tn_m7_sub_epi" if fc and sub_epi(step, common, rq) else "tn_m7_sub"
+    return (f"    {fn}(l, in[0], {other}, out, {bp}, {gp},\n              "
             + ", ".join(u(a) for a in args) + ");\n")
+
+
+def sub_epi(step: Step, common: dict, rq: dict) -> bool:
+    """Does a step of tn_m7_sub's FC form take tn_m7_sub_epi (c/tn_m7_sub.h: its pixel pairs of
+    tn_m7_subconv, TLO / HP, with tn_sc_epi's block outputs)? Where it has such pairs
+    (:func:`sub_tail_lanes`, :func:`sub_head_lanes`) and their blocks are tn_sc_epi's
+    (``kernels_m7.subconv.subconv_epi`` with MODE 0).
+
+    Arguments:
+        step: a planned tn_m7_sub step of the FC form (``steps.sub_fc_window``).
+        common, rq: its call's constants (``kernels_m7.subconv.subconv_epi``).
+
+    Returns:
+        True for tn_m7_sub_epi.
+    """
+    from tinyopt.deploy.kernels_m7.subconv import subconv_epi
+    if step.pool is not None or step.add is not None:
+        return False
+    if not (sub_tail_lanes(step) or sub_head_lanes(step)):
+        return False
+    return subconv_epi(step, common, rq, False)

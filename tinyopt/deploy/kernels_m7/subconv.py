@@ -338,11 +338,46 @@ def _subconv_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_roun
     lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
     obo = int(step.in_specs[1].bits) if step.add is not None else 0
     other = "in[1]" if step.add is not None else "in[0]"
-    return head + (f"    tn_m7_subconv(l, in[0], {other}, out, "
+    epi = subconv_epi(step, common, rq, table is not None)
+    fn = "tn_m7_subconv_epi" if epi else "tn_m7_subconv"
+    return head + (f"    {fn}(l, in[0], {other}, out, "
             f"{_scratch(step, arena, 'uint32_t')},\n                  "
             f"{_scratch(step, arena, 'int32_t', lanes)}, "
             + ", ".join(u(a) for a in args) + f", {tab}, {obo}u,\n                  "
             + ", ".join(u(a) for a in rest) + ");\n")
+
+
+def subconv_epi(step: Step, common: dict, rq: dict, table: bool) -> bool:
+    """Does a tn_m7_subconv step take tn_m7_subconv_epi (c/tn_m7_subconv.h: each block's outputs
+    by tn_sc_epi's assembly)? Python's copy of tn_sc_epi_fits, from the step's call constants:
+    4-bit weights at RAW 2 or 2-bit weights, 4 or 2-bit outputs stored (no pool) or through the
+    fused ADD's table (both addends of OB bits), CO % 4 == 0, one weight zero point, per-channel
+    floor multipliers (FAST >= 1) with |ZP| <= 255 and the whole signed or unsigned clamp. Where
+    the C's test disagrees tn_m7_subconv_epi runs tn_m7_subconv (the same outputs).
+
+    Arguments:
+        step: a step of :func:`tinyopt.integer.steps.sub_conv_step`.
+        common: the call's constants (NWZP, REQ, NM, ROUND, OB; kernels_m7.step_function).
+        rq: its requantization constants without NM (FAST, M0, N0, LOZ, HIZ, ZP).
+        table: the fused ADD goes by its table (:func:`subconv_add_table`).
+
+    Returns:
+        True for tn_m7_subconv_epi.
+    """
+    from tinyopt.deploy.kernels_m7.common import ROUNDING_ID
+    layer = step.layer
+    wb, ob, co = int(layer.weight_bits), int(common["OB"]), int(layer.out_channels)
+    if step.pool is not None or (step.add is not None and not (
+            table and int(step.in_specs[1].bits) == ob)):
+        return False
+    if not ((wb == 4 and subconv_raw(layer) == 2) or wb == 2) or ob not in (2, 4) or co % 4:
+        return False
+    zp, half = int(rq["ZP"]), 1 << (ob - 1)
+    if (common["NWZP"] != 1 or not common["REQ"] or common["NM"] == 1 or rq["FAST"] < 1
+            or common["ROUND"] != ROUNDING_ID["floor"] or abs(zp) > 255 or co * ob // 8 > 4095):
+        return False
+    lo, hi = rq["LOZ"] + zp, rq["HIZ"] + zp
+    return (lo, hi) in ((-half, half - 1), (0, 2 * half - 1))
 
 
 def subfc_fold(layer) -> tuple[int, int]:
