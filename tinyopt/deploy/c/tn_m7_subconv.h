@@ -50,7 +50,8 @@
  * point and 4-bit weights at RAW 2 or 2-bit weights: tn_sc_epi, the block's scaled sums to
  * packed codes in one assembly statement (~8 instructions per output, FAST 1 ~10; the C of
  * tn_sc_put4 took ~14, GCC reloading its pointers and sums around the block's fourteen
- * registers: ResNet-8 w4a4 3x3 convolutions 112 -> ~80 instructions per block of 8 outputs).
+ * registers: ResNet-8 w4a4 3x3 convolutions 112 -> ~80 instructions per block of 8 outputs),
+ * through entries of its own chosen at export (tn_m7_subconv_epi, tn_m7_sub_epi).
  * Tried: the same assembly with the bias, m0 and n0 pointers as register operands ("+r"):
  * GCC spilled and reloaded them around the sums' statement (27 instructions of glue per
  * block instead of ~11 with the state in memory, st), and its pair loop around grew (ResNet-8
