@@ -1426,6 +1426,16 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
  * per pair of lane pairs (2j, 2j + 1) each row's two words [(S/s) d_i, (S/s) d_i']. A last word
  * of at most 16 / b codes (HALF) takes v | v << 8: lane pairs (x_j, x_{j+8/b}), j < 8 / b, in
  * the first half of the masks only (its words: those pairs of lane pairs alone).
+ * PCS (DBL = 1 with 2 / 4-bit inputs: kernels_m7.subfc16.subfc16_pcs_exponents, 4 / 2-bit
+ * outputs): row c's lanes and C stored times 2^e_c / s instead of S / s, e_c = n0_c + 1 + R
+ * (R = TN_S16_PCS_R), so T_c = 2^e_c acc and the floor requantization of every channel is
+ * SMMUL(T_c, m0_c) >> R (tn_s16_pcs_code: four instructions per output where tn_m7_requant_pc
+ * took ten and T >> log2 S one more); other roundings take acc = T_c >> e_c (n0_c read at run
+ * time) into tn_m7_req. Over one input word (K XB = 32) and N % 8 = 0 the rows are laid out
+ * one after the other, eight a block, the last row first (tn_s16_one: the word's lanes masked
+ * once, one ORR per output packs). AD w4a4 dense_5 (8 -> 128, n0 of both signs): 3,320 ->
+ * 1,680 instructions (w8a8: 1,680). Tried: the blocks of six with the PCS epilogue alone
+ * (2,200: six C loads, spills and three STRB per block).
  * --------------------------------------------------------------------------------------------- */
 #if TN_M7_ASM
 #define TN_S16_ROW(A)                                                                           \
@@ -1527,12 +1537,44 @@ TN_INLINE uint32_t tn_s16_code(const tn_layer_t *l, uint32_t c, uint32_t T, uint
                                TN_RQ) & ((1u << OB) - 1u);
 }
 
-/* Row r of a block (output c + r) from its sum T: PACK (4 / 2-bit outputs, the block whole
- * bytes of them), its code ORed into *packed; else requantized and stored. */
-TN_INLINE void tn_s16_row(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint32_t c, uint32_t r,
-                          uint32_t T, uint32_t SH, uint32_t F3, uint32_t PACK, uint32_t *packed,
-                          uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+/* PCS (kernels_m7.SUBFC16_PCS_R): the one right shift of every row's T_c = 2^e_c acc */
+#define TN_S16_PCS_R 10
+
+/* PCS, the floor rounding with tn_m7_requant's exactness (FAST): the code of output c from
+ * T = 2^e_c acc, e_c = n0_c + 1 + R. floor(acc m0 / 2^(31 - n0)) = floor(T m0 / 2^(32 + R)):
+ * SMMLA of T and m0 plus ZP 2^R (|T m0| / 2^32 < 2^30: no overflow), an arithmetic shift by R
+ * (the floor of a floor is the floor of the quotient), then the clamp [LOZ, HIZ] + ZP: one USAT
+ * / SSAT with ASR #R where it is the whole code range. Four instructions per output with the
+ * multiplier's load, against tn_m7_requant_pc's ten and the T >> log2 S before it. */
+TN_INLINE uint32_t tn_s16_pcs_code(const tn_layer_t *l, uint32_t c, uint32_t T, uint32_t NM,
+                                   uint32_t OB, TN_RQ_ARGS)
 {
+    const int32_t m0 = NM == 1u ? M0 : l->m0[c], lo = LOZ + ZP, hi = HIZ + ZP;
+    const int32_t v = (ZP ? tn_smmla((int32_t)T, m0, (int32_t)((uint32_t)ZP << TN_S16_PCS_R))
+                          : tn_smmul((int32_t)T, m0)) >> TN_S16_PCS_R;
+    (void)FAST; (void)N0;
+    return (uint32_t)(v < lo ? lo : (v > hi ? hi : v)) & ((1u << OB) - 1u);
+}
+
+/* Row r of a block (output c + r) from its sum T: PACK (4 / 2-bit outputs, the block whole
+ * bytes of them), its code ORed into *packed; else requantized and stored. PCS: T = 2^e_c acc
+ * (kernels_m7.subfc16_pcs_exponents), tn_s16_pcs_code where the layer rounds by floor with
+ * FAST, else acc = T >> e_c (e_c from n0_c at run time) into the forms below. */
+TN_INLINE void tn_s16_row(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint32_t c, uint32_t r,
+                          uint32_t T, uint32_t SH, uint32_t F3, uint32_t PCS, uint32_t PACK,
+                          uint32_t *packed, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                          uint32_t OB, TN_RQ_ARGS)
+{
+    if (PCS && PACK && REQ && FAST && ROUND == TN_FLOOR) {
+        *packed |= tn_s16_pcs_code(l, c + r, T, NM, OB, TN_RQ) << (r * OB);
+        return;
+    }
+    if (PCS && REQ) { /* acc itself (SH = 0); no FAST = 3 form below 8-bit outputs */
+        T = (uint32_t)((int32_t)T >> ((int32_t)l->n0[NM == 1u ? 0u : c + r] + 1
+                                      + TN_S16_PCS_R));
+        SH = 0u;
+        F3 = 0u;
+    }
     if (PACK)
         *packed |= tn_s16_code(l, c + r, T, SH, REQ, NM, ROUND, OB, TN_RQ) << (r * OB);
     else
@@ -1556,9 +1598,9 @@ TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, con
                                       uint8_t *TN_RESTRICT out, uint32_t c, uint32_t R,
                                       uint32_t NG, uint32_t TAIL, uint32_t HALF, uint32_t tw,
                                       uint32_t XB,
-                                      uint32_t XS, uint32_t ALIGNED, uint32_t F3, uint32_t PACK,
-                                      uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
-                                      TN_RQ_ARGS)
+                                      uint32_t XS, uint32_t ALIGNED, uint32_t F3, uint32_t PCS,
+                                      uint32_t PACK, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                                      uint32_t OB, TN_RQ_ARGS)
 {
     const uint32_t H = 8u / XB, SH = 8u - XB; /* pairs of lane pairs per word; log2 S */
     uint32_t packed = 0;
@@ -1578,12 +1620,22 @@ TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, con
             else TN_S16_SWITCH(TN_S16_G4, TN_S16_G2);
         }
         /* no array of the sums: the step's frame stays small */
-        tn_s16_row(l, out, c, 0u, a0, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
-        if (R > 1u) tn_s16_row(l, out, c, 1u, a1, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
-        if (R > 2u) tn_s16_row(l, out, c, 2u, a2, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
-        if (R > 3u) tn_s16_row(l, out, c, 3u, a3, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
-        if (R > 4u) tn_s16_row(l, out, c, 4u, a4, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
-        if (R > 5u) tn_s16_row(l, out, c, 5u, a5, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
+        tn_s16_row(l, out, c, 0u, a0, SH, F3, PCS, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
+        if (R > 1u)
+            tn_s16_row(l, out, c, 1u, a1, SH, F3, PCS, PACK, &packed, REQ, NM, ROUND, OB,
+                       TN_RQ);
+        if (R > 2u)
+            tn_s16_row(l, out, c, 2u, a2, SH, F3, PCS, PACK, &packed, REQ, NM, ROUND, OB,
+                       TN_RQ);
+        if (R > 3u)
+            tn_s16_row(l, out, c, 3u, a3, SH, F3, PCS, PACK, &packed, REQ, NM, ROUND, OB,
+                       TN_RQ);
+        if (R > 4u)
+            tn_s16_row(l, out, c, 4u, a4, SH, F3, PCS, PACK, &packed, REQ, NM, ROUND, OB,
+                       TN_RQ);
+        if (R > 5u)
+            tn_s16_row(l, out, c, 5u, a5, SH, F3, PCS, PACK, &packed, REQ, NM, ROUND, OB,
+                       TN_RQ);
         tn_s16_store(out, c, R, packed, PACK, OB);
         return w;
     }
@@ -1613,10 +1665,95 @@ TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, con
                     a = (uint32_t)tn_smlad(tn_ld32(wr + 4), p1, (int32_t)a);
                 }
             }
-            tn_s16_row(l, out, c, r, a, SH, F3, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
+            tn_s16_row(l, out, c, r, a, SH, F3, PCS, PACK, &packed, REQ, NM, ROUND, OB, TN_RQ);
         }
         tn_s16_store(out, c, R, packed, PACK, OB);
         return wg + 8u * R * (H * NG + (TAIL ? (HALF ? H / 2u : H) : 0u));
+    }
+}
+
+/* PCS over one input word (K XB = 32, N % 8 = 0; kernels_m7.subfc16_weights: rows of their
+ * own, C then the row's lanes): the word's 2 H lane pairs masked once for the layer (v, its
+ * sign bits flipped), then a row at a time, eight rows a block (one word or halfword of packed
+ * codes): one LDR, H LDRD and 2 H SMLAD per row (4-bit inputs: 7 for 8 MACs), then
+ * tn_s16_row's four (tn_s16_pcs_code). Against the blocks of six (tn_s16_block): no unpacking
+ * per block, no accumulators held across rows (six LDR of C and their spills), one store per
+ * eight outputs. The assembly reads only the weights (constant: no "memory" clobber, so the
+ * multipliers' pointer stays in a register). */
+#if TN_M7_ASM
+#define TN_S16_ONE_P(P0, P1)                                                                    \
+    "ldrd %[u], %[u2], [%[w]], #8\n\t"                                                          \
+    "smlad %[a], %[u], %[" P0 "], %[a]\n\tsmlad %[a], %[u2], %[" P1 "], %[a]\n\t"
+#define TN_S16_ONE_ASM(FIRST, A, Q0, Q1, Q2, Q3)                                                \
+    __asm__ volatile(FIRST TN_S16_ONE_P("q0", "q1") TN_S16_ONE_P("q2", "q3")                   \
+                     : [a] A(a), [w] "+&r"(wp), [u] "=&r"(u), [u2] "=&r"(u2)                    \
+                     : [q0] "r"(Q0), [q1] "r"(Q1), [q2] "r"(Q2), [q3] "r"(Q3) : "cc")
+#endif
+/* (packed << OB) | code as one ORR with a shifted register (GCC otherwise ORs first, then
+ * shifts: one instruction more per output) */
+TN_INLINE uint32_t tn_s16_shin(uint32_t packed, uint32_t code, uint32_t OB)
+{
+#if TN_M7_ASM
+    uint32_t r;
+    if (OB == 4u) __asm__("orr %0, %1, %2, lsl #4" : "=r"(r) : "r"(code), "r"(packed));
+    else __asm__("orr %0, %1, %2, lsl #2" : "=r"(r) : "r"(code), "r"(packed));
+    return r;
+#else
+    return (packed << OB) | code;
+#endif
+}
+
+TN_INLINE void tn_s16_one(const tn_layer_t *l, const uint8_t *w, uint32_t v,
+                          uint8_t *TN_RESTRICT out, uint32_t N, uint32_t XB, uint32_t ALIGNED,
+                          uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+{
+    const uint32_t H = 8u / XB; /* pairs of lane pairs */
+    uint32_t q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    TN_UNROLL
+    for (uint32_t h = 0; h < H; h++) {
+        if (XB == 4u) {
+            q[2u * h] = (v >> (8u * h)) & 0x000F000Fu;
+            q[2u * h + 1u] = (v >> (8u * h)) & 0x00F000F0u;
+        } else {
+            const uint32_t vh = v >> (8u * (h / 2u));
+            q[2u * h] = vh & (h % 2u ? 0x00300030u : 0x00030003u);
+            q[2u * h + 1u] = vh & (h % 2u ? 0x00C000C0u : 0x000C000Cu);
+        }
+    }
+    (void)ALIGNED;
+    for (uint32_t c = 0; c < N; c += 8u) {
+        uint32_t packed = 0;
+        TN_UNROLL
+        for (uint32_t r = 0; r < 8u; r++) { /* output c + 7 - r: the last row first */
+            const uint32_t o = c + 7u - r;
+            uint32_t a, code;
+#if TN_M7_ASM
+            if (ALIGNED) {
+                const uint8_t *wp = w;
+                uint32_t u, u2;
+                TN_S16_ONE_ASM("ldr %[a], [%[w]], #4\n\t", "=&r", q[0], q[1], q[2], q[3]);
+                if (XB == 2u) TN_S16_ONE_ASM("", "+&r", q[4], q[5], q[6], q[7]);
+                w = wp;
+            } else
+#endif
+            {
+                a = tn_ld32(w);
+                for (uint32_t h = 0; h < H; h++) {
+                    a = (uint32_t)tn_smlad(tn_ld32(w + 4u + 8u * h), q[2u * h], (int32_t)a);
+                    a = (uint32_t)tn_smlad(tn_ld32(w + 8u + 8u * h), q[2u * h + 1u], (int32_t)a);
+                }
+                w += 4u + 8u * H;
+            }
+            if (REQ && FAST && ROUND == TN_FLOOR)
+                code = tn_s16_pcs_code(l, o, a, NM, OB, TN_RQ);
+            else /* acc = T >> e_c into tn_m7_req's forms */
+                code = tn_s16_code(l, o, (uint32_t)((int32_t)a >> ((int32_t)l->n0[NM == 1u ? 0u : o]
+                                                                  + 1 + TN_S16_PCS_R)),
+                                   0u, REQ, NM, ROUND, OB, TN_RQ);
+            packed = tn_s16_shin(packed, code, OB);
+        }
+        if (OB == 4u) tn_st32le(out + c / 2u, packed);
+        else tn_s16_store(out, c, 8u, packed, 1u, OB);
     }
 }
 
@@ -1628,6 +1765,12 @@ TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN
 {
     if (XB == 8u) { /* tn_m7_fc16 (DBL: S = 2, its doubled lanes) */
         tn_m7_fc16(l, in, out, K, N, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
+        return;
+    }
+    if (DBL && K * XB == 32u && N % 8u == 0u) { /* PCS over one input word: rows of eight */
+        const uint32_t flip = !XS ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
+        tn_s16_one(l, l->w, tn_ld32(in) ^ flip, out, N, XB, ((uintptr_t)l->w & 3u) == 0u, REQ,
+                   NM, ROUND, OB, TN_RQ);
         return;
     }
     {
@@ -1644,10 +1787,10 @@ TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN
             tw |= (uint32_t)in[4u * NG + b] << (8u * b);
         for (b = 0; b < full; b++)
             w = tn_s16_block(l, w, in, out, RB * b, RB, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
-                             PACK, REQ, NM, ROUND, OB, TN_RQ);
+                             DBL, PACK, REQ, NM, ROUND, OB, TN_RQ);
         if (rest) /* packed too where its codes fill whole bytes (N = 128, R = 6: 2 rows) */
             tn_s16_block(l, w, in, out, RB * full, rest, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
-                         PACK && (rest * OB) % 8u == 0u, REQ, NM, ROUND, OB, TN_RQ);
+                         DBL, PACK && (rest * OB) % 8u == 0u, REQ, NM, ROUND, OB, TN_RQ);
     }
 }
 

@@ -18,6 +18,13 @@ from tinyopt.deploy.kernels_m7.fc import FC16_MAX_WEIGHTS, fc16_weights
 
 
 SUBFC16_ROWS = 6  # tn_m7_subfc16's rows per block (4 with 2-bit outputs: a byte of them)
+# PCS's uniform right shift R (TN_S16_PCS_R, c/tn_m7_subfc.h): rows scaled by 2^e_c,
+# e_c = n0_c + 1 + R, so that floor(acc m0 2^(n0 + 1) / 2^32) = SMMUL(T, m0) >> R for every
+# channel (one immediate shift, folded into USAT / SSAT). R = 10: with 4-bit weights (|d| <= 15,
+# e_c <= 11 for the int16 lanes) it takes n0 in [-7, 0] over 4-bit inputs (e_c >= 4: the
+# lanes' scales), [-5, 0] over 2-bit ones (e_c >= 6), the range of trained 4-bit layers
+# (AD dense_5: [-3, 0]); a layer outside takes the S form
+SUBFC16_PCS_R = 10
 
 
 def _subfc16_rows(layer) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +45,9 @@ def subfc16_scale(layer) -> int:
     layout bytes, Export.weight_pad_bytes) and, for every row and every input it can receive,
     S |acc| < 2^31 (acc = bias + sum (w - z_w)(x - z_x), bounded from the weights themselves,
     S (|bias| + sum_k |d_k| max |x - z_x|)): the kernel's T = S acc, acc = T >> log2 S, is then
-    exact; else 0 (the layer takes tn_m7_subfc, exact for any weights)."""
+    exact; else 0 (the layer takes tn_m7_subfc, exact for any weights). 2 / 4-bit inputs where
+    :func:`subfc16_pcs_exponents` applies: 2, the PCS form (its rows' own scales 2^e_c), which
+    the call names by DBL = 1 (kernels_m7.subconv._subfc_call passes scale == 2)."""
     wb, xb = int(layer.weight_bits), int(layer.in_bits)
     if (layer.kind != "dense" or wb not in (2, 4) or xb not in (2, 4, 8) or layer.bias is None
             or layer.weights is None or len(layer.in_shape) != 1
@@ -51,7 +60,42 @@ def subfc16_scale(layer) -> int:
     top = np.abs(bias) + np.abs(d).sum(axis=1) * _x_box(layer)
     if scale * int(top.max()) >= (1 << 31) or scale * int(np.abs(d).max()) >= (1 << 15):
         return 0
-    return scale
+    return 2 if xb != 8 and subfc16_pcs_exponents(layer) is not None else scale
+
+
+def subfc16_pcs_exponents(layer) -> np.ndarray | None:
+    """The rows' exponents e_c of tn_m7_subfc16's PCS form (c/tn_m7_subfc.h), or None where it
+    does not apply. PCS: 2 / 4-bit inputs, 4 / 2-bit outputs, the layer's own rounding floor
+    (the C's ROUND: layer.rounding before the graph's) and its multipliers exact in 32 bits
+    (requant_constants' FAST); row c's lanes stored times 2^e_c / s (s: the lane's scale), so
+    the row sums T_c = 2^e_c acc, e_c = n0_c + 1 + :data:`SUBFC16_PCS_R`, and the floor
+    requantization floor(acc m0 / 2^(31 - n0)) (fixedpoint.requant_floor without overflow) is
+    floor(T_c m0 / 2^(32 + R)) = SMMUL(T_c, m0) >> R, one shift for every channel: exact when
+    e_c >= log2 S (S = 16 / 64, the lanes' largest scale), 2^e_c max |d| < 2^15 (the int16
+    lanes) and 2^e_c (|bias| + sum |d| max |x'|) < 2^31 (T_c exact; then acc << (n0 + 1)
+    fits int32 too: the simulator's t never wraps).
+
+    Arguments:
+        layer: a dense layer (any; the conditions above are checked here).
+
+    Returns:
+        int64 [N] exponents, or None.
+    """
+    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    if (layer.kind != "dense" or wb not in (2, 4) or xb not in (2, 4) or layer.bias is None
+            or layer.weights is None or len(layer.in_shape) != 1 or not layer.requantize
+            or int(layer.out_bits) not in (2, 4)):
+        return None
+    n = int(layer.out_channels)
+    n0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.n0, np.int64)), (n,))
+    e = n0 + 1 + SUBFC16_PCS_R
+    d, bias = _subfc16_rows(layer)
+    top = np.abs(bias) + np.abs(d).sum(axis=1) * _x_box(layer)
+    if (e.min() < 8 - xb
+            or ((np.abs(d).max(axis=1) << e) >= (1 << 15)).any()
+            or ((top << e) >= (1 << 31)).any()):
+        return None
+    return e
 
 
 def subfc16_weights(layer) -> np.ndarray:
@@ -64,6 +108,9 @@ def subfc16_weights(layer) -> np.ndarray:
     each row's words [f_2j d_i, f_2j d_i'], [f_2j+1 d_i, f_2j+1 d_i'] (lane pair j = codes
     (j, j + 16 / b) of the word, f_j = S / 2^(b (j % (8 / b))); codes beyond K: d = 0); a last
     word of at most 16 / b codes, its lane pairs j < 8 / b alone, codes (j, j + 8 / b).
+    PCS (scale 2 over 2 / 4-bit inputs): S replaced by each row's 2^e_c
+    (:func:`subfc16_pcs_exponents`); over one word (K b = 32) and N % 8 = 0, each row's C then
+    its words, rows one after the other, blocks of eight, the last row of each first.
 
     Arguments:
         layer: a dense layer of 2 / 4-bit weights where :func:`subfc16_scale` is nonzero.
@@ -89,7 +136,10 @@ def subfc16_weights(layer) -> np.ndarray:
             weight_zero_point=layer.weight_zero_point, in_zero_point=layer.in_zero_point),
             doubled=scale == 2)
     off = int(layer.in_zero_point) + ((1 << (xb - 1)) if layer.in_signed else 0)
-    const = ((scale * (bias - off * d.sum(axis=1))) % (1 << 32)).astype("<u4")
+    # each row's scale: S, or PCS's 2^e_c (subfc16_pcs_exponents; scale 2 names that form)
+    rs = (np.ones(n, np.int64) << subfc16_pcs_exponents(layer) if scale == 2
+          else np.full(n, scale, np.int64))
+    const = ((rs * (bias - off * d.sum(axis=1))) % (1 << 32)).astype("<u4")
     g = 32 // xb  # codes per input word
     words = -(-k // g)
     half = 0 < k % g <= g // 2  # a last word of at most half its codes: v | v << 8 (HALF)
@@ -97,15 +147,21 @@ def subfc16_weights(layer) -> np.ndarray:
     dp[:, :k] = d
     npairs = 16 // xb
     j = np.arange(npairs)
-    fac = scale >> (xb * (j % (8 // xb)))  # S / the lane pair's scale
+    fac = rs[:, None, None] >> (xb * (j % (8 // xb)))  # [n, 1, pair]: the row's scale / the lane's
 
     def pairs(codes, m):  # [n, words, 2m] -> [n, words, m / 2, 4]: lane pairs (x_j, x_{j+m})
-        lanes = np.stack([codes[..., :m] * fac[:m], codes[..., m:2 * m] * fac[:m]], axis=-1)
+        lanes = np.stack([codes[..., :m] * fac[..., :m], codes[..., m:2 * m] * fac[..., :m]],
+                         axis=-1)
         return lanes.reshape(n, codes.shape[1], m // 2, 4)  # per pair of lane pairs: 4 int16
 
     whole = pairs(dp.reshape(n, words, g)[:, :words - half], npairs)
     tail = pairs(dp.reshape(n, words, g)[:, words - 1:, :g // 2], npairs // 2) if half else None
     rows = 4 if int(layer.out_bits) == 2 else SUBFC16_ROWS
+    if scale == 2 and k * xb == 32 and n % 8 == 0:  # PCS over one word: each row C, its lanes
+        order = (np.arange(n) // 8 * 8 + 7 - np.arange(n) % 8)  # blocks of eight, last row first
+        return np.concatenate([np.concatenate([const[c:c + 1].view(np.uint8),
+                                               np.ascontiguousarray(whole[c], "<i2").view(
+                                                   np.uint8).ravel()]) for c in order])
     parts = []
     for c in range(0, n, rows):
         parts.append(const[c:c + rows].view(np.uint8))

@@ -1,0 +1,118 @@
+"""tn_m7_subfc16's PCS form (c/tn_m7_subfc.h; kernels_m7.subfc16.subfc16_pcs_exponents): rows
+of 2 / 4-bit inputs and 4 / 2-bit outputs scaled by 2^e_c, e_c = n0_c + 1 + R, so the floor
+requantization is SMMUL >> R for every channel; over one input word (K XB = 32, N % 8 = 0)
+rows of their own, eight a block. Bit-exact on the host and under QEMU: both paths (one word,
+blocks of six), 4 / 2-bit inputs (signed: EOR) and outputs (signed, z_out != 0), per-channel
+n0 of both signs and a uniform multiplier, the floor form and the other roundings' fallback
+(acc = T >> e_c), rows left unpacked (N % 6 = 1); layers outside the window keep the S form."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
+from tinyopt.deploy import mcu
+from tinyopt.deploy.kernels_m7 import subfc16
+
+from tests.test_kernels_m7 import chain, host_check
+from tests.test_kernels_m7_sub import _dense
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+
+# name: (rounding, input signed, input zero point, input bits, shape, layers, n0 per layer
+# (None: the calibrated ones), PCS per layer)
+PCS_CHAINS = {
+    "pcs_floor_u4": ("floor", False, 5, 4, (8,), [
+        _dense(16, 8, 4, 2, per_channel=True),                     # one word of nibbles, 2-bit out
+        _dense(8, 16, 4, 4, per_channel=True, out_signed=True, out_zero_point=-2),  # 2-bit in
+        _dense(13, 8, 2, 4, per_channel=True),   # signed 4-bit in (EOR), blocks of six, 13 % 6
+        _dense(24, 13, 4, 4, out_zero_point=3),  # two words: blocks of six, one multiplier
+        _dense(5, 24, 4, 32, out_signed=True, requantize=False)],
+        [[-3, -2, 0, -1], [-1, 0, -4, -2], [0, -2, -5, -1], None, None],
+        [True, True, True, True, False]),
+    "pcs_double_s4": ("tflite_double", True, -3, 4, (8,), [
+        _dense(16, 8, 4, 4, per_channel=True),        # one word, signed nibbles: fallback
+        _dense(7, 16, 4, 2, per_channel=True),        # blocks of six (one row left)
+        _dense(3, 7, 4, 32, out_signed=True, requantize=False)],
+        [[-2, -1, 0, -3], [-4, -2], None], [True, True, False]),
+}
+
+
+def _pcs_graph(name):
+    rounding, signed, zin, bits, shape, layers, n0s, _ = PCS_CHAINS[name]
+    g = chain(90 + len(name), layers, shape, bits, signed, zin, rounding)
+    for lay, n0 in zip(g.layers, n0s):
+        if n0 is not None:  # per channel: n0 of both signs cycled, m0 spread over [2^30, 2^31)
+            n = int(lay.out_channels)
+            lay.n0 = np.resize(np.asarray(n0, np.int8), n)
+            lay.m0 = ((1 << 30) + (np.arange(n, dtype=np.int64) * 0x2345677) % (1 << 30)).astype(
+                np.int32)
+    return g
+
+
+def test_pcs_chains_take_the_form():
+    """subfc16_scale names PCS (2) on exactly the layers meant, e_c = n0_c + 1 + R."""
+    for name, spec in PCS_CHAINS.items():
+        g = _pcs_graph(name)
+        for lay, want in zip(g.layers, spec[-1]):
+            e = subfc16.subfc16_pcs_exponents(lay)
+            assert (e is not None) == want and (subfc16.subfc16_scale(lay) == 2) == want, lay.name
+            if want:
+                n0 = np.broadcast_to(np.asarray(lay.n0, np.int64), e.shape)
+                assert np.array_equal(e, n0 + 1 + subfc16.SUBFC16_PCS_R), lay.name
+
+
+@pytest.mark.parametrize("name", sorted(PCS_CHAINS))
+def test_pcs_host_bitexact(tmp_path, name):
+    """The C equals the simulator on 40 inputs, every dense step on tn_m7_subfc16."""
+    g = _pcs_graph(name)
+    host_check(g, tmp_path)
+    src = (tmp_path / "src" / "model.c").read_text()
+    assert src.count("tn_m7_subfc16(") == len(g.layers), src
+
+
+def test_pcs_window():
+    """A channel outside the window (e_c below the lanes' scale log2 S; 2^e_c |d| >= 2^15)
+    leaves the layer on the S form (16), never a wrong scale."""
+    g = _pcs_graph("pcs_floor_u4")
+    lay = g.layers[0]
+    assert subfc16.subfc16_scale(lay) == 2
+    n0 = np.asarray(lay.n0).copy()
+    lay.n0 = np.where(np.arange(len(n0)) == 3, -8, n0).astype(np.int8)  # e_3 = 3 < 4
+    assert subfc16.subfc16_pcs_exponents(lay) is None and subfc16.subfc16_scale(lay) == 16
+    d, _ = subfc16._subfc16_rows(lay)
+    big = int(np.abs(d).max(axis=1).argmax())  # 2^12 |d| >= 2^15 where |d| >= 8
+    assert np.abs(d[big]).max() >= 8
+    lay.n0 = np.where(np.arange(len(n0)) == big, 1, n0).astype(np.int8)
+    assert subfc16.subfc16_pcs_exponents(lay) is None and subfc16.subfc16_scale(lay) == 16
+    lay.n0 = n0
+    assert subfc16.subfc16_scale(lay) == 2
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+def test_pcs_under_qemu(qemu, tmp_path):
+    """Both chains bit-exact under QEMU (the one-word assembly rows, the blocks of six)."""
+    for name in PCS_CHAINS:
+        g = _pcs_graph(name)
+        lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
+        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (4, *g.input_shape))
+        r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=4, mcu_images=3)
+        s = r["summary"]
+        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+
+
+@pytest.mark.slow  # compiles per level and float ABI
+@pytest.mark.parametrize("fpu", [False, True])
+def test_pcs_compiles_at_every_level(tmp_path, fpu):
+    """The one-word rows' statement (eight registers) and the PCS epilogue compile at the form
+    levels (every level with TINYOPT_ALL_LEVELS=1), soft float and with an FPU, -Wall -Wextra
+    -Werror."""
+    from tinyopt.deploy import codegen
+    from tests.test_build_levels import ARM, FORM_LEVELS, _arm_gcc, _compile
+    from tests.test_subfc_forms import SOFT
+    _arm_gcc()
+    e = codegen.export_c(_pcs_graph("pcs_floor_u4"), tmp_path / "src", kernels="m7")
+    for level in FORM_LEVELS:
+        _compile(ARM if fpu else SOFT, e, level, tmp_path)
