@@ -114,6 +114,9 @@ def test_softmax_fixed_point_is_close_to_float():
     (lambda g: setattr(g["cat"], "out_shape", (7, 8, 4)), "'cat'.*concatenation"),
     (lambda g: setattr(g["pad"], "padding", (1, 1, 1, 1)), "'pad'.*padded"),
     (lambda g: setattr(g["sum"], "m0", g["sum"].m0[:2]), "'sum'.*m0 must hold 3"),
+    # one m0 with per-channel n0: the C would requantize every channel by n0[0] (hG, session 17)
+    (lambda g: setattr(g["b"], "m0", g["b"].m0[:1]), "'b'.*m0 has 1 entries and n0 4"),
+    (lambda g: setattr(g["b"], "n0", g["b"].n0[:1]), "'b'.*m0 has 4 entries and n0 1"),
     (lambda g: setattr(g, "outputs", ["zz"]), "graph output 'zz'"),
 ])
 def test_validate_names_node_and_field(edit, match):

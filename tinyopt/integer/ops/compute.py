@@ -69,6 +69,11 @@ def check(layer: IntegerLayer, where: str) -> None:
         if arr.ndim != 1 or (len(arr) not in (1, c) or (name == "bias" and len(arr) != c)):
             raise ValueError(f"{where}: {name} must have 1 (per layer) or {c} (per "
                              f"channel) entries, got shape {arr.shape}")
+    if layer.requantize and len(layer.m0) != len(layer.n0):
+        # the simulator would broadcast one against the other, but the C holds one count for
+        # both (n_m): one m0 with per-channel n0 would requantize every channel by n0[0]
+        raise ValueError(f"{where}: m0 has {len(layer.m0)} entries and n0 {len(layer.n0)}; give "
+                         f"both per layer (1) or both per channel ({c}): repeat the single one")
     if layer.pad_mode not in PAD_MODES:
         raise ValueError(f"{where}: pad_mode must be one of {PAD_MODES}")
     if layer.kind == "dense" and tuple(layer.dilation) != (1, 1):
