@@ -189,7 +189,10 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * acc m0 / 2^32 (requant_floor's h, for n0 + 1 <= 0 no left shift), and the floor division
  * by 2^K of h + z_out 2^K is floor(h / 2^K) + z_out. DWQ = 3 (floor, some n0 >= 0): per
  * channel SL = max(n0 + 1, 0), K = max(-(n0 + 1), 0), out = SMMLA(acc << SL, m0, CC) >> K
- * (requant_floor's t = acc << n1; the export checks |acc| << SL < 2^31: no wrap). Then the
+ * (requant_floor's t = acc << n1; the export checks |acc| << SL < 2^31: no wrap), where
+ * acc << SL is formed by weights and a bias exported shifted left by SL (the bias in the
+ * blob's fourth word, CC = z_out 2^K formed from K: kernels_m7.dw3_plan), no shift per
+ * output. Then the
  * saturation to the OB-bit type (SSAT / USAT) and the clamp to [LO, HI]. DWQ = 0: tn_m7_out. Sub-byte outputs (OB = 2, 4;
  * G = 8 / OB codes a byte): 4-bit codes into their byte in one row pass of the G channels
  * (tn_dw3_put: the first plain, the second a read-modify-write); 2-bit codes first as bytes
@@ -267,7 +270,7 @@ static inline int32_t tn_dw3_sat(int32_t v, uint32_t OB, uint32_t OS)
 
 /* One output code of the row kernel from its accumulator (see above). */
 TN_INLINE int32_t tn_dw3_out(const tn_layer_t *l, int32_t acc, uint32_t c, int32_t m0, int32_t cc,
-                             uint32_t k, uint32_t sl, uint32_t DWQ, uint32_t DBL, uint32_t OB,
+                             uint32_t k, uint32_t DWQ, uint32_t DBL, uint32_t OB,
                              uint32_t OS, int32_t LO, int32_t HI, uint32_t NM, uint32_t ROUND,
                              TN_RQ_ARGS)
 {
@@ -275,8 +278,9 @@ TN_INLINE int32_t tn_dw3_out(const tn_layer_t *l, int32_t acc, uint32_t c, int32
     if (!DWQ) return tn_m7_out(l, acc, c, 1u, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
     if (DWQ == 2u) /* floor: (SMMLA(acc, m0, z_out 2^K)) >> K */
         v = tn_smmla(acc, m0, cc);
-    else if (DWQ == 3u) /* floor, n0 of both signs: SMMLA(acc << SL, m0, z_out 2^K) >> K */
-        v = tn_smmla((int32_t)((uint32_t)acc << sl), m0, cc);
+    else if (DWQ == 3u) /* floor, n0 of both signs: SMMLA(acc << SL, m0, z_out 2^K) >> K,
+                         * acc << SL formed by the shifted weights and bias */
+        v = ZP == 0 ? tn_smmul(acc, m0) : tn_smmla(acc, m0, cc);
     else /* acc: the accumulator, or twice it (DBL); the sign fix-up from its sign (one ADD
           * with a shifted operand) */
         v = tn_smmlar(DBL ? acc : (int32_t)((uint32_t)acc << 1), m0,
@@ -621,14 +625,17 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
     A0 = tn_dw3_dbl(A0, DBL), B0 = tn_dw3_dbl(B0, DBL), A1 = tn_dw3_dbl(A1, DBL);
     B1 = tn_dw3_dbl(B1, DBL), A2 = tn_dw3_dbl(A2, DBL), B2 = tn_dw3_dbl(B2, DBL);
     {
-    const int32_t bias = (int32_t)((uint32_t)bp[c] << DBL);
+    /* DWQ = 3: the bias shifted left by SL in the blob's fourth word (the weights are too:
+     * requant_floor's left shift n0 + 1 of the accumulator, n0 >= 0), CC = z_out 2^K formed
+     * here */
+    const int32_t bias = DWQ == 3u ? (int32_t)tn_ld32(wb + (WIDE ? 24u : 12u))
+                                   : (int32_t)((uint32_t)bp[c] << DBL);
     const int32_t m0 = DWQ ? (NM == 1u ? M0 : mp[c]) : 0;
-    const int32_t cc = DWQ ? (int32_t)tn_ld32(wb + (WIDE ? 24u : 12u)) : 0;
     const int32_t n0 = DWQ ? (NM == 1u ? N0 : (int32_t)np[c]) : 0;
     const uint32_t k = DWQ == 1u ? (uint32_t)(-n0) : DWQ == 2u ? (uint32_t)(-(n0 + 1))
                        : DWQ == 3u && n0 < -1 ? (uint32_t)(-(n0 + 1)) : 0u;
-    /* DWQ = 3: requant_floor's left shift n0 + 1 of the accumulator (n0 >= 0) */
-    const uint32_t sl = DWQ == 3u && n0 >= 0 ? (uint32_t)(n0 + 1) : 0u;
+    const int32_t cc = DWQ == 3u ? (int32_t)((uint32_t)ZP << k)
+                       : DWQ ? (int32_t)tn_ld32(wb + (WIDE ? 24u : 12u)) : 0;
     const uint32_t D01 = tn_dw3_pack_hi(B0, B1); /* (d_02, d_12): stride 2 */
     const uint32_t *pq = p;
     /* words per two outputs: SW column pairs of the plane, or a chunk (CH: stride 2, 8-bit
@@ -661,16 +668,16 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
             a0 = tn_dw3_smlabt(p1, B2, tn_smlad(p0, A2, a0));
             a1 = tn_dw3_smlabt(p2, B2, tn_smlad(p1, A2, a1));
         }
-        tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, sl, DWQ, DBL, OB, OS, LO, HI, NM, ROUND,
+        tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND,
                                  TN_RQ), OB, OS, SH);
-        tn_dw3_put(o + OP, tn_dw3_out(l, a1, c, m0, cc, k, sl, DWQ, DBL, OB, OS, LO, HI, NM,
+        tn_dw3_put(o + OP, tn_dw3_out(l, a1, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM,
                                       ROUND, TN_RQ), OB, OS, SH);
     }
     if (OW & 1) { /* the last output alone (its column (OW - 1) SW is even) */
         int32_t a0 = tn_dw3_smlabt(pq[R0 + 1], B0, tn_smlad(pq[R0], A0, bias));
         a0 = tn_dw3_smlabt(pq[R1 + 1], B1, tn_smlad(pq[R1], A1, a0));
         a0 = tn_dw3_smlabt(pq[R2 + 1], B2, tn_smlad(pq[R2], A2, a0));
-        tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, sl, DWQ, DBL, OB, OS, LO, HI, NM, ROUND,
+        tn_dw3_put(o, tn_dw3_out(l, a0, c, m0, cc, k, DWQ, DBL, OB, OS, LO, HI, NM, ROUND,
                                  TN_RQ), OB, OS, SH);
     }
     }
@@ -1013,14 +1020,18 @@ TN_INLINE void tn_dw3_widen(const tn_layer_t *l, uint32_t *t, uint32_t C0, uint3
     for (uint32_t c = 0; c < CB; c++, t += WIDE ? 7u : 4u) {
         const uint32_t ch = C0 + c;
         const uint32_t zw = NWZP == 1u ? (uint32_t)ZW : (uint32_t)l->wzp[ch];
+        const int32_t n0 = NM == 1u ? N0 : (int32_t)l->n0[ch];
+        /* DWQ 3: the weights and the bias shifted left by SL = max(n0 + 1, 0) (dw3_plan checked
+         * that they fit) */
+        const uint32_t sl = DWQ == 3u && n0 >= 0 ? (uint32_t)(n0 + 1) : 0u;
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
         for (uint32_t r = 0; r < 3u; r++) {
             /* d = w - z_w of kernel row r's three taps */
-            const uint32_t d0 = (uint32_t)tn_get(lw + (3u * r) * RB, ch, B, 0u) - zw;
-            const uint32_t d1 = (uint32_t)tn_get(lw + (3u * r + 1u) * RB, ch, B, 0u) - zw;
-            const uint32_t d2 = (uint32_t)tn_get(lw + (3u * r + 2u) * RB, ch, B, 0u) - zw;
+            const uint32_t d0 = ((uint32_t)tn_get(lw + (3u * r) * RB, ch, B, 0u) - zw) << sl;
+            const uint32_t d1 = ((uint32_t)tn_get(lw + (3u * r + 1u) * RB, ch, B, 0u) - zw) << sl;
+            const uint32_t d2 = ((uint32_t)tn_get(lw + (3u * r + 2u) * RB, ch, B, 0u) - zw) << sl;
             if (WIDE) { /* (d0, d1), (d1, d2) as int16 pairs */
                 t[2u * r] = (d0 & 0xFFFFu) | (d1 << 16);
                 t[2u * r + 1u] = (d1 & 0xFFFFu) | (d2 << 16);
@@ -1029,7 +1040,6 @@ TN_INLINE void tn_dw3_widen(const tn_layer_t *l, uint32_t *t, uint32_t C0, uint3
             }
         }
         {
-            const int32_t n0 = NM == 1u ? N0 : (int32_t)l->n0[ch];
             /* K of tn_dw3_channel: -n0 (DWQ 1), -(n0 + 1) (2), max(-(n0 + 1), 0) (3) */
             const uint32_t k = DWQ == 1u ? (uint32_t)(-n0)
                                : n0 < -1 ? (uint32_t)(-(n0 + 1)) : 0u;
@@ -1037,7 +1047,8 @@ TN_INLINE void tn_dw3_widen(const tn_layer_t *l, uint32_t *t, uint32_t C0, uint3
             /* DWQ 1 (TFLite double rounding) for completeness: the tail form runs "floor"
              * graphs only (steps._plan_roomy_kernels), so no test reaches it */
             if (DWQ == 1u) cc += 1u << (k - 1u);
-            t[WIDE ? 6u : 3u] = DWQ ? cc : 0u;
+            /* DWQ 3: the shifted bias in CC's place (tn_dw3_channel forms CC from K) */
+            t[WIDE ? 6u : 3u] = DWQ == 3u ? (uint32_t)l->bias[ch] << sl : DWQ ? cc : 0u;
         }
     }
 }
