@@ -21,6 +21,11 @@ TN_INLINE void tn_m7_dw_group(const tn_layer_t *l, const uint8_t *in, int32_t *a
     /* the input word path: inputs packed like the weights (8-bit, or unsigned sub-byte); else
      * each input element is read on its own (XB bits) and paired in the weights' lane order */
     const uint32_t wordx = XB == B && (B == 8u || !XS);
+    /* 8-bit inputs beside 4-bit weights (w4a8): the group's 8 channels are two input words,
+     * paired per tap into the weights' lane order (e_s, e_s+4) by UXTAB16 / SXTAB16 and two
+     * halfword packs (PKHBT / PKHTB): 10 instructions for the 8 inputs of a tap where reading
+     * each on its own took about 24 (--subbyte: w4a8 at 1.15-1.23 x its w8a8 instructions) */
+    const uint32_t wpair = XB == 8u && B == 4u;
     /* n channels per word in n / 2 lane pairs, taken in passes of at most 4 pairs (8
      * accumulators stay in registers; 2-bit words are read twice) */
     const uint32_t n = 32u / B, half = n / 2u, pairs = half < 4u ? half : 4u;
@@ -30,7 +35,7 @@ TN_INLINE void tn_m7_dw_group(const tn_layer_t *l, const uint8_t *in, int32_t *a
     /* the pixel (y0, x0) of this channel group (may lie outside the image: only formed, read
      * at taps inside it) */
     const int32_t e0 = (y0 * W + x0) * (int32_t)C + (int32_t)(cg * n);
-    const uint8_t *xg = in + (wordx ? e0 * (int32_t)B / 8 : 0);
+    const uint8_t *xg = in + (wordx ? e0 * (int32_t)B / 8 : wpair ? e0 : 0);
     (void)zx2;
 #if defined(__GNUC__)
 #pragma GCC unroll 1
@@ -54,18 +59,30 @@ TN_INLINE void tn_m7_dw_group(const tn_layer_t *l, const uint8_t *in, int32_t *a
             for (int32_t kx = 0; kx < KW; kx++) {
                 const int inside = INTERIOR || (y0 + ky >= 0 && y0 + ky < H && x0 + kx >= 0
                                                 && x0 + kx < W);
-                uint32_t xu = 0, wu;
+                uint32_t xu = 0, wu, x4[4] = {0u, 0u, 0u, 0u};
                 if (!inside && (!PADZERO || ZX == 0))
                     continue; /* a padded tap holding the zero point (or 0 = z_x) adds nothing */
                 wu = tn_ld32(wg + (uint32_t)(ky * KW + kx) * RB);
                 if (inside && wordx)
                     xu = tn_ld32(xg + (ky * W + kx) * (int32_t)C * (int32_t)B / 8);
+                if (inside && wpair) { /* (x_s - z_x, x_s+4 - z_x), s = 0 .. 3 */
+                    const uint8_t *xp8 = xg + (ky * W + kx) * (int32_t)C;
+                    const uint32_t w0 = tn_ld32(xp8), w1 = tn_ld32(xp8 + 4);
+                    const uint32_t u0 = XS ? tn_sxtab16(nzx2, w0) : tn_uxtab16(nzx2, w0);
+                    const uint32_t u1 = XS ? tn_sxtab16(nzx2, w1) : tn_uxtab16(nzx2, w1);
+                    const uint32_t v0 = XS ? tn_sxtab16_ror8(nzx2, w0) : tn_uxtab16_ror8(nzx2, w0);
+                    const uint32_t v1 = XS ? tn_sxtab16_ror8(nzx2, w1) : tn_uxtab16_ror8(nzx2, w1);
+                    x4[0] = (u0 & 0xFFFFu) | (u1 << 16), x4[2] = (u0 >> 16) | (u1 & 0xFFFF0000u);
+                    x4[1] = (v0 & 0xFFFFu) | (v1 << 16), x4[3] = (v0 >> 16) | (v1 & 0xFFFF0000u);
+                }
                 TN_UNROLL
                 for (uint32_t j = 0; j < pairs; j++) {
                     const uint32_t s = p * pairs + j;
                     uint32_t xp;
                     if (!inside) {
                         xp = nzx2; /* integer 0 padding: x' = -z_x */
+                    } else if (wpair) {
+                        xp = x4[s];
                     } else if (!wordx) {
                         const uint32_t e = (uint32_t)(e0 + (ky * W + kx) * (int32_t)C);
                         const int32_t lo = tn_get(in, e + s, XB, XS) - ZX;
@@ -588,6 +605,119 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
     }
 }
 
+#if TN_M7_ASM
+/* tn_dw3_channel at stride 1 or 2 in assembly (TN_DW3_FITS1: compact weights, DWQ 2 / 3 with
+ * z_out = 0, no clamp inside the type's range, 6+ outputs, immediates in range): two outputs
+ * take 27 instructions at stride 1, 29 at stride 2 (+4 for a code above a byte's first: the
+ * read-modify-write) where GCC's code took 34 to 39 (it spilled two of the 16 values the loop
+ * holds), and the channel's set-up 10 where GCC's took about 35 (VWW w4a4, 6 x 6 x 128).
+ * Fourteen registers hold the six weight registers A0 .. B2, m0, K, the plane pointer p (the
+ * kernel rows at immediate offsets R0 .. R2, advanced SW words per two outputs), o, two
+ * accumulators and two temporaries; an 8-byte block of stack the code reserves itself holds
+ * the bias ([sp], one LDR per two outputs: the accumulators start from it) and the loop's end
+ * ([sp, #4]). On entry A0, A1, A2 hold the
+ * weight words of the kernel rows at R0, R1, R2, a0 the bias. */
+/* kernel row R (A = (d0, d1), B = (d1, d2)) into both accumulators: stride 1 from
+ * p0 = (x0, x1), p1 = (x2, x3): a0 += p0 . A + x2 d2, a1 += p1 . B + x1 d0; stride 2 (p2 =
+ * (x4, x5) two words on): a0 += p0 . A + x2 d2, a1 += p1 . A + x4 d2. ACC1: a1's running sum
+ * (a0 on the first row: both start from the bias) */
+#define TN_DW3_CHAN1_MAC(R, A, B, ACC1)                                                        \
+    "ldrd %[t0], %[t1], [%[p], #(" R " * 4)]\n\t"                                              \
+    ".if %c[sw] == 1\n\t"                                                                      \
+    "smlad %[a1], %[t1], %[" B "], %[" ACC1 "]\n\t"                                            \
+    "smlad %[a0], %[t0], %[" A "], %[a0]\n\t"                                                  \
+    "smlabt %[a0], %[t1], %[" B "], %[a0]\n\t"                                                 \
+    "smlatb %[a1], %[t0], %[" A "], %[a1]\n\t"                                                 \
+    ".else\n\t"                                                                                \
+    "smlad %[a1], %[t1], %[" A "], %[" ACC1 "]\n\t"                                            \
+    "smlad %[a0], %[t0], %[" A "], %[a0]\n\t"                                                  \
+    "ldr %[t0], [%[p], #(" R " * 4 + 8)]\n\t"                                                  \
+    "smlabt %[a0], %[t1], %[" B "], %[a0]\n\t"                                                 \
+    "smlabt %[a1], %[t0], %[" B "], %[a1]\n\t"                                                 \
+    ".endif\n\t"
+#define TN_DW3_CHAN1_ONE(R, A, B)                                                              \
+    "ldrd %[t0], %[t1], [%[p], #(" R " * 4)]\n\t"                                              \
+    "smlad %[a0], %[t0], %[" A "], %[a0]\n\t"                                                  \
+    "smlabt %[a0], %[t1], %[" B "], %[a0]\n\t"
+/* the code of accumulator a (after SMMUL, ASR, SAT) masked to OB bits when signed below the
+ * byte's top (tn_dw3_put) */
+#define TN_DW3_CHAN1_RQ(SAT, a)                                                                \
+    "smmul %[" a "], %[" a "], %[m0]\n\t"                                                      \
+    "asr %[" a "], %[" a "], %[k]\n\t"                                                         \
+    SAT " %[" a "], #%c[ob], %[" a "]\n\t"                                                     \
+    ".if %c[msk]\n\t"                                                                          \
+    "and %[" a "], %[" a "], #((1 << %c[ob]) - 1)\n\t"                                         \
+    ".endif\n\t"
+#define TN_DW3_CHAN1_ASM(SAT)                                                                  \
+    "sub sp, sp, #8\n\t"                                                                       \
+    "str %[a0], [sp]\n\t"                                                                      \
+    "add %[t1], %[p], #(%c[ow] / 2 * %c[sw] * 4)\n\t"                                          \
+    "str %[t1], [sp, #4]\n\t"                                                                  \
+    "sxtb16 %[B0], %[A0], ror #8\n\t"                                                          \
+    "sxtb16 %[A0], %[A0]\n\t"                                                                  \
+    "sxtb16 %[B1], %[A1], ror #8\n\t"                                                          \
+    "sxtb16 %[A1], %[A1]\n\t"                                                                  \
+    "sxtb16 %[B2], %[A2], ror #8\n\t"                                                          \
+    "sxtb16 %[A2], %[A2]\n"                                                                     \
+    "1:\n\t"                                                                                   \
+    "ldr %[a0], [sp]\n\t"                                                                      \
+    TN_DW3_CHAN1_MAC("%c[r0]", "A0", "B0", "a0")                                               \
+    TN_DW3_CHAN1_MAC("%c[r1]", "A1", "B1", "a1")                                               \
+    TN_DW3_CHAN1_MAC("%c[r2]", "A2", "B2", "a1")                                               \
+    "add %[p], %[p], #(%c[sw] * 4)\n\t"                                                        \
+    TN_DW3_CHAN1_RQ(SAT, "a0") TN_DW3_CHAN1_RQ(SAT, "a1")                                      \
+    ".if %c[sh]\n\t"                                                                           \
+    "ldrb %[t0], [%[o]]\n\t"                                                                   \
+    "ldrb %[t1], [%[o], #%c[op]]\n\t"                                                          \
+    "orr %[a0], %[t0], %[a0], lsl #%c[sh]\n\t"                                                 \
+    "orr %[a1], %[t1], %[a1], lsl #%c[sh]\n\t"                                                 \
+    ".endif\n\t"                                                                               \
+    "strb %[a1], [%[o], #%c[op]]\n\t"                                                          \
+    ".if 2 * %c[op] <= 255\n\t"                                                                \
+    "strb %[a0], [%[o]], #(2 * %c[op])\n\t"                                                    \
+    ".else\n\t"                                                                                \
+    "strb %[a0], [%[o]]\n\t"                                                                   \
+    "add %[o], %[o], #(2 * %c[op])\n\t"                                                        \
+    ".endif\n\t"                                                                               \
+    "ldr %[t0], [sp, #4]\n\t"                                                                  \
+    "cmp %[p], %[t0]\n\t"                                                                      \
+    "bne 1b\n\t"                                                                               \
+    ".if %c[ow] & 1\n\t"                                                                       \
+    "ldr %[a0], [sp]\n\t"                                                                      \
+    TN_DW3_CHAN1_ONE("%c[r0]", "A0", "B0")                                                     \
+    TN_DW3_CHAN1_ONE("%c[r1]", "A1", "B1")                                                     \
+    TN_DW3_CHAN1_ONE("%c[r2]", "A2", "B2")                                                     \
+    TN_DW3_CHAN1_RQ(SAT, "a0")                                                                 \
+    ".if %c[sh]\n\t"                                                                           \
+    "ldrb %[t0], [%[o]]\n\t"                                                                   \
+    "orr %[a0], %[t0], %[a0], lsl #%c[sh]\n\t"                                                 \
+    ".endif\n\t"                                                                               \
+    "strb %[a0], [%[o]]\n\t"                                                                   \
+    ".endif\n\t"                                                                               \
+    "add sp, sp, #8\n\t"
+#define TN_DW3_CHAN1(SAT)                                                                      \
+    __asm__ volatile(TN_DW3_CHAN1_ASM(SAT)                                                     \
+                     : [A0] "+&r"(A0), [B0] "=&r"(B0), [A1] "+&r"(A1), [B1] "=&r"(B1),         \
+                       [A2] "+&r"(A2), [B2] "=&r"(B2), [p] "+&r"(pq), [o] "+&r"(o),            \
+                       [a0] "+&r"(a0), [a1] "=&r"(a1), [t0] "=&r"(t0), [t1] "=&r"(t1)          \
+                     : [m0] "r"(m0), [k] "r"(k), [r0] "i"(R0), [r1] "i"(R1), [r2] "i"(R2),     \
+                       [op] "i"(OP), [sh] "i"(SH),                                             \
+                       [ob] "i"(OB), [ow] "i"(OW), [sw] "i"(SW),                               \
+                       [msk] "i"(OS && SH + OB < 8u ? 1u : 0u)                                 \
+                     : "memory", "cc")
+/* Does tn_dw3_chan1 run this channel (see above; LDRD's offsets within 1020 bytes, STRB's
+ * within 4095, every immediate a constant: not at -Og, whose loops over the codes of a byte
+ * stay rolled)? At least 6 outputs per row: below, GCC's code, straight-line and without the
+ * stack block, took fewer (measured: DS-CNN w4a4's 5 outputs 224,876 vs 234,715 instructions a
+ * layer, VWW's 3 x 3 x 256 65,679 vs 69,639). */
+#define TN_DW3_FITS1(SW, CH, WIDE, DWQ, ZP, OB, OS, LO, HI, R0, R1, R2, OP, SH, OW)           \
+    (!(CH) && !(WIDE) && ((DWQ) == 2u || (DWQ) == 3u) && (ZP) == 0                          \
+     && (LO) == ((OS) ? -(1 << ((OB) - 1u)) : 0)                                                \
+     && (HI) == ((OS) ? (1 << ((OB) - 1u)) - 1 : (1 << (OB)) - 1) && (R0) <= 253u             \
+     && (R1) <= 253u && (R2) <= 253u && (OP) <= 4095u && (OW) >= 6                           \
+     && __builtin_constant_p((R0) + (R1) + (R2) + (OP) + (SH) + (OB) + (OS) + (OW) + (SW)))
+#endif
+
 /* One channel of one output row: OW outputs from its planes at p (word aligned), kernel row r
  * in the plane at word offset Rr (constants: one pointer, immediate offsets, LDRD pairs);
  * outputs at o, one pixel every OP bytes, the channel's code at bit SH of its byte. */
@@ -611,6 +741,23 @@ TN_INLINE void tn_dw3_channel(const tn_layer_t *l, const uint8_t *wp, const int3
      * 2 acc, which tn_dw3_out's SMMLAR takes without a shift per output */
     const uint32_t DBL = DWQ == 1u && OW >= 8;
     uint32_t A0, B0, A1, B1, A2, B2;
+#if TN_M7_ASM
+    if (TN_DW3_FITS1(SW, CH, WIDE, DWQ, ZP, OB, OS, LO, HI, R0, R1, R2, OP, SH, OW)) {
+        /* K = max(-(n0 + 1), 0) (DWQ 2: every n0 <= -1) by one USAT */
+        const uint32_t k = tn_usat5(~(NM == 1u ? N0 : (int32_t)np[c]));
+        const int32_t m0 = NM == 1u ? M0 : mp[c];
+        const uint32_t *pq = p;
+        uint32_t a0 = DWQ == 3u ? tn_ld32(wb + 12u) : (uint32_t)bp[c], a1, t0, t1;
+        /* the weight words of the planes' kernel rows (K0 .. K2 change per row in the tail
+         * form: loaded here) */
+        A0 = tn_ld32(wb + 4u * K0), A1 = tn_ld32(wb + 4u * K1), A2 = tn_ld32(wb + 4u * K2);
+        if (OS) TN_DW3_CHAN1("ssat");
+        else TN_DW3_CHAN1("usat");
+        (void)A0, (void)B0, (void)A1, (void)B1, (void)A2, (void)B2, (void)pq, (void)o;
+        (void)a0, (void)a1, (void)t0, (void)t1;
+        return;
+    }
+#endif
     if (WIDE) {
         A0 = tn_ld32(wb + K0 * WR), B0 = tn_ld32(wb + K0 * WR + 4u);
         A1 = tn_ld32(wb + K1 * WR), B1 = tn_ld32(wb + K1 * WR + 4u);
