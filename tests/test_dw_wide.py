@@ -1,0 +1,143 @@
+"""The 3x3 depthwise row kernel (tn_m7_dw3, c/tn_m7_dw.h) on sub-byte Keras-path ("floor")
+graphs with per-channel multipliers: DWQ 3's left shift SL = max(n0 + 1, 0) folded into the
+exported weights and bias (kernels_m7.dw3_plan; int8 bytes, or int16 pairs when the shifted
+bytes overflow), and the assembly channel loop tn_dw3_chan1 (strides 1 and 2, 4+ outputs per
+row, DWQ 2 / 3 with z_out = 0); and tn_m7_depthwise's 8-bit inputs beside 4-bit weights (w4a8:
+the input words paired into the weights' lane order): bit-exact with tinyopt.sim on the host
+(the C twins) and under QEMU (the assembly), in the full form and the tail form (whose weights
+rotate per row; the w4a8 step, 8-bit in and out, has no tail form: tn_m7_depthwise)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.test_dw_sub import _dwr, _forms, _head
+from tests.test_kernels_m7 import chain, host_check
+from tinyopt.deploy import codegen, kernels_m7, mcu
+from tinyopt.integer import steps as steps_mod
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
+
+C = 128
+# 4-bit inputs, 128 channels (a pixel of 8-bit codes is 128 bytes: STRB's post-index cannot
+# step two of them, the assembly's other store form): stride 1 with an odd width (the lone last
+# output) and 4-bit codes at both nibbles of a byte; stride 2 to signed 8-bit outputs; signed
+# 8-bit inputs beside 4-bit weights (w4a8); 8-bit inputs to 2-bit outputs (the dead slot's
+# bytes); signed 4-bit outputs (the masked low code); asymmetric 8-bit weights (int16 pairs)
+LAYERS = [
+    _dwr(C, 6, 13, 4, 4, per_channel=True, icn=True),
+    _dwr(C, 6, 13, 2, 8, stride=2, per_channel=True, icn=True, out_signed=True),
+    _dwr(C, 3, 7, 4, 8, per_channel=True, icn=True, out_signed=True),
+    _dwr(C, 3, 7, 2, 2, per_channel=True, icn=True),
+    _dwr(C, 3, 7, 4, 4, per_channel=True, icn=True, out_signed=True),
+    _dwr(C, 3, 7, 8, 4, per_channel=True, icn=True),
+    *_head(3 * 7 * C)]
+# (DWQ, WIDE) of each depthwise layer: 2 = every n0 <= -1; 3 = n0 of both signs, SL folded
+PLANS = [(2, 0), (3, 0), (2, 0), (2, 0), (3, 0), (3, 1)]
+
+
+def _graph():
+    """The chain, its multipliers moved where trained models have them (n0 of both signs, up
+    to 1, in l1, l4 and l5: the calibration of random weights gives n0 >= 1 or <= -2 in each
+    layer; l5's scale kept, m0 halved per step up)."""
+    g = chain(0, LAYERS, (6, 13, C), 4, False, 0, "floor")
+    for k in (1, 4, 5):
+        lay = g.layers[k]
+        n0, m0 = np.asarray(lay.n0), np.asarray(lay.m0)
+        up = 1 - int(n0.max())
+        lay.n0 = (n0 + up).astype(n0.dtype)
+        if up > 0:
+            lay.m0 = (m0 >> up).astype(m0.dtype)
+    g.validate()
+    return g
+
+
+@pytest.fixture(params=["full", "tail"])
+def form(request, monkeypatch):
+    """full: every depthwise step on the full form (the planner's rule off); tail: the plan's
+    choice, the tail form where the scratch is not free (l0, l1, l2, l4)."""
+    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", request.param == "tail")
+    return request.param
+
+
+def test_dw_wide_plans_and_weights(monkeypatch):
+    """dw3_plan's forms (every step on the row kernel), and the exported words of DWQ 3:
+    (w - z_w) << SL per channel (int8 [d0, d1, d1, d2] per kernel row, or int16 pairs), then
+    bias << SL."""
+    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+    g = _graph()
+    steps, _ = steps_mod.memory_plan(g)
+    dws = [s for s in steps if s.layer.kind == "depthwise"]
+    plans = [kernels_m7.dw3_plan(s, g.rounding) for s in dws]
+    assert [(p["DWQ"], p["WIDE"]) for p in plans] == PLANS
+    for s, p in zip(dws, plans):
+        lay = s.layer
+        n0 = np.asarray(lay.n0, np.int64)
+        if p["DWQ"] != 3:
+            assert np.asarray(p["CC"]).ndim == 1
+            continue
+        sl = np.maximum(n0 + 1, 0)
+        assert sl.max() >= 1 and n0.min() < -1, "SL and K both used"
+        assert list(p["CC"][1]) == list(sl)
+        blob = kernels_m7.dw3_weights(lay, p["CC"], bool(p["WIDE"]), lean=False)
+        d = (lay.unpacked_weights().astype(np.int64).reshape(3, 3, C)
+             - np.atleast_1d(lay.weight_zero_point)[None, None, :]) << sl[None, None, :]
+        bias = np.asarray(lay.bias, np.int64) << sl
+        if p["WIDE"]:
+            rows = blob.reshape(C, 28)
+            lanes = rows[:, :24].copy().view("<i2").reshape(C, 3, 4)
+        else:
+            rows = blob.reshape(C, 16)
+            lanes = rows[:, :12].copy().view(np.int8).reshape(C, 3, 4)
+        want = np.stack([d[:, 0], d[:, 1], d[:, 1], d[:, 2]], axis=1).transpose(2, 0, 1)
+        assert np.array_equal(lanes, want), s.name
+        assert np.array_equal(rows[:, -4:].copy().view("<i4")[:, 0], bias), s.name
+
+
+def test_dw_wide_host_bitexact(tmp_path, form):
+    g = _graph()
+    host_check(g, tmp_path, n=16)
+    text = _c_text(tmp_path)
+    forms = _forms(text)
+    tails = [cb < c for c, cb, _ in forms]
+    # tail: l2 (w4a8, 8-bit in and out) on tn_m7_depthwise, l4's scratch free (the full form)
+    assert tails == ([True, True, True, False, True] if form == "tail" else [False] * 6), forms
+    assert text.count("tn_m7_depthwise(l,") == (form == "tail")
+
+
+def _c_text(tmp_path) -> str:
+    return "".join(p.read_text() for p in (tmp_path / "src").glob("*.c"))
+
+
+@pytest.mark.slow  # a QEMU build and run per form
+def test_dw_wide_under_qemu(qemu, tmp_path, form):
+    """The Cortex-M7 build (tn_dw3_chan1's assembly, which the host build does not compile)
+    bit-exact with the simulator under QEMU, full form and tail form."""
+    g = _graph()
+    x = np.random.default_rng(8).integers(0, 16, (3, 6, 13, C))
+    r = mcu.deploy(g, x, tmp_path, name="wide", host_images=3, mcu_images=3)
+    s = r["summary"]
+    assert s["mcu_images"] == 3 and s["mcu_mismatching_values"] == 0
+    assert s["host_mismatching_values"] == 0
+    assert len(_forms((tmp_path / "wide" / "src" / "model.c").read_text())) == 5 + (form == "full")
+
+
+@pytest.mark.slow  # a Cortex-M7 compile per level
+@pytest.mark.parametrize("abi", ["hard", "soft"])
+def test_dw_wide_compiles_at_every_level(tmp_path, abi):
+    """model.c of both forms at each GCC level, with an FPU (hard float, fpv5-d16) and soft
+    float (our QEMU builds' ABI): tn_dw3_chan1 takes 14 registers."""
+    from tests.test_build_levels import ARM, FORM_LEVELS, _arm_gcc, _compile
+    _arm_gcc()
+    flags = ARM if abi == "hard" else tuple(
+        f for f in ARM if not f.startswith(("-mfpu", "-mfloat-abi"))) + ("-mfloat-abi=soft",)
+    for tail in (False, True):
+        steps_mod.SCRATCH_ONLY_WHERE_FREE = tail
+        try:
+            export = codegen.export_c(_graph(), tmp_path / str(tail), kernels="m7")
+        finally:
+            steps_mod.SCRATCH_ONLY_WHERE_FREE = True
+        for level in FORM_LEVELS:
+            _compile(flags, export, level, tmp_path)
