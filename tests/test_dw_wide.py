@@ -2,7 +2,7 @@
 graphs with per-channel multipliers: DWQ 3's left shift SL = max(n0 + 1, 0) folded into the
 exported weights and bias (kernels_m7.dw3_plan; int8 bytes, or int16 pairs when the shifted
 bytes overflow), and the assembly channel loop tn_dw3_chan1 (strides 1 and 2, 4+ outputs per
-row, DWQ 2 / 3 with z_out = 0); and tn_m7_depthwise's 8-bit inputs beside 4-bit weights (w4a8:
+row, DWQ 2 / 3); and tn_m7_depthwise's 8-bit inputs beside 4-bit weights (w4a8:
 the input words paired into the weights' lane order): bit-exact with tinyopt.sim on the host
 (the C twins) and under QEMU (the assembly), in the full form and the tail form (whose weights
 rotate per row; the w4a8 step, 8-bit in and out, has no tail form: tn_m7_depthwise)."""
@@ -25,12 +25,13 @@ C = 128
 # step two of them, the assembly's other store form): stride 1 with an odd width (the lone last
 # output) and 4-bit codes at both nibbles of a byte; stride 2 to signed 8-bit outputs; signed
 # 8-bit inputs beside 4-bit weights (w4a8); 8-bit inputs to 2-bit outputs (the dead slot's
-# bytes); signed 4-bit outputs (the masked low code); asymmetric 8-bit weights (int16 pairs)
+# bytes); signed 4-bit outputs (the masked low code); asymmetric 8-bit weights (int16 pairs);
+# output zero points below and above 0 (added after the shift)
 LAYERS = [
     _dwr(C, 6, 13, 4, 4, per_channel=True, icn=True),
     _dwr(C, 6, 13, 2, 8, stride=2, per_channel=True, icn=True, out_signed=True),
-    _dwr(C, 3, 7, 4, 8, per_channel=True, icn=True, out_signed=True),
-    _dwr(C, 3, 7, 2, 2, per_channel=True, icn=True),
+    _dwr(C, 3, 7, 4, 8, per_channel=True, icn=True, out_signed=True, out_zero_point=-3),
+    _dwr(C, 3, 7, 2, 2, per_channel=True, icn=True, out_zero_point=1),
     _dwr(C, 3, 7, 4, 4, per_channel=True, icn=True, out_signed=True),
     _dwr(C, 3, 7, 8, 4, per_channel=True, icn=True),
     *_head(3 * 7 * C)]

@@ -621,7 +621,8 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
 
 #if TN_M7_ASM
 /* tn_dw3_channel at stride 1 or 2 in assembly (TN_DW3_FITS1: compact weights, DWQ 2 / 3 with
- * z_out = 0, no clamp inside the type's range, 6+ outputs, immediates in range): two outputs
+ * z_out added after the shift (floor((h + z_out 2^K) / 2^K) = floor(h / 2^K) + z_out), no
+ * clamp inside the type's range, 6+ outputs, immediates in range): two outputs
  * take 27 instructions at stride 1, 29 at stride 2 (+4 for a code above a byte's first: the
  * read-modify-write) where GCC's code took 34 to 39 (it spilled two of the 16 values the loop
  * holds), and the channel's set-up 10 where GCC's took about 35 (VWW w4a4, 6 x 6 x 128).
@@ -658,6 +659,11 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
 #define TN_DW3_CHAN1_RQ(SAT, a)                                                                \
     "smmul %[" a "], %[" a "], %[m0]\n\t"                                                      \
     "asr %[" a "], %[" a "], %[k]\n\t"                                                         \
+    ".if %c[zp] > 0\n\t"                                                                       \
+    "add %[" a "], %[" a "], #%c[zp]\n\t"                                                      \
+    ".elseif %c[zp] < 0\n\t"                                                                   \
+    "sub %[" a "], %[" a "], #-%c[zp]\n\t"                                                     \
+    ".endif\n\t"                                                                               \
     SAT " %[" a "], #%c[ob], %[" a "]\n\t"                                                     \
     ".if %c[msk]\n\t"                                                                          \
     "and %[" a "], %[" a "], #((1 << %c[ob]) - 1)\n\t"                                         \
@@ -723,7 +729,7 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
                      : [m0] "r"(m0), [k] "r"(k), [r0] "i"(R0), [r1] "i"(R1), [r2] "i"(R2),     \
                        [op] "i"(OP), [sh] "i"(SH),                                             \
                        [ob] "i"(OB), [ow] "i"(OW), [sw] "i"(SW),                               \
-                       [msk] "i"(OS && SH + OB < 8u ? 1u : 0u)                                 \
+                       [msk] "i"(OS && SH + OB < 8u ? 1u : 0u), [zp] "i"(ZP)                   \
                      : "memory", "cc")
 /* Does tn_dw3_chan1 run this channel (see above; LDRD's offsets within 1020 bytes, STRB's
  * within 4095, every immediate a constant: not at -Og, whose loops over the codes of a byte
@@ -731,11 +737,11 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
  * stack block, took fewer (measured: DS-CNN w4a4's 5 outputs 224,876 vs 234,715 instructions a
  * layer, VWW's 3 x 3 x 256 65,679 vs 69,639). */
 #define TN_DW3_FITS1(SW, CH, WIDE, DWQ, ZP, OB, OS, LO, HI, R0, R1, R2, OP, SH, OW)           \
-    (!(CH) && !(WIDE) && ((DWQ) == 2u || (DWQ) == 3u) && (ZP) == 0                          \
+    (!(CH) && !(WIDE) && ((DWQ) == 2u || (DWQ) == 3u) && (ZP) >= -255 && (ZP) <= 255          \
      && (LO) == ((OS) ? -(1 << ((OB) - 1u)) : 0)                                                \
      && (HI) == ((OS) ? (1 << ((OB) - 1u)) - 1 : (1 << (OB)) - 1) && (R0) <= 253u             \
      && (R1) <= 253u && (R2) <= 253u && (OP) <= 4095u && (OW) >= 6                           \
-     && __builtin_constant_p((R0) + (R1) + (R2) + (OP) + (SH) + (OB) + (OS) + (OW) + (SW)))
+     && __builtin_constant_p((R0) + (R1) + (R2) + (OP) + (SH) + (OB) + (OS) + (OW) + (SW) + (ZP)))
 #endif
 
 /* One channel of one output row: OW outputs from its planes at p (word aligned), kernel row r
