@@ -2,10 +2,10 @@
 graphs with per-channel multipliers: DWQ 3's left shift SL = max(n0 + 1, 0) folded into the
 exported weights and bias (kernels_m7.dw3_plan; int8 bytes, or int16 pairs when the shifted
 bytes overflow), and the assembly channel loop tn_dw3_chan1 (strides 1 and 2, 4+ outputs per
-row, DWQ 2 / 3); and tn_m7_depthwise's 8-bit inputs beside 4-bit weights (w4a8:
-the input words paired into the weights' lane order): bit-exact with tinyopt.sim on the host
-(the C twins) and under QEMU (the assembly), in the full form and the tail form (whose weights
-rotate per row; the w4a8 step, 8-bit in and out, has no tail form: tn_m7_depthwise)."""
+row, DWQ 2 / 3) and the sub-byte widening's four-pixel form (STRD): bit-exact with tinyopt.sim
+on the host (the C twins) and under QEMU (the assembly), in the full form and the tail form
+(whose weights rotate per row; the w4a8 step, 8-bit in and out, has no tail form: it runs
+tn_m7_depthwise there)."""
 from __future__ import annotations
 
 import shutil
@@ -22,14 +22,15 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on t
 
 C = 128
 # 4-bit inputs, 128 channels (a pixel of 8-bit codes is 128 bytes: STRB's post-index cannot
-# step two of them, the assembly's other store form): stride 1 with an odd width (the lone last
-# output) and 4-bit codes at both nibbles of a byte; stride 2 to signed 8-bit outputs; signed
+# step two of them, the assembly's other store form): stride 1 with 4-bit codes at both nibbles
+# of a byte; stride 2 (PL = 0: the widening's four-pixel STRD form, z_x = 1) to signed 8-bit
+# outputs, odd widths from there on (the lone last output and pixel); signed
 # 8-bit inputs beside 4-bit weights (w4a8); 8-bit inputs to 2-bit outputs (the dead slot's
 # bytes); signed 4-bit outputs (the masked low code); asymmetric 8-bit weights (int16 pairs);
 # output zero points below and above 0 (added after the shift)
 LAYERS = [
-    _dwr(C, 6, 13, 4, 4, per_channel=True, icn=True),
-    _dwr(C, 6, 13, 2, 8, stride=2, per_channel=True, icn=True, out_signed=True),
+    _dwr(C, 6, 14, 4, 4, per_channel=True, icn=True, out_zero_point=1),
+    _dwr(C, 6, 14, 2, 8, stride=2, per_channel=True, icn=True, out_signed=True),
     _dwr(C, 3, 7, 4, 8, per_channel=True, icn=True, out_signed=True, out_zero_point=-3),
     _dwr(C, 3, 7, 2, 2, per_channel=True, icn=True, out_zero_point=1),
     _dwr(C, 3, 7, 4, 4, per_channel=True, icn=True, out_signed=True),
@@ -43,7 +44,7 @@ def _graph():
     """The chain, its multipliers moved where trained models have them (n0 of both signs, up
     to 1, in l1, l4 and l5: the calibration of random weights gives n0 >= 1 or <= -2 in each
     layer; l5's scale kept, m0 halved per step up)."""
-    g = chain(0, LAYERS, (6, 13, C), 4, False, 0, "floor")
+    g = chain(0, LAYERS, (6, 14, C), 4, False, 0, "floor")
     for k in (1, 4, 5):
         lay = g.layers[k]
         n0, m0 = np.asarray(lay.n0), np.asarray(lay.m0)
@@ -103,8 +104,9 @@ def test_dw_wide_host_bitexact(tmp_path, form):
     text = _c_text(tmp_path)
     forms = _forms(text)
     tails = [cb < c for c, cb, _ in forms]
-    # tail: l2 (w4a8, 8-bit in and out) on tn_m7_depthwise, l4's scratch free (the full form)
-    assert tails == ([True, True, True, False, True] if form == "tail" else [False] * 6), forms
+    # tail: l2 (w4a8, 8-bit in and out) on tn_m7_depthwise, l4's and l5's scratch free (the
+    # full form)
+    assert tails == ([True, True, True, False, False] if form == "tail" else [False] * 6), forms
     assert text.count("tn_m7_depthwise(l,") == (form == "tail")
 
 
@@ -117,7 +119,7 @@ def test_dw_wide_under_qemu(qemu, tmp_path, form):
     """The Cortex-M7 build (tn_dw3_chan1's assembly, which the host build does not compile)
     bit-exact with the simulator under QEMU, full form and tail form."""
     g = _graph()
-    x = np.random.default_rng(8).integers(0, 16, (3, 6, 13, C))
+    x = np.random.default_rng(8).integers(0, 16, (3, 6, 14, C))
     r = mcu.deploy(g, x, tmp_path, name="wide", host_images=3, mcu_images=3)
     s = r["summary"]
     assert s["mcu_images"] == 3 and s["mcu_mismatching_values"] == 0
