@@ -700,18 +700,49 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
     ".if %c[msk]\n\t"                                                                          \
     "and %[" a "], %[" a "], #((1 << %c[ob]) - 1)\n\t"                                         \
     ".endif\n\t"
+/* the last output (column OW - 1) of an odd OW into a1 from the bias in a0 (OW < 4: before
+ * the pair, so that no stack block keeps the bias) */
+#define TN_DW3_CHAN1_ONE1(R, A, B, ACC)                                                        \
+    "ldrd %[t0], %[t1], [%[p], #(" R " * 4 + %c[ow] / 2 * %c[sw] * 4)]\n\t"                   \
+    "smlad %[a1], %[t0], %[" A "], %[" ACC "]\n\t"                                             \
+    "smlabt %[a1], %[t1], %[" B "], %[a1]\n\t"
 #define TN_DW3_CHAN1_ASM(SAT, LOAD)                                                            \
     LOAD                                                                                       \
-    "sub sp, sp, #8\n\t"                                                                       \
-    "str %[a0], [sp]\n\t"                                                                      \
-    "add %[t1], %[p], #(%c[ow] / 2 * %c[sw] * 4)\n\t"                                          \
-    "str %[t1], [sp, #4]\n\t"                                                                  \
     "sxtb16 %[B0], %[A0], ror #8\n\t"                                                          \
     "sxtb16 %[A0], %[A0]\n\t"                                                                  \
     "sxtb16 %[B1], %[A1], ror #8\n\t"                                                          \
     "sxtb16 %[A1], %[A1]\n\t"                                                                  \
     "sxtb16 %[B2], %[A2], ror #8\n\t"                                                          \
-    "sxtb16 %[A2], %[A2]\n"                                                                     \
+    "sxtb16 %[A2], %[A2]\n\t"                                                                  \
+    ".if %c[ow] < 4\n\t"                                                                       \
+    ".if %c[ow] & 1\n\t"                                                                       \
+    TN_DW3_CHAN1_ONE1("%c[r0]", "A0", "B0", "a0")                                              \
+    TN_DW3_CHAN1_ONE1("%c[r1]", "A1", "B1", "a1")                                              \
+    TN_DW3_CHAN1_ONE1("%c[r2]", "A2", "B2", "a1")                                              \
+    TN_DW3_CHAN1_RQ(SAT, "a1")                                                                 \
+    ".if %c[sh]\n\t"                                                                           \
+    "ldrb %[t0], [%[o], #(2 * %c[op])]\n\t"                                                    \
+    "orr %[a1], %[t0], %[a1], lsl #%c[sh]\n\t"                                                 \
+    ".endif\n\t"                                                                               \
+    "strb %[a1], [%[o], #(2 * %c[op])]\n\t"                                                    \
+    ".endif\n\t"                                                                               \
+    TN_DW3_CHAN1_MAC("%c[r0]", "A0", "B0", "a0")                                               \
+    TN_DW3_CHAN1_MAC("%c[r1]", "A1", "B1", "a1")                                               \
+    TN_DW3_CHAN1_MAC("%c[r2]", "A2", "B2", "a1")                                               \
+    TN_DW3_CHAN1_RQ(SAT, "a0") TN_DW3_CHAN1_RQ(SAT, "a1")                                      \
+    ".if %c[sh]\n\t"                                                                           \
+    "ldrb %[t0], [%[o]]\n\t"                                                                   \
+    "ldrb %[t1], [%[o], #%c[op]]\n\t"                                                          \
+    "orr %[a0], %[t0], %[a0], lsl #%c[sh]\n\t"                                                 \
+    "orr %[a1], %[t1], %[a1], lsl #%c[sh]\n\t"                                                 \
+    ".endif\n\t"                                                                               \
+    "strb %[a1], [%[o], #%c[op]]\n\t"                                                          \
+    "strb %[a0], [%[o]]\n\t"                                                                   \
+    ".else\n\t"                                                                                \
+    "sub sp, sp, #8\n\t"                                                                       \
+    "str %[a0], [sp]\n\t"                                                                      \
+    "add %[t1], %[p], #(%c[ow] / 2 * %c[sw] * 4)\n\t"                                          \
+    "str %[t1], [sp, #4]\n"                                                                     \
     "1:\n\t"                                                                                   \
     "ldr %[a0], [sp]\n\t"                                                                      \
     TN_DW3_CHAN1_MAC("%c[r0]", "A0", "B0", "a0")                                               \
@@ -747,7 +778,8 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
     ".endif\n\t"                                                                               \
     "strb %[a0], [%[o]]\n\t"                                                                   \
     ".endif\n\t"                                                                               \
-    "add sp, sp, #8\n\t"
+    "add sp, sp, #8\n\t"                                                                       \
+    ".endif\n\t"
 /* LOAD: the weight words (and with DWQ 3 the bias) loaded here from t0, the channel's words
  * (the full form: kernel rows 0, 1, 2 at R0, R1, R2, two LDRD), else "" (loaded by the caller
  * into A0, A1, A2 and a0); CA, C0, CT: the constraints of A0 .. A2, a0, t0 to match */
@@ -772,7 +804,7 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
     (!(CH) && !(WIDE) && ((DWQ) == 2u || (DWQ) == 3u) && (ZP) >= -255 && (ZP) <= 255          \
      && (LO) == ((OS) ? -(1 << ((OB) - 1u)) : 0)                                                \
      && (HI) == ((OS) ? (1 << ((OB) - 1u)) - 1 : (1 << (OB)) - 1) && (R0) <= 253u             \
-     && (R1) <= 253u && (R2) <= 253u && (OP) <= 4095u && (OW) >= 6                           \
+     && (R1) <= 253u && (R2) <= 253u && (OP) <= 2047u && ((OW) >= 6 || (OW) == 3)            \
      && __builtin_constant_p((R0) + (R1) + (R2) + (OP) + (SH) + (OB) + (OS) + (OW) + (SW) + (ZP)))
 #endif
 
