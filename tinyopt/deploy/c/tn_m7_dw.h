@@ -701,7 +701,9 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
     "and %[" a "], %[" a "], #((1 << %c[ob]) - 1)\n\t"                                         \
     ".endif\n\t"
 /* the last output (column OW - 1) of an odd OW into a1 from the bias in a0 (OW < 4: before
- * the pair, so that no stack block keeps the bias) */
+ * the pair, so that no stack block keeps the bias; not for 2-bit outputs, whose codes go to
+ * the bytes of the plane of kernel row 0 first, tn_dw3_row: the pair still reads the column
+ * the last code's byte lands in) */
 #define TN_DW3_CHAN1_ONE1(R, A, B, ACC)                                                        \
     "ldrd %[t0], %[t1], [%[p], #(" R " * 4 + %c[ow] / 2 * %c[sw] * 4)]\n\t"                   \
     "smlad %[a1], %[t0], %[" A "], %[" ACC "]\n\t"                                             \
@@ -797,14 +799,15 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
                      : "memory", "cc")
 /* Does tn_dw3_chan1 run this channel (see above; LDRD's offsets within 1020 bytes, STRB's
  * within 4095, every immediate a constant: not at -Og, whose loops over the codes of a byte
- * stay rolled)? At least 6 outputs per row: below, GCC's code, straight-line and without the
- * stack block, took fewer (measured: DS-CNN w4a4's 5 outputs 224,876 vs 234,715 instructions a
- * layer, VWW's 3 x 3 x 256 65,679 vs 69,639). */
+ * stay rolled)? At least 6 outputs per row, or 3 (no loop, no stack block; not 2-bit outputs:
+ * TN_DW3_CHAN1_ONE1): with 4 or 5, GCC's code took fewer (measured: DS-CNN w4a4's 5 outputs
+ * 224,876 vs 234,715 instructions a layer). */
 #define TN_DW3_FITS1(SW, CH, WIDE, DWQ, ZP, OB, OS, LO, HI, R0, R1, R2, OP, SH, OW)           \
     (!(CH) && !(WIDE) && ((DWQ) == 2u || (DWQ) == 3u) && (ZP) >= -255 && (ZP) <= 255          \
      && (LO) == ((OS) ? -(1 << ((OB) - 1u)) : 0)                                                \
      && (HI) == ((OS) ? (1 << ((OB) - 1u)) - 1 : (1 << (OB)) - 1) && (R0) <= 253u             \
-     && (R1) <= 253u && (R2) <= 253u && (OP) <= 2047u && ((OW) >= 6 || (OW) == 3)            \
+     && (R1) <= 253u && (R2) <= 253u && (OP) <= 2047u                                         \
+     && ((OW) >= 6 || ((OW) == 3 && (OB) != 2u))                                              \
      && __builtin_constant_p((R0) + (R1) + (R2) + (OP) + (SH) + (OB) + (OS) + (OW) + (SW) + (ZP)))
 #endif
 
