@@ -511,28 +511,14 @@ TN_INLINE void tn_dw3_lone(const uint8_t *src, int16_t *dst, int32_t j, uint32_t
 
 /* Widen input row i (-PT <= i < H + PB) into slot s of the scratch planes (see above): its
  * columns PL .. PL + W - 1 (the padding columns hold the padding value from the start); C
- * channels from in on, of pixels of CS channels (C < CS: a block of the tail form, below); PADW:
- * a padding row a word at a time (below). */
+ * channels from in on, of pixels of CS channels (C < CS: a block of the tail form, below). */
 TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_t i, uint32_t s,
                             int32_t H, int32_t W, uint32_t C, uint32_t CS, int32_t PL,
-                            uint32_t WP, uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO,
-                            uint32_t PADW)
+                            uint32_t WP, uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO)
 {
     const int16_t pad = (int16_t)(PADZERO ? -ZX : 0);
     const uint32_t nzx2 = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
     int16_t *dst = rows + s * WP + PL;
-    if ((i < 0 || i >= H) && PADW) {
-        /* a padding row, PADW: columns PL & ~1 .. (PL + W + 1) & ~1 of its planes (the padding
-         * columns hold the same value) a word at a time (WP even, the planes word aligned).
-         * Why only in the full form: there it saved VWW w4a4 5 K instructions per 6 x 6 x 128
-         * layer, while the tail form's code (one block of channels) took DS-CNN w4a4 +6.7 K
-         * per layer with it (GCC's registers in the widening loops, not the stores) */
-        const uint32_t pad2 = ((uint32_t)pad & 0xFFFFu) * 0x00010001u;
-        uint32_t *d = (uint32_t *)(void *)(rows + s * WP) + (uint32_t)PL / 2u;
-        for (uint32_t c = 0; c < C; c++, d += 3u * WP / 2u)
-            for (uint32_t q = 0; q < (uint32_t)(PL % 2 + W + 1) / 2u; q++) d[q] = pad2;
-        return;
-    }
     if (i < 0 || i >= H) { /* a padding row */
         for (uint32_t c = 0; c < C; c++, dst += 3u * WP)
             for (int32_t q = 0; q < W; q++) dst[q] = pad;
@@ -1246,7 +1232,7 @@ TN_INLINE void tn_dw3_rows(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
                               XS, ZX, PADZERO);
             else
                 tn_dw3_build(ib, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, CS, PL, WP,
-                             XB, XS, ZX, PADZERO, 0u);
+                             XB, XS, ZX, PADZERO);
         }
         /* one copy of the row's code for the three rotations of the slots: the planes stay
          * put and the weights rotate (tn_dw3_channel's K0 .. K2), flash over the constant
@@ -1380,9 +1366,18 @@ TN_INLINE void tn_m7_dw3(const tn_layer_t *l, const uint8_t *in, uint8_t *out,
             if (TN_DW3_CHUNKS(SW, XB, OW))
                 tn_dw3_build2(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, PL, WP, XB,
                               XS, ZX, PADZERO);
-            else
+            else if (next < 0 || next >= H) {
+                /* a padding row: columns PL & ~1 .. (PL + W + 1) & ~1 of its planes (the
+                 * padding columns hold the same value) a word at a time (WP even, the planes
+                 * word aligned), half tn_dw3_build's halfword stores */
+                const uint32_t pad2 = ((uint32_t)(PADZERO ? -ZX : 0) & 0xFFFFu) * 0x00010001u;
+                uint32_t *d = (uint32_t *)(void *)(rows + (uint32_t)(next + PT) % 3u * WP)
+                              + (uint32_t)PL / 2u;
+                for (uint32_t c = 0; c < C; c++, d += 3u * WP / 2u)
+                    for (uint32_t q = 0; q < (uint32_t)(PL % 2 + W + 1) / 2u; q++) d[q] = pad2;
+            } else
                 tn_dw3_build(in, rows, next, (uint32_t)(next + PT) % 3u, H, W, C, C, PL, WP,
-                             XB, XS, ZX, PADZERO, 1u);
+                             XB, XS, ZX, PADZERO);
         }
         switch ((uint32_t)(oy * SH) % 3u) {
         case 0:
