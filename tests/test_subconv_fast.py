@@ -51,8 +51,9 @@ def lane_pairs(layer) -> int:
 # Floor chains (the Keras path's rounding): 4-bit weights over 8-bit inputs to 14 signed 8-bit
 # codes, z_out = -5 (tn_sc_code stores them, CO not a multiple of 4; ZP 2^K in the SMMLA), then
 # to unsigned 4-bit codes clamped to [5, 12] (act_min / act_max set after calibration:
-# tn_sc_put4 on the general arithmetic), over unsigned 4-bit inputs with z_x = 0 (the one-statement window words; KP 144:
-# the loop's first pair, then two, four, eight per loop), a pointwise layer of 16 4-bit
+# tn_sc_put4 on the general arithmetic), over unsigned 4-bit inputs with z_x = 0 (the
+# one-statement window words; KP 144: the loop's first pair, then two, four, eight per loop), a
+# pointwise layer of 16 4-bit
 # channels (KP 16: first pair, two, four) to signed 2-bit codes, 2-bit weights, a strided conv;
 # 2-bit weights over 12, 20 and 64 lanes (their units after the first: 2, 4, 15 = 1 + 2 + 4 + 8);
 # per-channel multipliers (ICN), n0 = -1 (K = 0) with z_out = -1, n0 = 0 (the general
