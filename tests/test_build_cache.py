@@ -110,9 +110,8 @@ def test_traced_build_and_library_sizes_use_the_cache(tmp_path, cache, monkeypat
     assert library.library_sizes(export) == sizes
     assert [o.stat().st_mtime_ns for o in sorted(cache.glob("*.o"))] == mtimes, \
         "a cached object was compiled again"
-    monkeypatch.setenv(mcu.OBJ_CACHE_ENV, "off")
+    monkeypatch.setenv(mcu.OBJ_CACHE_ENV, "off")  # the objects as compiled without the cache
     plain = ctrace.run_host_traced(ctrace.build_host_traced(export, tmp_path / "d"), export, g, x)
-    assert library.library_sizes(export) == sizes
     for run in runs:
         np.testing.assert_array_equal(run[0], plain[0])
         assert run[1].keys() == plain[1].keys()

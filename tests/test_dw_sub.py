@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
+from tests.test_build_levels import FORM_ABIS
 from tests.test_kernels_m7 import chain, host_check
 from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
@@ -135,7 +136,7 @@ def test_dw3_tail_form_under_qemu(qemu, tmp_path, name):
 
 
 @pytest.mark.slow  # a Cortex-M7 compile per level
-@pytest.mark.parametrize("abi", ["hard", "soft"])
+@pytest.mark.parametrize("abi", FORM_ABIS)
 def test_dw3_tail_form_compiles_at_every_level(tmp_path, abi):
     """model.c of the chains (every tail-form instance: 2/4/8-bit inputs, 2/4/8-bit outputs,
     WIDE, strides 1 and 2) at each GCC level, with an FPU (hard float, fpv5-d16: the register

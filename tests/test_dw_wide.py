@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
+from tests.test_build_levels import FORM_ABIS
 from tests.test_dw_sub import _dwr, _forms, _head
 from tests.test_kernels_m7 import chain, host_check
 from tinyopt.deploy import codegen, kernels_m7, mcu
@@ -134,7 +135,7 @@ def test_dw_wide_under_qemu(qemu, tmp_path, form):
 
 
 @pytest.mark.slow  # a Cortex-M7 compile per level
-@pytest.mark.parametrize("abi", ["hard", "soft"])
+@pytest.mark.parametrize("abi", FORM_ABIS)
 def test_dw_wide_compiles_at_every_level(tmp_path, abi):
     """model.c of both forms at each GCC level, with an FPU (hard float, fpv5-d16) and soft
     float (our QEMU builds' ABI): tn_dw3_chan1 takes 14 registers."""

@@ -16,6 +16,7 @@ import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import mcu
 from tinyopt.deploy.kernels_m7 import subfc16
 
+from tests.test_build_levels import FORM_FPUS
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
 
@@ -104,7 +105,7 @@ def test_pcs_under_qemu(qemu, tmp_path):
 
 
 @pytest.mark.slow  # compiles per level and float ABI
-@pytest.mark.parametrize("fpu", [False, True])
+@pytest.mark.parametrize("fpu", FORM_FPUS)
 def test_pcs_compiles_at_every_level(tmp_path, fpu):
     """The one-word rows' statement (eight registers) and the PCS epilogue compile at the form
     levels (every level with TINYOPT_ALL_LEVELS=1), soft float and with an FPU, -Wall -Wextra

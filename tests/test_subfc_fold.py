@@ -16,7 +16,7 @@ from tinyopt.deploy import codegen, kernels_m7, mcu
 
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
-from tests.test_build_levels import FORM_LEVELS
+from tests.test_build_levels import FORM_ABIS, FORM_LEVELS
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
@@ -194,7 +194,7 @@ def fold_export(tmp_path_factory):
 
 
 @pytest.mark.slow  # a Cortex-M7 compile per level and float ABI
-@pytest.mark.parametrize("abi", ["soft", "hard"])
+@pytest.mark.parametrize("abi", FORM_ABIS)
 @pytest.mark.parametrize("level", FOLD_LEVELS)
 def test_fold_compiles(fold_export, tmp_path, level, abi):
     """model.c with FOLD builds at every level, soft float and with an FPU (hard ABI)."""

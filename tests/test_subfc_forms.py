@@ -17,7 +17,7 @@ from tinyopt.integer import steps as steps_mod
 
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
-from tests.test_build_levels import FORM_LEVELS
+from tests.test_build_levels import FORM_FPUS, FORM_LEVELS
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
@@ -169,7 +169,7 @@ def twin_exports(tmp_path_factory):
 
 @pytest.mark.slow  # two compiles per level and float ABI
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("fpu", [False, True])
+@pytest.mark.parametrize("fpu", FORM_FPUS)
 def test_twin_compiles_at_every_level(twin_exports, tmp_path, level, fpu):
     """TWIN's asm (fourteen registers, two memory operands and two immediate offsets) compiles
     at every GCC level, soft float and with an FPU (-mfloat-abi=hard -mfpu=fpv5-d16, where GCC

@@ -18,6 +18,7 @@ import pytest
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import codegen, kernels_m7, mcu
 
+from tests.test_build_levels import FORM_FPUS
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
 
@@ -165,7 +166,7 @@ def test_lean_bound(tmp_path, no_subfc16, monkeypatch):
 
 
 @pytest.mark.slow  # compiles per level and float ABI
-@pytest.mark.parametrize("fpu", [False, True])
+@pytest.mark.parametrize("fpu", FORM_FPUS)
 def test_lean_compiles_at_every_level(tmp_path, no_subfc16, fpu):
     """The lean statements (fourteen registers and three memory operands; the epilogue's four
     sums a statement) compile at the form levels (every level with TINYOPT_ALL_LEVELS=1), soft
