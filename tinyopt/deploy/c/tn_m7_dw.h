@@ -672,6 +672,21 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
     "ldrd %[t0], %[t1], [%[p], #(" R " * 4)]\n\t"                                              \
     "smlad %[a0], %[t0], %[" A "], %[a0]\n\t"                                                  \
     "smlabt %[a0], %[t1], %[" B "], %[a0]\n\t"
+/* the pair's three kernel rows (a0 from the bias, a1 from a0's start: TN_DW3_CHAN1_MAC) */
+#define TN_DW3_CHAN1_MAC3                                                                      \
+    TN_DW3_CHAN1_MAC("%c[r0]", "A0", "B0", "a0")                                               \
+    TN_DW3_CHAN1_MAC("%c[r1]", "A1", "B1", "a1")                                               \
+    TN_DW3_CHAN1_MAC("%c[r2]", "A2", "B2", "a1")
+/* sub-byte codes (SH: the field's shift) merged with the byte's other fields, then the second
+ * output's byte stored (the first's store differs: in place, or post-incremented in the loop) */
+#define TN_DW3_CHAN1_MERGE2                                                                    \
+    ".if %c[sh]\n\t"                                                                           \
+    "ldrb %[t0], [%[o]]\n\t"                                                                   \
+    "ldrb %[t1], [%[o], #%c[op]]\n\t"                                                          \
+    "orr %[a0], %[t0], %[a0], lsl #%c[sh]\n\t"                                                 \
+    "orr %[a1], %[t1], %[a1], lsl #%c[sh]\n\t"                                                 \
+    ".endif\n\t"                                                                               \
+    "strb %[a1], [%[o], #%c[op]]\n\t"
 /* the code of accumulator a (after SMMUL, ASR, SAT) masked to OB bits when signed below the
  * byte's top (tn_dw3_put) */
 #define TN_DW3_CHAN1_RQ(SAT, a)                                                                \
@@ -714,17 +729,9 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
     ".endif\n\t"                                                                               \
     "strb %[a1], [%[o], #(2 * %c[op])]\n\t"                                                    \
     ".endif\n\t"                                                                               \
-    TN_DW3_CHAN1_MAC("%c[r0]", "A0", "B0", "a0")                                               \
-    TN_DW3_CHAN1_MAC("%c[r1]", "A1", "B1", "a1")                                               \
-    TN_DW3_CHAN1_MAC("%c[r2]", "A2", "B2", "a1")                                               \
+    TN_DW3_CHAN1_MAC3                                                                          \
     TN_DW3_CHAN1_RQ(SAT, "a0") TN_DW3_CHAN1_RQ(SAT, "a1")                                      \
-    ".if %c[sh]\n\t"                                                                           \
-    "ldrb %[t0], [%[o]]\n\t"                                                                   \
-    "ldrb %[t1], [%[o], #%c[op]]\n\t"                                                          \
-    "orr %[a0], %[t0], %[a0], lsl #%c[sh]\n\t"                                                 \
-    "orr %[a1], %[t1], %[a1], lsl #%c[sh]\n\t"                                                 \
-    ".endif\n\t"                                                                               \
-    "strb %[a1], [%[o], #%c[op]]\n\t"                                                          \
+    TN_DW3_CHAN1_MERGE2                                                                        \
     "strb %[a0], [%[o]]\n\t"                                                                   \
     ".else\n\t"                                                                                \
     "sub sp, sp, #8\n\t"                                                                       \
@@ -733,18 +740,10 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
     "str %[t1], [sp, #4]\n"                                                                     \
     "1:\n\t"                                                                                   \
     "ldr %[a0], [sp]\n\t"                                                                      \
-    TN_DW3_CHAN1_MAC("%c[r0]", "A0", "B0", "a0")                                               \
-    TN_DW3_CHAN1_MAC("%c[r1]", "A1", "B1", "a1")                                               \
-    TN_DW3_CHAN1_MAC("%c[r2]", "A2", "B2", "a1")                                               \
+    TN_DW3_CHAN1_MAC3                                                                          \
     "add %[p], %[p], #(%c[sw] * 4)\n\t"                                                        \
     TN_DW3_CHAN1_RQ(SAT, "a0") TN_DW3_CHAN1_RQ(SAT, "a1")                                      \
-    ".if %c[sh]\n\t"                                                                           \
-    "ldrb %[t0], [%[o]]\n\t"                                                                   \
-    "ldrb %[t1], [%[o], #%c[op]]\n\t"                                                          \
-    "orr %[a0], %[t0], %[a0], lsl #%c[sh]\n\t"                                                 \
-    "orr %[a1], %[t1], %[a1], lsl #%c[sh]\n\t"                                                 \
-    ".endif\n\t"                                                                               \
-    "strb %[a1], [%[o], #%c[op]]\n\t"                                                          \
+    TN_DW3_CHAN1_MERGE2                                                                        \
     ".if 2 * %c[op] <= 255\n\t"                                                                \
     "strb %[a0], [%[o]], #(2 * %c[op])\n\t"                                                    \
     ".else\n\t"                                                                                \
