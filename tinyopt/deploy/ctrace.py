@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyopt.deploy import mcu
+from tinyopt.deploy import mcu, objcache
 from tinyopt.deploy.codegen import Export, unpack_tensor
 
 HARNESS = """/* trace_host.c: written by tinyopt.deploy.ctrace. Runs the exported model on images
@@ -111,9 +111,9 @@ def build_host_traced(export: Export, build_dir, cc: str = "gcc") -> Path:
     flags = (*mcu.HOST_CFLAGS, "-DMODEL_PROFILE")
     # each source (and the harness, keyed by its bytes) from the object cache: validate runs
     # the same export more than once (each --m7 / --host pass, the CLI and the notebooks)
-    objs = [mcu._object(cc, flags, Path(f), [src], "host build (traced)")
+    objs = [objcache.compiled_object(cc, flags, Path(f), [src], "host build (traced)")
             for f in (*export.sources, harness)]
-    mcu._compile([cc, *flags, "-I", src, *objs, "-o", exe], "host build (traced)")
+    objcache.compile_c([cc, *flags, "-I", src, *objs, "-o", exe], "host build (traced)")
     return exe
 
 
@@ -132,7 +132,7 @@ def run_host_traced(exe, export: Export, graph, x: np.ndarray, work_dir=None,
     work.mkdir(parents=True, exist_ok=True)
     n = len(x)
     (work / "in.bin").write_bytes(mcu.pack_inputs(export, x))
-    proc = mcu._run([exe, work / "in.bin", n, work / "out.bin", work / "trace.bin"],
+    proc = objcache.run([exe, work / "in.bin", n, work / "out.bin", work / "trace.bin"],
                     timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{exe} failed with exit {proc.returncode}: {proc.stderr}")

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyopt.deploy import codegen, mcu
+from tinyopt.deploy import codegen, mcu, objcache
 from tinyopt.files import atomic_path
 from tinyopt.integer.graph import IntegerGraph
 
@@ -107,7 +107,7 @@ def check_host(export: codegen.Export, graph: IntegerGraph, images: int, seed: i
         tmp = Path(tmp)
         (tmp / "harness.c").write_text(harness_text(export.prefix))
         exe = tmp / "check"
-        mcu._compile([cc, *mcu.HOST_CFLAGS, "-I", export.out_dir, *export.sources,
+        objcache.compile_c([cc, *mcu.HOST_CFLAGS, "-I", export.out_dir, *export.sources,
                       tmp / "harness.c", "-o", exe], f"host build of {export.prefix}")
         got = mcu.run_host(exe, export, x, work_dir=tmp)
     version = subprocess.run([cc, "--version"], capture_output=True, text=True,
@@ -131,13 +131,14 @@ def library_sizes(export: codegen.Export) -> dict | None:
         for k, src in enumerate(export.sources):
             # the object cache's (analyze, then generate or validate of the same export, compile
             # each source once); with the cache off, compiled here
-            obj = mcu._object("arm-none-eabi-gcc", flags, Path(src), [export.out_dir],
-                              f"Cortex-M7 compile of {Path(src).name}")
+            obj = objcache.compiled_object("arm-none-eabi-gcc", flags, Path(src),
+                                           [export.out_dir],
+                                           f"Cortex-M7 compile of {Path(src).name}")
             if obj == Path(src):
                 obj = Path(tmp) / f"{k}.o"
-                mcu._compile(["arm-none-eabi-gcc", *flags, "-I", export.out_dir, "-c", src,
-                              "-o", obj], f"Cortex-M7 compile of {Path(src).name}")
-            proc = mcu._run(["arm-none-eabi-size", "-A", obj])
+                objcache.compile_c(["arm-none-eabi-gcc", *flags, "-I", export.out_dir, "-c", src,
+                                    "-o", obj], f"Cortex-M7 compile of {Path(src).name}")
+            proc = objcache.run(["arm-none-eabi-size", "-A", obj])
             for line in proc.stdout.splitlines():
                 parts = line.split()
                 if len(parts) >= 2 and parts[1].isdigit():

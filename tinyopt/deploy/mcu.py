@@ -43,8 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyopt.deploy import objcache
 from tinyopt.deploy.codegen import C_DIR, Export, pack_tensor, unpack_tensor
-from tinyopt.files import cache_dir
+# BuildError and the cache switch, where callers have always found them
+from tinyopt.deploy.objcache import OBJ_CACHE_ENV, BuildError  # noqa: F401
 from tinyopt.names import path_component, path_slug
 
 MCU_DIR = C_DIR / "mcu"
@@ -62,96 +64,6 @@ LINKER_SCRIPT = MCU_DIR / "mps2_an500.ld"
 FLOAT_ABIS = ("soft", "softfp", "hard")  # build_mcu's float_abi
 FPU_FLAG = "-mfpu=fpv5-d16"  # the Cortex-M7's double-precision FPU (STM32F7 / H7 firmware)
 STACK_SIZE = 0x8000  # build_mcu's default stack reservation (.stack, in RAM)
-
-
-class BuildError(RuntimeError):
-    """The C compiler or linker failed; the message holds its output."""
-
-
-def _run(cmd, cwd=None, timeout=None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in cmd], check=False, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def _compile(cmd, what: str) -> None:
-    proc = _run(cmd)
-    if proc.returncode != 0:
-        raise BuildError(f"{what} failed ({' '.join(map(str, cmd[:1]))}, exit "
-                         f"{proc.returncode}):\n{proc.stdout}{proc.stderr}")
-
-
-# ------------------------------------------------------------------------------ object cache
-# The kernels (tinyopt_nn.c) and the M7 startup code are the same for every model, and
-# compiling them is about half of a build: their objects are compiled once per content and
-# reused. The key covers everything the object depends on: the compiler (path and version),
-# the flags, and the bytes of the source and of every header it includes with "..." (found
-# recursively; system headers come with the compiler version). A model's own sources (model.c,
-# the harnesses) are keyed the same way, through the model.h and model_params.h they include:
-# the same export built twice (a test, then a notebook; validate, then generate) compiles once.
-OBJ_CACHE_ENV = "TINYOPT_OBJ_CACHE"  # "off": no object cache
-_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
-_compiler_ids: dict[str, str] = {}
-
-
-def _compiler_id(cc: str) -> str:
-    if cc not in _compiler_ids:
-        proc = _run([cc, "--version"])
-        _compiler_ids[cc] = f"{shutil.which(cc)}\n{proc.stdout}"
-    return _compiler_ids[cc]
-
-
-def _source_closure(source: Path, include_dirs) -> list[tuple[str, bytes]]:
-    """(name, bytes) of ``source`` and of every header it includes with quotes, recursively."""
-    seen, todo, out = set(), [Path(source)], []
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        data = path.read_bytes()
-        out.append((path.name, data))
-        for name in _INCLUDE.findall(data.decode("utf-8", "replace")):
-            for folder in (path.parent, *map(Path, include_dirs)):
-                if (folder / name).is_file():
-                    todo.append(folder / name)
-                    break
-    return sorted(out)
-
-
-def obj_cache_dir() -> Path | None:
-    """The object cache folder (``<tinyopt.files.cache_dir()>/objects``), or None when
-    ``$TINYOPT_OBJ_CACHE`` is ``off`` (every build compiles everything)."""
-    import os
-    if os.environ.get(OBJ_CACHE_ENV) == "off":
-        return None
-    return cache_dir("objects")
-
-
-def _object(cc: str, flags, source: Path, include_dirs, what: str) -> Path:
-    """``source`` compiled with ``flags`` (``-c``), from the object cache when an identical
-    compile already ran; the source itself when caching is off."""
-    import hashlib
-    import os
-    cache = obj_cache_dir()
-    if cache is None:
-        return Path(source)
-    h = hashlib.sha256(_compiler_id(cc).encode())
-    for part in map(str, flags):  # not the folders: the headers' bytes are hashed below
-        h.update(b"\0" + part.encode())
-    for name, data in _source_closure(source, include_dirs):
-        h.update(b"\0" + name.encode() + b"\0" + hashlib.sha256(data).digest())
-    obj = cache / f"{Path(source).stem}-{h.hexdigest()[:24]}.o"
-    if not obj.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = cache / f".{obj.name}.{os.getpid()}.tmp"
-        try:
-            incs = [a for d in include_dirs for a in ("-I", d)]
-            _compile([cc, *flags, *incs, "-c", source, "-o", tmp], what)
-            os.replace(tmp, obj)  # whole or absent, also with builds in parallel
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-    return obj
 
 
 # ------------------------------------------------------------------------------ host
@@ -176,12 +88,12 @@ def build_host(export: Export, cc: str = "gcc", build_dir=None) -> Path:
     src = Path(export.out_dir)
     out = Path(build_dir or src) / "model_host"
     out.parent.mkdir(parents=True, exist_ok=True)
-    kernels = _object(cc, HOST_CFLAGS, src / "tinyopt_nn.c", [src], "host build (kernels)")
-    ops = [_object(cc, HOST_CFLAGS, src / f, [src], f"host build ({f})")
-           for f in export.op_sources]
-    model = _object(cc, HOST_CFLAGS, src / "model.c", [src], "host build (model)")
-    harness = _object(cc, HOST_CFLAGS, C_DIR / "harness_host.c", [src], "host build (harness)")
-    _compile([cc, *HOST_CFLAGS, "-I", src, model, kernels, *ops, harness, "-o", out],
+    obj = objcache.compiled_object
+    kernels = obj(cc, HOST_CFLAGS, src / "tinyopt_nn.c", [src], "host build (kernels)")
+    ops = [obj(cc, HOST_CFLAGS, src / f, [src], f"host build ({f})") for f in export.op_sources]
+    model = obj(cc, HOST_CFLAGS, src / "model.c", [src], "host build (model)")
+    harness = obj(cc, HOST_CFLAGS, C_DIR / "harness_host.c", [src], "host build (harness)")
+    objcache.compile_c([cc, *HOST_CFLAGS, "-I", src, model, kernels, *ops, harness, "-o", out],
              "host build")
     return out
 
@@ -215,7 +127,7 @@ def run_host(exe, export: Export, x: np.ndarray, work_dir=None, timeout: float =
     work = Path(work_dir or Path(exe).parent)
     work.mkdir(parents=True, exist_ok=True)
     (work / "in.bin").write_bytes(pack_inputs(export, x))
-    proc = _run([exe, work / "in.bin", len(x), work / "out.bin"], timeout=timeout)
+    proc = objcache.run([exe, work / "in.bin", len(x), work / "out.bin"], timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{exe} failed with exit {proc.returncode}: {proc.stderr}")
     return unpack_outputs(export, (work / "out.bin").read_bytes(), len(x))
@@ -223,14 +135,20 @@ def run_host(exe, export: Export, x: np.ndarray, work_dir=None, timeout: float =
 
 # ------------------------------------------------------------------------------ Cortex-M7
 
+_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
+_toolchain_found: list = []  # the tools' paths once found whole (libgcc and newlib not asked again)
+
+
 def toolchain() -> tuple[bool, str]:
     """(available, reason): are arm-none-eabi-gcc, its newlib headers and qemu-system-arm here?"""
-    missing = [tool for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
-               if shutil.which(tool) is None]
+    paths = [shutil.which(tool) for tool in _TOOLS]
+    if _toolchain_found == paths:
+        return True, "arm-none-eabi-gcc and qemu-system-arm found"
+    missing = [tool for tool, path in zip(_TOOLS, paths) if path is None]
     if missing:
         return False, (f"{', '.join(missing)} not installed; `make mcu-tools` installs the Debian "
                        f"packages {' '.join(APT_PACKAGES)} (or apt-get install them)")
-    proc = _run(["arm-none-eabi-gcc", "-print-file-name=libgcc.a"])
+    proc = objcache.run(["arm-none-eabi-gcc", "-print-file-name=libgcc.a"])
     if proc.returncode != 0 or not Path(proc.stdout.strip()).is_file():
         return False, "arm-none-eabi-gcc cannot find libgcc.a; reinstall gcc-arm-none-eabi"
     proc = subprocess.run(["arm-none-eabi-gcc", "-E", "-x", "c", "-", "-o", "/dev/null"],
@@ -238,6 +156,7 @@ def toolchain() -> tuple[bool, str]:
                           check=False)
     if proc.returncode != 0:
         return False, ("arm-none-eabi-gcc has no <string.h>; install libnewlib-arm-none-eabi")
+    _toolchain_found[:] = paths
     return True, "arm-none-eabi-gcc and qemu-system-arm found"
 
 
@@ -354,17 +273,16 @@ def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE,
     if float_abi != "soft":
         flags = tuple(f"-mfloat-abi={float_abi}" if f == "-mfloat-abi=soft" else f
                       for f in flags) + (FPU_FLAG,)
-    kernels = _object(cc, flags, src / "tinyopt_nn.c", [src, MCU_DIR],
-                      "Cortex-M7 build (kernels)")
-    ops = [_object(cc, flags, src / f, [src, MCU_DIR], f"Cortex-M7 build ({f})")
+    obj = objcache.compiled_object
+    kernels = obj(cc, flags, src / "tinyopt_nn.c", [src, MCU_DIR], "Cortex-M7 build (kernels)")
+    ops = [obj(cc, flags, src / f, [src, MCU_DIR], f"Cortex-M7 build ({f})")
            for f in export.op_sources]
-    startup = _object(cc, flags, MCU_DIR / "startup.c", [MCU_DIR],
-                      "Cortex-M7 build (startup)")
-    model = _object(cc, flags, src / "model.c", [src, MCU_DIR], "Cortex-M7 build (model)")
-    harness = _object(cc, flags, MCU_DIR / "harness_mcu.c", [src, MCU_DIR],
-                      "Cortex-M7 build (harness)")
+    startup = obj(cc, flags, MCU_DIR / "startup.c", [MCU_DIR], "Cortex-M7 build (startup)")
+    model = obj(cc, flags, src / "model.c", [src, MCU_DIR], "Cortex-M7 build (model)")
+    harness = obj(cc, flags, MCU_DIR / "harness_mcu.c", [src, MCU_DIR],
+                  "Cortex-M7 build (harness)")
     # the same objects in the same order as one compile of the four sources: the same ELF
-    _compile([cc, *flags, "-I", src, "-I", MCU_DIR,
+    objcache.compile_c([cc, *flags, "-I", src, "-I", MCU_DIR,
               model, kernels, *ops, harness,
               startup, "-nostdlib", "-T", MCU_DIR / "mps2_an500.ld",
               f"-Wl,--defsym=STACK_SIZE={int(stack_size)}", "-Wl,--gc-sections",
@@ -374,7 +292,7 @@ def build_mcu(export: Export, build_dir=None, stack_size: int = STACK_SIZE,
 
 def section_sizes(elf) -> dict:
     """Bytes of .text, .rodata, .data, .bss and the reserved .stack (``arm-none-eabi-size -A``)."""
-    proc = _run(["arm-none-eabi-size", "-A", elf])
+    proc = objcache.run(["arm-none-eabi-size", "-A", elf])
     if proc.returncode != 0:
         raise BuildError(f"arm-none-eabi-size failed: {proc.stderr}")
     sizes = {}
@@ -389,7 +307,7 @@ def section_sizes(elf) -> dict:
 def symbol_sizes(elf, names, nm: str = "arm-none-eabi-nm") -> dict:
     """Sizes of named symbols (e.g. ``model_arena``) from ``nm -S`` (``arm-none-eabi-nm`` for
     the Cortex-M7 ELF, ``nm`` for the host executable)."""
-    proc = _run([nm, "-S", "--size-sort", elf])
+    proc = objcache.run([nm, "-S", "--size-sort", elf])
     out = {}
     for line in proc.stdout.splitlines():
         parts = line.split()
@@ -402,7 +320,7 @@ def code_bytes(elf) -> dict:
     """Code bytes of the model (``tn_*`` kernels and ``model_*`` functions, from
     ``arm-none-eabi-nm -S``) and of everything else in .text (harness, startup, semihosting,
     libgcc helpers, vector table)."""
-    proc = _run(["arm-none-eabi-nm", "-S", elf])
+    proc = objcache.run(["arm-none-eabi-nm", "-S", elf])
     model = 0
     for line in proc.stdout.splitlines():
         parts = line.split()
@@ -485,7 +403,7 @@ def run_qemu(elf, export: Export, x: np.ndarray, work_dir=None, timeout: float =
         (work / stale).unlink(missing_ok=True)
     cmd = ["qemu-system-arm", *QEMU_ARGS, "-kernel", Path(elf).resolve()]
     try:
-        proc = _run(cmd, cwd=work, timeout=timeout)
+        proc = objcache.run(cmd, cwd=work, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"QEMU did not finish within {timeout} s") from exc
     if proc.returncode != 0:
