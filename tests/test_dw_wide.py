@@ -5,9 +5,11 @@ bytes overflow), and the assembly channel loop tn_dw3_chan1 (strides 1 and 2, 4+
 row, DWQ 2 / 3) and the sub-byte widening's four-pixel form (STRD): bit-exact with tinyopt.sim
 on the host (the C twins) and under QEMU (the assembly), in the full form and the tail form
 (whose weights rotate per row; the w4a8 step, 8-bit in and out, has no tail form: it runs
-tn_m7_depthwise there)."""
+tn_m7_depthwise there), and tn_m7_depthwise's w4a8 form (8-bit input words widened to lanes
+(c, c+2), two passes of four channels: LEAN_W4A8)."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -45,6 +47,27 @@ LAYERS = [
     *_head(3 * C)]
 # (DWQ, WIDE) of each depthwise layer: 2 = every n0 <= -1; 3 = n0 of both signs, SL folded
 PLANS = [(2, 0), (3, 0), (2, 0), (2, 0), (3, 0), (3, 1), (3, 0), (3, 0)]
+
+
+# tn_m7_depthwise's w4a8 form (4-bit weights over 8-bit inputs, 8-bit outputs: no tail form,
+# every step at the arena's peak, so the lean kernel): unsigned inputs with z_x = 5 and integer-0
+# padding (the padded taps' -z_x), per-channel weight zero points; stride 2 with zero-point
+# padding and one weight zero point; signed inputs; two channel groups of 8
+LEAN_W4A8 = [
+    _dwr(16, 9, 11, 4, 8, per_channel=True, icn=True),
+    _dwr(16, 9, 11, 4, 8, stride=2, pad_mode="zero_point", out_signed=True),
+    _dwr(16, 5, 6, 4, 8, per_channel=True, icn=True),
+    *_head(5 * 6 * 16)]
+
+
+def _lean_graph():
+    return chain(3, LEAN_W4A8, (9, 11, 16), 8, False, 5, "floor")
+
+
+def _lean_calls(text: str) -> list[list[int]]:
+    """The arguments (from H on) of each tn_m7_depthwise call of an export's C."""
+    calls = re.findall(r"tn_m7_depthwise\(l, in\[0\], in\[0\], out, ([^;]*)\);", text)
+    return [[int(v.strip().rstrip("u")) for v in c.split(",")] for c in calls]
 
 
 def _graph():
@@ -121,6 +144,32 @@ def _c_text(tmp_path) -> str:
     return "".join(p.read_text() for p in (tmp_path / "src").glob("*.c"))
 
 
+def test_dw_wide_lean_w4a8_host_bitexact(tmp_path):
+    """tn_m7_depthwise's w4a8 form bit-exact on the host (the C twins of SMLAxy): every step
+    on it, unsigned and signed inputs, integer-0 padding with z_x != 0, one and per-channel
+    weight zero points."""
+    g = _lean_graph()
+    host_check(g, tmp_path, n=16)
+    calls = _lean_calls(_c_text(tmp_path))
+    # B, XB, XS, ZX, PADZERO, NWZP: the 12th to 16th and 18th arguments
+    assert [(a[11], a[12], a[13], a[14], a[15], a[17]) for a in calls] == [
+        (4, 8, 0, 5, 1, 16), (4, 8, 0, g.layers[1].in_zero_point, 0, 1),
+        (4, 8, 1, g.layers[2].in_zero_point, 1, 16)], calls
+
+
+@pytest.mark.slow  # one QEMU build
+def test_dw_wide_lean_w4a8_under_qemu(qemu, tmp_path):
+    """tn_m7_depthwise's w4a8 form under QEMU (the SMLAxy intrinsics, UXTAB16 / SXTAB16 with
+    ROR #8, the scheduling barriers) bit-exact with the simulator."""
+    g = _lean_graph()
+    x = np.random.default_rng(9).integers(0, 256, (3, 9, 11, 16))
+    r = mcu.deploy(g, x, tmp_path, name="lean", host_images=3, mcu_images=3)
+    s = r["summary"]
+    assert s["mcu_images"] == 3 and s["mcu_mismatching_values"] == 0
+    assert s["host_mismatching_values"] == 0
+    assert len(_lean_calls((tmp_path / "lean" / "src" / "model.c").read_text())) == 3
+
+
 @pytest.mark.slow  # a QEMU build and run per form
 def test_dw_wide_under_qemu(qemu, tmp_path, form):
     """The Cortex-M7 build (tn_dw3_chan1's assembly, which the host build does not compile)
@@ -151,3 +200,6 @@ def test_dw_wide_compiles_at_every_level(tmp_path, abi):
             steps_mod.SCRATCH_ONLY_WHERE_FREE = True
         for level in FORM_LEVELS:
             _compile(flags, export, level, tmp_path)
+    export = codegen.export_c(_lean_graph(), tmp_path / "lean", kernels="m7")
+    for level in FORM_LEVELS:
+        _compile(flags, export, level, tmp_path)

@@ -6,8 +6,176 @@
 #include "tn_m7_core.h"
 
 
+#if defined(__ARM_FEATURE_DSP)
+#define tn_dw3_sxtb16(x) ((uint32_t)__sxtb16((int32_t)(x)))
+#define tn_dw3_smlabt(a, b, c) ((int32_t)__smlabt((int32_t)(a), (int32_t)(b), (c)))
+#define tn_dw3_smlatb(a, b, c) ((int32_t)__smlatb((int32_t)(a), (int32_t)(b), (c)))
+static inline __attribute__((always_inline)) uint32_t tn_dw3_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+/* (lo of a, lo of b) and (hi of a, hi of b): PKHBT / PKHTB */
+static inline __attribute__((always_inline)) uint32_t tn_dw3_pack_lo(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline __attribute__((always_inline)) uint32_t tn_dw3_pack_hi(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(b), "r"(a));
+    return r;
+}
+#else
+static inline uint32_t tn_dw3_sxtb16(uint32_t x)
+{
+    return tn_lanes((uint32_t)(int32_t)(int8_t)(uint8_t)x,
+                    (uint32_t)(int32_t)(int8_t)(uint8_t)(x >> 16));
+}
+static inline uint32_t tn_dw3_sxtb16_ror8(uint32_t x) { return tn_dw3_sxtb16(x >> 8); }
+static inline int32_t tn_dw3_smlabt(uint32_t a, uint32_t b, int32_t c)
+{
+    return (int32_t)((uint32_t)c + (uint32_t)(tn_lo16(a) * tn_hi16(b)));
+}
+static inline int32_t tn_dw3_smlatb(uint32_t a, uint32_t b, int32_t c)
+{
+    return (int32_t)((uint32_t)c + (uint32_t)(tn_hi16(a) * tn_lo16(b)));
+}
+static inline uint32_t tn_dw3_pack_lo(uint32_t a, uint32_t b) { return tn_lanes(a, b); }
+static inline uint32_t tn_dw3_pack_hi(uint32_t a, uint32_t b) { return tn_lanes(a >> 16, b >> 16); }
+#endif
+
+/* Pass p of tn_m7_dw_group (below): the lane pairs s of the pass (s = p pairs + j; w4a8:
+ * s = p + 2 j) of its channel group into acc[s] and acc[s + N / 2]. */
+TN_INLINE void tn_m7_dw_pass(const tn_layer_t *l, const uint8_t *in, int32_t *acc, uint32_t cg,
+                             uint32_t p, int32_t y0, int32_t x0, uint32_t INTERIOR, int32_t H,
+                             int32_t W, uint32_t C, int32_t KH, int32_t KW, uint32_t B,
+                             uint32_t XB, uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t RB,
+                             uint32_t NWZP, int32_t ZW, uint32_t ALLONES)
+{
+    /* the input word path: inputs packed like the weights (8-bit, or unsigned sub-byte); else
+     * each input element is read on its own (XB bits) and paired in the weights' lane order */
+    const uint32_t wordx = XB == B && (B == 8u || !XS);
+    /* n channels per word in n / 2 lane pairs, taken in passes of at most 4 pairs (8
+     * accumulators stay in registers; 2-bit words are read twice) */
+    const uint32_t n = 32u / B, half = n / 2u;
+    /* w4a8 (below): two passes of 2 lane pairs, s = p, p + 2 (4 accumulators; with 8 and a
+     * pass, GCC spilled) */
+    const uint32_t wcross = XB == 8u && B == 4u && !ALLONES;
+    const uint32_t pairs = wcross ? 2u : half < 4u ? half : 4u;
+    const uint32_t zx2 = ((uint32_t)ZX & 0xFFFFu) * 0x00010001u;
+    const uint32_t nzx2 = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
+    const uint8_t *wg = l->w + cg * n * B / 8u;
+    /* the pixel (y0, x0) of this channel group (may lie outside the image: only formed, read
+     * at taps inside it) */
+    const int32_t e0 = (y0 * W + x0) * (int32_t)C + (int32_t)(cg * n);
+    /* 8-bit inputs beside 4-bit weights (w4a8): the group's 8 channels are two input words
+     * per tap, widened by UXTAB16 / SXTAB16 (adding -z_x; pass 1 with ROR #8) into lanes
+     * (e_c, e_c+2), c = p, p + 4, while the weights' pairs are (e_s, e_s+4): each MAC picks
+     * its lanes (SMLABB, SMLATB, SMLABT, SMLATT), so no repacking: 13 instructions per tap
+     * and pass (4 MACs), where reading each code on its own took about 24 per 8 MACs plus
+     * spills (DS-CNN --subbyte w4a8 487 K a layer -> 410 K, w8a8 396 K). Tried: pairing the
+     * words into the weights' order by PKHBT / PKHTB in one pass of 8 accumulators (GCC
+     * spilled the nine taps' weights: 490 K -> 603 K, session 17); this form in one pass of 8
+     * (511 K, spilled), in two passes without the barriers below (502 K: GCC shared the two
+     * passes' loads), with a "memory" barrier per tap (454 K: addresses kept on the stack). */
+    const uint8_t *xg = in + (wordx ? e0 * (int32_t)B / 8 : wcross ? e0 : 0);
+    (void)zx2;
+#if defined(__ARM_FEATURE_DSP)
+    /* w4a8: the group's pointers opaque per pass, so that GCC does not share the loads of
+     * both passes (all live at once: it spilled) */
+    if (wcross) __asm__ volatile("" : "+r"(xg), "+r"(wg));
+#endif
+    uint32_t zw2[4];
+    int32_t a[8];
+    TN_UNROLL
+    for (uint32_t j = 0; j < pairs; j++) {
+        const uint32_t s = wcross ? p + 2u * j : p * pairs + j;
+        if (NWZP == 1u)
+            zw2[j] = ((uint32_t)ZW & 0xFFFFu) * 0x00010001u;
+        else
+            zw2[j] = (uint32_t)l->wzp[cg * n + s] | ((uint32_t)l->wzp[cg * n + s + half] << 16);
+        a[j] = l->bias[cg * n + s];
+        a[j + pairs] = l->bias[cg * n + s + half];
+    }
+    TN_UNROLL
+    for (int32_t ky = 0; ky < KH; ky++) {
+        TN_UNROLL
+        for (int32_t kx = 0; kx < KW; kx++) {
+            const int inside = INTERIOR || (y0 + ky >= 0 && y0 + ky < H && x0 + kx >= 0
+                                            && x0 + kx < W);
+            uint32_t xu = 0, wu;
+            if (!inside && (!PADZERO || ZX == 0))
+                continue; /* a padded tap holding the zero point (or 0 = z_x) adds nothing */
+            wu = tn_ld32(wg + (uint32_t)(ky * KW + kx) * RB);
+            if (inside && wcross) {
+                /* pass p: lanes (c, c+2) of channels p, p+2 (x0) and p+4, p+6 (x1) */
+                const uint8_t *xq = xg + (ky * W + kx) * (int32_t)C;
+                uint32_t q0, q1, ul, uh, wa, wb;
+#if defined(__ARM_FEATURE_DSP)
+                /* a scheduling barrier: without it GCC hoists the nine taps' loads above
+                 * each other's multiplies, then spills */
+                __asm__ volatile("");
+#endif
+                q0 = tn_ld32(xq), q1 = tn_ld32(xq + 4);
+                ul = p ? (XS ? tn_sxtab16_ror8(nzx2, q0) : tn_uxtab16_ror8(nzx2, q0))
+                       : (XS ? tn_sxtab16(nzx2, q0) : tn_uxtab16(nzx2, q0));
+                uh = p ? (XS ? tn_sxtab16_ror8(nzx2, q1) : tn_uxtab16_ror8(nzx2, q1))
+                       : (XS ? tn_sxtab16(nzx2, q1) : tn_uxtab16(nzx2, q1));
+                /* weight pairs s = p and p + 2: (e_s, e_s+4) */
+                wa = tn_ssub16(tn_pair(wu, p, 4u), zw2[0]);
+                wb = tn_ssub16(tn_pair(wu, p + 2u, 4u), zw2[1]);
+                a[0] = tn_smlabb(wa, ul, a[0]);
+                a[2] = tn_dw3_smlatb(wa, uh, a[2]);
+                a[1] = tn_dw3_smlabt(wb, ul, a[1]);
+                a[3] = tn_smlatt(wb, uh, a[3]);
+                continue;
+            }
+            if (inside && wordx)
+                xu = tn_ld32(xg + (ky * W + kx) * (int32_t)C * (int32_t)B / 8);
+            TN_UNROLL
+            for (uint32_t j = 0; j < pairs; j++) {
+                const uint32_t s = wcross ? p + 2u * j : p * pairs + j;
+                uint32_t xp;
+                if (!inside) {
+                    xp = nzx2; /* integer 0 padding: x' = -z_x */
+                } else if (!wordx) {
+                    const uint32_t e = (uint32_t)(e0 + (ky * W + kx) * (int32_t)C);
+                    const int32_t lo = tn_get(in, e + s, XB, XS) - ZX;
+                    const int32_t hi = tn_get(in, e + s + half, XB, XS) - ZX;
+                    xp = ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
+                } else if (B == 8u) {
+                    xp = s ? (XS ? tn_sxtab16_ror8(nzx2, xu) : tn_uxtab16_ror8(nzx2, xu))
+                           : (XS ? tn_sxtab16(nzx2, xu) : tn_uxtab16(nzx2, xu));
+                } else {
+                    xp = tn_pair(xu, s, B);
+                    if (ZX != 0) xp = tn_ssub16(xp, zx2);
+                }
+                if (ALLONES) { /* weights all 1 with z_w = 0: a sum (TFLite's MEAN) */
+                    a[j] = (int32_t)((uint32_t)a[j] + (uint32_t)tn_lo16(xp));
+                    a[j + pairs] = (int32_t)((uint32_t)a[j + pairs] + (uint32_t)tn_hi16(xp));
+                } else {
+                    const uint32_t wp = tn_ssub16(tn_pair(wu, s, B), zw2[j]);
+                    a[j] = tn_smlabb(wp, xp, a[j]);
+                    a[j + pairs] = tn_smlatt(wp, xp, a[j + pairs]);
+                }
+            }
+        }
+    }
+    TN_UNROLL
+    for (uint32_t j = 0; j < pairs; j++) {
+        const uint32_t s = wcross ? p + 2u * j : p * pairs + j;
+        acc[s] = a[j];
+        acc[s + half] = a[j + pairs];
+    }
+}
+
 /* Depthwise layer (depth multiplier 1) with weights of b in {2, 4, 8} bits and C a multiple of
- * N = 32 / b (inputs of any width up to 8 bits; of the weights' width, a word at a time): N channels at a time, one word of inputs and one
+ * N = 32 / b (inputs of any width up to 8 bits; of the weights' width, a word at a time; 8-bit
+ * beside 4-bit weights, two words: tn_m7_dw_pass): N channels at a time, one word of inputs and one
  * word of weights per tap, two channels per lane pair (SMLABB / SMLATT); the weights enter as
  * w - z_w (SSUB16), the inputs as x - z_x. Sub-byte inputs are unsigned (CMix-NN). acc: N int32.
  * Outputs are written in tn_compute's order (pixel by pixel, channels in order), each group of
@@ -18,83 +186,20 @@ TN_INLINE void tn_m7_dw_group(const tn_layer_t *l, const uint8_t *in, int32_t *a
                               uint32_t XS, int32_t ZX, uint32_t PADZERO, uint32_t RB,
                               uint32_t NWZP, int32_t ZW, uint32_t ALLONES)
 {
-    /* the input word path: inputs packed like the weights (8-bit, or unsigned sub-byte); else
-     * each input element is read on its own (XB bits) and paired in the weights' lane order */
-    const uint32_t wordx = XB == B && (B == 8u || !XS);
-    /* n channels per word in n / 2 lane pairs, taken in passes of at most 4 pairs (8
-     * accumulators stay in registers; 2-bit words are read twice) */
-    const uint32_t n = 32u / B, half = n / 2u, pairs = half < 4u ? half : 4u;
-    const uint32_t zx2 = ((uint32_t)ZX & 0xFFFFu) * 0x00010001u;
-    const uint32_t nzx2 = ((uint32_t)(-ZX) & 0xFFFFu) * 0x00010001u;
-    const uint8_t *wg = l->w + cg * n * B / 8u;
-    /* the pixel (y0, x0) of this channel group (may lie outside the image: only formed, read
-     * at taps inside it) */
-    const int32_t e0 = (y0 * W + x0) * (int32_t)C + (int32_t)(cg * n);
-    const uint8_t *xg = in + (wordx ? e0 * (int32_t)B / 8 : 0);
-    (void)zx2;
+    const uint32_t n = 32u / B, half = n / 2u;
+    if (XB == 8u && B == 4u && !ALLONES) { /* w4a8: two passes, unrolled (p a constant) */
+        tn_m7_dw_pass(l, in, acc, cg, 0u, y0, x0, INTERIOR, H, W, C, KH, KW, B, XB, XS, ZX,
+                      PADZERO, RB, NWZP, ZW, ALLONES);
+        tn_m7_dw_pass(l, in, acc, cg, 1u, y0, x0, INTERIOR, H, W, C, KH, KW, B, XB, XS, ZX,
+                      PADZERO, RB, NWZP, ZW, ALLONES);
+        return;
+    }
 #if defined(__GNUC__)
 #pragma GCC unroll 1
 #endif
-    for (uint32_t p = 0; p < half / pairs; p++) {
-        uint32_t zw2[4];
-        int32_t a[8];
-        TN_UNROLL
-        for (uint32_t j = 0; j < pairs; j++) {
-            const uint32_t s = p * pairs + j;
-            if (NWZP == 1u)
-                zw2[j] = ((uint32_t)ZW & 0xFFFFu) * 0x00010001u;
-            else
-                zw2[j] = (uint32_t)l->wzp[cg * n + s] | ((uint32_t)l->wzp[cg * n + s + half] << 16);
-            a[j] = l->bias[cg * n + s];
-            a[j + pairs] = l->bias[cg * n + s + half];
-        }
-        TN_UNROLL
-        for (int32_t ky = 0; ky < KH; ky++) {
-            TN_UNROLL
-            for (int32_t kx = 0; kx < KW; kx++) {
-                const int inside = INTERIOR || (y0 + ky >= 0 && y0 + ky < H && x0 + kx >= 0
-                                                && x0 + kx < W);
-                uint32_t xu = 0, wu;
-                if (!inside && (!PADZERO || ZX == 0))
-                    continue; /* a padded tap holding the zero point (or 0 = z_x) adds nothing */
-                wu = tn_ld32(wg + (uint32_t)(ky * KW + kx) * RB);
-                if (inside && wordx)
-                    xu = tn_ld32(xg + (ky * W + kx) * (int32_t)C * (int32_t)B / 8);
-                TN_UNROLL
-                for (uint32_t j = 0; j < pairs; j++) {
-                    const uint32_t s = p * pairs + j;
-                    uint32_t xp;
-                    if (!inside) {
-                        xp = nzx2; /* integer 0 padding: x' = -z_x */
-                    } else if (!wordx) {
-                        const uint32_t e = (uint32_t)(e0 + (ky * W + kx) * (int32_t)C);
-                        const int32_t lo = tn_get(in, e + s, XB, XS) - ZX;
-                        const int32_t hi = tn_get(in, e + s + half, XB, XS) - ZX;
-                        xp = ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
-                    } else if (B == 8u) {
-                        xp = s ? (XS ? tn_sxtab16_ror8(nzx2, xu) : tn_uxtab16_ror8(nzx2, xu))
-                               : (XS ? tn_sxtab16(nzx2, xu) : tn_uxtab16(nzx2, xu));
-                    } else {
-                        xp = tn_pair(xu, s, B);
-                        if (ZX != 0) xp = tn_ssub16(xp, zx2);
-                    }
-                    if (ALLONES) { /* weights all 1 with z_w = 0: a sum (TFLite's MEAN) */
-                        a[j] = (int32_t)((uint32_t)a[j] + (uint32_t)tn_lo16(xp));
-                        a[j + pairs] = (int32_t)((uint32_t)a[j + pairs] + (uint32_t)tn_hi16(xp));
-                    } else {
-                        const uint32_t wp = tn_ssub16(tn_pair(wu, s, B), zw2[j]);
-                        a[j] = tn_smlabb(wp, xp, a[j]);
-                        a[j + pairs] = tn_smlatt(wp, xp, a[j + pairs]);
-                    }
-                }
-            }
-        }
-        TN_UNROLL
-        for (uint32_t j = 0; j < pairs; j++) {
-            acc[p * pairs + j] = a[j];
-            acc[p * pairs + j + half] = a[j + pairs];
-        }
-    }
+    for (uint32_t p = 0; p < half / (half < 4u ? half : 4u); p++)
+        tn_m7_dw_pass(l, in, acc, cg, p, y0, x0, INTERIOR, H, W, C, KH, KW, B, XB, XS, ZX,
+                      PADZERO, RB, NWZP, ZW, ALLONES);
 }
 
 TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -201,47 +306,6 @@ TN_INLINE void tn_m7_depthwise(const tn_layer_t *l, const uint8_t *in, const uin
  * holding four channels, measured on DS-CNN and VWW: issue 29).
  * ------------------------------------------------------------------------------------------ */
 
-#if defined(__ARM_FEATURE_DSP)
-#define tn_dw3_sxtb16(x) ((uint32_t)__sxtb16((int32_t)(x)))
-#define tn_dw3_smlabt(a, b, c) ((int32_t)__smlabt((int32_t)(a), (int32_t)(b), (c)))
-#define tn_dw3_smlatb(a, b, c) ((int32_t)__smlatb((int32_t)(a), (int32_t)(b), (c)))
-static inline __attribute__((always_inline)) uint32_t tn_dw3_sxtb16_ror8(uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-/* (lo of a, lo of b) and (hi of a, hi of b): PKHBT / PKHTB */
-static inline __attribute__((always_inline)) uint32_t tn_dw3_pack_lo(uint32_t a, uint32_t b)
-{
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-static inline __attribute__((always_inline)) uint32_t tn_dw3_pack_hi(uint32_t a, uint32_t b)
-{
-    uint32_t r;
-    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(b), "r"(a));
-    return r;
-}
-#else
-static inline uint32_t tn_dw3_sxtb16(uint32_t x)
-{
-    return tn_lanes((uint32_t)(int32_t)(int8_t)(uint8_t)x,
-                    (uint32_t)(int32_t)(int8_t)(uint8_t)(x >> 16));
-}
-static inline uint32_t tn_dw3_sxtb16_ror8(uint32_t x) { return tn_dw3_sxtb16(x >> 8); }
-static inline int32_t tn_dw3_smlabt(uint32_t a, uint32_t b, int32_t c)
-{
-    return (int32_t)((uint32_t)c + (uint32_t)(tn_lo16(a) * tn_hi16(b)));
-}
-static inline int32_t tn_dw3_smlatb(uint32_t a, uint32_t b, int32_t c)
-{
-    return (int32_t)((uint32_t)c + (uint32_t)(tn_hi16(a) * tn_lo16(b)));
-}
-static inline uint32_t tn_dw3_pack_lo(uint32_t a, uint32_t b) { return tn_lanes(a, b); }
-static inline uint32_t tn_dw3_pack_hi(uint32_t a, uint32_t b) { return tn_lanes(a >> 16, b >> 16); }
-#endif
 
 /* x's two int16 lanes doubled (SADD16) when DBL (|x| <= 510 in each lane). */
 TN_INLINE uint32_t tn_dw3_dbl(uint32_t x, uint32_t DBL)
