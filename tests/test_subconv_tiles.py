@@ -7,7 +7,9 @@ stored, or kept packed for a fused ADD's table (tn_sc_addtab8). Every variant is
 z_w = 8 (row 3 needs no term) and not, signed and unsigned codes, a zero point 2^(b-1) as the
 other saturation and an EOR (both signs), another zero point added per output, n0 of both signs
 (FAST 1: shifts by SADD8 / SSUB8 / SEL), 4 and 2-bit outputs and weights, a lone last pixel,
-the fused ADD.
+the fused ADD; and tn_sc_block's parts for 4-bit weights
+(eight lane pairs straight, sixteen per loop entered at its second half or not), in both the
+statement-per-part form and TN_SC_C4_ONE.
 Bit-exact with the simulator on the host (the C twin) and under QEMU (the assembly), and the
 forms compile at the GCC levels where assembly blocks failed before.
 """
@@ -93,11 +95,19 @@ LAYERS = [
     # 2-bit weights (z_w = 2), 3x3 over 4-bit inputs: unsigned 2-bit codes, z_out = 2 flipped
     (_conv((3, 3, 8), (8, 3, 3, 12), 2, 2, padding=(1, 1, 1, 1), icn=True, out_zero_point=2),
      2, ()),
+    # 4-bit weights over 2-bit inputs to 56 channels, then over them (KP 56: NU 28, the rest 26
+    # after the first two lane pairs: two, then TN_SC_C4_L16 entered at its second half), then
+    # over 24 (NU 12, rest 10: two, then eight straight)
+    (_conv((3, 3, 56), (56, 1, 1, 8), 4, 4, icn=True), 8, ()),
+    (_conv((3, 3, 24), (24, 1, 1, 56), 4, 4, icn=True, out_signed=True), 6, ()),
+    (_conv((3, 3, 16), (16, 1, 1, 24), 4, 4, icn=True), 9, (2,)),
 ]
 FORMS = [(4, False, False, False, False, False, 4, 0), (4, True, True, False, True, False, 4, 0),
          (4, False, True, True, False, False, 4, 0), (4, True, False, True, False, False, 2, 0),
          (4, False, False, False, True, True, 4, 0), (4, True, False, False, False, False, 2, 0),
-         (2, False, True, False, True, False, 4, 0), (2, False, True, True, False, False, 2, 0)]
+         (2, False, True, False, True, False, 4, 0), (2, False, True, True, False, False, 2, 0),
+         (4, False, False, False, True, False, 4, 0), (4, True, True, False, False, False, 4, 0),
+         (4, True, False, False, True, False, 4, 0)]
 
 
 def epi_chain(seed: int = 7) -> IntegerGraph:
@@ -210,6 +220,19 @@ def test_epi_under_qemu(qemu, tmp_path, roomy):
         r = mcu.deploy(g, x, tmp_path, name=g.name, host_images=3, mcu_images=3)
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, g.name
+
+
+@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+def test_epi_one_statement_under_qemu(qemu, tmp_path, roomy, monkeypatch):
+    """The chain under TN_SC_C4_ONE (the one-statement blocks an FPU selects) on our soft-float
+    target: its last layers' sixteen lane pairs per loop entered at the second half and eight
+    straight (TN_SC_C4_ONE_TAIL), bit-exact with the simulator under QEMU."""
+    monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SC_C4_ONE=1"))
+    g = epi_chain()
+    x = np.random.default_rng(6).integers(0, 256, (3, *g.input_shape))
+    r = mcu.deploy(g, x, tmp_path, name="epi_one", host_images=3, mcu_images=3)
+    s = r["summary"]
+    assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
 
 
 @pytest.mark.slow  # compiles per level

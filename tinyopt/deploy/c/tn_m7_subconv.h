@@ -457,11 +457,13 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
     :                                                                                           \
     : "cc", "memory"
 /* NU lane pairs (NU >= 2, KP a multiple of 4): the first one or two starting the sums, then
- * two, four, eight per loop (the end read into u once per eight); LD2: the two words' load.
+ * two, four, then eight straight or, from sixteen on, sixteen per loop (TN_SC_C4_L16: the end
+ * read into u once per sixteen; with eight per loop the test was 3 instructions per 100, about
+ * 1.5 % of ResNet-8's w4a4 3x3 convolutions); LD2: the two words' load.
  * One asm statement per part, the sums "+&r" from one to the next: without an FPU GCC
  * allocates them at every level, and ResNet-8 w4a4 runs 19 K instructions fewer than with
  * TN_SC_C4_ONE's single statement (QEMU, soft float) */
-#define TN_SC_C4_PARTS(LD2)                                                                    \
+#define TN_SC_C4_PARTS(LD2, BIG)                                                               \
     do {                                                                                        \
         const uint32_t rest = NU & 1u ? NU - 1u : NU - 2u;                                      \
         TN_SC_SUMS_SET;                                                                         \
@@ -473,16 +475,18 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
         if (rest & 4u)                                                                          \
             __asm__ volatile(LD2 TN_SC_C4("u") TN_SC_C4("v") LD2 TN_SC_C4("u") TN_SC_C4("v")    \
                              TN_SC_C4_OPERANDS);                                                \
-        if (rest >= 8u)                                                                         \
-            __asm__ volatile("1:\n\t" LD2 TN_SC_C4("u") TN_SC_C4("v") LD2 TN_SC_C4("u")          \
-                             TN_SC_C4("v") LD2 TN_SC_C4("u") TN_SC_C4("v") LD2 TN_SC_C4("u")     \
-                             TN_SC_C4("v") "ldr %[u], %[end]\n\tcmp %[x], %[u]\n\t"             \
-                             "bne 1b\n\t" TN_SC_C4_OPERANDS);                                   \
+        switch (TN_SC_C4_TAILK(BIG)) {                                                          \
+        case 1u: __asm__ volatile(TN_SC_C4_P8(LD2) TN_SC_C4_OPERANDS); break;                   \
+        case 2u: __asm__ volatile(TN_SC_C4_L8(LD2) TN_SC_C4_OPERANDS); break;                   \
+        case 3u: __asm__ volatile(TN_SC_C4_L16(LD2, "b 2f\n\t") TN_SC_C4_OPERANDS); break;      \
+        case 4u: __asm__ volatile(TN_SC_C4_L16(LD2, "") TN_SC_C4_OPERANDS); break;              \
+        default: break;                                                                         \
+        }                                                                                       \
     } while (0)
 /* NU lane pairs (NU >= 2, KP a multiple of 4) in one asm statement, as TN_SC_G2_BLOCKS: the
- * first one or two starting the sums (so the sums are output-only), then two, four, then from
- * eight on a loop of eight (the end read into u once per eight; an input only where there is
- * a loop); LD2: the two words' load. One statement per power of two with the sums "+&r" from
+ * first one or two starting the sums (so the sums are output-only), then two, four, then
+ * TN_SC_C4_PARTS' eight or sixteen per loop (the end an input only where there is a loop);
+ * LD2: the two words' load. One statement per power of two with the sums "+&r" from
  * one to the next (the former form) had impossible constraints with an FPU
  * (-mfloat-abi=hard: ResNet-8 w4a4 at -O1, w4a8 at -Og): GCC could not place the reloads
  * between the statements. TN_SC_C4_ONE (default: with an FPU, __ARM_FP) selects it; the tests
@@ -510,43 +514,48 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
 #define TN_SC_C4_F2(LD2) LD2 TN_SC_C4G("u", TN_SC_ACCF) TN_SC_C4("v")
 #define TN_SC_C4_P2(LD2) LD2 TN_SC_C4("u") TN_SC_C4("v")
 #define TN_SC_C4_P4(LD2) TN_SC_C4_P2(LD2) TN_SC_C4_P2(LD2)
-#define TN_SC_C4_LOOP(LD2)                                                                      \
-    "1:\n\t" TN_SC_C4_P4(LD2) TN_SC_C4_P4(LD2) "ldr %[u], %[end]\n\tcmp %[x], %[u]\n\tbne 1b\n\t"
+#define TN_SC_C4_P8(LD2) TN_SC_C4_P4(LD2) TN_SC_C4_P4(LD2)
+/* the rest's last part (rest: the lane pairs after the first one or two): 0 none (rest < 8),
+ * 1 eight straight (rest < 16), 2 eight per loop (BIG 0: unaligned weights, a fallback not
+ * worth the flash of sixteen), 3 sixteen per loop entered at its second half (rest % 16 ==
+ * 8), 4 sixteen per loop */
+#define TN_SC_C4_TAILK(BIG)                                                                     \
+    (rest < 8u ? 0u : rest < 16u ? 1u : !(BIG) ? 2u : rest & 8u ? 3u : 4u)
+#define TN_SC_C4_L8(LD2)                                                                        \
+    "1:\n\t" TN_SC_C4_P8(LD2) "ldr %[u], %[end]\n\tcmp %[x], %[u]\n\tbne 1b\n\t"
+/* sixteen lane pairs per loop (the end read into u once per sixteen: 3 instructions per 200),
+ * ENTRY "b 2f" for a first pass of eight (rest % 16 == 8) */
+#define TN_SC_C4_L16(LD2, ENTRY)                                                                \
+    ENTRY "1:\n\t" TN_SC_C4_P8(LD2) "2:\n\t" TN_SC_C4_P8(LD2)                                   \
+    "ldr %[u], %[end]\n\tcmp %[x], %[u]\n\tbne 1b\n\t"
 #define TN_SC_C4_END [end] "m"(end)
-#define TN_SC_C4_ONE_BLOCKS(LD2)                                                                \
+/* HEAD (the first one or two lane pairs, then two, four), then eight straight, or from sixteen
+ * on TN_SC_C4_L16 */
+#define TN_SC_C4_ONE_TAIL(HEAD, LD2, BIG)                                                       \
+    do {                                                                                        \
+        switch (TN_SC_C4_TAILK(BIG)) {                                                          \
+        case 0u: TN_SC_C4_ASM(HEAD, ); break;                                                   \
+        case 1u: TN_SC_C4_ASM(HEAD TN_SC_C4_P8(LD2), ); break;                                  \
+        case 2u: TN_SC_C4_ASM(HEAD TN_SC_C4_L8(LD2), TN_SC_C4_END); break;                      \
+        case 3u: TN_SC_C4_ASM(HEAD TN_SC_C4_L16(LD2, "b 2f\n\t"), TN_SC_C4_END); break;         \
+        default: TN_SC_C4_ASM(HEAD TN_SC_C4_L16(LD2, ""), TN_SC_C4_END); break;                 \
+        }                                                                                       \
+    } while (0)
+#define TN_SC_C4_ONE_BLOCKS(LD2, BIG)                                                          \
     do {                                                                                        \
         const uint32_t rest = NU & 1u ? NU - 1u : NU - 2u;                                      \
-        switch ((NU & 1u) | (rest & 6u) | (rest >= 8u ? 8u : 0u)) {                             \
-        case 0u: TN_SC_C4_ASM(TN_SC_C4_F2(LD2), ); break;                                       \
-        case 1u: TN_SC_C4_ASM(TN_SC_C4_F1, ); break;                                            \
-        case 2u: TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P2(LD2), ); break;                      \
-        case 3u: TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P2(LD2), ); break;                           \
-        case 4u: TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P4(LD2), ); break;                      \
-        case 5u: TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P4(LD2), ); break;                           \
-        case 6u: TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P2(LD2) TN_SC_C4_P4(LD2), ); break;     \
-        case 7u: TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P2(LD2) TN_SC_C4_P4(LD2), ); break;          \
-        case 8u: TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_LOOP(LD2), TN_SC_C4_END); break;        \
-        case 9u: TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_LOOP(LD2), TN_SC_C4_END); break;             \
-        case 10u:                                                                               \
-            TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P2(LD2) TN_SC_C4_LOOP(LD2), TN_SC_C4_END);   \
-            break;                                                                              \
-        case 11u:                                                                               \
-            TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P2(LD2) TN_SC_C4_LOOP(LD2), TN_SC_C4_END);        \
-            break;                                                                              \
-        case 12u:                                                                               \
-            TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P4(LD2) TN_SC_C4_LOOP(LD2), TN_SC_C4_END);   \
-            break;                                                                              \
-        case 13u:                                                                               \
-            TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P4(LD2) TN_SC_C4_LOOP(LD2), TN_SC_C4_END);        \
-            break;                                                                              \
-        case 14u:                                                                               \
-            TN_SC_C4_ASM(TN_SC_C4_F2(LD2) TN_SC_C4_P2(LD2) TN_SC_C4_P4(LD2)                     \
-                             TN_SC_C4_LOOP(LD2),                                                \
-                         TN_SC_C4_END);                                                         \
+        switch ((NU & 1u) | (rest & 6u)) {                                                      \
+        case 0u: TN_SC_C4_ONE_TAIL(TN_SC_C4_F2(LD2), LD2, BIG); break;                          \
+        case 1u: TN_SC_C4_ONE_TAIL(TN_SC_C4_F1, LD2, BIG); break;                               \
+        case 2u: TN_SC_C4_ONE_TAIL(TN_SC_C4_F2(LD2) TN_SC_C4_P2(LD2), LD2, BIG); break;         \
+        case 3u: TN_SC_C4_ONE_TAIL(TN_SC_C4_F1 TN_SC_C4_P2(LD2), LD2, BIG); break;              \
+        case 4u: TN_SC_C4_ONE_TAIL(TN_SC_C4_F2(LD2) TN_SC_C4_P4(LD2), LD2, BIG); break;         \
+        case 5u: TN_SC_C4_ONE_TAIL(TN_SC_C4_F1 TN_SC_C4_P4(LD2), LD2, BIG); break;              \
+        case 6u:                                                                                \
+            TN_SC_C4_ONE_TAIL(TN_SC_C4_F2(LD2) TN_SC_C4_P2(LD2) TN_SC_C4_P4(LD2), LD2, BIG);    \
             break;                                                                              \
         default:                                                                                \
-            TN_SC_C4_ASM(TN_SC_C4_F1 TN_SC_C4_P2(LD2) TN_SC_C4_P4(LD2) TN_SC_C4_LOOP(LD2),      \
-                         TN_SC_C4_END);                                                         \
+            TN_SC_C4_ONE_TAIL(TN_SC_C4_F1 TN_SC_C4_P2(LD2) TN_SC_C4_P4(LD2), LD2, BIG);         \
             break;                                                                              \
         }                                                                                       \
     } while (0)
@@ -571,9 +580,9 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
     if (WB == 2u)
         TN_SC_G2_BLOCKS;
     else if (CUM && ALW)
-        TN_SC_C4_BLOCKS(TN_SC_LD2A);
+        TN_SC_C4_BLOCKS(TN_SC_LD2A, 1u);
     else if (CUM)
-        TN_SC_C4_BLOCKS(TN_SC_LD2U);
+        TN_SC_C4_BLOCKS(TN_SC_LD2U, 0u);
     else if (RAW == 1u)
         TN_SC_BLOCKS(TN_SC_G4R1);
     else
