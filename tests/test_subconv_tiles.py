@@ -6,8 +6,8 @@ the weight zero point's term, bias, SMMUL, ASR by the channel's shift, SSAT / US
 stored, or kept packed for a fused ADD's table (tn_sc_addtab8). Every variant is forced here:
 z_w = 8 (row 3 needs no term) and not, signed and unsigned codes, a zero point 2^(b-1) as the
 other saturation and an EOR (both signs), another zero point added per output, n0 of both signs
-(FAST 1: shifts by SADD8 / SSUB8 / SEL), 4 and 2-bit outputs and weights, a lone last pixel,
-the fused ADD; and tn_sc_block's parts for 4-bit weights
+(FAST 1: shifts by SADD8 / SSUB8 / SEL), 4 and 2-bit outputs and weights, a lone last pixel
+(tn_sc_block1: its four rows alone), the fused ADD; and tn_sc_block's parts for 4-bit weights
 (eight lane pairs straight, sixteen per loop entered at its second half or not), in both the
 statement-per-part form and TN_SC_C4_ONE.
 Bit-exact with the simulator on the host (the C twin) and under QEMU (the assembly), and the
@@ -97,7 +97,7 @@ LAYERS = [
      2, ()),
     # 4-bit weights over 2-bit inputs to 56 channels, then over them (KP 56: NU 28, the rest 26
     # after the first two lane pairs: two, then TN_SC_C4_L16 entered at its second half), then
-    # over 24 (NU 12, rest 10: two, then eight straight)
+    # over 24 (NU 12, rest 10: two, then eight straight); 9 pixels: tn_sc_block1's lone pixel
     (_conv((3, 3, 56), (56, 1, 1, 8), 4, 4, icn=True), 8, ()),
     (_conv((3, 3, 24), (24, 1, 1, 56), 4, 4, icn=True, out_signed=True), 6, ()),
     (_conv((3, 3, 16), (16, 1, 1, 24), 4, 4, icn=True), 9, (2,)),
