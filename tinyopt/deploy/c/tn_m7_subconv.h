@@ -42,7 +42,10 @@
  *   A_3 = (S_3 - S_0 - S_1 - S_2) / 64), then pair q + 1 from the word's bytes 1 and 3 (UXTB16
  *   ROR 8): 27 instructions per 32 MACs (row sums scaled by up to 64, within int32 by
  *   steps.sub_conv_fits).
- * Every block's first unit starts its sums with SMUAD (no zeroing), then eight units per loop.
+ * Every block's first unit starts its sums with SMUAD (no zeroing), then eight units per loop
+ * (4-bit weights at RAW 2, word-aligned: sixteen, TN_SC_C4_L16). A lone last pixel (odd
+ * pixel counts) of 4-bit weights at RAW 2 runs its four rows alone (tn_sc_block1) instead of
+ * the pair kernel on a duplicate of it.
  * Outputs: on the floor rounding with one multiplier and the whole OB-bit clamp, SMMLA + one
  * SSAT / USAT with the shift (tn_sc_fq, tn_sc_code), about six instructions per output.
  * The weight zero points enter once per output as in tn_m7_conv (tn_m7_cv_chan).
@@ -58,6 +61,9 @@
  * step conv2d_1: -11 K instead of -46 K); a table of (bias << 8 | shift, m0) in the weights
  * (one LDRD per channel, no pointers) would save ~10 more per block but costs 8 bytes of flash
  * per channel (VWW w4a4: ~24 KB): not done.
+ * Not done (session 18): the lone pixel's form for 2-bit weights (TN_SC_G2: no step of the
+ * MLPerf w4a4 models has one), sixteen units per loop for 2-bit weights (their end test is
+ * 3 instructions per 219, ~0.7 % to gain).
  *
  * Output order and the reads before each write are tn_m7_conv's (both pixels' windows read
  * before either's outputs are written): the planner's sliding writes stay valid.
