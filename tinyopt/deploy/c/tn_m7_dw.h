@@ -77,7 +77,13 @@ TN_INLINE void tn_m7_dw_pass(const tn_layer_t *l, const uint8_t *in, int32_t *ac
      * (e_c, e_c+2), c = p, p + 4, while the weights' pairs are (e_s, e_s+4): each MAC picks
      * its lanes (SMLABB, SMLATB, SMLABT, SMLATT), so no repacking: 13 instructions per tap
      * and pass (4 MACs), where reading each code on its own took about 24 per 8 MACs plus
-     * spills (DS-CNN --subbyte w4a8 487 K a layer -> 410 K, w8a8 396 K). Tried: pairing the
+     * spills (DS-CNN --subbyte w4a8 487 K a layer -> 410 K, w8a8 396 K). The weight pairs by
+     * one AND of the word's nibbles p and UXTAB16 adding -z_w (below) instead of tn_pair and
+     * SSUB16: about 12 (session 18: 410 K -> 389 K; VWW dw0-2 929 / 469 / 946 K -> 899 / 459
+     * / 918 K). Not done: the nibble order [w0, w4, w1, w5, w2, w6, w3, w7] would let a pass
+     * read one input word (channels 4p .. 4p + 3), one load fewer per tap and pass, but the
+     * lean kernel's weights are the row layout as exported (kernels_m7.step_c takes
+     * Choice.weights for the row kernel's). Tried: pairing the
      * words into the weights' order by PKHBT / PKHTB in one pass of 8 accumulators (GCC
      * spilled the nine taps' weights: 490 K -> 603 K, session 17); this form in one pass of 8
      * (511 K, spilled), in two passes without the barriers below (502 K: GCC shared the two
@@ -89,7 +95,7 @@ TN_INLINE void tn_m7_dw_pass(const tn_layer_t *l, const uint8_t *in, int32_t *ac
      * both passes (all live at once: it spilled) */
     if (wcross) __asm__ volatile("" : "+r"(xg), "+r"(wg));
 #endif
-    uint32_t zw2[4];
+    uint32_t zw2[4], nzw2[4];
     int32_t a[8];
     TN_UNROLL
     for (uint32_t j = 0; j < pairs; j++) {
@@ -98,6 +104,10 @@ TN_INLINE void tn_m7_dw_pass(const tn_layer_t *l, const uint8_t *in, int32_t *ac
             zw2[j] = ((uint32_t)ZW & 0xFFFFu) * 0x00010001u;
         else
             zw2[j] = (uint32_t)l->wzp[cg * n + s] | ((uint32_t)l->wzp[cg * n + s + half] << 16);
+        /* (-z_w, -z_w) of the pair, for w4a8's UXTAB16 (a constant for one zero point) */
+        nzw2[j] = !wcross ? 0u
+                  : NWZP == 1u ? ((uint32_t)(-ZW) & 0xFFFFu) * 0x00010001u
+                               : tn_ssub16(0u, zw2[j]);
         a[j] = l->bias[cg * n + s];
         a[j + pairs] = l->bias[cg * n + s + half];
     }
@@ -125,9 +135,14 @@ TN_INLINE void tn_m7_dw_pass(const tn_layer_t *l, const uint8_t *in, int32_t *ac
                        : (XS ? tn_sxtab16(nzx2, q0) : tn_uxtab16(nzx2, q0));
                 uh = p ? (XS ? tn_sxtab16_ror8(nzx2, q1) : tn_uxtab16_ror8(nzx2, q1))
                        : (XS ? tn_sxtab16(nzx2, q1) : tn_uxtab16(nzx2, q1));
-                /* weight pairs s = p and p + 2: (e_s, e_s+4) */
-                wa = tn_ssub16(tn_pair(wu, p, 4u), zw2[0]);
-                wb = tn_ssub16(tn_pair(wu, p + 2u, 4u), zw2[1]);
+                /* weight pairs s = p and p + 2: (e_s, e_s+4), (e_s+2, e_s+6) minus z_w. The
+                 * codes of pass p are the nibbles p of the word's four bytes (e_p, e_p+2,
+                 * e_p+4, e_p+6): one AND (pass 1: and a shift) puts them in the bytes, then
+                 * UXTAB16 (ROR #8) extracts each pair and adds -z_w in the same instruction,
+                 * where tn_pair and SSUB16 took 5 to 6 per pass */
+                wu = (p ? wu >> 4 : wu) & 0x0F0F0F0Fu;
+                wa = tn_uxtab16(nzw2[0], wu);
+                wb = tn_uxtab16_ror8(nzw2[1], wu);
                 a[0] = tn_smlabb(wa, ul, a[0]);
                 a[2] = tn_dw3_smlatb(wa, uh, a[2]);
                 a[1] = tn_dw3_smlabt(wb, ul, a[1]);
