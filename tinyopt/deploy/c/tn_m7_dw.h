@@ -79,11 +79,12 @@ TN_INLINE void tn_m7_dw_pass(const tn_layer_t *l, const uint8_t *in, int32_t *ac
      * and pass (4 MACs), where reading each code on its own took about 24 per 8 MACs plus
      * spills (DS-CNN --subbyte w4a8 487 K a layer -> 410 K, w8a8 396 K). The weight pairs by
      * one AND of the word's nibbles p and UXTAB16 adding -z_w (below) instead of tn_pair and
-     * SSUB16: about 12 (session 18: 410 K -> 389 K; VWW dw0-2 929 / 469 / 946 K -> 899 / 459
-     * / 918 K). Not done: the nibble order [w0, w4, w1, w5, w2, w6, w3, w7] would let a pass
+     * SSUB16, and pass 1's shift folded into that AND: 11 per tap and pass, interior
+     * (session 18: 410 K -> 385 K, 0.97x w8a8; VWW dw0-2 929 / 469 / 946 K -> 882 / 451 /
+     * 902 K). Not done: the nibble order [w0, w4, w1, w5, w2, w6, w3, w7] would let a pass
      * read one input word (channels 4p .. 4p + 3), one load fewer per tap and pass, but the
-     * lean kernel's weights are the row layout as exported (kernels_m7.step_c takes
-     * Choice.weights for the row kernel's). Tried: pairing the
+     * lean kernel reads the row layout as exported (kernels_m7.step_c takes a Choice.weights
+     * for the row kernel's). Tried: pairing the
      * words into the weights' order by PKHBT / PKHTB in one pass of 8 accumulators (GCC
      * spilled the nine taps' weights: 490 K -> 603 K, session 17); this form in one pass of 8
      * (511 K, spilled), in two passes without the barriers below (502 K: GCC shared the two
@@ -97,6 +98,12 @@ TN_INLINE void tn_m7_dw_pass(const tn_layer_t *l, const uint8_t *in, int32_t *ac
 #endif
     uint32_t zw2[4], nzw2[4];
     int32_t a[8];
+    /* w4a8's nibble mask; in pass 1 held in a register, so that the shift and the mask are
+     * one AND with a shifted operand (an immediate cannot take one) */
+    uint32_t m4 = 0x0F0F0F0Fu;
+#if defined(__ARM_FEATURE_DSP)
+    if (wcross && p) __asm__("" : "+r"(m4));
+#endif
     TN_UNROLL
     for (uint32_t j = 0; j < pairs; j++) {
         const uint32_t s = wcross ? p + 2u * j : p * pairs + j;
@@ -137,10 +144,10 @@ TN_INLINE void tn_m7_dw_pass(const tn_layer_t *l, const uint8_t *in, int32_t *ac
                        : (XS ? tn_sxtab16(nzx2, q1) : tn_uxtab16(nzx2, q1));
                 /* weight pairs s = p and p + 2: (e_s, e_s+4), (e_s+2, e_s+6) minus z_w. The
                  * codes of pass p are the nibbles p of the word's four bytes (e_p, e_p+2,
-                 * e_p+4, e_p+6): one AND (pass 1: and a shift) puts them in the bytes, then
+                 * e_p+4, e_p+6): one AND (pass 1: of the word LSR #4, m4) puts them in bytes, then
                  * UXTAB16 (ROR #8) extracts each pair and adds -z_w in the same instruction,
                  * where tn_pair and SSUB16 took 5 to 6 per pass */
-                wu = (p ? wu >> 4 : wu) & 0x0F0F0F0Fu;
+                wu = (p ? wu >> 4 : wu) & m4;
                 wa = tn_uxtab16(nzw2[0], wu);
                 wb = tn_uxtab16_ror8(nzw2[1], wu);
                 a[0] = tn_smlabb(wa, ul, a[0]);
