@@ -30,7 +30,7 @@ LEAN_CHAINS = {
     "lean_a": ((64,), 100, [
         _dense(24, 64, 4, 4, icn=True),                    # FOLD, 16 words: USAT 4
         _dense(24, 24, 4, 4, out_signed=True,
-               out_zero_point=-8),                         # 3 words; one M0, z_out: SMMLA
+               out_zero_point=-8),                         # 3 words, UNP; one M0, z_out: SMMLA
         _dense(16, 24, 4, 2, out_signed=True),             # signed 4-bit (EOR), one M0: SSAT 2
         _dense(20, 16, 4, 8, out_signed=True),             # signed 2-bit, z_x 0: not lean
         _dense(16, 20, 4, 4, icn=True, out_signed=True),   # signed 8-bit, 5 words: SSAT 4
@@ -40,20 +40,37 @@ LEAN_CHAINS = {
         _dense(16, 16, 2, 8),                              # 2-bit weights and in, 1 word
         _dense(13, 16, 4, 32, out_signed=True,
                requantize=False)],                         # 4 words: raw int32, 13 rows
-        [1, 1, 1, 0, 1, 0, 1, 1, 1, 1]),
+        [1, 2, 1, 0, 1, 0, 1, 1, 1, 1]),
     "lean_b": ((32,), 0, [
         _dense(32, 32, 4, 2, icn=True),                    # 8 words (NG % 4 = 0): USAT 2
         _dense(16, 32, 4, 8),                              # 2-bit in, 2 words (a pass of two)
         _dense(21, 16, 4, 32, out_signed=True,
                requantize=False)],                         # 4 words: clamped int32
         [1, 1, 1]),
+    # LEAN 2 (UNP, kernels_m7.subfc_unpack: 2 / 4-bit inputs, three blocks of eight or more):
+    # the four loops (4 / 2-bit weights over 4 / 2-bit lane pairs), signed and unsigned codes
+    # unpacked, every NG % 4 of 4-bit inputs (TN_SU_LOOPN's entries), NG % 2 of 2-bit ones
+    "lean_u": ((64,), 0, [
+        _dense(32, 64, 4, 4),                              # 8-bit in: lean, not UNP
+        _dense(48, 32, 4, 2, out_signed=True,
+               out_zero_point=-2),                         # 4-bit in, NG 4 (% 4 = 0)
+        _dense(48, 48, 2, 4, out_signed=True,
+               out_zero_point=-8),                         # signed 2-bit in, NG 3; 2-bit w
+        _dense(40, 48, 4, 4),                              # signed 4-bit in, NG 6 (% 4 = 2)
+        _dense(32, 40, 2, 2),                              # 4-bit in, NG 5 (% 4 = 1); 2-bit w
+        _dense(56, 32, 4, 4, out_signed=True,
+               out_zero_point=-8),                         # 2-bit in, NG 2
+        _dense(24, 56, 4, 4),                              # signed 4-bit in, NG 7 (% 4 = 3)
+        _dense(29, 24, 4, 32, out_signed=True,
+               requantize=False)],                         # 4-bit in, NG 3: raw int32
+        [1, 2, 2, 2, 2, 2, 2, 2]),
 }
 
 
 def _lean_graph(name):
     shape, zin, layers, _ = LEAN_CHAINS[name]
     g = chain(60 + len(name), layers, shape, 8, False, zin, "floor")
-    if name == "lean_a":  # the logits without a weight zero point (HASZW = 0: no -z_w sum x')
+    if name in ("lean_a", "lean_u"):  # the logits without a weight zero point (HASZW = 0)
         g.layers[-1].weight_zero_point = np.zeros(1, np.int32)
     else:  # the logits clamped at their 20th and 80th percentiles: tn_sf_out4 on the lean sums
         x = np.random.default_rng(5).integers(0, 256, (40, *shape))
@@ -75,10 +92,10 @@ def _calls(src_dir):
 
 @pytest.mark.parametrize("name", sorted(LEAN_CHAINS))
 def test_lean_host_bitexact(tmp_path, no_subfc16, name):
-    """The C equals the simulator on 40 inputs; the steps marked lean take LEAN = 1 (the others
-    0; lean_a's first with FOLD), and the lean layers' epilogues are the ones named: per-channel
-    floor (FAST 2) with z_out = 0 and the whole code range (USAT / SSAT), the layer's one
-    multiplier (SMMLA with z_out 2^k, z_out 0 and -8), raw int32 logits."""
+    """The C equals the simulator on 40 inputs; the steps marked lean take LEAN = 1 or 2 (UNP;
+    the others 0; lean_a's first with FOLD), and the lean layers' epilogues are the ones named:
+    per-channel floor (FAST 2) with z_out = 0 and the whole code range (USAT / SSAT), the
+    layer's one multiplier (SMMLA with z_out 2^k, z_out 0 and -8), raw int32 logits."""
     g = _lean_graph(name)
     host_check(g, tmp_path)
     calls = _calls(tmp_path / "src")
@@ -88,14 +105,17 @@ def test_lean_host_bitexact(tmp_path, no_subfc16, name):
                                               for i in range(len(calls))], calls
     # per lean step: (REQ, NM > 1, FAST, OB, ZP) of its epilogue
     got = {(c[17], c[18] != "1u", c[21], c[20], c[26].rstrip(");")) for c in calls
-           if c[13] == "1u"}
+           if c[13] in ("1u", "2u")}
     want = {"lean_a": {("1u", True, "2u", "4u", "0u"), ("1u", False, "2u", "4u", "-8"),
                        ("1u", False, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")},
-            "lean_b": {("1u", True, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")}}
+            "lean_b": {("1u", True, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")},
+            "lean_u": {("0u", False, "0u", "32u", "0u")}}
     assert want[name] <= got, got
-    # the layer's one multiplier shifts right (N0 <= -1: tn_sc_fq's SMMLA form)
-    assert all(c[23].startswith("-") for c in calls if c[13] == "1u" and c[18] == "1u"
-               and c[17] == "1u" and c[20] in ("4u", "2u")), calls
+    # the layer's one multiplier shifts right (N0 <= -1: tn_sc_fq's SMMLA form; lean_u is about
+    # the loops, not the epilogues)
+    assert name == "lean_u" or all(
+        c[23].startswith("-") for c in calls if c[13] in ("1u", "2u") and c[18] == "1u"
+        and c[17] == "1u" and c[20] in ("4u", "2u")), calls
 
 
 def test_lean_chains_cover():
@@ -121,12 +141,47 @@ def test_lean_chains_cover():
     assert not np.any(a.weight_zero_point) and b.out_range != (-(1 << 31), (1 << 31) - 1)
 
 
-@pytest.mark.slow  # two Cortex-M7 builds and QEMU runs
+def test_unp_covers_and_bounds():
+    """lean_u's UNP steps hold the four loops (4 / 2-bit weights over 4 / 2-bit lane pairs),
+    signed and unsigned codes of both widths, every NG % 4 of 4-bit inputs and NG % 2 of 2-bit
+    ones. UNP stays off where the unpacked input would pass SUBFC_UNPACK_BYTES (2 K bytes: K =
+    136 4-bit codes), below SUBFC_UNPACK_BLOCKS blocks of eight and over 8-bit inputs, and the
+    C's buffer is SUBFC_UNPACK_BYTES long."""
+    seen, ng = set(), set()
+    g = _lean_graph("lean_u")
+    for layer, lean in zip(g.layers, LEAN_CHAINS["lean_u"][3]):
+        assert kernels_m7.subconv.subfc_unpack(layer) == (lean == 2), layer.name
+        if lean == 2:
+            xb = int(layer.in_bits)
+            seen.add((int(layer.weight_bits), xb, bool(layer.in_signed)))
+            ng.add((xb, int(layer.in_shape[0]) * xb // 32 % (4 if xb == 4 else 2)))
+    assert {(w, x) for w, x, _ in seen} == {(w, x) for w in (4, 2) for x in (4, 2)}, seen
+    assert {(x, sg) for _, x, sg in seen} == {(x, sg) for x in (4, 2) for sg in (False, True)}
+    assert ng == {(4, 0), (4, 1), (4, 2), (4, 3), (2, 0), (2, 1)}, ng
+    one = [chain(9, [_dense(n, k, 4, 4)], (k,), xb, False, 0, "floor").layers[0]
+           for n, k, xb in ((24, 136, 4), (24, 128, 4), (16, 128, 4), (24, 32, 8))]
+    assert [kernels_m7.subconv.subfc_lean(lay) for lay in one] == [1, 1, 1, 1]
+    assert [kernels_m7.subconv.subfc_unpack(lay) for lay in one] == [0, 1, 0, 0]
+    head = (codegen.C_DIR / "tn_m7_subfc.h").read_text()
+    assert f"#define TN_SL_UNP_WORDS {kernels_m7.subconv.SUBFC_UNPACK_BYTES // 4}u" in head
+
+
+def test_unp_c_keeps_its_buffer(tmp_path, no_subfc16, monkeypatch):
+    """A LEAN 2 whose unpacked input would pass the C's buffer (SUBFC_UNPACK_BYTES raised to 1024
+    for the export: K = 256 4-bit codes, 512 bytes) runs the plain lean loop: the C equals the
+    simulator."""
+    monkeypatch.setattr(kernels_m7.subconv, "SUBFC_UNPACK_BYTES", 1024)
+    g = chain(11, [_dense(32, 256, 4, 4)], (256,), 4, False, 0, "floor")
+    host_check(g, tmp_path)
+    assert [c[13] for c in _calls(tmp_path / "src")] == ["2u"]
+
+
+@pytest.mark.slow  # three Cortex-M7 builds and QEMU runs
 def test_lean_under_qemu(qemu, tmp_path, no_subfc16, monkeypatch):
-    """Both chains bit-exact under QEMU: lean_a as built (word-aligned weights: the LDRD loop),
-    lean_b with -DTN_SF_NO_LDRD (the same statement jumping to its loop of two LDR, as for
-    weights off a word boundary)."""
-    for name, flags in (("lean_a", ()), ("lean_b", ("-DTN_SF_NO_LDRD",))):
+    """The chains bit-exact under QEMU: lean_a and lean_u as built (word-aligned weights: the
+    LDRD loop; lean_u's UNP loops on the unpacked input), lean_b with -DTN_SF_NO_LDRD (the same
+    statement jumping to its loop of two LDR, as for weights off a word boundary)."""
+    for name, flags in (("lean_a", ()), ("lean_b", ("-DTN_SF_NO_LDRD",)), ("lean_u", ())):
         monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, *flags))
         g = _lean_graph(name)
         x = np.random.default_rng(5).integers(0, 256, (4, *g.input_shape))
@@ -175,6 +230,7 @@ def test_lean_compiles_at_every_level(tmp_path, no_subfc16, fpu):
     from tests.test_build_levels import ARM, FORM_LEVELS, _arm_gcc, _compile
     from tests.test_subfc_forms import SOFT
     _arm_gcc()
-    e = codegen.export_c(_lean_graph("lean_a"), tmp_path / "src", kernels="m7")
-    for level in FORM_LEVELS:
-        _compile(ARM if fpu else SOFT, e, level, tmp_path)
+    for name in ("lean_a", "lean_u"):  # lean_u: the four UNP loops and the unpacking
+        e = codegen.export_c(_lean_graph(name), tmp_path / name / "src", kernels="m7")
+        for level in FORM_LEVELS:
+            _compile(ARM if fpu else SOFT, e, level, tmp_path / name)

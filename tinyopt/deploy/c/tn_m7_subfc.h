@@ -918,6 +918,45 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
             __asm__ volatile(TN_SL_BODY(TN_SL_LOOP4, GA, GB, D) TN_SL_OPERANDS);                \
         else __asm__ volatile(TN_SL_BODY(TN_SL_LOOPN, GA, GB, D) TN_SL_OPERANDS);               \
     } while (0)
+/* UNP (tn_m7_subfc's LEAN 2): the input unpacked once per layer into a lane pair a word on the
+ * stack (tn_sl_unpack), so one input word is two LDRD (4-bit codes) or four (2-bit) instead of
+ * LDR, EOR and seven AND / LSR (fifteen); the lane pairs alternate QA / QB as TN_SO_X4's */
+#define TN_SU_L2(QA, QB, LD, LB) "ldrd %[v], %[p], [%[x]], #8\n\t" QA(LD, "v") QB(LB, "p")
+#define TN_SU_X4(QA, QB, LD, LB) TN_SU_L2(QA, QB, LD, LB) TN_SU_L2(QA, QB, LD, LB)
+#define TN_SU_X2(QA, QB, LD, LB) TN_SU_X4(QA, QB, LD, LB) TN_SU_X4(QA, QB, LD, LB)
+/* the sums' start from the buffer's head (x then at the lane pairs), the loop's end at the word
+ * after the lane pairs, 0xFFFFFFFF (no lane pair: its lanes are codes below 16): no memory
+ * operands (with them and the 256-byte buffer in the frame GCC found no registers at -Os) */
+#define TN_SU_INIT                                                                              \
+    "ldrd %[a0], %[a1], [%[x]], #8\n\tldrd %[a2], %[a3], [%[x]], #8\n\t"                       \
+    "ldrd %[a4], %[a5], [%[x]], #8\n\tldrd %[a6], %[a7], [%[x]], #8\n\t"
+#define TN_SU_END "ldr %[p], [%[x]]\n\tcmn %[p], #1\n\tbne 1b\n\t"
+/* n input words a pass (NPASS 4: 4-bit inputs, 2: 2-bit), entered at word NPASS - NG % NPASS
+ * of the first pass (a constant label: NG is known) */
+#define TN_SU_LOOP(G, ENTRY) ENTRY "1:\n\t" G "2:\n\t" G "3:\n\t" G "4:\n\t" G TN_SU_END
+#define TN_SU_LOOP2(G, ENTRY) ENTRY "1:\n\t" G "2:\n\t" G TN_SU_END
+#define TN_SU_BODY(L, GA, GB, D, ENTRY)                                                         \
+    TN_SU_INIT TN_SL_PICK L(GA, ENTRY) "b 9f\n\t8:\n\t" L(GB, ENTRY) "9:\n\t" D
+#define TN_SU_OPERANDS                                                                          \
+    : [x] "+r"(x), [wp] "+r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [u2] "=&r"(u2),      \
+      [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),           \
+      [a5] "=&r"(a5), [a6] "=&r"(a6), [a7] "=&r"(a7)                                            \
+    :                                                                                           \
+    : "cc", "memory"
+#define TN_SU_RUN(GA, GB, D)                                                                    \
+    do {                                                                                        \
+        if (XB == 2u && NG % 2u == 0u)                                                          \
+            __asm__ volatile(TN_SU_BODY(TN_SU_LOOP2, GA, GB, D, "") TN_SU_OPERANDS);            \
+        else if (XB == 2u)                                                                      \
+            __asm__ volatile(TN_SU_BODY(TN_SU_LOOP2, GA, GB, D, "b 2f\n\t") TN_SU_OPERANDS);   \
+        else if (NG % 4u == 0u)                                                                 \
+            __asm__ volatile(TN_SU_BODY(TN_SU_LOOP, GA, GB, D, "") TN_SU_OPERANDS);             \
+        else if (NG % 4u == 3u)                                                                 \
+            __asm__ volatile(TN_SU_BODY(TN_SU_LOOP, GA, GB, D, "b 2f\n\t") TN_SU_OPERANDS);    \
+        else if (NG % 4u == 2u)                                                                 \
+            __asm__ volatile(TN_SU_BODY(TN_SU_LOOP, GA, GB, D, "b 3f\n\t") TN_SU_OPERANDS);    \
+        else __asm__ volatile(TN_SU_BODY(TN_SU_LOOP, GA, GB, D, "b 4f\n\t") TN_SU_OPERANDS);   \
+    } while (0)
 /* one output row R of the per-channel floor (S: its scale's shift, "" row 0 / 4), packed by BFI
  * at bit B into a0 (row 0: the code itself) */
 #define TN_SL_RQ(ADD, SAT, PUT)                                                                 \
@@ -1025,17 +1064,18 @@ TN_INLINE void tn_sl_rescale2(uint32_t *a1, uint32_t *a2, uint32_t *a3, uint32_t
     *a6 = (uint32_t)((int32_t)*a6 >> 4); *a7 = (uint32_t)((int32_t)*a7 >> 2);
 }
 
-/* One lean block of eight rows c .. c + 7 (weights at w, NG words of inputs at in; I: the sums'
- * start, above), its outputs written (FORM: tn_sl_form; *bpp, *mpp, *npp: the bias, m0 and n0
- * of row c, advanced past the block; RAWOK: FORM 2's clamp is int32's and out word-aligned);
- * returns w past the block. */
+/* One lean block of eight rows c .. c + 7 (weights at w, NG words of inputs at in; UNP: in holds
+ * the sums' start I as 8 words, then the inputs' lane pairs, tn_sl_unpack; I: the sums' start,
+ * above), its outputs written (FORM:
+ * tn_sl_form; *bpp, *mpp, *npp: the bias, m0 and n0 of row c, advanced past the block; RAWOK:
+ * FORM 2's clamp is int32's and out word-aligned); returns w past the block. */
 TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, const uint8_t *in,
                                      uint8_t *TN_RESTRICT out, uint32_t c, uint32_t N,
                                      uint32_t NG, uint32_t XB, uint32_t XS, uint32_t WB,
                                      const uint64_t *I,
                                      uint32_t FOLD, uint32_t Z, uint32_t Q, const int32_t **fpp,
                                      const uint8_t *const *endp, const int32_t **bpp, const int32_t **mpp,
-                                     const int8_t **npp, uint32_t FORM, uint32_t RAWOK,
+                                     const int8_t **npp, uint32_t UNP, uint32_t FORM, uint32_t RAWOK,
                                      uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
                                      TN_RQ_ARGS)
 {
@@ -1046,7 +1086,19 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
         uint32_t v, p, u, u2;
 #define TN_SL_E4 "eor %[v], %[v], #0x88888888\n\t"
 #define TN_SL_E2 "eor %[v], %[v], #0xAAAAAAAA\n\t"
-        if (WB == 2u) { /* one word of eight rows per lane pair: LDRD of two lane pairs' */
+        if (UNP && WB == 2u && XB == 4u) /* the unpacked lane pairs (TN_SU_X4) */
+            TN_SU_RUN(TN_SU_X4(TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
+                      TN_SU_X4(TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1), TN_SL_DIFF2);
+        else if (UNP && WB == 2u)
+            TN_SU_RUN(TN_SU_X2(TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
+                      TN_SU_X2(TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1), TN_SL_DIFF2);
+        else if (UNP && XB == 4u)
+            TN_SU_RUN(TN_SU_X4(TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
+                      TN_SU_X4(TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2), TN_SL_DIFF4);
+        else if (UNP)
+            TN_SU_RUN(TN_SU_X2(TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
+                      TN_SU_X2(TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2), TN_SL_DIFF4);
+        else if (WB == 2u) { /* one word of eight rows per lane pair: LDRD of two lane pairs' */
             if (XB == 8u && XS)
                 TN_SL_RUN(TN_SO_X8("s", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
                           TN_SO_X8("s", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1), TN_SL_DIFF2);
@@ -1147,11 +1199,13 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
             s[2u * h] = (uint32_t)I[h]; s[2u * h + 1u] = (uint32_t)(I[h] >> 32);
         }
         for (uint32_t g = 0; g < NG; g++) {
-            const uint32_t v = tn_ld32(in + 4u * g) ^ flip;
+            const uint32_t v = UNP ? 0u : tn_ld32(in + 4u * g) ^ flip;
             for (uint32_t j = 0; j < nlp; j++) {
                 const uint32_t x8 = XS ? (j ? tn_sxtab16_ror8(0u, v) : tn_sxtab16(0u, v))
                                        : (j ? tn_uxtab16_ror8(0u, v) : tn_uxtab16(0u, v));
-                const uint32_t xp = XB == 8u ? x8 : (v >> (j * XB)) & tn_lanemask(XB);
+                /* UNP: in holds the sums' start, then the lane pairs (tn_sl_unpack) */
+                const uint32_t xp = UNP ? tn_ld32(in + 32u + 4u * (nlp * g + j))
+                                    : XB == 8u ? x8 : (v >> (j * XB)) & tn_lanemask(XB);
                 if (WB == 2u) { /* one word, eight rows: the low 2 r + 2 bits of each lane */
                     const uint32_t u = tn_ld32(w);
                     w += 4;
@@ -1196,6 +1250,32 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
                    NM, ROUND, OB, TN_RQ);
     }
     return w;
+}
+
+/* The words of the unpacked input (UNP, below): kernels_m7.SUBFC_UNPACK_BYTES / 4. */
+#define TN_SL_UNP_WORDS 64u
+
+/* UNP of a lean layer (LEAN 2, kernels_m7.subfc_unpack): 2 / 4-bit inputs (no FOLD), else 0
+ * (the plain lean loop: the same sums). */
+TN_INLINE uint32_t tn_sl_unp(uint32_t LEAN, uint32_t LN, uint32_t XB, uint32_t FOLD)
+{
+    return LEAN == 2u && LN && (XB == 4u || XB == 2u) && !FOLD;
+}
+
+/* The NG words of 2 / 4-bit codes at in as lane pairs, a word each (16 / XB per input word, the
+ * order tn_so_run unpacks them in: pair j = (v >> j XB) & the lane mask, signed codes' sign bits
+ * flipped), into xu: once per layer, for every block of eight (UNP). */
+TN_INLINE void tn_sl_unpack(const uint8_t *in, uint32_t NG, uint32_t XB, uint32_t XS,
+                            uint32_t *xu)
+{
+    const uint32_t flip = !XS ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
+    const uint32_t m = tn_lanemask(XB), np = 16u / XB;
+    for (uint32_t g = 0; g < NG; g++) {
+        const uint32_t v = tn_ld32(in + 4u * g) ^ flip;
+        TN_UNROLL
+        for (uint32_t j = 0; j < np; j++)
+            xu[np * g + j] = (v >> (j * XB)) & m;
+    }
 }
 
 /* A dense layer K -> N of WB = 2 / 4-bit weights (kernels_m7.subfc_weights' order; RAW, KC:
@@ -1260,10 +1340,30 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
                                && ((uintptr_t)out & 3u) == 0u;
         const int32_t *bp = bias, *mp = m0p;
         const int8_t *np = n0p;
-        const uint8_t *end = in + 4u * NG; /* the loop's end, read from memory (once stored) */
-        for (uint32_t c = 0; c < NO; c += 8u)
-            w = tn_sl_block(l, w, in, out, c, N, NG, XB, XS, WB, I, FOLD, Z, Q, &fp, &end, &bp,
-                            &mp, &np, FORM, RAWOK, REQ, NM, ROUND, OB, TN_RQ);
+#define TN_SL_BLOCKS(SRC, U)                                                                    \
+    for (uint32_t c = 0; c < NO; c += 8u)                                                       \
+        w = tn_sl_block(l, w, SRC, out, c, N, NG, XB, XS, WB, I, FOLD, Z, Q, &fp, &end, &bp,    \
+                        &mp, &np, U, FORM, RAWOK, REQ, NM, ROUND, OB, TN_RQ)
+        if (tn_sl_unp(LEAN, LN, XB, FOLD) && (16u / XB) * NG <= TN_SL_UNP_WORDS) {
+            /* UNP: the input's lane pairs on the stack, read by every block instead of the
+             * input itself. A fixed size (kernels_m7.SUBFC_UNPACK_BYTES): one of the layer's
+             * would be a VLA, whose frame pointer takes a register the loop needs */
+            /* the sums' start I, the lane pairs, the end mark (TN_SU_END) */
+            uint32_t xu[9u + TN_SL_UNP_WORDS];
+            const uint8_t *end = (const uint8_t *)(xu + 8) + 4u * (16u / XB) * NG;
+            TN_UNROLL
+            for (uint32_t h = 0; h < 4u; h++) {
+                xu[2u * h] = (uint32_t)I[h];
+                xu[2u * h + 1u] = (uint32_t)(I[h] >> 32);
+            }
+            tn_sl_unpack(in, NG, XB, XS, xu + 8);
+            xu[8u + (16u / XB) * NG] = 0xFFFFFFFFu;
+            TN_SL_BLOCKS((const uint8_t *)xu, 1u);
+        } else {
+            const uint8_t *end = in + 4u * NG; /* the loop's end, read from memory (once stored) */
+            TN_SL_BLOCKS(in, 0u);
+        }
+#undef TN_SL_BLOCKS
     }
     for (uint32_t c = 0; c < (LN ? 0u : NO); c += 8u) { /* OCT: blocks of eight rows */
         int32_t A[8];

@@ -270,7 +270,7 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
             common["ZX"], layer.weight_bits, *subfc_plan(layer),
             # OCT, FOLD (tn_so_run's window W3 where the blocks of eight fold -z_x sum w, else 0)
             subfc_oct(layer) or subfc_fold(layer)[0], subfc_fold(layer)[1],
-            subfc_lean(layer), common["NWZP"],
+            subfc_lean(layer) + subfc_unpack(layer), common["NWZP"],
             int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
             common["OB"], *rq.values()]
     return "    tn_m7_subfc(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
@@ -485,3 +485,31 @@ def subfc_lean(layer) -> int:
     d = np.abs(rows[:n // 8 * 8].astype(np.int64) - int(zw[0]))
     blocks = d.reshape(-1, 2, 4, rows.shape[1])  # [block, half, row r % 4, lane]
     return int(bool((scale * blocks.sum(axis=-1) * _x_box(layer) < top).all()))
+
+
+# Stack bytes tn_m7_subfc may take for a lean layer's input unpacked once (2 bytes per code:
+# :func:`subfc_unpack`); 0 turns the form off.
+SUBFC_UNPACK_BYTES = 256
+# Blocks of eight rows from which the unpacking pays: per block it saves 6 instructions per
+# word of 4-bit inputs and 12 per word of 2-bit ones, and costs about 10 / 20 once.
+SUBFC_UNPACK_BLOCKS = 3
+
+
+def subfc_unpack(layer) -> int:
+    """1 where tn_m7_subfc's lean blocks of eight (:func:`subfc_lean`) of a dense layer of 4 or
+    2-bit inputs read the input unpacked once onto the stack, a lane pair per word (LEAN 2,
+    c/tn_m7_subfc.h: tn_sl_unpack): two LDRD per word of 4-bit codes instead of LDR and seven
+    AND / LSR (2-bit: four instead of fifteen) in every block, at 2 K bytes of stack (bounded
+    by :data:`SUBFC_UNPACK_BYTES`) for layers of at least :data:`SUBFC_UNPACK_BLOCKS` blocks.
+    The sums are the lean ones, unchanged (the same lanes in the same order). Else 0.
+
+    Arguments:
+        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
+
+    Returns:
+        1 or 0 (added to :func:`subfc_lean`'s 1 in the call).
+    """
+    k, xb = int(layer.in_shape[0]), int(layer.in_bits)
+    return int(xb in (2, 4) and 2 * k <= SUBFC_UNPACK_BYTES
+               and int(layer.out_channels) // 8 >= SUBFC_UNPACK_BLOCKS
+               and subfc_lean(layer) == 1)
