@@ -835,6 +835,16 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
  * AD (trained, w4a4): 315,074 -> 301,554 instructions per
  * inference (dense 89,958 -> 89,118; dense_1 20,240 -> 19,360; dense_9 99,478 -> 91,878),
  * text -452 B.
+ * UNP (LEAN 2, kernels_m7.subfc_unpack: 2 / 4-bit inputs, 2 K <= 256 bytes, three blocks or
+ * more): the input unpacked once per layer onto the stack, a lane pair a word (tn_sl_unpack),
+ * the blocks' loop two LDRD per word of 4-bit codes (four of 2-bit) instead of LDR, EOR and
+ * seven AND / LSR (fifteen): 62 instructions per 64 MACs, not 68. AD (trained, w4a4): 299,914
+ * -> 284,154 per inference (dense_1 .. 3, 6 .. 8: 19,320 -> 17,960, w8a8 18,560; dense_9
+ * 91,878 -> 84,358), text -576 B, stack peak 268 -> 516 B (RAM 3,112 -> 3,360; w8a8 3,140).
+ * Tried: a buffer of the layer's size (a VLA: its frame pointer takes a register the loop
+ * needs); the sums' start and the loop's end as memory operands beside a 256-byte buffer in
+ * the frame ('asm' operand has impossible constraints at -Os, soft and hard float): they are
+ * the buffer's head and an end mark instead.
  * Tried: the lean loop (LDRD only) beside the blocks of eight as the fallback for weights off a
  * word boundary: a second loop and epilogue per step (+350 B of text each) or, one epilogue
  * after the two paths merged, about eight instructions per block of moves and reloads (GCC);
