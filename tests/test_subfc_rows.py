@@ -43,10 +43,11 @@ LEAN_CHAINS = {
         [1, 2, 1, 0, 1, 0, 1, 1, 1, 1]),
     "lean_b": ((32,), 0, [
         _dense(32, 32, 4, 2, icn=True),                    # 8 words (NG % 4 = 0): USAT 2
+        _dense(32, 32, 4, 2),                              # UNP, 2-bit in (two LDR under QEMU)
         _dense(16, 32, 4, 8),                              # 2-bit in, 2 words (a pass of two)
         _dense(21, 16, 4, 32, out_signed=True,
                requantize=False)],                         # 4 words: clamped int32
-        [1, 1, 1]),
+        [1, 2, 1, 1]),
     # LEAN 2 (UNP, kernels_m7.subfc_unpack: 2 / 4-bit inputs, three blocks of eight or more):
     # the four loops (4 / 2-bit weights over 4 / 2-bit lane pairs), signed and unsigned codes
     # unpacked, every NG % 4 of 4-bit inputs (TN_SU_LOOPN's entries), NG % 2 of 2-bit ones
@@ -180,7 +181,8 @@ def test_unp_c_keeps_its_buffer(tmp_path, no_subfc16, monkeypatch):
 def test_lean_under_qemu(qemu, tmp_path, no_subfc16, monkeypatch):
     """The chains bit-exact under QEMU: lean_a and lean_u as built (word-aligned weights: the
     LDRD loop; lean_u's UNP loops on the unpacked input), lean_b with -DTN_SF_NO_LDRD (the same
-    statement jumping to its loop of two LDR, as for weights off a word boundary)."""
+    statement jumping to its loop of two LDR, as for weights off a word boundary; one UNP
+    step)."""
     for name, flags in (("lean_a", ()), ("lean_b", ("-DTN_SF_NO_LDRD",)), ("lean_u", ())):
         monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, *flags))
         g = _lean_graph(name)
