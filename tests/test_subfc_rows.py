@@ -17,6 +17,7 @@ import pytest
 
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import codegen, kernels_m7, mcu
+from tinyopt.integer import steps as steps_mod
 
 from tests.test_build_levels import FORM_FPUS
 from tests.test_kernels_m7 import chain, host_check
@@ -80,10 +81,17 @@ def _lean_graph(name):
     return g
 
 
+def _force(monkeypatch):
+    monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)
+    # UNP's arena scratch wherever UNP applies, not only where it keeps the arena's size
+    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+
+
 @pytest.fixture
 def no_subfc16(monkeypatch):
-    """These small layers on tn_m7_subfc, not tn_m7_subfc16's int16 lanes."""
-    monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)
+    """These small layers on tn_m7_subfc, not tn_m7_subfc16's int16 lanes; UNP (LEAN 2) at
+    every step it applies to (its scratch planned even where it grows the arena)."""
+    _force(monkeypatch)
 
 
 def _calls(src_dir):
@@ -147,7 +155,7 @@ def test_unp_covers_and_bounds():
     signed and unsigned codes of both widths, every NG % 4 of 4-bit inputs and NG % 2 of 2-bit
     ones. UNP stays off where the unpacked input would pass SUBFC_UNPACK_BYTES (2 K bytes: K =
     136 4-bit codes), below SUBFC_UNPACK_BLOCKS blocks of eight and over 8-bit inputs, and the
-    C's buffer is SUBFC_UNPACK_BYTES long."""
+    step's arena scratch is 36 + 2 K bytes (kernels_m7.subconv.subfc_unpack_bytes)."""
     seen, ng = set(), set()
     g = _lean_graph("lean_u")
     for layer, lean in zip(g.layers, LEAN_CHAINS["lean_u"][3]):
@@ -163,18 +171,54 @@ def test_unp_covers_and_bounds():
            for n, k, xb in ((24, 136, 4), (24, 128, 4), (16, 128, 4), (24, 32, 8))]
     assert [kernels_m7.subconv.subfc_lean(lay) for lay in one] == [1, 1, 1, 1]
     assert [kernels_m7.subconv.subfc_unpack(lay) for lay in one] == [0, 1, 0, 0]
-    head = (codegen.C_DIR / "tn_m7_subfc.h").read_text()
-    assert f"#define TN_SL_UNP_WORDS {kernels_m7.subconv.SUBFC_UNPACK_BYTES // 4}u" in head
+    assert [kernels_m7.subconv.subfc_unpack_bytes(lay) for lay in one] == [0, 292, 0, 0]
 
 
-def test_unp_c_keeps_its_buffer(tmp_path, no_subfc16, monkeypatch):
-    """A LEAN 2 whose unpacked input would pass the C's buffer (SUBFC_UNPACK_BYTES raised to 1024
-    for the export: K = 256 4-bit codes, 512 bytes) runs the plain lean loop: the C equals the
-    simulator."""
-    monkeypatch.setattr(kernels_m7.subconv, "SUBFC_UNPACK_BYTES", 1024)
-    g = chain(11, [_dense(32, 256, 4, 4)], (256,), 4, False, 0, "floor")
+def _unp_plan(g):
+    """(LEAN 2 per step by the C export's call, scratch bytes per step, arena) of ``g``."""
+    steps, mem = steps_mod.memory_plan(g)
+    return ([kernels_m7.subconv.subfc_unpack(s.layer) == 1
+             and s.scratch_bytes >= kernels_m7.subconv.subfc_unpack_bytes(s.layer)
+             for s in steps], [s.scratch_bytes for s in steps], mem.arena_bytes)
+
+
+def test_unp_scratch_in_the_arena(tmp_path, no_subfc16):
+    """UNP's buffer is the step's arena scratch, sized to the layer (36 + 2 K bytes; K = 256
+    4-bit codes past the former 256-byte stack buffer with SUBFC_UNPACK_BYTES raised): every
+    lean_u step of LEAN 2 has exactly that scratch and the others none, the C equals the
+    simulator and the export's arena is the plan's (the memory model's figure)."""
+    g = _lean_graph("lean_u")
+    unp, scratch, arena = _unp_plan(g)
+    lean2 = [v == 2 for v in LEAN_CHAINS["lean_u"][3]]
+    assert unp == lean2 and scratch == [
+        4 * (9 + int(lay.in_shape[0]) // 2) if u else 0 for lay, u in zip(g.layers, lean2)]
+    e = host_check(g, tmp_path / "u")
+    assert e.arena_bytes == arena
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels_m7.subconv, "SUBFC_UNPACK_BYTES", 1024)
+        big = chain(11, [_dense(32, 256, 4, 4)], (256,), 4, False, 0, "floor")
+        assert _unp_plan(big)[:2] == ([True], [548])
+        host_check(big, tmp_path / "big")
+        assert [c[13] for c in _calls(tmp_path / "big" / "src")] == ["2u"]
+
+
+def test_unp_only_where_free(tmp_path, monkeypatch):
+    """On a Keras-path graph (floor) UNP's scratch is planned only where it keeps the arena
+    (steps.SCRATCH_ONLY_WHERE_FREE, the default): the arena equals the one without UNP, the steps
+    given the buffer run LEAN 2 and the others the lean loop (LEAN 1, no scratch), and the C
+    equals the simulator. lean_u's 64 8-bit inputs leave room for some UNP steps, not all."""
+    monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)
+    g = _lean_graph("lean_u")
+    unp, scratch, arena = _unp_plan(g)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels_m7.subconv, "SUBFC_UNPACK_BYTES", 0)
+        assert _unp_plan(g)[2] == arena  # UNP costs no arena byte
+    lean2 = [v == 2 for v in LEAN_CHAINS["lean_u"][3]]
+    assert any(unp) and unp != lean2, unp
     host_check(g, tmp_path)
-    assert [c[13] for c in _calls(tmp_path / "src")] == ["2u"]
+    want = [f"{v - (v == 2 and not u)}u" for v, u in zip(LEAN_CHAINS["lean_u"][3], unp)]
+    assert [c[13] for c in _calls(tmp_path / "src")] == want
+    assert [b > 0 for b in scratch] == unp
 
 
 @pytest.mark.slow  # three Cortex-M7 builds and QEMU runs
@@ -190,8 +234,10 @@ def test_lean_under_qemu(qemu, tmp_path, no_subfc16, monkeypatch):
         r = mcu.deploy(g, x, tmp_path, name=name, host_images=4, mcu_images=3)
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        if name == "lean_u":  # UNP's buffer in the arena, not the stack (it alone is 292 B)
+            assert s["stack_model_run"] < 256 and s["scratch_arena_bytes"] > 0, s
         monkeypatch.undo()
-        monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)
+        _force(monkeypatch)
 
 
 def test_lean_bound(tmp_path, no_subfc16, monkeypatch):

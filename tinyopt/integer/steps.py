@@ -522,6 +522,8 @@ def kind_scratch_parts(step: Step, kind: str) -> tuple[int, int]:
         need = REGISTRY[layer.kind].m7_scratch
         return -(-int(need(step) if need is not None else 0) // 4) * 4, 0
     if kind == "sub":  # tn_m7_sub: the gathered window's codes; a fused pool's maxima
+        if sub_fc_fits(step) and not sub_conv_step(step):  # tn_m7_subfc: UNP's buffer
+            return 0, sub_fc_unpack_bytes(step)
         return sub_scratch_parts(step)
     if kind in ("pw", "conv"):  # two pixels' int16 lanes (a lone pixel: twice); outputs
         # written as computed, or, with a fused ADD, the pair's int32 outputs first
@@ -683,6 +685,23 @@ def sub_fc_fits(step: Step) -> bool:
         return False
     k = int(layer.in_shape[0])
     return _sub_fc_codes_fit(layer, k, wb, xb)
+
+
+def sub_fc_unpack_bytes(step: Step) -> int:
+    """Scratch bytes of a tn_m7_subfc step (:func:`sub_fc_fits`): its lean blocks' input
+    unpacked once (UNP, ``kernels_m7.subfc_unpack_bytes``: 36 + 2 K, from the layer's shape and
+    widths) where the step may take more scratch than its lean alternative
+    (:attr:`Step.roomy`: only where the arena keeps its size, :func:`memory_plan`) on a
+    Keras-path ("floor") graph, else 0: the kernel (c/tn_m7_subfc.h) then reads the input in
+    place (the lean loop), as it does wherever the weights keep the layer off UNP. Why floor
+    only: elsewhere (an imported .tflite) every step takes its roomy kernel, and the shape-only
+    size would grow the arena for buffers the weights may leave unused."""
+    if not step.roomy or step.graph_rounding != "floor":
+        return 0
+    # the kernel module's rule (beside SUBFC_UNPACK_BYTES); imported here:
+    # tinyopt.deploy.kernels_m7 imports this module
+    from tinyopt.deploy.kernels_m7 import subconv
+    return subconv.subfc_unpack_bytes(step.layer)
 
 
 def sub_fc_window(layer: IntegerLayer) -> bool:

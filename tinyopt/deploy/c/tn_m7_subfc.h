@@ -841,10 +841,17 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
  * seven AND / LSR (fifteen): 62 instructions per 64 MACs, not 68. AD (trained, w4a4): 299,914
  * -> 284,154 per inference (dense_1 .. 3, 6 .. 8: 19,320 -> 17,960, w8a8 18,560; dense_9
  * 91,878 -> 84,358), text -576 B, stack peak 268 -> 516 B (RAM 3,112 -> 3,360; w8a8 3,140).
- * Tried: a buffer of the layer's size (a VLA: its frame pointer takes a register the loop
- * needs); the sums' start and the loop's end as memory operands beside a 256-byte buffer in
- * the frame ('asm' operand has impossible constraints at -Os, soft and hard float): they are
- * the buffer's head and an end mark instead.
+ * Then the buffer moved off the stack into the step's arena scratch (XU, 36 + 2 K bytes,
+ * kernels_m7.subfc_unpack_bytes), planned on a Keras-path graph only where it keeps the
+ * arena (steps.sub_fc_unpack_bytes, Step.roomy): AD w4a4 arena 2,624 B as before, stack peak
+ * 268 B, RAM 3,112 <= w8a8's 3,140; dense_9 (its 640 int32 outputs are the arena's peak)
+ * keeps the lean loop: 291,754 per inference (dense_9 91,878). Text +5.5 KB: the identical
+ * step functions of dense_1 .. 3, 6 .. 8 (GCC's identical code folding) now differ by their
+ * scratch's offset from out.
+ * Tried: a buffer of the layer's size on the stack (a VLA: its frame pointer takes a register
+ * the loop needs); the sums' start and the loop's end as memory operands beside a 256-byte
+ * buffer in the frame ('asm' operand has impossible constraints at -Os, soft and hard float):
+ * they are the buffer's head and an end mark instead (kept in the arena buffer).
  * Tried: the lean loop (LDRD only) beside the blocks of eight as the fallback for weights off a
  * word boundary: a second loop and epilogue per step (+350 B of text each) or, one epilogue
  * after the two paths merged, about eight instructions per block of moves and reloads (GCC);
@@ -928,9 +935,9 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
             __asm__ volatile(TN_SL_BODY(TN_SL_LOOP4, GA, GB, D) TN_SL_OPERANDS);                \
         else __asm__ volatile(TN_SL_BODY(TN_SL_LOOPN, GA, GB, D) TN_SL_OPERANDS);               \
     } while (0)
-/* UNP (tn_m7_subfc's LEAN 2): the input unpacked once per layer into a lane pair a word on the
- * stack (tn_sl_unpack), so one input word is two LDRD (4-bit codes) or four (2-bit) instead of
- * LDR, EOR and seven AND / LSR (fifteen); the lane pairs alternate QA / QB as TN_SO_X4's */
+/* UNP (tn_m7_subfc's LEAN 2): the input unpacked once per layer into a lane pair a word in the
+ * step's arena scratch (tn_sl_unpack), so one input word is two LDRD (4-bit codes) or four
+ * (2-bit) instead of LDR, EOR and seven AND / LSR (fifteen); the lane pairs alternate QA / QB as TN_SO_X4's */
 #define TN_SU_L2(QA, QB, LD, LB) "ldrd %[v], %[p], [%[x]], #8\n\t" QA(LD, "v") QB(LB, "p")
 #define TN_SU_X4(QA, QB, LD, LB) TN_SU_L2(QA, QB, LD, LB) TN_SU_L2(QA, QB, LD, LB)
 #define TN_SU_X2(QA, QB, LD, LB) TN_SU_X4(QA, QB, LD, LB) TN_SU_X4(QA, QB, LD, LB)
@@ -1262,9 +1269,6 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
     return w;
 }
 
-/* The words of the unpacked input (UNP, below): kernels_m7.SUBFC_UNPACK_BYTES / 4. */
-#define TN_SL_UNP_WORDS 64u
-
 /* UNP of a lean layer (LEAN 2, kernels_m7.subfc_unpack): 2 / 4-bit inputs (no FOLD), else 0
  * (the plain lean loop: the same sums). */
 TN_INLINE uint32_t tn_sl_unp(uint32_t LEAN, uint32_t LN, uint32_t XB, uint32_t FOLD)
@@ -1289,8 +1293,9 @@ TN_INLINE void tn_sl_unpack(const uint8_t *in, uint32_t NG, uint32_t XB, uint32_
 }
 
 /* A dense layer K -> N of WB = 2 / 4-bit weights (kernels_m7.subfc_weights' order; RAW, KC:
- * kernels_m7.subfc_plan) and XB = 2 / 4 / 8-bit inputs, no scratch (a last partial word of
- * inputs completed with z_x in a register):
+ * kernels_m7.subfc_plan) and XB = 2 / 4 / 8-bit inputs, no scratch but UNP's (a last partial
+ * word of inputs completed with z_x in a register; XU: LEAN 2's unpacked input in the step's
+ * arena scratch, kernels_m7.subfc_unpack_bytes, else a null pointer):
  * blocks of eight rows where OCT (kernels_m7.subfc_oct: the first N & ~7, in chunks of OCT
  * input words), then of four, the
  * last one or two rows of N in a pair block. HASZW: some weight zero point is nonzero (sum x'
@@ -1311,7 +1316,7 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
                            uint32_t WB, uint32_t RAW, uint32_t KC, uint32_t OCT, uint32_t FOLD,
                            uint32_t LEAN, uint32_t NWZP,
                            uint32_t HASZW, int32_t ZW, uint32_t REQ, uint32_t NM, uint32_t ROUND,
-                           uint32_t OB, TN_RQ_ARGS)
+                           uint32_t OB, TN_RQ_ARGS, uint32_t *TN_RESTRICT XU)
 {
     /* the layer's tables, read once (the asm's memory clobber would reload them) */
     const uint8_t *w = l->w, *wzp = l->wzp;
@@ -1354,12 +1359,12 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
     for (uint32_t c = 0; c < NO; c += 8u)                                                       \
         w = tn_sl_block(l, w, SRC, out, c, N, NG, XB, XS, WB, I, FOLD, Z, Q, &fp, &end, &bp,    \
                         &mp, &np, U, FORM, RAWOK, REQ, NM, ROUND, OB, TN_RQ)
-        if (tn_sl_unp(LEAN, LN, XB, FOLD) && (16u / XB) * NG <= TN_SL_UNP_WORDS) {
-            /* UNP: the input's lane pairs on the stack, read by every block instead of the
-             * input itself. A fixed size (kernels_m7.SUBFC_UNPACK_BYTES): one of the layer's
-             * would be a VLA, whose frame pointer takes a register the loop needs */
-            /* the sums' start I, the lane pairs, the end mark (TN_SU_END) */
-            uint32_t xu[9u + TN_SL_UNP_WORDS];
+        if (tn_sl_unp(LEAN, LN, XB, FOLD)) {
+            /* UNP: the input's lane pairs in the step's arena scratch XU (planned by the
+             * memory plan, kernels_m7.subfc_unpack_bytes: 9 + K / 2 words, not the stack),
+             * read by every block instead of the input itself: the sums' start I, the lane
+             * pairs, the end mark (TN_SU_END) */
+            uint32_t *xu = XU;
             const uint8_t *end = (const uint8_t *)(xu + 8) + 4u * (16u / XB) * NG;
             TN_UNROLL
             for (uint32_t h = 0; h < 4u; h++) {
