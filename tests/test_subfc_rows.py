@@ -155,7 +155,7 @@ def test_unp_covers_and_bounds():
     signed and unsigned codes of both widths, every NG % 4 of 4-bit inputs and NG % 2 of 2-bit
     ones. UNP stays off where the unpacked input would pass SUBFC_UNPACK_BYTES (2 K bytes: K =
     136 4-bit codes), below SUBFC_UNPACK_BLOCKS blocks of eight and over 8-bit inputs, and the
-    step's arena scratch is 36 + 2 K bytes (kernels_m7.subconv.subfc_unpack_bytes)."""
+    step's arena scratch is 36 + 2 K bytes (tinyopt.integer.steps.sub_fc_unpack_size)."""
     seen, ng = set(), set()
     g = _lean_graph("lean_u")
     for layer, lean in zip(g.layers, LEAN_CHAINS["lean_u"][3]):
@@ -171,14 +171,14 @@ def test_unp_covers_and_bounds():
            for n, k, xb in ((24, 136, 4), (24, 128, 4), (16, 128, 4), (24, 32, 8))]
     assert [kernels_m7.subconv.subfc_lean(lay) for lay in one] == [1, 1, 1, 1]
     assert [kernels_m7.subconv.subfc_unpack(lay) for lay in one] == [0, 1, 0, 0]
-    assert [kernels_m7.subconv.subfc_unpack_bytes(lay) for lay in one] == [0, 292, 0, 0]
+    assert [steps_mod.sub_fc_unpack_size(lay) for lay in one] == [0, 292, 0, 0]
 
 
 def _unp_plan(g):
     """(LEAN 2 per step by the C export's call, scratch bytes per step, arena) of ``g``."""
     steps, mem = steps_mod.memory_plan(g)
     return ([kernels_m7.subconv.subfc_unpack(s.layer) == 1
-             and s.scratch_bytes >= kernels_m7.subconv.subfc_unpack_bytes(s.layer)
+             and s.scratch_bytes >= steps_mod.sub_fc_unpack_size(s.layer)
              for s in steps], [s.scratch_bytes for s in steps], mem.arena_bytes)
 
 
@@ -195,7 +195,7 @@ def test_unp_scratch_in_the_arena(tmp_path, no_subfc16):
     e = host_check(g, tmp_path / "u")
     assert e.arena_bytes == arena
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(kernels_m7.subconv, "SUBFC_UNPACK_BYTES", 1024)
+        mp.setattr(steps_mod, "SUBFC_UNPACK_BYTES", 1024)
         big = chain(11, [_dense(32, 256, 4, 4)], (256,), 4, False, 0, "floor")
         assert _unp_plan(big)[:2] == ([True], [548])
         host_check(big, tmp_path / "big")
@@ -211,7 +211,7 @@ def test_unp_only_where_free(tmp_path, monkeypatch):
     g = _lean_graph("lean_u")
     unp, scratch, arena = _unp_plan(g)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(kernels_m7.subconv, "SUBFC_UNPACK_BYTES", 0)
+        mp.setattr(steps_mod, "SUBFC_UNPACK_BYTES", 0)
         assert _unp_plan(g)[2] == arena  # UNP costs no arena byte
     lean2 = [v == 2 for v in LEAN_CHAINS["lean_u"][3]]
     assert any(unp) and unp != lean2, unp

@@ -687,10 +687,40 @@ def sub_fc_fits(step: Step) -> bool:
     return _sub_fc_codes_fit(layer, k, wb, xb)
 
 
+# tn_m7_subfc's UNP (LEAN 2, kernels_m7.subconv.subfc_unpack): a lean dense layer's 2 / 4-bit
+# input unpacked once, a lane pair per word, into the step's arena scratch. Bytes of lane pairs
+# it may take (0 turns the form off), and the blocks of eight rows from which it pays: per block
+# it saves 6 instructions per word of 4-bit inputs and 12 per word of 2-bit ones, and costs about
+# 10 / 20 once.
+SUBFC_UNPACK_BYTES = 256
+SUBFC_UNPACK_BLOCKS = 3
+
+
+def sub_fc_unpack_size(layer: IntegerLayer) -> int:
+    """Arena scratch bytes of tn_m7_subfc's UNP on a dense layer: the sums' start (8 words), the
+    input's K / 2 lane pairs (a word each) and the loop's end mark (a word), 36 + 2 K, for 2 /
+    4-bit inputs of whole words, 2 K <= :data:`SUBFC_UNPACK_BYTES` and at least
+    :data:`SUBFC_UNPACK_BLOCKS` blocks of eight rows; else 0. The layer's shape and widths only
+    (not its weights, which decide whether the kernel takes the form): the memory model plans a
+    graph's structure (tinyopt.mixed.skeleton), so this is an upper bound (a step whose weights
+    keep it off UNP leaves its buffer unused).
+
+    Arguments:
+        layer: a dense layer of :func:`sub_fc_fits`.
+
+    Returns:
+        Bytes (a multiple of 4), or 0.
+    """
+    k, xb = int(layer.in_shape[0]), int(layer.in_bits)
+    if (xb not in (2, 4) or (k * xb) % 32 or 2 * k > SUBFC_UNPACK_BYTES
+            or int(layer.out_channels) // 8 < SUBFC_UNPACK_BLOCKS):
+        return 0
+    return 4 * (9 + k // 2)
+
+
 def sub_fc_unpack_bytes(step: Step) -> int:
-    """Scratch bytes of a tn_m7_subfc step (:func:`sub_fc_fits`): its lean blocks' input
-    unpacked once (UNP, ``kernels_m7.subfc_unpack_bytes``: 36 + 2 K, from the layer's shape and
-    widths) where the step may take more scratch than its lean alternative
+    """Scratch bytes of a tn_m7_subfc step (:func:`sub_fc_fits`): UNP's buffer
+    (:func:`sub_fc_unpack_size`) where the step may take more scratch than its lean alternative
     (:attr:`Step.roomy`: only where the arena keeps its size, :func:`memory_plan`) on a
     Keras-path ("floor") graph, else 0: the kernel (c/tn_m7_subfc.h) then reads the input in
     place (the lean loop), as it does wherever the weights keep the layer off UNP. Why floor
@@ -698,10 +728,7 @@ def sub_fc_unpack_bytes(step: Step) -> int:
     size would grow the arena for buffers the weights may leave unused."""
     if not step.roomy or step.graph_rounding != "floor":
         return 0
-    # the kernel module's rule (beside SUBFC_UNPACK_BYTES); imported here:
-    # tinyopt.deploy.kernels_m7 imports this module
-    from tinyopt.deploy.kernels_m7 import subconv
-    return subconv.subfc_unpack_bytes(step.layer)
+    return sub_fc_unpack_size(step.layer)
 
 
 def sub_fc_window(layer: IntegerLayer) -> bool:

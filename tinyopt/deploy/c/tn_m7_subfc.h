@@ -842,7 +842,7 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
  * -> 284,154 per inference (dense_1 .. 3, 6 .. 8: 19,320 -> 17,960, w8a8 18,560; dense_9
  * 91,878 -> 84,358), text -576 B, stack peak 268 -> 516 B (RAM 3,112 -> 3,360; w8a8 3,140).
  * Then the buffer moved off the stack into the step's arena scratch (XU, 36 + 2 K bytes,
- * kernels_m7.subfc_unpack_bytes), planned on a Keras-path graph only where it keeps the
+ * tinyopt.integer.steps.sub_fc_unpack_size), planned on a Keras-path graph only where it keeps the
  * arena (steps.sub_fc_unpack_bytes, Step.roomy): AD w4a4 arena 2,624 B as before, stack peak
  * 268 B, RAM 3,112 <= w8a8's 3,140; dense_9 (its 640 int32 outputs are the arena's peak)
  * keeps the lean loop: 291,754 per inference (dense_9 91,878). Text +5.5 KB: the identical
@@ -1295,7 +1295,7 @@ TN_INLINE void tn_sl_unpack(const uint8_t *in, uint32_t NG, uint32_t XB, uint32_
 /* A dense layer K -> N of WB = 2 / 4-bit weights (kernels_m7.subfc_weights' order; RAW, KC:
  * kernels_m7.subfc_plan) and XB = 2 / 4 / 8-bit inputs, no scratch but UNP's (a last partial
  * word of inputs completed with z_x in a register; XU: LEAN 2's unpacked input in the step's
- * arena scratch, kernels_m7.subfc_unpack_bytes, else a null pointer):
+ * arena scratch, tinyopt.integer.steps.sub_fc_unpack_size, else a null pointer):
  * blocks of eight rows where OCT (kernels_m7.subfc_oct: the first N & ~7, in chunks of OCT
  * input words), then of four, the
  * last one or two rows of N in a pair block. HASZW: some weight zero point is nonzero (sum x'
@@ -1361,7 +1361,7 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
                         &mp, &np, U, FORM, RAWOK, REQ, NM, ROUND, OB, TN_RQ)
         if (tn_sl_unp(LEAN, LN, XB, FOLD)) {
             /* UNP: the input's lane pairs in the step's arena scratch XU (planned by the
-             * memory plan, kernels_m7.subfc_unpack_bytes: 9 + K / 2 words, not the stack),
+             * memory plan, tinyopt.integer.steps.sub_fc_unpack_size: 9 + K / 2 words, not the stack),
              * read by every block instead of the input itself: the sums' start I, the lane
              * pairs, the end mark (TN_SU_END) */
             uint32_t *xu = XU;

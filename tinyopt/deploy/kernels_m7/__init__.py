@@ -294,7 +294,7 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
     if choice.kind == "sub" and sub_conv_step(step):
         return head + _subconv_call(step, common, zw, rq, graph_rounding, arena, u) + "}\n"
     if choice.kind == "sub" and sub_fc_fits(step):
-        return head + _subfc_call(step, common, zw, rq, u) + "}\n"
+        return head + _subfc_call(step, common, zw, rq, u, arena) + "}\n"
     if choice.kind == "sub":
         return head + _sub_call(step, common, zw, rq, graph_rounding, arena, u) + "}\n"
     if choice.kind == "depthwise_scalar":

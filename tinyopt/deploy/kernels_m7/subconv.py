@@ -13,7 +13,8 @@ import types
 import numpy as np
 
 from tinyopt.integer.steps import (
-    Step, _hwc, gemm_geometry, kernel_window, scratch_parts, sub_lane_group, sub_lanes)
+    Step, _hwc, gemm_geometry, kernel_window, scratch_parts, sub_fc_unpack_size, sub_lane_group,
+    sub_lanes)
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.deploy.kernels_m7.common import _scratch, _inside, _x_box
 from tinyopt.deploy.kernels_m7.add import _addends, _fused_add_args
@@ -257,7 +258,7 @@ def subfc_weights(layer, fc16: bool = True, octs: bool = True,
     return np.concatenate([head, quads[:block * (n // 4)], words.view(np.uint8)])
 
 
-def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
+def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u, arena: str) -> str:
     """The body of a tn_m7_subfc step (a dense layer, :func:`tinyopt.integer.steps
     .sub_fc_fits`): its call with the layer's constants."""
     layer = step.layer
@@ -268,7 +269,7 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
         return "    tn_m7_subfc16(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
     # UNP (LEAN 2) where the plan gave the step its buffer (a Keras-path graph: only where it
     # keeps the arena, tinyopt.integer.steps.memory_plan's roomy steps), else the lean loop
-    need = subfc_unpack_bytes(layer)
+    need = sub_fc_unpack_size(layer)
     unp = subfc_unpack(layer) == 1 and step.scratch_bytes >= need
     if unp and step.scratch_offset % 4:  # the plan aligns scratch (SCRATCH_ALIGN): never
         raise ValueError(f"step {step.name!r}: UNP scratch at offset {step.scratch_offset}, "
@@ -281,10 +282,7 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u) -> str:
             subfc_lean(layer) + int(unp), common["NWZP"],
             int(bool(zw.any())), int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
             common["OB"], *rq.values()]
-    # UNP's buffer: the step's arena scratch. out is <prefix>_arena + out_offset (model_run
-    # calls every step so), hence the scratch at out + (scratch_offset - out_offset)
-    xu = (f"(uint32_t *)(void *)(out + ({step.scratch_offset} - {step.out_offset}))" if unp
-          else "(uint32_t *)0")
+    xu = _scratch(step, arena, "uint32_t") if unp else "(uint32_t *)0"  # UNP's buffer
     return "    tn_m7_subfc(l, in[0], out, " + ", ".join([*(u(a) for a in args), xu]) + ");\n"
 
 
@@ -499,22 +497,13 @@ def subfc_lean(layer) -> int:
     return int(bool((scale * blocks.sum(axis=-1) * _x_box(layer) < top).all()))
 
 
-# Bytes of lane pairs tn_m7_subfc may take for a lean layer's input unpacked once (2 bytes per
-# code, :func:`subfc_unpack`; in the step's arena scratch, :func:`subfc_unpack_bytes`); 0 turns
-# the form off.
-SUBFC_UNPACK_BYTES = 256
-# Blocks of eight rows from which the unpacking pays: per block it saves 6 instructions per
-# word of 4-bit inputs and 12 per word of 2-bit ones, and costs about 10 / 20 once.
-SUBFC_UNPACK_BLOCKS = 3
-
-
 def subfc_unpack(layer) -> int:
     """1 where tn_m7_subfc's lean blocks of eight (:func:`subfc_lean`) of a dense layer of 4 or
     2-bit inputs read the input unpacked once onto the stack, a lane pair per word (LEAN 2,
     c/tn_m7_subfc.h: tn_sl_unpack): two LDRD per word of 4-bit codes instead of LDR and seven
     AND / LSR (2-bit: four instead of fifteen) in every block, at 2 K bytes of lane pairs
-    (bounded by :data:`SUBFC_UNPACK_BYTES`; the step's arena scratch,
-    :func:`subfc_unpack_bytes`) for layers of at least :data:`SUBFC_UNPACK_BLOCKS` blocks.
+    (the step's arena scratch: :func:`tinyopt.integer.steps.sub_fc_unpack_size`, bounded by
+    its ``SUBFC_UNPACK_BYTES``) for layers of at least ``SUBFC_UNPACK_BLOCKS`` blocks.
     The sums are the lean ones, unchanged (the same lanes in the same order). Else 0.
 
     Arguments:
@@ -523,28 +512,4 @@ def subfc_unpack(layer) -> int:
     Returns:
         1 or 0 (added to :func:`subfc_lean`'s 1 in the call).
     """
-    return int(subfc_unpack_bytes(layer) > 0 and subfc_lean(layer) == 1)
-
-
-def subfc_unpack_bytes(layer) -> int:
-    """Arena scratch bytes of tn_m7_subfc's UNP (:func:`subfc_unpack`) on a dense layer: the
-    sums' start (8 words), the input's K / 2 lane pairs (a word each) and the loop's end mark (a
-    word), 36 + 2 K, for 2 / 4-bit inputs of whole words, 2 K <= :data:`SUBFC_UNPACK_BYTES` and
-    at least :data:`SUBFC_UNPACK_BLOCKS` blocks of eight rows; else 0. The layer's shape and
-    widths only (not its weights, which decide :func:`subfc_lean` and tn_m7_subfc16): the
-    memory model plans a graph's structure (tinyopt.mixed.skeleton), so this is an upper bound
-    (a step whose weights keep it off UNP leaves its buffer unused).
-    :func:`tinyopt.integer.steps.scratch_bytes` plans it (on a Keras-path graph only where it
-    keeps the arena, :attr:`tinyopt.integer.steps.Step.roomy`).
-
-    Arguments:
-        layer: a dense layer of :func:`tinyopt.integer.steps.sub_fc_fits`.
-
-    Returns:
-        Bytes (a multiple of 4), or 0.
-    """
-    k, xb = int(layer.in_shape[0]), int(layer.in_bits)
-    if (xb not in (2, 4) or (k * xb) % 32 or 2 * k > SUBFC_UNPACK_BYTES
-            or int(layer.out_channels) // 8 < SUBFC_UNPACK_BLOCKS):
-        return 0
-    return 4 * (9 + k // 2)
+    return int(sub_fc_unpack_size(layer) > 0 and subfc_lean(layer) == 1)
