@@ -331,7 +331,7 @@ def m7_kernel(step: Step, kernels: str = "m7", bits_rule: bool = True) -> tuple[
     if layer.kind not in ("conv2d", "pointwise", "depthwise", "dense"):
         return "portable", ""
     if bits_rule and min(layer.in_bits, layer.weight_bits) < 8 and layer.in_bits <= 8:
-        return sub_kernel(step)  # issue 29: lower bits never need more scratch (below)
+        return sub_kernel(step)  # issue 29: lower bits never grow the arena (below)
     if layer.in_bits > 8:
         return "portable", f"{layer.in_bits}-bit input"
     if abs(int(layer.in_zero_point)) > 255:
@@ -796,7 +796,8 @@ def sub_kernel(step: Step) -> tuple[str, str]:
     ("sub", :func:`sub_fits`; a dense step of :func:`sub_fc_fits` runs tn_m7_subfc, with the
     same zero scratch) if its scratch is, else the portable kernel (no scratch; the reason says
     why). So for every compute step, ``scratch_bytes`` at lower weight / input bits
-    <= that at 8 bits.
+    <= that at 8 bits, except tn_m7_subfc's optional UNP buffer (:func:`sub_fc_unpack_bytes`),
+    which the plan gives only where it keeps the arena's size.
 
     Returns:
         (kind, reason) as :func:`m7_kernel`.
