@@ -15,6 +15,7 @@ forms compile at the GCC levels where assembly blocks failed before.
 """
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 
@@ -28,7 +29,7 @@ from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
-from tests.test_build_levels import ARM, FORM_LEVELS, WARN, _arm_gcc
+from tests.test_build_levels import ARM, FORM_ABIS, FORM_LEVELS, WARN, _arm_gcc
 from tests.test_kernels_m7 import _conv, host_check
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -110,17 +111,17 @@ FORMS = [(4, False, False, False, False, False, 4, 0), (4, True, True, False, Tr
          (4, True, False, False, True, False, 4, 0)]
 
 
-def epi_chain(seed: int = 7) -> IntegerGraph:
-    """The chain of LAYERS (floor rounding, 8-bit unsigned input 5 x 5 x 3) then a dense layer of
-    raw logits: each layer's weight zero point set before calibration, and its channels in the
-    FAST 1 list given small accumulators (every weight at the zero point but one tap), which
-    calibration gives multipliers with n0 >= 0 among channels with n0 < 0."""
+def epi_chain(seed: int = 7, layers=None, shape=(5, 5, 3), name: str = "epi") -> IntegerGraph:
+    """The chain of LAYERS (or ``layers``; floor rounding, 8-bit unsigned input ``shape``) then a
+    dense layer of raw logits: each layer's weight zero point set before calibration, and its
+    channels in the FAST 1 list given small accumulators (every weight at the zero point but one
+    tap), which calibration gives multipliers with n0 >= 0 among channels with n0 < 0."""
     rng = np.random.default_rng(seed)
-    g = IntegerGraph(layers=[], input_shape=(5, 5, 3), input_bits=8, input_signed=False,
-                     input_zero_point=0, rounding="floor", name="epi")
-    x = rng.integers(0, 256, (48, 5, 5, 3))
-    st = {"shape": (5, 5, 3), "bits": 8, "signed": False, "zp": 0}
-    for spec, zw, small in LAYERS:
+    g = IntegerGraph(layers=[], input_shape=shape, input_bits=8, input_signed=False,
+                     input_zero_point=0, rounding="floor", name=name)
+    x = rng.integers(0, 256, (48, *shape))
+    st = {"shape": shape, "bits": 8, "signed": False, "zp": 0}
+    for spec, zw, small in LAYERS if layers is None else layers:
         spec = dict(spec)
         kind, wshape, wbits = spec.pop("kind"), spec.pop("wshape"), spec.pop("wbits")
         spec.pop("icn")
@@ -151,6 +152,19 @@ def epi_chain(seed: int = 7) -> IntegerGraph:
     synth.calibrate_layer(g, dense, x, rng, False, 0.0)
     g.validate()
     return g
+
+
+# tn_m7_sub_sl (c/tn_m7_sub.h): an 8-bit pointwise layer, then a w4a8 pointwise one from 8 to 16
+# channels whose output the planner slides over its input (no scratch is free: tn_m7_sub's FC
+# form), 7 x 7 pixels: pairs with their lanes past their own outputs up to PSL = 44, where the
+# lanes would reach the unread input, then the FC form (a lone last pixel among them)
+SLIDE = [(_conv((7, 7, 8), (8, 1, 1, 8), 8, 8, icn=True), 0, ()),
+         (_conv((7, 7, 16), (16, 1, 1, 8), 4, 8, icn=True), 8, ())]
+
+
+def slide_chain() -> IntegerGraph:
+    """epi_chain of SLIDE over an 8-bit 7 x 7 x 8 input."""
+    return epi_chain(11, SLIDE, (7, 7, 8), "slide")
 
 
 def epi_residual() -> IntegerGraph:
@@ -210,16 +224,54 @@ def test_lane_pairs_take_sub_epi(tmp_path, monkeypatch):
     assert text.count("tn_m7_sub_epi(l, ") == 1 and text.count("tn_m7_sub(l, ") == 3
 
 
+def test_slide_lanes_host_bitexact(tmp_path):
+    """The w4a8 pointwise layer sliding over its input takes tn_m7_sub_sl (kernels_m7.sub
+    .sub_slide_lanes) with pairs up to pixel 44 of 49 (the FC form after them), bit-exact with
+    the simulator on the host; the lanes lie in the output between the pair's outputs and the
+    unread input."""
+    from tinyopt.deploy.kernels_m7.sub import sub_slide_lanes
+    e = host_check(slide_chain(), tmp_path)
+    step = next(s for s in e.steps if s.layer.name == "l1")
+    assert sub_slide_lanes(step) == 44
+    # one byte on (an odd output offset, as VWW's conv2d_1): the lanes rounded up to a word,
+    # 3 bytes later, reach the unread input a pair sooner
+    moved = copy.copy(step)
+    moved.out_offset, moved.in_offsets = step.out_offset + 1, (step.in_offsets[0] + 1,)
+    assert sub_slide_lanes(moved) == 42
+    assert step.out_offset < step.in_offsets[0] < step.out_offset + 49 * 16
+    text = (e.out_dir / "model.c").read_text()
+    assert text.count("tn_m7_sub_sl(l, ") == 1 and ", 44u);" in text
+
+
+@pytest.mark.slow  # compiles per level
+def test_slide_lanes_compile_at_levels(tmp_path):
+    """tn_m7_sub_sl compiles at FORM_LEVELS with FORM_ABIS (tn_sc_pixels' blocks beside the FC
+    form's in one function)."""
+    _arm_gcc()
+    e = codegen.export_c(slide_chain(), tmp_path / "src")
+    for abi in FORM_ABIS:
+        flags = ARM if abi == "hard" else (*ARM[:3], "-mfloat-abi=soft")
+        for level in FORM_LEVELS:
+            cmd = [*flags, level, *WARN, "-c", str(e.out_dir / "model.c"), "-I", str(e.out_dir),
+                   "-o", str(tmp_path / "model.o")]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr[-4000:]}"
+
+
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_epi_under_qemu(qemu, tmp_path, roomy):
     """The assembly of every variant bit-exact with the simulator under QEMU (the chain and the
-    fused ADD)."""
-    for g in (epi_chain(), epi_residual()):
+    fused ADD), and tn_m7_sub_sl's pairs (slide_chain: the lean plan, whatever ``roomy``)."""
+    for g in (epi_chain(), epi_residual(), slide_chain()):
+        if g.name == "slide":
+            steps_mod.SCRATCH_ONLY_WHERE_FREE = True  # roomy's monkeypatch restores it
         lo = -128 if g.input_signed else 0
         x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (3, *g.input_shape))
         r = mcu.deploy(g, x, tmp_path, name=g.name, host_images=3, mcu_images=3)
         s = r["summary"]
         assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, g.name
+        if g.name == "slide":
+            assert "tn_m7_sub_sl(l, " in (r["export"].out_dir / "model.c").read_text()
 
 
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs

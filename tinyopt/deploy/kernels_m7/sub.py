@@ -144,6 +144,53 @@ def sub_head_lanes(step: Step) -> int:
     return 0
 
 
+def sub_slide_lanes(step: Step) -> int:
+    """PSL: the pixel pairs p < PSL (an even pixel count) that tn_m7_sub's FC form runs as
+    tn_m7_subconv's pairs with their lanes (two pixels' windows as int16, 4 KP bytes) just past
+    the pair's own outputs (``tn_m7_sub_sl``, c/tn_m7_sub.h), where the output slides over its
+    input (steps.write_delay: the case :func:`sub_tail_lanes` and :func:`sub_head_lanes`
+    leave to the FC form alone), or 0. The bytes of the output not yet written are the step's
+    own but for unread input: pair p's lanes, at output byte (p + 2) P (P bytes per output
+    pixel), must end inside the output and at or before the first input byte that pixels p
+    on read (their windows' starts, clipped to the input). Asks 8-bit inputs and outputs,
+    what :func:`sub_tail_lanes` asks but the overlap (MODE 0, one weight array), the output
+    overlapping the input; the lanes start at the next word boundary (the arena is
+    word-aligned: tn_m7_sub_sl rounds the address up, as here the offset).
+
+    Arguments:
+        step: a planned step (``steps.memory_plan``: its offsets).
+
+    Returns:
+        PSL (0, or an even number of pixels, at least 2).
+    """
+    layer = step.layer
+    if (step.pool is not None or step.add is not None or len(step.inputs) != 1
+            or int(layer.in_bits) != 8 or int(layer.out_bits) != 8
+            or not sub_lane_layout(layer)):
+        return 0
+    oh, ow, co = _hwc(layer.out_shape)
+    h, w, c = _hwc(layer.in_shape)
+    pixel = co  # 8-bit outputs: bytes per output pixel
+    lo, hi = int(step.out_offset), int(step.out_offset) + oh * ow * pixel
+    ilo = int(step.in_offsets[0])
+    if not (ilo < hi and lo < ilo + tensor_bytes(step.in_specs[0])):
+        return 0
+    lanes = 4 * sub_lanes(layer)[1]
+    sy, sx = int(layer.stride[0]), int(layer.stride[1])
+    top, _, left, _ = layer.padding
+    p = np.arange(oh * ow)
+    iy = np.clip(p // ow * sy - int(top), 0, h - 1)
+    ix = np.clip(p % ow * sx - int(left), 0, w - 1)
+    start = (iy * w + ix) * c  # the first input byte pixel p's window reads (8-bit codes)
+    first = np.minimum.accumulate(start[::-1])[::-1]  # ... that pixels p on read
+    at = (p + 2) * pixel
+    end = at + (-(lo + at)) % 4 + lanes  # pair p's lanes' end (word-aligned), in output bytes
+    ok = (end <= oh * ow * pixel) & (lo + end <= ilo + first) & (p % 2 == 0) & (p + 2 <= oh * ow)
+    bad = np.flatnonzero(~ok & (p % 2 == 0))
+    psl = int(bad[0]) if len(bad) else oh * ow - oh * ow % 2
+    return psl if psl >= 2 else 0
+
+
 def sub_weights(layer, units: int | None = None) -> np.ndarray:
     """The weight bytes of a step of tn_m7_sub (c/tn_m7_sub.h): every row's codes permuted inside
     each unit of G = 32 / min(input bits, weight bits) codes so that weight lane pair q (of the
@@ -231,6 +278,10 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
     bp = _scratch(step, arena, "int32_t", gather) if best else "(int32_t *)0"
     gp = _scratch(step, arena, "uint8_t") if gather else "(uint8_t *)0"
     fn = "tn_m7_sub_epi" if fc and sub_epi(step, common, rq) else "tn_m7_sub"
+    psl = (sub_slide_lanes(step) if fc and mode == 0 and fn == "tn_m7_sub"
+           and not (fc_args[4] or fc_args[5]) else 0)
+    if psl:  # pairs with their lanes past their own outputs (a sliding write)
+        fn, args = "tn_m7_sub_sl", [*args, psl]
     return (f"    {fn}(l, in[0], {other}, out, {bp}, {gp},\n              "
             + ", ".join(u(a) for a in args) + ");\n")
 
