@@ -152,7 +152,8 @@ def sub_slide_lanes(step: Step) -> int:
     leave to the FC form alone), or 0. The bytes of the output not yet written are the step's
     own but for unread input: pair p's lanes, at output byte (p + 2) P (P bytes per output
     pixel), must end inside the output and at or before the first input byte that pixels p
-    on read (their windows' starts, clipped to the input). Asks 8-bit inputs and outputs,
+    on read (their windows' starts, clipped to the input). Asks 4-bit weights (the form the
+    tests run: 2-bit ones would take the same pairs, untested), 8-bit inputs and outputs,
     what :func:`sub_tail_lanes` asks but the overlap (MODE 0, one weight array), the output
     overlapping the input; the lanes start at the next word boundary (the arena is
     word-aligned: tn_m7_sub_sl rounds the address up, as here the offset).
@@ -165,8 +166,8 @@ def sub_slide_lanes(step: Step) -> int:
     """
     layer = step.layer
     if (step.pool is not None or step.add is not None or len(step.inputs) != 1
-            or int(layer.in_bits) != 8 or int(layer.out_bits) != 8
-            or not sub_lane_layout(layer)):
+            or int(layer.weight_bits) != 4 or int(layer.in_bits) != 8
+            or int(layer.out_bits) != 8 or not sub_lane_layout(layer)):
         return 0
     oh, ow, co = _hwc(layer.out_shape)
     h, w, c = _hwc(layer.in_shape)
