@@ -29,6 +29,10 @@
  * input of a dense layer by tn_m7_subfc's blocks (tn_sf_pixel, c/tn_m7_subfc.h; weights in
  * kernels_m7.subfc_weights' order), four or eight rows per unpacked input word and the last
  * partial word in a register: about half tn_sub_dot's instructions per MAC, the same arena.
+ * Pixel pairs of tn_m7_subconv inside the FC form, their lanes in bytes no one reads: TLO (the
+ * output's tail), HP (the dead input's head), and, where the output slides over an 8-bit input,
+ * tn_m7_sub_sl (just past each pair's own outputs, up to the pair whose lanes would reach the
+ * unread input: kernels_m7.sub.sub_slide_lanes).
  *
  * Output order: pixel by pixel, channels in order, each output written after every read of its
  * window (a pixel's window is re-read for later channel blocks, never after a later pixel's
