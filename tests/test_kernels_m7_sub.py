@@ -382,27 +382,43 @@ def test_scratch_never_grows_when_bits_drop(net, monkeypatch):
     fits, the planned bytes the rule's). With the planner's free-scratch rule (the default) a
     step may take a faster kernel at lower bits where its scratch became free, so the property
     is then per layer: its scratch at most the same layer's 8-bit kernel's under the same choice
-    (steps.eight_bit_scratch). (The whole arena is not monotone: the planner is a heuristic; VWW
-    at w8a4 plans 37,008 B against 37,000 B at w8a8.)"""
+    (steps.eight_bit_scratch). The one exception, tn_m7_subfc's UNP buffer
+    (steps.sub_fc_unpack_bytes), is the planner's: the arena with it equals the arena without.
+    (The whole arena is not monotone: the planner is a heuristic; VWW at w8a4 plans 37,008 B
+    against 37,000 B at w8a8.)"""
     model = _nets(net)
+    from tinyopt.mixed import memory
+    from tinyopt.mixed.policy import Policy
     for w, a in POLICIES[1:]:
-        from tinyopt.mixed import memory
-        from tinyopt.mixed.policy import Policy
-        steps, _, _, _ = memory.device_plan(model, Policy.uniform(model, w, a, "PL"))
+        policy = Policy.uniform(model, w, a, "PL")
+        steps, plan, _, _ = memory.device_plan(model, policy)
+        unp = 0  # tn_m7_subfc's UNP buffer: more scratch, taken only where the arena keeps its size
         for s in steps:
             if s.layer.kind in ("conv2d", "pointwise", "depthwise", "dense") and min(
                     s.layer.weight_bits, s.layer.in_bits) < 8:
-                assert s.scratch_bytes <= steps_mod.eight_bit_scratch(s), (net, w, a, s.name)
+                bound = steps_mod.eight_bit_scratch(s)
+                if s.scratch_bytes > bound and s.scratch_bytes == steps_mod.sub_fc_unpack_bytes(s):
+                    unp += 1
+                    continue
+                assert s.scratch_bytes <= bound, (net, w, a, s.name)
+        if unp:
+            with monkeypatch.context() as m:
+                m.setattr(steps_mod, "SUBFC_UNPACK_BYTES", 0)
+                assert memory.device_plan(model, policy)[1].arena_bytes == plan.arena_bytes
     monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
     ref, _ = _scratch_by_step(model, 8, 8)
     compute = 0
     for w, a in POLICIES[1:]:
         got, _ = _scratch_by_step(model, w, a)
+        unp_bytes = {s.name: steps_mod.sub_fc_unpack_bytes(s) for s in memory.device_plan(
+            model, Policy.uniform(model, w, a, "PL"))[0] if steps_mod.sub_fc_fits(s)}
         assert got.keys() == ref.keys(), (w, a)
         for name, (kind, scratch, planned) in got.items():
             assert scratch == planned, name
             if kind in ("conv2d", "pointwise", "depthwise", "dense"):
                 compute += 1
+                if scratch > ref[name][1] and scratch == unp_bytes.get(name):
+                    continue  # UNP: the planner's to give (above), not the kernel rule's
                 assert scratch <= ref[name][1], (net, w, a, name, scratch, ref[name][1])
     assert compute >= 2 * (len(POLICIES) - 1)
 

@@ -284,7 +284,8 @@ def test_path_component_refuses_with_the_value_and_fix(bad):
 def _no_compiler(monkeypatch):
     def fail(*args, **kw):
         pytest.fail(f"a tool ran before the size check: {args[:1]}")
-    monkeypatch.setattr(mcu, "_run", fail)
+    from tinyopt.deploy import objcache
+    monkeypatch.setattr(objcache, "run", fail)  # the compiler, the object cache's runner
     monkeypatch.setattr(mcu.subprocess, "run", fail)
 
 
