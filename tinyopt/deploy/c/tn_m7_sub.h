@@ -228,6 +228,17 @@ TN_INLINE const uint8_t *tn_sub_window(const uint8_t *in, uint8_t *TN_RESTRICT b
     return buf;
 }
 
+
+/* The FC form's pixel p of tn_m7_sub and of its entries tn_m7_sub_epi / tn_m7_sub_sl: its window
+ * gathered (tn_sub_window), then tn_sf_pixel's rows (MODE 0). A macro over the caller's
+ * parameters, so that the three loops compile to what they did written out. */
+#define TN_SUB_FC_PIXEL(p)                                                                      \
+    tn_sf_pixel(l, tn_sub_window(in, buf, (int32_t)((p) / (uint32_t)OW),                         \
+                                 (int32_t)((p) % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT, PL, \
+                                 XB, ZX, PADZERO, DIRECT, KG),                                   \
+                other, out, (p) * CO, best, KF, CO, XB, XS, ZX, WB, RAW, KC, OCT, NWZP, HASZW,  \
+                ZW, REQ, NM, ROUND, OB, 0u, TN_RQ, TN_FADD)
+
 /* A dense (H = W = KH = KW = 1, C = K), pointwise or convolution layer with sub-byte weights or
  * inputs (weights in kernels_m7.sub_weights' order), optionally fused with the max pool (MODE 1)
  * or the residual ADD (MODE 2) after it, as tn_m7_gemm. Scratch (the step's, 4-byte aligned):
@@ -296,12 +307,7 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                                  OB, (const uint8_t *)0, 0u, TN_RQ, TN_FADD);
                     p += 2u;
                 } else {
-                    const uint8_t *src = tn_sub_window(in, buf, (int32_t)(p / (uint32_t)OW),
-                                                       (int32_t)(p % (uint32_t)OW), H, W, C, KH,
-                                                       KW, SH, SW, PT, PL, XB, ZX, PADZERO,
-                                                       DIRECT, KG);
-                    tn_sf_pixel(l, src, other, out, p * CO, best, KF, CO, XB, XS, ZX, WB, RAW,
-                                KC, OCT, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 0u, TN_RQ, TN_FADD);
+                    TN_SUB_FC_PIXEL(p);
                     p++;
                 }
             }
@@ -411,11 +417,7 @@ TN_INLINE void tn_m7_sub_epi(const tn_layer_t *l, const uint8_t *in, const uint8
                                (const uint8_t *)0, TN_RQ);
                 p += 2u;
             } else {
-                const uint8_t *src = tn_sub_window(in, buf, (int32_t)(p / (uint32_t)OW),
-                                                   (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW,
-                                                   SH, SW, PT, PL, XB, ZX, PADZERO, DIRECT, KG);
-                tn_sf_pixel(l, src, other, out, p * CO, best, KF, CO, XB, XS, ZX, WB, RAW, KC,
-                            OCT, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 0u, TN_RQ, TN_FADD);
+                TN_SUB_FC_PIXEL(p);
                 p++;
             }
         }
@@ -469,11 +471,7 @@ TN_INLINE void tn_m7_sub_sl(const tn_layer_t *l, const uint8_t *in, const uint8_
                      KWCP, INSIDE, WB, RAW, NWZP, ZW, REQ, NM, ROUND, OB, (const uint8_t *)0, 0u,
                      TN_RQ, TN_FADD);
     for (; p < np; p++) {
-        const uint8_t *src = tn_sub_window(in, buf, (int32_t)(p / (uint32_t)OW),
-                                           (int32_t)(p % (uint32_t)OW), H, W, C, KH, KW, SH, SW,
-                                           PT, PL, XB, ZX, PADZERO, DIRECT, KG);
-        tn_sf_pixel(l, src, other, out, p * CO, best, KF, CO, XB, XS, ZX, WB, RAW, KC, OCT, NWZP,
-                    HASZW, ZW, REQ, NM, ROUND, OB, 0u, TN_RQ, TN_FADD);
+        TN_SUB_FC_PIXEL(p);
     }
 }
 
