@@ -1128,6 +1128,21 @@ TN_INLINE void tn_sc_pixels_epi(const tn_layer_t *l, const uint8_t *other, uint8
         tn_sc_addtab8(ADDTAB, other, out, dst, p * CO, (TWO ? 2u : 1u) * CO, OB);
 }
 
+
+/* tn_sc_pixels and tn_sc_pixels_e (its tn_sc_epi entry): both pixels' windows read into their
+ * lanes before any output is written (a lone pixel's alone, LONE: its blocks read pixel 0's
+ * lanes only), s0 / s1 their lane sums. A macro over the caller's parameters, so that both
+ * compile to what they did written out. */
+#define TN_SC_READ_WINDOWS()                                                                    \
+    do {                                                                                        \
+        if (LONE)                                                                               \
+            s1 = s0 = tn_sc_window1(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, \
+                                    ZX, PADZERO, GX, KWCP, INSIDE);                             \
+        else                                                                                    \
+            tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, \
+                          ZX, PADZERO, GX, KWCP, INSIDE, &s0, &s1);                             \
+    } while (0)
+
 /* Output pixels p and (TWO) p + 1 of tn_m7_subconv (TWO = 0: pixel p alone, its window
  * unpacked twice). */
 TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_t *other,
@@ -1150,12 +1165,7 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
     const uint32_t ALW = TN_SC_LDRD && ((uintptr_t)w & 3u) == 0u; /* blocks: whole words */
     const uint32_t LONE = !TWO && WB == 4u && RAW == 2u; /* tn_sc_block1 */
     int32_t s0, s1;
-    /* both pixels' windows read before any output is written (a lone pixel's alone: its blocks
-     * read pixel 0's lanes only) */
-    if (LONE) s1 = s0 = tn_sc_window1(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS,
-                                      ZX, PADZERO, GX, KWCP, INSIDE);
-    else tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
-                       PADZERO, GX, KWCP, INSIDE, &s0, &s1);
+    TN_SC_READ_WINDOWS();
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
         w = LONE ? tn_sc_block1(w, buf, KP, ALW, 0u, acc)
@@ -1228,12 +1238,7 @@ TN_INLINE void tn_sc_pixels_e(const tn_layer_t *l, const uint8_t *in, const uint
     const uint32_t ALW = TN_SC_LDRD && ((uintptr_t)l->w & 3u) == 0u; /* blocks: whole words */
     const uint32_t LONE = !TWO && WB == 4u && RAW == 2u; /* tn_sc_block1 */
     int32_t s0, s1;
-    /* both pixels' windows read before any output is written (a lone pixel's alone: its blocks
-     * read pixel 0's lanes only) */
-    if (LONE) s1 = s0 = tn_sc_window1(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS,
-                                      ZX, PADZERO, GX, KWCP, INSIDE);
-    else tn_sc_windows(in, buf, oy0, ox0, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
-                       PADZERO, GX, KWCP, INSIDE, &s0, &s1);
+    TN_SC_READ_WINDOWS();
     tn_sc_pixels_epi(l, other, out, buf, v, p, q, TWO, MODE, CO, KP, WB, RAW, ALW, ZW, s0, s1,
                      REQ, NM, ROUND, OB, ADDTAB, TN_RQ);
 }
