@@ -35,6 +35,44 @@ class TqdmProgress(keras.callbacks.Callback):
         self.bar.close()
 
 
+class BuildBeforeTracing(keras.callbacks.Callback):
+    """Create the optimizer's slots and the compiled loss and metrics before fit traces its
+    train function, so that it is traced once instead of twice.
+
+    A ``tf.function`` whose first trace creates variables is traced a second time (the variables
+    lifted out, a trace that must not create any); Keras creates Adam's slots and the metrics'
+    totals inside the first trace of ``train_function``. On a QAT model that second trace costs
+    seconds per fit, as much as a short epoch. The variables are the same ones, created in the
+    same order with the same initial values: the training is bit for bit the same
+    (tests/test_train_tracing.py). Built at the first batch, after every other callback's
+    ``on_train_begin`` and ``on_epoch_begin`` (which may change what is trainable), from
+    ``model.trainable_variables`` as the train step then sees them.
+    """
+
+    def __init__(self, y_sample: np.ndarray):
+        super().__init__()
+        self.y_sample = y_sample
+        self.done = False
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.done:
+            return
+        self.done = True
+        model = self.model
+        opt = getattr(model, "optimizer", None)
+        if isinstance(opt, keras.optimizers.Optimizer) and not getattr(opt, "_built", False):
+            opt.build(model.trainable_variables)
+        if len(model.outputs or ()) != 1:
+            return  # one output (our classifiers); others build them in the trace, as Keras does
+        out = model.outputs[0]
+        y_pred = tf.zeros([1, *out.shape[1:]], out.dtype)
+        y_true = tf.constant(self.y_sample)
+        if model.compiled_loss is not None and not model.compiled_loss.built:
+            model.compiled_loss.build(y_pred)
+        if model.compiled_metrics is not None and not model.compiled_metrics.built:
+            model.compiled_metrics.build(y_pred, y_true)
+
+
 def train_arrays(data) -> tuple[np.ndarray, np.ndarray]:
     """The (x_train, y_train) of a Dataset, a ``((x, y), (x_test, y_test))`` pair or ``(x, y)``.
 
@@ -123,7 +161,7 @@ def fit(model: keras.Model, data, epochs: int = 10, batch_size: int = 64,
         if lr_schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps)
         compile_classifier(model, lr)
-    cbs = list(callbacks)
+    cbs = list(callbacks) + [BuildBeforeTracing(np.asarray(y_tr[:1]))]
     if progress:
         cbs.append(TqdmProgress(epochs, steps, desc))
     history = model.fit(x_tr, y_tr, batch_size=batch_size, epochs=epochs, validation_data=val,
