@@ -44,3 +44,19 @@ def test_fit_traces_once_and_trains_bit_for_bit_as_keras(monkeypatch):
     assert len(w_ours) == len(w_keras)
     for a, b in zip(w_ours, w_keras):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.slow
+def test_fit_of_a_model_with_unknown_output_dims_still_trains():
+    """A fully convolutional model (spatial dims None) leaves the loss and metrics to Keras'
+    trace: it trains, traced twice, instead of failing in the callback."""
+    import tf_keras as keras
+
+    from tinyopt.front import train
+    inp = keras.Input((None, None, 1))
+    m = keras.Model(inp, keras.layers.Conv2D(10, 1)(keras.layers.Conv2D(3, 3, padding="same")(inp)))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 8, 8, 1), np.float32), rng.integers(0, 10, (40, 8, 8))
+    history = train.fit(m, (x, y), epochs=1, progress=False)
+    assert np.isfinite(history["loss"][0])
+    assert m.train_function.experimental_get_tracing_count() == 2

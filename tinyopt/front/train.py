@@ -62,9 +62,10 @@ class BuildBeforeTracing(keras.callbacks.Callback):
         opt = getattr(model, "optimizer", None)
         if isinstance(opt, keras.optimizers.Optimizer) and not getattr(opt, "_built", False):
             opt.build(model.trainable_variables)
-        if len(model.outputs or ()) != 1:
-            return  # one output (our classifiers); others build them in the trace, as Keras does
-        out = model.outputs[0]
+        outputs = getattr(model, "outputs", None) or ()
+        if len(outputs) != 1 or None in tuple(outputs[0].shape[1:]):
+            return  # built in the trace, as Keras does (one more trace, the same training)
+        out = outputs[0]
         y_pred = tf.zeros([1, *out.shape[1:]], out.dtype)
         y_true = tf.constant(self.y_sample)
         if model.compiled_loss is not None and not model.compiled_loss.built:
