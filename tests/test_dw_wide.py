@@ -2,11 +2,13 @@
 graphs with per-channel multipliers: DWQ 3's left shift SL = max(n0 + 1, 0) folded into the
 exported weights and bias (kernels_m7.dw3_plan; int8 bytes, or int16 pairs when the shifted
 bytes overflow), and the assembly channel loop tn_dw3_chan1 (strides 1 and 2, 4+ outputs per
-row, DWQ 2 / 3) and the sub-byte widening's four-pixel form (STRD): bit-exact with tinyopt.sim
-on the host (the C twins) and under QEMU (the assembly), in the full form and the tail form
-(whose weights rotate per row; the w4a8 step, 8-bit in and out, has no tail form: it runs
-tn_m7_depthwise there), and tn_m7_depthwise's w4a8 form (8-bit input words widened to lanes
-(c, c+2), two passes of four channels: LEAN_W4A8)."""
+row, DWQ 2 / 3), the assembly row of 3 outputs at stride 1 over every channel (tn_dw3_row3:
+3 x 3 maps, 4 and 8-bit outputs, DWQ 2 of one multiplier and DWQ 3) and the sub-byte
+widening's four-pixel form (STRD): bit-exact with tinyopt.sim on the host (the C twins) and
+under QEMU (the assembly), in the full form and the tail form (whose weights rotate per row;
+the w4a8 step, 8-bit in and out, has no tail form: it runs tn_m7_depthwise there), and
+tn_m7_depthwise's w4a8 form (8-bit input words widened to lanes (c, c+2), two passes of four
+channels: LEAN_W4A8)."""
 from __future__ import annotations
 
 import re
@@ -38,15 +40,21 @@ LAYERS = [
     _dwr(C, 3, 7, 2, 2, per_channel=True, icn=True, out_zero_point=1),
     _dwr(C, 3, 7, 4, 4, per_channel=True, icn=True, out_signed=True),
     _dwr(C, 3, 7, 8, 4, per_channel=True, icn=True),
-    # VALID, stride 2: 3 outputs a row (the assembly's form without a loop)
-    dict(kind="depthwise", out_shape=(1, 3, C), wshape=(3, 3, C), wbits=4, out_bits=4,
-         stride=(2, 2), padding=(0, 0, 0, 0), pad_mode="zero", per_channel=True, icn=True),
+    # horizontally VALID, stride 2 (rows: 1): 3 outputs a row (the assembly's form without a
+    # loop)
+    dict(kind="depthwise", out_shape=(3, 3, C), wshape=(3, 3, C), wbits=4, out_bits=4,
+         stride=(1, 2), padding=(1, 1, 0, 0), pad_mode="zero", per_channel=True, icn=True),
+    # 3 x 3 maps, 3 outputs a row at stride 1 (tn_dw3_row3, VWW's last depthwise layer; three
+    # rows: each rotation of the slots): 8-bit outputs of one multiplier (DWQ 2, the bias
+    # array), then 4-bit signed codes, z_out < 0 (DWQ 3, the bias in the weights' blob)
+    _dwr(C, 3, 3, 4, 8, out_zero_point=3),
+    _dwr(C, 3, 3, 4, 4, per_channel=True, icn=True, out_signed=True, out_zero_point=-2),
     # 3 outputs a row to 2-bit codes (through the plane of kernel row 0: not the assembly's
     # last-output-first form, which overwrote a column the pair still read)
-    _dwr(C, 1, 3, 4, 2, per_channel=True, icn=True),
-    *_head(3 * C)]
+    _dwr(C, 3, 3, 4, 2, per_channel=True, icn=True),
+    *_head(9 * C)]
 # (DWQ, WIDE) of each depthwise layer: 2 = every n0 <= -1; 3 = n0 of both signs, SL folded
-PLANS = [(2, 0), (3, 0), (2, 0), (2, 0), (3, 0), (3, 1), (3, 0), (3, 0)]
+PLANS = [(2, 0), (3, 0), (2, 0), (2, 0), (3, 0), (3, 1), (3, 0), (2, 0), (3, 0), (2, 0)]
 
 
 # tn_m7_depthwise's w4a8 form (4-bit weights over 8-bit inputs, 8-bit outputs: no tail form,
@@ -72,13 +80,14 @@ def _lean_calls(text: str) -> list[list[int]]:
 
 def _graph():
     """The chain, its multipliers moved where trained models have them (n0 of both signs, up
-    to 1, in l1, l4 and l5: the calibration of random weights gives n0 >= 1 or <= -2 in each
-    layer; l5's scale kept, m0 halved per step up)."""
+    to 1, in l1, l4, l5 and l8: the calibration of random weights gives n0 >= 1 or <= -2 in
+    each layer; the scale kept, m0 halved per step up), and l7's one n0 moved down to -1 (DWQ 2
+    of one multiplier; its scale divided by 4)."""
     g = chain(0, LAYERS, (6, 14, C), 4, False, 0, "floor")
-    for k in (1, 4, 5):
+    for k, top in ((1, 1), (4, 1), (5, 1), (8, 1), (7, -1)):
         lay = g.layers[k]
         n0, m0 = np.asarray(lay.n0), np.asarray(lay.m0)
-        up = 1 - int(n0.max())
+        up = top - int(n0.max())
         lay.n0 = (n0 + up).astype(n0.dtype)
         if up > 0:
             lay.m0 = (m0 >> up).astype(m0.dtype)
@@ -134,9 +143,9 @@ def test_dw_wide_host_bitexact(tmp_path, form):
     text = _c_text(tmp_path)
     forms = _forms(text)
     tails = [cb < c for c, cb, _ in forms]
-    # tail: l2 (w4a8, 8-bit in and out) on tn_m7_depthwise, the scratch of l4 .. l7 free (the
+    # tail: l2 (w4a8, 8-bit in and out) on tn_m7_depthwise, the scratch of l4 .. l9 free (the
     # full form)
-    assert tails == ([True, True, True] + [False] * 4 if form == "tail" else [False] * 8), forms
+    assert tails == ([True, True, True] + [False] * 6 if form == "tail" else [False] * 10), forms
     assert text.count("tn_m7_depthwise(l,") == (form == "tail")
 
 
@@ -180,7 +189,7 @@ def test_dw_wide_under_qemu(qemu, tmp_path, form):
     s = r["summary"]
     assert s["mcu_images"] == 3 and s["mcu_mismatching_values"] == 0
     assert s["host_mismatching_values"] == 0
-    assert len(_forms((tmp_path / "wide" / "src" / "model.c").read_text())) == 7 + (form == "full")
+    assert len(_forms((tmp_path / "wide" / "src" / "model.c").read_text())) == 9 + (form == "full")
 
 
 @pytest.mark.slow  # a Cortex-M7 compile per level

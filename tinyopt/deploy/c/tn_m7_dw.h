@@ -1186,6 +1186,177 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
 #define tn_dw3_row2(l, rows, out, S0, S1, S2, C, OW, WP, DWQ, OS) ((void)0)
 #endif
 
+#if TN_M7_ASM
+/* One output row of three outputs at stride 1 in assembly, every channel (tn_dw3_row3): the
+ * small maps' form (VWW w4a4's last depthwise layer, 3 x 3 x 256). tn_dw3_chan1 on such a row
+ * spent 19 instructions a channel outside its assembly (its 14 registers left GCC none: every
+ * pointer and index of the channel loop reloaded from the stack), 66 a channel in all, where
+ * the int8 twin (constant multiplier, int16 weight pairs, byte stores) took 56. Here the loop
+ * is in the assembly: per channel its three plane rows of three words, X0 = (x0, x1),
+ * X1 = (x2, x3), X2 = (x4, x5), into three accumulators by SMLAD and one SMLAxy each
+ * (a0 = X0.A + x2 d2, a1 = x1 d0 + X1.B, a2 = X1.A + x4 d2; A = (d0, d1), B = (d1, d2) widened
+ * per kernel row from its word, SXTB16), the weight words (and DWQ 3's bias) by two LDRD with
+ * writeback, the plane pointer stepped by the last row's load when that row's slot is 0; m0
+ * and K per channel from pointers in a 16-byte block of stack the code reserves itself
+ * ([sp] m0's and n0's, [sp, #8] the bias array's for DWQ 2, [sp, #12] the row's output end;
+ * NM = 1: [sp] m0 and K themselves); G = 8 / OB channels an iteration, the first code of a
+ * byte stored plain, the second read-modify-written (tn_dw3_put). About 55 instructions a
+ * channel. Fourteen registers: p, w, o, the three plane words, A, B, three accumulators and
+ * the three weight words W0 (later m0), W1 (later K), W2. */
+#define TN_DW3_R3_ROW(R, W, FIRST)                                                             \
+    "ldr %[x2], [%[p], #(" R " + 8)]\n\t"                                                      \
+    ".if " R " == 0 && !(" FIRST ")\n\t"                                                       \
+    "ldrd %[x0], %[x1], [%[p]], #%c[pb]\n\t"                                                   \
+    ".else\n\t"                                                                                \
+    "ldrd %[x0], %[x1], [%[p], #(" R ")]\n\t"                                                  \
+    ".endif\n\t"                                                                               \
+    "sxtb16 %[A], %[" W "]\n\t"                                                                \
+    "sxtb16 %[B], %[" W "], ror #8\n\t"                                                        \
+    ".if " FIRST "\n\t"                                                                        \
+    "smlad %[a0], %[x0], %[A], %[a2]\n\t"                                                      \
+    "smlad %[a1], %[x1], %[B], %[a2]\n\t"                                                      \
+    ".else\n\t"                                                                                \
+    "smlad %[a0], %[x0], %[A], %[a0]\n\t"                                                      \
+    "smlad %[a1], %[x1], %[B], %[a1]\n\t"                                                      \
+    ".endif\n\t"                                                                               \
+    "smlad %[a2], %[x1], %[A], %[a2]\n\t"                                                      \
+    "smlabt %[a0], %[x1], %[B], %[a0]\n\t"                                                     \
+    "smlatb %[a1], %[x0], %[A], %[a1]\n\t"                                                     \
+    "smlabt %[a2], %[x2], %[B], %[a2]\n\t"
+/* the three kernel rows, the one in slot 0 last (its load steps p on to the next channel's
+ * planes; S0, S1, S2 rotate 0, 1, 2, so the ADD below is only a guard) */
+#define TN_DW3_R3_ROWS                                                                         \
+    ".if %c[r0] == 0\n\t"                                                                      \
+    TN_DW3_R3_ROW("%c[r1]", "k", "1") TN_DW3_R3_ROW("%c[r2]", "t", "0")                        \
+    TN_DW3_R3_ROW("%c[r0]", "m0", "0")                                                         \
+    ".elseif %c[r1] == 0\n\t"                                                                  \
+    TN_DW3_R3_ROW("%c[r0]", "m0", "1") TN_DW3_R3_ROW("%c[r2]", "t", "0")                       \
+    TN_DW3_R3_ROW("%c[r1]", "k", "0")                                                          \
+    ".else\n\t"                                                                                \
+    TN_DW3_R3_ROW("%c[r0]", "m0", "1") TN_DW3_R3_ROW("%c[r1]", "k", "0")                       \
+    TN_DW3_R3_ROW("%c[r2]", "t", "0")                                                          \
+    ".if %c[r2] != 0\n\t"                                                                      \
+    "add %[p], %[p], #%c[pb]\n\t"                                                              \
+    ".endif\n\t"                                                                               \
+    ".endif\n\t"
+/* tn_dw3_chan1's requantization of accumulator a, the code masked to OB bits only below the
+ * byte's top (SH 0: tn_dw3_put) */
+#define TN_DW3_R3_RQ(SAT, a, SH)                                                               \
+    "smmul %[" a "], %[" a "], %[m0]\n\t"                                                      \
+    "asr %[" a "], %[" a "], %[k]\n\t"                                                         \
+    ".if %c[zp] > 0\n\t"                                                                       \
+    "add %[" a "], %[" a "], #%c[zp]\n\t"                                                      \
+    ".elseif %c[zp] < 0\n\t"                                                                   \
+    "sub %[" a "], %[" a "], #-%c[zp]\n\t"                                                     \
+    ".endif\n\t"                                                                               \
+    SAT " %[" a "], #(%c[f] & 15), %[" a "]\n\t"                                               \
+    ".if (%c[f] & 64) && " SH " == 0\n\t"                                                      \
+    "and %[" a "], %[" a "], #((1 << (%c[f] & 15)) - 1)\n\t"                                   \
+    ".endif\n\t"
+/* one channel: weights and bias, the rows, m0 and K, the three codes; SH: the code's shift in
+ * its byte (LAST: the byte's last code, whose store steps o on) */
+#define TN_DW3_R3_CHAN(SAT, SH, LAST)                                                          \
+    ".if (%c[f] & 16)\n\t"                                                                     \
+    "ldrd %[t], %[a2], [%[w], #8]\n\t"                                                         \
+    ".else\n\t"                                                                                \
+    "ldr %[t], [%[w], #8]\n\t"                                                                 \
+    "ldr %[x0], [sp, #8]\n\t"                                                                  \
+    "ldr %[a2], [%[x0]], #4\n\t"                                                               \
+    "str %[x0], [sp, #8]\n\t"                                                                  \
+    ".endif\n\t"                                                                               \
+    "ldrd %[m0], %[k], [%[w]], #16\n\t"                                                        \
+    TN_DW3_R3_ROWS                                                                             \
+    ".if (%c[f] & 32)\n\t"                                                                     \
+    "ldrd %[m0], %[k], [sp]\n\t"                                                               \
+    ".else\n\t"                                                                                \
+    "ldrd %[x0], %[x1], [sp]\n\t"                                                              \
+    "ldr %[m0], [%[x0]], #4\n\t"                                                               \
+    "ldrsb %[k], [%[x1]], #1\n\t"                                                              \
+    "strd %[x0], %[x1], [sp]\n\t"                                                              \
+    "mvn %[k], %[k]\n\t"                                                                       \
+    "usat %[k], #5, %[k]\n\t"                                                                  \
+    ".endif\n\t"                                                                               \
+    TN_DW3_R3_RQ(SAT, "a0", SH) TN_DW3_R3_RQ(SAT, "a1", SH) TN_DW3_R3_RQ(SAT, "a2", SH)        \
+    ".if " SH "\n\t"                                                                           \
+    "ldrb %[x0], [%[o]]\n\t"                                                                   \
+    "ldrb %[x1], [%[o], #%c[op]]\n\t"                                                          \
+    "ldrb %[x2], [%[o], #(2 * %c[op])]\n\t"                                                    \
+    "orr %[a0], %[x0], %[a0], lsl #" SH "\n\t"                                                 \
+    "orr %[a1], %[x1], %[a1], lsl #" SH "\n\t"                                                 \
+    "orr %[a2], %[x2], %[a2], lsl #" SH "\n\t"                                                 \
+    ".endif\n\t"                                                                               \
+    "strb %[a1], [%[o], #%c[op]]\n\t"                                                          \
+    "strb %[a2], [%[o], #(2 * %c[op])]\n\t"                                                    \
+    ".if " LAST "\n\t"                                                                         \
+    "strb %[a0], [%[o]], #1\n\t"                                                               \
+    ".else\n\t"                                                                                \
+    "strb %[a0], [%[o]]\n\t"                                                                   \
+    ".endif\n\t"
+#define TN_DW3_R3_ASM(SAT)                                                                     \
+    "sub sp, sp, #16\n\t"                                                                      \
+    "strd %[x0], %[x1], [sp]\n\t"                                                              \
+    "strd %[a0], %[x2], [sp, #8]\n"                                                            \
+    "1:\n\t"                                                                                   \
+    ".if (%c[f] & 15) == 8\n\t"                                                                \
+    TN_DW3_R3_CHAN(SAT, "0", "1")                                                              \
+    ".else\n\t"                                                                                \
+    TN_DW3_R3_CHAN(SAT, "0", "0")                                                              \
+    TN_DW3_R3_CHAN(SAT, "4", "1")                                                              \
+    ".endif\n\t"                                                                               \
+    "ldr %[x0], [sp, #12]\n\t"                                                                 \
+    "cmp %[o], %[x0]\n\t"                                                                      \
+    "bne 1b\n\t"                                                                               \
+    "add sp, sp, #16\n\t"
+#define TN_DW3_R3(SAT)                                                                         \
+    __asm__ volatile(TN_DW3_R3_ASM(SAT)                                                        \
+                     : [p] "+&r"(p), [w] "+&r"(w), [o] "+&r"(o), [x0] "+&r"(x0),               \
+                       [x1] "+&r"(x1), [x2] "+&r"(x2), [a0] "+&r"(a0), [a1] "=&r"(a1),         \
+                       [a2] "=&r"(a2), [A] "=&r"(A), [B] "=&r"(B), [m0] "=&r"(m0),             \
+                       [k] "=&r"(k), [t] "=&r"(t)                                              \
+                     : [r0] "i"(S0 * WP * 2u), [r1] "i"(S1 * WP * 2u),                         \
+                       [r2] "i"(S2 * WP * 2u), [pb] "i"(6u * WP), [op] "i"(OP),                \
+                       [f] "i"(OB | (DWQ == 3u ? 16u : 0u) | (NM == 1u ? 32u : 0u)             \
+                               | (OS && OB < 8u ? 64u : 0u)), [zp] "i"(ZP)                     \
+                     : "memory", "cc")
+
+/* Does tn_dw3_row3 run this row (see above): stride 1, 3 outputs a row, the full form's slots
+ * (ROT 0, every channel), compact weights, DWQ 2 / 3 with z_out added after the shift, no
+ * clamp inside the type's range, 4 or 8-bit outputs, immediates in range (the three slots'
+ * words within LDRD's 1020 bytes, two pixels' bytes within STRB's 4095; not at -Og, whose
+ * constants are not known to the assembler)? */
+#define TN_DW3_FITS3(SW, OW, CH, WIDE, DWQ, ZP, OB, OS, LO, HI, WP, OP, S0, S1, S2)            \
+    ((SW) == 1 && (OW) == 3 && !(CH) && !(WIDE) && ((DWQ) == 2u || (DWQ) == 3u)               \
+     && (ZP) >= -255 && (ZP) <= 255 && ((OB) == 4u || (OB) == 8u)                              \
+     && (LO) == ((OS) ? -(1 << ((OB) - 1u)) : 0)                                                \
+     && (HI) == ((OS) ? (1 << ((OB) - 1u)) - 1 : (1 << (OB)) - 1) && 6u * (WP) <= 1020u        \
+     && 2u * (OP) <= 4095u                                                                      \
+     && __builtin_constant_p((WP) + (OP) + (OB) + (OS) + (ZP) + (DWQ) + (S0) + (S1) + (S2)))
+
+/* The channels of one output row of three outputs (slots S0, S1, S2): see above. */
+TN_INLINE void tn_dw3_row3(const tn_layer_t *l, const int16_t *rows, uint8_t *out, uint32_t S0,
+                           uint32_t S1, uint32_t S2, uint32_t C, uint32_t WP, uint32_t DWQ,
+                           uint32_t OB, uint32_t OS, uint32_t NM, int32_t M0, int32_t N0,
+                           int32_t ZP)
+{
+    const uint32_t OP = C * OB / 8u;
+    const uint32_t *p = (const uint32_t *)(const void *)rows;
+    const uint8_t *w = l->w;
+    uint8_t *o = out;
+    /* the block's words: m0's and n0's arrays (NM = 1: m0, K), the bias array, the end */
+    uint32_t x0 = NM == 1u ? (uint32_t)M0 : (uint32_t)l->m0;
+    uint32_t x1 = NM == 1u ? tn_usat5(~N0) : (uint32_t)l->n0;
+    uint32_t a0 = (uint32_t)l->bias, x2 = (uint32_t)(out + OP);
+    uint32_t a1, a2, A, B, m0, k, t;
+    if (OS) TN_DW3_R3("ssat");
+    else TN_DW3_R3("usat");
+    (void)p, (void)w, (void)o, (void)x0, (void)x1, (void)x2, (void)a0, (void)a1, (void)a2;
+    (void)A, (void)B, (void)m0, (void)k, (void)t;
+}
+#else
+#define TN_DW3_FITS3(SW, OW, CH, WIDE, DWQ, ZP, OB, OS, LO, HI, WP, OP, S0, S1, S2) 0
+#define tn_dw3_row3(l, rows, out, S0, S1, S2, C, WP, DWQ, OB, OS, NM, M0, N0, ZP) ((void)0)
+#endif
+
 /* The channels of one output row, kernel rows in slots S0, S1, S2 (constants: the loop is
  * compiled once per rotation of the three slots; for a sub-byte output once per code of a
  * byte, G = 8 / OB channels per pass, so that each code's bit offset is a constant). */
@@ -1216,6 +1387,11 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
     if (CH && C0 == 0u && C == CS
         && TN_DW3_FITS2(SW, C, OW, WP, WIDE, DWQ, OB, OS, LO, HI, NM)) { /* every channel */
         tn_dw3_row2(l, rows, o, S0, S1, S2, C, OW, WP, DWQ, OS);
+        return;
+    }
+    if (!CH && ROT == 0u && C0 == 0u && C == CS
+        && TN_DW3_FITS3(SW, OW, CH, WIDE, DWQ, ZP, OB, OS, LO, HI, WP, OP, S0, S1, S2)) {
+        tn_dw3_row3(l, rows, o, S0, S1, S2, C, WP, DWQ, OB, OS, NM, M0, N0, ZP);
         return;
     }
     if (G >= 4u && !CH && OW <= 2 * W) {
