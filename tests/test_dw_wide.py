@@ -49,9 +49,10 @@ LAYERS = [
     # array), then 4-bit signed codes, z_out < 0 (DWQ 3, the bias in the weights' blob)
     _dwr(C, 3, 3, 4, 8, out_zero_point=3),
     _dwr(C, 3, 3, 4, 4, per_channel=True, icn=True, out_signed=True, out_zero_point=-2),
-    # 3 outputs a row to 2-bit codes (through the plane of kernel row 0: not the assembly's
+    # 3 outputs a row to signed 2-bit codes: tn_dw3_row3's four codes a byte (three masked);
+    # the C twins (the host, -Og) through the plane of kernel row 0 (not tn_dw3_chan1's
     # last-output-first form, which overwrote a column the pair still read)
-    _dwr(C, 3, 3, 4, 2, per_channel=True, icn=True),
+    _dwr(C, 3, 3, 4, 2, per_channel=True, icn=True, out_signed=True),
     *_head(9 * C)]
 # (DWQ, WIDE) of each depthwise layer: 2 = every n0 <= -1; 3 = n0 of both signs, SL folded
 PLANS = [(2, 0), (3, 0), (2, 0), (2, 0), (3, 0), (3, 1), (3, 0), (2, 0), (3, 0), (2, 0)]

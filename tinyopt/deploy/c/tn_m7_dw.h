@@ -1239,8 +1239,8 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
     "add %[p], %[p], #%c[pb]\n\t"                                                              \
     ".endif\n\t"                                                                               \
     ".endif\n\t"
-/* tn_dw3_chan1's requantization of accumulator a, the code masked to OB bits only below the
- * byte's top (SH 0: tn_dw3_put) */
+/* tn_dw3_chan1's requantization of accumulator a, a signed code masked to OB bits only below
+ * the byte's top (SH + OB < 8: tn_dw3_put) */
 #define TN_DW3_R3_RQ(SAT, a, SH)                                                               \
     "smmul %[" a "], %[" a "], %[m0]\n\t"                                                      \
     "asr %[" a "], %[" a "], %[k]\n\t"                                                         \
@@ -1250,7 +1250,7 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
     "sub %[" a "], %[" a "], #-%c[zp]\n\t"                                                     \
     ".endif\n\t"                                                                               \
     SAT " %[" a "], #(%c[f] & 15), %[" a "]\n\t"                                               \
-    ".if (%c[f] & 64) && " SH " == 0\n\t"                                                      \
+    ".if (%c[f] & 64) && " SH " + (%c[f] & 15) < 8\n\t"                                        \
     "and %[" a "], %[" a "], #((1 << (%c[f] & 15)) - 1)\n\t"                                   \
     ".endif\n\t"
 /* one channel: weights and bias, the rows, m0 and K, the three codes; SH: the code's shift in
@@ -1299,9 +1299,14 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
     "1:\n\t"                                                                                   \
     ".if (%c[f] & 15) == 8\n\t"                                                                \
     TN_DW3_R3_CHAN(SAT, "0", "1")                                                              \
-    ".else\n\t"                                                                                \
+    ".elseif (%c[f] & 15) == 4\n\t"                                                            \
     TN_DW3_R3_CHAN(SAT, "0", "0")                                                              \
     TN_DW3_R3_CHAN(SAT, "4", "1")                                                              \
+    ".else\n\t"                                                                                \
+    TN_DW3_R3_CHAN(SAT, "0", "0")                                                              \
+    TN_DW3_R3_CHAN(SAT, "2", "0")                                                              \
+    TN_DW3_R3_CHAN(SAT, "4", "0")                                                              \
+    TN_DW3_R3_CHAN(SAT, "6", "1")                                                              \
     ".endif\n\t"                                                                               \
     "ldr %[x0], [sp, #12]\n\t"                                                                 \
     "cmp %[o], %[x0]\n\t"                                                                      \
@@ -1321,12 +1326,14 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
 
 /* Does tn_dw3_row3 run this row (see above): stride 1, 3 outputs a row, the full form's slots
  * (ROT 0, every channel), compact weights, DWQ 2 / 3 with z_out added after the shift, no
- * clamp inside the type's range, 4 or 8-bit outputs, immediates in range (the three slots'
- * words within LDRD's 1020 bytes, two pixels' bytes within STRB's 4095; not at -Og, whose
- * constants are not known to the assembler)? */
+ * clamp inside the type's range, immediates in range (the three slots' words within LDRD's
+ * 1020 bytes, two pixels' bytes within STRB's 4095; not at -Og, whose constants are not known
+ * to the assembler)? Any output width: 2-bit codes too (four a byte, three read-modify-written:
+ * no spill here, unlike the C pass of four channels that made tn_dw3_row's 2-bit outputs go
+ * through the planes). */
 #define TN_DW3_FITS3(SW, OW, CH, WIDE, DWQ, ZP, OB, OS, LO, HI, WP, OP, S0, S1, S2)            \
     ((SW) == 1 && (OW) == 3 && !(CH) && !(WIDE) && ((DWQ) == 2u || (DWQ) == 3u)               \
-     && (ZP) >= -255 && (ZP) <= 255 && ((OB) == 4u || (OB) == 8u)                              \
+     && (ZP) >= -255 && (ZP) <= 255                                                            \
      && (LO) == ((OS) ? -(1 << ((OB) - 1u)) : 0)                                                \
      && (HI) == ((OS) ? (1 << ((OB) - 1u)) - 1 : (1 << (OB)) - 1) && 6u * (WP) <= 1020u        \
      && 2u * (OP) <= 4095u                                                                      \
