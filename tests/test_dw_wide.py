@@ -2,8 +2,8 @@
 graphs with per-channel multipliers: DWQ 3's left shift SL = max(n0 + 1, 0) folded into the
 exported weights and bias (kernels_m7.dw3_plan; int8 bytes, or int16 pairs when the shifted
 bytes overflow), and the assembly channel loop tn_dw3_chan1 (strides 1 and 2, 4+ outputs per
-row, DWQ 2 / 3), the assembly row of 3 outputs at stride 1 over every channel (tn_dw3_row3:
-3 x 3 maps, 4 and 8-bit outputs, DWQ 2 of one multiplier and DWQ 3) and the sub-byte
+row, DWQ 2 / 3), the assembly row of 3 outputs over every channel (tn_dw3_row3: strides 1
+and 2, 2, 4 and 8-bit outputs, DWQ 2 of one multiplier and DWQ 3) and the sub-byte
 widening's four-pixel form (STRD): bit-exact with tinyopt.sim on the host (the C twins) and
 under QEMU (the assembly), in the full form and the tail form (whose weights rotate per row;
 the w4a8 step, 8-bit in and out, has no tail form: it runs tn_m7_depthwise there), and
@@ -40,8 +40,8 @@ LAYERS = [
     _dwr(C, 3, 7, 2, 2, per_channel=True, icn=True, out_zero_point=1),
     _dwr(C, 3, 7, 4, 4, per_channel=True, icn=True, out_signed=True),
     _dwr(C, 3, 7, 8, 4, per_channel=True, icn=True),
-    # horizontally VALID, stride 2 (rows: 1): 3 outputs a row (the assembly's form without a
-    # loop)
+    # horizontally VALID, stride 2 (rows: 1): 3 outputs a row (tn_dw3_row3's stride-2 rows;
+    # tn_dw3_chan1's form without a loop runs the tail form's such rows: test_dw_sub)
     dict(kind="depthwise", out_shape=(3, 3, C), wshape=(3, 3, C), wbits=4, out_bits=4,
          stride=(1, 2), padding=(1, 1, 0, 0), pad_mode="zero", per_channel=True, icn=True),
     # 3 x 3 maps, 3 outputs a row at stride 1 (tn_dw3_row3, VWW's last depthwise layer; three

@@ -1187,23 +1187,24 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
 #endif
 
 #if TN_M7_ASM
-/* One output row of three outputs at stride 1 in assembly, every channel (tn_dw3_row3): the
- * small maps' form (VWW w4a4's last depthwise layer, 3 x 3 x 256). tn_dw3_chan1 on such a row
- * spent 19 instructions a channel outside its assembly (its 14 registers left GCC none: every
- * pointer and index of the channel loop reloaded from the stack), 66 a channel in all, where
- * the int8 twin (constant multiplier, int16 weight pairs, byte stores) took 56. Here the loop
- * is in the assembly: per channel its three plane rows of three words, X0 = (x0, x1),
- * X1 = (x2, x3), X2 = (x4, x5), into three accumulators by SMLAD and one SMLAxy each
- * (a0 = X0.A + x2 d2, a1 = x1 d0 + X1.B, a2 = X1.A + x4 d2; A = (d0, d1), B = (d1, d2) widened
- * per kernel row from its word, SXTB16), the weight words (and DWQ 3's bias) by two LDRD with
- * writeback, the plane pointer stepped by the last row's load when that row's slot is 0; m0
- * and K per channel from pointers in a 16-byte block of stack the code reserves itself
+/* One output row of three outputs at stride 1 or 2 in assembly, every channel (tn_dw3_row3):
+ * the small maps' form (VWW's last two depthwise layers, 6 x 6 and 3 x 3 to 3 x 3 x 256).
+ * tn_dw3_chan1 on such a row spent 19 instructions a channel outside its assembly (its 14
+ * registers left GCC none: every pointer and index of the channel loop reloaded from the
+ * stack), 66 a channel in all on VWW w4a4's 3 x 3 layer, where the int8 twin (constant
+ * multiplier, int16 weight pairs, byte stores) took 56. Here the loop is in the assembly: per
+ * channel and kernel row, stride 1, the plane's words X0 = (x0, x1), X1 = (x2, x3),
+ * X2 = (x4, x5) into three accumulators by one SMLAD and one SMLAxy each (a0 = X0.A + x2 d2,
+ * a1 = x1 d0 + X1.B, a2 = X1.A + x4 d2; A = (d0, d1), B = (d1, d2) widened from the row's
+ * weight word, SXTB16; stride 2: TN_DW3_R3_ROW2), the weight words (and DWQ 3's bias) by two
+ * LDRD with writeback, the plane pointer stepped by the load of the row in slot 0 (the last);
+ * m0 and K per channel from pointers in a 16-byte block of stack the code reserves itself
  * ([sp] m0's and n0's, [sp, #8] the bias array's for DWQ 2, [sp, #12] the row's output end;
  * NM = 1: [sp] m0 and K themselves); G = 8 / OB channels an iteration, the first code of a
- * byte stored plain, the second read-modify-written (tn_dw3_put). About 55 instructions a
- * channel. Fourteen registers: p, w, o, the three plane words, A, B, three accumulators and
- * the three weight words W0 (later m0), W1 (later K), W2. */
-#define TN_DW3_R3_ROW(R, W, FIRST)                                                             \
+ * byte stored plain, the others read-modify-written (tn_dw3_put). About 55 instructions a
+ * channel. Fourteen registers: p, w, o, three plane words, A, B, three accumulators and the
+ * three weight words W0 (later m0), W1 (later K), W2. */
+#define TN_DW3_R3_ROW1(R, W, FIRST)                                                            \
     "ldr %[x2], [%[p], #(" R " + 8)]\n\t"                                                      \
     ".if " R " == 0 && !(" FIRST ")\n\t"                                                       \
     "ldrd %[x0], %[x1], [%[p]], #%c[pb]\n\t"                                                   \
@@ -1223,6 +1224,38 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
     "smlabt %[a0], %[x1], %[B], %[a0]\n\t"                                                     \
     "smlatb %[a1], %[x0], %[A], %[a1]\n\t"                                                     \
     "smlabt %[a2], %[x2], %[B], %[a2]\n\t"
+/* stride 2: X0 = (x0, x1), X1 = (x2, x3), then X2 = (x4, x5), X3 = (x6, x7) in the same two
+ * registers: a0 = X0.A + x2 d2, a1 = X1.A + x4 d2, a2 = X2.A + x6 d2 */
+#define TN_DW3_R3_ROW2(R, W, FIRST)                                                            \
+    ".if " R " == 0 && !(" FIRST ")\n\t"                                                       \
+    "ldrd %[x0], %[x1], [%[p]], #%c[pb]\n\t"                                                   \
+    ".else\n\t"                                                                                \
+    "ldrd %[x0], %[x1], [%[p], #(" R ")]\n\t"                                                  \
+    ".endif\n\t"                                                                               \
+    "sxtb16 %[A], %[" W "]\n\t"                                                                \
+    "sxtb16 %[B], %[" W "], ror #8\n\t"                                                        \
+    ".if " FIRST "\n\t"                                                                        \
+    "smlad %[a0], %[x0], %[A], %[a2]\n\t"                                                      \
+    "smlad %[a1], %[x1], %[A], %[a2]\n\t"                                                      \
+    ".else\n\t"                                                                                \
+    "smlad %[a0], %[x0], %[A], %[a0]\n\t"                                                      \
+    "smlad %[a1], %[x1], %[A], %[a1]\n\t"                                                      \
+    ".endif\n\t"                                                                               \
+    "smlabt %[a0], %[x1], %[B], %[a0]\n\t"                                                     \
+    ".if " R " == 0 && !(" FIRST ")\n\t"                                                       \
+    "ldrd %[x0], %[x1], [%[p], #(8 - %c[pb])]\n\t"                                             \
+    ".else\n\t"                                                                                \
+    "ldrd %[x0], %[x1], [%[p], #(" R " + 8)]\n\t"                                              \
+    ".endif\n\t"                                                                               \
+    "smlabt %[a1], %[x0], %[B], %[a1]\n\t"                                                     \
+    "smlad %[a2], %[x0], %[A], %[a2]\n\t"                                                      \
+    "smlabt %[a2], %[x1], %[B], %[a2]\n\t"
+#define TN_DW3_R3_ROW(R, W, FIRST)                                                             \
+    ".if (%c[f] & 128)\n\t"                                                                    \
+    TN_DW3_R3_ROW2(R, W, FIRST)                                                                \
+    ".else\n\t"                                                                                \
+    TN_DW3_R3_ROW1(R, W, FIRST)                                                                \
+    ".endif\n\t"
 /* the three kernel rows, the one in slot 0 last (its load steps p on to the next channel's
  * planes; S0, S1, S2 rotate 0, 1, 2, so the ADD below is only a guard) */
 #define TN_DW3_R3_ROWS                                                                         \
@@ -1321,10 +1354,11 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
                      : [r0] "i"(S0 * WP * 2u), [r1] "i"(S1 * WP * 2u),                         \
                        [r2] "i"(S2 * WP * 2u), [pb] "i"(6u * WP), [op] "i"(OP),                \
                        [f] "i"(OB | (DWQ == 3u ? 16u : 0u) | (NM == 1u ? 32u : 0u)             \
-                               | (OS && OB < 8u ? 64u : 0u)), [zp] "i"(ZP)                     \
+                               | (OS && OB < 8u ? 64u : 0u) | (SW == 2 ? 128u : 0u)),          \
+                       [zp] "i"(ZP)                                                            \
                      : "memory", "cc")
 
-/* Does tn_dw3_row3 run this row (see above): stride 1, 3 outputs a row, the full form's slots
+/* Does tn_dw3_row3 run this row (see above): stride 1 or 2, 3 outputs a row, the full form's slots
  * (ROT 0, every channel), compact weights, DWQ 2 / 3 with z_out added after the shift, no
  * clamp inside the type's range, immediates in range (the three slots' words within LDRD's
  * 1020 bytes, two pixels' bytes within STRB's 4095; not at -Og, whose constants are not known
@@ -1332,18 +1366,20 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
  * no spill here, unlike the C pass of four channels that made tn_dw3_row's 2-bit outputs go
  * through the planes). */
 #define TN_DW3_FITS3(SW, OW, CH, WIDE, DWQ, ZP, OB, OS, LO, HI, WP, OP, S0, S1, S2)            \
-    ((SW) == 1 && (OW) == 3 && !(CH) && !(WIDE) && ((DWQ) == 2u || (DWQ) == 3u)               \
+    (((SW) == 1 || (SW) == 2) && (OW) == 3 && !(CH) && !(WIDE)                                 \
+     && ((DWQ) == 2u || (DWQ) == 3u)                                                           \
      && (ZP) >= -255 && (ZP) <= 255                                                            \
      && (LO) == ((OS) ? -(1 << ((OB) - 1u)) : 0)                                                \
      && (HI) == ((OS) ? (1 << ((OB) - 1u)) - 1 : (1 << (OB)) - 1) && 6u * (WP) <= 1020u        \
      && 2u * (OP) <= 4095u                                                                      \
-     && __builtin_constant_p((WP) + (OP) + (OB) + (OS) + (ZP) + (DWQ) + (S0) + (S1) + (S2)))
+     && __builtin_constant_p((WP) + (OP) + (OB) + (OS) + (ZP) + (DWQ) + (S0) + (S1) + (S2)     \
+                             + (SW)))
 
-/* The channels of one output row of three outputs (slots S0, S1, S2): see above. */
+/* The channels of one output row of three outputs (slots S0, S1, S2; stride SW): see above. */
 TN_INLINE void tn_dw3_row3(const tn_layer_t *l, const int16_t *rows, uint8_t *out, uint32_t S0,
-                           uint32_t S1, uint32_t S2, uint32_t C, uint32_t WP, uint32_t DWQ,
-                           uint32_t OB, uint32_t OS, uint32_t NM, int32_t M0, int32_t N0,
-                           int32_t ZP)
+                           uint32_t S1, uint32_t S2, uint32_t C, int32_t SW, uint32_t WP,
+                           uint32_t DWQ, uint32_t OB, uint32_t OS, uint32_t NM, int32_t M0,
+                           int32_t N0, int32_t ZP)
 {
     const uint32_t OP = C * OB / 8u;
     const uint32_t *p = (const uint32_t *)(const void *)rows;
@@ -1361,7 +1397,7 @@ TN_INLINE void tn_dw3_row3(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
 }
 #else
 #define TN_DW3_FITS3(SW, OW, CH, WIDE, DWQ, ZP, OB, OS, LO, HI, WP, OP, S0, S1, S2) 0
-#define tn_dw3_row3(l, rows, out, S0, S1, S2, C, WP, DWQ, OB, OS, NM, M0, N0, ZP) ((void)0)
+#define tn_dw3_row3(l, rows, out, S0, S1, S2, C, SW, WP, DWQ, OB, OS, NM, M0, N0, ZP) ((void)0)
 #endif
 
 /* The channels of one output row, kernel rows in slots S0, S1, S2 (constants: the loop is
@@ -1398,7 +1434,7 @@ TN_INLINE void tn_dw3_row(const tn_layer_t *l, int16_t *rows, uint8_t *o, uint32
     }
     if (!CH && ROT == 0u && C0 == 0u && C == CS
         && TN_DW3_FITS3(SW, OW, CH, WIDE, DWQ, ZP, OB, OS, LO, HI, WP, OP, S0, S1, S2)) {
-        tn_dw3_row3(l, rows, o, S0, S1, S2, C, WP, DWQ, OB, OS, NM, M0, N0, ZP);
+        tn_dw3_row3(l, rows, o, S0, S1, S2, C, SW, WP, DWQ, OB, OS, NM, M0, N0, ZP);
         return;
     }
     if (G >= 4u && !CH && OW <= 2 * W) {
