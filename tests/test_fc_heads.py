@@ -16,6 +16,7 @@ import pytest
 from tinyopt.deploy import codegen, kernels_m7, mcu, synth
 from tinyopt.icn import IntegerLayer
 from tinyopt.integer import steps as steps_mod
+from tests._qemu_many import check_many
 from tests.test_kernels_m7 import _fc, chain
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -260,16 +261,18 @@ def test_fc16_ldm_forms_under_qemu(qemu, tmp_path):
              ("r6_s8", _head(31, 13, True, "tflite_double", False, symmetric=False)),
              ("r6_u8", _head(60, 6, False, "tflite_double", True)),  # 15 groups
              ("chain_s8", _forms_chain(True)), ("chain_u8", _forms_chain(False))]
+    xs = {}
     for name, g in cases:
         lo = -128 if g.input_signed else 0
-        x = np.random.default_rng(5).integers(lo, lo + 256, (24, *g.input_shape))
-        x[0], x[1] = lo, lo + 255  # the extremes of the input codes
-        r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=24, mcu_images=24)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
-        assert r["export"].kernels == ["fc"] * len(g.layers), name
-        assert "tn_m7_fc16(" in (Path(r["export"].out_dir) / "model.c").read_text(), name
-        want = codegen.reference_output(g, x)
+        xs[name] = np.random.default_rng(5).integers(lo, lo + 256, (24, *g.input_shape))
+        xs[name][0], xs[name][1] = lo, lo + 255  # the extremes of the input codes
+    graphs = dict(cases)
+    exports = check_many(graphs, xs, tmp_path, host_images=24, mcu_images=24)  # one program
+    for name, g in cases:
+        e = exports[name]
+        assert e.kernels == ["fc"] * len(g.layers), name
+        assert "tn_m7_fc16(" in (Path(e.out_dir) / "model.c").read_text(), name
+        want = codegen.reference_output(g, xs[name])
         assert len({row.tobytes() for row in want}) > 1, (name, "a constant output checks little")
         if name.startswith("chain"):
-            assert [st.in_offset % 4 for st in r["export"].steps] == [0, 2, 0, 0, 0, 2], name
+            assert [st.in_offset % 4 for st in e.steps] == [0, 2, 0, 0, 0, 2], name

@@ -9,8 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
+from tests._qemu_many import check_many
 from tests.test_kernels_m7 import _conv, _fast_first, chain, host_check
-from tinyopt.deploy import codegen, kernels_m7, mcu
+from tinyopt.deploy import codegen, kernels_m7
 from tinyopt.integer import steps as steps_mod
 
 pytestmark = [pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine"),
@@ -107,18 +108,20 @@ def test_conv_rule():
     assert steps_mod.conv_fits(steps[0]) and not steps_mod.conv_fits(steps[1])
 
 
+
+def _codes(g, seed: int, n: int) -> np.ndarray:
+    """n random 8-bit input codes of g (seeded)."""
+    lo = -128 if g.input_signed else 0
+    return np.random.default_rng(seed).integers(lo, lo + 256, (n, *g.input_shape))
+
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_conv_kernel_under_qemu(qemu, tmp_path):
     """tn_m7_conv's assembly loops (one, two and four groups per block) bit-exact under QEMU on
     the three chains."""
-    for name in CONV_CHAINS:
-        g = _conv_graph(name)
-        lo = -128 if g.input_signed else 0
-        x = np.random.default_rng(4).integers(lo, lo + 256, (6, *g.input_shape))
-        r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=6, mcu_images=3)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
-        assert r["export"].kernels == ["conv"] * len(g.layers), name
+    graphs = {name: _conv_graph(name) for name in CONV_CHAINS}
+    xs = {name: _codes(g, 4, 6) for name, g in graphs.items()}
+    for name, e in check_many(graphs, xs, tmp_path).items():  # one Cortex-M7 program
+        assert e.kernels == ["conv"] * len(graphs[name].layers), name
 
 
 def test_conv_plan_paths_of_the_chains():
@@ -271,15 +274,12 @@ def test_signed_weights_under_qemu(qemu, tmp_path):
     with SGW."""
     graphs = dict(_signed_graphs())
     epilogues = set()
-    for name in ("conv_double_s8", "conv_pair_u8", "pw_double_s8", "fc_double_s8"):
-        g = _signed(graphs[name]())
-        lo = -128 if g.input_signed else 0
-        x = np.random.default_rng(4).integers(lo, lo + 256, (6, *g.input_shape))
-        r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=6, mcu_images=3)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
-        epilogues |= {_asm_epilogue(st, g.rounding) for st, k in
-                      zip(r["export"].steps, r["export"].kernels) if k in ("conv", "pw")}
+    chosen = {name: _signed(graphs[name]())
+              for name in ("conv_double_s8", "conv_pair_u8", "pw_double_s8", "fc_double_s8")}
+    xs = {name: _codes(g, 4, 6) for name, g in chosen.items()}
+    for name, e in check_many(chosen, xs, tmp_path).items():  # one Cortex-M7 program
+        epilogues |= {_asm_epilogue(st, chosen[name].rounding) for st, k in
+                      zip(e.steps, e.kernels) if k in ("conv", "pw")}
     assert {(True, False), (True, True), (False, False), (False, True)} <= epilogues, epilogues
 
 
@@ -374,11 +374,7 @@ def test_dilated_rule():
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_dilated_conv_under_qemu(qemu, tmp_path):
     """The dilated gathers under QEMU: the three chains bit-exact on the Cortex-M7."""
-    for name in DIL_CHAINS:
-        g = _dil_graph(name)
-        lo = -128 if g.input_signed else 0
-        x = np.random.default_rng(6).integers(lo, lo + 256, (6, *g.input_shape))
-        r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=6, mcu_images=3)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
-        assert r["export"].kernels == ["conv"] * len(g.layers), name
+    graphs = {name: _dil_graph(name) for name in DIL_CHAINS}
+    xs = {name: _codes(g, 6, 6) for name, g in graphs.items()}
+    for name, e in check_many(graphs, xs, tmp_path).items():  # one Cortex-M7 program
+        assert e.kernels == ["conv"] * len(graphs[name].layers), name

@@ -19,6 +19,7 @@ from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
 
+from tests._qemu_many import check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -509,15 +510,14 @@ def test_subconv_under_qemu(qemu, tmp_path, monkeypatch, raw, roomy):
     # sc_double's l4 and l0 / l2 there, so RAW 1 and 0 build sc_double and sc_pool (the pool's
     # own correction) only.
     names = list(SUBCONV_CHAINS) if raw is None else ["sc_double", "sc_pool"]
+    graphs, xs = {}, {}
     for name in names:
         rounding, signed, zin, shape, layers = SUBCONV_CHAINS[name]
-        g = chain(70 + len(name), layers, shape, 8, signed, zin, rounding)
+        graphs[name] = chain(70 + len(name), layers, shape, 8, signed, zin, rounding)
         lo = -128 if signed else 0
-        x = np.random.default_rng(5).integers(lo, lo + 256, (4, *shape))
-        r = mcu.deploy(g, x, tmp_path, name=f"{name}_{raw}", host_images=4, mcu_images=2)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
-        _check_subconv_raw(r["export"], raw)
+        xs[name] = np.random.default_rng(5).integers(lo, lo + 256, (4, *shape))
+    for e in check_many(graphs, xs, tmp_path, host_images=4, mcu_images=2).values():
+        _check_subconv_raw(e, raw)
 
 
 # tn_m7_subfc (steps.sub_fc_fits): dense layers of 4 / 2-bit weights over 8, 4 and 2-bit inputs
@@ -645,11 +645,12 @@ def test_subfc_under_qemu(qemu, tmp_path, monkeypatch, plan):
         monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SF_NO_LDRD"))
     _force_subfc_plan(monkeypatch, None if plan == "ldr" else plan)
     monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)  # tn_m7_subfc
-    for name in SUBFC_CHAINS:
-        g = _subfc_graph(name)
+    graphs = {name: _subfc_graph(name) for name in SUBFC_CHAINS}
+    xs = {}
+    for name, g in graphs.items():
         lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
-        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (4, *g.input_shape))
-        r = mcu.deploy(g, x, tmp_path, name=f"{name}_{plan}", host_images=4, mcu_images=2)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
-        _check_subfc_plan(r["export"], None if plan == "ldr" else plan)
+        xs[name] = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits),
+                                                     (4, *g.input_shape))
+    exports = check_many(graphs, xs, tmp_path, host_images=4, mcu_images=2)  # one program
+    for e in exports.values():
+        _check_subfc_plan(e, None if plan == "ldr" else plan)

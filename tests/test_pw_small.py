@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
+from tests._qemu_many import check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
 from tinyopt.deploy import codegen, kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
@@ -586,14 +587,14 @@ def test_w16_under_qemu(qemu, tmp_path):
     graphs["res_wide_shift"] = _res_graph(*RES_GRAPHS["wide_shift"][:5])
     graphs["small_shift"] = _small_shift_graph()
     graphs.update({f"tab_{n}": _table_graph(n) for n in TABLE_GRAPHS})
-    for name, g in graphs.items():
-        lo = -128 if g.input_signed else 0
-        x = np.random.default_rng(4).integers(lo, lo + 256, (6, *g.input_shape))
-        r = mcu.deploy(g, x, tmp_path / name, name=name, host_images=6, mcu_images=3)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
-        runs |= {_fast_run(st, g.rounding) for st in r["export"].steps}
-        tabs |= {_table_run(st, g.rounding) for st in r["export"].steps if st.add is not None}
+    xs = {name: np.random.default_rng(4).integers(-128 if g.input_signed else 0,
+                                                  128 if g.input_signed else 256,
+                                                  (6, *g.input_shape))
+          for name, g in graphs.items()}
+    exports = check_many(graphs, xs, tmp_path)  # one Cortex-M7 program for all the graphs
+    for name, e in exports.items():
+        runs |= {_fast_run(st, graphs[name].rounding) for st in e.steps}
+        tabs |= {_table_run(st, graphs[name].rounding) for st in e.steps if st.add is not None}
     assert {r[1] for r in runs - {None}} == set(range(1, 9)), runs
     assert {r[2:] for r in runs - {None} if r[0] == 4} == {
         (a, b, c) for a in (True, False) for b in (True, False) for c in (1, 2)}, runs

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
-from tinyopt.deploy import kernels_m7, mcu
+from tinyopt.deploy import kernels_m7
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.graph import IntegerLayer
 
+from tests._qemu_many import check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
 from tests.test_kernels_m7_sub import _dense, _residual_graph
 
@@ -169,14 +170,15 @@ def test_lean_fc_form_under_qemu(qemu, tmp_path, lean):
     """The FC form's assembly (tn_m7_subfc's loops per window: 8-bit inputs with an offset,
     4-bit signed and unsigned, blocks of eight, pair blocks, a gathered window with a tail
     word, fused max pool) bit-exact under QEMU: one deploy per chain."""
-    for name in ("first_pool", "pw_u", "lanes", "conv_lanes"):
-        g = _lean_graph(name)
+    names = ("first_pool", "pw_u", "lanes", "conv_lanes")
+    graphs = {name: _lean_graph(name) for name in names}
+    xs = {}
+    for name in names:
         rounding, signed, zin, shape, _ = LEAN_CHAINS[name]
         lo = -128 if signed else 0
-        x = np.random.default_rng(5).integers(lo, lo + 256, (4, *shape))
-        r = mcu.deploy(g, x, tmp_path, name=f"lean_{name}", host_images=4, mcu_images=2)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
-        assert all(k == "sub" for k, st in zip(r["export"].kernels, r["export"].steps)
+        xs[name] = np.random.default_rng(5).integers(lo, lo + 256, (4, *shape))
+    exports = check_many(graphs, xs, tmp_path, host_images=4, mcu_images=2)  # one program
+    for e in exports.values():
+        assert all(k == "sub" for k, st in zip(e.kernels, e.steps)
                    if st.layer.kind in ("conv2d", "pointwise"))
 

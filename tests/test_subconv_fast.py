@@ -18,6 +18,7 @@ from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
+from tests._qemu_many import check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -181,9 +182,10 @@ def test_subconv_fast_under_qemu(qemu, tmp_path, monkeypatch, ldrd, roomy):
     # runs the floor chains and the fused ADD (tn_sc_pixels_epi's own loads) only.
     names = sorted(FAST_CHAINS) if ldrd else ["fq_s", "fq_u"]
     graphs = [_chain(name) for name in names] + [_residual_floor(4, 4, 1)]
-    for g in graphs:
+    graphs = dict(zip([*names, "residual_floor"], graphs))
+    xs = {}
+    for name, g in graphs.items():
         lo = -128 if g.input_signed else 0
-        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (3, *g.input_shape))
-        r = mcu.deploy(g, x, tmp_path, name=f"{g.name}_{ldrd}", host_images=3, mcu_images=2)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, g.name
+        xs[name] = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits),
+                                                     (3, *g.input_shape))
+    check_many(graphs, xs, tmp_path, host_images=3, mcu_images=2)  # one Cortex-M7 program

@@ -29,6 +29,7 @@ from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
+from tests._qemu_many import check_many
 from tests.test_build_levels import ARM, FORM_ABIS, FORM_LEVELS, WARN, _arm_gcc
 from tests.test_kernels_m7 import _conv, host_check
 
@@ -262,16 +263,17 @@ def test_slide_lanes_compile_at_levels(tmp_path):
 def test_epi_under_qemu(qemu, tmp_path, roomy):
     """The assembly of every variant bit-exact with the simulator under QEMU (the chain and the
     fused ADD), and tn_m7_sub_sl's pairs (slide_chain: the lean plan, whatever ``roomy``)."""
+    graphs, xs, exports = {}, {}, {}
     for g in (epi_chain(), epi_residual(), slide_chain()):
         if g.name == "slide":
             steps_mod.SCRATCH_ONLY_WHERE_FREE = True  # roomy's monkeypatch restores it
         lo = -128 if g.input_signed else 0
-        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (3, *g.input_shape))
-        r = mcu.deploy(g, x, tmp_path, name=g.name, host_images=3, mcu_images=3)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, g.name
-        if g.name == "slide":
-            assert "tn_m7_sub_sl(l, " in (r["export"].out_dir / "model.c").read_text()
+        graphs[g.name] = g
+        xs[g.name] = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits),
+                                                       (3, *g.input_shape))
+        exports[g.name] = codegen.export_c(g, tmp_path / g.name / "src")  # under its plan
+    assert "tn_m7_sub_sl(l, " in (exports["slide"].out_dir / "model.c").read_text()
+    check_many(graphs, xs, tmp_path, host_images=3, mcu_images=3, exports=exports)
 
 
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs

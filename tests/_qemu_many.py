@@ -1,0 +1,141 @@
+"""Several exported test graphs in ONE Cortex-M7 program, their model sources in one
+translation unit, for the tests that check kernel forms under QEMU on many small graphs.
+
+Why: a Cortex-M7 build of a model is mostly GCC optimising the kernels' forced-inline bodies
+(tn_m7.h), once per translation unit, whatever the model: ~1.5 s of a ~2 s build of a small
+graph, against ~0.2-0.3 s for each further step with other constants in the same unit (session
+19, seed CNN w2a2 / w4a4 / w8a8: three builds 6.8 s, one unit 3.8 s). The kernels' code for each
+step is what ``mcu.build_mcu`` builds (the same sources, flags and forms, chosen at export); what
+differs is only the program around them. So this is for tests of kernel forms; a test of what a
+user deploys (sizes, RAM, instruction counts) goes through ``mcu.deploy`` / ``mcu.build_mcu``.
+
+Each export (default prefix ``model``, its own folder) has its ``model`` names renamed ``mK_``
+(``MODEL_`` -> ``MK_``) into ``mK.c`` / ``mK.h`` / ``mK_params.h``; ``unity.c`` includes every
+``mK.c``; each model gets its own copy of ``harness_mcu.c`` (renamed the same way, ``main`` ->
+``mK_main``, files ``mK_in.bin``, ``mK_out.bin``, ``mK_stats.txt``) and ``main`` runs them in
+turn. The kernel files must be the same in every export (they are, from one checkout).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from tinyopt.deploy import codegen, mcu, objcache
+
+
+def _rename(text: str, k: int) -> str:
+    text = text.replace('"model.h"', f'"m{k}.h"')
+    text = re.sub(r"\bmodel_", f"m{k}_", text)
+    return re.sub(r"\bMODEL_", f"M{k}_", text)
+
+
+def _harness(k: int) -> str:
+    text = _rename((mcu.MCU_DIR / "harness_mcu.c").read_text(), k)
+    text = text.replace("int main(void)", f"int m{k}_main(void)")
+    for name in ("in.bin", "out.bin", "stats.txt"):
+        assert f'"{name}"' in text, f"harness_mcu.c no longer opens {name}"
+        text = text.replace(f'"{name}"', f'"m{k}_{name}"')
+    return text
+
+
+def run_under_qemu(exports: list, xs: list, work) -> list[np.ndarray]:
+    """Build the exports into one program, run each on its images under QEMU.
+
+    Arguments:
+        exports: :class:`tinyopt.codegen.Export` s with the default prefix.
+        xs: each export's integer input images.
+        work: an empty folder.
+
+    Returns:
+        Each export's outputs, as ``mcu.run_qemu`` returns them.
+
+    Raises:
+        AssertionError: the exports' kernel files differ, or a model did not run all images.
+        BuildError, RuntimeError: the build or QEMU failed.
+    """
+    work = Path(work)
+    src = work / "src"
+    src.mkdir(parents=True)
+    first = Path(exports[0].out_dir)
+    kernels = {f: (first / f).read_text() for f in codegen.KERNEL_FILES}
+    ops: dict[str, str] = {}
+    for e in exports:
+        assert e.prefix == "model", e.prefix
+        out = Path(e.out_dir)
+        assert all((out / f).read_text() == t for f, t in kernels.items()), out
+        for f in e.op_sources:
+            assert ops.setdefault(f, (out / f).read_text()) == (out / f).read_text(), f
+    for f, t in {**kernels, **ops}.items():
+        (src / f).write_text(t)
+    unity, mains = [], []
+    for k, e in enumerate(exports):
+        out = Path(e.out_dir)
+        for f in ("model.c", "model.h", "model_params.h"):
+            (src / f.replace("model", f"m{k}")).write_text(_rename((out / f).read_text(), k))
+        (src / f"m{k}_harness.c").write_text(_harness(k))
+        unity.append(f'#include "m{k}.c"\n')
+        mains.append(k)
+    (src / "unity.c").write_text("".join(unity))
+    (src / "main.c").write_text(
+        "".join(f"int m{k}_main(void);\n" for k in mains)
+        + "int main(void)\n{\n    int r;\n"
+        + "".join(f"    if ((r = m{k}_main()) != 0) return r;\n" for k in mains)
+        + "    return 0;\n}\n")
+    cc = "arm-none-eabi-gcc"
+    ok, why = mcu.toolchain()
+    if not ok:
+        raise objcache.BuildError(why)
+    flags = tuple(f for f in mcu.MCU_CFLAGS if f != "-DMODEL_PROFILE") + tuple(
+        f"-DM{k}_PROFILE" for k in mains)
+    inc = [src, mcu.MCU_DIR]
+    obj = objcache.compiled_object
+    objects = [obj(cc, flags, src / "unity.c", inc, "Cortex-M7 build (models)"),
+               obj(cc, flags, src / "tinyopt_nn.c", inc, "Cortex-M7 build (kernels)"),
+               *[obj(cc, flags, src / f, inc, f"Cortex-M7 build ({f})") for f in ops],
+               *[obj(cc, flags, src / f"m{k}_harness.c", inc, "Cortex-M7 build (harness)")
+                 for k in mains],
+               obj(cc, flags, src / "main.c", inc, "Cortex-M7 build (main)"),
+               obj(cc, flags, mcu.MCU_DIR / "startup.c", [mcu.MCU_DIR],
+                   "Cortex-M7 build (startup)")]
+    elf = work / "many.elf"
+    objcache.compile_c([cc, *flags, *objects, "-nostdlib", "-T", mcu.LINKER_SCRIPT,
+                        f"-Wl,--defsym=STACK_SIZE={mcu.STACK_SIZE}", "-Wl,--gc-sections",
+                        "-o", elf, "-lgcc"], "Cortex-M7 build (many models)")
+    for k, (e, x) in enumerate(zip(exports, xs)):
+        (work / f"m{k}_in.bin").write_bytes(mcu.pack_inputs(e, x))
+    proc = objcache.run(["qemu-system-arm", *mcu.QEMU_ARGS, "-kernel", elf.resolve()], cwd=work,
+                        timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"QEMU exited {proc.returncode}: {proc.stdout[-2000:]}"
+                           f"{proc.stderr[-2000:]}")
+    outs = []
+    for k, (e, x) in enumerate(zip(exports, xs)):
+        stats = (work / f"m{k}_stats.txt").read_text().splitlines()
+        assert f"images {len(x)}" in stats, (k, stats[:5])
+        outs.append(mcu.unpack_outputs(e, (work / f"m{k}_out.bin").read_bytes(), len(x)))
+    return outs
+
+
+def check_many(graphs: dict, xs: dict, tmp_path, host_images: int = 6,
+               mcu_images: int = 3, exports: dict | None = None) -> dict:
+    """Export each graph (``codegen.export_c``'s defaults, as ``mcu.deploy``; or take
+    ``exports``), check it on the host (``mcu.build_host``) and under QEMU (one program:
+    :func:`run_under_qemu`) against ``codegen.reference_output``; asserts 0 differing values and
+    returns the exports by name."""
+    if exports is None:
+        exports = {n: codegen.export_c(g, Path(tmp_path) / n / "src") for n, g in graphs.items()}
+    assert set(exports) == set(graphs) == set(xs)
+    for n, e in exports.items():
+        want = codegen.reference_output(graphs[n], xs[n][:host_images])
+        exe = mcu.build_host(e, build_dir=Path(tmp_path) / n / "host")
+        got = mcu.run_host(exe, e, xs[n][:host_images])
+        assert np.array_equal(got, want), f"{n}: host C differs from the simulator"
+    names = list(exports)
+    outs = run_under_qemu([exports[n] for n in names], [xs[n][:mcu_images] for n in names],
+                          Path(tmp_path) / "many")
+    for n, got in zip(names, outs):
+        want = codegen.reference_output(graphs[n], xs[n][:mcu_images])
+        assert np.array_equal(got, want), f"{n}: the Cortex-M7 differs from the simulator"
+    return exports
