@@ -14,6 +14,7 @@ import pytest
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import codegen, kernels_m7, mcu
 
+from tests._qemu_many import check_many
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
 from tests.test_build_levels import FORM_ABIS, FORM_LEVELS
@@ -171,13 +172,13 @@ def test_fold_under_qemu(qemu, tmp_path, monkeypatch, plan):
         _chunks(monkeypatch)
     if plan == "ldr":
         monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SF_NO_LDRD"))
-    for name in FOLD_CHAINS:
-        g = _graph(name)
+    graphs = {name: _graph(name) for name in FOLD_CHAINS}
+    xs = {}
+    for name, g in graphs.items():
         lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
-        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (4, *g.input_shape))
-        r = mcu.deploy(g, x, tmp_path, name=f"{name}_{plan}", host_images=4, mcu_images=3)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        xs[name] = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits),
+                                                     (4, *g.input_shape))
+    check_many(graphs, xs, tmp_path, host_images=4, mcu_images=3)  # one Cortex-M7 program
 
 
 FOLD_LEVELS = FORM_LEVELS
