@@ -12,9 +12,10 @@ import shutil
 import numpy as np
 import pytest
 
+from tests._qemu_many import check_many
 from tests.test_build_levels import FORM_ABIS
 from tests.test_kernels_m7 import chain, host_check
-from tinyopt.deploy import kernels_m7, mcu
+from tinyopt.deploy import kernels_m7
 from tinyopt.integer import steps as steps_mod
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -118,21 +119,20 @@ def _lean_arena(g):
         steps_mod.dw3_tail_layer = orig
 
 
-@pytest.mark.slow  # a QEMU build and run per chain
-@pytest.mark.parametrize("name", sorted(TAIL_CHAINS))
-def test_dw3_tail_form_under_qemu(qemu, tmp_path, name):
+@pytest.mark.slow  # one QEMU build and run for the chains
+def test_dw3_tail_form_under_qemu(qemu, tmp_path):
     """The Cortex-M7 build (SMLAD, the 4-bit outputs' read-modify-write in assembly, which the
-    host build does not compile) bit-exact with the simulator under QEMU on every chain."""
-    bits, signed, zin, shape, _ = TAIL_CHAINS[name]
-    g = _graph(name)
-    lo = -(1 << (bits - 1)) if signed else 0
-    x = np.random.default_rng(7).integers(lo, lo + (1 << bits), (3, *shape))
-    r = mcu.deploy(g, x, tmp_path, name=name, host_images=3, mcu_images=3)
-    s = r["summary"]
-    assert s["mcu_images"] == 3 and s["mcu_mismatching_values"] == 0
-    assert s["host_mismatching_values"] == 0
-    forms = _forms((tmp_path / name / "src" / "model.c").read_text())
-    assert any(cb < c for c, cb, _ in forms), forms
+    host build does not compile) bit-exact with the simulator under QEMU on every chain (one
+    program: tests/_qemu_many.py)."""
+    graphs, xs = {}, {}
+    for name, (bits, signed, zin, shape, _) in sorted(TAIL_CHAINS.items()):
+        graphs[name] = _graph(name)
+        lo = -(1 << (bits - 1)) if signed else 0
+        xs[name] = np.random.default_rng(7).integers(lo, lo + (1 << bits), (3, *shape))
+    exports = check_many(graphs, xs, tmp_path, host_images=3, mcu_images=3)
+    for name, e in exports.items():
+        forms = _forms((e.out_dir / "model.c").read_text())
+        assert any(cb < c for c, cb, _ in forms), (name, forms)
 
 
 @pytest.mark.slow  # a Cortex-M7 compile per level
