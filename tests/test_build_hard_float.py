@@ -17,6 +17,7 @@ import pytest
 
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import codegen, mcu
+from tests._qemu_many import check_many
 from tests.test_build_levels import ALL_LEVELS, ARM, _arm_gcc, _compile
 from tests.test_kernels_m7 import chain
 from tests.test_kernels_m7_sub import _dense
@@ -117,12 +118,12 @@ def test_subfc16_fpu_form_under_qemu(qemu, tmp_path, monkeypatch):
     monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_S16_END_MEM"))
     graphs = {name: _s16_graph(name) for name in S16_CHAINS}
     graphs["s16_w4"] = _s16_w4()
+    xs = {}
     for name, g in graphs.items():
         lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
-        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (4, *g.input_shape))
-        r = mcu.deploy(g, x, tmp_path, name=name, host_images=4, mcu_images=3)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+        xs[name] = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits),
+                                                     (4, *g.input_shape))
+    check_many(graphs, xs, tmp_path, host_images=4, mcu_images=3)  # one Cortex-M7 program
 
 
 def _c4_chain():
