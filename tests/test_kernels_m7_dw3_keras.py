@@ -10,9 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
+from tests._qemu_many import check_many
 from tests.test_kernels_m7 import _dw, chain, host_check
 from tests.test_kernels_m7_dw_add import _dw3_calls
-from tinyopt.deploy import kernels_m7, mcu
+from tinyopt.deploy import kernels_m7
 from tinyopt.integer import steps as steps_mod
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -82,20 +83,19 @@ def test_dw3_floor_subbyte_host_bitexact(tmp_path, name, row_kernel_everywhere):
         assert [p["WIDE"] for p in plans] == [0, 0, 0]
 
 
-@pytest.mark.slow  # a QEMU build and run per chain
-@pytest.mark.parametrize("name", sorted(KERAS_CHAINS))
-def test_dw3_floor_subbyte_under_qemu(qemu, tmp_path, name, row_kernel_everywhere):
+@pytest.mark.slow  # one QEMU build and run for the chains
+def test_dw3_floor_subbyte_under_qemu(qemu, tmp_path, row_kernel_everywhere):
     """The Cortex-M7 build (its inline assembly: the 4-bit outputs' read-modify-write, which the
-    host build does not compile) bit-exact with the simulator under QEMU on every chain above."""
-    bits, signed, zin, shape, layers = KERAS_CHAINS[name]
-    g = chain(len(name) + 30, layers, shape, bits, signed, zin, "floor")
-    lo = -(1 << (bits - 1)) if signed else 0
-    x = np.random.default_rng(6).integers(lo, lo + (1 << bits), (3, *shape))
-    r = mcu.deploy(g, x, tmp_path, name=name, host_images=3, mcu_images=3)
-    s = r["summary"]
-    assert s["mcu_images"] == 3 and s["mcu_mismatching_values"] == 0
-    assert s["host_mismatching_values"] == 0
-    assert _dw3_calls(r["export"], tmp_path / name) == 3, "every depthwise step on the row kernel"
+    host build does not compile) bit-exact with the simulator under QEMU on every chain above
+    (one program: tests/_qemu_many.py)."""
+    graphs, xs = {}, {}
+    for name, (bits, signed, zin, shape, layers) in sorted(KERAS_CHAINS.items()):
+        graphs[name] = chain(len(name) + 30, layers, shape, bits, signed, zin, "floor")
+        lo = -(1 << (bits - 1)) if signed else 0
+        xs[name] = np.random.default_rng(6).integers(lo, lo + (1 << bits), (3, *shape))
+    exports = check_many(graphs, xs, tmp_path, host_images=3, mcu_images=3)
+    for name, e in exports.items():
+        assert _dw3_calls(e, tmp_path / name) == 3, f"{name}: a depthwise step off the row kernel"
 
 
 def test_dw3_subbyte_keeps_the_scratch_rule(row_kernel_everywhere):
