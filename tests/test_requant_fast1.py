@@ -16,6 +16,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from tests._qemu_many import check_many
 from tests.test_build_levels import ARM, FORM_LEVELS, WARN, _arm_gcc
 from tests.test_kernels_m7 import _conv, _dw, _host_program_output, chain
 from tinyopt.deploy import codegen, kernels_m7, mcu, synth
@@ -161,16 +162,13 @@ int main(void)
     assert n == 62 * 2 * 4000 and bad == 0, (bad, n)
 
 
-@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
-@pytest.mark.parametrize("case", CASES, ids=_ids)
-def test_mixed_sign_n0_under_qemu(qemu, tmp_path, case):
-    """The USAT #5 form (the host build takes portable C) bit-exact with the simulator."""
-    g = mixed_sign_graph(*case)
-    e = codegen.export_c(g, tmp_path / "src")
-    elf = mcu.build_mcu(e, tmp_path / "mcu")
-    x = _inputs(6)
-    r = mcu.run_qemu(elf, e, x)
-    assert int((r.outputs != _want(g, x)).sum()) == 0
+@pytest.mark.slow  # one Cortex-M7 build and QEMU run for the cases
+def test_mixed_sign_n0_under_qemu(qemu, tmp_path):
+    """The USAT #5 form (the host build takes portable C) bit-exact with the simulator, every
+    case in one program (tests/_qemu_many.py)."""
+    graphs = {_ids(case): mixed_sign_graph(*case) for case in CASES}
+    check_many(graphs, {name: _inputs(6) for name in graphs}, tmp_path, host_images=0,
+               mcu_images=6, reference=_want)
 
 
 @pytest.mark.slow  # six compiles per case
