@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
+from tests._qemu_many import check_many
 from tests.test_kernels_m7 import _dw, chain, host_check
 from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
@@ -131,19 +132,18 @@ def test_dw3_row_kernel_host_bitexact(tmp_path, dw3_planned, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(DW3_CHAINS))
-def test_dw3_row_kernel_under_qemu(qemu, tmp_path, dw3_planned, name):
+def test_dw3_row_kernel_under_qemu(qemu, tmp_path, dw3_planned):
     """The row kernel's Cortex-M7 build (its assembly: tn_dw3_row2, the chunk build) bit-exact
-    with the simulator under QEMU, on every chain above."""
-    rounding, signed, zin, shape, layers = DW3_CHAINS[name]
-    g = _int8_offsets(chain(len(name) + 20, layers, shape, 8, signed, zin, rounding))
-    lo = -128 if signed else 0
-    x = np.random.default_rng(6).integers(lo, lo + 256, (6, *shape))
-    r = mcu.deploy(g, x, tmp_path, name=name, host_images=6, mcu_images=6)
-    s = r["summary"]
-    assert s["mcu_images"] == 6 and s["mcu_mismatching_values"] == 0
-    assert s["host_mismatching_values"] == 0
-    assert _dw3_calls(r["export"], tmp_path / name) == r["export"].kernels.count("depthwise")
+    with the simulator under QEMU, on every chain above (one program: tests/_qemu_many.py)."""
+    graphs, xs = {}, {}
+    for name, (rounding, signed, zin, shape, layers) in sorted(DW3_CHAINS.items()):
+        graphs[name] = _int8_offsets(chain(len(name) + 20, layers, shape, 8, signed, zin,
+                                           rounding))
+        lo = -128 if signed else 0
+        xs[name] = np.random.default_rng(6).integers(lo, lo + 256, (6, *shape))
+    exports = check_many(graphs, xs, tmp_path, host_images=6, mcu_images=6)
+    for name, e in exports.items():
+        assert _dw3_calls(e, tmp_path / name) == e.kernels.count("depthwise"), name
 
 
 @pytest.mark.slow
