@@ -32,6 +32,7 @@ import shutil
 import numpy as np
 import pytest
 
+from tests._qemu_many import check_many
 from tinyopt.deploy import codegen, kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
@@ -192,19 +193,20 @@ def test_addtab_ties_host_bitexact(tmp_path, name):
     assert len(bad) == 0, f"{len(bad)} outputs differ, the first at {bad[:4].tolist()}"
 
 
-@pytest.mark.slow  # Cortex-M7 builds and a QEMU run
-@pytest.mark.parametrize("name", sorted(TIE_GRAPHS))
-def test_addtab_ties_under_qemu(qemu, tmp_path, name):
+@pytest.mark.slow  # one Cortex-M7 build and QEMU run for the graphs
+def test_addtab_ties_under_qemu(qemu, tmp_path):
     """The images holding the target pairs through tn_m7_cv_addtab's assembly loop (and TAB 2's
-    run into the scratch) on the Cortex-M7: value for value the simulator's."""
-    g = _tie_graph(name)
-    _, fix = _fused_table_step(g, tmp_path)
-    x = _all_pairs(g.input_signed)
-    keys = ["near+" if TIE_GRAPHS[name][5] == NEAR else "tie+"] + ["tie-"] * fix
-    keep = [k for k in range(len(x)) if any(_residues(g, x[k:k + 1])[key] for key in keys)]
-    x = x[keep]  # the few images that hold them: QEMU is slow
-    assert 1 <= len(x) <= 8, len(x)
-    _check_residues(name, g, x, fix)
-    r = mcu.deploy(g, x, tmp_path, name=name, host_images=len(x), mcu_images=len(x))
-    s = r["summary"]
-    assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, s
+    run into the scratch) on the Cortex-M7: value for value the simulator's (every graph in one
+    program: tests/_qemu_many.py)."""
+    graphs, xs, exports = {}, {}, {}
+    for name in sorted(TIE_GRAPHS):
+        g = graphs[name] = _tie_graph(name)
+        exports[name], fix = _fused_table_step(g, tmp_path / name)
+        x = _all_pairs(g.input_signed)
+        keys = ["near+" if TIE_GRAPHS[name][5] == NEAR else "tie+"] + ["tie-"] * fix
+        keep = [k for k in range(len(x)) if any(_residues(g, x[k:k + 1])[key] for key in keys)]
+        xs[name] = x[keep]  # the few images that hold them: QEMU is slow
+        assert 1 <= len(xs[name]) <= 8, (name, len(xs[name]))
+        _check_residues(name, g, xs[name], fix)
+    n = max(len(x) for x in xs.values())
+    check_many(graphs, xs, tmp_path, host_images=n, mcu_images=n, exports=exports)
