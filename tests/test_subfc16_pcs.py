@@ -1,10 +1,12 @@
 """tn_m7_subfc16's PCS form (c/tn_m7_subfc.h; kernels_m7.subfc16.subfc16_pcs_exponents): rows
-of 2 / 4-bit inputs and 4 / 2-bit outputs scaled by 2^e_c, e_c = n0_c + 1 + R, so the floor
+of 2 / 4-bit inputs and 4 / 2 / 8-bit outputs scaled by 2^e_c, e_c = n0_c + 1 + R, so the floor
 requantization is SMMUL >> R for every channel; over one input word (K XB = 32, N % 8 = 0)
-rows of their own, eight a block. Bit-exact on the host and under QEMU: both paths (one word,
-blocks of six), 4 / 2-bit inputs (signed: EOR) and outputs (signed, z_out != 0), per-channel
-n0 of both signs and a uniform multiplier, the floor form and the other roundings' fallback
-(acc = T >> e_c), rows left unpacked (N % 6 = 1); layers outside the window keep the S form."""
+rows of their own, eight a block (4 / 2-bit outputs). Bit-exact on the host and under QEMU:
+both paths (one word, blocks of six), 4 / 2-bit inputs (signed: EOR) and outputs (signed,
+z_out != 0), 8-bit outputs a byte each (blocks of six, also over one word; R = 9 where a row
+needs it; unsigned and signed, z_out != 0), per-channel n0 of both signs and a uniform
+multiplier, the floor form and the other roundings' fallback (acc = T >> e_c; 8-bit outputs
+too), rows left unpacked (N % 6 = 1); layers outside the window keep the S form."""
 from __future__ import annotations
 
 import shutil
@@ -14,7 +16,7 @@ import pytest
 
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import mcu
-from tinyopt.deploy.kernels_m7 import subfc16
+from tinyopt.deploy.kernels_m7 import requant_constants, subfc16
 
 from tests.test_build_levels import FORM_FPUS
 from tests.test_kernels_m7 import chain, host_check
@@ -23,21 +25,26 @@ from tests.test_kernels_m7_sub import _dense
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
 # name: (rounding, input signed, input zero point, input bits, shape, layers, n0 per layer
-# (None: the calibrated ones), PCS per layer)
+# (None: the calibrated ones), PCS's R per layer (0: not PCS))
 PCS_CHAINS = {
     "pcs_floor_u4": ("floor", False, 5, 4, (8,), [
         _dense(16, 8, 4, 2, per_channel=True),                     # one word of nibbles, 2-bit out
         _dense(8, 16, 4, 4, per_channel=True, out_signed=True, out_zero_point=-2),  # 2-bit in
         _dense(13, 8, 2, 4, per_channel=True),   # signed 4-bit in (EOR), blocks of six, 13 % 6
         _dense(24, 13, 4, 4, out_zero_point=3),  # two words: blocks of six, one multiplier
-        _dense(5, 24, 4, 32, out_signed=True, requantize=False)],
-        [[-3, -2, 0, -1], [-1, 0, -4, -2], [0, -2, -5, -1], None, None],
-        [True, True, True, True, False]),
+        _dense(10, 24, 4, 8, per_channel=True, out_signed=True, out_zero_point=-5),  # 8-bit out
+        _dense(8, 10, 4, 4, per_channel=True),   # 8-bit in: tn_m7_fc16
+        _dense(16, 8, 4, 8, per_channel=True, out_zero_point=7),  # one word, 8-bit out: blocks
+        _dense(5, 16, 4, 32, out_signed=True, requantize=False)],
+        [[-3, -2, 0, -1], [-1, 0, -4, -2], [0, -2, -5, -1], None, [-3, -1, 1, -2], None,
+         [-2, 0, -1], None],
+        [10, 10, 10, 10, 9, 0, 10, 0]),
     "pcs_double_s4": ("tflite_double", True, -3, 4, (8,), [
         _dense(16, 8, 4, 4, per_channel=True),        # one word, signed nibbles: fallback
         _dense(7, 16, 4, 2, per_channel=True),        # blocks of six (one row left)
-        _dense(3, 7, 4, 32, out_signed=True, requantize=False)],
-        [[-2, -1, 0, -3], [-4, -2], None], [True, True, False]),
+        _dense(9, 7, 4, 8, per_channel=True, out_signed=True),  # 8-bit out: fallback, FAST 3
+        _dense(3, 9, 4, 32, out_signed=True, requantize=False)],
+        [[-2, -1, 0, -3], [-4, -2], [-1, -3, -2], None], [10, 10, 10, 0]),
 }
 
 
@@ -54,15 +61,22 @@ def _pcs_graph(name):
 
 
 def test_pcs_chains_take_the_form():
-    """subfc16_scale names PCS (2) on exactly the layers meant, e_c = n0_c + 1 + R."""
+    """subfc16_scale names PCS (2) on exactly the layers meant, e_c = n0_c + 1 + R: R = 10 but
+    for the first 8-bit outputs' layer, whose n0 = 1 takes R = 9 (2^12 |d| >= 2^15 for a
+    |d| >= 8); the call carries R as its PCS argument (DBL 0)."""
     for name, spec in PCS_CHAINS.items():
         g = _pcs_graph(name)
         for lay, want in zip(g.layers, spec[-1]):
             e = subfc16.subfc16_pcs_exponents(lay)
-            assert (e is not None) == want and (subfc16.subfc16_scale(lay) == 2) == want, lay.name
+            assert subfc16.subfc16_pcs_shift(lay) == want, lay.name
+            assert (e is not None) == bool(want), lay.name
+            assert (subfc16.subfc16_scale(lay) == 2) == bool(want), lay.name
             if want:
                 n0 = np.broadcast_to(np.asarray(lay.n0, np.int64), e.shape)
-                assert np.array_equal(e, n0 + 1 + subfc16.SUBFC16_PCS_R), lay.name
+                assert np.array_equal(e, n0 + 1 + want), lay.name
+                if want < subfc16.SUBFC16_PCS_R:  # R + 1 overflows an int16 lane of a row
+                    d, _ = subfc16._subfc16_rows(lay)
+                    assert ((np.abs(d).max(axis=1) << (e + 1)) >= (1 << 15)).any(), lay.name
 
 
 @pytest.mark.parametrize("name", sorted(PCS_CHAINS))
@@ -71,12 +85,19 @@ def test_pcs_host_bitexact(tmp_path, name):
     g = _pcs_graph(name)
     host_check(g, tmp_path)
     src = (tmp_path / "src" / "model.c").read_text()
-    assert src.count("tn_m7_subfc16(") == len(g.layers), src
+    calls = [line for line in src.splitlines() if "tn_m7_subfc16(" in line]
+    assert len(calls) == len(g.layers), src
+    if name == "pcs_double_s4":  # the fallback's acc, not tn_m7_out's 2 acc (FAST = 3's F3)
+        assert requant_constants(g.layers[2], g.rounding)["FAST"] == 3
+    for lay, call, want in zip(g.layers, calls, PCS_CHAINS[name][-1]):  # (DBL, PCS) = (0, R)
+        if int(lay.in_bits) < 8:
+            assert call.split(", ")[7:9] == ["0u", f"{want}u"], call
 
 
 def test_pcs_window():
     """A channel outside the window (e_c below the lanes' scale log2 S; 2^e_c |d| >= 2^15)
-    leaves the layer on the S form (16), never a wrong scale."""
+    leaves the layer on the S form (16), never a wrong scale; 8-bit outputs: R the largest
+    that fits every row, the S form for a layer of another rounding."""
     g = _pcs_graph("pcs_floor_u4")
     lay = g.layers[0]
     assert subfc16.subfc16_scale(lay) == 2
@@ -90,6 +111,22 @@ def test_pcs_window():
     assert subfc16.subfc16_pcs_exponents(lay) is None and subfc16.subfc16_scale(lay) == 16
     lay.n0 = n0
     assert subfc16.subfc16_scale(lay) == 2
+    # 8-bit outputs: R goes down to the rows' window (R = 9 above); a layer naming a rounding
+    # other than floor, or a row below the lanes' scale at R = 10, keeps the S form
+    lay = g.layers[4]
+    assert subfc16.subfc16_pcs_shift(lay) == 9
+    n0 = np.asarray(lay.n0).copy()
+    lay.n0 = np.where(n0 == 1, 0, n0).astype(np.int8)
+    assert subfc16.subfc16_pcs_shift(lay) == subfc16.SUBFC16_PCS_R
+    lay.n0 = np.where(np.arange(len(n0)) == 2, -8, n0).astype(np.int8)  # e_2 <= 3 < 4
+    assert subfc16.subfc16_pcs_exponents(lay) is None and subfc16.subfc16_scale(lay) == 16
+    lay.n0 = n0
+    lay.rounding = "tflite_single"
+    assert subfc16.subfc16_pcs_shift(lay) == 0 and subfc16.subfc16_scale(lay) == 16
+    lay.rounding = "floor"
+    assert subfc16.subfc16_pcs_shift(lay) == 9
+    g.layers[3].rounding = "tflite_single"  # 4-bit outputs: PCS whatever the rounding
+    assert subfc16.subfc16_pcs_shift(g.layers[3]) == subfc16.SUBFC16_PCS_R
 
 
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs

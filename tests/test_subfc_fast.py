@@ -52,8 +52,12 @@ def _s16_graph(name):
     g = chain(130 + len(name), layers, shape, bits, signed, zin, rounding)
     if name == "s16_double_s4":  # a layer naming its rounding: tn_m7_fc16's doubled lanes
         g.layers[-1].rounding = "tflite_double"
-        # a right shift (n0 < 0) for the third layer: tn_m7_out's FAST = 3 form (2 acc)
+        # a right shift (n0 < 0) for the third layer: tn_m7_out's FAST = 3 form (2 acc); named
+        # too, which keeps its 8-bit outputs on the S form (PCS takes them for floor alone)
         g.layers[2].n0 = np.asarray(g.layers[2].n0) - 3
+        g.layers[2].rounding = "tflite_double"
+    if name == "s16_single_u2":  # 8-bit outputs of the S form (T >> 6 into tn_m7_fc16_put)
+        g.layers[2].rounding = "tflite_single"
     return g
 
 
@@ -95,7 +99,12 @@ def test_subfc16_chains_cover_the_widths():
     assert kernels_m7.subfc16_scale(g.layers[-1]) == 2
     assert any(int(layer.in_bits) < 8 and int(layer.out_bits) == 8 and layer.requantize
                and kernels_m7.requant_constants(layer, g.rounding)["FAST"] == 3
-               for layer in g.layers)
+               and kernels_m7.subfc16_scale(layer) == 16 for layer in g.layers)
+    # 8-bit outputs of sub-byte inputs on both forms: PCS (2: floor layers) and the S form
+    forms = {kernels_m7.subfc16_scale(layer) for name in S16_CHAINS
+             for layer in _s16_graph(name).layers
+             if int(layer.in_bits) < 8 and int(layer.out_bits) == 8}
+    assert forms == {2, 16, 64}, forms
 
 
 def _one_dense(k, n, wb, xb, bias=None, signed=False, zin=0, rounding="floor", seed=3):
@@ -105,24 +114,34 @@ def _one_dense(k, n, wb, xb, bias=None, signed=False, zin=0, rounding="floor", s
     return g
 
 
+def _s_form(g):
+    """The graph's one layer naming TFLite single rounding: its 8-bit outputs keep the S form
+    (subfc16_pcs_shift: PCS takes 8-bit outputs of floor layers only)."""
+    g.layers[0].rounding = "tflite_single"
+    return g.layers[0]
+
+
 def test_subfc16_scale_bound_is_exact():
     """subfc16_scale: S = 16 / 64 / 1 for 4 / 2 / 8-bit inputs (2 where the layer names TFLite
-    double rounding); zero above FC16_MAX_WEIGHTS weights, without a bias, and exactly where
+    double rounding; 2 for sub-byte inputs on PCS, here 8-bit outputs of floor layers); zero
+    above FC16_MAX_WEIGHTS weights, without a bias, and exactly where
     S (|bias| + sum |d| max |x'|) reaches 2^31."""
-    assert kernels_m7.subfc16_scale(_one_dense(16, 4, 4, 4).layers[0]) == 16
-    assert kernels_m7.subfc16_scale(_one_dense(16, 4, 4, 2).layers[0]) == 64
+    assert kernels_m7.subfc16_scale(_s_form(_one_dense(16, 4, 4, 4))) == 16
+    assert kernels_m7.subfc16_scale(_s_form(_one_dense(16, 4, 4, 2))) == 64
+    assert kernels_m7.subfc16_scale(_one_dense(16, 4, 4, 4).layers[0]) == 2  # floor: PCS
+    assert kernels_m7.subfc16_scale(_one_dense(16, 4, 4, 2).layers[0]) == 2
     assert kernels_m7.subfc16_scale(_one_dense(16, 4, 2, 8).layers[0]) == 1
     lay = _one_dense(16, 4, 2, 8).layers[0]
     lay.rounding = "tflite_double"
     assert kernels_m7.subfc16_scale(lay) == 2
-    assert kernels_m7.subfc16_scale(_one_dense(512, 8, 4, 4).layers[0]) == 16  # 4096 weights
+    assert kernels_m7.subfc16_scale(_s_form(_one_dense(512, 8, 4, 4))) == 16  # 4096 weights
     assert kernels_m7.subfc16_scale(_one_dense(520, 8, 4, 4).layers[0]) == 0
     lay = _one_dense(16, 4, 4, 4).layers[0]
     lay.bias = None
     assert kernels_m7.subfc16_scale(lay) == 0
     # the bound at its edge: rows' sum |d| max |x'| known, bias set to reach 2^31 / S exactly
     g = _one_dense(16, 4, 4, 2, zin=1)
-    lay = g.layers[0]
+    lay = _s_form(g)
     d, _ = kernels_m7._subfc16_rows(lay)
     rest = int((np.abs(d).sum(axis=1) * kernels_m7._x_box(lay)).max())
     row = int(np.argmax(np.abs(d).sum(axis=1)))
@@ -154,7 +173,7 @@ def test_subfc16_weights_by_hand(k):
     and pair of lane pairs each row's two words; a last word of at most four codes: one pair,
     codes (0, 2) and (1, 3)), summed in numpy: S acc for every row."""
     g = _one_dense(k, 7, 4, 4, zin=3, seed=11)  # blocks of 6 + 1
-    lay = g.layers[0]
+    lay = _s_form(g)
     scale = kernels_m7.subfc16_scale(lay)
     assert scale == 16
     raw = kernels_m7.subfc16_weights(lay)

@@ -1541,16 +1541,27 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
  * per pair of lane pairs (2j, 2j + 1) each row's two words [(S/s) d_i, (S/s) d_i']. A last word
  * of at most 16 / b codes (HALF) takes v | v << 8: lane pairs (x_j, x_{j+8/b}), j < 8 / b, in
  * the first half of the masks only (its words: those pairs of lane pairs alone).
- * PCS (DBL = 1 with 2 / 4-bit inputs: kernels_m7.subfc16.subfc16_pcs_exponents, 4 / 2-bit
- * outputs): row c's lanes and C stored times 2^e_c / s instead of S / s, e_c = n0_c + 1 + R
- * (R = TN_S16_PCS_R), so T_c = 2^e_c acc and the floor requantization of every channel is
- * SMMUL(T_c, m0_c) >> R (tn_s16_pcs_code: four instructions per output where tn_m7_requant_pc
- * took ten and T >> log2 S one more); other roundings take acc = T_c >> e_c (n0_c read at run
- * time) into tn_m7_req. Over one input word (K XB = 32) and N % 8 = 0 the rows are laid out
+ * PCS (the call's PCS = R > 0, 2 / 4-bit inputs: kernels_m7.subfc16.subfc16_pcs_exponents /
+ * subfc16_pcs_shift; 4 / 2-bit outputs, and 8-bit ones where the layer names no rounding but
+ * floor): row c's lanes and C stored times 2^e_c / s instead of S / s, e_c = n0_c + 1 + R, so
+ * T_c = 2^e_c acc and the floor requantization of every channel is SMMUL(T_c, m0_c) >> R
+ * (tn_s16_pcs_code: four instructions per output where tn_m7_requant_pc took ten and
+ * T >> log2 S one more); other roundings take acc = T_c >> e_c (n0_c read at run time) into
+ * tn_m7_req. R is the largest at most 10 that keeps every row's 2^e_c max |d| < 2^15 (4 / 2-bit
+ * outputs: 10 or the S form): any R gives the same instructions, one immediate shift.
+ * Over one input word (K XB = 32) and N % 8 = 0 the rows of 4 / 2-bit outputs are laid out
  * one after the other, eight a block, the last row first (tn_s16_one: the word's lanes masked
  * once, one ORR per output packs). AD w4a4 dense_5 (8 -> 128, n0 of both signs): 3,320 ->
  * 1,680 instructions (w8a8: 1,680). Tried: the blocks of six with the PCS epilogue alone
  * (2,200: six C loads, spills and three STRB per block).
+ * 8-bit outputs (the w4a4 classifier heads of ResNet-8, DS-CNN and VWW: 4-bit inputs,
+ * 64 -> 10, 64 -> 12, 256 -> 2; one multiplier, n0 = 1, -1, 1: R = 9, 10, 9) keep the blocks of
+ * six, each code stored by its STRB as soon as computed (tn_s16_row; nothing to pack, so
+ * tn_s16_one's rows buy nothing, and its ORR packing would be wrong); their exactness is the
+ * 4 / 2-bit one's, the clamp [LOZ, HIZ] + ZP within the byte's code range. Against the S form
+ * (T >> 4, then tn_m7_fc16_put's requantization), over 20 images: ResNet-8 778 -> 706, DS-CNN
+ * 920 -> 838, VWW 688 -> 676 instructions (w8a8: 752, 864, 578; VWW's two rows share each
+ * word's unpacking only twice).
  * --------------------------------------------------------------------------------------------- */
 #if TN_M7_ASM
 #define TN_S16_ROW(A)                                                                           \
@@ -1652,21 +1663,22 @@ TN_INLINE uint32_t tn_s16_code(const tn_layer_t *l, uint32_t c, uint32_t T, uint
                                TN_RQ) & ((1u << OB) - 1u);
 }
 
-/* PCS (kernels_m7.SUBFC16_PCS_R): the one right shift of every row's T_c = 2^e_c acc */
-#define TN_S16_PCS_R 10
-
 /* PCS, the floor rounding with tn_m7_requant's exactness (FAST): the code of output c from
- * T = 2^e_c acc, e_c = n0_c + 1 + R. floor(acc m0 / 2^(31 - n0)) = floor(T m0 / 2^(32 + R)):
- * SMMLA of T and m0 plus ZP 2^R (|T m0| / 2^32 < 2^30: no overflow), an arithmetic shift by R
- * (the floor of a floor is the floor of the quotient), then the clamp [LOZ, HIZ] + ZP: one USAT
- * / SSAT with ASR #R where it is the whole code range. Four instructions per output with the
- * multiplier's load, against tn_m7_requant_pc's ten and the T >> log2 S before it. */
+ * T = 2^e_c acc, e_c = n0_c + 1 + R (R: the call's PCS, kernels_m7.subfc16.subfc16_pcs_shift;
+ * an immediate after inlining). The simulator's floor(t m0 / 2^32) >> n2, t = acc << n1
+ * (fixedpoint.requant_floor; t never wraps: |T| < 2^31 at export), is floor(acc m0 2^(n0 + 1)
+ * / 2^32) = floor(T m0 / 2^(32 + R)) for n0 of either sign: SMMLA of T and m0 plus ZP 2^R
+ * (floor(T m0 / 2^32) + ZP 2^R; |T m0| / 2^32 < 2^30 and |ZP| 2^R < 2^18: no overflow), an
+ * arithmetic shift by R (floor(floor(y) / 2^R) = floor(y / 2^R), ZP 2^R / 2^R = ZP exactly),
+ * then the clamp [LOZ, HIZ] + ZP: one USAT / SSAT with ASR #R where it is the whole code range.
+ * Four instructions per output with the multiplier's load, against tn_m7_requant_pc's ten and
+ * the T >> log2 S before it. */
 TN_INLINE uint32_t tn_s16_pcs_code(const tn_layer_t *l, uint32_t c, uint32_t T, uint32_t NM,
-                                   uint32_t OB, TN_RQ_ARGS)
+                                   uint32_t R, uint32_t OB, TN_RQ_ARGS)
 {
     const int32_t m0 = NM == 1u ? M0 : l->m0[c], lo = LOZ + ZP, hi = HIZ + ZP;
-    const int32_t v = (ZP ? tn_smmla((int32_t)T, m0, (int32_t)((uint32_t)ZP << TN_S16_PCS_R))
-                          : tn_smmul((int32_t)T, m0)) >> TN_S16_PCS_R;
+    const int32_t v = (ZP ? tn_smmla((int32_t)T, m0, (int32_t)((uint32_t)ZP << R))
+                          : tn_smmul((int32_t)T, m0)) >> R;
     (void)FAST; (void)N0;
     return (uint32_t)(v < lo ? lo : (v > hi ? hi : v)) & ((1u << OB) - 1u);
 }
@@ -1681,12 +1693,16 @@ TN_INLINE void tn_s16_row(const tn_layer_t *l, uint8_t *TN_RESTRICT out, uint32_
                           uint32_t OB, TN_RQ_ARGS)
 {
     if (PCS && PACK && REQ && FAST && ROUND == TN_FLOOR) {
-        *packed |= tn_s16_pcs_code(l, c + r, T, NM, OB, TN_RQ) << (r * OB);
+        *packed |= tn_s16_pcs_code(l, c + r, T, NM, PCS, OB, TN_RQ) << (r * OB);
         return;
     }
-    if (PCS && REQ) { /* acc itself (SH = 0); no FAST = 3 form below 8-bit outputs */
+    if (PCS && OB == 8u && REQ && FAST && ROUND == TN_FLOOR) { /* 8-bit codes: a STRB each */
+        out[c + r] = (uint8_t)tn_s16_pcs_code(l, c + r, T, NM, PCS, OB, TN_RQ);
+        return;
+    }
+    if (PCS && REQ) { /* acc itself (SH = 0), so not tn_m7_out's FAST = 3 form (2 acc) */
         T = (uint32_t)((int32_t)T >> ((int32_t)l->n0[NM == 1u ? 0u : c + r] + 1
-                                      + TN_S16_PCS_R));
+                                      + (int32_t)PCS));
         SH = 0u;
         F3 = 0u;
     }
@@ -1820,7 +1836,8 @@ TN_INLINE uint32_t tn_s16_shin(uint32_t packed, uint32_t code, uint32_t OB)
 
 TN_INLINE void tn_s16_one(const tn_layer_t *l, const uint8_t *w, uint32_t v,
                           uint8_t *TN_RESTRICT out, uint32_t N, uint32_t XB, uint32_t ALIGNED,
-                          uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+                          uint32_t R, uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
+                          TN_RQ_ARGS)
 {
     const uint32_t H = 8u / XB; /* pairs of lane pairs */
     uint32_t q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -1860,10 +1877,10 @@ TN_INLINE void tn_s16_one(const tn_layer_t *l, const uint8_t *w, uint32_t v,
                 w += 4u + 8u * H;
             }
             if (REQ && FAST && ROUND == TN_FLOOR)
-                code = tn_s16_pcs_code(l, o, a, NM, OB, TN_RQ);
+                code = tn_s16_pcs_code(l, o, a, NM, R, OB, TN_RQ);
             else /* acc = T >> e_c into tn_m7_req's forms */
                 code = tn_s16_code(l, o, (uint32_t)((int32_t)a >> ((int32_t)l->n0[NM == 1u ? 0u : o]
-                                                                  + 1 + TN_S16_PCS_R)),
+                                                                  + 1 + (int32_t)R)),
                                    0u, REQ, NM, ROUND, OB, TN_RQ);
             packed = tn_s16_shin(packed, code, OB);
         }
@@ -1873,19 +1890,22 @@ TN_INLINE void tn_s16_one(const tn_layer_t *l, const uint8_t *w, uint32_t v,
 }
 
 /* A small dense layer K -> N of 2 / 4-bit weights (kernels_m7.subfc16_weights' layout, above)
- * and XB = 2 / 4 / 8-bit inputs (DBL: 8-bit inputs, S = 2). */
+ * and XB = 2 / 4 / 8-bit inputs (DBL: 8-bit inputs, S = 2; PCS: 2 / 4-bit inputs, the PCS
+ * form's shift R, 0 for the S form). */
 TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
                              uint32_t K, uint32_t N, uint32_t XB, uint32_t XS, uint32_t DBL,
-                             uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
+                             uint32_t PCS, uint32_t REQ, uint32_t NM, uint32_t ROUND,
+                             uint32_t OB, TN_RQ_ARGS)
 {
     if (XB == 8u) { /* tn_m7_fc16 (DBL: S = 2, its doubled lanes) */
         tn_m7_fc16(l, in, out, K, N, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
         return;
     }
-    if (DBL && K * XB == 32u && N % 8u == 0u) { /* PCS over one input word: rows of eight */
+    /* PCS over one word: rows of eight (packed codes only; 8-bit ones keep the blocks) */
+    if (PCS && K * XB == 32u && N % 8u == 0u && OB != 8u) {
         const uint32_t flip = !XS ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
-        tn_s16_one(l, l->w, tn_ld32(in) ^ flip, out, N, XB, ((uintptr_t)l->w & 3u) == 0u, REQ,
-                   NM, ROUND, OB, TN_RQ);
+        tn_s16_one(l, l->w, tn_ld32(in) ^ flip, out, N, XB, ((uintptr_t)l->w & 3u) == 0u, PCS,
+                   REQ, NM, ROUND, OB, TN_RQ);
         return;
     }
     {
@@ -1902,10 +1922,10 @@ TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN
             tw |= (uint32_t)in[4u * NG + b] << (8u * b);
         for (b = 0; b < full; b++)
             w = tn_s16_block(l, w, in, out, RB * b, RB, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
-                             DBL, PACK, REQ, NM, ROUND, OB, TN_RQ);
+                             PCS, PACK, REQ, NM, ROUND, OB, TN_RQ);
         if (rest) /* packed too where its codes fill whole bytes (N = 128, R = 6: 2 rows) */
             tn_s16_block(l, w, in, out, RB * full, rest, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
-                         DBL, PACK && (rest * OB) % 8u == 0u, REQ, NM, ROUND, OB, TN_RQ);
+                         PCS, PACK && (rest * OB) % 8u == 0u, REQ, NM, ROUND, OB, TN_RQ);
     }
 }
 

@@ -18,7 +18,8 @@ from tinyopt.integer.steps import (
 from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.deploy.kernels_m7.common import _scratch, _inside, _x_box
 from tinyopt.deploy.kernels_m7.add import _addends, _fused_add_args
-from tinyopt.deploy.kernels_m7.subfc16 import subfc16_scale, subfc16_weights
+from tinyopt.deploy.kernels_m7.subfc16 import (
+    subfc16_pcs_shift, subfc16_scale, subfc16_weights)
 
 
 def _subconv_rows(layer) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -262,9 +263,14 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u, arena: st
     """The body of a tn_m7_subfc step (a dense layer, :func:`tinyopt.integer.steps
     .sub_fc_fits`): its call with the layer's constants."""
     layer = step.layer
-    if subfc16_scale(layer):  # tn_m7_subfc16 (subfc_weights packed its layout)
+    scale = subfc16_scale(layer)
+    if scale:  # tn_m7_subfc16 (subfc_weights packed its layout)
+        # DBL: 8-bit inputs' doubled lanes (S = 2); PCS: 2 / 4-bit inputs' PCS form, its shift
+        # R (0: the S form; nonzero exactly where subfc16_scale gave them 2)
+        eight = int(layer.in_bits) == 8
+        pcs = 0 if eight else subfc16_pcs_shift(layer)
         args = [int(layer.in_shape[0]), layer.out_channels, layer.in_bits, common["XS"],
-                int(subfc16_scale(layer) == 2), common["REQ"], common["NM"], common["ROUND"],
+                int(eight and scale == 2), pcs, common["REQ"], common["NM"], common["ROUND"],
                 common["OB"], *rq.values()]
         return "    tn_m7_subfc16(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
     # UNP (LEAN 2) where the plan gave the step its buffer (a Keras-path graph: only where it

@@ -18,12 +18,13 @@ from tinyopt.deploy.kernels_m7.fc import FC16_MAX_WEIGHTS, fc16_weights
 
 
 SUBFC16_ROWS = 6  # tn_m7_subfc16's rows per block (4 with 2-bit outputs: a byte of them)
-# PCS's uniform right shift R (TN_S16_PCS_R, c/tn_m7_subfc.h): rows scaled by 2^e_c,
+# PCS's uniform right shift R (the PCS argument of tn_m7_subfc16, c/tn_m7_subfc.h; the
+# largest one, subfc16_pcs_shift: 8-bit outputs go lower where the rows need): rows scaled by 2^e_c,
 # e_c = n0_c + 1 + R, so that floor(acc m0 2^(n0 + 1) / 2^32) = SMMUL(T, m0) >> R for every
 # channel (one immediate shift, folded into USAT / SSAT). R = 10: with 4-bit weights (|d| <= 15,
 # e_c <= 11 for the int16 lanes) it takes n0 in [-7, 0] over 4-bit inputs (e_c >= 4: the
 # lanes' scales), [-5, 0] over 2-bit ones (e_c >= 6), the range of trained 4-bit layers
-# (AD dense_5: [-3, 0]); a layer outside takes the S form
+# (AD dense_5: [-3, 0]); a layer outside (and no lower R for 8-bit outputs) takes the S form
 SUBFC16_PCS_R = 10
 
 
@@ -47,7 +48,8 @@ def subfc16_scale(layer) -> int:
     S (|bias| + sum_k |d_k| max |x - z_x|)): the kernel's T = S acc, acc = T >> log2 S, is then
     exact; else 0 (the layer takes tn_m7_subfc, exact for any weights). 2 / 4-bit inputs where
     :func:`subfc16_pcs_exponents` applies: 2, the PCS form (its rows' own scales 2^e_c), which
-    the call names by DBL = 1 (kernels_m7.subconv._subfc_call passes scale == 2)."""
+    the call names by its PCS argument, R (:func:`subfc16_pcs_shift`;
+    kernels_m7.subconv._subfc_call)."""
     wb, xb = int(layer.weight_bits), int(layer.in_bits)
     if (layer.kind != "dense" or wb not in (2, 4) or xb not in (2, 4, 8) or layer.bias is None
             or layer.weights is None or len(layer.in_shape) != 1
@@ -63,13 +65,43 @@ def subfc16_scale(layer) -> int:
     return 2 if xb != 8 and subfc16_pcs_exponents(layer) is not None else scale
 
 
+def subfc16_pcs_shift(layer) -> int:
+    """R of tn_m7_subfc16's PCS form (c/tn_m7_subfc.h; the call's PCS argument, 0 for the S
+    form): the largest R <= :data:`SUBFC16_PCS_R` at which every row's e_c = n0_c + 1 + R is in
+    the window (:func:`subfc16_pcs_exponents`). 4 / 2-bit outputs take R = SUBFC16_PCS_R only
+    (the window their form was measured and pinned with; a lower R not tried there); 8-bit
+    outputs any R >= 1: R changes
+    nothing in the kernel's instructions (one immediate shift), and ResNet-8's and VWW's heads
+    (n0 = 1, |d| up to 15: 2^(1 + 1 + 10) 15 >= 2^15, past the int16 lanes) need R = 9.
+
+    Arguments:
+        layer: a dense layer (any; the conditions are checked here).
+
+    Returns:
+        R in [1, SUBFC16_PCS_R], or 0 where no R applies.
+    """
+    win = _pcs_window(layer)
+    if win is None:
+        return 0
+    n0, dmax, top, low = win
+    for r in range(SUBFC16_PCS_R, (1 if int(layer.out_bits) == 8 else SUBFC16_PCS_R) - 1, -1):
+        e = n0 + 1 + r
+        if (e.min() >= low and not ((dmax << e) >= (1 << 15)).any()
+                and not ((top << e) >= (1 << 31)).any()):
+            return r
+    return 0
+
+
 def subfc16_pcs_exponents(layer) -> np.ndarray | None:
     """The rows' exponents e_c of tn_m7_subfc16's PCS form (c/tn_m7_subfc.h), or None where it
-    does not apply. PCS: 2 / 4-bit inputs, 4 / 2-bit outputs, the layer's own rounding floor
-    (the C's ROUND: layer.rounding before the graph's) and its multipliers exact in 32 bits
-    (requant_constants' FAST); row c's lanes stored times 2^e_c / s (s: the lane's scale), so
-    the row sums T_c = 2^e_c acc, e_c = n0_c + 1 + :data:`SUBFC16_PCS_R`, and the floor
-    requantization floor(acc m0 / 2^(31 - n0)) (fixedpoint.requant_floor without overflow) is
+    does not apply. PCS: 2 / 4-bit inputs, 4 / 2 / 8-bit outputs (8-bit ones only where the
+    layer names no rounding other than floor: there the floor form's one shift pays; elsewhere
+    acc = T >> e_c would cost more than the S form's constant shift), the layer's own rounding
+    floor (the C's ROUND: layer.rounding before the graph's) and its multipliers exact in 32
+    bits (requant_constants' FAST) for the one-shift form, the others acc = T >> e_c; row c's
+    lanes stored times 2^e_c / s (s: the lane's scale), so the row sums T_c = 2^e_c acc,
+    e_c = n0_c + 1 + R (R: :func:`subfc16_pcs_shift`), and the floor requantization
+    floor(acc m0 / 2^(31 - n0)) (fixedpoint.requant_floor without overflow) is
     floor(T_c m0 / 2^(32 + R)) = SMMUL(T_c, m0) >> R, one shift for every channel: exact when
     e_c >= log2 S (S = 16 / 64, the lanes' largest scale), 2^e_c max |d| < 2^15 (the int16
     lanes) and 2^e_c (|bias| + sum |d| max |x'|) < 2^31 (T_c exact; then acc << (n0 + 1)
@@ -81,21 +113,27 @@ def subfc16_pcs_exponents(layer) -> np.ndarray | None:
     Returns:
         int64 [N] exponents, or None.
     """
-    wb, xb = int(layer.weight_bits), int(layer.in_bits)
+    r = subfc16_pcs_shift(layer)
+    if not r:
+        return None
+    n0 = _pcs_window(layer)[0]
+    return n0 + 1 + r
+
+
+def _pcs_window(layer):
+    """(n0 [N], max |d| per row, the rows' bound |bias| + sum |d| max |x'|, log2 S) of a layer
+    PCS may take (:func:`subfc16_pcs_exponents`' conditions but the exponents' window), else
+    None."""
+    wb, xb, ob = int(layer.weight_bits), int(layer.in_bits), int(layer.out_bits)
     if (layer.kind != "dense" or wb not in (2, 4) or xb not in (2, 4) or layer.bias is None
             or layer.weights is None or len(layer.in_shape) != 1 or not layer.requantize
-            or int(layer.out_bits) not in (2, 4)):
+            or ob not in (2, 4, 8) or (ob == 8 and layer.rounding not in (None, "floor"))):
         return None
     n = int(layer.out_channels)
     n0 = np.broadcast_to(np.atleast_1d(np.asarray(layer.n0, np.int64)), (n,))
-    e = n0 + 1 + SUBFC16_PCS_R
     d, bias = _subfc16_rows(layer)
     top = np.abs(bias) + np.abs(d).sum(axis=1) * _x_box(layer)
-    if (e.min() < 8 - xb
-            or ((np.abs(d).max(axis=1) << e) >= (1 << 15)).any()
-            or ((top << e) >= (1 << 31)).any()):
-        return None
-    return e
+    return n0, np.abs(d).max(axis=1), top, 8 - xb
 
 
 def subfc16_weights(layer) -> np.ndarray:
@@ -157,7 +195,8 @@ def subfc16_weights(layer) -> np.ndarray:
     whole = pairs(dp.reshape(n, words, g)[:, :words - half], npairs)
     tail = pairs(dp.reshape(n, words, g)[:, words - 1:, :g // 2], npairs // 2) if half else None
     rows = 4 if int(layer.out_bits) == 2 else SUBFC16_ROWS
-    if scale == 2 and k * xb == 32 and n % 8 == 0:  # PCS over one word: each row C, its lanes
+    # PCS over one word (4 / 2-bit outputs: tn_s16_one packs them): each row C, its lanes
+    if scale == 2 and k * xb == 32 and n % 8 == 0 and int(layer.out_bits) != 8:
         order = (np.arange(n) // 8 * 8 + 7 - np.arange(n) % 8)  # blocks of eight, last row first
         return np.concatenate([np.concatenate([const[c:c + 1].view(np.uint8),
                                                np.ascontiguousarray(whole[c], "<i2").view(
