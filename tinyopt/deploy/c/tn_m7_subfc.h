@@ -1528,7 +1528,8 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
  * pair ((x_j, x_{j+8}) scaled by 4^(j % 4)). Each lane's weight is stored times S / its scale
  * (S = 16 for 4-bit inputs, 64 for 2-bit), so every row sums T = S (C + sum d u) = S acc;
  * per pair of lane pairs and row, one LDRD and two SMLAD: 6 + 6 R instructions per word of
- * 4-bit inputs (8 R MACs), 10 + 12 R per word of 2-bit ones (16 R MACs), R <= 6 rows per block
+ * 4-bit inputs (8 R MACs), 10 + 12 R per word of 2-bit ones (16 R MACs; R = 2: one LDM for both
+ * rows, 6 + 10 and 10 + 20, TN_S16_R2), R <= 6 rows per block
  * (six accumulators and eight other registers). acc = T >> log2 S (2 acc = T >> (log2 S - 1)
  * for tn_m7_out's FAST = 3 form) is exact when |S acc| < 2^31 for every input the layer can
  * receive: bounded at export from the weights themselves, S (|bias| + sum_k |d_k| max |x'|)
@@ -1569,8 +1570,17 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
     "smlad %[" A "], %[u], %[p0], %[" A "]\n\t"                                                 \
     "smlad %[" A "], %[u2], %[p1], %[" A "]\n\t"
 #define TN_S16_R1 TN_S16_ROW("a0")
-#define TN_S16_R2 TN_S16_R1 TN_S16_ROW("a1")
-#define TN_S16_R3 TN_S16_R2 TN_S16_ROW("a2")
+/* two rows: their four words by one LDM (the layout's order: row 0's two, row 1's two) into
+ * q0 .. q3, pinned to r8 .. r11 (TN_S16_PIN: LDM's registers must ascend), where two LDRD took
+ * two instructions: 5 per pair of lane pairs, not 6 (16 instructions per word of 4-bit inputs,
+ * not 18). w4a4 VWW's 256 -> 2 head: 611 -> 548 instructions, AD's dense_4 (128 -> 8: six rows
+ * and two) 1,040 -> 1,007 (w8a8: 524, 998; executed instructions of the step's function, QEMU
+ * single-stepped). Registers: a0, a1, x, w, end, v, p0, p1 and the four pinned */
+#define TN_S16_R2                                                                               \
+    "ldm %[w]!, {%[q0], %[q1], %[q2], %[q3]}\n\t"                                               \
+    "smlad %[a0], %[q0], %[p0], %[a0]\n\tsmlad %[a0], %[q1], %[p1], %[a0]\n\t"                  \
+    "smlad %[a1], %[q2], %[p0], %[a1]\n\tsmlad %[a1], %[q3], %[p1], %[a1]\n\t"
+#define TN_S16_R3 TN_S16_R1 TN_S16_ROW("a1") TN_S16_ROW("a2")
 #define TN_S16_R4 TN_S16_R3 TN_S16_ROW("a3")
 #define TN_S16_R5 TN_S16_R4 TN_S16_ROW("a4")
 #define TN_S16_R6 TN_S16_R5 TN_S16_ROW("a5")
@@ -1605,8 +1615,19 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
 /* every output early-clobber (as TN_FC_OPS3) */
 #define TN_S16_ASM(BODY, R)                                                                     \
     __asm__ volatile(BODY : [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [p0] "=&r"(p0),           \
-                     [p1] "=&r"(p1), [u] "=&r"(u), [u2] "=&r"(u2) TN_S16_A##R                   \
+                     [p1] "=&r"(p1) TN_S16_U##R TN_S16_A##R                                     \
                      : TN_S16_END_OP : "cc", "memory")
+/* the weights' registers: u, u2 (LDRD), or for two rows q0 .. q3 (TN_S16_R2's LDM) */
+#define TN_S16_U1 , [u] "=&r"(u), [u2] "=&r"(u2)
+#define TN_S16_U2 , [q0] "=&r"(q0), [q1] "=&r"(q1), [q2] "=&r"(q2), [q3] "=&r"(q3)
+#define TN_S16_U3 TN_S16_U1
+#define TN_S16_U4 TN_S16_U1
+#define TN_S16_U5 TN_S16_U1
+#define TN_S16_U6 TN_S16_U1
+/* pinned (as TN_F16_PIN, c/tn_m7_gemm.h): GCC keeps a local register variable in its register
+ * where it is an asm operand, their only use */
+#define TN_S16_PIN                                                                              \
+    register uint32_t q0 __asm__("r8"), q1 __asm__("r9"), q2 __asm__("r10"), q3 __asm__("r11")
 /* n input words (G: one word's code), n % 4 first, then four per pass */
 #define TN_S16_RUN(G, R)                                                                        \
     do {                                                                                        \
@@ -1634,7 +1655,7 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
     do {                                                                                        \
         switch (R) {                                                                            \
         case 1u: TN_S16_RUN_X(1, G4, G2); break;                                                \
-        case 2u: TN_S16_RUN_X(2, G4, G2); break;                                                \
+        case 2u: { TN_S16_PIN; TN_S16_RUN_X(2, G4, G2); } break;                                \
         case 3u: TN_S16_RUN_X(3, G4, G2); break;                                                \
         case 4u: TN_S16_RUN_X(4, G4, G2); break;                                                \
         case 5u: TN_S16_RUN_X(5, G4, G2); break;                                                \
