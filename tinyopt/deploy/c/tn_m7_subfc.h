@@ -1528,8 +1528,8 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
  * pair ((x_j, x_{j+8}) scaled by 4^(j % 4)). Each lane's weight is stored times S / its scale
  * (S = 16 for 4-bit inputs, 64 for 2-bit), so every row sums T = S (C + sum d u) = S acc;
  * per pair of lane pairs and row, one LDRD and two SMLAD: 6 + 6 R instructions per word of
- * 4-bit inputs (8 R MACs), 10 + 12 R per word of 2-bit ones (16 R MACs; R = 2: one LDM for both
- * rows, 6 + 10 and 10 + 20, TN_S16_R2), R <= 6 rows per block
+ * 4-bit inputs (8 R MACs), 10 + 12 R per word of 2-bit ones (16 R MACs; R = 2, 4: one LDM per
+ * two rows, 6 + 5 R and 10 + 10 R, TN_S16_R2 / R4), R <= 6 rows per block
  * (six accumulators and eight other registers). acc = T >> log2 S (2 acc = T >> (log2 S - 1)
  * for tn_m7_out's FAST = 3 form) is exact when |S acc| < 2^31 for every input the layer can
  * receive: bounded at export from the weights themselves, S (|bias| + sum_k |d_k| max |x'|)
@@ -1581,8 +1581,15 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
     "smlad %[a0], %[q0], %[p0], %[a0]\n\tsmlad %[a0], %[q1], %[p1], %[a0]\n\t"                  \
     "smlad %[a1], %[q2], %[p0], %[a1]\n\tsmlad %[a1], %[q3], %[p1], %[a1]\n\t"
 #define TN_S16_R3 TN_S16_R1 TN_S16_ROW("a1") TN_S16_ROW("a2")
-#define TN_S16_R4 TN_S16_R3 TN_S16_ROW("a3")
-#define TN_S16_R5 TN_S16_R4 TN_S16_ROW("a4")
+/* four rows: two LDM (rows 0 1, rows 2 3), 10 instructions per pair of lane pairs, not 12; the
+ * loop's end read from memory (TN_S16_END_M, one instruction per four words) so that thirteen
+ * registers do: a0 .. a3, x, w, v, p0, p1 and the four pinned. w4a4 ResNet-8's head (64 -> 10:
+ * six rows and four) 650 -> 623 instructions (w8a8: 688) */
+#define TN_S16_R4                                                                               \
+    TN_S16_R2 "ldm %[w]!, {%[q0], %[q1], %[q2], %[q3]}\n\t"                                     \
+    "smlad %[a2], %[q0], %[p0], %[a2]\n\tsmlad %[a2], %[q1], %[p1], %[a2]\n\t"                  \
+    "smlad %[a3], %[q2], %[p0], %[a3]\n\tsmlad %[a3], %[q3], %[p1], %[a3]\n\t"
+#define TN_S16_R5 TN_S16_R3 TN_S16_ROW("a3") TN_S16_ROW("a4")
 #define TN_S16_R6 TN_S16_R5 TN_S16_ROW("a5")
 /* a pair of lane pairs (masks M0, M1 of v), then R rows */
 #define TN_S16_H(M0, M1, R)                                                                     \
@@ -1612,16 +1619,30 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
 #define TN_S16_END_OP [end] "r"(end)
 #define TN_S16_END "cmp %[x], %[end]\n\tbne 1b\n\t"
 #endif
+/* the loop's end per block size: in memory for four rows (TN_S16_R4) */
+#define TN_S16_END_M "ldr %[v], %[end]\n\tcmp %[x], %[v]\n\tbne 1b\n\t"
+#define TN_S16_EOP1 TN_S16_END_OP
+#define TN_S16_EOP2 TN_S16_END_OP
+#define TN_S16_EOP3 TN_S16_END_OP
+#define TN_S16_EOP4 [end] "m"(end)
+#define TN_S16_EOP5 TN_S16_END_OP
+#define TN_S16_EOP6 TN_S16_END_OP
+#define TN_S16_E1 TN_S16_END
+#define TN_S16_E2 TN_S16_END
+#define TN_S16_E3 TN_S16_END
+#define TN_S16_E4 TN_S16_END_M
+#define TN_S16_E5 TN_S16_END
+#define TN_S16_E6 TN_S16_END
 /* every output early-clobber (as TN_FC_OPS3) */
 #define TN_S16_ASM(BODY, R)                                                                     \
     __asm__ volatile(BODY : [x] "+&r"(x), [w] "+&r"(w), [v] "=&r"(v), [p0] "=&r"(p0),           \
                      [p1] "=&r"(p1) TN_S16_U##R TN_S16_A##R                                     \
-                     : TN_S16_END_OP : "cc", "memory")
+                     : TN_S16_EOP##R : "cc", "memory")
 /* the weights' registers: u, u2 (LDRD), or for two rows q0 .. q3 (TN_S16_R2's LDM) */
 #define TN_S16_U1 , [u] "=&r"(u), [u2] "=&r"(u2)
 #define TN_S16_U2 , [q0] "=&r"(q0), [q1] "=&r"(q1), [q2] "=&r"(q2), [q3] "=&r"(q3)
 #define TN_S16_U3 TN_S16_U1
-#define TN_S16_U4 TN_S16_U1
+#define TN_S16_U4 TN_S16_U2
 #define TN_S16_U5 TN_S16_U1
 #define TN_S16_U6 TN_S16_U1
 /* pinned (as TN_F16_PIN, c/tn_m7_gemm.h): GCC keeps a local register variable in its register
@@ -1633,7 +1654,7 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
     do {                                                                                        \
         if (n & 1u) TN_S16_ASM(G, R);                                                           \
         if (n & 2u) TN_S16_ASM(G G, R);                                                         \
-        if (n >= 4u) TN_S16_ASM("1:\n\t" G G G G TN_S16_END, R);                                \
+        if (n >= 4u) TN_S16_ASM("1:\n\t" G G G G TN_S16_E##R, R);                               \
     } while (0)
 /* a last word holding at most half a word of codes (HALF): v | v << 8 puts codes 16 / b / 2 ..
  * of its low half in the high lane, one pass of the masks covers them */
@@ -1657,7 +1678,7 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
         case 1u: TN_S16_RUN_X(1, G4, G2); break;                                                \
         case 2u: { TN_S16_PIN; TN_S16_RUN_X(2, G4, G2); } break;                                \
         case 3u: TN_S16_RUN_X(3, G4, G2); break;                                                \
-        case 4u: TN_S16_RUN_X(4, G4, G2); break;                                                \
+        case 4u: { TN_S16_PIN; TN_S16_RUN_X(4, G4, G2); } break;                                \
         case 5u: TN_S16_RUN_X(5, G4, G2); break;                                                \
         default: TN_S16_RUN_X(6, G4, G2); break;                                                \
         }                                                                                       \
