@@ -32,8 +32,9 @@ PCS_CHAINS = {
         _dense(8, 16, 4, 4, per_channel=True, out_signed=True, out_zero_point=-2),  # 2-bit in
         _dense(13, 8, 2, 4, per_channel=True),   # signed 4-bit in (EOR), blocks of six, 13 % 6
         _dense(24, 13, 4, 4, out_zero_point=3),  # two words: blocks of six, one multiplier
-        _dense(8, 24, 4, 8, per_channel=True, out_signed=True, out_zero_point=-5),  # 8-bit: 6 + 2
-        _dense(8, 8, 4, 4, per_channel=True),    # 8-bit in: tn_m7_fc16
+        _dense(14, 24, 4, 8, per_channel=True, out_signed=True,
+               out_zero_point=-5),                # 8-bit out, rows 4 4 4 2 (LDM)
+        _dense(8, 14, 4, 4, per_channel=True),   # 8-bit in: tn_m7_fc16
         _dense(16, 8, 4, 8, per_channel=True, out_zero_point=7),  # one word, 8-bit out: blocks
         _dense(5, 16, 4, 32, out_signed=True, requantize=False)],
         [[-3, -2, 0, -1], [-1, 0, -4, -2], [0, -2, -5, -1], None, [-3, -1, 1, -2], None,
@@ -89,9 +90,12 @@ def test_pcs_host_bitexact(tmp_path, name):
     assert len(calls) == len(g.layers), src
     if name == "pcs_double_s4":  # the fallback's acc, not tn_m7_out's 2 acc (FAST = 3's F3)
         assert requant_constants(g.layers[2], g.rounding)["FAST"] == 3
-    for lay, call, want in zip(g.layers, calls, PCS_CHAINS[name][-1]):  # (DBL, PCS) = (0, R)
+    for lay, call, want in zip(g.layers, calls, PCS_CHAINS[name][-1]):  # (DBL, PCS, RB)
         if int(lay.in_bits) < 8:
-            assert call.split(", ")[7:9] == ["0u", f"{want}u"], call
+            rb = subfc16.subfc16_block_rows(lay)
+            assert call.split(", ")[7:10] == ["0u", f"{want}u", f"{rb}u"], call
+    if name == "pcs_floor_u4":  # blocks of four and two rows (LDM) in the every-level build
+        assert subfc16.subfc16_block_rows(g.layers[4]) == 4 and g.layers[4].out_channels % 4 == 2
 
 
 def test_pcs_window():

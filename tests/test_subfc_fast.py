@@ -172,7 +172,7 @@ def test_subfc16_weights_by_hand(k):
     """The layout of 4-bit inputs read back as the kernel reads it (constants, then per word
     and pair of lane pairs each row's two words; a last word of at most four codes: one pair,
     codes (0, 2) and (1, 3)), summed in numpy: S acc for every row."""
-    g = _one_dense(k, 7, 4, 4, zin=3, seed=11)  # blocks of 6 + 1
+    g = _one_dense(k, 7, 4, 4, zin=3, seed=11)  # blocks of 4 + 3
     lay = _s_form(g)
     scale = kernels_m7.subfc16_scale(lay)
     assert scale == 16
@@ -182,8 +182,10 @@ def test_subfc16_weights_by_hand(k):
     want = bias + (d * (x - 3)).sum(axis=1)
     xw = np.zeros(24, np.int64)
     xw[:k] = x
+    rb = kernels_m7.subfc16.subfc16_block_rows(lay)  # 4: blocks of 4 + 3 (one LDM per 2 rows)
+    assert rb == 4
     pos, got = 0, []
-    for c, r in ((0, 6), (6, 1)):
+    for c, r in ((0, rb), (rb, 7 - rb)):
         t = raw[pos:pos + 4 * r].view("<i4").astype(np.int64)
         pos += 4 * r
         for word in range(3):

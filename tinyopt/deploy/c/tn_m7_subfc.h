@@ -1534,8 +1534,12 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
  * for tn_m7_out's FAST = 3 form) is exact when |S acc| < 2^31 for every input the layer can
  * receive: bounded at export from the weights themselves, S (|bias| + sum_k |d_k| max |x'|)
  * (kernels_m7.subfc16_scale; where it fails, the layer takes tn_m7_subfc).
- * 4 / 2-bit outputs: blocks of 6 / 4 rows (a whole number of bytes), packed in a register and
- * stored bytewise; the N % R rows left, one at a time.
+ * Blocks of RB = 6 or 4 rows (the call's RB, kernels_m7.subfc16.subfc16_block_rows: whichever
+ * costs fewer instructions, four rows loading two at a time by LDM; 4 for 2-bit outputs), then
+ * one block of the N % RB rows left; 4 / 2-bit outputs packed in a register and stored bytewise
+ * (a block of whole bytes; else the rows left one at a time). w4a4 DS-CNN's 64 -> 12 head, three
+ * blocks of four: 781 -> 757 instructions (w8a8: 803); AD's 128 -> 8 dense_4, two of four:
+ * 1,007 -> 955 (w8a8: 998).
  * Layout (little-endian): per block of R rows, the rows' C (int32, S C, C = bias - o sum_k d_k,
  * o the lanes' offset: z_x, plus 2^(b-1) for signed sub-byte inputs; modulo 2^32), then per
  * input word (the last one, when K XB is not a multiple of 32, completed with d = 0 lanes) and
@@ -1933,11 +1937,12 @@ TN_INLINE void tn_s16_one(const tn_layer_t *l, const uint8_t *w, uint32_t v,
 
 /* A small dense layer K -> N of 2 / 4-bit weights (kernels_m7.subfc16_weights' layout, above)
  * and XB = 2 / 4 / 8-bit inputs (DBL: 8-bit inputs, S = 2; PCS: 2 / 4-bit inputs, the PCS
- * form's shift R, 0 for the S form). */
+ * form's shift R, 0 for the S form; RB: 2 / 4-bit inputs' rows per block, 4 or 6,
+ * kernels_m7.subfc16.subfc16_block_rows). */
 TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
                              uint32_t K, uint32_t N, uint32_t XB, uint32_t XS, uint32_t DBL,
-                             uint32_t PCS, uint32_t REQ, uint32_t NM, uint32_t ROUND,
-                             uint32_t OB, TN_RQ_ARGS)
+                             uint32_t PCS, uint32_t RB, uint32_t REQ, uint32_t NM,
+                             uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
 {
     if (XB == 8u) { /* tn_m7_fc16 (DBL: S = 2, its doubled lanes) */
         tn_m7_fc16(l, in, out, K, N, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
@@ -1954,7 +1959,7 @@ TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN
         const uint8_t *w = l->w; /* read once (the asm's memory clobber would reload it) */
         const uint32_t G = 32u / XB, NG = K / G, TAIL = K % G != 0u;
         const uint32_t HALF = TAIL && K % G <= G / 2u; /* a last word of at most half its codes */
-        const uint32_t RB = OB == 2u ? 4u : 6u, full = N / RB, rest = N % RB;
+        const uint32_t full = N / RB, rest = N % RB;
         const uint32_t aligned = ((uintptr_t)w & 3u) == 0u;
         const uint32_t F3 = REQ && FAST == 3u && ROUND == TN_TFL_DOUBLE && OB == 8u;
         const uint32_t PACK = OB == 4u || OB == 2u;

@@ -19,7 +19,7 @@ from tinyopt.integer.ops.registry import REGISTRY
 from tinyopt.deploy.kernels_m7.common import _scratch, _inside, _x_box
 from tinyopt.deploy.kernels_m7.add import _addends, _fused_add_args
 from tinyopt.deploy.kernels_m7.subfc16 import (
-    subfc16_pcs_shift, subfc16_scale, subfc16_weights)
+    subfc16_block_rows, subfc16_pcs_shift, subfc16_scale, subfc16_weights)
 
 
 def _subconv_rows(layer) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -270,8 +270,8 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u, arena: st
         eight = int(layer.in_bits) == 8
         pcs = 0 if eight else subfc16_pcs_shift(layer)
         args = [int(layer.in_shape[0]), layer.out_channels, layer.in_bits, common["XS"],
-                int(eight and scale == 2), pcs, common["REQ"], common["NM"], common["ROUND"],
-                common["OB"], *rq.values()]
+                int(eight and scale == 2), pcs, subfc16_block_rows(layer), common["REQ"],
+                common["NM"], common["ROUND"], common["OB"], *rq.values()]
         return "    tn_m7_subfc16(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
     # UNP (LEAN 2) where the plan gave the step its buffer (a Keras-path graph: only where it
     # keeps the arena, tinyopt.integer.steps.memory_plan's roomy steps), else the lean loop

@@ -17,7 +17,13 @@ from tinyopt.deploy.kernels_m7.common import _row_zero_points, _x_box
 from tinyopt.deploy.kernels_m7.fc import FC16_MAX_WEIGHTS, fc16_weights
 
 
-SUBFC16_ROWS = 6  # tn_m7_subfc16's rows per block (4 with 2-bit outputs: a byte of them)
+SUBFC16_ROWS = 6  # tn_m7_subfc16's largest block of rows (subfc16_block_rows: 6 or 4)
+# subfc16_block_rows' cost model, instructions of c/tn_m7_subfc.h's blocks (tn_s16_block): per
+# input word the mask unpacking (4 / 2-bit inputs), per pair of its lane pairs and row LDRD and
+# two SMLAD (3), or two rows' LDM and four SMLAD (2.5 a row: blocks of 2 and 4); per block about
+# 12 more (its constants, loop set-up, stores)
+_S16_UNPACK = {4: 6, 2: 10}
+_S16_BLOCK = 12
 # PCS's uniform right shift R (the PCS argument of tn_m7_subfc16, c/tn_m7_subfc.h; the
 # largest one, subfc16_pcs_shift: 8-bit outputs go lower where the rows need): rows scaled by 2^e_c,
 # e_c = n0_c + 1 + R, so that floor(acc m0 2^(n0 + 1) / 2^32) = SMMUL(T, m0) >> R for every
@@ -35,6 +41,33 @@ def _subfc16_rows(layer) -> tuple[np.ndarray, np.ndarray]:
     codes = unpack(np.asarray(layer.weights, np.uint8).reshape(n, -1), int(layer.weight_bits), k)
     d = codes.astype(np.int64) - _row_zero_points(layer, n)[:, None]
     return d, np.broadcast_to(np.asarray(layer.bias, np.int64), (n,)).copy()
+
+
+def subfc16_block_rows(layer) -> int:
+    """Rows per block of tn_m7_subfc16 over 2 / 4-bit inputs (the call's RB; the layout of
+    :func:`subfc16_weights`): 4 for 2-bit outputs (a byte of codes), else 6 or 4, whichever
+    :data:`SUBFC16_ROWS`-or-4 blocking (then one block of the N % RB rows left) costs fewer
+    instructions by the model above: blocks of four load two rows by one LDM (DS-CNN's 64 -> 12
+    head: three of four, not two of six; AD's 128 -> 8 dense_4: two of four, not six and two).
+
+    Arguments:
+        layer: a dense layer (its out_channels, in_shape, in_bits and out_bits are read).
+
+    Returns:
+        4 or 6.
+    """
+    n, xb = int(layer.out_channels), int(layer.in_bits)
+    if int(layer.out_bits) == 2 or xb not in (2, 4):
+        return 4 if int(layer.out_bits) == 2 else SUBFC16_ROWS
+    words = -(-int(layer.in_shape[0]) * xb // 32)
+    pairs = 8 // xb  # pairs of lane pairs per word
+
+    def block(r):
+        return words * (_S16_UNPACK[xb] + r * pairs * (2.5 if r in (2, 4) else 3)) + _S16_BLOCK
+
+    def plan(rb):
+        return n // rb * block(rb) + (block(n % rb) if n % rb else 0)
+    return 4 if plan(4) < plan(SUBFC16_ROWS) else SUBFC16_ROWS
 
 
 def subfc16_scale(layer) -> int:
@@ -139,8 +172,8 @@ def _pcs_window(layer):
 def subfc16_weights(layer) -> np.ndarray:
     """The weight bytes of a step of tn_m7_subfc16 (c/tn_m7_subfc.h, its comment; a layer of
     :func:`subfc16_scale`): 8-bit inputs, :func:`fc16_weights`' layout of the weight codes
-    (doubled when S = 2); 2 / 4-bit inputs, per block of :data:`SUBFC16_ROWS` rows (4 with 2-bit
-    outputs; then one of the N % R left) the rows' S C (int32 modulo 2^32, C = bias - o sum_k
+    (doubled when S = 2); 2 / 4-bit inputs, per block of :func:`subfc16_block_rows` rows (then
+    one of the N % R left) the rows' S C (int32 modulo 2^32, C = bias - o sum_k
     d_k, o = z_x (+ 2^(b-1) for signed inputs)), then per input word and pair of its lane pairs
     (2j, 2j + 1)
     each row's words [f_2j d_i, f_2j d_i'], [f_2j+1 d_i, f_2j+1 d_i'] (lane pair j = codes
@@ -194,7 +227,7 @@ def subfc16_weights(layer) -> np.ndarray:
 
     whole = pairs(dp.reshape(n, words, g)[:, :words - half], npairs)
     tail = pairs(dp.reshape(n, words, g)[:, words - 1:, :g // 2], npairs // 2) if half else None
-    rows = 4 if int(layer.out_bits) == 2 else SUBFC16_ROWS
+    rows = subfc16_block_rows(layer)
     # PCS over one word (4 / 2-bit outputs: tn_s16_one packs them): each row C, its lanes
     if scale == 2 and k * xb == 32 and n % 8 == 0 and int(layer.out_bits) != 8:
         order = (np.arange(n) // 8 * 8 + 7 - np.arange(n) % 8)  # blocks of eight, last row first
