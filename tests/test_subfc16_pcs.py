@@ -31,8 +31,8 @@ PCS_CHAINS = {
         _dense(16, 8, 4, 2, per_channel=True),                     # one word of nibbles, 2-bit out
         _dense(8, 16, 4, 4, per_channel=True, out_signed=True, out_zero_point=-2),  # 2-bit in
         _dense(13, 8, 2, 4, per_channel=True),   # signed 4-bit in (EOR), blocks of six, 13 % 6
-        _dense(24, 13, 4, 4, out_zero_point=3),  # two words: blocks of six, one multiplier
-        _dense(14, 24, 4, 8, per_channel=True, out_signed=True,
+        _dense(40, 13, 4, 4, out_zero_point=3),  # two words: blocks of six, one multiplier
+        _dense(14, 40, 4, 8, per_channel=True, out_signed=True,
                out_zero_point=-5),                # 8-bit out, rows 4 4 4 2 (LDM)
         _dense(8, 14, 4, 4, per_channel=True),   # 8-bit in: tn_m7_fc16
         _dense(16, 8, 4, 8, per_channel=True, out_zero_point=7),  # one word, 8-bit out: blocks

@@ -40,6 +40,9 @@ S16_CHAINS = {
         _dense(6, 8, 4, 2, per_channel=True),          # 4-bit in, one word
         _dense(3, 6, 2, 8),                             # 2-bit in, 6 crumbs
         _dense(4, 3, 4, 32, out_signed=True, requantize=False)]),
+    "s16_rows2_s4": ("floor", True, -8, 4, (40,), [  # two-row blocks over >= 4 words (LDM x4)
+        _dense(66, 40, 4, 2, out_signed=True),      # signed 4-bit in, five words, 16 x 4 + 2
+        _dense(2, 66, 4, 8)]),                      # signed 2-bit in, four words and a tail
     "s16_floor_s8": ("floor", True, -7, 8, (70,), [
         _dense(20, 70, 4, 4, per_channel=True, icn=True),  # 8-bit in, 4-bit out, K % 4 = 2
         _dense(16, 20, 2, 2),                               # 4-bit in

@@ -1676,11 +1676,54 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
         else if (XS) TN_S16_RUN(G2("eor %[v], %[v], #0xAAAAAAAA\n\t", R), R);                 \
         else TN_S16_RUN(G2("", R), R);                                                          \
     } while (0)
+/* Two rows over four input words a pass, the words by one LDM too (i0 .. i3, pinned to r0 .. r3,
+ * each unpacked in place; as tn_m7_fc16's TN_F16_RUNX): three LDR fewer per pass, less the LDR
+ * of the loop's end, read from memory into p0 (registers: the eight pinned, a0, a1, x, w, p0,
+ * p1). w4a4 VWW's 256 -> 2 head: 548 -> 535 instructions (w8a8: 524) */
+#define TN_S16_PINX                                                                             \
+    register uint32_t i0 __asm__("r0"), i1 __asm__("r1"), i2 __asm__("r2"), i3 __asm__("r3")
+#define TN_S16_Q4(P)                                                                            \
+    "and %[p0], %[" P "], #0x000F000F\n\tand %[p1], %[" P "], #0x00F000F0\n\t" TN_S16_R2        \
+    "lsr %[" P "], %[" P "], #8\n\t"                                                            \
+    "and %[p0], %[" P "], #0x000F000F\n\tand %[p1], %[" P "], #0x00F000F0\n\t" TN_S16_R2
+#define TN_S16_Q2(P)                                                                            \
+    "and %[p0], %[" P "], #0x00030003\n\tand %[p1], %[" P "], #0x000C000C\n\t" TN_S16_R2        \
+    "and %[p0], %[" P "], #0x00300030\n\tand %[p1], %[" P "], #0x00C000C0\n\t" TN_S16_R2        \
+    "lsr %[" P "], %[" P "], #8\n\t"                                                            \
+    "and %[p0], %[" P "], #0x00030003\n\tand %[p1], %[" P "], #0x000C000C\n\t" TN_S16_R2        \
+    "and %[p0], %[" P "], #0x00300030\n\tand %[p1], %[" P "], #0x00C000C0\n\t" TN_S16_R2
+/* one word P: its sign bits flipped (F: the EOR's immediate, or none), then Q4 / Q2 */
+#define TN_S16_QF(Q, P, F) F(P) Q(P)
+#define TN_S16_NOF(P) ""
+#define TN_S16_F4(P) "eor %[" P "], %[" P "], #0x88888888\n\t"
+#define TN_S16_F2(P) "eor %[" P "], %[" P "], #0xAAAAAAAA\n\t"
+#define TN_S16_X4PASS(Q, F)                                                                     \
+    __asm__ volatile("1:\n\tldm %[x]!, {%[i0], %[i1], %[i2], %[i3]}\n\t"                        \
+                     TN_S16_QF(Q, "i0", F) TN_S16_QF(Q, "i1", F) TN_S16_QF(Q, "i2", F)          \
+                     TN_S16_QF(Q, "i3", F) "ldr %[p0], %[end]\n\tcmp %[x], %[p0]\n\tbne 1b\n\t" \
+                     : [x] "+&r"(x), [w] "+&r"(w), [i0] "=&r"(i0), [i1] "=&r"(i1),              \
+                       [i2] "=&r"(i2), [i3] "=&r"(i3), [p0] "=&r"(p0), [p1] "=&r"(p1)           \
+                       TN_S16_U2 TN_S16_A2                                                      \
+                     : [end] "m"(end) : "cc", "memory")
+/* R = 2: n % 4 words as any R, then four per pass by TN_S16_X4PASS */
+#define TN_S16_RUN2(G4, G2)                                                                     \
+    do {                                                                                        \
+        const uint32_t n4 = n;                                                                  \
+        TN_S16_PINX;                                                                            \
+        n &= 3u;                                                                                \
+        TN_S16_RUN_X(2, G4, G2);                                                                \
+        if (n4 >= 4u) {                                                                         \
+            if (XB == 4u && XS) TN_S16_X4PASS(TN_S16_Q4, TN_S16_F4);                            \
+            else if (XB == 4u) TN_S16_X4PASS(TN_S16_Q4, TN_S16_NOF);                            \
+            else if (XS) TN_S16_X4PASS(TN_S16_Q2, TN_S16_F2);                                   \
+            else TN_S16_X4PASS(TN_S16_Q2, TN_S16_NOF);                                          \
+        }                                                                                       \
+    } while (0)
 #define TN_S16_SWITCH(G4, G2)                                                                   \
     do {                                                                                        \
         switch (R) {                                                                            \
         case 1u: TN_S16_RUN_X(1, G4, G2); break;                                                \
-        case 2u: { TN_S16_PIN; TN_S16_RUN_X(2, G4, G2); } break;                                \
+        case 2u: { TN_S16_PIN; TN_S16_RUN2(G4, G2); } break;                                    \
         case 3u: TN_S16_RUN_X(3, G4, G2); break;                                                \
         case 4u: { TN_S16_PIN; TN_S16_RUN_X(4, G4, G2); } break;                                \
         case 5u: TN_S16_RUN_X(5, G4, G2); break;                                                \
