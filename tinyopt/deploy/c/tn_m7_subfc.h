@@ -1564,9 +1564,9 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
  * six, each code stored by its STRB as soon as computed (tn_s16_row; nothing to pack, so
  * tn_s16_one's rows buy nothing, and its ORR packing would be wrong); their exactness is the
  * 4 / 2-bit one's, the clamp [LOZ, HIZ] + ZP within the byte's code range. Against the S form
- * (T >> 4, then tn_m7_fc16_put's requantization), over 20 images: ResNet-8 778 -> 706, DS-CNN
- * 920 -> 838, VWW 688 -> 676 instructions (w8a8: 752, 864, 578; VWW's two rows share each
- * word's unpacking only twice).
+ * (T >> 4, then tn_m7_fc16_put's requantization): ResNet-8 725 -> 650, DS-CNN 864 -> 781, VWW
+ * 627 -> 611 instructions (w8a8: 688, 803, 524; executed instructions of the step's function,
+ * QEMU single-stepped; VWW's two rows share each word's unpacking only twice).
  * --------------------------------------------------------------------------------------------- */
 #if TN_M7_ASM
 #define TN_S16_ROW(A)                                                                           \
