@@ -15,6 +15,7 @@ import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
 
+from tests._qemu_many import check_many
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
 
@@ -207,17 +208,22 @@ def test_subfc16_weights_by_hand(k):
     assert np.array_equal(wrapped >> 4, want) and np.array_equal(wrapped & 15, np.zeros(7))
 
 
+def _codes(graphs: dict) -> dict:
+    """Four seeded random input images of each graph, over its input codes."""
+    out = {}
+    for name, g in graphs.items():
+        lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
+        out[name] = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits),
+                                                      (4, *g.input_shape))
+    return out
+
+
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_subfc16_under_qemu(qemu, tmp_path):
     """tn_m7_subfc16's assembly loops (4 / 2-bit inputs, signed and not, tails, every block
     size and output width; 8-bit inputs: tn_m7_fc16) bit-exact under QEMU."""
-    for name in S16_CHAINS:
-        g = _s16_graph(name)
-        lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
-        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (4, *g.input_shape))
-        r = mcu.deploy(g, x, tmp_path, name=name, host_images=4, mcu_images=3)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+    graphs = {name: _s16_graph(name) for name in S16_CHAINS}
+    check_many(graphs, _codes(graphs), tmp_path, host_images=4, mcu_images=3)  # one program
 
 
 # tn_m7_subfc's blocks of eight rows (kernels_m7.subfc_oct: 4-bit weights at RAW 2 and 2-bit
@@ -415,13 +421,8 @@ def test_subfc_oct_under_qemu(qemu, tmp_path, monkeypatch, plan):
         _chunks(monkeypatch)
     if plan == "ldr":
         monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SF_NO_LDRD"))
-    for name in OCT_CHAINS:
-        g = _oct_graph(name)
-        lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
-        x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (4, *g.input_shape))
-        r = mcu.deploy(g, x, tmp_path, name=f"{name}_{plan}", host_images=4, mcu_images=3)
-        s = r["summary"]
-        assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0, name
+    graphs = {name: _oct_graph(name) for name in OCT_CHAINS}
+    check_many(graphs, _codes(graphs), tmp_path, host_images=4, mcu_images=3)  # one program
 
 
 def _run_host(g, tmp_path, x):
