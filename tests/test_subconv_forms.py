@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
-from tinyopt.deploy import kernels_m7, mcu
+from tinyopt.deploy import kernels_m7
 from tinyopt.deploy.kernels_m7.common import requant_constants
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
+from tests._qemu_many import check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
 from tests.test_kernels_m7_sub import _dense, _residual_graph
 
@@ -156,21 +157,20 @@ def test_fast1_per_channel_host_bitexact(tmp_path, roomy, out_bits, narrow):
     assert all(steps_mod.sub_conv_step(s) for s in e.steps[:2])
 
 
-@pytest.mark.slow  # Cortex-M7 builds and QEMU runs
+@pytest.mark.slow  # one Cortex-M7 build and QEMU run
 def test_forms_under_qemu(qemu, tmp_path, monkeypatch):
     """Both forms bit-exact under QEMU: the head lanes (lean plan) and the FAST 1 per-channel
-    requantization (tn_m7_subconv itself), two images each."""
+    requantization (tn_m7_subconv itself), two images each, in one program (each exported under
+    its own plan: tests/_qemu_many.py)."""
+    from tinyopt.deploy import codegen
     monkeypatch.setattr(steps_mod, "sub_conv_fits", lambda step: False)
-    g = _head_graph()
-    x = np.random.default_rng(5).integers(0, 256, (4, 11, 11, 8))
-    r = mcu.deploy(g, x, tmp_path / "head", name="head", host_images=4, mcu_images=2)
-    s = r["summary"]
-    assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
-    assert [hp for _, hp in _forms(r["export"])] == [0, 88, 24, 12]
+    graphs = {"head": _head_graph()}
+    exports = {"head": codegen.export_c(graphs["head"], tmp_path / "head" / "src")}
+    assert [hp for _, hp in _forms(exports["head"])] == [0, 88, 24, 12]
     monkeypatch.undo()
     monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
-    g = _fast1_graph(4)
-    x = np.random.default_rng(6).integers(0, 16, (4, 7, 7, 8))
-    r = mcu.deploy(g, x, tmp_path / "fast1", name="fast1", host_images=4, mcu_images=2)
-    s = r["summary"]
-    assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
+    graphs["fast1"] = _fast1_graph(4)
+    exports["fast1"] = codegen.export_c(graphs["fast1"], tmp_path / "fast1" / "src")
+    xs = {"head": np.random.default_rng(5).integers(0, 256, (4, 11, 11, 8)),
+          "fast1": np.random.default_rng(6).integers(0, 16, (4, 7, 7, 8))}
+    check_many(graphs, xs, tmp_path, host_images=4, mcu_images=2, exports=exports)
