@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
+from tests._qemu_many import check_many
 from tinyopt.deploy import codegen, kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import m0_n0, tflite_quantize_multiplier
@@ -287,20 +288,21 @@ def test_keras_path_unet_on_the_twin(padding, kernel, tmp_path):
     assert s["predicted_ram"] == s["arena_bytes"] == memory.peak_ram_bytes(m, p)
 
 
-@pytest.mark.slow  # two QEMU runs
-@pytest.mark.parametrize("kernel,flavour", [((3, 3), "tflite_double"), ((2, 2), "floor")])
-def test_qemu_u_net_layer(kernel, flavour, tmp_path, anywhere):
-    """A U-Net-sized layer (8 x 8 x 32 -> 16 x 16 x 16, strides 2, 'same') on the emulated
-    Cortex-M7 (the inline-assembly inner loop): bit-exact with the simulator."""
+@pytest.mark.slow  # one QEMU program
+def test_qemu_u_net_layer(tmp_path, anywhere):
+    """A U-Net-sized layer (8 x 8 x 32 -> 16 x 16 x 16, strides 2, 'same'; K 3 x 3 TFLite
+    double rounding and K 2 x 2 floor) on the emulated Cortex-M7 (the inline-assembly inner
+    loop): bit-exact with the simulator (both in one program: tests/_qemu_many.py)."""
     ok, why = mcu.toolchain()
     if not ok:
         pytest.skip(why)
-    g = tconv((8, 8), 32, 16, kernel, (2, 2), "same", True, flavour)
-    d = mcu.deploy(g, codes(g, 4), tmp_path, name="tconv", host_images=4, mcu_images=2)
-    s, table = d["summary"], d["steps"]
-    assert list(table["kernel"]) == ["op"]
-    assert s["host_mismatching_values"] == 0 and s["mcu_mismatching_values"] == 0
-    assert s["distinct_outputs"] == 4
+    graphs = {f"k{k[0]}_{flavour}": tconv((8, 8), 32, 16, k, (2, 2), "same", True, flavour)
+              for k, flavour in [((3, 3), "tflite_double"), ((2, 2), "floor")]}
+    xs = {name: codes(g, 4) for name, g in graphs.items()}
+    for name, e in check_many(graphs, xs, tmp_path, host_images=4, mcu_images=2).items():
+        assert e.kernels == ["op"], name
+        want = codegen.reference_output(graphs[name], xs[name])
+        assert len({row.tobytes() for row in want}) == 4, name  # a check with teeth
 
 
 @needs_gcc
