@@ -773,16 +773,20 @@ TN_INLINE void tn_dw3_build(const uint8_t *in, int16_t *TN_RESTRICT rows, int32_
     "orr %[a1], %[t1], %[a1], lsl #%c[sh]\n\t"                                                 \
     ".endif\n\t"                                                                               \
     "strb %[a1], [%[o], #%c[op]]\n\t"
-/* the code of accumulator a (after SMMUL, ASR, SAT) masked to OB bits when signed below the
- * byte's top (tn_dw3_put) */
-#define TN_DW3_CHAN1_RQ(SAT, a)                                                                \
+/* accumulator a times m0 (SMMUL), shifted by K (ASR), plus the output zero point: the
+ * requantization both channel loops' assembly share before their saturation */
+#define TN_DW3_SCALE(a)                                                                        \
     "smmul %[" a "], %[" a "], %[m0]\n\t"                                                      \
     "asr %[" a "], %[" a "], %[k]\n\t"                                                         \
     ".if %c[zp] > 0\n\t"                                                                       \
     "add %[" a "], %[" a "], #%c[zp]\n\t"                                                      \
     ".elseif %c[zp] < 0\n\t"                                                                   \
     "sub %[" a "], %[" a "], #-%c[zp]\n\t"                                                     \
-    ".endif\n\t"                                                                               \
+    ".endif\n\t"
+/* the code of accumulator a (after SMMUL, ASR, SAT) masked to OB bits when signed below the
+ * byte's top (tn_dw3_put) */
+#define TN_DW3_CHAN1_RQ(SAT, a)                                                                \
+    TN_DW3_SCALE(a)                                                                            \
     SAT " %[" a "], #%c[ob], %[" a "]\n\t"                                                     \
     ".if %c[msk]\n\t"                                                                          \
     "and %[" a "], %[" a "], #((1 << %c[ob]) - 1)\n\t"                                         \
@@ -1187,6 +1191,17 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
 #endif
 
 #if TN_M7_ASM
+/* a kernel row's first two plane words X0, X1 (the row in slot 0, but the first, by the load
+ * that steps p on to the next channel's planes) and its weights widened, A = (d0, d1),
+ * B = (d1, d2) (both strides' rows) */
+#define TN_DW3_R3_LOAD(R, W, FIRST)                                                            \
+    ".if " R " == 0 && !(" FIRST ")\n\t"                                                       \
+    "ldrd %[x0], %[x1], [%[p]], #%c[pb]\n\t"                                                   \
+    ".else\n\t"                                                                                \
+    "ldrd %[x0], %[x1], [%[p], #(" R ")]\n\t"                                                  \
+    ".endif\n\t"                                                                               \
+    "sxtb16 %[A], %[" W "]\n\t"                                                                \
+    "sxtb16 %[B], %[" W "], ror #8\n\t"
 /* One output row of three outputs at stride 1 or 2 in assembly, every channel (tn_dw3_row3):
  * the small maps' form (VWW's last two depthwise layers, 6 x 6 and 3 x 3 to 3 x 3 x 256).
  * tn_dw3_chan1 on such a row spent 19 instructions a channel outside its assembly (its 14
@@ -1206,13 +1221,7 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
  * three weight words W0 (later m0), W1 (later K), W2. */
 #define TN_DW3_R3_ROW1(R, W, FIRST)                                                            \
     "ldr %[x2], [%[p], #(" R " + 8)]\n\t"                                                      \
-    ".if " R " == 0 && !(" FIRST ")\n\t"                                                       \
-    "ldrd %[x0], %[x1], [%[p]], #%c[pb]\n\t"                                                   \
-    ".else\n\t"                                                                                \
-    "ldrd %[x0], %[x1], [%[p], #(" R ")]\n\t"                                                  \
-    ".endif\n\t"                                                                               \
-    "sxtb16 %[A], %[" W "]\n\t"                                                                \
-    "sxtb16 %[B], %[" W "], ror #8\n\t"                                                        \
+    TN_DW3_R3_LOAD(R, W, FIRST)                                                                \
     ".if " FIRST "\n\t"                                                                        \
     "smlad %[a0], %[x0], %[A], %[a2]\n\t"                                                      \
     "smlad %[a1], %[x1], %[B], %[a2]\n\t"                                                      \
@@ -1227,13 +1236,7 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
 /* stride 2: X0 = (x0, x1), X1 = (x2, x3), then X2 = (x4, x5), X3 = (x6, x7) in the same two
  * registers: a0 = X0.A + x2 d2, a1 = X1.A + x4 d2, a2 = X2.A + x6 d2 */
 #define TN_DW3_R3_ROW2(R, W, FIRST)                                                            \
-    ".if " R " == 0 && !(" FIRST ")\n\t"                                                       \
-    "ldrd %[x0], %[x1], [%[p]], #%c[pb]\n\t"                                                   \
-    ".else\n\t"                                                                                \
-    "ldrd %[x0], %[x1], [%[p], #(" R ")]\n\t"                                                  \
-    ".endif\n\t"                                                                               \
-    "sxtb16 %[A], %[" W "]\n\t"                                                                \
-    "sxtb16 %[B], %[" W "], ror #8\n\t"                                                        \
+    TN_DW3_R3_LOAD(R, W, FIRST)                                                                \
     ".if " FIRST "\n\t"                                                                        \
     "smlad %[a0], %[x0], %[A], %[a2]\n\t"                                                      \
     "smlad %[a1], %[x1], %[A], %[a2]\n\t"                                                      \
@@ -1275,13 +1278,7 @@ TN_INLINE void tn_dw3_row2(const tn_layer_t *l, const int16_t *rows, uint8_t *ou
 /* tn_dw3_chan1's requantization of accumulator a, a signed code masked to OB bits only below
  * the byte's top (SH + OB < 8: tn_dw3_put) */
 #define TN_DW3_R3_RQ(SAT, a, SH)                                                               \
-    "smmul %[" a "], %[" a "], %[m0]\n\t"                                                      \
-    "asr %[" a "], %[" a "], %[k]\n\t"                                                         \
-    ".if %c[zp] > 0\n\t"                                                                       \
-    "add %[" a "], %[" a "], #%c[zp]\n\t"                                                      \
-    ".elseif %c[zp] < 0\n\t"                                                                   \
-    "sub %[" a "], %[" a "], #-%c[zp]\n\t"                                                     \
-    ".endif\n\t"                                                                               \
+    TN_DW3_SCALE(a)                                                                            \
     SAT " %[" a "], #(%c[f] & 15), %[" a "]\n\t"                                               \
     ".if (%c[f] & 64) && " SH " + (%c[f] & 15) < 8\n\t"                                        \
     "and %[" a "], %[" a "], #((1 << (%c[f] & 15)) - 1)\n\t"                                   \
