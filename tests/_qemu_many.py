@@ -1,5 +1,5 @@
-"""Several exported test graphs in ONE Cortex-M7 program, their model sources in one
-translation unit, for the tests that check kernel forms under QEMU on many small graphs.
+"""Several exported test graphs in ONE Cortex-M7 program (and one host program), their model
+sources in one translation unit, for the tests that check kernel forms on many small graphs.
 
 Why: a Cortex-M7 build of a model is mostly GCC optimising the kernels' forced-inline bodies
 (tn_m7.h), once per translation unit, whatever the model: ~1.5 s of a ~2 s build of a small
@@ -40,6 +40,64 @@ def _harness(k: int) -> str:
     return text
 
 
+def _write_sources(exports: list, src: Path) -> list[str]:
+    """The kernel files (the same in every export), the ops' kernel files and each model's
+    renamed sources into ``src``, ``unity.c`` including every ``mK.c``; returns the op files."""
+    src.mkdir(parents=True)
+    first = Path(exports[0].out_dir)
+    kernels = {f: (first / f).read_text() for f in codegen.KERNEL_FILES}
+    ops: dict[str, str] = {}
+    for e in exports:
+        assert e.prefix == "model", e.prefix
+        out = Path(e.out_dir)
+        assert all((out / f).read_text() == t for f, t in kernels.items()), out
+        for f in e.op_sources:
+            assert ops.setdefault(f, (out / f).read_text()) == (out / f).read_text(), f
+    for f, t in {**kernels, **ops}.items():
+        (src / f).write_text(t)
+    for k, e in enumerate(exports):
+        out = Path(e.out_dir)
+        for f in ("model.c", "model.h", "model_params.h"):
+            (src / f.replace("model", f"m{k}")).write_text(_rename((out / f).read_text(), k))
+    (src / "unity.c").write_text("".join(f'#include "m{k}.c"\n' for k in range(len(exports))))
+    return list(ops)
+
+
+def run_on_host(exports: list, xs: list, work) -> list[np.ndarray]:
+    """The host twin of :func:`run_under_qemu`: one host program (``mcu.HOST_CFLAGS``), the
+    models in one unit, each run by its own renamed ``harness_host.c`` (``prog K IN N OUT``)."""
+    work = Path(work)
+    src = work / "src"
+    ops = _write_sources(exports, src)
+    n = len(exports)
+    for k in range(n):
+        text = _rename((codegen.C_DIR / "harness_host.c").read_text(), k)
+        main = "int main(int argc, char **argv)"
+        assert main in text, "harness_host.c's main changed"
+        (src / f"m{k}_harness.c").write_text(text.replace(main, main.replace("main", f"m{k}_main")))
+    (src / "main.c").write_text(
+        "#include <stdlib.h>\n"
+        + "".join(f"int m{k}_main(int argc, char **argv);\n" for k in range(n))
+        + "int main(int argc, char **argv)\n{\n    if (argc < 2) return 2;\n"
+        + "    switch (atoi(argv[1])) {\n"
+        + "".join(f"    case {k}: return m{k}_main(argc - 1, argv + 1);\n" for k in range(n))
+        + "    default: return 2;\n    }\n}\n")
+    obj = objcache.compiled_object
+    objects = [obj("gcc", mcu.HOST_CFLAGS, src / f, [src], f"host build ({f})")
+               for f in ("unity.c", "tinyopt_nn.c", *ops, *[f"m{k}_harness.c" for k in range(n)],
+                         "main.c")]
+    exe = work / "many_host"
+    objcache.compile_c(["gcc", *mcu.HOST_CFLAGS, *objects, "-o", exe], "host build (many)")
+    outs = []
+    for k, (e, x) in enumerate(zip(exports, xs)):
+        (work / f"m{k}_in.bin").write_bytes(mcu.pack_inputs(e, x))
+        proc = objcache.run([exe, str(k), work / f"m{k}_in.bin", len(x), work / f"m{k}_out.bin"],
+                            timeout=600)
+        assert proc.returncode == 0, (k, proc.stderr)
+        outs.append(mcu.unpack_outputs(e, (work / f"m{k}_out.bin").read_bytes(), len(x)))
+    return outs
+
+
 def run_under_qemu(exports: list, xs: list, work) -> list[np.ndarray]:
     """Build the exports into one program, run each on its images under QEMU.
 
@@ -57,27 +115,10 @@ def run_under_qemu(exports: list, xs: list, work) -> list[np.ndarray]:
     """
     work = Path(work)
     src = work / "src"
-    src.mkdir(parents=True)
-    first = Path(exports[0].out_dir)
-    kernels = {f: (first / f).read_text() for f in codegen.KERNEL_FILES}
-    ops: dict[str, str] = {}
-    for e in exports:
-        assert e.prefix == "model", e.prefix
-        out = Path(e.out_dir)
-        assert all((out / f).read_text() == t for f, t in kernels.items()), out
-        for f in e.op_sources:
-            assert ops.setdefault(f, (out / f).read_text()) == (out / f).read_text(), f
-    for f, t in {**kernels, **ops}.items():
-        (src / f).write_text(t)
-    unity, mains = [], []
-    for k, e in enumerate(exports):
-        out = Path(e.out_dir)
-        for f in ("model.c", "model.h", "model_params.h"):
-            (src / f.replace("model", f"m{k}")).write_text(_rename((out / f).read_text(), k))
+    ops = _write_sources(exports, src)
+    mains = list(range(len(exports)))
+    for k in mains:
         (src / f"m{k}_harness.c").write_text(_harness(k))
-        unity.append(f'#include "m{k}.c"\n')
-        mains.append(k)
-    (src / "unity.c").write_text("".join(unity))
     (src / "main.c").write_text(
         "".join(f"int m{k}_main(void);\n" for k in mains)
         + "int main(void)\n{\n    int r;\n"
@@ -121,21 +162,21 @@ def run_under_qemu(exports: list, xs: list, work) -> list[np.ndarray]:
 def check_many(graphs: dict, xs: dict, tmp_path, host_images: int = 6,
                mcu_images: int = 3, exports: dict | None = None, reference=None) -> dict:
     """Export each graph (``codegen.export_c``'s defaults, as ``mcu.deploy``; or take
-    ``exports``), check it on the host (``mcu.build_host``; ``host_images=0``: not) and under
-    QEMU (one program: :func:`run_under_qemu`) against ``reference(graph, x)`` (default
-    ``codegen.reference_output``); asserts 0 differing values and returns the exports by name."""
+    ``exports``), check it on the host (one program: :func:`run_on_host`; ``host_images=0``:
+    not) and under QEMU (one program: :func:`run_under_qemu`) against ``reference(graph, x)``
+    (default ``codegen.reference_output``); asserts 0 differing values and returns the exports
+    by name."""
     reference = reference or codegen.reference_output
     if exports is None:
         exports = {n: codegen.export_c(g, Path(tmp_path) / n / "src") for n, g in graphs.items()}
     assert set(exports) == set(graphs) == set(xs)
-    for n, e in exports.items():
-        if not host_images:
-            continue
-        want = reference(graphs[n], xs[n][:host_images])
-        exe = mcu.build_host(e, build_dir=Path(tmp_path) / n / "host")
-        got = mcu.run_host(exe, e, xs[n][:host_images])
-        assert np.array_equal(got, want), f"{n}: host C differs from the simulator"
     names = list(exports)
+    if host_images:
+        outs = run_on_host([exports[n] for n in names], [xs[n][:host_images] for n in names],
+                           Path(tmp_path) / "many_host")
+        for n, got in zip(names, outs):
+            want = reference(graphs[n], xs[n][:host_images])
+            assert np.array_equal(got, want), f"{n}: host C differs from the simulator"
     outs = run_under_qemu([exports[n] for n in names], [xs[n][:mcu_images] for n in names],
                           Path(tmp_path) / "many")
     for n, got in zip(names, outs):

@@ -16,7 +16,7 @@ import pytest
 from tinyopt.deploy import codegen, kernels_m7, mcu, synth
 from tinyopt.icn import IntegerLayer
 from tinyopt.integer import steps as steps_mod
-from tests._qemu_many import check_many
+from tests._qemu_many import check_many, run_on_host
 from tests.test_kernels_m7 import _fc, chain
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -136,17 +136,12 @@ def _head(k, n, signed, rounding, per_channel, seed=0, symmetric=True, relu=Fals
     return g
 
 
-def _host_exact(g, tmp_path, n=200):
-    e = codegen.export_c(g, tmp_path / "src")
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
+def _codes(g, n: int) -> np.ndarray:
+    """n seeded random input codes of g, the first two its extremes."""
     lo = -128 if g.input_signed else 0
-    rng = np.random.default_rng(7)
-    x = rng.integers(lo, lo + 256, (n, *g.input_shape))
+    x = np.random.default_rng(7).integers(lo, lo + 256, (n, *g.input_shape))
     x[0], x[1] = lo, lo + 255  # the extremes of the input codes
-    want = codegen.reference_output(g, x)
-    assert len({r.tobytes() for r in want}) > 1, "a constant output checks little"
-    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
-    return e
+    return x
 
 
 @pytest.mark.parametrize("signed", [True, False])
@@ -156,6 +151,7 @@ def test_fc16_heads_host_bitexact(tmp_path, k, n, signed):
     multipliers, three roundings (DBL exactly where tn_m7_out's FAST = 3 form applies), symmetric
     and asymmetric weights, a clamp narrower than the bits: tn_m7_fc16 (its C loop on the host)
     equals the simulator on 200 inputs; the step takes tn_m7_fc16 and no scratch."""
+    graphs, exports, xs = {}, {}, {}
     for i, (rounding, pc) in enumerate(VARIANTS):
         for symmetric, relu in ((True, False), (False, i == 1)):
             g = _head(k, n, signed, rounding, pc, seed=i, symmetric=symmetric, relu=relu)
@@ -164,12 +160,19 @@ def test_fc16_heads_host_bitexact(tmp_path, k, n, signed):
             assert steps_mod.fc_fits(steps[0]) and kernels_m7.fc16_fits(lay)
             dbl = kernels_m7.fc16_doubled(lay, g.rounding)
             assert dbl == (rounding == "tflite_double"), (rounding, dbl)
-            e = _host_exact(g, tmp_path / f"{i}_{symmetric}")
+            name = f"{i}_{symmetric}"
+            e = exports[name] = codegen.export_c(g, tmp_path / name / "src")
+            graphs[name], xs[name] = g, _codes(g, 200)
             assert e.kernels == ["fc"] and e.steps[0].scratch_bytes == 0
-            c = (tmp_path / f"{i}_{symmetric}" / "src" / "model.c").read_text()
-            assert "tn_m7_fc16(" in c
+            assert "tn_m7_fc16(" in (tmp_path / name / "src" / "model.c").read_text()
             # the layout's bytes beyond the N K weights are counted as layout bytes
             assert e.weight_pad_bytes == kernels_m7.fc16_weights(lay, dbl).size - n * k
+    names = list(graphs)  # the six heads in one host program (tests/_qemu_many.py)
+    outs = run_on_host([exports[m] for m in names], [xs[m] for m in names], tmp_path / "host")
+    for name, got in zip(names, outs):
+        want = codegen.reference_output(graphs[name], xs[name])
+        assert len({r.tobytes() for r in want}) > 1, (name, "a constant output checks little")
+        np.testing.assert_array_equal(got, want, err_msg=name)
 
 
 def test_fc16_refuses_weights_packed_for_another_rounding(tmp_path):
