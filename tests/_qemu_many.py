@@ -17,10 +17,12 @@ turn. The kernel files must be the same in every export (they are, from one chec
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tinyopt.deploy import codegen, mcu, objcache
 
@@ -183,3 +185,83 @@ def check_many(graphs: dict, xs: dict, tmp_path, host_images: int = 6,
         want = reference(graphs[n], xs[n][:mcu_images])
         assert np.array_equal(got, want), f"{n}: the Cortex-M7 differs from the simulator"
     return exports
+
+
+# ------------------------------------------------------------------------------ host batches
+def host_inputs(g, n: int = 40) -> np.ndarray:
+    """``n`` random integer input images of graph ``g`` (its whole input range; seeded)."""
+    lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
+    return np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (n, *g.input_shape))
+
+
+def _export_key(e, x: np.ndarray) -> str:
+    """What a host run's outputs are a function of: the export's C sources and the inputs."""
+    h = hashlib.sha256()
+    out = Path(e.out_dir)
+    for f in ("model.c", "model.h", "model_params.h", *sorted(e.op_sources)):
+        h.update(f.encode() + b"\0" + (out / f).read_bytes() + b"\0")
+    h.update(np.ascontiguousarray(x, np.int64).tobytes())
+    return h.hexdigest()
+
+
+class HostBatch:
+    """The host builds of a module's parametrized host checks as ONE host program
+    (:func:`run_on_host`), built when the batch is made; each case's test looks its outputs up.
+
+    Why: a host build of a small test graph is ~0.3 s of GCC optimising the kernels' bodies once
+    per translation unit, and the parametrized kernel tests build hundreds of them (about half of
+    ``make test-fast``'s CPU in session 19); in one unit each further graph costs a few
+    hundredths of a second.
+
+    ``makes`` maps test function names to ``make(mp, **params)``: the graph of one case of that
+    test (or the graph and its number of inputs, default ``n``), its module-level patches (the
+    forced kernel plans the test sets with ``monkeypatch``) applied on ``mp``, a
+    ``pytest.MonkeyPatch`` undone after that case's export. The cases are the selected (not
+    deselected) items of those tests in the requesting module. The test then calls
+    :meth:`outputs` (through ``host_check(g, tmp_path, batch=...)``, or with the inputs of
+    :func:`host_inputs`) on the export of ``g`` it makes under its own patches; the outputs are
+    looked up by the exported C's content and the inputs: a case whose export differs from
+    what the test exports (its setup differs from ``make``'s) is a lookup failure, never
+    another case's outputs. A case whose ``make`` or export raised is left out (its test raises
+    the same when it runs its own setup).
+    """
+
+    def __init__(self, request, makes: dict, tmp, n: int = 40):
+        cases = [(makes[item.originalname], item.callspec.params)
+                 for item in request.session.items
+                 if item.module is request.module and item.originalname in makes]
+        assert cases, f"no selected item of {sorted(makes)} in {request.module.__name__}"
+        tmp = Path(tmp)
+        self.n, self.failed, self._outs = n, {}, {}
+        exports, xs, keys = [], [], []
+        for k, (make, params) in enumerate(cases):
+            with pytest.MonkeyPatch.context() as mp:
+                try:
+                    g = make(mp, **params)
+                    g, m = g if isinstance(g, tuple) else (g, n)
+                    e = codegen.export_c(g, tmp / f"case{k}" / "src")
+                except Exception as exc:  # noqa: BLE001 (the case's own test raises it)
+                    self.failed[repr(params)] = f"{type(exc).__name__}: {exc}"
+                    continue
+            x = host_inputs(g, m)
+            key = _export_key(e, x)
+            if key not in keys:  # cases whose C is the same build once
+                exports.append(e)
+                xs.append(x)
+                keys.append(key)
+        if exports:
+            for key, got in zip(keys, run_on_host(exports, xs, tmp / "many_host")):
+                self._outs[key] = got
+
+    def outputs(self, e, x: np.ndarray) -> np.ndarray:
+        """The host C's outputs of export ``e`` on ``x``, from the batch's program.
+
+        Raises:
+            AssertionError: the batch built no export with these C sources on these inputs.
+        """
+        key = _export_key(e, x)
+        assert key in self._outs, (
+            f"the host batch built no export with the C of {e.out_dir} on these {len(x)} "
+            f"inputs: the test's setup differs from its batch's make() (cases that failed "
+            f"there: {self.failed or 'none'})")
+        return self._outs[key]

@@ -20,6 +20,8 @@ from tinyopt.icn import IntegerGraph, IntegerLayer
 from tinyopt.integer import sim, steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 
+from tests._qemu_many import host_inputs
+
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 needs_fc = pytest.mark.skipif(not steps_mod.OWN_WEIGHT_ORDER,
                               reason="tn_m7_fc / tn_m7_conv are off (steps.OWN_WEIGHT_ORDER: "
@@ -81,14 +83,18 @@ def _gemm_kind(step):
             else "conv" if steps_mod.conv_fits(step) else "gemm")
 
 
-def host_check(g, tmp_path, n=40):
+def host_check(g, tmp_path, n=40, batch=None):
+    """Export ``g``, run the host C on ``n`` random inputs and assert it equals the simulator;
+    returns the export. ``batch``: a :class:`tests._qemu_many.HostBatch` that built this case
+    (its outputs looked up) instead of a build of its own."""
     e = codegen.export_c(g, tmp_path / "src")
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
-    lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
-    x = np.random.default_rng(5).integers(lo, lo + (1 << g.input_bits), (n, *g.input_shape))
+    x = host_inputs(g, n)
     want = codegen.reference_output(g, x)
     assert len({r.tobytes() for r in want}) > 1, "a constant output checks little"
-    got = mcu.run_host(exe, e, x)
+    if batch is not None:
+        got = batch.outputs(e, x)
+    else:
+        got = mcu.run_host(mcu.build_host(e, build_dir=tmp_path / "host"), e, x)
     assert int((got != want).sum()) == 0
     return e
 

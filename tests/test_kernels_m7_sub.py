@@ -19,7 +19,7 @@ from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer, pack, unpack
 
-from tests._qemu_many import check_many
+from tests._qemu_many import HostBatch, check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -52,12 +52,37 @@ def _emitted_calls(e, kernel: str) -> dict[int, dict[str, int]]:
     return calls
 
 
-@pytest.fixture
-def roomy(monkeypatch):
+def _roomy(mp):
     """tn_m7_subconv wherever it fits: these small chains have their peak at the steps it
     runs, where the planner's rule (steps.SCRATCH_ONLY_WHERE_FREE: on a Keras-path graph only
     where its scratch is free) would give them the lean tn_m7_sub."""
-    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+    mp.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+
+
+@pytest.fixture
+def roomy(monkeypatch):
+    """:func:`_roomy` for one test."""
+    _roomy(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's host checks in one host program (tests._qemu_many.HostBatch): each case's
+    graph and patches as its test sets them up."""
+    def roomy_too(setup):
+        def make(mp, **params):
+            _roomy(mp)
+            return setup(mp, **params)
+        return make
+    return HostBatch(request, {
+        "test_sub_kernel_host_bitexact": lambda mp, name: _sub_chain(name),
+        "test_subconv_host_bitexact": roomy_too(_subconv_case),
+        "test_sub_kernel_fused_add_host_bitexact": roomy_too(
+            lambda mp, wbits: _residual_graph(wbits)),
+        "test_subconv_fused_sub_byte_add_host_bitexact": roomy_too(
+            lambda mp, wbits, bits, slot: _residual_graph(wbits, bits, slot)),
+        "test_subfc_host_bitexact": _subfc_case,
+    }, tmp_path_factory.mktemp("host_batch"))
 
 
 def _dense(n, k, wbits, out_bits=8, **kw):
@@ -113,13 +138,16 @@ SUB_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, 
 }
 
 
+def _sub_chain(name):
+    rounding, signed, zin, shape, layers = SUB_CHAINS[name]
+    return chain(60 + len(name), layers, shape, 8, signed, zin, rounding)
+
+
 @pytest.mark.parametrize("name", sorted(SUB_CHAINS))
-def test_sub_kernel_host_bitexact(tmp_path, name):
+def test_sub_kernel_host_bitexact(tmp_path, host_batch, name):
     """Every step whose weights or inputs have fewer than 8 bits takes tn_m7_sub (or a kernel
     of no more scratch than its 8-bit one) and the C equals the simulator on 40 inputs."""
-    rounding, signed, zin, shape, layers = SUB_CHAINS[name]
-    g = chain(60 + len(name), layers, shape, 8, signed, zin, rounding)
-    e = host_check(g, tmp_path)
+    e = host_check(_sub_chain(name), tmp_path, batch=host_batch)
     subs = [s for k, s in zip(e.kernels, e.steps) if k == "sub"]
     assert len(subs) >= len([s for s in e.steps if s.layer.weights is not None]) - 1, e.kernels
     for k, s in zip(e.kernels, e.steps):
@@ -179,17 +207,21 @@ SUBCONV_CHAINS = {
 }
 
 
+def _subconv_case(mp, name, raw):
+    """SUBCONV_CHAINS[name], tn_m7_subconv's RAW forced to ``raw`` (None: as planned)."""
+    rounding, signed, zin, shape, layers = SUBCONV_CHAINS[name]
+    if raw is not None:
+        mp.setattr(kernels_m7.subconv, "subconv_raw", lambda layer: raw)
+    return chain(70 + len(name), layers, shape, 8, signed, zin, rounding)
+
+
 @pytest.mark.parametrize("raw", [None, 1, 0])
 @pytest.mark.parametrize("name", sorted(SUBCONV_CHAINS))
-def test_subconv_host_bitexact(tmp_path, monkeypatch, name, raw, roomy):
+def test_subconv_host_bitexact(tmp_path, monkeypatch, host_batch, name, raw, roomy):
     """Every conv / pointwise step takes tn_m7_subconv, in at most the 8-bit kernel's scratch,
     and the C equals the simulator; RAW forced down to 1 (row 3 shifted) and 0 (no scaled
     rows) too (always exact: lower levels need no bound)."""
-    rounding, signed, zin, shape, layers = SUBCONV_CHAINS[name]
-    g = chain(70 + len(name), layers, shape, 8, signed, zin, rounding)
-    if raw is not None:
-        monkeypatch.setattr(kernels_m7.subconv, "subconv_raw", lambda layer: raw)
-    e = host_check(g, tmp_path)
+    e = host_check(_subconv_case(monkeypatch, name, raw), tmp_path, batch=host_batch)
     conv = [s for s in e.steps if s.layer.kind in ("conv2d", "pointwise")]
     assert conv and all(steps_mod.sub_conv_step(s) for s in conv), e.kernels
     for s in conv:  # tn_m7_conv's lanes (the 8-bit kernel's, or below a padded pointwise's)
@@ -293,9 +325,9 @@ def _residual_graph(wbits: int, bits: int = 8, slot: int = 1) -> IntegerGraph:
 
 
 @pytest.mark.parametrize("wbits", [4, 2])
-def test_sub_kernel_fused_add_host_bitexact(tmp_path, wbits, roomy):
+def test_sub_kernel_fused_add_host_bitexact(tmp_path, host_batch, wbits, roomy):
     g = _residual_graph(wbits)
-    e = host_check(g, tmp_path)
+    e = host_check(g, tmp_path, batch=host_batch)
     assert e.kernels == ["sub"] and e.steps[0].add is not None, e.kernels
     # tn_m7_subconv: the 8-bit kernel's lanes and the pair's int32 outputs, no more
     assert steps_mod.sub_conv_step(e.steps[0])
@@ -305,11 +337,12 @@ def test_sub_kernel_fused_add_host_bitexact(tmp_path, wbits, roomy):
 
 
 @pytest.mark.parametrize("wbits,bits,slot", [(4, 4, 1), (2, 4, 0), (4, 2, 0), (2, 2, 1)])
-def test_subconv_fused_sub_byte_add_host_bitexact(tmp_path, wbits, bits, slot, roomy):
+def test_subconv_fused_sub_byte_add_host_bitexact(tmp_path, host_batch, wbits, bits, slot,
+                                                  roomy):
     """A residual ADD of sub-byte tensors fused into tn_m7_subconv runs its table (both
     slots), bit-exact with the simulator; the table is the simulator's ADD on every pair."""
     g = _residual_graph(wbits, bits, slot)
-    e = host_check(g, tmp_path)
+    e = host_check(g, tmp_path, batch=host_batch)
     step = e.steps[0]
     assert e.kernels == ["sub"] and step.add is not None and steps_mod.sub_conv_step(step)
     table = kernels_m7.subconv_add_table(step, g.rounding)
@@ -582,15 +615,19 @@ def _forced_subfc_plan(layer, plan):
 SUBFC_PLANS = [None, "raw1", "raw0", "chunks"]
 
 
+def _subfc_case(mp, name, plan):
+    """SUBFC_CHAINS[name] on tn_m7_subfc (not tn_m7_subfc16), its plan forced to ``plan``."""
+    _force_subfc_plan(mp, plan)
+    mp.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)  # tn_m7_subfc
+    return _subfc_graph(name)
+
+
 @pytest.mark.parametrize("plan", SUBFC_PLANS)
 @pytest.mark.parametrize("name", sorted(SUBFC_CHAINS))
-def test_subfc_host_bitexact(tmp_path, monkeypatch, name, plan):
+def test_subfc_host_bitexact(tmp_path, monkeypatch, host_batch, name, plan):
     """Every dense step whose input fills whole words takes tn_m7_subfc, with no scratch, and
     the C equals the simulator; RAW forced down to 1 and 0, and RAW 2 in short chunks, too."""
-    g = _subfc_graph(name)
-    _force_subfc_plan(monkeypatch, plan)
-    monkeypatch.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)  # tn_m7_subfc
-    e = host_check(g, tmp_path)
+    e = host_check(_subfc_case(monkeypatch, name, plan), tmp_path, batch=host_batch)
     fits = [steps_mod.sub_fc_fits(s) for s in e.steps]
     assert all(fits), fits
     for k, s in zip(e.kernels, e.steps):

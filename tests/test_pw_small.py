@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from tests._qemu_many import check_many
+from tests._qemu_many import HostBatch, host_inputs
 from tests.test_kernels_m7 import _conv, chain, host_check
-from tinyopt.deploy import codegen, kernels_m7, mcu
+from tinyopt.deploy import codegen, kernels_m7
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
@@ -191,12 +192,22 @@ def test_w16_weights_by_hand():
         kernels_m7.conv_weights(lay6, 2, tab6, rounding="tflite_double")
 
 
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's host checks in one host program (tests._qemu_many.HostBatch)."""
+    return HostBatch(request, {
+        "test_w16_host_bitexact": lambda mp, name: (_graph(name), 120),
+        "test_w16_fused_add_host_bitexact": lambda mp, name: (_res_case(name), 30),
+        "test_w16_add_table_host_bitexact": lambda mp, name: (_table_graph(name), 30),
+    }, tmp_path_factory.mktemp("host_batch"))
+
+
 @pytest.mark.parametrize("name", sorted(W16_CHAINS))
-def test_w16_host_bitexact(tmp_path, name):
+def test_w16_host_bitexact(tmp_path, host_batch, name):
     """Every pointwise layer of the chains runs tn_m7_conv ("pw") and equals the simulator on
     120 inputs; the scratch stays the two pixels' lanes (4 KP bytes)."""
     g = _graph(name)
-    e = host_check(g, tmp_path, n=120)
+    e = host_check(g, tmp_path, n=120, batch=host_batch)
     assert e.kernels == ["pw"] * len(g.layers), e.kernels
     for s in e.steps:
         assert s.scratch_bytes == steps_mod.scratch_bytes(s) == 4 * steps_mod.conv_lanes(
@@ -432,13 +443,13 @@ RES_GRAPHS = {"s8_16": ("tflite_double", True, 16, 32, 20),
 
 
 @pytest.mark.parametrize("name", sorted(RES_GRAPHS))
-def test_w16_fused_add_host_bitexact(tmp_path, name):
+def test_w16_fused_add_host_bitexact(tmp_path, host_batch, name):
     """The stride-2 shortcut fused with the residual ADD: QUAD = 2 (but for floor rounding),
     TAB 2 (one shift and the sign term) or with the ReLU TAB 3, with tn_m7_add's arithmetic per
     output, or the portable one after the pixel pair (add_plan refuses the wide shift),
     bit-exact on the host on 30 inputs."""
     flavour, signed, cin, cout, ls, *relu = RES_GRAPHS[name]
-    g = _res_graph(flavour, signed, cin, cout, ls, relu=bool(relu))
+    g = _res_case(name)
     e = codegen.export_c(g, tmp_path / "src")
     fused = [s for s in e.steps if s.add is not None]
     assert len(fused) == 1 and fused[0].layer.kind == "pointwise"
@@ -446,12 +457,15 @@ def test_w16_fused_add_host_bitexact(tmp_path, name):
         (1, 0) if flavour == "floor" else (2, 3) if relu else (2, 2))
     plan = kernels_m7.add_plan(fused[0], g.rounding)
     assert isinstance(plan, str) == (name == "wide_shift"), plan
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
-    lo = -128 if signed else 0
-    x = np.random.default_rng(5).integers(lo, lo + 256, (30, *g.input_shape))
+    x = host_inputs(g, 30)
     want = codegen.reference_output(g, x)
     assert len(np.unique(want)) > 30
-    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+    np.testing.assert_array_equal(host_batch.outputs(e, x), want)
+
+
+def _res_case(name):
+    flavour, signed, cin, cout, ls, *relu = RES_GRAPHS[name]
+    return _res_graph(flavour, signed, cin, cout, ls, relu=bool(relu))
 
 
 # the fused ADD by its table (kernels_m7.w16_add_table, tn_m7_cv_addtab): the 1x1 layer as the
@@ -551,19 +565,17 @@ def test_w16_add_table_refuses_a_wrong_plan(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(TABLE_GRAPHS))
-def test_w16_add_table_host_bitexact(tmp_path, name):
+def test_w16_add_table_host_bitexact(tmp_path, host_batch, name):
     """TABLE_GRAPHS on the host (tn_m7_cv_pixels' C path of the table, or its fallback):
     the table in the step's C exactly when expected, outputs value for value on 30 inputs."""
     g = _table_graph(name)
     e, step = _fused_step(g, tmp_path)
     src = (tmp_path / "src" / "model.c").read_text()
     assert ("static const int32_t addtab[256]" in src) == TABLE_GRAPHS[name][1]
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
-    lo = -128 if g.input_signed else 0
-    x = np.random.default_rng(5).integers(lo, lo + 256, (30, *g.input_shape))
+    x = host_inputs(g, 30)
     want = codegen.reference_output(g, x)
     assert len(np.unique(want)) > 30
-    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+    np.testing.assert_array_equal(host_batch.outputs(e, x), want)
 
 
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
