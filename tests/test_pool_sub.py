@@ -13,6 +13,8 @@ import subprocess
 import numpy as np
 import pytest
 
+from tests import _qemu_many
+from tests._qemu_many import HostBatch
 from tests.test_build_levels import ARM, FORM_LEVELS, WARN, _arm_gcc
 from tinyopt import IntegerGraph, IntegerLayer
 from tinyopt.deploy import codegen, mcu
@@ -87,19 +89,30 @@ def _order(cases):
     return sorted(cases, key=lambda c: c[0] not in FAST)
 
 
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's host checks in one host program (tests._qemu_many.HostBatch), each case
+    on the inputs its test draws: :func:`pool_inputs` (seed 1, the lane-bound cases' codes near
+    the top) in place of the batch's own ``host_inputs`` while the batch is built."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_qemu_many, "host_inputs", pool_inputs)
+        return HostBatch(request, {
+            "test_pool_host_bitexact": lambda mp, name, rounding: (pool_graph(name, rounding), 24),
+        }, tmp_path_factory.mktemp("host_batch"))
+
+
 @pytest.mark.parametrize("name,rounding", _order(CASES))
-def test_pool_host_bitexact(tmp_path, name, rounding):
+def test_pool_host_bitexact(tmp_path, host_batch, name, rounding):
     g = pool_graph(name, rounding)
     e = codegen.export_c(g, tmp_path / "src")
     assert e.kernels == ["pool"], e.kernels
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
     x = pool_inputs(g, 24)
     want = codegen.reference_output(g, x)
     assert len(np.unique(want)) > 1, "a constant output checks little"
     if name.endswith("lane_bound"):  # the window sums leave 16 bits
         c = g.input_shape[-1]
         assert int(np.abs(x.reshape(len(x), -1, c).sum(axis=1)).max()) > 65535
-    got = mcu.run_host(exe, e, x)
+    got = host_batch.outputs(e, x)
     assert int((got != want).sum()) == 0
 
 
