@@ -20,7 +20,7 @@ from tinyopt.icn import IntegerGraph, IntegerLayer
 from tinyopt.integer import sim, steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 
-from tests._qemu_many import host_inputs
+from tests._qemu_many import HostBatch, host_inputs
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 needs_fc = pytest.mark.skipif(not steps_mod.OWN_WEIGHT_ORDER,
@@ -139,16 +139,35 @@ GEMM_CHAINS = {
 }
 
 
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's parametrized host checks in one host program (tests._qemu_many.HostBatch):
+    each case's graph (and patches) as its test sets them up."""
+    def fc_case(mp, name, form):
+        _fc_form(mp, form)
+        return _fc_graph(name), 120
+    return HostBatch(request, {
+        "test_gemm_kernels_host_bitexact": lambda mp, name: _gemm_graph(name),
+        "test_depthwise_kernels_host_bitexact": lambda mp, name: _dw_graph(name),
+        "test_fused_add_steps_host_bitexact": lambda mp, name: (_fused_chain(name), 30),
+        "test_fc_kernel_host_bitexact": fc_case,
+        "test_pw_kernel_host_bitexact": lambda mp, name: (_pw_graph(name), 120),
+    }, tmp_path_factory.mktemp("host_batch"))
+
+
 def _fast_first(names, fast):
     """The chains in ``fast`` run in make test-fast, the others only in make test (slow)."""
     return [n if n in fast else pytest.param(n, marks=pytest.mark.slow) for n in sorted(names)]
 
 
-@pytest.mark.parametrize("name", _fast_first(GEMM_CHAINS, ("floor_a",)))
-def test_gemm_kernels_host_bitexact(tmp_path, name):
+def _gemm_graph(name):
     rounding, signed, zin, layers = GEMM_CHAINS[name]
-    g = chain(len(name), layers, (9, 9, 3), 8, signed, zin, rounding)
-    e = host_check(g, tmp_path)
+    return chain(len(name), layers, (9, 9, 3), 8, signed, zin, rounding)
+
+
+@pytest.mark.parametrize("name", _fast_first(GEMM_CHAINS, ("floor_a",)))
+def test_gemm_kernels_host_bitexact(tmp_path, host_batch, name):
+    e = host_check(_gemm_graph(name), tmp_path, batch=host_batch)
     compute = [(k, s) for k, s in zip(e.kernels, e.steps) if s.layer.weights is not None]
     # dense, pointwise and conv layers of 8-bit inputs and weights take tn_m7_fc / tn_m7_conv
     assert [k for k, _ in compute] == [_gemm_kind(s) for _, s in compute], e.kernels
@@ -204,11 +223,14 @@ DW_CHAINS = {
 DW_KERNELS = {"scalar": ["depthwise_scalar", "depthwise_scalar", "portable"]}
 
 
-@pytest.mark.parametrize("name", _fast_first(DW_CHAINS, ("c32",)))
-def test_depthwise_kernels_host_bitexact(tmp_path, name):
+def _dw_graph(name):
     bits, signed, zin, shape, layers = DW_CHAINS[name]
-    g = chain(len(name) + 10, layers, shape, bits, signed, zin)
-    e = host_check(g, tmp_path)
+    return chain(len(name) + 10, layers, shape, bits, signed, zin)
+
+
+@pytest.mark.parametrize("name", _fast_first(DW_CHAINS, ("c32",)))
+def test_depthwise_kernels_host_bitexact(tmp_path, host_batch, name):
+    e = host_check(_dw_graph(name), tmp_path, batch=host_batch)
     dws = [k for k, s in zip(e.kernels, e.steps) if s.layer.kind == "depthwise"]
     assert dws == DW_KERNELS.get(name, ["depthwise"] * len(dws)), e.kernels
 
@@ -667,12 +689,12 @@ FUSED_GRAPHS = {"double_s8": ("tflite_double", True, 8, 20),
 
 
 @pytest.mark.parametrize("name", _fast_first(FUSED_GRAPHS, ("double_s8", "wide_shift")))
-def test_fused_add_steps_host_bitexact(tmp_path, name):
+def test_fused_add_steps_host_bitexact(tmp_path, host_batch, name):
     """Convolutions fused with a residual ADD (as either of its inputs, in place over the other
     addend or not) bit-exact on the host: with tn_m7_add_fused where add_plan accepts the ADD,
     with the portable arithmetic (and the reason in the choice) where it refuses."""
-    flavour, signed, bits, ls = FUSED_GRAPHS[name]
-    g = _fused_graph(flavour, signed, bits, ls)
+    _, signed, bits, _ = FUSED_GRAPHS[name]
+    g = _fused_chain(name)
     e = codegen.export_c(g, tmp_path / "src")
     assert e.kernels == [_gemm_kind(s) for s in e.steps], e.kernels
     fused = [s for s in e.steps if s.add is not None]
@@ -688,12 +710,16 @@ def test_fused_add_steps_host_bitexact(tmp_path, name):
         assert all("8-bit" in p for p in plans) and all("8-bit" in r for r in reasons)
     else:
         assert all(isinstance(p, dict) for p in plans) and reasons == ["", ""], plans
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
-    lo = -(1 << (bits - 1)) if signed else 0
-    x = np.random.default_rng(5).integers(lo, lo + (1 << bits), (30, *g.input_shape))
+    x = host_inputs(g, 30)  # the whole range of its input width
+    assert (g.input_bits, g.input_signed) == (bits, signed)
     want = codegen.reference_output(g, x)
     assert len(np.unique(want)) > (8 if bits < 8 else 50)
-    np.testing.assert_array_equal(mcu.run_host(exe, e, x), want)
+    np.testing.assert_array_equal(host_batch.outputs(e, x), want)
+
+
+def _fused_chain(name):
+    flavour, signed, bits, ls = FUSED_GRAPHS[name]
+    return _fused_graph(flavour, signed, bits, ls)
 
 
 # ------------------------------------------------------------------------------ dense: tn_m7_fc
@@ -749,12 +775,12 @@ def _fc_form(monkeypatch, form):
 @needs_fc
 @pytest.mark.parametrize("form", ["fc16", "pairs"])
 @pytest.mark.parametrize("name", _fast_first(FC_CHAINS, ("floor_u8", "double_s8", "u8_z0")))
-def test_fc_kernel_host_bitexact(tmp_path, monkeypatch, name, form):
+def test_fc_kernel_host_bitexact(tmp_path, monkeypatch, host_batch, name, form):
     """tn_m7_fc (every dense layer of the chains; "fc16": its small layers on tn_m7_fc16,
     "pairs": all on the row pairs) equals the simulator on 120 inputs; no step needs scratch."""
     _fc_form(monkeypatch, form)
     g = _fc_graph(name)
-    e = host_check(g, tmp_path, n=120)
+    e = host_check(g, tmp_path, n=120, batch=host_batch)
     assert e.kernels == ["fc"] * len(g.layers), e.kernels
     assert [s.scratch_bytes for s in e.steps] == [0] * len(e.steps)
     acc32 = [kernels_m7.fc_acc32(lay) for lay in g.layers]
@@ -962,11 +988,11 @@ def _pw_graph(name):
 
 @needs_fc
 @pytest.mark.parametrize("name", _fast_first(PW_CHAINS, ("floor_u8", "double_s8", "u8_z0")))
-def test_pw_kernel_host_bitexact(tmp_path, name):
+def test_pw_kernel_host_bitexact(tmp_path, host_batch, name):
     """tn_m7_conv on the pointwise layers of the chains ("pw") equals the simulator on 120
     inputs; its scratch is two pixels' int16 lanes (4 KP bytes), no int32 outputs."""
     g = _pw_graph(name)
-    e = host_check(g, tmp_path, n=120)
+    e = host_check(g, tmp_path, n=120, batch=host_batch)
     pws = [(k, s) for k, s in zip(e.kernels, e.steps) if s.layer.kind == "pointwise"]
     assert [k for k, _ in pws] == ["pw"] * len(pws), e.kernels
     for _, s in pws:
