@@ -214,16 +214,16 @@ class HostBatch:
     hundredths of a second.
 
     ``makes`` maps test function names to ``make(mp, **params)``: the graph of one case of that
-    test (or the graph and its number of inputs, default ``n``), its module-level patches (the
-    forced kernel plans the test sets with ``monkeypatch``) applied on ``mp``, a
-    ``pytest.MonkeyPatch`` undone after that case's export. The cases are the selected (not
-    deselected) items of those tests in the requesting module. The test then calls
-    :meth:`outputs` (through ``host_check(g, tmp_path, batch=...)``, or with the inputs of
-    :func:`host_inputs`) on the export of ``g`` it makes under its own patches; the outputs are
-    looked up by the exported C's content and the inputs: a case whose export differs from
-    what the test exports (its setup differs from ``make``'s) is a lookup failure, never
-    another case's outputs. A case whose ``make`` or export raised is left out (its test raises
-    the same when it runs its own setup).
+    test (or the graph and its number of inputs, default ``n``; or the graph and its inputs,
+    for a test that draws its own), its module-level patches (the forced kernel plans the test
+    sets with ``monkeypatch``) applied on ``mp``, a ``pytest.MonkeyPatch`` undone after that
+    case's export. The cases are the selected (not deselected) items of those tests in the
+    requesting module. The test then calls :meth:`outputs` (through ``host_check(g, tmp_path,
+    batch=...)``, or with its inputs) on the export of ``g`` it makes under its own patches;
+    the outputs are looked up by the exported C's content and the inputs: a case whose export
+    or inputs differ from what the test has (its setup differs from ``make``'s) is a lookup
+    failure, never another case's outputs. A case whose ``make`` or export raised is left out
+    (its test raises the same when it runs its own setup).
     """
 
     def __init__(self, request, makes: dict, tmp, n: int = 40):
@@ -239,11 +239,11 @@ class HostBatch:
                 try:
                     g = make(mp, **params)
                     g, m = g if isinstance(g, tuple) else (g, n)
+                    x = host_inputs(g, m) if isinstance(m, int) else np.asarray(m)
                     e = codegen.export_c(g, tmp / f"case{k}" / "src")
                 except Exception as exc:  # noqa: BLE001 (the case's own test raises it)
                     self.failed[repr(params)] = f"{type(exc).__name__}: {exc}"
                     continue
-            x = host_inputs(g, m)
             key = _export_key(e, x)
             if key not in keys:  # cases whose C is the same build once
                 exports.append(e)

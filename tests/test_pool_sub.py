@@ -13,7 +13,6 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests import _qemu_many
 from tests._qemu_many import HostBatch
 from tests.test_build_levels import ARM, FORM_LEVELS, WARN, _arm_gcc
 from tinyopt import IntegerGraph, IntegerLayer
@@ -92,13 +91,13 @@ def _order(cases):
 @pytest.fixture(scope="module")
 def host_batch(request, tmp_path_factory):
     """This module's host checks in one host program (tests._qemu_many.HostBatch), each case
-    on the inputs its test draws: :func:`pool_inputs` (seed 1, the lane-bound cases' codes near
-    the top) in place of the batch's own ``host_inputs`` while the batch is built."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_qemu_many, "host_inputs", pool_inputs)
-        return HostBatch(request, {
-            "test_pool_host_bitexact": lambda mp, name, rounding: (pool_graph(name, rounding), 24),
-        }, tmp_path_factory.mktemp("host_batch"))
+    on the inputs its test draws (:func:`pool_inputs`: seed 1, the lane-bound cases' codes near
+    the top)."""
+    def make(mp, name, rounding):
+        g = pool_graph(name, rounding)
+        return g, pool_inputs(g, 24)
+    return HostBatch(request, {"test_pool_host_bitexact": make},
+                     tmp_path_factory.mktemp("host_batch"))
 
 
 @pytest.mark.parametrize("name,rounding", _order(CASES))
