@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests._qemu_many import check_many
+from tests._qemu_many import HostBatch, check_many
 from tests.test_kernels_m7 import _conv, _fast_first, chain, host_check
 from tinyopt.deploy import codegen, kernels_m7
 from tinyopt.integer import steps as steps_mod
@@ -63,13 +63,25 @@ def _conv_graph(name):
     return chain(90 + len(name), layers, shape, 8, signed, zin, rounding)
 
 
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's parametrized host checks in one host program (tests._qemu_many.HostBatch):
+    each case's graph and number of inputs as its test sets them up (not parametrized,
+    test_conv_tables_host_bitexact builds its own)."""
+    return HostBatch(request, {
+        "test_conv_kernel_host_bitexact": lambda mp, name: (_conv_graph(name), 120),
+        "test_signed_weights_host_bitexact": lambda mp, name: (_signed_case(name), 60),
+        "test_dilated_conv_host_bitexact": lambda mp, name: (_dil_graph(name), 120),
+    }, tmp_path_factory.mktemp("host_batch"))
+
+
 @pytest.mark.parametrize("name", _fast_first(CONV_CHAINS,
                                              ("double_s8", "floor_u8", "pair_u8")))
-def test_conv_kernel_host_bitexact(tmp_path, name):
+def test_conv_kernel_host_bitexact(tmp_path, host_batch, name):
     """Every 8-bit convolution of the chains runs tn_m7_conv and equals the simulator on 120
     inputs; its scratch is the two pixels' lanes (4 KP bytes, KP = KH * KWCP)."""
     g = _conv_graph(name)
-    e = host_check(g, tmp_path, n=120)
+    e = host_check(g, tmp_path, n=120, batch=host_batch)
     convs = [(k, s) for k, s in zip(e.kernels, e.steps) if s.layer.kind == "conv2d"]
     assert [k for k, _ in convs] == ["conv"] * len(convs), e.kernels
     for _, s in convs:
@@ -216,13 +228,17 @@ def _signed_graphs():
             + [("fc_" + n, lambda n=n: _fc_graph(n)) for n in FC_CHAINS])
 
 
+def _signed_case(name):
+    return _signed(dict(_signed_graphs())[name]())
+
+
 @pytest.mark.parametrize("name", [n for n, _ in _signed_graphs()])
-def test_signed_weights_host_bitexact(tmp_path, name):
+def test_signed_weights_host_bitexact(tmp_path, host_batch, name):
     """With SGW (weights minus their zero points in the lanes: no sum of the inputs) tn_m7_conv
     and tn_m7_fc equal the simulator on every chain (tails of K % 4, odd rows, PL and PC zero
     points, QUAD / pair loops, TAB 0 / 1 / 4)."""
-    g = _signed(dict(_signed_graphs())[name]())
-    e = host_check(g, tmp_path, n=60)
+    g = _signed_case(name)
+    e = host_check(g, tmp_path, n=60, batch=host_batch)
     assert set(e.kernels) & {"conv", "pw", "fc"}, e.kernels
 
 
@@ -333,13 +349,13 @@ def _dil_graph(name):
 
 
 @pytest.mark.parametrize("name", sorted(DIL_CHAINS))
-def test_dilated_conv_host_bitexact(tmp_path, name):
+def test_dilated_conv_host_bitexact(tmp_path, host_batch, name):
     """Every dilated 8-bit convolution of the chains runs tn_m7_conv (no longer the portable
     kernel) and equals the simulator on 120 inputs; its scratch is the two pixels' lanes, as
     undilated (the gather packs the KW taps of a row together whatever DW)."""
     g = _dil_graph(name)
     assert all(tuple(lay.dilation) != (1, 1) for lay in g.layers)
-    e = host_check(g, tmp_path, n=120)
+    e = host_check(g, tmp_path, n=120, batch=host_batch)
     assert e.kernels == ["conv"] * len(g.layers), e.kernels
     for s in e.steps:
         kh, kw = steps_mod.kernel_window(s.layer)
