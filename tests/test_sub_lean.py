@@ -16,18 +16,23 @@ from tinyopt.deploy import kernels_m7
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.graph import IntegerLayer
 
-from tests._qemu_many import check_many
+from tests._qemu_many import HostBatch, check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
 from tests.test_kernels_m7_sub import _dense, _residual_graph
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
 
-@pytest.fixture
-def lean(monkeypatch):
+def _lean(mp):
     """The lean plan everywhere: no step takes tn_m7_subconv (what the default plan deploys at a
     Keras-path graph's peak), so every sub-byte conv / pointwise step runs tn_m7_sub."""
-    monkeypatch.setattr(steps_mod, "sub_conv_fits", lambda step: False)
+    mp.setattr(steps_mod, "sub_conv_fits", lambda step: False)
+
+
+@pytest.fixture
+def lean(monkeypatch):
+    """:func:`_lean` for one test."""
+    _lean(monkeypatch)
 
 
 # Chains whose conv / pointwise steps all take the FC form: a first layer of three 8-bit
@@ -91,13 +96,28 @@ def _lean_graph(name):
     return chain(40 + len(name), layers, shape, 8, signed, zin, rounding)
 
 
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's host checks in one host program (tests._qemu_many.HostBatch): each case's
+    graph under the lean plan, as its test sets them up."""
+    def lean_too(graph):
+        def make(mp, **params):
+            _lean(mp)
+            return graph(**params)
+        return make
+    return HostBatch(request, {
+        "test_lean_fc_form_host_bitexact": lean_too(_lean_graph),
+        "test_lean_fc_form_fused_add_host_bitexact": lean_too(_residual_graph),
+    }, tmp_path_factory.mktemp("host_batch"))
+
+
 @pytest.mark.parametrize("name", sorted(LEAN_CHAINS))
-def test_lean_fc_form_host_bitexact(tmp_path, lean, name):
+def test_lean_fc_form_host_bitexact(tmp_path, lean, host_batch, name):
     """Every conv / pointwise step of the chains takes tn_m7_sub's FC form, its scratch that of
     the lean plan (a gathered window at most; nothing in place), and the C equals the
     simulator on 40 inputs."""
     g = _lean_graph(name)
-    e = host_check(g, tmp_path)
+    e = host_check(g, tmp_path, batch=host_batch)
     convs = [(k, s) for k, s in zip(e.kernels, e.steps) if s.layer.kind != "dense"
              and s.layer.weights is not None]
     assert len(convs) >= 2
@@ -123,10 +143,10 @@ def test_lean_fc_form_host_bitexact(tmp_path, lean, name):
 
 
 @pytest.mark.parametrize("wbits,bits,slot", [(4, 8, 1), (2, 8, 0)])
-def test_lean_fc_form_fused_add_host_bitexact(tmp_path, lean, wbits, bits, slot):
+def test_lean_fc_form_fused_add_host_bitexact(tmp_path, lean, host_batch, wbits, bits, slot):
     """A pointwise layer with the residual ADD fused after it (MODE 2) in the FC form."""
     g = _residual_graph(wbits, bits, slot)
-    e = host_check(g, tmp_path)
+    e = host_check(g, tmp_path, batch=host_batch)
     step = e.steps[0]
     assert e.kernels == ["sub"] and step.add is not None
     assert steps_mod.sub_fc_window(step.layer) and not steps_mod.sub_conv_step(step)
