@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests._qemu_many import check_many
+from tests._qemu_many import HostBatch, check_many
 from tests.test_kernels_m7 import _dw, chain, host_check
 from tests.test_kernels_m7_dw_add import _dw3_calls
 from tinyopt.deploy import kernels_m7
@@ -60,18 +60,38 @@ KERAS_CHAINS = {
 }
 
 
-@pytest.fixture
-def row_kernel_everywhere(monkeypatch):
+def _row_kernel_everywhere(mp):
     """These chains are all depthwise: every step sets the arena's peak, so the planner's rule
     (the row kernel only where its scratch is free) would never run it; force it."""
-    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+    mp.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+
+
+@pytest.fixture
+def row_kernel_everywhere(monkeypatch):
+    """:func:`_row_kernel_everywhere` for one test."""
+    _row_kernel_everywhere(monkeypatch)
+
+
+def _keras_graph(name):
+    bits, signed, zin, shape, layers = KERAS_CHAINS[name]
+    return chain(len(name) + 30, layers, shape, bits, signed, zin, "floor")
+
+
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's host checks in one host program (tests._qemu_many.HostBatch): each chain
+    on the row kernel everywhere, as its test sets it up."""
+    def make(mp, name):
+        _row_kernel_everywhere(mp)
+        return _keras_graph(name), 24
+    return HostBatch(request, {"test_dw3_floor_subbyte_host_bitexact": make},
+                     tmp_path_factory.mktemp("host_batch"))
 
 
 @pytest.mark.parametrize("name", sorted(KERAS_CHAINS))
-def test_dw3_floor_subbyte_host_bitexact(tmp_path, name, row_kernel_everywhere):
-    bits, signed, zin, shape, layers = KERAS_CHAINS[name]
-    g = chain(len(name) + 30, layers, shape, bits, signed, zin, "floor")
-    e = host_check(g, tmp_path, n=24)
+def test_dw3_floor_subbyte_host_bitexact(tmp_path, host_batch, name, row_kernel_everywhere):
+    g = _keras_graph(name)
+    e = host_check(g, tmp_path, n=24, batch=host_batch)
     dws = [s for s in e.steps if s.layer.kind == "depthwise"]
     assert _dw3_calls(e, tmp_path) == len(dws) == 3, "every depthwise step on the row kernel"
     plans = [kernels_m7.dw3_plan(s, g.rounding) for s in dws]
