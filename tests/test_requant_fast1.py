@@ -16,10 +16,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests._qemu_many import check_many
+from tests._qemu_many import HostBatch, check_many
 from tests.test_build_levels import ARM, FORM_LEVELS, WARN, _arm_gcc
 from tests.test_kernels_m7 import _conv, _dw, _host_program_output, chain
-from tinyopt.deploy import codegen, kernels_m7, mcu, synth
+from tinyopt.deploy import codegen, kernels_m7, synth
 from tinyopt.integer import sim
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -97,16 +97,24 @@ def test_mixed_sign_graphs_take_fast1():
             assert rq["FAST"] == 1 and rq["NM"] == 16, (rounding, edges, lay.name, rq)
 
 
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's host checks in one host program (tests._qemu_many.HostBatch); its inputs
+    (host_inputs: seed 5, the 4-bit codes 0..15) are :func:`_inputs`' (the lookup checks them)."""
+    return HostBatch(request, {
+        "test_mixed_sign_n0_host_bitexact": lambda mp, case: mixed_sign_graph(*case),
+    }, tmp_path_factory.mktemp("host_batch"))
+
+
 @pytest.mark.parametrize("case", CASES, ids=_ids)
-def test_mixed_sign_n0_host_bitexact(tmp_path, case):
+def test_mixed_sign_n0_host_bitexact(tmp_path, host_batch, case):
     g = mixed_sign_graph(*case)
     e = codegen.export_c(g, tmp_path / "src")
     assert e.kernels == ["depthwise", "sub"], e.kernels
-    exe = mcu.build_host(e, build_dir=tmp_path / "host")
     x = _inputs(40)
     want = _want(g, x)
     assert len({r.tobytes() for r in want}) > 1
-    got = mcu.run_host(exe, e, x)
+    got = host_batch.outputs(e, x)
     assert int((got != want).sum()) == 0
 
 
