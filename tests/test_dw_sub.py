@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests._qemu_many import check_many
+from tests._qemu_many import HostBatch, check_many
 from tests.test_build_levels import FORM_ABIS
 from tests.test_kernels_m7 import chain, host_check
 from tinyopt.deploy import kernels_m7
@@ -86,8 +86,16 @@ def _c_text(e, tmp_path) -> str:
     return "".join(p.read_text() for p in (tmp_path / "src").glob("*.c"))
 
 
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's host checks in one host program (tests._qemu_many.HostBatch)."""
+    return HostBatch(request, {
+        "test_dw3_tail_form_host_bitexact": lambda mp, name: (_graph(name), 24),
+    }, tmp_path_factory.mktemp("host_batch"))
+
+
 @pytest.mark.parametrize("name", sorted(TAIL_CHAINS))
-def test_dw3_tail_form_host_bitexact(tmp_path, name):
+def test_dw3_tail_form_host_bitexact(tmp_path, host_batch, name):
     g = _graph(name)
     steps, mem = steps_mod.memory_plan(g)
     dws = [s for s in steps if s.layer.kind == "depthwise"]
@@ -96,7 +104,7 @@ def test_dw3_tail_form_host_bitexact(tmp_path, name):
     assert all(s.scratch_bytes == 0 for s in tails), "the tail form has no scratch of its own"
     lean = _lean_arena(g)
     assert mem.arena_bytes == lean, "the tail form never grows the arena"
-    e = host_check(g, tmp_path, n=24)
+    e = host_check(g, tmp_path, n=24, batch=host_batch)
     dwq = {kernels_m7.dw3_plan(s, g.rounding)["DWQ"] for s in dws if steps_mod.dw3_fits(s)}
     assert dwq == DWQ[name], dwq
     forms = _forms(_c_text(e, tmp_path))
