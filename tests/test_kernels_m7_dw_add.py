@@ -14,7 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests._qemu_many import check_many
+from tests._qemu_many import HostBatch, check_many
 from tests.test_kernels_m7 import _dw, chain, host_check
 from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
@@ -113,11 +113,23 @@ def _asm_row(step, plan) -> bool:
             and np.size(lay.m0) > 1 and (plan["LO"], plan["HI"]) == full)
 
 
-@pytest.mark.parametrize("name", sorted(DW3_CHAINS))
-def test_dw3_row_kernel_host_bitexact(tmp_path, dw3_planned, name):
+def _dw3_graph(name):
     rounding, signed, zin, shape, layers = DW3_CHAINS[name]
-    g = _int8_offsets(chain(len(name) + 20, layers, shape, 8, signed, zin, rounding))
-    e = host_check(g, tmp_path, n=24)
+    return _int8_offsets(chain(len(name) + 20, layers, shape, 8, signed, zin, rounding))
+
+
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's host checks in one host program (tests._qemu_many.HostBatch)."""
+    return HostBatch(request, {
+        "test_dw3_row_kernel_host_bitexact": lambda mp, name: (_dw3_graph(name), 24),
+    }, tmp_path_factory.mktemp("host_batch"))
+
+
+@pytest.mark.parametrize("name", sorted(DW3_CHAINS))
+def test_dw3_row_kernel_host_bitexact(tmp_path, dw3_planned, host_batch, name):
+    g = _dw3_graph(name)
+    e = host_check(g, tmp_path, n=24, batch=host_batch)
     dws = [s for s in e.steps if s.layer.kind == "depthwise"]
     assert _dw3_calls(e, tmp_path) == len(dws), "every depthwise step on the row kernel"
     plans = [kernels_m7.dw3_plan(s, g.rounding) for s in dws]
