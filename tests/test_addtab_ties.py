@@ -32,8 +32,9 @@ import shutil
 import numpy as np
 import pytest
 
-from tests._qemu_many import check_many
-from tinyopt.deploy import codegen, kernels_m7, mcu
+from tests import _qemu_many
+from tests._qemu_many import HostBatch, check_many
+from tinyopt.deploy import codegen, kernels_m7
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
@@ -175,8 +176,20 @@ def _check_residues(name, g, images, fix):
     return got
 
 
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's host checks in one host program (tests._qemu_many.HostBatch), each graph
+    on the images its test runs: :func:`_all_pairs` in place of the batch's own random
+    ``host_inputs`` while the batch is built."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_qemu_many, "host_inputs", lambda g, n: _all_pairs(g.input_signed))
+        return HostBatch(request, {
+            "test_addtab_ties_host_bitexact": lambda mp, name: _tie_graph(name),
+        }, tmp_path_factory.mktemp("host_batch"))
+
+
 @pytest.mark.parametrize("name", sorted(TIE_GRAPHS))
-def test_addtab_ties_host_bitexact(tmp_path, name):
+def test_addtab_ties_host_bitexact(tmp_path, host_batch, name):
     """Every pair of codes through the fused step, among them the exact ties (or values one
     below a tie) the graph was solved for, unsaturated: the host's C equals the simulator on
     all of them (an output stage constant one off fails here)."""
@@ -188,7 +201,7 @@ def test_addtab_ties_host_bitexact(tmp_path, name):
     _check_residues(name, g, x, fix)
     want = codegen.reference_output(g, x)
     assert len(np.unique(want)) > 100
-    got = mcu.run_host(mcu.build_host(e, build_dir=tmp_path / "host"), e, x)
+    got = host_batch.outputs(e, x)
     bad = np.argwhere(got != want)
     assert len(bad) == 0, f"{len(bad)} outputs differ, the first at {bad[:4].tolist()}"
 
