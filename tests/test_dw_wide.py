@@ -17,6 +17,7 @@ import shutil
 import numpy as np
 import pytest
 
+from tests._qemu_many import HostBatch
 from tests.test_build_levels import FORM_ABIS
 from tests.test_dw_sub import _dwr, _forms, _head
 from tests.test_kernels_m7 import chain, host_check
@@ -96,12 +97,28 @@ def _graph():
     return g
 
 
-@pytest.fixture(params=["full", "tail"])
-def form(request, monkeypatch):
+def _form(mp, form):
     """full: every depthwise step on the full form (the planner's rule off); tail: the plan's
     choice, the tail form where the scratch is not free (l0, l1, l2, l4)."""
-    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", request.param == "tail")
+    mp.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", form == "tail")
+
+
+@pytest.fixture(params=["full", "tail"])
+def form(request, monkeypatch):
+    """:func:`_form` for one test."""
+    _form(monkeypatch, request.param)
     return request.param
+
+
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's host checks of both forms in one host program (tests._qemu_many.HostBatch;
+    test_dw_wide_lean_w4a8_host_bitexact, not parametrized, builds its own)."""
+    def make(mp, form):
+        _form(mp, form)
+        return _graph(), 16
+    return HostBatch(request, {"test_dw_wide_host_bitexact": make},
+                     tmp_path_factory.mktemp("host_batch"))
 
 
 def test_dw_wide_plans_and_weights(monkeypatch):
@@ -138,9 +155,9 @@ def test_dw_wide_plans_and_weights(monkeypatch):
         assert np.array_equal(rows[:, -4:].copy().view("<i4")[:, 0], bias), s.name
 
 
-def test_dw_wide_host_bitexact(tmp_path, form):
+def test_dw_wide_host_bitexact(tmp_path, host_batch, form):
     g = _graph()
-    host_check(g, tmp_path, n=16)
+    host_check(g, tmp_path, n=16, batch=host_batch)
     text = _c_text(tmp_path)
     forms = _forms(text)
     tails = [cb < c for c, cb, _ in forms]
