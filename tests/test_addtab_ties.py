@@ -32,7 +32,6 @@ import shutil
 import numpy as np
 import pytest
 
-from tests import _qemu_many
 from tests._qemu_many import HostBatch, check_many
 from tinyopt.deploy import codegen, kernels_m7
 from tinyopt.integer import steps as steps_mod
@@ -179,13 +178,12 @@ def _check_residues(name, g, images, fix):
 @pytest.fixture(scope="module")
 def host_batch(request, tmp_path_factory):
     """This module's host checks in one host program (tests._qemu_many.HostBatch), each graph
-    on the images its test runs: :func:`_all_pairs` in place of the batch's own random
-    ``host_inputs`` while the batch is built."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_qemu_many, "host_inputs", lambda g, n: _all_pairs(g.input_signed))
-        return HostBatch(request, {
-            "test_addtab_ties_host_bitexact": lambda mp, name: _tie_graph(name),
-        }, tmp_path_factory.mktemp("host_batch"))
+    on the images its test runs (:func:`_all_pairs`)."""
+    def make(mp, name):
+        g = _tie_graph(name)
+        return g, _all_pairs(g.input_signed)
+    return HostBatch(request, {"test_addtab_ties_host_bitexact": make},
+                     tmp_path_factory.mktemp("host_batch"))
 
 
 @pytest.mark.parametrize("name", sorted(TIE_GRAPHS))
