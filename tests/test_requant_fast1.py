@@ -99,10 +99,11 @@ def test_mixed_sign_graphs_take_fast1():
 
 @pytest.fixture(scope="module")
 def host_batch(request, tmp_path_factory):
-    """This module's host checks in one host program (tests._qemu_many.HostBatch); its inputs
-    (host_inputs: seed 5, the 4-bit codes 0..15) are :func:`_inputs`' (the lookup checks them)."""
+    """This module's host checks in one host program (tests._qemu_many.HostBatch), on the
+    inputs the test draws (:func:`_inputs`)."""
     return HostBatch(request, {
-        "test_mixed_sign_n0_host_bitexact": lambda mp, case: mixed_sign_graph(*case),
+        "test_mixed_sign_n0_host_bitexact": lambda mp, case: (mixed_sign_graph(*case),
+                                                               _inputs(40)),
     }, tmp_path_factory.mktemp("host_batch"))
 
 
