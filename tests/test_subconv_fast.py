@@ -44,6 +44,13 @@ def fast_form(layer, rounding: str) -> int:
     return 1 if (lo, hi) == (-half, half - 1) else 2 if (lo, hi) == (0, 2 * half - 1) else 0
 
 
+def halfword_rows(layer) -> bool:
+    """Does tn_sc_window read the layer's in-bounds window rows a halfword of sub-byte codes at a
+    time (groups of four lanes, C XB a multiple of 16 but KW C XB not of 32)?"""
+    xb, c = int(layer.in_bits), int(layer.in_shape[-1])
+    return xb < 8 and steps_mod.sub_lane_group(layer) == 4 and c * xb % 16 == 0
+
+
 def lane_pairs(layer) -> int:
     """NU of tn_sc_block for 4-bit weights: the window's lane pairs."""
     return steps_mod.sub_lanes(layer)[1] // 2
@@ -57,6 +64,9 @@ def lane_pairs(layer) -> int:
 # pointwise layer of 16 4-bit
 # channels (KP 16: first pair, two, four) to signed 2-bit codes, 2-bit weights, a strided conv;
 # 2-bit weights over 12, 20 and 64 lanes (their units after the first: 2, 4, 15 = 1 + 2 + 4 + 8);
+# windows of whole halfwords of sub-byte codes in groups of four lanes (tn_sc_window's halfword
+# rows: fq_s's 12 signed 4-bit channels with z_x = 2, fq_u's 8 unsigned 2-bit channels in a
+# pointwise layer and a padded 3x3 conv, its border rows lane by lane);
 # per-channel multipliers (ICN), n0 = -1 (K = 0) with z_out = -1, n0 = 0 (the general
 # arithmetic), signed inputs and codes.
 FAST_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, layers)
@@ -68,8 +78,11 @@ FAST_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
         _conv((6, 7, 12), (12, 1, 1, 16), 4, 2, out_signed=True),
         _conv((6, 7, 8), (8, 1, 1, 12), 2, 4),
         _conv((3, 4, 8), (8, 3, 3, 8), 4, 4, stride=(2, 2), padding=(1, 1, 1, 1)),
+        _conv((3, 4, 8), (8, 1, 1, 8), 2, 2),
+        _conv((3, 4, 8), (8, 3, 3, 8), 4, 2, padding=(1, 1, 1, 1)),
+        _conv((3, 4, 12), (12, 1, 1, 8), 2, 4),
         dict(kind="flatten"),
-        dict(kind="dense", out_shape=(3,), wshape=(3, 96), wbits=4, out_bits=32,
+        dict(kind="dense", out_shape=(3,), wshape=(3, 144), wbits=4, out_bits=32,
              out_signed=True, requantize=False)]),
     "fq_s": ("floor", True, -3, (5, 6, 8), [
         _conv((5, 6, 8), (8, 3, 3, 8), 4, 4, padding=(1, 1, 1, 1), out_signed=True),
@@ -113,6 +126,9 @@ def test_subconv_fast_host_bitexact(tmp_path, name, roomy):
     four = [s.layer for s in conv if s.layer.weight_bits == 4]
     assert {kernels_m7.subconv_raw(lay) for lay in four} == {2}
     forms = [fast_form(s.layer, g.rounding) for s in conv]
+    if name != "fq_double":  # tn_sc_window's halfword rows: 2-bit codes (fq_u), 4-bit (fq_s)
+        halves = {int(s.layer.in_bits) for s in conv if halfword_rows(s.layer)}
+        assert halves == ({2} if name == "fq_u" else {4}), halves
     if name == "fq_u":
         assert forms[:4] == [1, 0, 2, 1] and set(forms) == {0, 1, 2}, forms
         rests = [lane_pairs(lay) - 2 for lay in four]
