@@ -51,6 +51,15 @@ def halfword_rows(layer) -> bool:
     return xb < 8 and steps_mod.sub_lane_group(layer) == 4 and c * xb % 16 == 0
 
 
+def window2(layer) -> bool:
+    """Does tn_sc_windows read a pixel pair's overlapping 8-bit windows at once
+    (tn_m7_cv_window2: rows of whole groups, stride below the kernel's width)?"""
+    _, kw = steps_mod.kernel_window(layer)
+    c, sw = int(layer.in_shape[-1]), int(layer.stride[1])
+    return (int(layer.in_bits) == 8 and kw * c == steps_mod.sub_lanes(layer)[0]
+            and sw * c % 4 == 0 and sw < kw)
+
+
 def lane_pairs(layer) -> int:
     """NU of tn_sc_block for 4-bit weights: the window's lane pairs."""
     return steps_mod.sub_lanes(layer)[1] // 2
@@ -66,7 +75,9 @@ def lane_pairs(layer) -> int:
 # 2-bit weights over 12, 20 and 64 lanes (their units after the first: 2, 4, 15 = 1 + 2 + 4 + 8);
 # windows of whole halfwords of sub-byte codes in groups of four lanes (tn_sc_window's halfword
 # rows: fq_s's 12 signed 4-bit channels with z_x = 2, fq_u's 8 unsigned 2-bit channels in a
-# pointwise layer and a padded 3x3 conv, its border rows lane by lane);
+# pointwise layer and a padded 3x3 conv, its border rows lane by lane); padded 3x3 convs over
+# 8 signed (fq_s's first) and unsigned (its last) 8-bit channels, both pixels' windows at once
+# (tn_m7_cv_window2) where their rows lie inside;
 # per-channel multipliers (ICN), n0 = -1 (K = 0) with z_out = -1, n0 = 0 (the general
 # arithmetic), signed inputs and codes.
 FAST_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, layers)
@@ -92,8 +103,10 @@ FAST_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
         _conv((5, 6, 20), (20, 1, 1, 16), 4, 8),
         _conv((5, 6, 64), (64, 1, 1, 20), 2, 4),
         _conv((5, 6, 8), (8, 1, 1, 64), 2, 4),
+        _conv((5, 6, 8), (8, 1, 1, 8), 4, 8),
+        _conv((5, 6, 12), (12, 3, 3, 8), 2, 4, padding=(1, 1, 1, 1)),
         dict(kind="flatten"),
-        dict(kind="dense", out_shape=(3,), wshape=(3, 240), wbits=4, out_bits=32,
+        dict(kind="dense", out_shape=(3,), wshape=(3, 360), wbits=4, out_bits=32,
              out_signed=True, requantize=False)]),
     # the same shapes under TFLite's rounding: tn_sc_code on the general arithmetic
     "fq_double": ("tflite_double", False, 0, (6, 7, 3), [
@@ -126,6 +139,8 @@ def test_subconv_fast_host_bitexact(tmp_path, name, roomy):
     four = [s.layer for s in conv if s.layer.weight_bits == 4]
     assert {kernels_m7.subconv_raw(lay) for lay in four} == {2}
     forms = [fast_form(s.layer, g.rounding) for s in conv]
+    if name == "fq_s":  # tn_m7_cv_window2's pairs of 8-bit windows: signed, unsigned inputs
+        assert [s.layer.in_signed for s in conv if window2(s.layer)] == [True, False]
     if name != "fq_double":  # tn_sc_window's halfword rows: 2-bit codes (fq_u), 4-bit (fq_s)
         halves = {int(s.layer.in_bits) for s in conv if halfword_rows(s.layer)}
         assert halves == ({2} if name == "fq_u" else {4}), halves
@@ -135,7 +150,7 @@ def test_subconv_fast_host_bitexact(tmp_path, name, roomy):
         assert any(r & 2 for r in rests) and any(r & 4 for r in rests)
         assert any(r >= 8 for r in rests) and any(r < 8 for r in rests), rests
     elif name == "fq_s":  # l3's n0 = 0: tn_m7_out's general form
-        assert forms == [1, 0, 1, 0, 2, 2], forms
+        assert forms[:6] == [1, 0, 1, 0, 2, 2], forms
         rests = [steps_mod.sub_lanes(s.layer)[1] // 4 - 1 for s in conv
                  if s.layer.weight_bits == 2]  # 2-bit units after the first
         assert all(any(r & m for r in rests) for m in (1, 2, 4)) and max(rests) >= 8, rests

@@ -1085,7 +1085,14 @@ TN_INLINE void tn_sc_windows(const uint8_t *in, uint32_t *TN_RESTRICT buf, int32
                              uint32_t PADZERO, uint32_t GX, uint32_t KWCP, uint32_t INSIDE,
                              int32_t *s0, int32_t *s1)
 {
-    if (XB == 8u) {
+    if (XB == 8u && oy1 == oy0 && ox1 == ox0 + 1 && (uint32_t)KW * C == KWCP
+        && (uint32_t)SW * C % 4u == 0u && SW < KW
+        && (INSIDE || (ox0 * SW - PL >= 0 && ox0 * SW - PL + SW + KW <= W))) {
+        /* overlapping rows of whole groups: each input word widened once for both pixels, as
+         * tn_m7_conv's windows (tn_m7_cv_windows) */
+        tn_m7_cv_window2(in, buf, oy0, ox0 * SW - PL, H, W, C, KH, SH, SW, PT, 1, XS, ZX,
+                         PADZERO, KWCP, INSIDE, s0, s1);
+    } else if (XB == 8u) {
         *s0 = tn_m7_cv_window(in, buf, oy0, ox0, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
                               PADZERO, KWCP, INSIDE);
         *s1 = tn_m7_cv_window(in, buf + 1, oy1, ox1, H, W, C, KH, KW, SH, SW, PT, PL, XS, ZX,
