@@ -4,7 +4,8 @@ weights) with per-channel floor multipliers take each block of four rows at a pi
 its scaled sums to packed 4 or 2-bit codes in one assembly statement (the sums' differences,
 the weight zero point's term, bias, SMMUL, ASR by the channel's shift, SSAT / USAT, BFI),
 stored, or kept packed for a fused ADD's table (tn_sc_addtab8). Every variant is forced here:
-z_w = 8 (row 3 needs no term) and not, signed and unsigned codes, a zero point 2^(b-1) as the
+z_w = 8 (row 3 needs no term) and not, signed and unsigned codes (4, 2 and 8-bit: four 8-bit
+codes a word, one STR), a zero point 2^(b-1) as the
 other saturation and an EOR (both signs), another zero point added per output, n0 of both signs
 (FAST 1: shifts by SADD8 / SSUB8 / SEL), 4 and 2-bit outputs and weights, a lone last pixel
 (tn_sc_block1: its four rows alone), the fused ADD; and tn_sc_block's parts for 4-bit weights
@@ -62,7 +63,8 @@ def epi_form(step, rounding: str) -> tuple | None:
     zw = np.atleast_1d(np.asarray(layer.weight_zero_point))
     rq = kernels_m7.requant_constants(layer, rounding)
     co = int(layer.out_channels)
-    if (ob not in (2, 4) or co % 4 or len(set(zw.tolist())) != 1 or rq["NM"] == 1
+    if (ob not in ((2, 4) if step.add is not None else (2, 4, 8)) or co % 4
+            or len(set(zw.tolist())) != 1 or rq["NM"] == 1
             or rq["FAST"] < 1 or abs(rq["ZP"]) > 255):
         return None
     half, zp = 1 << (ob - 1), rq["ZP"]
@@ -103,13 +105,21 @@ LAYERS = [
     (_conv((3, 3, 56), (56, 1, 1, 8), 4, 4, icn=True), 8, ()),
     (_conv((3, 3, 24), (24, 1, 1, 56), 4, 4, icn=True, out_signed=True), 6, ()),
     (_conv((3, 3, 16), (16, 1, 1, 24), 4, 4, icn=True), 9, (2,)),
+    # 8-bit codes, one STR per pixel's four: unsigned (USAT), FAST 1, a lone last pixel; 2-bit
+    # weights 3x3 over them (8-bit windows of a pair at once) to signed codes, z_out = -128
+    # flipped (USAT and EOR 0x80808080); signed codes, z_out = 5 added, z_w = 6
+    (_conv((3, 3, 12), (12, 1, 1, 16), 4, 8, icn=True), 8, (1,)),
+    (_conv((3, 3, 8), (8, 3, 3, 12), 2, 8, padding=(1, 1, 1, 1), icn=True, out_signed=True,
+           out_zero_point=-128), 2, ()),
+    (_conv((3, 3, 8), (8, 1, 1, 8), 4, 8, icn=True, out_signed=True, out_zero_point=5), 6, ()),
 ]
 FORMS = [(4, False, False, False, False, False, 4, 0), (4, True, True, False, True, False, 4, 0),
          (4, False, True, True, False, False, 4, 0), (4, True, False, True, False, False, 2, 0),
          (4, False, False, False, True, True, 4, 0), (4, True, False, False, False, False, 2, 0),
          (2, False, True, False, True, False, 4, 0), (2, False, True, True, False, False, 2, 0),
          (4, False, False, False, True, False, 4, 0), (4, True, True, False, False, False, 4, 0),
-         (4, True, False, False, True, False, 4, 0)]
+         (4, True, False, False, True, False, 4, 0), (4, False, False, False, True, False, 8, 0),
+         (2, False, False, True, False, False, 8, 0), (4, True, True, False, False, True, 8, 0)]
 
 
 def epi_chain(seed: int = 7, layers=None, shape=(5, 5, 3), name: str = "epi") -> IntegerGraph:

@@ -919,8 +919,10 @@ TN_INLINE void tn_sc_put4(const tn_layer_t *l, const int32_t *bias, const uint8_
 }
 
 /* Does tn_sc_epi take a block's outputs? 4-bit weights at RAW 2 (the cumulative sums) or 2-bit
- * weights (their scaled sums), outputs of 4 or 2 bits stored (MODE 0) or (MODE 2, TAB: a fused
- * ADD by its table, both addends OB bits) kept packed for the table, CO % 4 == 0, one weight
+ * weights (their scaled sums), outputs of 8, 4 or 2 bits stored (MODE 0) or, 4 or 2 bits (MODE
+ * 2, TAB: a fused ADD by its table, both addends OB bits) kept packed for the table (8-bit
+ * outputs: tn_m7_subconv_epi only; kernels_m7.sub.sub_epi keeps tn_m7_sub_epi off them, so
+ * its test here never sees one), CO % 4 == 0, one weight
  * zero point, and tn_sc_pcq's per channel floor requantization (FAST >= 1: n0 in [-31, 30]),
  * |ZP| <= 255 (an immediate) and a clamp of the whole signed (SSAT) or unsigned (USAT) range. */
 TN_INLINE uint32_t tn_sc_epi_fits(uint32_t WB, uint32_t RAW, uint32_t MODE, uint32_t TAB,
@@ -930,7 +932,8 @@ TN_INLINE uint32_t tn_sc_epi_fits(uint32_t WB, uint32_t RAW, uint32_t MODE, uint
     const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
     return TN_M7_ASM && ((WB == 4u && RAW == 2u) || WB == 2u)
            && (MODE == 0u || (MODE == 2u && TAB))
-           && (OB == 4u || OB == 2u) && CO % 4u == 0u && NWZP == 1u && FAST >= 1u
+           && (OB == 4u || OB == 2u || (OB == 8u && MODE == 0u)) && CO % 4u == 0u
+           && NWZP == 1u && FAST >= 1u
            && ZP >= -255 && ZP <= 255 && CO * OB / 8u <= 4095u && (PQ == 1u || PQ == 2u);
 }
 
@@ -1025,10 +1028,18 @@ TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
 #define TN_SC_EZ0(R) ""
 #define TN_SC_EX4 "eor %[a0], %[a0], #0x88888888\n\teor %[b0], %[b0], #0x88888888\n\t"
 #define TN_SC_EX2 "eor %[a0], %[a0], #0xAAAAAAAA\n\teor %[b0], %[b0], #0xAAAAAAAA\n\t"
-/* SGN: SSAT (else USAT); X: FLIP's EOR (tn_sc_epi_flip) or "" */
-#define TN_SC_EPICK(K3, B3, Z, X4, X2, F1)                                                      \
+#define TN_SC_EX8 "eor %[a0], %[a0], #0x80808080\n\teor %[b0], %[b0], #0x80808080\n\t"
+/* SGN: SSAT (else USAT); X: FLIP's EOR (tn_sc_epi_flip) or "". 8-bit codes: the four of a
+ * pixel packed in a word, one STR (unaligned is fine on the Cortex-M7) */
+#define TN_SC_EPICK(K3, B3, Z, X4, X2, X8, F1)                                                  \
     do {                                                                                        \
-        if (OB == 4u && SGN)                                                                    \
+        if (OB == 8u && SGN)                                                                    \
+            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X8, "ssat", "8", "8", "16", "24", "str", "4",      \
+                                   F1));                                                        \
+        else if (OB == 8u)                                                                      \
+            TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X8, "usat", "8", "8", "16", "24", "str", "4",      \
+                                   F1));                                                        \
+        else if (OB == 4u && SGN)                                                               \
             TN_SC_EASM(TN_SC_EBODY(K3, B3, Z, X4, "ssat", "4", "4", "8", "12", "strh", "2",      \
                                    F1));                                                        \
         else if (OB == 4u)                                                                      \
@@ -1042,9 +1053,9 @@ TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
 /* ZP: added per output (Z), flipped (FL), or none */
 #define TN_SC_EPICKZ(K3, B3, F1)                                                                \
     do {                                                                                        \
-        if (FL) TN_SC_EPICK(K3, B3, TN_SC_EZ0, TN_SC_EX4, TN_SC_EX2, F1);                       \
-        else if (ZP) TN_SC_EPICK(K3, B3, TN_SC_EZ, "", "", F1);                                 \
-        else TN_SC_EPICK(K3, B3, TN_SC_EZ0, "", "", F1);                                        \
+        if (FL) TN_SC_EPICK(K3, B3, TN_SC_EZ0, TN_SC_EX4, TN_SC_EX2, TN_SC_EX8, F1);            \
+        else if (ZP) TN_SC_EPICK(K3, B3, TN_SC_EZ, "", "", "", F1);                             \
+        else TN_SC_EPICK(K3, B3, TN_SC_EZ0, "", "", "", F1);                                    \
     } while (0)
 #endif
 

@@ -354,7 +354,7 @@ def _subconv_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_roun
     lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
     obo = int(step.in_specs[1].bits) if step.add is not None else 0
     other = "in[1]" if step.add is not None else "in[0]"
-    epi = subconv_epi(step, common, rq, table is not None)
+    epi = subconv_epi(step, common, rq, table is not None, eight=True)
     fn = "tn_m7_subconv_epi" if epi else "tn_m7_subconv"
     return head + (f"    {fn}(l, in[0], {other}, out, "
             f"{_scratch(step, arena, 'uint32_t')},\n                  "
@@ -363,19 +363,22 @@ def _subconv_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_roun
             + ", ".join(u(a) for a in rest) + ");\n")
 
 
-def subconv_epi(step: Step, common: dict, rq: dict, table: bool) -> bool:
+def subconv_epi(step: Step, common: dict, rq: dict, table: bool, eight: bool = False) -> bool:
     """Does a tn_m7_subconv step take tn_m7_subconv_epi (c/tn_m7_subconv.h: each block's outputs
     by tn_sc_epi's assembly)? Python's copy of tn_sc_epi_fits, from the step's call constants:
     4-bit weights at RAW 2 or 2-bit weights, 4 or 2-bit outputs stored (no pool) or through the
-    fused ADD's table (both addends of OB bits), CO % 4 == 0, one weight zero point, per-channel
-    floor multipliers (FAST >= 1) with |ZP| <= 255 and the whole signed or unsigned clamp. Where
-    the C's test disagrees tn_m7_subconv_epi runs tn_m7_subconv (the same outputs).
+    fused ADD's table (both addends of OB bits), with ``eight`` 8-bit outputs stored too (no
+    fused ADD), CO % 4 == 0, one weight zero point, per-channel floor multipliers (FAST >= 1)
+    with |ZP| <= 255 and the whole signed or unsigned clamp. Where the C's test disagrees
+    tn_m7_subconv_epi runs tn_m7_subconv (the same outputs).
 
     Arguments:
         step: a step of :func:`tinyopt.integer.steps.sub_conv_step`.
         common: the call's constants (NWZP, REQ, NM, ROUND, OB; kernels_m7.step_function).
         rq: its requantization constants without NM (FAST, M0, N0, LOZ, HIZ, ZP).
         table: the fused ADD goes by its table (:func:`subconv_add_table`).
+        eight: 8-bit outputs may take it (tn_m7_subconv's own steps; tn_m7_sub's pairs,
+            ``kernels_m7.sub.sub_epi``, keep their 4 and 2-bit outputs only).
 
     Returns:
         True for tn_m7_subconv_epi.
@@ -386,7 +389,8 @@ def subconv_epi(step: Step, common: dict, rq: dict, table: bool) -> bool:
     if step.pool is not None or (step.add is not None and not (
             table and int(step.in_specs[1].bits) == ob)):
         return False
-    if not ((wb == 4 and subconv_raw(layer) == 2) or wb == 2) or ob not in (2, 4) or co % 4:
+    if (not ((wb == 4 and subconv_raw(layer) == 2) or wb == 2) or co % 4
+            or ob not in ((2, 4, 8) if eight and step.add is None else (2, 4))):
         return False
     zp, half = int(rq["ZP"]), 1 << (ob - 1)
     if (common["NWZP"] != 1 or not common["REQ"] or common["NM"] == 1 or rq["FAST"] < 1
