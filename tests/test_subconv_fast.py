@@ -14,6 +14,7 @@ import pytest
 
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import kernels_m7, mcu
+from tinyopt.deploy.kernels_m7.subconv import subconv_pack
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
@@ -77,7 +78,9 @@ def lane_pairs(layer) -> int:
 # rows: fq_s's 12 signed 4-bit channels with z_x = 2, fq_u's 8 unsigned 2-bit channels in a
 # pointwise layer and a padded 3x3 conv, its border rows lane by lane); padded 3x3 convs over
 # 8 signed (fq_s's first) and unsigned (its last) 8-bit channels, both pixels' windows at once
-# (tn_m7_cv_window2) where their rows lie inside;
+# (tn_m7_cv_window2) where their rows lie inside; 2-bit weights over unsigned inputs with two
+# rows per lane (PK: fq_u's l6 over 4-bit, l8 over 2-bit codes, fq_s's l5 over 64 lanes: every
+# part of the loop), and where the bound or signed inputs keep them to one row per mask;
 # per-channel multipliers (ICN), n0 = -1 (K = 0) with z_out = -1, n0 = 0 (the general
 # arithmetic), signed inputs and codes.
 FAST_CHAINS = {  # name: (rounding, input signed, input zero point, input shape, layers)
@@ -139,6 +142,9 @@ def test_subconv_fast_host_bitexact(tmp_path, name, roomy):
     four = [s.layer for s in conv if s.layer.weight_bits == 4]
     assert {kernels_m7.subconv_raw(lay) for lay in four} == {2}
     forms = [fast_form(s.layer, g.rounding) for s in conv]
+    packs = [subconv_pack(s.layer) for s in conv if s.layer.weight_bits == 2]
+    if name != "fq_double":  # 2-bit weights with two rows per lane (PK) and without
+        assert packs == ([0, 1, 1] if name == "fq_u" else [0, 0, 1, 0]), packs
     if name == "fq_s":  # tn_m7_cv_window2's pairs of 8-bit windows: signed, unsigned inputs
         assert [s.layer.in_signed for s in conv if window2(s.layer)] == [True, False]
     if name != "fq_double":  # tn_sc_window's halfword rows: 2-bit codes (fq_u), 4-bit (fq_s)

@@ -25,7 +25,7 @@ import pytest
 
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import codegen, kernels_m7, mcu, synth
-from tinyopt.deploy.kernels_m7.subconv import subconv_add_table, subconv_raw
+from tinyopt.deploy.kernels_m7.subconv import subconv_add_table, subconv_pack, subconv_raw
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
@@ -218,6 +218,9 @@ def test_epi_forms_host_bitexact(tmp_path, roomy):
     g = epi_chain()
     e = host_check(g, tmp_path / "chain")
     _check_forms(e, g, FORMS)
+    # l6's 2-bit weights with two rows per lane (PK: tn_sc_epi's unscaled sums), l7 and l12 not
+    assert [subconv_pack(s.layer) for s in e.steps if s.layer.weight_bits == 2
+            and s.layer.kind != "dense"] == [1, 0, 0]
     g = epi_residual()
     e = host_check(g, tmp_path / "res")
     _check_forms(e, g, [(4, True, False, False, False, False, 4, 2)])

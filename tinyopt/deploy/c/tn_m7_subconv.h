@@ -64,6 +64,18 @@
  * Not done (session 18): the lone pixel's form for 2-bit weights (TN_SC_G2: no step of the
  * MLPerf w4a4 models has one), sixteen units per loop for 2-bit weights (their end test is
  * 3 instructions per 219, ~0.7 % to gain).
+ * Session 20: 2-bit weights over inputs x' >= 0 take PK where the export bounds it
+ * (kernels_m7.subconv_pack: two rows per int16 lane, w_a + 2^13 w_b, four sums instead of
+ * eight, 23 instructions per 32 MACs instead of 27, the same weight bytes: tn_m7_sub's shared
+ * lanes still read them with TN_SC_G2, RAW 0); tn_sc_epi takes 8-bit outputs (one STR per
+ * pixel's four codes); 8-bit windows of a pixel pair at once (tn_m7_cv_window2); sub-byte
+ * window rows of whole halfwords in groups of four lanes no longer lane by lane. Bench rows
+ * (--subbyte, x w8a8): VWW pointwise w2a2 1.100 -> 0.926, w4a8 1.031 -> 0.998; ResNet-8 conv
+ * 3x3 w2a2 1.094 -> 0.991, w4a8 1.046 -> 1.016. Not done: PK's form for signed inputs (SBFX,
+ * |A_a| < 2^12) and a lone pixel's; four 2-bit rows per lane pair (w_a + 2^13 w_b needs a
+ * register mask and an ORR per pair: a layout with the rows already 13 bits apart would take
+ * one AND, ~15 per 32 MACs, but changes the weight bytes tn_m7_sub shares, kernels_m7.sub
+ * .sub_lane_layout).
  *
  * Output order and the reads before each write are tn_m7_conv's (both pixels' windows read
  * before either's outputs are written): the planner's sliding writes stay valid.
@@ -449,6 +461,78 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
             break;                                                                              \
         }                                                                                       \
     } while (0)
+/* PK (2-bit weights, RAW 1: kernels_m7.subconv_pack): the same weight words, two rows of a lane
+ * pair per int16 lane, w_a + 2^13 w_b (rows a, b = 0, 1 or 2, 3: AND with M = 0x00030003 and
+ * M2 = 0x000C000C of the word moved down by 0, 4 (pair q) or 8, 12 (pair q + 1), ORR of the
+ * second shifted up by 11), so one SMLAD takes two rows: P = A_a + 2^13 A_b, split at the end
+ * (A_a = P & 0x1FFF, A_b = P >> 13: exact where every input and weight is >= 0 and A_a <
+ * 2^13, P < 2^31, bounded at export). Per word (two lane pairs, four rows, two pixels: 32 MACs)
+ * one LDR, two LDRD, twelve AND / ORR, eight SMLAD: 23 instructions (TN_SC_G2: 27, tn_m7_conv's
+ * QUAD: 24). Four sums (pa, qa: rows 0-1, 2-3 at pixel a; pb, qb at b), two masks in registers. */
+#define TN_SC_PKACC(P, T)                                                                       \
+    "smlad %[" P "a], %[" T "], %[xa], %[" P "a]\n\t"                                           \
+    "smlad %[" P "b], %[" T "], %[xb], %[" P "b]\n\t"
+#define TN_SC_PKACCF(P, T)                                                                      \
+    "smuad %[" P "a], %[" T "], %[xa]\n\t"                                                      \
+    "smuad %[" P "b], %[" T "], %[xb]\n\t"
+#define TN_SC_PKPAIR(SH)                                                                        \
+    "and %[t], %[m], %[w]" SH "\n\tand %[u], %[m2], %[w]" SH "\n\t"                             \
+    "orr %[t], %[t], %[u], lsl #11\n\t"
+#define TN_SC_PKU(ACC)                                                                          \
+    "ldr %[w], [%[wp]], #4\n\tldrd %[xa], %[xb], [%[x]], #8\n\t"                                 \
+    TN_SC_PKPAIR("") ACC("p", "t") TN_SC_PKPAIR(", lsr #4") ACC("q", "t")                       \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\t"                                                          \
+    TN_SC_PKPAIR(", lsr #8") TN_SC_PKACC("p", "t") TN_SC_PKPAIR(", lsr #12")                  \
+    TN_SC_PKACC("q", "t")
+#define TN_SC_PK_F TN_SC_PKU(TN_SC_PKACCF)
+#define TN_SC_PK TN_SC_PKU(TN_SC_PKACC)
+#define TN_SC_PK_X2 TN_SC_PK TN_SC_PK
+#define TN_SC_PK_X4 TN_SC_PK_X2 TN_SC_PK_X2
+#define TN_SC_PK_LOOP                                                                           \
+    "1:\n\t" TN_SC_PK_X4 TN_SC_PK_X4 "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\tbne 1b\n\t"
+#define TN_SC_PK_ASM(BODY, I)                                                                   \
+    __asm__ volatile(BODY                                                                       \
+                     : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb),             \
+                       [w] "=&r"(u), [t] "=&r"(t), [u] "=&r"(v2), [pa] "=&r"(a0),               \
+                       [qa] "=&r"(a1), [pb] "=&r"(b0), [qb] "=&r"(b1)                           \
+                     : [m] "r"(m), [m2] "r"(m2) I : "cc", "memory")
+#define TN_SC_PK_END , [end] "m"(end)
+/* NU >= 1 words as TN_SC_G2_BLOCKS: the first's pair q starting the sums (ACC: SMUAD, its
+ * pair q + 1 SMLAD onto them), (NU - 1) % 8 straight, then
+ * from NU - 1 >= 8 on a loop of eight */
+#define TN_SC_PK_BLOCKS                                                                         \
+    do {                                                                                        \
+        const uint32_t rest = NU - 1u, m = tn_lanemask(2u), m2 = m << 2;                        \
+        uint32_t v2;                                                                            \
+        switch ((rest & 7u) | (rest >= 8u ? 8u : 0u)) {                                         \
+        case 0u: TN_SC_PK_ASM(TN_SC_PK_F, ); break;                                             \
+        case 1u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK, ); break;                                    \
+        case 2u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X2, ); break;                                 \
+        case 3u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X2, ); break;                        \
+        case 4u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X4, ); break;                                 \
+        case 5u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X4, ); break;                        \
+        case 6u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X2 TN_SC_PK_X4, ); break;                     \
+        case 7u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X2 TN_SC_PK_X4, ); break;            \
+        case 8u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_LOOP, TN_SC_PK_END); break;                   \
+        case 9u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_LOOP, TN_SC_PK_END); break;          \
+        case 10u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X2 TN_SC_PK_LOOP, TN_SC_PK_END); break;      \
+        case 11u:                                                                               \
+            TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X2 TN_SC_PK_LOOP, TN_SC_PK_END);          \
+            break;                                                                              \
+        case 12u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X4 TN_SC_PK_LOOP, TN_SC_PK_END); break;      \
+        case 13u:                                                                               \
+            TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X4 TN_SC_PK_LOOP, TN_SC_PK_END);          \
+            break;                                                                              \
+        case 14u:                                                                               \
+            TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X2 TN_SC_PK_X4 TN_SC_PK_LOOP, TN_SC_PK_END);       \
+            break;                                                                              \
+        default:                                                                                \
+            TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X2 TN_SC_PK_X4 TN_SC_PK_LOOP,             \
+                         TN_SC_PK_END);                                                         \
+            break;                                                                              \
+        }                                                                                       \
+        (void)v2;                                                                               \
+    } while (0)
 #define TN_SC_BLOCKS(G)                                                                         \
     do {                                                                                        \
         if (NU & 1u) __asm__ volatile(G TN_SC_OPERANDS);                                        \
@@ -609,7 +693,9 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
 #if TN_M7_ASM
     const uint32_t *x = buf, *end = buf + KP; /* KP / 2 words per pixel */
     uint32_t xa, xb, u, t;
-    if (WB == 2u)
+    if (WB == 2u && RAW == 1u)
+        TN_SC_PK_BLOCKS;
+    else if (WB == 2u)
         TN_SC_G2_BLOCKS;
     else if (CUM && ALW)
         TN_SC_C4_BLOCKS(TN_SC_LD2A, 1u);
@@ -620,7 +706,23 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
     else
         TN_SC_BLOCKS(TN_SC_G4R0);
 #else
-    { /* the same masks and multiply-accumulates, modulo 2^32 */
+    if (WB == 2u && RAW == 1u) { /* PK: rows 0-1 and 2-3 packed, TN_SC_PK_BLOCKS' sums */
+        const uint32_t m = 0x00030003u, m2 = 0x000C000Cu;
+        for (uint32_t g = 0; g < NU; g++, w += 4) {
+            const uint32_t v = tn_ld32(w);
+            for (uint32_t h = 0; h < 4u; h++) { /* pair q rows 0-1, 2-3, pair q + 1's */
+                const uint32_t *xg = buf + 2u * (2u * g + h / 2u);
+                const uint32_t s = v >> (4u * h), t = (s & m) | ((s & m2) << 11);
+                if (h % 2u == 0u) {
+                    a0 = (uint32_t)tn_smlad(t, xg[0], (int32_t)a0);
+                    b0 = (uint32_t)tn_smlad(t, xg[1], (int32_t)b0);
+                } else {
+                    a1 = (uint32_t)tn_smlad(t, xg[0], (int32_t)a1);
+                    b1 = (uint32_t)tn_smlad(t, xg[1], (int32_t)b1);
+                }
+            }
+        }
+    } else { /* the same masks and multiply-accumulates, modulo 2^32 */
         uint32_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
         const uint32_t halves = WB == 2u ? 2u : 1u;
         for (uint32_t g = 0; g < NU; g++, w += 4) {
@@ -646,6 +748,13 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
     }
 #endif
     (void)ALW;
+    if (WB == 2u && RAW == 1u) { /* PK: A_a = P & 0x1FFF, A_b = P >> 13, whatever CUMOUT */
+        acc[0] = (int32_t)(a0 & 0x1FFFu); acc[1] = (int32_t)(a0 >> 13);
+        acc[2] = (int32_t)(a1 & 0x1FFFu); acc[3] = (int32_t)(a1 >> 13);
+        acc[4] = (int32_t)(b0 & 0x1FFFu); acc[5] = (int32_t)(b0 >> 13);
+        acc[6] = (int32_t)(b1 & 0x1FFFu); acc[7] = (int32_t)(b1 >> 13);
+        return w;
+    }
     if ((CUM || WB == 2u) && CUMOUT) { /* the scaled sums themselves (tn_sc_epi) */
         acc[0] = (int32_t)a0; acc[1] = (int32_t)a1; acc[2] = (int32_t)a2; acc[3] = (int32_t)a3;
         acc[4] = (int32_t)b0; acc[5] = (int32_t)b1; acc[6] = (int32_t)b2; acc[7] = (int32_t)b3;
@@ -979,6 +1088,12 @@ TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
     "add %[a2], %[t], %[a2], asr #4\n\tadd %[a3], %[t], %[a3], asr #6\n\t"                      \
     "ldr %[t], [%[st], #20]\n\tadd %[b0], %[b0], %[t]\n\tadd %[b1], %[t], %[b1], asr #2\n\t"     \
     "add %[b2], %[t], %[b2], asr #4\n\tadd %[b3], %[t], %[b3], asr #6\n\t"
+/* PK (tn_sc_block's unscaled sums A_r): k added to each row */
+#define TN_SC_EDIFF0                                                                            \
+    "ldr %[t], [%[st], #16]\n\tadd %[a0], %[a0], %[t]\n\tadd %[a1], %[a1], %[t]\n\t"             \
+    "add %[a2], %[a2], %[t]\n\tadd %[a3], %[a3], %[t]\n\t"                                       \
+    "ldr %[t], [%[st], #20]\n\tadd %[b0], %[b0], %[t]\n\tadd %[b1], %[b1], %[t]\n\t"             \
+    "add %[b2], %[b2], %[t]\n\tadd %[b3], %[b3], %[t]\n\t"
 #define TN_SC_EB(R) "add %[a" #R "], %[a" #R "], %[t]\n\tadd %[b" #R "], %[b" #R "], %[t]\n\t"
 #define TN_SC_EB3 "add %[a3], %[t], %[a3], asr #12\n\tadd %[b3], %[t], %[b3], asr #12\n\t"
 #define TN_SC_EZ(R) "add %[a" #R "], %[a" #R "], %[zp]\n\tadd %[b" #R "], %[b" #R "], %[zp]\n\t"
@@ -1063,8 +1178,9 @@ TN_INLINE uint32_t tn_sc_epi_flip(uint32_t PQ, uint32_t OB, int32_t ZP)
  * CUMOUT) where tn_sc_epi_fits: tn_sc_code's arithmetic, phi = b + A_r - z_w sum x' (modulo
  * 2^32), h = SMMUL(phi, m0) >> ~n0, + ZP, saturated to OB bits, the four codes of each pixel
  * packed and stored (one STRH or STRB each: pixel 0's at st[3], pixel 1's OFF bytes after).
- * st: the state words of the assembly above (K3: z_w != 8). About 9 instructions per output
- * (tn_sc_put4's C: about 14 with the block's sums reloaded around its registers). */
+ * st: the state words of the assembly above (K3: z_w != 8; WB2: 2-bit weights, 1 TN_SC_G2's
+ * scaled sums, 2 PK's unscaled ones). About 9 instructions per output (tn_sc_put4's C: about
+ * 14 with the block's sums reloaded around its registers). */
 TN_INLINE void tn_sc_epi(const int32_t *acc, uint32_t *st, uint32_t WB2, uint32_t K3,
                          uint32_t SGN,
                          uint32_t FL, uint32_t F1, uint32_t OB, uint32_t OFF, int32_t ZP)
@@ -1073,7 +1189,9 @@ TN_INLINE void tn_sc_epi(const int32_t *acc, uint32_t *st, uint32_t WB2, uint32_
     uint32_t a0 = (uint32_t)acc[0], a1 = (uint32_t)acc[1], a2 = (uint32_t)acc[2];
     uint32_t a3 = (uint32_t)acc[3], b0 = (uint32_t)acc[4], b1 = (uint32_t)acc[5];
     uint32_t b2 = (uint32_t)acc[6], b3 = (uint32_t)acc[7], t, u, pb, pm;
-    if (WB2 && F1) TN_SC_EPICKZ(TN_SC_EDIFF2, TN_SC_EB(3), TN_SC_EF1);
+    if (WB2 == 2u && F1) TN_SC_EPICKZ(TN_SC_EDIFF0, TN_SC_EB(3), TN_SC_EF1);
+    else if (WB2 == 2u) TN_SC_EPICKZ(TN_SC_EDIFF0, TN_SC_EB(3), TN_SC_EF2);
+    else if (WB2 && F1) TN_SC_EPICKZ(TN_SC_EDIFF2, TN_SC_EB(3), TN_SC_EF1);
     else if (WB2) TN_SC_EPICKZ(TN_SC_EDIFF2, TN_SC_EB(3), TN_SC_EF2);
     else if (K3 && F1) TN_SC_EPICKZ(TN_SC_EDIFF TN_SC_EK3, TN_SC_EB(3), TN_SC_EF1);
     else if (K3) TN_SC_EPICKZ(TN_SC_EDIFF TN_SC_EK3, TN_SC_EB(3), TN_SC_EF2);
@@ -1165,7 +1283,8 @@ TN_INLINE void tn_sc_pixels_epi(const tn_layer_t *l, const uint8_t *other, uint8
         int32_t acc[8];
         w = LONE ? tn_sc_block1(w, buf, KP, ALW, 1u, acc)
                  : tn_sc_block(w, buf, KP, WB, RAW, ALW, 1u, acc);
-        tn_sc_epi(acc, st, WB == 2u, WB == 4u && ZW != 8, (PQ == 1u) != FL, FL, FAST < 2u, OB,
+        tn_sc_epi(acc, st, WB == 2u ? (RAW == 1u ? 2u : 1u) : 0u, WB == 4u && ZW != 8,
+                  (PQ == 1u) != FL, FL, FAST < 2u, OB,
                   (q - p) * CO * OB / 8u, FL ? 0 : ZP);
     }
     if (MODE == 2u) /* the fused ADD of the packed codes: its table */

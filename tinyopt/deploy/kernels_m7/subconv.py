@@ -60,6 +60,33 @@ def subconv_raw(layer) -> int:
     return 2 if fit1 and fit3 else 1 if fit1 else 0
 
 
+def subconv_pack(layer) -> int:
+    """PK of tn_m7_subconv (c/tn_m7_subconv.h, TN_SC_PK_BLOCKS; passed as RAW = 1 with 2-bit
+    weights): 1 where a conv2d or pointwise layer of 2-bit weights may sum two rows of a block
+    per int16 lane, w_a + 2^13 w_b, so that P = A_a + 2^13 A_b splits exactly into A_a = P &
+    0x1FFF and A_b = P >> 13: every x' = x - z_x of the window >= 0 (unsigned inputs, z_x <= 0;
+    padded taps hold 0 or -z_x), and for every block of four rows and both pairs (a, b) = (0, 1),
+    (2, 3): sum_k w_ak max x' < 2^13 and (sum_k w_ak + 2^13 sum_k w_bk) max x' < 2^31, from the
+    stored codes themselves (padding lanes hold z_w, padding rows 0). Same weight bytes as
+    without it (:func:`subconv_weights`). Else 0.
+
+    Arguments:
+        layer: an integer layer.
+
+    Returns:
+        1 or 0.
+    """
+    if (int(layer.weight_bits) != 2 or layer.kind not in ("conv2d", "pointwise")
+            or layer.weights is None or layer.in_signed or int(layer.in_zero_point) > 0):
+        return 0
+    xmax = (1 << int(layer.in_bits)) - 1 - int(layer.in_zero_point)
+    rows, _ = _subconv_rows(layer)
+    sums = rows.reshape(-1, 4, rows.shape[1]).astype(np.int64).sum(axis=-1)  # [block, row]
+    low = (sums[:, 0::2] * xmax < (1 << 13)).all()
+    whole = ((sums[:, 0::2] + (1 << 13) * sums[:, 1::2]) * xmax < (1 << 31)).all()
+    return int(bool(low and whole))
+
+
 def subconv_weights(layer) -> np.ndarray:
     """The weight bytes of a step of tn_m7_subconv (c/tn_m7_subconv.h, its comment): rows padded as
     :func:`_subconv_rows`, in blocks of four; per block and lane pair q (window order) one word
@@ -347,7 +374,8 @@ def _subconv_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_roun
     args = [mode, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
             layer.stride[1], top, left, layer.in_bits, common["XS"], common["ZX"],
             common["PADZERO"], sub_lane_group(layer), sub_lanes(layer)[0],
-            int(_inside(layer, gemm_geometry(layer))), layer.weight_bits, subconv_raw(layer),
+            int(_inside(layer, gemm_geometry(layer))), layer.weight_bits,
+            subconv_raw(layer) if int(layer.weight_bits) == 4 else subconv_pack(layer),
             common["NWZP"], int(zw[0]), common["REQ"], common["NM"], common["ROUND"],
             common["OB"]]
     rest = [*pool, *rq.values(), *fadd]
