@@ -35,6 +35,71 @@ FOLD_CHAINS = {
         _dense(8, 26, 4, 8)]),
 }
 
+# The lean blocks' 8-bit outputs (tn_sl_form 1 and 3: rows 0 .. 3 packed into a word and stored,
+# then rows 4 .. 7) and tn_sf_sumx's assembly (8 words and more: two words a pass, then the odd
+# one and a last partial word in C), two chains (in one QEMU program with the FOLD chains):
+# "lean8", 8-bit codes per channel (USAT, SSAT), by the layer's multiplier (z_out 5: SMMLA with
+# z_out 2^k; SSAT, z_out -3), FOLD (z_x 5), 2-bit weights; "zp6", per channel with z_out 6
+# (tn_sf_out4: the forms take z_out = 0; short chains, so that an error reaches the logits);
+# "sumx", the sums of x' over 16 words of unsigned 8-bit codes (in "lean8"), 9 of signed 8-bit
+# ones, 17 of unsigned 4-bit, 9 of signed 4-bit, 9 and a partial of unsigned 2-bit, 8 and a
+# partial of signed 2-bit (a pair block after a block of eight: N = 10), every one with z_w != 0
+# (sum x' needed). name: (seed: every n0 of the lean blocks <= -1, FAST 2; input signed, input
+# zero point, shape, layers), floor rounding, 8-bit inputs
+LEAN8_CHAINS = {
+    "lean8": (68, False, 0, (64,), [
+        _dense(16, 64, 4, 8, icn=True),                       # FORM 1, USAT; sum x' 16 words
+        _dense(16, 16, 4, 8, out_signed=True, icn=True),      # FORM 1, SSAT
+        _dense(72, 16, 4, 8, out_zero_point=5),               # FORM 3, USAT (signed 8-bit in)
+        _dense(16, 72, 4, 8, out_signed=True, icn=True),      # FOLD (z_x 5), FORM 1, SSAT
+        _dense(8, 16, 2, 8, icn=True),                        # 2-bit weights, FORM 1, USAT
+        _dense(24, 8, 2, 8, out_signed=True, out_zero_point=-3),  # 2-bit weights, FORM 3, SSAT
+        _dense(10, 24, 4, 32, out_signed=True, requantize=False)]),
+    "zp6": (67, False, 0, (8,), [
+        _dense(72, 8, 4, 8, icn=True, out_zero_point=6),      # per channel, z_out 6: FORM 0
+        _dense(10, 72, 4, 32, out_signed=True, requantize=False)]),
+    "sumx": (61, True, -3, (36,), [
+        _dense(136, 36, 4, 4, icn=True),                      # 8-bit signed: 9 words
+        _dense(72, 136, 4, 4, out_signed=True),               # 4-bit unsigned: 17 words
+        _dense(150, 72, 2, 2),                                # 4-bit signed: 9 words
+        _dense(136, 150, 2, 2, out_signed=True),              # 2-bit unsigned: 9 and a part
+        _dense(10, 136, 4, 32, out_signed=True, requantize=False)]),  # signed: 8 and a part
+}
+
+def _lean8_graph(name):
+    seed, signed, zin, shape, layers = LEAN8_CHAINS[name]
+    return chain(seed, layers, shape, 8, signed, zin, "floor")
+
+
+@pytest.mark.parametrize("name", sorted(LEAN8_CHAINS))
+def test_lean8_host_bitexact(tmp_path, monkeypatch, name):
+    """The lean blocks with 8-bit outputs take their forms where the chains say (LEAN in the
+    calls; per channel and by the layer's multiplier, z_out 0 and not; FOLD), the sums of x'
+    run over 8 words and more of every input width, signed and unsigned, with and without a
+    partial last word, and every output equals the simulator's (the host runs the C twins)."""
+    _no_subfc16(monkeypatch)
+    g = _lean8_graph(name)
+    e = host_check(g, tmp_path)
+    calls = _calls(tmp_path)
+    assert len(calls) == len(g.layers) and e.kernels == ["sub"] * len(g.layers)
+    if name == "sumx":
+        assert all(call[15] != "0u" for call in calls)  # HASZW: z_w != 0, sum x' needed
+        seen = {(int(lay.in_bits), bool(lay.in_signed),
+                 int(lay.in_shape[0]) * int(lay.in_bits) % 32)
+                for lay in g.layers if int(lay.in_shape[0]) * int(lay.in_bits) >= 8 * 32}
+        assert {(8, True, 0), (4, False, 0), (4, True, 0), (2, False, 12), (2, True, 16)} <= seen
+        return
+    lean = g.layers[:-1]
+    for lay, call in zip(lean, calls):
+        assert call[13] != "0u" and int(lay.out_bits) == 8, (lay.name, call)  # LEAN
+        assert np.all(np.asarray(lay.n0) <= -1), lay.name  # FAST 2: tn_sl_form's 1 and 3
+    forms = {(bool(np.size(lay.m0) > 1), int(lay.out_zero_point), int(lay.weight_bits))
+             for lay in lean}
+    if name == "zp6":
+        assert forms == {(True, 6, 4)}
+        return
+    assert calls[3][12] != "0u"  # FOLD
+    assert forms == {(True, 0, 4), (False, 5, 4), (True, 0, 2), (False, -3, 2)}
 
 def _graph(name):
     rounding, signed, zin, bits, shape, layers = FOLD_CHAINS[name]
@@ -173,6 +238,8 @@ def test_fold_under_qemu(qemu, tmp_path, monkeypatch, plan):
     if plan == "ldr":
         monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SF_NO_LDRD"))
     graphs = {name: _graph(name) for name in FOLD_CHAINS}
+    for name in LEAN8_CHAINS:  # the lean blocks' 8-bit outputs, tn_sf_sumx's assembly
+        graphs[name] = _lean8_graph(name)
     xs = {}
     for name, g in graphs.items():
         lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
@@ -194,11 +261,21 @@ def fold_export(tmp_path_factory):
     return e
 
 
+@pytest.fixture(scope="module")
+def lean8_exports(tmp_path_factory):
+    """The lean blocks' 8-bit outputs and tn_sf_sumx's assembly (LEAN8_CHAINS), exported once."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)
+        return [codegen.export_c(_lean8_graph(n), tmp_path_factory.mktemp(n), kernels="m7")
+                for n in ("lean8", "sumx")]
+
+
 @pytest.mark.slow  # a Cortex-M7 compile per level and float ABI
 @pytest.mark.parametrize("abi", FORM_ABIS)
 @pytest.mark.parametrize("level", FOLD_LEVELS)
-def test_fold_compiles(fold_export, tmp_path, level, abi):
-    """model.c with FOLD builds at every level, soft float and with an FPU (hard ABI)."""
+def test_fold_compiles(fold_export, lean8_exports, tmp_path, level, abi):
+    """model.c with FOLD builds at every level, soft float and with an FPU (hard ABI); so do
+    the lean blocks' 8-bit outputs and tn_sf_sumx's assembly."""
     from pathlib import Path
 
     from tests.test_build_levels import ARM, _arm_gcc, _compile
@@ -209,4 +286,5 @@ def test_fold_compiles(fold_export, tmp_path, level, abi):
     flags = ARM if abi == "hard" else tuple(
         f for f in ARM if f != "-mfpu=fpv5-d16" and not f.startswith("-mfloat-abi")) + (
         "-mfloat-abi=soft",)
-    _compile(flags, fold_export, level, tmp_path)
+    for export in (fold_export, *lean8_exports):
+        _compile(flags, export, level, tmp_path)

@@ -49,6 +49,44 @@ TN_INLINE uint32_t tn_sf_tail_word(const uint8_t *in, uint32_t K, uint32_t XB, i
     return tw;
 }
 
+/* One word v of codes (sign bits flipped already) into the sums su and s0 of tn_sf_sumx: 8-bit,
+ * su the bytes' sum; 4-bit, su = sum of the bytes, s0 = of their low nibbles; 2-bit, the word's
+ * crumbs first summed in pairs into nibbles ((v & 0x33..) + (v >> 2 & 0x33..), each <= 6),
+ * then as 4-bit. The codes' sum is su (8-bit) or s0 + (su - s0) / 16. */
+TN_INLINE void tn_sf_sumx1(uint32_t v, uint32_t XB, uint32_t *su, uint32_t *s0)
+{
+    if (XB == 2u) v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    *su = tn_usada8(v, *su);
+    if (XB != 8u) *s0 = tn_usada8(v & 0x0F0F0F0Fu, *s0);
+}
+
+#if TN_M7_ASM
+/* tn_sf_sumx's loop, two words a pass (v, v2; FLIP: their sign bits, or nothing); 2-bit
+ * codes: both words' crumb pairs (nibbles <= 6) added, nibbles <= 12, then summed as 4-bit
+ * ones. Per two words 2 LDR, the loop's end (two) and 8-bit: two USADA8; 4-bit: six;
+ * 2-bit: ten, not GCC's nine a word from the C loop (the end reloaded from the stack). Every
+ * in-out operand early-clobbered: GCC otherwise gave z (0) the register of su (also 0 before). */
+#define TN_SX_LD "ldr %[v], [%[x]], #4\n\tldr %[v2], [%[x]], #4\n\t"
+#define TN_SX_E(F) "eor %[v], %[v], #" F "\n\teor %[v2], %[v2], #" F "\n\t"
+#define TN_SX_8 "usada8 %[su], %[v], %[z], %[su]\n\tusada8 %[su], %[v2], %[z], %[su]\n\t"
+#define TN_SX_N                                                                                 \
+    "usada8 %[su], %[v], %[z], %[su]\n\tand %[v], %[v], #0x0F0F0F0F\n\t"                       \
+    "usada8 %[s0], %[v], %[z], %[s0]\n\t"
+#define TN_SX_4 TN_SX_N "usada8 %[su], %[v2], %[z], %[su]\n\tand %[v2], %[v2], #0x0F0F0F0F\n\t" \
+    "usada8 %[s0], %[v2], %[z], %[s0]\n\t"
+#define TN_SX_2                                                                                 \
+    "and %[t], %[v], #0x33333333\n\tand %[v], %[v], #0xCCCCCCCC\n\t"                           \
+    "add %[v], %[t], %[v], lsr #2\n\tand %[t], %[v2], #0x33333333\n\t"                         \
+    "and %[v2], %[v2], #0xCCCCCCCC\n\tadd %[v2], %[t], %[v2], lsr #2\n\t"                      \
+    "add %[v], %[v], %[v2]\n\t" TN_SX_N
+#define TN_SX_ASM(BODY)                                                                         \
+    __asm__ volatile("1:\n\t" TN_SX_LD BODY "cmp %[x], %[e]\n\tbne 1b\n\t"                    \
+                     : [x] "+&r"(x), [su] "+&r"(su), [s0] "+&r"(s0), [v] "=&r"(v),            \
+                       [v2] "=&r"(v2), [t] "=&r"(t)                                            \
+                     : [e] "r"(e), [z] "r"(0u)                                                  \
+                     : "cc", "memory")
+#endif
+
 /* sum x' over the NG words of inputs at in and (TAIL) the last partial word tw (its missing
  * codes z_x): USADA8 sums of the codes, sign bits flipped for signed ones (c ^ 2^(b-1) =
  * x + 2^(b-1)), minus (z_x + 2^(b-1)) per code. */
@@ -56,24 +94,26 @@ TN_INLINE int32_t tn_sf_sumx(const uint8_t *in, uint32_t NG, uint32_t tw, uint32
                              uint32_t XB, uint32_t XS, int32_t ZX)
 {
     const uint32_t flip = !XS ? 0u : XB == 8u ? 0x80808080u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
-    const uint32_t m = XB == 8u ? 0xFFFFFFFFu : XB == 4u ? 0x0F0F0F0Fu : 0x03030303u;
     const int32_t d = (XS ? (int32_t)(1u << (XB - 1u)) : 0) + ZX;
-    /* su: the bytes' sums; s[f]: the codes of field f of each byte (times 2^(f XB)); the field
-     * of the top codes is su minus the others */
-    uint32_t su = 0, s0 = 0, s1 = 0, s2 = 0, t;
-    for (uint32_t g = 0; g < NG + TAIL; g++) {
-        const uint32_t v = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
-        su = tn_usada8(v, su);
-        if (XB == 4u) s0 = tn_usada8(v & m, s0);
-        if (XB == 2u) {
-            s0 = tn_usada8(v & m, s0);
-            s1 = tn_usada8(v & (m << 2), s1);
-            s2 = tn_usada8(v & (m << 4), s2);
-        }
+    uint32_t su = 0, s0 = 0, g = 0, t;
+#if TN_M7_ASM
+    if (NG >= 8u) { /* pairs of words in asm, the odd one and the tail below (fewer words:
+                     * GCC unrolls the C loop, a window of tn_sf_pixel) */
+        const uint8_t *x = in, *const e = in + 8u * (NG / 2u);
+        uint32_t v, v2;
+        if (XB == 8u && XS) TN_SX_ASM(TN_SX_E("0x80808080") TN_SX_8);
+        else if (XB == 8u) TN_SX_ASM(TN_SX_8);
+        else if (XB == 4u && XS) TN_SX_ASM(TN_SX_E("0x88888888") TN_SX_4);
+        else if (XB == 4u) TN_SX_ASM(TN_SX_4);
+        else if (XS) TN_SX_ASM(TN_SX_E("0xAAAAAAAA") TN_SX_2);
+        else TN_SX_ASM(TN_SX_2);
+        (void)t;
+        g = NG & ~1u;
     }
-    if (XB == 8u) t = su;
-    else if (XB == 4u) t = s0 + ((su - s0) >> 4);
-    else t = s0 + (s1 >> 2) + (s2 >> 4) + ((su - s0 - s1 - s2) >> 6);
+#endif
+    for (; g < NG + TAIL; g++)
+        tn_sf_sumx1((g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip, XB, &su, &s0);
+    t = XB == 8u ? su : s0 + ((su - s0) >> 4);
     return (int32_t)(t - (NG + TAIL) * (32u / XB) * (uint32_t)d);
 }
 
@@ -870,16 +910,20 @@ TN_INLINE uint32_t tn_sl_ok(uint32_t LEAN, uint32_t OCT, uint32_t FOLD, uint32_t
            && ((WB == 4u && RAW == 2u) || WB == 2u) && (NWZP == 1u || !HASZW);
 }
 
-/* The epilogue of a lean block: 1 per-channel floor to 2 / 4-bit codes in asm, 2 raw int32
+/* The epilogue of a lean block: 1 per-channel floor to 2 / 4 / 8-bit codes in asm, 2 raw int32
  * outputs in asm (a run-time check of the clamp and the output's alignment left), 3 the layer's
- * floor multiplier to 2 / 4-bit codes in asm (tn_sc_fq's form), 0 tn_sf_out4. */
+ * floor multiplier to 2 / 4 / 8-bit codes in asm (tn_sc_fq's form), 0 tn_sf_out4. 8-bit codes:
+ * rows 0 .. 3 packed into one word and stored, then rows 4 .. 7 (the 4 / 2-bit forms' BFI at
+ * bytes; GCC's code of tn_sf_out4 spilled the sums around the requantization: about 120
+ * instructions per block of eight on AD's 128 -> 128 layers at w4a8, against 77). */
 TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
 {
     const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
     const uint32_t FQ = tn_sc_fq(REQ, NM, ROUND, OB, TN_RQ);
-    if ((PQ == 1u || PQ == 2u) && FAST >= 2u && ZP == 0 && (OB == 4u || OB == 2u)) return 1u;
+    if ((PQ == 1u || PQ == 2u) && FAST >= 2u && ZP == 0 && (OB == 4u || OB == 2u || OB == 8u))
+        return 1u;
     if (!REQ && OB == 32u) return 2u;
-    if ((FQ == 1u || FQ == 2u) && (OB == 4u || OB == 2u)) return 3u;
+    if ((FQ == 1u || FQ == 2u) && (OB == 4u || OB == 2u || OB == 8u)) return 3u;
     return 0u;
 }
 
@@ -1005,18 +1049,29 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
                          : [a0] "+r"(a0), [b] "+r"(bp), [m] "+r"(mp), [n] "+r"(np),             \
                            [u] "=&r"(u), [t] "=&r"(t) FOP()                                     \
                          : [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3));                           \
+        TN_SL_MID;                                                                              \
         __asm__ volatile(TN_SL_PQ4B(SAT, OBS, B4, B5, B6, B7, FA, A7)                           \
                          : [a0] "+r"(a0), [b] "+r"(bp), [m] "+r"(mp), [n] "+r"(np),             \
                            [u] "=&r"(u), [t] "=&r"(t) FOP()                                     \
                          : [a4] "r"(a4), [a5] "r"(a5), [a6] "r"(a6), [a7] "r"(a7));             \
     } while (0)
-/* the four forms, plain (rows 3 and 7 scaled: asr #12) and FOLD */
+/* between the two statements: 8-bit codes, rows 0 .. 3's word stored (rows 4 .. 7 then packed
+ * into a0 from bit 0: B4 = 0) */
+#define TN_SL_MID                                                                               \
+    do {                                                                                        \
+        if (OB == 8u) tn_st32le(out + c, a0);                                                   \
+    } while (0)
+/* the forms, plain (rows 3 and 7 scaled: asr #12) and FOLD */
 #define TN_SL_PQ_FORMS(FA, A3, A7, FOP)                                                         \
     do {                                                                                        \
         if (OB == 4u && PQ == 1u)                                                               \
             TN_SL_PQ_ASM("ssat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);               \
         else if (OB == 4u)                                                                      \
             TN_SL_PQ_ASM("usat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);               \
+        else if (OB == 8u && PQ == 1u)                                                          \
+            TN_SL_PQ_ASM("ssat", "8", 8, 16, 24, 0, 8, 16, 24, FA, A3, A7, FOP);                \
+        else if (OB == 8u)                                                                      \
+            TN_SL_PQ_ASM("usat", "8", 8, 16, 24, 0, 8, 16, 24, FA, A3, A7, FOP);                \
         else if (PQ == 1u) TN_SL_PQ_ASM("ssat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);  \
         else TN_SL_PQ_ASM("usat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);                \
     } while (0)
@@ -1040,6 +1095,7 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
                          : [a0] "+r"(a0), [b] "+r"(bp), [u] "=&r"(u), [t] "=&r"(t) FOP()        \
                          : [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3), [mz] "r"(M0),              \
                            [zk] "r"(zk), [k] "i"(k));                                           \
+        TN_SL_MID;                                                                              \
         __asm__ volatile(TN_SL_FQ4B(SAT, OBS, SH, B4, B5, B6, B7, FA, A7)                       \
                          : [a0] "+r"(a0), [b] "+r"(bp), [u] "=&r"(u), [t] "=&r"(t) FOP()        \
                          : [a4] "r"(a4), [a5] "r"(a5), [a6] "r"(a6), [a7] "r"(a7),              \
@@ -1055,6 +1111,9 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
         if (OB == 4u && FQ == 1u)                                                               \
             TN_SL_FQ_SH("ssat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);                \
         else if (OB == 4u) TN_SL_FQ_SH("usat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);  \
+        else if (OB == 8u && FQ == 1u)                                                          \
+            TN_SL_FQ_SH("ssat", "8", 8, 16, 24, 0, 8, 16, 24, FA, A3, A7, FOP);                 \
+        else if (OB == 8u) TN_SL_FQ_SH("usat", "8", 8, 16, 24, 0, 8, 16, 24, FA, A3, A7, FOP);  \
         else if (FQ == 1u) TN_SL_FQ_SH("ssat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);   \
         else TN_SL_FQ_SH("usat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);                 \
     } while (0)
@@ -1165,7 +1224,7 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
         a7 = ((a7 + Z) >> 12) + Q;
     }
     (void)I;
-    if (FORM == 1u || FORM == 3u) { /* floor to 4 / 2-bit codes, one word / halfword */
+    if (FORM == 1u || FORM == 3u) { /* floor to 4 / 2 / 8-bit codes: a word, halfword, 2 words */
         const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
         const uint32_t FQ = tn_sc_fq(REQ, NM, ROUND, OB, TN_RQ);
         const uint32_t k = FORM == 3u ? (uint32_t)(-(N0 + 1)) : 0u;
@@ -1189,6 +1248,8 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
         }
         if (OB == 4u) {
             tn_st32le(out + c / 2u, a0);
+        } else if (OB == 8u) { /* rows 4 .. 7 (rows 0 .. 3: TN_SL_MID) */
+            tn_st32le(out + c + 4u, a0);
         } else {
             const uint16_t h = (uint16_t)a0;
             TN_MEMCPY(out + c / 4u, &h, 2);
