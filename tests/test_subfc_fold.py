@@ -41,6 +41,8 @@ FOLD_CHAINS = {
 # "lean8", 8-bit codes per channel (USAT, SSAT), by the layer's multiplier (z_out 5: SMMLA with
 # z_out 2^k; SSAT, z_out -3), FOLD (z_x 5), 2-bit weights; "zp6", per channel with z_out 6
 # (tn_sf_out4: the forms take z_out = 0; short chains, so that an error reaches the logits);
+# "pair4", the pair block summing x' on its loads (tn_m7_subfc's PF) over unsigned 4-bit codes
+# and signed ones with z_x = -8 (no offset), 7 and 5 words (every loop remainder) and a part;
 # "sumx", the sums of x' over 16 words of unsigned 8-bit codes (in "lean8"), 9 of signed 8-bit
 # ones, 17 of unsigned 4-bit, 9 of signed 4-bit, 9 and a partial of unsigned 2-bit, 8 and a
 # partial of signed 2-bit (a pair block after a block of eight: N = 10), every one with z_w != 0
@@ -58,6 +60,10 @@ LEAN8_CHAINS = {
     "zp6": (67, False, 0, (8,), [
         _dense(72, 8, 4, 8, icn=True, out_zero_point=6),      # per channel, z_out 6: FORM 0
         _dense(10, 72, 4, 32, out_signed=True, requantize=False)]),
+    "pair4": (61, False, 0, (40,), [  # pair blocks summing x' (PF) over 4-bit inputs
+        _dense(60, 40, 4, 4, icn=True),                       # 4-bit unsigned, z_out 0
+        _dense(46, 60, 4, 4, out_signed=True, out_zero_point=-8),  # 7 words and 4 codes
+        _dense(9, 46, 4, 32, out_signed=True, requantize=False)]),  # signed, z_x -8: 5 and 6
     "sumx": (61, True, -3, (36,), [
         _dense(136, 36, 4, 4, icn=True),                      # 8-bit signed: 9 words
         _dense(72, 136, 4, 4, out_signed=True),               # 4-bit unsigned: 17 words
@@ -82,6 +88,13 @@ def test_lean8_host_bitexact(tmp_path, monkeypatch, name):
     e = host_check(g, tmp_path)
     calls = _calls(tmp_path)
     assert len(calls) == len(g.layers) and e.kernels == ["sub"] * len(g.layers)
+    if name == "pair4":  # 4-bit codes without an offset, a pair block: PF sums x' there
+        for lay in g.layers[1:]:
+            assert int(lay.in_bits) == 4 and int(lay.out_channels) % 4 in (1, 2), lay.name
+            assert (8 if lay.in_signed else 0) + int(lay.in_zero_point) == 0, lay.name
+        assert {bool(lay.in_signed) for lay in g.layers[1:]} == {False, True}
+        assert {int(lay.in_shape[0]) * 4 // 32 % 4 for lay in g.layers[1:]} == {3, 1}
+        return
     if name == "sumx":
         assert all(call[15] != "0u" for call in calls)  # HASZW: z_w != 0, sum x' needed
         seen = {(int(lay.in_bits), bool(lay.in_signed),
@@ -263,11 +276,12 @@ def fold_export(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lean8_exports(tmp_path_factory):
-    """The lean blocks' 8-bit outputs and tn_sf_sumx's assembly (LEAN8_CHAINS), exported once."""
+    """The lean blocks' 8-bit outputs, PF over 4-bit inputs and tn_sf_sumx's assembly
+    (LEAN8_CHAINS), exported once."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(kernels_m7.subconv, "subfc16_scale", lambda layer: 0)
         return [codegen.export_c(_lean8_graph(n), tmp_path_factory.mktemp(n), kernels="m7")
-                for n in ("lean8", "sumx")]
+                for n in ("lean8", "pair4", "sumx")]
 
 
 @pytest.mark.slow  # a Cortex-M7 compile per level and float ABI

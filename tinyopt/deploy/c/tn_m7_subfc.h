@@ -726,6 +726,32 @@ TN_INLINE const uint8_t *tn_tw_block(const uint8_t *w, const uint8_t *in, uint32
             __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t"                   \
                              TN_SP_OPERANDS_S);                                                 \
     } while (0)
+/* SX over 4-bit inputs without an offset, 4-bit weights: the word's USADA8 sums (su: its
+ * bytes, s0: their low nibbles, tn_sf_sumx's) before its lane pairs (t free there); the lane
+ * mask m is the weights' row-0 mask too (both 0x000F000F): one register for both, so that
+ * thirteen do (z: a zero register) */
+#define TN_SP_MACM(P)                                                                           \
+    "smlad %[b1], %[t], %[" P "], %[b1]\n\tand %[t], %[t], %[m]\n\t"                             \
+    "smlad %[b0], %[t], %[" P "], %[b0]\n\t"
+#define TN_SP_EM(P) "ldr %[u], [%[wp]], #4\n\tuxtb16 %[t], %[u]\n\t" TN_SP_MACM(P)
+#define TN_SP_OM(P) "uxtb16 %[t], %[u], ror #8\n\t" TN_SP_MACM(P)
+#define TN_SP_X4S_W4(FLIP)                                                                      \
+    TN_SF_LDV(FLIP) "usada8 %[su], %[v], %[z], %[su]\n\tand %[t], %[v], #0x0F0F0F0F\n\t"        \
+    "usada8 %[s0], %[t], %[z], %[s0]\n\t" TN_SF_XP0("") TN_SP_EM("p") TN_SF_XP(4, "")           \
+    TN_SP_OM("p") TN_SF_XP(8, "") TN_SP_EM("p") TN_SF_XP(12, "") TN_SP_OM("p")
+#define TN_SP_OPERANDS_S4                                                                       \
+    : [x] "+&r"(x), [wp] "+&r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [t] "=&r"(t),      \
+      [b0] "+&r"(a0), [b1] "+&r"(a1), [su] "+&r"(su), [s0] "+&r"(s0)                            \
+    : [end] "r"(end), [m] "r"(m), [z] "r"(0u)                                                   \
+    : "cc", "memory"
+#define TN_SP_RUN_S4(G)                                                                         \
+    do {                                                                                        \
+        if (n & 1u) __asm__ volatile(G TN_SP_OPERANDS_S4);                                      \
+        if (n & 2u) __asm__ volatile(G G TN_SP_OPERANDS_S4);                                    \
+        if (n >= 4u)                                                                            \
+            __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t"                   \
+                             TN_SP_OPERANDS_S4);                                                \
+    } while (0)
 #define TN_SP_OPERANDS                                                                          \
     : [x] "+&r"(x), [wp] "+&r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [t] "=&r"(t),      \
       [b0] "+&r"(a0), [b1] "+&r"(a1)                                                            \
@@ -754,15 +780,15 @@ TN_INLINE const uint8_t *tn_tw_block(const uint8_t *w, const uint8_t *in, uint32
  * weights, nibble t of the low half (r0 | r1 << 2) at i_{q+t}, of the high half at j_{q+t}.
  * UXTB16 / a shift and AND give a lane pair of both rows, row 1 scaled (SC: exact within a
  * chunk of KC words, as the blocks' rows 1; SC = 0, 4-bit: row 1 shifted down); one AND row 0.
- * Adds to A[0..1] modulo 2^32; SX (8-bit inputs): adds to *sup the USADA8 sum of the input
- * words' codes (sign bits flipped for signed ones; tn_sf_sumx's su); returns w past the
- * block. */
+ * Adds to A[0..1] modulo 2^32; SX (8-bit inputs, 4-bit ones): adds to sup[0] the USADA8 sum
+ * of the input words' codes (sign bits flipped for signed ones; tn_sf_sumx's su), 4-bit, to
+ * sup[1] that of their low nibbles (s0); returns w past the block. */
 TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_t NG,
                                     uint32_t tw, uint32_t TAIL, uint32_t KC, uint32_t XB,
                                     uint32_t XS, int32_t ZX, uint32_t WB, uint32_t SC,
                                     int32_t *A, uint32_t SX, uint32_t *sup)
 {
-    uint32_t su = SX ? *sup : 0u;
+    uint32_t su = SX ? sup[0] : 0u, s0 = SX ? sup[1] : 0u;
     const int32_t dx = XB == 8u ? -ZX : (XS ? (int32_t)(1u << (XB - 1u)) : 0) + ZX;
     const uint32_t d = ((uint32_t)dx & 0xFFFFu) * 0x00010001u;
     const uint32_t np = XB == 8u ? 2u : 16u / XB; /* lane pairs per input word */
@@ -785,6 +811,9 @@ TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_
             else if (XB == 8u && SX) TN_SP_RUN_S(TN_SP_X8S_W4("u", TN_SP_SU));
             else if (XB == 8u && XS) TN_SP_RUN(TN_SP_X8_W4("s"));
             else if (XB == 8u) TN_SP_RUN(TN_SP_X8_W4("u"));
+            else if (XB == 4u && SX && !dx && WB == 4u && XS)
+                TN_SP_RUN_S4(TN_SP_X4S_W4("eor %[v], %[v], #0x88888888\n\t"));
+            else if (XB == 4u && SX && !dx && WB == 4u) TN_SP_RUN_S4(TN_SP_X4S_W4(""));
             else if (XB == 4u && XS) TN_SP_RUN_X(TN_SP_X4, "eor %[v], %[v], #0x88888888\n\t");
             else if (XB == 4u) TN_SP_RUN_X(TN_SP_X4, "");
             else if (XS) TN_SP_RUN_X(TN_SP_X2, "eor %[v], %[v], #0xAAAAAAAA\n\t");
@@ -795,7 +824,10 @@ TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_
 #endif
         for (; g < g1; g++) {
             const uint32_t v = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
-            if (SX) su = tn_usada8(XS ? v ^ 0x80808080u : v, su);
+            if (SX) { /* 4-bit codes flipped already (flip) */
+                su = tn_usada8(XB == 8u && XS ? v ^ 0x80808080u : v, su);
+                if (XB == 4u) s0 = tn_usada8(v & 0x0F0F0F0Fu, s0);
+            }
             TN_UNROLL
             for (uint32_t j = 0; j < np; j++, q++) {
                 uint32_t xp, r;
@@ -822,7 +854,7 @@ TN_INLINE const uint8_t *tn_sf_pair(const uint8_t *w, const uint8_t *in, uint32_
                                                             : a1));
     }
     if (q % per) w += 4; /* a 2-bit block's last word, partly used */
-    if (SX) *sup = su;
+    if (SX) { sup[0] = su; sup[1] = s0; }
     return w;
 }
 
@@ -1415,20 +1447,22 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
     const uint32_t NO = OCT ? N & ~7u : 0u; /* rows in blocks of eight (before those of four) */
     uint32_t tw = tn_sf_tail_word(in, K, XB, ZX); /* the last word: codes, then z_x's */
     const uint32_t SXN = HASZW || (WB == 4u && RAW == 2u) || OCT; /* sum x' needed */
-    /* PF: 8-bit inputs with a pair block (N % 4 = 1, 2) and sum x' needed: the pair block
+    /* PF: 8-bit inputs (4-bit ones without an offset, under 4-bit weights) with a pair block
+     * (N % 4 = 1, 2) and sum x' needed: the pair block
      * first (its weights after the blocks: the FOLD constants, then NQ / 4 blocks of four's
      * bytes, blocks of eight the size of two), summing the codes on the way (one USADA8 per
      * input word it loads anyway, not tn_sf_sumx's own pass: LDR, USADA8 and the loop's end);
      * its outputs after the blocks, as before. seed_cnn's 2028 -> 10 logits at w4a8: 25,879 ->
      * 24,920 instructions (w8a8: 23,440) */
-    const uint32_t PF = XB == 8u && NQ < N && SXN;
+    const int32_t xd = (XS ? (int32_t)(1u << (XB - 1u)) : 0) + ZX; /* the codes' offset */
+    const uint32_t PF = (XB == 8u || (XB == 4u && WB == 4u && xd == 0)) && NQ < N && SXN;
     int32_t AP[4] = {0, 0, 0, 0};
-    uint32_t psu = 0;
+    uint32_t ps[2] = {0, 0};
     if (PF)
         (void)tn_sf_pair(w + (FOLD ? 4u * NO : 0u) + NQ / 4u * (NG + TAIL) * G * WB / 2u, in, NG,
-                         tw, TAIL, KC, XB, XS, ZX, WB, RAW >= 1u, AP, 1u, &psu);
-    const int32_t sx = PF ? (int32_t)(psu - (NG + TAIL) * 4u
-                                      * (uint32_t)((XS ? 128 : 0) + ZX))
+                         tw, TAIL, KC, XB, XS, ZX, WB, RAW >= 1u, AP, 1u, ps);
+    const int32_t sx = PF ? (int32_t)((XB == 8u ? ps[0] : ps[1] + ((ps[0] - ps[1]) >> 4))
+                                      - (NG + TAIL) * G * (uint32_t)xd)
                           : SXN ? tn_sf_sumx(in, NG, tw, TAIL, XB, XS, ZX) : 0;
     /* FOLD: the rows' constants F_r first, then the blocks; sum x = sum x' + z_x per lane */
     const int32_t *fold = (const int32_t *)(const void *)w;
