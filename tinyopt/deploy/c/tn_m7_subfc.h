@@ -33,7 +33,15 @@
  * The last one or two rows of N (N % 4 = 1, 2) in a pair block (tn_sf_pair): 4-bit weights, a
  * word per two lane pairs, UXTB16 gives both rows (row 1 scaled by 16), one AND row 0.
  * sum x' (the weight zero points; RAW 2's A_3 = A_3' + 8 sum x') once per layer: USADA8 sums of
- * the codes.
+ * the codes (tn_sf_sumx, two words a pass in asm), or, where a pair block reads 8-bit inputs
+ * or 4-bit ones without an offset, on that block's own loads (PF, tn_m7_subfc).
+ * Where the instructions of the --subbyte dense rows still above w8a8 go (session 20):
+ * seed_cnn's 2028 -> 10 logits, rows 0-7 a block of eight (4-bit inputs: 68 per 64 MACs) and a
+ * pair block (23 per 16 MACs: UXTB16 / AND and two SMLAD per lane pair are its floor on this
+ * layout), a last partial word (no LEAN, no UNP: its 4 KB would grow the arena); w4a4 24,560,
+ * w4a8 24,920, w2a2 24,840 against w8a8's 23,440. AD's 640 -> 128 first layer (8-bit inputs,
+ * RAW 2 in chunks of 64 words: not lean): the blocks' loop alone (33 per 32 MACs and the loop's
+ * end) is tn_m7_fc's whole layer; below it needs fewer masks per lane than 3 per 4 rows.
  * --------------------------------------------------------------------------------------------- */
 
 /* The last, partial input word of K codes at in (K % (32 / XB) != 0): its codes, then z_x's in
