@@ -14,7 +14,7 @@ import pytest
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import codegen, kernels_m7, mcu
 
-from tests._qemu_many import check_many
+from tests._qemu_many import check_many, run_on_host
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
 from tests.test_build_levels import FORM_ABIS, FORM_LEVELS
@@ -72,22 +72,16 @@ LEAN8_CHAINS = {
         _dense(10, 136, 4, 32, out_signed=True, requantize=False)]),  # signed: 8 and a part
 }
 
+
 def _lean8_graph(name):
     seed, signed, zin, shape, layers = LEAN8_CHAINS[name]
     return chain(seed, layers, shape, 8, signed, zin, "floor")
 
 
-@pytest.mark.parametrize("name", sorted(LEAN8_CHAINS))
-def test_lean8_host_bitexact(tmp_path, monkeypatch, name):
-    """The lean blocks with 8-bit outputs take their forms where the chains say (LEAN in the
-    calls; per channel and by the layer's multiplier, z_out 0 and not; FOLD), the sums of x'
-    run over 8 words and more of every input width, signed and unsigned, with and without a
-    partial last word, and every output equals the simulator's (the host runs the C twins)."""
-    _no_subfc16(monkeypatch)
-    g = _lean8_graph(name)
-    e = host_check(g, tmp_path)
-    calls = _calls(tmp_path)
-    assert len(calls) == len(g.layers) and e.kernels == ["sub"] * len(g.layers)
+def _lean8_plan(name, g, calls):
+    """The steps of chain ``name`` take the forms its comment names (``calls``: the split
+    tn_m7_subfc calls of its model.c)."""
+    assert len(calls) == len(g.layers), (name, len(calls))
     if name == "pair4":  # 4-bit codes without an offset, a pair block: PF sums x' there
         for lay in g.layers[1:]:
             assert int(lay.in_bits) == 4 and int(lay.out_channels) % 4 in (1, 2), lay.name
@@ -113,6 +107,29 @@ def test_lean8_host_bitexact(tmp_path, monkeypatch, name):
         return
     assert calls[3][12] != "0u"  # FOLD
     assert forms == {(True, 0, 4), (False, 5, 4), (True, 0, 2), (False, -3, 2)}
+
+
+def test_lean8_host_bitexact(tmp_path, monkeypatch):
+    """The lean blocks with 8-bit outputs take their forms where the chains say (LEAN in the
+    calls; per channel and by the layer's multiplier, z_out 0 and not; FOLD), PF and the sums
+    of x' run over 8 words and more of every input width, signed and unsigned, with and without
+    a partial last word, and every output equals the simulator's on 40 inputs: the host runs
+    the C twins, the four chains in one host program (tests/_qemu_many.run_on_host)."""
+    _no_subfc16(monkeypatch)
+    exports, xs, wants = [], [], []
+    for name in LEAN8_CHAINS:
+        g = _lean8_graph(name)
+        e = codegen.export_c(g, tmp_path / name / "src")
+        assert e.kernels == ["sub"] * len(g.layers), (name, e.kernels)
+        _lean8_plan(name, g, _calls(tmp_path / name))
+        lo = -128 if g.input_signed else 0
+        xs.append(np.random.default_rng(5).integers(lo, lo + 256, (40, *g.input_shape)))
+        wants.append(codegen.reference_output(g, xs[-1]))
+        assert len({r.tobytes() for r in wants[-1]}) > 1, name  # a constant output checks little
+        exports.append(e)
+    for name, got, want in zip(LEAN8_CHAINS, run_on_host(exports, xs, tmp_path / "host"), wants):
+        assert np.array_equal(got, want), name
+
 
 def _graph(name):
     rounding, signed, zin, bits, shape, layers = FOLD_CHAINS[name]
@@ -251,8 +268,8 @@ def test_fold_under_qemu(qemu, tmp_path, monkeypatch, plan):
     if plan == "ldr":
         monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SF_NO_LDRD"))
     graphs = {name: _graph(name) for name in FOLD_CHAINS}
-    for name in LEAN8_CHAINS:  # the lean blocks' 8-bit outputs, tn_sf_sumx's assembly
-        graphs[name] = _lean8_graph(name)
+    for name in LEAN8_CHAINS if plan == "whole" else ():  # the lean blocks' 8-bit outputs, PF,
+        graphs[name] = _lean8_graph(name)  # tn_sf_sumx's assembly (neither LDRD nor chunks)
     xs = {}
     for name, g in graphs.items():
         lo = -(1 << (g.input_bits - 1)) if g.input_signed else 0
