@@ -43,6 +43,7 @@ FOLD_CHAINS = {
 # (tn_sf_out4: the forms take z_out = 0; short chains, so that an error reaches the logits);
 # "pair4", the pair block summing x' on its loads (tn_m7_subfc's PF) over unsigned 4-bit codes
 # and signed ones with z_x = -8 (no offset), 7 and 5 words (every loop remainder) and a part;
+# "pair2", PF under 2-bit weights (their blocks' bytes before the pair block);
 # "sumx", the sums of x' over 16 words of unsigned 8-bit codes (in "lean8"), 9 of signed 8-bit
 # ones, 17 of unsigned 4-bit, 9 of signed 4-bit, 9 and a partial of unsigned 2-bit, 8 and a
 # partial of signed 2-bit (a pair block after a block of eight: N = 10), every one with z_w != 0
@@ -64,6 +65,9 @@ LEAN8_CHAINS = {
         _dense(60, 40, 4, 4, icn=True),                       # 4-bit unsigned, z_out 0
         _dense(46, 60, 4, 4, out_signed=True, out_zero_point=-8),  # 7 words and 4 codes
         _dense(9, 46, 4, 32, out_signed=True, requantize=False)]),  # signed, z_x -8: 5 and 6
+    "pair2": (15, False, 0, (45,), [  # PF over 8-bit codes under 2-bit weights (its C loop)
+        _dense(10, 45, 2, 8, icn=True),
+        _dense(6, 10, 4, 32, out_signed=True, requantize=False)]),
     "sumx": (61, True, -3, (36,), [
         _dense(136, 36, 4, 4, icn=True),                      # 8-bit signed: 9 words
         _dense(72, 136, 4, 4, out_signed=True),               # 4-bit unsigned: 17 words
@@ -88,6 +92,10 @@ def _lean8_plan(name, g, calls):
             assert (8 if lay.in_signed else 0) + int(lay.in_zero_point) == 0, lay.name
         assert {bool(lay.in_signed) for lay in g.layers[1:]} == {False, True}
         assert {int(lay.in_shape[0]) * 4 // 32 % 4 for lay in g.layers[1:]} == {3, 1}
+        return
+    if name == "pair2":  # 2-bit weights' blocks of four bytes before the pair block
+        lay = g.layers[0]
+        assert int(lay.weight_bits) == 2 and int(lay.out_channels) % 4 == 2 and calls[0][15] != "0u"
         return
     if name == "sumx":
         assert all(call[15] != "0u" for call in calls)  # HASZW: z_w != 0, sum x' needed
@@ -114,7 +122,7 @@ def test_lean8_host_bitexact(tmp_path, monkeypatch):
     calls; per channel and by the layer's multiplier, z_out 0 and not; FOLD), PF and the sums
     of x' run over 8 words and more of every input width, signed and unsigned, with and without
     a partial last word, and every output equals the simulator's on 40 inputs: the host runs
-    the C twins, the four chains in one host program (tests/_qemu_many.run_on_host)."""
+    the C twins, the chains in one host program (tests/_qemu_many.run_on_host)."""
     _no_subfc16(monkeypatch)
     exports, xs, wants = [], [], []
     for name in LEAN8_CHAINS:
