@@ -15,7 +15,7 @@ import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
 
-from tests._qemu_many import check_many
+from tests._qemu_many import HostBatch, check_many
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
 
@@ -63,12 +63,22 @@ def _s16_graph(name):
     return g
 
 
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's parametrized host checks in one host program (tests._qemu_many.HostBatch):
+    each case's graph and patches as its test sets them up."""
+    return HostBatch(request, {
+        "test_subfc16_host_bitexact": lambda mp, name: _s16_graph(name),
+        "test_subfc_oct_host_bitexact": _oct_case,
+    }, tmp_path_factory.mktemp("host_batch"))
+
+
 @pytest.mark.parametrize("name", sorted(S16_CHAINS))
-def test_subfc16_host_bitexact(tmp_path, name):
+def test_subfc16_host_bitexact(tmp_path, host_batch, name):
     """Every dense step of these chains takes tn_m7_subfc16 (no scratch) and the C equals the
     simulator on 40 inputs; the chains cover each input width, signed and unsigned inputs."""
     g = _s16_graph(name)
-    e = host_check(g, tmp_path)
+    e = host_check(g, tmp_path, batch=host_batch)
     for k, s in zip(e.kernels, e.steps):
         assert k == "sub" and s.scratch_bytes == 0, (s.name, k)
         assert steps_mod.sub_fc_fits(s) and kernels_m7.subfc16_scale(s.layer), s.name
@@ -284,16 +294,20 @@ def _chunks(monkeypatch):
                         lambda layer: chunk(layer) if real_oct(layer) else 0)
 
 
+def _oct_case(mp, name, chunks):
+    """OCT_CHAINS[name] on tn_m7_subfc's blocks of eight, over the whole input or in chunks."""
+    _no_subfc16(mp)
+    if chunks:
+        _chunks(mp)
+    return _oct_graph(name)
+
+
 @pytest.mark.parametrize("chunks", [False, True])
 @pytest.mark.parametrize("name", sorted(OCT_CHAINS))
-def test_subfc_oct_host_bitexact(tmp_path, monkeypatch, name, chunks):
+def test_subfc_oct_host_bitexact(tmp_path, monkeypatch, host_batch, name, chunks):
     """Every dense step of these chains takes tn_m7_subfc's blocks of eight (OCT = 1 in its
     call) and the C equals the simulator on 40 inputs, over the whole input and in chunks."""
-    _no_subfc16(monkeypatch)
-    if chunks:
-        _chunks(monkeypatch)
-    g = _oct_graph(name)
-    e = host_check(g, tmp_path)
+    e = host_check(_oct_case(monkeypatch, name, chunks), tmp_path, batch=host_batch)
     for k, s in zip(e.kernels, e.steps):
         assert k == "sub" and s.scratch_bytes == 0, (s.name, k)
         assert steps_mod.sub_fc_fits(s) and kernels_m7.subfc_oct(s.layer), s.name
