@@ -15,6 +15,7 @@ import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
 
+from tests._qemu_many import HostBatch
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
 from tests.test_build_levels import FORM_FPUS, FORM_LEVELS
@@ -90,16 +91,28 @@ def test_twin_chains_cover():
     assert {TWIN_CHAINS[n][0] for n in TWIN_CHAINS} == {"floor", "tflite_single", "tflite_double"}
 
 
+def _twin_case(mp, name, chunks):
+    """TWIN_CHAINS[name] on tn_m7_subfc, over the whole input or in chunks."""
+    _no_subfc16(mp)
+    if chunks:
+        _chunks(mp)
+    return _graph(name)
+
+
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's parametrized host checks in one host program (tests._qemu_many.HostBatch):
+    each case's graph and patches as its test sets them up."""
+    return HostBatch(request, {"test_twin_host_bitexact": _twin_case},
+                     tmp_path_factory.mktemp("host_batch"))
+
+
 @pytest.mark.parametrize("chunks", [False, True])
 @pytest.mark.parametrize("name", sorted(TWIN_CHAINS))
-def test_twin_host_bitexact(tmp_path, monkeypatch, name, chunks):
+def test_twin_host_bitexact(tmp_path, monkeypatch, host_batch, name, chunks):
     """Every dense step takes tn_m7_subfc (no scratch) and the C, whose host build runs TWIN's
     C loop, equals the simulator on 40 inputs, over the whole input and in chunks."""
-    _no_subfc16(monkeypatch)
-    if chunks:
-        _chunks(monkeypatch)
-    g = _graph(name)
-    e = host_check(g, tmp_path)
+    e = host_check(_twin_case(monkeypatch, name, chunks), tmp_path, batch=host_batch)
     for k, s in zip(e.kernels, e.steps):
         assert k == "sub" and s.scratch_bytes == 0 and steps_mod.sub_fc_fits(s), (s.name, k)
     src = (tmp_path / "src" / "model.c").read_text()
