@@ -14,7 +14,7 @@ import pytest
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import codegen, kernels_m7, mcu
 
-from tests._qemu_many import check_many, run_on_host
+from tests._qemu_many import HostBatch, check_many, run_on_host
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
 from tests.test_build_levels import FORM_ABIS, FORM_LEVELS
@@ -165,18 +165,31 @@ def _chunks(monkeypatch):
     monkeypatch.setattr(kernels_m7.subconv, "subfc_fold", forced)
 
 
+def _fold_case(mp, name, chunks):
+    """FOLD_CHAINS[name] on tn_m7_subfc, FOLD over the whole input or in chunks."""
+    _no_subfc16(mp)
+    if chunks:
+        _chunks(mp)
+    return _graph(name)
+
+
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's parametrized host checks in one host program (tests._qemu_many.HostBatch):
+    each case's graph and patches as its test sets them up."""
+    return HostBatch(request, {"test_fold_host_bitexact": _fold_case},
+                     tmp_path_factory.mktemp("host_batch"))
+
+
 @pytest.mark.parametrize("chunks", [False, True])
 @pytest.mark.parametrize("name", sorted(FOLD_CHAINS))
-def test_fold_host_bitexact(tmp_path, monkeypatch, name, chunks):
+def test_fold_host_bitexact(tmp_path, monkeypatch, host_batch, name, chunks):
     """The first step takes FOLD (OCT and FOLD nonzero in its call) and every output equals the
     simulator's."""
-    _no_subfc16(monkeypatch)
-    if chunks:
-        _chunks(monkeypatch)
-    g = _graph(name)
+    g = _fold_case(monkeypatch, name, chunks)
     lay = g.layers[0]
     assert kernels_m7.subconv.subfc_fold(lay)[0] and not kernels_m7.subfc_oct(lay)
-    e = host_check(g, tmp_path)
+    e = host_check(g, tmp_path, batch=host_batch)
     assert e.kernels[0] == "sub"
     first = _calls(tmp_path)[0]
     assert first[11] != "0u" and first[12] != "0u", first
