@@ -215,16 +215,16 @@ class HostBatch:
 
     ``makes`` maps test function names to ``make(mp, **params)``: the graph of one case of that
     test (or the graph and its number of inputs, default ``n``; or the graph and its inputs,
-    for a test that draws its own), its module-level patches (the forced kernel plans the test
-    sets with ``monkeypatch``) applied on ``mp``, a ``pytest.MonkeyPatch`` undone after that
-    case's export. The cases are the selected (not deselected) items of those tests in the
-    requesting module. The test then calls :meth:`outputs` (through ``host_check(g, tmp_path,
-    batch=...)``, or with its inputs) on the export of ``g`` it makes under its own patches;
-    the outputs are looked up by the exported C's content and the inputs: a case whose export
-    or inputs differ from what the test has (its setup differs from ``make``'s) is a lookup
-    failure, never another case's outputs. A case whose ``make`` or export raised is left out
-    (its test raises the same when it runs its own setup).
-    """
+    for a test that draws its own; or a list of these, for a test that checks several graphs),
+    its module-level patches (the forced kernel plans the test sets with ``monkeypatch``)
+    applied on ``mp``, a ``pytest.MonkeyPatch`` undone after that case's export. The cases are
+    the selected (not deselected) items of those tests in the requesting module. The test then
+    calls :meth:`outputs` (through ``host_check(g, tmp_path, batch=...)``, or with its inputs)
+    on the export of ``g`` it makes under its own patches; the outputs are looked up by the
+    exported C's content and the inputs: a case whose export or inputs differ from what the
+    test has (its setup differs from ``make``'s) is a lookup failure, never another case's
+    outputs. A case whose ``make`` or export raised is left out (its test raises the same when
+    it runs its own setup)."""
 
     def __init__(self, request, makes: dict, tmp, n: int = 40):
         cases = [(makes[item.originalname], item.callspec.params)
@@ -237,18 +237,21 @@ class HostBatch:
         for k, (make, params) in enumerate(cases):
             with pytest.MonkeyPatch.context() as mp:
                 try:
-                    g = make(mp, **params)
-                    g, m = g if isinstance(g, tuple) else (g, n)
-                    x = host_inputs(g, m) if isinstance(m, int) else np.asarray(m)
-                    e = codegen.export_c(g, tmp / f"case{k}" / "src")
+                    made = make(mp, **params)
+                    built = []
+                    for j, g in enumerate(made if isinstance(made, list) else [made]):
+                        g, m = g if isinstance(g, tuple) else (g, n)
+                        x = host_inputs(g, m) if isinstance(m, int) else np.asarray(m)
+                        built.append((codegen.export_c(g, tmp / f"case{k}" / str(j) / "src"), x))
                 except Exception as exc:  # noqa: BLE001 (the case's own test raises it)
                     self.failed[repr(params)] = f"{type(exc).__name__}: {exc}"
                     continue
-            key = _export_key(e, x)
-            if key not in keys:  # cases whose C is the same build once
-                exports.append(e)
-                xs.append(x)
-                keys.append(key)
+            for e, x in built:
+                key = _export_key(e, x)
+                if key not in keys:  # cases whose C is the same build once
+                    exports.append(e)
+                    xs.append(x)
+                    keys.append(key)
         if exports:
             for key, got in zip(keys, run_on_host(exports, xs, tmp / "many_host")):
                 self._outs[key] = got
