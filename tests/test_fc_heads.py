@@ -16,7 +16,7 @@ import pytest
 from tinyopt.deploy import codegen, kernels_m7, mcu, synth
 from tinyopt.icn import IntegerLayer
 from tinyopt.integer import steps as steps_mod
-from tests._qemu_many import check_many, run_on_host
+from tests._qemu_many import HostBatch, check_many
 from tests.test_kernels_m7 import _fc, chain
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -144,35 +144,49 @@ def _codes(g, n: int) -> np.ndarray:
     return x
 
 
+def _heads(k, n, signed):
+    """The eight heads K -> N of test_fc16_heads_host_bitexact: name -> (graph, rounding)."""
+    heads = {}
+    for i, (rounding, pc) in enumerate(VARIANTS):
+        for symmetric, relu in ((True, False), (False, i == 1)):
+            heads[f"{i}_{symmetric}"] = (
+                _head(k, n, signed, rounding, pc, seed=i, symmetric=symmetric, relu=relu),
+                rounding)
+    return heads
+
+
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """The heads of every selected case of test_fc16_heads_host_bitexact in one host program
+    (tests._qemu_many.HostBatch), each on its 200 inputs."""
+    return HostBatch(request, {"test_fc16_heads_host_bitexact": lambda mp, k, n, signed: [
+        (g, _codes(g, 200)) for g, _ in _heads(k, n, signed).values()]},
+        tmp_path_factory.mktemp("host_batch"))
+
+
 @pytest.mark.parametrize("signed", [True, False])
 @pytest.mark.parametrize("k,n", HEADS)
-def test_fc16_heads_host_bitexact(tmp_path, k, n, signed):
+def test_fc16_heads_host_bitexact(tmp_path, host_batch, k, n, signed):
     """The heads' shapes, int8 and uint8 inputs, per-layer and per-channel weights and
     multipliers, three roundings (DBL exactly where tn_m7_out's FAST = 3 form applies), symmetric
     and asymmetric weights, a clamp narrower than the bits: tn_m7_fc16 (its C loop on the host)
-    equals the simulator on 200 inputs; the step takes tn_m7_fc16 and no scratch."""
-    graphs, exports, xs = {}, {}, {}
-    for i, (rounding, pc) in enumerate(VARIANTS):
-        for symmetric, relu in ((True, False), (False, i == 1)):
-            g = _head(k, n, signed, rounding, pc, seed=i, symmetric=symmetric, relu=relu)
-            lay = g.layers[0]
-            steps, _ = steps_mod.memory_plan(g)
-            assert steps_mod.fc_fits(steps[0]) and kernels_m7.fc16_fits(lay)
-            dbl = kernels_m7.fc16_doubled(lay, g.rounding)
-            assert dbl == (rounding == "tflite_double"), (rounding, dbl)
-            name = f"{i}_{symmetric}"
-            e = exports[name] = codegen.export_c(g, tmp_path / name / "src")
-            graphs[name], xs[name] = g, _codes(g, 200)
-            assert e.kernels == ["fc"] and e.steps[0].scratch_bytes == 0
-            assert "tn_m7_fc16(" in (tmp_path / name / "src" / "model.c").read_text()
-            # the layout's bytes beyond the N K weights are counted as layout bytes
-            assert e.weight_pad_bytes == kernels_m7.fc16_weights(lay, dbl).size - n * k
-    names = list(graphs)  # the six heads in one host program (tests/_qemu_many.py)
-    outs = run_on_host([exports[m] for m in names], [xs[m] for m in names], tmp_path / "host")
-    for name, got in zip(names, outs):
-        want = codegen.reference_output(graphs[name], xs[name])
+    equals the simulator on 200 inputs; the step takes tn_m7_fc16 and no scratch. Every case's
+    eight heads run in the module's one host program (host_batch)."""
+    for name, (g, rounding) in _heads(k, n, signed).items():
+        lay = g.layers[0]
+        steps, _ = steps_mod.memory_plan(g)
+        assert steps_mod.fc_fits(steps[0]) and kernels_m7.fc16_fits(lay)
+        dbl = kernels_m7.fc16_doubled(lay, g.rounding)
+        assert dbl == (rounding == "tflite_double"), (rounding, dbl)
+        e = codegen.export_c(g, tmp_path / name / "src")
+        x = _codes(g, 200)
+        assert e.kernels == ["fc"] and e.steps[0].scratch_bytes == 0
+        assert "tn_m7_fc16(" in (tmp_path / name / "src" / "model.c").read_text()
+        # the layout's bytes beyond the N K weights are counted as layout bytes
+        assert e.weight_pad_bytes == kernels_m7.fc16_weights(lay, dbl).size - n * k
+        want = codegen.reference_output(g, x)
         assert len({r.tobytes() for r in want}) > 1, (name, "a constant output checks little")
-        np.testing.assert_array_equal(got, want, err_msg=name)
+        np.testing.assert_array_equal(host_batch.outputs(e, x), want, err_msg=name)
 
 
 def test_fc16_refuses_weights_packed_for_another_rounding(tmp_path):
