@@ -36,7 +36,7 @@ FOLD_CHAINS = {
 }
 
 # The lean blocks' 8-bit outputs (tn_sl_form 1 and 3: rows 0 .. 3 packed into a word and stored,
-# then rows 4 .. 7) and tn_sf_sumx's assembly (8 words and more: two words a pass, then the odd
+# then rows 4 .. 7) and tn_sf_sumx's assembly (more than 8 words: two words a pass, then the odd
 # one and a last partial word in C), two chains (in one QEMU program with the FOLD chains):
 # "lean8", 8-bit codes per channel (USAT, SSAT), by the layer's multiplier (z_out 5: SMMLA with
 # z_out 2^k; SSAT, z_out -3), FOLD (z_x 5), 2-bit weights; "zp6", per channel with z_out 6
@@ -45,7 +45,7 @@ FOLD_CHAINS = {
 # and signed ones with z_x = -8 (no offset), 7 and 5 words (every loop remainder) and a part;
 # "pair2", PF under 2-bit weights (their blocks' bytes before the pair block);
 # "sumx", the sums of x' over 16 words of unsigned 8-bit codes (in "lean8"), 9 of signed 8-bit
-# ones, 17 of unsigned 4-bit, 9 of signed 4-bit, 9 and a partial of unsigned 2-bit, 8 and a
+# ones, 17 of unsigned 4-bit, 9 of signed 4-bit, 9 and a partial of unsigned 2-bit, 9 and a
 # partial of signed 2-bit (a pair block after a block of eight: N = 10), every one with z_w != 0
 # (sum x' needed). name: (seed: every n0 of the lean blocks <= -1, FAST 2; input signed, input
 # zero point, shape, layers), floor rounding, 8-bit inputs
@@ -72,8 +72,8 @@ LEAN8_CHAINS = {
         _dense(136, 36, 4, 4, icn=True),                      # 8-bit signed: 9 words
         _dense(72, 136, 4, 4, out_signed=True),               # 4-bit unsigned: 17 words
         _dense(150, 72, 2, 2),                                # 4-bit signed: 9 words
-        _dense(136, 150, 2, 2, out_signed=True),              # 2-bit unsigned: 9 and a part
-        _dense(10, 136, 4, 32, out_signed=True, requantize=False)]),  # signed: 8 and a part
+        _dense(152, 150, 2, 2, out_signed=True),              # 2-bit unsigned: 9 and a part
+        _dense(10, 152, 4, 32, out_signed=True, requantize=False)]),  # signed: 9 and a part
 }
 
 
@@ -120,7 +120,7 @@ def _lean8_plan(name, g, calls):
 def test_lean8_host_bitexact(tmp_path, monkeypatch):
     """The lean blocks with 8-bit outputs take their forms where the chains say (LEAN in the
     calls; per channel and by the layer's multiplier, z_out 0 and not; FOLD), PF and the sums
-    of x' run over 8 words and more of every input width, signed and unsigned, with and without
+    of x' run over more than 8 words of every input width, signed and unsigned, with and without
     a partial last word, and every output equals the simulator's on 40 inputs: the host runs
     the C twins, the chains in one host program (tests/_qemu_many.run_on_host)."""
     _no_subfc16(monkeypatch)

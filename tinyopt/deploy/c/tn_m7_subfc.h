@@ -105,8 +105,9 @@ TN_INLINE int32_t tn_sf_sumx(const uint8_t *in, uint32_t NG, uint32_t tw, uint32
     const int32_t d = (XS ? (int32_t)(1u << (XB - 1u)) : 0) + ZX;
     uint32_t su = 0, s0 = 0, g = 0, t;
 #if TN_M7_ASM
-    if (NG >= 8u) { /* pairs of words in asm, the odd one and the tail below (fewer words:
-                     * GCC unrolls the C loop, a window of tn_sf_pixel) */
+    if (NG > 8u) { /* pairs of words in asm, the odd one and the tail below (fewer words:
+                    * GCC unrolls the C loop, a window of tn_sf_pixel; at 8 words, DS-CNN's 64
+                    * 4-bit channels per pixel, the asm's loop cost 2,920 more per layer) */
         const uint8_t *x = in, *const e = in + 8u * (NG / 2u);
         uint32_t v, v2;
         if (XB == 8u && XS) TN_SX_ASM(TN_SX_E("0x80808080") TN_SX_8);
