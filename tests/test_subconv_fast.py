@@ -19,16 +19,33 @@ from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
-from tests._qemu_many import check_many
+from tests._qemu_many import HostBatch, check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
 
+def _roomy(mp):
+    """tn_m7_subconv wherever it fits (steps.SCRATCH_ONLY_WHERE_FREE off, as the kernel tests),
+    on the monkeypatch ``mp``: the tests' fixture and their host batch's make() alike."""
+    mp.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+
+
 @pytest.fixture
 def roomy(monkeypatch):
-    """tn_m7_subconv wherever it fits (steps.SCRATCH_ONLY_WHERE_FREE off, as the kernel tests)."""
-    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+    """tn_m7_subconv wherever it fits (_roomy)."""
+    _roomy(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's host checks in one host program (tests._qemu_many.HostBatch), each case
+    exported under the tests' plan (_roomy)."""
+    return HostBatch(request, {
+        "test_subconv_fast_host_bitexact": lambda mp, name: _roomy(mp) or _chain(name),
+        "test_subconv_fast_fused_add_host_bitexact":
+            lambda mp, wbits, bits, slot: _roomy(mp) or _residual_floor(wbits, bits, slot),
+    }, tmp_path_factory.mktemp("host_batch"))
 
 
 def fast_form(layer, rounding: str) -> int:
@@ -131,12 +148,12 @@ def _chain(name):
 
 
 @pytest.mark.parametrize("name", sorted(FAST_CHAINS))
-def test_subconv_fast_host_bitexact(tmp_path, name, roomy):
+def test_subconv_fast_host_bitexact(tmp_path, host_batch, name, roomy):
     """Every conv / pointwise step runs tn_m7_subconv (RAW 2 on its 4-bit weights) and the C
     equals the simulator on 40 inputs; the floor chains hold layers of both fast forms and
     of none, and lane-pair counts that take every remainder of the loop."""
     g = _chain(name)
-    e = host_check(g, tmp_path)
+    e = host_check(g, tmp_path, batch=host_batch)
     conv = [s for s in e.steps if s.layer.kind in ("conv2d", "pointwise")]
     assert conv and all(steps_mod.sub_conv_step(s) for s in conv), e.kernels
     four = [s.layer for s in conv if s.layer.weight_bits == 4]
@@ -193,11 +210,11 @@ def _residual_floor(wbits: int, bits: int, slot: int) -> IntegerGraph:
 
 
 @pytest.mark.parametrize("wbits,bits,slot", [(4, 4, 1), (4, 4, 0), (2, 4, 1), (4, 2, 0)])
-def test_subconv_fast_fused_add_host_bitexact(tmp_path, wbits, bits, slot, roomy):
+def test_subconv_fast_fused_add_host_bitexact(tmp_path, host_batch, wbits, bits, slot, roomy):
     """A floor residual ADD of sub-byte codes fused into tn_m7_subconv through its table, the
     convolution's codes by the fast form, bit-exact with the simulator."""
     g = _residual_floor(wbits, bits, slot)
-    e = host_check(g, tmp_path)
+    e = host_check(g, tmp_path, batch=host_batch)
     step = e.steps[0]
     assert e.kernels == ["sub"] and step.add is not None and steps_mod.sub_conv_step(step)
     assert fast_form(step.layer, g.rounding) == 2
