@@ -18,24 +18,60 @@ from tinyopt.deploy.kernels_m7.common import requant_constants
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
-from tests._qemu_many import check_many
+from tests._qemu_many import HostBatch, check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
 from tests.test_kernels_m7_sub import _dense, _residual_graph
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
 
-@pytest.fixture
-def lean(monkeypatch):
+# The plans' patches, each on a monkeypatch ``mp``: written once for the tests' fixtures (or
+# the test itself) and their host batch's make(), so both export the same C.
+def _lean(mp):
     """The lean plan everywhere (no step takes tn_m7_subconv itself): every sub-byte conv /
     pointwise step runs tn_m7_sub's FC form, the form that places the pairs' lanes."""
-    monkeypatch.setattr(steps_mod, "sub_conv_fits", lambda step: False)
+    mp.setattr(steps_mod, "sub_conv_fits", lambda step: False)
+
+
+def _roomy(mp):
+    """tn_m7_subconv wherever it fits (steps.SCRATCH_ONLY_WHERE_FREE off)."""
+    mp.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+
+
+def _no_tail(mp):
+    """No lanes in the output's tail (TLO 0): the FC form from pixel 0 to HP."""
+    mp.setattr(kernels_m7.sub, "sub_tail_lanes", lambda step: 0)
+
+
+@pytest.fixture
+def lean(monkeypatch):
+    """The lean plan everywhere (_lean)."""
+    _lean(monkeypatch)
 
 
 @pytest.fixture
 def roomy(monkeypatch):
-    """tn_m7_subconv wherever it fits (steps.SCRATCH_ONLY_WHERE_FREE off)."""
-    monkeypatch.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
+    """tn_m7_subconv wherever it fits (_roomy)."""
+    _roomy(monkeypatch)
+
+
+def _head_case(mp, tail):
+    """test_head_lanes_host_bitexact's graph, its plan patched on ``mp``."""
+    _lean(mp)
+    if not tail:
+        _no_tail(mp)
+    return _head_graph()
+
+
+@pytest.fixture(scope="module")
+def host_batch(request, tmp_path_factory):
+    """This module's parametrized host checks in one host program (tests._qemu_many.HostBatch),
+    each case exported under its test's plan."""
+    return HostBatch(request, {
+        "test_head_lanes_host_bitexact": _head_case,
+        "test_fast1_per_channel_host_bitexact":
+            lambda mp, out_bits, narrow: _roomy(mp) or _fast1_graph(out_bits, narrow),
+    }, tmp_path_factory.mktemp("host_batch"))
 
 
 def _head_graph():
@@ -62,15 +98,15 @@ def _forms(e):
 
 
 @pytest.mark.parametrize("tail", [True, False])
-def test_head_lanes_host_bitexact(tmp_path, lean, monkeypatch, tail):
+def test_head_lanes_host_bitexact(tmp_path, host_batch, lean, monkeypatch, tail):
     """The FC form's steps whose input dies with them run tn_m7_subconv's pairs with their lanes
     at the input's head from HP on (after the FC form's pixels, which still read those rows);
     with the output's tail lanes too (tail) or alone (TLO forced to 0: the FC form from pixel
     0 to HP). Bit-exact on 40 inputs."""
     if not tail:
-        monkeypatch.setattr(kernels_m7.sub, "sub_tail_lanes", lambda step: 0)
+        _no_tail(monkeypatch)
     g = _head_graph()
-    e = host_check(g, tmp_path)
+    e = host_check(g, tmp_path, batch=host_batch)
     forms = _forms(e)
     assert [hp for _, hp in forms] == [0, 88, 24, 12], forms  # not over the graph's input
     if tail:
@@ -145,14 +181,14 @@ def _fast1_graph(out_bits, narrow=False):
 
 
 @pytest.mark.parametrize("out_bits,narrow", [(4, False), (8, False), (2, False), (4, True)])
-def test_fast1_per_channel_host_bitexact(tmp_path, roomy, out_bits, narrow):
+def test_fast1_per_channel_host_bitexact(tmp_path, host_batch, roomy, out_bits, narrow):
     """tn_m7_subconv's outputs on per-channel floor multipliers with left shifts (FAST 1):
     tn_sc_pcq's USAT / SSAT form (4-bit outputs packed by four, 8-bit ones, 2-bit ones) and its
     clamp form (narrow), bit-exact on 40 inputs."""
     g = _fast1_graph(out_bits, narrow)
     for lay in g.layers[:2]:
         assert requant_constants(lay, g.rounding)["FAST"] == 1
-    e = host_check(g, tmp_path)
+    e = host_check(g, tmp_path, batch=host_batch)
     assert [k for k, s in zip(e.kernels, e.steps) if s.layer.kind != "dense"] == ["sub"] * 2
     assert all(steps_mod.sub_conv_step(s) for s in e.steps[:2])
 
