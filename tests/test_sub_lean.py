@@ -6,6 +6,7 @@ host (and, slow, under QEMU), with the arena and scratch of the lean plan unchan
 """
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import kernels_m7
+from tinyopt.deploy.kernels_m7.subconv import subconv_pack
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.graph import IntegerLayer
 
@@ -91,6 +93,17 @@ LEAN_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
 }
 
 
+def fc_call(step, rounding: str) -> tuple[str, list[str]]:
+    """The entry (tn_m7_sub, tn_m7_sub_epi, tn_m7_sub_sl) and the arguments after the six
+    pointers of a tn_m7_sub step's call (kernels_m7.step_function): [28] FC, [29] RAW (with
+    2-bit weights and pixel pairs, TLO / HP: the pairs' PK, kernels_m7.subconv_pack)."""
+    text = kernels_m7.step_function(step, 0, kernels_m7.choose(step, 0), rounding)
+    m = re.search(r"(tn_m7_sub(?:_epi|_sl)?)\(l, in\[0\], [^,]+, out, [^,]+, [^,]+,\s*([^;]*)\);",
+                  text)
+    assert m, text
+    return m.group(1), [a.strip() for a in m.group(2).split(",")]
+
+
 def _lean_graph(name):
     rounding, signed, zin, shape, layers = LEAN_CHAINS[name]
     return chain(40 + len(name), layers, shape, 8, signed, zin, rounding)
@@ -140,6 +153,14 @@ def test_lean_fc_form_host_bitexact(tmp_path, lean, host_batch, name):
         assert steps_mod.write_delay(convs[5][1]) is not None
     if name == "conv_lanes":  # gathered windows too
         assert all(t > 0 for t in tails) and not any(steps_mod.sub_direct(s) for _, s in convs)
+    # 2-bit weights: the pairs take PK (two rows per int16 lane) where subconv_pack allows it,
+    # tn_m7_sub's FC form the same bytes as before (c/tn_m7_sub.h: TN_SUB_RF); lanes' l1 reads
+    # signed codes (no PK), its l3 and conv_lanes' l1 unsigned ones
+    pk = [(subconv_pack(s.layer), fc_call(s, g.rounding)[1][28:30]) for t, (_, s)
+          in zip(tails, convs) if t and s.layer.weight_bits == 2]
+    if name in ("lanes", "conv_lanes"):
+        assert pk == ([(0, ["1u", "0u"]), (1, ["1u", "1u"])] if name == "lanes"
+                      else [(1, ["1u", "1u"])]), pk
 
 
 @pytest.mark.parametrize("wbits,bits,slot", [(4, 8, 1), (2, 8, 0)])

@@ -21,6 +21,7 @@ from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 from tests._qemu_many import HostBatch, check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
 from tests.test_kernels_m7_sub import _dense, _residual_graph
+from tests.test_sub_lean import fc_call
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
@@ -119,6 +120,10 @@ def test_head_lanes_host_bitexact(tmp_path, host_batch, lean, monkeypatch, tail)
             first = (hp // s.layer.out_shape[1] * s.layer.stride[0] - s.layer.padding[0])
             assert s.in_offsets[0] % 4 == 0 and first * w * c * s.layer.in_bits // 8 >= lanes
             assert s.in_dead == (True,)
+    # the 2-bit-weight pointwise layer (unsigned 4-bit inputs): its pairs by tn_sc_epi
+    # (tn_m7_sub_epi) with two rows per int16 lane (RAW = PK 1, kernels_m7.subconv_pack)
+    fn, args = fc_call(next(s for s in e.steps if s.layer.name == "l3"), g.rounding)
+    assert (fn, args[28:30]) == ("tn_m7_sub_epi", ["1u", "1u"]), (fn, args[28:30])
 
 
 def _branch_graph():

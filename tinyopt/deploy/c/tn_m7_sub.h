@@ -231,20 +231,27 @@ TN_INLINE const uint8_t *tn_sub_window(const uint8_t *in, uint8_t *TN_RESTRICT b
 
 /* The FC form's pixel p of tn_m7_sub and of its entries tn_m7_sub_epi / tn_m7_sub_sl: its window
  * gathered (tn_sub_window), then tn_sf_pixel's rows (MODE 0). A macro over the caller's
- * parameters, so that the three loops compile to what they did written out. */
+ * parameters (RF: the FC form's RAW, TN_SUB_RF), so that the three loops compile to what they
+ * did written out. */
 #define TN_SUB_FC_PIXEL(p)                                                                      \
     tn_sf_pixel(l, tn_sub_window(in, buf, (int32_t)((p) / (uint32_t)OW),                         \
                                  (int32_t)((p) % (uint32_t)OW), H, W, C, KH, KW, SH, SW, PT, PL, \
                                  XB, ZX, PADZERO, DIRECT, KG),                                   \
-                other, out, (p) * CO, best, KF, CO, XB, XS, ZX, WB, RAW, KC, OCT, NWZP, HASZW,  \
+                other, out, (p) * CO, best, KF, CO, XB, XS, ZX, WB, RF, KC, OCT, NWZP, HASZW,   \
                 ZW, REQ, NM, ROUND, OB, 0u, TN_RQ, TN_FADD)
+/* RAW of the FC form's blocks (tn_sf_pixel): with 2-bit weights RAW is the pixel pairs' PK
+ * (tn_m7_subconv's RAW 1 with 2-bit weights, kernels_m7.subconv_pack: the same weight bytes),
+ * while kernels_m7.subfc_plan gives tn_m7_subfc's 2-bit blocks RAW 0. They ignore it today
+ * (a build with RF = RAW gives the same outputs); RF keeps them on RAW 0 should that change. */
+#define TN_SUB_RF (WB == 2u ? 0u : RAW)
 
 /* A dense (H = W = KH = KW = 1, C = K), pointwise or convolution layer with sub-byte weights or
  * inputs (weights in kernels_m7.sub_weights' order), optionally fused with the max pool (MODE 1)
  * or the residual ADD (MODE 2) after it, as tn_m7_gemm. Scratch (the step's, 4-byte aligned):
  * best, CO int32 (MODE 1 only), then buf, the gathered window (DIRECT = 0 only). FC: each
  * window's K = KH KW C codes by tn_sf_pixel (RAW, KC, OCT: kernels_m7.subfc_plan / subfc_oct
- * of the layer as a dense one), else by tn_sub_pixel. TLO (FC, MODE 0;
+ * of the layer as a dense one; with 2-bit weights RAW is the pairs' PK, TN_SUB_RF), else by
+ * tn_sub_pixel. TLO (FC, MODE 0;
  * kernels_m7.sub.sub_tail_lanes): the pixel pairs whose outputs end before byte TLO of out first
  * run tn_m7_subconv's tn_sc_pixels (its weights are the same bytes:
  * kernels_m7.sub.sub_lane_layout; GX, KWCP, INSIDE as tn_m7_subconv's), their lanes at
@@ -276,6 +283,7 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
     const uint32_t KF = DIRECT ? (uint32_t)(KH * KW) * C
                                : ((uint32_t)(KH * KW) * C * XB + 31u) / 32u * (32u / XB);
     const uint32_t KG = FC && KF > KU ? KF : KU; /* codes of a gathered window */
+    const uint32_t RF = TN_SUB_RF;
 #if defined(__ARM_FEATURE_DSP)
     /* the gathered window's address is a constant of the step (arena + offset): hidden, so that
      * GCC keeps it in a register instead of rebuilding it beside the FC blocks' fourteen
@@ -320,7 +328,7 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                 int32_t sx;
                 if (FC) {
                     tn_sf_pixel(l, src, other, out, (uint32_t)(oy * OW + ox) * CO, best, KF, CO,
-                                XB, XS, ZX, WB, RAW, KC, OCT, NWZP, HASZW, ZW, REQ, NM, ROUND,
+                                XB, XS, ZX, WB, RF, KC, OCT, NWZP, HASZW, ZW, REQ, NM, ROUND,
                                 OB, MODE, TN_RQ, TN_FADD);
                     continue;
                 }
@@ -347,7 +355,7 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                         src = tn_sub_window(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, XB,
                                             ZX, PADZERO, DIRECT, KG);
                         if (FC) {
-                            tn_sf_pixel(l, src, other, out, 0u, best, KF, CO, XB, XS, ZX, WB, RAW,
+                            tn_sf_pixel(l, src, other, out, 0u, best, KF, CO, XB, XS, ZX, WB, RF,
                                         KC, OCT, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 1u, TN_RQ,
                                         TN_FADD);
                             continue;
@@ -392,6 +400,7 @@ TN_INLINE void tn_m7_sub_epi(const tn_layer_t *l, const uint8_t *in, const uint8
     const uint32_t KF = DIRECT ? (uint32_t)(KH * KW) * C
                                : ((uint32_t)(KH * KW) * C * XB + 31u) / 32u * (32u / XB);
     const uint32_t KG = KF > KU ? KF : KU; /* codes of a gathered window (FC) */
+    const uint32_t RF = TN_SUB_RF;
     if (!(FC && (TLO || HP) && MODE == 0u)
         || !tn_sc_epi_fits(WB, RAW, 0u, 0u, CO, NWZP, REQ, NM, ROUND, OB, TN_RQ)) {
         tn_m7_sub(l, in, other, out, best, buf, H, W, C, OH, OW, CO, KH, KW, SH, SW, PT, PL, XB,
@@ -451,6 +460,7 @@ TN_INLINE void tn_m7_sub_sl(const tn_layer_t *l, const uint8_t *in, const uint8_
     const uint32_t KF = DIRECT ? (uint32_t)(KH * KW) * C
                                : ((uint32_t)(KH * KW) * C * XB + 31u) / 32u * (32u / XB);
     const uint32_t KG = KF > KU ? KF : KU; /* codes of a gathered window (FC) */
+    const uint32_t RF = TN_SUB_RF;
     const uint32_t np = (uint32_t)(OH * OW), PO = CO * OB / 8u;
     uint32_t p = 0;
     if (!(FC && MODE == 0u && !TLO && !HP) || PSL > np) {

@@ -66,10 +66,11 @@
  * 3 instructions per 219, ~0.7 % to gain).
  * Session 20: 2-bit weights over inputs x' >= 0 take PK where the export bounds it
  * (kernels_m7.subconv_pack: two rows per int16 lane, w_a + 2^13 w_b, four sums instead of
- * eight, 23 instructions per 32 MACs instead of 27, the same weight bytes: tn_m7_sub's shared
- * lanes still read them with TN_SC_G2, RAW 0); tn_sc_epi takes 8-bit outputs (one STR per
- * pixel's four codes); 8-bit windows of a pixel pair at once (tn_m7_cv_window2); sub-byte
- * window rows of whole halfwords in groups of four lanes no longer lane by lane. Bench rows
+ * eight, 23 instructions per 32 MACs instead of 27, the same weight bytes, so tn_m7_sub's pixel
+ * pairs on shared lanes take it too: c/tn_m7_sub.h, TN_SUB_RF); tn_sc_epi takes 8-bit outputs
+ * (one STR per pixel's four codes); 8-bit windows of a pixel pair at once
+ * (tn_m7_cv_window2); sub-byte window rows of whole halfwords in groups of four lanes no
+ * longer lane by lane. Bench rows
  * (--subbyte, x w8a8): VWW pointwise w2a2 1.100 -> 0.926, w4a8 1.031 -> 0.998; ResNet-8 conv
  * 3x3 w2a2 1.094 -> 0.991, w4a8 1.046 -> 1.016. Not done: PK's form for signed inputs (SBFX,
  * |A_a| < 2^12) and a lone pixel's; four 2-bit rows per lane pair (w_a + 2^13 w_b needs a

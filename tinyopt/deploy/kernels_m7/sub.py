@@ -259,12 +259,17 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
     ku = sub_units(step)  # the row bytes: KU codes (padded rows) or the row layout's
     fc = sub_fc_window(layer)  # tn_m7_subfc's blocks per window (sub_weights gave their order)
     if fc:
-        from tinyopt.deploy.kernels_m7.subconv import subfc_oct, subfc_plan
+        from tinyopt.deploy.kernels_m7.subconv import subconv_pack, subfc_oct, subfc_plan
         view = sub_fc_view(layer)
         lane = sub_lane_layout(layer)  # blocks of four, shared with tn_m7_subconv's pairs
-        fc_args = [1, *subfc_plan(view), 0 if lane else subfc_oct(view), sub_tail_lanes(step),
-                   sub_head_lanes(step), sub_lane_group(layer), sub_lanes(layer)[0],
-                   int(_inside(layer, geo))]
+        raw, kc = subfc_plan(view)
+        tlo, hp = sub_tail_lanes(step), sub_head_lanes(step)
+        if (tlo or hp) and int(layer.weight_bits) == 2:
+            # 2-bit weights: RAW is the pairs' PK (tn_m7_subconv's RAW 1, the same weight
+            # bytes); tn_m7_sub hands its FC form RAW 0 for them whatever it is (c/tn_m7_sub.h)
+            raw = subconv_pack(layer)
+        fc_args = [1, raw, kc, 0 if lane else subfc_oct(view), tlo, hp, sub_lane_group(layer),
+                   sub_lanes(layer)[0], int(_inside(layer, geo))]
     else:
         fc_args = [0] * 9
     args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
