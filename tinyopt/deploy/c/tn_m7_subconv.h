@@ -430,37 +430,36 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
 #define TN_SC_G2_X4 TN_SC_G2_X2 TN_SC_G2_X2
 #define TN_SC_G2_LOOP                                                                           \
     "1:\n\t" TN_SC_G2_X4 TN_SC_G2_X4 "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\tbne 1b\n\t"
-#define TN_SC_G2_END [end] "m"(end)
+#define TN_SC_G2_ENDF() [end] "m"(end)
+/* A block loop over NU >= 1 words (rest = NU - 1), each form one assembly statement
+ * ASM(BODY, I), I its extra inputs: the first word by F (starting the sums), (NU - 1) % 8 more
+ * by U straight (X2, X4: two and four U), then from NU - 1 >= 8 on a loop of eight (LOOP,
+ * reading its end through the inputs END(): a function-like macro, so that the commas it
+ * expands to reach ASM as one argument). TN_SC_G2_BLOCKS and TN_SC_PK_BLOCKS. */
+#define TN_SC_UNROLL(ASM, F, U, X2, X4, LOOP, END)                                              \
+    switch ((rest & 7u) | (rest >= 8u ? 8u : 0u)) {                                             \
+    case 0u: ASM(F, ); break;                                                                   \
+    case 1u: ASM(F U, ); break;                                                                 \
+    case 2u: ASM(F X2, ); break;                                                                \
+    case 3u: ASM(F U X2, ); break;                                                              \
+    case 4u: ASM(F X4, ); break;                                                                \
+    case 5u: ASM(F U X4, ); break;                                                              \
+    case 6u: ASM(F X2 X4, ); break;                                                             \
+    case 7u: ASM(F U X2 X4, ); break;                                                           \
+    case 8u: ASM(F LOOP, END()); break;                                                         \
+    case 9u: ASM(F U LOOP, END()); break;                                                       \
+    case 10u: ASM(F X2 LOOP, END()); break;                                                     \
+    case 11u: ASM(F U X2 LOOP, END()); break;                                                   \
+    case 12u: ASM(F X4 LOOP, END()); break;                                                     \
+    case 13u: ASM(F U X4 LOOP, END()); break;                                                   \
+    case 14u: ASM(F X2 X4 LOOP, END()); break;                                                  \
+    default: ASM(F U X2 X4 LOOP, END()); break;                                                 \
+    }
 #define TN_SC_G2_BLOCKS                                                                         \
     do {                                                                                        \
         const uint32_t rest = NU - 1u;                                                          \
-        switch ((rest & 7u) | (rest >= 8u ? 8u : 0u)) {                                         \
-        case 0u: TN_SC_G2_ASM(TN_SC_G2_F, ); break;                                             \
-        case 1u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2, ); break;                                    \
-        case 2u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X2, ); break;                                 \
-        case 3u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X2, ); break;                        \
-        case 4u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X4, ); break;                                 \
-        case 5u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X4, ); break;                        \
-        case 6u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X2 TN_SC_G2_X4, ); break;                     \
-        case 7u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X2 TN_SC_G2_X4, ); break;            \
-        case 8u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_LOOP, TN_SC_G2_END); break;                   \
-        case 9u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_LOOP, TN_SC_G2_END); break;          \
-        case 10u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X2 TN_SC_G2_LOOP, TN_SC_G2_END); break;      \
-        case 11u:                                                                               \
-            TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X2 TN_SC_G2_LOOP, TN_SC_G2_END);          \
-            break;                                                                              \
-        case 12u: TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X4 TN_SC_G2_LOOP, TN_SC_G2_END); break;      \
-        case 13u:                                                                               \
-            TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X4 TN_SC_G2_LOOP, TN_SC_G2_END);          \
-            break;                                                                              \
-        case 14u:                                                                               \
-            TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2_X2 TN_SC_G2_X4 TN_SC_G2_LOOP, TN_SC_G2_END);       \
-            break;                                                                              \
-        default:                                                                                \
-            TN_SC_G2_ASM(TN_SC_G2_F TN_SC_G2 TN_SC_G2_X2 TN_SC_G2_X4 TN_SC_G2_LOOP,             \
-                         TN_SC_G2_END);                                                         \
-            break;                                                                              \
-        }                                                                                       \
+        TN_SC_UNROLL(TN_SC_G2_ASM, TN_SC_G2_F, TN_SC_G2, TN_SC_G2_X2, TN_SC_G2_X4,              \
+                     TN_SC_G2_LOOP, TN_SC_G2_ENDF)                                              \
     } while (0)
 /* PK (2-bit weights, RAW 1: kernels_m7.subconv_pack): the same weight words, two rows of a lane
  * pair per int16 lane, w_a + 2^13 w_b (rows a, b = 0, 1 or 2, 3: AND with M = 0x00030003 and
@@ -497,7 +496,7 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
                        [w] "=&r"(u), [t] "=&r"(t), [u] "=&r"(v2), [pa] "=&r"(a0),               \
                        [qa] "=&r"(a1), [pb] "=&r"(b0), [qb] "=&r"(b1)                           \
                      : [m] "r"(m), [m2] "r"(m2) I : "cc", "memory")
-#define TN_SC_PK_END , [end] "m"(end)
+#define TN_SC_PK_ENDF() , [end] "m"(end)
 /* NU >= 1 words as TN_SC_G2_BLOCKS: the first's pair q starting the sums (ACC: SMUAD, its
  * pair q + 1 SMLAD onto them), (NU - 1) % 8 straight, then
  * from NU - 1 >= 8 on a loop of eight */
@@ -505,33 +504,8 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
     do {                                                                                        \
         const uint32_t rest = NU - 1u, m = tn_lanemask(2u), m2 = m << 2;                        \
         uint32_t v2;                                                                            \
-        switch ((rest & 7u) | (rest >= 8u ? 8u : 0u)) {                                         \
-        case 0u: TN_SC_PK_ASM(TN_SC_PK_F, ); break;                                             \
-        case 1u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK, ); break;                                    \
-        case 2u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X2, ); break;                                 \
-        case 3u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X2, ); break;                        \
-        case 4u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X4, ); break;                                 \
-        case 5u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X4, ); break;                        \
-        case 6u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X2 TN_SC_PK_X4, ); break;                     \
-        case 7u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X2 TN_SC_PK_X4, ); break;            \
-        case 8u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_LOOP, TN_SC_PK_END); break;                   \
-        case 9u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_LOOP, TN_SC_PK_END); break;          \
-        case 10u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X2 TN_SC_PK_LOOP, TN_SC_PK_END); break;      \
-        case 11u:                                                                               \
-            TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X2 TN_SC_PK_LOOP, TN_SC_PK_END);          \
-            break;                                                                              \
-        case 12u: TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X4 TN_SC_PK_LOOP, TN_SC_PK_END); break;      \
-        case 13u:                                                                               \
-            TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X4 TN_SC_PK_LOOP, TN_SC_PK_END);          \
-            break;                                                                              \
-        case 14u:                                                                               \
-            TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK_X2 TN_SC_PK_X4 TN_SC_PK_LOOP, TN_SC_PK_END);       \
-            break;                                                                              \
-        default:                                                                                \
-            TN_SC_PK_ASM(TN_SC_PK_F TN_SC_PK TN_SC_PK_X2 TN_SC_PK_X4 TN_SC_PK_LOOP,             \
-                         TN_SC_PK_END);                                                         \
-            break;                                                                              \
-        }                                                                                       \
+        TN_SC_UNROLL(TN_SC_PK_ASM, TN_SC_PK_F, TN_SC_PK, TN_SC_PK_X2, TN_SC_PK_X4,              \
+                     TN_SC_PK_LOOP, TN_SC_PK_ENDF)                                              \
         (void)v2;                                                                               \
     } while (0)
 #define TN_SC_BLOCKS(G)                                                                         \
