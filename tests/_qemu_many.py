@@ -268,3 +268,13 @@ class HostBatch:
             f"inputs: the test's setup differs from its batch's make() (cases that failed "
             f"there: {self.failed or 'none'})")
         return self._outs[key]
+
+
+def host_batch_fixture(makes: dict):
+    """The module-scoped fixture ``host_batch`` of a test module: a :class:`HostBatch` of
+    ``makes`` (test function name -> make) for the module that requests it. Assign it to
+    ``host_batch`` after the makes' functions are defined."""
+    @pytest.fixture(scope="module")
+    def host_batch(request, tmp_path_factory):
+        return HostBatch(request, makes, tmp_path_factory.mktemp("host_batch"))
+    return host_batch

@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests._qemu_many import HostBatch, check_many
+from tests._qemu_many import host_batch_fixture, check_many
 from tests.test_build_levels import FORM_ABIS
 from tests.test_kernels_m7 import chain, host_check
 from tinyopt.deploy import kernels_m7
@@ -86,12 +86,10 @@ def _c_text(e, tmp_path) -> str:
     return "".join(p.read_text() for p in (tmp_path / "src").glob("*.c"))
 
 
-@pytest.fixture(scope="module")
-def host_batch(request, tmp_path_factory):
-    """This module's host checks in one host program (tests._qemu_many.HostBatch)."""
-    return HostBatch(request, {
-        "test_dw3_tail_form_host_bitexact": lambda mp, name: (_graph(name), 24),
-    }, tmp_path_factory.mktemp("host_batch"))
+# This module's host checks in one host program (tests._qemu_many.HostBatch).
+host_batch = host_batch_fixture({
+    "test_dw3_tail_form_host_bitexact": lambda mp, name: (_graph(name), 24),
+})
 
 
 @pytest.mark.parametrize("name", sorted(TAIL_CHAINS))

@@ -16,7 +16,7 @@ import pytest
 from tinyopt.deploy import codegen, kernels_m7, mcu, synth
 from tinyopt.icn import IntegerLayer
 from tinyopt.integer import steps as steps_mod
-from tests._qemu_many import HostBatch, check_many
+from tests._qemu_many import host_batch_fixture, check_many
 from tests.test_kernels_m7 import _fc, chain
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -155,13 +155,10 @@ def _heads(k, n, signed):
     return heads
 
 
-@pytest.fixture(scope="module")
-def host_batch(request, tmp_path_factory):
-    """The heads of every selected case of test_fc16_heads_host_bitexact in one host program
-    (tests._qemu_many.HostBatch), each on its 200 inputs."""
-    return HostBatch(request, {"test_fc16_heads_host_bitexact": lambda mp, k, n, signed: [
-        (g, _codes(g, 200)) for g, _ in _heads(k, n, signed).values()]},
-        tmp_path_factory.mktemp("host_batch"))
+# The heads of every selected case of test_fc16_heads_host_bitexact in one host program
+# (tests._qemu_many.HostBatch), each on its 200 inputs.
+host_batch = host_batch_fixture({"test_fc16_heads_host_bitexact": lambda mp, k, n, signed: [
+        (g, _codes(g, 200)) for g, _ in _heads(k, n, signed).values()]})
 
 
 @pytest.mark.parametrize("signed", [True, False])

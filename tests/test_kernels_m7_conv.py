@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests._qemu_many import HostBatch, check_many
+from tests._qemu_many import host_batch_fixture, check_many
 from tests.test_kernels_m7 import _conv, _fast_first, chain, host_check
 from tinyopt.deploy import codegen, kernels_m7
 from tinyopt.integer import steps as steps_mod
@@ -63,16 +63,14 @@ def _conv_graph(name):
     return chain(90 + len(name), layers, shape, 8, signed, zin, rounding)
 
 
-@pytest.fixture(scope="module")
-def host_batch(request, tmp_path_factory):
-    """This module's parametrized host checks in one host program (tests._qemu_many.HostBatch):
-    each case's graph and number of inputs as its test sets them up (not parametrized,
-    test_conv_tables_host_bitexact builds its own)."""
-    return HostBatch(request, {
-        "test_conv_kernel_host_bitexact": lambda mp, name: (_conv_graph(name), 120),
-        "test_signed_weights_host_bitexact": lambda mp, name: (_signed_case(name), 60),
-        "test_dilated_conv_host_bitexact": lambda mp, name: (_dil_graph(name), 120),
-    }, tmp_path_factory.mktemp("host_batch"))
+# This module's parametrized host checks in one host program (tests._qemu_many.HostBatch): each
+# case's graph and number of inputs as its test sets them up (not parametrized,
+# test_conv_tables_host_bitexact builds its own).
+host_batch = host_batch_fixture({
+    "test_conv_kernel_host_bitexact": lambda mp, name: (_conv_graph(name), 120),
+    "test_signed_weights_host_bitexact": lambda mp, name: (_signed_case(name), 60),
+    "test_dilated_conv_host_bitexact": lambda mp, name: (_dil_graph(name), 120),
+})
 
 
 @pytest.mark.parametrize("name", _fast_first(CONV_CHAINS,

@@ -14,7 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests._qemu_many import HostBatch, check_many
+from tests._qemu_many import host_batch_fixture, check_many
 from tests.test_kernels_m7 import _dw, chain, host_check
 from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
@@ -118,12 +118,10 @@ def _dw3_graph(name):
     return _int8_offsets(chain(len(name) + 20, layers, shape, 8, signed, zin, rounding))
 
 
-@pytest.fixture(scope="module")
-def host_batch(request, tmp_path_factory):
-    """This module's host checks in one host program (tests._qemu_many.HostBatch)."""
-    return HostBatch(request, {
-        "test_dw3_row_kernel_host_bitexact": lambda mp, name: (_dw3_graph(name), 24),
-    }, tmp_path_factory.mktemp("host_batch"))
+# This module's host checks in one host program (tests._qemu_many.HostBatch).
+host_batch = host_batch_fixture({
+    "test_dw3_row_kernel_host_bitexact": lambda mp, name: (_dw3_graph(name), 24),
+})
 
 
 @pytest.mark.parametrize("name", sorted(DW3_CHAINS))

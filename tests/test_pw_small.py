@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests._qemu_many import check_many
-from tests._qemu_many import HostBatch, host_inputs
+from tests._qemu_many import host_batch_fixture, host_inputs
 from tests.test_kernels_m7 import _conv, chain, host_check
 from tinyopt.deploy import codegen, kernels_m7
 from tinyopt.integer import steps as steps_mod
@@ -192,14 +192,12 @@ def test_w16_weights_by_hand():
         kernels_m7.conv_weights(lay6, 2, tab6, rounding="tflite_double")
 
 
-@pytest.fixture(scope="module")
-def host_batch(request, tmp_path_factory):
-    """This module's host checks in one host program (tests._qemu_many.HostBatch)."""
-    return HostBatch(request, {
-        "test_w16_host_bitexact": lambda mp, name: (_graph(name), 120),
-        "test_w16_fused_add_host_bitexact": lambda mp, name: (_res_case(name), 30),
-        "test_w16_add_table_host_bitexact": lambda mp, name: (_table_graph(name), 30),
-    }, tmp_path_factory.mktemp("host_batch"))
+# This module's host checks in one host program (tests._qemu_many.HostBatch).
+host_batch = host_batch_fixture({
+    "test_w16_host_bitexact": lambda mp, name: (_graph(name), 120),
+    "test_w16_fused_add_host_bitexact": lambda mp, name: (_res_case(name), 30),
+    "test_w16_add_table_host_bitexact": lambda mp, name: (_table_graph(name), 30),
+})
 
 
 @pytest.mark.parametrize("name", sorted(W16_CHAINS))

@@ -16,7 +16,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests._qemu_many import HostBatch, check_many
+from tests._qemu_many import host_batch_fixture, check_many
 from tests.test_build_levels import ARM, FORM_LEVELS, WARN, _arm_gcc
 from tests.test_kernels_m7 import _conv, _dw, _host_program_output, chain
 from tinyopt.deploy import codegen, kernels_m7, synth
@@ -97,14 +97,12 @@ def test_mixed_sign_graphs_take_fast1():
             assert rq["FAST"] == 1 and rq["NM"] == 16, (rounding, edges, lay.name, rq)
 
 
-@pytest.fixture(scope="module")
-def host_batch(request, tmp_path_factory):
-    """This module's host checks in one host program (tests._qemu_many.HostBatch), on the
-    inputs the test draws (:func:`_inputs`)."""
-    return HostBatch(request, {
-        "test_mixed_sign_n0_host_bitexact": lambda mp, case: (mixed_sign_graph(*case),
-                                                               _inputs(40)),
-    }, tmp_path_factory.mktemp("host_batch"))
+# This module's host checks in one host program (tests._qemu_many.HostBatch), on the inputs the
+# test draws (:func:`_inputs`).
+host_batch = host_batch_fixture({
+    "test_mixed_sign_n0_host_bitexact": lambda mp, case: (mixed_sign_graph(*case),
+                                                           _inputs(40)),
+})
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)

@@ -19,33 +19,27 @@ from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
-from tests._qemu_many import HostBatch, check_many
+from tests._qemu_many import host_batch_fixture, check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
+from tests.test_kernels_m7_sub import _roomy
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
 
 
-def _roomy(mp):
-    """tn_m7_subconv wherever it fits (steps.SCRATCH_ONLY_WHERE_FREE off, as the kernel tests),
-    on the monkeypatch ``mp``: the tests' fixture and their host batch's make() alike."""
-    mp.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
-
-
 @pytest.fixture
 def roomy(monkeypatch):
-    """tn_m7_subconv wherever it fits (_roomy)."""
+    """tn_m7_subconv wherever it fits (:func:`tests.test_kernels_m7_sub._roomy`: the tests'
+    fixture and their host batch's make() alike)."""
     _roomy(monkeypatch)
 
 
-@pytest.fixture(scope="module")
-def host_batch(request, tmp_path_factory):
-    """This module's host checks in one host program (tests._qemu_many.HostBatch), each case
-    exported under the tests' plan (_roomy)."""
-    return HostBatch(request, {
-        "test_subconv_fast_host_bitexact": lambda mp, name: _roomy(mp) or _chain(name),
-        "test_subconv_fast_fused_add_host_bitexact":
-            lambda mp, wbits, bits, slot: _roomy(mp) or _residual_floor(wbits, bits, slot),
-    }, tmp_path_factory.mktemp("host_batch"))
+# This module's host checks in one host program (tests._qemu_many.HostBatch), each case exported
+# under the tests' plan (_roomy).
+host_batch = host_batch_fixture({
+    "test_subconv_fast_host_bitexact": lambda mp, name: _roomy(mp) or _chain(name),
+    "test_subconv_fast_fused_add_host_bitexact":
+        lambda mp, wbits, bits, slot: _roomy(mp) or _residual_floor(wbits, bits, slot),
+})
 
 
 def fast_form(layer, rounding: str) -> int:

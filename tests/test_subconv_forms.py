@@ -18,7 +18,7 @@ from tinyopt.deploy.kernels_m7.common import requant_constants
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.graph import IntegerGraph, IntegerLayer
 
-from tests._qemu_many import HostBatch, check_many
+from tests._qemu_many import host_batch_fixture, check_many
 from tests.test_kernels_m7 import _conv, chain, host_check
 from tests.test_kernels_m7_sub import _dense, _residual_graph
 from tests.test_sub_lean import fc_call
@@ -64,15 +64,13 @@ def _head_case(mp, tail):
     return _head_graph()
 
 
-@pytest.fixture(scope="module")
-def host_batch(request, tmp_path_factory):
-    """This module's parametrized host checks in one host program (tests._qemu_many.HostBatch),
-    each case exported under its test's plan."""
-    return HostBatch(request, {
-        "test_head_lanes_host_bitexact": _head_case,
-        "test_fast1_per_channel_host_bitexact":
-            lambda mp, out_bits, narrow: _roomy(mp) or _fast1_graph(out_bits, narrow),
-    }, tmp_path_factory.mktemp("host_batch"))
+# This module's parametrized host checks in one host program (tests._qemu_many.HostBatch), each
+# case exported under its test's plan.
+host_batch = host_batch_fixture({
+    "test_head_lanes_host_bitexact": _head_case,
+    "test_fast1_per_channel_host_bitexact":
+        lambda mp, out_bits, narrow: _roomy(mp) or _fast1_graph(out_bits, narrow),
+})
 
 
 def _head_graph():

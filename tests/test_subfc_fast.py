@@ -15,7 +15,7 @@ import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
 
-from tests._qemu_many import HostBatch, check_many
+from tests._qemu_many import host_batch_fixture, check_many
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
 
@@ -63,14 +63,12 @@ def _s16_graph(name):
     return g
 
 
-@pytest.fixture(scope="module")
-def host_batch(request, tmp_path_factory):
-    """This module's parametrized host checks in one host program (tests._qemu_many.HostBatch):
-    each case's graph and patches as its test sets them up."""
-    return HostBatch(request, {
-        "test_subfc16_host_bitexact": lambda mp, name: _s16_graph(name),
-        "test_subfc_oct_host_bitexact": _oct_case,
-    }, tmp_path_factory.mktemp("host_batch"))
+# This module's parametrized host checks in one host program (tests._qemu_many.HostBatch): each
+# case's graph and patches as its test sets them up.
+host_batch = host_batch_fixture({
+    "test_subfc16_host_bitexact": lambda mp, name: _s16_graph(name),
+    "test_subfc_oct_host_bitexact": lambda mp, **case: _oct_case(mp, **case),
+})
 
 
 @pytest.mark.parametrize("name", sorted(S16_CHAINS))

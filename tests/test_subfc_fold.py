@@ -14,7 +14,7 @@ import pytest
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import codegen, kernels_m7, mcu
 
-from tests._qemu_many import HostBatch, check_many, run_on_host
+from tests._qemu_many import host_batch_fixture, check_many, run_on_host
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
 from tests.test_build_levels import FORM_ABIS, FORM_LEVELS
@@ -173,12 +173,9 @@ def _fold_case(mp, name, chunks):
     return _graph(name)
 
 
-@pytest.fixture(scope="module")
-def host_batch(request, tmp_path_factory):
-    """This module's parametrized host checks in one host program (tests._qemu_many.HostBatch):
-    each case's graph and patches as its test sets them up."""
-    return HostBatch(request, {"test_fold_host_bitexact": _fold_case},
-                     tmp_path_factory.mktemp("host_batch"))
+# This module's parametrized host checks in one host program (tests._qemu_many.HostBatch): each
+# case's graph and patches as its test sets them up.
+host_batch = host_batch_fixture({"test_fold_host_bitexact": _fold_case})
 
 
 @pytest.mark.parametrize("chunks", [False, True])

@@ -15,7 +15,7 @@ import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
 
-from tests._qemu_many import HostBatch
+from tests._qemu_many import host_batch_fixture
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
 from tests.test_build_levels import FORM_FPUS, FORM_LEVELS
@@ -99,12 +99,9 @@ def _twin_case(mp, name, chunks):
     return _graph(name)
 
 
-@pytest.fixture(scope="module")
-def host_batch(request, tmp_path_factory):
-    """This module's parametrized host checks in one host program (tests._qemu_many.HostBatch):
-    each case's graph and patches as its test sets them up."""
-    return HostBatch(request, {"test_twin_host_bitexact": _twin_case},
-                     tmp_path_factory.mktemp("host_batch"))
+# This module's parametrized host checks in one host program (tests._qemu_many.HostBatch): each
+# case's graph and patches as its test sets them up.
+host_batch = host_batch_fixture({"test_twin_host_bitexact": _twin_case})
 
 
 @pytest.mark.parametrize("chunks", [False, True])
