@@ -76,6 +76,19 @@
 #define TN_MEMCPY memcpy
 #endif
 
+/* N words (or groups) of the same assembly G: N % 4 first (one statement of one, one of two),
+ * then four per pass until END, the loop's end test and branch back to 1 (e.g. "cmp %[x],
+ * %[end]\n\tbne 1b\n\t"); OPS the statements' operands, a macro named by the caller so that
+ * its commas never split an argument (named in the macro that calls TN_RUN4, not passed
+ * through a parameter: an argument is expanded before it is substituted). The block loops of
+ * tn_m7_subfc and tn_m7_subconv. */
+#define TN_RUN4(N, G, END, OPS)                                                                 \
+    do {                                                                                        \
+        if (N & 1u) __asm__ volatile(G OPS);                                                    \
+        if (N & 2u) __asm__ volatile(G G OPS);                                                  \
+        if (N >= 4u) __asm__ volatile("1:\n\t" G G G G END OPS);                                \
+    } while (0)
+
 /* The signed 16-bit lanes of a word. */
 static inline int32_t tn_lo16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)x; }
 static inline int32_t tn_hi16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x >> 16); }

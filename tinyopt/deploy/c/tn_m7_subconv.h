@@ -509,13 +509,7 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
         (void)v2;                                                                               \
     } while (0)
 #define TN_SC_BLOCKS(G)                                                                         \
-    do {                                                                                        \
-        if (NU & 1u) __asm__ volatile(G TN_SC_OPERANDS);                                        \
-        if (NU & 2u) __asm__ volatile(G G TN_SC_OPERANDS);                                      \
-        if (NU >= 4u)                                                                           \
-            __asm__ volatile("1:\n\t" G G G G "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\t"           \
-                             "bne 1b\n\t" TN_SC_OPERANDS);                                      \
-    } while (0)
+    TN_RUN4(NU, G, "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\tbne 1b\n\t", TN_SC_OPERANDS)
 /* RAW 2, the weight word masked in place (T: the register holding it): row 3's sum from the raw
  * word, then bits 0-11 of each lane (BIC 0xF000F000: w_0 + 16 w_1 + 256 w_2), bits 0-7 (w_0 +
  * 16 w_1), bits 0-3 (w_0): cumulative sums S_3, S_2, S_1, S_0, with A_r = (S_r - S_{r-1}) /

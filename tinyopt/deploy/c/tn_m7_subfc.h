@@ -199,13 +199,7 @@ TN_INLINE int32_t tn_sf_sumx(const uint8_t *in, uint32_t NG, uint32_t tw, uint32
 /* n input words: n % 4 first, then four per iteration (the end read from memory into t, free
  * there: a register fewer, which GCC needs where tn_sf_pixel's loops surround the blocks) */
 #define TN_SF_RUN(G)                                                                            \
-    do {                                                                                        \
-        if (n & 1u) __asm__ volatile(G TN_SF_OPERANDS);                                         \
-        if (n & 2u) __asm__ volatile(G G TN_SF_OPERANDS);                                       \
-        if (n >= 4u)                                                                            \
-            __asm__ volatile("1:\n\t" G G G G "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\tbne 1b\n\t"  \
-                             TN_SF_OPERANDS);                                                   \
-    } while (0)
+    TN_RUN4(n, G, "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\tbne 1b\n\t", TN_SF_OPERANDS)
 /* the weights' variants of one sub-byte input width (X: X4 / X2) */
 #define TN_SF_RUN_W(X, FLIP, SUB, LA, LB)                                                       \
     do {                                                                                        \
@@ -424,12 +418,7 @@ TN_INLINE const uint8_t *tn_sf_block(const uint8_t *w, const uint8_t *in, uint32
     : "cc", "memory"
 #define TN_SO_END "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbne 1b\n\t"
 /* n input words: 8-bit, n % 4 first, then four per pass; sub-byte, n % 2, then two */
-#define TN_SO_RUN4(G)                                                                           \
-    do {                                                                                        \
-        if (n & 1u) __asm__ volatile(G TN_SO_OPERANDS);                                         \
-        if (n & 2u) __asm__ volatile(G G TN_SO_OPERANDS);                                       \
-        if (n >= 4u) __asm__ volatile("1:\n\t" G G G G TN_SO_END TN_SO_OPERANDS);               \
-    } while (0)
+#define TN_SO_RUN4(G) TN_RUN4(n, G, TN_SO_END, TN_SO_OPERANDS)
 #define TN_SO_RUN2(G)                                                                           \
     do {                                                                                        \
         if (n & 1u) __asm__ volatile(G TN_SO_OPERANDS);                                         \
@@ -727,14 +716,7 @@ TN_INLINE const uint8_t *tn_tw_block(const uint8_t *w, const uint8_t *in, uint32
       [b0] "+&r"(a0), [b1] "+&r"(a1), [su] "+&r"(su)                                            \
     : [end] "r"(end), [m] "r"(m), [d] "r"(d), [lo] "r"(0x000F000Fu)                             \
     : "cc", "memory"
-#define TN_SP_RUN_S(G)                                                                          \
-    do {                                                                                        \
-        if (n & 1u) __asm__ volatile(G TN_SP_OPERANDS_S);                                       \
-        if (n & 2u) __asm__ volatile(G G TN_SP_OPERANDS_S);                                     \
-        if (n >= 4u)                                                                            \
-            __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t"                   \
-                             TN_SP_OPERANDS_S);                                                 \
-    } while (0)
+#define TN_SP_RUN_S(G) TN_RUN4(n, G, "cmp %[x], %[end]\n\tbne 1b\n\t", TN_SP_OPERANDS_S)
 /* SX over 4-bit inputs without an offset, 4-bit weights: the word's USADA8 sums (su: its
  * bytes, s0: their low nibbles, tn_sf_sumx's) before its lane pairs (t free there); the lane
  * mask m is the weights' row-0 mask too (both 0x000F000F): one register for both, so that
@@ -753,27 +735,14 @@ TN_INLINE const uint8_t *tn_tw_block(const uint8_t *w, const uint8_t *in, uint32
       [b0] "+&r"(a0), [b1] "+&r"(a1), [su] "+&r"(su), [s0] "+&r"(s0)                            \
     : [end] "r"(end), [m] "r"(m), [z] "r"(0u)                                                   \
     : "cc", "memory"
-#define TN_SP_RUN_S4(G)                                                                         \
-    do {                                                                                        \
-        if (n & 1u) __asm__ volatile(G TN_SP_OPERANDS_S4);                                      \
-        if (n & 2u) __asm__ volatile(G G TN_SP_OPERANDS_S4);                                    \
-        if (n >= 4u)                                                                            \
-            __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t"                   \
-                             TN_SP_OPERANDS_S4);                                                \
-    } while (0)
+#define TN_SP_RUN_S4(G) TN_RUN4(n, G, "cmp %[x], %[end]\n\tbne 1b\n\t", TN_SP_OPERANDS_S4)
 #define TN_SP_OPERANDS                                                                          \
     : [x] "+&r"(x), [wp] "+&r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [t] "=&r"(t),      \
       [b0] "+&r"(a0), [b1] "+&r"(a1)                                                            \
     : [end] "r"(end), [m] "r"(m), [d] "r"(d), [m2] "r"(0x000F000Fu),                            \
       [lo] "r"(WB == 4u ? 0x000F000Fu : 0x00030003u)                                            \
     : "cc", "memory"
-#define TN_SP_RUN(G)                                                                            \
-    do {                                                                                        \
-        if (n & 1u) __asm__ volatile(G TN_SP_OPERANDS);                                         \
-        if (n & 2u) __asm__ volatile(G G TN_SP_OPERANDS);                                       \
-        if (n >= 4u)                                                                            \
-            __asm__ volatile("1:\n\t" G G G G "cmp %[x], %[end]\n\tbne 1b\n\t" TN_SP_OPERANDS);  \
-    } while (0)
+#define TN_SP_RUN(G) TN_RUN4(n, G, "cmp %[x], %[end]\n\tbne 1b\n\t", TN_SP_OPERANDS)
 #define TN_SP_RUN_X(X, FLIP)                                                                    \
     do {                                                                                        \
         if (dx && WB == 4u) TN_SP_RUN(X##_W4(FLIP, TN_SF_SUB));                                 \
