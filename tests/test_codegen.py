@@ -168,6 +168,26 @@ def test_host_bitexact_on_every_kernel(tmp_path, rounding, signed):
         assert len(np.unique(trace[name])) > 2, name
 
 
+def test_an_8_bit_model_leaves_out_the_sub_byte_kernels(tmp_path):
+    """model.c of a model without a sub-byte step includes tn_m7.h without the sub-byte kernels
+    (TN_M7_INT8_ONLY, less for GCC to parse), and undefines the switch after: one unit holding
+    an 8-bit model first and a sub-byte one after it still builds, and both stay exact."""
+    from tests._qemu_many import run_on_host
+    from tests.test_pw_small import _graph
+    g8, gs = _graph("s8"), coverage_graph(1, "tflite_double", True)
+    e8 = codegen.export_c(g8, tmp_path / "int8")
+    es = codegen.export_c(gs, tmp_path / "sub")
+    assert {c for c in e8.kernels} <= {"conv", "pw", "fc", "gemm", "pool", "add"}, e8.kernels
+    assert "sub" in es.kernels, es.kernels
+    text8 = (tmp_path / "int8" / "model.c").read_text()
+    assert "#define TN_M7_INT8_ONLY" in text8 and "#undef TN_M7_INT8_ONLY" in text8
+    assert "TN_M7_INT8_ONLY" not in (tmp_path / "sub" / "model.c").read_text()
+    xs = [_inputs(g8, 20, 3), _inputs(gs, 20, 4)]
+    got = run_on_host([e8, es], xs, tmp_path / "unit")
+    for g, x, y in zip((g8, gs), xs, got):
+        np.testing.assert_array_equal(y, codegen.reference_output(g, x))
+
+
 def test_fused_and_unfused_pools_agree_and_fusion_saves_ram(tmp_path):
     g = coverage_graph(3, "floor", False)
     x = _inputs(g, 100, 4)

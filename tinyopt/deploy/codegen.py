@@ -575,6 +575,10 @@ void {p}_profile_hook(int step);
     fn_table = ", ".join(c.function for c in choices)
     kernel_prefix = p + "_" if p != "model" else ""
     m7_include = f'#include "{kernel_prefix}tn_m7.h"\n' if step_fns else ""
+    if step_fns and not any(c.kind == "sub" for c in choices):
+        # no sub-byte kernel to parse (tn_m7.h); undefined after, for a unit of several models
+        m7_include = ("#define TN_M7_INT8_ONLY /* no sub-byte step */\n" + m7_include
+                      + "#undef TN_M7_INT8_ONLY\n")
     if pad:
         set_arena = (f"    /* up to {pad} of its bytes align the arena (the kernels' scratch) */\n"
                      f"    {p}_arena = (uint8_t *)arena + ((0u - (uint32_t)(uintptr_t)arena) & "
