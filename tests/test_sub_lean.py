@@ -90,6 +90,22 @@ LEAN_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
               icn=True),
         dict(kind="flatten"),
         _dense(3, 1024, 8, 32, out_signed=True, requantize=False)]),
+    # first layers of three 8-bit channels (VWW's 3x3 / 2): window rows of 9 codes that the
+    # pairs pad to 12 lanes, so their weights are their own, appended after the FC form's
+    # (kernels_m7.sub.sub_pair_weights, WOFF); pairs before the output's tail, then the FC form
+    # (an odd pixel count: a lone last pixel); 4-bit weights over signed inputs with an offset
+    # (tn_sc_epi, 4-bit outputs), 2-bit weights over unsigned ones (z_x = 5: x' < 0 too)
+    "first4": ("floor", True, -3, (19, 19, 3), [
+        _conv((10, 10, 8), (8, 3, 3, 3), 4, 4, stride=(2, 2), padding=(1, 1, 1, 1),
+              per_channel=True, icn=True),
+        _conv((10, 10, 8), (8, 1, 1, 8), 4, 4),
+        dict(kind="flatten"),
+        _dense(3, 800, 4, 32, out_signed=True, requantize=False)]),
+    "first2": ("tflite_double", False, 5, (19, 19, 3), [
+        _conv((10, 10, 12), (12, 3, 3, 3), 2, 2, stride=(2, 2), padding=(1, 1, 1, 1)),
+        _conv((10, 10, 8), (8, 1, 1, 12), 2, 2),
+        dict(kind="flatten"),
+        _dense(3, 800, 2, 32, out_signed=True, requantize=False)]),
 }
 
 
@@ -153,6 +169,14 @@ def test_lean_fc_form_host_bitexact(tmp_path, lean, host_batch, name):
         assert steps_mod.write_delay(convs[5][1]) is not None
     if name == "conv_lanes":  # gathered windows too
         assert all(t > 0 for t in tails) and not any(steps_mod.sub_direct(s) for _, s in convs)
+    if name in ("first4", "first2"):  # pairs on their own weights (WOFF: after the FC form's)
+        s = convs[0][1]
+        extra = kernels_m7.sub.sub_pair_weights(s.layer)
+        assert tails[0] > 0 and extra > 0 and not kernels_m7.sub.sub_lane_layout(s.layer)
+        woff = int(fc_call(s, g.rounding)[1][37].rstrip("u"))
+        got = kernels_m7.sub_weights(s.layer, steps_mod.sub_units(s))
+        assert woff > 0 and got.size == woff + extra
+        np.testing.assert_array_equal(got[woff:], kernels_m7.subconv_weights(s.layer))
     # 2-bit weights: the pairs take PK (two rows per int16 lane) where subconv_pack allows it,
     # tn_m7_sub's FC form the same bytes as before (c/tn_m7_sub.h: TN_SUB_RF); lanes' l1 reads
     # signed codes (no PK), its l3 and conv_lanes' l1 unsigned ones
@@ -202,8 +226,12 @@ def test_sub_fc_window_rule():
     lay.set_weights(np.arange(8 * 27).reshape(8, 3, 3, 3) % 16, 4)
     lay.weight_zero_point = np.array([7], np.int32)
     got = kernels_m7.sub_weights(lay, 32)
-    np.testing.assert_array_equal(
-        got, kernels_m7.subfc_weights(kernels_m7.sub.sub_fc_view(lay), fc16=False))
+    fc = kernels_m7.subfc_weights(kernels_m7.sub.sub_fc_view(lay), fc16=False)
+    # then tn_m7_subconv's own weights for the pixel pairs (three 8-bit channels: the pairs pad
+    # window rows to 12 lanes, another layout; kernels_m7.sub.sub_pair_weights)
+    assert kernels_m7.sub.sub_pair_weights(lay) == got.size - fc.size > 0
+    np.testing.assert_array_equal(got[:fc.size], fc)
+    np.testing.assert_array_equal(got[fc.size:], kernels_m7.subconv_weights(lay))
 
 
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
@@ -211,7 +239,7 @@ def test_lean_fc_form_under_qemu(qemu, tmp_path, lean):
     """The FC form's assembly (tn_m7_subfc's loops per window: 8-bit inputs with an offset,
     4-bit signed and unsigned, blocks of eight, pair blocks, a gathered window with a tail
     word, fused max pool) bit-exact under QEMU: one deploy per chain."""
-    names = ("first_pool", "pw_u", "lanes", "conv_lanes")
+    names = ("first_pool", "pw_u", "lanes", "conv_lanes", "first4", "first2")
     graphs = {name: _lean_graph(name) for name in names}
     xs = {}
     for name in names:

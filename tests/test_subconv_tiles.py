@@ -258,18 +258,24 @@ def test_slide_lanes_host_bitexact(tmp_path):
 
 
 @pytest.mark.slow  # compiles per level
-def test_slide_lanes_compile_at_levels(tmp_path):
+def test_slide_lanes_compile_at_levels(tmp_path, monkeypatch):
     """tn_m7_sub_sl compiles at FORM_LEVELS with FORM_ABIS (tn_sc_pixels' blocks beside the FC
-    form's in one function)."""
+    form's in one function), and so do test_sub_lean's first layers whose pairs read their own
+    weights (tn_m7_sub_epi and tn_m7_sub with WOFF: a copy of the layer)."""
+    from tests.test_sub_lean import _lean, _lean_graph
     _arm_gcc()
-    e = codegen.export_c(slide_chain(), tmp_path / "src")
-    for abi in FORM_ABIS:
-        flags = ARM if abi == "hard" else (*ARM[:3], "-mfloat-abi=soft")
-        for level in FORM_LEVELS:
-            cmd = [*flags, level, *WARN, "-c", str(e.out_dir / "model.c"), "-I", str(e.out_dir),
-                   "-o", str(tmp_path / "model.o")]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr[-4000:]}"
+    outs = [codegen.export_c(slide_chain(), tmp_path / "src").out_dir]
+    _lean(monkeypatch)
+    for name in ("first4", "first2"):
+        outs.append(codegen.export_c(_lean_graph(name), tmp_path / name).out_dir)
+    for out in outs:
+        for abi in FORM_ABIS:
+            flags = ARM if abi == "hard" else (*ARM[:3], "-mfloat-abi=soft")
+            for level in FORM_LEVELS:
+                cmd = [*flags, level, *WARN, "-c", str(out / "model.c"), "-I", str(out),
+                       "-o", str(tmp_path / "model.o")]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr[-4000:]}"
 
 
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs

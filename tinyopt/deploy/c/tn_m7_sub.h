@@ -32,7 +32,11 @@
  * Pixel pairs of tn_m7_subconv inside the FC form, their lanes in bytes no one reads: TLO (the
  * output's tail), HP (the dead input's head), and, where the output slides over an 8-bit input,
  * tn_m7_sub_sl (just past each pair's own outputs, up to the pair whose lanes would reach the
- * unread input: kernels_m7.sub.sub_slide_lanes).
+ * unread input: kernels_m7.sub.sub_slide_lanes). Where the two weight layouts differ (a first
+ * layer of three 8-bit channels: the pairs pad window rows of 9 codes to 12 lanes) the pairs read
+ * their own weights, appended after the FC form's at byte WOFF (kernels_m7.sub.sub_pair_weights,
+ * at most 512 bytes): VWW's 3x3 / 2 first layer (--subbyte, x w8a8) w4a4 1.003 -> 0.985, w2a2
+ * 1.034 -> 0.984, the arena unchanged, 144 / 72 bytes of flash.
  *
  * Output order: pixel by pixel, channels in order, each output written after every read of its
  * window (a pixel's window is re-read for later channel blocks, never after a later pixel's
@@ -245,6 +249,20 @@ TN_INLINE const uint8_t *tn_sub_window(const uint8_t *in, uint8_t *TN_RESTRICT b
  * (a build with RF = RAW gives the same outputs); RF keeps them on RAW 0 should that change. */
 #define TN_SUB_RF (WB == 2u ? 0u : RAW)
 
+/* The layer the pixel pairs of tn_m7_subconv read: l itself where they share the FC form's
+ * weight bytes (kernels_m7.sub.sub_lane_layout, WOFF = 0), else a copy of it whose weights
+ * are tn_m7_subconv's own, WOFF bytes after the FC form's (kernels_m7.sub.sub_pair_weights: a
+ * first layer of three 8-bit channels, whose window rows of 9 codes the pairs pad to 12
+ * lanes). A macro over the caller's l and WOFF: the copy only where WOFF != 0 (a constant). */
+#define TN_SUB_PAIR_LAYER(lp)                                                                   \
+    tn_layer_t lp##_copy;                                                                       \
+    const tn_layer_t *lp = l;                                                                   \
+    if (WOFF) {                                                                                 \
+        lp##_copy = *l;                                                                         \
+        lp##_copy.w = l->w + WOFF;                                                              \
+        lp = &lp##_copy;                                                                        \
+    }
+
 /* A dense (H = W = KH = KW = 1, C = K), pointwise or convolution layer with sub-byte weights or
  * inputs (weights in kernels_m7.sub_weights' order), optionally fused with the max pool (MODE 1)
  * or the residual ADD (MODE 2) after it, as tn_m7_gemm. Scratch (the step's, 4-byte aligned):
@@ -269,7 +287,7 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                          uint32_t OB, uint32_t MODE, uint32_t DIRECT, uint32_t KU, uint32_t FC,
                          uint32_t RAW, uint32_t KC, uint32_t OCT, uint32_t TLO, uint32_t HP,
                          uint32_t GX,
-                         uint32_t KWCP, uint32_t INSIDE, int32_t PH,
+                         uint32_t KWCP, uint32_t INSIDE, uint32_t WOFF, int32_t PH,
                          int32_t PW,
                          int32_t PSH, int32_t PSW, int32_t PPT, int32_t PPL, int32_t POH,
                          int32_t POW, TN_RQ_ARGS, TN_FADD_ARGS)
@@ -301,6 +319,7 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
             const uint32_t np = (uint32_t)(OH * OW);
             const uint32_t p0 = TLO ? TLO / (CO * OB / 8u) & ~1u : 0u;
             const uint32_t p1 = HP == 0u ? np : HP > p0 ? HP : p0;
+            TN_SUB_PAIR_LAYER(lp)
             /* in pixel order: tn_m7_subconv's pairs before p0 (lanes in the tail), the FC form
              * from p0 to p1 (over the tail lanes' bytes), then pairs again, their lanes over
              * the input's rows no later window reads (the step is that input's last reader:
@@ -309,7 +328,7 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
              * than a loop per part) */
             for (uint32_t p = 0; p < np;) {
                 if (p + 2u <= np && (p < p0 || p >= p1)) {
-                    tn_sc_pixels(l, in, other, out, p < p0 ? tail : head, (int32_t *)0, p, 1u,
+                    tn_sc_pixels(lp, in, other, out, p < p0 ? tail : head, (int32_t *)0, p, 1u,
                                  0u, H, W, C, OW, CO, KH, KW, SH, SW, PT, PL, XB, XS, ZX,
                                  PADZERO, GX, KWCP, INSIDE, WB, RAW, NWZP, ZW, REQ, NM, ROUND,
                                  OB, (const uint8_t *)0, 0u, TN_RQ, TN_FADD);
@@ -393,7 +412,8 @@ TN_INLINE void tn_m7_sub_epi(const tn_layer_t *l, const uint8_t *in, const uint8
                              uint32_t ROUND, uint32_t OB, uint32_t MODE, uint32_t DIRECT,
                              uint32_t KU, uint32_t FC, uint32_t RAW, uint32_t KC, uint32_t OCT,
                              uint32_t TLO, uint32_t HP, uint32_t GX, uint32_t KWCP,
-                             uint32_t INSIDE, int32_t PH, int32_t PW, int32_t PSH, int32_t PSW,
+                             uint32_t INSIDE, uint32_t WOFF, int32_t PH, int32_t PW, int32_t PSH,
+                             int32_t PSW,
                              int32_t PPT, int32_t PPL, int32_t POH, int32_t POW, TN_RQ_ARGS,
                              TN_FADD_ARGS)
 {
@@ -405,8 +425,8 @@ TN_INLINE void tn_m7_sub_epi(const tn_layer_t *l, const uint8_t *in, const uint8
         || !tn_sc_epi_fits(WB, RAW, 0u, 0u, CO, NWZP, REQ, NM, ROUND, OB, TN_RQ)) {
         tn_m7_sub(l, in, other, out, best, buf, H, W, C, OH, OW, CO, KH, KW, SH, SW, PT, PL, XB,
                   XS, ZX, PADZERO, WB, RB, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, MODE, DIRECT, KU,
-                  FC, RAW, KC, OCT, TLO, HP, GX, KWCP, INSIDE, PH, PW, PSH, PSW, PPT, PPL, POH,
-                  POW, TN_RQ, TN_FADD);
+                  FC, RAW, KC, OCT, TLO, HP, GX, KWCP, INSIDE, WOFF, PH, PW, PSH, PSW, PPT, PPL,
+                  POH, POW, TN_RQ, TN_FADD);
         return;
     }
 #if defined(__ARM_FEATURE_DSP)
@@ -418,9 +438,10 @@ TN_INLINE void tn_m7_sub_epi(const tn_layer_t *l, const uint8_t *in, const uint8
         const uint32_t np = (uint32_t)(OH * OW);
         const uint32_t p0 = TLO ? TLO / (CO * OB / 8u) & ~1u : 0u;
         const uint32_t p1 = HP == 0u ? np : HP > p0 ? HP : p0;
+        TN_SUB_PAIR_LAYER(lp)
         for (uint32_t p = 0; p < np;) {
             if (p + 2u <= np && (p < p0 || p >= p1)) {
-                tn_sc_pixels_e(l, in, other, out, p < p0 ? tail : head, (int32_t *)0, p, 1u, 0u,
+                tn_sc_pixels_e(lp, in, other, out, p < p0 ? tail : head, (int32_t *)0, p, 1u, 0u,
                                H, W, C, OW, CO, KH, KW, SH, SW, PT, PL, XB, XS, ZX, PADZERO, GX,
                                KWCP, INSIDE, WB, RAW, ZW, REQ, NM, ROUND, OB,
                                (const uint8_t *)0, TN_RQ);
@@ -453,7 +474,8 @@ TN_INLINE void tn_m7_sub_sl(const tn_layer_t *l, const uint8_t *in, const uint8_
                             uint32_t ROUND, uint32_t OB, uint32_t MODE, uint32_t DIRECT,
                             uint32_t KU, uint32_t FC, uint32_t RAW, uint32_t KC, uint32_t OCT,
                             uint32_t TLO, uint32_t HP, uint32_t GX, uint32_t KWCP,
-                            uint32_t INSIDE, int32_t PH, int32_t PW, int32_t PSH, int32_t PSW,
+                            uint32_t INSIDE, uint32_t WOFF, int32_t PH, int32_t PW, int32_t PSH,
+                            int32_t PSW,
                             int32_t PPT, int32_t PPL, int32_t POH, int32_t POW, TN_RQ_ARGS,
                             TN_FADD_ARGS, uint32_t PSL)
 {
@@ -466,20 +488,23 @@ TN_INLINE void tn_m7_sub_sl(const tn_layer_t *l, const uint8_t *in, const uint8_
     if (!(FC && MODE == 0u && !TLO && !HP) || PSL > np) {
         tn_m7_sub(l, in, other, out, best, buf, H, W, C, OH, OW, CO, KH, KW, SH, SW, PT, PL, XB,
                   XS, ZX, PADZERO, WB, RB, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, MODE, DIRECT, KU,
-                  FC, RAW, KC, OCT, TLO, HP, GX, KWCP, INSIDE, PH, PW, PSH, PSW, PPT, PPL, POH,
-                  POW, TN_RQ, TN_FADD);
+                  FC, RAW, KC, OCT, TLO, HP, GX, KWCP, INSIDE, WOFF, PH, PW, PSH, PSW, PPT, PPL,
+                  POH, POW, TN_RQ, TN_FADD);
         return;
     }
 #if defined(__ARM_FEATURE_DSP)
     __asm__("" : "+r"(buf)); /* as tn_m7_sub: the gathered window's address in a register */
 #endif
     /* its own loops, as tn_m7_sub's TLO / HP ones */
+    {
+    TN_SUB_PAIR_LAYER(lp)
     for (; p + 2u <= PSL; p += 2u)
-        tn_sc_pixels(l, in, other, out,
+        tn_sc_pixels(lp, in, other, out,
                      (uint32_t *)(((uintptr_t)(out + (p + 2u) * PO) + 3u) & ~(uintptr_t)3u),
                      (int32_t *)0, p, 1u, 0u, H, W, C, OW, CO, KH, KW, SH, SW, PT, PL, XB, XS, ZX, PADZERO, GX,
                      KWCP, INSIDE, WB, RAW, NWZP, ZW, REQ, NM, ROUND, OB, (const uint8_t *)0, 0u,
                      TN_RQ, TN_FADD);
+    }
     for (; p < np; p++) {
         TN_SUB_FC_PIXEL(p);
     }

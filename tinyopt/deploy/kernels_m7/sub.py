@@ -70,6 +70,51 @@ def sub_lane_layout(layer) -> bool:
                                subfc_weights(view, fc16=False, octs=False)))
 
 
+#: the most bytes of tn_m7_subconv's own weights :func:`sub_pair_weights` appends to a step's
+PAIR_WEIGHTS_MAX = 512
+
+
+def sub_pair_weights(layer) -> int:
+    """Bytes of tn_m7_subconv's own weights (``kernels_m7.subconv_weights``) that
+    :func:`sub_weights` appends after the FC form's blocks, so that tn_m7_sub's pixel pairs
+    (:func:`sub_tail_lanes`, :func:`sub_head_lanes`, :func:`sub_slide_lanes`) run where the two
+    layouts differ (:func:`sub_lane_layout` False), or 0. Only for a layer over 8-bit inputs
+    whose pairs' weights take at most :data:`PAIR_WEIGHTS_MAX` bytes: a first layer of three
+    channels (VWW's 3x3 / 2 convolution: window rows of 9 codes, padded to 12 lanes by the
+    pairs, 27 codes in a row for the FC form), where the pairs run ~2 % fewer instructions than
+    the FC form alone (its w4a4 and w2a2 first layer went above their w8a8 twin) for 144 or 72
+    bytes of flash. Asks what :func:`sub_lane_layout` asks but the layouts' equality (4 | CO,
+    2 / 4 / 8-bit outputs, the 2-bit bound) and, for 4-bit weights, one RAW for both forms
+    (tn_m7_sub hands both its RAW; ``subfc_plan`` vs ``subconv_raw``).
+
+    Arguments:
+        layer: an integer layer.
+
+    Returns:
+        The appended bytes (WOFF of the call: they start after the FC form's), or 0.
+    """
+    from tinyopt.deploy.kernels_m7.subconv import subconv_raw, subconv_weights, subfc_plan
+    from tinyopt.deploy.kernels_m7.common import _x_box
+    if (layer.kind not in ("pointwise", "conv2d") or layer.weights is None
+            or not sub_fc_window(layer) or int(layer.in_bits) != 8
+            or int(layer.out_channels) % 4 or int(layer.out_bits) not in (2, 4, 8)
+            or sub_lane_layout(layer)):
+        return 0
+    kp = sub_lanes(layer)[1]
+    if int(layer.weight_bits) == 2 and 64 * 3 * _x_box(layer) * kp >= (1 << 31):
+        return 0  # steps.sub_conv_fits' bound on tn_m7_subconv's scaled 2-bit rows
+    if int(layer.weight_bits) == 4 and subfc_plan(sub_fc_view(layer))[0] != subconv_raw(layer):
+        return 0
+    n = int(subconv_weights(layer).size)
+    return n if n <= PAIR_WEIGHTS_MAX else 0
+
+
+def _pairs_fit(layer) -> bool:
+    """Can tn_m7_sub's FC form run tn_m7_subconv's pixel pairs on ``layer`` at all (one weight
+    array for both, or the pairs' own appended: :func:`sub_pair_weights`)?"""
+    return sub_lane_layout(layer) or sub_pair_weights(layer) > 0
+
+
 def sub_tail_lanes(step: Step) -> int:
     """TLO: where tn_m7_sub's FC form places tn_m7_subconv's lanes (two pixels' windows as int16,
     4 KP bytes) inside its own output, or 0 (the FC form alone). The output's bytes of pixels
@@ -90,7 +135,7 @@ def sub_tail_lanes(step: Step) -> int:
         TLO in bytes from the output's start, or 0.
     """
     layer = step.layer
-    if step.pool is not None or step.add is not None or not sub_lane_layout(layer):
+    if step.pool is not None or step.add is not None or not _pairs_fit(layer):
         return 0
     oh, ow, co = _hwc(layer.out_shape)
     pixel = co * int(layer.out_bits) // 8
@@ -127,7 +172,7 @@ def sub_head_lanes(step: Step) -> int:
     layer = step.layer
     if (step.pool is not None or step.add is not None or len(step.inputs) != 1
             or not step.in_dead or not step.in_dead[0] or int(step.in_offsets[0]) % 4
-            or not sub_lane_layout(layer)):
+            or not _pairs_fit(layer)):
         return 0
     oh, ow, co = _hwc(layer.out_shape)
     h, w, c = _hwc(layer.in_shape)
@@ -167,7 +212,7 @@ def sub_slide_lanes(step: Step) -> int:
     layer = step.layer
     if (step.pool is not None or step.add is not None or len(step.inputs) != 1
             or int(layer.weight_bits) != 4 or int(layer.in_bits) != 8
-            or int(layer.out_bits) != 8 or not sub_lane_layout(layer)):
+            or int(layer.out_bits) != 8 or not _pairs_fit(layer)):
         return 0
     oh, ow, co = _hwc(layer.out_shape)
     h, w, c = _hwc(layer.in_shape)
@@ -219,7 +264,11 @@ def sub_weights(layer, units: int | None = None) -> np.ndarray:
     from tinyopt.integer.graph import pack, unpack
     from tinyopt.deploy.kernels_m7.subconv import subfc_weights
     if layer.weights is not None and sub_fc_window(layer):  # the FC form: tn_m7_subfc's blocks
-        return subfc_weights(sub_fc_view(layer), fc16=False, octs=not sub_lane_layout(layer))
+        fc = subfc_weights(sub_fc_view(layer), fc16=False, octs=not sub_lane_layout(layer))
+        if sub_pair_weights(layer):  # the pairs' own weights after the FC form's
+            from tinyopt.deploy.kernels_m7.subconv import subconv_weights
+            fc = np.concatenate([fc, subconv_weights(layer)])
+        return fc
     wb, xb = int(layer.weight_bits), int(layer.in_bits)
     if layer.weights is None or wb not in SUB_BITS or xb not in SUB_BITS:
         raise ValueError(f"layer {layer.name!r}: sub_weights packs layers of 1/2/4/8-bit weights "
@@ -259,7 +308,8 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
     ku = sub_units(step)  # the row bytes: KU codes (padded rows) or the row layout's
     fc = sub_fc_window(layer)  # tn_m7_subfc's blocks per window (sub_weights gave their order)
     if fc:
-        from tinyopt.deploy.kernels_m7.subconv import subconv_pack, subfc_oct, subfc_plan
+        from tinyopt.deploy.kernels_m7.subconv import (
+            subconv_pack, subfc_oct, subfc_plan, subfc_weights)
         view = sub_fc_view(layer)
         lane = sub_lane_layout(layer)  # blocks of four, shared with tn_m7_subconv's pairs
         raw, kc = subfc_plan(view)
@@ -268,10 +318,13 @@ def _sub_call(step: Step, common: dict, zw: np.ndarray, rq: dict, graph_rounding
             # 2-bit weights: RAW is the pairs' PK (tn_m7_subconv's RAW 1, the same weight
             # bytes); tn_m7_sub hands its FC form RAW 0 for them whatever it is (c/tn_m7_sub.h)
             raw = subconv_pack(layer)
+        # WOFF: where the pairs' weights start (after the FC form's when they are their own)
+        woff = (len(subfc_weights(view, fc16=False, octs=not lane))
+                if sub_pair_weights(layer) else 0)
         fc_args = [1, raw, kc, 0 if lane else subfc_oct(view), tlo, hp, sub_lane_group(layer),
-                   sub_lanes(layer)[0], int(_inside(layer, geo))]
+                   sub_lanes(layer)[0], int(_inside(layer, geo)), woff]
     else:
-        fc_args = [0] * 9
+        fc_args = [0] * 10
     args = [geo["H"], geo["W"], geo["C"], geo["OH"], geo["OW"], layer.out_channels, geo["KH"],
             geo["KW"], 1 if dense else layer.stride[0], 1 if dense else layer.stride[1], top,
             left, layer.in_bits, common["XS"], common["ZX"], common["PADZERO"],
