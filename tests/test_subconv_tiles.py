@@ -8,7 +8,7 @@ z_w = 8 (row 3 needs no term) and not, signed and unsigned codes (4, 2 and 8-bit
 codes a word, one STR), a zero point 2^(b-1) as the
 other saturation and an EOR (both signs), another zero point added per output, n0 of both signs
 (FAST 1: shifts by SADD8 / SSUB8 / SEL), 4 and 2-bit outputs and weights, a lone last pixel
-(tn_sc_block1: its four rows alone), the fused ADD; and tn_sc_block's parts for 4-bit weights
+(tn_sc_block1: its four rows alone; tn_sc_block1_2 for 2-bit weights), the fused ADD; and tn_sc_block's parts for 4-bit weights
 (eight lane pairs straight, sixteen per loop entered at its second half or not), in both the
 statement-per-part form and TN_SC_C4_ONE.
 Bit-exact with the simulator on the host (the C twin) and under QEMU (the assembly), and the
@@ -221,6 +221,12 @@ def test_epi_forms_host_bitexact(tmp_path, roomy):
     # l6's 2-bit weights with two rows per lane (PK: tn_sc_epi's unscaled sums), l7 and l12 not
     assert [subconv_pack(s.layer) for s in e.steps if s.layer.weight_bits == 2
             and s.layer.kind != "dense"] == [1, 0, 0]
+    # l7 and l12 (2-bit weights, not PK, 3 x 3 pixels): a lone last pixel by tn_sc_block1_2,
+    # l12's blocks past one word (its loop of two words)
+    lone2 = [s.layer.name for s in e.steps if s.layer.weight_bits == 2 and s.layer.kind != "dense"
+             and not subconv_pack(s.layer) and steps_mod.sub_conv_step(s)
+             and np.prod(s.layer.out_shape[:2]) % 2 and steps_mod.sub_lanes(s.layer)[1] >= 12]
+    assert lone2 == ["l7", "l12"], lone2
     g = epi_residual()
     e = host_check(g, tmp_path / "res")
     _check_forms(e, g, [(4, True, False, False, False, False, 4, 2)])

@@ -77,6 +77,14 @@
  * register mask and an ORR per pair: a layout with the rows already 13 bits apart would take
  * one AND, ~15 per 32 MACs, but changes the weight bytes tn_m7_sub shares, kernels_m7.sub
  * .sub_lane_layout).
+ * Session 21: a lone last pixel of 2-bit weights (not PK) runs its four rows alone
+ * (tn_sc_block1_2: 19 instructions per 16 MACs instead of the pair kernel's 27 on a duplicate):
+ * KWS's w2a2 first layer (25 x 5 pixels) 409,232 -> 408,072 (x w8a8 1.0002 -> 0.9974).
+ * Looked at, not done: ResNet-8's 4-bit 3x3 convolutions stay at 12.5 instructions per 16
+ * MACs (w4a8 1.016 x w8a8): the loop needs three loads per two lane pairs (LDRD of two weight
+ * words, two LDRD of lanes); one LDM of both lane pairs' four words would make it 12, but needs
+ * two more registers than the fourteen (8 sums, 2 pointers, 2 weight words, 2 lanes); three
+ * masks per weight word are the least for four distinct views of it (the raw word is one).
  *
  * Output order and the reads before each write are tn_m7_conv's (both pixels' windows read
  * before either's outputs are written): the planner's sliding writes stay valid.
@@ -786,6 +794,35 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
                              TN_SC_C41P2(LD2) "cmp %[x], %[end]\n\tbne 1b\n\t"                  \
                              TN_SC_B1_OPERANDS);                                                \
     } while (0)
+/* tn_sc_block1_2's word (two lane pairs of 2-bit weights, TN_SC_G2's masks) at pixel 0 alone:
+ * one LDR of weights, two LDR of lanes (8 bytes apart), eight masks, eight SMLAD: 19
+ * instructions per 16 MACs where the pair kernel on a duplicate pixel took 27 */
+#define TN_SC_G21G(ACC)                                                                         \
+    "ldr %[u], [%[wp]], #4\n\tldr %[xa], [%[x]], #8\n\t"                                          \
+    "and %[v], %[u], #0x00030003\n\t" ACC("v", 0)                                               \
+    "and %[v], %[u], #0x000C000C\n\t" ACC("v", 1)                                               \
+    "and %[v], %[u], #0x00300030\n\t" ACC("v", 2)                                               \
+    "uxtb16 %[v], %[u]\n\t" ACC("v", 3)                                                         \
+    "ldr %[xa], [%[x]], #8\n\tuxtb16 %[u], %[u], ror #8\n\t"                                     \
+    "and %[v], %[u], #0x00030003\n\t" TN_SC_ACC1("v", 0)                                        \
+    "and %[v], %[u], #0x000C000C\n\t" TN_SC_ACC1("v", 1)                                        \
+    "and %[v], %[u], #0x00300030\n\t" TN_SC_ACC1("v", 2) TN_SC_ACC1("u", 3)
+#define TN_SC_G21 TN_SC_G21G(TN_SC_ACC1)
+/* NU >= 1 words: the first starting the sums (SMUAD), NU - 1 odd one straight, then two per
+ * loop (the end in a register: ten operands) */
+#define TN_SC_B1_G2                                                                             \
+    do {                                                                                        \
+        const uint32_t rest = NU - 1u;                                                          \
+        __asm__ volatile(TN_SC_G21G(TN_SC_ACC1F)                                                \
+                         : TN_SC_B1_REGS, [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2),       \
+                           [a3] "=&r"(a3)                                                       \
+                         :                                                                      \
+                         : "cc", "memory");                                                     \
+        if (rest & 1u) __asm__ volatile(TN_SC_G21 TN_SC_B1_OPERANDS);                            \
+        if (rest >= 2u)                                                                         \
+            __asm__ volatile("1:\n\t" TN_SC_G21 TN_SC_G21 "cmp %[x], %[end]\n\tbne 1b\n\t"        \
+                             TN_SC_B1_OPERANDS);                                                \
+    } while (0)
 #endif
 
 /* tn_sc_block at pixel 0 alone (a lone last pixel: the pair kernel ran on a duplicate of it,
@@ -821,6 +858,44 @@ TN_INLINE const uint8_t *tn_sc_block1(const uint8_t *w, const uint32_t *buf, uin
     } else { /* tn_sc_block's S_r - S_{r-1} = 16^r A_r */
         acc[0] = (int32_t)a0; acc[1] = (int32_t)(a1 - a0) >> 4;
         acc[2] = (int32_t)(a2 - a1) >> 8; acc[3] = (int32_t)(a3 - a2) >> 12;
+    }
+    acc[4] = acc[0]; acc[5] = acc[1]; acc[6] = acc[2]; acc[7] = acc[3];
+    return w;
+}
+
+/* tn_sc_block at pixel 0 alone for 2-bit weights (TN_SC_G2's masks and sums, not PK: RAW 0), as
+ * tn_sc_block1 for 4-bit ones: acc[0..3] tn_sc_block's (CUMOUT: its scaled sums, row r by
+ * 4^r, row 3 unmasked), acc[4..7] a copy; pixel 1's lanes never read. KWS's first layer at w2a2
+ * (25 x 5 pixels: a lone last one) ran its pair kernel on a duplicate of it. */
+TN_INLINE const uint8_t *tn_sc_block1_2(const uint8_t *w, const uint32_t *buf, uint32_t KP,
+                                        uint32_t CUMOUT, int32_t *acc)
+{
+    const uint32_t NU = KP / 4u; /* words: two lane pairs each */
+    uint32_t a0, a1, a2, a3;
+#if TN_M7_ASM
+    const uint32_t *x = buf, *end = buf + KP; /* pixel 0's KP / 2 words, two apart */
+    uint32_t xa, u, t;
+    TN_SC_B1_G2;
+#else
+    { /* tn_sc_block's 2-bit masks at pixel 0, modulo 2^32 */
+        uint32_t a[4] = {0, 0, 0, 0};
+        for (uint32_t g = 0; g < NU; g++, w += 4) {
+            const uint32_t wd = tn_ld32(w);
+            for (uint32_t h = 0; h < 2u; h++) {
+                const uint32_t v = h ? tn_uxtb16_ror8(wd) : tn_uxtb16(wd);
+                for (uint32_t r = 0; r < 4u; r++)
+                    a[r] = (uint32_t)tn_smlad(r == 3u ? v : v & (0x00030003u << (2u * r)),
+                                              buf[2u * (2u * g + h)], (int32_t)a[r]);
+            }
+        }
+        a0 = a[0]; a1 = a[1]; a2 = a[2]; a3 = a[3];
+    }
+#endif
+    if (CUMOUT) { /* the scaled sums themselves (tn_sc_epi) */
+        acc[0] = (int32_t)a0; acc[1] = (int32_t)a1; acc[2] = (int32_t)a2; acc[3] = (int32_t)a3;
+    } else { /* tn_sc_block's shifts back, row 3 the others taken off */
+        acc[0] = (int32_t)a0; acc[1] = (int32_t)a1 >> 2; acc[2] = (int32_t)a2 >> 4;
+        acc[3] = (int32_t)(a3 - a0 - a1 - a2) >> 6;
     }
     acc[4] = acc[0]; acc[5] = acc[1]; acc[6] = acc[2]; acc[7] = acc[3];
     return w;
@@ -1241,7 +1316,8 @@ TN_INLINE void tn_sc_pixels_epi(const tn_layer_t *l, const uint8_t *other, uint8
     const int8_t *n0p = l->n0;
     const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
     const uint32_t FL = tn_sc_epi_flip(PQ, OB, ZP);
-    const uint32_t LONE = !TWO && WB == 4u && RAW == 2u; /* tn_sc_block1 */
+    /* tn_sc_block1 (4-bit weights at RAW 2) or tn_sc_block1_2 (2-bit, not PK) */
+    const uint32_t LONE = !TWO && ((WB == 4u && RAW == 2u) || (WB == 2u && RAW == 0u));
     uint8_t *const dst = MODE == 2u ? (uint8_t *)v : out + p * CO * OB / 8u;
     uint32_t st[9];
     st[0] = (uint32_t)(uintptr_t)bias; st[1] = (uint32_t)(uintptr_t)m0p;
@@ -1250,7 +1326,8 @@ TN_INLINE void tn_sc_pixels_epi(const tn_layer_t *l, const uint8_t *other, uint8
     st[6] = st[4] + 8u * (uint32_t)s0; st[7] = st[5] + 8u * (uint32_t)s1;
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
-        w = LONE ? tn_sc_block1(w, buf, KP, ALW, 1u, acc)
+        w = LONE ? (WB == 2u ? tn_sc_block1_2(w, buf, KP, 1u, acc)
+                             : tn_sc_block1(w, buf, KP, ALW, 1u, acc))
                  : tn_sc_block(w, buf, KP, WB, RAW, ALW, 1u, acc);
         tn_sc_epi(acc, st, WB == 2u ? (RAW == 1u ? 2u : 1u) : 0u, WB == 4u && ZW != 8,
                   (PQ == 1u) != FL, FL, FAST < 2u, OB,
@@ -1295,12 +1372,14 @@ TN_INLINE void tn_sc_pixels(const tn_layer_t *l, const uint8_t *in, const uint8_
     const int32_t oy0 = (int32_t)(p / (uint32_t)OW), ox0 = (int32_t)(p % (uint32_t)OW);
     const int32_t oy1 = (int32_t)(q / (uint32_t)OW), ox1 = (int32_t)(q % (uint32_t)OW);
     const uint32_t ALW = TN_SC_LDRD && ((uintptr_t)w & 3u) == 0u; /* blocks: whole words */
-    const uint32_t LONE = !TWO && WB == 4u && RAW == 2u; /* tn_sc_block1 */
+    /* tn_sc_block1 (4-bit weights at RAW 2) or tn_sc_block1_2 (2-bit, not PK) */
+    const uint32_t LONE = !TWO && ((WB == 4u && RAW == 2u) || (WB == 2u && RAW == 0u));
     int32_t s0, s1;
     TN_SC_READ_WINDOWS();
     for (uint32_t c = 0; c < CO; c += 4u) {
         int32_t acc[8];
-        w = LONE ? tn_sc_block1(w, buf, KP, ALW, 0u, acc)
+        w = LONE ? (WB == 2u ? tn_sc_block1_2(w, buf, KP, 0u, acc)
+                             : tn_sc_block1(w, buf, KP, ALW, 0u, acc))
                  : tn_sc_block(w, buf, KP, WB, RAW, ALW, 0u, acc);
         if (WB == 4u && RAW == 2u) { /* row 3 held w_3 - 8 */
             acc[3] = (int32_t)((uint32_t)acc[3] + 8u * (uint32_t)s0);
@@ -1368,7 +1447,8 @@ TN_INLINE void tn_sc_pixels_e(const tn_layer_t *l, const uint8_t *in, const uint
     const int32_t oy0 = (int32_t)(p / (uint32_t)OW), ox0 = (int32_t)(p % (uint32_t)OW);
     const int32_t oy1 = (int32_t)(q / (uint32_t)OW), ox1 = (int32_t)(q % (uint32_t)OW);
     const uint32_t ALW = TN_SC_LDRD && ((uintptr_t)l->w & 3u) == 0u; /* blocks: whole words */
-    const uint32_t LONE = !TWO && WB == 4u && RAW == 2u; /* tn_sc_block1 */
+    /* tn_sc_block1 (4-bit weights at RAW 2) or tn_sc_block1_2 (2-bit, not PK) */
+    const uint32_t LONE = !TWO && ((WB == 4u && RAW == 2u) || (WB == 2u && RAW == 0u));
     int32_t s0, s1;
     TN_SC_READ_WINDOWS();
     tn_sc_pixels_epi(l, other, out, buf, v, p, q, TWO, MODE, CO, KP, WB, RAW, ALW, ZW, s0, s1,
