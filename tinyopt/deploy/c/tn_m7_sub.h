@@ -495,16 +495,14 @@ TN_INLINE void tn_m7_sub_sl(const tn_layer_t *l, const uint8_t *in, const uint8_
 #if defined(__ARM_FEATURE_DSP)
     __asm__("" : "+r"(buf)); /* as tn_m7_sub: the gathered window's address in a register */
 #endif
-    /* its own loops, as tn_m7_sub's TLO / HP ones */
-    {
-    TN_SUB_PAIR_LAYER(lp)
+    /* its own loops, as tn_m7_sub's TLO / HP ones (WOFF is 0 here: kernels_m7.sub
+     * .sub_slide_lanes asks for one weight array) */
     for (; p + 2u <= PSL; p += 2u)
-        tn_sc_pixels(lp, in, other, out,
+        tn_sc_pixels(l, in, other, out,
                      (uint32_t *)(((uintptr_t)(out + (p + 2u) * PO) + 3u) & ~(uintptr_t)3u),
                      (int32_t *)0, p, 1u, 0u, H, W, C, OW, CO, KH, KW, SH, SW, PT, PL, XB, XS, ZX, PADZERO, GX,
                      KWCP, INSIDE, WB, RAW, NWZP, ZW, REQ, NM, ROUND, OB, (const uint8_t *)0, 0u,
                      TN_RQ, TN_FADD);
-    }
     for (; p < np; p++) {
         TN_SUB_FC_PIXEL(p);
     }

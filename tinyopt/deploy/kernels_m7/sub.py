@@ -77,15 +77,18 @@ PAIR_WEIGHTS_MAX = 512
 def sub_pair_weights(layer) -> int:
     """Bytes of tn_m7_subconv's own weights (``kernels_m7.subconv_weights``) that
     :func:`sub_weights` appends after the FC form's blocks, so that tn_m7_sub's pixel pairs
-    (:func:`sub_tail_lanes`, :func:`sub_head_lanes`, :func:`sub_slide_lanes`) run where the two
-    layouts differ (:func:`sub_lane_layout` False), or 0. Only for a layer over 8-bit inputs
-    whose pairs' weights take at most :data:`PAIR_WEIGHTS_MAX` bytes: a first layer of three
-    channels (VWW's 3x3 / 2 convolution: window rows of 9 codes, padded to 12 lanes by the
-    pairs, 27 codes in a row for the FC form), where the pairs run ~2 % fewer instructions than
-    the FC form alone (its w4a4 and w2a2 first layer went above their w8a8 twin) for 144 or 72
-    bytes of flash. Asks what :func:`sub_lane_layout` asks but the layouts' equality (4 | CO,
-    2 / 4 / 8-bit outputs, the 2-bit bound) and, for 4-bit weights, one RAW for both forms
-    (tn_m7_sub hands both its RAW; ``subfc_plan`` vs ``subconv_raw``).
+    (:func:`sub_tail_lanes`, :func:`sub_head_lanes`; not :func:`sub_slide_lanes`, whose
+    tn_m7_sub_sl reads one array) run where the two layouts differ (:func:`sub_lane_layout`
+    False), or 0. Only for a layer over 8-bit inputs whose pairs' weights take at most
+    :data:`PAIR_WEIGHTS_MAX` bytes: a first layer of three channels (VWW's 3x3 / 2 convolution:
+    window rows of 9 codes, padded to 12 lanes by the pairs, 27 codes in a row for the FC
+    form), where the pairs run 2-5 % fewer instructions than the FC form alone (its w4a4 and
+    w2a2 first layer went above their w8a8 twin) for 144 or 72 bytes of flash. The bytes are
+    appended whether or not the step finds room for the pairs' lanes (``sub_weights`` sees the
+    layer, not the plan): dead flash where it does not. Asks what :func:`sub_lane_layout` asks
+    but the layouts' equality (4 | CO, 2 / 4 / 8-bit outputs, the 2-bit bound) and, for 4-bit
+    weights, one RAW for both forms (tn_m7_sub hands both its RAW; ``subfc_plan`` vs
+    ``subconv_raw``).
 
     Arguments:
         layer: an integer layer.
@@ -212,7 +215,7 @@ def sub_slide_lanes(step: Step) -> int:
     layer = step.layer
     if (step.pool is not None or step.add is not None or len(step.inputs) != 1
             or int(layer.weight_bits) != 4 or int(layer.in_bits) != 8
-            or int(layer.out_bits) != 8 or not _pairs_fit(layer)):
+            or int(layer.out_bits) != 8 or not sub_lane_layout(layer)):
         return 0
     oh, ow, co = _hwc(layer.out_shape)
     h, w, c = _hwc(layer.in_shape)
