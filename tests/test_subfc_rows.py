@@ -66,12 +66,47 @@ LEAN_CHAINS = {
         _dense(29, 24, 4, 32, out_signed=True,
                requantize=False)],                         # 4-bit in, NG 3: raw int32
         [1, 2, 2, 2, 2, 2, 2, 2]),
+    # LP (c/tn_m7_subfc.h, tn_sl_pieces): 8-bit inputs without an offset past one chunk (LEAN
+    # 0; weights of extreme codes, _extreme_chain, so that RAW 2 / the 2-bit rows 7 need chunks:
+    # OCT 64 words, 127 for signed codes), the lean blocks in pieces, rows 3 and 7 (2-bit: 7)
+    # folded at each piece's end; the first piece NG % 4 = 3, 2, 0, 1 (TN_LP_LOOP's entries),
+    # unsigned and signed codes (UXTB16 / SXTB16), 4-bit weights and 2-bit ones (K <= 685),
+    # per-channel USAT 8 and 2, the layer's one multiplier (SMMLA form)
+    "lean_p": ((300,), 0, [
+        _dense(600, 300, 4, 8, icn=True, out_signed=True),  # NG 75: pieces 11, 64
+        _dense(400, 600, 4, 8),                            # signed, NG 150: 26, 124
+        _dense(324, 400, 4, 8, icn=True),                  # NG 100: 36, 64
+        _dense(16, 324, 2, 2, icn=True),                   # 2-bit weights, NG 81: 17, 64
+        _dense(13, 16, 4, 32, out_signed=True,
+               requantize=False)],                         # 1 word: clamped int32
+        [0, 0, 0, 0, 1]),
 }
+
+
+def _extreme_chain(seed, layers, shape):
+    """chain's graph with weight codes drawn from {0, 1, top - 1, top} (4-bit: |w - 8| >= 6) and
+    {0, 0, 0, 1} (2-bit: |w - 2| >= 1), so that K = 300 .. 600 8-bit inputs pass RAW 2's whole-
+    input bound (4096 sum |w_3 - 8| max |x'| < 2^31) and the 2-bit rows 7's (16384 sum |w_7 - 2|
+    max |x'|): lean_p's chunks."""
+    rng = np.random.default_rng(seed)
+    real = rng.integers
+
+    def codes(lo, hi=None, size=None, **kw):  # the weights' draws (high = 2^b), else chain's
+        if hi in (16, 4) and size is not None and len(np.shape(np.empty(size))) == 2:
+            pick = [0, 1, 14, 15] if hi == 16 else [0, 0, 0, 1]
+            return np.asarray(pick)[real(0, 4, size)]
+        return real(lo, hi, size, **kw)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(np.random, "default_rng", lambda s: type("R", (), {
+            "integers": staticmethod(codes),
+            "__getattr__": lambda self, a: getattr(rng, a)})())
+        return chain(seed, layers, shape, 8, False, 0, "floor")
 
 
 def _lean_graph(name):
     shape, zin, layers, _ = LEAN_CHAINS[name]
-    g = chain(60 + len(name), layers, shape, 8, False, zin, "floor")
+    g = (_extreme_chain(60 + len(name), layers, shape) if name == "lean_p"
+         else chain(60 + len(name), layers, shape, 8, False, zin, "floor"))
     if name in ("lean_a", "lean_u"):  # the logits without a weight zero point (HASZW = 0)
         g.layers[-1].weight_zero_point = np.zeros(1, np.int32)
     else:  # the logits clamped at their 20th and 80th percentiles: tn_sf_out4 on the lean sums
@@ -118,13 +153,42 @@ def test_lean_host_bitexact(tmp_path, no_subfc16, name):
     want = {"lean_a": {("1u", True, "2u", "4u", "0u"), ("1u", False, "2u", "4u", "-8"),
                        ("1u", False, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")},
             "lean_b": {("1u", True, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")},
+            "lean_p": {("0u", False, "0u", "32u", "0u")},
             "lean_u": {("0u", False, "0u", "32u", "0u")}}
     assert want[name] <= got, got
     # the layer's one multiplier shifts right (N0 <= -1: tn_sc_fq's SMMLA form; lean_u is about
     # the loops, not the epilogues)
-    assert name == "lean_u" or all(
+    assert name in ("lean_u", "lean_p") or all(
         c[23].startswith("-") for c in calls if c[13] in ("1u", "2u") and c[18] == "1u"
         and c[17] == "1u" and c[20] in ("4u", "2u")), calls
+
+
+def test_pieces_planned(tmp_path, no_subfc16):
+    """lean_p's first four steps meet tn_sl_pieces' conditions (LP; the C takes them itself,
+    the call shows none): LEAN 0, no FOLD, OCT (the chunk) >= 4 and < NG, no partial
+    word, one weight zero point, the asm epilogues (floor, FAST 2: n0 <= -1, z_out 0 per channel
+    or N0 <= -1 for the one multiplier) and K within the rows' whole-input bound (4-bit weights:
+    K <= 2193, 2-bit: 685); the first pieces cover NG % 4 = 3, 2, 0, 1, the steps both input
+    signs, both weight widths, both multiplier forms, signed and unsigned 8-bit codes and 2-bit
+    ones."""
+    g = _lean_graph("lean_p")
+    codegen.export_c(g, tmp_path / "src")
+    calls = _calls(tmp_path / "src")[:4]
+    firsts, seen = [], set()
+    for lay, c in zip(g.layers, calls):
+        k, xb, wb = int(c[3].rstrip("u")), int(c[5].rstrip("u")), int(c[8].rstrip("u"))
+        ng, oct_ = k * xb // 32, int(c[11].rstrip("u"))
+        assert xb == 8 and k * xb % 32 == 0 and c[7] == "0u" and c[12] == "0u", c
+        assert c[13] == "0u" and 4 <= oct_ < ng and c[14] == "1u", c
+        assert k <= (2193 if wb == 4 else 685) and (wb == 2 or c[9] == "2u"), c
+        assert c[17] == "1u" and c[19] == "0u" and c[21] == "2u" and c[26] == "0u", c
+        assert c[18] != "1u" or c[23].startswith("-"), c  # the one multiplier: N0 <= -1
+        firsts.append((ng - oct_ // 4 * 4 * ((ng - 1) // (oct_ // 4 * 4))) % 4)
+        seen.add((wb, c[6], c[18] != "1u", int(lay.out_bits), bool(lay.out_signed)))
+    assert firsts == [3, 2, 0, 1], firsts
+    assert {s[0] for s in seen} == {4, 2} and {s[1] for s in seen} == {"0u", "1u"}, seen
+    assert {s[2] for s in seen} == {True, False} and {s[3] for s in seen} == {8, 2}, seen
+    assert {s[4] for s in seen} == {True, False}, seen
 
 
 def test_lean_chains_cover():
@@ -223,11 +287,13 @@ def test_unp_only_where_free(tmp_path, monkeypatch):
 
 @pytest.mark.slow  # three Cortex-M7 builds and QEMU runs
 def test_lean_under_qemu(qemu, tmp_path, no_subfc16, monkeypatch):
-    """The chains bit-exact under QEMU: lean_a and lean_u as built (word-aligned weights: the
-    LDRD loop; lean_u's UNP loops on the unpacked input), lean_b with -DTN_SF_NO_LDRD (the same
+    """The chains bit-exact under QEMU: lean_a, lean_u and lean_p (LP: the pieces) as built
+    (word-aligned weights: the LDRD loop; lean_u's UNP loops on the unpacked input), lean_b
+    with -DTN_SF_NO_LDRD (the same
     statement jumping to its loop of two LDR, as for weights off a word boundary; one UNP
     step)."""
-    for name, flags in (("lean_a", ()), ("lean_b", ("-DTN_SF_NO_LDRD",)), ("lean_u", ())):
+    for name, flags in (("lean_a", ()), ("lean_b", ("-DTN_SF_NO_LDRD",)), ("lean_u", ()),
+                        ("lean_p", ())):
         monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, *flags))
         g = _lean_graph(name)
         x = np.random.default_rng(5).integers(0, 256, (4, *g.input_shape))
@@ -268,6 +334,36 @@ def test_lean_bound(tmp_path, no_subfc16, monkeypatch):
     assert calls[0][13] == "1u" and not np.array_equal(got[0], want[0])
 
 
+def test_pieces_bound(tmp_path, no_subfc16, monkeypatch):
+    """LP's pieces are RAW 2's chunks (OCT): rows 3 and 7 of code 0 (w - 8 = -8, z_w 0) over
+    640 inputs of 255 reach -8 * 255 * 256 * 4096 > -2^31 in a piece of 64 words, so the C equals
+    the simulator (LEAN's one chunk does not apply: OCT = 64 < NG = 160); pieces of 80 words
+    (OCT forced) pass 2^31 and it does not (rows 3 and 7 off by 2^20: code 255, not 0).
+    On the host (the C twin of the pieces: the same sums modulo 2^32)."""
+    g = chain(8, [_dense(8, 640, 4, 8, icn=True)], (640,), 8)
+    lay = g.layers[0]
+    rng = np.random.default_rng(3)
+    w = rng.integers(0, 16, (8, 640))
+    w[3] = w[7] = 0
+    lay.set_weights(w, 4)
+    lay.weight_zero_point = np.zeros(1, np.int32)
+    lay.bias[[3, 7]] = 0  # rows 3 and 7: code 0 exact, a multiple of 2^20 off saturates
+    lay.m0 = np.abs(lay.m0)
+    assert kernels_m7.subfc_plan(lay) == (2, 64) and kernels_m7.subfc_oct(lay) == 64
+    x = np.full((2, 640), 255)
+    x[1] = rng.integers(0, 256, 640)
+    want = codegen.reference_output(g, x)
+
+    def run(d):
+        e = codegen.export_c(g, d / "src")
+        return mcu.run_host(mcu.build_host(e, build_dir=d / "host"), e, x), _calls(d / "src")
+    got, calls = run(tmp_path / "a")
+    assert np.array_equal(got, want) and calls[0][11] == "64u" and calls[0][21] == "2u", calls
+    monkeypatch.setattr(kernels_m7.subconv, "subfc_oct", lambda layer: 80)
+    got, calls = run(tmp_path / "b")
+    assert calls[0][11] == "80u" and not np.array_equal(got[0], want[0])
+
+
 @pytest.mark.slow  # compiles per level and float ABI
 @pytest.mark.parametrize("fpu", FORM_FPUS)
 def test_lean_compiles_at_every_level(tmp_path, no_subfc16, fpu):
@@ -278,7 +374,7 @@ def test_lean_compiles_at_every_level(tmp_path, no_subfc16, fpu):
     from tests.test_build_levels import ARM, FORM_LEVELS, _arm_gcc, _compile
     from tests.test_subfc_forms import SOFT
     _arm_gcc()
-    for name in ("lean_a", "lean_u"):  # lean_u: the four UNP loops and the unpacking
+    for name in ("lean_a", "lean_u", "lean_p"):  # lean_u: the four UNP loops, lean_p LP
         e = codegen.export_c(_lean_graph(name), tmp_path / name / "src", kernels="m7")
         for level in FORM_LEVELS:
             _compile(ARM if fpu else SOFT, e, level, tmp_path / name)

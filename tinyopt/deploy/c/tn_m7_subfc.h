@@ -42,6 +42,13 @@
  * w4a8 24,920, w2a2 24,840 against w8a8's 23,440. AD's 640 -> 128 first layer (8-bit inputs,
  * RAW 2 in chunks of 64 words: not lean): the blocks' loop alone (33 per 32 MACs and the loop's
  * end) is tn_m7_fc's whole layer; below it needs fewer masks per lane than 3 per 4 rows.
+ * Session 21: the rest of that layer was the chunks (RAW 2's 64 words: tn_so_block's sums to
+ * and from memory in C, about sixty instructions a chunk) and tn_sf_out4 (about fourteen per
+ * output): LP (tn_sl_pieces) runs those blocks lean, in pieces, folding only rows 3 and 7 at a
+ * piece's end. --subbyte's AD first layer (K = 640, 8-bit inputs, z_x = 0): w4a8 91,998 ->
+ * 89,478, w4a4 91,838 -> 89,438, w2a2 (2-bit weights) 94,318 -> 92,038 (w8a8 86,638): the
+ * loop's 33.75 per 32 MACs (its end three per four words) is 86,400 of them, so 1.0x is out of
+ * reach on this layout (the epilogue alone, nine per output, is 1,152).
  * --------------------------------------------------------------------------------------------- */
 
 /* The last, partial input word of K codes at in (K % (32 / XB) != 0): its codes, then z_x's in
@@ -1166,6 +1173,72 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
                      : "memory")
 #endif
 
+#if TN_M7_ASM
+/* LP (tn_sl_pieces): the lean loop over the whole input in pieces of at most OCT words (the
+ * chunks of RAW 2 / of 2-bit rows 7), in one statement. Only the top rows' scaled sums (4-bit:
+ * rows 3 and 7, 4096 A; 2-bit: row 7, 16384 A) would leave int32 past a chunk: at each piece's
+ * end their differences C_3 - C_2 (C_7 - C_6), exact within the piece, are added unscaled to
+ * m37 (memory, started at c_3 / c_7) and C_3 (C_7) restarts at C_2 (C_6); the other rows run
+ * over the whole input (the bound of tn_sl_pieces). The first piece takes NG % 4 (the entry of
+ * TN_SL_LOOPN, without its empty case: PF >= 1), the others P words, a multiple of 4; the
+ * current piece's end in memory (e, then e + st until ef). Per piece about fifteen
+ * instructions, where tn_so_block's chunks cost about sixty (sums from and to memory in C). */
+#define TN_LP_FOLD4                                                                             \
+    "sub %[p], %[a3], %[a2]\n\tsub %[u], %[a7], %[a6]\n\tldrd %[v], %[u2], %[m37]\n\t"         \
+    "add %[v], %[v], %[p], asr #12\n\tadd %[u2], %[u2], %[u], asr #12\n\t"                      \
+    "strd %[v], %[u2], %[m37]\n\tmov %[a3], %[a2]\n\tmov %[a7], %[a6]\n\t"
+#define TN_LP_FOLD2                                                                             \
+    "sub %[u], %[a7], %[a6]\n\tldrd %[v], %[u2], %[m37]\n\tadd %[u2], %[u2], %[u], asr #14\n\t" \
+    "strd %[v], %[u2], %[m37]\n\tmov %[a7], %[a6]\n\t"
+#define TN_LP_LOOP(G, FOLDR)                                                                    \
+    "ldr %[p], %[e]\n\tsub %[p], %[p], %[x]\n\tlsls %[p], %[p], #29\n\t"                        \
+    "bmi 7f\n\tbcs 3f\n\tb 1f\n\t7:\n\tbcs 2f\n\tb 4f\n\t"                                      \
+    "1:\n\t" G "2:\n\t" G "3:\n\t" G "4:\n\t" G                                                 \
+    "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbne 1b\n\t" FOLDR                                      \
+    "ldr %[p], %[e]\n\tldr %[u], %[ef]\n\tcmp %[p], %[u]\n\tbeq 6f\n\t"                         \
+    "ldr %[u], %[st]\n\tadd %[p], %[p], %[u]\n\tstr %[p], %[e]\n\tb 1b\n\t6:\n\t"
+/* the differences of the rows not folded (4-bit: 1, 2, 5, 6; 2-bit: 1 .. 6) */
+#define TN_LP_DIFF4                                                                             \
+    "sub %[a2], %[a2], %[a1]\n\tsub %[a1], %[a1], %[a0]\n\t"                                    \
+    "sub %[a6], %[a6], %[a5]\n\tsub %[a5], %[a5], %[a4]\n\t"
+#define TN_LP_DIFF2                                                                             \
+    "sub %[a6], %[a6], %[a5]\n\tsub %[a5], %[a5], %[a4]\n\tsub %[a4], %[a4], %[a3]\n\t"         \
+    TN_SL_DIFF4Q
+#define TN_LP_OPERANDS                                                                          \
+    : [x] "+r"(x), [wp] "+r"(w), [v] "=&r"(v), [p] "=&r"(p), [u] "=&r"(u), [u2] "=&r"(u2),      \
+      [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),           \
+      [a5] "=&r"(a5), [a6] "=&r"(a6), [a7] "=&r"(a7), [e] "+m"(ec), [m37] "+m"(m37)             \
+    : [ef] "m"(ef), [st] "m"(st), [i01] "m"(I[0]), [i23] "m"(I[1]), [i45] "m"(I[2]),            \
+      [i67] "m"(I[3])                                                                           \
+    : "cc", "memory"
+#define TN_LP_RUN(GA, GB, F, D)                                                                 \
+    __asm__ volatile(TN_SL_INIT TN_SL_PICK TN_LP_LOOP(GA, F) "b 9f\n\t8:\n\t" TN_LP_LOOP(GB, F)  \
+                     "9:\n\t" D TN_LP_OPERANDS)
+#endif
+
+/* Can the blocks of eight run lean in pieces (LP, above) where LEAN's one chunk does not apply?
+ * 8-bit inputs without an offset in chunks of OCT >= 4 words (OCT < NG; no FOLD, no partial
+ * word), 4-bit weights at RAW 2 or 2-bit ones, one weight zero point, the asm epilogues (FORM
+ * 1, 3), and every row but the folded ones exact over the whole input from the lean start
+ * whatever the weights: 16^r |A_r + c_r| <= 16^r 15 * 255 K < 2^31 for r <= 2 (4-bit:
+ * K <= 2193), 4^r 3 * 255 K < 2^31 for r <= 6 (2-bit, rows 3 .. 6 then brought to 4096 by
+ * tn_sl_rescale2's shifts: K <= 685; AD's first layer, K = 640). */
+TN_INLINE uint32_t tn_sl_pieces(uint32_t OCT, uint32_t FOLD, uint32_t TAIL, uint32_t NG,
+                                uint32_t K, uint32_t XB, uint32_t WB, uint32_t RAW, uint32_t NWZP,
+                                uint32_t HASZW, uint32_t FORM)
+{
+#if defined(TN_SF_NO_PIECES) /* the tests' build of tn_so_block's chunks */
+    (void)OCT; (void)FOLD; (void)TAIL; (void)NG; (void)K; (void)XB; (void)WB; (void)RAW;
+    (void)NWZP; (void)HASZW; (void)FORM;
+    return 0u;
+#else
+    return OCT >= 4u && OCT < NG && !FOLD && !TAIL && XB == 8u && (NWZP == 1u || !HASZW)
+           && (FORM == 1u || FORM == 3u)
+           && ((WB == 4u && RAW == 2u && (uint64_t)K * (256u * 15u * 255u) < 0x80000000u)
+               || (WB == 2u && (uint64_t)K * (4096u * 3u * 255u) < 0x80000000u));
+#endif
+}
+
 /* 2-bit weights: the sums 4^r (A_r + c_r) of rows 1 .. 7 brought to the 4-bit weights'
  * scales 16^(r % 4), which the epilogues take (rows 1 .. 3 << 2 r, rows 4 .. 7 >> 8 - 2 (r - 4);
  * exact: kernels_m7.subfc_lean bounds each row by the larger of the two scales). */
@@ -1181,14 +1254,17 @@ TN_INLINE void tn_sl_rescale2(uint32_t *a1, uint32_t *a2, uint32_t *a3, uint32_t
  * the sums' start I as 8 words, then the inputs' lane pairs, tn_sl_unpack; I: the sums' start,
  * above), its outputs written (FORM:
  * tn_sl_form; *bpp, *mpp, *npp: the bias, m0 and n0 of row c, advanced past the block; RAWOK:
- * FORM 2's clamp is int32's and out word-aligned); returns w past the block. */
+ * FORM 2's clamp is int32's and out word-aligned; LP: in pieces, tn_sl_pieces, the first of PF
+ * words, then of PP, rows 3 and 7 (2-bit: 7) started at M37's words, c_3 and c_7, and I_3 = I_2,
+ * I_7 = I_6); returns w past the block. */
 TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, const uint8_t *in,
                                      uint8_t *TN_RESTRICT out, uint32_t c, uint32_t N,
                                      uint32_t NG, uint32_t XB, uint32_t XS, uint32_t WB,
                                      const uint64_t *I,
                                      uint32_t FOLD, uint32_t Z, uint32_t Q, const int32_t **fpp,
                                      const uint8_t *const *endp, const int32_t **bpp, const int32_t **mpp,
-                                     const int8_t **npp, uint32_t UNP, uint32_t FORM, uint32_t RAWOK,
+                                     const int8_t **npp, uint32_t UNP, uint32_t LP, uint32_t PF,
+                                     uint32_t PP, uint64_t M37, uint32_t FORM, uint32_t RAWOK,
                                      uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_t OB,
                                      TN_RQ_ARGS)
 {
@@ -1199,7 +1275,29 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
         uint32_t v, p, u, u2;
 #define TN_SL_E4 "eor %[v], %[v], #0x88888888\n\t"
 #define TN_SL_E2 "eor %[v], %[v], #0xAAAAAAAA\n\t"
-        if (UNP && WB == 2u && XB == 4u) /* the unpacked lane pairs (TN_SU_X4) */
+        if (LP) { /* 8-bit inputs in pieces (the loop's end and the folded rows in memory) */
+            const uint8_t *ec = in + 4u * PF, *const ef = in + 4u * NG;
+            const uint32_t st = 4u * PP;
+            uint64_t m37 = M37;
+            if (WB == 2u && XS)
+                TN_LP_RUN(TN_SO_X8("s", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
+                          TN_SO_X8("s", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1), TN_LP_FOLD2,
+                          TN_LP_DIFF2);
+            else if (WB == 2u)
+                TN_LP_RUN(TN_SO_X8("u", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
+                          TN_SO_X8("u", TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1), TN_LP_FOLD2,
+                          TN_LP_DIFF2);
+            else if (XS)
+                TN_LP_RUN(TN_SO_X8("s", TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
+                          TN_SO_X8("s", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2), TN_LP_FOLD4,
+                          TN_LP_DIFF4);
+            else
+                TN_LP_RUN(TN_SO_X8("u", TN_SO_Q, TN_SO_Q, TN_SO_LDD, TN_SO_LDD),
+                          TN_SO_X8("u", TN_SO_Q, TN_SO_Q, TN_SO_LD2, TN_SO_LD2), TN_LP_FOLD4,
+                          TN_LP_DIFF4);
+            if (WB == 4u) a3 = (uint32_t)m37; /* rows 3 and 7 whole, unscaled */
+            a7 = (uint32_t)(m37 >> 32);
+        } else if (UNP && WB == 2u && XB == 4u) /* the unpacked lane pairs (TN_SU_X4) */
             TN_SU_RUN(TN_SU_X4(TN_SO_Q2A, TN_SO_Q2B, TN_SO_LDD, ""),
                       TN_SU_X4(TN_SO_Q2A, TN_SO_Q2B, TN_SO_LD1, TN_SO_LB1), TN_SL_DIFF2);
         else if (UNP && WB == 2u)
@@ -1254,8 +1352,11 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
 #undef TN_SL_E4
 #undef TN_SL_E2
     }
-    if (WB == 2u) /* 4^r (A_r + c_r) to the 4-bit weights' scales 16^(r % 4) (the bound's) */
+    if (WB == 2u) { /* 4^r (A_r + c_r) to the 4-bit weights' scales 16^(r % 4) (the bound's) */
+        const uint32_t s7 = a7;
         tn_sl_rescale2(&a1, &a2, &a3, &a4, &a5, &a6, &a7);
+        if (LP) a7 = s7; /* row 7 whole, unscaled (m37) */
+    }
     if (FOLD) { /* rows 3 and 7: A_r from the window (tn_so_run's W3), plus Q */
         a3 = ((a3 + Z) >> 12) + Q;
         a7 = ((a7 + Z) >> 12) + Q;
@@ -1274,6 +1375,14 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
             const int32_t *fp = *fpp;
             TN_SL_FQ_FORMS(TN_SL_FA, TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_FOP);
             *fpp = fp;
+        } else if (FORM == 3u && LP && WB == 4u) { /* LP: rows 3 and 7 unscaled */
+            TN_SL_FQ_FORMS("", TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_NOP);
+        } else if (FORM == 3u && LP) { /* 2-bit: row 7 unscaled */
+            TN_SL_FQ_FORMS("", TN_SL_ADD(3, 12), TN_SL_ADD0(7), TN_SL_NOP);
+        } else if (LP && WB == 4u) {
+            TN_SL_PQ_FORMS("", TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_NOP);
+        } else if (LP) {
+            TN_SL_PQ_FORMS("", TN_SL_ADD(3, 12), TN_SL_ADD0(7), TN_SL_NOP);
         } else if (FORM == 3u) {
             TN_SL_FQ_FORMS("", TN_SL_ADD(3, 12), TN_SL_ADD(7, 12), TN_SL_NOP);
         } else if (FOLD) {
@@ -1305,10 +1414,11 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
     }
 #else
     (void)RAWOK; (void)endp;
-    { /* the same sums in C: tn_so_run's lanes and cumulative masks from I, then C_r - C_{r-1} */
+    { /* the same sums in C: tn_so_run's lanes and cumulative masks from I, then C_r - C_{r-1}
+       * (LP: rows 3 and 7, 2-bit 7, folded into m at each piece's end, as the asm) */
         const uint32_t flip = !XS || XB == 8u ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
         const uint32_t nlp = XB == 8u ? 2u : 16u / XB;
-        uint32_t s[8];
+        uint32_t s[8], m[2] = {(uint32_t)M37, (uint32_t)(M37 >> 32)}, pe = PF;
         TN_UNROLL
         for (uint32_t h = 0; h < 4u; h++) {
             s[2u * h] = (uint32_t)I[h]; s[2u * h + 1u] = (uint32_t)(I[h] >> 32);
@@ -1332,16 +1442,27 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
                 }
                 for (uint32_t h = 0; h < 8u; h += 4u, w += 4) {
                     const uint32_t u = tn_ld32(w);
-                    const uint32_t m[4] = {u & 0x000F000Fu, u & 0x00FF00FFu, u & ~0xF000F000u, u};
+                    const uint32_t mk[4] = {u & 0x000F000Fu, u & 0x00FF00FFu, u & ~0xF000F000u, u};
                     for (uint32_t r = 0; r < 4u; r++)
-                        s[h + r] = (uint32_t)tn_smlad(m[r], xp, (int32_t)s[h + r]);
+                        s[h + r] = (uint32_t)tn_smlad(mk[r], xp, (int32_t)s[h + r]);
                 }
+            }
+            if (LP && g + 1u == pe) { /* a piece's end: the top rows' differences, unscaled */
+                if (WB == 4u) {
+                    m[0] += (uint32_t)((int32_t)(s[3] - s[2]) >> 12);
+                    s[3] = s[2];
+                }
+                m[1] += (uint32_t)((int32_t)(s[7] - s[6]) >> (WB == 4u ? 12u : 14u));
+                s[7] = s[6];
+                pe += PP;
             }
         }
         a0 = s[0]; a1 = s[1] - s[0]; a2 = s[2] - s[1]; a3 = s[3] - s[2];
         a4 = WB == 2u ? s[4] - s[3] : s[4]; a5 = s[5] - s[4]; a6 = s[6] - s[5]; a7 = s[7] - s[6];
         if (WB == 2u)
             tn_sl_rescale2(&a1, &a2, &a3, &a4, &a5, &a6, &a7);
+        if (LP && WB == 4u) a3 = m[0];
+        if (LP) a7 = m[1];
     }
     if (FOLD) {
         a3 = ((a3 + Z) >> 12) + Q;
@@ -1349,9 +1470,10 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
     }
 #endif
     { /* tn_sf_out4 on the unscaled sums (zero point and row 3's 8 sum x' in them already) */
-        const uint32_t s3 = FOLD ? 0u : 12u; /* FOLD: rows 3 and 7 unscaled already */
+        /* FOLD: rows 3 and 7 unscaled already; LP: row 7, and row 3 of 4-bit weights */
+        const uint32_t s3 = FOLD || (LP && WB == 4u) ? 0u : 12u, s7 = FOLD || LP ? 0u : 12u;
         int32_t A[8] = {(int32_t)a0, (int32_t)a1 >> 4, (int32_t)a2 >> 8, (int32_t)a3 >> s3,
-                        (int32_t)a4, (int32_t)a5 >> 4, (int32_t)a6 >> 8, (int32_t)a7 >> s3};
+                        (int32_t)a4, (int32_t)a5 >> 4, (int32_t)a6 >> 8, (int32_t)a7 >> s7};
         (void)FORM; (void)bpp; (void)mpp; (void)npp;
         if (FOLD) {
             TN_UNROLL
@@ -1446,23 +1568,32 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
     const int32_t *fold = (const int32_t *)(const void *)w;
     const int32_t sxo = FOLD ? (int32_t)((uint32_t)sx + (NG + TAIL) * G * (uint32_t)ZX) : sx;
     const uint32_t LN = tn_sl_ok(LEAN, OCT, FOLD, TAIL, NG, XB, WB, RAW, NWZP, HASZW); /* LEAN */
+    /* LP: the lean blocks in pieces of OCT words (tn_sl_pieces), where LEAN's one chunk fails */
+    const uint32_t LP = !LN && tn_sl_pieces(OCT, FOLD, TAIL, NG, K, XB, WB, RAW, NWZP, HASZW,
+                                            tn_sl_form(REQ, NM, ROUND, OB, TN_RQ));
     if (FOLD) w += 4u * NO;
-    if (LN) {
+    if (LN || LP) {
         /* the sums' start: c = -z_w sum x' (row 3: + 8 sum x'), I_r = sum_{s <= r} 16^s c_s */
         /* FOLD: rows 3 and 7 keep tn_so_run's window (I_3 = I_2), their constants added after:
          * Q = c_3 - W3, c_3 = -z_w sum x' + 8 sum x (the codes) */
         /* 2-bit weights: I_r = sum_{s <= r} 4^s c_s, c_7 = -z_w sum x' + 2 sum x' (row 7 ^ 2) */
         const uint32_t k = HASZW ? 0u - (uint32_t)ZW * (uint32_t)sx : 0u;
+        /* LP: rows 3 and 7 (2-bit: 7) as FOLD's, I_3 = I_2, their c_r in M37 (added per piece) */
         const uint64_t I4[2] = {(uint64_t)k | (uint64_t)(17u * k) << 32,
                                 (uint64_t)(273u * k)
-                                    | (uint64_t)(FOLD ? 273u * k
-                                                      : 4369u * k + 32768u * (uint32_t)sx) << 32};
+                                    | (uint64_t)(FOLD || LP ? 273u * k
+                                                            : 4369u * k + 32768u * (uint32_t)sx)
+                                          << 32};
         const uint64_t I[4] = {
             WB == 2u ? (uint64_t)k | (uint64_t)(5u * k) << 32 : I4[0],
             WB == 2u ? (uint64_t)(21u * k) | (uint64_t)(85u * k) << 32 : I4[1],
             WB == 2u ? (uint64_t)(341u * k) | (uint64_t)(1365u * k) << 32 : I4[0],
-            WB == 2u ? (uint64_t)(5461u * k) | (uint64_t)(21845u * k + 32768u * (uint32_t)sx) << 32
+            WB == 2u ? (uint64_t)(5461u * k)
+                           | (uint64_t)(LP ? 5461u * k : 21845u * k + 32768u * (uint32_t)sx) << 32
                      : I4[1]};
+        const uint32_t c37 = k + (WB == 4u ? 8u : 2u) * (uint32_t)sx; /* c_3 = c_7 (held w - 8 / 2) */
+        const uint64_t M37 = (uint64_t)c37 | (uint64_t)c37 << 32;
+        const uint32_t PP = LP ? OCT & ~3u : 4u, PF = NG - PP * ((NG - 1u) / PP); /* LP pieces */
         const uint32_t Z = FOLD << 12, Q = k + 8u * (uint32_t)sxo - FOLD;
         const int32_t *fp = fold;
         const uint32_t FORM = tn_sl_form(REQ, NM, ROUND, OB, TN_RQ);
@@ -1473,7 +1604,7 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
 #define TN_SL_BLOCKS(SRC, U)                                                                    \
     for (uint32_t c = 0; c < NO; c += 8u)                                                       \
         w = tn_sl_block(l, w, SRC, out, c, N, NG, XB, XS, WB, I, FOLD, Z, Q, &fp, &end, &bp,    \
-                        &mp, &np, U, FORM, RAWOK, REQ, NM, ROUND, OB, TN_RQ)
+                        &mp, &np, U, LP, PF, PP, M37, FORM, RAWOK, REQ, NM, ROUND, OB, TN_RQ)
         if (tn_sl_unp(LEAN, LN, XB, FOLD)) {
             /* UNP: the input's lane pairs in the step's arena scratch XU (planned by the
              * memory plan, tinyopt.integer.steps.sub_fc_unpack_size: 9 + K / 2 words, not the stack),
@@ -1495,7 +1626,7 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
         }
 #undef TN_SL_BLOCKS
     }
-    for (uint32_t c = 0; c < (LN ? 0u : NO); c += 8u) { /* OCT: blocks of eight rows */
+    for (uint32_t c = 0; c < (LN || LP ? 0u : NO); c += 8u) { /* OCT: blocks of eight rows */
         int32_t A[8];
         w = tn_so_block(w, in, NG, &tw, TAIL, OCT, XB, XS, WB, FOLD, sxo, A);
         if (FOLD) {
