@@ -6,7 +6,8 @@ both paths (one word, blocks of six), 4 / 2-bit inputs (signed: EOR) and outputs
 z_out != 0), 8-bit outputs a byte each (blocks of six, also over one word; R = 9 where a row
 needs it; unsigned and signed, z_out != 0), per-channel n0 of both signs and a uniform
 multiplier, the floor form and the other roundings' fallback (acc = T >> e_c; 8-bit outputs
-too), rows left unpacked (N % 6 = 1); layers outside the window keep the S form."""
+too), rows left unpacked (N % 6 = 1), signed inputs of at most half a word (HALF: K XB = 16,
+4 and 2-bit codes); layers outside the window keep the S form."""
 from __future__ import annotations
 
 import shutil
@@ -42,10 +43,13 @@ PCS_CHAINS = {
         [10, 10, 10, 10, 9, 0, 10, 0]),
     "pcs_double_s4": ("tflite_double", True, -3, 4, (8,), [
         _dense(16, 8, 4, 4, per_channel=True),        # one word, signed nibbles: fallback
-        _dense(7, 16, 4, 2, per_channel=True),        # blocks of six (one row left)
+        _dense(4, 16, 4, 4, per_channel=True, out_signed=True),  # 4 signed 4-bit codes out
+        _dense(8, 4, 2, 2, per_channel=True, out_signed=True),   # HALF: K XB = 16, signed
+        _dense(7, 8, 4, 2, per_channel=True),         # HALF signed 2-bit; blocks of six
         _dense(9, 7, 4, 8, per_channel=True, out_signed=True),  # 8-bit out: fallback, FAST 3
         _dense(3, 9, 4, 32, out_signed=True, requantize=False)],
-        [[-2, -1, 0, -3], [-4, -2], [-1, -3, -2], None], [10, 10, 10, 0]),
+        [[-2, -1, 0, -3], [-1, -2], [-2, -1, -3], [-4, -2], [-1, -3, -2], None],
+        [10, 10, 10, 10, 10, 0]),
 }
 
 

@@ -1909,12 +1909,14 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
         if (n >= 4u) TN_S16_ASM("1:\n\t" G G G G TN_S16_E##R, R);                               \
     } while (0)
 /* a last word holding at most half a word of codes (HALF): v | v << 8 puts codes 16 / b / 2 ..
- * of its low half in the high lane, one pass of the masks covers them */
+ * of its low half in the high lane, one pass of the masks covers them; then the sign bits
+ * flipped (FLIP), not before: the word's high half is zeros, which FLIP would turn into codes
+ * ORed over byte 2, the high lane (signed inputs were wrong there until session 21) */
 #define TN_S16_T4(FLIP, R)                                                                      \
-    "ldr %[v], [%[x]], #4\n\t" FLIP "orr %[v], %[v], %[v], lsl #8\n\t"                          \
+    "ldr %[v], [%[x]], #4\n\torr %[v], %[v], %[v], lsl #8\n\t" FLIP                                 \
     TN_S16_H("0x000F000F", "0x00F000F0", R)
 #define TN_S16_T2(FLIP, R)                                                                      \
-    "ldr %[v], [%[x]], #4\n\t" FLIP "orr %[v], %[v], %[v], lsl #8\n\t"                          \
+    "ldr %[v], [%[x]], #4\n\torr %[v], %[v], %[v], lsl #8\n\t" FLIP                                 \
     TN_S16_H("0x00030003", "0x000C000C", R) TN_S16_H("0x00300030", "0x00C000C0", R)
 /* the input width's and sign's variant (G4 / G2: whole words, T4 / T2: a half last word) */
 #define TN_S16_RUN_X(R, G4, G2)                                                                 \
@@ -2116,8 +2118,8 @@ TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, con
             uint32_t a = tn_ld32(w + 4u * r);
             for (uint32_t g = 0; g < NG + TAIL; g++) {
                 const uint32_t half = g == NG && HALF;
-                const uint32_t v0 = (g < NG ? tn_ld32(in + 4u * g) : tw) ^ flip;
-                const uint32_t v = half ? v0 | (v0 << 8) : v0;
+                const uint32_t v0 = g < NG ? tn_ld32(in + 4u * g) : tw;
+                const uint32_t v = (half ? v0 | (v0 << 8) : v0) ^ flip; /* then flipped (T4) */
                 for (uint32_t h = 0; h < (half ? H / 2u : H); h++) {
                     const uint8_t *wr = wg + 8u * ((g * H + h) * R + r);
                     uint32_t p0, p1;
