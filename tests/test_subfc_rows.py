@@ -52,8 +52,8 @@ LEAN_CHAINS = {
     # LEAN 2 (UNP, kernels_m7.subfc_unpack: 2 / 4-bit inputs, three blocks of eight or more):
     # the four loops (4 / 2-bit weights over 4 / 2-bit lane pairs), signed and unsigned codes
     # unpacked, every NG % 4 of 4-bit inputs (TN_SU_LOOPN's entries), NG % 2 of 2-bit ones
-    "lean_u": ((64,), 0, [
-        _dense(32, 64, 4, 4),                              # 8-bit in: lean, not UNP
+    "lean_u": ((68,), 0, [
+        _dense(32, 68, 4, 4),                              # 8-bit in, NG 17: lean, not UNP
         _dense(48, 32, 4, 2, out_signed=True,
                out_zero_point=-2),                         # 4-bit in, NG 4 (% 4 = 0)
         _dense(48, 48, 2, 4, out_signed=True,
@@ -68,15 +68,16 @@ LEAN_CHAINS = {
         [1, 2, 2, 2, 2, 2, 2, 2]),
     # LP (c/tn_m7_subfc.h, tn_sl_pieces): 8-bit inputs without an offset past one chunk (LEAN
     # 0; weights of extreme codes, _extreme_chain, so that RAW 2 / the 2-bit rows 7 need chunks:
-    # OCT 64 words, 127 for signed codes), the lean blocks in pieces, rows 3 and 7 (2-bit: 7)
-    # folded at each piece's end; the first piece NG % 4 = 3, 2, 0, 1 (TN_LP_LOOP's entries),
+    # OCT 64 words, 127 for signed codes), the lean blocks in pieces of OCT & ~7 words, rows 3
+    # and 7 (2-bit: 7) folded at each piece's end; the first piece NG % 8 = 4, 7, 3, 2 (the
+    # entries of TN_LP_LOOP8, eight words a pass; 0, 5, 6 and 1: the lean steps' TN_SL_LOOP8N),
     # unsigned and signed codes (UXTB16 / SXTB16), 4-bit weights and 2-bit ones (K <= 685),
     # per-channel USAT 8 and 2, the layer's one multiplier (SMMLA form)
-    "lean_p": ((300,), 0, [
-        _dense(600, 300, 4, 8, icn=True, out_signed=True),  # NG 75: pieces 11, 64
-        _dense(400, 600, 4, 8),                            # signed, NG 150: 26, 124
-        _dense(324, 400, 4, 8, icn=True),                  # NG 100: 36, 64
-        _dense(16, 324, 2, 2, icn=True),                   # 2-bit weights, NG 81: 17, 64
+    "lean_p": ((528,), 0, [
+        _dense(988, 528, 4, 8, icn=True, out_signed=True),  # NG 132: pieces 4, 64, 64
+        _dense(524, 988, 4, 8),                            # signed, NG 247: 7, 120, 120
+        _dense(520, 524, 4, 8, icn=True),                  # NG 131: 3, 64, 64
+        _dense(16, 520, 2, 2, icn=True),                   # 2-bit weights, NG 130: 2, 64, 64
         _dense(13, 16, 4, 32, out_signed=True,
                requantize=False)],                         # 1 word: clamped int32
         [0, 0, 0, 0, 1]),
@@ -85,7 +86,7 @@ LEAN_CHAINS = {
 
 def _extreme_chain(seed, layers, shape):
     """chain's graph with weight codes drawn from {0, 1, top - 1, top} (4-bit: |w - 8| >= 6) and
-    {0, 0, 0, 1} (2-bit: |w - 2| >= 1), so that K = 300 .. 600 8-bit inputs pass RAW 2's whole-
+    {0, 0, 0, 1} (2-bit: |w - 2| >= 1), so that K = 520 .. 988 8-bit inputs pass RAW 2's whole-
     input bound (4096 sum |w_3 - 8| max |x'| < 2^31) and the 2-bit rows 7's (16384 sum |w_7 - 2|
     max |x'|): lean_p's chunks."""
     rng = np.random.default_rng(seed)
@@ -165,10 +166,10 @@ def test_lean_host_bitexact(tmp_path, no_subfc16, name):
 
 def test_pieces_planned(tmp_path, no_subfc16):
     """lean_p's first four steps meet tn_sl_pieces' conditions (LP; the C takes them itself,
-    the call shows none): LEAN 0, no FOLD, OCT (the chunk) >= 4 and < NG, no partial
+    the call shows none): LEAN 0, no FOLD, OCT (the chunk) >= 8 and < NG, no partial
     word, one weight zero point, the asm epilogues (floor, FAST 2: n0 <= -1, z_out 0 per channel
     or N0 <= -1 for the one multiplier) and K within the rows' whole-input bound (4-bit weights:
-    K <= 2193, 2-bit: 685); the first pieces cover NG % 4 = 3, 2, 0, 1, the steps both input
+    K <= 2193, 2-bit: 685); the first pieces cover NG % 8 = 4, 7, 3, 2, the steps both input
     signs, both weight widths, both multiplier forms, signed and unsigned 8-bit codes and 2-bit
     ones."""
     g = _lean_graph("lean_p")
@@ -179,13 +180,17 @@ def test_pieces_planned(tmp_path, no_subfc16):
         k, xb, wb = int(c[3].rstrip("u")), int(c[5].rstrip("u")), int(c[8].rstrip("u"))
         ng, oct_ = k * xb // 32, int(c[11].rstrip("u"))
         assert xb == 8 and k * xb % 32 == 0 and c[7] == "0u" and c[12] == "0u", c
-        assert c[13] == "0u" and 4 <= oct_ < ng and c[14] == "1u", c
+        assert c[13] == "0u" and 8 <= oct_ < ng and c[14] == "1u", c
         assert k <= (2193 if wb == 4 else 685) and (wb == 2 or c[9] == "2u"), c
         assert c[17] == "1u" and c[19] == "0u" and c[21] == "2u" and c[26] == "0u", c
         assert c[18] != "1u" or c[23].startswith("-"), c  # the one multiplier: N0 <= -1
-        firsts.append((ng - oct_ // 4 * 4 * ((ng - 1) // (oct_ // 4 * 4))) % 4)
+        firsts.append((ng - oct_ // 8 * 8 * ((ng - 1) // (oct_ // 8 * 8))) % 8)
         seen.add((wb, c[6], c[18] != "1u", int(lay.out_bits), bool(lay.out_signed)))
-    assert firsts == [3, 2, 0, 1], firsts
+    assert firsts == [4, 7, 3, 2], firsts
+    lean8 = {int(lay.in_shape[0]) // 4 % 8 for name in ("lean_a", "lean_u")  # TN_SL_LOOP8N's
+             for lay, lean in zip(_lean_graph(name).layers, LEAN_CHAINS[name][3])
+             if lean and int(lay.in_bits) == 8}
+    assert lean8 | set(firsts) == set(range(8)), lean8
     assert {s[0] for s in seen} == {4, 2} and {s[1] for s in seen} == {"0u", "1u"}, seen
     assert {s[2] for s in seen} == {True, False} and {s[3] for s in seen} == {8, 2}, seen
     assert {s[4] for s in seen} == {True, False}, seen

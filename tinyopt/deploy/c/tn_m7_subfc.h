@@ -48,7 +48,9 @@
  * piece's end. --subbyte's AD first layer (K = 640, 8-bit inputs, z_x = 0): w4a8 91,998 ->
  * 89,478, w4a4 91,838 -> 89,438, w2a2 (2-bit weights) 94,318 -> 92,038 (w8a8 86,638): the
  * loop's 33.75 per 32 MACs (its end three per four words) is 86,400 of them, so 1.0x is out of
- * reach on this layout (the epilogue alone, nine per output, is 1,152).
+ * reach on this layout (the epilogue alone, nine per output, is 1,152). Then the 8-bit inputs'
+ * LDRD loops eight words a pass (TN_SL_LOOP8, lean and LP): 88,558, 88,518, 91,118; AD's
+ * 128 -> 128 layers at w4a8 19,040 -> 18,840 (w8a8 18,560); text +0.6 KB per loop form used.
  * --------------------------------------------------------------------------------------------- */
 
 /* The last, partial input word of K codes at in (K % (32 / XB) != 0): its codes, then z_x's in
@@ -1014,11 +1016,33 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
 #define TN_SL_LOOP2N(G) "b 2f\n\t1:\n\t" G "2:\n\t" G TN_SO_END
 #define TN_SL_BODY(L, GA, GB, D)                                                                \
     TN_SL_INIT TN_SL_PICK L(GA) "b 9f\n\t8:\n\t" L(GB) "9:\n\t" D
+/* 8-bit inputs (32 MACs a word, the loop's end three per pass): the LDRD loop eight words a
+ * pass (TN_SL_LOOP8, entered at word 8 - NG % 8 of the first: TN_SL_ENTRY8), the loop of two
+ * LDR (weights off a word boundary, not met in the exports) four, its code not doubled.
+ * Labels 21 .. 28 the words, 31 .. 33 the entry's own. AD's first layer (160 words, sixteen
+ * blocks of eight) 960 instructions fewer, its 128 -> 128 layers at 8-bit inputs 192 */
+#define TN_SL_ENTRY8(E)                                                                         \
+    "ldr %[p], " E "\n\tsub %[p], %[p], %[x]\n\tlsls %[u], %[p], #28\n\tbcs 33f\n\t"            \
+    "lsls %[u], %[p], #29\n\tbmi 31f\n\tbcs 27f\n\tb 21f\n\t31:\n\tbcs 26f\n\tb 28f\n\t"        \
+    "33:\n\tlsls %[u], %[p], #29\n\tbmi 32f\n\tbcs 23f\n\tb 25f\n\t32:\n\tbcs 22f\n\tb 24f\n\t"
+#define TN_SL_G8(G)                                                                             \
+    "21:\n\t" G "22:\n\t" G "23:\n\t" G "24:\n\t" G "25:\n\t" G "26:\n\t" G "27:\n\t" G      \
+    "28:\n\t" G
+#define TN_SL_LOOP8(G) TN_SL_G8(G) "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbne 21b\n\t"
+#define TN_SL_LOOP8N(G) TN_SL_ENTRY8("%[e]") TN_SL_LOOP8(G)
+#define TN_SL_BODY2(LA, LB, GA, GB, D)                                                          \
+    TN_SL_INIT TN_SL_PICK LA(GA) "b 9f\n\t8:\n\t" LB(GB) "9:\n\t" D
 #define TN_SL_RUN(GA, GB, D)                                                                    \
     do {                                                                                        \
         if (XB == 2u && NG % 2u == 0u)                                                          \
             __asm__ volatile(TN_SL_BODY(TN_SL_LOOP2, GA, GB, D) TN_SL_OPERANDS);                \
         else if (XB == 2u) __asm__ volatile(TN_SL_BODY(TN_SL_LOOP2N, GA, GB, D) TN_SL_OPERANDS); \
+        else if (XB == 8u && NG % 8u == 0u)                                                     \
+            __asm__ volatile(TN_SL_BODY2(TN_SL_LOOP8, TN_SL_LOOP4, GA, GB, D) TN_SL_OPERANDS);  \
+        else if (XB == 8u && NG % 4u == 0u)                                                     \
+            __asm__ volatile(TN_SL_BODY2(TN_SL_LOOP8N, TN_SL_LOOP4, GA, GB, D) TN_SL_OPERANDS); \
+        else if (XB == 8u)                                                                      \
+            __asm__ volatile(TN_SL_BODY2(TN_SL_LOOP8N, TN_SL_LOOPN, GA, GB, D) TN_SL_OPERANDS); \
         else if (NG % 4u == 0u)                                                                 \
             __asm__ volatile(TN_SL_BODY(TN_SL_LOOP4, GA, GB, D) TN_SL_OPERANDS);                \
         else __asm__ volatile(TN_SL_BODY(TN_SL_LOOPN, GA, GB, D) TN_SL_OPERANDS);               \
@@ -1190,13 +1214,16 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
 #define TN_LP_FOLD2                                                                             \
     "sub %[u], %[a7], %[a6]\n\tldrd %[v], %[u2], %[m37]\n\tadd %[u2], %[u2], %[u], asr #14\n\t" \
     "strd %[v], %[u2], %[m37]\n\tmov %[a7], %[a6]\n\t"
+#define TN_LP_NEXT(L)                                                                           \
+    "ldr %[p], %[e]\n\tldr %[u], %[ef]\n\tcmp %[p], %[u]\n\tbeq 6f\n\t"                         \
+    "ldr %[u], %[st]\n\tadd %[p], %[p], %[u]\n\tstr %[p], %[e]\n\tb " L "\n\t6:\n\t"
 #define TN_LP_LOOP(G, FOLDR)                                                                    \
     "ldr %[p], %[e]\n\tsub %[p], %[p], %[x]\n\tlsls %[p], %[p], #29\n\t"                        \
     "bmi 7f\n\tbcs 3f\n\tb 1f\n\t7:\n\tbcs 2f\n\tb 4f\n\t"                                      \
     "1:\n\t" G "2:\n\t" G "3:\n\t" G "4:\n\t" G                                                 \
-    "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbne 1b\n\t" FOLDR                                      \
-    "ldr %[p], %[e]\n\tldr %[u], %[ef]\n\tcmp %[p], %[u]\n\tbeq 6f\n\t"                         \
-    "ldr %[u], %[st]\n\tadd %[p], %[p], %[u]\n\tstr %[p], %[e]\n\tb 1b\n\t6:\n\t"
+    "ldr %[p], %[e]\n\tcmp %[x], %[p]\n\tbne 1b\n\t" FOLDR TN_LP_NEXT("1b")
+/* the LDRD loop eight words a pass (TN_SL_LOOP8's; pieces of a multiple of 8 words) */
+#define TN_LP_LOOP8(G, FOLDR) TN_SL_ENTRY8("%[e]") TN_SL_LOOP8(G) FOLDR TN_LP_NEXT("21b")
 /* the differences of the rows not folded (4-bit: 1, 2, 5, 6; 2-bit: 1 .. 6) */
 #define TN_LP_DIFF4                                                                             \
     "sub %[a2], %[a2], %[a1]\n\tsub %[a1], %[a1], %[a0]\n\t"                                    \
@@ -1212,7 +1239,7 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
       [i67] "m"(I[3])                                                                           \
     : "cc", "memory"
 #define TN_LP_RUN(GA, GB, F, D)                                                                 \
-    __asm__ volatile(TN_SL_INIT TN_SL_PICK TN_LP_LOOP(GA, F) "b 9f\n\t8:\n\t" TN_LP_LOOP(GB, F)  \
+    __asm__ volatile(TN_SL_INIT TN_SL_PICK TN_LP_LOOP8(GA, F) "b 9f\n\t8:\n\t" TN_LP_LOOP(GB, F) \
                      "9:\n\t" D TN_LP_OPERANDS)
 #endif
 
@@ -1232,7 +1259,7 @@ TN_INLINE uint32_t tn_sl_pieces(uint32_t OCT, uint32_t FOLD, uint32_t TAIL, uint
     (void)NWZP; (void)HASZW; (void)FORM;
     return 0u;
 #else
-    return OCT >= 4u && OCT < NG && !FOLD && !TAIL && XB == 8u && (NWZP == 1u || !HASZW)
+    return OCT >= 8u && OCT < NG && !FOLD && !TAIL && XB == 8u && (NWZP == 1u || !HASZW)
            && (FORM == 1u || FORM == 3u)
            && ((WB == 4u && RAW == 2u && (uint64_t)K * (256u * 15u * 255u) < 0x80000000u)
                || (WB == 2u && (uint64_t)K * (4096u * 3u * 255u) < 0x80000000u));
@@ -1593,7 +1620,7 @@ TN_INLINE void tn_m7_subfc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_R
                      : I4[1]};
         const uint32_t c37 = k + (WB == 4u ? 8u : 2u) * (uint32_t)sx; /* c_3 = c_7 (held w - 8 / 2) */
         const uint64_t M37 = (uint64_t)c37 | (uint64_t)c37 << 32;
-        const uint32_t PP = LP ? OCT & ~3u : 4u, PF = NG - PP * ((NG - 1u) / PP); /* LP pieces */
+        const uint32_t PP = LP ? OCT & ~7u : 8u, PF = NG - PP * ((NG - 1u) / PP); /* LP pieces */
         const uint32_t Z = FOLD << 12, Q = k + 8u * (uint32_t)sxo - FOLD;
         const int32_t *fp = fold;
         const uint32_t FORM = tn_sl_form(REQ, NM, ROUND, OB, TN_RQ);
