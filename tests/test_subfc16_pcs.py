@@ -1,13 +1,13 @@
 """tn_m7_subfc16's PCS form (c/tn_m7_subfc.h; kernels_m7.subfc16.subfc16_pcs_exponents): rows
 of 2 / 4-bit inputs and 4 / 2 / 8-bit outputs scaled by 2^e_c, e_c = n0_c + 1 + R, so the floor
-requantization is SMMUL >> R for every channel; over one input word (K XB = 32, N % 8 = 0)
-rows of their own, eight a block (4 / 2-bit outputs). Bit-exact on the host and under QEMU:
-both paths (one word, blocks of six), 4 / 2-bit inputs (signed: EOR) and outputs (signed,
-z_out != 0), 8-bit outputs a byte each (blocks of six, also over one word; R = 9 where a row
-needs it; unsigned and signed, z_out != 0), per-channel n0 of both signs and a uniform
-multiplier, the floor form and the other roundings' fallback (acc = T >> e_c; 8-bit outputs
-too), rows left unpacked (N % 6 = 1), signed inputs of at most half a word (HALF: K XB = 16,
-4 and 2-bit codes); layers outside the window keep the S form."""
+requantization is SMMUL >> R for every channel; over one input word (K XB = 32, N % 8 = 0;
+2-bit codes: K = 8 too, half a word) rows of their own, eight a block (4 / 2-bit outputs).
+Bit-exact on the host and under QEMU: both paths (one word, blocks of six), 4 / 2-bit inputs
+(signed: EOR) and outputs (signed, z_out != 0), 8-bit outputs a byte each (blocks of six, also
+over one word; R = 9 where a row needs it; unsigned and signed, z_out != 0), per-channel n0 of
+both signs and a uniform multiplier, the floor form and the other roundings' fallback
+(acc = T >> e_c; 8-bit outputs too), rows left unpacked (N % 6 = 1), signed inputs of at most
+half a word (HALF: K XB = 16, 4 and 2-bit codes); layers outside the window keep the S form."""
 from __future__ import annotations
 
 import shutil
@@ -45,11 +45,12 @@ PCS_CHAINS = {
         _dense(16, 8, 4, 4, per_channel=True),        # one word, signed nibbles: fallback
         _dense(4, 16, 4, 4, per_channel=True, out_signed=True),  # 4 signed 4-bit codes out
         _dense(8, 4, 2, 2, per_channel=True, out_signed=True),   # HALF: K XB = 16, signed
+        _dense(8, 8, 2, 2, per_channel=True, out_signed=True),   # HALF signed 2-bit: one word
         _dense(7, 8, 4, 2, per_channel=True),         # HALF signed 2-bit; blocks of six
         _dense(9, 7, 4, 8, per_channel=True, out_signed=True),  # 8-bit out: fallback, FAST 3
         _dense(3, 9, 4, 32, out_signed=True, requantize=False)],
-        [[-2, -1, 0, -3], [-1, -2], [-2, -1, -3], [-4, -2], [-1, -3, -2], None],
-        [10, 10, 10, 10, 10, 0]),
+        [[-2, -1, 0, -3], [-1, -2], [-2, -1, -3], [-3, -1, -2], [-4, -2], [-1, -3, -2], None],
+        [10, 10, 10, 10, 10, 10, 0]),
 }
 
 

@@ -180,8 +180,9 @@ def subfc16_weights(layer) -> np.ndarray:
     (j, j + 16 / b) of the word, f_j = S / 2^(b (j % (8 / b))); codes beyond K: d = 0); a last
     word of at most 16 / b codes, its lane pairs j < 8 / b alone, codes (j, j + 8 / b).
     PCS (scale 2 over 2 / 4-bit inputs): S replaced by each row's 2^e_c
-    (:func:`subfc16_pcs_exponents`); over one word (K b = 32) and N % 8 = 0, each row's C then
-    its words, rows one after the other, blocks of eight, the last row of each first.
+    (:func:`subfc16_pcs_exponents`); over one word (K b = 32; 2-bit codes also K = 8, half a
+    word: its lanes as the last word's above) and N % 8 = 0, each row's C then its words, rows
+    one after the other, blocks of eight, the last row of each first.
 
     Arguments:
         layer: a dense layer of 2 / 4-bit weights where :func:`subfc16_scale` is nonzero.
@@ -228,11 +229,14 @@ def subfc16_weights(layer) -> np.ndarray:
     whole = pairs(dp.reshape(n, words, g)[:, :words - half], npairs)
     tail = pairs(dp.reshape(n, words, g)[:, words - 1:, :g // 2], npairs // 2) if half else None
     rows = subfc16_block_rows(layer)
-    # PCS over one word (4 / 2-bit outputs: tn_s16_one packs them): each row C, its lanes
-    if scale == 2 and k * xb == 32 and n % 8 == 0 and int(layer.out_bits) != 8:
+    # PCS over one word (4 / 2-bit outputs: tn_s16_one packs them): each row C, its lanes; 2-bit
+    # codes over half a word too (K = 8: the tail's lanes, HALF)
+    if (scale == 2 and (k * xb == 32 or (xb == 2 and k == 8)) and n % 8 == 0
+            and int(layer.out_bits) != 8):
         order = (np.arange(n) // 8 * 8 + 7 - np.arange(n) % 8)  # blocks of eight, last row first
+        one = whole if k * xb == 32 else tail
         return np.concatenate([np.concatenate([const[c:c + 1].view(np.uint8),
-                                               np.ascontiguousarray(whole[c], "<i2").view(
+                                               np.ascontiguousarray(one[c], "<i2").view(
                                                    np.uint8).ravel()]) for c in order])
     parts = []
     for c in range(0, n, rows):
