@@ -19,6 +19,7 @@ import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import codegen, kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
 
+from tests._qemu_many import check_many
 from tests.test_build_levels import FORM_FPUS
 from tests.test_kernels_m7 import chain, host_check
 from tests.test_kernels_m7_sub import _dense
@@ -66,18 +67,18 @@ LEAN_CHAINS = {
         _dense(29, 24, 4, 32, out_signed=True,
                requantize=False)],                         # 4-bit in, NG 3: raw int32
         [1, 2, 2, 2, 2, 2, 2, 2]),
-    # LP (c/tn_m7_subfc.h, tn_sl_pieces): 8-bit inputs without an offset past one chunk (LEAN
-    # 0; weights of extreme codes, _extreme_chain, so that RAW 2 / the 2-bit rows 7 need chunks:
+    # LP (c/tn_m7_subfc.h, tn_sl_pieces): 8-bit inputs without an offset past one chunk (rows
+    # 3 and 7 of code 0, _extreme_chain, so that RAW 2 / the 2-bit rows 7 need chunks:
     # OCT 64 words, 127 for signed codes), the lean blocks in pieces of OCT & ~7 words, rows 3
-    # and 7 (2-bit: 7) folded at each piece's end; the first piece NG % 8 = 4, 7, 3, 2 (the
+    # and 7 (2-bit: 7) folded at each piece's end; the first piece NG % 8 = 2, 7, 3, 4 (the
     # entries of TN_LP_LOOP8, eight words a pass; 0, 5, 6 and 1: the lean steps' TN_SL_LOOP8N),
     # unsigned and signed codes (UXTB16 / SXTB16), 4-bit weights and 2-bit ones (K <= 685),
     # per-channel USAT 8 and 2, the layer's one multiplier (SMMLA form)
-    "lean_p": ((528,), 0, [
-        _dense(988, 528, 4, 8, icn=True, out_signed=True),  # NG 132: pieces 4, 64, 64
-        _dense(524, 988, 4, 8),                            # signed, NG 247: 7, 120, 120
-        _dense(520, 524, 4, 8, icn=True),                  # NG 131: 3, 64, 64
-        _dense(16, 520, 2, 2, icn=True),                   # 2-bit weights, NG 130: 2, 64, 64
+    "lean_p": ((264,), 0, [
+        _dense(540, 264, 4, 8, icn=True, out_signed=True),  # NG 66: pieces 2, 64
+        _dense(268, 540, 4, 8),                            # signed, NG 135: 15, 120
+        _dense(336, 268, 4, 8, icn=True),                  # NG 67: 3, 64
+        _dense(16, 336, 2, 2, icn=True),                   # 2-bit weights, NG 84: 20, 64
         _dense(13, 16, 4, 32, out_signed=True,
                requantize=False)],                         # 1 word: clamped int32
         [0, 0, 0, 0, 1]),
@@ -85,18 +86,21 @@ LEAN_CHAINS = {
 
 
 def _extreme_chain(seed, layers, shape):
-    """chain's graph with weight codes drawn from {0, 1, top - 1, top} (4-bit: |w - 8| >= 6) and
-    {0, 0, 0, 1} (2-bit: |w - 2| >= 1), so that K = 520 .. 988 8-bit inputs pass RAW 2's whole-
-    input bound (4096 sum |w_3 - 8| max |x'| < 2^31) and the 2-bit rows 7's (16384 sum |w_7 - 2|
-    max |x'|): lean_p's chunks."""
+    """chain's graph with rows 3 and 7 of every block of eight of code 0 (4-bit: |w - 8| = 8),
+    2-bit rows 7 of codes 0 and 1 (3 : 1; |w - 2| = 2, 1), so that K = 264 .. 540 8-bit inputs
+    pass RAW 2's whole-input bound (4096 sum |w_3 - 8| max |x'| < 2^31) and the 2-bit rows 7's
+    (16384 sum |w_7 - 2| max |x'|): lean_p's chunks."""
     rng = np.random.default_rng(seed)
     real = rng.integers
 
     def codes(lo, hi=None, size=None, **kw):  # the weights' draws (high = 2^b), else chain's
+        got = real(lo, hi, size, **kw)
         if hi in (16, 4) and size is not None and len(np.shape(np.empty(size))) == 2:
-            pick = [0, 1, 14, 15] if hi == 16 else [0, 0, 0, 1]
-            return np.asarray(pick)[real(0, 4, size)]
-        return real(lo, hi, size, **kw)
+            if hi == 16:  # rows 3, 7, 11 ...
+                got[3::4] = 0
+            else:  # rows 7, 15 ...: not constant (their channels' own multipliers stay usual)
+                got[7::8] = np.asarray([0, 0, 0, 1])[real(0, 4, got[7::8].shape)]
+        return got
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(np.random, "default_rng", lambda s: type("R", (), {
             "integers": staticmethod(codes),
@@ -169,7 +173,7 @@ def test_pieces_planned(tmp_path, no_subfc16):
     the call shows none): LEAN 0, no FOLD, OCT (the chunk) >= 8 and < NG, no partial
     word, one weight zero point, the asm epilogues (floor, FAST 2: n0 <= -1, z_out 0 per channel
     or N0 <= -1 for the one multiplier) and K within the rows' whole-input bound (4-bit weights:
-    K <= 2193, 2-bit: 685); the first pieces cover NG % 8 = 4, 7, 3, 2, the steps both input
+    K <= 2193, 2-bit: 685); the first pieces cover NG % 8 = 2, 7, 3, 4, the steps both input
     signs, both weight widths, both multiplier forms, signed and unsigned 8-bit codes and 2-bit
     ones."""
     g = _lean_graph("lean_p")
@@ -186,7 +190,7 @@ def test_pieces_planned(tmp_path, no_subfc16):
         assert c[18] != "1u" or c[23].startswith("-"), c  # the one multiplier: N0 <= -1
         firsts.append((ng - oct_ // 8 * 8 * ((ng - 1) // (oct_ // 8 * 8))) % 8)
         seen.add((wb, c[6], c[18] != "1u", int(lay.out_bits), bool(lay.out_signed)))
-    assert firsts == [4, 7, 3, 2], firsts
+    assert firsts == [2, 7, 3, 4], firsts
     lean8 = {int(lay.in_shape[0]) // 4 % 8 for name in ("lean_a", "lean_u")  # TN_SL_LOOP8N's
              for lay, lean in zip(_lean_graph(name).layers, LEAN_CHAINS[name][3])
              if lean and int(lay.in_bits) == 8}
@@ -292,13 +296,15 @@ def test_unp_only_where_free(tmp_path, monkeypatch):
 
 @pytest.mark.slow  # three Cortex-M7 builds and QEMU runs
 def test_lean_under_qemu(qemu, tmp_path, no_subfc16, monkeypatch):
-    """The chains bit-exact under QEMU: lean_a, lean_u and lean_p (LP: the pieces) as built
-    (word-aligned weights: the LDRD loop; lean_u's UNP loops on the unpacked input), lean_b
-    with -DTN_SF_NO_LDRD (the same
-    statement jumping to its loop of two LDR, as for weights off a word boundary; one UNP
-    step)."""
-    for name, flags in (("lean_a", ()), ("lean_b", ("-DTN_SF_NO_LDRD",)), ("lean_u", ()),
-                        ("lean_p", ())):
+    """The chains bit-exact under QEMU: lean_a and lean_p (LP: the pieces) in one program
+    (check_many) and lean_u as built (word-aligned weights: the LDRD loops; lean_u's UNP loops
+    on the unpacked input), lean_b with -DTN_SF_NO_LDRD (the same statement jumping to its loop
+    of two LDR, as for weights off a word boundary; one UNP step)."""
+    graphs = {name: _lean_graph(name) for name in ("lean_a", "lean_p")}
+    xs = {name: np.random.default_rng(5).integers(0, 256, (4, *g.input_shape))
+          for name, g in graphs.items()}
+    check_many(graphs, xs, tmp_path / "many", host_images=4, mcu_images=3)
+    for name, flags in (("lean_b", ("-DTN_SF_NO_LDRD",)), ("lean_u", ())):
         monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, *flags))
         g = _lean_graph(name)
         x = np.random.default_rng(5).integers(0, 256, (4, *g.input_shape))
