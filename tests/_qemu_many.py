@@ -89,7 +89,9 @@ def run_on_host(exports: list, xs: list, work) -> list[np.ndarray]:
                for f in ("unity.c", "tinyopt_nn.c", *ops, *[f"m{k}_harness.c" for k in range(n)],
                          "main.c")]
     exe = work / "many_host"
-    objcache.compile_c(["gcc", *mcu.HOST_CFLAGS, *objects, "-o", exe], "host build (many)")
+    # (-I: with the object cache off, TINYOPT_OBJ_CACHE=off, the objects are the sources)
+    objcache.compile_c(["gcc", *mcu.HOST_CFLAGS, "-I", src, *objects, "-o", exe],
+                       "host build (many)")
     outs = []
     for k, (e, x) in enumerate(zip(exports, xs)):
         (work / f"m{k}_in.bin").write_bytes(mcu.pack_inputs(e, x))
@@ -143,7 +145,9 @@ def run_under_qemu(exports: list, xs: list, work) -> list[np.ndarray]:
                obj(cc, flags, mcu.MCU_DIR / "startup.c", [mcu.MCU_DIR],
                    "Cortex-M7 build (startup)")]
     elf = work / "many.elf"
-    objcache.compile_c([cc, *flags, *objects, "-nostdlib", "-T", mcu.LINKER_SCRIPT,
+    # (-I: with the object cache off, TINYOPT_OBJ_CACHE=off, the objects are the sources)
+    objcache.compile_c([cc, *flags, *[a for d in inc for a in ("-I", d)], *objects, "-nostdlib",
+                        "-T", mcu.LINKER_SCRIPT,
                         f"-Wl,--defsym=STACK_SIZE={mcu.STACK_SIZE}", "-Wl,--gc-sections",
                         "-o", elf, "-lgcc"], "Cortex-M7 build (many models)")
     for k, (e, x) in enumerate(zip(exports, xs)):
