@@ -10,6 +10,8 @@ zero point (HASZW = 0), rows left after the blocks of eight; the bound is the on
 matters."""
 from __future__ import annotations
 
+import functools
+
 import shutil
 
 import numpy as np
@@ -317,6 +319,12 @@ def test_lean_under_qemu(qemu, tmp_path, no_subfc16, monkeypatch):
         _force(monkeypatch)
 
 
+def _host_run(g, x, d):
+    """``g`` exported into ``d`` and run on the host on ``x``: its outputs and its step calls."""
+    e = codegen.export_c(g, d / "src")
+    return mcu.run_host(mcu.build_host(e, build_dir=d / "host"), e, x), _calls(d / "src")
+
+
 def test_lean_bound(tmp_path, no_subfc16, monkeypatch):
     """The lean start adds -z_w sum x' to the scaled sums: its bound is 16^r sum_k |w_rk - z_w|
     max |x'|, not RAW 2's |w - 8|. Rows 3 and 7 of codes 7 .. 9 over 640 8-bit inputs keep RAW 2
@@ -335,9 +343,7 @@ def test_lean_bound(tmp_path, no_subfc16, monkeypatch):
     x[1] = rng.integers(0, 256, 640)
     want = codegen.reference_output(g, x)
 
-    def run(d):
-        e = codegen.export_c(g, d / "src")
-        return mcu.run_host(mcu.build_host(e, build_dir=d / "host"), e, x), _calls(d / "src")
+    run = functools.partial(_host_run, g, x)
     got, calls = run(tmp_path / "a")
     assert np.array_equal(got, want) and calls[0][13] == "0u"
     monkeypatch.setattr(kernels_m7.subconv, "subfc_lean", lambda layer: 1)
@@ -365,9 +371,7 @@ def test_pieces_bound(tmp_path, no_subfc16, monkeypatch):
     x[1] = rng.integers(0, 256, 640)
     want = codegen.reference_output(g, x)
 
-    def run(d):
-        e = codegen.export_c(g, d / "src")
-        return mcu.run_host(mcu.build_host(e, build_dir=d / "host"), e, x), _calls(d / "src")
+    run = functools.partial(_host_run, g, x)
     got, calls = run(tmp_path / "a")
     assert np.array_equal(got, want) and calls[0][11] == "64u" and calls[0][21] == "2u", calls
     monkeypatch.setattr(kernels_m7.subconv, "subfc_oct", lambda layer: 80)
