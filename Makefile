@@ -28,13 +28,14 @@ TEST_ENV  := env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(abspath $(VENV
 TEST_WORKERS ?= $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 2)
 PYTEST_PAR := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
-.PHONY: help setup data test test-fast test-levels reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory any_graph model_zoo latency mcu mcu-tools sweep bench clean-venv
+.PHONY: help setup data test test-fast test-levels test-sweep reproduce lab baseline multicomponent subbyte memory_policy integer_only deploy real_models iso_memory any_graph model_zoo latency mcu mcu-tools sweep bench clean-venv
 
 help:
 	@echo "make reproduce   run every notebook with default parameters -> $(RESULTS)/"
 	@echo "make test        run the whole test suite, as CI does, on every core (under 10 minutes)"
 	@echo "make test-fast   the suite without training or notebook runs (under 2 minutes)"
 	@echo "make test-levels the C kernels' compile checks at every GCC level and float ABI"
+	@echo "make test-sweep  random sub-byte layers, host and QEMU vs the simulator (SWEEP_SEED, SWEEP_CASES)"
 	@echo "make setup       create $(VENV) and install tinyopt[dev] (quick when already done)"
 	@echo "make data        fetch and verify MNIST and Fashion-MNIST into data/"
 	@echo "make lab         start JupyterLab on notebooks/"
@@ -78,6 +79,14 @@ test-fast: setup data
 # kernel's assembly or C twin.
 test-levels: setup data
 	$(TEST_ENV) TINYOPT_ALL_LEVELS=1 $(PY) -m pytest $(PYTEST_PAR) -k "level or compile or fpu" $(PYTEST_ARGS)
+
+# The differential sweep of the sub-byte kernels (tests/test_kernel_sweep.py, marker sweep, left
+# out of make test): seeded random layers and short chains, each on the host and under QEMU
+# against the simulator; coverage of the kernel forms printed. Run it after touching a kernel.
+SWEEP_SEED  ?= 0
+SWEEP_CASES ?= 300
+test-sweep: setup data
+	$(TEST_ENV) TINYOPT_SWEEP=1 TINYOPT_SWEEP_SEED=$(SWEEP_SEED) TINYOPT_SWEEP_CASES=$(SWEEP_CASES) $(PY) -m pytest -s tests/test_kernel_sweep.py $(PYTEST_ARGS)
 
 # $(call per_dataset,NOTEBOOK_STEM,RESULTS_SUBFOLDER): run a notebook once per dataset with its
 # default parameters, the executed copy next to its tables; prints the wall time.

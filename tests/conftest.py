@@ -184,8 +184,16 @@ def pytest_xdist_make_scheduler(config, log):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """On the xdist workers of ``--dist loadgroup``: the longest groups first (order only:
-    every test still runs, a group's tests in their order)."""
+    """The kernel sweep (marker ``sweep``, tests/test_kernel_sweep.py) deselected unless
+    ``TINYOPT_SWEEP=1`` (``make test-sweep``): minutes of CPU that ``make test`` / ``make
+    test-fast`` do not spend (deselected, not skipped: the same on every xdist worker). Then, on
+    the xdist workers of ``--dist loadgroup``: the longest groups first (order only: every test
+    still runs, a group's tests in their order)."""
+    if os.environ.get("TINYOPT_SWEEP") != "1":
+        sweep = [item for item in items if item.get_closest_marker("sweep")]
+        if sweep:
+            items[:] = [item for item in items if not item.get_closest_marker("sweep")]
+            config.hook.pytest_deselected(items=sweep)
     if not getattr(config.option, "loadgroup", False):  # set on the workers of loadgroup
         return
     first = {g: i for i, g in enumerate(HEAVY_FIRST)}
