@@ -67,8 +67,16 @@ FORM_KEYS = {
 FORM_KEYS["tn_m7_sub_epi"] = FORM_KEYS["tn_m7_sub_sl"] = FORM_KEYS["tn_m7_sub"]
 FORM_KEYS["tn_m7_subconv_epi"] = FORM_KEYS["tn_m7_subconv"]
 
-# Cases that once gave wrong outputs: (name, seed, draw kwargs) drawn first in every run.
-KNOWN: list = []
+# Cases that gave wrong outputs, shrunk, run first in every batch list: (name, case as draw()
+# returns it). subfc16_s4_k3: tn_m7_subfc16 over signed 4-bit inputs whose last word holds at
+# most half a word (K XB = 12: HALF's v | v << 8 ORed the flipped zeros of the high half over the
+# high lane), 8 of 16 values wrong on the host, the same under QEMU (seed 0 found 7 such layers,
+# signed 2 / 4-bit inputs, K XB % 32 in 10..16; K XB <= 8 stays exact).
+KNOWN: list = [
+    ("subfc16_s4_k3", dict(args=dict(seed=5, layers=[_dense(1, 3, 4, 8)], in_shape=(3,),
+                                     in_bits=4, signed=True, zin=0, rounding="floor"),
+                           plan=dict(roomy=False, no_subfc16=False))),
+]
 
 _STATS = {"cases": 0, "refused": Counter(), "host": 0, "qemu": 0, "forms": Counter(),
           "kinds": Counter(), "tails": Counter(), "mismatch": [], "constant": 0}
@@ -382,7 +390,9 @@ def test_sweep_coverage():
     print("kinds:", dict(s["kinds"]))
     for why, n in s["refused"].most_common():
         print(f"  refused {n}x: {why}")
-    by_kernel = Counter(f[0] for f in s["forms"])
+    by_kernel = Counter()
+    for f, n in s["forms"].items():
+        by_kernel[f[0]] += n
     for kernel, n in sorted(by_kernel.items()):
         distinct = [f for f in s["forms"] if f[0] == kernel]
         print(f"{kernel}: {n} steps, {len(distinct)} distinct forms")
