@@ -9,9 +9,10 @@ form that is wrong without an error (tn_m7_subfc16 on signed 2 / 4-bit inputs wh
 held at most half a word of codes: no test had that shape). A random draw over the dimensions
 the kernels branch on finds such holes without anyone having to think of them first: layer
 kinds, input / weight / output widths and signedness, zero points, PL / PC weights, FB / ICN,
-roundings, and K (input channels x window) over every residue of K XB modulo 32 / 64 / 256 (the
-tail of the last word, the number of words mod 4 and 8 that the unrolled loops split on), tiny
-K, output channels not a multiple of 4 / 8 / 16, odd pixel counts.
+roundings (a dense layer naming its own too), fused max pools, and K (input channels x window)
+over every residue of K XB modulo 32 / 64 / 256 (the tail of the last word, the number of words
+mod 4 and 8 that the unrolled loops split on), tiny K, output channels not a multiple of 4 / 8 /
+16, odd pixel counts.
 
 Not part of ``make test`` / ``make test-fast``: marked ``sweep``, skipped unless
 ``TINYOPT_SWEEP=1`` (``make test-sweep``). ``TINYOPT_SWEEP_SEED`` (default 0) and
@@ -236,6 +237,21 @@ def draw(seed: int) -> tuple[str, dict]:
             bits = pw["out_bits"]
         layers.append(dict(kind="flatten"))
         layers.append(_dense_spec(rng, int(np.prod(cur)), bits, True)[0])
+    # Later dimensions from a stream of their own, so that adding one keeps the earlier draws:
+    # a fused max pool after a lone conv (tn_m7_sub / tn_m7_subconv's MODE 1), a dense layer
+    # naming its own rounding (tn_m7_subfc16 / tn_m7_fc16's doubled lanes, DBL)
+    more = np.random.default_rng([SEED, seed, 11])
+    if kind in ("conv", "first") and more.random() < 0.3 and min(layers[0]["out_shape"][:2]) >= 2:
+        oh, ow, co = layers[0]["out_shape"]
+        if more.random() < 0.5:
+            layers.append(dict(kind="maxpool", out_shape=(oh // 2, ow // 2, co), pool_size=(2, 2),
+                               stride=(2, 2), padding=(0, 0, 0, 0)))
+        else:  # overlapping 3x3 / 2, padded
+            layers.append(dict(kind="maxpool", out_shape=((oh - 1) // 2 + 1, (ow - 1) // 2 + 1, co),
+                               pool_size=(3, 3), stride=(2, 2), padding=(1, 1, 1, 1)))
+    if layers[-1]["kind"] == "dense" and rounding != "floor" and more.random() < 0.5:
+        # (a floor graph's calibration makes some multipliers negative, which TFLite refuses)
+        layers[-1]["rounding"] = str(more.choice(["tflite_single", "tflite_double"]))
     args = dict(seed=1000 + seed, layers=layers, in_shape=shape, in_bits=xb, signed=signed,
                 zin=zin, rounding=rounding)
     plan = dict(roomy=bool(rng.random() < 0.5), no_subfc16=bool(rng.random() < 0.2))
