@@ -14,7 +14,7 @@ over every residue of K XB modulo 32 / 64 / 256 (the tail of the last word, the 
 mod 4 and 8 that the unrolled loops split on), tiny K, output channels not a multiple of 4 / 8 /
 16, odd pixel counts.
 
-Not part of ``make test`` / ``make test-fast``: marked ``sweep``, skipped unless
+Not part of ``make test`` / ``make test-fast``: marked ``sweep``, deselected unless
 ``TINYOPT_SWEEP=1`` (``make test-sweep``). ``TINYOPT_SWEEP_SEED`` (default 0) and
 ``TINYOPT_SWEEP_CASES`` (default 300) choose the draw; ``TINYOPT_SWEEP_BATCH`` graphs share one
 host program and one Cortex-M7 program (tests/_qemu_many.py: a further graph in a unit costs
