@@ -220,16 +220,21 @@ def qemu() -> None:
 # ------------------------------------------------------------------------------ notebooks
 def run_notebook(name: str, tmp_path: Path, needs=("fashion_mnist",), **params) -> Path:
     """Execute ``notebooks/<name>`` under papermill with ``params`` (run from the repo root, as
-    ``make`` does) into ``tmp_path``; skip when a dataset in ``needs`` is not fetched.
+    ``make`` does) into ``tmp_path``; skip when a dataset in ``needs`` is not fetched. The
+    notebook runs in this process's shared kernel, reset first (tests/_notebook_kernel.py:
+    TensorFlow imported once per worker, not once per notebook).
 
     Returns:
         The path of the executed notebook.
     """
     import papermill as pm
+
+    from tests._notebook_kernel import shared_kernel
     need_data(*needs)
     out = tmp_path / Path(name).name
     pm.execute_notebook(str(REPO / "notebooks" / name), str(out), parameters=params,
-                        cwd=str(REPO), progress_bar=False, kernel_name="python3")
+                        cwd=str(REPO), progress_bar=False, kernel_name="python3",
+                        km=shared_kernel(REPO).manager())
     return out
 
 
