@@ -8,7 +8,8 @@ starts one kernel and runs its notebooks in it one after another; ``make reprodu
 
 What a notebook sees is what a fresh kernel gives it, except for the modules already imported:
 before each notebook the kernel's namespace is emptied (``%reset -f``: every name a notebook or
-an earlier one defined, imports included, so a notebook that forgets an import still fails),
+an earlier one defined, imports included, so a notebook that forgets an import still fails)
+and the names of a fresh kernel's namespace put back (``__spec__``, ``In`` ...),
 the working directory set to the repository (as ``make`` runs notebooks), the warning filters
 put back as they were at the kernel's start, matplotlib's figures closed and Keras' global
 state cleared (``clear_session``: the layer-name counters, so an earlier notebook's models do
@@ -23,20 +24,27 @@ from pathlib import Path
 _RESET = """\
 %reset -f
 import gc as _gc, os as _os, sys as _sys, warnings as _warnings
+_fresh = _sys.modules["__tinyopt_test_kernel__"]
+globals().update({{k: v for k, v in _fresh.names.items() if k not in globals()}})
 _os.chdir({cwd!r})
-_warnings.filters[:] = _sys.modules["__tinyopt_test_kernel__"].filters
+_warnings.filters[:] = _fresh.filters
 if "matplotlib.pyplot" in _sys.modules:
     _sys.modules["matplotlib.pyplot"].close("all")
 if "tf_keras" in _sys.modules:
     _sys.modules["tf_keras"].backend.clear_session()
 _gc.collect()
-del _gc, _os, _sys, _warnings
+del _gc, _os, _sys, _warnings, _fresh
 """
-# run once at the kernel's start: the warning filters a fresh kernel has, kept in a module
-# of their own (``%reset -f`` leaves sys.modules alone)
+# run once at the kernel's start: the warning filters and the namespace a fresh kernel has,
+# kept in a module of their own (``%reset -f`` leaves sys.modules alone). The namespace is the
+# kernel's ``__main__``: ``%reset -f`` also deletes names such as ``__spec__``, which
+# multiprocessing's spawn reads from ``__main__`` (notebook 10 runs the interpreters in child
+# processes), so the reset puts back every name of the fresh namespace it removed.
 _START = """\
 import sys as _sys, types as _types, warnings as _warnings
-_sys.modules["__tinyopt_test_kernel__"] = _types.SimpleNamespace(filters=list(_warnings.filters))
+_sys.modules["__tinyopt_test_kernel__"] = _types.SimpleNamespace(
+    filters=list(_warnings.filters),
+    names={k: v for k, v in globals().items() if k not in ("_sys", "_types", "_warnings")})
 del _sys, _types, _warnings
 """
 
