@@ -19,6 +19,7 @@ parameter). A kernel that died is replaced by a new one.
 from __future__ import annotations
 
 import atexit
+from contextlib import contextmanager
 from pathlib import Path
 
 _RESET = """\
@@ -50,7 +51,7 @@ del _sys, _types, _warnings
 
 
 class SharedKernel:
-    """A lazily started ``python3`` kernel that :meth:`manager` resets for each notebook."""
+    """A lazily started ``python3`` kernel that :meth:`notebook` resets for each notebook."""
 
     def __init__(self, cwd: Path):
         self.cwd = Path(cwd)
@@ -69,32 +70,56 @@ class SharedKernel:
             raise RuntimeError(f"the tests' notebook kernel failed to {what}: "
                                f"{content.get('ename')}: {content.get('evalue')}")
 
-    def manager(self):
-        """The kernel manager to hand to papermill (``km=``), its kernel alive and reset.
+    @contextmanager
+    def notebook(self):
+        """The kernel manager to hand to papermill (``km=``) for one notebook, its kernel alive
+        and reset; afterwards the channels of the clients papermill made are closed (a client
+        of a kernel manager it does not own is left open by nbclient).
 
-        Returns:
+        Yields:
             A started ``jupyter_client.KernelManager`` papermill will not shut down.
 
         Raises:
             RuntimeError: the reset code failed in the kernel.
         """
-        from jupyter_client.manager import KernelManager
         if self.km is not None and not self.km.is_alive():
             self.shutdown()
         if self.km is None:
-            self.km = KernelManager(kernel_name="python3")
+            self.km = _manager_class()(kernel_name="python3")
             self.km.start_kernel(cwd=str(self.cwd))
             self._run(_START, "start")
         self._run(_RESET.format(cwd=str(self.cwd)), "reset between notebooks")
-        return self.km
+        self.km.clients.clear()
+        try:
+            yield self.km
+        finally:
+            for kc in self.km.clients:
+                kc.stop_channels()
 
     def shutdown(self) -> None:
-        """Stop the kernel (if any); the next :meth:`manager` starts a new one."""
+        """Stop the kernel (if any); the next :meth:`notebook` starts a new one."""
         if self.km is not None:
             try:
                 self.km.shutdown_kernel(now=True)
             finally:
                 self.km = None
+
+
+def _manager_class():
+    """A ``KernelManager`` that keeps the clients it makes (``clients``), so that their
+    channels can be closed after each notebook."""
+    from jupyter_client.manager import KernelManager
+
+    class TrackingKernelManager(KernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.clients: list = []
+
+        def client(self, **kwargs):
+            kc = super().client(**kwargs)
+            self.clients.append(kc)
+            return kc
+    return TrackingKernelManager
 
 
 _KERNEL: SharedKernel | None = None

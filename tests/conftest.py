@@ -232,9 +232,9 @@ def run_notebook(name: str, tmp_path: Path, needs=("fashion_mnist",), **params) 
     from tests._notebook_kernel import shared_kernel
     need_data(*needs)
     out = tmp_path / Path(name).name
-    pm.execute_notebook(str(REPO / "notebooks" / name), str(out), parameters=params,
-                        cwd=str(REPO), progress_bar=False, kernel_name="python3",
-                        km=shared_kernel(REPO).manager())
+    with shared_kernel(REPO).notebook() as km:
+        pm.execute_notebook(str(REPO / "notebooks" / name), str(out), parameters=params,
+                            cwd=str(REPO), progress_bar=False, kernel_name="python3", km=km)
     return out
 
 
