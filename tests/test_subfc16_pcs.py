@@ -7,7 +7,10 @@ Bit-exact on the host and under QEMU: both paths (one word, blocks of six), 4 / 
 over one word; R = 9 where a row needs it; unsigned and signed, z_out != 0), per-channel n0 of
 both signs and a uniform multiplier, the floor form and the other roundings' fallback
 (acc = T >> e_c; 8-bit outputs too), rows left unpacked (N % 6 = 1), signed inputs of at most
-half a word (HALF: K XB = 16, 4 and 2-bit codes); layers outside the window keep the S form."""
+half a word (HALF: K XB = 16, 4 and 2-bit codes); layers outside the window keep the S form.
+ONE8 (8-bit inputs, K = 8): signed (SXTB16) and unsigned inputs with z_x != 0, 4 and 2-bit
+weights, 8-bit codes a STRB each and 4-bit ones packed, the floor form and (TFLite double
+rounding) the fallback's tn_m7_fc16_put."""
 from __future__ import annotations
 
 import shutil
@@ -37,10 +40,14 @@ PCS_CHAINS = {
                out_zero_point=-5),                # 8-bit out, rows 4 4 4 2 (LDM)
         _dense(8, 14, 4, 4, per_channel=True),   # 8-bit in: tn_m7_fc16
         _dense(16, 8, 4, 8, per_channel=True, out_zero_point=7),  # one word, 8-bit out: blocks
-        _dense(5, 16, 4, 32, out_signed=True, requantize=False)],
+        _dense(8, 16, 4, 8, per_channel=True, out_signed=True, out_zero_point=-3),  # tn_m7_fc16
+        _dense(16, 8, 4, 8, per_channel=True, out_zero_point=2),  # ONE8: signed 8-bit in
+        _dense(8, 16, 2, 8, per_channel=True, out_zero_point=9),  # tn_m7_fc16
+        _dense(8, 8, 2, 4, per_channel=True, out_signed=True),  # ONE8: z_x 9, 4-bit codes out
+        _dense(5, 8, 4, 32, out_signed=True, requantize=False)],
         [[-3, -2, 0, -1], [-1, 0, -4, -2], [0, -2, -5, -1], None, [-3, -1, 1, -2], None,
-         [-2, 0, -1], None],
-        [10, 10, 10, 10, 9, 0, 10, 0]),
+         [-2, 0, -1], None, [-3, -1, 0, -2], None, [-1, 0, -2], None],
+        [10, 10, 10, 10, 9, 0, 10, 0, 0, 0, 0, 0]),
     "pcs_double_s4": ("tflite_double", True, -3, 4, (8,), [
         _dense(16, 8, 4, 4, per_channel=True),        # one word, signed nibbles: fallback
         _dense(4, 16, 4, 4, per_channel=True, out_signed=True),  # 4 signed 4-bit codes out
@@ -48,10 +55,16 @@ PCS_CHAINS = {
         _dense(8, 8, 2, 2, per_channel=True, out_signed=True),   # HALF signed 2-bit: one word
         _dense(7, 8, 4, 2, per_channel=True),         # HALF signed 2-bit; blocks of six
         _dense(9, 7, 4, 8, per_channel=True, out_signed=True),  # 8-bit out: fallback, FAST 3
-        _dense(3, 9, 4, 32, out_signed=True, requantize=False)],
-        [[-2, -1, 0, -3], [-1, -2], [-2, -1, -3], [-3, -1, -2], [-4, -2], [-1, -3, -2], None],
-        [10, 10, 10, 10, 10, 10, 0]),
+        _dense(8, 9, 4, 8, per_channel=True, out_zero_point=4),  # 8-bit in: tn_m7_fc16
+        _dense(8, 8, 4, 8, per_channel=True, out_signed=True),  # ONE8, fallback: T >> e_c
+        _dense(3, 8, 4, 32, out_signed=True, requantize=False)],
+        [[-2, -1, 0, -3], [-1, -2], [-2, -1, -3], [-3, -1, -2], [-4, -2], [-1, -3, -2], None,
+         [-1, -2, 0], None],
+        [10, 10, 10, 10, 10, 10, 0, 0, 0]),
 }
+# the layers of 8-bit inputs tn_m7_subfc16 takes in its ONE8 form (kernels_m7.subfc16
+# .subfc16_one8: K = 8, N % 8 = 0; the call's RB 8)
+ONE8 = {"pcs_floor_u4": (8, 10), "pcs_double_s4": (7,)}
 
 
 def _pcs_graph(name):
@@ -72,11 +85,14 @@ def test_pcs_chains_take_the_form():
     |d| >= 8); the call carries R as its PCS argument (DBL 0)."""
     for name, spec in PCS_CHAINS.items():
         g = _pcs_graph(name)
-        for lay, want in zip(g.layers, spec[-1]):
+        for k, (lay, want) in enumerate(zip(g.layers, spec[-1])):
             e = subfc16.subfc16_pcs_exponents(lay)
             assert subfc16.subfc16_pcs_shift(lay) == want, lay.name
             assert (e is not None) == bool(want), lay.name
             assert (subfc16.subfc16_scale(lay) == 2) == bool(want), lay.name
+            one8 = k in ONE8[name]
+            assert subfc16.subfc16_one8(lay) == one8, lay.name
+            assert (subfc16.subfc16_block_rows(lay) == 8) == one8, lay.name
             if want:
                 n0 = np.broadcast_to(np.asarray(lay.n0, np.int64), e.shape)
                 assert np.array_equal(e, n0 + 1 + want), lay.name
@@ -95,8 +111,10 @@ def test_pcs_host_bitexact(tmp_path, name):
     assert len(calls) == len(g.layers), src
     if name == "pcs_double_s4":  # the fallback's acc, not tn_m7_out's 2 acc (FAST = 3's F3)
         assert requant_constants(g.layers[2], g.rounding)["FAST"] == 3
-    for lay, call, want in zip(g.layers, calls, PCS_CHAINS[name][-1]):  # (DBL, PCS, RB)
-        if int(lay.in_bits) < 8:
+    for k, (lay, call, want) in enumerate(zip(g.layers, calls, PCS_CHAINS[name][-1])):
+        if k in ONE8[name]:  # (DBL, PCS, RB): ONE8's RB 8, its R the C's TN_S16_ONE8_R
+            assert call.split(", ")[7:10] == ["0u", "0u", "8u"], call
+        if int(lay.in_bits) < 8:  # (DBL, PCS, RB)
             rb = subfc16.subfc16_block_rows(lay)
             assert call.split(", ")[7:10] == ["0u", f"{want}u", f"{rb}u"], call
     if name == "pcs_floor_u4":  # blocks of four and two rows (LDM) in the every-level build

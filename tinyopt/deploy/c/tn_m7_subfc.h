@@ -2177,7 +2177,17 @@ TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, con
  * tn_s16_row's four (tn_s16_pcs_code). Against the blocks of six (tn_s16_block): no unpacking
  * per block, no accumulators held across rows (six LDR of C and their spills), one store per
  * eight outputs. The assembly reads only the weights (constant: no "memory" clobber, so the
- * multipliers' pointer stays in a register). */
+ * multipliers' pointer stays in a register).
+ * ONE8 (the call's RB = 8 with 8-bit inputs, kernels_m7.subfc16.subfc16_one8: K = 8, N % 8 = 0,
+ * 2 / 4 / 8-bit outputs): the same rows over two words of 8-bit codes, lane pairs (x_0, x_2),
+ * (x_1, x_3), (x_4, x_6), (x_5, x_7) by UXTB16 / SXTB16 once for the layer (C holds
+ * - z_x sum d), e_c = n0_c + 1 + TN_S16_ONE8_R; 8-bit codes stored a STRB each as computed
+ * (nothing to pack). AD w4a8 dense_5 (8 -> 128): 2,680 -> 1,600 instructions (w8a8: 1,640;
+ * tn_m7_fc16's blocks of seven re-read the input per block and spent about eleven per output
+ * on the requantization, GCC's reloads of the tables' pointers included), text -240 B, the
+ * same 2,560 bytes of weights. */
+/* ONE8's R (kernels_m7.subfc16.SUBFC16_PCS_R: the call carries no R for 8-bit inputs) */
+#define TN_S16_ONE8_R 10u
 #if TN_M7_ASM
 #define TN_S16_ONE_P(P0, P1)                                                                    \
     "ldrd %[u], %[u2], [%[w]], #8\n\t"                                                          \
@@ -2201,18 +2211,22 @@ TN_INLINE uint32_t tn_s16_shin(uint32_t packed, uint32_t code, uint32_t OB)
 #endif
 }
 
-TN_INLINE void tn_s16_one(const tn_layer_t *l, const uint8_t *w, uint32_t v,
-                          uint8_t *TN_RESTRICT out, uint32_t N, uint32_t XB, uint32_t HALF,
-                          uint32_t ALIGNED, uint32_t R, uint32_t REQ, uint32_t NM, uint32_t ROUND,
-                          uint32_t OB, TN_RQ_ARGS)
+TN_INLINE void tn_s16_one(const tn_layer_t *l, const uint8_t *w, uint32_t v, uint32_t v2,
+                          uint8_t *TN_RESTRICT out, uint32_t N, uint32_t XB, uint32_t XS,
+                          uint32_t HALF, uint32_t ALIGNED, uint32_t R, uint32_t REQ, uint32_t NM,
+                          uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
 {
     /* pairs of lane pairs; HALF (2-bit codes, K = 8: v = the halfword | itself << 8, then
-     * flipped) the first two, as TN_S16_T2 */
-    const uint32_t H = HALF ? 4u / XB : 8u / XB;
+     * flipped) the first two, as TN_S16_T2; 8-bit codes (ONE8): one per word, v then v2 */
+    const uint32_t H = XB == 8u ? 2u : HALF ? 4u / XB : 8u / XB;
     uint32_t q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     TN_UNROLL
     for (uint32_t h = 0; h < H; h++) {
-        if (XB == 4u) {
+        if (XB == 8u) { /* lanes (x_0, x_2), (x_1, x_3) of word h */
+            const uint32_t vh = h ? v2 : v;
+            q[2u * h] = XS ? tn_sxtab16(0u, vh) : tn_uxtb16(vh);
+            q[2u * h + 1u] = XS ? tn_sxtab16_ror8(0u, vh) : tn_uxtb16_ror8(vh);
+        } else if (XB == 4u) {
             q[2u * h] = (v >> (8u * h)) & 0x000F000Fu;
             q[2u * h + 1u] = (v >> (8u * h)) & 0x00F000F0u;
         } else {
@@ -2247,26 +2261,37 @@ TN_INLINE void tn_s16_one(const tn_layer_t *l, const uint8_t *w, uint32_t v,
             }
             if (REQ && FAST && ROUND == TN_FLOOR)
                 code = tn_s16_pcs_code(l, o, a, NM, R, OB, TN_RQ);
-            else /* acc = T >> e_c into tn_m7_req's forms */
+            else if (OB == 8u) { /* acc = T >> e_c into tn_m7_fc16_put (tn_s16_row's) */
+                tn_s16_put(l, out, o, (uint32_t)((int32_t)a >> ((int32_t)l->n0[NM == 1u ? 0u : o]
+                                                                + 1 + (int32_t)R)),
+                           0u, 0u, REQ, NM, ROUND, OB, TN_RQ);
+                continue;
+            } else /* acc = T >> e_c into tn_m7_req's forms */
                 code = tn_s16_code(l, o, (uint32_t)((int32_t)a >> ((int32_t)l->n0[NM == 1u ? 0u : o]
                                                                   + 1 + (int32_t)R)),
                                    0u, REQ, NM, ROUND, OB, TN_RQ);
-            packed = tn_s16_shin(packed, code, OB);
+            if (OB == 8u) out[o] = (uint8_t)code; /* a STRB each: nothing to pack */
+            else packed = tn_s16_shin(packed, code, OB);
         }
         if (OB == 4u) tn_st32le(out + c / 2u, packed);
-        else tn_s16_store(out, c, 8u, packed, 1u, OB);
+        else if (OB == 2u) tn_s16_store(out, c, 8u, packed, 1u, OB);
     }
 }
 
 /* A small dense layer K -> N of 2 / 4-bit weights (kernels_m7.subfc16_weights' layout, above)
  * and XB = 2 / 4 / 8-bit inputs (DBL: 8-bit inputs, S = 2; PCS: 2 / 4-bit inputs, the PCS
  * form's shift R, 0 for the S form; RB: 2 / 4-bit inputs' rows per block, 4 or 6,
- * kernels_m7.subfc16.subfc16_block_rows). */
+ * kernels_m7.subfc16.subfc16_block_rows; 8-bit inputs: 8 names ONE8, else unused). */
 TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
                              uint32_t K, uint32_t N, uint32_t XB, uint32_t XS, uint32_t DBL,
                              uint32_t PCS, uint32_t RB, uint32_t REQ, uint32_t NM,
                              uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
 {
+    if (XB == 8u && RB == 8u) { /* ONE8: rows of their own over two words (K = 8) */
+        tn_s16_one(l, l->w, tn_ld32(in), tn_ld32(in + 4), out, N, XB, XS, 0u,
+                   ((uintptr_t)l->w & 3u) == 0u, TN_S16_ONE8_R, REQ, NM, ROUND, OB, TN_RQ);
+        return;
+    }
     if (XB == 8u) { /* tn_m7_fc16 (DBL: S = 2, its doubled lanes) */
         tn_m7_fc16(l, in, out, K, N, XS, DBL, REQ, NM, ROUND, OB, TN_RQ);
         return;
@@ -2277,8 +2302,9 @@ TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN
     if (PCS && (K * XB == 32u || (XB == 2u && K == 8u)) && N % 8u == 0u && OB != 8u) {
         const uint32_t flip = !XS ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
         const uint32_t hw = K * XB == 16u ? (uint32_t)in[0] | (uint32_t)in[1] << 8 : 0u;
-        tn_s16_one(l, l->w, (K * XB == 16u ? hw | hw << 8 : tn_ld32(in)) ^ flip, out, N, XB,
-                   K * XB == 16u, ((uintptr_t)l->w & 3u) == 0u, PCS, REQ, NM, ROUND, OB, TN_RQ);
+        tn_s16_one(l, l->w, (K * XB == 16u ? hw | hw << 8 : tn_ld32(in)) ^ flip, 0u, out, N, XB,
+                   XS, K * XB == 16u, ((uintptr_t)l->w & 3u) == 0u, PCS, REQ, NM, ROUND, OB,
+                   TN_RQ);
         return;
     }
     {

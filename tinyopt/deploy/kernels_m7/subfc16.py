@@ -53,10 +53,14 @@ def subfc16_block_rows(layer) -> int:
     Arguments:
         layer: a dense layer (its out_channels, in_shape, in_bits and out_bits are read).
 
+    8-bit inputs: 8 where :func:`subfc16_one8` takes the layer (the C's ONE8), else unused.
+
     Returns:
-        4 or 6.
+        4, 6 or 8.
     """
     n, xb = int(layer.out_channels), int(layer.in_bits)
+    if xb == 8 and subfc16_one8(layer):  # ONE8: rows of their own, eight a block
+        return 8
     if int(layer.out_bits) == 2 or xb not in (2, 4):
         return 4 if int(layer.out_bits) == 2 else SUBFC16_ROWS
     words = -(-int(layer.in_shape[0]) * xb // 32)
@@ -153,12 +157,42 @@ def subfc16_pcs_exponents(layer) -> np.ndarray | None:
     return n0 + 1 + r
 
 
-def _pcs_window(layer):
+def subfc16_one8(layer) -> bool:
+    """Does tn_m7_subfc16 take a layer of 8-bit inputs in its ONE8 form (c/tn_m7_subfc.h: the
+    PCS one-word rows over two words of 8-bit codes, R = :data:`SUBFC16_PCS_R`, the C's
+    TN_S16_ONE8_R, as the call carries no R for 8-bit inputs; named by the call's RB = 8,
+    :func:`subfc16_block_rows`)? K = 8, N % 8 = 0, the layer on tn_m7_subfc16 with plain lanes
+    (:func:`subfc16_scale` 1: not a layer naming TFLite double rounding, whose DBL the form
+    ignores), PCS's conditions (:func:`subfc16_pcs_exponents`: 2 / 4 / 8-bit outputs, 8-bit ones
+    of a layer naming no rounding but floor) and its window at R = 10 for every row:
+    e_c = n0_c + 11 >= 0 (the 8-bit lanes' scale 1), 2^e_c max |d| < 2^15 and
+    2^e_c (|bias| + sum |d| max |x - z_x|) < 2^31 (T_c exact in 32 bits). Rows of 20 bytes
+    (C and eight int16 lanes), the size of tn_m7_fc16's layout (AD's 8 -> 128: 2,560 bytes).
+
+    Arguments:
+        layer: a dense layer (any; the conditions are checked here).
+
+    Returns:
+        True where ONE8 takes it.
+    """
+    if (layer.kind != "dense" or int(layer.in_bits) != 8 or len(layer.in_shape) != 1
+            or int(layer.in_shape[0]) != 8 or int(layer.out_channels) % 8):
+        return False
+    win = _pcs_window(layer, (8,))
+    if win is None or subfc16_scale(layer) != 1:
+        return False
+    n0, dmax, top, low = win
+    e = n0 + 1 + SUBFC16_PCS_R
+    return bool(e.min() >= low and not ((dmax << e) >= (1 << 15)).any()
+                and not ((top << e) >= (1 << 31)).any())
+
+
+def _pcs_window(layer, widths=(2, 4)):
     """(n0 [N], max |d| per row, the rows' bound |bias| + sum |d| max |x'|, log2 S) of a layer
-    PCS may take (:func:`subfc16_pcs_exponents`' conditions but the exponents' window), else
-    None."""
+    PCS may take (:func:`subfc16_pcs_exponents`' conditions but the exponents' window) over
+    inputs of the given ``widths`` (8: :func:`subfc16_one8`'s, S = 1), else None."""
     wb, xb, ob = int(layer.weight_bits), int(layer.in_bits), int(layer.out_bits)
-    if (layer.kind != "dense" or wb not in (2, 4) or xb not in (2, 4) or layer.bias is None
+    if (layer.kind != "dense" or wb not in (2, 4) or xb not in widths or layer.bias is None
             or layer.weights is None or len(layer.in_shape) != 1 or not layer.requantize
             or ob not in (2, 4, 8) or (ob == 8 and layer.rounding not in (None, "floor"))):
         return None
@@ -201,6 +235,16 @@ def subfc16_weights(layer) -> np.ndarray:
     d, bias = _subfc16_rows(layer)
     n, k = d.shape
     xb = int(layer.in_bits)
+    if xb == 8 and subfc16_one8(layer):
+        # ONE8: blocks of eight rows, the last first; each row's C = 2^e_c (bias - z_x sum d)
+        # then its lanes 2^e_c [d_0, d_2], [d_1, d_3], [d_4, d_6], [d_5, d_7] (UXTB16 / SXTB16
+        # of each word, then ROR 8)
+        rs = np.ones(n, np.int64) << (_pcs_window(layer, (8,))[0] + 1 + SUBFC16_PCS_R)
+        const = ((rs * (bias - int(layer.in_zero_point) * d.sum(axis=1))) % (1 << 32)).astype("<u4")
+        lanes = np.ascontiguousarray(d[:, [0, 2, 1, 3, 4, 6, 5, 7]] * rs[:, None], "<i2")
+        order = np.arange(n) // 8 * 8 + 7 - np.arange(n) % 8
+        return np.concatenate([np.concatenate([const[c:c + 1].view(np.uint8),
+                                               lanes[c].view(np.uint8)]) for c in order])
     if xb == 8:  # tn_m7_fc16's own layout (its rows: the codes as 8-bit weights)
         return fc16_weights(types.SimpleNamespace(
             kind="dense", weight_bits=8, in_bits=8, name=layer.name, bias=layer.bias,
