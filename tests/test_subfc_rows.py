@@ -110,10 +110,21 @@ def _extreme_chain(seed, layers, shape):
         return chain(seed, layers, shape, 8, False, 0, "floor")
 
 
+# FAST 1 (a channel's n0 >= 0: the asm epilogue's TN_SL_RQ1, a left shift by USAT5(n0 + 1)
+# before SMMUL): lean_a's FOLD step and its signed 8-bit step, lean_p's 2-bit weights (LP)
+FAST1 = {"lean_a": (0, 4), "lean_p": (3,), "lean_b": (), "lean_u": ()}
+
+
 def _lean_graph(name):
     shape, zin, layers, _ = LEAN_CHAINS[name]
     g = (_extreme_chain(60 + len(name), layers, shape) if name == "lean_p"
          else chain(60 + len(name), layers, shape, 8, False, zin, "floor"))
+    for i in FAST1[name]:  # every third channel n0 = 0 or 1, m0 small enough not to saturate
+        lay = g.layers[i]
+        n0, m0 = np.asarray(lay.n0).copy(), np.asarray(lay.m0).copy()
+        n0[::3] = np.resize(np.asarray([0, 1]), len(n0[::3]))
+        m0[::3] = (1 << 20) + 4099 * np.arange(len(m0[::3]))
+        lay.n0, lay.m0 = n0.astype(np.int8), m0.astype(np.int32)
     if name in ("lean_a", "lean_u"):  # the logits without a weight zero point (HASZW = 0)
         g.layers[-1].weight_zero_point = np.zeros(1, np.int32)
     else:  # the logits clamped at their 20th and 80th percentiles: tn_sf_out4 on the lean sums
@@ -158,6 +169,7 @@ def test_lean_host_bitexact(tmp_path, no_subfc16, name):
     got = {(c[17], c[18] != "1u", c[21], c[20], c[26].rstrip(");")) for c in calls
            if c[13] in ("1u", "2u")}
     want = {"lean_a": {("1u", True, "2u", "4u", "0u"), ("1u", False, "2u", "4u", "-8"),
+                       ("1u", True, "1u", "4u", "0u"),
                        ("1u", False, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")},
             "lean_b": {("1u", True, "2u", "2u", "0u"), ("0u", False, "0u", "32u", "0u")},
             "lean_p": {("0u", False, "0u", "32u", "0u")},
@@ -173,8 +185,8 @@ def test_lean_host_bitexact(tmp_path, no_subfc16, name):
 def test_pieces_planned(tmp_path, no_subfc16):
     """lean_p's first four steps meet tn_sl_pieces' conditions (LP; the C takes them itself,
     the call shows none): LEAN 0, no FOLD, OCT (the chunk) >= 8 and < NG, no partial
-    word, one weight zero point, the asm epilogues (floor, FAST 2: n0 <= -1, z_out 0 per channel
-    or N0 <= -1 for the one multiplier) and K within the rows' whole-input bound (4-bit weights:
+    word, one weight zero point, the asm epilogues (floor, FAST 2: n0 <= -1, or FAST 1 (the
+    2-bit weights' step), z_out 0 per channel or N0 <= -1 for the one multiplier) and K within the rows' whole-input bound (4-bit weights:
     K <= 2193, 2-bit: 685); the first pieces cover NG % 8 = 2, 7, 3, 4, the steps both input
     signs, both weight widths, both multiplier forms, signed and unsigned 8-bit codes and 2-bit
     ones."""
@@ -188,7 +200,8 @@ def test_pieces_planned(tmp_path, no_subfc16):
         assert xb == 8 and k * xb % 32 == 0 and c[7] == "0u" and c[12] == "0u", c
         assert c[13] == "0u" and 8 <= oct_ < ng and c[14] == "1u", c
         assert k <= (2193 if wb == 4 else 685) and (wb == 2 or c[9] == "2u"), c
-        assert c[17] == "1u" and c[19] == "0u" and c[21] == "2u" and c[26] == "0u", c
+        assert c[17] == "1u" and c[19] == "0u" and c[26] == "0u", c
+        assert c[21] == ("1u" if len(firsts) in FAST1["lean_p"] else "2u"), c  # FAST
         assert c[18] != "1u" or c[23].startswith("-"), c  # the one multiplier: N0 <= -1
         firsts.append((ng - oct_ // 8 * 8 * ((ng - 1) // (oct_ // 8 * 8))) % 8)
         seen.add((wb, c[6], c[18] != "1u", int(lay.out_bits), bool(lay.out_signed)))

@@ -907,7 +907,9 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
  * saturating forms, FAST >= 2, z_out = 0): LDR bias, ADD (the scale's shift folded), LDR m0,
  * SMMUL, LDRSB n0, MVN, ASR, USAT / SSAT and BFI into one word per block, nine instructions per
  * output (tn_sf_out4's code, spilled around by GCC: 132 per block of eight on AD's dense_1);
- * raw int32 outputs (logits; int32's clamp, word-aligned output): LDRD of two biases, two ADD,
+ * FAST 1 (a channel with n0 >= 0: the accumulator shifted left by USAT5(n0 + 1) before SMMUL,
+ * right by USAT5(~n0) after, TN_SL_RQ1), thirteen (AD w2a2 dense_8, 128 -> 128: 19,680 ->
+ * 19,160, its siblings at FAST 2 18,600); raw int32 outputs (logits; int32's clamp, word-aligned output): LDRD of two biases, two ADD,
  * STRD, two per output. Other requantizations: tn_sf_out4 on the sums.
  * With FOLD (8-bit codes x with an offset in the lanes): rows 1, 2 (5, 6) start at their c as
  * above (kernels_m7.subfc_lean bounds sum w x - z_w sum x'); rows 3 and 7 keep tn_so_run's
@@ -966,8 +968,8 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
 {
     const uint32_t PQ = tn_sc_pcq(REQ, NM, ROUND, OB, TN_RQ);
     const uint32_t FQ = tn_sc_fq(REQ, NM, ROUND, OB, TN_RQ);
-    if ((PQ == 1u || PQ == 2u) && FAST >= 2u && ZP == 0 && (OB == 4u || OB == 2u || OB == 8u))
-        return 1u;
+    if ((PQ == 1u || PQ == 2u) && ZP == 0 && (OB == 4u || OB == 2u || OB == 8u))
+        return 1u; /* PQ: FAST >= 1 (FAST 1: TN_SL_RQ1) */
     if (!REQ && OB == 32u) return 2u;
     if ((FQ == 1u || FQ == 2u) && (OB == 4u || OB == 2u || OB == 8u)) return 3u;
     return 0u;
@@ -1091,36 +1093,46 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
 #define TN_SL_RQ(ADD, SAT, PUT)                                                                 \
     "ldr %[u], [%[b]], #4\n\t" ADD "ldr %[t], [%[m]], #4\n\tsmmul %[u], %[u], %[t]\n\t"        \
     "ldrsb %[t], [%[n]], #1\n\tmvn %[t], %[t]\n\tasr %[u], %[u], %[t]\n\t" SAT PUT
+/* FAST 1 (some n0 >= 0; fixedpoint.requant_floor): t = phi << n1, n1 = USAT5(n0 + 1) (n0 <= 30:
+ * n1 <= 31, the simulator's shift), SMMUL, then ASR by n2 = USAT5(~n0) (an ASR by 31 is the
+ * simulator's >> 63 on the high word): thirteen instructions per output, tn_sf_out4's GCC code
+ * about seventeen (AD w2a2 dense_8) */
+#define TN_SL_RQ1(ADD, SAT, PUT)                                                                \
+    "ldr %[u], [%[b]], #4\n\t" ADD "ldrsb %[t], [%[n]], #1\n\tadd %[t2], %[t], #1\n\t"        \
+    "usat %[t2], #5, %[t2]\n\tlsl %[u], %[u], %[t2]\n\tldr %[t2], [%[m]], #4\n\t"                \
+    "smmul %[u], %[u], %[t2]\n\tmvn %[t], %[t]\n\tusat %[t], #5, %[t]\n\t"                      \
+    "asr %[u], %[u], %[t]\n\t" SAT PUT
+#define TN_SL_T2() , [t2] "=&r"(t2)
 #define TN_SL_ADD(R, S) "add %[u], %[u], %[a" #R "], asr #" #S "\n\t"
 #define TN_SL_ADD0(R) "add %[u], %[u], %[a" #R "]\n\t"
 #define TN_SL_BFI(B, OBS) "bfi %[a0], %[u], #" #B ", #" OBS "\n\t"
 /* rows 0 .. 3 (SAT "usat" / "ssat", OBS the output width, B1 .. B3 rows' bit offsets) and
  * rows 4 .. 7 (B4 .. B7), two statements: one of all eight sums, thirteen registers, found
  * none with an FPU at -O2 / -Os ('asm' operand has impossible constraints) */
-#define TN_SL_PQ4A(SAT, OBS, B1, B2, B3, FA, A3)                                                \
-    TN_SL_RQ(TN_SL_ADD0(0) FA, SAT " %[a0], #" OBS ", %[u]\n\t", "")                            \
-    TN_SL_RQ(TN_SL_ADD(1, 4) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B1, OBS))           \
-    TN_SL_RQ(TN_SL_ADD(2, 8) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B2, OBS))           \
-    TN_SL_RQ(A3 FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B3, OBS))
-#define TN_SL_PQ4B(SAT, OBS, B4, B5, B6, B7, FA, A7)                                            \
-    TN_SL_RQ(TN_SL_ADD0(4) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B4, OBS))             \
-    TN_SL_RQ(TN_SL_ADD(5, 4) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B5, OBS))           \
-    TN_SL_RQ(TN_SL_ADD(6, 8) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B6, OBS))           \
-    TN_SL_RQ(A7 FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B7, OBS))
+#define TN_SL_PQ4A(RQ, SAT, OBS, B1, B2, B3, FA, A3)                                            \
+    RQ(TN_SL_ADD0(0) FA, SAT " %[a0], #" OBS ", %[u]\n\t", "")                                  \
+    RQ(TN_SL_ADD(1, 4) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B1, OBS))                 \
+    RQ(TN_SL_ADD(2, 8) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B2, OBS))                 \
+    RQ(A3 FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B3, OBS))
+#define TN_SL_PQ4B(RQ, SAT, OBS, B4, B5, B6, B7, FA, A7)                                        \
+    RQ(TN_SL_ADD0(4) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B4, OBS))                   \
+    RQ(TN_SL_ADD(5, 4) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B5, OBS))                 \
+    RQ(TN_SL_ADD(6, 8) FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B6, OBS))                 \
+    RQ(A7 FA, SAT " %[u], #" OBS ", %[u]\n\t", TN_SL_BFI(B7, OBS))
 /* FOLD: each row's F_r (LDR from the pointer f) added; rows 3 and 7 brought to A_r in C */
 #define TN_SL_FA "ldr %[t], [%[f]], #4\n\tadd %[u], %[u], %[t]\n\t"
 #define TN_SL_FOP() , [f] "+r"(fp)
 #define TN_SL_NOP()
-#define TN_SL_PQ_ASM(SAT, OBS, B1, B2, B3, B4, B5, B6, B7, FA, A3, A7, FOP)                     \
+#define TN_SL_PQ_ASM(RQ, T2, SAT, OBS, B1, B2, B3, B4, B5, B6, B7, FA, A3, A7, FOP)            \
     do {                                                                                        \
-        __asm__ volatile(TN_SL_PQ4A(SAT, OBS, B1, B2, B3, FA, A3)                               \
+        __asm__ volatile(TN_SL_PQ4A(RQ, SAT, OBS, B1, B2, B3, FA, A3)                           \
                          : [a0] "+r"(a0), [b] "+r"(bp), [m] "+r"(mp), [n] "+r"(np),             \
-                           [u] "=&r"(u), [t] "=&r"(t) FOP()                                     \
+                           [u] "=&r"(u), [t] "=&r"(t) FOP() T2()                                \
                          : [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3));                           \
         TN_SL_MID;                                                                              \
-        __asm__ volatile(TN_SL_PQ4B(SAT, OBS, B4, B5, B6, B7, FA, A7)                           \
+        __asm__ volatile(TN_SL_PQ4B(RQ, SAT, OBS, B4, B5, B6, B7, FA, A7)                       \
                          : [a0] "+r"(a0), [b] "+r"(bp), [m] "+r"(mp), [n] "+r"(np),             \
-                           [u] "=&r"(u), [t] "=&r"(t) FOP()                                     \
+                           [u] "=&r"(u), [t] "=&r"(t) FOP() T2()                                \
                          : [a4] "r"(a4), [a5] "r"(a5), [a6] "r"(a6), [a7] "r"(a7));             \
     } while (0)
 /* between the two statements: 8-bit codes, rows 0 .. 3's word stored (rows 4 .. 7 then packed
@@ -1129,19 +1141,26 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
     do {                                                                                        \
         if (OB == 8u) tn_st32le(out + c, a0);                                                   \
     } while (0)
-/* the forms, plain (rows 3 and 7 scaled: asr #12) and FOLD */
-#define TN_SL_PQ_FORMS(FA, A3, A7, FOP)                                                         \
+/* the forms, plain (rows 3 and 7 scaled: asr #12) and FOLD; RQ / T2: FAST >= 2 (TN_SL_RQ) or
+ * FAST 1 (TN_SL_RQ1, its second temporary) */
+#define TN_SL_PQ_FORMS_R(RQ, T2, FA, A3, A7, FOP)                                               \
     do {                                                                                        \
         if (OB == 4u && PQ == 1u)                                                               \
-            TN_SL_PQ_ASM("ssat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);               \
+            TN_SL_PQ_ASM(RQ, T2, "ssat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);       \
         else if (OB == 4u)                                                                      \
-            TN_SL_PQ_ASM("usat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);               \
+            TN_SL_PQ_ASM(RQ, T2, "usat", "4", 4, 8, 12, 16, 20, 24, 28, FA, A3, A7, FOP);       \
         else if (OB == 8u && PQ == 1u)                                                          \
-            TN_SL_PQ_ASM("ssat", "8", 8, 16, 24, 0, 8, 16, 24, FA, A3, A7, FOP);                \
+            TN_SL_PQ_ASM(RQ, T2, "ssat", "8", 8, 16, 24, 0, 8, 16, 24, FA, A3, A7, FOP);        \
         else if (OB == 8u)                                                                      \
-            TN_SL_PQ_ASM("usat", "8", 8, 16, 24, 0, 8, 16, 24, FA, A3, A7, FOP);                \
-        else if (PQ == 1u) TN_SL_PQ_ASM("ssat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);  \
-        else TN_SL_PQ_ASM("usat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);                \
+            TN_SL_PQ_ASM(RQ, T2, "usat", "8", 8, 16, 24, 0, 8, 16, 24, FA, A3, A7, FOP);        \
+        else if (PQ == 1u)                                                                      \
+            TN_SL_PQ_ASM(RQ, T2, "ssat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);         \
+        else TN_SL_PQ_ASM(RQ, T2, "usat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);        \
+    } while (0)
+#define TN_SL_PQ_FORMS(FA, A3, A7, FOP)                                                         \
+    do {                                                                                        \
+        if (FAST >= 2u) TN_SL_PQ_FORMS_R(TN_SL_RQ, TN_SL_NOP, FA, A3, A7, FOP);                 \
+        else TN_SL_PQ_FORMS_R(TN_SL_RQ1, TN_SL_T2, FA, A3, A7, FOP);                            \
     } while (0)
 /* tn_sc_fq's form (the layer's M0, floor, k = -(N0 + 1)): SMMLA of the sum with M0 and
  * z_out 2^k, SSAT / USAT with ASR #k (SH; "" for k = 0), BFI: five instructions per output */
@@ -1396,8 +1415,8 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
         const int32_t zk = FORM == 3u ? (int32_t)((uint32_t)ZP << k) : 0;
         const int32_t *bp = *bpp, *mp = *mpp;
         const int8_t *np = *npp;
-        uint32_t u, t;
-        (void)zk;
+        uint32_t u, t, t2;
+        (void)zk; (void)t2;
         if (FORM == 3u && FOLD) {
             const int32_t *fp = *fpp;
             TN_SL_FQ_FORMS(TN_SL_FA, TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_FOP);
