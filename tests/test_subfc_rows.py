@@ -111,8 +111,9 @@ def _extreme_chain(seed, layers, shape):
 
 
 # FAST 1 (a channel's n0 >= 0: the asm epilogue's TN_SL_RQ1, a left shift by USAT5(n0 + 1)
-# before SMMUL): lean_a's FOLD step and its signed 8-bit step, lean_p's 2-bit weights (LP)
-FAST1 = {"lean_a": (0, 4), "lean_p": (3,), "lean_b": (), "lean_u": ()}
+# before SMMUL): lean_a's FOLD step (USAT 4), lean_p's first step (LP, SSAT 8) and its 2-bit
+# weights (LP, USAT 2); the other per-channel lean steps FAST 2 (TN_SL_RQ2's pairs of rows)
+FAST1 = {"lean_a": (0,), "lean_p": (0, 3), "lean_b": (), "lean_u": ()}
 
 
 def _lean_graph(name):
@@ -185,8 +186,9 @@ def test_lean_host_bitexact(tmp_path, no_subfc16, name):
 def test_pieces_planned(tmp_path, no_subfc16):
     """lean_p's first four steps meet tn_sl_pieces' conditions (LP; the C takes them itself,
     the call shows none): LEAN 0, no FOLD, OCT (the chunk) >= 8 and < NG, no partial
-    word, one weight zero point, the asm epilogues (floor, FAST 2: n0 <= -1, or FAST 1 (the
-    2-bit weights' step), z_out 0 per channel or N0 <= -1 for the one multiplier) and K within the rows' whole-input bound (4-bit weights:
+    word, one weight zero point, the asm epilogues (floor, FAST 2: n0 <= -1, or FAST 1: the
+    first and the 2-bit weights' steps, z_out 0 per channel or N0 <= -1 for the one
+    multiplier) and K within the rows' whole-input bound (4-bit weights:
     K <= 2193, 2-bit: 685); the first pieces cover NG % 8 = 2, 7, 3, 4, the steps both input
     signs, both weight widths, both multiplier forms, signed and unsigned 8-bit codes and 2-bit
     ones."""

@@ -906,7 +906,9 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
  * registers, the outputs: per-channel floor requantization to 4 / 2-bit codes (tn_sc_pcq's
  * saturating forms, FAST >= 2, z_out = 0): LDR bias, ADD (the scale's shift folded), LDR m0,
  * SMMUL, LDRSB n0, MVN, ASR, USAT / SSAT and BFI into one word per block, nine instructions per
- * output (tn_sf_out4's code, spilled around by GCC: 132 per block of eight on AD's dense_1);
+ * output (tn_sf_out4's code, spilled around by GCC: 132 per block of eight on AD's dense_1),
+ * then 7.5 (TN_SL_RQ2: two rows a statement, their biases, multipliers and n0 loaded together;
+ * AD w4a8's 128 -> 128 layers 18,840 -> 18,700, w8a8 18,560);
  * FAST 1 (a channel with n0 >= 0: the accumulator shifted left by USAT5(n0 + 1) before SMMUL,
  * right by USAT5(~n0) after, TN_SL_RQ1), thirteen (AD w2a2 dense_8, 128 -> 128: 19,680 ->
  * 19,160, its siblings at FAST 2 18,600); raw int32 outputs (logits; int32's clamp, word-aligned output): LDRD of two biases, two ADD,
@@ -1157,9 +1159,66 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
             TN_SL_PQ_ASM(RQ, T2, "ssat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);         \
         else TN_SL_PQ_ASM(RQ, T2, "usat", "2", 2, 4, 6, 8, 10, 12, 14, FA, A3, A7, FOP);        \
     } while (0)
-#define TN_SL_PQ_FORMS(FA, A3, A7, FOP)                                                         \
+/* FAST >= 2, a pair of rows (A, B = A + 1) a step: both biases by one LDRD (u, t2), both
+ * multipliers by another (t, t3), both n0 by one LDRSH: ~(n0_A + 256 n0_B) shifts row A (an
+ * ASR by register reads its bottom byte) and, ASR #8, row B; fifteen instructions per two
+ * outputs, not eighteen (ADDA / ADDB: the rows' sums added to u / t2, with FOLD's F_r; SA / SB
+ * their saturations, PA / PB their BFI into a0) */
+#define TN_SL_RQ2(ADDA, ADDB, SA, PA, SB, PB)                                                   \
+    "ldrd %[u], %[t2], [%[b]], #8\n\t" ADDA ADDB "ldrd %[t], %[t3], [%[m]], #8\n\t"            \
+    "smmul %[u], %[u], %[t]\n\tsmmul %[t2], %[t2], %[t3]\n\tldrsh %[t], [%[n]], #2\n\t"        \
+    "mvn %[t], %[t]\n\tasr %[u], %[u], %[t]\n\tasr %[t], %[t], #8\n\t"                         \
+    "asr %[t2], %[t2], %[t]\n\t" SA PA SB PB
+#define TN_SL_ADDX(T, R, S) "add %[" T "], %[" T "], %[a" #R "], asr #" #S "\n\t"
+#define TN_SL_ADDX0(T, R) "add %[" T "], %[" T "], %[a" #R "]\n\t"
+#define TN_SL_SATX(SAT, OBS, D, S) SAT " %[" D "], #" OBS ", %[" S "]\n\t"
+#define TN_SL_BFIX(S, B, OBS) "bfi %[a0], %[" S "], #" #B ", #" OBS "\n\t"
+/* FOLD's F_r into t2 (row B) */
+#define TN_SL_FA2 "ldr %[t], [%[f]], #4\n\tadd %[t2], %[t2], %[t]\n\t"
+/* rows (R, R + 1) of a statement, R + 1 by ADDB (rows 3 and 7: the caller's A3T / A7T) */
+#define TN_SL_PR(SAT, OBS, R, S, ADDB, BA, BB, FA, FA2)                                          \
+    TN_SL_RQ2(TN_SL_ADDX("u", R, S) FA, ADDB FA2, TN_SL_SATX(SAT, OBS, "u", "u"),              \
+              TN_SL_BFIX("u", BA, OBS), TN_SL_SATX(SAT, OBS, "t2", "t2"), TN_SL_BFIX("t2", BB, OBS))
+#define TN_SL_PR0(SAT, OBS, R, ADDB, BA, BB, FA, FA2)                                            \
+    TN_SL_RQ2(TN_SL_ADDX0("u", R) FA, ADDB FA2, TN_SL_SATX(SAT, OBS, "u", "u"),                \
+              TN_SL_BFIX("u", BA, OBS), TN_SL_SATX(SAT, OBS, "t2", "t2"), TN_SL_BFIX("t2", BB, OBS))
+/* one statement per pair of rows (eleven registers with FOLD's pointer: two statements of four
+ * rows and the pairs' two more temporaries would need fourteen) */
+#define TN_SL_PQ2_OUT(FOP)                                                                      \
+    : [a0] "+r"(a0), [b] "+r"(bp), [m] "+r"(mp), [n] "+r"(np), [u] "=&r"(u), [t] "=&r"(t),      \
+      [t2] "=&r"(t2), [t3] "=&r"(t3) FOP()
+#define TN_SL_PQ2_STMT(G, RA, RB, FOP)                                                          \
+    __asm__ volatile(G TN_SL_PQ2_OUT(FOP) : [a##RA] "r"(a##RA), [a##RB] "r"(a##RB))
+#define TN_SL_PQ2_ASM(SAT, OBS, B1, B2, B3, B4, B5, B6, B7, FA, FA2, A3T, A7T, FOP)             \
     do {                                                                                        \
-        if (FAST >= 2u) TN_SL_PQ_FORMS_R(TN_SL_RQ, TN_SL_NOP, FA, A3, A7, FOP);                 \
+        __asm__ volatile(TN_SL_RQ2(TN_SL_ADDX0("u", 0) FA, TN_SL_ADDX("t2", 1, 4) FA2,          \
+                                 TN_SL_SATX(SAT, OBS, "a0", "u"), "",                           \
+                                 TN_SL_SATX(SAT, OBS, "t2", "t2"), TN_SL_BFIX("t2", B1, OBS))  \
+                         TN_SL_PQ2_OUT(FOP) : [a1] "r"(a1));                                    \
+        TN_SL_PQ2_STMT(TN_SL_PR(SAT, OBS, 2, 8, A3T, B2, B3, FA, FA2), 2, 3, FOP);              \
+        TN_SL_MID;                                                                              \
+        TN_SL_PQ2_STMT(TN_SL_PR0(SAT, OBS, 4, TN_SL_ADDX("t2", 5, 4), B4, B5, FA, FA2), 4, 5,   \
+                       FOP);                                                                    \
+        TN_SL_PQ2_STMT(TN_SL_PR(SAT, OBS, 6, 8, A7T, B6, B7, FA, FA2), 6, 7, FOP);              \
+    } while (0)
+#define TN_SL_PQ2_FORMS(FA, FA2, A3T, A7T, FOP)                                                 \
+    do {                                                                                        \
+        if (OB == 4u && PQ == 1u)                                                               \
+            TN_SL_PQ2_ASM("ssat", "4", 4, 8, 12, 16, 20, 24, 28, FA, FA2, A3T, A7T, FOP);       \
+        else if (OB == 4u)                                                                      \
+            TN_SL_PQ2_ASM("usat", "4", 4, 8, 12, 16, 20, 24, 28, FA, FA2, A3T, A7T, FOP);       \
+        else if (OB == 8u && PQ == 1u)                                                          \
+            TN_SL_PQ2_ASM("ssat", "8", 8, 16, 24, 0, 8, 16, 24, FA, FA2, A3T, A7T, FOP);        \
+        else if (OB == 8u)                                                                      \
+            TN_SL_PQ2_ASM("usat", "8", 8, 16, 24, 0, 8, 16, 24, FA, FA2, A3T, A7T, FOP);        \
+        else if (PQ == 1u)                                                                      \
+            TN_SL_PQ2_ASM("ssat", "2", 2, 4, 6, 8, 10, 12, 14, FA, FA2, A3T, A7T, FOP);         \
+        else TN_SL_PQ2_ASM("usat", "2", 2, 4, 6, 8, 10, 12, 14, FA, FA2, A3T, A7T, FOP);        \
+    } while (0)
+/* FA / A3 / A7 (into u) for FAST 1; FA2 / A3T / A7T (into t2) for the pairs */
+#define TN_SL_PQ_FORMS(FA, A3, A7, FOP, FA2, A3T, A7T)                                          \
+    do {                                                                                        \
+        if (FAST >= 2u) TN_SL_PQ2_FORMS(FA, FA2, A3T, A7T, FOP);                                \
         else TN_SL_PQ_FORMS_R(TN_SL_RQ1, TN_SL_T2, FA, A3, A7, FOP);                            \
     } while (0)
 /* tn_sc_fq's form (the layer's M0, floor, k = -(N0 + 1)): SMMLA of the sum with M0 and
@@ -1415,8 +1474,8 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
         const int32_t zk = FORM == 3u ? (int32_t)((uint32_t)ZP << k) : 0;
         const int32_t *bp = *bpp, *mp = *mpp;
         const int8_t *np = *npp;
-        uint32_t u, t, t2;
-        (void)zk; (void)t2;
+        uint32_t u, t, t2, t3;
+        (void)zk; (void)t2; (void)t3;
         if (FORM == 3u && FOLD) {
             const int32_t *fp = *fpp;
             TN_SL_FQ_FORMS(TN_SL_FA, TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_FOP);
@@ -1426,17 +1485,21 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
         } else if (FORM == 3u && LP) { /* 2-bit: row 7 unscaled */
             TN_SL_FQ_FORMS("", TN_SL_ADD(3, 12), TN_SL_ADD0(7), TN_SL_NOP);
         } else if (LP && WB == 4u) {
-            TN_SL_PQ_FORMS("", TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_NOP);
+            TN_SL_PQ_FORMS("", TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_NOP, "", TN_SL_ADDX0("t2", 3),
+                           TN_SL_ADDX0("t2", 7));
         } else if (LP) {
-            TN_SL_PQ_FORMS("", TN_SL_ADD(3, 12), TN_SL_ADD0(7), TN_SL_NOP);
+            TN_SL_PQ_FORMS("", TN_SL_ADD(3, 12), TN_SL_ADD0(7), TN_SL_NOP, "",
+                           TN_SL_ADDX("t2", 3, 12), TN_SL_ADDX0("t2", 7));
         } else if (FORM == 3u) {
             TN_SL_FQ_FORMS("", TN_SL_ADD(3, 12), TN_SL_ADD(7, 12), TN_SL_NOP);
         } else if (FOLD) {
             const int32_t *fp = *fpp;
-            TN_SL_PQ_FORMS(TN_SL_FA, TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_FOP);
+            TN_SL_PQ_FORMS(TN_SL_FA, TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_FOP, TN_SL_FA2,
+                           TN_SL_ADDX0("t2", 3), TN_SL_ADDX0("t2", 7));
             *fpp = fp;
         } else {
-            TN_SL_PQ_FORMS("", TN_SL_ADD(3, 12), TN_SL_ADD(7, 12), TN_SL_NOP);
+            TN_SL_PQ_FORMS("", TN_SL_ADD(3, 12), TN_SL_ADD(7, 12), TN_SL_NOP, "",
+                           TN_SL_ADDX("t2", 3, 12), TN_SL_ADDX("t2", 7, 12));
         }
         if (OB == 4u) {
             tn_st32le(out + c / 2u, a0);
