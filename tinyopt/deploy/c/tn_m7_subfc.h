@@ -2356,7 +2356,14 @@ TN_INLINE void tn_s16_one(const tn_layer_t *l, const uint8_t *w, uint32_t v, uin
             else packed = tn_s16_shin(packed, code, OB);
         }
         if (OB == 4u) tn_st32le(out + c / 2u, packed);
-        else if (OB == 2u) tn_s16_store(out, c, 8u, packed, 1u, OB);
+        else if (OB == 2u) { /* one STRH (any alignment), not two STRB and a shift */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            const uint16_t h = (uint16_t)packed;
+            TN_MEMCPY(out + c / 4u, &h, 2);
+#else
+            tn_s16_store(out, c, 8u, packed, 1u, OB);
+#endif
+        }
     }
 }
 
