@@ -110,10 +110,11 @@ def _extreme_chain(seed, layers, shape):
         return chain(seed, layers, shape, 8, False, 0, "floor")
 
 
-# FAST 1 (a channel's n0 >= 0: the asm epilogue's TN_SL_RQ1, a left shift by USAT5(n0 + 1)
-# before SMMUL): lean_a's FOLD step (USAT 4), lean_p's first step (LP, SSAT 8) and its 2-bit
-# weights (LP, USAT 2); the other per-channel lean steps FAST 2 (TN_SL_RQ2's pairs of rows)
-FAST1 = {"lean_a": (0,), "lean_p": (0, 3), "lean_b": (), "lean_u": ()}
+# FAST 1 (a channel's n0 >= 0: the asm epilogue's left shift by USAT5(n0 + 1) before SMMUL):
+# lean_a's FOLD step (USAT 4: TN_SL_RQ1, a row at a time) and its 2-bit weights (lean, USAT 4),
+# lean_p's first step (LP, SSAT 8) and its 2-bit weights (LP, USAT 2), those three by pairs of
+# rows (TN_SL_RQ12); the other per-channel lean steps FAST 2 (TN_SL_RQ2's pairs of rows)
+FAST1 = {"lean_a": (0, 6), "lean_p": (0, 3), "lean_b": (), "lean_u": ()}
 
 
 def _lean_graph(name):

@@ -910,8 +910,9 @@ TN_INLINE void tn_sf_out4(const tn_layer_t *l, const int32_t *bias, const uint8_
  * then 7.5 (TN_SL_RQ2: two rows a statement, their biases, multipliers and n0 loaded together;
  * AD w4a8's 128 -> 128 layers 18,840 -> 18,700, w8a8 18,560);
  * FAST 1 (a channel with n0 >= 0: the accumulator shifted left by USAT5(n0 + 1) before SMMUL,
- * right by USAT5(~n0) after, TN_SL_RQ1), thirteen (AD w2a2 dense_8, 128 -> 128: 19,680 ->
- * 19,160, its siblings at FAST 2 18,600); raw int32 outputs (logits; int32's clamp, word-aligned output): LDRD of two biases, two ADD,
+ * right by USAT5(~n0) after, TN_SL_RQ1), thirteen, twelve by pairs of rows without FOLD
+ * (TN_SL_RQ12; AD w2a2 dense_8, 128 -> 128: 19,680 -> 19,120, its siblings at FAST 2 18,440,
+ * w8a8 18,560); raw int32 outputs (logits; int32's clamp, word-aligned output): LDRD of two biases, two ADD,
  * STRD, two per output. Other requantizations: tn_sf_out4 on the sums.
  * With FOLD (8-bit codes x with an offset in the lanes): rows 1, 2 (5, 6) start at their c as
  * above (kernels_m7.subfc_lean bounds sum w x - z_w sum x'); rows 3 and 7 keep tn_so_run's
@@ -1215,10 +1216,56 @@ TN_INLINE uint32_t tn_sl_form(uint32_t REQ, uint32_t NM, uint32_t ROUND, uint32_
             TN_SL_PQ2_ASM("ssat", "2", 2, 4, 6, 8, 10, 12, 14, FA, FA2, A3T, A7T, FOP);         \
         else TN_SL_PQ2_ASM("usat", "2", 2, 4, 6, 8, 10, 12, 14, FA, FA2, A3T, A7T, FOP);        \
     } while (0)
-/* FA / A3 / A7 (into u) for FAST 1; FA2 / A3T / A7T (into t2) for the pairs */
+/* FAST 1, a pair of rows (no FOLD: its pointer would make thirteen registers): TN_SL_RQ1's
+ * shifts row by row, the biases and the multipliers by one LDRD each (t4, t5); twelve
+ * instructions per output, not thirteen */
+#define TN_SL_RQ12(ADDA, ADDB, SA, PA, SB, PB)                                                  \
+    "ldrd %[u], %[t2], [%[b]], #8\n\t" ADDA ADDB "ldrsb %[t], [%[n]], #1\n\t"                  \
+    "add %[t3], %[t], #1\n\tusat %[t3], #5, %[t3]\n\tlsl %[u], %[u], %[t3]\n\t"                 \
+    "mvn %[t], %[t]\n\tusat %[t], #5, %[t]\n\tldrsb %[t3], [%[n]], #1\n\t"                     \
+    "add %[t4], %[t3], #1\n\tusat %[t4], #5, %[t4]\n\tlsl %[t2], %[t2], %[t4]\n\t"              \
+    "mvn %[t3], %[t3]\n\tusat %[t3], #5, %[t3]\n\tldrd %[t4], %[t5], [%[m]], #8\n\t"            \
+    "smmul %[u], %[u], %[t4]\n\tsmmul %[t2], %[t2], %[t5]\n\tasr %[u], %[u], %[t]\n\t"         \
+    "asr %[t2], %[t2], %[t3]\n\t" SA PA SB PB
+#define TN_SL_PQ12_OUT                                                                          \
+    : [a0] "+r"(a0), [b] "+r"(bp), [m] "+r"(mp), [n] "+r"(np), [u] "=&r"(u), [t] "=&r"(t),      \
+      [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
+#define TN_SL_PQ12_STMT(G, RA, RB)                                                              \
+    __asm__ volatile(G TN_SL_PQ12_OUT : [a##RA] "r"(a##RA), [a##RB] "r"(a##RB))
+#define TN_SL_PQ12_ASM(SAT, OBS, B1, B2, B3, B4, B5, B6, B7, A3T, A7T)                          \
+    do {                                                                                        \
+        __asm__ volatile(TN_SL_RQ12(TN_SL_ADDX0("u", 0), TN_SL_ADDX("t2", 1, 4),                \
+                                    TN_SL_SATX(SAT, OBS, "a0", "u"), "",                        \
+                                    TN_SL_SATX(SAT, OBS, "t2", "t2"), TN_SL_BFIX("t2", B1, OBS))\
+                         TN_SL_PQ12_OUT : [a1] "r"(a1));                                        \
+        TN_SL_PQ12_STMT(TN_SL_RQ12(TN_SL_ADDX("u", 2, 8), A3T, TN_SL_SATX(SAT, OBS, "u", "u"),  \
+                                   TN_SL_BFIX("u", B2, OBS), TN_SL_SATX(SAT, OBS, "t2", "t2"),  \
+                                   TN_SL_BFIX("t2", B3, OBS)), 2, 3);                           \
+        TN_SL_MID;                                                                              \
+        TN_SL_PQ12_STMT(TN_SL_RQ12(TN_SL_ADDX0("u", 4), TN_SL_ADDX("t2", 5, 4),                 \
+                                   TN_SL_SATX(SAT, OBS, "u", "u"), TN_SL_BFIX("u", B4, OBS),    \
+                                   TN_SL_SATX(SAT, OBS, "t2", "t2"), TN_SL_BFIX("t2", B5, OBS)),\
+                        4, 5);                                                                  \
+        TN_SL_PQ12_STMT(TN_SL_RQ12(TN_SL_ADDX("u", 6, 8), A7T, TN_SL_SATX(SAT, OBS, "u", "u"),  \
+                                   TN_SL_BFIX("u", B6, OBS), TN_SL_SATX(SAT, OBS, "t2", "t2"),  \
+                                   TN_SL_BFIX("t2", B7, OBS)), 6, 7);                           \
+    } while (0)
+#define TN_SL_PQ12_FORMS(A3T, A7T)                                                              \
+    do {                                                                                        \
+        if (OB == 4u && PQ == 1u)                                                               \
+            TN_SL_PQ12_ASM("ssat", "4", 4, 8, 12, 16, 20, 24, 28, A3T, A7T);                    \
+        else if (OB == 4u) TN_SL_PQ12_ASM("usat", "4", 4, 8, 12, 16, 20, 24, 28, A3T, A7T);     \
+        else if (OB == 8u && PQ == 1u)                                                          \
+            TN_SL_PQ12_ASM("ssat", "8", 8, 16, 24, 0, 8, 16, 24, A3T, A7T);                     \
+        else if (OB == 8u) TN_SL_PQ12_ASM("usat", "8", 8, 16, 24, 0, 8, 16, 24, A3T, A7T);      \
+        else if (PQ == 1u) TN_SL_PQ12_ASM("ssat", "2", 2, 4, 6, 8, 10, 12, 14, A3T, A7T);       \
+        else TN_SL_PQ12_ASM("usat", "2", 2, 4, 6, 8, 10, 12, 14, A3T, A7T);                     \
+    } while (0)
+/* FA / A3 / A7 (into u) for FAST 1 with FOLD; FA2 / A3T / A7T (into t2) for the pairs */
 #define TN_SL_PQ_FORMS(FA, A3, A7, FOP, FA2, A3T, A7T)                                          \
     do {                                                                                        \
         if (FAST >= 2u) TN_SL_PQ2_FORMS(FA, FA2, A3T, A7T, FOP);                                \
+        else if (!FOLD) TN_SL_PQ12_FORMS(A3T, A7T);                                             \
         else TN_SL_PQ_FORMS_R(TN_SL_RQ1, TN_SL_T2, FA, A3, A7, FOP);                            \
     } while (0)
 /* tn_sc_fq's form (the layer's M0, floor, k = -(N0 + 1)): SMMLA of the sum with M0 and
@@ -1474,8 +1521,8 @@ TN_INLINE const uint8_t *tn_sl_block(const tn_layer_t *l, const uint8_t *w, cons
         const int32_t zk = FORM == 3u ? (int32_t)((uint32_t)ZP << k) : 0;
         const int32_t *bp = *bpp, *mp = *mpp;
         const int8_t *np = *npp;
-        uint32_t u, t, t2, t3;
-        (void)zk; (void)t2; (void)t3;
+        uint32_t u, t, t2, t3, t4, t5;
+        (void)zk; (void)t2; (void)t3; (void)t4; (void)t5;
         if (FORM == 3u && FOLD) {
             const int32_t *fp = *fpp;
             TN_SL_FQ_FORMS(TN_SL_FA, TN_SL_ADD0(3), TN_SL_ADD0(7), TN_SL_FOP);
