@@ -51,6 +51,17 @@
  * reach on this layout (the epilogue alone, nine per output, is 1,152). Then the 8-bit inputs'
  * LDRD loops eight words a pass (TN_SL_LOOP8, lean and LP): 88,558, 88,518, 91,118; AD's
  * 128 -> 128 layers at w4a8 19,040 -> 18,840 (w8a8 18,560); text +0.6 KB per loop form used.
+ * Session 22: the lean / LP epilogues two rows a statement (TN_SL_RQ2, TN_SL_RQ12) and FAST 1
+ * in asm (TN_SL_RQ1), tn_m7_subfc16's ONE8 (8-bit inputs, K = 8) and one STRH per eight 2-bit
+ * codes: --subbyte's AD dense rows w4a8 118,360 -> 116,400, w2a2 116,920 -> 115,440 (w8a8
+ * 115,440). Left of AD w4a8's excess: about ten instructions per block of eight on its
+ * 128 -> 128 layers (18,700 against 18,560): the loop's end (three per eight words; sixteen a
+ * pass would save six per block, +1 KB of text per form), TN_SL_PICK's TST / BNE / B (one
+ * could go), GCC's spill of two sums around the pairs (three). seed_cnn's logits: the pair
+ * block is the excess (rows 8, 9: 26 instructions per word of 4-bit inputs for 16 MACs, 13.5
+ * per word of 8-bit ones for 8); int16 lanes for those two rows (LDRD and two SMLAD per lane
+ * pair, no masks) would bring w4a4 and w4a8 under w8a8 for 6 KB more flash (seed, K = 2028),
+ * but that layout is kernels_m7.subconv.subfc_weights' (not this round's files).
  * --------------------------------------------------------------------------------------------- */
 
 /* The last, partial input word of K codes at in (K % (32 / XB) != 0): its codes, then z_x's in
