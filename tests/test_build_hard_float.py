@@ -4,9 +4,11 @@ firmware's usual flags) at the levels where GCC once found no registers for thei
 Our QEMU builds use -mfloat-abi=soft (mcu.MCU_CFLAGS); with an FPU (hard or softfp ABI) GCC
 allocates the core registers differently, and tn_m7_subfc's blocks of eight rows (-O2, -O3, -Os)
 and tn_m7_subfc16's blocks of six rows (-O2) failed with "'asm' operand has impossible
-constraints". Compile-only checks of small synthetic graphs and of the MLPerf autoencoder
-architecture (PTQ at w4a4 and w2a2), and a QEMU run of the blocks of six's FPU form (the loop's
-end read from memory) built without an FPU, bit-exact with the simulator.
+constraints", and so did tn_m7_fc16's blocks of two rows on a word-aligned input (per-channel
+multipliers; -O2 or -Og depending on the layer). Compile-only checks of small synthetic graphs
+and of the MLPerf autoencoder architecture (PTQ at w4a4 and w2a2), and a QEMU run of the blocks
+of six's FPU form (the loop's end read from memory) built without an FPU, bit-exact with the
+simulator.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
 from tinyopt.deploy import codegen, mcu
 from tests._qemu_many import check_many
 from tests.test_build_levels import ALL_LEVELS, ARM, _arm_gcc, _compile
-from tests.test_kernels_m7 import chain
+from tests.test_kernels_m7 import _conv, chain
 from tests.test_kernels_m7_sub import _dense
 
 assert "-mfloat-abi=hard" in ARM and "-mfpu=fpv5-d16" in ARM, ARM
@@ -39,9 +41,28 @@ def _s16_w4():
                  (128,), 8, False, 0, "floor")
 
 
+def _fc16_r2_icn():
+    """Dense 124 -> 2, int8, ICN (per-channel multipliers) over signed 8-bit inputs: tn_m7_fc16's
+    one block of two rows, 31 groups (the word-aligned input's one, two, four and eight-group
+    forms all present); failed at -Og with an FPU (the kernel sweep, session 22)."""
+    return chain(7, [_dense(2, 124, 8, 8, icn=True)], (124,), 8, True, 0, "floor")
+
+
+def _fc16_r2_w2():
+    """The kernel sweep's case (session 22): a 3 x 3 / 2 conv2d of 4-bit weights (10 x 10 x 10
+    -> 5 x 5 x 28), then a dense layer 700 -> 2 of 2-bit weights, ICN, over its unsigned 8-bit
+    codes, which tn_m7_subfc16 hands to tn_m7_fc16 (175 groups): failed at every level with an
+    FPU."""
+    return chain(7, [_conv((5, 5, 28), (28, 3, 3, 10), 4, 8, stride=(2, 2), padding=(0, 1, 0, 1),
+                           per_channel=True), dict(kind="flatten"),
+                     _dense(2, 700, 2, 8, icn=True)], (10, 10, 10), 8, False, 0, "floor")
+
+
 # name -> (graph, a call its model.c must hold, the levels that failed before the fix)
 SYNTHETIC = {"oct_w2": (_oct_w2, "tn_m7_subfc(", ["-O2", "-O3"]),
-             "s16_w4": (_s16_w4, "tn_m7_subfc16(", ["-O2"])}
+             "s16_w4": (_s16_w4, "tn_m7_subfc16(", ["-O2"]),
+             "fc16_r2_icn": (_fc16_r2_icn, "tn_m7_fc16(", ["-Og"]),
+             "fc16_r2_w2": (_fc16_r2_w2, "tn_m7_subfc16(", ["-O2"])}
 
 
 @pytest.fixture(scope="module")

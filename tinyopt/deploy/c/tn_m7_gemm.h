@@ -833,10 +833,22 @@ TN_INLINE void tn_m7_fc(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_REST
         if (NG >= 8u)                                                                           \
             TN_F16_ASMX("1:\n\t" TN_F16_U##R(XT) TN_F16_U##R(XT) TN_F16_LOOP, R, TN_F16_E);     \
     } while (0)
+/* With an FPU (-mfpu=fpv5-d16, hard or softfp ABI: GCC defines __ARM_FP) GCC found no
+ * registers for TN_F16_RUNX's thirteen and fourteen (eight of them pinned, R = 2) in layers
+ * of two rows with per-channel multipliers ('asm' operand has impossible constraints: a
+ * 124 -> 2 dense layer at -Og, the kernel sweep's 700 -> 2 at every level; session 22,
+ * tests/test_build_hard_float.py): with an FPU the word-aligned rows take TN_F16_RUN_XS, as an
+ * input of any alignment does. Without one (our QEMU builds, -mfloat-abi=soft, where the
+ * instruction counts are measured) the code is unchanged. */
+#if defined(__ARM_FP)
+#define TN_F16_FPU 1u
+#else
+#define TN_F16_FPU 0u
+#endif
 #define TN_F16_RUN_XSX(R)                                                                       \
     do {                                                                                        \
-        if (XA && XS) TN_F16_RUNX("s", R);                                                       \
-        else if (XA) TN_F16_RUNX("u", R);                                                        \
+        if (XA && XS && !TN_F16_FPU) TN_F16_RUNX("s", R);                                        \
+        else if (XA && !TN_F16_FPU) TN_F16_RUNX("u", R);                                         \
         else TN_F16_RUN_XS(R);                                                                   \
     } while (0)
 /* R = 4 .. 6 rows: one group per LDR of the input (any alignment, as TN_F16_G) and the rows'
