@@ -191,3 +191,22 @@ def test_scratch_left_the_stack_under_qemu(qemu, tmp_path):
     # before: a step's scratch was on its stack, so model_run's stack exceeded the largest one
     assert s["stack_model_run"] < e.scratch_bytes
     assert s["ram_measured"] == s["data"] + s["bss"] + s["stack_peak"]
+
+
+def test_an_m7_export_without_scratch_still_aligns_its_arena(tmp_path):
+    """The specialised kernels read tensors by words where the plan put them at a multiple of 4
+    (LDM / LDRD fault on a Cortex-M7 otherwise: tn_m7_subfc16's XA, tn_m7_sub's lanes), which
+    holds only in a word-aligned arena: an export with specialised steps and no scratch (a
+    dense head: tn_m7_fc16) declares its static arena aligned and aligns a caller's (3 bytes
+    more), as one with scratch does; the portable kernels (bytes) need neither."""
+    from tests.test_kernels_m7_sub import _dense
+    g = chain(7, [_dense(2, 124, 8, 8)], (124,), 8, True, 0, "floor")
+    e = codegen.export_c(g, tmp_path / "m7")
+    c, h = ((tmp_path / "m7" / f).read_text() for f in ("model.c", "model.h"))
+    assert not any(s.scratch_bytes for s in e.steps) and "tn_m7_fc16(" in c
+    assert "model_arena[MODEL_ARENA_BYTES] __attribute__((aligned(4)))" in c
+    assert "& 3u);" in c  # model_set_arena aligns the caller's arena up
+    assert f"#define MODEL_ARENA_BYTES {e.arena_bytes + 3}u" in h
+    codegen.export_c(g, tmp_path / "portable", kernels="portable")
+    c = (tmp_path / "portable" / "model.c").read_text()
+    assert "aligned(4)" not in c and "& 3u);" not in c

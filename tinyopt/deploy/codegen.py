@@ -490,10 +490,13 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
         f"void {fn}(const tn_layer_t *l, const uint8_t *const *in, uint8_t *out, "
         "uint8_t *scratch);\n" for _, fn in twins)
     own = own + twins
-    # the kernels' scratch is word-aligned in the arena (SCRATCH_ALIGN): the static arena is
-    # declared aligned, a caller's arena is aligned up by <prefix>_set_arena, which needs up to
-    # SCRATCH_ALIGN - 1 more bytes for it (so an arena of any alignment still works)
-    pad = SCRATCH_ALIGN - 1 if any(s.scratch_bytes for s in steps) else 0
+    # the kernels' scratch is word-aligned in the arena (SCRATCH_ALIGN), and the specialised
+    # kernels' plans read a tensor by words (LDM / LDRD: a fault on a Cortex-M7 at an address not
+    # a multiple of 4) where its offset is a multiple of 4 (kernels_m7: tn_m7_subfc16's XA,
+    # tn_m7_sub's lanes): the static arena is declared aligned, a caller's arena is aligned up by
+    # <prefix>_set_arena, which needs up to SCRATCH_ALIGN - 1 more bytes for it (so an arena of
+    # any alignment still works). Only the portable kernels (bytes) need no alignment.
+    pad = SCRATCH_ALIGN - 1 if step_fns or any(s.scratch_bytes for s in steps) else 0
     src, last = graph.tensor(graph.input_name), graph.tensor(graph.output_names()[0])
     n_out = int(np.prod(last.shape))
     info = Export(out_dir=out_dir, files=[], steps=steps, arena_bytes=arena,
@@ -580,13 +583,13 @@ void {p}_profile_hook(int step);
         m7_include = ("#define TN_M7_INT8_ONLY /* no sub-byte step */\n" + m7_include
                       + "#undef TN_M7_INT8_ONLY\n")
     if pad:
-        set_arena = (f"    /* up to {pad} of its bytes align the arena (the kernels' scratch) */\n"
+        set_arena = (f"    /* up to {pad} of its bytes align the arena (the kernels' words) */\n"
                      f"    {p}_arena = (uint8_t *)arena + ((0u - (uint32_t)(uintptr_t)arena) & "
                      f"{pad}u);\n")
         static_arena = (
             "#if defined(__GNUC__) || defined(__clang__)\n"
             f"static uint8_t {p}_arena[{P}_ARENA_BYTES] __attribute__((aligned({SCRATCH_ALIGN})))"
-            f" {P}_ARENA_ATTRIBUTE;\n#else /* the kernels' scratch needs a word-aligned arena */\n"
+            f" {P}_ARENA_ATTRIBUTE;\n#else /* the kernels read words: a word-aligned arena */\n"
             f"static uint32_t {p}_arena_words[({P}_ARENA_BYTES + 3u) / 4u] {P}_ARENA_ATTRIBUTE;\n"
             f"#define {p}_arena ((uint8_t *){p}_arena_words)\n#endif\n")
     else:
