@@ -46,6 +46,14 @@ S16_CHAINS = {
         _dense(20, 70, 4, 4, per_channel=True, icn=True),  # 8-bit in, 4-bit out, K % 4 = 2
         _dense(16, 20, 2, 2),                               # 4-bit in
         _dense(9, 16, 4, 8, per_channel=True)]),            # 2-bit in, one word
+    # inputs off a word boundary (the plan places tensors at any byte: 19 bytes of codes put
+    # the next one at 19): blocks of two rows over at least four words, whose LDM of the input
+    # (TN_S16_X4PASS) hard-faults there on a Cortex-M7, so XA 0 (LDR) for l1 and l3
+    "s16_unaligned_s4": ("floor", True, -2, 4, (36,), [
+        _dense(70, 36, 4, 2, per_channel=True, out_zero_point=1),  # aligned: 17 x 4 + 2 (LDM)
+        _dense(38, 70, 2, 4, out_signed=True),         # 2-bit in at 19: 9 x 4 + 2, four words
+        _dense(36, 38, 4, 4, per_channel=True, out_signed=True, out_zero_point=-1),
+        _dense(2, 36, 2, 8, out_signed=True)]),        # signed 4-bit in at 19: two rows
 }
 
 
@@ -115,6 +123,35 @@ def test_subfc16_chains_cover_the_widths():
              for layer in _s16_graph(name).layers
              if int(layer.in_bits) < 8 and int(layer.out_bits) == 8}
     assert forms == {2, 16, 64}, forms
+
+
+# the steps of S16_CHAINS whose input is off a word boundary (in_offsets[0] % 4), each with a
+# block of two rows over at least four input words (TN_S16_RUN2's LDM form where aligned)
+S16_UNALIGNED = {"s16_unaligned_s4": ("l1", "l3")}
+
+
+def test_subfc16_xa_follows_the_offset(tmp_path):
+    """Each tn_m7_subfc16 call's XA is 1 exactly where its input's arena offset is a multiple
+    of 4; the steps of S16_UNALIGNED (2 and 4-bit inputs) are off a word boundary with a block
+    of two rows over four words or more (what the QEMU build runs on LDR), and s16_double_s4
+    keeps two such blocks on the LDM form (XA 1)."""
+    from tinyopt.deploy import codegen
+    seen = {}
+    for name in S16_CHAINS:
+        e = codegen.export_c(_s16_graph(name), tmp_path / name)
+        calls = [line for line in (tmp_path / name / "model.c").read_text().splitlines()
+                 if "tn_m7_subfc16(" in line]
+        for s, call in zip(e.steps, calls):
+            args = call.split("(", 1)[1].split(", ")  # l, in[0], out, K, N, XB, .., RB, XA
+            xa = int(int(s.in_offsets[0]) % 4 == 0)
+            assert args[10] == f"{xa}u", (name, s.name, call)
+            k, n, xb, rb = (int(args[i].rstrip("u")) for i in (3, 4, 5, 9))
+            two = xb < 8 and n % rb == 2 and k * xb // 32 >= 4  # a block of two rows, 4+ words
+            seen.setdefault(name, []).append((s.name, xa, xb, two))
+    unaligned = [(st, xb) for st, xa, xb, two in seen["s16_unaligned_s4"] if not xa and two]
+    assert [st for st, _ in unaligned] == list(S16_UNALIGNED["s16_unaligned_s4"]), seen
+    assert {xb for _, xb in unaligned} == {2, 4}, unaligned
+    assert sum(1 for _, xa, _, two in seen["s16_double_s4"] if xa and two) == 2, seen
 
 
 def _one_dense(k, n, wb, xb, bias=None, signed=False, zin=0, rounding="floor", seed=3):

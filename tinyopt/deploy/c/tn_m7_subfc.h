@@ -2122,14 +2122,17 @@ TN_INLINE void tn_sf_pixel(const tn_layer_t *l, const uint8_t *src, const uint8_
                        [i2] "=&r"(i2), [i3] "=&r"(i3), [p0] "=&r"(p0), [p1] "=&r"(p1)           \
                        TN_S16_U2 TN_S16_A2                                                      \
                      : [end] "m"(end) : "cc", "memory")
-/* R = 2: n % 4 words as any R, then four per pass by TN_S16_X4PASS */
+/* R = 2: n % 4 words as any R, then four per pass by TN_S16_X4PASS where the input is
+ * word-aligned (XA: LDM of an address not a multiple of 4 is a UsageFault on a Cortex-M7, a
+ * hard fault without its handler; the memory plan puts tensors at any byte offset), else every
+ * word by LDR as any R (TN_S16_RUN's four a pass: the form before X4PASS, 548 on VWW's head) */
 #define TN_S16_RUN2(G4, G2)                                                                     \
     do {                                                                                        \
         const uint32_t n4 = n;                                                                  \
         TN_S16_PINX;                                                                            \
-        n &= 3u;                                                                                \
+        if (XA) n &= 3u;                                                                        \
         TN_S16_RUN_X(2, G4, G2);                                                                \
-        if (n4 >= 4u) {                                                                         \
+        if (XA && n4 >= 4u) {                                                                   \
             if (XB == 4u && XS) TN_S16_X4PASS(TN_S16_Q4, TN_S16_F4);                            \
             else if (XB == 4u) TN_S16_X4PASS(TN_S16_Q4, TN_S16_NOF);                            \
             else if (XS) TN_S16_X4PASS(TN_S16_Q2, TN_S16_F2);                                   \
@@ -2230,12 +2233,13 @@ TN_INLINE void tn_s16_store(uint8_t *TN_RESTRICT out, uint32_t c, uint32_t R, ui
 }
 
 /* Outputs c .. c + R - 1 (one block of R <= 6 rows, weights at w, word-aligned when ALIGNED)
- * over NG whole input words at in and (TAIL) the last word tw; returns w past the block. */
+ * over NG whole input words at in (word-aligned when XA: TN_S16_RUN2's LDM) and (TAIL) the
+ * last word tw; returns w past the block. */
 TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, const uint8_t *in,
                                       uint8_t *TN_RESTRICT out, uint32_t c, uint32_t R,
                                       uint32_t NG, uint32_t TAIL, uint32_t HALF, uint32_t tw,
-                                      uint32_t XB,
-                                      uint32_t XS, uint32_t ALIGNED, uint32_t F3, uint32_t PCS,
+                                      uint32_t XB, uint32_t XS, uint32_t XA,
+                                      uint32_t ALIGNED, uint32_t F3, uint32_t PCS,
                                       uint32_t PACK, uint32_t REQ, uint32_t NM, uint32_t ROUND,
                                       uint32_t OB, TN_RQ_ARGS)
 {
@@ -2280,7 +2284,7 @@ TN_INLINE const uint8_t *tn_s16_block(const tn_layer_t *l, const uint8_t *w, con
     { /* the host build, and a misaligned weight array: the same sums in C, a row at a time */
         const uint8_t *wg = w + 4u * R;
         const uint32_t flip = !XS ? 0u : XB == 4u ? 0x88888888u : 0xAAAAAAAAu;
-        (void)ALIGNED;
+        (void)ALIGNED; (void)XA;
         for (uint32_t r = 0; r < R; r++) {
             uint32_t a = tn_ld32(w + 4u * r);
             for (uint32_t g = 0; g < NG + TAIL; g++) {
@@ -2428,10 +2432,14 @@ TN_INLINE void tn_s16_one(const tn_layer_t *l, const uint8_t *w, uint32_t v, uin
 /* A small dense layer K -> N of 2 / 4-bit weights (kernels_m7.subfc16_weights' layout, above)
  * and XB = 2 / 4 / 8-bit inputs (DBL: 8-bit inputs, S = 2; PCS: 2 / 4-bit inputs, the PCS
  * form's shift R, 0 for the S form; RB: 2 / 4-bit inputs' rows per block, 4 or 6,
- * kernels_m7.subfc16.subfc16_block_rows; 8-bit inputs: 8 names ONE8, else unused). */
+ * kernels_m7.subfc16.subfc16_block_rows; 8-bit inputs: 8 names ONE8, else unused; XA: in is
+ * word-aligned, its arena offset a multiple of 4 in a word-aligned arena, kernels_m7.subconv
+ * ._subfc_call; 0 keeps every input word's load an LDR, any alignment: tn_s16_block's blocks
+ * of two rows load four words by one LDM where XA, an address not a multiple of 4 a hard
+ * fault on a Cortex-M7; 8-bit inputs: unused, tn_m7_fc16 tests the pointer itself). */
 TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_RESTRICT out,
                              uint32_t K, uint32_t N, uint32_t XB, uint32_t XS, uint32_t DBL,
-                             uint32_t PCS, uint32_t RB, uint32_t REQ, uint32_t NM,
+                             uint32_t PCS, uint32_t RB, uint32_t XA, uint32_t REQ, uint32_t NM,
                              uint32_t ROUND, uint32_t OB, TN_RQ_ARGS)
 {
     if (XB == 8u && RB == 8u) { /* ONE8: rows of their own over two words (K = 8) */
@@ -2467,11 +2475,11 @@ TN_INLINE void tn_m7_subfc16(const tn_layer_t *l, const uint8_t *in, uint8_t *TN
         for (b = 0; TAIL && 4u * NG + b < (K * XB + 7u) / 8u; b++)
             tw |= (uint32_t)in[4u * NG + b] << (8u * b);
         for (b = 0; b < full; b++)
-            w = tn_s16_block(l, w, in, out, RB * b, RB, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
-                             PCS, PACK, REQ, NM, ROUND, OB, TN_RQ);
+            w = tn_s16_block(l, w, in, out, RB * b, RB, NG, TAIL, HALF, tw, XB, XS, XA, aligned,
+                             F3, PCS, PACK, REQ, NM, ROUND, OB, TN_RQ);
         if (rest) /* packed too where its codes fill whole bytes (N = 128, R = 6: 2 rows) */
-            tn_s16_block(l, w, in, out, RB * full, rest, NG, TAIL, HALF, tw, XB, XS, aligned, F3,
-                         PCS, PACK && (rest * OB) % 8u == 0u, REQ, NM, ROUND, OB, TN_RQ);
+            tn_s16_block(l, w, in, out, RB * full, rest, NG, TAIL, HALF, tw, XB, XS, XA, aligned,
+                         F3, PCS, PACK && (rest * OB) % 8u == 0u, REQ, NM, ROUND, OB, TN_RQ);
     }
 }
 

@@ -296,8 +296,12 @@ def _subfc_call(step: Step, common: dict, zw: np.ndarray, rq: dict, u, arena: st
         # R (0: the S form; nonzero exactly where subfc16_scale gave them 2)
         eight = int(layer.in_bits) == 8
         pcs = 0 if eight else subfc16_pcs_shift(layer)
+        # XA: the input word-aligned (its arena offset a multiple of 4; the plan places tensors
+        # at any byte): its blocks of two rows then load four input words by one LDM, which
+        # hard-faults on a Cortex-M7 at an address not a multiple of 4 (else LDR, any address)
+        xa = int(int(step.in_offsets[0]) % 4 == 0)
         args = [int(layer.in_shape[0]), layer.out_channels, layer.in_bits, common["XS"],
-                int(eight and scale == 2), pcs, subfc16_block_rows(layer), common["REQ"],
+                int(eight and scale == 2), pcs, subfc16_block_rows(layer), xa, common["REQ"],
                 common["NM"], common["ROUND"], common["OB"], *rq.values()]
         return "    tn_m7_subfc16(l, in[0], out, " + ", ".join(u(a) for a in args) + ");\n"
     # UNP (LEAN 2) where the plan gave the step its buffer (a Keras-path graph: only where it
