@@ -16,7 +16,7 @@ from tinyopt.deploy import kernels_m7, mcu
 from tinyopt.integer import steps as steps_mod
 
 from tests._qemu_many import host_batch_fixture, check_many
-from tests.test_kernels_m7 import chain, host_check
+from tests.test_kernels_m7 import _conv, chain, host_check
 from tests.test_kernels_m7_sub import _dense
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on this machine")
@@ -125,6 +125,15 @@ def test_subfc16_chains_cover_the_widths():
     assert forms == {2, 16, 64}, forms
 
 
+def _sweep_ldm_graph():
+    """The kernel sweep's case subfc16_ldm_unaligned (tests/test_kernel_sweep.py KNOWN): a
+    pointwise layer's 36 signed 4-bit codes (18 bytes) put the dense layer's input at arena
+    offset 18; 36 -> 2 of 2-bit weights, a block of two rows over four words (hard fault
+    before XA)."""
+    return chain(7, [_conv((3, 1, 12), (12, 1, 1, 12), 2, 4, out_signed=True),
+                     dict(kind="flatten"), _dense(2, 36, 2, 8)], (3, 1, 12), 4, True, 0, "floor")
+
+
 # the steps of S16_CHAINS whose input is off a word boundary (in_offsets[0] % 4), each with a
 # block of two rows over at least four input words (TN_S16_RUN2's LDM form where aligned)
 S16_UNALIGNED = {"s16_unaligned_s4": ("l1", "l3")}
@@ -152,6 +161,11 @@ def test_subfc16_xa_follows_the_offset(tmp_path):
     assert [st for st, _ in unaligned] == list(S16_UNALIGNED["s16_unaligned_s4"]), seen
     assert {xb for _, xb in unaligned} == {2, 4}, unaligned
     assert sum(1 for _, xa, _, two in seen["s16_double_s4"] if xa and two) == 2, seen
+    e = codegen.export_c(_sweep_ldm_graph(), tmp_path / "sweep")
+    call = [line for line in (tmp_path / "sweep" / "model.c").read_text().splitlines()
+            if "tn_m7_subfc16(" in line]
+    assert e.steps[-1].in_offsets[0] == 18 and len(call) == 1, (e.steps[-1], call)
+    assert call[0].split(", ")[9:12] == ["6u", "0u", "1u"], call  # RB 6 (N = 2), XA 0, REQ
 
 
 def _one_dense(k, n, wb, xb, bias=None, signed=False, zin=0, rounding="floor", seed=3):
@@ -266,8 +280,10 @@ def _codes(graphs: dict) -> dict:
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_subfc16_under_qemu(qemu, tmp_path):
     """tn_m7_subfc16's assembly loops (4 / 2-bit inputs, signed and not, tails, every block
-    size and output width; 8-bit inputs: tn_m7_fc16) bit-exact under QEMU."""
+    size and output width; 8-bit inputs: tn_m7_fc16; blocks of two rows over inputs off a word
+    boundary: s16_unaligned_s4 and the sweep's case) bit-exact under QEMU."""
     graphs = {name: _s16_graph(name) for name in S16_CHAINS}
+    graphs["sweep_ldm"] = _sweep_ldm_graph()  # its dense layer's input at arena offset 18
     check_many(graphs, _codes(graphs), tmp_path, host_images=4, mcu_images=3)  # one program
 
 
