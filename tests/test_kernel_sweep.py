@@ -14,19 +14,54 @@ over every residue of K XB modulo 32 / 64 / 256 (the tail of the last word, the 
 mod 4 and 8 that the unrolled loops split on), tiny K, output channels not a multiple of 4 / 8 /
 16, odd pixel counts.
 
+Two streams of cases, each from seeds of its own (a stream added later leaves the earlier one's
+cases as they were):
+
+- the first (``draw``, ``TINYOPT_SWEEP_CASES``, default 300): dense, pointwise, conv2d,
+  depthwise and first layers, short chains, fused max pools; soft float (mcu.MCU_CFLAGS).
+- the second (``draw_more``, ``TINYOPT_SWEEP_MORE``, default 30), what the first never drew:
+  residual ADDs after a pointwise / 3x3 conv2d / 3x3 depthwise layer of sub-byte weights or
+  inputs, the other addend the graph input or an earlier layer's output (fused: tn_m7_sub and
+  tn_m7_subconv MODE 2, tn_m7_gemm MODE 2, the dw kernels' fused ADD; 10 % the layer's output
+  added to itself, which stays a stand-alone 2-input ADD step), roomy or lean; tn_m7_sub_sl
+  (``slide``: an 8-bit layer, then a 4-bit-weight layer of 8-bit codes and more output channels
+  whose output slides over its input, kernels_m7.sub.sub_slide_lanes; pointwise or 3x3, K, CO
+  and pixel counts drawn); tn_m7_sub's pixel pairs with lanes in the output's tail or the dead
+  input's head (``lanes``: TLO / HP, tn_m7_sub_epi); and first-stream cases (seeds from
+  FPU_SEEDS on) built hard float. Each case's ``abis``: the Cortex-M7 builds it runs in (the
+  new kinds soft or hard, drawn; ``fpu-*`` hard).
+
+Hard float: ``-mfloat-abi=hard -mfpu=fpv5-d16`` (what mcu.build_mcu(float_abi="hard") builds,
+most Cortex-M7 firmware; QEMU's mps2-an500 Cortex-M7 has the FPU, startup.c enables it), and
+each hard program's ELF is checked to carry the VFP ABI. The kernels' FPU-only forms (every
+``__ARM_FP`` in c/; the rest of the difference is GCC's register allocation and scheduling,
+which the whole hard draw exercises):
+
+- c/tn_m7_subconv.h: TN_SC_C4_ONE defaults to 1 with __ARM_FP, so TN_SC_C4_BLOCKS is
+  TN_SC_C4_ONE_BLOCKS (one asm statement per block; soft: TN_SC_C4_PARTS): tn_sc_block's
+  4-bit-weight RAW 2 sums, in tn_m7_subconv, tn_m7_subconv_epi and tn_m7_sub's pixel pairs
+  (TLO / HP, tn_m7_sub_epi, tn_m7_sub_sl).
+- c/tn_m7_subfc.h: ``__ARM_FP || TN_S16_END_MEM``: tn_m7_subfc16's blocks of 1, 2, 3, 5 and 6
+  rows (2 / 4-bit inputs) read their loop's end from memory (TN_S16_END_OP "m").
+- c/mcu/startup.c: the reset handler enables the FPU (CPACR) only with __ARM_FP.
+
+The coverage counts the hard builds' steps of each (FPU_FORMS).
+
 Not part of ``make test`` / ``make test-fast``: marked ``sweep``, deselected unless
-``TINYOPT_SWEEP=1`` (``make test-sweep``). ``TINYOPT_SWEEP_SEED`` (default 0) and
-``TINYOPT_SWEEP_CASES`` (default 300) choose the draw; ``TINYOPT_SWEEP_BATCH`` graphs share one
-host program and one Cortex-M7 program (tests/_qemu_many.py: a further graph in a unit costs
-~0.2 s of GCC, a lone build ~2 s). A layer the exporter refuses is counted, not a failure; only
-wrong outputs fail. Each batch prints the kernel forms its steps took; the last test prints the
-coverage of the whole sweep (run with ``-s`` to see it).
+``TINYOPT_SWEEP=1`` (``make test-sweep``). ``TINYOPT_SWEEP_SEED`` (default 0) chooses the draw;
+``TINYOPT_SWEEP_BATCH`` graphs share one host program and one Cortex-M7 program per float ABI
+(tests/_qemu_many.py: a further graph in a unit costs ~0.2 s of GCC, a lone build ~2 s). A
+layer the exporter refuses is counted, not a failure; only wrong outputs fail. Each batch prints
+the kernel forms its steps took; the last test prints the coverage of the whole sweep (run with
+``-s`` to see it): forms per kernel, the FPU-only forms the hard builds ran, kernels and MODEs
+never drawn.
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -34,8 +69,10 @@ import numpy as np
 import pytest
 
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
-from tinyopt.deploy import codegen, kernels_m7
+from tinyopt.deploy import codegen, kernels_m7, mcu, synth
+from tinyopt.icn import IntegerLayer
 from tinyopt.integer import steps as steps_mod
+from tinyopt.integer.arith import tflite_quantize_multiplier
 
 from tests._qemu_many import run_on_host, run_under_qemu
 from tests.test_dw_sub import _dwr
@@ -47,6 +84,11 @@ pytestmark = [pytest.mark.sweep,
 
 SEED = int(os.environ.get("TINYOPT_SWEEP_SEED", "0"))
 CASES = int(os.environ.get("TINYOPT_SWEEP_CASES", "300"))
+MORE = int(os.environ.get("TINYOPT_SWEEP_MORE", "30"))  # the second stream's cases
+FPU_SEEDS = 1_000_000  # the first stream's seeds that the second stream builds hard float
+# The Cortex-M7 flags of a hard-float build (mcu.build_mcu(float_abi="hard")): the FPU's forms
+HARD_CFLAGS = tuple("-mfloat-abi=hard" if f == "-mfloat-abi=soft" else f
+                    for f in mcu.MCU_CFLAGS) + (mcu.FPU_FLAG,)
 BATCH = int(os.environ.get("TINYOPT_SWEEP_BATCH", "50"))
 HOST_IMAGES, MCU_IMAGES = 4, 2  # image 1 (on both): every code at its lowest or highest
 
@@ -68,19 +110,31 @@ FORM_KEYS = {
 FORM_KEYS["tn_m7_sub_epi"] = FORM_KEYS["tn_m7_sub_sl"] = FORM_KEYS["tn_m7_sub"]
 FORM_KEYS["tn_m7_subconv_epi"] = FORM_KEYS["tn_m7_subconv"]
 
-# Cases that gave wrong outputs, shrunk, run first in every batch list: (name, case as draw()
-# returns it). subfc16_s4_k3: tn_m7_subfc16 over signed 4-bit inputs whose last word holds at
-# most half a word (K XB = 12: HALF's v | v << 8 ORed the flipped zeros of the high half over the
-# high lane), 8 of 16 values wrong on the host, the same under QEMU (seed 0 found 7 such layers,
-# signed 2 / 4-bit inputs, K XB % 32 in 10..16; K XB <= 8 stays exact).
+# Cases that gave wrong outputs (or faulted), shrunk, run first in every batch list: (name, case
+# as draw() returns it). subfc16_s4_k3: tn_m7_subfc16 over signed 4-bit inputs whose last word
+# holds at most half a word (K XB = 12: HALF's v | v << 8 ORed the flipped zeros of the high half
+# over the high lane), 8 of 16 values wrong on the host, the same under QEMU (seed 0 found 7 such
+# layers, signed 2 / 4-bit inputs, K XB % 32 in 10..16; K XB <= 8 stays exact).
+# subfc16_ldm_unaligned (session 22, second stream seed 0 case m163, shrunk): a pointwise layer
+# of 36 4-bit codes (18 bytes) puts its output, a dense layer's input, at arena offset 18; the
+# dense layer (36 -> 2, 2-bit weights) takes tn_m7_subfc16's R = 2 rows, whose four words a
+# pass are one LDM of the input (c/tn_m7_subfc.h TN_S16_X4PASS, "ldm %[x]!"): LDM of an address
+# not a multiple of 4 is a UsageFault on a Cortex-M7, so the program stops on a hard fault (soft
+# and hard float; the host twin is exact). K = 12 (one word: no LDM pass) runs.
 KNOWN: list = [
     ("subfc16_s4_k3", dict(args=dict(seed=5, layers=[_dense(1, 3, 4, 8)], in_shape=(3,),
                                      in_bits=4, signed=True, zin=0, rounding="floor"),
                            plan=dict(roomy=False, no_subfc16=False))),
+    ("subfc16_ldm_unaligned", dict(
+        args=dict(seed=7, layers=[_conv((3, 1, 12), (12, 1, 1, 12), 2, 4, out_signed=True),
+                                  dict(kind="flatten"), _dense(2, 36, 2, 8)],
+                  in_shape=(3, 1, 12), in_bits=4, signed=True, zin=0, rounding="floor"),
+        plan=dict(roomy=False, no_subfc16=False), abis=("soft", "hard"))),
 ]
 
-_STATS = {"cases": 0, "refused": Counter(), "host": 0, "qemu": 0, "forms": Counter(),
-          "kinds": Counter(), "tails": Counter(), "mismatch": [], "constant": 0}
+_STATS = {"cases": 0, "refused": Counter(), "host": 0, "qemu": Counter(), "forms": Counter(),
+          "kinds": Counter(), "tails": Counter(), "mismatch": [], "constant": 0,
+          "abi_forms": {"soft": Counter(), "hard": Counter()}}
 
 
 # ------------------------------------------------------------------------------ the draw
@@ -258,6 +312,202 @@ def draw(seed: int) -> tuple[str, dict]:
     return kind, dict(args=args, plan=plan)
 
 
+# ------------------------------------------------------------------------------ the second stream
+def _add_spec(rng, other: int, xb: int) -> dict:
+    """A residual ADD of ``other`` (-1: the graph input, else layer ``other``'s output) and the
+    last layer's output (``slot``: the last layer's place among the ADD's inputs); ``same``
+    (now and then): the last layer's output twice, which the exporter cannot fuse (a 2-input
+    step reading one tensor twice). Multipliers as TFLite's ADD makes them (s_i / 2 max s, each
+    at most 1/2), the sum's rescaled so that the output spans its codes."""
+    ob = xb if rng.random() < 0.6 else int(rng.choice([2, 4, 8]))
+    signed = bool(rng.random() < 0.4)
+    half = 1 << (ob - 1)
+    zp = int(rng.integers(-half, half) if signed else rng.integers(0, 2 * half)) \
+        if rng.random() < 0.5 else 0
+    shift = 20 if rng.random() < 0.7 else int(rng.integers(0, 25))
+    ra, rb = rng.uniform(0.1, 0.5, 2)
+    rc = 2.0 ** (ob - xb) / (ra + rb) * rng.uniform(0.4, 1.5) / (1 << shift)
+    return dict(other=other, slot=int(rng.integers(0, 2)), same=bool(rng.random() < 0.1),
+                reals=[float(ra), float(rb), float(rc)], left_shift=shift, out_bits=ob,
+                out_signed=signed, out_zero_point=zp,
+                rounding=str(rng.choice(["floor", "tflite_double", "tflite_single"])))
+
+
+def residual(seed, layers, add, tail, in_shape, in_bits, signed, zin, rounding):
+    """:func:`tests.test_kernels_m7.chain` of ``layers``, then the ADD of :func:`_add_spec`
+    (``add``), then ``tail`` (flatten and a dense layer, or nothing: the ADD's sum is the
+    graph's output), each calibrated as ``chain`` does."""
+    g = chain(seed, layers, in_shape, in_bits, signed, zin, rounding)
+    rng = np.random.default_rng([seed, 3])
+    last = g.layers[-1].name
+    other = g.input_name if add["other"] < 0 else g.layers[add["other"]].name
+    ins = (last, last) if add["same"] else (other, last) if add["slot"] else (last, other)
+    t0 = g.tensor(ins[0])
+    m0, n0 = tflite_quantize_multiplier(np.array(add["reals"]))
+    name = f"l{len(g.layers)}"
+    g.layers.append(IntegerLayer(
+        kind="add", name=name, in_shape=t0.shape, in_bits=t0.bits, in_signed=t0.signed,
+        in_zero_point=t0.zero_point, out_shape=t0.shape, out_bits=add["out_bits"],
+        out_signed=add["out_signed"], out_zero_point=add["out_zero_point"], inputs=ins,
+        outputs=(name,), left_shift=add["left_shift"], m0=m0, n0=n0, rounding=add["rounding"]))
+    lo = -(1 << (in_bits - 1)) if signed else 0
+    x = rng.integers(lo, lo + (1 << in_bits), (48, *in_shape))
+    for spec in tail:
+        spec = dict(spec)
+        kind = spec.pop("kind")
+        t = g.tensor(g.layers[-1].name)
+        common = dict(in_shape=t.shape, in_bits=t.bits, in_signed=t.signed,
+                      in_zero_point=t.zero_point)
+        if kind == "flatten":
+            g.layers.append(IntegerLayer(kind=kind, name=f"l{len(g.layers)}",
+                                         out_shape=(int(np.prod(t.shape)),), out_bits=t.bits,
+                                         out_signed=t.signed, out_zero_point=t.zero_point,
+                                         **common))
+            continue
+        wshape, wbits = spec.pop("wshape"), spec.pop("wbits")
+        per_channel, icn = spec.pop("per_channel", False), spec.pop("icn", False)
+        layer = IntegerLayer(kind=kind, name=f"l{len(g.layers)}", **common, **spec)
+        top = (1 << wbits) - 1
+        layer.set_weights(rng.integers(0, top + 1, wshape), wbits)
+        n = layer.out_channels if per_channel else 1
+        layer.weight_zero_point = rng.integers(top // 4, top - top // 4 + 1, n).astype(np.int32)
+        g.layers.append(layer)
+        synth.calibrate_layer(g, layer, x, rng, icn, 0.0 if rounding != "floor" else 0.25)
+    g.validate()
+    return g
+
+
+def _same_conv(rng, h, w, c, xb, ob, signed, zp, kind) -> dict:
+    """A layer of ``kind`` (pointwise, 3x3 stride-1 SAME conv2d, 3x3 depthwise) from h x w x c
+    codes of ``xb`` bits to h x w x c of ``ob`` bits of the given signedness and zero point
+    (what a residual ADD adds to its other addend), sub-byte weights or inputs."""
+    spec = _weights(rng)
+    while kind != "depthwise" and not _sub_byte(xb, spec):
+        spec = _weights(rng)
+    o = dict(out_signed=signed, out_zero_point=zp)
+    if kind == "depthwise":
+        return _dwr(c, h, w, spec.pop("wbits"), ob, stride=1,
+                    pad_mode=str(rng.choice(["zero", "zero_point"])), **spec, **o)
+    if kind == "pointwise":
+        return _conv((h, w, c), (c, 1, 1, c), spec.pop("wbits"), ob, **spec, **o)
+    layer = _conv((h, w, c), (c, 3, 3, c), spec.pop("wbits"), ob, padding=(1, 1, 1, 1),
+                  **spec, **o)
+    if rng.random() < 0.4:
+        layer["pad_mode"] = "zero"
+    return layer
+
+
+def _head_layers(rng, n: int, bits: int) -> list[dict]:
+    """Flatten and a small dense layer over ``n`` codes of ``bits`` bits (the step before it no
+    longer writes the graph's output: the planner may place it over its input)."""
+    spec = _weights(rng)
+    while not _sub_byte(bits, spec):
+        spec = _weights(rng)
+    o = _out(rng, True, True)
+    return [dict(kind="flatten"),
+            _dense(int(rng.integers(1, 12)), n, spec.pop("wbits"), o.pop("out_bits"), **spec,
+                   **o)]
+
+
+def _draw_residual(rng, rounding) -> tuple[str, dict]:
+    """x -> [a ->] p -> ADD(p, a or x) [-> flatten -> dense]: the ADD fused into p's step
+    (tn_m7_sub / tn_m7_subconv MODE 2, the dw kernels' fused ADD, or the portable arithmetic),
+    or, for ``same``, a stand-alone ADD step."""
+    xb = int(rng.choice([2, 4, 8], p=[0.4, 0.4, 0.2]))
+    signed, zin = _input(rng, xb)
+    h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+    c = int(rng.integers(1, 13)) if rng.random() < 0.6 else _k_codes(rng, xb, max_words=4)
+    layers, other, bits, sg, zp = [], -1, xb, signed, zin
+    if rng.random() < 0.4:  # a layer first: the ADD's other addend is an intermediate tensor
+        bits = int(rng.choice([2, 4, 8]))
+        sg, zp = _input(rng, bits)
+        kind = str(rng.choice(["pointwise", "conv2d", "depthwise"]))
+        layers.append(_same_conv(rng, h, w, c, xb, bits, sg, zp, kind))
+        other = 0
+    kind = str(rng.choice(["pointwise", "conv2d", "depthwise"], p=[0.45, 0.35, 0.2]))
+    layers.append(_same_conv(rng, h, w, c, bits, bits, sg, zp, kind))
+    add = _add_spec(rng, other, bits)
+    tail = _head_layers(rng, h * w * c, add["out_bits"]) if rng.random() < 0.4 else []
+    args = dict(layers=layers, add=add, tail=tail, in_shape=(h, w, c), in_bits=xb,
+                signed=signed, zin=zin, rounding=rounding)
+    return "residual", dict(build="residual", args=args)
+
+
+def _draw_pairs(rng, rounding, slide: bool) -> tuple[str, dict]:
+    """A layer, then a conv2d / pointwise layer of 2 / 4-bit weights and 4 | CO that tn_m7_sub's
+    FC form takes in the lean plan (no scratch is free), then a small dense layer: where the
+    layer's output slides over its 8-bit input (``slide``: 4-bit weights, 8-bit outputs, more
+    output channels than input ones) tn_m7_sub_sl's pairs (kernels_m7.sub.sub_slide_lanes),
+    else the pairs with lanes in the output's tail or the dead input's head (TLO / HP,
+    tn_m7_sub_epi)."""
+    xb = 8 if slide else int(rng.choice([2, 4, 8]))
+    h, w = int(rng.integers(2, 11)), int(rng.integers(2, 11))
+    signed, zin = _input(rng, 8)
+    # C a multiple of the lane group (4 for 8-bit codes, a word of sub-byte ones) mostly: one
+    # weight array for both forms (kernels_m7.sub.sub_lane_layout), which the pairs ask
+    group = 4 if xb == 8 else 32 // xb
+    c = (group * int(rng.integers(1, 9 if xb == 8 else 4)) if rng.random() < 0.75
+         else int(rng.integers(1, 33)))
+    # the pairs' step the arena's peak (its output larger than what came before: nothing is
+    # free around it, so the lean plan): a narrow input, more output than input channels
+    c0 = int(rng.integers(1, c // 2 + 2))
+    co = 4 * max(1, -(-int(c * rng.uniform(1.5, 3.0)) // 4)) if slide else \
+        4 * int(rng.integers(1, 13))
+    sg, zp = _input(rng, xb)
+    spec = _weights(rng, 8 if slide else rng.choice([2, 4, 8]))
+    first = _conv((h, w, c), (c, 1, 1, c0), spec.pop("wbits"), xb, out_signed=sg,
+                  out_zero_point=zp, **spec)
+    spec = _weights(rng, 4 if slide else rng.choice([2, 4]))
+    ob = 8 if slide else int(rng.choice([2, 4, 8]))
+    o = dict(out_signed=bool(rng.random() < 0.4))
+    if rng.random() < 0.3:
+        half = 1 << (ob - 1)
+        o["out_zero_point"] = int(rng.integers(-half, half) if o["out_signed"]
+                                  else rng.integers(0, 2 * half))
+    if rng.random() < 0.5:
+        second, shape = _conv((h, w, co), (co, 1, 1, c), spec.pop("wbits"), ob, **spec,
+                              **o), (h, w, co)
+    else:
+        stride = int(rng.choice([1, 2]))
+        pad = str(rng.choice(["same", "valid"])) if min(h, w) >= 3 else "same"
+        if pad == "same":
+            oh, pt, pb = _same(h, 3, stride)
+            ow, pl, pr = _same(w, 3, stride)
+        else:
+            pt = pb = pl = pr = 0
+            oh, ow = (h - 3) // stride + 1, (w - 3) // stride + 1
+        second, shape = _conv((oh, ow, co), (co, 3, 3, c), spec.pop("wbits"), ob,
+                              stride=(stride, stride), padding=(pt, pb, pl, pr), **spec,
+                              **o), (oh, ow, co)
+    layers = [first, second, *_head_layers(rng, int(np.prod(shape)), ob)]
+    args = dict(seed=0, layers=layers, in_shape=(h, w, c0), in_bits=8, signed=signed, zin=zin,
+                rounding=rounding)
+    return ("slide" if slide else "lanes"), dict(args=args)
+
+
+def draw_more(seed: int) -> tuple[str, dict]:
+    """Case ``seed`` of the second stream (its own seeds: the first stream's cases stay as they
+    were): residual ADDs, tn_m7_sub's pixel pairs (sliding, tail / head lanes), and first-stream
+    cases built with the FPU (hard float). Its ``abis``: the Cortex-M7 builds it runs in."""
+    rng = np.random.default_rng([SEED, seed, 29])
+    kind = str(rng.choice(["residual", "slide", "lanes", "fpu"], p=[0.35, 0.2, 0.15, 0.3]))
+    if kind == "fpu":  # a first-stream draw (seeds past any first-stream run's), hard float
+        name, case = draw(FPU_SEEDS + seed)
+        return f"fpu-{name}", dict(case, abis=("hard",))
+    rounding = "floor" if rng.random() < 0.55 else "tflite_double"
+    if kind == "residual":
+        name, case = _draw_residual(rng, rounding)
+    else:
+        name, case = _draw_pairs(rng, rounding, kind == "slide")
+    case["args"]["seed"] = 50000 + seed
+    roomy = kind == "residual" and rng.random() < 0.35  # MODE 2 of tn_m7_subconv too
+    case["plan"] = dict(roomy=roomy, no_subfc16=False)
+    # one float ABI each (half the Cortex-M7 builds of both): across seeds every form of these
+    # kinds runs soft and hard
+    case["abis"] = ("hard",) if rng.random() < 0.5 else ("soft",)
+    return name, case
+
+
 def images(g, n: int, seed: int) -> np.ndarray:
     """``n`` input images of ``g``: image 1 every code at its lowest or highest (the
     accumulators' extremes), the others uniform over the codes."""
@@ -272,7 +522,7 @@ def images(g, n: int, seed: int) -> np.ndarray:
 
 def export(case: dict, out_dir: Path):
     """The graph of ``case`` and its export under the case's plan patches."""
-    g = chain(**case["args"])
+    g = (residual if case.get("build") == "residual" else chain)(**case["args"])
     with pytest.MonkeyPatch.context() as mp:
         if case["plan"]["roomy"]:  # tn_m7_subconv / the dw row kernel wherever they fit
             mp.setattr(steps_mod, "SCRATCH_ONLY_WHERE_FREE", False)
@@ -336,9 +586,35 @@ def _diff(got, want) -> str:
             f"{want[bad][:6].tolist()}")
 
 
+def _hard_float_elf(elf: Path) -> None:
+    """Assert that ``elf`` was built for the FPU (hard-float ABI, FPv5 D16): a hard batch that
+    silently built soft float would run no FPU form."""
+    readelf = shutil.which("arm-none-eabi-readelf")
+    if readelf is None:
+        return
+    attrs = subprocess.run([readelf, "-A", str(elf)], capture_output=True, text=True).stdout
+    assert "Tag_ABI_VFP_args: VFP registers" in attrs and "FPv5" in attrs, attrs[-800:]
+
+
+def run_mcu(built: list, tmp: Path, abi: str) -> list[np.ndarray]:
+    """``built``'s exports in one Cortex-M7 program of float ABI ``abi`` (soft: mcu.MCU_CFLAGS;
+    hard: :data:`HARD_CFLAGS`, the FPU's forms: c/tn_m7_subconv.h TN_SC_C4_ONE,
+    c/tn_m7_subfc.h's end of tn_m7_subfc16's loops in memory), run under QEMU on their first
+    :data:`MCU_IMAGES` images."""
+    work = tmp / f"many_{abi}"
+    with pytest.MonkeyPatch.context() as mp:
+        if abi == "hard":
+            mp.setattr(mcu, "MCU_CFLAGS", HARD_CFLAGS)
+        outs = run_under_qemu([b[3] for b in built], [b[4][:MCU_IMAGES] for b in built], work)
+    if abi == "hard":
+        _hard_float_elf(work / "many.elf")
+    return outs
+
+
 def run_batch(cases: list[tuple[str, dict]], tmp: Path, qemu_ok: bool) -> list[str]:
     """Export every case (refusals counted), run them all in one host program and one
-    Cortex-M7 program, compare each with the simulator; returns the mismatches."""
+    Cortex-M7 program per float ABI of the cases (``abis``, default soft), compare each with the
+    simulator; returns the mismatches."""
     built, bad = [], []
     protos = None
     for name, case in cases:
@@ -356,6 +632,8 @@ def run_batch(cases: list[tuple[str, dict]], tmp: Path, qemu_ok: bool) -> list[s
         fs = forms(e, protos)
         for f in fs:
             _STATS["forms"][f[1:]] += 1
+            for abi in case.get("abis", ("soft",)):
+                _STATS["abi_forms"][abi][f[1:]] += 1
         for layer in g.layers:
             if _tail(layer):
                 _STATS["tails"][_tail(layer)] += 1
@@ -369,20 +647,38 @@ def run_batch(cases: list[tuple[str, dict]], tmp: Path, qemu_ok: bool) -> list[s
         _STATS["host"] += 1
         if not np.array_equal(got, want):
             bad.append(f"HOST {name} {case} forms {fs}: {_diff(got, want)}")
-    if qemu_ok:
-        outs = run_under_qemu(exports, [x[:MCU_IMAGES] for x in xs], tmp / "many")
-        for (name, case, g, e, x, want, fs), got in zip(built, outs):
-            _STATS["qemu"] += 1
+    for abi in ("soft", "hard") if qemu_ok else ():
+        part = [b for b in built if abi in b[1].get("abis", ("soft",))]
+        if not part:
+            continue
+        try:
+            outs = run_mcu(part, tmp, abi)
+        except RuntimeError as exc:  # a fault: each case alone, to name it and check the rest
+            outs = []
+            for k, b in enumerate(part):
+                try:
+                    outs.append(run_mcu([b], tmp / f"alone{k}", abi)[0])
+                except RuntimeError as alone:
+                    outs.append(None)
+                    bad.append(f"QEMU {abi} float {b[0]} {b[1]} forms {b[6]}: {alone}")
+            assert any(o is None for o in outs), f"the batch faulted, no case alone does: {exc}"
+        for (name, case, g, e, x, want, fs), got in zip(part, outs):
+            if got is None:
+                continue
+            _STATS["qemu"][abi] += 1
             if not np.array_equal(got, want[:MCU_IMAGES]):
-                bad.append(f"QEMU {name} {case} forms {fs}: {_diff(got, want[:MCU_IMAGES])}")
+                bad.append(f"QEMU {abi} float {name} {case} forms {fs}: "
+                           f"{_diff(got, want[:MCU_IMAGES])}")
     _STATS["mismatch"].extend(bad)
     return bad
 
 
 def _batches() -> list[list[tuple[str, dict]]]:
+    """The first stream's batches (the known cases first), then the second stream's own."""
     cases = [(f"{kind}_{k}", case) for k in range(CASES) for kind, case in [draw(k)]]
     cases = [(f"known_{n}", case) for n, case in KNOWN] + cases
-    return [cases[i:i + BATCH] for i in range(0, len(cases), BATCH)]
+    more = [(f"{kind}_m{k}", case) for k in range(MORE) for kind, case in [draw_more(k)]]
+    return [part[i:i + BATCH] for part in (cases, more) for i in range(0, len(part), BATCH)]
 
 
 @pytest.mark.parametrize("batch", range(len(_batches())))
@@ -397,12 +693,41 @@ def test_sweep_batch(tmp_path, batch):
     assert not bad, "\n".join(bad)
 
 
+# Forms that only an FPU build compiles (every __ARM_FP in c/, see the module's docstring):
+# what reaches each, as alternatives of (kernel, its form keys' values), counted among the
+# hard-float builds' steps
+FPU_FORMS = {
+    "TN_SC_C4_ONE_BLOCKS in tn_m7_subconv (4-bit weights, RAW 2)": [
+        ("tn_m7_subconv", "WB=4", "RAW=2")],
+    "TN_SC_C4_ONE_BLOCKS in tn_m7_subconv_epi": [("tn_m7_subconv_epi", "WB=4", "RAW=2")],
+    "TN_SC_C4_ONE_BLOCKS in tn_m7_sub's pixel pairs (TLO / HP, tn_m7_sub_epi)": [
+        (k, "WB=4", lanes) for k in ("tn_m7_sub", "tn_m7_sub_epi")
+        for lanes in ("TLO!=0", "HP!=0")],
+    "TN_SC_C4_ONE_BLOCKS in tn_m7_sub_sl's pixel pairs": [("tn_m7_sub_sl", "WB=4")],
+    "TN_S16_END_OP in memory (tn_m7_subfc16, 2 / 4-bit inputs)": [("tn_m7_subfc16", "XB!=8")],
+}
+
+
+def _matches(form: tuple, alternatives: list) -> bool:
+    """Does ``form`` (kernel, its key=value strings) match one of ``alternatives`` (kernel and
+    key=value / key!=value conditions)?"""
+    kernel, values = form
+    got = dict(v.split("=", 1) for v in values)
+    for want in alternatives:
+        if want[0] == kernel and all(
+                (got.get(c.split("!=")[0]) != c.split("!=")[1]) if "!=" in c
+                else got.get(c.split("=")[0]) == c.split("=")[1] for c in want[1:]):
+            return True
+    return False
+
+
 def test_sweep_coverage():
     """Print what the sweep covered (runs last: the batches fill the counts)."""
     s = _STATS
     print(f"\nsweep seed {SEED}: {s['cases']} cases, {sum(s['refused'].values())} refused, "
-          f"{s['host']} checked on the host, {s['qemu']} under QEMU, {s['constant']} with a "
-          f"constant output, {len(s['mismatch'])} mismatches")
+          f"{s['host']} checked on the host, {s['qemu']['soft']} under QEMU soft float and "
+          f"{s['qemu']['hard']} hard float, {s['constant']} with a constant output, "
+          f"{len(s['mismatch'])} mismatches")
     print("kinds:", dict(s["kinds"]))
     for why, n in s["refused"].most_common():
         print(f"  refused {n}x: {why}")
@@ -416,4 +741,16 @@ def test_sweep_coverage():
             print(f"    {s['forms'][f]:4d}  {' '.join(f[1])}")
     for t, n in sorted(s["tails"].items()):
         print(f"  {n:4d}  {t}")
+    hard = s["abi_forms"]["hard"]
+    print(f"hard float (FPU) builds: {sum(hard.values())} steps, {len(hard)} distinct forms")
+    for what, want in FPU_FORMS.items():
+        steps = sum(n for f, n in hard.items() if _matches(f, want))
+        print(f"  {steps:4d}  {what}")
+    never = sorted(k for k in FORM_KEYS if k not in by_kernel)
+    print("kernels never drawn:", ", ".join(never) or "none")
+    for kernel, modes in (("tn_m7_sub", "012"), ("tn_m7_subconv", "012")):
+        seen = {v.split("=")[1] for f in s["forms"] if f[0] == kernel for v in f[1]
+                if v.startswith("MODE=")}
+        print(f"{kernel} MODE never drawn:", ", ".join(m for m in modes if m not in seen)
+              or "none")
     assert s["cases"] == 0 or s["host"] > 0, "no case was built"
