@@ -410,23 +410,27 @@ def _head_layers(rng, n: int, bits: int) -> list[dict]:
 
 
 def _draw_residual(rng, rounding) -> tuple[str, dict]:
-    """x -> [a ->] p -> ADD(p, a or x) [-> flatten -> dense]: the ADD fused into p's step
+    """x -> [a ->] p -> ADD(p, a or x) [-> flatten -> dense] (the other addend p's own input, or
+    x past a: another tensor than the step's input): the ADD fused into p's step
     (tn_m7_sub / tn_m7_subconv MODE 2, the dw kernels' fused ADD, or the portable arithmetic),
     or, for ``same``, a stand-alone ADD step."""
     xb = int(rng.choice([2, 4, 8], p=[0.4, 0.4, 0.2]))
     signed, zin = _input(rng, xb)
     h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
     c = int(rng.integers(1, 13)) if rng.random() < 0.6 else _k_codes(rng, xb, max_words=4)
-    layers, other, bits, sg, zp = [], -1, xb, signed, zin
-    if rng.random() < 0.4:  # a layer first: the ADD's other addend is an intermediate tensor
+    layers, other = [], -1
+    bits, sg, zp = xb, signed, zin  # the input of the layer the ADD follows
+    obits, osg, ozp = xb, signed, zin  # its output: the other addend's bits, sign, zero point
+    if rng.random() < 0.6:  # a layer first: the ADD's other addend is its input or its output
         bits = int(rng.choice([2, 4, 8]))
         sg, zp = _input(rng, bits)
         kind = str(rng.choice(["pointwise", "conv2d", "depthwise"]))
         layers.append(_same_conv(rng, h, w, c, xb, bits, sg, zp, kind))
-        other = 0
+        if rng.random() < 0.5:  # the step's own input (in[0] == other) or another tensor
+            other, obits, osg, ozp = 0, bits, sg, zp
     kind = str(rng.choice(["pointwise", "conv2d", "depthwise"], p=[0.45, 0.35, 0.2]))
-    layers.append(_same_conv(rng, h, w, c, bits, bits, sg, zp, kind))
-    add = _add_spec(rng, other, bits)
+    layers.append(_same_conv(rng, h, w, c, bits, obits, osg, ozp, kind))
+    add = _add_spec(rng, other, obits)
     tail = _head_layers(rng, h * w * c, add["out_bits"]) if rng.random() < 0.4 else []
     args = dict(layers=layers, add=add, tail=tail, in_shape=(h, w, c), in_bits=xb,
                 signed=signed, zin=zin, rounding=rounding)
