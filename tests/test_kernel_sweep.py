@@ -121,6 +121,12 @@ FORM_KEYS["tn_m7_subconv_epi"] = FORM_KEYS["tn_m7_subconv"]
 # pass are one LDM of the input (c/tn_m7_subfc.h TN_S16_X4PASS, "ldm %[x]!"): LDM of an address
 # not a multiple of 4 is a UsageFault on a Cortex-M7, so the program stops on a hard fault (soft
 # and hard float; the host twin is exact). K = 12 (one word: no LDM pass) runs.
+# fc16_hard_impossible (session 22, second stream seed 1 case m52, less its first layer): a 3x3 / 2
+# w4a8 conv2d (10 x 10 x 10 -> 5 x 5 x 28, tn_m7_sub's FC form), then a dense layer 700 -> 2 of
+# 2-bit weights over its 8-bit codes (tn_m7_subfc16 -> tn_m7_fc16, R = 2 on a word-aligned input:
+# TN_F16_RUN_XSX(2), c/tn_m7_gemm.h:1002 -> TN_F16_ASMX, line 823): model.c does not compile hard
+# float at -O2 ("'asm' operand has impossible constraints"); soft float builds and is exact, and
+# the dense layer alone (the same constants) or after a stride-1 conv2d compiles hard.
 KNOWN: list = [
     ("subfc16_s4_k3", dict(args=dict(seed=5, layers=[_dense(1, 3, 4, 8)], in_shape=(3,),
                                      in_bits=4, signed=True, zin=0, rounding="floor"),
@@ -130,6 +136,12 @@ KNOWN: list = [
                                   dict(kind="flatten"), _dense(2, 36, 2, 8)],
                   in_shape=(3, 1, 12), in_bits=4, signed=True, zin=0, rounding="floor"),
         plan=dict(roomy=False, no_subfc16=False), abis=("soft", "hard"))),
+    ("fc16_hard_impossible", dict(
+        args=dict(seed=7, layers=[
+            _conv((5, 5, 28), (28, 3, 3, 10), 4, 8, stride=(2, 2), padding=(0, 1, 0, 1),
+                  per_channel=True), dict(kind="flatten"), _dense(2, 700, 2, 8, icn=True)],
+            in_shape=(10, 10, 10), in_bits=8, signed=False, zin=0, rounding="floor"),
+        plan=dict(roomy=False, no_subfc16=False), abis=("hard",))),
 ]
 
 _STATS = {"cases": 0, "refused": Counter(), "host": 0, "qemu": Counter(), "forms": Counter(),
