@@ -348,7 +348,19 @@ def _add_spec(rng, other: int, xb: int) -> dict:
 def residual(seed, layers, add, tail, in_shape, in_bits, signed, zin, rounding):
     """:func:`tests.test_kernels_m7.chain` of ``layers``, then the ADD of :func:`_add_spec`
     (``add``), then ``tail`` (flatten and a dense layer, or nothing: the ADD's sum is the
-    graph's output), each calibrated as ``chain`` does."""
+    graph's output), each calibrated as ``chain`` does.
+
+    Arguments:
+        seed: the weights' and calibration's seed; layers: ``chain``'s layer dicts (the last one
+            is the ADD's addend); add: :func:`_add_spec`'s dict; tail: layer dicts after the ADD;
+        in_shape, in_bits, signed, zin, rounding: the graph input and rounding, as ``chain``.
+
+    Returns:
+        The validated IntegerGraph.
+
+    Raises:
+        ValueError: the graph does not validate (a draw that breaks the ADD's rules).
+    """
     g = chain(seed, layers, in_shape, in_bits, signed, zin, rounding)
     rng = np.random.default_rng([seed, 3])
     last = g.layers[-1].name
@@ -504,7 +516,16 @@ def _draw_pairs(rng, rounding, slide: bool) -> tuple[str, dict]:
 def draw_more(seed: int) -> tuple[str, dict]:
     """Case ``seed`` of the second stream (its own seeds: the first stream's cases stay as they
     were): residual ADDs, tn_m7_sub's pixel pairs (sliding, tail / head lanes), and first-stream
-    cases built with the FPU (hard float). Its ``abis``: the Cortex-M7 builds it runs in."""
+    cases built with the FPU (hard float).
+
+    Arguments:
+        seed: the case's index in the stream (with ``TINYOPT_SWEEP_SEED``).
+
+    Returns:
+        (its kind, the case: ``args`` of its builder, ``build`` "residual" for
+        :func:`residual` else ``chain``, ``plan`` patches, ``abis``: the Cortex-M7 builds it
+        runs in, "soft" and / or "hard").
+    """
     rng = np.random.default_rng([SEED, seed, 29])
     kind = str(rng.choice(["residual", "slide", "lanes", "fpu"], p=[0.35, 0.2, 0.15, 0.3]))
     if kind == "fpu":  # a first-stream draw (seeds past any first-stream run's), hard float
@@ -616,7 +637,19 @@ def run_mcu(built: list, tmp: Path, abi: str) -> list[np.ndarray]:
     """``built``'s exports in one Cortex-M7 program of float ABI ``abi`` (soft: mcu.MCU_CFLAGS;
     hard: :data:`HARD_CFLAGS`, the FPU's forms: c/tn_m7_subconv.h TN_SC_C4_ONE,
     c/tn_m7_subfc.h's end of tn_m7_subfc16's loops in memory), run under QEMU on their first
-    :data:`MCU_IMAGES` images."""
+    :data:`MCU_IMAGES` images.
+
+    Arguments:
+        built: run_batch's tuples (name, case, graph, export, images, ...).
+        tmp: the batch's folder; abi: "soft" or "hard".
+
+    Returns:
+        Each export's outputs.
+
+    Raises:
+        RuntimeError: the build (objcache.BuildError) or QEMU (a fault) failed.
+        AssertionError: a hard program's ELF does not carry the VFP ABI.
+    """
     work = tmp / f"many_{abi}"
     with pytest.MonkeyPatch.context() as mp:
         if abi == "hard":
