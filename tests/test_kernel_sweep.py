@@ -113,9 +113,8 @@ FORM_KEYS["tn_m7_subconv_epi"] = FORM_KEYS["tn_m7_subconv"]
 # Cases that gave wrong outputs (or faulted, or did not build), shrunk, a batch of their own run
 # first: (name, case as draw() returns it). subfc16_s4_k3: tn_m7_subfc16 over signed 4-bit inputs
 # whose last word holds at most half a word (K XB = 12: HALF's v | v << 8 ORed the flipped zeros
-# of the high half
-# over the high lane), 8 of 16 values wrong on the host, the same under QEMU (seed 0 found 7 such
-# layers, signed 2 / 4-bit inputs, K XB % 32 in 10..16; K XB <= 8 stays exact).
+# of the high half over the high lane), 8 of 16 values wrong on the host, the same under QEMU
+# (seed 0 found 7 such layers, signed 2 / 4-bit inputs, K XB % 32 in 10..16; K XB <= 8 exact).
 # subfc16_ldm_unaligned (session 22, second stream seed 0 case m163, shrunk): a pointwise layer
 # of 36 4-bit codes (18 bytes) puts its output, a dense layer's input, at arena offset 18; the
 # dense layer (36 -> 2, 2-bit weights) takes tn_m7_subfc16's R = 2 rows, whose four words a
