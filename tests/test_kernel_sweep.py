@@ -127,6 +127,12 @@ FORM_KEYS["tn_m7_subconv_epi"] = FORM_KEYS["tn_m7_subconv"]
 # TN_F16_RUN_XSX(2), c/tn_m7_gemm.h:1002 -> TN_F16_ASMX, line 823): model.c does not compile hard
 # float at -O2 ("'asm' operand has impossible constraints"); soft float builds and is exact, and
 # the dense layer alone (the same constants) or after a stride-1 conv2d compiles hard.
+# subconv_add_hard_impossible (session 22, second stream seed 2 case m289 less its dense tail): a
+# 3x3 depthwise layer (8-bit weights, 2-bit signed codes to 8-bit ones), a 3x3 conv2d of 4-bit
+# weights over them (47 -> 47 channels, 2 x 4 pixels, 2-bit signed outputs) fused with the ADD of
+# the graph input (roomy: tn_m7_subconv MODE 2, RAW 1): model.c does not compile hard float at
+# -O2 (tn_m7_subconv.h:682 TN_SC_BLOCKS(TN_SC_G4R1) -> TN_RUN4, tn_m7_core.h:89: impossible
+# constraints); soft float builds and is exact.
 KNOWN: list = [
     ("subfc16_s4_k3", dict(args=dict(seed=5, layers=[_dense(1, 3, 4, 8)], in_shape=(3,),
                                      in_bits=4, signed=True, zin=0, rounding="floor"),
@@ -142,6 +148,17 @@ KNOWN: list = [
                   per_channel=True), dict(kind="flatten"), _dense(2, 700, 2, 8, icn=True)],
             in_shape=(10, 10, 10), in_bits=8, signed=False, zin=0, rounding="floor"),
         plan=dict(roomy=False, no_subfc16=False), abis=("hard",))),
+    ("subconv_add_hard_impossible", dict(
+        build="residual",
+        args=dict(seed=50289, layers=[
+            _dwr(47, 2, 4, 8, 8, pad_mode="zero", per_channel=True),
+            _conv((2, 4, 47), (47, 3, 3, 47), 4, 2, padding=(1, 1, 1, 1), out_signed=True,
+                  out_zero_point=-2)],
+            add=dict(other=-1, slot=1, same=False, left_shift=6, out_bits=2, out_signed=False,
+                     out_zero_point=0, rounding="tflite_double",
+                     reals=[0.33491335503790537, 0.1300154171515968, 0.05011329976275543]),
+            tail=[], in_shape=(2, 4, 47), in_bits=2, signed=True, zin=-2, rounding="floor"),
+        plan=dict(roomy=True, no_subfc16=False), abis=("hard",))),
 ]
 
 _STATS = {"cases": 0, "refused": Counter(), "host": 0, "qemu": Counter(), "forms": Counter(),
