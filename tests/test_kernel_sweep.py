@@ -69,14 +69,14 @@ import numpy as np
 import pytest
 
 import tinyopt  # noqa: F401  (prepares TensorFlow before tf_keras)
-from tinyopt.deploy import codegen, kernels_m7, mcu, synth
+from tinyopt.deploy import codegen, kernels_m7, mcu
 from tinyopt.icn import IntegerLayer
 from tinyopt.integer import steps as steps_mod
 from tinyopt.integer.arith import tflite_quantize_multiplier
 
 from tests._qemu_many import run_on_host, run_under_qemu
 from tests.test_dw_sub import _dwr
-from tests.test_kernels_m7 import _conv, chain
+from tests.test_kernels_m7 import _conv, chain, weighted_layer
 from tests.test_kernels_m7_sub import _dense
 
 pytestmark = [pytest.mark.sweep,
@@ -418,15 +418,7 @@ def residual(seed, layers, add, tail, in_shape, in_bits, signed, zin, rounding):
                                          out_signed=t.signed, out_zero_point=t.zero_point,
                                          **common))
             continue
-        wshape, wbits = spec.pop("wshape"), spec.pop("wbits")
-        per_channel, icn = spec.pop("per_channel", False), spec.pop("icn", False)
-        layer = IntegerLayer(kind=kind, name=f"l{len(g.layers)}", **common, **spec)
-        top = (1 << wbits) - 1
-        layer.set_weights(rng.integers(0, top + 1, wshape), wbits)
-        n = layer.out_channels if per_channel else 1
-        layer.weight_zero_point = rng.integers(top // 4, top - top // 4 + 1, n).astype(np.int32)
-        g.layers.append(layer)
-        synth.calibrate_layer(g, layer, x, rng, icn, 0.0 if rounding != "floor" else 0.25)
+        weighted_layer(g, kind, spec, common, x, rng, rounding != "floor")
     g.validate()
     return g
 

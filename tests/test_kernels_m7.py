@@ -28,6 +28,23 @@ needs_fc = pytest.mark.skipif(not steps_mod.OWN_WEIGHT_ORDER,
                               "their own weight order, kernels_m7.Choice.weights)")
 
 
+
+def weighted_layer(g, kind: str, spec: dict, common: dict, x, rng, tfl: bool) -> IntegerLayer:
+    """A layer of ``kind`` with random weights (``spec``: wshape, wbits, optionally per_channel /
+    icn, the layer's other fields), zero points in the middle half of the codes, appended to
+    ``g`` and calibrated on ``x`` (``tfl``: a TFLite rounding, no floor offset)."""
+    spec = dict(spec)
+    wshape, wbits = spec.pop("wshape"), spec.pop("wbits")
+    per_channel, icn = spec.pop("per_channel", False), spec.pop("icn", False)
+    layer = IntegerLayer(kind=kind, name=f"l{len(g.layers)}", **common, **spec)
+    top = (1 << wbits) - 1
+    layer.set_weights(rng.integers(0, top + 1, wshape), wbits)
+    n = layer.out_channels if per_channel else 1
+    layer.weight_zero_point = rng.integers(top // 4, top - top // 4 + 1, n).astype(np.int32)
+    g.layers.append(layer)
+    synth.calibrate_layer(g, layer, x, rng, icn, 0.0 if tfl else 0.25)
+    return layer
+
 def chain(seed, layers, in_shape, in_bits=8, signed=False, zin=0, rounding="floor"):
     """A chain of layers given as dicts (kind, out_shape, wshape, wbits, per_channel, out_bits,
     pool-only fields ...), with random weights and calibrated biases / multipliers."""
@@ -56,15 +73,7 @@ def chain(seed, layers, in_shape, in_bits=8, signed=False, zin=0, rounding="floo
                                          out_zero_point=st["zp"], **common, **spec))
             st["shape"] = tuple(spec["out_shape"])
             continue
-        wshape, wbits = spec.pop("wshape"), spec.pop("wbits")
-        per_channel, icn = spec.pop("per_channel", False), spec.pop("icn", False)
-        layer = IntegerLayer(kind=kind, name=f"l{len(g.layers)}", **common, **spec)
-        top = (1 << wbits) - 1
-        layer.set_weights(rng.integers(0, top + 1, wshape), wbits)
-        n = layer.out_channels if per_channel else 1
-        layer.weight_zero_point = rng.integers(top // 4, top - top // 4 + 1, n).astype(np.int32)
-        g.layers.append(layer)
-        synth.calibrate_layer(g, layer, x, rng, icn, 0.0 if tfl else 0.25)
+        layer = weighted_layer(g, kind, spec, common, x, rng, tfl)
         st.update(shape=tuple(layer.out_shape), bits=layer.out_bits, signed=layer.out_signed,
                   zp=layer.out_zero_point)
     g.validate()
