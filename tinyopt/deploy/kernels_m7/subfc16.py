@@ -49,11 +49,10 @@ def subfc16_block_rows(layer) -> int:
     :data:`SUBFC16_ROWS`-or-4 blocking (then one block of the N % RB rows left) costs fewer
     instructions by the model above: blocks of four load two rows by one LDM (DS-CNN's 64 -> 12
     head: three of four, not two of six; AD's 128 -> 8 dense_4: two of four, not six and two).
+    8-bit inputs: 8 where :func:`subfc16_one8` takes the layer (the C's ONE8), else unused.
 
     Arguments:
         layer: a dense layer (its out_channels, in_shape, in_bits and out_bits are read).
-
-    8-bit inputs: 8 where :func:`subfc16_one8` takes the layer (the C's ONE8), else unused.
 
     Returns:
         4, 6 or 8.
