@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyopt.deploy import codegen, mcu, objcache
+from tinyopt.deploy import codegen, kernels_m7, mcu, objcache
 
 
 def _rename(text: str, k: int) -> str:
@@ -61,7 +61,14 @@ def _write_sources(exports: list, src: Path) -> list[str]:
         out = Path(e.out_dir)
         for f in ("model.c", "model.h", "model_params.h"):
             (src / f.replace("model", f"m{k}")).write_text(_rename((out / f).read_text(), k))
-    (src / "unity.c").write_text("".join(f'#include "m{k}.c"\n' for k in range(len(exports))))
+    # the union of the models' kernel forms first: the kernels are parsed at the first include
+    forms: dict = {}
+    for e in exports:
+        for kernel, params in e.forms.items():
+            for name, values in params.items():
+                forms.setdefault(kernel, {}).setdefault(name, set()).update(values)
+    (src / "unity.c").write_text(kernels_m7.forms_defines(forms) + "".join(
+        f'#include "m{k}.c"\n' for k in range(len(exports))))
     return list(ops)
 
 

@@ -114,6 +114,9 @@ class Export:
     # (word loads of the last row) and what a kernel's own weight order adds (row padding,
     # per-channel constants)
     prefix: str = "model"  # the C name: <prefix>.h, <prefix>.c, <prefix>_run, ... (export_c)
+    # the kernel forms its steps use, declared in <prefix>.c (kernels_m7.unit_forms): a unit of
+    # several models declares the union of theirs before including them
+    forms: dict = field(default_factory=dict)
 
     @property
     def sources(self) -> list[Path]:
@@ -508,7 +511,8 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
                   kernels=[c.kind for c in choices],
                   scratch_bytes=kernels_m7.scratch_bytes(choices),
                   weight_pad_bytes=sum(pads.values()), prefix=p,
-                  op_sources=[(p + "_" if p != "model" else "") + f for f, _ in own])
+                  op_sources=[(p + "_" if p != "model" else "") + f for f, _ in own],
+                  forms=kernels_m7.unit_forms(steps, choices, graph.rounding))
     # names come from model files (untrusted): C sees them only through tinyopt.names. The step
     # names are also printed one per line into the QEMU harness's stats (a 128-byte line buffer),
     # so they are cut and kept on one line by c_comment before being escaped.
@@ -577,7 +581,8 @@ void {p}_profile_hook(int step);
     out_offsets = ", ".join(f"{s.out_offset}u" for s in steps)
     fn_table = ", ".join(c.function for c in choices)
     kernel_prefix = p + "_" if p != "model" else ""
-    m7_include = f'#include "{kernel_prefix}tn_m7.h"\n' if step_fns else ""
+    m7_include = (kernels_m7.forms_defines(info.forms) + f'#include "{kernel_prefix}tn_m7.h"\n'
+                  if step_fns else "")
     if step_fns and not any(c.kind == "sub" for c in choices):
         # no sub-byte kernel to parse (tn_m7.h); undefined after, for a unit of several models
         m7_include = ("#define TN_M7_INT8_ONLY /* no sub-byte step */\n" + m7_include

@@ -2471,6 +2471,9 @@ TN_INLINE void tn_m7_conv(const tn_layer_t *l, const uint8_t *in, const uint8_t 
                           uint32_t OB, TN_RQ_ARGS, TN_FADD_ARGS, const int32_t *FT,
                           uint32_t FSH)
 {
+#ifdef TN_M7_CONV_FORMS /* the export's (kernels_m7.FORM_PARAMS; tn_arith.h TN_FORMS_ONLY) */
+    TN_FORMS_ONLY(TN_M7_CONV_FORMS(MODE, QUAD, TAB, OB));
+#endif
     const uint32_t np = (uint32_t)(OH * OW);
     const uint32_t aligned = ((uintptr_t)l->w & 3u) == 0u; /* LDRD of weights (else LDR) */
     uint32_t p = 0;
