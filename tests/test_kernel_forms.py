@@ -3,7 +3,6 @@ declared values are exactly those the unit's kernel calls pass, the declaration 
 object code, and a call outside it stops the build instead of taking another path."""
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 
@@ -12,27 +11,21 @@ import pytest
 from tests.test_kernels_m7_conv import _conv_graph
 from tinyopt.deploy import codegen, kernels_m7, mcu
 
-# tn_m7_conv's form parameters by their place in its argument list (c/tn_m7_gemm.h): read from
-# the emitted call, not from kernels_m7, so the two are checked against each other
+# tn_m7_conv's form parameters by their place in its argument list (c/tn_m7_gemm.h), written
+# here by hand against kernels_m7.kernel_params, which reads them from the prototype
 CONV_ARG = {"MODE": 6, "QUAD": 26, "TAB": 27, "OB": 35}
 
 
-def _calls(text: str, kernel: str) -> list[list[str]]:
-    """The argument lists of every call of ``kernel`` in a generated C file (top-level commas)."""
-    calls = []
-    for m in re.finditer(rf"\b{kernel}\(", text):
-        depth, args, cur = 1, [], ""
-        for ch in text[m.end():]:
-            depth += (ch == "(") - (ch == ")")
-            if depth == 0:
-                break
-            if ch == "," and depth == 1:
-                args.append(cur.strip())
-                cur = ""
-            else:
-                cur += ch
-        calls.append(args + [cur.strip()])
-    return calls
+def test_kernel_params_read_from_the_prototypes():
+    conv = kernels_m7.kernel_params("tn_m7_conv")
+    assert len(conv) == 70 and {p: conv.index(p) for p in CONV_ARG} == CONV_ARG
+    assert conv[:7] == ("l", "in", "other", "out", "buf", "v", "MODE")
+    assert conv[36:42] == ("FAST", "M0", "N0", "LOZ", "HIZ", "ZP")  # TN_RQ_ARGS
+    assert conv[-8:] == ("QS", "QM", "QC", "QK", "QR", "QF", "FT", "FSH")  # TN_ST_ARGS(Q)
+    for kernel in kernels_m7.FORM_PARAMS:
+        assert set(kernels_m7.FORM_PARAMS[kernel]) <= set(kernels_m7.kernel_params(kernel))
+    with pytest.raises(KeyError, match="no kernel"):
+        kernels_m7.kernel_params("tn_m7_nothing")
 
 
 def test_forms_defines_text_and_refusals():
@@ -46,6 +39,11 @@ def test_forms_defines_text_and_refusals():
         kernels_m7.forms_defines({"tn_m7_fc": {"OB": {8}}})
     with pytest.raises(ValueError, match="want each of"):
         kernels_m7.forms_defines({"tn_m7_conv": {"MODE": {0}, "QUAD": {1}, "TAB": {4}}})
+    with pytest.raises(ValueError, match="not an unsigned literal"):
+        kernels_m7.unit_forms("tn_m7_conv(" + ", ".join(["0u"] * 6 + ["-1"] + ["0u"] * 63) + ");")
+    assert kernels_m7.unit_forms("/* step 3: tn_m7_conv(a layer named so) */\n") == {}
+    with pytest.raises(ValueError, match="prototype takes 70"):
+        kernels_m7.unit_forms("tn_m7_conv(l, in[0]);")
     with pytest.raises(ValueError, match="non-negative"):
         kernels_m7.forms_defines({"tn_m7_conv": {"MODE": {-1}, "QUAD": {1}, "TAB": {4},
                                                  "OB": {8}}})
@@ -55,7 +53,7 @@ def test_forms_defines_text_and_refusals():
 def test_an_export_declares_the_forms_its_calls_pass(tmp_path, name):
     e = codegen.export_c(_conv_graph(name), tmp_path / "c")
     text = (tmp_path / "c" / "model.c").read_text()
-    calls = _calls(text, "tn_m7_conv")
+    calls = kernels_m7.forms._call_args(text, "tn_m7_conv")
     assert calls and all(len(a) == 70 for a in calls), [len(a) for a in calls]
     passed = {p: {int(a[i].rstrip("u")) for a in calls} for p, i in CONV_ARG.items()}
     assert e.forms == {"tn_m7_conv": passed}

@@ -512,7 +512,7 @@ def export_c(graph: IntegerGraph, out_dir, fuse_pool: bool = True,
                   scratch_bytes=kernels_m7.scratch_bytes(choices),
                   weight_pad_bytes=sum(pads.values()), prefix=p,
                   op_sources=[(p + "_" if p != "model" else "") + f for f, _ in own],
-                  forms=kernels_m7.unit_forms(steps, choices, graph.rounding))
+                  forms=kernels_m7.unit_forms(step_fns))
     # names come from model files (untrusted): C sees them only through tinyopt.names. The step
     # names are also printed one per line into the QEMU harness's stats (a 128-byte line buffer),
     # so they are cut and kept on one line by c_comment before being escaped.

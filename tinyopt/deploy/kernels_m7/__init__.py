@@ -102,6 +102,8 @@ from tinyopt.deploy.kernels_m7.conv import (  # noqa: F401  (re-exported)
     _w16_scaled, w16_add_table)
 from tinyopt.deploy.kernels_m7.dw3 import (  # noqa: F401  (re-exported)
     dw3_plan, dw3_weights, dw3_tail_offset, _dw3_call)
+from tinyopt.deploy.kernels_m7.forms import (  # noqa: F401  (re-exported)
+    FORM_PARAMS, forms_defines, kernel_params, unit_forms)
 
 
 @dataclass
@@ -271,17 +273,15 @@ def step_function(step: Step, index: int, choice: Choice, graph_rounding: str,
         h, w, c = _hwc(layer.in_shape)
         oh, ow, co = _hwc(layer.out_shape)
         kh, kw = kernel_window(layer)
-        # the form parameters as declared for the unit (forms_defines): the same values
-        form = step_forms(step, choice, graph_rounding)[1]
-        args = [form["MODE"], h, w, c, oh, ow, co, kh, kw, layer.stride[0],
+        args = [2 if step.add is not None else 0, h, w, c, oh, ow, co, kh, kw, layer.stride[0],
                 layer.stride[1], top, left, *layer.dilation, common["XS"], common["ZX"],
                 common["PADZERO"],
                 conv_lanes(layer)[0], int(_inside(layer, gemm_geometry(layer))),
-                form["QUAD"], form["TAB"],
+                *conv_plan(layer, graph_rounding, fused=step.add is not None),
                 w16_shift(layer, graph_rounding, fused=step.add is not None),
                 int(signed_weights(layer)), common["NWZP"],
                 int(zw[0]), common["REQ"],
-                common["NM"], common["ROUND"], form["OB"], *rq.values(),
+                common["NM"], common["ROUND"], common["OB"], *rq.values(),
                 *_fused_add_args(step, graph_rounding)]
         lanes, _ = scratch_parts(step)  # the int32 outputs of a fused ADD follow the lanes
         ftab, ft = w16_add_table(step, graph_rounding), "(const int32_t *)0, 0u"
@@ -359,82 +359,6 @@ def _pool_function(step: Step, index: int, graph_rounding: str, u, arena: str) -
             f"uint8_t *out)\n{{\n"
             f"    tn_m7_pool(l, in[0], out, {_scratch(step, arena, 'int32_t')}, "
             + ", ".join(u(a) for a in args) + ");\n}\n")
-
-
-# The parameters that select a kernel's form (unrolled variant, epilogue, fused ADD), by kernel:
-# the export declares the values its unit's steps pass (:func:`forms_defines`, before tn_m7.h),
-# and the kernel's first statement (TN_FORMS_ONLY, c/tn_arith.h) lets GCC drop the other forms
-# from its body before copying it into every step: less compile time, the same object code. One
-# row per kernel that declares them; :func:`step_forms` gives a step's values, and the step's
-# call passes exactly those.
-FORM_PARAMS = {"tn_m7_conv": ("MODE", "QUAD", "TAB", "OB")}
-
-
-def step_forms(step: Step, choice: Choice,
-               graph_rounding: str) -> tuple[str, dict[str, int]] | None:
-    """The form parameters a specialised step passes to its kernel (:data:`FORM_PARAMS`).
-
-    Arguments:
-        step: the step; choice: :func:`choose`'s answer for it; graph_rounding: the graph's
-            rounding flavour.
-
-    Returns:
-        (the kernel's C name, {parameter: value}), or None for a kernel that declares no forms.
-    """
-    if choice.kind not in ("pw", "conv"):
-        return None
-    fused = step.add is not None
-    quad, tab = conv_plan(step.layer, graph_rounding, fused=fused)
-    return "tn_m7_conv", {"MODE": 2 if fused else 0, "QUAD": quad, "TAB": tab,
-                          "OB": step.add.out_bits if fused else step.layer.out_bits}
-
-
-def forms_defines(forms: dict[str, dict[str, set[int]]]) -> str:
-    """The C that declares a unit's kernel forms: ``TN_M7_<KERNEL>_FORMS(<parameters>)``, true
-    for the values its steps pass, each parameter on its own (GCC's ranges are per variable).
-    Each is guarded by ``#ifndef``: a unit of several models (a test's one-program build) defines
-    the union of theirs first.
-
-    Arguments:
-        forms: {kernel C name: {parameter: the values the unit's steps pass}}.
-
-    Returns:
-        Preprocessor lines ("" for no form).
-
-    Raises:
-        ValueError: a kernel without :data:`FORM_PARAMS`, a parameter missing, a value not a
-            non-negative int (the literals are unsigned).
-    """
-    lines = []
-    for kernel in sorted(forms):
-        if kernel not in FORM_PARAMS:
-            raise ValueError(f"kernel {kernel!r} declares no forms (FORM_PARAMS)")
-        names, values = FORM_PARAMS[kernel], forms[kernel]
-        if set(values) != set(names) or not all(values[n] for n in names):
-            raise ValueError(f"{kernel}: forms for {sorted(values)}, want each of {names}")
-        if not all(isinstance(v, (int, np.integer)) and int(v) >= 0
-                   for n in names for v in values[n]):
-            raise ValueError(f"{kernel}: form values must be non-negative ints, got {values}")
-        cond = " && ".join("(" + " || ".join(f"({n}) == {int(v)}u" for v in sorted(values[n]))
-                           + ")" for n in names)
-        macro = f"TN_M7_{kernel.removeprefix('tn_m7_').upper()}_FORMS"
-        lines.append(f"#ifndef {macro} /* the forms this unit's steps use */\n"
-                     f"#define {macro}({', '.join(names)}) ({cond})\n#endif\n")
-    return "".join(lines)
-
-
-def unit_forms(steps: list[Step], choices: list[Choice], graph_rounding: str,
-               into: dict | None = None) -> dict[str, dict[str, set[int]]]:
-    """Every kernel form the steps use (:func:`step_forms`), added to ``into`` (a union over
-    several models) and returned."""
-    forms = {} if into is None else into
-    for step, choice in zip(steps, choices):
-        got = step_forms(step, choice, graph_rounding)
-        if got is not None:
-            per = forms.setdefault(got[0], {})
-            for name, value in got[1].items():
-                per.setdefault(name, set()).add(int(value))
-    return forms
 
 
 def scratch_bytes(choices: list[Choice]) -> int:
