@@ -54,6 +54,21 @@ LEAN_CHAINS = {  # name: (rounding, input signed, input zero point, input shape,
         _conv((2, 2, 5), (5, 1, 1, 9), 2, 4, per_channel=True),
         dict(kind="flatten"),
         _dense(3, 20, 4, 32, out_signed=True, requantize=False)]),
+    # the seed CNN's first layer's shape: one 8-bit channel, 3x3, its 9 codes gathered and
+    # completed with z_x (signed, -3) once per call, fused with a 2x2 max pool into 8-bit
+    # outputs (tn_m7_sub's clamp and store in one loop); 6 rows of 4-bit weights (the pair
+    # block: tn_sf_emit4's MODE 1 row by row), then 12 rows of 2-bit weights over 54 codes
+    # (padded with z_x = 3: 56; MODE 1's four rows unrolled), per-channel multipliers
+    "pool8": ("floor", True, -3, (10, 10, 1), [
+        _conv((8, 8, 6), (6, 3, 3, 1), 4, 8, out_zero_point=3),
+        dict(kind="maxpool", out_shape=(4, 4, 6), pool_size=(2, 2), stride=(2, 2),
+             padding=(0, 0, 0, 0)),
+        _conv((4, 4, 12), (12, 3, 3, 6), 2, 8, padding=(1, 1, 1, 1), per_channel=True,
+              icn=True),
+        dict(kind="maxpool", out_shape=(2, 2, 12), pool_size=(2, 2), stride=(2, 2),
+             padding=(0, 0, 0, 0)),
+        dict(kind="flatten"),
+        _dense(3, 48, 4, 32, out_signed=True, requantize=False)]),
     "pw_u": ("tflite_double", False, 0, (4, 4, 8), [
         _conv((4, 4, 16), (16, 1, 1, 8), 4, 4, per_channel=True),
         _conv((4, 4, 10), (10, 1, 1, 16), 4, 2),
@@ -167,6 +182,10 @@ def test_lean_fc_form_host_bitexact(tmp_path, lean, host_batch, name):
         assert [t > 0 for t in tails] == [True] * 4 + [False] * 2, tails
         assert kernels_m7.sub.sub_lane_layout(convs[5][1].layer)
         assert steps_mod.write_delay(convs[5][1]) is not None
+    if name == "pool8":  # fused pools into 8-bit codes, 6 and 12 rows, gathered windows
+        assert [(s.pool is not None, s.layer.out_bits, s.layer.out_channels,
+                 steps_mod.sub_direct(s)) for _, s in convs] == [(True, 8, 6, False),
+                                                                (True, 8, 12, False)]
     if name == "conv_lanes":  # gathered windows too
         assert all(t > 0 for t in tails) and not any(steps_mod.sub_direct(s) for _, s in convs)
     if name in ("first4", "first2"):  # pairs on their own weights (WOFF: after the FC form's)
@@ -239,7 +258,7 @@ def test_lean_fc_form_under_qemu(qemu, tmp_path, lean):
     """The FC form's assembly (tn_m7_subfc's loops per window: 8-bit inputs with an offset,
     4-bit signed and unsigned, blocks of eight, pair blocks, a gathered window with a tail
     word, fused max pool) bit-exact under QEMU: one deploy per chain."""
-    names = ("first_pool", "pw_u", "lanes", "conv_lanes", "first4", "first2")
+    names = ("first_pool", "pool8", "pw_u", "lanes", "conv_lanes", "first4", "first2")
     graphs = {name: _lean_graph(name) for name in names}
     xs = {}
     for name in names:

@@ -133,6 +133,8 @@ TN_INLINE void tn_sub_copy(uint8_t *TN_RESTRICT dst, const uint8_t *src, uint32_
         const uint32_t v = tn_ld32(src + i);
         TN_MEMCPY(dst + i, &v, 4);
     }
+    TN_UNROLL /* n a constant of the step (KW C XB / 8): GCC kept a loop of LDRB / STRB / CMP /
+               * BNE over the last 1 .. 3 bytes (seed_cnn's window rows of three codes) */
     for (; i < n; i++) dst[i] = src[i];
 }
 
@@ -360,8 +362,15 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
     }
     { /* fused max pool: per pooled pixel, the max over its window's in-bounds layer outputs */
         uint32_t idx = 0;
+        /* a gathered window's codes K .. KG - 1 (z_x's) once per call, not per pixel: the gather
+         * writes codes 0 .. K - 1 only, and nothing else writes buf during the step (seed_cnn's
+         * first layer+pool, 9 codes of 16: seven byte stores a pixel) */
+        const uint32_t KW0 = DIRECT ? KG : (uint32_t)(KH * KW) * C;
+        for (uint32_t k = KW0; k < KG; k++)
+            tn_set(buf, k, XB, (uint32_t)ZX & (XB == 8u ? 0xFFu : (1u << XB) - 1u));
         for (int32_t py = 0; py < POH; py++)
             for (int32_t px = 0; px < POW; px++) {
+                TN_UNROLL /* CO a constant: GCC's loop reloaded its end and the constant */
                 for (uint32_t c = 0; c < CO; c++) best[c] = INT32_MIN;
                 for (int32_t dy = 0; dy < PH; dy++) {
                     const int32_t oy = py * PSH - PPT + dy;
@@ -372,7 +381,7 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                         int32_t sx;
                         if (ox < 0 || ox >= OW) continue;
                         src = tn_sub_window(in, buf, oy, ox, H, W, C, KH, KW, SH, SW, PT, PL, XB,
-                                            ZX, PADZERO, DIRECT, KG);
+                                            ZX, PADZERO, DIRECT, KW0);
                         if (FC) {
                             tn_sf_pixel(l, src, other, out, 0u, best, KF, CO, XB, XS, ZX, WB, RF,
                                         KC, OCT, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 1u, TN_RQ,
@@ -384,13 +393,24 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                                      RB, NWZP, HASZW, ZW, REQ, NM, ROUND, OB, 1u, TN_RQ, TN_FADD);
                     }
                 }
-                for (uint32_t c = 0; c < CO; c++) {
-                    int32_t y = best[c];
-                    if (y < l->pool_lo) y = l->pool_lo;
-                    if (y > l->pool_hi) y = l->pool_hi;
-                    best[c] = y;
+                if (OB == 8u) { /* clamped and stored in one loop (tn_m7_store's own: 4 per
+                                 * output more) */
+                    const int32_t lo = l->pool_lo, hi = l->pool_hi;
+                    for (uint32_t c = 0; c < CO; c++) {
+                        int32_t y = best[c];
+                        if (y < lo) y = lo;
+                        if (y > hi) y = hi;
+                        out[idx + c] = (uint8_t)y;
+                    }
+                } else {
+                    for (uint32_t c = 0; c < CO; c++) {
+                        int32_t y = best[c];
+                        if (y < l->pool_lo) y = l->pool_lo;
+                        if (y > l->pool_hi) y = l->pool_hi;
+                        best[c] = y;
+                    }
+                    tn_m7_store(out, idx, best, CO, OB);
                 }
-                tn_m7_store(out, idx, best, CO, OB);
                 idx += CO;
             }
     }

@@ -1878,6 +1878,22 @@ TN_INLINE void tn_sf_emit4(const tn_layer_t *l, const int32_t *bias, const uint8
                    REQ, NM, ROUND, OB, TN_RQ);
         return;
     }
+    if (MODE == 1u) { /* the fused max pool: each output maxed into best as soon as computed.
+                       * Through v[] and tn_sf_hand_on GCC kept two loops per four rows (v
+                       * stored, reloaded, its own loop's end): seed_cnn's first layer+pool
+                       * (tn_m7_sub's FC form, 676 pixels of 12 outputs) about eight
+                       * instructions per output more */
+        const uint32_t R4 = N % 4u == 0u ? 4u : r; /* a constant where N % 4 = 0: unrolled */
+        TN_UNROLL
+        for (uint32_t j = 0; j < R4; j++) {
+            const int32_t z = !HASZW ? 0 : NWZP == 1u ? ZW : (int32_t)wzp[c + j];
+            const int32_t acc = (int32_t)((uint32_t)bias[c + j] + (uint32_t)A[j]
+                                          - (uint32_t)z * (uint32_t)sx);
+            const int32_t y = tn_m7_out(l, acc, c + j, REQ, NM == 1u ? 0u : 1u, ROUND, TN_RQ);
+            if (y > best[c + j]) best[c + j] = y;
+        }
+        return;
+    }
     for (uint32_t j = 0; j < r; j++) {
         const int32_t z = !HASZW ? 0 : NWZP == 1u ? ZW : (int32_t)wzp[c + j];
         const int32_t acc = (int32_t)((uint32_t)bias[c + j] + (uint32_t)A[j]
