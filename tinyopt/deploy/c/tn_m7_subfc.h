@@ -62,6 +62,19 @@
  * per word of 8-bit ones for 8); int16 lanes for those two rows (LDRD and two SMLAD per lane
  * pair, no masks) would bring w4a4 and w4a8 under w8a8 for 6 KB more flash (seed, K = 2028),
  * but that layout is kernels_m7.subconv.subfc_weights' (not this round's files).
+ * Session 23 (QEMU single-stepped, per-PC counts): seed_cnn's first layer+pool (tn_m7_sub's FC
+ * form, MODE 1) spent about 220 of its ~660 instructions per pixel outside the dot products:
+ * tn_sf_emit4's v[] and tn_sf_hand_on's second loop (18 per output), the window's z_x codes
+ * rewritten per pixel, best's fill and the clamp / store loops. Now w2a8 448,231 -> 312,514,
+ * w4a8 422,512 -> 304,194 (w8a8 444,791). The dense rows: AD's first layer (8-bit inputs, LP)
+ * is 85,120 of 88,459 in its loop at w4a8 (33.25 per 32 MACs: 6 masks per 8 rows, LDR and two
+ * UXTB16 per word per block), 87,680 of 90,980 at w2a8 (7 masks per 8 rows), against w8a8's
+ * 86,638 in all; AD's 128 -> 128 at w4a8 95 per block of eight outside the loop (epilogue 59,
+ * I 4, DIFF 6, pointers and spills 20); seed's logits 68 + 25 per 4-bit input word (blocks of
+ * eight and PF's pair block with the codes' sums). Left: UNP for 8-bit inputs (the lane pairs
+ * (x0, x2), (x1, x3) unpacked once per layer: one LDRD per word per block instead of LDR and
+ * two UXTB16, about -64 per block of eight on AD's 128 -> 128 layers) needs
+ * kernels_m7.subconv.subfc_unpack and steps.sub_fc_unpack_size to admit XB = 8.
  * --------------------------------------------------------------------------------------------- */
 
 /* The last, partial input word of K codes at in (K % (32 / XB) != 0): its codes, then z_x's in
