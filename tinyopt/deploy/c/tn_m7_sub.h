@@ -133,8 +133,6 @@ TN_INLINE void tn_sub_copy(uint8_t *TN_RESTRICT dst, const uint8_t *src, uint32_
         const uint32_t v = tn_ld32(src + i);
         TN_MEMCPY(dst + i, &v, 4);
     }
-    TN_UNROLL /* n a constant of the step (KW C XB / 8): GCC kept a loop of LDRB / STRB / CMP /
-               * BNE over the last 1 .. 3 bytes (seed_cnn's window rows of three codes) */
     for (; i < n; i++) dst[i] = src[i];
 }
 

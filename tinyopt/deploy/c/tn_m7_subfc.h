@@ -65,8 +65,10 @@
  * Session 23 (QEMU single-stepped, per-PC counts): seed_cnn's first layer+pool (tn_m7_sub's FC
  * form, MODE 1) spent about 220 of its ~660 instructions per pixel outside the dot products:
  * tn_sf_emit4's v[] and tn_sf_hand_on's second loop (18 per output), the window's z_x codes
- * rewritten per pixel, best's fill and the clamp / store loops. Now w2a8 448,231 -> 312,514,
- * w4a8 422,512 -> 304,194 (w8a8 444,791). The dense rows: AD's first layer (8-bit inputs, LP)
+ * rewritten per pixel, best's fill and the clamp / store loops. Now w2a8 448,231 -> 327,473,
+ * w4a8 422,512 -> 318,914, w4a4 422,392 -> 330,233 (w8a8 444,791; text +64 .. +124 B). Tried:
+ * tn_sub_copy's last 1 .. 3 bytes unrolled or as a halfword and a byte (seed w2a8 -15,000),
+ * but VWW's first layer rose 3,500 either way. The dense rows: AD's first layer (8-bit inputs, LP)
  * is 85,120 of 88,459 in its loop at w4a8 (33.25 per 32 MACs: 6 masks per 8 rows, LDR and two
  * UXTB16 per word per block), 87,680 of 90,980 at w2a8 (7 masks per 8 rows), against w8a8's
  * 86,638 in all; AD's 128 -> 128 at w4a8 95 per block of eight outside the loop (epilogue 59,
