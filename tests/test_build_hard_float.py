@@ -58,11 +58,24 @@ def _fc16_r2_w2():
                      _dense(2, 700, 2, 8, icn=True)], (10, 10, 10), 8, False, 0, "floor")
 
 
+def _subconv_add_r1():
+    """The kernel sweep's case subconv_add_hard_impossible (session 22) on the TFLite rounding,
+    which takes tn_m7_subconv without the sweep's roomy plan (steps.SCRATCH_ONLY_WHERE_FREE
+    holds for floor graphs only): a 3x3 conv2d of 4-bit weights, 47 -> 47 channels over 8-bit
+    codes, RAW 1, fused with the ADD of the graph input (MODE 2). TN_SC_G4R1's fourteen
+    registers had impossible constraints with an FPU at -O1, -O2 and -O3 (the floor graph:
+    -O2, -O3, -Os); TN_SC_LEAN_BLOCKS' thirteen (TN_SC_LEAN13) compile."""
+    from tests.test_kernel_sweep import KNOWN, residual
+    args = dict(dict(KNOWN)["subconv_add_hard_impossible"]["args"], rounding="tflite_single")
+    return residual(**args)
+
+
 # name -> (graph, a call its model.c must hold, the levels that failed before the fix)
 SYNTHETIC = {"oct_w2": (_oct_w2, "tn_m7_subfc(", ["-O2", "-O3"]),
              "s16_w4": (_s16_w4, "tn_m7_subfc16(", ["-O2"]),
              "fc16_r2_icn": (_fc16_r2_icn, "tn_m7_fc16(", ["-Og"]),
-             "fc16_r2_w2": (_fc16_r2_w2, "tn_m7_subfc16(", ["-O2"])}
+             "fc16_r2_w2": (_fc16_r2_w2, "tn_m7_subfc16(", ["-O2"]),
+             "subconv_add_r1": (_subconv_add_r1, "tn_m7_subconv(", ["-O2"])}
 
 
 @pytest.fixture(scope="module")

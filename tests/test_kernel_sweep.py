@@ -129,12 +129,14 @@ FORM_KEYS["tn_m7_subconv_epi"] = FORM_KEYS["tn_m7_subconv"]
 # float at -O2 ("'asm' operand has impossible constraints"); soft float builds and is exact, and
 # the dense layer alone (the same constants) or after a stride-1 conv2d compiles hard. Fixed in
 # session 22: with an FPU those rows take TN_F16_RUN_XS (tests/test_build_hard_float.py).
-# subconv_add_hard_impossible (OPEN, below; session 22, second stream seed 2 case m289 less its
-# tail): a 3x3 depthwise layer (8-bit weights, 2-bit signed codes to 8-bit ones), a 3x3 conv2d of
-# 4-bit weights over them (47 -> 47 channels, 2 x 4 pixels, 2-bit signed outputs) fused with the
-# ADD of the graph input (roomy: tn_m7_subconv MODE 2, RAW 1): model.c does not compile hard float
-# at -O2 (tn_m7_subconv.h:682 TN_SC_BLOCKS(TN_SC_G4R1) -> TN_RUN4, tn_m7_core.h:89: impossible
-# constraints); soft float builds and is exact.
+# subconv_add_hard_impossible (session 22, second stream seed 2 case m289 less its tail): a 3x3
+# depthwise layer (8-bit weights, 2-bit signed codes to 8-bit ones), a 3x3 conv2d of 4-bit
+# weights over them (47 -> 47 channels, 2 x 4 pixels, 2-bit signed outputs) fused with the ADD of
+# the graph input (roomy: tn_m7_subconv MODE 2, RAW 1): model.c did not compile hard float at
+# -O2, -O3, -Os (tn_m7_subconv.h TN_SC_BLOCKS(TN_SC_G4R1) -> TN_RUN4, tn_m7_core.h: impossible
+# constraints); soft float built and was exact. Fixed in session 23: with an FPU RAW 1 takes
+# TN_SC_LEAN_BLOCKS (TN_SC_LEAN13), thirteen registers in one statement per block
+# (tests/test_build_hard_float.py).
 KNOWN: list = [
     ("subfc16_s4_k3", dict(args=dict(seed=5, layers=[_dense(1, 3, 4, 8)], in_shape=(3,),
                                      in_bits=4, signed=True, zin=0, rounding="floor"),
@@ -150,11 +152,6 @@ KNOWN: list = [
                   per_channel=True), dict(kind="flatten"), _dense(2, 700, 2, 8, icn=True)],
             in_shape=(10, 10, 10), in_bits=8, signed=False, zin=0, rounding="floor"),
         plan=dict(roomy=False, no_subfc16=False), abis=("hard",))),
-]
-
-# Known cases whose kernel is not fixed yet, each a strict xfail (test_open_case): `make
-# test-sweep` passes while they fail as described, and fails once one passes (move it to KNOWN).
-OPEN: list = [
     ("subconv_add_hard_impossible", dict(
         build="residual",
         args=dict(seed=50289, layers=[
@@ -167,9 +164,11 @@ OPEN: list = [
             tail=[], in_shape=(2, 4, 47), in_bits=2, signed=True, zin=-2, rounding="floor"),
         plan=dict(roomy=True, no_subfc16=False), abis=("hard",))),
 ]
-OPEN_WHY = {"subconv_add_hard_impossible": "tn_m7_subconv's 4-bit RAW 1 blocks (TN_SC_BLOCKS("
-            "TN_SC_G4R1), c/tn_m7_subconv.h) fused with an ADD: 'asm' operand has impossible "
-            "constraints with an FPU at -O2 (session 22; soft float builds and is exact)"}
+
+# Known cases whose kernel is not fixed yet, each a strict xfail (test_open_case): `make
+# test-sweep` passes while they fail as described, and fails once one passes (move it to KNOWN).
+OPEN: list = []
+OPEN_WHY: dict = {}
 
 _STATS = {"cases": 0, "refused": Counter(), "host": 0, "qemu": Counter(), "forms": Counter(),
           "kinds": Counter(), "tails": Counter(), "mismatch": [], "constant": 0,

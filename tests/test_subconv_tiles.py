@@ -303,28 +303,65 @@ def test_epi_under_qemu(qemu, tmp_path, roomy):
     check_many(graphs, xs, tmp_path, host_images=0, mcu_images=3, exports=exports)
 
 
+def _raw_chains(mp) -> dict:
+    """tests.test_build_hard_float's _c4_chain twice, its 4-bit pointwise layers (NU = 2, 4 ..
+    16 lane pairs: every remainder the 4-bit blocks take, NU - 1 odd, 1, 3, 5, 7, straight and
+    before the loop of eight) forced to RAW 1 ("raw1") and RAW 0 ("raw0") on ``mp``, the other
+    graphs' layers left to subconv_raw: name -> graph."""
+    from tests.test_build_hard_float import _c4_chain
+    graphs = {"raw1": _c4_chain(), "raw0": _c4_chain()}
+    forced = {id(layer): raw for raw, g in ((1, graphs["raw1"]), (0, graphs["raw0"]))
+              for layer in g.layers}
+    mp.setattr(kernels_m7.subconv, "subconv_raw",
+               lambda layer: forced.get(id(layer), subconv_raw(layer)))
+    return graphs
+
+
+def _check_raw(e, raw: int):
+    """Every tn_m7_subconv call of ``e`` (a _raw_chains export) at RAW ``raw``, KWCP 4 .. 32."""
+    from tests.test_kernels_m7_sub import _emitted_calls
+    calls = _emitted_calls(e, "tn_m7_subconv")
+    assert sorted((c["RAW"], c["KWCP"]) for c in calls.values()) == [
+        (raw, c) for c in range(4, 33, 4)], calls
+
+
 @pytest.mark.slow  # Cortex-M7 builds and QEMU runs
 def test_epi_one_statement_under_qemu(qemu, tmp_path, roomy, monkeypatch):
     """The chain under TN_SC_C4_ONE (the one-statement blocks an FPU selects) on our soft-float
     target: its last layers' sixteen lane pairs per loop entered at the second half and eight
-    straight (TN_SC_C4_ONE_TAIL), bit-exact with the simulator under QEMU. Through check_many
-    without its host run, not mcu.deploy: the host C (TN_SC_C4_ONE selects assembly, which the
-    host build has not) is test_epi_forms_host_bitexact's, and deploy's sizes and RAM are not
-    what this tests."""
-    monkeypatch.setattr(mcu, "MCU_CFLAGS", (*mcu.MCU_CFLAGS, "-DTN_SC_C4_ONE=1"))
-    g = epi_chain()
-    x = np.random.default_rng(6).integers(0, 256, (3, *g.input_shape))
-    check_many({"epi_one": g}, {"epi_one": x}, tmp_path, host_images=0, mcu_images=3)
+    straight (TN_SC_C4_ONE_TAIL), bit-exact with the simulator under QEMU; in the same program
+    TN_SC_LEAN13 (RAW 1's and RAW 0's thirteen-register blocks, what an FPU selects) on
+    _raw_chains. Through check_many without its host run, not mcu.deploy: the host C (these
+    forms are assembly, which the host build has not) is test_epi_forms_host_bitexact's and
+    test_kernels_m7_sub's forced RAW 1 / 0 runs, and deploy's sizes and RAM are not what this
+    tests."""
+    from tests.test_kernels_m7_sub import _emitted_calls
+    monkeypatch.setattr(mcu, "MCU_CFLAGS",
+                        (*mcu.MCU_CFLAGS, "-DTN_SC_C4_ONE=1", "-DTN_SC_LEAN13=1"))
+    graphs = {"epi_one": epi_chain(), **_raw_chains(monkeypatch)}
+    exports = {n: codegen.export_c(g, tmp_path / n / "src") for n, g in graphs.items()}
+    _check_raw(exports["raw1"], 1)
+    _check_raw(exports["raw0"], 0)
+    assert {c["RAW"] for c in _emitted_calls(exports["epi_one"], "tn_m7_subconv_epi").values()
+            if c["WB"] == 4} == {2}  # the patch leaves the chain's 4-bit steps at RAW 2
+    xs = {n: np.random.default_rng(6).integers(0, 256, (3, *g.input_shape))
+          for n, g in graphs.items()}
+    check_many(graphs, xs, tmp_path, host_images=0, mcu_images=3, exports=exports)
 
 
 @pytest.mark.slow  # compiles per level
-def test_epi_compiles_at_levels(tmp_path, roomy):
+def test_epi_compiles_at_levels(tmp_path, roomy, monkeypatch):
     """The chain's variants compile at FORM_LEVELS with the FPU (fourteen registers: eight sums,
-    four temporaries, the state's address)."""
+    four temporaries, the state's address), and so do _raw_chains' RAW 0 blocks
+    (TN_SC_LEAN13: TN_SC_G4R0's fourteen registers had impossible constraints at every level
+    with an FPU; RAW 1's lean form compiles in test_build_hard_float's subconv_add_r1)."""
     _arm_gcc()
     e = codegen.export_c(epi_chain(), tmp_path / "src")
-    for level in FORM_LEVELS:
-        cmd = [*ARM, level, *WARN, "-c", str(e.out_dir / "model.c"), "-I", str(e.out_dir),
-               "-o", str(tmp_path / "model.o")]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr[-4000:]}"
+    raw0 = codegen.export_c(_raw_chains(monkeypatch)["raw0"], tmp_path / "raw0")
+    _check_raw(raw0, 0)
+    for out in (e.out_dir, raw0.out_dir):
+        for level in FORM_LEVELS:
+            cmd = [*ARM, level, *WARN, "-c", str(out / "model.c"), "-I", str(out),
+                   "-o", str(tmp_path / "model.o")]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr[-4000:]}"

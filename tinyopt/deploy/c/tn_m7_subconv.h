@@ -518,6 +518,60 @@ TN_INLINE int32_t tn_sc_window(const uint8_t *in, uint32_t *TN_RESTRICT d, int32
     } while (0)
 #define TN_SC_BLOCKS(G)                                                                         \
     TN_RUN4(NU, G, "ldr %[t], %[end]\n\tcmp %[x], %[t]\n\tbne 1b\n\t", TN_SC_OPERANDS)
+/* RAW 1 and 0 with an FPU (TN_SC_LEAN13, default __ARM_FP): thirteen registers, no temporary,
+ * one asm statement per block. With an FPU GCC found no registers for TN_SC_G4R1's and
+ * TN_SC_G4R0's fourteen (RAW 1 where an ADD was fused into the step, the kernel sweep of
+ * session 22: 47 -> 47 channels at -O2 / -O3 / -Os; RAW 0 in every step of a compile grid,
+ * session 23: "'asm' operand has impossible constraints"); neither one statement of the
+ * fourteen nor TN_RUN4's statements of the thirteen compiled, both together do. RAW 1: the
+ * weight word masked in place as TN_SC_C4 does (BIC 0xF000F000, AND 0x00FF00FF, AND
+ * 0x000F000F: the cumulative sums S_2, S_1, S_0) after row 3 from a first load of the same word
+ * (shift and AND): 16 instructions per lane pair instead of 15; tn_sc_block then takes the
+ * differences S_2 - S_1 = 256 A_2 and S_1 - S_0 = 16 A_1, equal modulo 2^32 to TN_SC_G4R1's
+ * scaled sums, so everything after the loop is the same. RAW 0 (no scaled sum is bounded, so
+ * no cumulative one): the word loaded again for rows 1-3, 20 instructions instead of 16. The
+ * loop's end is read into w; the first lane pair starts the sums (SMUAD: output-only sums, as
+ * TN_SC_G2_BLOCKS). Without an FPU (our QEMU builds, where the instruction counts are
+ * measured) TN_SC_G4R1 / TN_SC_G4R0 are unchanged; the tests build these forms without one
+ * too (-DTN_SC_LEAN13=1). */
+#ifndef TN_SC_LEAN13
+#if defined(__ARM_FP)
+#define TN_SC_LEAN13 1
+#else
+#define TN_SC_LEAN13 0
+#endif
+#endif
+#define TN_SC_G4R1LG(ACC)                                                                       \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\tldr %[w], [%[wp]]\n\t"                                    \
+    "lsr %[w], %[w], #12\n\tand %[w], %[w], #0x000F000F\n\t" ACC("w", 3)                        \
+    "ldr %[w], [%[wp]], #4\n\tbic %[w], %[w], #0xF000F000\n\t" ACC("w", 2)                      \
+    "and %[w], %[w], #0x00FF00FF\n\t" ACC("w", 1)                                                \
+    "and %[w], %[w], #0x000F000F\n\t" ACC("w", 0)
+#define TN_SC_G4R0LG(ACC)                                                                       \
+    "ldrd %[xa], %[xb], [%[x]], #8\n\tldr %[w], [%[wp]]\n\t"                                    \
+    "and %[w], %[w], #0x000F000F\n\t" ACC("w", 0)                                                \
+    "ldr %[w], [%[wp]]\n\tlsr %[w], %[w], #4\n\tand %[w], %[w], #0x000F000F\n\t" ACC("w", 1)    \
+    "ldr %[w], [%[wp]]\n\tlsr %[w], %[w], #8\n\tand %[w], %[w], #0x000F000F\n\t" ACC("w", 2)    \
+    "ldr %[w], [%[wp]], #4\n\tlsr %[w], %[w], #12\n\tand %[w], %[w], #0x000F000F\n\t"          \
+    ACC("w", 3)
+#define TN_SC_LEAN_ASM(BODY, I)                                                                 \
+    __asm__ volatile(BODY                                                                       \
+                     : [x] "+&r"(x), [wp] "+&r"(w), [xa] "=&r"(xa), [xb] "=&r"(xb),             \
+                       [w] "=&r"(u), [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2),            \
+                       [a3] "=&r"(a3), [b0] "=&r"(b0), [b1] "=&r"(b1), [b2] "=&r"(b2),          \
+                       [b3] "=&r"(b3)                                                           \
+                     : I : "cc", "memory")
+/* NU >= 1 lane pairs of the lane pair G(ACC) as TN_SC_G2_BLOCKS (TN_SC_UNROLL: the first
+ * starting the sums, NU - 1 mod 8 straight, a loop of eight) */
+#define TN_SC_LEAN_BLOCKS(G)                                                                    \
+    do {                                                                                        \
+        const uint32_t rest = NU - 1u;                                                          \
+        TN_SC_UNROLL(TN_SC_LEAN_ASM, G(TN_SC_ACCF), G(TN_SC_ACC), G(TN_SC_ACC) G(TN_SC_ACC),    \
+                     G(TN_SC_ACC) G(TN_SC_ACC) G(TN_SC_ACC) G(TN_SC_ACC),                       \
+                     "1:\n\t" G(TN_SC_ACC) G(TN_SC_ACC) G(TN_SC_ACC) G(TN_SC_ACC)               \
+                     G(TN_SC_ACC) G(TN_SC_ACC) G(TN_SC_ACC) G(TN_SC_ACC)                        \
+                     "ldr %[w], %[end]\n\tcmp %[x], %[w]\n\tbne 1b\n\t", TN_SC_G2_ENDF)         \
+    } while (0)
 /* RAW 2, the weight word masked in place (T: the register holding it): row 3's sum from the raw
  * word, then bits 0-11 of each lane (BIC 0xF000F000: w_0 + 16 w_1 + 256 w_2), bits 0-7 (w_0 +
  * 16 w_1), bits 0-3 (w_0): cumulative sums S_3, S_2, S_1, S_0, with A_r = (S_r - S_{r-1}) /
@@ -678,10 +732,18 @@ TN_INLINE const uint8_t *tn_sc_block(const uint8_t *w, const uint32_t *buf, uint
         TN_SC_C4_BLOCKS(TN_SC_LD2A, 1u);
     else if (CUM)
         TN_SC_C4_BLOCKS(TN_SC_LD2U, 0u);
+#if TN_SC_LEAN13
+    else if (RAW == 1u) {
+        TN_SC_LEAN_BLOCKS(TN_SC_G4R1LG);
+        a2 -= a1; a1 -= a0; b2 -= b1; b1 -= b0; /* 256 A_2, 16 A_1 from the cumulative sums */
+    } else
+        TN_SC_LEAN_BLOCKS(TN_SC_G4R0LG);
+#else
     else if (RAW == 1u)
         TN_SC_BLOCKS(TN_SC_G4R1);
     else
         TN_SC_BLOCKS(TN_SC_G4R0);
+#endif
 #else
     if (WB == 2u && RAW == 1u) { /* PK: rows 0-1 and 2-3 packed, TN_SC_PK_BLOCKS' sums */
         const uint32_t m = 0x00030003u, m2 = 0x000C000Cu;
