@@ -791,6 +791,9 @@ FPU_FORMS = {
         for lanes in ("TLO!=0", "HP!=0")],
     "TN_SC_C4_ONE_BLOCKS in tn_m7_sub_sl's pixel pairs": [("tn_m7_sub_sl", "WB=4")],
     "TN_S16_END_OP in memory (tn_m7_subfc16, 2 / 4-bit inputs)": [("tn_m7_subfc16", "XB!=8")],
+    "TN_SC_LEAN13 blocks in tn_m7_subconv (4-bit weights, RAW 1 / 0)": [
+        (k, "WB=4", raw) for k in ("tn_m7_subconv", "tn_m7_subconv_epi")
+        for raw in ("RAW=1", "RAW=0")],
 }
 
 
