@@ -499,4 +499,19 @@ TN_INLINE void tn_m7_store(uint8_t *out, uint32_t idx, const int32_t *v, uint32_
     for (uint32_t j = 0; j < n; j++) tn_set(out, idx + j, OB, (uint32_t)v[j]);
 }
 
+/* A fused max pool's pooled pixel: its n maxima best[0 .. n) clamped to the layer's output range
+ * (l->pool_lo .. pool_hi) and stored as elements idx .. idx + n of the OB-bit output (the pooled
+ * gemm, tn_m7_sub's and tn_m7_subconv's pooled pixels). */
+TN_INLINE void tn_m7_pool_out(const tn_layer_t *l, uint8_t *out, uint32_t idx, int32_t *best,
+                              uint32_t n, uint32_t OB)
+{
+    for (uint32_t c = 0; c < n; c++) {
+        int32_t y = best[c];
+        if (y < l->pool_lo) y = l->pool_lo;
+        if (y > l->pool_hi) y = l->pool_hi;
+        best[c] = y;
+    }
+    tn_m7_store(out, idx, best, n, OB);
+}
+
 #endif

@@ -401,13 +401,7 @@ TN_INLINE void tn_m7_sub(const tn_layer_t *l, const uint8_t *in, const uint8_t *
                         out[idx + c] = (uint8_t)y;
                     }
                 } else {
-                    for (uint32_t c = 0; c < CO; c++) {
-                        int32_t y = best[c];
-                        if (y < l->pool_lo) y = l->pool_lo;
-                        if (y > l->pool_hi) y = l->pool_hi;
-                        best[c] = y;
-                    }
-                    tn_m7_store(out, idx, best, CO, OB);
+                    tn_m7_pool_out(l, out, idx, best, CO, OB);
                 }
                 idx += CO;
             }

@@ -1598,13 +1598,7 @@ TN_INLINE void tn_sc_pooled(const tn_layer_t *l, const uint8_t *in, uint8_t *TN_
                 tn_sc_pool2(l, in, buf, best, qy, qx, qy, qx, 0u, H, W, C, CO, KH, KW, SH, SW,
                             PT, PL, XB, XS, ZX, PADZERO, GX, KWCP, INSIDE, WB, RAW, NWZP, ZW,
                             REQ, NM, ROUND, TN_RQ);
-            for (uint32_t c = 0; c < CO; c++) {
-                int32_t y = best[c];
-                if (y < l->pool_lo) y = l->pool_lo;
-                if (y > l->pool_hi) y = l->pool_hi;
-                best[c] = y;
-            }
-            tn_m7_store(out, idx, best, CO, OB);
+            tn_m7_pool_out(l, out, idx, best, CO, OB);
             idx += CO;
         }
 }
