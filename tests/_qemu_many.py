@@ -62,11 +62,7 @@ def _write_sources(exports: list, src: Path) -> list[str]:
         for f in ("model.c", "model.h", "model_params.h"):
             (src / f.replace("model", f"m{k}")).write_text(_rename((out / f).read_text(), k))
     # the union of the models' kernel forms first: the kernels are parsed at the first include
-    forms: dict = {}
-    for e in exports:
-        for kernel, params in e.forms.items():
-            for name, values in params.items():
-                forms.setdefault(kernel, {}).setdefault(name, set()).update(values)
+    forms = kernels_m7.union_forms(*(e.forms for e in exports))
     (src / "unity.c").write_text(kernels_m7.forms_defines(forms) + "".join(
         f'#include "m{k}.c"\n' for k in range(len(exports))))
     return list(ops)

@@ -31,10 +31,14 @@ def test_kernel_params_read_from_the_prototypes():
 def test_forms_defines_text_and_refusals():
     text = kernels_m7.forms_defines({"tn_m7_conv": {"MODE": {2, 0}, "QUAD": {1}, "TAB": {4},
                                                     "OB": {8}}})
-    assert text == ("#ifndef TN_M7_CONV_FORMS /* the forms this unit's steps use */\n"
+    assert text == ("#ifndef TN_M7_CONV_FORMS /* the forms this unit's steps use (several models "
+                    "in one unit: define the union, kernels_m7.union_forms, or 1, before) */\n"
                     "#define TN_M7_CONV_FORMS(MODE, QUAD, TAB, OB) (((MODE) == 0u || (MODE) == "
                     "2u) && ((QUAD) == 1u) && ((TAB) == 4u) && ((OB) == 8u))\n#endif\n")
     assert kernels_m7.forms_defines({}) == ""
+    assert kernels_m7.union_forms({"tn_m7_conv": {"MODE": {0}, "QUAD": {1}}},
+                                  {"tn_m7_conv": {"MODE": {2}, "QUAD": {1}}}) == {
+        "tn_m7_conv": {"MODE": {0, 2}, "QUAD": {1}}}
     with pytest.raises(ValueError, match="declares no forms"):
         kernels_m7.forms_defines({"tn_m7_fc": {"OB": {8}}})
     with pytest.raises(ValueError, match="want each of"):

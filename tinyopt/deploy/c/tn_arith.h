@@ -35,7 +35,8 @@
 #if __has_attribute(error) && __has_attribute(noreturn)
 extern void tn_undeclared_form(void) __attribute__((noreturn, error(
     "a step passes a kernel form its unit did not declare (TN_M7_*_FORMS before tn_m7.h): "
-    "regenerate the C with tinyopt.deploy.codegen.export_c")));
+    "regenerate the C with tinyopt.deploy.codegen.export_c; for several models in one unit, "
+    "define each TN_M7_*_FORMS(...) as 1 (or their union) before the first")));
 #define TN_FORMS_ONLY(ok) do { if (!(ok)) tn_undeclared_form(); } while (0)
 #endif
 #endif

@@ -103,7 +103,7 @@ from tinyopt.deploy.kernels_m7.conv import (  # noqa: F401  (re-exported)
 from tinyopt.deploy.kernels_m7.dw3 import (  # noqa: F401  (re-exported)
     dw3_plan, dw3_weights, dw3_tail_offset, _dw3_call)
 from tinyopt.deploy.kernels_m7.forms import (  # noqa: F401  (re-exported)
-    FORM_PARAMS, forms_defines, kernel_params, unit_forms)
+    FORM_PARAMS, forms_defines, kernel_params, union_forms, unit_forms)
 
 
 @dataclass

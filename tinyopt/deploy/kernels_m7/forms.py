@@ -113,6 +113,17 @@ def unit_forms(step_c: str, into: dict | None = None) -> dict[str, dict[str, set
     return forms
 
 
+def union_forms(*units: dict[str, dict[str, set[int]]]) -> dict[str, dict[str, set[int]]]:
+    """The forms of several units together (``Export.forms`` of models compiled as one unit: the
+    kernels are parsed at the first ``#include "tn_m7.h"``, so that unit declares them all)."""
+    forms: dict[str, dict[str, set[int]]] = {}
+    for unit in units:
+        for kernel, params in unit.items():
+            for name, values in params.items():
+                forms.setdefault(kernel, {}).setdefault(name, set()).update(values)
+    return forms
+
+
 def forms_defines(forms: dict[str, dict[str, set[int]]]) -> str:
     """The C that declares a unit's kernel forms: ``TN_M7_<KERNEL>_FORMS(<parameters>)``, true
     for the values its steps pass, each parameter on its own (GCC's ranges are per variable).
@@ -142,6 +153,7 @@ def forms_defines(forms: dict[str, dict[str, set[int]]]) -> str:
         cond = " && ".join("(" + " || ".join(f"({n}) == {v}u" for v in sorted(values[n]))
                            + ")" for n in names)
         macro = f"TN_M7_{kernel.removeprefix('tn_m7_').upper()}_FORMS"
-        lines.append(f"#ifndef {macro} /* the forms this unit's steps use */\n"
+        lines.append(f"#ifndef {macro} /* the forms this unit's steps use (several models in "
+                     "one unit: define the union, kernels_m7.union_forms, or 1, before) */\n"
                      f"#define {macro}({', '.join(names)}) ({cond})\n#endif\n")
     return "".join(lines)
